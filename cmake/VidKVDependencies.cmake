@@ -1,0 +1,38 @@
+# Third-party libraries. Each is found from the system (Debian 12 / Ubuntu 24.04 packages installed by
+# scripts/setup.sh); a missing one stops configuration with the package to install.
+find_package(PkgConfig REQUIRED)
+
+pkg_check_modules(FFTW3F REQUIRED IMPORTED_TARGET fftw3f)
+
+find_package(HDF5 REQUIRED COMPONENTS C)
+if(NOT TARGET hdf5::hdf5)
+  add_library(vidkv_hdf5 INTERFACE)
+  target_include_directories(vidkv_hdf5 INTERFACE ${HDF5_INCLUDE_DIRS})
+  target_link_libraries(vidkv_hdf5 INTERFACE ${HDF5_C_LIBRARIES})
+  target_compile_definitions(vidkv_hdf5 INTERFACE ${HDF5_DEFINITIONS})
+  add_library(hdf5::hdf5 ALIAS vidkv_hdf5)
+endif()
+
+find_package(yaml-cpp REQUIRED)
+if(TARGET yaml-cpp::yaml-cpp)
+  set(VIDKV_YAML_TARGET yaml-cpp::yaml-cpp)
+else()
+  set(VIDKV_YAML_TARGET yaml-cpp)
+endif()
+
+find_package(Threads REQUIRED)
+
+if(VIDKV_BUILD_TESTS)
+  # Catch2 v2 (Debian 12) and v3 (Ubuntu 24.04) are both supported; tests/cpp/catch.h hides the difference.
+  find_package(Catch2 REQUIRED)
+  if(Catch2_VERSION VERSION_GREATER_EQUAL 3)
+    set(VIDKV_CATCH_MAJOR 3)
+  else()
+    set(VIDKV_CATCH_MAJOR 2)
+  endif()
+endif()
+
+if(VIDKV_ENABLE_PYTHON)
+  find_package(Python3 REQUIRED COMPONENTS Interpreter Development.Module Development.Embed)
+  find_package(pybind11 CONFIG REQUIRED)
+endif()

@@ -1,0 +1,37 @@
+#include <cuda_runtime.h>
+
+#include <cstdio>
+
+#include "vidkv/core/cuda/cuda_device.h"
+#include "vidkv/core/error.h"
+
+namespace vidkv {
+
+int cuda_device_count(std::string* why) {
+  int n = 0;
+  const cudaError_t status = cudaGetDeviceCount(&n);
+  if (status != cudaSuccess) {
+    if (why) *why = std::string("CUDA runtime: ") + cudaGetErrorString(status);
+    cudaGetLastError();  // clear the sticky error so later calls are not poisoned
+    return 0;
+  }
+  if (n == 0 && why) *why = "no CUDA device visible";
+  return n;
+}
+
+std::string cuda_device_description(int index) {
+  cudaDeviceProp prop{};
+  const cudaError_t status = cudaGetDeviceProperties(&prop, index);
+  if (status != cudaSuccess) return std::string("device ") + std::to_string(index) + ": " + cudaGetErrorString(status);
+  char buf[256];
+  std::snprintf(buf, sizeof buf, "%.200s, sm_%d%d, %.1f GiB", prop.name, prop.major, prop.minor,
+                static_cast<double>(prop.totalGlobalMem) / (1024.0 * 1024.0 * 1024.0));
+  return buf;
+}
+
+void cuda_check(int status, const char* what) {
+  if (status != cudaSuccess)
+    VIDKV_THROW(CudaError, what, ": ", cudaGetErrorString(static_cast<cudaError_t>(status)));
+}
+
+}  // namespace vidkv

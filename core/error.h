@@ -1,0 +1,78 @@
+// Error hierarchy of VidKV.
+//
+// Two kinds of failure, as in faiss and gem5:
+//  - the user's mistakes (bad config, bad trace, impossible shape, unsupported device) are exceptions derived
+//    from vidkv::Error; every message names *what* and *where* (file, dataset, YAML line, plugin parameter);
+//  - our own bugs are assertions (VIDKV_ASSERT) that abort with file and line.
+#pragma once
+
+#include <sstream>
+#include <stdexcept>
+#include <string>
+
+namespace vidkv {
+
+// Base of every error a user can cause. `what()` is one line, ready to print after "error: ".
+class Error : public std::runtime_error {
+ public:
+  explicit Error(const std::string& message) : std::runtime_error(message) {}
+};
+
+// Experiment or plugin configuration: unknown key, bad value, impossible parameter combination.
+class ConfigError : public Error {
+ public:
+  using Error::Error;
+};
+
+// A tensor whose rank, extent or dtype is not what an operation needs.
+class ShapeError : public Error {
+ public:
+  using Error::Error;
+};
+
+// Reading or writing files: missing, corrupt, truncated, wrong schema, NaN/Inf in data.
+class IoError : public Error {
+ public:
+  using Error::Error;
+};
+
+// A valid request that this build, backend or plugin cannot serve (e.g. CUDA without a GPU).
+class NotSupportedError : public Error {
+ public:
+  using Error::Error;
+};
+
+// A CUDA runtime or library call failed; the message holds the call and the CUDA error string.
+class CudaError : public Error {
+ public:
+  using Error::Error;
+};
+
+namespace detail {
+[[noreturn]] void assertion_failed(const char* expr, const char* file, int line, const std::string& message);
+
+template <class... Args>
+std::string concat(const Args&... args) {
+  std::ostringstream out;
+  (out << ... << args);
+  return out.str();
+}
+}  // namespace detail
+
+}  // namespace vidkv
+
+// Internal invariant: a failure is a VidKV bug, never the user's fault. Aborts with file, line and the streamed
+// message: VIDKV_ASSERT(n <= cap, "n = ", n, " exceeds ", cap).
+#define VIDKV_ASSERT(cond, ...)                                                                                 \
+  do {                                                                                                          \
+    if (!(cond)) ::vidkv::detail::assertion_failed(#cond, __FILE__, __LINE__, ::vidkv::detail::concat(__VA_ARGS__)); \
+  } while (0)
+
+// Throws ErrorType with the streamed arguments as message: VIDKV_THROW(ShapeError, "expected ", n, " tokens").
+#define VIDKV_THROW(ErrorType, ...) throw ErrorType(::vidkv::detail::concat(__VA_ARGS__))
+
+// Checks a user-facing precondition; throws ErrorType with the message when it fails.
+#define VIDKV_REQUIRE(cond, ErrorType, ...) \
+  do {                                      \
+    if (!(cond)) VIDKV_THROW(ErrorType, __VA_ARGS__); \
+  } while (0)

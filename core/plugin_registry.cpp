@@ -1,0 +1,93 @@
+#include "vidkv/core/plugin_registry.h"
+
+#include <algorithm>
+
+#include "vidkv/core/error.h"
+
+namespace vidkv {
+
+const char* plugin_family_name(PluginFamily f) {
+  switch (f) {
+    case PluginFamily::quantizer: return "quantizer";
+    case PluginFamily::channel_selector: return "channel_selector";
+    case PluginFamily::token_protector: return "token_protector";
+  }
+  return "?";
+}
+
+const char* plugin_type_key(PluginFamily f) { return f == PluginFamily::quantizer ? "quantizer" : "type"; }
+
+void PluginRegistry::add_info(PluginInfo info) {
+  if (infos_.count(info.name)) VIDKV_THROW(ConfigError, "plugin '", info.name, "' is registered twice");
+  infos_.emplace(info.name, std::move(info));
+}
+
+const std::string& PluginRegistry::block_type(PluginFamily family, const ConfigNode& block) const {
+  const char* key = plugin_type_key(family);
+  if (!block.is_map()) block.fail(std::string("expected a ") + plugin_family_name(family) + " block {" + key + ": NAME, ...}");
+  const ConfigNode* type = block.find(key);
+  if (!type) {
+    std::string hint;
+    if (block.has("preset")) hint = " (presets are resolved by the experiment loader, not inside plugin blocks)";
+    block.fail(std::string("missing '") + key + "' naming the " + plugin_family_name(family) + "; valid: " +
+               [&] {
+                 std::string s;
+                 for (const auto& n : names(family)) s += (s.empty() ? "" : ", ") + n;
+                 return s;
+               }() + hint);
+  }
+  const std::string& name = type->text();
+  auto it = infos_.find(name);
+  if (it == infos_.end() || it->second.family != family) {
+    auto valid = names(family);
+    auto near = closest_names(name, valid);
+    std::string list;
+    for (const auto& n : valid) list += (list.empty() ? "" : ", ") + n;
+    type->fail("unknown " + std::string(plugin_family_name(family)) + " '" + name + "'" +
+               (near.empty() ? "" : " (did you mean '" + near[0] + "'?)") + "; valid: " + list);
+  }
+  return name;
+}
+
+std::unique_ptr<Quantizer> PluginRegistry::make_quantizer(const ConfigNode& block) const {
+  return quantizers_.at(block_type(PluginFamily::quantizer, block))(block, *this);
+}
+
+std::unique_ptr<ChannelSelector> PluginRegistry::make_channel_selector(const ConfigNode& block) const {
+  return selectors_.at(block_type(PluginFamily::channel_selector, block))(block, *this);
+}
+
+std::unique_ptr<TokenProtector> PluginRegistry::make_token_protector(const ConfigNode& block) const {
+  return protectors_.at(block_type(PluginFamily::token_protector, block))(block, *this);
+}
+
+void PluginRegistry::validate(PluginFamily family, const ConfigNode& block) const {
+  switch (family) {
+    case PluginFamily::quantizer: (void)make_quantizer(block); break;
+    case PluginFamily::channel_selector: (void)make_channel_selector(block); break;
+    case PluginFamily::token_protector: (void)make_token_protector(block); break;
+  }
+}
+
+const PluginInfo* PluginRegistry::find(const std::string& name) const {
+  auto it = infos_.find(name);
+  return it == infos_.end() ? nullptr : &it->second;
+}
+
+std::vector<PluginInfo> PluginRegistry::list() const {
+  std::vector<PluginInfo> out;
+  for (const auto& [name, info] : infos_) out.push_back(info);
+  std::stable_sort(out.begin(), out.end(), [](const PluginInfo& a, const PluginInfo& b) {
+    return static_cast<int>(a.family) < static_cast<int>(b.family);
+  });
+  return out;
+}
+
+std::vector<std::string> PluginRegistry::names(PluginFamily family) const {
+  std::vector<std::string> out;
+  for (const auto& [name, info] : infos_)
+    if (info.family == family) out.push_back(name);
+  return out;
+}
+
+}  // namespace vidkv

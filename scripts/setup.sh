@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# Sets up VidKV on a fresh Debian 12 / Ubuntu 24.04 machine and builds it:
+#   1. system packages (apt-get when root; otherwise prints the exact command and stops),
+#   2. a project-local Python virtual environment .venv with the pinned packages of requirements.txt,
+#   3. CMake configure + build into build/ (at most 2 parallel jobs unless VIDKV_JOBS says otherwise).
+# Safe to re-run: each step is skipped when already done. Options: --no-python (skip the venv).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+want_python=1
+for arg in "$@"; do
+  case "$arg" in
+    --no-python) want_python=0 ;;
+    -h|--help) sed -n '2,8p' "$0"; exit 0 ;;
+    *) echo "setup.sh: unknown option '$arg'" >&2; exit 2 ;;
+  esac
+done
+
+APT_PACKAGES=(build-essential cmake pkg-config libhdf5-dev libyaml-cpp-dev libfftw3-dev catch2 pybind11-dev
+              python3-dev python3-venv libeigen3-dev)
+
+missing=()
+for p in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  if [ "$(id -u)" -eq 0 ]; then
+    echo "setup: installing system packages: ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  else
+    echo "setup: missing system packages. Run this, then run setup again:" >&2
+    echo "  sudo apt-get update && sudo apt-get install -y ${missing[*]}" >&2
+    exit 1
+  fi
+fi
+
+if ((want_python)); then
+  if [ ! -x .venv/bin/python ] || ! cmp -s requirements.txt .venv/.requirements.installed; then
+    echo "setup: creating the Python environment .venv (requirements.txt)"
+    python3 -m venv .venv
+    .venv/bin/python -m pip install -q --upgrade pip
+    .venv/bin/python -m pip install -q -r requirements.txt
+    cp requirements.txt .venv/.requirements.installed
+  fi
+fi
+
+jobs="${VIDKV_JOBS:-2}"
+if [ ! -f build/CMakeCache.txt ]; then
+  cmake --preset default >/dev/null
+fi
+echo "setup: building (cmake --build build -j $jobs)"
+cmake --build build -j "$jobs" 2>&1 | grep -E "error:|warning:|\*\*\*" || true
+test -x build/bin/vidkv || { echo "setup: build failed (run: cmake --build build)" >&2; exit 1; }
+echo "setup: done. The command line is build/bin/vidkv"
