@@ -29,6 +29,12 @@ const std::string& PluginRegistry::block_type(PluginFamily family, const ConfigN
   if (!type) {
     std::string hint;
     if (block.has("preset")) hint = " (presets are resolved by the experiment loader, not inside plugin blocks)";
+    for (const auto& [k, v] : block.entries()) {
+      if (!closest_names(k, {key}).empty()) {
+        v.fail("unknown key '" + k + "' (did you mean '" + key + "'?); a " + plugin_family_name(family) +
+               " block names its plugin with '" + key + ": NAME'");
+      }
+    }
     block.fail(std::string("missing '") + key + "' naming the " + plugin_family_name(family) + "; valid: " +
                [&] {
                  std::string s;

@@ -6,6 +6,7 @@
 #include "vidkv/core/params.h"
 #include "vidkv/core/plugin_registry.h"
 #include "vidkv/experiments/src/command_line.h"
+#include "vidkv/experiments/src/presets.h"
 
 namespace vidkv::cli {
 
@@ -22,6 +23,8 @@ int plugins_list(const Args& args) {
     }
     std::printf("  %-22s %s\n", info.name.c_str(), info.summary.c_str());
   }
+  std::cout << "\npresets (experiments/presets; use as codec: {preset: NAME}):\n";
+  for (const auto& p : list_presets()) std::printf("  %-22s %s\n", p.name.c_str(), p.description.c_str());
   return 0;
 }
 

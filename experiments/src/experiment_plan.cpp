@@ -1,0 +1,348 @@
+#include "vidkv/experiments/src/experiment_plan.h"
+
+#include <glob.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <set>
+
+#include "vidkv/core/error.h"
+#include "vidkv/core/params.h"
+#include "vidkv/experiments/src/presets.h"
+#include "vidkv/experiments/src/yaml_config.h"
+
+namespace fs = std::filesystem;
+
+namespace vidkv {
+
+const std::vector<std::string>& all_metric_names() {
+  static const std::vector<std::string> names = {
+      "key_rel_error", "value_rel_error", "key_mse", "value_mse", "key_snr_db", "value_snr_db", "key_cosine",
+      "value_cosine", "attn_logit_rel_error", "attn_kl", "attn_topk_overlap", "attn_out_rel_error",
+      "attn_out_rel_error_key_only", "attn_out_rel_error_value_only", "key_nominal_bits", "value_nominal_bits",
+      "key_effective_bits", "value_effective_bits", "nominal_bits", "effective_bits", "compression_ratio", "seconds"};
+  return names;
+}
+
+namespace {
+
+const std::vector<std::string> kTopLevelKeys = {"name", "description", "traces", "backend", "seed", "codec",
+                                                "lifecycle", "sweep", "metrics", "output"};
+
+bool names_plugin(const ConfigNode& n, std::string* key, std::string* value) {
+  if (!n.is_map()) return false;
+  for (const char* k : {"quantizer", "type"}) {
+    if (const ConfigNode* v = n.find(k); v && v->is_scalar()) {
+      *key = k;
+      *value = v->text();
+      return true;
+    }
+  }
+  return false;
+}
+
+void check_keys(const ConfigNode& node, const std::vector<std::string>& valid, const std::string& what) {
+  for (const auto& [key, value] : node.entries()) {
+    if (std::find(valid.begin(), valid.end(), key) != valid.end()) continue;
+    auto near = closest_names(key, valid);
+    std::string list;
+    for (const auto& v : valid) list += (list.empty() ? "" : ", ") + v;
+    value.fail("unknown key '" + key + "' in " + what + (near.empty() ? "" : " (did you mean '" + near[0] + "'?)") +
+               "; valid keys: " + list);
+  }
+}
+
+std::vector<std::string> expand_traces(const ConfigNode& traces, const std::string& source_file) {
+  std::vector<const ConfigNode*> patterns;
+  if (traces.is_scalar()) {
+    patterns.push_back(&traces);
+  } else if (traces.is_list()) {
+    for (const auto& t : traces.items()) patterns.push_back(&t);
+  } else {
+    traces.fail("expected a trace path, a glob, or a list of them");
+  }
+  std::vector<fs::path> bases = {fs::current_path()};
+  if (!source_file.empty()) bases.push_back(fs::absolute(source_file).parent_path());
+#ifdef VIDKV_SOURCE_DIR
+  bases.push_back(VIDKV_SOURCE_DIR);
+#endif
+  std::vector<std::string> out;
+  for (const ConfigNode* p : patterns) {
+    const std::string pattern = p->text();
+    std::vector<std::string> found;
+    for (const auto& base : bases) {
+      const fs::path full = fs::path(pattern).is_absolute() ? fs::path(pattern) : base / pattern;
+      glob_t g{};
+      if (::glob(full.c_str(), 0, nullptr, &g) == 0) {
+        for (std::size_t i = 0; i < g.gl_pathc; ++i) found.push_back(fs::path(g.gl_pathv[i]).lexically_normal().string());
+      }
+      globfree(&g);
+      if (!found.empty()) break;
+    }
+    if (found.empty()) p->fail("no trace matches '" + pattern + "' (relative paths are tried from the current directory, the experiment file's folder and the VidKV source tree)");
+    for (auto& f : found) {
+      if (fs::path(f).is_relative() || true) {
+        // Show paths relative to the current directory when they are below it (stable, readable result rows).
+        std::error_code ec;
+        const fs::path rel = fs::relative(f, fs::current_path(), ec);
+        if (!ec && !rel.empty() && rel.native().rfind("..", 0) != 0) f = rel.string();
+      }
+      out.push_back(f);
+    }
+  }
+  std::sort(out.begin(), out.end());
+  out.erase(std::unique(out.begin(), out.end()), out.end());
+  return out;
+}
+
+void apply_assignment(ConfigNode& doc, const std::string& path, const ConfigNode& value) {
+  if (path.find('.') == std::string::npos) {
+    ConfigNode* existing = doc.find(path);
+    if (existing && existing->is_map() && value.is_map()) {
+      merge_config(*existing, value);
+      return;
+    }
+  } else if (const ConfigNode* existing = doc.find_path(path); existing && existing->is_map() && value.is_map()) {
+    ConfigNode merged = *existing;
+    merge_config(merged, value);
+    doc.set_path_value(path, merged);
+    return;
+  }
+  doc.set_path_value(path, value);
+}
+
+std::string strip_codec_prefix(const std::string& path) { return path.rfind("codec.", 0) == 0 ? path.substr(6) : path; }
+
+struct Assignment {
+  std::string path;
+  ConfigNode value;
+};
+struct Variant {
+  std::string name;
+  std::vector<Assignment> assignments;
+};
+
+std::vector<Variant> expand_sweep(const ConfigNode* sweep) {
+  if (!sweep || sweep->is_null()) return {Variant{}};
+  std::vector<Variant> out;
+  if (sweep->is_map()) {
+    out.push_back(Variant{});
+    for (const auto& [path, values] : sweep->entries()) {
+      if (!values.is_list() || values.items().empty()) values.fail("a sweep entry needs a non-empty list of values");
+      std::vector<Variant> next;
+      for (const auto& v : out) {
+        for (const auto& value : values.items()) {
+          Variant w = v;
+          w.assignments.push_back({path, value});
+          w.name += (w.name.empty() ? "" : ",") + strip_codec_prefix(path) + "=" + value.dump();
+          next.push_back(std::move(w));
+        }
+      }
+      out = std::move(next);
+    }
+    return out;
+  }
+  if (!sweep->is_list()) sweep->fail("sweep: expected a map of dotted paths to value lists, or a list of named variants");
+  std::set<std::string> seen;
+  for (const auto& item : sweep->items()) {
+    if (!item.is_map()) item.fail("a sweep variant is a map {name: NAME, dotted.path: value, ...}");
+    const ConfigNode* name = item.find("name");
+    if (!name) item.fail("a sweep variant needs a 'name'");
+    Variant v{name->text(), {}};
+    if (!seen.insert(v.name).second) name->fail("duplicate variant name '" + v.name + "'");
+    for (const auto& [path, value] : item.entries())
+      if (path != "name") v.assignments.push_back({path, value});
+    out.push_back(std::move(v));
+  }
+  return out;
+}
+
+ConfigNode defaults_document() {
+  ConfigNode d = ConfigNode::map({"<defaults>", 0, 0});
+  auto s = [](const char* t) { return ConfigNode::scalar(t, {"<defaults>", 0, 0}); };
+  d.set("backend", s("cpu"));
+  d.set("seed", s("0"));
+  ConfigNode lc = ConfigNode::map({"<defaults>", 0, 0});
+  lc.set("type", s("paper"));
+  lc.set("group", s("32"));
+  lc.set("residual", s("128"));
+  d.set("lifecycle", lc);
+  ConfigNode m = ConfigNode::list({"<defaults>", 0, 0});
+  m.push_back(s("all"));
+  d.set("metrics", m);
+  d.set("output", s("results/{name}"));
+  return d;
+}
+
+}  // namespace
+
+void merge_config(ConfigNode& base, const ConfigNode& overlay) {
+  if (!base.is_map() || !overlay.is_map()) {
+    const std::string path = base.path();
+    base = overlay;
+    base.set_path(path);
+    return;
+  }
+  std::string bk, bv, ok, ov;
+  if (names_plugin(base, &bk, &bv) && names_plugin(overlay, &ok, &ov) && bk == ok && bv != ov) {
+    const std::string path = base.path();
+    base = overlay;  // another plugin: its parameters mean something else, so nothing is inherited
+    base.set_path(path);
+    return;
+  }
+  for (const auto& [key, value] : overlay.entries()) {
+    ConfigNode* mine = base.find(key);
+    if (mine) {
+      merge_config(*mine, value);
+    } else {
+      base.set(key, value);
+    }
+  }
+}
+
+ConfigNode resolve_codec(const ConfigNode& codec, ConfigNode* preset_lifecycle) {
+  if (!codec.is_map()) codec.fail("codec: expected {key: BLOCK, value: BLOCK} or {preset: NAME}");
+  check_keys(codec, {"preset", "part", "key", "value"}, "codec");
+  ConfigNode out = ConfigNode::map(codec.location());
+  out.set_path(codec.path());
+  if (const ConfigNode* preset = codec.find("preset")) {
+    ConfigNode doc = load_preset(preset->text(), *preset);
+    out = doc.at("codec");
+    out.set_path(codec.path());
+    if (preset_lifecycle) {
+      if (const ConfigNode* lc = doc.find("lifecycle")) *preset_lifecycle = *lc;
+    }
+  }
+  for (const char* side : {"key", "value"}) {
+    if (const ConfigNode* b = codec.find(side)) {
+      if (ConfigNode* mine = out.find(side)) {
+        merge_config(*mine, *b);
+      } else {
+        out.set(side, *b);
+      }
+    }
+  }
+  if (const ConfigNode* part = codec.find("part")) {
+    const std::string p = part->text();
+    if (p != "key" && p != "value") part->fail("part: expected key or value, got '" + p + "'");
+    const ConfigNode* side = out.find(p);
+    if (!side) part->fail("the codec has no '" + p + "' block");
+    ConfigNode one = ConfigNode::map(codec.location());
+    one.set(p, *side);
+    return one;
+  }
+  for (const char* side : {"key", "value"})
+    if (!out.find(side)) codec.fail(std::string("codec: missing '") + side + "' block (or give a preset)");
+  return out;
+}
+
+ExperimentPlan plan_experiment(const std::string& file, const std::vector<std::string>& overrides,
+                               const PluginRegistry& registry) {
+  return plan_experiment_document(load_yaml_file(file), overrides, registry, file);
+}
+
+ExperimentPlan plan_experiment_document(const ConfigNode& document, const std::vector<std::string>& overrides,
+                                        const PluginRegistry& registry, const std::string& source_file) {
+  if (!document.is_map()) {
+    if (document.is_null()) throw ConfigError(source_file + ": the experiment file is empty");
+    document.fail("an experiment file is a mapping of keys (" + std::string("name, traces, codec, ...") + ")");
+  }
+  check_keys(document, kTopLevelKeys, "the experiment");
+  ExperimentPlan plan;
+  plan.source_file = source_file;
+
+  // Layering: defaults <- preset (per run, below) <- file <- --set.
+  ConfigNode user = document;
+  for (const auto& o : overrides) {
+    auto [path, value] = parse_set_override(o);
+    const std::string top = path.substr(0, path.find('.'));
+    if (std::find(kTopLevelKeys.begin(), kTopLevelKeys.end(), top) == kTopLevelKeys.end()) {
+      auto near = closest_names(top, kTopLevelKeys);
+      throw ConfigError("--set " + o + ": unknown key '" + top + "'" + (near.empty() ? "" : " (did you mean '" + near[0] + "'?)"));
+    }
+    apply_assignment(user, path, value);
+  }
+  user.set_path("");
+
+  const ConfigNode* name = user.find("name");
+  if (!name) document.fail("missing 'name' (the experiment's name, used for its results folder)");
+  plan.name = name->text();
+  if (plan.name.empty() || plan.name.find('/') != std::string::npos) name->fail("name: must be non-empty and contain no '/'");
+  if (const ConfigNode* d = user.find("description")) plan.description = d->text();
+  if (!user.find("codec")) document.fail("missing 'codec' (a {key, value} block or {preset: NAME})");
+  if (!user.find("traces")) document.fail("missing 'traces' (a trace file, a glob, or a list of them)");
+
+  ConfigNode resolved = defaults_document();
+  merge_config(resolved, user);
+  resolved.set_path("");
+  plan.resolved = resolved;
+
+  plan.backend = parse_device(resolved.at("backend").text(), resolved.at("backend").location().str() + ": backend");
+  if (plan.backend == Device::cuda)
+    resolved.at("backend").fail("backend cuda: trace replay has no CUDA quantizers yet; use backend: cpu");
+  const std::int64_t seed = resolved.at("seed").as_int();
+  if (seed < 0) resolved.at("seed").fail("seed must be >= 0");
+  plan.seed = static_cast<std::uint64_t>(seed);
+
+  const ConfigNode& metrics = resolved.at("metrics");
+  std::vector<std::string> wanted;
+  if (metrics.is_scalar()) {
+    wanted.push_back(metrics.text());
+  } else if (metrics.is_list()) {
+    for (const auto& m : metrics.items()) {
+      const auto& names = all_metric_names();
+      if (m.text() != "all" && std::find(names.begin(), names.end(), m.text()) == names.end()) {
+        auto near = closest_names(m.text(), names);
+        std::string list;
+        for (const auto& n : names) list += (list.empty() ? "" : ", ") + n;
+        m.fail("unknown metric '" + m.text() + "'" + (near.empty() ? "" : " (did you mean '" + near[0] + "'?)") +
+               "; valid: all, " + list);
+      }
+      wanted.push_back(m.text());
+    }
+  } else {
+    metrics.fail("metrics: expected a list of metric names");
+  }
+  for (const auto& n : all_metric_names())
+    if (std::find(wanted.begin(), wanted.end(), "all") != wanted.end() || std::find(wanted.begin(), wanted.end(), n) != wanted.end())
+      plan.metrics.push_back(n);
+
+  std::string out = resolved.at("output").text();
+  for (std::size_t p; (p = out.find("{name}")) != std::string::npos;) out.replace(p, 6, plan.name);
+  plan.output_dir = out;
+
+  // Runs: the sweep applied on top of the file, each resolved and built through the registry.
+  const ConfigNode* sweep = user.find("sweep");
+  std::set<std::string> run_names;
+  for (const Variant& v : expand_sweep(sweep)) {
+    ConfigNode run_user = user;
+    run_user.erase("sweep");
+    for (const auto& a : v.assignments) {
+      const std::string top = a.path.substr(0, a.path.find('.'));
+      if (top != "codec" && top != "lifecycle")
+        a.value.fail("sweep: only codec.* and lifecycle.* can be swept, not '" + a.path + "'");
+      apply_assignment(run_user, a.path, a.value);
+    }
+    run_user.set_path("");
+    ConfigNode preset_lifecycle;
+    RunPlan run;
+    run.codec = resolve_codec(run_user.at("codec"), &preset_lifecycle);
+    ConfigNode lifecycle = defaults_document().at("lifecycle");
+    if (preset_lifecycle.is_map()) merge_config(lifecycle, preset_lifecycle);
+    if (const ConfigNode* lc = run_user.find("lifecycle")) merge_config(lifecycle, *lc);
+    lifecycle.set_path("lifecycle");
+    run.lifecycle = parse_params<LifecycleParams>(lifecycle, {}, "lifecycle");
+    run.lifecycle_node = lifecycle;
+    registry.validate(PluginFamily::quantizer, run.codec.at("key"));
+    registry.validate(PluginFamily::quantizer, run.codec.at("value"));
+    run.name = v.name.empty() ? (user.at("codec").find("preset") ? user.at("codec").at("preset").text() : plan.name) : v.name;
+    for (const auto& a : v.assignments) run.params.emplace_back(a.path, a.value.dump());
+    if (!run_names.insert(run.name).second) throw ConfigError(source_file + ": two runs are both named '" + run.name + "'");
+    plan.runs.push_back(std::move(run));
+  }
+
+  plan.traces = expand_traces(resolved.at("traces"), source_file);
+  return plan;
+}
+
+}  // namespace vidkv

@@ -1,0 +1,326 @@
+#include "vidkv/experiments/src/experiment_runner.h"
+
+#include <algorithm>
+#include <chrono>
+#include <map>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <sstream>
+
+#include "vidkv/core/cache_lifecycle.h"
+#include "vidkv/core/error.h"
+#include "vidkv/core/logging.h"
+#include "vidkv/core/thread_pool.h"
+#include "vidkv/experiments/src/metrics.h"
+#include "vidkv/traces/trace_reader.h"
+
+namespace fs = std::filesystem;
+
+namespace vidkv {
+
+namespace {
+
+const char* kBuildInfo =
+#ifdef VIDKV_BUILD_INFO
+    VIDKV_BUILD_INFO;
+#else
+    "unknown";
+#endif
+
+std::string git_revision() {
+#ifdef VIDKV_SOURCE_DIR
+  const std::string cmd = std::string("git -C '") + VIDKV_SOURCE_DIR + "' describe --always --dirty --abbrev=12 2>/dev/null";
+  if (FILE* p = ::popen(cmd.c_str(), "r")) {
+    char buf[128] = {0};
+    const bool ok = std::fgets(buf, sizeof buf, p) != nullptr;
+    ::pclose(p);
+    std::string s = ok ? buf : "";
+    while (!s.empty() && (s.back() == '\n' || s.back() == '\r')) s.pop_back();
+    if (!s.empty()) return s;
+  }
+#endif
+  return "unknown";
+}
+
+std::string json_string(const std::string& s) {
+  std::string out = "\"";
+  for (char c : s) {
+    if (c == '"' || c == '\\') out += '\\';
+    if (c == '\n') {
+      out += "\\n";
+      continue;
+    }
+    out += c;
+  }
+  return out + "\"";
+}
+
+// Fingerprint of what determines the results: the resolved runs and traces. Resume refuses a different plan.
+std::string plan_fingerprint(const ExperimentPlan& plan) {
+  std::ostringstream s;
+  s << plan.name << "|" << plan.seed << "|";
+  for (const auto& m : plan.metrics) s << m << ",";
+  for (const auto& t : plan.traces) s << "|" << t;
+  for (const auto& r : plan.runs) s << "|" << r.name << ":" << r.codec.dump() << ":" << r.lifecycle_node.dump();
+  const std::string text = s.str();
+  std::uint64_t h = 1469598103934665603ull;  // FNV-1a 64
+  for (unsigned char c : text) h = (h ^ c) * 1099511628211ull;
+  char buf[17];
+  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(h));
+  return buf;
+}
+
+std::string choose_dir(const ExperimentPlan& plan, const RunOptions& options) {
+  if (!options.out_dir.empty()) return options.out_dir;
+  const std::string base = plan.output_dir;
+  if (options.resume) {
+    // The latest existing folder of this experiment: base, base-2, base-3, ...
+    std::string latest;
+    if (fs::exists(base)) latest = base;
+    for (int i = 2; fs::exists(base + "-" + std::to_string(i)); ++i) latest = base + "-" + std::to_string(i);
+    if (latest.empty()) throw ConfigError("--resume: no results folder " + base + " to resume");
+    return latest;
+  }
+  if (!fs::exists(base)) return base;
+  for (int i = 2;; ++i) {
+    const std::string d = base + "-" + std::to_string(i);
+    if (!fs::exists(d)) return d;  // nothing is overwritten: a new folder per experiment run
+  }
+}
+
+std::string trace_label(const std::string& path) { return fs::path(path).filename().string(); }
+
+struct CellTask {
+  std::size_t run_index = 0;
+  std::size_t trace_index = 0;
+  std::string file;  // cell file path
+};
+
+void add_metrics(ResultRow& row, const MetricValues& m, const std::vector<std::string>& wanted) {
+  for (const auto& name : wanted) {
+    auto it = m.find(name);
+    if (it != m.end()) row.set(name, it->second);
+  }
+}
+
+std::vector<ResultRow> compute_cell(const ExperimentPlan& plan, const RunPlan& run, const std::string& trace_path,
+                                    const PluginRegistry& registry, ProgressReporter* progress) {
+  const std::string label = trace_label(trace_path);
+  TraceReader reader(trace_path);
+  const TraceInfo& info = reader.info();
+  const TraceTokens tokens = reader.tokens();
+  KvCodec codec(registry.make_quantizer(run.codec.at("key")), registry.make_quantizer(run.codec.at("value")));
+  auto base_row = [&](std::int64_t layer, std::int64_t head) {
+    ResultRow r;
+    r.set("experiment", plan.name);
+    r.set("run", run.name);
+    r.set("trace", label);
+    r.set("layer", static_cast<double>(layer));
+    r.set("head", static_cast<double>(head));
+    return r;
+  };
+
+  std::vector<ResultRow> rows;
+  std::map<std::string, double> sums;  // per-trace aggregate: means over layers
+  std::map<std::string, int> counts;
+  double key_bytes = 0, value_bytes = 0, key_elems = 0, value_elems = 0, key_nominal = 0, value_nominal = 0, seconds = 0;
+  for (std::int64_t layer = 0; layer < info.num_layers; ++layer) {
+    const auto t0 = std::chrono::steady_clock::now();
+    LayerData data = reader.read_layer(static_cast<int>(layer));
+    const BlockShape shape{info.num_kv_heads, info.tokens, info.head_dim};
+    TokenContext ctx;
+    ctx.layer = static_cast<int>(layer);
+    ctx.tokens = &tokens;
+    ctx.seed = plan.seed;
+    const LayerQueries* queries = data.queries.count > 0 ? &data.queries : nullptr;
+    ctx.queries = queries;
+    ReplayedLayer out = replay_layer(codec, run.lifecycle, data.key.data(), data.value.data(), shape, ctx);
+    LayerTensors t{data.key.data(), data.value.data(), out.key.data(), out.value.data(), shape, queries};
+    std::vector<ResultRow> head_rows;
+    for (std::int64_t h = 0; h < shape.heads; ++h) {
+      ResultRow r = base_row(layer, h);
+      add_metrics(r, layer_metrics(t, h), plan.metrics);
+      head_rows.push_back(std::move(r));
+    }
+    ResultRow lr = base_row(layer, -1);
+    const MetricValues lm = layer_metrics(t, -1);
+    add_metrics(lr, lm, plan.metrics);
+    const double kb = static_cast<double>(out.key_layout.bytes()), vb = static_cast<double>(out.value_layout.bytes());
+    const double ke = static_cast<double>(out.key_layout.elements()), ve = static_cast<double>(out.value_layout.elements());
+    MetricValues bits;
+    bits["key_nominal_bits"] = out.key_layout.nominal_bits();
+    bits["value_nominal_bits"] = out.value_layout.nominal_bits();
+    bits["key_effective_bits"] = out.key_layout.effective_bits();
+    bits["value_effective_bits"] = out.value_layout.effective_bits();
+    bits["nominal_bits"] = (out.key_layout.nominal_bits() * ke + out.value_layout.nominal_bits() * ve) / (ke + ve);
+    bits["effective_bits"] = 8.0 * (kb + vb) / (ke + ve);
+    bits["compression_ratio"] = 8.0 * static_cast<double>(dtype_size(info.dtype)) / bits["effective_bits"];
+    const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    bits["seconds"] = secs;
+    add_metrics(lr, bits, plan.metrics);
+    for (auto& r : head_rows) {
+      MetricValues hb = bits;
+      hb.erase("seconds");
+      add_metrics(r, hb, plan.metrics);
+    }
+    for (const auto& [name, value] : lm) {
+      sums[name] += value;
+      counts[name] += 1;
+    }
+    key_bytes += kb;
+    value_bytes += vb;
+    key_elems += ke;
+    value_elems += ve;
+    key_nominal += out.key_layout.nominal_bits() * ke;
+    value_nominal += out.value_layout.nominal_bits() * ve;
+    seconds += secs;
+    for (auto& r : head_rows) rows.push_back(std::move(r));
+    rows.push_back(std::move(lr));
+    if (progress) progress->advance(1, run.name);
+  }
+  // Per-trace aggregate: error metrics are means over layers; bits are totals of stored bytes over elements.
+  ResultRow agg = base_row(-1, -1);
+  MetricValues am;
+  for (const auto& [name, sum] : sums) am[name] = sum / counts[name];
+  if (key_elems + value_elems > 0) {
+    am["key_nominal_bits"] = key_nominal / key_elems;
+    am["value_nominal_bits"] = value_nominal / value_elems;
+    am["key_effective_bits"] = 8.0 * key_bytes / key_elems;
+    am["value_effective_bits"] = 8.0 * value_bytes / value_elems;
+    am["nominal_bits"] = (key_nominal + value_nominal) / (key_elems + value_elems);
+    am["effective_bits"] = 8.0 * (key_bytes + value_bytes) / (key_elems + value_elems);
+    am["compression_ratio"] = 8.0 * static_cast<double>(dtype_size(info.dtype)) / am["effective_bits"];
+  }
+  am["seconds"] = seconds;
+  add_metrics(agg, am, plan.metrics);
+  rows.push_back(std::move(agg));
+  // Swept parameters as columns.
+  for (auto& r : rows)
+    for (const auto& [path, value] : run.params) r.set("param." + path, value);
+  return rows;
+}
+
+}  // namespace
+
+std::vector<std::string> summary_columns(const ExperimentPlan& plan) {
+  std::vector<std::string> cols = {"run"};
+  if (plan.traces.size() > 1) cols.push_back("trace");
+  for (const auto& m : plan.metrics) cols.push_back(m);
+  return cols;
+}
+
+ExperimentOutcome run_experiment(const ExperimentPlan& plan, const RunOptions& options, const PluginRegistry& registry) {
+  ExperimentOutcome outcome;
+  outcome.dir = choose_dir(plan, options);
+  const fs::path dir = outcome.dir;
+  const fs::path cells_dir = dir / "cells";
+  const std::string fingerprint = plan_fingerprint(plan);
+  const fs::path fp_file = dir / "plan.fingerprint";
+  if (fs::exists(fp_file)) {
+    std::ifstream in(fp_file);
+    std::string existing;
+    std::getline(in, existing);
+    if (existing != fingerprint) {
+      throw ConfigError(outcome.dir + ": holds results of a different plan (config, traces or --set changed); "
+                        "run without --resume to start a new folder");
+    }
+  } else if (options.resume && fs::exists(dir / "results.csv") && !fs::exists(cells_dir)) {
+    throw ConfigError(outcome.dir + ": not a resumable VidKV results folder");
+  }
+  fs::create_directories(cells_dir);
+  write_file_atomic(fp_file.string(), fingerprint + "\n");
+  write_file_atomic((dir / "config.yaml").string(), "# resolved experiment (defaults <- preset <- file <- --set)\n" +
+                                                        plan.resolved.dump_yaml());
+  {
+    std::ostringstream prov;
+    prov << "{\n  \"experiment\": " << json_string(plan.name) << ",\n  \"source_file\": " << json_string(plan.source_file)
+         << ",\n  \"git_revision\": " << json_string(git_revision()) << ",\n  \"build\": " << json_string(kBuildInfo)
+         << ",\n  \"seed\": " << plan.seed << ",\n  \"command_line\": " << json_string(options.command_line)
+         << ",\n  \"overrides\": [";
+    for (std::size_t i = 0; i < options.overrides.size(); ++i) prov << (i ? ", " : "") << json_string(options.overrides[i]);
+    prov << "],\n  \"plan_fingerprint\": " << json_string(fingerprint) << ",\n  \"runs\": [";
+    for (std::size_t i = 0; i < plan.runs.size(); ++i) {
+      const auto& r = plan.runs[i];
+      prov << (i ? ",\n    " : "\n    ") << "{\"name\": " << json_string(r.name) << ", \"codec\": " << json_string(r.codec.dump())
+           << ", \"lifecycle\": " << json_string(r.lifecycle_node.dump()) << "}";
+    }
+    prov << "\n  ],\n  \"traces\": [";
+    for (std::size_t i = 0; i < plan.traces.size(); ++i) prov << (i ? ", " : "") << json_string(plan.traces[i]);
+    prov << "]\n}\n";
+    write_file_atomic((dir / "provenance.json").string(), prov.str());
+  }
+
+  std::vector<CellTask> tasks;
+  for (std::size_t r = 0; r < plan.runs.size(); ++r)
+    for (std::size_t t = 0; t < plan.traces.size(); ++t) {
+      char name[64];
+      std::snprintf(name, sizeof name, "run%04zu-trace%04zu.tsv", r, t);
+      tasks.push_back({r, t, (cells_dir / name).string()});
+    }
+
+  // Layers per trace (for the progress bar), read from the trace headers only.
+  std::vector<std::int64_t> layers(plan.traces.size(), 0);
+  std::int64_t total_units = 0;
+  for (std::size_t t = 0; t < plan.traces.size(); ++t) layers[t] = TraceReader(plan.traces[t]).info().num_layers;
+  std::vector<std::size_t> todo;
+  for (std::size_t i = 0; i < tasks.size(); ++i) {
+    if (fs::exists(tasks[i].file)) {
+      ++outcome.cells_resumed;
+    } else {
+      todo.push_back(i);
+      total_units += layers[tasks[i].trace_index];
+    }
+  }
+  if (outcome.cells_resumed)
+    VIDKV_INFO("resuming ", outcome.dir, ": ", outcome.cells_resumed, " of ", tasks.size(), " cells already done");
+
+  std::unique_ptr<ProgressReporter> progress;
+  if (options.progress && total_units > 0)
+    progress = std::make_unique<ProgressReporter>(plan.name + " (" + std::to_string(todo.size()) + " cells)", total_units);
+  std::mutex count_mutex;
+  auto run_cell = [&](std::int64_t k) {
+    const CellTask& task = tasks[todo[static_cast<std::size_t>(k)]];
+    const RunPlan& run = plan.runs[task.run_index];
+    const std::string& trace = plan.traces[task.trace_index];
+    std::vector<ResultRow> rows;
+    try {
+      rows = compute_cell(plan, run, trace, registry, progress.get());
+    } catch (const Error& e) {
+      throw Error(std::string("run '") + run.name + "' on " + trace + ": " + e.what());
+    }
+    write_cell_file(task.file, rows);
+    std::lock_guard<std::mutex> lock(count_mutex);
+    ++outcome.cells_computed;
+  };
+  if (options.jobs <= 1) {
+    for (std::size_t k = 0; k < todo.size(); ++k) run_cell(static_cast<std::int64_t>(k));
+  } else {
+    ThreadPool pool(options.jobs - 1);  // the calling thread is the jobs-th worker
+    pool.parallel_for(static_cast<std::int64_t>(todo.size()), run_cell);
+  }
+  if (progress) progress->finish();
+
+  for (const auto& task : tasks) {
+    auto rows = read_cell_file(task.file);
+    for (auto& r : rows) {
+      const ResultValue* layer = r.get("layer");
+      const ResultValue* head = r.get("head");
+      if (layer && head && std::get<double>(*layer) == -1 && std::get<double>(*head) == -1) outcome.summary.push_back(r);
+      outcome.rows.push_back(std::move(r));
+    }
+  }
+  std::vector<std::string> leading = {"experiment", "run", "trace", "layer", "head"};
+  for (const auto& m : plan.metrics) leading.push_back(m);
+  const auto columns = result_columns(outcome.rows, leading);
+  write_file_atomic((dir / "results.csv").string(), rows_to_csv(outcome.rows, columns));
+  write_file_atomic((dir / "results.jsonl").string(), rows_to_jsonl(outcome.rows, columns));
+  write_file_atomic((dir / "summary.md").string(), rows_to_markdown(outcome.summary, summary_columns(plan)));
+  return outcome;
+}
+
+}  // namespace vidkv

@@ -1,0 +1,149 @@
+#include "vidkv/experiments/src/metrics.h"
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+
+#include "vidkv/core/error.h"
+
+namespace vidkv {
+
+namespace {
+
+struct ErrorSums {
+  double ref2 = 0, hat2 = 0, diff2 = 0, dot = 0;
+  std::int64_t n = 0;
+  void add(const float* x, const float* y, std::int64_t count) {
+    for (std::int64_t i = 0; i < count; ++i) {
+      const double a = x[i], b = y[i];
+      ref2 += a * a;
+      hat2 += b * b;
+      diff2 += (a - b) * (a - b);
+      dot += a * b;
+    }
+    n += count;
+  }
+};
+
+void put_errors(MetricValues& m, const std::string& prefix, const ErrorSums& s) {
+  m[prefix + "_rel_error"] = s.ref2 > 0 ? std::sqrt(s.diff2 / s.ref2) : (s.diff2 > 0 ? INFINITY : 0.0);
+  m[prefix + "_mse"] = s.n ? s.diff2 / static_cast<double>(s.n) : 0.0;
+  // 999 dB stands for an exact reconstruction (infinite SNR) so CSV stays numeric.
+  m[prefix + "_snr_db"] = s.diff2 > 0 ? (s.ref2 > 0 ? 10.0 * std::log10(s.ref2 / s.diff2) : -INFINITY) : 999.0;
+  m[prefix + "_cosine"] = (s.ref2 > 0 && s.hat2 > 0) ? s.dot / std::sqrt(s.ref2 * s.hat2) : (s.ref2 == s.hat2 ? 1.0 : 0.0);
+}
+
+void softmax(std::vector<double>& s, std::vector<double>& p) {
+  const double mx = *std::max_element(s.begin(), s.end());
+  p.resize(s.size());
+  double z = 0;
+  for (std::size_t j = 0; j < s.size(); ++j) z += (p[j] = std::exp(s[j] - mx));
+  for (auto& v : p) v /= z;
+}
+
+std::vector<std::size_t> top_k(const std::vector<double>& p, std::size_t k) {
+  std::vector<std::size_t> idx(p.size());
+  std::iota(idx.begin(), idx.end(), 0);
+  std::partial_sort(idx.begin(), idx.begin() + static_cast<long>(k), idx.end(),
+                    [&](std::size_t a, std::size_t b) { return p[a] > p[b] || (p[a] == p[b] && a < b); });
+  idx.resize(k);
+  std::sort(idx.begin(), idx.end());
+  return idx;
+}
+
+}  // namespace
+
+MetricValues layer_metrics(const LayerTensors& t, std::int64_t head) {
+  const BlockShape& sh = t.shape;
+  VIDKV_ASSERT(head >= -1 && head < sh.heads, "head ", head, " of ", sh.heads);
+  const std::int64_t h0 = head < 0 ? 0 : head, h1 = head < 0 ? sh.heads : head + 1;
+  const std::int64_t slab = sh.slab_elements();
+  ErrorSums ks, vs;
+  ks.add(t.key + h0 * slab, t.key_hat + h0 * slab, (h1 - h0) * slab);
+  vs.add(t.value + h0 * slab, t.value_hat + h0 * slab, (h1 - h0) * slab);
+  MetricValues m;
+  put_errors(m, "key", ks);
+  put_errors(m, "value", vs);
+
+  const LayerQueries* q = t.queries;
+  if (!q || q->count == 0 || q->heads == 0) return m;
+  VIDKV_REQUIRE(q->dim == sh.channels, ShapeError, "query states have dim ", q->dim, " but keys have ", sh.channels);
+  VIDKV_REQUIRE(q->heads % sh.heads == 0, ShapeError, "query heads ", q->heads, " not a multiple of KV heads ", sh.heads);
+  const std::int64_t group = q->heads / sh.heads;
+  const std::int64_t d = sh.channels;
+  const double inv_sqrt_d = 1.0 / std::sqrt(static_cast<double>(d));
+  double logit_d2 = 0, logit_r2 = 0, kl = 0, overlap = 0;
+  double o_ref2 = 0, o_both2 = 0, o_k2 = 0, o_v2 = 0;
+  std::int64_t queries_seen = 0;
+  std::vector<double> s, sh_, p, ph, o(static_cast<std::size_t>(d)), ob(static_cast<std::size_t>(d)),
+      ok(static_cast<std::size_t>(d)), ov(static_cast<std::size_t>(d));
+  for (std::int64_t qh = 0; qh < q->heads; ++qh) {
+    const std::int64_t kv = qh / group;
+    if (kv < h0 || kv >= h1) continue;
+    const float* K = t.key + kv * slab;
+    const float* Kh = t.key_hat + kv * slab;
+    const float* V = t.value + kv * slab;
+    const float* Vh = t.value_hat + kv * slab;
+    for (std::int64_t qi = 0; qi < q->count; ++qi) {
+      const std::int64_t pos = q->token_index[static_cast<std::size_t>(qi)];
+      if (pos < 0 || pos >= sh.tokens) continue;  // query outside the replayed tokens
+      const float* qv = q->data.data() + (qh * q->count + qi) * d;
+      const auto n = static_cast<std::size_t>(pos + 1);
+      s.assign(n, 0.0);
+      sh_.assign(n, 0.0);
+      for (std::size_t j = 0; j < n; ++j) {
+        double a = 0, b = 0;
+        for (std::int64_t c = 0; c < d; ++c) {
+          a += static_cast<double>(qv[c]) * K[static_cast<std::int64_t>(j) * d + c];
+          b += static_cast<double>(qv[c]) * Kh[static_cast<std::int64_t>(j) * d + c];
+        }
+        s[j] = a * inv_sqrt_d;
+        sh_[j] = b * inv_sqrt_d;
+        logit_d2 += (s[j] - sh_[j]) * (s[j] - sh_[j]);
+        logit_r2 += s[j] * s[j];
+      }
+      softmax(s, p);
+      softmax(sh_, ph);
+      double klq = 0;
+      for (std::size_t j = 0; j < n; ++j)
+        if (p[j] > 0) klq += p[j] * (std::log(p[j]) - std::log(std::max(ph[j], 1e-300)));
+      kl += std::max(0.0, klq);
+      const std::size_t k = std::min<std::size_t>(32, n);
+      const auto ta = top_k(p, k), tb = top_k(ph, k);
+      std::vector<std::size_t> common;
+      std::set_intersection(ta.begin(), ta.end(), tb.begin(), tb.end(), std::back_inserter(common));
+      overlap += static_cast<double>(common.size()) / static_cast<double>(k);
+      std::fill(o.begin(), o.end(), 0.0);
+      std::fill(ob.begin(), ob.end(), 0.0);
+      std::fill(ok.begin(), ok.end(), 0.0);
+      std::fill(ov.begin(), ov.end(), 0.0);
+      for (std::size_t j = 0; j < n; ++j) {
+        for (std::int64_t c = 0; c < d; ++c) {
+          const double v = V[static_cast<std::int64_t>(j) * d + c], vh = Vh[static_cast<std::int64_t>(j) * d + c];
+          o[static_cast<std::size_t>(c)] += p[j] * v;
+          ob[static_cast<std::size_t>(c)] += ph[j] * vh;
+          ok[static_cast<std::size_t>(c)] += ph[j] * v;
+          ov[static_cast<std::size_t>(c)] += p[j] * vh;
+        }
+      }
+      for (std::size_t c = 0; c < o.size(); ++c) {
+        o_ref2 += o[c] * o[c];
+        o_both2 += (o[c] - ob[c]) * (o[c] - ob[c]);
+        o_k2 += (o[c] - ok[c]) * (o[c] - ok[c]);
+        o_v2 += (o[c] - ov[c]) * (o[c] - ov[c]);
+      }
+      ++queries_seen;
+    }
+  }
+  if (queries_seen == 0) return m;
+  const double nq = static_cast<double>(queries_seen);
+  m["attn_logit_rel_error"] = logit_r2 > 0 ? std::sqrt(logit_d2 / logit_r2) : 0.0;
+  m["attn_kl"] = kl / nq;
+  m["attn_topk_overlap"] = overlap / nq;
+  m["attn_out_rel_error"] = o_ref2 > 0 ? std::sqrt(o_both2 / o_ref2) : 0.0;
+  m["attn_out_rel_error_key_only"] = o_ref2 > 0 ? std::sqrt(o_k2 / o_ref2) : 0.0;
+  m["attn_out_rel_error_value_only"] = o_ref2 > 0 ? std::sqrt(o_v2 / o_ref2) : 0.0;
+  return m;
+}
+
+}  // namespace vidkv

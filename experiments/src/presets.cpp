@@ -1,0 +1,58 @@
+#include "vidkv/experiments/src/presets.h"
+
+#include <algorithm>
+#include <cstdlib>
+#include <filesystem>
+
+#include "vidkv/core/error.h"
+#include "vidkv/experiments/src/yaml_config.h"
+
+namespace fs = std::filesystem;
+
+namespace vidkv {
+
+std::string presets_dir() {
+  if (const char* env = std::getenv("VIDKV_PRESETS_DIR"); env && *env) return env;
+#ifdef VIDKV_SOURCE_DIR
+  const fs::path built = fs::path(VIDKV_SOURCE_DIR) / "experiments" / "presets";
+  if (fs::is_directory(built)) return built.string();
+#endif
+  return (fs::current_path() / "experiments" / "presets").string();
+}
+
+std::vector<PresetInfo> list_presets() {
+  std::vector<PresetInfo> out;
+  const fs::path dir = presets_dir();
+  if (!fs::is_directory(dir)) return out;
+  for (const auto& entry : fs::directory_iterator(dir)) {
+    if (entry.path().extension() != ".yaml") continue;
+    PresetInfo info{entry.path().stem().string(), "", entry.path().string()};
+    ConfigNode doc = load_yaml_file(info.path);
+    if (const ConfigNode* d = doc.find("description"); d && d->is_scalar()) info.description = d->text();
+    out.push_back(std::move(info));
+  }
+  std::sort(out.begin(), out.end(), [](const PresetInfo& a, const PresetInfo& b) { return a.name < b.name; });
+  return out;
+}
+
+ConfigNode load_preset(const std::string& name, const ConfigNode& where) {
+  const fs::path file = fs::path(presets_dir()) / (name + ".yaml");
+  if (name.find('/') != std::string::npos || !fs::is_regular_file(file)) {
+    std::vector<std::string> names;
+    for (const auto& p : list_presets()) names.push_back(p.name);
+    auto near = closest_names(name, names);
+    std::string valid;
+    for (const auto& n : names) valid += (valid.empty() ? "" : ", ") + n;
+    where.fail("unknown preset '" + name + "'" + (near.empty() ? "" : " (did you mean '" + near[0] + "'?)") +
+               "; valid: " + (valid.empty() ? "none found in " + presets_dir() : valid));
+  }
+  ConfigNode doc = load_yaml_file(file.string());
+  if (!doc.is_map() || !doc.find("codec")) throw ConfigError(file.string() + ": a preset needs a 'codec:' block");
+  for (const auto& [key, value] : doc.entries()) {
+    if (key != "description" && key != "codec" && key != "lifecycle")
+      value.fail("unknown key '" + key + "' in preset (valid: description, codec, lifecycle)");
+  }
+  return doc;
+}
+
+}  // namespace vidkv

@@ -1,0 +1,238 @@
+#include "vidkv/experiments/src/result_table.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "vidkv/core/error.h"
+
+namespace vidkv {
+
+void ResultRow::set(const std::string& column, ResultValue value) {
+  for (auto& [c, v] : columns) {
+    if (c == column) {
+      v = std::move(value);
+      return;
+    }
+  }
+  columns.emplace_back(column, std::move(value));
+}
+
+const ResultValue* ResultRow::get(const std::string& column) const {
+  for (const auto& [c, v] : columns)
+    if (c == column) return &v;
+  return nullptr;
+}
+
+static std::string format_number(double d, int digits) {
+  if (std::isnan(d)) return "nan";
+  if (std::isinf(d)) return d > 0 ? "inf" : "-inf";
+  if (d == std::floor(d) && std::fabs(d) < 1e15) {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%.0f", d);
+    return buf;
+  }
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%.*g", digits, d);
+  return buf;
+}
+
+std::string format_value(const ResultValue& v) {
+  if (const auto* s = std::get_if<std::string>(&v)) return *s;
+  return format_number(std::get<double>(v), 10);
+}
+
+void write_file_atomic(const std::string& path, const std::string& text) {
+  const std::string tmp = path + ".tmp." + std::to_string(::getpid());
+  {
+    const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (fd < 0) throw IoError(tmp + ": cannot create file");
+    std::size_t done = 0;
+    while (done < text.size()) {
+      const ssize_t n = ::write(fd, text.data() + done, text.size() - done);
+      if (n <= 0) {
+        ::close(fd);
+        ::unlink(tmp.c_str());
+        throw IoError(tmp + ": write failed (disk full?)");
+      }
+      done += static_cast<std::size_t>(n);
+    }
+    ::fsync(fd);
+    ::close(fd);
+  }
+  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
+    ::unlink(tmp.c_str());
+    throw IoError(path + ": cannot rename the temporary file into place");
+  }
+}
+
+// Cell file grammar: line 1 "column<TAB>column...", line 2 "t|n<TAB>..." types, then one row per line; missing
+// values are empty. Text values never contain tabs or newlines (they are replaced by spaces when written).
+void write_cell_file(const std::string& path, const std::vector<ResultRow>& rows) {
+  std::vector<std::string> cols = result_columns(rows, {});
+  std::ostringstream out;
+  for (std::size_t i = 0; i < cols.size(); ++i) out << (i ? "\t" : "") << cols[i];
+  out << "\n";
+  for (const auto& r : rows) {
+    for (std::size_t i = 0; i < cols.size(); ++i) {
+      if (i) out << "\t";
+      const ResultValue* v = r.get(cols[i]);
+      if (!v) continue;
+      if (const auto* s = std::get_if<std::string>(v)) {
+        std::string t = *s;
+        for (auto& ch : t)
+          if (ch == '\t' || ch == '\n') ch = ' ';
+        out << "s:" << t;
+      } else {
+        char buf[40];
+        std::snprintf(buf, sizeof buf, "%.17g", std::get<double>(*v));  // exact round trip
+        out << "n:" << buf;
+      }
+    }
+    out << "\n";
+  }
+  write_file_atomic(path, out.str());
+}
+
+static std::vector<std::string> split_tabs(const std::string& line) {
+  std::vector<std::string> out;
+  std::string cur;
+  for (char c : line) {
+    if (c == '\t') {
+      out.push_back(cur);
+      cur.clear();
+    } else {
+      cur += c;
+    }
+  }
+  out.push_back(cur);
+  return out;
+}
+
+std::vector<ResultRow> read_cell_file(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) throw IoError(path + ": cannot open result cell");
+  std::string line;
+  if (!std::getline(in, line)) throw IoError(path + ": empty result cell");
+  const auto cols = split_tabs(line);
+  std::vector<ResultRow> rows;
+  int lineno = 1;
+  while (std::getline(in, line)) {
+    ++lineno;
+    const auto cells = split_tabs(line);
+    if (cells.size() != cols.size()) throw IoError(path + ":" + std::to_string(lineno) + ": wrong number of fields");
+    ResultRow r;
+    for (std::size_t i = 0; i < cols.size(); ++i) {
+      const std::string& c = cells[i];
+      if (c.empty()) continue;
+      if (c.rfind("s:", 0) == 0) {
+        r.set(cols[i], c.substr(2));
+      } else if (c.rfind("n:", 0) == 0) {
+        r.set(cols[i], std::strtod(c.c_str() + 2, nullptr));
+      } else {
+        throw IoError(path + ":" + std::to_string(lineno) + ": malformed field '" + c + "'");
+      }
+    }
+    rows.push_back(std::move(r));
+  }
+  return rows;
+}
+
+std::vector<std::string> result_columns(const std::vector<ResultRow>& rows, const std::vector<std::string>& leading) {
+  std::vector<std::string> out = leading;
+  for (const auto& r : rows)
+    for (const auto& [c, v] : r.columns)
+      if (std::find(out.begin(), out.end(), c) == out.end()) out.push_back(c);
+  return out;
+}
+
+static std::string csv_escape(const std::string& s) {
+  if (s.find_first_of(",\"\n") == std::string::npos) return s;
+  std::string out = "\"";
+  for (char c : s) out += c == '"' ? std::string("\"\"") : std::string(1, c);
+  return out + "\"";
+}
+
+std::string rows_to_csv(const std::vector<ResultRow>& rows, const std::vector<std::string>& columns) {
+  std::ostringstream out;
+  for (std::size_t i = 0; i < columns.size(); ++i) out << (i ? "," : "") << csv_escape(columns[i]);
+  out << "\n";
+  for (const auto& r : rows) {
+    for (std::size_t i = 0; i < columns.size(); ++i) {
+      if (i) out << ",";
+      if (const ResultValue* v = r.get(columns[i])) out << csv_escape(format_value(*v));
+    }
+    out << "\n";
+  }
+  return out.str();
+}
+
+static std::string json_escape(const std::string& s) {
+  std::string out = "\"";
+  for (unsigned char c : s) {
+    switch (c) {
+      case '"': out += "\\\""; break;
+      case '\\': out += "\\\\"; break;
+      case '\n': out += "\\n"; break;
+      case '\t': out += "\\t"; break;
+      default:
+        if (c < 0x20) {
+          char buf[8];
+          std::snprintf(buf, sizeof buf, "\\u%04x", c);
+          out += buf;
+        } else {
+          out += static_cast<char>(c);
+        }
+    }
+  }
+  return out + "\"";
+}
+
+std::string rows_to_jsonl(const std::vector<ResultRow>& rows, const std::vector<std::string>& columns) {
+  std::ostringstream out;
+  for (const auto& r : rows) {
+    out << "{";
+    bool first = true;
+    for (const auto& c : columns) {
+      const ResultValue* v = r.get(c);
+      if (!v) continue;
+      out << (first ? "" : ", ") << json_escape(c) << ": ";
+      first = false;
+      if (const auto* s = std::get_if<std::string>(v)) {
+        out << json_escape(*s);
+      } else {
+        const double d = std::get<double>(*v);
+        out << (std::isfinite(d) ? format_value(*v) : "null");
+      }
+    }
+    out << "}\n";
+  }
+  return out.str();
+}
+
+std::string rows_to_markdown(const std::vector<ResultRow>& rows, const std::vector<std::string>& columns) {
+  std::ostringstream out;
+  out << "|";
+  for (const auto& c : columns) out << " " << c << " |";
+  out << "\n|";
+  for (std::size_t i = 0; i < columns.size(); ++i) out << " --- |";
+  out << "\n";
+  for (const auto& r : rows) {
+    out << "|";
+    for (const auto& c : columns) {
+      const ResultValue* v = r.get(c);
+      std::string text;
+      if (v) text = std::holds_alternative<double>(*v) ? format_number(std::get<double>(*v), 4) : std::get<std::string>(*v);
+      out << " " << text << " |";
+    }
+    out << "\n";
+  }
+  return out.str();
+}
+
+}  // namespace vidkv

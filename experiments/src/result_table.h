@@ -1,0 +1,40 @@
+// Result rows and their files: results.csv, results.jsonl, the per-cell files that make resume exact, and the
+// markdown table printed at the end of a run.
+//
+// A row is one run x trace x layer x head (layer or head -1 for aggregates). Values are text or numbers; numbers
+// are written with 10 significant digits, non-finite numbers as "inf"/"-inf"/"nan" in CSV and null in JSON.
+#pragma once
+
+#include <string>
+#include <utility>
+#include <variant>
+#include <vector>
+
+namespace vidkv {
+
+using ResultValue = std::variant<std::string, double>;
+
+struct ResultRow {
+  std::vector<std::pair<std::string, ResultValue>> columns;  // in column order
+  void set(const std::string& column, ResultValue value);
+  const ResultValue* get(const std::string& column) const;
+};
+
+std::string format_value(const ResultValue& v);
+
+// Writes `text` to `path` atomically: a temporary file in the same folder, fsync, rename. A crash leaves either
+// the old file or the new one, never a torn one.
+void write_file_atomic(const std::string& path, const std::string& text);
+
+// Cell files: the rows of one finished run x trace cell, as tab-separated text with a header line.
+void write_cell_file(const std::string& path, const std::vector<ResultRow>& rows);
+std::vector<ResultRow> read_cell_file(const std::string& path);
+
+// The union of the rows' columns: `leading` first, then every other column in order of first appearance.
+std::vector<std::string> result_columns(const std::vector<ResultRow>& rows, const std::vector<std::string>& leading);
+std::string rows_to_csv(const std::vector<ResultRow>& rows, const std::vector<std::string>& columns);
+std::string rows_to_jsonl(const std::vector<ResultRow>& rows, const std::vector<std::string>& columns);
+// Markdown table with `columns` as header; numbers with 4 significant digits.
+std::string rows_to_markdown(const std::vector<ResultRow>& rows, const std::vector<std::string>& columns);
+
+}  // namespace vidkv
