@@ -185,8 +185,18 @@ void merge_config(ConfigNode& base, const ConfigNode& overlay) {
   }
   std::string bk, bv, ok, ov;
   if (names_plugin(base, &bk, &bv) && names_plugin(overlay, &ok, &ov) && bk == ok && bv != ov) {
+    // Another plugin: only the parameters the new plugin also declares (e.g. a selector's fraction and scope)
+    // are inherited; the rest belonged to the old plugin and would be unknown keys.
     const std::string path = base.path();
-    base = overlay;  // another plugin: its parameters mean something else, so nothing is inherited
+    ConfigNode merged = overlay;
+    if (const PluginInfo* info = builtin_registry().find(ov)) {
+      for (const auto& [key, value] : base.entries()) {
+        if (merged.has(key) || key == bk) continue;
+        for (const auto& p : info->params)
+          if (p.name == key) merged.set(key, value);
+      }
+    }
+    base = merged;
     base.set_path(path);
     return;
   }

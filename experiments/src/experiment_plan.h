@@ -51,10 +51,10 @@ ExperimentPlan plan_experiment_document(const ConfigNode& document, const std::v
                                         const PluginRegistry& registry, const std::string& source_file);
 
 // Resolves a codec block: {preset: NAME, [part: key|value], key: ..., value: ...} -> {key, value} (or one side
-// when part is given). Preset blocks are deep-merged with the overrides; a block that names another plugin type
-// replaces the preset's block instead of merging into it. Also returns the preset's lifecycle block (null if none).
+// when part is given). Preset blocks are deep-merged with the overrides (see merge_config). Also returns the preset's lifecycle block (null if none).
 ConfigNode resolve_codec(const ConfigNode& codec, ConfigNode* preset_lifecycle = nullptr);
-// Deep merge with the plugin-type rule above.
+// Deep merge with the plugin-type rule above: switching a block to another plugin keeps only the old block's
+// parameters that the new plugin (looked up in the built-in registry) also declares.
 void merge_config(ConfigNode& base, const ConfigNode& overlay);
 
 }  // namespace vidkv
