@@ -1,0 +1,174 @@
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <string>
+#include <unistd.h>
+
+#include "catch.h"
+#include "vidkv/core/error.h"
+#include "vidkv/core/plugin_registry.h"
+#include "vidkv/experiments/src/experiment_plan.h"
+#include "vidkv/experiments/src/yaml_config.h"
+
+using namespace vidkv;
+namespace fs = std::filesystem;
+
+namespace {
+
+// A scratch folder with a trace placeholder file (plans only check that trace patterns match files).
+struct Scratch {
+  fs::path dir;
+  Scratch() {
+    dir = fs::temp_directory_path() / ("vidkv-plan-" + std::to_string(::getpid()) + "-" + std::to_string(counter()++));
+    fs::create_directories(dir);
+    std::ofstream(dir / "a.h5") << "x";
+    std::ofstream(dir / "b.h5") << "x";
+  }
+  ~Scratch() { fs::remove_all(dir); }
+  std::string write(const std::string& name, const std::string& text) const {
+    std::ofstream(dir / name) << text;
+    return (dir / name).string();
+  }
+  static int& counter() {
+    static int c = 0;
+    return c;
+  }
+};
+
+std::string message_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+const char* kBase = R"(name: t
+traces: ["*.h5"]
+codec:
+  key: {quantizer: uniform, bits: 2, group: 32, axis: channel}
+  value: {quantizer: uniform, bits: 2, group: 32, axis: token}
+)";
+
+}  // namespace
+
+TEST_CASE("YAML values keep file, line and column", "[experiments][yaml]") {
+  ConfigNode doc = parse_yaml_text("a:\n  b: 3\n  c: [x, y]\n", "f.yaml");
+  const ConfigNode* b = doc.find_path("a.b");
+  REQUIRE(b);
+  CHECK(b->location().str() == "f.yaml:2:6");
+  CHECK(b->path() == "a.b");
+  CHECK(doc.find_path("a.c")->items()[1].location().str() == "f.yaml:3:10");
+  CHECK_THROWS_WITH(parse_yaml_text("a: [1, 2\n", "bad.yaml"), Catch::Matchers::StartsWith("bad.yaml:2:1: YAML syntax error"));
+  CHECK_THROWS_WITH(parse_yaml_text("a: 1\na: 2\n", "dup.yaml"), "dup.yaml:2:1: duplicate key 'a'");
+}
+
+TEST_CASE("a typo in a plugin block fails with the line number and the suggestion", "[experiments][plan]") {
+  Scratch s;
+  const std::string file = s.write("typo.yaml", R"(name: t
+traces: ["*.h5"]
+codec:
+  key:
+    quantizr: uniform
+    bits: 2
+  value: {quantizer: uniform}
+)");
+  const std::string m = message_of([&] { plan_experiment(file, {}, builtin_registry()); });
+  CHECK(m == file + ":5:15: codec.key.quantizr: unknown key 'quantizr' (did you mean 'quantizer'?); a quantizer block "
+             "names its plugin with 'quantizer: NAME'");
+}
+
+TEST_CASE("unknown top-level keys, parameters, metrics and plugins are located and explained", "[experiments][plan]") {
+  Scratch s;
+  std::string m = message_of([&] { plan_experiment(s.write("x.yaml", std::string(kBase) + "metrcs: [all]\n"), {}, builtin_registry()); });
+  CHECK(m.find(":6:1: metrcs: unknown key 'metrcs' in the experiment (did you mean 'metrics'?)") != std::string::npos);
+  m = message_of([&] { plan_experiment(s.write("y.yaml", std::string(kBase) + "metrics: [attn_kll]\n"), {}, builtin_registry()); });
+  CHECK(m.find("unknown metric 'attn_kll' (did you mean 'attn_kl'?)") != std::string::npos);
+  m = message_of([&] { plan_experiment(s.write("z.yaml", kBase), {"codec.key.bits=9"}, builtin_registry()); });
+  CHECK(m.find("--set codec.key.bits") != std::string::npos);
+  CHECK(m.find("bits = 9 is out of range [1, 8]") != std::string::npos);
+  m = message_of([&] { plan_experiment(s.write("w.yaml", kBase), {"codec.key.quantizer=unifrom"}, builtin_registry()); });
+  CHECK(m.find("unknown quantizer 'unifrom' (did you mean 'uniform'?)") != std::string::npos);
+  m = message_of([&] { plan_experiment(s.write("v.yaml", "name: t\ntraces: [nothing-*.h5]\ncodec: {key: {quantizer: identity}, value: {quantizer: identity}}\n"), {}, builtin_registry()); });
+  CHECK(m.find(":2:10: traces[0]: no trace matches 'nothing-*.h5'") != std::string::npos);
+}
+
+TEST_CASE("cartesian sweeps expand in order and name their runs", "[experiments][plan]") {
+  Scratch s;
+  const std::string file = s.write("sweep.yaml", std::string(kBase) + "sweep:\n  codec.key.bits: [2, 4]\n  codec.value.group: [16, 32, 64]\n");
+  const ExperimentPlan plan = plan_experiment(file, {}, builtin_registry());
+  REQUIRE(plan.runs.size() == 6);
+  CHECK(plan.runs[0].name == "key.bits=2,value.group=16");
+  CHECK(plan.runs[5].name == "key.bits=4,value.group=64");
+  CHECK(plan.runs[4].codec.find_path("key.bits")->as_int() == 4);
+  CHECK(plan.runs[4].codec.find_path("value.group")->as_int() == 32);
+  CHECK(plan.runs[4].params[1] == std::make_pair(std::string("codec.value.group"), std::string("32")));
+  REQUIRE(plan.traces.size() == 2);
+  CHECK(plan.metrics.size() == all_metric_names().size());
+  CHECK(plan.runs[0].lifecycle.type == LifecycleType::paper);
+  CHECK(plan.runs[0].lifecycle.residual == 128);
+}
+
+TEST_CASE("layering: defaults < preset < file < --set, and named variants", "[experiments][plan]") {
+  Scratch s;
+  fs::create_directories(s.dir / "presets");
+  s.write("presets/toy.yaml", R"(description: a toy preset
+codec:
+  key: {quantizer: mixed_channel, selector: {type: range, fraction: 0.25, scope: head}}
+  value: {quantizer: uniform, bits: 4, group: 32, axis: token}
+lifecycle: {type: kivi, residual: 64}
+)");
+  ::setenv("VIDKV_PRESETS_DIR", (s.dir / "presets").c_str(), 1);
+  const std::string file = s.write("layers.yaml", R"(name: layered
+traces: [a.h5]
+codec:
+  preset: toy
+  value: {bits: 3}
+lifecycle: {group: 16}
+sweep:
+  - {name: plain}
+  - {name: variance, codec.key.selector: {type: variance}}
+  - {name: two-bit, codec: {value: {bits: 2}}}
+)");
+  const ExperimentPlan plan = plan_experiment(file, {"lifecycle.residual=32"}, builtin_registry());
+  ::unsetenv("VIDKV_PRESETS_DIR");
+  REQUIRE(plan.runs.size() == 3);
+  const RunPlan& plain = plan.runs[0];
+  CHECK(plain.name == "plain");
+  CHECK(plain.codec.find_path("value.bits")->as_int() == 3);          // file over preset
+  CHECK(plain.codec.find_path("value.axis")->text() == "token");      // preset kept
+  CHECK(plain.lifecycle.type == LifecycleType::kivi);                 // preset over defaults
+  CHECK(plain.lifecycle.group == 16);                                 // file over defaults
+  CHECK(plain.lifecycle.residual == 32);                              // --set over preset
+  // Switching the selector to another plugin keeps the parameters both declare (fraction, scope).
+  const RunPlan& variance = plan.runs[1];
+  CHECK(variance.codec.find_path("key.selector.type")->text() == "variance");
+  CHECK(variance.codec.find_path("key.selector.fraction")->as_double() == 0.25);
+  CHECK(variance.codec.find_path("key.selector.scope")->text() == "head");
+  CHECK(plan.runs[2].codec.find_path("value.bits")->as_int() == 2);
+}
+
+TEST_CASE("resolve_codec builds one side of a preset for the Python API", "[experiments][plan]") {
+  Scratch s;
+  fs::create_directories(s.dir / "presets");
+  s.write("presets/p.yaml", "codec:\n  key: {quantizer: uniform, bits: 2}\n  value: {quantizer: identity}\n");
+  ::setenv("VIDKV_PRESETS_DIR", (s.dir / "presets").c_str(), 1);
+  ConfigNode codec = parse_yaml_text("{preset: p, part: key}", "python");
+  ConfigNode one = resolve_codec(codec);
+  CHECK(one.dump() == "{key: {quantizer: uniform, bits: 2}}");
+  const std::string m = message_of([&] { resolve_codec(parse_yaml_text("{preset: q}", "python")); });
+  CHECK(m.find("unknown preset 'q' (did you mean 'p'?); valid: p") != std::string::npos);
+  ::unsetenv("VIDKV_PRESETS_DIR");
+}
+
+TEST_CASE("the cuda backend and duplicate run names are refused at validation", "[experiments][plan]") {
+  Scratch s;
+  std::string m = message_of([&] { plan_experiment(s.write("c.yaml", std::string(kBase) + "backend: cuda\n"), {}, builtin_registry()); });
+  CHECK(m.find("backend cuda") != std::string::npos);
+  m = message_of([&] {
+    plan_experiment(s.write("d.yaml", std::string(kBase) + "sweep:\n  - {name: a}\n  - {name: a}\n"), {}, builtin_registry());
+  });
+  CHECK(m.find("duplicate variant name 'a'") != std::string::npos);
+}
