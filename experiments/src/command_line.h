@@ -25,6 +25,7 @@ std::vector<Command> all_commands();
 void add_plugin_commands(std::vector<Command>& out);
 void add_trace_commands(std::vector<Command>& out);
 void add_run_commands(std::vector<Command>& out);
+void add_report_commands(std::vector<Command>& out);
 
 // Small helpers for option parsing: "--name value" or "--name=value".
 bool take_flag(Args& args, const std::string& name);
