@@ -47,10 +47,22 @@ if ((want_python)); then
 fi
 
 jobs="${VIDKV_JOBS:-2}"
+cmake_args=()
+if ((want_python)); then
+  # The Python extension is built against the venv's interpreter so `import vidkv` works there.
+  cmake_args+=(-DVIDKV_ENABLE_PYTHON=ON "-DPython3_EXECUTABLE=$PWD/.venv/bin/python")
+fi
 if [ ! -f build/CMakeCache.txt ]; then
-  cmake --preset default >/dev/null
+  cmake --preset default "${cmake_args[@]}" >/dev/null
+elif ((${#cmake_args[@]})); then
+  cmake build "${cmake_args[@]}" >/dev/null
 fi
 echo "setup: building (cmake --build build -j $jobs)"
 cmake --build build -j "$jobs" 2>&1 | grep -E "error:|warning:|\*\*\*" || true
 test -x build/bin/vidkv || { echo "setup: build failed (run: cmake --build build)" >&2; exit 1; }
+if ((want_python)); then
+  # `import vidkv` in .venv: the package folder and the built extension, through a .pth file.
+  site=$(.venv/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+  printf '%s\n%s\n%s\n' "$PWD/experiments/python" "$PWD/build/python" "$PWD/analysis" >"$site/vidkv.pth"
+fi
 echo "setup: done. The command line is build/bin/vidkv"

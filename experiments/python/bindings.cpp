@@ -1,0 +1,293 @@
+// The `_vidkv` extension module behind `import vidkv` (experiments/python/vidkv/__init__.py wraps it).
+//
+// Configs are Python dicts with the same keys as YAML blocks; they become ConfigNodes located at "python", so
+// errors read like YAML errors ("python: codec.bits: bits = 9 is out of range [1, 8] for uniform"). Arrays are
+// float32 numpy arrays [tokens, channels] (one slab) or [heads, tokens, channels]; other float dtypes are converted.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <cmath>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "vidkv/core/error.h"
+#include "vidkv/core/plugin_registry.h"
+#include "vidkv/experiments/src/experiment_plan.h"
+#include "vidkv/experiments/src/presets.h"
+
+namespace py = pybind11;
+using namespace vidkv;
+
+namespace {
+
+ConfigNode to_config(const py::handle& obj, const std::string& path) {
+  const SourceLocation loc{"python", 0, 0};
+  ConfigNode out;
+  if (py::isinstance<py::dict>(obj)) {
+    out = ConfigNode::map(loc);
+    for (const auto& [k, v] : py::reinterpret_borrow<py::dict>(obj)) {
+      const std::string key = py::str(k);
+      out.set(key, to_config(v, path.empty() ? key : path + "." + key));
+    }
+  } else if (py::isinstance<py::list>(obj) || py::isinstance<py::tuple>(obj)) {
+    out = ConfigNode::list(loc);
+    for (const auto& v : obj) out.push_back(to_config(v, path));
+  } else if (obj.is_none()) {
+    out.set_location(loc);
+  } else if (py::isinstance<py::bool_>(obj)) {
+    out = ConfigNode::scalar(obj.cast<bool>() ? "true" : "false", loc);
+  } else if (py::isinstance<py::float_>(obj)) {
+    out = ConfigNode::scalar(format_number(obj.cast<double>()), loc);
+  } else {
+    out = ConfigNode::scalar(py::str(obj), loc);
+  }
+  return out;
+}
+
+struct SlabArray {
+  py::array_t<float, py::array::c_style | py::array::forcecast> data;
+  BlockShape shape;
+  bool single_slab = false;
+};
+
+SlabArray as_block(const py::array& x) {
+  SlabArray a{py::array_t<float, py::array::c_style | py::array::forcecast>::ensure(x), {}, false};
+  if (!a.data) throw ShapeError("expected a float array");
+  if (a.data.ndim() == 2) {
+    a.shape = BlockShape{1, a.data.shape(0), a.data.shape(1)};
+    a.single_slab = true;
+  } else if (a.data.ndim() == 3) {
+    a.shape = BlockShape{a.data.shape(0), a.data.shape(1), a.data.shape(2)};
+  } else {
+    throw ShapeError("expected an array [tokens, channels] or [heads, tokens, channels], got rank " + std::to_string(a.data.ndim()));
+  }
+  const float* p = a.data.data();
+  for (std::int64_t i = 0; i < a.shape.elements(); ++i)
+    if (!std::isfinite(p[i])) throw ShapeError("input holds a non-finite value at flat index " + std::to_string(i));
+  return a;
+}
+
+// Side data of roundtrip(): modality [T] uint8, embeddings [T, hidden], queries [query_heads, Q, dim] with
+// query_positions [Q]. Owned here; the TokenContext points into it.
+struct Side {
+  TraceTokens tokens;
+  LayerQueries queries;
+  TokenContext ctx;
+};
+
+std::unique_ptr<Side> make_side(const BlockShape& shape, const py::kwargs& kw) {
+  auto side = std::make_unique<Side>();
+  side->tokens = TraceTokens::uniform(shape.tokens);
+  bool any = false;
+  for (const auto& [k, v] : kw) {
+    const std::string key = py::str(k);
+    if (key == "modality") {
+      auto m = py::array_t<std::uint8_t, py::array::c_style | py::array::forcecast>::ensure(v);
+      if (!m || m.ndim() != 1 || m.shape(0) != shape.tokens)
+        throw ShapeError("modality: expected [" + std::to_string(shape.tokens) + "] uint8 values 0..3");
+      for (std::int64_t i = 0; i < shape.tokens; ++i) {
+        if (m.data()[i] > 3) throw ShapeError("modality: value " + std::to_string(m.data()[i]) + " at token " + std::to_string(i) + " is not 0..3");
+        side->tokens.modality[static_cast<std::size_t>(i)] = static_cast<Modality>(m.data()[i]);
+      }
+      any = true;
+    } else if (key == "embeddings") {
+      auto e = py::array_t<float, py::array::c_style | py::array::forcecast>::ensure(v);
+      if (!e || e.ndim() != 2 || e.shape(0) != shape.tokens)
+        throw ShapeError("embeddings: expected [" + std::to_string(shape.tokens) + ", hidden]");
+      side->tokens.hidden = e.shape(1);
+      side->tokens.embeddings.assign(e.data(), e.data() + e.size());
+      any = true;
+    } else if (key == "queries") {
+      auto q = py::array_t<float, py::array::c_style | py::array::forcecast>::ensure(v);
+      if (!q || q.ndim() != 3 || q.shape(2) != shape.channels)
+        throw ShapeError("queries: expected [query_heads, Q, " + std::to_string(shape.channels) + "]");
+      side->queries.heads = q.shape(0);
+      side->queries.count = q.shape(1);
+      side->queries.dim = q.shape(2);
+      side->queries.data.assign(q.data(), q.data() + q.size());
+    } else if (key == "query_positions") {
+      side->queries.token_index = v.cast<std::vector<std::int32_t>>();
+    } else if (key == "seed") {
+      side->ctx.seed = v.cast<std::uint64_t>();
+    } else if (key == "layer") {
+      side->ctx.layer = v.cast<int>();
+    } else {
+      throw ConfigError("roundtrip(): unknown keyword '" + key + "' (valid: modality, embeddings, queries, query_positions, seed, layer)");
+    }
+  }
+  if (side->queries.count > 0 && static_cast<std::int64_t>(side->queries.token_index.size()) != side->queries.count)
+    throw ShapeError("queries: query_positions must give the token index of each of the " + std::to_string(side->queries.count) + " queries");
+  (void)any;
+  side->ctx.tokens = &side->tokens;
+  if (side->queries.count > 0) side->ctx.queries = &side->queries;
+  return side;
+}
+
+struct PyLayout {
+  std::size_t bytes = 0;
+  std::int64_t elements = 0;
+  double nominal_bits = 0, effective_bits = 0;
+  std::vector<std::tuple<std::string, std::string, std::size_t>> sections;
+};
+
+PyLayout to_py(const PackedLayout& l) {
+  PyLayout p{l.bytes(), l.elements(), l.nominal_bits(), l.effective_bits(), {}};
+  for (const auto& s : l.sections()) p.sections.emplace_back(s.name, section_kind_name(s.kind), s.bytes);
+  return p;
+}
+
+class PyCodec {
+ public:
+  PyCodec(ConfigNode block, std::unique_ptr<Quantizer> q) : block_(std::move(block)), q_(std::move(q)) {}
+
+  PyLayout layout(const std::vector<std::int64_t>& shape, const py::kwargs& kw) const {
+    BlockShape s;
+    if (shape.size() == 2) s = {1, shape[0], shape[1]};
+    else if (shape.size() == 3) s = {shape[0], shape[1], shape[2]};
+    else throw ShapeError("layout(): expected a shape (tokens, channels) or (heads, tokens, channels)");
+    auto side = make_side(s, kw);
+    return to_py(q_->layout(s, side->ctx));
+  }
+
+  py::bytes encode(const py::array& x, const py::kwargs& kw) const {
+    SlabArray a = as_block(x);
+    auto side = make_side(a.shape, kw);
+    const auto bytes = run_encode(a, *side);
+    return py::bytes(reinterpret_cast<const char*>(bytes.data()), bytes.size());
+  }
+
+  py::array_t<float> decode(const py::bytes& b, const std::vector<std::int64_t>& shape, const py::kwargs& kw) const {
+    BlockShape s = shape.size() == 2 ? BlockShape{1, shape[0], shape[1]} : BlockShape{shape.at(0), shape.at(1), shape.at(2)};
+    auto side = make_side(s, kw);
+    const std::string data = b;
+    const std::size_t want = q_->layout(s, side->ctx).bytes();
+    if (data.size() != want) throw ShapeError("decode(): got " + std::to_string(data.size()) + " bytes, the layout needs " + std::to_string(want));
+    py::array_t<float> out(std::vector<py::ssize_t>(shape.begin(), shape.end()));
+    {
+      py::gil_scoped_release release;
+      q_->decode(reinterpret_cast<const std::uint8_t*>(data.data()), s, side->ctx, out.mutable_data());
+    }
+    return out;
+  }
+
+  py::array_t<float> roundtrip(const py::array& x, const py::kwargs& kw) const {
+    SlabArray a = as_block(x);
+    auto side = make_side(a.shape, kw);
+    const auto bytes = run_encode(a, *side);
+    std::vector<py::ssize_t> dims;
+    if (!a.single_slab) dims.push_back(a.shape.heads);
+    dims.push_back(a.shape.tokens);
+    dims.push_back(a.shape.channels);
+    py::array_t<float> out(dims);
+    {
+      py::gil_scoped_release release;
+      q_->decode(bytes.data(), a.shape, side->ctx, out.mutable_data());
+    }
+    return out;
+  }
+
+  std::string config() const { return block_.dump(); }
+
+ private:
+  std::vector<std::uint8_t> run_encode(const SlabArray& a, Side& side) const {
+    LayerKeys keys{a.data.data(), a.shape.heads, a.shape.tokens, a.shape.channels};
+    side.ctx.keys = keys;  // semantic_attention on keys passed as x
+    std::vector<std::uint8_t> bytes(q_->layout(a.shape, side.ctx).bytes());
+    py::gil_scoped_release release;
+    q_->encode(a.data.data(), a.shape, side.ctx, bytes.data());
+    return bytes;
+  }
+
+  ConfigNode block_;
+  std::unique_ptr<Quantizer> q_;
+};
+
+py::object make_codec(const py::dict& config) {
+  ConfigNode node = to_config(config, "");
+  node.set_path("codec");
+  if (node.has("preset") || node.has("key") || node.has("value")) {
+    ConfigNode resolved = resolve_codec(node);
+    py::dict sides;
+    for (const char* side : {"key", "value"}) {
+      if (const ConfigNode* b = resolved.find(side)) {
+        auto codec = std::make_unique<PyCodec>(*b, builtin_registry().make_quantizer(*b));
+        if (node.has("part")) return py::cast(std::move(codec));
+        sides[side] = py::cast(std::move(codec));
+      }
+    }
+    return std::move(sides);
+  }
+  return py::cast(std::make_unique<PyCodec>(node, builtin_registry().make_quantizer(node)));
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_vidkv, m) {
+  m.doc() = "VidKV: low-bit KV-cache quantization (C++ core). Use `import vidkv`.";
+  py::register_exception<ConfigError>(m, "ConfigError", PyExc_ValueError);
+  py::register_exception<ShapeError>(m, "ShapeError", PyExc_ValueError);
+  py::register_exception<IoError>(m, "IoError", PyExc_OSError);
+  py::register_exception<NotSupportedError>(m, "NotSupportedError", PyExc_NotImplementedError);
+  py::register_exception<Error>(m, "Error", PyExc_RuntimeError);
+
+  py::class_<PyLayout>(m, "Layout", "Exact bytes of a packed block; effective_bits = 8 * bytes / elements.")
+      .def_readonly("bytes", &PyLayout::bytes)
+      .def_readonly("elements", &PyLayout::elements)
+      .def_readonly("nominal_bits", &PyLayout::nominal_bits)
+      .def_readonly("effective_bits", &PyLayout::effective_bits)
+      .def_readonly("sections", &PyLayout::sections, "(name, kind, bytes) of every stored section")
+      .def("__repr__", [](const PyLayout& l) {
+        return "Layout(bytes=" + std::to_string(l.bytes) + ", nominal_bits=" + format_number(l.nominal_bits) +
+               ", effective_bits=" + format_number(l.effective_bits) + ")";
+      });
+
+  py::class_<PyCodec>(m, "Codec", "One quantizer pipeline (a YAML block), on float32 arrays [tokens, channels] or [heads, tokens, channels].")
+      .def("layout", &PyCodec::layout, py::arg("shape"), "Exact layout for a shape; side data as keyword arguments.")
+      .def("encode", &PyCodec::encode, py::arg("x"), "Packed bytes of x.")
+      .def("decode", &PyCodec::decode, py::arg("data"), py::arg("shape"), "Array decoded from packed bytes.")
+      .def("roundtrip", &PyCodec::roundtrip, py::arg("x"),
+           "decode(encode(x)); keyword side data: modality=[T] uint8, embeddings=[T, hidden], queries=[Hq, Q, D] with "
+           "query_positions=[Q], seed=int, layer=int")
+      .def_property_readonly("config", &PyCodec::config);
+
+  m.def("codec", &make_codec, py::arg("config"),
+        "Builds a codec from a dict with the keys of a YAML block: {'quantizer': 'uniform', 'bits': 2, ...} gives one "
+        "Codec; {'preset': NAME, 'part': 'key'|'value'} one side of a preset; {'preset': NAME} or {'key': ..., "
+        "'value': ...} a dict {'key': Codec, 'value': Codec}.");
+  m.def("plugins", [] {
+    std::vector<std::string> names;
+    for (const auto& p : builtin_registry().list()) names.push_back(p.name);
+    for (const auto& p : list_presets()) names.push_back(p.name);
+    return names;
+  }, "Names of every registered plugin and preset.");
+  m.def("presets", [] {
+    std::vector<std::string> names;
+    for (const auto& p : list_presets()) names.push_back(p.name);
+    return names;
+  }, "Names of every preset.");
+  m.def("describe", [](const std::string& name) {
+    const PluginInfo* info = builtin_registry().find(name);
+    if (!info) throw ConfigError("unknown plugin '" + name + "'");
+    py::list params;
+    for (const auto& p : info->params) {
+      py::dict d;
+      d["name"] = p.name;
+      d["type"] = param_type_name(p.type);
+      d["default"] = p.default_text;
+      d["min"] = p.min;
+      d["max"] = p.max;
+      d["choices"] = p.choices;
+      d["unit"] = p.unit;
+      d["description"] = p.description;
+      params.append(d);
+    }
+    py::dict out;
+    out["name"] = info->name;
+    out["family"] = plugin_family_name(info->family);
+    out["summary"] = info->summary;
+    out["params"] = params;
+    return out;
+  }, py::arg("name"), "A plugin's family, summary and parameters.");
+}

@@ -1,0 +1,101 @@
+"""VidKV: low-bit KV-cache quantization of video LLMs, from Python.
+
+    import vidkv
+    q = vidkv.codec({"quantizer": "uniform", "bits": 2, "group": 32, "axis": "channel"})
+    y = q.roundtrip(x)              # x: float32 [tokens, channels] or [heads, tokens, channels]; numpy or torch
+    q.layout(x.shape)               # .bytes, .nominal_bits, .effective_bits
+    vidkv.plugins(); vidkv.presets()
+    vidkv.codec({"preset": "kivi-2", "part": "key"})
+
+Torch tensors (CPU) are accepted wherever numpy arrays are, and results come back as tensors of the input's
+dtype and device. The C++ extension `_vidkv` is built by scripts/setup.sh (CMake option VIDKV_ENABLE_PYTHON).
+"""
+from __future__ import annotations
+
+import numpy as _np
+
+try:
+    import _vidkv
+except ImportError as exc:  # pragma: no cover - message for a missing build
+    raise ImportError(
+        "vidkv: the C++ extension _vidkv is not built; run scripts/setup.sh (it configures with "
+        "-DVIDKV_ENABLE_PYTHON=ON and registers the module in .venv)") from exc
+
+ConfigError = _vidkv.ConfigError
+ShapeError = _vidkv.ShapeError
+Error = _vidkv.Error
+Layout = _vidkv.Layout
+
+__all__ = ["codec", "plugins", "presets", "describe", "Codec", "Layout", "ConfigError", "ShapeError", "Error"]
+
+
+def _to_numpy(x):
+    """(numpy float32 array, restore function) for a numpy array or a torch tensor."""
+    if type(x).__module__.startswith("torch"):
+        import torch  # only when given a tensor
+
+        dtype, device = x.dtype, x.device
+        arr = x.detach().to("cpu", torch.float32).contiguous().numpy()
+        return arr, lambda y: torch.from_numpy(_np.ascontiguousarray(y)).to(device=device, dtype=dtype)
+    return _np.ascontiguousarray(x, dtype=_np.float32), lambda y: y
+
+
+def _side(kwargs):
+    out = {}
+    for k, v in kwargs.items():
+        if k in ("modality", "embeddings", "queries"):
+            v, _ = _to_numpy(v) if k != "modality" else (_np.asarray(v, dtype=_np.uint8), None)
+        out[k] = v
+    return out
+
+
+class Codec:
+    """One quantizer pipeline built from a dict with the keys of a YAML block."""
+
+    def __init__(self, native):
+        self._native = native
+
+    def roundtrip(self, x, **side):
+        arr, restore = _to_numpy(x)
+        return restore(self._native.roundtrip(arr, **_side(side)))
+
+    def encode(self, x, **side) -> bytes:
+        arr, _ = _to_numpy(x)
+        return self._native.encode(arr, **_side(side))
+
+    def decode(self, data: bytes, shape, **side):
+        return self._native.decode(data, list(shape), **_side(side))
+
+    def layout(self, shape, **side) -> Layout:
+        return self._native.layout(list(shape), **_side(side))
+
+    @property
+    def config(self) -> str:
+        return self._native.config
+
+    def __repr__(self):
+        return f"vidkv.Codec({self.config})"
+
+
+def codec(config: dict):
+    """A Codec for {'quantizer': ...} or {'preset': NAME, 'part': 'key'|'value'}; a dict {'key': Codec,
+    'value': Codec} for {'preset': NAME} or {'key': ..., 'value': ...}."""
+    native = _vidkv.codec(dict(config))
+    if isinstance(native, dict):
+        return {k: Codec(v) for k, v in native.items()}
+    return Codec(native)
+
+
+def plugins() -> list[str]:
+    """Names of every registered plugin and preset."""
+    return list(_vidkv.plugins())
+
+
+def presets() -> list[str]:
+    """Names of every preset."""
+    return list(_vidkv.presets())
+
+
+def describe(name: str) -> dict:
+    """A plugin's family, summary and parameters (type, default, range, description)."""
+    return dict(_vidkv.describe(name))

@@ -1,0 +1,85 @@
+"""The minimum Python contract of architecture.md section 9, on the real C++ plugins."""
+import numpy as np
+import pytest
+
+vidkv = pytest.importorskip("vidkv", reason="the _vidkv extension is built by scripts/setup.sh")
+
+
+def gaussian(*shape, seed=0):
+    return np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
+
+
+def test_uniform_roundtrip_and_layout_match_the_documented_bits():
+    q = vidkv.codec({"quantizer": "uniform", "bits": 2, "group": 32, "axis": "channel"})
+    x = gaussian(64, 16)
+    y = q.roundtrip(x)
+    assert y.shape == x.shape and y.dtype == np.float32
+    # 2-bit codes on Gaussian data: a relative error well below 1 but far from 0.
+    rel = np.linalg.norm(x - y) / np.linalg.norm(x)
+    assert 0.05 < rel < 0.6
+    lay = q.layout(x.shape)
+    # 64 x 16 codes of 2 bits = 256 bytes; 2 token groups x 16 channels x (fp16 scale + fp16 min) = 128 bytes.
+    assert lay.bytes == 256 + 128
+    assert lay.nominal_bits == 2.0
+    assert lay.effective_bits == pytest.approx(3.0)
+    assert len(q.encode(x)) == lay.bytes
+
+
+def test_three_dimensional_blocks_and_decode():
+    q = vidkv.codec({"quantizer": "uniform", "bits": 4})
+    x = gaussian(3, 40, 8, seed=1)
+    data = q.encode(x)
+    y = q.decode(data, x.shape)
+    assert np.array_equal(y, q.roundtrip(x))
+    with pytest.raises(vidkv.ShapeError):
+        q.decode(data[:-1], x.shape)
+
+
+def test_identity_is_exact_on_fp16_values():
+    q = vidkv.codec({"quantizer": "identity"})
+    x = gaussian(32, 8).astype(np.float16).astype(np.float32)
+    assert np.array_equal(q.roundtrip(x), x)
+
+
+def test_plugins_presets_and_preset_sides():
+    names = vidkv.plugins()
+    for p in ("identity", "uniform", "sign", "ternary", "mixed_channel", "mixed_token", "range", "random"):
+        assert p in names
+    presets = vidkv.presets()
+    assert "kivi-2" in presets and "kivi-2" in names
+    key = vidkv.codec({"preset": "kivi-2", "part": "key"})
+    assert isinstance(key, vidkv.Codec)
+    both = vidkv.codec({"preset": "kivi-2"})
+    assert set(both) == {"key", "value"}
+
+
+def test_errors_name_the_key():
+    with pytest.raises(vidkv.ConfigError, match="bits = 9 is out of range"):
+        vidkv.codec({"quantizer": "uniform", "bits": 9})
+    with pytest.raises(vidkv.ConfigError, match="did you mean 'gamma'"):
+        vidkv.codec({"quantizer": "ternary", "gama": 0.5})
+    with pytest.raises(vidkv.ShapeError, match="non-finite"):
+        vidkv.codec({"quantizer": "uniform"}).roundtrip(np.array([[np.nan, 1.0]], dtype=np.float32))
+
+
+def test_token_protector_side_data_by_keyword():
+    q = vidkv.codec({"quantizer": "mixed_token", "protector": {"type": "semantic_embedding", "fraction": 0.25},
+                     "protected": {"quantizer": "identity"}, "rest": {"quantizer": "uniform", "bits": 1}})
+    t, hidden = 48, 16
+    modality = np.array([0] * 4 + [1] * 40 + [2] * 4, dtype=np.uint8)
+    emb = gaussian(t, hidden, seed=2)
+    emb[10] = emb[44:48].mean(axis=0) * 10  # visual token 10 aligns with the question: it must be protected
+    x = gaussian(t, 8, seed=3)
+    y = q.roundtrip(x, modality=modality, embeddings=emb)
+    assert np.array_equal(y[10], x[10].astype(np.float16).astype(np.float32))
+    with pytest.raises(vidkv.Error):
+        q.roundtrip(x, modality=modality)  # semantic_embedding without embeddings
+
+
+def test_torch_tensors_round_trip_when_torch_is_installed():
+    torch = pytest.importorskip("torch")
+    q = vidkv.codec({"quantizer": "uniform", "bits": 8})
+    x = torch.randn(2, 32, 16, dtype=torch.float16)
+    y = q.roundtrip(x)
+    assert isinstance(y, torch.Tensor) and y.dtype == torch.float16 and y.shape == x.shape
+    assert torch.allclose(y.float(), x.float(), atol=0.05)
