@@ -226,11 +226,13 @@ py::object make_codec(const py::dict& config) {
 
 PYBIND11_MODULE(_vidkv, m) {
   m.doc() = "VidKV: low-bit KV-cache quantization (C++ core). Use `import vidkv`.";
-  py::register_exception<ConfigError>(m, "ConfigError", PyExc_ValueError);
-  py::register_exception<ShapeError>(m, "ShapeError", PyExc_ValueError);
-  py::register_exception<IoError>(m, "IoError", PyExc_OSError);
-  py::register_exception<NotSupportedError>(m, "NotSupportedError", PyExc_NotImplementedError);
-  py::register_exception<Error>(m, "Error", PyExc_RuntimeError);
+  // The base first: pybind11 tries translators newest first, so the derived errors must be registered after it.
+  auto& error = py::register_exception<Error>(m, "Error", PyExc_RuntimeError);
+  py::register_exception<ConfigError>(m, "ConfigError", error.ptr());
+  py::register_exception<ShapeError>(m, "ShapeError", error.ptr());
+  py::register_exception<IoError>(m, "IoError", error.ptr());
+  py::register_exception<NotSupportedError>(m, "NotSupportedError", error.ptr());
+  py::register_exception<CudaError>(m, "CudaError", error.ptr());
 
   py::class_<PyLayout>(m, "Layout", "Exact bytes of a packed block; effective_bits = 8 * bytes / elements.")
       .def_readonly("bytes", &PyLayout::bytes)
