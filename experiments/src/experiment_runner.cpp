@@ -137,7 +137,7 @@ std::vector<ResultRow> compute_cell(const ExperimentPlan& plan, const RunPlan& r
     ctx.layer = static_cast<int>(layer);
     ctx.tokens = &tokens;
     ctx.seed = plan.seed;
-    const LayerQueries* queries = data.queries.count > 0 ? &data.queries : nullptr;
+    const LayerQueries* queries = data.queries && data.queries->count > 0 ? &*data.queries : nullptr;
     ctx.queries = queries;
     ReplayedLayer out = replay_layer(codec, run.lifecycle, data.key.data(), data.value.data(), shape, ctx);
     LayerTensors t{data.key.data(), data.value.data(), out.key.data(), out.value.data(), shape, queries};
