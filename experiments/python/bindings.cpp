@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "vidkv/core/cache_lifecycle.h"
 #include "vidkv/core/error.h"
 #include "vidkv/core/plugin_registry.h"
 #include "vidkv/experiments/src/experiment_plan.h"
@@ -222,6 +223,92 @@ py::object make_codec(const py::dict& config) {
   return py::cast(std::make_unique<PyCodec>(node, builtin_registry().make_quantizer(node)));
 }
 
+
+// The cache of one layer under a codec and lifecycle, for the live Hugging Face hook (vidkv.hf). Owns its codec
+// and token metadata; tokens appended after the prefill are marked "generated" unless modality is given.
+class PyLayerCache {
+ public:
+  PyLayerCache(const py::dict& codec, const py::dict& lifecycle, std::int64_t heads, std::int64_t channels, int layer,
+               std::uint64_t seed)
+      : heads_(heads), channels_(channels) {
+    ConfigNode node = to_config(codec, "");
+    node.set_path("codec");
+    ConfigNode resolved = resolve_codec(node);
+    ConfigNode lc = to_config(lifecycle, "");
+    lc.set_path("lifecycle");
+    params_ = parse_params<LifecycleParams>(lc, {}, "lifecycle");
+    codec_ = std::make_unique<KvCodec>(builtin_registry().make_quantizer(resolved.at("key")),
+                                       builtin_registry().make_quantizer(resolved.at("value")));
+    tokens_ = std::make_unique<TraceTokens>();
+    TokenContext ctx;
+    ctx.layer = layer;
+    ctx.tokens = tokens_.get();
+    ctx.seed = seed;
+    cache_ = std::make_unique<LayerCache>(*codec_, params_, heads, channels, ctx);
+  }
+
+  // key, value: [heads, t, channels]; modality: [t] (default: 3 = generated after the first call, 0 before);
+  // embeddings: [t, hidden] (needed by semantic_embedding at the prefill).
+  void append(const py::array& key, const py::array& value, const py::object& modality, const py::object& embeddings) {
+    SlabArray k = as_block(key), v = as_block(value);
+    if (!(k.shape == v.shape) || k.shape.heads != heads_ || k.shape.channels != channels_)
+      throw ShapeError("append(): key " + k.shape.str() + " and value " + v.shape.str() + " must both be [" +
+                       std::to_string(heads_) + ", t, " + std::to_string(channels_) + "]");
+    const std::int64_t t = k.shape.tokens;
+    const auto base = static_cast<std::int32_t>(tokens_->size());
+    for (std::int64_t i = 0; i < t; ++i) {
+      Modality m = cache_->tokens() == 0 ? Modality::system_text : Modality::generated;
+      if (!modality.is_none()) {
+        auto arr = py::array_t<std::uint8_t, py::array::c_style | py::array::forcecast>::ensure(modality);
+        if (!arr || arr.size() != t) throw ShapeError("append(): modality needs one value per appended token");
+        m = static_cast<Modality>(arr.data()[i]);
+      }
+      tokens_->modality.push_back(m);
+      tokens_->position.push_back(base + static_cast<std::int32_t>(i));
+      tokens_->frame.push_back(-1);
+      tokens_->patch_row.push_back(-1);
+      tokens_->patch_col.push_back(-1);
+    }
+    if (!embeddings.is_none()) {
+      auto e = py::array_t<float, py::array::c_style | py::array::forcecast>::ensure(embeddings);
+      if (!e || e.ndim() != 2 || e.shape(0) != t) throw ShapeError("append(): embeddings must be [t, hidden]");
+      if (tokens_->hidden && tokens_->hidden != e.shape(1)) throw ShapeError("append(): embedding width changed");
+      tokens_->hidden = e.shape(1);
+      tokens_->embeddings.resize(static_cast<std::size_t>(base) * static_cast<std::size_t>(tokens_->hidden), 0.0f);
+      tokens_->embeddings.insert(tokens_->embeddings.end(), e.data(), e.data() + e.size());
+    } else if (tokens_->hidden) {
+      tokens_->embeddings.resize(tokens_->embeddings.size() + static_cast<std::size_t>(t * tokens_->hidden), 0.0f);
+    }
+    py::gil_scoped_release release;
+    cache_->append(k.data.data(), v.data.data(), t);
+  }
+
+  py::tuple materialize() const {
+    std::vector<float> k, v;
+    {
+      py::gil_scoped_release release;
+      cache_->materialize(k, v);
+    }
+    const std::vector<py::ssize_t> dims = {heads_, cache_->tokens(), channels_};
+    py::array_t<float> ka(dims), va(dims);
+    std::copy(k.begin(), k.end(), ka.mutable_data());
+    std::copy(v.begin(), v.end(), va.mutable_data());
+    return py::make_tuple(ka, va);
+  }
+
+  std::int64_t tokens() const { return cache_->tokens(); }
+  PyLayout key_layout() const { return to_py(cache_->key_layout()); }
+  PyLayout value_layout() const { return to_py(cache_->value_layout()); }
+  int requantizations() const { return cache_->requantizations(); }
+
+ private:
+  std::int64_t heads_, channels_;
+  LifecycleParams params_;
+  std::unique_ptr<KvCodec> codec_;
+  std::unique_ptr<TraceTokens> tokens_;
+  std::unique_ptr<LayerCache> cache_;
+};
+
 }  // namespace
 
 PYBIND11_MODULE(_vidkv, m) {
@@ -253,6 +340,18 @@ PYBIND11_MODULE(_vidkv, m) {
            "decode(encode(x)); keyword side data: modality=[T] uint8, embeddings=[T, hidden], queries=[Hq, Q, D] with "
            "query_positions=[Q], seed=int, layer=int")
       .def_property_readonly("config", &PyCodec::config);
+
+  py::class_<PyLayerCache>(m, "LayerCache",
+                           "One layer's KV cache under a codec and lifecycle (the live hook's building block).")
+      .def(py::init<const py::dict&, const py::dict&, std::int64_t, std::int64_t, int, std::uint64_t>(), py::arg("codec"),
+           py::arg("lifecycle"), py::arg("heads"), py::arg("channels"), py::arg("layer") = 0, py::arg("seed") = 0)
+      .def("append", &PyLayerCache::append, py::arg("key"), py::arg("value"), py::arg("modality") = py::none(),
+           py::arg("embeddings") = py::none(), "Appends [heads, t, channels] keys and values; the first call is the prefill.")
+      .def("materialize", &PyLayerCache::materialize, "(key, value) as the model reads them: [heads, tokens, channels]")
+      .def_property_readonly("tokens", &PyLayerCache::tokens)
+      .def_property_readonly("requantizations", &PyLayerCache::requantizations)
+      .def("key_layout", &PyLayerCache::key_layout)
+      .def("value_layout", &PyLayerCache::value_layout);
 
   m.def("codec", &make_codec, py::arg("config"),
         "Builds a codec from a dict with the keys of a YAML block: {'quantizer': 'uniform', 'bits': 2, ...} gives one "
