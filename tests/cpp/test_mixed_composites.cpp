@@ -248,3 +248,57 @@ TEST_CASE("mixed_token: layout depends only on shape and modality; random protec
     }
   }
 }
+
+TEST_CASE("mixed_token refuses children whose layout depends on which tokens are protected", "[mixed_token]") {
+  // Outer: 2 random tokens among all 6 (candidates: all). Inner `rest`: mixed_token protecting all of its visual
+  // tokens at 1 byte per element, the others at 1 bit. Tokens 0 and 5 are system, 1..4 visual. The layout assumes
+  // the outer picks the first two candidates (0, 1): the inner block then holds 3 visual tokens, all protected.
+  // A pick of (0, 5) leaves 4 visual tokens, a pick of two visual tokens leaves 2: the inner layout changes, so
+  // encode() must throw NotSupportedError before writing (guard bytes prove it never overruns). A pick of one
+  // system and one visual token (8 of the 15 pairs) matches the layout and encodes.
+  TraceTokens tt = TraceTokens::uniform(6, Modality::visual);
+  tt.modality[0] = tt.modality[5] = Modality::system_text;
+  ConfigNode inner = map({{"quantizer", scalar("mixed_token")},
+                          {"protector", map({{"type", scalar("random")}, {"fraction", scalar("1")}})},
+                          {"protected", map({{"quantizer", scalar("half_step")}})},
+                          {"rest", map({{"quantizer", scalar("mean_sign")}})}});
+  auto q = registry().make_quantizer(map({{"quantizer", scalar("mixed_token")},
+                                          {"protector", map({{"type", scalar("random")}, {"count", scalar("2")}, {"candidates", scalar("all")}})},
+                                          {"protected", map({{"quantizer", scalar("half_step")}})},
+                                          {"rest", inner}}));
+  const std::vector<float> x = {1, -1, 2.5f, 3, 0.5f, -0.5f, -4, 1.5f, 2, 2, 0, -3};
+  const BlockShape shape{1, 6, 2};
+  int refused = 0, encoded = 0;
+  for (std::uint64_t seed = 0; seed < 40; ++seed) {
+    TokenContext ctx;
+    ctx.tokens = &tt;
+    ctx.seed = seed;
+    bool guards = false;
+    try {
+      const auto bytes = encode_guarded(*q, x.data(), shape, ctx, &guards);
+      CHECK(guards);
+      ++encoded;
+    } catch (const NotSupportedError& e) {
+      CHECK(std::string(e.what()).find("depends on which tokens are protected") != std::string::npos);
+      ++refused;
+    }
+  }
+  CHECK(refused > 0);  // 7 of 15 pairs change the inner budget: P(no refusal in 40 seeds) = (8/15)^40 ~ 1e-11
+  CHECK(encoded > 0);  // P(no success) = (7/15)^40 ~ 1e-13
+}
+
+TEST_CASE("selectors and protectors register the shared parameter names", "[selector][protector]") {
+  auto names = [](const char* plugin) {
+    std::vector<std::string> out;
+    for (const auto& s : builtin_registry().find(plugin)->params) out.push_back(s.name);
+    return out;
+  };
+  CHECK(names("range") == std::vector<std::string>{"fraction", "count", "scope"});
+  CHECK(names("variance") == std::vector<std::string>{"fraction", "count", "scope"});
+  CHECK(names("outlier") == std::vector<std::string>{"fraction", "count", "scope", "multiplier", "mode"});
+  CHECK(names("none").empty());
+  for (const char* p : {"random", "semantic_embedding", "semantic_attention"})
+    CHECK(names(p) == std::vector<std::string>{"fraction", "count", "count_rule", "candidates"});
+  CHECK(builtin_registry().find("outlier")->params[4].default_text == "absolute");
+  CHECK(builtin_registry().find("random")->params[2].default_text == "paper");
+}
