@@ -8,6 +8,7 @@
 // splitmix64 generator started at state s; the score is the top 53 bits of u_t (exact in a double). Keeping the
 // n largest of i.i.d. uniform keys is a uniformly random n-subset. Keys depend on the trace token index, not on
 // the block: a token keeps its key in every block it appears in, and every KV head shares the selection.
+// Stores nothing itself: mixed_token stores the protected set as a 1-bit-per-token mask, ceil(T / 8) bytes per block.
 #pragma once
 
 #include <cstdint>

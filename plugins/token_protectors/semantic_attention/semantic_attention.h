@@ -12,6 +12,7 @@
 // skipped (they do not exist when the block is encoded).
 // Missing side data (token metadata, recorded queries, keys), mismatched widths or no usable query-text query:
 // ConfigError naming the protector and what is missing.
+// Stores nothing itself: mixed_token stores the protected set as a 1-bit-per-token mask, ceil(T / 8) bytes per block.
 #pragma once
 
 #include "vidkv/core/plugin_registry.h"

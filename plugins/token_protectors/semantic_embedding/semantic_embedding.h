@@ -7,6 +7,7 @@
 // Differences from the release: the query-text span comes from the recorded token modalities (no hard-coded
 // +14 token offset); the budget follows count_rule (paper by default).
 // Missing embeddings or no query-text token: ConfigError naming the protector and what is missing.
+// Stores nothing itself: mixed_token stores the protected set as a 1-bit-per-token mask, ceil(T / 8) bytes per block.
 #pragma once
 
 #include "vidkv/core/plugin_registry.h"
