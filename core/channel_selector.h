@@ -26,7 +26,8 @@ struct ChannelSelectionParams {
     b.real("fraction", &P::fraction, 0.0, 1.0, "fraction",
            "share of channels selected, k = int(D * fraction); 0 selected while fraction > 0 becomes 32 (release rule)");
     b.integer("count", &P::count, -1, 1 << 20, "channels", "exact number of channels selected; -1 uses fraction");
-    b.choice("scope", &P::scope, std::vector<std::pair<std::string, SelectionScope>>{{"layer", SelectionScope::layer}, {"head", SelectionScope::head}},
+    // The cast: &P::scope names the base member; choice<E>() deduces E from `E P::*`, which needs the derived type.
+    b.choice("scope", static_cast<SelectionScope P::*>(&P::scope), std::vector<std::pair<std::string, SelectionScope>>{{"layer", SelectionScope::layer}, {"head", SelectionScope::head}},
              "layer: one split from all KV heads of the layer (release); head: one split per head");
   }
 };

@@ -27,9 +27,10 @@ struct TokenProtectionParams {
   static void bind_protection(B& b) {
     b.real("fraction", &P::fraction, 0.0, 1.0, "fraction", "p: share of candidate tokens protected (paper: 0.2)");
     b.integer("count", &P::count, -1, 1 << 30, "tokens", "exact number of protected tokens; -1 uses fraction and count_rule");
-    b.choice("count_rule", &P::count_rule, std::vector<std::pair<std::string, CountRule>>{{"paper", CountRule::paper}, {"release", CountRule::release}},
+    // The casts: &P::x names the base member; choice<E>() deduces E from `E P::*`, which needs the derived type.
+    b.choice("count_rule", static_cast<CountRule P::*>(&P::count_rule), std::vector<std::pair<std::string, CountRule>>{{"paper", CountRule::paper}, {"release", CountRule::release}},
              "paper: n = int(p * N); release: max(32, floor(p * N / 32) * 32) - 32");
-    b.choice("candidates", &P::candidates,
+    b.choice("candidates", static_cast<CandidateSpan P::*>(&P::candidates),
              std::vector<std::pair<std::string, CandidateSpan>>{{"visual", CandidateSpan::visual}, {"context", CandidateSpan::context}, {"all", CandidateSpan::all}},
              "candidate tokens: visual (modality 1), context (every token before the query text that is not query or generated), all");
   }

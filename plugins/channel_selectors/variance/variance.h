@@ -1,0 +1,28 @@
+// variance: channel selector scoring each channel by its population variance (VidKV, algorithms.md 3.1).
+//
+// Paper: VidKV (arXiv 2503.16257) Table 1, "Variance" row (an ablation; not in the released code).
+// Definition: over the n = heads_in_scope * tokens values x of the channel, mean m = sum(x) / n and
+// score = sum((x - m)^2) / n (population variance, divisor n, not n - 1), accumulated in double, two passes.
+// Stores nothing itself (the mask is stored by mixed_channel).
+#pragma once
+
+#include "vidkv/core/channel_selector.h"
+#include "vidkv/core/plugin_registry.h"
+
+namespace vidkv {
+
+class VarianceSelector : public ChannelSelector {
+ public:
+  struct Params : ChannelSelectionParams {
+    template <class B>
+    static void bind(B& b) { bind_selection<Params>(b); }
+  };
+  explicit VarianceSelector(const Params& p) : ChannelSelector(p) {}
+
+  std::vector<double> score(const float* in, const BlockShape& shape, std::int64_t head_begin,
+                            std::int64_t head_end) const override;
+};
+
+void register_variance(PluginRegistry& registry);
+
+}  // namespace vidkv

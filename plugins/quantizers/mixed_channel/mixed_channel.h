@@ -1,0 +1,69 @@
+// mixed_channel: composite quantizer that splits the channels of K with a channel selector and encodes the
+// selected ("high", anomalous) channels and the others ("low", normal) with two child quantizers.
+//
+// Paper: VidKV (arXiv 2503.16257) section 3.2, algorithms.md 3: 1.x-bit keys = range-selected channels at 2 bits
+// (uniform, per-channel groups of 32 tokens) and the rest at 1 bit (FFT + sign). Defaults are the paper's 1.5-bit
+// keys: selector {type: range, fraction: 0.5, scope: layer}, high {quantizer: uniform, bits: 2, group: 32,
+// axis: channel}, low {quantizer: sign, group: 32, fft: real}.
+// Differences from the release: the mask is stored (1 bit per channel per mask) and counted; the selection scope
+// and the children are parameters; the release's low path is {sign, fft: complex, layout: release}.
+//
+// Packed layout (format version 1, mixed_channel_format.h), sections back to back:
+//   channel_mask                       ceil(masks * D / 8) bytes; masks = 1 (scope layer) or heads (scope head)
+//   scope layer: high.*  child bytes of the [heads, tokens, k] block of high channels (ascending index)
+//                low.*   child bytes of the [heads, tokens, D - k] block of low channels (ascending index)
+//   scope head:  for each head h: high.hH.* ([1, tokens, k]) then low.hH.* ([1, tokens, D - k])
+//   A child with no channels (k == 0 or k == D) writes no section.
+// k = selector.selected_count(D) depends only on D, so the layout depends only on the shape.
+// Effective bits = 8 * (mask bytes + high bytes + low bytes) / (heads * tokens * D);
+// nominal bits = (k * nominal_high + (D - k) * nominal_low) / D.
+#pragma once
+
+#include <memory>
+
+#include "vidkv/core/channel_selector.h"
+#include "vidkv/core/config_node.h"
+#include "vidkv/core/plugin_registry.h"
+#include "vidkv/core/quantizer.h"
+
+namespace vidkv {
+
+class MixedChannelQuantizer : public Quantizer {
+ public:
+  struct Params {
+    ConfigNode selector = default_selector();
+    ConfigNode high = default_high();
+    ConfigNode low = default_low();
+
+    static ConfigNode default_selector();
+    static ConfigNode default_high();
+    static ConfigNode default_low();
+
+    template <class B>
+    static void bind(B& b) {
+      b.block("selector", &Params::selector, "channel_selector", "channel selector choosing the high-precision channels");
+      b.block("high", &Params::high, "quantizer", "quantizer of the selected (anomalous) channels, gathered in ascending index");
+      b.block("low", &Params::low, "quantizer", "quantizer of the other (normal) channels, gathered in ascending index");
+    }
+  };
+
+  MixedChannelQuantizer(const Params& params, const PluginRegistry& registry);
+
+  PackedLayout layout(const BlockShape& shape, const TokenContext& ctx) const override;
+  void encode(const float* in, const BlockShape& shape, const TokenContext& ctx, std::uint8_t* out) const override;
+  void decode(const std::uint8_t* in, const BlockShape& shape, const TokenContext& ctx, float* out) const override;
+  bool supports(Device device, const BlockShape& shape, std::string* why = nullptr) const override;
+
+  const ChannelSelector& selector() const { return *selector_; }
+
+ private:
+  // Shapes of the child blocks for one part (layer scope: all heads; head scope: one head).
+  BlockShape part_shape(const BlockShape& shape, std::int64_t channels) const;
+
+  std::unique_ptr<ChannelSelector> selector_;
+  std::unique_ptr<Quantizer> high_, low_;
+};
+
+void register_mixed_channel(PluginRegistry& registry);
+
+}  // namespace vidkv

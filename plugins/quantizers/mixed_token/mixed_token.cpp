@@ -1,0 +1,159 @@
+#include "vidkv/plugins/quantizers/mixed_token/mixed_token.h"
+
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+#include "vidkv/core/error.h"
+#include "vidkv/plugins/quantizers/mixed_token/mixed_token_format.h"
+
+namespace vidkv {
+
+namespace {
+
+ConfigNode block_of(std::initializer_list<std::pair<const char*, const char*>> entries) {
+  ConfigNode n = ConfigNode::map();
+  for (const auto& [k, v] : entries) n.set(k, ConfigNode::scalar(v));
+  return n;
+}
+
+// Copies tokens `tl` (local, ascending) of every head into a dense [heads, |tl|, channels] block.
+std::vector<float> gather(const float* in, const BlockShape& shape, const std::vector<std::int32_t>& tl) {
+  const auto c = static_cast<std::size_t>(shape.channels);
+  std::vector<float> out(static_cast<std::size_t>(shape.heads) * tl.size() * c);
+  float* o = out.data();
+  for (std::int64_t h = 0; h < shape.heads; ++h)
+    for (std::int32_t t : tl) {
+      std::memcpy(o, in + h * shape.slab_elements() + t * shape.channels, c * sizeof(float));
+      o += c;
+    }
+  return out;
+}
+
+void scatter(const std::vector<float>& part, const BlockShape& shape, const std::vector<std::int32_t>& tl, float* out) {
+  const auto c = static_cast<std::size_t>(shape.channels);
+  const float* p = part.data();
+  for (std::int64_t h = 0; h < shape.heads; ++h)
+    for (std::int32_t t : tl) {
+      std::memcpy(out + h * shape.slab_elements() + t * shape.channels, p, c * sizeof(float));
+      p += c;
+    }
+}
+
+// The complement of `chosen` (ascending) in [0, tokens).
+std::vector<std::int32_t> complement(const std::vector<std::int32_t>& chosen, std::int64_t tokens) {
+  std::vector<std::int32_t> out;
+  std::size_t j = 0;
+  for (std::int32_t t = 0; t < tokens; ++t) {
+    if (j < chosen.size() && chosen[j] == t) {
+      ++j;
+    } else {
+      out.push_back(t);
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+ConfigNode MixedTokenQuantizer::Params::default_protector() { return block_of({{"type", "random"}, {"fraction", "0.2"}}); }
+ConfigNode MixedTokenQuantizer::Params::default_protected() {
+  return block_of({{"quantizer", "uniform"}, {"bits", "2"}, {"group", "32"}, {"axis", "channel"}});
+}
+ConfigNode MixedTokenQuantizer::Params::default_rest() { return block_of({{"quantizer", "ternary"}}); }
+
+MixedTokenQuantizer::MixedTokenQuantizer(const Params& params, const PluginRegistry& registry)
+    : protector_(registry.make_token_protector(params.protector)),
+      protected_(registry.make_quantizer(params.protected_block)),
+      rest_(registry.make_quantizer(params.rest)) {}
+
+std::int64_t MixedTokenQuantizer::protected_count(std::int64_t tokens, const TokenContext& ctx) const {
+  return protector_->budget(static_cast<std::int64_t>(protector_->candidate_tokens(tokens, ctx).size()));
+}
+
+PackedLayout MixedTokenQuantizer::layout(const BlockShape& shape, const TokenContext& ctx) const {
+  // The layout needs only the count n; the children's layouts are taken for a canonical protected set (the
+  // first n candidates) and encode() checks that the actual set gives the same bytes.
+  const auto cand = protector_->candidate_tokens(shape.tokens, ctx);
+  const std::int64_t n = protector_->budget(static_cast<std::int64_t>(cand.size()));
+  const std::vector<std::int32_t> prot(cand.begin(), cand.begin() + n);
+  PackedLayout out;
+  out.add("token_mask", SectionKind::token_mask, mixed_token_format::mask_bytes(static_cast<std::size_t>(shape.tokens)));
+  if (n > 0) out.append_child("protected", protected_->layout({shape.heads, n, shape.channels}, ctx.subset(prot)));
+  if (shape.tokens > n)
+    out.append_child("rest", rest_->layout({shape.heads, shape.tokens - n, shape.channels}, ctx.subset(complement(prot, shape.tokens))));
+  return out;
+}
+
+void MixedTokenQuantizer::encode(const float* in, const BlockShape& shape, const TokenContext& ctx, std::uint8_t* out) const {
+  const std::vector<std::int32_t> prot = protector_->protect(in, shape, ctx);
+  const std::vector<std::int32_t> rest = complement(prot, shape.tokens);
+  const std::int64_t n = protected_count(shape.tokens, ctx);
+  VIDKV_ASSERT(static_cast<std::int64_t>(prot.size()) == n, "protector kept ", prot.size(), " tokens, budget ", n);
+  const std::size_t mask_bytes = mixed_token_format::mask_bytes(static_cast<std::size_t>(shape.tokens));
+  std::memset(out, 0, mask_bytes);
+  for (std::int32_t t : prot) mixed_token_format::mask_set(out, static_cast<std::size_t>(t));
+  // The caller sized `out` from layout(); check before writing that the actual split needs exactly that.
+  const std::size_t expected = layout(shape, ctx).bytes();
+  std::size_t actual = mask_bytes;
+  if (!prot.empty()) actual += protected_->layout({shape.heads, n, shape.channels}, ctx.subset(prot)).bytes();
+  if (!rest.empty())
+    actual += rest_->layout({shape.heads, static_cast<std::int64_t>(rest.size()), shape.channels}, ctx.subset(rest)).bytes();
+  VIDKV_REQUIRE(actual == expected, NotSupportedError,
+                "mixed_token: a child quantizer's layout depends on which tokens are protected (", actual,
+                " bytes needed, layout says ", expected, "); such children cannot be used under mixed_token");
+  std::uint8_t* cursor = out + mask_bytes;
+  for (int side = 0; side < 2; ++side) {
+    const auto& tl = side == 0 ? prot : rest;
+    if (tl.empty()) continue;
+    const Quantizer& q = side == 0 ? *protected_ : *rest_;
+    const BlockShape ps{shape.heads, static_cast<std::int64_t>(tl.size()), shape.channels};
+    const TokenContext sub = ctx.subset(tl);
+    const std::vector<float> block = gather(in, shape, tl);
+    q.encode(block.data(), ps, sub, cursor);
+    cursor += q.layout(ps, sub).bytes();
+  }
+}
+
+void MixedTokenQuantizer::decode(const std::uint8_t* in, const BlockShape& shape, const TokenContext& ctx, float* out) const {
+  const std::int64_t n = protected_count(shape.tokens, ctx);
+  std::vector<std::int32_t> prot;
+  for (std::int32_t t = 0; t < shape.tokens; ++t)
+    if (mixed_token_format::mask_get(in, static_cast<std::size_t>(t))) prot.push_back(t);
+  VIDKV_REQUIRE(static_cast<std::int64_t>(prot.size()) == n, IoError, "mixed_token: token mask has ", prot.size(),
+                " tokens set, the layout needs ", n, " (corrupt or foreign bytes)");
+  const std::vector<std::int32_t> rest = complement(prot, shape.tokens);
+  const std::uint8_t* cursor = in + mixed_token_format::mask_bytes(static_cast<std::size_t>(shape.tokens));
+  for (int side = 0; side < 2; ++side) {
+    const auto& tl = side == 0 ? prot : rest;
+    if (tl.empty()) continue;
+    const Quantizer& q = side == 0 ? *protected_ : *rest_;
+    const BlockShape ps{shape.heads, static_cast<std::int64_t>(tl.size()), shape.channels};
+    const TokenContext sub = ctx.subset(tl);
+    std::vector<float> block(static_cast<std::size_t>(ps.elements()));
+    q.decode(cursor, ps, sub, block.data());
+    scatter(block, shape, tl, out);
+    cursor += q.layout(ps, sub).bytes();
+  }
+}
+
+bool MixedTokenQuantizer::supports(Device device, const BlockShape& shape, std::string* why) const {
+  if (!Quantizer::supports(device, shape, why)) return false;
+  std::string child_why;
+  if (!protected_->supports(device, {shape.heads, std::max<std::int64_t>(shape.tokens, 1), shape.channels}, &child_why)) {
+    if (why) *why = "protected: " + child_why;
+    return false;
+  }
+  if (!rest_->supports(device, {shape.heads, std::max<std::int64_t>(shape.tokens, 1), shape.channels}, &child_why)) {
+    if (why) *why = "rest: " + child_why;
+    return false;
+  }
+  return true;
+}
+
+void register_mixed_token(PluginRegistry& registry) {
+  registry.add<MixedTokenQuantizer>(
+      "mixed_token", "splits tokens with a protector: protected tokens by `protected`, the others by `rest` (VidKV STP values)");
+}
+
+}  // namespace vidkv
