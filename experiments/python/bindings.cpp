@@ -205,6 +205,55 @@ class PyCodec {
   std::unique_ptr<Quantizer> q_;
 };
 
+py::object to_python(const ConfigNode& n) {
+  switch (n.kind()) {
+    case ConfigNode::Kind::null: return py::none();
+    case ConfigNode::Kind::scalar: return py::str(n.text());
+    case ConfigNode::Kind::list: {
+      py::list l;
+      for (const auto& i : n.items()) l.append(to_python(i));
+      return std::move(l);
+    }
+    case ConfigNode::Kind::map: {
+      py::dict d;
+      for (const auto& [k, v] : n.entries()) d[py::str(k)] = to_python(v);
+      return std::move(d);
+    }
+  }
+  return py::none();
+}
+
+// The validated plan of an experiment file, as plain Python data (scalars stay YAML text): what `vidkv live`
+// runs, validated by exactly the code that validates `vidkv run`.
+py::dict plan_to_python(const std::string& file, const std::vector<std::string>& overrides) {
+  const ExperimentPlan plan = plan_experiment(file, overrides, builtin_registry());
+  py::dict out;
+  out["name"] = plan.name;
+  out["description"] = plan.description;
+  out["source_file"] = plan.source_file;
+  out["traces"] = plan.traces;
+  out["model"] = to_python(plan.model);
+  out["backend"] = device_name(plan.backend);
+  out["seed"] = plan.seed;
+  out["metrics"] = plan.metrics;
+  out["output"] = plan.output_dir;
+  out["resolved"] = to_python(plan.resolved);
+  out["resolved_yaml"] = plan.resolved.dump_yaml();
+  py::list runs;
+  for (const auto& r : plan.runs) {
+    py::dict d;
+    d["name"] = r.name;
+    d["codec"] = to_python(r.codec);
+    d["lifecycle"] = to_python(r.lifecycle_node);
+    py::list params;
+    for (const auto& [k, v] : r.params) params.append(py::make_tuple(k, v));
+    d["params"] = params;
+    runs.append(d);
+  }
+  out["runs"] = runs;
+  return out;
+}
+
 py::object make_codec(const py::dict& config) {
   ConfigNode node = to_config(config, "");
   node.set_path("codec");
@@ -357,6 +406,8 @@ PYBIND11_MODULE(_vidkv, m) {
         "Builds a codec from a dict with the keys of a YAML block: {'quantizer': 'uniform', 'bits': 2, ...} gives one "
         "Codec; {'preset': NAME, 'part': 'key'|'value'} one side of a preset; {'preset': NAME} or {'key': ..., "
         "'value': ...} a dict {'key': Codec, 'value': Codec}.");
+  m.def("plan", &plan_to_python, py::arg("file"), py::arg("overrides") = std::vector<std::string>{},
+        "The validated plan of an experiment YAML file (runs with resolved codec and lifecycle blocks).");
   m.def("plugins", [] {
     std::vector<std::string> names;
     for (const auto& p : builtin_registry().list()) names.push_back(p.name);

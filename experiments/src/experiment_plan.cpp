@@ -26,7 +26,7 @@ const std::vector<std::string>& all_metric_names() {
 
 namespace {
 
-const std::vector<std::string> kTopLevelKeys = {"name", "description", "traces", "backend", "seed", "codec",
+const std::vector<std::string> kTopLevelKeys = {"name", "description", "traces", "model", "backend", "seed", "codec",
                                                 "lifecycle", "sweep", "metrics", "output"};
 
 bool names_plugin(const ConfigNode& n, std::string* key, std::string* value) {
@@ -176,6 +176,14 @@ ConfigNode defaults_document() {
 
 }  // namespace
 
+const std::vector<std::string>& all_live_metric_names() {
+  static const std::vector<std::string> names = {"perplexity", "perplexity_reference", "next_token_kl", "greedy_agreement",
+                                                 "key_nominal_bits", "value_nominal_bits", "key_effective_bits",
+                                                 "value_effective_bits", "nominal_bits", "effective_bits",
+                                                 "compression_ratio", "seconds"};
+  return names;
+}
+
 void merge_config(ConfigNode& base, const ConfigNode& overlay) {
   if (!base.is_map() || !overlay.is_map()) {
     const std::string path = base.path();
@@ -280,7 +288,14 @@ ExperimentPlan plan_experiment_document(const ConfigNode& document, const std::v
   if (plan.name.empty() || plan.name.find('/') != std::string::npos) name->fail("name: must be non-empty and contain no '/'");
   if (const ConfigNode* d = user.find("description")) plan.description = d->text();
   if (!user.find("codec")) document.fail("missing 'codec' (a {key, value} block or {preset: NAME})");
-  if (!user.find("traces")) document.fail("missing 'traces' (a trace file, a glob, or a list of them)");
+  if (!user.find("traces") && !user.find("model"))
+    document.fail("missing 'traces' (a trace file, a glob, or a list of them), or 'model' for live mode");
+  if (user.find("traces") && user.find("model"))
+    user.at("model").fail("give either 'traces' (trace replay, vidkv run) or 'model' (live mode, vidkv live), not both");
+  if (const ConfigNode* model = user.find("model")) {
+    if (!model->is_map()) model->fail("model: expected a block {id: ..., prompts: [...], ...} (see experiments/README.md)");
+    plan.model = *model;
+  }
 
   ConfigNode resolved = defaults_document();
   merge_config(resolved, user);
@@ -295,12 +310,13 @@ ExperimentPlan plan_experiment_document(const ConfigNode& document, const std::v
   plan.seed = static_cast<std::uint64_t>(seed);
 
   const ConfigNode& metrics = resolved.at("metrics");
+  const bool live = !plan.model.is_null();
   std::vector<std::string> wanted;
   if (metrics.is_scalar()) {
     wanted.push_back(metrics.text());
   } else if (metrics.is_list()) {
     for (const auto& m : metrics.items()) {
-      const auto& names = all_metric_names();
+      const auto& names = live ? all_live_metric_names() : all_metric_names();
       if (m.text() != "all" && std::find(names.begin(), names.end(), m.text()) == names.end()) {
         auto near = closest_names(m.text(), names);
         std::string list;
@@ -313,7 +329,7 @@ ExperimentPlan plan_experiment_document(const ConfigNode& document, const std::v
   } else {
     metrics.fail("metrics: expected a list of metric names");
   }
-  for (const auto& n : all_metric_names())
+  for (const auto& n : live ? all_live_metric_names() : all_metric_names())
     if (std::find(wanted.begin(), wanted.end(), "all") != wanted.end() || std::find(wanted.begin(), wanted.end(), n) != wanted.end())
       plan.metrics.push_back(n);
 
@@ -351,7 +367,7 @@ ExperimentPlan plan_experiment_document(const ConfigNode& document, const std::v
     plan.runs.push_back(std::move(run));
   }
 
-  plan.traces = expand_traces(resolved.at("traces"), source_file);
+  if (!live) plan.traces = expand_traces(resolved.at("traces"), source_file);
   return plan;
 }
 

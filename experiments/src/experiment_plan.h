@@ -31,7 +31,8 @@ struct ExperimentPlan {
   std::string name;
   std::string description;
   std::string source_file;
-  std::vector<std::string> traces;   // resolved file paths, sorted, de-duplicated
+  std::vector<std::string> traces;   // resolved file paths, sorted, de-duplicated (empty in live mode)
+  ConfigNode model;                  // live mode: the `model:` block (checked by the live runner), else null
   Device backend = Device::cpu;
   std::uint64_t seed = 0;
   std::vector<std::string> metrics;  // canonical names, in metric order
@@ -40,8 +41,10 @@ struct ExperimentPlan {
   ConfigNode resolved;               // the experiment document after layering, sweep kept, for config.yaml
 };
 
-// Every metric name the runner can compute, in column order.
+// Every metric name the trace runner can compute, in column order.
 const std::vector<std::string>& all_metric_names();
+// Every metric name of live mode (vidkv live), in column order.
+const std::vector<std::string>& all_live_metric_names();
 
 // Builds and validates the plan. `overrides` are "dotted.path=value" strings from --set.
 ExperimentPlan plan_experiment(const std::string& file, const std::vector<std::string>& overrides,

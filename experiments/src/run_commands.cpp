@@ -36,6 +36,8 @@ int run_command(const Args& args_in) {
   if (args.size() != 1) VIDKV_THROW(ConfigError, "usage: vidkv run EXPERIMENT.yaml [--set k=v]... [--jobs N] [--resume] [--out DIR]");
 
   const ExperimentPlan plan = plan_experiment(args[0], options.overrides, builtin_registry());
+  if (!plan.model.is_null())
+    VIDKV_THROW(ConfigError, args[0], ": this experiment names a model (live mode): run it with vidkv live");
   std::cout << "experiment " << plan.name << ": " << plan.runs.size() << " run(s) x " << plan.traces.size()
             << " trace(s)\n";
   for (const auto& t : plan.traces) {
