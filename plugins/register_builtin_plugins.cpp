@@ -1,10 +1,13 @@
 // The explicit list of built-in plugins: one register_NAME() per plugin folder (no static initialisers).
 #include "vidkv/core/plugin_registry.h"
+#include "vidkv/plugins/quantizers/identity/identity.h"
+#include "vidkv/plugins/quantizers/uniform/uniform.h"
 
 namespace vidkv {
 
 void register_builtin_plugins(PluginRegistry& registry) {
-  (void)registry;
+  register_identity(registry);
+  register_uniform(registry);
 }
 
 const PluginRegistry& builtin_registry() {
