@@ -2,6 +2,7 @@
 #include "vidkv/core/plugin_registry.h"
 #include "vidkv/plugins/quantizers/identity/identity.h"
 #include "vidkv/plugins/quantizers/sign/sign.h"
+#include "vidkv/plugins/quantizers/ternary/ternary.h"
 #include "vidkv/plugins/quantizers/uniform/uniform.h"
 
 namespace vidkv {
@@ -10,6 +11,7 @@ void register_builtin_plugins(PluginRegistry& registry) {
   register_identity(registry);
   register_uniform(registry);
   register_sign(registry);
+  register_ternary(registry);
 }
 
 const PluginRegistry& builtin_registry() {
