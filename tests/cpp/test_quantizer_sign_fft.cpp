@@ -6,6 +6,8 @@
 #include <cstdio>
 #include <limits>
 #include <random>
+#include <thread>
+#include <utility>
 #include <vector>
 
 #include "catch.h"
@@ -178,5 +180,30 @@ TEST_CASE("sign 1-bit error with and without the channel FFT (paper Fig. 3)", "[
     const auto heavy = errors(signals[3].x, rec);
     CHECK(heavy[1] < heavy[0] - 0.05);
     CHECK(heavy[2] < heavy[0] - 0.05);
+  }
+}
+
+TEST_CASE("sign with fft gives the same bytes when many threads share the cached FFTW plans", "[quantizer][sign][fft]") {
+  // Lengths 80 and 48 are used by no other test, so their plans are created while the threads race.
+  const std::vector<std::pair<const char*, BlockShape>> cases{{"complex", {2, 40, 80}}, {"real", {2, 40, 48}}};
+  for (const auto& [fft, s] : cases) {
+    auto q = make("sign", {{"fft", fft}});
+    const auto x = gaussian(std::size_t(s.elements()), 51);
+    std::vector<std::vector<std::uint8_t>> bytes(8);
+    std::vector<std::vector<float>> decoded(8);
+    std::vector<std::thread> threads;
+    for (std::size_t i = 0; i < bytes.size(); ++i)
+      threads.emplace_back([&, i, s = s] {
+        bytes[i] = encode(*q, s, x);
+        decoded[i] = decode(*q, s, bytes[i]);
+      });
+    for (auto& t : threads) t.join();
+    const auto ref_bytes = encode(*q, s, x);
+    const auto ref = decode(*q, s, ref_bytes);
+    INFO("fft " << fft);
+    for (std::size_t i = 0; i < bytes.size(); ++i) {
+      CHECK(bytes[i] == ref_bytes);
+      CHECK(decoded[i] == ref);
+    }
   }
 }

@@ -1,3 +1,5 @@
+// identity: CPU reference of the full-precision baseline (values stored in fp16, bf16 or fp32, round to nearest
+// even). Layout: identity_format.h (one values section; effective bits 16 or 32).
 #include "vidkv/plugins/quantizers/identity/identity.h"
 
 #include "vidkv/plugins/quantizers/group_format.h"

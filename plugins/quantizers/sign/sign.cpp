@@ -1,3 +1,6 @@
+// sign: CPU scalar reference of VidKV's 1-bit quantizer (sign bit + mean-|x| scale per group, algorithms.md 2.2),
+// optionally on the per-token channel FFT (algorithms.md 3.3, sign_fft.h). Release differences and the effective
+// bits formula: sign.h; packed layout: sign_format.h (codes | scales [| zero mins in layout release]).
 #include "vidkv/plugins/quantizers/sign/sign.h"
 
 #include <cmath>

@@ -1,3 +1,5 @@
+// The fftwf channel-axis transforms of the sign quantizer and their process-wide plan cache; the component orders
+// (complex interleaving of the release, real n-reals variant) are defined in sign_fft.h.
 #include "vidkv/plugins/quantizers/sign/sign_fft.h"
 
 #include <fftw3.h>

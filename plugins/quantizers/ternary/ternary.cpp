@@ -1,3 +1,6 @@
+// ternary: CPU scalar reference of VidKV's 1.58-bit value quantizer (dead zone gamma * mean|x| per group,
+// algorithms.md 2.3). Release differences and effective bits: ternary.h; packed layout: ternary_format.h
+// (codes in base3 / slots2 / release words | scales when used or in release | constant mins in release).
 #include "vidkv/plugins/quantizers/ternary/ternary.h"
 
 #include <cmath>

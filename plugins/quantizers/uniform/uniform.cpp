@@ -1,3 +1,6 @@
+// uniform: CPU scalar reference of asymmetric min/max b-bit group quantization (KIVI; VidKV 2-bit, algorithms.md
+// 2.1). The oracle for optimised and CUDA paths. Format, rounding, tail rule and the release differences: uniform.h;
+// packed layout: uniform_format.h (codes | scales | mins; effective bits b + 32/G with fp16 metadata).
 #include "vidkv/plugins/quantizers/uniform/uniform.h"
 
 #include <cstring>
