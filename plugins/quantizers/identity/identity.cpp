@@ -1,0 +1,28 @@
+// identity: CPU reference of the full-precision baseline (values stored in fp16, bf16 or fp32, round to nearest
+// even). Layout: identity_format.h (one values section; effective bits 16 or 32).
+#include "vidkv/plugins/quantizers/identity/identity.h"
+
+#include "vidkv/plugins/quantizers/group_format.h"
+#include "vidkv/plugins/quantizers/identity/identity_format.h"
+
+namespace vidkv {
+
+PackedLayout Identity::layout(const BlockShape& shape, const TokenContext&) const {
+  PackedLayout l(shape.elements(), 8.0 * dtype_size(params_.dtype));
+  l.add("values", SectionKind::codes, identity_format::values_bytes(shape.elements(), params_.dtype));
+  return l;
+}
+
+void Identity::encode(const float* in, const BlockShape& shape, const TokenContext&, std::uint8_t* out) const {
+  for (std::int64_t i = 0; i < shape.elements(); ++i) group_format::put_scalar(out, i, params_.dtype, in[i]);
+}
+
+void Identity::decode(const std::uint8_t* in, const BlockShape& shape, const TokenContext&, float* out) const {
+  for (std::int64_t i = 0; i < shape.elements(); ++i) out[i] = group_format::get_scalar(in, i, params_.dtype);
+}
+
+void register_identity(PluginRegistry& registry) {
+  registry.add<Identity>("identity", "stores values in fp16, bf16 or fp32 (the full-precision baseline)");
+}
+
+}  // namespace vidkv

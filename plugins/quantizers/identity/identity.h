@@ -1,0 +1,41 @@
+// identity: stores every value in fp16, bf16 or fp32 (round to nearest even) and converts back on decode. The
+// full-precision baseline (the paper's "FP16" rows) and the reference against which errors are measured.
+// No paper differences; fp32 is lossless.
+//
+// Packed layout (identity_format.h): values, elements * sizeof(dtype) bytes, little-endian, block order
+// [heads, tokens, channels]. effective bits = nominal bits = 16 (fp16, bf16) or 32 (fp32).
+#pragma once
+
+#include "vidkv/core/dtype.h"
+#include "vidkv/core/plugin_registry.h"
+#include "vidkv/core/quantizer.h"
+
+namespace vidkv {
+
+struct IdentityParams {
+  DType dtype = DType::f16;
+
+  template <class B>
+  static void bind(B& b) {
+    b.choice("dtype", &IdentityParams::dtype,
+             std::vector<std::pair<std::string, DType>>{{"fp16", DType::f16}, {"bf16", DType::bf16}, {"fp32", DType::f32}},
+             "storage type of every value (round to nearest even)");
+  }
+};
+
+class Identity : public Quantizer {
+ public:
+  using Params = IdentityParams;
+  explicit Identity(const Params& params) : params_(params) {}
+
+  PackedLayout layout(const BlockShape& shape, const TokenContext& ctx) const override;
+  void encode(const float* in, const BlockShape& shape, const TokenContext& ctx, std::uint8_t* out) const override;
+  void decode(const std::uint8_t* in, const BlockShape& shape, const TokenContext& ctx, float* out) const override;
+
+ private:
+  Params params_;
+};
+
+void register_identity(PluginRegistry& registry);
+
+}  // namespace vidkv

@@ -1,0 +1,94 @@
+// sign: CPU scalar reference of VidKV's 1-bit quantizer (sign bit + mean-|x| scale per group, algorithms.md 2.2),
+// optionally on the per-token channel FFT (algorithms.md 3.3, sign_fft.h). Release differences and the effective
+// bits formula: sign.h; packed layout: sign_format.h (codes | scales [| zero mins in layout release]).
+#include "vidkv/plugins/quantizers/sign/sign.h"
+
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+#include "vidkv/core/error.h"
+
+namespace vidkv {
+
+Sign::Sign(const Params& params) : params_(params) {
+  VIDKV_REQUIRE(params.group >= 1, ConfigError, "sign: group = ", params.group, " must be >= 1");
+}
+
+group_format::GroupGrid Sign::grid(const BlockShape& shape) const {
+  const std::int64_t width = params_.fft == SignFft::off ? shape.channels : fft_components(params_.fft, shape.channels);
+  return group_format::make_group_grid(params_.axis, shape.heads, shape.tokens, width, params_.group);
+}
+
+PackedLayout Sign::layout(const BlockShape& shape, const TokenContext&) const {
+  const auto g = grid(shape);
+  PackedLayout l(shape.elements(), sign_format::kBits);
+  l.add("codes", SectionKind::codes, sign_format::codes_bytes(params_.layout, g));
+  l.add("scales", SectionKind::scales, sign_format::scales_bytes(g, params_.scale_dtype));
+  if (params_.layout == group_format::CodeLayout::release)
+    l.add("mins", SectionKind::zero_points, sign_format::zero_points_bytes(params_.layout, g, params_.scale_dtype));
+  return l;
+}
+
+void Sign::encode(const float* in, const BlockShape& shape, const TokenContext& ctx, std::uint8_t* out) const {
+  const auto g = grid(shape);
+  const DType sd = params_.scale_dtype;
+  std::memset(out, 0, layout(shape, ctx).bytes());
+  // The values to quantize, [heads, tokens, width]: the block itself or its per-token FFT components.
+  std::vector<float> transformed;
+  const float* values = in;
+  if (params_.fft != SignFft::off) {
+    transformed.resize(static_cast<std::size_t>(g.heads * g.head_stride));
+    fft_forward_rows(params_.fft, in, shape.heads * shape.tokens, shape.channels, transformed.data());
+    values = transformed.data();
+  }
+  std::uint8_t* codes = out;
+  std::uint8_t* scales = codes + sign_format::codes_bytes(params_.layout, g);
+  std::uint8_t* mins = scales + sign_format::scales_bytes(g, sd);
+  for (std::int64_t h = 0; h < g.heads; ++h) {
+    for (std::int64_t r = 0; r < g.rows; ++r) {
+      for (std::int64_t gi = 0; gi < g.groups_per_row(); ++gi) {
+        const std::int64_t j0 = gi * g.group, n = g.group_size(gi);
+        double sum_abs = 0.0;
+        for (std::int64_t j = j0; j < j0 + n; ++j) sum_abs += std::fabs(static_cast<double>(values[g.block_offset(h, r, j)]));
+        group_format::put_scalar(scales, g.group_index(h, r, gi), sd, static_cast<float>(sum_abs / static_cast<double>(n)));
+        if (params_.layout == group_format::CodeLayout::release) group_format::put_scalar(mins, g.group_index(h, r, gi), sd, 0.0f);
+        for (std::int64_t j = j0; j < j0 + n; ++j)
+          group_format::put_code(params_.layout, codes, g, sign_format::kBits, h, r, j,
+                                 sign_format::encode_value(values[g.block_offset(h, r, j)]));
+      }
+    }
+  }
+}
+
+void Sign::decode(const std::uint8_t* in, const BlockShape& shape, const TokenContext&, float* out) const {
+  const auto g = grid(shape);
+  const DType sd = params_.scale_dtype;
+  std::vector<float> transformed;
+  float* values = out;
+  if (params_.fft != SignFft::off) {
+    transformed.resize(static_cast<std::size_t>(g.heads * g.head_stride));
+    values = transformed.data();
+  }
+  const std::uint8_t* codes = in;
+  const std::uint8_t* scales = codes + sign_format::codes_bytes(params_.layout, g);
+  for (std::int64_t h = 0; h < g.heads; ++h) {
+    for (std::int64_t r = 0; r < g.rows; ++r) {
+      for (std::int64_t gi = 0; gi < g.groups_per_row(); ++gi) {
+        const float s = group_format::get_scalar(scales, g.group_index(h, r, gi), sd);
+        const std::int64_t j0 = gi * g.group, n = g.group_size(gi);
+        for (std::int64_t j = j0; j < j0 + n; ++j) {
+          const unsigned bit = group_format::get_code(params_.layout, codes, g, sign_format::kBits, h, r, j);
+          values[g.block_offset(h, r, j)] = sign_format::decode_value(bit, s, params_.reconstruction);
+        }
+      }
+    }
+  }
+  if (params_.fft != SignFft::off) fft_inverse_rows(params_.fft, values, shape.heads * shape.tokens, shape.channels, out);
+}
+
+void register_sign(PluginRegistry& registry) {
+  registry.add<Sign>("sign", "VidKV 1-bit: sign bit and mean-|x| scale per group, optionally on the channel FFT");
+}
+
+}  // namespace vidkv

@@ -1,0 +1,84 @@
+// sign: VidKV's "1-bit" quantizer, a sign bit per value with a mean-magnitude scale per group, optionally applied
+// to the channel-axis FFT of each token (the normal key channels). algorithms.md 2.2 and 3.3; paper arXiv
+// 2503.16257 Eq. 5 and Sec. 3.2 (FFT).
+//
+// Per group of G values along `axis`: s = mean |x| (accumulated in double, rounded to scale_dtype and stored);
+// bit = 1 if x >= 0 else 0. Reconstruction zero_one (paper and release): bit 1 -> s, bit 0 -> 0; symmetric: +-s.
+// fft complex / real: per token, the unnormalised forward FFT along ALL channels of the block given to this
+// quantizer (a composite gathers the normal channels first), laid out as in sign_fft.h (complex: 2n interleaved
+// Re/Im reals, the release's; real: n reals [Re X0, Re X1, Im X1, ..., (Re X(n/2))]); the components are then
+// quantized as if they were channels (axis channel: a group is G consecutive tokens of one component) and decode
+// rebuilds them, applies the inverse FFT divided by n and keeps the real part. Any n (FFTW, fp32).
+// Tail rule as in group_format.h: the last group of a row holds the remaining n mod G values, own scale.
+//
+// Differences from the release: fp32 FFT for any n (the release uses a half-precision power-of-two GPU FFT);
+// the real-FFT variant and the symmetric reconstruction are additions; layout dense drops the release's zero min.
+//
+// Packed layout (sign_format.h), V = values quantized = elements (fft off, real) or 2 * elements (complex):
+//   codes       dense: one bitstream, 1 bit per value, order head, row, position; release: uint32 words per row
+//   scales      one scale_dtype per group
+//   zero_points layout release only: one scale_dtype 0 per group (stored, never read, as the release does)
+// effective bits (G divides the axis, fp16) = (V / elements) * (1 + 16/G [+ 16/G release]):
+//   dense 1.5 (off, real), 3.0 (complex); release 2.0 (off, real), 4.0 (complex, the release's 1-bit FFT channel).
+#pragma once
+
+#include "vidkv/core/dtype.h"
+#include "vidkv/core/plugin_registry.h"
+#include "vidkv/core/quantizer.h"
+#include "vidkv/plugins/quantizers/group_format.h"
+#include "vidkv/plugins/quantizers/sign/sign_fft.h"
+#include "vidkv/plugins/quantizers/sign/sign_format.h"
+
+namespace vidkv {
+
+struct SignParams {
+  int group = 32;
+  group_format::GroupAxis axis = group_format::GroupAxis::channel;
+  sign_format::Reconstruction reconstruction = sign_format::Reconstruction::zero_one;
+  SignFft fft = SignFft::off;
+  DType scale_dtype = DType::f16;
+  group_format::CodeLayout layout = group_format::CodeLayout::dense;
+
+  template <class B>
+  static void bind(B& b) {
+    using group_format::CodeLayout;
+    using group_format::GroupAxis;
+    using sign_format::Reconstruction;
+    b.integer("group", &SignParams::group, 1, 1 << 20, "elements", "group size G along the grouped axis");
+    b.choice("axis", &SignParams::axis,
+             std::vector<std::pair<std::string, GroupAxis>>{{"channel", GroupAxis::channel}, {"token", GroupAxis::token}},
+             "channel: a group is G consecutive tokens of one channel (or FFT component); token: G consecutive channels");
+    b.choice("reconstruction", &SignParams::reconstruction,
+             std::vector<std::pair<std::string, Reconstruction>>{{"zero_one", Reconstruction::zero_one},
+                                                                 {"symmetric", Reconstruction::symmetric}},
+             "zero_one: bit 1 -> s, bit 0 -> 0 (paper, release); symmetric: bit 0 -> -s");
+    b.choice("fft", &SignParams::fft,
+             std::vector<std::pair<std::string, SignFft>>{{"off", SignFft::off}, {"complex", SignFft::complex}, {"real", SignFft::real}},
+             "quantize the per-token channel-axis FFT: complex (release, 2n reals) or real (n/2+1 bins, n reals)");
+    b.choice("scale_dtype", &SignParams::scale_dtype,
+             std::vector<std::pair<std::string, DType>>{{"fp16", DType::f16}, {"fp32", DType::f32}},
+             "storage type of each group's scale (and of the release's zero min)");
+    b.choice("layout", &SignParams::layout,
+             std::vector<std::pair<std::string, CodeLayout>>{{"dense", CodeLayout::dense}, {"release", CodeLayout::release}},
+             "dense: bitstream + scales; release: uint32 words per row + scale + zero min per group");
+  }
+};
+
+class Sign : public Quantizer {
+ public:
+  using Params = SignParams;
+  explicit Sign(const Params& params);
+
+  PackedLayout layout(const BlockShape& shape, const TokenContext& ctx) const override;
+  void encode(const float* in, const BlockShape& shape, const TokenContext& ctx, std::uint8_t* out) const override;
+  void decode(const std::uint8_t* in, const BlockShape& shape, const TokenContext& ctx, float* out) const override;
+
+ private:
+  // The grid over the quantized values: the block itself, or [heads, tokens, fft_components].
+  group_format::GroupGrid grid(const BlockShape& shape) const;
+  Params params_;
+};
+
+void register_sign(PluginRegistry& registry);
+
+}  // namespace vidkv

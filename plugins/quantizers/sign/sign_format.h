@@ -1,0 +1,56 @@
+// The packed format of the `sign` quantizer (VidKV 1-bit, algorithms.md 2.2): the one definition shared by the CPU
+// reference (sign.cpp) and future CUDA kernels. See sign.h for the full description.
+//
+// The grid (group_format.h) is over the quantized values: the block itself (fft off) or its per-token FFT
+// components [heads, tokens, fft_components] (fft complex / real). Sections, back to back:
+//   codes       code_bytes(layout, grid, 1)                  1 bit per value, bit = (x >= 0)
+//   scales      grid.group_count() * sizeof(scale_dtype)      s = mean |x| per group
+//   zero_points grid.group_count() * sizeof(scale_dtype)      layout release only: the constant 0 min the release stores
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "vidkv/core/dtype.h"
+#include "vidkv/core/host_device.h"
+#include "vidkv/plugins/quantizers/group_format.h"
+
+namespace vidkv::sign_format {
+
+using group_format::CodeLayout;
+using group_format::GroupGrid;
+
+constexpr int kFormatVersion = 1;
+constexpr unsigned kBits = 1;
+
+enum class Reconstruction : std::uint8_t { zero_one, symmetric };
+
+VIDKV_HOST_DEVICE constexpr std::size_t codes_bytes(CodeLayout layout, const GroupGrid& g) {
+  return group_format::code_bytes(layout, g, kBits);
+}
+VIDKV_HOST_DEVICE constexpr std::size_t scales_bytes(const GroupGrid& g, DType scale_dtype) {
+  return static_cast<std::size_t>(g.group_count() * dtype_size(scale_dtype));
+}
+// The release stores a zero min beside each scale; the dense layout does not.
+VIDKV_HOST_DEVICE constexpr std::size_t zero_points_bytes(CodeLayout layout, const GroupGrid& g, DType scale_dtype) {
+  return layout == CodeLayout::release ? scales_bytes(g, scale_dtype) : 0;
+}
+VIDKV_HOST_DEVICE constexpr std::size_t total_bytes(CodeLayout layout, const GroupGrid& g, DType scale_dtype) {
+  return codes_bytes(layout, g) + scales_bytes(g, scale_dtype) + zero_points_bytes(layout, g, scale_dtype);
+}
+
+// Dense, G = 32, fp16: 1 + 16/32 = 1.5 bits per value. Release with the complex FFT (2 values per element):
+// 2 * (1 + 16/32 + 16/32) = 4.0 bits per element.
+static_assert(total_bytes(CodeLayout::dense, group_format::make_group_grid(group_format::GroupAxis::channel, 4, 1024, 128, 32),
+                          DType::f16) * 16 == 3 * (4 * 1024 * 128), "dense is 1.5 bits per element");
+static_assert(total_bytes(CodeLayout::release, group_format::make_group_grid(group_format::GroupAxis::channel, 4, 1024, 256, 32),
+                          DType::f16) * 8 == 4 * (4 * 1024 * 128), "complex FFT release is 4.0 bits per element");
+
+VIDKV_HOST_DEVICE inline unsigned encode_value(float x) { return x >= 0.0f ? 1u : 0u; }
+
+VIDKV_HOST_DEVICE inline float decode_value(unsigned bit, float scale, Reconstruction r) {
+  if (bit) return scale;
+  return r == Reconstruction::symmetric ? -scale : 0.0f;
+}
+
+}  // namespace vidkv::sign_format

@@ -1,0 +1,98 @@
+// ternary: CPU scalar reference of VidKV's 1.58-bit value quantizer (dead zone gamma * mean|x| per group,
+// algorithms.md 2.3). Release differences and effective bits: ternary.h; packed layout: ternary_format.h
+// (codes in base3 / slots2 / release words | scales when used or in release | constant mins in release).
+#include "vidkv/plugins/quantizers/ternary/ternary.h"
+
+#include <cmath>
+#include <cstring>
+
+#include "vidkv/core/error.h"
+
+namespace vidkv {
+
+using ternary_format::Packing;
+using ternary_format::Reconstruction;
+
+Ternary::Ternary(const Params& params) : params_(params) {
+  VIDKV_REQUIRE(params.group >= 1, ConfigError, "ternary: group = ", params.group, " must be >= 1");
+  VIDKV_REQUIRE(params.gamma >= 0.0 && params.gamma <= 4.0, ConfigError, "ternary: gamma = ", params.gamma,
+                " is out of range [0, 4]");
+}
+
+group_format::GroupGrid Ternary::grid(const BlockShape& shape) const {
+  return group_format::make_group_grid(params_.axis, shape.heads, shape.tokens, shape.channels, params_.group);
+}
+
+PackedLayout Ternary::layout(const BlockShape& shape, const TokenContext&) const {
+  const auto g = grid(shape);
+  const DType sd = params_.scale_dtype;
+  PackedLayout l(shape.elements(), std::log2(3.0));
+  l.add("codes", SectionKind::codes, ternary_format::codes_bytes(params_.packing, g));
+  if (ternary_format::has_scales(params_.packing, params_.reconstruction))
+    l.add("scales", SectionKind::scales, ternary_format::scales_bytes(params_.packing, params_.reconstruction, g, sd));
+  if (params_.packing == Packing::release) l.add("mins", SectionKind::zero_points, ternary_format::mins_bytes(params_.packing, g, sd));
+  return l;
+}
+
+void Ternary::encode(const float* in, const BlockShape& shape, const TokenContext& ctx, std::uint8_t* out) const {
+  const auto g = grid(shape);
+  const DType sd = params_.scale_dtype;
+  const Packing p = params_.packing;
+  const Reconstruction rec = params_.reconstruction;
+  std::memset(out, 0, layout(shape, ctx).bytes());
+  std::uint8_t* codes = out;
+  std::uint8_t* scales = codes + ternary_format::codes_bytes(p, g);
+  std::uint8_t* mins = scales + ternary_format::scales_bytes(p, rec, g, sd);
+  for (std::int64_t h = 0; h < g.heads; ++h) {
+    for (std::int64_t r = 0; r < g.rows; ++r) {
+      for (std::int64_t gi = 0; gi < g.groups_per_row(); ++gi) {
+        const std::int64_t j0 = gi * g.group, n = g.group_size(gi);
+        double sum_abs = 0.0;
+        for (std::int64_t j = j0; j < j0 + n; ++j) sum_abs += std::fabs(static_cast<double>(in[g.block_offset(h, r, j)]));
+        const double mean_abs = sum_abs / static_cast<double>(n);
+        const double dead_zone = params_.gamma * mean_abs;
+        double sum_kept = 0.0;
+        std::int64_t kept = 0;
+        for (std::int64_t j = j0; j < j0 + n; ++j) {
+          const double x = in[g.block_offset(h, r, j)];
+          const int t = ternary_format::ternarize(x, dead_zone);
+          ternary_format::put_trit(p, codes, g, h, r, j, t);
+          if (t != 0) {
+            sum_kept += std::fabs(x);
+            ++kept;
+          }
+        }
+        if (ternary_format::has_scales(p, rec)) {
+          // scaled: the magnitude decode uses; magnitude_free with packing release: the release's unused mean |x|.
+          const double scale = rec == Reconstruction::scaled ? (kept ? sum_kept / static_cast<double>(kept) : 0.0) : mean_abs;
+          group_format::put_scalar(scales, g.group_index(h, r, gi), sd, static_cast<float>(scale));
+        }
+        if (p == Packing::release) group_format::put_scalar(mins, g.group_index(h, r, gi), sd, ternary_format::kReleaseMin);
+      }
+    }
+  }
+}
+
+void Ternary::decode(const std::uint8_t* in, const BlockShape& shape, const TokenContext&, float* out) const {
+  const auto g = grid(shape);
+  const DType sd = params_.scale_dtype;
+  const Packing p = params_.packing;
+  const std::uint8_t* codes = in;
+  const std::uint8_t* scales = codes + ternary_format::codes_bytes(p, g);
+  for (std::int64_t h = 0; h < g.heads; ++h) {
+    for (std::int64_t r = 0; r < g.rows; ++r) {
+      for (std::int64_t gi = 0; gi < g.groups_per_row(); ++gi) {
+        const float u = params_.reconstruction == Reconstruction::scaled ? group_format::get_scalar(scales, g.group_index(h, r, gi), sd) : 1.0f;
+        const std::int64_t j0 = gi * g.group, n = g.group_size(gi);
+        for (std::int64_t j = j0; j < j0 + n; ++j)
+          out[g.block_offset(h, r, j)] = static_cast<float>(ternary_format::get_trit(p, codes, g, h, r, j)) * u;
+      }
+    }
+  }
+}
+
+void register_ternary(PluginRegistry& registry) {
+  registry.add<Ternary>("ternary", "VidKV 1.58-bit: t in {-1, 0, +1} with dead zone gamma * mean|x| per group");
+}
+
+}  // namespace vidkv

@@ -1,0 +1,77 @@
+// ternary: VidKV's "1.58-bit" value quantizer, t in {-1, 0, +1} with a dead zone per group. algorithms.md 2.3 and 4;
+// paper arXiv 2503.16257 Eq. 6.
+//
+// Per group of G values along `axis` (default channel: G consecutive tokens of one channel, the paper's finding
+// for video LLM values): m = mean |x|, a = gamma * m (both in double); t = +1 if x > a, -1 if x < -a, else 0.
+// Reconstruction magnitude_free (paper and release): exactly t, no magnitude. scaled (addition): t * u with
+// u = mean(|x| over |x| > a) stored per group in scale_dtype, 0 when no value exceeds a.
+// Tail rule as in group_format.h: the last group of a row holds the remaining n mod G values, own statistics.
+//
+// Differences from the paper/release: gamma defaults to the paper's 0.7 (release 0.5, set gamma: 0.5); packing
+// base3 (5 trits per byte) is this project's; packing release reproduces the release's 2-bit slots plus the fp16
+// scale it stores and never uses (we store m = mean |x|, or u with reconstruction scaled, where it IS used) and a
+// constant min (we write -1, never read).
+//
+// Packed layout (ternary_format.h):
+//   codes  base3: ceil(elements / 5) bytes; slots2: dense 2-bit t + 1; release: uint32 words of 2-bit t + 1 per row
+//   scales scale_dtype per group, only with reconstruction scaled or packing release
+//   mins   scale_dtype per group, packing release only
+// effective bits (G = 32 divides the axis, fp16): base3 1.6, slots2 2.0 (+0.5 each when scaled), release 3.0.
+#pragma once
+
+#include "vidkv/core/dtype.h"
+#include "vidkv/core/plugin_registry.h"
+#include "vidkv/core/quantizer.h"
+#include "vidkv/plugins/quantizers/group_format.h"
+#include "vidkv/plugins/quantizers/ternary/ternary_format.h"
+
+namespace vidkv {
+
+struct TernaryParams {
+  double gamma = 0.7;
+  int group = 32;
+  group_format::GroupAxis axis = group_format::GroupAxis::channel;
+  ternary_format::Reconstruction reconstruction = ternary_format::Reconstruction::magnitude_free;
+  ternary_format::Packing packing = ternary_format::Packing::base3;
+  DType scale_dtype = DType::f16;
+
+  template <class B>
+  static void bind(B& b) {
+    using group_format::GroupAxis;
+    using ternary_format::Packing;
+    using ternary_format::Reconstruction;
+    b.real("gamma", &TernaryParams::gamma, 0.0, 4.0, "", "dead zone a = gamma * mean|x| (paper 0.7, release 0.5)");
+    b.integer("group", &TernaryParams::group, 1, 1 << 20, "elements", "group size G along the grouped axis");
+    b.choice("axis", &TernaryParams::axis,
+             std::vector<std::pair<std::string, GroupAxis>>{{"channel", GroupAxis::channel}, {"token", GroupAxis::token}},
+             "channel: a group is G consecutive tokens of one channel (paper); token: G consecutive channels");
+    b.choice("reconstruction", &TernaryParams::reconstruction,
+             std::vector<std::pair<std::string, Reconstruction>>{{"magnitude_free", Reconstruction::magnitude_free},
+                                                                 {"scaled", Reconstruction::scaled}},
+             "magnitude_free: decode exactly t (paper, release); scaled: t * mean(|x| over |x| > a)");
+    b.choice("packing", &TernaryParams::packing,
+             std::vector<std::pair<std::string, Packing>>{{"base3", Packing::base3}, {"slots2", Packing::slots2}, {"release", Packing::release}},
+             "base3: 5 trits per byte (1.6 bits); slots2: dense 2-bit slots; release: uint32 2-bit slots + scale + min");
+    b.choice("scale_dtype", &TernaryParams::scale_dtype,
+             std::vector<std::pair<std::string, DType>>{{"fp16", DType::f16}, {"fp32", DType::f32}},
+             "storage type of the per-group scale (and of the release's min)");
+  }
+};
+
+class Ternary : public Quantizer {
+ public:
+  using Params = TernaryParams;
+  explicit Ternary(const Params& params);
+
+  PackedLayout layout(const BlockShape& shape, const TokenContext& ctx) const override;
+  void encode(const float* in, const BlockShape& shape, const TokenContext& ctx, std::uint8_t* out) const override;
+  void decode(const std::uint8_t* in, const BlockShape& shape, const TokenContext& ctx, float* out) const override;
+
+ private:
+  group_format::GroupGrid grid(const BlockShape& shape) const;
+  Params params_;
+};
+
+void register_ternary(PluginRegistry& registry);
+
+}  // namespace vidkv

@@ -1,0 +1,110 @@
+// uniform: CPU scalar reference of asymmetric min/max b-bit group quantization (KIVI; VidKV 2-bit, algorithms.md
+// 2.1). The oracle for optimised and CUDA paths. Format, rounding, tail rule and the release differences: uniform.h;
+// packed layout: uniform_format.h (codes | scales | mins; effective bits b + 32/G with fp16 metadata).
+#include "vidkv/plugins/quantizers/uniform/uniform.h"
+
+#include <cstring>
+#include <string>
+
+#include "vidkv/core/error.h"
+#include "vidkv/plugins/quantizers/uniform/uniform_format.h"
+
+namespace vidkv {
+
+namespace {
+std::string release_bits_message(int bits) {
+  return "layout: release packs 32/bits codes per uint32 word and needs bits in {1, 2, 4, 8}, got bits = " +
+         std::to_string(bits) + " (use layout: dense)";
+}
+}  // namespace
+
+void UniformParams::check() const {
+  if (layout == group_format::CodeLayout::release && !group_format::release_bits_ok(static_cast<unsigned>(bits)))
+    VIDKV_THROW(ConfigError, "uniform: ", release_bits_message(bits));
+}
+
+void UniformParams::validate(const ConfigNode& node) const {
+  if (layout == group_format::CodeLayout::release && !group_format::release_bits_ok(static_cast<unsigned>(bits))) {
+    const ConfigNode* key = node.is_map() ? node.find("layout") : nullptr;
+    (key ? *key : node).fail(release_bits_message(bits) + " for uniform");
+  }
+}
+
+Uniform::Uniform(const Params& params) : params_(params) {
+  VIDKV_REQUIRE(params.bits >= 1 && params.bits <= 8, ConfigError, "uniform: bits = ", params.bits, " is out of range [1, 8]");
+  VIDKV_REQUIRE(params.group >= 1, ConfigError, "uniform: group = ", params.group, " must be >= 1");
+  params.check();
+}
+
+group_format::GroupGrid Uniform::grid(const BlockShape& shape) const {
+  return group_format::make_group_grid(params_.axis, shape.heads, shape.tokens, shape.channels, params_.group);
+}
+
+PackedLayout Uniform::layout(const BlockShape& shape, const TokenContext&) const {
+  const auto g = grid(shape);
+  const auto bits = static_cast<unsigned>(params_.bits);
+  PackedLayout l(shape.elements(), params_.bits);
+  l.add("codes", SectionKind::codes, uniform_format::codes_bytes(params_.layout, g, bits));
+  l.add("scales", SectionKind::scales, uniform_format::scales_bytes(g, params_.scale_dtype));
+  l.add("mins", SectionKind::zero_points, uniform_format::scales_bytes(g, params_.scale_dtype));
+  return l;
+}
+
+void Uniform::encode(const float* in, const BlockShape& shape, const TokenContext& ctx, std::uint8_t* out) const {
+  const auto g = grid(shape);
+  const auto bits = static_cast<unsigned>(params_.bits);
+  const DType sd = params_.scale_dtype;
+  std::memset(out, 0, layout(shape, ctx).bytes());
+  std::uint8_t* codes = out;
+  std::uint8_t* scales = codes + uniform_format::codes_bytes(params_.layout, g, bits);
+  std::uint8_t* mins = scales + uniform_format::scales_bytes(g, sd);
+  for (std::int64_t h = 0; h < g.heads; ++h) {
+    for (std::int64_t r = 0; r < g.rows; ++r) {
+      for (std::int64_t gi = 0; gi < g.groups_per_row(); ++gi) {
+        const std::int64_t j0 = gi * g.group, n = g.group_size(gi);
+        float mn = in[g.block_offset(h, r, j0)], mx = mn;
+        for (std::int64_t j = j0; j < j0 + n; ++j) {
+          const float x = in[g.block_offset(h, r, j)];
+          mn = x < mn ? x : mn;
+          mx = x > mx ? x : mx;
+        }
+        const float scale = round_to_dtype((mx - mn) / static_cast<float>(uniform_format::max_code(bits)), sd);
+        const float stored_mn = round_to_dtype(mn, sd);
+        group_format::put_scalar(scales, g.group_index(h, r, gi), sd, scale);
+        group_format::put_scalar(mins, g.group_index(h, r, gi), sd, stored_mn);
+        for (std::int64_t j = j0; j < j0 + n; ++j) {
+          const unsigned q = uniform_format::encode_value(in[g.block_offset(h, r, j)], scale, stored_mn, bits);
+          group_format::put_code(params_.layout, codes, g, bits, h, r, j, q);
+        }
+      }
+    }
+  }
+}
+
+void Uniform::decode(const std::uint8_t* in, const BlockShape& shape, const TokenContext&, float* out) const {
+  const auto g = grid(shape);
+  const auto bits = static_cast<unsigned>(params_.bits);
+  const DType sd = params_.scale_dtype;
+  const std::uint8_t* codes = in;
+  const std::uint8_t* scales = codes + uniform_format::codes_bytes(params_.layout, g, bits);
+  const std::uint8_t* mins = scales + uniform_format::scales_bytes(g, sd);
+  for (std::int64_t h = 0; h < g.heads; ++h) {
+    for (std::int64_t r = 0; r < g.rows; ++r) {
+      for (std::int64_t gi = 0; gi < g.groups_per_row(); ++gi) {
+        const float scale = group_format::get_scalar(scales, g.group_index(h, r, gi), sd);
+        const float mn = group_format::get_scalar(mins, g.group_index(h, r, gi), sd);
+        const std::int64_t j0 = gi * g.group, n = g.group_size(gi);
+        for (std::int64_t j = j0; j < j0 + n; ++j) {
+          const unsigned q = group_format::get_code(params_.layout, codes, g, bits, h, r, j);
+          out[g.block_offset(h, r, j)] = uniform_format::decode_value(q, scale, mn);
+        }
+      }
+    }
+  }
+}
+
+void register_uniform(PluginRegistry& registry) {
+  registry.add<Uniform>("uniform", "asymmetric min/max b-bit quantization in groups of G (KIVI, VidKV 2-bit)");
+}
+
+}  // namespace vidkv

@@ -1,0 +1,80 @@
+// uniform: asymmetric min/max b-bit quantization in groups (KIVI; VidKV's 2-bit anomalous key channels and
+// protected value tokens). algorithms.md 2.1, paper arXiv 2503.16257 Sec. 3 and KIVI arXiv 2402.02750.
+//
+// Per group of G elements along `axis` (group_format.h): mn = min, mx = max, scale = (mx - mn) / (2^b - 1) in fp32;
+// both are then ROUNDED TO scale_dtype (round to nearest even) and the rounded values are the ones stored AND the
+// ones used to compute the codes: q = round_half_even(clamp((x - mn') / scale', 0, 2^b - 1)), subtract, divide,
+// clamp, round in fp32; decode x' = q * scale' + mn'. Encoding with the stored values keeps encode and decode
+// consistent (no code is chosen against a scale the decoder never sees). A group whose rounded scale is 0 (constant
+// group, or a range below fp16's smallest subnormal times 2^b - 1) emits code 0 and decodes to mn' exactly, which
+// is mn itself whenever mn is representable in scale_dtype (always for fp32).
+// Tail rule: when G does not divide the grouped axis (tokens for axis channel, channels for axis token), the last
+// group of each row holds the remaining n mod G elements and has its own scale and min.
+//
+// Differences from the release: the release computes in fp16 and gets constant groups right only by accident
+// (NaN); here statistics and codes are fp32 against the fp16-rounded scale/min, and scale == 0 is handled on
+// purpose. Codes match the release's packing bit for bit in layout release (test vectors of algorithms.md 2.4).
+// Inputs must lie within the range of scale_dtype (fp16: |x| <= 65504, as in an fp16 KV cache).
+//
+// Packed layout (uniform_format.h), per block [heads, tokens, channels]:
+//   codes  dense:   one bitstream, b bits per element, order head, row, position (grouped axis innermost)
+//          release: per row ceil(L / (32/b)) uint32 words, LSB first; b in {1, 2, 4, 8}
+//   scales one scale_dtype value per group (head, row, group order)
+//   mins   one scale_dtype value per group
+// effective bits = b + 2 * 8 * sizeof(scale_dtype) / G (dense, exactly when G divides the axis; plus the padding
+// of the last byte / of each row's last word otherwise): 2-bit, G = 32, fp16 -> 2 + 32/32 = 3.0.
+#pragma once
+
+#include "vidkv/core/dtype.h"
+#include "vidkv/core/plugin_registry.h"
+#include "vidkv/core/quantizer.h"
+#include "vidkv/plugins/quantizers/group_format.h"
+
+namespace vidkv {
+
+struct UniformParams {
+  int bits = 2;
+  int group = 32;
+  group_format::GroupAxis axis = group_format::GroupAxis::channel;
+  DType scale_dtype = DType::f16;
+  group_format::CodeLayout layout = group_format::CodeLayout::dense;
+
+  template <class B>
+  static void bind(B& b) {
+    using group_format::CodeLayout;
+    using group_format::GroupAxis;
+    b.integer("bits", &UniformParams::bits, 1, 8, "bits", "code bits per element");
+    b.integer("group", &UniformParams::group, 1, 1 << 20, "elements", "group size G along the grouped axis");
+    b.choice("axis", &UniformParams::axis,
+             std::vector<std::pair<std::string, GroupAxis>>{{"channel", GroupAxis::channel}, {"token", GroupAxis::token}},
+             "channel: a group is G consecutive tokens of one channel; token: G consecutive channels of one token");
+    b.choice("scale_dtype", &UniformParams::scale_dtype,
+             std::vector<std::pair<std::string, DType>>{{"fp16", DType::f16}, {"fp32", DType::f32}},
+             "storage type of each group's scale and min");
+    b.choice("layout", &UniformParams::layout,
+             std::vector<std::pair<std::string, CodeLayout>>{{"dense", CodeLayout::dense}, {"release", CodeLayout::release}},
+             "dense bitstream, or the release's uint32 words per row (bits 1, 2, 4, 8 only)");
+  }
+  // Cross-parameter check: layout release needs bits in {1, 2, 4, 8}. Throws ConfigError naming `layout`.
+  void validate(const ConfigNode& node) const;
+  // The same check without a config node (plugins constructed from code).
+  void check() const;
+};
+
+class Uniform : public Quantizer {
+ public:
+  using Params = UniformParams;
+  explicit Uniform(const Params& params);
+
+  PackedLayout layout(const BlockShape& shape, const TokenContext& ctx) const override;
+  void encode(const float* in, const BlockShape& shape, const TokenContext& ctx, std::uint8_t* out) const override;
+  void decode(const std::uint8_t* in, const BlockShape& shape, const TokenContext& ctx, float* out) const override;
+
+ private:
+  group_format::GroupGrid grid(const BlockShape& shape) const;
+  Params params_;
+};
+
+void register_uniform(PluginRegistry& registry);
+
+}  // namespace vidkv

@@ -1,0 +1,209 @@
+// Registry-driven conformance of every quantizer (ggml test-backend-ops style): each registered quantizer with its
+// default parameters, plus a table of extra configurations, on shapes with and without tail groups. New plugins
+// are enrolled automatically through builtin_registry().
+//
+// Checked per (configuration, shape, seed): layout() is a pure function of shape and context (equal for equal
+// shapes, sections sum to bytes(), elements == shape.elements()); encode() writes exactly layout().bytes() bytes
+// (64 guard bytes on each side stay intact), does not depend on the output buffer's previous contents and is
+// deterministic; decode() writes exactly elements() finite floats (guards intact). A plugin that cannot run on a
+// shape must say so through supports() and then throw a vidkv::Error with a message.
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "catch.h"
+#include "quantizer_test_helpers.h"
+#include "vidkv/core/error.h"
+
+using namespace vidkv;
+using namespace vidkv::test;
+
+namespace {
+
+struct Config {
+  std::string name;
+  KeyValues params;
+  std::string str() const {
+    std::string s = "{quantizer: " + name;
+    for (const auto& [k, v] : params) s += ", " + k + ": " + v;
+    return s + "}";
+  }
+};
+
+// Every registered quantizer with defaults, then the extra configurations of the plugins that are registered.
+std::vector<Config> conformance_configs() {
+  std::vector<Config> out;
+  for (const auto& name : builtin_registry().names(PluginFamily::quantizer)) out.push_back({name, {}});
+  const std::vector<Config> extra{
+      {"identity", {{"dtype", "bf16"}}},
+      {"identity", {{"dtype", "fp32"}}},
+      {"uniform", {{"bits", "1"}}},
+      {"uniform", {{"bits", "3"}, {"group", "7"}}},
+      {"uniform", {{"bits", "4"}, {"axis", "token"}}},
+      {"uniform", {{"bits", "8"}, {"scale_dtype", "fp32"}}},
+      {"uniform", {{"bits", "2"}, {"layout", "release"}}},
+      {"uniform", {{"bits", "4"}, {"layout", "release"}, {"axis", "token"}}},
+      {"uniform", {{"bits", "1"}, {"layout", "release"}, {"group", "5"}}},
+      {"sign", {{"axis", "token"}}},
+      {"sign", {{"reconstruction", "symmetric"}, {"group", "7"}}},
+      {"sign", {{"fft", "complex"}}},
+      {"sign", {{"fft", "real"}}},
+      {"sign", {{"fft", "complex"}, {"layout", "release"}}},
+      {"sign", {{"fft", "real"}, {"axis", "token"}, {"scale_dtype", "fp32"}}},
+      {"sign", {{"layout", "release"}, {"reconstruction", "symmetric"}}},
+      {"ternary", {{"packing", "slots2"}}},
+      {"ternary", {{"packing", "release"}, {"gamma", "0.5"}}},
+      {"ternary", {{"reconstruction", "scaled"}, {"group", "5"}}},
+      {"ternary", {{"reconstruction", "scaled"}, {"packing", "release"}, {"axis", "token"}}},
+      {"ternary", {{"axis", "token"}, {"packing", "slots2"}, {"scale_dtype", "fp32"}, {"reconstruction", "scaled"}}},
+  };
+  for (const auto& c : extra)
+    if (builtin_registry().find(c.name)) out.push_back(c);
+  return out;
+}
+
+// Tokens: system text, then a middle span of visual tokens, then query text (token-dependent composites see all three).
+TraceTokens mixed_tokens(std::int64_t n) {
+  TraceTokens t = TraceTokens::uniform(n, Modality::system_text);
+  for (std::int64_t i = n / 4; i < n; ++i) {
+    const bool visual = i < 3 * n / 4;
+    t.modality[std::size_t(i)] = visual ? Modality::visual : Modality::query_text;
+    if (visual) {
+      t.frame[std::size_t(i)] = static_cast<std::int32_t>((i - n / 4) / 4);
+      t.patch_row[std::size_t(i)] = static_cast<std::int16_t>((i - n / 4) % 4 / 2);
+      t.patch_col[std::size_t(i)] = static_cast<std::int16_t>((i - n / 4) % 2);
+    }
+  }
+  return t;
+}
+
+// Gaussian block with a few outlier channels (scaled x8) and one constant channel, as KV caches have.
+std::vector<float> test_block(const BlockShape& s, std::uint64_t seed) {
+  auto x = gaussian(std::size_t(s.elements()), seed);
+  for (std::int64_t h = 0; h < s.heads; ++h)
+    for (std::int64_t t = 0; t < s.tokens; ++t)
+      for (std::int64_t c = 0; c < s.channels; ++c) {
+        float& v = x[std::size_t((h * s.tokens + t) * s.channels + c)];
+        if (c % 5 == 1) v *= 8.0f;
+        if (c == s.channels - 1 && s.channels > 2) v = 0.75f;
+      }
+  return x;
+}
+
+constexpr std::size_t kGuard = 64;
+
+std::vector<std::uint8_t> guarded_encode(const Quantizer& q, const BlockShape& s, const TokenContext& ctx,
+                                         const std::vector<float>& x, std::size_t bytes, std::uint8_t fill) {
+  std::vector<std::uint8_t> buf(bytes + 2 * kGuard, fill);
+  q.encode(x.data(), s, ctx, buf.data() + kGuard);
+  for (std::size_t i = 0; i < kGuard; ++i) {
+    REQUIRE(buf[i] == fill);
+    REQUIRE(buf[kGuard + bytes + i] == fill);
+  }
+  return std::vector<std::uint8_t>(buf.begin() + std::ptrdiff_t(kGuard), buf.end() - std::ptrdiff_t(kGuard));
+}
+
+}  // namespace
+
+TEST_CASE("every registered quantizer conforms to the codec contract", "[quantizer][conformance]") {
+  const std::vector<BlockShape> shapes{{1, 32, 8}, {2, 45, 16}, {1, 7, 3}, {3, 64, 128}};
+  const auto configs = conformance_configs();
+  REQUIRE(configs.size() >= builtin_registry().names(PluginFamily::quantizer).size());
+  std::uint64_t seed = 1000;
+  for (const auto& config : configs) {
+    for (const auto& shape : shapes) {
+      ++seed;
+      INFO("plugin " << config.str() << ", shape " << shape.str() << ", seed " << seed);
+      const TraceTokens tokens = mixed_tokens(shape.tokens);
+      TokenContext ctx;
+      ctx.layer = 3;
+      ctx.tokens = &tokens;
+      ctx.seed = seed;
+      auto q = make(config.name, config.params);
+      std::string why;
+      if (!q->supports(Device::cpu, shape, &why)) {
+        INFO("supports() said no: " << why);
+        CHECK(!why.empty());
+        std::vector<float> x(std::size_t(shape.elements()), 0.0f);
+        std::vector<std::uint8_t> out(1 << 20);
+        try {
+          const auto l = q->layout(shape, ctx);
+          out.resize(l.bytes());
+          q->encode(x.data(), shape, ctx, out.data());
+          FAIL("supports() said no but layout/encode did not throw");
+        } catch (const Error& e) {
+          CHECK(std::string(e.what()).size() > 0);
+        }
+        continue;
+      }
+      const auto layout = q->layout(shape, ctx);
+      const auto again = make(config.name, config.params)->layout(shape, ctx);
+      CHECK(layout.bytes() == again.bytes());
+      CHECK(layout.sections().size() == again.sections().size());
+      CHECK(layout.elements() == shape.elements());
+      CHECK(layout.nominal_bits() > 0);
+      std::size_t sum = 0;
+      for (const auto& sec : layout.sections()) sum += sec.bytes;
+      CHECK(sum == layout.bytes());
+
+      const auto x = test_block(shape, seed);
+      const auto a = guarded_encode(*q, shape, ctx, x, layout.bytes(), 0xA5);
+      const auto b = guarded_encode(*q, shape, ctx, x, layout.bytes(), 0x5A);
+      CHECK(a == b);  // deterministic and independent of the buffer's previous contents
+
+      std::vector<float> y(std::size_t(shape.elements()) + 2 * 16, -12345.0f);
+      q->decode(a.data(), shape, ctx, y.data() + 16);
+      for (std::size_t i = 0; i < 16; ++i) {
+        REQUIRE(y[i] == -12345.0f);
+        REQUIRE(y[y.size() - 1 - i] == -12345.0f);
+      }
+      bool finite = true;
+      for (std::size_t i = 16; i < y.size() - 16; ++i) finite = finite && std::isfinite(y[i]);
+      CHECK(finite);
+    }
+  }
+}
+
+TEST_CASE("invalid quantizer parameters are ConfigErrors naming the key", "[quantizer][conformance]") {
+  struct Bad {
+    Config config;
+    std::string key;
+  };
+  const std::vector<Bad> bad{
+      {{"uniform", {{"bits", "0"}}}, "bits"},
+      {{"uniform", {{"group", "0"}}}, "group"},
+      {{"uniform", {{"bits", "3"}, {"layout", "release"}}}, "layout"},
+      {{"uniform", {{"axis", "row"}}}, "axis"},
+      {{"uniform", {{"bitz", "2"}}}, "bitz"},
+      {{"ternary", {{"gamma", "-1"}}}, "gamma"},
+      {{"ternary", {{"group", "0"}}}, "group"},
+      {{"ternary", {{"packing", "base4"}}}, "packing"},
+      {{"sign", {{"group", "0"}}}, "group"},
+      {{"sign", {{"fft", "on"}}}, "fft"},
+      {{"sign", {{"bits", "1"}}}, "bits"},
+      {{"identity", {{"dtype", "fp8"}}}, "dtype"},
+  };
+  for (const auto& b : bad) {
+    if (!builtin_registry().find(b.config.name)) continue;
+    INFO("config " << b.config.str());
+    try {
+      make(b.config.name, b.config.params);
+      FAIL("expected a ConfigError");
+    } catch (const ConfigError& e) {
+      INFO("message: " << e.what());
+      CHECK(std::string(e.what()).find(b.key) != std::string::npos);
+    }
+  }
+  // Every registered quantizer rejects an unknown key.
+  for (const auto& name : builtin_registry().names(PluginFamily::quantizer)) {
+    INFO("plugin " << name);
+    try {
+      make(name, {{"no_such_key", "1"}});
+      FAIL("expected a ConfigError");
+    } catch (const ConfigError& e) {
+      CHECK(std::string(e.what()).find("no_such_key") != std::string::npos);
+    }
+  }
+}
