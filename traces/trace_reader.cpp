@@ -1,0 +1,406 @@
+// TraceReader: opens a schema-v1 trace, validates it and streams one layer at a time (see trace_reader.h).
+#include "vidkv/traces/trace_reader.h"
+
+#include <algorithm>
+#include <cmath>
+#include <filesystem>
+#include <set>
+
+#include "vidkv/core/error.h"
+#include "vidkv/traces/hdf5_util.h"
+#include "vidkv/traces/trace_schema.h"
+
+namespace vidkv {
+
+namespace ts = trace_schema;
+
+namespace {
+
+// Elements converted per HDF5 read: bounds the scratch buffer (512 KB of 16-bit values) independently of T.
+constexpr std::int64_t kReadBlockElements = std::int64_t{1} << 18;
+
+DType parse_trace_dtype(const std::string& text, const std::string& where) {
+  if (text == "float16") return DType::f16;
+  if (text == "bfloat16") return DType::bf16;
+  if (text == "float32") return DType::f32;
+  VIDKV_THROW(IoError, where, ": attribute 'dtype' is '", text, "', expected float16, bfloat16 or float32");
+}
+
+const char* trace_dtype_text(DType t) { return t == DType::f16 ? "float16" : t == DType::bf16 ? "bfloat16" : "float32"; }
+
+// The stored element type that `dtype` requires for key/value/query datasets.
+h5::StoredType expected_storage(DType t) {
+  return t == DType::f16 ? h5::StoredType::f16 : t == DType::bf16 ? h5::StoredType::u16 : h5::StoredType::f32;
+}
+
+std::string non_finite_text(float v) { return std::isnan(v) ? "nan" : (v > 0 ? "inf" : "-inf"); }
+
+const std::set<std::string>& required_root_attrs() {
+  static const std::set<std::string> names = {ts::kAttrSchema,    ts::kAttrSchemaVersion, ts::kAttrProducer,
+                                               ts::kAttrCreatedAt, ts::kAttrSource,        ts::kAttrModelId,
+                                               ts::kAttrModelFamily, ts::kAttrDtype};
+  return names;
+}
+
+herr_t collect_attr_name(hid_t, const char* name, const H5A_info_t*, void* client) {
+  static_cast<std::vector<std::string>*>(client)->push_back(name);
+  return 0;
+}
+
+}  // namespace
+
+struct TraceReader::Impl {
+  std::string path;
+  h5::Handle file;
+  TraceInfo info;
+
+  h5::Where at(const std::string& object) const { return h5::Where{path, object}; }
+
+  void open();
+  void read_root_attrs();
+  void read_model();
+  std::int64_t checked_length(const std::string& name, h5::StoredType type, int rank, std::int64_t inner) const;
+
+  // Opens `name`, checks rank 3, extents [d0, t, d2] and element type, and reads it as fp32 into `out`,
+  // rejecting NaN/Inf with the first bad index.
+  void read_float_dataset(const std::string& name, const std::vector<std::int64_t>& expected,
+                          const std::vector<std::string>& axis_names, const std::vector<std::string>& axis_sources,
+                          std::vector<float>* out) const;
+};
+
+void TraceReader::Impl::open() {
+  h5::silence_hdf5_errors();
+  std::error_code ec;
+  if (!std::filesystem::exists(path, ec)) VIDKV_THROW(IoError, path, ": no such file");
+  if (std::filesystem::is_directory(path, ec)) VIDKV_THROW(IoError, path, ": is a directory, not a trace file");
+  const htri_t is_hdf5 = H5Fis_hdf5(path.c_str());
+  if (is_hdf5 <= 0) {
+    h5::last_hdf5_error();
+    VIDKV_THROW(IoError, path, ": not an HDF5 file (no HDF5 signature; expected a vidkv.trace file, see traces/SCHEMA.md)");
+  }
+  hid_t id = H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
+  if (id < 0) {
+    const std::string reason = h5::last_hdf5_error();
+    VIDKV_THROW(IoError, path, ": cannot open the HDF5 file, truncated or corrupt",
+                reason.empty() ? "" : " (HDF5: " + reason + ")");
+  }
+  file = h5::Handle(id, H5Fclose);
+  info.path = path;
+  read_root_attrs();
+  read_model();
+
+  // T comes from /tokens/modality; every other per-token dataset and each layer must agree with it.
+  const auto where = at(ts::kTokensModality);
+  h5::Handle modality = h5::open_dataset(file.get(), where);
+  const auto dims = h5::dataset_extent(modality.get(), where);
+  if (dims.size() != 1) VIDKV_THROW(ShapeError, where.str(), ": expected rank 1 [T], got rank ", dims.size());
+  info.tokens = static_cast<std::int64_t>(dims[0]);
+  if (info.tokens == 0) VIDKV_THROW(IoError, where.str(), ": the trace has no tokens");
+
+  if (h5::link_exists(file.get(), ts::kQueryPositions)) {
+    const auto qw = at(ts::kQueryPositions);
+    h5::Handle q = h5::open_dataset(file.get(), qw);
+    const auto qd = h5::dataset_extent(q.get(), qw);
+    if (qd.size() != 1) VIDKV_THROW(ShapeError, qw.str(), ": expected rank 1 [Q], got rank ", qd.size());
+    info.queries = static_cast<std::int64_t>(qd[0]);
+  }
+  info.has_embeddings = h5::link_exists(file.get(), ts::kEmbeddings);
+  info.has_token_ids = h5::link_exists(file.get(), ts::kTokensIds);
+}
+
+void TraceReader::Impl::read_root_attrs() {
+  const hid_t root = file.get();
+  const auto where = at("/");
+  const std::string schema = h5::read_string_attr(root, ts::kAttrSchema, where);
+  if (schema != ts::kSchemaName)
+    VIDKV_THROW(IoError, where.str(), ": attribute 'schema' is '", schema, "', expected '", ts::kSchemaName,
+                "' (not a VidKV trace)");
+  const std::int64_t version = h5::read_int_attr(root, ts::kAttrSchemaVersion, where);
+  if (version != ts::kSchemaVersion)
+    VIDKV_THROW(IoError, where.str(), ": unsupported schema_version ", version, " (this build reads version ",
+                ts::kSchemaVersion, ")");
+  info.schema_version = static_cast<int>(version);
+  info.producer = h5::read_string_attr(root, ts::kAttrProducer, where);
+  info.created_at = h5::read_string_attr(root, ts::kAttrCreatedAt, where);
+  info.source = h5::read_string_attr(root, ts::kAttrSource, where);
+  if (info.source != "model" && info.source != "synthetic")
+    VIDKV_THROW(IoError, where.str(), ": attribute 'source' is '", info.source, "', expected 'model' or 'synthetic'");
+  info.model_id = h5::read_string_attr(root, ts::kAttrModelId, where);
+  info.model_family = h5::read_string_attr(root, ts::kAttrModelFamily, where);
+  info.dtype = parse_trace_dtype(h5::read_string_attr(root, ts::kAttrDtype, where), where.str());
+
+  // Every other root attribute is provenance (model_revision, model_file_sha256, prompt, frames_used, notes, ...).
+  std::vector<std::string> names;
+  hsize_t index = 0;
+  H5Aiterate2(root, H5_INDEX_NAME, H5_ITER_INC, &index, collect_attr_name, &names);
+  for (const auto& name : names) {
+    if (required_root_attrs().count(name)) continue;
+    h5::Handle attr(H5Aopen(root, name.c_str(), H5P_DEFAULT), H5Aclose);
+    h5::Handle type(H5Aget_type(attr.get()), H5Tclose);
+    const H5T_class_t cls = H5Tget_class(type.get());
+    h5::Handle space(H5Aget_space(attr.get()), H5Sclose);
+    const bool scalar = H5Sget_simple_extent_npoints(space.get()) == 1;
+    if (cls == H5T_STRING && scalar) {
+      info.provenance[name] = h5::read_string_attr(root, name, where);
+    } else if (cls == H5T_INTEGER && scalar) {
+      info.provenance[name] = std::to_string(h5::read_int_attr(root, name, where));
+    } else if (cls == H5T_FLOAT && scalar) {
+      double v = 0;
+      H5Aread(attr.get(), H5T_NATIVE_DOUBLE, &v);
+      info.provenance[name] = detail::concat(v);
+    } else {
+      info.provenance[name] = "(" + h5::describe_hdf5_type(attr.get()) + (scalar ? "" : " array") + ")";
+    }
+  }
+}
+
+void TraceReader::Impl::read_model() {
+  const auto where = at(ts::kModelGroup);
+  h5::Handle model = h5::open_group(file.get(), where);
+  auto positive = [&](const char* name) {
+    const std::int64_t v = h5::read_int_attr(model.get(), name, where);
+    if (v <= 0 || v > (std::int64_t{1} << 31) - 1)
+      VIDKV_THROW(IoError, where.str(), ": attribute '", name, "' is ", v, ", expected a positive 32-bit integer");
+    return v;
+  };
+  info.num_layers = static_cast<int>(positive(ts::kAttrNumLayers));
+  info.num_kv_heads = static_cast<int>(positive(ts::kAttrNumKvHeads));
+  info.num_query_heads = static_cast<int>(positive(ts::kAttrNumQueryHeads));
+  info.head_dim = static_cast<int>(positive(ts::kAttrHeadDim));
+  info.hidden_size = positive(ts::kAttrHiddenSize);
+  if (info.num_query_heads % info.num_kv_heads != 0)
+    VIDKV_THROW(IoError, where.str(), ": num_query_heads ", info.num_query_heads, " is not a multiple of num_kv_heads ",
+                info.num_kv_heads);
+  info.rope = h5::read_string_attr(model.get(), ts::kAttrRope, where);
+  if (info.rope != "post" && info.rope != "pre")
+    VIDKV_THROW(IoError, where.str(), ": attribute 'rope' is '", info.rope, "', expected 'post' or 'pre'");
+}
+
+// Opens a per-token dataset of rank 1 ([T]) or 2 ([T, inner]), checks its type, rank and extents; returns T.
+std::int64_t TraceReader::Impl::checked_length(const std::string& name, h5::StoredType type, int rank,
+                                               std::int64_t inner) const {
+  const auto where = at(name);
+  h5::Handle ds = h5::open_dataset(file.get(), where);
+  const auto stored = h5::stored_type(ds.get(), where);
+  if (stored != type)
+    VIDKV_THROW(ShapeError, where.str(), ": expected ", h5::stored_type_name(type), " elements, got ",
+                h5::describe_hdf5_type(ds.get()));
+  const auto dims = h5::dataset_extent(ds.get(), where);
+  if (static_cast<int>(dims.size()) != rank)
+    VIDKV_THROW(ShapeError, where.str(), ": expected rank ", rank, ", got ", dims.size());
+  if (rank == 2 && static_cast<std::int64_t>(dims[1]) != inner)
+    VIDKV_THROW(ShapeError, where.str(), ": expected ", inner, " columns, got ", dims[1]);
+  if (static_cast<std::int64_t>(dims[0]) != info.tokens)
+    VIDKV_THROW(ShapeError, where.str(), ": has ", dims[0], " tokens but ", ts::kTokensModality, " has ", info.tokens);
+  return info.tokens;
+}
+
+void TraceReader::Impl::read_float_dataset(const std::string& name, const std::vector<std::int64_t>& expected,
+                                           const std::vector<std::string>& axis_names,
+                                           const std::vector<std::string>& axis_sources, std::vector<float>* out) const {
+  const auto where = at(name);
+  h5::Handle ds = h5::open_dataset(file.get(), where);
+  const auto dims = h5::dataset_extent(ds.get(), where);
+  const std::size_t rank = expected.size();
+  if (dims.size() != rank) {
+    std::string names;
+    for (const auto& a : axis_names) names += (names.empty() ? "" : ", ") + a;
+    VIDKV_THROW(ShapeError, where.str(), ": expected rank ", rank, " [", names, "], got rank ", dims.size());
+  }
+  for (std::size_t a = 0; a < rank; ++a) {
+    if (static_cast<std::int64_t>(dims[a]) != expected[a])
+      VIDKV_THROW(ShapeError, where.str(), ": axis ", a, " (", axis_names[a], ") has ", dims[a], " entries but ",
+                  axis_sources[a], " says ", expected[a]);
+  }
+  const auto stored = h5::stored_type(ds.get(), where);
+  const bool embeddings = name == ts::kEmbeddings;
+  const bool ok = embeddings ? (stored == h5::StoredType::f16 || stored == h5::StoredType::f32)
+                             : stored == expected_storage(info.dtype);
+  if (!ok) {
+    if (embeddings)
+      VIDKV_THROW(ShapeError, where.str(), ": expected float16 or float32 elements, got ", h5::describe_hdf5_type(ds.get()));
+    VIDKV_THROW(ShapeError, where.str(), ": stored as ", h5::describe_hdf5_type(ds.get()), " but the root attribute dtype is '",
+                trace_dtype_text(info.dtype), "' (expected ", h5::stored_type_name(expected_storage(info.dtype)), ")");
+  }
+
+  // View the dataset as [outer, rows, inner] and read blocks of rows of one outer index at a time.
+  const std::int64_t outer = rank == 3 ? expected[0] : 1;
+  const std::int64_t rows = expected[rank - 2];
+  const std::int64_t inner = expected[rank - 1];
+  const std::int64_t block_rows = std::max<std::int64_t>(1, kReadBlockElements / std::max<std::int64_t>(1, inner));
+  // With no output the values are only checked, one block at a time (constant memory).
+  std::vector<float> block;
+  if (out) {
+    out->assign(static_cast<std::size_t>(outer * rows * inner), 0.0f);
+  } else {
+    block.resize(static_cast<std::size_t>(std::min(block_rows, rows) * inner));
+  }
+  const DType elem = stored == h5::StoredType::f32 ? DType::f32 : stored == h5::StoredType::f16 ? DType::f16 : DType::bf16;
+  h5::Handle mem_type = elem == DType::f16   ? h5::make_half_type()
+                        : elem == DType::bf16 ? h5::Handle(H5Tcopy(H5T_NATIVE_UINT16), H5Tclose)
+                                              : h5::Handle(H5Tcopy(H5T_NATIVE_FLOAT), H5Tclose);
+  std::vector<std::uint16_t> scratch16;
+  for (std::int64_t o = 0; o < outer; ++o) {
+    for (std::int64_t r0 = 0; r0 < rows; r0 += block_rows) {
+      const std::int64_t nr = std::min(block_rows, rows - r0);
+      std::vector<hsize_t> start, count;
+      if (rank == 3) {
+        start = {static_cast<hsize_t>(o), static_cast<hsize_t>(r0), 0};
+        count = {1, static_cast<hsize_t>(nr), static_cast<hsize_t>(inner)};
+      } else {
+        start = {static_cast<hsize_t>(r0), 0};
+        count = {static_cast<hsize_t>(nr), static_cast<hsize_t>(inner)};
+      }
+      float* dst = out ? out->data() + (o * rows + r0) * inner : block.data();
+      const std::size_t n = static_cast<std::size_t>(nr * inner);
+      if (elem == DType::f32) {
+        h5::read_hyperslab(ds.get(), mem_type.get(), start, count, dst, where);
+      } else {
+        scratch16.resize(n);
+        h5::read_hyperslab(ds.get(), mem_type.get(), start, count, scratch16.data(), where);
+        for (std::size_t i = 0; i < n; ++i)
+          dst[i] = elem == DType::f16 ? half_bits_to_float(scratch16[i]) : bf16_bits_to_float(scratch16[i]);
+      }
+      for (std::size_t i = 0; i < n; ++i) {
+        if ((float_bits(dst[i]) & 0x7f800000u) != 0x7f800000u) continue;
+        const std::int64_t r = r0 + static_cast<std::int64_t>(i) / inner;
+        const std::int64_t c = static_cast<std::int64_t>(i) % inner;
+        if (rank == 3)
+          VIDKV_THROW(IoError, where.str(), ": non-finite value ", non_finite_text(dst[i]), " at [", axis_names[0], " ", o,
+                      ", ", axis_names[1], " ", r, ", ", axis_names[2], " ", c, "] (first bad index)");
+        VIDKV_THROW(IoError, where.str(), ": non-finite value ", non_finite_text(dst[i]), " at [", axis_names[0], " ", r,
+                    ", ", axis_names[1], " ", c, "] (first bad index)");
+      }
+    }
+  }
+}
+
+TraceReader::TraceReader(const std::string& path) : impl_(std::make_unique<Impl>()) {
+  impl_->path = path;
+  impl_->open();
+}
+
+TraceReader::~TraceReader() = default;
+TraceReader::TraceReader(TraceReader&&) noexcept = default;
+TraceReader& TraceReader::operator=(TraceReader&&) noexcept = default;
+
+const TraceInfo& TraceReader::info() const { return impl_->info; }
+
+TraceTokens TraceReader::tokens(bool with_embeddings) const {
+  const Impl& im = *impl_;
+  const hid_t file = im.file.get();
+  const auto t = static_cast<std::size_t>(im.info.tokens);
+  TraceTokens out;
+
+  im.checked_length(ts::kTokensModality, h5::StoredType::u8, 1, 0);
+  std::vector<std::uint8_t> modality(t);
+  {
+    const auto where = im.at(ts::kTokensModality);
+    h5::Handle ds = h5::open_dataset(file, where);
+    h5::read_all(ds.get(), H5T_NATIVE_UINT8, modality.data(), where);
+    out.modality.resize(t);
+    for (std::size_t i = 0; i < t; ++i) {
+      if (modality[i] > 3)
+        VIDKV_THROW(IoError, where.str(), ": token ", i, " has modality code ", int(modality[i]),
+                    ", expected 0 system, 1 visual, 2 query or 3 generated");
+      out.modality[i] = static_cast<Modality>(modality[i]);
+    }
+  }
+  auto read_i32 = [&](const char* name, std::vector<std::int32_t>& dst) {
+    im.checked_length(name, h5::StoredType::i32, 1, 0);
+    const auto where = im.at(name);
+    h5::Handle ds = h5::open_dataset(file, where);
+    dst.resize(t);
+    h5::read_all(ds.get(), H5T_NATIVE_INT32, dst.data(), where);
+  };
+  read_i32(ts::kTokensPosition, out.position);
+  read_i32(ts::kTokensFrame, out.frame);
+  {
+    im.checked_length(ts::kTokensPatch, h5::StoredType::i16, 2, 2);
+    const auto where = im.at(ts::kTokensPatch);
+    h5::Handle ds = h5::open_dataset(file, where);
+    std::vector<std::int16_t> patch(2 * t);
+    h5::read_all(ds.get(), H5T_NATIVE_INT16, patch.data(), where);
+    out.patch_row.resize(t);
+    out.patch_col.resize(t);
+    for (std::size_t i = 0; i < t; ++i) {
+      out.patch_row[i] = patch[2 * i];
+      out.patch_col[i] = patch[2 * i + 1];
+    }
+  }
+  if (with_embeddings && im.info.has_embeddings) {
+    im.read_float_dataset(ts::kEmbeddings, {im.info.tokens, im.info.hidden_size}, {"token", "hidden"},
+                          {ts::kTokensModality, "/model hidden_size"}, &out.embeddings);
+    out.hidden = im.info.hidden_size;
+  }
+  return out;
+}
+
+void TraceReader::check_embeddings() const {
+  const Impl& im = *impl_;
+  if (!im.info.has_embeddings) return;
+  im.read_float_dataset(ts::kEmbeddings, {im.info.tokens, im.info.hidden_size}, {"token", "hidden"},
+                        {ts::kTokensModality, "/model hidden_size"}, nullptr);
+}
+
+std::vector<std::int32_t> TraceReader::token_ids() const {
+  const Impl& im = *impl_;
+  if (!im.info.has_token_ids) return {};
+  im.checked_length(ts::kTokensIds, h5::StoredType::i32, 1, 0);
+  const auto where = im.at(ts::kTokensIds);
+  h5::Handle ds = h5::open_dataset(im.file.get(), where);
+  std::vector<std::int32_t> ids(static_cast<std::size_t>(im.info.tokens));
+  h5::read_all(ds.get(), H5T_NATIVE_INT32, ids.data(), where);
+  return ids;
+}
+
+std::vector<std::int32_t> TraceReader::query_positions() const {
+  const Impl& im = *impl_;
+  if (!h5::link_exists(im.file.get(), ts::kQueryPositions)) return {};
+  const auto where = im.at(ts::kQueryPositions);
+  h5::Handle ds = h5::open_dataset(im.file.get(), where);
+  if (h5::stored_type(ds.get(), where) != h5::StoredType::i32)
+    VIDKV_THROW(ShapeError, where.str(), ": expected int32 elements, got ", h5::describe_hdf5_type(ds.get()));
+  std::vector<std::int32_t> positions(static_cast<std::size_t>(im.info.queries));
+  if (!positions.empty()) h5::read_all(ds.get(), H5T_NATIVE_INT32, positions.data(), where);
+  for (std::size_t i = 0; i < positions.size(); ++i) {
+    if (positions[i] < 0 || positions[i] >= im.info.tokens)
+      VIDKV_THROW(IoError, where.str(), ": entry ", i, " is token index ", positions[i], ", outside 0..", im.info.tokens - 1);
+  }
+  return positions;
+}
+
+LayerData TraceReader::read_layer(int layer) const {
+  const Impl& im = *impl_;
+  const TraceInfo& in = im.info;
+  if (layer < 0 || layer >= in.num_layers)
+    VIDKV_THROW(ConfigError, im.path, ": layer ", layer, " does not exist (the trace has ", in.num_layers, " layers, 0..",
+                in.num_layers - 1, ")");
+  const std::string group = h5::layer_group_name(layer);
+  LayerData out;
+  out.layer = layer;
+  out.heads = in.num_kv_heads;
+  out.tokens = in.tokens;
+  out.dim = in.head_dim;
+  const std::vector<std::int64_t> kv_shape = {in.num_kv_heads, in.tokens, in.head_dim};
+  const std::vector<std::string> kv_axes = {"kv_head", "token", "dim"};
+  const std::vector<std::string> kv_sources = {"/model num_kv_heads", ts::kTokensModality, "/model head_dim"};
+  im.read_float_dataset(group + "/key", kv_shape, kv_axes, kv_sources, &out.key);
+  im.read_float_dataset(group + "/value", kv_shape, kv_axes, kv_sources, &out.value);
+  if (h5::link_exists(im.file.get(), group + "/query")) {
+    if (in.queries == 0 && !h5::link_exists(im.file.get(), ts::kQueryPositions))
+      VIDKV_THROW(IoError, im.path, ": ", group, "/query: recorded query states need ", ts::kQueryPositions,
+                  ", which is missing");
+    LayerQueries q;
+    q.heads = in.num_query_heads;
+    q.count = in.queries;
+    q.dim = in.head_dim;
+    im.read_float_dataset(group + "/query", {in.num_query_heads, in.queries, in.head_dim}, {"query_head", "query", "dim"},
+                          {"/model num_query_heads", ts::kQueryPositions, "/model head_dim"}, &q.data);
+    q.token_index = query_positions();
+    out.queries = std::move(q);
+  }
+  return out;
+}
+
+}  // namespace vidkv

@@ -1,0 +1,34 @@
+// Full validation of a trace file, layer by layer in constant memory (used by `vidkv trace validate`).
+//
+// Beyond what TraceReader checks on every read (root attributes, /model, ranks, extents, dtypes, NaN/Inf), it
+// checks the token metadata for consistency: visual tokens have frame >= 0 and patch row/col >= 0, other tokens
+// -1 in all three; /queries/positions is strictly increasing; either every layer records query states or none.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <string>
+
+#include "vidkv/traces/trace_reader.h"
+
+namespace vidkv {
+
+struct TraceValidationReport {
+  TraceInfo info;
+  std::array<std::int64_t, 4> modality_count{};  // tokens by Modality code (system, visual, query, generated)
+  int frames = 0;                                // distinct frame indices of visual tokens
+  int grid_rows = 0;                             // 1 + largest patch row / column of visual tokens
+  int grid_cols = 0;
+  int layers_checked = 0;
+  bool layer_queries = false;                    // every layer has /query
+  std::int64_t values_checked = 0;               // K/V/query/embedding values read and found finite
+
+  // "ok: FILE: 8 layers, 2 KV heads (14 query heads), head_dim 64, float16, 1024 tokens (40 system, ...)..."
+  std::string summary() const;
+};
+
+// Reads everything in `path` one layer at a time and returns a report, or throws the first problem as a
+// vidkv::Error naming the file and dataset (IoError / ShapeError, as TraceReader documents).
+TraceValidationReport validate_trace(const std::string& path);
+
+}  // namespace vidkv
