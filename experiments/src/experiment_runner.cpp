@@ -12,6 +12,7 @@
 #include <mutex>
 #include <sstream>
 
+#include "vidkv_build_info.h"
 #include "vidkv/core/cache_lifecycle.h"
 #include "vidkv/core/error.h"
 #include "vidkv/core/logging.h"
@@ -25,12 +26,7 @@ namespace vidkv {
 
 namespace {
 
-const char* kBuildInfo =
-#ifdef VIDKV_BUILD_INFO
-    VIDKV_BUILD_INFO;
-#else
-    "unknown";
-#endif
+const char* kBuildInfo = VIDKV_BUILD_INFO;
 
 std::string git_revision() {
 #ifdef VIDKV_SOURCE_DIR

@@ -83,7 +83,7 @@ codec:
 TEST_CASE("unknown top-level keys, parameters, metrics and plugins are located and explained", "[experiments][plan]") {
   Scratch s;
   std::string m = message_of([&] { plan_experiment(s.write("x.yaml", std::string(kBase) + "metrcs: [all]\n"), {}, builtin_registry()); });
-  CHECK(m.find(":6:1: metrcs: unknown key 'metrcs' in the experiment (did you mean 'metrics'?)") != std::string::npos);
+  CHECK(m.find(":6:9: metrcs: unknown key 'metrcs' in the experiment (did you mean 'metrics'?)") != std::string::npos);
   m = message_of([&] { plan_experiment(s.write("y.yaml", std::string(kBase) + "metrics: [attn_kll]\n"), {}, builtin_registry()); });
   CHECK(m.find("unknown metric 'attn_kll' (did you mean 'attn_kl'?)") != std::string::npos);
   m = message_of([&] { plan_experiment(s.write("z.yaml", kBase), {"codec.key.bits=9"}, builtin_registry()); });
