@@ -6,6 +6,7 @@
 #include "vidkv/core/params.h"
 #include "vidkv/core/plugin_registry.h"
 #include "vidkv/experiments/src/command_line.h"
+#include "vidkv/experiments/src/preset_bits.h"
 #include "vidkv/experiments/src/presets.h"
 
 namespace vidkv::cli {
@@ -67,6 +68,21 @@ int plugins_describe(const Args& args_in) {
   return 0;
 }
 
+int presets_bits(const Args& args_in) {
+  Args args = args_in;
+  std::string shape_text = "4x8192x128";
+  take_option(args, "--shape", shape_text);
+  reject_unknown_options(args, "vidkv presets bits");
+  if (!args.empty()) VIDKV_THROW(ConfigError, "usage: vidkv presets bits [--shape HEADSxTOKENSxCHANNELS]");
+  long long h = 0, t = 0, c = 0;
+  char tail = 0;
+  if (std::sscanf(shape_text.c_str(), "%lldx%lldx%lld%c", &h, &t, &c, &tail) != 3 || h <= 0 || t <= 0 || c <= 0)
+    VIDKV_THROW(ConfigError, "--shape: expected HEADSxTOKENSxCHANNELS with positive sizes, got '", shape_text, "'");
+  const BlockShape shape{h, t, c};
+  std::cout << preset_bits_markdown(preset_bits_table(shape, builtin_registry()), shape);
+  return 0;
+}
+
 }  // namespace
 
 void add_plugin_commands(std::vector<Command>& out) {
@@ -76,6 +92,13 @@ void add_plugin_commands(std::vector<Command>& out) {
                  "Prints the config block that builds the plugin and each parameter with type, default, valid range or\n"
                  "choices, unit and description. Unknown keys in a block are errors.",
                  plugins_describe});
+  out.push_back({{"presets", "bits"}, "vidkv presets bits [--shape HEADSxTOKENSxCHANNELS]",
+                 "nominal and effective bits of every preset, from the packed layouts",
+                 "Builds each preset's key and value codec and prints the bits of its packed layout for one layer block\n"
+                 "(default 4x8192x128, a 7B VideoLLM layer): nominal bits (paper convention, code bits only) and\n"
+                 "effective bits (8 x stored bytes / elements: codes, scales, zero points, masks). docs/bits.md is this\n"
+                 "command's output.",
+                 presets_bits});
 }
 
 }  // namespace vidkv::cli
