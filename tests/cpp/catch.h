@@ -4,6 +4,8 @@
 
 #if VIDKV_CATCH_MAJOR >= 3
 #include <catch2/catch_all.hpp>
+// v2 puts Approx in the global namespace; v3 keeps it in Catch.
+using Catch::Approx;
 // Reports the test as skipped (ctest shows it as skipped through the return code), never as passed.
 #define VIDKV_SKIP(msg) SKIP(msg)
 #else
