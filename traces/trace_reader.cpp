@@ -78,7 +78,14 @@ void TraceReader::Impl::open() {
     h5::last_hdf5_error();
     VIDKV_THROW(IoError, path, ": not an HDF5 file (no HDF5 signature; expected a vidkv.trace file, see traces/SCHEMA.md)");
   }
-  hid_t id = H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
+  // Evict each object's metadata (object header, chunk-index B-tree nodes) when it is closed. Without this HDF5
+  // keeps the B-tree nodes of every layer read so far: small on disk but ~18 KB each in memory, which grows
+  // resident memory by ~0.25 MB per layer of a 8192-token trace (measured: +8 MB over 28 layers).
+  h5::Handle access(H5Pcreate(H5P_FILE_ACCESS), H5Pclose);
+#if H5_VERSION_GE(1, 10, 1)
+  H5Pset_evict_on_close(access.get(), 1);
+#endif
+  hid_t id = H5Fopen(path.c_str(), H5F_ACC_RDONLY, access.get());
   if (id < 0) {
     const std::string reason = h5::last_hdf5_error();
     VIDKV_THROW(IoError, path, ": cannot open the HDF5 file, truncated or corrupt",
@@ -236,7 +243,9 @@ void TraceReader::Impl::read_float_dataset(const std::string& name, const std::v
     block.resize(static_cast<std::size_t>(std::min(block_rows, rows) * inner));
   }
   const DType elem = stored == h5::StoredType::f32 ? DType::f32 : stored == h5::StoredType::f16 ? DType::f16 : DType::bf16;
-  h5::Handle mem_type = elem == DType::f16   ? h5::make_half_type()
+  // fp16 is read with the dataset's own type: HDF5 then copies bytes instead of running its (slow) soft
+  // float-to-float conversion, and the bits are converted here.
+  h5::Handle mem_type = elem == DType::f16   ? h5::Handle(H5Dget_type(ds.get()), H5Tclose)
                         : elem == DType::bf16 ? h5::Handle(H5Tcopy(H5T_NATIVE_UINT16), H5Tclose)
                                               : h5::Handle(H5Tcopy(H5T_NATIVE_FLOAT), H5Tclose);
   std::vector<std::uint16_t> scratch16;
@@ -371,13 +380,18 @@ std::vector<std::int32_t> TraceReader::query_positions() const {
 }
 
 LayerData TraceReader::read_layer(int layer) const {
+  LayerData out;
+  read_layer(layer, out);
+  return out;
+}
+
+void TraceReader::read_layer(int layer, LayerData& out) const {
   const Impl& im = *impl_;
   const TraceInfo& in = im.info;
   if (layer < 0 || layer >= in.num_layers)
     VIDKV_THROW(ConfigError, im.path, ": layer ", layer, " does not exist (the trace has ", in.num_layers, " layers, 0..",
                 in.num_layers - 1, ")");
   const std::string group = h5::layer_group_name(layer);
-  LayerData out;
   out.layer = layer;
   out.heads = in.num_kv_heads;
   out.tokens = in.tokens;
@@ -391,7 +405,7 @@ LayerData TraceReader::read_layer(int layer) const {
     if (in.queries == 0 && !h5::link_exists(im.file.get(), ts::kQueryPositions))
       VIDKV_THROW(IoError, im.path, ": ", group, "/query: recorded query states need ", ts::kQueryPositions,
                   ", which is missing");
-    LayerQueries q;
+    LayerQueries q = out.queries ? std::move(*out.queries) : LayerQueries{};  // reuse its buffer
     q.heads = in.num_query_heads;
     q.count = in.queries;
     q.dim = in.head_dim;
@@ -399,8 +413,9 @@ LayerData TraceReader::read_layer(int layer) const {
                           {"/model num_query_heads", ts::kQueryPositions, "/model head_dim"}, &q.data);
     q.token_index = query_positions();
     out.queries = std::move(q);
+  } else {
+    out.queries.reset();
   }
-  return out;
 }
 
 }  // namespace vidkv
