@@ -33,6 +33,12 @@ h5::StoredType expected_storage(DType t) {
   return t == DType::f16 ? h5::StoredType::f16 : t == DType::bf16 ? h5::StoredType::u16 : h5::StoredType::f32;
 }
 
+// Whether a dataset stored as `stored` holds elements of trace dtype `t`. bf16 raw bits may also come as int16
+// (torch's `.view(torch.int16)`, since numpy has no bfloat16); the bits are the same.
+bool storage_matches(h5::StoredType stored, DType t) {
+  return stored == expected_storage(t) || (t == DType::bf16 && stored == h5::StoredType::i16);
+}
+
 std::string non_finite_text(float v) { return std::isnan(v) ? "nan" : (v > 0 ? "inf" : "-inf"); }
 
 const std::set<std::string>& required_root_attrs() {
@@ -222,7 +228,7 @@ void TraceReader::Impl::read_float_dataset(const std::string& name, const std::v
   const auto stored = h5::stored_type(ds.get(), where);
   const bool embeddings = name == ts::kEmbeddings;
   const bool ok = embeddings ? (stored == h5::StoredType::f16 || stored == h5::StoredType::f32)
-                             : stored == expected_storage(info.dtype);
+                             : storage_matches(stored, info.dtype);
   if (!ok) {
     if (embeddings)
       VIDKV_THROW(ShapeError, where.str(), ": expected float16 or float32 elements, got ", h5::describe_hdf5_type(ds.get()));
@@ -243,11 +249,12 @@ void TraceReader::Impl::read_float_dataset(const std::string& name, const std::v
     block.resize(static_cast<std::size_t>(std::min(block_rows, rows) * inner));
   }
   const DType elem = stored == h5::StoredType::f32 ? DType::f32 : stored == h5::StoredType::f16 ? DType::f16 : DType::bf16;
-  // fp16 is read with the dataset's own type: HDF5 then copies bytes instead of running its (slow) soft
-  // float-to-float conversion, and the bits are converted here.
-  h5::Handle mem_type = elem == DType::f16   ? h5::Handle(H5Dget_type(ds.get()), H5Tclose)
-                        : elem == DType::bf16 ? h5::Handle(H5Tcopy(H5T_NATIVE_UINT16), H5Tclose)
-                                              : h5::Handle(H5Tcopy(H5T_NATIVE_FLOAT), H5Tclose);
+  // 16-bit elements are read with the dataset's own type in little-endian order: HDF5 then copies (or byte-swaps)
+  // the bits instead of running a value conversion (slow for half floats, clipping for int16 -> uint16), and the
+  // bits are converted to fp32 here.
+  h5::Handle mem_type = elem == DType::f32 ? h5::Handle(H5Tcopy(H5T_NATIVE_FLOAT), H5Tclose)
+                                           : h5::Handle(H5Dget_type(ds.get()), H5Tclose);
+  if (elem != DType::f32) H5Tset_order(mem_type.get(), H5T_ORDER_LE);
   std::vector<std::uint16_t> scratch16;
   for (std::int64_t o = 0; o < outer; ++o) {
     for (std::int64_t r0 = 0; r0 < rows; r0 += block_rows) {

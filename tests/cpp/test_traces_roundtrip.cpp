@@ -1,5 +1,6 @@
 // Trace write -> read round trips (fp32, fp16, bf16), the stored HDF5 layout, atomic writes, and appending
 // decode steps.
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 
@@ -138,7 +139,20 @@ TEST_CASE("bf16 traces are stored as uint16 raw bits with dtype attribute bfloat
   CHECK(H5Tget_sign(type) == H5T_SGN_NONE);
   H5Tclose(type);
   H5Dclose(ds);
+
+  // The same bits stored as int16 (torch's .view(torch.int16)) read back identically, negative values included.
+  std::vector<std::int16_t> bits;
+  for (float v : d.key) bits.push_back(static_cast<std::int16_t>(float_to_bf16_bits(v)));
+  CHECK(*std::min_element(bits.begin(), bits.end()) < 0);  // K has negative entries: sign bit set
   H5Fclose(f);
+  {
+    test::EditTrace edit(path);
+    edit.replace("/layers/000/key", H5T_STD_I16LE, {2, 8, 4});
+    hid_t kds = H5Dopen2(edit.file(), "/layers/000/key", H5P_DEFAULT);
+    REQUIRE(H5Dwrite(kds, H5T_NATIVE_INT16, H5S_ALL, H5S_ALL, H5P_DEFAULT, bits.data()) >= 0);
+    H5Dclose(kds);
+  }
+  CHECK(TraceReader(path).read_layer(0).key == d.key);
 }
 
 TEST_CASE("stored layout follows SCHEMA.md: half type, token-block chunks, unlimited token axis", "[traces][roundtrip]") {

@@ -195,3 +195,31 @@ TEST_CASE("synthetic query text makes a region of visual tokens relevant", "[tra
   // Expected gap: 15 x 3 = 45 (query relevance x key relevance along a unit direction).
   CHECK(relevant_score - other_score > 30);
 }
+
+TEST_CASE("the bundled default trace validates and matches the command in traces/README.md", "[traces][synthetic]") {
+  const std::string path = std::string(VIDKV_SOURCE_DIR) + "/traces/data/synthetic-default.h5";
+  const auto report = validate_trace(path);
+  CHECK(report.info.source == "synthetic");
+  CHECK(report.info.num_layers == 8);
+  CHECK(report.info.num_kv_heads == 2);
+  CHECK(report.info.num_query_heads == 4);
+  CHECK(report.info.tokens == 1024);
+  CHECK(report.info.head_dim == 64);
+  CHECK(report.frames == 8);
+  CHECK(report.layer_queries);
+  // --shape 8x2x1024x64 --frames 8 --query-heads 4 --seed 0: regenerate in memory and compare layers 0 and 7.
+  SyntheticTraceSpec spec;
+  parse_synthetic_shape("8x2x1024x64", spec);
+  spec.frames = 8;
+  spec.query_heads = 4;
+  spec.seed = 0;
+  const SyntheticTrace fresh(spec);
+  TraceReader r(path);
+  for (int l : {0, 7}) {
+    const LayerData file = r.read_layer(l), mem = fresh.layer(l);
+    CHECK(file.key == mem.key);
+    CHECK(file.value == mem.value);
+    CHECK(file.queries->data == mem.queries->data);
+  }
+  CHECK(r.tokens().embeddings == fresh.tokens().embeddings);
+}
