@@ -55,6 +55,9 @@ struct LayerData {
   std::optional<LayerQueries> queries;  // [query_heads, Q, dim] with token_index = /queries/positions
 };
 
+// The file is opened with HDF5's evict-on-close access property (metadata of each layer is dropped once read).
+// HDF5 refuses to open one file twice in a process with different evict-on-close settings, so code that opens a
+// trace with the HDF5 API directly must do so while no TraceReader holds it (other processes are unaffected).
 class TraceReader {
  public:
   // Opens `path` read-only and validates the root attributes, /model and the token count.
@@ -79,6 +82,9 @@ class TraceReader {
 
   // Reads /layers/NNN/key, /value and (when present) /query of one layer, 0 <= layer < num_layers.
   LayerData read_layer(int layer) const;
+  // The same into `out`, reusing its buffers: a loop over layers with one LayerData allocates the layer once,
+  // so resident memory stays at one layer regardless of how the allocator treats large blocks.
+  void read_layer(int layer, LayerData& out) const;
 
  private:
   struct Impl;

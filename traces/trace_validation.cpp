@@ -58,8 +58,9 @@ TraceValidationReport validate_trace(const std::string& path) {
                   positions[i], ") follows ", positions[i - 1]);
 
   int layers_with_queries = 0;
+  LayerData layer;  // one layer resident at a time, its buffers reused
   for (int l = 0; l < info.num_layers; ++l) {
-    const LayerData layer = reader.read_layer(l);  // one layer resident at a time
+    reader.read_layer(l, layer);
     report.values_checked += static_cast<std::int64_t>(layer.key.size() + layer.value.size());
     if (layer.queries) {
       ++layers_with_queries;

@@ -1,5 +1,6 @@
 // Trace write -> read round trips (fp32, fp16, bf16), the stored HDF5 layout, atomic writes, and appending
 // decode steps.
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 
@@ -119,9 +120,12 @@ TEST_CASE("bf16 traces are stored as uint16 raw bits with dtype attribute bfloat
   TempDir dir;
   const std::string path = dir.file("small_bf16.h5");
   SmallTrace::write(path, DType::bf16);
-  TraceReader r(path);
-  CHECK(r.info().dtype == DType::bf16);
-  const LayerData d = r.read_layer(0);
+  LayerData d;
+  {
+    TraceReader r(path);  // closed before the raw open below (see TraceReader: evict-on-close file access)
+    CHECK(r.info().dtype == DType::bf16);
+    d = r.read_layer(0);
+  }
   // Hand-worked: K[0][0][0][0] = 1 * 1 * (0 - 3.5) / 8 = -0.4375, so V = 0.21875 + 1/3 = 0.552083...; bf16 has
   // spacing 2^-8 in [0.5, 1): 0.552083 * 256 = 141.33 -> 141 / 256 = 0.55078125.
   CHECK(d.value[0] == 0.55078125f);
@@ -135,7 +139,20 @@ TEST_CASE("bf16 traces are stored as uint16 raw bits with dtype attribute bfloat
   CHECK(H5Tget_sign(type) == H5T_SGN_NONE);
   H5Tclose(type);
   H5Dclose(ds);
+
+  // The same bits stored as int16 (torch's .view(torch.int16)) read back identically, negative values included.
+  std::vector<std::int16_t> bits;
+  for (float v : d.key) bits.push_back(static_cast<std::int16_t>(float_to_bf16_bits(v)));
+  CHECK(*std::min_element(bits.begin(), bits.end()) < 0);  // K has negative entries: sign bit set
   H5Fclose(f);
+  {
+    test::EditTrace edit(path);
+    edit.replace("/layers/000/key", H5T_STD_I16LE, {2, 8, 4});
+    hid_t kds = H5Dopen2(edit.file(), "/layers/000/key", H5P_DEFAULT);
+    REQUIRE(H5Dwrite(kds, H5T_NATIVE_INT16, H5S_ALL, H5S_ALL, H5P_DEFAULT, bits.data()) >= 0);
+    H5Dclose(kds);
+  }
+  CHECK(TraceReader(path).read_layer(0).key == d.key);
 }
 
 TEST_CASE("stored layout follows SCHEMA.md: half type, token-block chunks, unlimited token axis", "[traces][roundtrip]") {
