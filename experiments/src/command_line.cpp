@@ -7,6 +7,8 @@ namespace vidkv::cli {
 std::vector<Command> all_commands() {
   std::vector<Command> out;
   add_run_commands(out);
+  add_live_commands(out);
+  add_record_commands(out);
   add_report_commands(out);
   add_trace_commands(out);
   add_plugin_commands(out);

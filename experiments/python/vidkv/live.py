@@ -356,7 +356,7 @@ def main(argv=None) -> int:
         run_live(args.experiment, args.set, args.out, " ".join(["vidkv", "live"] + (argv or sys.argv[1:])))
     except (LiveError, ModelError, PromptError, VideoError, _vidkv.Error) as e:
         print(f"vidkv live: error: {e}", file=sys.stderr)
-        return 2
+        return 1
     return 0
 
 

@@ -190,7 +190,7 @@ def main(argv=None) -> int:
         summary = record(args)
     except (RecordError, ModelError, PromptError, VideoError) as e:
         print(f"vidkv record: error: {e}", file=sys.stderr)
-        return 2
+        return 1
     if args.summary:
         Path(args.summary).write_text(json.dumps(summary, indent=1) + "\n")
     print(json.dumps(summary, indent=1))
