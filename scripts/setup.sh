@@ -3,15 +3,19 @@
 #   1. system packages (apt-get when root; otherwise prints the exact command and stops),
 #   2. a project-local Python virtual environment .venv with the pinned packages of requirements.txt,
 #   3. CMake configure + build into build/ (at most 2 parallel jobs unless VIDKV_JOBS says otherwise).
-# Safe to re-run: each step is skipped when already done. Options: --no-python (skip the venv).
+# Safe to re-run: each step is skipped when already done. Options: --no-python (skip the venv); --models (also
+# install requirements-models.txt -- torch, transformers, ... -- into .venv and fetch the SmolLM2 GGUF weights and
+# the sample video clips with scripts/fetch_model_data.sh; needed by vidkv live / vidkv record and their tests).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 want_python=1
+want_models=0
 for arg in "$@"; do
   case "$arg" in
     --no-python) want_python=0 ;;
-    -h|--help) sed -n '2,8p' "$0"; exit 0 ;;
+    --models) want_models=1 ;;
+    -h|--help) sed -n '2,10p' "$0"; exit 0 ;;
     *) echo "setup.sh: unknown option '$arg'" >&2; exit 2 ;;
   esac
 done
@@ -43,7 +47,18 @@ if ((want_python)); then
     .venv/bin/python -m pip install -q --upgrade pip
     .venv/bin/python -m pip install -q -r requirements.txt
     cp requirements.txt .venv/.requirements.installed
+    rm -f .venv/.requirements-models.installed
   fi
+  if ((want_models)); then
+    if ! cmp -s requirements-models.txt .venv/.requirements-models.installed; then
+      echo "setup: installing the model packages into .venv (requirements-models.txt; torch with its CUDA wheels, ~80 s)"
+      .venv/bin/python -m pip install -q -r requirements-models.txt
+      cp requirements-models.txt .venv/.requirements-models.installed
+    fi
+    bash scripts/fetch_model_data.sh .venv/bin/python
+  fi
+elif ((want_models)); then
+  echo "setup.sh: --models needs the Python environment (drop --no-python)" >&2; exit 2
 fi
 
 jobs="${VIDKV_JOBS:-2}"
