@@ -8,7 +8,8 @@
     captured.logits                        # float32 [T, vocab]
 
 K/V come from the pass's own DynamicCache. Query states are taken where the model hands them to its attention
-function: an attention implementation registered through transformers' public AttentionInterface records the
+function: an attention implementation registered through transformers' public AttentionInterface (with eager's
+mask function in AttentionMaskInterface) records the
 query of the text decoder's attention modules, then runs the model's own eager attention (the function of the
 model's modeling module), so numerics are those of `attn_implementation="eager"`. Input embeddings are the
 `inputs_embeds` the text decoder receives (a forward pre-hook), or its embed_tokens output for text models.
@@ -35,8 +36,13 @@ def _capture_attention(module, query, key, value, attention_mask, **kwargs):
 
 
 def _register():
-    from transformers import AttentionInterface
+    from transformers import AttentionInterface, AttentionMaskInterface
+    from transformers.masking_utils import eager_mask
+
     AttentionInterface.register(CAPTURE_ATTENTION, _capture_attention)
+    # The mask must be eager's (an additive float mask): an unknown implementation would get sdpa's, which may be
+    # None (left to sdpa's is_causal), and eager attention would then attend to future tokens.
+    AttentionMaskInterface.register(CAPTURE_ATTENTION, eager_mask)
 
 
 def decoder_of(model):

@@ -249,7 +249,9 @@ def write_results(out_dir: Path, plan: dict, rows: list, columns: list, provenan
     return out_dir
 
 
-def run_live(experiment: str, overrides: list[str], out: str | None, command_line: str = "") -> Path:
+def run_live(experiment: str, overrides: list[str], out: str | None, command_line: str = "", loaded=None) -> Path:
+    """Runs every run of the experiment (see the module docstring) and returns the results folder. `loaded`: an
+    already loaded model (vidkv.models.LoadedModel) to use instead of loading the `model:` block's."""
     import numpy as np
     import torch
     from transformers import DynamicCache
@@ -273,7 +275,8 @@ def run_live(experiment: str, overrides: list[str], out: str | None, command_lin
                         f" scores tokens against the question, but model.prompts[{i}] has no question span "
                         "(add `question:`, the part of `text` that is the question)")
     frames = read_frames(block.video, block.frames) if block.video else None
-    loaded = load_model(block.id, gguf=block.gguf, device=block.device, dtype=block.dtype, threads=block.threads)
+    if loaded is None:
+        loaded = load_model(block.id, gguf=block.gguf, device=block.device, dtype=block.dtype, threads=block.threads)
     cases = [PromptCase(loaded, p, frames, block) for p in block.prompts]
     needs_embeddings = any("semantic_embedding" in semantic_protectors(r["codec"]) for r in plan["runs"])
     for case in cases:

@@ -53,8 +53,9 @@ def greedy_kwargs(tok, max_new_tokens: int) -> dict:
                 pad_token_id=pad)
 
 
-def record(args) -> dict:
-    """Records one trace (see the module docstring); returns the summary."""
+def record(args, loaded=None) -> dict:
+    """Records one trace (see the module docstring); returns the summary. `args`: the parsed command line
+    (parser()); `loaded`: an already loaded model (vidkv.models.LoadedModel) to use instead of args.model."""
     import numpy as np
     import torch
 
@@ -66,7 +67,8 @@ def record(args) -> dict:
 
     t0 = time.time()
     frames = read_frames(args.video, args.frames) if args.video else None  # fail on a bad video before loading
-    loaded = load_model(args.model, gguf=args.gguf, device=args.device, dtype=args.dtype, threads=args.threads)
+    if loaded is None:
+        loaded = load_model(args.model, gguf=args.gguf, device=args.device, dtype=args.dtype, threads=args.threads)
     if frames is not None and loaded.kind == KIND_TEXT:
         raise RecordError(f"--video given, but {args.model} is a text model ({loaded.family})")
     t_load = time.time() - t0

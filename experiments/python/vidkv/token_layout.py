@@ -9,8 +9,8 @@ The prompt is the model's chat template around one user message (the video first
 text). Visual tokens are exactly the positions where the processor put its video token id; their frame and patch
 row/column follow the processor's grid (never a hard-coded offset):
   * LLaVA-OneVision: the processor emits frames x p x p tokens + 1, p = ceil(sqrt(num_image_tokens) / 2) (each
-    frame's patch grid pooled 2x2, frame-major, row-major), then one image_newline token closing the video, which
-    is visual with frame -1 and patch (-1, -1);
+    frame's patch grid pooled 2x2, frame-major, row-major), then one image_newline token closing the video:
+    visual, frame = the last frame, patch (p - 1, p), where LLaVA puts a row's newline (one column past its end);
   * Qwen2.5-VL: video_grid_thw = (t, h, w) patches; tokens are t x (h / m) x (w / m) merged patches, m =
     merge_size, temporal-major, row-major; the frame index is the temporal grid index (each covers
     temporal_patch_size decoded frames).
@@ -124,10 +124,13 @@ def build_inputs(loaded: LoadedModel, text: str, question: str | None = None, fr
         grid = _video_grid(loaded, model_inputs, len(visual))
         for n, i in enumerate(visual):
             modality[i] = MOD_VISUAL
-            if n < grid["frames"] * grid["rows"] * grid["columns"]:
-                per_frame = grid["rows"] * grid["columns"]
+            per_frame = grid["rows"] * grid["columns"]
+            if n < grid["frames"] * per_frame:
                 frame[i] = n // per_frame
                 patch[i] = ((n % per_frame) // grid["columns"], n % grid["columns"])
+            else:  # LLaVA-OneVision's image_newline closing the video: just after the last patch of the last row
+                frame[i] = grid["frames"] - 1
+                patch[i] = (grid["rows"] - 1, grid["columns"])
         token = loaded.processor.video_token
         expanded = prompt.replace(token, token * len(visual), 1)
     if question is not None:
