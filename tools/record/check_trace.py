@@ -7,7 +7,8 @@ recorded token ids through one forward pass and compares the recorded K/V (float
 the model's post-RoPE queries, the embeddings with the model's input embeddings, and the attention probabilities
 rebuilt from the recorded q and k with the model's (output_attentions=True, eager).
 
-Usage: .venv-record/bin/python tools/record/check_trace.py traces/data/smollm2-135m-longdoc.h5 [--gguf PATH]
+Usage: .venv/bin/python tools/record/check_trace.py traces/data/smollm2-135m-longdoc.h5 [--gguf PATH]
+(after scripts/setup.sh --models; the model pass is vidkv.capture's, as in `vidkv record`).
 Exit status 0 when every check passes, 1 otherwise.
 """
 from __future__ import annotations
@@ -18,8 +19,22 @@ import json
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import record_trace as R  # noqa: E402
+ROOT = Path(__file__).resolve().parents[2]
+for _sub in ("experiments/python", "build/python"):
+    sys.path.insert(0, str(ROOT / _sub))
+from vidkv.capture import capture_pass  # noqa: E402
+from vidkv.models import ModelError, load_model, locate_smollm2_gguf, sha256_file  # noqa: E402
+
+
+def attention_from(q, k, positions, scaling, group):
+    """softmax(q k^T * scaling) with the causal mask, for query rows `positions`. q [hq, Q, d], k [kv, T, d]."""
+    import torch
+    k_rep = k.repeat_interleave(group, dim=0)  # [hq, T, d]
+    logits = torch.matmul(q, k_rep.transpose(1, 2)) * scaling  # [hq, Q, T]
+    T = k.shape[1]
+    mask = torch.arange(T).unsqueeze(0) > positions.unsqueeze(1)  # [Q, T]
+    logits = logits.masked_fill(mask.unsqueeze(0), float("-inf"))
+    return torch.softmax(logits, dim=-1)
 
 
 def main(argv=None) -> int:
@@ -86,10 +101,11 @@ def main(argv=None) -> int:
     report["T"], report["Q"] = int(T), int(Q)
     report["modality_counts"] = {str(k): int((mod == k).sum()) for k in range(4)}
 
-    gguf = R.locate_gguf(args.gguf)
-    sha = R.sha256_file(gguf)
+    gguf = locate_smollm2_gguf(args.gguf)
+    sha = sha256_file(gguf)
     need(sha == a["model_file_sha256"], f"GGUF sha256 {sha} differs from the trace's {a['model_file_sha256']}")
-    tok, model = R.load_model(gguf, args.threads)
+    loaded = load_model("HuggingFaceTB/SmolLM2-135M-Instruct", gguf=str(gguf), threads=args.threads)
+    tok, model = loaded.tokenizer, loaded.model
     cfg = model.config
     need((L, KV, HQ, D, H) == (cfg.num_hidden_layers, cfg.num_key_value_heads, cfg.num_attention_heads,
                                cfg.head_dim, cfg.hidden_size), "/model attributes differ from the model config")
@@ -100,7 +116,9 @@ def main(argv=None) -> int:
     need(tok(a["prompt"], add_special_tokens=False)["input_ids"] == ids[:n_prompt].tolist(),
          "the prompt attribute does not tokenize to the recorded prompt ids")
 
-    keys, values, queries, attns, _ = R.run_full_pass(model, ids.tolist())
+    ids_t = torch.from_numpy(ids).long()[None]
+    cap = capture_pass(loaded, {"input_ids": ids_t, "attention_mask": torch.ones_like(ids_t)}, attentions=True)
+    keys, values, queries, attns = cap.keys, cap.values, cap.queries, cap.attentions
     kv16 = kv32 = q16 = 0.0
     attn_err = 0.0
     pos_t = torch.tensor(qpos, dtype=torch.long)
@@ -115,7 +133,7 @@ def main(argv=None) -> int:
                    (rv - values[i].half().float()).abs().max().item())
         kv32 = max(kv32, (rk - keys[i]).abs().max().item(), (rv - values[i]).abs().max().item())
         q16 = max(q16, (rq - queries[i][:, pos_t].half().float()).abs().max().item())
-        p = R.attention_from(rq, rk, pos_t, scaling, group)
+        p = attention_from(rq, rk, pos_t, scaling, group)
         attn_err = max(attn_err, (p - attns[i][:, pos_t]).abs().max().item())
     with torch.no_grad():
         emb = model.get_input_embeddings()(torch.from_numpy(ids).long()).half().float()
@@ -136,6 +154,6 @@ def main(argv=None) -> int:
 if __name__ == "__main__":
     try:
         sys.exit(main())
-    except R.RecordError as e:
+    except ModelError as e:
         print(f"check_trace.py: error: {e}", file=sys.stderr)
         sys.exit(2)

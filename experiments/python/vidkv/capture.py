@@ -22,17 +22,20 @@ from dataclasses import dataclass
 __all__ = ["Captured", "capture_pass", "decoder_of", "CAPTURE_ATTENTION"]
 
 CAPTURE_ATTENTION = "vidkv_capture"
-_state = {"queries": None, "modules": None}
+_state = {"queries": None, "modules": None, "attentions": None}
 
 
 def _capture_attention(module, query, key, value, attention_mask, **kwargs):
-    modules = _state["modules"]
-    if modules is not None and id(module) in modules:
-        _state["queries"][modules[id(module)]] = query.detach()
     eager = getattr(sys.modules[type(module).__module__], "eager_attention_forward", None)
     if eager is None:
         raise RuntimeError(f"{type(module).__module__} defines no eager_attention_forward; cannot capture queries")
-    return eager(module, query, key, value, attention_mask, **kwargs)
+    out, weights = eager(module, query, key, value, attention_mask, **kwargs)
+    modules = _state["modules"]
+    if modules is not None and id(module) in modules:
+        _state["queries"][modules[id(module)]] = query.detach()
+        if _state["attentions"] is not None:
+            _state["attentions"][modules[id(module)]] = weights.detach()
+    return out, weights
 
 
 def _register():
@@ -60,10 +63,12 @@ class Captured:
     queries: list
     embeddings: object
     logits: object
+    attentions: list | None = None  # per layer [query_heads, T, T] probabilities, when asked for
 
 
-def capture_pass(loaded, model_inputs: dict) -> Captured:
-    """Runs model(**model_inputs) once (batch 1) and returns what it captured (see the module docstring)."""
+def capture_pass(loaded, model_inputs: dict, attentions: bool = False) -> Captured:
+    """Runs model(**model_inputs) once (batch 1) and returns what it captured (see the module docstring);
+    with attentions=True also the eager attention probabilities of every decoder layer (for verification)."""
     import torch
     from transformers import DynamicCache
 
@@ -83,7 +88,8 @@ def capture_pass(loaded, model_inputs: dict) -> Captured:
 
     previous = model.config._attn_implementation
     handle = dec.register_forward_pre_hook(pre_hook, with_kwargs=True)
-    _state.update(queries=queries, modules=modules)
+    probs: dict[int, torch.Tensor] | None = {} if attentions else None
+    _state.update(queries=queries, modules=modules, attentions=probs)
     try:
         model.set_attn_implementation(CAPTURE_ATTENTION)
         cache = DynamicCache(config=model.config)
@@ -91,7 +97,7 @@ def capture_pass(loaded, model_inputs: dict) -> Captured:
             out = model(**model_inputs, past_key_values=cache, use_cache=True)
     finally:
         handle.remove()
-        _state.update(queries=None, modules=None)
+        _state.update(queries=None, modules=None, attentions=None)
         model.set_attn_implementation(previous)
     n = len(dec.layers)
     missing = [i for i in range(n) if i not in queries]
@@ -101,4 +107,5 @@ def capture_pass(loaded, model_inputs: dict) -> Captured:
     keys = [cache.layers[i].keys[0].float().cpu() for i in range(n)]
     values = [cache.layers[i].values[0].float().cpu() for i in range(n)]
     return Captured(keys=keys, values=values, queries=[queries[i][0].float().cpu() for i in range(n)],
-                    embeddings=embeds["x"][0].float().cpu(), logits=out.logits[0].float().cpu())
+                    embeddings=embeds["x"][0].float().cpu(), logits=out.logits[0].float().cpu(),
+                    attentions=[probs[i][0].float().cpu() for i in range(n)] if attentions else None)

@@ -34,15 +34,23 @@ from transformers.cache_utils import Cache, CacheLayerMixin
 
 import _vidkv
 
-__all__ = ["VidKVCache", "VidKVLayer", "codec_needs_question", "semantic_protectors"]
+__all__ = ["VidKVCache", "VidKVLayer", "codec_needs_question", "semantic_protectors", "resolve_codec"]
 
 MODALITY_QUERY_TEXT = 2
 
 
+def resolve_codec(codec: dict) -> dict:
+    """{"key": block, "value": block} with presets expanded, as the C++ resolves them (scalars as YAML text)."""
+    import yaml
+
+    return {side: yaml.safe_load(c.config) for side, c in _vidkv.codec(dict(codec)).items()}
+
+
 def semantic_protectors(codec: dict) -> list[str]:
-    """Names ('semantic_embedding', ...) of the token protectors in a codec dict that score tokens against the
-    query text (modality 2), found anywhere in the nested blocks."""
+    """Names ('semantic_embedding', ...) of the token protectors in a codec dict (presets resolved) that score
+    tokens against the query text (modality 2), found anywhere in the nested blocks."""
     found: list[str] = []
+    codec = resolve_codec(codec)
 
     def walk(node):
         if isinstance(node, dict):
