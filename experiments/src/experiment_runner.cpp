@@ -293,11 +293,18 @@ ExperimentOutcome run_experiment(const ExperimentPlan& plan, const RunOptions& o
     std::lock_guard<std::mutex> lock(count_mutex);
     ++outcome.cells_computed;
   };
-  if (options.jobs <= 1) {
-    for (std::size_t k = 0; k < todo.size(); ++k) run_cell(static_cast<std::int64_t>(k));
-  } else {
-    ThreadPool pool(options.jobs - 1);  // the calling thread is the jobs-th worker
-    pool.parallel_for(static_cast<std::int64_t>(todo.size()), run_cell);
+  try {
+    if (options.jobs <= 1) {
+      for (std::size_t k = 0; k < todo.size(); ++k) run_cell(static_cast<std::int64_t>(k));
+    } else {
+      ThreadPool pool(options.jobs - 1);  // the calling thread is the jobs-th worker
+      pool.parallel_for(static_cast<std::int64_t>(todo.size()), run_cell);
+    }
+  } catch (const Error& e) {
+    // Nothing computed is lost: finished cells stay in cells/, and --resume continues from them.
+    throw Error(std::string(e.what()) + " [" + std::to_string(outcome.cells_computed + outcome.cells_resumed) + " of " +
+                std::to_string(tasks.size()) + " cells are kept in " + (dir / "cells").string() +
+                "; fix the input, then run again with --resume]");
   }
   if (progress) progress->finish();
 
