@@ -1,0 +1,46 @@
+"""Matplotlib set-up shared by every plot: headless Agg backend, small PNGs (dpi 90) for committed reports."""
+
+from __future__ import annotations
+
+import os
+
+import matplotlib
+
+matplotlib.use("Agg")  # headless: no display is ever needed
+import matplotlib.pyplot as plt  # noqa: E402
+
+DPI = 90  # 80-100 keeps a committed example report small while labels stay legible
+
+plt.rcParams.update({
+    "font.size": 8,
+    "axes.titlesize": 9,
+    "axes.labelsize": 8,
+    "legend.fontsize": 7,
+    "xtick.labelsize": 7,
+    "ytick.labelsize": 7,
+    "figure.dpi": DPI,
+})
+
+
+def new_figure(width_in: float, height_in: float, nrows: int = 1, ncols: int = 1, **kw):
+    fig, axes = plt.subplots(nrows, ncols, figsize=(width_in, height_in), squeeze=False, **kw)
+    return fig, axes
+
+
+def save(fig, path) -> str:
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(path, dpi=DPI, format="png")
+    plt.close(fig)
+    return str(path)
+
+
+def short_label(text, limit: int = 28) -> str:
+    text = str(text)
+    return text if len(text) <= limit else text[: limit - 1] + "\u2026"
+
+
+def safe_name(text) -> str:
+    """A file-name-safe version of a run or column name."""
+    out = "".join(c if (c.isalnum() or c in "-_.") else "_" for c in str(text))
+    return out.strip("_.") or "x"
