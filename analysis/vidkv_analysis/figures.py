@@ -36,8 +36,12 @@ def save(fig, path) -> str:
 
 
 def short_label(text, limit: int = 28) -> str:
+    """Shortens in the middle, so that both a run name's head and its distinguishing tail stay visible."""
     text = str(text)
-    return text if len(text) <= limit else text[: limit - 1] + "\u2026"
+    if len(text) <= limit:
+        return text
+    head = (limit - 1) // 2
+    return text[:head] + "\u2026" + text[len(text) - (limit - 1 - head):]
 
 
 def safe_name(text) -> str:

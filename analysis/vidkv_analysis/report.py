@@ -20,7 +20,8 @@ from .trace_plots import make_trace_plots
 
 # Columns of the per-run aggregate table, in this order, whichever the results hold.
 TABLE_COLUMNS = (
-    "nominal_bits", "effective_bits", "key_effective_bits", "value_effective_bits", "key_rel_error",
+    "nominal_bits", "effective_bits", "key_nominal_bits", "value_nominal_bits", "key_effective_bits",
+    "value_effective_bits", "key_rel_error",
     "value_rel_error", "attn_kl", "attn_topk_overlap", "attn_out_rel_error", "compression_ratio",
 )
 
@@ -45,10 +46,14 @@ PROVENANCE_KEYS = ("experiment", "source_file", "git_revision", "build", "seed",
 
 
 def paper_section(name: str):
-    """(index, label, caption) of the paper experiment an experiment name belongs to, or None."""
-    norm = re.sub(r"[^a-z0-9]", "", name.lower())
-    for i, (key, label, caption) in enumerate(PAPER_SECTIONS):
-        if norm.startswith(key) and not norm[len(key):len(key) + 1].isdigit():
+    """(index, label, caption) of the paper experiment an experiment name belongs to, or None.
+    'table1-channel-selection' -> Table 1, 'table5-1bit' -> Table 5, 'fig6a-key-bits' -> Fig. 6a."""
+    m = re.match(r"(table|tab|fig|figure)[\s_.-]*(\d+)([a-z](?![a-z]))?", name.strip().lower())
+    if not m:
+        return None
+    key = ("table" if m.group(1).startswith("tab") else "fig") + m.group(2) + (m.group(3) or "")
+    for i, (k, label, caption) in enumerate(PAPER_SECTIONS):
+        if key == k:
             return i, label, caption
     return None
 
@@ -85,9 +90,9 @@ def _provenance_items(exp: Experiment):
 
 
 def _add_experiment(doc: d.Document, exp: Experiment, fig_dir: str, level: int, label: str = "",
-                    caption: str = ""):
-    title = f"{label}: {exp.name}" if label else exp.name
-    doc.add(d.Heading(title if level > 1 else "Experiment: " + exp.name, level, anchor=safe_name(exp.name)))
+                    caption: str = "", display_name: str = ""):
+    title = f"{label}: {display_name or exp.name}" if label else (display_name or exp.name)
+    doc.add(d.Heading(title, level, anchor=safe_name(display_name or exp.name)))
     if caption:
         doc.add(d.Paragraph("Paper: " + caption, css="caption"))
     if exp.description:
@@ -161,16 +166,17 @@ def build_report(results_dir, out_dir=None, trace=None, layers=None, heads=None)
             (", the paper's in the order Table 1, Table 2, Table 4, Table 5, Fig. 6a, Fig. 6b, Fig. 7. "
              "The paper's numbers are end-to-end scores of 7B VideoLLMs; these are trace-level errors, so only "
              "orderings compare." if paper else ".")))
-        doc.add(d.Table(["section", "experiment", "runs"],
-                        [[(k[4][1] if k[4] else "other"), k[3].name, len(k[3].table.runs())] for k in keyed]))
-        used = set()
+        doc.add(d.Table(["section", "experiment", "directory", "runs"],
+                        [[(k[4][1] if k[4] else "other"), k[3].name, os.path.basename(k[3].path),
+                          len(k[3].table.runs())] for k in keyed]))
+        counts = {}
+        for k in keyed:
+            counts[k[3].name] = counts.get(k[3].name, 0) + 1
         for _, _, _, e, sec in keyed:
-            sub = safe_name(e.name)
-            while sub in used:
-                sub += "_"
-            used.add(sub)
-            _add_experiment(doc, e, os.path.join(fig_root, sub), level=2,
-                            label=sec[1] if sec else "", caption=sec[2] if sec else "")
+            # Two directories of one experiment (e.g. a re-run into table2-main-2): name them by directory.
+            shown = e.name if counts[e.name] == 1 else f"{e.name} ({os.path.basename(e.path)})"
+            _add_experiment(doc, e, os.path.join(fig_root, safe_name(os.path.basename(e.path))), level=2,
+                            label=sec[1] if sec else "", caption=sec[2] if sec else "", display_name=shown)
     if trace:
         _add_trace(doc, trace, os.path.join(fig_root, "trace"), layers, heads)
 
