@@ -111,7 +111,8 @@ body { font-family: -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; mar
 h1 { font-size: 1.7em; border-bottom: 2px solid #d1495b; padding-bottom: 4px; }
 h2 { font-size: 1.3em; margin-top: 1.8em; border-bottom: 1px solid #ccd; padding-bottom: 2px; }
 h3 { font-size: 1.05em; margin-top: 1.3em; }
-table { border-collapse: collapse; font-size: 0.85em; margin: 8px 0 16px; }
+div.table-wrap { overflow-x: auto; margin: 8px 0 16px; }
+table { border-collapse: collapse; font-size: 0.85em; }
 th, td { border: 1px solid #ccd3dd; padding: 3px 8px; }
 th { background: #eef1f6; text-align: left; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; font-family: Menlo, Consolas, monospace; }
@@ -154,15 +155,16 @@ def to_html(doc: Document) -> str:
                 f"<li><b>{html.escape(str(k))}</b>: {html.escape(format_number(v))}</li>" for k, v in b.items)
                 + "</ul>")
         elif isinstance(b, Table):
-            out.append("<table><thead><tr>" + "".join(f"<th>{html.escape(str(h))}</th>" for h in b.header)
-                       + "</tr></thead><tbody>")
+            # <wbr> after underscores lets long metric names wrap, so wide tables fit the page.
+            out.append("<div class=\"table-wrap\"><table><thead><tr>" + "".join(
+                f"<th>{html.escape(str(h)).replace('_', '_<wbr>')}</th>" for h in b.header) + "</tr></thead><tbody>")
             for row in b.rows:
                 cells = []
                 for c in row:
                     css = ' class="num"' if _is_numeric_cell(c) else ""
                     cells.append(f"<td{css}>{html.escape(format_number(c))}</td>")
                 out.append("<tr>" + "".join(cells) + "</tr>")
-            out.append("</tbody></table>")
+            out.append("</tbody></table></div>")
         elif isinstance(b, Image):
             with open(b.path, "rb") as f:
                 data = base64.b64encode(f.read()).decode("ascii")

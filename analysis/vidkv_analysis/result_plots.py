@@ -7,7 +7,8 @@ import os
 
 import numpy as np
 
-from .figures import new_figure, safe_name, save, short_label
+from .figures import new_figure, safe_name, save, short_label  # first: selects the Agg backend
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 from .results import PARAM_PREFIX, ResultsTable, is_number
 from .trace_plots import Plot
 
@@ -69,7 +70,9 @@ def plot_bits_vs_error(table: ResultsTable, out_path, metric: str | None = None)
     if eff_points:
         front = pareto_front(eff_points)
         ax.step([eff_points[i][0] for i in front], [eff_points[i][1] for i in front], where="post",
-                color="black", lw=0.8, ls="--", label="Pareto front (effective)")
+                color="black", lw=0.8, ls="--")
+        ax.plot([eff_points[i][0] for i in front], [eff_points[i][1] for i in front], "o", ms=11, mfc="none",
+                mec="black", mew=0.8, ls="--", color="black", lw=0.8, label="Pareto front (effective)")
     ax.plot([], [], "o", mfc="none", mec="grey", label="nominal bits (hollow)")
     ax.set_xlabel("bits per element (hollow: nominal, filled: effective)")
     ax.set_ylabel(metric)
@@ -77,8 +80,8 @@ def plot_bits_vs_error(table: ResultsTable, out_path, metric: str | None = None)
     ax.grid(alpha=0.3)
     ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
     caption = (f"Each run's per-trace aggregate {metric} against its nominal bits (hollow) and effective bits "
-               "(filled, metadata and full-precision residual included); the dashed line is the Pareto front "
-               "over effective bits.")
+               "(filled, metadata and full-precision residual included); the dashed line and black rings mark the "
+               "Pareto front over effective bits.")
     return Plot(title, save(fig, out_path), caption)
 
 
@@ -99,6 +102,7 @@ def plot_layer_errors(table: ResultsTable, out_path) -> Plot:
                 ax.plot(layers, values, "-o", ms=2.5, lw=1, color=color, label=short_label(run, 34))
                 drawn = True
         ax.set_xlabel("layer")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel(metric)
         ax.set_title(f"{metric} per layer")
         ax.grid(alpha=0.3)
@@ -204,6 +208,7 @@ def plot_layer_head_heatmaps(table: ResultsTable, out_path, metric: str = "key_r
                        extent=(heads[0] - 0.5, heads[-1] + 0.5, layers[0] - 0.5, layers[-1] + 0.5))
         ax.set_title(short_label(runs[i], 26), fontsize=7)
         ax.set_xticks(heads)
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("head")
         if i % ncols == 0:
             ax.set_ylabel("layer")
