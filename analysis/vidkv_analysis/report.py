@@ -98,7 +98,7 @@ def _add_experiment(doc: d.Document, exp: Experiment, fig_dir: str, level: int, 
     if exp.description:
         doc.add(d.Paragraph(exp.description))
     t = exp.table
-    doc.add(d.Paragraph(f"Results: `{exp.path}` - {len(t.runs())} runs, {len(t.traces())} trace(s) "
+    doc.add(d.Paragraph(f"Results: `{_shown_path(exp.path)}` - {len(t.runs())} runs, {len(t.traces())} trace(s) "
                         f"({', '.join(t.traces())}), {len(t.rows)} rows."))
     doc.add(d.Heading("Provenance", level + 1))
     items = _provenance_items(exp)
@@ -118,6 +118,12 @@ def _add_experiment(doc: d.Document, exp: Experiment, fig_dir: str, level: int, 
         _add_plot(doc, plot, level + 2)
 
 
+def _shown_path(path):
+    """A path relative to the working directory when it lies beneath it (reports stay free of local prefixes)."""
+    rel = os.path.relpath(path)
+    return path if rel.startswith("..") else rel
+
+
 def _add_plot(doc, plot, level):
     doc.add(d.Heading(plot.title, level))
     if plot.path:
@@ -130,7 +136,7 @@ def _add_plot(doc, plot, level):
 
 def _add_trace(doc, trace_path, fig_dir, layers=None, heads=None):
     doc.add(d.Heading(f"Trace: {os.path.basename(trace_path)}", 2, anchor="trace"))
-    doc.add(d.Paragraph(f"Trace file `{os.path.abspath(trace_path)}`."))
+    doc.add(d.Paragraph(f"Trace file `{_shown_path(os.path.abspath(trace_path))}`."))
     for plot in make_trace_plots(trace_path, fig_dir, layers=layers, heads=heads):
         _add_plot(doc, plot, 3)
 
@@ -162,7 +168,7 @@ def build_report(results_dir, out_dir=None, trace=None, layers=None, heads=None)
         paper = any(k[4] for k in keyed)
         doc = d.Document("VidKV paper experiments" if paper else f"VidKV report: {os.path.basename(results_dir)}")
         doc.add(d.Paragraph(
-            f"{len(exps)} experiments under `{results_dir}`" +
+            f"{len(exps)} experiments under `{_shown_path(results_dir)}`" +
             (", the paper's in the order Table 1, Table 2, Table 4, Table 5, Fig. 6a, Fig. 6b, Fig. 7. "
              "The paper's numbers are end-to-end scores of 7B VideoLLMs; these are trace-level errors, so only "
              "orderings compare." if paper else ".")))
