@@ -48,3 +48,16 @@ def safe_name(text) -> str:
     """A file-name-safe version of a run or column name."""
     out = "".join(c if (c.isalnum() or c in "-_.") else "_" for c in str(text))
     return out.strip("_.") or "x"
+
+
+def two_line_label(text, width: int = 30) -> str:
+    """A run name on at most two lines of `width` characters, split at a comma or space where possible
+    ('value.reconstruction=scaled,value.gamma=0.7' keeps both parts visible)."""
+    text = str(text)
+    if len(text) <= width:
+        return text
+    cut = max(text.rfind(",", 0, width + 1), text.rfind(" ", 0, width + 1))
+    if cut <= 0:
+        cut = width
+    first, rest = text[:cut + (1 if text[cut] == "," else 0)], text[cut + 1:] if text[cut] in ", " else text[cut:]
+    return first.rstrip() + "\n" + short_label(rest.strip(), width)

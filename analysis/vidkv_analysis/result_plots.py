@@ -7,8 +7,9 @@ import os
 
 import numpy as np
 
-from .figures import new_figure, safe_name, save, short_label  # first: selects the Agg backend
-from matplotlib.ticker import MaxNLocator  # noqa: E402
+from .figures import new_figure, safe_name, save, short_label, two_line_label  # first: selects the Agg backend
+from matplotlib.colors import LogNorm, Normalize  # noqa: E402
+from matplotlib.ticker import MaxNLocator, ScalarFormatter  # noqa: E402
 from .results import PARAM_PREFIX, ResultsTable, is_number
 from .trace_plots import Plot
 
@@ -72,7 +73,12 @@ def plot_bits_vs_error(table: ResultsTable, out_path, metric: str | None = None)
         ax.step([eff_points[i][0] for i in front], [eff_points[i][1] for i in front], where="post",
                 color="black", lw=0.8, ls="--")
         ax.plot([eff_points[i][0] for i in front], [eff_points[i][1] for i in front], "o", ms=11, mfc="none",
-                mec="black", mew=0.8, ls="--", color="black", lw=0.8, label="Pareto front (effective)")
+                mec="black", mew=0.8, ls="none", label="Pareto front (effective)")
+    bits = [b for b, _ in eff_points] + [table.run_aggregate(r, "nominal_bits") for r in runs]
+    bits = [b for b in bits if not math.isnan(b) and b > 0]
+    if bits and max(bits) / min(bits) > 4:  # a 16-bit baseline beside 1.x-bit runs: log2 keeps both readable
+        ax.set_xscale("log", base=2)
+        ax.xaxis.set_major_formatter(ScalarFormatter())
     ax.plot([], [], "o", mfc="none", mec="grey", label="nominal bits (hollow)")
     ax.set_xlabel("bits per element (hollow: nominal, filled: effective)")
     ax.set_ylabel(metric)
@@ -194,25 +200,29 @@ def plot_layer_head_heatmaps(table: ResultsTable, out_path, metric: str = "key_r
     grids = [table.layer_head_grid(r, metric) for r in runs]
     finite = np.array([v for g in grids for row in g[2] for v in row if not math.isnan(v)])
     vmin, vmax = float(finite.min()), float(finite.max())
+    # One outlying layer (e.g. layer 0) would turn every other cell black on a linear scale: go logarithmic when
+    # the values span more than a factor of 20.
+    norm = LogNorm(vmin=vmin, vmax=vmax) if vmin > 0 and vmax / vmin > 20 else Normalize(vmin=vmin, vmax=vmax)
     ncols = min(len(runs), 4)
     nrows = (len(runs) + ncols - 1) // ncols
-    fig, axes = new_figure(2.2 * ncols + 0.9, 2.4 * nrows + 0.3, nrows, ncols)
+    fig, axes = new_figure(2.3 * ncols + 1.0, 2.7 * nrows + 0.3, nrows, ncols, layout="constrained")
     im = None
     for i, ax in enumerate(axes.ravel()):
         if i >= len(runs):
             ax.axis("off")
             continue
         layers, heads, grid = grids[i]
-        im = ax.imshow(np.array(grid, dtype=float), aspect="auto", cmap="magma", vmin=vmin, vmax=vmax,
+        im = ax.imshow(np.array(grid, dtype=float), aspect="auto", cmap="magma", norm=norm,
                        interpolation="nearest", origin="lower",
                        extent=(heads[0] - 0.5, heads[-1] + 0.5, layers[0] - 0.5, layers[-1] + 0.5))
-        ax.set_title(short_label(runs[i], 26), fontsize=7)
+        ax.set_title(two_line_label(runs[i]), fontsize=6.5)
         ax.set_xticks(heads)
         ax.yaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("head")
         if i % ncols == 0:
             ax.set_ylabel("layer")
-    fig.colorbar(im, ax=axes.ravel().tolist(), fraction=0.025, pad=0.02, label=metric)
+    fig.colorbar(im, ax=axes.ravel().tolist(), fraction=0.025, pad=0.02,
+                 label=metric + (" (log scale)" if isinstance(norm, LogNorm) else ""))
     os.makedirs(os.path.dirname(os.path.abspath(out_path)), exist_ok=True)
     fig.savefig(out_path, dpi=90, format="png")  # colorbar over several axes: no tight_layout
     import matplotlib.pyplot as plt
