@@ -20,7 +20,7 @@ def build_parser():
     r = sub.add_parser("report", help="report.md + self-contained report.html for a results dir or a parent of several")
     r.add_argument("results_dir", metavar="RESULTS_DIR")
     r.add_argument("--trace", metavar="TRACE.h5", help="also draw the trace plots of this trace")
-    r.add_argument("--out", metavar="DIR", help="output directory (default RESULTS_DIR/report)")
+    r.add_argument("--out", metavar="DIR", help="output directory (default RESULTS_DIR itself)")
     r.add_argument("--layers", type=_int_list, help="trace layers, e.g. 0,5 (default: first and last)")
     r.add_argument("--heads", type=_int_list, help="trace KV heads, e.g. 0 (default: 0)")
     t = sub.add_parser("trace-plots", help="magnitude, channel-profile, FFT and visual-layout plots of a trace")

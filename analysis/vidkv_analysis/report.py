@@ -142,12 +142,13 @@ def _add_trace(doc, trace_path, fig_dir, layers=None, heads=None):
 
 
 def build_report(results_dir, out_dir=None, trace=None, layers=None, heads=None):
-    """Writes report.md, report.html and figures/ under out_dir (default RESULTS_DIR/report).
+    """Writes report.md, report.html and figures/ under out_dir (default: RESULTS_DIR itself, as `vidkv report`
+    documents).
     Returns (markdown path, html path)."""
     results_dir = os.path.abspath(results_dir)
     if not os.path.isdir(results_dir):
         raise FileNotFoundError(f"{results_dir}: not a directory")
-    out_dir = os.path.abspath(out_dir or os.path.join(results_dir, "report"))
+    out_dir = os.path.abspath(out_dir or results_dir)
     fig_root = os.path.join(out_dir, "figures")
     os.makedirs(fig_root, exist_ok=True)
 

@@ -9,11 +9,14 @@ import shutil
 import subprocess
 
 import pytest
-from conftest import NAMED_RUNS, SWEEP_RUNS, assert_valid_png, write_results
+from analysis_fixtures import (NAMED_RUNS, QUIET_MATPLOTLIB, SWEEP_RUNS, assert_valid_png,  # noqa: F401
+                               named_results, sweep_results, tiny_trace, write_results)
 
 from vidkv_analysis.cli import main
 from vidkv_analysis.document import NOT_AVAILABLE, format_number
 from vidkv_analysis.report import build_report, paper_section
+
+pytestmark = QUIET_MATPLOTLIB
 
 # format_number keeps 4 significant digits: a printed value is within half a unit of the 4th digit.
 FOUR_DIGIT_RTOL = 5e-4
@@ -111,7 +114,7 @@ def test_paper_mode_orders_experiments(tmp_path):
     for i, n in enumerate(names):
         write_results(str(parent / n), n, SWEEP_RUNS[:2] if i % 2 else NAMED_RUNS[:2], seed=i)
     md_path, html_path = build_report(str(parent))
-    assert md_path == str(parent / "report" / "report.md")
+    assert md_path == str(parent / "report.md")  # default output: the directory given
     md = open(md_path).read()
     assert md.startswith("# VidKV paper experiments")
     sections = re.findall(r"^## (.+)$", md, re.M)
@@ -152,7 +155,7 @@ def test_cli_report(sweep_results, tiny_trace, tmp_path, capsys):
 def test_module_entry_point(sweep_results, tmp_path):
     """The command `vidkv report` runs: python -m vidkv_analysis report DIR with PYTHONPATH=<repo>/analysis."""
     import sys
-    from conftest import REPO
+    from analysis_fixtures import REPO
     env = dict(os.environ, PYTHONPATH=os.path.join(REPO, "analysis"))
     out = tmp_path / "m"
     proc = subprocess.run([sys.executable, "-m", "vidkv_analysis", "report", sweep_results, "--out", str(out)],

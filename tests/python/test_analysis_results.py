@@ -4,10 +4,13 @@ import math
 import os
 
 import pytest
-from conftest import NAMED_RUNS, SWEEP_RUNS, assert_valid_png, write_results
+from analysis_fixtures import (NAMED_RUNS, QUIET_MATPLOTLIB, SWEEP_RUNS, assert_valid_png,  # noqa: F401
+                               named_results, sweep_results, write_results)
 
 from vidkv_analysis.result_plots import (make_result_plots, pareto_front, plot_sweep, swept_params)
 from vidkv_analysis.results import load_experiment
+
+pytestmark = QUIET_MATPLOTLIB
 
 
 def test_load_reads_names_params_and_aggregates(sweep_results):

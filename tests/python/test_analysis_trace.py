@@ -4,12 +4,15 @@ import os
 
 import numpy as np
 import pytest
-from conftest import (OUTLIER_CHANNELS, TRACE_HEAD_DIM, TRACE_KV_HEADS, assert_valid_png, write_trace)
+from analysis_fixtures import (OUTLIER_CHANNELS, QUIET_MATPLOTLIB, TRACE_HEAD_DIM, TRACE_KV_HEADS,  # noqa: F401
+                               assert_valid_png, tiny_trace, write_trace)
 
 from vidkv_analysis import channel_stats as cs
 from vidkv_analysis.cli import main
 from vidkv_analysis.trace import Trace, protected_tokens, semantic_scores
 from vidkv_analysis.trace_plots import fft_channel_study, make_trace_plots
+
+pytestmark = QUIET_MATPLOTLIB
 
 
 @pytest.mark.parametrize("dtype", ["float16", "float32", "bfloat16"])
