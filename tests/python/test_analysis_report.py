@@ -187,3 +187,17 @@ def test_chromium_renders_report(sweep_results, tiny_trace, tmp_path):
     keep = os.environ.get("VIDKV_SCREENSHOT_OUT")  # optional: keep the screenshot to look at it
     if keep:
         shutil.copy(shot, keep)
+
+
+def test_paper_mode_keeps_two_directories_of_one_experiment(tmp_path):
+    parent = tmp_path / "results"
+    write_results(str(parent / "table2-main"), "table2-main", NAMED_RUNS[:2], seed=1)
+    write_results(str(parent / "table2-main-2"), "table2-main", NAMED_RUNS, seed=2)
+    md_path, _ = build_report(str(parent), str(tmp_path / "out"))
+    md = open(md_path).read()
+    assert re.findall(r"^## (.+)$", md, re.M) == ["Table 2: table2-main (table2-main)",
+                                                  "Table 2: table2-main (table2-main-2)"]
+    for sub in ("table2-main", "table2-main-2"):  # figures of each directory kept apart
+        assert_valid_png(str(tmp_path / "out" / "figures" / sub / "bits_vs_error.png"))
+    tables = [t for t in parse_markdown_tables(md) if t and "effective_bits" in t[0]]
+    assert [len(t) for t in tables] == [2, 3]
