@@ -175,7 +175,8 @@ def find_chromium():
 def test_chromium_renders_report(sweep_results, tiny_trace, tmp_path):
     chromium = find_chromium()
     if chromium is None:
-        pytest.skip("chromium not installed (apt-get install -y chromium fonts-liberation): HTML screenshot check not run")
+        pytest.skip("chromium not installed (apt-get install -y chromium fonts-liberation): "
+                    "HTML screenshot check not run")
     _, html_path = build_report(sweep_results, str(tmp_path / "out"), trace=tiny_trace)
     shot = tmp_path / "screenshot.png"
     cmd = [chromium, "--headless", "--no-sandbox", "--disable-gpu", f"--screenshot={shot}",
