@@ -102,11 +102,15 @@ def plot_layer_errors(table: ResultsTable, out_path) -> Plot:
     fig, axes = new_figure(4.2 * len(metrics) + 2.2, 3.4, 1, len(metrics))
     drawn = False
     for ax, metric in zip(axes[0], metrics):
+        drawn_values = []
         for run, color in zip(runs, colors):
             layers, values = table.per_layer(run, metric)
             if layers:
                 ax.plot(layers, values, "-o", ms=2.5, lw=1, color=color, label=short_label(run, 34))
+                drawn_values += [v for v in values if not math.isnan(v)]
                 drawn = True
+        if drawn_values and min(drawn_values) > 0 and max(drawn_values) / min(drawn_values) > 20:
+            ax.set_yscale("log")  # one outlying layer (often layer 0) would flatten every other on a linear axis
         ax.set_xlabel("layer")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel(metric)
