@@ -21,7 +21,8 @@ for arg in "$@"; do
 done
 
 APT_PACKAGES=(build-essential cmake pkg-config libhdf5-dev libyaml-cpp-dev libfftw3-dev catch2 pybind11-dev
-              python3-dev python3-venv libeigen3-dev)
+              python3-dev python3-venv libeigen3-dev
+              chromium fonts-liberation)  # headless Chromium renders and screenshots the HTML reports in tests
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do

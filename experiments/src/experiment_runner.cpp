@@ -43,19 +43,6 @@ std::string git_revision() {
   return "unknown";
 }
 
-std::string json_string(const std::string& s) {
-  std::string out = "\"";
-  for (char c : s) {
-    if (c == '"' || c == '\\') out += '\\';
-    if (c == '\n') {
-      out += "\\n";
-      continue;
-    }
-    out += c;
-  }
-  return out + "\"";
-}
-
 // Fingerprint of what determines the results: the resolved runs and traces. Resume refuses a different plan.
 std::string plan_fingerprint(const ExperimentPlan& plan) {
   std::ostringstream s;
@@ -234,19 +221,19 @@ ExperimentOutcome run_experiment(const ExperimentPlan& plan, const RunOptions& o
                                                         plan.resolved.dump_yaml());
   {
     std::ostringstream prov;
-    prov << "{\n  \"experiment\": " << json_string(plan.name) << ",\n  \"source_file\": " << json_string(plan.source_file)
-         << ",\n  \"git_revision\": " << json_string(git_revision()) << ",\n  \"build\": " << json_string(kBuildInfo)
-         << ",\n  \"seed\": " << plan.seed << ",\n  \"command_line\": " << json_string(options.command_line)
+    prov << "{\n  \"experiment\": " << json_quote(plan.name) << ",\n  \"source_file\": " << json_quote(plan.source_file)
+         << ",\n  \"git_revision\": " << json_quote(git_revision()) << ",\n  \"build\": " << json_quote(kBuildInfo)
+         << ",\n  \"seed\": " << plan.seed << ",\n  \"command_line\": " << json_quote(options.command_line)
          << ",\n  \"overrides\": [";
-    for (std::size_t i = 0; i < options.overrides.size(); ++i) prov << (i ? ", " : "") << json_string(options.overrides[i]);
-    prov << "],\n  \"plan_fingerprint\": " << json_string(fingerprint) << ",\n  \"runs\": [";
+    for (std::size_t i = 0; i < options.overrides.size(); ++i) prov << (i ? ", " : "") << json_quote(options.overrides[i]);
+    prov << "],\n  \"plan_fingerprint\": " << json_quote(fingerprint) << ",\n  \"runs\": [";
     for (std::size_t i = 0; i < plan.runs.size(); ++i) {
       const auto& r = plan.runs[i];
-      prov << (i ? ",\n    " : "\n    ") << "{\"name\": " << json_string(r.name) << ", \"codec\": " << json_string(r.codec.dump())
-           << ", \"lifecycle\": " << json_string(r.lifecycle_node.dump()) << "}";
+      prov << (i ? ",\n    " : "\n    ") << "{\"name\": " << json_quote(r.name) << ", \"codec\": " << json_quote(r.codec.dump())
+           << ", \"lifecycle\": " << json_quote(r.lifecycle_node.dump()) << "}";
     }
     prov << "\n  ],\n  \"traces\": [";
-    for (std::size_t i = 0; i < plan.traces.size(); ++i) prov << (i ? ", " : "") << json_string(plan.traces[i]);
+    for (std::size_t i = 0; i < plan.traces.size(); ++i) prov << (i ? ", " : "") << json_quote(plan.traces[i]);
     prov << "]\n}\n";
     write_file_atomic((dir / "provenance.json").string(), prov.str());
   }
@@ -293,11 +280,18 @@ ExperimentOutcome run_experiment(const ExperimentPlan& plan, const RunOptions& o
     std::lock_guard<std::mutex> lock(count_mutex);
     ++outcome.cells_computed;
   };
-  if (options.jobs <= 1) {
-    for (std::size_t k = 0; k < todo.size(); ++k) run_cell(static_cast<std::int64_t>(k));
-  } else {
-    ThreadPool pool(options.jobs - 1);  // the calling thread is the jobs-th worker
-    pool.parallel_for(static_cast<std::int64_t>(todo.size()), run_cell);
+  try {
+    if (options.jobs <= 1) {
+      for (std::size_t k = 0; k < todo.size(); ++k) run_cell(static_cast<std::int64_t>(k));
+    } else {
+      ThreadPool pool(options.jobs - 1);  // the calling thread is the jobs-th worker
+      pool.parallel_for(static_cast<std::int64_t>(todo.size()), run_cell);
+    }
+  } catch (const Error& e) {
+    // Nothing computed is lost: finished cells stay in cells/, and --resume continues from them.
+    throw Error(std::string(e.what()) + " [" + std::to_string(outcome.cells_computed + outcome.cells_resumed) + " of " +
+                std::to_string(tasks.size()) + " cells are kept in " + (dir / "cells").string() +
+                "; fix the input, then run again with --resume]");
   }
   if (progress) progress->finish();
 

@@ -173,7 +173,7 @@ std::string rows_to_csv(const std::vector<ResultRow>& rows, const std::vector<st
   return out.str();
 }
 
-static std::string json_escape(const std::string& s) {
+std::string json_quote(const std::string& s) {
   std::string out = "\"";
   for (unsigned char c : s) {
     switch (c) {
@@ -202,10 +202,10 @@ std::string rows_to_jsonl(const std::vector<ResultRow>& rows, const std::vector<
     for (const auto& c : columns) {
       const ResultValue* v = r.get(c);
       if (!v) continue;
-      out << (first ? "" : ", ") << json_escape(c) << ": ";
+      out << (first ? "" : ", ") << json_quote(c) << ": ";
       first = false;
       if (const auto* s = std::get_if<std::string>(v)) {
-        out << json_escape(*s);
+        out << json_quote(*s);
       } else {
         const double d = std::get<double>(*v);
         out << (std::isfinite(d) ? format_value(*v) : "null");

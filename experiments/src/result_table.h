@@ -21,6 +21,8 @@ struct ResultRow {
 };
 
 std::string format_value(const ResultValue& v);
+// A JSON string literal for `s` (quotes, backslashes and control characters escaped).
+std::string json_quote(const std::string& s);
 
 // Writes `text` to `path` atomically: a temporary file in the same folder, fsync, rename. A crash leaves either
 // the old file or the new one, never a torn one.

@@ -71,7 +71,7 @@ TEST_CASE("an experiment killed with SIGKILL resumes to the same results", "[exp
   fs::remove_all(dir);
   fs::create_directories(dir);
   const fs::path trace = dir / "t.h5";
-  REQUIRE(run_quiet(kVidkv + " trace synth --shape 6x2x1536x64 --seed 3 -o " + trace.string()) == 0);
+  REQUIRE(run_quiet(kVidkv + " trace synth --shape 4x2x1024x64 --seed 3 -o " + trace.string()) == 0);
   const fs::path exp = dir / "exp.yaml";
   std::ofstream(exp) << "name: resume\ntraces: [" << trace.string() << "]\nseed: 5\n"
                      << "codec:\n  key: {quantizer: uniform, bits: 2}\n  value: {quantizer: uniform, bits: 2, axis: token}\n"
