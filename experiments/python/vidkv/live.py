@@ -77,10 +77,10 @@ class ModelBlock:
         self.gguf = block.get("gguf")
         self.video = block.get("video")
         if self.video:
-            v = Path(self.video)
+            v = Path(os.path.expandvars(str(self.video))).expanduser()
             if not v.is_absolute() and not v.exists():
                 v = Path(source).parent / v
-            self.video = str(Path(os.path.expandvars(str(v))).expanduser())
+            self.video = str(v)
         self.frames = self._int(block, "frames", 8, where)
         self.max_new_tokens = self._int(block, "max_new_tokens", 32, where)
         self.threads = self._int(block, "threads", 2, where)
