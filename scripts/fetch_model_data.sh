@@ -10,7 +10,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON="${1:-.venv/bin/python}"
-PIP="$PYTHON -m pip" bash tools/record/fetch_smollm2.sh >/dev/null
+PIP="$(dirname "$PYTHON")/pip" bash tools/record/fetch_smollm2.sh >/dev/null
 
 videos="${VIDKV_VIDEO_CACHE:-$HOME/.cache/vidkv/videos}"
 clips=(vtest.avi Megamind.avi tree.avi)
