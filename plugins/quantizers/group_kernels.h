@@ -1,0 +1,32 @@
+// Vectorisable building blocks shared by the optimised CPU paths of the grouped quantizers (uniform, sign,
+// ternary). Each computes, for a run of elements, exactly what the scalar reference computes element by element;
+// the comments say why the result is bit-identical.
+#pragma once
+
+#include <cstdint>
+
+namespace vidkv::group_kernels {
+
+// Round half to even of 0 <= v <= 255 through int32 (vectorisable with SSE2 cvttps2dq). Equal to
+// group_format::round_half_even on that range: both take lo = trunc(v) and frac = v - lo (both exact) and compare
+// frac with 0.5 the same way.
+inline float round_half_even_small(float v) {
+  const int lo_i = static_cast<int>(v);
+  const float lo = static_cast<float>(lo_i);
+  const float frac = v - lo;
+  return frac > 0.5f ? lo + 1.0f : (frac < 0.5f ? lo : ((lo_i & 1) ? lo + 1.0f : lo));
+}
+
+// Minimum and maximum of x[0..n), n >= 1, equal (as bit patterns) to the reference's sequential
+// `mn = x < mn ? x : mn` scan: lane-wise partial extrema are order-independent except for the sign of zero (the
+// sequential scan keeps the first of -0 and +0), so a result of zero is recomputed sequentially.
+void min_max(const float* x, std::int64_t n, float* mn, float* mx);
+
+// Column-wise running min/max over `rows` rows of `width` floats, rows `stride` floats apart, in row order (the
+// reference's order along the token axis, so identical including signed zeros).
+void column_min_max(const float* x, std::int64_t rows, std::int64_t width, std::int64_t stride, float* mn, float* mx);
+
+// Column-wise sum of |x| in double over `rows` rows, in row order (the reference's order): sums[c] += |x[r][c]|.
+void column_abs_sum(const float* x, std::int64_t rows, std::int64_t width, std::int64_t stride, double* sums);
+
+}  // namespace vidkv::group_kernels

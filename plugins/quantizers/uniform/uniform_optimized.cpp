@@ -1,0 +1,165 @@
+// uniform: the optimised CPU path (CpuImplementation::optimized) of asymmetric min/max group quantization.
+// Same bytes as the reference in uniform.cpp, produced a tile at a time:
+//   axis channel: for each head and group of G tokens, the [G, channels] tile is read row by row (contiguous),
+//                 min/max/codes are computed for all channels at once (vectorised across channels, each channel's
+//                 elements visited in the reference's token order), then each channel's G codes are written to
+//                 the stream in one run (code_stream.h);
+//   axis token:   each token row is contiguous; min/max of a group use lane-wise extrema (group_kernels.h), codes
+//                 of the row are packed in one run.
+// Every per-element operation (subtract, divide, clamp, round half to even, q * scale + mn) is the reference's,
+// in fp32, so codes, scales and mins are bit-identical; only the order in which groups are visited differs.
+#include <algorithm>
+#include <vector>
+
+#include "vidkv/plugins/quantizers/code_stream.h"
+#include "vidkv/plugins/quantizers/cpu_dispatch.h"
+#include "vidkv/plugins/quantizers/group_kernels.h"
+#include "vidkv/plugins/quantizers/uniform/uniform.h"
+#include "vidkv/plugins/quantizers/uniform/uniform_format.h"
+
+namespace vidkv {
+
+namespace {
+
+using group_format::GroupAxis;
+
+// q[i] = encode_value(x[i], scale[i], mn[i]) (uniform_format.h) for n elements; a zero scale gives code 0.
+VIDKV_CPU_CLONES
+void codes_of(const float* __restrict x, const float* __restrict scale, const float* __restrict mn, float top,
+              std::int64_t n, std::uint8_t* __restrict q) {
+  for (std::int64_t i = 0; i < n; ++i) {
+    const float s = scale[i];
+    const float divisor = s > 0.0f ? s : 1.0f;  // no 0/0 in the lanes whose code is forced to 0 below
+    float v = (x[i] - mn[i]) / divisor;
+    v = v < 0.0f ? 0.0f : (v > top ? top : v);
+    const float code = group_kernels::round_half_even_small(v);
+    q[i] = s > 0.0f ? static_cast<std::uint8_t>(static_cast<int>(code)) : std::uint8_t{0};
+  }
+}
+
+// The same with one scale and min for all n elements (a token-axis group).
+VIDKV_CPU_CLONES
+void codes_of_group(const float* __restrict x, float s, float mn, float top, std::int64_t n, std::uint8_t* __restrict q) {
+  if (!(s > 0.0f)) {
+    std::fill(q, q + n, std::uint8_t{0});
+    return;
+  }
+  for (std::int64_t i = 0; i < n; ++i) {
+    float v = (x[i] - mn) / s;
+    v = v < 0.0f ? 0.0f : (v > top ? top : v);
+    q[i] = static_cast<std::uint8_t>(static_cast<int>(group_kernels::round_half_even_small(v)));
+  }
+}
+
+// out[i] = decode_value(q[i], scale[i], mn[i]) = q * scale + mn in fp32.
+VIDKV_CPU_CLONES
+void values_of(const std::uint8_t* __restrict q, const float* __restrict scale, const float* __restrict mn, std::int64_t n,
+               float* __restrict out) {
+  for (std::int64_t i = 0; i < n; ++i) out[i] = static_cast<float>(q[i]) * scale[i] + mn[i];
+}
+
+VIDKV_CPU_CLONES
+void values_of_group(const std::uint8_t* __restrict q, float scale, float mn, std::int64_t n, float* __restrict out) {
+  for (std::int64_t i = 0; i < n; ++i) out[i] = static_cast<float>(q[i]) * scale + mn;
+}
+
+}  // namespace
+
+void Uniform::encode_optimized(const float* in, const BlockShape& shape, std::uint8_t* out) const {
+  const auto g = grid(shape);
+  const auto bits = static_cast<unsigned>(params_.bits);
+  const DType sd = params_.scale_dtype;
+  const float top = static_cast<float>(uniform_format::max_code(bits));
+  std::uint8_t* codes = out;
+  std::uint8_t* scales = codes + uniform_format::codes_bytes(params_.layout, g, bits);
+  std::uint8_t* mins = scales + uniform_format::scales_bytes(g, sd);
+  if (params_.axis == GroupAxis::channel) {
+    const std::int64_t width = shape.channels;  // rows of the grid = channels, contiguous in a token row
+    std::vector<float> mn(static_cast<std::size_t>(width)), mx(mn.size()), scale(mn.size()), stored_mn(mn.size());
+    std::vector<std::uint8_t> tile(static_cast<std::size_t>(std::min<std::int64_t>(g.group, g.length) * width));
+    std::vector<std::uint8_t> run(static_cast<std::size_t>(g.group));
+    for (std::int64_t h = 0; h < g.heads; ++h) {
+      for (std::int64_t gi = 0; gi < g.groups_per_row(); ++gi) {
+        const std::int64_t j0 = gi * g.group, n = g.group_size(gi);
+        const float* base = in + h * g.head_stride + j0 * width;
+        group_kernels::column_min_max(base, n, width, width, mn.data(), mx.data());
+        for (std::int64_t c = 0; c < width; ++c) {
+          const auto i = static_cast<std::size_t>(c);
+          scale[i] = round_to_dtype((mx[i] - mn[i]) / top, sd);
+          stored_mn[i] = round_to_dtype(mn[i], sd);
+          group_format::put_scalar(scales, g.group_index(h, c, gi), sd, scale[i]);
+          group_format::put_scalar(mins, g.group_index(h, c, gi), sd, stored_mn[i]);
+        }
+        for (std::int64_t t = 0; t < n; ++t)
+          codes_of(base + t * width, scale.data(), stored_mn.data(), top, width, tile.data() + t * width);
+        for (std::int64_t c = 0; c < width; ++c) {
+          for (std::int64_t t = 0; t < n; ++t) run[static_cast<std::size_t>(t)] = tile[static_cast<std::size_t>(t * width + c)];
+          code_stream::write_codes(codes, code_stream::code_bit(params_.layout, g, bits, h, c, j0), run.data(), n, bits);
+        }
+      }
+    }
+    return;
+  }
+  std::vector<std::uint8_t> row(static_cast<std::size_t>(g.length));
+  for (std::int64_t h = 0; h < g.heads; ++h) {
+    for (std::int64_t r = 0; r < g.rows; ++r) {
+      const float* x = in + g.block_offset(h, r, 0);
+      for (std::int64_t gi = 0; gi < g.groups_per_row(); ++gi) {
+        const std::int64_t j0 = gi * g.group, n = g.group_size(gi);
+        float mn = 0, mx = 0;
+        group_kernels::min_max(x + j0, n, &mn, &mx);
+        const float scale = round_to_dtype((mx - mn) / top, sd);
+        const float stored_mn = round_to_dtype(mn, sd);
+        group_format::put_scalar(scales, g.group_index(h, r, gi), sd, scale);
+        group_format::put_scalar(mins, g.group_index(h, r, gi), sd, stored_mn);
+        codes_of_group(x + j0, scale, stored_mn, top, n, row.data() + j0);
+      }
+      code_stream::write_codes(codes, code_stream::code_bit(params_.layout, g, bits, h, r, 0), row.data(), g.length, bits);
+    }
+  }
+}
+
+void Uniform::decode_optimized(const std::uint8_t* in, const BlockShape& shape, float* out) const {
+  const auto g = grid(shape);
+  const auto bits = static_cast<unsigned>(params_.bits);
+  const DType sd = params_.scale_dtype;
+  const std::uint8_t* codes = in;
+  const std::uint8_t* scales = codes + uniform_format::codes_bytes(params_.layout, g, bits);
+  const std::uint8_t* mins = scales + uniform_format::scales_bytes(g, sd);
+  if (params_.axis == GroupAxis::channel) {
+    const std::int64_t width = shape.channels;
+    std::vector<float> scale(static_cast<std::size_t>(width)), mn(scale.size());
+    std::vector<std::uint8_t> tile(static_cast<std::size_t>(std::min<std::int64_t>(g.group, g.length) * width));
+    std::vector<std::uint8_t> run(static_cast<std::size_t>(g.group));
+    for (std::int64_t h = 0; h < g.heads; ++h) {
+      for (std::int64_t gi = 0; gi < g.groups_per_row(); ++gi) {
+        const std::int64_t j0 = gi * g.group, n = g.group_size(gi);
+        for (std::int64_t c = 0; c < width; ++c) {
+          const auto i = static_cast<std::size_t>(c);
+          scale[i] = group_format::get_scalar(scales, g.group_index(h, c, gi), sd);
+          mn[i] = group_format::get_scalar(mins, g.group_index(h, c, gi), sd);
+          code_stream::read_codes(codes, code_stream::code_bit(params_.layout, g, bits, h, c, j0), run.data(), n, bits);
+          for (std::int64_t t = 0; t < n; ++t) tile[static_cast<std::size_t>(t * width + c)] = run[static_cast<std::size_t>(t)];
+        }
+        float* base = out + h * g.head_stride + j0 * width;
+        for (std::int64_t t = 0; t < n; ++t)
+          values_of(tile.data() + t * width, scale.data(), mn.data(), width, base + t * width);
+      }
+    }
+    return;
+  }
+  std::vector<std::uint8_t> row(static_cast<std::size_t>(g.length));
+  for (std::int64_t h = 0; h < g.heads; ++h) {
+    for (std::int64_t r = 0; r < g.rows; ++r) {
+      code_stream::read_codes(codes, code_stream::code_bit(params_.layout, g, bits, h, r, 0), row.data(), g.length, bits);
+      float* x = out + g.block_offset(h, r, 0);
+      for (std::int64_t gi = 0; gi < g.groups_per_row(); ++gi) {
+        const std::int64_t j0 = gi * g.group, n = g.group_size(gi);
+        values_of_group(row.data() + j0, group_format::get_scalar(scales, g.group_index(h, r, gi), sd),
+                        group_format::get_scalar(mins, g.group_index(h, r, gi), sd), n, x + j0);
+      }
+    }
+  }
+}
+
+}  // namespace vidkv
