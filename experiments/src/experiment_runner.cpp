@@ -160,14 +160,15 @@ std::vector<ResultRow> compute_cell(const ExperimentPlan& plan, const RunPlan& r
     ReplayedLayer out = replay_layer(codec, run.lifecycle, data.key.data(), data.value.data(), shape, ctx);
     LayerTensors t{data.key.data(), data.value.data(), out.key.data(), out.value.data(), shape, queries};
     LayerOutcome& o = outcomes[static_cast<std::size_t>(layer)];
+    std::vector<MetricValues> all = layer_metrics_all(t);  // heads 0..H-1, then the layer
     std::vector<ResultRow> head_rows;
     for (std::int64_t h = 0; h < shape.heads; ++h) {
       ResultRow r = base_row(layer, h);
-      add_metrics(r, layer_metrics(t, h), plan.metrics);
+      add_metrics(r, all[static_cast<std::size_t>(h)], plan.metrics);
       head_rows.push_back(std::move(r));
     }
     ResultRow lr = base_row(layer, -1);
-    o.layer_metrics = layer_metrics(t, -1);
+    o.layer_metrics = std::move(all.back());
     add_metrics(lr, o.layer_metrics, plan.metrics);
     const double kb = static_cast<double>(out.key_layout.bytes()), vb = static_cast<double>(out.value_layout.bytes());
     const double ke = static_cast<double>(out.key_layout.elements()), ve = static_cast<double>(out.value_layout.elements());

@@ -7,14 +7,23 @@
 
 namespace vidkv::group_kernels {
 
-// Round half to even of 0 <= v <= 255 through int32 (vectorisable with SSE2 cvttps2dq). Equal to
-// group_format::round_half_even on that range: both take lo = trunc(v) and frac = v - lo (both exact) and compare
-// frac with 0.5 the same way.
-inline float round_half_even_small(float v) {
-  const int lo_i = static_cast<int>(v);
-  const float lo = static_cast<float>(lo_i);
-  const float frac = v - lo;
-  return frac > 0.5f ? lo + 1.0f : (frac < 0.5f ? lo : ((lo_i & 1) ? lo + 1.0f : lo));
+// Round half to even of 0 <= v <= 255 as an integer, without branches (so loops calling it vectorise with
+// SSE2 cvttps2dq and compare masks). Equal to group_format::round_half_even on that range: both take
+// lo = trunc(v) and frac = v - lo (both exact) and round up when frac > 0.5, or frac == 0.5 and lo is odd.
+// (Comparisons are taken as ints before they are combined: GCC 12 if-converts that form, not bool & bool.)
+inline int round_half_even_small(float v) {
+  const int lo = static_cast<int>(v);
+  const float frac = v - static_cast<float>(lo);
+  const int above = frac > 0.5f;
+  const int tie = frac == 0.5f;
+  return lo + (above | (tie & lo));
+}
+
+// clamp(v, 0, top) written as the max/min the vector units have. For finite v it gives the reference's
+// `v < 0 ? 0 : (v > top ? top : v)` except that -0.0 becomes +0.0, which rounds to the same code 0.
+inline float clamp_code(float v, float top) {
+  v = v > 0.0f ? v : 0.0f;
+  return v < top ? v : top;
 }
 
 // Minimum and maximum of x[0..n), n >= 1, equal (as bit patterns) to the reference's sequential

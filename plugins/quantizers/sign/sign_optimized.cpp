@@ -22,14 +22,24 @@ using group_format::GroupAxis;
 
 VIDKV_CPU_CLONES
 void sign_bits(const float* __restrict x, std::int64_t n, std::uint8_t* __restrict q) {
-  for (std::int64_t i = 0; i < n; ++i) q[i] = x[i] >= 0.0f ? 1 : 0;
+  constexpr std::int64_t kChunk = 64;  // int32 lanes first, bytes second: one loop of both does not vectorise
+  std::int32_t bit[kChunk];
+  for (std::int64_t i0 = 0; i0 < n; i0 += kChunk) {
+    const std::int64_t m = std::min(kChunk, n - i0);
+    for (std::int64_t i = 0; i < m; ++i) bit[i] = x[i0 + i] >= 0.0f;
+    for (std::int64_t i = 0; i < m; ++i) q[i0 + i] = static_cast<std::uint8_t>(bit[i]);
+  }
 }
 
 // values[i] = decode_value(q[i], s[i]) (sign_format.h): s for bit 1; for bit 0, -s (symmetric) or 0.
 VIDKV_CPU_CLONES
 void sign_values(const std::uint8_t* __restrict q, const float* __restrict s, bool symmetric, std::int64_t n,
                  float* __restrict out) {
-  for (std::int64_t i = 0; i < n; ++i) out[i] = q[i] ? s[i] : (symmetric ? -s[i] : 0.0f);
+  if (symmetric) {
+    for (std::int64_t i = 0; i < n; ++i) out[i] = q[i] ? s[i] : -s[i];
+  } else {
+    for (std::int64_t i = 0; i < n; ++i) out[i] = q[i] ? s[i] : 0.0f;
+  }
 }
 
 }  // namespace

@@ -28,9 +28,15 @@ using ternary_format::Reconstruction;
 // kept_count[i] += 1 for non-zero trits.
 VIDKV_CPU_CLONES
 void trit_slots(const float* __restrict x, const double* __restrict dead_zone, std::int64_t n, std::uint8_t* __restrict slots) {
-  for (std::int64_t i = 0; i < n; ++i) {
-    const double v = x[i];
-    slots[i] = static_cast<std::uint8_t>(v > dead_zone[i] ? 2 : (v < -dead_zone[i] ? 0 : 1));
+  constexpr std::int64_t kChunk = 64;  // int64 lanes first, bytes second: one loop of both does not vectorise
+  std::int64_t slot[kChunk];
+  for (std::int64_t i0 = 0; i0 < n; i0 += kChunk) {
+    const std::int64_t m = std::min(kChunk, n - i0);
+    for (std::int64_t i = 0; i < m; ++i) {
+      const double v = x[i0 + i];
+      slot[i] = 1 + static_cast<std::int64_t>(v > dead_zone[i0 + i]) - static_cast<std::int64_t>(v < -dead_zone[i0 + i]);
+    }
+    for (std::int64_t i = 0; i < m; ++i) slots[i0 + i] = static_cast<std::uint8_t>(slot[i]);
   }
 }
 
@@ -40,7 +46,7 @@ void kept_sums(const float* __restrict x, const std::uint8_t* __restrict slots, 
   for (std::int64_t i = 0; i < n; ++i) {
     const bool kept = slots[i] != 1;
     kept_sum[i] += kept ? std::fabs(static_cast<double>(x[i])) : 0.0;
-    kept_count[i] += kept ? 1 : 0;
+    kept_count[i] += kept;
   }
 }
 
