@@ -2,6 +2,9 @@
 #include "vidkv/plugins/quantizers/code_stream.h"
 
 #include <array>
+#include <vector>
+
+#include "vidkv/plugins/quantizers/cpu_dispatch.h"
 
 namespace vidkv::code_stream {
 
@@ -22,7 +25,85 @@ const TritTable& trit_table() {
   return table;
 }
 
+// packed[k][c] = sum_s tile[k * per_byte + s][c] << (bits * s): the k-th byte of every column's run.
+VIDKV_CPU_CLONES
+void pack_bytes(const std::uint8_t* __restrict tile, std::int64_t bytes, std::int64_t width, unsigned bits,
+                std::uint8_t* __restrict packed) {
+  const unsigned per_byte = 8u / bits;
+  for (std::int64_t k = 0; k < bytes; ++k) {
+    std::uint8_t* dst = packed + k * width;
+    const std::uint8_t* first = tile + k * per_byte * width;
+    for (std::int64_t c = 0; c < width; ++c) dst[c] = first[c];
+    for (unsigned s = 1; s < per_byte; ++s) {
+      const std::uint8_t* row = first + s * width;
+      const unsigned shift = bits * s;
+      for (std::int64_t c = 0; c < width; ++c) dst[c] = static_cast<std::uint8_t>(dst[c] | (row[c] << shift));
+    }
+  }
+}
+
+// tile[k * per_byte + s][c] = (packed[k][c] >> (bits * s)) & mask.
+VIDKV_CPU_CLONES
+void unpack_bytes(const std::uint8_t* __restrict packed, std::int64_t bytes, std::int64_t width, unsigned bits,
+                  std::uint8_t* __restrict tile) {
+  const unsigned per_byte = 8u / bits;
+  const unsigned mask = (1u << bits) - 1u;
+  for (std::int64_t k = 0; k < bytes; ++k) {
+    const std::uint8_t* src = packed + k * width;
+    for (unsigned s = 0; s < per_byte; ++s) {
+      std::uint8_t* row = tile + (k * per_byte + s) * width;
+      const unsigned shift = bits * s;
+      for (std::int64_t c = 0; c < width; ++c) row[c] = static_cast<std::uint8_t>((src[c] >> shift) & mask);
+    }
+  }
+}
+
+bool whole_bytes(std::int64_t n, unsigned bits) { return (8u % bits) == 0 && n % (8u / bits) == 0; }
+
 }  // namespace
+
+void write_columns(std::uint8_t* stream, const std::uint8_t* tile, std::int64_t n, std::int64_t width, unsigned bits,
+                   const std::uint64_t* col_bit, std::uint8_t* scratch) {
+  const bool fast = whole_bytes(n, bits);
+  const std::int64_t bytes = fast ? n / (8 / bits) : 0;
+  if (fast) pack_bytes(tile, bytes, width, bits, scratch);
+  std::uint8_t run[256];
+  for (std::int64_t c = 0; c < width; ++c) {
+    if (fast && (col_bit[c] & 7u) == 0) {
+      std::uint8_t* p = stream + (col_bit[c] >> 3);
+      for (std::int64_t k = 0; k < bytes; ++k) p[k] = scratch[k * width + c];
+      continue;
+    }
+    for (std::int64_t t0 = 0; t0 < n; t0 += 256) {  // runs longer than `run` go in pieces
+      const std::int64_t m = n - t0 < 256 ? n - t0 : 256;
+      for (std::int64_t t = 0; t < m; ++t) run[t] = tile[(t0 + t) * width + c];
+      write_codes(stream, col_bit[c] + static_cast<std::uint64_t>(t0) * bits, run, m, bits);
+    }
+  }
+}
+
+void read_columns(const std::uint8_t* stream, std::uint8_t* tile, std::int64_t n, std::int64_t width, unsigned bits,
+                  const std::uint64_t* col_bit, std::uint8_t* scratch) {
+  const bool fast = whole_bytes(n, bits);
+  const std::int64_t bytes = fast ? n / (8 / bits) : 0;
+  bool all_fast = fast;
+  for (std::int64_t c = 0; c < width && all_fast; ++c) all_fast = (col_bit[c] & 7u) == 0;
+  if (all_fast) {
+    for (std::int64_t c = 0; c < width; ++c) {
+      const std::uint8_t* p = stream + (col_bit[c] >> 3);
+      for (std::int64_t k = 0; k < bytes; ++k) scratch[k * width + c] = p[k];
+    }
+    unpack_bytes(scratch, bytes, width, bits, tile);
+    return;
+  }
+  std::uint8_t run[256];
+  for (std::int64_t c = 0; c < width; ++c)
+    for (std::int64_t t0 = 0; t0 < n; t0 += 256) {
+      const std::int64_t m = n - t0 < 256 ? n - t0 : 256;
+      read_codes(stream, col_bit[c] + static_cast<std::uint64_t>(t0) * bits, run, m, bits);
+      for (std::int64_t t = 0; t < m; ++t) tile[(t0 + t) * width + c] = run[t];
+    }
+}
 
 void read_trits(const std::uint8_t* __restrict stream, std::int64_t s0, std::uint8_t* __restrict slots, std::int64_t n) {
   const auto& t = trit_table().digits;

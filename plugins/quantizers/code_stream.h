@@ -115,4 +115,15 @@ inline void write_trits(std::uint8_t* __restrict stream, std::int64_t s0, const 
 // base3: reads n slots (t + 1) from trit stream index s0 on.
 void read_trits(const std::uint8_t* __restrict stream, std::int64_t s0, std::uint8_t* __restrict slots, std::int64_t n);
 
+// A tile of codes [n][width] (row-major bytes, one row per position along the grouped axis, one column per grid
+// row) whose column c is one run of n codes starting at stream bit col_bit[c]: the shape of a channel-axis group
+// of G tokens. write_columns ORs every column's run into the stream; read_columns fills the tile from it.
+// When bits divides 8, n is a multiple of 8 / bits and a run starts on a byte, its bytes are built for all
+// columns at once (vectorised across columns) and copied out byte by byte; other runs go through write_codes /
+// read_codes. `scratch` holds n * width bytes.
+void write_columns(std::uint8_t* stream, const std::uint8_t* tile, std::int64_t n, std::int64_t width, unsigned bits,
+                   const std::uint64_t* col_bit, std::uint8_t* scratch);
+void read_columns(const std::uint8_t* stream, std::uint8_t* tile, std::int64_t n, std::int64_t width, unsigned bits,
+                  const std::uint64_t* col_bit, std::uint8_t* scratch);
+
 }  // namespace vidkv::code_stream

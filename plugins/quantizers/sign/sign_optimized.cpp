@@ -53,26 +53,26 @@ void Sign::encode_values_optimized(const float* values, const group_format::Grou
   const bool release = layout == group_format::CodeLayout::release;
   if (params_.axis == GroupAxis::channel) {
     const std::int64_t width = g.rows;  // components, contiguous in a token row
+    const std::int64_t groups_per_row = g.groups_per_row();  // hoisted: computed with a division
     std::vector<double> sums(static_cast<std::size_t>(width));
-    std::vector<std::uint8_t> tile(static_cast<std::size_t>(std::min<std::int64_t>(g.group, g.length) * width));
-    std::vector<std::uint8_t> run(static_cast<std::size_t>(g.group));
+    std::vector<std::uint64_t> col_bit(static_cast<std::size_t>(width));
+    const auto tile_bytes = static_cast<std::size_t>(std::min<std::int64_t>(g.group, g.length) * width);
+    std::vector<std::uint8_t> tile(tile_bytes), scratch(tile_bytes);
     for (std::int64_t h = 0; h < g.heads; ++h) {
-      for (std::int64_t gi = 0; gi < g.groups_per_row(); ++gi) {
+      for (std::int64_t gi = 0; gi < groups_per_row; ++gi) {
         const std::int64_t j0 = gi * g.group, n = g.group_size(gi);
         const float* base = values + h * g.head_stride + j0 * width;
         std::fill(sums.begin(), sums.end(), 0.0);
         group_kernels::column_abs_sum(base, n, width, width, sums.data());
         for (std::int64_t c = 0; c < width; ++c) {
           const double mean_abs = sums[static_cast<std::size_t>(c)] / static_cast<double>(n);
-          group_format::put_scalar(scales, g.group_index(h, c, gi), sd, static_cast<float>(mean_abs));
-          if (release) group_format::put_scalar(mins, g.group_index(h, c, gi), sd, 0.0f);
+          const std::int64_t index = (h * width + c) * groups_per_row + gi;  // group_index
+          group_format::put_scalar(scales, index, sd, static_cast<float>(mean_abs));
+          if (release) group_format::put_scalar(mins, index, sd, 0.0f);
+          col_bit[static_cast<std::size_t>(c)] = code_stream::code_bit(layout, g, sign_format::kBits, h, c, j0);
         }
         for (std::int64_t t = 0; t < n; ++t) sign_bits(base + t * width, width, tile.data() + t * width);
-        for (std::int64_t c = 0; c < width; ++c) {
-          for (std::int64_t t = 0; t < n; ++t) run[static_cast<std::size_t>(t)] = tile[static_cast<std::size_t>(t * width + c)];
-          code_stream::write_codes(codes, code_stream::code_bit(layout, g, sign_format::kBits, h, c, j0), run.data(), n,
-                                   sign_format::kBits);
-        }
+        code_stream::write_columns(codes, tile.data(), n, width, sign_format::kBits, col_bit.data(), scratch.data());
       }
     }
     return;
@@ -103,18 +103,19 @@ void Sign::decode_values_optimized(const std::uint8_t* in, const group_format::G
   const bool symmetric = params_.reconstruction == sign_format::Reconstruction::symmetric;
   if (params_.axis == GroupAxis::channel) {
     const std::int64_t width = g.rows;
+    const std::int64_t groups_per_row = g.groups_per_row();
     std::vector<float> s(static_cast<std::size_t>(width));
-    std::vector<std::uint8_t> tile(static_cast<std::size_t>(std::min<std::int64_t>(g.group, g.length) * width));
-    std::vector<std::uint8_t> run(static_cast<std::size_t>(g.group));
+    std::vector<std::uint64_t> col_bit(static_cast<std::size_t>(width));
+    const auto tile_bytes = static_cast<std::size_t>(std::min<std::int64_t>(g.group, g.length) * width);
+    std::vector<std::uint8_t> tile(tile_bytes), scratch(tile_bytes);
     for (std::int64_t h = 0; h < g.heads; ++h) {
-      for (std::int64_t gi = 0; gi < g.groups_per_row(); ++gi) {
+      for (std::int64_t gi = 0; gi < groups_per_row; ++gi) {
         const std::int64_t j0 = gi * g.group, n = g.group_size(gi);
         for (std::int64_t c = 0; c < width; ++c) {
-          s[static_cast<std::size_t>(c)] = group_format::get_scalar(scales, g.group_index(h, c, gi), sd);
-          code_stream::read_codes(codes, code_stream::code_bit(layout, g, sign_format::kBits, h, c, j0), run.data(), n,
-                                  sign_format::kBits);
-          for (std::int64_t t = 0; t < n; ++t) tile[static_cast<std::size_t>(t * width + c)] = run[static_cast<std::size_t>(t)];
+          s[static_cast<std::size_t>(c)] = group_format::get_scalar(scales, (h * width + c) * groups_per_row + gi, sd);
+          col_bit[static_cast<std::size_t>(c)] = code_stream::code_bit(layout, g, sign_format::kBits, h, c, j0);
         }
+        code_stream::read_columns(codes, tile.data(), n, width, sign_format::kBits, col_bit.data(), scratch.data());
         float* base = values + h * g.head_stride + j0 * width;
         for (std::int64_t t = 0; t < n; ++t) sign_values(tile.data() + t * width, s.data(), symmetric, width, base + t * width);
       }

@@ -91,29 +91,30 @@ void Uniform::encode_optimized(const float* in, const BlockShape& shape, std::ui
   std::uint8_t* codes = out;
   std::uint8_t* scales = codes + uniform_format::codes_bytes(params_.layout, g, bits);
   std::uint8_t* mins = scales + uniform_format::scales_bytes(g, sd);
+  const std::int64_t groups_per_row = g.groups_per_row();  // hoisted: GroupGrid computes it with a division
   if (params_.axis == GroupAxis::channel) {
     const std::int64_t width = shape.channels;  // rows of the grid = channels, contiguous in a token row
-    std::vector<float> mn(static_cast<std::size_t>(width)), mx(mn.size()), scale(mn.size()), stored_mn(mn.size());
-    std::vector<std::uint8_t> tile(static_cast<std::size_t>(std::min<std::int64_t>(g.group, g.length) * width));
-    std::vector<std::uint8_t> run(static_cast<std::size_t>(g.group));
+    const auto w = static_cast<std::size_t>(width);
+    std::vector<float> mn(w), mx(w), scale(w), stored_mn(w);
+    std::vector<std::uint64_t> col_bit(w);
+    const auto tile_bytes = static_cast<std::size_t>(std::min<std::int64_t>(g.group, g.length) * width);
+    std::vector<std::uint8_t> tile(tile_bytes), scratch(tile_bytes);
     for (std::int64_t h = 0; h < g.heads; ++h) {
-      for (std::int64_t gi = 0; gi < g.groups_per_row(); ++gi) {
+      for (std::int64_t gi = 0; gi < groups_per_row; ++gi) {
         const std::int64_t j0 = gi * g.group, n = g.group_size(gi);
         const float* base = in + h * g.head_stride + j0 * width;
         group_kernels::column_min_max(base, n, width, width, mn.data(), mx.data());
-        for (std::int64_t c = 0; c < width; ++c) {
-          const auto i = static_cast<std::size_t>(c);
-          scale[i] = round_to_dtype((mx[i] - mn[i]) / top, sd);
-          stored_mn[i] = round_to_dtype(mn[i], sd);
-          group_format::put_scalar(scales, g.group_index(h, c, gi), sd, scale[i]);
-          group_format::put_scalar(mins, g.group_index(h, c, gi), sd, stored_mn[i]);
+        for (std::size_t c = 0; c < w; ++c) {
+          scale[c] = round_to_dtype((mx[c] - mn[c]) / top, sd);
+          stored_mn[c] = round_to_dtype(mn[c], sd);
+          const std::int64_t index = (h * width + static_cast<std::int64_t>(c)) * groups_per_row + gi;  // group_index
+          group_format::put_scalar(scales, index, sd, scale[c]);
+          group_format::put_scalar(mins, index, sd, stored_mn[c]);
+          col_bit[c] = code_stream::code_bit(params_.layout, g, bits, h, static_cast<std::int64_t>(c), j0);
         }
         for (std::int64_t t = 0; t < n; ++t)
           codes_of(base + t * width, scale.data(), stored_mn.data(), top, width, tile.data() + t * width);
-        for (std::int64_t c = 0; c < width; ++c) {
-          for (std::int64_t t = 0; t < n; ++t) run[static_cast<std::size_t>(t)] = tile[static_cast<std::size_t>(t * width + c)];
-          code_stream::write_codes(codes, code_stream::code_bit(params_.layout, g, bits, h, c, j0), run.data(), n, bits);
-        }
+        code_stream::write_columns(codes, tile.data(), n, width, bits, col_bit.data(), scratch.data());
       }
     }
     return;
@@ -122,14 +123,15 @@ void Uniform::encode_optimized(const float* in, const BlockShape& shape, std::ui
   for (std::int64_t h = 0; h < g.heads; ++h) {
     for (std::int64_t r = 0; r < g.rows; ++r) {
       const float* x = in + g.block_offset(h, r, 0);
-      for (std::int64_t gi = 0; gi < g.groups_per_row(); ++gi) {
+      for (std::int64_t gi = 0; gi < groups_per_row; ++gi) {
         const std::int64_t j0 = gi * g.group, n = g.group_size(gi);
         float mn = 0, mx = 0;
         group_kernels::min_max(x + j0, n, &mn, &mx);
         const float scale = round_to_dtype((mx - mn) / top, sd);
         const float stored_mn = round_to_dtype(mn, sd);
-        group_format::put_scalar(scales, g.group_index(h, r, gi), sd, scale);
-        group_format::put_scalar(mins, g.group_index(h, r, gi), sd, stored_mn);
+        const std::int64_t index = (h * g.rows + r) * groups_per_row + gi;  // group_index
+        group_format::put_scalar(scales, index, sd, scale);
+        group_format::put_scalar(mins, index, sd, stored_mn);
         codes_of_group(x + j0, scale, stored_mn, top, n, row.data() + j0);
       }
       code_stream::write_codes(codes, code_stream::code_bit(params_.layout, g, bits, h, r, 0), row.data(), g.length, bits);
@@ -144,21 +146,24 @@ void Uniform::decode_optimized(const std::uint8_t* in, const BlockShape& shape, 
   const std::uint8_t* codes = in;
   const std::uint8_t* scales = codes + uniform_format::codes_bytes(params_.layout, g, bits);
   const std::uint8_t* mins = scales + uniform_format::scales_bytes(g, sd);
+  const std::int64_t groups_per_row = g.groups_per_row();
   if (params_.axis == GroupAxis::channel) {
     const std::int64_t width = shape.channels;
-    std::vector<float> scale(static_cast<std::size_t>(width)), mn(scale.size());
-    std::vector<std::uint8_t> tile(static_cast<std::size_t>(std::min<std::int64_t>(g.group, g.length) * width));
-    std::vector<std::uint8_t> run(static_cast<std::size_t>(g.group));
+    const auto w = static_cast<std::size_t>(width);
+    std::vector<float> scale(w), mn(w);
+    std::vector<std::uint64_t> col_bit(w);
+    const auto tile_bytes = static_cast<std::size_t>(std::min<std::int64_t>(g.group, g.length) * width);
+    std::vector<std::uint8_t> tile(tile_bytes), scratch(tile_bytes);
     for (std::int64_t h = 0; h < g.heads; ++h) {
-      for (std::int64_t gi = 0; gi < g.groups_per_row(); ++gi) {
+      for (std::int64_t gi = 0; gi < groups_per_row; ++gi) {
         const std::int64_t j0 = gi * g.group, n = g.group_size(gi);
-        for (std::int64_t c = 0; c < width; ++c) {
-          const auto i = static_cast<std::size_t>(c);
-          scale[i] = group_format::get_scalar(scales, g.group_index(h, c, gi), sd);
-          mn[i] = group_format::get_scalar(mins, g.group_index(h, c, gi), sd);
-          code_stream::read_codes(codes, code_stream::code_bit(params_.layout, g, bits, h, c, j0), run.data(), n, bits);
-          for (std::int64_t t = 0; t < n; ++t) tile[static_cast<std::size_t>(t * width + c)] = run[static_cast<std::size_t>(t)];
+        for (std::size_t c = 0; c < w; ++c) {
+          const std::int64_t index = (h * width + static_cast<std::int64_t>(c)) * groups_per_row + gi;
+          scale[c] = group_format::get_scalar(scales, index, sd);
+          mn[c] = group_format::get_scalar(mins, index, sd);
+          col_bit[c] = code_stream::code_bit(params_.layout, g, bits, h, static_cast<std::int64_t>(c), j0);
         }
+        code_stream::read_columns(codes, tile.data(), n, width, bits, col_bit.data(), scratch.data());
         float* base = out + h * g.head_stride + j0 * width;
         for (std::int64_t t = 0; t < n; ++t)
           values_of(tile.data() + t * width, scale.data(), mn.data(), width, base + t * width);
@@ -171,10 +176,11 @@ void Uniform::decode_optimized(const std::uint8_t* in, const BlockShape& shape, 
     for (std::int64_t r = 0; r < g.rows; ++r) {
       code_stream::read_codes(codes, code_stream::code_bit(params_.layout, g, bits, h, r, 0), row.data(), g.length, bits);
       float* x = out + g.block_offset(h, r, 0);
-      for (std::int64_t gi = 0; gi < g.groups_per_row(); ++gi) {
+      for (std::int64_t gi = 0; gi < groups_per_row; ++gi) {
         const std::int64_t j0 = gi * g.group, n = g.group_size(gi);
-        values_of_group(row.data() + j0, group_format::get_scalar(scales, g.group_index(h, r, gi), sd),
-                        group_format::get_scalar(mins, g.group_index(h, r, gi), sd), n, x + j0);
+        const std::int64_t index = (h * g.rows + r) * groups_per_row + gi;
+        values_of_group(row.data() + j0, group_format::get_scalar(scales, index, sd), group_format::get_scalar(mins, index, sd),
+                        n, x + j0);
       }
     }
   }
