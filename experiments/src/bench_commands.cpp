@@ -57,6 +57,10 @@ int bench_command(const Args& args_in) {
     std::vector<char*> argv;
     for (auto& a : argv_s) argv.push_back(a.data());
     argv.push_back(nullptr);
+    // The package (experiments/python) and the extension (BUILD/python) of this build go first on the path.
+    std::string path = std::string(VIDKV_SOURCE_DIR) + "/experiments/python:" + VIDKV_PYTHON_MODULE_DIR;
+    if (const char* old = std::getenv("PYTHONPATH"); old && *old) path += std::string(":") + old;
+    ::setenv("PYTHONPATH", path.c_str(), 1);
     std::cerr << "vidkv bench: running " << python << " -m vidkv.bench (VIDKV_PYTHON) for the PyTorch comparison\n";
     ::execvp(python, argv.data());
     VIDKV_THROW(IoError, "vidkv bench: cannot run VIDKV_PYTHON=", python);

@@ -27,12 +27,13 @@ void min_max(const float* x, std::int64_t n, float* mn_out, float* mx_out) {
       lo[0] = x[j] < lo[0] ? x[j] : lo[0];
       hi[0] = x[j] > hi[0] ? x[j] : hi[0];
     }
+    for (int w = kLanes / 2; w >= 1; w /= 2)  // tree reduction: log2(kLanes) vector steps
+      for (int l = 0; l < w; ++l) {
+        lo[l] = lo[l + w] < lo[l] ? lo[l + w] : lo[l];
+        hi[l] = hi[l + w] > hi[l] ? hi[l + w] : hi[l];
+      }
     mn = lo[0];
     mx = hi[0];
-    for (int l = 1; l < kLanes; ++l) {
-      mn = lo[l] < mn ? lo[l] : mn;
-      mx = hi[l] > mx ? hi[l] : mx;
-    }
     if (mn != 0.0f && mx != 0.0f) {
       *mn_out = mn;
       *mx_out = mx;

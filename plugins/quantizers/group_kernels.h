@@ -5,7 +5,25 @@
 
 #include <cstdint>
 
+#include "vidkv/core/dtype.h"
+#include "vidkv/plugins/quantizers/group_format.h"
+
 namespace vidkv::group_kernels {
+
+// Rounds v to `t`, writes it as element i of the scalar array at `bytes` and returns the stored value: the same
+// bytes and value as put_scalar(bytes, i, t, round_to_dtype(v, t)) (group_format.h), with one fp16 conversion
+// instead of three (a finite fp16 value converts back to its own bits).
+inline float store_rounded(std::uint8_t* bytes, std::int64_t i, DType t, float v) {
+  if (t == DType::f16) {
+    const std::uint16_t h = float_to_half_bits(v);
+    bytes[2 * i] = static_cast<std::uint8_t>(h);
+    bytes[2 * i + 1] = static_cast<std::uint8_t>(h >> 8);
+    return half_bits_to_float(h);
+  }
+  const float r = round_to_dtype(v, t);
+  group_format::put_scalar(bytes, i, t, r);
+  return r;
+}
 
 // Round half to even of 0 <= v <= 255 as an integer, without branches (so loops calling it vectorise with
 // SSE2 cvttps2dq and compare masks). Equal to group_format::round_half_even on that range: both take

@@ -51,34 +51,11 @@ void codes_of(const float* __restrict x, const float* __restrict scale, const fl
   }
 }
 
-// The same with one scale and min for all n elements (a token-axis group).
-VIDKV_CPU_CLONES
-void codes_of_group(const float* __restrict x, float s, float mn, float top, std::int64_t n, std::uint8_t* __restrict q) {
-  if (!(s > 0.0f)) {
-    std::fill(q, q + n, std::uint8_t{0});
-    return;
-  }
-  float v[kChunk];
-  std::int32_t code[kChunk];
-  for (std::int64_t i0 = 0; i0 < n; i0 += kChunk) {
-    const std::int64_t m = std::min(kChunk, n - i0);
-    const float* xs = x + i0;
-    for (std::int64_t i = 0; i < m; ++i) v[i] = group_kernels::clamp_code((xs[i] - mn) / s, top);
-    for (std::int64_t i = 0; i < m; ++i) code[i] = group_kernels::round_half_even_small(v[i]);
-    for (std::int64_t i = 0; i < m; ++i) q[i0 + i] = static_cast<std::uint8_t>(code[i]);
-  }
-}
-
 // out[i] = decode_value(q[i], scale[i], mn[i]) = q * scale + mn in fp32.
 VIDKV_CPU_CLONES
 void values_of(const std::uint8_t* __restrict q, const float* __restrict scale, const float* __restrict mn, std::int64_t n,
                float* __restrict out) {
   for (std::int64_t i = 0; i < n; ++i) out[i] = static_cast<float>(q[i]) * scale[i] + mn[i];
-}
-
-VIDKV_CPU_CLONES
-void values_of_group(const std::uint8_t* __restrict q, float scale, float mn, std::int64_t n, float* __restrict out) {
-  for (std::int64_t i = 0; i < n; ++i) out[i] = static_cast<float>(q[i]) * scale + mn;
 }
 
 }  // namespace
@@ -105,11 +82,9 @@ void Uniform::encode_optimized(const float* in, const BlockShape& shape, std::ui
         const float* base = in + h * g.head_stride + j0 * width;
         group_kernels::column_min_max(base, n, width, width, mn.data(), mx.data());
         for (std::size_t c = 0; c < w; ++c) {
-          scale[c] = round_to_dtype((mx[c] - mn[c]) / top, sd);
-          stored_mn[c] = round_to_dtype(mn[c], sd);
           const std::int64_t index = (h * width + static_cast<std::int64_t>(c)) * groups_per_row + gi;  // group_index
-          group_format::put_scalar(scales, index, sd, scale[c]);
-          group_format::put_scalar(mins, index, sd, stored_mn[c]);
+          scale[c] = group_kernels::store_rounded(scales, index, sd, (mx[c] - mn[c]) / top);
+          stored_mn[c] = group_kernels::store_rounded(mins, index, sd, mn[c]);
           col_bit[c] = code_stream::code_bit(params_.layout, g, bits, h, static_cast<std::int64_t>(c), j0);
         }
         for (std::int64_t t = 0; t < n; ++t)
@@ -119,7 +94,11 @@ void Uniform::encode_optimized(const float* in, const BlockShape& shape, std::ui
     }
     return;
   }
-  std::vector<std::uint8_t> row(static_cast<std::size_t>(g.length));
+  // Axis token: a row is one token's channels; every group's scale and min are expanded over its elements so
+  // that the codes of the whole row come from one vectorised call.
+  const auto len = static_cast<std::size_t>(g.length);
+  std::vector<std::uint8_t> row(len);
+  std::vector<float> row_scale(len), row_mn(len);
   for (std::int64_t h = 0; h < g.heads; ++h) {
     for (std::int64_t r = 0; r < g.rows; ++r) {
       const float* x = in + g.block_offset(h, r, 0);
@@ -127,13 +106,13 @@ void Uniform::encode_optimized(const float* in, const BlockShape& shape, std::ui
         const std::int64_t j0 = gi * g.group, n = g.group_size(gi);
         float mn = 0, mx = 0;
         group_kernels::min_max(x + j0, n, &mn, &mx);
-        const float scale = round_to_dtype((mx - mn) / top, sd);
-        const float stored_mn = round_to_dtype(mn, sd);
         const std::int64_t index = (h * g.rows + r) * groups_per_row + gi;  // group_index
-        group_format::put_scalar(scales, index, sd, scale);
-        group_format::put_scalar(mins, index, sd, stored_mn);
-        codes_of_group(x + j0, scale, stored_mn, top, n, row.data() + j0);
+        const float scale = group_kernels::store_rounded(scales, index, sd, (mx - mn) / top);
+        const float stored_mn = group_kernels::store_rounded(mins, index, sd, mn);
+        std::fill(row_scale.begin() + j0, row_scale.begin() + j0 + n, scale);
+        std::fill(row_mn.begin() + j0, row_mn.begin() + j0 + n, stored_mn);
       }
+      codes_of(x, row_scale.data(), row_mn.data(), top, g.length, row.data());
       code_stream::write_codes(codes, code_stream::code_bit(params_.layout, g, bits, h, r, 0), row.data(), g.length, bits);
     }
   }
@@ -171,17 +150,19 @@ void Uniform::decode_optimized(const std::uint8_t* in, const BlockShape& shape, 
     }
     return;
   }
-  std::vector<std::uint8_t> row(static_cast<std::size_t>(g.length));
+  const auto len = static_cast<std::size_t>(g.length);
+  std::vector<std::uint8_t> row(len);
+  std::vector<float> row_scale(len), row_mn(len);
   for (std::int64_t h = 0; h < g.heads; ++h) {
     for (std::int64_t r = 0; r < g.rows; ++r) {
       code_stream::read_codes(codes, code_stream::code_bit(params_.layout, g, bits, h, r, 0), row.data(), g.length, bits);
-      float* x = out + g.block_offset(h, r, 0);
       for (std::int64_t gi = 0; gi < groups_per_row; ++gi) {
         const std::int64_t j0 = gi * g.group, n = g.group_size(gi);
         const std::int64_t index = (h * g.rows + r) * groups_per_row + gi;
-        values_of_group(row.data() + j0, group_format::get_scalar(scales, index, sd), group_format::get_scalar(mins, index, sd),
-                        n, x + j0);
+        std::fill(row_scale.begin() + j0, row_scale.begin() + j0 + n, group_format::get_scalar(scales, index, sd));
+        std::fill(row_mn.begin() + j0, row_mn.begin() + j0 + n, group_format::get_scalar(mins, index, sd));
       }
+      values_of(row.data(), row_scale.data(), row_mn.data(), g.length, out + g.block_offset(h, r, 0));
     }
   }
 }
