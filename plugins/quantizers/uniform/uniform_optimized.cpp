@@ -14,6 +14,7 @@
 #include "vidkv/plugins/quantizers/code_stream.h"
 #include "vidkv/plugins/quantizers/cpu_dispatch.h"
 #include "vidkv/plugins/quantizers/group_kernels.h"
+#include "vidkv/plugins/quantizers/half_convert.h"
 #include "vidkv/plugins/quantizers/uniform/uniform.h"
 #include "vidkv/plugins/quantizers/uniform/uniform_format.h"
 
@@ -58,6 +59,36 @@ void values_of(const std::uint8_t* __restrict q, const float* __restrict scale, 
   for (std::int64_t i = 0; i < n; ++i) out[i] = static_cast<float>(q[i]) * scale[i] + mn[i];
 }
 
+// Stores n group scalars (scale or min) given before rounding: element k goes to index first + k * stride of the
+// scalar array, rounded to `sd`; rounded[k] receives the stored value (what store_rounded gives, a batch at once).
+void store_batch(std::uint8_t* bytes, std::int64_t first, std::int64_t stride, DType sd, const float* v, std::int64_t n,
+                 std::uint16_t* bits, float* rounded) {
+  if (sd == DType::f16) {
+    half_convert::to_half(v, n, bits, rounded);
+    for (std::int64_t k = 0; k < n; ++k) {
+      std::uint8_t* p = bytes + 2 * (first + k * stride);
+      p[0] = static_cast<std::uint8_t>(bits[k]);
+      p[1] = static_cast<std::uint8_t>(bits[k] >> 8);
+    }
+    return;
+  }
+  for (std::int64_t k = 0; k < n; ++k) rounded[k] = group_kernels::store_rounded(bytes, first + k * stride, sd, v[k]);
+}
+
+// Reads n group scalars at index first + k * stride.
+void load_batch(const std::uint8_t* bytes, std::int64_t first, std::int64_t stride, DType sd, std::int64_t n,
+                std::uint16_t* bits, float* out) {
+  if (sd == DType::f16) {
+    for (std::int64_t k = 0; k < n; ++k) {
+      const std::uint8_t* p = bytes + 2 * (first + k * stride);
+      bits[k] = static_cast<std::uint16_t>(p[0] | (p[1] << 8));
+    }
+    half_convert::from_half(bits, n, out);
+    return;
+  }
+  for (std::int64_t k = 0; k < n; ++k) out[k] = group_format::get_scalar(bytes, first + k * stride, sd);
+}
+
 }  // namespace
 
 void Uniform::encode_optimized(const float* in, const BlockShape& shape, std::uint8_t* out) const {
@@ -72,7 +103,8 @@ void Uniform::encode_optimized(const float* in, const BlockShape& shape, std::ui
   if (params_.axis == GroupAxis::channel) {
     const std::int64_t width = shape.channels;  // rows of the grid = channels, contiguous in a token row
     const auto w = static_cast<std::size_t>(width);
-    std::vector<float> mn(w), mx(w), scale(w), stored_mn(w);
+    std::vector<float> mn(w), mx(w), raw_scale(w), scale(w), stored_mn(w);
+    std::vector<std::uint16_t> half_bits(w);
     std::vector<std::uint64_t> col_bit(w);
     const auto tile_bytes = static_cast<std::size_t>(std::min<std::int64_t>(g.group, g.length) * width);
     std::vector<std::uint8_t> tile(tile_bytes), scratch(tile_bytes);
@@ -82,11 +114,14 @@ void Uniform::encode_optimized(const float* in, const BlockShape& shape, std::ui
         const float* base = in + h * g.head_stride + j0 * width;
         group_kernels::column_min_max(base, n, width, width, mn.data(), mx.data());
         for (std::size_t c = 0; c < w; ++c) {
-          const std::int64_t index = (h * width + static_cast<std::int64_t>(c)) * groups_per_row + gi;  // group_index
-          scale[c] = group_kernels::store_rounded(scales, index, sd, (mx[c] - mn[c]) / top);
-          stored_mn[c] = group_kernels::store_rounded(mins, index, sd, mn[c]);
+          raw_scale[c] = (mx[c] - mn[c]) / top;
           col_bit[c] = code_stream::code_bit(params_.layout, g, bits, h, static_cast<std::int64_t>(c), j0);
         }
+        // Channel c's group gi has group_index (h * width + c) * groups_per_row + gi.
+        store_batch(scales, h * width * groups_per_row + gi, groups_per_row, sd, raw_scale.data(), width, half_bits.data(),
+                    scale.data());
+        store_batch(mins, h * width * groups_per_row + gi, groups_per_row, sd, mn.data(), width, half_bits.data(),
+                    stored_mn.data());
         for (std::int64_t t = 0; t < n; ++t)
           codes_of(base + t * width, scale.data(), stored_mn.data(), top, width, tile.data() + t * width);
         code_stream::write_columns(codes, tile.data(), n, width, bits, col_bit.data(), scratch.data());
@@ -99,18 +134,25 @@ void Uniform::encode_optimized(const float* in, const BlockShape& shape, std::ui
   const auto len = static_cast<std::size_t>(g.length);
   std::vector<std::uint8_t> row(len);
   std::vector<float> row_scale(len), row_mn(len);
+  const auto gpr = static_cast<std::size_t>(groups_per_row);
+  std::vector<float> group_mn(gpr), group_raw_scale(gpr), group_scale(gpr), group_stored_mn(gpr);
+  std::vector<std::uint16_t> half_bits(gpr);
   for (std::int64_t h = 0; h < g.heads; ++h) {
     for (std::int64_t r = 0; r < g.rows; ++r) {
       const float* x = in + g.block_offset(h, r, 0);
       for (std::int64_t gi = 0; gi < groups_per_row; ++gi) {
+        const auto k = static_cast<std::size_t>(gi);
+        float mx = 0;
+        group_kernels::min_max(x + gi * g.group, g.group_size(gi), &group_mn[k], &mx);
+        group_raw_scale[k] = (mx - group_mn[k]) / top;
+      }
+      const std::int64_t first = (h * g.rows + r) * groups_per_row;  // group_index of the row's first group
+      store_batch(scales, first, 1, sd, group_raw_scale.data(), groups_per_row, half_bits.data(), group_scale.data());
+      store_batch(mins, first, 1, sd, group_mn.data(), groups_per_row, half_bits.data(), group_stored_mn.data());
+      for (std::int64_t gi = 0; gi < groups_per_row; ++gi) {
         const std::int64_t j0 = gi * g.group, n = g.group_size(gi);
-        float mn = 0, mx = 0;
-        group_kernels::min_max(x + j0, n, &mn, &mx);
-        const std::int64_t index = (h * g.rows + r) * groups_per_row + gi;  // group_index
-        const float scale = group_kernels::store_rounded(scales, index, sd, (mx - mn) / top);
-        const float stored_mn = group_kernels::store_rounded(mins, index, sd, mn);
-        std::fill(row_scale.begin() + j0, row_scale.begin() + j0 + n, scale);
-        std::fill(row_mn.begin() + j0, row_mn.begin() + j0 + n, stored_mn);
+        std::fill(row_scale.begin() + j0, row_scale.begin() + j0 + n, group_scale[static_cast<std::size_t>(gi)]);
+        std::fill(row_mn.begin() + j0, row_mn.begin() + j0 + n, group_stored_mn[static_cast<std::size_t>(gi)]);
       }
       codes_of(x, row_scale.data(), row_mn.data(), top, g.length, row.data());
       code_stream::write_codes(codes, code_stream::code_bit(params_.layout, g, bits, h, r, 0), row.data(), g.length, bits);
@@ -130,18 +172,17 @@ void Uniform::decode_optimized(const std::uint8_t* in, const BlockShape& shape, 
     const std::int64_t width = shape.channels;
     const auto w = static_cast<std::size_t>(width);
     std::vector<float> scale(w), mn(w);
+    std::vector<std::uint16_t> half_bits(w);
     std::vector<std::uint64_t> col_bit(w);
     const auto tile_bytes = static_cast<std::size_t>(std::min<std::int64_t>(g.group, g.length) * width);
     std::vector<std::uint8_t> tile(tile_bytes), scratch(tile_bytes);
     for (std::int64_t h = 0; h < g.heads; ++h) {
       for (std::int64_t gi = 0; gi < groups_per_row; ++gi) {
         const std::int64_t j0 = gi * g.group, n = g.group_size(gi);
-        for (std::size_t c = 0; c < w; ++c) {
-          const std::int64_t index = (h * width + static_cast<std::int64_t>(c)) * groups_per_row + gi;
-          scale[c] = group_format::get_scalar(scales, index, sd);
-          mn[c] = group_format::get_scalar(mins, index, sd);
+        load_batch(scales, h * width * groups_per_row + gi, groups_per_row, sd, width, half_bits.data(), scale.data());
+        load_batch(mins, h * width * groups_per_row + gi, groups_per_row, sd, width, half_bits.data(), mn.data());
+        for (std::size_t c = 0; c < w; ++c)
           col_bit[c] = code_stream::code_bit(params_.layout, g, bits, h, static_cast<std::int64_t>(c), j0);
-        }
         code_stream::read_columns(codes, tile.data(), n, width, bits, col_bit.data(), scratch.data());
         float* base = out + h * g.head_stride + j0 * width;
         for (std::int64_t t = 0; t < n; ++t)
@@ -153,14 +194,19 @@ void Uniform::decode_optimized(const std::uint8_t* in, const BlockShape& shape, 
   const auto len = static_cast<std::size_t>(g.length);
   std::vector<std::uint8_t> row(len);
   std::vector<float> row_scale(len), row_mn(len);
+  const auto gpr = static_cast<std::size_t>(groups_per_row);
+  std::vector<float> group_scale(gpr), group_mn(gpr);
+  std::vector<std::uint16_t> half_bits(gpr);
   for (std::int64_t h = 0; h < g.heads; ++h) {
     for (std::int64_t r = 0; r < g.rows; ++r) {
       code_stream::read_codes(codes, code_stream::code_bit(params_.layout, g, bits, h, r, 0), row.data(), g.length, bits);
+      const std::int64_t first = (h * g.rows + r) * groups_per_row;
+      load_batch(scales, first, 1, sd, groups_per_row, half_bits.data(), group_scale.data());
+      load_batch(mins, first, 1, sd, groups_per_row, half_bits.data(), group_mn.data());
       for (std::int64_t gi = 0; gi < groups_per_row; ++gi) {
         const std::int64_t j0 = gi * g.group, n = g.group_size(gi);
-        const std::int64_t index = (h * g.rows + r) * groups_per_row + gi;
-        std::fill(row_scale.begin() + j0, row_scale.begin() + j0 + n, group_format::get_scalar(scales, index, sd));
-        std::fill(row_mn.begin() + j0, row_mn.begin() + j0 + n, group_format::get_scalar(mins, index, sd));
+        std::fill(row_scale.begin() + j0, row_scale.begin() + j0 + n, group_scale[static_cast<std::size_t>(gi)]);
+        std::fill(row_mn.begin() + j0, row_mn.begin() + j0 + n, group_mn[static_cast<std::size_t>(gi)]);
       }
       values_of(row.data(), row_scale.data(), row_mn.data(), g.length, out + g.block_offset(h, r, 0));
     }
