@@ -67,18 +67,16 @@ void write_columns(std::uint8_t* stream, const std::uint8_t* tile, std::int64_t 
   const bool fast = whole_bytes(n, bits);
   const std::int64_t bytes = fast ? n / (8 / bits) : 0;
   if (fast) pack_bytes(tile, bytes, width, bits, scratch);
-  std::uint8_t run[256];
+  std::vector<std::uint8_t> run;  // slow path only: one column's codes
   for (std::int64_t c = 0; c < width; ++c) {
     if (fast && (col_bit[c] & 7u) == 0) {
       std::uint8_t* p = stream + (col_bit[c] >> 3);
       for (std::int64_t k = 0; k < bytes; ++k) p[k] = scratch[k * width + c];
       continue;
     }
-    for (std::int64_t t0 = 0; t0 < n; t0 += 256) {  // runs longer than `run` go in pieces
-      const std::int64_t m = n - t0 < 256 ? n - t0 : 256;
-      for (std::int64_t t = 0; t < m; ++t) run[t] = tile[(t0 + t) * width + c];
-      write_codes(stream, col_bit[c] + static_cast<std::uint64_t>(t0) * bits, run, m, bits);
-    }
+    run.resize(static_cast<std::size_t>(n));
+    for (std::int64_t t = 0; t < n; ++t) run[static_cast<std::size_t>(t)] = tile[t * width + c];
+    write_codes(stream, col_bit[c], run.data(), n, bits);
   }
 }
 
@@ -96,13 +94,11 @@ void read_columns(const std::uint8_t* stream, std::uint8_t* tile, std::int64_t n
     unpack_bytes(scratch, bytes, width, bits, tile);
     return;
   }
-  std::uint8_t run[256];
-  for (std::int64_t c = 0; c < width; ++c)
-    for (std::int64_t t0 = 0; t0 < n; t0 += 256) {
-      const std::int64_t m = n - t0 < 256 ? n - t0 : 256;
-      read_codes(stream, col_bit[c] + static_cast<std::uint64_t>(t0) * bits, run, m, bits);
-      for (std::int64_t t = 0; t < m; ++t) tile[(t0 + t) * width + c] = run[t];
-    }
+  std::vector<std::uint8_t> run(static_cast<std::size_t>(n));
+  for (std::int64_t c = 0; c < width; ++c) {
+    read_codes(stream, col_bit[c], run.data(), n, bits);
+    for (std::int64_t t = 0; t < n; ++t) tile[t * width + c] = run[static_cast<std::size_t>(t)];
+  }
 }
 
 void read_trits(const std::uint8_t* __restrict stream, std::int64_t s0, std::uint8_t* __restrict slots, std::int64_t n) {

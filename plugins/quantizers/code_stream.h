@@ -24,6 +24,25 @@ inline std::uint64_t code_bit(group_format::CodeLayout layout, const group_forma
          static_cast<std::uint64_t>(j0) * bits;
 }
 
+// bytes[k] = the 8 / Bits codes k * (8 / Bits) ... packed LSB first (Bits in {1, 2, 4, 8}).
+template <unsigned Bits>
+inline void pack_whole_bytes(const std::uint8_t* __restrict codes, std::int64_t bytes, std::uint8_t* __restrict out) {
+  constexpr unsigned kPer = 8u / Bits;
+  for (std::int64_t k = 0; k < bytes; ++k) {
+    unsigned byte = 0;
+    for (unsigned s = 0; s < kPer; ++s) byte |= static_cast<unsigned>(codes[k * kPer + s]) << (Bits * s);
+    out[k] = static_cast<std::uint8_t>(byte);
+  }
+}
+
+template <unsigned Bits>
+inline void unpack_whole_bytes(const std::uint8_t* __restrict in, std::int64_t bytes, std::uint8_t* __restrict codes) {
+  constexpr unsigned kPer = 8u / Bits;
+  constexpr unsigned kMask = (1u << Bits) - 1u;
+  for (std::int64_t k = 0; k < bytes; ++k)
+    for (unsigned s = 0; s < kPer; ++s) codes[k * kPer + s] = static_cast<std::uint8_t>((in[k] >> (Bits * s)) & kMask);
+}
+
 // ORs n codes (each < 2^bits, bits in 1..8) into `stream` from stream bit `bit` on.
 inline void write_codes(std::uint8_t* __restrict stream, std::uint64_t bit, const std::uint8_t* __restrict codes,
                         std::int64_t n, unsigned bits) {
@@ -33,10 +52,11 @@ inline void write_codes(std::uint8_t* __restrict stream, std::uint64_t bit, cons
   if ((bit & 7u) == 0 && per_byte * bits == 8u) {
     // Whole bytes: per_byte codes each, nothing shared with a neighbour run.
     const std::int64_t full = n / per_byte;
-    for (std::int64_t k = 0; k < full; ++k) {
-      unsigned byte = 0;
-      for (unsigned s = 0; s < per_byte; ++s) byte |= static_cast<unsigned>(codes[k * per_byte + s]) << (bits * s);
-      p[k] = static_cast<std::uint8_t>(byte);
+    switch (bits) {  // constant per_byte for the common widths, so the loop vectorises
+      case 1: pack_whole_bytes<1>(codes, full, p); break;
+      case 2: pack_whole_bytes<2>(codes, full, p); break;
+      case 4: pack_whole_bytes<4>(codes, full, p); break;
+      default: pack_whole_bytes<8>(codes, full, p); break;
     }
     i = full * per_byte;
     p += full;
@@ -65,9 +85,12 @@ inline void read_codes(const std::uint8_t* __restrict stream, std::uint64_t bit,
   std::int64_t i = 0;
   if ((bit & 7u) == 0 && per_byte * bits == 8u) {
     const std::int64_t full = n / per_byte;
-    for (std::int64_t k = 0; k < full; ++k)
-      for (unsigned s = 0; s < per_byte; ++s)
-        codes[k * per_byte + s] = static_cast<std::uint8_t>((p[k] >> (bits * s)) & mask);
+    switch (bits) {
+      case 1: unpack_whole_bytes<1>(p, full, codes); break;
+      case 2: unpack_whole_bytes<2>(p, full, codes); break;
+      case 4: unpack_whole_bytes<4>(p, full, codes); break;
+      default: unpack_whole_bytes<8>(p, full, codes); break;
+    }
     i = full * per_byte;
     p += full;
     bit = 0;

@@ -44,6 +44,11 @@ inline float clamp_code(float v, float top) {
   return v < top ? v : top;
 }
 
+// out[0..n) = v, as a loop the compiler vectorises (std::fill of a float range stays scalar in GCC 12 here).
+inline void fill(float* __restrict out, std::int64_t n, float v) {
+  for (std::int64_t i = 0; i < n; ++i) out[i] = v;
+}
+
 // Minimum and maximum of x[0..n), n >= 1, equal (as bit patterns) to the reference's sequential
 // `mn = x < mn ? x : mn` scan: lane-wise partial extrema are order-independent except for the sign of zero (the
 // sequential scan keeps the first of -0 and +0), so a result of zero is recomputed sequentially.

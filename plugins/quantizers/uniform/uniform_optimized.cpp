@@ -151,8 +151,8 @@ void Uniform::encode_optimized(const float* in, const BlockShape& shape, std::ui
       store_batch(mins, first, 1, sd, group_mn.data(), groups_per_row, half_bits.data(), group_stored_mn.data());
       for (std::int64_t gi = 0; gi < groups_per_row; ++gi) {
         const std::int64_t j0 = gi * g.group, n = g.group_size(gi);
-        std::fill(row_scale.begin() + j0, row_scale.begin() + j0 + n, group_scale[static_cast<std::size_t>(gi)]);
-        std::fill(row_mn.begin() + j0, row_mn.begin() + j0 + n, group_stored_mn[static_cast<std::size_t>(gi)]);
+        group_kernels::fill(row_scale.data() + j0, n, group_scale[static_cast<std::size_t>(gi)]);
+        group_kernels::fill(row_mn.data() + j0, n, group_stored_mn[static_cast<std::size_t>(gi)]);
       }
       codes_of(x, row_scale.data(), row_mn.data(), top, g.length, row.data());
       code_stream::write_codes(codes, code_stream::code_bit(params_.layout, g, bits, h, r, 0), row.data(), g.length, bits);
@@ -205,8 +205,8 @@ void Uniform::decode_optimized(const std::uint8_t* in, const BlockShape& shape, 
       load_batch(mins, first, 1, sd, groups_per_row, half_bits.data(), group_mn.data());
       for (std::int64_t gi = 0; gi < groups_per_row; ++gi) {
         const std::int64_t j0 = gi * g.group, n = g.group_size(gi);
-        std::fill(row_scale.begin() + j0, row_scale.begin() + j0 + n, group_scale[static_cast<std::size_t>(gi)]);
-        std::fill(row_mn.begin() + j0, row_mn.begin() + j0 + n, group_mn[static_cast<std::size_t>(gi)]);
+        group_kernels::fill(row_scale.data() + j0, n, group_scale[static_cast<std::size_t>(gi)]);
+        group_kernels::fill(row_mn.data() + j0, n, group_mn[static_cast<std::size_t>(gi)]);
       }
       values_of(row.data(), row_scale.data(), row_mn.data(), g.length, out + g.block_offset(h, r, 0));
     }
