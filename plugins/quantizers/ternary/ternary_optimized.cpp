@@ -26,15 +26,26 @@ using ternary_format::Reconstruction;
 
 // slots[i] = ternarize(x[i], dead_zone[i]) + 1; when `kept_sum` is given, also kept_sum[i] += |x| and
 // kept_count[i] += 1 for non-zero trits.
+// The dead-zone test in float: for a float x and a double a >= 0, x > a exactly when x > fa, and x < -a exactly
+// when x < -fa, where fa is the largest float <= a (no float lies in (fa, a]). So comparing float lanes with fa
+// gives the reference's double comparisons bit for bit, twice as many lanes per instruction.
+float float_below(double a) {
+  float f = static_cast<float>(a);
+  if (static_cast<double>(f) > a) f = std::nextafter(f, -INFINITY);
+  return f;
+}
+
 VIDKV_CPU_CLONES
-void trit_slots(const float* __restrict x, const double* __restrict dead_zone, std::int64_t n, std::uint8_t* __restrict slots) {
-  constexpr std::int64_t kChunk = 64;  // int64 lanes first, bytes second: one loop of both does not vectorise
-  std::int64_t slot[kChunk];
+void trit_slots(const float* __restrict x, const float* __restrict dead_zone, std::int64_t n, std::uint8_t* __restrict slots) {
+  constexpr std::int64_t kChunk = 64;  // int32 lanes first, bytes second: one loop of both does not vectorise
+  std::int32_t slot[kChunk];
   for (std::int64_t i0 = 0; i0 < n; i0 += kChunk) {
     const std::int64_t m = std::min(kChunk, n - i0);
     for (std::int64_t i = 0; i < m; ++i) {
-      const double v = x[i0 + i];
-      slot[i] = 1 + static_cast<std::int64_t>(v > dead_zone[i0 + i]) - static_cast<std::int64_t>(v < -dead_zone[i0 + i]);
+      const float v = x[i0 + i], a = dead_zone[i0 + i];
+      const std::int32_t above = v > a;
+      const std::int32_t below = v < -a;
+      slot[i] = 1 + above - below;
     }
     for (std::int64_t i = 0; i < m; ++i) slots[i0 + i] = static_cast<std::uint8_t>(slot[i]);
   }
@@ -96,7 +107,8 @@ void Ternary::encode_optimized(const float* in, const BlockShape& shape, std::ui
   if (params_.axis == GroupAxis::channel) {
     const std::int64_t width = shape.channels;
     const auto w = static_cast<std::size_t>(width);
-    std::vector<double> sums(w), dead_zone(w), kept_sum(w);
+    std::vector<double> sums(w), kept_sum(w);
+    std::vector<float> dead_zone(w);
     std::vector<std::int64_t> kept(w);
     std::vector<std::uint8_t> tile(static_cast<std::size_t>(std::min<std::int64_t>(g.group, g.length) * width));
     std::vector<std::uint8_t> run(static_cast<std::size_t>(g.group));
@@ -106,7 +118,7 @@ void Ternary::encode_optimized(const float* in, const BlockShape& shape, std::ui
         const float* base = in + h * g.head_stride + j0 * width;
         std::fill(sums.begin(), sums.end(), 0.0);
         group_kernels::column_abs_sum(base, n, width, width, sums.data());
-        for (std::size_t c = 0; c < w; ++c) dead_zone[c] = params_.gamma * (sums[c] / static_cast<double>(n));
+        for (std::size_t c = 0; c < w; ++c) dead_zone[c] = float_below(params_.gamma * (sums[c] / static_cast<double>(n)));
         std::fill(kept_sum.begin(), kept_sum.end(), 0.0);
         std::fill(kept.begin(), kept.end(), 0);
         for (std::int64_t t = 0; t < n; ++t) {
@@ -124,7 +136,7 @@ void Ternary::encode_optimized(const float* in, const BlockShape& shape, std::ui
     return;
   }
   std::vector<std::uint8_t> row(static_cast<std::size_t>(g.length));
-  std::vector<double> dead_zone(static_cast<std::size_t>(g.length));
+  std::vector<float> dead_zone(static_cast<std::size_t>(g.length));
   for (std::int64_t h = 0; h < g.heads; ++h) {
     for (std::int64_t r = 0; r < g.rows; ++r) {
       const float* x = in + g.block_offset(h, r, 0);
@@ -133,7 +145,7 @@ void Ternary::encode_optimized(const float* in, const BlockShape& shape, std::ui
         double sum_abs = 0.0;
         for (std::int64_t j = j0; j < j0 + n; ++j) sum_abs += std::fabs(static_cast<double>(x[j]));
         const double mean_abs = sum_abs / static_cast<double>(n);
-        std::fill(dead_zone.begin() + j0, dead_zone.begin() + j0 + n, params_.gamma * mean_abs);
+        std::fill(dead_zone.begin() + j0, dead_zone.begin() + j0 + n, float_below(params_.gamma * mean_abs));
         trit_slots(x + j0, dead_zone.data() + j0, n, row.data() + j0);
         double kept_sum = 0.0;
         std::int64_t kept = 0;
