@@ -16,7 +16,13 @@ import argparse
 import sys
 import time
 
-import _vidkv
+try:
+    import _vidkv
+except ImportError as exc:  # pragma: no cover - message for a build without VIDKV_ENABLE_PYTHON
+    raise SystemExit(
+        "vidkv bench: the C++ extension _vidkv is not importable from " + sys.executable + " (" + str(exc) + "); "
+        "configure with -DVIDKV_ENABLE_PYTHON=ON -DPython3_EXECUTABLE=<this python> and build, or unset "
+        "VIDKV_PYTHON / pass --no-torch") from exc
 
 
 def _torch():
