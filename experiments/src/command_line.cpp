@@ -8,6 +8,7 @@ std::vector<Command> all_commands() {
   std::vector<Command> out;
   add_run_commands(out);
   add_report_commands(out);
+  add_bench_commands(out);
   add_trace_commands(out);
   add_plugin_commands(out);
   return out;
