@@ -14,6 +14,7 @@
 
 #include "vidkv/core/channel_selector.h"
 #include "vidkv/core/config_node.h"
+#include "vidkv/core/cpu_implementation.h"
 #include "vidkv/core/params.h"
 #include "vidkv/core/quantizer.h"
 #include "vidkv/core/token_protector.h"
@@ -34,6 +35,14 @@ struct PluginInfo {
 
 class PluginRegistry {
  public:
+  explicit PluginRegistry(CpuImplementation implementation = CpuImplementation::optimized)
+      : implementation_(implementation) {}
+
+  // The CPU implementation every quantizer this registry builds runs (core/cpu_implementation.h). A plugin whose
+  // constructor takes (const Params&, CpuImplementation) receives it; composites pass it on to their children by
+  // building them through this registry.
+  CpuImplementation implementation() const { return implementation_; }
+
   // Registers Plugin (a Quantizer, ChannelSelector or TokenProtector subclass with a nested `Params` struct that has
   // a static bind()). Plugin is constructed from (const Params&) or, for composites that build children,
   // (const Params&, const PluginRegistry&). Registering a name twice is a ConfigError.
@@ -59,6 +68,7 @@ class PluginRegistry {
   void add_info(PluginInfo info);
   const std::string& block_type(PluginFamily family, const ConfigNode& block) const;
 
+  CpuImplementation implementation_;
   std::map<std::string, PluginInfo> infos_;
   std::map<std::string, Factory<Quantizer>> quantizers_;
   std::map<std::string, Factory<ChannelSelector>> selectors_;
@@ -67,8 +77,8 @@ class PluginRegistry {
 
 // Registers every plugin shipped with VidKV; both are defined in plugins/register_builtin_plugins.cpp.
 void register_builtin_plugins(PluginRegistry& registry);
-// A registry with every built-in plugin, built once.
-const PluginRegistry& builtin_registry();
+// A registry with every built-in plugin, built once per implementation (optimized unless asked otherwise).
+const PluginRegistry& builtin_registry(CpuImplementation implementation = CpuImplementation::optimized);
 
 template <class Plugin>
 void PluginRegistry::add(const std::string& name, const std::string& summary) {
@@ -87,6 +97,8 @@ void PluginRegistry::add(const std::string& name, const std::string& summary) {
     P params = parse_params<P>(block, {plugin_type_key(family)}, name);
     if constexpr (std::is_constructible_v<Plugin, const P&, const PluginRegistry&>) {
       return std::make_unique<Plugin>(params, registry);
+    } else if constexpr (std::is_constructible_v<Plugin, const P&, CpuImplementation>) {
+      return std::make_unique<Plugin>(params, registry.implementation());
     } else {
       return std::make_unique<Plugin>(params);
     }

@@ -35,13 +35,15 @@ void register_builtin_plugins(PluginRegistry& registry) {
   register_semantic_attention(registry);
 }
 
-const PluginRegistry& builtin_registry() {
-  static const PluginRegistry registry = [] {
-    PluginRegistry r;
+const PluginRegistry& builtin_registry(CpuImplementation implementation) {
+  auto build = [](CpuImplementation i) {
+    PluginRegistry r(i);
     register_builtin_plugins(r);
     return r;
-  }();
-  return registry;
+  };
+  static const PluginRegistry optimized = build(CpuImplementation::optimized);
+  static const PluginRegistry reference = build(CpuImplementation::reference);
+  return implementation == CpuImplementation::reference ? reference : optimized;
 }
 
 }  // namespace vidkv

@@ -15,7 +15,7 @@ namespace {
 void print_help(const std::vector<vidkv::cli::Command>& commands) {
   std::cout << "vidkv: low-bit KV-cache quantization for video LLMs (VidKV, KIVI and ablations), trace replay on CPU.\n\n"
                "usage:\n";
-  for (const auto& c : commands) std::printf("  %-52s %s\n", c.usage.c_str(), c.summary.c_str());
+  for (const auto& c : commands) std::printf("  %s\n      %s\n", c.usage.c_str(), c.summary.c_str());
   std::cout << "\n`vidkv COMMAND --help` explains one command. Docs: README.md, experiments/README.md, traces/SCHEMA.md.\n";
 }
 

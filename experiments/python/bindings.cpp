@@ -17,6 +17,7 @@
 #include "vidkv/core/plugin_registry.h"
 #include "vidkv/experiments/src/experiment_plan.h"
 #include "vidkv/experiments/src/presets.h"
+#include "vidkv/experiments/src/cpu_bench.h"
 
 namespace py = pybind11;
 using namespace vidkv;
@@ -402,6 +403,54 @@ PYBIND11_MODULE(_vidkv, m) {
       .def("key_layout", &PyLayerCache::key_layout)
       .def("value_layout", &PyLayerCache::value_layout);
 
+  py::class_<CpuBenchResult>(m, "CpuBenchResult")
+      .def_readonly("shape", &CpuBenchResult::shape)
+      .def_readonly("threads", &CpuBenchResult::threads)
+      .def_readonly("layers", &CpuBenchResult::layers)
+      .def_readonly("layer_fp16_bytes", &CpuBenchResult::layer_fp16_bytes)
+      .def_readonly("copy_gbps_one_thread", &CpuBenchResult::copy_gbps_one_thread)
+      .def_readonly("copy_gbps_all_threads", &CpuBenchResult::copy_gbps_all_threads)
+      .def_property_readonly("rows", [](const CpuBenchResult& r) {
+        py::list out;
+        for (const auto& row : r.rows) {
+          py::dict d;
+          d["preset"] = row.preset;
+          d["encode_gbps"] = row.encode_gbps;
+          d["decode_gbps"] = row.decode_gbps;
+          d["encode_decode_gbps"] = row.encode_decode_gbps;
+          d["encode_metrics_gbps"] = row.encode_metrics_gbps;
+          out.append(d);
+        }
+        return out;
+      })
+      .def("markdown", [](const CpuBenchResult& r, const std::vector<double>& torch_gbps) {
+        return cpu_bench_markdown(r, torch_gbps);
+      }, py::arg("torch_gbps") = std::vector<double>{});
+  m.def("cpu_bench", [](const std::string& shape, int threads, int layers, int repeats, const std::vector<std::string>& presets,
+                        const std::string& implementation) {
+    CpuBenchOptions o;
+    o.spec = bench_trace_spec(shape);
+    o.threads = threads;
+    o.layers = layers;
+    o.repeats = repeats;
+    o.presets = presets;
+    o.implementation = parse_cpu_implementation(implementation);
+    py::gil_scoped_release release;
+    return run_cpu_bench(o);
+  }, py::arg("shape") = "", py::arg("threads") = 1, py::arg("layers") = 0, py::arg("repeats") = 3,
+        py::arg("presets") = std::vector<std::string>{"kivi-2", "vidkv-k1.5-v1.58"}, py::arg("implementation") = "optimized",
+        "The C++ CPU replay bench of `vidkv bench` (experiments/src/cpu_bench.h).");
+  m.def("synthetic_layer", [](const std::string& shape, int layer) {
+    const SyntheticTrace trace(bench_trace_spec(shape));
+    LayerData d = trace.layer(layer);
+    auto array = [&](std::vector<float>& v) {
+      py::array_t<float> a({d.heads, d.tokens, d.dim});
+      std::copy(v.begin(), v.end(), a.mutable_data());
+      return a;
+    };
+    return py::make_tuple(array(d.key), array(d.value));
+  }, py::arg("shape"), py::arg("layer"),
+        "Keys and values [heads, tokens, dim] float32 of one layer of the bench's synthetic trace.");
   m.def("codec", &make_codec, py::arg("config"),
         "Builds a codec from a dict with the keys of a YAML block: {'quantizer': 'uniform', 'bits': 2, ...} gives one "
         "Codec; {'preset': NAME, 'part': 'key'|'value'} one side of a preset; {'preset': NAME} or {'key': ..., "

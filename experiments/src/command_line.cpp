@@ -10,6 +10,7 @@ std::vector<Command> all_commands() {
   add_live_commands(out);
   add_record_commands(out);
   add_report_commands(out);
+  add_bench_commands(out);
   add_trace_commands(out);
   add_plugin_commands(out);
   return out;

@@ -28,6 +28,7 @@ void add_run_commands(std::vector<Command>& out);
 void add_report_commands(std::vector<Command>& out);
 void add_record_commands(std::vector<Command>& out);
 void add_live_commands(std::vector<Command>& out);
+void add_bench_commands(std::vector<Command>& out);
 
 // Small helpers for option parsing: "--name value" or "--name=value".
 bool take_flag(Args& args, const std::string& name);

@@ -91,12 +91,33 @@ void add_metrics(ResultRow& row, const MetricValues& m, const std::vector<std::s
   }
 }
 
+// The serial HDF5 library is not thread-safe: every call into a TraceReader (open, read, close) holds this lock.
+std::mutex& hdf5_mutex() {
+  static std::mutex m;
+  return m;
+}
+
+// One layer's rows and the numbers the per-trace aggregate needs.
+struct LayerOutcome {
+  std::vector<ResultRow> rows;  // per-head rows, then the layer row
+  MetricValues layer_metrics;
+  double key_bytes = 0, value_bytes = 0, key_elems = 0, value_elems = 0, key_nominal = 0, value_nominal = 0, seconds = 0;
+};
+
+// `layer_pool`: when given, the layers of this cell are replayed in parallel on it (used when there are fewer
+// cells than --jobs); rows and aggregates are assembled in layer order either way, so results do not depend on it.
 std::vector<ResultRow> compute_cell(const ExperimentPlan& plan, const RunPlan& run, const std::string& trace_path,
-                                    const PluginRegistry& registry, ProgressReporter* progress) {
+                                    const PluginRegistry& registry, ProgressReporter* progress, ThreadPool* layer_pool) {
   const std::string label = trace_label(trace_path);
-  TraceReader reader(trace_path);
-  const TraceInfo& info = reader.info();
-  const TraceTokens tokens = reader.tokens();
+  std::unique_ptr<TraceReader> reader;
+  TraceInfo info;
+  TraceTokens tokens;
+  {
+    std::lock_guard<std::mutex> lock(hdf5_mutex());
+    reader = std::make_unique<TraceReader>(trace_path);
+    info = reader->info();
+    tokens = reader->tokens();
+  }
   KvCodec codec(registry.make_quantizer(run.codec.at("key")), registry.make_quantizer(run.codec.at("value")));
   auto base_row = [&](std::int64_t layer, std::int64_t head) {
     ResultRow r;
@@ -108,13 +129,14 @@ std::vector<ResultRow> compute_cell(const ExperimentPlan& plan, const RunPlan& r
     return r;
   };
 
-  std::vector<ResultRow> rows;
-  std::map<std::string, double> sums;  // per-trace aggregate: means over layers
-  std::map<std::string, int> counts;
-  double key_bytes = 0, value_bytes = 0, key_elems = 0, value_elems = 0, key_nominal = 0, value_nominal = 0, seconds = 0;
-  for (std::int64_t layer = 0; layer < info.num_layers; ++layer) {
+  std::vector<LayerOutcome> outcomes(static_cast<std::size_t>(info.num_layers));
+  auto replay = [&](std::int64_t layer) {
     const auto t0 = std::chrono::steady_clock::now();
-    LayerData data = reader.read_layer(static_cast<int>(layer));
+    LayerData data;
+    {
+      std::lock_guard<std::mutex> lock(hdf5_mutex());
+      data = reader->read_layer(static_cast<int>(layer));
+    }
     const BlockShape shape{info.num_kv_heads, info.tokens, info.head_dim};
     TokenContext ctx;
     ctx.layer = static_cast<int>(layer);
@@ -124,15 +146,17 @@ std::vector<ResultRow> compute_cell(const ExperimentPlan& plan, const RunPlan& r
     ctx.queries = queries;
     ReplayedLayer out = replay_layer(codec, run.lifecycle, data.key.data(), data.value.data(), shape, ctx);
     LayerTensors t{data.key.data(), data.value.data(), out.key.data(), out.value.data(), shape, queries};
+    LayerOutcome& o = outcomes[static_cast<std::size_t>(layer)];
+    std::vector<MetricValues> all = layer_metrics_all(t);  // heads 0..H-1, then the layer
     std::vector<ResultRow> head_rows;
     for (std::int64_t h = 0; h < shape.heads; ++h) {
       ResultRow r = base_row(layer, h);
-      add_metrics(r, layer_metrics(t, h), plan.metrics);
+      add_metrics(r, all[static_cast<std::size_t>(h)], plan.metrics);
       head_rows.push_back(std::move(r));
     }
     ResultRow lr = base_row(layer, -1);
-    const MetricValues lm = layer_metrics(t, -1);
-    add_metrics(lr, lm, plan.metrics);
+    o.layer_metrics = std::move(all.back());
+    add_metrics(lr, o.layer_metrics, plan.metrics);
     const double kb = static_cast<double>(out.key_layout.bytes()), vb = static_cast<double>(out.value_layout.bytes());
     const double ke = static_cast<double>(out.key_layout.elements()), ve = static_cast<double>(out.value_layout.elements());
     MetricValues bits;
@@ -151,20 +175,44 @@ std::vector<ResultRow> compute_cell(const ExperimentPlan& plan, const RunPlan& r
       hb.erase("seconds");
       add_metrics(r, hb, plan.metrics);
     }
-    for (const auto& [name, value] : lm) {
+    o.key_bytes = kb;
+    o.value_bytes = vb;
+    o.key_elems = ke;
+    o.value_elems = ve;
+    o.key_nominal = out.key_layout.nominal_bits() * ke;
+    o.value_nominal = out.value_layout.nominal_bits() * ve;
+    o.seconds = secs;
+    for (auto& r : head_rows) o.rows.push_back(std::move(r));
+    o.rows.push_back(std::move(lr));
+    if (progress) progress->advance(1, run.name);
+  };
+  if (layer_pool) {
+    layer_pool->parallel_for(info.num_layers, replay);
+  } else {
+    for (std::int64_t layer = 0; layer < info.num_layers; ++layer) replay(layer);
+  }
+  {
+    std::lock_guard<std::mutex> lock(hdf5_mutex());
+    reader.reset();
+  }
+
+  std::vector<ResultRow> rows;
+  std::map<std::string, double> sums;  // per-trace aggregate: means over layers
+  std::map<std::string, int> counts;
+  double key_bytes = 0, value_bytes = 0, key_elems = 0, value_elems = 0, key_nominal = 0, value_nominal = 0, seconds = 0;
+  for (auto& o : outcomes) {
+    for (const auto& [name, value] : o.layer_metrics) {
       sums[name] += value;
       counts[name] += 1;
     }
-    key_bytes += kb;
-    value_bytes += vb;
-    key_elems += ke;
-    value_elems += ve;
-    key_nominal += out.key_layout.nominal_bits() * ke;
-    value_nominal += out.value_layout.nominal_bits() * ve;
-    seconds += secs;
-    for (auto& r : head_rows) rows.push_back(std::move(r));
-    rows.push_back(std::move(lr));
-    if (progress) progress->advance(1, run.name);
+    key_bytes += o.key_bytes;
+    value_bytes += o.value_bytes;
+    key_elems += o.key_elems;
+    value_elems += o.value_elems;
+    key_nominal += o.key_nominal;
+    value_nominal += o.value_nominal;
+    seconds += o.seconds;
+    for (auto& r : o.rows) rows.push_back(std::move(r));
   }
   // Per-trace aggregate: error metrics are means over layers; bits are totals of stored bytes over elements.
   ResultRow agg = base_row(-1, -1);
@@ -223,6 +271,7 @@ ExperimentOutcome run_experiment(const ExperimentPlan& plan, const RunOptions& o
     std::ostringstream prov;
     prov << "{\n  \"experiment\": " << json_quote(plan.name) << ",\n  \"source_file\": " << json_quote(plan.source_file)
          << ",\n  \"git_revision\": " << json_quote(git_revision()) << ",\n  \"build\": " << json_quote(kBuildInfo)
+         << ",\n  \"cpu_implementation\": " << json_quote(cpu_implementation_name(registry.implementation()))
          << ",\n  \"seed\": " << plan.seed << ",\n  \"command_line\": " << json_quote(options.command_line)
          << ",\n  \"overrides\": [";
     for (std::size_t i = 0; i < options.overrides.size(); ++i) prov << (i ? ", " : "") << json_quote(options.overrides[i]);
@@ -266,13 +315,19 @@ ExperimentOutcome run_experiment(const ExperimentPlan& plan, const RunOptions& o
   if (options.progress && total_units > 0)
     progress = std::make_unique<ProgressReporter>(plan.name + " (" + std::to_string(todo.size()) + " cells)", total_units);
   std::mutex count_mutex;
+  // --jobs workers: over cells when there are at least as many cells as jobs, otherwise over the layers of each
+  // cell in turn (one pool; never both, so no task waits on a nested parallel_for).
+  std::unique_ptr<ThreadPool> pool;
+  if (options.jobs > 1) pool = std::make_unique<ThreadPool>(options.jobs - 1);  // the caller is the jobs-th worker
+  const bool over_cells = pool && static_cast<std::int64_t>(todo.size()) >= options.jobs;
+  ThreadPool* layer_pool = pool && !over_cells ? pool.get() : nullptr;
   auto run_cell = [&](std::int64_t k) {
     const CellTask& task = tasks[todo[static_cast<std::size_t>(k)]];
     const RunPlan& run = plan.runs[task.run_index];
     const std::string& trace = plan.traces[task.trace_index];
     std::vector<ResultRow> rows;
     try {
-      rows = compute_cell(plan, run, trace, registry, progress.get());
+      rows = compute_cell(plan, run, trace, registry, progress.get(), layer_pool);
     } catch (const Error& e) {
       throw Error(std::string("run '") + run.name + "' on " + trace + ": " + e.what());
     }
@@ -281,11 +336,10 @@ ExperimentOutcome run_experiment(const ExperimentPlan& plan, const RunOptions& o
     ++outcome.cells_computed;
   };
   try {
-    if (options.jobs <= 1) {
-      for (std::size_t k = 0; k < todo.size(); ++k) run_cell(static_cast<std::int64_t>(k));
+    if (over_cells) {
+      pool->parallel_for(static_cast<std::int64_t>(todo.size()), run_cell);
     } else {
-      ThreadPool pool(options.jobs - 1);  // the calling thread is the jobs-th worker
-      pool.parallel_for(static_cast<std::int64_t>(todo.size()), run_cell);
+      for (std::size_t k = 0; k < todo.size(); ++k) run_cell(static_cast<std::int64_t>(k));
     }
   } catch (const Error& e) {
     // Nothing computed is lost: finished cells stay in cells/, and --resume continues from them.

@@ -38,4 +38,10 @@ struct LayerTensors {
 // attention metrics averaged over every query head).
 MetricValues layer_metrics(const LayerTensors& t, std::int64_t head);
 
+// The same metrics for every KV head and the layer at once: element h (0..heads-1) equals layer_metrics(t, h) and
+// element heads equals layer_metrics(t, -1), bit for bit (layer_metrics_all.cpp). One pass over the attention
+// instead of two, with the logits computed from a transposed copy of each head's keys so the dot products
+// vectorise across keys while every sum keeps the reference's order.
+std::vector<MetricValues> layer_metrics_all(const LayerTensors& t);
+
 }  // namespace vidkv

@@ -28,6 +28,8 @@ int run_command(const Args& args_in) {
     if (*end || n < 1 || n > 1024) VIDKV_THROW(ConfigError, "--jobs: expected a positive integer, got '", value, "'");
     options.jobs = static_cast<int>(n);
   }
+  CpuImplementation implementation = CpuImplementation::optimized;
+  if (take_option(args, "--implementation", value)) implementation = parse_cpu_implementation(value);
   options.resume = take_flag(args, "--resume");
   take_option(args, "--out", options.out_dir);
   const bool quiet = take_flag(args, "--quiet");
@@ -48,7 +50,7 @@ int run_command(const Args& args_in) {
               << (info.source == "synthetic" ? " (SYNTHETIC data, not recorded from a model)" : ", model: " + info.model_id)
               << "\n";
   }
-  const ExperimentOutcome out = run_experiment(plan, options, builtin_registry());
+  const ExperimentOutcome out = run_experiment(plan, options, builtin_registry(implementation));
   std::cout << "\n" << rows_to_markdown(out.summary, summary_columns(plan)) << "\n";
   std::cout << "results: " << out.dir << "/results.csv (" << out.rows.size() << " rows; " << out.cells_computed
             << " cells computed, " << out.cells_resumed << " resumed)\n";
@@ -58,11 +60,14 @@ int run_command(const Args& args_in) {
 }  // namespace
 
 void add_run_commands(std::vector<Command>& out) {
-  out.push_back({{"run"}, "vidkv run EXPERIMENT.yaml [--set k=v]... [--jobs N] [--resume] [--out DIR]",
+  out.push_back({{"run"}, "vidkv run EXPERIMENT.yaml [--set k=v]... [--jobs N] [--resume] [--out DIR] [--implementation I]",
                  "replay traces through every run of a YAML experiment and print a results table",
                  "Options:\n"
                  "  --set dotted.path=value  override a value of the file (repeatable), e.g. --set codec.value.gamma=0.5\n"
-                 "  --jobs N                 run N run x trace cells in parallel (default 1)\n"
+                 "  --jobs N                 N worker threads: over run x trace cells, or over the layers of each cell\n"
+                 "                           when there are fewer cells than N (default 1)\n"
+                 "  --implementation I       CPU quantizer paths: optimized (default) or reference (the scalar oracle;\n"
+                 "                           same packed bytes, slower; recorded in provenance.json)\n"
                  "  --resume                 continue the latest results folder of this experiment (same plan only)\n"
                  "  --out DIR                write results to DIR instead of the file's `output:` (default results/{name})\n"
                  "  --quiet                  no progress output\n\n"

@@ -1,4 +1,6 @@
 #include <cmath>
+#include <cstdint>
+#include <cstring>
 #include <vector>
 
 #include "catch.h"
@@ -56,4 +58,43 @@ TEST_CASE("exact reconstruction gives zero error, 999 dB SNR and no attention ch
   // Without queries, attention metrics are absent rather than zero.
   LayerTensors no_q{K.data(), V.data(), K.data(), V.data(), BlockShape{1, 4, 2}, nullptr};
   CHECK(layer_metrics(no_q, 0).count("attn_kl") == 0);
+}
+
+TEST_CASE("layer_metrics_all equals layer_metrics per head and for the layer, bit for bit", "[experiments][metrics]") {
+  // 3 KV heads, 6 query heads (GQA 2), 70 tokens, 9 channels; queries at tokens 0, 40 and 69 and one outside.
+  const std::int64_t heads = 3, tokens = 70, dim = 9;
+  const std::size_t n = static_cast<std::size_t>(heads * tokens * dim);
+  std::vector<float> K(n), Kh(n), V(n), Vh(n);
+  std::uint64_t state = 12345;
+  auto next = [&] {  // xorshift64*: deterministic values in [-2, 2)
+    state ^= state >> 12;
+    state ^= state << 25;
+    state ^= state >> 27;
+    return static_cast<float>(static_cast<double>((state * 2685821657736338717ull) >> 11) / 9007199254740992.0 * 4.0 - 2.0);
+  };
+  for (std::size_t i = 0; i < n; ++i) {
+    K[i] = next();
+    Kh[i] = K[i] + 0.1f * next();
+    V[i] = next();
+    Vh[i] = V[i] + 0.2f * next();
+  }
+  LayerQueries q;
+  q.heads = 6;
+  q.count = 4;
+  q.dim = dim;
+  q.token_index = {0, 40, 69, 90};
+  for (std::int64_t i = 0; i < q.heads * q.count * dim; ++i) q.data.push_back(next());
+  const LayerTensors t{K.data(), V.data(), Kh.data(), Vh.data(), BlockShape{heads, tokens, dim}, &q};
+  const auto all = layer_metrics_all(t);
+  REQUIRE(all.size() == static_cast<std::size_t>(heads + 1));
+  for (std::int64_t h = -1; h < heads; ++h) {
+    INFO("head " << h);
+    const MetricValues ref = layer_metrics(t, h);
+    const MetricValues& got = all[static_cast<std::size_t>(h < 0 ? heads : h)];
+    REQUIRE(got.size() == ref.size());
+    for (const auto& [name, value] : ref) {
+      INFO(name);
+      CHECK(std::memcmp(&got.at(name), &value, sizeof(double)) == 0);
+    }
+  }
 }

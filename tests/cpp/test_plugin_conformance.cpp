@@ -7,6 +7,11 @@
 // (64 guard bytes on each side stay intact), does not depend on the output buffer's previous contents and is
 // deterministic; decode() writes exactly elements() finite floats (guards intact). A plugin that cannot run on a
 // shape must say so through supports() and then throw a vidkv::Error with a message.
+//
+// Optimised vs reference (architecture.md 5): every configuration above and every preset's key and value block is
+// built from builtin_registry(reference) and builtin_registry(optimized) and run on shapes with tail groups, odd
+// channel counts and several heads, on data with outlier, constant and signed-zero groups: packed bytes (inside
+// guard bytes) and decoded floats must be bit-identical, in both directions (each decodes the other's bytes).
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -16,6 +21,7 @@
 #include "catch.h"
 #include "quantizer_test_helpers.h"
 #include "vidkv/core/error.h"
+#include "vidkv/experiments/src/presets.h"
 
 using namespace vidkv;
 using namespace vidkv::test;
@@ -204,6 +210,95 @@ TEST_CASE("invalid quantizer parameters are ConfigErrors naming the key", "[quan
       FAIL("expected a ConfigError");
     } catch (const ConfigError& e) {
       CHECK(std::string(e.what()).find("no_such_key") != std::string::npos);
+    }
+  }
+}
+
+namespace {
+
+// test_block plus the cases where a vectorised min/max could differ from the sequential one: groups whose
+// extremum is a zero of either sign (channel c % 7 == 3 alternates -0/+0 along tokens, token t % 11 == 4 is
+// all zeros of alternating sign along channels) and a group of large-magnitude values.
+std::vector<float> equivalence_block(const BlockShape& s, std::uint64_t seed) {
+  auto x = test_block(s, seed);
+  for (std::int64_t h = 0; h < s.heads; ++h)
+    for (std::int64_t t = 0; t < s.tokens; ++t)
+      for (std::int64_t c = 0; c < s.channels; ++c) {
+        float& v = x[std::size_t((h * s.tokens + t) * s.channels + c)];
+        if (c % 7 == 3) v = (t % 2) ? -0.0f : 0.0f;
+        if (t % 11 == 4) v = (c % 2) ? 0.0f : -0.0f;
+        if (c % 7 == 5 && t % 3 == 0) v = std::fabs(v);  // some groups with a zero minimum from below
+        if (c == 0 && t % 13 == 6) v *= 1000.0f;
+      }
+  return x;
+}
+
+std::vector<ConfigNode> equivalence_blocks() {
+  std::vector<ConfigNode> out;
+  for (const auto& c : conformance_configs()) out.push_back(quantizer_block(c.name, c.params));
+  for (const auto& p : list_presets()) {
+    const ConfigNode doc = load_preset(p.name, ConfigNode::scalar(p.name));
+    for (const char* side : {"key", "value"}) out.push_back(doc.at("codec").at(side));
+  }
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("optimized CPU paths write the reference's bytes for every quantizer and preset", "[quantizer][conformance][optimized]") {
+  const std::vector<BlockShape> shapes{{1, 32, 8}, {2, 45, 16}, {1, 7, 3}, {3, 64, 128}, {4, 300, 128}, {2, 77, 13}, {1, 1, 5}};
+  const PluginRegistry& ref_registry = builtin_registry(CpuImplementation::reference);
+  const PluginRegistry& opt_registry = builtin_registry(CpuImplementation::optimized);
+  REQUIRE(ref_registry.implementation() == CpuImplementation::reference);
+  REQUIRE(opt_registry.implementation() == CpuImplementation::optimized);
+  const auto blocks = equivalence_blocks();
+  REQUIRE(blocks.size() > conformance_configs().size());
+  std::uint64_t seed = 5000;
+  for (const auto& block : blocks) {
+    const auto ref = ref_registry.make_quantizer(block);
+    const auto opt = opt_registry.make_quantizer(block);
+    for (const auto& shape : shapes) {
+      ++seed;
+      INFO("block " << block.dump() << ", shape " << shape.str() << ", seed " << seed);
+      if (!ref->supports(Device::cpu, shape)) continue;
+      const TraceTokens tokens = mixed_tokens(shape.tokens);
+      TokenContext ctx;
+      ctx.layer = 1;
+      ctx.tokens = &tokens;
+      ctx.seed = seed;
+      const auto layout = ref->layout(shape, ctx);
+      REQUIRE(opt->layout(shape, ctx).bytes() == layout.bytes());
+      const auto x = equivalence_block(shape, seed);
+      std::vector<std::uint8_t> ref_bytes;
+      try {
+        ref_bytes = guarded_encode(*ref, shape, ctx, x, layout.bytes(), 0xC3);
+      } catch (const Error& e) {  // e.g. a protector whose side data this context lacks: both must refuse
+        INFO("reference refused: " << e.what());
+        std::vector<std::uint8_t> out(layout.bytes());
+        CHECK_THROWS_AS(opt->encode(x.data(), shape, ctx, out.data()), Error);
+        continue;
+      }
+      const auto opt_bytes = guarded_encode(*opt, shape, ctx, x, layout.bytes(), 0x3C);
+      std::size_t first_diff = ref_bytes.size();
+      for (std::size_t i = 0; i < ref_bytes.size(); ++i)
+        if (ref_bytes[i] != opt_bytes[i]) {
+          first_diff = i;
+          break;
+        }
+      INFO("first differing byte " << first_diff << " of " << ref_bytes.size());
+      REQUIRE(first_diff == ref_bytes.size());
+
+      const std::size_t n = std::size_t(shape.elements());
+      std::vector<float> ref_y(n + 32, -777.0f), opt_y(n + 32, -777.0f), cross_y(n + 32, -777.0f);
+      ref->decode(ref_bytes.data(), shape, ctx, ref_y.data() + 16);
+      opt->decode(opt_bytes.data(), shape, ctx, opt_y.data() + 16);
+      opt->decode(ref_bytes.data(), shape, ctx, cross_y.data() + 16);
+      for (std::size_t i = 0; i < 16; ++i) {
+        REQUIRE(opt_y[i] == -777.0f);
+        REQUIRE(opt_y[n + 16 + i] == -777.0f);
+      }
+      CHECK(std::memcmp(ref_y.data(), opt_y.data(), (n + 32) * sizeof(float)) == 0);
+      CHECK(std::memcmp(ref_y.data(), cross_y.data(), (n + 32) * sizeof(float)) == 0);
     }
   }
 }

@@ -1,6 +1,7 @@
 #include "vidkv/plugins/quantizers/mixed_channel/mixed_channel.h"
 
 #include <cstring>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -36,23 +37,38 @@ std::string part_prefix(const char* side, const Part& p, bool per_head) {
   return per_head ? std::string(side) + ".h" + std::to_string(p.mask) : std::string(side);
 }
 
-// Copies channels `cl` of heads [p.head_begin, p.head_end) of `in` into a dense [heads, tokens, |cl|] block.
-std::vector<float> gather(const float* in, const BlockShape& shape, const Part& p, const std::vector<std::int64_t>& cl) {
-  const auto n = static_cast<std::int64_t>(cl.size());
-  std::vector<float> out(static_cast<std::size_t>((p.head_end - p.head_begin) * shape.tokens * n));
-  std::size_t o = 0;
+// Uninitialised float storage: the gathered blocks are overwritten completely, so zero-filling them (as
+// std::vector would) is a wasted pass over a whole layer.
+using FloatBuffer = std::unique_ptr<float[]>;
+FloatBuffer float_buffer(std::int64_t n) { return FloatBuffer(new float[static_cast<std::size_t>(n)]); }
+
+// Splits heads [p.head_begin, p.head_end) of `in` into dense [heads, tokens, |hi|] and [heads, tokens, |lo|]
+// blocks of channels `hi` and `lo` (ascending), reading every token row once.
+void gather(const float* in, const BlockShape& shape, const Part& p, const std::vector<std::int64_t>& hi,
+            const std::vector<std::int64_t>& lo, float* hi_out, float* lo_out) {
+  const auto nh = hi.size(), nl = lo.size();
   for (std::int64_t h = p.head_begin; h < p.head_end; ++h)
-    for (std::int64_t t = 0; t < shape.tokens; ++t)
-      for (std::int64_t c : cl) out[o++] = in[h * shape.slab_elements() + t * shape.channels + c];
-  return out;
+    for (std::int64_t t = 0; t < shape.tokens; ++t) {
+      const float* row = in + h * shape.slab_elements() + t * shape.channels;
+      for (std::size_t k = 0; k < nh; ++k) hi_out[k] = row[hi[k]];
+      for (std::size_t k = 0; k < nl; ++k) lo_out[k] = row[lo[k]];
+      hi_out += nh;
+      lo_out += nl;
+    }
 }
 
-void scatter(const std::vector<float>& part, const BlockShape& shape, const Part& p, const std::vector<std::int64_t>& cl,
-             float* out) {
-  std::size_t o = 0;
+// The inverse of gather().
+void scatter(const float* hi_in, const float* lo_in, const BlockShape& shape, const Part& p,
+             const std::vector<std::int64_t>& hi, const std::vector<std::int64_t>& lo, float* out) {
+  const auto nh = hi.size(), nl = lo.size();
   for (std::int64_t h = p.head_begin; h < p.head_end; ++h)
-    for (std::int64_t t = 0; t < shape.tokens; ++t)
-      for (std::int64_t c : cl) out[h * shape.slab_elements() + t * shape.channels + c] = part[o++];
+    for (std::int64_t t = 0; t < shape.tokens; ++t) {
+      float* row = out + h * shape.slab_elements() + t * shape.channels;
+      for (std::size_t k = 0; k < nh; ++k) row[hi[k]] = hi_in[k];
+      for (std::size_t k = 0; k < nl; ++k) row[lo[k]] = lo_in[k];
+      hi_in += nh;
+      lo_in += nl;
+    }
 }
 
 }  // namespace
@@ -107,14 +123,17 @@ void MixedChannelQuantizer::encode(const float* in, const BlockShape& shape, con
     std::vector<std::int64_t> hi, lo;
     for (std::size_t c = 0; c < channels; ++c) (masks[static_cast<std::size_t>(p.mask)][c] ? hi : lo).push_back(static_cast<std::int64_t>(c));
     VIDKV_ASSERT(static_cast<std::int64_t>(hi.size()) == k, "selector chose ", hi.size(), " channels, expected ", k);
-    for (int side = 0; side < 2; ++side) {
-      const auto& cl = side == 0 ? hi : lo;
-      if (cl.empty()) continue;
-      const Quantizer& q = side == 0 ? *high_ : *low_;
-      const BlockShape ps = part_shape(shape, static_cast<std::int64_t>(cl.size()));
-      const std::vector<float> block = gather(in, shape, p, cl);
-      q.encode(block.data(), ps, ctx, cursor);
-      cursor += q.layout(ps, ctx).bytes();
+    const BlockShape hs = part_shape(shape, static_cast<std::int64_t>(hi.size()));
+    const BlockShape ls = part_shape(shape, static_cast<std::int64_t>(lo.size()));
+    FloatBuffer hi_block = float_buffer(hs.elements()), lo_block = float_buffer(ls.elements());
+    gather(in, shape, p, hi, lo, hi_block.get(), lo_block.get());
+    if (!hi.empty()) {
+      high_->encode(hi_block.get(), hs, ctx, cursor);
+      cursor += high_->layout(hs, ctx).bytes();
+    }
+    if (!lo.empty()) {
+      low_->encode(lo_block.get(), ls, ctx, cursor);
+      cursor += low_->layout(ls, ctx).bytes();
     }
   }
 }
@@ -132,16 +151,18 @@ void MixedChannelQuantizer::decode(const std::uint8_t* in, const BlockShape& sha
       (mixed_channel_format::mask_get(in, channels, static_cast<std::size_t>(p.mask), c) ? hi : lo).push_back(static_cast<std::int64_t>(c));
     VIDKV_REQUIRE(static_cast<std::int64_t>(hi.size()) == k, IoError, "mixed_channel: channel mask ", p.mask, " has ",
                   hi.size(), " channels set, the layout needs ", k, " (corrupt or foreign bytes)");
-    for (int side = 0; side < 2; ++side) {
-      const auto& cl = side == 0 ? hi : lo;
-      if (cl.empty()) continue;
-      const Quantizer& q = side == 0 ? *high_ : *low_;
-      const BlockShape ps = part_shape(shape, static_cast<std::int64_t>(cl.size()));
-      std::vector<float> block(static_cast<std::size_t>(ps.elements()));
-      q.decode(cursor, ps, ctx, block.data());
-      scatter(block, shape, p, cl, out);
-      cursor += q.layout(ps, ctx).bytes();
+    const BlockShape hs = part_shape(shape, static_cast<std::int64_t>(hi.size()));
+    const BlockShape ls = part_shape(shape, static_cast<std::int64_t>(lo.size()));
+    FloatBuffer hi_block = float_buffer(hs.elements()), lo_block = float_buffer(ls.elements());
+    if (!hi.empty()) {
+      high_->decode(cursor, hs, ctx, hi_block.get());
+      cursor += high_->layout(hs, ctx).bytes();
     }
+    if (!lo.empty()) {
+      low_->decode(cursor, ls, ctx, lo_block.get());
+      cursor += low_->layout(ls, ctx).bytes();
+    }
+    scatter(hi_block.get(), lo_block.get(), shape, p, hi, lo, out);
   }
 }
 

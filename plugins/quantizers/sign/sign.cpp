@@ -11,7 +11,8 @@
 
 namespace vidkv {
 
-Sign::Sign(const Params& params) : params_(params) {
+Sign::Sign(const Params& params, CpuImplementation implementation)
+    : params_(params), implementation_(implementation) {
   VIDKV_REQUIRE(params.group >= 1, ConfigError, "sign: group = ", params.group, " must be >= 1");
 }
 
@@ -42,6 +43,7 @@ void Sign::encode(const float* in, const BlockShape& shape, const TokenContext& 
     fft_forward_rows(params_.fft, in, shape.heads * shape.tokens, shape.channels, transformed.data());
     values = transformed.data();
   }
+  if (implementation_ == CpuImplementation::optimized) return encode_values_optimized(values, g, out);
   std::uint8_t* codes = out;
   std::uint8_t* scales = codes + sign_format::codes_bytes(params_.layout, g);
   std::uint8_t* mins = scales + sign_format::scales_bytes(g, sd);
@@ -63,13 +65,22 @@ void Sign::encode(const float* in, const BlockShape& shape, const TokenContext& 
 
 void Sign::decode(const std::uint8_t* in, const BlockShape& shape, const TokenContext&, float* out) const {
   const auto g = grid(shape);
-  const DType sd = params_.scale_dtype;
   std::vector<float> transformed;
   float* values = out;
   if (params_.fft != SignFft::off) {
     transformed.resize(static_cast<std::size_t>(g.heads * g.head_stride));
     values = transformed.data();
   }
+  if (implementation_ == CpuImplementation::optimized) {
+    decode_values_optimized(in, g, values);
+  } else {
+    decode_values_reference(in, g, values);
+  }
+  if (params_.fft != SignFft::off) fft_inverse_rows(params_.fft, values, shape.heads * shape.tokens, shape.channels, out);
+}
+
+void Sign::decode_values_reference(const std::uint8_t* in, const group_format::GroupGrid& g, float* values) const {
+  const DType sd = params_.scale_dtype;
   const std::uint8_t* codes = in;
   const std::uint8_t* scales = codes + sign_format::codes_bytes(params_.layout, g);
   for (std::int64_t h = 0; h < g.heads; ++h) {
@@ -84,7 +95,6 @@ void Sign::decode(const std::uint8_t* in, const BlockShape& shape, const TokenCo
       }
     }
   }
-  if (params_.fft != SignFft::off) fft_inverse_rows(params_.fft, values, shape.heads * shape.tokens, shape.channels, out);
 }
 
 void register_sign(PluginRegistry& registry) {

@@ -22,6 +22,7 @@
 //   dense 1.5 (off, real), 3.0 (complex); release 2.0 (off, real), 4.0 (complex, the release's 1-bit FFT channel).
 #pragma once
 
+#include "vidkv/core/cpu_implementation.h"
 #include "vidkv/core/dtype.h"
 #include "vidkv/core/plugin_registry.h"
 #include "vidkv/core/quantizer.h"
@@ -67,7 +68,7 @@ struct SignParams {
 class Sign : public Quantizer {
  public:
   using Params = SignParams;
-  explicit Sign(const Params& params);
+  explicit Sign(const Params& params, CpuImplementation implementation = CpuImplementation::optimized);
 
   PackedLayout layout(const BlockShape& shape, const TokenContext& ctx) const override;
   void encode(const float* in, const BlockShape& shape, const TokenContext& ctx, std::uint8_t* out) const override;
@@ -76,7 +77,14 @@ class Sign : public Quantizer {
  private:
   // The grid over the quantized values: the block itself, or [heads, tokens, fft_components].
   group_format::GroupGrid grid(const BlockShape& shape) const;
+  // The optimised path (sign_optimized.cpp) on the values to quantize ([heads, tokens, width]: the block or its
+  // FFT components, computed by the same cached FFTW plans as the reference): bytes identical to the reference
+  // (each group's sum of |x| is accumulated in double in the reference's order; the sign test is exact).
+  void encode_values_optimized(const float* values, const group_format::GroupGrid& g, std::uint8_t* out) const;
+  void decode_values_reference(const std::uint8_t* in, const group_format::GroupGrid& g, float* values) const;
+  void decode_values_optimized(const std::uint8_t* in, const group_format::GroupGrid& g, float* values) const;
   Params params_;
+  CpuImplementation implementation_;
 };
 
 void register_sign(PluginRegistry& registry);

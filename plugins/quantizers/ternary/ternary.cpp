@@ -13,7 +13,8 @@ namespace vidkv {
 using ternary_format::Packing;
 using ternary_format::Reconstruction;
 
-Ternary::Ternary(const Params& params) : params_(params) {
+Ternary::Ternary(const Params& params, CpuImplementation implementation)
+    : params_(params), implementation_(implementation) {
   VIDKV_REQUIRE(params.group >= 1, ConfigError, "ternary: group = ", params.group, " must be >= 1");
   VIDKV_REQUIRE(params.gamma >= 0.0 && params.gamma <= 4.0, ConfigError, "ternary: gamma = ", params.gamma,
                 " is out of range [0, 4]");
@@ -40,6 +41,7 @@ void Ternary::encode(const float* in, const BlockShape& shape, const TokenContex
   const Packing p = params_.packing;
   const Reconstruction rec = params_.reconstruction;
   std::memset(out, 0, layout(shape, ctx).bytes());
+  if (implementation_ == CpuImplementation::optimized) return encode_optimized(in, shape, out);
   std::uint8_t* codes = out;
   std::uint8_t* scales = codes + ternary_format::codes_bytes(p, g);
   std::uint8_t* mins = scales + ternary_format::scales_bytes(p, rec, g, sd);
@@ -74,6 +76,7 @@ void Ternary::encode(const float* in, const BlockShape& shape, const TokenContex
 }
 
 void Ternary::decode(const std::uint8_t* in, const BlockShape& shape, const TokenContext&, float* out) const {
+  if (implementation_ == CpuImplementation::optimized) return decode_optimized(in, shape, out);
   const auto g = grid(shape);
   const DType sd = params_.scale_dtype;
   const Packing p = params_.packing;

@@ -19,6 +19,7 @@
 // effective bits (G = 32 divides the axis, fp16): base3 1.6, slots2 2.0 (+0.5 each when scaled), release 3.0.
 #pragma once
 
+#include "vidkv/core/cpu_implementation.h"
 #include "vidkv/core/dtype.h"
 #include "vidkv/core/plugin_registry.h"
 #include "vidkv/core/quantizer.h"
@@ -61,7 +62,7 @@ struct TernaryParams {
 class Ternary : public Quantizer {
  public:
   using Params = TernaryParams;
-  explicit Ternary(const Params& params);
+  explicit Ternary(const Params& params, CpuImplementation implementation = CpuImplementation::optimized);
 
   PackedLayout layout(const BlockShape& shape, const TokenContext& ctx) const override;
   void encode(const float* in, const BlockShape& shape, const TokenContext& ctx, std::uint8_t* out) const override;
@@ -69,7 +70,12 @@ class Ternary : public Quantizer {
 
  private:
   group_format::GroupGrid grid(const BlockShape& shape) const;
+  // The optimised path (ternary_optimized.cpp): bytes identical to the reference (each group's sums are
+  // accumulated in double in the reference's order, the dead-zone comparisons are the reference's, in double).
+  void encode_optimized(const float* in, const BlockShape& shape, std::uint8_t* out) const;
+  void decode_optimized(const std::uint8_t* in, const BlockShape& shape, float* out) const;
   Params params_;
+  CpuImplementation implementation_;
 };
 
 void register_ternary(PluginRegistry& registry);

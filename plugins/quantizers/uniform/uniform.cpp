@@ -30,7 +30,8 @@ void UniformParams::validate(const ConfigNode& node) const {
   }
 }
 
-Uniform::Uniform(const Params& params) : params_(params) {
+Uniform::Uniform(const Params& params, CpuImplementation implementation)
+    : params_(params), implementation_(implementation) {
   VIDKV_REQUIRE(params.bits >= 1 && params.bits <= 8, ConfigError, "uniform: bits = ", params.bits, " is out of range [1, 8]");
   VIDKV_REQUIRE(params.group >= 1, ConfigError, "uniform: group = ", params.group, " must be >= 1");
   params.check();
@@ -55,6 +56,7 @@ void Uniform::encode(const float* in, const BlockShape& shape, const TokenContex
   const auto bits = static_cast<unsigned>(params_.bits);
   const DType sd = params_.scale_dtype;
   std::memset(out, 0, layout(shape, ctx).bytes());
+  if (implementation_ == CpuImplementation::optimized) return encode_optimized(in, shape, out);
   std::uint8_t* codes = out;
   std::uint8_t* scales = codes + uniform_format::codes_bytes(params_.layout, g, bits);
   std::uint8_t* mins = scales + uniform_format::scales_bytes(g, sd);
@@ -82,6 +84,7 @@ void Uniform::encode(const float* in, const BlockShape& shape, const TokenContex
 }
 
 void Uniform::decode(const std::uint8_t* in, const BlockShape& shape, const TokenContext&, float* out) const {
+  if (implementation_ == CpuImplementation::optimized) return decode_optimized(in, shape, out);
   const auto g = grid(shape);
   const auto bits = static_cast<unsigned>(params_.bits);
   const DType sd = params_.scale_dtype;

@@ -25,6 +25,7 @@
 // of the last byte / of each row's last word otherwise): 2-bit, G = 32, fp16 -> 2 + 32/32 = 3.0.
 #pragma once
 
+#include "vidkv/core/cpu_implementation.h"
 #include "vidkv/core/dtype.h"
 #include "vidkv/core/plugin_registry.h"
 #include "vidkv/core/quantizer.h"
@@ -64,7 +65,7 @@ struct UniformParams {
 class Uniform : public Quantizer {
  public:
   using Params = UniformParams;
-  explicit Uniform(const Params& params);
+  explicit Uniform(const Params& params, CpuImplementation implementation = CpuImplementation::optimized);
 
   PackedLayout layout(const BlockShape& shape, const TokenContext& ctx) const override;
   void encode(const float* in, const BlockShape& shape, const TokenContext& ctx, std::uint8_t* out) const override;
@@ -72,7 +73,12 @@ class Uniform : public Quantizer {
 
  private:
   group_format::GroupGrid grid(const BlockShape& shape) const;
+  // The optimised paths (uniform_optimized.cpp): bytes identical to the reference (min, max, the division and
+  // round-half-even are exact, evaluated per element in the same order; only the loop order over groups changes).
+  void encode_optimized(const float* in, const BlockShape& shape, std::uint8_t* out) const;
+  void decode_optimized(const std::uint8_t* in, const BlockShape& shape, float* out) const;
   Params params_;
+  CpuImplementation implementation_;
 };
 
 void register_uniform(PluginRegistry& registry);

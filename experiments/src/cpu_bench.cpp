@@ -1,0 +1,186 @@
+#include "vidkv/experiments/src/cpu_bench.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <memory>
+#include <sstream>
+#include <thread>
+
+#include "vidkv/core/cache_lifecycle.h"
+#include "vidkv/core/error.h"
+#include "vidkv/core/kv_codec.h"
+#include "vidkv/core/params.h"
+#include "vidkv/core/plugin_registry.h"
+#include "vidkv/core/thread_pool.h"
+#include "vidkv/experiments/src/metrics.h"
+#include "vidkv/experiments/src/presets.h"
+
+namespace vidkv {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+
+// Runs fn(i) for i in [0, n) on `pool` (or inline without one) and returns the wall time, best of `repeats`.
+template <class Fn>
+double best_time(ThreadPool* pool, std::int64_t n, int repeats, const Fn& fn) {
+  double best = 1e300;
+  for (int r = 0; r < repeats; ++r) {
+    const auto t0 = Clock::now();
+    if (pool) {
+      pool->parallel_for(n, fn);
+    } else {
+      for (std::int64_t i = 0; i < n; ++i) fn(i);
+    }
+    best = std::min(best, seconds_since(t0));
+  }
+  return best;
+}
+
+}  // namespace
+
+SyntheticTraceSpec bench_trace_spec(const std::string& shape) {
+  SyntheticTraceSpec spec;
+  spec.layers = 28;
+  spec.kv_heads = 4;
+  spec.tokens = 8192;
+  spec.head_dim = 128;
+  spec.frames = 16;
+  if (!shape.empty()) parse_synthetic_shape(shape, spec);
+  return spec;
+}
+
+double copy_bandwidth_gbps(int threads, int repeats) {
+  // 256 MiB per side: far beyond any last-level cache this code is likely to meet.
+  const std::size_t bytes = std::size_t{256} << 20;
+  std::unique_ptr<char[]> src(new char[bytes]), dst(new char[bytes]);
+  std::memset(src.get(), 1, bytes);
+  std::memset(dst.get(), 2, bytes);  // touch every page before timing
+  threads = std::max(1, threads);
+  const std::size_t chunk = bytes / static_cast<std::size_t>(threads);
+  auto copy_part = [&](std::int64_t i) {
+    const std::size_t begin = static_cast<std::size_t>(i) * chunk;
+    const std::size_t n = i == threads - 1 ? bytes - begin : chunk;
+    std::memcpy(dst.get() + begin, src.get() + begin, n);
+  };
+  std::unique_ptr<ThreadPool> pool;
+  if (threads > 1) pool = std::make_unique<ThreadPool>(threads - 1);
+  const double t = best_time(pool.get(), threads, repeats + 1, copy_part);
+  return static_cast<double>(bytes) / t / 1e9;
+}
+
+CpuBenchResult run_cpu_bench(const CpuBenchOptions& options) {
+  const SyntheticTraceSpec spec = options.spec.resolved();
+  const SyntheticTrace trace(spec);
+  CpuBenchResult result;
+  result.shape = spec.str();
+  result.threads = std::max(1, options.threads);
+  result.hardware_threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  result.layers = options.layers > 0 ? options.layers : std::max(2, result.threads);
+  result.layers = std::min(result.layers, spec.layers);
+  const BlockShape shape{spec.kv_heads, spec.tokens, spec.head_dim};
+  result.layer_fp16_bytes = 2 * shape.elements() * 2;
+  const double bytes = static_cast<double>(result.layer_fp16_bytes) * result.layers;
+
+  result.copy_gbps_one_thread = copy_bandwidth_gbps(1, options.repeats);
+  result.copy_gbps_all_threads = copy_bandwidth_gbps(result.hardware_threads, options.repeats);
+
+  const TraceTokens tokens = trace.tokens();
+  std::vector<LayerData> layers;
+  for (int l = 0; l < result.layers; ++l) layers.push_back(trace.layer(l));
+  std::unique_ptr<ThreadPool> pool;
+  if (result.threads > 1) pool = std::make_unique<ThreadPool>(result.threads - 1);
+  const PluginRegistry& registry = builtin_registry(options.implementation);
+
+  for (const auto& name : options.presets) {
+    const ConfigNode doc = load_preset(name, ConfigNode::scalar(name));
+    const KvCodec codec(registry.make_quantizer(doc.at("codec").at("key")), registry.make_quantizer(doc.at("codec").at("value")));
+    const LifecycleParams lifecycle = parse_params<LifecycleParams>(doc.at("lifecycle"), {}, "lifecycle");
+    auto context = [&](int layer) {
+      TokenContext ctx;
+      ctx.layer = layer;
+      ctx.tokens = &tokens;
+      ctx.seed = spec.seed;
+      return ctx;
+    };
+    const std::size_t key_bytes = codec.key().layout(shape, context(0)).bytes();
+    const std::size_t value_bytes = codec.value().layout(shape, context(0)).bytes();
+    std::vector<std::vector<std::uint8_t>> packed(layers.size());
+    std::vector<std::vector<float>> decoded(layers.size());
+    for (std::size_t l = 0; l < layers.size(); ++l) {
+      packed[l].assign(key_bytes + value_bytes, 0);
+      decoded[l].assign(static_cast<std::size_t>(2 * shape.elements()), 0.0f);
+    }
+    auto encode = [&](std::int64_t l) {
+      const TokenContext ctx = context(static_cast<int>(l));
+      const LayerData& d = layers[static_cast<std::size_t>(l)];
+      codec.key().encode(d.key.data(), shape, ctx, packed[static_cast<std::size_t>(l)].data());
+      codec.value().encode(d.value.data(), shape, ctx, packed[static_cast<std::size_t>(l)].data() + key_bytes);
+    };
+    auto decode = [&](std::int64_t l) {
+      const TokenContext ctx = context(static_cast<int>(l));
+      float* out = decoded[static_cast<std::size_t>(l)].data();
+      codec.key().decode(packed[static_cast<std::size_t>(l)].data(), shape, ctx, out);
+      codec.value().decode(packed[static_cast<std::size_t>(l)].data() + key_bytes, shape, ctx, out + shape.elements());
+    };
+    auto encode_metrics = [&](std::int64_t l) {
+      const TokenContext ctx = context(static_cast<int>(l));
+      const LayerData& d = layers[static_cast<std::size_t>(l)];
+      ReplayedLayer out = replay_layer(codec, lifecycle, d.key.data(), d.value.data(), shape, ctx);
+      const LayerQueries* q = d.queries && d.queries->count > 0 ? &*d.queries : nullptr;
+      LayerTensors t{d.key.data(), d.value.data(), out.key.data(), out.value.data(), shape, q};
+      VIDKV_ASSERT(layer_metrics_all(t).size() == static_cast<std::size_t>(shape.heads + 1), "metrics of every head");
+    };
+    const auto n = static_cast<std::int64_t>(layers.size());
+    const double t_enc = best_time(pool.get(), n, options.repeats, encode);
+    const double t_dec = best_time(pool.get(), n, options.repeats, decode);
+    const double t_all = best_time(pool.get(), n, options.repeats, encode_metrics);
+    CpuBenchRow row;
+    row.preset = name;
+    row.encode_gbps = bytes / t_enc / 1e9;
+    row.decode_gbps = bytes / t_dec / 1e9;
+    row.encode_decode_gbps = bytes / (t_enc + t_dec) / 1e9;
+    row.encode_metrics_gbps = bytes / t_all / 1e9;
+    result.rows.push_back(row);
+  }
+  return result;
+}
+
+std::string cpu_bench_markdown(const CpuBenchResult& r, const std::vector<double>& torch_gbps) {
+  std::ostringstream s;
+  char buf[512];
+  s << "shape " << r.shape << "; " << r.layers << " layer(s) timed, " << r.threads << " thread(s); GB/s of fp16 K+V input "
+    << "(best of N)\n";
+  std::snprintf(buf, sizeof buf, "streaming copy (memcpy): %.2f GB/s on 1 thread, %.2f GB/s on %d threads\n\n",
+                r.copy_gbps_one_thread, r.copy_gbps_all_threads, r.hardware_threads);
+  s << buf;
+  const bool torch = !torch_gbps.empty();
+  s << "| preset | encode | decode | encode+decode | encode+metrics | enc+dec / copy(1 thread) | enc+dec / copy(all) |"
+    << (torch ? " torch enc+dec | ours / torch |" : "") << "\n";
+  s << "| --- | ---: | ---: | ---: | ---: | ---: | ---: |" << (torch ? " ---: | ---: |" : "") << "\n";
+  for (std::size_t i = 0; i < r.rows.size(); ++i) {
+    const auto& row = r.rows[i];
+    std::snprintf(buf, sizeof buf, "| %s | %.2f | %.2f | %.2f | %.2f | %.1f%% | %.1f%% |", row.preset.c_str(), row.encode_gbps,
+                  row.decode_gbps, row.encode_decode_gbps, row.encode_metrics_gbps,
+                  100.0 * row.encode_decode_gbps / r.copy_gbps_one_thread,
+                  100.0 * row.encode_decode_gbps / r.copy_gbps_all_threads);
+    s << buf;
+    if (torch) {
+      const double t = i < torch_gbps.size() ? torch_gbps[i] : 0.0;
+      if (t > 0) {
+        std::snprintf(buf, sizeof buf, " %.3f | %.1fx |", t, row.encode_decode_gbps / t);
+      } else {
+        std::snprintf(buf, sizeof buf, " n/a | n/a |");
+      }
+      s << buf;
+    }
+    s << "\n";
+  }
+  return s.str();
+}
+
+}  // namespace vidkv

@@ -1,0 +1,58 @@
+// `vidkv bench --backend cpu`: throughput of trace replay on CPU, in GB/s of full-precision (fp16) K/V input,
+// beside the machine's streaming copy bandwidth measured in the same process (one thread and all threads).
+//
+// Work measured per preset on synthetic layers of the requested shape (traces/synthetic_trace.h, generated in
+// memory, not timed): encode = the preset's key and value quantizers on the whole [heads, tokens, dim] block of
+// each layer; decode = the inverse; encode+metrics = what `vidkv run` does per layer (replay_layer through the
+// preset's lifecycle, then the layer and per-head metrics). Layers are spread over `threads` workers; each figure
+// is the best of `repeats` runs. Bytes counted: 2 * heads * tokens * dim * 2 (K and V in fp16) per layer.
+// The copy bandwidth is memcpy of a buffer far larger than the caches, counting the bytes copied once.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "vidkv/core/cpu_implementation.h"
+#include "vidkv/traces/synthetic_trace.h"
+
+namespace vidkv {
+
+SyntheticTraceSpec bench_trace_spec(const std::string& shape);
+
+struct CpuBenchOptions {
+  SyntheticTraceSpec spec = bench_trace_spec("");  // shape and seed of the synthetic trace
+  int threads = 1;                         // workers over layers
+  int layers = 0;                          // layers generated and timed; 0: max(2, threads), at most spec.layers
+  int repeats = 3;                         // best of
+  std::vector<std::string> presets = {"kivi-2", "vidkv-k1.5-v1.58"};
+  CpuImplementation implementation = CpuImplementation::optimized;
+};
+
+struct CpuBenchRow {
+  std::string preset;
+  double encode_gbps = 0, decode_gbps = 0, encode_decode_gbps = 0, encode_metrics_gbps = 0;
+};
+
+struct CpuBenchResult {
+  std::string shape;                       // spec.str()
+  int threads = 1, layers = 0, hardware_threads = 1;
+  double copy_gbps_one_thread = 0, copy_gbps_all_threads = 0;
+  std::int64_t layer_fp16_bytes = 0;       // K + V of one layer in fp16
+  std::vector<CpuBenchRow> rows;
+};
+
+// The synthetic trace spec of the bench for "LxHxTxD" (16 frames of video tokens, fp16, seed 0); "" gives
+// the default 28x4x8192x128 (LLaVA-OneVision-7B / Qwen2.5-VL-7B KV geometry).
+SyntheticTraceSpec bench_trace_spec(const std::string& shape);
+
+// Streaming memcpy bandwidth in GB/s (bytes copied / second) with `threads` threads, best of `repeats`.
+double copy_bandwidth_gbps(int threads, int repeats = 3);
+
+CpuBenchResult run_cpu_bench(const CpuBenchOptions& options);
+
+// The result as a markdown table with ratios ours/copy(1 thread), ours/copy(all) for encode+decode; `torch_gbps`
+// (same order as rows, <= 0: not measured) adds the PyTorch column and ours/torch.
+std::string cpu_bench_markdown(const CpuBenchResult& r, const std::vector<double>& torch_gbps = {});
+
+}  // namespace vidkv
