@@ -12,11 +12,10 @@ namespace vidkv {
 
 std::string SourceLocation::str() const {
   if (file.empty() && line == 0) return "";
-  std::ostringstream out;
-  out << (file.empty() ? "<config>" : file);
-  if (line > 0) out << ":" << line;
-  if (column > 0) out << ":" << column;
-  return out.str();
+  std::string out = file.empty() ? "<config>" : file;
+  if (line > 0) out += detail::concat(":", line);
+  if (column > 0) out += detail::concat(":", column);
+  return out;
 }
 
 ConfigNode ConfigNode::scalar(std::string text, SourceLocation loc) {

@@ -6,7 +6,9 @@
 //  - our own bugs are assertions (VIDKV_ASSERT) that abort with file and line.
 #pragma once
 
+#include <cstdio>
 #include <sstream>
+#include <type_traits>
 #include <stdexcept>
 #include <string>
 
@@ -51,11 +53,40 @@ class CudaError : public Error {
 namespace detail {
 [[noreturn]] void assertion_failed(const char* expr, const char* file, int line, const std::string& message);
 
+// Message text without iostreams: strings and characters are appended, numbers formatted with snprintf (integers
+// in full, floating point as %g like an ostream would). Iostream number formatting crashed inside the Python
+// extension on the GPU machine (Ubuntu 24.04, Python 3.12, pybind11 3.1); this path needs no locale at all.
+// Other streamable types still go through an ostringstream.
+inline void append_piece(std::string& out, const std::string& v) { out += v; }
+inline void append_piece(std::string& out, const char* v) { out += v ? v : "(null)"; }
+inline void append_piece(std::string& out, char v) { out += v; }
+inline void append_piece(std::string& out, bool v) { out += v ? "1" : "0"; }
+template <class T>
+void append_piece(std::string& out, const T& v) {
+  char buf[64];
+  if constexpr (std::is_integral_v<T> && std::is_signed_v<T>) {
+    std::snprintf(buf, sizeof buf, "%lld", static_cast<long long>(v));
+    out += buf;
+  } else if constexpr (std::is_integral_v<T>) {
+    std::snprintf(buf, sizeof buf, "%llu", static_cast<unsigned long long>(v));
+    out += buf;
+  } else if constexpr (std::is_floating_point_v<T>) {
+    std::snprintf(buf, sizeof buf, "%g", static_cast<double>(v));
+    out += buf;
+  } else if constexpr (std::is_convertible_v<const T&, std::string>) {
+    out += std::string(v);
+  } else {
+    std::ostringstream s;
+    s << v;
+    out += s.str();
+  }
+}
+
 template <class... Args>
 std::string concat(const Args&... args) {
-  std::ostringstream out;
-  (out << ... << args);
-  return out.str();
+  std::string out;
+  (append_piece(out, args), ...);
+  return out;
 }
 }  // namespace detail
 

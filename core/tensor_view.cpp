@@ -16,9 +16,7 @@ Device parse_device(const std::string& text, const std::string& what) {
 }
 
 std::string BlockShape::str() const {
-  std::ostringstream out;
-  out << "[" << heads << " heads x " << tokens << " tokens x " << channels << " channels]";
-  return out.str();
+  return detail::concat("[", heads, " heads x ", tokens, " tokens x ", channels, " channels]");
 }
 
 std::int64_t TensorView::numel() const {
@@ -28,25 +26,20 @@ std::int64_t TensorView::numel() const {
 }
 
 std::string TensorView::shape_str() const {
-  std::ostringstream out;
-  out << "[";
-  for (std::size_t i = 0; i < shape.size(); ++i) out << (i ? ", " : "") << shape[i];
-  out << "] " << dtype_name(dtype);
-  return out.str();
+  std::string out = "[";
+  for (std::size_t i = 0; i < shape.size(); ++i) out += detail::concat(i ? ", " : "", shape[i]);
+  return out + "] " + dtype_name(dtype);
 }
 
 void TensorView::require_shape(const std::vector<std::int64_t>& expected, const std::string& what) const {
   bool ok = expected.size() == shape.size();
   for (std::size_t i = 0; ok && i < expected.size(); ++i) ok = expected[i] < 0 || expected[i] == shape[i];
   if (!ok) {
-    std::ostringstream want;
-    want << "[";
-    for (std::size_t i = 0; i < expected.size(); ++i) {
-      want << (i ? ", " : "");
-      if (expected[i] < 0) want << "*"; else want << expected[i];
-    }
-    want << "]";
-    VIDKV_THROW(ShapeError, what, ": expected shape ", want.str(), ", got ", shape_str());
+    std::string want = "[";
+    for (std::size_t i = 0; i < expected.size(); ++i)
+      want += expected[i] < 0 ? std::string(i ? ", *" : "*") : detail::concat(i ? ", " : "", expected[i]);
+    want += "]";
+    VIDKV_THROW(ShapeError, what, ": expected shape ", want, ", got ", shape_str());
   }
 }
 

@@ -8,7 +8,10 @@
 #include <pybind11/stl.h>
 
 #include <cmath>
+#include <exception>
 #include <memory>
+#include <optional>
+#include <type_traits>
 #include <string>
 #include <vector>
 
@@ -23,6 +26,37 @@ namespace py = pybind11;
 using namespace vidkv;
 
 namespace {
+
+// Runs f() with the GIL released (C++ work that may take long) and rethrows any exception only after the GIL is
+// held again, so no exception unwinds through pybind11's GIL bookkeeping (pybind11 3 / Python 3.12 crashed when
+// a plugin error did).
+template <class F>
+auto without_gil(F&& f) -> decltype(f()) {
+  std::exception_ptr error;
+  if constexpr (std::is_void_v<decltype(f())>) {
+    {
+      py::gil_scoped_release release;
+      try {
+        f();
+      } catch (...) {
+        error = std::current_exception();
+      }
+    }
+    if (error) std::rethrow_exception(error);
+  } else {
+    std::optional<decltype(f())> result;
+    {
+      py::gil_scoped_release release;
+      try {
+        result.emplace(f());
+      } catch (...) {
+        error = std::current_exception();
+      }
+    }
+    if (error) std::rethrow_exception(error);
+    return std::move(*result);
+  }
+}
 
 ConfigNode to_config(const py::handle& obj, const std::string& path) {
   const SourceLocation loc{"python", 0, 0};
@@ -167,10 +201,8 @@ class PyCodec {
     const std::size_t want = q_->layout(s, side->ctx).bytes();
     if (data.size() != want) throw ShapeError("decode(): got " + std::to_string(data.size()) + " bytes, the layout needs " + std::to_string(want));
     py::array_t<float> out(std::vector<py::ssize_t>(shape.begin(), shape.end()));
-    {
-      py::gil_scoped_release release;
-      q_->decode(reinterpret_cast<const std::uint8_t*>(data.data()), s, side->ctx, out.mutable_data());
-    }
+    float* dst = out.mutable_data();
+    without_gil([&] { q_->decode(reinterpret_cast<const std::uint8_t*>(data.data()), s, side->ctx, dst); });
     return out;
   }
 
@@ -183,10 +215,8 @@ class PyCodec {
     dims.push_back(a.shape.tokens);
     dims.push_back(a.shape.channels);
     py::array_t<float> out(dims);
-    {
-      py::gil_scoped_release release;
-      q_->decode(bytes.data(), a.shape, side->ctx, out.mutable_data());
-    }
+    float* dst = out.mutable_data();
+    without_gil([&] { q_->decode(bytes.data(), a.shape, side->ctx, dst); });
     return out;
   }
 
@@ -197,8 +227,8 @@ class PyCodec {
     LayerKeys keys{a.data.data(), a.shape.heads, a.shape.tokens, a.shape.channels};
     side.ctx.keys = keys;  // semantic_attention on keys passed as x
     std::vector<std::uint8_t> bytes(q_->layout(a.shape, side.ctx).bytes());
-    py::gil_scoped_release release;
-    q_->encode(a.data.data(), a.shape, side.ctx, bytes.data());
+    const float* src = a.data.data();
+    without_gil([&] { q_->encode(src, a.shape, side.ctx, bytes.data()); });
     return bytes;
   }
 
@@ -329,16 +359,14 @@ class PyLayerCache {
     } else if (tokens_->hidden) {
       tokens_->embeddings.resize(tokens_->embeddings.size() + static_cast<std::size_t>(t * tokens_->hidden), 0.0f);
     }
-    py::gil_scoped_release release;
-    cache_->append(k.data.data(), v.data.data(), t);
+    const float* kp = k.data.data();
+    const float* vp = v.data.data();
+    without_gil([&] { cache_->append(kp, vp, t); });
   }
 
   py::tuple materialize() const {
     std::vector<float> k, v;
-    {
-      py::gil_scoped_release release;
-      cache_->materialize(k, v);
-    }
+    without_gil([&] { cache_->materialize(k, v); });
     const std::vector<py::ssize_t> dims = {heads_, cache_->tokens(), channels_};
     py::array_t<float> ka(dims), va(dims);
     std::copy(k.begin(), k.end(), ka.mutable_data());
@@ -435,8 +463,7 @@ PYBIND11_MODULE(_vidkv, m) {
     o.repeats = repeats;
     o.presets = presets;
     o.implementation = parse_cpu_implementation(implementation);
-    py::gil_scoped_release release;
-    return run_cpu_bench(o);
+    return without_gil([&] { return run_cpu_bench(o); });
   }, py::arg("shape") = "", py::arg("threads") = 1, py::arg("layers") = 0, py::arg("repeats") = 3,
         py::arg("presets") = std::vector<std::string>{"kivi-2", "vidkv-k1.5-v1.58"}, py::arg("implementation") = "optimized",
         "The C++ CPU replay bench of `vidkv bench` (experiments/src/cpu_bench.h).");
