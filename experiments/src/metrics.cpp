@@ -1,3 +1,4 @@
+#include "vidkv/experiments/src/metric_kernels.h"
 #include "vidkv/experiments/src/metrics.h"
 
 #include <algorithm>
@@ -10,46 +11,14 @@ namespace vidkv {
 
 namespace {
 
-struct ErrorSums {
-  double ref2 = 0, hat2 = 0, diff2 = 0, dot = 0;
-  std::int64_t n = 0;
-  void add(const float* x, const float* y, std::int64_t count) {
-    for (std::int64_t i = 0; i < count; ++i) {
-      const double a = x[i], b = y[i];
-      ref2 += a * a;
-      hat2 += b * b;
-      diff2 += (a - b) * (a - b);
-      dot += a * b;
-    }
-    n += count;
-  }
-};
+using metric_kernels::ErrorSums;
+using metric_kernels::put_errors;
+using metric_kernels::softmax;
+using metric_kernels::top_k;
 
-void put_errors(MetricValues& m, const std::string& prefix, const ErrorSums& s) {
-  m[prefix + "_rel_error"] = s.ref2 > 0 ? std::sqrt(s.diff2 / s.ref2) : (s.diff2 > 0 ? INFINITY : 0.0);
-  m[prefix + "_mse"] = s.n ? s.diff2 / static_cast<double>(s.n) : 0.0;
-  // 999 dB stands for an exact reconstruction (infinite SNR) so CSV stays numeric.
-  m[prefix + "_snr_db"] = s.diff2 > 0 ? (s.ref2 > 0 ? 10.0 * std::log10(s.ref2 / s.diff2) : -INFINITY) : 999.0;
-  m[prefix + "_cosine"] = (s.ref2 > 0 && s.hat2 > 0) ? s.dot / std::sqrt(s.ref2 * s.hat2) : (s.ref2 == s.hat2 ? 1.0 : 0.0);
-}
 
-void softmax(std::vector<double>& s, std::vector<double>& p) {
-  const double mx = *std::max_element(s.begin(), s.end());
-  p.resize(s.size());
-  double z = 0;
-  for (std::size_t j = 0; j < s.size(); ++j) z += (p[j] = std::exp(s[j] - mx));
-  for (auto& v : p) v /= z;
-}
 
-std::vector<std::size_t> top_k(const std::vector<double>& p, std::size_t k) {
-  std::vector<std::size_t> idx(p.size());
-  std::iota(idx.begin(), idx.end(), 0);
-  std::partial_sort(idx.begin(), idx.begin() + static_cast<long>(k), idx.end(),
-                    [&](std::size_t a, std::size_t b) { return p[a] > p[b] || (p[a] == p[b] && a < b); });
-  idx.resize(k);
-  std::sort(idx.begin(), idx.end());
-  return idx;
-}
+
 
 }  // namespace
 
@@ -109,7 +78,9 @@ MetricValues layer_metrics(const LayerTensors& t, std::int64_t head) {
         if (p[j] > 0) klq += p[j] * (std::log(p[j]) - std::log(std::max(ph[j], 1e-300)));
       kl += std::max(0.0, klq);
       const std::size_t k = std::min<std::size_t>(32, n);
-      const auto ta = top_k(p, k), tb = top_k(ph, k);
+      std::vector<std::size_t> ta, tb;
+      top_k(p, k, ta);
+      top_k(ph, k, tb);
       std::vector<std::size_t> common;
       std::set_intersection(ta.begin(), ta.end(), tb.begin(), tb.end(), std::back_inserter(common));
       overlap += static_cast<double>(common.size()) / static_cast<double>(k);
