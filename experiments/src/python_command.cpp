@@ -42,7 +42,8 @@ int run_python_module(const std::string& command, const std::string& module, con
                 "): run scripts/setup.sh --models, or set VIDKV_PYTHON to a python with ", needs);
   std::vector<std::string> argv = {python, "-m", module};
   argv.insert(argv.end(), args.begin(), args.end());
-  const std::string pythonpath = (source_dir() / "experiments" / "python").string() + ":" + extension_dir().string();
+  const std::string pythonpath = (source_dir() / "experiments" / "python").string() + ":" + extension_dir().string() +
+                                 ":" + (source_dir() / "analysis").string();
   const pid_t pid = ::fork();
   if (pid < 0) VIDKV_THROW(Error, command, ": cannot start ", python);
   if (pid == 0) {
