@@ -75,17 +75,10 @@ std::vector<MetricValues> layer_metrics_all(const LayerTensors& t) {
   std::vector<MetricValues> out(static_cast<std::size_t>(sh.heads + 1));
   for (std::int64_t h = -1; h < sh.heads; ++h) {
     const std::int64_t h0 = h < 0 ? 0 : h, h1 = h < 0 ? sh.heads : h + 1;
-    ErrorSums ks, vs;
-    ks.add(t.key + h0 * slab, t.key_hat + h0 * slab, (h1 - h0) * slab);
-    vs.add(t.value + h0 * slab, t.value_hat + h0 * slab, (h1 - h0) * slab);
-    MetricValues& m = out[static_cast<std::size_t>(h < 0 ? sh.heads : h)];
-    put_errors(m, "key", ks);
-    put_errors(m, "value", vs);
+    metric_kernels::put_reconstruction_errors(out[static_cast<std::size_t>(h < 0 ? sh.heads : h)], t, h0, h1);
   }
-  const LayerQueries* q = t.queries;
-  if (!q || q->count == 0 || q->heads == 0) return out;
-  VIDKV_REQUIRE(q->dim == sh.channels, ShapeError, "query states have dim ", q->dim, " but keys have ", sh.channels);
-  VIDKV_REQUIRE(q->heads % sh.heads == 0, ShapeError, "query heads ", q->heads, " not a multiple of KV heads ", sh.heads);
+  const LayerQueries* q = metric_kernels::usable_queries(t);
+  if (!q) return out;
   const std::int64_t group = q->heads / sh.heads;
   const std::int64_t d = sh.channels;
   const auto ud = static_cast<std::size_t>(d);

@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "vidkv/core/error.h"
 #include "vidkv/experiments/src/metrics.h"
 
 namespace vidkv::metric_kernels {
@@ -37,6 +38,27 @@ inline void put_errors(MetricValues& m, const std::string& prefix, const ErrorSu
   // 999 dB stands for an exact reconstruction (infinite SNR) so CSV stays numeric.
   m[prefix + "_snr_db"] = s.diff2 > 0 ? (s.ref2 > 0 ? 10.0 * std::log10(s.ref2 / s.diff2) : -INFINITY) : 999.0;
   m[prefix + "_cosine"] = (s.ref2 > 0 && s.hat2 > 0) ? s.dot / std::sqrt(s.ref2 * s.hat2) : (s.ref2 == s.hat2 ? 1.0 : 0.0);
+}
+
+// Key and value reconstruction errors of KV heads [h0, h1) of a layer, into m.
+inline void put_reconstruction_errors(MetricValues& m, const LayerTensors& t, std::int64_t h0, std::int64_t h1) {
+  const std::int64_t slab = t.shape.slab_elements();
+  ErrorSums ks, vs;
+  ks.add(t.key + h0 * slab, t.key_hat + h0 * slab, (h1 - h0) * slab);
+  vs.add(t.value + h0 * slab, t.value_hat + h0 * slab, (h1 - h0) * slab);
+  put_errors(m, "key", ks);
+  put_errors(m, "value", vs);
+}
+
+// The recorded queries of t if there are any (nullptr otherwise), after checking they fit the keys: same head
+// dim, and a whole number of query heads per KV head (GQA).
+inline const LayerQueries* usable_queries(const LayerTensors& t) {
+  const LayerQueries* q = t.queries;
+  if (!q || q->count == 0 || q->heads == 0) return nullptr;
+  VIDKV_REQUIRE(q->dim == t.shape.channels, ShapeError, "query states have dim ", q->dim, " but keys have ", t.shape.channels);
+  VIDKV_REQUIRE(q->heads % t.shape.heads == 0, ShapeError, "query heads ", q->heads, " not a multiple of KV heads ",
+                t.shape.heads);
+  return q;
 }
 
 // p = softmax(s), max-subtracted, in index order.

@@ -27,17 +27,11 @@ MetricValues layer_metrics(const LayerTensors& t, std::int64_t head) {
   VIDKV_ASSERT(head >= -1 && head < sh.heads, "head ", head, " of ", sh.heads);
   const std::int64_t h0 = head < 0 ? 0 : head, h1 = head < 0 ? sh.heads : head + 1;
   const std::int64_t slab = sh.slab_elements();
-  ErrorSums ks, vs;
-  ks.add(t.key + h0 * slab, t.key_hat + h0 * slab, (h1 - h0) * slab);
-  vs.add(t.value + h0 * slab, t.value_hat + h0 * slab, (h1 - h0) * slab);
   MetricValues m;
-  put_errors(m, "key", ks);
-  put_errors(m, "value", vs);
+  metric_kernels::put_reconstruction_errors(m, t, h0, h1);
 
-  const LayerQueries* q = t.queries;
-  if (!q || q->count == 0 || q->heads == 0) return m;
-  VIDKV_REQUIRE(q->dim == sh.channels, ShapeError, "query states have dim ", q->dim, " but keys have ", sh.channels);
-  VIDKV_REQUIRE(q->heads % sh.heads == 0, ShapeError, "query heads ", q->heads, " not a multiple of KV heads ", sh.heads);
+  const LayerQueries* q = metric_kernels::usable_queries(t);
+  if (!q) return m;
   const std::int64_t group = q->heads / sh.heads;
   const std::int64_t d = sh.channels;
   const double inv_sqrt_d = 1.0 / std::sqrt(static_cast<double>(d));
