@@ -246,7 +246,11 @@ std::vector<ConfigNode> equivalence_blocks() {
 }  // namespace
 
 TEST_CASE("optimized CPU paths write the reference's bytes for every quantizer and preset", "[quantizer][conformance][optimized]") {
-  const std::vector<BlockShape> shapes{{1, 32, 8}, {2, 45, 16}, {1, 7, 3}, {3, 64, 128}, {4, 300, 128}, {2, 77, 13}, {1, 1, 5}};
+  // Besides tails and odd sizes, shapes that the AVX-512 kernels take (grouped axis a multiple of 32): several
+  // 16-channel strips with a partial last one (2x64x40, 2x96x20), token-axis batches of 16 groups with and
+  // without a remainder (1x64x96, 1x33x32), and the release's 2x64x128.
+  const std::vector<BlockShape> shapes{{1, 32, 8},  {2, 45, 16}, {1, 7, 3},   {3, 64, 128}, {4, 300, 128}, {2, 77, 13},
+                                       {1, 1, 5},   {2, 64, 40}, {2, 96, 20}, {1, 64, 96},  {1, 33, 32},   {2, 64, 128}};
   const PluginRegistry& ref_registry = builtin_registry(CpuImplementation::reference);
   const PluginRegistry& opt_registry = builtin_registry(CpuImplementation::optimized);
   REQUIRE(ref_registry.implementation() == CpuImplementation::reference);

@@ -16,6 +16,7 @@
 #include "vidkv/plugins/quantizers/group_kernels.h"
 #include "vidkv/plugins/quantizers/half_convert.h"
 #include "vidkv/plugins/quantizers/uniform/uniform.h"
+#include "vidkv/plugins/quantizers/uniform/uniform_avx512.h"
 #include "vidkv/plugins/quantizers/uniform/uniform_format.h"
 
 namespace vidkv {
@@ -95,6 +96,7 @@ void Uniform::encode_optimized(const float* in, const BlockShape& shape, std::ui
   const auto g = grid(shape);
   const auto bits = static_cast<unsigned>(params_.bits);
   const DType sd = params_.scale_dtype;
+  if (uniform_avx512::applies(g, bits, sd)) return uniform_avx512::encode(in, g, params_.axis, bits, sd, params_.layout, out);
   const float top = static_cast<float>(uniform_format::max_code(bits));
   std::uint8_t* codes = out;
   std::uint8_t* scales = codes + uniform_format::codes_bytes(params_.layout, g, bits);
@@ -164,6 +166,7 @@ void Uniform::decode_optimized(const std::uint8_t* in, const BlockShape& shape, 
   const auto g = grid(shape);
   const auto bits = static_cast<unsigned>(params_.bits);
   const DType sd = params_.scale_dtype;
+  if (uniform_avx512::applies(g, bits, sd)) return uniform_avx512::decode(in, g, params_.axis, bits, sd, params_.layout, out);
   const std::uint8_t* codes = in;
   const std::uint8_t* scales = codes + uniform_format::codes_bytes(params_.layout, g, bits);
   const std::uint8_t* mins = scales + uniform_format::scales_bytes(g, sd);

@@ -1,0 +1,97 @@
+// Helpers shared by the AVX-512 kernels of the grouped quantizers (uniform/uniform_avx512.cpp,
+// sign/sign_avx512.cpp, ternary/ternary_avx512.cpp). Included only by *_avx512.cpp files, which plugins/CMakeLists.txt
+// compiles with -mavx512f -mavx512bw -mavx512dq -mavx512vl -mf16c; nothing here runs unless cpu_features.h says
+// the processor has those instruction sets.
+//
+// Why these helpers keep the reference's bits (the kernels' equivalence arguments build on them):
+//   * _mm512_min_ps(x, m) is `x < m ? x : m` and _mm512_max_ps(x, m) is `x > m ? x : m` lane by lane (Intel SDM,
+//     MINPS/MAXPS: the second operand is returned when the first is not strictly smaller/larger, zeros of either
+//     sign and NaN included), which is exactly the reference's sequential update, so a column-wise running
+//     extremum is bit-identical, signed zeros included.
+//   * vcvtps2ph with round-to-nearest-even is the IEEE fp32 -> fp16 conversion (subnormals and overflow to inf
+//     included) that core/dtype.h float_to_half_bits computes for every non-NaN value; inputs are finite here.
+//   * _mm512_cvt_roundps_epi32 with _MM_FROUND_TO_NEAREST_INT is round half to even, which is what
+//     group_format::round_half_even computes for finite non-negative values below 2^23.
+#pragma once
+
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512DQ__) && defined(__AVX512VL__)
+
+#include <immintrin.h>
+
+#include <cstdint>
+#include <cstring>
+
+#include "vidkv/core/dtype.h"
+
+namespace vidkv::simd {
+
+constexpr int kRne = _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC;
+
+// The first n (<= 16) of 16 lanes.
+inline __mmask16 first_lanes(std::int64_t n) {
+  return n >= 16 ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>((1u << n) - 1u);
+}
+
+// v rounded to `t` (fp16: round to nearest even; fp32: v itself), as the value stored in a group's metadata;
+// `half` receives the fp16 bits (unused for fp32).
+inline __m512 round_to_stored(__m512 v, DType t, __m256i* half) {
+  if (t != DType::f16) return v;
+  *half = _mm512_cvtps_ph(v, kRne);
+  return _mm512_cvtph_ps(*half);
+}
+
+// Writes lanes [0, n) of a group-scalar vector as elements first + k * stride of a little-endian scalar array of
+// dtype t (fp16 from `half`, fp32 from `v`); byte-wise stores, so any section offset works.
+inline void store_scalars(std::uint8_t* bytes, std::int64_t first, std::int64_t stride, DType t, __m512 v, __m256i half,
+                          std::int64_t n) {
+  if (t == DType::f16) {
+    alignas(32) std::uint16_t h[16];
+    _mm256_store_si256(reinterpret_cast<__m256i*>(h), half);
+    for (std::int64_t k = 0; k < n; ++k) std::memcpy(bytes + 2 * (first + k * stride), &h[k], 2);
+    return;
+  }
+  alignas(64) float f[16];
+  _mm512_store_ps(f, v);
+  for (std::int64_t k = 0; k < n; ++k) std::memcpy(bytes + 4 * (first + k * stride), &f[k], 4);
+}
+
+// Reads elements first + k * stride, k in [0, n), of a little-endian fp16 or fp32 scalar array as fp32 lanes
+// (lanes >= n are 0).
+inline __m512 load_scalars(const std::uint8_t* bytes, std::int64_t first, std::int64_t stride, DType t, std::int64_t n) {
+  if (t == DType::f16) {
+    alignas(32) std::uint16_t h[16] = {};
+    for (std::int64_t k = 0; k < n; ++k) std::memcpy(&h[k], bytes + 2 * (first + k * stride), 2);
+    return _mm512_cvtph_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(h)));
+  }
+  alignas(64) float f[16] = {};
+  for (std::int64_t k = 0; k < n; ++k) std::memcpy(&f[k], bytes + 4 * (first + k * stride), 4);
+  return _mm512_load_ps(f);
+}
+
+// Transposing reduction: lane i of the result is op over the 16 lanes of v[i] (i < 16). Four levels of
+// permute-and-combine, 15 combines in all.
+template <class Op>
+inline __m512 reduce16(__m512* v, Op op) {
+  const __m512i a1 = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23);
+  const __m512i b1 = _mm512_setr_epi32(8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31);
+  const __m512i a2 = _mm512_setr_epi32(0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26, 27);
+  const __m512i b2 = _mm512_setr_epi32(4, 5, 6, 7, 12, 13, 14, 15, 20, 21, 22, 23, 28, 29, 30, 31);
+  const __m512i a3 = _mm512_setr_epi32(0, 1, 4, 5, 8, 9, 12, 13, 16, 17, 20, 21, 24, 25, 28, 29);
+  const __m512i b3 = _mm512_setr_epi32(2, 3, 6, 7, 10, 11, 14, 15, 18, 19, 22, 23, 26, 27, 30, 31);
+  const __m512i a4 = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+  const __m512i b4 = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+  auto level = [&](const __m512* in, __m512* out, int n, __m512i a, __m512i b) {
+    for (int k = 0; k < n; ++k)
+      out[k] = op(_mm512_permutex2var_ps(in[2 * k], a, in[2 * k + 1]), _mm512_permutex2var_ps(in[2 * k], b, in[2 * k + 1]));
+  };
+  __m512 l1[8], l2[4], l3[2], l4[1];
+  level(v, l1, 8, a1, b1);   // l1[k]: lanes 0-7 fold v[2k], 8-15 fold v[2k+1]
+  level(l1, l2, 4, a2, b2);  // 4 lanes per vector
+  level(l2, l3, 2, a3, b3);  // 2 lanes per vector
+  level(l3, l4, 1, a4, b4);  // one lane per vector, in order
+  return l4[0];
+}
+
+}  // namespace vidkv::simd
+
+#endif

@@ -1,0 +1,23 @@
+#include "vidkv/plugins/quantizers/simd/cpu_features.h"
+
+#include <cstdlib>
+#include <cstring>
+
+namespace vidkv::simd {
+
+bool avx512_kernels() {
+  static const bool usable = [] {
+#if defined(VIDKV_HAVE_AVX512_KERNELS) && (defined(__GNUC__) || defined(__clang__))
+    const char* env = std::getenv("VIDKV_CPU_KERNELS");
+    if (env && std::strcmp(env, "portable") == 0) return false;
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+           __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl");
+#else
+    return false;
+#endif
+  }();
+  return usable;
+}
+
+}  // namespace vidkv::simd

@@ -1,0 +1,330 @@
+// uniform: AVX-512 kernels (see uniform_avx512.h). Bit-identical to the reference (uniform.cpp) because every
+// per-element operation is the reference's IEEE operation on the same operands:
+//   axis channel: 16 channels per vector; a group's min and max are running _mm512_min_ps / _mm512_max_ps over its
+//     32 tokens in token order, which is the reference's sequential `x < mn ? x : mn` lane by lane (simd/
+//     avx512_support.h), signed zeros included; scale = (mx - mn) / (2^b - 1) and both are rounded to the scale
+//     dtype with vcvtps2ph (IEEE RNE); codes are round_half_even(clamp((x - mn') / scale', 0, top)) with a true
+//     division, max/min for the clamp (-0 becomes +0, same code 0) and vcvtps2dq in RNE; a zero scale gives code 0.
+//     The 32 codes of a channel's group are OR-ed into `bits` uint32 lanes (token t at bit bits * (t % (32 / bits))
+//     of word t / (32 / bits)), which is the dense / release stream of that run (group_format.h: LSB first, runs
+//     start on a word because the grouped axis is a multiple of 32).
+//   axis token: every row is `length / 32` whole groups and rows are contiguous, so the block is a sequence of
+//     groups in canonical group order whose codes are the stream in memory order. 16 groups at a time: the two
+//     halves of each group are combined, then a transposing reduction gives the 16 minima (maxima). The min over a
+//     group does not depend on the order of the comparisons except for the sign of a zero result, so a group
+//     whose min or max is zero is redone sequentially (as group_kernels::min_max does). Codes as above, narrowed
+//     to bytes in stream order and packed 8 / bits per byte.
+//   decode: q * scale + mn as a multiply then an add (no FMA), as the reference.
+#include "vidkv/plugins/quantizers/uniform/uniform_avx512.h"
+
+#include "vidkv/plugins/quantizers/simd/avx512_support.h"
+#include "vidkv/plugins/quantizers/simd/cpu_features.h"
+#include "vidkv/plugins/quantizers/uniform/uniform_format.h"
+
+namespace vidkv::uniform_avx512 {
+
+using group_format::CodeLayout;
+using group_format::GroupAxis;
+using group_format::GroupGrid;
+
+#if defined(VIDKV_HAVE_AVX512_KERNELS) && defined(__AVX512F__)
+
+namespace {
+
+constexpr std::int64_t kGroup = 32;
+
+// Stored scale and min of 16 groups from their min and max; `live` marks the groups with scale > 0.
+struct GroupMeta {
+  __m512 scale, mn, divisor;
+  __m256i scale_half, mn_half;
+  __mmask16 live;
+};
+
+inline GroupMeta group_meta(__m512 mn, __m512 mx, float top, DType sd) {
+  GroupMeta m{};
+  const __m512 raw_scale = _mm512_div_ps(_mm512_sub_ps(mx, mn), _mm512_set1_ps(top));
+  m.scale = simd::round_to_stored(raw_scale, sd, &m.scale_half);
+  m.mn = simd::round_to_stored(mn, sd, &m.mn_half);
+  m.live = _mm512_cmp_ps_mask(m.scale, _mm512_setzero_ps(), _CMP_GT_OQ);
+  m.divisor = _mm512_mask_blend_ps(m.live, _mm512_set1_ps(1.0f), m.scale);  // no 0/0 in lanes forced to code 0
+  return m;
+}
+
+// encode_value of uniform_format.h for 16 lanes: codes as int32.
+inline __m512i codes_of(__m512 x, __m512 mn, __m512 divisor, __mmask16 live, __m512 top) {
+  __m512 v = _mm512_div_ps(_mm512_sub_ps(x, mn), divisor);
+  v = _mm512_min_ps(_mm512_max_ps(v, _mm512_setzero_ps()), top);
+  return _mm512_maskz_mov_epi32(live, _mm512_cvt_roundps_epi32(v, simd::kRne));
+}
+
+// decode_value for 16 lanes.
+inline __m512 values_of(__m512i q, __m512 scale, __m512 mn) {
+  return _mm512_add_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(q), scale), mn);
+}
+
+// Word offset (uint32 index into the codes section) of the run of channel c, group starting at token j0.
+inline std::int64_t run_word(CodeLayout layout, const GroupGrid& g, unsigned bits, std::int64_t h, std::int64_t c,
+                             std::int64_t j0) {
+  if (layout == CodeLayout::dense) return ((h * g.rows + c) * g.length + j0) * bits / 32;
+  return (h * g.rows + c) * group_format::release_row_words(g, bits) + j0 * bits / 32;
+}
+
+template <unsigned Bits>
+void encode_channel(const float* in, const GroupGrid& g, DType sd, CodeLayout layout, std::uint8_t* codes,
+                    std::uint8_t* scales, std::uint8_t* mins) {
+  constexpr int kPerWord = 32 / Bits;
+  const float top_f = static_cast<float>(uniform_format::max_code(Bits));
+  const __m512 top = _mm512_set1_ps(top_f);
+  const std::int64_t width = g.rows, gpr = g.groups_per_row();
+  const std::int64_t run_stride = run_word(layout, g, Bits, 0, 1, 0) - run_word(layout, g, Bits, 0, 0, 0);
+  auto* words = reinterpret_cast<std::uint32_t*>(codes);  // x86: little-endian, unaligned access allowed below
+  for (std::int64_t h = 0; h < g.heads; ++h) {
+    for (std::int64_t gi = 0; gi < gpr; ++gi) {
+      const std::int64_t j0 = gi * kGroup;
+      const float* tile = in + h * g.head_stride + j0 * width;
+      for (std::int64_t c0 = 0; c0 < width; c0 += 16) {
+        const std::int64_t n = width - c0 < 16 ? width - c0 : 16;
+        const __mmask16 lanes = simd::first_lanes(n);
+        const float* x = tile + c0;
+        __m512 mn = _mm512_maskz_loadu_ps(lanes, x), mx = mn;
+        for (int t = 1; t < kGroup; ++t) {
+          const __m512 v = _mm512_maskz_loadu_ps(lanes, x + t * width);
+          mn = _mm512_min_ps(v, mn);
+          mx = _mm512_max_ps(v, mx);
+        }
+        const GroupMeta m = group_meta(mn, mx, top_f, sd);
+        __m512i acc[Bits];
+        for (unsigned w = 0; w < Bits; ++w) acc[w] = _mm512_setzero_si512();
+#pragma GCC unroll 32
+        for (int t = 0; t < kGroup; ++t) {
+          const __m512i q = codes_of(_mm512_maskz_loadu_ps(lanes, x + t * width), m.mn, m.divisor, m.live, top);
+          acc[t / kPerWord] = _mm512_or_si512(acc[t / kPerWord], _mm512_slli_epi32(q, Bits * (t % kPerWord)));
+        }
+        const std::int64_t first_word = run_word(layout, g, Bits, h, c0, j0);
+        const __m512i index = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                                                 _mm512_set1_epi32(static_cast<int>(run_stride)));
+        for (unsigned w = 0; w < Bits; ++w)
+          _mm512_mask_i32scatter_epi32(words + first_word + w, lanes, index, acc[w], 4);
+        const std::int64_t first = (h * width + c0) * gpr + gi;  // group_index of channel c0's group gi
+        simd::store_scalars(scales, first, gpr, sd, m.scale, m.scale_half, n);
+        simd::store_scalars(mins, first, gpr, sd, m.mn, m.mn_half, n);
+      }
+    }
+  }
+}
+
+template <unsigned Bits>
+void decode_channel(const std::uint8_t* codes, const std::uint8_t* scales, const std::uint8_t* mins, const GroupGrid& g,
+                    DType sd, CodeLayout layout, float* out) {
+  constexpr int kPerWord = 32 / Bits;
+  const __m512i mask = _mm512_set1_epi32(static_cast<int>(uniform_format::max_code(Bits)));
+  const std::int64_t width = g.rows, gpr = g.groups_per_row();
+  const std::int64_t run_stride = run_word(layout, g, Bits, 0, 1, 0) - run_word(layout, g, Bits, 0, 0, 0);
+  const auto* words = reinterpret_cast<const std::uint32_t*>(codes);
+  const __m512i index = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                                           _mm512_set1_epi32(static_cast<int>(run_stride)));
+  for (std::int64_t h = 0; h < g.heads; ++h) {
+    for (std::int64_t gi = 0; gi < gpr; ++gi) {
+      const std::int64_t j0 = gi * kGroup;
+      float* tile = out + h * g.head_stride + j0 * width;
+      for (std::int64_t c0 = 0; c0 < width; c0 += 16) {
+        const std::int64_t n = width - c0 < 16 ? width - c0 : 16;
+        const __mmask16 lanes = simd::first_lanes(n);
+        const std::int64_t first = (h * width + c0) * gpr + gi;
+        const __m512 scale = simd::load_scalars(scales, first, gpr, sd, n);
+        const __m512 mn = simd::load_scalars(mins, first, gpr, sd, n);
+        const std::int64_t first_word = run_word(layout, g, Bits, h, c0, j0);
+        __m512i acc[Bits];
+        for (unsigned w = 0; w < Bits; ++w)
+          acc[w] = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), lanes, index, words + first_word + w, 4);
+#pragma GCC unroll 32
+        for (int t = 0; t < kGroup; ++t) {
+          const __m512i q = _mm512_and_si512(_mm512_srli_epi32(acc[t / kPerWord], Bits * (t % kPerWord)), mask);
+          _mm512_mask_storeu_ps(tile + t * width + c0, lanes, values_of(q, scale, mn));
+        }
+      }
+    }
+  }
+}
+
+// Scalar encode of one token-axis group of 32 (the reference's loop), for the groups left after the 16-group
+// batches and for groups whose min or max is a zero.
+void sequential_min_max(const float* x, float* mn, float* mx) {
+  float lo = x[0], hi = x[0];
+  for (int j = 1; j < kGroup; ++j) {
+    lo = x[j] < lo ? x[j] : lo;
+    hi = x[j] > hi ? x[j] : hi;
+  }
+  *mn = lo;
+  *mx = hi;
+}
+
+// Narrows 4 x 16 int32 codes (each < 256) to 64 bytes in order q[0] lanes 0..15, q[1] lanes 0..15, ...
+inline __m512i narrow64(const __m512i* q) {
+  const __m512i w01 = _mm512_packus_epi32(q[0], q[1]);
+  const __m512i w23 = _mm512_packus_epi32(q[2], q[3]);
+  const __m512i b = _mm512_packus_epi16(w01, w23);  // 128-bit lane L: q0[4L..4L+3] q1[..] q2[..] q3[..]
+  return _mm512_permutexvar_epi32(_mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15), b);
+}
+
+// Packs 64 byte codes into 64 * Bits / 8 bytes of stream (LSB first) at p.
+template <unsigned Bits>
+inline void pack64(__m512i bytes, std::uint8_t* p) {
+  if constexpr (Bits == 8) {
+    _mm512_storeu_si512(p, bytes);
+  } else if constexpr (Bits == 4) {
+    const __m512i pairs = _mm512_maddubs_epi16(bytes, _mm512_set1_epi16(0x1001));  // c0 + 16 c1
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), _mm512_cvtepi16_epi8(pairs));
+  } else if constexpr (Bits == 2) {
+    const __m512i pairs = _mm512_maddubs_epi16(bytes, _mm512_set1_epi16(0x0401));        // c0 + 4 c1
+    const __m512i quads = _mm512_madd_epi16(pairs, _mm512_set1_epi32(0x00100001));       // + 16 (c2 + 4 c3)
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(p), _mm512_cvtepi32_epi8(quads));
+  } else {
+    const std::uint64_t m = _mm512_test_epi8_mask(bytes, bytes);
+    std::memcpy(p, &m, 8);
+  }
+}
+
+// 16 codes of Bits bits starting at stream element e (e * Bits a multiple of 8): as int32 lanes.
+template <unsigned Bits>
+inline __m512i unpack16(const std::uint8_t* codes, std::int64_t e) {
+  constexpr int kBytes = 2 * Bits;  // 16 codes
+  const __m128i raw = _mm_maskz_loadu_epi8(static_cast<__mmask16>((1u << kBytes) - 1u), codes + e * Bits / 8);
+  const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+  const __m512i bit = _mm512_mullo_epi32(lane, _mm512_set1_epi32(Bits));
+  const __m512i word = _mm512_permutexvar_epi32(_mm512_srli_epi32(bit, 5), _mm512_castsi128_si512(raw));
+  return _mm512_and_si512(_mm512_srlv_epi32(word, _mm512_and_si512(bit, _mm512_set1_epi32(31))),
+                          _mm512_set1_epi32(static_cast<int>(uniform_format::max_code(Bits))));
+}
+
+template <unsigned Bits>
+void encode_token(const float* in, const GroupGrid& g, DType sd, std::uint8_t* codes, std::uint8_t* scales,
+                  std::uint8_t* mins) {
+  const float top_f = static_cast<float>(uniform_format::max_code(Bits));
+  const __m512 top = _mm512_set1_ps(top_f);
+  const std::int64_t groups = g.group_count();
+  std::int64_t g0 = 0;
+  for (; g0 + 16 <= groups; g0 += 16) {
+    const float* x = in + g0 * kGroup;
+    __m512 lo[16], hi[16];
+    for (int i = 0; i < 16; ++i) {
+      const __m512 a = _mm512_loadu_ps(x + i * kGroup), b = _mm512_loadu_ps(x + i * kGroup + 16);
+      lo[i] = _mm512_min_ps(a, b);
+      hi[i] = _mm512_max_ps(a, b);
+    }
+    __m512 mn = simd::reduce16(lo, [](__m512 a, __m512 b) { return _mm512_min_ps(a, b); });
+    __m512 mx = simd::reduce16(hi, [](__m512 a, __m512 b) { return _mm512_max_ps(a, b); });
+    const __mmask16 zero = _mm512_cmp_ps_mask(mn, _mm512_setzero_ps(), _CMP_EQ_OQ) |
+                           _mm512_cmp_ps_mask(mx, _mm512_setzero_ps(), _CMP_EQ_OQ);
+    if (zero) {  // the sign of a zero extremum depends on the order: take the reference's sequential scan
+      alignas(64) float lo_s[16], hi_s[16];
+      _mm512_store_ps(lo_s, mn);
+      _mm512_store_ps(hi_s, mx);
+      for (int i = 0; i < 16; ++i)
+        if (zero & (1u << i)) sequential_min_max(x + i * kGroup, &lo_s[i], &hi_s[i]);
+      mn = _mm512_load_ps(lo_s);
+      mx = _mm512_load_ps(hi_s);
+    }
+    const GroupMeta m = group_meta(mn, mx, top_f, sd);
+    simd::store_scalars(scales, g0, 1, sd, m.scale, m.scale_half, 16);
+    simd::store_scalars(mins, g0, 1, sd, m.mn, m.mn_half, 16);
+    for (int i = 0; i < 16; i += 2) {  // two groups = 64 codes per packed chunk
+      __m512i q[4];
+      for (int k = 0; k < 2; ++k) {
+        const __m512i sel = _mm512_set1_epi32(i + k);
+        const __m512 s = _mm512_permutexvar_ps(sel, m.divisor), mnb = _mm512_permutexvar_ps(sel, m.mn);
+        const __mmask16 live = (m.live >> (i + k)) & 1u ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>(0);
+        q[2 * k] = codes_of(_mm512_loadu_ps(x + (i + k) * kGroup), mnb, s, live, top);
+        q[2 * k + 1] = codes_of(_mm512_loadu_ps(x + (i + k) * kGroup + 16), mnb, s, live, top);
+      }
+      pack64<Bits>(narrow64(q), codes + (g0 + i) * kGroup * Bits / 8);
+    }
+  }
+  for (; g0 < groups; ++g0) {  // the last groups one at a time, with the same vector arithmetic on 16 lanes
+    const float* x = in + g0 * kGroup;
+    float lo_s, hi_s;
+    sequential_min_max(x, &lo_s, &hi_s);
+    const GroupMeta m = group_meta(_mm512_set1_ps(lo_s), _mm512_set1_ps(hi_s), top_f, sd);
+    simd::store_scalars(scales, g0, 1, sd, m.scale, m.scale_half, 1);
+    simd::store_scalars(mins, g0, 1, sd, m.mn, m.mn_half, 1);
+    alignas(64) std::int32_t q[kGroup];
+    _mm512_store_si512(q, codes_of(_mm512_loadu_ps(x), m.mn, m.divisor, m.live, top));
+    _mm512_store_si512(q + 16, codes_of(_mm512_loadu_ps(x + 16), m.mn, m.divisor, m.live, top));
+    for (int j = 0; j < kGroup; ++j) {
+      const std::int64_t bit = (g0 * kGroup + j) * Bits;
+      codes[bit >> 3] = static_cast<std::uint8_t>(codes[bit >> 3] | (q[j] << (bit & 7)));
+    }
+  }
+}
+
+template <unsigned Bits>
+void decode_token(const std::uint8_t* codes, const std::uint8_t* scales, const std::uint8_t* mins, const GroupGrid& g,
+                  DType sd, float* out) {
+  const std::int64_t groups = g.group_count();
+  for (std::int64_t g0 = 0; g0 < groups; g0 += 16) {
+    const std::int64_t n = groups - g0 < 16 ? groups - g0 : 16;
+    const __m512 scale = simd::load_scalars(scales, g0, 1, sd, n);
+    const __m512 mn = simd::load_scalars(mins, g0, 1, sd, n);
+    for (std::int64_t i = 0; i < n; ++i) {
+      const __m512i sel = _mm512_set1_epi32(static_cast<int>(i));
+      const __m512 s = _mm512_permutexvar_ps(sel, scale), m = _mm512_permutexvar_ps(sel, mn);
+      const std::int64_t e = (g0 + i) * kGroup;
+      _mm512_storeu_ps(out + e, values_of(unpack16<Bits>(codes, e), s, m));
+      _mm512_storeu_ps(out + e + 16, values_of(unpack16<Bits>(codes, e + 16), s, m));
+    }
+  }
+}
+
+template <unsigned Bits>
+void encode_bits(const float* in, const GroupGrid& g, GroupAxis axis, DType sd, CodeLayout layout, std::uint8_t* out) {
+  std::uint8_t* codes = out;
+  std::uint8_t* scales = codes + uniform_format::codes_bytes(layout, g, Bits);
+  std::uint8_t* mins = scales + uniform_format::scales_bytes(g, sd);
+  if (axis == GroupAxis::channel) return encode_channel<Bits>(in, g, sd, layout, codes, scales, mins);
+  encode_token<Bits>(in, g, sd, codes, scales, mins);  // release rows of whole words are the dense stream
+}
+
+template <unsigned Bits>
+void decode_bits(const std::uint8_t* in, const GroupGrid& g, GroupAxis axis, DType sd, CodeLayout layout, float* out) {
+  const std::uint8_t* codes = in;
+  const std::uint8_t* scales = codes + uniform_format::codes_bytes(layout, g, Bits);
+  const std::uint8_t* mins = scales + uniform_format::scales_bytes(g, sd);
+  if (axis == GroupAxis::channel) return decode_channel<Bits>(codes, scales, mins, g, sd, layout, out);
+  decode_token<Bits>(codes, scales, mins, g, sd, out);
+}
+
+}  // namespace
+
+bool applies(const GroupGrid& g, unsigned bits, DType scale_dtype) {
+  return simd::avx512_kernels() && g.group == kGroup && g.length % kGroup == 0 && g.elements() > 0 &&
+         (bits == 1 || bits == 2 || bits == 4 || bits == 8) && (scale_dtype == DType::f16 || scale_dtype == DType::f32) &&
+         g.rows * group_format::release_row_words(g, bits) < (std::int64_t{1} << 31) / 64;  // int32 gather indexes
+}
+
+void encode(const float* in, const GroupGrid& g, GroupAxis axis, unsigned bits, DType sd, CodeLayout layout, std::uint8_t* out) {
+  switch (bits) {
+    case 1: return encode_bits<1>(in, g, axis, sd, layout, out);
+    case 2: return encode_bits<2>(in, g, axis, sd, layout, out);
+    case 4: return encode_bits<4>(in, g, axis, sd, layout, out);
+    default: return encode_bits<8>(in, g, axis, sd, layout, out);
+  }
+}
+
+void decode(const std::uint8_t* in, const GroupGrid& g, GroupAxis axis, unsigned bits, DType sd, CodeLayout layout, float* out) {
+  switch (bits) {
+    case 1: return decode_bits<1>(in, g, axis, sd, layout, out);
+    case 2: return decode_bits<2>(in, g, axis, sd, layout, out);
+    case 4: return decode_bits<4>(in, g, axis, sd, layout, out);
+    default: return decode_bits<8>(in, g, axis, sd, layout, out);
+  }
+}
+
+#else  // no AVX-512 kernels in this build: the portable optimised path runs
+
+bool applies(const GroupGrid&, unsigned, DType) { return false; }
+void encode(const float*, const GroupGrid&, GroupAxis, unsigned, DType, CodeLayout, std::uint8_t*) {}
+void decode(const std::uint8_t*, const GroupGrid&, GroupAxis, unsigned, DType, CodeLayout, float*) {}
+
+#endif
+
+}  // namespace vidkv::uniform_avx512
