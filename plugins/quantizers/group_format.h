@@ -156,6 +156,15 @@ VIDKV_HOST_DEVICE inline unsigned get_code(CodeLayout layout, const std::uint8_t
   return bits::release_get(&word, static_cast<std::size_t>(j % f), bits);
 }
 
+// Index of the uint32 word of the codes section holding element j0 of row r of head h, for runs that start on a
+// word: in layout dense when ((h * rows + r) * length + j0) * bits is a multiple of 32, in layout release when
+// j0 * bits is (a row starts on a word there).
+VIDKV_HOST_DEVICE constexpr std::int64_t code_word(CodeLayout layout, const GroupGrid& g, unsigned bits, std::int64_t h,
+                                                   std::int64_t r, std::int64_t j0) {
+  return layout == CodeLayout::dense ? g.stream_index(h, r, j0) * bits / 32
+                                     : (h * g.rows + r) * release_row_words(g, bits) + j0 * bits / 32;
+}
+
 // Round half to even of a finite, non-negative value below 2^23 (codes), written out so host and device agree
 // without depending on the floating-point rounding mode.
 VIDKV_HOST_DEVICE inline float round_half_even(float v) {

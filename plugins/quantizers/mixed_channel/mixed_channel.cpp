@@ -6,6 +6,8 @@
 #include <vector>
 
 #include "vidkv/core/error.h"
+#include "vidkv/core/thread_scratch.h"
+#include "vidkv/plugins/quantizers/mixed_channel/mixed_channel_avx512.h"
 #include "vidkv/plugins/quantizers/mixed_channel/mixed_channel_format.h"
 
 namespace vidkv {
@@ -37,38 +39,46 @@ std::string part_prefix(const char* side, const Part& p, bool per_head) {
   return per_head ? std::string(side) + ".h" + std::to_string(p.mask) : std::string(side);
 }
 
-// Uninitialised float storage: the gathered blocks are overwritten completely, so zero-filling them (as
-// std::vector would) is a wasted pass over a whole layer.
-using FloatBuffer = std::unique_ptr<float[]>;
-FloatBuffer float_buffer(std::int64_t n) { return FloatBuffer(new float[static_cast<std::size_t>(n)]); }
+// Channel c is high when is_high[c] != 0; hi / lo list the channels of each set in ascending order.
+struct ChannelSplit {
+  std::vector<std::int64_t> hi, lo;
+  std::vector<std::uint8_t> is_high;
+};
 
 // Splits heads [p.head_begin, p.head_end) of `in` into dense [heads, tokens, |hi|] and [heads, tokens, |lo|]
-// blocks of channels `hi` and `lo` (ascending), reading every token row once.
-void gather(const float* in, const BlockShape& shape, const Part& p, const std::vector<std::int64_t>& hi,
-            const std::vector<std::int64_t>& lo, float* hi_out, float* lo_out) {
-  const auto nh = hi.size(), nl = lo.size();
-  for (std::int64_t h = p.head_begin; h < p.head_end; ++h)
-    for (std::int64_t t = 0; t < shape.tokens; ++t) {
-      const float* row = in + h * shape.slab_elements() + t * shape.channels;
-      for (std::size_t k = 0; k < nh; ++k) hi_out[k] = row[hi[k]];
-      for (std::size_t k = 0; k < nl; ++k) lo_out[k] = row[lo[k]];
-      hi_out += nh;
-      lo_out += nl;
-    }
+// blocks of the high and normal channels (ascending), reading every token row once. The outputs may be written
+// up to 16 floats past their end (ThreadScratch padding) by the AVX-512 path.
+void gather(const float* in, const BlockShape& shape, const Part& p, const ChannelSplit& split, float* hi_out,
+            float* lo_out) {
+  const std::int64_t rows = (p.head_end - p.head_begin) * shape.tokens;
+  const float* first = in + p.head_begin * shape.slab_elements();
+  if (mixed_channel_avx512::available())
+    return mixed_channel_avx512::gather(first, rows, shape.channels, split.is_high.data(), hi_out, lo_out);
+  const auto nh = split.hi.size(), nl = split.lo.size();
+  for (std::int64_t t = 0; t < rows; ++t) {
+    const float* row = first + t * shape.channels;
+    for (std::size_t k = 0; k < nh; ++k) hi_out[k] = row[split.hi[k]];
+    for (std::size_t k = 0; k < nl; ++k) lo_out[k] = row[split.lo[k]];
+    hi_out += nh;
+    lo_out += nl;
+  }
 }
 
-// The inverse of gather().
-void scatter(const float* hi_in, const float* lo_in, const BlockShape& shape, const Part& p,
-             const std::vector<std::int64_t>& hi, const std::vector<std::int64_t>& lo, float* out) {
-  const auto nh = hi.size(), nl = lo.size();
-  for (std::int64_t h = p.head_begin; h < p.head_end; ++h)
-    for (std::int64_t t = 0; t < shape.tokens; ++t) {
-      float* row = out + h * shape.slab_elements() + t * shape.channels;
-      for (std::size_t k = 0; k < nh; ++k) row[hi[k]] = hi_in[k];
-      for (std::size_t k = 0; k < nl; ++k) row[lo[k]] = lo_in[k];
-      hi_in += nh;
-      lo_in += nl;
-    }
+// The inverse of gather(); hi_in and lo_in may be read up to 16 floats past their end.
+void scatter(const float* hi_in, const float* lo_in, const BlockShape& shape, const Part& p, const ChannelSplit& split,
+             float* out) {
+  const std::int64_t rows = (p.head_end - p.head_begin) * shape.tokens;
+  float* first = out + p.head_begin * shape.slab_elements();
+  if (mixed_channel_avx512::available())
+    return mixed_channel_avx512::scatter(hi_in, lo_in, rows, shape.channels, split.is_high.data(), first);
+  const auto nh = split.hi.size(), nl = split.lo.size();
+  for (std::int64_t t = 0; t < rows; ++t) {
+    float* row = first + t * shape.channels;
+    for (std::size_t k = 0; k < nh; ++k) row[split.hi[k]] = hi_in[k];
+    for (std::size_t k = 0; k < nl; ++k) row[split.lo[k]] = lo_in[k];
+    hi_in += nh;
+    lo_in += nl;
+  }
 }
 
 }  // namespace
@@ -120,19 +130,23 @@ void MixedChannelQuantizer::encode(const float* in, const BlockShape& shape, con
       if (masks[m][c]) mixed_channel_format::mask_set(out, channels, m, c);
   std::uint8_t* cursor = out + mask_bytes;
   for (const Part& p : parts_of(*selector_, shape)) {
-    std::vector<std::int64_t> hi, lo;
-    for (std::size_t c = 0; c < channels; ++c) (masks[static_cast<std::size_t>(p.mask)][c] ? hi : lo).push_back(static_cast<std::int64_t>(c));
-    VIDKV_ASSERT(static_cast<std::int64_t>(hi.size()) == k, "selector chose ", hi.size(), " channels, expected ", k);
-    const BlockShape hs = part_shape(shape, static_cast<std::int64_t>(hi.size()));
-    const BlockShape ls = part_shape(shape, static_cast<std::int64_t>(lo.size()));
-    FloatBuffer hi_block = float_buffer(hs.elements()), lo_block = float_buffer(ls.elements());
-    gather(in, shape, p, hi, lo, hi_block.get(), lo_block.get());
-    if (!hi.empty()) {
-      high_->encode(hi_block.get(), hs, ctx, cursor);
+    ChannelSplit split;
+    for (std::size_t c = 0; c < channels; ++c) {
+      const bool high = masks[static_cast<std::size_t>(p.mask)][c];
+      (high ? split.hi : split.lo).push_back(static_cast<std::int64_t>(c));
+      split.is_high.push_back(high ? 1 : 0);
+    }
+    VIDKV_ASSERT(static_cast<std::int64_t>(split.hi.size()) == k, "selector chose ", split.hi.size(), " channels, expected ", k);
+    const BlockShape hs = part_shape(shape, static_cast<std::int64_t>(split.hi.size()));
+    const BlockShape ls = part_shape(shape, static_cast<std::int64_t>(split.lo.size()));
+    const ThreadScratch hi_block(static_cast<std::size_t>(hs.elements())), lo_block(static_cast<std::size_t>(ls.elements()));
+    gather(in, shape, p, split, hi_block.data(), lo_block.data());
+    if (!split.hi.empty()) {
+      high_->encode(hi_block.data(), hs, ctx, cursor);
       cursor += high_->layout(hs, ctx).bytes();
     }
-    if (!lo.empty()) {
-      low_->encode(lo_block.get(), ls, ctx, cursor);
+    if (!split.lo.empty()) {
+      low_->encode(lo_block.data(), ls, ctx, cursor);
       cursor += low_->layout(ls, ctx).bytes();
     }
   }
@@ -146,23 +160,26 @@ void MixedChannelQuantizer::decode(const std::uint8_t* in, const BlockShape& sha
       mixed_channel_format::mask_bytes(static_cast<std::size_t>(selector_->mask_count(shape)), channels);
   const std::uint8_t* cursor = in + mask_bytes;
   for (const Part& p : parts_of(*selector_, shape)) {
-    std::vector<std::int64_t> hi, lo;
-    for (std::size_t c = 0; c < channels; ++c)
-      (mixed_channel_format::mask_get(in, channels, static_cast<std::size_t>(p.mask), c) ? hi : lo).push_back(static_cast<std::int64_t>(c));
-    VIDKV_REQUIRE(static_cast<std::int64_t>(hi.size()) == k, IoError, "mixed_channel: channel mask ", p.mask, " has ",
-                  hi.size(), " channels set, the layout needs ", k, " (corrupt or foreign bytes)");
-    const BlockShape hs = part_shape(shape, static_cast<std::int64_t>(hi.size()));
-    const BlockShape ls = part_shape(shape, static_cast<std::int64_t>(lo.size()));
-    FloatBuffer hi_block = float_buffer(hs.elements()), lo_block = float_buffer(ls.elements());
-    if (!hi.empty()) {
-      high_->decode(cursor, hs, ctx, hi_block.get());
+    ChannelSplit split;
+    for (std::size_t c = 0; c < channels; ++c) {
+      const bool high = mixed_channel_format::mask_get(in, channels, static_cast<std::size_t>(p.mask), c);
+      (high ? split.hi : split.lo).push_back(static_cast<std::int64_t>(c));
+      split.is_high.push_back(high ? 1 : 0);
+    }
+    VIDKV_REQUIRE(static_cast<std::int64_t>(split.hi.size()) == k, IoError, "mixed_channel: channel mask ", p.mask, " has ",
+                  split.hi.size(), " channels set, the layout needs ", k, " (corrupt or foreign bytes)");
+    const BlockShape hs = part_shape(shape, static_cast<std::int64_t>(split.hi.size()));
+    const BlockShape ls = part_shape(shape, static_cast<std::int64_t>(split.lo.size()));
+    const ThreadScratch hi_block(static_cast<std::size_t>(hs.elements())), lo_block(static_cast<std::size_t>(ls.elements()));
+    if (!split.hi.empty()) {
+      high_->decode(cursor, hs, ctx, hi_block.data());
       cursor += high_->layout(hs, ctx).bytes();
     }
-    if (!lo.empty()) {
-      low_->decode(cursor, ls, ctx, lo_block.get());
+    if (!split.lo.empty()) {
+      low_->decode(cursor, ls, ctx, lo_block.data());
       cursor += low_->layout(ls, ctx).bytes();
     }
-    scatter(hi_block.get(), lo_block.get(), shape, p, hi, lo, out);
+    scatter(hi_block.data(), lo_block.data(), shape, p, split, out);
   }
 }
 

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "vidkv/core/error.h"
+#include "vidkv/core/thread_scratch.h"
 
 namespace vidkv {
 
@@ -36,10 +37,10 @@ void Sign::encode(const float* in, const BlockShape& shape, const TokenContext& 
   const DType sd = params_.scale_dtype;
   std::memset(out, 0, layout(shape, ctx).bytes());
   // The values to quantize, [heads, tokens, width]: the block itself or its per-token FFT components.
-  std::vector<float> transformed;
+  // (Per-thread scratch: a fresh multi-megabyte vector per call would page-fault on every call.)
+  const ThreadScratch transformed(params_.fft != SignFft::off ? static_cast<std::size_t>(g.heads * g.head_stride) : 0);
   const float* values = in;
   if (params_.fft != SignFft::off) {
-    transformed.resize(static_cast<std::size_t>(g.heads * g.head_stride));
     fft_forward_rows(params_.fft, in, shape.heads * shape.tokens, shape.channels, transformed.data());
     values = transformed.data();
   }
@@ -65,12 +66,9 @@ void Sign::encode(const float* in, const BlockShape& shape, const TokenContext& 
 
 void Sign::decode(const std::uint8_t* in, const BlockShape& shape, const TokenContext&, float* out) const {
   const auto g = grid(shape);
-  std::vector<float> transformed;
+  const ThreadScratch transformed(params_.fft != SignFft::off ? static_cast<std::size_t>(g.heads * g.head_stride) : 0);
   float* values = out;
-  if (params_.fft != SignFft::off) {
-    transformed.resize(static_cast<std::size_t>(g.heads * g.head_stride));
-    values = transformed.data();
-  }
+  if (params_.fft != SignFft::off) values = transformed.data();
   if (implementation_ == CpuImplementation::optimized) {
     decode_values_optimized(in, g, values);
   } else {

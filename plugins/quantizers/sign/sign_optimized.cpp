@@ -13,6 +13,7 @@
 #include "vidkv/plugins/quantizers/cpu_dispatch.h"
 #include "vidkv/plugins/quantizers/group_kernels.h"
 #include "vidkv/plugins/quantizers/sign/sign.h"
+#include "vidkv/plugins/quantizers/sign/sign_avx512.h"
 
 namespace vidkv {
 
@@ -47,6 +48,7 @@ void sign_values(const std::uint8_t* __restrict q, const float* __restrict s, bo
 void Sign::encode_values_optimized(const float* values, const group_format::GroupGrid& g, std::uint8_t* out) const {
   const DType sd = params_.scale_dtype;
   const group_format::CodeLayout layout = params_.layout;
+  if (sign_avx512::applies(g, params_.axis, sd)) return sign_avx512::encode(values, g, sd, layout, out);
   std::uint8_t* codes = out;
   std::uint8_t* scales = codes + sign_format::codes_bytes(layout, g);
   std::uint8_t* mins = scales + sign_format::scales_bytes(g, sd);
@@ -98,6 +100,8 @@ void Sign::encode_values_optimized(const float* values, const group_format::Grou
 void Sign::decode_values_optimized(const std::uint8_t* in, const group_format::GroupGrid& g, float* values) const {
   const DType sd = params_.scale_dtype;
   const group_format::CodeLayout layout = params_.layout;
+  if (sign_avx512::applies(g, params_.axis, sd))
+    return sign_avx512::decode(in, g, sd, layout, params_.reconstruction, values);
   const std::uint8_t* codes = in;
   const std::uint8_t* scales = codes + sign_format::codes_bytes(layout, g);
   const bool symmetric = params_.reconstruction == sign_format::Reconstruction::symmetric;

@@ -68,6 +68,26 @@ inline __m512 load_scalars(const std::uint8_t* bytes, std::int64_t first, std::i
   return _mm512_load_ps(f);
 }
 
+// Running sums of |x| in double, lanes 0-7 in lo and 8-15 in hi: `sum += fabs(double(x))` lane by lane, as the
+// reference accumulates a group's mean |x| (exact conversion, the same additions in the same order).
+inline void add_abs(__m512 x, __m512d* lo, __m512d* hi) {
+  const __m512 a = _mm512_abs_ps(x);
+  *lo = _mm512_add_pd(*lo, _mm512_cvtps_pd(_mm512_castps512_ps256(a)));
+  *hi = _mm512_add_pd(*hi, _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(a), 1))));
+}
+
+// Two halves of double lanes (0-7, 8-15) converted to 16 float lanes with rounding `mode`.
+template <int Mode>
+inline __m512 to_float(__m512d lo, __m512d hi) {
+  return _mm512_insertf32x8(_mm512_castps256_ps512(_mm512_cvt_roundpd_ps(lo, Mode)), _mm512_cvt_roundpd_ps(hi, Mode), 1);
+}
+
+// lane k = k * step, as the int32 indexes of a gather or scatter whose lanes are `step` elements apart.
+inline __m512i lane_offsets(std::int64_t step) {
+  return _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                            _mm512_set1_epi32(static_cast<int>(step)));
+}
+
 // Transposing reduction: lane i of the result is op over the 16 lanes of v[i] (i < 16). Four levels of
 // permute-and-combine, 15 combines in all.
 template <class Op>

@@ -15,6 +15,7 @@
 #include "vidkv/plugins/quantizers/cpu_dispatch.h"
 #include "vidkv/plugins/quantizers/group_kernels.h"
 #include "vidkv/plugins/quantizers/ternary/ternary.h"
+#include "vidkv/plugins/quantizers/ternary/ternary_avx512.h"
 
 namespace vidkv {
 
@@ -90,6 +91,7 @@ void Ternary::encode_optimized(const float* in, const BlockShape& shape, std::ui
   const DType sd = params_.scale_dtype;
   const Packing p = params_.packing;
   const Reconstruction rec = params_.reconstruction;
+  if (ternary_avx512::applies(g, params_.axis, rec, p)) return ternary_avx512::encode(in, g, params_.gamma, p, out);
   std::uint8_t* codes = out;
   std::uint8_t* scales = codes + ternary_format::codes_bytes(p, g);
   std::uint8_t* mins = scales + ternary_format::scales_bytes(p, rec, g, sd);
@@ -166,6 +168,7 @@ void Ternary::decode_optimized(const std::uint8_t* in, const BlockShape& shape, 
   const auto g = grid(shape);
   const DType sd = params_.scale_dtype;
   const Packing p = params_.packing;
+  if (ternary_avx512::applies(g, params_.axis, params_.reconstruction, p)) return ternary_avx512::decode(in, g, p, out);
   const std::uint8_t* codes = in;
   const std::uint8_t* scales = codes + ternary_format::codes_bytes(p, g);
   const bool scaled = params_.reconstruction == Reconstruction::scaled;

@@ -62,13 +62,6 @@ inline __m512 values_of(__m512i q, __m512 scale, __m512 mn) {
   return _mm512_add_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(q), scale), mn);
 }
 
-// Word offset (uint32 index into the codes section) of the run of channel c, group starting at token j0.
-inline std::int64_t run_word(CodeLayout layout, const GroupGrid& g, unsigned bits, std::int64_t h, std::int64_t c,
-                             std::int64_t j0) {
-  if (layout == CodeLayout::dense) return ((h * g.rows + c) * g.length + j0) * bits / 32;
-  return (h * g.rows + c) * group_format::release_row_words(g, bits) + j0 * bits / 32;
-}
-
 template <unsigned Bits>
 void encode_channel(const float* in, const GroupGrid& g, DType sd, CodeLayout layout, std::uint8_t* codes,
                     std::uint8_t* scales, std::uint8_t* mins) {
@@ -76,7 +69,7 @@ void encode_channel(const float* in, const GroupGrid& g, DType sd, CodeLayout la
   const float top_f = static_cast<float>(uniform_format::max_code(Bits));
   const __m512 top = _mm512_set1_ps(top_f);
   const std::int64_t width = g.rows, gpr = g.groups_per_row();
-  const std::int64_t run_stride = run_word(layout, g, Bits, 0, 1, 0) - run_word(layout, g, Bits, 0, 0, 0);
+  const std::int64_t run_stride = group_format::code_word(layout, g, Bits, 0, 1, 0) - group_format::code_word(layout, g, Bits, 0, 0, 0);
   auto* words = reinterpret_cast<std::uint32_t*>(codes);  // x86: little-endian, unaligned access allowed below
   for (std::int64_t h = 0; h < g.heads; ++h) {
     for (std::int64_t gi = 0; gi < gpr; ++gi) {
@@ -100,9 +93,8 @@ void encode_channel(const float* in, const GroupGrid& g, DType sd, CodeLayout la
           const __m512i q = codes_of(_mm512_maskz_loadu_ps(lanes, x + t * width), m.mn, m.divisor, m.live, top);
           acc[t / kPerWord] = _mm512_or_si512(acc[t / kPerWord], _mm512_slli_epi32(q, Bits * (t % kPerWord)));
         }
-        const std::int64_t first_word = run_word(layout, g, Bits, h, c0, j0);
-        const __m512i index = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
-                                                 _mm512_set1_epi32(static_cast<int>(run_stride)));
+        const std::int64_t first_word = group_format::code_word(layout, g, Bits, h, c0, j0);
+        const __m512i index = simd::lane_offsets(run_stride);
         for (unsigned w = 0; w < Bits; ++w)
           _mm512_mask_i32scatter_epi32(words + first_word + w, lanes, index, acc[w], 4);
         const std::int64_t first = (h * width + c0) * gpr + gi;  // group_index of channel c0's group gi
@@ -119,10 +111,9 @@ void decode_channel(const std::uint8_t* codes, const std::uint8_t* scales, const
   constexpr int kPerWord = 32 / Bits;
   const __m512i mask = _mm512_set1_epi32(static_cast<int>(uniform_format::max_code(Bits)));
   const std::int64_t width = g.rows, gpr = g.groups_per_row();
-  const std::int64_t run_stride = run_word(layout, g, Bits, 0, 1, 0) - run_word(layout, g, Bits, 0, 0, 0);
+  const std::int64_t run_stride = group_format::code_word(layout, g, Bits, 0, 1, 0) - group_format::code_word(layout, g, Bits, 0, 0, 0);
   const auto* words = reinterpret_cast<const std::uint32_t*>(codes);
-  const __m512i index = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
-                                           _mm512_set1_epi32(static_cast<int>(run_stride)));
+  const __m512i index = simd::lane_offsets(run_stride);
   for (std::int64_t h = 0; h < g.heads; ++h) {
     for (std::int64_t gi = 0; gi < gpr; ++gi) {
       const std::int64_t j0 = gi * kGroup;
@@ -133,7 +124,7 @@ void decode_channel(const std::uint8_t* codes, const std::uint8_t* scales, const
         const std::int64_t first = (h * width + c0) * gpr + gi;
         const __m512 scale = simd::load_scalars(scales, first, gpr, sd, n);
         const __m512 mn = simd::load_scalars(mins, first, gpr, sd, n);
-        const std::int64_t first_word = run_word(layout, g, Bits, h, c0, j0);
+        const std::int64_t first_word = group_format::code_word(layout, g, Bits, h, c0, j0);
         __m512i acc[Bits];
         for (unsigned w = 0; w < Bits; ++w)
           acc[w] = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), lanes, index, words + first_word + w, 4);

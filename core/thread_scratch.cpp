@@ -1,0 +1,44 @@
+#include "vidkv/core/thread_scratch.h"
+
+#include <cstdlib>
+#include <new>
+
+namespace vidkv {
+
+namespace {
+
+struct Buffer {
+  struct Free {
+    void operator()(float* p) const { std::free(p); }
+  };
+  std::unique_ptr<float, Free> data;
+  std::size_t floats = 0;
+};
+
+struct Stack {
+  std::vector<Buffer> buffers;
+  std::size_t depth = 0;
+};
+
+thread_local Stack stack;
+
+constexpr std::size_t kPadding = 16;
+
+}  // namespace
+
+ThreadScratch::ThreadScratch(std::size_t floats) {
+  if (stack.depth == stack.buffers.size()) stack.buffers.emplace_back();
+  Buffer& b = stack.buffers[stack.depth];
+  if (b.floats < floats) {
+    const std::size_t bytes = ((floats + kPadding) * sizeof(float) + 63) / 64 * 64;
+    b.data.reset(static_cast<float*>(std::aligned_alloc(64, bytes)));
+    if (!b.data) throw std::bad_alloc();
+    b.floats = floats;
+  }
+  data_ = b.data.get();
+  ++stack.depth;
+}
+
+ThreadScratch::~ThreadScratch() { --stack.depth; }
+
+}  // namespace vidkv

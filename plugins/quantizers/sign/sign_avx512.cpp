@@ -1,0 +1,99 @@
+// sign: AVX-512 kernels (sign_avx512.h), 16 columns (channels or FFT components) per vector, per head and group of
+// 32 tokens. Bit-identical to the reference (sign.cpp): each column's sum of |x| is accumulated in double in token
+// order (simd::add_abs: the reference's `sum += fabs(double(x))`), divided by 32.0 in double and converted to
+// float with the default rounding (static_cast<float>), then rounded to the scale dtype with vcvtps2ph (IEEE RNE,
+// as put_scalar); bit t of a column's run is (x >= 0) (_CMP_GE_OQ: true for -0, as the reference), OR-ed into one
+// uint32 lane per column, which is the dense / release stream of that run (runs start on a word: the tokens are a
+// multiple of 32). The release's zero mins are zero bytes, already there. Decode: bit ? s : (symmetric ? -s : 0).
+#include "vidkv/plugins/quantizers/sign/sign_avx512.h"
+
+#include "vidkv/plugins/quantizers/simd/avx512_support.h"
+#include "vidkv/plugins/quantizers/simd/cpu_features.h"
+
+namespace vidkv::sign_avx512 {
+
+using group_format::CodeLayout;
+using group_format::GroupAxis;
+using group_format::GroupGrid;
+
+#if defined(VIDKV_HAVE_AVX512_KERNELS) && defined(__AVX512F__)
+
+namespace {
+constexpr int kGroup = 32;
+}  // namespace
+
+bool applies(const GroupGrid& g, GroupAxis axis, DType scale_dtype) {
+  return simd::avx512_kernels() && axis == GroupAxis::channel && g.group == kGroup && g.length % kGroup == 0 &&
+         g.elements() > 0 && (scale_dtype == DType::f16 || scale_dtype == DType::f32) &&
+         g.rows * group_format::release_row_words(g, 1) < (std::int64_t{1} << 25);
+}
+
+void encode(const float* values, const GroupGrid& g, DType sd, CodeLayout layout, std::uint8_t* out) {
+  auto* words = reinterpret_cast<std::uint32_t*>(out);  // x86: little-endian
+  std::uint8_t* scales = out + sign_format::codes_bytes(layout, g);
+  const std::int64_t width = g.rows, gpr = g.groups_per_row();
+  const __m512i index = simd::lane_offsets(group_format::code_word(layout, g, 1, 0, 1, 0));
+  const __m512d count = _mm512_set1_pd(static_cast<double>(kGroup));
+  for (std::int64_t h = 0; h < g.heads; ++h) {
+    for (std::int64_t gi = 0; gi < gpr; ++gi) {
+      const std::int64_t j0 = gi * kGroup;
+      const float* tile = values + h * g.head_stride + j0 * width;
+      for (std::int64_t c0 = 0; c0 < width; c0 += 16) {
+        const std::int64_t n = width - c0 < 16 ? width - c0 : 16;
+        const __mmask16 lanes = simd::first_lanes(n);
+        __m512d sum_lo = _mm512_setzero_pd(), sum_hi = _mm512_setzero_pd();
+        __m512i run = _mm512_setzero_si512();
+        for (int t = 0; t < kGroup; ++t) {
+          const __m512 x = _mm512_maskz_loadu_ps(lanes, tile + t * width + c0);
+          simd::add_abs(x, &sum_lo, &sum_hi);
+          const __mmask16 bit = _mm512_cmp_ps_mask(x, _mm512_setzero_ps(), _CMP_GE_OQ);
+          run = _mm512_mask_or_epi32(run, bit, run, _mm512_set1_epi32(static_cast<int>(1u << t)));
+        }
+        const __m512 mean = simd::to_float<_MM_FROUND_CUR_DIRECTION>(_mm512_div_pd(sum_lo, count), _mm512_div_pd(sum_hi, count));
+        __m256i half = _mm256_setzero_si256();
+        const __m512 scale = simd::round_to_stored(mean, sd, &half);
+        _mm512_mask_i32scatter_epi32(words + group_format::code_word(layout, g, 1, h, c0, j0), lanes, index, run, 4);
+        simd::store_scalars(scales, (h * width + c0) * gpr + gi, gpr, sd, scale, half, n);
+      }
+    }
+  }
+}
+
+void decode(const std::uint8_t* in, const GroupGrid& g, DType sd, CodeLayout layout, sign_format::Reconstruction rec,
+            float* values) {
+  const auto* words = reinterpret_cast<const std::uint32_t*>(in);
+  const std::uint8_t* scales = in + sign_format::codes_bytes(layout, g);
+  const std::int64_t width = g.rows, gpr = g.groups_per_row();
+  const __m512i index = simd::lane_offsets(group_format::code_word(layout, g, 1, 0, 1, 0));
+  const bool symmetric = rec == sign_format::Reconstruction::symmetric;
+  for (std::int64_t h = 0; h < g.heads; ++h) {
+    for (std::int64_t gi = 0; gi < gpr; ++gi) {
+      const std::int64_t j0 = gi * kGroup;
+      float* tile = values + h * g.head_stride + j0 * width;
+      for (std::int64_t c0 = 0; c0 < width; c0 += 16) {
+        const std::int64_t n = width - c0 < 16 ? width - c0 : 16;
+        const __mmask16 lanes = simd::first_lanes(n);
+        const __m512 s = simd::load_scalars(scales, (h * width + c0) * gpr + gi, gpr, sd, n);
+        // -s flips the sign bit, as the reference's unary minus does (0 - s would give +0 for s = 0).
+        const __m512 zero_bit = symmetric ? _mm512_castsi512_ps(_mm512_xor_si512(_mm512_castps_si512(s), _mm512_set1_epi32(INT32_MIN)))
+                                          : _mm512_setzero_ps();
+        const __m512i run = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), lanes, index,
+                                                        words + group_format::code_word(layout, g, 1, h, c0, j0), 4);
+        for (int t = 0; t < kGroup; ++t) {
+          const __mmask16 bit = _mm512_test_epi32_mask(run, _mm512_set1_epi32(static_cast<int>(1u << t)));
+          _mm512_mask_storeu_ps(tile + t * width + c0, lanes, _mm512_mask_blend_ps(bit, zero_bit, s));
+        }
+      }
+    }
+  }
+}
+
+#else
+
+bool applies(const GroupGrid&, GroupAxis, DType) { return false; }
+void encode(const float*, const GroupGrid&, DType, CodeLayout, std::uint8_t*) {}
+void decode(const std::uint8_t*, const GroupGrid&, DType, CodeLayout, sign_format::Reconstruction, float*) {}
+
+#endif
+
+}  // namespace vidkv::sign_avx512
