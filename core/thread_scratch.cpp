@@ -41,4 +41,13 @@ ThreadScratch::ThreadScratch(std::size_t floats) {
 
 ThreadScratch::~ThreadScratch() { --stack.depth; }
 
+bool ThreadScratch::holds(const void* p) {
+  const auto* c = static_cast<const char*>(p);
+  for (std::size_t i = 0; i < stack.depth; ++i) {
+    const auto* begin = reinterpret_cast<const char*>(stack.buffers[i].data.get());
+    if (c >= begin && c < begin + stack.buffers[i].floats * sizeof(float)) return true;
+  }
+  return false;
+}
+
 }  // namespace vidkv

@@ -22,6 +22,10 @@ class ThreadScratch {
 
   float* data() const { return data_; }
 
+  // Whether p points into a scratch block that is live on the calling thread: such outputs are read back at
+  // once (a composite's parts), which is how the SIMD kernels decide not to stream them past the caches.
+  static bool holds(const void* p);
+
  private:
   float* data_ = nullptr;
 };

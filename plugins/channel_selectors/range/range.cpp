@@ -3,26 +3,42 @@
 #include <algorithm>
 #include <limits>
 
+#include "vidkv/plugins/quantizers/cpu_dispatch.h"
+
 namespace vidkv {
 
+namespace {
+
+// Column-wise running min and max over `rows` rows of `width` floats, in row order: `x < lo ? x : lo` and
+// `hi < x ? x : hi` (what std::min / std::max compute), a loop the compiler vectorises across columns.
+VIDKV_CPU_CLONES
+void column_extrema(const float* __restrict rows_in, std::int64_t rows, std::int64_t width, float* __restrict lo,
+                    float* __restrict hi) {
+  for (std::int64_t t = 0; t < rows; ++t) {
+    const float* row = rows_in + t * width;
+    for (std::int64_t c = 0; c < width; ++c) {
+      lo[c] = row[c] < lo[c] ? row[c] : lo[c];
+      hi[c] = hi[c] < row[c] ? row[c] : hi[c];
+    }
+  }
+}
+
+}  // namespace
+
+// Per channel max - min over every token of heads [head_begin, head_end), in double. The extrema are taken in
+// float: converting to double is exact and monotone, so min/max of the floats equal min/max of their doubles
+// (zeros of either sign included: the same element wins the same comparisons), and the difference is taken in
+// double as before.
 std::vector<double> RangeSelector::score(const float* in, const BlockShape& shape, std::int64_t head_begin,
                                          std::int64_t head_end) const {
   const auto channels = static_cast<std::size_t>(shape.channels);
-  std::vector<double> lo(channels, std::numeric_limits<double>::infinity());
-  std::vector<double> hi(channels, -std::numeric_limits<double>::infinity());
-  for (std::int64_t h = head_begin; h < head_end; ++h) {
-    const float* slab = in + h * shape.slab_elements();
-    for (std::int64_t t = 0; t < shape.tokens; ++t) {
-      for (std::size_t c = 0; c < channels; ++c) {
-        const double x = slab[static_cast<std::size_t>(t) * channels + c];
-        lo[c] = std::min(lo[c], x);
-        hi[c] = std::max(hi[c], x);
-      }
-    }
-  }
+  std::vector<float> lo(channels, std::numeric_limits<float>::infinity());
+  std::vector<float> hi(channels, -std::numeric_limits<float>::infinity());
+  for (std::int64_t h = head_begin; h < head_end; ++h)
+    column_extrema(in + h * shape.slab_elements(), shape.tokens, shape.channels, lo.data(), hi.data());
   std::vector<double> out(channels, 0.0);
   if (shape.tokens > 0 && head_end > head_begin)
-    for (std::size_t c = 0; c < channels; ++c) out[c] = hi[c] - lo[c];
+    for (std::size_t c = 0; c < channels; ++c) out[c] = static_cast<double>(hi[c]) - static_cast<double>(lo[c]);
   return out;
 }
 

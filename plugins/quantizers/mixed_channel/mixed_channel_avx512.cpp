@@ -25,6 +25,13 @@ struct Chunks {
   }
 };
 
+// x, kept in a register: GCC folds a load into vexpandps / vcompressps with a memory operand, which Intel cores
+// run as a slow microcoded sequence; the register forms are a couple of uops.
+inline __m512 in_register(__m512 x) {
+  asm("" : "+v"(x));
+  return x;
+}
+
 }  // namespace
 
 bool available() { return simd::avx512_kernels(); }
@@ -37,7 +44,7 @@ void gather(const float* in, std::int64_t rows, std::int64_t channels, const std
     const float* row = in + r * channels;
     for (std::int64_t k = 0; k < count; ++k) {
       const __mmask16 valid = chunks.valid[k], high = chunks.high[k];
-      const __m512 x = _mm512_maskz_loadu_ps(valid, row + 16 * k);
+      const __m512 x = in_register(_mm512_maskz_loadu_ps(valid, row + 16 * k));
       _mm512_storeu_ps(hi_out, _mm512_maskz_compress_ps(high, x));
       _mm512_storeu_ps(lo_out, _mm512_maskz_compress_ps(static_cast<__mmask16>(valid & ~high), x));
       hi_out += __builtin_popcount(high);
@@ -46,21 +53,33 @@ void gather(const float* in, std::int64_t rows, std::int64_t channels, const std
   }
 }
 
-void scatter(const float* hi_in, const float* lo_in, std::int64_t rows, std::int64_t channels,
-             const std::uint8_t* is_high, float* out) {
+namespace {
+
+template <bool Stream>
+void scatter_rows(const float* hi_in, const float* lo_in, std::int64_t rows, std::int64_t channels,
+                  const std::uint8_t* is_high, float* out) {
   const Chunks chunks(channels, is_high);
   const auto count = static_cast<std::int64_t>(chunks.high.size());
   for (std::int64_t r = 0; r < rows; ++r) {
     float* row = out + r * channels;
     for (std::int64_t k = 0; k < count; ++k) {
       const __mmask16 valid = chunks.valid[k], high = chunks.high[k], low = static_cast<__mmask16>(valid & ~high);
-      const __m512 h = _mm512_maskz_expand_ps(high, _mm512_loadu_ps(hi_in));
-      const __m512 x = _mm512_mask_expand_ps(h, low, _mm512_loadu_ps(lo_in));
-      _mm512_mask_storeu_ps(row + 16 * k, valid, x);
+      const __m512 h = _mm512_maskz_expand_ps(high, in_register(_mm512_loadu_ps(hi_in)));
+      const __m512 x = _mm512_mask_expand_ps(h, low, in_register(_mm512_loadu_ps(lo_in)));
+      simd::store16<Stream>(row + 16 * k, valid, x);
       hi_in += __builtin_popcount(high);
       lo_in += __builtin_popcount(low);
     }
   }
+}
+
+}  // namespace
+
+void scatter(const float* hi_in, const float* lo_in, std::int64_t rows, std::int64_t channels,
+             const std::uint8_t* is_high, float* out) {
+  if (!simd::stream_output(out, rows * channels, channels)) return scatter_rows<false>(hi_in, lo_in, rows, channels, is_high, out);
+  scatter_rows<true>(hi_in, lo_in, rows, channels, is_high, out);
+  simd::finish_stores();
 }
 
 #else

@@ -59,7 +59,10 @@ void encode(const float* values, const GroupGrid& g, DType sd, CodeLayout layout
   }
 }
 
-void decode(const std::uint8_t* in, const GroupGrid& g, DType sd, CodeLayout layout, sign_format::Reconstruction rec,
+namespace {
+
+template <bool Stream>
+void decode_runs(const std::uint8_t* in, const GroupGrid& g, DType sd, CodeLayout layout, sign_format::Reconstruction rec,
             float* values) {
   const auto* words = reinterpret_cast<const std::uint32_t*>(in);
   const std::uint8_t* scales = in + sign_format::codes_bytes(layout, g);
@@ -81,11 +84,20 @@ void decode(const std::uint8_t* in, const GroupGrid& g, DType sd, CodeLayout lay
                                                         words + group_format::code_word(layout, g, 1, h, c0, j0), 4);
         for (int t = 0; t < kGroup; ++t) {
           const __mmask16 bit = _mm512_test_epi32_mask(run, _mm512_set1_epi32(static_cast<int>(1u << t)));
-          _mm512_mask_storeu_ps(tile + t * width + c0, lanes, _mm512_mask_blend_ps(bit, zero_bit, s));
+          simd::store16<Stream>(tile + t * width + c0, lanes, _mm512_mask_blend_ps(bit, zero_bit, s));
         }
       }
     }
   }
+}
+
+}  // namespace
+
+void decode(const std::uint8_t* in, const GroupGrid& g, DType sd, CodeLayout layout, sign_format::Reconstruction rec,
+            float* values) {
+  if (!simd::stream_output(values, g.elements(), g.rows)) return decode_runs<false>(in, g, sd, layout, rec, values);
+  decode_runs<true>(in, g, sd, layout, rec, values);
+  simd::finish_stores();
 }
 
 #else

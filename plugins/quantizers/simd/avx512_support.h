@@ -22,6 +22,7 @@
 #include <cstring>
 
 #include "vidkv/core/dtype.h"
+#include "vidkv/core/thread_scratch.h"
 
 namespace vidkv::simd {
 
@@ -87,6 +88,54 @@ inline __m512i lane_offsets(std::int64_t step) {
   return _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
                             _mm512_set1_epi32(static_cast<int>(step)));
 }
+
+// Strips of 16 columns whose first pass over a [rows, width] tile is made row by row (8 strips = one 512-byte
+// row of 128 channels): the tile is then read in address order, which the hardware prefetchers follow, instead
+// of one 64-byte column of every row at a time.
+constexpr int kStrips = 8;
+
+// Running column min / max of kStrips full strips starting at `tile` (rows `width` floats apart), in row order:
+// lane by lane the reference's sequential `x < mn ? x : mn` (see the top of this file).
+inline void strip_extrema(const float* tile, int rows, std::int64_t width, __m512* mn, __m512* mx) {
+  for (int s = 0; s < kStrips; ++s) mn[s] = mx[s] = _mm512_loadu_ps(tile + 16 * s);
+  for (int t = 1; t < rows; ++t)
+    for (int s = 0; s < kStrips; ++s) {
+      const __m512 v = _mm512_loadu_ps(tile + t * width + 16 * s);
+      mn[s] = _mm512_min_ps(v, mn[s]);
+      mx[s] = _mm512_max_ps(v, mx[s]);
+    }
+}
+
+// Running column sums of |x| in double (add_abs) of kStrips full strips, row by row.
+inline void strip_abs_sums(const float* tile, int rows, std::int64_t width, __m512d* lo, __m512d* hi) {
+  for (int s = 0; s < kStrips; ++s) lo[s] = hi[s] = _mm512_setzero_pd();
+  for (int t = 0; t < rows; ++t)
+    for (int s = 0; s < kStrips; ++s) add_abs(_mm512_loadu_ps(tile + t * width + 16 * s), &lo[s], &hi[s]);
+}
+
+// Stores of decoded values. A decoded block larger than the caches is written with streaming (non-temporal)
+// stores: a normal store first reads the line it writes (read for ownership), so a block that goes to memory
+// anyway costs its bytes twice; streaming stores write whole lines without reading them. Blocks that fit the
+// caches (below kStreamBytes) keep normal stores, so that the metrics reading them next find them there, and so
+// do the parts a composite decodes into per-thread scratch (core/thread_scratch.h) and reads right back. Full
+// 16-lane stores stream only at 64-byte aligned addresses: stream_output() checks the block's start and row
+// length; partial (masked) stores are normal stores. A kernel that streamed calls finish_stores() before it returns.
+constexpr std::int64_t kStreamBytes = std::int64_t{8} << 20;
+
+inline bool stream_output(const float* out, std::int64_t floats, std::int64_t row_floats) {
+  return floats * 4 >= kStreamBytes && reinterpret_cast<std::uintptr_t>(out) % 64 == 0 && row_floats % 16 == 0 &&
+         !ThreadScratch::holds(out);
+}
+
+template <bool Stream>
+inline void store16(float* p, __mmask16 lanes, __m512 v) {
+  if constexpr (Stream) {
+    if (lanes == static_cast<__mmask16>(0xFFFF)) return _mm512_stream_ps(p, v);
+  }
+  _mm512_mask_storeu_ps(p, lanes, v);
+}
+
+inline void finish_stores() { _mm_sfence(); }
 
 // Transposing reduction: lane i of the result is op over the 16 lanes of v[i] (i < 16). Four levels of
 // permute-and-combine, 15 combines in all.

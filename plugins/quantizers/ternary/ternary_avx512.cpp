@@ -133,7 +133,8 @@ void encode_slots(const float* in, const GroupGrid& g, double gamma, std::uint8_
   }
 }
 
-void decode_slots(const std::uint8_t* stream, const GroupGrid& g, float* out) {
+template <bool Stream>
+void decode_runs(const std::uint8_t* stream, const GroupGrid& g, float* out) {
   const auto* words = reinterpret_cast<const std::uint32_t*>(stream);
   const std::int64_t width = g.rows, gpr = g.groups_per_row();
   const __m512i index = simd::lane_offsets(group_format::code_word(CodeLayout::dense, g, 2, 0, 1, 0));
@@ -151,11 +152,17 @@ void decode_slots(const std::uint8_t* stream, const GroupGrid& g, float* out) {
 #pragma GCC unroll 32
         for (int t = 0; t < kGroup; ++t) {
           const __m512i slot = _mm512_and_si512(_mm512_srli_epi32(run[t / 16], 2 * (t % 16)), three);
-          _mm512_mask_storeu_ps(tile + t * width + c0, lanes, _mm512_cvtepi32_ps(_mm512_sub_epi32(slot, one)));
+          simd::store16<Stream>(tile + t * width + c0, lanes, _mm512_cvtepi32_ps(_mm512_sub_epi32(slot, one)));
         }
       }
     }
   }
+}
+
+void decode_slots(const std::uint8_t* stream, const GroupGrid& g, float* out) {
+  if (!simd::stream_output(out, g.elements(), g.rows)) return decode_runs<false>(stream, g, out);
+  decode_runs<true>(stream, g, out);
+  simd::finish_stores();
 }
 
 }  // namespace

@@ -3,8 +3,9 @@
 //   axis channel: 16 channels per vector; a group's min and max are running _mm512_min_ps / _mm512_max_ps over its
 //     32 tokens in token order, which is the reference's sequential `x < mn ? x : mn` lane by lane (simd/
 //     avx512_support.h), signed zeros included; scale = (mx - mn) / (2^b - 1) and both are rounded to the scale
-//     dtype with vcvtps2ph (IEEE RNE); codes are round_half_even(clamp((x - mn') / scale', 0, top)) with a true
-//     division, max/min for the clamp (-0 becomes +0, same code 0) and vcvtps2dq in RNE; a zero scale gives code 0.
+//     dtype with vcvtps2ph (IEEE RNE); codes are round_half_even(clamp((x - mn') / scale', 0, top)), the quotient
+//     by a reciprocal multiply with a proven fallback to the true division near rounding boundaries (codes_of),
+//     max/min for the clamp (-0 becomes +0, same code 0) and vcvtps2dq in RNE; a zero scale gives code 0.
 //     The 32 codes of a channel's group are OR-ed into `bits` uint32 lanes (token t at bit bits * (t % (32 / bits))
 //     of word t / (32 / bits)), which is the dense / release stream of that run (group_format.h: LSB first, runs
 //     start on a word because the grouped axis is a multiple of 32).
@@ -35,9 +36,9 @@ constexpr std::int64_t kGroup = 32;
 
 // Stored scale and min of 16 groups from their min and max; `live` marks the groups with scale > 0.
 struct GroupMeta {
-  __m512 scale, mn, divisor;
+  __m512 scale, mn, divisor, reciprocal;
   __m256i scale_half, mn_half;
-  __mmask16 live;
+  __mmask16 live, exact_only;
 };
 
 inline GroupMeta group_meta(__m512 mn, __m512 mx, float top, DType sd) {
@@ -47,15 +48,34 @@ inline GroupMeta group_meta(__m512 mn, __m512 mx, float top, DType sd) {
   m.mn = simd::round_to_stored(mn, sd, &m.mn_half);
   m.live = _mm512_cmp_ps_mask(m.scale, _mm512_setzero_ps(), _CMP_GT_OQ);
   m.divisor = _mm512_mask_blend_ps(m.live, _mm512_set1_ps(1.0f), m.scale);  // no 0/0 in lanes forced to code 0
+  m.reciprocal = _mm512_div_ps(_mm512_set1_ps(1.0f), m.divisor);
+  // A reciprocal near the top of the float range (an fp32 scale below 2^-100) voids the bound of codes_of.
+  m.exact_only = _mm512_cmp_ps_mask(m.reciprocal, _mm512_set1_ps(0x1p100f), _CMP_GE_OQ);
   return m;
 }
 
-// encode_value of uniform_format.h for 16 lanes: codes as int32.
-inline __m512i codes_of(__m512 x, __m512 mn, __m512 divisor, __mmask16 live, __m512 top) {
-  __m512 v = _mm512_div_ps(_mm512_sub_ps(x, mn), divisor);
-  v = _mm512_min_ps(_mm512_max_ps(v, _mm512_setzero_ps()), top);
-  return _mm512_maskz_mov_epi32(live, _mm512_cvt_roundps_epi32(v, simd::kRne));
+// encode_value of uniform_format.h for 16 lanes: round_half_even(clamp((x - mn) / scale, 0, top)) as int32.
+// The quotient is taken as (x - mn) * fl(1 / scale); the exact division is done only for vectors where that could
+// round differently. With u = 2^-24, d = x - mn (the same float in both), q = fl(d / s), q' = fl(d * fl(1 / s)):
+//   |q - q'| <= |q - d/s| + |d/s - d * fl(1/s)| + |d * fl(1/s) - q'| <= (3u + u^2) |d / s|.
+// Clamping is 1-Lipschitz and rounding jumps only at k + 0.5, so the codes agree unless clamp(q') lies within that
+// bound of some k + 0.5. Where it can (clamp(q') < top, hence |d / s| < top + 1) the bound is below
+// eps = 4u (top + 1); beyond the clamps both give top (q' > top + 1) or 0 (q' <= 0). So a vector whose lanes all
+// have |frac(clamp(q')) - 0.5| >= eps keeps q'; any other takes the division (a few lanes in a million on
+// smooth data). Lanes with scale 0 get code 0 either way.
+inline __m512i codes_of(__m512 x, const GroupMeta& m, __m512 top, __m512 eps) {
+  const __m512 d = _mm512_sub_ps(x, m.mn);
+  __m512 v = _mm512_min_ps(_mm512_max_ps(_mm512_mul_ps(d, m.reciprocal), _mm512_setzero_ps()), top);
+  const __m512 frac = _mm512_sub_ps(v, _mm512_roundscale_ps(v, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC));
+  const __m512 distance = _mm512_abs_ps(_mm512_sub_ps(frac, _mm512_set1_ps(0.5f)));
+  const __mmask16 near = _mm512_cmp_ps_mask(distance, eps, _CMP_LT_OQ) | m.exact_only;
+  if (__builtin_expect((near & m.live) != 0, 0))
+    v = _mm512_min_ps(_mm512_max_ps(_mm512_div_ps(d, m.divisor), _mm512_setzero_ps()), top);
+  return _mm512_maskz_mov_epi32(m.live, _mm512_cvt_roundps_epi32(v, simd::kRne));
 }
+
+// eps of codes_of for codes up to top.
+inline __m512 boundary_margin(float top) { return _mm512_set1_ps(4.0f * 0x1p-24f * (top + 1.0f)); }
 
 // decode_value for 16 lanes.
 inline __m512 values_of(__m512i q, __m512 scale, __m512 mn) {
@@ -67,15 +87,41 @@ void encode_channel(const float* in, const GroupGrid& g, DType sd, CodeLayout la
                     std::uint8_t* scales, std::uint8_t* mins) {
   constexpr int kPerWord = 32 / Bits;
   const float top_f = static_cast<float>(uniform_format::max_code(Bits));
-  const __m512 top = _mm512_set1_ps(top_f);
+  const __m512 top = _mm512_set1_ps(top_f), eps = boundary_margin(top_f);
   const std::int64_t width = g.rows, gpr = g.groups_per_row();
   const std::int64_t run_stride = group_format::code_word(layout, g, Bits, 0, 1, 0) - group_format::code_word(layout, g, Bits, 0, 0, 0);
   auto* words = reinterpret_cast<std::uint32_t*>(codes);  // x86: little-endian, unaligned access allowed below
+  const __m512i index = simd::lane_offsets(run_stride);
   for (std::int64_t h = 0; h < g.heads; ++h) {
     for (std::int64_t gi = 0; gi < gpr; ++gi) {
       const std::int64_t j0 = gi * kGroup;
       const float* tile = in + h * g.head_stride + j0 * width;
-      for (std::int64_t c0 = 0; c0 < width; c0 += 16) {
+      // Codes, words and metadata of one strip of 16 channels from its min and max.
+      auto encode_strip = [&](std::int64_t c0, std::int64_t n, __m512 mn, __m512 mx) {
+        const __mmask16 lanes = simd::first_lanes(n);
+        const float* x = tile + c0;
+        const GroupMeta m = group_meta(mn, mx, top_f, sd);
+        __m512i acc[Bits];
+        for (unsigned w = 0; w < Bits; ++w) acc[w] = _mm512_setzero_si512();
+#pragma GCC unroll 32
+        for (int t = 0; t < kGroup; ++t) {
+          const __m512i q = codes_of(_mm512_maskz_loadu_ps(lanes, x + t * width), m, top, eps);
+          acc[t / kPerWord] = _mm512_or_si512(acc[t / kPerWord], _mm512_slli_epi32(q, Bits * (t % kPerWord)));
+        }
+        const std::int64_t first_word = group_format::code_word(layout, g, Bits, h, c0, j0);
+        for (unsigned w = 0; w < Bits; ++w)
+          _mm512_mask_i32scatter_epi32(words + first_word + w, lanes, index, acc[w], 4);
+        const std::int64_t first = (h * width + c0) * gpr + gi;  // group_index of channel c0's group gi
+        simd::store_scalars(scales, first, gpr, sd, m.scale, m.scale_half, n);
+        simd::store_scalars(mins, first, gpr, sd, m.mn, m.mn_half, n);
+      };
+      std::int64_t c0 = 0;
+      for (; c0 + 16 * simd::kStrips <= width; c0 += 16 * simd::kStrips) {
+        __m512 mn[simd::kStrips], mx[simd::kStrips];
+        simd::strip_extrema(tile + c0, kGroup, width, mn, mx);
+        for (int s = 0; s < simd::kStrips; ++s) encode_strip(c0 + 16 * s, 16, mn[s], mx[s]);
+      }
+      for (; c0 < width; c0 += 16) {
         const std::int64_t n = width - c0 < 16 ? width - c0 : 16;
         const __mmask16 lanes = simd::first_lanes(n);
         const float* x = tile + c0;
@@ -85,27 +131,13 @@ void encode_channel(const float* in, const GroupGrid& g, DType sd, CodeLayout la
           mn = _mm512_min_ps(v, mn);
           mx = _mm512_max_ps(v, mx);
         }
-        const GroupMeta m = group_meta(mn, mx, top_f, sd);
-        __m512i acc[Bits];
-        for (unsigned w = 0; w < Bits; ++w) acc[w] = _mm512_setzero_si512();
-#pragma GCC unroll 32
-        for (int t = 0; t < kGroup; ++t) {
-          const __m512i q = codes_of(_mm512_maskz_loadu_ps(lanes, x + t * width), m.mn, m.divisor, m.live, top);
-          acc[t / kPerWord] = _mm512_or_si512(acc[t / kPerWord], _mm512_slli_epi32(q, Bits * (t % kPerWord)));
-        }
-        const std::int64_t first_word = group_format::code_word(layout, g, Bits, h, c0, j0);
-        const __m512i index = simd::lane_offsets(run_stride);
-        for (unsigned w = 0; w < Bits; ++w)
-          _mm512_mask_i32scatter_epi32(words + first_word + w, lanes, index, acc[w], 4);
-        const std::int64_t first = (h * width + c0) * gpr + gi;  // group_index of channel c0's group gi
-        simd::store_scalars(scales, first, gpr, sd, m.scale, m.scale_half, n);
-        simd::store_scalars(mins, first, gpr, sd, m.mn, m.mn_half, n);
+        encode_strip(c0, n, mn, mx);
       }
     }
   }
 }
 
-template <unsigned Bits>
+template <unsigned Bits, bool Stream>
 void decode_channel(const std::uint8_t* codes, const std::uint8_t* scales, const std::uint8_t* mins, const GroupGrid& g,
                     DType sd, CodeLayout layout, float* out) {
   constexpr int kPerWord = 32 / Bits;
@@ -131,7 +163,7 @@ void decode_channel(const std::uint8_t* codes, const std::uint8_t* scales, const
 #pragma GCC unroll 32
         for (int t = 0; t < kGroup; ++t) {
           const __m512i q = _mm512_and_si512(_mm512_srli_epi32(acc[t / kPerWord], Bits * (t % kPerWord)), mask);
-          _mm512_mask_storeu_ps(tile + t * width + c0, lanes, values_of(q, scale, mn));
+          simd::store16<Stream>(tile + t * width + c0, lanes, values_of(q, scale, mn));
         }
       }
     }
@@ -192,7 +224,7 @@ template <unsigned Bits>
 void encode_token(const float* in, const GroupGrid& g, DType sd, std::uint8_t* codes, std::uint8_t* scales,
                   std::uint8_t* mins) {
   const float top_f = static_cast<float>(uniform_format::max_code(Bits));
-  const __m512 top = _mm512_set1_ps(top_f);
+  const __m512 top = _mm512_set1_ps(top_f), eps = boundary_margin(top_f);
   const std::int64_t groups = g.group_count();
   std::int64_t g0 = 0;
   for (; g0 + 16 <= groups; g0 += 16) {
@@ -223,10 +255,14 @@ void encode_token(const float* in, const GroupGrid& g, DType sd, std::uint8_t* c
       __m512i q[4];
       for (int k = 0; k < 2; ++k) {
         const __m512i sel = _mm512_set1_epi32(i + k);
-        const __m512 s = _mm512_permutexvar_ps(sel, m.divisor), mnb = _mm512_permutexvar_ps(sel, m.mn);
-        const __mmask16 live = (m.live >> (i + k)) & 1u ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>(0);
-        q[2 * k] = codes_of(_mm512_loadu_ps(x + (i + k) * kGroup), mnb, s, live, top);
-        q[2 * k + 1] = codes_of(_mm512_loadu_ps(x + (i + k) * kGroup + 16), mnb, s, live, top);
+        GroupMeta one;  // group i + k in every lane
+        one.mn = _mm512_permutexvar_ps(sel, m.mn);
+        one.divisor = _mm512_permutexvar_ps(sel, m.divisor);
+        one.reciprocal = _mm512_permutexvar_ps(sel, m.reciprocal);
+        one.live = (m.live >> (i + k)) & 1u ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>(0);
+        one.exact_only = (m.exact_only >> (i + k)) & 1u ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>(0);
+        q[2 * k] = codes_of(_mm512_loadu_ps(x + (i + k) * kGroup), one, top, eps);
+        q[2 * k + 1] = codes_of(_mm512_loadu_ps(x + (i + k) * kGroup + 16), one, top, eps);
       }
       pack64<Bits>(narrow64(q), codes + (g0 + i) * kGroup * Bits / 8);
     }
@@ -239,8 +275,8 @@ void encode_token(const float* in, const GroupGrid& g, DType sd, std::uint8_t* c
     simd::store_scalars(scales, g0, 1, sd, m.scale, m.scale_half, 1);
     simd::store_scalars(mins, g0, 1, sd, m.mn, m.mn_half, 1);
     alignas(64) std::int32_t q[kGroup];
-    _mm512_store_si512(q, codes_of(_mm512_loadu_ps(x), m.mn, m.divisor, m.live, top));
-    _mm512_store_si512(q + 16, codes_of(_mm512_loadu_ps(x + 16), m.mn, m.divisor, m.live, top));
+    _mm512_store_si512(q, codes_of(_mm512_loadu_ps(x), m, top, eps));
+    _mm512_store_si512(q + 16, codes_of(_mm512_loadu_ps(x + 16), m, top, eps));
     for (int j = 0; j < kGroup; ++j) {
       const std::int64_t bit = (g0 * kGroup + j) * Bits;
       codes[bit >> 3] = static_cast<std::uint8_t>(codes[bit >> 3] | (q[j] << (bit & 7)));
@@ -248,7 +284,7 @@ void encode_token(const float* in, const GroupGrid& g, DType sd, std::uint8_t* c
   }
 }
 
-template <unsigned Bits>
+template <unsigned Bits, bool Stream>
 void decode_token(const std::uint8_t* codes, const std::uint8_t* scales, const std::uint8_t* mins, const GroupGrid& g,
                   DType sd, float* out) {
   const std::int64_t groups = g.group_count();
@@ -260,8 +296,8 @@ void decode_token(const std::uint8_t* codes, const std::uint8_t* scales, const s
       const __m512i sel = _mm512_set1_epi32(static_cast<int>(i));
       const __m512 s = _mm512_permutexvar_ps(sel, scale), m = _mm512_permutexvar_ps(sel, mn);
       const std::int64_t e = (g0 + i) * kGroup;
-      _mm512_storeu_ps(out + e, values_of(unpack16<Bits>(codes, e), s, m));
-      _mm512_storeu_ps(out + e + 16, values_of(unpack16<Bits>(codes, e + 16), s, m));
+      simd::store16<Stream>(out + e, 0xFFFF, values_of(unpack16<Bits>(codes, e), s, m));
+      simd::store16<Stream>(out + e + 16, 0xFFFF, values_of(unpack16<Bits>(codes, e + 16), s, m));
     }
   }
 }
@@ -280,8 +316,17 @@ void decode_bits(const std::uint8_t* in, const GroupGrid& g, GroupAxis axis, DTy
   const std::uint8_t* codes = in;
   const std::uint8_t* scales = codes + uniform_format::codes_bytes(layout, g, Bits);
   const std::uint8_t* mins = scales + uniform_format::scales_bytes(g, sd);
-  if (axis == GroupAxis::channel) return decode_channel<Bits>(codes, scales, mins, g, sd, layout, out);
-  decode_token<Bits>(codes, scales, mins, g, sd, out);
+  const std::int64_t row = axis == GroupAxis::channel ? g.rows : g.length;  // floats per token row of `out`
+  if (simd::stream_output(out, g.elements(), row)) {
+    if (axis == GroupAxis::channel) {
+      decode_channel<Bits, true>(codes, scales, mins, g, sd, layout, out);
+    } else {
+      decode_token<Bits, true>(codes, scales, mins, g, sd, out);
+    }
+    return simd::finish_stores();
+  }
+  if (axis == GroupAxis::channel) return decode_channel<Bits, false>(codes, scales, mins, g, sd, layout, out);
+  decode_token<Bits, false>(codes, scales, mins, g, sd, out);
 }
 
 }  // namespace
