@@ -120,6 +120,51 @@ void set_string(PyConfig& config, wchar_t** field, const std::string& value, con
                 status.err_msg ? status.err_msg : "PyConfig_SetBytesString failed");
 }
 
+// The vidkv executable links the system HDF5 (libhdf5_serial, for its trace files), so the dynamic loader resolves
+// every HDF5 symbol of a library loaded later to that one first. h5py's wheel bundles its own HDF5 (another version);
+// without care its extension modules would call a mix of both and fail ("ValueError: Not a datatype"). This import
+// hook loads the extension modules of the packages listed (today h5py only: add a package here when its wheel
+// bundles a library the vidkv executable links) with RTLD_DEEPBIND, so they bind to the library they ship with, as in
+// a plain `python` process. Other imports are untouched.
+constexpr const char* kBundledLibraryHook = R"PY(
+import importlib.machinery as _machinery
+import os as _os
+import sys as _sys
+
+
+class _DeepBindExtensionLoader(_machinery.ExtensionFileLoader):
+    def create_module(self, spec):
+        flags = _sys.getdlopenflags()
+        _sys.setdlopenflags(flags | _os.RTLD_DEEPBIND)
+        try:
+            return super().create_module(spec)
+        finally:
+            _sys.setdlopenflags(flags)
+
+
+class VidkvBundledLibraryFinder:
+    """vidkv (embedded Python): loads the extension modules of h5py with RTLD_DEEPBIND (see python_command.cpp)."""
+
+    packages = ("h5py",)
+
+    @classmethod
+    def find_spec(cls, name, path=None, target=None):
+        if name.partition(".")[0] not in cls.packages:
+            return None
+        for finder in _sys.meta_path:
+            if finder is cls or not hasattr(finder, "find_spec"):
+                continue
+            spec = finder.find_spec(name, path, target)
+            if spec is not None:
+                if type(spec.loader) is _machinery.ExtensionFileLoader:
+                    spec.loader = _DeepBindExtensionLoader(spec.loader.name, spec.loader.path)
+                return spec
+        return None
+
+
+_sys.meta_path.insert(0, VidkvBundledLibraryFinder)
+)PY";
+
 // Exit status of a SystemExit, as `python` computes it: code None -> 0, an int -> that int, anything else is printed
 // to stderr and gives 1.
 int system_exit_status(const py::error_already_set& e) {
@@ -180,6 +225,9 @@ int run_python_module(const std::string& command, const std::string& module, con
       VIDKV_THROW(Error, command, ": cannot start the embedded Python with ", what, ": ", e.what());
     }
     try {
+      py::dict scope;
+      scope["__name__"] = "vidkv_embedded";
+      py::exec(kBundledLibraryHook, scope);
       py::module_::import("runpy").attr("run_module")(module, py::arg("run_name") = "__main__",
                                                       py::arg("alter_sys") = true);
     } catch (py::error_already_set& e) {
