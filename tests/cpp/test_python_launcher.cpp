@@ -26,6 +26,8 @@
 namespace fs = std::filesystem;
 using vidkv::cli::run_python_module;
 
+#ifdef VIDKV_EMBED_PYTHON
+
 namespace {
 
 const fs::path kSource = VIDKV_SOURCE_DIR;
@@ -112,8 +114,6 @@ int run_fixture(const std::vector<std::string>& args) {
 }
 
 }  // namespace
-
-#ifdef VIDKV_EMBED_PYTHON
 
 TEST_CASE("python launcher: the module runs in this process, in the project's environment", "[python][launcher]") {
   require_venv();
