@@ -178,7 +178,10 @@ int system_exit_status(const py::error_already_set& e) {
     }
     return static_cast<int>(value);
   }
-  py::module_::import("sys").attr("stderr").attr("write")(py::str(code) + py::str("\n"));
+  try {
+    py::module_::import("sys").attr("stderr").attr("write")(py::str(code) + py::str("\n"));
+  } catch (py::error_already_set&) {  // no usable sys.stderr: the status still says it failed
+  }
   return 1;
 }
 
