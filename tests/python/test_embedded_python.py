@@ -131,3 +131,23 @@ def test_record_writes_a_valid_trace_from_the_vidkv_process(tmp_path):
     assert json.loads(stdout)  # the summary
     r = subprocess.run([str(VIDKV), "trace", "validate", str(trace)], capture_output=True, text=True)
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_record_of_a_video_model_decodes_the_clip_in_the_vidkv_process(tmp_path):
+    """The video path (frame decoding, the processor, a LLaVA-OneVision model) with the libraries its wheels bundle,
+    loaded into the vidkv process beside the system libraries vidkv links."""
+    pytest.importorskip("torch", reason="torch is not installed: run scripts/setup.sh --models")
+    import live_fixtures
+    from vidkv.video import default_clip
+    folder = tmp_path / "tiny-llava-onevision"
+    live_fixtures.save_tiny_llava_onevision(folder, live_fixtures.smollm2_tokenizer())
+    trace = tmp_path / "street.h5"
+    rc, _, stderr, pid, probe = run_vidkv(
+        tmp_path, "record", "--model", folder, "--video", default_clip(), "--frames", "4",
+        "--prompt", "What are the people doing?", "--question", "What are the people doing?",
+        "--max-new-tokens", "3", "-o", trace)
+    assert rc == 0, stderr
+    assert_in_vidkv_process(pid, probe)
+    r = subprocess.run([str(VIDKV), "trace", "validate", str(trace)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "4 frames" in r.stdout
