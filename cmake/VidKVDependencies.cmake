@@ -35,4 +35,11 @@ endif()
 if(VIDKV_ENABLE_PYTHON)
   find_package(Python3 REQUIRED COMPONENTS Interpreter Development.Module Development.Embed)
   find_package(pybind11 CONFIG REQUIRED)
+  # The `vidkv` executable embeds Python (vidkv live|record|report). With a static libpython the extension modules
+  # it imports (numpy, torch, _vidkv) would need the executable to export every symbol, VidKV's included.
+  if(Python3_LIBRARIES MATCHES "\\.a$")
+    message(FATAL_ERROR "VIDKV_ENABLE_PYTHON needs a shared libpython; the one found for ${Python3_EXECUTABLE} is "
+            "${Python3_LIBRARIES}: use a Python built with --enable-shared (Debian/Ubuntu python3-dev has one; "
+            "pyenv: PYTHON_CONFIGURE_OPTS=--enable-shared pyenv install VERSION), or -DVIDKV_ENABLE_PYTHON=OFF")
+  endif()
 endif()

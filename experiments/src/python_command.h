@@ -1,5 +1,7 @@
-// Subcommands implemented in Python (vidkv record, vidkv live): run `python -m MODULE ARGS...` with the project's
-// virtual environment and return its exit status.
+// Subcommands implemented in Python (vidkv live, vidkv record, vidkv report): run a Python module inside the
+// `vidkv` process, in an embedded interpreter that uses the project's virtual environment.
+// Built into the library vidkv_python_launcher, which only the `vidkv` executable (and the C++ tests) link: it
+// links libpython (pybind11::embed), which the extension module _vidkv must not.
 #pragma once
 
 #include <string>
@@ -7,12 +9,21 @@
 
 namespace vidkv::cli {
 
-// Runs `PYTHON -m module args...` in a child process and waits for it. PYTHON is $VIDKV_PYTHON when set, else the
-// project's .venv/bin/python (scripts/setup.sh --models makes it). PYTHONPATH is prefixed with the package folder
-// experiments/python, the folder of the built `_vidkv` extension and analysis/, so `import vidkv` and
-// `import vidkv_analysis` need no installation.
-// `command` ("vidkv live") and `needs` (what the environment must hold) word the errors. Returns the child's exit
-// status (0 success, 1 a user error it reported, 2 a usage error); throws when the interpreter cannot be started.
+// Runs the Python module `module` as `python -m module args...` would, but in this process: an embedded interpreter
+// (pybind11::scoped_interpreter) runs runpy.run_module(module, run_name="__main__", alter_sys=True) with
+// sys.argv = [module, args...]. The interpreter uses the environment of the python $VIDKV_PYTHON when set, else of
+// the project's .venv/bin/python (scripts/setup.sh --models makes it): sys.executable is that python, and its
+// pyvenv.cfg selects the site-packages (torch, transformers, ...), as when that python runs. It must be the Python
+// version vidkv was built against (-DPython3_EXECUTABLE). sys.path starts with the package folder experiments/python,
+// the folder of the built `_vidkv` extension and analysis/, then $PYTHONPATH, so `import vidkv` and
+// `import vidkv_analysis` need no installation (unlike `python -m`, the current directory is not on sys.path).
+// `command` ("vidkv live") and `needs` (what the environment must hold) word the errors.
+// Returns the exit status: 0 success (the module returned, or SystemExit(0/None)), the code of SystemExit(int)
+// (1 a user error the module reported, 2 a usage error), 1 after SystemExit("message") (message printed) or an
+// uncaught exception (traceback printed to stderr). On KeyboardInterrupt (Ctrl-C) the traceback is printed and the
+// process ends by SIGINT, as `python` does, so a calling shell sees the interrupt.
+// Throws NotSupportedError when the environment is missing or of another Python version, or when this vidkv was
+// built without Python (VIDKV_ENABLE_PYTHON=OFF).
 int run_python_module(const std::string& command, const std::string& module, const std::vector<std::string>& args,
                       const std::string& needs);
 

@@ -1,5 +1,6 @@
 // `vidkv record`: runs a live model on a prompt (and a video) and writes a schema-v1 trace. Implemented by the
-// Python module vidkv.record (experiments/python/vidkv/record.py), run with the project's .venv.
+// Python module vidkv.record (experiments/python/vidkv/record.py), run inside this process by the embedded
+// interpreter with the project's .venv (python_command.h).
 #include "vidkv/experiments/src/command_line.h"
 #include "vidkv/experiments/src/python_command.h"
 
@@ -16,7 +17,8 @@ int record_command(const Args& args) {
 void add_record_commands(std::vector<Command>& out) {
   out.push_back({{"record"}, "vidkv record --model ID_OR_PATH [--gguf FILE] [--video FILE] --prompt TEXT -o TRACE.h5",
                  "record a KV-cache trace from a live transformers model",
-                 "Runs `python -m vidkv.record` with the project's .venv (scripts/setup.sh --models) or $VIDKV_PYTHON.\n"
+                 "Runs the Python module vidkv.record inside vidkv (embedded Python) with the packages of the project's\n"
+                 ".venv (scripts/setup.sh --models), or of the Python environment $VIDKV_PYTHON names (same version).\n"
                  "Options:\n"
                  "  --model ID_OR_PATH     a local folder of a saved transformers model (any decoder LLM,\n"
                  "                         LlavaOnevisionForConditionalGeneration, Qwen2_5_VLForConditionalGeneration),\n"

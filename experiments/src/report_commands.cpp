@@ -1,5 +1,6 @@
 // `vidkv report RESULTS_DIR`: plots and a markdown/HTML report, made by the Python analysis package
-// (analysis/vidkv_analysis, which reads result and trace files only and never links this code).
+// (analysis/vidkv_analysis, which reads result and trace files only and never links this code), run inside this
+// process by the embedded interpreter (python_command.h).
 #include <filesystem>
 
 #include "vidkv/core/error.h"
@@ -31,8 +32,9 @@ int report_command(const Args& args_in) {
 void add_report_commands(std::vector<Command>& out) {
   out.push_back({{"report"}, "vidkv report RESULTS_DIR [--trace TRACE.h5] [--out DIR]",
                  "plots and a markdown/HTML report of an experiment's results",
-                 "Runs `python -m vidkv_analysis report RESULTS_DIR` with the project's .venv (or $VIDKV_PYTHON) and\n"
-                 "PYTHONPATH=analysis. RESULTS_DIR is one experiment's folder or a folder of several (the paper set).\n"
+                 "Runs `vidkv_analysis report RESULTS_DIR` (analysis/) inside vidkv (embedded Python), as\n"
+                 "`python -m` would, with the packages of the project's .venv (or of the environment $VIDKV_PYTHON names).\n"
+                 "RESULTS_DIR is one experiment's folder or a folder of several (the paper set).\n"
                  "Writes report.md and a self-contained report.html (default: into RESULTS_DIR). See analysis/README.md.",
                  report_command});
 }

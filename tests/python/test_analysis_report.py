@@ -153,7 +153,8 @@ def test_cli_report(sweep_results, tiny_trace, tmp_path, capsys):
 
 
 def test_module_entry_point(sweep_results, tmp_path):
-    """The command `vidkv report` runs: python -m vidkv_analysis report DIR with PYTHONPATH=<repo>/analysis."""
+    """python -m vidkv_analysis report DIR with PYTHONPATH=<repo>/analysis: the module `vidkv report` runs (in its
+    embedded Python; tests/python/test_embedded_python.py runs the command itself)."""
     import sys
     from analysis_fixtures import REPO
     env = dict(os.environ, PYTHONPATH=os.path.join(REPO, "analysis"))
