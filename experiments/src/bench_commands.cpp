@@ -1,8 +1,7 @@
-// `vidkv bench --backend cpu`: replay throughput beside the machine's copy bandwidth (cpu_bench.h); with
-// VIDKV_PYTHON naming a Python that has torch, the same figures come from `python -m vidkv.bench`, which runs the
-// C++ bench and a PyTorch implementation of the same math in one process (experiments/python/vidkv/bench.py).
-#include <unistd.h>
-
+// `vidkv bench --backend cpu`: replay throughput beside the machine's copy bandwidth (cpu_bench.h) and beside a
+// PyTorch implementation of the same math run in the same process: in a Python build the embedded interpreter runs
+// experiments/python/vidkv/bench.py, which calls the same C++ bench through _vidkv and times torch on the same
+// layers (--no-torch, or no Python: the C++ figures alone).
 #include <cstdlib>
 #include <iostream>
 #include <sstream>
@@ -10,6 +9,7 @@
 #include "vidkv/core/error.h"
 #include "vidkv/experiments/src/command_line.h"
 #include "vidkv/experiments/src/cpu_bench.h"
+#include "vidkv/experiments/src/python_command.h"
 
 namespace vidkv::cli {
 
@@ -48,27 +48,18 @@ int bench_command(const Args& args_in) {
   if (backend != "cpu")
     VIDKV_THROW(NotSupportedError, "vidkv bench: backend '", backend, "' is not available; this build benchmarks --backend cpu");
 
-  const char* python = std::getenv("VIDKV_PYTHON");
-  if (python && *python && !no_torch) {
-    // Hand over to the Python driver: the C++ figures come from the same run_cpu_bench() through _vidkv, and
-    // torch runs in that same process. exec replaces this process (nothing of ours keeps running).
-    std::vector<std::string> argv_s = {python, "-m", "vidkv.bench"};
-    for (const auto& a : args_in) argv_s.push_back(a);
-    std::vector<char*> argv;
-    for (auto& a : argv_s) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    // The package (experiments/python) and the extension (BUILD/python) of this build go first on the path.
-    std::string path = std::string(VIDKV_SOURCE_DIR) + "/experiments/python:" + VIDKV_PYTHON_MODULE_DIR;
-    if (const char* old = std::getenv("PYTHONPATH"); old && *old) path += std::string(":") + old;
-    ::setenv("PYTHONPATH", path.c_str(), 1);
-    std::cerr << "vidkv bench: running " << python << " -m vidkv.bench (VIDKV_PYTHON) for the PyTorch comparison\n";
-    ::execvp(python, argv.data());
-    VIDKV_THROW(IoError, "vidkv bench: cannot run VIDKV_PYTHON=", python);
+  if (!no_torch) {
+    // The PyTorch comparison runs in this process: the embedded interpreter runs experiments/python/vidkv/bench.py,
+    // which calls the same run_cpu_bench() through _vidkv and times torch on the same layers. A build without
+    // Python, or a machine without the project's environment, gets the C++ figures alone.
+    try {
+      return run_python_module("vidkv bench", "vidkv.bench", args_in, "torch (the PyTorch column)");
+    } catch (const NotSupportedError& e) {
+      std::cerr << "vidkv bench: no PyTorch column (" << e.what() << ")\n";
+    }
   }
   const CpuBenchResult r = run_cpu_bench(options);
   std::cout << cpu_bench_markdown(r);
-  std::cout << "\nPyTorch column: set VIDKV_PYTHON to a Python with torch and the _vidkv module (a VIDKV_ENABLE_PYTHON "
-               "build) on its path.\n";
   return 0;
 }
 
@@ -86,7 +77,8 @@ void add_bench_commands(std::vector<Command>& out) {
                  "  --repeats N              best of N (default 3)\n"
                  "  --presets a,b            presets to measure (default kivi-2,vidkv-k1.5-v1.58)\n"
                  "  --implementation NAME    optimized (default) or reference\n"
-                 "  --no-torch               do not hand over to VIDKV_PYTHON\n\n"
+                 "  --no-torch               C++ figures only (default: also time a PyTorch implementation in this\n"
+                 "                           process, through the embedded Python, when the environment has torch)\n\n"
                  "encode / decode: the preset's quantizers on whole layers; encode+metrics: what vidkv run does per layer.\n"
                  "Ratios compare encode+decode with memcpy bandwidth measured in the same run. docs/performance.md.",
                  bench_command});
