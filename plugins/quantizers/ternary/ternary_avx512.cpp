@@ -13,6 +13,7 @@
 //   * decode: float(t) * 1.0f, which is float(t).
 #include "vidkv/plugins/quantizers/ternary/ternary_avx512.h"
 
+#include <algorithm>
 #include <array>
 #include <cstring>
 
@@ -106,11 +107,9 @@ void encode_slots(const float* in, const GroupGrid& g, double gamma, std::uint8_
     for (std::int64_t gi = 0; gi < gpr; ++gi) {
       const std::int64_t j0 = gi * kGroup;
       const float* tile = in + h * g.head_stride + j0 * width;
-      for (std::int64_t c0 = 0; c0 < width; c0 += 16) {
-        const std::int64_t n = width - c0 < 16 ? width - c0 : 16;
+      // Slots of one strip of 16 channels from its sums of |x|.
+      auto encode_strip = [&](std::int64_t c0, std::int64_t n, __m512d sum_lo, __m512d sum_hi) {
         const __mmask16 lanes = simd::first_lanes(n);
-        __m512d sum_lo = _mm512_setzero_pd(), sum_hi = _mm512_setzero_pd();
-        for (int t = 0; t < kGroup; ++t) simd::add_abs(_mm512_maskz_loadu_ps(lanes, tile + t * width + c0), &sum_lo, &sum_hi);
         const __m512d a_lo = _mm512_mul_pd(gamma_v, _mm512_div_pd(sum_lo, count));
         const __m512d a_hi = _mm512_mul_pd(gamma_v, _mm512_div_pd(sum_hi, count));
         const __m512 fa = simd::to_float<_MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC>(a_lo, a_hi);
@@ -128,6 +127,19 @@ void encode_slots(const float* in, const GroupGrid& g, double gamma, std::uint8_
         std::uint32_t* first = words + group_format::code_word(CodeLayout::dense, g, 2, h, c0, j0);
         _mm512_mask_i32scatter_epi32(first, lanes, index, run[0], 4);
         _mm512_mask_i32scatter_epi32(first + 1, lanes, index, run[1], 4);
+      };
+      std::int64_t c0 = 0;
+      for (; c0 + 16 * simd::kStrips <= width; c0 += 16 * simd::kStrips) {
+        __m512d lo[simd::kStrips], hi[simd::kStrips];
+        simd::strip_abs_sums(tile + c0, kGroup, width, lo, hi);
+        for (int s = 0; s < simd::kStrips; ++s) encode_strip(c0 + 16 * s, 16, lo[s], hi[s]);
+      }
+      for (; c0 < width; c0 += 16) {
+        const std::int64_t n = width - c0 < 16 ? width - c0 : 16;
+        const __mmask16 lanes = simd::first_lanes(n);
+        __m512d sum_lo = _mm512_setzero_pd(), sum_hi = _mm512_setzero_pd();
+        for (int t = 0; t < kGroup; ++t) simd::add_abs(_mm512_maskz_loadu_ps(lanes, tile + t * width + c0), &sum_lo, &sum_hi);
+        encode_strip(c0, n, sum_lo, sum_hi);
       }
     }
   }
@@ -143,17 +155,23 @@ void decode_runs(const std::uint8_t* stream, const GroupGrid& g, float* out) {
     for (std::int64_t gi = 0; gi < gpr; ++gi) {
       const std::int64_t j0 = gi * kGroup;
       float* tile = out + h * g.head_stride + j0 * width;
-      for (std::int64_t c0 = 0; c0 < width; c0 += 16) {
-        const std::int64_t n = width - c0 < 16 ? width - c0 : 16;
-        const __mmask16 lanes = simd::first_lanes(n);
-        const std::uint32_t* first = words + group_format::code_word(CodeLayout::dense, g, 2, h, c0, j0);
-        const __m512i run[2] = {_mm512_mask_i32gather_epi32(_mm512_setzero_si512(), lanes, index, first, 4),
-                                _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), lanes, index, first + 1, 4)};
-#pragma GCC unroll 32
-        for (int t = 0; t < kGroup; ++t) {
-          const __m512i slot = _mm512_and_si512(_mm512_srli_epi32(run[t / 16], 2 * (t % 16)), three);
-          simd::store16<Stream>(tile + t * width + c0, lanes, _mm512_cvtepi32_ps(_mm512_sub_epi32(slot, one)));
+      // Up to 8 strips at a time: their runs first, then the tile row by row (stores in address order).
+      for (std::int64_t b0 = 0; b0 < width; b0 += 16 * simd::kStrips) {
+        const int strips = static_cast<int>(std::min<std::int64_t>(simd::kStrips, (width - b0 + 15) / 16));
+        __m512i run[simd::kStrips][2];
+        __mmask16 lanes[simd::kStrips];
+        for (int s = 0; s < strips; ++s) {
+          const std::int64_t c0 = b0 + 16 * s;
+          lanes[s] = simd::first_lanes(std::min<std::int64_t>(16, width - c0));
+          const std::uint32_t* first = words + group_format::code_word(CodeLayout::dense, g, 2, h, c0, j0);
+          run[s][0] = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), lanes[s], index, first, 4);
+          run[s][1] = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), lanes[s], index, first + 1, 4);
         }
+        for (int t = 0; t < kGroup; ++t)
+          for (int s = 0; s < strips; ++s) {
+            const __m512i slot = _mm512_and_si512(_mm512_srli_epi32(run[s][t / 16], 2 * (t % 16)), three);
+            simd::store16<Stream>(tile + t * width + b0 + 16 * s, lanes[s], _mm512_cvtepi32_ps(_mm512_sub_epi32(slot, one)));
+          }
       }
     }
   }
