@@ -1,0 +1,100 @@
+// Edge cases of the AVX-512 kernels (plugins/quantizers/*/*_avx512.cpp) that random data almost never reaches,
+// against the scalar reference. The conformance test (test_plugin_conformance.cpp) covers shapes, tails, signed
+// zeros and every preset; here:
+//   * uniform's reciprocal quotient (uniform_avx512.cpp codes_of) must fall back to the division wherever the
+//     multiply could round to another code: values placed exactly on, and 1..3 ulps around, every rounding
+//     boundary mn' + (k + 1/2) s' of their group, for every bit width, both axes, fp16 and fp32 metadata, over
+//     ranges from 1e-3 to 1e4 (fp16: well inside its range) and offsets far larger than the range;
+//   * the thread-scratch rule: a composite's parts are decoded into scratch, never streamed.
+// On a CPU without AVX-512 the portable paths run; the test says so and still checks them against the reference.
+#include <cmath>
+#include <cstring>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "catch.h"
+#include "quantizer_test_helpers.h"
+#include "vidkv/core/cpu_implementation.h"
+#include "vidkv/core/thread_scratch.h"
+#include "vidkv/core/dtype.h"
+#include "vidkv/plugins/quantizers/simd/cpu_features.h"
+
+namespace vidkv::test {
+namespace {
+
+// Element j of group `group` (32 elements): j = 0 is the group's min, j = 1 its max, the others sit on or next to
+// the rounding boundaries mn' + (k + 0.5) * s' computed with the stored (rounded) scale and min.
+float boundary_value(std::uint64_t group, int j, int bits, DType sd) {
+  std::mt19937_64 rng(group * 7919 + static_cast<std::uint64_t>(bits));
+  std::uniform_real_distribution<float> unit(-1.0f, 1.0f);
+  const float range = std::pow(10.0f, static_cast<float>(rng() % 8) - 3.0f) * (1.5f + unit(rng));  // 5e-4 .. 2.5e4
+  const float offset = (rng() % 3 == 0) ? 0.0f : unit(rng) * range * static_cast<float>(rng() % 50);
+  const float lo = offset - range / 2, hi = offset + range / 2;
+  if (j == 0) return lo;
+  if (j == 1) return hi;
+  const auto top = static_cast<float>((1u << bits) - 1u);
+  const float scale = round_to_dtype((hi - lo) / top, sd), mn = round_to_dtype(lo, sd);
+  const float k = static_cast<float>(rng() % static_cast<std::uint64_t>(top));
+  float x = mn + (k + 0.5f) * scale;
+  for (int step = (j % 7) - 3; step != 0; step += step > 0 ? -1 : 1) x = std::nextafter(x, step > 0 ? INFINITY : -INFINITY);
+  return x < lo ? lo : (x > hi ? hi : x);
+}
+
+}  // namespace
+
+TEST_CASE("uniform AVX-512 codes equal the reference on and around every rounding boundary", "[quantizer][optimized]") {
+  if (!simd::avx512_kernels()) WARN("no AVX-512 on this CPU: the portable optimised path is what is checked here");
+  const PluginRegistry& ref_registry = builtin_registry(CpuImplementation::reference);
+  const PluginRegistry& opt_registry = builtin_registry(CpuImplementation::optimized);
+  for (const int bits : {1, 2, 4, 8})
+    for (const char* axis : {"channel", "token"})
+      for (const char* scale_dtype : {"fp16", "fp32"}) {
+        const DType sd = std::string(scale_dtype) == "fp16" ? DType::f16 : DType::f32;
+        const ConfigNode block = quantizer_block(
+            "uniform", {{"bits", std::to_string(bits)}, {"axis", axis}, {"scale_dtype", scale_dtype}, {"group", "32"}});
+        const auto ref = ref_registry.make_quantizer(block);
+        const auto opt = opt_registry.make_quantizer(block);
+        // Channel axis: [2, 96, 48], a group is 32 tokens of a channel; token axis: [2, 40, 96], 32 channels of a token.
+        const bool channel = std::string(axis) == "channel";
+        const BlockShape shape = channel ? BlockShape{2, 96, 48} : BlockShape{2, 40, 96};
+        std::vector<float> x(static_cast<std::size_t>(shape.elements()));
+        for (std::int64_t h = 0; h < shape.heads; ++h)
+          for (std::int64_t t = 0; t < shape.tokens; ++t)
+            for (std::int64_t c = 0; c < shape.channels; ++c) {
+              const std::int64_t row = channel ? c : t, pos = channel ? t : c;
+              const auto group = static_cast<std::uint64_t>((h * 1000 + row) * 100 + pos / 32);
+              x[static_cast<std::size_t>((h * shape.tokens + t) * shape.channels + c)] =
+                  boundary_value(group, static_cast<int>(pos % 32), bits, sd);
+            }
+        INFO("bits " << bits << ", axis " << axis << ", scale_dtype " << scale_dtype);
+        const auto want = encode(*ref, shape, x), got = encode(*opt, shape, x);
+        std::size_t first_diff = want.size();
+        for (std::size_t i = 0; i < want.size() && first_diff == want.size(); ++i)
+          if (want[i] != got[i]) first_diff = i;
+        INFO("first differing byte " << first_diff << " of " << want.size());
+        REQUIRE(first_diff == want.size());
+        const auto y_ref = decode(*ref, shape, want), y_opt = decode(*opt, shape, got);
+        CHECK(std::memcmp(y_ref.data(), y_opt.data(), y_ref.size() * sizeof(float)) == 0);
+      }
+}
+
+TEST_CASE("thread scratch blocks nest and know their own memory", "[core][optimized]") {
+  const ThreadScratch outer(1000);
+  float* a = outer.data();
+  {
+    const ThreadScratch inner(3 << 20);  // 12 MiB: the huge-page branch
+    CHECK(inner.data() != a);
+    CHECK(ThreadScratch::holds(inner.data() + (3 << 20) - 1));
+    CHECK(ThreadScratch::holds(a + 999));
+    inner.data()[0] = 1.0f;
+    a[0] = 2.0f;
+    CHECK(inner.data()[0] == 1.0f);  // distinct memory
+  }
+  std::vector<float> elsewhere(16);
+  CHECK_FALSE(ThreadScratch::holds(elsewhere.data()));
+  const ThreadScratch again(10);  // reuses the inner slot (depth 1)
+  CHECK(ThreadScratch::holds(again.data()));
+}
+
+}  // namespace vidkv::test
