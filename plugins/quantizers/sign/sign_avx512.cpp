@@ -56,24 +56,19 @@ void encode(const float* values, const GroupGrid& g, DType sd, CodeLayout layout
         const __mmask16 bit = _mm512_cmp_ps_mask(v, _mm512_setzero_ps(), _CMP_GE_OQ);
         *run = _mm512_mask_or_epi32(*run, bit, *run, _mm512_set1_epi32(static_cast<int>(1u << t)));
       };
-      std::int64_t c0 = 0;
-      for (; c0 + 16 * simd::kStrips <= width; c0 += 16 * simd::kStrips) {  // row by row over 8 strips
-        __m512d lo[simd::kStrips], hi[simd::kStrips];
-        __m512i run[simd::kStrips];
-        for (int k = 0; k < simd::kStrips; ++k) {
-          lo[k] = hi[k] = _mm512_setzero_pd();
-          run[k] = _mm512_setzero_si512();
-        }
-        for (int t = 0; t < kGroup; ++t)
-          for (int k = 0; k < simd::kStrips; ++k) add_row(tile + t * width + c0 + 16 * k, 0xFFFF, t, &lo[k], &hi[k], &run[k]);
-        for (int k = 0; k < simd::kStrips; ++k) finish_strip(c0 + 16 * k, 16, lo[k], hi[k], run[k]);
-      }
-      for (; c0 < width; c0 += 16) {
-        const std::int64_t n = width - c0 < 16 ? width - c0 : 16;
-        __m512d lo = _mm512_setzero_pd(), hi = _mm512_setzero_pd();
-        __m512i run = _mm512_setzero_si512();
-        for (int t = 0; t < kGroup; ++t) add_row(tile + t * width + c0, simd::first_lanes(n), t, &lo, &hi, &run);
-        finish_strip(c0, n, lo, hi, run);
+      for (std::int64_t b0 = 0; b0 < width; b0 += 16 * simd::kStrips) {  // row by row over up to 8 strips
+        const simd::StripBlock block(b0, width);
+        simd::with_strip_count(block.strips, [&]<int S>() {
+          __m512d lo[S], hi[S];
+          __m512i run[S];
+          for (int k = 0; k < S; ++k) {
+            lo[k] = hi[k] = _mm512_setzero_pd();
+            run[k] = _mm512_setzero_si512();
+          }
+          for (int t = 0; t < kGroup; ++t)
+            for (int k = 0; k < S; ++k) add_row(tile + t * width + b0 + 16 * k, block.lanes[k], t, &lo[k], &hi[k], &run[k]);
+          for (int k = 0; k < S; ++k) finish_strip(b0 + 16 * k, std::min<std::int64_t>(16, width - b0 - 16 * k), lo[k], hi[k], run[k]);
+        });
       }
     }
   }

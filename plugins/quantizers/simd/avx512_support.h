@@ -94,23 +94,60 @@ inline __m512i lane_offsets(std::int64_t step) {
 // of one 64-byte column of every row at a time.
 constexpr int kStrips = 8;
 
-// Running column min / max of kStrips full strips starting at `tile` (rows `width` floats apart), in row order:
-// lane by lane the reference's sequential `x < mn ? x : mn` (see the top of this file).
-inline void strip_extrema(const float* tile, int rows, std::int64_t width, __m512* mn, __m512* mx) {
-  for (int s = 0; s < kStrips; ++s) mn[s] = mx[s] = _mm512_loadu_ps(tile + 16 * s);
+// The 16-column strips [b0, b0 + 16 * strips) of a row `width` floats wide, strips <= kStrips: how many, and the
+// valid lanes of each (the last strip of a row may be partial).
+struct StripBlock {
+  int strips = 0;
+  __mmask16 lanes[kStrips] = {};
+  StripBlock(std::int64_t b0, std::int64_t width) {
+    strips = static_cast<int>((width - b0 + 15) / 16 < kStrips ? (width - b0 + 15) / 16 : kStrips);
+    for (int s = 0; s < strips; ++s) lanes[s] = first_lanes(width - b0 - 16 * s);
+  }
+};
+
+// Running column min / max of the strips of `block` starting at `tile` (rows `width` floats apart), in row
+// order: lane by lane the reference's sequential `x < mn ? x : mn` (see the top of this file). S is the strip
+// count as a constant, so that the accumulators stay in registers.
+template <int S>
+inline void strip_extrema_n(const float* tile, int rows, std::int64_t width, const StripBlock& block, __m512* mn, __m512* mx) {
+  for (int s = 0; s < S; ++s) mn[s] = mx[s] = _mm512_maskz_loadu_ps(block.lanes[s], tile + 16 * s);
   for (int t = 1; t < rows; ++t)
-    for (int s = 0; s < kStrips; ++s) {
-      const __m512 v = _mm512_loadu_ps(tile + t * width + 16 * s);
+    for (int s = 0; s < S; ++s) {
+      const __m512 v = _mm512_maskz_loadu_ps(block.lanes[s], tile + t * width + 16 * s);
       mn[s] = _mm512_min_ps(v, mn[s]);
       mx[s] = _mm512_max_ps(v, mx[s]);
     }
 }
 
-// Running column sums of |x| in double (add_abs) of kStrips full strips, row by row.
-inline void strip_abs_sums(const float* tile, int rows, std::int64_t width, __m512d* lo, __m512d* hi) {
-  for (int s = 0; s < kStrips; ++s) lo[s] = hi[s] = _mm512_setzero_pd();
+// Running column sums of |x| in double (add_abs), row by row.
+template <int S>
+inline void strip_abs_sums_n(const float* tile, int rows, std::int64_t width, const StripBlock& block, __m512d* lo, __m512d* hi) {
+  for (int s = 0; s < S; ++s) lo[s] = hi[s] = _mm512_setzero_pd();
   for (int t = 0; t < rows; ++t)
-    for (int s = 0; s < kStrips; ++s) add_abs(_mm512_loadu_ps(tile + t * width + 16 * s), &lo[s], &hi[s]);
+    for (int s = 0; s < S; ++s) add_abs(_mm512_maskz_loadu_ps(block.lanes[s], tile + t * width + 16 * s), &lo[s], &hi[s]);
+}
+
+// Calls f.template operator()<S>() with S = block.strips (1..kStrips) as a constant.
+template <class F>
+inline void with_strip_count(int strips, F&& f) {
+  switch (strips) {
+    case 1: return f.template operator()<1>();
+    case 2: return f.template operator()<2>();
+    case 3: return f.template operator()<3>();
+    case 4: return f.template operator()<4>();
+    case 5: return f.template operator()<5>();
+    case 6: return f.template operator()<6>();
+    case 7: return f.template operator()<7>();
+    default: return f.template operator()<8>();
+  }
+}
+
+inline void strip_extrema(const float* tile, int rows, std::int64_t width, const StripBlock& block, __m512* mn, __m512* mx) {
+  with_strip_count(block.strips, [&]<int S>() { strip_extrema_n<S>(tile, rows, width, block, mn, mx); });
+}
+
+inline void strip_abs_sums(const float* tile, int rows, std::int64_t width, const StripBlock& block, __m512d* lo, __m512d* hi) {
+  with_strip_count(block.strips, [&]<int S>() { strip_abs_sums_n<S>(tile, rows, width, block, lo, hi); });
 }
 
 // Stores of decoded values. A decoded block larger than the caches is written with streaming (non-temporal)

@@ -128,18 +128,11 @@ void encode_slots(const float* in, const GroupGrid& g, double gamma, std::uint8_
         _mm512_mask_i32scatter_epi32(first, lanes, index, run[0], 4);
         _mm512_mask_i32scatter_epi32(first + 1, lanes, index, run[1], 4);
       };
-      std::int64_t c0 = 0;
-      for (; c0 + 16 * simd::kStrips <= width; c0 += 16 * simd::kStrips) {
+      for (std::int64_t b0 = 0; b0 < width; b0 += 16 * simd::kStrips) {
+        const simd::StripBlock block(b0, width);
         __m512d lo[simd::kStrips], hi[simd::kStrips];
-        simd::strip_abs_sums(tile + c0, kGroup, width, lo, hi);
-        for (int s = 0; s < simd::kStrips; ++s) encode_strip(c0 + 16 * s, 16, lo[s], hi[s]);
-      }
-      for (; c0 < width; c0 += 16) {
-        const std::int64_t n = width - c0 < 16 ? width - c0 : 16;
-        const __mmask16 lanes = simd::first_lanes(n);
-        __m512d sum_lo = _mm512_setzero_pd(), sum_hi = _mm512_setzero_pd();
-        for (int t = 0; t < kGroup; ++t) simd::add_abs(_mm512_maskz_loadu_ps(lanes, tile + t * width + c0), &sum_lo, &sum_hi);
-        encode_strip(c0, n, sum_lo, sum_hi);
+        simd::strip_abs_sums(tile + b0, kGroup, width, block, lo, hi);
+        for (int s = 0; s < block.strips; ++s) encode_strip(b0 + 16 * s, std::min<std::int64_t>(16, width - b0 - 16 * s), lo[s], hi[s]);
       }
     }
   }

@@ -117,23 +117,11 @@ void encode_channel(const float* in, const GroupGrid& g, DType sd, CodeLayout la
         simd::store_scalars(scales, first, gpr, sd, m.scale, m.scale_half, n);
         simd::store_scalars(mins, first, gpr, sd, m.mn, m.mn_half, n);
       };
-      std::int64_t c0 = 0;
-      for (; c0 + 16 * simd::kStrips <= width; c0 += 16 * simd::kStrips) {
+      for (std::int64_t b0 = 0; b0 < width; b0 += 16 * simd::kStrips) {
+        const simd::StripBlock block(b0, width);
         __m512 mn[simd::kStrips], mx[simd::kStrips];
-        simd::strip_extrema(tile + c0, kGroup, width, mn, mx);
-        for (int s = 0; s < simd::kStrips; ++s) encode_strip(c0 + 16 * s, 16, mn[s], mx[s]);
-      }
-      for (; c0 < width; c0 += 16) {
-        const std::int64_t n = width - c0 < 16 ? width - c0 : 16;
-        const __mmask16 lanes = simd::first_lanes(n);
-        const float* x = tile + c0;
-        __m512 mn = _mm512_maskz_loadu_ps(lanes, x), mx = mn;
-        for (int t = 1; t < kGroup; ++t) {
-          const __m512 v = _mm512_maskz_loadu_ps(lanes, x + t * width);
-          mn = _mm512_min_ps(v, mn);
-          mx = _mm512_max_ps(v, mx);
-        }
-        encode_strip(c0, n, mn, mx);
+        simd::strip_extrema(tile + b0, kGroup, width, block, mn, mx);
+        for (int s = 0; s < block.strips; ++s) encode_strip(b0 + 16 * s, std::min<std::int64_t>(16, width - b0 - 16 * s), mn[s], mx[s]);
       }
     }
   }
