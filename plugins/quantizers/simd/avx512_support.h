@@ -45,6 +45,10 @@ inline __m512 round_to_stored(__m512 v, DType t, __m256i* half) {
 // dtype t (fp16 from `half`, fp32 from `v`); byte-wise stores, so any section offset works.
 inline void store_scalars(std::uint8_t* bytes, std::int64_t first, std::int64_t stride, DType t, __m512 v, __m256i half,
                           std::int64_t n) {
+  if (stride == 1) {  // consecutive groups (token axis): one masked vector store
+    if (t == DType::f16) return _mm256_mask_storeu_epi16(bytes + 2 * first, first_lanes(n), half);
+    return _mm512_mask_storeu_ps(bytes + 4 * first, first_lanes(n), v);
+  }
   if (t == DType::f16) {
     alignas(32) std::uint16_t h[16];
     _mm256_store_si256(reinterpret_cast<__m256i*>(h), half);
@@ -59,6 +63,10 @@ inline void store_scalars(std::uint8_t* bytes, std::int64_t first, std::int64_t 
 // Reads elements first + k * stride, k in [0, n), of a little-endian fp16 or fp32 scalar array as fp32 lanes
 // (lanes >= n are 0).
 inline __m512 load_scalars(const std::uint8_t* bytes, std::int64_t first, std::int64_t stride, DType t, std::int64_t n) {
+  if (stride == 1) {  // consecutive groups: one masked vector load
+    if (t == DType::f16) return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(first_lanes(n), bytes + 2 * first));
+    return _mm512_maskz_loadu_ps(first_lanes(n), bytes + 4 * first);
+  }
   if (t == DType::f16) {
     alignas(32) std::uint16_t h[16] = {};
     for (std::int64_t k = 0; k < n; ++k) std::memcpy(&h[k], bytes + 2 * (first + k * stride), 2);
@@ -125,6 +133,14 @@ inline void strip_abs_sums_n(const float* tile, int rows, std::int64_t width, co
   for (int s = 0; s < S; ++s) lo[s] = hi[s] = _mm512_setzero_pd();
   for (int t = 0; t < rows; ++t)
     for (int s = 0; s < S; ++s) add_abs(_mm512_maskz_loadu_ps(block.lanes[s], tile + t * width + 16 * s), &lo[s], &hi[s]);
+}
+
+// Software prefetch, during the second pass over strip s of a tile (codes computed from L1), of the part of the
+// next tile (the next `rows` rows, contiguous after this tile) that strip s will read: 2 KiB a strip, so the
+// memory traffic of the next tile overlaps this tile's arithmetic instead of following it. Prefetches never fault.
+inline void prefetch_next_tile(const float* tile, int rows, std::int64_t width, int s, const float* end) {
+  const char* next = reinterpret_cast<const char*>(tile + rows * width) + s * 2048;
+  for (int k = 0; k < 32 && next + 64 * k < reinterpret_cast<const char*>(end); ++k) _mm_prefetch(next + 64 * k, _MM_HINT_T0);
 }
 
 // Calls f.template operator()<S>() with S = block.strips (1..kStrips) as a constant.

@@ -132,7 +132,10 @@ void encode_slots(const float* in, const GroupGrid& g, double gamma, std::uint8_
         const simd::StripBlock block(b0, width);
         __m512d lo[simd::kStrips], hi[simd::kStrips];
         simd::strip_abs_sums(tile + b0, kGroup, width, block, lo, hi);
-        for (int s = 0; s < block.strips; ++s) encode_strip(b0 + 16 * s, std::min<std::int64_t>(16, width - b0 - 16 * s), lo[s], hi[s]);
+        for (int s = 0; s < block.strips; ++s) {
+          simd::prefetch_next_tile(tile + b0, kGroup, width, s, in + g.heads * g.head_stride);
+          encode_strip(b0 + 16 * s, std::min<std::int64_t>(16, width - b0 - 16 * s), lo[s], hi[s]);
+        }
       }
     }
   }

@@ -50,7 +50,7 @@ inline GroupMeta group_meta(__m512 mn, __m512 mx, float top, DType sd) {
   m.mn = simd::round_to_stored(mn, sd, &m.mn_half);
   m.live = _mm512_cmp_ps_mask(m.scale, _mm512_setzero_ps(), _CMP_GT_OQ);
   m.divisor = _mm512_mask_blend_ps(m.live, _mm512_set1_ps(1.0f), m.scale);  // no 0/0 in lanes forced to code 0
-  m.reciprocal = _mm512_div_ps(_mm512_set1_ps(1.0f), m.divisor);
+  m.reciprocal = _mm512_maskz_div_ps(m.live, _mm512_set1_ps(1.0f), m.divisor);
   // A reciprocal near the top of the float range (an fp32 scale below 2^-100) voids the bound of codes_of.
   m.exact_only = _mm512_cmp_ps_mask(m.reciprocal, _mm512_set1_ps(0x1p100f), _CMP_GE_OQ);
   return m;
@@ -63,17 +63,21 @@ inline GroupMeta group_meta(__m512 mn, __m512 mx, float top, DType sd) {
 // Clamping is 1-Lipschitz and rounding jumps only at k + 0.5, so the codes agree unless clamp(q') lies within that
 // bound of some k + 0.5. Where it can (clamp(q') < top, hence |d / s| < top + 1) the bound is below
 // eps = 4u (top + 1); beyond the clamps both give top (q' > top + 1) or 0 (q' <= 0). So a vector whose lanes all
-// have |frac(clamp(q')) - 0.5| >= eps keeps q'; any other takes the division (a few lanes in a million on
-// smooth data). Lanes with scale 0 get code 0 either way.
+// have |frac(clamp(q')) - 0.5| >= eps (|clamp(q') - round(clamp(q'))| <= 0.5 - eps) keeps q'; any other takes the
+// division (a few lanes in a million on smooth data). Lanes with scale 0 get code 0 either way.
 inline __m512i codes_of(__m512 x, const GroupMeta& m, __m512 top, __m512 eps) {
   const __m512 d = _mm512_sub_ps(x, m.mn);
-  __m512 v = _mm512_min_ps(_mm512_max_ps(_mm512_mul_ps(d, m.reciprocal), _mm512_setzero_ps()), top);
-  const __m512 frac = _mm512_sub_ps(v, _mm512_roundscale_ps(v, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC));
-  const __m512 distance = _mm512_abs_ps(_mm512_sub_ps(frac, _mm512_set1_ps(0.5f)));
-  const __mmask16 near = _mm512_cmp_ps_mask(distance, eps, _CMP_LT_OQ) | m.exact_only;
-  if (__builtin_expect((near & m.live) != 0, 0))
-    v = _mm512_min_ps(_mm512_max_ps(_mm512_div_ps(d, m.divisor), _mm512_setzero_ps()), top);
-  return _mm512_maskz_mov_epi32(m.live, _mm512_cvt_roundps_epi32(v, simd::kRne));
+  // reciprocal is 0 in lanes with scale 0, whose quotient is then 0: code 0 without a mask.
+  const __m512 v = _mm512_min_ps(_mm512_max_ps(_mm512_mul_ps(d, m.reciprocal), _mm512_setzero_ps()), top);
+  const __m512i code = _mm512_cvt_roundps_epi32(v, simd::kRne);
+  // |v - round(v)| is 0.5 - |frac(v) - 0.5|: within eps of 0.5 means within eps of a boundary k + 0.5.
+  const __m512 to_code = _mm512_abs_ps(_mm512_sub_ps(v, _mm512_cvtepi32_ps(code)));
+  const __mmask16 near = _mm512_cmp_ps_mask(to_code, _mm512_sub_ps(_mm512_set1_ps(0.5f), eps), _CMP_GT_OQ) | m.exact_only;
+  if (__builtin_expect((near & m.live) != 0, 0)) {
+    const __m512 q = _mm512_min_ps(_mm512_max_ps(_mm512_div_ps(d, m.divisor), _mm512_setzero_ps()), top);
+    return _mm512_maskz_mov_epi32(m.live, _mm512_cvt_roundps_epi32(q, simd::kRne));
+  }
+  return code;
 }
 
 // eps of codes_of for codes up to top.
@@ -121,7 +125,10 @@ void encode_channel(const float* in, const GroupGrid& g, DType sd, CodeLayout la
         const simd::StripBlock block(b0, width);
         __m512 mn[simd::kStrips], mx[simd::kStrips];
         simd::strip_extrema(tile + b0, kGroup, width, block, mn, mx);
-        for (int s = 0; s < block.strips; ++s) encode_strip(b0 + 16 * s, std::min<std::int64_t>(16, width - b0 - 16 * s), mn[s], mx[s]);
+        for (int s = 0; s < block.strips; ++s) {
+          simd::prefetch_next_tile(tile + b0, kGroup, width, s, in + g.heads * g.head_stride);
+          encode_strip(b0 + 16 * s, std::min<std::int64_t>(16, width - b0 - 16 * s), mn[s], mx[s]);
+        }
       }
     }
   }
