@@ -252,9 +252,12 @@ void TraceReader::Impl::read_float_dataset(const std::string& name, const std::v
   // 16-bit elements are read with the dataset's own type in little-endian order: HDF5 then copies (or byte-swaps)
   // the bits instead of running a value conversion (slow for half floats, clipping for int16 -> uint16), and the
   // bits are converted to fp32 here.
-  h5::Handle mem_type = elem == DType::f32 ? h5::Handle(H5Tcopy(H5T_NATIVE_FLOAT), H5Tclose)
-                                           : h5::Handle(H5Dget_type(ds.get()), H5Tclose);
-  if (elem != DType::f32) H5Tset_order(mem_type.get(), H5T_ORDER_LE);
+  // (H5Dget_type may hand back a read-only type: the order is set on a copy.)
+  h5::silence_hdf5_errors();  // HDF5's error printing is per thread: layers are read from worker threads too
+  const h5::Handle file_type(H5Dget_type(ds.get()), H5Tclose);
+  h5::Handle mem_type(H5Tcopy(elem == DType::f32 ? H5T_NATIVE_FLOAT : file_type.get()), H5Tclose);
+  if (elem != DType::f32 && H5Tset_order(mem_type.get(), H5T_ORDER_LE) < 0)
+    VIDKV_THROW(IoError, where.str(), ": cannot read its 16-bit elements in little-endian order");
   std::vector<std::uint16_t> scratch16;
   for (std::int64_t o = 0; o < outer; ++o) {
     for (std::int64_t r0 = 0; r0 < rows; r0 += block_rows) {
