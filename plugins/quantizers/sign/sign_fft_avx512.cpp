@@ -71,6 +71,12 @@ constexpr int kMaxComponents = 2 * kFftAvx512MaxN;     // widest row (complex ki
 struct Twiddles {
   alignas(64) float re[kFftAvx512MaxN];
   alignas(64) float im[kFftAvx512MaxN];
+  // The real split's factors with its exact power-of-two scalings folded in: half = w / 2 (forward),
+  // inv[h + j] = w / (2h) (inverse: W_n^k / n at n = 2h = 2N), so that the split needs no separate products.
+  alignas(64) float half_re[kFftAvx512MaxN];
+  alignas(64) float half_im[kFftAvx512MaxN];
+  alignas(64) float inv_re[kFftAvx512MaxN];
+  alignas(64) float inv_im[kFftAvx512MaxN];
   Twiddles() {
     const double pi = 3.14159265358979323846264338327950288;
     re[0] = 1.0f;
@@ -82,6 +88,10 @@ struct Twiddles {
         if (4 * j == 2 * h) c = 0.0f, s = -1.0f;
         re[h + j] = c;
         im[h + j] = s;
+        half_re[h + j] = 0.5f * c;
+        half_im[h + j] = 0.5f * s;
+        inv_re[h + j] = c / static_cast<float>(2 * h);
+        inv_im[h + j] = s / static_cast<float>(2 * h);
       }
   }
 };
@@ -171,33 +181,50 @@ inline void twiddle(__m512 dr, __m512 di, __m512 wr, __m512 wi, __m512* tr, __m5
   }
 }
 
+// One radix-2 DIF butterfly of span h at offset j: a' = a + b, b' = (a - b) w^j, w = W_{2h} (Inverse: conj);
+// the twiddles 1 (j = 0) and -+i (4j = 2h) are applied without products (h, j are compile-time after unrolling).
+template <bool Inverse>
+[[gnu::always_inline]] inline void butterfly(__m512& ar, __m512& ai, __m512& br, __m512& bi, int h, int j, const Twiddles& tw) {
+  const __m512 dr = _mm512_sub_ps(ar, br), di = _mm512_sub_ps(ai, bi);
+  ar = _mm512_add_ps(ar, br);
+  ai = _mm512_add_ps(ai, bi);
+  if (j == 0) {
+    br = dr;
+    bi = di;
+  } else if (4 * j == 2 * h) {  // w = -i (forward), +i (inverse)
+    br = Inverse ? _mm512_sub_ps(_mm512_setzero_ps(), di) : di;
+    bi = Inverse ? dr : _mm512_sub_ps(_mm512_setzero_ps(), dr);
+  } else {
+    twiddle<Inverse>(dr, di, _mm512_set1_ps(tw.re[h + j]), _mm512_set1_ps(tw.im[h + j]), &br, &bi);
+  }
+}
+
 // In-place radix-2 DIF DFT of length N on split planes (forward: exp(-2 pi i jk/N); Inverse: exp(+...),
-// unnormalised); the result is in bit-reversed order. Span h = N/2: a' = a + b, b' = (a - b) w^j, w = W_N, then
-// the two halves recursively (depth first, so that the small sub-transforms stay in registers; everything is
-// unrolled at compile time). The twiddles 1 (j = 0) and -+i (4j = N) are applied without products.
+// unnormalised); the result is in bit-reversed order. The stages of spans N/2 and N/4 are made in one pass over
+// the four quarters (4 values in registers per step, the same butterflies and roundings as two radix-2 passes),
+// then the quarters recursively, depth first, so that the small sub-transforms stay in registers. Everything is
+// unrolled at compile time.
 template <int N, bool Inverse>
 [[gnu::always_inline]] inline void dif(__m512* re, __m512* im, const Twiddles& tw) {
-  constexpr int h = N / 2;
+  if constexpr (N == 2) {
+    butterfly<Inverse>(re[0], im[0], re[1], im[1], 1, 0, tw);
+  } else {
+    constexpr int q = N / 4;
 #pragma GCC unroll 64
-  for (int j = 0; j < h; ++j) {
-    const int p = j, q = j + h;
-    const __m512 ar = re[p], ai = im[p], br = re[q], bi = im[q];
-    re[p] = _mm512_add_ps(ar, br);
-    im[p] = _mm512_add_ps(ai, bi);
-    const __m512 dr = _mm512_sub_ps(ar, br), di = _mm512_sub_ps(ai, bi);
-    if (j == 0) {
-      re[q] = dr;
-      im[q] = di;
-    } else if (4 * j == N) {  // w = -i (forward), +i (inverse)
-      re[q] = Inverse ? _mm512_sub_ps(_mm512_setzero_ps(), di) : di;
-      im[q] = Inverse ? dr : _mm512_sub_ps(_mm512_setzero_ps(), dr);
-    } else {
-      twiddle<Inverse>(dr, di, _mm512_set1_ps(tw.re[h + j]), _mm512_set1_ps(tw.im[h + j]), &re[q], &im[q]);
+    for (int j = 0; j < q; ++j) {
+      __m512 r0 = re[j], i0 = im[j], r1 = re[j + q], i1 = im[j + q];
+      __m512 r2 = re[j + 2 * q], i2 = im[j + 2 * q], r3 = re[j + 3 * q], i3 = im[j + 3 * q];
+      butterfly<Inverse>(r0, i0, r2, i2, 2 * q, j, tw);
+      butterfly<Inverse>(r1, i1, r3, i3, 2 * q, j + q, tw);
+      butterfly<Inverse>(r0, i0, r1, i1, q, j, tw);
+      butterfly<Inverse>(r2, i2, r3, i3, q, j, tw);
+      re[j] = r0, im[j] = i0, re[j + q] = r1, im[j + q] = i1;
+      re[j + 2 * q] = r2, im[j + 2 * q] = i2, re[j + 3 * q] = r3, im[j + 3 * q] = i3;
     }
-  }
-  if constexpr (h > 1) {
-    dif<h, Inverse>(re, im, tw);
-    dif<h, Inverse>(re + h, im + h, tw);
+    if constexpr (q > 1) {
+#pragma GCC unroll 4
+      for (int k = 0; k < 4; ++k) dif<q, Inverse>(re + k * q, im + k * q, tw);
+    }
   }
 }
 
@@ -218,15 +245,17 @@ inline void forward_real(__m512* x) {
   for (int k = 1; 2 * k <= N; ++k) {
     const int p = rev[static_cast<std::size_t>(k)], q = rev[static_cast<std::size_t>(N - k)];
     const __m512 ar = re[p], ai = im[p], br = re[q], bi = im[q];
-    const __m512 fer = _mm512_mul_ps(half, _mm512_add_ps(ar, br)), fei = _mm512_mul_ps(half, _mm512_sub_ps(ai, bi));
-    const __m512 for_ = _mm512_mul_ps(half, _mm512_add_ps(ai, bi)), foi = _mm512_mul_ps(half, _mm512_sub_ps(br, ar));
+    // 2 Fe = (er, ei), 2 Fo = (or_, oi); t = W^k Fo = (W^k / 2)(2 Fo); X_k = Fe + t = fma(1/2, 2 Fe, t) (the
+    // halving is exact, so each output still rounds once after the product, as Fe + t would).
+    const __m512 er = _mm512_add_ps(ar, br), ei = _mm512_sub_ps(ai, bi);
+    const __m512 or_ = _mm512_add_ps(ai, bi), oi = _mm512_sub_ps(br, ar);
     __m512 tr, ti;
-    twiddle<false>(for_, foi, _mm512_set1_ps(tw.re[N + k]), _mm512_set1_ps(tw.im[N + k]), &tr, &ti);
-    x[2 * k - 1] = _mm512_add_ps(fer, tr);
-    x[2 * k] = _mm512_add_ps(fei, ti);
+    twiddle<false>(or_, oi, _mm512_set1_ps(tw.half_re[N + k]), _mm512_set1_ps(tw.half_im[N + k]), &tr, &ti);
+    x[2 * k - 1] = _mm512_fmadd_ps(half, er, tr);
+    x[2 * k] = _mm512_fmadd_ps(half, ei, ti);
     if (2 * k != N) {
-      x[2 * (N - k) - 1] = _mm512_sub_ps(fer, tr);
-      x[2 * (N - k)] = _mm512_sub_ps(ti, fei);
+      x[2 * (N - k) - 1] = _mm512_fmsub_ps(half, er, tr);
+      x[2 * (N - k)] = _mm512_fnmadd_ps(half, ei, ti);
     }
   }
 }
@@ -243,15 +272,17 @@ inline void inverse_real(__m512* x) {
 #pragma GCC unroll 64
   for (int k = 1; 2 * k <= N; ++k) {
     const __m512 ar = x[2 * k - 1], ai = x[2 * k], br = x[2 * (N - k) - 1], bi = x[2 * (N - k)];
-    const __m512 fer = _mm512_mul_ps(_mm512_add_ps(ar, br), s), fei = _mm512_mul_ps(_mm512_sub_ps(ai, bi), s);
-    const __m512 dr = _mm512_mul_ps(_mm512_sub_ps(ar, br), s), di = _mm512_mul_ps(_mm512_add_ps(ai, bi), s);
+    // Fe = s (er, ei), Fo = (dr, di) conj(W^k) s with the exact s = 1/n folded into the factor (inv table) and
+    // into fma(s, ., .): each output rounds once after the product, as Fe -+ i Fo would.
+    const __m512 er = _mm512_add_ps(ar, br), ei = _mm512_sub_ps(ai, bi);
+    const __m512 dr = _mm512_sub_ps(ar, br), di = _mm512_add_ps(ai, bi);
     __m512 for_, foi;
-    twiddle<true>(dr, di, _mm512_set1_ps(tw.re[N + k]), _mm512_set1_ps(tw.im[N + k]), &for_, &foi);
-    re[k] = _mm512_sub_ps(fer, foi);
-    im[k] = _mm512_add_ps(fei, for_);
+    twiddle<true>(dr, di, _mm512_set1_ps(tw.inv_re[N + k]), _mm512_set1_ps(tw.inv_im[N + k]), &for_, &foi);
+    re[k] = _mm512_fmsub_ps(s, er, foi);
+    im[k] = _mm512_fmadd_ps(s, ei, for_);
     if (2 * k != N) {
-      re[N - k] = _mm512_add_ps(fer, foi);
-      im[N - k] = _mm512_sub_ps(for_, fei);
+      re[N - k] = _mm512_fmadd_ps(s, er, foi);
+      im[N - k] = _mm512_fnmadd_ps(s, ei, for_);
     }
   }
   dif<N, true>(re, im, tw);
