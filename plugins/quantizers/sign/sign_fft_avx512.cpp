@@ -366,11 +366,15 @@ inline void prefetch_tile(const float* in, std::int64_t in_width, float* out, st
   for (std::int64_t i = 0; i < kLanes * out_width; i += kLine) _m_prefetchw(out + i);
 }
 
+// One tile ahead (measured at n = 64, 32768 rows: 26 ns per forward transform; 2 or 4 tiles ahead 31 / 33 ns,
+// no output prefetch 43 ns: the stores' read-for-ownership is the larger part of the wait).
+constexpr std::int64_t kAhead = kLanes;
+
 // Full tiles straight from / to the caller's rows; a last partial tile through zero-padded stack tiles.
 void run_rows(TileFn fn, const float* in, std::int64_t in_width, std::int64_t rows, float* out, std::int64_t out_width) {
   const std::int64_t full = rows - rows % kLanes;
   for (std::int64_t r = 0; r < full; r += kLanes) {
-    if (r + kLanes < full) prefetch_tile(in + (r + kLanes) * in_width, in_width, out + (r + kLanes) * out_width, out_width);
+    if (r + kAhead < full) prefetch_tile(in + (r + kAhead) * in_width, in_width, out + (r + kAhead) * out_width, out_width);
     fn(in + r * in_width, in_width, out + r * out_width, out_width);
   }
   const std::int64_t rest = rows - full;
