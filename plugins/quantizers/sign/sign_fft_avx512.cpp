@@ -151,19 +151,28 @@ inline void transpose16(__m512* r) {
   }
 }
 
-// v[c] = column c (c < width) of the 16 rows at `in`, rows `stride` floats apart; width a multiple of 16.
-inline void load_columns(const float* in, std::int64_t stride, int width, __m512* v) {
-  for (int c0 = 0; c0 < width; c0 += kLanes) {
-    __m512* b = v + c0;
+// dst(c) = column c (c < Width) of the 16 rows at `in`, rows `stride` floats apart; Width a multiple of 16. dst
+// maps a column to where the transform wants it (e.g. the even / odd samples' planes), so no copy follows.
+template <int Width, class Dst>
+[[gnu::always_inline]] inline void load_columns(const float* in, std::int64_t stride, Dst dst) {
+#pragma GCC unroll 16
+  for (int c0 = 0; c0 < Width; c0 += kLanes) {
+    __m512 b[kLanes];
     for (int r = 0; r < kLanes; ++r) b[r] = _mm512_loadu_ps(in + r * stride + c0);
     transpose16(b);
+#pragma GCC unroll 16
+    for (int r = 0; r < kLanes; ++r) dst(c0 + r) = b[r];
   }
 }
 
-// The inverse of load_columns (v is clobbered).
-inline void store_columns(__m512* v, int width, float* out, std::int64_t stride) {
-  for (int c0 = 0; c0 < width; c0 += kLanes) {
-    __m512* b = v + c0;
+// The inverse: row r of the 16 rows at `out` gets src(c) lane r for c < Width.
+template <int Width, class Src>
+[[gnu::always_inline]] inline void store_columns(Src src, float* out, std::int64_t stride) {
+#pragma GCC unroll 16
+  for (int c0 = 0; c0 < Width; c0 += kLanes) {
+    __m512 b[kLanes];
+#pragma GCC unroll 16
+    for (int r = 0; r < kLanes; ++r) b[r] = src(c0 + r);
     transpose16(b);
     for (int r = 0; r < kLanes; ++r) _mm512_storeu_ps(out + r * stride + c0, b[r]);
   }
@@ -228,15 +237,10 @@ template <int N, bool Inverse>
   }
 }
 
-// Forward real transform of one tile: x[c] (c < n) -> X components [Re X0, Re X1, Im X1, ..., Re XN] in x.
+// The real forward's split: Z (bit-reversed in re / im) -> x[c] (c < n) = [Re X0, Re X1, Im X1, ..., Re XN].
 template <int N>
-inline void forward_real(__m512* x) {
+[[gnu::always_inline]] inline void forward_split(const __m512* re, const __m512* im, __m512* x, const Twiddles& tw) {
   constexpr int n = 2 * N;
-  const Twiddles& tw = twiddles();
-  __m512 re[N], im[N];
-#pragma GCC unroll 64
-  for (int j = 0; j < N; ++j) re[j] = x[2 * j], im[j] = x[2 * j + 1];
-  dif<N, false>(re, im, tw);
   const auto& rev = kBitRev<N>.v;
   const __m512 half = _mm512_set1_ps(0.5f);
   x[0] = _mm512_add_ps(re[0], im[0]);
@@ -260,13 +264,11 @@ inline void forward_real(__m512* x) {
   }
 }
 
-// Inverse real transform of one tile: components in x (real order) -> x[c] = signal / n.
+// The real inverse's split: components x (real order) -> Z (natural order in re / im), scaled by 1/n.
 template <int N>
-inline void inverse_real(__m512* x) {
+[[gnu::always_inline]] inline void inverse_split(const __m512* x, __m512* re, __m512* im, const Twiddles& tw) {
   constexpr int n = 2 * N;
-  const Twiddles& tw = twiddles();
   const __m512 s = _mm512_set1_ps(1.0f / static_cast<float>(n));  // exact: n is a power of two
-  __m512 re[N], im[N];
   re[0] = _mm512_mul_ps(_mm512_add_ps(x[0], x[n - 1]), s);
   im[0] = _mm512_mul_ps(_mm512_sub_ps(x[0], x[n - 1]), s);
 #pragma GCC unroll 64
@@ -285,62 +287,61 @@ inline void inverse_real(__m512* x) {
       im[N - k] = _mm512_fnmadd_ps(s, ei, for_);
     }
   }
-  dif<N, true>(re, im, tw);
-  const auto& rev = kBitRev<N>.v;
-#pragma GCC unroll 64
-  for (int j = 0; j < N; ++j) {
-    x[2 * j] = re[rev[static_cast<std::size_t>(j)]];
-    x[2 * j + 1] = im[rev[static_cast<std::size_t>(j)]];
-  }
 }
 
 // One tile of 16 rows: in (rows in_stride floats apart) -> out (rows out_stride floats apart).
 template <int N, bool Complex>
 void forward_tile(const float* in, std::int64_t in_stride, float* out, std::int64_t out_stride) {
   constexpr int n = 2 * N;
-  __m512 v[Complex ? 2 * n : n];
-  load_columns(in, in_stride, n, v);
-  forward_real<N>(v);
-  if constexpr (Complex) {
-    // Hermitian completion, from the top down so that the real components are read before being overwritten:
-    // X_k = (v[2k-1], v[2k]) for 0 < k < N; complex position of X_k is (2k, 2k+1).
+  const Twiddles& tw = twiddles();
+  __m512 re[N], im[N], x[n];
+  load_columns<n>(in, in_stride, [&](int c) -> __m512& { return (c & 1) ? im[c >> 1] : re[c >> 1]; });
+  dif<N, false>(re, im, tw);
+  forward_split<N>(re, im, x, tw);
+  if constexpr (!Complex) {
+    store_columns<n>([&](int c) { return x[c]; }, out, out_stride);
+  } else {
+    // Hermitian completion: complex slot 2k, 2k+1 holds X_k; X_k = (x[2k-1], x[2k]) for 0 < k < N, X_{n-k} =
+    // conj X_k, X_0 = (x[0], 0), X_N = (x[n-1], 0).
     const __m512 zero = _mm512_setzero_ps();
-    const __m512 re_n = v[n - 1];
-#pragma GCC unroll 64
-    for (int k = N - 1; k >= 1; --k) {
-      const __m512 r = v[2 * k - 1], i = v[2 * k];
-      v[2 * (n - k)] = r;
-      v[2 * (n - k) + 1] = _mm512_sub_ps(zero, i);
-      v[2 * k] = r;
-      v[2 * k + 1] = i;
-    }
-    v[2 * N] = re_n;
-    v[2 * N + 1] = zero;
-    v[1] = zero;
+    store_columns<2 * n>(
+        [&](int c) {
+          const int k = c >> 1;
+          const bool imag = c & 1;
+          if (k == 0) return imag ? zero : x[0];
+          if (k == N) return imag ? zero : x[n - 1];
+          if (k < N) return imag ? x[2 * k] : x[2 * k - 1];
+          return imag ? _mm512_sub_ps(zero, x[2 * (n - k)]) : x[2 * (n - k) - 1];
+        },
+        out, out_stride);
   }
-  store_columns(v, Complex ? 2 * n : n, out, out_stride);
 }
 
 template <int N, bool Complex>
 void inverse_tile(const float* in, std::int64_t in_stride, float* out, std::int64_t out_stride) {
   constexpr int n = 2 * N;
-  __m512 v[Complex ? 2 * n : n];
-  load_columns(in, in_stride, Complex ? 2 * n : n, v);
+  const Twiddles& tw = twiddles();
+  __m512 re[N], im[N], x[Complex ? 2 * n : n];
+  load_columns<Complex ? 2 * n : n>(in, in_stride, [&](int c) -> __m512& { return x[c]; });
   if constexpr (Complex) {
     // H_k = (Y_k + conj Y_{n-k}) / 2 in the real order, bottom up (H_k's slots 2k-1, 2k are <= Y_k's 2k, 2k+1).
     const __m512 half = _mm512_set1_ps(0.5f);
-    const __m512 re_n = v[2 * N];
+    const __m512 re_n = x[2 * N];
 #pragma GCC unroll 64
     for (int k = 1; k < N; ++k) {
-      const __m512 r = _mm512_mul_ps(half, _mm512_add_ps(v[2 * k], v[2 * (n - k)]));
-      const __m512 i = _mm512_mul_ps(half, _mm512_sub_ps(v[2 * k + 1], v[2 * (n - k) + 1]));
-      v[2 * k - 1] = r;
-      v[2 * k] = i;
+      const __m512 r = _mm512_mul_ps(half, _mm512_add_ps(x[2 * k], x[2 * (n - k)]));
+      const __m512 i = _mm512_mul_ps(half, _mm512_sub_ps(x[2 * k + 1], x[2 * (n - k) + 1]));
+      x[2 * k - 1] = r;
+      x[2 * k] = i;
     }
-    v[n - 1] = re_n;
+    x[n - 1] = re_n;
   }
-  inverse_real<N>(v);
-  store_columns(v, n, out, out_stride);
+  inverse_split<N>(x, re, im, tw);
+  dif<N, true>(re, im, tw);
+  // z_j = x_{2j} + i x_{2j+1} sits at bit-reversed position rev[j].
+  const auto& rev = kBitRev<N>.v;
+  store_columns<n>([&](int c) { return (c & 1) ? im[rev[static_cast<std::size_t>(c >> 1)]] : re[rev[static_cast<std::size_t>(c >> 1)]]; },
+                   out, out_stride);
 }
 
 using TileFn = void (*)(const float*, std::int64_t, float*, std::int64_t);
