@@ -3,9 +3,12 @@
 // Why: FFTW runs one row at a time (~65 ns per 64-point real transform here), a third of the key quantizer's
 // time; with the rows in the 16 lanes of a zmm register every butterfly serves 16 tokens at once.
 //
-// Layout: a 16-row tile is transposed in 16 x 16 blocks (transpose16: 4 levels of 16 shuffles) so that vector v[c]
-// holds column c of the 16 rows; the transforms then work lane-wise on whole vectors, and the results are
-// transposed back. A last partial tile (rows % 16) is copied into a zero-padded stack tile and back.
+// Layout: a 16-row tile is transposed in 16 x 16 blocks (transpose16: 4 levels of 16 shuffles) so that one vector
+// holds one column of the 16 rows, written straight into the plane the transform reads (load_columns' column map);
+// the transforms then work lane-wise on whole vectors, and the results are transposed back from where they are
+// (store_columns' column map: bit-reversed planes, Hermitian completion). A last partial tile (rows % 16) is
+// copied into a zero-padded stack tile and back. Measured (n = 64 real, this machine): 16 ns per transform on
+// rows that stay in L2, 25 ns on 32768 rows (8 MB each way, memory-bound), FFTW about 75-80 ns.
 //
 // Real forward (n = 2N): z_j = x_{2j} + i x_{2j+1} (j < N), Z = DFT_N(z) by a radix-2 decimation-in-frequency
 // FFT on split re / im planes (output in bit-reversed order, read through kBitRev), then with W = exp(-2 pi i / n)
