@@ -9,8 +9,25 @@
 
 #include "vidkv/core/error.h"
 #include "vidkv/core/thread_scratch.h"
+#include "vidkv/plugins/quantizers/sign/sign_fft_avx512.h"
 
 namespace vidkv {
+
+namespace {
+
+// The channel FFT: the optimised implementation takes the AVX-512 transforms where they apply (power-of-two
+// widths; not FFTW's bits, within the bound of sign_fft_avx512.cpp), the reference always FFTW (the oracle).
+void forward_fft(CpuImplementation impl, SignFft kind, const float* in, std::int64_t rows, std::int64_t n, float* out) {
+  if (impl == CpuImplementation::optimized && fft_avx512_applies(kind, n)) return fft_forward_rows_avx512(kind, in, rows, n, out);
+  fft_forward_rows(kind, in, rows, n, out);
+}
+
+void inverse_fft(CpuImplementation impl, SignFft kind, const float* in, std::int64_t rows, std::int64_t n, float* out) {
+  if (impl == CpuImplementation::optimized && fft_avx512_applies(kind, n)) return fft_inverse_rows_avx512(kind, in, rows, n, out);
+  fft_inverse_rows(kind, in, rows, n, out);
+}
+
+}  // namespace
 
 Sign::Sign(const Params& params, CpuImplementation implementation)
     : params_(params), implementation_(implementation) {
@@ -41,7 +58,7 @@ void Sign::encode(const float* in, const BlockShape& shape, const TokenContext& 
   const ThreadScratch transformed(params_.fft != SignFft::off ? static_cast<std::size_t>(g.heads * g.head_stride) : 0);
   const float* values = in;
   if (params_.fft != SignFft::off) {
-    fft_forward_rows(params_.fft, in, shape.heads * shape.tokens, shape.channels, transformed.data());
+    forward_fft(implementation_, params_.fft, in, shape.heads * shape.tokens, shape.channels, transformed.data());
     values = transformed.data();
   }
   if (implementation_ == CpuImplementation::optimized) return encode_values_optimized(values, g, out);
@@ -74,7 +91,7 @@ void Sign::decode(const std::uint8_t* in, const BlockShape& shape, const TokenCo
   } else {
     decode_values_reference(in, g, values);
   }
-  if (params_.fft != SignFft::off) fft_inverse_rows(params_.fft, values, shape.heads * shape.tokens, shape.channels, out);
+  if (params_.fft != SignFft::off) inverse_fft(implementation_, params_.fft, values, shape.heads * shape.tokens, shape.channels, out);
 }
 
 void Sign::decode_values_reference(const std::uint8_t* in, const group_format::GroupGrid& g, float* values) const {
