@@ -143,6 +143,31 @@ inline void prefetch_next_tile(const float* tile, int rows, std::int64_t width, 
   for (int k = 0; k < 32 && next + 64 * k < reinterpret_cast<const char*>(end); ++k) _mm_prefetch(next + 64 * k, _MM_HINT_T0);
 }
 
+// The loop shared by the two-pass channel-axis encoders (uniform: min / max then codes; ternary: |x| sums then
+// trits): every group of `group` tokens of every head of a block [heads, tokens, width] (a `tile` of `group` rows),
+// in blocks of up to kStrips strips of 16 channels. first(tile + b0, block, stats) fills stats[s] for each strip
+// of the block (row by row); then second(h, gi, c0, n, stats[s]) runs strip by strip while the next tile's part
+// is prefetched (n: the strip's valid channels).
+template <class Stats, class First, class Second>
+inline void for_each_channel_tile(const float* in, std::int64_t heads, std::int64_t tokens, std::int64_t width,
+                                  int group, First&& first, Second&& second) {
+  const float* end = in + heads * tokens * width;
+  for (std::int64_t h = 0; h < heads; ++h)
+    for (std::int64_t gi = 0; gi < tokens / group; ++gi) {
+      const float* tile = in + (h * tokens + gi * group) * width;
+      for (std::int64_t b0 = 0; b0 < width; b0 += 16 * kStrips) {
+        const StripBlock block(b0, width);
+        Stats stats[kStrips];
+        first(tile + b0, block, stats);
+        for (int s = 0; s < block.strips; ++s) {
+          prefetch_next_tile(tile + b0, group, width, s, end);
+          const std::int64_t c0 = b0 + 16 * s;
+          second(h, gi, c0, width - c0 < 16 ? width - c0 : 16, stats[s]);
+        }
+      }
+    }
+}
+
 // Calls f.template operator()<S>() with S = block.strips (1..kStrips) as a constant.
 template <class F>
 inline void with_strip_count(int strips, F&& f) {
@@ -158,12 +183,28 @@ inline void with_strip_count(int strips, F&& f) {
   }
 }
 
-inline void strip_extrema(const float* tile, int rows, std::int64_t width, const StripBlock& block, __m512* mn, __m512* mx) {
-  with_strip_count(block.strips, [&]<int S>() { strip_extrema_n<S>(tile, rows, width, block, mn, mx); });
+// Per-strip statistics of the first passes.
+struct Extrema {
+  __m512 mn, mx;
+};
+struct AbsSums {
+  __m512d lo, hi;  // lanes 0-7, 8-15
+};
+
+inline void strip_extrema(const float* tile, int rows, std::int64_t width, const StripBlock& block, Extrema* out) {
+  with_strip_count(block.strips, [&]<int S>() {
+    __m512 mn[S], mx[S];
+    strip_extrema_n<S>(tile, rows, width, block, mn, mx);
+    for (int s = 0; s < S; ++s) out[s] = {mn[s], mx[s]};
+  });
 }
 
-inline void strip_abs_sums(const float* tile, int rows, std::int64_t width, const StripBlock& block, __m512d* lo, __m512d* hi) {
-  with_strip_count(block.strips, [&]<int S>() { strip_abs_sums_n<S>(tile, rows, width, block, lo, hi); });
+inline void strip_abs_sums(const float* tile, int rows, std::int64_t width, const StripBlock& block, AbsSums* out) {
+  with_strip_count(block.strips, [&]<int S>() {
+    __m512d lo[S], hi[S];
+    strip_abs_sums_n<S>(tile, rows, width, block, lo, hi);
+    for (int s = 0; s < S; ++s) out[s] = {lo[s], hi[s]};
+  });
 }
 
 // Stores of decoded values. A decoded block larger than the caches is written with streaming (non-temporal)

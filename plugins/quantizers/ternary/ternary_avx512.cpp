@@ -99,27 +99,30 @@ void base3_to_slots(const std::uint8_t* in, std::int64_t n, std::uint8_t* slots)
 // The slots2 stream of the whole block (2 bits per element) into `stream`.
 void encode_slots(const float* in, const GroupGrid& g, double gamma, std::uint8_t* stream) {
   auto* words = reinterpret_cast<std::uint32_t*>(stream);
-  const std::int64_t width = g.rows, gpr = g.groups_per_row();
+  const std::int64_t width = g.rows;
   const __m512i index = simd::lane_offsets(group_format::code_word(CodeLayout::dense, g, 2, 0, 1, 0));
   const __m512d count = _mm512_set1_pd(static_cast<double>(kGroup)), gamma_v = _mm512_set1_pd(gamma);
   const __m512i one = _mm512_set1_epi32(1);
-  for (std::int64_t h = 0; h < g.heads; ++h) {
-    for (std::int64_t gi = 0; gi < gpr; ++gi) {
-      const std::int64_t j0 = gi * kGroup;
-      const float* tile = in + h * g.head_stride + j0 * width;
-      // Slots of one strip of 16 channels from its sums of |x|.
-      auto encode_strip = [&](std::int64_t c0, std::int64_t n, __m512d sum_lo, __m512d sum_hi) {
+  simd::for_each_channel_tile<simd::AbsSums>(
+      in, g.heads, g.length, width, kGroup,
+      [&](const float* strips, const simd::StripBlock& block, simd::AbsSums* stats) {
+        simd::strip_abs_sums(strips, kGroup, width, block, stats);
+      },
+      [&](std::int64_t h, std::int64_t gi, std::int64_t c0, std::int64_t n, const simd::AbsSums& sums) {
+        // Slots of one strip of 16 channels from its sums of |x|.
+        const std::int64_t j0 = gi * kGroup;
         const __mmask16 lanes = simd::first_lanes(n);
-        const __m512d a_lo = _mm512_mul_pd(gamma_v, _mm512_div_pd(sum_lo, count));
-        const __m512d a_hi = _mm512_mul_pd(gamma_v, _mm512_div_pd(sum_hi, count));
+        const float* x = in + h * g.head_stride + j0 * width + c0;
+        const __m512d a_lo = _mm512_mul_pd(gamma_v, _mm512_div_pd(sums.lo, count));
+        const __m512d a_hi = _mm512_mul_pd(gamma_v, _mm512_div_pd(sums.hi, count));
         const __m512 fa = simd::to_float<_MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC>(a_lo, a_hi);
         const __m512 neg_fa = _mm512_sub_ps(_mm512_setzero_ps(), fa);
         __m512i run[2] = {_mm512_setzero_si512(), _mm512_setzero_si512()};
 #pragma GCC unroll 32
         for (int t = 0; t < kGroup; ++t) {
-          const __m512 x = _mm512_maskz_loadu_ps(lanes, tile + t * width + c0);
-          const __mmask16 above = _mm512_cmp_ps_mask(x, fa, _CMP_GT_OQ);
-          const __mmask16 below = _mm512_cmp_ps_mask(x, neg_fa, _CMP_LT_OQ);
+          const __m512 v = _mm512_maskz_loadu_ps(lanes, x + t * width);
+          const __mmask16 above = _mm512_cmp_ps_mask(v, fa, _CMP_GT_OQ);
+          const __mmask16 below = _mm512_cmp_ps_mask(v, neg_fa, _CMP_LT_OQ);
           __m512i slot = _mm512_mask_add_epi32(one, above, one, one);  // 2 above the dead zone
           slot = _mm512_mask_sub_epi32(slot, below, slot, one);         // 0 below it
           run[t / 16] = _mm512_or_si512(run[t / 16], _mm512_slli_epi32(slot, 2 * (t % 16)));
@@ -127,18 +130,7 @@ void encode_slots(const float* in, const GroupGrid& g, double gamma, std::uint8_
         std::uint32_t* first = words + group_format::code_word(CodeLayout::dense, g, 2, h, c0, j0);
         _mm512_mask_i32scatter_epi32(first, lanes, index, run[0], 4);
         _mm512_mask_i32scatter_epi32(first + 1, lanes, index, run[1], 4);
-      };
-      for (std::int64_t b0 = 0; b0 < width; b0 += 16 * simd::kStrips) {
-        const simd::StripBlock block(b0, width);
-        __m512d lo[simd::kStrips], hi[simd::kStrips];
-        simd::strip_abs_sums(tile + b0, kGroup, width, block, lo, hi);
-        for (int s = 0; s < block.strips; ++s) {
-          simd::prefetch_next_tile(tile + b0, kGroup, width, s, in + g.heads * g.head_stride);
-          encode_strip(b0 + 16 * s, std::min<std::int64_t>(16, width - b0 - 16 * s), lo[s], hi[s]);
-        }
-      }
-    }
-  }
+      });
 }
 
 template <bool Stream>

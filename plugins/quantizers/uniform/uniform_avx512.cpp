@@ -98,15 +98,17 @@ void encode_channel(const float* in, const GroupGrid& g, DType sd, CodeLayout la
   const std::int64_t run_stride = group_format::code_word(layout, g, Bits, 0, 1, 0) - group_format::code_word(layout, g, Bits, 0, 0, 0);
   auto* words = reinterpret_cast<std::uint32_t*>(codes);  // x86: little-endian, unaligned access allowed below
   const __m512i index = simd::lane_offsets(run_stride);
-  for (std::int64_t h = 0; h < g.heads; ++h) {
-    for (std::int64_t gi = 0; gi < gpr; ++gi) {
-      const std::int64_t j0 = gi * kGroup;
-      const float* tile = in + h * g.head_stride + j0 * width;
-      // Codes, words and metadata of one strip of 16 channels from its min and max.
-      auto encode_strip = [&](std::int64_t c0, std::int64_t n, __m512 mn, __m512 mx) {
+  simd::for_each_channel_tile<simd::Extrema>(
+      in, g.heads, g.length, width, kGroup,
+      [&](const float* strips, const simd::StripBlock& block, simd::Extrema* stats) {
+        simd::strip_extrema(strips, kGroup, width, block, stats);
+      },
+      [&](std::int64_t h, std::int64_t gi, std::int64_t c0, std::int64_t n, const simd::Extrema& e) {
+        // Codes, words and metadata of one strip of 16 channels from its min and max.
+        const std::int64_t j0 = gi * kGroup;
         const __mmask16 lanes = simd::first_lanes(n);
-        const float* x = tile + c0;
-        const GroupMeta m = group_meta(mn, mx, top_f, sd);
+        const float* x = in + h * g.head_stride + j0 * width + c0;
+        const GroupMeta m = group_meta(e.mn, e.mx, top_f, sd);
         __m512i acc[Bits];
         for (unsigned w = 0; w < Bits; ++w) acc[w] = _mm512_setzero_si512();
 #pragma GCC unroll 32
@@ -120,18 +122,7 @@ void encode_channel(const float* in, const GroupGrid& g, DType sd, CodeLayout la
         const std::int64_t first = (h * width + c0) * gpr + gi;  // group_index of channel c0's group gi
         simd::store_scalars(scales, first, gpr, sd, m.scale, m.scale_half, n);
         simd::store_scalars(mins, first, gpr, sd, m.mn, m.mn_half, n);
-      };
-      for (std::int64_t b0 = 0; b0 < width; b0 += 16 * simd::kStrips) {
-        const simd::StripBlock block(b0, width);
-        __m512 mn[simd::kStrips], mx[simd::kStrips];
-        simd::strip_extrema(tile + b0, kGroup, width, block, mn, mx);
-        for (int s = 0; s < block.strips; ++s) {
-          simd::prefetch_next_tile(tile + b0, kGroup, width, s, in + g.heads * g.head_stride);
-          encode_strip(b0 + 16 * s, std::min<std::int64_t>(16, width - b0 - 16 * s), mn[s], mx[s]);
-        }
-      }
-    }
-  }
+      });
 }
 
 template <unsigned Bits, bool Stream>
