@@ -151,3 +151,31 @@ def test_record_of_a_video_model_decodes_the_clip_in_the_vidkv_process(tmp_path)
     r = subprocess.run([str(VIDKV), "trace", "validate", str(trace)], capture_output=True, text=True)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "4 frames" in r.stdout
+
+
+def test_bench_times_torch_inside_the_vidkv_process(tmp_path):
+    """`vidkv bench` runs the PyTorch half (vidkv.bench) in the vidkv process: same pid, torch from the .venv, and a
+    table whose ours/torch column is the ratio of the two throughputs printed beside it."""
+    pytest.importorskip("torch")
+    code, out, err, pid, probe = run_vidkv(tmp_path, "bench", "--shape", "2x2x64x64", "--layers", "1", "--repeats", "1")
+    assert code == 0, err
+    assert_in_vidkv_process(pid, probe)
+    assert probe["modules"]["torch"] is not None and probe["modules"]["_vidkv"] is not None
+    assert "same process" in out
+    rows = [line.split("|") for line in out.splitlines() if line.startswith("| kivi-2 ") or line.startswith("| vidkv-k1.5-v1.58 ")]
+    assert len(rows) == 2, out
+    for cells in rows:
+        ours, torch_gbps, ratio = float(cells[4]), float(cells[8]), float(cells[9].strip().rstrip("x"))
+        assert ours > 0 and torch_gbps > 0
+        # The columns are rounded (2, 3 and 1 decimals): the printed ratio lies within what the printed figures allow.
+        low = max(ours - 0.005, 0) / (torch_gbps + 0.0005) - 0.05
+        high = (ours + 0.005) / max(torch_gbps - 0.0005, 1e-9) + 0.05
+        assert low <= ratio <= high, (cells, low, high)
+
+
+def test_bench_no_torch_prints_the_cpp_table_alone(tmp_path):
+    code, out, err, pid, probe = run_vidkv(tmp_path, "bench", "--shape", "2x2x64x64", "--layers", "1", "--repeats", "1",
+                                           "--no-torch")
+    assert code == 0, err
+    assert probe is None, "--no-torch must not start Python"
+    assert "| kivi-2 |" in out and "torch" not in out.split("\n\n")[1].splitlines()[0]
