@@ -161,7 +161,7 @@ std::string at(std::int64_t row, std::int64_t comp, double got, double want, dou
 
 }  // namespace
 
-TEST_CASE("AVX-512 sign FFT applies to power-of-two widths 16 .. 128 only", "[sign][fft][optimized]") {
+TEST_CASE("AVX-512 sign FFT applies to power-of-two widths 16 .. 128 only", "[sign][fft][optimized][avx512]") {
   if (!simd::avx512_kernels()) VIDKV_SKIP("AVX-512 kernels not usable on this machine (or VIDKV_CPU_KERNELS=portable)");
   for (SignFft kind : {SignFft::real, SignFft::complex}) {
     for (std::int64_t n : {16, 32, 64, 128}) CHECK(fft_avx512_applies(kind, n));
@@ -171,7 +171,7 @@ TEST_CASE("AVX-512 sign FFT applies to power-of-two widths 16 .. 128 only", "[si
 }
 
 TEST_CASE("AVX-512 sign FFT forward and inverse are within the derived bound of the exact DFT and of FFTW",
-          "[sign][fft][optimized]") {
+          "[sign][fft][optimized][avx512]") {
   if (!simd::avx512_kernels()) VIDKV_SKIP("AVX-512 kernels not usable on this machine (or VIDKV_CPU_KERNELS=portable)");
   constexpr float kGuard = -777.0f;
   std::uint64_t seed = 71000;
@@ -244,7 +244,7 @@ TEST_CASE("AVX-512 sign FFT forward and inverse are within the derived bound of 
 }
 
 TEST_CASE("optimized sign with the AVX-512 FFT: bits differ only near 0, scales and decodes within the bound",
-          "[sign][fft][optimized]") {
+          "[sign][fft][optimized][avx512]") {
   if (!simd::avx512_kernels()) VIDKV_SKIP("AVX-512 kernels not usable on this machine (or VIDKV_CPU_KERNELS=portable)");
   using group_format::CodeLayout;
   using group_format::GroupAxis;
