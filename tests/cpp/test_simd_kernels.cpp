@@ -1,7 +1,7 @@
 // Edge cases of the AVX-512 kernels (plugins/quantizers/*/*_avx512.cpp) that random data almost never reaches,
 // against the scalar reference. The conformance test (test_plugin_conformance.cpp) covers shapes, tails, signed
 // zeros and every preset; here:
-//   * uniform's reciprocal quotient (uniform_avx512.cpp codes_of) must fall back to the division wherever the
+//   * uniform's reciprocal quotient (uniform_avx512.cpp codes_fast) must fall back to the division wherever the
 //     multiply could round to another code: values placed exactly on, and 1..3 ulps around, every rounding
 //     boundary mn' + (k + 1/2) s' of their group, for every bit width, both axes, fp16 and fp32 metadata, over
 //     ranges from 1e-3 to 1e4 (fp16: well inside its range) and offsets far larger than the range;

@@ -4,7 +4,7 @@
 //     32 tokens in token order, which is the reference's sequential `x < mn ? x : mn` lane by lane (simd/
 //     avx512_support.h), signed zeros included; scale = (mx - mn) / (2^b - 1) and both are rounded to the scale
 //     dtype with vcvtps2ph (IEEE RNE); codes are round_half_even(clamp((x - mn') / scale', 0, top)), the quotient
-//     by a reciprocal multiply with a proven fallback to the true division near rounding boundaries (codes_of),
+//     by a reciprocal multiply with a proven fallback to the true division near rounding boundaries (codes_fast),
 //     max/min for the clamp (-0 becomes +0, same code 0) and vcvtps2dq in RNE; a zero scale gives code 0.
 //     The 32 codes of a channel's group are OR-ed into `bits` uint32 lanes (token t at bit bits * (t % (32 / bits))
 //     of word t / (32 / bits)), which is the dense / release stream of that run (group_format.h: LSB first, runs
@@ -51,36 +51,38 @@ inline GroupMeta group_meta(__m512 mn, __m512 mx, float top, DType sd) {
   m.live = _mm512_cmp_ps_mask(m.scale, _mm512_setzero_ps(), _CMP_GT_OQ);
   m.divisor = _mm512_mask_blend_ps(m.live, _mm512_set1_ps(1.0f), m.scale);  // no 0/0 in lanes forced to code 0
   m.reciprocal = _mm512_maskz_div_ps(m.live, _mm512_set1_ps(1.0f), m.divisor);
-  // A reciprocal near the top of the float range (an fp32 scale below 2^-100) voids the bound of codes_of.
+  // A reciprocal near the top of the float range (an fp32 scale below 2^-100) voids the bound of codes_fast.
   m.exact_only = _mm512_cmp_ps_mask(m.reciprocal, _mm512_set1_ps(0x1p100f), _CMP_GE_OQ);
   return m;
 }
 
 // encode_value of uniform_format.h for 16 lanes: round_half_even(clamp((x - mn) / scale, 0, top)) as int32.
-// The quotient is taken as (x - mn) * fl(1 / scale); the exact division is done only for vectors where that could
-// round differently. With u = 2^-24, d = x - mn (the same float in both), q = fl(d / s), q' = fl(d * fl(1 / s)):
+// The quotient is taken as (x - mn) * fl(1 / scale); the exact division is done only where that could round
+// differently. With u = 2^-24, d = x - mn (the same float in both), q = fl(d / s), q' = fl(d * fl(1 / s)):
 //   |q - q'| <= |q - d/s| + |d/s - d * fl(1/s)| + |d * fl(1/s) - q'| <= (3u + u^2) |d / s|.
 // Clamping is 1-Lipschitz and rounding jumps only at k + 0.5, so the codes agree unless clamp(q') lies within that
 // bound of some k + 0.5. Where it can (clamp(q') < top, hence |d / s| < top + 1) the bound is below
-// eps = 4u (top + 1); beyond the clamps both give top (q' > top + 1) or 0 (q' <= 0). So a vector whose lanes all
-// have |frac(clamp(q')) - 0.5| >= eps (|clamp(q') - round(clamp(q'))| <= 0.5 - eps) keeps q'; any other takes the
-// division (a few lanes in a million on smooth data). Lanes with scale 0 get code 0 either way.
-inline __m512i codes_of(__m512 x, const GroupMeta& m, __m512 top, __m512 eps) {
-  const __m512 d = _mm512_sub_ps(x, m.mn);
-  // reciprocal is 0 in lanes with scale 0, whose quotient is then 0: code 0 without a mask.
-  const __m512 v = _mm512_min_ps(_mm512_max_ps(_mm512_mul_ps(d, m.reciprocal), _mm512_setzero_ps()), top);
+// eps = 4u (top + 1); beyond the clamps both give top (q' > top + 1) or 0 (q' <= 0). So lanes with
+// |frac(clamp(q')) - 0.5| >= eps (|clamp(q') - round(clamp(q'))| <= 0.5 - eps) keep q'; codes_fast marks the others
+// in *near, and the caller redoes the whole strip or batch with codes_exact when any lane was marked (a few lanes
+// in a million on smooth data), or when a group's reciprocal voids the bound (exact_only). Lanes with scale 0 have
+// reciprocal 0, hence quotient 0, code 0 and no mark.
+inline __m512i codes_fast(__m512 x, const GroupMeta& m, __m512 top, __m512 eps, __mmask16* near) {
+  const __m512 v = _mm512_min_ps(_mm512_max_ps(_mm512_mul_ps(_mm512_sub_ps(x, m.mn), m.reciprocal), _mm512_setzero_ps()), top);
   const __m512i code = _mm512_cvt_roundps_epi32(v, simd::kRne);
   // |v - round(v)| is 0.5 - |frac(v) - 0.5|: within eps of 0.5 means within eps of a boundary k + 0.5.
   const __m512 to_code = _mm512_abs_ps(_mm512_sub_ps(v, _mm512_cvtepi32_ps(code)));
-  const __mmask16 near = _mm512_cmp_ps_mask(to_code, _mm512_sub_ps(_mm512_set1_ps(0.5f), eps), _CMP_GT_OQ) | m.exact_only;
-  if (__builtin_expect((near & m.live) != 0, 0)) {
-    const __m512 q = _mm512_min_ps(_mm512_max_ps(_mm512_div_ps(d, m.divisor), _mm512_setzero_ps()), top);
-    return _mm512_maskz_mov_epi32(m.live, _mm512_cvt_roundps_epi32(q, simd::kRne));
-  }
+  *near |= _mm512_cmp_ps_mask(to_code, _mm512_sub_ps(_mm512_set1_ps(0.5f), eps), _CMP_GT_OQ);
   return code;
 }
 
-// eps of codes_of for codes up to top.
+// The same with the true division (the reference's operations), code 0 where the scale is 0.
+inline __m512i codes_exact(__m512 x, const GroupMeta& m, __m512 top) {
+  const __m512 q = _mm512_min_ps(_mm512_max_ps(_mm512_div_ps(_mm512_sub_ps(x, m.mn), m.divisor), _mm512_setzero_ps()), top);
+  return _mm512_maskz_mov_epi32(m.live, _mm512_cvt_roundps_epi32(q, simd::kRne));
+}
+
+// eps of codes_fast for codes up to top.
 inline __m512 boundary_margin(float top) { return _mm512_set1_ps(4.0f * 0x1p-24f * (top + 1.0f)); }
 
 // decode_value for 16 lanes.
@@ -110,11 +112,19 @@ void encode_channel(const float* in, const GroupGrid& g, DType sd, CodeLayout la
         const float* x = in + h * g.head_stride + j0 * width + c0;
         const GroupMeta m = group_meta(e.mn, e.mx, top_f, sd);
         __m512i acc[Bits];
+        __mmask16 near = m.exact_only;
         for (unsigned w = 0; w < Bits; ++w) acc[w] = _mm512_setzero_si512();
 #pragma GCC unroll 32
         for (int t = 0; t < kGroup; ++t) {
-          const __m512i q = codes_of(_mm512_maskz_loadu_ps(lanes, x + t * width), m, top, eps);
+          const __m512i q = codes_fast(_mm512_maskz_loadu_ps(lanes, x + t * width), m, top, eps, &near);
           acc[t / kPerWord] = _mm512_or_si512(acc[t / kPerWord], _mm512_slli_epi32(q, Bits * (t % kPerWord)));
+        }
+        if (__builtin_expect(near != 0, 0)) {  // a lane near a rounding boundary: the strip again, dividing
+          for (unsigned w = 0; w < Bits; ++w) acc[w] = _mm512_setzero_si512();
+          for (int t = 0; t < kGroup; ++t) {
+            const __m512i q = codes_exact(_mm512_maskz_loadu_ps(lanes, x + t * width), m, top);
+            acc[t / kPerWord] = _mm512_or_si512(acc[t / kPerWord], _mm512_slli_epi32(q, Bits * (t % kPerWord)));
+          }
         }
         const std::int64_t first_word = group_format::code_word(layout, g, Bits, h, c0, j0);
         for (unsigned w = 0; w < Bits; ++w)
@@ -246,20 +256,36 @@ void encode_token(const float* in, const GroupGrid& g, DType sd, std::uint8_t* c
     const GroupMeta m = group_meta(mn, mx, top_f, sd);
     simd::store_scalars(scales, g0, 1, sd, m.scale, m.scale_half, 16);
     simd::store_scalars(mins, g0, 1, sd, m.mn, m.mn_half, 16);
+    // Group i + k's metadata in every lane.
+    auto one_group = [&](int i) {
+      const __m512i sel = _mm512_set1_epi32(i);
+      GroupMeta one;
+      one.mn = _mm512_permutexvar_ps(sel, m.mn);
+      one.divisor = _mm512_permutexvar_ps(sel, m.divisor);
+      one.reciprocal = _mm512_permutexvar_ps(sel, m.reciprocal);
+      one.live = (m.live >> i) & 1u ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>(0);
+      return one;
+    };
+    __mmask16 near = m.exact_only;
     for (int i = 0; i < 16; i += 2) {  // two groups = 64 codes per packed chunk
       __m512i q[4];
       for (int k = 0; k < 2; ++k) {
-        const __m512i sel = _mm512_set1_epi32(i + k);
-        GroupMeta one;  // group i + k in every lane
-        one.mn = _mm512_permutexvar_ps(sel, m.mn);
-        one.divisor = _mm512_permutexvar_ps(sel, m.divisor);
-        one.reciprocal = _mm512_permutexvar_ps(sel, m.reciprocal);
-        one.live = (m.live >> (i + k)) & 1u ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>(0);
-        one.exact_only = (m.exact_only >> (i + k)) & 1u ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>(0);
-        q[2 * k] = codes_of(_mm512_loadu_ps(x + (i + k) * kGroup), one, top, eps);
-        q[2 * k + 1] = codes_of(_mm512_loadu_ps(x + (i + k) * kGroup + 16), one, top, eps);
+        const GroupMeta one = one_group(i + k);
+        q[2 * k] = codes_fast(_mm512_loadu_ps(x + (i + k) * kGroup), one, top, eps, &near);
+        q[2 * k + 1] = codes_fast(_mm512_loadu_ps(x + (i + k) * kGroup + 16), one, top, eps, &near);
       }
       pack64<Bits>(narrow64(q), codes + (g0 + i) * kGroup * Bits / 8);
+    }
+    if (__builtin_expect(near != 0, 0)) {  // a lane near a rounding boundary: the batch again, dividing
+      for (int i = 0; i < 16; i += 2) {
+        __m512i q[4];
+        for (int k = 0; k < 2; ++k) {
+          const GroupMeta one = one_group(i + k);
+          q[2 * k] = codes_exact(_mm512_loadu_ps(x + (i + k) * kGroup), one, top);
+          q[2 * k + 1] = codes_exact(_mm512_loadu_ps(x + (i + k) * kGroup + 16), one, top);
+        }
+        pack64<Bits>(narrow64(q), codes + (g0 + i) * kGroup * Bits / 8);
+      }
     }
   }
   for (; g0 < groups; ++g0) {  // the last groups one at a time, with the same vector arithmetic on 16 lanes
@@ -270,8 +296,13 @@ void encode_token(const float* in, const GroupGrid& g, DType sd, std::uint8_t* c
     simd::store_scalars(scales, g0, 1, sd, m.scale, m.scale_half, 1);
     simd::store_scalars(mins, g0, 1, sd, m.mn, m.mn_half, 1);
     alignas(64) std::int32_t q[kGroup];
-    _mm512_store_si512(q, codes_of(_mm512_loadu_ps(x), m, top, eps));
-    _mm512_store_si512(q + 16, codes_of(_mm512_loadu_ps(x + 16), m, top, eps));
+    __mmask16 near = m.exact_only;
+    _mm512_store_si512(q, codes_fast(_mm512_loadu_ps(x), m, top, eps, &near));
+    _mm512_store_si512(q + 16, codes_fast(_mm512_loadu_ps(x + 16), m, top, eps, &near));
+    if (near) {
+      _mm512_store_si512(q, codes_exact(_mm512_loadu_ps(x), m, top));
+      _mm512_store_si512(q + 16, codes_exact(_mm512_loadu_ps(x + 16), m, top));
+    }
     for (int j = 0; j < kGroup; ++j) {
       const std::int64_t bit = (g0 * kGroup + j) * Bits;
       codes[bit >> 3] = static_cast<std::uint8_t>(codes[bit >> 3] | (q[j] << (bit & 7)));
