@@ -1,11 +1,10 @@
 #include "vidkv/core/tensor_view.h"
 
-#include <sys/mman.h>
-
 #include <cstdlib>
 #include <sstream>
 
 #include "vidkv/core/error.h"
+#include "vidkv/core/host_memory.h"
 
 namespace vidkv {
 
@@ -47,17 +46,8 @@ void TensorView::require_shape(const std::vector<std::int64_t>& expected, const 
 
 HostTensor::HostTensor(std::vector<std::int64_t> shape, DType dtype) : shape_(std::move(shape)), dtype_(dtype) {
   const std::size_t bytes = nbytes();
-  // Large tensors (a layer of K or V) on 2 MiB boundaries, advised as transparent huge pages: streamed through by
-  // one core, 4 KiB pages cost a TLB miss (a two-level walk under a hypervisor) every 4 KiB and stop the hardware
-  // prefetchers at every page boundary. Where THP is off or unsupported the advice is ignored.
-  constexpr std::size_t kHuge = std::size_t{2} << 20;
-  const std::size_t align = bytes >= kHuge ? kHuge : 64;
-  const std::size_t rounded = ((bytes + align - 1) / align) * align;
-  void* p = rounded ? std::aligned_alloc(align, rounded) : nullptr;
-#ifdef MADV_HUGEPAGE
-  if (p && align == kHuge) ::madvise(p, rounded, MADV_HUGEPAGE);
-#endif
-  if (rounded && !p) VIDKV_THROW(Error, "out of memory allocating ", bytes, " bytes for a host tensor");
+  void* p = allocate_host_block(bytes);  // core/host_memory.h: huge pages for layer-sized tensors
+  if (bytes && !p) VIDKV_THROW(Error, "out of memory allocating ", bytes, " bytes for a host tensor");
   data_.reset(static_cast<std::byte*>(p));
 }
 

@@ -46,8 +46,8 @@ struct TensorView {
   void require_shape(const std::vector<std::int64_t>& expected, const std::string& what) const;
 };
 
-// Owning host tensor, 64-byte aligned (one cache line; AVX-512 loads); from 2 MiB on, 2 MiB-aligned and advised as
-// transparent huge pages.
+// Owning host tensor, 64-byte aligned (one cache line; AVX-512 loads); from 2 MiB on, on transparent huge pages
+// (core/host_memory.h).
 class HostTensor {
  public:
   HostTensor() = default;

@@ -1,9 +1,9 @@
 #include "vidkv/core/thread_scratch.h"
 
-#include <sys/mman.h>
-
 #include <cstdlib>
 #include <new>
+
+#include "vidkv/core/host_memory.h"
 
 namespace vidkv {
 
@@ -32,16 +32,8 @@ ThreadScratch::ThreadScratch(std::size_t floats) {
   if (stack.depth == stack.buffers.size()) stack.buffers.emplace_back();
   Buffer& b = stack.buffers[stack.depth];
   if (b.floats < floats) {
-    // As HostTensor: blocks of 2 MiB or more on 2 MiB boundaries, advised as transparent huge pages.
-    constexpr std::size_t kHuge = std::size_t{2} << 20;
-    const std::size_t want = (floats + kPadding) * sizeof(float);
-    const std::size_t align = want >= kHuge ? kHuge : 64;
-    const std::size_t bytes = (want + align - 1) / align * align;
-    b.data.reset(static_cast<float*>(std::aligned_alloc(align, bytes)));
+    b.data.reset(static_cast<float*>(allocate_host_block((floats + kPadding) * sizeof(float))));
     if (!b.data) throw std::bad_alloc();
-#ifdef MADV_HUGEPAGE
-    if (align == kHuge) ::madvise(b.data.get(), bytes, MADV_HUGEPAGE);
-#endif
     b.floats = floats;
   }
   data_ = b.data.get();
