@@ -45,6 +45,18 @@ struct ChannelSplit {
   std::vector<std::uint8_t> is_high;
 };
 
+// The split of `channels` channels where is_high(c) says which are high.
+template <class IsHigh>
+ChannelSplit split_channels(std::size_t channels, IsHigh is_high) {
+  ChannelSplit split;
+  for (std::size_t c = 0; c < channels; ++c) {
+    const bool high = is_high(c);
+    (high ? split.hi : split.lo).push_back(static_cast<std::int64_t>(c));
+    split.is_high.push_back(high ? 1 : 0);
+  }
+  return split;
+}
+
 // Splits heads [p.head_begin, p.head_end) of `in` into dense [heads, tokens, |hi|] and [heads, tokens, |lo|]
 // blocks of the high and normal channels (ascending), reading every token row once. The outputs may be written
 // up to 16 floats past their end (ThreadScratch padding) by the AVX-512 path.
@@ -130,12 +142,8 @@ void MixedChannelQuantizer::encode(const float* in, const BlockShape& shape, con
       if (masks[m][c]) mixed_channel_format::mask_set(out, channels, m, c);
   std::uint8_t* cursor = out + mask_bytes;
   for (const Part& p : parts_of(*selector_, shape)) {
-    ChannelSplit split;
-    for (std::size_t c = 0; c < channels; ++c) {
-      const bool high = masks[static_cast<std::size_t>(p.mask)][c];
-      (high ? split.hi : split.lo).push_back(static_cast<std::int64_t>(c));
-      split.is_high.push_back(high ? 1 : 0);
-    }
+    const auto& mask = masks[static_cast<std::size_t>(p.mask)];
+    const ChannelSplit split = split_channels(channels, [&](std::size_t c) { return static_cast<bool>(mask[c]); });
     VIDKV_ASSERT(static_cast<std::int64_t>(split.hi.size()) == k, "selector chose ", split.hi.size(), " channels, expected ", k);
     const BlockShape hs = part_shape(shape, static_cast<std::int64_t>(split.hi.size()));
     const BlockShape ls = part_shape(shape, static_cast<std::int64_t>(split.lo.size()));
@@ -160,12 +168,9 @@ void MixedChannelQuantizer::decode(const std::uint8_t* in, const BlockShape& sha
       mixed_channel_format::mask_bytes(static_cast<std::size_t>(selector_->mask_count(shape)), channels);
   const std::uint8_t* cursor = in + mask_bytes;
   for (const Part& p : parts_of(*selector_, shape)) {
-    ChannelSplit split;
-    for (std::size_t c = 0; c < channels; ++c) {
-      const bool high = mixed_channel_format::mask_get(in, channels, static_cast<std::size_t>(p.mask), c);
-      (high ? split.hi : split.lo).push_back(static_cast<std::int64_t>(c));
-      split.is_high.push_back(high ? 1 : 0);
-    }
+    const ChannelSplit split = split_channels(channels, [&](std::size_t c) {
+      return mixed_channel_format::mask_get(in, channels, static_cast<std::size_t>(p.mask), c);
+    });
     VIDKV_REQUIRE(static_cast<std::int64_t>(split.hi.size()) == k, IoError, "mixed_channel: channel mask ", p.mask, " has ",
                   split.hi.size(), " channels set, the layout needs ", k, " (corrupt or foreign bytes)");
     const BlockShape hs = part_shape(shape, static_cast<std::int64_t>(split.hi.size()));
