@@ -36,42 +36,40 @@ void encode(const float* values, const GroupGrid& g, DType sd, CodeLayout layout
   const std::int64_t width = g.rows, gpr = g.groups_per_row();
   const __m512i index = simd::lane_offsets(group_format::code_word(layout, g, 1, 0, 1, 0));
   const __m512d count = _mm512_set1_pd(static_cast<double>(kGroup));
-  for (std::int64_t h = 0; h < g.heads; ++h) {
-    for (std::int64_t gi = 0; gi < gpr; ++gi) {
-      const std::int64_t j0 = gi * kGroup;
-      const float* tile = values + h * g.head_stride + j0 * width;
-      // Scale and bits of one strip of 16 columns, from its sums of |x| and its run of sign bits.
-      auto finish_strip = [&](std::int64_t c0, std::int64_t n, __m512d sum_lo, __m512d sum_hi, __m512i run) {
-        const __mmask16 lanes = simd::first_lanes(n);
-        const __m512 mean = simd::to_float<_MM_FROUND_CUR_DIRECTION>(_mm512_div_pd(sum_lo, count), _mm512_div_pd(sum_hi, count));
-        __m256i half = _mm256_setzero_si256();
-        const __m512 scale = simd::round_to_stored(mean, sd, &half);
-        _mm512_mask_i32scatter_epi32(words + group_format::code_word(layout, g, 1, h, c0, j0), lanes, index, run, 4);
-        simd::store_scalars(scales, (h * width + c0) * gpr + gi, gpr, sd, scale, half, n);
-      };
-      // One pass: bit t of a column is (x >= 0), independent of the scale.
-      auto add_row = [&](const float* x, __mmask16 lanes, int t, __m512d* sum_lo, __m512d* sum_hi, __m512i* run) {
-        const __m512 v = _mm512_maskz_loadu_ps(lanes, x);
-        simd::add_abs(v, sum_lo, sum_hi);
-        const __mmask16 bit = _mm512_cmp_ps_mask(v, _mm512_setzero_ps(), _CMP_GE_OQ);
-        *run = _mm512_mask_or_epi32(*run, bit, *run, _mm512_set1_epi32(static_cast<int>(1u << t)));
-      };
-      for (std::int64_t b0 = 0; b0 < width; b0 += 16 * simd::kStrips) {  // row by row over up to 8 strips
-        const simd::StripBlock block(b0, width);
-        simd::with_strip_count(block.strips, [&]<int S>() {
-          __m512d lo[S], hi[S];
-          __m512i run[S];
-          for (int k = 0; k < S; ++k) {
-            lo[k] = hi[k] = _mm512_setzero_pd();
-            run[k] = _mm512_setzero_si512();
-          }
-          for (int t = 0; t < kGroup; ++t)
-            for (int k = 0; k < S; ++k) add_row(tile + t * width + b0 + 16 * k, block.lanes[k], t, &lo[k], &hi[k], &run[k]);
-          for (int k = 0; k < S; ++k) finish_strip(b0 + 16 * k, std::min<std::int64_t>(16, width - b0 - 16 * k), lo[k], hi[k], run[k]);
-        });
+  // Scale and bits of one strip of 16 columns, from its sums of |x| and its run of sign bits.
+  auto finish_strip = [&](std::int64_t h, std::int64_t gi, std::int64_t c0, std::int64_t n, __m512d sum_lo,
+                          __m512d sum_hi, __m512i run) {
+    const __mmask16 lanes = simd::first_lanes(n);
+    const __m512 mean = simd::to_float<_MM_FROUND_CUR_DIRECTION>(_mm512_div_pd(sum_lo, count), _mm512_div_pd(sum_hi, count));
+    __m256i half = _mm256_setzero_si256();
+    const __m512 scale = simd::round_to_stored(mean, sd, &half);
+    _mm512_mask_i32scatter_epi32(words + group_format::code_word(layout, g, 1, h, c0, gi * kGroup), lanes, index, run, 4);
+    simd::store_scalars(scales, (h * width + c0) * gpr + gi, gpr, sd, scale, half, n);
+  };
+  // One pass: bit t of a column is (x >= 0), independent of the scale.
+  auto add_row = [&](const float* x, __mmask16 lanes, int t, __m512d* sum_lo, __m512d* sum_hi, __m512i* run) {
+    const __m512 v = _mm512_maskz_loadu_ps(lanes, x);
+    simd::add_abs(v, sum_lo, sum_hi);
+    const __mmask16 bit = _mm512_cmp_ps_mask(v, _mm512_setzero_ps(), _CMP_GE_OQ);
+    *run = _mm512_mask_or_epi32(*run, bit, *run, _mm512_set1_epi32(static_cast<int>(1u << t)));
+  };
+  // Row by row over up to 8 strips (the strip count a constant, so that the accumulators stay in registers).
+  simd::for_each_strip_block(g.heads, g.length, width, kGroup, [&](std::int64_t h, std::int64_t gi, std::int64_t row0,
+                                                                   std::int64_t b0, const simd::StripBlock& block) {
+    const float* tile = values + row0 * width + b0;
+    simd::with_strip_count(block.strips, [&]<int S>() {
+      __m512d lo[S], hi[S];
+      __m512i run[S];
+      for (int k = 0; k < S; ++k) {
+        lo[k] = hi[k] = _mm512_setzero_pd();
+        run[k] = _mm512_setzero_si512();
       }
-    }
-  }
+      for (int t = 0; t < kGroup; ++t)
+        for (int k = 0; k < S; ++k) add_row(tile + t * width + 16 * k, block.lanes[k], t, &lo[k], &hi[k], &run[k]);
+      for (int k = 0; k < S; ++k)
+        finish_strip(h, gi, b0 + 16 * k, std::min<std::int64_t>(16, width - b0 - 16 * k), lo[k], hi[k], run[k]);
+    });
+  });
 }
 
 namespace {
@@ -84,34 +82,27 @@ void decode_runs(const std::uint8_t* in, const GroupGrid& g, DType sd, CodeLayou
   const std::int64_t width = g.rows, gpr = g.groups_per_row();
   const __m512i index = simd::lane_offsets(group_format::code_word(layout, g, 1, 0, 1, 0));
   const bool symmetric = rec == sign_format::Reconstruction::symmetric;
-  for (std::int64_t h = 0; h < g.heads; ++h) {
-    for (std::int64_t gi = 0; gi < gpr; ++gi) {
-      const std::int64_t j0 = gi * kGroup;
-      float* tile = values + h * g.head_stride + j0 * width;
-      // Up to 8 strips at a time: scales and runs first, then the tile row by row (stores in address order).
-      for (std::int64_t b0 = 0; b0 < width; b0 += 16 * simd::kStrips) {
-        const int strips = static_cast<int>(std::min<std::int64_t>(simd::kStrips, (width - b0 + 15) / 16));
-        __m512 one_bit[simd::kStrips], zero_bit[simd::kStrips];
-        __m512i run[simd::kStrips];
-        __mmask16 lanes[simd::kStrips];
-        for (int k = 0; k < strips; ++k) {
-          const std::int64_t c0 = b0 + 16 * k, n = std::min<std::int64_t>(16, width - c0);
-          lanes[k] = simd::first_lanes(n);
-          one_bit[k] = simd::load_scalars(scales, (h * width + c0) * gpr + gi, gpr, sd, n);
-          // -s flips the sign bit, as the reference's unary minus does (0 - s would give +0 for s = 0).
-          zero_bit[k] = symmetric ? _mm512_castsi512_ps(_mm512_xor_si512(_mm512_castps_si512(one_bit[k]), _mm512_set1_epi32(INT32_MIN)))
-                                  : _mm512_setzero_ps();
-          run[k] = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), lanes[k], index,
-                                               words + group_format::code_word(layout, g, 1, h, c0, j0), 4);
-        }
-        for (int t = 0; t < kGroup; ++t)
-          for (int k = 0; k < strips; ++k) {
-            const __mmask16 bit = _mm512_test_epi32_mask(run[k], _mm512_set1_epi32(static_cast<int>(1u << t)));
-            simd::store16<Stream>(tile + t * width + b0 + 16 * k, lanes[k], _mm512_mask_blend_ps(bit, zero_bit[k], one_bit[k]));
-          }
-      }
+  // Up to 8 strips at a time: scales and runs first, then the tile row by row (stores in address order).
+  simd::for_each_strip_block(g.heads, g.length, width, kGroup, [&](std::int64_t h, std::int64_t gi, std::int64_t row0,
+                                                                   std::int64_t b0, const simd::StripBlock& block) {
+    float* tile = values + row0 * width + b0;
+    __m512 one_bit[simd::kStrips], zero_bit[simd::kStrips];
+    __m512i run[simd::kStrips];
+    for (int k = 0; k < block.strips; ++k) {
+      const std::int64_t c0 = b0 + 16 * k, n = std::min<std::int64_t>(16, width - c0);
+      one_bit[k] = simd::load_scalars(scales, (h * width + c0) * gpr + gi, gpr, sd, n);
+      // -s flips the sign bit, as the reference's unary minus does (0 - s would give +0 for s = 0).
+      zero_bit[k] = symmetric ? _mm512_castsi512_ps(_mm512_xor_si512(_mm512_castps_si512(one_bit[k]), _mm512_set1_epi32(INT32_MIN)))
+                              : _mm512_setzero_ps();
+      run[k] = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), block.lanes[k], index,
+                                           words + group_format::code_word(layout, g, 1, h, c0, gi * kGroup), 4);
     }
-  }
+    for (int t = 0; t < kGroup; ++t)
+      for (int k = 0; k < block.strips; ++k) {
+        const __mmask16 bit = _mm512_test_epi32_mask(run[k], _mm512_set1_epi32(static_cast<int>(1u << t)));
+        simd::store16<Stream>(tile + t * width + 16 * k, block.lanes[k], _mm512_mask_blend_ps(bit, zero_bit[k], one_bit[k]));
+      }
+  });
 }
 
 }  // namespace

@@ -143,29 +143,35 @@ inline void prefetch_next_tile(const float* tile, int rows, std::int64_t width, 
   for (int k = 0; k < 32 && next + 64 * k < reinterpret_cast<const char*>(end); ++k) _mm_prefetch(next + 64 * k, _MM_HINT_T0);
 }
 
-// The loop shared by the two-pass channel-axis encoders (uniform: min / max then codes; ternary: |x| sums then
-// trits): every group of `group` tokens of every head of a block [heads, tokens, width] (a `tile` of `group` rows),
-// in blocks of up to kStrips strips of 16 channels. first(tile + b0, block, stats) fills stats[s] for each strip
-// of the block (row by row); then second(h, gi, c0, n, stats[s]) runs strip by strip while the next tile's part
-// is prefetched (n: the strip's valid channels).
+// The loop of every channel-axis kernel: each group of `group` tokens of each head of a block [heads, tokens, width],
+// in blocks of up to kStrips strips of 16 channels; f(h, gi, row0, b0, block) with row0 = (h * tokens + gi * group)
+// the group's first token row and b0 the block's first channel.
+template <class F>
+inline void for_each_strip_block(std::int64_t heads, std::int64_t tokens, std::int64_t width, int group, F&& f) {
+  for (std::int64_t h = 0; h < heads; ++h)
+    for (std::int64_t gi = 0; gi < tokens / group; ++gi)
+      for (std::int64_t b0 = 0; b0 < width; b0 += 16 * kStrips) f(h, gi, h * tokens + gi * group, b0, StripBlock(b0, width));
+}
+
+// The two-pass channel-axis encoders (uniform: min / max then codes; ternary: |x| sums then trits) on that loop:
+// first(tile + b0, block, stats) fills stats[s] for each strip of the block (row by row); then
+// second(h, gi, c0, n, stats[s]) runs strip by strip while the next tile's part is prefetched (n: the strip's
+// valid channels).
 template <class Stats, class First, class Second>
 inline void for_each_channel_tile(const float* in, std::int64_t heads, std::int64_t tokens, std::int64_t width,
                                   int group, First&& first, Second&& second) {
   const float* end = in + heads * tokens * width;
-  for (std::int64_t h = 0; h < heads; ++h)
-    for (std::int64_t gi = 0; gi < tokens / group; ++gi) {
-      const float* tile = in + (h * tokens + gi * group) * width;
-      for (std::int64_t b0 = 0; b0 < width; b0 += 16 * kStrips) {
-        const StripBlock block(b0, width);
-        Stats stats[kStrips];
-        first(tile + b0, block, stats);
-        for (int s = 0; s < block.strips; ++s) {
-          prefetch_next_tile(tile + b0, group, width, s, end);
-          const std::int64_t c0 = b0 + 16 * s;
-          second(h, gi, c0, width - c0 < 16 ? width - c0 : 16, stats[s]);
-        }
-      }
-    }
+  for_each_strip_block(heads, tokens, width, group,
+                       [&](std::int64_t h, std::int64_t gi, std::int64_t row0, std::int64_t b0, const StripBlock& block) {
+                         const float* tile = in + row0 * width;
+                         Stats stats[kStrips];
+                         first(tile + b0, block, stats);
+                         for (int s = 0; s < block.strips; ++s) {
+                           prefetch_next_tile(tile + b0, group, width, s, end);
+                           const std::int64_t c0 = b0 + 16 * s;
+                           second(h, gi, c0, width - c0 < 16 ? width - c0 : 16, stats[s]);
+                         }
+                       });
 }
 
 // Calls f.template operator()<S>() with S = block.strips (1..kStrips) as a constant.

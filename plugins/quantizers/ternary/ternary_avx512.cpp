@@ -13,7 +13,6 @@
 //   * decode: float(t) * 1.0f, which is float(t).
 #include "vidkv/plugins/quantizers/ternary/ternary_avx512.h"
 
-#include <algorithm>
 #include <array>
 #include <cstring>
 
@@ -136,33 +135,25 @@ void encode_slots(const float* in, const GroupGrid& g, double gamma, std::uint8_
 template <bool Stream>
 void decode_runs(const std::uint8_t* stream, const GroupGrid& g, float* out) {
   const auto* words = reinterpret_cast<const std::uint32_t*>(stream);
-  const std::int64_t width = g.rows, gpr = g.groups_per_row();
+  const std::int64_t width = g.rows;
   const __m512i index = simd::lane_offsets(group_format::code_word(CodeLayout::dense, g, 2, 0, 1, 0));
   const __m512i three = _mm512_set1_epi32(3), one = _mm512_set1_epi32(1);
-  for (std::int64_t h = 0; h < g.heads; ++h) {
-    for (std::int64_t gi = 0; gi < gpr; ++gi) {
-      const std::int64_t j0 = gi * kGroup;
-      float* tile = out + h * g.head_stride + j0 * width;
-      // Up to 8 strips at a time: their runs first, then the tile row by row (stores in address order).
-      for (std::int64_t b0 = 0; b0 < width; b0 += 16 * simd::kStrips) {
-        const int strips = static_cast<int>(std::min<std::int64_t>(simd::kStrips, (width - b0 + 15) / 16));
-        __m512i run[simd::kStrips][2];
-        __mmask16 lanes[simd::kStrips];
-        for (int s = 0; s < strips; ++s) {
-          const std::int64_t c0 = b0 + 16 * s;
-          lanes[s] = simd::first_lanes(std::min<std::int64_t>(16, width - c0));
-          const std::uint32_t* first = words + group_format::code_word(CodeLayout::dense, g, 2, h, c0, j0);
-          run[s][0] = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), lanes[s], index, first, 4);
-          run[s][1] = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), lanes[s], index, first + 1, 4);
-        }
-        for (int t = 0; t < kGroup; ++t)
-          for (int s = 0; s < strips; ++s) {
-            const __m512i slot = _mm512_and_si512(_mm512_srli_epi32(run[s][t / 16], 2 * (t % 16)), three);
-            simd::store16<Stream>(tile + t * width + b0 + 16 * s, lanes[s], _mm512_cvtepi32_ps(_mm512_sub_epi32(slot, one)));
-          }
-      }
+  // Up to 8 strips at a time: their runs first, then the tile row by row (stores in address order).
+  simd::for_each_strip_block(g.heads, g.length, width, kGroup, [&](std::int64_t h, std::int64_t gi, std::int64_t row0,
+                                                                   std::int64_t b0, const simd::StripBlock& block) {
+    float* tile = out + row0 * width + b0;
+    __m512i run[simd::kStrips][2];
+    for (int s = 0; s < block.strips; ++s) {
+      const std::uint32_t* first = words + group_format::code_word(CodeLayout::dense, g, 2, h, b0 + 16 * s, gi * kGroup);
+      run[s][0] = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), block.lanes[s], index, first, 4);
+      run[s][1] = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), block.lanes[s], index, first + 1, 4);
     }
-  }
+    for (int t = 0; t < kGroup; ++t)
+      for (int s = 0; s < block.strips; ++s) {
+        const __m512i slot = _mm512_and_si512(_mm512_srli_epi32(run[s][t / 16], 2 * (t % 16)), three);
+        simd::store16<Stream>(tile + t * width + 16 * s, block.lanes[s], _mm512_cvtepi32_ps(_mm512_sub_epi32(slot, one)));
+      }
+  });
 }
 
 void decode_slots(const std::uint8_t* stream, const GroupGrid& g, float* out) {

@@ -144,35 +144,29 @@ void decode_channel(const std::uint8_t* codes, const std::uint8_t* scales, const
   const std::int64_t run_stride = group_format::code_word(layout, g, Bits, 0, 1, 0) - group_format::code_word(layout, g, Bits, 0, 0, 0);
   const auto* words = reinterpret_cast<const std::uint32_t*>(codes);
   const __m512i index = simd::lane_offsets(run_stride);
-  for (std::int64_t h = 0; h < g.heads; ++h) {
-    for (std::int64_t gi = 0; gi < gpr; ++gi) {
-      const std::int64_t j0 = gi * kGroup;
-      float* tile = out + h * g.head_stride + j0 * width;
-      // Up to 8 strips of 16 channels at a time: their scalars and code words first, then the tile row by row, so
-      // that the stores run through memory in address order.
-      for (std::int64_t b0 = 0; b0 < width; b0 += 16 * simd::kStrips) {
-        const int strips = static_cast<int>(std::min<std::int64_t>(simd::kStrips, (width - b0 + 15) / 16));
-        __m512 scale[simd::kStrips], mn[simd::kStrips];
-        __m512i acc[simd::kStrips][Bits];
-        __mmask16 lanes[simd::kStrips];
-        for (int s = 0; s < strips; ++s) {
-          const std::int64_t c0 = b0 + 16 * s, n = std::min<std::int64_t>(16, width - c0);
-          lanes[s] = simd::first_lanes(n);
-          const std::int64_t first = (h * width + c0) * gpr + gi;
-          scale[s] = simd::load_scalars(scales, first, gpr, sd, n);
-          mn[s] = simd::load_scalars(mins, first, gpr, sd, n);
-          const std::int64_t first_word = group_format::code_word(layout, g, Bits, h, c0, j0);
-          for (unsigned w = 0; w < Bits; ++w)
-            acc[s][w] = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), lanes[s], index, words + first_word + w, 4);
-        }
-        for (int t = 0; t < kGroup; ++t)
-          for (int s = 0; s < strips; ++s) {
-            const __m512i q = _mm512_and_si512(_mm512_srli_epi32(acc[s][t / kPerWord], Bits * (t % kPerWord)), mask);
-            simd::store16<Stream>(tile + t * width + b0 + 16 * s, lanes[s], values_of(q, scale[s], mn[s]));
-          }
-      }
+  // Up to 8 strips of 16 channels at a time: their scalars and code words first, then the tile row by row, so that
+  // the stores run through memory in address order.
+  simd::for_each_strip_block(g.heads, g.length, width, kGroup, [&](std::int64_t h, std::int64_t gi, std::int64_t row0,
+                                                                   std::int64_t b0, const simd::StripBlock& block) {
+    const std::int64_t j0 = gi * kGroup;
+    float* tile = out + row0 * width + b0;
+    __m512 scale[simd::kStrips], mn[simd::kStrips];
+    __m512i acc[simd::kStrips][Bits];
+    for (int s = 0; s < block.strips; ++s) {
+      const std::int64_t c0 = b0 + 16 * s, n = std::min<std::int64_t>(16, width - c0);
+      const std::int64_t first = (h * width + c0) * gpr + gi;
+      scale[s] = simd::load_scalars(scales, first, gpr, sd, n);
+      mn[s] = simd::load_scalars(mins, first, gpr, sd, n);
+      const std::int64_t first_word = group_format::code_word(layout, g, Bits, h, c0, j0);
+      for (unsigned w = 0; w < Bits; ++w)
+        acc[s][w] = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), block.lanes[s], index, words + first_word + w, 4);
     }
-  }
+    for (int t = 0; t < kGroup; ++t)
+      for (int s = 0; s < block.strips; ++s) {
+        const __m512i q = _mm512_and_si512(_mm512_srli_epi32(acc[s][t / kPerWord], Bits * (t % kPerWord)), mask);
+        simd::store16<Stream>(tile + t * width + 16 * s, block.lanes[s], values_of(q, scale[s], mn[s]));
+      }
+  });
 }
 
 // Scalar encode of one token-axis group of 32 (the reference's loop), for the groups left after the 16-group
