@@ -56,7 +56,10 @@ const std::string& PluginRegistry::block_type(PluginFamily family, const ConfigN
 }
 
 std::unique_ptr<Quantizer> PluginRegistry::make_quantizer(const ConfigNode& block) const {
-  return quantizers_.at(block_type(PluginFamily::quantizer, block))(block, *this);
+  const std::string& name = block_type(PluginFamily::quantizer, block);
+  std::unique_ptr<Quantizer> q = quantizers_.at(name)(block, *this);
+  q->name_ = name;
+  return q;
 }
 
 std::unique_ptr<ChannelSelector> PluginRegistry::make_channel_selector(const ConfigNode& block) const {

@@ -1,19 +1,40 @@
 // The codec contract every quantizer implements (faiss style: bytes, encode, decode).
 //
-// A quantizer works on a block `[heads, tokens, channels]` of fp32 values: the K or the V of one layer (all its KV
-// heads, so that layer-wide statistics such as the release's channel selection are possible) or a single slab
-// (heads == 1). Everything needed to decode lives in the bytes: codes, scales, channel masks, protected-token
-// masks. The TokenContext is known to both sides (token modality and positions are not stored).
+// A quantizer works on a block `[heads, tokens, channels]`: the K or the V of one layer (all its KV heads, so that
+// layer-wide statistics such as the release's channel selection are possible) or a single slab (heads == 1).
+// Everything needed to decode lives in the bytes: codes, scales, channel masks, protected-token masks. The
+// TokenContext is known to both sides (token modality and positions are not stored).
+//
+// Two ways in:
+//  - encode()/decode() on fp32 host memory: the CPU implementations (reference or optimised, chosen when the
+//    registry builds the plugin, core/cpu_implementation.h). Plugins override these.
+//  - encode_view()/decode_view() (the backend seam): a TensorView of fp32, fp16 or bf16 values on the cpu or on a
+//    cuda device, and an Execution naming the device and the CUDA stream. On cpu they convert to fp32 (exact) and
+//    call encode()/decode(); on cuda they call the plugin's CUDA implementation (encode_cuda/decode_cuda) on the
+//    device memory as is, with no copy to the host: the live cache calls them on torch tensors' memory. A plugin
+//    without a CUDA implementation, or a build without CUDA, throws NotSupportedError naming the plugin.
+// The packed bytes are the same on every device (bit-identical to the CPU reference, except where a plugin's
+// header names a tolerance: the FFT of `sign`).
 #pragma once
 
 #include <cstdint>
 #include <string>
+#include <utility>
 
+#include "vidkv/core/execution.h"
 #include "vidkv/core/packed_layout.h"
 #include "vidkv/core/tensor_view.h"
 #include "vidkv/core/token_context.h"
 
 namespace vidkv {
+
+// Which implementation of a plugin runs on a device for a shape (written to provenance.json). `exact`: its
+// bytes equal the CPU reference's; when false (FFT paths), `name` enters the resume fingerprint so that results
+// of different tiers are never mixed.
+struct KernelTier {
+  std::string name;  // e.g. "uniform:avx512", "sign:cuda+cufft", "mixed_channel(uniform:cuda, sign:cuda+cufft)"
+  bool exact = true;
+};
 
 class Quantizer {
  public:
@@ -31,8 +52,41 @@ class Quantizer {
   // out: shape.elements() fp32 values, [heads, tokens, channels] row-major.
   virtual void decode(const std::uint8_t* in, const BlockShape& shape, const TokenContext& ctx, float* out) const = 0;
 
+  // The seam. in: contiguous [heads, tokens, channels] (rank 3) or [tokens, channels] (rank 2, one head), fp32,
+  // fp16 or bf16, on ex.device. out: layout(shape, ctx).bytes() bytes on the same device. On cuda the call is
+  // asynchronous on ex.cuda_stream. Throws ShapeError for a bad rank or a view on the wrong device,
+  // NotSupportedError where the device has no implementation.
+  void encode_view(const TensorView& in, const TokenContext& ctx, std::uint8_t* out, const Execution& ex) const;
+  // in: the bytes encode_view/encode wrote (on ex.device). out: the block, fp32, fp16 or bf16 (rounded to nearest
+  // even from the fp32 reconstruction), on ex.device.
+  void decode_view(const std::uint8_t* in, const TokenContext& ctx, const TensorView& out, const Execution& ex) const;
+
   // Whether this quantizer can run on `device` for `shape`; when not, `why` (if given) says why.
   virtual bool supports(Device device, const BlockShape& shape, std::string* why = nullptr) const;
+  // The implementation that runs on `device` for `shape`.
+  virtual KernelTier tier(Device device, const BlockShape& shape) const;
+
+ protected:
+  // The CUDA implementation, on device memory, enqueued on `stream`. Overridden (with cuda_implemented()) by
+  // plugins that have one, in builds with CUDA; the defaults throw NotSupportedError.
+  virtual bool cuda_implemented() const { return false; }
+  virtual void encode_cuda(const TensorView& in, const BlockShape& shape, const TokenContext& ctx, std::uint8_t* out,
+                           void* stream) const;
+  virtual void decode_cuda(const std::uint8_t* in, const BlockShape& shape, const TokenContext& ctx,
+                           const TensorView& out, void* stream) const;
+  void set_plugin_name(std::string name) { name_ = std::move(name); }
+
+ public:
+  // Name used in messages and tiers ("uniform"): set by each plugin's constructor (and by the registry, which
+  // knows the name a config used).
+  const std::string& plugin_name() const { return name_; }
+
+ private:
+  friend class PluginRegistry;
+  std::string name_ = "quantizer";
 };
+
+// The block shape of a [heads, tokens, channels] or [tokens, channels] view; ShapeError naming `what` otherwise.
+BlockShape block_shape_of(const TensorView& view, const std::string& what);
 
 }  // namespace vidkv

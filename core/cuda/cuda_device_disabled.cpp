@@ -14,3 +14,30 @@ std::string cuda_device_description(int index) { return "device " + std::to_stri
 void cuda_check(int, const char* what) { VIDKV_THROW(NotSupportedError, what, ": this build has no CUDA backend"); }
 
 }  // namespace vidkv
+
+// device_memory.h without CUDA: nothing can be allocated or copied on a device.
+#include "vidkv/core/cuda/device_memory.h"
+
+namespace vidkv {
+
+namespace {
+[[noreturn]] void no_cuda(const char* what) {
+  VIDKV_THROW(NotSupportedError, what, ": this build has no CUDA backend (configure with -DVIDKV_ENABLE_CUDA=ON)");
+}
+}  // namespace
+
+DeviceBuffer::DeviceBuffer(std::size_t bytes, void*) : bytes_(bytes) {
+  if (bytes) no_cuda("device allocation");
+}
+DeviceBuffer::~DeviceBuffer() = default;
+void copy_to_device(void*, const void*, std::size_t, void*) { no_cuda("copy to device"); }
+void copy_to_host(void*, const void*, std::size_t, void*) { no_cuda("copy to host"); }
+void copy_device_to_device(void*, const void*, std::size_t, void*) { no_cuda("device copy"); }
+void fill_device(void*, int, std::size_t, void*) { no_cuda("device fill"); }
+void synchronize(void*) { no_cuda("synchronize"); }
+void check_launch(const char* what) { no_cuda(what); }
+void* allocate_pinned(std::size_t) { no_cuda("pinned allocation"); }
+void free_pinned(void*) {}
+bool is_device_pointer(const void*) { return false; }
+
+}  // namespace vidkv

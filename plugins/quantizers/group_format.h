@@ -165,6 +165,96 @@ VIDKV_HOST_DEVICE constexpr std::int64_t code_word(CodeLayout layout, const Grou
                                      : (h * g.rows + r) * release_row_words(g, bits) + j0 * bits / 32;
 }
 
+// --- Run-level packing: the codes of one whole group, a 32-bit word at a time -------------------------------
+// When every group's code run starts on a 32-bit word of the codes section and fills whole words
+// (word_aligned_groups), a group's codes are ceil(n * bits / 32) consecutive little-endian words, code i of the
+// group at run bits [bits * i, bits * i + bits), LSB first. That is the same bit for bit as put_code() writes in
+// both layouts (dense: the stream's bits; release: f = 32 / bits codes per word), so one thread per group can
+// write its words with plain stores: no two groups share a word (race-free on a GPU, no zeroing needed). The CPU
+// reference keeps put_code/get_code; the optimised CPU paths and the CUDA kernels use these runs, and
+// tests/cpp/test_group_runs.cpp checks the two against each other.
+
+// Whether every group of the grid starts on a word of the codes section and fills whole words.
+VIDKV_HOST_DEVICE constexpr bool word_aligned_groups(CodeLayout layout, const GroupGrid& g, unsigned bits) {
+  return g.length % g.group == 0 && (g.group * bits) % 32 == 0 &&
+         (layout == CodeLayout::release || (g.length * bits) % 32 == 0);
+}
+
+// Writes the codes of one word-aligned run; `Store` is called as store(word_index, word) for each finished word
+// (word_index counted from the start of the codes section). bits <= 8; codes < 2^bits.
+template <class Store>
+struct WordRunWriter {
+  Store store;
+  std::int64_t word;  // next word to write
+  unsigned bits;
+  std::uint64_t acc = 0;
+  unsigned filled = 0;
+
+  VIDKV_HOST_DEVICE WordRunWriter(Store s, std::int64_t first_word, unsigned b) : store(s), word(first_word), bits(b) {}
+  VIDKV_HOST_DEVICE void put(unsigned code) {
+    acc |= static_cast<std::uint64_t>(code) << filled;
+    filled += bits;
+    if (filled >= 32) {
+      store(word++, static_cast<std::uint32_t>(acc));
+      acc >>= 32;
+      filled -= 32;
+    }
+  }
+  // Writes the last, partly filled word (zero-padded); a run of whole words leaves nothing to flush.
+  VIDKV_HOST_DEVICE void flush() {
+    if (filled > 0) store(word++, static_cast<std::uint32_t>(acc));
+    acc = 0;
+    filled = 0;
+  }
+};
+
+// Reads the codes of one word-aligned run in order; `Load` is called as load(word_index) -> uint32.
+template <class Load>
+struct WordRunReader {
+  Load load;
+  std::int64_t word;
+  unsigned bits;
+  std::uint64_t acc = 0;
+  unsigned avail = 0;
+
+  VIDKV_HOST_DEVICE WordRunReader(Load l, std::int64_t first_word, unsigned b) : load(l), word(first_word), bits(b) {}
+  VIDKV_HOST_DEVICE unsigned next() {
+    if (avail < bits) {
+      acc |= static_cast<std::uint64_t>(load(word++)) << avail;
+      avail += 32;
+    }
+    const unsigned code = static_cast<unsigned>(acc & ((1u << bits) - 1u));
+    acc >>= bits;
+    avail -= bits;
+    return code;
+  }
+};
+
+// Byte b of a codes section (any layout, any alignment): OR of the bits of every code that overlaps it, with
+// `code_of(h, r, j)` giving the code of element j of row r of head h. One thread per byte writes each byte once
+// (race-free where groups are not word-aligned: tails, odd row lengths, bits not dividing 32).
+template <class CodeOf>
+VIDKV_HOST_DEVICE inline std::uint8_t code_byte(CodeLayout layout, const GroupGrid& g, unsigned bits, std::int64_t b,
+                                                CodeOf code_of) {
+  unsigned byte = 0;
+  if (layout == CodeLayout::dense) {
+    const std::int64_t first_bit = 8 * b, total = g.elements();
+    for (std::int64_t k = first_bit / bits; k < total && k * bits < first_bit + 8; ++k) {
+      const std::int64_t row = k / g.length, j = k % g.length;
+      const unsigned code = code_of(row / g.rows, row % g.rows, j);
+      const std::int64_t shift = k * bits - first_bit;  // may be negative for a code that started in byte b - 1
+      byte |= shift >= 0 ? (code << shift) : (code >> -shift);
+    }
+    return static_cast<std::uint8_t>(byte & 0xffu);
+  }
+  const std::int64_t row_words = release_row_words(g, bits), w = b / 4;
+  const std::int64_t row = w / row_words, f = bits::release_codes_per_word(bits);
+  const std::int64_t j0 = (w % row_words) * f + (b % 4) * (8 / bits);
+  for (std::int64_t i = 0; i < 8 / static_cast<std::int64_t>(bits) && j0 + i < g.length; ++i)
+    byte |= code_of(row / g.rows, row % g.rows, j0 + i) << (bits * i);
+  return static_cast<std::uint8_t>(byte & 0xffu);
+}
+
 // Round half to even of a finite, non-negative value below 2^23 (codes), written out so host and device agree
 // without depending on the floating-point rounding mode.
 VIDKV_HOST_DEVICE inline float round_half_even(float v) {

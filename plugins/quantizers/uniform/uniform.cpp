@@ -7,6 +7,8 @@
 #include <string>
 
 #include "vidkv/core/error.h"
+#include "vidkv/plugins/quantizers/uniform/uniform_avx512.h"
+#include "vidkv/plugins/quantizers/uniform/uniform_cuda.h"
 #include "vidkv/plugins/quantizers/uniform/uniform_format.h"
 
 namespace vidkv {
@@ -35,6 +37,7 @@ Uniform::Uniform(const Params& params, CpuImplementation implementation)
   VIDKV_REQUIRE(params.bits >= 1 && params.bits <= 8, ConfigError, "uniform: bits = ", params.bits, " is out of range [1, 8]");
   VIDKV_REQUIRE(params.group >= 1, ConfigError, "uniform: group = ", params.group, " must be >= 1");
   params.check();
+  set_plugin_name("uniform");
 }
 
 group_format::GroupGrid Uniform::grid(const BlockShape& shape) const {
@@ -70,8 +73,7 @@ void Uniform::encode(const float* in, const BlockShape& shape, const TokenContex
           mn = x < mn ? x : mn;
           mx = x > mx ? x : mx;
         }
-        const float scale = round_to_dtype((mx - mn) / static_cast<float>(uniform_format::max_code(bits)), sd);
-        const float stored_mn = round_to_dtype(mn, sd);
+        const auto [scale, stored_mn] = uniform_format::stored_range(mn, mx, bits, sd);
         group_format::put_scalar(scales, g.group_index(h, r, gi), sd, scale);
         group_format::put_scalar(mins, g.group_index(h, r, gi), sd, stored_mn);
         for (std::int64_t j = j0; j < j0 + n; ++j) {
@@ -105,6 +107,31 @@ void Uniform::decode(const std::uint8_t* in, const BlockShape& shape, const Toke
     }
   }
 }
+
+KernelTier Uniform::tier(Device device, const BlockShape& shape) const {
+  if (device == Device::cuda) return {plugin_name() + ":cuda", true};
+  if (implementation_ == CpuImplementation::reference) return {plugin_name() + ":reference", true};
+  const bool avx = uniform_avx512::applies(grid(shape), static_cast<unsigned>(params_.bits), params_.scale_dtype);
+  return {plugin_name() + (avx ? ":avx512" : ":optimized"), true};
+}
+
+#ifdef VIDKV_WITH_CUDA
+namespace {
+uniform_cuda::Config cuda_config(const UniformParams& p) {
+  return uniform_cuda::Config{static_cast<unsigned>(p.bits), p.group, p.axis, p.scale_dtype, p.layout};
+}
+}  // namespace
+
+void Uniform::encode_cuda(const TensorView& in, const BlockShape& shape, const TokenContext&, std::uint8_t* out,
+                          void* stream) const {
+  uniform_cuda::encode(cuda_config(params_), in.data, in.dtype, shape, out, stream);
+}
+
+void Uniform::decode_cuda(const std::uint8_t* in, const BlockShape& shape, const TokenContext&, const TensorView& out,
+                          void* stream) const {
+  uniform_cuda::decode(cuda_config(params_), in, shape, out.data, out.dtype, stream);
+}
+#endif
 
 void register_uniform(PluginRegistry& registry) {
   registry.add<Uniform>("uniform", "asymmetric min/max b-bit quantization in groups of G (KIVI, VidKV 2-bit)");

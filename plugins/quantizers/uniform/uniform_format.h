@@ -41,6 +41,18 @@ static_assert(total_bytes(CodeLayout::dense, group_format::make_group_grid(group
 static_assert(total_bytes(CodeLayout::release, group_format::make_group_grid(group_format::GroupAxis::channel, 4, 1024, 128, 32), 2,
                           DType::f16) * 8 == 3 * 4 * 1024 * 128, "2-bit G=32 fp16 is 3.0 bits");
 
+// The stored (scale_dtype-rounded) scale and min of a group whose values span [mn, mx]: the values every
+// implementation stores AND encodes against. scale = round((mx - mn) / (2^b - 1)), min = round(mn), fp32
+// arithmetic, rounding to nearest even (core/dtype.h).
+struct StoredRange {
+  float scale;
+  float min;
+};
+VIDKV_HOST_DEVICE inline StoredRange stored_range(float mn, float mx, unsigned bits, DType scale_dtype) {
+  return StoredRange{round_to_dtype((mx - mn) / static_cast<float>(max_code(bits)), scale_dtype),
+                     round_to_dtype(mn, scale_dtype)};
+}
+
 // Code of x given the STORED (dtype-rounded) scale and min: round_half_even(clamp((x - mn) / scale, 0, 2^b - 1)),
 // in that order, fp32 arithmetic. scale == 0 (constant group, or a range that rounds to 0) gives code 0.
 VIDKV_HOST_DEVICE inline unsigned encode_value(float x, float scale, float mn, unsigned bits) {

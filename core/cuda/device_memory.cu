@@ -1,0 +1,75 @@
+// CUDA runtime implementation of device_memory.h.
+#include <cuda_runtime.h>
+
+#include "vidkv/core/cuda/cuda_device.h"
+#include "vidkv/core/cuda/device_memory.h"
+#include "vidkv/core/error.h"
+
+namespace vidkv {
+
+namespace {
+cudaStream_t as_stream(void* s) { return static_cast<cudaStream_t>(s); }
+
+void check(cudaError_t status, const char* what, std::size_t bytes) {
+  if (status != cudaSuccess)
+    VIDKV_THROW(CudaError, what, " (", bytes, " bytes): ", cudaGetErrorString(status));
+}
+}  // namespace
+
+DeviceBuffer::DeviceBuffer(std::size_t bytes, void* stream) : bytes_(bytes), stream_(stream) {
+  if (bytes == 0) return;
+  check(cudaMallocAsync(&data_, bytes, as_stream(stream)), "cudaMallocAsync", bytes);
+}
+
+DeviceBuffer::~DeviceBuffer() {
+  if (data_) cudaFreeAsync(data_, as_stream(stream_));
+}
+
+void copy_to_device(void* dst, const void* src, std::size_t bytes, void* stream) {
+  if (bytes == 0) return;
+  check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, as_stream(stream)), "copy host to device", bytes);
+}
+
+void copy_to_host(void* dst, const void* src, std::size_t bytes, void* stream) {
+  if (bytes == 0) return;
+  check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, as_stream(stream)), "copy device to host", bytes);
+  check(cudaStreamSynchronize(as_stream(stream)), "copy device to host (synchronize)", bytes);
+}
+
+void copy_device_to_device(void* dst, const void* src, std::size_t bytes, void* stream) {
+  if (bytes == 0) return;
+  check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, as_stream(stream)), "copy device to device", bytes);
+}
+
+void fill_device(void* dst, int byte, std::size_t bytes, void* stream) {
+  if (bytes == 0) return;
+  check(cudaMemsetAsync(dst, byte, bytes, as_stream(stream)), "cudaMemsetAsync", bytes);
+}
+
+void synchronize(void* stream) { check(cudaStreamSynchronize(as_stream(stream)), "cudaStreamSynchronize", 0); }
+
+void check_launch(const char* what) {
+  const cudaError_t status = cudaGetLastError();
+  if (status != cudaSuccess) VIDKV_THROW(CudaError, what, ": kernel launch failed: ", cudaGetErrorString(status));
+}
+
+void* allocate_pinned(std::size_t bytes) {
+  void* p = nullptr;
+  if (bytes) check(cudaMallocHost(&p, bytes), "cudaMallocHost", bytes);
+  return p;
+}
+
+void free_pinned(void* p) {
+  if (p) cudaFreeHost(p);
+}
+
+bool is_device_pointer(const void* p) {
+  cudaPointerAttributes a{};
+  if (cudaPointerGetAttributes(&a, p) != cudaSuccess) {
+    cudaGetLastError();
+    return false;
+  }
+  return a.type == cudaMemoryTypeDevice || a.type == cudaMemoryTypeManaged;
+}
+
+}  // namespace vidkv

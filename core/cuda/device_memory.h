@@ -1,0 +1,68 @@
+// Device memory for the CUDA backend, usable from host-only code (no CUDA headers here).
+//
+// DeviceBuffer owns `bytes` bytes of device memory (cudaMallocAsync on the given stream, from the device's default
+// memory pool, so repeated scratch allocations are cheap; freed with cudaFreeAsync on the same stream). Copies and
+// fills are enqueued on a stream; copy_to_host() and synchronize() wait for it. Every failure throws CudaError
+// naming the operation and the size. In a build without CUDA (VIDKV_ENABLE_CUDA=OFF) every function throws
+// NotSupportedError saying so; cuda_device_count() (cuda_device.h) tells callers to skip first.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <utility>
+
+namespace vidkv {
+
+class DeviceBuffer {
+ public:
+  DeviceBuffer() = default;
+  // Allocates `bytes` (0 allowed: no allocation) on the current device, ordered on `stream`.
+  explicit DeviceBuffer(std::size_t bytes, void* stream = nullptr);
+  ~DeviceBuffer();
+  DeviceBuffer(DeviceBuffer&& o) noexcept { swap(o); }
+  DeviceBuffer& operator=(DeviceBuffer&& o) noexcept {
+    DeviceBuffer tmp(std::move(o));
+    swap(tmp);
+    return *this;
+  }
+  DeviceBuffer(const DeviceBuffer&) = delete;
+  DeviceBuffer& operator=(const DeviceBuffer&) = delete;
+
+  void* data() const { return data_; }
+  template <class T>
+  T* as() const {
+    return static_cast<T*>(data_);
+  }
+  std::size_t bytes() const { return bytes_; }
+
+ private:
+  void swap(DeviceBuffer& o) noexcept {
+    std::swap(data_, o.data_);
+    std::swap(bytes_, o.bytes_);
+    std::swap(stream_, o.stream_);
+  }
+  void* data_ = nullptr;
+  std::size_t bytes_ = 0;
+  void* stream_ = nullptr;
+};
+
+// Host -> device and device -> host copies of `bytes` bytes, enqueued on `stream`. copy_to_host waits for the
+// stream (so the host data is ready on return); copy_to_device returns at once for pinned `src` and after the
+// source has been read for pageable `src` (CUDA's rules for cudaMemcpyAsync).
+void copy_to_device(void* dst, const void* src, std::size_t bytes, void* stream = nullptr);
+void copy_to_host(void* dst, const void* src, std::size_t bytes, void* stream = nullptr);
+void copy_device_to_device(void* dst, const void* src, std::size_t bytes, void* stream = nullptr);
+void fill_device(void* dst, int byte, std::size_t bytes, void* stream = nullptr);
+// Waits for every operation enqueued on `stream`; throws CudaError with the first asynchronous error.
+void synchronize(void* stream = nullptr);
+// Throws CudaError naming `what` when the last kernel launch failed (cudaGetLastError).
+void check_launch(const char* what);
+
+// Page-locked host memory (cudaMallocHost) for overlapped transfers; nullptr-safe free.
+void* allocate_pinned(std::size_t bytes);
+void free_pinned(void* p);
+
+// Whether `p` points to device memory (cudaPointerGetAttributes); false in a build without CUDA.
+bool is_device_pointer(const void* p);
+
+}  // namespace vidkv

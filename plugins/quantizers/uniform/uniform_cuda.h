@@ -1,0 +1,35 @@
+// uniform on CUDA: the kernels behind Uniform::encode_cuda / decode_cuda (uniform.cu). Host-only declarations, no
+// CUDA headers. Bytes bit-identical to the CPU reference (uniform.cpp): the same fp32 operations per element in
+// the same order (min/max are exact, stored_range() and encode_value() of uniform_format.h are shared), written
+// through the same format definitions (group_format.h).
+//
+// Kernels: one thread per group (axis channel: consecutive threads take consecutive channels of the same tokens,
+// so a warp's loads are coalesced; axis token: consecutive groups of one token). Where every group's code run
+// fills whole 32-bit words (group_format::word_aligned_groups and a 4-byte-aligned codes section: G = 32 with any
+// of 1/2/4/8 bits, token counts divisible by G) the group writes its words directly; otherwise a second pass
+// writes the codes one byte per thread (group_format::code_byte), so no two threads ever write the same byte.
+// Inputs fp32, fp16 or bf16 (converted exactly to fp32 on load); decode writes fp32, fp16 or bf16.
+#pragma once
+
+#include <cstdint>
+
+#include "vidkv/core/dtype.h"
+#include "vidkv/core/tensor_view.h"
+#include "vidkv/plugins/quantizers/group_format.h"
+
+namespace vidkv::uniform_cuda {
+
+struct Config {
+  unsigned bits = 2;
+  std::int64_t group = 32;
+  group_format::GroupAxis axis = group_format::GroupAxis::channel;
+  DType scale_dtype = DType::f16;
+  group_format::CodeLayout layout = group_format::CodeLayout::dense;
+};
+
+// in: device view [heads, tokens, channels] of `shape`; out: uniform_format::total_bytes(...) device bytes.
+void encode(const Config& c, const void* in, DType in_dtype, const BlockShape& shape, std::uint8_t* out, void* stream);
+// in: the bytes; out: device buffer of shape.elements() values of out_dtype.
+void decode(const Config& c, const std::uint8_t* in, const BlockShape& shape, void* out, DType out_dtype, void* stream);
+
+}  // namespace vidkv::uniform_cuda
