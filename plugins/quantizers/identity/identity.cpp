@@ -3,6 +3,7 @@
 #include "vidkv/plugins/quantizers/identity/identity.h"
 
 #include "vidkv/plugins/quantizers/group_format.h"
+#include "vidkv/plugins/quantizers/identity/identity_cuda.h"
 #include "vidkv/plugins/quantizers/identity/identity_format.h"
 
 namespace vidkv {
@@ -20,6 +21,22 @@ void Identity::encode(const float* in, const BlockShape& shape, const TokenConte
 void Identity::decode(const std::uint8_t* in, const BlockShape& shape, const TokenContext&, float* out) const {
   for (std::int64_t i = 0; i < shape.elements(); ++i) out[i] = group_format::get_scalar(in, i, params_.dtype);
 }
+
+KernelTier Identity::tier(Device device, const BlockShape&) const {
+  return {plugin_name() + (device == Device::cuda ? ":cuda" : ":reference"), true};
+}
+
+#ifdef VIDKV_WITH_CUDA
+void Identity::encode_cuda(const TensorView& in, const BlockShape& shape, const TokenContext&, std::uint8_t* out,
+                           void* stream) const {
+  identity_cuda::encode(params_.dtype, in.data, in.dtype, shape.elements(), out, stream);
+}
+
+void Identity::decode_cuda(const std::uint8_t* in, const BlockShape& shape, const TokenContext&, const TensorView& out,
+                           void* stream) const {
+  identity_cuda::decode(params_.dtype, in, shape.elements(), out.data, out.dtype, stream);
+}
+#endif
 
 void register_identity(PluginRegistry& registry) {
   registry.add<Identity>("identity", "stores values in fp16, bf16 or fp32 (the full-precision baseline)");

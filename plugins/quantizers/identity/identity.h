@@ -26,11 +26,23 @@ struct IdentityParams {
 class Identity : public Quantizer {
  public:
   using Params = IdentityParams;
-  explicit Identity(const Params& params) : params_(params) {}
+  explicit Identity(const Params& params) : params_(params) { set_plugin_name("identity"); }
 
   PackedLayout layout(const BlockShape& shape, const TokenContext& ctx) const override;
   void encode(const float* in, const BlockShape& shape, const TokenContext& ctx, std::uint8_t* out) const override;
   void decode(const std::uint8_t* in, const BlockShape& shape, const TokenContext& ctx, float* out) const override;
+  // "identity:reference" on cpu (one loop, no optimised variant), "identity:cuda". Exact.
+  KernelTier tier(Device device, const BlockShape& shape) const override;
+
+ protected:
+#ifdef VIDKV_WITH_CUDA
+  // identity.cu: one thread per element, the same put_scalar / get_scalar conversions.
+  bool cuda_implemented() const override { return true; }
+  void encode_cuda(const TensorView& in, const BlockShape& shape, const TokenContext& ctx, std::uint8_t* out,
+                   void* stream) const override;
+  void decode_cuda(const std::uint8_t* in, const BlockShape& shape, const TokenContext& ctx, const TensorView& out,
+                   void* stream) const override;
+#endif
 
  private:
   Params params_;

@@ -7,6 +7,8 @@
 #include <cstring>
 
 #include "vidkv/core/error.h"
+#include "vidkv/plugins/quantizers/ternary/ternary_avx512.h"
+#include "vidkv/plugins/quantizers/ternary/ternary_cuda.h"
 
 namespace vidkv {
 
@@ -18,6 +20,7 @@ Ternary::Ternary(const Params& params, CpuImplementation implementation)
   VIDKV_REQUIRE(params.group >= 1, ConfigError, "ternary: group = ", params.group, " must be >= 1");
   VIDKV_REQUIRE(params.gamma >= 0.0 && params.gamma <= 4.0, ConfigError, "ternary: gamma = ", params.gamma,
                 " is out of range [0, 4]");
+  set_plugin_name("ternary");
 }
 
 group_format::GroupGrid Ternary::grid(const BlockShape& shape) const {
@@ -93,6 +96,31 @@ void Ternary::decode(const std::uint8_t* in, const BlockShape& shape, const Toke
     }
   }
 }
+
+KernelTier Ternary::tier(Device device, const BlockShape& shape) const {
+  if (device == Device::cuda) return {plugin_name() + ":cuda", true};
+  if (implementation_ == CpuImplementation::reference) return {plugin_name() + ":reference", true};
+  const bool avx = ternary_avx512::applies(grid(shape), params_.axis, params_.reconstruction, params_.packing);
+  return {plugin_name() + (avx ? ":avx512" : ":optimized"), true};
+}
+
+#ifdef VIDKV_WITH_CUDA
+namespace {
+ternary_cuda::Config cuda_config(const TernaryParams& p) {
+  return ternary_cuda::Config{p.gamma, p.group, p.axis, p.reconstruction, p.packing, p.scale_dtype};
+}
+}  // namespace
+
+void Ternary::encode_cuda(const TensorView& in, const BlockShape& shape, const TokenContext&, std::uint8_t* out,
+                          void* stream) const {
+  ternary_cuda::encode(cuda_config(params_), in.data, in.dtype, shape, out, stream);
+}
+
+void Ternary::decode_cuda(const std::uint8_t* in, const BlockShape& shape, const TokenContext&, const TensorView& out,
+                          void* stream) const {
+  ternary_cuda::decode(cuda_config(params_), in, shape, out.data, out.dtype, stream);
+}
+#endif
 
 void register_ternary(PluginRegistry& registry) {
   registry.add<Ternary>("ternary", "VidKV 1.58-bit: t in {-1, 0, +1} with dead zone gamma * mean|x| per group");

@@ -67,6 +67,18 @@ class Ternary : public Quantizer {
   PackedLayout layout(const BlockShape& shape, const TokenContext& ctx) const override;
   void encode(const float* in, const BlockShape& shape, const TokenContext& ctx, std::uint8_t* out) const override;
   void decode(const std::uint8_t* in, const BlockShape& shape, const TokenContext& ctx, float* out) const override;
+  // cpu: "ternary:reference", "ternary:optimized" or "ternary:avx512"; cuda: "ternary:cuda". All exact.
+  KernelTier tier(Device device, const BlockShape& shape) const override;
+
+ protected:
+#ifdef VIDKV_WITH_CUDA
+  // ternary.cu through ternary_cuda.h.
+  bool cuda_implemented() const override { return true; }
+  void encode_cuda(const TensorView& in, const BlockShape& shape, const TokenContext& ctx, std::uint8_t* out,
+                   void* stream) const override;
+  void decode_cuda(const std::uint8_t* in, const BlockShape& shape, const TokenContext& ctx, const TensorView& out,
+                   void* stream) const override;
+#endif
 
  private:
   group_format::GroupGrid grid(const BlockShape& shape) const;

@@ -1,0 +1,149 @@
+// CUDA vs the CPU reference for the primitive quantizers with a CUDA implementation (uniform, ternary, identity):
+// packed bytes and decoded values bit-identical, for fp32, fp16 and bf16 inputs (the reference encodes the same
+// values converted exactly to fp32), decoded to fp32 and fp16, on shapes with tails, odd channel counts and several
+// heads, and with the output at offsets 0..3 (so both the word-run and the byte-per-thread code paths run).
+// Device buffers are poisoned (0xAB) before each kernel and guard bytes around the output must stay intact.
+// [cuda]: skipped, visibly, without a GPU or in a build without CUDA.
+#include <cstdint>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "catch.h"
+#include "quantizer_test_helpers.h"
+#include "vidkv/core/cuda/cuda_device.h"
+#include "vidkv/core/cuda/device_memory.h"
+#include "vidkv/core/dtype.h"
+#include "vidkv/core/error.h"
+
+using namespace vidkv;
+using namespace vidkv::test;
+
+namespace {
+
+std::unique_ptr<Quantizer> make_reference(const std::string& name, const KeyValues& params) {
+  return builtin_registry(CpuImplementation::reference).make_quantizer(quantizer_block(name, params));
+}
+
+// Values of `x` rounded to `t`, and their raw bits (2 or 4 bytes each) as a device would hold them.
+std::vector<std::uint8_t> as_dtype_bytes(std::vector<float>& x, DType t) {
+  std::vector<std::uint8_t> raw(x.size() * static_cast<std::size_t>(dtype_size(t)));
+  for (std::size_t i = 0; i < x.size(); ++i) {
+    x[i] = round_to_dtype(x[i], t);
+    store_from_float(raw.data(), t, i, x[i]);
+  }
+  return raw;
+}
+
+void check_on_cuda(const std::string& name, const KeyValues& params, const BlockShape& shape, DType in_dtype,
+                   std::size_t out_offset, std::uint64_t seed) {
+  auto q = make_reference(name, params);
+  const TokenContext ctx;
+  std::string described = name;
+  for (const auto& [k, v] : params) described += " " + k + "=" + v;
+  INFO(described << " shape " << shape.str() << " input " << dtype_name(in_dtype)
+            << " output offset " << out_offset);
+  auto x = gaussian(static_cast<std::size_t>(shape.elements()), seed);
+  for (std::size_t i = 0; i < x.size(); i += 7) x[i] *= 8.0f;  // outliers
+  const auto raw = as_dtype_bytes(x, in_dtype);
+  const auto want = encode(*q, shape, x, ctx);
+  const auto want_decoded = decode(*q, shape, want, ctx);
+
+  constexpr std::size_t kGuard = 16;
+  const std::size_t bytes = want.size();
+  DeviceBuffer in(raw.size()), out(bytes + out_offset + 2 * kGuard), decoded(x.size() * 4);
+  copy_to_device(in.data(), raw.data(), raw.size());
+  fill_device(out.data(), 0xAB, out.bytes());
+  std::uint8_t* dst = out.as<std::uint8_t>() + kGuard + out_offset;
+  const TensorView in_view{in.data(), in_dtype, Device::cuda, {shape.heads, shape.tokens, shape.channels}};
+  q->encode_view(in_view, ctx, dst, Execution::cuda());
+  std::vector<std::uint8_t> got(out.bytes());
+  copy_to_host(got.data(), out.data(), got.size());
+  for (std::size_t i = 0; i < kGuard + out_offset; ++i) REQUIRE(got[i] == 0xAB);
+  for (std::size_t i = kGuard + out_offset + bytes; i < got.size(); ++i) REQUIRE(got[i] == 0xAB);
+  const std::vector<std::uint8_t> got_bytes(got.begin() + std::ptrdiff_t(kGuard + out_offset),
+                                            got.begin() + std::ptrdiff_t(kGuard + out_offset + bytes));
+  REQUIRE(got_bytes == want);
+
+  for (DType out_dtype : {DType::f32, DType::f16}) {
+    fill_device(decoded.data(), 0xAB, decoded.bytes());
+    const TensorView out_view{decoded.data(), out_dtype, Device::cuda, {shape.heads, shape.tokens, shape.channels}};
+    q->decode_view(dst, ctx, out_view, Execution::cuda());
+    std::vector<std::uint8_t> host(x.size() * static_cast<std::size_t>(dtype_size(out_dtype)));
+    copy_to_host(host.data(), decoded.data(), host.size());
+    for (std::size_t i = 0; i < x.size(); ++i) {
+      const float expect = round_to_dtype(want_decoded[i], out_dtype);
+      const float have = load_as_float(host.data(), out_dtype, i);
+      if (std::memcmp(&expect, &have, 4) != 0) {
+        INFO("element " << i << " expected " << expect << " got " << have << " (" << dtype_name(out_dtype) << ")");
+        REQUIRE(false);
+      }
+    }
+  }
+}
+
+}  // namespace
+
+TEST_CASE("uniform, ternary and identity on CUDA write the CPU reference's bytes and decode to its values", "[cuda]") {
+  std::string why;
+  if (cuda_device_count(&why) == 0) VIDKV_SKIP("no CUDA device: " << why);
+  const std::vector<std::pair<std::string, KeyValues>> configs{
+      {"identity", {}},
+      {"identity", {{"dtype", "bf16"}}},
+      {"identity", {{"dtype", "fp32"}}},
+      {"uniform", {}},
+      {"uniform", {{"bits", "1"}}},
+      {"uniform", {{"bits", "3"}, {"group", "7"}}},
+      {"uniform", {{"bits", "4"}, {"axis", "token"}}},
+      {"uniform", {{"bits", "8"}, {"scale_dtype", "fp32"}}},
+      {"uniform", {{"bits", "2"}, {"layout", "release"}}},
+      {"uniform", {{"bits", "4"}, {"layout", "release"}, {"axis", "token"}}},
+      {"uniform", {{"bits", "1"}, {"layout", "release"}, {"group", "5"}}},
+      {"ternary", {}},
+      {"ternary", {{"axis", "token"}}},
+      {"ternary", {{"packing", "slots2"}}},
+      {"ternary", {{"packing", "release"}, {"gamma", "0.5"}}},
+      {"ternary", {{"reconstruction", "scaled"}, {"group", "5"}}},
+      {"ternary", {{"reconstruction", "scaled"}, {"packing", "release"}, {"axis", "token"}}},
+      {"ternary", {{"axis", "token"}, {"packing", "slots2"}, {"scale_dtype", "fp32"}, {"reconstruction", "scaled"}}},
+  };
+  const std::vector<BlockShape> shapes{{1, 32, 8}, {2, 45, 16}, {1, 7, 3}, {4, 256, 128}, {2, 96, 64}};
+  std::uint64_t seed = 7;
+  for (const auto& [name, params] : configs)
+    for (const auto& shape : shapes)
+      for (DType in_dtype : {DType::f32, DType::f16, DType::bf16})
+        for (std::size_t offset : {0u, 1u, 2u, 3u}) check_on_cuda(name, params, shape, in_dtype, offset, ++seed);
+}
+
+TEST_CASE("encode_view on cuda refuses a host view and names the devices", "[cuda]") {
+  std::string why;
+  if (cuda_device_count(&why) == 0) VIDKV_SKIP("no CUDA device: " << why);
+  auto q = make_reference("uniform", {});
+  std::vector<float> x(32 * 8, 1.0f);
+  std::vector<std::uint8_t> out(q->layout({1, 32, 8}, {}).bytes());
+  const TensorView host{x.data(), DType::f32, Device::cpu, {1, 32, 8}};
+  try {
+    q->encode_view(host, {}, out.data(), Execution::cuda());
+    FAIL("a host view was accepted on cuda");
+  } catch (const ShapeError& e) {
+    CHECK(std::string(e.what()).find("the view is on cpu but the call runs on cuda") != std::string::npos);
+  }
+}
+
+TEST_CASE("encode_view on the cpu takes fp16 and bf16 views and writes the bytes of their fp32 values", "[cpu]") {
+  auto q = make_reference("uniform", {{"bits", "4"}});
+  const BlockShape s{2, 40, 8};
+  for (DType t : {DType::f16, DType::bf16}) {
+    auto x = gaussian(static_cast<std::size_t>(s.elements()), 3);
+    const auto raw = as_dtype_bytes(x, t);
+    const auto want = encode(*q, s, x);
+    std::vector<std::uint8_t> got(want.size(), 0xAB);
+    q->encode_view(TensorView{const_cast<std::uint8_t*>(raw.data()), t, Device::cpu, {s.heads, s.tokens, s.channels}}, {},
+                   got.data(), Execution::cpu());
+    CHECK(got == want);
+    std::vector<std::uint16_t> back(x.size());
+    q->decode_view(got.data(), {}, TensorView{back.data(), t, Device::cpu, {s.heads, s.tokens, s.channels}}, Execution::cpu());
+    const auto ref = decode(*q, s, want);
+    for (std::size_t i = 0; i < x.size(); ++i) REQUIRE(load_as_float(back.data(), t, i) == round_to_dtype(ref[i], t));
+  }
+}
