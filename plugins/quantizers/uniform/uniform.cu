@@ -3,6 +3,7 @@
 
 #include "vidkv/core/cuda/device_memory.h"
 #include "vidkv/plugins/quantizers/group_cuda.cuh"
+#include "vidkv/plugins/quantizers/group_cuda_io.cuh"
 #include "vidkv/plugins/quantizers/uniform/uniform_cuda.h"
 #include "vidkv/plugins/quantizers/uniform/uniform_format.h"
 
@@ -85,6 +86,143 @@ __global__ void decode_groups(const std::uint8_t* codes, const std::uint8_t* sca
   }
 }
 
+
+// --- Fast path: G = 32, bits in {1, 2, 4, 8}, whole groups (the configurations of KIVI and VidKV) ------------------
+// The group's 32 values live in registers (loaded once, 32 independent loads in flight per thread), codes are
+// assembled in BITS words and stored whole, scales and mins with one aligned store each. Same operations per element
+// as the reference (stored_range, encode_value, decode_value), so the same bytes and floats.
+
+// Encodes one group held in registers: scale and min, then BITS code words at word `w0` of the codes section.
+template <unsigned BITS>
+__device__ inline void encode_group_in_registers(const float (&x)[32], DType sd, std::int64_t gidx, std::int64_t w0,
+                                                 const Sections& s) {
+  float mn = x[0], mx = x[0];
+#pragma unroll
+  for (int i = 1; i < 32; ++i) {
+    mn = x[i] < mn ? x[i] : mn;
+    mx = x[i] > mx ? x[i] : mx;
+  }
+  const uniform_format::StoredRange range = uniform_format::stored_range(mn, mx, BITS, sd);
+  group_cuda::store_scalar(s.scales, gidx, sd, range.scale);
+  group_cuda::store_scalar(s.mins, gidx, sd, range.min);
+  std::uint32_t words[BITS];
+#pragma unroll
+  for (unsigned k = 0; k < BITS; ++k) words[k] = 0;
+#pragma unroll
+  for (unsigned i = 0; i < 32; ++i)
+    words[(i * BITS) / 32] |= uniform_format::encode_value(x[i], range.scale, range.min, BITS) << ((i * BITS) % 32);
+  std::uint32_t* dst = reinterpret_cast<std::uint32_t*>(s.codes) + w0;
+#pragma unroll
+  for (unsigned k = 0; k < BITS; ++k) dst[k] = words[k];
+}
+
+template <unsigned BITS>
+__device__ inline void decode_group_to_registers(const std::uint8_t* codes, const std::uint8_t* scales, const std::uint8_t* mins,
+                                                 DType sd, std::int64_t gidx, std::int64_t w0, float (&x)[32]) {
+  const float scale = group_cuda::load_scalar(scales, gidx, sd), mn = group_cuda::load_scalar(mins, gidx, sd);
+  std::uint32_t words[BITS];
+  const std::uint32_t* src = reinterpret_cast<const std::uint32_t*>(codes) + w0;
+#pragma unroll
+  for (unsigned k = 0; k < BITS; ++k) words[k] = src[k];
+#pragma unroll
+  for (unsigned i = 0; i < 32; ++i) {
+    const unsigned q = (words[(i * BITS) / 32] >> ((i * BITS) % 32)) & ((1u << BITS) - 1u);
+    x[i] = __fadd_rn(__fmul_rn(static_cast<float>(q), scale), mn);  // decode_value, rounded twice as the reference
+  }
+}
+
+// Groups per thread along the tokens on the channel axis: 4 groups of one channel pair write 4 consecutive runs of
+// each channel's codes and scales (one 32-byte sector for 2-bit codes) instead of scattering single groups.
+constexpr std::int64_t kGroupsPerThread = 4;
+
+// Axis channel: a thread takes two adjacent channels (one 4-byte load of fp16 pairs per token, a warp reading 64
+// channels = 128 contiguous bytes of each token row) and kGroupsPerThread consecutive groups of 32 tokens.
+template <DType T, unsigned BITS>
+__global__ void encode_channel_fast(const void* in, GroupGrid g, DType sd, CodeLayout layout, Sections s) {
+  const std::int64_t channels = g.rows, tokens = g.length, pairs = channels / 2, gpr = g.groups_per_row();
+  const std::int64_t quads = (gpr + kGroupsPerThread - 1) / kGroupsPerThread;
+  const std::int64_t t = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (t >= g.heads * quads * pairs) return;
+  const std::int64_t c0 = 2 * (t % pairs), quad = (t / pairs) % quads, h = t / (pairs * quads);
+  for (std::int64_t gi = quad * kGroupsPerThread; gi < gpr && gi < (quad + 1) * kGroupsPerThread; ++gi) {
+    float a[32], b[32];
+#pragma unroll
+    for (int i = 0; i < 32; ++i) {
+      const float2 v = group_cuda::load2<T>(in, (h * tokens + gi * 32 + i) * channels + c0);
+      a[i] = v.x;
+      b[i] = v.y;
+    }
+    encode_group_in_registers<BITS>(a, sd, g.group_index(h, c0, gi), group_format::code_word(layout, g, BITS, h, c0, gi * 32), s);
+    encode_group_in_registers<BITS>(b, sd, g.group_index(h, c0 + 1, gi), group_format::code_word(layout, g, BITS, h, c0 + 1, gi * 32), s);
+  }
+}
+
+template <DType O, unsigned BITS>
+__global__ void decode_channel_fast(const std::uint8_t* codes, const std::uint8_t* scales, const std::uint8_t* mins, GroupGrid g,
+                                    DType sd, CodeLayout layout, void* out) {
+  const std::int64_t channels = g.rows, tokens = g.length, pairs = channels / 2, gpr = g.groups_per_row();
+  const std::int64_t quads = (gpr + kGroupsPerThread - 1) / kGroupsPerThread;
+  const std::int64_t t = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (t >= g.heads * quads * pairs) return;
+  const std::int64_t c0 = 2 * (t % pairs), quad = (t / pairs) % quads, h = t / (pairs * quads);
+  for (std::int64_t gi = quad * kGroupsPerThread; gi < gpr && gi < (quad + 1) * kGroupsPerThread; ++gi) {
+    float a[32], b[32];
+    decode_group_to_registers<BITS>(codes, scales, mins, sd, g.group_index(h, c0, gi), group_format::code_word(layout, g, BITS, h, c0, gi * 32), a);
+    decode_group_to_registers<BITS>(codes, scales, mins, sd, g.group_index(h, c0 + 1, gi), group_format::code_word(layout, g, BITS, h, c0 + 1, gi * 32), b);
+#pragma unroll
+    for (int i = 0; i < 32; ++i) group_cuda::store2<O>(out, (h * tokens + gi * 32 + i) * channels + c0, a[i], b[i]);
+  }
+}
+
+// Axis token: a thread takes one group, 32 contiguous channels of one token (16-byte loads); group k of the block
+// covers elements [32 k, 32 k + 32) since the channels divide into whole groups.
+template <DType T, unsigned BITS>
+__global__ void encode_token_fast(const void* in, GroupGrid g, DType sd, CodeLayout layout, Sections s) {
+  const std::int64_t k = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (k >= g.group_count()) return;
+  const std::int64_t gpr = g.groups_per_row(), row = k / gpr, gi = k % gpr;
+  float x[32];
+  group_cuda::load32<T>(in, 32 * k, x);
+  encode_group_in_registers<BITS>(x, sd, k, group_format::code_word(layout, g, BITS, row / g.rows, row % g.rows, gi * 32), s);
+}
+
+template <DType O, unsigned BITS>
+__global__ void decode_token_fast(const std::uint8_t* codes, const std::uint8_t* scales, const std::uint8_t* mins, GroupGrid g,
+                                  DType sd, CodeLayout layout, void* out) {
+  const std::int64_t k = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (k >= g.group_count()) return;
+  const std::int64_t gpr = g.groups_per_row(), row = k / gpr, gi = k % gpr;
+  float x[32];
+  decode_group_to_registers<BITS>(codes, scales, mins, sd, k, group_format::code_word(layout, g, BITS, row / g.rows, row % g.rows, gi * 32), x);
+  group_cuda::store32<O>(out, 32 * k, x);
+}
+
+// Whether the fast kernels apply: G = 32, bits 1/2/4/8, word-aligned groups, aligned buffers, and on the channel
+// axis an even channel count (channel pairs).
+bool fast_path(const Config& c, const GroupGrid& g, const void* values, const void* bytes, DType values_dtype) {
+  if (c.group != 32 || !group_format::release_bits_ok(c.bits) || !group_format::word_aligned_groups(c.layout, g, c.bits)) return false;
+  if (!group_cuda::aligned(bytes, 4)) return false;
+  if (c.axis == GroupAxis::channel) return g.rows % 2 == 0 && group_cuda::aligned(values, 2 * static_cast<unsigned>(dtype_size(values_dtype)));
+  return group_cuda::aligned(values, 16);
+}
+
+// Calls f(std::integral_constant<unsigned, bits>) for bits in {1, 2, 4, 8}.
+template <class F>
+void dispatch_bits(unsigned bits, F&& f) {
+  switch (bits) {
+    case 1: f(std::integral_constant<unsigned, 1>{}); break;
+    case 2: f(std::integral_constant<unsigned, 2>{}); break;
+    case 4: f(std::integral_constant<unsigned, 4>{}); break;
+    default: f(std::integral_constant<unsigned, 8>{}); break;
+  }
+}
+
+std::int64_t fast_threads(const Config& c, const GroupGrid& g) {
+  if (c.axis == GroupAxis::token) return g.group_count();
+  const std::int64_t quads = (g.groups_per_row() + kGroupsPerThread - 1) / kGroupsPerThread;
+  return g.heads * quads * (g.rows / 2);
+}
+
 GroupGrid grid_of(const Config& c, const BlockShape& shape) {
   return group_format::make_group_grid(c.axis, shape.heads, shape.tokens, shape.channels, c.group);
 }
@@ -98,6 +236,21 @@ void encode(const Config& c, const void* in, DType in_dtype, const BlockShape& s
   const Sections s{out, out + code_bytes, out + code_bytes + uniform_format::scales_bytes(g, c.scale_dtype)};
   const bool word_runs = group_format::word_aligned_groups(c.layout, g, c.bits) && group_cuda::aligned4(out);
   auto* st = static_cast<cudaStream_t>(stream);
+  if (fast_path(c, g, in, out, in_dtype)) {
+    group_cuda::dispatch_dtype(in_dtype, [&](auto tag) {
+      constexpr DType T = decltype(tag)::value;
+      dispatch_bits(c.bits, [&](auto bits_tag) {
+        constexpr unsigned B = decltype(bits_tag)::value;
+        const unsigned blocks = group_cuda::blocks_for(fast_threads(c, g));
+        if (c.axis == GroupAxis::channel)
+          encode_channel_fast<T, B><<<blocks, group_cuda::kThreads, 0, st>>>(in, g, c.scale_dtype, c.layout, s);
+        else
+          encode_token_fast<T, B><<<blocks, group_cuda::kThreads, 0, st>>>(in, g, c.scale_dtype, c.layout, s);
+      });
+    });
+    check_launch("uniform encode (fast path)");
+    return;
+  }
   group_cuda::dispatch_dtype(in_dtype, [&](auto tag) {
     constexpr DType T = decltype(tag)::value;
     if (word_runs) {
@@ -122,6 +275,21 @@ void decode(const Config& c, const std::uint8_t* in, const BlockShape& shape, vo
   const std::uint8_t* mins = scales + uniform_format::scales_bytes(g, c.scale_dtype);
   const bool word_runs = group_format::word_aligned_groups(c.layout, g, c.bits) && group_cuda::aligned4(in);
   auto* st = static_cast<cudaStream_t>(stream);
+  if (fast_path(c, g, out, in, out_dtype)) {
+    group_cuda::dispatch_dtype(out_dtype, [&](auto tag) {
+      constexpr DType O = decltype(tag)::value;
+      dispatch_bits(c.bits, [&](auto bits_tag) {
+        constexpr unsigned B = decltype(bits_tag)::value;
+        const unsigned blocks = group_cuda::blocks_for(fast_threads(c, g));
+        if (c.axis == GroupAxis::channel)
+          decode_channel_fast<O, B><<<blocks, group_cuda::kThreads, 0, st>>>(in, scales, mins, g, c.scale_dtype, c.layout, out);
+        else
+          decode_token_fast<O, B><<<blocks, group_cuda::kThreads, 0, st>>>(in, scales, mins, g, c.scale_dtype, c.layout, out);
+      });
+    });
+    check_launch("uniform decode (fast path)");
+    return;
+  }
   group_cuda::dispatch_dtype(out_dtype, [&](auto tag) {
     constexpr DType O = decltype(tag)::value;
     if (word_runs)
