@@ -33,6 +33,48 @@ __device__ inline GroupCoords group_of_thread(const GroupGrid& g, GroupAxis axis
   return {rest / g.rows, rest % g.rows, gi};
 }
 
+
+// Thread -> byte of a codes section for the byte-per-thread packers. Axis token: bytes in order (consecutive
+// threads read consecutive channels). Axis channel: row-major over (byte within row, row) with the row fastest, so
+// a warp packs the same token span of 32 adjacent channels (coalesced loads) instead of 32 spans of one channel.
+// A byte belongs to the row of its first element, `first_byte(row)` = ceil(row * length * num / den) for streams
+// of num/den bytes per element (dense b-bit: b/8; base3 trits: 1/5); release rows start on words (first byte
+// row * row_bytes). Returns -1 for threads past the end or past their row's last byte.
+struct ByteMap {
+  GroupAxis axis;
+  std::int64_t rows_total;    // heads * rows
+  std::int64_t length;        // elements per row
+  std::int64_t num, den;      // bytes per element = num / den (dense, base3); den == 0: release rows of row_bytes
+  std::int64_t row_bytes;     // release: bytes per row
+  std::int64_t total_bytes;
+
+  __host__ __device__ std::int64_t first_byte(std::int64_t row) const {
+    if (den == 0) return row * row_bytes;
+    return (row * length * num + den - 1) / den;
+  }
+  // Threads to launch.
+  std::int64_t threads() const {
+    if (axis == GroupAxis::token) return total_bytes;
+    const std::int64_t per_row = den == 0 ? row_bytes : (length * num + den - 1) / den + 1;
+    return rows_total * per_row;
+  }
+  __device__ std::int64_t byte_of_thread(std::int64_t t) const {
+    if (axis == GroupAxis::token) return t < total_bytes ? t : -1;
+    const std::int64_t row = t % rows_total, m = t / rows_total;
+    const std::int64_t b = first_byte(row) + m;
+    const std::int64_t end = row + 1 < rows_total ? first_byte(row + 1) : total_bytes;
+    return b < end ? b : -1;
+  }
+};
+
+// ByteMap of a codes section: dense stream or release rows of `bits`-bit codes.
+inline ByteMap code_byte_map(group_format::CodeLayout layout, const GroupGrid& g, GroupAxis axis, unsigned bits) {
+  const std::int64_t total = static_cast<std::int64_t>(group_format::code_bytes(layout, g, bits));
+  if (layout == group_format::CodeLayout::release)
+    return ByteMap{axis, g.row_count(), g.length, 0, 0, group_format::release_row_words(g, bits) * 4, total};
+  return ByteMap{axis, g.row_count(), g.length, static_cast<std::int64_t>(bits), 8, 0, total};
+}
+
 inline unsigned blocks_for(std::int64_t threads) { return static_cast<unsigned>((threads + kThreads - 1) / kThreads); }
 
 // Element i of a device buffer of dtype T as fp32 (exact).

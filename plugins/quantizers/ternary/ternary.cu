@@ -73,9 +73,9 @@ __device__ inline int trit_of(const void* in, const GroupGrid& g, const double* 
 // One byte of the codes section per thread: base3 (5 trits, digit k weighted 3^k) or 2-bit slots.
 template <DType T>
 __global__ void encode_code_bytes(const void* in, GroupGrid g, Packing p, const double* dead_zones, std::uint8_t* codes,
-                                  std::int64_t code_bytes) {
-  const std::int64_t b = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (b >= code_bytes) return;
+                                  group_cuda::ByteMap map) {
+  const std::int64_t b = map.byte_of_thread(static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x);
+  if (b < 0) return;
   if (p == Packing::base3) {
     unsigned byte = 0, weight = 1;
     for (std::int64_t i = 5 * b; i < 5 * b + 5 && i < g.elements(); ++i, weight *= 3u) {
@@ -140,8 +140,12 @@ void encode(const Config& c, const void* in, DType in_dtype, const BlockShape& s
       encode_groups<T, false><<<group_cuda::blocks_for(g.group_count()), group_cuda::kThreads, 0, st>>>(
           in, g, c.axis, c.gamma, c.reconstruction, c.packing, c.scale_dtype, s, dead_zones.as<double>());
       check_launch("ternary encode (statistics)");
-      encode_code_bytes<T><<<group_cuda::blocks_for(static_cast<std::int64_t>(code_bytes)), group_cuda::kThreads, 0, st>>>(
-          in, g, c.packing, dead_zones.as<double>(), out, static_cast<std::int64_t>(code_bytes));
+      const group_cuda::ByteMap map =
+          c.packing == Packing::base3
+              ? group_cuda::ByteMap{c.axis, g.row_count(), g.length, 1, 5, 0, static_cast<std::int64_t>(code_bytes)}
+              : group_cuda::code_byte_map(slot_layout(c.packing), g, c.axis, 2);
+      encode_code_bytes<T><<<group_cuda::blocks_for(map.threads()), group_cuda::kThreads, 0, st>>>(
+          in, g, c.packing, dead_zones.as<double>(), out, map);
     }
   });
   check_launch("ternary encode");

@@ -54,9 +54,9 @@ __global__ void encode_groups(const void* in, GroupGrid g, GroupAxis axis, unsig
 // One byte of the codes section per thread, from the stored scales and mins (any alignment, tails, any bits).
 template <DType T>
 __global__ void encode_code_bytes(const void* in, GroupGrid g, unsigned bits, DType sd, CodeLayout layout, Sections s,
-                                  std::int64_t code_bytes) {
-  const std::int64_t b = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (b >= code_bytes) return;
+                                  group_cuda::ByteMap map) {
+  const std::int64_t b = map.byte_of_thread(static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x);
+  if (b < 0) return;
   s.codes[b] = group_format::code_byte(layout, g, bits, b, [&](std::int64_t h, std::int64_t r, std::int64_t j) {
     const std::int64_t gidx = g.group_index(h, r, j / g.group);
     return uniform_format::encode_value(group_cuda::load<T>(in, g.block_offset(h, r, j)),
@@ -260,8 +260,9 @@ void encode(const Config& c, const void* in, DType in_dtype, const BlockShape& s
       encode_groups<T, false><<<group_cuda::blocks_for(g.group_count()), group_cuda::kThreads, 0, st>>>(
           in, g, c.axis, c.bits, c.scale_dtype, c.layout, s);
       check_launch("uniform encode (statistics)");
-      encode_code_bytes<T><<<group_cuda::blocks_for(static_cast<std::int64_t>(code_bytes)), group_cuda::kThreads, 0, st>>>(
-          in, g, c.bits, c.scale_dtype, c.layout, s, static_cast<std::int64_t>(code_bytes));
+      const group_cuda::ByteMap map = group_cuda::code_byte_map(c.layout, g, c.axis, c.bits);
+      encode_code_bytes<T><<<group_cuda::blocks_for(map.threads()), group_cuda::kThreads, 0, st>>>(
+          in, g, c.bits, c.scale_dtype, c.layout, s, map);
     }
   });
   check_launch("uniform encode");
