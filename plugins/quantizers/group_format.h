@@ -258,11 +258,15 @@ VIDKV_HOST_DEVICE inline std::uint8_t code_byte(CodeLayout layout, const GroupGr
 // Round half to even of a finite, non-negative value below 2^23 (codes), written out so host and device agree
 // without depending on the floating-point rounding mode.
 VIDKV_HOST_DEVICE inline float round_half_even(float v) {
+#if defined(__CUDA_ARCH__)
+  return rintf(v);  // CUDA devices always round to nearest even (no dynamic rounding mode): the same value, one FRND
+#else
   const float lo = static_cast<float>(static_cast<std::int64_t>(v));  // floor for v >= 0
   const float frac = v - lo;                                          // exact for v < 2^23
   if (frac > 0.5f) return lo + 1.0f;
   if (frac < 0.5f) return lo;
   return (static_cast<std::int64_t>(lo) & 1) ? lo + 1.0f : lo;
+#endif
 }
 
 }  // namespace vidkv::group_format

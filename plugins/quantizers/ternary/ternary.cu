@@ -3,6 +3,7 @@
 
 #include "vidkv/core/cuda/device_memory.h"
 #include "vidkv/plugins/quantizers/group_cuda.cuh"
+#include "vidkv/plugins/quantizers/group_cuda_io.cuh"
 #include "vidkv/plugins/quantizers/ternary/ternary_cuda.h"
 
 namespace vidkv::ternary_cuda {
@@ -111,6 +112,172 @@ __global__ void decode_groups(const std::uint8_t* codes, const std::uint8_t* sca
   }
 }
 
+
+// --- Fast path: G = 32, whole groups (the configurations of VidKV) --------------------------------------------
+// A group's 32 values live in registers (one load each); the sums are the reference's (double, in order); the trits
+// go out as 2-bit slots t + 1, two words per group: straight into the codes section for slots2 / release, or into a
+// scratch slot stream (canonical order, dense) that pack_base3 then turns into 5 trits per byte, reading 10 bits per
+// byte instead of the input again.
+
+__device__ inline void ternarize_group(const float (&x)[32], double gamma, Reconstruction rec, Packing p, DType sd,
+                                       std::int64_t gidx, std::uint32_t* slot_words, const Sections& s) {
+  double sum_abs = 0.0;
+#pragma unroll
+  for (int i = 0; i < 32; ++i) sum_abs += fabs(static_cast<double>(x[i]));
+  const double mean_abs = sum_abs / 32.0;
+  const double dead_zone = gamma * mean_abs;
+  double sum_kept = 0.0;
+  int kept = 0;
+  std::uint32_t w[2] = {0, 0};
+#pragma unroll
+  for (int i = 0; i < 32; ++i) {
+    const double v = x[i];
+    const int t = ternary_format::ternarize(v, dead_zone);
+    w[i / 16] |= static_cast<std::uint32_t>(t + 1) << (2 * (i % 16));
+    if (t != 0) {
+      sum_kept += fabs(v);
+      ++kept;
+    }
+  }
+  slot_words[0] = w[0];
+  slot_words[1] = w[1];
+  if (ternary_format::has_scales(p, rec)) {
+    const double scale = rec == Reconstruction::scaled ? (kept ? sum_kept / static_cast<double>(kept) : 0.0) : mean_abs;
+    group_cuda::store_scalar(s.scales, gidx, sd, static_cast<float>(scale));
+  }
+  if (p == Packing::release) group_cuda::store_scalar(s.mins, gidx, sd, ternary_format::kReleaseMin);
+}
+
+constexpr std::int64_t kGroupsPerThread = 4;
+
+// Axis channel: two adjacent channels and kGroupsPerThread groups of 32 tokens per thread (as uniform.cu).
+template <DType T>
+__global__ void encode_channel_fast(const void* in, GroupGrid g, double gamma, Reconstruction rec, Packing p, DType sd,
+                                    Sections s, std::uint32_t* slots) {
+  const std::int64_t channels = g.rows, tokens = g.length, pairs = channels / 2, gpr = g.groups_per_row();
+  const std::int64_t quads = (gpr + kGroupsPerThread - 1) / kGroupsPerThread;
+  const std::int64_t t = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (t >= g.heads * quads * pairs) return;
+  const std::int64_t c0 = 2 * (t % pairs), quad = (t / pairs) % quads, h = t / (pairs * quads);
+  const CodeLayout layout = p == Packing::release ? CodeLayout::release : CodeLayout::dense;
+  for (std::int64_t gi = quad * kGroupsPerThread; gi < gpr && gi < (quad + 1) * kGroupsPerThread; ++gi) {
+    float a[32], b[32];
+#pragma unroll
+    for (int i = 0; i < 32; ++i) {
+      const float2 v = group_cuda::load2<T>(in, (h * tokens + gi * 32 + i) * channels + c0);
+      a[i] = v.x;
+      b[i] = v.y;
+    }
+    ternarize_group(a, gamma, rec, p, sd, g.group_index(h, c0, gi), slots + group_format::code_word(layout, g, 2, h, c0, gi * 32), s);
+    ternarize_group(b, gamma, rec, p, sd, g.group_index(h, c0 + 1, gi), slots + group_format::code_word(layout, g, 2, h, c0 + 1, gi * 32), s);
+  }
+}
+
+// Axis token: one group (32 contiguous channels of a token) per thread.
+template <DType T>
+__global__ void encode_token_fast(const void* in, GroupGrid g, double gamma, Reconstruction rec, Packing p, DType sd,
+                                  Sections s, std::uint32_t* slots) {
+  const std::int64_t k = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (k >= g.group_count()) return;
+  const std::int64_t gpr = g.groups_per_row(), row = k / gpr, gi = k % gpr;
+  const CodeLayout layout = p == Packing::release ? CodeLayout::release : CodeLayout::dense;
+  float x[32];
+  group_cuda::load32<T>(in, 32 * k, x);
+  ternarize_group(x, gamma, rec, p, sd, k, slots + group_format::code_word(layout, g, 2, row / g.rows, row % g.rows, gi * 32), s);
+}
+
+// base3 byte b from the slot stream: trits 5b .. 5b + 4 are slot bits [10 b, 10 b + 10). The stream is padded with
+// one zero word past its end; a missing trit past the last element reads slot 0 and adds 0 (absent digits are 0).
+__global__ void pack_base3(const std::uint32_t* slots, std::uint8_t* codes, std::int64_t code_bytes) {
+  const std::int64_t b = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (b >= code_bytes) return;
+  const std::int64_t bit = 10 * b;
+  const std::uint64_t pair = static_cast<std::uint64_t>(slots[bit / 32]) | (static_cast<std::uint64_t>(slots[bit / 32 + 1]) << 32);
+  const unsigned ten = static_cast<unsigned>(pair >> (bit % 32)) & 0x3ffu;
+  unsigned byte = 0;
+#pragma unroll
+  for (int i = 4; i >= 0; --i) byte = byte * 3u + ((ten >> (2 * i)) & 3u);
+  codes[b] = static_cast<std::uint8_t>(byte);
+}
+
+// Trit k (0..4) of a base3 byte.
+__device__ inline int base3_digit(unsigned byte, std::int64_t k) {
+  switch (k) {
+    case 0: return static_cast<int>(byte % 3u) - 1;
+    case 1: return static_cast<int>(byte / 3u % 3u) - 1;
+    case 2: return static_cast<int>(byte / 9u % 3u) - 1;
+    case 3: return static_cast<int>(byte / 27u % 3u) - 1;
+    default: return static_cast<int>(byte / 81u % 3u) - 1;
+  }
+}
+
+// The 32 decoded values of a group whose trits start at canonical stream index i0.
+__device__ inline void decode_group_trits(const std::uint8_t* codes, Packing p, const GroupGrid& g, std::int64_t i0,
+                                          std::int64_t slot_word, float u, float (&x)[32]) {
+  if (p == Packing::base3) {
+#pragma unroll 8
+    for (int i = 0; i < 32; ++i) {
+      const std::int64_t k = i0 + i;
+      x[i] = static_cast<float>(base3_digit(codes[k / 5], k % 5)) * u;
+    }
+    return;
+  }
+  const std::uint32_t* w = reinterpret_cast<const std::uint32_t*>(codes) + slot_word;
+  const std::uint32_t w0 = w[0], w1 = w[1];
+#pragma unroll
+  for (int i = 0; i < 32; ++i)
+    x[i] = static_cast<float>(static_cast<int>(((i < 16 ? w0 : w1) >> (2 * (i % 16))) & 3u) - 1) * u;
+}
+
+template <DType O>
+__global__ void decode_channel_fast(const std::uint8_t* codes, const std::uint8_t* scales, GroupGrid g, Reconstruction rec,
+                                    Packing p, DType sd, void* out) {
+  const std::int64_t channels = g.rows, tokens = g.length, pairs = channels / 2, gpr = g.groups_per_row();
+  const std::int64_t quads = (gpr + kGroupsPerThread - 1) / kGroupsPerThread;
+  const std::int64_t t = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (t >= g.heads * quads * pairs) return;
+  const std::int64_t c0 = 2 * (t % pairs), quad = (t / pairs) % quads, h = t / (pairs * quads);
+  const CodeLayout layout = p == Packing::release ? CodeLayout::release : CodeLayout::dense;
+  for (std::int64_t gi = quad * kGroupsPerThread; gi < gpr && gi < (quad + 1) * kGroupsPerThread; ++gi) {
+    float a[32], b[32];
+    const float ua = rec == Reconstruction::scaled ? group_cuda::load_scalar(scales, g.group_index(h, c0, gi), sd) : 1.0f;
+    const float ub = rec == Reconstruction::scaled ? group_cuda::load_scalar(scales, g.group_index(h, c0 + 1, gi), sd) : 1.0f;
+    decode_group_trits(codes, p, g, g.stream_index(h, c0, gi * 32), p == Packing::base3 ? 0 : group_format::code_word(layout, g, 2, h, c0, gi * 32), ua, a);
+    decode_group_trits(codes, p, g, g.stream_index(h, c0 + 1, gi * 32), p == Packing::base3 ? 0 : group_format::code_word(layout, g, 2, h, c0 + 1, gi * 32), ub, b);
+#pragma unroll
+    for (int i = 0; i < 32; ++i) group_cuda::store2<O>(out, (h * tokens + gi * 32 + i) * channels + c0, a[i], b[i]);
+  }
+}
+
+template <DType O>
+__global__ void decode_token_fast(const std::uint8_t* codes, const std::uint8_t* scales, GroupGrid g, Reconstruction rec,
+                                  Packing p, DType sd, void* out) {
+  const std::int64_t k = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (k >= g.group_count()) return;
+  const std::int64_t gpr = g.groups_per_row(), row = k / gpr, gi = k % gpr;
+  const CodeLayout layout = p == Packing::release ? CodeLayout::release : CodeLayout::dense;
+  const float u = rec == Reconstruction::scaled ? group_cuda::load_scalar(scales, k, sd) : 1.0f;
+  float x[32];
+  decode_group_trits(codes, p, g, 32 * k, p == Packing::base3 ? 0 : group_format::code_word(layout, g, 2, row / g.rows, row % g.rows, gi * 32), u, x);
+  group_cuda::store32<O>(out, 32 * k, x);
+}
+
+// Whether the fast kernels apply: G = 32, whole groups, aligned buffers (codes and scales on 4 bytes), channel pairs.
+bool fast_path(const Config& c, const GroupGrid& g, const void* values, const void* bytes, DType values_dtype) {
+  if (c.group != 32 || g.length % 32 != 0 || !group_cuda::aligned(bytes, 4)) return false;
+  if (c.packing != Packing::base3 && !group_format::word_aligned_groups(slot_layout(c.packing), g, 2)) return false;
+  if (c.packing == Packing::base3 && ternary_format::has_scales(c.packing, c.reconstruction) &&
+      !group_cuda::aligned(static_cast<const std::uint8_t*>(bytes) + ternary_format::codes_bytes(c.packing, g), static_cast<unsigned>(dtype_size(c.scale_dtype))))
+    return false;
+  if (c.axis == GroupAxis::channel) return g.rows % 2 == 0 && group_cuda::aligned(values, 2 * static_cast<unsigned>(dtype_size(values_dtype)));
+  return group_cuda::aligned(values, 16);
+}
+
+std::int64_t fast_threads(const Config& c, const GroupGrid& g) {
+  if (c.axis == GroupAxis::token) return g.group_count();
+  return g.heads * ((g.groups_per_row() + kGroupsPerThread - 1) / kGroupsPerThread) * (g.rows / 2);
+}
+
 GroupGrid grid_of(const Config& c, const BlockShape& shape) {
   return group_format::make_group_grid(c.axis, shape.heads, shape.tokens, shape.channels, c.group);
 }
@@ -130,6 +297,28 @@ void encode(const Config& c, const void* in, DType in_dtype, const BlockShape& s
   const Sections s{out, out + code_bytes, out + code_bytes + scale_bytes};
   const bool runs = word_runs(c, g, out);
   auto* st = static_cast<cudaStream_t>(stream);
+  if (fast_path(c, g, in, out, in_dtype)) {
+    // base3: slots to a scratch stream (+1 zero word of padding for pack_base3), else straight to the codes.
+    const std::size_t slot_words = group_format::code_bytes(CodeLayout::dense, g, 2) / 4 + 1;
+    DeviceBuffer scratch(c.packing == Packing::base3 ? slot_words * 4 : 0, stream);
+    if (c.packing == Packing::base3) fill_device(scratch.data(), 0, scratch.bytes(), stream);
+    std::uint32_t* slots = c.packing == Packing::base3 ? scratch.as<std::uint32_t>() : reinterpret_cast<std::uint32_t*>(out);
+    group_cuda::dispatch_dtype(in_dtype, [&](auto tag) {
+      constexpr DType T = decltype(tag)::value;
+      const unsigned blocks = group_cuda::blocks_for(fast_threads(c, g));
+      if (c.axis == GroupAxis::channel)
+        encode_channel_fast<T><<<blocks, group_cuda::kThreads, 0, st>>>(in, g, c.gamma, c.reconstruction, c.packing, c.scale_dtype, s, slots);
+      else
+        encode_token_fast<T><<<blocks, group_cuda::kThreads, 0, st>>>(in, g, c.gamma, c.reconstruction, c.packing, c.scale_dtype, s, slots);
+    });
+    check_launch("ternary encode (fast path)");
+    if (c.packing == Packing::base3) {
+      pack_base3<<<group_cuda::blocks_for(static_cast<std::int64_t>(code_bytes)), group_cuda::kThreads, 0, st>>>(
+          slots, out, static_cast<std::int64_t>(code_bytes));
+      check_launch("ternary encode (base3 packing)");
+    }
+    return;
+  }
   DeviceBuffer dead_zones(runs ? 0 : static_cast<std::size_t>(g.group_count()) * sizeof(double), stream);
   group_cuda::dispatch_dtype(in_dtype, [&](auto tag) {
     constexpr DType T = decltype(tag)::value;
@@ -157,6 +346,18 @@ void decode(const Config& c, const std::uint8_t* in, const BlockShape& shape, vo
   const std::uint8_t* scales = in + ternary_format::codes_bytes(c.packing, g);
   const bool runs = word_runs(c, g, in);
   auto* st = static_cast<cudaStream_t>(stream);
+  if (fast_path(c, g, out, in, out_dtype)) {
+    group_cuda::dispatch_dtype(out_dtype, [&](auto tag) {
+      constexpr DType O = decltype(tag)::value;
+      const unsigned blocks = group_cuda::blocks_for(fast_threads(c, g));
+      if (c.axis == GroupAxis::channel)
+        decode_channel_fast<O><<<blocks, group_cuda::kThreads, 0, st>>>(in, scales, g, c.reconstruction, c.packing, c.scale_dtype, out);
+      else
+        decode_token_fast<O><<<blocks, group_cuda::kThreads, 0, st>>>(in, scales, g, c.reconstruction, c.packing, c.scale_dtype, out);
+    });
+    check_launch("ternary decode (fast path)");
+    return;
+  }
   group_cuda::dispatch_dtype(out_dtype, [&](auto tag) {
     constexpr DType O = decltype(tag)::value;
     if (runs)
