@@ -73,6 +73,20 @@ class Sign : public Quantizer {
   PackedLayout layout(const BlockShape& shape, const TokenContext& ctx) const override;
   void encode(const float* in, const BlockShape& shape, const TokenContext& ctx, std::uint8_t* out) const override;
   void decode(const std::uint8_t* in, const BlockShape& shape, const TokenContext& ctx, float* out) const override;
+  // cpu: "sign:reference", "sign:optimized" / "sign:avx512" (exact for fft off; with the AVX-512 FFT inexact);
+  // cuda (sign_cuda.h): "sign:cuda" (fft off, exact), "sign:cuda+fft-tile" (power-of-two n in [16, 128] with
+  // word-aligned groups, inexact: the AVX-512 transform's bits) or "sign:cuda+cufft" (other shapes, inexact).
+  KernelTier tier(Device device, const BlockShape& shape) const override;
+
+ protected:
+#ifdef VIDKV_WITH_CUDA
+  // sign.cu through sign_cuda.h.
+  bool cuda_implemented() const override { return true; }
+  void encode_cuda(const TensorView& in, const BlockShape& shape, const TokenContext& ctx, std::uint8_t* out,
+                   void* stream) const override;
+  void decode_cuda(const std::uint8_t* in, const BlockShape& shape, const TokenContext& ctx, const TensorView& out,
+                   void* stream) const override;
+#endif
 
  private:
   // The grid over the quantized values: the block itself, or [heads, tokens, fft_components].
