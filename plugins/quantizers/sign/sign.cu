@@ -105,6 +105,20 @@ __global__ void decode_groups(const std::uint8_t* codes, const std::uint8_t* sca
 
 // --- fft through cuFFT ------------------------------------------------------------------------------------------
 
+enum class PlanType : std::uint8_t { r2c, c2r };
+
+// A transform of length 1 is the identity (X0 = x0, and C2R returns Re H0): done here, not by cuFFT.
+__global__ void length_one(PlanType type, std::int64_t rows, const void* in, void* out) {
+  for (std::int64_t i = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < rows;
+       i += static_cast<std::int64_t>(gridDim.x) * blockDim.x) {
+    if (type == PlanType::r2c) {
+      static_cast<float2*>(out)[i] = make_float2(static_cast<const float*>(in)[i], 0.0f);
+    } else {
+      static_cast<float*>(out)[i] = static_cast<const float2*>(in)[i].x;
+    }
+  }
+}
+
 // The FFT grid: [heads, tokens, components] grouped along `axis`; (token row, component) of grid element (h, r, j).
 struct Spectrum {
   const float* half;  // R2C output, (n / 2 + 1) interleaved complex per token row
@@ -116,6 +130,11 @@ struct Spectrum {
     return sign_fft_bins::component(kind, n, half + (h * tokens + t) * 2 * sign_fft_bins::half_bins(n), c);
   }
 };
+
+unsigned grid_stride_blocks(std::int64_t count) {
+  const std::int64_t b = (count + group_cuda::kThreads - 1) / group_cuda::kThreads;
+  return static_cast<unsigned>(b < 65536 ? b : 65536);
+}
 
 template <DType T>
 __global__ void to_fp32(const void* in, std::int64_t count, float* out) {
@@ -170,8 +189,6 @@ void check_cufft(cufftResult r, const char* what) {
   if (r != CUFFT_SUCCESS) VIDKV_THROW(CudaError, "sign cuFFT: ", what, " failed with cufftResult ", static_cast<int>(r));
 }
 
-enum class PlanType : std::uint8_t { r2c, c2r };
-
 struct CachedPlan {
   cufftHandle handle = 0;
   std::size_t work_bytes = 0;
@@ -203,6 +220,10 @@ CachedPlan plan_locked(int device, std::int64_t n, PlanType type, std::int64_t b
 // Runs the R2C (in: rows * n reals, out: rows * (n/2 + 1) complex) or C2R (the reverse, unnormalised) transform of
 // `rows` token rows on `stream`, in power-of-two batches (sign_cuda.h).
 void run_fft(PlanType type, std::int64_t n, std::int64_t rows, void* in, void* out, void* stream) {
+  if (n == 1) {
+    length_one<<<grid_stride_blocks(rows), group_cuda::kThreads, 0, static_cast<cudaStream_t>(stream)>>>(type, rows, in, out);
+    return check_launch("sign FFT (length 1)");
+  }
   int device = 0;
   if (cudaGetDevice(&device) != cudaSuccess) VIDKV_THROW(CudaError, "sign cuFFT: cudaGetDevice failed");
   const std::int64_t real_dist = n, complex_dist = sign_fft_bins::half_bins(n);
@@ -231,11 +252,6 @@ void run_fft(PlanType type, std::int64_t n, std::int64_t rows, void* in, void* o
     }
     done += batch;
   }
-}
-
-unsigned grid_stride_blocks(std::int64_t count) {
-  const std::int64_t b = (count + group_cuda::kThreads - 1) / group_cuda::kThreads;
-  return static_cast<unsigned>(b < 65536 ? b : 65536);
 }
 
 // --- fft, fused tile kernels --------------------------------------------------------------------------------------
