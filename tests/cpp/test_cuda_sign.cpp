@@ -9,7 +9,10 @@
 //            (tier "sign:cuda+fft-tile": the AVX-512 transform's bound, and where this host has AVX-512 the bytes
 //            and decodes of the CPU optimised path bit for bit; "sign:cuda+cufft": the library bound). The tier is
 //            inexact, and the cuFFT plan cache serves several host threads on their own streams at once.
+//   channel subsets (Sign::encode_cuda_channels / decode_cuda_channels, for composites): the bytes of the gathered
+//            block, and a decode that writes exactly the indexed channels.
 // Without a GPU every test skips visibly (VIDKV_SKIP).
+#include <algorithm>
 #include <cstdint>
 #include <cstring>
 #include <random>
@@ -23,6 +26,7 @@
 #include "vidkv/core/cuda/cuda_device.h"
 #include "vidkv/core/cuda/device_memory.h"
 #include "vidkv/core/execution.h"
+#include "vidkv/plugins/quantizers/sign/sign.h"
 #include "vidkv/plugins/quantizers/simd/cpu_features.h"
 
 #ifdef VIDKV_WITH_CUDA
@@ -273,6 +277,69 @@ TEST_CASE("sign on CUDA, cuFFT plans: one cache serves several host threads on t
     INFO("thread " << i << ": " << errors[std::size_t(i)]);
     CHECK(errors[std::size_t(i)].empty());
     CHECK(unguard(got[std::size_t(i)], bytes) == want);
+  }
+#endif
+}
+
+TEST_CASE("sign on CUDA, channel subsets: the gathered block's bytes, a decode into the indexed channels only", "[cuda][sign]") {
+  require_gpu();
+#ifdef VIDKV_WITH_CUDA
+  const BlockShape full{2, 64, 128};
+  const HostInput in = as_dtype(block_values(full, 84001), DType::f16);
+  for (const KeyValues& kv : std::vector<KeyValues>{{}, {{"fft", "real"}}, {{"fft", "complex"}}, {{"fft", "real"}, {"axis", "token"}}}) {
+    for (std::int64_t k : {64, 60, 32}) {  // 64 / 32: fused tiles (FFT), 60: cuFFT
+      const auto block = quantizer_block("sign", kv);
+      INFO(block.dump() << ", " << k << " of " << full.channels << " channels");
+      const auto q = builtin_registry().make_quantizer(block);
+      const auto& sign = dynamic_cast<const Sign&>(*q);
+      std::vector<std::int32_t> index;
+      for (std::int32_t c = 1; std::int64_t(index.size()) < k; c += 2) index.push_back(c);  // the first k odd channels
+      const BlockShape sub{full.heads, full.tokens, k};
+      HostInput gathered;
+      gathered.bytes.resize(std::size_t(sub.elements()) * 2);
+      for (std::int64_t row = 0; row < full.heads * full.tokens; ++row)
+        for (std::int64_t c = 0; c < k; ++c)
+          std::memcpy(&gathered.bytes[std::size_t(row * k + c) * 2], &in.bytes[std::size_t(row * full.channels + index[std::size_t(c)]) * 2], 2);
+      const std::size_t bytes = q->layout(sub, TokenContext{}).bytes();
+      const auto want = cuda_encode(*q, sub, gathered, DType::f16, bytes);
+
+      DeviceBuffer d_index(index.size() * sizeof(std::int32_t));
+      copy_to_device(d_index.data(), index.data(), index.size() * sizeof(std::int32_t));
+      DeviceBuffer d_in(in.bytes.size());
+      copy_to_device(d_in.data(), in.bytes.data(), in.bytes.size());
+      DeviceBuffer d_out(bytes);
+      fill_device(d_out.data(), kPoison, bytes);
+      const TensorView full_in{d_in.data(), DType::f16, Device::cuda, {full.heads, full.tokens, full.channels}};
+      sign.encode_cuda_channels(full_in, d_index.as<std::int32_t>(), k, TokenContext{}, d_out.as<std::uint8_t>(), nullptr);
+      std::vector<std::uint8_t> got(bytes);
+      copy_to_host(got.data(), d_out.data(), bytes);
+      CHECK(got == want);
+
+      // Decode into the indexed channels of a poisoned full block.
+      const auto want_y = cuda_decode(*q, sub, want, DType::f16);
+      DeviceBuffer d_y(in.bytes.size());
+      fill_device(d_y.data(), kPoison, d_y.bytes());
+      const TensorView full_out{d_y.data(), DType::f16, Device::cuda, {full.heads, full.tokens, full.channels}};
+      sign.decode_cuda_channels(d_out.as<std::uint8_t>(), d_index.as<std::int32_t>(), k, TokenContext{}, full_out, nullptr);
+      std::vector<std::uint8_t> y(in.bytes.size());
+      copy_to_host(y.data(), d_y.data(), y.size());
+      std::vector<bool> selected(std::size_t(full.channels), false);
+      for (std::int32_t c : index) selected[std::size_t(c)] = true;
+      std::size_t wrong = 0, touched = 0;
+      for (std::int64_t row = 0; row < full.heads * full.tokens; ++row) {
+        for (std::int64_t c = 0; c < full.channels; ++c) {
+          const std::size_t at = std::size_t(row * full.channels + c) * 2;
+          if (!selected[std::size_t(c)]) {
+            if (y[at] != kPoison || y[at + 1] != kPoison) ++touched;
+            continue;
+          }
+          const std::size_t pos = std::size_t(std::find(index.begin(), index.end(), std::int32_t(c)) - index.begin());
+          if (load_as_float(y.data(), DType::f16, at / 2) != want_y[std::size_t(row * k) + pos]) ++wrong;
+        }
+      }
+      CHECK(wrong == 0);
+      CHECK(touched == 0);
+    }
   }
 #endif
 }

@@ -1,5 +1,7 @@
 // sign on CUDA (sign_cuda.h): fft off bit-identical to the CPU reference (sign.cpp); the FFT through the fused
 // tile kernels (sign_fft_tile.h, power-of-two n in [16, 128]) or through cuFFT with cached plans (any n).
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
 #include <cuda_runtime.h>
 #include <cufft.h>
 
@@ -39,6 +41,22 @@ Sections sections_of(std::uint8_t* out, const GroupGrid& g, const Config& c) {
   return Sections{out, scales, mins};
 }
 
+// Addressing of element (h, t, c) of the block (sign_cuda.h, Channels).
+struct Block {
+  std::int64_t tokens, n;
+  Channels map;
+  __device__ std::int64_t at(std::int64_t h, std::int64_t t, std::int64_t c) const {
+    const std::int64_t row = h * tokens + t;
+    return map.index ? row * map.stride + map.index[c] : row * n + c;
+  }
+  // Element j of row r of head h of the grid over the block's channels grouped along `axis`.
+  __device__ std::int64_t at_grid(GroupAxis axis, std::int64_t h, std::int64_t r, std::int64_t j) const {
+    return axis == GroupAxis::channel ? at(h, j, r) : at(h, r, j);
+  }
+  // Element i of the block in row-major order.
+  __device__ std::int64_t at_flat(std::int64_t i) const { return map.index ? (i / n) * map.stride + map.index[i % n] : i; }
+};
+
 // --- One group, shared by every encode path ---------------------------------------------------------------------
 // value(j) gives element j (j0 <= j < j0 + n) of the group's row. The sum of |x| in double in position order, the
 // mean rounded to fp32 then to the scale dtype (put_scalar), the release's 0 min: sign.cpp's reference loop.
@@ -63,28 +81,29 @@ __device__ inline void put_group_words(std::uint8_t* codes, std::int64_t first_w
 // --- fft off ------------------------------------------------------------------------------------------------------
 
 template <DType T, bool kWordRuns>
-__global__ void encode_groups(const void* in, GroupGrid g, GroupAxis axis, DType sd, CodeLayout layout, Sections s) {
+__global__ void encode_groups(const void* in, Block b, GroupGrid g, GroupAxis axis, DType sd, CodeLayout layout, Sections s) {
   const std::int64_t t = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (t >= g.group_count()) return;
   const auto c = group_cuda::group_of_thread(g, axis, t);
   const std::int64_t j0 = c.gi * g.group, n = g.group_size(c.gi);
-  auto value = [&](std::int64_t j) { return group_cuda::load<T>(in, g.block_offset(c.h, c.r, j)); };
+  auto value = [&](std::int64_t j) { return group_cuda::load<T>(in, b.at_grid(axis, c.h, c.r, j)); };
   put_group_scale(s, g.group_index(c.h, c.r, c.gi), sd, j0, n, value);
   if constexpr (kWordRuns) put_group_words(s.codes, group_format::code_word(layout, g, 1, c.h, c.r, j0), j0, n, value);
 }
 
 // One byte of the codes section per thread (any alignment, tails): the bits depend on the values only.
 template <DType T>
-__global__ void encode_code_bytes(const void* in, GroupGrid g, CodeLayout layout, std::uint8_t* codes, std::int64_t code_bytes) {
+__global__ void encode_code_bytes(const void* in, Block blk, GroupGrid g, GroupAxis axis, CodeLayout layout, std::uint8_t* codes,
+                                  std::int64_t code_bytes) {
   const std::int64_t b = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (b >= code_bytes) return;
   codes[b] = group_format::code_byte(layout, g, 1, b, [&](std::int64_t h, std::int64_t r, std::int64_t j) {
-    return sign_format::encode_value(group_cuda::load<T>(in, g.block_offset(h, r, j)));
+    return sign_format::encode_value(group_cuda::load<T>(in, blk.at_grid(axis, h, r, j)));
   });
 }
 
 template <DType O, bool kWordRuns>
-__global__ void decode_groups(const std::uint8_t* codes, const std::uint8_t* scales, GroupGrid g, GroupAxis axis, DType sd,
+__global__ void decode_groups(const std::uint8_t* codes, const std::uint8_t* scales, Block b, GroupGrid g, GroupAxis axis, DType sd,
                               CodeLayout layout, Reconstruction rec, void* out) {
   const std::int64_t t = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (t >= g.group_count()) return;
@@ -95,10 +114,10 @@ __global__ void decode_groups(const std::uint8_t* codes, const std::uint8_t* sca
     group_format::WordRunReader<AlignedWordLoad> rd(AlignedWordLoad{reinterpret_cast<const std::uint32_t*>(codes)},
                                                     group_format::code_word(layout, g, 1, c.h, c.r, j0), 1);
     for (std::int64_t j = j0; j < j0 + n; ++j)
-      store_from_float(out, O, static_cast<std::size_t>(g.block_offset(c.h, c.r, j)), sign_format::decode_value(rd.next(), s, rec));
+      store_from_float(out, O, static_cast<std::size_t>(b.at_grid(axis, c.h, c.r, j)), sign_format::decode_value(rd.next(), s, rec));
   } else {
     for (std::int64_t j = j0; j < j0 + n; ++j)
-      store_from_float(out, O, static_cast<std::size_t>(g.block_offset(c.h, c.r, j)),
+      store_from_float(out, O, static_cast<std::size_t>(b.at_grid(axis, c.h, c.r, j)),
                        sign_format::decode_value(group_format::get_code(layout, codes, g, 1, c.h, c.r, j), s, rec));
   }
 }
@@ -136,18 +155,20 @@ unsigned grid_stride_blocks(std::int64_t count) {
   return static_cast<unsigned>(b < 65536 ? b : 65536);
 }
 
+// The cuFFT input: the block as contiguous fp32 [rows, n] (gathered where the block is a channel subset).
 template <DType T>
-__global__ void to_fp32(const void* in, std::int64_t count, float* out) {
+__global__ void to_fp32(const void* in, Block b, std::int64_t count, float* out) {
   for (std::int64_t i = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < count;
        i += static_cast<std::int64_t>(gridDim.x) * blockDim.x)
-    out[i] = group_cuda::load<T>(in, i);
+    out[i] = group_cuda::load<T>(in, b.at_flat(i));
 }
 
+// The C2R output into the block (converted, scattered).
 template <DType O>
-__global__ void from_fp32(const float* in, std::int64_t count, void* out) {
+__global__ void from_fp32(const float* in, Block b, std::int64_t count, void* out) {
   for (std::int64_t i = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < count;
        i += static_cast<std::int64_t>(gridDim.x) * blockDim.x)
-    store_from_float(out, O, static_cast<std::size_t>(i), in[i]);
+    store_from_float(out, O, static_cast<std::size_t>(b.at_flat(i)), in[i]);
 }
 
 template <bool kWordRuns>
@@ -239,7 +260,7 @@ void run_fft(PlanType type, std::int64_t n, std::int64_t rows, void* in, void* o
     {
       std::lock_guard<std::mutex> lock(plan_mutex());
       check_cufft(cufftSetStream(p.handle, static_cast<cudaStream_t>(stream)), "cufftSetStream");
-      check_cufft(cufftSetWorkArea(p.handle, work.data()), "cufftSetWorkArea");
+      if (p.work_bytes > 0) check_cufft(cufftSetWorkArea(p.handle, work.data()), "cufftSetWorkArea");
       if (type == PlanType::r2c) {
         check_cufft(cufftExecR2C(p.handle, static_cast<cufftReal*>(in) + done * real_dist,
                                  static_cast<cufftComplex*>(out) + done * complex_dist),
@@ -258,10 +279,76 @@ void run_fft(PlanType type, std::int64_t n, std::int64_t rows, void* in, void* o
 
 constexpr int kTileThreadsMax = 128;
 
+// Vector transfers of the tile kernels: 16 bytes (8 fp16 / bf16 or 4 fp32 values) per load or store. The hardware
+// conversions give the bits of dtype.h's (load_as_float, store_from_float: exact widening, round to nearest even
+// with overflow to inf) for every non-NaN value.
+__device__ inline float widen(DType t, std::uint32_t bits16) {
+  return t == DType::f16 ? __half2float(__ushort_as_half(static_cast<unsigned short>(bits16))) : __uint_as_float(bits16 << 16);
+}
+__device__ inline std::uint32_t narrow(DType t, float v) {
+  return t == DType::f16 ? __half_as_ushort(__float2half_rn(v)) : __bfloat16_as_ushort(__float2bfloat16_rn(v));
+}
+
+// tile[r * S + c] = element (r * n + c) of the `count` values at `in` + base (count a multiple of 8; `vec`: the
+// address of element `base` is 16-byte aligned).
+template <int n, int S>
+__device__ inline void load_tile(const void* __restrict__ in, DType t, bool vec, const Block& b, std::int64_t base, int count,
+                                 float* tile) {
+  if (vec && t == DType::f32) {
+    const auto* p = reinterpret_cast<const float4*>(static_cast<const float*>(in) + base);
+#pragma unroll 8
+    for (int v = threadIdx.x; v < count / 4; v += blockDim.x) {
+      const float4 x = __ldg(p + v);
+      float* d = tile + (4 * v / n) * S + (4 * v) % n;
+      d[0] = x.x, d[1] = x.y, d[2] = x.z, d[3] = x.w;
+    }
+  } else if (vec) {
+    const auto* p = reinterpret_cast<const uint4*>(static_cast<const std::uint16_t*>(in) + base);
+#pragma unroll 8
+    for (int v = threadIdx.x; v < count / 8; v += blockDim.x) {
+      const uint4 x = __ldg(p + v);
+      float* d = tile + (8 * v / n) * S + (8 * v) % n;
+      const std::uint32_t w[4] = {x.x, x.y, x.z, x.w};
+#pragma unroll
+      for (int k = 0; k < 4; ++k) d[2 * k] = widen(t, w[k] & 0xffffu), d[2 * k + 1] = widen(t, w[k] >> 16);
+    }
+  } else {
+    for (int i = threadIdx.x; i < count; i += blockDim.x)
+      tile[(i / n) * S + i % n] = load_as_float(in, t, static_cast<std::size_t>(b.at_flat(base + i)));
+  }
+}
+
+// The inverse: element (r * n + c) of `out` + base = tile[r * S + c] in dtype t.
+template <int n, int S>
+__device__ inline void store_tile(const float* tile, void* __restrict__ out, DType t, bool vec, const Block& b, std::int64_t base,
+                                  int count) {
+  if (vec && t == DType::f32) {
+    auto* p = reinterpret_cast<float4*>(static_cast<float*>(out) + base);
+#pragma unroll 4
+    for (int v = threadIdx.x; v < count / 4; v += blockDim.x) {
+      const float* s = tile + (4 * v / n) * S + (4 * v) % n;
+      p[v] = make_float4(s[0], s[1], s[2], s[3]);
+    }
+  } else if (vec) {
+    auto* p = reinterpret_cast<uint4*>(static_cast<std::uint16_t*>(out) + base);
+#pragma unroll 4
+    for (int v = threadIdx.x; v < count / 8; v += blockDim.x) {
+      const float* s = tile + (8 * v / n) * S + (8 * v) % n;
+      std::uint32_t w[4];
+#pragma unroll
+      for (int k = 0; k < 4; ++k) w[k] = narrow(t, s[2 * k]) | (narrow(t, s[2 * k + 1]) << 16);
+      p[v] = make_uint4(w[0], w[1], w[2], w[3]);
+    }
+  } else {
+    for (int i = threadIdx.x; i < count; i += blockDim.x)
+      store_from_float(out, t, static_cast<std::size_t>(b.at_flat(base + i)), tile[(i / n) * S + i % n]);
+  }
+}
+
 // One CTA: head blockIdx.y, tokens [t0, t0 + tile_tokens). Shared memory: tile_tokens rows of W + 1 floats (the odd
 // stride makes a warp's one-row-per-thread accesses hit 32 different banks).
 template <int N, bool Complex>
-__global__ void __launch_bounds__(kTileThreadsMax) encode_tile(const void* in, DType in_dtype, std::int64_t tokens, GroupGrid g,
+__global__ void __launch_bounds__(kTileThreadsMax) encode_tile(const void* in, DType in_dtype, bool vec, Block b, std::int64_t tokens, GroupGrid g,
                                                                GroupAxis axis, DType sd, CodeLayout layout, Sections s,
                                                                int tile_tokens, sign_fft_tile::Twiddles tw) {
   constexpr int n = 2 * N, W = Complex ? 2 * n : n, S = W + 1;
@@ -269,7 +356,7 @@ __global__ void __launch_bounds__(kTileThreadsMax) encode_tile(const void* in, D
   const std::int64_t h = blockIdx.y, t0 = static_cast<std::int64_t>(blockIdx.x) * tile_tokens;
   const int valid = static_cast<int>(tokens - t0 < tile_tokens ? tokens - t0 : tile_tokens);
   const std::int64_t base = (h * tokens + t0) * n;
-  for (int i = threadIdx.x; i < valid * n; i += blockDim.x) tile[(i / n) * S + i % n] = load_as_float(in, in_dtype, static_cast<std::size_t>(base + i));
+  load_tile<n, S>(in, in_dtype, vec, b, base, valid * n, tile);
   __syncthreads();
   for (int t = threadIdx.x; t < valid; t += blockDim.x) {
     float* row = tile + t * S;
@@ -300,7 +387,8 @@ __global__ void __launch_bounds__(kTileThreadsMax) encode_tile(const void* in, D
 template <int N, bool Complex>
 __global__ void __launch_bounds__(kTileThreadsMax) decode_tile(const std::uint8_t* codes, const std::uint8_t* scales, std::int64_t tokens,
                                                                GroupGrid g, GroupAxis axis, DType sd, CodeLayout layout,
-                                                               Reconstruction rec, void* out, DType out_dtype, int tile_tokens,
+                                                               Reconstruction rec, void* out, DType out_dtype, bool vec, Block b,
+                                                               int tile_tokens,
                                                                sign_fft_tile::Twiddles tw) {
   constexpr int n = 2 * N, W = Complex ? 2 * n : n, S = W + 1;
   extern __shared__ float tile[];
@@ -332,10 +420,12 @@ __global__ void __launch_bounds__(kTileThreadsMax) decode_tile(const std::uint8_
     sign_fft_tile::inverse_row<N, Complex>([&](int c) { return row[c]; }, [&](int j, float v) { row[j] = v; }, tw);
   }
   __syncthreads();
-  const std::int64_t base = (h * tokens + t0) * n;
-  for (int i = threadIdx.x; i < valid * n; i += blockDim.x)
-    store_from_float(out, out_dtype, static_cast<std::size_t>(base + i), tile[(i / n) * S + i % n]);
+  store_tile<n, S>(tile, out, out_dtype, vec, b, (h * tokens + t0) * n, valid * n);
 }
+
+// 16-byte vector transfers of a tile: every tile starts at a multiple of n >= 16 elements, so the buffer's own
+// alignment decides.
+bool aligned16(const void* p) { return (reinterpret_cast<std::uintptr_t>(p) & 15u) == 0; }
 
 const sign_fft_tile::Twiddles& tile_twiddles() {
   static const sign_fft_tile::Twiddles t = sign_fft_tile::make_twiddles();
@@ -366,43 +456,46 @@ GroupGrid grid_of(const Config& c, const BlockShape& shape) {
   return group_format::make_group_grid(c.axis, shape.heads, shape.tokens, width, c.group);
 }
 
-void encode_tile_launch(const Config& c, const void* in, DType in_dtype, const BlockShape& shape, std::uint8_t* out,
+void encode_tile_launch(const Config& c, const void* in, DType in_dtype, const Block& b, const BlockShape& shape, std::uint8_t* out,
                         cudaStream_t st) {
   const GroupGrid g = grid_of(c, shape);
   const Sections s = sections_of(out, g, c);
   const int tile_tokens = static_cast<int>(fused_tile_tokens(c, shape.channels));
   const dim3 blocks(static_cast<unsigned>((shape.tokens + tile_tokens - 1) / tile_tokens), static_cast<unsigned>(shape.heads));
   const int threads = ((tile_tokens + 31) / 32) * 32;
+  const bool vec = b.map.index == nullptr && aligned16(in);
   dispatch_tile(c.fft, shape.channels, [&](auto half, auto complex) {
     constexpr int N = decltype(half)::value;
     constexpr bool Complex = decltype(complex)::value;
     constexpr int W = Complex ? 4 * N : 2 * N;
     const std::size_t bytes = static_cast<std::size_t>(tile_tokens) * (W + 1) * sizeof(float);
-    encode_tile<N, Complex><<<blocks, threads, bytes, st>>>(in, in_dtype, shape.tokens, g, c.axis, c.scale_dtype, c.layout, s,
+    encode_tile<N, Complex><<<blocks, threads, bytes, st>>>(in, in_dtype, vec, b, shape.tokens, g, c.axis, c.scale_dtype, c.layout, s,
                                                             tile_tokens, tile_twiddles());
   });
   check_launch("sign encode (fused FFT tile)");
 }
 
-void decode_tile_launch(const Config& c, const std::uint8_t* in, const BlockShape& shape, void* out, DType out_dtype,
+void decode_tile_launch(const Config& c, const std::uint8_t* in, const BlockShape& shape, void* out, DType out_dtype, const Block& b,
                         cudaStream_t st) {
   const GroupGrid g = grid_of(c, shape);
   const std::uint8_t* scales = in + sign_format::codes_bytes(c.layout, g);
   const int tile_tokens = static_cast<int>(fused_tile_tokens(c, shape.channels));
   const dim3 blocks(static_cast<unsigned>((shape.tokens + tile_tokens - 1) / tile_tokens), static_cast<unsigned>(shape.heads));
   const int threads = ((tile_tokens + 31) / 32) * 32;
+  const bool vec = b.map.index == nullptr && aligned16(out);
   dispatch_tile(c.fft, shape.channels, [&](auto half, auto complex) {
     constexpr int N = decltype(half)::value;
     constexpr bool Complex = decltype(complex)::value;
     constexpr int W = Complex ? 4 * N : 2 * N;
     const std::size_t bytes = static_cast<std::size_t>(tile_tokens) * (W + 1) * sizeof(float);
     decode_tile<N, Complex><<<blocks, threads, bytes, st>>>(in, scales, shape.tokens, g, c.axis, c.scale_dtype, c.layout,
-                                                            c.reconstruction, out, out_dtype, tile_tokens, tile_twiddles());
+                                                            c.reconstruction, out, out_dtype, vec, b, tile_tokens, tile_twiddles());
   });
   check_launch("sign decode (fused FFT tile)");
 }
 
-void encode_cufft(const Config& c, const void* in, DType in_dtype, const BlockShape& shape, std::uint8_t* out, cudaStream_t st) {
+void encode_cufft(const Config& c, const void* in, DType in_dtype, const Block& b, const BlockShape& shape, std::uint8_t* out,
+                  cudaStream_t st) {
   const GroupGrid g = grid_of(c, shape);
   const std::int64_t n = shape.channels, rows = shape.heads * shape.tokens;
   const Sections s = sections_of(out, g, c);
@@ -410,7 +503,7 @@ void encode_cufft(const Config& c, const void* in, DType in_dtype, const BlockSh
   DeviceBuffer half(static_cast<std::size_t>(rows * sign_fft_bins::half_bins(n)) * 2 * sizeof(float), st);
   group_cuda::dispatch_dtype(in_dtype, [&](auto tag) {
     constexpr DType T = decltype(tag)::value;
-    to_fp32<T><<<grid_stride_blocks(rows * n), group_cuda::kThreads, 0, st>>>(in, rows * n, real.as<float>());
+    to_fp32<T><<<grid_stride_blocks(rows * n), group_cuda::kThreads, 0, st>>>(in, b, rows * n, real.as<float>());
   });
   check_launch("sign encode (to fp32)");
   run_fft(PlanType::r2c, n, rows, real.data(), half.data(), st);
@@ -430,7 +523,8 @@ void encode_cufft(const Config& c, const void* in, DType in_dtype, const BlockSh
   check_launch("sign encode (FFT groups)");
 }
 
-void decode_cufft(const Config& c, const std::uint8_t* in, const BlockShape& shape, void* out, DType out_dtype, cudaStream_t st) {
+void decode_cufft(const Config& c, const std::uint8_t* in, const BlockShape& shape, void* out, DType out_dtype, const Block& b,
+                  cudaStream_t st) {
   const GroupGrid g = grid_of(c, shape);
   const std::int64_t n = shape.channels, rows = shape.heads * shape.tokens, bins = sign_fft_bins::half_bins(n);
   const std::uint8_t* scales = in + sign_format::codes_bytes(c.layout, g);
@@ -438,60 +532,66 @@ void decode_cufft(const Config& c, const std::uint8_t* in, const BlockShape& sha
   decode_half_spectrum<<<group_cuda::blocks_for(rows * bins), group_cuda::kThreads, 0, st>>>(in, scales, g, c, n, shape.tokens,
                                                                                              rows, half.as<float2>());
   check_launch("sign decode (half spectrum)");
-  if (out_dtype == DType::f32) return run_fft(PlanType::c2r, n, rows, half.data(), out, st);
+  // fp32 into a contiguous block: C2R writes the output itself; otherwise an fp32 scratch and one converting pass.
+  if (out_dtype == DType::f32 && b.map.index == nullptr) return run_fft(PlanType::c2r, n, rows, half.data(), out, st);
   DeviceBuffer real(static_cast<std::size_t>(rows * n) * sizeof(float), st);
   run_fft(PlanType::c2r, n, rows, half.data(), real.data(), st);
   group_cuda::dispatch_dtype(out_dtype, [&](auto tag) {
     constexpr DType O = decltype(tag)::value;
-    from_fp32<O><<<grid_stride_blocks(rows * n), group_cuda::kThreads, 0, st>>>(real.as<const float>(), rows * n, out);
+    from_fp32<O><<<grid_stride_blocks(rows * n), group_cuda::kThreads, 0, st>>>(real.as<const float>(), b, rows * n, out);
   });
   check_launch("sign decode (from fp32)");
 }
 
 }  // namespace
 
-void encode(const Config& c, const void* in, DType in_dtype, const BlockShape& shape, std::uint8_t* out, void* stream) {
+void encode(const Config& c, const void* in, DType in_dtype, const BlockShape& shape, std::uint8_t* out, void* stream,
+            Channels gather) {
   const GroupGrid g = grid_of(c, shape);
   if (g.group_count() == 0) return;
   auto* st = static_cast<cudaStream_t>(stream);
+  const Block b{shape.tokens, shape.channels, gather};
   const Path p = path(c, shape, out);
-  if (p == Path::fft_tile) return encode_tile_launch(c, in, in_dtype, shape, out, st);
-  if (p == Path::cufft) return encode_cufft(c, in, in_dtype, shape, out, st);
+  if (p == Path::fft_tile) return encode_tile_launch(c, in, in_dtype, b, shape, out, st);
+  if (p == Path::cufft) return encode_cufft(c, in, in_dtype, b, shape, out, st);
   const Sections s = sections_of(out, g, c);
   const bool word_runs = group_format::word_aligned_groups(c.layout, g, 1) && group_cuda::aligned4(out);
   group_cuda::dispatch_dtype(in_dtype, [&](auto tag) {
     constexpr DType T = decltype(tag)::value;
     if (word_runs) {
-      encode_groups<T, true><<<group_cuda::blocks_for(g.group_count()), group_cuda::kThreads, 0, st>>>(in, g, c.axis, c.scale_dtype,
-                                                                                                     c.layout, s);
+      encode_groups<T, true><<<group_cuda::blocks_for(g.group_count()), group_cuda::kThreads, 0, st>>>(in, b, g, c.axis,
+                                                                                                     c.scale_dtype, c.layout, s);
     } else {
-      encode_groups<T, false><<<group_cuda::blocks_for(g.group_count()), group_cuda::kThreads, 0, st>>>(in, g, c.axis, c.scale_dtype,
-                                                                                                      c.layout, s);
+      encode_groups<T, false><<<group_cuda::blocks_for(g.group_count()), group_cuda::kThreads, 0, st>>>(in, b, g, c.axis,
+                                                                                                      c.scale_dtype, c.layout, s);
       check_launch("sign encode (statistics)");
       const auto code_bytes = static_cast<std::int64_t>(sign_format::codes_bytes(c.layout, g));
-      encode_code_bytes<T><<<group_cuda::blocks_for(code_bytes), group_cuda::kThreads, 0, st>>>(in, g, c.layout, s.codes, code_bytes);
+      encode_code_bytes<T><<<group_cuda::blocks_for(code_bytes), group_cuda::kThreads, 0, st>>>(in, b, g, c.axis, c.layout, s.codes,
+                                                                                              code_bytes);
     }
   });
   check_launch("sign encode");
 }
 
-void decode(const Config& c, const std::uint8_t* in, const BlockShape& shape, void* out, DType out_dtype, void* stream) {
+void decode(const Config& c, const std::uint8_t* in, const BlockShape& shape, void* out, DType out_dtype, void* stream,
+            Channels scatter) {
   const GroupGrid g = grid_of(c, shape);
   if (g.group_count() == 0) return;
   auto* st = static_cast<cudaStream_t>(stream);
+  const Block b{shape.tokens, shape.channels, scatter};
   const Path p = path(c, shape, in);
-  if (p == Path::fft_tile) return decode_tile_launch(c, in, shape, out, out_dtype, st);
-  if (p == Path::cufft) return decode_cufft(c, in, shape, out, out_dtype, st);
+  if (p == Path::fft_tile) return decode_tile_launch(c, in, shape, out, out_dtype, b, st);
+  if (p == Path::cufft) return decode_cufft(c, in, shape, out, out_dtype, b, st);
   const std::uint8_t* scales = in + sign_format::codes_bytes(c.layout, g);
   const bool word_runs = group_format::word_aligned_groups(c.layout, g, 1) && group_cuda::aligned4(in);
   group_cuda::dispatch_dtype(out_dtype, [&](auto tag) {
     constexpr DType O = decltype(tag)::value;
     if (word_runs)
       decode_groups<O, true><<<group_cuda::blocks_for(g.group_count()), group_cuda::kThreads, 0, st>>>(
-          in, scales, g, c.axis, c.scale_dtype, c.layout, c.reconstruction, out);
+          in, scales, b, g, c.axis, c.scale_dtype, c.layout, c.reconstruction, out);
     else
       decode_groups<O, false><<<group_cuda::blocks_for(g.group_count()), group_cuda::kThreads, 0, st>>>(
-          in, scales, g, c.axis, c.scale_dtype, c.layout, c.reconstruction, out);
+          in, scales, b, g, c.axis, c.scale_dtype, c.layout, c.reconstruction, out);
   });
   check_launch("sign decode");
 }

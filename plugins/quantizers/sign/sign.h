@@ -78,6 +78,17 @@ class Sign : public Quantizer {
   // word-aligned groups, inexact: the AVX-512 transform's bits) or "sign:cuda+cufft" (other shapes, inexact).
   KernelTier tier(Device device, const BlockShape& shape) const override;
 
+#ifdef VIDKV_WITH_CUDA
+  // For composites, without a gather / scatter pass: encode channels index[0..k) (k int32 on the device, each < C)
+  // of the [heads, tokens, C] device view `in` as the block [heads, tokens, k]: the same bytes as encode_view on the
+  // gathered block (the same kernels, loading through the index). decode_cuda_channels writes the decoded block
+  // into those channels of `out` ([heads, tokens, C] on the device) and no others. Asynchronous on `stream`.
+  void encode_cuda_channels(const TensorView& in, const std::int32_t* index, std::int64_t k, const TokenContext& ctx,
+                            std::uint8_t* out, void* stream) const;
+  void decode_cuda_channels(const std::uint8_t* in, const std::int32_t* index, std::int64_t k, const TokenContext& ctx,
+                            const TensorView& out, void* stream) const;
+#endif
+
  protected:
 #ifdef VIDKV_WITH_CUDA
   // sign.cu through sign_cuda.h.

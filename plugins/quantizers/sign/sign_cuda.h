@@ -66,9 +66,20 @@ Path path(const Config& c, const BlockShape& shape, const void* bytes);
 // "sign:cuda", "sign:cuda+fft-tile", "sign:cuda+cufft" (for the path() of a 4-byte-aligned buffer).
 const char* tier_name(Path p);
 
-// in: device view [heads, tokens, channels] of `shape`; out: sign_format::total_bytes(...) device bytes.
-void encode(const Config& c, const void* in, DType in_dtype, const BlockShape& shape, std::uint8_t* out, void* stream);
-// in: the bytes; out: device buffer of shape.elements() values of out_dtype.
-void decode(const Config& c, const std::uint8_t* in, const BlockShape& shape, void* out, DType out_dtype, void* stream);
+// Where the block's values live. Default: contiguous [heads, tokens, shape.channels]. With `index` (a composite's
+// channel split, no gather / scatter pass): channel c of token row (h, t) is element (h * tokens + t) * stride +
+// index[c] of a [heads, tokens, stride] buffer; index: shape.channels int32 on the device, each < stride.
+struct Channels {
+  const std::int32_t* index = nullptr;
+  std::int64_t stride = 0;
+};
+
+// in: device values of `shape` (see Channels); out: sign_format::total_bytes(...) device bytes.
+void encode(const Config& c, const void* in, DType in_dtype, const BlockShape& shape, std::uint8_t* out, void* stream,
+            Channels gather = {});
+// in: the bytes; out: device buffer of dtype out_dtype receiving the shape.elements() values (see Channels; with an
+// index only the indexed channels are written).
+void decode(const Config& c, const std::uint8_t* in, const BlockShape& shape, void* out, DType out_dtype, void* stream,
+            Channels scatter = {});
 
 }  // namespace vidkv::sign_cuda
