@@ -3,13 +3,19 @@
 // bits formula: sign.h; packed layout: sign_format.h (codes | scales [| zero mins in layout release]).
 #include "vidkv/plugins/quantizers/sign/sign.h"
 
+#include <algorithm>
 #include <cmath>
+#include <cstdint>
+#include <string>
 #include <cstring>
 #include <vector>
 
 #include "vidkv/core/error.h"
 #include "vidkv/core/thread_scratch.h"
+#include "vidkv/plugins/quantizers/sign/sign_avx512.h"
+#include "vidkv/plugins/quantizers/sign/sign_cuda.h"
 #include "vidkv/plugins/quantizers/sign/sign_fft_avx512.h"
+#include "vidkv/plugins/quantizers/sign/sign_fft_tile.h"
 
 namespace vidkv {
 
@@ -32,6 +38,7 @@ void inverse_fft(CpuImplementation impl, SignFft kind, const float* in, std::int
 Sign::Sign(const Params& params, CpuImplementation implementation)
     : params_(params), implementation_(implementation) {
   VIDKV_REQUIRE(params.group >= 1, ConfigError, "sign: group = ", params.group, " must be >= 1");
+  set_plugin_name("sign");
 }
 
 group_format::GroupGrid Sign::grid(const BlockShape& shape) const {
@@ -111,6 +118,97 @@ void Sign::decode_values_reference(const std::uint8_t* in, const group_format::G
     }
   }
 }
+
+namespace sign_cuda {
+
+// The choice of path (sign_cuda.h), host code shared by every build so that it is tested on the CPU.
+std::int64_t fused_tile_tokens(const Config& c, std::int64_t channels) {
+  if (c.fft == SignFft::off || !sign_fft_tile::applies(channels)) return 0;
+  constexpr std::int64_t kSharedBytes = 48 * 1024;  // the default limit of dynamic shared memory per CTA
+  constexpr std::int64_t kMaxTokens = 128;          // one thread per token in the transform phase
+  const std::int64_t row_bytes = (fft_components(c.fft, channels) + 1) * static_cast<std::int64_t>(sizeof(float));
+  std::int64_t tokens = std::min(kMaxTokens, kSharedBytes / row_bytes);
+  if (c.axis == group_format::GroupAxis::channel) return tokens >= c.group ? (tokens / c.group) * c.group : 0;
+  return tokens >= 32 ? (tokens / 32) * 32 : tokens;
+}
+
+bool fused_fft_applies(const Config& c, const BlockShape& shape, const void* bytes) {
+  if (fused_tile_tokens(c, shape.channels) == 0) return false;
+  const auto g = group_format::make_group_grid(c.axis, shape.heads, shape.tokens, fft_components(c.fft, shape.channels), c.group);
+  return group_format::word_aligned_groups(c.layout, g, sign_format::kBits) && (reinterpret_cast<std::uintptr_t>(bytes) & 3u) == 0;
+}
+
+Path path(const Config& c, const BlockShape& shape, const void* bytes) {
+  if (c.fft == SignFft::off) return Path::exact;
+  return fused_fft_applies(c, shape, bytes) ? Path::fft_tile : Path::cufft;
+}
+
+const char* tier_name(Path p) {
+  switch (p) {
+    case Path::exact: return "sign:cuda";
+    case Path::fft_tile: return "sign:cuda+fft-tile";
+    case Path::cufft: return "sign:cuda+cufft";
+  }
+  return "sign:cuda";
+}
+
+}  // namespace sign_cuda
+
+namespace {
+sign_cuda::Config cuda_config(const SignParams& p) {
+  return sign_cuda::Config{p.group, p.axis, p.reconstruction, p.fft, p.scale_dtype, p.layout};
+}
+}  // namespace
+
+KernelTier Sign::tier(Device device, const BlockShape& shape) const {
+  if (device == Device::cuda) {
+    // Device buffers from cudaMalloc / cudaMallocAsync are 256-byte aligned: the path of an aligned buffer.
+    static const std::uint32_t kAligned = 0;
+    const auto p = sign_cuda::path(cuda_config(params_), shape, &kAligned);
+    return {sign_cuda::tier_name(p), p == sign_cuda::Path::exact};
+  }
+  if (implementation_ == CpuImplementation::reference) return {plugin_name() + ":reference", true};
+  // The optimised path's quantization is exact; its FFT is FFTW's (exact) unless the AVX-512 transform applies.
+  const bool avx_fft = params_.fft != SignFft::off && fft_avx512_applies(params_.fft, shape.channels);
+  const bool avx = sign_avx512::applies(grid(shape), params_.axis, params_.scale_dtype);
+  return {plugin_name() + (avx ? ":avx512" : ":optimized") + (avx_fft ? "+fft-avx512" : ""), !avx_fft};
+}
+
+#ifdef VIDKV_WITH_CUDA
+void Sign::encode_cuda(const TensorView& in, const BlockShape& shape, const TokenContext&, std::uint8_t* out,
+                       void* stream) const {
+  sign_cuda::encode(cuda_config(params_), in.data, in.dtype, shape, out, stream);
+}
+
+void Sign::decode_cuda(const std::uint8_t* in, const BlockShape& shape, const TokenContext&, const TensorView& out,
+                       void* stream) const {
+  sign_cuda::decode(cuda_config(params_), in, shape, out.data, out.dtype, stream);
+}
+
+namespace {
+// The [heads, tokens, k] block of channels taken from a [heads, tokens, C] device view.
+BlockShape channel_subset(const TensorView& v, std::int64_t k, const std::string& what) {
+  const BlockShape full = block_shape_of(v, what);
+  VIDKV_REQUIRE(v.device == Device::cuda, ShapeError, what, ": the view is on ", device_name(v.device), ", not cuda");
+  VIDKV_REQUIRE(k >= 1 && k <= full.channels, ShapeError, what, ": ", k, " channels of a block of ", full.channels);
+  return BlockShape{full.heads, full.tokens, k};
+}
+}  // namespace
+
+void Sign::encode_cuda_channels(const TensorView& in, const std::int32_t* index, std::int64_t k, const TokenContext&,
+                                std::uint8_t* out, void* stream) const {
+  const BlockShape shape = channel_subset(in, k, "sign encode (channels)");
+  sign_cuda::encode(cuda_config(params_), in.data, in.dtype, shape, out, stream,
+                    sign_cuda::Channels{index, block_shape_of(in, "sign encode (channels)").channels});
+}
+
+void Sign::decode_cuda_channels(const std::uint8_t* in, const std::int32_t* index, std::int64_t k, const TokenContext&,
+                                const TensorView& out, void* stream) const {
+  const BlockShape shape = channel_subset(out, k, "sign decode (channels)");
+  sign_cuda::decode(cuda_config(params_), in, shape, out.data, out.dtype, stream,
+                    sign_cuda::Channels{index, block_shape_of(out, "sign decode (channels)").channels});
+}
+#endif
 
 void register_sign(PluginRegistry& registry) {
   registry.add<Sign>("sign", "VidKV 1-bit: sign bit and mean-|x| scale per group, optionally on the channel FFT");

@@ -73,6 +73,31 @@ class Sign : public Quantizer {
   PackedLayout layout(const BlockShape& shape, const TokenContext& ctx) const override;
   void encode(const float* in, const BlockShape& shape, const TokenContext& ctx, std::uint8_t* out) const override;
   void decode(const std::uint8_t* in, const BlockShape& shape, const TokenContext& ctx, float* out) const override;
+  // cpu: "sign:reference", "sign:optimized" / "sign:avx512" (exact for fft off; with the AVX-512 FFT inexact);
+  // cuda (sign_cuda.h): "sign:cuda" (fft off, exact), "sign:cuda+fft-tile" (power-of-two n in [16, 128] with
+  // word-aligned groups, inexact: the AVX-512 transform's bits) or "sign:cuda+cufft" (other shapes, inexact).
+  KernelTier tier(Device device, const BlockShape& shape) const override;
+
+#ifdef VIDKV_WITH_CUDA
+  // For composites, without a gather / scatter pass: encode channels index[0..k) (k int32 on the device, each < C)
+  // of the [heads, tokens, C] device view `in` as the block [heads, tokens, k]: the same bytes as encode_view on the
+  // gathered block (the same kernels, loading through the index). decode_cuda_channels writes the decoded block
+  // into those channels of `out` ([heads, tokens, C] on the device) and no others. Asynchronous on `stream`.
+  void encode_cuda_channels(const TensorView& in, const std::int32_t* index, std::int64_t k, const TokenContext& ctx,
+                            std::uint8_t* out, void* stream) const;
+  void decode_cuda_channels(const std::uint8_t* in, const std::int32_t* index, std::int64_t k, const TokenContext& ctx,
+                            const TensorView& out, void* stream) const;
+#endif
+
+ protected:
+#ifdef VIDKV_WITH_CUDA
+  // sign.cu through sign_cuda.h.
+  bool cuda_implemented() const override { return true; }
+  void encode_cuda(const TensorView& in, const BlockShape& shape, const TokenContext& ctx, std::uint8_t* out,
+                   void* stream) const override;
+  void decode_cuda(const std::uint8_t* in, const BlockShape& shape, const TokenContext& ctx, const TensorView& out,
+                   void* stream) const override;
+#endif
 
  private:
   // The grid over the quantized values: the block itself, or [heads, tokens, fft_components].

@@ -1,0 +1,307 @@
+// sign: the channel-axis FFT of ONE token (row) as straight-line scalar code, for power-of-two n in [16, 128]:
+// the fused CUDA kernels of sign.cu run it one token per thread, in registers. It performs, value for value, the
+// operations of the AVX-512 transforms of sign_fft_avx512.cpp (same radix-2 decimation-in-frequency graph, same
+// real-FFT split, same twiddle tables rounded once from double, the same FMAs and separately rounded products), so
+// its results are bit-identical to fft_forward_rows_avx512 / fft_inverse_rows_avx512 (tests/cpp/
+// test_sign_cuda_helpers.cpp checks that on the CPU) and the error bound derived there, fft_avx512_error_factor(n),
+// holds for it as it stands:
+//   forward |X^_k - X_k| <= F(n) u sum_j |x_j|;  inverse |x^_j - x_j| <= F(n) u (2/n) sum |Y| (stored bins),
+//   F(n) = 10.01 (log2 n + 2), u = 2^-24.
+// Component orders (sign_fft.h): real [Re X0, Re X1, Im X1, ..., Re X(n/2)] (n reals), complex [Re X0, Im X0, ...]
+// (2n reals); the inverse divides by n and keeps the real part (complex: of the full, non-Hermitian spectrum).
+//
+// Rounding: on the device every operation is an explicit round-to-nearest intrinsic (__fadd_rn, __fmul_rn,
+// __fmaf_rn), which nvcc never contracts; on the host plain + - * (the callers are compiled with
+// -ffp-contract=off or for a target without FMA instructions) and std::fma. C++17, no exceptions, header only.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+
+#include "vidkv/core/host_device.h"
+
+#if defined(__CUDACC__)
+#define VIDKV_FFT_INLINE __host__ __device__ __forceinline__
+#else
+#define VIDKV_FFT_INLINE inline __attribute__((always_inline))
+#endif
+
+namespace vidkv::sign_fft_tile {
+
+constexpr int kMinN = 16;
+constexpr int kMaxN = 128;
+
+// True for the widths this file handles: a power of two in [kMinN, kMaxN].
+VIDKV_HOST_DEVICE constexpr bool applies(std::int64_t n) { return n >= kMinN && n <= kMaxN && (n & (n - 1)) == 0; }
+
+// The twiddle tables of sign_fft_avx512.cpp (struct Twiddles there), entry h + j for h a power of two < kMaxN,
+// j < h: re/im = cos / -sin(pi j / h) rounded once from double (exactly 1, 0 at j = 0 and 0, -1 at 4 j = 2 h);
+// half = w / 2 (the forward split's factor), inv = w / (2h) (the inverse split's W_n^k / n at n = 2h). All
+// scalings are by powers of two, so exact. 3 KiB: passed to kernels by value (kernel parameter space).
+struct Twiddles {
+  float re[kMaxN];
+  float im[kMaxN];
+  float half_re[kMaxN];
+  float half_im[kMaxN];
+  float inv_re[kMaxN];
+  float inv_im[kMaxN];
+};
+
+inline Twiddles make_twiddles() {
+  Twiddles t{};
+  const double pi = 3.14159265358979323846264338327950288;
+  t.re[0] = 1.0f;
+  t.im[0] = 0.0f;
+  for (int h = 1; h < kMaxN; h *= 2)
+    for (int j = 0; j < h; ++j) {
+      float c = static_cast<float>(std::cos(pi * j / h)), s = static_cast<float>(-std::sin(pi * j / h));
+      if (j == 0) c = 1.0f, s = 0.0f;
+      if (4 * j == 2 * h) c = 0.0f, s = -1.0f;
+      t.re[h + j] = c;
+      t.im[h + j] = s;
+      t.half_re[h + j] = 0.5f * c;
+      t.half_im[h + j] = 0.5f * s;
+      t.inv_re[h + j] = c / static_cast<float>(2 * h);
+      t.inv_im[h + j] = s / static_cast<float>(2 * h);
+    }
+  return t;
+}
+
+// Correctly rounded fp32 operations, never contracted.
+VIDKV_FFT_INLINE float add(float a, float b) {
+#if defined(__CUDA_ARCH__)
+  return __fadd_rn(a, b);
+#else
+  return a + b;
+#endif
+}
+VIDKV_FFT_INLINE float sub(float a, float b) {
+#if defined(__CUDA_ARCH__)
+  return __fsub_rn(a, b);
+#else
+  return a - b;
+#endif
+}
+VIDKV_FFT_INLINE float mul(float a, float b) {
+#if defined(__CUDA_ARCH__)
+  return __fmul_rn(a, b);
+#else
+  return a * b;
+#endif
+}
+// a * b + c, rounded once (_mm512_fmadd_ps).
+VIDKV_FFT_INLINE float fma(float a, float b, float c) {
+#if defined(__CUDA_ARCH__)
+  return __fmaf_rn(a, b, c);
+#else
+  return std::fma(a, b, c);
+#endif
+}
+// a * b - c (_mm512_fmsub_ps) and -(a * b) + c (_mm512_fnmadd_ps), rounded once: negation is exact.
+VIDKV_FFT_INLINE float fms(float a, float b, float c) { return fma(a, b, -c); }
+VIDKV_FFT_INLINE float fnma(float a, float b, float c) { return fma(-a, b, c); }
+
+// i with its `bits` low bits reversed.
+VIDKV_HOST_DEVICE constexpr int bit_reverse(int i, int bits) {
+  int r = 0;
+  for (int b = 0; b < bits; ++b) r |= ((i >> b) & 1) << (bits - 1 - b);
+  return r;
+}
+VIDKV_HOST_DEVICE constexpr int log2_int(int n) {
+  int b = 0;
+  while ((1 << b) < n) ++b;
+  return b;
+}
+
+// t = d * w (forward) or d * conj(w) (Conj), as sign_fft_avx512.cpp's twiddle().
+template <bool Conj>
+VIDKV_FFT_INLINE void twiddle(float dr, float di, float wr, float wi, float* tr, float* ti) {
+  if constexpr (!Conj) {
+    *tr = fms(dr, wr, mul(di, wi));
+    *ti = fma(dr, wi, mul(di, wr));
+  } else {
+    *tr = fma(dr, wr, mul(di, wi));
+    *ti = fms(di, wr, mul(dr, wi));
+  }
+}
+
+// Radix-2 DIF butterfly of span h at offset j (sign_fft_avx512.cpp's butterfly()).
+template <bool Inverse>
+VIDKV_FFT_INLINE void butterfly(float& ar, float& ai, float& br, float& bi, int h, int j, const Twiddles& tw) {
+  const float dr = sub(ar, br), di = sub(ai, bi);
+  ar = add(ar, br);
+  ai = add(ai, bi);
+  if (j == 0) {
+    br = dr;
+    bi = di;
+  } else if (4 * j == 2 * h) {  // w = -i (forward), +i (inverse)
+    br = Inverse ? sub(0.0f, di) : di;
+    bi = Inverse ? dr : sub(0.0f, dr);
+  } else {
+    twiddle<Inverse>(dr, di, tw.re[h + j], tw.im[h + j], &br, &bi);
+  }
+}
+
+// In-place radix-2 DIF DFT of length N on split planes, result in bit-reversed order (sign_fft_avx512.cpp's dif():
+// the same butterflies on the same values; the order in which independent butterflies run does not change bits).
+template <int N, bool Inverse>
+VIDKV_FFT_INLINE void dif(float* re, float* im, const Twiddles& tw) {
+  if constexpr (N == 2) {
+    butterfly<Inverse>(re[0], im[0], re[1], im[1], 1, 0, tw);
+  } else {
+    constexpr int q = N / 4;
+#if defined(__CUDA_ARCH__)
+#pragma unroll
+#endif
+    for (int j = 0; j < q; ++j) {
+      float r0 = re[j], i0 = im[j], r1 = re[j + q], i1 = im[j + q];
+      float r2 = re[j + 2 * q], i2 = im[j + 2 * q], r3 = re[j + 3 * q], i3 = im[j + 3 * q];
+      butterfly<Inverse>(r0, i0, r2, i2, 2 * q, j, tw);
+      butterfly<Inverse>(r1, i1, r3, i3, 2 * q, j + q, tw);
+      butterfly<Inverse>(r0, i0, r1, i1, q, j, tw);
+      butterfly<Inverse>(r2, i2, r3, i3, q, j, tw);
+      re[j] = r0, im[j] = i0, re[j + q] = r1, im[j + q] = i1;
+      re[j + 2 * q] = r2, im[j + 2 * q] = i2, re[j + 3 * q] = r3, im[j + 3 * q] = i3;
+    }
+    if constexpr (q > 1) {
+#if defined(__CUDA_ARCH__)
+#pragma unroll
+#endif
+      for (int k = 0; k < 4; ++k) dif<q, Inverse>(re + k * q, im + k * q, tw);
+    }
+  }
+}
+
+// The real forward's split (sign_fft_avx512.cpp's forward_split()): Z (bit-reversed) -> x[c], c < 2N.
+template <int N>
+VIDKV_FFT_INLINE void forward_split(const float* re, const float* im, float* x, const Twiddles& tw) {
+  constexpr int n = 2 * N;
+  constexpr int bits = log2_int(N);
+  x[0] = add(re[0], im[0]);
+  x[n - 1] = sub(re[0], im[0]);
+#if defined(__CUDA_ARCH__)
+#pragma unroll
+#endif
+  for (int k = 1; 2 * k <= N; ++k) {
+    const int p = bit_reverse(k, bits), q = bit_reverse(N - k, bits);
+    const float ar = re[p], ai = im[p], br = re[q], bi = im[q];
+    const float er = add(ar, br), ei = sub(ai, bi);
+    const float or_ = add(ai, bi), oi = sub(br, ar);
+    float tr, ti;
+    twiddle<false>(or_, oi, tw.half_re[N + k], tw.half_im[N + k], &tr, &ti);
+    x[2 * k - 1] = fma(0.5f, er, tr);
+    x[2 * k] = fma(0.5f, ei, ti);
+    if (2 * k != N) {
+      x[2 * (N - k) - 1] = fms(0.5f, er, tr);
+      x[2 * (N - k)] = fnma(0.5f, ei, ti);
+    }
+  }
+}
+
+// The real inverse's split (sign_fft_avx512.cpp's inverse_split()): x (real order) -> Z (natural order), / n.
+template <int N>
+VIDKV_FFT_INLINE void inverse_split(const float* x, float* re, float* im, const Twiddles& tw) {
+  constexpr int n = 2 * N;
+  const float s = 1.0f / static_cast<float>(n);  // exact: n is a power of two
+  re[0] = mul(add(x[0], x[n - 1]), s);
+  im[0] = mul(sub(x[0], x[n - 1]), s);
+#if defined(__CUDA_ARCH__)
+#pragma unroll
+#endif
+  for (int k = 1; 2 * k <= N; ++k) {
+    const float ar = x[2 * k - 1], ai = x[2 * k], br = x[2 * (N - k) - 1], bi = x[2 * (N - k)];
+    const float er = add(ar, br), ei = sub(ai, bi);
+    const float dr = sub(ar, br), di = add(ai, bi);
+    float for_, foi;
+    twiddle<true>(dr, di, tw.inv_re[N + k], tw.inv_im[N + k], &for_, &foi);
+    re[k] = fms(s, er, foi);
+    im[k] = fma(s, ei, for_);
+    if (2 * k != N) {
+      re[N - k] = fma(s, er, foi);
+      im[N - k] = fnma(s, ei, for_);
+    }
+  }
+}
+
+// Forward transform of one token of n = 2N channels: load(c) gives channel c (c < n), store(c, v) receives
+// component c (c < n for the real kind, 2n for Complex). Every load happens before the first store, so load and
+// store may address the same row.
+template <int N, bool Complex, class Load, class Store>
+VIDKV_FFT_INLINE void forward_row(Load load, Store store, const Twiddles& tw) {
+  constexpr int n = 2 * N;
+  float re[N], im[N], x[n];
+#if defined(__CUDA_ARCH__)
+#pragma unroll
+#endif
+  for (int j = 0; j < N; ++j) {
+    re[j] = load(2 * j);
+    im[j] = load(2 * j + 1);
+  }
+  dif<N, false>(re, im, tw);
+  forward_split<N>(re, im, x, tw);
+  if constexpr (!Complex) {
+#if defined(__CUDA_ARCH__)
+#pragma unroll
+#endif
+    for (int c = 0; c < n; ++c) store(c, x[c]);
+  } else {
+    // Hermitian completion (sign_fft_avx512.cpp's forward_tile): X_0 = (x0, 0), X_N = (x[n-1], 0),
+    // X_k = (x[2k-1], x[2k]) for 0 < k < N, X_{n-k} = conj X_k (imaginary part 0 - x, as _mm512_sub_ps(zero, .)).
+#if defined(__CUDA_ARCH__)
+#pragma unroll
+#endif
+    for (int k = 0; k < n; ++k) {
+      float r, i;
+      if (k == 0) {
+        r = x[0], i = 0.0f;
+      } else if (k == N) {
+        r = x[n - 1], i = 0.0f;
+      } else if (k < N) {
+        r = x[2 * k - 1], i = x[2 * k];
+      } else {
+        r = x[2 * (n - k) - 1], i = sub(0.0f, x[2 * (n - k)]);
+      }
+      store(2 * k, r);
+      store(2 * k + 1, i);
+    }
+  }
+}
+
+// Inverse of one token: load(c) gives decoded component c (c < n, or 2n for Complex), store(j, v) receives output
+// channel j (j < n): Re of the inverse DFT divided by n. Every load happens before the first store.
+template <int N, bool Complex, class Load, class Store>
+VIDKV_FFT_INLINE void inverse_row(Load load, Store store, const Twiddles& tw) {
+  constexpr int n = 2 * N;
+  constexpr int bits = log2_int(N);
+  float re[N], im[N], x[Complex ? 2 * n : n];
+#if defined(__CUDA_ARCH__)
+#pragma unroll
+#endif
+  for (int c = 0; c < (Complex ? 2 * n : n); ++c) x[c] = load(c);
+  if constexpr (Complex) {
+    // H_k = (Y_k + conj Y_{n-k}) / 2 in the real order, bottom up (sign_fft_avx512.cpp's inverse_tile).
+    const float re_n = x[2 * N];
+#if defined(__CUDA_ARCH__)
+#pragma unroll
+#endif
+    for (int k = 1; k < N; ++k) {
+      const float r = mul(0.5f, add(x[2 * k], x[2 * (n - k)]));
+      const float i = mul(0.5f, sub(x[2 * k + 1], x[2 * (n - k) + 1]));
+      x[2 * k - 1] = r;
+      x[2 * k] = i;
+    }
+    x[n - 1] = re_n;
+  }
+  inverse_split<N>(x, re, im, tw);
+  dif<N, true>(re, im, tw);
+#if defined(__CUDA_ARCH__)
+#pragma unroll
+#endif
+  for (int j = 0; j < N; ++j) {  // z_j = x_{2j} + i x_{2j+1} sits at bit-reversed position
+    const int p = bit_reverse(j, bits);
+    store(2 * j, re[p]);
+    store(2 * j + 1, im[p]);
+  }
+}
+
+}  // namespace vidkv::sign_fft_tile
