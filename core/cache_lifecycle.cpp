@@ -12,6 +12,8 @@
 // Full-precision tokens are stored (and counted) as residual_dtype. While a block is encoded, ctx.keys exposes the
 // exact keys of every cached token (for protectors such as semantic_attention), when the cache's local token i is
 // trace token i; otherwise the caller's ctx.keys is passed through unchanged.
+// On cuda the same steps run on device memory (row copies: core/cuda/row_copy.h), in the same order, so a
+// quantizer whose CUDA tier is exact gives the host's bytes block for block.
 #include "vidkv/core/cache_lifecycle.h"
 
 #include <algorithm>
@@ -20,6 +22,9 @@
 #include <utility>
 
 #include "vidkv/core/error.h"
+#ifdef VIDKV_WITH_CUDA
+#include "vidkv/core/cuda/row_copy.h"
+#endif
 
 namespace vidkv {
 
@@ -69,19 +74,62 @@ void expose_keys(const TokenContext& base, const std::vector<float>& key_full, s
   ctx.keys = LayerKeys{keys.data(), heads, tokens, channels};
 }
 
+// A [heads, tokens, channels] device buffer of `dtype` for the row copies (core/cuda/row_copy.h).
+struct DeviceRows {
+  void* data;
+  DType dtype;
+  std::int64_t tokens;
+};
+
+// dst rows [dst_begin, +n) <- src rows [src_begin, +n) of every head, rounded to `round`, on `stream`.
+void copy_device_rows(DeviceRows dst, std::int64_t dst_begin, DeviceRows src, std::int64_t src_begin, std::int64_t heads,
+                      std::int64_t n, std::int64_t channels, DType round, void* stream) {
+#ifdef VIDKV_WITH_CUDA
+  row_copy_cuda::copy_rows({dst.data, dst.dtype, dst.tokens}, dst_begin, {src.data, src.dtype, src.tokens}, src_begin, heads, n,
+                           channels, round, stream);
+#else
+  (void)dst, (void)dst_begin, (void)src, (void)src_begin, (void)heads, (void)n, (void)channels, (void)round, (void)stream;
+  VIDKV_THROW(NotSupportedError, "layer cache on cuda: this build has no CUDA backend (configure with -DVIDKV_ENABLE_CUDA=ON)");
+#endif
+}
+
+std::size_t float_bytes(std::int64_t n) { return static_cast<std::size_t>(n) * sizeof(float); }
+
+// Checks a [heads, T, channels] view handed to the cache on `device`; returns T.
+std::int64_t check_view(const TensorView& v, Device device, std::int64_t heads, std::int64_t channels, const char* what) {
+  VIDKV_REQUIRE(v.device == device, ShapeError, "layer cache: ", what, " is on ", device_name(v.device), " but the cache is on ",
+                device_name(device));
+  VIDKV_REQUIRE(v.rank() == 3 && v.shape[0] == heads && v.shape[2] == channels, ShapeError, "layer cache: ", what,
+                " must be [", heads, ", tokens, ", channels, "], got ", v.shape_str());
+  VIDKV_REQUIRE(v.data != nullptr || v.numel() == 0, ShapeError, "layer cache: ", what, " has null data");
+  return v.shape[1];
+}
+
 }  // namespace
 
 LayerCache::LayerCache(const KvCodec& codec, const LifecycleParams& params, std::int64_t heads, std::int64_t channels,
-                       TokenContext ctx)
-    : codec_(codec), params_(params), heads_(heads), channels_(channels), ctx_(std::move(ctx)) {
+                       TokenContext ctx, const Execution& ex)
+    : codec_(codec), params_(params), heads_(heads), channels_(channels), ctx_(std::move(ctx)), ex_(ex) {
   VIDKV_REQUIRE(heads > 0 && channels > 0, ShapeError, "layer cache: heads (", heads, ") and channels (", channels,
                 ") must be positive");
   VIDKV_REQUIRE(params.group > 0 && params.residual > 0, ConfigError, "lifecycle: group (", params.group,
                 ") and residual (", params.residual, ") must be positive");
+#ifndef VIDKV_WITH_CUDA
+  VIDKV_REQUIRE(!ex.on_cuda(), NotSupportedError, "layer cache on cuda: this build has no CUDA backend (configure with -DVIDKV_ENABLE_CUDA=ON)");
+#endif
 }
 
 void LayerCache::append(const float* key, const float* value, std::int64_t tokens) {
   VIDKV_REQUIRE(tokens >= 0, ShapeError, "layer cache: cannot append ", tokens, " tokens");
+  if (ex_.on_cuda()) {  // host data into a device cache: upload, then the device path
+    const std::size_t bytes = float_bytes(heads_ * tokens * channels_);
+    DeviceBuffer k(bytes, ex_.cuda_stream), v(bytes, ex_.cuda_stream);
+    copy_to_device(k.data(), key, bytes, ex_.cuda_stream);
+    copy_to_device(v.data(), value, bytes, ex_.cuda_stream);
+    const std::vector<std::int64_t> shape{heads_, tokens, channels_};
+    append(TensorView{k.data(), DType::f32, Device::cuda, shape}, TensorView{v.data(), DType::f32, Device::cuda, shape}, 0, tokens);
+    return;
+  }
   const bool prefill = tokens_ == 0;
   const std::int64_t old = tokens_;
   reserve_tokens(key_full_, heads_, channels_, old, old + tokens);
@@ -95,6 +143,84 @@ void LayerCache::append(const float* key, const float* value, std::int64_t token
   }
   tokens_ += tokens;
   maybe_quantize(prefill);
+}
+
+void LayerCache::append(const TensorView& key, const TensorView& value, std::int64_t begin, std::int64_t end) {
+  const std::int64_t t = check_view(key, ex_.device, heads_, channels_, "key");
+  VIDKV_REQUIRE(check_view(value, ex_.device, heads_, channels_, "value") == t, ShapeError,
+                "layer cache: key ", key.shape_str(), " and value ", value.shape_str(), " differ in tokens");
+  VIDKV_REQUIRE(0 <= begin && begin <= end && end <= t, ShapeError, "layer cache: token range [", begin, ", ", end,
+                ") outside the ", t, " tokens of the views");
+  const std::int64_t n = end - begin;
+  if (!ex_.on_cuda()) {  // dense fp32 rows, then the host path
+    std::vector<float> k(static_cast<std::size_t>(heads_ * n * channels_)), v(k.size());
+    for (std::int64_t h = 0; h < heads_; ++h)
+      for (std::int64_t i = 0; i < n * channels_; ++i) {
+        const auto src = static_cast<std::size_t>((h * t + begin) * channels_ + i);
+        k[static_cast<std::size_t>(h * n * channels_ + i)] = load_as_float(key.data, key.dtype, src);
+        v[static_cast<std::size_t>(h * n * channels_ + i)] = load_as_float(value.data, value.dtype, src);
+      }
+    append(k.data(), v.data(), n);
+    return;
+  }
+  const bool prefill = tokens_ == 0;
+  reserve_device(key_dev_, tokens_ + n);
+  reserve_device(value_dev_, tokens_ + n);
+  copy_device_rows({key_dev_.device.data(), DType::f32, key_dev_.capacity}, tokens_, {key.data, key.dtype, t}, begin, heads_, n,
+                   channels_, DType::f32, ex_.cuda_stream);
+  copy_device_rows({value_dev_.device.data(), DType::f32, value_dev_.capacity}, tokens_, {value.data, value.dtype, t}, begin,
+                   heads_, n, channels_, DType::f32, ex_.cuda_stream);
+  tokens_ += n;
+  maybe_quantize(prefill);
+}
+
+void LayerCache::reserve_device(FullTokens& full, std::int64_t need) {
+  if (need <= full.capacity) return;
+  const std::int64_t cap = std::max(need, 2 * full.capacity);
+  DeviceBuffer grown(float_bytes(heads_ * cap * channels_), ex_.cuda_stream);
+  copy_device_rows({grown.data(), DType::f32, cap}, 0, {full.device.data(), DType::f32, full.capacity}, 0, heads_, tokens_,
+                   channels_, DType::f32, ex_.cuda_stream);
+  full.device = std::move(grown);  // freed in stream order, after the copy
+  full.capacity = cap;
+}
+
+// Rows [begin, end) of every head of `full` as a dense [heads, end - begin, channels] device buffer. When they
+// already are dense there (one head, or the whole capacity) the result is empty and the caller reads `full`
+// directly (dense_rows_pointer).
+DeviceBuffer LayerCache::device_rows(const FullTokens& full, std::int64_t begin, std::int64_t end) const {
+  if (heads_ == 1 || (begin == 0 && end == full.capacity)) return DeviceBuffer();
+  DeviceBuffer out(float_bytes(heads_ * (end - begin) * channels_), ex_.cuda_stream);
+  copy_device_rows({out.data(), DType::f32, end - begin}, 0, {full.device.data(), DType::f32, full.capacity}, begin, heads_,
+                   end - begin, channels_, DType::f32, ex_.cuda_stream);
+  return out;
+}
+
+namespace {
+
+// The dense rows [begin, ...) that device_rows() returned, or the same rows read in place from `full`.
+const float* dense_rows_pointer(const DeviceBuffer& rows, const DeviceBuffer& full, std::int64_t begin, std::int64_t channels) {
+  return rows.data() ? rows.as<const float>() : full.as<const float>() + begin * channels;
+}
+
+}  // namespace
+
+void LayerCache::expose_device_keys(TokenContext& ctx, DeviceBuffer& keys) const {
+  if (!identity_mapping(ctx_, tokens_)) return;
+  keys = device_rows(key_dev_, 0, tokens_);
+  ctx.keys = LayerKeys{dense_rows_pointer(keys, key_dev_.device, 0, channels_), heads_, tokens_, channels_, Device::cuda};
+}
+
+LayerCache::Block LayerCache::encode_device_block(const Quantizer& q, const float* data, std::int64_t begin, std::int64_t end,
+                                                  const TokenContext& ctx) const {
+  Block b;
+  b.begin = begin;
+  b.end = end;
+  const BlockShape shape{heads_, end - begin, channels_};
+  b.layout = q.layout(shape, ctx);
+  b.device_bytes = DeviceBuffer(b.layout.bytes(), ex_.cuda_stream);
+  q.encode_view(TensorView{const_cast<float*>(data), DType::f32, Device::cuda, {heads_, end - begin, channels_}}, ctx,
+                b.device_bytes.as<std::uint8_t>(), ex_);
+  return b;
 }
 
 namespace {
@@ -117,6 +243,16 @@ Block encode_block(const Quantizer& q, const float* data, std::int64_t heads, st
 
 void LayerCache::quantize_key_range(std::int64_t begin, std::int64_t end) {
   VIDKV_ASSERT(begin == key_quantized_ && end > begin && end <= tokens_, "key range [", begin, ", ", end, ")");
+  if (ex_.on_cuda()) {  // scratch buffers are freed in stream order, after the encode that reads them
+    const DeviceBuffer data = device_rows(key_dev_, begin, end);
+    DeviceBuffer keys;
+    TokenContext ctx = ctx_.range(begin, end);
+    expose_device_keys(ctx, keys);
+    key_blocks_.push_back(
+        encode_device_block(codec_.key(), dense_rows_pointer(data, key_dev_.device, begin, channels_), begin, end, ctx));
+    key_quantized_ = end;
+    return;
+  }
   const std::vector<float> data = rows(key_full_, heads_, channels_, begin, end);
   std::vector<float> keys;
   TokenContext ctx = ctx_.range(begin, end);
@@ -127,6 +263,16 @@ void LayerCache::quantize_key_range(std::int64_t begin, std::int64_t end) {
 
 void LayerCache::quantize_value_range(std::int64_t begin, std::int64_t end) {
   VIDKV_ASSERT(begin == value_quantized_ && end > begin && end <= tokens_, "value range [", begin, ", ", end, ")");
+  if (ex_.on_cuda()) {
+    const DeviceBuffer data = device_rows(value_dev_, begin, end);
+    DeviceBuffer keys;
+    TokenContext ctx = ctx_.range(begin, end);
+    expose_device_keys(ctx, keys);
+    value_blocks_.push_back(
+        encode_device_block(codec_.value(), dense_rows_pointer(data, value_dev_.device, begin, channels_), begin, end, ctx));
+    value_quantized_ = end;
+    return;
+  }
   const std::vector<float> data = rows(value_full_, heads_, channels_, begin, end);
   std::vector<float> keys;
   TokenContext ctx = ctx_.range(begin, end);
@@ -163,6 +309,24 @@ void LayerCache::maybe_quantize(bool prefill) {
   }
   // release: re-encode everything, as the model reads it, from scratch.
   if (tokens_ - key_quantized_ < r) return;
+  if (ex_.on_cuda()) {
+    const std::vector<std::int64_t> shape{heads_, tokens_, channels_};
+    DeviceBuffer key(float_bytes(heads_ * tokens_ * channels_), ex_.cuda_stream);
+    DeviceBuffer value(key.bytes(), ex_.cuda_stream);
+    materialize(TensorView{key.data(), DType::f32, Device::cuda, shape}, TensorView{value.data(), DType::f32, Device::cuda, shape});
+    TokenContext ctx = ctx_.range(0, tokens_);
+    DeviceBuffer keys;
+    expose_device_keys(ctx, keys);
+    Block kb = encode_device_block(codec_.key(), key.as<const float>(), 0, tokens_, ctx);
+    Block vb = encode_device_block(codec_.value(), value.as<const float>(), 0, tokens_, ctx);
+    key_blocks_.clear();
+    value_blocks_.clear();
+    key_blocks_.push_back(std::move(kb));
+    value_blocks_.push_back(std::move(vb));
+    key_quantized_ = value_quantized_ = tokens_;
+    ++requantizations_;
+    return;
+  }
   std::vector<float> key, value;
   materialize(key, value);
   TokenContext ctx = ctx_.range(0, tokens_);
@@ -179,6 +343,17 @@ void LayerCache::maybe_quantize(bool prefill) {
 }
 
 void LayerCache::materialize(std::vector<float>& key, std::vector<float>& value) const {
+  if (ex_.on_cuda()) {
+    const std::vector<std::int64_t> shape{heads_, tokens_, channels_};
+    const std::size_t bytes = float_bytes(heads_ * tokens_ * channels_);
+    DeviceBuffer k(bytes, ex_.cuda_stream), v(bytes, ex_.cuda_stream);
+    materialize(TensorView{k.data(), DType::f32, Device::cuda, shape}, TensorView{v.data(), DType::f32, Device::cuda, shape});
+    key.resize(static_cast<std::size_t>(heads_ * tokens_ * channels_));
+    value.resize(key.size());
+    copy_to_host(key.data(), k.data(), bytes, ex_.cuda_stream);
+    copy_to_host(value.data(), v.data(), bytes, ex_.cuda_stream);
+    return;
+  }
   key.assign(static_cast<std::size_t>(heads_ * tokens_ * channels_), 0.0f);
   value.assign(key.size(), 0.0f);
   auto fill = [&](const Quantizer& q, const std::vector<Block>& blocks, const std::vector<float>& full,
@@ -201,6 +376,54 @@ void LayerCache::materialize(std::vector<float>& key, std::vector<float>& value)
   fill(codec_.key(), key_blocks_, key_full_, key_quantized_, key);
   fill(codec_.value(), value_blocks_, value_full_, value_quantized_, value);
 }
+
+void LayerCache::materialize(const TensorView& key, const TensorView& value) const {
+  VIDKV_REQUIRE(check_view(key, ex_.device, heads_, channels_, "materialized key") == tokens_ &&
+                    check_view(value, ex_.device, heads_, channels_, "materialized value") == tokens_,
+                ShapeError, "layer cache: materialize into ", key.shape_str(), " and ", value.shape_str(), ": the cache holds ",
+                tokens_, " tokens");
+  if (!ex_.on_cuda()) {
+    std::vector<float> k, v;
+    materialize(k, v);
+    from_float(k, key);
+    from_float(v, value);
+    return;
+  }
+  materialize_side(codec_.key(), key_blocks_, key_dev_, key_quantized_, key);
+  materialize_side(codec_.value(), value_blocks_, value_dev_, value_quantized_, value);
+}
+
+void LayerCache::materialize_side(const Quantizer& q, const std::vector<Block>& blocks, const FullTokens& full,
+                                  std::int64_t quantized, const TensorView& out) const {
+  const std::size_t esize = static_cast<std::size_t>(dtype_size(out.dtype));
+  for (const Block& b : blocks) {
+    const std::int64_t n = b.end - b.begin;
+    const TokenContext ctx = ctx_.range(b.begin, b.end);
+    if (heads_ == 1 || n == tokens_) {  // the block's rows are dense in `out`: decode in place
+      void* dst = static_cast<char*>(out.data) + static_cast<std::size_t>(b.begin * channels_) * esize;
+      q.decode_view(b.device_bytes.as<const std::uint8_t>(), ctx, TensorView{dst, out.dtype, Device::cuda, {heads_, n, channels_}}, ex_);
+      continue;
+    }
+    DeviceBuffer dec(float_bytes(heads_ * n * channels_), ex_.cuda_stream);
+    q.decode_view(b.device_bytes.as<const std::uint8_t>(), ctx, TensorView{dec.data(), DType::f32, Device::cuda, {heads_, n, channels_}}, ex_);
+    copy_device_rows({out.data, out.dtype, tokens_}, b.begin, {dec.data(), DType::f32, n}, 0, heads_, n, channels_, DType::f32,
+                     ex_.cuda_stream);
+  }
+  copy_device_rows({out.data, out.dtype, tokens_}, quantized, {full.device.data(), DType::f32, full.capacity}, quantized, heads_,
+                   tokens_ - quantized, channels_, params_.residual_dtype, ex_.cuda_stream);
+}
+
+std::vector<std::uint8_t> LayerCache::block_bytes(const std::vector<Block>& blocks, std::size_t i, const char* side) const {
+  VIDKV_REQUIRE(i < blocks.size(), ShapeError, "layer cache: no ", side, " block ", i, " (", blocks.size(), " blocks)");
+  const Block& b = blocks[i];
+  if (!ex_.on_cuda()) return b.bytes;
+  std::vector<std::uint8_t> out(b.layout.bytes());
+  copy_to_host(out.data(), b.device_bytes.data(), out.size(), ex_.cuda_stream);
+  return out;
+}
+
+std::vector<std::uint8_t> LayerCache::key_block_bytes(std::size_t i) const { return block_bytes(key_blocks_, i, "key"); }
+std::vector<std::uint8_t> LayerCache::value_block_bytes(std::size_t i) const { return block_bytes(value_blocks_, i, "value"); }
 
 namespace {
 
@@ -245,6 +468,27 @@ ReplayedLayer replay_layer(const KvCodec& codec, const LifecycleParams& params, 
     cache.append(slice(key, t, t + 1).data(), slice(value, t, t + 1).data(), 1);
   ReplayedLayer out;
   cache.materialize(out.key, out.value);
+  out.key_layout = cache.key_layout();
+  out.value_layout = cache.value_layout();
+  out.requantizations = cache.requantizations();
+  return out;
+}
+
+}  // namespace vidkv
+
+namespace vidkv {
+
+ReplayedLayer replay_layer(const KvCodec& codec, const LifecycleParams& params, const TensorView& key,
+                           const TensorView& value, const TokenContext& ctx, const TensorView& key_hat,
+                           const TensorView& value_hat, const Execution& ex) {
+  VIDKV_REQUIRE(key.rank() == 3, ShapeError, "replay: key must be [heads, tokens, channels], got ", key.shape_str());
+  const BlockShape shape{key.shape[0], key.shape[1], key.shape[2]};
+  const std::int64_t prefill = params.prefill_tokens < 0 ? shape.tokens : std::min<std::int64_t>(params.prefill_tokens, shape.tokens);
+  LayerCache cache(codec, params, shape.heads, shape.channels, ctx, ex);
+  if (prefill > 0) cache.append(key, value, 0, prefill);
+  for (std::int64_t t = prefill; t < shape.tokens; ++t) cache.append(key, value, t, t + 1);
+  cache.materialize(key_hat, value_hat);
+  ReplayedLayer out;
   out.key_layout = cache.key_layout();
   out.value_layout = cache.value_layout();
   out.requantizations = cache.requantizations();

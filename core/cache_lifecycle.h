@@ -7,12 +7,24 @@
 //  kivi:    keys quantize whole R-blocks (N - N mod R at prefill), append-only; values keep a FIFO window of the
 //           last R tokens in full precision and quantize each token leaving it (the value quantizer should be
 //           per-token for KIVI).
+//
+// Devices: a LayerCache lives on the device of its Execution. On cpu (the default) it works on fp32 host memory
+// through Quantizer::encode/decode, exactly as before the backend seam. On cuda every token it holds is in device
+// memory: the exact inputs (fp32, [heads, capacity, channels], as on the host: the release lifecycle re-encodes
+// from them and protectors read the keys, which ctx.keys then exposes in device memory with keys.device = cuda),
+// the packed blocks (DeviceBuffers, the same bytes as on the host for exact kernel tiers) and the residual;
+// blocks are encoded and decoded through Quantizer::encode_view/decode_view on the Execution's stream, and
+// materialize() writes into device buffers. Nothing waits for the stream except the calls that return host data
+// (the host materialize(), key_block_bytes()). Token metadata, queries and embeddings in the TokenContext stay on
+// the host.
 #pragma once
 
 #include <cstdint>
 #include <vector>
 
+#include "vidkv/core/cuda/device_memory.h"
 #include "vidkv/core/dtype.h"
+#include "vidkv/core/execution.h"
 #include "vidkv/core/kv_codec.h"
 #include "vidkv/core/packed_layout.h"
 #include "vidkv/core/params.h"
@@ -44,18 +56,34 @@ struct LifecycleParams {
   }
 };
 
-// The cache of one layer (all KV heads) under a codec and lifecycle.
+// The cache of one layer (all KV heads) under a codec and lifecycle, on the device of `ex` (see above). A cuda
+// cache throws NotSupportedError at construction in a build without CUDA.
 class LayerCache {
  public:
   LayerCache(const KvCodec& codec, const LifecycleParams& params, std::int64_t heads, std::int64_t channels,
-             TokenContext ctx);
+             TokenContext ctx, const Execution& ex = Execution::cpu());
 
-  // Appends `tokens` tokens: key and value are [heads, tokens, channels] fp32. The first call is the prefill.
+  // Appends `tokens` tokens: key and value are [heads, tokens, channels] fp32 host memory (cpu caches only). The
+  // first call is the prefill.
   void append(const float* key, const float* value, std::int64_t tokens);
+  // Appends the tokens [begin, end) of key and value, [heads, T, channels] views (fp32, fp16 or bf16; values kept
+  // exactly as fp32) on the cache's device. The first call is the prefill. ShapeError for a view on another device
+  // or of another head/channel count.
+  void append(const TensorView& key, const TensorView& value, std::int64_t begin, std::int64_t end);
   // Current cache contents as the model would read them: [heads, tokens(), channels] fp32 (dequantized blocks
-  // followed by full-precision tokens, rounded to residual_dtype).
+  // followed by full-precision tokens, rounded to residual_dtype), in host memory (a cuda cache copies them back
+  // and waits for its stream).
   void materialize(std::vector<float>& key, std::vector<float>& value) const;
+  // The same into views [heads, tokens(), channels] of fp32, fp16 or bf16 (rounded from the fp32 values) on the
+  // cache's device; on cuda enqueued on the Execution's stream.
+  void materialize(const TensorView& key, const TensorView& value) const;
   std::int64_t tokens() const { return tokens_; }
+  const Execution& execution() const { return ex_; }
+  // Packed bytes of the i-th key / value block, copied to the host (tests compare the devices' bytes).
+  std::size_t key_block_count() const { return key_blocks_.size(); }
+  std::size_t value_block_count() const { return value_blocks_.size(); }
+  std::vector<std::uint8_t> key_block_bytes(std::size_t i) const;
+  std::vector<std::uint8_t> value_block_bytes(std::size_t i) const;
   // Everything stored right now: packed blocks and full-precision residual.
   PackedLayout key_layout() const;
   PackedLayout value_layout() const;
@@ -65,19 +93,37 @@ class LayerCache {
  private:
   struct Block {
     std::int64_t begin = 0, end = 0;  // token range
-    std::vector<std::uint8_t> bytes;
+    std::vector<std::uint8_t> bytes;  // cpu
+    DeviceBuffer device_bytes;        // cuda
     PackedLayout layout;
+  };
+  // Exact inputs of every token so far, [heads, capacity, channels] fp32: `host` on cpu, `device` on cuda.
+  struct FullTokens {
+    std::vector<float> host;
+    DeviceBuffer device;
+    std::int64_t capacity = 0;
   };
   void quantize_key_range(std::int64_t begin, std::int64_t end);
   void quantize_value_range(std::int64_t begin, std::int64_t end);
   void maybe_quantize(bool prefill);
+  // cuda: the pieces of quantize_*_range / maybe_quantize / materialize on device memory (cache_lifecycle.cpp).
+  Block encode_device_block(const Quantizer& q, const float* data, std::int64_t begin, std::int64_t end,
+                            const TokenContext& ctx) const;
+  void reserve_device(FullTokens& full, std::int64_t need);
+  DeviceBuffer device_rows(const FullTokens& full, std::int64_t begin, std::int64_t end) const;
+  void expose_device_keys(TokenContext& ctx, DeviceBuffer& keys) const;
+  void materialize_side(const Quantizer& q, const std::vector<Block>& blocks, const FullTokens& full,
+                        std::int64_t quantized, const TensorView& out) const;
+  std::vector<std::uint8_t> block_bytes(const std::vector<Block>& blocks, std::size_t i, const char* side) const;
 
   const KvCodec& codec_;
   LifecycleParams params_;
   std::int64_t heads_, channels_;
   TokenContext ctx_;
+  Execution ex_;
   std::int64_t tokens_ = 0;
-  std::vector<float> key_full_, value_full_;  // [heads, capacity, channels] exact inputs of every token so far
+  std::vector<float> key_full_, value_full_;  // cpu: [heads, capacity, channels] exact inputs of every token so far
+  FullTokens key_dev_, value_dev_;            // cuda: the same on the device
   std::int64_t key_quantized_ = 0, value_quantized_ = 0;  // tokens [0, n) live in blocks
   std::vector<Block> key_blocks_, value_blocks_;
   int requantizations_ = 0;
@@ -85,11 +131,18 @@ class LayerCache {
 
 // Replays one layer of a trace: the first prefill_tokens tokens as prefill, the rest as decode steps.
 struct ReplayedLayer {
-  std::vector<float> key, value;  // reconstruction, [heads, tokens, channels]
+  std::vector<float> key, value;  // reconstruction, [heads, tokens, channels] (host; empty from replay_layer_device)
   PackedLayout key_layout, value_layout;
   int requantizations = 0;
 };
 ReplayedLayer replay_layer(const KvCodec& codec, const LifecycleParams& params, const float* key, const float* value,
                            const BlockShape& shape, const TokenContext& ctx);
+// The same on the device of `ex`: key and value are [heads, T, channels] views on that device (fp32, fp16 or
+// bf16), key_hat and value_hat fp32/fp16/bf16 views of the same shape on that device receive the reconstruction
+// (enqueued on ex's stream; the returned layouts and counts are host data, known without waiting). On cpu it
+// equals replay_layer (views converted to fp32).
+ReplayedLayer replay_layer(const KvCodec& codec, const LifecycleParams& params, const TensorView& key,
+                           const TensorView& value, const TokenContext& ctx, const TensorView& key_hat,
+                           const TensorView& value_hat, const Execution& ex);
 
 }  // namespace vidkv

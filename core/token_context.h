@@ -6,6 +6,8 @@
 #include <cstdint>
 #include <vector>
 
+#include "vidkv/core/tensor_view.h"
+
 namespace vidkv {
 
 // Token modality codes as stored in traces (/tokens/modality).
@@ -36,12 +38,14 @@ struct LayerQueries {
   std::vector<std::int32_t> token_index;  // trace token index of each recorded query
 };
 
-// The full-precision keys of the current layer, [heads, tokens, dim], indexed by *trace* token index.
+// The full-precision keys of the current layer, [heads, tokens, dim] fp32, indexed by *trace* token index. `device`
+// says where `data` lives: a LayerCache on cuda (cache_lifecycle.h) exposes its keys in device memory.
 struct LayerKeys {
   const float* data = nullptr;
   std::int64_t heads = 0;
   std::int64_t tokens = 0;
   std::int64_t dim = 0;
+  Device device = Device::cpu;
 };
 
 struct TokenContext {

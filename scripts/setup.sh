@@ -68,6 +68,17 @@ if ((want_python)); then
   # The Python extension is built against the venv's interpreter so `import vidkv` works there.
   cmake_args+=(-DVIDKV_ENABLE_PYTHON=ON "-DPython3_EXECUTABLE=$PWD/.venv/bin/python")
 fi
+# The CUDA backend is built (compiled and linked, GPU or not: [cuda] tests skip without one) whenever nvcc exists,
+# also where it is installed but not on PATH (/usr/local/cuda/bin); VIDKV_ENABLE_CUDA=OFF in the environment opts out.
+nvcc_path="${CUDACXX:-$(command -v nvcc || true)}"
+if [ -z "$nvcc_path" ] && [ -x /usr/local/cuda/bin/nvcc ]; then nvcc_path=/usr/local/cuda/bin/nvcc; fi
+if [ -n "$nvcc_path" ] && [ "${VIDKV_ENABLE_CUDA:-ON}" != "OFF" ]; then
+  export CUDACXX="$nvcc_path"
+  cmake_args+=(-DVIDKV_ENABLE_CUDA=ON)
+  echo "setup: CUDA backend on (nvcc: $nvcc_path)"
+else
+  if [ -n "$nvcc_path" ]; then echo "setup: CUDA backend off (VIDKV_ENABLE_CUDA=OFF)"; else echo "setup: CUDA backend off (no nvcc found)"; fi
+fi
 if [ ! -f build/CMakeCache.txt ]; then
   cmake --preset default "${cmake_args[@]}" >/dev/null
 elif ((${#cmake_args[@]})); then

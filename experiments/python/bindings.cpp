@@ -21,6 +21,7 @@
 #include "vidkv/experiments/src/experiment_plan.h"
 #include "vidkv/experiments/src/presets.h"
 #include "vidkv/experiments/src/cpu_bench.h"
+#include "vidkv/experiments/src/cuda_bench.h"
 
 namespace py = pybind11;
 using namespace vidkv;
@@ -467,6 +468,45 @@ PYBIND11_MODULE(_vidkv, m) {
   }, py::arg("shape") = "", py::arg("threads") = 1, py::arg("layers") = 0, py::arg("repeats") = 3,
         py::arg("presets") = std::vector<std::string>{"kivi-2", "vidkv-k1.5-v1.58"}, py::arg("implementation") = "optimized",
         "The C++ CPU replay bench of `vidkv bench` (experiments/src/cpu_bench.h).");
+  py::class_<CudaBenchResult>(m, "CudaBenchResult")
+      .def_readonly("device", &CudaBenchResult::device)
+      .def_readonly("copy_gbps", &CudaBenchResult::copy_gbps)
+      .def_readonly("layers", &CudaBenchResult::layers)
+      .def_readonly("heads", &CudaBenchResult::heads)
+      .def_readonly("head_dim", &CudaBenchResult::head_dim)
+      .def_readonly("repeats", &CudaBenchResult::repeats)
+      .def_property_readonly("rows", [](const CudaBenchResult& r) {
+        py::list out;
+        for (const auto& row : r.rows) {
+          py::dict d;
+          d["preset"] = row.preset;
+          d["tokens"] = row.tokens;
+          d["encode_gbps"] = row.encode_gbps;
+          d["decode_gbps"] = row.decode_gbps;
+          d["encode_decode_gbps"] = row.encode_decode_gbps;
+          d["tiers"] = row.tiers;
+          d["skipped"] = row.skipped;
+          out.append(d);
+        }
+        return out;
+      })
+      .def("markdown", [](const CudaBenchResult& r, const std::vector<double>& torch_gbps) {
+        return cuda_bench_markdown(r, torch_gbps);
+      }, py::arg("torch_gbps") = std::vector<double>{});
+  m.def("cuda_bench", [](const std::vector<std::int64_t>& tokens, int layers, int heads, int head_dim, int repeats,
+                         const std::vector<std::string>& presets) {
+    CudaBenchOptions o;
+    o.tokens = tokens;
+    o.layers = layers;
+    o.heads = heads;
+    o.head_dim = head_dim;
+    o.repeats = repeats;
+    o.presets = presets;
+    return without_gil([&] { return run_cuda_bench(o); });
+  }, py::arg("tokens") = std::vector<std::int64_t>{8192, 32768, 65536}, py::arg("layers") = 28, py::arg("heads") = 4,
+        py::arg("head_dim") = 128, py::arg("repeats") = 10,
+        py::arg("presets") = std::vector<std::string>{"kivi-2", "vidkv-k1.5-v1.58"},
+        "The C++ CUDA bench of `vidkv bench --backend cuda` (experiments/src/cuda_bench.h).");
   m.def("synthetic_layer", [](const std::string& shape, int layer) {
     const SyntheticTrace trace(bench_trace_spec(shape));
     LayerData d = trace.layer(layer);

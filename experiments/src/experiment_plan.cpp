@@ -8,6 +8,7 @@
 
 #include "vidkv/core/error.h"
 #include "vidkv/core/params.h"
+#include "vidkv/experiments/src/cuda_replay.h"
 #include "vidkv/experiments/src/presets.h"
 #include "vidkv/experiments/src/yaml_config.h"
 
@@ -303,8 +304,13 @@ ExperimentPlan plan_experiment_document(const ConfigNode& document, const std::v
   plan.resolved = resolved;
 
   plan.backend = parse_device(resolved.at("backend").text(), resolved.at("backend").location().str() + ": backend");
+  const bool live_mode = !plan.model.is_null();
+  if (plan.backend == Device::cuda && live_mode)
+    resolved.at("backend").fail("backend cuda: live mode (vidkv live) runs on the host cache; use backend: cpu");
+#ifndef VIDKV_WITH_CUDA
   if (plan.backend == Device::cuda)
-    resolved.at("backend").fail("backend cuda: trace replay has no CUDA quantizers yet; use backend: cpu");
+    resolved.at("backend").fail("backend cuda: " + cuda_backend_unavailable() + "; use backend: cpu");
+#endif
   const std::int64_t seed = resolved.at("seed").as_int();
   if (seed < 0) resolved.at("seed").fail("seed must be >= 0");
   plan.seed = static_cast<std::uint64_t>(seed);
@@ -363,11 +369,26 @@ ExperimentPlan plan_experiment_document(const ConfigNode& document, const std::v
     registry.validate(PluginFamily::quantizer, run.codec.at("value"));
     run.name = v.name.empty() ? (user.at("codec").find("preset") ? user.at("codec").at("preset").text() : plan.name) : v.name;
     for (const auto& a : v.assignments) run.params.emplace_back(a.path, a.value.dump());
+    if (plan.backend == Device::cuda) {
+      // Every plugin of the codec must have a CUDA implementation (supports() names the one that has none), checked
+      // on a typical KV block; the runner checks each trace's own shape again before replaying it.
+      const BlockShape typical{4, 1024, 128};
+      for (const char* side : {"key", "value"}) {
+        const std::string why = cuda_quantizer_unsupported(*registry.make_quantizer(run.codec.at(side)), typical);
+        if (!why.empty())
+          run.codec.at(side).fail("backend cuda: run '" + run.name + "': the " + std::string(side) +
+                                  " quantizer cannot run on cuda: " + why + "; use backend: cpu for this codec");
+      }
+    }
     if (!run_names.insert(run.name).second) throw ConfigError(source_file + ": two runs are both named '" + run.name + "'");
     plan.runs.push_back(std::move(run));
   }
 
   if (!live) plan.traces = expand_traces(resolved.at("traces"), source_file);
+  if (plan.backend == Device::cuda) {
+    const std::string why = cuda_backend_unavailable();
+    if (!why.empty()) resolved.at("backend").fail("backend cuda: " + why + "; use backend: cpu");
+  }
   return plan;
 }
 

@@ -17,6 +17,8 @@
 #include "vidkv/core/error.h"
 #include "vidkv/core/logging.h"
 #include "vidkv/core/thread_pool.h"
+#include "vidkv/experiments/src/cuda_replay.h"
+#include "vidkv/experiments/src/kernel_tiers.h"
 #include "vidkv/experiments/src/metrics.h"
 #include "vidkv/traces/trace_reader.h"
 
@@ -44,12 +46,14 @@ std::string git_revision() {
 }
 
 // Fingerprint of what determines the results: the resolved runs and traces. Resume refuses a different plan.
-std::string plan_fingerprint(const ExperimentPlan& plan) {
+// `tiers`: the inexact kernel tiers (kernel_tiers.h), "" when all are exact (so older folders still resume).
+std::string plan_fingerprint(const ExperimentPlan& plan, const std::string& tiers) {
   std::ostringstream s;
   s << plan.name << "|" << plan.seed << "|";
   for (const auto& m : plan.metrics) s << m << ",";
   for (const auto& t : plan.traces) s << "|" << t;
   for (const auto& r : plan.runs) s << "|" << r.name << ":" << r.codec.dump() << ":" << r.lifecycle_node.dump();
+  s << tiers;
   const std::string text = s.str();
   std::uint64_t h = 1469598103934665603ull;  // FNV-1a 64
   for (unsigned char c : text) h = (h ^ c) * 1099511628211ull;
@@ -119,6 +123,21 @@ std::vector<ResultRow> compute_cell(const ExperimentPlan& plan, const RunPlan& r
     tokens = reader->tokens();
   }
   KvCodec codec(registry.make_quantizer(run.codec.at("key")), registry.make_quantizer(run.codec.at("value")));
+  // backend: cuda (cuda_replay.h): the layers in order on the GPU, the next one read while the current one runs.
+  std::unique_ptr<CudaLayerReplay> cuda;
+  if (plan.backend == Device::cuda) {
+    const BlockShape shape{info.num_kv_heads, info.tokens, info.head_dim};
+    for (const Quantizer* q : {&codec.key(), &codec.value()}) {
+      const std::string why = cuda_quantizer_unsupported(*q, shape);
+      VIDKV_REQUIRE(why.empty(), NotSupportedError, "backend cuda: ", why);
+    }
+    const bool attention = std::any_of(plan.metrics.begin(), plan.metrics.end(), [](const std::string& m) { return m.rfind("attn_", 0) == 0; });
+    cuda = std::make_unique<CudaLayerReplay>(codec, run.lifecycle, shape, info.num_layers, [&reader](int l) {
+      std::lock_guard<std::mutex> lock(hdf5_mutex());
+      return reader->read_layer(l);
+    }, attention);
+    layer_pool = nullptr;
+  }
   auto base_row = [&](std::int64_t layer, std::int64_t head) {
     ResultRow r;
     r.set("experiment", plan.name);
@@ -133,7 +152,9 @@ std::vector<ResultRow> compute_cell(const ExperimentPlan& plan, const RunPlan& r
   auto replay = [&](std::int64_t layer) {
     const auto t0 = std::chrono::steady_clock::now();
     LayerData data;
-    {
+    if (cuda) {
+      data = cuda->take(static_cast<int>(layer));
+    } else {
       std::lock_guard<std::mutex> lock(hdf5_mutex());
       data = reader->read_layer(static_cast<int>(layer));
     }
@@ -144,10 +165,16 @@ std::vector<ResultRow> compute_cell(const ExperimentPlan& plan, const RunPlan& r
     ctx.seed = plan.seed;
     const LayerQueries* queries = data.queries && data.queries->count > 0 ? &*data.queries : nullptr;
     ctx.queries = queries;
-    ReplayedLayer out = replay_layer(codec, run.lifecycle, data.key.data(), data.value.data(), shape, ctx);
-    LayerTensors t{data.key.data(), data.value.data(), out.key.data(), out.value.data(), shape, queries};
+    ReplayedLayer out;
+    std::vector<MetricValues> all;  // heads 0..H-1, then the layer
+    if (cuda) {
+      all = cuda->replay(data, ctx, out);
+    } else {
+      out = replay_layer(codec, run.lifecycle, data.key.data(), data.value.data(), shape, ctx);
+      LayerTensors t{data.key.data(), data.value.data(), out.key.data(), out.value.data(), shape, queries};
+      all = layer_metrics_all(t);
+    }
     LayerOutcome& o = outcomes[static_cast<std::size_t>(layer)];
-    std::vector<MetricValues> all = layer_metrics_all(t);  // heads 0..H-1, then the layer
     std::vector<ResultRow> head_rows;
     for (std::int64_t h = 0; h < shape.heads; ++h) {
       ResultRow r = base_row(layer, h);
@@ -191,6 +218,7 @@ std::vector<ResultRow> compute_cell(const ExperimentPlan& plan, const RunPlan& r
   } else {
     for (std::int64_t layer = 0; layer < info.num_layers; ++layer) replay(layer);
   }
+  cuda.reset();
   {
     std::lock_guard<std::mutex> lock(hdf5_mutex());
     reader.reset();
@@ -250,7 +278,15 @@ ExperimentOutcome run_experiment(const ExperimentPlan& plan, const RunOptions& o
   outcome.dir = choose_dir(plan, options);
   const fs::path dir = outcome.dir;
   const fs::path cells_dir = dir / "cells";
-  const std::string fingerprint = plan_fingerprint(plan);
+  // Kernel tiers at the first trace's KV shape (provenance; inexact ones enter the fingerprint).
+  std::vector<RunTiers> tiers;
+  BlockShape tier_shape;
+  if (!plan.traces.empty()) {
+    const TraceInfo first = TraceReader(plan.traces.front()).info();
+    tier_shape = BlockShape{first.num_kv_heads, first.tokens, first.head_dim};
+    tiers = run_kernel_tiers(plan, registry, tier_shape);
+  }
+  const std::string fingerprint = plan_fingerprint(plan, inexact_tier_fingerprint(plan, tiers));
   const fs::path fp_file = dir / "plan.fingerprint";
   if (fs::exists(fp_file)) {
     std::ifstream in(fp_file);
@@ -271,15 +307,18 @@ ExperimentOutcome run_experiment(const ExperimentPlan& plan, const RunOptions& o
     std::ostringstream prov;
     prov << "{\n  \"experiment\": " << json_quote(plan.name) << ",\n  \"source_file\": " << json_quote(plan.source_file)
          << ",\n  \"git_revision\": " << json_quote(git_revision()) << ",\n  \"build\": " << json_quote(kBuildInfo)
+         << ",\n  \"backend\": " << json_quote(device_name(plan.backend))
          << ",\n  \"cpu_implementation\": " << json_quote(cpu_implementation_name(registry.implementation()))
-         << ",\n  \"seed\": " << plan.seed << ",\n  \"command_line\": " << json_quote(options.command_line)
+         << (plan.backend == Device::cuda ? ",\n  \"metrics_device\": " + json_quote(kCudaMetricsDevice) : std::string())
+         << ",\n  \"tier_shape\": " << json_quote(tier_shape.str()) << ",\n  \"seed\": " << plan.seed << ",\n  \"command_line\": " << json_quote(options.command_line)
          << ",\n  \"overrides\": [";
     for (std::size_t i = 0; i < options.overrides.size(); ++i) prov << (i ? ", " : "") << json_quote(options.overrides[i]);
     prov << "],\n  \"plan_fingerprint\": " << json_quote(fingerprint) << ",\n  \"runs\": [";
     for (std::size_t i = 0; i < plan.runs.size(); ++i) {
       const auto& r = plan.runs[i];
       prov << (i ? ",\n    " : "\n    ") << "{\"name\": " << json_quote(r.name) << ", \"codec\": " << json_quote(r.codec.dump())
-           << ", \"lifecycle\": " << json_quote(r.lifecycle_node.dump()) << "}";
+           << ", \"lifecycle\": " << json_quote(r.lifecycle_node.dump())
+           << (i < tiers.size() ? ", \"tiers\": " + tiers_json(tiers[i]) : std::string()) << "}";
     }
     prov << "\n  ],\n  \"traces\": [";
     for (std::size_t i = 0; i < plan.traces.size(); ++i) prov << (i ? ", " : "") << json_quote(plan.traces[i]);

@@ -2,6 +2,7 @@
 #include <cstdlib>
 #include <iostream>
 
+#include "vidkv/core/cuda/cuda_device.h"
 #include "vidkv/core/error.h"
 #include "vidkv/core/logging.h"
 #include "vidkv/core/plugin_registry.h"
@@ -42,6 +43,7 @@ int run_command(const Args& args_in) {
     VIDKV_THROW(ConfigError, args[0], ": this experiment names a model (live mode): run it with vidkv live");
   std::cout << "experiment " << plan.name << ": " << plan.runs.size() << " run(s) x " << plan.traces.size()
             << " trace(s)\n";
+  if (plan.backend == Device::cuda) std::cout << "  backend cuda: " << cuda_device_description(0) << "\n";
   for (const auto& t : plan.traces) {
     TraceReader reader(t);
     const TraceInfo& info = reader.info();
@@ -71,6 +73,8 @@ void add_run_commands(std::vector<Command>& out) {
                  "  --resume                 continue the latest results folder of this experiment (same plan only)\n"
                  "  --out DIR                write results to DIR instead of the file's `output:` (default results/{name})\n"
                  "  --quiet                  no progress output\n\n"
+                 "`backend: cuda` in the file (or --set backend=cuda) replays on the GPU: codec, lifecycle and the\n"
+                 "reconstruction errors on the device (experiments/README.md, \"Trace replay on the GPU\").\n"
                  "The whole plan is validated before any trace is read. Results go to a new folder (results/NAME,\n"
                  "results/NAME-2, ...): config.yaml, provenance.json, results.csv, results.jsonl, summary.md.\n"
                  "Schema: experiments/README.md. Example: vidkv run experiments/quickstart.yaml",

@@ -8,6 +8,8 @@
 #include "catch.h"
 #include "vidkv/core/error.h"
 #include "vidkv/core/plugin_registry.h"
+#include "fixture_quantizers.h"
+#include "vidkv/experiments/src/cuda_replay.h"
 #include "vidkv/experiments/src/experiment_plan.h"
 #include "vidkv/experiments/src/yaml_config.h"
 
@@ -163,10 +165,42 @@ TEST_CASE("resolve_codec builds one side of a preset for the Python API", "[expe
   ::unsetenv("VIDKV_PRESETS_DIR");
 }
 
-TEST_CASE("the cuda backend and duplicate run names are refused at validation", "[experiments][plan]") {
+TEST_CASE("backend cuda is refused at validation without CUDA, a GPU, or a CUDA implementation of every plugin", "[experiments][plan]") {
   Scratch s;
-  std::string m = message_of([&] { plan_experiment(s.write("c.yaml", std::string(kBase) + "backend: cuda\n"), {}, builtin_registry()); });
-  CHECK(m.find("backend cuda") != std::string::npos);
+  // Live mode keeps its cache on the host.
+  std::string m = message_of([&] {
+    plan_experiment(s.write("l.yaml", "name: t\nmodel: {id: x}\nbackend: cuda\ncodec: {preset: kivi-2}\n"), {}, builtin_registry());
+  });
+  CHECK(m.find("backend cuda: live mode") != std::string::npos);
+  // A plugin without a CUDA implementation (the test fixture half_step): refused naming the side and the plugin, at
+  // the codec's YAML line (a build without CUDA says so first).
+  const PluginRegistry fixtures = test::fixture_registry();
+  m = message_of([&] {
+    plan_experiment(s.write("f.yaml", "name: t\ntraces: [\"*.h5\"]\nbackend: cuda\ncodec:\n  key: {quantizer: uniform}\n"
+                                      "  value: {quantizer: half_step}\n"),
+                    {}, fixtures);
+  });
+#ifdef VIDKV_WITH_CUDA
+  CHECK(m.find("backend cuda: run 't': the value quantizer cannot run on cuda: half_step has no CUDA implementation") !=
+        std::string::npos);
+  CHECK(m.find("f.yaml:6") != std::string::npos);
+#else
+  CHECK(m.find("backend cuda: this build has no CUDA backend") != std::string::npos);
+#endif
+  // A codec with CUDA everywhere (uniform): accepted exactly when a GPU is visible, else refused saying why.
+  const std::string why = cuda_backend_unavailable();
+  const std::string file = s.write("c.yaml", std::string(kBase) + "backend: cuda\n");
+  if (why.empty()) {
+    CHECK(plan_experiment(file, {}, builtin_registry()).backend == Device::cuda);
+  } else {
+    m = message_of([&] { plan_experiment(file, {}, builtin_registry()); });
+    CHECK(m.find("backend cuda: " + why) != std::string::npos);
+  }
+}
+
+TEST_CASE("duplicate run names are refused at validation", "[experiments][plan]") {
+  Scratch s;
+  std::string m;
   m = message_of([&] {
     plan_experiment(s.write("d.yaml", std::string(kBase) + "sweep:\n  - {name: a}\n  - {name: a}\n"), {}, builtin_registry());
   });

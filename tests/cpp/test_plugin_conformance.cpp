@@ -31,6 +31,7 @@
 #include "vidkv/plugins/quantizers/simd/cpu_features.h"
 
 #include "catch.h"
+#include "conformance_configs.h"
 #include "quantizer_test_helpers.h"
 #include "vidkv/core/error.h"
 #include "vidkv/experiments/src/presets.h"
@@ -39,48 +40,6 @@ using namespace vidkv;
 using namespace vidkv::test;
 
 namespace {
-
-struct Config {
-  std::string name;
-  KeyValues params;
-  std::string str() const {
-    std::string s = "{quantizer: " + name;
-    for (const auto& [k, v] : params) s += ", " + k + ": " + v;
-    return s + "}";
-  }
-};
-
-// Every registered quantizer with defaults, then the extra configurations of the plugins that are registered.
-std::vector<Config> conformance_configs() {
-  std::vector<Config> out;
-  for (const auto& name : builtin_registry().names(PluginFamily::quantizer)) out.push_back({name, {}});
-  const std::vector<Config> extra{
-      {"identity", {{"dtype", "bf16"}}},
-      {"identity", {{"dtype", "fp32"}}},
-      {"uniform", {{"bits", "1"}}},
-      {"uniform", {{"bits", "3"}, {"group", "7"}}},
-      {"uniform", {{"bits", "4"}, {"axis", "token"}}},
-      {"uniform", {{"bits", "8"}, {"scale_dtype", "fp32"}}},
-      {"uniform", {{"bits", "2"}, {"layout", "release"}}},
-      {"uniform", {{"bits", "4"}, {"layout", "release"}, {"axis", "token"}}},
-      {"uniform", {{"bits", "1"}, {"layout", "release"}, {"group", "5"}}},
-      {"sign", {{"axis", "token"}}},
-      {"sign", {{"reconstruction", "symmetric"}, {"group", "7"}}},
-      {"sign", {{"fft", "complex"}}},
-      {"sign", {{"fft", "real"}}},
-      {"sign", {{"fft", "complex"}, {"layout", "release"}}},
-      {"sign", {{"fft", "real"}, {"axis", "token"}, {"scale_dtype", "fp32"}}},
-      {"sign", {{"layout", "release"}, {"reconstruction", "symmetric"}}},
-      {"ternary", {{"packing", "slots2"}}},
-      {"ternary", {{"packing", "release"}, {"gamma", "0.5"}}},
-      {"ternary", {{"reconstruction", "scaled"}, {"group", "5"}}},
-      {"ternary", {{"reconstruction", "scaled"}, {"packing", "release"}, {"axis", "token"}}},
-      {"ternary", {{"axis", "token"}, {"packing", "slots2"}, {"scale_dtype", "fp32"}, {"reconstruction", "scaled"}}},
-  };
-  for (const auto& c : extra)
-    if (builtin_registry().find(c.name)) out.push_back(c);
-  return out;
-}
 
 // Tokens: system text, then a middle span of visual tokens, then query text (token-dependent composites see all three).
 TraceTokens mixed_tokens(std::int64_t n) {

@@ -8,7 +8,8 @@ writes them: group statistics with amin/amax/mean over reshaped groups, codes pa
 torch.fft for the normal key channels, base-3 packing of trits. Throughput counts the same bytes (K + V in fp16).
 
 Options: as `vidkv bench` (--shape LxHxTxD, --threads N, --layers N, --repeats N, --presets a,b,
---implementation reference|optimized, --backend cpu).
+--implementation reference|optimized, --backend cpu). With --backend cuda the module vidkv.bench_cuda runs instead
+(the C++ CUDA bench and torch on CUDA; its options: --tokens a,b,c, --layers N, --shape, --repeats N, --presets).
 """
 from __future__ import annotations
 
@@ -159,6 +160,12 @@ def torch_gbps(torch, preset, layers, repeats, layer_fp16_bytes):
 
 
 def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    if "cuda" in [v.split("=", 1)[-1] for i, v in enumerate(argv) if v.startswith("--backend") or
+                  (i > 0 and argv[i - 1] == "--backend")]:
+        from vidkv import bench_cuda  # noqa: PLC0415
+
+        return bench_cuda.main(argv, _vidkv)
     p = argparse.ArgumentParser(prog="vidkv bench", description=__doc__.splitlines()[0])
     p.add_argument("--backend", default="cpu", choices=["cpu"])
     p.add_argument("--shape", default="28x4x8192x128")

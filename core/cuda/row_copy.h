@@ -1,0 +1,26 @@
+// Row copies between [heads, tokens, channels] device buffers, with dtype conversion: the device side of the
+// cache lifecycle (cache_lifecycle.cpp: appending tokens, gathering a block's rows, growing the full-precision
+// store, writing decoded blocks and the rounded residual into the materialized cache). Host-only declarations, no
+// CUDA headers (row_copy.cu); only in builds with CUDA.
+#pragma once
+
+#include <cstdint>
+
+#include "vidkv/core/dtype.h"
+
+namespace vidkv::row_copy_cuda {
+
+// A [heads, tokens, channels] row-major buffer of `dtype` on the device (`tokens` is its token capacity).
+struct Rows {
+  void* data = nullptr;
+  DType dtype = DType::f32;
+  std::int64_t tokens = 0;
+};
+
+// dst rows [dst_begin, dst_begin + n) of every head <- src rows [src_begin, src_begin + n), each value read as
+// fp32 (exact), rounded to `round` (f32: unchanged) and stored as dst.dtype (rounding to nearest even).
+// Enqueued on `stream`; n == 0 does nothing.
+void copy_rows(Rows dst, std::int64_t dst_begin, Rows src, std::int64_t src_begin, std::int64_t heads, std::int64_t n,
+               std::int64_t channels, DType round, void* stream);
+
+}  // namespace vidkv::row_copy_cuda

@@ -1,0 +1,234 @@
+// backend: cuda for trace replay; the contract and the pipeline are in cuda_replay.h.
+#include "vidkv/experiments/src/cuda_replay.h"
+
+#include <cstring>
+#include <future>
+#include <utility>
+
+#include "vidkv/core/cuda/cuda_device.h"
+#include "vidkv/core/cuda/device_memory.h"
+#include "vidkv/core/error.h"
+#include "vidkv/experiments/src/metric_kernels.h"
+
+#ifdef VIDKV_WITH_CUDA
+#include <cuda_runtime.h>
+
+#include "vidkv/experiments/src/cuda_metrics.h"
+#endif
+
+namespace vidkv {
+
+const char* const kCudaMetricsDevice =
+    "reconstruction errors (key_*, value_*) on cuda (double sums, deterministic order); attention metrics (attn_*) on "
+    "the host from the reconstruction copied back; bits from the stored layouts";
+
+std::string cuda_backend_unavailable() {
+#ifndef VIDKV_WITH_CUDA
+  return "this build has no CUDA backend (configure with -DVIDKV_ENABLE_CUDA=ON where nvcc is installed)";
+#else
+  std::string why;
+  if (cuda_device_count(&why) > 0) return "";
+  return "no CUDA device is visible (" + why + ")";
+#endif
+}
+
+std::string cuda_quantizer_unsupported(const Quantizer& q, const BlockShape& shape) {
+  std::string why;
+  if (q.supports(Device::cuda, shape, &why)) return "";
+  return why.empty() ? q.plugin_name() + " cannot run on cuda for " + shape.str() : why;
+}
+
+#ifndef VIDKV_WITH_CUDA
+
+struct CudaLayerReplay::Impl {};
+CudaLayerReplay::CudaLayerReplay(const KvCodec&, const LifecycleParams&, const BlockShape&, int, std::function<LayerData(int)>,
+                                 bool) {
+  VIDKV_THROW(NotSupportedError, "backend cuda: ", cuda_backend_unavailable());
+}
+CudaLayerReplay::~CudaLayerReplay() = default;
+LayerData CudaLayerReplay::take(int) { VIDKV_THROW(NotSupportedError, "backend cuda: ", cuda_backend_unavailable()); }
+std::vector<MetricValues> CudaLayerReplay::replay(const LayerData&, const TokenContext&, ReplayedLayer&) {
+  VIDKV_THROW(NotSupportedError, "backend cuda: ", cuda_backend_unavailable());
+}
+
+#else
+
+namespace {
+
+struct PinnedBuffer {
+  void* p = nullptr;
+  explicit PinnedBuffer(std::size_t bytes) : p(allocate_pinned(bytes)) {}
+  ~PinnedBuffer() { free_pinned(p); }
+  PinnedBuffer(const PinnedBuffer&) = delete;
+  PinnedBuffer& operator=(const PinnedBuffer&) = delete;
+};
+
+struct Stream {
+  cudaStream_t s = nullptr;
+  Stream() { cuda_check(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking), "replay: cudaStreamCreate"); }
+  ~Stream() {
+    if (s) cudaStreamDestroy(s);
+  }
+  Stream(const Stream&) = delete;
+  Stream& operator=(const Stream&) = delete;
+};
+
+struct Event {
+  cudaEvent_t e = nullptr;
+  Event() { cuda_check(cudaEventCreateWithFlags(&e, cudaEventDisableTiming), "replay: cudaEventCreate"); }
+  ~Event() {
+    if (e) cudaEventDestroy(e);
+  }
+  Event(const Event&) = delete;
+  Event& operator=(const Event&) = delete;
+};
+
+}  // namespace
+
+struct CudaLayerReplay::Impl {
+  const KvCodec& codec;
+  LifecycleParams lifecycle;
+  BlockShape shape;
+  int layers;
+  std::function<LayerData(int)> read;
+  bool attention;
+  std::size_t bytes;  // one side (K or V) of a layer in fp32
+  Stream compute, copy;
+  // Double-buffered uploads: slot l % 2 holds layer l.
+  std::unique_ptr<PinnedBuffer> pinned[2][2];  // [slot][key, value]
+  DeviceBuffer input[2][2];
+  Event uploaded[2];
+  DeviceBuffer key_hat, value_hat, sums;
+  std::future<LayerData> next;
+  int next_layer = 0;
+  int current = -1;
+
+  Impl(const KvCodec& c, const LifecycleParams& lc, const BlockShape& s, int n, std::function<LayerData(int)> r, bool attn)
+      : codec(c), lifecycle(lc), shape(s), layers(n), read(std::move(r)), attention(attn),
+        bytes(static_cast<std::size_t>(s.elements()) * sizeof(float)) {
+    for (int slot = 0; slot < 2; ++slot)
+      for (int side = 0; side < 2; ++side) {
+        pinned[slot][side] = std::make_unique<PinnedBuffer>(bytes);
+        input[slot][side] = DeviceBuffer(bytes, compute.s);
+      }
+    key_hat = DeviceBuffer(bytes, compute.s);
+    value_hat = DeviceBuffer(bytes, compute.s);
+    sums = DeviceBuffer(static_cast<std::size_t>(8 * shape.heads) * sizeof(double), compute.s);
+    synchronize(compute.s);  // the buffers are used on the copy stream too
+    prefetch(0);
+  }
+
+  ~Impl() {
+    if (next.valid()) {
+      try {
+        next.get();
+      } catch (...) {  // the error of a read nobody takes any more
+      }
+    }
+    cudaStreamSynchronize(copy.s);
+    cudaStreamSynchronize(compute.s);
+  }
+
+  // Reads layer l on a helper thread, stages it in the pinned buffers of its slot and uploads it on the copy
+  // stream. The slot's previous layer (l - 2) is finished: replay() waits for the GPU before returning.
+  void prefetch(int l) {
+    next_layer = l;
+    if (l >= layers) return;
+    next = std::async(std::launch::async, [this, l] {
+      LayerData d = read(l);
+      VIDKV_REQUIRE(static_cast<std::int64_t>(d.key.size()) == shape.elements() &&
+                        static_cast<std::int64_t>(d.value.size()) == shape.elements(),
+                    ShapeError, "layer ", l, ": key/value hold ", d.key.size(), "/", d.value.size(), " values, expected ",
+                    shape.str());
+      const int slot = l % 2;
+      std::memcpy(pinned[slot][0]->p, d.key.data(), bytes);
+      std::memcpy(pinned[slot][1]->p, d.value.data(), bytes);
+      copy_to_device(input[slot][0].data(), pinned[slot][0]->p, bytes, copy.s);
+      copy_to_device(input[slot][1].data(), pinned[slot][1]->p, bytes, copy.s);
+      cuda_check(cudaEventRecord(uploaded[slot].e, copy.s), "replay: cudaEventRecord");
+      return d;
+    });
+  }
+};
+
+CudaLayerReplay::CudaLayerReplay(const KvCodec& codec, const LifecycleParams& lifecycle, const BlockShape& shape, int layers,
+                                 std::function<LayerData(int)> read, bool attention) {
+  const std::string why = cuda_backend_unavailable();
+  VIDKV_REQUIRE(why.empty(), NotSupportedError, "backend cuda: ", why);
+  impl_ = std::make_unique<Impl>(codec, lifecycle, shape, layers, std::move(read), attention);
+}
+
+CudaLayerReplay::~CudaLayerReplay() = default;
+
+LayerData CudaLayerReplay::take(int layer) {
+  Impl& m = *impl_;
+  VIDKV_ASSERT(layer == m.next_layer && layer < m.layers, "layers are taken in order: expected ", m.next_layer, ", got ", layer);
+  LayerData d = m.next.get();
+  m.current = layer;
+  m.prefetch(layer + 1);  // HDF5 read and upload of the next layer overlap this one's replay
+  return d;
+}
+
+std::vector<MetricValues> CudaLayerReplay::replay(const LayerData& data, const TokenContext& ctx, ReplayedLayer& out) {
+  Impl& m = *impl_;
+  VIDKV_ASSERT(m.current >= 0, "replay before take");
+  const int slot = m.current % 2;
+  cudaStream_t s = m.compute.s;
+  cuda_check(cudaStreamWaitEvent(s, m.uploaded[slot].e, 0), "replay: cudaStreamWaitEvent");
+  const BlockShape& shape = m.shape;
+  const std::vector<std::int64_t> dims{shape.heads, shape.tokens, shape.channels};
+  auto view = [&](const DeviceBuffer& b) { return TensorView{b.data(), DType::f32, Device::cuda, dims}; };
+  const ReplayedLayer r = replay_layer(m.codec, m.lifecycle, view(m.input[slot][0]), view(m.input[slot][1]), ctx,
+                                       view(m.key_hat), view(m.value_hat), Execution::cuda(s));
+  out.key_layout = r.key_layout;
+  out.value_layout = r.value_layout;
+  out.requantizations = r.requantizations;
+
+  double* sums = m.sums.as<double>();
+  metrics_cuda::error_sums(m.input[slot][0].as<const float>(), m.key_hat.as<const float>(), shape.heads, shape.slab_elements(),
+                           sums, s);
+  metrics_cuda::error_sums(m.input[slot][1].as<const float>(), m.value_hat.as<const float>(), shape.heads,
+                           shape.slab_elements(), sums + 4 * shape.heads, s);
+  std::vector<double> host(static_cast<std::size_t>(8 * shape.heads));
+  copy_to_host(host.data(), sums, host.size() * sizeof(double), s);  // waits for the replay
+
+  std::vector<MetricValues> all(static_cast<std::size_t>(shape.heads + 1));
+  metric_kernels::ErrorSums layer_sums[2];
+  for (std::int64_t h = 0; h <= shape.heads; ++h) {
+    for (int side = 0; side < 2; ++side) {
+      metric_kernels::ErrorSums e;
+      if (h < shape.heads) {
+        const double* p = host.data() + (side * shape.heads + h) * 4;
+        e.ref2 = p[0];
+        e.hat2 = p[1];
+        e.diff2 = p[2];
+        e.dot = p[3];
+        e.n = shape.slab_elements();
+        layer_sums[side].ref2 += e.ref2;  // the layer: heads in order
+        layer_sums[side].hat2 += e.hat2;
+        layer_sums[side].diff2 += e.diff2;
+        layer_sums[side].dot += e.dot;
+        layer_sums[side].n += e.n;
+      } else {
+        e = layer_sums[side];
+      }
+      metric_kernels::put_errors(all[static_cast<std::size_t>(h)], side == 0 ? "key" : "value", e);
+    }
+  }
+  const LayerQueries* queries = data.queries && data.queries->count > 0 ? &*data.queries : nullptr;
+  if (m.attention && queries) {
+    std::vector<float> key_hat(static_cast<std::size_t>(shape.elements())), value_hat(key_hat.size());
+    copy_to_host(key_hat.data(), m.key_hat.data(), m.bytes, s);
+    copy_to_host(value_hat.data(), m.value_hat.data(), m.bytes, s);
+    const LayerTensors t{data.key.data(), data.value.data(), key_hat.data(), value_hat.data(), shape, queries};
+    const std::vector<MetricValues> host_metrics = layer_metrics_all(t);
+    for (std::size_t i = 0; i < all.size(); ++i)
+      for (const auto& [name, value] : host_metrics[i])
+        if (name.rfind("attn_", 0) == 0) all[i][name] = value;
+  }
+  return all;
+}
+
+#endif
+
+}  // namespace vidkv

@@ -1,0 +1,57 @@
+// `backend: cuda` for trace replay (experiments/README.md): validation of the backend, and the replay of a cell's
+// layers on the GPU that experiment_runner.cpp calls instead of replay_layer + layer_metrics_all.
+//
+// Pipeline per cell (one CudaLayerReplay, layers taken in order): a host thread reads layer l + 1 from HDF5, copies
+// it into a page-locked buffer and uploads it on a copy stream (two buffers, alternating) while layer l runs on the
+// compute stream, which waits for the upload's event. The layer is replayed through the run's lifecycle with a
+// LayerCache on the device (core/cache_lifecycle.h: packed blocks, residual and reconstruction in device memory).
+// Metrics: the reconstruction errors (key_/value_ rel_error, mse, snr_db, cosine) are computed on the device
+// (cuda_metrics.h: double sums, deterministic order, equal to the CPU's to a few ulps); the attention metrics
+// (attn_*) are computed on the host by layer_metrics_all from the reconstruction copied back, only when the trace
+// has query states and the plan asks for an attention metric. provenance.json says this ("metrics_device").
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "vidkv/core/cache_lifecycle.h"
+#include "vidkv/core/kv_codec.h"
+#include "vidkv/experiments/src/metrics.h"
+#include "vidkv/traces/trace_reader.h"
+
+namespace vidkv {
+
+// Why `backend: cuda` cannot run at all here (a build without CUDA, no visible GPU), or "" when it can.
+std::string cuda_backend_unavailable();
+// Why `q` cannot run on cuda on blocks of `shape` (Quantizer::supports), or "".
+std::string cuda_quantizer_unsupported(const Quantizer& q, const BlockShape& shape);
+
+// Where each metric is computed under backend: cuda, as recorded in provenance.json.
+extern const char* const kCudaMetricsDevice;
+
+class CudaLayerReplay {
+ public:
+  // `read(layer)` reads one layer (the caller's HDF5 locking inside; called from a helper thread). `attention`:
+  // whether attention metrics are wanted (they need the reconstruction on the host). Starts reading layer 0.
+  // Throws NotSupportedError in a build without CUDA.
+  CudaLayerReplay(const KvCodec& codec, const LifecycleParams& lifecycle, const BlockShape& shape, int layers,
+                  std::function<LayerData(int)> read, bool attention);
+  ~CudaLayerReplay();  // waits for a read in flight
+  CudaLayerReplay(const CudaLayerReplay&) = delete;
+  CudaLayerReplay& operator=(const CudaLayerReplay&) = delete;
+
+  // Layer `layer` (0, 1, ... in order): waits for its read and starts reading the next one.
+  LayerData take(int layer);
+  // Replays the layer last taken on the GPU: the metrics of KV heads 0..H-1, then of the layer (as
+  // layer_metrics_all), and the stored layouts in `out` (out.key / out.value stay empty: the reconstruction lives
+  // on the device). Waits for the GPU before returning.
+  std::vector<MetricValues> replay(const LayerData& data, const TokenContext& ctx, ReplayedLayer& out);
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace vidkv
