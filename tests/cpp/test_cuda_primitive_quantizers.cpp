@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "boundary_values.h"
 #include "catch.h"
 #include "quantizer_test_helpers.h"
 #include "vidkv/core/cuda/cuda_device.h"
@@ -146,4 +147,42 @@ TEST_CASE("encode_view on the cpu takes fp16 and bf16 views and writes the bytes
     const auto ref = decode(*q, s, want);
     for (std::size_t i = 0; i < x.size(); ++i) REQUIRE(load_as_float(back.data(), t, i) == round_to_dtype(ref[i], t));
   }
+}
+
+TEST_CASE("uniform on CUDA writes the reference's codes on and around every rounding boundary", "[cuda]") {
+  // The fast path multiplies by the reciprocal and divides only near a boundary k + 0.5 (uniform.cu FastCoder):
+  // inputs placed on the boundaries and 1 to 3 ulps around them, on whole groups of 32 (the fast path's shapes).
+  std::string why;
+  if (cuda_device_count(&why) == 0) VIDKV_SKIP("no CUDA device: " << why);
+  for (const int bits : {1, 2, 4, 8})
+    for (const char* axis : {"channel", "token"})
+      for (const char* scale_dtype : {"fp16", "fp32"}) {
+        const DType sd = std::string(scale_dtype) == "fp16" ? DType::f16 : DType::f32;
+        const bool channel = std::string(axis) == "channel";
+        const BlockShape shape = channel ? BlockShape{2, 96, 48} : BlockShape{2, 40, 96};
+        std::vector<float> x(static_cast<std::size_t>(shape.elements()));
+        for (std::int64_t h = 0; h < shape.heads; ++h)
+          for (std::int64_t t = 0; t < shape.tokens; ++t)
+            for (std::int64_t c = 0; c < shape.channels; ++c) {
+              const std::int64_t row = channel ? c : t, pos = channel ? t : c;
+              const auto group = static_cast<std::uint64_t>((h * 1000 + row) * 100 + pos / 32);
+              x[static_cast<std::size_t>((h * shape.tokens + t) * shape.channels + c)] =
+                  boundary_value(group, static_cast<int>(pos % 32), bits, sd);
+            }
+        INFO("bits " << bits << ", axis " << axis << ", scale_dtype " << scale_dtype);
+        auto q = make_reference("uniform", {{"bits", std::to_string(bits)}, {"axis", axis}, {"scale_dtype", scale_dtype}});
+        const auto want = encode(*q, shape, x);
+        DeviceBuffer in(x.size() * 4), out(want.size());
+        copy_to_device(in.data(), x.data(), x.size() * 4);
+        fill_device(out.data(), 0xAB, out.bytes());
+        q->encode_view(TensorView{in.data(), DType::f32, Device::cuda, {shape.heads, shape.tokens, shape.channels}}, {},
+                       out.as<std::uint8_t>(), Execution::cuda());
+        std::vector<std::uint8_t> got(want.size());
+        copy_to_host(got.data(), out.data(), got.size());
+        std::size_t first_diff = want.size();
+        for (std::size_t i = 0; i < want.size() && first_diff == want.size(); ++i)
+          if (want[i] != got[i]) first_diff = i;
+        INFO("first differing byte " << first_diff << " of " << want.size());
+        REQUIRE(first_diff == want.size());
+      }
 }
