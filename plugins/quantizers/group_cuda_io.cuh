@@ -104,6 +104,69 @@ __device__ inline void store32(void* p, std::int64_t i, const float (&x)[32]) {
   }
 }
 
+// Two adjacent elements kept as loaded (fp16/bf16: one 32-bit register for the pair; fp32: a float2), converted
+// to fp32 where used: halves the registers of the channel-axis kernels, which hold a whole group of 32 tokens.
+template <DType T>
+struct RawPair {
+  using type = std::uint32_t;
+};
+template <>
+struct RawPair<DType::f32> {
+  using type = float2;
+};
+
+template <DType T>
+__device__ inline typename RawPair<T>::type load_raw2(const void* p, std::int64_t i) {
+  if constexpr (T == DType::f32) {
+    return reinterpret_cast<const float2*>(p)[i / 2];
+  } else {
+    return reinterpret_cast<const std::uint32_t*>(p)[i / 2];
+  }
+}
+
+template <DType T>
+__device__ inline float2 raw2_to_float2(typename RawPair<T>::type r) {
+  if constexpr (T == DType::f32) {
+    return r;
+  } else if constexpr (T == DType::f16) {
+    return __half22float2(*reinterpret_cast<const __half2*>(&r));
+  } else {
+    return make_float2(__uint_as_float(r << 16), __uint_as_float(r & 0xffff0000u));
+  }
+}
+
+// Eight consecutive elements at i (i a multiple of 8; the buffer 16-byte aligned).
+template <DType T>
+__device__ inline void load8(const void* p, std::int64_t i, float (&x)[8]) {
+  if constexpr (T == DType::f32) {
+    const float4 a = reinterpret_cast<const float4*>(p)[i / 4], b = reinterpret_cast<const float4*>(p)[i / 4 + 1];
+    x[0] = a.x; x[1] = a.y; x[2] = a.z; x[3] = a.w; x[4] = b.x; x[5] = b.y; x[6] = b.z; x[7] = b.w;
+  } else {
+    const uint4 v = reinterpret_cast<const uint4*>(p)[i / 8];
+    const unsigned w[4] = {v.x, v.y, v.z, v.w};
+#pragma unroll
+    for (int m = 0; m < 4; ++m) {
+      const float2 f = raw2_to_float2<T>(w[m]);
+      x[2 * m] = f.x;
+      x[2 * m + 1] = f.y;
+    }
+  }
+}
+
+template <DType T>
+__device__ inline void store8(void* p, std::int64_t i, const float (&x)[8]) {
+  if constexpr (T == DType::f32) {
+    reinterpret_cast<float4*>(p)[i / 4] = make_float4(x[0], x[1], x[2], x[3]);
+    reinterpret_cast<float4*>(p)[i / 4 + 1] = make_float4(x[4], x[5], x[6], x[7]);
+  } else {
+    unsigned w[4];
+#pragma unroll
+    for (int m = 0; m < 4; ++m)
+      w[m] = static_cast<unsigned>(to_bits16<T>(x[2 * m])) | (static_cast<unsigned>(to_bits16<T>(x[2 * m + 1])) << 16);
+    reinterpret_cast<uint4*>(p)[i / 8] = make_uint4(w[0], w[1], w[2], w[3]);
+  }
+}
+
 // A metadata scalar (fp16 / bf16 / fp32) at index i of a section aligned to its element size.
 __device__ inline void store_scalar(std::uint8_t* section, std::int64_t i, DType t, float v) {
   if (t == DType::f32) {

@@ -4,6 +4,7 @@
 // heads, and with the output at offsets 0..3 (so both the word-run and the byte-per-thread code paths run).
 // Device buffers are poisoned (0xAB) before each kernel and guard bytes around the output must stay intact.
 // [cuda]: skipped, visibly, without a GPU or in a build without CUDA.
+#include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <string>
@@ -46,6 +47,13 @@ void check_on_cuda(const std::string& name, const KeyValues& params, const Block
             << " output offset " << out_offset);
   auto x = gaussian(static_cast<std::size_t>(shape.elements()), seed);
   for (std::size_t i = 0; i < x.size(); i += 7) x[i] *= 8.0f;  // outliers
+  // Signed zeros: every 64th block of 64 elements is +-0 in a pseudo-random sign order (groups whose min and max are
+  // zeros of either sign: the reference keeps the first one it meets), and a few zeros among positive values.
+  for (std::size_t i = 0; i < x.size(); ++i) {
+    if ((i / 64) % 64 == 3) x[i] = ((i * 2654435761u) >> 7) & 1 ? -0.0f : 0.0f;
+    if (i % 97 == 5) x[i] = std::fabs(x[i]);
+    if (i % 101 == 9) x[i] = (i & 1) ? -0.0f : 0.0f;
+  }
   const auto raw = as_dtype_bytes(x, in_dtype);
   const auto want = encode(*q, shape, x, ctx);
   const auto want_decoded = decode(*q, shape, want, ctx);

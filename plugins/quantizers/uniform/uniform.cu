@@ -118,30 +118,6 @@ struct FastCoder {
   }
 };
 
-// Encodes one group held in registers: scale and min, then BITS code words at word `w0` of the codes section.
-template <unsigned BITS>
-__device__ inline void encode_group_in_registers(const float (&x)[32], DType sd, std::int64_t gidx, std::int64_t w0,
-                                                 const Sections& s) {
-  float mn = x[0], mx = x[0];
-#pragma unroll
-  for (int i = 1; i < 32; ++i) {
-    mn = x[i] < mn ? x[i] : mn;
-    mx = x[i] > mx ? x[i] : mx;
-  }
-  const uniform_format::StoredRange range = uniform_format::stored_range(mn, mx, BITS, sd);
-  group_cuda::store_scalar(s.scales, gidx, sd, range.scale);
-  group_cuda::store_scalar(s.mins, gidx, sd, range.min);
-  const FastCoder coder(range, BITS);
-  std::uint32_t words[BITS];
-#pragma unroll
-  for (unsigned k = 0; k < BITS; ++k) words[k] = 0;
-#pragma unroll
-  for (unsigned i = 0; i < 32; ++i) words[(i * BITS) / 32] |= coder.code(x[i]) << ((i * BITS) % 32);
-  std::uint32_t* dst = reinterpret_cast<std::uint32_t*>(s.codes) + w0;
-#pragma unroll
-  for (unsigned k = 0; k < BITS; ++k) dst[k] = words[k];
-}
-
 template <unsigned BITS>
 __device__ inline void decode_group_to_registers(const std::uint8_t* codes, const std::uint8_t* scales, const std::uint8_t* mins,
                                                  DType sd, std::int64_t gidx, std::int64_t w0, float (&x)[32]) {
@@ -161,26 +137,63 @@ __device__ inline void decode_group_to_registers(const std::uint8_t* codes, cons
 // 1 group per thread decodes at 1819 GB/s against 1466 with 4 (more warps in flight), encodes alike.
 constexpr std::int64_t kGroupsPerThread = 1;
 
-// Axis channel: a thread takes two adjacent channels (one 4-byte load of fp16 pairs per token, a warp reading 64
-// channels = 128 contiguous bytes of each token row) and kGroupsPerThread consecutive groups of 32 tokens.
-template <DType T, unsigned BITS>
-__global__ void encode_channel_fast(const void* in, GroupGrid g, DType sd, CodeLayout layout, Sections s) {
-  const std::int64_t channels = g.rows, tokens = g.length, pairs = channels / 2, gpr = g.groups_per_row();
-  const std::int64_t quads = (gpr + kGroupsPerThread - 1) / kGroupsPerThread;
-  const std::int64_t t = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (t >= g.heads * quads * pairs) return;
-  const std::int64_t c0 = 2 * (t % pairs), quad = (t / pairs) % quads, h = t / (pairs * quads);
-  for (std::int64_t gi = quad * kGroupsPerThread; gi < gpr && gi < (quad + 1) * kGroupsPerThread; ++gi) {
-    float a[32], b[32];
+// min and max of 32 values with the reference's results bit for bit: fminf / fmaxf give the same value as its
+// ordered scan (x < mn ? x : mn) except for the sign of a zero (-0 == +0 keeps whichever came first there), so a
+// zero result is redone in order.
+template <class Get>
+__device__ inline void ordered_min_max(Get get, float& mn, float& mx) {
+  mn = get(0);
+  mx = mn;
 #pragma unroll
-    for (int i = 0; i < 32; ++i) {
-      const float2 v = group_cuda::load2<T>(in, (h * tokens + gi * 32 + i) * channels + c0);
-      a[i] = v.x;
-      b[i] = v.y;
-    }
-    encode_group_in_registers<BITS>(a, sd, g.group_index(h, c0, gi), group_format::code_word(layout, g, BITS, h, c0, gi * 32), s);
-    encode_group_in_registers<BITS>(b, sd, g.group_index(h, c0 + 1, gi), group_format::code_word(layout, g, BITS, h, c0 + 1, gi * 32), s);
+  for (int i = 1; i < 32; ++i) {
+    mn = fminf(mn, get(i));
+    mx = fmaxf(mx, get(i));
   }
+  if (mn == 0.0f || mx == 0.0f) {
+    mn = mx = get(0);
+    for (int i = 1; i < 32; ++i) {
+      const float x = get(i);
+      mn = x < mn ? x : mn;
+      mx = x > mx ? x : mx;
+    }
+  }
+}
+
+// Codes of one group (32 values from get(i)) into BITS words at word w0, scale and min at gidx.
+template <unsigned BITS, class Get>
+__device__ inline void encode_group_values(Get get, DType sd, std::int64_t gidx, std::int64_t w0, const Sections& s) {
+  float mn, mx;
+  ordered_min_max(get, mn, mx);
+  const uniform_format::StoredRange range = uniform_format::stored_range(mn, mx, BITS, sd);
+  group_cuda::store_scalar(s.scales, gidx, sd, range.scale);
+  group_cuda::store_scalar(s.mins, gidx, sd, range.min);
+  const FastCoder coder(range, BITS);
+  std::uint32_t words[BITS];
+#pragma unroll
+  for (unsigned k = 0; k < BITS; ++k) words[k] = 0;
+#pragma unroll
+  for (unsigned i = 0; i < 32; ++i) words[(i * BITS) / 32] |= coder.code(get(i)) << ((i * BITS) % 32);
+  std::uint32_t* dst = reinterpret_cast<std::uint32_t*>(s.codes) + w0;
+#pragma unroll
+  for (unsigned k = 0; k < BITS; ++k) dst[k] = words[k];
+}
+
+// Axis channel: a thread takes two adjacent channels of one group of 32 tokens (a 4-byte load of an fp16 pair per
+// token: a warp reads 64 channels = 128 contiguous bytes of each token row), keeping the pairs as loaded (32
+// registers for fp16) so that 4 blocks of 256 fit an SM.
+template <DType T, unsigned BITS>
+__global__ void __launch_bounds__(256, 4) encode_channel_fast(const void* in, GroupGrid g, DType sd, CodeLayout layout, Sections s) {
+  const std::int64_t channels = g.rows, tokens = g.length, pairs = channels / 2, gpr = g.groups_per_row();
+  const std::int64_t t = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (t >= g.heads * gpr * pairs) return;
+  const std::int64_t c0 = 2 * (t % pairs), gi = (t / pairs) % gpr, h = t / (pairs * gpr);
+  typename group_cuda::RawPair<T>::type raw[32];
+#pragma unroll
+  for (int i = 0; i < 32; ++i) raw[i] = group_cuda::load_raw2<T>(in, (h * tokens + gi * 32 + i) * channels + c0);
+  encode_group_values<BITS>([&](int i) { return group_cuda::raw2_to_float2<T>(raw[i]).x; }, sd, g.group_index(h, c0, gi),
+                            group_format::code_word(layout, g, BITS, h, c0, gi * 32), s);
+  encode_group_values<BITS>([&](int i) { return group_cuda::raw2_to_float2<T>(raw[i]).y; }, sd, g.group_index(h, c0 + 1, gi),
+                            group_format::code_word(layout, g, BITS, h, c0 + 1, gi * 32), s);
 }
 
 template <DType O, unsigned BITS>
@@ -200,27 +213,78 @@ __global__ void decode_channel_fast(const std::uint8_t* codes, const std::uint8_
   }
 }
 
-// Axis token: a thread takes one group, 32 contiguous channels of one token (16-byte loads); group k of the block
-// covers elements [32 k, 32 k + 32) since the channels divide into whole groups.
+// Axis token, warp-cooperative: four lanes per group, each with 8 consecutive channels (one 16-byte load of fp16:
+// a warp reads 8 groups = 512 contiguous bytes). min / max are combined across the 4 lanes left to right (the later
+// lane's value replaces only when strictly smaller / larger: the reference's ordered scan); each lane writes the
+// 8 * BITS bits of its 8 codes (BITS bytes at byte BITS * quarter of the group's word-aligned run: distinct bytes per
+// lane, contiguous across the warp); the first lane of a group writes its scale and min.
 template <DType T, unsigned BITS>
 __global__ void encode_token_fast(const void* in, GroupGrid g, DType sd, CodeLayout layout, Sections s) {
-  const std::int64_t k = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (k >= g.group_count()) return;
+  const std::int64_t lane_global = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  const std::int64_t k = lane_global / 4;  // group
+  const unsigned quarter = static_cast<unsigned>(lane_global % 4);
+  const bool active = k < g.group_count();
+  float x[8] = {};
+  if (active) group_cuda::load8<T>(in, 32 * k + 8 * quarter, x);
+  float mn = x[0], mx = x[0];
+#pragma unroll
+  for (int i = 1; i < 8; ++i) {
+    mn = x[i] < mn ? x[i] : mn;
+    mx = x[i] > mx ? x[i] : mx;
+  }
+#pragma unroll
+  for (unsigned step = 1; step < 4; step *= 2) {
+    const float omn = __shfl_xor_sync(0xffffffffu, mn, step), omx = __shfl_xor_sync(0xffffffffu, mx, step);
+    const bool left = (quarter & step) == 0;  // this lane holds the earlier elements
+    const float lmn = left ? mn : omn, rmn = left ? omn : mn, lmx = left ? mx : omx, rmx = left ? omx : mx;
+    mn = rmn < lmn ? rmn : lmn;
+    mx = rmx > lmx ? rmx : lmx;
+  }
+  if (!active) return;
+  const uniform_format::StoredRange range = uniform_format::stored_range(mn, mx, BITS, sd);
+  if (quarter == 0) {
+    group_cuda::store_scalar(s.scales, k, sd, range.scale);
+    group_cuda::store_scalar(s.mins, k, sd, range.min);
+  }
+  const FastCoder coder(range, BITS);
+  std::uint64_t bits = 0;
+#pragma unroll
+  for (unsigned i = 0; i < 8; ++i) bits |= static_cast<std::uint64_t>(coder.code(x[i])) << (BITS * i);
   const std::int64_t gpr = g.groups_per_row(), row = k / gpr, gi = k % gpr;
-  float x[32];
-  group_cuda::load32<T>(in, 32 * k, x);
-  encode_group_in_registers<BITS>(x, sd, k, group_format::code_word(layout, g, BITS, row / g.rows, row % g.rows, gi * 32), s);
+  std::uint8_t* run = s.codes + 4 * group_format::code_word(layout, g, BITS, row / g.rows, row % g.rows, gi * 32) + BITS * quarter;
+  if constexpr (BITS == 1) *run = static_cast<std::uint8_t>(bits);
+  else if constexpr (BITS == 2) *reinterpret_cast<std::uint16_t*>(run) = static_cast<std::uint16_t>(bits);
+  else if constexpr (BITS == 4) *reinterpret_cast<std::uint32_t*>(run) = static_cast<std::uint32_t>(bits);
+  else {  // the run is 4-byte aligned only: two word stores
+    reinterpret_cast<std::uint32_t*>(run)[0] = static_cast<std::uint32_t>(bits);
+    reinterpret_cast<std::uint32_t*>(run)[1] = static_cast<std::uint32_t>(bits >> 32);
+  }
 }
 
 template <DType O, unsigned BITS>
 __global__ void decode_token_fast(const std::uint8_t* codes, const std::uint8_t* scales, const std::uint8_t* mins, GroupGrid g,
                                   DType sd, CodeLayout layout, void* out) {
-  const std::int64_t k = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  const std::int64_t lane_global = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  const std::int64_t k = lane_global / 4;
+  const unsigned quarter = static_cast<unsigned>(lane_global % 4);
   if (k >= g.group_count()) return;
+  const float scale = group_cuda::load_scalar(scales, k, sd), mn = group_cuda::load_scalar(mins, k, sd);
   const std::int64_t gpr = g.groups_per_row(), row = k / gpr, gi = k % gpr;
-  float x[32];
-  decode_group_to_registers<BITS>(codes, scales, mins, sd, k, group_format::code_word(layout, g, BITS, row / g.rows, row % g.rows, gi * 32), x);
-  group_cuda::store32<O>(out, 32 * k, x);
+  const std::uint8_t* run = codes + 4 * group_format::code_word(layout, g, BITS, row / g.rows, row % g.rows, gi * 32) + BITS * quarter;
+  std::uint64_t bits;
+  if constexpr (BITS == 1) bits = *run;
+  else if constexpr (BITS == 2) bits = *reinterpret_cast<const std::uint16_t*>(run);
+  else if constexpr (BITS == 4) bits = *reinterpret_cast<const std::uint32_t*>(run);
+  else
+    bits = static_cast<std::uint64_t>(reinterpret_cast<const std::uint32_t*>(run)[0]) |
+           (static_cast<std::uint64_t>(reinterpret_cast<const std::uint32_t*>(run)[1]) << 32);
+  float x[8];
+#pragma unroll
+  for (unsigned i = 0; i < 8; ++i) {
+    const unsigned q = static_cast<unsigned>(bits >> (BITS * i)) & ((1u << BITS) - 1u);
+    x[i] = __fadd_rn(__fmul_rn(static_cast<float>(q), scale), mn);
+  }
+  group_cuda::store8<O>(out, 32 * k + 8 * quarter, x);
 }
 
 // Whether the fast kernels apply: G = 32, bits 1/2/4/8, word-aligned groups, aligned buffers, and on the channel
@@ -244,7 +308,7 @@ void dispatch_bits(unsigned bits, F&& f) {
 }
 
 std::int64_t fast_threads(const Config& c, const GroupGrid& g) {
-  if (c.axis == GroupAxis::token) return g.group_count();
+  if (c.axis == GroupAxis::token) return 4 * g.group_count();  // four lanes per group
   const std::int64_t quads = (g.groups_per_row() + kGroupsPerThread - 1) / kGroupsPerThread;
   return g.heads * quads * (g.rows / 2);
 }
