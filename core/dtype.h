@@ -10,6 +10,11 @@
 
 #include "vidkv/core/host_device.h"
 
+#if defined(__CUDACC__)
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#endif
+
 namespace vidkv {
 
 enum class DType : std::uint8_t { f16, bf16, f32 };
@@ -82,6 +87,12 @@ VIDKV_HOST_DEVICE inline float bf16_bits_to_float(std::uint16_t b) { return bits
 
 // Rounds an fp32 value to the nearest value representable in `t` (identity for fp32).
 VIDKV_HOST_DEVICE inline float round_to_dtype(float f, DType t) {
+#if defined(__CUDA_ARCH__)
+  // The hardware conversions round to nearest even with IEEE overflow: the same values as the written-out ones.
+  if (t == DType::f16) return __half2float(__float2half_rn(f));
+  if (t == DType::bf16) return __bfloat162float(__float2bfloat16_rn(f));
+  return f;
+#endif
   if (t == DType::f16) return half_bits_to_float(float_to_half_bits(f));
   if (t == DType::bf16) return bf16_bits_to_float(float_to_bf16_bits(f));
   return f;
