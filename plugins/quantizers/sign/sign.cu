@@ -59,23 +59,21 @@ struct Block {
 
 // --- One group, shared by every encode path ---------------------------------------------------------------------
 // value(j) gives element j (j0 <= j < j0 + n) of the group's row. The sum of |x| in double in position order, the
-// mean rounded to fp32 then to the scale dtype (put_scalar), the release's 0 min: sign.cpp's reference loop.
-template <class Value>
-__device__ inline void put_group_scale(const Sections& s, std::int64_t gidx, DType sd, std::int64_t j0, std::int64_t n,
-                                       Value value) {
+// mean rounded to fp32 then to the scale dtype (put_scalar), the release's 0 min: sign.cpp's reference loop. With
+// kWords (word-aligned groups) the group's bits are written as whole words in the same pass over the values.
+template <bool kWords, class Value>
+__device__ inline void put_group(const Sections& s, std::int64_t gidx, DType sd, std::int64_t first_word, std::int64_t j0,
+                                 std::int64_t n, Value value) {
   double sum_abs = 0.0;
-  for (std::int64_t j = j0; j < j0 + n; ++j) sum_abs += fabs(static_cast<double>(value(j)));
+  group_format::WordRunWriter<AlignedWordStore> w(AlignedWordStore{reinterpret_cast<std::uint32_t*>(s.codes)}, first_word, 1);
+  for (std::int64_t j = j0; j < j0 + n; ++j) {
+    const float x = value(j);
+    sum_abs += fabs(static_cast<double>(x));
+    if constexpr (kWords) w.put(sign_format::encode_value(x));
+  }
+  if constexpr (kWords) w.flush();
   group_format::put_scalar(s.scales, gidx, sd, static_cast<float>(sum_abs / static_cast<double>(n)));
   if (s.mins) group_format::put_scalar(s.mins, gidx, sd, 0.0f);
-}
-
-// The group's bits as whole words (word-aligned groups only).
-template <class Value>
-__device__ inline void put_group_words(std::uint8_t* codes, std::int64_t first_word, std::int64_t j0, std::int64_t n,
-                                       Value value) {
-  group_format::WordRunWriter<AlignedWordStore> w(AlignedWordStore{reinterpret_cast<std::uint32_t*>(codes)}, first_word, 1);
-  for (std::int64_t j = j0; j < j0 + n; ++j) w.put(sign_format::encode_value(value(j)));
-  w.flush();
 }
 
 // --- fft off ------------------------------------------------------------------------------------------------------
@@ -87,8 +85,7 @@ __global__ void encode_groups(const void* in, Block b, GroupGrid g, GroupAxis ax
   const auto c = group_cuda::group_of_thread(g, axis, t);
   const std::int64_t j0 = c.gi * g.group, n = g.group_size(c.gi);
   auto value = [&](std::int64_t j) { return group_cuda::load<T>(in, b.at_grid(axis, c.h, c.r, j)); };
-  put_group_scale(s, g.group_index(c.h, c.r, c.gi), sd, j0, n, value);
-  if constexpr (kWordRuns) put_group_words(s.codes, group_format::code_word(layout, g, 1, c.h, c.r, j0), j0, n, value);
+  put_group<kWordRuns>(s, g.group_index(c.h, c.r, c.gi), sd, group_format::code_word(layout, g, 1, c.h, c.r, j0), j0, n, value);
 }
 
 // One byte of the codes section per thread (any alignment, tails): the bits depend on the values only.
@@ -178,8 +175,7 @@ __global__ void encode_spectrum_groups(Spectrum x, GroupGrid g, DType sd, CodeLa
   const auto c = group_cuda::group_of_thread(g, x.axis, t);
   const std::int64_t j0 = c.gi * g.group, n = g.group_size(c.gi);
   auto value = [&](std::int64_t j) { return x(c.h, c.r, j); };
-  put_group_scale(s, g.group_index(c.h, c.r, c.gi), sd, j0, n, value);
-  if constexpr (kWordRuns) put_group_words(s.codes, group_format::code_word(layout, g, 1, c.h, c.r, j0), j0, n, value);
+  put_group<kWordRuns>(s, g.group_index(c.h, c.r, c.gi), sd, group_format::code_word(layout, g, 1, c.h, c.r, j0), j0, n, value);
 }
 
 __global__ void encode_spectrum_code_bytes(Spectrum x, GroupGrid g, CodeLayout layout, std::uint8_t* codes, std::int64_t code_bytes) {
@@ -369,8 +365,7 @@ __global__ void __launch_bounds__(kTileThreadsMax) encode_tile(const void* in, D
       const int c = task % W, jl = (task / W) * static_cast<int>(g.group);
       const std::int64_t j0 = t0 + jl, len = g.group_size(j0 / g.group);
       auto value = [&](std::int64_t j) { return tile[(j - t0) * S + c]; };
-      put_group_scale(s, g.group_index(h, c, j0 / g.group), sd, j0, len, value);
-      put_group_words(s.codes, group_format::code_word(layout, g, 1, h, c, j0), j0, len, value);
+      put_group<true>(s, g.group_index(h, c, j0 / g.group), sd, group_format::code_word(layout, g, 1, h, c, j0), j0, len, value);
     }
   } else {
     const int gpr = static_cast<int>(g.groups_per_row());
@@ -378,8 +373,7 @@ __global__ void __launch_bounds__(kTileThreadsMax) encode_tile(const void* in, D
       const int t = task / gpr, gi = task % gpr;
       const std::int64_t j0 = static_cast<std::int64_t>(gi) * g.group, len = g.group_size(gi);
       auto value = [&](std::int64_t j) { return tile[t * S + j]; };
-      put_group_scale(s, g.group_index(h, t0 + t, gi), sd, j0, len, value);
-      put_group_words(s.codes, group_format::code_word(layout, g, 1, h, t0 + t, j0), j0, len, value);
+      put_group<true>(s, g.group_index(h, t0 + t, gi), sd, group_format::code_word(layout, g, 1, h, t0 + t, j0), j0, len, value);
     }
   }
 }
