@@ -227,9 +227,10 @@ CachedPlan plan_locked(int device, std::int64_t n, PlanType type, std::int64_t b
   check_cufft(cufftCreate(&p.handle), "cufftCreate");
   check_cufft(cufftSetAutoAllocation(p.handle, 0), "cufftSetAutoAllocation");
   long long size = n;
-  check_cufft(cufftMakePlanMany64(p.handle, 1, &size, nullptr, 1, 0, nullptr, 1, 0, type == PlanType::r2c ? CUFFT_R2C : CUFFT_C2R,
-                                  batch, &p.work_bytes),
-              "cufftMakePlanMany64");
+  const cufftResult made = cufftMakePlanMany64(p.handle, 1, &size, nullptr, 1, 0, nullptr, 1, 0,
+                                               type == PlanType::r2c ? CUFFT_R2C : CUFFT_C2R, batch, &p.work_bytes);
+  if (made != CUFFT_SUCCESS) cufftDestroy(p.handle);
+  check_cufft(made, "cufftMakePlanMany64");
   plans->emplace(key, p);
   return p;
 }
