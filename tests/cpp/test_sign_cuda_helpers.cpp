@@ -374,3 +374,46 @@ TEST_CASE("sign FFT comparison helper: accepts the AVX-512 transform's bytes, re
     CHECK(cmp::compare(st, shape, x, ref_bytes, ref_bytes, cmp::FftBound::library, ref_y, ref_y, ref_y).ok());
   }
 }
+
+TEST_CASE("sign_format::encode_group (the CUDA encoders' group) writes the reference's bytes on word-aligned grids",
+          "[cpu][sign]") {
+  using group_format::CodeLayout;
+  using group_format::GroupAxis;
+  struct Case {
+    GroupAxis axis;
+    CodeLayout layout;
+    DType sd;
+    int group;
+    BlockShape shape;
+  };
+  const std::vector<Case> cases{{GroupAxis::channel, CodeLayout::dense, DType::f16, 32, {2, 64, 16}},
+                                {GroupAxis::channel, CodeLayout::release, DType::f32, 64, {1, 128, 5}},
+                                {GroupAxis::token, CodeLayout::dense, DType::f16, 32, {3, 7, 64}},
+                                {GroupAxis::token, CodeLayout::release, DType::f16, 32, {2, 9, 96}}};
+  const PluginRegistry& ref_registry = builtin_registry(CpuImplementation::reference);
+  std::uint64_t seed = 95000;
+  for (const auto& cs : cases) {
+    const KeyValues kv{{"axis", cs.axis == GroupAxis::channel ? "channel" : "token"},
+                       {"layout", cs.layout == CodeLayout::dense ? "dense" : "release"},
+                       {"scale_dtype", cs.sd == DType::f16 ? "fp16" : "fp32"},
+                       {"group", std::to_string(cs.group)}};
+    INFO(quantizer_block("sign", kv).dump() << ", shape " << cs.shape.str());
+    const auto g = group_format::make_group_grid(cs.axis, cs.shape.heads, cs.shape.tokens, cs.shape.channels, cs.group);
+    REQUIRE(group_format::word_aligned_groups(cs.layout, g, 1));
+    const auto x = rows_of(cs.shape.heads * cs.shape.tokens, cs.shape.channels, ++seed);
+    const auto want = encode(*ref_registry.make_quantizer(quantizer_block("sign", kv)), cs.shape, x);
+    std::vector<std::uint8_t> got(want.size(), 0xAB);  // poisoned: every byte must be written
+    std::uint8_t* scales = got.data() + sign_format::codes_bytes(cs.layout, g);
+    std::uint8_t* mins = cs.layout == CodeLayout::release ? scales + sign_format::scales_bytes(g, cs.sd) : nullptr;
+    auto store = [&](std::int64_t w, std::uint32_t word) { group_format::put_word(got.data(), w, word); };
+    for (std::int64_t h = 0; h < g.heads; ++h)
+      for (std::int64_t r = 0; r < g.rows; ++r)
+        for (std::int64_t gi = 0; gi < g.groups_per_row(); ++gi) {
+          const std::int64_t j0 = gi * g.group;
+          sign_format::encode_group<true>(store, scales, mins, g.group_index(h, r, gi), cs.sd,
+                                          group_format::code_word(cs.layout, g, 1, h, r, j0), j0, g.group_size(gi),
+                                          [&](std::int64_t j) { return x[std::size_t(g.block_offset(h, r, j))]; });
+        }
+    CHECK(got == want);
+  }
+}

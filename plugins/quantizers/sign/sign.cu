@@ -57,23 +57,12 @@ struct Block {
   __device__ std::int64_t at_flat(std::int64_t i) const { return map.index ? (i / n) * map.stride + map.index[i % n] : i; }
 };
 
-// --- One group, shared by every encode path ---------------------------------------------------------------------
-// value(j) gives element j (j0 <= j < j0 + n) of the group's row. The sum of |x| in double in position order, the
-// mean rounded to fp32 then to the scale dtype (put_scalar), the release's 0 min: sign.cpp's reference loop. With
-// kWords (word-aligned groups) the group's bits are written as whole words in the same pass over the values.
+// --- One group, shared by every encode path: sign_format::encode_group with aligned word stores --------------------
 template <bool kWords, class Value>
 __device__ inline void put_group(const Sections& s, std::int64_t gidx, DType sd, std::int64_t first_word, std::int64_t j0,
                                  std::int64_t n, Value value) {
-  double sum_abs = 0.0;
-  group_format::WordRunWriter<AlignedWordStore> w(AlignedWordStore{reinterpret_cast<std::uint32_t*>(s.codes)}, first_word, 1);
-  for (std::int64_t j = j0; j < j0 + n; ++j) {
-    const float x = value(j);
-    sum_abs += fabs(static_cast<double>(x));
-    if constexpr (kWords) w.put(sign_format::encode_value(x));
-  }
-  if constexpr (kWords) w.flush();
-  group_format::put_scalar(s.scales, gidx, sd, static_cast<float>(sum_abs / static_cast<double>(n)));
-  if (s.mins) group_format::put_scalar(s.mins, gidx, sd, 0.0f);
+  sign_format::encode_group<kWords>(AlignedWordStore{reinterpret_cast<std::uint32_t*>(s.codes)}, s.scales, s.mins, gidx, sd,
+                                    first_word, j0, n, value);
 }
 
 // --- fft off ------------------------------------------------------------------------------------------------------
