@@ -284,10 +284,17 @@ TEST_CASE("sign on CUDA, cuFFT plans: one cache serves several host threads on t
 TEST_CASE("sign on CUDA, channel subsets: the gathered block's bytes, a decode into the indexed channels only", "[cuda][sign]") {
   require_gpu();
 #ifdef VIDKV_WITH_CUDA
-  const BlockShape full{2, 64, 128};
-  const HostInput in = as_dtype(block_values(full, 84001), DType::f16);
+  // 128 channels of fp16: rows of 256 bytes, the fused encode stages them in shared memory; 100 channels: rows of
+  // 200 bytes, not 16-byte multiples, loaded element by element. k = 64 / 32: fused tiles (FFT), 60 / 30: cuFFT.
+  struct Sub {
+    std::int64_t channels;
+    std::vector<std::int64_t> ks;
+  };
+  for (const Sub& sc : {Sub{128, {64, 60, 32}}, Sub{100, {32, 30}}})
   for (const KeyValues& kv : std::vector<KeyValues>{{}, {{"fft", "real"}}, {{"fft", "complex"}}, {{"fft", "real"}, {"axis", "token"}}}) {
-    for (std::int64_t k : {64, 60, 32}) {  // 64 / 32: fused tiles (FFT), 60: cuFFT
+    const BlockShape full{2, 64, sc.channels};
+    const HostInput in = as_dtype(block_values(full, 84001), DType::f16);
+    for (std::int64_t k : sc.ks) {
       const auto block = quantizer_block("sign", kv);
       INFO(block.dump() << ", " << k << " of " << full.channels << " channels");
       const auto q = builtin_registry().make_quantizer(block);

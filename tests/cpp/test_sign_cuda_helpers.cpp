@@ -311,6 +311,15 @@ TEST_CASE("sign CUDA path: fused tiles for power-of-two widths with word-aligned
   c.axis = GroupAxis::token;
   CHECK(sign_cuda::fused_tile_tokens(c, 64) == 128);
   CHECK(sign_cuda::fused_tile_tokens(real64, 48) == 0);
+  // A gathered encode stages the full input rows too: 128 fp16 channels = 256 bytes more per token, 48 KiB /
+  // (260 + 256) = 95 -> 64 tokens; 128 fp32 channels: 48 KiB / (260 + 512) = 63 -> 32; axis token with 4 KiB rows:
+  // 48 KiB / (260 + 4096) = 11 -> 8 (a multiple of 4, so that the staging area stays 16-byte aligned).
+  CHECK(sign_cuda::fused_tile_tokens(real64, 64, 256) == 64);
+  CHECK(sign_cuda::fused_tile_tokens(real64, 64, 512) == 32);
+  c = real64;
+  c.axis = GroupAxis::token;
+  CHECK(sign_cuda::fused_tile_tokens(c, 64, 4096) == 8);
+  CHECK(sign_cuda::fused_tile_tokens(real64, 64, 4096) == 0);  // not even one group of 32 tokens fits
   c = real64;
   c.fft = SignFft::off;
   CHECK(sign_cuda::fused_tile_tokens(c, 64) == 0);

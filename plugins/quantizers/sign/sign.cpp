@@ -122,14 +122,15 @@ void Sign::decode_values_reference(const std::uint8_t* in, const group_format::G
 namespace sign_cuda {
 
 // The choice of path (sign_cuda.h), host code shared by every build so that it is tested on the CPU.
-std::int64_t fused_tile_tokens(const Config& c, std::int64_t channels) {
+std::int64_t fused_tile_tokens(const Config& c, std::int64_t channels, std::int64_t staged_row_bytes) {
   if (c.fft == SignFft::off || !sign_fft_tile::applies(channels)) return 0;
   constexpr std::int64_t kSharedBytes = 48 * 1024;  // the default limit of dynamic shared memory per CTA
   constexpr std::int64_t kMaxTokens = 128;          // one thread per token in the transform phase
-  const std::int64_t row_bytes = (fft_components(c.fft, channels) + 1) * static_cast<std::int64_t>(sizeof(float));
+  const std::int64_t row_bytes =
+      (fft_components(c.fft, channels) + 1) * static_cast<std::int64_t>(sizeof(float)) + staged_row_bytes;
   std::int64_t tokens = std::min(kMaxTokens, kSharedBytes / row_bytes);
   if (c.axis == group_format::GroupAxis::channel) return tokens >= c.group ? (tokens / c.group) * c.group : 0;
-  return tokens >= 32 ? (tokens / 32) * 32 : tokens;
+  return tokens >= 32 ? (tokens / 32) * 32 : (tokens / 4) * 4;  // a multiple of 4: the staging area stays 16-byte aligned
 }
 
 bool fused_fft_applies(const Config& c, const BlockShape& shape, const void* bytes) {

@@ -304,6 +304,24 @@ __device__ inline void load_tile(const void* __restrict__ in, DType t, bool vec,
   }
 }
 
+// A gathered tile (Block with an index) through `stage`: the tile's `valid` full input rows (row0 = h * tokens + t0,
+// b.map.stride values each, 16-byte aligned) are copied raw into shared memory with 16-byte loads, then channel
+// index[c] of each row is widened into tile[r * S + c].
+template <int n, int S>
+__device__ inline void load_tile_staged(const void* __restrict__ in, DType t, const Block& b, std::int64_t row0, int valid,
+                                        float* tile, uint4* stage) {
+  const std::int64_t row_bytes = b.map.stride * dtype_size(t);
+  const auto* src = reinterpret_cast<const uint4*>(static_cast<const std::uint8_t*>(in) + row0 * row_bytes);
+  const int vectors = static_cast<int>(valid * row_bytes / 16);
+#pragma unroll 8
+  for (int v = threadIdx.x; v < vectors; v += blockDim.x) stage[v] = __ldg(src + v);
+  __syncthreads();
+  for (int i = threadIdx.x; i < valid * n; i += blockDim.x) {
+    const int r = i / n, c = i % n;
+    tile[r * S + c] = load_as_float(stage, t, static_cast<std::size_t>(r * b.map.stride + __ldg(b.map.index + c)));
+  }
+}
+
 // The inverse: element (r * n + c) of `out` + base = tile[r * S + c] in dtype t.
 template <int n, int S>
 __device__ inline void store_tile(const float* tile, void* __restrict__ out, DType t, bool vec, const Block& b, std::int64_t base,
@@ -334,15 +352,20 @@ __device__ inline void store_tile(const float* tile, void* __restrict__ out, DTy
 // One CTA: head blockIdx.y, tokens [t0, t0 + tile_tokens). Shared memory: tile_tokens rows of W + 1 floats (the odd
 // stride makes a warp's one-row-per-thread accesses hit 32 different banks).
 template <int N, bool Complex>
-__global__ void __launch_bounds__(kTileThreadsMax) encode_tile(const void* in, DType in_dtype, bool vec, Block b, std::int64_t tokens, GroupGrid g,
-                                                               GroupAxis axis, DType sd, CodeLayout layout, Sections s,
-                                                               int tile_tokens, sign_fft_tile::Twiddles tw) {
+__global__ void __launch_bounds__(kTileThreadsMax) encode_tile(const void* in, DType in_dtype, bool vec, bool staged, Block b,
+                                                               std::int64_t tokens, GroupGrid g, GroupAxis axis, DType sd,
+                                                               CodeLayout layout, Sections s, int tile_tokens,
+                                                               sign_fft_tile::Twiddles tw) {
   constexpr int n = 2 * N, W = Complex ? 2 * n : n, S = W + 1;
   extern __shared__ float tile[];
   const std::int64_t h = blockIdx.y, t0 = static_cast<std::int64_t>(blockIdx.x) * tile_tokens;
   const int valid = static_cast<int>(tokens - t0 < tile_tokens ? tokens - t0 : tile_tokens);
   const std::int64_t base = (h * tokens + t0) * n;
-  load_tile<n, S>(in, in_dtype, vec, b, base, valid * n, tile);
+  if (staged) {  // the staging area follows the tile (tile_tokens * S floats, a multiple of 16 bytes)
+    load_tile_staged<n, S>(in, in_dtype, b, h * tokens + t0, valid, tile, reinterpret_cast<uint4*>(tile + tile_tokens * S));
+  } else {
+    load_tile<n, S>(in, in_dtype, vec, b, base, valid * n, tile);
+  }
   __syncthreads();
   for (int t = threadIdx.x; t < valid; t += blockDim.x) {
     float* row = tile + t * S;
@@ -444,7 +467,12 @@ void encode_tile_launch(const Config& c, const void* in, DType in_dtype, const B
                         cudaStream_t st) {
   const GroupGrid g = grid_of(c, shape);
   const Sections s = sections_of(out, g, c);
-  const int tile_tokens = static_cast<int>(fused_tile_tokens(c, shape.channels));
+  // A gathered block stages its tiles' full input rows where they are 16-byte aligned and a tile still fits.
+  const std::int64_t row_bytes = b.map.stride * dtype_size(in_dtype);
+  const bool stageable = b.map.index != nullptr && aligned16(in) && row_bytes % 16 == 0;
+  const std::int64_t staged_tokens = stageable ? fused_tile_tokens(c, shape.channels, row_bytes) : 0;
+  const bool staged = staged_tokens > 0;
+  const int tile_tokens = static_cast<int>(staged ? staged_tokens : fused_tile_tokens(c, shape.channels));
   const dim3 blocks(static_cast<unsigned>((shape.tokens + tile_tokens - 1) / tile_tokens), static_cast<unsigned>(shape.heads));
   const int threads = ((tile_tokens + 31) / 32) * 32;
   const bool vec = b.map.index == nullptr && aligned16(in);
@@ -452,9 +480,9 @@ void encode_tile_launch(const Config& c, const void* in, DType in_dtype, const B
     constexpr int N = decltype(half)::value;
     constexpr bool Complex = decltype(complex)::value;
     constexpr int W = Complex ? 4 * N : 2 * N;
-    const std::size_t bytes = static_cast<std::size_t>(tile_tokens) * (W + 1) * sizeof(float);
-    encode_tile<N, Complex><<<blocks, threads, bytes, st>>>(in, in_dtype, vec, b, shape.tokens, g, c.axis, c.scale_dtype, c.layout, s,
-                                                            tile_tokens, tile_twiddles());
+    const std::size_t bytes = static_cast<std::size_t>(tile_tokens) * ((W + 1) * sizeof(float) + (staged ? row_bytes : 0));
+    encode_tile<N, Complex><<<blocks, threads, bytes, st>>>(in, in_dtype, vec, staged, b, shape.tokens, g, c.axis, c.scale_dtype,
+                                                            c.layout, s, tile_tokens, tile_twiddles());
   });
   check_launch("sign encode (fused FFT tile)");
 }

@@ -57,8 +57,9 @@ struct Config {
 enum class Path : std::uint8_t { exact, fft_tile, cufft };
 
 // The token tile of the fused kernels for `c` and n channels (a multiple of the group size along tokens for
-// axis channel), or 0 where they do not apply (see fused_fft_applies).
-std::int64_t fused_tile_tokens(const Config& c, std::int64_t channels);
+// axis channel), or 0 where they do not apply (see fused_fft_applies). staged_row_bytes: shared memory per token
+// besides the fp32 tile (a gathered encode stages the tokens' full input rows there).
+std::int64_t fused_tile_tokens(const Config& c, std::int64_t channels, std::int64_t staged_row_bytes = 0);
 // Whether the fused FFT kernels run for this configuration and shape with the packed bytes at `bytes` (the
 // output of encode, the input of decode; word stores need 4-byte alignment).
 bool fused_fft_applies(const Config& c, const BlockShape& shape, const void* bytes);
@@ -68,7 +69,9 @@ const char* tier_name(Path p);
 
 // Where the block's values live. Default: contiguous [heads, tokens, shape.channels]. With `index` (a composite's
 // channel split, no gather / scatter pass): channel c of token row (h, t) is element (h * tokens + t) * stride +
-// index[c] of a [heads, tokens, stride] buffer; index: shape.channels int32 on the device, each < stride.
+// index[c] of a [heads, tokens, stride] buffer; index: shape.channels int32 on the device, each < stride. The fused
+// encode then copies the tile's full rows into shared memory with 16-byte loads (where the rows are 16-byte
+// aligned and fit) and gathers from there; the other kernels load and store through the index element by element.
 struct Channels {
   const std::int32_t* index = nullptr;
   std::int64_t stride = 0;
