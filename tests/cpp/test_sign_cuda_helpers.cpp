@@ -13,6 +13,7 @@
 #include <cmath>
 #include <complex>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <random>
 #include <string>
@@ -324,6 +325,10 @@ TEST_CASE("sign CUDA path: fused tiles for power-of-two widths with word-aligned
   c.fft = SignFft::off;
   CHECK(sign_cuda::fused_tile_tokens(c, 64) == 0);
 
+  // The choice without, then with the override VIDKV_CUDA_SIGN_FFT=cufft (restored afterwards).
+  const char* saved = std::getenv("VIDKV_CUDA_SIGN_FFT");
+  const std::string saved_value = saved ? saved : "";
+  unsetenv("VIDKV_CUDA_SIGN_FFT");
   alignas(4) std::uint8_t buffer[8] = {};
   CHECK(sign_cuda::path(real64, {4, 4096, 64}, buffer) == Path::fft_tile);
   CHECK(sign_cuda::path(real64, {4, 4096, 64}, buffer + 1) == Path::cufft);  // word stores need 4-byte alignment
@@ -343,6 +348,18 @@ TEST_CASE("sign CUDA path: fused tiles for power-of-two widths with word-aligned
   CHECK(off.name == "sign:cuda");
   CHECK(off.exact);
   CHECK(builtin_registry(CpuImplementation::reference).make_quantizer(quantizer_block("sign", {{"fft", "real"}}))->tier(Device::cpu, {1, 8, 64}).exact);
+
+  setenv("VIDKV_CUDA_SIGN_FFT", "cufft", 1);
+  CHECK(sign_cuda::path(real64, {4, 4096, 64}, buffer) == Path::cufft);
+  CHECK(fft->tier(Device::cuda, {4, 4096, 64}).name == "sign:cuda+cufft");
+  c = real64;
+  c.fft = SignFft::off;
+  CHECK(sign_cuda::path(c, {4, 4096, 64}, buffer) == Path::exact);
+  if (saved) {
+    setenv("VIDKV_CUDA_SIGN_FFT", saved_value.c_str(), 1);
+  } else {
+    unsetenv("VIDKV_CUDA_SIGN_FFT");
+  }
 }
 
 TEST_CASE("sign FFT comparison helper: accepts the AVX-512 transform's bytes, rejects a far flipped bit and a wrong scale",

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
 #include <string>
 #include <cstring>
 #include <vector>
@@ -139,9 +140,14 @@ bool fused_fft_applies(const Config& c, const BlockShape& shape, const void* byt
   return group_format::word_aligned_groups(c.layout, g, sign_format::kBits) && (reinterpret_cast<std::uintptr_t>(bytes) & 3u) == 0;
 }
 
+bool cufft_forced() {
+  const char* v = std::getenv("VIDKV_CUDA_SIGN_FFT");
+  return v != nullptr && std::string(v) == "cufft";
+}
+
 Path path(const Config& c, const BlockShape& shape, const void* bytes) {
   if (c.fft == SignFft::off) return Path::exact;
-  return fused_fft_applies(c, shape, bytes) ? Path::fft_tile : Path::cufft;
+  return !cufft_forced() && fused_fft_applies(c, shape, bytes) ? Path::fft_tile : Path::cufft;
 }
 
 const char* tier_name(Path p) {

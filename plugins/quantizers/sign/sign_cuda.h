@@ -63,6 +63,8 @@ std::int64_t fused_tile_tokens(const Config& c, std::int64_t channels, std::int6
 // Whether the fused FFT kernels run for this configuration and shape with the packed bytes at `bytes` (the
 // output of encode, the input of decode; word stores need 4-byte alignment).
 bool fused_fft_applies(const Config& c, const BlockShape& shape, const void* bytes);
+// The environment variable VIDKV_CUDA_SIGN_FFT=cufft sends every FFT shape to cuFFT (to measure the two FFT paths
+// against each other on the same shapes); unset or any other value: the choice above.
 Path path(const Config& c, const BlockShape& shape, const void* bytes);
 // "sign:cuda", "sign:cuda+fft-tile", "sign:cuda+cufft" (for the path() of a 4-byte-aligned buffer).
 const char* tier_name(Path p);
