@@ -8,7 +8,8 @@
 //            within the propagated error, decodes within the inverse bounds), with the bound of the path that ran
 //            (tier "sign:cuda+fft-tile": the AVX-512 transform's bound, and where this host has AVX-512 the bytes
 //            and decodes of the CPU optimised path bit for bit; "sign:cuda+cufft": the library bound). The tier is
-//            inexact, and the cuFFT plan cache serves several host threads on their own streams at once.
+//            inexact; bytes at odd addresses give the same results; and the cuFFT plan cache serves several host
+//            threads on their own streams at once.
 //   channel subsets (Sign::encode_cuda_channels / decode_cuda_channels, for composites): the bytes of the gathered
 //            block, and a decode that writes exactly the indexed channels.
 // Without a GPU every test skips visibly (VIDKV_SKIP).
@@ -111,15 +112,17 @@ std::vector<std::uint8_t> cuda_encode(const Quantizer& q, const BlockShape& s, c
   return unguard(cuda_encode_guarded(q, s, in, t, bytes, nullptr, offset), bytes, offset);
 }
 
-// Decodes host bytes on the GPU into a poisoned, guarded buffer of dtype t; returns the values as fp32.
-std::vector<float> cuda_decode(const Quantizer& q, const BlockShape& s, const std::vector<std::uint8_t>& bytes, DType t) {
-  DeviceBuffer d_in(bytes.size());
-  copy_to_device(d_in.data(), bytes.data(), bytes.size());
+// Decodes host bytes on the GPU (placed `offset` bytes into their allocation) into a poisoned, guarded buffer of
+// dtype t; returns the values as fp32.
+std::vector<float> cuda_decode(const Quantizer& q, const BlockShape& s, const std::vector<std::uint8_t>& bytes, DType t,
+                               std::size_t offset = 0) {
+  DeviceBuffer d_in(bytes.size() + offset);
+  copy_to_device(d_in.as<std::uint8_t>() + offset, bytes.data(), bytes.size());
   const std::size_t out_bytes = static_cast<std::size_t>(s.elements()) * dtype_size(t);
   DeviceBuffer d_out(out_bytes + 2 * kGuard);
   fill_device(d_out.data(), kPoison, d_out.bytes());
   const TensorView view{d_out.as<std::uint8_t>() + kGuard, t, Device::cuda, {s.heads, s.tokens, s.channels}};
-  q.decode_view(d_in.as<std::uint8_t>(), TokenContext{}, view, Execution::cuda());
+  q.decode_view(d_in.as<std::uint8_t>() + offset, TokenContext{}, view, Execution::cuda());
   std::vector<std::uint8_t> all(d_out.bytes());
   copy_to_host(all.data(), d_out.data(), all.size());
   for (std::size_t i = 0; i < kGuard; ++i) REQUIRE(all[i] == kPoison);
@@ -181,6 +184,7 @@ TEST_CASE("sign on CUDA, fft off: the reference's bytes and decodes for every pa
           if (std::memcmp(&want, &gpu_y[i], sizeof(float)) != 0) ++bad;
         }
         CHECK(bad == 0);
+        if (t == DType::f16) CHECK(cuda_decode(*gpu, shape, ref_bytes, t, 1) == gpu_y);  // bytes at an odd address
       }
     }
   }
@@ -238,6 +242,11 @@ TEST_CASE("sign on CUDA, fft complex / real: bits near 0, scales and decodes wit
                                       ref_y, gpu_on_ref, gpu_on_gpu, t);
         INFO(rep.str());
         CHECK(rep.ok());
+        if (t == DType::f16) {
+          // Bytes at an odd address (a composite's section): word stores and loads go byte by byte, same results.
+          CHECK(cuda_encode(*gpu, shape, in, t, ref_bytes.size(), 1) == gpu_bytes);
+          CHECK(cuda_decode(*gpu, shape, gpu_bytes, t, 1) == gpu_on_gpu);
+        }
         if (tile && avx) {
           // The fused kernels perform the AVX-512 transform's operations: the CPU optimised path's bits exactly.
           CHECK(encode(*opt, shape, in.values) == gpu_bytes);

@@ -329,14 +329,12 @@ TEST_CASE("sign CUDA path: fused tiles for power-of-two widths with word-aligned
   const char* saved = std::getenv("VIDKV_CUDA_SIGN_FFT");
   const std::string saved_value = saved ? saved : "";
   unsetenv("VIDKV_CUDA_SIGN_FFT");
-  alignas(4) std::uint8_t buffer[8] = {};
-  CHECK(sign_cuda::path(real64, {4, 4096, 64}, buffer) == Path::fft_tile);
-  CHECK(sign_cuda::path(real64, {4, 4096, 64}, buffer + 1) == Path::cufft);  // word stores need 4-byte alignment
-  CHECK(sign_cuda::path(real64, {4, 4095, 64}, buffer) == Path::cufft);      // a tail group: not word-aligned
-  CHECK(sign_cuda::path(real64, {4, 4096, 60}, buffer) == Path::cufft);      // not a power of two
+  CHECK(sign_cuda::path(real64, {4, 4096, 64}) == Path::fft_tile);
+  CHECK(sign_cuda::path(real64, {4, 4095, 64}) == Path::cufft);  // a tail group: not word-aligned
+  CHECK(sign_cuda::path(real64, {4, 4096, 60}) == Path::cufft);  // not a power of two
   c = real64;
   c.fft = SignFft::off;
-  CHECK(sign_cuda::path(c, {4, 4095, 60}, buffer) == Path::exact);
+  CHECK(sign_cuda::path(c, {4, 4095, 60}) == Path::exact);
   CHECK(std::string(sign_cuda::tier_name(Path::cufft)) == "sign:cuda+cufft");
 
   const auto fft = make("sign", {{"fft", "real"}});
@@ -350,11 +348,11 @@ TEST_CASE("sign CUDA path: fused tiles for power-of-two widths with word-aligned
   CHECK(builtin_registry(CpuImplementation::reference).make_quantizer(quantizer_block("sign", {{"fft", "real"}}))->tier(Device::cpu, {1, 8, 64}).exact);
 
   setenv("VIDKV_CUDA_SIGN_FFT", "cufft", 1);
-  CHECK(sign_cuda::path(real64, {4, 4096, 64}, buffer) == Path::cufft);
+  CHECK(sign_cuda::path(real64, {4, 4096, 64}) == Path::cufft);
   CHECK(fft->tier(Device::cuda, {4, 4096, 64}).name == "sign:cuda+cufft");
   c = real64;
   c.fft = SignFft::off;
-  CHECK(sign_cuda::path(c, {4, 4096, 64}, buffer) == Path::exact);
+  CHECK(sign_cuda::path(c, {4, 4096, 64}) == Path::exact);
   if (saved) {
     setenv("VIDKV_CUDA_SIGN_FFT", saved_value.c_str(), 1);
   } else {

@@ -134,10 +134,10 @@ std::int64_t fused_tile_tokens(const Config& c, std::int64_t channels, std::int6
   return tokens >= 32 ? (tokens / 32) * 32 : (tokens / 4) * 4;  // a multiple of 4: the staging area stays 16-byte aligned
 }
 
-bool fused_fft_applies(const Config& c, const BlockShape& shape, const void* bytes) {
+bool fused_fft_applies(const Config& c, const BlockShape& shape) {
   if (fused_tile_tokens(c, shape.channels) == 0) return false;
   const auto g = group_format::make_group_grid(c.axis, shape.heads, shape.tokens, fft_components(c.fft, shape.channels), c.group);
-  return group_format::word_aligned_groups(c.layout, g, sign_format::kBits) && (reinterpret_cast<std::uintptr_t>(bytes) & 3u) == 0;
+  return group_format::word_aligned_groups(c.layout, g, sign_format::kBits);
 }
 
 bool cufft_forced() {
@@ -145,9 +145,9 @@ bool cufft_forced() {
   return v != nullptr && std::string(v) == "cufft";
 }
 
-Path path(const Config& c, const BlockShape& shape, const void* bytes) {
+Path path(const Config& c, const BlockShape& shape) {
   if (c.fft == SignFft::off) return Path::exact;
-  return !cufft_forced() && fused_fft_applies(c, shape, bytes) ? Path::fft_tile : Path::cufft;
+  return !cufft_forced() && fused_fft_applies(c, shape) ? Path::fft_tile : Path::cufft;
 }
 
 const char* tier_name(Path p) {
@@ -169,9 +169,7 @@ sign_cuda::Config cuda_config(const SignParams& p) {
 
 KernelTier Sign::tier(Device device, const BlockShape& shape) const {
   if (device == Device::cuda) {
-    // Device buffers from cudaMalloc / cudaMallocAsync are 256-byte aligned: the path of an aligned buffer.
-    static const std::uint32_t kAligned = 0;
-    const auto p = sign_cuda::path(cuda_config(params_), shape, &kAligned);
+    const auto p = sign_cuda::path(cuda_config(params_), shape);
     return {sign_cuda::tier_name(p), p == sign_cuda::Path::exact};
   }
   if (implementation_ == CpuImplementation::reference) return {plugin_name() + ":reference", true};

@@ -28,6 +28,28 @@ using group_format::GroupAxis;
 using group_format::GroupGrid;
 using sign_format::Reconstruction;
 
+// Word stores / loads of the fused kernels: plain 32-bit accesses where the codes section is 4-byte aligned, else
+// byte by byte (little-endian, group_format::put_word / get_word): the same bytes either way, and still race-free,
+// since each word belongs to one group (word-aligned groups are counted from the start of the section).
+struct WordStore {
+  std::uint8_t* bytes;
+  bool aligned;
+  __device__ void operator()(std::int64_t w, std::uint32_t v) const {
+    if (aligned) {
+      reinterpret_cast<std::uint32_t*>(bytes)[w] = v;
+    } else {
+      group_format::put_word(bytes, w, v);
+    }
+  }
+};
+struct WordLoad {
+  const std::uint8_t* bytes;
+  bool aligned;
+  __device__ std::uint32_t operator()(std::int64_t w) const {
+    return aligned ? reinterpret_cast<const std::uint32_t*>(bytes)[w] : group_format::get_word(bytes, w);
+  }
+};
+
 struct Sections {
   std::uint8_t* codes;
   std::uint8_t* scales;
@@ -372,13 +394,15 @@ __global__ void __launch_bounds__(kTileThreadsMax) encode_tile(const void* in, D
     sign_fft_tile::forward_row<N, Complex>([&](int c) { return row[c]; }, [&](int c, float v) { row[c] = v; }, tw);
   }
   __syncthreads();
+  const WordStore store{s.codes, (reinterpret_cast<std::uintptr_t>(s.codes) & 3u) == 0};
   if (axis == GroupAxis::channel) {
     const int groups = (valid + static_cast<int>(g.group) - 1) / static_cast<int>(g.group);
     for (int task = threadIdx.x; task < W * groups; task += blockDim.x) {
       const int c = task % W, jl = (task / W) * static_cast<int>(g.group);
       const std::int64_t j0 = t0 + jl, len = g.group_size(j0 / g.group);
       auto value = [&](std::int64_t j) { return tile[(j - t0) * S + c]; };
-      put_group<true>(s, g.group_index(h, c, j0 / g.group), sd, group_format::code_word(layout, g, 1, h, c, j0), j0, len, value);
+      sign_format::encode_group<true>(store, s.scales, s.mins, g.group_index(h, c, j0 / g.group), sd,
+                                      group_format::code_word(layout, g, 1, h, c, j0), j0, len, value);
     }
   } else {
     const int gpr = static_cast<int>(g.groups_per_row());
@@ -386,7 +410,8 @@ __global__ void __launch_bounds__(kTileThreadsMax) encode_tile(const void* in, D
       const int t = task / gpr, gi = task % gpr;
       const std::int64_t j0 = static_cast<std::int64_t>(gi) * g.group, len = g.group_size(gi);
       auto value = [&](std::int64_t j) { return tile[t * S + j]; };
-      put_group<true>(s, g.group_index(h, t0 + t, gi), sd, group_format::code_word(layout, g, 1, h, t0 + t, j0), j0, len, value);
+      sign_format::encode_group<true>(store, s.scales, s.mins, g.group_index(h, t0 + t, gi), sd,
+                                      group_format::code_word(layout, g, 1, h, t0 + t, j0), j0, len, value);
     }
   }
 }
@@ -401,14 +426,14 @@ __global__ void __launch_bounds__(kTileThreadsMax) decode_tile(const std::uint8_
   extern __shared__ float tile[];
   const std::int64_t h = blockIdx.y, t0 = static_cast<std::int64_t>(blockIdx.x) * tile_tokens;
   const int valid = static_cast<int>(tokens - t0 < tile_tokens ? tokens - t0 : tile_tokens);
-  const auto* words = reinterpret_cast<const std::uint32_t*>(codes);
+  const WordLoad words{codes, (reinterpret_cast<std::uintptr_t>(codes) & 3u) == 0};
   if (axis == GroupAxis::channel) {
     const int groups = (valid + static_cast<int>(g.group) - 1) / static_cast<int>(g.group);
     for (int task = threadIdx.x; task < W * groups; task += blockDim.x) {
       const int c = task % W, jl = (task / W) * static_cast<int>(g.group);
       const std::int64_t j0 = t0 + jl, len = g.group_size(j0 / g.group);
       const float sc = group_format::get_scalar(scales, g.group_index(h, c, j0 / g.group), sd);
-      group_format::WordRunReader<AlignedWordLoad> rd(AlignedWordLoad{words}, group_format::code_word(layout, g, 1, h, c, j0), 1);
+      group_format::WordRunReader<WordLoad> rd(words, group_format::code_word(layout, g, 1, h, c, j0), 1);
       for (std::int64_t j = 0; j < len; ++j) tile[(jl + j) * S + c] = sign_format::decode_value(rd.next(), sc, rec);
     }
   } else {
@@ -417,7 +442,7 @@ __global__ void __launch_bounds__(kTileThreadsMax) decode_tile(const std::uint8_
       const int t = task / gpr, gi = task % gpr;
       const std::int64_t j0 = static_cast<std::int64_t>(gi) * g.group, len = g.group_size(gi);
       const float sc = group_format::get_scalar(scales, g.group_index(h, t0 + t, gi), sd);
-      group_format::WordRunReader<AlignedWordLoad> rd(AlignedWordLoad{words}, group_format::code_word(layout, g, 1, h, t0 + t, j0), 1);
+      group_format::WordRunReader<WordLoad> rd(words, group_format::code_word(layout, g, 1, h, t0 + t, j0), 1);
       for (std::int64_t j = j0; j < j0 + len; ++j) tile[t * S + j] = sign_format::decode_value(rd.next(), sc, rec);
     }
   }
@@ -563,7 +588,7 @@ void encode(const Config& c, const void* in, DType in_dtype, const BlockShape& s
   if (g.group_count() == 0) return;
   auto* st = static_cast<cudaStream_t>(stream);
   const Block b{shape.tokens, shape.channels, gather};
-  const Path p = path(c, shape, out);
+  const Path p = path(c, shape);
   if (p == Path::fft_tile) return encode_tile_launch(c, in, in_dtype, b, shape, out, st);
   if (p == Path::cufft) return encode_cufft(c, in, in_dtype, b, shape, out, st);
   const Sections s = sections_of(out, g, c);
@@ -591,7 +616,7 @@ void decode(const Config& c, const std::uint8_t* in, const BlockShape& shape, vo
   if (g.group_count() == 0) return;
   auto* st = static_cast<cudaStream_t>(stream);
   const Block b{shape.tokens, shape.channels, scatter};
-  const Path p = path(c, shape, in);
+  const Path p = path(c, shape);
   if (p == Path::fft_tile) return decode_tile_launch(c, in, shape, out, out_dtype, b, st);
   if (p == Path::cufft) return decode_cufft(c, in, shape, out, out_dtype, b, st);
   const std::uint8_t* scales = in + sign_format::codes_bytes(c.layout, g);

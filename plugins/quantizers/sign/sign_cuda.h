@@ -1,7 +1,7 @@
 // sign on CUDA: the kernels behind Sign::encode_cuda / decode_cuda (sign.cu; the path choice, fused_tile_tokens ..
 // tier_name, is host code in sign.cpp, in every build). Host-only declarations, no CUDA
-// headers. Three paths, chosen per call by path() (a pure function of the configuration, the shape and the output
-// pointer's alignment), and named by Sign::tier():
+// headers. Three paths, chosen per call by path() (a pure function of the configuration and the shape), and named by
+// Sign::tier():
 //
 //   fft off ("sign:cuda", exact): bytes bit-identical to the CPU reference. One thread per group (axis channel:
 //     consecutive threads take consecutive channels of the same tokens, coalesced); the group's sum of |x| is
@@ -60,13 +60,13 @@ enum class Path : std::uint8_t { exact, fft_tile, cufft };
 // axis channel), or 0 where they do not apply (see fused_fft_applies). staged_row_bytes: shared memory per token
 // besides the fp32 tile (a gathered encode stages the tokens' full input rows there).
 std::int64_t fused_tile_tokens(const Config& c, std::int64_t channels, std::int64_t staged_row_bytes = 0);
-// Whether the fused FFT kernels run for this configuration and shape with the packed bytes at `bytes` (the
-// output of encode, the input of decode; word stores need 4-byte alignment).
-bool fused_fft_applies(const Config& c, const BlockShape& shape, const void* bytes);
+// Whether the fused FFT kernels run for this configuration and shape (any alignment of the packed bytes: their
+// word stores and loads go byte by byte where the codes section is not 4-byte aligned).
+bool fused_fft_applies(const Config& c, const BlockShape& shape);
 // The environment variable VIDKV_CUDA_SIGN_FFT=cufft sends every FFT shape to cuFFT (to measure the two FFT paths
 // against each other on the same shapes); unset or any other value: the choice above.
-Path path(const Config& c, const BlockShape& shape, const void* bytes);
-// "sign:cuda", "sign:cuda+fft-tile", "sign:cuda+cufft" (for the path() of a 4-byte-aligned buffer).
+Path path(const Config& c, const BlockShape& shape);
+// "sign:cuda", "sign:cuda+fft-tile", "sign:cuda+cufft".
 const char* tier_name(Path p);
 
 // Where the block's values live. Default: contiguous [heads, tokens, shape.channels]. With `index` (a composite's
