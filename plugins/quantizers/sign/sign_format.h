@@ -65,6 +65,9 @@ VIDKV_HOST_DEVICE inline void encode_group(Store store, std::uint8_t* scales, st
                                            Value value) {
   double sum_abs = 0.0;
   group_format::WordRunWriter<Store> w(store, first_word, kBits);
+#if defined(__CUDA_ARCH__)
+#pragma unroll 8  // several loads in flight ahead of the (sequential, reference-order) sum
+#endif
   for (std::int64_t j = j0; j < j0 + n; ++j) {
     const float x = value(j);
     sum_abs += fabs(static_cast<double>(x));
