@@ -1,7 +1,6 @@
 // sign on CUDA: the kernels behind Sign::encode_cuda / decode_cuda (sign.cu; the path choice, fused_tile_tokens ..
-// tier_name, is host code in sign.cpp, in every build). Host-only declarations, no CUDA
-// headers. Three paths, chosen per call by path() (a pure function of the configuration and the shape), and named by
-// Sign::tier():
+// tier_name, is host code in sign.cpp, in every build). Host-only declarations, no CUDA headers. Three paths,
+// chosen per call by path() (a pure function of the configuration and the shape), and named by Sign::tier():
 //
 //   fft off ("sign:cuda", exact): bytes bit-identical to the CPU reference. One thread per group (axis channel:
 //     consecutive threads take consecutive channels of the same tokens, coalesced); the group's sum of |x| is
@@ -11,7 +10,7 @@
 //
 //   fft, fused ("sign:cuda+fft-tile", inexact): power-of-two n in [16, 128] with word-aligned groups and a token
 //     tile that fits 48 KiB of shared memory (fused_fft_applies). One kernel per direction: a CTA loads a tile of
-//     tokens of one head (coalesced, converted to fp32) into shared memory, each thread transforms one token in
+//     tokens of one head (16-byte loads, converted to fp32) into shared memory, each thread transforms one token in
 //     registers with the AVX-512 path's exact operations (sign_fft_tile.h: same bits as the CPU optimised path's
 //     FFT, bound fft_avx512_error_factor), then the groups of the tile are quantized from shared memory (sums in
 //     double, in the reference's order) and written; decode mirrors it and writes the block once, coalesced. The
@@ -28,7 +27,8 @@
 //     (cufftSetStream) and a work area allocated on that stream, under the cache's mutex, so one plan serves
 //     every thread and stream. Batches are powers of two: a block of R token rows runs as the binary
 //     decomposition of R (largest piece first), so at most one plan per power of two exists per (n, kind)
-//     however the token counts of a live cache vary.
+//     however the token counts of a live cache vary. Creating a plan allocates device memory (cuFFT's twiddles),
+//     which synchronises the device: once per (n, kind, batch) and process, never again for it.
 //
 // Inputs fp32, fp16 or bf16 (converted exactly to fp32 on load); decode writes fp32, fp16 or bf16 (rounded to
 // nearest even from the fp32 reconstruction, as Quantizer::decode_view does on the CPU). Every call is
