@@ -52,6 +52,12 @@ struct Setup {
 // Which bound the tested transform obeys: cuFFT's (the library bound) or the fused tile kernels' (AVX-512's).
 enum class FftBound { library, tile };
 
+// The bound of a tier (Sign::tier(Device::cuda, shape).name, or a composite's tier naming it): the fused tiles'
+// for "sign:cuda+fft-tile", the library bound otherwise.
+inline FftBound bound_of_tier(const std::string& tier) {
+  return tier.find("sign:cuda+fft-tile") != std::string::npos ? FftBound::tile : FftBound::library;
+}
+
 // The worst ratio of a difference to its allowance, with where it happened.
 struct Worst {
   double ratio = 0;

@@ -364,6 +364,9 @@ TEST_CASE("sign FFT comparison helper: accepts the AVX-512 transform's bytes, re
           "[cpu][sign][fft]") {
   using group_format::CodeLayout;
   using group_format::GroupAxis;
+  CHECK(cmp::bound_of_tier("sign:cuda+fft-tile") == cmp::FftBound::tile);
+  CHECK(cmp::bound_of_tier("mixed_channel(uniform:cuda, sign:cuda+fft-tile)") == cmp::FftBound::tile);
+  CHECK(cmp::bound_of_tier("sign:cuda+cufft") == cmp::FftBound::library);
   const BlockShape shape{2, 64, 64};
   const auto x = rows_of(shape.heads * shape.tokens, shape.channels, 94001);
   const PluginRegistry& ref_registry = builtin_registry(CpuImplementation::reference);
