@@ -172,7 +172,7 @@ TEST_CASE("sign on CUDA, fft off: the reference's bytes and decodes for every pa
           }
         INFO("first differing byte " << first << " of " << ref_bytes.size());
         CHECK(first == ref_bytes.size());
-        // An output at an odd address (a composite's section): the per-byte path, the same bytes.
+        // An output at an odd address (a composite's section): word stores go byte by byte, the same bytes.
         if (t == DType::f16) CHECK(cuda_encode(*gpu, shape, in, t, ref_bytes.size(), 1) == ref_bytes);
 
         // Decode of the reference's bytes into the input's dtype: the reference decode rounded to it.

@@ -21,14 +21,12 @@ namespace vidkv::sign_cuda {
 
 namespace {
 
-using group_cuda::AlignedWordLoad;
-using group_cuda::AlignedWordStore;
 using group_format::CodeLayout;
 using group_format::GroupAxis;
 using group_format::GroupGrid;
 using sign_format::Reconstruction;
 
-// Word stores / loads of the fused kernels: plain 32-bit accesses where the codes section is 4-byte aligned, else
+// Word stores / loads of the word-run kernels: plain 32-bit accesses where the codes section is 4-byte aligned, else
 // byte by byte (little-endian, group_format::put_word / get_word): the same bytes either way, and still race-free,
 // since each word belongs to one group (word-aligned groups are counted from the start of the section).
 struct WordStore {
@@ -49,6 +47,7 @@ struct WordLoad {
     return aligned ? reinterpret_cast<const std::uint32_t*>(bytes)[w] : group_format::get_word(bytes, w);
   }
 };
+__device__ inline bool aligned_words(const std::uint8_t* p) { return (reinterpret_cast<std::uintptr_t>(p) & 3u) == 0; }
 
 struct Sections {
   std::uint8_t* codes;
@@ -79,12 +78,12 @@ struct Block {
   __device__ std::int64_t at_flat(std::int64_t i) const { return map.index ? (i / n) * map.stride + map.index[i % n] : i; }
 };
 
-// --- One group, shared by every encode path: sign_format::encode_group with aligned word stores --------------------
+// --- One group, shared by every encode path: sign_format::encode_group with word stores ----------------------------
 template <bool kWords, class Value>
 __device__ inline void put_group(const Sections& s, std::int64_t gidx, DType sd, std::int64_t first_word, std::int64_t j0,
                                  std::int64_t n, Value value) {
-  sign_format::encode_group<kWords>(AlignedWordStore{reinterpret_cast<std::uint32_t*>(s.codes)}, s.scales, s.mins, gidx, sd,
-                                    first_word, j0, n, value);
+  sign_format::encode_group<kWords>(WordStore{s.codes, aligned_words(s.codes)}, s.scales, s.mins, gidx, sd, first_word, j0, n,
+                                    value);
 }
 
 // --- fft off ------------------------------------------------------------------------------------------------------
@@ -119,8 +118,8 @@ __global__ void decode_groups(const std::uint8_t* codes, const std::uint8_t* sca
   const std::int64_t j0 = c.gi * g.group, n = g.group_size(c.gi);
   const float s = group_format::get_scalar(scales, g.group_index(c.h, c.r, c.gi), sd);
   if constexpr (kWordRuns) {
-    group_format::WordRunReader<AlignedWordLoad> rd(AlignedWordLoad{reinterpret_cast<const std::uint32_t*>(codes)},
-                                                    group_format::code_word(layout, g, 1, c.h, c.r, j0), 1);
+    group_format::WordRunReader<WordLoad> rd(WordLoad{codes, aligned_words(codes)}, group_format::code_word(layout, g, 1, c.h, c.r, j0),
+                                             1);
     for (std::int64_t j = j0; j < j0 + n; ++j)
       store_from_float(out, O, static_cast<std::size_t>(b.at_grid(axis, c.h, c.r, j)), sign_format::decode_value(rd.next(), s, rec));
   } else {
@@ -394,7 +393,7 @@ __global__ void __launch_bounds__(kTileThreadsMax) encode_tile(const void* in, D
     sign_fft_tile::forward_row<N, Complex>([&](int c) { return row[c]; }, [&](int c, float v) { row[c] = v; }, tw);
   }
   __syncthreads();
-  const WordStore store{s.codes, (reinterpret_cast<std::uintptr_t>(s.codes) & 3u) == 0};
+  const WordStore store{s.codes, aligned_words(s.codes)};
   if (axis == GroupAxis::channel) {
     const int groups = (valid + static_cast<int>(g.group) - 1) / static_cast<int>(g.group);
     for (int task = threadIdx.x; task < W * groups; task += blockDim.x) {
@@ -426,7 +425,7 @@ __global__ void __launch_bounds__(kTileThreadsMax) decode_tile(const std::uint8_
   extern __shared__ float tile[];
   const std::int64_t h = blockIdx.y, t0 = static_cast<std::int64_t>(blockIdx.x) * tile_tokens;
   const int valid = static_cast<int>(tokens - t0 < tile_tokens ? tokens - t0 : tile_tokens);
-  const WordLoad words{codes, (reinterpret_cast<std::uintptr_t>(codes) & 3u) == 0};
+  const WordLoad words{codes, aligned_words(codes)};
   if (axis == GroupAxis::channel) {
     const int groups = (valid + static_cast<int>(g.group) - 1) / static_cast<int>(g.group);
     for (int task = threadIdx.x; task < W * groups; task += blockDim.x) {
@@ -545,7 +544,7 @@ void encode_cufft(const Config& c, const void* in, DType in_dtype, const Block& 
   check_launch("sign encode (to fp32)");
   run_fft(PlanType::r2c, n, rows, real.data(), half.data(), st);
   const Spectrum x{half.as<const float>(), c.fft, n, shape.tokens, c.axis};
-  const bool word_runs = group_format::word_aligned_groups(c.layout, g, 1) && group_cuda::aligned4(out);
+  const bool word_runs = group_format::word_aligned_groups(c.layout, g, 1);
   if (word_runs) {
     encode_spectrum_groups<true><<<group_cuda::blocks_for(g.group_count()), group_cuda::kThreads, 0, st>>>(x, g, c.scale_dtype,
                                                                                                         c.layout, s);
@@ -592,7 +591,7 @@ void encode(const Config& c, const void* in, DType in_dtype, const BlockShape& s
   if (p == Path::fft_tile) return encode_tile_launch(c, in, in_dtype, b, shape, out, st);
   if (p == Path::cufft) return encode_cufft(c, in, in_dtype, b, shape, out, st);
   const Sections s = sections_of(out, g, c);
-  const bool word_runs = group_format::word_aligned_groups(c.layout, g, 1) && group_cuda::aligned4(out);
+  const bool word_runs = group_format::word_aligned_groups(c.layout, g, 1);
   group_cuda::dispatch_dtype(in_dtype, [&](auto tag) {
     constexpr DType T = decltype(tag)::value;
     if (word_runs) {
@@ -620,7 +619,7 @@ void decode(const Config& c, const std::uint8_t* in, const BlockShape& shape, vo
   if (p == Path::fft_tile) return decode_tile_launch(c, in, shape, out, out_dtype, b, st);
   if (p == Path::cufft) return decode_cufft(c, in, shape, out, out_dtype, b, st);
   const std::uint8_t* scales = in + sign_format::codes_bytes(c.layout, g);
-  const bool word_runs = group_format::word_aligned_groups(c.layout, g, 1) && group_cuda::aligned4(in);
+  const bool word_runs = group_format::word_aligned_groups(c.layout, g, 1);
   group_cuda::dispatch_dtype(out_dtype, [&](auto tag) {
     constexpr DType O = decltype(tag)::value;
     if (word_runs)

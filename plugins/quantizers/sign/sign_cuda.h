@@ -5,8 +5,9 @@
 //   fft off ("sign:cuda", exact): bytes bit-identical to the CPU reference. One thread per group (axis channel:
 //     consecutive threads take consecutive channels of the same tokens, coalesced); the group's sum of |x| is
 //     accumulated in double in the reference's order (position order within the group), s = float(sum / n)
-//     rounded to scale_dtype, bit = (x >= 0). Word-aligned groups write their code words directly; otherwise a
-//     second kernel writes each code byte once (group_format::code_byte), so no two threads write one byte.
+//     rounded to scale_dtype, bit = (x >= 0). Word-aligned groups write their code words directly (byte by byte
+//     where the codes section is not 4-byte aligned: the same bytes); otherwise a second kernel writes each code
+//     byte once (group_format::code_byte), so no two threads write one byte.
 //
 //   fft, fused ("sign:cuda+fft-tile", inexact): power-of-two n in [16, 128] with word-aligned groups and a token
 //     tile that fits 48 KiB of shared memory (fused_fft_applies). One kernel per direction: a CTA loads a tile of
