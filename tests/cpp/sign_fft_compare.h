@@ -29,6 +29,7 @@
 #include "vidkv/core/dtype.h"
 #include "vidkv/core/tensor_view.h"
 #include "vidkv/plugins/quantizers/group_format.h"
+#include "vidkv/plugins/quantizers/sign/sign.h"
 #include "vidkv/plugins/quantizers/sign/sign_fft.h"
 #include "vidkv/plugins/quantizers/sign/sign_fft_avx512.h"
 #include "vidkv/plugins/quantizers/sign/sign_fft_tolerance.h"
@@ -48,6 +49,11 @@ struct Setup {
   Reconstruction reconstruction = Reconstruction::zero_one;
   int group = 32;
 };
+
+// The setup of a sign quantizer's parameters (Sign::params(), or SignParams of a composite's child).
+inline Setup setup_of(const SignParams& p) {
+  return Setup{p.fft, p.axis, p.layout, p.scale_dtype, p.reconstruction, p.group};
+}
 
 // Which bound the tested transform obeys: cuFFT's (the library bound) or the fused tile kernels' (AVX-512's).
 enum class FftBound { library, tile };

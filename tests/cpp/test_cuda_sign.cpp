@@ -224,6 +224,9 @@ TEST_CASE("sign on CUDA, fft complex / real: bits near 0, scales and decodes wit
     const auto ref = ref_registry.make_quantizer(block);
     const auto opt = opt_registry.make_quantizer(block);
     const auto gpu = builtin_registry().make_quantizer(block);
+    const cmp::Setup st = cmp::setup_of(dynamic_cast<const Sign&>(*gpu).params());
+    REQUIRE((st.fft == cs.st.fft && st.axis == cs.st.axis && st.layout == cs.st.layout && st.scale_dtype == cs.st.scale_dtype &&
+             st.reconstruction == cs.st.reconstruction && st.group == cs.st.group));
     for (const auto& shape : shapes) {
       const KernelTier tier = gpu->tier(Device::cuda, shape);
       CHECK_FALSE(tier.exact);

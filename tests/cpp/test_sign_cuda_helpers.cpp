@@ -376,6 +376,9 @@ TEST_CASE("sign FFT comparison helper: accepts the AVX-512 transform's bytes, re
                         kv.size() > 1 ? CodeLayout::release : CodeLayout::dense, DType::f16, sign_format::Reconstruction::zero_one, 32};
     const auto ref = ref_registry.make_quantizer(quantizer_block("sign", kv));
     const auto opt = opt_registry.make_quantizer(quantizer_block("sign", kv));
+    const cmp::Setup from_params = cmp::setup_of(dynamic_cast<const Sign&>(*ref).params());
+    CHECK((from_params.fft == st.fft && from_params.layout == st.layout && from_params.axis == st.axis &&
+           from_params.scale_dtype == st.scale_dtype && from_params.reconstruction == st.reconstruction && from_params.group == st.group));
     const auto ref_bytes = encode(*ref, shape, x);
     const auto opt_bytes = encode(*opt, shape, x);
     const auto ref_y = decode(*ref, shape, ref_bytes);
