@@ -15,6 +15,7 @@
 // Without a GPU every test skips visibly (VIDKV_SKIP).
 #include <algorithm>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <random>
 #include <string>
@@ -254,6 +255,17 @@ TEST_CASE("sign on CUDA, fft complex / real: bits near 0, scales and decodes wit
           // The fused kernels perform the AVX-512 transform's operations: the CPU optimised path's bits exactly.
           CHECK(encode(*opt, shape, in.values) == gpu_bytes);
           if (t == DType::f32) CHECK(decode(*opt, shape, gpu_bytes) == gpu_on_gpu);
+        }
+        if (tile && t == DType::f16 && std::getenv("VIDKV_CUDA_SIGN_FFT") == nullptr) {
+          // The same shape through cuFFT (VIDKV_CUDA_SIGN_FFT=cufft, sign_cuda.h): within the library bound.
+          setenv("VIDKV_CUDA_SIGN_FFT", "cufft", 1);
+          REQUIRE(gpu->tier(Device::cuda, shape).name == "sign:cuda+cufft");
+          const auto cufft_bytes = cuda_encode(*gpu, shape, in, t, ref_bytes.size());
+          const auto cufft_rep = cmp::compare(cs.st, shape, in.values, ref_bytes, cufft_bytes, cmp::FftBound::library, ref_y,
+                                              cuda_decode(*gpu, shape, ref_bytes, t), cuda_decode(*gpu, shape, cufft_bytes, t), t);
+          unsetenv("VIDKV_CUDA_SIGN_FFT");
+          INFO("through cuFFT: " << cufft_rep.str());
+          CHECK(cufft_rep.ok());
         }
       }
     }
