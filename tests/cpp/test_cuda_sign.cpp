@@ -7,7 +7,8 @@
 //   fft complex / real: within the named bounds of tests/cpp/sign_fft_compare.h (bits differ only near 0, scales
 //            within the propagated error, decodes within the inverse bounds), with the bound of the path that ran
 //            (tier "sign:cuda+fft-tile": the AVX-512 transform's bound, and where this host has AVX-512 the bytes
-//            and decodes of the CPU optimised path bit for bit; "sign:cuda+cufft": the library bound). The tier is
+//            and decodes of the CPU optimised path bit for bit, and once more through cuFFT; "sign:cuda+cufft": the
+//            library bound). The tier is
 //            inexact; bytes at odd addresses give the same results; and the cuFFT plan cache serves several host
 //            threads on their own streams at once.
 //   channel subsets (Sign::encode_cuda_channels / decode_cuda_channels, for composites): the bytes of the gathered
