@@ -6,11 +6,10 @@
 //            the CUDA decode of the reference's bytes equals the reference decode rounded to the output dtype.
 //   fft complex / real: within the named bounds of tests/cpp/sign_fft_compare.h (bits differ only near 0, scales
 //            within the propagated error, decodes within the inverse bounds), with the bound of the path that ran
-//            (tier "sign:cuda+fft-tile": the AVX-512 transform's bound, and where this host has AVX-512 the bytes
-//            and decodes of the CPU optimised path bit for bit, and once more through cuFFT; "sign:cuda+cufft": the
-//            library bound). The tier is
-//            inexact; bytes at odd addresses give the same results; and the cuFFT plan cache serves several host
-//            threads on their own streams at once.
+//            (tier "sign:cuda+fft-tile": the AVX-512 transform's bound, where this host has AVX-512 the CPU
+//            optimised path's bytes and decodes bit for bit, and the same shapes once more through cuFFT;
+//            "sign:cuda+cufft": the library bound). The tiers are inexact; bytes at odd addresses give the same
+//            results; the cuFFT plan cache serves several host threads on their own streams at once.
 //   channel subsets (Sign::encode_cuda_channels / decode_cuda_channels, for composites): the bytes of the gathered
 //            block, and a decode that writes exactly the indexed channels.
 // Without a GPU every test skips visibly (VIDKV_SKIP).
