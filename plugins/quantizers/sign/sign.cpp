@@ -192,24 +192,25 @@ void Sign::decode_cuda(const std::uint8_t* in, const BlockShape& shape, const To
 
 namespace {
 // The [heads, tokens, k] block of channels taken from a [heads, tokens, C] device view.
-BlockShape channel_subset(const TensorView& v, std::int64_t k, const std::string& what) {
+BlockShape channel_subset(const TensorView& v, const std::int32_t* index, std::int64_t k, const std::string& what) {
   const BlockShape full = block_shape_of(v, what);
   VIDKV_REQUIRE(v.device == Device::cuda, ShapeError, what, ": the view is on ", device_name(v.device), ", not cuda");
   VIDKV_REQUIRE(k >= 1 && k <= full.channels, ShapeError, what, ": ", k, " channels of a block of ", full.channels);
+  VIDKV_REQUIRE(index != nullptr, ShapeError, what, ": no channel index");
   return BlockShape{full.heads, full.tokens, k};
 }
 }  // namespace
 
 void Sign::encode_cuda_channels(const TensorView& in, const std::int32_t* index, std::int64_t k, const TokenContext&,
                                 std::uint8_t* out, void* stream) const {
-  const BlockShape shape = channel_subset(in, k, "sign encode (channels)");
+  const BlockShape shape = channel_subset(in, index, k, "sign encode (channels)");
   sign_cuda::encode(cuda_config(params_), in.data, in.dtype, shape, out, stream,
                     sign_cuda::Channels{index, block_shape_of(in, "sign encode (channels)").channels});
 }
 
 void Sign::decode_cuda_channels(const std::uint8_t* in, const std::int32_t* index, std::int64_t k, const TokenContext&,
                                 const TensorView& out, void* stream) const {
-  const BlockShape shape = channel_subset(out, k, "sign decode (channels)");
+  const BlockShape shape = channel_subset(out, index, k, "sign decode (channels)");
   sign_cuda::decode(cuda_config(params_), in, shape, out.data, out.dtype, stream,
                     sign_cuda::Channels{index, block_shape_of(out, "sign decode (channels)").channels});
 }
