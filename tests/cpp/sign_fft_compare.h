@@ -29,6 +29,7 @@
 #include "vidkv/core/dtype.h"
 #include "vidkv/core/tensor_view.h"
 #include "vidkv/plugins/quantizers/group_format.h"
+#include "vidkv/plugins/quantizers/sign/sign.h"
 #include "vidkv/plugins/quantizers/sign/sign_fft.h"
 #include "vidkv/plugins/quantizers/sign/sign_fft_avx512.h"
 #include "vidkv/plugins/quantizers/sign/sign_fft_tolerance.h"
@@ -49,8 +50,19 @@ struct Setup {
   int group = 32;
 };
 
+// The setup of a sign quantizer's parameters (Sign::params(), or SignParams of a composite's child).
+inline Setup setup_of(const SignParams& p) {
+  return Setup{p.fft, p.axis, p.layout, p.scale_dtype, p.reconstruction, p.group};
+}
+
 // Which bound the tested transform obeys: cuFFT's (the library bound) or the fused tile kernels' (AVX-512's).
 enum class FftBound { library, tile };
+
+// The bound of a tier (Sign::tier(Device::cuda, shape).name, or a composite's tier naming it): the fused tiles'
+// for "sign:cuda+fft-tile", the library bound otherwise.
+inline FftBound bound_of_tier(const std::string& tier) {
+  return tier.find("sign:cuda+fft-tile") != std::string::npos ? FftBound::tile : FftBound::library;
+}
 
 // The worst ratio of a difference to its allowance, with where it happened.
 struct Worst {

@@ -6,14 +6,16 @@
 //            the CUDA decode of the reference's bytes equals the reference decode rounded to the output dtype.
 //   fft complex / real: within the named bounds of tests/cpp/sign_fft_compare.h (bits differ only near 0, scales
 //            within the propagated error, decodes within the inverse bounds), with the bound of the path that ran
-//            (tier "sign:cuda+fft-tile": the AVX-512 transform's bound, and where this host has AVX-512 the bytes
-//            and decodes of the CPU optimised path bit for bit; "sign:cuda+cufft": the library bound). The tier is
-//            inexact, and the cuFFT plan cache serves several host threads on their own streams at once.
+//            (tier "sign:cuda+fft-tile": the AVX-512 transform's bound, where this host has AVX-512 the CPU
+//            optimised path's bytes and decodes bit for bit, and the same shapes once more through cuFFT;
+//            "sign:cuda+cufft": the library bound). The tiers are inexact; bytes at odd addresses give the same
+//            results; the cuFFT plan cache serves several host threads on their own streams at once.
 //   channel subsets (Sign::encode_cuda_channels / decode_cuda_channels, for composites): the bytes of the gathered
 //            block, and a decode that writes exactly the indexed channels.
 // Without a GPU every test skips visibly (VIDKV_SKIP).
 #include <algorithm>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <random>
 #include <string>
@@ -111,15 +113,17 @@ std::vector<std::uint8_t> cuda_encode(const Quantizer& q, const BlockShape& s, c
   return unguard(cuda_encode_guarded(q, s, in, t, bytes, nullptr, offset), bytes, offset);
 }
 
-// Decodes host bytes on the GPU into a poisoned, guarded buffer of dtype t; returns the values as fp32.
-std::vector<float> cuda_decode(const Quantizer& q, const BlockShape& s, const std::vector<std::uint8_t>& bytes, DType t) {
-  DeviceBuffer d_in(bytes.size());
-  copy_to_device(d_in.data(), bytes.data(), bytes.size());
+// Decodes host bytes on the GPU (placed `offset` bytes into their allocation) into a poisoned, guarded buffer of
+// dtype t; returns the values as fp32.
+std::vector<float> cuda_decode(const Quantizer& q, const BlockShape& s, const std::vector<std::uint8_t>& bytes, DType t,
+                               std::size_t offset = 0) {
+  DeviceBuffer d_in(bytes.size() + offset);
+  copy_to_device(d_in.as<std::uint8_t>() + offset, bytes.data(), bytes.size());
   const std::size_t out_bytes = static_cast<std::size_t>(s.elements()) * dtype_size(t);
   DeviceBuffer d_out(out_bytes + 2 * kGuard);
   fill_device(d_out.data(), kPoison, d_out.bytes());
   const TensorView view{d_out.as<std::uint8_t>() + kGuard, t, Device::cuda, {s.heads, s.tokens, s.channels}};
-  q.decode_view(d_in.as<std::uint8_t>(), TokenContext{}, view, Execution::cuda());
+  q.decode_view(d_in.as<std::uint8_t>() + offset, TokenContext{}, view, Execution::cuda());
   std::vector<std::uint8_t> all(d_out.bytes());
   copy_to_host(all.data(), d_out.data(), all.size());
   for (std::size_t i = 0; i < kGuard; ++i) REQUIRE(all[i] == kPoison);
@@ -169,7 +173,7 @@ TEST_CASE("sign on CUDA, fft off: the reference's bytes and decodes for every pa
           }
         INFO("first differing byte " << first << " of " << ref_bytes.size());
         CHECK(first == ref_bytes.size());
-        // An output at an odd address (a composite's section): the per-byte path, the same bytes.
+        // An output at an odd address (a composite's section): word stores go byte by byte, the same bytes.
         if (t == DType::f16) CHECK(cuda_encode(*gpu, shape, in, t, ref_bytes.size(), 1) == ref_bytes);
 
         // Decode of the reference's bytes into the input's dtype: the reference decode rounded to it.
@@ -181,6 +185,7 @@ TEST_CASE("sign on CUDA, fft off: the reference's bytes and decodes for every pa
           if (std::memcmp(&want, &gpu_y[i], sizeof(float)) != 0) ++bad;
         }
         CHECK(bad == 0);
+        if (t == DType::f16) CHECK(cuda_decode(*gpu, shape, ref_bytes, t, 1) == gpu_y);  // bytes at an odd address
       }
     }
   }
@@ -220,10 +225,13 @@ TEST_CASE("sign on CUDA, fft complex / real: bits near 0, scales and decodes wit
     const auto ref = ref_registry.make_quantizer(block);
     const auto opt = opt_registry.make_quantizer(block);
     const auto gpu = builtin_registry().make_quantizer(block);
+    const cmp::Setup st = cmp::setup_of(dynamic_cast<const Sign&>(*gpu).params());
+    REQUIRE((st.fft == cs.st.fft && st.axis == cs.st.axis && st.layout == cs.st.layout && st.scale_dtype == cs.st.scale_dtype &&
+             st.reconstruction == cs.st.reconstruction && st.group == cs.st.group));
     for (const auto& shape : shapes) {
       const KernelTier tier = gpu->tier(Device::cuda, shape);
       CHECK_FALSE(tier.exact);
-      const bool tile = tier.name == "sign:cuda+fft-tile";
+      const bool tile = cmp::bound_of_tier(tier.name) == cmp::FftBound::tile;
       if (!tile) CHECK(tier.name == "sign:cuda+cufft");
       for (DType t : {DType::f32, DType::f16, DType::bf16}) {
         ++seed;
@@ -238,10 +246,26 @@ TEST_CASE("sign on CUDA, fft complex / real: bits near 0, scales and decodes wit
                                       ref_y, gpu_on_ref, gpu_on_gpu, t);
         INFO(rep.str());
         CHECK(rep.ok());
+        if (t == DType::f16) {
+          // Bytes at an odd address (a composite's section): word stores and loads go byte by byte, same results.
+          CHECK(cuda_encode(*gpu, shape, in, t, ref_bytes.size(), 1) == gpu_bytes);
+          CHECK(cuda_decode(*gpu, shape, gpu_bytes, t, 1) == gpu_on_gpu);
+        }
         if (tile && avx) {
           // The fused kernels perform the AVX-512 transform's operations: the CPU optimised path's bits exactly.
           CHECK(encode(*opt, shape, in.values) == gpu_bytes);
           if (t == DType::f32) CHECK(decode(*opt, shape, gpu_bytes) == gpu_on_gpu);
+        }
+        if (tile && t == DType::f16 && std::getenv("VIDKV_CUDA_SIGN_FFT") == nullptr) {
+          // The same shape through cuFFT (VIDKV_CUDA_SIGN_FFT=cufft, sign_cuda.h): within the library bound.
+          setenv("VIDKV_CUDA_SIGN_FFT", "cufft", 1);
+          REQUIRE(gpu->tier(Device::cuda, shape).name == "sign:cuda+cufft");
+          const auto cufft_bytes = cuda_encode(*gpu, shape, in, t, ref_bytes.size());
+          const auto cufft_rep = cmp::compare(cs.st, shape, in.values, ref_bytes, cufft_bytes, cmp::FftBound::library, ref_y,
+                                              cuda_decode(*gpu, shape, ref_bytes, t), cuda_decode(*gpu, shape, cufft_bytes, t), t);
+          unsetenv("VIDKV_CUDA_SIGN_FFT");
+          INFO("through cuFFT: " << cufft_rep.str());
+          CHECK(cufft_rep.ok());
         }
       }
     }
@@ -284,10 +308,17 @@ TEST_CASE("sign on CUDA, cuFFT plans: one cache serves several host threads on t
 TEST_CASE("sign on CUDA, channel subsets: the gathered block's bytes, a decode into the indexed channels only", "[cuda][sign]") {
   require_gpu();
 #ifdef VIDKV_WITH_CUDA
-  const BlockShape full{2, 64, 128};
-  const HostInput in = as_dtype(block_values(full, 84001), DType::f16);
+  // 128 channels of fp16: rows of 256 bytes, the fused encode stages them in shared memory; 100 channels: rows of
+  // 200 bytes, not 16-byte multiples, loaded element by element. k = 64 / 32: fused tiles (FFT), 60 / 30: cuFFT.
+  struct Sub {
+    std::int64_t channels;
+    std::vector<std::int64_t> ks;
+  };
+  for (const Sub& sc : {Sub{128, {64, 60, 32}}, Sub{100, {32, 30}}})
   for (const KeyValues& kv : std::vector<KeyValues>{{}, {{"fft", "real"}}, {{"fft", "complex"}}, {{"fft", "real"}, {"axis", "token"}}}) {
-    for (std::int64_t k : {64, 60, 32}) {  // 64 / 32: fused tiles (FFT), 60: cuFFT
+    const BlockShape full{2, 64, sc.channels};
+    const HostInput in = as_dtype(block_values(full, 84001), DType::f16);
+    for (std::int64_t k : sc.ks) {
       const auto block = quantizer_block("sign", kv);
       INFO(block.dump() << ", " << k << " of " << full.channels << " channels");
       const auto q = builtin_registry().make_quantizer(block);

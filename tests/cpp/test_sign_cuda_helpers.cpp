@@ -13,6 +13,7 @@
 #include <cmath>
 #include <complex>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <random>
 #include <string>
@@ -311,18 +312,29 @@ TEST_CASE("sign CUDA path: fused tiles for power-of-two widths with word-aligned
   c.axis = GroupAxis::token;
   CHECK(sign_cuda::fused_tile_tokens(c, 64) == 128);
   CHECK(sign_cuda::fused_tile_tokens(real64, 48) == 0);
+  // A gathered encode stages the full input rows too: 128 fp16 channels = 256 bytes more per token, 48 KiB /
+  // (260 + 256) = 95 -> 64 tokens; 128 fp32 channels: 48 KiB / (260 + 512) = 63 -> 32; axis token with 4 KiB rows:
+  // 48 KiB / (260 + 4096) = 11 -> 8 (a multiple of 4, so that the staging area stays 16-byte aligned).
+  CHECK(sign_cuda::fused_tile_tokens(real64, 64, 256) == 64);
+  CHECK(sign_cuda::fused_tile_tokens(real64, 64, 512) == 32);
+  c = real64;
+  c.axis = GroupAxis::token;
+  CHECK(sign_cuda::fused_tile_tokens(c, 64, 4096) == 8);
+  CHECK(sign_cuda::fused_tile_tokens(real64, 64, 4096) == 0);  // not even one group of 32 tokens fits
   c = real64;
   c.fft = SignFft::off;
   CHECK(sign_cuda::fused_tile_tokens(c, 64) == 0);
 
-  alignas(4) std::uint8_t buffer[8] = {};
-  CHECK(sign_cuda::path(real64, {4, 4096, 64}, buffer) == Path::fft_tile);
-  CHECK(sign_cuda::path(real64, {4, 4096, 64}, buffer + 1) == Path::cufft);  // word stores need 4-byte alignment
-  CHECK(sign_cuda::path(real64, {4, 4095, 64}, buffer) == Path::cufft);      // a tail group: not word-aligned
-  CHECK(sign_cuda::path(real64, {4, 4096, 60}, buffer) == Path::cufft);      // not a power of two
+  // The choice without, then with the override VIDKV_CUDA_SIGN_FFT=cufft (restored afterwards).
+  const char* saved = std::getenv("VIDKV_CUDA_SIGN_FFT");
+  const std::string saved_value = saved ? saved : "";
+  unsetenv("VIDKV_CUDA_SIGN_FFT");
+  CHECK(sign_cuda::path(real64, {4, 4096, 64}) == Path::fft_tile);
+  CHECK(sign_cuda::path(real64, {4, 4095, 64}) == Path::cufft);  // a tail group: not word-aligned
+  CHECK(sign_cuda::path(real64, {4, 4096, 60}) == Path::cufft);  // not a power of two
   c = real64;
   c.fft = SignFft::off;
-  CHECK(sign_cuda::path(c, {4, 4095, 60}, buffer) == Path::exact);
+  CHECK(sign_cuda::path(c, {4, 4095, 60}) == Path::exact);
   CHECK(std::string(sign_cuda::tier_name(Path::cufft)) == "sign:cuda+cufft");
 
   const auto fft = make("sign", {{"fft", "real"}});
@@ -334,12 +346,27 @@ TEST_CASE("sign CUDA path: fused tiles for power-of-two widths with word-aligned
   CHECK(off.name == "sign:cuda");
   CHECK(off.exact);
   CHECK(builtin_registry(CpuImplementation::reference).make_quantizer(quantizer_block("sign", {{"fft", "real"}}))->tier(Device::cpu, {1, 8, 64}).exact);
+
+  setenv("VIDKV_CUDA_SIGN_FFT", "cufft", 1);
+  CHECK(sign_cuda::path(real64, {4, 4096, 64}) == Path::cufft);
+  CHECK(fft->tier(Device::cuda, {4, 4096, 64}).name == "sign:cuda+cufft");
+  c = real64;
+  c.fft = SignFft::off;
+  CHECK(sign_cuda::path(c, {4, 4096, 64}) == Path::exact);
+  if (saved) {
+    setenv("VIDKV_CUDA_SIGN_FFT", saved_value.c_str(), 1);
+  } else {
+    unsetenv("VIDKV_CUDA_SIGN_FFT");
+  }
 }
 
 TEST_CASE("sign FFT comparison helper: accepts the AVX-512 transform's bytes, rejects a far flipped bit and a wrong scale",
           "[cpu][sign][fft]") {
   using group_format::CodeLayout;
   using group_format::GroupAxis;
+  CHECK(cmp::bound_of_tier("sign:cuda+fft-tile") == cmp::FftBound::tile);
+  CHECK(cmp::bound_of_tier("mixed_channel(uniform:cuda, sign:cuda+fft-tile)") == cmp::FftBound::tile);
+  CHECK(cmp::bound_of_tier("sign:cuda+cufft") == cmp::FftBound::library);
   const BlockShape shape{2, 64, 64};
   const auto x = rows_of(shape.heads * shape.tokens, shape.channels, 94001);
   const PluginRegistry& ref_registry = builtin_registry(CpuImplementation::reference);
@@ -349,6 +376,9 @@ TEST_CASE("sign FFT comparison helper: accepts the AVX-512 transform's bytes, re
                         kv.size() > 1 ? CodeLayout::release : CodeLayout::dense, DType::f16, sign_format::Reconstruction::zero_one, 32};
     const auto ref = ref_registry.make_quantizer(quantizer_block("sign", kv));
     const auto opt = opt_registry.make_quantizer(quantizer_block("sign", kv));
+    const cmp::Setup from_params = cmp::setup_of(dynamic_cast<const Sign&>(*ref).params());
+    CHECK((from_params.fft == st.fft && from_params.layout == st.layout && from_params.axis == st.axis &&
+           from_params.scale_dtype == st.scale_dtype && from_params.reconstruction == st.reconstruction && from_params.group == st.group));
     const auto ref_bytes = encode(*ref, shape, x);
     const auto opt_bytes = encode(*opt, shape, x);
     const auto ref_y = decode(*ref, shape, ref_bytes);
@@ -372,5 +402,48 @@ TEST_CASE("sign FFT comparison helper: accepts the AVX-512 transform's bytes, re
     CHECK_FALSE(cmp::compare(st, shape, x, ref_bytes, bad, cmp::FftBound::library).ok());
     // The same bytes: accepted under either bound.
     CHECK(cmp::compare(st, shape, x, ref_bytes, ref_bytes, cmp::FftBound::library, ref_y, ref_y, ref_y).ok());
+  }
+}
+
+TEST_CASE("sign_format::encode_group (the CUDA encoders' group) writes the reference's bytes on word-aligned grids",
+          "[cpu][sign]") {
+  using group_format::CodeLayout;
+  using group_format::GroupAxis;
+  struct Case {
+    GroupAxis axis;
+    CodeLayout layout;
+    DType sd;
+    int group;
+    BlockShape shape;
+  };
+  const std::vector<Case> cases{{GroupAxis::channel, CodeLayout::dense, DType::f16, 32, {2, 64, 16}},
+                                {GroupAxis::channel, CodeLayout::release, DType::f32, 64, {1, 128, 5}},
+                                {GroupAxis::token, CodeLayout::dense, DType::f16, 32, {3, 7, 64}},
+                                {GroupAxis::token, CodeLayout::release, DType::f16, 32, {2, 9, 96}}};
+  const PluginRegistry& ref_registry = builtin_registry(CpuImplementation::reference);
+  std::uint64_t seed = 95000;
+  for (const auto& cs : cases) {
+    const KeyValues kv{{"axis", cs.axis == GroupAxis::channel ? "channel" : "token"},
+                       {"layout", cs.layout == CodeLayout::dense ? "dense" : "release"},
+                       {"scale_dtype", cs.sd == DType::f16 ? "fp16" : "fp32"},
+                       {"group", std::to_string(cs.group)}};
+    INFO(quantizer_block("sign", kv).dump() << ", shape " << cs.shape.str());
+    const auto g = group_format::make_group_grid(cs.axis, cs.shape.heads, cs.shape.tokens, cs.shape.channels, cs.group);
+    REQUIRE(group_format::word_aligned_groups(cs.layout, g, 1));
+    const auto x = rows_of(cs.shape.heads * cs.shape.tokens, cs.shape.channels, ++seed);
+    const auto want = encode(*ref_registry.make_quantizer(quantizer_block("sign", kv)), cs.shape, x);
+    std::vector<std::uint8_t> got(want.size(), 0xAB);  // poisoned: every byte must be written
+    std::uint8_t* scales = got.data() + sign_format::codes_bytes(cs.layout, g);
+    std::uint8_t* mins = cs.layout == CodeLayout::release ? scales + sign_format::scales_bytes(g, cs.sd) : nullptr;
+    auto store = [&](std::int64_t w, std::uint32_t word) { group_format::put_word(got.data(), w, word); };
+    for (std::int64_t h = 0; h < g.heads; ++h)
+      for (std::int64_t r = 0; r < g.rows; ++r)
+        for (std::int64_t gi = 0; gi < g.groups_per_row(); ++gi) {
+          const std::int64_t j0 = gi * g.group;
+          sign_format::encode_group<true>(store, scales, mins, g.group_index(h, r, gi), cs.sd,
+                                          group_format::code_word(cs.layout, g, 1, h, r, j0), j0, g.group_size(gi),
+                                          [&](std::int64_t j) { return x[std::size_t(g.block_offset(h, r, j))]; });
+        }
+    CHECK(got == want);
   }
 }

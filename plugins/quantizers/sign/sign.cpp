@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
 #include <string>
 #include <cstring>
 #include <vector>
@@ -122,25 +123,31 @@ void Sign::decode_values_reference(const std::uint8_t* in, const group_format::G
 namespace sign_cuda {
 
 // The choice of path (sign_cuda.h), host code shared by every build so that it is tested on the CPU.
-std::int64_t fused_tile_tokens(const Config& c, std::int64_t channels) {
+std::int64_t fused_tile_tokens(const Config& c, std::int64_t channels, std::int64_t staged_row_bytes) {
   if (c.fft == SignFft::off || !sign_fft_tile::applies(channels)) return 0;
   constexpr std::int64_t kSharedBytes = 48 * 1024;  // the default limit of dynamic shared memory per CTA
   constexpr std::int64_t kMaxTokens = 128;          // one thread per token in the transform phase
-  const std::int64_t row_bytes = (fft_components(c.fft, channels) + 1) * static_cast<std::int64_t>(sizeof(float));
+  const std::int64_t row_bytes =
+      (fft_components(c.fft, channels) + 1) * static_cast<std::int64_t>(sizeof(float)) + staged_row_bytes;
   std::int64_t tokens = std::min(kMaxTokens, kSharedBytes / row_bytes);
   if (c.axis == group_format::GroupAxis::channel) return tokens >= c.group ? (tokens / c.group) * c.group : 0;
-  return tokens >= 32 ? (tokens / 32) * 32 : tokens;
+  return tokens >= 32 ? (tokens / 32) * 32 : (tokens / 4) * 4;  // a multiple of 4: the staging area stays 16-byte aligned
 }
 
-bool fused_fft_applies(const Config& c, const BlockShape& shape, const void* bytes) {
+bool fused_fft_applies(const Config& c, const BlockShape& shape) {
   if (fused_tile_tokens(c, shape.channels) == 0) return false;
   const auto g = group_format::make_group_grid(c.axis, shape.heads, shape.tokens, fft_components(c.fft, shape.channels), c.group);
-  return group_format::word_aligned_groups(c.layout, g, sign_format::kBits) && (reinterpret_cast<std::uintptr_t>(bytes) & 3u) == 0;
+  return group_format::word_aligned_groups(c.layout, g, sign_format::kBits);
 }
 
-Path path(const Config& c, const BlockShape& shape, const void* bytes) {
+bool cufft_forced() {
+  const char* v = std::getenv("VIDKV_CUDA_SIGN_FFT");
+  return v != nullptr && std::string(v) == "cufft";
+}
+
+Path path(const Config& c, const BlockShape& shape) {
   if (c.fft == SignFft::off) return Path::exact;
-  return fused_fft_applies(c, shape, bytes) ? Path::fft_tile : Path::cufft;
+  return !cufft_forced() && fused_fft_applies(c, shape) ? Path::fft_tile : Path::cufft;
 }
 
 const char* tier_name(Path p) {
@@ -162,9 +169,7 @@ sign_cuda::Config cuda_config(const SignParams& p) {
 
 KernelTier Sign::tier(Device device, const BlockShape& shape) const {
   if (device == Device::cuda) {
-    // Device buffers from cudaMalloc / cudaMallocAsync are 256-byte aligned: the path of an aligned buffer.
-    static const std::uint32_t kAligned = 0;
-    const auto p = sign_cuda::path(cuda_config(params_), shape, &kAligned);
+    const auto p = sign_cuda::path(cuda_config(params_), shape);
     return {sign_cuda::tier_name(p), p == sign_cuda::Path::exact};
   }
   if (implementation_ == CpuImplementation::reference) return {plugin_name() + ":reference", true};
@@ -187,24 +192,25 @@ void Sign::decode_cuda(const std::uint8_t* in, const BlockShape& shape, const To
 
 namespace {
 // The [heads, tokens, k] block of channels taken from a [heads, tokens, C] device view.
-BlockShape channel_subset(const TensorView& v, std::int64_t k, const std::string& what) {
+BlockShape channel_subset(const TensorView& v, const std::int32_t* index, std::int64_t k, const std::string& what) {
   const BlockShape full = block_shape_of(v, what);
   VIDKV_REQUIRE(v.device == Device::cuda, ShapeError, what, ": the view is on ", device_name(v.device), ", not cuda");
   VIDKV_REQUIRE(k >= 1 && k <= full.channels, ShapeError, what, ": ", k, " channels of a block of ", full.channels);
+  VIDKV_REQUIRE(index != nullptr, ShapeError, what, ": no channel index");
   return BlockShape{full.heads, full.tokens, k};
 }
 }  // namespace
 
 void Sign::encode_cuda_channels(const TensorView& in, const std::int32_t* index, std::int64_t k, const TokenContext&,
                                 std::uint8_t* out, void* stream) const {
-  const BlockShape shape = channel_subset(in, k, "sign encode (channels)");
+  const BlockShape shape = channel_subset(in, index, k, "sign encode (channels)");
   sign_cuda::encode(cuda_config(params_), in.data, in.dtype, shape, out, stream,
                     sign_cuda::Channels{index, block_shape_of(in, "sign encode (channels)").channels});
 }
 
 void Sign::decode_cuda_channels(const std::uint8_t* in, const std::int32_t* index, std::int64_t k, const TokenContext&,
                                 const TensorView& out, void* stream) const {
-  const BlockShape shape = channel_subset(out, k, "sign decode (channels)");
+  const BlockShape shape = channel_subset(out, index, k, "sign decode (channels)");
   sign_cuda::decode(cuda_config(params_), in, shape, out.data, out.dtype, stream,
                     sign_cuda::Channels{index, block_shape_of(out, "sign decode (channels)").channels});
 }

@@ -21,12 +21,33 @@ namespace vidkv::sign_cuda {
 
 namespace {
 
-using group_cuda::AlignedWordLoad;
-using group_cuda::AlignedWordStore;
 using group_format::CodeLayout;
 using group_format::GroupAxis;
 using group_format::GroupGrid;
 using sign_format::Reconstruction;
+
+// Word stores / loads of the word-run kernels: plain 32-bit accesses where the codes section is 4-byte aligned, else
+// byte by byte (little-endian, group_format::put_word / get_word): the same bytes either way, and still race-free,
+// since each word belongs to one group (word-aligned groups are counted from the start of the section).
+struct WordStore {
+  std::uint8_t* bytes;
+  bool aligned;
+  __device__ void operator()(std::int64_t w, std::uint32_t v) const {
+    if (aligned) {
+      reinterpret_cast<std::uint32_t*>(bytes)[w] = v;
+    } else {
+      group_format::put_word(bytes, w, v);
+    }
+  }
+};
+struct WordLoad {
+  const std::uint8_t* bytes;
+  bool aligned;
+  __device__ std::uint32_t operator()(std::int64_t w) const {
+    return aligned ? reinterpret_cast<const std::uint32_t*>(bytes)[w] : group_format::get_word(bytes, w);
+  }
+};
+__device__ inline bool aligned_words(const std::uint8_t* p) { return (reinterpret_cast<std::uintptr_t>(p) & 3u) == 0; }
 
 struct Sections {
   std::uint8_t* codes;
@@ -57,25 +78,12 @@ struct Block {
   __device__ std::int64_t at_flat(std::int64_t i) const { return map.index ? (i / n) * map.stride + map.index[i % n] : i; }
 };
 
-// --- One group, shared by every encode path ---------------------------------------------------------------------
-// value(j) gives element j (j0 <= j < j0 + n) of the group's row. The sum of |x| in double in position order, the
-// mean rounded to fp32 then to the scale dtype (put_scalar), the release's 0 min: sign.cpp's reference loop.
-template <class Value>
-__device__ inline void put_group_scale(const Sections& s, std::int64_t gidx, DType sd, std::int64_t j0, std::int64_t n,
-                                       Value value) {
-  double sum_abs = 0.0;
-  for (std::int64_t j = j0; j < j0 + n; ++j) sum_abs += fabs(static_cast<double>(value(j)));
-  group_format::put_scalar(s.scales, gidx, sd, static_cast<float>(sum_abs / static_cast<double>(n)));
-  if (s.mins) group_format::put_scalar(s.mins, gidx, sd, 0.0f);
-}
-
-// The group's bits as whole words (word-aligned groups only).
-template <class Value>
-__device__ inline void put_group_words(std::uint8_t* codes, std::int64_t first_word, std::int64_t j0, std::int64_t n,
-                                       Value value) {
-  group_format::WordRunWriter<AlignedWordStore> w(AlignedWordStore{reinterpret_cast<std::uint32_t*>(codes)}, first_word, 1);
-  for (std::int64_t j = j0; j < j0 + n; ++j) w.put(sign_format::encode_value(value(j)));
-  w.flush();
+// --- One group, shared by every encode path: sign_format::encode_group with word stores ----------------------------
+template <bool kWords, class Value>
+__device__ inline void put_group(const Sections& s, std::int64_t gidx, DType sd, std::int64_t first_word, std::int64_t j0,
+                                 std::int64_t n, Value value) {
+  sign_format::encode_group<kWords>(WordStore{s.codes, aligned_words(s.codes)}, s.scales, s.mins, gidx, sd, first_word, j0, n,
+                                    value);
 }
 
 // --- fft off ------------------------------------------------------------------------------------------------------
@@ -87,8 +95,7 @@ __global__ void encode_groups(const void* in, Block b, GroupGrid g, GroupAxis ax
   const auto c = group_cuda::group_of_thread(g, axis, t);
   const std::int64_t j0 = c.gi * g.group, n = g.group_size(c.gi);
   auto value = [&](std::int64_t j) { return group_cuda::load<T>(in, b.at_grid(axis, c.h, c.r, j)); };
-  put_group_scale(s, g.group_index(c.h, c.r, c.gi), sd, j0, n, value);
-  if constexpr (kWordRuns) put_group_words(s.codes, group_format::code_word(layout, g, 1, c.h, c.r, j0), j0, n, value);
+  put_group<kWordRuns>(s, g.group_index(c.h, c.r, c.gi), sd, group_format::code_word(layout, g, 1, c.h, c.r, j0), j0, n, value);
 }
 
 // One byte of the codes section per thread (any alignment, tails): the bits depend on the values only.
@@ -111,8 +118,8 @@ __global__ void decode_groups(const std::uint8_t* codes, const std::uint8_t* sca
   const std::int64_t j0 = c.gi * g.group, n = g.group_size(c.gi);
   const float s = group_format::get_scalar(scales, g.group_index(c.h, c.r, c.gi), sd);
   if constexpr (kWordRuns) {
-    group_format::WordRunReader<AlignedWordLoad> rd(AlignedWordLoad{reinterpret_cast<const std::uint32_t*>(codes)},
-                                                    group_format::code_word(layout, g, 1, c.h, c.r, j0), 1);
+    group_format::WordRunReader<WordLoad> rd(WordLoad{codes, aligned_words(codes)}, group_format::code_word(layout, g, 1, c.h, c.r, j0),
+                                             1);
     for (std::int64_t j = j0; j < j0 + n; ++j)
       store_from_float(out, O, static_cast<std::size_t>(b.at_grid(axis, c.h, c.r, j)), sign_format::decode_value(rd.next(), s, rec));
   } else {
@@ -178,8 +185,7 @@ __global__ void encode_spectrum_groups(Spectrum x, GroupGrid g, DType sd, CodeLa
   const auto c = group_cuda::group_of_thread(g, x.axis, t);
   const std::int64_t j0 = c.gi * g.group, n = g.group_size(c.gi);
   auto value = [&](std::int64_t j) { return x(c.h, c.r, j); };
-  put_group_scale(s, g.group_index(c.h, c.r, c.gi), sd, j0, n, value);
-  if constexpr (kWordRuns) put_group_words(s.codes, group_format::code_word(layout, g, 1, c.h, c.r, j0), j0, n, value);
+  put_group<kWordRuns>(s, g.group_index(c.h, c.r, c.gi), sd, group_format::code_word(layout, g, 1, c.h, c.r, j0), j0, n, value);
 }
 
 __global__ void encode_spectrum_code_bytes(Spectrum x, GroupGrid g, CodeLayout layout, std::uint8_t* codes, std::int64_t code_bytes) {
@@ -231,9 +237,10 @@ CachedPlan plan_locked(int device, std::int64_t n, PlanType type, std::int64_t b
   check_cufft(cufftCreate(&p.handle), "cufftCreate");
   check_cufft(cufftSetAutoAllocation(p.handle, 0), "cufftSetAutoAllocation");
   long long size = n;
-  check_cufft(cufftMakePlanMany64(p.handle, 1, &size, nullptr, 1, 0, nullptr, 1, 0, type == PlanType::r2c ? CUFFT_R2C : CUFFT_C2R,
-                                  batch, &p.work_bytes),
-              "cufftMakePlanMany64");
+  const cufftResult made = cufftMakePlanMany64(p.handle, 1, &size, nullptr, 1, 0, nullptr, 1, 0,
+                                               type == PlanType::r2c ? CUFFT_R2C : CUFFT_C2R, batch, &p.work_bytes);
+  if (made != CUFFT_SUCCESS) cufftDestroy(p.handle);
+  check_cufft(made, "cufftMakePlanMany64");
   plans->emplace(key, p);
   return p;
 }
@@ -318,6 +325,24 @@ __device__ inline void load_tile(const void* __restrict__ in, DType t, bool vec,
   }
 }
 
+// A gathered tile (Block with an index) through `stage`: the tile's `valid` full input rows (row0 = h * tokens + t0,
+// b.map.stride values each, 16-byte aligned) are copied raw into shared memory with 16-byte loads, then channel
+// index[c] of each row is widened into tile[r * S + c].
+template <int n, int S>
+__device__ inline void load_tile_staged(const void* __restrict__ in, DType t, const Block& b, std::int64_t row0, int valid,
+                                        float* tile, uint4* stage) {
+  const std::int64_t row_bytes = b.map.stride * dtype_size(t);
+  const auto* src = reinterpret_cast<const uint4*>(static_cast<const std::uint8_t*>(in) + row0 * row_bytes);
+  const int vectors = static_cast<int>(valid * row_bytes / 16);
+#pragma unroll 8
+  for (int v = threadIdx.x; v < vectors; v += blockDim.x) stage[v] = __ldg(src + v);
+  __syncthreads();
+  for (int i = threadIdx.x; i < valid * n; i += blockDim.x) {
+    const int r = i / n, c = i % n;
+    tile[r * S + c] = load_as_float(stage, t, static_cast<std::size_t>(r * b.map.stride + __ldg(b.map.index + c)));
+  }
+}
+
 // The inverse: element (r * n + c) of `out` + base = tile[r * S + c] in dtype t.
 template <int n, int S>
 __device__ inline void store_tile(const float* tile, void* __restrict__ out, DType t, bool vec, const Block& b, std::int64_t base,
@@ -348,29 +373,35 @@ __device__ inline void store_tile(const float* tile, void* __restrict__ out, DTy
 // One CTA: head blockIdx.y, tokens [t0, t0 + tile_tokens). Shared memory: tile_tokens rows of W + 1 floats (the odd
 // stride makes a warp's one-row-per-thread accesses hit 32 different banks).
 template <int N, bool Complex>
-__global__ void __launch_bounds__(kTileThreadsMax) encode_tile(const void* in, DType in_dtype, bool vec, Block b, std::int64_t tokens, GroupGrid g,
-                                                               GroupAxis axis, DType sd, CodeLayout layout, Sections s,
-                                                               int tile_tokens, sign_fft_tile::Twiddles tw) {
+__global__ void __launch_bounds__(kTileThreadsMax) encode_tile(const void* in, DType in_dtype, bool vec, bool staged, Block b,
+                                                               std::int64_t tokens, GroupGrid g, GroupAxis axis, DType sd,
+                                                               CodeLayout layout, Sections s, int tile_tokens,
+                                                               sign_fft_tile::Twiddles tw) {
   constexpr int n = 2 * N, W = Complex ? 2 * n : n, S = W + 1;
   extern __shared__ float tile[];
   const std::int64_t h = blockIdx.y, t0 = static_cast<std::int64_t>(blockIdx.x) * tile_tokens;
   const int valid = static_cast<int>(tokens - t0 < tile_tokens ? tokens - t0 : tile_tokens);
   const std::int64_t base = (h * tokens + t0) * n;
-  load_tile<n, S>(in, in_dtype, vec, b, base, valid * n, tile);
+  if (staged) {  // the staging area follows the tile (tile_tokens * S floats, a multiple of 16 bytes)
+    load_tile_staged<n, S>(in, in_dtype, b, h * tokens + t0, valid, tile, reinterpret_cast<uint4*>(tile + tile_tokens * S));
+  } else {
+    load_tile<n, S>(in, in_dtype, vec, b, base, valid * n, tile);
+  }
   __syncthreads();
   for (int t = threadIdx.x; t < valid; t += blockDim.x) {
     float* row = tile + t * S;
     sign_fft_tile::forward_row<N, Complex>([&](int c) { return row[c]; }, [&](int c, float v) { row[c] = v; }, tw);
   }
   __syncthreads();
+  const WordStore store{s.codes, aligned_words(s.codes)};
   if (axis == GroupAxis::channel) {
     const int groups = (valid + static_cast<int>(g.group) - 1) / static_cast<int>(g.group);
     for (int task = threadIdx.x; task < W * groups; task += blockDim.x) {
       const int c = task % W, jl = (task / W) * static_cast<int>(g.group);
       const std::int64_t j0 = t0 + jl, len = g.group_size(j0 / g.group);
       auto value = [&](std::int64_t j) { return tile[(j - t0) * S + c]; };
-      put_group_scale(s, g.group_index(h, c, j0 / g.group), sd, j0, len, value);
-      put_group_words(s.codes, group_format::code_word(layout, g, 1, h, c, j0), j0, len, value);
+      sign_format::encode_group<true>(store, s.scales, s.mins, g.group_index(h, c, j0 / g.group), sd,
+                                      group_format::code_word(layout, g, 1, h, c, j0), j0, len, value);
     }
   } else {
     const int gpr = static_cast<int>(g.groups_per_row());
@@ -378,8 +409,8 @@ __global__ void __launch_bounds__(kTileThreadsMax) encode_tile(const void* in, D
       const int t = task / gpr, gi = task % gpr;
       const std::int64_t j0 = static_cast<std::int64_t>(gi) * g.group, len = g.group_size(gi);
       auto value = [&](std::int64_t j) { return tile[t * S + j]; };
-      put_group_scale(s, g.group_index(h, t0 + t, gi), sd, j0, len, value);
-      put_group_words(s.codes, group_format::code_word(layout, g, 1, h, t0 + t, j0), j0, len, value);
+      sign_format::encode_group<true>(store, s.scales, s.mins, g.group_index(h, t0 + t, gi), sd,
+                                      group_format::code_word(layout, g, 1, h, t0 + t, j0), j0, len, value);
     }
   }
 }
@@ -394,14 +425,14 @@ __global__ void __launch_bounds__(kTileThreadsMax) decode_tile(const std::uint8_
   extern __shared__ float tile[];
   const std::int64_t h = blockIdx.y, t0 = static_cast<std::int64_t>(blockIdx.x) * tile_tokens;
   const int valid = static_cast<int>(tokens - t0 < tile_tokens ? tokens - t0 : tile_tokens);
-  const auto* words = reinterpret_cast<const std::uint32_t*>(codes);
+  const WordLoad words{codes, aligned_words(codes)};
   if (axis == GroupAxis::channel) {
     const int groups = (valid + static_cast<int>(g.group) - 1) / static_cast<int>(g.group);
     for (int task = threadIdx.x; task < W * groups; task += blockDim.x) {
       const int c = task % W, jl = (task / W) * static_cast<int>(g.group);
       const std::int64_t j0 = t0 + jl, len = g.group_size(j0 / g.group);
       const float sc = group_format::get_scalar(scales, g.group_index(h, c, j0 / g.group), sd);
-      group_format::WordRunReader<AlignedWordLoad> rd(AlignedWordLoad{words}, group_format::code_word(layout, g, 1, h, c, j0), 1);
+      group_format::WordRunReader<WordLoad> rd(words, group_format::code_word(layout, g, 1, h, c, j0), 1);
       for (std::int64_t j = 0; j < len; ++j) tile[(jl + j) * S + c] = sign_format::decode_value(rd.next(), sc, rec);
     }
   } else {
@@ -410,7 +441,7 @@ __global__ void __launch_bounds__(kTileThreadsMax) decode_tile(const std::uint8_
       const int t = task / gpr, gi = task % gpr;
       const std::int64_t j0 = static_cast<std::int64_t>(gi) * g.group, len = g.group_size(gi);
       const float sc = group_format::get_scalar(scales, g.group_index(h, t0 + t, gi), sd);
-      group_format::WordRunReader<AlignedWordLoad> rd(AlignedWordLoad{words}, group_format::code_word(layout, g, 1, h, t0 + t, j0), 1);
+      group_format::WordRunReader<WordLoad> rd(words, group_format::code_word(layout, g, 1, h, t0 + t, j0), 1);
       for (std::int64_t j = j0; j < j0 + len; ++j) tile[t * S + j] = sign_format::decode_value(rd.next(), sc, rec);
     }
   }
@@ -460,7 +491,12 @@ void encode_tile_launch(const Config& c, const void* in, DType in_dtype, const B
                         cudaStream_t st) {
   const GroupGrid g = grid_of(c, shape);
   const Sections s = sections_of(out, g, c);
-  const int tile_tokens = static_cast<int>(fused_tile_tokens(c, shape.channels));
+  // A gathered block stages its tiles' full input rows where they are 16-byte aligned and a tile still fits.
+  const std::int64_t row_bytes = b.map.stride * dtype_size(in_dtype);
+  const bool stageable = b.map.index != nullptr && aligned16(in) && row_bytes % 16 == 0;
+  const std::int64_t staged_tokens = stageable ? fused_tile_tokens(c, shape.channels, row_bytes) : 0;
+  const bool staged = staged_tokens > 0;
+  const int tile_tokens = static_cast<int>(staged ? staged_tokens : fused_tile_tokens(c, shape.channels));
   const dim3 blocks(static_cast<unsigned>((shape.tokens + tile_tokens - 1) / tile_tokens), static_cast<unsigned>(shape.heads));
   const int threads = ((tile_tokens + 31) / 32) * 32;
   const bool vec = b.map.index == nullptr && aligned16(in);
@@ -468,9 +504,9 @@ void encode_tile_launch(const Config& c, const void* in, DType in_dtype, const B
     constexpr int N = decltype(half)::value;
     constexpr bool Complex = decltype(complex)::value;
     constexpr int W = Complex ? 4 * N : 2 * N;
-    const std::size_t bytes = static_cast<std::size_t>(tile_tokens) * (W + 1) * sizeof(float);
-    encode_tile<N, Complex><<<blocks, threads, bytes, st>>>(in, in_dtype, vec, b, shape.tokens, g, c.axis, c.scale_dtype, c.layout, s,
-                                                            tile_tokens, tile_twiddles());
+    const std::size_t bytes = static_cast<std::size_t>(tile_tokens) * ((W + 1) * sizeof(float) + (staged ? row_bytes : 0));
+    encode_tile<N, Complex><<<blocks, threads, bytes, st>>>(in, in_dtype, vec, staged, b, shape.tokens, g, c.axis, c.scale_dtype,
+                                                            c.layout, s, tile_tokens, tile_twiddles());
   });
   check_launch("sign encode (fused FFT tile)");
 }
@@ -508,7 +544,7 @@ void encode_cufft(const Config& c, const void* in, DType in_dtype, const Block& 
   check_launch("sign encode (to fp32)");
   run_fft(PlanType::r2c, n, rows, real.data(), half.data(), st);
   const Spectrum x{half.as<const float>(), c.fft, n, shape.tokens, c.axis};
-  const bool word_runs = group_format::word_aligned_groups(c.layout, g, 1) && group_cuda::aligned4(out);
+  const bool word_runs = group_format::word_aligned_groups(c.layout, g, 1);
   if (word_runs) {
     encode_spectrum_groups<true><<<group_cuda::blocks_for(g.group_count()), group_cuda::kThreads, 0, st>>>(x, g, c.scale_dtype,
                                                                                                         c.layout, s);
@@ -551,11 +587,11 @@ void encode(const Config& c, const void* in, DType in_dtype, const BlockShape& s
   if (g.group_count() == 0) return;
   auto* st = static_cast<cudaStream_t>(stream);
   const Block b{shape.tokens, shape.channels, gather};
-  const Path p = path(c, shape, out);
+  const Path p = path(c, shape);
   if (p == Path::fft_tile) return encode_tile_launch(c, in, in_dtype, b, shape, out, st);
   if (p == Path::cufft) return encode_cufft(c, in, in_dtype, b, shape, out, st);
   const Sections s = sections_of(out, g, c);
-  const bool word_runs = group_format::word_aligned_groups(c.layout, g, 1) && group_cuda::aligned4(out);
+  const bool word_runs = group_format::word_aligned_groups(c.layout, g, 1);
   group_cuda::dispatch_dtype(in_dtype, [&](auto tag) {
     constexpr DType T = decltype(tag)::value;
     if (word_runs) {
@@ -579,11 +615,11 @@ void decode(const Config& c, const std::uint8_t* in, const BlockShape& shape, vo
   if (g.group_count() == 0) return;
   auto* st = static_cast<cudaStream_t>(stream);
   const Block b{shape.tokens, shape.channels, scatter};
-  const Path p = path(c, shape, in);
+  const Path p = path(c, shape);
   if (p == Path::fft_tile) return decode_tile_launch(c, in, shape, out, out_dtype, b, st);
   if (p == Path::cufft) return decode_cufft(c, in, shape, out, out_dtype, b, st);
   const std::uint8_t* scales = in + sign_format::codes_bytes(c.layout, g);
-  const bool word_runs = group_format::word_aligned_groups(c.layout, g, 1) && group_cuda::aligned4(in);
+  const bool word_runs = group_format::word_aligned_groups(c.layout, g, 1);
   group_cuda::dispatch_dtype(out_dtype, [&](auto tag) {
     constexpr DType O = decltype(tag)::value;
     if (word_runs)

@@ -11,6 +11,11 @@
 // rebuilds them, applies the inverse FFT divided by n and keeps the real part. Any n (FFTW, fp32).
 // Tail rule as in group_format.h: the last group of a row holds the remaining n mod G values, own scale.
 //
+// CUDA (sign_cuda.h, sign.cu): fft off writes the reference's bytes; with the FFT, power-of-two n in [16, 128] with
+// word-aligned groups run fused tile kernels that perform the AVX-512 transform's operations (the CPU optimised
+// path's bits; bound fft_avx512_error_factor, sign_fft_avx512.cpp), other shapes cuFFT R2C / C2R with cached plans
+// (bound sign_fft_tolerance.h); both FFT tiers are inexact against the reference (FFTW).
+//
 // Differences from the release: fp32 FFT for any n (the release uses a half-precision power-of-two GPU FFT);
 // the real-FFT variant and the symmetric reconstruction are additions; layout dense drops the release's zero min.
 //
@@ -69,6 +74,7 @@ class Sign : public Quantizer {
  public:
   using Params = SignParams;
   explicit Sign(const Params& params, CpuImplementation implementation = CpuImplementation::optimized);
+  const Params& params() const { return params_; }
 
   PackedLayout layout(const BlockShape& shape, const TokenContext& ctx) const override;
   void encode(const float* in, const BlockShape& shape, const TokenContext& ctx, std::uint8_t* out) const override;

@@ -1,17 +1,17 @@
 // sign on CUDA: the kernels behind Sign::encode_cuda / decode_cuda (sign.cu; the path choice, fused_tile_tokens ..
-// tier_name, is host code in sign.cpp, in every build). Host-only declarations, no CUDA
-// headers. Three paths, chosen per call by path() (a pure function of the configuration, the shape and the output
-// pointer's alignment), and named by Sign::tier():
+// tier_name, is host code in sign.cpp, in every build). Host-only declarations, no CUDA headers. Three paths,
+// chosen per call by path() (a pure function of the configuration and the shape), and named by Sign::tier():
 //
 //   fft off ("sign:cuda", exact): bytes bit-identical to the CPU reference. One thread per group (axis channel:
 //     consecutive threads take consecutive channels of the same tokens, coalesced); the group's sum of |x| is
 //     accumulated in double in the reference's order (position order within the group), s = float(sum / n)
-//     rounded to scale_dtype, bit = (x >= 0). Word-aligned groups write their code words directly; otherwise a
-//     second kernel writes each code byte once (group_format::code_byte), so no two threads write one byte.
+//     rounded to scale_dtype, bit = (x >= 0). Word-aligned groups write their code words directly (byte by byte
+//     where the codes section is not 4-byte aligned: the same bytes); otherwise a second kernel writes each code
+//     byte once (group_format::code_byte), so no two threads write one byte.
 //
 //   fft, fused ("sign:cuda+fft-tile", inexact): power-of-two n in [16, 128] with word-aligned groups and a token
 //     tile that fits 48 KiB of shared memory (fused_fft_applies). One kernel per direction: a CTA loads a tile of
-//     tokens of one head (coalesced, converted to fp32) into shared memory, each thread transforms one token in
+//     tokens of one head (16-byte loads, converted to fp32) into shared memory, each thread transforms one token in
 //     registers with the AVX-512 path's exact operations (sign_fft_tile.h: same bits as the CPU optimised path's
 //     FFT, bound fft_avx512_error_factor), then the groups of the tile are quantized from shared memory (sums in
 //     double, in the reference's order) and written; decode mirrors it and writes the block once, coalesced. The
@@ -28,7 +28,8 @@
 //     (cufftSetStream) and a work area allocated on that stream, under the cache's mutex, so one plan serves
 //     every thread and stream. Batches are powers of two: a block of R token rows runs as the binary
 //     decomposition of R (largest piece first), so at most one plan per power of two exists per (n, kind)
-//     however the token counts of a live cache vary.
+//     however the token counts of a live cache vary. Creating a plan allocates device memory (cuFFT's twiddles),
+//     which synchronises the device: once per (n, kind, batch) and process, never again for it.
 //
 // Inputs fp32, fp16 or bf16 (converted exactly to fp32 on load); decode writes fp32, fp16 or bf16 (rounded to
 // nearest even from the fp32 reconstruction, as Quantizer::decode_view does on the CPU). Every call is
@@ -57,18 +58,23 @@ struct Config {
 enum class Path : std::uint8_t { exact, fft_tile, cufft };
 
 // The token tile of the fused kernels for `c` and n channels (a multiple of the group size along tokens for
-// axis channel), or 0 where they do not apply (see fused_fft_applies).
-std::int64_t fused_tile_tokens(const Config& c, std::int64_t channels);
-// Whether the fused FFT kernels run for this configuration and shape with the packed bytes at `bytes` (the
-// output of encode, the input of decode; word stores need 4-byte alignment).
-bool fused_fft_applies(const Config& c, const BlockShape& shape, const void* bytes);
-Path path(const Config& c, const BlockShape& shape, const void* bytes);
-// "sign:cuda", "sign:cuda+fft-tile", "sign:cuda+cufft" (for the path() of a 4-byte-aligned buffer).
+// axis channel), or 0 where they do not apply (see fused_fft_applies). staged_row_bytes: shared memory per token
+// besides the fp32 tile (a gathered encode stages the tokens' full input rows there).
+std::int64_t fused_tile_tokens(const Config& c, std::int64_t channels, std::int64_t staged_row_bytes = 0);
+// Whether the fused FFT kernels run for this configuration and shape (any alignment of the packed bytes: their
+// word stores and loads go byte by byte where the codes section is not 4-byte aligned).
+bool fused_fft_applies(const Config& c, const BlockShape& shape);
+// The environment variable VIDKV_CUDA_SIGN_FFT=cufft sends every FFT shape to cuFFT (to measure the two FFT paths
+// against each other on the same shapes); unset or any other value: the choice above.
+Path path(const Config& c, const BlockShape& shape);
+// "sign:cuda", "sign:cuda+fft-tile", "sign:cuda+cufft".
 const char* tier_name(Path p);
 
 // Where the block's values live. Default: contiguous [heads, tokens, shape.channels]. With `index` (a composite's
 // channel split, no gather / scatter pass): channel c of token row (h, t) is element (h * tokens + t) * stride +
-// index[c] of a [heads, tokens, stride] buffer; index: shape.channels int32 on the device, each < stride.
+// index[c] of a [heads, tokens, stride] buffer; index: shape.channels int32 on the device, each < stride. The fused
+// encode then copies the tile's full rows into shared memory with 16-byte loads (where the rows are 16-byte
+// aligned and fit) and gathers from there; the other kernels load and store through the index element by element.
 struct Channels {
   const std::int32_t* index = nullptr;
   std::int64_t stride = 0;

@@ -101,12 +101,15 @@ VIDKV_FFT_INLINE float fma(float a, float b, float c) {
 VIDKV_FFT_INLINE float fms(float a, float b, float c) { return fma(a, b, -c); }
 VIDKV_FFT_INLINE float fnma(float a, float b, float c) { return fma(-a, b, c); }
 
-// i with its `bits` low bits reversed.
+// i < 2^bits with its `bits` low bits reversed, bits <= 7. Written without a loop: nvcc then folds it for the
+// constant arguments of the unrolled loops (a loop here stays a runtime loop and sends the arrays it indexes to
+// local memory).
 VIDKV_HOST_DEVICE constexpr int bit_reverse(int i, int bits) {
-  int r = 0;
-  for (int b = 0; b < bits; ++b) r |= ((i >> b) & 1) << (bits - 1 - b);
-  return r;
+  const int r = ((i & 1) << 6) | ((i & 2) << 4) | ((i & 4) << 2) | (i & 8) | ((i & 16) >> 2) | ((i & 32) >> 4) | ((i & 64) >> 6);
+  return r >> (7 - bits);
 }
+static_assert(bit_reverse(1, 3) == 4 && bit_reverse(6, 3) == 3 && bit_reverse(1, 6) == 32 && bit_reverse(0, 1) == 0,
+              "bit reversal");
 VIDKV_HOST_DEVICE constexpr int log2_int(int n) {
   int b = 0;
   while ((1 << b) < n) ++b;

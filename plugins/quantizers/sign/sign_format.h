@@ -8,6 +8,7 @@
 //   zero_points grid.group_count() * sizeof(scale_dtype)      layout release only: the constant 0 min the release stores
 #pragma once
 
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
 
@@ -51,6 +52,30 @@ VIDKV_HOST_DEVICE inline unsigned encode_value(float x) { return x >= 0.0f ? 1u 
 VIDKV_HOST_DEVICE inline float decode_value(unsigned bit, float scale, Reconstruction r) {
   if (bit) return scale;
   return r == Reconstruction::symmetric ? -scale : 0.0f;
+}
+
+// One group of an encoder that writes whole code words (the CUDA kernels, sign.cu): value(j) gives element j of
+// the group's row, j0 <= j < j0 + n. The sum of |x| is accumulated in double in position order, the mean rounded
+// to fp32 and then to the scale dtype (put_scalar), the release's 0 min written when `mins` is not null: the
+// reference's loop in sign.cpp, so the same bytes. With kWords (group_format::word_aligned_groups) the group's bits
+// go out through a WordRunWriter in the same pass, store(word_index, word) called once per word from first_word on.
+template <bool kWords, class Store, class Value>
+VIDKV_HOST_DEVICE inline void encode_group(Store store, std::uint8_t* scales, std::uint8_t* mins, std::int64_t gidx,
+                                           DType scale_dtype, std::int64_t first_word, std::int64_t j0, std::int64_t n,
+                                           Value value) {
+  double sum_abs = 0.0;
+  group_format::WordRunWriter<Store> w(store, first_word, kBits);
+#if defined(__CUDA_ARCH__)
+#pragma unroll 8  // several loads in flight ahead of the (sequential, reference-order) sum
+#endif
+  for (std::int64_t j = j0; j < j0 + n; ++j) {
+    const float x = value(j);
+    sum_abs += fabs(static_cast<double>(x));
+    if constexpr (kWords) w.put(encode_value(x));
+  }
+  if constexpr (kWords) w.flush();
+  group_format::put_scalar(scales, gidx, scale_dtype, static_cast<float>(sum_abs / static_cast<double>(n)));
+  if (mins) group_format::put_scalar(mins, gidx, scale_dtype, 0.0f);
 }
 
 }  // namespace vidkv::sign_format
