@@ -157,23 +157,26 @@ CudaBenchResult run_cuda_bench(const CudaBenchOptions& o) {
       row.tiers = codec.key().tier(Device::cuda, shape).name + " / " + codec.value().tier(Device::cuda, shape).name;
       const std::size_t key_bytes = codec.key().layout(shape, contexts[0]).bytes();
       const std::size_t value_bytes = codec.value().layout(shape, contexts[0]).bytes();
-      std::vector<DeviceBuffer> packed, key_out, value_out;
+      // Key and value bytes in separate allocations (256-byte aligned, as a cache holds them), so word-aligned
+      // kernels are not pushed to their unaligned fallbacks by an odd key size.
+      std::vector<DeviceBuffer> key_packed, value_packed, key_out, value_out;
       for (int l = 0; l < o.layers; ++l) {
-        packed.emplace_back(key_bytes + value_bytes, stream.s);
+        key_packed.emplace_back(key_bytes, stream.s);
+        value_packed.emplace_back(value_bytes, stream.s);
         key_out.emplace_back(side_bytes, stream.s);
         value_out.emplace_back(side_bytes, stream.s);
       }
       auto view = [&](const DeviceBuffer& b) { return TensorView{b.data(), DType::f16, Device::cuda, dims}; };
       auto encode = [&] {
         for (std::size_t l = 0; l < keys.size(); ++l) {
-          codec.key().encode_view(view(keys[l]), contexts[l], packed[l].as<std::uint8_t>(), ex);
-          codec.value().encode_view(view(values[l]), contexts[l], packed[l].as<std::uint8_t>() + key_bytes, ex);
+          codec.key().encode_view(view(keys[l]), contexts[l], key_packed[l].as<std::uint8_t>(), ex);
+          codec.value().encode_view(view(values[l]), contexts[l], value_packed[l].as<std::uint8_t>(), ex);
         }
       };
       auto decode = [&] {
         for (std::size_t l = 0; l < keys.size(); ++l) {
-          codec.key().decode_view(packed[l].as<const std::uint8_t>(), contexts[l], view(key_out[l]), ex);
-          codec.value().decode_view(packed[l].as<const std::uint8_t>() + key_bytes, contexts[l], view(value_out[l]), ex);
+          codec.key().decode_view(key_packed[l].as<const std::uint8_t>(), contexts[l], view(key_out[l]), ex);
+          codec.value().decode_view(value_packed[l].as<const std::uint8_t>(), contexts[l], view(value_out[l]), ex);
         }
       };
       const double t_enc = median_seconds(stream.s, o.warmup, o.repeats, encode);
