@@ -57,8 +57,9 @@ def test_torch_math_packs_real_bits():
 @pytest.mark.skipif(not VIDKV.exists() or not VENV_PYTHON.exists(), reason="needs build/bin/vidkv and .venv")
 def test_cuda_bench_runs_torch_in_the_vidkv_process(tmp_path):
     if not torch.cuda.is_available():
-        code, out, err, _, _ = run_vidkv(tmp_path, "bench", "--backend", "cuda", "--no-torch")
-        assert code != 0 and "vidkv bench --backend cuda:" in err, (out, err)
+        for extra in (["--no-torch"], []):  # the C++ command alone, and through the embedded Python
+            code, out, err, _, _ = run_vidkv(tmp_path, "bench", "--backend", "cuda", *extra)
+            assert code == 1 and "vidkv bench --backend cuda:" in err and "Traceback" not in err, (out, err)
         pytest.skip("no CUDA device: checked that vidkv bench --backend cuda says why it cannot run")
     code, out, err, pid, probe = run_vidkv(tmp_path, "bench", "--backend", "cuda", "--tokens", "256", "--layers", "2",
                                            "--repeats", "2")
