@@ -92,8 +92,18 @@ std::vector<NamedCodec> codecs_and_lifecycles() {
 
 TEST_CASE("a LayerCache on cuda holds the CPU cache's bytes and materializes its reconstruction", "[cuda]") {
   require_gpu();
-  const BlockShape shape{2, 260, 64};
-  const TraceTokens tokens = TraceTokens::uniform(shape.tokens);
+  // A synthetic layer with everything protectors read: token modalities, input embeddings, query states (and the
+  // cache's own keys, which it exposes through ctx.keys).
+  SyntheticTraceSpec spec;
+  spec.layers = 1;
+  spec.kv_heads = 2;
+  spec.tokens = 260;
+  spec.head_dim = 64;
+  spec.frames = 4;
+  const SyntheticTrace trace(spec);
+  const TraceTokens tokens = trace.tokens();
+  const LayerData layer = trace.layer(0);
+  const BlockShape shape{spec.kv_heads, spec.tokens, spec.head_dim};
   int compared = 0;
   for (const NamedCodec& nc : codecs_and_lifecycles()) {
     const PluginRegistry& reg = builtin_registry(CpuImplementation::reference);
@@ -106,11 +116,12 @@ TEST_CASE("a LayerCache on cuda holds the CPU cache's bytes and materializes its
     }
     for (DType dtype : {DType::f32, DType::f16, DType::bf16}) {
       INFO(nc.name << ", input " << dtype_name(dtype));
-      std::vector<float> k = gaussian(std::size_t(shape.elements()), 31), v = gaussian(k.size(), 32);
+      std::vector<float> k = layer.key, v = layer.value;
       for (auto* side : {&k, &v})
         for (auto& x : *side) x = round_to_dtype(x, dtype);
       TokenContext ctx;
       ctx.tokens = &tokens;
+      ctx.queries = layer.queries ? &*layer.queries : nullptr;
       const ReplayedLayer want = replay_layer(cpu_codec, nc.lifecycle, k.data(), v.data(), shape, ctx);
 
       const std::vector<std::int64_t> dims{shape.heads, shape.tokens, shape.channels};
