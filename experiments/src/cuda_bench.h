@@ -44,7 +44,7 @@ struct CudaBenchResult {
   std::string device;      // cuda_device_description(0)
   double copy_gbps = 0;    // device-to-device copy, bytes copied once per second
   int layers = 0, heads = 0, head_dim = 0, repeats = 0;
-  std::vector<CudaBenchRow> rows;  // presets x tokens, preset-major
+  std::vector<CudaBenchRow> rows;  // token counts x presets (token count outer)
 };
 
 CudaBenchResult run_cuda_bench(const CudaBenchOptions& options);
