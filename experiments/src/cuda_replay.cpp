@@ -1,6 +1,7 @@
 // backend: cuda for trace replay; the contract and the pipeline are in cuda_replay.h.
 #include "vidkv/experiments/src/cuda_replay.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <future>
@@ -39,6 +40,19 @@ std::string cuda_quantizer_unsupported(const Quantizer& q, const BlockShape& sha
   std::string why;
   if (q.supports(Device::cuda, shape, &why)) return "";
   return why.empty() ? q.plugin_name() + " cannot run on cuda for " + shape.str() : why;
+}
+
+std::unique_ptr<CudaLayerReplay> make_cuda_layer_replay(const ExperimentPlan& plan, const RunPlan& run, const KvCodec& codec,
+                                                        const TraceInfo& info, std::function<LayerData(int)> read) {
+  if (plan.backend != Device::cuda) return nullptr;
+  const BlockShape shape{info.num_kv_heads, info.tokens, info.head_dim};
+  for (const Quantizer* q : {&codec.key(), &codec.value()}) {
+    const std::string why = cuda_quantizer_unsupported(*q, shape);
+    VIDKV_REQUIRE(why.empty(), NotSupportedError, "backend cuda: ", why);
+  }
+  const bool attention = std::any_of(plan.metrics.begin(), plan.metrics.end(),
+                                     [](const std::string& m) { return m.rfind("attn_", 0) == 0; });
+  return std::make_unique<CudaLayerReplay>(codec, run.lifecycle, shape, info.num_layers, std::move(read), attention);
 }
 
 #ifndef VIDKV_WITH_CUDA

@@ -18,6 +18,7 @@
 
 #include "vidkv/core/cache_lifecycle.h"
 #include "vidkv/core/kv_codec.h"
+#include "vidkv/experiments/src/experiment_plan.h"
 #include "vidkv/experiments/src/metrics.h"
 #include "vidkv/traces/trace_reader.h"
 
@@ -55,5 +56,11 @@ class CudaLayerReplay {
   void add_attention_metrics(const LayerQueries& q, int slot, std::vector<MetricValues>& all);
   std::unique_ptr<Impl> impl_;
 };
+
+// The runner's hook: null for backend: cpu; for backend: cuda a CudaLayerReplay of `run` over the trace `info`
+// (attention metrics when the plan asks for one), after checking that the codec runs on cuda at the trace's KV
+// shape (NotSupportedError naming the plugin otherwise).
+std::unique_ptr<CudaLayerReplay> make_cuda_layer_replay(const ExperimentPlan& plan, const RunPlan& run, const KvCodec& codec,
+                                                        const TraceInfo& info, std::function<LayerData(int)> read);
 
 }  // namespace vidkv
