@@ -17,6 +17,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <iterator>
 #include <string>
 #include <unistd.h>
 #include <vector>
@@ -243,6 +244,13 @@ TEST_CASE("the bundled trace replayed with backend cuda gives the backend cpu re
       options.out_dir = (dir / (p.name + "-" + backend)).string();
       options.progress = false;
       rows.push_back(run_experiment(plan, options, builtin_registry()).rows);
+      if (std::string(backend) == "cuda") {  // provenance says where it ran and which kernels
+        std::ifstream in(fs::path(options.out_dir) / "provenance.json");
+        const std::string prov((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+        CHECK(prov.find("\"backend\": \"cuda\"") != std::string::npos);
+        CHECK(prov.find("\"metrics_device\"") != std::string::npos);
+        CHECK(prov.find(":cuda") != std::string::npos);
+      }
     }
     REQUIRE(rows[0].size() == rows[1].size());
     for (std::size_t i = 0; i < rows[0].size(); ++i) {
