@@ -36,6 +36,7 @@ TEST_CASE("the CUDA bench measures every preset at every token count, or says wh
     CHECK(row.decode_gbps > 0);
     // bytes / (t_enc + t_dec) = 1 / (1/enc + 1/dec)
     CHECK(std::fabs(row.encode_decode_gbps - 1.0 / (1.0 / row.encode_gbps + 1.0 / row.decode_gbps)) <= 1e-9 * row.encode_decode_gbps);
+    CHECK(row.replay_gbps > 0);
     CHECK(!row.tiers.empty());
     ++measured;
   }
