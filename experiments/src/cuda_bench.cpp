@@ -209,8 +209,9 @@ std::string cuda_bench_markdown(const CudaBenchResult& r, const std::vector<doub
   char buf[512];
   std::snprintf(buf, sizeof buf,
                 "device %s; %d layers x %d KV heads x %d channels, fp16 K+V input; GB/s of fp16 input (CUDA events, "
-                "median of %d)\ndevice-to-device copy (cudaMemcpyAsync, 1 GiB): %.1f GB/s\n\n",
-                r.device.c_str(), r.layers, r.heads, r.head_dim, r.repeats, r.copy_gbps);
+                "median of %d)\ndevice-to-device copy (cudaMemcpyAsync, 1 GiB): %.1f GB/s of bytes copied (%.1f GB/s "
+                "read + written); the ratios below use the first\n\n",
+                r.device.c_str(), r.layers, r.heads, r.head_dim, r.repeats, r.copy_gbps, 2.0 * r.copy_gbps);
   s << buf;
   const bool torch = !torch_gbps.empty();
   s << "| preset | tokens | encode | decode | encode+decode | encode / copy | decode / copy | enc+dec / copy |"
