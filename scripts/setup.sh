@@ -77,7 +77,12 @@ if [ -n "$nvcc_path" ] && [ "${VIDKV_ENABLE_CUDA:-ON}" != "OFF" ]; then
   cmake_args+=(-DVIDKV_ENABLE_CUDA=ON)
   echo "setup: CUDA backend on (nvcc: $nvcc_path)"
 else
-  if [ -n "$nvcc_path" ]; then echo "setup: CUDA backend off (VIDKV_ENABLE_CUDA=OFF)"; else echo "setup: CUDA backend off (no nvcc found)"; fi
+  if [ -n "$nvcc_path" ]; then
+    cmake_args+=(-DVIDKV_ENABLE_CUDA=OFF)
+    echo "setup: CUDA backend off (VIDKV_ENABLE_CUDA=OFF)"
+  else
+    echo "setup: CUDA backend off (no nvcc found)"
+  fi
 fi
 if [ ! -f build/CMakeCache.txt ]; then
   cmake --preset default "${cmake_args[@]}" >/dev/null

@@ -484,6 +484,7 @@ PYBIND11_MODULE(_vidkv, m) {
           d["encode_gbps"] = row.encode_gbps;
           d["decode_gbps"] = row.decode_gbps;
           d["encode_decode_gbps"] = row.encode_decode_gbps;
+          d["replay_gbps"] = row.replay_gbps;
           d["tiers"] = row.tiers;
           d["skipped"] = row.skipped;
           out.append(d);

@@ -8,6 +8,9 @@
 // encode = the preset's key and value quantizers' encode_view on every layer (fp16 device view -> packed device
 // bytes); decode = decode_view of those bytes into fp16 device buffers. Each figure is timed with CUDA events
 // around one pass over all layers, after `warmup` passes, and is the median of `repeats` passes.
+// replay = what `vidkv run` with backend: cuda does per layer besides the metrics: replay_layer through the
+// preset's lifecycle on a device LayerCache (the whole layer as the prefill; core/cache_lifecycle.h) and the
+// materialized cache written to fp16 device buffers.
 // Bytes counted: 2 (K and V) * heads * T * head_dim * 2 (fp16) per layer, as the CPU bench (cpu_bench.h).
 // Copy bandwidth: cudaMemcpyAsync device to device of a 1 GiB buffer (far larger than L2), counting the bytes
 // copied once, median of `repeats`. Ratios: encode+decode throughput (bytes / (t_encode + t_decode)) / copy.
@@ -36,6 +39,7 @@ struct CudaBenchRow {
   std::string preset;
   std::int64_t tokens = 0;
   double encode_gbps = 0, decode_gbps = 0, encode_decode_gbps = 0;
+  double replay_gbps = 0;  // the preset's lifecycle on a device LayerCache + materialize (vidkv run without metrics)
   std::string tiers;    // "key tier / value tier"
   std::string skipped;  // why the preset did not run (no CUDA implementation), else ""
 };
@@ -44,7 +48,7 @@ struct CudaBenchResult {
   std::string device;      // cuda_device_description(0)
   double copy_gbps = 0;    // device-to-device copy, bytes copied once per second
   int layers = 0, heads = 0, head_dim = 0, repeats = 0;
-  std::vector<CudaBenchRow> rows;  // presets x tokens, preset-major
+  std::vector<CudaBenchRow> rows;  // token counts x presets (token count outer)
 };
 
 CudaBenchResult run_cuda_bench(const CudaBenchOptions& options);

@@ -1,6 +1,8 @@
 // backend: cuda for trace replay; the contract and the pipeline are in cuda_replay.h.
 #include "vidkv/experiments/src/cuda_replay.h"
 
+#include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <future>
 #include <utility>
@@ -13,14 +15,16 @@
 #ifdef VIDKV_WITH_CUDA
 #include <cuda_runtime.h>
 
+#include "vidkv/experiments/src/cuda_attention.h"
 #include "vidkv/experiments/src/cuda_metrics.h"
 #endif
 
 namespace vidkv {
 
 const char* const kCudaMetricsDevice =
-    "reconstruction errors (key_*, value_*) on cuda (double sums, deterministic order); attention metrics (attn_*) on "
-    "the host from the reconstruction copied back; bits from the stored layouts";
+    "reconstruction errors (key_*, value_*) and attention metrics (attn_*) on cuda, in double (cuda_metrics.h, "
+    "cuda_attention.h: deterministic reductions, equal to backend cpu within 1e-9 relative); bits from the stored "
+    "layouts on the host";
 
 std::string cuda_backend_unavailable() {
 #ifndef VIDKV_WITH_CUDA
@@ -36,6 +40,19 @@ std::string cuda_quantizer_unsupported(const Quantizer& q, const BlockShape& sha
   std::string why;
   if (q.supports(Device::cuda, shape, &why)) return "";
   return why.empty() ? q.plugin_name() + " cannot run on cuda for " + shape.str() : why;
+}
+
+std::unique_ptr<CudaLayerReplay> make_cuda_layer_replay(const ExperimentPlan& plan, const RunPlan& run, const KvCodec& codec,
+                                                        const TraceInfo& info, std::function<LayerData(int)> read) {
+  if (plan.backend != Device::cuda) return nullptr;
+  const BlockShape shape{info.num_kv_heads, info.tokens, info.head_dim};
+  for (const Quantizer* q : {&codec.key(), &codec.value()}) {
+    const std::string why = cuda_quantizer_unsupported(*q, shape);
+    VIDKV_REQUIRE(why.empty(), NotSupportedError, "backend cuda: ", why);
+  }
+  const bool attention = std::any_of(plan.metrics.begin(), plan.metrics.end(),
+                                     [](const std::string& m) { return m.rfind("attn_", 0) == 0; });
+  return std::make_unique<CudaLayerReplay>(codec, run.lifecycle, shape, info.num_layers, std::move(read), attention);
 }
 
 #ifndef VIDKV_WITH_CUDA
@@ -217,16 +234,61 @@ std::vector<MetricValues> CudaLayerReplay::replay(const LayerData& data, const T
   }
   const LayerQueries* queries = data.queries && data.queries->count > 0 ? &*data.queries : nullptr;
   if (m.attention && queries) {
-    std::vector<float> key_hat(static_cast<std::size_t>(shape.elements())), value_hat(key_hat.size());
-    copy_to_host(key_hat.data(), m.key_hat.data(), m.bytes, s);
-    copy_to_host(value_hat.data(), m.value_hat.data(), m.bytes, s);
-    const LayerTensors t{data.key.data(), data.value.data(), key_hat.data(), value_hat.data(), shape, queries};
-    const std::vector<MetricValues> host_metrics = layer_metrics_all(t);
-    for (std::size_t i = 0; i < all.size(); ++i)
-      for (const auto& [name, value] : host_metrics[i])
-        if (name.rfind("attn_", 0) == 0) all[i][name] = value;
+    const LayerTensors t{data.key.data(), data.value.data(), nullptr, nullptr, shape, queries};
+    const LayerQueries* q = metric_kernels::usable_queries(t);  // ShapeError for a head_dim or GQA mismatch
+    if (q) add_attention_metrics(*q, slot, all);
   }
   return all;
+}
+
+void CudaLayerReplay::add_attention_metrics(const LayerQueries& q, int slot, std::vector<MetricValues>& all) {
+  Impl& m = *impl_;
+  cudaStream_t s = m.compute.s;
+  const BlockShape& shape = m.shape;
+  DeviceBuffer queries(q.data.size() * sizeof(float), s), positions(q.token_index.size() * sizeof(std::int32_t), s);
+  copy_to_device(queries.data(), q.data.data(), queries.bytes(), s);
+  copy_to_device(positions.data(), q.token_index.data(), positions.bytes(), s);
+  attention_cuda::Problem pr;
+  pr.queries = queries.as<const float>();
+  pr.positions = positions.as<const std::int32_t>();
+  pr.q_heads = q.heads;
+  pr.count = q.count;
+  pr.key = m.input[slot][0].as<const float>();
+  pr.key_hat = m.key_hat.as<const float>();
+  pr.value = m.input[slot][1].as<const float>();
+  pr.value_hat = m.value_hat.as<const float>();
+  pr.kv_heads = shape.heads;
+  pr.tokens = shape.tokens;
+  pr.dim = shape.channels;
+  const std::int64_t items = q.heads * q.count;
+  DeviceBuffer scratch(attention_cuda::scratch_bytes(pr), s);
+  DeviceBuffer sums(static_cast<std::size_t>(items * attention_cuda::kItemValues) * sizeof(double), s);
+  attention_cuda::attention_sums(pr, scratch.as<double>(), sums.as<double>(), s);
+  std::vector<double> host(static_cast<std::size_t>(items * attention_cuda::kItemValues));
+  copy_to_host(host.data(), sums.data(), host.size() * sizeof(double), s);
+
+  // Per KV head and for the layer: the items of its query heads, query heads ascending, then queries (the CPU's
+  // order of visiting them), with the definitions of metrics.h.
+  const std::int64_t group = q.heads / shape.heads;
+  for (std::int64_t h = 0; h <= shape.heads; ++h) {
+    const std::int64_t h0 = h < shape.heads ? h : 0, h1 = h < shape.heads ? h + 1 : shape.heads;
+    double v[attention_cuda::kItemValues] = {0};
+    for (std::int64_t qh = h0 * group; qh < h1 * group; ++qh)
+      for (std::int64_t qi = 0; qi < q.count; ++qi) {
+        const double* r = host.data() + (qh * q.count + qi) * attention_cuda::kItemValues;
+        if (r[0] == 0) continue;
+        for (int i = 0; i < attention_cuda::kItemValues; ++i) v[i] += r[i];
+      }
+    const double seen = v[0];
+    if (seen == 0) continue;
+    MetricValues& mv = all[static_cast<std::size_t>(h)];
+    mv["attn_logit_rel_error"] = v[2] > 0 ? std::sqrt(v[1] / v[2]) : 0.0;
+    mv["attn_kl"] = v[3] / seen;
+    mv["attn_topk_overlap"] = v[4] / seen;
+    mv["attn_out_rel_error"] = v[5] > 0 ? std::sqrt(v[6] / v[5]) : 0.0;
+    mv["attn_out_rel_error_key_only"] = v[5] > 0 ? std::sqrt(v[7] / v[5]) : 0.0;
+    mv["attn_out_rel_error_value_only"] = v[5] > 0 ? std::sqrt(v[8] / v[5]) : 0.0;
+  }
 }
 
 #endif

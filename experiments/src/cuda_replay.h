@@ -5,10 +5,10 @@
 // it into a page-locked buffer and uploads it on a copy stream (two buffers, alternating) while layer l runs on the
 // compute stream, which waits for the upload's event. The layer is replayed through the run's lifecycle with a
 // LayerCache on the device (core/cache_lifecycle.h: packed blocks, residual and reconstruction in device memory).
-// Metrics: the reconstruction errors (key_/value_ rel_error, mse, snr_db, cosine) are computed on the device
-// (cuda_metrics.h: double sums, deterministic order, equal to the CPU's to a few ulps); the attention metrics
-// (attn_*) are computed on the host by layer_metrics_all from the reconstruction copied back, only when the trace
-// has query states and the plan asks for an attention metric. provenance.json says this ("metrics_device").
+// Metrics, all on the device: the reconstruction errors (key_/value_ rel_error, mse, snr_db, cosine; cuda_metrics.h)
+// and, when the trace has query states and the plan asks for an attention metric, the attention metrics (attn_*;
+// cuda_attention.h), in double with deterministic reductions, equal to the CPU's within 1e-9 relative; only the
+// per-item sums come back to the host. provenance.json says this ("metrics_device").
 #pragma once
 
 #include <functional>
@@ -18,6 +18,7 @@
 
 #include "vidkv/core/cache_lifecycle.h"
 #include "vidkv/core/kv_codec.h"
+#include "vidkv/experiments/src/experiment_plan.h"
 #include "vidkv/experiments/src/metrics.h"
 #include "vidkv/traces/trace_reader.h"
 
@@ -34,7 +35,7 @@ extern const char* const kCudaMetricsDevice;
 class CudaLayerReplay {
  public:
   // `read(layer)` reads one layer (the caller's HDF5 locking inside; called from a helper thread). `attention`:
-  // whether attention metrics are wanted (they need the reconstruction on the host). Starts reading layer 0.
+  // whether attention metrics are wanted. Starts reading layer 0.
   // Throws NotSupportedError in a build without CUDA.
   CudaLayerReplay(const KvCodec& codec, const LifecycleParams& lifecycle, const BlockShape& shape, int layers,
                   std::function<LayerData(int)> read, bool attention);
@@ -51,7 +52,15 @@ class CudaLayerReplay {
 
  private:
   struct Impl;
+  // The attn_* metrics of the layer in input slot `slot` into all[0..heads] (cuda_attention.h).
+  void add_attention_metrics(const LayerQueries& q, int slot, std::vector<MetricValues>& all);
   std::unique_ptr<Impl> impl_;
 };
+
+// The runner's hook: null for backend: cpu; for backend: cuda a CudaLayerReplay of `run` over the trace `info`
+// (attention metrics when the plan asks for one), after checking that the codec runs on cuda at the trace's KV
+// shape (NotSupportedError naming the plugin otherwise).
+std::unique_ptr<CudaLayerReplay> make_cuda_layer_replay(const ExperimentPlan& plan, const RunPlan& run, const KvCodec& codec,
+                                                        const TraceInfo& info, std::function<LayerData(int)> read);
 
 }  // namespace vidkv

@@ -124,20 +124,11 @@ std::vector<ResultRow> compute_cell(const ExperimentPlan& plan, const RunPlan& r
   }
   KvCodec codec(registry.make_quantizer(run.codec.at("key")), registry.make_quantizer(run.codec.at("value")));
   // backend: cuda (cuda_replay.h): the layers in order on the GPU, the next one read while the current one runs.
-  std::unique_ptr<CudaLayerReplay> cuda;
-  if (plan.backend == Device::cuda) {
-    const BlockShape shape{info.num_kv_heads, info.tokens, info.head_dim};
-    for (const Quantizer* q : {&codec.key(), &codec.value()}) {
-      const std::string why = cuda_quantizer_unsupported(*q, shape);
-      VIDKV_REQUIRE(why.empty(), NotSupportedError, "backend cuda: ", why);
-    }
-    const bool attention = std::any_of(plan.metrics.begin(), plan.metrics.end(), [](const std::string& m) { return m.rfind("attn_", 0) == 0; });
-    cuda = std::make_unique<CudaLayerReplay>(codec, run.lifecycle, shape, info.num_layers, [&reader](int l) {
-      std::lock_guard<std::mutex> lock(hdf5_mutex());
-      return reader->read_layer(l);
-    }, attention);
-    layer_pool = nullptr;
-  }
+  std::unique_ptr<CudaLayerReplay> cuda = make_cuda_layer_replay(plan, run, codec, info, [&reader](int l) {
+    std::lock_guard<std::mutex> lock(hdf5_mutex());
+    return reader->read_layer(l);
+  });
+  if (cuda) layer_pool = nullptr;
   auto base_row = [&](std::int64_t layer, std::int64_t head) {
     ResultRow r;
     r.set("experiment", plan.name);
@@ -310,7 +301,8 @@ ExperimentOutcome run_experiment(const ExperimentPlan& plan, const RunOptions& o
          << ",\n  \"backend\": " << json_quote(device_name(plan.backend))
          << ",\n  \"cpu_implementation\": " << json_quote(cpu_implementation_name(registry.implementation()))
          << (plan.backend == Device::cuda ? ",\n  \"metrics_device\": " + json_quote(kCudaMetricsDevice) : std::string())
-         << ",\n  \"tier_shape\": " << json_quote(tier_shape.str()) << ",\n  \"seed\": " << plan.seed << ",\n  \"command_line\": " << json_quote(options.command_line)
+         << ",\n  \"tier_shape\": " << json_quote(tier_shape.str()) << ",\n  \"seed\": " << plan.seed
+         << ",\n  \"command_line\": " << json_quote(options.command_line)
          << ",\n  \"overrides\": [";
     for (std::size_t i = 0; i < options.overrides.size(); ++i) prov << (i ? ", " : "") << json_quote(options.overrides[i]);
     prov << "],\n  \"plan_fingerprint\": " << json_quote(fingerprint) << ",\n  \"runs\": [";

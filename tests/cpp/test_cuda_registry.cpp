@@ -3,7 +3,8 @@
 // groups, odd channel counts and several heads, for fp32, fp16 and bf16 inputs. For each: the CUDA encode's bytes
 // equal the reference's (output poisoned with 0xAB first, so unwritten bytes show), the CUDA decode of the
 // reference bytes equals the reference decode bit for bit (fp32 out) and after rounding (out in the input's dtype).
-// The CPU side sees the same values (the fp16/bf16 inputs converted exactly to fp32).
+// The CPU side sees the same values (the fp16/bf16 inputs converted exactly to fp32). Where the reference refuses
+// a context (a protector whose side data it lacks), the CUDA encode must refuse it too.
 // Skips, printed by name: no GPU (the whole test), a plugin without CUDA (supports() says why), and tiers that are
 // not exact (the FFT paths): those are compared with the sign FFT tolerance helper once branch cuda-sign is merged.
 #include <cstring>
@@ -19,6 +20,7 @@
 #include "vidkv/core/cuda/cuda_device.h"
 #include "vidkv/core/cuda/device_memory.h"
 #include "vidkv/core/dtype.h"
+#include "vidkv/core/error.h"
 #include "vidkv/experiments/src/presets.h"
 
 using namespace vidkv;
@@ -85,7 +87,9 @@ std::string first_difference(const std::vector<std::uint8_t>& a, const std::vect
 TEST_CASE("every quantizer and preset codec on CUDA writes the CPU reference's bytes and decodes as it does", "[cuda]") {
   std::string why;
   if (cuda_device_count(&why) == 0) VIDKV_SKIP("no CUDA device: " << why);
-  const std::vector<BlockShape> shapes{{1, 32, 8}, {2, 45, 16}, {1, 7, 3}, {3, 64, 128}, {4, 100, 128}};
+  // Tails (T not a multiple of 32), odd channel counts, one token, several heads, and the release's 2x64x128.
+  const std::vector<BlockShape> shapes{{1, 32, 8},   {2, 45, 16}, {1, 7, 3}, {3, 64, 128},
+                                       {4, 300, 128}, {2, 77, 13}, {1, 1, 5}, {2, 64, 128}};
   const PluginRegistry& reference = builtin_registry(CpuImplementation::reference);
   std::set<std::string> no_cuda, inexact;
   int compared = 0;
@@ -113,15 +117,25 @@ TEST_CASE("every quantizer and preset codec on CUDA writes the CPU reference's b
         ++seed;
         INFO(c.label << ", shape " << shape.str() << ", input " << dtype_name(dtype) << ", seed " << seed << ", tier " << tier.name);
         const std::vector<float> x = block_values(shape, seed, dtype);
-        const std::vector<std::uint8_t> want = encode(*ref, shape, x, ctx);
-        const std::vector<float> want_dec = decode(*ref, shape, want, ctx);
-
         const std::size_t esize = static_cast<std::size_t>(dtype_size(dtype));
         std::vector<std::uint8_t> host_in(x.size() * esize);
         for (std::size_t i = 0; i < x.size(); ++i) store_from_float(host_in.data(), dtype, i, x[i]);
         const std::vector<std::int64_t> dims{shape.heads, shape.tokens, shape.channels};
-        DeviceBuffer in(host_in.size()), packed(want.size() + 1), out(x.size() * sizeof(float)), out_t(x.size() * esize);
+        DeviceBuffer in(host_in.size());
         copy_to_device(in.data(), host_in.data(), host_in.size());
+        std::vector<std::uint8_t> want;
+        try {
+          want = encode(*ref, shape, x, ctx);
+        } catch (const Error& e) {  // e.g. a protector whose side data this context lacks: CUDA must refuse too
+          INFO("reference refused: " << e.what());
+          DeviceBuffer sink(ref->layout(shape, ctx).bytes() + 1);
+          CHECK_THROWS_AS(dev->encode_view(TensorView{in.data(), dtype, Device::cuda, dims}, ctx, sink.as<std::uint8_t>(),
+                                           Execution::cuda()),
+                          Error);
+          continue;
+        }
+        const std::vector<float> want_dec = decode(*ref, shape, want, ctx);
+        DeviceBuffer packed(want.size() + 1), out(x.size() * sizeof(float)), out_t(x.size() * esize);
         fill_device(packed.data(), 0xAB, packed.bytes());
         dev->encode_view(TensorView{in.data(), dtype, Device::cuda, dims}, ctx, packed.as<std::uint8_t>(), Execution::cuda());
         std::vector<std::uint8_t> got(want.size() + 1);

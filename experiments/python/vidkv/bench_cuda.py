@@ -215,8 +215,11 @@ def main(argv, vidkv_ext):
         layers, heads, t, head_dim = (int(x) for x in a.shape.lower().split("x"))
         tokens = [t]
     presets = [s for s in a.presets.split(",") if s]
-    result = vidkv_ext.cuda_bench(tokens=tokens, layers=layers, heads=heads, head_dim=head_dim, repeats=a.repeats,
-                                  presets=presets)
+    try:
+        result = vidkv_ext.cuda_bench(tokens=tokens, layers=layers, heads=heads, head_dim=head_dim, repeats=a.repeats,
+                                      presets=presets)
+    except vidkv_ext.NotSupportedError as exc:  # no CUDA build or no GPU: the C++ message says which
+        raise SystemExit(f"vidkv: error: {exc}") from None
     torch = None
     why = ""
     if not a.no_torch:

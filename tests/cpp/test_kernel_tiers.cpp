@@ -1,0 +1,73 @@
+// Kernel tiers of the runs (experiments/src/kernel_tiers.h): the tier each run's key and value quantizer reports
+// on the plan's backend is written to provenance.json, and only inexact tiers change the resume fingerprint.
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <unistd.h>
+
+#include "catch.h"
+#include "vidkv/core/plugin_registry.h"
+#include "vidkv/experiments/src/experiment_plan.h"
+#include "vidkv/experiments/src/experiment_runner.h"
+#include "vidkv/experiments/src/kernel_tiers.h"
+
+using namespace vidkv;
+namespace fs = std::filesystem;
+
+namespace {
+
+struct Dir {
+  fs::path path = fs::temp_directory_path() / ("vidkv-tiers-" + std::to_string(::getpid()));
+  Dir() { fs::create_directories(path); }
+  ~Dir() { fs::remove_all(path); }
+};
+
+ExperimentPlan two_runs(const Dir& d) {
+  const fs::path yaml = d.path / "t.yaml";
+  std::ofstream(yaml) << "name: tiers\ntraces: [\"" << VIDKV_SOURCE_DIR << "/traces/data/synthetic-default.h5\"]\n"
+                      << "codec: {key: {quantizer: uniform, bits: 2}, value: {quantizer: uniform, bits: 2, axis: token}}\n"
+                      << "metrics: [key_rel_error]\nsweep:\n  - {name: a}\n  - {name: b, codec.key.bits: 4}\n";
+  return plan_experiment(yaml.string(), {}, builtin_registry());
+}
+
+}  // namespace
+
+TEST_CASE("inexact kernel tiers enter the resume fingerprint, exact ones do not", "[experiments][tiers]") {
+  Dir d;
+  const ExperimentPlan plan = two_runs(d);
+  std::vector<RunTiers> tiers(2);
+  tiers[0].key = {"uniform:avx512", true};
+  tiers[0].value = {"uniform:avx512", true};
+  tiers[1].key = {"sign:cuda+cufft", false};
+  tiers[1].value = {"uniform:cuda", true};
+  CHECK(inexact_tier_fingerprint(plan, tiers) == "|b:key=sign:cuda+cufft");
+  tiers[1].key.exact = true;
+  CHECK(inexact_tier_fingerprint(plan, tiers).empty());
+  CHECK(tiers_json(tiers[0]) ==
+        R"({"key": {"name": "uniform:avx512", "exact": true}, "value": {"name": "uniform:avx512", "exact": true}})");
+}
+
+TEST_CASE("provenance.json names the backend and every run's kernel tiers", "[experiments][tiers]") {
+  Dir d;
+  const ExperimentPlan plan = two_runs(d);
+  const BlockShape shape{2, 64, 64};
+  const std::vector<RunTiers> tiers = run_kernel_tiers(plan, builtin_registry(), shape);
+  REQUIRE(tiers.size() == 2);
+  const KernelTier want = builtin_registry().make_quantizer(plan.runs[1].codec.at("key"))->tier(Device::cpu, shape);
+  CHECK(tiers[1].key.name == want.name);
+  CHECK(tiers[1].key.name.rfind("uniform:", 0) == 0);
+
+  RunOptions options;
+  options.out_dir = (d.path / "out").string();
+  options.progress = false;
+  run_experiment(plan, options, builtin_registry());
+  std::ifstream in(d.path / "out" / "provenance.json");
+  std::stringstream text;
+  text << in.rdbuf();
+  const std::string p = text.str();
+  CHECK(p.find("\"backend\": \"cpu\"") != std::string::npos);
+  CHECK(p.find("\"tier_shape\": \"[") != std::string::npos);
+  CHECK(p.find("\"tiers\": {\"key\": {\"name\": \"uniform:") != std::string::npos);
+  CHECK(p.find("metrics_device") == std::string::npos);  // only with backend: cuda
+}
