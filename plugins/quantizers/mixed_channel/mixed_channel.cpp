@@ -5,9 +5,11 @@
 #include <string>
 #include <vector>
 
+#include "vidkv/core/cuda/device_memory.h"
 #include "vidkv/core/error.h"
 #include "vidkv/core/thread_scratch.h"
 #include "vidkv/plugins/quantizers/mixed_channel/mixed_channel_avx512.h"
+#include "vidkv/plugins/quantizers/mixed_channel/mixed_channel_cuda.h"
 #include "vidkv/plugins/quantizers/mixed_channel/mixed_channel_format.h"
 
 namespace vidkv {
@@ -93,6 +95,14 @@ void scatter(const float* hi_in, const float* lo_in, const BlockShape& shape, co
   }
 }
 
+// The channel-mask section of `masks` (zeroed first), mask_bytes(masks.size(), channels) bytes at `out`.
+void write_mask_section(const std::vector<std::vector<std::uint8_t>>& masks, std::size_t channels, std::uint8_t* out) {
+  std::memset(out, 0, mixed_channel_format::mask_bytes(masks.size(), channels));
+  for (std::size_t m = 0; m < masks.size(); ++m)
+    for (std::size_t c = 0; c < channels; ++c)
+      if (masks[m][c]) mixed_channel_format::mask_set(out, channels, m, c);
+}
+
 }  // namespace
 
 ConfigNode MixedChannelQuantizer::Params::default_selector() {
@@ -136,10 +146,7 @@ void MixedChannelQuantizer::encode(const float* in, const BlockShape& shape, con
   const auto masks = selector_->select(in, shape);
   const auto channels = static_cast<std::size_t>(shape.channels);
   const std::size_t mask_bytes = mixed_channel_format::mask_bytes(masks.size(), channels);
-  std::memset(out, 0, mask_bytes);
-  for (std::size_t m = 0; m < masks.size(); ++m)
-    for (std::size_t c = 0; c < channels; ++c)
-      if (masks[m][c]) mixed_channel_format::mask_set(out, channels, m, c);
+  write_mask_section(masks, channels, out);
   std::uint8_t* cursor = out + mask_bytes;
   for (const Part& p : parts_of(*selector_, shape)) {
     const auto& mask = masks[static_cast<std::size_t>(p.mask)];
@@ -200,8 +207,110 @@ bool MixedChannelQuantizer::supports(Device device, const BlockShape& shape, std
     if (why) *why = "low: " + child_why;
     return false;
   }
+  if (!selector_->supports(device, &child_why)) {
+    if (why) *why = "selector: " + child_why;
+    return false;
+  }
   return true;
 }
+
+KernelTier MixedChannelQuantizer::tier(Device device, const BlockShape& shape) const {
+  const std::int64_t k = selector_->selected_count(shape.channels);
+  KernelTier out{plugin_name() + "(", true};
+  auto add = [&](const Quantizer& q, std::int64_t channels) {
+    if (channels == 0) return;
+    const KernelTier t = q.tier(device, part_shape(shape, channels));
+    out.name += (out.name.back() == '(' ? "" : ", ") + t.name;
+    out.exact = out.exact && t.exact;
+  };
+  add(*high_, k);
+  add(*low_, shape.channels - k);
+  out.name += ")";
+  return out;
+}
+
+#ifdef VIDKV_WITH_CUDA
+
+namespace {
+// A device view of `shape` elements of `dtype` at `data`.
+TensorView device_view(void* data, DType dtype, const BlockShape& shape) {
+  return TensorView{data, dtype, Device::cuda, {shape.heads, shape.tokens, shape.channels}};
+}
+std::uint32_t quiet_nan_bits(DType t) { return t == DType::f32 ? 0x7fc00000u : t == DType::f16 ? 0x7e00u : 0x7fc0u; }
+}  // namespace
+
+void MixedChannelQuantizer::encode_cuda(const TensorView& in, const BlockShape& shape, const TokenContext& ctx,
+                                        std::uint8_t* out, void* stream) const {
+  const Execution ex = Execution::cuda(stream);
+  const std::int64_t k = selector_->selected_count(shape.channels);
+  const auto channels = static_cast<std::size_t>(shape.channels);
+  // Scores on the device, top-k on the host: this synchronises the stream, the encode's only synchronisation.
+  const auto masks = selector_->select_view(in, ex);
+  for (const auto& mask : masks) {
+    std::int64_t set = 0;
+    for (auto b : mask) set += b;
+    VIDKV_ASSERT(set == k, "selector chose ", set, " channels, expected ", k);
+  }
+  std::vector<std::uint8_t> section(mixed_channel_format::mask_bytes(masks.size(), channels));
+  write_mask_section(masks, channels, section.data());
+  copy_to_device(out, section.data(), section.size(), stream);  // returns once the pageable source has been read
+
+  const bool per_head = selector_->selection().scope == SelectionScope::head;
+  const mixed_channel_cuda::Split split{out, static_cast<std::int64_t>(masks.size()),
+                                        per_head ? shape.tokens : shape.heads * shape.tokens, shape.channels, k};
+  // The child blocks keep the input's dtype: the gather moves elements, the children convert exactly on load.
+  const std::size_t es = static_cast<std::size_t>(dtype_size(in.dtype));
+  const std::size_t rows = static_cast<std::size_t>(shape.heads * shape.tokens);
+  DeviceBuffer hi(rows * static_cast<std::size_t>(k) * es, stream), lo(rows * (channels - static_cast<std::size_t>(k)) * es, stream);
+  mixed_channel_cuda::gather(split, in.data, static_cast<int>(es), hi.data(), lo.data(), stream);
+
+  std::uint8_t* cursor = out + section.size();
+  const BlockShape hs = part_shape(shape, k), ls = part_shape(shape, shape.channels - k);
+  for (const Part& p : parts_of(*selector_, shape)) {
+    const auto first_row = static_cast<std::size_t>(p.head_begin * shape.tokens);
+    if (k > 0) {
+      high_->encode_view(device_view(hi.as<std::uint8_t>() + first_row * static_cast<std::size_t>(k) * es, in.dtype, hs), ctx, cursor, ex);
+      cursor += high_->layout(hs, ctx).bytes();
+    }
+    if (shape.channels - k > 0) {
+      low_->encode_view(device_view(lo.as<std::uint8_t>() + first_row * static_cast<std::size_t>(ls.channels) * es, in.dtype, ls),
+                        ctx, cursor, ex);
+      cursor += low_->layout(ls, ctx).bytes();
+    }
+  }
+}
+
+void MixedChannelQuantizer::decode_cuda(const std::uint8_t* in, const BlockShape& shape, const TokenContext& ctx,
+                                        const TensorView& out, void* stream) const {
+  const Execution ex = Execution::cuda(stream);
+  const std::int64_t k = selector_->selected_count(shape.channels);
+  const auto channels = static_cast<std::size_t>(shape.channels);
+  const std::int64_t masks = selector_->mask_count(shape);
+  const bool per_head = selector_->selection().scope == SelectionScope::head;
+  // The children decode into dense blocks of the output's dtype (their decode_view rounds the fp32 reconstruction
+  // once, as the CPU path does after its fp32 scatter), which the scatter then moves unchanged.
+  const std::size_t es = static_cast<std::size_t>(dtype_size(out.dtype));
+  const std::size_t rows = static_cast<std::size_t>(shape.heads * shape.tokens);
+  DeviceBuffer hi(rows * static_cast<std::size_t>(k) * es, stream), lo(rows * (channels - static_cast<std::size_t>(k)) * es, stream);
+  const std::uint8_t* cursor = in + mixed_channel_format::mask_bytes(static_cast<std::size_t>(masks), channels);
+  const BlockShape hs = part_shape(shape, k), ls = part_shape(shape, shape.channels - k);
+  for (const Part& p : parts_of(*selector_, shape)) {
+    const auto first_row = static_cast<std::size_t>(p.head_begin * shape.tokens);
+    if (k > 0) {
+      high_->decode_view(cursor, ctx, device_view(hi.as<std::uint8_t>() + first_row * static_cast<std::size_t>(k) * es, out.dtype, hs), ex);
+      cursor += high_->layout(hs, ctx).bytes();
+    }
+    if (shape.channels - k > 0) {
+      low_->decode_view(cursor, ctx,
+                        device_view(lo.as<std::uint8_t>() + first_row * static_cast<std::size_t>(ls.channels) * es, out.dtype, ls), ex);
+      cursor += low_->layout(ls, ctx).bytes();
+    }
+  }
+  const mixed_channel_cuda::Split split{in, masks, per_head ? shape.tokens : shape.heads * shape.tokens, shape.channels, k};
+  mixed_channel_cuda::scatter(split, hi.data(), lo.data(), static_cast<int>(es), quiet_nan_bits(out.dtype), out.data, stream);
+}
+
+#endif  // VIDKV_WITH_CUDA
 
 void register_mixed_channel(PluginRegistry& registry) {
   registry.add<MixedChannelQuantizer>(

@@ -28,6 +28,9 @@ class SemanticAttentionProtector : public TokenProtector {
   };
   explicit SemanticAttentionProtector(const Params& p) : TokenProtector(p) {}
 
+  // Scores come from the recorded queries and keys of the token context (host data), never from the block being
+  // encoded: on cuda too they run here on the host, and the block stays on the device untouched.
+  bool reads_block() const override { return false; }
   std::vector<double> score(const float* in, const BlockShape& shape, const TokenContext& ctx,
                             const std::vector<std::int32_t>& candidates) const override;
 };

@@ -23,6 +23,9 @@ class SemanticEmbeddingProtector : public TokenProtector {
   };
   explicit SemanticEmbeddingProtector(const Params& p) : TokenProtector(p) {}
 
+  // Scores come from the trace's input embeddings (host data), never from the block being encoded: on cuda too
+  // they run here on the host, and the block stays on the device untouched.
+  bool reads_block() const override { return false; }
   std::vector<double> score(const float* in, const BlockShape& shape, const TokenContext& ctx,
                             const std::vector<std::int32_t>& candidates) const override;
 };

@@ -1,0 +1,37 @@
+// mixed_channel on CUDA: the data movement behind MixedChannelQuantizer::encode_cuda / decode_cuda
+// (mixed_channel.cu). Host-only declarations, no CUDA headers.
+//
+// The split of a block [heads, tokens, channels] by the channel-mask section (mixed_channel_format.h) that already
+// lies in device memory: channel c of a row of mask m goes to slot channel_slot(mask, D, m, c) of the dense high
+// block [heads, tokens, k] or low block [heads, tokens, D - k] (ascending channel index, the CPU's gather). Rows are
+// (head, token) in order, so the child blocks of scope head (one [1, tokens, k] block per head, back to back) and of
+// scope layer ([heads, tokens, k]) are the same arrays. Pure data movement on elements of `element_bytes` (2 or 4)
+// bytes: the child blocks keep the input's dtype (fp16 stays fp16, which halves the scratch traffic; the children
+// convert exactly on load), so the bytes the children see are the CPU's values.
+//
+// Kernels: a table kernel writes each mask's slots (one thread per (mask, channel), mask_rank over the mask bytes);
+// gather / scatter take 16 bytes of a row per thread (coalesced 16-byte loads / stores of the full block; the other
+// side's accesses fall within the rows of the child blocks), or one element per thread where rows are not 16-byte
+// multiples. A mask whose number of set channels is not k (corrupt or foreign bytes) makes scatter write NaN for
+// every element of its rows: the CUDA decode does not synchronise to check (the CPU decode throws IoError).
+#pragma once
+
+#include <cstdint>
+
+namespace vidkv::mixed_channel_cuda {
+
+struct Split {
+  const std::uint8_t* mask;     // device: the channel-mask section
+  std::int64_t masks = 1;       // 1 (scope layer) or heads (scope head)
+  std::int64_t rows_per_mask;   // heads * tokens (scope layer) or tokens (scope head)
+  std::int64_t channels;        // D
+  std::int64_t high;            // k: channels set in every mask
+};
+
+// in: device [masks * rows_per_mask, channels] elements; hi / lo: device [rows, k] / [rows, D - k] elements.
+void gather(const Split& s, const void* in, int element_bytes, void* hi, void* lo, void* stream);
+// The inverse; `nan_bits` is the element written for rows of an invalid mask (a quiet NaN of the dtype).
+void scatter(const Split& s, const void* hi, const void* lo, int element_bytes, std::uint32_t nan_bits, void* out,
+             void* stream);
+
+}  // namespace vidkv::mixed_channel_cuda

@@ -1,0 +1,29 @@
+// mixed_token on CUDA: the data movement behind MixedTokenQuantizer::encode_cuda / decode_cuda (mixed_token.cu).
+// Host-only declarations, no CUDA headers.
+//
+// A block [heads, tokens, channels] split by token: token t of head h goes to row (h, slots[t]) of the dense
+// protected block [heads, n, channels] when slots[t] >= 0, else to row (h, -1 - slots[t]) of the rest block
+// [heads, tokens - n, channels] (mixed_token_format::token_slots, ascending positions: the CPU's gather). Whole
+// rows move unchanged, so the child blocks keep the input's dtype (fp16 stays fp16; the children convert exactly
+// on load). One thread per 16 bytes of a row where rows are 16-byte multiples and the buffers 16-byte aligned
+// (coalesced 16-byte loads and stores on both sides), else one per element.
+#pragma once
+
+#include <cstdint>
+
+namespace vidkv::mixed_token_cuda {
+
+struct Split {
+  const std::int32_t* slots;  // device: one slot per token
+  std::int64_t heads;
+  std::int64_t tokens;
+  std::int64_t kept;          // n: protected tokens
+  std::int64_t row_bytes;     // channels * element bytes
+};
+
+// in: device [heads, tokens, channels]; kept / rest: device [heads, n, channels] / [heads, tokens - n, channels].
+void gather(const Split& s, const void* in, int element_bytes, void* kept, void* rest, void* stream);
+// The inverse.
+void scatter(const Split& s, const void* kept, const void* rest, int element_bytes, void* out, void* stream);
+
+}  // namespace vidkv::mixed_token_cuda

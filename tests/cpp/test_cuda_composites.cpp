@@ -1,0 +1,240 @@
+// mixed_channel and mixed_token on CUDA: the host/device split helpers against the CPU gather ([cpu]); encode
+// bytes and decoded values on the device against the CPU reference for fp32, fp16 and bf16 blocks ([cuda]), with
+// children that have exact CUDA tiers (uniform), every registered selector and protector, and every preset's
+// composite codec whose children run exactly on CUDA (presets with an FFT child are compared within the FFT
+// tolerance by the registry-wide test).
+#include <cstdint>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "catch.h"
+#include "cuda_test_support.h"
+#include "fixture_quantizers.h"
+#include "quantizer_test_helpers.h"
+#include "vidkv/core/error.h"
+#include "vidkv/core/plugin_registry.h"
+#include "vidkv/experiments/src/presets.h"
+#include "vidkv/plugins/quantizers/mixed_channel/mixed_channel_format.h"
+#include "vidkv/plugins/quantizers/mixed_token/mixed_token_format.h"
+
+using namespace vidkv;
+using vidkv::test::map;
+using vidkv::test::scalar;
+
+namespace {
+
+// A trace of 200 tokens (8 system, 160 visual, 12 query text, 20 generated) with input embeddings, so that every
+// protector (semantic_embedding included) can run; semantic_attention's side data is not recorded here.
+struct Trace {
+  static constexpr std::int64_t kTokens = 200;
+  TraceTokens tokens;
+  Trace() {
+    tokens = TraceTokens::uniform(kTokens);
+    for (std::int64_t t = 0; t < kTokens; ++t)
+      tokens.modality[static_cast<std::size_t>(t)] =
+          t < 8 ? Modality::system_text : t < 168 ? Modality::visual : t < 180 ? Modality::query_text : Modality::generated;
+    std::mt19937_64 rng(7);
+    std::uniform_int_distribution<int> small(-2, 2);
+    tokens.hidden = 8;
+    tokens.embeddings.resize(static_cast<std::size_t>(kTokens * tokens.hidden));
+    for (auto& e : tokens.embeddings) e = static_cast<float>(small(rng));
+  }
+  TokenContext context(std::int64_t begin, std::int64_t end) const {
+    TokenContext ctx;
+    ctx.layer = 2;
+    ctx.tokens = &tokens;
+    ctx.seed = 99;
+    return ctx.range(begin, end);
+  }
+};
+
+// Gaussian values with a few large channels (so selectors have something to find) and ties.
+std::vector<float> block_values(const BlockShape& s, std::uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::normal_distribution<float> g(0.0f, 1.0f);
+  std::vector<float> x(static_cast<std::size_t>(s.elements()));
+  for (std::size_t i = 0; i < x.size(); ++i) {
+    const auto c = static_cast<std::int64_t>(i) % s.channels;
+    x[i] = g(rng) * (c % 5 == 1 ? 8.0f : 1.0f);
+    if (i % 17 == 3) x[i] = 0.5f;  // ties
+  }
+  return x;
+}
+
+// Encodes on the CPU (fp32 values of the dtype) and on CUDA (the dtype's elements on the device) and compares the
+// bytes; decodes the CPU bytes on both and compares the outputs in the dtype.
+void compare_on_devices(const Quantizer& q, const BlockShape& s, const TokenContext& ctx, const std::vector<float>& x) {
+  const std::size_t bytes = q.layout(s, ctx).bytes();
+  for (DType t : test::all_dtypes()) {
+    INFO(q.plugin_name() << " " << s.str() << " " << dtype_name(t) << " tier " << q.tier(Device::cuda, s).name);
+    const std::vector<std::uint8_t> in = test::to_dtype_bytes(x, t);
+    const std::vector<float> values = test::from_dtype_bytes(in, t);
+    std::vector<std::uint8_t> cpu(bytes);
+    q.encode(values.data(), s, ctx, cpu.data());
+
+    const DeviceBuffer d_in = test::upload(in);
+    const DeviceBuffer d_out = test::poisoned(bytes);
+    q.encode_view(test::view_of(d_in.data(), t, Device::cuda, s), ctx, d_out.as<std::uint8_t>(), Execution::cuda());
+    synchronize();
+    const std::vector<std::uint8_t> gpu = test::download(d_out.data(), bytes);
+    CHECK(test::first_difference(cpu, gpu) == -1);
+
+    std::vector<float> decoded(static_cast<std::size_t>(s.elements()));
+    q.decode(cpu.data(), s, ctx, decoded.data());
+    const std::vector<std::uint8_t> expected = test::to_dtype_bytes(decoded, t);
+    const DeviceBuffer d_bytes = test::upload(cpu);
+    const DeviceBuffer d_dec = test::poisoned(expected.size());
+    q.decode_view(d_bytes.as<std::uint8_t>(), ctx, test::view_of(d_dec.data(), t, Device::cuda, s), Execution::cuda());
+    synchronize();
+    CHECK(test::first_difference(expected, test::download(d_dec.data(), expected.size())) == -1);
+  }
+}
+
+const PluginRegistry& reference() { return builtin_registry(CpuImplementation::reference); }
+
+ConfigNode uniform(const std::string& bits, const std::string& group, const std::string& axis, const std::string& layout = "dense") {
+  return map({{"quantizer", scalar("uniform")}, {"bits", scalar(bits)}, {"group", scalar(group)}, {"axis", scalar(axis)},
+              {"layout", scalar(layout)}});
+}
+
+}  // namespace
+
+TEST_CASE("mixed_channel_format: channel_slot gives the CPU gather's positions", "[cpu][mixed_channel]") {
+  // Masks of 13 channels (not a byte multiple, so mask 1 starts mid-byte): mask 0 = {0, 3, 4, 12}, mask 1 = {1, 2}.
+  const std::size_t d = 13;
+  const std::vector<std::vector<std::size_t>> high = {{0, 3, 4, 12}, {1, 2}};
+  std::vector<std::uint8_t> section(mixed_channel_format::mask_bytes(2, d), 0);
+  for (std::size_t m = 0; m < 2; ++m)
+    for (std::size_t c : high[m]) mixed_channel_format::mask_set(section.data(), d, m, c);
+  for (std::size_t m = 0; m < 2; ++m) {
+    std::int32_t next_high = 0, next_low = 0;
+    for (std::size_t c = 0; c < d; ++c) {
+      const bool is_high = std::find(high[m].begin(), high[m].end(), c) != high[m].end();
+      const std::int32_t expected = is_high ? next_high++ : -1 - next_low++;
+      CHECK(mixed_channel_format::channel_slot(section.data(), d, m, c) == expected);
+    }
+    CHECK(mixed_channel_format::mask_rank(section.data(), d, m, d) == high[m].size());
+  }
+  // mask 0's slots by hand: c 0 -> 0, 1 -> -1, 2 -> -2, 3 -> 1, 4 -> 2, 5 -> -3, ..., 12 -> 3.
+  CHECK(mixed_channel_format::channel_slot(section.data(), d, 0, 5) == -3);
+  CHECK(mixed_channel_format::channel_slot(section.data(), d, 0, 12) == 3);
+  for (unsigned v = 0; v < 256; ++v) CHECK(mixed_channel_format::popcount8(v) == static_cast<unsigned>(__builtin_popcount(v)));
+}
+
+TEST_CASE("mixed_token_format: token_slots gives the CPU gather's positions", "[cpu][mixed_token]") {
+  // 11 tokens, protected {1, 4, 5, 10}: slots 1 -> 0, 4 -> 1, 5 -> 2, 10 -> 3; others -1 - their rank: 0 -> -1,
+  // 2 -> -2, 3 -> -3, 6 -> -4, 7 -> -5, 8 -> -6, 9 -> -7.
+  std::vector<std::uint8_t> section(mixed_token_format::mask_bytes(11), 0);
+  for (std::size_t t : {1, 4, 5, 10}) mixed_token_format::mask_set(section.data(), t);
+  std::vector<std::int32_t> slots(11);
+  CHECK(mixed_token_format::token_slots(section.data(), 11, slots.data()) == 4);
+  CHECK(slots == std::vector<std::int32_t>{-1, 0, -2, -3, 1, 2, -4, -5, -6, -7, 3});
+}
+
+TEST_CASE("composite tiers combine the children's and supports() names the child without CUDA", "[cpu][mixed_channel]") {
+  auto q = reference().make_quantizer(map({{"quantizer", scalar("mixed_channel")}, {"high", uniform("2", "32", "channel")},
+                                           {"low", map({{"quantizer", scalar("identity")}})}}));
+  const BlockShape s{2, 64, 128};
+  const KernelTier cpu = q->tier(Device::cpu, s);
+  CHECK(cpu.name.rfind("mixed_channel(uniform:", 0) == 0);
+  CHECK(cpu.name.find(", identity") != std::string::npos);
+  CHECK(cpu.exact);
+  std::string why;
+  CHECK_FALSE(q->supports(Device::cuda, s, &why));
+#ifdef VIDKV_WITH_CUDA
+  CHECK(why.rfind("low: ", 0) == 0);  // identity has no CUDA implementation in this build
+#endif
+  // fraction 1: every channel is high, the low child does not run and is not named.
+  auto all_high = reference().make_quantizer(map({{"quantizer", scalar("mixed_channel")},
+                                                  {"selector", map({{"type", scalar("range")}, {"fraction", scalar("1")}})},
+                                                  {"high", uniform("2", "32", "channel")}}));
+  CHECK(all_high->tier(Device::cpu, s).name.find("sign") == std::string::npos);
+}
+
+TEST_CASE("mixed_channel on CUDA: bytes and decode equal the CPU's for every selector, scope and dtype",
+          "[cuda][mixed_channel]") {
+  VIDKV_REQUIRE_CUDA_DEVICE();
+  const std::vector<BlockShape> shapes = {{1, 64, 128}, {2, 100, 128}, {3, 77, 9}, {4, 96, 24}, {2, 33, 7}};
+  const std::vector<std::pair<ConfigNode, ConfigNode>> children = {
+      {uniform("2", "32", "channel"), uniform("1", "32", "channel")},
+      {uniform("2", "32", "channel", "release"), uniform("3", "16", "token")},
+  };
+  for (const std::string& selector : reference().names(PluginFamily::channel_selector)) {
+    for (const std::string scope : {"layer", "head"}) {
+      for (const std::string fraction : {"0.5", "0.25", "0", "1"}) {
+        for (const auto& [high, low] : children) {
+          auto q = reference().make_quantizer(map(
+              {{"quantizer", scalar("mixed_channel")},
+               {"selector", map({{"type", scalar(selector)}, {"scope", scalar(scope)}, {"fraction", scalar(fraction)}})},
+               {"high", high},
+               {"low", low}}));
+          for (const BlockShape& s : shapes) {
+            INFO("selector " << selector << " scope " << scope << " fraction " << fraction);
+            std::string why;
+            REQUIRE(q->supports(Device::cuda, s, &why));
+            REQUIRE(q->tier(Device::cuda, s).exact);
+            compare_on_devices(*q, s, TokenContext{}, block_values(s, 40 + static_cast<std::uint64_t>(s.channels)));
+          }
+        }
+      }
+    }
+  }
+}
+
+TEST_CASE("mixed_token on CUDA: bytes and decode equal the CPU's for every protector and dtype", "[cuda][mixed_token]") {
+  VIDKV_REQUIRE_CUDA_DEVICE();
+  const Trace trace;
+  const std::vector<std::pair<ConfigNode, ConfigNode>> children = {
+      {uniform("2", "32", "channel"), uniform("1", "32", "channel")},
+      {uniform("4", "32", "token"), uniform("2", "16", "channel", "release")},
+  };
+  for (const std::string& protector : reference().names(PluginFamily::token_protector)) {
+    ConfigNode pblock = map({{"type", scalar(protector)}});
+    if (!reference().find(protector)->params.empty()) pblock.set("fraction", scalar("0.3"));
+    for (const auto& [kept, rest] : children) {
+      auto q = reference().make_quantizer(
+          map({{"quantizer", scalar("mixed_token")}, {"protector", pblock}, {"protected", kept}, {"rest", rest}}));
+      for (const auto& [begin, end, heads, channels] :
+           std::vector<std::tuple<std::int64_t, std::int64_t, std::int64_t, std::int64_t>>{
+               {0, 200, 2, 128}, {8, 168, 4, 24}, {30, 97, 1, 9}, {150, 190, 3, 7}}) {
+        const BlockShape s{heads, end - begin, channels};
+        INFO("protector " << protector << " tokens [" << begin << ", " << end << ")");
+        REQUIRE(q->supports(Device::cuda, s));
+        compare_on_devices(*q, s, trace.context(begin, end), block_values(s, 70 + static_cast<std::uint64_t>(begin)));
+      }
+    }
+  }
+}
+
+TEST_CASE("every preset's composite codec with exact CUDA children encodes and decodes as on the CPU",
+          "[cuda][mixed_channel][mixed_token]") {
+  VIDKV_REQUIRE_CUDA_DEVICE();
+  const Trace trace;
+  int compared = 0;
+  for (const auto& p : list_presets()) {
+    const ConfigNode doc = load_preset(p.name, ConfigNode::scalar(p.name));
+    for (const char* side : {"key", "value"}) {
+      const ConfigNode& block = doc.at("codec").at(side);
+      const std::string name = block.at("quantizer").text();
+      if (name != "mixed_channel" && name != "mixed_token") continue;
+      auto q = reference().make_quantizer(block);
+      for (const BlockShape& s : {BlockShape{4, 160, 128}, BlockShape{2, 70, 128}}) {
+        std::string why;
+        if (!q->supports(Device::cuda, s, &why)) {
+          WARN(p.name << " " << side << " not compared on CUDA: " << why);
+          continue;
+        }
+        if (!q->tier(Device::cuda, s).exact) {
+          WARN(p.name << " " << side << " has an FFT child (" << q->tier(Device::cuda, s).name
+                      << "): compared within the FFT tolerance by the registry-wide test");
+          continue;
+        }
+        INFO("preset " << p.name << " " << side);
+        compare_on_devices(*q, s, trace.context(8, 8 + s.tokens), block_values(s, 5));
+        ++compared;
+      }
+    }
+  }
+  WARN(compared << " preset composite codecs compared bit for bit");
+}
