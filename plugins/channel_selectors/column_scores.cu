@@ -48,6 +48,50 @@ __global__ void range_partial(const void* in, std::int64_t channels, std::int64_
   }
 }
 
+// Stage 1 of range, vectorised: thread (tx, ty) takes the V consecutive channels [tx * V, tx * V + V) (one 16-byte
+// load per row: 8 fp16/bf16 or 4 fp32 values; rows are 16-byte multiples, blockDim.x * V == channels) of the
+// sub-run ty, in row order, then the sub-runs are merged in order as in range_partial.
+template <DType T, int V>
+__global__ void range_partial_vec(const void* in, std::int64_t channels, std::int64_t scope_rows, std::int64_t chunk_rows,
+                                  Extrema* partial) {
+  extern __shared__ Extrema sub_vec[];  // [blockDim.y * blockDim.x * V]
+  const std::int64_t chunk = blockIdx.x, scope = blockIdx.y, chunks = gridDim.x;
+  const std::int64_t r0 = chunk * chunk_rows, r1 = min(scope_rows, r0 + chunk_rows);
+  const std::int64_t sub_rows = (chunk_rows + blockDim.y - 1) / blockDim.y;
+  const std::int64_t s0 = min(r1, r0 + threadIdx.y * sub_rows), s1 = min(r1, s0 + sub_rows);
+  const std::int64_t row_vectors = channels / V;  // == blockDim.x
+  const uint4* rows = static_cast<const uint4*>(in) + scope * scope_rows * row_vectors + threadIdx.x;
+  Extrema e[V];
+#pragma unroll
+  for (int j = 0; j < V; ++j) e[j] = Extrema{INFINITY, -INFINITY};
+#pragma unroll 4
+  for (std::int64_t r = s0; r < s1; ++r) {
+    const uint4 w = rows[r * row_vectors];
+    const std::uint32_t words[4] = {w.x, w.y, w.z, w.w};
+#pragma unroll
+    for (int j = 0; j < V; ++j) {
+      float x;
+      if constexpr (T == DType::f32) {
+        x = bits_float(words[j]);
+      } else {
+        const auto half = static_cast<std::uint16_t>(words[j / 2] >> (16 * (j % 2)));
+        x = T == DType::f16 ? half_bits_to_float(half) : bf16_bits_to_float(half);
+      }
+      e[j] = column_scores::extrema_add(e[j], x);
+    }
+  }
+  const int tid = threadIdx.y * blockDim.x + threadIdx.x;
+#pragma unroll
+  for (int j = 0; j < V; ++j) sub_vec[tid * V + j] = e[j];
+  __syncthreads();
+  if (threadIdx.y != 0) return;
+  for (unsigned y = 1; y < blockDim.y; ++y)
+#pragma unroll
+    for (int j = 0; j < V; ++j) e[j] = column_scores::extrema_merge(e[j], sub_vec[(y * blockDim.x + threadIdx.x) * V + j]);
+#pragma unroll
+  for (int j = 0; j < V; ++j) partial[(scope * chunks + chunk) * channels + threadIdx.x * V + j] = e[j];
+}
+
 // Stage 2 of range: one thread per score merges the chunks' extrema in chunk order.
 __global__ void range_merge(const Extrema* partial, std::int64_t channels, std::int64_t scopes, std::int64_t chunks,
                             std::int64_t scope_rows, double* scores) {
@@ -92,18 +136,29 @@ void range(const void* in, DType dtype, const BlockShape& shape, std::int64_t hp
   const std::int64_t scopes = shape.heads / hps, scope_rows = hps * shape.tokens, channels = shape.channels;
   if (scopes * channels == 0) return;
   auto* st = static_cast<cudaStream_t>(stream);
-  // Block shape: x over channels (a multiple of 32, at most 256), y over sub-runs of rows. Chunks: about 4 blocks
-  // per multiprocessor of an H200 (132) over all scopes, each at least 64 rows.
-  const unsigned bx = static_cast<unsigned>(std::min<std::int64_t>(kRangeThreads, (channels + 31) / 32 * 32));
-  const unsigned by = kRangeThreads / bx;
+  // Chunks: about 4 blocks per multiprocessor of an H200 (132) over all scopes, each at least 64 rows.
   const std::int64_t want = std::max<std::int64_t>(1, 528 / scopes);
   const std::int64_t chunks = std::max<std::int64_t>(1, std::min<std::int64_t>(want, (scope_rows + 63) / 64));
   const std::int64_t chunk_rows = std::max<std::int64_t>(1, (scope_rows + chunks - 1) / chunks);
   DeviceBuffer partial(static_cast<std::size_t>(scopes * chunks * channels) * sizeof(Extrema), stream);
+  const dim3 grid(static_cast<unsigned>(chunks), static_cast<unsigned>(scopes));
+  const std::int64_t per_vector = 16 / dtype_size(dtype);  // values per 16-byte load
+  const bool vectors = channels % per_vector == 0 && channels / per_vector <= kRangeThreads &&
+                       (reinterpret_cast<std::uintptr_t>(in) & 15u) == 0;
   group_cuda::dispatch_dtype(dtype, [&](auto tag) {
     constexpr DType T = decltype(tag)::value;
-    range_partial<T><<<dim3(static_cast<unsigned>(chunks), static_cast<unsigned>(scopes)), dim3(bx, by), 0, st>>>(
-        in, channels, scope_rows, chunk_rows, partial.as<Extrema>());
+    if (vectors) {
+      // x: the 16-byte vectors of a row; y: sub-runs of rows.
+      constexpr int V = T == DType::f32 ? 4 : 8;
+      const unsigned bx = static_cast<unsigned>(channels / V), by = kRangeThreads / bx;
+      range_partial_vec<T, V><<<grid, dim3(bx, by), bx * by * V * sizeof(Extrema), st>>>(in, channels, scope_rows, chunk_rows,
+                                                                                          partial.as<Extrema>());
+    } else {
+      // x over channels (a multiple of 32, at most 256), y over sub-runs of rows.
+      const unsigned bx = static_cast<unsigned>(std::min<std::int64_t>(kRangeThreads, (channels + 31) / 32 * 32));
+      range_partial<T><<<grid, dim3(bx, kRangeThreads / bx), 0, st>>>(in, channels, scope_rows, chunk_rows,
+                                                                        partial.as<Extrema>());
+    }
   });
   check_launch("range selector (partial extrema)");
   range_merge<<<blocks(scopes * channels, 128), 128, 0, st>>>(partial.as<Extrema>(), channels, scopes, chunks, scope_rows,

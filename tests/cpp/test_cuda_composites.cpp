@@ -3,9 +3,11 @@
 // children that have exact CUDA tiers (uniform), every registered selector and protector, and every preset's
 // composite codec whose children run exactly on CUDA (presets with an FFT child are compared within the FFT
 // tolerance by the registry-wide test).
+#include <algorithm>
 #include <cstdint>
 #include <random>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "catch.h"
@@ -16,6 +18,7 @@
 #include "vidkv/core/plugin_registry.h"
 #include "vidkv/experiments/src/presets.h"
 #include "vidkv/plugins/quantizers/mixed_channel/mixed_channel_format.h"
+#include "vidkv/plugins/quantizers/mixed_channel/mixed_channel_split.h"
 #include "vidkv/plugins/quantizers/mixed_token/mixed_token_format.h"
 
 using namespace vidkv;
@@ -237,4 +240,99 @@ TEST_CASE("every preset's composite codec with exact CUDA children encodes and d
     }
   }
   WARN(compared << " preset composite codecs compared bit for bit");
+}
+
+namespace {
+
+// The CPU gather of mixed_channel.cpp, written out: rows of the high channels and rows of the others.
+void reference_split(const std::vector<std::uint16_t>& in, std::int64_t rows, std::int64_t d,
+                     const std::vector<std::vector<std::uint8_t>>& masks, std::int64_t rows_per_mask,
+                     std::vector<std::uint16_t>* hi, std::vector<std::uint16_t>* lo) {
+  for (std::int64_t r = 0; r < rows; ++r)
+    for (std::int64_t c = 0; c < d; ++c)
+      (masks[static_cast<std::size_t>(r / rows_per_mask)][static_cast<std::size_t>(c)] ? hi : lo)
+          ->push_back(in[static_cast<std::size_t>(r * d + c)]);
+}
+
+}  // namespace
+
+TEST_CASE("mixed_channel_split: the tiled gather and scatter, replayed tile by tile, are the CPU's split",
+          "[cpu][mixed_channel]") {
+  // What gather_tiles / scatter_tiles do per block, in a loop: tables from the mask section (fill_tables), the
+  // high and low parts of each tile written in runs of 8 elements plus a tail through PartWalk, and the scatter
+  // through the slot table. Scope layer (1 mask) and scope head (3 masks), tiles of 8 and 24 rows, a last partial
+  // tile, k from 0 to D.
+  std::mt19937_64 rng(9);
+  for (const std::int64_t d : {16, 24, 128}) {
+    for (const std::int64_t masks : {1, 3}) {
+      for (const std::int64_t k : {std::int64_t{0}, std::int64_t{5}, d / 2, d}) {
+        const std::int64_t tokens = 37, rows = 3 * tokens, rows_per_mask = masks == 1 ? rows : tokens;
+        std::vector<std::vector<std::uint8_t>> mask_lists(static_cast<std::size_t>(masks), std::vector<std::uint8_t>(static_cast<std::size_t>(d), 0));
+        std::vector<std::uint8_t> section(mixed_channel_format::mask_bytes(static_cast<std::size_t>(masks), static_cast<std::size_t>(d)), 0);
+        for (std::int64_t m = 0; m < masks; ++m) {
+          std::vector<std::int64_t> order(static_cast<std::size_t>(d));
+          for (std::int64_t c = 0; c < d; ++c) order[static_cast<std::size_t>(c)] = c;
+          std::shuffle(order.begin(), order.end(), rng);
+          for (std::int64_t i = 0; i < k; ++i) {
+            mask_lists[static_cast<std::size_t>(m)][static_cast<std::size_t>(order[static_cast<std::size_t>(i)])] = 1;
+            mixed_channel_format::mask_set(section.data(), static_cast<std::size_t>(d), static_cast<std::size_t>(m),
+                                           static_cast<std::size_t>(order[static_cast<std::size_t>(i)]));
+          }
+        }
+        std::vector<std::uint16_t> in(static_cast<std::size_t>(rows * d));
+        for (auto& v : in) v = static_cast<std::uint16_t>(rng());
+        std::vector<std::uint16_t> hi_ref, lo_ref;
+        reference_split(in, rows, d, mask_lists, rows_per_mask, &hi_ref, &lo_ref);
+
+        std::vector<std::int32_t> slot(static_cast<std::size_t>(masks * d)), hs(static_cast<std::size_t>(masks * k) + 1),
+            ls(static_cast<std::size_t>(masks * (d - k)) + 1);
+        for (std::int64_t m = 0; m < masks; ++m)
+          for (std::int64_t c = 0; c < d; ++c)
+            REQUIRE(mixed_channel_split::fill_tables(section.data(), d, k, m, c, slot.data(), hs.data(), ls.data()));
+
+        for (const std::int64_t tile_rows : {8, 24}) {
+          INFO("D " << d << " masks " << masks << " k " << k << " tile rows " << tile_rows);
+          std::vector<std::uint16_t> hi(hi_ref.size(), 0xABAB), lo(lo_ref.size(), 0xABAB), out(in.size(), 0xABAB);
+          for (std::int64_t r0 = 0; r0 < rows; r0 += tile_rows) {
+            const std::int64_t nr = std::min(tile_rows, rows - r0);
+            const std::uint16_t* tile = in.data() + r0 * d;
+            for (int side = 0; side < 2; ++side) {
+              const std::int64_t width = side == 0 ? k : d - k;
+              if (width == 0) continue;
+              std::uint16_t* dst = (side == 0 ? hi.data() : lo.data()) + r0 * width;
+              const std::int32_t* source = side == 0 ? hs.data() : ls.data();
+              const std::int64_t count = nr * width, vectors = count / 8;
+              for (std::int64_t q = 0; q < vectors; ++q) {
+                mixed_channel_split::PartWalk w(d, width, masks, rows_per_mask, r0, source, q * 8);
+                for (int j = 0; j < 8; ++j, w.next()) dst[q * 8 + j] = tile[w.tile_index()];
+              }
+              for (std::int64_t e = vectors * 8; e < count; ++e)
+                dst[e] = tile[mixed_channel_split::PartWalk(d, width, masks, rows_per_mask, r0, source, e).tile_index()];
+            }
+            // scatter of the same tile from the reference parts
+            for (std::int64_t e = 0; e < nr * d; ++e) {
+              const std::int64_t row = e / d, c = e % d;
+              const std::int32_t s = slot[static_cast<std::size_t>(mixed_channel_split::mask_of_row(r0 + row, masks, rows_per_mask) * d + c)];
+              out[static_cast<std::size_t>((r0 + row) * d + c)] =
+                  s >= 0 ? hi_ref[static_cast<std::size_t>((r0 + row) * k + s)] : lo_ref[static_cast<std::size_t>((r0 + row) * (d - k) + (-1 - s))];
+            }
+          }
+          CHECK(hi == hi_ref);
+          CHECK(lo == lo_ref);
+          CHECK(out == in);
+        }
+      }
+    }
+  }
+}
+
+TEST_CASE("mixed_channel_split: a mask without k channels set is refused by fill_tables", "[cpu][mixed_channel]") {
+  std::vector<std::uint8_t> section(2, 0);
+  mixed_channel_format::mask_set(section.data(), 16, 0, 3);
+  std::vector<std::int32_t> slot(16), hs(2), ls(16);
+  CHECK_FALSE(mixed_channel_split::fill_tables(section.data(), 16, 2, 0, 5, slot.data(), hs.data(), ls.data()));
+  CHECK(slot[5] == mixed_channel_split::kInvalidSlot);
+  CHECK(mixed_channel_split::fill_tables(section.data(), 16, 1, 0, 3, slot.data(), hs.data(), ls.data()));
+  CHECK(slot[3] == 0);
+  CHECK(hs[0] == 3);
 }

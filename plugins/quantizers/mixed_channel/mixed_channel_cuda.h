@@ -9,11 +9,13 @@
 // bytes: the child blocks keep the input's dtype (fp16 stays fp16, which halves the scratch traffic; the children
 // convert exactly on load), so the bytes the children see are the CPU's values.
 //
-// Kernels: a table kernel writes each mask's slots (one thread per (mask, channel), mask_rank over the mask bytes);
-// gather / scatter take 16 bytes of a row per thread (coalesced 16-byte loads / stores of the full block; the other
-// side's accesses fall within the rows of the child blocks), or one element per thread where rows are not 16-byte
-// multiples. A mask whose number of set channels is not k (corrupt or foreign bytes) makes scatter write NaN for
-// every element of its rows: the CUDA decode does not synchronise to check (the CPU decode throws IoError).
+// Kernels: a table kernel fills each mask's slot and source tables (mixed_channel_split.h; one thread per (mask,
+// channel), mask_rank over the mask bytes). Where rows are 16-byte multiples (D = 128 in any dtype), gather and
+// scatter work on tiles of rows staged in shared memory: coalesced 16-byte loads of the side read whole, coalesced
+// 16-byte stores of the other side, each element found through the tables; every byte of the block and of the
+// child blocks crosses device memory once. Otherwise one thread takes a run of a row (16 bytes, or one element).
+// A mask whose number of set channels is not k (corrupt or foreign bytes) makes scatter write NaN for every element
+// of its rows: the CUDA decode does not synchronise to check (the CPU decode throws IoError).
 #pragma once
 
 #include <cstdint>
