@@ -20,6 +20,7 @@
 #include "vidkv/plugins/quantizers/mixed_channel/mixed_channel_format.h"
 #include "vidkv/plugins/quantizers/mixed_channel/mixed_channel_split.h"
 #include "vidkv/plugins/quantizers/mixed_token/mixed_token_format.h"
+#include "vidkv/plugins/quantizers/mixed_token/mixed_token_split.h"
 
 using namespace vidkv;
 using vidkv::test::map;
@@ -335,4 +336,28 @@ TEST_CASE("mixed_channel_split: a mask without k channels set is refused by fill
   CHECK(mixed_channel_split::fill_tables(section.data(), 16, 1, 0, 3, slot.data(), hs.data(), ls.data()));
   CHECK(slot[3] == 0);
   CHECK(hs[0] == 3);
+}
+
+TEST_CASE("mixed_token_split: RowWalk's increments give the rows' (head, token) and child rows", "[cpu][mixed_token]") {
+  // 3 heads x 11 tokens, protected {1, 4, 5, 10} (n = 4): row (h, t) goes to kept row h * 4 + slot or rest row
+  // h * 7 + (-1 - slot). Strides below, equal to and above the token count.
+  std::vector<std::uint8_t> section(mixed_token_format::mask_bytes(11), 0);
+  for (std::size_t t : {1, 4, 5, 10}) mixed_token_format::mask_set(section.data(), t);
+  std::vector<std::int32_t> slots(11);
+  mixed_token_format::token_slots(section.data(), 11, slots.data());
+  for (const std::int64_t stride : {1, 3, 11, 12, 25}) {
+    for (std::int64_t first = 0; first < std::min<std::int64_t>(stride, 33); ++first) {
+      mixed_token_split::RowWalk w(11, first, stride);
+      for (std::int64_t row = first; row < 33; row += stride, w.next()) {
+        INFO("stride " << stride << " row " << row);
+        REQUIRE(w.h == row / 11);
+        REQUIRE(w.t == row % 11);
+        bool kept = false;
+        const std::int64_t child = w.child_row(slots.data(), 4, &kept);
+        const std::int32_t slot = slots[static_cast<std::size_t>(row % 11)];
+        CHECK(kept == (slot >= 0));
+        CHECK(child == (slot >= 0 ? (row / 11) * 4 + slot : (row / 11) * 7 + (-1 - slot)));
+      }
+    }
+  }
 }

@@ -1,44 +1,41 @@
 // mixed_token on CUDA (mixed_token_cuda.h): token rows gathered into / scattered from the two child blocks.
 #include <cuda_runtime.h>
 
+#include <algorithm>
+
 #include "vidkv/core/cuda/device_memory.h"
 #include "vidkv/plugins/quantizers/mixed_token/mixed_token_cuda.h"
+#include "vidkv/plugins/quantizers/mixed_token/mixed_token_split.h"
 
 namespace vidkv::mixed_token_cuda {
 
 namespace {
 
 constexpr int kThreads = 256;
+constexpr unsigned kMaxBlocks = 132 * 8;  // a few waves' worth on an H200 (132 multiprocessors); threads loop over rows
 
-unsigned blocks_for(std::int64_t threads) { return static_cast<unsigned>((threads + kThreads - 1) / kThreads); }
-
-// Unit u of the row of token t of head h, in the split: its index in the kept or the rest block.
-struct Place {
-  bool kept;
-  std::int64_t index;
-};
-__device__ inline Place place(const Split& s, std::int64_t units_per_row, std::int64_t v) {
-  const std::int64_t row = v / units_per_row, u = v % units_per_row;
-  const std::int64_t h = row / s.tokens, t = row % s.tokens;
-  const std::int32_t slot = s.slots[t];
-  if (slot >= 0) return {true, (h * s.kept + slot) * units_per_row + u};
-  return {false, (h * (s.tokens - s.kept) + (-1 - slot)) * units_per_row + u};
-}
-
-template <class U>
-__global__ void gather_units(Split s, const U* in, U* kept, U* rest, std::int64_t units_per_row, std::int64_t units) {
-  const std::int64_t v = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (v >= units) return;
-  const Place p = place(s, units_per_row, v);
-  (p.kept ? kept : rest)[p.index] = in[v];
-}
-
-template <class U>
-__global__ void scatter_units(Split s, const U* kept, const U* rest, U* out, std::int64_t units_per_row, std::int64_t units) {
-  const std::int64_t v = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (v >= units) return;
-  const Place p = place(s, units_per_row, v);
-  out[v] = (p.kept ? kept : rest)[p.index];
+// Block (x: units of a row, y: rows); each thread moves unit u of rows first, first + stride, ... (RowWalk). A
+// warp covers consecutive units of consecutive rows: coalesced on the full block and, within each row, on the
+// child block. kGather: in -> (kept, rest); else (kept, rest) -> out.
+template <class U, bool kGather>
+__global__ void move_rows(Split s, const U* full_in, U* full_out, const U* kept_in, const U* rest_in, U* kept_out,
+                          U* rest_out, std::int64_t units_per_row) {
+  const std::int64_t rows = s.heads * s.tokens;
+  const std::int64_t first = static_cast<std::int64_t>(blockIdx.x) * blockDim.y + threadIdx.y;
+  const std::int64_t stride = static_cast<std::int64_t>(gridDim.x) * blockDim.y;
+  if (first >= rows) return;
+  mixed_token_split::RowWalk w(s.tokens, first, stride);
+  for (std::int64_t row = first; row < rows; row += stride, w.next()) {
+    bool kept;
+    const std::int64_t child = w.child_row(s.slots, s.kept, &kept);
+    for (std::int64_t u = threadIdx.x; u < units_per_row; u += blockDim.x) {
+      if constexpr (kGather) {
+        (kept ? kept_out : rest_out)[child * units_per_row + u] = full_in[row * units_per_row + u];
+      } else {
+        full_out[row * units_per_row + u] = (kept ? kept_in : rest_in)[child * units_per_row + u];
+      }
+    }
+  }
 }
 
 bool aligned16(const void* p) { return (reinterpret_cast<std::uintptr_t>(p) & 15u) == 0; }
@@ -51,26 +48,30 @@ void dispatch(const Split& s, int element_bytes, const void* a, const void* b, c
   return f(std::uint32_t{});
 }
 
+template <class U, bool kGather>
+void launch(const Split& s, const void* full_in, void* full_out, const void* kept_in, const void* rest_in, void* kept_out,
+            void* rest_out, cudaStream_t st) {
+  const std::int64_t units = s.row_bytes / static_cast<std::int64_t>(sizeof(U)), rows = s.heads * s.tokens;
+  if (units == 0 || rows == 0) return;
+  const auto bx = static_cast<unsigned>(std::min<std::int64_t>(units, kThreads)), by = kThreads / bx;
+  const auto blocks = static_cast<unsigned>(std::min<std::int64_t>(kMaxBlocks, (rows + by - 1) / by));
+  move_rows<U, kGather><<<blocks, dim3(bx, by), 0, st>>>(
+      s, static_cast<const U*>(full_in), static_cast<U*>(full_out), static_cast<const U*>(kept_in),
+      static_cast<const U*>(rest_in), static_cast<U*>(kept_out), static_cast<U*>(rest_out), units);
+}
+
 }  // namespace
 
 void gather(const Split& s, const void* in, int element_bytes, void* kept, void* rest, void* stream) {
   dispatch(s, element_bytes, in, kept, rest, [&](auto unit) {
-    using U = decltype(unit);
-    const std::int64_t per_row = s.row_bytes / static_cast<std::int64_t>(sizeof(U)), units = s.heads * s.tokens * per_row;
-    if (units == 0) return;
-    gather_units<U><<<blocks_for(units), kThreads, 0, static_cast<cudaStream_t>(stream)>>>(
-        s, static_cast<const U*>(in), static_cast<U*>(kept), static_cast<U*>(rest), per_row, units);
+    launch<decltype(unit), true>(s, in, nullptr, nullptr, nullptr, kept, rest, static_cast<cudaStream_t>(stream));
   });
   check_launch("mixed_token gather");
 }
 
 void scatter(const Split& s, const void* kept, const void* rest, int element_bytes, void* out, void* stream) {
   dispatch(s, element_bytes, out, kept, rest, [&](auto unit) {
-    using U = decltype(unit);
-    const std::int64_t per_row = s.row_bytes / static_cast<std::int64_t>(sizeof(U)), units = s.heads * s.tokens * per_row;
-    if (units == 0) return;
-    scatter_units<U><<<blocks_for(units), kThreads, 0, static_cast<cudaStream_t>(stream)>>>(
-        s, static_cast<const U*>(kept), static_cast<const U*>(rest), static_cast<U*>(out), per_row, units);
+    launch<decltype(unit), false>(s, nullptr, out, kept, rest, nullptr, nullptr, static_cast<cudaStream_t>(stream));
   });
   check_launch("mixed_token scatter");
 }

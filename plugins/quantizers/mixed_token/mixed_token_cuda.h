@@ -5,8 +5,9 @@
 // protected block [heads, n, channels] when slots[t] >= 0, else to row (h, -1 - slots[t]) of the rest block
 // [heads, tokens - n, channels] (mixed_token_format::token_slots, ascending positions: the CPU's gather). Whole
 // rows move unchanged, so the child blocks keep the input's dtype (fp16 stays fp16; the children convert exactly
-// on load). One thread per 16 bytes of a row where rows are 16-byte multiples and the buffers 16-byte aligned
-// (coalesced 16-byte loads and stores on both sides), else one per element.
+// on load). Each thread moves one 16-byte unit of a row (where rows are 16-byte multiples and the buffers 16-byte
+// aligned; else one element) in every stride-th row, keeping (head, token) by increments (mixed_token_split.h):
+// coalesced 16-byte loads and stores on both sides, no division per row.
 #pragma once
 
 #include <cstdint>
