@@ -137,23 +137,37 @@ TEST_CASE("mixed_token_format: token_slots gives the CPU gather's positions", "[
 }
 
 TEST_CASE("composite tiers combine the children's and supports() names the child without CUDA", "[cpu][mixed_channel]") {
-  auto q = reference().make_quantizer(map({{"quantizer", scalar("mixed_channel")}, {"high", uniform("2", "32", "channel")},
-                                           {"low", map({{"quantizer", scalar("identity")}})}}));
+  // half_step is a test fixture with no CUDA implementation (fixture_quantizers.h).
+  static const PluginRegistry fixtures = test::fixture_registry();
+  auto q = fixtures.make_quantizer(map({{"quantizer", scalar("mixed_channel")}, {"high", uniform("2", "32", "channel")},
+                                        {"low", map({{"quantizer", scalar("half_step")}})}}));
   const BlockShape s{2, 64, 128};
   const KernelTier cpu = q->tier(Device::cpu, s);
   CHECK(cpu.name.rfind("mixed_channel(uniform:", 0) == 0);
-  CHECK(cpu.name.find(", identity") != std::string::npos);
+  CHECK(cpu.name.find(", half_step:cpu)") != std::string::npos);
   CHECK(cpu.exact);
   std::string why;
   CHECK_FALSE(q->supports(Device::cuda, s, &why));
 #ifdef VIDKV_WITH_CUDA
-  CHECK(why.rfind("low: ", 0) == 0);  // identity has no CUDA implementation in this build
+  CHECK(why.rfind("low: ", 0) == 0);
+  CHECK(why.find("half_step") != std::string::npos);
 #endif
   // fraction 1: every channel is high, the low child does not run and is not named.
-  auto all_high = reference().make_quantizer(map({{"quantizer", scalar("mixed_channel")},
-                                                  {"selector", map({{"type", scalar("range")}, {"fraction", scalar("1")}})},
-                                                  {"high", uniform("2", "32", "channel")}}));
-  CHECK(all_high->tier(Device::cpu, s).name.find("sign") == std::string::npos);
+  auto all_high = fixtures.make_quantizer(map({{"quantizer", scalar("mixed_channel")},
+                                               {"selector", map({{"type", scalar("range")}, {"fraction", scalar("1")}})},
+                                               {"high", uniform("2", "32", "channel")},
+                                               {"low", map({{"quantizer", scalar("half_step")}})}}));
+  CHECK(all_high->tier(Device::cpu, s).name.find("half_step") == std::string::npos);
+#ifdef VIDKV_WITH_CUDA
+  CHECK(all_high->supports(Device::cuda, s));
+#endif
+  auto mt = fixtures.make_quantizer(map({{"quantizer", scalar("mixed_token")}, {"protected", uniform("2", "32", "channel")},
+                                         {"rest", map({{"quantizer", scalar("half_step")}})}}));
+  CHECK(mt->tier(Device::cpu, s).name.find("mixed_token(uniform:") == 0);
+  CHECK_FALSE(mt->supports(Device::cuda, s, &why));
+#ifdef VIDKV_WITH_CUDA
+  CHECK(why.rfind("rest: ", 0) == 0);
+#endif
 }
 
 TEST_CASE("mixed_channel on CUDA: bytes and decode equal the CPU's for every selector, scope and dtype",
@@ -206,6 +220,17 @@ TEST_CASE("mixed_token on CUDA: bytes and decode equal the CPU's for every prote
         INFO("protector " << protector << " tokens [" << begin << ", " << end << ")");
         REQUIRE(q->supports(Device::cuda, s));
         compare_on_devices(*q, s, trace.context(begin, end), block_values(s, 70 + static_cast<std::uint64_t>(begin)));
+      }
+      // A bare context (every token system text) over 9000 tokens: more than one pass of the device slot scan
+      // (8192 tokens per pass); candidates: all, so random and the budgets protect tokens across the passes.
+      if (protector == "random") {
+        auto big = reference().make_quantizer(map(
+            {{"quantizer", scalar("mixed_token")},
+             {"protector", map({{"type", scalar("random")}, {"fraction", scalar("0.3")}, {"candidates", scalar("all")}})},
+             {"protected", kept},
+             {"rest", rest}}));
+        const BlockShape s{1, 9000, 16};
+        compare_on_devices(*big, s, TokenContext{}, block_values(s, 3));
       }
     }
   }

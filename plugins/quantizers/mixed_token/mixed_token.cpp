@@ -175,12 +175,10 @@ TensorView device_view(void* data, DType dtype, const BlockShape& shape) {
   return TensorView{data, dtype, Device::cuda, {shape.heads, shape.tokens, shape.channels}};
 }
 
-// The per-token slots of the mask section `mask` (host), copied to a device buffer ordered on `stream`.
+// The per-token slots (mixed_token_format::token_slots) of the device mask section `mask`, computed on the device.
 DeviceBuffer device_slots(const std::uint8_t* mask, std::int64_t tokens, void* stream) {
-  std::vector<std::int32_t> slots(static_cast<std::size_t>(tokens));
-  mixed_token_format::token_slots(mask, slots.size(), slots.data());
-  DeviceBuffer d(slots.size() * sizeof(std::int32_t), stream);
-  copy_to_device(d.data(), slots.data(), slots.size() * sizeof(std::int32_t), stream);  // returns once read
+  DeviceBuffer d(static_cast<std::size_t>(tokens) * sizeof(std::int32_t), stream);
+  mixed_token_cuda::slots_from_mask(mask, tokens, d.as<std::int32_t>(), stream);
   return d;
 }
 }  // namespace
@@ -194,7 +192,7 @@ void MixedTokenQuantizer::encode_cuda(const TensorView& in, const BlockShape& sh
   std::vector<std::uint8_t> section(mixed_token_format::mask_bytes(static_cast<std::size_t>(shape.tokens)));
   write_mask_checked(prot, rest, shape, ctx, section.data());
   copy_to_device(out, section.data(), section.size(), stream);  // returns once the pageable source has been read
-  const DeviceBuffer slots = device_slots(section.data(), shape.tokens, stream);
+  const DeviceBuffer slots = device_slots(out, shape.tokens, stream);
 
   const auto n = static_cast<std::int64_t>(prot.size());
   const std::int64_t es = dtype_size(in.dtype);
@@ -229,7 +227,7 @@ void MixedTokenQuantizer::decode_cuda(const std::uint8_t* in, const BlockShape& 
   VIDKV_REQUIRE(static_cast<std::int64_t>(prot.size()) == n, IoError, "mixed_token: token mask has ", prot.size(),
                 " tokens set, the layout needs ", n, " (corrupt or foreign bytes)");
   const std::vector<std::int32_t> rest = complement(prot, shape.tokens);
-  const DeviceBuffer slots = device_slots(section.data(), shape.tokens, stream);
+  const DeviceBuffer slots = device_slots(in, shape.tokens, stream);
 
   // The children decode into blocks of the output's dtype (their decode_view rounds the fp32 reconstruction once,
   // as the CPU path does after its fp32 scatter); the scatter moves the rows unchanged.

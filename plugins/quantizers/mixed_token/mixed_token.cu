@@ -38,6 +38,41 @@ __global__ void move_rows(Split s, const U* full_in, U* full_out, const U* kept_
   }
 }
 
+// mixed_token_format::token_slots on the device: one block of kScanThreads threads takes kScanThreads mask bytes
+// (8 tokens each) per pass, scans their bit counts in shared memory, and writes the slots of its 8 tokens.
+constexpr int kScanThreads = 1024;
+__global__ void token_slots(const std::uint8_t* mask, std::int64_t tokens, std::int32_t* slots) {
+  __shared__ std::int32_t scan[kScanThreads];
+  const std::int64_t bytes = (tokens + 7) / 8;
+  std::int64_t kept_before = 0;
+  for (std::int64_t b0 = 0; b0 < bytes; b0 += kScanThreads) {
+    const std::int64_t b = b0 + threadIdx.x;
+    unsigned byte = b < bytes ? mask[b] : 0u;
+    if (b == bytes - 1 && tokens % 8 != 0) byte &= (1u << (tokens % 8)) - 1u;  // bits past the last token
+    const auto count = static_cast<std::int32_t>(__popc(byte));
+    scan[threadIdx.x] = count;
+    __syncthreads();
+    for (int offset = 1; offset < kScanThreads; offset <<= 1) {  // inclusive scan (Hillis-Steele)
+      const std::int32_t v = threadIdx.x >= static_cast<unsigned>(offset) ? scan[threadIdx.x - offset] : 0;
+      __syncthreads();
+      scan[threadIdx.x] += v;
+      __syncthreads();
+    }
+    std::int64_t kept = kept_before + scan[threadIdx.x] - count;  // protected tokens before this byte's first token
+    for (int i = 0; i < 8; ++i) {
+      const std::int64_t t = b * 8 + i;
+      if (t >= tokens) break;
+      if ((byte >> i) & 1u) {
+        slots[t] = static_cast<std::int32_t>(kept++);
+      } else {
+        slots[t] = static_cast<std::int32_t>(-1 - (t - kept));
+      }
+    }
+    kept_before += scan[kScanThreads - 1];
+    __syncthreads();  // scan[] is rewritten by the next pass
+  }
+}
+
 bool aligned16(const void* p) { return (reinterpret_cast<std::uintptr_t>(p) & 15u) == 0; }
 
 // Calls f(U{}) with U = uint4 when every row and buffer allows 16-byte units, else the element type.
@@ -61,6 +96,12 @@ void launch(const Split& s, const void* full_in, void* full_out, const void* kep
 }
 
 }  // namespace
+
+void slots_from_mask(const std::uint8_t* mask, std::int64_t tokens, std::int32_t* slots, void* stream) {
+  if (tokens == 0) return;
+  token_slots<<<1, kScanThreads, 0, static_cast<cudaStream_t>(stream)>>>(mask, tokens, slots);
+  check_launch("mixed_token (token slots)");
+}
 
 void gather(const Split& s, const void* in, int element_bytes, void* kept, void* rest, void* stream) {
   dispatch(s, element_bytes, in, kept, rest, [&](auto unit) {

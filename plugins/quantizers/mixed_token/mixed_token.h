@@ -21,12 +21,13 @@
 //
 // CUDA (encode_view / decode_view on device memory, mixed_token_cuda.h): the protector decides on the host
 // (TokenProtector::protect_view; the built-in protectors score from the token context and never read the block,
-// so the encode does not synchronise at all), the mask section and a per-token slot table are copied to the
-// device, one kernel gathers the token rows into the two dense child blocks in the input's dtype, and the children
-// encode them with encode_view on the same stream. Decode copies the stored token mask to the host (ceil(T / 8)
-// bytes; this synchronises the stream, because the children are given ctx.subset(their tokens), a host object
-// built from the protected set, and so that a corrupt mask raises IoError as on the CPU), runs the children's
-// decode_view and one scatter kernel. Bytes identical to the CPU path when both children's CUDA tiers are exact.
+// so the encode does not synchronise at all), the mask section (ceil(T / 8) bytes) is copied into the output, a
+// one-block kernel derives every token's slot from it, one kernel gathers the token rows into the two dense child
+// blocks in the input's dtype, and the children encode them with encode_view on the same stream. Decode copies the
+// stored token mask to the host (this synchronises the stream, because the children are given ctx.subset(their
+// tokens), a host object built from the protected set, and so that a corrupt mask raises IoError as on the CPU),
+// runs the children's decode_view and one scatter kernel. Bytes identical to the CPU path when both children's
+// CUDA tiers are exact.
 #pragma once
 
 #include <memory>

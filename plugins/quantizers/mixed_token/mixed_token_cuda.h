@@ -22,6 +22,9 @@ struct Split {
   std::int64_t row_bytes;     // channels * element bytes
 };
 
+// slots: device, one per token, from the device token-mask section (mixed_token_format::token_slots computed on
+// the device: one block scans the mask bytes' bit counts), so no table crosses from the host.
+void slots_from_mask(const std::uint8_t* mask, std::int64_t tokens, std::int32_t* slots, void* stream);
 // in: device [heads, tokens, channels]; kept / rest: device [heads, n, channels] / [heads, tokens - n, channels].
 void gather(const Split& s, const void* in, int element_bytes, void* kept, void* rest, void* stream);
 // The inverse.
