@@ -4,6 +4,7 @@
 // composite codec whose children run exactly on CUDA (presets with an FFT child are compared within the FFT
 // tolerance by the registry-wide test).
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <random>
 #include <string>
@@ -384,5 +385,52 @@ TEST_CASE("mixed_token_split: RowWalk's increments give the rows' (head, token) 
         CHECK(child == (slot >= 0 ? (row / 11) * 4 + slot : (row / 11) * 7 + (-1 - slot)));
       }
     }
+  }
+}
+
+TEST_CASE("corrupt masks on CUDA: mixed_channel decodes NaN for the mask's rows, mixed_token throws IoError",
+          "[cuda][mixed_channel][mixed_token]") {
+  VIDKV_REQUIRE_CUDA_DEVICE();
+  const BlockShape s{2, 64, 128};
+  const std::vector<float> x = block_values(s, 8);
+  const std::vector<std::uint8_t> in = test::to_dtype_bytes(x, DType::f16);
+  const DeviceBuffer d_in = test::upload(in);
+  {
+    // Scope head: mask 1 gets one channel too many (a low channel's bit set); head 0 still decodes as on the CPU.
+    auto q = reference().make_quantizer(map({{"quantizer", scalar("mixed_channel")},
+                                             {"selector", map({{"type", scalar("range")}, {"scope", scalar("head")}})},
+                                             {"high", uniform("2", "32", "channel")},
+                                             {"low", uniform("1", "32", "channel")}}));
+    std::vector<std::uint8_t> bytes = test::encode(*q, s, test::from_dtype_bytes(in, DType::f16));
+    std::size_t low_channel = 0;
+    while (mixed_channel_format::mask_get(bytes.data(), 128, 1, low_channel)) ++low_channel;
+    mixed_channel_format::mask_set(bytes.data(), 128, 1, low_channel);
+    const DeviceBuffer d_bytes = test::upload(bytes);
+    const DeviceBuffer d_out = test::poisoned(static_cast<std::size_t>(s.elements()) * 2);
+    q->decode_view(d_bytes.as<std::uint8_t>(), {}, test::view_of(d_out.data(), DType::f16, Device::cuda, s), Execution::cuda());
+    synchronize();
+    const std::vector<float> out = test::from_dtype_bytes(test::download(d_out.data(), static_cast<std::size_t>(s.elements()) * 2), DType::f16);
+    std::size_t nan_head1 = 0, finite_head0 = 0;
+    for (std::size_t i = 0; i < out.size(); ++i) {
+      if (i < out.size() / 2) finite_head0 += std::isfinite(out[i]) ? 1 : 0;
+      else nan_head1 += std::isnan(out[i]) ? 1 : 0;
+    }
+    CHECK(finite_head0 == out.size() / 2);
+    CHECK(nan_head1 == out.size() / 2);
+  }
+  {
+    const Trace trace;
+    auto q = reference().make_quantizer(map({{"quantizer", scalar("mixed_token")},
+                                             {"protector", map({{"type", scalar("random")}, {"fraction", scalar("0.3")}})},
+                                             {"protected", uniform("2", "32", "channel")},
+                                             {"rest", uniform("1", "32", "channel")}}));
+    const TokenContext ctx = trace.context(100, 164);
+    std::vector<std::uint8_t> bytes = test::encode(*q, s, test::from_dtype_bytes(in, DType::f16), ctx);
+    bytes[0] ^= 0x01;  // token 0's bit: one protected token more or less than the budget
+    const DeviceBuffer d_bytes = test::upload(bytes);
+    const DeviceBuffer d_out = test::poisoned(static_cast<std::size_t>(s.elements()) * 2);
+    CHECK_THROWS_AS(q->decode_view(d_bytes.as<std::uint8_t>(), ctx, test::view_of(d_out.data(), DType::f16, Device::cuda, s),
+                                   Execution::cuda()),
+                    IoError);
   }
 }
