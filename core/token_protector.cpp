@@ -68,9 +68,9 @@ std::vector<std::int32_t> TokenProtector::protect_view(const TensorView& in, con
   const std::vector<std::int32_t> cand = candidate_tokens(shape.tokens, ctx);
   const std::int64_t n = budget(static_cast<std::int64_t>(cand.size()));
   if (n == 0) return {};
-  // Scores from the token context only: the block is not read, wherever it lies.
-  if (!reads_block()) return keep_top(score(nullptr, shape, ctx, cand), cand, n, ctx);
-  if (!ex.on_cuda()) {
+  if (!ex.on_cuda() || !cuda_implemented()) {
+    // Scores from the token context only: the block is not read, wherever it lies.
+    if (!reads_block()) return keep_top(score(nullptr, shape, ctx, cand), cand, n, ctx);
     if (in.dtype == DType::f32) return keep_top(score(static_cast<const float*>(in.data), shape, ctx, cand), cand, n, ctx);
     const std::vector<float> values = to_float(in);
     return keep_top(score(values.data(), shape, ctx, cand), cand, n, ctx);
@@ -84,7 +84,7 @@ std::vector<std::int32_t> TokenProtector::protect_view(const TensorView& in, con
 }
 
 bool TokenProtector::supports(Device device, std::string* why) const {
-  if (device == Device::cpu || !reads_block()) return true;
+  if (device == Device::cpu || (!reads_block() && !cuda_implemented())) return true;
 #ifndef VIDKV_WITH_CUDA
   if (why) *why = "this build has no CUDA backend (configure with -DVIDKV_ENABLE_CUDA=ON)";
   return false;
