@@ -9,6 +9,7 @@
 #include "catch.h"
 #include "cuda_test_support.h"
 #include "fixture_quantizers.h"
+#include "vidkv/core/error.h"
 #include "vidkv/core/plugin_registry.h"
 #include "vidkv/plugins/channel_selectors/column_scores.h"
 
@@ -162,4 +163,13 @@ TEST_CASE("every registered channel selector scores and selects on CUDA exactly 
       }
     }
   }
+}
+
+TEST_CASE("select_view refuses a bad rank and a view on another device", "[cpu][selector]") {
+  auto sel = make_selector("range", "layer");
+  std::vector<float> x(16, 1.0f);
+  CHECK_THROWS_AS(sel->select_view(TensorView{x.data(), DType::f32, Device::cpu, {16}}, Execution::cpu()), ShapeError);
+  CHECK_THROWS_AS(sel->select_view(TensorView{x.data(), DType::f32, Device::cpu, {1, 4, 4}}, Execution::cuda()), ShapeError);
+  // rank 2 is one head
+  CHECK(sel->select_view(TensorView{x.data(), DType::f32, Device::cpu, {4, 4}}, Execution::cpu()).size() == 1);
 }
