@@ -6,8 +6,9 @@
 // would round differently and could change which channels top-k picks; these functions repeat the reference's
 // operations in its order, each rounded as on the host (add_rn / mul_rn keep nvcc from contracting a * b + c into
 // one FMA, as -ffp-contract=off does for the plugins on the host). The cost is one thread per score reading its
-// channel's heads * tokens values in turn: latency-bound (about a millisecond at 4 x 32768 tokens), for the Table 1
-// ablations only; range, the paper's and the presets' selector, is order-free and reduced in parallel (range.cu).
+// channel's heads * tokens values in turn: latency-bound (by count, a dependent chain of 2 x 131072 double
+// additions per score at 4 x 32768 tokens: a few milliseconds, not measured here), for the Table 1 ablations only;
+// range, the paper's and the presets' selector, is order-free and reduced in parallel (column_scores.cu).
 // C++17, no CUDA headers: included by .cu files and by host code.
 #pragma once
 
@@ -16,6 +17,14 @@
 
 #include "vidkv/core/dtype.h"
 #include "vidkv/core/host_device.h"
+
+// On the device, unroll the sequential loops so that a thread has many independent loads in flight before the
+// dependent chain of additions consumes them (the loops are latency-bound, one thread per score).
+#if defined(__CUDA_ARCH__)
+#define VIDKV_COLUMN_UNROLL _Pragma("unroll 16")
+#else
+#define VIDKV_COLUMN_UNROLL
+#endif
 
 namespace vidkv::column_scores {
 
@@ -57,9 +66,11 @@ VIDKV_HOST_DEVICE double variance(const X& x, std::int64_t n) {
   if (n <= 0) return 0.0;
   const double dn = static_cast<double>(n);
   double mean = 0.0;
+  VIDKV_COLUMN_UNROLL
   for (std::int64_t i = 0; i < n; ++i) mean = add_rn(mean, static_cast<double>(x(i)));
   mean /= dn;
   double var = 0.0;
+  VIDKV_COLUMN_UNROLL
   for (std::int64_t i = 0; i < n; ++i) {
     const double d = static_cast<double>(x(i)) - mean;
     var = add_rn(var, mul_rn(d, d));
@@ -72,6 +83,7 @@ template <class X>
 VIDKV_HOST_DEVICE double outlier_count(const X& x, std::int64_t n, double multiplier, bool absolute) {
   if (n <= 0) return 0.0;
   double mean = 0.0;
+  VIDKV_COLUMN_UNROLL
   for (std::int64_t i = 0; i < n; ++i) {
     const double v = static_cast<double>(x(i));
     mean = add_rn(mean, absolute ? std::fabs(v) : v);
@@ -79,6 +91,7 @@ VIDKV_HOST_DEVICE double outlier_count(const X& x, std::int64_t n, double multip
   mean /= static_cast<double>(n);
   const double threshold = mul_rn(multiplier, mean);
   double count = 0.0;  // an integer count (exact in a double), so its order does not matter
+  VIDKV_COLUMN_UNROLL
   for (std::int64_t i = 0; i < n; ++i) {
     const double v = static_cast<double>(x(i));
     if ((absolute ? std::fabs(v) : v) > threshold) count += 1.0;
