@@ -29,11 +29,13 @@ using vidkv::test::scalar;
 
 namespace {
 
-// A trace of 200 tokens (8 system, 160 visual, 12 query text, 20 generated) with input embeddings, so that every
-// protector (semantic_embedding included) can run; semantic_attention's side data is not recorded here.
+// A trace of 200 tokens (8 system, 160 visual, 12 query text, 20 generated) with input embeddings, recorded query
+// states (2 query heads) and full-precision keys (1 KV head), head_dim 8, so that every protector can run.
 struct Trace {
-  static constexpr std::int64_t kTokens = 200;
+  static constexpr std::int64_t kTokens = 200, kDim = 8;
   TraceTokens tokens;
+  LayerQueries queries;
+  std::vector<float> keys;
   Trace() {
     tokens = TraceTokens::uniform(kTokens);
     for (std::int64_t t = 0; t < kTokens; ++t)
@@ -41,14 +43,25 @@ struct Trace {
           t < 8 ? Modality::system_text : t < 168 ? Modality::visual : t < 180 ? Modality::query_text : Modality::generated;
     std::mt19937_64 rng(7);
     std::uniform_int_distribution<int> small(-2, 2);
+    std::normal_distribution<float> gauss(0.0f, 1.0f);
     tokens.hidden = 8;
     tokens.embeddings.resize(static_cast<std::size_t>(kTokens * tokens.hidden));
     for (auto& e : tokens.embeddings) e = static_cast<float>(small(rng));
+    queries.heads = 2;
+    queries.dim = kDim;
+    for (std::int32_t t = 168; t < 180; ++t) queries.token_index.push_back(t);
+    queries.count = static_cast<std::int64_t>(queries.token_index.size());
+    queries.data.resize(static_cast<std::size_t>(queries.heads * queries.count * kDim));
+    for (auto& q : queries.data) q = gauss(rng);
+    keys.resize(static_cast<std::size_t>(kTokens * kDim));
+    for (auto& k : keys) k = gauss(rng);
   }
   TokenContext context(std::int64_t begin, std::int64_t end) const {
     TokenContext ctx;
     ctx.layer = 2;
     ctx.tokens = &tokens;
+    ctx.queries = &queries;
+    ctx.keys = LayerKeys{keys.data(), 1, kTokens, kDim};
     ctx.seed = 99;
     return ctx.range(begin, end);
   }
