@@ -217,9 +217,18 @@ TEST_CASE("mixed_channel on CUDA: bytes and decode equal the CPU's for every sel
 TEST_CASE("mixed_token on CUDA: bytes and decode equal the CPU's for every protector and dtype", "[cuda][mixed_token]") {
   VIDKV_REQUIRE_CUDA_DEVICE();
   const Trace trace;
+  // Nested: the rest is itself a mixed_token (its children see ctx.subset of the outer rest's tokens) whose rest
+  // is a mixed_channel.
+  const ConfigNode nested = map(
+      {{"quantizer", scalar("mixed_token")},
+       {"protector", map({{"type", scalar("random")}, {"fraction", scalar("0.5")}, {"candidates", scalar("all")}})},
+       {"protected", uniform("4", "16", "channel")},
+       {"rest", map({{"quantizer", scalar("mixed_channel")}, {"high", uniform("2", "32", "channel")},
+                     {"low", uniform("1", "32", "token")}})}});
   const std::vector<std::pair<ConfigNode, ConfigNode>> children = {
       {uniform("2", "32", "channel"), uniform("1", "32", "channel")},
       {uniform("4", "32", "token"), uniform("2", "16", "channel", "release")},
+      {uniform("2", "32", "channel"), nested},
   };
   for (const std::string& protector : reference().names(PluginFamily::token_protector)) {
     ConfigNode pblock = map({{"type", scalar(protector)}});
