@@ -254,6 +254,14 @@ TEST_CASE("mixed_token on CUDA: bytes and decode equal the CPU's for every prote
              {"rest", rest}}));
         const BlockShape s{1, 9000, 16};
         compare_on_devices(*big, s, TokenContext{}, block_values(s, 3));
+        // Every token protected (n == T): the protected child takes the block as it is.
+        auto all = reference().make_quantizer(map(
+            {{"quantizer", scalar("mixed_token")},
+             {"protector", map({{"type", scalar("random")}, {"fraction", scalar("1")}, {"candidates", scalar("all")}})},
+             {"protected", kept},
+             {"rest", rest}}));
+        const BlockShape s2{2, 70, 24};
+        compare_on_devices(*all, s2, TokenContext{}, block_values(s2, 4));
       }
     }
   }

@@ -261,20 +261,25 @@ void MixedChannelQuantizer::encode_cuda(const TensorView& in, const BlockShape& 
   // The child blocks keep the input's dtype: the gather moves elements, the children convert exactly on load.
   const std::size_t es = static_cast<std::size_t>(dtype_size(in.dtype));
   const std::size_t rows = static_cast<std::size_t>(shape.heads * shape.tokens);
-  DeviceBuffer hi(rows * static_cast<std::size_t>(k) * es, stream), lo(rows * (channels - static_cast<std::size_t>(k)) * es, stream);
-  mixed_channel_cuda::gather(split, in.data, static_cast<int>(es), hi.data(), lo.data(), stream);
+  // With every channel on one side (k == 0 or k == D) that side's block is the input itself: no gather.
+  const bool one_side = k == 0 || k == shape.channels;
+  DeviceBuffer hi(one_side ? 0 : rows * static_cast<std::size_t>(k) * es, stream);
+  DeviceBuffer lo(one_side ? 0 : rows * (channels - static_cast<std::size_t>(k)) * es, stream);
+  if (!one_side) mixed_channel_cuda::gather(split, in.data, static_cast<int>(es), hi.data(), lo.data(), stream);
+  std::uint8_t* const hi_data = one_side ? static_cast<std::uint8_t*>(in.data) : hi.as<std::uint8_t>();
+  std::uint8_t* const lo_data = one_side ? static_cast<std::uint8_t*>(in.data) : lo.as<std::uint8_t>();
 
   std::uint8_t* cursor = out + section.size();
   const BlockShape hs = part_shape(shape, k), ls = part_shape(shape, shape.channels - k);
   for (const Part& p : parts_of(*selector_, shape)) {
     const auto first_row = static_cast<std::size_t>(p.head_begin * shape.tokens);
     if (k > 0) {
-      high_->encode_view(device_view(hi.as<std::uint8_t>() + first_row * static_cast<std::size_t>(k) * es, in.dtype, hs), ctx, cursor, ex);
+      high_->encode_view(device_view(hi_data + first_row * static_cast<std::size_t>(k) * es, in.dtype, hs), ctx, cursor, ex);
       cursor += high_->layout(hs, ctx).bytes();
     }
     if (shape.channels - k > 0) {
-      low_->encode_view(device_view(lo.as<std::uint8_t>() + first_row * static_cast<std::size_t>(ls.channels) * es, in.dtype, ls),
-                        ctx, cursor, ex);
+      low_->encode_view(device_view(lo_data + first_row * static_cast<std::size_t>(ls.channels) * es, in.dtype, ls), ctx,
+                        cursor, ex);
       cursor += low_->layout(ls, ctx).bytes();
     }
   }
@@ -291,21 +296,28 @@ void MixedChannelQuantizer::decode_cuda(const std::uint8_t* in, const BlockShape
   // once, as the CPU path does after its fp32 scatter), which the scatter then moves unchanged.
   const std::size_t es = static_cast<std::size_t>(dtype_size(out.dtype));
   const std::size_t rows = static_cast<std::size_t>(shape.heads * shape.tokens);
-  DeviceBuffer hi(rows * static_cast<std::size_t>(k) * es, stream), lo(rows * (channels - static_cast<std::size_t>(k)) * es, stream);
+  // With every channel on one side (k == 0 or k == D) the child decodes straight into the output: no scatter (and
+  // no check of the mask, which has nothing to choose).
+  const bool one_side = k == 0 || k == shape.channels;
+  DeviceBuffer hi(one_side ? 0 : rows * static_cast<std::size_t>(k) * es, stream);
+  DeviceBuffer lo(one_side ? 0 : rows * (channels - static_cast<std::size_t>(k)) * es, stream);
+  std::uint8_t* const hi_data = one_side ? static_cast<std::uint8_t*>(out.data) : hi.as<std::uint8_t>();
+  std::uint8_t* const lo_data = one_side ? static_cast<std::uint8_t*>(out.data) : lo.as<std::uint8_t>();
   const std::uint8_t* cursor = in + mixed_channel_format::mask_bytes(static_cast<std::size_t>(masks), channels);
   const BlockShape hs = part_shape(shape, k), ls = part_shape(shape, shape.channels - k);
   for (const Part& p : parts_of(*selector_, shape)) {
     const auto first_row = static_cast<std::size_t>(p.head_begin * shape.tokens);
     if (k > 0) {
-      high_->decode_view(cursor, ctx, device_view(hi.as<std::uint8_t>() + first_row * static_cast<std::size_t>(k) * es, out.dtype, hs), ex);
+      high_->decode_view(cursor, ctx, device_view(hi_data + first_row * static_cast<std::size_t>(k) * es, out.dtype, hs), ex);
       cursor += high_->layout(hs, ctx).bytes();
     }
     if (shape.channels - k > 0) {
-      low_->decode_view(cursor, ctx,
-                        device_view(lo.as<std::uint8_t>() + first_row * static_cast<std::size_t>(ls.channels) * es, out.dtype, ls), ex);
+      low_->decode_view(cursor, ctx, device_view(lo_data + first_row * static_cast<std::size_t>(ls.channels) * es, out.dtype, ls),
+                        ex);
       cursor += low_->layout(ls, ctx).bytes();
     }
   }
+  if (one_side) return;
   const mixed_channel_cuda::Split split{in, masks, per_head ? shape.tokens : shape.heads * shape.tokens, shape.channels, k};
   mixed_channel_cuda::scatter(split, hi.data(), lo.data(), static_cast<int>(es), quiet_nan_bits(out.dtype), out.data, stream);
 }

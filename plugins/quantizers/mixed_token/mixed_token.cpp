@@ -192,15 +192,21 @@ void MixedTokenQuantizer::encode_cuda(const TensorView& in, const BlockShape& sh
   std::vector<std::uint8_t> section(mixed_token_format::mask_bytes(static_cast<std::size_t>(shape.tokens)));
   write_mask_checked(prot, rest, shape, ctx, section.data());
   copy_to_device(out, section.data(), section.size(), stream);  // returns once the pageable source has been read
-  const DeviceBuffer slots = device_slots(out, shape.tokens, stream);
 
+  // With every token on one side (n == 0, e.g. protector none, or n == T) that side's block is the input itself.
   const auto n = static_cast<std::int64_t>(prot.size());
+  const bool one_side = n == 0 || n == shape.tokens;
   const std::int64_t es = dtype_size(in.dtype);
   const std::size_t row = static_cast<std::size_t>(shape.channels * es);
-  DeviceBuffer kept(static_cast<std::size_t>(shape.heads * n) * row, stream);
-  DeviceBuffer others(static_cast<std::size_t>(shape.heads * (shape.tokens - n)) * row, stream);
-  const mixed_token_cuda::Split split{slots.as<std::int32_t>(), shape.heads, shape.tokens, n, shape.channels * es};
-  mixed_token_cuda::gather(split, in.data, static_cast<int>(es), kept.data(), others.data(), stream);
+  DeviceBuffer kept(one_side ? 0 : static_cast<std::size_t>(shape.heads * n) * row, stream);
+  DeviceBuffer others(one_side ? 0 : static_cast<std::size_t>(shape.heads * (shape.tokens - n)) * row, stream);
+  if (!one_side) {
+    const DeviceBuffer slots = device_slots(out, shape.tokens, stream);
+    const mixed_token_cuda::Split split{slots.as<std::int32_t>(), shape.heads, shape.tokens, n, shape.channels * es};
+    mixed_token_cuda::gather(split, in.data, static_cast<int>(es), kept.data(), others.data(), stream);
+  }
+  void* const kept_data = one_side ? in.data : kept.data();
+  void* const others_data = one_side ? in.data : others.data();
 
   std::uint8_t* cursor = out + section.size();
   for (int side = 0; side < 2; ++side) {
@@ -209,7 +215,7 @@ void MixedTokenQuantizer::encode_cuda(const TensorView& in, const BlockShape& sh
     const Quantizer& q = side == 0 ? *protected_ : *rest_;
     const BlockShape ps{shape.heads, static_cast<std::int64_t>(tl.size()), shape.channels};
     const TokenContext sub = ctx.subset(tl);
-    q.encode_view(device_view(side == 0 ? kept.data() : others.data(), in.dtype, ps), sub, cursor, ex);
+    q.encode_view(device_view(side == 0 ? kept_data : others_data, in.dtype, ps), sub, cursor, ex);
     cursor += q.layout(ps, sub).bytes();
   }
 }
@@ -227,14 +233,17 @@ void MixedTokenQuantizer::decode_cuda(const std::uint8_t* in, const BlockShape& 
   VIDKV_REQUIRE(static_cast<std::int64_t>(prot.size()) == n, IoError, "mixed_token: token mask has ", prot.size(),
                 " tokens set, the layout needs ", n, " (corrupt or foreign bytes)");
   const std::vector<std::int32_t> rest = complement(prot, shape.tokens);
-  const DeviceBuffer slots = device_slots(in, shape.tokens, stream);
 
   // The children decode into blocks of the output's dtype (their decode_view rounds the fp32 reconstruction once,
-  // as the CPU path does after its fp32 scatter); the scatter moves the rows unchanged.
+  // as the CPU path does after its fp32 scatter); the scatter moves the rows unchanged. With every token on one
+  // side, that child decodes straight into the output.
+  const bool one_side = n == 0 || n == shape.tokens;
   const std::int64_t es = dtype_size(out.dtype);
   const std::size_t row = static_cast<std::size_t>(shape.channels * es);
-  DeviceBuffer kept(static_cast<std::size_t>(shape.heads * n) * row, stream);
-  DeviceBuffer others(static_cast<std::size_t>(shape.heads * (shape.tokens - n)) * row, stream);
+  DeviceBuffer kept(one_side ? 0 : static_cast<std::size_t>(shape.heads * n) * row, stream);
+  DeviceBuffer others(one_side ? 0 : static_cast<std::size_t>(shape.heads * (shape.tokens - n)) * row, stream);
+  void* const kept_data = one_side ? out.data : kept.data();
+  void* const others_data = one_side ? out.data : others.data();
   const std::uint8_t* cursor = in + section.size();
   for (int side = 0; side < 2; ++side) {
     const auto& tl = side == 0 ? prot : rest;
@@ -242,9 +251,11 @@ void MixedTokenQuantizer::decode_cuda(const std::uint8_t* in, const BlockShape& 
     const Quantizer& q = side == 0 ? *protected_ : *rest_;
     const BlockShape ps{shape.heads, static_cast<std::int64_t>(tl.size()), shape.channels};
     const TokenContext sub = ctx.subset(tl);
-    q.decode_view(cursor, sub, device_view(side == 0 ? kept.data() : others.data(), out.dtype, ps), ex);
+    q.decode_view(cursor, sub, device_view(side == 0 ? kept_data : others_data, out.dtype, ps), ex);
     cursor += q.layout(ps, sub).bytes();
   }
+  if (one_side) return;
+  const DeviceBuffer slots = device_slots(in, shape.tokens, stream);
   const mixed_token_cuda::Split split{slots.as<std::int32_t>(), shape.heads, shape.tokens, n, shape.channels * es};
   mixed_token_cuda::scatter(split, kept.data(), others.data(), static_cast<int>(es), out.data, stream);
 }
