@@ -57,16 +57,15 @@ void SemanticEmbeddingProtector::score_cuda(const TensorView&, const BlockShape&
   std::vector<std::int64_t> queries;
   const TraceTokens& tt = checked_tokens(ctx, &queries);
   const auto hidden = static_cast<std::size_t>(tt.hidden), n = candidates.size();
-  std::vector<float> cand_t(hidden * n), query_rows(hidden * queries.size());
-  for (std::size_t i = 0; i < n; ++i) {
-    const float* ei = tt.embeddings.data() + static_cast<std::size_t>(ctx.trace_index(candidates[i])) * hidden;
-    for (std::size_t d = 0; d < hidden; ++d) cand_t[d * n + i] = ei[d];
-  }
+  std::vector<float> cand_rows(hidden * n), query_rows(hidden * queries.size());
+  for (std::size_t i = 0; i < n; ++i)
+    std::copy_n(tt.embeddings.data() + static_cast<std::size_t>(ctx.trace_index(candidates[i])) * hidden, hidden,
+                cand_rows.data() + i * hidden);
   for (std::size_t j = 0; j < queries.size(); ++j)
     std::copy_n(tt.embeddings.data() + static_cast<std::size_t>(queries[j]) * hidden, hidden, query_rows.data() + j * hidden);
-  DeviceBuffer d_cand(cand_t.size() * sizeof(float), stream), d_queries(query_rows.size() * sizeof(float), stream);
+  DeviceBuffer d_cand(cand_rows.size() * sizeof(float), stream), d_queries(query_rows.size() * sizeof(float), stream);
   // Pageable sources: each copy returns once its source has been read, so the vectors may go out of scope.
-  copy_to_device(d_cand.data(), cand_t.data(), cand_t.size() * sizeof(float), stream);
+  copy_to_device(d_cand.data(), cand_rows.data(), cand_rows.size() * sizeof(float), stream);
   copy_to_device(d_queries.data(), query_rows.data(), query_rows.size() * sizeof(float), stream);
   semantic_embedding_cuda::score(d_cand.as<float>(), static_cast<std::int64_t>(n), d_queries.as<float>(),
                                  static_cast<std::int64_t>(queries.size()), tt.hidden, scores, stream);

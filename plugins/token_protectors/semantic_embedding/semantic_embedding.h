@@ -30,8 +30,8 @@ class SemanticEmbeddingProtector : public TokenProtector {
 
  protected:
 #ifdef VIDKV_WITH_CUDA
-  // semantic_embedding.cu: the candidates' and query-text tokens' embeddings (host data) are copied to the device
-  // (candidates transposed), one thread per candidate sums in the reference's order (semantic_embedding_score.h).
+  // semantic_embedding.cu: the candidates' and query-text tokens' embeddings (host data) are copied to the device,
+  // one thread per candidate sums in the reference's order (semantic_embedding_score.h).
   // For n candidates, Q query tokens and width H that copies (n + Q) * H floats to do n * Q * H double products
   // (by count, at n = 8k visual tokens, Q = 20, H = 3584 of a 7B model: 118 MB copied against 5.9e8 sequential
   // multiply-adds on one host core; not measured here).
