@@ -22,7 +22,8 @@
 // device (ChannelSelector::select_view: only the scores come to the host, for the top-k; the one synchronisation
 // of the encode), the mask section is copied into the output, one kernel gathers the high and low channels of
 // every part into two dense device blocks in the input's dtype, the children encode them with encode_view on the
-// same stream, and decode runs the children's decode_view and one scatter kernel, with no synchronisation. Bytes
+// same stream, and decode runs the children's decode_view and one scatter kernel, with no synchronisation (with
+// k == 0 or k == D the one child takes the input and decodes into the output: no gather, no scatter). Bytes
 // identical to the CPU path when both children's CUDA tiers are exact (tier() says). The CUDA decode does not
 // check the stored mask's count (that would need a synchronisation): a corrupt mask gives NaN for its rows.
 #pragma once

@@ -26,8 +26,9 @@
 // blocks in the input's dtype, and the children encode them with encode_view on the same stream. Decode copies the
 // stored token mask to the host (this synchronises the stream, because the children are given ctx.subset(their
 // tokens), a host object built from the protected set, and so that a corrupt mask raises IoError as on the CPU),
-// runs the children's decode_view and one scatter kernel. Bytes identical to the CPU path when both children's
-// CUDA tiers are exact.
+// runs the children's decode_view and one scatter kernel. With n == 0 (protector none) or n == T the one child
+// takes the input and decodes into the output: no gather, no scatter. Bytes identical to the CPU path when both
+// children's CUDA tiers are exact.
 #pragma once
 
 #include <memory>
