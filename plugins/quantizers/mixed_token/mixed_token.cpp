@@ -186,7 +186,7 @@ DeviceBuffer device_slots(const std::uint8_t* mask, std::int64_t tokens, void* s
 void MixedTokenQuantizer::encode_cuda(const TensorView& in, const BlockShape& shape, const TokenContext& ctx,
                                       std::uint8_t* out, void* stream) const {
   const Execution ex = Execution::cuda(stream);
-  // Host decision; no synchronisation for protectors that do not read the block (all built-in ones).
+  // Host decision (a synchronisation only where the protector scores on the device: semantic_embedding).
   const std::vector<std::int32_t> prot = protector_->protect_view(in, ctx, ex);
   const std::vector<std::int32_t> rest = complement(prot, shape.tokens);
   std::vector<std::uint8_t> section(mixed_token_format::mask_bytes(static_cast<std::size_t>(shape.tokens)));

@@ -20,8 +20,9 @@
 // nominal bits = (n * nominal_protected + (T - n) * nominal_rest) / T.
 //
 // CUDA (encode_view / decode_view on device memory, mixed_token_cuda.h): the protector decides on the host
-// (TokenProtector::protect_view; the built-in protectors score from the token context and never read the block,
-// so the encode does not synchronise at all), the mask section (ceil(T / 8) bytes) is copied into the output, a
+// (TokenProtector::protect_view: none, random and semantic_attention score on the host from the token context with
+// no stream work, so the encode does not synchronise at all; semantic_embedding scores on the device and
+// synchronises once to bring the scores back for the top-k; none reads the block), the mask section (ceil(T / 8) bytes) is copied into the output, a
 // one-block kernel derives every token's slot from it, one kernel gathers the token rows into the two dense child
 // blocks in the input's dtype, and the children encode them with encode_view on the same stream. Decode copies the
 // stored token mask to the host (this synchronises the stream, because the children are given ctx.subset(their
