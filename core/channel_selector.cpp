@@ -81,14 +81,23 @@ std::vector<double> ChannelSelector::scores_view(const TensorView& in, const Exe
     }
     return scores;
   }
-  std::string why;
-  if (!supports(Device::cuda, &why)) VIDKV_THROW(NotSupportedError, what, " on cuda: ", why);
   scores.resize(static_cast<std::size_t>(scopes * shape.channels));
   DeviceBuffer device_scores(scores.size() * sizeof(double), ex.cuda_stream);
-  score_cuda(in, shape, device_scores.as<double>(), ex.cuda_stream);
+  scores_device(in, device_scores.as<double>(), ex);
   // Synchronises the stream: the top-k is a host decision (see select_view in the header).
   copy_to_host(scores.data(), device_scores.data(), scores.size() * sizeof(double), ex.cuda_stream);
   return scores;
+}
+
+void ChannelSelector::scores_device(const TensorView& in, double* scores, const Execution& ex) const {
+  const std::string what = "channel selector " + name_;
+  const BlockShape shape = block_shape_of(in, what);
+  VIDKV_REQUIRE(ex.on_cuda() && in.device == Device::cuda, ShapeError, what, ": scores_device needs a cuda view and a "
+                "cuda execution, got a view on ", device_name(in.device), " and a call on ", device_name(ex.device));
+  VIDKV_REQUIRE(in.data != nullptr || in.numel() == 0, ShapeError, what, ": null data");
+  std::string why;
+  if (!supports(Device::cuda, &why)) VIDKV_THROW(NotSupportedError, what, " on cuda: ", why);
+  score_cuda(in, shape, scores, ex.cuda_stream);
 }
 
 std::vector<std::vector<std::uint8_t>> ChannelSelector::select_view(const TensorView& in, const Execution& ex) const {

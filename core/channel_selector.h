@@ -6,7 +6,8 @@
 //
 // Devices (the backend seam): select_view() takes an fp32, fp16 or bf16 view on the cpu or on a cuda device. On cuda
 // a selector's score_cuda() computes the scores of every scope on the device, from the block where it lies (never
-// copied to the host); only the scores (mask_count x channels doubles) come back, and the top-k runs on the host.
+// copied to the host); select_view() brings only the scores (mask_count x channels doubles) back and runs the top-k
+// on the host, while scores_device() leaves them on the device for a composite to rank there (mixed_channel).
 // Device scores equal score() on the same (fp32-converted) values bit for bit, so the masks are identical.
 #pragma once
 
@@ -64,6 +65,10 @@ class ChannelSelector {
   // The scores select_view() ranks, on the host: mask_count(shape) rows of shape.channels doubles (scope s at
   // s * channels), equal bit for bit to score() of each scope on the fp32 values. On cuda this synchronises.
   std::vector<double> scores_view(const TensorView& in, const Execution& ex) const;
+  // The scores of scores_view() on the device, left there: `scores` is device memory for mask_count(shape) *
+  // shape.channels doubles; enqueued on ex.cuda_stream, no synchronisation (a composite then ranks them on the
+  // device, mixed_channel_cuda::mask_from_scores). `in` is a device view; same errors as select_view().
+  void scores_device(const TensorView& in, double* scores, const Execution& ex) const;
   // Whether select_view() runs on `device`; when not, `why` (if given) says why.
   bool supports(Device device, std::string* why = nullptr) const;
   // Number of masks select() returns for `shape`.

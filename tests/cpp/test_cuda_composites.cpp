@@ -15,6 +15,7 @@
 #include "cuda_test_support.h"
 #include "fixture_quantizers.h"
 #include "quantizer_test_helpers.h"
+#include "vidkv/core/channel_selector.h"
 #include "vidkv/core/error.h"
 #include "vidkv/core/plugin_registry.h"
 #include "vidkv/experiments/src/presets.h"
@@ -462,5 +463,23 @@ TEST_CASE("corrupt masks on CUDA: mixed_channel decodes NaN for the mask's rows,
     CHECK_THROWS_AS(q->decode_view(d_bytes.as<std::uint8_t>(), ctx, test::view_of(d_out.data(), DType::f16, Device::cuda, s),
                                    Execution::cuda()),
                     IoError);
+  }
+}
+
+TEST_CASE("mixed_channel_split::in_top_k keeps exactly the channels of top_k_indices, ties included", "[cpu][mixed_channel]") {
+  std::mt19937_64 rng(21);
+  for (int trial = 0; trial < 300; ++trial) {
+    const std::int64_t n = 1 + trial % 40;
+    std::vector<double> scores(static_cast<std::size_t>(n));
+    std::uniform_int_distribution<int> few(0, 3);  // many ties
+    for (auto& s : scores) s = trial % 2 ? static_cast<double>(few(rng)) : std::ldexp(static_cast<double>(rng() % 1000), -3);
+    if (trial % 7 == 0) scores[0] = -0.0;  // a negative zero ties with +0
+    for (std::int64_t k = 0; k <= n; ++k) {
+      std::vector<std::uint8_t> expected(static_cast<std::size_t>(n), 0), got(static_cast<std::size_t>(n), 0);
+      for (auto c : top_k_indices(scores, k)) expected[static_cast<std::size_t>(c)] = 1;
+      for (std::int64_t c = 0; c < n; ++c) got[static_cast<std::size_t>(c)] = mixed_channel_split::in_top_k(scores.data(), n, c, k) ? 1 : 0;
+      INFO("trial " << trial << " n " << n << " k " << k);
+      CHECK(got == expected);
+    }
   }
 }

@@ -244,32 +244,31 @@ void MixedChannelQuantizer::encode_cuda(const TensorView& in, const BlockShape& 
   const Execution ex = Execution::cuda(stream);
   const std::int64_t k = selector_->selected_count(shape.channels);
   const auto channels = static_cast<std::size_t>(shape.channels);
-  // Scores on the device, top-k on the host: this synchronises the stream, the encode's only synchronisation.
-  const auto masks = selector_->select_view(in, ex);
-  for (const auto& mask : masks) {
-    std::int64_t set = 0;
-    for (auto b : mask) set += b;
-    VIDKV_ASSERT(set == k, "selector chose ", set, " channels, expected ", k);
+  // Scores and their top-k on the device, written straight into the mask section (the host's top_k_indices rule,
+  // mixed_channel_split::in_top_k): the encode never synchronises. The host needs no mask: the child shapes depend
+  // on k only, and the gather reads the section. With every channel on one side (k == 0 or k == D) nothing is
+  // scored or gathered: the mask is all zeros or all ones and that side's block is the input itself.
+  const bool one_side = k == 0 || k == shape.channels;
+  const std::int64_t masks = selector_->mask_count(shape);
+  const std::size_t mask_bytes = mixed_channel_format::mask_bytes(static_cast<std::size_t>(masks), channels);
+  {
+    DeviceBuffer scores(one_side ? 0 : static_cast<std::size_t>(masks * shape.channels) * sizeof(double), stream);
+    if (!one_side) selector_->scores_device(in, scores.as<double>(), ex);
+    mixed_channel_cuda::mask_from_scores(scores.as<double>(), masks, shape.channels, k, out, stream);
   }
-  std::vector<std::uint8_t> section(mixed_channel_format::mask_bytes(masks.size(), channels));
-  write_mask_section(masks, channels, section.data());
-  copy_to_device(out, section.data(), section.size(), stream);  // returns once the pageable source has been read
 
   const bool per_head = selector_->selection().scope == SelectionScope::head;
-  const mixed_channel_cuda::Split split{out, static_cast<std::int64_t>(masks.size()),
-                                        per_head ? shape.tokens : shape.heads * shape.tokens, shape.channels, k};
+  const mixed_channel_cuda::Split split{out, masks, per_head ? shape.tokens : shape.heads * shape.tokens, shape.channels, k};
   // The child blocks keep the input's dtype: the gather moves elements, the children convert exactly on load.
   const std::size_t es = static_cast<std::size_t>(dtype_size(in.dtype));
   const std::size_t rows = static_cast<std::size_t>(shape.heads * shape.tokens);
-  // With every channel on one side (k == 0 or k == D) that side's block is the input itself: no gather.
-  const bool one_side = k == 0 || k == shape.channels;
   DeviceBuffer hi(one_side ? 0 : rows * static_cast<std::size_t>(k) * es, stream);
   DeviceBuffer lo(one_side ? 0 : rows * (channels - static_cast<std::size_t>(k)) * es, stream);
   if (!one_side) mixed_channel_cuda::gather(split, in.data, static_cast<int>(es), hi.data(), lo.data(), stream);
   std::uint8_t* const hi_data = one_side ? static_cast<std::uint8_t*>(in.data) : hi.as<std::uint8_t>();
   std::uint8_t* const lo_data = one_side ? static_cast<std::uint8_t*>(in.data) : lo.as<std::uint8_t>();
 
-  std::uint8_t* cursor = out + section.size();
+  std::uint8_t* cursor = out + mask_bytes;
   const BlockShape hs = part_shape(shape, k), ls = part_shape(shape, shape.channels - k);
   for (const Part& p : parts_of(*selector_, shape)) {
     const auto first_row = static_cast<std::size_t>(p.head_begin * shape.tokens);

@@ -30,6 +30,23 @@ __global__ void fill_tables(Split s, Tables t) {
                                    t.low_source);
 }
 
+// One thread per byte of the mask section: its 8 bits (fewer in the last byte) from the ranks of their channels.
+__global__ void mask_bytes_from_scores(const double* scores, std::int64_t masks, std::int64_t channels, std::int64_t k,
+                                       std::uint8_t* section, std::int64_t bytes) {
+  const std::int64_t b = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (b >= bytes) return;
+  unsigned byte = 0;
+  for (int i = 0; i < 8; ++i) {
+    const std::int64_t bit = b * 8 + i;
+    if (bit >= masks * channels) break;
+    const std::int64_t m = bit / channels, c = bit % channels;
+    // k == 0 and k == D need no scores (and get none: scores may be null then).
+    const bool high = k >= channels || (k > 0 && mixed_channel_split::in_top_k(scores + m * channels, channels, c, k));
+    if (high) byte |= 1u << i;
+  }
+  section[b] = static_cast<std::uint8_t>(byte);
+}
+
 // V consecutive elements of one row: one 16-byte access when V * sizeof(E) == 16.
 template <class E, int V>
 __device__ inline void load_run(const E* p, E (&x)[V]) {
@@ -204,6 +221,16 @@ std::int64_t tile_rows_for(const Split& s, int element_bytes, const void* full_b
 }
 
 }  // namespace
+
+void mask_from_scores(const double* scores, std::int64_t masks, std::int64_t channels, std::int64_t k,
+                      std::uint8_t* section, void* stream) {
+  const auto bytes = static_cast<std::int64_t>(mixed_channel_format::mask_bytes(static_cast<std::size_t>(masks),
+                                                                                static_cast<std::size_t>(channels)));
+  if (bytes == 0) return;
+  mask_bytes_from_scores<<<blocks_for(bytes), kThreads, 0, static_cast<cudaStream_t>(stream)>>>(scores, masks, channels, k,
+                                                                                                section, bytes);
+  check_launch("mixed_channel (mask from scores)");
+}
 
 void gather(const Split& s, const void* in, int element_bytes, void* hi, void* lo, void* stream) {
   const std::int64_t rows = s.masks * s.rows_per_mask, elements = rows * s.channels;

@@ -19,13 +19,13 @@
 // nominal bits = (k * nominal_high + (D - k) * nominal_low) / D.
 //
 // CUDA (encode_view / decode_view on device memory, mixed_channel_cuda.h): the selector scores the block on the
-// device (ChannelSelector::select_view: only the scores come to the host, for the top-k; the one synchronisation
-// of the encode), the mask section is copied into the output, one kernel gathers the high and low channels of
-// every part into two dense device blocks in the input's dtype, the children encode them with encode_view on the
-// same stream, and decode runs the children's decode_view and one scatter kernel, with no synchronisation (with
-// k == 0 or k == D the one child takes the input and decodes into the output: no gather, no scatter). Bytes
-// identical to the CPU path when both children's CUDA tiers are exact (tier() says). The CUDA decode does not
-// check the stored mask's count (that would need a synchronisation): a corrupt mask gives NaN for its rows.
+// device (ChannelSelector::scores_device), one kernel ranks the scores and writes the mask section (the same top-k
+// rule as the host's), one kernel gathers the high and low channels of every part into two dense device blocks in
+// the input's dtype, and the children encode them with encode_view on the same stream; decode runs the children's
+// decode_view and one scatter kernel. Neither synchronises the stream (with k == 0 or k == D nothing is scored,
+// gathered or scattered: the one child takes the input and decodes into the output). Bytes identical to the CPU
+// path when both children's CUDA tiers are exact (tier() says). The CUDA decode does not check the stored mask's
+// count (that would need a synchronisation): a corrupt mask gives NaN for its rows.
 #pragma once
 
 #include <memory>

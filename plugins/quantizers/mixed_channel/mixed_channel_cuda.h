@@ -30,6 +30,12 @@ struct Split {
   std::int64_t high;            // k: channels set in every mask
 };
 
+// The channel-mask section from the selector's device scores (masks rows of `channels` doubles): bit m * D + c set
+// when in_top_k(scores of mask m, D, c, k) (mixed_channel_split.h), the host's top_k_indices rule; one thread per
+// mask byte, so no two threads write one byte. Lets the encode run without a synchronisation. With k == 0 or
+// k == D every bit is known without scores, and `scores` may be null.
+void mask_from_scores(const double* scores, std::int64_t masks, std::int64_t channels, std::int64_t k,
+                      std::uint8_t* section, void* stream);
 // in: device [masks * rows_per_mask, channels] elements; hi / lo: device [rows, k] / [rows, D - k] elements.
 void gather(const Split& s, const void* in, int element_bytes, void* hi, void* lo, void* stream);
 // The inverse; `nan_bits` is the element written for rows of an invalid mask (a quiet NaN of the dtype).

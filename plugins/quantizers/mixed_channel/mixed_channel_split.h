@@ -17,6 +17,17 @@
 
 namespace vidkv::mixed_channel_split {
 
+// top_k_indices (core/channel_selector.h) as a per-channel predicate: channel c of n scores is among the k kept
+// when fewer than k channels rank before it, a channel c' ranking before c when scores[c'] > scores[c], or when they
+// are equal and c' < c (the stable sort by descending score, ties to the lower index). Exactly k channels pass for
+// any scores without NaN. O(n) per channel: the device ranks a few hundred scores per mask this way.
+VIDKV_HOST_DEVICE inline bool in_top_k(const double* scores, std::int64_t n, std::int64_t c, std::int64_t k) {
+  const double s = scores[c];
+  std::int64_t before = 0;
+  for (std::int64_t i = 0; i < n; ++i) before += (scores[i] > s || (scores[i] == s && i < c)) ? 1 : 0;
+  return before < k;
+}
+
 // Fills the three tables' entries of channel c of mask m (slot[m * D + c] and the matching source entry) from the
 // mask section; returns false (writing slot = kInvalidSlot and no source entry) when mask m does not have `high`
 // channels set.
