@@ -3,7 +3,9 @@
 #include <algorithm>
 #include <numeric>
 
+#include "vidkv/core/cuda/device_memory.h"
 #include "vidkv/core/error.h"
+#include "vidkv/core/quantizer.h"
 
 namespace vidkv {
 
@@ -33,21 +35,89 @@ std::int64_t ChannelSelector::selected_count(std::int64_t channels) const {
   return k;
 }
 
-std::vector<std::vector<std::uint8_t>> ChannelSelector::select(const float* in, const BlockShape& shape) const {
+std::vector<std::vector<std::uint8_t>> ChannelSelector::masks_from_scores(const std::vector<double>& scores,
+                                                                          const BlockShape& shape) const {
   const std::int64_t k = selected_count(shape.channels);
+  const auto channels = static_cast<std::size_t>(shape.channels);
+  VIDKV_ASSERT(scores.size() == static_cast<std::size_t>(mask_count(shape)) * channels, "selector returned ",
+               scores.size(), " scores for ", mask_count(shape), " x ", channels, " channels");
   std::vector<std::vector<std::uint8_t>> masks;
-  const std::int64_t scopes = mask_count(shape);
-  for (std::int64_t s = 0; s < scopes; ++s) {
-    const std::int64_t h0 = selection_.scope == SelectionScope::layer ? 0 : s;
-    const std::int64_t h1 = selection_.scope == SelectionScope::layer ? shape.heads : s + 1;
-    std::vector<double> scores = score(in, shape, h0, h1);
-    VIDKV_ASSERT(static_cast<std::int64_t>(scores.size()) == shape.channels, "selector returned ", scores.size(),
-                 " scores for ", shape.channels, " channels");
-    std::vector<std::uint8_t> mask(static_cast<std::size_t>(shape.channels), 0);
-    for (auto c : top_k_indices(scores, k)) mask[static_cast<std::size_t>(c)] = 1;
+  for (std::size_t s = 0; s < static_cast<std::size_t>(mask_count(shape)); ++s) {
+    const std::vector<double> one(scores.begin() + static_cast<std::ptrdiff_t>(s * channels),
+                                  scores.begin() + static_cast<std::ptrdiff_t>((s + 1) * channels));
+    std::vector<std::uint8_t> mask(channels, 0);
+    for (auto c : top_k_indices(one, k)) mask[static_cast<std::size_t>(c)] = 1;
     masks.push_back(std::move(mask));
   }
   return masks;
+}
+
+std::vector<std::vector<std::uint8_t>> ChannelSelector::select(const float* in, const BlockShape& shape) const {
+  // A host fp32 view: scores_view() then calls score() per scope, with no copy.
+  const TensorView view{const_cast<float*>(in), DType::f32, Device::cpu, {shape.heads, shape.tokens, shape.channels}};
+  return masks_from_scores(scores_view(view, Execution::cpu()), shape);
+}
+
+std::vector<double> ChannelSelector::scores_view(const TensorView& in, const Execution& ex) const {
+  const std::string what = "channel selector " + name_;
+  const BlockShape shape = block_shape_of(in, what);
+  VIDKV_REQUIRE(in.device == ex.device, ShapeError, what, ": the view is on ", device_name(in.device),
+                " but the call runs on ", device_name(ex.device));
+  VIDKV_REQUIRE(in.data != nullptr || in.numel() == 0, ShapeError, what, ": null data");
+  const std::int64_t scopes = mask_count(shape), hps = heads_per_scope(shape);
+  std::vector<double> scores;
+  if (!ex.on_cuda()) {
+    std::vector<float> converted;
+    const float* values = static_cast<const float*>(in.data);
+    if (in.dtype != DType::f32) {
+      converted = to_float(in);
+      values = converted.data();
+    }
+    for (std::int64_t s = 0; s < scopes; ++s) {
+      std::vector<double> one = score(values, shape, s * hps, (s + 1) * hps);
+      VIDKV_ASSERT(static_cast<std::int64_t>(one.size()) == shape.channels, "selector returned ", one.size(),
+                   " scores for ", shape.channels, " channels");
+      scores.insert(scores.end(), one.begin(), one.end());
+    }
+    return scores;
+  }
+  scores.resize(static_cast<std::size_t>(scopes * shape.channels));
+  DeviceBuffer device_scores(scores.size() * sizeof(double), ex.cuda_stream);
+  scores_device(in, device_scores.as<double>(), ex);
+  // Synchronises the stream: the top-k is a host decision (see select_view in the header).
+  copy_to_host(scores.data(), device_scores.data(), scores.size() * sizeof(double), ex.cuda_stream);
+  return scores;
+}
+
+void ChannelSelector::scores_device(const TensorView& in, double* scores, const Execution& ex) const {
+  const std::string what = "channel selector " + name_;
+  const BlockShape shape = block_shape_of(in, what);
+  VIDKV_REQUIRE(ex.on_cuda() && in.device == Device::cuda, ShapeError, what, ": scores_device needs a cuda view and a "
+                "cuda execution, got a view on ", device_name(in.device), " and a call on ", device_name(ex.device));
+  VIDKV_REQUIRE(in.data != nullptr || in.numel() == 0, ShapeError, what, ": null data");
+  std::string why;
+  if (!supports(Device::cuda, &why)) VIDKV_THROW(NotSupportedError, what, " on cuda: ", why);
+  score_cuda(in, shape, scores, ex.cuda_stream);
+}
+
+std::vector<std::vector<std::uint8_t>> ChannelSelector::select_view(const TensorView& in, const Execution& ex) const {
+  return masks_from_scores(scores_view(in, ex), block_shape_of(in, "channel selector " + name_));
+}
+
+bool ChannelSelector::supports(Device device, std::string* why) const {
+  if (device == Device::cpu) return true;
+#ifndef VIDKV_WITH_CUDA
+  if (why) *why = "this build has no CUDA backend (configure with -DVIDKV_ENABLE_CUDA=ON)";
+  return false;
+#else
+  if (cuda_implemented()) return true;
+  if (why) *why = "channel selector " + name_ + " has no CUDA implementation";
+  return false;
+#endif
+}
+
+void ChannelSelector::score_cuda(const TensorView&, const BlockShape&, double*, void*) const {
+  VIDKV_THROW(NotSupportedError, "channel selector ", name_, ": no CUDA implementation");
 }
 
 }  // namespace vidkv

@@ -63,11 +63,17 @@ std::unique_ptr<Quantizer> PluginRegistry::make_quantizer(const ConfigNode& bloc
 }
 
 std::unique_ptr<ChannelSelector> PluginRegistry::make_channel_selector(const ConfigNode& block) const {
-  return selectors_.at(block_type(PluginFamily::channel_selector, block))(block, *this);
+  const std::string& name = block_type(PluginFamily::channel_selector, block);
+  std::unique_ptr<ChannelSelector> s = selectors_.at(name)(block, *this);
+  s->name_ = name;
+  return s;
 }
 
 std::unique_ptr<TokenProtector> PluginRegistry::make_token_protector(const ConfigNode& block) const {
-  return protectors_.at(block_type(PluginFamily::token_protector, block))(block, *this);
+  const std::string& name = block_type(PluginFamily::token_protector, block);
+  std::unique_ptr<TokenProtector> p = protectors_.at(name)(block, *this);
+  p->name_ = name;
+  return p;
 }
 
 void PluginRegistry::validate(PluginFamily family, const ConfigNode& block) const {

@@ -4,7 +4,9 @@
 #include <cmath>
 
 #include "vidkv/core/channel_selector.h"
+#include "vidkv/core/cuda/device_memory.h"
 #include "vidkv/core/error.h"
+#include "vidkv/core/quantizer.h"
 
 namespace vidkv {
 
@@ -42,13 +44,60 @@ std::vector<std::int32_t> TokenProtector::protect(const float* in, const BlockSh
   const std::vector<std::int32_t> cand = candidate_tokens(shape.tokens, ctx);
   const std::int64_t n = budget(static_cast<std::int64_t>(cand.size()));
   if (n == 0) return {};
-  std::vector<double> scores = score(in, shape, ctx, cand);
+  return keep_top(score(in, shape, ctx, cand), cand, n, ctx);
+}
+
+std::vector<std::int32_t> TokenProtector::keep_top(const std::vector<double>& scores, const std::vector<std::int32_t>& cand,
+                                                   std::int64_t n, const TokenContext& ctx) const {
   VIDKV_ASSERT(scores.size() == cand.size(), "protector returned ", scores.size(), " scores for ", cand.size(), " candidates");
   for (double s : scores)
-    VIDKV_REQUIRE(std::isfinite(s), Error, "token protector produced a non-finite score (layer ", ctx.layer, ")");
+    VIDKV_REQUIRE(std::isfinite(s), Error, "token protector ", name_, " produced a non-finite score (layer ", ctx.layer, ")");
   std::vector<std::int32_t> out;
   for (auto i : top_k_indices(scores, n)) out.push_back(cand[static_cast<std::size_t>(i)]);
   return out;  // ascending because cand is ascending and top_k_indices returns ascending indices
+}
+
+std::vector<std::int32_t> TokenProtector::protect_view(const TensorView& in, const TokenContext& ctx, const Execution& ex) const {
+  const std::string what = "token protector " + name_;
+  const BlockShape shape = block_shape_of(in, what);
+  VIDKV_REQUIRE(in.device == ex.device, ShapeError, what, ": the view is on ", device_name(in.device),
+                " but the call runs on ", device_name(ex.device));
+  VIDKV_REQUIRE(in.data != nullptr || in.numel() == 0, ShapeError, what, ": null data");
+  std::string why;
+  if (!supports(ex.device, &why)) VIDKV_THROW(NotSupportedError, what, " on ", ex.str(), ": ", why);
+  const std::vector<std::int32_t> cand = candidate_tokens(shape.tokens, ctx);
+  const std::int64_t n = budget(static_cast<std::int64_t>(cand.size()));
+  if (n == 0) return {};
+  if (!ex.on_cuda() || !cuda_implemented()) {
+    // Scores from the token context only: the block is not read, wherever it lies.
+    if (!reads_block()) return keep_top(score(nullptr, shape, ctx, cand), cand, n, ctx);
+    if (in.dtype == DType::f32) return keep_top(score(static_cast<const float*>(in.data), shape, ctx, cand), cand, n, ctx);
+    const std::vector<float> values = to_float(in);
+    return keep_top(score(values.data(), shape, ctx, cand), cand, n, ctx);
+  }
+  std::vector<double> scores(cand.size());
+  DeviceBuffer device_scores(scores.size() * sizeof(double), ex.cuda_stream);
+  score_cuda(in, shape, ctx, cand, device_scores.as<double>(), ex.cuda_stream);
+  // Synchronises the stream: the top-k is a host decision (see protect_view in the header).
+  copy_to_host(scores.data(), device_scores.data(), scores.size() * sizeof(double), ex.cuda_stream);
+  return keep_top(scores, cand, n, ctx);
+}
+
+bool TokenProtector::supports(Device device, std::string* why) const {
+  if (device == Device::cpu || (!reads_block() && !cuda_implemented())) return true;
+#ifndef VIDKV_WITH_CUDA
+  if (why) *why = "this build has no CUDA backend (configure with -DVIDKV_ENABLE_CUDA=ON)";
+  return false;
+#else
+  if (cuda_implemented()) return true;
+  if (why) *why = "token protector " + name_ + " reads the block and has no CUDA implementation";
+  return false;
+#endif
+}
+
+void TokenProtector::score_cuda(const TensorView&, const BlockShape&, const TokenContext&, const std::vector<std::int32_t>&,
+                                double*, void*) const {
+  VIDKV_THROW(NotSupportedError, "token protector ", name_, ": no CUDA implementation");
 }
 
 }  // namespace vidkv

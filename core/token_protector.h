@@ -3,11 +3,21 @@
 // kvpress style: a method writes only score(); the base class picks the candidate tokens (by modality), computes
 // the budget (fraction or count; paper or release count rule) and keeps the highest-scoring candidates (ties to
 // the lower position). One selection per block: every KV head of the layer shares it, as in the release.
+//
+// Devices (the backend seam): protect_view() takes an fp32, fp16 or bf16 view on the cpu or on a cuda device and
+// returns the protected indices on the host. Every built-in protector scores from the token context alone (modality,
+// trace position, seed, embeddings, recorded queries and keys: host data) and never reads the block
+// (reads_block() == false), so on cuda the block stays on the device untouched. Where a protector has a CUDA
+// scoring (score_cuda(): semantic_embedding, whose double sums of products are worth the device for long traces)
+// its scores are computed there and copied back; otherwise (none, random, semantic_attention) its host score()
+// runs. Either way the selection equals the CPU's: device scores are equal bit for bit to score().
 #pragma once
 
 #include <cstdint>
+#include <string>
 #include <vector>
 
+#include "vidkv/core/execution.h"
 #include "vidkv/core/tensor_view.h"
 #include "vidkv/core/token_context.h"
 
@@ -52,10 +62,39 @@ class TokenProtector {
   std::int64_t budget(std::int64_t candidates) const;
   // Exactly budget(candidates) local token indices, ascending: the highest scores, ties to the lower index.
   std::vector<std::int32_t> protect(const float* in, const BlockShape& shape, const TokenContext& ctx) const;
+  // protect() on a [heads, tokens, channels] or [tokens, channels] view of fp32, fp16 or bf16 values on ex.device;
+  // the indices are a host vector, equal to protect() on the values converted to fp32. On cuda, a protector with a
+  // CUDA scoring runs score_cuda() and copies the scores back (which synchronises ex.cuda_stream: the top-k is a
+  // host decision); one without, that does not read the block, runs score() on the host without touching `in`
+  // (no stream work, no synchronisation). Throws ShapeError for a bad rank or a view on another device,
+  // NotSupportedError where the device has no implementation.
+  std::vector<std::int32_t> protect_view(const TensorView& in, const TokenContext& ctx, const Execution& ex) const;
+  // Whether score() reads the block `in`. False for protectors that score from the token context only.
+  virtual bool reads_block() const { return true; }
+  // Whether protect_view() on cuda scores on the device (score_cuda) rather than with the host score().
+  bool scores_on_cuda() const { return cuda_implemented(); }
+  // Whether protect_view() runs on `device`; when not, `why` (if given) says why.
+  bool supports(Device device, std::string* why = nullptr) const;
   const TokenProtectionParams& protection() const { return protection_; }
+  // Name used in messages ("random"), set by the registry.
+  const std::string& plugin_name() const { return name_; }
 
  protected:
+  // The CUDA scoring, overridden (with cuda_implemented()) in builds with CUDA. in: device view of `shape`;
+  // scores: device memory for candidates.size() doubles, enqueued on `stream`, each equal bit for bit to score().
+  // The default throws NotSupportedError.
+  virtual bool cuda_implemented() const { return false; }
+  virtual void score_cuda(const TensorView& in, const BlockShape& shape, const TokenContext& ctx,
+                          const std::vector<std::int32_t>& candidates, double* scores, void* stream) const;
+  // The n candidates with the highest scores (ties to the lower index), ascending; ctx names the layer in errors.
+  std::vector<std::int32_t> keep_top(const std::vector<double>& scores, const std::vector<std::int32_t>& candidates,
+                                     std::int64_t n, const TokenContext& ctx) const;
+
   TokenProtectionParams protection_;
+
+ private:
+  friend class PluginRegistry;
+  std::string name_ = "token protector";
 };
 
 }  // namespace vidkv

@@ -2,6 +2,8 @@
 
 #include <cmath>
 
+#include "vidkv/plugins/channel_selectors/column_scores_cuda.h"
+
 namespace vidkv {
 
 std::vector<double> OutlierSelector::score(const float* in, const BlockShape& shape, std::int64_t head_begin,
@@ -25,6 +27,13 @@ std::vector<double> OutlierSelector::score(const float* in, const BlockShape& sh
         if (value(h, t, c) > params_.multiplier * mean[c]) count[c] += 1.0;
   return count;
 }
+
+#ifdef VIDKV_WITH_CUDA
+void OutlierSelector::score_cuda(const TensorView& in, const BlockShape& shape, double* scores, void* stream) const {
+  column_scores_cuda::outlier(in.data, in.dtype, shape, heads_per_scope(shape), params_.multiplier,
+                              params_.mode == OutlierMode::absolute, scores, stream);
+}
+#endif
 
 void register_outlier(PluginRegistry& registry) {
   registry.add<OutlierSelector>("outlier", "channels with the most values above M times the channel mean get more bits (VidKV Table 1 ablation)");

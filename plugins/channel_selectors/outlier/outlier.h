@@ -37,6 +37,13 @@ class OutlierSelector : public ChannelSelector {
   std::vector<double> score(const float* in, const BlockShape& shape, std::int64_t head_begin,
                             std::int64_t head_end) const override;
 
+ protected:
+#ifdef VIDKV_WITH_CUDA
+  // column_scores.cu through column_scores_cuda.h: one thread per score, the mean's double sum in the reference's order.
+  bool cuda_implemented() const override { return true; }
+  void score_cuda(const TensorView& in, const BlockShape& shape, double* scores, void* stream) const override;
+#endif
+
  private:
   Params params_;
 };

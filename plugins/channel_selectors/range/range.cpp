@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <limits>
 
+#include "vidkv/plugins/channel_selectors/column_scores_cuda.h"
 #include "vidkv/plugins/quantizers/cpu_dispatch.h"
 
 namespace vidkv {
@@ -41,6 +42,12 @@ std::vector<double> RangeSelector::score(const float* in, const BlockShape& shap
     for (std::size_t c = 0; c < channels; ++c) out[c] = static_cast<double>(hi[c]) - static_cast<double>(lo[c]);
   return out;
 }
+
+#ifdef VIDKV_WITH_CUDA
+void RangeSelector::score_cuda(const TensorView& in, const BlockShape& shape, double* scores, void* stream) const {
+  column_scores_cuda::range(in.data, in.dtype, shape, heads_per_scope(shape), scores, stream);
+}
+#endif
 
 void register_range(PluginRegistry& registry) {
   registry.add<RangeSelector>("range", "channels with the largest max - min get more bits (VidKV, paper and release)");

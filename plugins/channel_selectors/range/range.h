@@ -22,6 +22,13 @@ class RangeSelector : public ChannelSelector {
   // score[c] = max - min of channel c over all tokens of heads [head_begin, head_end); 0 for an empty block.
   std::vector<double> score(const float* in, const BlockShape& shape, std::int64_t head_begin,
                             std::int64_t head_end) const override;
+
+ protected:
+#ifdef VIDKV_WITH_CUDA
+  // column_scores.cu through column_scores_cuda.h: a parallel reduction of the extrema, bit-identical (order-free).
+  bool cuda_implemented() const override { return true; }
+  void score_cuda(const TensorView& in, const BlockShape& shape, double* scores, void* stream) const override;
+#endif
 };
 
 void register_range(PluginRegistry& registry);

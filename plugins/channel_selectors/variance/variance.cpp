@@ -1,5 +1,7 @@
 #include "vidkv/plugins/channel_selectors/variance/variance.h"
 
+#include "vidkv/plugins/channel_selectors/column_scores_cuda.h"
+
 namespace vidkv {
 
 std::vector<double> VarianceSelector::score(const float* in, const BlockShape& shape, std::int64_t head_begin,
@@ -21,6 +23,12 @@ std::vector<double> VarianceSelector::score(const float* in, const BlockShape& s
   for (auto& v : var) v /= n;
   return var;
 }
+
+#ifdef VIDKV_WITH_CUDA
+void VarianceSelector::score_cuda(const TensorView& in, const BlockShape& shape, double* scores, void* stream) const {
+  column_scores_cuda::variance(in.data, in.dtype, shape, heads_per_scope(shape), scores, stream);
+}
+#endif
 
 void register_variance(PluginRegistry& registry) {
   registry.add<VarianceSelector>("variance", "channels with the largest population variance get more bits (VidKV Table 1 ablation)");

@@ -5,9 +5,11 @@
 #include <string>
 #include <vector>
 
+#include "vidkv/core/cuda/device_memory.h"
 #include "vidkv/core/error.h"
 #include "vidkv/core/thread_scratch.h"
 #include "vidkv/plugins/quantizers/mixed_channel/mixed_channel_avx512.h"
+#include "vidkv/plugins/quantizers/mixed_channel/mixed_channel_cuda.h"
 #include "vidkv/plugins/quantizers/mixed_channel/mixed_channel_format.h"
 
 namespace vidkv {
@@ -93,6 +95,14 @@ void scatter(const float* hi_in, const float* lo_in, const BlockShape& shape, co
   }
 }
 
+// The channel-mask section of `masks` (zeroed first), mask_bytes(masks.size(), channels) bytes at `out`.
+void write_mask_section(const std::vector<std::vector<std::uint8_t>>& masks, std::size_t channels, std::uint8_t* out) {
+  std::memset(out, 0, mixed_channel_format::mask_bytes(masks.size(), channels));
+  for (std::size_t m = 0; m < masks.size(); ++m)
+    for (std::size_t c = 0; c < channels; ++c)
+      if (masks[m][c]) mixed_channel_format::mask_set(out, channels, m, c);
+}
+
 }  // namespace
 
 ConfigNode MixedChannelQuantizer::Params::default_selector() {
@@ -136,10 +146,7 @@ void MixedChannelQuantizer::encode(const float* in, const BlockShape& shape, con
   const auto masks = selector_->select(in, shape);
   const auto channels = static_cast<std::size_t>(shape.channels);
   const std::size_t mask_bytes = mixed_channel_format::mask_bytes(masks.size(), channels);
-  std::memset(out, 0, mask_bytes);
-  for (std::size_t m = 0; m < masks.size(); ++m)
-    for (std::size_t c = 0; c < channels; ++c)
-      if (masks[m][c]) mixed_channel_format::mask_set(out, channels, m, c);
+  write_mask_section(masks, channels, out);
   std::uint8_t* cursor = out + mask_bytes;
   for (const Part& p : parts_of(*selector_, shape)) {
     const auto& mask = masks[static_cast<std::size_t>(p.mask)];
@@ -200,8 +207,121 @@ bool MixedChannelQuantizer::supports(Device device, const BlockShape& shape, std
     if (why) *why = "low: " + child_why;
     return false;
   }
+  if (!selector_->supports(device, &child_why)) {
+    if (why) *why = "selector: " + child_why;
+    return false;
+  }
   return true;
 }
+
+KernelTier MixedChannelQuantizer::tier(Device device, const BlockShape& shape) const {
+  const std::int64_t k = selector_->selected_count(shape.channels);
+  KernelTier out{plugin_name() + "(", true};
+  auto add = [&](const Quantizer& q, std::int64_t channels) {
+    if (channels == 0) return;
+    const KernelTier t = q.tier(device, part_shape(shape, channels));
+    out.name += (out.name.back() == '(' ? "" : ", ") + t.name;
+    out.exact = out.exact && t.exact;
+  };
+  add(*high_, k);
+  add(*low_, shape.channels - k);
+  out.name += ")";
+  return out;
+}
+
+#ifdef VIDKV_WITH_CUDA
+
+namespace {
+// A device view of `shape` elements of `dtype` at `data`.
+TensorView device_view(void* data, DType dtype, const BlockShape& shape) {
+  return TensorView{data, dtype, Device::cuda, {shape.heads, shape.tokens, shape.channels}};
+}
+std::uint32_t quiet_nan_bits(DType t) { return t == DType::f32 ? 0x7fc00000u : t == DType::f16 ? 0x7e00u : 0x7fc0u; }
+}  // namespace
+
+void MixedChannelQuantizer::encode_cuda(const TensorView& in, const BlockShape& shape, const TokenContext& ctx,
+                                        std::uint8_t* out, void* stream) const {
+  const Execution ex = Execution::cuda(stream);
+  const std::int64_t k = selector_->selected_count(shape.channels);
+  const auto channels = static_cast<std::size_t>(shape.channels);
+  // Scores and their top-k on the device, written straight into the mask section (the host's top_k_indices rule,
+  // mixed_channel_split::in_top_k): the encode never synchronises. The host needs no mask: the child shapes depend
+  // on k only, and the gather reads the section. With every channel on one side (k == 0 or k == D) nothing is
+  // scored or gathered: the mask is all zeros or all ones and that side's block is the input itself.
+  const bool one_side = k == 0 || k == shape.channels;
+  const std::int64_t masks = selector_->mask_count(shape);
+  const std::size_t mask_bytes = mixed_channel_format::mask_bytes(static_cast<std::size_t>(masks), channels);
+  {
+    DeviceBuffer scores(one_side ? 0 : static_cast<std::size_t>(masks * shape.channels) * sizeof(double), stream);
+    if (!one_side) selector_->scores_device(in, scores.as<double>(), ex);
+    mixed_channel_cuda::mask_from_scores(scores.as<double>(), masks, shape.channels, k, out, stream);
+  }
+
+  const bool per_head = selector_->selection().scope == SelectionScope::head;
+  const mixed_channel_cuda::Split split{out, masks, per_head ? shape.tokens : shape.heads * shape.tokens, shape.channels, k};
+  // The child blocks keep the input's dtype: the gather moves elements, the children convert exactly on load.
+  const std::size_t es = static_cast<std::size_t>(dtype_size(in.dtype));
+  const std::size_t rows = static_cast<std::size_t>(shape.heads * shape.tokens);
+  DeviceBuffer hi(one_side ? 0 : rows * static_cast<std::size_t>(k) * es, stream);
+  DeviceBuffer lo(one_side ? 0 : rows * (channels - static_cast<std::size_t>(k)) * es, stream);
+  if (!one_side) mixed_channel_cuda::gather(split, in.data, static_cast<int>(es), hi.data(), lo.data(), stream);
+  std::uint8_t* const hi_data = one_side ? static_cast<std::uint8_t*>(in.data) : hi.as<std::uint8_t>();
+  std::uint8_t* const lo_data = one_side ? static_cast<std::uint8_t*>(in.data) : lo.as<std::uint8_t>();
+
+  std::uint8_t* cursor = out + mask_bytes;
+  const BlockShape hs = part_shape(shape, k), ls = part_shape(shape, shape.channels - k);
+  for (const Part& p : parts_of(*selector_, shape)) {
+    const auto first_row = static_cast<std::size_t>(p.head_begin * shape.tokens);
+    if (k > 0) {
+      high_->encode_view(device_view(hi_data + first_row * static_cast<std::size_t>(k) * es, in.dtype, hs), ctx, cursor, ex);
+      cursor += high_->layout(hs, ctx).bytes();
+    }
+    if (shape.channels - k > 0) {
+      low_->encode_view(device_view(lo_data + first_row * static_cast<std::size_t>(ls.channels) * es, in.dtype, ls), ctx,
+                        cursor, ex);
+      cursor += low_->layout(ls, ctx).bytes();
+    }
+  }
+}
+
+void MixedChannelQuantizer::decode_cuda(const std::uint8_t* in, const BlockShape& shape, const TokenContext& ctx,
+                                        const TensorView& out, void* stream) const {
+  const Execution ex = Execution::cuda(stream);
+  const std::int64_t k = selector_->selected_count(shape.channels);
+  const auto channels = static_cast<std::size_t>(shape.channels);
+  const std::int64_t masks = selector_->mask_count(shape);
+  const bool per_head = selector_->selection().scope == SelectionScope::head;
+  // The children decode into dense blocks of the output's dtype (their decode_view rounds the fp32 reconstruction
+  // once, as the CPU path does after its fp32 scatter), which the scatter then moves unchanged.
+  const std::size_t es = static_cast<std::size_t>(dtype_size(out.dtype));
+  const std::size_t rows = static_cast<std::size_t>(shape.heads * shape.tokens);
+  // With every channel on one side (k == 0 or k == D) the child decodes straight into the output: no scatter (and
+  // no check of the mask, which has nothing to choose).
+  const bool one_side = k == 0 || k == shape.channels;
+  DeviceBuffer hi(one_side ? 0 : rows * static_cast<std::size_t>(k) * es, stream);
+  DeviceBuffer lo(one_side ? 0 : rows * (channels - static_cast<std::size_t>(k)) * es, stream);
+  std::uint8_t* const hi_data = one_side ? static_cast<std::uint8_t*>(out.data) : hi.as<std::uint8_t>();
+  std::uint8_t* const lo_data = one_side ? static_cast<std::uint8_t*>(out.data) : lo.as<std::uint8_t>();
+  const std::uint8_t* cursor = in + mixed_channel_format::mask_bytes(static_cast<std::size_t>(masks), channels);
+  const BlockShape hs = part_shape(shape, k), ls = part_shape(shape, shape.channels - k);
+  for (const Part& p : parts_of(*selector_, shape)) {
+    const auto first_row = static_cast<std::size_t>(p.head_begin * shape.tokens);
+    if (k > 0) {
+      high_->decode_view(cursor, ctx, device_view(hi_data + first_row * static_cast<std::size_t>(k) * es, out.dtype, hs), ex);
+      cursor += high_->layout(hs, ctx).bytes();
+    }
+    if (shape.channels - k > 0) {
+      low_->decode_view(cursor, ctx, device_view(lo_data + first_row * static_cast<std::size_t>(ls.channels) * es, out.dtype, ls),
+                        ex);
+      cursor += low_->layout(ls, ctx).bytes();
+    }
+  }
+  if (one_side) return;
+  const mixed_channel_cuda::Split split{in, masks, per_head ? shape.tokens : shape.heads * shape.tokens, shape.channels, k};
+  mixed_channel_cuda::scatter(split, hi.data(), lo.data(), static_cast<int>(es), quiet_nan_bits(out.dtype), out.data, stream);
+}
+
+#endif  // VIDKV_WITH_CUDA
 
 void register_mixed_channel(PluginRegistry& registry) {
   registry.add<MixedChannelQuantizer>(

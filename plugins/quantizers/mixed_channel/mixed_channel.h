@@ -17,6 +17,15 @@
 // k = selector.selected_count(D) depends only on D, so the layout depends only on the shape.
 // Effective bits = 8 * (mask bytes + high bytes + low bytes) / (heads * tokens * D);
 // nominal bits = (k * nominal_high + (D - k) * nominal_low) / D.
+//
+// CUDA (encode_view / decode_view on device memory, mixed_channel_cuda.h): the selector scores the block on the
+// device (ChannelSelector::scores_device), one kernel ranks the scores and writes the mask section (the same top-k
+// rule as the host's), one kernel gathers the high and low channels of every part into two dense device blocks in
+// the input's dtype, and the children encode them with encode_view on the same stream; decode runs the children's
+// decode_view and one scatter kernel. Neither synchronises the stream (with k == 0 or k == D nothing is scored,
+// gathered or scattered: the one child takes the input and decodes into the output). Bytes identical to the CPU
+// path when both children's CUDA tiers are exact (tier() says). The CUDA decode does not check the stored mask's
+// count (that would need a synchronisation): a corrupt mask gives NaN for its rows.
 #pragma once
 
 #include <memory>
@@ -52,9 +61,22 @@ class MixedChannelQuantizer : public Quantizer {
   PackedLayout layout(const BlockShape& shape, const TokenContext& ctx) const override;
   void encode(const float* in, const BlockShape& shape, const TokenContext& ctx, std::uint8_t* out) const override;
   void decode(const std::uint8_t* in, const BlockShape& shape, const TokenContext& ctx, float* out) const override;
+  // Also false on cuda where the selector or a child that runs (k > 0, D - k > 0) has no CUDA implementation,
+  // `why` naming which.
   bool supports(Device device, const BlockShape& shape, std::string* why = nullptr) const override;
+  // "mixed_channel(<high tier>, <low tier>)" of the children that run for `shape`; exact when both are.
+  KernelTier tier(Device device, const BlockShape& shape) const override;
 
   const ChannelSelector& selector() const { return *selector_; }
+
+ protected:
+#ifdef VIDKV_WITH_CUDA
+  bool cuda_implemented() const override { return true; }
+  void encode_cuda(const TensorView& in, const BlockShape& shape, const TokenContext& ctx, std::uint8_t* out,
+                   void* stream) const override;
+  void decode_cuda(const std::uint8_t* in, const BlockShape& shape, const TokenContext& ctx, const TensorView& out,
+                   void* stream) const override;
+#endif
 
  private:
   // Shapes of the child blocks for one part (layer scope: all heads; head scope: one head).

@@ -4,7 +4,9 @@
 #include <cstring>
 #include <vector>
 
+#include "vidkv/core/cuda/device_memory.h"
 #include "vidkv/core/error.h"
+#include "vidkv/plugins/quantizers/mixed_token/mixed_token_cuda.h"
 #include "vidkv/plugins/quantizers/mixed_token/mixed_token_format.h"
 
 namespace vidkv {
@@ -85,15 +87,12 @@ PackedLayout MixedTokenQuantizer::layout(const BlockShape& shape, const TokenCon
   return out;
 }
 
-void MixedTokenQuantizer::encode(const float* in, const BlockShape& shape, const TokenContext& ctx, std::uint8_t* out) const {
-  const std::vector<std::int32_t> prot = protector_->protect(in, shape, ctx);
-  const std::vector<std::int32_t> rest = complement(prot, shape.tokens);
+void MixedTokenQuantizer::write_mask_checked(const std::vector<std::int32_t>& prot, const std::vector<std::int32_t>& rest,
+                                             const BlockShape& shape, const TokenContext& ctx, std::uint8_t* out) const {
   const std::int64_t n = protected_count(shape.tokens, ctx);
   VIDKV_ASSERT(static_cast<std::int64_t>(prot.size()) == n, "protector kept ", prot.size(), " tokens, budget ", n);
   const std::size_t mask_bytes = mixed_token_format::mask_bytes(static_cast<std::size_t>(shape.tokens));
-  std::memset(out, 0, mask_bytes);
-  for (std::int32_t t : prot) mixed_token_format::mask_set(out, static_cast<std::size_t>(t));
-  // The caller sized `out` from layout(); check before writing that the actual split needs exactly that.
+  // The caller sized the output from layout(); check before writing that the actual split needs exactly that.
   const std::size_t expected = layout(shape, ctx).bytes();
   std::size_t actual = mask_bytes;
   if (!prot.empty()) actual += protected_->layout({shape.heads, n, shape.channels}, ctx.subset(prot)).bytes();
@@ -102,7 +101,15 @@ void MixedTokenQuantizer::encode(const float* in, const BlockShape& shape, const
   VIDKV_REQUIRE(actual == expected, NotSupportedError,
                 "mixed_token: a child quantizer's layout depends on which tokens are protected (", actual,
                 " bytes needed, layout says ", expected, "); such children cannot be used under mixed_token");
-  std::uint8_t* cursor = out + mask_bytes;
+  std::memset(out, 0, mask_bytes);
+  for (std::int32_t t : prot) mixed_token_format::mask_set(out, static_cast<std::size_t>(t));
+}
+
+void MixedTokenQuantizer::encode(const float* in, const BlockShape& shape, const TokenContext& ctx, std::uint8_t* out) const {
+  const std::vector<std::int32_t> prot = protector_->protect(in, shape, ctx);
+  const std::vector<std::int32_t> rest = complement(prot, shape.tokens);
+  write_mask_checked(prot, rest, shape, ctx, out);
+  std::uint8_t* cursor = out + mixed_token_format::mask_bytes(static_cast<std::size_t>(shape.tokens));
   for (int side = 0; side < 2; ++side) {
     const auto& tl = side == 0 ? prot : rest;
     if (tl.empty()) continue;
@@ -148,8 +155,112 @@ bool MixedTokenQuantizer::supports(Device device, const BlockShape& shape, std::
     if (why) *why = "rest: " + child_why;
     return false;
   }
+  if (!protector_->supports(device, &child_why)) {
+    if (why) *why = "protector: " + child_why;
+    return false;
+  }
   return true;
 }
+
+KernelTier MixedTokenQuantizer::tier(Device device, const BlockShape& shape) const {
+  const BlockShape part{shape.heads, std::max<std::int64_t>(shape.tokens, 1), shape.channels};
+  const KernelTier p = protected_->tier(device, part), r = rest_->tier(device, part);
+  return KernelTier{plugin_name() + "(" + p.name + ", " + r.name + ")", p.exact && r.exact};
+}
+
+#ifdef VIDKV_WITH_CUDA
+
+namespace {
+TensorView device_view(void* data, DType dtype, const BlockShape& shape) {
+  return TensorView{data, dtype, Device::cuda, {shape.heads, shape.tokens, shape.channels}};
+}
+
+// The per-token slots (mixed_token_format::token_slots) of the device mask section `mask`, computed on the device.
+DeviceBuffer device_slots(const std::uint8_t* mask, std::int64_t tokens, void* stream) {
+  DeviceBuffer d(static_cast<std::size_t>(tokens) * sizeof(std::int32_t), stream);
+  mixed_token_cuda::slots_from_mask(mask, tokens, d.as<std::int32_t>(), stream);
+  return d;
+}
+}  // namespace
+
+void MixedTokenQuantizer::encode_cuda(const TensorView& in, const BlockShape& shape, const TokenContext& ctx,
+                                      std::uint8_t* out, void* stream) const {
+  const Execution ex = Execution::cuda(stream);
+  // Host decision (a synchronisation only where the protector scores on the device: semantic_embedding).
+  const std::vector<std::int32_t> prot = protector_->protect_view(in, ctx, ex);
+  const std::vector<std::int32_t> rest = complement(prot, shape.tokens);
+  std::vector<std::uint8_t> section(mixed_token_format::mask_bytes(static_cast<std::size_t>(shape.tokens)));
+  write_mask_checked(prot, rest, shape, ctx, section.data());
+  copy_to_device(out, section.data(), section.size(), stream);  // returns once the pageable source has been read
+
+  // With every token on one side (n == 0, e.g. protector none, or n == T) that side's block is the input itself.
+  const auto n = static_cast<std::int64_t>(prot.size());
+  const bool one_side = n == 0 || n == shape.tokens;
+  const std::int64_t es = dtype_size(in.dtype);
+  const std::size_t row = static_cast<std::size_t>(shape.channels * es);
+  DeviceBuffer kept(one_side ? 0 : static_cast<std::size_t>(shape.heads * n) * row, stream);
+  DeviceBuffer others(one_side ? 0 : static_cast<std::size_t>(shape.heads * (shape.tokens - n)) * row, stream);
+  if (!one_side) {
+    const DeviceBuffer slots = device_slots(out, shape.tokens, stream);
+    const mixed_token_cuda::Split split{slots.as<std::int32_t>(), shape.heads, shape.tokens, n, shape.channels * es};
+    mixed_token_cuda::gather(split, in.data, static_cast<int>(es), kept.data(), others.data(), stream);
+  }
+  void* const kept_data = one_side ? in.data : kept.data();
+  void* const others_data = one_side ? in.data : others.data();
+
+  std::uint8_t* cursor = out + section.size();
+  for (int side = 0; side < 2; ++side) {
+    const auto& tl = side == 0 ? prot : rest;
+    if (tl.empty()) continue;
+    const Quantizer& q = side == 0 ? *protected_ : *rest_;
+    const BlockShape ps{shape.heads, static_cast<std::int64_t>(tl.size()), shape.channels};
+    const TokenContext sub = ctx.subset(tl);
+    q.encode_view(device_view(side == 0 ? kept_data : others_data, in.dtype, ps), sub, cursor, ex);
+    cursor += q.layout(ps, sub).bytes();
+  }
+}
+
+void MixedTokenQuantizer::decode_cuda(const std::uint8_t* in, const BlockShape& shape, const TokenContext& ctx,
+                                      const TensorView& out, void* stream) const {
+  const Execution ex = Execution::cuda(stream);
+  const std::int64_t n = protected_count(shape.tokens, ctx);
+  // Synchronises the stream (see the header): the protected set is needed on the host.
+  std::vector<std::uint8_t> section(mixed_token_format::mask_bytes(static_cast<std::size_t>(shape.tokens)));
+  copy_to_host(section.data(), in, section.size(), stream);
+  std::vector<std::int32_t> prot;
+  for (std::int32_t t = 0; t < shape.tokens; ++t)
+    if (mixed_token_format::mask_get(section.data(), static_cast<std::size_t>(t))) prot.push_back(t);
+  VIDKV_REQUIRE(static_cast<std::int64_t>(prot.size()) == n, IoError, "mixed_token: token mask has ", prot.size(),
+                " tokens set, the layout needs ", n, " (corrupt or foreign bytes)");
+  const std::vector<std::int32_t> rest = complement(prot, shape.tokens);
+
+  // The children decode into blocks of the output's dtype (their decode_view rounds the fp32 reconstruction once,
+  // as the CPU path does after its fp32 scatter); the scatter moves the rows unchanged. With every token on one
+  // side, that child decodes straight into the output.
+  const bool one_side = n == 0 || n == shape.tokens;
+  const std::int64_t es = dtype_size(out.dtype);
+  const std::size_t row = static_cast<std::size_t>(shape.channels * es);
+  DeviceBuffer kept(one_side ? 0 : static_cast<std::size_t>(shape.heads * n) * row, stream);
+  DeviceBuffer others(one_side ? 0 : static_cast<std::size_t>(shape.heads * (shape.tokens - n)) * row, stream);
+  void* const kept_data = one_side ? out.data : kept.data();
+  void* const others_data = one_side ? out.data : others.data();
+  const std::uint8_t* cursor = in + section.size();
+  for (int side = 0; side < 2; ++side) {
+    const auto& tl = side == 0 ? prot : rest;
+    if (tl.empty()) continue;
+    const Quantizer& q = side == 0 ? *protected_ : *rest_;
+    const BlockShape ps{shape.heads, static_cast<std::int64_t>(tl.size()), shape.channels};
+    const TokenContext sub = ctx.subset(tl);
+    q.decode_view(cursor, sub, device_view(side == 0 ? kept_data : others_data, out.dtype, ps), ex);
+    cursor += q.layout(ps, sub).bytes();
+  }
+  if (one_side) return;
+  const DeviceBuffer slots = device_slots(in, shape.tokens, stream);
+  const mixed_token_cuda::Split split{slots.as<std::int32_t>(), shape.heads, shape.tokens, n, shape.channels * es};
+  mixed_token_cuda::scatter(split, kept.data(), others.data(), static_cast<int>(es), out.data, stream);
+}
+
+#endif  // VIDKV_WITH_CUDA
 
 void register_mixed_token(PluginRegistry& registry) {
   registry.add<MixedTokenQuantizer>(

@@ -18,6 +18,18 @@
 // many) is refused at encode time with NotSupportedError, since the layout must not depend on values.
 // Effective bits = 8 * (ceil(T / 8) + protected bytes + rest bytes) / (heads * T * D);
 // nominal bits = (n * nominal_protected + (T - n) * nominal_rest) / T.
+//
+// CUDA (encode_view / decode_view on device memory, mixed_token_cuda.h): the protector decides on the host
+// (TokenProtector::protect_view: none, random and semantic_attention score on the host from the token context with
+// no stream work, so the encode does not synchronise at all; semantic_embedding scores on the device and
+// synchronises once to bring the scores back for the top-k; none reads the block), the mask section (ceil(T / 8) bytes) is copied into the output, a
+// one-block kernel derives every token's slot from it, one kernel gathers the token rows into the two dense child
+// blocks in the input's dtype, and the children encode them with encode_view on the same stream. Decode copies the
+// stored token mask to the host (this synchronises the stream, because the children are given ctx.subset(their
+// tokens), a host object built from the protected set, and so that a corrupt mask raises IoError as on the CPU),
+// runs the children's decode_view and one scatter kernel. With n == 0 (protector none) or n == T the one child
+// takes the input and decodes into the output: no gather, no scatter. Bytes identical to the CPU path when both
+// children's CUDA tiers are exact.
 #pragma once
 
 #include <memory>
@@ -53,11 +65,27 @@ class MixedTokenQuantizer : public Quantizer {
   PackedLayout layout(const BlockShape& shape, const TokenContext& ctx) const override;
   void encode(const float* in, const BlockShape& shape, const TokenContext& ctx, std::uint8_t* out) const override;
   void decode(const std::uint8_t* in, const BlockShape& shape, const TokenContext& ctx, float* out) const override;
+  // Also false on cuda where the protector or a child has no CUDA implementation, `why` naming which.
   bool supports(Device device, const BlockShape& shape, std::string* why = nullptr) const override;
+  // "mixed_token(<protected tier>, <rest tier>)"; exact when both are.
+  KernelTier tier(Device device, const BlockShape& shape) const override;
 
   const TokenProtector& protector() const { return *protector_; }
 
+ protected:
+#ifdef VIDKV_WITH_CUDA
+  bool cuda_implemented() const override { return true; }
+  void encode_cuda(const TensorView& in, const BlockShape& shape, const TokenContext& ctx, std::uint8_t* out,
+                   void* stream) const override;
+  void decode_cuda(const std::uint8_t* in, const BlockShape& shape, const TokenContext& ctx, const TensorView& out,
+                   void* stream) const override;
+#endif
+
  private:
+  // Writes the token-mask section of `prot` at `out` (host memory) after checking that the split needs exactly
+  // layout(shape, ctx).bytes() (NotSupportedError otherwise, see the header comment).
+  void write_mask_checked(const std::vector<std::int32_t>& prot, const std::vector<std::int32_t>& rest,
+                          const BlockShape& shape, const TokenContext& ctx, std::uint8_t* out) const;
   // Budget n for a block of `tokens` tokens under ctx.
   std::int64_t protected_count(std::int64_t tokens, const TokenContext& ctx) const;
 

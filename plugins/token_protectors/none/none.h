@@ -19,6 +19,8 @@ class NoneProtector : public TokenProtector {
   explicit NoneProtector(const Params&);
 
   // Never called by protect() (the budget is 0); returns zeros.
+  // Nothing is scored (budget 0): the block is never read, on any device.
+  bool reads_block() const override { return false; }
   std::vector<double> score(const float* in, const BlockShape& shape, const TokenContext& ctx,
                             const std::vector<std::int32_t>& candidates) const override;
 };

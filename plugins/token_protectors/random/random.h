@@ -40,6 +40,10 @@ class RandomProtector : public TokenProtector {
   };
   explicit RandomProtector(const Params& p) : TokenProtector(p) {}
 
+  // Scores depend only on the seed, the layer and the candidates' trace token indices (splitmix64 keys), never on
+  // the block: on cuda too they are computed on the host (a few ns per candidate; the top-k is a host decision
+  // anyway), so the block stays on the device and the selection equals the CPU's by construction.
+  bool reads_block() const override { return false; }
   std::vector<double> score(const float* in, const BlockShape& shape, const TokenContext& ctx,
                             const std::vector<std::int32_t>& candidates) const override;
 };

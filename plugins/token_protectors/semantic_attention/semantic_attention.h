@@ -28,6 +28,11 @@ class SemanticAttentionProtector : public TokenProtector {
   };
   explicit SemanticAttentionProtector(const Params& p) : TokenProtector(p) {}
 
+  // Scores come from the recorded queries and keys of the token context (host data), never from the block being
+  // encoded: on cuda too they run here on the host, and the block stays on the device untouched. No CUDA scoring:
+  // the softmax's exp would have to round as the host's std::exp does for the scores to be equal bit for bit, and
+  // CUDA's exp (within 1 ulp) does not promise that.
+  bool reads_block() const override { return false; }
   std::vector<double> score(const float* in, const BlockShape& shape, const TokenContext& ctx,
                             const std::vector<std::int32_t>& candidates) const override;
 };

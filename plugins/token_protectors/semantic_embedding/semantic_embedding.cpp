@@ -1,11 +1,17 @@
 #include "vidkv/plugins/token_protectors/semantic_embedding/semantic_embedding.h"
 
+#include <algorithm>
+
+#include "vidkv/core/cuda/device_memory.h"
 #include "vidkv/core/error.h"
+#include "vidkv/plugins/token_protectors/semantic_embedding/semantic_embedding_cuda.h"
 
 namespace vidkv {
 
-std::vector<double> SemanticEmbeddingProtector::score(const float*, const BlockShape&, const TokenContext& ctx,
-                                                      const std::vector<std::int32_t>& candidates) const {
+namespace {
+
+// The trace's token metadata with its embeddings checked, and the trace indices of its query-text tokens.
+const TraceTokens& checked_tokens(const TokenContext& ctx, std::vector<std::int64_t>* queries) {
   VIDKV_REQUIRE(ctx.tokens != nullptr, ConfigError,
                 "token protector semantic_embedding needs the trace's token metadata (modality) and input embeddings "
                 "(/embeddings), but the block has no token context");
@@ -13,12 +19,20 @@ std::vector<double> SemanticEmbeddingProtector::score(const float*, const BlockS
   VIDKV_REQUIRE(tt.hidden > 0 && static_cast<std::int64_t>(tt.embeddings.size()) == tt.size() * tt.hidden, ConfigError,
                 "token protector semantic_embedding needs the LLM input embeddings (/embeddings, [T, hidden]), "
                 "which were not recorded for this trace (layer ", ctx.layer, ")");
-  std::vector<std::int64_t> queries;
   for (std::int64_t j = 0; j < tt.size(); ++j)
-    if (tt.modality[static_cast<std::size_t>(j)] == Modality::query_text) queries.push_back(j);
-  VIDKV_REQUIRE(!queries.empty(), ConfigError,
+    if (tt.modality[static_cast<std::size_t>(j)] == Modality::query_text) queries->push_back(j);
+  VIDKV_REQUIRE(!queries->empty(), ConfigError,
                 "token protector semantic_embedding needs at least one query-text token (modality 2) in the trace, "
                 "found none");
+  return tt;
+}
+
+}  // namespace
+
+std::vector<double> SemanticEmbeddingProtector::score(const float*, const BlockShape&, const TokenContext& ctx,
+                                                      const std::vector<std::int32_t>& candidates) const {
+  std::vector<std::int64_t> queries;
+  const TraceTokens& tt = checked_tokens(ctx, &queries);
   const auto hidden = static_cast<std::size_t>(tt.hidden);
   std::vector<double> out;
   out.reserve(candidates.size());
@@ -35,6 +49,28 @@ std::vector<double> SemanticEmbeddingProtector::score(const float*, const BlockS
   }
   return out;
 }
+
+#ifdef VIDKV_WITH_CUDA
+void SemanticEmbeddingProtector::score_cuda(const TensorView&, const BlockShape&, const TokenContext& ctx,
+                                            const std::vector<std::int32_t>& candidates, double* scores,
+                                            void* stream) const {
+  std::vector<std::int64_t> queries;
+  const TraceTokens& tt = checked_tokens(ctx, &queries);
+  const auto hidden = static_cast<std::size_t>(tt.hidden), n = candidates.size();
+  std::vector<float> cand_rows(hidden * n), query_rows(hidden * queries.size());
+  for (std::size_t i = 0; i < n; ++i)
+    std::copy_n(tt.embeddings.data() + static_cast<std::size_t>(ctx.trace_index(candidates[i])) * hidden, hidden,
+                cand_rows.data() + i * hidden);
+  for (std::size_t j = 0; j < queries.size(); ++j)
+    std::copy_n(tt.embeddings.data() + static_cast<std::size_t>(queries[j]) * hidden, hidden, query_rows.data() + j * hidden);
+  DeviceBuffer d_cand(cand_rows.size() * sizeof(float), stream), d_queries(query_rows.size() * sizeof(float), stream);
+  // Pageable sources: each copy returns once its source has been read, so the vectors may go out of scope.
+  copy_to_device(d_cand.data(), cand_rows.data(), cand_rows.size() * sizeof(float), stream);
+  copy_to_device(d_queries.data(), query_rows.data(), query_rows.size() * sizeof(float), stream);
+  semantic_embedding_cuda::score(d_cand.as<float>(), static_cast<std::int64_t>(n), d_queries.as<float>(),
+                                 static_cast<std::int64_t>(queries.size()), tt.hidden, scores, stream);
+}
+#endif
 
 void register_semantic_embedding(PluginRegistry& registry) {
   registry.add<SemanticEmbeddingProtector>(

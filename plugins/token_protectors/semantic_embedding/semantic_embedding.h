@@ -23,8 +23,22 @@ class SemanticEmbeddingProtector : public TokenProtector {
   };
   explicit SemanticEmbeddingProtector(const Params& p) : TokenProtector(p) {}
 
+  // Scores come from the trace's input embeddings, never from the block being encoded.
+  bool reads_block() const override { return false; }
   std::vector<double> score(const float* in, const BlockShape& shape, const TokenContext& ctx,
                             const std::vector<std::int32_t>& candidates) const override;
+
+ protected:
+#ifdef VIDKV_WITH_CUDA
+  // semantic_embedding.cu: the candidates' and query-text tokens' embeddings (host data) are copied to the device,
+  // one thread per candidate sums in the reference's order (semantic_embedding_score.h).
+  // For n candidates, Q query tokens and width H that copies (n + Q) * H floats to do n * Q * H double products
+  // (by count, at n = 8k visual tokens, Q = 20, H = 3584 of a 7B model: 118 MB copied against 5.9e8 sequential
+  // multiply-adds on one host core; not measured here).
+  bool cuda_implemented() const override { return true; }
+  void score_cuda(const TensorView& in, const BlockShape& shape, const TokenContext& ctx,
+                  const std::vector<std::int32_t>& candidates, double* scores, void* stream) const override;
+#endif
 };
 
 void register_semantic_embedding(PluginRegistry& registry);

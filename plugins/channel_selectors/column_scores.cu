@@ -1,0 +1,194 @@
+// The channel selectors' scores on CUDA (column_scores_cuda.h).
+#include <cuda_runtime.h>
+
+#include <algorithm>
+
+#include "vidkv/core/cuda/device_memory.h"
+#include "vidkv/plugins/channel_selectors/column_scores.h"
+#include "vidkv/plugins/channel_selectors/column_scores_cuda.h"
+#include "vidkv/plugins/quantizers/group_cuda.cuh"
+
+namespace vidkv::column_scores_cuda {
+
+namespace {
+
+using column_scores::Extrema;
+
+constexpr int kRangeThreads = 256;
+
+// Stage 1 of range: block (chunk, scope) takes rows [chunk * chunk_rows, +chunk_rows) of its scope (a row is one
+// token of one head, heads in order); thread (tx, ty) runs over channel tx (+ k * blockDim.x) of the sub-run ty of
+// those rows, in row order; the sub-runs are merged in order in shared memory and the chunk's extrema written to
+// partial[(scope * chunks + chunk) * channels + c]. A warp reads 32 consecutive channels of one row (coalesced).
+template <DType T>
+__global__ void range_partial(const void* in, std::int64_t channels, std::int64_t scope_rows, std::int64_t chunk_rows,
+                              Extrema* partial) {
+  __shared__ Extrema sub[kRangeThreads];
+  const std::int64_t chunk = blockIdx.x, scope = blockIdx.y, chunks = gridDim.x;
+  const std::int64_t r0 = chunk * chunk_rows, r1 = min(scope_rows, r0 + chunk_rows);
+  const std::int64_t sub_rows = (chunk_rows + blockDim.y - 1) / blockDim.y;
+  const std::int64_t s0 = min(r1, r0 + threadIdx.y * sub_rows), s1 = min(r1, s0 + sub_rows);
+  const std::int64_t scope_base = scope * scope_rows * channels;
+  const int tid = threadIdx.y * blockDim.x + threadIdx.x;
+  for (std::int64_t c0 = 0; c0 < channels; c0 += blockDim.x) {
+    const std::int64_t c = c0 + threadIdx.x;
+    Extrema e{INFINITY, -INFINITY};
+    if (c < channels) {
+      const std::int64_t base = scope_base + c;
+#pragma unroll 4
+      for (std::int64_t r = s0; r < s1; ++r) e = column_scores::extrema_add(e, group_cuda::load<T>(in, base + r * channels));
+    }
+    __syncthreads();  // sub[] of the previous channel tile has been read
+    sub[tid] = e;
+    __syncthreads();
+    if (threadIdx.y == 0 && c < channels) {
+      for (unsigned y = 1; y < blockDim.y; ++y) e = column_scores::extrema_merge(e, sub[y * blockDim.x + threadIdx.x]);
+      partial[(scope * chunks + chunk) * channels + c] = e;
+    }
+  }
+}
+
+// Stage 1 of range, vectorised: thread (tx, ty) takes the V consecutive channels [tx * V, tx * V + V) (one 16-byte
+// load per row: 8 fp16/bf16 or 4 fp32 values; rows are 16-byte multiples, blockDim.x * V == channels) of the
+// sub-run ty, in row order, then the sub-runs are merged in order as in range_partial.
+template <DType T, int V>
+__global__ void range_partial_vec(const void* in, std::int64_t channels, std::int64_t scope_rows, std::int64_t chunk_rows,
+                                  Extrema* partial) {
+  extern __shared__ Extrema sub_vec[];  // [blockDim.y * blockDim.x * V]
+  const std::int64_t chunk = blockIdx.x, scope = blockIdx.y, chunks = gridDim.x;
+  const std::int64_t r0 = chunk * chunk_rows, r1 = min(scope_rows, r0 + chunk_rows);
+  const std::int64_t sub_rows = (chunk_rows + blockDim.y - 1) / blockDim.y;
+  const std::int64_t s0 = min(r1, r0 + threadIdx.y * sub_rows), s1 = min(r1, s0 + sub_rows);
+  const std::int64_t row_vectors = channels / V;  // == blockDim.x
+  const uint4* rows = static_cast<const uint4*>(in) + scope * scope_rows * row_vectors + threadIdx.x;
+  Extrema e[V];
+#pragma unroll
+  for (int j = 0; j < V; ++j) e[j] = Extrema{INFINITY, -INFINITY};
+#pragma unroll 4
+  for (std::int64_t r = s0; r < s1; ++r) {
+    const uint4 w = rows[r * row_vectors];
+    const std::uint32_t words[4] = {w.x, w.y, w.z, w.w};
+#pragma unroll
+    for (int j = 0; j < V; ++j) {
+      float x;
+      if constexpr (T == DType::f32) {
+        x = bits_float(words[j]);
+      } else {
+        const auto half = static_cast<std::uint16_t>(words[j / 2] >> (16 * (j % 2)));
+        x = T == DType::f16 ? half_bits_to_float(half) : bf16_bits_to_float(half);
+      }
+      e[j] = column_scores::extrema_add(e[j], x);
+    }
+  }
+  const int tid = threadIdx.y * blockDim.x + threadIdx.x;
+#pragma unroll
+  for (int j = 0; j < V; ++j) sub_vec[tid * V + j] = e[j];
+  __syncthreads();
+  if (threadIdx.y != 0) return;
+  for (unsigned y = 1; y < blockDim.y; ++y)
+#pragma unroll
+    for (int j = 0; j < V; ++j) e[j] = column_scores::extrema_merge(e[j], sub_vec[(y * blockDim.x + threadIdx.x) * V + j]);
+#pragma unroll
+  for (int j = 0; j < V; ++j) partial[(scope * chunks + chunk) * channels + threadIdx.x * V + j] = e[j];
+}
+
+// Stage 2 of range: one thread per score merges the chunks' extrema in chunk order.
+__global__ void range_merge(const Extrema* partial, std::int64_t channels, std::int64_t scopes, std::int64_t chunks,
+                            std::int64_t scope_rows, double* scores) {
+  const std::int64_t t = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (t >= scopes * channels) return;
+  const std::int64_t scope = t / channels, c = t % channels;
+  Extrema e{INFINITY, -INFINITY};
+  // The loads do not depend on the merges: unrolled, 16 are in flight (a few hundred chunks per thread).
+#pragma unroll 16
+  for (std::int64_t k = 0; k < chunks; ++k) e = column_scores::extrema_merge(e, partial[(scope * chunks + k) * channels + c]);
+  scores[t] = column_scores::range_score(e, scope_rows);
+}
+
+// One thread per score (scope, channel) for the sequential scorers; few threads per block so that the few hundred
+// threads spread over many multiprocessors (each is latency-bound on its own chain of loads and additions).
+constexpr int kSequentialThreads = 32;
+
+template <DType T>
+__global__ void variance_scores(const void* in, BlockShape shape, std::int64_t hps, double* scores) {
+  const std::int64_t t = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  const std::int64_t scopes = shape.heads / hps;
+  if (t >= scopes * shape.channels) return;
+  const std::int64_t scope = t / shape.channels, c = t % shape.channels;
+  scores[t] = column_scores::variance(column_scores::column(in, T, shape.tokens, shape.channels, scope * hps, c),
+                                      hps * shape.tokens);
+}
+
+template <DType T>
+__global__ void outlier_scores(const void* in, BlockShape shape, std::int64_t hps, double multiplier, bool absolute,
+                               double* scores) {
+  const std::int64_t t = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  const std::int64_t scopes = shape.heads / hps;
+  if (t >= scopes * shape.channels) return;
+  const std::int64_t scope = t / shape.channels, c = t % shape.channels;
+  scores[t] = column_scores::outlier_count(column_scores::column(in, T, shape.tokens, shape.channels, scope * hps, c),
+                                           hps * shape.tokens, multiplier, absolute);
+}
+
+unsigned blocks(std::int64_t threads, int per_block) { return static_cast<unsigned>((threads + per_block - 1) / per_block); }
+
+}  // namespace
+
+void range(const void* in, DType dtype, const BlockShape& shape, std::int64_t hps, double* scores, void* stream) {
+  const std::int64_t scopes = shape.heads / hps, scope_rows = hps * shape.tokens, channels = shape.channels;
+  if (scopes * channels == 0) return;
+  auto* st = static_cast<cudaStream_t>(stream);
+  // Chunks: about 4 blocks per multiprocessor of an H200 (132) over all scopes, each at least 64 rows.
+  const std::int64_t want = std::max<std::int64_t>(1, 528 / scopes);
+  const std::int64_t chunks = std::max<std::int64_t>(1, std::min<std::int64_t>(want, (scope_rows + 63) / 64));
+  const std::int64_t chunk_rows = std::max<std::int64_t>(1, (scope_rows + chunks - 1) / chunks);
+  DeviceBuffer partial(static_cast<std::size_t>(scopes * chunks * channels) * sizeof(Extrema), stream);
+  const dim3 grid(static_cast<unsigned>(chunks), static_cast<unsigned>(scopes));
+  const std::int64_t per_vector = 16 / dtype_size(dtype);  // values per 16-byte load
+  const bool vectors = channels % per_vector == 0 && channels / per_vector <= kRangeThreads &&
+                       (reinterpret_cast<std::uintptr_t>(in) & 15u) == 0;
+  group_cuda::dispatch_dtype(dtype, [&](auto tag) {
+    constexpr DType T = decltype(tag)::value;
+    if (vectors) {
+      // x: the 16-byte vectors of a row; y: sub-runs of rows.
+      constexpr int V = T == DType::f32 ? 4 : 8;
+      const unsigned bx = static_cast<unsigned>(channels / V), by = kRangeThreads / bx;
+      range_partial_vec<T, V><<<grid, dim3(bx, by), bx * by * V * sizeof(Extrema), st>>>(in, channels, scope_rows, chunk_rows,
+                                                                                          partial.as<Extrema>());
+    } else {
+      // x over channels (a multiple of 32, at most 256), y over sub-runs of rows.
+      const unsigned bx = static_cast<unsigned>(std::min<std::int64_t>(kRangeThreads, (channels + 31) / 32 * 32));
+      range_partial<T><<<grid, dim3(bx, kRangeThreads / bx), 0, st>>>(in, channels, scope_rows, chunk_rows,
+                                                                        partial.as<Extrema>());
+    }
+  });
+  check_launch("range selector (partial extrema)");
+  range_merge<<<blocks(scopes * channels, 128), 128, 0, st>>>(partial.as<Extrema>(), channels, scopes, chunks, scope_rows,
+                                                              scores);
+  check_launch("range selector (merge)");
+}
+
+void variance(const void* in, DType dtype, const BlockShape& shape, std::int64_t hps, double* scores, void* stream) {
+  const std::int64_t n = shape.heads / hps * shape.channels;
+  if (n == 0) return;
+  group_cuda::dispatch_dtype(dtype, [&](auto tag) {
+    constexpr DType T = decltype(tag)::value;
+    variance_scores<T><<<blocks(n, kSequentialThreads), kSequentialThreads, 0, static_cast<cudaStream_t>(stream)>>>(
+        in, shape, hps, scores);
+  });
+  check_launch("variance selector");
+}
+
+void outlier(const void* in, DType dtype, const BlockShape& shape, std::int64_t hps, double multiplier, bool absolute,
+             double* scores, void* stream) {
+  const std::int64_t n = shape.heads / hps * shape.channels;
+  if (n == 0) return;
+  group_cuda::dispatch_dtype(dtype, [&](auto tag) {
+    constexpr DType T = decltype(tag)::value;
+    outlier_scores<T><<<blocks(n, kSequentialThreads), kSequentialThreads, 0, static_cast<cudaStream_t>(stream)>>>(
+        in, shape, hps, multiplier, absolute, scores);
+  });
+  check_launch("outlier selector");
+}
+
+}  // namespace vidkv::column_scores_cuda

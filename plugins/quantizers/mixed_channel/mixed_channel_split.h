@@ -1,0 +1,88 @@
+// mixed_channel's channel split as index arithmetic, shared by the CUDA kernels (mixed_channel.cu) and the [cpu]
+// tests that replay them tile by tile against the CPU gather. C++17, no CUDA headers.
+//
+// Rows are (head, token) pairs in order; row r uses mask m = r / rows_per_mask. Dense child blocks: the high block
+// holds, per row, the k high channels in ascending index (rows back to back), the low block the D - k others.
+// Tables (per mask, from the mask section): slot[m][c] = channel_slot(...) (>= 0: index in the high row; < 0:
+// -1 - index in the low row), high_source[m][i] = the channel at index i of a high row, low_source[m][i] likewise.
+// A tile is `tile_rows` consecutive rows starting at r0; its part of the high block is the contiguous range of
+// elements [r0 * k, (r0 + tile_rows) * k), and of the low block [r0 * (D - k), ...), which the kernels write or
+// read as 16-byte runs.
+#pragma once
+
+#include <cstdint>
+
+#include "vidkv/core/host_device.h"
+#include "vidkv/plugins/quantizers/mixed_channel/mixed_channel_format.h"
+
+namespace vidkv::mixed_channel_split {
+
+// top_k_indices (core/channel_selector.h) as a per-channel predicate: channel c of n scores is among the k kept
+// when fewer than k channels rank before it, a channel c' ranking before c when scores[c'] > scores[c], or when they
+// are equal and c' < c (the stable sort by descending score, ties to the lower index). Exactly k channels pass for
+// any scores without NaN. O(n) per channel: the device ranks a few hundred scores per mask this way.
+VIDKV_HOST_DEVICE inline bool in_top_k(const double* scores, std::int64_t n, std::int64_t c, std::int64_t k) {
+  const double s = scores[c];
+  std::int64_t before = 0;
+  for (std::int64_t i = 0; i < n; ++i) before += (scores[i] > s || (scores[i] == s && i < c)) ? 1 : 0;
+  return before < k;
+}
+
+// Fills the three tables' entries of channel c of mask m (slot[m * D + c] and the matching source entry) from the
+// mask section; returns false (writing slot = kInvalidSlot and no source entry) when mask m does not have `high`
+// channels set.
+constexpr std::int32_t kInvalidSlot = -2147483647 - 1;
+VIDKV_HOST_DEVICE inline bool fill_tables(const std::uint8_t* mask, std::int64_t channels, std::int64_t high,
+                                          std::int64_t m, std::int64_t c, std::int32_t* slot, std::int32_t* high_source,
+                                          std::int32_t* low_source) {
+  const auto d = static_cast<std::size_t>(channels);
+  if (mixed_channel_format::mask_rank(mask, d, static_cast<std::size_t>(m), d) != static_cast<std::size_t>(high)) {
+    slot[m * channels + c] = kInvalidSlot;
+    return false;
+  }
+  const std::int32_t s = mixed_channel_format::channel_slot(mask, d, static_cast<std::size_t>(m), static_cast<std::size_t>(c));
+  slot[m * channels + c] = s;
+  if (s >= 0) {
+    high_source[m * high + s] = static_cast<std::int32_t>(c);
+  } else {
+    low_source[m * (channels - high) + (-1 - s)] = static_cast<std::int32_t>(c);
+  }
+  return true;
+}
+
+// Mask of row r: r / rows_per_mask (no division with a single mask, scope layer).
+VIDKV_HOST_DEVICE inline std::int64_t mask_of_row(std::int64_t r, std::int64_t masks, std::int64_t rows_per_mask) {
+  return masks == 1 ? 0 : r / rows_per_mask;
+}
+
+// Walks the elements e, e + 1, ... of a tile's part of a child block (rows of `width` elements, tile starting at
+// row r0) and yields, for each, the element's index within the tile's input rows (row * channels + source channel).
+// One 32-bit division at construction (tile-local indices are small), then increments: the kernels take a 16-byte
+// run of elements per thread.
+struct PartWalk {
+  std::uint32_t channels, width, row, pos;
+  std::int64_t masks, rows_per_mask, r0;
+  const std::int32_t* source;  // high_source or low_source, all masks
+  const std::int32_t* row_source;
+
+  VIDKV_HOST_DEVICE PartWalk(std::int64_t channels_, std::int64_t width_, std::int64_t masks_, std::int64_t rows_per_mask_,
+                             std::int64_t r0_, const std::int32_t* source_, std::int64_t e)
+      : channels(static_cast<std::uint32_t>(channels_)), width(static_cast<std::uint32_t>(width_)),
+        row(static_cast<std::uint32_t>(e) / static_cast<std::uint32_t>(width_)),
+        pos(static_cast<std::uint32_t>(e) % static_cast<std::uint32_t>(width_)), masks(masks_),
+        rows_per_mask(rows_per_mask_), r0(r0_), source(source_),
+        row_source(source_ + mask_of_row(r0_ + row, masks_, rows_per_mask_) * width_) {}
+  // Index in the tile's input rows of the current element.
+  VIDKV_HOST_DEVICE std::uint32_t tile_index() const {
+    return row * channels + static_cast<std::uint32_t>(row_source[pos]);
+  }
+  VIDKV_HOST_DEVICE void next() {
+    if (++pos == width) {
+      pos = 0;
+      ++row;
+      if (masks != 1) row_source = source + mask_of_row(r0 + row, masks, rows_per_mask) * width;
+    }
+  }
+};
+
+}  // namespace vidkv::mixed_channel_split
