@@ -79,7 +79,9 @@ void add_bench_commands(std::vector<Command>& out) {
                  "  --implementation NAME    optimized (default) or reference\n"
                  "  --no-torch               C++ figures only (default: also time a PyTorch implementation in this\n"
                  "                           process, through the embedded Python, when the environment has torch)\n\n"
-                 "encode / decode: the preset's quantizers on whole layers; encode+metrics: what vidkv run does per layer.\n"
+                 "encode / decode: the preset's quantizers on whole layers; encode+metrics: what vidkv run does per layer,\n"
+                 "with the key/value reconstruction errors only, and with every metric (attention over the recorded\n"
+                 "queries included).\n"
                  "Ratios compare encode+decode with memcpy bandwidth measured in the same run. docs/performance.md.",
                  bench_command});
 }
