@@ -15,6 +15,7 @@
 #include "vidkv/core/plugin_registry.h"
 #include "vidkv/core/tensor_view.h"
 #include "vidkv/core/thread_pool.h"
+#include "vidkv/experiments/src/layer_buffer_reuse.h"
 #include "vidkv/experiments/src/metrics.h"
 #include "vidkv/experiments/src/presets.h"
 
@@ -75,6 +76,7 @@ double copy_bandwidth_gbps(int threads, int repeats) {
 }
 
 CpuBenchResult run_cpu_bench(const CpuBenchOptions& options) {
+  keep_freed_layer_buffers();  // as vidkv run does (experiment_runner.cpp)
   const SyntheticTraceSpec spec = options.spec.resolved();
   const SyntheticTrace trace(spec);
   CpuBenchResult result;

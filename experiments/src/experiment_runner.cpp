@@ -18,6 +18,7 @@
 #include "vidkv/core/error.h"
 #include "vidkv/core/logging.h"
 #include "vidkv/core/thread_pool.h"
+#include "vidkv/experiments/src/layer_buffer_reuse.h"
 #include "vidkv/experiments/src/metrics.h"
 #include "vidkv/traces/trace_reader.h"
 
@@ -262,6 +263,7 @@ std::vector<std::string> summary_columns(const ExperimentPlan& plan) {
 }
 
 ExperimentOutcome run_experiment(const ExperimentPlan& plan, const RunOptions& options, const PluginRegistry& registry) {
+  keep_freed_layer_buffers();
   ExperimentOutcome outcome;
   outcome.dir = choose_dir(plan, options);
   const fs::path dir = outcome.dir;

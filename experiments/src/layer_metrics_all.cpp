@@ -108,44 +108,85 @@ struct TopKScratch {
   std::vector<std::size_t> order, set_p, set_ph, common;
 };
 
+// The fp32 estimate of logit j: S[j], or fl(S[j] - D[j]) for the quantized keys (D != nullptr).
+struct LogitEstimate {
+  const float* s = nullptr;
+  const float* d = nullptr;
+  float operator[](std::int64_t j) const { return d ? s[j] - d[j] : s[j]; }
+  // Largest estimate over [b, e) (e > b), 8 lanes.
+  float max_over(std::int64_t b, std::int64_t e) const {
+    constexpr int kLanes = 8;
+    float lane[kLanes];
+    for (int l = 0; l < kLanes; ++l) lane[l] = (*this)[b];
+    std::int64_t i = b;
+    if (d) {
+      for (; i + kLanes <= e; i += kLanes)
+        for (int l = 0; l < kLanes; ++l) lane[l] = std::max(lane[l], s[i + l] - d[i + l]);
+    } else {
+      for (; i + kLanes <= e; i += kLanes)
+        for (int l = 0; l < kLanes; ++l) lane[l] = std::max(lane[l], s[i + l]);
+    }
+    for (; i < e; ++i) lane[0] = std::max(lane[0], (*this)[i]);
+    return *std::max_element(lane, lane + kLanes);
+  }
+};
+
 // The reference's top-k set of one query's softmax (ascending key indices into `out`), found from fp32 estimates:
-// estimate(j) is the unscaled logit q . k_j from the GEMM, within `bound` of the exact value for every j < n.
+// estimate[j] is the unscaled logit q . k_j (or q . k'_j) from the GEMMs, within `bound` of the exact value for every j < n.
 // Every key of the reference's top-k has an exact logit >= the k-th largest exact logit >= t_k - bound (t_k: the
 // k-th largest estimate; k keys have estimates >= t_k), so its estimate is >= t_k - 2 bound: the candidates
-// {j : estimate(j) >= t_k - 2 bound} hold the reference's set. Their logits are recomputed with the reference's
+// {j : estimate[j] >= t_k - 2 bound} hold the reference's set. Their logits are recomputed with the reference's
 // operations (bit-identical doubles), the maximum is among them, and they are ranked as the reference ranks p:
 // exp(s_j - max) descending, then index ascending. The result equals the reference's set unless two candidates'
 // exp values differ by less than the rounding of the reference's division by its normaliser (a tie it breaks by
-// index): then the two sets may differ in that one key.
-template <class Estimate>
-void top_k_of_reference(const Estimate& estimate, std::int64_t n, std::size_t k, double bound, const float* q,
+// index): then the two sets may differ in that one key. Both scans skip blocks of keys whose largest estimate
+// cannot enter (usually all but a few: a block is read once, vectorised).
+void top_k_of_reference(const LogitEstimate& estimate, std::int64_t n, std::size_t k, double bound, const float* q,
                         const float* keys, std::int64_t d, double inv_sqrt_d, TopKScratch& w, std::vector<std::size_t>& out) {
+  constexpr std::int64_t kBlock = 64;
   auto& heap = w.heap;  // min-heap of the k largest estimates so far
   heap.clear();
   const std::greater<double> above;
-  for (std::int64_t j = 0; j < n; ++j) {
-    const double v = estimate(j);
-    if (heap.size() < k) {
-      heap.push_back(v);
-      std::push_heap(heap.begin(), heap.end(), above);
-    } else if (v > heap.front()) {
-      std::pop_heap(heap.begin(), heap.end(), above);
-      heap.back() = v;
-      std::push_heap(heap.begin(), heap.end(), above);
+  for (std::int64_t b = 0; b < n; b += kBlock) {
+    const std::int64_t e = std::min(n, b + kBlock);
+    if (heap.size() == k && static_cast<double>(estimate.max_over(b, e)) <= heap.front()) continue;
+    for (std::int64_t j = b; j < e; ++j) {
+      const double v = estimate[j];
+      if (heap.size() < k) {
+        heap.push_back(v);
+        std::push_heap(heap.begin(), heap.end(), above);
+      } else if (v > heap.front()) {
+        std::pop_heap(heap.begin(), heap.end(), above);
+        heap.back() = v;
+        std::push_heap(heap.begin(), heap.end(), above);
+      }
     }
   }
   const double threshold = heap.front() - 2.0 * bound;
   w.candidates.clear();
-  for (std::int64_t j = 0; j < n; ++j)
-    if (estimate(j) >= threshold) w.candidates.push_back(j);
+  for (std::int64_t b = 0; b < n; b += kBlock) {
+    const std::int64_t e = std::min(n, b + kBlock);
+    if (static_cast<double>(estimate.max_over(b, e)) < threshold) continue;
+    for (std::int64_t j = b; j < e; ++j)
+      if (static_cast<double>(estimate[j]) >= threshold) w.candidates.push_back(j);
+  }
   const std::size_t nc = w.candidates.size();
   w.exact.resize(nc);
   w.e.resize(nc);
-  double mx = -INFINITY;
-  for (std::size_t c = 0; c < nc; ++c) {
-    w.exact[c] = reference_logit(q, keys + w.candidates[c] * d, d, inv_sqrt_d);
-    mx = std::max(mx, w.exact[c]);
+  // Eight candidates at a time: eight independent chains, each in the reference's channel order.
+  constexpr std::size_t kChains = 8;
+  std::size_t c0 = 0;
+  for (; c0 + kChains <= nc; c0 += kChains) {
+    double a[kChains] = {};
+    const float* kr[kChains];
+    for (std::size_t l = 0; l < kChains; ++l) kr[l] = keys + w.candidates[c0 + l] * d;
+    for (std::int64_t c = 0; c < d; ++c)
+      for (std::size_t l = 0; l < kChains; ++l) a[l] += static_cast<double>(q[c]) * kr[l][c];
+    for (std::size_t l = 0; l < kChains; ++l) w.exact[c0 + l] = a[l] * inv_sqrt_d;
   }
+  for (; c0 < nc; ++c0) w.exact[c0] = reference_logit(q, keys + w.candidates[c0] * d, d, inv_sqrt_d);
+  double mx = -INFINITY;
+  for (std::size_t c = 0; c < nc; ++c) mx = std::max(mx, w.exact[c]);
   for (std::size_t c = 0; c < nc; ++c) w.e[c] = std::exp(w.exact[c] - mx);
   w.order.resize(nc);
   std::iota(w.order.begin(), w.order.end(), std::size_t{0});
@@ -201,24 +242,15 @@ AttentionSums head_attention(const LayerTensors& t, const LayerQueries& q, std::
   pr.keys = n_keys;
   pr.dim = d;
   pr.outputs = sel.attention_outputs;
-  kernels.attention(pr, w.logits.data(), w.logit_diff.data(), w.rows.data());
+  metrics_gemm::KeyNorms norms;
+  kernels.attention(pr, w.logits.data(), w.logit_diff.data(), w.rows.data(), &norms);
 
   // Error bounds of the fp32 logits (top-k): |fl(q . x) - q . x| <= gamma_d ||q|| ||x|| for a dot product of length
-  // d in any order, with or without FMA (Higham, Accuracy and Stability, 3.1); S - D adds the rounding of K - K' to
-  // fp32 (u ||K - K'||). 1% on top covers the reference's own double rounding (2^-29 of that) and the scaling.
-  double key_norm = 0, diff_norm = 0;
-  if (sel.attention_topk) {
-    for (std::int64_t j = 0; j < n_keys; ++j) {
-      double a = 0, b = 0;
-      for (std::int64_t c = 0; c < d; ++c) {
-        const double x = key[j * d + c], y = key_hat[j * d + c];
-        a += x * x;
-        b += (x - y) * (x - y);
-      }
-      key_norm = std::max(key_norm, std::sqrt(a));
-      diff_norm = std::max(diff_norm, std::sqrt(b));
-    }
-  }
+  // d in any order, with or without FMA (Higham, Accuracy and Stability, 3.1). The quantized logits' estimate
+  // fl(S - D) adds the rounding of K - K' to fp32 (u ||K - K'||, with ||K - K'|| <= ||fl(K - K')|| / (1 - u)) and of
+  // the subtraction (u |s'| <= u ||q|| (||k|| + ||K - K'||)). 1% on top covers the reference's own double rounding
+  // (2^-29 of that) and the scaling.
+  const double key_norm = norms.key, diff_norm = norms.diff / (1.0 - kUnitRoundoff);
   const double du = static_cast<double>(d) * kUnitRoundoff, gamma_d = du / (1.0 - du);
   const double inv_sqrt_d = 1.0 / std::sqrt(static_cast<double>(d));
 
@@ -243,12 +275,11 @@ AttentionSums head_attention(const LayerTensors& t, const LayerQueries& q, std::
     for (std::int64_t c = 0; c < d; ++c) q_norm += static_cast<double>(qv[c]) * qv[c];
     q_norm = std::sqrt(q_norm);
     const double bound = 1.01 * gamma_d * q_norm * key_norm;
-    const double bound_hat = 1.01 * (gamma_d * (key_norm + diff_norm) + kUnitRoundoff * diff_norm) * q_norm;
+    const double bound_hat =
+        1.01 * (gamma_d * (key_norm + diff_norm) + kUnitRoundoff * diff_norm + kUnitRoundoff * (key_norm + diff_norm)) * q_norm;
     TopKScratch& tk = w.top_k;
-    top_k_of_reference([&](std::int64_t j) { return static_cast<double>(s_row[j]); }, n, k, bound, qv, key, d,
-                       inv_sqrt_d, tk, tk.set_p);
-    top_k_of_reference([&](std::int64_t j) { return static_cast<double>(s_row[j]) - static_cast<double>(d_row[j]); }, n,
-                       k, bound_hat, qv, key_hat, d, inv_sqrt_d, tk, tk.set_ph);
+    top_k_of_reference({s_row, nullptr}, n, k, bound, qv, key, d, inv_sqrt_d, tk, tk.set_p);
+    top_k_of_reference({s_row, d_row}, n, k, bound_hat, qv, key_hat, d, inv_sqrt_d, tk, tk.set_ph);
     tk.common.clear();
     std::set_intersection(tk.set_p.begin(), tk.set_p.end(), tk.set_ph.begin(), tk.set_ph.end(), std::back_inserter(tk.common));
     a.overlap += static_cast<double>(tk.common.size()) / static_cast<double>(k);

@@ -57,7 +57,7 @@ Scratch& scratch() {
 
 }  // namespace
 
-void attention(const AttentionProblem& pr, float* logits, float* logit_diff, AttentionRowSums* out) {
+void attention(const AttentionProblem& pr, float* logits, float* logit_diff, AttentionRowSums* out, KeyNorms* norms) {
   const Index m_rows = pr.rows, n_keys = pr.keys, dim = pr.dim;
   Scratch& w = scratch();
   const ConstMapF k(pr.key, n_keys, dim), kh(pr.key_hat, n_keys, dim), q(pr.queries, m_rows, dim);
@@ -66,6 +66,8 @@ void attention(const AttentionProblem& pr, float* logits, float* logit_diff, Att
   w.dk = k - kh;
   s_all.noalias() = q * k.transpose();
   d_all.noalias() = q * w.dk.transpose();
+  norms->key = std::sqrt(k.cast<double>().rowwise().squaredNorm().maxCoeff());
+  norms->diff = std::sqrt(w.dk.cast<double>().rowwise().squaredNorm().maxCoeff());
 
   const double inv_sqrt_d = 1.0 / std::sqrt(static_cast<double>(dim));
   if (pr.outputs) {

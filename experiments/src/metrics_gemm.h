@@ -32,21 +32,28 @@ struct ErrorSumValues {
   double ref2 = 0, hat2 = 0, diff2 = 0, dot = 0;
 };
 
+// Largest row norms of one head's keys (over the problem's keys), in double: max_j ||k_j|| and
+// max_j ||fl(k_j - k'_j)|| (the fp32 difference the logit differences are computed from).
+struct KeyNorms {
+  double key = 0, diff = 0;
+};
+
 struct Kernels {
   // Fills rows[0..rows) and the fp32 logits S = Q K^T [rows, keys] and D = Q (K - K')^T [rows, keys] (row-major,
   // unscaled: the reference's s_j is S * (1/sqrt(dim)) and s'_j = (S - D) / sqrt(dim); entries past a row's
-  // keys_seen are computed but unused). Scratch is per thread and reused.
-  void (*attention)(const AttentionProblem& problem, float* logits, float* logit_diff, AttentionRowSums* rows);
+  // keys_seen are computed but unused), and the key norms. Scratch is per thread and reused.
+  void (*attention)(const AttentionProblem& problem, float* logits, float* logit_diff, AttentionRowSums* rows,
+                    KeyNorms* norms);
   ErrorSumValues (*error_sums)(const float* x, const float* y, std::int64_t n);
   const char* name;  // "avx2" or "portable"
 };
 
 namespace portable {
-void attention(const AttentionProblem& problem, float* logits, float* logit_diff, AttentionRowSums* rows);
+void attention(const AttentionProblem& problem, float* logits, float* logit_diff, AttentionRowSums* rows, KeyNorms* norms);
 ErrorSumValues error_sums(const float* x, const float* y, std::int64_t n);
 }  // namespace portable
 namespace avx2 {
-void attention(const AttentionProblem& problem, float* logits, float* logit_diff, AttentionRowSums* rows);
+void attention(const AttentionProblem& problem, float* logits, float* logit_diff, AttentionRowSums* rows, KeyNorms* norms);
 ErrorSumValues error_sums(const float* x, const float* y, std::int64_t n);
 }  // namespace avx2
 
