@@ -29,6 +29,10 @@ struct CpuBenchOptions {
   int repeats = 3;                         // best of
   std::vector<std::string> presets = {"kivi-2", "vidkv-k1.5-v1.58"};
   CpuImplementation implementation = CpuImplementation::optimized;
+  // Time measured: wall (default), or the process's CPU time (user + system, all threads): on a machine shared
+  // with other work, CPU time leaves out the time this process waited for a core. With threads = 1 it is the
+  // time the one thread ran. The copy bandwidth is always measured in wall time.
+  bool cpu_time = false;
 };
 
 struct CpuBenchRow {
@@ -41,6 +45,7 @@ struct CpuBenchRow {
 struct CpuBenchResult {
   std::string shape;                       // spec.str()
   int threads = 1, layers = 0, hardware_threads = 1;
+  bool cpu_time = false;                   // figures from process CPU time instead of wall time
   double copy_gbps_one_thread = 0, copy_gbps_all_threads = 0;
   std::int64_t layer_fp16_bytes = 0;       // K + V of one layer in fp16
   std::vector<CpuBenchRow> rows;
