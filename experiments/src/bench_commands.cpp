@@ -83,7 +83,7 @@ void add_bench_commands(std::vector<Command>& out) {
                  "  --presets a,b            presets to measure (default kivi-2,vidkv-k1.5-v1.58)\n"
                  "  --implementation NAME    optimized (default) or reference\n"
                  "  --clock wall|cpu         time by wall clock (default) or by the process's CPU time, for a machine\n"
-                 "                           shared with other work (C++ figures only; copy bandwidth stays wall time)\n"
+                 "                           shared with other work (C++ figures only; the all-threads copy stays wall time)\n"
                  "  --no-torch               C++ figures only (default: also time a PyTorch implementation in this\n"
                  "                           process, through the embedded Python, when the environment has torch)\n\n"
                  "encode / decode: the preset's quantizers on whole layers; encode+metrics: what vidkv run does per layer,\n"

@@ -31,7 +31,7 @@ struct CpuBenchOptions {
   CpuImplementation implementation = CpuImplementation::optimized;
   // Time measured: wall (default), or the process's CPU time (user + system, all threads): on a machine shared
   // with other work, CPU time leaves out the time this process waited for a core. With threads = 1 it is the
-  // time the one thread ran. The copy bandwidth is always measured in wall time.
+  // time the one thread ran. The one-thread copy bandwidth is then CPU time too; the all-threads one stays wall.
   bool cpu_time = false;
 };
 
@@ -55,8 +55,9 @@ struct CpuBenchResult {
 // the default 28x4x8192x128 (LLaVA-OneVision-7B / Qwen2.5-VL-7B KV geometry).
 SyntheticTraceSpec bench_trace_spec(const std::string& shape);
 
-// Streaming memcpy bandwidth in GB/s (bytes copied / second) with `threads` threads, best of `repeats`.
-double copy_bandwidth_gbps(int threads, int repeats = 3);
+// Streaming memcpy bandwidth in GB/s (bytes copied / second) with `threads` threads, best of `repeats`; with
+// cpu_time and one thread, per second of the process's CPU time.
+double copy_bandwidth_gbps(int threads, int repeats = 3, bool cpu_time = false);
 
 CpuBenchResult run_cpu_bench(const CpuBenchOptions& options);
 
