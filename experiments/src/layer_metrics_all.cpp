@@ -103,7 +103,8 @@ double reference_logit(const float* q, const float* k, std::int64_t d, double in
 }
 
 struct TopKScratch {
-  std::vector<double> heap, exact, e;
+  std::vector<double> exact, e;
+  std::vector<float> block_max, selection;
   std::vector<std::int64_t> candidates;
   std::vector<std::size_t> order, set_p, set_ph, common;
 };
@@ -113,61 +114,52 @@ struct LogitEstimate {
   const float* s = nullptr;
   const float* d = nullptr;
   float operator[](std::int64_t j) const { return d ? s[j] - d[j] : s[j]; }
-  // Largest estimate over [b, e) (e > b), 8 lanes.
-  float max_over(std::int64_t b, std::int64_t e) const {
-    constexpr int kLanes = 8;
-    float lane[kLanes];
-    for (int l = 0; l < kLanes; ++l) lane[l] = (*this)[b];
-    std::int64_t i = b;
-    if (d) {
-      for (; i + kLanes <= e; i += kLanes)
-        for (int l = 0; l < kLanes; ++l) lane[l] = std::max(lane[l], s[i + l] - d[i + l]);
-    } else {
-      for (; i + kLanes <= e; i += kLanes)
-        for (int l = 0; l < kLanes; ++l) lane[l] = std::max(lane[l], s[i + l]);
-    }
-    for (; i < e; ++i) lane[0] = std::max(lane[0], (*this)[i]);
-    return *std::max_element(lane, lane + kLanes);
-  }
 };
 
+// Keys per block of the top-k scans.
+constexpr std::int64_t kTopKBlock = 16;
+
 // The reference's top-k set of one query's softmax (ascending key indices into `out`), found from fp32 estimates:
-// estimate[j] is the unscaled logit q . k_j (or q . k'_j) from the GEMMs, within `bound` of the exact value for every j < n.
-// Every key of the reference's top-k has an exact logit >= the k-th largest exact logit >= t_k - bound (t_k: the
-// k-th largest estimate; k keys have estimates >= t_k), so its estimate is >= t_k - 2 bound: the candidates
-// {j : estimate[j] >= t_k - 2 bound} hold the reference's set. Their logits are recomputed with the reference's
-// operations (bit-identical doubles), the maximum is among them, and they are ranked as the reference ranks p:
-// exp(s_j - max) descending, then index ascending. The result equals the reference's set unless two candidates'
-// exp values differ by less than the rounding of the reference's division by its normaliser (a tie it breaks by
-// index): then the two sets may differ in that one key. Both scans skip blocks of keys whose largest estimate
-// cannot enter (usually all but a few: a block is read once, vectorised).
+// estimate[j] is the unscaled logit q . k_j (or q . k'_j) from the GEMMs, within `bound` of the exact value for
+// every j < n. Every key of the reference's top-k has an exact logit >= the k-th largest exact logit >= t_k - bound
+// (t_k: the k-th largest estimate; k keys have estimates >= t_k), so its estimate is >= t_k - 2 bound: the
+// candidates {j : estimate[j] >= t_k - 2 bound} hold the reference's set. Their logits are recomputed with the
+// reference's operations (bit-identical doubles), the maximum is among them, and they are ranked as the reference
+// ranks p: exp(s_j - max) descending, then index ascending. The result equals the reference's set unless two
+// candidates' exp values differ by less than the rounding of the reference's division by its normaliser (a tie it
+// breaks by index): then the two sets may differ in that one key.
+// Finding t_k: the k largest block maxima are k distinct keys, so t_k >= t_low, the k-th largest block maximum;
+// only the keys >= t_low (in blocks whose maximum is >= t_low) are ranked.
 void top_k_of_reference(const LogitEstimate& estimate, std::int64_t n, std::size_t k, double bound, const float* q,
                         const float* keys, std::int64_t d, double inv_sqrt_d, TopKScratch& w, std::vector<std::size_t>& out) {
-  constexpr std::int64_t kBlock = 64;
-  auto& heap = w.heap;  // min-heap of the k largest estimates so far
-  heap.clear();
-  const std::greater<double> above;
-  for (std::int64_t b = 0; b < n; b += kBlock) {
-    const std::int64_t e = std::min(n, b + kBlock);
-    if (heap.size() == k && static_cast<double>(estimate.max_over(b, e)) <= heap.front()) continue;
-    for (std::int64_t j = b; j < e; ++j) {
-      const double v = estimate[j];
-      if (heap.size() < k) {
-        heap.push_back(v);
-        std::push_heap(heap.begin(), heap.end(), above);
-      } else if (v > heap.front()) {
-        std::pop_heap(heap.begin(), heap.end(), above);
-        heap.back() = v;
-        std::push_heap(heap.begin(), heap.end(), above);
-      }
-    }
+  const std::int64_t blocks = (n + kTopKBlock - 1) / kTopKBlock;
+  w.block_max.resize(static_cast<std::size_t>(blocks));
+  for (std::int64_t b = 0; b < blocks; ++b) {
+    const std::int64_t j0 = b * kTopKBlock, j1 = std::min(n, j0 + kTopKBlock);
+    float m = estimate[j0];
+    for (std::int64_t j = j0 + 1; j < j1; ++j) m = std::max(m, estimate[j]);
+    w.block_max[static_cast<std::size_t>(b)] = m;
   }
-  const double threshold = heap.front() - 2.0 * bound;
+  float t_low = -INFINITY;
+  if (static_cast<std::size_t>(blocks) >= k) {
+    w.selection.assign(w.block_max.begin(), w.block_max.end());
+    std::nth_element(w.selection.begin(), w.selection.begin() + static_cast<long>(k - 1), w.selection.end(), std::greater<float>());
+    t_low = w.selection[k - 1];
+  }
+  w.selection.clear();
+  for (std::int64_t b = 0; b < blocks; ++b) {
+    if (w.block_max[static_cast<std::size_t>(b)] < t_low) continue;
+    const std::int64_t j0 = b * kTopKBlock, j1 = std::min(n, j0 + kTopKBlock);
+    for (std::int64_t j = j0; j < j1; ++j)
+      if (estimate[j] >= t_low) w.selection.push_back(estimate[j]);
+  }
+  std::nth_element(w.selection.begin(), w.selection.begin() + static_cast<long>(k - 1), w.selection.end(), std::greater<float>());
+  const double threshold = static_cast<double>(w.selection[k - 1]) - 2.0 * bound;
   w.candidates.clear();
-  for (std::int64_t b = 0; b < n; b += kBlock) {
-    const std::int64_t e = std::min(n, b + kBlock);
-    if (static_cast<double>(estimate.max_over(b, e)) < threshold) continue;
-    for (std::int64_t j = b; j < e; ++j)
+  for (std::int64_t b = 0; b < blocks; ++b) {
+    if (static_cast<double>(w.block_max[static_cast<std::size_t>(b)]) < threshold) continue;
+    const std::int64_t j0 = b * kTopKBlock, j1 = std::min(n, j0 + kTopKBlock);
+    for (std::int64_t j = j0; j < j1; ++j)
       if (static_cast<double>(estimate[j]) >= threshold) w.candidates.push_back(j);
   }
   const std::size_t nc = w.candidates.size();
