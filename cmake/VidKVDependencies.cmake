@@ -22,6 +22,9 @@ endif()
 
 find_package(Threads REQUIRED)
 
+# Eigen 3.3+ (header-only; Debian libeigen3-dev): the matrix products of the trace metrics (experiments/src/metrics_gemm.cpp).
+find_package(Eigen3 3.3 REQUIRED NO_MODULE)
+
 if(VIDKV_BUILD_TESTS)
   # Catch2 v2 (Debian 12) and v3 (Ubuntu 24.04) are both supported; tests/cpp/catch.h hides the difference.
   find_package(Catch2 REQUIRED)

@@ -59,6 +59,16 @@ std::vector<float> rows(const std::vector<float>& buf, std::int64_t heads, std::
   return out;
 }
 
+// Rows [begin, end) of every head as one [heads, end - begin, channels] block: a pointer into `buf` when they
+// already lie that way (one head, or the whole capacity), else a copy in `copy`. Same values either way.
+const float* rows_view(const std::vector<float>& buf, std::int64_t heads, std::int64_t channels, std::int64_t begin,
+                       std::int64_t end, std::vector<float>& copy) {
+  const std::int64_t cap = capacity_of(buf, heads, channels);
+  if (heads == 1 || (begin == 0 && end == cap)) return buf.data() + begin * channels;
+  copy = rows(buf, heads, channels, begin, end);
+  return copy.data();
+}
+
 bool identity_mapping(const TokenContext& ctx, std::int64_t tokens) {
   for (std::int64_t i = 0; i < tokens && !ctx.index.empty(); ++i)
     if (ctx.trace_index(i) != i) return false;
@@ -70,8 +80,7 @@ bool identity_mapping(const TokenContext& ctx, std::int64_t tokens) {
 void expose_keys(const TokenContext& base, const std::vector<float>& key_full, std::int64_t heads, std::int64_t channels,
                  std::int64_t tokens, TokenContext& ctx, std::vector<float>& keys) {
   if (!identity_mapping(base, tokens)) return;
-  keys = rows(key_full, heads, channels, 0, tokens);
-  ctx.keys = LayerKeys{keys.data(), heads, tokens, channels};
+  ctx.keys = LayerKeys{rows_view(key_full, heads, channels, 0, tokens, keys), heads, tokens, channels};
 }
 
 // A [heads, tokens, channels] device buffer of `dtype` for the row copies (core/cuda/row_copy.h).
@@ -132,6 +141,15 @@ void LayerCache::append(const float* key, const float* value, std::int64_t token
   }
   const bool prefill = tokens_ == 0;
   const std::int64_t old = tokens_;
+  if (old == 0 && key_full_.empty() && value_full_.empty()) {
+    // First append into an empty cache: capacity = tokens, so the buffers take the input's layout as is.
+    const std::size_t n = static_cast<std::size_t>(heads_ * tokens * channels_);
+    key_full_.assign(key, key + n);
+    value_full_.assign(value, value + n);
+    tokens_ = tokens;
+    maybe_quantize(prefill);
+    return;
+  }
   reserve_tokens(key_full_, heads_, channels_, old, old + tokens);
   reserve_tokens(value_full_, heads_, channels_, old, old + tokens);
   const std::int64_t cap = capacity_of(key_full_, heads_, channels_);
@@ -253,11 +271,12 @@ void LayerCache::quantize_key_range(std::int64_t begin, std::int64_t end) {
     key_quantized_ = end;
     return;
   }
-  const std::vector<float> data = rows(key_full_, heads_, channels_, begin, end);
+  std::vector<float> copy;
+  const float* data = rows_view(key_full_, heads_, channels_, begin, end, copy);
   std::vector<float> keys;
   TokenContext ctx = ctx_.range(begin, end);
   expose_keys(ctx_, key_full_, heads_, channels_, tokens_, ctx, keys);
-  key_blocks_.push_back(encode_block<Block>(codec_.key(), data.data(), heads_, channels_, begin, end, ctx));
+  key_blocks_.push_back(encode_block<Block>(codec_.key(), data, heads_, channels_, begin, end, ctx));
   key_quantized_ = end;
 }
 
@@ -273,11 +292,12 @@ void LayerCache::quantize_value_range(std::int64_t begin, std::int64_t end) {
     value_quantized_ = end;
     return;
   }
-  const std::vector<float> data = rows(value_full_, heads_, channels_, begin, end);
+  std::vector<float> copy;
+  const float* data = rows_view(value_full_, heads_, channels_, begin, end, copy);
   std::vector<float> keys;
   TokenContext ctx = ctx_.range(begin, end);
   expose_keys(ctx_, key_full_, heads_, channels_, tokens_, ctx, keys);
-  value_blocks_.push_back(encode_block<Block>(codec_.value(), data.data(), heads_, channels_, begin, end, ctx));
+  value_blocks_.push_back(encode_block<Block>(codec_.value(), data, heads_, channels_, begin, end, ctx));
   value_quantized_ = end;
 }
 
@@ -360,6 +380,10 @@ void LayerCache::materialize(std::vector<float>& key, std::vector<float>& value)
                   std::int64_t quantized, std::vector<float>& out) {
     for (const Block& b : blocks) {
       const std::int64_t n = b.end - b.begin;
+      if (heads_ == 1 || n == tokens_) {  // the block's [heads, n, channels] rows lie contiguously in out
+        q.decode(b.bytes.data(), {heads_, n, channels_}, ctx_.range(b.begin, b.end), out.data() + b.begin * channels_);
+        continue;
+      }
       std::vector<float> dec(static_cast<std::size_t>(heads_ * n * channels_));
       q.decode(b.bytes.data(), {heads_, n, channels_}, ctx_.range(b.begin, b.end), dec.data());
       for (std::int64_t h = 0; h < heads_; ++h)
@@ -463,7 +487,11 @@ ReplayedLayer replay_layer(const KvCodec& codec, const LifecycleParams& params, 
                   static_cast<std::size_t>((end - begin) * shape.channels) * sizeof(float));
     return out;
   };
-  if (prefill > 0) cache.append(slice(key, 0, prefill).data(), slice(value, 0, prefill).data(), prefill);
+  if (prefill == shape.tokens) {
+    cache.append(key, value, prefill);  // the whole layer: already [heads, prefill, channels]
+  } else if (prefill > 0) {
+    cache.append(slice(key, 0, prefill).data(), slice(value, 0, prefill).data(), prefill);
+  }
   for (std::int64_t t = prefill; t < shape.tokens; ++t)
     cache.append(slice(key, t, t + 1).data(), slice(value, t, t + 1).data(), 1);
   ReplayedLayer out;

@@ -447,6 +447,7 @@ PYBIND11_MODULE(_vidkv, m) {
           d["encode_gbps"] = row.encode_gbps;
           d["decode_gbps"] = row.decode_gbps;
           d["encode_decode_gbps"] = row.encode_decode_gbps;
+          d["encode_reconstruction_metrics_gbps"] = row.encode_reconstruction_metrics_gbps;
           d["encode_metrics_gbps"] = row.encode_metrics_gbps;
           out.append(d);
         }

@@ -94,7 +94,12 @@ int bench_command(const Args& args_in) {
   if (take_option(args, "--repeats", value)) options.repeats = positive("--repeats", value);
   if (take_option(args, "--presets", value)) options.presets = split_commas(value);
   if (take_option(args, "--implementation", value)) options.implementation = parse_cpu_implementation(value);
-  const bool no_torch = take_flag(args, "--no-torch");
+  const bool clock_given = take_option(args, "--clock", value);  // the PyTorch module takes no --clock: C++ only
+  if (clock_given) {
+    if (value != "wall" && value != "cpu") VIDKV_THROW(ConfigError, "--clock: expected wall or cpu, got '", value, "'");
+    options.cpu_time = value == "cpu";
+  }
+  const bool no_torch = take_flag(args, "--no-torch") || clock_given;
   reject_unknown_options(args, "vidkv bench");
   if (!args.empty()) VIDKV_THROW(ConfigError, "vidkv bench takes no positional arguments (got '", args[0], "')");
   if (backend != "cpu") VIDKV_THROW(ConfigError, "vidkv bench: --backend must be cpu or cuda, got '", backend, "'");
@@ -118,7 +123,7 @@ int bench_command(const Args& args_in) {
 
 void add_bench_commands(std::vector<Command>& out) {
   out.push_back({{"bench"},
-                 "vidkv bench [--backend cpu|cuda] [--shape LxHxTxD] [--threads N] [--presets a,b]",
+                 "vidkv bench [--backend cpu|cuda] [--shape LxHxTxD] [--threads N] [--presets a,b] [--clock wall|cpu]",
                  "replay throughput (GB/s of fp16 K/V) beside copy bandwidth and a PyTorch implementation",
                  "Options:\n"
                  "  --backend cpu|cuda       the backend to measure (default cpu)\n"
@@ -128,9 +133,13 @@ void add_bench_commands(std::vector<Command>& out) {
                  "  --repeats N              best of N (default 3)\n"
                  "  --presets a,b            presets to measure (default kivi-2,vidkv-k1.5-v1.58)\n"
                  "  --implementation NAME    optimized (default) or reference\n"
+                 "  --clock wall|cpu         time by wall clock (default) or by the process's CPU time, for a machine\n"
+                 "                           shared with other work (C++ figures only; the all-threads copy stays wall time)\n"
                  "  --no-torch               C++ figures only (default: also time a PyTorch implementation in this\n"
                  "                           process, through the embedded Python, when the environment has torch)\n\n"
-                 "encode / decode: the preset's quantizers on whole layers; encode+metrics: what vidkv run does per layer.\n"
+                 "encode / decode: the preset's quantizers on whole layers; encode+metrics: what vidkv run does per layer,\n"
+                 "with the key/value reconstruction errors only, and with every metric (attention over the recorded\n"
+                 "queries included).\n"
                  "Ratios compare encode+decode with memcpy bandwidth measured in the same run. docs/performance.md.\n\n"
                  "--backend cuda: encode and decode on the GPU (fp16 device views -> packed device bytes -> fp16), timed\n"
                  "with CUDA events (median of --repeats, default 10), beside cudaMemcpy device-to-device bandwidth and a\n"

@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <ctime>
 #include <memory>
 #include <sstream>
 #include <thread>
@@ -15,6 +16,7 @@
 #include "vidkv/core/plugin_registry.h"
 #include "vidkv/core/tensor_view.h"
 #include "vidkv/core/thread_pool.h"
+#include "vidkv/experiments/src/layer_buffer_reuse.h"
 #include "vidkv/experiments/src/metrics.h"
 #include "vidkv/experiments/src/presets.h"
 
@@ -26,18 +28,27 @@ using Clock = std::chrono::steady_clock;
 
 double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
 
-// Runs fn(i) for i in [0, n) on `pool` (or inline without one) and returns the wall time, best of `repeats`.
+// User + system CPU time of the whole process (every thread), in seconds.
+double process_cpu_seconds() {
+  timespec t{};
+  ::clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
+  return static_cast<double>(t.tv_sec) + 1e-9 * static_cast<double>(t.tv_nsec);
+}
+
+// Runs fn(i) for i in [0, n) on `pool` (or inline without one) and returns the wall time (or, with cpu_time, the
+// process's CPU time), best of `repeats`.
 template <class Fn>
-double best_time(ThreadPool* pool, std::int64_t n, int repeats, const Fn& fn) {
+double best_time(ThreadPool* pool, std::int64_t n, int repeats, const Fn& fn, bool cpu_time = false) {
   double best = 1e300;
   for (int r = 0; r < repeats; ++r) {
     const auto t0 = Clock::now();
+    const double c0 = process_cpu_seconds();
     if (pool) {
       pool->parallel_for(n, fn);
     } else {
       for (std::int64_t i = 0; i < n; ++i) fn(i);
     }
-    best = std::min(best, seconds_since(t0));
+    best = std::min(best, cpu_time ? process_cpu_seconds() - c0 : seconds_since(t0));
   }
   return best;
 }
@@ -55,7 +66,7 @@ SyntheticTraceSpec bench_trace_spec(const std::string& shape) {
   return spec;
 }
 
-double copy_bandwidth_gbps(int threads, int repeats) {
+double copy_bandwidth_gbps(int threads, int repeats, bool cpu_time) {
   // 256 MiB per side: far beyond any last-level cache this code is likely to meet.
   const std::size_t bytes = std::size_t{256} << 20;
   std::unique_ptr<char[]> src(new char[bytes]), dst(new char[bytes]);
@@ -70,16 +81,18 @@ double copy_bandwidth_gbps(int threads, int repeats) {
   };
   std::unique_ptr<ThreadPool> pool;
   if (threads > 1) pool = std::make_unique<ThreadPool>(threads - 1);
-  const double t = best_time(pool.get(), threads, repeats + 1, copy_part);
+  const double t = best_time(pool.get(), threads, repeats + 1, copy_part, cpu_time && threads == 1);
   return static_cast<double>(bytes) / t / 1e9;
 }
 
 CpuBenchResult run_cpu_bench(const CpuBenchOptions& options) {
+  keep_freed_layer_buffers();  // as vidkv run does (experiment_runner.cpp)
   const SyntheticTraceSpec spec = options.spec.resolved();
   const SyntheticTrace trace(spec);
   CpuBenchResult result;
   result.shape = spec.str();
   result.threads = std::max(1, options.threads);
+  result.cpu_time = options.cpu_time;
   result.hardware_threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   result.layers = options.layers > 0 ? options.layers : std::max(2, result.threads);
   result.layers = std::min(result.layers, spec.layers);
@@ -87,7 +100,7 @@ CpuBenchResult run_cpu_bench(const CpuBenchOptions& options) {
   result.layer_fp16_bytes = 2 * shape.elements() * 2;
   const double bytes = static_cast<double>(result.layer_fp16_bytes) * result.layers;
 
-  result.copy_gbps_one_thread = copy_bandwidth_gbps(1, options.repeats);
+  result.copy_gbps_one_thread = copy_bandwidth_gbps(1, options.repeats, options.cpu_time);
   result.copy_gbps_all_threads = copy_bandwidth_gbps(result.hardware_threads, options.repeats);
 
   const TraceTokens tokens = trace.tokens();
@@ -143,6 +156,7 @@ CpuBenchResult run_cpu_bench(const CpuBenchOptions& options) {
       codec.key().decode(packed[static_cast<std::size_t>(l)].data(), shape, ctx, out);
       codec.value().decode(packed[static_cast<std::size_t>(l)].data() + key_bytes, shape, ctx, out + shape.elements());
     };
+    MetricSelection selection = MetricSelection::all();
     auto encode_metrics = [&](std::int64_t l) {
       const TokenContext ctx = context(static_cast<int>(l));
       const auto i = static_cast<std::size_t>(l);
@@ -152,17 +166,22 @@ CpuBenchResult run_cpu_bench(const CpuBenchOptions& options) {
       ReplayedLayer out = replay_layer(codec, lifecycle, key, value, shape, ctx);
       const LayerQueries* q = d.queries && d.queries->count > 0 ? &*d.queries : nullptr;
       LayerTensors t{key, value, out.key.data(), out.value.data(), shape, q};
-      VIDKV_ASSERT(layer_metrics_all(t).size() == static_cast<std::size_t>(shape.heads + 1), "metrics of every head");
+      VIDKV_ASSERT(layer_metrics_all(t, selection).size() == static_cast<std::size_t>(shape.heads + 1), "metrics of every head");
     };
     const auto n = static_cast<std::int64_t>(layers.size());
-    const double t_enc = best_time(pool.get(), n, options.repeats, encode);
-    const double t_dec = best_time(pool.get(), n, options.repeats, decode);
-    const double t_all = best_time(pool.get(), n, options.repeats, encode_metrics);
+    const bool cpu = options.cpu_time;
+    const double t_enc = best_time(pool.get(), n, options.repeats, encode, cpu);
+    const double t_dec = best_time(pool.get(), n, options.repeats, decode, cpu);
+    selection = MetricSelection::for_metrics({"key_rel_error", "value_rel_error"});
+    const double t_reconstruction = best_time(pool.get(), n, options.repeats, encode_metrics, cpu);
+    selection = MetricSelection::all();
+    const double t_all = best_time(pool.get(), n, options.repeats, encode_metrics, cpu);
     CpuBenchRow row;
     row.preset = name;
     row.encode_gbps = bytes / t_enc / 1e9;
     row.decode_gbps = bytes / t_dec / 1e9;
     row.encode_decode_gbps = bytes / (t_enc + t_dec) / 1e9;
+    row.encode_reconstruction_metrics_gbps = bytes / t_reconstruction / 1e9;
     row.encode_metrics_gbps = bytes / t_all / 1e9;
     result.rows.push_back(row);
   }
@@ -173,18 +192,20 @@ std::string cpu_bench_markdown(const CpuBenchResult& r, const std::vector<double
   std::ostringstream s;
   char buf[512];
   s << "shape " << r.shape << "; " << r.layers << " layer(s) timed, " << r.threads << " thread(s); GB/s of fp16 K+V input "
-    << "(best of N)\n";
-  std::snprintf(buf, sizeof buf, "streaming copy (memcpy): %.2f GB/s on 1 thread, %.2f GB/s on %d threads\n\n",
-                r.copy_gbps_one_thread, r.copy_gbps_all_threads, r.hardware_threads);
+    << "(best of N" << (r.cpu_time ? ", per second of process CPU time" : "") << ")\n";
+  std::snprintf(buf, sizeof buf, "streaming copy (memcpy): %.2f GB/s on 1 thread%s, %.2f GB/s on %d threads (wall time)\n\n",
+                r.copy_gbps_one_thread, r.cpu_time ? " (CPU time)" : "", r.copy_gbps_all_threads, r.hardware_threads);
   s << buf;
   const bool torch = !torch_gbps.empty();
-  s << "| preset | encode | decode | encode+decode | encode+metrics | enc+dec / copy(1 thread) | enc+dec / copy(all) |"
+  s << "| preset | encode | decode | encode+decode | encode+metrics (reconstruction) | encode+metrics (all) | "
+       "enc+dec / enc+metrics (reconstruction) | enc+dec / copy(1 thread) | enc+dec / copy(all) |"
     << (torch ? " torch enc+dec | ours / torch |" : "") << "\n";
-  s << "| --- | ---: | ---: | ---: | ---: | ---: | ---: |" << (torch ? " ---: | ---: |" : "") << "\n";
+  s << "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |" << (torch ? " ---: | ---: |" : "") << "\n";
   for (std::size_t i = 0; i < r.rows.size(); ++i) {
     const auto& row = r.rows[i];
-    std::snprintf(buf, sizeof buf, "| %s | %.2f | %.2f | %.2f | %.2f | %.1f%% | %.1f%% |", row.preset.c_str(), row.encode_gbps,
-                  row.decode_gbps, row.encode_decode_gbps, row.encode_metrics_gbps,
+    std::snprintf(buf, sizeof buf, "| %s | %.3g | %.3g | %.3g | %.3g | %.3g | %.2fx | %.1f%% | %.1f%% |", row.preset.c_str(),
+                  row.encode_gbps, row.decode_gbps, row.encode_decode_gbps, row.encode_reconstruction_metrics_gbps,
+                  row.encode_metrics_gbps, row.encode_decode_gbps / row.encode_reconstruction_metrics_gbps,
                   100.0 * row.encode_decode_gbps / r.copy_gbps_one_thread,
                   100.0 * row.encode_decode_gbps / r.copy_gbps_all_threads);
     s << buf;

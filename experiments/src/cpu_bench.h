@@ -4,8 +4,10 @@
 // Work measured per preset on synthetic layers of the requested shape (traces/synthetic_trace.h, generated in
 // memory, not timed): encode = the preset's key and value quantizers on the whole [heads, tokens, dim] block of
 // each layer; decode = the inverse; encode+metrics = what `vidkv run` does per layer (replay_layer through the
-// preset's lifecycle, then the layer and per-head metrics). Layers are spread over `threads` workers; each figure
-// is the best of `repeats` runs. Bytes counted: 2 * heads * tokens * dim * 2 (K and V in fp16) per layer.
+// preset's lifecycle, then the layer and per-head metrics through layer_metrics_all): "reconstruction" asks for the
+// key and value errors only (the queries are not touched), "all" for every metric, the attention metrics over the
+// recorded queries included. Layers are spread over `threads` workers; each figure is the best of `repeats` runs.
+// Bytes counted: 2 * heads * tokens * dim * 2 (K and V in fp16) per layer.
 // The copy bandwidth is memcpy of a buffer far larger than the caches, counting the bytes copied once.
 #pragma once
 
@@ -27,16 +29,23 @@ struct CpuBenchOptions {
   int repeats = 3;                         // best of
   std::vector<std::string> presets = {"kivi-2", "vidkv-k1.5-v1.58"};
   CpuImplementation implementation = CpuImplementation::optimized;
+  // Time measured: wall (default), or the process's CPU time (user + system, all threads): on a machine shared
+  // with other work, CPU time leaves out the time this process waited for a core. With threads = 1 it is the
+  // time the one thread ran. The one-thread copy bandwidth is then CPU time too; the all-threads one stays wall.
+  bool cpu_time = false;
 };
 
 struct CpuBenchRow {
   std::string preset;
-  double encode_gbps = 0, decode_gbps = 0, encode_decode_gbps = 0, encode_metrics_gbps = 0;
+  double encode_gbps = 0, decode_gbps = 0, encode_decode_gbps = 0;
+  double encode_reconstruction_metrics_gbps = 0;  // encode+metrics, key and value errors only
+  double encode_metrics_gbps = 0;                 // encode+metrics, every metric (attention included)
 };
 
 struct CpuBenchResult {
   std::string shape;                       // spec.str()
   int threads = 1, layers = 0, hardware_threads = 1;
+  bool cpu_time = false;                   // figures from process CPU time instead of wall time
   double copy_gbps_one_thread = 0, copy_gbps_all_threads = 0;
   std::int64_t layer_fp16_bytes = 0;       // K + V of one layer in fp16
   std::vector<CpuBenchRow> rows;
@@ -46,12 +55,14 @@ struct CpuBenchResult {
 // the default 28x4x8192x128 (LLaVA-OneVision-7B / Qwen2.5-VL-7B KV geometry).
 SyntheticTraceSpec bench_trace_spec(const std::string& shape);
 
-// Streaming memcpy bandwidth in GB/s (bytes copied / second) with `threads` threads, best of `repeats`.
-double copy_bandwidth_gbps(int threads, int repeats = 3);
+// Streaming memcpy bandwidth in GB/s (bytes copied / second) with `threads` threads, best of `repeats`; with
+// cpu_time and one thread, per second of the process's CPU time.
+double copy_bandwidth_gbps(int threads, int repeats = 3, bool cpu_time = false);
 
 CpuBenchResult run_cpu_bench(const CpuBenchOptions& options);
 
-// The result as a markdown table with ratios ours/copy(1 thread), ours/copy(all) for encode+decode; `torch_gbps`
+// The result as a markdown table (GB/s with 3 significant digits) with the ratio encode+decode over encode+metrics
+// (reconstruction) and ratios ours/copy(1 thread), ours/copy(all) for encode+decode; `torch_gbps`
 // (same order as rows, <= 0: not measured) adds the PyTorch column and ours/torch.
 std::string cpu_bench_markdown(const CpuBenchResult& r, const std::vector<double>& torch_gbps = {});
 

@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <future>
 #include <memory>
 #include <mutex>
 #include <sstream>
@@ -19,6 +20,7 @@
 #include "vidkv/core/thread_pool.h"
 #include "vidkv/experiments/src/cuda_replay.h"
 #include "vidkv/experiments/src/kernel_tiers.h"
+#include "vidkv/experiments/src/layer_buffer_reuse.h"
 #include "vidkv/experiments/src/metrics.h"
 #include "vidkv/traces/trace_reader.h"
 
@@ -108,10 +110,12 @@ struct LayerOutcome {
   double key_bytes = 0, value_bytes = 0, key_elems = 0, value_elems = 0, key_nominal = 0, value_nominal = 0, seconds = 0;
 };
 
-// `layer_pool`: when given, the layers of this cell are replayed in parallel on it (used when there are fewer
-// cells than --jobs); rows and aggregates are assembled in layer order either way, so results do not depend on it.
+// Layers are replayed in order; layer l + 1 is read from the trace (on another thread, under the HDF5 lock) while
+// layer l is replayed and measured. `head_pool`: when given (fewer cells than --jobs), the metrics of each layer run
+// over its KV heads in parallel on it; layer_metrics_all combines the heads in a fixed order, so results do not
+// depend on it. Only the metric groups the plan asks for are computed.
 std::vector<ResultRow> compute_cell(const ExperimentPlan& plan, const RunPlan& run, const std::string& trace_path,
-                                    const PluginRegistry& registry, ProgressReporter* progress, ThreadPool* layer_pool) {
+                                    const PluginRegistry& registry, ProgressReporter* progress, ThreadPool* head_pool) {
   const std::string label = trace_label(trace_path);
   std::unique_ptr<TraceReader> reader;
   TraceInfo info;
@@ -128,7 +132,7 @@ std::vector<ResultRow> compute_cell(const ExperimentPlan& plan, const RunPlan& r
     std::lock_guard<std::mutex> lock(hdf5_mutex());
     return reader->read_layer(l);
   });
-  if (cuda) layer_pool = nullptr;
+  const MetricSelection selection = MetricSelection::for_metrics(plan.metrics);
   auto base_row = [&](std::int64_t layer, std::int64_t head) {
     ResultRow r;
     r.set("experiment", plan.name);
@@ -140,20 +144,14 @@ std::vector<ResultRow> compute_cell(const ExperimentPlan& plan, const RunPlan& r
   };
 
   std::vector<LayerOutcome> outcomes(static_cast<std::size_t>(info.num_layers));
-  auto replay = [&](std::int64_t layer) {
-    const auto t0 = std::chrono::steady_clock::now();
-    LayerData data;
-    if (cuda) {
-      data = cuda->take(static_cast<int>(layer));
-    } else {
-      std::lock_guard<std::mutex> lock(hdf5_mutex());
-      data = reader->read_layer(static_cast<int>(layer));
-    }
+  auto replay = [&](std::int64_t layer, const LayerData& data, std::chrono::steady_clock::time_point t0) {
     const BlockShape shape{info.num_kv_heads, info.tokens, info.head_dim};
     TokenContext ctx;
     ctx.layer = static_cast<int>(layer);
     ctx.tokens = &tokens;
     ctx.seed = plan.seed;
+    // The codec may use the recorded queries (token protectors such as semantic_attention); the metrics read them
+    // only when an attention metric is asked for (layer_metrics_all).
     const LayerQueries* queries = data.queries && data.queries->count > 0 ? &*data.queries : nullptr;
     ctx.queries = queries;
     ReplayedLayer out;
@@ -163,7 +161,7 @@ std::vector<ResultRow> compute_cell(const ExperimentPlan& plan, const RunPlan& r
     } else {
       out = replay_layer(codec, run.lifecycle, data.key.data(), data.value.data(), shape, ctx);
       LayerTensors t{data.key.data(), data.value.data(), out.key.data(), out.value.data(), shape, queries};
-      all = layer_metrics_all(t);
+      all = layer_metrics_all(t, selection, head_pool);
     }
     LayerOutcome& o = outcomes[static_cast<std::size_t>(layer)];
     std::vector<ResultRow> head_rows;
@@ -204,10 +202,30 @@ std::vector<ResultRow> compute_cell(const ExperimentPlan& plan, const RunPlan& r
     o.rows.push_back(std::move(lr));
     if (progress) progress->advance(1, run.name);
   };
-  if (layer_pool) {
-    layer_pool->parallel_for(info.num_layers, replay);
-  } else {
-    for (std::int64_t layer = 0; layer < info.num_layers; ++layer) replay(layer);
+  auto read = [&](std::int64_t layer) {
+    std::lock_guard<std::mutex> lock(hdf5_mutex());
+    return reader->read_layer(static_cast<int>(layer));
+  };
+  // The read of the next layer runs while this one is replayed; a read error surfaces (with the reader's message)
+  // when its layer's turn comes, after the layers before it are done. Every started read is waited for before
+  // the reader is closed, also when a layer throws.
+  std::future<LayerData> next;
+  try {
+    if (info.num_layers > 0 && !cuda) next = std::async(std::launch::async, read, std::int64_t{0});
+    for (std::int64_t layer = 0; layer < info.num_layers; ++layer) {
+      // `seconds` of a layer: from its turn (waiting for its read included) to its rows.
+      const auto t0 = std::chrono::steady_clock::now();
+      if (cuda) {  // the cuda replay reads ahead itself, into pinned buffers, on its copy stream
+        replay(layer, cuda->take(static_cast<int>(layer)), t0);
+        continue;
+      }
+      const LayerData data = next.get();
+      if (layer + 1 < info.num_layers) next = std::async(std::launch::async, read, layer + 1);
+      replay(layer, data, t0);
+    }
+  } catch (...) {
+    if (next.valid()) next.wait();
+    throw;
   }
   cuda.reset();
   {
@@ -265,6 +283,7 @@ std::vector<std::string> summary_columns(const ExperimentPlan& plan) {
 }
 
 ExperimentOutcome run_experiment(const ExperimentPlan& plan, const RunOptions& options, const PluginRegistry& registry) {
+  keep_freed_layer_buffers();
   ExperimentOutcome outcome;
   outcome.dir = choose_dir(plan, options);
   const fs::path dir = outcome.dir;
@@ -346,19 +365,19 @@ ExperimentOutcome run_experiment(const ExperimentPlan& plan, const RunOptions& o
   if (options.progress && total_units > 0)
     progress = std::make_unique<ProgressReporter>(plan.name + " (" + std::to_string(todo.size()) + " cells)", total_units);
   std::mutex count_mutex;
-  // --jobs workers: over cells when there are at least as many cells as jobs, otherwise over the layers of each
-  // cell in turn (one pool; never both, so no task waits on a nested parallel_for).
+  // --jobs workers: over cells when there are at least as many cells as jobs, otherwise over the KV heads of each
+  // layer's metrics, cell by cell (one pool; never both, so no task waits on a nested parallel_for).
   std::unique_ptr<ThreadPool> pool;
   if (options.jobs > 1) pool = std::make_unique<ThreadPool>(options.jobs - 1);  // the caller is the jobs-th worker
   const bool over_cells = pool && static_cast<std::int64_t>(todo.size()) >= options.jobs;
-  ThreadPool* layer_pool = pool && !over_cells ? pool.get() : nullptr;
+  ThreadPool* head_pool = pool && !over_cells ? pool.get() : nullptr;
   auto run_cell = [&](std::int64_t k) {
     const CellTask& task = tasks[todo[static_cast<std::size_t>(k)]];
     const RunPlan& run = plan.runs[task.run_index];
     const std::string& trace = plan.traces[task.trace_index];
     std::vector<ResultRow> rows;
     try {
-      rows = compute_cell(plan, run, trace, registry, progress.get(), layer_pool);
+      rows = compute_cell(plan, run, trace, registry, progress.get(), head_pool);
     } catch (const Error& e) {
       throw Error(std::string("run '") + run.name + "' on " + trace + ": " + e.what());
     }

@@ -1,6 +1,6 @@
-// The pieces both metric paths share (metrics.cpp, the per-call reference; layer_metrics_all.cpp, the one-pass
-// path): reconstruction-error sums, their conversion to metrics, the softmax and the top-k set. One definition,
-// so the two paths stay bit-identical by construction.
+// The pieces both metric paths share (metrics.cpp, the scalar reference; layer_metrics_all.cpp, the optimised
+// path): reconstruction-error sums, their conversion to metrics, the check of the recorded queries, the softmax and
+// the top-k set of the reference. One definition of each, so the two paths name and finish their metrics alike.
 #pragma once
 
 #include <algorithm>

@@ -3,6 +3,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <initializer_list>
+#include <iterator>
 #include <numeric>
 
 #include "vidkv/core/error.h"
@@ -11,18 +13,30 @@ namespace vidkv {
 
 namespace {
 
-using metric_kernels::ErrorSums;
-using metric_kernels::put_errors;
 using metric_kernels::softmax;
 using metric_kernels::top_k;
 
-
-
-
+bool any_of_names(const std::vector<std::string>& names, std::initializer_list<const char*> group) {
+  for (const auto& n : names)
+    for (const char* g : group)
+      if (n == g) return true;
+  return false;
+}
 
 }  // namespace
 
-MetricValues layer_metrics(const LayerTensors& t, std::int64_t head) {
+MetricSelection MetricSelection::for_metrics(const std::vector<std::string>& names) {
+  MetricSelection s;
+  s.key_errors = any_of_names(names, {"key_rel_error", "key_mse", "key_snr_db", "key_cosine"});
+  s.value_errors = any_of_names(names, {"value_rel_error", "value_mse", "value_snr_db", "value_cosine"});
+  s.attention_logits = any_of_names(names, {"attn_logit_rel_error", "attn_kl"});
+  s.attention_topk = any_of_names(names, {"attn_topk_overlap"});
+  s.attention_outputs =
+      any_of_names(names, {"attn_out_rel_error", "attn_out_rel_error_key_only", "attn_out_rel_error_value_only"});
+  return s;
+}
+
+MetricValues layer_metrics_reference(const LayerTensors& t, std::int64_t head) {
   const BlockShape& sh = t.shape;
   VIDKV_ASSERT(head >= -1 && head < sh.heads, "head ", head, " of ", sh.heads);
   const std::int64_t h0 = head < 0 ? 0 : head, h1 = head < 0 ? sh.heads : head + 1;

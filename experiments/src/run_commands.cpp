@@ -66,8 +66,8 @@ void add_run_commands(std::vector<Command>& out) {
                  "replay traces through every run of a YAML experiment and print a results table",
                  "Options:\n"
                  "  --set dotted.path=value  override a value of the file (repeatable), e.g. --set codec.value.gamma=0.5\n"
-                 "  --jobs N                 N worker threads: over run x trace cells, or over the layers of each cell\n"
-                 "                           when there are fewer cells than N (default 1)\n"
+                 "  --jobs N                 N worker threads: over run x trace cells, or over the KV heads of each\n"
+                 "                           layer's metrics when there are fewer cells than N (default 1)\n"
                  "  --implementation I       CPU quantizer paths: optimized (default) or reference (the scalar oracle;\n"
                  "                           same packed bytes, slower; recorded in provenance.json)\n"
                  "  --resume                 continue the latest results folder of this experiment (same plan only)\n"
