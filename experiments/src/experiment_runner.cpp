@@ -49,6 +49,7 @@ std::string plan_fingerprint(const ExperimentPlan& plan) {
   s << plan.name << "|" << plan.seed << "|";
   for (const auto& m : plan.metrics) s << m << ",";
   for (const auto& t : plan.traces) s << "|" << t;
+  for (const auto& id : plan.trace_identities) s << "|" << id;  // contents, not only paths (docs/reliability.md)
   for (const auto& r : plan.runs) s << "|" << r.name << ":" << r.codec.dump() << ":" << r.lifecycle_node.dump();
   const std::string text = s.str();
   std::uint64_t h = 1469598103934665603ull;  // FNV-1a 64
