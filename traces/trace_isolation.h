@@ -27,6 +27,11 @@ std::string run_isolated(const std::string& path, const std::string& what, const
 // a no-op outside a child.
 void report_progress(const std::string& file, const std::string& object);
 
+// True inside the child process of run_isolated. Mutexes of the parent may have been held by another thread at
+// fork(), so code that runs in the child must not take them (trace_read_policy and the checked-file cache skip
+// their locks there: the child has one thread).
+bool in_child();
+
 // Whether `path`, as it is now on disk (device, inode, size, modification time), already passed the check `level`
 // in this process; `mark_checked` records it. Levels: 1 structure (TraceReader open), 2 full (validate_trace).
 bool already_checked(const std::string& path, int level);

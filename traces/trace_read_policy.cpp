@@ -8,6 +8,8 @@
 #include <mutex>
 #include <string>
 
+#include "vidkv/traces/trace_isolation.h"
+
 namespace vidkv {
 
 namespace {
@@ -57,6 +59,7 @@ TraceReadPolicy& policy_storage() {
 }  // namespace
 
 const TraceReadPolicy& trace_read_policy() {
+  if (trace_isolation::in_child()) return policy_storage();  // one thread; the mutex may be a stale copy
   std::lock_guard<std::mutex> lock(policy_mutex());
   return policy_storage();
 }

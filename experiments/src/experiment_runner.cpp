@@ -346,7 +346,7 @@ ExperimentOutcome run_experiment(const ExperimentPlan& plan, const RunOptions& o
     // Nothing computed is lost: finished cells stay in cells/, and --resume continues from them.
     throw Error(std::string(e.what()) + " [" + std::to_string(outcome.cells_computed + outcome.cells_resumed) + " of " +
                 std::to_string(tasks.size()) + " cells are kept in " + (dir / "cells").string() +
-                "; fix the input, then run again with --resume]");
+                "; remove the cause named above (a bad input, a full disk), then run again with --resume]");
   }
   if (progress) progress->finish();
 
