@@ -20,8 +20,9 @@ SourceLocation location_of(const YAML::Node& node, const std::string& file) {
 
 // Bounds on an experiment document. yaml-cpp keeps an alias as a second reference to its anchor's node, so a
 // kilobyte of nested anchors ("billion laughs") is small in yaml-cpp but would expand to billions of values here:
-// the conversion counts every value it makes and stops at kMaxValues. Real experiment files hold a few hundred.
-constexpr std::size_t kMaxValues = 100000;
+// the conversion counts every value it makes and stops at kMaxValues. Real experiment files hold a few hundred
+// (experiments/paper/*.yaml and quickstart.yaml: at most about 100).
+constexpr std::size_t kMaxValues = 20000;
 constexpr int kMaxDepth = 64;
 constexpr std::size_t kMaxFileBytes = std::size_t{4} << 20;
 
