@@ -22,7 +22,7 @@ cmake --build build-asan -j "$jobs" 2>&1 | grep -E "error:|warning:|\*\*\*" || t
 test -x build-asan/bin/vidkv_tests || { echo "sanitizers: build failed (run: cmake --build build-asan)" >&2; exit 1; }
 built=$SECONDS
 echo "sanitizers: C++ suite under ASan + UBSan (ctest --test-dir build-asan)"
-export ASAN_OPTIONS="detect_leaks=0:allocator_may_return_null=1:abort_on_error=0"
+export ASAN_OPTIONS="detect_leaks=0:allocator_may_return_null=1:max_allocation_size_mb=1024"
 export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
 # Left out: the resident-memory bound of a streaming read (AddressSanitizer keeps freed blocks in a quarantine of
 # up to 256 MB, so resident memory measures the sanitizer, not the reader; scripts/test.sh runs it).
