@@ -20,3 +20,20 @@ if(VIDKV_NATIVE)
   add_compile_options($<$<COMPILE_LANGUAGE:CXX>:-march=native> $<$<COMPILE_LANGUAGE:CXX>:-ffp-contract=off>)
   add_compile_definitions(VIDKV_NATIVE_BUILD=1)
 endif()
+
+# VIDKV_SANITIZE: a -fsanitize= list for every target, e.g. "address,undefined" (scripts/test_sanitizers.sh builds
+# build-asan/ with it and runs the C++ suite). Undefined behaviour aborts (no recovery) so a test cannot pass over it.
+set(VIDKV_SANITIZE "" CACHE STRING "Sanitizers for every target (-fsanitize=LIST), e.g. address,undefined")
+if(VIDKV_SANITIZE)
+  add_compile_options(-fsanitize=${VIDKV_SANITIZE} -fno-omit-frame-pointer -fno-sanitize-recover=all)
+  add_link_options(-fsanitize=${VIDKV_SANITIZE})
+endif()
+# VIDKV_BUILD_FUZZERS: the libFuzzer targets of fuzz/ (clang only; they add -fsanitize=fuzzer,address themselves).
+option(VIDKV_BUILD_FUZZERS "Build the libFuzzer targets in fuzz/ (needs clang)" OFF)
+if(VIDKV_BUILD_FUZZERS)
+  if(NOT CMAKE_CXX_COMPILER_ID STREQUAL "Clang")
+    message(FATAL_ERROR "VIDKV_BUILD_FUZZERS needs clang (-DCMAKE_CXX_COMPILER=clang++ -DCMAKE_C_COMPILER=clang)")
+  endif()
+  # Coverage feedback for libFuzzer in every library the targets link (the targets add -fsanitize=fuzzer).
+  add_compile_options(-fsanitize=fuzzer-no-link)
+endif()

@@ -41,9 +41,11 @@ void reserve_tokens(std::vector<float>& buf, std::int64_t heads, std::int64_t ch
   if (need <= cap) return;
   const std::int64_t new_cap = std::max(need, 2 * cap);
   std::vector<float> grown(static_cast<std::size_t>(heads * new_cap * channels));
-  for (std::int64_t h = 0; h < heads; ++h)
-    std::memcpy(grown.data() + h * new_cap * channels, buf.data() + h * cap * channels,
-                static_cast<std::size_t>(used * channels) * sizeof(float));
+  // An empty `buf` has data() == nullptr, and memcpy from a null pointer is undefined even for 0 bytes.
+  if (used > 0)
+    for (std::int64_t h = 0; h < heads; ++h)
+      std::memcpy(grown.data() + h * new_cap * channels, buf.data() + h * cap * channels,
+                  static_cast<std::size_t>(used * channels) * sizeof(float));
   buf.swap(grown);
 }
 

@@ -7,6 +7,8 @@
 #include <numeric>
 
 #include "vidkv/core/error.h"
+#include "vidkv/traces/trace_isolation.h"
+#include "vidkv/traces/trace_read_policy.h"
 
 namespace vidkv::h5 {
 
@@ -53,11 +55,11 @@ void Handle::reset() {
   id_ = H5I_INVALID_HID;
 }
 
-bool link_exists(hid_t loc, const std::string& path) {
-  // H5Lexists needs every intermediate group to exist, so walk the path one component at a time.
+bool link_exists(hid_t loc, const std::string& path, const std::string& file, bool allow_external) {
+  // H5Lexists needs every intermediate group to exist, so walk the path one component at a time, refusing to
+  // follow a link out of the file (H5Lexists on a deeper path would open the other file).
   std::string prefix;
-  std::size_t pos = path[0] == '/' ? 1 : 0;
-  if (pos == 1) prefix = "";
+  std::size_t pos = !path.empty() && path[0] == '/' ? 1 : 0;
   while (pos <= path.size()) {
     const std::size_t next = path.find('/', pos);
     const std::string part = path.substr(pos, next == std::string::npos ? std::string::npos : next - pos);
@@ -66,6 +68,14 @@ bool link_exists(hid_t loc, const std::string& path) {
       H5Eclear2(H5E_DEFAULT);
       return false;
     }
+    H5L_info_t link{};
+    if (H5Lget_info(loc, prefix.c_str(), &link, H5P_DEFAULT) < 0) {
+      H5Eclear2(H5E_DEFAULT);
+      return false;
+    }
+    if (link.type != H5L_TYPE_HARD && link.type != H5L_TYPE_SOFT && !allow_external)
+      VIDKV_THROW(IoError, file, ": ", prefix, ": is ", link.type == H5L_TYPE_EXTERNAL ? "an external link (to another file)" : "a user-defined link",
+                  "; refused, since a trace must hold its own data (--allow-external-data follows it)");
     if (next == std::string::npos) break;
     pos = next + 1;
   }
@@ -73,14 +83,16 @@ bool link_exists(hid_t loc, const std::string& path) {
 }
 
 Handle open_group(hid_t file, const Where& where) {
-  if (!link_exists(file, where.object)) VIDKV_THROW(IoError, where.str(), ": missing group");
+  trace_isolation::report_progress(where.file, where.object);
+  if (!link_exists(file, where.object, where.file, trace_read_policy().allow_external_data)) VIDKV_THROW(IoError, where.str(), ": missing group");
   hid_t id = H5Gopen2(file, where.object.c_str(), H5P_DEFAULT);
   if (id < 0) VIDKV_THROW(IoError, with_hdf5_reason(where.str() + ": cannot open group"));
   return Handle(id, H5Gclose);
 }
 
 Handle open_dataset(hid_t file, const Where& where) {
-  if (!link_exists(file, where.object)) VIDKV_THROW(IoError, where.str(), ": missing dataset");
+  trace_isolation::report_progress(where.file, where.object);
+  if (!link_exists(file, where.object, where.file, trace_read_policy().allow_external_data)) VIDKV_THROW(IoError, where.str(), ": missing dataset");
   hid_t id = H5Dopen2(file, where.object.c_str(), H5P_DEFAULT);
   if (id < 0) VIDKV_THROW(IoError, with_hdf5_reason(where.str() + ": cannot open dataset"));
   return Handle(id, H5Dclose);
@@ -95,6 +107,7 @@ bool has_attr(hid_t obj, const std::string& name) {
 namespace {
 
 Handle open_attr(hid_t obj, const std::string& name, const Where& where) {
+  trace_isolation::report_progress(where.file, where.object + " attribute '" + name + "'");
   if (!has_attr(obj, name)) VIDKV_THROW(IoError, where.str(), ": missing attribute '", name, "'");
   hid_t id = H5Aopen(obj, name.c_str(), H5P_DEFAULT);
   if (id < 0) VIDKV_THROW(IoError, with_hdf5_reason(where.str() + ": cannot open attribute '" + name + "'"));
@@ -132,6 +145,11 @@ std::string read_string_attr(hid_t obj, const std::string& name, const Where& wh
     return value;
   }
   const std::size_t size = H5Tget_size(type.get());
+  // A text attribute longer than this is a corrupt size field, not text (the buffer would be allocated first).
+  constexpr std::size_t kMaxStringAttrBytes = std::size_t{1} << 20;
+  if (size == 0 || size > kMaxStringAttrBytes)
+    VIDKV_THROW(IoError, where.str(), ": attribute '", name, "' declares a string of ", size,
+                " bytes (expected 1 to 1 MiB; the file is corrupt)");
   std::string buffer(size + 1, '\0');
   H5Tset_size(mem.get(), size + 1);
   H5Tset_strpad(mem.get(), H5T_STR_NULLTERM);
@@ -173,6 +191,70 @@ void write_int32_attr(hid_t obj, const std::string& name, std::int32_t value, co
   Handle attr(H5Acreate2(obj, name.c_str(), H5T_STD_I32LE, space.get(), H5P_DEFAULT, H5P_DEFAULT), H5Aclose);
   if (!attr.valid() || H5Awrite(attr.get(), H5T_NATIVE_INT32, &value) < 0)
     VIDKV_THROW(IoError, with_hdf5_reason(where.str() + ": cannot write attribute '" + name + "'"));
+}
+
+namespace {
+
+std::string filter_label(H5Z_filter_t id, const char* name) {
+  std::string label = "filter " + std::to_string(id);
+  if (name && *name) label += " ('" + std::string(name) + "')";
+  return label;
+}
+
+}  // namespace
+
+void check_dataset_storage(hid_t dataset, const Where& where, bool allow_external, std::uint64_t file_bytes) {
+  Handle dcpl(H5Dget_create_plist(dataset), H5Pclose);
+  if (!dcpl.valid()) VIDKV_THROW(IoError, with_hdf5_reason(where.str() + ": cannot read its storage properties"));
+  const H5D_layout_t layout = H5Pget_layout(dcpl.get());
+  const int external = H5Pget_external_count(dcpl.get());
+  if (!allow_external && layout == H5D_VIRTUAL)
+    VIDKV_THROW(IoError, where.str(), ": is a virtual dataset (its data is mapped from other files); refused, since a "
+                "trace must hold its own data (--allow-external-data reads it)");
+  if (!allow_external && external > 0)
+    VIDKV_THROW(IoError, where.str(), ": keeps its data in ", external, " external file(s), not in the trace; refused "
+                "(--allow-external-data reads it)");
+  const int filters = H5Pget_nfilters(dcpl.get());
+  for (int i = 0; i < filters; ++i) {
+    unsigned flags = 0, config = 0;
+    std::size_t nvalues = 0;
+    char name[64] = {0};
+    const H5Z_filter_t id = H5Pget_filter2(dcpl.get(), static_cast<unsigned>(i), &flags, &nvalues, nullptr, sizeof name,
+                                           name, &config);
+    if (id < 0) VIDKV_THROW(IoError, with_hdf5_reason(where.str() + ": cannot read its filter pipeline"));
+    if (H5Zfilter_avail(id) <= 0) {
+      H5Eclear2(H5E_DEFAULT);
+      VIDKV_THROW(IoError, where.str(), ": is compressed with HDF5 ", filter_label(id, name), ", which this build cannot "
+                  "decode (built in: deflate, shuffle, fletcher32, scale-offset, n-bit); rewrite the trace with gzip/deflate, "
+                  "or allow HDF5 filter plugins from HDF5_PLUGIN_PATH with --allow-filter-plugins");
+    }
+  }
+  Handle type(H5Dget_type(dataset), H5Tclose);
+  Handle space(H5Dget_space(dataset), H5Sclose);
+  const int rank = space.valid() ? H5Sget_simple_extent_ndims(space.get()) : -1;
+  if (!type.valid() || rank < 0 || rank > 32)
+    VIDKV_THROW(IoError, with_hdf5_reason(where.str() + ": cannot read its datatype or extent"));
+  std::vector<hsize_t> dims(static_cast<std::size_t>(rank));
+  if (rank > 0) H5Sget_simple_extent_dims(space.get(), dims.data(), nullptr);
+  std::uint64_t declared = H5Tget_size(type.get());
+  std::string shape;
+  for (hsize_t d : dims) {
+    shape += (shape.empty() ? "" : " x ") + std::to_string(d);
+    if (__builtin_mul_overflow(declared, static_cast<std::uint64_t>(d), &declared)) declared = UINT64_MAX;
+  }
+  if (declared == 0 || (external > 0 && allow_external) || (layout == H5D_VIRTUAL && allow_external)) return;
+  const std::uint64_t stored = H5Dget_storage_size(dataset);
+  // deflate's largest compression ratio is 1032:1 (RFC 1951: a 258-byte match costs at least 2 bits), so a
+  // filtered dataset cannot declare more than that many bytes per stored byte (1100: room for chunk metadata).
+  constexpr std::uint64_t kMaxFilterRatio = 1100;
+  const bool too_few = filters > 0 ? declared / kMaxFilterRatio > stored : stored < declared;
+  if (too_few)
+    VIDKV_THROW(IoError, where.str(), ": declares ", shape, " elements (", declared, " bytes) but the file stores only ",
+                stored, " bytes of it", filters > 0 ? " compressed (beyond the 1032:1 limit of deflate)" : "",
+                "; the extent is corrupt or the data was never written");
+  if (stored > file_bytes)
+    VIDKV_THROW(IoError, where.str(), ": claims ", stored, " stored bytes, more than the whole file (", file_bytes,
+                " bytes); the file is corrupt or truncated");
 }
 
 std::vector<hsize_t> dataset_extent(hid_t dataset, const Where& where) {
@@ -266,6 +348,7 @@ hsize_t product(const std::vector<hsize_t>& v) { return std::accumulate(v.begin(
 
 void read_hyperslab(hid_t dataset, hid_t mem_type, const std::vector<hsize_t>& start, const std::vector<hsize_t>& count,
                     void* out, const Where& where) {
+  trace_isolation::report_progress(where.file, where.object);
   Handle file_space(H5Dget_space(dataset), H5Sclose);
   if (H5Sselect_hyperslab(file_space.get(), H5S_SELECT_SET, start.data(), nullptr, count.data(), nullptr) < 0)
     VIDKV_THROW(IoError, with_hdf5_reason(where.str() + ": cannot select a block"));
@@ -273,12 +356,13 @@ void read_hyperslab(hid_t dataset, hid_t mem_type, const std::vector<hsize_t>& s
   // its chunk one by one (10x slower reads).
   Handle mem_space(H5Screate_simple(static_cast<int>(count.size()), count.data(), nullptr), H5Sclose);
   if (H5Dread(dataset, mem_type, mem_space.get(), file_space.get(), H5P_DEFAULT, out) < 0)
-    VIDKV_THROW(IoError, with_hdf5_reason(where.str() + ": read failed (corrupt or truncated file?)"));
+    VIDKV_THROW(IoError, with_hdf5_reason(where.str() + ": read failed (the file is corrupt or truncated)"));
 }
 
 void read_all(hid_t dataset, hid_t mem_type, void* out, const Where& where) {
+  trace_isolation::report_progress(where.file, where.object);
   if (H5Dread(dataset, mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, out) < 0)
-    VIDKV_THROW(IoError, with_hdf5_reason(where.str() + ": read failed (corrupt or truncated file?)"));
+    VIDKV_THROW(IoError, with_hdf5_reason(where.str() + ": read failed (the file is corrupt or truncated)"));
 }
 
 Handle create_extendible(hid_t loc, const std::string& name, hid_t file_type, const std::vector<hsize_t>& extent,

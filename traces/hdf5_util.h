@@ -48,7 +48,9 @@ struct Where {
   std::string str() const { return file + ": " + object; }
 };
 
-bool link_exists(hid_t loc, const std::string& path);  // every intermediate group must exist too
+// Every intermediate group must exist too. An external link (to another file) or a user-defined link on the way
+// is an IoError naming `file` and the link unless `allow_external` (TraceReadPolicy::allow_external_data).
+bool link_exists(hid_t loc, const std::string& path, const std::string& file = "", bool allow_external = false);
 Handle open_group(hid_t file, const Where& where);       // IoError "missing group" when absent
 Handle open_dataset(hid_t file, const Where& where);     // IoError "missing dataset" when absent
 
@@ -61,6 +63,13 @@ std::int64_t read_int_attr(hid_t obj, const std::string& name, const Where& wher
 // Writes a scalar variable-length UTF-8 string attribute (what h5py writes for a Python str).
 void write_string_attr(hid_t obj, const std::string& name, const std::string& value, const Where& where);
 void write_int32_attr(hid_t obj, const std::string& name, std::int32_t value, const Where& where);
+
+// Checks, before anything is allocated or read, that a dataset opened from an untrusted file keeps its data inside
+// the file in a form this build decodes: no external-file storage or virtual layout unless `allow_external`; every
+// filter available (an unknown one is named, with its HDF5 filter ID); the bytes it declares (extent x element
+// size, overflow-checked) consistent with the bytes it stores -- all of them without filters, at most the deflate
+// bound (1032:1) less with filters -- and the stored bytes within `file_bytes`. IoError naming the dataset.
+void check_dataset_storage(hid_t dataset, const Where& where, bool allow_external, std::uint64_t file_bytes);
 
 // Extents of a dataset.
 std::vector<hsize_t> dataset_extent(hid_t dataset, const Where& where);

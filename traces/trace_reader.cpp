@@ -6,8 +6,12 @@
 #include <filesystem>
 #include <set>
 
+#include <sys/stat.h>
+
 #include "vidkv/core/error.h"
 #include "vidkv/traces/hdf5_util.h"
+#include "vidkv/traces/trace_isolation.h"
+#include "vidkv/traces/trace_read_policy.h"
 #include "vidkv/traces/trace_schema.h"
 
 namespace vidkv {
@@ -39,6 +43,14 @@ bool storage_matches(h5::StoredType stored, DType t) {
   return stored == expected_storage(t) || (t == DType::bf16 && stored == h5::StoredType::i16);
 }
 
+// Axis names and where each expected extent comes from, for messages.
+const std::vector<std::string> kKvAxes = {"kv_head", "token", "dim"};
+const std::vector<std::string> kKvSources = {"/model num_kv_heads", trace_schema::kTokensModality, "/model head_dim"};
+const std::vector<std::string> kQueryAxes = {"query_head", "query", "dim"};
+const std::vector<std::string> kQuerySources = {"/model num_query_heads", trace_schema::kQueryPositions, "/model head_dim"};
+const std::vector<std::string> kEmbeddingAxes = {"token", "hidden"};
+const std::vector<std::string> kEmbeddingSources = {trace_schema::kTokensModality, "/model hidden_size"};
+
 std::string non_finite_text(float v) { return std::isnan(v) ? "nan" : (v > 0 ? "inf" : "-inf"); }
 
 const std::set<std::string>& required_root_attrs() {
@@ -59,26 +71,79 @@ struct TraceReader::Impl {
   std::string path;
   h5::Handle file;
   TraceInfo info;
+  TraceReadPolicy policy;
+  std::uint64_t file_bytes = 0;
 
   h5::Where at(const std::string& object) const { return h5::Where{path, object}; }
 
   void open();
+  void open_file();
+  void check_structure() const;
+  // open_dataset + check_dataset_storage (external storage, filters, declared vs stored bytes).
+  h5::Handle open_checked(const std::string& name) const;
+  bool exists(const std::string& name) const { return h5::link_exists(file.get(), name, path, policy.allow_external_data); }
+  // IoError when reading `bytes` (as fp32) would pass the memory budget.
+  void check_budget(double bytes, const std::string& what) const;
   void read_root_attrs();
   void read_model();
   std::int64_t checked_length(const std::string& name, h5::StoredType type, int rank, std::int64_t inner) const;
 
   // Opens `name`, checks rank 3, extents [d0, t, d2] and element type, and reads it as fp32 into `out`,
   // rejecting NaN/Inf with the first bad index.
+  // The checks of read_float_dataset before any value is read: rank, extents, element type, storage; the dataset.
+  h5::Handle check_float_dataset(const std::string& name, const std::vector<std::int64_t>& expected,
+                                 const std::vector<std::string>& axis_names, const std::vector<std::string>& axis_sources) const;
   void read_float_dataset(const std::string& name, const std::vector<std::int64_t>& expected,
                           const std::vector<std::string>& axis_names, const std::vector<std::string>& axis_sources,
                           std::vector<float>* out) const;
 };
 
+h5::Handle TraceReader::Impl::open_checked(const std::string& name) const {
+  const auto where = at(name);
+  h5::Handle ds = h5::open_dataset(file.get(), where);
+  h5::check_dataset_storage(ds.get(), where, policy.allow_external_data, file_bytes);
+  return ds;
+}
+
+void TraceReader::Impl::check_budget(double bytes, const std::string& what) const {
+  if (bytes <= static_cast<double>(policy.memory_budget_bytes)) return;
+  VIDKV_THROW(IoError, path, ": ", what, " needs ", bytes / (1 << 20), " MiB as fp32, more than the memory budget of ",
+              static_cast<double>(policy.memory_budget_bytes) / (1 << 20),
+              " MiB (set VIDKV_MEMORY_BUDGET_MB to raise it, if the machine has the memory)");
+}
+
 void TraceReader::Impl::open() {
   h5::silence_hdf5_errors();
-  std::error_code ec;
-  if (!std::filesystem::exists(path, ec)) VIDKV_THROW(IoError, path, ": no such file");
-  if (std::filesystem::is_directory(path, ec)) VIDKV_THROW(IoError, path, ": is a directory, not a trace file");
+  policy = trace_read_policy();
+  struct stat st{};
+  if (::stat(path.c_str(), &st) != 0) VIDKV_THROW(IoError, path, ": no such file");
+  if (S_ISDIR(st.st_mode)) VIDKV_THROW(IoError, path, ": is a directory, not a trace file");
+  if (!S_ISREG(st.st_mode))
+    VIDKV_THROW(IoError, path, ": is a ", S_ISFIFO(st.st_mode) ? "FIFO (named pipe)" : S_ISSOCK(st.st_mode) ? "socket" : "device",
+                ", not a regular file; refused (reading it could block forever or never end). Copy the trace to a file");
+  file_bytes = static_cast<std::uint64_t>(st.st_size);
+  // The file's structure is read first in a child process, so a crash or a loop inside HDF5 on a corrupt file
+  // becomes an error naming the object (trace_isolation.h); once per file identity per process.
+  if (!trace_isolation::already_checked(path, 1)) {
+    trace_isolation::run_isolated(path, "reading its structure", [&] {
+      Impl probe;
+      probe.path = path;
+      probe.policy = policy;
+      probe.file_bytes = file_bytes;
+      probe.open_file();
+      probe.check_structure();
+      TraceReader view(std::make_unique<Impl>(std::move(probe)));
+      view.tokens(/*with_embeddings=*/false);
+      view.token_ids();
+      view.query_positions();
+      return std::string();
+    });
+    trace_isolation::mark_checked(path, 1);
+  }
+  open_file();
+}
+
+void TraceReader::Impl::open_file() {
   const htri_t is_hdf5 = H5Fis_hdf5(path.c_str());
   if (is_hdf5 <= 0) {
     h5::last_hdf5_error();
@@ -104,21 +169,52 @@ void TraceReader::Impl::open() {
 
   // T comes from /tokens/modality; every other per-token dataset and each layer must agree with it.
   const auto where = at(ts::kTokensModality);
-  h5::Handle modality = h5::open_dataset(file.get(), where);
+  h5::Handle modality = open_checked(ts::kTokensModality);
   const auto dims = h5::dataset_extent(modality.get(), where);
   if (dims.size() != 1) VIDKV_THROW(ShapeError, where.str(), ": expected rank 1 [T], got rank ", dims.size());
   info.tokens = static_cast<std::int64_t>(dims[0]);
   if (info.tokens == 0) VIDKV_THROW(IoError, where.str(), ": the trace has no tokens");
 
-  if (h5::link_exists(file.get(), ts::kQueryPositions)) {
+  if (exists(ts::kQueryPositions)) {
     const auto qw = at(ts::kQueryPositions);
-    h5::Handle q = h5::open_dataset(file.get(), qw);
+    h5::Handle q = open_checked(ts::kQueryPositions);
     const auto qd = h5::dataset_extent(q.get(), qw);
     if (qd.size() != 1) VIDKV_THROW(ShapeError, qw.str(), ": expected rank 1 [Q], got rank ", qd.size());
     info.queries = static_cast<std::int64_t>(qd[0]);
   }
-  info.has_embeddings = h5::link_exists(file.get(), ts::kEmbeddings);
-  info.has_token_ids = h5::link_exists(file.get(), ts::kTokensIds);
+  info.has_embeddings = exists(ts::kEmbeddings);
+  info.has_token_ids = exists(ts::kTokensIds);
+
+  // num_layers is a number in the file: it must match the layer groups the file holds, before any code loops
+  // or allocates by it.
+  const auto lw = at(ts::kLayersGroup);
+  h5::Handle layers = h5::open_group(file.get(), lw);
+  H5G_info_t group_info{};
+  if (H5Gget_info(layers.get(), &group_info) < 0) VIDKV_THROW(IoError, lw.str(), ": cannot list its members (corrupt file?)");
+  if (group_info.nlinks != static_cast<hsize_t>(info.num_layers))
+    VIDKV_THROW(IoError, lw.str(), ": holds ", group_info.nlinks, " members but /model num_layers says ", info.num_layers,
+                " (expected groups 000..", info.num_layers - 1, ")");
+}
+
+// Everything but the bulk values: per-token datasets read, every layer's datasets opened and checked for storage,
+// extents and the memory budget (what the child process of open() runs).
+void TraceReader::Impl::check_structure() const {
+  const double kv_bytes = 4.0 * info.num_kv_heads * static_cast<double>(info.tokens) * info.head_dim;
+  const double q_bytes = 4.0 * info.num_query_heads * static_cast<double>(info.queries) * info.head_dim;
+  for (int l = 0; l < info.num_layers; ++l) {
+    const std::string group = h5::layer_group_name(l);
+    const std::vector<std::int64_t> kv_shape = {info.num_kv_heads, info.tokens, info.head_dim};
+    check_float_dataset(group + "/key", kv_shape, kKvAxes, kKvSources);
+    check_float_dataset(group + "/value", kv_shape, kKvAxes, kKvSources);
+    const bool query = exists(group + "/query");
+    if (query)
+      check_float_dataset(group + "/query", {info.num_query_heads, info.queries, info.head_dim}, kQueryAxes, kQuerySources);
+    if (l == 0) check_budget(2 * kv_bytes + (query ? q_bytes : 0.0), "one layer (" + group + " key, value and query)");
+  }
+  if (info.has_embeddings) {
+    check_float_dataset(ts::kEmbeddings, {info.tokens, info.hidden_size}, kEmbeddingAxes, kEmbeddingSources);
+    check_budget(4.0 * static_cast<double>(info.tokens) * static_cast<double>(info.hidden_size), ts::kEmbeddings);
+  }
 }
 
 void TraceReader::Impl::read_root_attrs() {
@@ -205,12 +301,13 @@ std::int64_t TraceReader::Impl::checked_length(const std::string& name, h5::Stor
     VIDKV_THROW(ShapeError, where.str(), ": expected ", inner, " columns, got ", dims[1]);
   if (static_cast<std::int64_t>(dims[0]) != info.tokens)
     VIDKV_THROW(ShapeError, where.str(), ": has ", dims[0], " tokens but ", ts::kTokensModality, " has ", info.tokens);
+  h5::check_dataset_storage(ds.get(), where, policy.allow_external_data, file_bytes);
   return info.tokens;
 }
 
-void TraceReader::Impl::read_float_dataset(const std::string& name, const std::vector<std::int64_t>& expected,
-                                           const std::vector<std::string>& axis_names,
-                                           const std::vector<std::string>& axis_sources, std::vector<float>* out) const {
+h5::Handle TraceReader::Impl::check_float_dataset(const std::string& name, const std::vector<std::int64_t>& expected,
+                                                  const std::vector<std::string>& axis_names,
+                                                  const std::vector<std::string>& axis_sources) const {
   const auto where = at(name);
   h5::Handle ds = h5::open_dataset(file.get(), where);
   const auto dims = h5::dataset_extent(ds.get(), where);
@@ -235,6 +332,17 @@ void TraceReader::Impl::read_float_dataset(const std::string& name, const std::v
     VIDKV_THROW(ShapeError, where.str(), ": stored as ", h5::describe_hdf5_type(ds.get()), " but the root attribute dtype is '",
                 trace_dtype_text(info.dtype), "' (expected ", h5::stored_type_name(expected_storage(info.dtype)), ")");
   }
+  h5::check_dataset_storage(ds.get(), where, policy.allow_external_data, file_bytes);
+  return ds;
+}
+
+void TraceReader::Impl::read_float_dataset(const std::string& name, const std::vector<std::int64_t>& expected,
+                                           const std::vector<std::string>& axis_names,
+                                           const std::vector<std::string>& axis_sources, std::vector<float>* out) const {
+  const auto where = at(name);
+  h5::Handle ds = check_float_dataset(name, expected, axis_names, axis_sources);
+  const std::size_t rank = expected.size();
+  const auto stored = h5::stored_type(ds.get(), where);
 
   // View the dataset as [outer, rows, inner] and read blocks of rows of one outer index at a time.
   const std::int64_t outer = rank == 3 ? expected[0] : 1;
@@ -244,6 +352,7 @@ void TraceReader::Impl::read_float_dataset(const std::string& name, const std::v
   // With no output the values are only checked, one block at a time (constant memory).
   std::vector<float> block;
   if (out) {
+    check_budget(4.0 * static_cast<double>(outer) * static_cast<double>(rows) * static_cast<double>(inner), name);
     out->assign(static_cast<std::size_t>(outer * rows * inner), 0.0f);
   } else {
     block.resize(static_cast<std::size_t>(std::min(block_rows, rows) * inner));
@@ -294,6 +403,8 @@ void TraceReader::Impl::read_float_dataset(const std::string& name, const std::v
   }
 }
 
+TraceReader::TraceReader(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
 TraceReader::TraceReader(const std::string& path) : impl_(std::make_unique<Impl>()) {
   impl_->path = path;
   impl_->open();
@@ -307,7 +418,6 @@ const TraceInfo& TraceReader::info() const { return impl_->info; }
 
 TraceTokens TraceReader::tokens(bool with_embeddings) const {
   const Impl& im = *impl_;
-  const hid_t file = im.file.get();
   const auto t = static_cast<std::size_t>(im.info.tokens);
   TraceTokens out;
 
@@ -315,7 +425,7 @@ TraceTokens TraceReader::tokens(bool with_embeddings) const {
   std::vector<std::uint8_t> modality(t);
   {
     const auto where = im.at(ts::kTokensModality);
-    h5::Handle ds = h5::open_dataset(file, where);
+    h5::Handle ds = im.open_checked(where.object);
     h5::read_all(ds.get(), H5T_NATIVE_UINT8, modality.data(), where);
     out.modality.resize(t);
     for (std::size_t i = 0; i < t; ++i) {
@@ -328,7 +438,7 @@ TraceTokens TraceReader::tokens(bool with_embeddings) const {
   auto read_i32 = [&](const char* name, std::vector<std::int32_t>& dst) {
     im.checked_length(name, h5::StoredType::i32, 1, 0);
     const auto where = im.at(name);
-    h5::Handle ds = h5::open_dataset(file, where);
+    h5::Handle ds = im.open_checked(where.object);
     dst.resize(t);
     h5::read_all(ds.get(), H5T_NATIVE_INT32, dst.data(), where);
   };
@@ -337,7 +447,7 @@ TraceTokens TraceReader::tokens(bool with_embeddings) const {
   {
     im.checked_length(ts::kTokensPatch, h5::StoredType::i16, 2, 2);
     const auto where = im.at(ts::kTokensPatch);
-    h5::Handle ds = h5::open_dataset(file, where);
+    h5::Handle ds = im.open_checked(where.object);
     std::vector<std::int16_t> patch(2 * t);
     h5::read_all(ds.get(), H5T_NATIVE_INT16, patch.data(), where);
     out.patch_row.resize(t);
@@ -367,7 +477,7 @@ std::vector<std::int32_t> TraceReader::token_ids() const {
   if (!im.info.has_token_ids) return {};
   im.checked_length(ts::kTokensIds, h5::StoredType::i32, 1, 0);
   const auto where = im.at(ts::kTokensIds);
-  h5::Handle ds = h5::open_dataset(im.file.get(), where);
+  h5::Handle ds = im.open_checked(where.object);
   std::vector<std::int32_t> ids(static_cast<std::size_t>(im.info.tokens));
   h5::read_all(ds.get(), H5T_NATIVE_INT32, ids.data(), where);
   return ids;
@@ -375,9 +485,9 @@ std::vector<std::int32_t> TraceReader::token_ids() const {
 
 std::vector<std::int32_t> TraceReader::query_positions() const {
   const Impl& im = *impl_;
-  if (!h5::link_exists(im.file.get(), ts::kQueryPositions)) return {};
+  if (!im.exists(ts::kQueryPositions)) return {};
   const auto where = im.at(ts::kQueryPositions);
-  h5::Handle ds = h5::open_dataset(im.file.get(), where);
+  h5::Handle ds = im.open_checked(where.object);
   if (h5::stored_type(ds.get(), where) != h5::StoredType::i32)
     VIDKV_THROW(ShapeError, where.str(), ": expected int32 elements, got ", h5::describe_hdf5_type(ds.get()));
   std::vector<std::int32_t> positions(static_cast<std::size_t>(im.info.queries));
@@ -407,20 +517,17 @@ void TraceReader::read_layer(int layer, LayerData& out) const {
   out.tokens = in.tokens;
   out.dim = in.head_dim;
   const std::vector<std::int64_t> kv_shape = {in.num_kv_heads, in.tokens, in.head_dim};
-  const std::vector<std::string> kv_axes = {"kv_head", "token", "dim"};
-  const std::vector<std::string> kv_sources = {"/model num_kv_heads", ts::kTokensModality, "/model head_dim"};
-  im.read_float_dataset(group + "/key", kv_shape, kv_axes, kv_sources, &out.key);
-  im.read_float_dataset(group + "/value", kv_shape, kv_axes, kv_sources, &out.value);
-  if (h5::link_exists(im.file.get(), group + "/query")) {
-    if (in.queries == 0 && !h5::link_exists(im.file.get(), ts::kQueryPositions))
+  im.read_float_dataset(group + "/key", kv_shape, kKvAxes, kKvSources, &out.key);
+  im.read_float_dataset(group + "/value", kv_shape, kKvAxes, kKvSources, &out.value);
+  if (im.exists(group + "/query")) {
+    if (in.queries == 0 && !im.exists(ts::kQueryPositions))
       VIDKV_THROW(IoError, im.path, ": ", group, "/query: recorded query states need ", ts::kQueryPositions,
                   ", which is missing");
     LayerQueries q = out.queries ? std::move(*out.queries) : LayerQueries{};  // reuse its buffer
     q.heads = in.num_query_heads;
     q.count = in.queries;
     q.dim = in.head_dim;
-    im.read_float_dataset(group + "/query", {in.num_query_heads, in.queries, in.head_dim}, {"query_head", "query", "dim"},
-                          {"/model num_query_heads", ts::kQueryPositions, "/model head_dim"}, &q.data);
+    im.read_float_dataset(group + "/query", {in.num_query_heads, in.queries, in.head_dim}, kQueryAxes, kQuerySources, &q.data);
     q.token_index = query_positions();
     out.queries = std::move(q);
   } else {

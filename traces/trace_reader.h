@@ -2,6 +2,10 @@
 //
 // Opening a trace validates the root attributes and /model and reads the token count; the per-token metadata and
 // each layer's K/V are read on request, one layer at a time (nothing is cached: memory is bounded by one layer).
+// Opening refuses anything but a regular file and first reads the file's structure in a child process (every
+// attribute, the per-token datasets, every layer's extents and storage; traces/trace_isolation.h), under the
+// process's TraceReadPolicy (traces/trace_read_policy.h: external data, filter plugins, memory budget). Every read
+// checks the declared size against the stored bytes and the memory budget before allocating.
 // Every read validates rank, extents, dtype and finiteness and throws a vidkv::Error naming the file and dataset:
 //   IoError    missing file/dataset/attribute, not HDF5, truncated or corrupt, bad attribute values, NaN/Inf;
 //   ShapeError a dataset whose rank, extent or element type disagrees with /model, the token count or `dtype`.
@@ -88,6 +92,7 @@ class TraceReader {
 
  private:
   struct Impl;
+  explicit TraceReader(std::unique_ptr<Impl> impl);  // an opened file, without the isolated structure check
   std::unique_ptr<Impl> impl_;
 };
 

@@ -1,9 +1,15 @@
 // validate_trace: every dataset of a trace checked, one layer resident at a time (see trace_validation.h).
 #include "vidkv/traces/trace_validation.h"
 
+#include <sys/stat.h>
+
+#include <cstdio>
+#include <fstream>
 #include <set>
+#include <sstream>
 
 #include "vidkv/core/error.h"
+#include "vidkv/traces/trace_isolation.h"
 #include "vidkv/traces/trace_schema.h"
 
 namespace vidkv {
@@ -20,7 +26,17 @@ std::string TraceValidationReport::summary() const {
                         info.has_embeddings ? ", embeddings" : "", ", ", values_checked, " values checked");
 }
 
-TraceValidationReport validate_trace(const std::string& path) {
+namespace {
+
+std::uint64_t fnv1a(std::uint64_t h, const void* data, std::size_t n) {
+  const auto* p = static_cast<const unsigned char*>(data);
+  for (std::size_t i = 0; i < n; ++i) h = (h ^ p[i]) * 1099511628211ull;
+  return h;
+}
+constexpr std::uint64_t kFnvBasis = 1469598103934665603ull;
+
+// Every check, in this process (validate_trace runs it in a child process).
+TraceValidationReport validate_in_process(const std::string& path) {
   TraceReader reader(path);
   TraceValidationReport report;
   report.info = reader.info();
@@ -61,6 +77,9 @@ TraceValidationReport validate_trace(const std::string& path) {
   LayerData layer;  // one layer resident at a time, its buffers reused
   for (int l = 0; l < info.num_layers; ++l) {
     reader.read_layer(l, layer);
+    const std::int64_t shape[5] = {layer.heads, layer.tokens, layer.dim, layer.queries ? layer.queries->heads : 0,
+                                   layer.queries ? layer.queries->count : 0};
+    report.shapes_hash = fnv1a(report.shapes_hash ? report.shapes_hash : kFnvBasis, shape, sizeof shape);
     report.values_checked += static_cast<std::int64_t>(layer.key.size() + layer.value.size());
     if (layer.queries) {
       ++layers_with_queries;
@@ -72,6 +91,54 @@ TraceValidationReport validate_trace(const std::string& path) {
     ++report.layers_checked;
   }
   report.layer_queries = layers_with_queries == info.num_layers;
+  return report;
+}
+
+std::string encode(const TraceValidationReport& r) {
+  std::ostringstream s;
+  for (auto c : r.modality_count) s << c << ' ';
+  s << r.frames << ' ' << r.grid_rows << ' ' << r.grid_cols << ' ' << r.layers_checked << ' ' << r.layer_queries << ' '
+    << r.values_checked << ' ' << r.shapes_hash;
+  return s.str();
+}
+
+void decode(const std::string& text, TraceValidationReport& r) {
+  std::istringstream s(text);
+  for (auto& c : r.modality_count) s >> c;
+  s >> r.frames >> r.grid_rows >> r.grid_cols >> r.layers_checked >> r.layer_queries >> r.values_checked >> r.shapes_hash;
+}
+
+}  // namespace
+
+std::string trace_identity(const std::string& path, std::uint64_t shapes_hash) {
+  struct stat st{};
+  if (::stat(path.c_str(), &st) != 0) VIDKV_THROW(IoError, path, ": no such file");
+  if (S_ISDIR(st.st_mode)) VIDKV_THROW(IoError, path, ": is a directory, not a trace file");
+  if (!S_ISREG(st.st_mode))
+    VIDKV_THROW(IoError, path, ": is a ", S_ISFIFO(st.st_mode) ? "FIFO (named pipe)" : S_ISSOCK(st.st_mode) ? "socket" : "device",
+                ", not a regular file; refused (reading it could block forever or never end). Copy the trace to a file");
+  // The first 64 KiB hold the superblock, the root group's object header and its attributes in every trace
+  // written by h5py or TraceWriter.
+  std::ifstream in(path, std::ios::binary);
+  std::string head(65536, '\0');
+  in.read(head.data(), static_cast<std::streamsize>(head.size()));
+  head.resize(static_cast<std::size_t>(in.gcount()));
+  const std::uint64_t h = fnv1a(fnv1a(kFnvBasis, head.data(), head.size()), &shapes_hash, sizeof shapes_hash);
+  char buf[128];
+  std::snprintf(buf, sizeof buf, "size=%lld,mtime=%lld.%09ld,hash=%016llx", static_cast<long long>(st.st_size),
+                static_cast<long long>(st.st_mtim.tv_sec), st.st_mtim.tv_nsec, static_cast<unsigned long long>(h));
+  return buf;
+}
+
+TraceValidationReport validate_trace(const std::string& path) {
+  TraceValidationReport report;
+  const std::string before = trace_identity(path, 0);
+  decode(trace_isolation::run_isolated(path, "validating it", [&] { return encode(validate_in_process(path)); }), report);
+  if (trace_identity(path, 0) != before)
+    VIDKV_THROW(IoError, path, ": the file changed while it was validated; run again once it is complete");
+  trace_isolation::mark_checked(path, 2);
+  report.info = TraceReader(path).info();  // its structure was checked by the child above
+  report.identity = trace_identity(path, report.shapes_hash);
   return report;
 }
 

@@ -22,13 +22,21 @@ struct TraceValidationReport {
   int layers_checked = 0;
   bool layer_queries = false;                    // every layer has /query
   std::int64_t values_checked = 0;               // K/V/query/embedding values read and found finite
+  std::uint64_t shapes_hash = 0;                 // FNV-1a of every layer's (heads, tokens, dim, query heads, Q)
+  std::string identity;                          // trace_identity(path, shapes_hash) when it was validated
 
   // "ok: FILE: 8 layers, 2 KV heads (14 query heads), head_dim 64, float16, 1024 tokens (40 system, ...)..."
   std::string summary() const;
 };
 
 // Reads everything in `path` one layer at a time and returns a report, or throws the first problem as a
-// vidkv::Error naming the file and dataset (IoError / ShapeError, as TraceReader documents).
+// vidkv::Error naming the file and dataset (IoError / ShapeError, as TraceReader documents). The reading runs in a
+// child process (traces/trace_isolation.h): a crash, a stall or a runaway allocation inside HDF5 is an IoError
+// naming the object. `vidkv run` calls this for every trace before any cell starts.
 TraceValidationReport validate_trace(const std::string& path);
+
+// "size=BYTES,mtime=SECONDS.NANOS,hash=HEX": the file's size, modification time and an FNV-1a hash of its first
+// 64 KiB (superblock, root attributes) and of `shapes_hash`. What a results folder's resume fingerprint records.
+std::string trace_identity(const std::string& path, std::uint64_t shapes_hash);
 
 }  // namespace vidkv

@@ -7,6 +7,7 @@
 
 #include "vidkv/core/error.h"
 #include "vidkv/traces/hdf5_util.h"
+#include "vidkv/traces/partial_files.h"
 #include "vidkv/traces/trace_reader.h"
 #include "vidkv/traces/trace_schema.h"
 
@@ -172,6 +173,7 @@ TraceWriter::TraceWriter(const std::string& path, const TraceMetadata& metadata,
   im.layer_written.assign(static_cast<std::size_t>(im.meta.num_layers), false);
 
   h5::silence_hdf5_errors();
+  register_partial_file(im.partial);  // removed if the process is interrupted (partial_files.h)
   hid_t id = H5Fcreate(im.partial.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
   if (id < 0) {
     const std::string reason = h5::last_hdf5_error();
@@ -208,7 +210,9 @@ TraceWriter::TraceWriter(const std::string& path, const TraceMetadata& metadata,
 }
 
 TraceWriter::~TraceWriter() {
-  if (!impl_ || impl_->finished) return;
+  if (!impl_) return;
+  unregister_partial_file(impl_->partial);
+  if (impl_->finished) return;
   impl_->file.reset();
   std::error_code ec;
   fs::remove(impl_->partial, ec);
@@ -348,6 +352,7 @@ void TraceWriter::finish() {
   if (H5Fflush(im.file.get(), H5F_SCOPE_GLOBAL) < 0) VIDKV_THROW(IoError, im.partial, ": flush failed");
   im.file.reset();
   rename_into_place(im.partial, im.path);
+  unregister_partial_file(im.partial);
   im.finished = true;
 }
 
@@ -393,6 +398,11 @@ void append_decode_steps(const std::string& path, const DecodeSteps& steps) {
   fs::copy_file(path, partial, fs::copy_options::overwrite_existing, ec);
   if (ec) VIDKV_THROW(IoError, path, ": cannot copy to ", partial, ": ", ec.message());
   RemoveOnFailure cleanup(partial);
+  register_partial_file(partial);
+  struct Unregister {
+    const std::string& p;
+    ~Unregister() { unregister_partial_file(p); }
+  } unregister{partial};
   {
     h5::silence_hdf5_errors();
     h5::Handle file(H5Fopen(partial.c_str(), H5F_ACC_RDWR, H5P_DEFAULT), H5Fclose);

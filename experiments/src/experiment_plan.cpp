@@ -123,13 +123,27 @@ struct Variant {
   std::vector<Assignment> assignments;
 };
 
+// Largest sweep: runs of one experiment, and run x trace cells (each cell keeps a file and a result row set).
+constexpr std::size_t kMaxRuns = 10000;
+constexpr std::size_t kMaxCells = 100000;
+
 std::vector<Variant> expand_sweep(const ConfigNode* sweep) {
   if (!sweep || sweep->is_null()) return {Variant{}};
   std::vector<Variant> out;
   if (sweep->is_map()) {
-    out.push_back(Variant{});
+    // The product of the list sizes, checked before anything is expanded.
+    std::size_t runs = 1;
+    std::string product;
     for (const auto& [path, values] : sweep->entries()) {
       if (!values.is_list() || values.items().empty()) values.fail("a sweep entry needs a non-empty list of values");
+      runs = std::min(runs * values.items().size(), kMaxRuns + 1);
+      product += (product.empty() ? "" : " x ") + std::to_string(values.items().size());
+      if (runs > kMaxRuns)
+        sweep->fail("sweep: the lists multiply to more than " + std::to_string(kMaxRuns) + " runs (" + product +
+                    " ...); split the experiment into several files");
+    }
+    out.push_back(Variant{});
+    for (const auto& [path, values] : sweep->entries()) {
       std::vector<Variant> next;
       for (const auto& v : out) {
         for (const auto& value : values.items()) {
@@ -144,6 +158,9 @@ std::vector<Variant> expand_sweep(const ConfigNode* sweep) {
     return out;
   }
   if (!sweep->is_list()) sweep->fail("sweep: expected a map of dotted paths to value lists, or a list of named variants");
+  if (sweep->items().size() > kMaxRuns)
+    sweep->fail("sweep: " + std::to_string(sweep->items().size()) + " variants, more than " + std::to_string(kMaxRuns) +
+                " runs; split the experiment into several files");
   std::set<std::string> seen;
   for (const auto& item : sweep->items()) {
     if (!item.is_map()) item.fail("a sweep variant is a map {name: NAME, dotted.path: value, ...}");
@@ -318,18 +335,24 @@ ExperimentPlan plan_experiment_document(const ConfigNode& document, const std::v
   const ConfigNode& metrics = resolved.at("metrics");
   const bool live = !plan.model.is_null();
   std::vector<std::string> wanted;
+  const auto& names = live ? all_live_metric_names() : all_metric_names();
+  auto check_metric = [&](const ConfigNode& m) {
+    if (!m.is_scalar()) m.fail("metrics: expected metric names, got a " + std::string(m.is_map() ? "map" : "list"));
+    if (m.text() != "all" && std::find(names.begin(), names.end(), m.text()) == names.end()) {
+      auto near = closest_names(m.text(), names);
+      std::string list;
+      for (const auto& n : names) list += (list.empty() ? "" : ", ") + n;
+      m.fail("unknown metric '" + m.text() + "'" + (near.empty() ? "" : " (did you mean '" + near[0] + "'?)") +
+             "; valid: all, " + list);
+    }
+  };
   if (metrics.is_scalar()) {
+    check_metric(metrics);
     wanted.push_back(metrics.text());
   } else if (metrics.is_list()) {
+    if (metrics.items().empty()) metrics.fail("metrics: the list is empty; name the metrics to compute, or 'all'");
     for (const auto& m : metrics.items()) {
-      const auto& names = live ? all_live_metric_names() : all_metric_names();
-      if (m.text() != "all" && std::find(names.begin(), names.end(), m.text()) == names.end()) {
-        auto near = closest_names(m.text(), names);
-        std::string list;
-        for (const auto& n : names) list += (list.empty() ? "" : ", ") + n;
-        m.fail("unknown metric '" + m.text() + "'" + (near.empty() ? "" : " (did you mean '" + near[0] + "'?)") +
-               "; valid: all, " + list);
-      }
+      check_metric(m);
       wanted.push_back(m.text());
     }
   } else {
@@ -389,6 +412,9 @@ ExperimentPlan plan_experiment_document(const ConfigNode& document, const std::v
     const std::string why = cuda_backend_unavailable();
     if (!why.empty()) resolved.at("backend").fail("backend cuda: " + why + "; use backend: cpu");
   }
+  if (plan.runs.size() * std::max<std::size_t>(1, plan.traces.size()) > kMaxCells)
+    throw ConfigError(source_file + ": " + std::to_string(plan.runs.size()) + " runs x " + std::to_string(plan.traces.size()) +
+                      " traces = more than " + std::to_string(kMaxCells) + " cells; split the experiment into several files");
   return plan;
 }
 

@@ -32,6 +32,9 @@ struct ExperimentPlan {
   std::string description;
   std::string source_file;
   std::vector<std::string> traces;   // resolved file paths, sorted, de-duplicated (empty in live mode)
+  // trace_identity() of each trace (size, mtime, hash of header and layer shapes), filled by `vidkv run` after it
+  // validated the traces; part of the resume fingerprint, so a replaced trace file is never mixed with old cells.
+  std::vector<std::string> trace_identities;
   ConfigNode model;                  // live mode: the `model:` block (checked by the live runner), else null
   Device backend = Device::cpu;
   std::uint64_t seed = 0;

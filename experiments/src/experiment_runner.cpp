@@ -54,6 +54,7 @@ std::string plan_fingerprint(const ExperimentPlan& plan, const std::string& tier
   s << plan.name << "|" << plan.seed << "|";
   for (const auto& m : plan.metrics) s << m << ",";
   for (const auto& t : plan.traces) s << "|" << t;
+  for (const auto& id : plan.trace_identities) s << "|" << id;  // contents, not only paths (docs/reliability.md)
   for (const auto& r : plan.runs) s << "|" << r.name << ":" << r.codec.dump() << ":" << r.lifecycle_node.dump();
   s << tiers;
   const std::string text = s.str();
@@ -395,7 +396,7 @@ ExperimentOutcome run_experiment(const ExperimentPlan& plan, const RunOptions& o
     // Nothing computed is lost: finished cells stay in cells/, and --resume continues from them.
     throw Error(std::string(e.what()) + " [" + std::to_string(outcome.cells_computed + outcome.cells_resumed) + " of " +
                 std::to_string(tasks.size()) + " cells are kept in " + (dir / "cells").string() +
-                "; fix the input, then run again with --resume]");
+                "; remove the cause named above (a bad input, a full disk), then run again with --resume]");
   }
   if (progress) progress->finish();
 

@@ -8,6 +8,7 @@
 
 #include "vidkv/core/error.h"
 #include "vidkv/experiments/src/command_line.h"
+#include "vidkv/experiments/src/trace_read_options.h"
 #include "vidkv/traces/synthetic_trace.h"
 #include "vidkv/traces/trace_read_benchmark.h"
 #include "vidkv/traces/trace_reader.h"
@@ -19,6 +20,7 @@ namespace {
 
 std::string single_file(const Args& args_in, const std::string& command) {
   Args args = args_in;
+  take_trace_read_options(args);
   reject_unknown_options(args, command);
   if (args.size() != 1) VIDKV_THROW(ConfigError, "usage: ", command, " TRACE.h5 (see ", command, " --help)");
   return args[0];
@@ -79,6 +81,8 @@ TensorStats tensor_stats(const std::vector<float>& x, std::int64_t heads, std::i
 
 int trace_info(const Args& args) {
   const std::string path = single_file(args, "vidkv trace info");
+  // Every layer is read below: the whole file is checked first, in a child process (trace_validation.h).
+  validate_trace(path);
   TraceReader reader(path);
   const TraceInfo& in = reader.info();
   std::cout << "trace: " << path << "\n";
@@ -184,19 +188,23 @@ int trace_bench_read(const Args& args_in) {
 }  // namespace
 
 void add_trace_commands(std::vector<Command>& out) {
-  out.push_back({{"trace", "info"}, "vidkv trace info TRACE.h5", "model, tokens, frames, queries, provenance and per-layer K/V statistics",
+  out.push_back({{"trace", "info"}, "vidkv trace info TRACE.h5 [--allow-external-data] [--allow-filter-plugins]", "model, tokens, frames, queries, provenance and per-layer K/V statistics",
                  "Prints the root attributes and /model of a trace, its tokens by modality (system, visual, query,\n"
                  "generated), frames and patch grid, recorded queries, provenance attributes, then one line per layer\n"
                  "with statistics of K and V over all heads and tokens: mean |x|, max |x|, standard deviation, and the\n"
                  "per-channel range ratio (widest / narrowest max-min of a channel; large for keys with outlier\n"
-                 "channels). Layers are read one at a time.\n\n"
+                 "channels). Layers are read one at a time, after the whole file is checked as by vidkv trace validate.\n\n"
+                 "options:\n" + std::string(kTraceReadOptionsHelp) + "\n"
                  "example: vidkv trace info traces/data/synthetic-default.h5",
                  trace_info});
-  out.push_back({{"trace", "validate"}, "vidkv trace validate TRACE.h5", "check a trace against the schema, layer by layer",
+  out.push_back({{"trace", "validate"}, "vidkv trace validate TRACE.h5 [--allow-external-data] [--allow-filter-plugins]", "check a trace against the schema, layer by layer",
                  "Reads every dataset of the trace one layer at a time (constant memory) and checks it against\n"
                  "traces/SCHEMA.md: root attributes, /model, ranks and extents, element types, token metadata\n"
                  "consistency, query positions, and that no K/V/query/embedding value is NaN or Inf.\n"
-                 "Exit 0 and one line 'ok: ...' with a summary, or exit 1 and one line 'vidkv: error: FILE: DATASET: ...'.\n\n"
+                 "Exit 0 and one line 'ok: ...' with a summary, or exit 1 and one line 'vidkv: error: FILE: DATASET: ...'.\n"
+                 "The file is read in a child process: a crash or a loop inside the HDF5 library on a corrupt file is\n"
+                 "reported as an error naming the object (docs/reliability.md). Only regular files are read.\n\n"
+                 "options:\n" + std::string(kTraceReadOptionsHelp) + "\n"
                  "example: vidkv trace validate traces/data/synthetic-default.h5",
                  trace_validate});
   out.push_back({{"trace", "synth"}, "vidkv trace synth --shape LxHxTxD [options] -o TRACE.h5",

@@ -3,6 +3,7 @@
 #include "vidkv/core/dtype.h"
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <cpuid.h>
 #include <immintrin.h>
 #define VIDKV_HAVE_F16C_PATH 1
 #endif
@@ -46,7 +47,12 @@ __attribute__((target("avx,f16c"))) void from_half_f16c(const std::uint16_t* bit
 }
 
 bool has_f16c() {
-  static const bool yes = __builtin_cpu_supports("avx") && __builtin_cpu_supports("f16c");
+  // F16C is CPUID leaf 1, ECX bit 29 (Intel SDM vol. 2A, CPUID); __builtin_cpu_supports("f16c") is GCC-only.
+  // __builtin_cpu_supports("avx") also checks that the OS saves the AVX state (XGETBV).
+  static const bool yes = [] {
+    unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+    return __builtin_cpu_supports("avx") && __get_cpuid(1, &eax, &ebx, &ecx, &edx) != 0 && (ecx & (1u << 29)) != 0;
+  }();
   return yes;
 }
 #endif
