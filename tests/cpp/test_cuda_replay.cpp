@@ -204,12 +204,15 @@ TEST_CASE("CudaLayerReplay gives layer_metrics_all's metrics on a synthetic laye
     const std::vector<MetricValues> dev = replay.replay(d, ctx, got);
     const ReplayedLayer want = replay_layer(codec, lc, d.key.data(), d.value.data(), shape, ctx);
     const LayerTensors t{d.key.data(), d.value.data(), want.key.data(), want.value.data(), shape, &*d.queries};
-    const std::vector<MetricValues> host = layer_metrics_all(t);
+    // The device metrics follow the scalar reference's order (double sums, logits and outputs in index order), so
+    // they are compared with layer_metrics_reference at 1e-9; the CPU's GEMM path (layer_metrics_all) agrees with
+    // that reference within the bound derived in test_metrics.cpp.
     CHECK(got.key_layout.bytes() == want.key_layout.bytes());
-    REQUIRE(dev.size() == host.size());
-    for (std::size_t h = 0; h < host.size(); ++h) {
-      CHECK(dev[h].size() == host[h].size());
-      for (const auto& [name, value] : host[h]) {
+    REQUIRE(dev.size() == static_cast<std::size_t>(shape.heads + 1));
+    for (std::size_t h = 0; h < dev.size(); ++h) {
+      const MetricValues ref = layer_metrics_reference(t, h < static_cast<std::size_t>(shape.heads) ? static_cast<std::int64_t>(h) : -1);
+      CHECK(dev[h].size() == ref.size());
+      for (const auto& [name, value] : ref) {
         INFO("layer " << l << ", head " << h << ", " << name);
         REQUIRE(dev[h].count(name));
         CHECK(metrics_agree(name, value, dev[h].at(name)));
@@ -264,6 +267,12 @@ TEST_CASE("the bundled trace replayed with backend cuda gives the backend cpu re
                           column == "layer" || column == "head";
         if (bits) {
           CHECK(a == b);
+        } else if (column.rfind("attn_", 0) == 0 && column != "attn_topk_overlap") {
+          // backend cpu computes attention through fp32 GEMMs (issue 15), within the bound derived in
+          // test_metrics.cpp of the double reference that the device follows; that bound is data-dependent and not
+          // recomputed here: 1e-4 relative (1e-9 absolute for attn_kl) is an envelope, observed differences on this
+          // trace are below 1e-6 relative.
+          CHECK(std::fabs(a - b) <= 1e-4 * std::fabs(a) + (column == "attn_kl" ? 1e-9 : 0.0));
         } else {
           CHECK(metrics_agree(column, a, b));
         }
