@@ -148,7 +148,8 @@ __device__ inline void ternarize_group(const float (&x)[32], double gamma, Recon
   if (p == Packing::release) group_cuda::store_scalar(s.mins, gidx, sd, ternary_format::kReleaseMin);
 }
 
-constexpr std::int64_t kGroupsPerThread = 4;
+// One group (of a channel pair) per thread: more warps in flight, as measured for uniform.cu on an H200.
+constexpr std::int64_t kGroupsPerThread = 1;
 
 // Axis channel: two adjacent channels and kGroupsPerThread groups of 32 tokens per thread (as uniform.cu).
 template <DType T>
@@ -211,14 +212,33 @@ __device__ inline int base3_digit(unsigned byte, std::int64_t k) {
   }
 }
 
-// The 32 decoded values of a group whose trits start at canonical stream index i0.
+// The 32 decoded values of a group whose trits start at canonical stream index i0. base3: the at most 8 bytes that
+// hold them are read once and their 40 digits unpacked into 2-bit slots (digit d of byte j at slot 5 j + d, the
+// value t + 1), from which the group's 32 are taken at the run-time offset i0 mod 5; `code_bytes` bounds the reads.
 __device__ inline void decode_group_trits(const std::uint8_t* codes, Packing p, const GroupGrid& g, std::int64_t i0,
-                                          std::int64_t slot_word, float u, float (&x)[32]) {
+                                          std::int64_t slot_word, float u, float (&x)[32], std::int64_t code_bytes) {
   if (p == Packing::base3) {
-#pragma unroll 8
+    const std::int64_t b0 = i0 / 5;
+    const unsigned r0 = static_cast<unsigned>(i0 % 5);
+    std::uint64_t lo = 0;  // slots 0..31
+    std::uint32_t hi = 0;  // slots 32..39
+#pragma unroll
+    for (int j = 0; j < 8; ++j) {
+      unsigned v = b0 + j < code_bytes ? codes[b0 + j] : 0u;
+#pragma unroll
+      for (int d = 0; d < 5; ++d) {
+        const unsigned slot = v % 3u;
+        v /= 3u;
+        const int pos = 5 * j + d;
+        if (pos < 32) lo |= static_cast<std::uint64_t>(slot) << (2 * pos);
+        else hi |= slot << (2 * (pos - 32));
+      }
+    }
+#pragma unroll
     for (int i = 0; i < 32; ++i) {
-      const std::int64_t k = i0 + i;
-      x[i] = static_cast<float>(base3_digit(codes[k / 5], k % 5)) * u;
+      const unsigned pos = r0 + static_cast<unsigned>(i);
+      const unsigned slot = pos < 32 ? static_cast<unsigned>(lo >> (2 * pos)) & 3u : (hi >> (2 * (pos - 32))) & 3u;
+      x[i] = static_cast<float>(static_cast<int>(slot) - 1) * u;
     }
     return;
   }
@@ -232,6 +252,7 @@ __device__ inline void decode_group_trits(const std::uint8_t* codes, Packing p, 
 template <DType O>
 __global__ void decode_channel_fast(const std::uint8_t* codes, const std::uint8_t* scales, GroupGrid g, Reconstruction rec,
                                     Packing p, DType sd, void* out) {
+  const std::int64_t code_bytes = static_cast<std::int64_t>(ternary_format::codes_bytes(p, g));
   const std::int64_t channels = g.rows, tokens = g.length, pairs = channels / 2, gpr = g.groups_per_row();
   const std::int64_t quads = (gpr + kGroupsPerThread - 1) / kGroupsPerThread;
   const std::int64_t t = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
@@ -242,8 +263,8 @@ __global__ void decode_channel_fast(const std::uint8_t* codes, const std::uint8_
     float a[32], b[32];
     const float ua = rec == Reconstruction::scaled ? group_cuda::load_scalar(scales, g.group_index(h, c0, gi), sd) : 1.0f;
     const float ub = rec == Reconstruction::scaled ? group_cuda::load_scalar(scales, g.group_index(h, c0 + 1, gi), sd) : 1.0f;
-    decode_group_trits(codes, p, g, g.stream_index(h, c0, gi * 32), p == Packing::base3 ? 0 : group_format::code_word(layout, g, 2, h, c0, gi * 32), ua, a);
-    decode_group_trits(codes, p, g, g.stream_index(h, c0 + 1, gi * 32), p == Packing::base3 ? 0 : group_format::code_word(layout, g, 2, h, c0 + 1, gi * 32), ub, b);
+    decode_group_trits(codes, p, g, g.stream_index(h, c0, gi * 32), p == Packing::base3 ? 0 : group_format::code_word(layout, g, 2, h, c0, gi * 32), ua, a, code_bytes);
+    decode_group_trits(codes, p, g, g.stream_index(h, c0 + 1, gi * 32), p == Packing::base3 ? 0 : group_format::code_word(layout, g, 2, h, c0 + 1, gi * 32), ub, b, code_bytes);
 #pragma unroll
     for (int i = 0; i < 32; ++i) group_cuda::store2<O>(out, (h * tokens + gi * 32 + i) * channels + c0, a[i], b[i]);
   }
@@ -258,7 +279,8 @@ __global__ void decode_token_fast(const std::uint8_t* codes, const std::uint8_t*
   const CodeLayout layout = p == Packing::release ? CodeLayout::release : CodeLayout::dense;
   const float u = rec == Reconstruction::scaled ? group_cuda::load_scalar(scales, k, sd) : 1.0f;
   float x[32];
-  decode_group_trits(codes, p, g, 32 * k, p == Packing::base3 ? 0 : group_format::code_word(layout, g, 2, row / g.rows, row % g.rows, gi * 32), u, x);
+  decode_group_trits(codes, p, g, 32 * k, p == Packing::base3 ? 0 : group_format::code_word(layout, g, 2, row / g.rows, row % g.rows, gi * 32), u, x,
+                     static_cast<std::int64_t>(ternary_format::codes_bytes(p, g)));
   group_cuda::store32<O>(out, 32 * k, x);
 }
 

@@ -151,6 +151,7 @@ __device__ inline void ordered_min_max(Get get, float& mn, float& mx) {
   }
   if (mn == 0.0f || mx == 0.0f) {
     mn = mx = get(0);
+#pragma unroll  // a run-time index into the caller's register array would move it to local memory
     for (int i = 1; i < 32; ++i) {
       const float x = get(i);
       mn = x < mn ? x : mn;
