@@ -22,8 +22,19 @@ endif()
 
 find_package(Threads REQUIRED)
 
-# Eigen 3.3+ (header-only; Debian libeigen3-dev): the matrix products of the trace metrics (experiments/src/metrics_gemm.cpp).
-find_package(Eigen3 3.3 REQUIRED NO_MODULE)
+# Eigen 3.3+ (header-only; Debian/Ubuntu libeigen3-dev): the matrix products of the trace metrics
+# (experiments/src/metrics_gemm.cpp). Without its CMake package, a copy of the headers is taken from
+# -DEIGEN3_INCLUDE_DIR=<folder holding Eigen/Core> (or found under the usual include folders).
+find_package(Eigen3 3.3 QUIET NO_MODULE)
+if(NOT TARGET Eigen3::Eigen)
+  find_path(EIGEN3_INCLUDE_DIR NAMES Eigen/Core PATH_SUFFIXES eigen3)
+  if(NOT EIGEN3_INCLUDE_DIR)
+    message(FATAL_ERROR "Eigen 3.3+ not found: install libeigen3-dev (scripts/setup.sh does), or pass "
+            "-DEIGEN3_INCLUDE_DIR=<folder holding Eigen/Core>")
+  endif()
+  add_library(Eigen3::Eigen INTERFACE IMPORTED)
+  set_target_properties(Eigen3::Eigen PROPERTIES INTERFACE_INCLUDE_DIRECTORIES "${EIGEN3_INCLUDE_DIR}")
+endif()
 
 if(VIDKV_BUILD_TESTS)
   # Catch2 v2 (Debian 12) and v3 (Ubuntu 24.04) are both supported; tests/cpp/catch.h hides the difference.

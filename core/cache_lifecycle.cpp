@@ -18,6 +18,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <memory>
 #include <string>
 #include <utility>
 
@@ -54,10 +55,12 @@ std::vector<float> rows(const std::vector<float>& buf, std::int64_t heads, std::
                         std::int64_t end) {
   const std::int64_t cap = capacity_of(buf, heads, channels);
   const std::int64_t n = end - begin;
-  std::vector<float> out(static_cast<std::size_t>(heads * n * channels));
-  for (std::int64_t h = 0; h < heads; ++h)
-    std::memcpy(out.data() + h * n * channels, buf.data() + (h * cap + begin) * channels,
-                static_cast<std::size_t>(n * channels) * sizeof(float));
+  std::vector<float> out;
+  out.reserve(static_cast<std::size_t>(heads * n * channels));  // filled by the copies, not zeroed first
+  for (std::int64_t h = 0; h < heads; ++h) {
+    const float* src = buf.data() + (h * cap + begin) * channels;
+    out.insert(out.end(), src, src + n * channels);
+  }
   return out;
 }
 
@@ -386,10 +389,11 @@ void LayerCache::materialize(std::vector<float>& key, std::vector<float>& value)
         q.decode(b.bytes.data(), {heads_, n, channels_}, ctx_.range(b.begin, b.end), out.data() + b.begin * channels_);
         continue;
       }
-      std::vector<float> dec(static_cast<std::size_t>(heads_ * n * channels_));
-      q.decode(b.bytes.data(), {heads_, n, channels_}, ctx_.range(b.begin, b.end), dec.data());
+      // Not zeroed first: decode writes all heads * n * channels values (quantizer.h).
+      const std::unique_ptr<float[]> dec(new float[static_cast<std::size_t>(heads_ * n * channels_)]);
+      q.decode(b.bytes.data(), {heads_, n, channels_}, ctx_.range(b.begin, b.end), dec.get());
       for (std::int64_t h = 0; h < heads_; ++h)
-        std::memcpy(out.data() + (h * tokens_ + b.begin) * channels_, dec.data() + h * n * channels_,
+        std::memcpy(out.data() + (h * tokens_ + b.begin) * channels_, dec.get() + h * n * channels_,
                     static_cast<std::size_t>(n * channels_) * sizeof(float));
     }
     const std::int64_t cap = capacity_of(full, heads_, channels_);

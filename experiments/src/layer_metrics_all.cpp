@@ -116,8 +116,10 @@ struct LogitEstimate {
   float operator[](std::int64_t j) const { return d ? s[j] - d[j] : s[j]; }
 };
 
-// Keys per block of the top-k scans.
-constexpr std::int64_t kTopKBlock = 16;
+// Keys per block of the top-k scans: 16, fewer for short rows so that there are about 4k blocks or more.
+std::int64_t top_k_block(std::int64_t n, std::size_t k) {
+  return std::clamp<std::int64_t>(n / (4 * static_cast<std::int64_t>(k)), 1, 16);
+}
 
 // The reference's top-k set of one query's softmax (ascending key indices into `out`), found from fp32 estimates:
 // estimate[j] is the unscaled logit q . k_j (or q . k'_j) from the GEMMs, within `bound` of the exact value for
@@ -129,13 +131,14 @@ constexpr std::int64_t kTopKBlock = 16;
 // candidates' exp values differ by less than the rounding of the reference's division by its normaliser (a tie it
 // breaks by index): then the two sets may differ in that one key.
 // Finding t_k: the k largest block maxima are k distinct keys, so t_k >= t_low, the k-th largest block maximum;
-// only the keys >= t_low (in blocks whose maximum is >= t_low) are ranked.
+// only the keys >= t_low (in blocks whose maximum is >= t_low) are ranked. When exactly k keys are candidates they
+// are the reference's set, and nothing needs recomputing.
 void top_k_of_reference(const LogitEstimate& estimate, std::int64_t n, std::size_t k, double bound, const float* q,
                         const float* keys, std::int64_t d, double inv_sqrt_d, TopKScratch& w, std::vector<std::size_t>& out) {
-  const std::int64_t blocks = (n + kTopKBlock - 1) / kTopKBlock;
+  const std::int64_t block = top_k_block(n, k), blocks = (n + block - 1) / block;
   w.block_max.resize(static_cast<std::size_t>(blocks));
   for (std::int64_t b = 0; b < blocks; ++b) {
-    const std::int64_t j0 = b * kTopKBlock, j1 = std::min(n, j0 + kTopKBlock);
+    const std::int64_t j0 = b * block, j1 = std::min(n, j0 + block);
     float m = estimate[j0];
     for (std::int64_t j = j0 + 1; j < j1; ++j) m = std::max(m, estimate[j]);
     w.block_max[static_cast<std::size_t>(b)] = m;
@@ -149,7 +152,7 @@ void top_k_of_reference(const LogitEstimate& estimate, std::int64_t n, std::size
   w.selection.clear();
   for (std::int64_t b = 0; b < blocks; ++b) {
     if (w.block_max[static_cast<std::size_t>(b)] < t_low) continue;
-    const std::int64_t j0 = b * kTopKBlock, j1 = std::min(n, j0 + kTopKBlock);
+    const std::int64_t j0 = b * block, j1 = std::min(n, j0 + block);
     for (std::int64_t j = j0; j < j1; ++j)
       if (estimate[j] >= t_low) w.selection.push_back(estimate[j]);
   }
@@ -158,11 +161,15 @@ void top_k_of_reference(const LogitEstimate& estimate, std::int64_t n, std::size
   w.candidates.clear();
   for (std::int64_t b = 0; b < blocks; ++b) {
     if (static_cast<double>(w.block_max[static_cast<std::size_t>(b)]) < threshold) continue;
-    const std::int64_t j0 = b * kTopKBlock, j1 = std::min(n, j0 + kTopKBlock);
+    const std::int64_t j0 = b * block, j1 = std::min(n, j0 + block);
     for (std::int64_t j = j0; j < j1; ++j)
       if (static_cast<double>(estimate[j]) >= threshold) w.candidates.push_back(j);
   }
   const std::size_t nc = w.candidates.size();
+  if (nc == k) {  // candidates are in ascending key order
+    out.assign(w.candidates.begin(), w.candidates.end());
+    return;
+  }
   w.exact.resize(nc);
   w.e.resize(nc);
   // Eight candidates at a time: eight independent chains, each in the reference's channel order.

@@ -9,8 +9,9 @@
 //   - logits S = Q K^T and D = Q (K - K')^T are fp32 products of inner length dim (each entry within
 //     gamma_dim ||q|| ||k|| of the exact value, gamma_n = n u / (1 - n u), u = 2^-24); D is computed from the
 //     difference K - K' (rounded once) so the logit error ||s - s'|| does not come from a cancellation;
-//   - softmax, KL and every sum in double: KL(p || p') = sum_j p_j (s_j - s'_j) - (lse(s) - lse(s')), the
-//     reference's sum_j p_j (log p_j - log p'_j) written without a logarithm per key;
+//   - softmax, KL and every sum in double (8 partial sums per row, added in lane order): KL(p || p') =
+//     sum_j p_j (s_j - s'_j) - (lse(s) - lse(s')), the reference's sum_j p_j (log p_j - log p'_j) written without a
+//     logarithm per key; p_j = e_j * (1 / z) (within 2 double ulps of e_j / z);
 //   - outputs: the four products [P; P - P'] V and [P; P'] (V - V') (P, P - P', P' rounded to fp32 from double)
 //     in fp32 over blocks of kKeyBlock keys, each block's result added in double, so a rounding error of the fp32
 //     accumulation grows with the block (gamma_512), not with the context length. o - o' = (P - P') V + P' (V - V'),
@@ -55,6 +56,27 @@ Scratch& scratch() {
   return s;
 }
 
+// max over rows of sum_c x[r][c]^2, in double ([rows, cols] row-major fp32).
+double max_row_square_norm(const float* x, Index rows, Index cols) {
+  double best = 0;
+  for (Index r = 0; r < rows; ++r) {
+    double lane[8] = {};
+    Index c = 0;
+    for (; c + 8 <= cols; c += 8)
+      for (Index l = 0; l < 8; ++l) lane[l] += static_cast<double>(x[r * cols + c + l]) * x[r * cols + c + l];
+    double sum = 0;
+    for (; c < cols; ++c) sum += static_cast<double>(x[r * cols + c]) * x[r * cols + c];
+    for (Index l = 0; l < 8; ++l) sum += lane[l];
+    best = best < sum ? sum : best;
+  }
+  return best;
+}
+
+// acc[i] += x[i] for i < n (fp32 added to double).
+void add_to(double* acc, const float* x, Index n) {
+  for (Index i = 0; i < n; ++i) acc[i] += static_cast<double>(x[i]);
+}
+
 }  // namespace
 
 void attention(const AttentionProblem& pr, float* logits, float* logit_diff, AttentionRowSums* out, KeyNorms* norms) {
@@ -66,8 +88,8 @@ void attention(const AttentionProblem& pr, float* logits, float* logit_diff, Att
   w.dk = k - kh;
   s_all.noalias() = q * k.transpose();
   d_all.noalias() = q * w.dk.transpose();
-  norms->key = std::sqrt(k.cast<double>().rowwise().squaredNorm().maxCoeff());
-  norms->diff = std::sqrt(w.dk.cast<double>().rowwise().squaredNorm().maxCoeff());
+  norms->key = std::sqrt(max_row_square_norm(pr.key, n_keys, dim));
+  norms->diff = std::sqrt(max_row_square_norm(w.dk.data(), n_keys, dim));
 
   const double inv_sqrt_d = 1.0 / std::sqrt(static_cast<double>(dim));
   if (pr.outputs) {
@@ -75,32 +97,90 @@ void attention(const AttentionProblem& pr, float* logits, float* logit_diff, Att
     w.a2.resize(2 * m_rows, n_keys);  // rows [0, M): P; [M, 2M): P'
   }
   for (auto* a : {&w.s, &w.ds, &w.sh, &w.e, &w.eh}) a->resize(n_keys);
+  constexpr Index kLanes = 8;  // independent partial sums and maxima, vectorised by the compiler
   for (Index i = 0; i < m_rows; ++i) {
     const Index n = pr.keys_seen[i];
-    auto s = w.s.head(n), ds = w.ds.head(n), sh = w.sh.head(n), e = w.e.head(n), eh = w.eh.head(n);
-    s = s_all.row(i).head(n).transpose().cast<double>().array() * inv_sqrt_d;
-    ds = d_all.row(i).head(n).transpose().cast<double>().array() * inv_sqrt_d;
-    sh = s - ds;
+    const float* s_row = logits + i * n_keys;
+    const float* d_row = logit_diff + i * n_keys;
+    double* s = w.s.data();
+    double* ds = w.ds.data();
+    double* sh = w.sh.data();
+    // Pass 1: scaled logits s, s - s' and s' in double; sum s^2, sum (s - s')^2; max s, max s'.
+    double r2[kLanes] = {}, d2[kLanes] = {}, mx_l[kLanes], mxh_l[kLanes];
+    for (Index l = 0; l < kLanes; ++l) mx_l[l] = mxh_l[l] = -INFINITY;
+    Index j = 0;
+    for (; j + kLanes <= n; j += kLanes)
+      for (Index l = 0; l < kLanes; ++l) {
+        const double a = static_cast<double>(s_row[j + l]) * inv_sqrt_d, b = static_cast<double>(d_row[j + l]) * inv_sqrt_d;
+        const double c = a - b;
+        s[j + l] = a;
+        ds[j + l] = b;
+        sh[j + l] = c;
+        r2[l] += a * a;
+        d2[l] += b * b;
+        mx_l[l] = mx_l[l] < a ? a : mx_l[l];
+        mxh_l[l] = mxh_l[l] < c ? c : mxh_l[l];
+      }
+    for (; j < n; ++j) {
+      const double a = static_cast<double>(s_row[j]) * inv_sqrt_d, b = static_cast<double>(d_row[j]) * inv_sqrt_d;
+      s[j] = a;
+      ds[j] = b;
+      sh[j] = a - b;
+      r2[0] += a * a;
+      d2[0] += b * b;
+      mx_l[0] = mx_l[0] < a ? a : mx_l[0];
+      mxh_l[0] = mxh_l[0] < a - b ? a - b : mxh_l[0];
+    }
     AttentionRowSums& r = out[i];
     r = AttentionRowSums{};
-    r.logit_r2 = s.square().sum();
-    r.logit_d2 = ds.square().sum();
-    const double mx = s.maxCoeff(), mxh = sh.maxCoeff();
-    e = (s - mx).exp();
-    eh = (sh - mxh).exp();
-    const double z = e.sum(), zh = eh.sum();
-    r.kl = (e * ds).sum() / z - ((mx + std::log(z)) - (mxh + std::log(zh)));
-    if (pr.outputs) {
-      e /= z;   // p
-      eh /= zh; // p'
-      w.a1.row(i).head(n) = e.cast<float>().transpose().matrix();
-      w.a2.row(i).head(n) = w.a1.row(i).head(n);
-      w.a1.row(m_rows + i).head(n) = (e - eh).cast<float>().transpose().matrix();
-      w.a2.row(m_rows + i).head(n) = eh.cast<float>().transpose().matrix();
-      for (Index row : {i, m_rows + i}) {
-        w.a1.row(row).tail(n_keys - n).setZero();
-        w.a2.row(row).tail(n_keys - n).setZero();
+    double mx = -INFINITY, mxh = -INFINITY;
+    for (Index l = 0; l < kLanes; ++l) {
+      r.logit_r2 += r2[l];
+      r.logit_d2 += d2[l];
+      mx = mx < mx_l[l] ? mx_l[l] : mx;
+      mxh = mxh < mxh_l[l] ? mxh_l[l] : mxh;
+    }
+    // Pass 2: e = exp(s - max s), e' = exp(s' - max s') (Eigen's vectorised exp).
+    w.e.head(n) = (w.s.head(n) - mx).exp();
+    w.eh.head(n) = (w.sh.head(n) - mxh).exp();
+    // Pass 3: z = sum e, z' = sum e', sum e (s - s').
+    const double* e = w.e.data();
+    const double* eh = w.eh.data();
+    double z_l[kLanes] = {}, zh_l[kLanes] = {}, eds_l[kLanes] = {};
+    j = 0;
+    for (; j + kLanes <= n; j += kLanes)
+      for (Index l = 0; l < kLanes; ++l) {
+        z_l[l] += e[j + l];
+        zh_l[l] += eh[j + l];
+        eds_l[l] += e[j + l] * ds[j + l];
       }
+    for (; j < n; ++j) {
+      z_l[0] += e[j];
+      zh_l[0] += eh[j];
+      eds_l[0] += e[j] * ds[j];
+    }
+    double z = 0, zh = 0, eds = 0;
+    for (Index l = 0; l < kLanes; ++l) {
+      z += z_l[l];
+      zh += zh_l[l];
+      eds += eds_l[l];
+    }
+    r.kl = eds / z - ((mx + std::log(z)) - (mxh + std::log(zh)));
+    if (pr.outputs) {
+      // Pass 4: P, P - P' and P' rows in fp32 (p = e / z through the reciprocal: within 2 ulp of the quotient).
+      const double rz = 1.0 / z, rzh = 1.0 / zh;
+      float* p1 = w.a1.data() + i * n_keys;              // a1 row i: P
+      float* dp = w.a1.data() + (m_rows + i) * n_keys;   // a1 row M + i: P - P'
+      float* p2 = w.a2.data() + i * n_keys;              // a2 row i: P
+      float* ph = w.a2.data() + (m_rows + i) * n_keys;   // a2 row M + i: P'
+      for (Index k2 = 0; k2 < n; ++k2) {
+        const double p = e[k2] * rz, p_hat = eh[k2] * rzh;
+        p1[k2] = static_cast<float>(p);
+        p2[k2] = static_cast<float>(p);
+        dp[k2] = static_cast<float>(p - p_hat);
+        ph[k2] = static_cast<float>(p_hat);
+      }
+      for (Index k2 = n; k2 < n_keys; ++k2) p1[k2] = p2[k2] = dp[k2] = ph[k2] = 0.0f;
     }
   }
   if (!pr.outputs) return;
@@ -113,9 +193,9 @@ void attention(const AttentionProblem& pr, float* logits, float* logit_diff, Att
   for (Index b0 = 0; b0 < n_keys; b0 += kKeyBlock) {
     const Index nb = std::min(kKeyBlock, n_keys - b0);
     w.block.noalias() = w.a1.middleCols(b0, nb) * v.middleRows(b0, nb);
-    w.d1 += w.block.cast<double>();
+    add_to(w.d1.data(), w.block.data(), w.block.size());
     w.block.noalias() = w.a2.middleCols(b0, nb) * w.dv.middleRows(b0, nb);
-    w.d2 += w.block.cast<double>();
+    add_to(w.d2.data(), w.block.data(), w.block.size());
   }
   for (Index i = 0; i < m_rows; ++i) {
     AttentionRowSums& r = out[i];
