@@ -142,6 +142,19 @@ TEST_CASE("a dataset compressed with a filter this build lacks names the filter;
   CHECK(contains(msg, "filter 32004"));
   CHECK(contains(msg, "--allow-filter-plugins"));
   CHECK_FALSE(contains(msg, "corrupt or truncated"));
+  // HDF5's dynamic plugin loading is off: it never scans HDF5_PLUGIN_PATH for shared libraries to dlopen.
+  unsigned mask = 1;
+  REQUIRE(H5PLget_loading_state(&mask) >= 0);
+  CHECK(mask == 0);
+  TraceReadPolicy plugins = trace_read_policy();
+  plugins.allow_filter_plugins = true;
+  {
+    PolicyScope scope(plugins);
+    REQUIRE(H5PLget_loading_state(&mask) >= 0);
+    CHECK(mask != 0);
+  }
+  REQUIRE(H5PLget_loading_state(&mask) >= 0);
+  CHECK(mask == 0);
 }
 
 TEST_CASE("a token count larger than the file can hold is refused before anything is allocated", "[traces][hostile]") {
