@@ -232,6 +232,23 @@ TEST_CASE("a read that stops making progress is stopped after stall_seconds and 
   CHECK(std::chrono::steady_clock::now() - start < std::chrono::seconds(5));
 }
 
+TEST_CASE("a runaway allocation inside the isolated read is an IoError, not the parent's memory", "[traces][hostile]") {
+  TraceReadPolicy small = trace_read_policy();
+  small.memory_budget_bytes = std::int64_t{64} << 20;  // the child's address space: what it maps now + 64 MiB + 1 GiB
+  PolicyScope scope(small);
+  try {
+    trace_isolation::run_isolated("big.h5", "reading its structure", [] {
+      trace_isolation::report_progress("big.h5", "/ attribute 'notes'");
+      std::vector<char> huge(std::size_t{1} << 40);  // 1 TiB, as a corrupt size field would ask for
+      return std::string(huge.data(), 1);
+    });
+    FAIL("no error");
+  } catch (const IoError& e) {
+    CHECK(contains(e.what(), "big.h5: "));
+    CHECK(contains(e.what(), "/ attribute 'notes'"));
+  }
+}
+
 TEST_CASE("an error thrown in the isolated read keeps its type and message", "[traces][hostile]") {
   CHECK_THROWS_AS(trace_isolation::run_isolated("x.h5", "t", [] () -> std::string { throw ShapeError("x.h5: /a: bad"); }),
                   ShapeError);
