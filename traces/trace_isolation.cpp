@@ -95,7 +95,8 @@ std::uint64_t address_space_bytes() {
 }
 #endif
 
-[[noreturn]] void child_main(const std::function<std::string()>& work, int fd, std::uint64_t budget) {
+[[noreturn]] void child_main(const std::string& path, const std::function<std::string()>& work, int fd,
+                             std::uint64_t budget) {
   g_child_fd = fd;
   ::prctl(PR_SET_PDEATHSIG, SIGKILL);
   if (__sanitizer_set_death_callback) __sanitizer_set_death_callback(nullptr);
@@ -114,7 +115,8 @@ std::uint64_t address_space_bytes() {
   } catch (const Error& e) {
     send_frame(kError, std::string(1, error_kind(e)) + e.what());
   } catch (const std::bad_alloc&) {
-    send_frame(kError, "iout of memory" + (g_last_object.empty() ? std::string() : " while reading " + g_last_object) +
+    send_frame(kError, "i" + path + ": out of memory" +
+                           (g_last_object.empty() ? std::string() : " while reading " + g_last_object) +
                            " (a size in the file is corrupt, or the memory budget is too small: VIDKV_MEMORY_BUDGET_MB)");
   } catch (const std::exception& e) {
     send_frame(kError, std::string("e") + e.what());
@@ -182,7 +184,7 @@ std::string run_isolated(const std::string& path, const std::string& what, const
   }
   if (pid == 0) {
     ::close(fds[0]);
-    child_main(work, fds[1], static_cast<std::uint64_t>(policy.memory_budget_bytes));
+    child_main(path, work, fds[1], static_cast<std::uint64_t>(policy.memory_budget_bytes));
   }
   ::close(fds[1]);
   const int fd = fds[0];

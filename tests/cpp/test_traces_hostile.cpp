@@ -142,6 +142,19 @@ TEST_CASE("a dataset compressed with a filter this build lacks names the filter;
   CHECK(contains(msg, "filter 32004"));
   CHECK(contains(msg, "--allow-filter-plugins"));
   CHECK_FALSE(contains(msg, "corrupt or truncated"));
+  // HDF5's dynamic plugin loading is off: it never scans HDF5_PLUGIN_PATH for shared libraries to dlopen.
+  unsigned mask = 1;
+  REQUIRE(H5PLget_loading_state(&mask) >= 0);
+  CHECK(mask == 0);
+  TraceReadPolicy plugins = trace_read_policy();
+  plugins.allow_filter_plugins = true;
+  {
+    PolicyScope scope(plugins);
+    REQUIRE(H5PLget_loading_state(&mask) >= 0);
+    CHECK(mask != 0);
+  }
+  REQUIRE(H5PLget_loading_state(&mask) >= 0);
+  CHECK(mask == 0);
 }
 
 TEST_CASE("a token count larger than the file can hold is refused before anything is allocated", "[traces][hostile]") {
@@ -217,6 +230,23 @@ TEST_CASE("a read that stops making progress is stopped after stall_seconds and 
     CHECK(contains(e.what(), "loop.h5: HDF5 made no progress for 0.5 s while reading /tokens/frame"));
   }
   CHECK(std::chrono::steady_clock::now() - start < std::chrono::seconds(5));
+}
+
+TEST_CASE("a runaway allocation inside the isolated read is an IoError, not the parent's memory", "[traces][hostile]") {
+  TraceReadPolicy small = trace_read_policy();
+  small.memory_budget_bytes = std::int64_t{64} << 20;  // the child's address space: what it maps now + 64 MiB + 1 GiB
+  PolicyScope scope(small);
+  try {
+    trace_isolation::run_isolated("big.h5", "reading its structure", [] {
+      trace_isolation::report_progress("big.h5", "/ attribute 'notes'");
+      std::vector<char> huge(std::size_t{1} << 40);  // 1 TiB, as a corrupt size field would ask for
+      return std::string(huge.data(), 1);
+    });
+    FAIL("no error");
+  } catch (const IoError& e) {
+    CHECK(contains(e.what(), "big.h5: "));
+    CHECK(contains(e.what(), "/ attribute 'notes'"));
+  }
 }
 
 TEST_CASE("an error thrown in the isolated read keeps its type and message", "[traces][hostile]") {
