@@ -74,7 +74,7 @@ void add_run_commands(std::vector<Command>& out) {
                  "  --out DIR                write results to DIR instead of the file's `output:` (default results/{name})\n"
                  "  --quiet                  no progress output\n\n"
                  "`backend: cuda` in the file (or --set backend=cuda) replays on the GPU: codec, lifecycle and the\n"
-                 "reconstruction errors on the device (experiments/README.md, \"Trace replay on the GPU\").\n"
+                 "metrics on the device (experiments/README.md, \"Trace replay on the GPU\").\n"
                  "The whole plan is validated before any trace is read. Results go to a new folder (results/NAME,\n"
                  "results/NAME-2, ...): config.yaml, provenance.json, results.csv, results.jsonl, summary.md.\n"
                  "Schema: experiments/README.md. Example: vidkv run experiments/quickstart.yaml",
