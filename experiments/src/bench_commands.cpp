@@ -143,9 +143,9 @@ void add_bench_commands(std::vector<Command>& out) {
                  "Ratios compare encode+decode with memcpy bandwidth measured in the same run. docs/performance.md.\n\n"
                  "--backend cuda: encode and decode on the GPU (fp16 device views -> packed device bytes -> fp16), timed\n"
                  "with CUDA events (median of --repeats, default 10), beside cudaMemcpy device-to-device bandwidth and a\n"
-                 "PyTorch-on-CUDA implementation in the same process. Options there: --tokens a,b,c (default\n"
-                 "8192,32768,65536), --layers N (default 28), --shape LxHxTxD (one token count), --repeats N, --presets\n"
-                 "a,b, --no-torch.",
+                 "PyTorch-on-CUDA implementation in the same process; replay: the preset's lifecycle on the device.\n"
+                 "Options there: --tokens a,b,c (default 8192,32768,65536), --layers N (default 28), --shape LxHxTxD\n"
+                 "(one token count), --repeats N, --presets a,b, --no-torch.",
                  bench_command});
 }
 

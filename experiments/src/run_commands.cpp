@@ -90,7 +90,7 @@ void add_run_commands(std::vector<Command>& out) {
                  "working directory): config.yaml, provenance.json, results.csv, results.jsonl, summary.md. One run\n"
                  "at a time writes a folder (a lock); a run killed at any point continues with --resume.\n"
                  "`backend: cuda` in the file (or --set backend=cuda) replays on the GPU: codec, lifecycle and the\n"
-                 "reconstruction errors on the device (experiments/README.md, \"Trace replay on the GPU\").\n"
+                 "metrics on the device (experiments/README.md, \"Trace replay on the GPU\").\n"
                  "Schema: experiments/README.md. Example: vidkv run experiments/quickstart.yaml",
                  run_command});
 }
