@@ -58,6 +58,19 @@ std::vector<std::int32_t> TokenProtector::keep_top(const std::vector<double>& sc
 }
 
 std::vector<std::int32_t> TokenProtector::protect_view(const TensorView& in, const TokenContext& ctx, const Execution& ex) const {
+  const BlockShape shape = checked_shape(in, ex);
+  const std::vector<std::int32_t> cand = candidate_tokens(shape.tokens, ctx);
+  const std::int64_t n = budget(static_cast<std::int64_t>(cand.size()));
+  if (n == 0) return {};
+  return keep_top(scores_of(in, shape, ctx, cand, ex), cand, n, ctx);
+}
+
+std::vector<double> TokenProtector::scores_view(const TensorView& in, const TokenContext& ctx, const Execution& ex) const {
+  const BlockShape shape = checked_shape(in, ex);
+  return scores_of(in, shape, ctx, candidate_tokens(shape.tokens, ctx), ex);
+}
+
+BlockShape TokenProtector::checked_shape(const TensorView& in, const Execution& ex) const {
   const std::string what = "token protector " + name_;
   const BlockShape shape = block_shape_of(in, what);
   VIDKV_REQUIRE(in.device == ex.device, ShapeError, what, ": the view is on ", device_name(in.device),
@@ -65,22 +78,25 @@ std::vector<std::int32_t> TokenProtector::protect_view(const TensorView& in, con
   VIDKV_REQUIRE(in.data != nullptr || in.numel() == 0, ShapeError, what, ": null data");
   std::string why;
   if (!supports(ex.device, &why)) VIDKV_THROW(NotSupportedError, what, " on ", ex.str(), ": ", why);
-  const std::vector<std::int32_t> cand = candidate_tokens(shape.tokens, ctx);
-  const std::int64_t n = budget(static_cast<std::int64_t>(cand.size()));
-  if (n == 0) return {};
+  return shape;
+}
+
+std::vector<double> TokenProtector::scores_of(const TensorView& in, const BlockShape& shape, const TokenContext& ctx,
+                                              const std::vector<std::int32_t>& cand, const Execution& ex) const {
   if (!ex.on_cuda() || !cuda_implemented()) {
     // Scores from the token context only: the block is not read, wherever it lies.
-    if (!reads_block()) return keep_top(score(nullptr, shape, ctx, cand), cand, n, ctx);
-    if (in.dtype == DType::f32) return keep_top(score(static_cast<const float*>(in.data), shape, ctx, cand), cand, n, ctx);
+    if (!reads_block()) return score(nullptr, shape, ctx, cand);
+    if (in.dtype == DType::f32) return score(static_cast<const float*>(in.data), shape, ctx, cand);
     const std::vector<float> values = to_float(in);
-    return keep_top(score(values.data(), shape, ctx, cand), cand, n, ctx);
+    return score(values.data(), shape, ctx, cand);
   }
   std::vector<double> scores(cand.size());
+  if (cand.empty()) return scores;
   DeviceBuffer device_scores(scores.size() * sizeof(double), ex.cuda_stream);
   score_cuda(in, shape, ctx, cand, device_scores.as<double>(), ex.cuda_stream);
   // Synchronises the stream: the top-k is a host decision (see protect_view in the header).
   copy_to_host(scores.data(), device_scores.data(), scores.size() * sizeof(double), ex.cuda_stream);
-  return keep_top(scores, cand, n, ctx);
+  return scores;
 }
 
 bool TokenProtector::supports(Device device, std::string* why) const {

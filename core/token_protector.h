@@ -69,6 +69,9 @@ class TokenProtector {
   // (no stream work, no synchronisation). Throws ShapeError for a bad rank or a view on another device,
   // NotSupportedError where the device has no implementation.
   std::vector<std::int32_t> protect_view(const TensorView& in, const TokenContext& ctx, const Execution& ex) const;
+  // The scores protect_view() ranks, on the host: one per candidate_tokens(tokens, ctx), equal bit for bit to
+  // score() on the fp32 values (on cuda with a CUDA scoring this synchronises). Same errors as protect_view().
+  std::vector<double> scores_view(const TensorView& in, const TokenContext& ctx, const Execution& ex) const;
   // Whether score() reads the block `in`. False for protectors that score from the token context only.
   virtual bool reads_block() const { return true; }
   // Whether protect_view() on cuda scores on the device (score_cuda) rather than with the host score().
@@ -86,6 +89,11 @@ class TokenProtector {
   virtual bool cuda_implemented() const { return false; }
   virtual void score_cuda(const TensorView& in, const BlockShape& shape, const TokenContext& ctx,
                           const std::vector<std::int32_t>& candidates, double* scores, void* stream) const;
+  // The block shape of `in` after checking it against ex (ShapeError, NotSupportedError).
+  BlockShape checked_shape(const TensorView& in, const Execution& ex) const;
+  // The candidates' scores on the host, from score() or score_cuda() (see protect_view).
+  std::vector<double> scores_of(const TensorView& in, const BlockShape& shape, const TokenContext& ctx,
+                                const std::vector<std::int32_t>& candidates, const Execution& ex) const;
   // The n candidates with the highest scores (ties to the lower index), ascending; ctx names the layer in errors.
   std::vector<std::int32_t> keep_top(const std::vector<double>& scores, const std::vector<std::int32_t>& candidates,
                                      std::int64_t n, const TokenContext& ctx) const;

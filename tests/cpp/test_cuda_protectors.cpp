@@ -99,6 +99,8 @@ TEST_CASE("protect_view on the cpu equals protect() for every registered protect
         const std::vector<float> values = test::from_dtype_bytes(bytes, t);
         CHECK(p->protect_view(test::view_of(bytes.data(), t, Device::cpu, s), ctx, Execution::cpu()) ==
               p->protect(values.data(), s, ctx));
+        CHECK(p->scores_view(test::view_of(bytes.data(), t, Device::cpu, s), ctx, Execution::cpu()) ==
+              p->score(values.data(), s, ctx, p->candidate_tokens(s.tokens, ctx)));
       }
     }
   }
@@ -166,8 +168,13 @@ TEST_CASE("every registered token protector protects the same tokens on CUDA as 
           const std::vector<std::uint8_t> bytes = test::to_dtype_bytes(x, t);
           const std::vector<float> values = test::from_dtype_bytes(bytes, t);
           const DeviceBuffer dev = test::upload(bytes);
-          CHECK(p->protect_view(test::view_of(dev.data(), t, Device::cuda, s), ctx, Execution::cuda()) ==
-                p->protect(values.data(), s, ctx));
+          const TensorView device_view = test::view_of(dev.data(), t, Device::cuda, s);
+          CHECK(p->protect_view(device_view, ctx, Execution::cuda()) == p->protect(values.data(), s, ctx));
+          if (p->protection().count != 0) {  // none takes no candidates' scores (its budget is 0, never scored)
+            const auto cpu = p->score(values.data(), s, ctx, p->candidate_tokens(s.tokens, ctx));
+            const auto gpu = p->scores_view(device_view, ctx, Execution::cuda());
+            CHECK((cpu.size() == gpu.size() && (cpu.empty() || std::memcmp(cpu.data(), gpu.data(), cpu.size() * sizeof(double)) == 0)));
+          }
         }
       }
     }
