@@ -11,6 +11,8 @@
 #include <string>
 #include <vector>
 
+#include "vidkv/plugins/quantizers/sign/sign_fft_tolerance.h"
+
 #include "vidkv/core/error.h"
 #include "vidkv/core/thread_scratch.h"
 #include "vidkv/plugins/quantizers/sign/sign_avx512.h"
@@ -166,6 +168,24 @@ sign_cuda::Config cuda_config(const SignParams& p) {
   return sign_cuda::Config{p.group, p.axis, p.reconstruction, p.fft, p.scale_dtype, p.layout};
 }
 }  // namespace
+
+bool Sign::supports(Device device, const BlockShape& shape, std::string* why) const {
+  if (!Quantizer::supports(device, shape, why)) return false;
+  if (device != Device::cuda || params_.fft == SignFft::off) return true;
+  std::int64_t n = shape.channels, largest = 1;
+  for (std::int64_t p = 2; p * p <= n; ++p)
+    while (n % p == 0) {
+      largest = p;
+      n /= p;
+    }
+  if (n > 1) largest = std::max(largest, n);
+  if (largest <= sign_fft_tolerance::kMaxRadix) return true;
+  if (why)
+    *why = "sign fft over " + std::to_string(shape.channels) + " channels has the prime factor " + std::to_string(largest) +
+           " > " + std::to_string(sign_fft_tolerance::kMaxRadix) +
+           ": cuFFT's Bluestein path, which exceeds the named per-token tolerance (sign.h); use backend cpu";
+  return false;
+}
 
 KernelTier Sign::tier(Device device, const BlockShape& shape) const {
   if (device == Device::cuda) {

@@ -83,6 +83,10 @@ class Sign : public Quantizer {
   // cuda (sign_cuda.h): "sign:cuda" (fft off, exact), "sign:cuda+fft-tile" (power-of-two n in [16, 128] with
   // word-aligned groups, inexact: the AVX-512 transform's bits) or "sign:cuda+cufft" (other shapes, inexact).
   KernelTier tier(Device device, const BlockShape& shape) const override;
+  // cuda with fft on: refused for FFT lengths with a prime factor above 127 (cuFFT's Bluestein path). Measured on an
+  // H200 (n = 131, 16 tokens): an all-zero token came back with nonzero components next to a constant token, so the
+  // per-token bound of sign_fft_tolerance.h does not hold there; the cpu backend (FFTW) handles every n.
+  bool supports(Device device, const BlockShape& shape, std::string* why = nullptr) const override;
 
 #ifdef VIDKV_WITH_CUDA
   // For composites, without a gather / scatter pass: encode channels index[0..k) (k int32 on the device, each < C)
