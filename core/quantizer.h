@@ -90,3 +90,18 @@ class Quantizer {
 BlockShape block_shape_of(const TensorView& view, const std::string& what);
 
 }  // namespace vidkv
+
+// The declarations of a plugin's CUDA entry points, for the `protected:` section of a Quantizer subclass that has a
+// CUDA implementation: in builds with CUDA it overrides cuda_implemented() (true), encode_cuda and decode_cuda, which
+// the plugin's .cpp defines (calling its <plugin>_cuda.h kernels); in builds without CUDA it declares nothing, so the
+// base class refuses the cuda device with the reason.
+#ifdef VIDKV_WITH_CUDA
+#define VIDKV_QUANTIZER_CUDA_OVERRIDES                                                                               \
+  bool cuda_implemented() const override { return true; }                                                             \
+  void encode_cuda(const ::vidkv::TensorView& in, const ::vidkv::BlockShape& shape, const ::vidkv::TokenContext& ctx, \
+                   std::uint8_t* out, void* stream) const override;                                                    \
+  void decode_cuda(const std::uint8_t* in, const ::vidkv::BlockShape& shape, const ::vidkv::TokenContext& ctx,        \
+                   const ::vidkv::TensorView& out, void* stream) const override;
+#else
+#define VIDKV_QUANTIZER_CUDA_OVERRIDES
+#endif

@@ -5,8 +5,10 @@
 #include <cmath>
 #include <cstdint>
 #include <random>
+#include <vector>
 
 #include "vidkv/core/dtype.h"
+#include "vidkv/core/tensor_view.h"
 
 namespace vidkv::test {
 
@@ -26,6 +28,26 @@ inline float boundary_value(std::uint64_t group, int j, int bits, DType sd) {
   float x = mn + (k + 0.5f) * scale;
   for (int step = (j % 7) - 3; step != 0; step += step > 0 ? -1 : 1) x = std::nextafter(x, step > 0 ? INFINITY : -INFINITY);
   return x < lo ? lo : (x > hi ? hi : x);
+}
+
+// A block whose every group of 32 (channel axis: [2, 96, 48], 32 tokens of a channel; token axis: [2, 40, 96], 32
+// channels of a token) holds boundary_value()s.
+struct BoundaryBlock {
+  BlockShape shape;
+  std::vector<float> values;
+};
+inline BoundaryBlock boundary_block(int bits, bool channel_axis, DType sd) {
+  BoundaryBlock b{channel_axis ? BlockShape{2, 96, 48} : BlockShape{2, 40, 96}, {}};
+  const BlockShape& s = b.shape;
+  b.values.resize(static_cast<std::size_t>(s.elements()));
+  for (std::int64_t h = 0; h < s.heads; ++h)
+    for (std::int64_t t = 0; t < s.tokens; ++t)
+      for (std::int64_t c = 0; c < s.channels; ++c) {
+        const std::int64_t row = channel_axis ? c : t, pos = channel_axis ? t : c;
+        const auto group = static_cast<std::uint64_t>((h * 1000 + row) * 100 + pos / 32);
+        b.values[static_cast<std::size_t>((h * s.tokens + t) * s.channels + c)] = boundary_value(group, static_cast<int>(pos % 32), bits, sd);
+      }
+  return b;
 }
 
 }  // namespace vidkv::test

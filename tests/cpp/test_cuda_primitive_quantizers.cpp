@@ -166,17 +166,9 @@ TEST_CASE("uniform on CUDA writes the reference's codes on and around every roun
     for (const char* axis : {"channel", "token"})
       for (const char* scale_dtype : {"fp16", "fp32"}) {
         const DType sd = std::string(scale_dtype) == "fp16" ? DType::f16 : DType::f32;
-        const bool channel = std::string(axis) == "channel";
-        const BlockShape shape = channel ? BlockShape{2, 96, 48} : BlockShape{2, 40, 96};
-        std::vector<float> x(static_cast<std::size_t>(shape.elements()));
-        for (std::int64_t h = 0; h < shape.heads; ++h)
-          for (std::int64_t t = 0; t < shape.tokens; ++t)
-            for (std::int64_t c = 0; c < shape.channels; ++c) {
-              const std::int64_t row = channel ? c : t, pos = channel ? t : c;
-              const auto group = static_cast<std::uint64_t>((h * 1000 + row) * 100 + pos / 32);
-              x[static_cast<std::size_t>((h * shape.tokens + t) * shape.channels + c)] =
-                  boundary_value(group, static_cast<int>(pos % 32), bits, sd);
-            }
+        const BoundaryBlock data = boundary_block(bits, std::string(axis) == "channel", sd);
+        const BlockShape& shape = data.shape;
+        const std::vector<float>& x = data.values;
         INFO("bits " << bits << ", axis " << axis << ", scale_dtype " << scale_dtype);
         auto q = make_reference("uniform", {{"bits", std::to_string(bits)}, {"axis", axis}, {"scale_dtype", scale_dtype}});
         const auto want = encode(*q, shape, x);

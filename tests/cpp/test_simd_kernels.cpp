@@ -35,18 +35,9 @@ TEST_CASE("uniform AVX-512 codes equal the reference on and around every roundin
             "uniform", {{"bits", std::to_string(bits)}, {"axis", axis}, {"scale_dtype", scale_dtype}, {"group", "32"}});
         const auto ref = ref_registry.make_quantizer(block);
         const auto opt = opt_registry.make_quantizer(block);
-        // Channel axis: [2, 96, 48], a group is 32 tokens of a channel; token axis: [2, 40, 96], 32 channels of a token.
-        const bool channel = std::string(axis) == "channel";
-        const BlockShape shape = channel ? BlockShape{2, 96, 48} : BlockShape{2, 40, 96};
-        std::vector<float> x(static_cast<std::size_t>(shape.elements()));
-        for (std::int64_t h = 0; h < shape.heads; ++h)
-          for (std::int64_t t = 0; t < shape.tokens; ++t)
-            for (std::int64_t c = 0; c < shape.channels; ++c) {
-              const std::int64_t row = channel ? c : t, pos = channel ? t : c;
-              const auto group = static_cast<std::uint64_t>((h * 1000 + row) * 100 + pos / 32);
-              x[static_cast<std::size_t>((h * shape.tokens + t) * shape.channels + c)] =
-                  boundary_value(group, static_cast<int>(pos % 32), bits, sd);
-            }
+        const BoundaryBlock data = boundary_block(bits, std::string(axis) == "channel", sd);
+        const BlockShape& shape = data.shape;
+        const std::vector<float>& x = data.values;
         INFO("bits " << bits << ", axis " << axis << ", scale_dtype " << scale_dtype);
         const auto want = encode(*ref, shape, x), got = encode(*opt, shape, x);
         std::size_t first_diff = want.size();

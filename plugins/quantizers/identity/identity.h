@@ -35,14 +35,8 @@ class Identity : public Quantizer {
   KernelTier tier(Device device, const BlockShape& shape) const override;
 
  protected:
-#ifdef VIDKV_WITH_CUDA
   // identity.cu: one thread per element, the same put_scalar / get_scalar conversions.
-  bool cuda_implemented() const override { return true; }
-  void encode_cuda(const TensorView& in, const BlockShape& shape, const TokenContext& ctx, std::uint8_t* out,
-                   void* stream) const override;
-  void decode_cuda(const std::uint8_t* in, const BlockShape& shape, const TokenContext& ctx, const TensorView& out,
-                   void* stream) const override;
-#endif
+  VIDKV_QUANTIZER_CUDA_OVERRIDES
 
  private:
   Params params_;

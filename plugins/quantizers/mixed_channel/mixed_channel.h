@@ -70,13 +70,7 @@ class MixedChannelQuantizer : public Quantizer {
   const ChannelSelector& selector() const { return *selector_; }
 
  protected:
-#ifdef VIDKV_WITH_CUDA
-  bool cuda_implemented() const override { return true; }
-  void encode_cuda(const TensorView& in, const BlockShape& shape, const TokenContext& ctx, std::uint8_t* out,
-                   void* stream) const override;
-  void decode_cuda(const std::uint8_t* in, const BlockShape& shape, const TokenContext& ctx, const TensorView& out,
-                   void* stream) const override;
-#endif
+  VIDKV_QUANTIZER_CUDA_OVERRIDES
 
  private:
   // Shapes of the child blocks for one part (layer scope: all heads; head scope: one head).

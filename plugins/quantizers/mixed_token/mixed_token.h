@@ -73,13 +73,7 @@ class MixedTokenQuantizer : public Quantizer {
   const TokenProtector& protector() const { return *protector_; }
 
  protected:
-#ifdef VIDKV_WITH_CUDA
-  bool cuda_implemented() const override { return true; }
-  void encode_cuda(const TensorView& in, const BlockShape& shape, const TokenContext& ctx, std::uint8_t* out,
-                   void* stream) const override;
-  void decode_cuda(const std::uint8_t* in, const BlockShape& shape, const TokenContext& ctx, const TensorView& out,
-                   void* stream) const override;
-#endif
+  VIDKV_QUANTIZER_CUDA_OVERRIDES
 
  private:
   // Writes the token-mask section of `prot` at `out` (host memory) after checking that the split needs exactly

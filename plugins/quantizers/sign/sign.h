@@ -100,14 +100,8 @@ class Sign : public Quantizer {
 #endif
 
  protected:
-#ifdef VIDKV_WITH_CUDA
   // sign.cu through sign_cuda.h.
-  bool cuda_implemented() const override { return true; }
-  void encode_cuda(const TensorView& in, const BlockShape& shape, const TokenContext& ctx, std::uint8_t* out,
-                   void* stream) const override;
-  void decode_cuda(const std::uint8_t* in, const BlockShape& shape, const TokenContext& ctx, const TensorView& out,
-                   void* stream) const override;
-#endif
+  VIDKV_QUANTIZER_CUDA_OVERRIDES
 
  private:
   // The grid over the quantized values: the block itself, or [heads, tokens, fft_components].

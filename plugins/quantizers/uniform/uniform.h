@@ -74,14 +74,8 @@ class Uniform : public Quantizer {
   KernelTier tier(Device device, const BlockShape& shape) const override;
 
  protected:
-#ifdef VIDKV_WITH_CUDA
   // uniform.cu through uniform_cuda.h.
-  bool cuda_implemented() const override { return true; }
-  void encode_cuda(const TensorView& in, const BlockShape& shape, const TokenContext& ctx, std::uint8_t* out,
-                   void* stream) const override;
-  void decode_cuda(const std::uint8_t* in, const BlockShape& shape, const TokenContext& ctx, const TensorView& out,
-                   void* stream) const override;
-#endif
+  VIDKV_QUANTIZER_CUDA_OVERRIDES
 
  private:
   group_format::GroupGrid grid(const BlockShape& shape) const;
