@@ -24,6 +24,9 @@ find_package(Threads REQUIRED)
 
 # Eigen 3.3+ (header-only; Debian libeigen3-dev): the matrix products of the trace metrics (experiments/src/metrics_gemm.cpp).
 find_package(Eigen3 3.3 REQUIRED NO_MODULE)
+# The command line (CLI11, libcli11-dev) and the JSON of result files (nlohmann-json3-dev): header-only.
+find_package(CLI11 CONFIG REQUIRED)
+find_package(nlohmann_json 3 CONFIG REQUIRED)
 
 if(VIDKV_BUILD_TESTS)
   # Catch2 v2 (Debian 12) and v3 (Ubuntu 24.04) are both supported; tests/cpp/catch.h hides the difference.

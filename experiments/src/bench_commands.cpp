@@ -1,10 +1,18 @@
 // `vidkv bench --backend cpu`: replay throughput beside the machine's copy bandwidth (cpu_bench.h) and beside a
 // PyTorch implementation of the same math run in the same process: in a Python build the embedded interpreter runs
+<<<<<<< HEAD
 // experiments/python/vidkv/bench.py, which calls the same C++ bench through _vidkv and times torch on the same
 // layers (--no-torch, or no Python: the C++ figures alone).
 // `vidkv bench --backend cuda`: the same on the GPU (cuda_bench.h; torch on CUDA: experiments/python/vidkv/bench_cuda.py).
 #include <cstdlib>
+=======
+// experiments/python/vidkv/bench.py (same options), which calls the same C++ bench through _vidkv and times torch on
+// the same layers (--no-torch, or no Python: the C++ figures alone).
+#include <CLI/CLI.hpp>
+
+>>>>>>> issue14-truth
 #include <iostream>
+#include <memory>
 #include <sstream>
 
 #include "vidkv/core/error.h"
@@ -26,13 +34,13 @@ std::vector<std::string> split_commas(const std::string& s) {
   return out;
 }
 
-int positive(const std::string& option, const std::string& value) {
-  char* end = nullptr;
-  const long n = std::strtol(value.c_str(), &end, 10);
-  if (*end || n < 1 || n > 4096) VIDKV_THROW(ConfigError, option, ": expected a positive integer, got '", value, "'");
-  return static_cast<int>(n);
-}
+struct BenchArgs {
+  std::string backend = "cpu", shape = "28x4x8192x128", presets = "kivi-2,vidkv-k1.5-v1.58", implementation = "optimized";
+  int threads = 1, layers = 0, repeats = 3;
+  bool no_torch = false;
+};
 
+<<<<<<< HEAD
 std::vector<std::int64_t> token_counts(const std::string& value) {
   std::vector<std::int64_t> out;
   for (const auto& item : split_commas(value)) {
@@ -105,11 +113,24 @@ int bench_command(const Args& args_in) {
   if (backend != "cpu") VIDKV_THROW(ConfigError, "vidkv bench: --backend must be cpu or cuda, got '", backend, "'");
 
   if (!no_torch) {
+=======
+int bench_command(const BenchArgs& a, const Args& raw) {
+  if (a.backend != "cpu")
+    VIDKV_THROW(NotSupportedError, "vidkv bench: backend '", a.backend, "' is not available; this build benchmarks --backend cpu");
+  CpuBenchOptions options;
+  options.spec = bench_trace_spec(a.shape);
+  options.threads = a.threads;
+  options.layers = a.layers;
+  options.repeats = a.repeats;
+  options.presets = split_commas(a.presets);
+  options.implementation = parse_cpu_implementation(a.implementation);
+  if (!a.no_torch) {
+>>>>>>> issue14-truth
     // The PyTorch comparison runs in this process: the embedded interpreter runs experiments/python/vidkv/bench.py,
     // which calls the same run_cpu_bench() through _vidkv and times torch on the same layers. A build without
     // Python, or a machine without the project's environment, gets the C++ figures alone.
     try {
-      return run_python_module("vidkv bench", "vidkv.bench", args_in, "torch (the PyTorch column)");
+      return run_python_module("vidkv bench", "vidkv.bench", raw, "torch (the PyTorch column)");
     } catch (const NotSupportedError& e) {
       std::cerr << "vidkv bench: no PyTorch column (" << e.what() << ")\n";
     }
@@ -119,9 +140,31 @@ int bench_command(const Args& args_in) {
   return 0;
 }
 
+Action define_bench(CLI::App& app) {
+  auto a = std::make_shared<BenchArgs>();
+  app.add_option("--backend", a->backend, "the backend to measure (cpu only in this build)")->capture_default_str();
+  app.add_option("--shape", a->shape, "synthetic trace shape, fp16, generated in memory")
+      ->type_name("LxHxTxD")
+      ->capture_default_str();
+  app.add_option("--threads", a->threads, "worker threads over layers")->check(CLI::Range(1, 4096))->capture_default_str();
+  app.add_option("--layers", a->layers, "layers generated and timed (0: max(2, threads))")
+      ->check(CLI::Range(0, 4096))
+      ->capture_default_str();
+  app.add_option("--repeats", a->repeats, "best of N")->check(CLI::Range(1, 4096))->capture_default_str();
+  app.add_option("--presets", a->presets, "presets to measure, comma-separated")->type_name("a,b")->capture_default_str();
+  app.add_option("--implementation", a->implementation, "optimized or reference")
+      ->check(CLI::IsMember({"optimized", "reference"}))
+      ->capture_default_str();
+  app.add_flag("--no-torch", a->no_torch,
+               "C++ figures only (default: also time a PyTorch implementation in this process, through the embedded\n"
+               "Python, when the environment has torch)");
+  return [a](const Args& raw) { return bench_command(*a, raw); };
+}
+
 }  // namespace
 
 void add_bench_commands(std::vector<Command>& out) {
+<<<<<<< HEAD
   out.push_back({{"bench"},
                  "vidkv bench [--backend cpu|cuda] [--shape LxHxTxD] [--threads N] [--presets a,b] [--clock wall|cpu]",
                  "replay throughput (GB/s of fp16 K/V) beside copy bandwidth and a PyTorch implementation",
@@ -147,6 +190,12 @@ void add_bench_commands(std::vector<Command>& out) {
                  "8192,32768,65536), --layers N (default 28), --shape LxHxTxD (one token count), --repeats N, --presets\n"
                  "a,b, --no-torch.",
                  bench_command});
+=======
+  out.push_back({{"bench"}, "replay throughput (GB/s of fp16 K/V) beside copy bandwidth and a PyTorch implementation",
+                 "encode / decode: the preset's quantizers on whole layers; encode+metrics: what vidkv run does per layer.\n"
+                 "Ratios compare encode+decode with memcpy bandwidth measured in the same run. docs/performance.md.",
+                 define_bench});
+>>>>>>> issue14-truth
 }
 
 }  // namespace vidkv::cli
