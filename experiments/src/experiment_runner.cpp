@@ -7,11 +7,8 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
-<<<<<<< HEAD
 #include <future>
-=======
 #include <map>
->>>>>>> issue14-truth
 #include <memory>
 #include <mutex>
 #include <sstream>
@@ -202,36 +199,49 @@ std::vector<ResultRow> compute_cell(const ExperimentPlan& plan, const RunPlan& r
     // only when an attention metric is asked for (layer_metrics_all).
     const LayerQueries* queries = data.queries && data.queries->count > 0 ? &*data.queries : nullptr;
     ctx.queries = queries;
-<<<<<<< HEAD
     ReplayedLayer out;
     std::vector<MetricValues> all;  // heads 0..H-1, then the layer
     if (cuda) {
+      // backend: cuda: the reconstruction stays on the device (out.key / out.value empty), so it cannot be scanned
+      // here; instead its sums come back: the squared-error sum of a head is finite exactly when its reconstruction
+      // is (finite input; float squares cannot overflow a double sum), and put_errors (metric_kernels.h) turns a
+      // non-finite sum into NaN errors. A NaN key_mse / value_mse is therefore refused like require_finite does,
+      // naming the layer and KV head (not the token and channel, which stay on the device). rope: pre traces with
+      // attention metrics are refused before any cell (run_experiment): the device metrics do not rotate.
       all = cuda->replay(data, ctx, out);
+      for (std::int64_t h = 0; h < shape.heads; ++h)
+        for (const char* side : {"key", "value"}) {
+          const MetricValues& m = all[static_cast<std::size_t>(h)];
+          const auto it = m.find(std::string(side) + "_mse");
+          if (it == m.end() || !std::isnan(it->second)) continue;
+          VIDKV_THROW(ValueError, "run '", run.name, "' on ", label, ": layer ", layer, ", KV head ", h, ": the ", side,
+                      " reconstruction on the GPU holds inf or NaN from finite input (the ", side,
+                      " quantizer cannot represent these values: try its scale_dtype: fp32)");
+        }
     } else {
-      out = replay_layer(codec, run.lifecycle, data.key.data(), data.value.data(), shape, ctx);
+      out = replay_layer(codec, run.lifecycle, data.key.data(), data.value.data(), shape, ctx, info.dtype);
+      require_finite(out.key, shape, "key", run, label, layer);
+      require_finite(out.value, shape, "value", run, label, layer);
       LayerTensors t{data.key.data(), data.value.data(), out.key.data(), out.value.data(), shape, queries};
+      // rope: pre: attention metrics on keys (exact and reconstructed) and queries rotated to their positions
+      // (core/rotary.h); reconstruction errors are unchanged by the rotation (orthogonal), up to rounding.
+      std::vector<float> key_rot, key_hat_rot;
+      LayerQueries queries_rot;
+      if (rotate && queries) {
+        key_rot = data.key;
+        key_hat_rot = out.key;
+        apply_rotary_rows(key_rot.data(), shape.heads, shape.tokens, shape.channels, tokens.position.data(), *info.rotary);
+        apply_rotary_rows(key_hat_rot.data(), shape.heads, shape.tokens, shape.channels, tokens.position.data(),
+                          *info.rotary);
+        queries_rot = *queries;
+        std::vector<std::int32_t> query_positions;
+        for (const std::int32_t i : queries->token_index)
+          query_positions.push_back(tokens.position[static_cast<std::size_t>(i)]);
+        apply_rotary_rows(queries_rot.data.data(), queries->heads, queries->count, queries->dim, query_positions.data(),
+                          *info.rotary);
+        t = LayerTensors{key_rot.data(), data.value.data(), key_hat_rot.data(), out.value.data(), shape, &queries_rot};
+      }
       all = layer_metrics_all(t, selection, head_pool);
-=======
-    ReplayedLayer out = replay_layer(codec, run.lifecycle, data.key.data(), data.value.data(), shape, ctx, info.dtype);
-    require_finite(out.key, shape, "key", run, label, layer);
-    require_finite(out.value, shape, "value", run, label, layer);
-    LayerTensors t{data.key.data(), data.value.data(), out.key.data(), out.value.data(), shape, queries};
-    // rope: pre: attention metrics on keys (exact and reconstructed) and queries rotated to their positions
-    // (core/rotary.h); reconstruction errors are unchanged by the rotation (orthogonal), up to rounding.
-    std::vector<float> key_rot, key_hat_rot;
-    LayerQueries queries_rot;
-    if (rotate && queries) {
-      key_rot = data.key;
-      key_hat_rot = out.key;
-      apply_rotary_rows(key_rot.data(), shape.heads, shape.tokens, shape.channels, tokens.position.data(), *info.rotary);
-      apply_rotary_rows(key_hat_rot.data(), shape.heads, shape.tokens, shape.channels, tokens.position.data(), *info.rotary);
-      queries_rot = *queries;
-      std::vector<std::int32_t> query_positions;
-      for (const std::int32_t i : queries->token_index) query_positions.push_back(tokens.position[static_cast<std::size_t>(i)]);
-      apply_rotary_rows(queries_rot.data.data(), queries->heads, queries->count, queries->dim, query_positions.data(),
-                        *info.rotary);
-      t = LayerTensors{key_rot.data(), data.value.data(), key_hat_rot.data(), out.value.data(), shape, &queries_rot};
->>>>>>> issue14-truth
     }
     LayerOutcome& o = outcomes[static_cast<std::size_t>(layer)];
     std::vector<ResultRow> head_rows;
@@ -384,44 +394,37 @@ ExperimentOutcome run_experiment(const ExperimentPlan& plan, const RunOptions& o
   write_file_atomic((dir / "config.yaml").string(), "# resolved experiment (defaults <- preset <- file <- --set)\n" +
                                                         plan.resolved.dump_yaml());
   {
-<<<<<<< HEAD
-    std::ostringstream prov;
-    prov << "{\n  \"experiment\": " << json_quote(plan.name) << ",\n  \"source_file\": " << json_quote(plan.source_file)
-         << ",\n  \"git_revision\": " << json_quote(git_revision()) << ",\n  \"build\": " << json_quote(kBuildInfo)
-         << ",\n  \"backend\": " << json_quote(device_name(plan.backend))
-         << ",\n  \"cpu_implementation\": " << json_quote(cpu_implementation_name(registry.implementation()))
-         << (plan.backend == Device::cuda ? ",\n  \"metrics_device\": " + json_quote(kCudaMetricsDevice) : std::string())
-         << ",\n  \"tier_shape\": " << json_quote(tier_shape.str()) << ",\n  \"seed\": " << plan.seed
-         << ",\n  \"command_line\": " << json_quote(options.command_line)
-         << ",\n  \"overrides\": [";
-    for (std::size_t i = 0; i < options.overrides.size(); ++i) prov << (i ? ", " : "") << json_quote(options.overrides[i]);
-    prov << "],\n  \"plan_fingerprint\": " << json_quote(fingerprint) << ",\n  \"runs\": [";
-    for (std::size_t i = 0; i < plan.runs.size(); ++i) {
-      const auto& r = plan.runs[i];
-      prov << (i ? ",\n    " : "\n    ") << "{\"name\": " << json_quote(r.name) << ", \"codec\": " << json_quote(r.codec.dump())
-           << ", \"lifecycle\": " << json_quote(r.lifecycle_node.dump())
-           << (i < tiers.size() ? ", \"tiers\": " + tiers_json(tiers[i]) : std::string()) << "}";
-=======
     nlohmann::ordered_json prov;
     prov["experiment"] = plan.name;
     prov["source_file"] = plan.source_file;
     prov["git_revision"] = git_revision();
     prov["build"] = kBuildInfo;
+    prov["backend"] = device_name(plan.backend);
     prov["cpu_implementation"] = cpu_implementation_name(registry.implementation());
+    if (plan.backend == Device::cuda) prov["metrics_device"] = kCudaMetricsDevice;
+    prov["tier_shape"] = tier_shape.str();
     prov["seed"] = plan.seed;
     prov["command_line"] = options.command_line;
     prov["overrides"] = options.overrides;
     prov["plan_fingerprint"] = fingerprint;
     prov["runs"] = nlohmann::ordered_json::array();
-    for (const auto& r : plan.runs)
-      prov["runs"].push_back({{"name", r.name}, {"codec", r.codec.dump()}, {"lifecycle", r.lifecycle_node.dump()}});
+    for (std::size_t i = 0; i < plan.runs.size(); ++i) {
+      const auto& r = plan.runs[i];
+      nlohmann::ordered_json run{{"name", r.name}, {"codec", r.codec.dump()}, {"lifecycle", r.lifecycle_node.dump()}};
+      if (i < tiers.size()) run["tiers"] = nlohmann::ordered_json::parse(tiers_json(tiers[i]));
+      prov["runs"].push_back(std::move(run));
+    }
     prov["traces"] = plan.traces;
     prov["rotary"] = nlohmann::ordered_json::object();
     for (const auto& t : plan.traces) {
       const TraceInfo info = TraceReader(t).info();
-      needs_rotary(plan, info, t);  // refused before anything is computed
+      // Refused before anything is computed: a rope: pre trace without rotary parameters, and (backend: cuda) one
+      // whose attention metrics would need rotated keys and queries, which the device metrics do not apply.
+      if (needs_rotary(plan, info, t) && plan.backend == Device::cuda)
+        VIDKV_THROW(NotSupportedError, t, ": /model rope is 'pre' and the plan asks for attention metrics, which "
+                    "backend: cuda computes on the keys and queries as stored (without the rotary embedding): run it "
+                    "with backend: cpu, or leave the attention metrics (attn_*) out of `metrics:`");
       prov["rotary"][t] = rotary_note(plan, info);
->>>>>>> issue14-truth
     }
     write_file_atomic((dir / "provenance.json").string(),
                       prov.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n");

@@ -20,36 +20,6 @@ namespace vidkv::cli {
 
 namespace {
 
-<<<<<<< HEAD
-int run_command(const Args& args_in) {
-  Args args = args_in;
-  std::string command_line = "vidkv run";
-  for (const auto& a : args_in) command_line += " " + a;
-  RunOptions options;
-  options.command_line = command_line;
-  std::string value;
-  while (take_option(args, "--set", value)) options.overrides.push_back(value);
-  if (take_option(args, "--jobs", value)) {
-    char* end = nullptr;
-    const long n = std::strtol(value.c_str(), &end, 10);
-    if (*end || n < 1 || n > 1024) VIDKV_THROW(ConfigError, "--jobs: expected a positive integer, got '", value, "'");
-    options.jobs = static_cast<int>(n);
-  }
-  CpuImplementation implementation = CpuImplementation::optimized;
-  if (take_option(args, "--implementation", value)) implementation = parse_cpu_implementation(value);
-  options.resume = take_flag(args, "--resume");
-  take_option(args, "--out", options.out_dir);
-  const bool quiet = take_flag(args, "--quiet");
-  if (quiet) set_log_level(LogLevel::warning);
-  take_trace_read_options(args);
-  reject_unknown_options(args, "vidkv run");
-  if (args.size() != 1) VIDKV_THROW(ConfigError, "usage: vidkv run EXPERIMENT.yaml [--set k=v]... [--jobs N] [--resume] [--out DIR]");
-
-  ExperimentPlan plan = plan_experiment(args[0], options.overrides, builtin_registry());
-  if (!plan.model.is_null())
-    VIDKV_THROW(ConfigError, args[0], ": this experiment names a model (live mode): run it with vidkv live");
-  if (options.out_dir.empty()) check_output_inside_working_dir(plan);
-=======
 struct RunArgs {
   std::string experiment;
   std::vector<std::string> overrides;
@@ -58,6 +28,7 @@ struct RunArgs {
   bool resume = false;
   std::string out;
   bool quiet = false;
+  TraceReadFlags trace_read;
 };
 
 int run_command(const RunArgs& a, const Args& raw) {
@@ -70,11 +41,12 @@ int run_command(const RunArgs& a, const Args& raw) {
   options.out_dir = a.out;
   const CpuImplementation implementation = parse_cpu_implementation(a.implementation);
   if (a.quiet) set_log_level(LogLevel::warning);
+  apply_trace_read_options(a.trace_read);
 
-  const ExperimentPlan plan = plan_experiment(a.experiment, options.overrides, builtin_registry());
+  ExperimentPlan plan = plan_experiment(a.experiment, options.overrides, builtin_registry());
   if (!plan.model.is_null())
     VIDKV_THROW(ConfigError, a.experiment, ": this experiment names a model (live mode): run it with vidkv live");
->>>>>>> issue14-truth
+  if (options.out_dir.empty()) check_output_inside_working_dir(plan);
   std::cout << "experiment " << plan.name << ": " << plan.runs.size() << " run(s) x " << plan.traces.size()
             << " trace(s)\n";
   if (plan.backend == Device::cuda) std::cout << "  backend cuda: " << cuda_device_description(0) << "\n";
@@ -118,53 +90,39 @@ Action define_run(CLI::App& app) {
       ->type_name("dotted.path=value")
       ->allow_extra_args(false);
   app.add_option("--jobs", a->jobs,
-                 "worker threads: over run x trace cells, or over the layers of each cell when there are fewer cells")
+                 "worker threads: over run x trace cells, or over the KV heads of each layer's metrics when there are\n"
+                 "fewer cells than N")
       ->check(CLI::Range(1, 1024))
       ->capture_default_str();
   app.add_option("--implementation", a->implementation,
-                 "CPU quantizer paths: optimized, or reference (the scalar oracle; slower; recorded in provenance.json)")
+                 "CPU quantizer paths: optimized, or reference (the scalar oracle; same packed bytes, slower; recorded\n"
+                 "in provenance.json)")
       ->check(CLI::IsMember({"optimized", "reference"}))
       ->capture_default_str();
-  app.add_flag("--resume", a->resume, "continue the latest results folder of this experiment (same plan only)");
-  app.add_option("--out", a->out, "write results to DIR instead of the file's `output:` (default results/{name})")
+  app.add_flag("--resume", a->resume,
+               "continue the latest results folder of this experiment, or --out DIR (same plan and same trace files\n"
+               "only)");
+  app.add_option("--out", a->out, "write results to DIR instead of the file's `output:` (default results/{name}); a DIR that already\n"
+                 "holds files needs --resume")
       ->type_name("DIR");
   app.add_flag("--quiet", a->quiet, "no progress output");
+  add_trace_read_options(app, a->trace_read);
   return [a](const Args& raw) { return run_command(*a, raw); };
 }
 
 }  // namespace
 
 void add_run_commands(std::vector<Command>& out) {
-<<<<<<< HEAD
-  out.push_back({{"run"}, "vidkv run EXPERIMENT.yaml [--set k=v]... [--jobs N] [--resume] [--out DIR] [--implementation I]\n"
-                 "          [--allow-external-data] [--allow-filter-plugins]",
-                 "replay traces through every run of a YAML experiment and print a results table",
-                 "Options:\n"
-                 "  --set dotted.path=value  override a value of the file (repeatable), e.g. --set codec.value.gamma=0.5\n"
-                 "  --jobs N                 N worker threads: over run x trace cells, or over the KV heads of each\n"
-                 "                           layer's metrics when there are fewer cells than N (default 1)\n"
-                 "  --implementation I       CPU quantizer paths: optimized (default) or reference (the scalar oracle;\n"
-                 "                           same packed bytes, slower; recorded in provenance.json)\n"
-                 "  --resume                 continue the latest results folder of this experiment, or --out DIR (same\n"
-                 "                           plan and same trace files only)\n"
-                 "  --out DIR                write results to DIR instead of the file's `output:` (default results/{name});\n"
-                 "                           a DIR that already holds files needs --resume\n"
-                 "  --quiet                  no progress output\n" + std::string(kTraceReadOptionsHelp) + "\n"
+  out.push_back({{"run"}, "replay traces through every run of a YAML experiment and print a results table",
                  "The whole plan is validated, then every trace is checked as by vidkv trace validate, before any cell\n"
                  "starts. Results go to a new folder (results/NAME, results/NAME-2, ...; `output:` must lie below the\n"
                  "working directory): config.yaml, provenance.json, results.csv, results.jsonl, summary.md. One run\n"
                  "at a time writes a folder (a lock); a run killed at any point continues with --resume.\n"
                  "`backend: cuda` in the file (or --set backend=cuda) replays on the GPU: codec, lifecycle and the\n"
                  "reconstruction errors on the device (experiments/README.md, \"Trace replay on the GPU\").\n"
-                 "Schema: experiments/README.md. Example: vidkv run experiments/quickstart.yaml",
-                 run_command});
-=======
-  out.push_back({{"run"}, "replay traces through every run of a YAML experiment and print a results table",
-                 "The whole plan is validated before any trace is read. Results go to a new folder (results/NAME,\n"
-                 "results/NAME-2, ...): config.yaml, provenance.json, results.csv, results.jsonl, summary.md.\n"
+                 "Schema: experiments/README.md.\n"
                  "Example: vidkv run experiments/quickstart.yaml --set codec.value.gamma=0.5 --jobs 2",
                  define_run});
->>>>>>> issue14-truth
 }
 
 }  // namespace vidkv::cli

@@ -21,30 +21,19 @@ namespace vidkv::cli {
 
 namespace {
 
-<<<<<<< HEAD
-std::string single_file(const Args& args_in, const std::string& command) {
-  Args args = args_in;
-  take_trace_read_options(args);
-  reject_unknown_options(args, command);
-  if (args.size() != 1) VIDKV_THROW(ConfigError, "usage: ", command, " TRACE.h5 (see ", command, " --help)");
-  return args[0];
+// A command that reads one trace: its TRACE positional and the trace reader's policy flags (trace_read_options.h).
+struct TraceFileArgs {
+  std::string path;
+  TraceReadFlags trace_read;
+};
+
+std::shared_ptr<TraceFileArgs> define_trace_file(CLI::App& app) {
+  auto a = std::make_shared<TraceFileArgs>();
+  app.add_option("TRACE", a->path, "the trace file (.h5)")->required();
+  add_trace_read_options(app, a->trace_read);
+  return a;
 }
 
-std::int64_t parse_integer(const std::string& text, const std::string& option, std::int64_t min, std::int64_t max) {
-  std::size_t used = 0;
-  long long v = 0;
-  try {
-    v = std::stoll(text, &used);
-  } catch (const std::exception&) {
-    used = 0;
-  }
-  if (used == 0 || used != text.size() || v < min || v > max)
-    VIDKV_THROW(ConfigError, "option ", option, ": expected an integer in [", min, ", ", max, "], got '", text, "'");
-  return v;
-}
-
-=======
->>>>>>> issue14-truth
 // Statistics of one [heads, tokens, dim] tensor.
 struct TensorStats {
   double mean_abs = 0, max_abs = 0, std = 0;
@@ -85,14 +74,9 @@ TensorStats tensor_stats(const std::vector<float>& x, std::int64_t heads, std::i
   return s;
 }
 
-<<<<<<< HEAD
-int trace_info(const Args& args) {
-  const std::string path = single_file(args, "vidkv trace info");
+int trace_info(const std::string& path) {
   // Every layer is read below: the whole file is checked first, in a child process (trace_validation.h).
   validate_trace(path);
-=======
-int trace_info(const std::string& path) {
->>>>>>> issue14-truth
   TraceReader reader(path);
   const TraceInfo& in = reader.info();
   std::cout << "trace: " << path << "\n";
@@ -206,41 +190,34 @@ int trace_bench_read(const std::string& path, bool check, int limit) {
 }  // namespace
 
 void add_trace_commands(std::vector<Command>& out) {
-<<<<<<< HEAD
-  out.push_back({{"trace", "info"}, "vidkv trace info TRACE.h5 [--allow-external-data] [--allow-filter-plugins]", "model, tokens, frames, queries, provenance and per-layer K/V statistics",
-=======
   out.push_back({{"trace", "info"}, "model, tokens, frames, queries, provenance and per-layer K/V statistics",
->>>>>>> issue14-truth
                  "Prints the root attributes and /model of a trace, its tokens by modality (system, visual, query,\n"
                  "generated), frames and patch grid, recorded queries, provenance attributes, then one line per layer\n"
                  "with statistics of K and V over all heads and tokens: mean |x|, max |x|, standard deviation, and the\n"
                  "per-channel range ratio (widest / narrowest max-min of a channel; large for keys with outlier\n"
                  "channels). Layers are read one at a time, after the whole file is checked as by vidkv trace validate.\n\n"
-                 "options:\n" + std::string(kTraceReadOptionsHelp) + "\n"
                  "example: vidkv trace info traces/data/synthetic-default.h5",
-<<<<<<< HEAD
-                 trace_info});
-  out.push_back({{"trace", "validate"}, "vidkv trace validate TRACE.h5 [--allow-external-data] [--allow-filter-plugins]", "check a trace against the schema, layer by layer",
-=======
                  [](CLI::App& app) -> Action {
-                   auto path = std::make_shared<std::string>();
-                   app.add_option("TRACE", *path, "the trace file (.h5)")->required();
-                   return [path](const Args&) { return trace_info(*path); };
+                   auto a = define_trace_file(app);
+                   return [a](const Args&) {
+                     apply_trace_read_options(a->trace_read);
+                     return trace_info(a->path);
+                   };
                  }});
   out.push_back({{"trace", "validate"}, "check a trace against the schema, layer by layer",
->>>>>>> issue14-truth
                  "Reads every dataset of the trace one layer at a time (constant memory) and checks it against\n"
                  "traces/SCHEMA.md: root attributes, /model, ranks and extents, element types, token metadata\n"
                  "consistency, query positions, and that no K/V/query/embedding value is NaN or Inf.\n"
                  "Exit 0 and one line 'ok: ...' with a summary, or exit 1 and one line 'vidkv: error: FILE: DATASET: ...'.\n"
                  "The file is read in a child process: a crash or a loop inside the HDF5 library on a corrupt file is\n"
                  "reported as an error naming the object (docs/reliability.md). Only regular files are read.\n\n"
-                 "options:\n" + std::string(kTraceReadOptionsHelp) + "\n"
                  "example: vidkv trace validate traces/data/synthetic-default.h5",
                  [](CLI::App& app) -> Action {
-                   auto path = std::make_shared<std::string>();
-                   app.add_option("TRACE", *path, "the trace file (.h5)")->required();
-                   return [path](const Args&) { return trace_validate(*path); };
+                   auto a = define_trace_file(app);
+                   return [a](const Args&) {
+                     apply_trace_read_options(a->trace_read);
+                     return trace_validate(a->path);
+                   };
                  }});
   out.push_back({{"trace", "synth"}, "write a deterministic synthetic trace with video-LLM structure",
                  "Writes a synthetic trace (traces/synthetic_trace.h): keys with a few large outlier channels and\n"
