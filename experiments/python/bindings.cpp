@@ -502,7 +502,7 @@ PYBIND11_MODULE(_vidkv, m) {
         return cpu_bench_markdown(r, torch_gbps);
       }, py::arg("torch_gbps") = std::vector<double>{});
   m.def("cpu_bench", [](const std::string& shape, int threads, int layers, int repeats, const std::vector<std::string>& presets,
-                        const std::string& implementation) {
+                        const std::string& implementation, bool cpu_time) {
     CpuBenchOptions o;
     o.spec = bench_trace_spec(shape);
     o.threads = threads;
@@ -510,10 +510,13 @@ PYBIND11_MODULE(_vidkv, m) {
     o.repeats = repeats;
     o.presets = presets;
     o.implementation = parse_cpu_implementation(implementation);
+    o.cpu_time = cpu_time;
     return without_gil([&] { return run_cpu_bench(o); });
   }, py::arg("shape") = "", py::arg("threads") = 1, py::arg("layers") = 0, py::arg("repeats") = 3,
         py::arg("presets") = std::vector<std::string>{"kivi-2", "vidkv-k1.5-v1.58"}, py::arg("implementation") = "optimized",
-        "The C++ CPU replay bench of `vidkv bench` (experiments/src/cpu_bench.h).");
+        py::arg("cpu_time") = false,
+        "The C++ CPU replay bench of `vidkv bench` (experiments/src/cpu_bench.h); cpu_time: time by the process's CPU\n"
+        "time instead of the wall clock (`--clock cpu`).");
   py::class_<CudaBenchResult>(m, "CudaBenchResult")
       .def_readonly("device", &CudaBenchResult::device)
       .def_readonly("copy_gbps", &CudaBenchResult::copy_gbps)
