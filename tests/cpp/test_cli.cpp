@@ -65,6 +65,7 @@ const char* const kAccepted[] = {
     "run exp.yaml",
     "run exp.yaml --set codec.value.gamma=0.5 --set seed=3 --jobs 2 --resume --out DIR --quiet --implementation reference",
     "run exp.yaml --set=codec.key.bits=3 --jobs=4",
+    "run exp.yaml --allow-external-data --allow-filter-plugins",
     "live exp.yaml --set model.max_new_tokens=16 --out DIR",
     "record --model M --gguf smollm2 --video v.mp4 --frames 4 --prompt hi --question q --system s --document d.txt "
     "--intro i --text-source t --notes n --max-tokens 100 --max-new-tokens 4 --query-generated 2 --device cpu "
@@ -76,8 +77,13 @@ const char* const kAccepted[] = {
     "bench",
     "bench --backend cpu --shape 2x1x64x32 --threads 2 --layers 2 --repeats 1 --presets kivi-2 --implementation reference "
     "--no-torch",
+    "bench --clock cpu",
+    "bench --backend cuda --tokens 256,512 --layers 2 --repeats 3 --presets kivi-2 --no-torch",
+    "bench --backend cuda --shape 2x1x256x128",
     "trace info t.h5",
+    "trace info t.h5 --allow-external-data --allow-filter-plugins",
     "trace validate t.h5",
+    "trace validate t.h5 --allow-external-data --allow-filter-plugins",
     "trace synth --shape 2x1x64x8 -o t.h5",
     "trace synth --shape 2x1x64x8 --frames 2 --grid 2x3 --query-heads 7 --hidden 56 --system-tokens 4 --query-tokens 2 "
     "--generated-tokens 1 --outlier-channels 1 --seed 5 --dtype bf16 --deflate 1 --output t.h5",
@@ -121,6 +127,8 @@ TEST_CASE("wrong command lines are usage errors naming the problem", "[cli]") {
   CHECK(parse_error("run").find("EXPERIMENT") != std::string::npos);
   CHECK(parse_error("run exp.yaml --bogus 1").find("--bogus") != std::string::npos);
   CHECK(parse_error("run exp.yaml --jobs 0").find("--jobs") != std::string::npos);
+  CHECK(parse_error("bench --backend tpu").find("tpu") != std::string::npos);
+  CHECK(parse_error("bench --clock sundial").find("sundial") != std::string::npos);
   CHECK(parse_error("trace synth --shape 2x1x64x8").find("--output") != std::string::npos);
   CHECK(parse_error("trace synth --shape 2x1x64x8 --dtype fp8 -o t.h5").find("fp8") != std::string::npos);
   CHECK_FALSE(parse_error("trace").empty());  // a group needs one of its commands

@@ -264,7 +264,7 @@ TEST_CASE("the bundled trace replayed with backend cuda gives the backend cpu re
         const double a = std::get<double>(value), b = std::get<double>(*other);
         INFO("row " << i << ", " << column << ": cpu " << a << ", cuda " << b);
         const bool bits = column.find("bits") != std::string::npos || column == "compression_ratio" ||
-                          column == "layer" || column == "head";
+                          column == "layer" || column == "kv_head";
         if (bits) {
           CHECK(a == b);
         } else if (column.rfind("attn_", 0) == 0 && column != "attn_topk_overlap") {
