@@ -11,6 +11,7 @@
 
 #include "catch.h"
 #include "trace_test_support.h"
+#include "vidkv/core/cuda/cuda_device.h"
 #include "vidkv/core/rotary.h"
 #include "vidkv/traces/trace_reader.h"
 
@@ -70,9 +71,10 @@ struct Run {
   std::string out;
 };
 
-Run vidkv_run(const TempDir& dir, const std::string& trace, const std::string& name) {
+// `backend`: the experiment's backend: line ("cpu" or "cuda").
+Run vidkv_run(const TempDir& dir, const std::string& trace, const std::string& name, const std::string& backend = "cpu") {
   const std::string exp = dir.file(name + ".yaml"), out = dir.file(name);
-  std::ofstream(exp) << "name: " << name << "\ntraces: [" << trace << "]\nmetrics: [all]\n"
+  std::ofstream(exp) << "name: " << name << "\ntraces: [" << trace << "]\nmetrics: [all]\nbackend: " << backend << "\n"
                      << "codec:\n  key: {quantizer: identity, dtype: fp32}\n"
                      << "  value: {quantizer: uniform, bits: 2, group: 4, axis: token}\n"
                      << "lifecycle: {type: paper, group: 4}\n";
@@ -171,4 +173,19 @@ TEST_CASE("a rope: pre trace replays attention like the same trace stored post-R
   CHECK(bare.status == 1);
   CHECK(bare.out.find("rope_theta") != std::string::npos);
   CHECK(bare.out.find("attn_*") != std::string::npos);
+}
+
+TEST_CASE("backend: cuda refuses a rope: pre trace with attention metrics before any cell", "[rotary][cuda]") {
+  // The device attention metrics (cuda_attention.h) use keys and queries as stored, so a pre trace would get
+  // attention metrics on position-free keys: refused, naming the way out (experiments/README.md).
+  std::string why;
+  if (vidkv::cuda_device_count(&why) == 0) VIDKV_SKIP("no CUDA device: " << why);
+  TempDir dir;
+  write_trace(dir.file("pre.h5"), Stored::pre_with_theta);
+  const Run r = vidkv_run(dir, dir.file("pre.h5"), "pre-cuda", "cuda");
+  INFO(r.out);
+  CHECK(r.status == 1);
+  CHECK(r.out.find("rope is 'pre'") != std::string::npos);
+  CHECK(r.out.find("backend: cpu") != std::string::npos);
+  CHECK_FALSE(std::filesystem::exists(dir.file("pre-cuda") + "/results.csv"));
 }
