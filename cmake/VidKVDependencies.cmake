@@ -35,6 +35,9 @@ if(NOT TARGET Eigen3::Eigen)
   add_library(Eigen3::Eigen INTERFACE IMPORTED)
   set_target_properties(Eigen3::Eigen PROPERTIES INTERFACE_INCLUDE_DIRECTORIES "${EIGEN3_INCLUDE_DIR}")
 endif()
+# The command line (CLI11, libcli11-dev) and the JSON of result files (nlohmann-json3-dev): header-only.
+find_package(CLI11 CONFIG REQUIRED)
+find_package(nlohmann_json 3 CONFIG REQUIRED)
 
 if(VIDKV_BUILD_TESTS)
   # Catch2 v2 (Debian 12) and v3 (Ubuntu 24.04) are both supported; tests/cpp/catch.h hides the difference.

@@ -17,6 +17,7 @@
 #include "vidkv/core/cache_lifecycle.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <memory>
 #include <string>
@@ -122,8 +123,9 @@ std::int64_t check_view(const TensorView& v, Device device, std::int64_t heads, 
 }  // namespace
 
 LayerCache::LayerCache(const KvCodec& codec, const LifecycleParams& params, std::int64_t heads, std::int64_t channels,
-                       TokenContext ctx, const Execution& ex)
-    : codec_(codec), params_(params), heads_(heads), channels_(channels), ctx_(std::move(ctx)), ex_(ex) {
+                       TokenContext ctx, DType data_dtype, const Execution& ex)
+    : codec_(codec), params_(params), residual_storage_(params.residual_storage(data_dtype)), heads_(heads),
+      channels_(channels), ctx_(std::move(ctx)), ex_(ex) {
   VIDKV_REQUIRE(heads > 0 && channels > 0, ShapeError, "layer cache: heads (", heads, ") and channels (", channels,
                 ") must be positive");
   VIDKV_REQUIRE(params.group > 0 && params.residual > 0, ConfigError, "lifecycle: group (", params.group,
@@ -146,26 +148,56 @@ void LayerCache::append(const float* key, const float* value, std::int64_t token
   }
   const bool prefill = tokens_ == 0;
   const std::int64_t old = tokens_;
+  check_finite(key, "key", tokens);
+  check_finite(value, "value", tokens);
   if (old == 0 && key_full_.empty() && value_full_.empty()) {
     // First append into an empty cache: capacity = tokens, so the buffers take the input's layout as is.
     const std::size_t n = static_cast<std::size_t>(heads_ * tokens * channels_);
     key_full_.assign(key, key + n);
     value_full_.assign(value, value + n);
     tokens_ = tokens;
-    maybe_quantize(prefill);
-    return;
+  } else {
+    reserve_tokens(key_full_, heads_, channels_, old, old + tokens);
+    reserve_tokens(value_full_, heads_, channels_, old, old + tokens);
+    const std::int64_t cap = capacity_of(key_full_, heads_, channels_);
+    for (std::int64_t h = 0; h < heads_; ++h) {
+      std::memcpy(key_full_.data() + (h * cap + old) * channels_, key + h * tokens * channels_,
+                  static_cast<std::size_t>(tokens * channels_) * sizeof(float));
+      std::memcpy(value_full_.data() + (h * cap + old) * channels_, value + h * tokens * channels_,
+                  static_cast<std::size_t>(tokens * channels_) * sizeof(float));
+    }
+    tokens_ += tokens;
   }
-  reserve_tokens(key_full_, heads_, channels_, old, old + tokens);
-  reserve_tokens(value_full_, heads_, channels_, old, old + tokens);
-  const std::int64_t cap = capacity_of(key_full_, heads_, channels_);
-  for (std::int64_t h = 0; h < heads_; ++h) {
-    std::memcpy(key_full_.data() + (h * cap + old) * channels_, key + h * tokens * channels_,
-                static_cast<std::size_t>(tokens * channels_) * sizeof(float));
-    std::memcpy(value_full_.data() + (h * cap + old) * channels_, value + h * tokens * channels_,
-                static_cast<std::size_t>(tokens * channels_) * sizeof(float));
-  }
-  tokens_ += tokens;
   maybe_quantize(prefill);
+  // The appended tokens that stay full precision must fit the residual storage type.
+  check_residual_range(key_full_, "key", std::max(old, key_quantized_));
+  check_residual_range(value_full_, "value", std::max(old, value_quantized_));
+}
+
+void LayerCache::check_finite(const float* x, const char* side, std::int64_t tokens) const {
+  for (std::int64_t i = 0; i < heads_ * tokens * channels_; ++i) {
+    if (std::isfinite(x[i])) continue;
+    VIDKV_THROW(ValueError, "layer ", ctx_.layer, ", KV head ", i / (tokens * channels_), ", token ",
+                tokens_ + i / channels_ % tokens, ", channel ", i % channels_, ": the ", side,
+                " states hold a non-finite value (", x[i], "); the model or trace produced it before the cache");
+  }
+}
+
+void LayerCache::check_residual_range(const std::vector<float>& full, const char* side, std::int64_t begin) const {
+  const float limit = dtype_max_finite(residual_storage_);
+  const std::int64_t cap = capacity_of(full, heads_, channels_);
+  for (std::int64_t h = 0; h < heads_; ++h)
+    for (std::int64_t t = begin; t < tokens_; ++t)
+      for (std::int64_t c = 0; c < channels_; ++c) {
+        const float v = full[static_cast<std::size_t>((h * cap + t) * channels_ + c)];
+        if (v >= -limit && v <= limit) continue;
+        const float r = round_to_dtype(v, residual_storage_);
+        if (r >= -limit && r <= limit) continue;  // just above the limit, rounds to it
+        const char* dt = residual_storage_ == DType::f16 ? "fp16" : (residual_storage_ == DType::bf16 ? "bf16" : "fp32");
+        VIDKV_THROW(ValueError, "layer ", ctx_.layer, ", KV head ", h, ", token ", t, ", channel ", c, ": ", side, " value ",
+                    v, " is beyond the range of the residual storage dtype ", dt, " (largest ", limit,
+                    "); set lifecycle residual_dtype: data (the model's or trace's own dtype, the default) or fp32");
+      }
 }
 
 void LayerCache::append(const TensorView& key, const TensorView& value, std::int64_t begin, std::int64_t end) {
@@ -401,7 +433,7 @@ void LayerCache::materialize(std::vector<float>& key, std::vector<float>& value)
       for (std::int64_t t = quantized; t < tokens_; ++t)
         for (std::int64_t c = 0; c < channels_; ++c)
           out[static_cast<std::size_t>((h * tokens_ + t) * channels_ + c)] =
-              round_to_dtype(full[static_cast<std::size_t>((h * cap + t) * channels_ + c)], params_.residual_dtype);
+              round_to_dtype(full[static_cast<std::size_t>((h * cap + t) * channels_ + c)], residual_storage_);
   };
   fill(codec_.key(), key_blocks_, key_full_, key_quantized_, key);
   fill(codec_.value(), value_blocks_, value_full_, value_quantized_, value);
@@ -440,7 +472,7 @@ void LayerCache::materialize_side(const Quantizer& q, const std::vector<Block>& 
                      ex_.cuda_stream);
   }
   copy_device_rows({out.data, out.dtype, tokens_}, quantized, {full.device.data(), DType::f32, full.capacity}, quantized, heads_,
-                   tokens_ - quantized, channels_, params_.residual_dtype, ex_.cuda_stream);
+                   tokens_ - quantized, channels_, residual_storage_, ex_.cuda_stream);
 }
 
 std::vector<std::uint8_t> LayerCache::block_bytes(const std::vector<Block>& blocks, std::size_t i, const char* side) const {
@@ -475,17 +507,17 @@ PackedLayout side_layout(const std::vector<Block>& blocks, std::int64_t residual
 }  // namespace
 
 PackedLayout LayerCache::key_layout() const {
-  return side_layout(key_blocks_, tokens_ - key_quantized_, heads_, channels_, params_.residual_dtype);
+  return side_layout(key_blocks_, tokens_ - key_quantized_, heads_, channels_, residual_storage_);
 }
 
 PackedLayout LayerCache::value_layout() const {
-  return side_layout(value_blocks_, tokens_ - value_quantized_, heads_, channels_, params_.residual_dtype);
+  return side_layout(value_blocks_, tokens_ - value_quantized_, heads_, channels_, residual_storage_);
 }
 
 ReplayedLayer replay_layer(const KvCodec& codec, const LifecycleParams& params, const float* key, const float* value,
-                           const BlockShape& shape, const TokenContext& ctx) {
+                           const BlockShape& shape, const TokenContext& ctx, DType data_dtype) {
   const std::int64_t prefill = params.prefill_tokens < 0 ? shape.tokens : std::min<std::int64_t>(params.prefill_tokens, shape.tokens);
-  LayerCache cache(codec, params, shape.heads, shape.channels, ctx);
+  LayerCache cache(codec, params, shape.heads, shape.channels, ctx, data_dtype);
   auto slice = [&](const float* src, std::int64_t begin, std::int64_t end) {
     std::vector<float> out(static_cast<std::size_t>(shape.heads * (end - begin) * shape.channels));
     for (std::int64_t h = 0; h < shape.heads; ++h)
@@ -514,11 +546,11 @@ namespace vidkv {
 
 ReplayedLayer replay_layer(const KvCodec& codec, const LifecycleParams& params, const TensorView& key,
                            const TensorView& value, const TokenContext& ctx, const TensorView& key_hat,
-                           const TensorView& value_hat, const Execution& ex) {
+                           const TensorView& value_hat, const Execution& ex, DType data_dtype) {
   VIDKV_REQUIRE(key.rank() == 3, ShapeError, "replay: key must be [heads, tokens, channels], got ", key.shape_str());
   const BlockShape shape{key.shape[0], key.shape[1], key.shape[2]};
   const std::int64_t prefill = params.prefill_tokens < 0 ? shape.tokens : std::min<std::int64_t>(params.prefill_tokens, shape.tokens);
-  LayerCache cache(codec, params, shape.heads, shape.channels, ctx, ex);
+  LayerCache cache(codec, params, shape.heads, shape.channels, ctx, data_dtype, ex);
   if (prefill > 0) cache.append(key, value, 0, prefill);
   for (std::int64_t t = prefill; t < shape.tokens; ++t) cache.append(key, value, t, t + 1);
   cache.materialize(key_hat, value_hat);

@@ -34,12 +34,27 @@ namespace vidkv {
 
 enum class LifecycleType { release, paper, kivi };
 
+// Storage type of full-precision residual tokens. data (default): the dtype the K/V arrive in (the trace's dtype in
+// replay, the model's in the live hook), so the residual holds them exactly; fp16 / bf16 / fp32: rounded to that
+// type, and a finite value beyond its range is a ValueError naming layer, KV head, token and channel.
+enum class ResidualDType : std::uint8_t { data, f16, bf16, f32 };
+
 struct LifecycleParams {
   LifecycleType type = LifecycleType::paper;
   int group = 32;             // G: prefill quantizes a multiple of G tokens
   int residual = 128;         // R: full-precision residual length that triggers quantization
   int prefill_tokens = -1;    // replay: tokens treated as prefill; -1 = the whole trace (the rest are decode steps)
-  DType residual_dtype = DType::f16;  // storage of full-precision tokens (counted in effective bits)
+  ResidualDType residual_dtype = ResidualDType::data;  // storage of full-precision tokens (counted in effective bits)
+
+  // The storage dtype of residual tokens when the K/V arrive as `data_dtype`.
+  DType residual_storage(DType data_dtype) const {
+    switch (residual_dtype) {
+      case ResidualDType::f16: return DType::f16;
+      case ResidualDType::bf16: return DType::bf16;
+      case ResidualDType::f32: return DType::f32;
+      default: return data_dtype;
+    }
+  }
 
   template <class B>
   static void bind(B& b) {
@@ -51,8 +66,9 @@ struct LifecycleParams {
     b.integer("prefill_tokens", &LifecycleParams::prefill_tokens, -1, 1 << 30, "tokens",
               "tokens replayed as prefill; the rest are appended one decode step at a time; -1: all");
     b.choice("residual_dtype", &LifecycleParams::residual_dtype,
-             std::vector<std::pair<std::string, DType>>{{"fp16", DType::f16}, {"bf16", DType::bf16}, {"fp32", DType::f32}},
-             "storage type of full-precision residual tokens");
+             std::vector<std::pair<std::string, ResidualDType>>{{"data", ResidualDType::data}, {"fp16", ResidualDType::f16},
+                                                                {"bf16", ResidualDType::bf16}, {"fp32", ResidualDType::f32}},
+             "storage type of full-precision residual tokens; data: the trace's or the model's own dtype");
   }
 };
 
@@ -60,11 +76,17 @@ struct LifecycleParams {
 // cache throws NotSupportedError at construction in a build without CUDA.
 class LayerCache {
  public:
+  // data_dtype: the dtype the K/V arrive in (trace or model dtype; their fp32 values are exact in it), which
+  // residual_dtype data stores.
   LayerCache(const KvCodec& codec, const LifecycleParams& params, std::int64_t heads, std::int64_t channels,
-             TokenContext ctx, const Execution& ex = Execution::cpu());
+             TokenContext ctx, DType data_dtype, const Execution& ex = Execution::cpu());
 
-  // Appends `tokens` tokens: key and value are [heads, tokens, channels] fp32 host memory (cpu caches only). The
-  // first call is the prefill.
+  // Appends `tokens` tokens: key and value are [heads, tokens, channels] fp32 host memory (a cuda cache uploads
+  // them). The first call is the prefill. On a cpu cache: throws ValueError when a value is not finite (nothing
+  // appended), or when a token that stays full precision holds a finite value beyond the range of the residual
+  // storage dtype (the message names layer, KV head, token, channel and lifecycle residual_dtype; the cache is then
+  // unusable). A cuda cache does not scan its input for these (it would take a reduction and a synchronisation
+  // per append); the quantizers' metadata saturates as on the cpu (uniform_format::stored_group).
   void append(const float* key, const float* value, std::int64_t tokens);
   // Appends the tokens [begin, end) of key and value, [heads, T, channels] views (fp32, fp16 or bf16; values kept
   // exactly as fp32) on the cache's device. The first call is the prefill. ShapeError for a view on another device
@@ -106,6 +128,8 @@ class LayerCache {
   void quantize_key_range(std::int64_t begin, std::int64_t end);
   void quantize_value_range(std::int64_t begin, std::int64_t end);
   void maybe_quantize(bool prefill);
+  void check_finite(const float* x, const char* side, std::int64_t tokens) const;
+  void check_residual_range(const std::vector<float>& full, const char* side, std::int64_t begin) const;
   // cuda: the pieces of quantize_*_range / maybe_quantize / materialize on device memory (cache_lifecycle.cpp).
   Block encode_device_block(const Quantizer& q, const float* data, std::int64_t begin, std::int64_t end,
                             const TokenContext& ctx) const;
@@ -118,6 +142,7 @@ class LayerCache {
 
   const KvCodec& codec_;
   LifecycleParams params_;
+  DType residual_storage_;  // params_.residual_storage(data dtype)
   std::int64_t heads_, channels_;
   TokenContext ctx_;
   Execution ex_;
@@ -136,13 +161,14 @@ struct ReplayedLayer {
   int requantizations = 0;
 };
 ReplayedLayer replay_layer(const KvCodec& codec, const LifecycleParams& params, const float* key, const float* value,
-                           const BlockShape& shape, const TokenContext& ctx);
+                           const BlockShape& shape, const TokenContext& ctx, DType data_dtype);
 // The same on the device of `ex`: key and value are [heads, T, channels] views on that device (fp32, fp16 or
 // bf16), key_hat and value_hat fp32/fp16/bf16 views of the same shape on that device receive the reconstruction
 // (enqueued on ex's stream; the returned layouts and counts are host data, known without waiting). On cpu it
-// equals replay_layer (views converted to fp32).
+// equals replay_layer (views converted to fp32). data_dtype: the dtype the K/V came in (the trace's), which
+// residual_dtype data stores, whatever the views' dtype.
 ReplayedLayer replay_layer(const KvCodec& codec, const LifecycleParams& params, const TensorView& key,
                            const TensorView& value, const TokenContext& ctx, const TensorView& key_hat,
-                           const TensorView& value_hat, const Execution& ex);
+                           const TensorView& value_hat, const Execution& ex, DType data_dtype);
 
 }  // namespace vidkv

@@ -1,7 +1,8 @@
 // Which CPU implementation a quantizer runs: the scalar reference (the oracle, algorithms.md written out one
 // element at a time) or the optimised path (vectorisable loops over contiguous rows, codes packed a word at a
 // time, no per-element address arithmetic). Both write the same packed bytes through the same *_format.h
-// definitions; where a plugin's optimised path cannot be bit-identical its header names the tolerance.
+// definitions, with one exception whose header names the tolerance: the AVX-512 FFT of sign's fft real / complex
+// (sign_fft_avx512.cpp; docs/performance.md, "Equivalence").
 //
 // The choice belongs to the registry that builds the plugins (PluginRegistry::implementation()), so a composite's
 // children follow their parent and a config never has to repeat it: `vidkv run --implementation reference`,

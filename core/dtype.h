@@ -85,6 +85,11 @@ VIDKV_HOST_DEVICE inline std::uint16_t float_to_bf16_bits(float f) {
 }
 VIDKV_HOST_DEVICE inline float bf16_bits_to_float(std::uint16_t b) { return bits_float(static_cast<std::uint32_t>(b) << 16); }
 
+// Largest finite value of `t`: fp16 65504, bf16 (2 - 2^-7) * 2^127, fp32 FLT_MAX.
+VIDKV_HOST_DEVICE constexpr float dtype_max_finite(DType t) {
+  return t == DType::f16 ? 0x1.ffcp15f : (t == DType::bf16 ? 0x1.fep127f : 0x1.fffffep127f);
+}
+
 // Rounds an fp32 value to the nearest value representable in `t` (identity for fp32).
 VIDKV_HOST_DEVICE inline float round_to_dtype(float f, DType t) {
 #if defined(__CUDA_ARCH__)

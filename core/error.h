@@ -32,6 +32,14 @@ class ShapeError : public Error {
   using Error::Error;
 };
 
+// A value the data holds that an operation cannot take: non-finite input (NaN, inf), or a finite value that a
+// chosen setting cannot represent (the message names where it is and the parameter that fixes it). In Python it
+// is both vidkv.Error and the built-in ValueError.
+class ValueError : public Error {
+ public:
+  using Error::Error;
+};
+
 // Reading or writing files: missing, corrupt, truncated, wrong schema, NaN/Inf in data.
 class IoError : public Error {
  public:

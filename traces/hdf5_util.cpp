@@ -173,6 +173,27 @@ std::int64_t read_int_attr(hid_t obj, const std::string& name, const Where& wher
   return value;
 }
 
+double read_double_attr(hid_t obj, const std::string& name, const Where& where) {
+  Handle attr = open_attr(obj, name, where);
+  Handle type(H5Aget_type(attr.get()), H5Tclose);
+  const H5T_class_t cls = H5Tget_class(type.get());
+  if (cls != H5T_FLOAT && cls != H5T_INTEGER)
+    VIDKV_THROW(IoError, where.str(), ": attribute '", name, "' must be a number, got ", describe_hdf5_type(attr.get()));
+  if (attr_points(attr.get()) != 1) VIDKV_THROW(IoError, where.str(), ": attribute '", name, "' must be a single number");
+  double value = 0;
+  if (H5Aread(attr.get(), H5T_NATIVE_DOUBLE, &value) < 0)
+    VIDKV_THROW(IoError, with_hdf5_reason(where.str() + ": cannot read attribute '" + name + "'"));
+  return value;
+}
+
+void write_double_attr(hid_t obj, const std::string& name, double value, const Where& where) {
+  Handle space(H5Screate(H5S_SCALAR), H5Sclose);
+  if (has_attr(obj, name)) H5Adelete(obj, name.c_str());
+  Handle attr(H5Acreate2(obj, name.c_str(), H5T_IEEE_F64LE, space.get(), H5P_DEFAULT, H5P_DEFAULT), H5Aclose);
+  if (!attr.valid() || H5Awrite(attr.get(), H5T_NATIVE_DOUBLE, &value) < 0)
+    VIDKV_THROW(IoError, with_hdf5_reason(where.str() + ": cannot write attribute '" + name + "'"));
+}
+
 void write_string_attr(hid_t obj, const std::string& name, const std::string& value, const Where& where) {
   Handle type(H5Tcopy(H5T_C_S1), H5Tclose);
   H5Tset_size(type.get(), H5T_VARIABLE);

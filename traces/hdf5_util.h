@@ -60,9 +60,12 @@ bool has_attr(hid_t obj, const std::string& name);
 std::string read_string_attr(hid_t obj, const std::string& name, const Where& where);
 // Scalar (or one-element) integer attribute of any integer type. IoError when missing or not an integer.
 std::int64_t read_int_attr(hid_t obj, const std::string& name, const Where& where);
+// Scalar (or one-element) float or integer attribute, as double. IoError when missing or of another class.
+double read_double_attr(hid_t obj, const std::string& name, const Where& where);
 // Writes a scalar variable-length UTF-8 string attribute (what h5py writes for a Python str).
 void write_string_attr(hid_t obj, const std::string& name, const std::string& value, const Where& where);
 void write_int32_attr(hid_t obj, const std::string& name, std::int32_t value, const Where& where);
+void write_double_attr(hid_t obj, const std::string& name, double value, const Where& where);  // float64
 
 // Checks, before anything is allocated or read, that a dataset opened from an untrusted file keeps its data inside
 // the file in a form this build decodes: no external-file storage or virtual layout unless `allow_external`; every

@@ -283,6 +283,37 @@ void TraceReader::Impl::read_model() {
   info.rope = h5::read_string_attr(model.get(), ts::kAttrRope, where);
   if (info.rope != "post" && info.rope != "pre")
     VIDKV_THROW(IoError, where.str(), ": attribute 'rope' is '", info.rope, "', expected 'post' or 'pre'");
+  // Optional rotary parameters: rope_theta states them; the others refine it and need it.
+  const bool theta = h5::has_attr(model.get(), ts::kAttrRopeTheta);
+  for (const char* name : {ts::kAttrRopeScaling, ts::kAttrRopeScalingFactor, ts::kAttrRopePairing})
+    if (!theta && h5::has_attr(model.get(), name))
+      VIDKV_THROW(IoError, where.str(), ": attribute '", name, "' needs 'rope_theta' beside it (traces/SCHEMA.md)");
+  if (!theta) return;
+  RotaryParams r;
+  r.theta = h5::read_double_attr(model.get(), ts::kAttrRopeTheta, where);
+  if (!(r.theta > 1.0) || !std::isfinite(r.theta))
+    VIDKV_THROW(IoError, where.str(), ": attribute 'rope_theta' is ", r.theta, ", expected a finite number > 1");
+  if (h5::has_attr(model.get(), ts::kAttrRopeScaling)) {
+    const std::string scaling = h5::read_string_attr(model.get(), ts::kAttrRopeScaling, where);
+    if (scaling == "linear") r.scaling = RotaryScaling::linear;
+    else if (scaling != "none")
+      VIDKV_THROW(IoError, where.str(), ": attribute 'rope_scaling' is '", scaling,
+                  "'; supported: none, linear (other rope types are not implemented)");
+  }
+  if (h5::has_attr(model.get(), ts::kAttrRopeScalingFactor)) {
+    r.factor = h5::read_double_attr(model.get(), ts::kAttrRopeScalingFactor, where);
+    if (!(r.factor > 0.0) || !std::isfinite(r.factor))
+      VIDKV_THROW(IoError, where.str(), ": attribute 'rope_scaling_factor' is ", r.factor, ", expected a finite number > 0");
+  }
+  if (h5::has_attr(model.get(), ts::kAttrRopePairing)) {
+    const std::string pairing = h5::read_string_attr(model.get(), ts::kAttrRopePairing, where);
+    if (pairing == "interleaved") r.pairing = RotaryPairing::interleaved;
+    else if (pairing != "half")
+      VIDKV_THROW(IoError, where.str(), ": attribute 'rope_pairing' is '", pairing, "', expected 'half' or 'interleaved'");
+  }
+  if (info.head_dim % 2 != 0)
+    VIDKV_THROW(IoError, where.str(), ": rotary parameters with an odd head_dim ", info.head_dim);
+  info.rotary = r;
 }
 
 // Opens a per-token dataset of rank 1 ([T]) or 2 ([T, inner]), checks its type, rank and extents; returns T.

@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "vidkv/core/dtype.h"
+#include "vidkv/core/rotary.h"
 #include "vidkv/core/token_context.h"
 
 namespace vidkv {
@@ -40,6 +41,7 @@ struct TraceInfo {
   int head_dim = 0;
   std::int64_t hidden_size = 0;
   std::string rope;          // "post" (keys stored after RoPE) or "pre"
+  std::optional<RotaryParams> rotary;  // the rotary parameters when /model states them (rope_theta, ...)
 
   std::int64_t tokens = 0;   // T, the length of /tokens/modality
   std::int64_t queries = 0;  // Q, the length of /queries/positions (0 when absent)

@@ -24,6 +24,11 @@ inline constexpr const char* kAttrNumQueryHeads = "num_query_heads";
 inline constexpr const char* kAttrHeadDim = "head_dim";
 inline constexpr const char* kAttrHiddenSize = "hidden_size";
 inline constexpr const char* kAttrRope = "rope";
+// Rotary parameters, optional (meaningful with rope = pre; core/rotary.h, SCHEMA.md "Rotary parameters").
+inline constexpr const char* kAttrRopeTheta = "rope_theta";
+inline constexpr const char* kAttrRopeScaling = "rope_scaling";          // "none" (default) or "linear"
+inline constexpr const char* kAttrRopeScalingFactor = "rope_scaling_factor";
+inline constexpr const char* kAttrRopePairing = "rope_pairing";          // "half" (default) or "interleaved"
 
 // Datasets.
 inline constexpr const char* kTokensModality = "/tokens/modality";

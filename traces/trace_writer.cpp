@@ -203,6 +203,12 @@ TraceWriter::TraceWriter(const std::string& path, const TraceMetadata& metadata,
   h5::write_int32_attr(model.get(), ts::kAttrHeadDim, im.meta.head_dim, mw);
   h5::write_int32_attr(model.get(), ts::kAttrHiddenSize, static_cast<std::int32_t>(im.meta.hidden_size), mw);
   h5::write_string_attr(model.get(), ts::kAttrRope, im.meta.rope, mw);
+  if (const auto& r = im.meta.rotary) {
+    h5::write_double_attr(model.get(), ts::kAttrRopeTheta, r->theta, mw);
+    h5::write_string_attr(model.get(), ts::kAttrRopeScaling, r->scaling == RotaryScaling::linear ? "linear" : "none", mw);
+    h5::write_double_attr(model.get(), ts::kAttrRopeScalingFactor, r->factor, mw);
+    h5::write_string_attr(model.get(), ts::kAttrRopePairing, r->pairing == RotaryPairing::half ? "half" : "interleaved", mw);
+  }
   for (const char* g : {"/tokens", "/layers"}) {
     h5::Handle group(H5Gcreate2(f, g, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), H5Gclose);
     if (!group.valid()) VIDKV_THROW(IoError, im.at(g).str(), ": cannot create group");

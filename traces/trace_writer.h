@@ -8,10 +8,12 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "vidkv/core/dtype.h"
+#include "vidkv/core/rotary.h"
 #include "vidkv/core/tensor_view.h"
 #include "vidkv/core/token_context.h"
 
@@ -31,6 +33,7 @@ struct TraceMetadata {
   int head_dim = 0;
   std::int64_t hidden_size = 0;
   std::string rope = "post";
+  std::optional<RotaryParams> rotary;  // written as /model rope_theta, rope_scaling, rope_scaling_factor, rope_pairing
   std::map<std::string, std::string> provenance;  // optional root string attrs (model_revision, prompt, notes, ...)
 };
 

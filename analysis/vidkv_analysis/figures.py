@@ -30,7 +30,9 @@ def new_figure(width_in: float, height_in: float, nrows: int = 1, ncols: int = 1
 def save(fig, path) -> str:
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     fig.tight_layout()
-    fig.savefig(path, dpi=DPI, format="png")
+    # bbox_inches="tight": the saved image grows to hold everything drawn, so a legend placed outside the axes
+    # (right of the plot, as in the bits-vs-error and layer plots) is never cut off.
+    fig.savefig(path, dpi=DPI, format="png", bbox_inches="tight", pad_inches=0.08)
     plt.close(fig)
     return str(path)
 
@@ -42,6 +44,17 @@ def short_label(text, limit: int = 28) -> str:
         return text
     head = (limit - 1) // 2
     return text[:head] + "\u2026" + text[len(text) - (limit - 1 - head):]
+
+
+def compact_run_label(text) -> str:
+    """A run name for legends and titles. Sweep-generated names list dotted parameter paths and values
+    ('codec.value.reconstruction=scaled,codec.value.gamma=0.7'): each path is cut to its last part
+    ('reconstruction=scaled, gamma=0.7'), so the values that tell runs apart stay visible. Other names unchanged."""
+    text = str(text)
+    parts = text.split(",")
+    if len(parts) == 0 or not all("=" in p for p in parts):
+        return text
+    return ", ".join(p.split("=", 1)[0].strip().split(".")[-1] + "=" + p.split("=", 1)[1].strip() for p in parts)
 
 
 def safe_name(text) -> str:

@@ -7,7 +7,7 @@ import os
 
 import numpy as np
 
-from .figures import new_figure, safe_name, save, short_label, two_line_label  # first: selects the Agg backend
+from .figures import compact_run_label, new_figure, safe_name, save, short_label, two_line_label  # first: selects the Agg backend
 from matplotlib.colors import LogNorm, Normalize  # noqa: E402
 from matplotlib.ticker import MaxNLocator, ScalarFormatter  # noqa: E402
 from .results import PARAM_PREFIX, ResultsTable, is_number
@@ -65,7 +65,7 @@ def plot_bits_vs_error(table: ResultsTable, out_path, metric: str | None = None)
         if not math.isnan(nom):
             ax.plot(nom, err, "o", mfc="none", mec=color, ms=7)
         if not math.isnan(eff):
-            ax.plot(eff, err, "o", color=color, ms=7, label=short_label(run, 34))
+            ax.plot(eff, err, "o", color=color, ms=7, label=two_line_label(compact_run_label(run), 34))
             eff_points.append((eff, err))
             eff_runs.append(run)
     if eff_points:
@@ -106,7 +106,7 @@ def plot_layer_errors(table: ResultsTable, out_path) -> Plot:
         for run, color in zip(runs, colors):
             layers, values = table.per_layer(run, metric)
             if layers:
-                ax.plot(layers, values, "-o", ms=2.5, lw=1, color=color, label=short_label(run, 34))
+                ax.plot(layers, values, "-o", ms=2.5, lw=1, color=color, label=two_line_label(compact_run_label(run), 34))
                 drawn_values += [v for v in values if not math.isnan(v)]
                 drawn = True
         if drawn_values and min(drawn_values) > 0 and max(drawn_values) / min(drawn_values) > 20:
@@ -179,8 +179,8 @@ def plot_sweep(table: ResultsTable, column: str, out_path, metrics=None) -> Plot
             pts = sorted(pts, key=lambda p: position[p[0]])
             xs = [position[p[0]] for p in pts]
             ys = [table.run_aggregate(run, metric) for _, run in pts]
-            label = ", ".join(f"{k}={v}" for k, v in key) or None
-            ax.plot(xs, ys, "-o", ms=3.5, lw=1.2, color=color, label=short_label(label, 40) if label else None)
+            label = compact_run_label(",".join(f"{k}={v}" for k, v in key)) or None
+            ax.plot(xs, ys, "-o", ms=3.5, lw=1.2, color=color, label=two_line_label(label, 40) if label else None)
         if not numeric:
             ax.set_xticks(list(range(len(xs_all))))
             ax.set_xticklabels([short_label(x, 16) for x in xs_all], rotation=30, ha="right")
@@ -219,10 +219,10 @@ def plot_layer_head_heatmaps(table: ResultsTable, out_path, metric: str = "key_r
         im = ax.imshow(np.array(grid, dtype=float), aspect="auto", cmap="magma", norm=norm,
                        interpolation="nearest", origin="lower",
                        extent=(heads[0] - 0.5, heads[-1] + 0.5, layers[0] - 0.5, layers[-1] + 0.5))
-        ax.set_title(two_line_label(runs[i]), fontsize=6.5)
+        ax.set_title(two_line_label(compact_run_label(runs[i])), fontsize=6.5)
         ax.set_xticks(heads)
         ax.yaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.set_xlabel("head")
+        ax.set_xlabel("KV head")
         if i % ncols == 0:
             ax.set_ylabel("layer")
     fig.colorbar(im, ax=axes.ravel().tolist(), fraction=0.025, pad=0.02,

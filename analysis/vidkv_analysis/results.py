@@ -1,9 +1,11 @@
 """Reading one experiment's results directory (written by `vidkv run`).
 
 A results directory holds `config.yaml` (resolved config), `provenance.json` (git revision, build flags, seeds),
-`results.csv` and `results.jsonl` (the same rows). Columns: experiment, run, trace, layer, head, metric columns
+`results.csv` and `results.jsonl` (the same rows). Columns: experiment, run, trace, layer, kv_head, metric columns
 (empty or NaN when not computed), then one `param.<dotted.path>` column per swept parameter. Rows: one per
-run x trace x layer x head, per-layer aggregates (head = -1) and per-trace aggregates (layer = -1, head = -1).
+run x trace x layer x KV head, per-layer aggregates (kv_head = -1) and per-trace aggregates (layer = -1,
+kv_head = -1). Results written before the column was renamed call it `head` (which collides with pandas'
+DataFrame.head); they are read the same way, the column renamed to kv_head.
 
 Extra columns are kept; missing optional ones are simply absent. Only `results.csv` (or, failing that,
 `results.jsonl`) is required.
@@ -18,7 +20,9 @@ import os
 from dataclasses import dataclass, field
 
 # Key columns that identify a row; everything else is a metric or a parameter.
-KEY_COLUMNS = ("experiment", "run", "trace", "layer", "head")
+KEY_COLUMNS = ("experiment", "run", "trace", "layer", "kv_head")
+# The KV-head column's name in results written before 2026-11.
+OLD_HEAD_COLUMN = "head"
 
 # The metric columns of the results contract, in contract order (used to order report tables and plots).
 METRIC_COLUMNS = (
@@ -96,13 +100,13 @@ class ResultsTable:
                 continue
             if layer is not None and r.get("layer") != float(layer):
                 continue
-            if head is not None and r.get("head") != float(head):
+            if head is not None and r.get("kv_head") != float(head):
                 continue
             out.append(r)
         return out
 
     def aggregate_rows(self):
-        """The per-trace aggregate rows (layer = -1, head = -1), in file order."""
+        """The per-trace aggregate rows (layer = -1, kv_head = -1), in file order."""
         return self.select(layer=-1, head=-1)
 
     def run_aggregate(self, run, column):
@@ -136,7 +140,7 @@ class ResultsTable:
         rows = [r for r in self.select(run=run, head=-1) if is_number(r.get("layer")) and r["layer"] >= 0]
         if not any(is_number(r.get(column)) for r in rows):
             rows = [r for r in self.select(run=run) if is_number(r.get("layer")) and r["layer"] >= 0
-                    and is_number(r.get("head")) and r["head"] >= 0]
+                    and is_number(r.get("kv_head")) and r["kv_head"] >= 0]
         for r in rows:
             if is_number(r.get(column)):
                 by_layer.setdefault(int(r["layer"]), []).append(r[column])
@@ -147,7 +151,7 @@ class ResultsTable:
         """(layers, heads, grid[layer][head]) of a run's per-head rows, averaged over traces; NaN where absent."""
         cells = {}
         for r in self.select(run=run):
-            l, h, v = r.get("layer"), r.get("head"), r.get(column)
+            l, h, v = r.get("layer"), r.get("kv_head"), r.get(column)
             if is_number(l) and is_number(h) and l >= 0 and h >= 0 and is_number(v):
                 cells.setdefault((int(l), int(h)), []).append(v)
         layers = sorted({k[0] for k in cells})
@@ -235,7 +239,11 @@ def load_experiment(path) -> Experiment:
         table = _read_jsonl(jsonl_path)
     else:
         raise FileNotFoundError(f"{path}: no results.csv or results.jsonl")
-    for col in ("layer", "head"):
+    if OLD_HEAD_COLUMN in table.columns and "kv_head" not in table.columns:
+        table.columns = ["kv_head" if c == OLD_HEAD_COLUMN else c for c in table.columns]
+        for r in table.rows:
+            r["kv_head"] = r.pop(OLD_HEAD_COLUMN, math.nan)
+    for col in ("layer", "kv_head"):
         if col not in table.columns:
             raise ValueError(f"{path}: results lack the required column '{col}'")
     config_text, config = "", {}

@@ -22,6 +22,7 @@
 #include "vidkv/experiments/src/presets.h"
 #include "vidkv/experiments/src/cpu_bench.h"
 #include "vidkv/experiments/src/cuda_bench.h"
+#include "vidkv/experiments/src/result_table.h"
 
 namespace py = pybind11;
 using namespace vidkv;
@@ -89,7 +90,8 @@ struct SlabArray {
   bool single_slab = false;
 };
 
-SlabArray as_block(const py::array& x) {
+// `what` names the array in errors ("input", "layer 3 key states").
+SlabArray as_block(const py::array& x, const std::string& what = "input") {
   SlabArray a{py::array_t<float, py::array::c_style | py::array::forcecast>::ensure(x), {}, false};
   if (!a.data) throw ShapeError("expected a float array");
   if (a.data.ndim() == 2) {
@@ -102,7 +104,11 @@ SlabArray as_block(const py::array& x) {
   }
   const float* p = a.data.data();
   for (std::int64_t i = 0; i < a.shape.elements(); ++i)
-    if (!std::isfinite(p[i])) throw ShapeError("input holds a non-finite value at flat index " + std::to_string(i));
+    if (!std::isfinite(p[i])) {
+      const std::int64_t c = i % a.shape.channels, t = i / a.shape.channels % a.shape.tokens;
+      VIDKV_THROW(ValueError, what, " hold", what == "input" ? "s" : "", " a non-finite value (", p[i], ") at head ",
+                  i / a.shape.slab_elements(), ", token ", t, ", channel ", c, " (flat index ", i, ")");
+    }
   return a;
 }
 
@@ -309,9 +315,10 @@ py::object make_codec(const py::dict& config) {
 // and token metadata; tokens appended after the prefill are marked "generated" unless modality is given.
 class PyLayerCache {
  public:
+  // dtype: "fp16", "bf16" or "fp32", the dtype the model's K/V have (what lifecycle residual_dtype data stores).
   PyLayerCache(const py::dict& codec, const py::dict& lifecycle, std::int64_t heads, std::int64_t channels, int layer,
-               std::uint64_t seed)
-      : heads_(heads), channels_(channels) {
+               std::uint64_t seed, const std::string& dtype)
+      : heads_(heads), channels_(channels), layer_(layer) {
     ConfigNode node = to_config(codec, "");
     node.set_path("codec");
     ConfigNode resolved = resolve_codec(node);
@@ -325,13 +332,17 @@ class PyLayerCache {
     ctx.layer = layer;
     ctx.tokens = tokens_.get();
     ctx.seed = seed;
-    cache_ = std::make_unique<LayerCache>(*codec_, params_, heads, channels, ctx);
+    const DType data_dtype = dtype == "fp16" ? DType::f16 : dtype == "bf16" ? DType::bf16 : DType::f32;
+    if (dtype != "fp16" && dtype != "bf16" && dtype != "fp32")
+      throw ConfigError("LayerCache: dtype '" + dtype + "' is not one of fp16, bf16, fp32");
+    cache_ = std::make_unique<LayerCache>(*codec_, params_, heads, channels, ctx, data_dtype);
   }
 
   // key, value: [heads, t, channels]; modality: [t] (default: 3 = generated after the first call, 0 before);
   // embeddings: [t, hidden] (needed by semantic_embedding at the prefill).
   void append(const py::array& key, const py::array& value, const py::object& modality, const py::object& embeddings) {
-    SlabArray k = as_block(key), v = as_block(value);
+    const std::string layer = "layer " + std::to_string(layer_);
+    SlabArray k = as_block(key, layer + " key states"), v = as_block(value, layer + " value states");
     if (!(k.shape == v.shape) || k.shape.heads != heads_ || k.shape.channels != channels_)
       throw ShapeError("append(): key " + k.shape.str() + " and value " + v.shape.str() + " must both be [" +
                        std::to_string(heads_) + ", t, " + std::to_string(channels_) + "]");
@@ -382,6 +393,7 @@ class PyLayerCache {
 
  private:
   std::int64_t heads_, channels_;
+  int layer_;
   LifecycleParams params_;
   std::unique_ptr<KvCodec> codec_;
   std::unique_ptr<TraceTokens> tokens_;
@@ -390,15 +402,46 @@ class PyLayerCache {
 
 }  // namespace
 
+// A list of dicts (column -> str, number or None) as result rows: str stays text, bool / int / float become numbers,
+// None leaves the cell empty, anything else is written as its str().
+std::vector<ResultRow> to_rows(const py::list& rows) {
+  std::vector<ResultRow> out;
+  for (const py::handle& item : rows) {
+    ResultRow r;
+    for (const auto& [k, v] : py::cast<py::dict>(item)) {
+      if (v.is_none()) continue;
+      if (py::isinstance<py::str>(v)) r.set(py::cast<std::string>(k), py::cast<std::string>(v));
+      else if (py::isinstance<py::bool_>(v) || py::isinstance<py::int_>(v) || py::isinstance<py::float_>(v))
+        r.set(py::cast<std::string>(k), v.cast<double>());
+      else r.set(py::cast<std::string>(k), py::cast<std::string>(py::str(v)));
+    }
+    out.push_back(std::move(r));
+  }
+  return out;
+}
+
 PYBIND11_MODULE(_vidkv, m) {
   m.doc() = "VidKV: low-bit KV-cache quantization (C++ core). Use `import vidkv`.";
   // The base first: pybind11 tries translators newest first, so the derived errors must be registered after it.
   auto& error = py::register_exception<Error>(m, "Error", PyExc_RuntimeError);
   py::register_exception<ConfigError>(m, "ConfigError", error.ptr());
   py::register_exception<ShapeError>(m, "ShapeError", error.ptr());
+  // Both vidkv.Error and Python's ValueError (PyErr_NewException takes a tuple of bases).
+  py::register_exception<ValueError>(m, "ValueError", py::make_tuple(error, py::handle(PyExc_ValueError)).ptr());
   py::register_exception<IoError>(m, "IoError", error.ptr());
   py::register_exception<NotSupportedError>(m, "NotSupportedError", error.ptr());
   py::register_exception<CudaError>(m, "CudaError", error.ptr());
+
+  m.def(
+      "write_result_files",
+      [](const std::string& dir, const py::list& rows, const std::vector<std::string>& columns, const py::list& summary,
+         const std::vector<std::string>& summary_columns) {
+        write_result_files(dir, to_rows(rows), columns, to_rows(summary), summary_columns);
+      },
+      py::arg("dir"), py::arg("rows"), py::arg("columns"), py::arg("summary"), py::arg("summary_columns"),
+      "results.csv, results.jsonl and summary.md of a results folder, written by the same C++ writer as vidkv run "
+      "(experiments/src/result_table.h); rows are dicts column -> str, number or None");
+  m.attr("KEY_COLUMNS") = kKeyColumns;
 
   py::class_<PyLayout>(m, "Layout", "Exact bytes of a packed block; effective_bits = 8 * bytes / elements.")
       .def_readonly("bytes", &PyLayout::bytes)
@@ -422,8 +465,10 @@ PYBIND11_MODULE(_vidkv, m) {
 
   py::class_<PyLayerCache>(m, "LayerCache",
                            "One layer's KV cache under a codec and lifecycle (the live hook's building block).")
-      .def(py::init<const py::dict&, const py::dict&, std::int64_t, std::int64_t, int, std::uint64_t>(), py::arg("codec"),
-           py::arg("lifecycle"), py::arg("heads"), py::arg("channels"), py::arg("layer") = 0, py::arg("seed") = 0)
+      .def(py::init<const py::dict&, const py::dict&, std::int64_t, std::int64_t, int, std::uint64_t, const std::string&>(),
+           py::arg("codec"), py::arg("lifecycle"), py::arg("heads"), py::arg("channels"), py::arg("layer") = 0,
+           py::arg("seed") = 0, py::arg("dtype") = "fp32",
+           "dtype: the model's K/V dtype (fp16, bf16, fp32), which lifecycle residual_dtype data (the default) keeps")
       .def("append", &PyLayerCache::append, py::arg("key"), py::arg("value"), py::arg("modality") = py::none(),
            py::arg("embeddings") = py::none(), "Appends [heads, t, channels] keys and values; the first call is the prefill.")
       .def("materialize", &PyLayerCache::materialize, "(key, value) as the model reads them: [heads, tokens, channels]")
@@ -457,7 +502,7 @@ PYBIND11_MODULE(_vidkv, m) {
         return cpu_bench_markdown(r, torch_gbps);
       }, py::arg("torch_gbps") = std::vector<double>{});
   m.def("cpu_bench", [](const std::string& shape, int threads, int layers, int repeats, const std::vector<std::string>& presets,
-                        const std::string& implementation) {
+                        const std::string& implementation, bool cpu_time) {
     CpuBenchOptions o;
     o.spec = bench_trace_spec(shape);
     o.threads = threads;
@@ -465,10 +510,13 @@ PYBIND11_MODULE(_vidkv, m) {
     o.repeats = repeats;
     o.presets = presets;
     o.implementation = parse_cpu_implementation(implementation);
+    o.cpu_time = cpu_time;
     return without_gil([&] { return run_cpu_bench(o); });
   }, py::arg("shape") = "", py::arg("threads") = 1, py::arg("layers") = 0, py::arg("repeats") = 3,
         py::arg("presets") = std::vector<std::string>{"kivi-2", "vidkv-k1.5-v1.58"}, py::arg("implementation") = "optimized",
-        "The C++ CPU replay bench of `vidkv bench` (experiments/src/cpu_bench.h).");
+        py::arg("cpu_time") = false,
+        "The C++ CPU replay bench of `vidkv bench` (experiments/src/cpu_bench.h); cpu_time: time by the process's CPU\n"
+        "time instead of the wall clock (`--clock cpu`).");
   py::class_<CudaBenchResult>(m, "CudaBenchResult")
       .def_readonly("device", &CudaBenchResult::device)
       .def_readonly("copy_gbps", &CudaBenchResult::copy_gbps)

@@ -1,10 +1,13 @@
 // `vidkv bench --backend cpu`: replay throughput beside the machine's copy bandwidth (cpu_bench.h) and beside a
 // PyTorch implementation of the same math run in the same process: in a Python build the embedded interpreter runs
-// experiments/python/vidkv/bench.py, which calls the same C++ bench through _vidkv and times torch on the same
-// layers (--no-torch, or no Python: the C++ figures alone).
+// experiments/python/vidkv/bench.py (same options), which calls the same C++ bench through _vidkv and times torch on
+// the same layers (--no-torch, or no Python: the C++ figures alone).
 // `vidkv bench --backend cuda`: the same on the GPU (cuda_bench.h; torch on CUDA: experiments/python/vidkv/bench_cuda.py).
+#include <CLI/CLI.hpp>
+
 #include <cstdlib>
 #include <iostream>
+#include <memory>
 #include <sstream>
 
 #include "vidkv/core/error.h"
@@ -26,11 +29,19 @@ std::vector<std::string> split_commas(const std::string& s) {
   return out;
 }
 
-int positive(const std::string& option, const std::string& value) {
-  char* end = nullptr;
-  const long n = std::strtol(value.c_str(), &end, 10);
-  if (*end || n < 1 || n > 4096) VIDKV_THROW(ConfigError, option, ": expected a positive integer, got '", value, "'");
-  return static_cast<int>(n);
+struct BenchArgs {
+  std::string backend = "cpu", shape = "28x4x8192x128", presets = "kivi-2,vidkv-k1.5-v1.58", implementation = "optimized";
+  std::string tokens = "8192,32768,65536", clock = "wall";
+  int threads = 1, layers = 0, repeats = 3;
+  bool no_torch = false;
+  // Whether an option was given (its default differs between the backends, or it applies to one only).
+  CLI::Option *shape_opt = nullptr, *tokens_opt = nullptr, *layers_opt = nullptr, *repeats_opt = nullptr,
+              *threads_opt = nullptr, *implementation_opt = nullptr, *clock_opt = nullptr;
+};
+
+void only_for(const CLI::Option* given, const char* option, const char* backend) {
+  if (given && given->count() > 0)
+    VIDKV_THROW(ConfigError, "vidkv bench: ", option, " applies to --backend ", backend, " only");
 }
 
 std::vector<std::int64_t> token_counts(const std::string& value) {
@@ -45,31 +56,32 @@ std::vector<std::int64_t> token_counts(const std::string& value) {
   return out;
 }
 
-// --backend cuda (cuda_bench.h).
-int cuda_bench_command(const Args& args_in) {
-  Args args = args_in;
+// --backend cuda (cuda_bench.h): --tokens (or the one token count of --shape), --layers default 28, median of
+// --repeats (default 10).
+int cuda_bench_command(const BenchArgs& a, const Args& raw) {
+  only_for(a.threads_opt, "--threads", "cpu");
+  only_for(a.implementation_opt, "--implementation", "cpu");
+  only_for(a.clock_opt, "--clock", "cpu");
   CudaBenchOptions options;
-  std::string value, backend;
-  take_option(args, "--backend", backend);
-  if (take_option(args, "--shape", value)) {
-    const SyntheticTraceSpec spec = bench_trace_spec(value);
+  if (a.shape_opt->count() > 0) {
+    const SyntheticTraceSpec spec = bench_trace_spec(a.shape);
     options.layers = spec.layers;
     options.heads = spec.kv_heads;
     options.tokens = {spec.tokens};
     options.head_dim = spec.head_dim;
   }
-  if (take_option(args, "--tokens", value)) options.tokens = token_counts(value);
-  if (take_option(args, "--layers", value)) options.layers = positive("--layers", value);
-  if (take_option(args, "--repeats", value)) options.repeats = positive("--repeats", value);
-  if (take_option(args, "--presets", value)) options.presets = split_commas(value);
-  const bool no_torch = take_flag(args, "--no-torch");
-  reject_unknown_options(args, "vidkv bench --backend cuda");
-  if (!args.empty()) VIDKV_THROW(ConfigError, "vidkv bench takes no positional arguments (got '", args[0], "')");
-  if (!no_torch) {
+  if (a.tokens_opt->count() > 0) options.tokens = token_counts(a.tokens);
+  if (a.layers_opt->count() > 0) {
+    if (a.layers < 1) VIDKV_THROW(ConfigError, "vidkv bench --backend cuda: --layers must be at least 1, got ", a.layers);
+    options.layers = a.layers;
+  }
+  if (a.repeats_opt->count() > 0) options.repeats = a.repeats;
+  options.presets = split_commas(a.presets);
+  if (!a.no_torch) {
     // PyTorch on CUDA in this process: experiments/python/vidkv/bench.py (--backend cuda) calls run_cuda_bench()
     // through _vidkv and times experiments/python/vidkv/bench_cuda.py on the same layer shapes.
     try {
-      return run_python_module("vidkv bench", "vidkv.bench", args_in, "torch with CUDA (the PyTorch column)");
+      return run_python_module("vidkv bench", "vidkv.bench", raw, "torch with CUDA (the PyTorch column)");
     } catch (const NotSupportedError& e) {
       std::cerr << "vidkv bench: no PyTorch column (" << e.what() << ")\n";
     }
@@ -78,38 +90,25 @@ int cuda_bench_command(const Args& args_in) {
   return 0;
 }
 
-int bench_command(const Args& args_in) {
-  Args args = args_in;
-  {
-    Args probe = args_in;
-    std::string b;
-    if (take_option(probe, "--backend", b) && b == "cuda") return cuda_bench_command(args_in);
-  }
+int bench_command(const BenchArgs& a, const Args& raw) {
+  if (a.backend == "cuda") return cuda_bench_command(a, raw);
+  only_for(a.tokens_opt, "--tokens", "cuda");
   CpuBenchOptions options;
-  std::string value, backend = "cpu";
-  take_option(args, "--backend", backend);
-  if (take_option(args, "--shape", value)) options.spec = bench_trace_spec(value);
-  if (take_option(args, "--threads", value)) options.threads = positive("--threads", value);
-  if (take_option(args, "--layers", value)) options.layers = positive("--layers", value);
-  if (take_option(args, "--repeats", value)) options.repeats = positive("--repeats", value);
-  if (take_option(args, "--presets", value)) options.presets = split_commas(value);
-  if (take_option(args, "--implementation", value)) options.implementation = parse_cpu_implementation(value);
-  const bool clock_given = take_option(args, "--clock", value);  // the PyTorch module takes no --clock: C++ only
-  if (clock_given) {
-    if (value != "wall" && value != "cpu") VIDKV_THROW(ConfigError, "--clock: expected wall or cpu, got '", value, "'");
-    options.cpu_time = value == "cpu";
-  }
-  const bool no_torch = take_flag(args, "--no-torch") || clock_given;
-  reject_unknown_options(args, "vidkv bench");
-  if (!args.empty()) VIDKV_THROW(ConfigError, "vidkv bench takes no positional arguments (got '", args[0], "')");
-  if (backend != "cpu") VIDKV_THROW(ConfigError, "vidkv bench: --backend must be cpu or cuda, got '", backend, "'");
-
+  options.spec = bench_trace_spec(a.shape);
+  options.threads = a.threads;
+  options.layers = a.layers;
+  options.repeats = a.repeats;
+  options.presets = split_commas(a.presets);
+  options.implementation = parse_cpu_implementation(a.implementation);
+  options.cpu_time = a.clock == "cpu";
+  // --clock given: the C++ figures alone (the PyTorch column is timed by wall clock only).
+  const bool no_torch = a.no_torch || a.clock_opt->count() > 0;
   if (!no_torch) {
     // The PyTorch comparison runs in this process: the embedded interpreter runs experiments/python/vidkv/bench.py,
     // which calls the same run_cpu_bench() through _vidkv and times torch on the same layers. A build without
     // Python, or a machine without the project's environment, gets the C++ figures alone.
     try {
-      return run_python_module("vidkv bench", "vidkv.bench", args_in, "torch (the PyTorch column)");
+      return run_python_module("vidkv bench", "vidkv.bench", raw, "torch (the PyTorch column)");
     } catch (const NotSupportedError& e) {
       std::cerr << "vidkv bench: no PyTorch column (" << e.what() << ")\n";
     }
@@ -119,24 +118,46 @@ int bench_command(const Args& args_in) {
   return 0;
 }
 
+Action define_bench(CLI::App& app) {
+  auto a = std::make_shared<BenchArgs>();
+  app.add_option("--backend", a->backend, "the backend to measure")
+      ->check(CLI::IsMember({"cpu", "cuda"}))
+      ->capture_default_str();
+  a->shape_opt = app.add_option("--shape", a->shape,
+                                "synthetic trace shape, fp16, generated in memory (cuda: one token count, default\n"
+                                "28x4xTx128 with T from --tokens)")
+                     ->type_name("LxHxTxD")
+                     ->capture_default_str();
+  a->tokens_opt = app.add_option("--tokens", a->tokens, "cuda only: the token counts measured, comma-separated")
+                      ->type_name("a,b,c")
+                      ->capture_default_str();
+  a->threads_opt =
+      app.add_option("--threads", a->threads, "cpu only: worker threads over layers")->check(CLI::Range(1, 4096))->capture_default_str();
+  a->layers_opt = app.add_option("--layers", a->layers, "layers generated and timed (cpu 0: max(2, threads); cuda default 28)")
+                      ->check(CLI::Range(0, 4096))
+                      ->capture_default_str();
+  a->repeats_opt = app.add_option("--repeats", a->repeats, "best of N (cuda: median of N, default 10)")
+                       ->check(CLI::Range(1, 4096))
+                       ->capture_default_str();
+  app.add_option("--presets", a->presets, "presets to measure, comma-separated")->type_name("a,b")->capture_default_str();
+  a->implementation_opt = app.add_option("--implementation", a->implementation, "cpu only: optimized or reference")
+                              ->check(CLI::IsMember({"optimized", "reference"}))
+                              ->capture_default_str();
+  a->clock_opt = app.add_option("--clock", a->clock,
+                                "cpu only: time by wall clock or by the process's CPU time, for a machine shared with\n"
+                                "other work (C++ figures only; the all-threads copy stays wall time)")
+                     ->check(CLI::IsMember({"wall", "cpu"}))
+                     ->capture_default_str();
+  app.add_flag("--no-torch", a->no_torch,
+               "C++ figures only (default: also time a PyTorch implementation in this process, through the embedded\n"
+               "Python, when the environment has torch)");
+  return [a](const Args& raw) { return bench_command(*a, raw); };
+}
+
 }  // namespace
 
 void add_bench_commands(std::vector<Command>& out) {
-  out.push_back({{"bench"},
-                 "vidkv bench [--backend cpu|cuda] [--shape LxHxTxD] [--threads N] [--presets a,b] [--clock wall|cpu]",
-                 "replay throughput (GB/s of fp16 K/V) beside copy bandwidth and a PyTorch implementation",
-                 "Options:\n"
-                 "  --backend cpu|cuda       the backend to measure (default cpu)\n"
-                 "  --shape LxHxTxD          synthetic trace shape (default 28x4x8192x128, fp16, generated in memory)\n"
-                 "  --threads N              worker threads over layers (default 1)\n"
-                 "  --layers N               layers generated and timed (default max(2, threads))\n"
-                 "  --repeats N              best of N (default 3)\n"
-                 "  --presets a,b            presets to measure (default kivi-2,vidkv-k1.5-v1.58)\n"
-                 "  --implementation NAME    optimized (default) or reference\n"
-                 "  --clock wall|cpu         time by wall clock (default) or by the process's CPU time, for a machine\n"
-                 "                           shared with other work (C++ figures only; the all-threads copy stays wall time)\n"
-                 "  --no-torch               C++ figures only (default: also time a PyTorch implementation in this\n"
-                 "                           process, through the embedded Python, when the environment has torch)\n\n"
+  out.push_back({{"bench"}, "replay throughput (GB/s of fp16 K/V) beside copy bandwidth and a PyTorch implementation",
                  "encode / decode: the preset's quantizers on whole layers; encode+metrics: what vidkv run does per layer,\n"
                  "with the key/value reconstruction errors only, and with every metric (attention over the recorded\n"
                  "queries included).\n"
@@ -146,7 +167,7 @@ void add_bench_commands(std::vector<Command>& out) {
                  "PyTorch-on-CUDA implementation in the same process; replay: the preset's lifecycle on the device.\n"
                  "Options there: --tokens a,b,c (default 8192,32768,65536), --layers N (default 28), --shape LxHxTxD\n"
                  "(one token count), --repeats N, --presets a,b, --no-torch.",
-                 bench_command});
+                 define_bench});
 }
 
 }  // namespace vidkv::cli

@@ -1,24 +1,37 @@
-// The `vidkv` command: subcommands register here, each with a one-line summary and its own --help text.
+// The `vidkv` command line, on CLI11 (Debian/Ubuntu libcli11-dev): every command declares its positionals and
+// options on a CLI::App, and CLI11 parses, validates and generates `--help` from those declarations, for every
+// command and for the words that group commands (`vidkv trace --help`). Exit status: 0 success, 1 a user error
+// (vidkv::Error: config, input file, unsupported request; one line "vidkv: error: ..."), 2 a usage error (an unknown
+// option, a missing or malformed argument: one line naming it and the command's --help), 3 an unexpected failure.
 #pragma once
 
 #include <functional>
+#include <memory>
 #include <string>
+#include <utility>
 #include <vector>
+
+namespace CLI {
+class App;
+}
 
 namespace vidkv::cli {
 
-// Arguments after the subcommand words (e.g. after `vidkv trace info`).
+// The arguments after the command words, as typed (`vidkv report DIR --layers 0` -> {"DIR", "--layers", "0"}):
+// what the Python-implemented commands forward to their module, and what provenance records.
 using Args = std::vector<std::string>;
+// What runs once the command line has parsed; returns the exit status.
+using Action = std::function<int(const Args& raw)>;
 
 struct Command {
   std::vector<std::string> words;  // {"trace", "info"}
-  std::string usage;               // "vidkv trace info TRACE.h5"
-  std::string summary;             // one line
-  std::string help;                // full --help text (options, examples)
-  std::function<int(const Args&)> run;
+  std::string summary;             // one line, in `vidkv --help` and atop the command's own help
+  std::string footer;              // printed after the generated options: details, files written, an example
+  // Declares the command's positionals and options on `app` and returns the action, which reads what they bound.
+  std::function<Action(CLI::App& app)> define;
 };
 
-// Every subcommand of the vidkv binary, in the order `vidkv --help` lists them.
+// Every command of the vidkv binary, in the order `vidkv --help` lists them.
 std::vector<Command> all_commands();
 
 // Per-area registration (one file each under experiments/src/).
@@ -30,10 +43,19 @@ void add_record_commands(std::vector<Command>& out);
 void add_live_commands(std::vector<Command>& out);
 void add_bench_commands(std::vector<Command>& out);
 
-// Small helpers for option parsing: "--name value" or "--name=value".
-bool take_flag(Args& args, const std::string& name);
-bool take_option(Args& args, const std::string& name, std::string& value);
-// Throws ConfigError "unknown option" naming the command when an argument starting with "-" is left.
-void reject_unknown_options(const Args& args, const std::string& command);
+// The parser of `commands`: the App "vidkv" with one subcommand per command word (nested: trace -> info), and the
+// leaf of each command with its action.
+struct CommandLine {
+  std::unique_ptr<CLI::App> app;
+  std::vector<std::pair<CLI::App*, Action>> leaves;  // in the order of `commands`
+  std::vector<std::vector<std::string>> words;       // words of leaves[i]
+  CommandLine();
+  ~CommandLine();
+  CommandLine(CommandLine&&) noexcept;
+};
+CommandLine build_command_line(const std::vector<Command>& commands);
+
+// Parses argv with the parser of all_commands() and runs the chosen command (exit status as above).
+int run_command_line(int argc, const char* const* argv);
 
 }  // namespace vidkv::cli

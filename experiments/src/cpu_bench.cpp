@@ -163,7 +163,7 @@ CpuBenchResult run_cpu_bench(const CpuBenchOptions& options) {
       const LayerData& d = layers[i];
       const float* key = keys[i].data<float>();
       const float* value = values[i].data<float>();
-      ReplayedLayer out = replay_layer(codec, lifecycle, key, value, shape, ctx);
+      ReplayedLayer out = replay_layer(codec, lifecycle, key, value, shape, ctx, spec.dtype);
       const LayerQueries* q = d.queries && d.queries->count > 0 ? &*d.queries : nullptr;
       LayerTensors t{key, value, out.key.data(), out.value.data(), shape, q};
       VIDKV_ASSERT(layer_metrics_all(t, selection).size() == static_cast<std::size_t>(shape.heads + 1), "metrics of every head");

@@ -186,7 +186,7 @@ CudaBenchResult run_cuda_bench(const CudaBenchOptions& o) {
       const LifecycleParams lifecycle = parse_params<LifecycleParams>(doc.at("lifecycle"), {}, "lifecycle");
       auto replay = [&] {
         for (std::size_t l = 0; l < keys.size(); ++l)
-          replay_layer(codec, lifecycle, view(keys[l]), view(values[l]), contexts[l], view(key_out[l]), view(value_out[l]), ex);
+          replay_layer(codec, lifecycle, view(keys[l]), view(values[l]), contexts[l], view(key_out[l]), view(value_out[l]), ex, DType::f16);
       };
       const double t_enc = median_seconds(stream.s, o.warmup, o.repeats, encode);
       const double t_dec = median_seconds(stream.s, o.warmup, o.repeats, decode);

@@ -52,14 +52,14 @@ std::unique_ptr<CudaLayerReplay> make_cuda_layer_replay(const ExperimentPlan& pl
   }
   const bool attention = std::any_of(plan.metrics.begin(), plan.metrics.end(),
                                      [](const std::string& m) { return m.rfind("attn_", 0) == 0; });
-  return std::make_unique<CudaLayerReplay>(codec, run.lifecycle, shape, info.num_layers, std::move(read), attention);
+  return std::make_unique<CudaLayerReplay>(codec, run.lifecycle, shape, info.num_layers, std::move(read), attention, info.dtype);
 }
 
 #ifndef VIDKV_WITH_CUDA
 
 struct CudaLayerReplay::Impl {};
 CudaLayerReplay::CudaLayerReplay(const KvCodec&, const LifecycleParams&, const BlockShape&, int, std::function<LayerData(int)>,
-                                 bool) {
+                                 bool, DType) {
   VIDKV_THROW(NotSupportedError, "backend cuda: ", cuda_backend_unavailable());
 }
 CudaLayerReplay::~CudaLayerReplay() = default;
@@ -109,6 +109,7 @@ struct CudaLayerReplay::Impl {
   int layers;
   std::function<LayerData(int)> read;
   bool attention;
+  DType data_dtype;   // the trace's
   std::size_t bytes;  // one side (K or V) of a layer in fp32
   Stream compute, copy;
   // Double-buffered uploads: slot l % 2 holds layer l.
@@ -120,8 +121,9 @@ struct CudaLayerReplay::Impl {
   int next_layer = 0;
   int current = -1;
 
-  Impl(const KvCodec& c, const LifecycleParams& lc, const BlockShape& s, int n, std::function<LayerData(int)> r, bool attn)
-      : codec(c), lifecycle(lc), shape(s), layers(n), read(std::move(r)), attention(attn),
+  Impl(const KvCodec& c, const LifecycleParams& lc, const BlockShape& s, int n, std::function<LayerData(int)> r, bool attn,
+       DType dt)
+      : codec(c), lifecycle(lc), shape(s), layers(n), read(std::move(r)), attention(attn), data_dtype(dt),
         bytes(static_cast<std::size_t>(s.elements()) * sizeof(float)) {
     for (int slot = 0; slot < 2; ++slot)
       for (int side = 0; side < 2; ++side) {
@@ -169,10 +171,10 @@ struct CudaLayerReplay::Impl {
 };
 
 CudaLayerReplay::CudaLayerReplay(const KvCodec& codec, const LifecycleParams& lifecycle, const BlockShape& shape, int layers,
-                                 std::function<LayerData(int)> read, bool attention) {
+                                 std::function<LayerData(int)> read, bool attention, DType data_dtype) {
   const std::string why = cuda_backend_unavailable();
   VIDKV_REQUIRE(why.empty(), NotSupportedError, "backend cuda: ", why);
-  impl_ = std::make_unique<Impl>(codec, lifecycle, shape, layers, std::move(read), attention);
+  impl_ = std::make_unique<Impl>(codec, lifecycle, shape, layers, std::move(read), attention, data_dtype);
 }
 
 CudaLayerReplay::~CudaLayerReplay() = default;
@@ -196,7 +198,7 @@ std::vector<MetricValues> CudaLayerReplay::replay(const LayerData& data, const T
   const std::vector<std::int64_t> dims{shape.heads, shape.tokens, shape.channels};
   auto view = [&](const DeviceBuffer& b) { return TensorView{b.data(), DType::f32, Device::cuda, dims}; };
   const ReplayedLayer r = replay_layer(m.codec, m.lifecycle, view(m.input[slot][0]), view(m.input[slot][1]), ctx,
-                                       view(m.key_hat), view(m.value_hat), Execution::cuda(s));
+                                       view(m.key_hat), view(m.value_hat), Execution::cuda(s), m.data_dtype);
   out.key_layout = r.key_layout;
   out.value_layout = r.value_layout;
   out.requantizations = r.requantizations;

@@ -35,10 +35,10 @@ extern const char* const kCudaMetricsDevice;
 class CudaLayerReplay {
  public:
   // `read(layer)` reads one layer (the caller's HDF5 locking inside; called from a helper thread). `attention`:
-  // whether attention metrics are wanted. Starts reading layer 0.
-  // Throws NotSupportedError in a build without CUDA.
+  // whether attention metrics are wanted. `data_dtype`: the trace's dtype (what lifecycle residual_dtype data
+  // stores, as on the cpu). Starts reading layer 0. Throws NotSupportedError in a build without CUDA.
   CudaLayerReplay(const KvCodec& codec, const LifecycleParams& lifecycle, const BlockShape& shape, int layers,
-                  std::function<LayerData(int)> read, bool attention);
+                  std::function<LayerData(int)> read, bool attention, DType data_dtype);
   ~CudaLayerReplay();  // waits for a read in flight
   CudaLayerReplay(const CudaLayerReplay&) = delete;
   CudaLayerReplay& operator=(const CudaLayerReplay&) = delete;

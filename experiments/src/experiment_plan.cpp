@@ -3,6 +3,7 @@
 #include <glob.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <filesystem>
 #include <set>
 
@@ -190,6 +191,32 @@ ConfigNode defaults_document() {
   d.set("metrics", m);
   d.set("output", s("results/{name}"));
   return d;
+}
+
+// The KIVI lifecycle encodes each value that leaves its window of R tokens as a block of ONE token (algorithms.md
+// section 5; KIVI's values are per-token, so a 1-token block holds whole groups). A value codec whose groups run
+// along the token axis (per-channel values: axis channel) then holds one token per group and stores a scale and a
+// min per element (about 34 bits per element at 2 bits). Measured from the layouts, so composites are covered:
+// refused when 1-token blocks cost more than 1 bit per element above 128-token blocks (head_dim 128).
+void check_kivi_value_blocks(const RunPlan& run, const PluginRegistry& registry) {
+  if (run.lifecycle.type != LifecycleType::kivi) return;
+  const auto q = registry.make_quantizer(run.codec.at("value"));
+  double one = 0, wide = 0;
+  try {
+    one = q->layout(BlockShape{1, 1, 128}, TokenContext{}).effective_bits();
+    wide = q->layout(BlockShape{1, 128, 128}, TokenContext{}).effective_bits();
+  } catch (const Error&) {
+    return;  // a codec made for another head_dim (an exact channel count above 128): nothing measured here
+  }
+  if (one <= wide + 1.0) return;
+  char bits[96];
+  std::snprintf(bits, sizeof bits, "%.2f bits per element on them (%.2f on 128-token blocks)", one, wide);
+  const ConfigNode* type = run.lifecycle_node.find("type");
+  (type ? *type : run.lifecycle_node)
+      .fail("run '" + run.name + "': lifecycle type kivi encodes each value leaving its window as a block of one token, "
+            "and this value codec stores " + bits + ": its groups run along the token axis (per-channel values), so "
+            "each group holds one token. Use per-token values (value axis: token, as KIVI does) or lifecycle type "
+            "paper or release");
 }
 
 }  // namespace
@@ -391,6 +418,7 @@ ExperimentPlan plan_experiment_document(const ConfigNode& document, const std::v
     registry.validate(PluginFamily::quantizer, run.codec.at("key"));
     registry.validate(PluginFamily::quantizer, run.codec.at("value"));
     run.name = v.name.empty() ? (user.at("codec").find("preset") ? user.at("codec").at("preset").text() : plan.name) : v.name;
+    check_kivi_value_blocks(run, registry);
     for (const auto& a : v.assignments) run.params.emplace_back(a.path, a.value.dump());
     if (plan.backend == Device::cuda) {
       // Every plugin of the codec must have a CUDA implementation (supports() names the one that has none), checked

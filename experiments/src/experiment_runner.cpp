@@ -2,21 +2,24 @@
 
 #include <algorithm>
 #include <chrono>
-#include <map>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <functional>
 #include <future>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <sstream>
+
+#include <nlohmann/json.hpp>
 
 #include "vidkv_build_info.h"
 #include "vidkv/core/cache_lifecycle.h"
 #include "vidkv/core/error.h"
 #include "vidkv/core/logging.h"
+#include "vidkv/core/rotary.h"
 #include "vidkv/core/thread_pool.h"
 #include "vidkv/experiments/src/cuda_replay.h"
 #include "vidkv/experiments/src/kernel_tiers.h"
@@ -104,6 +107,46 @@ std::mutex& hdf5_mutex() {
   return m;
 }
 
+// Every quantizer maps finite input to finite output (scales and mins saturate to their dtype, uniform_format.h);
+// a reconstruction holding inf or NaN is refused here, naming where, instead of reaching the tables as inf / nan.
+void require_finite(const std::vector<float>& x, const BlockShape& shape, const char* side, const RunPlan& run,
+                    const std::string& trace, std::int64_t layer) {
+  for (std::size_t i = 0; i < x.size(); ++i) {
+    if (std::isfinite(x[i])) continue;
+    const auto j = static_cast<std::int64_t>(i);
+    VIDKV_THROW(ValueError, "run '", run.name, "' on ", trace, ": layer ", layer, ", KV head ", j / shape.slab_elements(),
+                ", token ", j / shape.channels % shape.tokens, ", channel ", j % shape.channels, ": the ", side,
+                " reconstruction is ", x[i], " from finite input (the ", side,
+                " quantizer cannot represent these values: try its scale_dtype: fp32)");
+  }
+}
+
+bool wants_attention_metrics(const ExperimentPlan& plan) {
+  for (const auto& m : plan.metrics)
+    if (m.rfind("attn_", 0) == 0) return true;
+  return false;
+}
+
+// Whether replay must rotate keys and queries before the attention metrics: a `rope: pre` trace with recorded
+// queries and attention metrics asked for. Without rotary parameters in /model such a trace is refused (attention
+// metrics on position-free keys would be silently wrong).
+bool needs_rotary(const ExperimentPlan& plan, const TraceInfo& info, const std::string& trace) {
+  if (info.rope != "pre" || info.queries == 0 || !wants_attention_metrics(plan)) return false;
+  if (!info.rotary)
+    VIDKV_THROW(ConfigError, trace, ": /model rope is 'pre' (keys and queries stored before the rotary embedding) and "
+                "the trace does not state its rotary parameters, so attention metrics cannot apply positions: add /model "
+                "attributes rope_theta (and rope_scaling, rope_scaling_factor, rope_pairing where they differ from none, "
+                "1, half; traces/SCHEMA.md), or leave the attention metrics (attn_*) out of `metrics:`");
+  return true;
+}
+
+// One line of provenance per trace: what the attention metrics saw.
+std::string rotary_note(const ExperimentPlan& plan, const TraceInfo& info) {
+  if (info.rope != "pre") return "rope: post (keys and queries stored after the rotary embedding, used as stored)";
+  if (info.queries == 0 || !wants_attention_metrics(plan)) return "rope: pre (no attention metrics computed)";
+  return "rope: pre; attention metrics on keys and queries rotated from /tokens/position (" + info.rotary->str() + ")";
+}
+
 // One layer's rows and the numbers the per-trace aggregate needs.
 struct LayerOutcome {
   std::vector<ResultRow> rows;  // per-head rows, then the layer row
@@ -127,6 +170,7 @@ std::vector<ResultRow> compute_cell(const ExperimentPlan& plan, const RunPlan& r
     info = reader->info();
     tokens = reader->tokens();
   }
+  const bool rotate = needs_rotary(plan, info, label);
   KvCodec codec(registry.make_quantizer(run.codec.at("key")), registry.make_quantizer(run.codec.at("value")));
   // backend: cuda (cuda_replay.h): the layers in order on the GPU, the next one read while the current one runs.
   std::unique_ptr<CudaLayerReplay> cuda = make_cuda_layer_replay(plan, run, codec, info, [&reader](int l) {
@@ -140,7 +184,7 @@ std::vector<ResultRow> compute_cell(const ExperimentPlan& plan, const RunPlan& r
     r.set("run", run.name);
     r.set("trace", label);
     r.set("layer", static_cast<double>(layer));
-    r.set("head", static_cast<double>(head));
+    r.set("kv_head", static_cast<double>(head));
     return r;
   };
 
@@ -158,10 +202,45 @@ std::vector<ResultRow> compute_cell(const ExperimentPlan& plan, const RunPlan& r
     ReplayedLayer out;
     std::vector<MetricValues> all;  // heads 0..H-1, then the layer
     if (cuda) {
+      // backend: cuda: the reconstruction stays on the device (out.key / out.value empty), so it cannot be scanned
+      // here; instead its sums come back: the squared-error sum of a head is finite exactly when its reconstruction
+      // is (finite input; float squares cannot overflow a double sum), and put_errors (metric_kernels.h) turns a
+      // non-finite sum into NaN errors. A NaN key_mse / value_mse is therefore refused like require_finite does,
+      // naming the layer and KV head (not the token and channel, which stay on the device). rope: pre traces with
+      // attention metrics are refused before any cell (run_experiment): the device metrics do not rotate.
       all = cuda->replay(data, ctx, out);
+      for (std::int64_t h = 0; h < shape.heads; ++h)
+        for (const char* side : {"key", "value"}) {
+          const MetricValues& m = all[static_cast<std::size_t>(h)];
+          const auto it = m.find(std::string(side) + "_mse");
+          if (it == m.end() || !std::isnan(it->second)) continue;
+          VIDKV_THROW(ValueError, "run '", run.name, "' on ", label, ": layer ", layer, ", KV head ", h, ": the ", side,
+                      " reconstruction on the GPU holds inf or NaN from finite input (the ", side,
+                      " quantizer cannot represent these values: try its scale_dtype: fp32)");
+        }
     } else {
-      out = replay_layer(codec, run.lifecycle, data.key.data(), data.value.data(), shape, ctx);
+      out = replay_layer(codec, run.lifecycle, data.key.data(), data.value.data(), shape, ctx, info.dtype);
+      require_finite(out.key, shape, "key", run, label, layer);
+      require_finite(out.value, shape, "value", run, label, layer);
       LayerTensors t{data.key.data(), data.value.data(), out.key.data(), out.value.data(), shape, queries};
+      // rope: pre: attention metrics on keys (exact and reconstructed) and queries rotated to their positions
+      // (core/rotary.h); reconstruction errors are unchanged by the rotation (orthogonal), up to rounding.
+      std::vector<float> key_rot, key_hat_rot;
+      LayerQueries queries_rot;
+      if (rotate && queries) {
+        key_rot = data.key;
+        key_hat_rot = out.key;
+        apply_rotary_rows(key_rot.data(), shape.heads, shape.tokens, shape.channels, tokens.position.data(), *info.rotary);
+        apply_rotary_rows(key_hat_rot.data(), shape.heads, shape.tokens, shape.channels, tokens.position.data(),
+                          *info.rotary);
+        queries_rot = *queries;
+        std::vector<std::int32_t> query_positions;
+        for (const std::int32_t i : queries->token_index)
+          query_positions.push_back(tokens.position[static_cast<std::size_t>(i)]);
+        apply_rotary_rows(queries_rot.data.data(), queries->heads, queries->count, queries->dim, query_positions.data(),
+                          *info.rotary);
+        t = LayerTensors{key_rot.data(), data.value.data(), key_hat_rot.data(), out.value.data(), shape, &queries_rot};
+      }
       all = layer_metrics_all(t, selection, head_pool);
     }
     LayerOutcome& o = outcomes[static_cast<std::size_t>(layer)];
@@ -315,27 +394,40 @@ ExperimentOutcome run_experiment(const ExperimentPlan& plan, const RunOptions& o
   write_file_atomic((dir / "config.yaml").string(), "# resolved experiment (defaults <- preset <- file <- --set)\n" +
                                                         plan.resolved.dump_yaml());
   {
-    std::ostringstream prov;
-    prov << "{\n  \"experiment\": " << json_quote(plan.name) << ",\n  \"source_file\": " << json_quote(plan.source_file)
-         << ",\n  \"git_revision\": " << json_quote(git_revision()) << ",\n  \"build\": " << json_quote(kBuildInfo)
-         << ",\n  \"backend\": " << json_quote(device_name(plan.backend))
-         << ",\n  \"cpu_implementation\": " << json_quote(cpu_implementation_name(registry.implementation()))
-         << (plan.backend == Device::cuda ? ",\n  \"metrics_device\": " + json_quote(kCudaMetricsDevice) : std::string())
-         << ",\n  \"tier_shape\": " << json_quote(tier_shape.str()) << ",\n  \"seed\": " << plan.seed
-         << ",\n  \"command_line\": " << json_quote(options.command_line)
-         << ",\n  \"overrides\": [";
-    for (std::size_t i = 0; i < options.overrides.size(); ++i) prov << (i ? ", " : "") << json_quote(options.overrides[i]);
-    prov << "],\n  \"plan_fingerprint\": " << json_quote(fingerprint) << ",\n  \"runs\": [";
+    nlohmann::ordered_json prov;
+    prov["experiment"] = plan.name;
+    prov["source_file"] = plan.source_file;
+    prov["git_revision"] = git_revision();
+    prov["build"] = kBuildInfo;
+    prov["backend"] = device_name(plan.backend);
+    prov["cpu_implementation"] = cpu_implementation_name(registry.implementation());
+    if (plan.backend == Device::cuda) prov["metrics_device"] = kCudaMetricsDevice;
+    prov["tier_shape"] = tier_shape.str();
+    prov["seed"] = plan.seed;
+    prov["command_line"] = options.command_line;
+    prov["overrides"] = options.overrides;
+    prov["plan_fingerprint"] = fingerprint;
+    prov["runs"] = nlohmann::ordered_json::array();
     for (std::size_t i = 0; i < plan.runs.size(); ++i) {
       const auto& r = plan.runs[i];
-      prov << (i ? ",\n    " : "\n    ") << "{\"name\": " << json_quote(r.name) << ", \"codec\": " << json_quote(r.codec.dump())
-           << ", \"lifecycle\": " << json_quote(r.lifecycle_node.dump())
-           << (i < tiers.size() ? ", \"tiers\": " + tiers_json(tiers[i]) : std::string()) << "}";
+      nlohmann::ordered_json run{{"name", r.name}, {"codec", r.codec.dump()}, {"lifecycle", r.lifecycle_node.dump()}};
+      if (i < tiers.size()) run["tiers"] = nlohmann::ordered_json::parse(tiers_json(tiers[i]));
+      prov["runs"].push_back(std::move(run));
     }
-    prov << "\n  ],\n  \"traces\": [";
-    for (std::size_t i = 0; i < plan.traces.size(); ++i) prov << (i ? ", " : "") << json_quote(plan.traces[i]);
-    prov << "]\n}\n";
-    write_file_atomic((dir / "provenance.json").string(), prov.str());
+    prov["traces"] = plan.traces;
+    prov["rotary"] = nlohmann::ordered_json::object();
+    for (const auto& t : plan.traces) {
+      const TraceInfo info = TraceReader(t).info();
+      // Refused before anything is computed: a rope: pre trace without rotary parameters, and (backend: cuda) one
+      // whose attention metrics would need rotated keys and queries, which the device metrics do not apply.
+      if (needs_rotary(plan, info, t) && plan.backend == Device::cuda)
+        VIDKV_THROW(NotSupportedError, t, ": /model rope is 'pre' and the plan asks for attention metrics, which "
+                    "backend: cuda computes on the keys and queries as stored (without the rotary embedding): run it "
+                    "with backend: cpu, or leave the attention metrics (attn_*) out of `metrics:`");
+      prov["rotary"][t] = rotary_note(plan, info);
+    }
+    write_file_atomic((dir / "provenance.json").string(),
+                      prov.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n");
   }
 
   std::vector<CellTask> tasks;
@@ -404,17 +496,15 @@ ExperimentOutcome run_experiment(const ExperimentPlan& plan, const RunOptions& o
     auto rows = read_cell_file(task.file);
     for (auto& r : rows) {
       const ResultValue* layer = r.get("layer");
-      const ResultValue* head = r.get("head");
+      const ResultValue* head = r.get("kv_head");
       if (layer && head && std::get<double>(*layer) == -1 && std::get<double>(*head) == -1) outcome.summary.push_back(r);
       outcome.rows.push_back(std::move(r));
     }
   }
-  std::vector<std::string> leading = {"experiment", "run", "trace", "layer", "head"};
+  std::vector<std::string> leading = kKeyColumns;
   for (const auto& m : plan.metrics) leading.push_back(m);
-  const auto columns = result_columns(outcome.rows, leading);
-  write_file_atomic((dir / "results.csv").string(), rows_to_csv(outcome.rows, columns));
-  write_file_atomic((dir / "results.jsonl").string(), rows_to_jsonl(outcome.rows, columns));
-  write_file_atomic((dir / "summary.md").string(), rows_to_markdown(outcome.summary, summary_columns(plan)));
+  write_result_files(dir.string(), outcome.rows, result_columns(outcome.rows, leading), outcome.summary,
+                     summary_columns(plan));
   return outcome;
 }
 

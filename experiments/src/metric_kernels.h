@@ -32,7 +32,13 @@ struct ErrorSums {
 };
 
 // prefix_rel_error, _mse, _snr_db, _cosine (definitions in metrics.h).
+// A reconstruction holding inf or NaN gives NaN for all four (never 999 "exact": NaN > 0 is false); the runner
+// refuses such a reconstruction before it reaches a table (experiment_runner.cpp).
 inline void put_errors(MetricValues& m, const std::string& prefix, const ErrorSums& s) {
+  if (!std::isfinite(s.diff2) || !std::isfinite(s.hat2)) {
+    for (const char* name : {"_rel_error", "_mse", "_snr_db", "_cosine"}) m[prefix + name] = NAN;
+    return;
+  }
   m[prefix + "_rel_error"] = s.ref2 > 0 ? std::sqrt(s.diff2 / s.ref2) : (s.diff2 > 0 ? INFINITY : 0.0);
   m[prefix + "_mse"] = s.n ? s.diff2 / static_cast<double>(s.n) : 0.0;
   // 999 dB stands for an exact reconstruction (infinite SNR) so CSV stays numeric.

@@ -1,6 +1,9 @@
-// `vidkv plugins list` and `vidkv plugins describe NAME`.
+// `vidkv plugins list`, `vidkv plugins describe NAME` and `vidkv presets bits`.
+#include <CLI/CLI.hpp>
+
 #include <cstdio>
 #include <iostream>
+#include <memory>
 
 #include "vidkv/core/error.h"
 #include "vidkv/core/params.h"
@@ -13,8 +16,7 @@ namespace vidkv::cli {
 
 namespace {
 
-int plugins_list(const Args& args) {
-  reject_unknown_options(args, "vidkv plugins list");
+int plugins_list() {
   const auto& reg = builtin_registry();
   std::string family;
   for (const auto& info : reg.list()) {
@@ -44,17 +46,14 @@ std::string range_text(const ParamSpec& p) {
   return "";
 }
 
-int plugins_describe(const Args& args_in) {
-  Args args = args_in;
-  reject_unknown_options(args, "vidkv plugins describe");
-  if (args.size() != 1) VIDKV_THROW(ConfigError, "usage: vidkv plugins describe NAME (see vidkv plugins list)");
+int plugins_describe(const std::string& name) {
   const auto& reg = builtin_registry();
-  const PluginInfo* info = reg.find(args[0]);
+  const PluginInfo* info = reg.find(name);
   if (!info) {
     std::vector<std::string> all;
     for (const auto& i : reg.list()) all.push_back(i.name);
-    auto near = closest_names(args[0], all);
-    VIDKV_THROW(ConfigError, "unknown plugin '", args[0], "'", near.empty() ? "" : " (did you mean '" + near[0] + "'?)",
+    auto near = closest_names(name, all);
+    VIDKV_THROW(ConfigError, "unknown plugin '", name, "'", near.empty() ? "" : " (did you mean '" + near[0] + "'?)",
                 "; see vidkv plugins list");
   }
   std::cout << info->name << " (" << plugin_family_name(info->family) << "): " << info->summary << "\n";
@@ -68,12 +67,7 @@ int plugins_describe(const Args& args_in) {
   return 0;
 }
 
-int presets_bits(const Args& args_in) {
-  Args args = args_in;
-  std::string shape_text = "4x8192x128";
-  take_option(args, "--shape", shape_text);
-  reject_unknown_options(args, "vidkv presets bits");
-  if (!args.empty()) VIDKV_THROW(ConfigError, "usage: vidkv presets bits [--shape HEADSxTOKENSxCHANNELS]");
+int presets_bits(const std::string& shape_text) {
   long long h = 0, t = 0, c = 0;
   char tail = 0;
   if (std::sscanf(shape_text.c_str(), "%lldx%lldx%lld%c", &h, &t, &c, &tail) != 3 || h <= 0 || t <= 0 || c <= 0)
@@ -86,19 +80,29 @@ int presets_bits(const Args& args_in) {
 }  // namespace
 
 void add_plugin_commands(std::vector<Command>& out) {
-  out.push_back({{"plugins", "list"}, "vidkv plugins list", "list every registered quantizer, channel selector and token protector",
-                 "Lists every registered plugin by family with a one-line summary.", plugins_list});
-  out.push_back({{"plugins", "describe"}, "vidkv plugins describe NAME", "every parameter of a plugin: type, default, range, description",
+  out.push_back({{"plugins", "list"}, "list every registered quantizer, channel selector, token protector and preset",
+                 "Lists every registered plugin by family with a one-line summary, then the presets.",
+                 [](CLI::App&) -> Action { return [](const Args&) { return plugins_list(); }; }});
+  out.push_back({{"plugins", "describe"}, "every parameter of a plugin: type, default, range, description",
                  "Prints the config block that builds the plugin and each parameter with type, default, valid range or\n"
-                 "choices, unit and description. Unknown keys in a block are errors.",
-                 plugins_describe});
-  out.push_back({{"presets", "bits"}, "vidkv presets bits [--shape HEADSxTOKENSxCHANNELS]",
-                 "nominal and effective bits of every preset, from the packed layouts",
-                 "Builds each preset's key and value codec and prints the bits of its packed layout for one layer block\n"
-                 "(default 4x8192x128, a 7B VideoLLM layer): nominal bits (paper convention, code bits only) and\n"
-                 "effective bits (8 x stored bytes / elements: codes, scales, zero points, masks). docs/bits.md is this\n"
-                 "command's output.",
-                 presets_bits});
+                 "choices, unit and description. Unknown keys in a block are errors.\n"
+                 "Example: vidkv plugins describe uniform",
+                 [](CLI::App& app) -> Action {
+                   auto name = std::make_shared<std::string>();
+                   app.add_option("NAME", *name, "a plugin name (vidkv plugins list)")->required();
+                   return [name](const Args&) { return plugins_describe(*name); };
+                 }});
+  out.push_back({{"presets", "bits"}, "nominal and effective bits of every preset, from the packed layouts",
+                 "Builds each preset's key and value codec and prints the bits of its packed layout for one layer block:\n"
+                 "nominal bits (paper convention, code bits only) and effective bits (8 x stored bytes / elements:\n"
+                 "codes, scales, zero points, masks). docs/bits.md is this command's output.",
+                 [](CLI::App& app) -> Action {
+                   auto shape = std::make_shared<std::string>("4x8192x128");
+                   app.add_option("--shape", *shape, "one layer block, HEADSxTOKENSxCHANNELS (default: a 7B VideoLLM layer)")
+                       ->type_name("HxTxC")
+                       ->capture_default_str();
+                   return [shape](const Args&) { return presets_bits(*shape); };
+                 }});
 }
 
 }  // namespace vidkv::cli

@@ -10,9 +10,13 @@
 #include <fstream>
 #include <sstream>
 
+#include <nlohmann/json.hpp>
+
 #include "vidkv/core/error.h"
 
 namespace vidkv {
+
+const std::vector<std::string> kKeyColumns = {"experiment", "run", "trace", "layer", "kv_head"};
 
 void ResultRow::set(const std::string& column, ResultValue value) {
   for (auto& [c, v] : columns) {
@@ -120,7 +124,9 @@ std::vector<ResultRow> read_cell_file(const std::string& path) {
   if (!in) throw IoError(path + ": cannot open result cell");
   std::string line;
   if (!std::getline(in, line)) throw IoError(path + ": empty result cell");
-  const auto cols = split_tabs(line);
+  auto cols = split_tabs(line);
+  for (auto& c : cols)
+    if (c == "head") c = "kv_head";  // cells written before the column was renamed (result_table.h)
   std::vector<ResultRow> rows;
   int lineno = 1;
   while (std::getline(in, line)) {
@@ -174,46 +180,29 @@ std::string rows_to_csv(const std::vector<ResultRow>& rows, const std::vector<st
 }
 
 std::string json_quote(const std::string& s) {
-  std::string out = "\"";
-  for (unsigned char c : s) {
-    switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\t': out += "\\t"; break;
-      default:
-        if (c < 0x20) {
-          char buf[8];
-          std::snprintf(buf, sizeof buf, "\\u%04x", c);
-          out += buf;
-        } else {
-          out += static_cast<char>(c);
-        }
-    }
-  }
-  return out + "\"";
+  return nlohmann::json(s).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
 std::string rows_to_jsonl(const std::vector<ResultRow>& rows, const std::vector<std::string>& columns) {
-  std::ostringstream out;
+  std::string out;
   for (const auto& r : rows) {
-    out << "{";
-    bool first = true;
+    nlohmann::ordered_json line = nlohmann::ordered_json::object();
     for (const auto& c : columns) {
       const ResultValue* v = r.get(c);
       if (!v) continue;
-      out << (first ? "" : ", ") << json_quote(c) << ": ";
-      first = false;
       if (const auto* s = std::get_if<std::string>(v)) {
-        out << json_quote(*s);
+        line[c] = *s;
       } else {
         const double d = std::get<double>(*v);
-        out << (std::isfinite(d) ? format_value(*v) : "null");
+        // The CSV's 10 significant digits (the same number in both files); non-finite as null.
+        if (!std::isfinite(d)) line[c] = nullptr;
+        else if (d == std::floor(d) && std::fabs(d) < 1e15) line[c] = static_cast<std::int64_t>(d);  // as in the CSV
+        else line[c] = std::strtod(format_value(*v).c_str(), nullptr);
       }
     }
-    out << "}\n";
+    out += line.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
   }
-  return out.str();
+  return out;
 }
 
 std::string rows_to_markdown(const std::vector<ResultRow>& rows, const std::vector<std::string>& columns) {
@@ -229,11 +218,21 @@ std::string rows_to_markdown(const std::vector<ResultRow>& rows, const std::vect
       const ResultValue* v = r.get(c);
       std::string text;
       if (v) text = std::holds_alternative<double>(*v) ? format_number(std::get<double>(*v), 4) : std::get<std::string>(*v);
-      out << " " << text << " |";
+      std::string cell;
+      for (char ch : text) cell += ch == '|' ? std::string("\\|") : std::string(1, ch == '\n' || ch == '\r' ? ' ' : ch);
+      out << " " << cell << " |";
     }
     out << "\n";
   }
   return out.str();
+}
+
+void write_result_files(const std::string& dir, const std::vector<ResultRow>& rows, const std::vector<std::string>& columns,
+                        const std::vector<ResultRow>& summary, const std::vector<std::string>& summary_columns) {
+  const std::filesystem::path d(dir);
+  write_file_atomic((d / "results.csv").string(), rows_to_csv(rows, columns));
+  write_file_atomic((d / "results.jsonl").string(), rows_to_jsonl(rows, columns));
+  write_file_atomic((d / "summary.md").string(), rows_to_markdown(summary, summary_columns));
 }
 
 }  // namespace vidkv

@@ -1,8 +1,10 @@
 // Result rows and their files: results.csv, results.jsonl, the per-cell files that make resume exact, and the
 // markdown table printed at the end of a run.
 //
-// A row is one run x trace x layer x head (layer or head -1 for aggregates). Values are text or numbers; numbers
-// are written with 10 significant digits, non-finite numbers as "inf"/"-inf"/"nan" in CSV and null in JSON.
+// A row is one run x trace x layer x KV head (layer or kv_head -1 for aggregates). Values are text or numbers;
+// numbers are written with 10 significant digits, non-finite numbers as "inf"/"-inf"/"nan" in CSV and null in JSON.
+// The KV-head column is `kv_head` (it was `head` before 2026-11, which collides with pandas' DataFrame.head; the
+// readers of this project accept both: read_cell_file here, analysis/vidkv_analysis/results.py).
 #pragma once
 
 #include <string>
@@ -20,8 +22,11 @@ struct ResultRow {
   const ResultValue* get(const std::string& column) const;
 };
 
+// The leading columns of every result file: experiment, run, trace, layer, kv_head.
+extern const std::vector<std::string> kKeyColumns;
+
 std::string format_value(const ResultValue& v);
-// A JSON string literal for `s` (quotes, backslashes and control characters escaped).
+// A JSON string literal for `s` (nlohmann::json; invalid UTF-8 bytes become U+FFFD).
 std::string json_quote(const std::string& s);
 
 // Writes `text` to `path` atomically: a temporary file in the same folder, fsync, rename. A crash leaves either
@@ -36,7 +41,14 @@ std::vector<ResultRow> read_cell_file(const std::string& path);
 std::vector<std::string> result_columns(const std::vector<ResultRow>& rows, const std::vector<std::string>& leading);
 std::string rows_to_csv(const std::vector<ResultRow>& rows, const std::vector<std::string>& columns);
 std::string rows_to_jsonl(const std::vector<ResultRow>& rows, const std::vector<std::string>& columns);
-// Markdown table with `columns` as header; numbers with 4 significant digits.
+// Markdown table with `columns` as header; numbers with 4 significant digits; `|` in text (a run name) is written
+// `\|` and a line break as a space, so every row stays one table row.
 std::string rows_to_markdown(const std::vector<ResultRow>& rows, const std::vector<std::string>& columns);
+
+// The result files of one results folder: results.csv and results.jsonl (`rows`, `columns`) and summary.md
+// (`summary`, `summary_columns`), each written atomically. The one writer of `vidkv run` (experiment_runner.cpp)
+// and `vidkv live` (through the _vidkv extension's write_result_files), so both escape and format alike.
+void write_result_files(const std::string& dir, const std::vector<ResultRow>& rows, const std::vector<std::string>& columns,
+                        const std::vector<ResultRow>& summary, const std::vector<std::string>& summary_columns);
 
 }  // namespace vidkv

@@ -1,10 +1,13 @@
 // `vidkv trace ...` subcommands: info, validate, synth, bench-read (traces/SCHEMA.md describes the files).
+#include <CLI/CLI.hpp>
+
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
 #include <limits>
+#include <memory>
 
 #include "vidkv/core/error.h"
 #include "vidkv/experiments/src/command_line.h"
@@ -18,25 +21,17 @@ namespace vidkv::cli {
 
 namespace {
 
-std::string single_file(const Args& args_in, const std::string& command) {
-  Args args = args_in;
-  take_trace_read_options(args);
-  reject_unknown_options(args, command);
-  if (args.size() != 1) VIDKV_THROW(ConfigError, "usage: ", command, " TRACE.h5 (see ", command, " --help)");
-  return args[0];
-}
+// A command that reads one trace: its TRACE positional and the trace reader's policy flags (trace_read_options.h).
+struct TraceFileArgs {
+  std::string path;
+  TraceReadFlags trace_read;
+};
 
-std::int64_t parse_integer(const std::string& text, const std::string& option, std::int64_t min, std::int64_t max) {
-  std::size_t used = 0;
-  long long v = 0;
-  try {
-    v = std::stoll(text, &used);
-  } catch (const std::exception&) {
-    used = 0;
-  }
-  if (used == 0 || used != text.size() || v < min || v > max)
-    VIDKV_THROW(ConfigError, "option ", option, ": expected an integer in [", min, ", ", max, "], got '", text, "'");
-  return v;
+std::shared_ptr<TraceFileArgs> define_trace_file(CLI::App& app) {
+  auto a = std::make_shared<TraceFileArgs>();
+  app.add_option("TRACE", a->path, "the trace file (.h5)")->required();
+  add_trace_read_options(app, a->trace_read);
+  return a;
 }
 
 // Statistics of one [heads, tokens, dim] tensor.
@@ -79,8 +74,7 @@ TensorStats tensor_stats(const std::vector<float>& x, std::int64_t heads, std::i
   return s;
 }
 
-int trace_info(const Args& args) {
-  const std::string path = single_file(args, "vidkv trace info");
+int trace_info(const std::string& path) {
   // Every layer is read below: the whole file is checked first, in a child process (trace_validation.h).
   validate_trace(path);
   TraceReader reader(path);
@@ -91,7 +85,7 @@ int trace_info(const Args& args) {
   std::cout << "source: " << in.source << ", model " << in.model_id << " (family " << in.model_family << ")\n";
   std::cout << "model: " << in.num_layers << " layers, " << in.num_kv_heads << " KV heads, " << in.num_query_heads
             << " query heads, head_dim " << in.head_dim << ", hidden " << in.hidden_size << ", RoPE " << in.rope
-            << ", dtype " << dtype_name(in.dtype) << "\n";
+            << (in.rotary ? " (" + in.rotary->str() + ")" : "") << ", dtype " << dtype_name(in.dtype) << "\n";
   const TraceTokens tokens = reader.tokens(/*with_embeddings=*/false);
   std::int64_t count[4] = {0, 0, 0, 0};
   int frames = -1, rows = 0, cols = 0;
@@ -124,59 +118,67 @@ int trace_info(const Args& args) {
   return 0;
 }
 
-int trace_validate(const Args& args) {
-  const std::string path = single_file(args, "vidkv trace validate");
+int trace_validate(const std::string& path) {
   std::cout << validate_trace(path).summary() << "\n";
   return 0;
 }
 
-int trace_synth(const Args& args_in) {
-  Args args = args_in;
+struct SynthArgs {
   SyntheticTraceSpec spec;
-  std::string value, output;
-  bool have_shape = false;
-  if (take_option(args, "--shape", value)) {
-    parse_synthetic_shape(value, spec);
-    have_shape = true;
-  }
-  constexpr std::int64_t kMaxInt = std::numeric_limits<std::int32_t>::max();
-  if (take_option(args, "--frames", value)) spec.frames = static_cast<int>(parse_integer(value, "--frames", 0, kMaxInt));
-  if (take_option(args, "--grid", value)) {
-    const auto x = value.find('x');
-    if (x == std::string::npos) VIDKV_THROW(ConfigError, "option --grid: expected ROWSxCOLS, got '", value, "'");
-    spec.patch_rows = static_cast<int>(parse_integer(value.substr(0, x), "--grid", 1, 32767));
-    spec.patch_cols = static_cast<int>(parse_integer(value.substr(x + 1), "--grid", 1, 32767));
-  }
-  if (take_option(args, "--query-heads", value)) spec.query_heads = static_cast<int>(parse_integer(value, "--query-heads", 1, kMaxInt));
-  if (take_option(args, "--hidden", value)) spec.hidden = parse_integer(value, "--hidden", 1, kMaxInt);
-  if (take_option(args, "--system-tokens", value)) spec.system_tokens = parse_integer(value, "--system-tokens", 0, kMaxInt);
-  if (take_option(args, "--query-tokens", value)) spec.query_tokens = parse_integer(value, "--query-tokens", 0, kMaxInt);
-  if (take_option(args, "--generated-tokens", value))
-    spec.generated_tokens = parse_integer(value, "--generated-tokens", 0, kMaxInt);
-  if (take_option(args, "--outlier-channels", value))
-    spec.outlier_channels = static_cast<int>(parse_integer(value, "--outlier-channels", 0, kMaxInt));
-  if (take_option(args, "--seed", value))
-    spec.seed = static_cast<std::uint64_t>(parse_integer(value, "--seed", 0, std::numeric_limits<std::int64_t>::max()));
-  if (take_option(args, "--dtype", value)) spec.dtype = parse_dtype(value, "option --dtype");
   TraceWriterOptions options;
-  if (take_option(args, "--deflate", value)) options.deflate_level = static_cast<int>(parse_integer(value, "--deflate", 0, 9));
-  if (!take_option(args, "-o", output)) take_option(args, "--output", output);
-  reject_unknown_options(args, "vidkv trace synth");
-  if (!args.empty()) VIDKV_THROW(ConfigError, "vidkv trace synth: unexpected argument '", args[0], "'");
-  if (!have_shape) VIDKV_THROW(ConfigError, "vidkv trace synth: --shape LAYERSxHEADSxTOKENSxDIM is required");
-  if (output.empty()) VIDKV_THROW(ConfigError, "vidkv trace synth: -o FILE is required");
-  const SyntheticTrace trace(spec);
-  trace.write(output, options);
-  std::cout << "wrote " << output << ": " << trace.spec().str() << " (" << std::filesystem::file_size(output) << " bytes)\n";
+  std::string shape, grid, dtype = "fp16", output;
+};
+
+int trace_synth(SynthArgs& a) {
+  parse_synthetic_shape(a.shape, a.spec);
+  if (!a.grid.empty()) {
+    int rows = 0, cols = 0;
+    char tail = 0;
+    if (std::sscanf(a.grid.c_str(), "%dx%d%c", &rows, &cols, &tail) != 2 || rows < 1 || cols < 1 || rows > 32767 ||
+        cols > 32767)
+      VIDKV_THROW(ConfigError, "option --grid: expected ROWSxCOLS in [1, 32767], got '", a.grid, "'");
+    a.spec.patch_rows = rows;
+    a.spec.patch_cols = cols;
+  }
+  a.spec.dtype = parse_dtype(a.dtype, "option --dtype");
+  const SyntheticTrace trace(a.spec);
+  trace.write(a.output, a.options);
+  std::cout << "wrote " << a.output << ": " << trace.spec().str() << " (" << std::filesystem::file_size(a.output) << " bytes)\n";
   return 0;
 }
 
-int trace_bench_read(const Args& args_in) {
-  Args args = args_in;
-  std::string limit_text;
-  const bool check = take_option(args, "--max-growth-over-layer-mb", limit_text);
-  const std::string path = single_file(args, "vidkv trace bench-read");
-  const double limit_mb = check ? static_cast<double>(parse_integer(limit_text, "--max-growth-over-layer-mb", 0, 1 << 20)) : 0;
+Action define_synth(CLI::App& app) {
+  auto a = std::make_shared<SynthArgs>();
+  SyntheticTraceSpec& s = a->spec;
+  constexpr int kMaxInt = std::numeric_limits<std::int32_t>::max();
+  app.add_option("--shape", a->shape, "layers x KV heads x tokens x head_dim, e.g. 28x4x8192x128")
+      ->type_name("LxHxTxD")
+      ->required();
+  app.add_option("--frames", s.frames, "video frames (0 = text only)")->check(CLI::Range(0, kMaxInt))->capture_default_str();
+  app.add_option("--grid", a->grid, "patches per frame (default: the largest near-square grid that fits)")->type_name("RxC");
+  app.add_option("--query-heads", s.query_heads, "query heads (default 7 x KV heads)")->check(CLI::Range(1, kMaxInt));
+  app.add_option("--hidden", s.hidden, "embedding width (default query heads x head_dim)")
+      ->check(CLI::Range(std::int64_t{1}, std::int64_t{kMaxInt}));
+  app.add_option("--system-tokens", s.system_tokens, "system-prompt tokens (default clamp(T/32, 1, 64) + what the grid leaves)")
+      ->check(CLI::Range(std::int64_t{0}, std::int64_t{kMaxInt}));
+  app.add_option("--query-tokens", s.query_tokens, "query-text tokens, each with recorded query states (default clamp(T/64, 1, 32))")
+      ->check(CLI::Range(std::int64_t{0}, std::int64_t{kMaxInt}));
+  app.add_option("--generated-tokens", s.generated_tokens, "generated tokens at the end")
+      ->check(CLI::Range(std::int64_t{0}, std::int64_t{kMaxInt}))
+      ->capture_default_str();
+  app.add_option("--outlier-channels", s.outlier_channels, "outlier key channels per head (default head_dim / 32)")
+      ->check(CLI::Range(0, kMaxInt));
+  app.add_option("--seed", s.seed, "random seed")->capture_default_str();
+  app.add_option("--dtype", a->dtype, "stored element type")->check(CLI::IsMember({"fp16", "bf16", "fp32"}))->capture_default_str();
+  app.add_option("--deflate", a->options.deflate_level, "shuffle + deflate level 1..9 (0: raw chunks, fastest reads)")
+      ->check(CLI::Range(0, 9))
+      ->capture_default_str();
+  app.add_option("-o,--output", a->output, "the trace to write")->type_name("FILE")->required();
+  return [a](const Args&) { return trace_synth(*a); };
+}
+
+int trace_bench_read(const std::string& path, bool check, int limit) {
+  const double limit_mb = static_cast<double>(limit);
   const ReadBenchmark b = benchmark_streaming_read(path);
   std::cout << b.summary() << "\n";
   if (check && static_cast<double>(b.growth_bytes() - b.layer_bytes_fp32) > limit_mb * 1e6)
@@ -188,56 +190,59 @@ int trace_bench_read(const Args& args_in) {
 }  // namespace
 
 void add_trace_commands(std::vector<Command>& out) {
-  out.push_back({{"trace", "info"}, "vidkv trace info TRACE.h5 [--allow-external-data] [--allow-filter-plugins]", "model, tokens, frames, queries, provenance and per-layer K/V statistics",
+  out.push_back({{"trace", "info"}, "model, tokens, frames, queries, provenance and per-layer K/V statistics",
                  "Prints the root attributes and /model of a trace, its tokens by modality (system, visual, query,\n"
                  "generated), frames and patch grid, recorded queries, provenance attributes, then one line per layer\n"
                  "with statistics of K and V over all heads and tokens: mean |x|, max |x|, standard deviation, and the\n"
                  "per-channel range ratio (widest / narrowest max-min of a channel; large for keys with outlier\n"
                  "channels). Layers are read one at a time, after the whole file is checked as by vidkv trace validate.\n\n"
-                 "options:\n" + std::string(kTraceReadOptionsHelp) + "\n"
                  "example: vidkv trace info traces/data/synthetic-default.h5",
-                 trace_info});
-  out.push_back({{"trace", "validate"}, "vidkv trace validate TRACE.h5 [--allow-external-data] [--allow-filter-plugins]", "check a trace against the schema, layer by layer",
+                 [](CLI::App& app) -> Action {
+                   auto a = define_trace_file(app);
+                   return [a](const Args&) {
+                     apply_trace_read_options(a->trace_read);
+                     return trace_info(a->path);
+                   };
+                 }});
+  out.push_back({{"trace", "validate"}, "check a trace against the schema, layer by layer",
                  "Reads every dataset of the trace one layer at a time (constant memory) and checks it against\n"
                  "traces/SCHEMA.md: root attributes, /model, ranks and extents, element types, token metadata\n"
                  "consistency, query positions, and that no K/V/query/embedding value is NaN or Inf.\n"
                  "Exit 0 and one line 'ok: ...' with a summary, or exit 1 and one line 'vidkv: error: FILE: DATASET: ...'.\n"
                  "The file is read in a child process: a crash or a loop inside the HDF5 library on a corrupt file is\n"
                  "reported as an error naming the object (docs/reliability.md). Only regular files are read.\n\n"
-                 "options:\n" + std::string(kTraceReadOptionsHelp) + "\n"
                  "example: vidkv trace validate traces/data/synthetic-default.h5",
-                 trace_validate});
-  out.push_back({{"trace", "synth"}, "vidkv trace synth --shape LxHxTxD [options] -o TRACE.h5",
-                 "write a deterministic synthetic trace with video-LLM structure",
+                 [](CLI::App& app) -> Action {
+                   auto a = define_trace_file(app);
+                   return [a](const Args&) {
+                     apply_trace_read_options(a->trace_read);
+                     return trace_validate(a->path);
+                   };
+                 }});
+  out.push_back({{"trace", "synth"}, "write a deterministic synthetic trace with video-LLM structure",
                  "Writes a synthetic trace (traces/synthetic_trace.h): keys with a few large outlier channels and\n"
                  "RoPE-rotated pairs, values with varying channel ranges, system text, a visual span of frames x patch\n"
                  "grid, query text with recorded query states, and input embeddings that make a region of patches\n"
-                 "relevant to the query. Same options, same bytes. The file appears only when complete.\n\n"
-                 "options:\n"
-                 "  --shape LxHxTxD         layers x KV heads x tokens x head_dim (required), e.g. 28x4x8192x128\n"
-                 "  --frames N              video frames (default 8; 0 = text only)\n"
-                 "  --grid RxC              patches per frame (default: the largest near-square grid that fits)\n"
-                 "  --query-heads N         query heads (default 7 x KV heads)\n"
-                 "  --hidden N              embedding width (default query heads x head_dim)\n"
-                 "  --system-tokens N       system-prompt tokens (default clamp(T/32, 1, 64) + what the grid leaves)\n"
-                 "  --query-tokens N        query-text tokens, each with recorded query states (default clamp(T/64, 1, 32))\n"
-                 "  --generated-tokens N    generated tokens at the end (default 0)\n"
-                 "  --outlier-channels N    outlier key channels per head (default head_dim / 32)\n"
-                 "  --seed S                random seed (default 0)\n"
-                 "  --dtype fp16|bf16|fp32  stored element type (default fp16)\n"
-                 "  --deflate L             shuffle + deflate level 1..9 (default 0: raw chunks, fastest reads)\n"
-                 "  -o, --output FILE       the trace to write (required)\n\n"
+                 "relevant to the query. Same options, same bytes. The file appears only when complete.\n"
                  "example: vidkv trace synth --shape 28x4x8192x128 --frames 16 --seed 1 -o /tmp/big.h5",
-                 trace_synth});
-  out.push_back({{"trace", "bench-read"}, "vidkv trace bench-read TRACE.h5 [--max-growth-over-layer-mb N]",
-                 "stream all layers and report time and peak resident memory versus one layer",
+                 define_synth});
+  out.push_back({{"trace", "bench-read"}, "stream all layers and report time and peak resident memory versus one layer",
                  "Reads every layer of the trace one at a time (as experiments do) and prints the wall time and the\n"
                  "process's resident memory: baseline VmRSS after opening, peak VmHWM after the last layer (the peak is\n"
                  "reset to the baseline first via /proc/self/clear_refs), their difference, and one layer's K+V size as\n"
                  "fp32 (2 x kv_heads x T x head_dim x 4 bytes). Streaming is bounded when the growth stays near one\n"
                  "layer. With --max-growth-over-layer-mb N, exits 1 when growth exceeds one layer + N MB.\n\n"
                  "example: vidkv trace bench-read /tmp/big.h5 --max-growth-over-layer-mb 16",
-                 trace_bench_read});
+                 [](CLI::App& app) -> Action {
+                   auto path = std::make_shared<std::string>();
+                   auto limit = std::make_shared<int>(0);
+                   app.add_option("TRACE", *path, "the trace file (.h5)")->required();
+                   CLI::Option* opt = app.add_option("--max-growth-over-layer-mb", *limit,
+                                                     "exit 1 when peak memory growth exceeds one layer + N MB")
+                                          ->type_name("N")
+                                          ->check(CLI::Range(0, 1 << 20));
+                   return [path, limit, opt](const Args&) { return trace_bench_read(*path, opt->count() > 0, *limit); };
+                 }});
 }
 
 }  // namespace vidkv::cli

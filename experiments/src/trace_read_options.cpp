@@ -1,18 +1,23 @@
 #include "vidkv/experiments/src/trace_read_options.h"
 
+#include <CLI/CLI.hpp>
+
 #include "vidkv/traces/trace_read_policy.h"
 
 namespace vidkv::cli {
 
-const char* const kTraceReadOptionsHelp =
-    "  --allow-external-data    follow HDF5 external links and read external-file and virtual datasets (data\n"
-    "                           outside the trace file; refused by default)\n"
-    "  --allow-filter-plugins   let HDF5 load filter plugins from HDF5_PLUGIN_PATH (refused by default)\n";
+void add_trace_read_options(CLI::App& app, TraceReadFlags& flags) {
+  app.add_flag("--allow-external-data", flags.allow_external_data,
+               "follow HDF5 external links and read external-file and virtual datasets (data outside the trace file;\n"
+               "refused by default)");
+  app.add_flag("--allow-filter-plugins", flags.allow_filter_plugins,
+               "let HDF5 load filter plugins from HDF5_PLUGIN_PATH (refused by default)");
+}
 
-void take_trace_read_options(Args& args) {
+void apply_trace_read_options(const TraceReadFlags& flags) {
   TraceReadPolicy policy = trace_read_policy();
-  policy.allow_external_data = take_flag(args, "--allow-external-data");
-  policy.allow_filter_plugins = take_flag(args, "--allow-filter-plugins");
+  policy.allow_external_data = flags.allow_external_data;
+  policy.allow_filter_plugins = flags.allow_filter_plugins;
   set_trace_read_policy(policy);
 }
 

@@ -1,17 +1,22 @@
 // Command-line options of the trace reader's policy (traces/trace_read_policy.h), shared by `vidkv run` and
-// `vidkv trace info|validate`.
+// `vidkv trace info|validate`: --allow-external-data and --allow-filter-plugins (both refused by default).
 #pragma once
 
-#include <string>
-
-#include "vidkv/experiments/src/command_line.h"
+namespace CLI {
+class App;
+}
 
 namespace vidkv::cli {
 
-// Takes --allow-external-data and --allow-filter-plugins out of `args` and applies them process-wide.
-void take_trace_read_options(Args& args);
+struct TraceReadFlags {
+  bool allow_external_data = false;   // follow HDF5 external links, external-file and virtual datasets
+  bool allow_filter_plugins = false;  // let HDF5 load filter plugins from HDF5_PLUGIN_PATH
+};
 
-// Their --help lines.
-extern const char* const kTraceReadOptionsHelp;
+// Declares the two flags on `app` (with their --help lines), bound to `flags`, which must outlive the parse.
+void add_trace_read_options(CLI::App& app, TraceReadFlags& flags);
+
+// Applies `flags` process-wide (set_trace_read_policy), before any trace is opened.
+void apply_trace_read_options(const TraceReadFlags& flags);
 
 }  // namespace vidkv::cli

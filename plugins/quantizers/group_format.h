@@ -81,9 +81,21 @@ static_assert(make_group_grid(GroupAxis::channel, 2, 45, 16, 32).groups_per_row(
 static_assert(make_group_grid(GroupAxis::channel, 2, 45, 16, 32).group_size(1) == 13, "tail group holds 45 mod 32");
 static_assert(make_group_grid(GroupAxis::token, 1, 7, 3, 32).group_count() == 7, "one short group per token");
 
-// Writes v rounded to `t` (fp16, bf16 or fp32) as element i of a little-endian scalar array starting at `bytes`.
+// A finite v clamped to [-dtype_max_finite(t), dtype_max_finite(t)] (saturation: a finite value never becomes inf
+// when rounded to `t`); inf and NaN are returned unchanged so that non-finite input stays visible. Values that
+// already round to a finite value of `t` are unchanged, so their stored bytes are too.
+VIDKV_HOST_DEVICE inline float saturate(float v, DType t) {
+  const float top = dtype_max_finite(t);
+  if (v > top && v <= 0x1.fffffep127f) return top;
+  if (v < -top && v >= -0x1.fffffep127f) return -top;
+  return v;
+}
+
+// Writes v saturated (saturate above) and rounded to `t` (fp16, bf16 or fp32) as element i of a little-endian
+// scalar array starting at `bytes`: a finite v is stored finite (a group scale of 1e5 is stored as 65504 in fp16).
 VIDKV_HOST_DEVICE inline void put_scalar(std::uint8_t* bytes, std::int64_t i, DType t, float v) {
   const int size = dtype_size(t);
+  v = saturate(v, t);
   std::uint32_t b = t == DType::f32 ? float_bits(v) : (t == DType::f16 ? float_to_half_bits(v) : float_to_bf16_bits(v));
   for (int k = 0; k < size; ++k) bytes[i * size + k] = static_cast<std::uint8_t>(b >> (8 * k));
 }

@@ -123,7 +123,7 @@ TEST_CASE("a LayerCache on cuda holds the CPU cache's bytes and materializes its
       TokenContext ctx;
       ctx.tokens = &tokens;
       ctx.queries = layer.queries ? &*layer.queries : nullptr;
-      const ReplayedLayer want = replay_layer(cpu_codec, nc.lifecycle, k.data(), v.data(), shape, ctx);
+      const ReplayedLayer want = replay_layer(cpu_codec, nc.lifecycle, k.data(), v.data(), shape, ctx, dtype);
 
       const std::vector<std::int64_t> dims{shape.heads, shape.tokens, shape.channels};
       const std::size_t esize = static_cast<std::size_t>(dtype_size(dtype));
@@ -140,7 +140,7 @@ TEST_CASE("a LayerCache on cuda holds the CPU cache's bytes and materializes its
       const ReplayedLayer got = replay_layer(gpu_codec, nc.lifecycle, TensorView{dk.data(), dtype, Device::cuda, dims},
                                              TensorView{dv.data(), dtype, Device::cuda, dims}, ctx,
                                              TensorView{rk.data(), DType::f32, Device::cuda, dims},
-                                             TensorView{rv.data(), DType::f32, Device::cuda, dims}, Execution::cuda());
+                                             TensorView{rv.data(), DType::f32, Device::cuda, dims}, Execution::cuda(), dtype);
       std::vector<float> gk(k.size()), gv(k.size());
       copy_to_host(gk.data(), rk.data(), rk.bytes());
       copy_to_host(gv.data(), rv.data(), rv.bytes());
@@ -151,8 +151,8 @@ TEST_CASE("a LayerCache on cuda holds the CPU cache's bytes and materializes its
       CHECK(got.requantizations == want.requantizations);
 
       // Block for block through the cache API, decode steps appended one token at a time.
-      LayerCache c_cpu(cpu_codec, nc.lifecycle, shape.heads, shape.channels, ctx);
-      LayerCache c_gpu(gpu_codec, nc.lifecycle, shape.heads, shape.channels, ctx, Execution::cuda());
+      LayerCache c_cpu(cpu_codec, nc.lifecycle, shape.heads, shape.channels, ctx, dtype);
+      LayerCache c_gpu(gpu_codec, nc.lifecycle, shape.heads, shape.channels, ctx, dtype, Execution::cuda());
       const TensorView hkv{hk.data(), dtype, Device::cpu, dims}, hvv{hv.data(), dtype, Device::cpu, dims};
       const TensorView dkv{dk.data(), dtype, Device::cuda, dims}, dvv{dv.data(), dtype, Device::cuda, dims};
       c_cpu.append(hkv, hvv, 0, 100);
@@ -192,7 +192,7 @@ TEST_CASE("CudaLayerReplay gives layer_metrics_all's metrics on a synthetic laye
   if (const std::string why = cuda_exact(codec, shape); !why.empty()) VIDKV_SKIP("uniform on cuda: " << why);
   LifecycleParams lc;
   lc.prefill_tokens = 260;
-  CudaLayerReplay replay(codec, lc, shape, spec.layers, [&](int l) { return trace.layer(l); }, true);
+  CudaLayerReplay replay(codec, lc, shape, spec.layers, [&](int l) { return trace.layer(l); }, true, spec.dtype);
   for (int l = 0; l < spec.layers; ++l) {
     const LayerData d = replay.take(l);
     REQUIRE(d.queries);
@@ -202,7 +202,7 @@ TEST_CASE("CudaLayerReplay gives layer_metrics_all's metrics on a synthetic laye
     ctx.queries = &*d.queries;
     ReplayedLayer got;
     const std::vector<MetricValues> dev = replay.replay(d, ctx, got);
-    const ReplayedLayer want = replay_layer(codec, lc, d.key.data(), d.value.data(), shape, ctx);
+    const ReplayedLayer want = replay_layer(codec, lc, d.key.data(), d.value.data(), shape, ctx, spec.dtype);
     const LayerTensors t{d.key.data(), d.value.data(), want.key.data(), want.value.data(), shape, &*d.queries};
     // The device metrics follow the scalar reference's order (double sums, logits and outputs in index order), so
     // they are compared with layer_metrics_reference at 1e-9; the CPU's GEMM path (layer_metrics_all) agrees with
@@ -264,7 +264,7 @@ TEST_CASE("the bundled trace replayed with backend cuda gives the backend cpu re
         const double a = std::get<double>(value), b = std::get<double>(*other);
         INFO("row " << i << ", " << column << ": cpu " << a << ", cuda " << b);
         const bool bits = column.find("bits") != std::string::npos || column == "compression_ratio" ||
-                          column == "layer" || column == "head";
+                          column == "layer" || column == "kv_head";
         if (bits) {
           CHECK(a == b);
         } else if (column.rfind("attn_", 0) == 0 && column != "attn_topk_overlap") {

@@ -206,3 +206,23 @@ TEST_CASE("duplicate run names are refused at validation", "[experiments][plan]"
   });
   CHECK(m.find("duplicate variant name 'a'") != std::string::npos);
 }
+
+TEST_CASE("the KIVI lifecycle with per-channel values is refused with the measured bits; per-token values pass",
+          "[experiments][plan][kivi]") {
+  // KIVI encodes each value leaving its window as a 1-token block. uniform 2-bit, axis channel (groups of 32
+  // tokens of one channel): a 1-token block has one fp16 scale and min per element, 2 + 32 = 34 bits per element,
+  // against 2 + 32/32 = 3 on 128-token blocks. Axis token (KIVI's own values): 3 bits either way.
+  Scratch s;
+  const std::string per_channel = s.write("c.yaml", std::string(kBase) +
+                                                        "lifecycle: {type: kivi}\n"
+                                                        "sweep:\n  - {name: bad, codec: {value: {axis: channel}}}\n");
+  const std::string m = message_of([&] { plan_experiment(per_channel, {}, builtin_registry()); });
+  CHECK(m.find("run 'bad': lifecycle type kivi") != std::string::npos);
+  CHECK(m.find("34.00 bits per element on them (3.00 on 128-token blocks)") != std::string::npos);
+  CHECK(m.find("value axis: token") != std::string::npos);
+  const std::string per_token = s.write("t.yaml", std::string(kBase) + "lifecycle: {type: kivi}\n");
+  CHECK(message_of([&] { plan_experiment(per_token, {}, builtin_registry()); }).empty());
+  const std::string paper = s.write("p.yaml", std::string(kBase) + "lifecycle: {type: paper}\n"
+                                                                  "sweep:\n  - {name: ok, codec: {value: {axis: channel}}}\n");
+  CHECK(message_of([&] { plan_experiment(paper, {}, builtin_registry()); }).empty());
+}

@@ -5,6 +5,7 @@
 // Setup: 2 heads, 3 channels (|codes| <= 2 * 52.2 fits int8), G = 4, R = 8, half_step (1 byte per element) for K and V; residual fp16 (2 bytes).
 // Key inputs t + 20 h + 0.2: a quantized token decodes to t + 20 h exactly (2x + 0.4 rounds down), a
 // full-precision one to fp16(t + 20 h + 0.2), which differs, so the materialized cache tells them apart.
+#include <cmath>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -12,6 +13,7 @@
 #include "catch.h"
 #include "fixture_quantizers.h"
 #include "vidkv/core/cache_lifecycle.h"
+#include "vidkv/core/error.h"
 
 using namespace vidkv;
 using vidkv::test::map;
@@ -108,7 +110,7 @@ std::vector<std::string> section_names(const PackedLayout& l) {
 
 TEST_CASE("paper lifecycle: prefill N - N mod G, then append-only R-blocks", "[lifecycle][paper]") {
   const KvCodec c = half_step_codec();
-  LayerCache cache(c, lifecycle(LifecycleType::paper), kHeads, kChannels, TokenContext{});
+  LayerCache cache(c, lifecycle(LifecycleType::paper), kHeads, kChannels, TokenContext{}, DType::f16);
   cache.append(inputs(0, 10, false).data(), inputs(0, 10, true).data(), 10);
   // N = 10: [0, 8) quantized, 2 residual. Bytes: 8 * 2 * 3 * 1 + 2 * 2 * 3 * 2 = 48 + 24 = 72.
   State s = state_of(cache);
@@ -140,7 +142,7 @@ TEST_CASE("paper lifecycle: prefill N - N mod G, then append-only R-blocks", "[l
 
 TEST_CASE("release lifecycle: re-quantize the whole cache when the residual reaches R", "[lifecycle][release]") {
   const KvCodec c = half_step_codec();
-  LayerCache cache(c, lifecycle(LifecycleType::release), kHeads, kChannels, TokenContext{});
+  LayerCache cache(c, lifecycle(LifecycleType::release), kHeads, kChannels, TokenContext{}, DType::f16);
   cache.append(inputs(0, 10, false).data(), inputs(0, 10, true).data(), 10);
   State s = state_of(cache);
   CHECK(s.key_quantized == 8);
@@ -165,8 +167,8 @@ TEST_CASE("release lifecycle re-encodes from the dequantized cache with fresh st
   // Values through mean_sign (per-head mean |x| of the whole block): after the re-quantization at T = 16 the old
   // tokens share one new scale with the new ones, unlike the paper lifecycle where block [0, 8) keeps its own.
   const KvCodec c = codec(map({{"quantizer", scalar("half_step")}}), map({{"quantizer", scalar("mean_sign")}}));
-  LayerCache release(c, lifecycle(LifecycleType::release), kHeads, kChannels, TokenContext{});
-  LayerCache paper(c, lifecycle(LifecycleType::paper), kHeads, kChannels, TokenContext{});
+  LayerCache release(c, lifecycle(LifecycleType::release), kHeads, kChannels, TokenContext{}, DType::f16);
+  LayerCache paper(c, lifecycle(LifecycleType::paper), kHeads, kChannels, TokenContext{}, DType::f16);
   for (LayerCache* cache : {&release, &paper}) {
     cache->append(inputs(0, 10, false).data(), inputs(0, 10, true).data(), 10);
     decode_steps(*cache, 6);
@@ -184,7 +186,7 @@ TEST_CASE("release lifecycle re-encodes from the dequantized cache with fresh st
 
 TEST_CASE("kivi lifecycle: key R-blocks, value FIFO window of R tokens quantized one by one", "[lifecycle][kivi]") {
   const KvCodec c = half_step_codec();
-  LayerCache cache(c, lifecycle(LifecycleType::kivi), kHeads, kChannels, TokenContext{});
+  LayerCache cache(c, lifecycle(LifecycleType::kivi), kHeads, kChannels, TokenContext{}, DType::f16);
   cache.append(inputs(0, 10, false).data(), inputs(0, 10, true).data(), 10);
   // Keys: N - N mod R = 8 quantized; values: N - R = 2 quantized, window [2, 10).
   State s = state_of(cache);
@@ -206,7 +208,7 @@ TEST_CASE("kivi lifecycle: key R-blocks, value FIFO window of R tokens quantized
         std::vector<std::string>{"block[0,2).codes", "block[2,3).codes", "block[3,4).codes", "block[4,5).codes",
                                  "block[5,6).codes", "block[6,7).codes", "block[7,8).codes", "residual.values"});
   // A long prefill: N = 20 -> keys [0, 16), values [0, 12).
-  LayerCache big(c, lifecycle(LifecycleType::kivi), kHeads, kChannels, TokenContext{});
+  LayerCache big(c, lifecycle(LifecycleType::kivi), kHeads, kChannels, TokenContext{}, DType::f16);
   big.append(inputs(0, 20, false).data(), inputs(0, 20, true).data(), 20);
   s = state_of(big);
   CHECK(s.key_quantized == 16);
@@ -216,8 +218,8 @@ TEST_CASE("kivi lifecycle: key R-blocks, value FIFO window of R tokens quantized
 TEST_CASE("residual_dtype fp32 keeps residual tokens exact and counts 4 bytes each", "[lifecycle]") {
   const KvCodec c = half_step_codec();
   LifecycleParams p = lifecycle(LifecycleType::paper);
-  p.residual_dtype = DType::f32;
-  LayerCache cache(c, p, kHeads, kChannels, TokenContext{});
+  p.residual_dtype = ResidualDType::f32;
+  LayerCache cache(c, p, kHeads, kChannels, TokenContext{}, DType::f16);
   cache.append(inputs(0, 10, false).data(), inputs(0, 10, true).data(), 10);
   CHECK(cache.key_layout().bytes() == 48 + 2 * 6 * 4);
   std::vector<float> k, v;
@@ -233,8 +235,8 @@ TEST_CASE("prefill + decode through LayerCache equals replay_layer", "[lifecycle
     INFO("lifecycle " << static_cast<int>(type));
     LifecycleParams p = lifecycle(type);
     p.prefill_tokens = 10;
-    const ReplayedLayer r = replay_layer(c, p, key.data(), value.data(), shape, TokenContext{});
-    LayerCache cache(c, p, kHeads, kChannels, TokenContext{});
+    const ReplayedLayer r = replay_layer(c, p, key.data(), value.data(), shape, TokenContext{}, DType::f16);
+    LayerCache cache(c, p, kHeads, kChannels, TokenContext{}, DType::f16);
     cache.append(inputs(0, 10, false).data(), inputs(0, 10, true).data(), 10);
     decode_steps(cache, 20);
     std::vector<float> k, v;
@@ -247,7 +249,7 @@ TEST_CASE("prefill + decode through LayerCache equals replay_layer", "[lifecycle
     CHECK(r.requantizations == (type == LifecycleType::release ? 2 : 0));  // at T = 16 and T = 24
   }
   // The whole trace as one prefill (prefill_tokens -1): paper quantizes [0, 28), 2 tokens residual.
-  const ReplayedLayer whole = replay_layer(c, lifecycle(LifecycleType::paper), key.data(), value.data(), shape, TokenContext{});
+  const ReplayedLayer whole = replay_layer(c, lifecycle(LifecycleType::paper), key.data(), value.data(), shape, TokenContext{}, DType::f16);
   CHECK(whole.key_layout.bytes_of(SectionKind::residual) == 2 * 6 * 2);
   CHECK(whole.key_layout.sections().size() == 3);  // block[0,28).scales, block[0,28).codes, residual.values
 }
@@ -282,7 +284,7 @@ TEST_CASE("protectors see the layer's full-precision keys through ctx.keys while
       key.push_back(ch == 0 ? static_cast<float>(t) + 0.2f : 0.0f);
       value.push_back(static_cast<float>(t) + 0.5f * static_cast<float>(ch));
     }
-  LayerCache cache(c, p, 1, 3, ctx);
+  LayerCache cache(c, p, 1, 3, ctx, DType::f16);
   cache.append(key.data(), value.data(), 6);
   std::vector<float> k, v;
   cache.materialize(k, v);
@@ -291,4 +293,47 @@ TEST_CASE("protectors see the layer's full-precision keys through ctx.keys while
   CHECK(v[13] == 4.5f);
   CHECK(v[14] == 5.0f);
   CHECK(v[9] != 3.0f);
+}
+
+TEST_CASE("residual_dtype data keeps a bf16 model's 119808; an explicit fp16 residual is a ValueError naming where",
+          "[lifecycle][overflow]") {
+  // Value 119808 (= 234 * 512, a bf16 value, beyond fp16's 65504) at head 1, token 9, channel 2. N = 10, G = 4:
+  // tokens 8 and 9 stay full precision. residual_dtype data with bf16 data keeps 119808 exactly (2 bytes per
+  // element, as fp16 would); residual_dtype fp16 cannot hold it: a ValueError naming layer, KV head, token,
+  // channel and the parameter. A non-finite value is a ValueError before anything is appended.
+  const KvCodec c = half_step_codec();
+  std::vector<float> key = inputs(0, 10, false), value = inputs(0, 10, true);
+  const std::size_t at = static_cast<std::size_t>((1 * 10 + 9) * kChannels + 2);
+  for (float* x : {&key[0], &value[0]})
+    for (std::size_t i = 0; i < key.size(); ++i) x[i] = round_to_dtype(x[i], DType::bf16);
+  value[at] = 119808.0f;
+  LifecycleParams p = lifecycle(LifecycleType::paper);
+  REQUIRE(p.residual_dtype == ResidualDType::data);
+  LayerCache cache(c, p, kHeads, kChannels, TokenContext{}, DType::bf16);
+  cache.append(key.data(), value.data(), 10);
+  std::vector<float> k, v;
+  cache.materialize(k, v);
+  CHECK(v[at] == 119808.0f);
+  CHECK(cache.value_layout().bytes() == 8 * 2 * 3 * 1 + 2 * 2 * 3 * 2);
+  p.residual_dtype = ResidualDType::f16;
+  TokenContext ctx;
+  ctx.layer = 3;
+  LayerCache narrow(c, p, kHeads, kChannels, ctx, DType::bf16);
+  try {
+    narrow.append(key.data(), value.data(), 10);
+    FAIL("no error");
+  } catch (const ValueError& e) {
+    const std::string m = e.what();
+    CHECK(m.find("layer 3, KV head 1, token 9, channel 2") != std::string::npos);
+    CHECK(m.find("residual_dtype") != std::string::npos);
+    CHECK(m.find("fp16") != std::string::npos);
+  }
+  value[at] = std::nanf("");
+  try {
+    cache.append(key.data() + 0, value.data(), 10);
+    FAIL("no error");
+  } catch (const ValueError& e) {
+    CHECK(std::string(e.what()).find("non-finite") != std::string::npos);
+  }
+  CHECK(cache.tokens() == 10);
 }

@@ -58,12 +58,12 @@ TEST_CASE("LayerCache and replay_layer on host views equal the fp32 pointer API"
       INFO("lifecycle " << static_cast<int>(type) << ", input " << dtype_name(dtype));
       const LifecycleParams lc = lifecycle(type);
       Input k = input(shape, 5, dtype), v = input(shape, 6, dtype);
-      const ReplayedLayer want = replay_layer(codec, lc, k.values.data(), v.values.data(), shape, ctx);
+      const ReplayedLayer want = replay_layer(codec, lc, k.values.data(), v.values.data(), shape, ctx, dtype);
       std::vector<float> gk(k.values.size()), gv(k.values.size());
       const ReplayedLayer got = replay_layer(codec, lc, TensorView{k.stored.data(), dtype, Device::cpu, dims},
                                              TensorView{v.stored.data(), dtype, Device::cpu, dims}, ctx,
                                              TensorView{gk.data(), DType::f32, Device::cpu, dims},
-                                             TensorView{gv.data(), DType::f32, Device::cpu, dims}, Execution::cpu());
+                                             TensorView{gv.data(), DType::f32, Device::cpu, dims}, Execution::cpu(), dtype);
       CHECK(gk == want.key);
       CHECK(gv == want.value);
       CHECK(got.key_layout.bytes() == want.key_layout.bytes());
@@ -71,7 +71,7 @@ TEST_CASE("LayerCache and replay_layer on host views equal the fp32 pointer API"
       CHECK(got.requantizations == want.requantizations);
 
       // materialize into a view of the input's dtype: the fp32 cache rounded to nearest even.
-      LayerCache cache(codec, lc, shape.heads, shape.channels, ctx);
+      LayerCache cache(codec, lc, shape.heads, shape.channels, ctx, dtype);
       cache.append(TensorView{k.stored.data(), dtype, Device::cpu, dims}, TensorView{v.stored.data(), dtype, Device::cpu, dims}, 0,
                    shape.tokens);
       std::vector<float> fk, fv;
@@ -88,7 +88,7 @@ TEST_CASE("LayerCache and replay_layer on host views equal the fp32 pointer API"
 
 TEST_CASE("LayerCache refuses views of another device, shape or token range", "[lifecycle]") {
   const KvCodec codec = uniform_codec();
-  LayerCache cache(codec, lifecycle(LifecycleType::paper), 2, 32, TokenContext{});
+  LayerCache cache(codec, lifecycle(LifecycleType::paper), 2, 32, TokenContext{}, DType::f32);
   std::vector<float> a(2 * 10 * 32), b(2 * 10 * 16);
   const TensorView ok{a.data(), DType::f32, Device::cpu, {2, 10, 32}};
   CHECK_THROWS_AS(cache.append(TensorView{a.data(), DType::f32, Device::cuda, {2, 10, 32}}, ok, 0, 10), ShapeError);
@@ -96,6 +96,6 @@ TEST_CASE("LayerCache refuses views of another device, shape or token range", "[
   CHECK_THROWS_AS(cache.append(ok, ok, 5, 11), ShapeError);
   CHECK_THROWS_AS(cache.materialize(TensorView{a.data(), DType::f32, Device::cpu, {2, 10, 32}}, ok), ShapeError);  // holds 0 tokens
 #ifndef VIDKV_WITH_CUDA
-  CHECK_THROWS_AS(LayerCache(codec, lifecycle(LifecycleType::paper), 2, 32, TokenContext{}, Execution::cuda()), NotSupportedError);
+  CHECK_THROWS_AS(LayerCache(codec, lifecycle(LifecycleType::paper), 2, 32, TokenContext{}, DType::f32, Execution::cuda()), NotSupportedError);
 #endif
 }

@@ -269,7 +269,7 @@ TEST_CASE("optimised metrics equal the reference on synthetic traces with tails 
         ctx.layer = layer;
         ctx.tokens = &tokens;
         ctx.queries = &*data.queries;
-        const ReplayedLayer out = replay_layer(codec, lifecycle, data.key.data(), data.value.data(), bs, ctx);
+        const ReplayedLayer out = replay_layer(codec, lifecycle, data.key.data(), data.value.data(), bs, ctx, spec.dtype);
         check_against_reference(LayerTensors{data.key.data(), data.value.data(), out.key.data(), out.value.data(), bs, &*data.queries},
                                 std::string(shape) + " " + preset + " layer " + std::to_string(layer));
       }
@@ -291,7 +291,7 @@ TEST_CASE("optimised metrics equal the reference on the bundled trace (every lay
     TokenContext ctx;
     ctx.layer = layer;
     ctx.tokens = &tokens;
-    const ReplayedLayer out = replay_layer(codec, lifecycle, data.key.data(), data.value.data(), bs, ctx);
+    const ReplayedLayer out = replay_layer(codec, lifecycle, data.key.data(), data.value.data(), bs, ctx, reader.info().dtype);
     check_against_reference(LayerTensors{data.key.data(), data.value.data(), out.key.data(), out.value.data(), bs, &*data.queries},
                             "bundled trace layer " + std::to_string(layer));
   }

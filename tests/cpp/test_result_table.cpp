@@ -23,7 +23,9 @@ TEST_CASE("result rows render as CSV, JSONL and markdown", "[experiments][result
         "run,layer,key_rel_error,key_snr_db\n"
         "\"key.selector={type: range, fraction: 0.5}\",3,0.123456789,\n"
         "\"say \"\"hi\"\"\",-1,,inf\n");
-  CHECK(rows_to_jsonl({b}, cols) == "{\"run\": \"say \\\"hi\\\"\", \"layer\": -1, \"key_snr_db\": null}\n");
+  CHECK(rows_to_jsonl({a, b}, cols) ==
+        "{\"run\":\"key.selector={type: range, fraction: 0.5}\",\"layer\":3,\"key_rel_error\":0.123456789}\n"
+        "{\"run\":\"say \\\"hi\\\"\",\"layer\":-1,\"key_snr_db\":null}\n");
   CHECK(rows_to_markdown({a}, {"run", "key_rel_error"}) ==
         "| run | key_rel_error |\n| --- | --- |\n| key.selector={type: range, fraction: 0.5} | 0.1235 |\n");
 }
@@ -45,4 +47,22 @@ TEST_CASE("cell files round-trip every value exactly", "[experiments][results]")
   CHECK(std::get<double>(*rows[0].get("y")) == -INFINITY);
   CHECK(rows[1].get("run") == nullptr);
   CHECK(std::get<double>(*rows[1].get("x")) == 1e-300);
+}
+
+TEST_CASE("summary.md escapes | in run names; write_result_files writes the three files", "[experiments][results]") {
+  // A run named "KIVI | 2-bit" used to split its row into one cell too many. Escaped as \| it stays one cell,
+  // and markdown renderers show the pipe.
+  ResultRow r;
+  r.set("run", std::string("KIVI | 2-bit\nsecond line"));
+  r.set("kv_head", -1.0);
+  r.set("key_rel_error", 0.5);
+  CHECK(rows_to_markdown({r}, {"run", "key_rel_error"}) ==
+        "| run | key_rel_error |\n| --- | --- |\n| KIVI \\| 2-bit second line | 0.5 |\n");
+  const fs::path dir = fs::temp_directory_path() / ("vidkv-results-" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  write_result_files(dir.string(), {r}, {"run", "kv_head", "key_rel_error"}, {r}, {"run", "key_rel_error"});
+  for (const char* f : {"results.csv", "results.jsonl", "summary.md"}) CHECK(fs::exists(dir / f));
+  fs::remove_all(dir);
+  CHECK(kKeyColumns == std::vector<std::string>{"experiment", "run", "trace", "layer", "kv_head"});
+  CHECK(json_quote(std::string("a\"b\\c\n\x01")) == "\"a\\\"b\\\\c\\n\\u0001\"");
 }

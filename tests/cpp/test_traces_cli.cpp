@@ -112,9 +112,9 @@ TEST_CASE("a failed vidkv trace synth leaves no output file", "[traces][cli]") {
   CHECK_FALSE(std::filesystem::exists(blocked + ".partial"));
   CHECK(std::filesystem::is_directory(blocked));
 
-  // Unknown option and missing -o are usage errors reported the same way, with nothing written.
-  CHECK(run_vidkv(dir, "trace synth --shape 2x1x64x8 --bogus 1 -o '" + out + "'").exit_code == 1);
-  CHECK(run_vidkv(dir, "trace synth --shape 2x1x64x8").exit_code == 1);
+  // Unknown option and missing -o are usage errors (exit status 2) reported the same way, with nothing written.
+  CHECK(run_vidkv(dir, "trace synth --shape 2x1x64x8 --bogus 1 -o '" + out + "'").exit_code == 2);
+  CHECK(run_vidkv(dir, "trace synth --shape 2x1x64x8").exit_code == 2);
   CHECK_FALSE(std::filesystem::exists(out));
 
   // And a successful run writes a valid trace.

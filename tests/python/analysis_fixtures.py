@@ -136,15 +136,16 @@ METRICS = ("key_rel_error", "value_rel_error", "key_mse", "value_mse", "attn_kl"
 
 
 def write_results(directory, name, runs, traces=("tiny.h5",), layers=3, heads=2, seed=0, extra_column=True,
-                  write_jsonl=True):
+                  write_jsonl=True, head_column="kv_head"):
     """Writes a results directory like `vidkv run`: runs is a list of (run name, {param column: value},
     key bits, value bits). Per-head rows are random; aggregates are means, as the C++ side writes them.
     `attn_topk_overlap` is absent on purpose and `seconds` is empty except in the aggregates (robustness).
+    head_column: "kv_head", or "head" for results written before the column was renamed.
     Returns the rows written."""
     rng = np.random.default_rng(seed)
     os.makedirs(directory, exist_ok=True)
     params = sorted({p for _, ps, _, _ in runs for p in ps})
-    columns = ["experiment", "run", "trace", "layer", "head"] + list(METRICS) + \
+    columns = ["experiment", "run", "trace", "layer", head_column] + list(METRICS) + \
         (["extra_col"] if extra_column else []) + params
     rows = []
     for run, ps, kb, vb in runs:
@@ -162,13 +163,13 @@ def write_results(directory, name, runs, traces=("tiny.h5",), layers=3, heads=2,
                          "effective_bits": (kb + vb) / 2 + 0.5, "compression_ratio": 16 / ((kb + vb) / 2 + 0.5),
                          "seconds": math.nan}
                     per_head.append(r)
-                    rows.append(_row(name, run, trace, layer, head, r, ps))
+                    rows.append(_row(name, run, trace, layer, head, r, ps, head_column))
                 agg = _mean(per_head)
                 per_layer.append(agg)
-                rows.append(_row(name, run, trace, layer, -1, agg, ps))
+                rows.append(_row(name, run, trace, layer, -1, agg, ps, head_column))
             agg = _mean(per_layer)
             agg["seconds"] = rng.uniform(0.1, 2.0)
-            rows.append(_row(name, run, trace, -1, -1, agg, ps))
+            rows.append(_row(name, run, trace, -1, -1, agg, ps, head_column))
     with open(os.path.join(directory, "results.csv"), "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(columns)
@@ -189,8 +190,8 @@ def write_results(directory, name, runs, traces=("tiny.h5",), layers=3, heads=2,
     return columns, rows
 
 
-def _row(name, run, trace, layer, head, metrics, params):
-    r = {"experiment": name, "run": run, "trace": trace, "layer": layer, "head": head, "extra_col": "x"}
+def _row(name, run, trace, layer, head, metrics, params, head_column="kv_head"):
+    r = {"experiment": name, "run": run, "trace": trace, "layer": layer, head_column: head, "extra_col": "x"}
     r.update(metrics)
     r.update(params)
     return r

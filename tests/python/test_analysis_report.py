@@ -44,7 +44,7 @@ def parse_markdown_tables(md):
 
 def read_csv_aggregates(path):
     with open(path, newline="") as f:
-        return [r for r in csv.DictReader(f) if r["layer"] == "-1" and r["head"] == "-1"]
+        return [r for r in csv.DictReader(f) if r["layer"] == "-1" and r["kv_head"] == "-1"]
 
 
 def assert_cell_equals(cell, csv_text):

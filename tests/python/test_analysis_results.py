@@ -100,3 +100,55 @@ def test_results_without_per_head_rows_still_plot(tmp_path):
     plots = make_result_plots(load_experiment(d).table, str(tmp_path / "p"))
     assert_valid_png(plots[0].path)  # bits vs error from the aggregates
     assert all(p.path is None and p.note for p in plots[1:])  # nothing per layer or head: notes, no crash
+
+
+def test_results_with_the_old_head_column_read_as_kv_head(tmp_path):
+    """Issue 14 item 4: results written before the rename (column `head`) load with the column named kv_head,
+    the same rows and aggregates as the new files."""
+    old, new = str(tmp_path / "old"), str(tmp_path / "new")
+    write_results(old, "o", SWEEP_RUNS[:2], head_column="head")
+    write_results(new, "o", SWEEP_RUNS[:2])
+    a, b = load_experiment(old).table, load_experiment(new).table
+    assert "kv_head" in a.columns and "head" not in a.columns
+    assert a.columns == b.columns
+    assert [r["kv_head"] for r in a.rows] == [r["kv_head"] for r in b.rows]
+    assert len(a.aggregate_rows()) == 2
+
+
+def test_kv_head_selects_rows_in_pandas(tmp_path):
+    """d[d.head == -1] compared a bound method with -1 and selected nothing; d[d.kv_head == -1] is the column."""
+    pandas = pytest.importorskip("pandas", reason="pandas is not in requirements.txt")
+    d = str(tmp_path / "p")
+    rows = write_results(d, "p", SWEEP_RUNS[:2])[1]
+    frame = pandas.read_csv(os.path.join(d, "results.csv"))
+    assert len(frame[frame.kv_head == -1]) == len([r for r in rows if r["kv_head"] == -1]) > 0
+
+
+def test_legends_of_sweep_runs_keep_the_values_that_tell_them_apart(tmp_path, monkeypatch):
+    """Issue 14 item 7: Fig. 7's runs are named by two swept paths; the legend used to cut the middle, so
+    magnitude_free and scaled read alike. Labels keep each path's last part and every value, uncut."""
+    from vidkv_analysis import result_plots
+    from vidkv_analysis.figures import compact_run_label, two_line_label
+
+    assert compact_run_label("value.reconstruction=magnitude_free,value.gamma=0.3") == \
+        "reconstruction=magnitude_free, gamma=0.3"
+    assert compact_run_label("KIVI 2/2 (K-C V-T)") == "KIVI 2/2 (K-C V-T)"
+    runs = [(f"value.reconstruction={r},value.gamma={g}", {"param.codec.value.reconstruction": r,
+                                                           "param.codec.value.gamma": g}, 1.5, 1.58)
+            for r in ("magnitude_free", "scaled") for g in (0.3, 0.5, 0.7)]
+    d = str(tmp_path / "g")
+    write_results(d, "fig7-gamma", runs)
+    legends = []
+    real_save = result_plots.save
+
+    def keep_legend(fig, path):
+        for ax in fig.axes:
+            if ax.get_legend():
+                legends.append([t.get_text() for t in ax.get_legend().get_texts()])
+        return real_save(fig, path)
+
+    monkeypatch.setattr(result_plots, "save", keep_legend)
+    result_plots.plot_bits_vs_error(load_experiment(d).table, str(tmp_path / "bits.png"))
+    labels = [t for t in legends[0] if "reconstruction" in t]
+    assert len(set(labels)) == 6 and not any("\u2026" in t for t in labels)
+    assert sorted(labels) == sorted(two_line_label(compact_run_label(r[0]), 34) for r in runs)

@@ -58,8 +58,11 @@ def test_errors_name_the_key():
         vidkv.codec({"quantizer": "uniform", "bits": 9})
     with pytest.raises(vidkv.ConfigError, match="did you mean 'gamma'"):
         vidkv.codec({"quantizer": "ternary", "gama": 0.5})
-    with pytest.raises(vidkv.ShapeError, match="non-finite"):
-        vidkv.codec({"quantizer": "uniform"}).roundtrip(np.array([[np.nan, 1.0]], dtype=np.float32))
+    # Non-finite input is a value error (vidkv.ValueError, also Python's ValueError), naming where it is.
+    with pytest.raises(vidkv.ValueError, match=r"non-finite value \(nan\) at head 0, token 0, channel 1"):
+        vidkv.codec({"quantizer": "uniform"}).roundtrip(np.array([[1.0, np.nan]], dtype=np.float32))
+    with pytest.raises(ValueError):
+        vidkv.codec({"quantizer": "uniform"}).roundtrip(np.array([[np.inf, 1.0]], dtype=np.float32))
 
 
 def test_token_protector_side_data_by_keyword():
@@ -83,3 +86,22 @@ def test_torch_tensors_round_trip_when_torch_is_installed():
     y = q.roundtrip(x)
     assert isinstance(y, torch.Tensor) and y.dtype == torch.float16 and y.shape == x.shape
     assert torch.allclose(y.float(), x.float(), atol=0.05)
+
+
+def test_live_and_run_share_one_result_writer(tmp_path):
+    """Issue 14 item 4: vidkv live writes its result files through the C++ writer of vidkv run: the same CSV
+    quoting, JSON (nlohmann) and markdown escaping of '|' in run names."""
+    import _vidkv
+
+    rows = [{"experiment": "e", "run": "KIVI | 2-bit, \"quoted\"", "trace": "t", "layer": -1, "kv_head": -1,
+             "perplexity": 1.5, "generated_text": "a | b", "missing": None}]
+    cols = list(_vidkv.KEY_COLUMNS) + ["perplexity", "generated_text"]
+    _vidkv.write_result_files(str(tmp_path), rows, cols, rows, ["run", "perplexity", "generated_text"])
+    assert (tmp_path / "results.csv").read_text().splitlines() == [
+        "experiment,run,trace,layer,kv_head,perplexity,generated_text",
+        'e,"KIVI | 2-bit, ""quoted""",t,-1,-1,1.5,a | b']
+    assert (tmp_path / "results.jsonl").read_text() == (
+        '{"experiment":"e","run":"KIVI | 2-bit, \\"quoted\\"","trace":"t","layer":-1,"kv_head":-1,'
+        '"perplexity":1.5,"generated_text":"a | b"}\n')
+    summary = (tmp_path / "summary.md").read_text().splitlines()
+    assert summary[2] == '| KIVI \\| 2-bit, "quoted" | 1.5 | a \\| b |'

@@ -34,7 +34,9 @@ def greedy(model, inputs, n, cache=None):
 def test_fp16_hook_matches_plain_generate_token_for_token(smollm2):
     inputs = build_inputs(smollm2, PASSAGE + QUESTION, QUESTION).model_inputs
     plain = greedy(smollm2.model, inputs, 20)
-    cache = VidKVCache({"preset": "fp16"}, {"type": "paper", "group": 16, "residual": 32})
+    # A lifecycle dict given here replaces the preset's: residual_dtype fp16 keeps every stored element fp16 (the
+    # default, data, would keep this float32 model's residual tokens in fp32 and count 32 bits for them).
+    cache = VidKVCache({"preset": "fp16"}, {"type": "paper", "group": 16, "residual": 32, "residual_dtype": "fp16"})
     hooked = greedy(smollm2.model, inputs, 20, cache)
     assert hooked == plain
     # Every layer went through the codec: prompt + generated tokens minus the last one (never fed back).
@@ -56,10 +58,11 @@ def test_prefill_returns_exact_states_and_decode_reads_the_quantized_cache():
     k1, v1 = torch.randn(1, 2, 1, 32, generator=g), torch.randn(1, 2, 1, 32, generator=g)
     dk, dv = cache.update(k1, v1, 0)
     assert dk.shape == (1, 2, 41, 32) and cache.get_seq_length() == 41
-    # The first 32 tokens (N - N mod G) are quantized; the 8 + 1 residual tokens are fp16 copies.
+    # The first 32 tokens (N - N mod G) are quantized; the 8 + 1 residual tokens are exact copies (residual_dtype
+    # data: the states' own dtype, fp32 here).
     assert 0.05 < ((dk[:, :, :32] - k[:, :, :32]).norm() / k[:, :, :32].norm()).item() < 0.6
-    assert torch.equal(dk[:, :, 32:40], k[:, :, 32:].half().float())
-    assert torch.equal(dk[:, :, 40:], k1.half().float())
+    assert torch.equal(dk[:, :, 32:40], k[:, :, 32:])
+    assert torch.equal(dk[:, :, 40:], k1)
     bits = cache.bits()
     assert 2 < bits["key_effective_bits"] < 16 and bits["key_nominal_bits"] < bits["key_effective_bits"]
 
@@ -99,9 +102,9 @@ def test_live_degradation_is_finite_and_ordered_by_bits(smollm2, tmp_path):
                                                      "results.jsonl", "summary.md"]
     rows = {r["run"]: r for r in csv.DictReader(open(out / "results.csv"))}
     header = next(csv.reader(open(out / "results.csv")))
-    assert header[:5] == ["experiment", "run", "trace", "layer", "head"] and "generated_text" in header
+    assert header[:5] == ["experiment", "run", "trace", "layer", "kv_head"] and "generated_text" in header
     for r in rows.values():
-        assert r["layer"] == "-1" and r["head"] == "-1" and "SmolLM2" in r["trace"]
+        assert r["layer"] == "-1" and r["kv_head"] == "-1" and "SmolLM2" in r["trace"]
         for m in ("perplexity", "perplexity_reference", "next_token_kl", "greedy_agreement", "effective_bits"):
             assert np.isfinite(float(r[m])), (r["run"], m)
     kl = {k: float(r["next_token_kl"]) for k, r in rows.items()}
@@ -138,3 +141,39 @@ def test_vidkv_live_command_validates_like_vidkv_run(tmp_path):
     r = subprocess.run([str(ROOT / "build" / "bin" / "vidkv"), "live", str(exp), "--set", "codec.key.bits=3"],
                        capture_output=True, text=True)
     assert r.returncode == 1 and "vidkv live: error:" in r.stderr and "bits" in r.stderr
+
+
+def _tiny_bf16_llama_with_large_values():
+    """A 2-layer random Llama in bf16 whose layer-0 value states reach ~1e5 (v_proj scaled), beyond fp16's 65504."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    cfg = LlamaConfig(vocab_size=96, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+                      num_key_value_heads=2, head_dim=16, max_position_embeddings=256)
+    model = LlamaForCausalLM(cfg).to(torch.bfloat16).eval()
+    with torch.no_grad():
+        model.model.layers[0].self_attn.v_proj.weight.mul_(1e6)
+    return model
+
+
+def test_bf16_model_with_values_beyond_fp16_runs_like_dynamic_cache():
+    """Issue 14: the residual keeps the model's dtype (bf16), so a bf16 model whose layer-0 V reaches 1.2e5 runs
+    with the VidKV cache as with transformers' DynamicCache; an explicit fp16 residual is a vidkv.ValueError that
+    names layer 0 and residual_dtype (it used to give inf, then a ShapeError about layer 1)."""
+    model = _tiny_bf16_llama_with_large_values()
+    inputs = {"input_ids": torch.arange(3, 43).unsqueeze(0), "attention_mask": torch.ones(1, 40, dtype=torch.long)}
+    reference = DynamicCache()
+    plain = greedy(model, inputs, 6, reference)
+    assert reference.layers[0].values.abs().max().item() > 65504  # the premise: V beyond fp16's range
+    lossless = {"key": {"quantizer": "identity", "dtype": "bf16"}, "value": {"quantizer": "identity", "dtype": "bf16"}}
+    cache = VidKVCache(lossless, {"type": "paper", "group": 16, "residual": 32})
+    assert greedy(model, inputs, 6, cache) == plain
+    # A lossy preset stays finite: every materialized value is a number.
+    lossy = VidKVCache({"preset": "vidkv-2"}, {"type": "paper", "group": 16, "residual": 32})
+    greedy(model, inputs, 6, lossy)
+    assert all(torch.isfinite(layer.values.float()).all() for layer in lossy.layers)
+    narrow = VidKVCache(lossless, {"type": "paper", "group": 16, "residual": 32, "residual_dtype": "fp16"})
+    with pytest.raises(vidkv.ValueError, match=r"layer 0, KV head \d+, token \d+, channel \d+.*residual_dtype"):
+        greedy(model, inputs, 6, narrow)
+    assert issubclass(vidkv.ValueError, ValueError) and issubclass(vidkv.ValueError, vidkv.Error)
+

@@ -23,10 +23,11 @@ except ImportError as exc:  # pragma: no cover - message for a missing build
 
 ConfigError = _vidkv.ConfigError
 ShapeError = _vidkv.ShapeError
+ValueError = _vidkv.ValueError  # noqa: A001 - also a subclass of the built-in ValueError (non-finite input)
 Error = _vidkv.Error
 Layout = _vidkv.Layout
 
-__all__ = ["codec", "plugins", "presets", "describe", "Codec", "Layout", "ConfigError", "ShapeError", "Error"]
+__all__ = ["codec", "plugins", "presets", "describe", "Codec", "Layout", "ConfigError", "ShapeError", "ValueError", "Error"]
 
 
 def _to_numpy(x):

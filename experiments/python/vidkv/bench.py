@@ -174,12 +174,19 @@ def main(argv=None):
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--presets", default="kivi-2,vidkv-k1.5-v1.58")
     p.add_argument("--implementation", default="optimized", choices=["optimized", "reference"])
+    p.add_argument("--tokens", default=None, help="--backend cuda only (vidkv/bench_cuda.py)")
+    p.add_argument("--clock", default="wall", choices=["wall", "cpu"],
+                   help="time the C++ figures by wall clock or by the process's CPU time; given, no PyTorch column "
+                        "(it is timed by wall clock only)")
     p.add_argument("--no-torch", action="store_true")
     a = p.parse_args(argv)
+    if a.tokens is not None:
+        p.error("--tokens applies to --backend cuda only")
+    clock_given = any(v == "--clock" or v.startswith("--clock=") for v in argv)
     presets = [s for s in a.presets.split(",") if s]
     result = _vidkv.cpu_bench(a.shape, threads=a.threads, layers=a.layers, repeats=a.repeats, presets=presets,
-                              implementation=a.implementation)
-    torch = None if a.no_torch else _torch()
+                              implementation=a.implementation, cpu_time=a.clock == "cpu")
+    torch = None if a.no_torch or clock_given else _torch()
     gbps = []
     if torch is not None:
         torch.set_num_threads(a.threads)
@@ -194,7 +201,9 @@ def main(argv=None):
             if err:
                 notes.append(f"torch {preset}: relative L2 error K {err[0]:.4f}, V {err[1]:.4f}")
     print(result.markdown(gbps))
-    if torch is None:
+    if torch is None and (a.no_torch or clock_given):
+        print("PyTorch column: not measured (--no-torch, or --clock given: torch is timed by wall clock only)")
+    elif torch is None:
         print("PyTorch column: torch is not importable from", sys.executable)
     else:
         print(f"PyTorch {torch.__version__} on CPU with {a.threads} thread(s), same process, same layers.")

@@ -15,8 +15,10 @@ Semantics (docs/algorithms.md section 5):
     N - N mod G tokens, or per the lifecycle) but the call returns the exact inputs, so prefill attention and the
     first generated token never see quantization;
   * every later `update` (a decode step, or a teacher-forced token) appends its tokens, then returns the cache as
-    the model reads it: dequantized blocks followed by the full-precision residual (rounded to the lifecycle's
-    residual_dtype), materialized by the LayerCache.
+    the model reads it: dequantized blocks followed by the full-precision residual, materialized by the
+    LayerCache. The residual keeps the model's own dtype (lifecycle residual_dtype data, the default); an explicit
+    residual_dtype that cannot hold a value (fp16 for a bf16 model's 1.2e5) raises vidkv.ValueError naming the
+    layer, KV head, token and channel, and non-finite states raise vidkv.ValueError naming the layer.
 
 Tensors: key/value states arrive as [batch, kv_heads, tokens, head_dim] of the model's dtype on the model's device.
 The codec runs on CPU float32: states are copied to CPU for `append` and the materialized cache is copied back to
@@ -71,6 +73,9 @@ def codec_needs_question(codec: dict) -> bool:
     return bool(semantic_protectors(codec))
 
 
+_DTYPE_NAMES = {torch.float16: "fp16", torch.bfloat16: "bf16", torch.float32: "fp32"}
+
+
 def _as_numpy(x, dtype) -> np.ndarray:
     if isinstance(x, torch.Tensor):
         x = x.detach().to("cpu", torch.float32 if dtype == np.float32 else torch.int64).numpy()
@@ -115,8 +120,10 @@ class VidKVLayer(CacheLayerMixin):
             raise _vidkv.ShapeError(
                 f"VidKVCache layer {self.layer_idx}: key states {list(key_states.shape)} and value states "
                 f"{list(value_states.shape)} differ in batch, heads or head_dim; the codec needs equal shapes")
+        # The model's dtype: lifecycle residual_dtype data (the default) keeps residual tokens in it, exactly.
+        dtype = _DTYPE_NAMES.get(key_states.dtype, "fp32")
         self.caches = [
-            _vidkv.LayerCache(self.owner.codec, self.owner.lifecycle, heads, dim, self.layer_idx, self.owner.seed)
+            _vidkv.LayerCache(self.owner.codec, self.owner.lifecycle, heads, dim, self.layer_idx, self.owner.seed, dtype)
             for _ in range(batch)
         ]
         self.is_initialized = True

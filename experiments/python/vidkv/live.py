@@ -22,8 +22,6 @@ end (an error leaves no half-written results folder).
 from __future__ import annotations
 
 import argparse
-import csv
-import io
 import json
 import math
 import os
@@ -207,14 +205,6 @@ def _choose_dir(base: str) -> Path:
     return Path(f"{base}-{i}")
 
 
-def _fmt(v):
-    if isinstance(v, float):
-        if not math.isfinite(v):
-            return "inf" if v > 0 else ("-inf" if v < 0 else "nan")
-        return f"{v:.10g}"
-    return str(v)
-
-
 def write_results(out_dir: Path, plan: dict, rows: list, columns: list, provenance: dict) -> Path:
     """The results folder of `vidkv run`, written into OUT.partial and renamed to OUT."""
     tmp = out_dir.with_name(out_dir.name + ".partial")
@@ -225,23 +215,9 @@ def write_results(out_dir: Path, plan: dict, rows: list, columns: list, provenan
         (tmp / "config.yaml").write_text("# resolved experiment (defaults <- preset <- file <- --set)\n" +
                                          plan["resolved_yaml"])
         (tmp / "provenance.json").write_text(json.dumps(provenance, indent=2) + "\n")
-        buf = io.StringIO()
-        w = csv.writer(buf, lineterminator="\n")
-        w.writerow(columns)
-        for r in rows:
-            w.writerow([_fmt(r.get(c, "")) for c in columns])
-        (tmp / "results.csv").write_text(buf.getvalue())
-        with open(tmp / "results.jsonl", "w") as f:
-            for r in rows:
-                f.write(json.dumps({c: (None if isinstance(r.get(c), float) and not math.isfinite(r[c]) else r.get(c))
-                                    for c in columns}) + "\n")
+        # The same C++ writer as `vidkv run` (experiments/src/result_table.h): one CSV / JSON / markdown escaping.
         summary_cols = ["run"] + plan["metrics"] + ["generated_text"]
-        lines = ["| " + " | ".join(summary_cols) + " |", "|" + "---|" * len(summary_cols)]
-        for r in rows:
-            cells = [f"{r[c]:.4g}" if isinstance(r.get(c), float) else str(r.get(c, "")).replace("|", "\\|")
-                     for c in summary_cols]
-            lines.append("| " + " | ".join(cells) + " |")
-        (tmp / "summary.md").write_text("\n".join(lines) + "\n")
+        _vidkv.write_result_files(str(tmp), rows, columns, rows, summary_cols)
         os.replace(tmp, out_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -320,7 +296,7 @@ def run_live(experiment: str, overrides: list[str], out: str | None, command_lin
         bits["compression_ratio"] = 16.0 / bits["effective_bits"]
         metrics.update(bits)
         metrics["seconds"] = time.time() - t0
-        row = {"experiment": plan["name"], "run": run["name"], "trace": loaded.label, "layer": -1, "head": -1}
+        row = {"experiment": plan["name"], "run": run["name"], "trace": loaded.label, "layer": -1, "kv_head": -1}
         for m in plan["metrics"]:
             row[m] = float(metrics[m])
         row["generated_text"] = " | ".join(texts)
@@ -330,7 +306,7 @@ def run_live(experiment: str, overrides: list[str], out: str | None, command_lin
         print(f"[live] {run['name']}: " + ", ".join(f"{m}={row[m]:.4g}" for m in plan["metrics"]) +
               f"; {row['generated_text']!r}", file=sys.stderr)
 
-    columns = ["experiment", "run", "trace", "layer", "head"] + plan["metrics"] + ["generated_text"]
+    columns = list(_vidkv.KEY_COLUMNS) + plan["metrics"] + ["generated_text"]
     for r in rows:
         columns += [c for c in r if c not in columns]
     provenance = {

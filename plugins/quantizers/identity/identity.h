@@ -1,6 +1,7 @@
 // identity: stores every value in fp16, bf16 or fp32 (round to nearest even) and converts back on decode. The
 // full-precision baseline (the paper's "FP16" rows) and the reference against which errors are measured.
-// No paper differences; fp32 is lossless.
+// No paper differences; fp32 is lossless. A finite value beyond the dtype's range saturates to its largest finite
+// value (fp16: 125000 is stored as 65504; group_format.h put_scalar), never to inf.
 //
 // Packed layout (identity_format.h): values, elements * sizeof(dtype) bytes, little-endian, block order
 // [heads, tokens, channels]. effective bits = nominal bits = 16 (fp16, bf16) or 32 (fp32).

@@ -2,7 +2,8 @@
 // to the channel-axis FFT of each token (the normal key channels). algorithms.md 2.2 and 3.3; paper arXiv
 // 2503.16257 Eq. 5 and Sec. 3.2 (FFT).
 //
-// Per group of G values along `axis`: s = mean |x| (accumulated in double, rounded to scale_dtype and stored);
+// Per group of G values along `axis`: s = mean |x| (accumulated in double, rounded to scale_dtype, saturated to its
+// finite range (fp16 65504, never inf), and stored);
 // bit = 1 if x >= 0 else 0. Reconstruction zero_one (paper and release): bit 1 -> s, bit 0 -> 0; symmetric: +-s.
 // fft complex / real: per token, the unnormalised forward FFT along ALL channels of the block given to this
 // quantizer (a composite gathers the normal channels first), laid out as in sign_fft.h (complex: 2n interleaved
@@ -107,8 +108,10 @@ class Sign : public Quantizer {
   // The grid over the quantized values: the block itself, or [heads, tokens, fft_components].
   group_format::GroupGrid grid(const BlockShape& shape) const;
   // The optimised path (sign_optimized.cpp) on the values to quantize ([heads, tokens, width]: the block or its
-  // FFT components, computed by the same cached FFTW plans as the reference): bytes identical to the reference
-  // (each group's sum of |x| is accumulated in double in the reference's order; the sign test is exact).
+  // FFT components): given the same values, bytes identical to the reference (each group's sum of |x| is
+  // accumulated in double in the reference's order; the sign test is exact). The FFT components themselves are the
+  // reference's (same cached FFTW plans), except on CPUs with AVX-512 for power-of-two widths 16..128, where the
+  // AVX-512 FFT computes them within the tolerance derived in sign_fft_avx512.cpp (docs/performance.md).
   void encode_values_optimized(const float* values, const group_format::GroupGrid& g, std::uint8_t* out) const;
   void decode_values_reference(const std::uint8_t* in, const group_format::GroupGrid& g, float* values) const;
   void decode_values_optimized(const std::uint8_t* in, const group_format::GroupGrid& g, float* values) const;

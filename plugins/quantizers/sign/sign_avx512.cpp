@@ -42,7 +42,8 @@ void encode(const float* values, const GroupGrid& g, DType sd, CodeLayout layout
     const __mmask16 lanes = simd::first_lanes(n);
     const __m512 mean = simd::to_float<_MM_FROUND_CUR_DIRECTION>(_mm512_div_pd(sum_lo, count), _mm512_div_pd(sum_hi, count));
     __m256i half = _mm256_setzero_si256();
-    const __m512 scale = simd::round_to_stored(mean, sd, &half);
+    const __m512 scale = simd::round_to_stored(  // saturated as group_format::put_scalar does (a NaN mean stays NaN)
+        _mm512_min_ps(_mm512_set1_ps(dtype_max_finite(sd)), mean), sd, &half);
     _mm512_mask_i32scatter_epi32(words + group_format::code_word(layout, g, 1, h, c0, gi * kGroup), lanes, index, run, 4);
     simd::store_scalars(scales, (h * width + c0) * gpr + gi, gpr, sd, scale, half, n);
   };

@@ -4,7 +4,8 @@
 // Per group of G values along `axis` (default channel: G consecutive tokens of one channel, the paper's finding
 // for video LLM values): m = mean |x|, a = gamma * m (both in double); t = +1 if x > a, -1 if x < -a, else 0.
 // Reconstruction magnitude_free (paper and release): exactly t, no magnitude. scaled (addition): t * u with
-// u = mean(|x| over |x| > a) stored per group in scale_dtype, 0 when no value exceeds a.
+// u = mean(|x| over |x| > a) stored per group in scale_dtype (saturated to its finite range: fp16 65504), 0 when no
+// value exceeds a.
 // Tail rule as in group_format.h: the last group of a row holds the remaining n mod G values, own statistics.
 //
 // Differences from the paper/release: gamma defaults to the paper's 0.7 (release 0.5, set gamma: 0.5); packing

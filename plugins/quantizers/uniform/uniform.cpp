@@ -73,7 +73,8 @@ void Uniform::encode(const float* in, const BlockShape& shape, const TokenContex
           mn = x < mn ? x : mn;
           mx = x > mx ? x : mx;
         }
-        const auto [scale, stored_mn] = uniform_format::stored_range(mn, mx, bits, sd);
+        const auto stored = uniform_format::stored_group(mn, mx, static_cast<float>(uniform_format::max_code(bits)), sd);
+        const float scale = stored.scale, stored_mn = stored.mn;
         group_format::put_scalar(scales, g.group_index(h, r, gi), sd, scale);
         group_format::put_scalar(mins, g.group_index(h, r, gi), sd, stored_mn);
         for (std::int64_t j = j0; j < j0 + n; ++j) {

@@ -38,15 +38,15 @@ __global__ void encode_groups(const void* in, GroupGrid g, GroupAxis axis, unsig
     mn = x < mn ? x : mn;
     mx = x > mx ? x : mx;
   }
-  const uniform_format::StoredRange range = uniform_format::stored_range(mn, mx, bits, sd);
+  const uniform_format::StoredGroup range = uniform_format::stored_group(mn, mx, static_cast<float>(uniform_format::max_code(bits)), sd);
   const std::int64_t gidx = g.group_index(c.h, c.r, c.gi);
   group_format::put_scalar(s.scales, gidx, sd, range.scale);
-  group_format::put_scalar(s.mins, gidx, sd, range.min);
+  group_format::put_scalar(s.mins, gidx, sd, range.mn);
   if constexpr (kWordRuns) {
     group_format::WordRunWriter<AlignedWordStore> w(AlignedWordStore{reinterpret_cast<std::uint32_t*>(s.codes)},
                                                     group_format::code_word(layout, g, bits, c.h, c.r, j0), bits);
     for (std::int64_t j = j0; j < j0 + n; ++j)
-      w.put(uniform_format::encode_value(group_cuda::load<T>(in, g.block_offset(c.h, c.r, j)), range.scale, range.min, bits));
+      w.put(uniform_format::encode_value(group_cuda::load<T>(in, g.block_offset(c.h, c.r, j)), range.scale, range.mn, bits));
     w.flush();
   }
 }
@@ -90,7 +90,7 @@ __global__ void decode_groups(const std::uint8_t* codes, const std::uint8_t* sca
 // --- Fast path: G = 32, bits in {1, 2, 4, 8}, whole groups (the configurations of KIVI and VidKV) ------------------
 // The group's 32 values live in registers (loaded once, 32 independent loads in flight per thread), codes are
 // assembled in BITS words and stored whole, scales and mins with one aligned store each. Same operations per element
-// as the reference (stored_range, encode_value, decode_value), so the same bytes and floats.
+// as the reference (stored_group, encode_value, decode_value), so the same bytes and floats.
 
 // uniform_format::encode_value with a multiplication by the reciprocal instead of the division, and the division
 // only where the two could give different codes (the argument of uniform_avx512.cpp's codes_fast): with u = 2^-24,
@@ -104,8 +104,8 @@ struct FastCoder {
   bool exact_only;
   unsigned bits;
 
-  __device__ FastCoder(const uniform_format::StoredRange& r, unsigned b)
-      : mn(r.min), scale(r.scale), reciprocal(r.scale > 0.0f ? 1.0f / r.scale : 0.0f)  /* IEEE division: fl(1 / s) */,
+  __device__ FastCoder(const uniform_format::StoredGroup& r, unsigned b)
+      : mn(r.mn), scale(r.scale), reciprocal(r.scale > 0.0f ? 1.0f / r.scale : 0.0f)  /* IEEE division: fl(1 / s) */,
         top(static_cast<float>(uniform_format::max_code(b))), limit(0.5f - 4.0f * 0x1p-24f * (top + 1.0f)),
         exact_only(reciprocal >= 0x1p100f), bits(b) {}
 
@@ -165,9 +165,9 @@ template <unsigned BITS, class Get>
 __device__ inline void encode_group_values(Get get, DType sd, std::int64_t gidx, std::int64_t w0, const Sections& s) {
   float mn, mx;
   ordered_min_max(get, mn, mx);
-  const uniform_format::StoredRange range = uniform_format::stored_range(mn, mx, BITS, sd);
+  const uniform_format::StoredGroup range = uniform_format::stored_group(mn, mx, static_cast<float>(uniform_format::max_code(BITS)), sd);
   group_cuda::store_scalar(s.scales, gidx, sd, range.scale);
-  group_cuda::store_scalar(s.mins, gidx, sd, range.min);
+  group_cuda::store_scalar(s.mins, gidx, sd, range.mn);
   const FastCoder coder(range, BITS);
   std::uint32_t words[BITS];
 #pragma unroll

@@ -14,7 +14,10 @@
 // Differences from the release: the release computes in fp16 and gets constant groups right only by accident
 // (NaN); here statistics and codes are fp32 against the fp16-rounded scale/min, and scale == 0 is handled on
 // purpose. Codes match the release's packing bit for bit in layout release (test vectors of algorithms.md 2.4).
-// Inputs must lie within the range of scale_dtype (fp16: |x| <= 65504, as in an fp16 KV cache).
+// A group whose min or scale does not fit scale_dtype (fp16: beyond +-65504) is saturated, never stored as inf:
+// uniform_format.h stored_group (the min clamps to the finite range, the scale caps, the levels centre on the
+// group's mid-range when its span does not fit), so decode stays finite; such groups keep a large error, which
+// scale_dtype fp32 removes. Every group that fits is stored exactly as above.
 //
 // Packed layout (uniform_format.h), per block [heads, tokens, channels]:
 //   codes  dense:   one bitstream, b bits per element, order head, row, position (grouped axis innermost)

@@ -48,6 +48,19 @@ inline GroupMeta group_meta(__m512 mn, __m512 mx, float top, DType sd) {
   const __m512 raw_scale = _mm512_div_ps(_mm512_sub_ps(mx, mn), _mm512_set1_ps(top));
   m.scale = simd::round_to_stored(raw_scale, sd, &m.scale_half);
   m.mn = simd::round_to_stored(mn, sd, &m.mn_half);
+  const __m512 top_value = _mm512_add_ps(_mm512_mul_ps(_mm512_set1_ps(top), m.scale), m.mn);  // decodes_finite
+  const __m512 finite = _mm512_set1_ps(0x1.fffffep127f);
+  if (__builtin_expect(_mm512_cmp_ps_mask(_mm512_abs_ps(top_value), finite, _CMP_LE_OQ) != 0xFFFF, 0)) {
+    alignas(64) float lo[16], hi[16], scale[16], stored_mn[16];  // groups that do not fit sd: uniform_format.h
+    _mm512_store_ps(lo, mn), _mm512_store_ps(hi, mx), _mm512_store_ps(scale, m.scale), _mm512_store_ps(stored_mn, m.mn);
+    for (int k = 0; k < 16; ++k) {
+      if (uniform_format::decodes_finite(scale[k], stored_mn[k], top)) continue;
+      const auto stored = uniform_format::saturated_group(lo[k], hi[k], top, sd);
+      scale[k] = stored.scale, stored_mn[k] = stored.mn;
+    }
+    m.scale = simd::round_to_stored(_mm512_load_ps(scale), sd, &m.scale_half);  // exact: already in sd
+    m.mn = simd::round_to_stored(_mm512_load_ps(stored_mn), sd, &m.mn_half);
+  }
   m.live = _mm512_cmp_ps_mask(m.scale, _mm512_setzero_ps(), _CMP_GT_OQ);
   m.divisor = _mm512_mask_blend_ps(m.live, _mm512_set1_ps(1.0f), m.scale);  // no 0/0 in lanes forced to code 0
   m.reciprocal = _mm512_maskz_div_ps(m.live, _mm512_set1_ps(1.0f), m.divisor);

@@ -1,6 +1,6 @@
 // uniform on CUDA: the kernels behind Uniform::encode_cuda / decode_cuda (uniform.cu). Host-only declarations, no
 // CUDA headers. Bytes bit-identical to the CPU reference (uniform.cpp): the same fp32 operations per element in
-// the same order (min/max are exact, stored_range() and encode_value() of uniform_format.h are shared), written
+// the same order (min/max are exact, stored_group() and encode_value() of uniform_format.h are shared), written
 // through the same format definitions (group_format.h).
 //
 // Kernels: one thread per group (axis channel: consecutive threads take consecutive channels of the same tokens,

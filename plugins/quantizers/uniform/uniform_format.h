@@ -41,16 +41,67 @@ static_assert(total_bytes(CodeLayout::dense, group_format::make_group_grid(group
 static_assert(total_bytes(CodeLayout::release, group_format::make_group_grid(group_format::GroupAxis::channel, 4, 1024, 128, 32), 2,
                           DType::f16) * 8 == 3 * 4 * 1024 * 128, "2-bit G=32 fp16 is 3.0 bits");
 
-// The stored (scale_dtype-rounded) scale and min of a group whose values span [mn, mx]: the values every
-// implementation stores AND encodes against. scale = round((mx - mn) / (2^b - 1)), min = round(mn), fp32
-// arithmetic, rounding to nearest even (core/dtype.h).
-struct StoredRange {
+// Reconstruction q * scale + mn in fp32 (q = 0 gives mn exactly).
+VIDKV_HOST_DEVICE inline float decode_value(unsigned code, float scale, float mn) {
+  return static_cast<float>(code) * scale + mn;
+}
+
+// The stored (dtype-rounded) scale and min of one group.
+struct StoredGroup {
   float scale;
-  float min;
+  float mn;
 };
-VIDKV_HOST_DEVICE inline StoredRange stored_range(float mn, float mx, unsigned bits, DType scale_dtype) {
-  return StoredRange{round_to_dtype((mx - mn) / static_cast<float>(max_code(bits)), scale_dtype),
-                     round_to_dtype(mn, scale_dtype)};
+
+// Whether a stored (scale >= 0, mn) decodes every code 0..top to a finite fp32 value: decode_value is monotone in the
+// code, so checking the top code suffices; an infinite or NaN scale or min fails.
+VIDKV_HOST_DEVICE inline bool decodes_finite(float scale, float mn, float top) {
+  const float hi = top * scale + mn;  // decode_value of the top code, same operations
+  return hi >= -0x1.fffffep127f && hi <= 0x1.fffffep127f && mn >= -0x1.fffffep127f && mn <= 0x1.fffffep127f;
+}
+
+// The value below v > 0 in dtype t (v finite or +inf; +inf gives the largest finite value).
+VIDKV_HOST_DEVICE inline float next_below(float v, DType t) {
+  if (!(v > 0.0f)) return 0.0f;
+  if (t == DType::f16) return half_bits_to_float(static_cast<std::uint16_t>(float_to_half_bits(v) - 1u));
+  if (t == DType::bf16) return bf16_bits_to_float(static_cast<std::uint16_t>(float_to_bf16_bits(v) - 1u));
+  return bits_float(float_bits(v) - 1u);
+}
+
+// stored_group for a group whose range does not fit the scale dtype (see there). In double:
+//   S = (mx - mn) / top, capped at smax = min(max finite of t, FLT_MAX / top) (the top code must decode finite);
+//   when capped, the 2^b levels are centred on the mid-range (lo = (mn + mx) / 2 - top * S / 2: the least largest
+//   error), else lo = mn; the min is lo clamped to the finite range of t and rounded; the scale is then
+//   (mx - min) / top (the top level reaches mx where it can), capped at smax, rounded, and stepped down while the
+//   top code would decode to inf in fp32.
+VIDKV_HOST_DEVICE inline StoredGroup saturated_group(float mn, float mx, float top, DType t) {
+  const double big = dtype_max_finite(t);
+  const double smax = big < 0x1.fffffep127 / top ? big : 0x1.fffffep127 / top;
+  double s = (static_cast<double>(mx) - static_cast<double>(mn)) / top;
+  double lo = mn;
+  if (s > smax) {
+    s = smax;
+    lo = 0.5 * (static_cast<double>(mn) + static_cast<double>(mx)) - 0.5 * top * s;
+  }
+  lo = lo < -big ? -big : (lo > big ? big : lo);
+  StoredGroup r{0.0f, round_to_dtype(static_cast<float>(lo), t)};
+  s = (static_cast<double>(mx) - static_cast<double>(r.mn)) / top;
+  s = s < 0.0 ? 0.0 : (s > smax ? smax : s);
+  r.scale = round_to_dtype(static_cast<float>(s), t);
+  while (!decodes_finite(r.scale, r.mn, top)) r.scale = next_below(r.scale, t);
+  return r;
+}
+
+// The stored scale and min of a group with minimum mn and maximum mx (finite fp32), top = 2^b - 1 codes, metadata
+// in dtype t (the one definition every implementation tier calls):
+//   scale = round_t((mx - mn) / top), min = round_t(mn), computed in fp32, whenever the top code decodes finite
+//   (every group whose min and scale fit t: these bytes never change);
+//   otherwise saturated_group: the min and scale saturate to t's finite range, so that decode stays finite and as
+//   close to the group's values as t can hold (fp16, 1 bit, values +-60000: levels -32768 and +32736; a group of
+//   [-1, 4] holding one -125000: min -65504, the -125000 decodes to -65504). scale_dtype fp32 represents such data.
+VIDKV_HOST_DEVICE inline StoredGroup stored_group(float mn, float mx, float top, DType t) {
+  const StoredGroup fit{round_to_dtype((mx - mn) / top, t), round_to_dtype(mn, t)};
+  if (decodes_finite(fit.scale, fit.mn, top)) return fit;
+  return saturated_group(mn, mx, top, t);
 }
 
 // Code of x given the STORED (dtype-rounded) scale and min: round_half_even(clamp((x - mn) / scale, 0, 2^b - 1)),
@@ -61,11 +112,6 @@ VIDKV_HOST_DEVICE inline unsigned encode_value(float x, float scale, float mn, u
   const float top = static_cast<float>(max_code(bits));
   v = v < 0.0f ? 0.0f : (v > top ? top : v);
   return static_cast<unsigned>(group_format::round_half_even(v));
-}
-
-// Reconstruction q * scale + mn in fp32 (q = 0 gives mn exactly).
-VIDKV_HOST_DEVICE inline float decode_value(unsigned code, float scale, float mn) {
-  return static_cast<float>(code) * scale + mn;
 }
 
 }  // namespace vidkv::uniform_format

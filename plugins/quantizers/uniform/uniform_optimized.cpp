@@ -90,6 +90,20 @@ void load_batch(const std::uint8_t* bytes, std::int64_t first, std::int64_t stri
   for (std::int64_t k = 0; k < n; ++k) out[k] = group_format::get_scalar(bytes, first + k * stride, sd);
 }
 
+// Groups whose range does not fit the scale dtype (a scale or min that rounds to inf): their scale and min again
+// from uniform_format::stored_group, rewritten in place (the rest, every group on ordinary data, are untouched).
+void saturate_unfit(std::uint8_t* scales, std::uint8_t* mins, std::int64_t first, std::int64_t stride, DType sd,
+                    const float* mn, const float* mx, float top, std::int64_t n, float* scale, float* stored_mn) {
+  for (std::int64_t k = 0; k < n; ++k) {
+    if (__builtin_expect(uniform_format::decodes_finite(scale[k], stored_mn[k], top), 1)) continue;
+    const auto stored = uniform_format::saturated_group(mn[k], mx[k], top, sd);
+    scale[k] = stored.scale;
+    stored_mn[k] = stored.mn;
+    group_format::put_scalar(scales, first + k * stride, sd, stored.scale);
+    group_format::put_scalar(mins, first + k * stride, sd, stored.mn);
+  }
+}
+
 }  // namespace
 
 void Uniform::encode_optimized(const float* in, const BlockShape& shape, std::uint8_t* out) const {
@@ -124,6 +138,8 @@ void Uniform::encode_optimized(const float* in, const BlockShape& shape, std::ui
                     scale.data());
         store_batch(mins, h * width * groups_per_row + gi, groups_per_row, sd, mn.data(), width, half_bits.data(),
                     stored_mn.data());
+        saturate_unfit(scales, mins, h * width * groups_per_row + gi, groups_per_row, sd, mn.data(), mx.data(), top, width,
+                       scale.data(), stored_mn.data());
         for (std::int64_t t = 0; t < n; ++t)
           codes_of(base + t * width, scale.data(), stored_mn.data(), top, width, tile.data() + t * width);
         code_stream::write_columns(codes, tile.data(), n, width, bits, col_bit.data(), scratch.data());
@@ -137,20 +153,21 @@ void Uniform::encode_optimized(const float* in, const BlockShape& shape, std::ui
   std::vector<std::uint8_t> row(len);
   std::vector<float> row_scale(len), row_mn(len);
   const auto gpr = static_cast<std::size_t>(groups_per_row);
-  std::vector<float> group_mn(gpr), group_raw_scale(gpr), group_scale(gpr), group_stored_mn(gpr);
+  std::vector<float> group_mn(gpr), group_mx(gpr), group_raw_scale(gpr), group_scale(gpr), group_stored_mn(gpr);
   std::vector<std::uint16_t> half_bits(gpr);
   for (std::int64_t h = 0; h < g.heads; ++h) {
     for (std::int64_t r = 0; r < g.rows; ++r) {
       const float* x = in + g.block_offset(h, r, 0);
       for (std::int64_t gi = 0; gi < groups_per_row; ++gi) {
         const auto k = static_cast<std::size_t>(gi);
-        float mx = 0;
-        group_kernels::min_max(x + gi * g.group, g.group_size(gi), &group_mn[k], &mx);
-        group_raw_scale[k] = (mx - group_mn[k]) / top;
+        group_kernels::min_max(x + gi * g.group, g.group_size(gi), &group_mn[k], &group_mx[k]);
+        group_raw_scale[k] = (group_mx[k] - group_mn[k]) / top;
       }
       const std::int64_t first = (h * g.rows + r) * groups_per_row;  // group_index of the row's first group
       store_batch(scales, first, 1, sd, group_raw_scale.data(), groups_per_row, half_bits.data(), group_scale.data());
       store_batch(mins, first, 1, sd, group_mn.data(), groups_per_row, half_bits.data(), group_stored_mn.data());
+      saturate_unfit(scales, mins, first, 1, sd, group_mn.data(), group_mx.data(), top, groups_per_row, group_scale.data(),
+                     group_stored_mn.data());
       for (std::int64_t gi = 0; gi < groups_per_row; ++gi) {
         const std::int64_t j0 = gi * g.group, n = g.group_size(gi);
         group_kernels::fill(row_scale.data() + j0, n, group_scale[static_cast<std::size_t>(gi)]);

@@ -1,0 +1,191 @@
+// `rope: pre` traces (issue 14 item 2): replay applies the rotary embedding /model states (core/rotary.h) from
+// /tokens/position before the attention metrics, and refuses attention metrics when the trace states none.
+#include <cmath>
+#include <complex>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "catch.h"
+#include "trace_test_support.h"
+#include "vidkv/core/cuda/cuda_device.h"
+#include "vidkv/core/rotary.h"
+#include "vidkv/traces/trace_reader.h"
+
+using namespace vidkv;
+using vidkv::test::SmallTrace;
+using vidkv::test::TempDir;
+
+namespace {
+
+const std::string kVidkv = std::string(VIDKV_BINARY_DIR) + "/bin/vidkv";
+
+// Positions that are not the token indices (so a replay that used indices would differ): 3 i + 1.
+std::int32_t position_of(int i) { return 3 * i + 1; }
+
+// The test's own RoPE (rotate_half pairing, theta 100), written with complex numbers: the pair (x_i, x_{i+D/2}) is
+// the complex number x_i + j x_{i+D/2}, multiplied by exp(j p theta^(-2i/D)).
+std::vector<float> rotated(const std::vector<float>& x, int rows, int dim, const std::vector<std::int32_t>& pos) {
+  std::vector<float> out = x;
+  for (std::size_t r = 0; r < x.size() / static_cast<std::size_t>(dim); ++r)
+    for (int i = 0; i < dim / 2; ++i) {
+      const double angle = pos[r % static_cast<std::size_t>(rows)] * std::pow(100.0, -2.0 * i / dim);
+      const std::complex<double> z = std::complex<double>(x[r * dim + i], x[r * dim + i + dim / 2]) * std::polar(1.0, angle);
+      out[r * dim + i] = static_cast<float>(z.real());
+      out[r * dim + i + dim / 2] = static_cast<float>(z.imag());
+    }
+  return out;
+}
+
+enum class Stored { pre_with_theta, pre_without_theta, post_rotated, post_unrotated };
+
+// SmallTrace (2 layers, 2 KV heads, 4 query heads, 8 tokens, head_dim 4, queries at tokens 6 and 7) in fp32, with
+// positions 3 i + 1, its keys and queries stored as `how` says.
+void write_trace(const std::string& path, Stored how) {
+  TraceMetadata m = SmallTrace::metadata(DType::f32);
+  m.rope = how == Stored::pre_with_theta || how == Stored::pre_without_theta ? "pre" : "post";
+  if (how == Stored::pre_with_theta) m.rotary = RotaryParams{100.0};
+  TraceWriter w(path, m);
+  TraceTokens t = SmallTrace::tokens();
+  for (int i = 0; i < SmallTrace::kTokens; ++i) t.position[static_cast<std::size_t>(i)] = position_of(i);
+  w.write_tokens(t, SmallTrace::ids());
+  w.write_query_positions({6, 7});
+  std::vector<std::int32_t> key_pos, query_pos = {position_of(6), position_of(7)};
+  for (int i = 0; i < SmallTrace::kTokens; ++i) key_pos.push_back(position_of(i));
+  for (int l = 0; l < SmallTrace::kLayers; ++l) {
+    auto k = SmallTrace::layer_key(l), q = SmallTrace::layer_query(l);
+    if (how == Stored::post_rotated) {
+      k = rotated(k, SmallTrace::kTokens, SmallTrace::kDim, key_pos);
+      q = rotated(q, SmallTrace::kQueries, SmallTrace::kDim, query_pos);
+    }
+    w.write_layer(l, k, SmallTrace::layer_value(l), &q);
+  }
+  w.finish();
+}
+
+struct Run {
+  int status;
+  std::string out;
+};
+
+// `backend`: the experiment's backend: line ("cpu" or "cuda").
+Run vidkv_run(const TempDir& dir, const std::string& trace, const std::string& name, const std::string& backend = "cpu") {
+  const std::string exp = dir.file(name + ".yaml"), out = dir.file(name);
+  std::ofstream(exp) << "name: " << name << "\ntraces: [" << trace << "]\nmetrics: [all]\nbackend: " << backend << "\n"
+                     << "codec:\n  key: {quantizer: identity, dtype: fp32}\n"
+                     << "  value: {quantizer: uniform, bits: 2, group: 4, axis: token}\n"
+                     << "lifecycle: {type: paper, group: 4}\n";
+  const std::string log = dir.file(name + ".log");
+  const int rc = std::system((kVidkv + " run " + exp + " --quiet --out " + out + " >" + log + " 2>&1").c_str());
+  std::ifstream in(log);
+  std::stringstream text;
+  text << in.rdbuf();
+  return {WIFEXITED(rc) ? WEXITSTATUS(rc) : -1, text.str() + "|" + out};
+}
+
+// attn_out_rel_error of the per-trace aggregate row of results.csv.
+double attention_error(const std::string& dir) {
+  std::ifstream in(dir + "/results.csv");
+  std::string header, line;
+  std::getline(in, header);
+  std::vector<std::string> cols;
+  std::stringstream hs(header);
+  for (std::string c; std::getline(hs, c, ',');) cols.push_back(c);
+  while (std::getline(in, line)) {
+    std::vector<std::string> cells;
+    std::stringstream ls(line);
+    for (std::string c; std::getline(ls, c, ',');) cells.push_back(c);
+    auto at = [&](const std::string& name) {
+      for (std::size_t i = 0; i < cols.size(); ++i)
+        if (cols[i] == name) return cells[i];
+      return std::string();
+    };
+    if (at("layer") == "-1" && at("kv_head") == "-1") return std::strtod(at("attn_out_rel_error").c_str(), nullptr);
+  }
+  return NAN;
+}
+
+}  // namespace
+
+TEST_CASE("apply_rotary equals RoPE worked out by hand", "[rotary]") {
+  // D = 4, theta = 100: inverse frequencies 100^0 = 1 and 100^(-1/2) = 0.1; x = [1, 2, 3, 4] at position 2:
+  // angles 2 and 0.2 (cos 2 = -0.4161468365, sin 2 = 0.9092974268, cos 0.2 = 0.9800665778, sin 0.2 = 0.1986693308).
+  // half pairs (0, 2), (1, 3): [1 cos2 - 3 sin2, 2 cos.2 - 4 sin.2, 3 cos2 + 1 sin2, 4 cos.2 + 2 sin.2]
+  //                          = [-3.1440391, 1.1654558, -0.3391431, 4.3176050]
+  // interleaved pairs (0, 1), (2, 3): [1 cos2 - 2 sin2, 2 cos2 + 1 sin2, 3 cos.2 - 4 sin.2, 4 cos.2 + 3 sin.2]
+  //                          = [-2.2347417, 0.0770037, 2.1455224, 4.5162743]
+  // linear scaling x 2 at position 4 is the default at position 2.
+  const auto near = [](const std::vector<float>& a, const std::vector<double>& b) {
+    for (std::size_t i = 0; i < b.size(); ++i)
+      if (std::fabs(a[i] - b[i]) > 1e-6) return false;
+    return true;
+  };
+  std::vector<float> x{1, 2, 3, 4};
+  apply_rotary(x.data(), 4, 2, RotaryParams{100.0});
+  CHECK(near(x, {-3.1440391, 1.1654558, -0.3391431, 4.3176050}));
+  x = {1, 2, 3, 4};
+  apply_rotary(x.data(), 4, 2, RotaryParams{100.0, RotaryScaling::none, 1.0, RotaryPairing::interleaved});
+  CHECK(near(x, {-2.2347417, 0.0770037, 2.1455224, 4.5162743}));
+  x = {1, 2, 3, 4};
+  apply_rotary(x.data(), 4, 4, RotaryParams{100.0, RotaryScaling::linear, 2.0});
+  CHECK(near(x, {-3.1440391, 1.1654558, -0.3391431, 4.3176050}));
+}
+
+TEST_CASE("rotary parameters round-trip through /model", "[rotary][traces]") {
+  TempDir dir;
+  write_trace(dir.file("pre.h5"), Stored::pre_with_theta);
+  const TraceInfo info = TraceReader(dir.file("pre.h5")).info();
+  REQUIRE(info.rotary);
+  CHECK(info.rotary->theta == 100.0);
+  CHECK(info.rotary->pairing == RotaryPairing::half);
+  write_trace(dir.file("bare.h5"), Stored::pre_without_theta);
+  CHECK_FALSE(TraceReader(dir.file("bare.h5")).info().rotary);
+}
+
+TEST_CASE("a rope: pre trace replays attention like the same trace stored post-RoPE; without theta it is refused",
+          "[rotary][experiments]") {
+  // Keys exact (identity fp32), values 2-bit: attn_out_rel_error measures the value error weighted by the attention
+  // probabilities, which depend on the rotation. The pre trace (rotated by replay) must match the trace stored
+  // already rotated (by the test's own RoPE above) to rounding; the unrotated keys (what replay did before) differ.
+  TempDir dir;
+  for (const auto& [name, how] : {std::pair{"pre", Stored::pre_with_theta}, std::pair{"post", Stored::post_rotated},
+                                  std::pair{"plain", Stored::post_unrotated}, std::pair{"bare", Stored::pre_without_theta}})
+    write_trace(dir.file(std::string(name) + ".h5"), how);
+  const Run pre = vidkv_run(dir, dir.file("pre.h5"), "pre");
+  const Run post = vidkv_run(dir, dir.file("post.h5"), "post");
+  const Run plain = vidkv_run(dir, dir.file("plain.h5"), "plain");
+  REQUIRE(pre.status == 0);
+  REQUIRE(post.status == 0);
+  REQUIRE(plain.status == 0);
+  const double e_pre = attention_error(dir.file("pre")), e_post = attention_error(dir.file("post"));
+  const double e_plain = attention_error(dir.file("plain"));
+  INFO("pre " << e_pre << ", post " << e_post << ", unrotated " << e_plain);
+  CHECK(std::fabs(e_pre - e_post) <= 1e-5 * e_post);
+  CHECK(std::fabs(e_plain - e_post) > 1e-3 * e_post);
+  std::ifstream prov(dir.file("pre") + "/provenance.json");
+  std::stringstream p;
+  p << prov.rdbuf();
+  CHECK(p.str().find("rotated from /tokens/position (theta 100, half pairing)") != std::string::npos);
+  const Run bare = vidkv_run(dir, dir.file("bare.h5"), "bare");
+  CHECK(bare.status == 1);
+  CHECK(bare.out.find("rope_theta") != std::string::npos);
+  CHECK(bare.out.find("attn_*") != std::string::npos);
+}
+
+TEST_CASE("backend: cuda refuses a rope: pre trace with attention metrics before any cell", "[rotary][cuda]") {
+  // The device attention metrics (cuda_attention.h) use keys and queries as stored, so a pre trace would get
+  // attention metrics on position-free keys: refused, naming the way out (experiments/README.md).
+  std::string why;
+  if (vidkv::cuda_device_count(&why) == 0) VIDKV_SKIP("no CUDA device: " << why);
+  TempDir dir;
+  write_trace(dir.file("pre.h5"), Stored::pre_with_theta);
+  const Run r = vidkv_run(dir, dir.file("pre.h5"), "pre-cuda", "cuda");
+  INFO(r.out);
+  CHECK(r.status == 1);
+  CHECK(r.out.find("rope is 'pre'") != std::string::npos);
+  CHECK(r.out.find("backend: cpu") != std::string::npos);
+  CHECK_FALSE(std::filesystem::exists(dir.file("pre-cuda") + "/results.csv"));
+}
