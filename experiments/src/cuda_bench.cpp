@@ -27,10 +27,10 @@ namespace vidkv {
 #ifndef VIDKV_WITH_CUDA
 
 CudaBenchResult run_cuda_bench(const CudaBenchOptions&) {
-  VIDKV_THROW(NotSupportedError, "vidkv bench --backend cuda: ", cuda_backend_unavailable());
+  VIDKV_THROW(NotSupportedError, "vidkv bench --backend cuda: ", cuda_backend_unavailable(), "; use --backend cpu");
 }
 double device_copy_bandwidth_gbps(std::size_t, int) {
-  VIDKV_THROW(NotSupportedError, "vidkv bench --backend cuda: ", cuda_backend_unavailable());
+  VIDKV_THROW(NotSupportedError, "vidkv bench --backend cuda: ", cuda_backend_unavailable(), "; use --backend cpu");
 }
 
 #else

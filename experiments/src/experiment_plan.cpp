@@ -353,7 +353,7 @@ ExperimentPlan plan_experiment_document(const ConfigNode& document, const std::v
     resolved.at("backend").fail("backend cuda: live mode (vidkv live) runs on the host cache; use backend: cpu");
 #ifndef VIDKV_WITH_CUDA
   if (plan.backend == Device::cuda)
-    resolved.at("backend").fail("backend cuda: " + cuda_backend_unavailable() + "; use backend: cpu");
+    resolved.at("backend").fail("cuda is not available: " + cuda_backend_unavailable() + "; use backend: cpu");
 #endif
   const std::int64_t seed = resolved.at("seed").as_int();
   if (seed < 0) resolved.at("seed").fail("seed must be >= 0");
@@ -438,7 +438,7 @@ ExperimentPlan plan_experiment_document(const ConfigNode& document, const std::v
   if (!live) plan.traces = expand_traces(resolved.at("traces"), source_file);
   if (plan.backend == Device::cuda) {
     const std::string why = cuda_backend_unavailable();
-    if (!why.empty()) resolved.at("backend").fail("backend cuda: " + why + "; use backend: cpu");
+    if (!why.empty()) resolved.at("backend").fail("cuda is not available: " + why + "; use backend: cpu");
   }
   if (plan.runs.size() * std::max<std::size_t>(1, plan.traces.size()) > kMaxCells)
     throw ConfigError(source_file + ": " + std::to_string(plan.runs.size()) + " runs x " + std::to_string(plan.traces.size()) +

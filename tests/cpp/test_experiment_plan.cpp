@@ -185,7 +185,7 @@ TEST_CASE("backend cuda is refused at validation without CUDA, a GPU, or a CUDA 
         std::string::npos);
   CHECK(m.find("f.yaml:6") != std::string::npos);
 #else
-  CHECK(m.find("backend cuda: this build has no CUDA backend") != std::string::npos);
+  CHECK(m.find("cuda is not available: this build has no CUDA backend") != std::string::npos);
 #endif
   // A codec with CUDA everywhere (uniform): accepted exactly when a GPU is visible, else refused saying why.
   const std::string why = cuda_backend_unavailable();
@@ -194,7 +194,7 @@ TEST_CASE("backend cuda is refused at validation without CUDA, a GPU, or a CUDA 
     CHECK(plan_experiment(file, {}, builtin_registry()).backend == Device::cuda);
   } else {
     m = message_of([&] { plan_experiment(file, {}, builtin_registry()); });
-    CHECK(m.find("backend cuda: " + why) != std::string::npos);
+    CHECK(m.find("cuda is not available: " + why) != std::string::npos);
   }
 }
 
