@@ -296,46 +296,31 @@ Block encode_block(const Quantizer& q, const float* data, std::int64_t heads, st
 
 }  // namespace
 
-void LayerCache::quantize_key_range(std::int64_t begin, std::int64_t end) {
-  VIDKV_ASSERT(begin == key_quantized_ && end > begin && end <= tokens_, "key range [", begin, ", ", end, ")");
-  if (ex_.on_cuda()) {  // scratch buffers are freed in stream order, after the encode that reads them
-    const DeviceBuffer data = device_rows(key_dev_, begin, end);
-    DeviceBuffer keys;
-    TokenContext ctx = ctx_.range(begin, end);
-    expose_device_keys(ctx, keys);
-    key_blocks_.push_back(
-        encode_device_block(codec_.key(), dense_rows_pointer(data, key_dev_.device, begin, channels_), begin, end, ctx));
-    key_quantized_ = end;
-    return;
-  }
-  std::vector<float> copy;
-  const float* data = rows_view(key_full_, heads_, channels_, begin, end, copy);
-  std::vector<float> keys;
+void LayerCache::quantize_range(const Quantizer& q, const std::vector<float>& full, const FullTokens& dev,
+                                std::vector<Block>& blocks, std::int64_t& quantized, std::int64_t begin, std::int64_t end) {
+  VIDKV_ASSERT(begin == quantized && end > begin && end <= tokens_, "range [", begin, ", ", end, ")");
   TokenContext ctx = ctx_.range(begin, end);
-  expose_keys(ctx_, key_full_, heads_, channels_, tokens_, ctx, keys);
-  key_blocks_.push_back(encode_block<Block>(codec_.key(), data, heads_, channels_, begin, end, ctx));
-  key_quantized_ = end;
+  if (ex_.on_cuda()) {  // scratch buffers are freed in stream order, after the encode that reads them
+    const DeviceBuffer data = device_rows(dev, begin, end);
+    DeviceBuffer keys;
+    expose_device_keys(ctx, keys);
+    blocks.push_back(encode_device_block(q, dense_rows_pointer(data, dev.device, begin, channels_), begin, end, ctx));
+  } else {
+    std::vector<float> copy;
+    const float* data = rows_view(full, heads_, channels_, begin, end, copy);
+    std::vector<float> keys;
+    expose_keys(ctx_, key_full_, heads_, channels_, tokens_, ctx, keys);
+    blocks.push_back(encode_block<Block>(q, data, heads_, channels_, begin, end, ctx));
+  }
+  quantized = end;
+}
+
+void LayerCache::quantize_key_range(std::int64_t begin, std::int64_t end) {
+  quantize_range(codec_.key(), key_full_, key_dev_, key_blocks_, key_quantized_, begin, end);
 }
 
 void LayerCache::quantize_value_range(std::int64_t begin, std::int64_t end) {
-  VIDKV_ASSERT(begin == value_quantized_ && end > begin && end <= tokens_, "value range [", begin, ", ", end, ")");
-  if (ex_.on_cuda()) {
-    const DeviceBuffer data = device_rows(value_dev_, begin, end);
-    DeviceBuffer keys;
-    TokenContext ctx = ctx_.range(begin, end);
-    expose_device_keys(ctx, keys);
-    value_blocks_.push_back(
-        encode_device_block(codec_.value(), dense_rows_pointer(data, value_dev_.device, begin, channels_), begin, end, ctx));
-    value_quantized_ = end;
-    return;
-  }
-  std::vector<float> copy;
-  const float* data = rows_view(value_full_, heads_, channels_, begin, end, copy);
-  std::vector<float> keys;
-  TokenContext ctx = ctx_.range(begin, end);
-  expose_keys(ctx_, key_full_, heads_, channels_, tokens_, ctx, keys);
-  value_blocks_.push_back(encode_block<Block>(codec_.value(), data, heads_, channels_, begin, end, ctx));
-  value_quantized_ = end;
+  quantize_range(codec_.value(), value_full_, value_dev_, value_blocks_, value_quantized_, begin, end);
 }
 
 void LayerCache::maybe_quantize(bool prefill) {

@@ -125,6 +125,10 @@ class LayerCache {
     DeviceBuffer device;
     std::int64_t capacity = 0;
   };
+  // Encodes tokens [begin, end) of one side (K or V) as a new block; `full` (cpu) or `dev` (cuda) holds that side's
+  // exact tokens, `quantized` its count of tokens in blocks (== begin).
+  void quantize_range(const Quantizer& q, const std::vector<float>& full, const FullTokens& dev, std::vector<Block>& blocks,
+                      std::int64_t& quantized, std::int64_t begin, std::int64_t end);
   void quantize_key_range(std::int64_t begin, std::int64_t end);
   void quantize_value_range(std::int64_t begin, std::int64_t end);
   void maybe_quantize(bool prefill);
