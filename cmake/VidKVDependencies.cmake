@@ -39,6 +39,16 @@ endif()
 find_package(CLI11 CONFIG REQUIRED)
 find_package(nlohmann_json 3 CONFIG REQUIRED)
 
+# MPI (VIDKV_ENABLE_MPI, VidKVOptions.cmake): Boost.MPI and the MPI C++ bindings it is built on.
+if(VIDKV_ENABLE_MPI)
+  find_package(MPI REQUIRED COMPONENTS CXX)
+  find_package(Boost 1.71 CONFIG COMPONENTS mpi serialization)
+  if(NOT TARGET Boost::mpi)
+    message(FATAL_ERROR "VIDKV_ENABLE_MPI: Boost.MPI not found: install libboost-mpi-dev (scripts/setup.sh does), or "
+            "-DVIDKV_ENABLE_MPI=OFF")
+  endif()
+endif()
+
 if(VIDKV_BUILD_TESTS)
   # Catch2 v2 (Debian 12) and v3 (Ubuntu 24.04) are both supported; tests/cpp/catch.h hides the difference.
   find_package(Catch2 REQUIRED)

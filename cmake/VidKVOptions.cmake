@@ -8,6 +8,17 @@ else()
   set(_vidkv_cuda_default OFF)
 endif()
 option(VIDKV_ENABLE_CUDA "Build the CUDA backend" ${_vidkv_cuda_default})
+# VIDKV_ENABLE_MPI: `mpirun -np N vidkv run` spreads one experiment over N processes (docs/distributed.md), through
+# Boost.MPI over the system MPI (Debian/Ubuntu libboost-mpi-dev, Open MPI). On when both are found; an MPI-less
+# build runs the same experiments in one process, and splits them for job arrays with `vidkv run --shard i/N`.
+find_package(MPI QUIET COMPONENTS CXX)
+find_package(Boost 1.71 QUIET CONFIG COMPONENTS mpi serialization)
+if(MPI_CXX_FOUND AND TARGET Boost::mpi)
+  set(_vidkv_mpi_default ON)
+else()
+  set(_vidkv_mpi_default OFF)
+endif()
+option(VIDKV_ENABLE_MPI "Build vidkv run for mpirun (Boost.MPI)" ${_vidkv_mpi_default})
 option(VIDKV_ENABLE_PYTHON "Build the pybind11 module and embed Python in the vidkv binary" OFF)
 option(VIDKV_BUILD_TESTS "Build the Catch2 tests" ON)
 option(VIDKV_WERROR "Treat warnings as errors" OFF)

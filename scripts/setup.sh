@@ -22,6 +22,7 @@ done
 
 APT_PACKAGES=(build-essential cmake pkg-config libhdf5-dev libyaml-cpp-dev libfftw3-dev catch2 pybind11-dev
               python3-dev python3-venv libeigen3-dev libcli11-dev nlohmann-json3-dev
+              openmpi-bin libopenmpi-dev libboost-mpi-dev  # mpirun -np N vidkv run (docs/distributed.md)
               clang  # the sanitizer build and the libFuzzer targets of scripts/test_sanitizers.sh
               chromium fonts-liberation)  # headless Chromium renders and screenshots the HTML reports in tests
 

@@ -1,5 +1,6 @@
 #include <cuda_runtime.h>
 
+#include <atomic>
 #include <cstdio>
 
 #include "vidkv/core/cuda/cuda_device.h"
@@ -28,6 +29,22 @@ std::string cuda_device_description(int index) {
                 static_cast<double>(prop.totalGlobalMem) / (1024.0 * 1024.0 * 1024.0));
   return buf;
 }
+
+namespace {
+std::atomic<int> g_process_device{-1};
+}  // namespace
+
+void set_process_cuda_device(int index) {
+  g_process_device = index;
+  use_process_cuda_device();
+}
+
+void use_process_cuda_device() {
+  const int index = g_process_device;
+  if (index >= 0) cuda_check(cudaSetDevice(index), "cudaSetDevice (the device of this process)");
+}
+
+int process_cuda_device() { return g_process_device; }
 
 void cuda_check(int status, const char* what) {
   if (status != cudaSuccess)

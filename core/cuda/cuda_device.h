@@ -10,6 +10,15 @@ namespace vidkv {
 int cuda_device_count(std::string* why = nullptr);
 // "NVIDIA H100 80GB HBM3, sm_90, 79.1 GiB" for device `index`, or the reason it cannot be described.
 std::string cuda_device_description(int index);
+// The device of this process: an MPI rank takes device local_rank % cuda_device_count() of its node
+// (docs/distributed.md). set_process_cuda_device remembers it and makes it current on the calling thread;
+// use_process_cuda_device makes it current on the calling thread (CUDA's current device is per thread, so every
+// thread that launches work on it calls this first; nothing when no device was set, leaving CUDA's default, 0).
+// In a CPU-only build the index is remembered and nothing else happens.
+void set_process_cuda_device(int index);
+void use_process_cuda_device();
+// The remembered device, -1 when none was set.
+int process_cuda_device();
 // Throws CudaError naming `what` when `status` (a cudaError_t) is not success. Defined only in CUDA builds.
 void cuda_check(int status, const char* what);
 

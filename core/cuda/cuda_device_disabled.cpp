@@ -11,6 +11,14 @@ int cuda_device_count(std::string* why) {
 
 std::string cuda_device_description(int index) { return "device " + std::to_string(index) + ": no CUDA backend in this build"; }
 
+namespace {
+int g_process_device = -1;
+}  // namespace
+
+void set_process_cuda_device(int index) { g_process_device = index; }
+void use_process_cuda_device() {}
+int process_cuda_device() { return g_process_device; }
+
 void cuda_check(int, const char* what) { VIDKV_THROW(NotSupportedError, what, ": this build has no CUDA backend"); }
 
 }  // namespace vidkv

@@ -154,6 +154,7 @@ struct CudaLayerReplay::Impl {
     next_layer = l;
     if (l >= layers) return;
     next = std::async(std::launch::async, [this, l] {
+      use_process_cuda_device();  // this helper thread uploads to the device of the process (an MPI rank's)
       LayerData d = read(l);
       VIDKV_REQUIRE(static_cast<std::int64_t>(d.key.size()) == shape.elements() &&
                         static_cast<std::int64_t>(d.value.size()) == shape.elements(),

@@ -13,6 +13,8 @@
 #include <mutex>
 #include <sstream>
 
+#include <unistd.h>
+
 #include <nlohmann/json.hpp>
 
 #include "vidkv_build_info.h"
@@ -21,6 +23,7 @@
 #include "vidkv/core/logging.h"
 #include "vidkv/core/rotary.h"
 #include "vidkv/core/thread_pool.h"
+#include "vidkv/core/cuda/cuda_device.h"
 #include "vidkv/experiments/src/cuda_replay.h"
 #include "vidkv/experiments/src/kernel_tiers.h"
 #include "vidkv/experiments/src/layer_buffer_reuse.h"
@@ -161,6 +164,7 @@ struct LayerOutcome {
 std::vector<ResultRow> compute_cell(const ExperimentPlan& plan, const RunPlan& run, const std::string& trace_path,
                                     const PluginRegistry& registry, ProgressReporter* progress, ThreadPool* head_pool) {
   const std::string label = trace_label(trace_path);
+  if (plan.backend == Device::cuda) use_process_cuda_device();  // this worker thread: the process's GPU (an MPI rank's)
   std::unique_ptr<TraceReader> reader;
   TraceInfo info;
   TraceTokens tokens;
@@ -353,6 +357,64 @@ std::vector<ResultRow> compute_cell(const ExperimentPlan& plan, const RunPlan& r
   return rows;
 }
 
+// DIR/cells.json: what `vidkv merge` needs to assemble the folder without the plan or the traces -- the cell files
+// in plan order and the columns of the result files -- and each cell's run, trace and estimated cost.
+void write_cells_manifest(const fs::path& dir, const ExperimentPlan& plan, const std::string& fingerprint,
+                          const std::vector<CellTask>& tasks, const std::vector<double>& costs) {
+  nlohmann::ordered_json m;
+  m["format"] = "vidkv.cells v1";
+  m["experiment"] = plan.name;
+  m["plan_fingerprint"] = fingerprint;
+  std::vector<std::string> leading = kKeyColumns;
+  for (const auto& name : plan.metrics) leading.push_back(name);
+  m["leading_columns"] = leading;
+  m["summary_columns"] = summary_columns(plan);
+  m["cells"] = nlohmann::ordered_json::array();
+  for (std::size_t i = 0; i < tasks.size(); ++i)
+    m["cells"].push_back({{"file", fs::path(tasks[i].file).filename().string()},
+                          {"run", plan.runs[tasks[i].run_index].name},
+                          {"trace", plan.traces[tasks[i].trace_index]},
+                          {"cost", costs[i]}});
+  write_file_atomic((dir / "cells.json").string(), m.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n");
+}
+
+std::string host_name() {
+  char buf[256] = {0};
+  if (::gethostname(buf, sizeof buf - 1) != 0) return "unknown";
+  return buf;
+}
+
+// DIR/shards/shard-I-of-N.json: what one shard (an MPI rank, a job-array task) did, for the record.
+void write_shard_record(const fs::path& dir, const RunOptions& options, std::size_t owned, const ExperimentOutcome& outcome) {
+  nlohmann::ordered_json r;
+  r["shard"] = options.shard.str();
+  r["host"] = host_name();
+  r["pid"] = static_cast<long long>(::getpid());
+  r["command_line"] = options.command_line;
+  r["cells_owned"] = owned;
+  r["cells_computed"] = outcome.cells_computed;
+  r["cells_resumed"] = outcome.cells_resumed;
+  char name[64];
+  std::snprintf(name, sizeof name, "shard-%04d-of-%04d.json", options.shard.index, options.shard.count);
+  fs::create_directories(dir / "shards");
+  write_file_atomic((dir / "shards" / name).string(), r.dump(2) + "\n");
+}
+
+// Reads the cell files in the order given and writes the three result files (the only writer of them).
+void assemble_results(const std::string& dir, const std::vector<std::string>& files, const std::vector<std::string>& leading,
+                      const std::vector<std::string>& summary_cols, ExperimentOutcome& outcome) {
+  for (const auto& file : files) {
+    auto rows = read_cell_file(file);
+    for (auto& r : rows) {
+      const ResultValue* layer = r.get("layer");
+      const ResultValue* head = r.get("kv_head");
+      if (layer && head && std::get<double>(*layer) == -1 && std::get<double>(*head) == -1) outcome.summary.push_back(r);
+      outcome.rows.push_back(std::move(r));
+    }
+  }
+  write_result_files(dir, outcome.rows, result_columns(outcome.rows, leading), outcome.summary, summary_cols);
+}
+
 }  // namespace
 
 std::vector<std::string> summary_columns(const ExperimentPlan& plan) {
@@ -438,13 +500,28 @@ ExperimentOutcome run_experiment(const ExperimentPlan& plan, const RunOptions& o
       tasks.push_back({r, t, (cells_dir / name).string()});
     }
 
-  // Layers per trace (for the progress bar), read from the trace headers only.
+  // Layers per trace (for the progress bar) and the sizes the cells' costs scale with, from the trace headers only.
   std::vector<std::int64_t> layers(plan.traces.size(), 0);
+  std::vector<TraceSize> sizes(plan.traces.size());
   std::int64_t total_units = 0;
-  for (std::size_t t = 0; t < plan.traces.size(); ++t) layers[t] = TraceReader(plan.traces[t]).info().num_layers;
+  for (std::size_t t = 0; t < plan.traces.size(); ++t) {
+    const TraceInfo info = TraceReader(plan.traces[t]).info();
+    layers[t] = info.num_layers;
+    sizes[t] = TraceSize{info.num_layers, info.num_kv_heads, info.tokens, info.head_dim};
+  }
+  const std::vector<double> costs = cell_costs(plan, sizes);
+  write_cells_manifest(dir, plan, fingerprint, tasks, costs);
+  // This process's cells: all of them, or its shard's (cell_partition.h).
+  const std::vector<int> owner = partition_cells(costs, options.shard.count);
   std::vector<std::size_t> todo;
+  std::size_t owned = 0;
   for (std::size_t i = 0; i < tasks.size(); ++i) {
+    if (owner[i] != options.shard.index) continue;
+    ++owned;
     if (fs::exists(tasks[i].file)) {
+      if (!options.shard.whole() && !options.resume)
+        VIDKV_THROW(ConfigError, outcome.dir, ": shard ", options.shard.str(), " finds its cell ", tasks[i].file,
+                    " already stored (an earlier run of this shard); add --resume to continue it, or give a new --out");
       ++outcome.cells_resumed;
     } else {
       todo.push_back(i);
@@ -452,11 +529,15 @@ ExperimentOutcome run_experiment(const ExperimentPlan& plan, const RunOptions& o
     }
   }
   if (outcome.cells_resumed)
-    VIDKV_INFO("resuming ", outcome.dir, ": ", outcome.cells_resumed, " of ", tasks.size(), " cells already done");
+    VIDKV_INFO("resuming ", outcome.dir, ": ", outcome.cells_resumed, " of ", owned, " cells",
+               options.shard.whole() ? "" : " of shard " + options.shard.str(), " already done");
 
   std::unique_ptr<ProgressReporter> progress;
   if (options.progress && total_units > 0)
-    progress = std::make_unique<ProgressReporter>(plan.name + " (" + std::to_string(todo.size()) + " cells)", total_units);
+    progress = std::make_unique<ProgressReporter>(
+        plan.name + (options.shard.whole() ? "" : " shard " + options.shard.str()) + " (" + std::to_string(todo.size()) +
+            " cells)",
+        total_units);
   std::mutex count_mutex;
   // --jobs workers: over cells when there are at least as many cells as jobs, otherwise over the KV heads of each
   // layer's metrics, cell by cell (one pool; never both, so no task waits on a nested parallel_for).
@@ -487,24 +568,67 @@ ExperimentOutcome run_experiment(const ExperimentPlan& plan, const RunOptions& o
   } catch (const Error& e) {
     // Nothing computed is lost: finished cells stay in cells/, and --resume continues from them.
     throw Error(std::string(e.what()) + " [" + std::to_string(outcome.cells_computed + outcome.cells_resumed) + " of " +
-                std::to_string(tasks.size()) + " cells are kept in " + (dir / "cells").string() +
+                std::to_string(owned) + " cells" + (options.shard.whole() ? "" : " of shard " + options.shard.str()) +
+                " are kept in " + (dir / "cells").string() +
                 "; remove the cause named above (a bad input, a full disk), then run again with --resume]");
   }
   if (progress) progress->finish();
 
-  for (const auto& task : tasks) {
-    auto rows = read_cell_file(task.file);
-    for (auto& r : rows) {
-      const ResultValue* layer = r.get("layer");
-      const ResultValue* head = r.get("kv_head");
-      if (layer && head && std::get<double>(*layer) == -1 && std::get<double>(*head) == -1) outcome.summary.push_back(r);
-      outcome.rows.push_back(std::move(r));
-    }
-  }
+  if (!options.shard.whole()) write_shard_record(dir, options, owned, outcome);
+  if (!options.assemble) return outcome;
+  std::vector<std::string> files;
+  for (const auto& task : tasks) files.push_back(task.file);
   std::vector<std::string> leading = kKeyColumns;
   for (const auto& m : plan.metrics) leading.push_back(m);
-  write_result_files(dir.string(), outcome.rows, result_columns(outcome.rows, leading), outcome.summary,
-                     summary_columns(plan));
+  assemble_results(dir.string(), files, leading, summary_columns(plan), outcome);
+  return outcome;
+}
+
+ExperimentOutcome merge_results(const std::string& dir_text) {
+  const fs::path dir = dir_text;
+  const fs::path manifest = dir / "cells.json";
+  std::error_code ec;
+  if (!fs::is_directory(dir, ec)) VIDKV_THROW(ConfigError, dir_text, ": no such results folder");
+  if (!fs::exists(manifest, ec))
+    VIDKV_THROW(ConfigError, dir_text, ": not a results folder of vidkv run (it has no cells.json; folders written "
+                "before vidkv merge existed are assembled by vidkv run --resume)");
+  nlohmann::json m;
+  try {
+    std::ifstream in(manifest);
+    m = nlohmann::json::parse(in);
+  } catch (const nlohmann::json::exception& e) {
+    VIDKV_THROW(IoError, manifest.string(), ": not valid JSON: ", e.what());
+  }
+  ExperimentOutcome outcome;
+  outcome.dir = dir_text;
+  std::vector<std::string> files, leading, summary_cols, missing;
+  try {
+    if (m.at("format").get<std::string>() != "vidkv.cells v1")
+      VIDKV_THROW(IoError, manifest.string(), ": format '", m.at("format").get<std::string>(), "', expected vidkv.cells v1");
+    leading = m.at("leading_columns").get<std::vector<std::string>>();
+    summary_cols = m.at("summary_columns").get<std::vector<std::string>>();
+    for (const auto& c : m.at("cells")) {
+      const std::string name = c.at("file").get<std::string>();
+      if (name.empty() || name.find('/') != std::string::npos || name.front() == '.')
+        VIDKV_THROW(IoError, manifest.string(), ": cell file name '", name, "' is not a plain file name");
+      const fs::path file = dir / "cells" / name;
+      files.push_back(file.string());
+      if (!fs::exists(file, ec))
+        missing.push_back(name + " (run '" + c.at("run").get<std::string>() + "' on " + c.at("trace").get<std::string>() + ")");
+    }
+  } catch (const nlohmann::json::exception& e) {
+    VIDKV_THROW(IoError, manifest.string(), ": ", e.what());
+  }
+  if (!missing.empty()) {
+    std::string list;
+    for (std::size_t i = 0; i < missing.size() && i < 8; ++i) list += (i ? ", " : "") + missing[i];
+    if (missing.size() > 8) list += ", ...";
+    VIDKV_THROW(IoError, dir_text, ": ", missing.size(), " of ", files.size(), " cells are not stored yet: ", list,
+                ". A shard has not finished: run the shards that own them again with --resume (shards/ records "
+                "which shards ran), then vidkv merge again; nothing was written");
+  }
+  outcome.cells_resumed = static_cast<int>(files.size());
+  assemble_results(dir_text, files, leading, summary_cols, outcome);
   return outcome;
 }
 

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "vidkv/core/plugin_registry.h"
+#include "vidkv/experiments/src/cell_partition.h"
 #include "vidkv/experiments/src/experiment_plan.h"
 #include "vidkv/experiments/src/result_table.h"
 
@@ -20,6 +21,11 @@ struct RunOptions {
   std::vector<std::string> overrides;   // --set values, recorded in provenance
   std::string command_line;             // recorded in provenance
   bool progress = true;
+  // Several processes on one results folder (docs/distributed.md): this process computes only the cells that
+  // partition_cells gives `shard` (all of them for {0, 1}), and writes results.csv / results.jsonl / summary.md
+  // only when `assemble` (one process does, after every shard is done: MPI rank 0, or `vidkv merge`).
+  ShardSpec shard;
+  bool assemble = true;
 };
 
 struct ExperimentOutcome {
@@ -31,6 +37,12 @@ struct ExperimentOutcome {
 };
 
 ExperimentOutcome run_experiment(const ExperimentPlan& plan, const RunOptions& options, const PluginRegistry& registry);
+
+// `vidkv merge DIR`: assembles results.csv, results.jsonl and summary.md of a results folder whose cells were
+// computed by several processes (`vidkv run --shard i/N`), from DIR/cells.json (written by every run) and the
+// cell files, in plan order: the same bytes a single-process run writes. ConfigError when DIR is not a results
+// folder; IoError listing the missing cells when a shard has not finished (nothing is written then).
+ExperimentOutcome merge_results(const std::string& dir);
 
 // Columns of the printed summary table: run, trace (when several), then the plan's metrics.
 std::vector<std::string> summary_columns(const ExperimentPlan& plan);

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -35,6 +36,24 @@ bool create_new(const fs::path& d) {
   if (::mkdir(d.c_str(), 0777) == 0) return true;
   if (errno == EEXIST) return false;
   VIDKV_THROW(ConfigError, d.string(), ": cannot create the results folder: ", std::strerror(errno));
+}
+
+// An exclusive flock on `lock_path` holding this process's id; ConfigError "`who` (process P) `what`" when another
+// process holds it.
+int take_lock(const std::string& lock_path, const std::string& who, const std::string& what) {
+  const int fd = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0666);
+  if (fd < 0) VIDKV_THROW(ConfigError, lock_path, ": cannot create the lock file: ", std::strerror(errno));
+  if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    std::string holder;
+    std::ifstream(lock_path) >> holder;
+    ::close(fd);
+    VIDKV_THROW(ConfigError, who, holder.empty() ? "" : " (process " + holder + ")", " ", what);
+  }
+  const std::string pid = std::to_string(::getpid()) + "\n";
+  if (::ftruncate(fd, 0) == 0 && ::pwrite(fd, pid.data(), pid.size(), 0) < 0) {
+    // the process id is only for the message above
+  }
+  return fd;
 }
 
 }  // namespace
@@ -68,25 +87,42 @@ ResultsFolder::ResultsFolder(const ExperimentPlan& plan, const std::string& out,
       }
     }
   }
-  const std::string lock_path = (fs::path(dir_) / ".lock").string();
-  lock_fd_ = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0666);
-  if (lock_fd_ < 0) VIDKV_THROW(ConfigError, lock_path, ": cannot create the lock file: ", std::strerror(errno));
-  if (::flock(lock_fd_, LOCK_EX | LOCK_NB) != 0) {
-    std::string holder;
-    std::ifstream(lock_path) >> holder;
-    ::close(lock_fd_);
-    lock_fd_ = -1;
-    VIDKV_THROW(ConfigError, dir_, ": another vidkv run", holder.empty() ? "" : " (process " + holder + ")",
-                " is writing this folder; wait for it to finish, or give this run another --out");
-  }
-  const std::string pid = std::to_string(::getpid()) + "\n";
-  if (::ftruncate(lock_fd_, 0) == 0 && ::pwrite(lock_fd_, pid.data(), pid.size(), 0) < 0) {
-    // the process id is only for the message above
-  }
+  lock_fd_ = take_lock((fs::path(dir_) / ".lock").string(), dir_ + ": another vidkv run",
+                       "is writing this folder; wait for it to finish, or give this run another --out");
 }
 
 ResultsFolder::~ResultsFolder() {
   if (lock_fd_ >= 0) ::close(lock_fd_);  // releases the flock
+}
+
+ShardLock::ShardLock(const std::string& dir, const ShardSpec& shard, bool share_folder) {
+  const fs::path shards = fs::path(dir) / "shards";
+  std::error_code ec;
+  if (share_folder) {
+    fs::create_directories(dir, ec);
+    const std::string path = (fs::path(dir) / ".lock").string();
+    folder_fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0666);
+    if (folder_fd_ < 0) VIDKV_THROW(ConfigError, path, ": cannot create the lock file: ", std::strerror(errno));
+    if (::flock(folder_fd_, LOCK_SH | LOCK_NB) != 0) {
+      std::string holder;
+      std::ifstream(path) >> holder;
+      ::close(folder_fd_);
+      folder_fd_ = -1;
+      VIDKV_THROW(ConfigError, dir, ": a vidkv run of the whole experiment", holder.empty() ? "" : " (process " + holder + ")",
+                  " is writing this folder; wait for it to finish, or give the shards another --out");
+    }
+  }
+  fs::create_directories(shards, ec);
+  if (ec) VIDKV_THROW(ConfigError, shards.string(), ": cannot create the folder: ", ec.message());
+  char name[64];
+  std::snprintf(name, sizeof name, "shard-%04d-of-%04d.lock", shard.index, shard.count);
+  lock_fd_ = take_lock((shards / name).string(), dir + ": shard " + shard.str() + " is already running",
+                       "on this folder; wait for it to finish (each shard runs once at a time)");
+}
+
+ShardLock::~ShardLock() {
+  if (lock_fd_ >= 0) ::close(lock_fd_);
+  if (folder_fd_ >= 0) ::close(folder_fd_);
 }
 
 void check_output_inside_working_dir(const ExperimentPlan& plan) {

@@ -11,6 +11,7 @@
 
 #include <string>
 
+#include "vidkv/experiments/src/cell_partition.h"
 #include "vidkv/experiments/src/experiment_plan.h"
 
 namespace vidkv {
@@ -28,6 +29,25 @@ class ResultsFolder {
  private:
   std::string dir_;
   int lock_fd_ = -1;
+};
+
+// The lock of one shard of a results folder that several processes write (docs/distributed.md): an exclusive
+// flock(2) on DIR/shards/shard-IIII-of-NNNN.lock, which holds the process id (what a test or a person reads to find
+// the process of a shard), held until destroyed. A second process on the same shard is refused (ConfigError with
+// the first one's process id); shards of one folder run side by side. Creates DIR/shards/ when missing.
+// `share_folder`: also a shared flock on DIR/.lock (job-array shards), so that a whole `vidkv run` of the folder
+// (which holds DIR/.lock exclusively) and its shards never run at once. MPI ranks pass false: rank 0 holds
+// DIR/.lock for all of them.
+class ShardLock {
+ public:
+  ShardLock(const std::string& dir, const ShardSpec& shard, bool share_folder);
+  ~ShardLock();
+  ShardLock(const ShardLock&) = delete;
+  ShardLock& operator=(const ShardLock&) = delete;
+
+ private:
+  int lock_fd_ = -1;
+  int folder_fd_ = -1;
 };
 
 // ConfigError (at the YAML line of `output:`) when the plan's output folder lies outside the current working

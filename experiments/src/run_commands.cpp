@@ -9,9 +9,11 @@
 #include "vidkv/core/error.h"
 #include "vidkv/core/logging.h"
 #include "vidkv/core/plugin_registry.h"
+#include "vidkv/experiments/src/cell_partition.h"
 #include "vidkv/experiments/src/command_line.h"
 #include "vidkv/experiments/src/experiment_plan.h"
 #include "vidkv/experiments/src/experiment_runner.h"
+#include "vidkv/experiments/src/process_group.h"
 #include "vidkv/experiments/src/results_folder.h"
 #include "vidkv/experiments/src/trace_read_options.h"
 #include "vidkv/traces/trace_validation.h"
@@ -28,8 +30,114 @@ struct RunArgs {
   bool resume = false;
   std::string out;
   bool quiet = false;
+  std::string shard;
   TraceReadFlags trace_read;
 };
+
+// Prints the summary table of a finished experiment, with the reason of any non-finite value.
+void print_summary(const ExperimentPlan& plan, const ExperimentOutcome& out) {
+  std::cout << "\n" << rows_to_markdown(out.summary, summary_columns(plan)) << "\n";
+  // Never an inf or nan without its reason: the runner refuses non-finite reconstructions, so what remains is a
+  // relative error (or SNR) against an all-zero reference.
+  for (const auto& col : summary_columns(plan))
+    for (const auto& r : out.summary)
+      if (const ResultValue* v = r.get(col); v && std::holds_alternative<double>(*v) && !std::isfinite(std::get<double>(*v))) {
+        std::cout << "note: " << col << " is " << format_value(*v) << " for run '" << format_value(*r.get("run"))
+                  << "': the reference is all zeros there, so a relative error (or SNR) is not a number\n";
+        break;
+      }
+}
+
+// Plans the experiment and validates every trace (printing what it found when `verbose`).
+ExperimentPlan plan_and_validate(const RunArgs& a, const RunOptions& options, bool verbose) {
+  ExperimentPlan plan = plan_experiment(a.experiment, options.overrides, builtin_registry());
+  if (!plan.model.is_null())
+    VIDKV_THROW(ConfigError, a.experiment, ": this experiment names a model (live mode): run it with vidkv live");
+  if (options.out_dir.empty()) check_output_inside_working_dir(plan);
+  if (verbose) {
+    std::cout << "experiment " << plan.name << ": " << plan.runs.size() << " run(s) x " << plan.traces.size()
+              << " trace(s)\n";
+    if (plan.backend == Device::cuda) std::cout << "  backend cuda: " << cuda_device_description(0) << "\n";
+  }
+  // One validation: every check of `vidkv trace validate`, on every trace, before any cell starts. Its identity
+  // (size, modification time, hash of header and layer shapes) goes into the resume fingerprint.
+  for (const auto& t : plan.traces) {
+    const TraceValidationReport report = validate_trace(t);
+    const TraceInfo& info = report.info;
+    plan.trace_identities.push_back(report.identity);
+    if (!verbose) continue;
+    std::cout << "  trace " << t << ": " << info.num_layers << " layers x " << info.num_kv_heads << " KV heads x "
+              << info.tokens << " tokens x " << info.head_dim << " dims, source: " << info.source
+              << (info.source == "synthetic" ? " (SYNTHETIC data, not recorded from a model)" : ", model: " + info.model_id)
+              << "\n";
+    if (info.rope == "pre")
+      std::cout << "    keys stored before RoPE: attention metrics rotate keys and queries to /tokens/position"
+                << (info.rotary ? " (" + info.rotary->str() + ")" : " (no rotary parameters in /model: refused)") << "\n";
+  }
+  return plan;
+}
+
+// mpirun -np N vidkv run (docs/distributed.md): rank 0 picks the results folder as a single process would and holds
+// its lock; every rank computes the cells partition_cells gives it; once every rank is done (or any failed: then
+// every rank stops with the error), rank 0 assembles the result files from all cells, in plan order.
+int run_mpi(const RunArgs& a, RunOptions options, CpuImplementation implementation, ProcessGroup& group) {
+  if (!a.shard.empty())
+    VIDKV_THROW(ConfigError, "--shard ", a.shard, ": this vidkv runs under MPI (", group.size(),
+                " ranks), which splits the experiment itself; give --shard only without mpirun");
+  const bool root = group.rank() == 0;
+  if (!root) set_log_level(LogLevel::warning);
+  ExperimentPlan plan;
+  group.agree([&] { plan = plan_and_validate(a, options, root); });
+  if (plan.backend == Device::cuda) {
+    // One GPU per rank of a node, in local-rank order (several ranks share a GPU when a node has fewer GPUs).
+    const int devices = cuda_device_count();
+    if (devices > 0) set_process_cuda_device(group.local_rank() % devices);
+  }
+  std::unique_ptr<ResultsFolder> folder;
+  group.agree([&] {
+    if (root) folder = std::make_unique<ResultsFolder>(plan, options.out_dir, options.resume);
+  });
+  options.out_dir = group.broadcast(root ? folder->dir() : "");
+  if (root)
+    std::cout << "  mpi: " << group.size() << " ranks, results folder " << options.out_dir << "\n";
+  options.shard = ShardSpec{group.rank(), group.size()};
+  options.assemble = false;
+  options.progress = options.progress && root;
+  std::unique_ptr<ShardLock> lock;
+  ExperimentOutcome mine;
+  group.agree([&] {
+    lock = std::make_unique<ShardLock>(options.out_dir, options.shard, false);
+    mine = run_experiment(plan, options, builtin_registry(implementation));
+  });
+  const std::vector<std::string> counts =
+      group.all_gather(std::to_string(mine.cells_computed) + " " + std::to_string(mine.cells_resumed));
+  if (!root) return 0;
+  int computed = 0, resumed = 0;
+  for (const auto& c : counts) {
+    const auto space = c.find(' ');
+    computed += std::stoi(c.substr(0, space));
+    resumed += std::stoi(c.substr(space + 1));
+  }
+  const ExperimentOutcome out = merge_results(options.out_dir);
+  print_summary(plan, out);
+  std::cout << "results: " << out.dir << "/results.csv (" << out.rows.size() << " rows; " << computed
+            << " cells computed, " << resumed << " resumed, by " << group.size() << " MPI ranks)\n";
+  return 0;
+}
+
+// vidkv run EXP --shard i/N (a job-array task, docs/distributed.md): the folder is --out DIR or the plan's output
+// as it is (every shard must name the same one), shared by the shards; this one computes its cells and stops.
+int run_shard(const RunArgs& a, RunOptions options, CpuImplementation implementation) {
+  options.shard = parse_shard_spec(a.shard);
+  options.assemble = false;
+  const ExperimentPlan plan = plan_and_validate(a, options, true);
+  if (options.out_dir.empty()) options.out_dir = plan.output_dir;
+  const ShardLock lock(options.out_dir, options.shard, true);
+  const ExperimentOutcome out = run_experiment(plan, options, builtin_registry(implementation));
+  std::cout << "shard " << options.shard.str() << ": " << out.cells_computed << " cells computed, " << out.cells_resumed
+            << " resumed, in " << out.dir << "/cells; when every shard is done: vidkv merge " << out.dir << "\n";
+  return 0;
+}
 
 int run_command(const RunArgs& a, const Args& raw) {
   RunOptions options;
@@ -42,41 +150,17 @@ int run_command(const RunArgs& a, const Args& raw) {
   const CpuImplementation implementation = parse_cpu_implementation(a.implementation);
   if (a.quiet) set_log_level(LogLevel::warning);
   apply_trace_read_options(a.trace_read);
-
-  ExperimentPlan plan = plan_experiment(a.experiment, options.overrides, builtin_registry());
-  if (!plan.model.is_null())
-    VIDKV_THROW(ConfigError, a.experiment, ": this experiment names a model (live mode): run it with vidkv live");
-  if (options.out_dir.empty()) check_output_inside_working_dir(plan);
-  std::cout << "experiment " << plan.name << ": " << plan.runs.size() << " run(s) x " << plan.traces.size()
-            << " trace(s)\n";
-  if (plan.backend == Device::cuda) std::cout << "  backend cuda: " << cuda_device_description(0) << "\n";
-  // One validation: every check of `vidkv trace validate`, on every trace, before any cell starts. Its identity
-  // (size, modification time, hash of header and layer shapes) goes into the resume fingerprint.
-  for (const auto& t : plan.traces) {
-    const TraceValidationReport report = validate_trace(t);
-    const TraceInfo& info = report.info;
-    plan.trace_identities.push_back(report.identity);
-    std::cout << "  trace " << t << ": " << info.num_layers << " layers x " << info.num_kv_heads << " KV heads x "
-              << info.tokens << " tokens x " << info.head_dim << " dims, source: " << info.source
-              << (info.source == "synthetic" ? " (SYNTHETIC data, not recorded from a model)" : ", model: " + info.model_id)
-              << "\n";
-    if (info.rope == "pre")
-      std::cout << "    keys stored before RoPE: attention metrics rotate keys and queries to /tokens/position"
-                << (info.rotary ? " (" + info.rotary->str() + ")" : " (no rotary parameters in /model: refused)") << "\n";
+  if (launched_by_mpi()) {
+    ProcessGroup& group = ProcessGroup::world();
+    if (group.size() > 1) return run_mpi(a, options, implementation, group);
   }
+  if (!a.shard.empty()) return run_shard(a, options, implementation);
+
+  ExperimentPlan plan = plan_and_validate(a, options, true);
   const ResultsFolder folder(plan, options.out_dir, options.resume);
   options.out_dir = folder.dir();
   const ExperimentOutcome out = run_experiment(plan, options, builtin_registry(implementation));
-  std::cout << "\n" << rows_to_markdown(out.summary, summary_columns(plan)) << "\n";
-  // Never an inf or nan without its reason: the runner refuses non-finite reconstructions, so what remains is a
-  // relative error (or SNR) against an all-zero reference.
-  for (const auto& col : summary_columns(plan))
-    for (const auto& r : out.summary)
-      if (const ResultValue* v = r.get(col); v && std::holds_alternative<double>(*v) && !std::isfinite(std::get<double>(*v))) {
-        std::cout << "note: " << col << " is " << format_value(*v) << " for run '" << format_value(*r.get("run"))
-                  << "': the reference is all zeros there, so a relative error (or SNR) is not a number\n";
-        break;
-      }
+  print_summary(plan, out);
   std::cout << "results: " << out.dir << "/results.csv (" << out.rows.size() << " rows; " << out.cells_computed
             << " cells computed, " << out.cells_resumed << " resumed)\n";
   return 0;
@@ -106,8 +190,24 @@ Action define_run(CLI::App& app) {
                  "holds files needs --resume")
       ->type_name("DIR");
   app.add_flag("--quiet", a->quiet, "no progress output");
+  app.add_option("--shard", a->shard,
+                 "compute only shard i of N (counted from 0) of the cells, for job arrays without MPI: every shard\n"
+                 "writes its cells into the same folder (--out DIR, or `output:` as it is), then vidkv merge DIR\n"
+                 "writes the results (docs/distributed.md)")
+      ->type_name("i/N");
   add_trace_read_options(app, a->trace_read);
   return [a](const Args& raw) { return run_command(*a, raw); };
+}
+
+Action define_merge(CLI::App& app) {
+  auto dir = std::make_shared<std::string>();
+  app.add_option("DIR", *dir, "a results folder whose cells the shards of vidkv run --shard i/N computed")->required();
+  return [dir](const Args&) {
+    const ExperimentOutcome out = merge_results(*dir);
+    std::cout << "results: " << out.dir << "/results.csv (" << out.rows.size() << " rows from " << out.cells_resumed
+              << " cells)\n";
+    return 0;
+  };
 }
 
 }  // namespace
@@ -121,8 +221,17 @@ void add_run_commands(std::vector<Command>& out) {
                  "`backend: cuda` in the file (or --set backend=cuda) replays on the GPU: codec, lifecycle and the\n"
                  "metrics on the device (experiments/README.md, \"Trace replay on the GPU\").\n"
                  "Schema: experiments/README.md.\n"
+                 "Several processes (docs/distributed.md): `mpirun -np N vidkv run EXP` splits the cells over N MPI\n"
+                 "ranks (in a build with MPI; as root, mpirun needs --allow-run-as-root) and rank 0 writes the same\n"
+                 "result files; without MPI, --shard i/N per process and then vidkv merge DIR.\n"
                  "Example: vidkv run experiments/quickstart.yaml --set codec.value.gamma=0.5 --jobs 2",
                  define_run});
+  out.push_back({{"merge"}, "write the result files of a folder whose cells shards computed (vidkv run --shard i/N)",
+                 "Reads DIR/cells.json and every cell file, in plan order, and writes results.csv, results.jsonl and\n"
+                 "summary.md: the same bytes one vidkv run of the whole experiment writes. Refused, naming the missing\n"
+                 "cells, while a shard has not finished (nothing is written then). docs/distributed.md.\n"
+                 "Example: vidkv merge results/table2-main",
+                 define_merge});
 }
 
 }  // namespace vidkv::cli
