@@ -15,46 +15,17 @@
 #include <vector>
 
 #include "catch.h"
+#include "results_compare.h"
 
 namespace fs = std::filesystem;
+
+using vidkv::test::csv_without_seconds;
 
 namespace {
 
 const std::string kVidkv = std::string(VIDKV_BINARY_DIR) + "/bin/vidkv";
 
 int run_quiet(const std::string& cmd) { return std::system((cmd + " >/dev/null 2>&1").c_str()); }
-
-// results.csv without the `seconds` column (wall time differs between runs by nature).
-std::string csv_without_seconds(const fs::path& file) {
-  std::ifstream in(file);
-  std::string line, out;
-  int seconds_col = -1;
-  bool header = true;
-  while (std::getline(in, line)) {
-    std::vector<std::string> cells;
-    std::string cur;
-    bool quoted = false;
-    for (char c : line) {
-      if (c == '"') quoted = !quoted;
-      if (c == ',' && !quoted) {
-        cells.push_back(cur);
-        cur.clear();
-      } else {
-        cur += c;
-      }
-    }
-    cells.push_back(cur);
-    if (header) {
-      for (std::size_t i = 0; i < cells.size(); ++i)
-        if (cells[i] == "seconds") seconds_col = static_cast<int>(i);
-      header = false;
-    }
-    for (std::size_t i = 0; i < cells.size(); ++i)
-      if (static_cast<int>(i) != seconds_col) out += cells[i] + ",";
-    out += "\n";
-  }
-  return out;
-}
 
 std::size_t count_cells(const fs::path& dir) {
   std::size_t n = 0;
