@@ -11,6 +11,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <sstream>
 
 #include <unistd.h>
@@ -602,6 +603,8 @@ ExperimentOutcome merge_results(const std::string& dir_text) {
   ExperimentOutcome outcome;
   outcome.dir = dir_text;
   std::vector<std::string> files, leading, summary_cols, missing;
+  std::vector<double> costs;
+  std::vector<std::size_t> missing_cells;
   try {
     if (m.at("format").get<std::string>() != "vidkv.cells v1")
       VIDKV_THROW(IoError, manifest.string(), ": format '", m.at("format").get<std::string>(), "', expected vidkv.cells v1");
@@ -613,13 +616,27 @@ ExperimentOutcome merge_results(const std::string& dir_text) {
         VIDKV_THROW(IoError, manifest.string(), ": cell file name '", name, "' is not a plain file name");
       const fs::path file = dir / "cells" / name;
       files.push_back(file.string());
-      if (!fs::exists(file, ec))
-        missing.push_back(name + " (run '" + c.at("run").get<std::string>() + "' on " + c.at("trace").get<std::string>() + ")");
+      costs.push_back(c.at("cost").get<double>());
+      if (!fs::exists(file, ec)) {
+        missing_cells.push_back(files.size() - 1);
+        missing.push_back(name + " (run '" + c.at("run").get<std::string>() + "' on " + c.at("trace").get<std::string>());
+      }
     }
   } catch (const nlohmann::json::exception& e) {
     VIDKV_THROW(IoError, manifest.string(), ": ", e.what());
   }
   if (!missing.empty()) {
+    // The shard that owns each missing cell, when the shard records of the folder agree on one N.
+    std::set<int> counts;
+    for (const auto& e : fs::directory_iterator(dir / "shards", ec)) {
+      int i = 0, n = 0;
+      if (std::sscanf(e.path().filename().c_str(), "shard-%d-of-%d.", &i, &n) == 2 && n > 0) counts.insert(n);
+    }
+    const std::vector<int> owner = counts.size() == 1 ? partition_cells(costs, *counts.begin()) : std::vector<int>{};
+    for (std::size_t k = 0; k < missing.size(); ++k)
+      missing[k] += owner.empty() ? ")"
+                                  : ", shard " + std::to_string(owner[missing_cells[k]]) + "/" +
+                                        std::to_string(*counts.begin()) + ")";
     std::string list;
     for (std::size_t i = 0; i < missing.size() && i < 8; ++i) list += (i ? ", " : "") + missing[i];
     if (missing.size() > 8) list += ", ...";

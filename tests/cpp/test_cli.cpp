@@ -66,6 +66,8 @@ const char* const kAccepted[] = {
     "run exp.yaml --set codec.value.gamma=0.5 --set seed=3 --jobs 2 --resume --out DIR --quiet --implementation reference",
     "run exp.yaml --set=codec.key.bits=3 --jobs=4",
     "run exp.yaml --allow-external-data --allow-filter-plugins",
+    "run exp.yaml --shard 0/4 --out DIR --resume",
+    "merge DIR",
     "live exp.yaml --set model.max_new_tokens=16 --out DIR",
     "record --model M --gguf smollm2 --video v.mp4 --frames 4 --prompt hi --question q --system s --document d.txt "
     "--intro i --text-source t --notes n --max-tokens 100 --max-new-tokens 4 --query-generated 2 --device cpu "
