@@ -52,6 +52,17 @@ ProcessGroup::ProcessGroup() {
   MPI_Comm_size(node, &local_size_);
   MPI_Comm_free(&node);
   mpi_ = true;
+#else
+  // Started by mpirun as one of several processes, but without MPI here: each would run the whole experiment into
+  // its own folder. Refused instead.
+  for (const char* name : {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE"}) {
+    const char* size = std::getenv(name);
+    if (size && std::atoi(size) > 1)
+      VIDKV_THROW(ConfigError, "started by an MPI launcher as one of ", size, " processes (", name, "), but this vidkv is "
+                  "built without MPI (VIDKV_ENABLE_MPI=OFF), so each process would run the whole experiment: rebuild "
+                  "with Boost.MPI installed (libboost-mpi-dev; -DVIDKV_ENABLE_MPI=ON), or split the experiment with "
+                  "vidkv run --shard i/N and vidkv merge (docs/distributed.md)");
+  }
 #endif
 }
 

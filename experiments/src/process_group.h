@@ -23,7 +23,9 @@ bool launched_by_mpi();
 class ProcessGroup {
  public:
   // This process alone, or (built with MPI and launched_by_mpi()) every rank of the MPI job; MPI is initialized on
-  // the first call and finalized when the process exits.
+  // the first call and finalized when the process exits. Built without MPI but started by a launcher as one of
+  // several processes (OMPI_COMM_WORLD_SIZE or PMI_SIZE above 1): ConfigError saying so, since every process would
+  // run the whole experiment.
   static ProcessGroup& world();
 
   int rank() const { return rank_; }

@@ -250,6 +250,21 @@ TEST_CASE("a shard killed mid-run resumes with no row lost or duplicated", "[dis
   CHECK(unique);
 }
 
+TEST_CASE("a vidkv built without MPI refuses to be one of several mpirun processes", "[distributed][mpi]") {
+#ifdef VIDKV_WITH_MPI
+  VIDKV_SKIP("built with MPI: mpirun splits the experiment (the tests below)");
+#else
+  const TempDir tmp("vidkv-no-mpi");
+  const fs::path exp = write_experiment(tmp.path);
+  // What Open MPI's mpirun sets for each of 4 ranks: every process would otherwise run all cells into its own folder.
+  CHECK(run_quiet("OMPI_COMM_WORLD_SIZE=4 " + kVidkv + " run " + exp.string() + " --quiet --out " +
+                  (tmp.path / "out").string()) == 1);
+  CHECK_FALSE(fs::exists(tmp.path / "out" / "results.csv"));
+  CHECK(run_quiet("OMPI_COMM_WORLD_SIZE=1 " + kVidkv + " run " + exp.string() + " --quiet --out " +
+                  (tmp.path / "one").string()) == 0);
+#endif
+}
+
 TEST_CASE("mpirun -np 4 vidkv run on the paper experiments writes what one process writes", "[distributed][mpi]") {
 #ifndef VIDKV_WITH_MPI
   VIDKV_SKIP("built without MPI (VIDKV_ENABLE_MPI=OFF)");
