@@ -118,7 +118,14 @@ int run_mpi(const RunArgs& a, RunOptions options, CpuImplementation implementati
     computed += std::stoi(c.substr(0, space));
     resumed += std::stoi(c.substr(space + 1));
   }
-  const ExperimentOutcome out = merge_results(options.out_dir);
+  ExperimentOutcome out;
+  try {
+    out = merge_results(options.out_dir);
+  } catch (const IoError& e) {
+    // Every rank reported its cells stored: a missing one is a folder that rank 0 does not share with the others.
+    throw IoError(std::string(e.what()) + " [every rank finished its cells: is " + options.out_dir +
+                  " on a file system that every rank shares? (docs/distributed.md)]");
+  }
   print_summary(plan, out);
   std::cout << "results: " << out.dir << "/results.csv (" << out.rows.size() << " rows; " << computed
             << " cells computed, " << resumed << " resumed, by " << group.size() << " MPI ranks)\n";
