@@ -42,5 +42,6 @@ void check_launch(const char* what) { no_cuda(what); }
 void* allocate_pinned(std::size_t) { no_cuda("pinned allocation"); }
 void free_pinned(void*) {}
 bool is_device_pointer(const void*) { return false; }
+std::size_t release_device_pool() { return 0; }
 
 }  // namespace vidkv

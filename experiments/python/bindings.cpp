@@ -17,6 +17,7 @@
 
 #include "vidkv/core/cache_lifecycle.h"
 #include "vidkv/core/cuda/cuda_device.h"
+#include "vidkv/core/cuda/device_memory.h"
 #include "vidkv/core/error.h"
 #include "vidkv/core/plugin_registry.h"
 #include "vidkv/experiments/src/experiment_plan.h"
@@ -549,6 +550,9 @@ PYBIND11_MODULE(_vidkv, m) {
            "query_positions=[Q], seed=int, layer=int")
       .def_property_readonly("config", &PyCodec::config);
 
+  m.def("cuda_release_pool", [] { return without_gil([] { return release_device_pool(); }); },
+        "Returns the memory freed VidKV device buffers left in CUDA's stream-ordered pool to the current device (after "
+        "a device synchronize), so torch.cuda.mem_get_info shows what is held; returns the bytes still reserved.");
   py::class_<PyLayerCache>(m, "LayerCache",
                            "One layer's KV cache under a codec and lifecycle (the live hook's building block).")
       .def(py::init<const py::dict&, const py::dict&, std::int64_t, std::int64_t, int, std::uint64_t, const std::string&,

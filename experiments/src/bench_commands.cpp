@@ -35,7 +35,7 @@ struct BenchArgs {
   int threads = 1, layers = 0, repeats = 3;
   bool no_torch = false, live = false, profile = false;
   int steps = 32, hidden = 3584;  // --live (read by experiments/python/vidkv/bench_live.py)
-  std::string device = "cuda";
+  std::string device = "cuda", sdpa = "flash,efficient,math";
   // Whether an option was given (its default differs between the backends, or it applies to one only).
   CLI::Option *shape_opt = nullptr, *tokens_opt = nullptr, *layers_opt = nullptr, *repeats_opt = nullptr,
               *threads_opt = nullptr, *implementation_opt = nullptr, *clock_opt = nullptr;
@@ -160,6 +160,7 @@ Action define_bench(CLI::App& app) {
   app.add_option("--steps", a->steps, "--live only: decode steps timed per run")->check(CLI::Range(2, 100000));
   app.add_option("--hidden", a->hidden, "--live only: hidden size (multiple of 128)");
   app.add_option("--device", a->device, "--live only: cuda or cpu");
+  app.add_option("--sdpa", a->sdpa, "--live only: torch SDPA backends enabled (default flash,efficient,math)");
   app.add_flag("--profile", a->profile, "--live only: torch.profiler's top ops of one decode step per run");
   app.add_flag("--no-torch", a->no_torch,
                "C++ figures only (default: also time a PyTorch implementation in this process, through the embedded\n"

@@ -44,6 +44,11 @@ def _parse(argv):
     p.add_argument("--device", default="cuda", help="cuda (default) or cpu for a smoke run")
     p.add_argument("--dtype", default="fp16", choices=["fp16", "bf16"], help="model dtype")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--sdpa", default="flash,efficient,math",
+                   help="scaled_dot_product_attention backends enabled for every cache (cudnn, flash, efficient, "
+                        "math). cuDNN is off by default: in torch 2.11 it spends ~1.7 ms of host time per layer "
+                        "and decode step on DynamicCache's growing tensors (measured with --profile), which would "
+                        "slow the fp16 baseline, not the cache")
     p.add_argument("--profile", action="store_true", help="print torch.profiler's top ops of one decode step per run")
     a = p.parse_args(argv)
     a.tokens = [int(x) for x in str(a.tokens).split(",") if x]
@@ -77,8 +82,11 @@ def _sync(torch, device):
 
 
 def _device_used(torch) -> int:
+    import _vidkv
+
     torch.cuda.synchronize()
     torch.cuda.empty_cache()
+    _vidkv.cuda_release_pool()  # VidKV's freed scratch back to the device: only live allocations count
     free, total = torch.cuda.mem_get_info()
     return total - free
 
@@ -145,11 +153,20 @@ def main(argv=None) -> int:
                          "small --layers/--hidden/--tokens for a smoke run)")
     from vidkv.hf import VidKVCache
 
+    if a.device.startswith("cuda"):
+        chosen = {x.strip() for x in a.sdpa.split(",") if x.strip()}
+        unknown = chosen - {"cudnn", "flash", "efficient", "math"}
+        if unknown or not chosen:
+            raise SystemExit(f"vidkv bench --live: --sdpa {a.sdpa!r}: choose from cudnn, flash, efficient, math")
+        torch.backends.cuda.enable_cudnn_sdp("cudnn" in chosen)
+        torch.backends.cuda.enable_flash_sdp("flash" in chosen)
+        torch.backends.cuda.enable_mem_efficient_sdp("efficient" in chosen)
+        torch.backends.cuda.enable_math_sdp("math" in chosen)
     model, cfg = _model(torch, a)
     dev = "GPU: " + torch.cuda.get_device_name() if a.device.startswith("cuda") else "CPU"
     print(f"# vidkv bench --live: random-weight Qwen2 geometry, {cfg.num_hidden_layers} layers x "
           f"{cfg.num_key_value_heads} KV heads x 128 (GQA {cfg.num_attention_heads // cfg.num_key_value_heads}), "
-          f"{a.dtype}, {dev}; {a.steps} decode steps per run, median ms\n")
+          f"{a.dtype}, {dev}; {a.steps} decode steps per run, median ms; sdpa backends {a.sdpa}\n")
     print("| tokens | cache | ms/token | vs fp16 | cache MiB | bound MiB | device MiB | torch peak MiB | eff. bits | same tokens |")
     print("| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     mib = 1 / 2**20
