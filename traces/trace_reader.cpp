@@ -536,6 +536,14 @@ LayerData TraceReader::read_layer(int layer, LayerParts parts) const {
   return out;
 }
 
+bool TraceReader::has_layer_queries(int layer) const {
+  const Impl& im = *impl_;
+  if (layer < 0 || layer >= im.info.num_layers)
+    VIDKV_THROW(ConfigError, im.path, ": layer ", layer, " does not exist (the trace has ", im.info.num_layers, " layers, 0..",
+                im.info.num_layers - 1, ")");
+  return im.exists(h5::layer_group_name(layer) + "/query");
+}
+
 void TraceReader::read_layer(int layer, LayerData& out, LayerParts parts) const {
   const Impl& im = *impl_;
   const TraceInfo& in = im.info;

@@ -99,6 +99,8 @@ class TraceReader {
   // The same into `out`, reusing its buffers: a loop over layers with one LayerData allocates the layer once,
   // so resident memory stays at one layer regardless of how the allocator treats large blocks.
   void read_layer(int layer, LayerData& out, LayerParts parts = {}) const;
+  // Whether /layers/NNN/query exists (its extents were checked when the file was opened; no value is read).
+  bool has_layer_queries(int layer) const;
 
  private:
   struct Impl;

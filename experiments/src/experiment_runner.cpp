@@ -366,6 +366,14 @@ std::vector<std::string> summary_columns(const ExperimentPlan& plan) {
   return cols;
 }
 
+bool plan_reads_recorded_queries(const ExperimentPlan& plan, const PluginRegistry& registry) {
+  if (MetricSelection::for_metrics(plan.metrics).attention()) return true;
+  for (const RunPlan& run : plan.runs)
+    for (const char* side : {"key", "value"})
+      if (registry.make_quantizer(run.codec.at(side))->reads_recorded_queries()) return true;
+  return false;
+}
+
 ExperimentOutcome run_experiment(const ExperimentPlan& plan, const RunOptions& options, const PluginRegistry& registry) {
   keep_freed_layer_buffers();
   ExperimentOutcome outcome;

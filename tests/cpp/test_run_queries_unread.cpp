@@ -2,9 +2,14 @@
 // metric, or a codec whose token protector scores from them (semantic_attention). The trace below is the small
 // hand-made trace with an Inf written into /layers/001/query: every read of that dataset refuses it (the reader
 // checks the finiteness of everything it reads), so a run that finishes never read it.
+#include <sys/wait.h>
+
+#include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <functional>
 #include <limits>
+#include <sstream>
 #include <string>
 
 #include "catch.h"
@@ -15,6 +20,7 @@
 #include "vidkv/experiments/src/experiment_runner.h"
 #include "vidkv/experiments/src/yaml_config.h"
 #include "vidkv/traces/trace_reader.h"
+#include "vidkv/traces/trace_validation.h"
 
 using namespace vidkv;
 using vidkv::test::EditTrace;
@@ -59,6 +65,18 @@ const std::string kSemanticAttention =
     "    protected: {quantizer: uniform, bits: 4, group: 4, axis: token}\n"
     "    rest: {quantizer: uniform, bits: 2, group: 4, axis: token}\n"
     "lifecycle: {type: paper, group: 2, residual: 2}\n";
+
+// `vidkv run FILE --out DIR --quiet` with `yaml` written to FILE: the exit code and stderr.
+std::pair<int, std::string> vidkv_run(const TempDir& dir, const std::string& name, const std::string& yaml) {
+  const std::string file = dir.file(name + ".yaml"), err = dir.file(name + ".err");
+  std::ofstream(file) << yaml;
+  const std::string command = "'" + std::string(VIDKV_BINARY_DIR) + "/bin/vidkv' run '" + file + "' --out '" +
+                              dir.file(name + "-out") + "' --quiet >/dev/null 2>'" + err + "'";
+  const int status = std::system(command.c_str());
+  std::stringstream text;
+  text << std::ifstream(err).rdbuf();
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, text.str()};
+}
 
 }  // namespace
 
@@ -109,4 +127,29 @@ TEST_CASE("a codec says whether it reads the recorded queries, through its compo
                                              "m.yaml");
     CHECK(registry.make_quantizer(mixed)->reads_recorded_queries() == (std::string(protector) == "semantic_attention"));
   }
+}
+
+TEST_CASE("vidkv run validates the queries only when a run uses them; the trace identity does not depend on it",
+          "[experiments][queries]") {
+  TempDir dir;
+  const std::string path = trace_with_bad_queries(dir);
+  // The whole-trace validation before any cell reads /query only for a plan that uses the queries.
+  const auto [ok_code, ok_err] = vidkv_run(dir, "reconstruction", "name: r\ntraces: " + path + "\n" + kUniform +
+                                                                       "metrics: [key_rel_error, value_rel_error]\n");
+  CHECK(ok_code == 0);
+  INFO(ok_err);
+  const auto [bad_code, bad_err] = vidkv_run(dir, "attention", "name: a\ntraces: " + path + "\n" + kUniform + "metrics: [attn_kl]\n");
+  CHECK(bad_code != 0);
+  CHECK(bad_err.find("/layers/001/query: non-finite value inf") != std::string::npos);
+  // validate_trace with and without the query part: the same shapes hash and identity (the resume fingerprint).
+  const std::string good = dir.file("good.h5");
+  SmallTrace::write(good, DType::f16);
+  const TraceValidationReport with = validate_trace(good), without = validate_trace(good, LayerParts{false});
+  CHECK(with.layer_queries);
+  CHECK(without.layer_queries);
+  CHECK(with.shapes_hash == without.shapes_hash);
+  CHECK(with.identity == without.identity);
+  CHECK(without.values_checked < with.values_checked);
+  CHECK_THROWS_AS(validate_trace(path), IoError);
+  CHECK(validate_trace(path, LayerParts{false}).layers_checked == SmallTrace::kLayers);
 }
