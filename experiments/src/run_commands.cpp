@@ -117,7 +117,8 @@ Action define_run(CLI::App& app) {
 void add_run_commands(std::vector<Command>& out) {
   out.push_back({{"run"}, "replay traces through every run of a YAML experiment and print a results table",
                  "The whole plan is validated, then every trace is checked as by vidkv trace validate, before any cell\n"
-                 "starts. Results go to a new folder (results/NAME, results/NAME-2, ...; `output:` must lie below the\n"
+                 "starts (the recorded query states only when an attention metric or the codec uses them; otherwise\n"
+                 "they are never read). Results go to a new folder (results/NAME, results/NAME-2, ...; `output:` must lie below the\n"
                  "working directory): config.yaml, provenance.json, results.csv, results.jsonl, summary.md. One run\n"
                  "at a time writes a folder (a lock); a run killed at any point continues with --resume.\n"
                  "`backend: cuda` in the file (or --set backend=cuda) replays on the GPU: codec, lifecycle and the\n"
