@@ -171,7 +171,8 @@ TEST_CASE("backend cuda is refused at validation without CUDA, a GPU, or a CUDA 
   std::string m = message_of([&] {
     plan_experiment(s.write("l.yaml", "name: t\nmodel: {id: x}\nbackend: cuda\ncodec: {preset: kivi-2}\n"), {}, builtin_registry());
   });
-  CHECK(m.find("backend cuda: live mode") != std::string::npos);
+  CHECK(m.find("backend cuda: in live mode") != std::string::npos);
+  CHECK(m.find("model: device: cuda") != std::string::npos);
   // A plugin without a CUDA implementation (the test fixture half_step): refused naming the side and the plugin, at
   // the codec's YAML line (a build without CUDA says so first).
   const PluginRegistry fixtures = test::fixture_registry();
