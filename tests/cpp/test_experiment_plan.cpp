@@ -167,7 +167,7 @@ TEST_CASE("resolve_codec builds one side of a preset for the Python API", "[expe
 
 TEST_CASE("backend cuda is refused at validation without CUDA, a GPU, or a CUDA implementation of every plugin", "[experiments][plan]") {
   Scratch s;
-  // Live mode keeps its cache on the host.
+  // Live mode has no backend: its cache follows the model's device.
   std::string m = message_of([&] {
     plan_experiment(s.write("l.yaml", "name: t\nmodel: {id: x}\nbackend: cuda\ncodec: {preset: kivi-2}\n"), {}, builtin_registry());
   });
