@@ -469,6 +469,28 @@ std::vector<std::uint8_t> LayerCache::block_bytes(const std::vector<Block>& bloc
   return out;
 }
 
+LayerCache::SideRef LayerCache::side_ref(const Quantizer& q, const std::vector<Block>& blocks, std::int64_t quantized,
+                                         const std::vector<float>& full, const FullTokens& dev) const {
+  SideRef s;
+  s.quantizer = &q;
+  s.quantized = quantized;
+  for (const Block& b : blocks)
+    s.blocks.push_back({b.begin, b.end, ex_.on_cuda() ? b.device_bytes.as<const std::uint8_t>() : b.bytes.data(), &b.layout});
+  if (ex_.on_cuda()) {
+    s.full = dev.device.as<const float>();
+    s.capacity = dev.capacity;
+  } else {
+    s.full = full.data();
+    s.capacity = capacity_of(full, heads_, channels_);
+  }
+  return s;
+}
+
+LayerCache::SideRef LayerCache::key_side() const { return side_ref(codec_.key(), key_blocks_, key_quantized_, key_full_, key_dev_); }
+LayerCache::SideRef LayerCache::value_side() const {
+  return side_ref(codec_.value(), value_blocks_, value_quantized_, value_full_, value_dev_);
+}
+
 std::vector<std::uint8_t> LayerCache::key_block_bytes(std::size_t i) const { return block_bytes(key_blocks_, i, "key"); }
 std::vector<std::uint8_t> LayerCache::value_block_bytes(std::size_t i) const { return block_bytes(value_blocks_, i, "value"); }
 

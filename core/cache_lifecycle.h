@@ -112,6 +112,30 @@ class LayerCache {
   // Times the whole cache was re-quantized (release lifecycle).
   int requantizations() const { return requantizations_; }
 
+  // Read-only access for fused decode attention (attention/decode_attention.h), which reads the packed bytes in
+  // place. One side (K or V): its packed blocks in token order, covering [0, quantized) back to back (bytes in host
+  // memory on a cpu cache, device memory on a cuda one; the pointers stay valid until the next append), and the
+  // exact fp32 inputs `full`, [heads, capacity, channels] on the same device, whose tokens [quantized, tokens())
+  // are the full-precision residual (read rounded to residual_storage(), as materialize() does).
+  struct BlockRef {
+    std::int64_t begin = 0, end = 0;     // token range
+    const std::uint8_t* bytes = nullptr; // layout->bytes() packed bytes
+    const PackedLayout* layout = nullptr;
+  };
+  struct SideRef {
+    const Quantizer* quantizer = nullptr;  // the codec's key or value quantizer
+    std::vector<BlockRef> blocks;
+    std::int64_t quantized = 0;
+    const float* full = nullptr;
+    std::int64_t capacity = 0;
+  };
+  SideRef key_side() const;
+  SideRef value_side() const;
+  DType residual_storage() const { return residual_storage_; }
+  std::int64_t heads() const { return heads_; }
+  std::int64_t channels() const { return channels_; }
+  const TokenContext& context() const { return ctx_; }
+
  private:
   struct Block {
     std::int64_t begin = 0, end = 0;  // token range
@@ -143,6 +167,8 @@ class LayerCache {
   void materialize_side(const Quantizer& q, const std::vector<Block>& blocks, const FullTokens& full,
                         std::int64_t quantized, const TensorView& out) const;
   std::vector<std::uint8_t> block_bytes(const std::vector<Block>& blocks, std::size_t i, const char* side) const;
+  SideRef side_ref(const Quantizer& q, const std::vector<Block>& blocks, std::int64_t quantized,
+                   const std::vector<float>& full, const FullTokens& dev) const;
 
   const KvCodec& codec_;
   LifecycleParams params_;

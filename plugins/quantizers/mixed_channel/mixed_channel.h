@@ -68,6 +68,9 @@ class MixedChannelQuantizer : public Quantizer {
   KernelTier tier(Device device, const BlockShape& shape) const override;
 
   const ChannelSelector& selector() const { return *selector_; }
+  // The children (fused decode attention reads their formats: attention/decode_attention_format.h).
+  const Quantizer& high() const { return *high_; }
+  const Quantizer& low() const { return *low_; }
 
  protected:
   VIDKV_QUANTIZER_CUDA_OVERRIDES
