@@ -1,0 +1,142 @@
+#include "vidkv/attention/decode_attention_emulation.h"
+
+#include <algorithm>
+#include <climits>
+#include <cmath>
+#include <vector>
+
+namespace vidkv::attention_emulation {
+
+namespace af = attention_format;
+using namespace attention_tables;
+
+namespace {
+
+constexpr int kWarps = 4;
+
+struct WarpState {
+  std::vector<float> m, l, acc;  // [qpk], [qpk], [qpk][D]
+  std::vector<float> gathered, tq;
+  std::int32_t cached_block = INT_MIN;
+};
+
+void split(const Problem& p, std::int64_t b, std::int64_t h, int s) {
+  const std::int64_t D = p.channels, Q = p.qpk;
+  std::vector<float> q(static_cast<std::size_t>(Q * D));
+  for (std::int64_t i = 0; i < Q * D; ++i) q[static_cast<std::size_t>(i)] = query_element(p, b, h * Q + i / D, i % D);
+  const SequenceEntry seq = p.sequences[b];
+  const TileRange range = split_tiles(seq.tile_count, p.splits, s);
+  std::vector<WarpState> warps(kWarps);
+  for (auto& w : warps) {
+    w.m.assign(static_cast<std::size_t>(Q), -HUGE_VALF);
+    w.l.assign(static_cast<std::size_t>(Q), 0.0f);
+    w.acc.assign(static_cast<std::size_t>(Q * D), 0.0f);
+    w.gathered.assign(static_cast<std::size_t>(Q * D), 0.0f);
+    w.tq.assign(static_cast<std::size_t>(Q * D), 0.0f);
+  }
+  const bool transform = af::needs_transform(p.key);
+  for (int warp = 0; warp < kWarps; ++warp) {
+    WarpState& w = warps[static_cast<std::size_t>(warp)];
+    for (std::int64_t ti = range.first + warp; ti < range.last; ti += kWarps) {
+      const TileEntry tile = p.tiles[seq.tile_begin + ti];
+      af::PartRef kp;
+      const float* qk = q.data();
+      if (tile.key_block >= 0) {
+        kp = key_part(p, tile, h);
+        if (transform) {
+          if (tile.key_block != w.cached_block) {
+            for (std::int64_t c = 0; c < D; ++c) {
+              const std::int64_t idx = af::gathered_index(p.key, kp, D, c);
+              for (std::int64_t hq = 0; hq < Q; ++hq)
+                w.gathered[static_cast<std::size_t>(hq * D + idx)] = q[static_cast<std::size_t>(hq * D + c)];
+            }
+            for (std::int64_t i = 0; i < D; ++i)
+              for (std::int64_t hq = 0; hq < Q; ++hq)
+                w.tq[static_cast<std::size_t>(hq * D + i)] =
+                    af::transform_entry(p.key, kp.first_n, kp.second_n, w.gathered.data() + hq * D, i);
+            w.cached_block = tile.key_block;
+          }
+          qk = w.tq.data();
+        }
+      }
+      // Scores of the tile's tokens ("lanes").
+      std::vector<float> sc(static_cast<std::size_t>(Q * tile.n), 0.0f);
+      for (std::int32_t j = 0; j < tile.n; ++j)
+        for (std::int64_t i = 0; i < D; ++i) {
+          const float k = key_element(p, seq, tile, kp, h, tile.t0 + j, i);
+          for (std::int64_t hq = 0; hq < Q; ++hq) sc[static_cast<std::size_t>(hq * tile.n + j)] += qk[hq * D + i] * k;
+        }
+      for (std::int64_t hq = 0; hq < Q; ++hq) {
+        float* row = sc.data() + hq * tile.n;
+        float mt = -HUGE_VALF;
+        for (std::int32_t j = 0; j < tile.n; ++j) {
+          row[j] *= p.score_scale;
+          mt = std::max(mt, row[j]);
+        }
+        const float mn = std::max(w.m[static_cast<std::size_t>(hq)], mt);
+        const float alpha = af::merge_factor(w.m[static_cast<std::size_t>(hq)], mn);
+        float sum = 0.0f;
+        for (std::int32_t j = 0; j < tile.n; ++j) {
+          row[j] = exp2f(row[j] - mn);
+          sum += row[j];
+        }
+        w.l[static_cast<std::size_t>(hq)] = w.l[static_cast<std::size_t>(hq)] * alpha + sum;
+        for (std::int64_t c = 0; c < D; ++c) w.acc[static_cast<std::size_t>(hq * D + c)] *= alpha;
+        w.m[static_cast<std::size_t>(hq)] = mn;
+      }
+      af::PartRef vp;
+      if (tile.value_block >= 0) vp = value_part(p, tile, h);
+      for (std::int32_t j = 0; j < tile.n; ++j)
+        for (std::int64_t c = 0; c < D; ++c) {
+          const float v = value_element(p, seq, tile, vp, h, tile.t0 + j, c);
+          for (std::int64_t hq = 0; hq < Q; ++hq)
+            w.acc[static_cast<std::size_t>(hq * D + c)] += sc[static_cast<std::size_t>(hq * tile.n + j)] * v;
+        }
+    }
+  }
+  const std::int64_t base = ((b * p.heads + h) * p.splits + s) * Q;
+  for (std::int64_t hq = 0; hq < Q; ++hq) {
+    float mt = -HUGE_VALF;
+    for (const auto& w : warps) mt = std::max(mt, w.m[static_cast<std::size_t>(hq)]);
+    float lt = 0.0f;
+    for (const auto& w : warps) lt += w.l[static_cast<std::size_t>(hq)] * af::merge_factor(w.m[static_cast<std::size_t>(hq)], mt);
+    p.partial_ml[(base + hq) * 2] = mt;
+    p.partial_ml[(base + hq) * 2 + 1] = lt;
+    for (std::int64_t c = 0; c < D; ++c) {
+      float a = 0.0f;
+      for (const auto& w : warps)
+        a += w.acc[static_cast<std::size_t>(hq * D + c)] * af::merge_factor(w.m[static_cast<std::size_t>(hq)], mt);
+      p.partial_acc[(base + hq) * D + c] = a;
+    }
+  }
+}
+
+void combine(const Problem& p, std::int64_t b, std::int64_t h) {
+  const std::int64_t D = p.channels, Q = p.qpk, S = p.splits;
+  const std::int64_t base = (b * p.heads + h) * S;
+  for (std::int64_t hq = 0; hq < Q; ++hq) {
+    float mt = -HUGE_VALF;
+    for (std::int64_t s = 0; s < S; ++s) mt = std::max(mt, p.partial_ml[((base + s) * Q + hq) * 2]);
+    for (std::int64_t c = 0; c < D; ++c) {
+      float lt = 0.0f, a = 0.0f;
+      for (std::int64_t s = 0; s < S; ++s) {
+        const float f = af::merge_factor(p.partial_ml[((base + s) * Q + hq) * 2], mt);
+        lt += p.partial_ml[((base + s) * Q + hq) * 2 + 1] * f;
+        a += p.partial_acc[((base + s) * Q + hq) * D + c] * f;
+      }
+      store_from_float(p.out, p.out_dtype, static_cast<std::size_t>((b * p.heads * Q + h * Q + hq) * D + c), a / lt);
+    }
+  }
+}
+
+}  // namespace
+
+void run(const Problem& p) {
+  for (std::int64_t b = 0; b < p.batch; ++b)
+    for (std::int64_t h = 0; h < p.heads; ++h)
+      for (int s = 0; s < p.splits; ++s) split(p, b, h, s);
+  for (std::int64_t b = 0; b < p.batch; ++b)
+    for (std::int64_t h = 0; h < p.heads; ++h) combine(p, b, h);
+}
+
+}  // namespace vidkv::attention_emulation

@@ -1,0 +1,173 @@
+// [cpu] tests of fused decode attention (attention/): the dense attend() on a hand-worked case, the query transform
+// of FFT keys against the library inverse FFT, the in-place element reads against each plugin's decode, and the
+// CPU emulation of the CUDA kernels (same tables, reads, tile / warp / split order) against the reference and
+// dequantize-then-attend within the named tolerance (decode_attention_tolerance.h), for every codec it reads;
+// codecs it cannot read are refused by name.
+#include <cmath>
+#include <iostream>
+#include <random>
+
+#include "catch.h"
+#include "decode_attention_test_support.h"
+#include "vidkv/attention/decode_attention_format.h"
+#include "vidkv/core/error.h"
+#include "vidkv/plugins/quantizers/sign/sign_fft.h"
+#include "vidkv/plugins/quantizers/sign/sign_fft_tolerance.h"
+
+using namespace vidkv;
+using namespace vidkv::test;
+namespace af = attention_format;
+
+TEST_CASE("attend: softmax(q k^T / sqrt(D)) v on a hand-worked case", "[cpu][attention]") {
+  // D = 4, q = (2, 0, 0, 0); k0 = 0, k1 = (1, 0, 0, 0): scores 0 and 2 / sqrt(4) = 1, so
+  // p = (1 / (1 + e), e / (1 + e)) = (0.2689414214, 0.7310585786); v0 = (1, 0, 0, 0), v1 = (0, 2, 0, 0):
+  // out = (0.2689414214, 1.4621171573, 0, 0).
+  const std::vector<double> q{2, 0, 0, 0}, k{0, 0, 0, 0, 1, 0, 0, 0}, v{1, 0, 0, 0, 0, 2, 0, 0};
+  const std::vector<double> o = attend(q.data(), 1, k.data(), v.data(), 2, 4);
+  CHECK(o[0] == Approx(0.2689414214).epsilon(1e-9));
+  CHECK(o[1] == Approx(1.4621171573).epsilon(1e-9));
+  CHECK(o[2] == 0.0);
+  CHECK(o[3] == 0.0);
+}
+
+TEST_CASE("the query transform of sign fft: real keys equals the dot with the inverse FFT", "[cpu][attention]") {
+  // sum_c q_c x_c with x = fft_inverse_rows(real, y) must equal sum_j w_j y_j, w = transform_entry(q) (linearity).
+  for (std::int64_t n : {64, 7, 16, 1}) {
+    INFO("n = " << n);
+    std::mt19937_64 rng(static_cast<std::uint64_t>(n));
+    std::normal_distribution<float> g(0.0f, 1.0f);
+    std::vector<float> q(static_cast<std::size_t>(n)), y(static_cast<std::size_t>(n)), x(static_cast<std::size_t>(n));
+    for (auto& e : q) e = g(rng);
+    for (auto& e : y) e = g(rng);
+    fft_inverse_rows(SignFft::real, y.data(), 1, n, x.data());
+    af::SideFormat f;
+    f.first.codec = af::ChildCodec::sign;
+    f.first.fft_real = true;
+    double direct = 0.0, via_w = 0.0, qsum = 0.0, ysum = 0.0;
+    for (std::int64_t c = 0; c < n; ++c) direct += static_cast<double>(q[c]) * x[c];
+    for (std::int64_t j = 0; j < n; ++j) via_w += static_cast<double>(af::transform_entry(f, n, 0, q.data(), j)) * y[j];
+    for (std::int64_t c = 0; c < n; ++c) qsum += std::fabs(q[c]);
+    double l2 = 0.0;
+    for (std::int64_t j = 0; j < n; ++j) {
+      ysum += std::fabs(y[j]);
+      l2 += static_cast<double>(y[j]) * y[j];
+    }
+    // The bound of decode_attention_tolerance.h 4. (without the 1 / sqrt(D) of the score).
+    const double bound = qsum * sign_fft_tolerance::inverse_bound(n, std::sqrt(l2)) +
+                         static_cast<double>(2 * n + 3) * 0x1p-24 * (2.0 / static_cast<double>(n)) * qsum * ysum;
+    CHECK(std::fabs(direct - via_w) <= bound);
+  }
+}
+
+TEST_CASE("in-place element reads equal each plugin's decode", "[cpu][attention]") {
+  const LayerInput in = synthetic_input(2, 200, 48, 3);
+  int read = 0;
+  for (const AttentionCodec& ac : attention_codecs()) {
+    const PluginRegistry& reg = builtin_registry(CpuImplementation::reference);
+    const KvCodec codec(reg.make_quantizer(ac.key), reg.make_quantizer(ac.value));
+    if (!decode_attention_supports(codec.key(), in.channels) || !decode_attention_supports(codec.value(), in.channels)) continue;
+    INFO(ac.name);
+    const auto cache = filled_cache(codec, ac.lifecycle, in, 170, Execution::cpu());
+    const af::SideFormat kf = side_format(codec.key(), in.channels), vf = side_format(codec.value(), in.channels);
+    const bool key_fft = (kf.first.codec == af::ChildCodec::sign && kf.first.fft_real) ||
+                         (kf.mixed && kf.second.codec == af::ChildCodec::sign && kf.second.fft_real);
+    for (std::int64_t h = 0; h < in.heads; ++h) {
+      std::vector<double> k, v;
+      decoded_head(*cache, h, k, v);
+      for (int side = 0; side < 2; ++side) {
+        const LayerCache::SideRef s = side == 0 ? cache->key_side() : cache->value_side();
+        const af::SideFormat& f = side == 0 ? kf : vf;
+        if (side == 0 && key_fft) continue;  // components, not channels: the transform test and the emulation cover them
+        for (const auto& blk : s.blocks) {
+          const std::int64_t n = blk.end - blk.begin;
+          const af::PartRef part = af::part_of(f, blk.bytes, in.heads, n, in.channels, h);
+          for (std::int64_t t = 0; t < n; ++t)
+            for (std::int64_t c = 0; c < in.channels; ++c) {
+              const double want = (side == 0 ? k : v)[static_cast<std::size_t>((blk.begin + t) * in.channels + c)];
+              REQUIRE(static_cast<double>(af::side_element(f, part, n, in.channels, t, c)) == want);
+            }
+        }
+      }
+    }
+    ++read;
+  }
+  CHECK(read >= 4);
+}
+
+TEST_CASE("the kernels' emulation agrees with the reference and dequantize-then-attend for every codec it reads",
+          "[cpu][attention]") {
+  const std::int64_t qpk = 3;
+  const LayerInput a = synthetic_input(2, 300, 64, 1), b = synthetic_input(2, 171, 64, 2);
+  int supported = 0;
+  for (const AttentionCodec& ac : attention_codecs()) {
+    const PluginRegistry& reg = builtin_registry(CpuImplementation::reference);
+    const KvCodec codec(reg.make_quantizer(ac.key), reg.make_quantizer(ac.value));
+    std::string why;
+    if (!decode_attention_supports(codec.key(), a.channels, &why) || !decode_attention_supports(codec.value(), a.channels, &why)) {
+      std::cout << "[attention] not read in place: " << ac.name << ": " << why << "\n";
+      const auto cache = filled_cache(codec, ac.lifecycle, b, 171, Execution::cpu());
+      REQUIRE_THROWS_AS(DecodeAttention({cache.get()}, Execution::cpu()), NotSupportedError);
+      continue;
+    }
+    INFO(ac.name);
+    const auto ca = filled_cache(codec, ac.lifecycle, a, 250, Execution::cpu());
+    const auto cb = filled_cache(codec, ac.lifecycle, b, 160, Execution::cpu());
+    const std::vector<const LayerCache*> caches{ca.get(), cb.get()};
+    for (int splits : {1, 3}) {
+      const DecodeAttention attn(caches, Execution::cpu(), splits);
+      const std::vector<float> q = random_queries(2, 2 * qpk, 64, 1.5f, 7);
+      std::vector<float> out(q.size(), 0.0f);
+      attn.run_emulated(TensorView{const_cast<float*>(q.data()), DType::f32, Device::cpu, {2, 2 * qpk, 64}},
+                        TensorView{out.data(), DType::f32, Device::cpu, {2, 2 * qpk, 64}});
+      const double worst = check_against_reference(caches, q, out, qpk);
+      std::cout << "[attention] " << ac.name << ", " << splits << " splits: largest error / tolerance " << worst << "\n";
+    }
+    ++supported;
+  }
+  CHECK(supported >= 4);
+}
+
+TEST_CASE("the presets kivi-2 and vidkv-k1.5-v1.58 are read in place", "[cpu][attention]") {
+  for (const char* name : {"kivi-2", "vidkv-k1.5-v1.58"}) {
+    const ConfigNode doc = load_preset(name, ConfigNode::scalar(name));
+    std::string why;
+    INFO(name);
+    CHECK(decode_attention_supports(*builtin_registry().make_quantizer(doc.at("codec").at("key")), 128, &why));
+    CHECK(decode_attention_supports(*builtin_registry().make_quantizer(doc.at("codec").at("value")), 128, &why));
+  }
+}
+
+TEST_CASE("decode attention refuses bad queries, outputs and caches", "[cpu][attention]") {
+  const LayerInput in = synthetic_input(2, 80, 32, 4);
+  const ConfigNode doc = load_preset("kivi-2", ConfigNode::scalar("kivi-2"));
+  const KvCodec codec(builtin_registry().make_quantizer(doc.at("codec").at("key")),
+                      builtin_registry().make_quantizer(doc.at("codec").at("value")));
+  const LifecycleParams lc = parse_params<LifecycleParams>(doc.at("lifecycle"), {}, "lifecycle");
+  const auto cache = filled_cache(codec, lc, in, 80, Execution::cpu());
+  const DecodeAttention attn({cache.get()}, Execution::cpu());
+  std::vector<float> q(2 * 9 * 32), out(q.size());
+  auto view = [](std::vector<float>& x, std::vector<std::int64_t> shape) { return TensorView{x.data(), DType::f32, Device::cpu, shape}; };
+  SECTION("query heads not a multiple of the KV heads") {
+    CHECK_THROWS_AS(attn.run(view(q, {1, 3, 32}), view(out, {1, 3, 32})), ShapeError);
+  }
+  SECTION("more than 8 query heads per KV head") {
+    CHECK_THROWS_AS(attn.run(view(q, {1, 18, 32}), view(out, {1, 18, 32})), ShapeError);
+  }
+  SECTION("wrong head_dim or batch") {
+    CHECK_THROWS_AS(attn.run(view(q, {1, 2, 16}), view(out, {1, 2, 16})), ShapeError);
+    CHECK_THROWS_AS(attn.run(view(q, {2, 2, 32}), view(out, {2, 2, 32})), ShapeError);
+  }
+  SECTION("out differs from queries") {
+    CHECK_THROWS_AS(attn.run(view(q, {1, 2, 32}), view(out, {1, 4, 32})), ShapeError);
+  }
+  SECTION("an empty cache, or no cache") {
+    const LayerCache empty(codec, lc, 2, 32, TokenContext{}, DType::f16);
+    CHECK_THROWS_AS(DecodeAttention({&empty}, Execution::cpu()), ShapeError);
+    CHECK_THROWS_AS(DecodeAttention({}, Execution::cpu()), ShapeError);
+  }
+  SECTION("caches of different shapes") {
+    const LayerInput other = synthetic_input(1, 40, 32, 5);
+    const auto c2 = filled_cache(codec, lc, other, 40, Execution::cpu());
+    CHECK_THROWS_AS(DecodeAttention({cache.get(), c2.get()}, Execution::cpu()), ShapeError);
+  }
+}
