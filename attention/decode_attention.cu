@@ -31,9 +31,13 @@ __device__ inline float warp_sum(float v) {
 }
 
 // Shared memory (floats): the block's queries q[qpk][D]; per warp the gathered query and the transformed query,
-// [qpk][D] each. The merge at the end reuses it: per warp m[qpk], l[qpk], acc[qpk][D].
+// [qpk][D] each, the staged key metadata (D Meta) and value metadata (value_meta_capacity(D) Meta). The merge at
+// the end reuses it: per warp m[qpk], l[qpk], acc[qpk][D].
+__host__ __device__ inline std::int64_t warp_floats(std::int64_t qpk, std::int64_t d) {
+  return 2 * qpk * d + 2 * d + 2 * value_meta_capacity(d);
+}
 std::size_t smem_floats(std::int64_t qpk, std::int64_t d) {
-  const std::int64_t work = qpk * d * (1 + 2 * kWarps);
+  const std::int64_t work = qpk * d + kWarps * warp_floats(qpk, d);
   const std::int64_t merge = kWarps * qpk * (d + 2);
   return static_cast<std::size_t>(work > merge ? work : merge);
 }
@@ -45,8 +49,10 @@ __global__ void __launch_bounds__(kThreads) split_kernel(const Problem p) {
   const int warp = static_cast<int>(threadIdx.x) / 32, lane = static_cast<int>(threadIdx.x) % 32;
   const std::int64_t D = p.channels, Q = p.qpk;
   float* q = smem;
-  float* gathered = smem + Q * D * (1 + 2 * warp);
+  float* gathered = smem + Q * D + warp * warp_floats(Q, D);
   float* tq = gathered + Q * D;
+  af::Meta* kmeta = reinterpret_cast<af::Meta*>(tq + Q * D);  // [D]
+  af::Meta* vmeta = kmeta + D;                                // [value_meta_capacity(D)]
   for (std::int64_t i = threadIdx.x; i < Q * D; i += kThreads) q[i] = query_element(p, b, h * Q + i / D, i % D);
   __syncthreads();
 
@@ -65,7 +71,10 @@ __global__ void __launch_bounds__(kThreads) split_kernel(const Problem p) {
 
   for (std::int64_t ti = range.first + warp; ti < range.last; ti += kWarps) {
     const TileEntry tile = p.tiles[seq.tile_begin + ti];
+    const std::int64_t kbegin = key_block_begin(p, tile), vbegin = value_block_begin(p, tile);
+    const std::int64_t ktr0 = tile.t0 - kbegin, vtr0 = tile.t0 - vbegin;  // the tile's first token in its blocks
     af::PartRef kp;
+    bool kstaged = false;
     const float* qk = q;  // the query in the tile's key coordinates
     if (tile.key_block >= 0) {
       kp = key_part(p, tile, h);
@@ -85,6 +94,22 @@ __global__ void __launch_bounds__(kThreads) split_kernel(const Problem p) {
         }
         qk = tq;
       }
+      kstaged = key_meta_staged(kp, ktr0, tile.n);
+      if (kstaged) {
+        __syncwarp();
+        for (std::int64_t i = lane; i < D; i += 32) kmeta[i] = key_meta_entry(kp, ktr0, i);
+        __syncwarp();
+      }
+    }
+    af::PartRef vp;
+    int vmode = kValueMetaNone;
+    if (tile.value_block >= 0) {
+      vp = value_part(p, tile, h);
+      vmode = value_meta_mode(p.value, vp, vtr0, tile.n, D);
+      const std::int64_t count = value_meta_count(vmode, vp, tile.n, D);
+      __syncwarp();
+      for (std::int64_t e = lane; e < count; e += 32) vmeta[e] = value_meta_entry(vmode, vp, vtr0, e);
+      __syncwarp();
     }
 
     // Scores, lane -> token t0 + lane.
@@ -94,11 +119,27 @@ __global__ void __launch_bounds__(kThreads) split_kernel(const Problem p) {
 #pragma unroll
     for (int hq = 0; hq < kMaxQ; ++hq) sc[hq] = 0.0f;
     if (active) {
-      for (std::int64_t i = 0; i < D; ++i) {
-        const float k = key_element(p, seq, tile, kp, h, t, i);
+      if (kstaged) {
+        const std::int64_t tr = ktr0 + lane;
+        for (std::int64_t i = 0; i < kp.first_n; ++i) {
+          const float k = af::decode_code(kp.first, af::view_code(kp.first, tr, i), kmeta[i]);
 #pragma unroll
-        for (int hq = 0; hq < kMaxQ; ++hq)
-          if (hq < Q) sc[hq] += qk[hq * D + i] * k;
+          for (int hq = 0; hq < kMaxQ; ++hq)
+            if (hq < Q) sc[hq] += qk[hq * D + i] * k;
+        }
+        for (std::int64_t i = kp.first_n; i < D; ++i) {
+          const float k = af::decode_code(kp.second, af::view_code(kp.second, tr, i - kp.first_n), kmeta[i]);
+#pragma unroll
+          for (int hq = 0; hq < kMaxQ; ++hq)
+            if (hq < Q) sc[hq] += qk[hq * D + i] * k;
+        }
+      } else {
+        for (std::int64_t i = 0; i < D; ++i) {
+          const float k = key_element(p, seq, tile, kp, kbegin, h, t, i);
+#pragma unroll
+          for (int hq = 0; hq < kMaxQ; ++hq)
+            if (hq < Q) sc[hq] += qk[hq * D + i] * k;
+        }
       }
     }
     // Online softmax update of the warp's partial; sc becomes the tile's probabilities exp2(s - m).
@@ -116,8 +157,6 @@ __global__ void __launch_bounds__(kThreads) split_kernel(const Problem p) {
       sc[hq] = pe;
     }
     // Values, lane -> channels lane + 32 ci.
-    af::PartRef vp;
-    if (tile.value_block >= 0) vp = value_part(p, tile, h);
     for (int j = 0; j < tile.n; ++j) {
       float pj[kMaxQ];
 #pragma unroll
@@ -126,7 +165,8 @@ __global__ void __launch_bounds__(kThreads) split_kernel(const Problem p) {
       for (int ci = 0; ci < kMaxC; ++ci) {
         const std::int64_t c = lane + 32 * ci;
         if (c >= D) break;
-        const float v = value_element(p, seq, tile, vp, h, tile.t0 + j, c);
+        const float v = vmode != kValueMetaNone ? value_staged_element(vmode, vp, vtr0, j, c, vmeta)
+                                                : value_element(p, seq, tile, vp, vbegin, h, tile.t0 + j, c);
 #pragma unroll
         for (int hq = 0; hq < kMaxQ; ++hq)
           if (hq < Q) acc[hq][ci] += pj[hq] * v;

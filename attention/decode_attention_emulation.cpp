@@ -39,7 +39,11 @@ void split(const Problem& p, std::int64_t b, std::int64_t h, int s) {
     WarpState& w = warps[static_cast<std::size_t>(warp)];
     for (std::int64_t ti = range.first + warp; ti < range.last; ti += kWarps) {
       const TileEntry tile = p.tiles[seq.tile_begin + ti];
+      const std::int64_t kbegin = key_block_begin(p, tile), vbegin = value_block_begin(p, tile);
+      const std::int64_t ktr0 = tile.t0 - kbegin, vtr0 = tile.t0 - vbegin;
       af::PartRef kp;
+      bool kstaged = false;
+      std::vector<af::Meta> kmeta(static_cast<std::size_t>(D)), vmeta(static_cast<std::size_t>(value_meta_capacity(D)));
       const float* qk = q.data();
       if (tile.key_block >= 0) {
         kp = key_part(p, tile, h);
@@ -58,12 +62,29 @@ void split(const Problem& p, std::int64_t b, std::int64_t h, int s) {
           }
           qk = w.tq.data();
         }
+        kstaged = key_meta_staged(kp, ktr0, tile.n);
+        if (kstaged)
+          for (std::int64_t i = 0; i < D; ++i) kmeta[static_cast<std::size_t>(i)] = key_meta_entry(kp, ktr0, i);
+      }
+      af::PartRef vp;
+      int vmode = kValueMetaNone;
+      if (tile.value_block >= 0) {
+        vp = value_part(p, tile, h);
+        vmode = value_meta_mode(p.value, vp, vtr0, tile.n, D);
+        const std::int64_t count = value_meta_count(vmode, vp, tile.n, D);
+        for (std::int64_t e = 0; e < count; ++e) vmeta[static_cast<std::size_t>(e)] = value_meta_entry(vmode, vp, vtr0, e);
       }
       // Scores of the tile's tokens ("lanes").
       std::vector<float> sc(static_cast<std::size_t>(Q * tile.n), 0.0f);
       for (std::int32_t j = 0; j < tile.n; ++j)
         for (std::int64_t i = 0; i < D; ++i) {
-          const float k = key_element(p, seq, tile, kp, h, tile.t0 + j, i);
+          float k;
+          if (kstaged) {
+            const af::ChildView& v = i < kp.first_n ? kp.first : kp.second;
+            k = af::decode_code(v, af::view_code(v, ktr0 + j, i < kp.first_n ? i : i - kp.first_n), kmeta[static_cast<std::size_t>(i)]);
+          } else {
+            k = key_element(p, seq, tile, kp, kbegin, h, tile.t0 + j, i);
+          }
           for (std::int64_t hq = 0; hq < Q; ++hq) sc[static_cast<std::size_t>(hq * tile.n + j)] += qk[hq * D + i] * k;
         }
       for (std::int64_t hq = 0; hq < Q; ++hq) {
@@ -84,11 +105,10 @@ void split(const Problem& p, std::int64_t b, std::int64_t h, int s) {
         for (std::int64_t c = 0; c < D; ++c) w.acc[static_cast<std::size_t>(hq * D + c)] *= alpha;
         w.m[static_cast<std::size_t>(hq)] = mn;
       }
-      af::PartRef vp;
-      if (tile.value_block >= 0) vp = value_part(p, tile, h);
       for (std::int32_t j = 0; j < tile.n; ++j)
         for (std::int64_t c = 0; c < D; ++c) {
-          const float v = value_element(p, seq, tile, vp, h, tile.t0 + j, c);
+          const float v = vmode != kValueMetaNone ? value_staged_element(vmode, vp, vtr0, j, c, vmeta.data())
+                                                  : value_element(p, seq, tile, vp, vbegin, h, tile.t0 + j, c);
           for (std::int64_t hq = 0; hq < Q; ++hq)
             w.acc[static_cast<std::size_t>(hq * D + c)] += sc[static_cast<std::size_t>(hq * tile.n + j)] * v;
         }

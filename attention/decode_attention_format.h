@@ -79,33 +79,114 @@ VIDKV_HOST_DEVICE inline std::size_t child_bytes(const ChildFormat& f, std::int6
   }
 }
 
-// Element (token t, channel or component i) of head h of a child's bytes over [heads, tokens, n], as the child's
-// decode writes it (the same fp32 operations: uniform q * scale + mn, sign s / 0 / -s, ternary t or t * u), except
-// that a sign fft_real child yields the stored component, not the channel (see transform_entry).
-VIDKV_HOST_DEVICE inline float child_element(const ChildFormat& f, const std::uint8_t* bytes, std::int64_t heads,
-                                             std::int64_t tokens, std::int64_t n, std::int64_t h, std::int64_t t,
-                                             std::int64_t i) {
+// One child's bytes over [heads, tokens, n] (n channels, or n real-FFT components) as seen by one KV head: section
+// pointers and grid constants computed once per block and head (per tile in the kernels), so that an element read
+// is a few integer operations, the code's byte loads and the decode.
+struct ChildView {
+  ChildFormat f;
+  const std::uint8_t* codes = nullptr;
+  const std::uint8_t* scales = nullptr;
+  const std::uint8_t* mins = nullptr;
+  std::int64_t rows = 0, length = 0, groups_per_row = 0, head = 0, row_words = 0;
+  int group_shift = -1;  // log2(group) when the group is a power of two, else -1
+  unsigned code_bits = 0;  // bits of a stored code: uniform b, sign 1, ternary slots 2 (base3: 0)
+};
+
+VIDKV_HOST_DEVICE inline ChildView child_view(const ChildFormat& f, const std::uint8_t* bytes, std::int64_t heads,
+                                              std::int64_t tokens, std::int64_t n, std::int64_t head) {
+  ChildView v;
+  v.f = f;
   const GroupGrid g = child_grid(f, heads, tokens, n);
-  const std::int64_t r = f.axis == GroupAxis::channel ? i : t;
-  const std::int64_t j = f.axis == GroupAxis::channel ? t : i;
-  const std::int64_t gi = g.group_index(h, r, j / f.group);
+  v.rows = g.rows;
+  v.length = g.length;
+  v.groups_per_row = g.groups_per_row();
+  v.head = head;
+  v.code_bits = f.codec == ChildCodec::uniform ? f.bits
+                : f.codec == ChildCodec::sign ? 1u
+                : (f.packing == ternary_format::Packing::base3 ? 0u : ternary_format::kSlotBits);
+  const CodeLayout layout = f.codec == ChildCodec::ternary
+                                ? (f.packing == ternary_format::Packing::release ? CodeLayout::release : CodeLayout::dense)
+                                : f.layout;
+  v.f.layout = layout;
+  v.row_words = v.code_bits > 0 && group_format::release_bits_ok(v.code_bits) ? group_format::release_row_words(g, v.code_bits) : 0;
+  for (int s = 0; s < 31; ++s)
+    if ((std::int64_t{1} << s) == f.group) v.group_shift = s;
+  v.codes = bytes;
   if (f.codec == ChildCodec::uniform) {
-    const std::uint8_t* scales = bytes + uniform_format::codes_bytes(f.layout, g, f.bits);
-    const std::uint8_t* mins = scales + uniform_format::scales_bytes(g, f.scale_dtype);
-    const unsigned code = group_format::get_code(f.layout, bytes, g, f.bits, h, r, j);
-    return uniform_format::decode_value(code, group_format::get_scalar(scales, gi, f.scale_dtype),
-                                        group_format::get_scalar(mins, gi, f.scale_dtype));
+    v.scales = bytes + uniform_format::codes_bytes(f.layout, g, f.bits);
+    v.mins = v.scales + uniform_format::scales_bytes(g, f.scale_dtype);
+  } else if (f.codec == ChildCodec::sign) {
+    v.scales = bytes + sign_format::codes_bytes(f.layout, g);
+  } else {
+    v.scales = bytes + ternary_format::codes_bytes(f.packing, g);
   }
-  if (f.codec == ChildCodec::sign) {
-    const std::uint8_t* scales = bytes + sign_format::codes_bytes(f.layout, g);
-    const unsigned bit = group_format::get_code(f.layout, bytes, g, 1, h, r, j);
-    return sign_format::decode_value(bit, group_format::get_scalar(scales, gi, f.scale_dtype),
-                                     f.symmetric ? sign_format::Reconstruction::symmetric : sign_format::Reconstruction::zero_one);
+  return v;
+}
+
+// The metadata of one group of a child: scale and min (uniform), scale (sign, ternary scaled); unused otherwise.
+struct Meta {
+  float scale = 1.0f, mn = 0.0f;
+};
+
+// Whether a child's elements need their group's metadata (ternary magnitude_free stores none that decode reads).
+VIDKV_HOST_DEVICE inline bool has_meta(const ChildFormat& f) { return f.codec != ChildCodec::ternary || f.scaled; }
+
+// Metadata index (head, row, group) of element (token t of the block, channel or component i).
+VIDKV_HOST_DEVICE inline std::int64_t view_group(const ChildView& v, std::int64_t t, std::int64_t i) {
+  const bool channel_axis = v.f.axis == GroupAxis::channel;
+  const std::int64_t row = v.head * v.rows + (channel_axis ? i : t);
+  const std::int64_t j = channel_axis ? t : i;
+  return row * v.groups_per_row + (v.group_shift >= 0 ? (j >> v.group_shift) : j / v.f.group);
+}
+
+VIDKV_HOST_DEVICE inline Meta view_meta(const ChildView& v, std::int64_t gi) {
+  Meta m;
+  if (!has_meta(v.f)) return m;
+  m.scale = group_format::get_scalar(v.scales, gi, v.f.scale_dtype);
+  if (v.f.codec == ChildCodec::uniform) m.mn = group_format::get_scalar(v.mins, gi, v.f.scale_dtype);
+  return m;
+}
+
+// The stored code of element (t, i): uniform q, sign bit, ternary t + 1. The same codes as group_format::get_code
+// and ternary_format::get_trit.
+VIDKV_HOST_DEVICE inline unsigned view_code(const ChildView& v, std::int64_t t, std::int64_t i) {
+  const bool channel_axis = v.f.axis == GroupAxis::channel;
+  const std::int64_t row = v.head * v.rows + (channel_axis ? i : t);
+  const std::int64_t j = channel_axis ? t : i;
+  if (v.code_bits == 0) {  // ternary base3: digit idx % 5 of byte idx / 5, weight 3^digit
+    const std::int64_t idx = row * v.length + j;
+    constexpr unsigned kPow3[5] = {1u, 3u, 9u, 27u, 81u};
+    return (static_cast<unsigned>(v.codes[idx / 5]) / kPow3[idx % 5]) % 3u;
   }
-  const int trit = ternary_format::get_trit(f.packing, bytes, g, h, r, j);
-  if (!f.scaled) return static_cast<float>(trit);
-  const std::uint8_t* scales = bytes + ternary_format::codes_bytes(f.packing, g);
-  return static_cast<float>(trit) * group_format::get_scalar(scales, gi, f.scale_dtype);
+  if (v.f.layout == CodeLayout::dense) return bits::dense_get(v.codes, static_cast<std::size_t>(row * v.length + j), v.code_bits);
+  const unsigned per_word = 32u / v.code_bits;
+  const std::uint32_t word = group_format::get_word(v.codes, row * v.row_words + j / per_word);
+  return (word >> (v.code_bits * static_cast<unsigned>(j % per_word))) & ((1u << v.code_bits) - 1u);
+}
+
+// The decoded value of a code given its group's metadata: the decode's fp32 operations (uniform q * scale + mn,
+// sign s / 0 / -s, ternary t or t * u).
+VIDKV_HOST_DEVICE inline float decode_code(const ChildView& v, unsigned code, const Meta& m) {
+  if (v.f.codec == ChildCodec::uniform) return uniform_format::decode_value(code, m.scale, m.mn);
+  if (v.f.codec == ChildCodec::sign)
+    return sign_format::decode_value(code, m.scale, v.f.symmetric ? sign_format::Reconstruction::symmetric
+                                                                 : sign_format::Reconstruction::zero_one);
+  const float t = static_cast<float>(static_cast<int>(code) - 1);
+  return v.f.scaled ? t * m.scale : t;
+}
+
+// Element (token t of the block, channel or component i) as the child's decode writes it, except that a sign
+// fft_real child yields the stored component, not the channel (see transform_entry). tests/cpp/
+// test_decode_attention.cpp checks every element against the plugins' decode, bit for bit.
+VIDKV_HOST_DEVICE inline float view_element(const ChildView& v, std::int64_t t, std::int64_t i) {
+  return decode_code(v, view_code(v, t, i), view_meta(v, view_group(v, t, i)));
+}
+
+// Whether the tokens [t0, t0 + n) of the block lie in one group of a channel-axis child, so that the metadata of
+// element (t, i) depends on i only (the kernels then read it once per tile: staged metadata).
+VIDKV_HOST_DEVICE inline bool one_group_per_row(const ChildView& v, std::int64_t t0, std::int64_t n) {
+  if (v.f.axis != GroupAxis::channel) return false;
+  return view_group(v, t0, 0) == view_group(v, t0 + n - 1, 0);
 }
 
 // Where KV head h of a block [heads, tokens, D] of a side lives: the (one or two) children's bytes, their head count
@@ -113,9 +194,7 @@ VIDKV_HOST_DEVICE inline float child_element(const ChildFormat& f, const std::ui
 struct PartRef {
   const std::uint8_t* mask = nullptr;  // mixed: the channel-mask section
   std::int64_t mask_index = 0;         // mixed: mask of this head
-  const std::uint8_t* first = nullptr;
-  const std::uint8_t* second = nullptr;
-  std::int64_t part_heads = 1, head = 0;
+  ChildView first, second;
   std::int64_t first_n = 0, second_n = 0;  // channels (components) of each child
 };
 
@@ -123,24 +202,22 @@ VIDKV_HOST_DEVICE inline PartRef part_of(const SideFormat& f, const std::uint8_t
                                          std::int64_t tokens, std::int64_t channels, std::int64_t h) {
   PartRef p;
   if (!f.mixed) {
-    p.first = bytes;
-    p.part_heads = heads;
-    p.head = h;
+    p.first = child_view(f.first, bytes, heads, tokens, channels, h);
     p.first_n = channels;
     return p;
   }
   const std::int64_t masks = f.mask_per_head ? heads : 1;
   p.mask = bytes;
   p.mask_index = f.mask_per_head ? h : 0;
-  p.part_heads = f.mask_per_head ? 1 : heads;
-  p.head = f.mask_per_head ? 0 : h;
+  const std::int64_t part_heads = f.mask_per_head ? 1 : heads, head = f.mask_per_head ? 0 : h;
   p.first_n = f.high;
   p.second_n = channels - f.high;
-  const std::size_t hb = child_bytes(f.first, p.part_heads, tokens, p.first_n);
-  const std::size_t lb = child_bytes(f.second, p.part_heads, tokens, p.second_n);
-  p.first = bytes + mixed_channel_format::mask_bytes(static_cast<std::size_t>(masks), static_cast<std::size_t>(channels)) +
-            static_cast<std::size_t>(p.mask_index) * (hb + lb);
-  p.second = p.first + hb;
+  const std::size_t hb = child_bytes(f.first, part_heads, tokens, p.first_n);
+  const std::size_t lb = child_bytes(f.second, part_heads, tokens, p.second_n);
+  const std::uint8_t* first = bytes + mixed_channel_format::mask_bytes(static_cast<std::size_t>(masks), static_cast<std::size_t>(channels)) +
+                              static_cast<std::size_t>(p.mask_index) * (hb + lb);
+  p.first = child_view(f.first, first, part_heads, tokens, p.first_n, head);
+  p.second = child_view(f.second, first + hb, part_heads, tokens, p.second_n, head);
   return p;
 }
 
@@ -154,18 +231,15 @@ VIDKV_HOST_DEVICE inline std::int64_t gathered_index(const SideFormat& f, const 
 
 // Element (t, channel c) of KV head h as the side's decode writes it. Not for fft_real children (a channel there is
 // a mix of all components): keys with the FFT go through transform_entry and part_element instead.
-VIDKV_HOST_DEVICE inline float side_element(const SideFormat& f, const PartRef& p, std::int64_t tokens, std::int64_t channels,
-                                            std::int64_t t, std::int64_t c) {
+VIDKV_HOST_DEVICE inline float side_element(const SideFormat& f, const PartRef& p, std::int64_t channels, std::int64_t t,
+                                            std::int64_t c) {
   const std::int64_t i = gathered_index(f, p, channels, c);
-  if (i < p.first_n) return child_element(f.first, p.first, p.part_heads, tokens, p.first_n, p.head, t, i);
-  return child_element(f.second, p.second, p.part_heads, tokens, p.second_n, p.head, t, i - p.first_n);
+  return i < p.first_n ? view_element(p.first, t, i) : view_element(p.second, t, i - p.first_n);
 }
 
 // Element i (gathered order; a component for fft_real children) of token t of KV head h.
-VIDKV_HOST_DEVICE inline float part_element(const SideFormat& f, const PartRef& p, std::int64_t tokens, std::int64_t t,
-                                            std::int64_t i) {
-  if (i < p.first_n) return child_element(f.first, p.first, p.part_heads, tokens, p.first_n, p.head, t, i);
-  return child_element(f.second, p.second, p.part_heads, tokens, p.second_n, p.head, t, i - p.first_n);
+VIDKV_HOST_DEVICE inline float part_element(const PartRef& p, std::int64_t t, std::int64_t i) {
+  return i < p.first_n ? view_element(p.first, t, i) : view_element(p.second, t, i - p.first_n);
 }
 
 // d x_c / d y_j of the real-FFT inverse of sign_fft.h (C2R of the n/2 + 1 bins, divided by n; layout

@@ -81,25 +81,84 @@ VIDKV_HOST_DEVICE inline attention_format::PartRef value_part(const Problem& p, 
   return attention_format::part_of(p.value, b.bytes, p.heads, b.tokens, p.channels, h);
 }
 
-// Key element i of token t (absolute) in a tile's coordinates: gathered order / FFT component in a packed block
-// (part_element), channel i in the residual.
-VIDKV_HOST_DEVICE inline float key_element(const Problem& p, const SequenceEntry& seq, const TileEntry& tile,
-                                           const attention_format::PartRef& part, std::int64_t h, std::int64_t t,
-                                           std::int64_t i) {
-  if (tile.key_block < 0)
-    return attention_format::residual_element(seq.key_full, seq.key_capacity, p.channels, p.residual_dtype, h, t, i);
-  const BlockEntry& b = p.key_blocks[tile.key_block];
-  return attention_format::part_element(p.key, part, b.tokens, t - b.begin, i);
+// First token of the tile's key / value block (0 for the residual: its tokens are addressed absolutely).
+VIDKV_HOST_DEVICE inline std::int64_t key_block_begin(const Problem& p, const TileEntry& tile) {
+  return tile.key_block < 0 ? 0 : p.key_blocks[tile.key_block].begin;
+}
+VIDKV_HOST_DEVICE inline std::int64_t value_block_begin(const Problem& p, const TileEntry& tile) {
+  return tile.value_block < 0 ? 0 : p.value_blocks[tile.value_block].begin;
 }
 
-// Value element of channel c of token t (absolute).
+// Key element i of token t (absolute) in a tile's coordinates: gathered order / FFT component in a packed block
+// (part_element), channel i in the residual. begin: key_block_begin(p, tile).
+VIDKV_HOST_DEVICE inline float key_element(const Problem& p, const SequenceEntry& seq, const TileEntry& tile,
+                                           const attention_format::PartRef& part, std::int64_t begin, std::int64_t h,
+                                           std::int64_t t, std::int64_t i) {
+  if (tile.key_block < 0)
+    return attention_format::residual_element(seq.key_full, seq.key_capacity, p.channels, p.residual_dtype, h, t, i);
+  return attention_format::part_element(part, t - begin, i);
+}
+
+// Value element of channel c of token t (absolute). begin: value_block_begin(p, tile).
 VIDKV_HOST_DEVICE inline float value_element(const Problem& p, const SequenceEntry& seq, const TileEntry& tile,
-                                             const attention_format::PartRef& part, std::int64_t h, std::int64_t t,
-                                             std::int64_t c) {
+                                             const attention_format::PartRef& part, std::int64_t begin, std::int64_t h,
+                                             std::int64_t t, std::int64_t c) {
   if (tile.value_block < 0)
     return attention_format::residual_element(seq.value_full, seq.value_capacity, p.channels, p.residual_dtype, h, t, c);
-  const BlockEntry& b = p.value_blocks[tile.value_block];
-  return attention_format::side_element(p.value, part, b.tokens, p.channels, t - b.begin, c);
+  return attention_format::side_element(p.value, part, p.channels, t - begin, c);
+}
+
+// --- Staged metadata ----------------------------------------------------------------------------------------------
+// Per tile, the kernels read each group's metadata once into shared memory instead of once per element, where the
+// tile's layout allows it (else every element reads its own, view_element):
+//   keys in a packed block: every child channel-axis with the tile inside one group -> meta of part index i;
+//   values of a plain side: channel-axis with the tile in one group -> meta of channel c (kValueMetaPerChannel);
+//     token-axis -> meta of (token j of the tile, group g) (kValueMetaPerTokenGroup) when n * groups fit.
+constexpr int kValueMetaNone = 0, kValueMetaPerChannel = 1, kValueMetaPerTokenGroup = 2;
+// Metadata entries per warp for the values: 4 per channel (token-axis groups of 32 channels, 32 tokens: 1 per channel).
+VIDKV_HOST_DEVICE inline std::int64_t value_meta_capacity(std::int64_t channels) { return 4 * channels; }
+
+VIDKV_HOST_DEVICE inline bool key_meta_staged(const attention_format::PartRef& kp, std::int64_t tr0, std::int64_t n) {
+  return (kp.first_n == 0 || attention_format::one_group_per_row(kp.first, tr0, n)) &&
+         (kp.second_n == 0 || attention_format::one_group_per_row(kp.second, tr0, n));
+}
+// Metadata of part index i for a tile starting at block token tr0 (key_meta_staged).
+VIDKV_HOST_DEVICE inline attention_format::Meta key_meta_entry(const attention_format::PartRef& kp, std::int64_t tr0, std::int64_t i) {
+  namespace af = attention_format;
+  return i < kp.first_n ? af::view_meta(kp.first, af::view_group(kp.first, tr0, i))
+                        : af::view_meta(kp.second, af::view_group(kp.second, tr0, i - kp.first_n));
+}
+
+VIDKV_HOST_DEVICE inline int value_meta_mode(const attention_format::SideFormat& f, const attention_format::PartRef& vp,
+                                             std::int64_t tr0, std::int64_t n, std::int64_t channels) {
+  if (f.mixed) return kValueMetaNone;
+  if (attention_format::one_group_per_row(vp.first, tr0, n)) return kValueMetaPerChannel;
+  if (f.first.axis == group_format::GroupAxis::token && n * vp.first.groups_per_row <= value_meta_capacity(channels))
+    return kValueMetaPerTokenGroup;
+  return kValueMetaNone;
+}
+// Entries to stage: channels (per channel) or n * groups_per_row (per token and group).
+VIDKV_HOST_DEVICE inline std::int64_t value_meta_count(int mode, const attention_format::PartRef& vp, std::int64_t n,
+                                                       std::int64_t channels) {
+  return mode == kValueMetaPerChannel ? channels : (mode == kValueMetaPerTokenGroup ? n * vp.first.groups_per_row : 0);
+}
+VIDKV_HOST_DEVICE inline attention_format::Meta value_meta_entry(int mode, const attention_format::PartRef& vp, std::int64_t tr0,
+                                                                 std::int64_t e) {
+  namespace af = attention_format;
+  const af::ChildView& v = vp.first;
+  if (mode == kValueMetaPerChannel) return af::view_meta(v, af::view_group(v, tr0, e));
+  const std::int64_t j = e / v.groups_per_row, g = e % v.groups_per_row;
+  return af::view_meta(v, (v.head * v.rows + tr0 + j) * v.groups_per_row + g);
+}
+// Value of channel c of tile token j (block token tr0 + j) from the staged metadata.
+VIDKV_HOST_DEVICE inline float value_staged_element(int mode, const attention_format::PartRef& vp, std::int64_t tr0, std::int64_t j,
+                                                    std::int64_t c, const attention_format::Meta* meta) {
+  namespace af = attention_format;
+  const af::ChildView& v = vp.first;
+  const std::int64_t e = mode == kValueMetaPerChannel
+                             ? c
+                             : j * v.groups_per_row + (v.group_shift >= 0 ? (c >> v.group_shift) : c / v.f.group);
+  return af::decode_code(v, af::view_code(v, tr0 + j, c), meta[e]);
 }
 
 }  // namespace vidkv::attention_tables

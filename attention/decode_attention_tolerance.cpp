@@ -40,7 +40,7 @@ double fft_score_error(const LayerCache& cache, std::int64_t h, const float* q) 
         if (n == 0) continue;
         double l1 = 0.0, l2 = 0.0;
         for (std::int64_t j = 0; j < n; ++j) {
-          const double y = af::part_element(f, part, n_tokens, t, base + j);
+          const double y = af::part_element(part, t, base + j);
           l1 += std::fabs(y);
           l2 += y * y;
         }

@@ -1,7 +1,7 @@
 // The named tolerance of fused decode attention (the CUDA kernels and their CPU emulation) against the reference
 // (decode_attention_reference.h), per output element; derivation below (docs/decode-attention.md repeats it).
 //
-// Both read the same decoded fp32 K/V elements (child_element performs each plugin decode's fp32 operations, and
+// Both read the same decoded fp32 K/V elements (view_element performs each plugin decode's fp32 operations, and
 // the kernels are compiled without FMA contraction), except for sign fft: real keys (see 4.). u = 2^-24.
 // For one query row q of KV head h, tokens t = 1..T, channels D:
 //  1. Scores. The kernel's s~_t = fl(sum_c q_c k_tc) (sequential fp32, D terms) times fl(log2(e) / sqrt(D)), minus

@@ -122,20 +122,21 @@ inline double check_against_reference(const std::vector<const LayerCache*>& cach
       std::vector<double> k, v;
       decoded_head(cache, h, k, v);
       std::vector<double> dk(mk.begin() + h * T * d, mk.begin() + (h + 1) * T * d), dv(mv.begin() + h * T * d, mv.begin() + (h + 1) * T * d);
+      const float* qh = queries.data() + (static_cast<std::int64_t>(b) * heads + h) * qpk * d;  // the KV head's rows
+      const std::vector<double> want = reference_decode_attention(cache, h, qh, qpk);
+      std::vector<double> qd(qh, qh + qpk * d);
+      const std::vector<double> deq = attend(qd.data(), qpk, dk.data(), dv.data(), T, d);
       for (std::int64_t r = 0; r < qpk; ++r) {
-        const float* q = queries.data() + ((static_cast<std::int64_t>(b) * heads + h) * qpk + r) * d;
-        const std::vector<double> want = reference_decode_attention(cache, h, q, 1);
-        std::vector<double> qd(q, q + d);
-        const std::vector<double> deq = attend(qd.data(), 1, dk.data(), dv.data(), T, d);
+        const float* q = qh + r * d;
         const double extra = decode_attention_tolerance::fft_score_error(cache, h, q);
         const std::vector<double> tol = decode_attention_tolerance::output_tolerance(q, k, v, T, d, extra);
         for (std::int64_t c = 0; c < d; ++c) {
           INFO("sequence " << b << " (" << T << " tokens), KV head " << h << ", query row " << r << ", channel " << c);
+          const std::size_t i = static_cast<std::size_t>(r * d + c);
           const double got = out[static_cast<std::size_t>(((static_cast<std::int64_t>(b) * heads + h) * qpk + r) * d + c)];
-          const double w = want[static_cast<std::size_t>(c)];
-          REQUIRE(std::fabs(w - deq[static_cast<std::size_t>(c)]) <= 1e-12 * (std::fabs(w) + 1.0));
-          REQUIRE(std::fabs(got - w) <= tol[static_cast<std::size_t>(c)]);
-          worst = std::max(worst, std::fabs(got - w) / tol[static_cast<std::size_t>(c)]);
+          REQUIRE(std::fabs(want[i] - deq[i]) <= 1e-12 * (std::fabs(want[i]) + 1.0));
+          REQUIRE(std::fabs(got - want[i]) <= tol[static_cast<std::size_t>(c)]);
+          worst = std::max(worst, std::fabs(got - want[i]) / tol[static_cast<std::size_t>(c)]);
         }
       }
     }

@@ -84,7 +84,7 @@ TEST_CASE("in-place element reads equal each plugin's decode", "[cpu][attention]
           for (std::int64_t t = 0; t < n; ++t)
             for (std::int64_t c = 0; c < in.channels; ++c) {
               const double want = (side == 0 ? k : v)[static_cast<std::size_t>((blk.begin + t) * in.channels + c)];
-              REQUIRE(static_cast<double>(af::side_element(f, part, n, in.channels, t, c)) == want);
+              REQUIRE(static_cast<double>(af::side_element(f, part, in.channels, t, c)) == want);
             }
         }
       }
