@@ -156,7 +156,7 @@ int attention_bench_command(const BenchArgs& a) {
 
 int bench_command(const BenchArgs& a, const Args& raw) {
   if (a.attention) return attention_bench_command(a);
-  only_for(a.batches_opt, "--batches", "--attention");
+  if (a.batches_opt->count() > 0) VIDKV_THROW(ConfigError, "vidkv bench: --batches applies to --attention only");
   if (a.backend == "cuda") return cuda_bench_command(a, raw);
   only_for(a.tokens_opt, "--tokens", "cuda");
   CpuBenchOptions options;
