@@ -30,41 +30,65 @@ __device__ inline float warp_sum(float v) {
   return v;
 }
 
-// Shared memory (floats): the block's queries q[qpk][D]; per warp the gathered query and the transformed query,
-// [qpk][D] each, the staged key metadata (D Meta) and value metadata (value_meta_capacity(D) Meta). The merge at
-// the end reuses it: per warp m[qpk], l[qpk], acc[qpk][D].
+// Shared memory (floats, 16-byte aligned pieces): the block's queries transposed and padded to kMaxQ heads,
+// qT[D][kMaxQ] (zeros past qpk: a score update is two 16-byte loads and kMaxQ FMAs per element); per warp the
+// transformed query tqT[D][kMaxQ], the gathered query [qpk][D], the staged key metadata (D Meta) and value metadata
+// (value_meta_capacity(D) Meta). The merge at the end reuses it: per warp m[qpk], l[qpk], acc[qpk][D].
 __host__ __device__ inline std::int64_t warp_floats(std::int64_t qpk, std::int64_t d) {
-  return 2 * qpk * d + 2 * d + 2 * value_meta_capacity(d);
+  return (kMaxQ * d + qpk * d + 2 * d + 2 * value_meta_capacity(d) + 3) / 4 * 4;
 }
 std::size_t smem_floats(std::int64_t qpk, std::int64_t d) {
-  const std::int64_t work = qpk * d + kWarps * warp_floats(qpk, d);
+  const std::int64_t work = kMaxQ * d + kWarps * warp_floats(qpk, d);
   const std::int64_t merge = kWarps * qpk * (d + 2);
   return static_cast<std::size_t>(work > merge ? work : merge);
 }
 
+static_assert(kMaxQ == 8, "score_update reads two float4 per channel");
+
+// sc[hq] += qT[i][hq] * k for all kMaxQ (padded) heads: two 16-byte shared loads.
+__device__ inline void score_update(float (&sc)[kMaxQ], const float* qT, std::int64_t i, float k) {
+  const float4 a = *reinterpret_cast<const float4*>(qT + i * kMaxQ);
+  const float4 b = *reinterpret_cast<const float4*>(qT + i * kMaxQ + 4);
+  sc[0] += a.x * k;
+  sc[1] += a.y * k;
+  sc[2] += a.z * k;
+  sc[3] += a.w * k;
+  sc[4] += b.x * k;
+  sc[5] += b.y * k;
+  sc[6] += b.z * k;
+  sc[7] += b.w * k;
+}
+
+// kC: value channels per lane (D <= 32 kC): 4 for head_dim <= 128 (fewer registers), kMaxC up to 256.
+template <int kC>
 __global__ void __launch_bounds__(kThreads) split_kernel(const Problem p) {
-  extern __shared__ float smem[];
+  extern __shared__ float4 smem4[];
+  float* smem = reinterpret_cast<float*>(smem4);
   const int s = static_cast<int>(blockIdx.x);
   const std::int64_t h = blockIdx.y, b = blockIdx.z;
   const int warp = static_cast<int>(threadIdx.x) / 32, lane = static_cast<int>(threadIdx.x) % 32;
   const std::int64_t D = p.channels, Q = p.qpk;
-  float* q = smem;
-  float* gathered = smem + Q * D + warp * warp_floats(Q, D);
-  float* tq = gathered + Q * D;
-  af::Meta* kmeta = reinterpret_cast<af::Meta*>(tq + Q * D);  // [D]
-  af::Meta* vmeta = kmeta + D;                                // [value_meta_capacity(D)]
-  for (std::int64_t i = threadIdx.x; i < Q * D; i += kThreads) q[i] = query_element(p, b, h * Q + i / D, i % D);
+  float* q = smem;  // qT[D][kMaxQ]
+  float* tq = smem + kMaxQ * D + warp * warp_floats(Q, D);  // tqT[D][kMaxQ]
+  float* gathered = tq + kMaxQ * D;                          // [Q][D]
+  af::Meta* kmeta = reinterpret_cast<af::Meta*>(gathered + Q * D);  // [D]
+  af::Meta* vmeta = kmeta + D;                                      // [value_meta_capacity(D)]
+  for (std::int64_t i = threadIdx.x; i < kMaxQ * D; i += kThreads) {
+    const std::int64_t c = i / kMaxQ, hq = i % kMaxQ;
+    q[i] = hq < Q ? query_element(p, b, h * Q + hq, c) : 0.0f;
+  }
+  for (std::int64_t i = lane; i < kMaxQ * D; i += 32) tq[i] = 0.0f;  // this warp's; the padding heads stay 0
   __syncthreads();
 
   const SequenceEntry seq = p.sequences[b];
   const TileRange range = split_tiles(seq.tile_count, p.splits, s);
-  float m[kMaxQ], l[kMaxQ], acc[kMaxQ][kMaxC];
+  float m[kMaxQ], l[kMaxQ], acc[kMaxQ][kC];
 #pragma unroll
   for (int hq = 0; hq < kMaxQ; ++hq) {
     m[hq] = -HUGE_VALF;
     l[hq] = 0.0f;
 #pragma unroll
-    for (int ci = 0; ci < kMaxC; ++ci) acc[hq][ci] = 0.0f;
+    for (int ci = 0; ci < kC; ++ci) acc[hq][ci] = 0.0f;
   }
   const bool transform = af::needs_transform(p.key);
   std::int32_t cached_block = INT_MIN;
@@ -83,12 +107,12 @@ __global__ void __launch_bounds__(kThreads) split_kernel(const Problem p) {
           __syncwarp();
           for (std::int64_t c = lane; c < D; c += 32) {
             const std::int64_t idx = af::gathered_index(p.key, kp, D, c);
-            for (std::int64_t hq = 0; hq < Q; ++hq) gathered[hq * D + idx] = q[hq * D + c];
+            for (std::int64_t hq = 0; hq < Q; ++hq) gathered[hq * D + idx] = q[c * kMaxQ + hq];
           }
           __syncwarp();
           for (std::int64_t i = lane; i < D; i += 32)
             for (std::int64_t hq = 0; hq < Q; ++hq)
-              tq[hq * D + i] = af::transform_entry(p.key, kp.first_n, kp.second_n, gathered + hq * D, i);
+              tq[i * kMaxQ + hq] = af::transform_entry(p.key, kp.first_n, kp.second_n, gathered + hq * D, i);
           __syncwarp();
           cached_block = tile.key_block;
         }
@@ -100,16 +124,6 @@ __global__ void __launch_bounds__(kThreads) split_kernel(const Problem p) {
         for (std::int64_t i = lane; i < D; i += 32) kmeta[i] = key_meta_entry(kp, ktr0, i);
         __syncwarp();
       }
-    }
-    af::PartRef vp;
-    int vmode = kValueMetaNone;
-    if (tile.value_block >= 0) {
-      vp = value_part(p, tile, h);
-      vmode = value_meta_mode(p.value, vp, vtr0, tile.n, D);
-      const std::int64_t count = value_meta_count(vmode, vp, tile.n, D);
-      __syncwarp();
-      for (std::int64_t e = lane; e < count; e += 32) vmeta[e] = value_meta_entry(vmode, vp, vtr0, e);
-      __syncwarp();
     }
 
     // Scores, lane -> token t0 + lane.
@@ -123,22 +137,16 @@ __global__ void __launch_bounds__(kThreads) split_kernel(const Problem p) {
         const std::int64_t tr = ktr0 + lane;
         for (std::int64_t i = 0; i < kp.first_n; ++i) {
           const float k = af::decode_code(kp.first, af::view_code(kp.first, tr, i), kmeta[i]);
-#pragma unroll
-          for (int hq = 0; hq < kMaxQ; ++hq)
-            if (hq < Q) sc[hq] += qk[hq * D + i] * k;
+          score_update(sc, qk, i, k);
         }
         for (std::int64_t i = kp.first_n; i < D; ++i) {
           const float k = af::decode_code(kp.second, af::view_code(kp.second, tr, i - kp.first_n), kmeta[i]);
-#pragma unroll
-          for (int hq = 0; hq < kMaxQ; ++hq)
-            if (hq < Q) sc[hq] += qk[hq * D + i] * k;
+          score_update(sc, qk, i, k);
         }
       } else {
         for (std::int64_t i = 0; i < D; ++i) {
           const float k = key_element(p, seq, tile, kp, kbegin, h, t, i);
-#pragma unroll
-          for (int hq = 0; hq < kMaxQ; ++hq)
-            if (hq < Q) sc[hq] += qk[hq * D + i] * k;
+          score_update(sc, qk, i, k);
         }
       }
     }
@@ -152,17 +160,28 @@ __global__ void __launch_bounds__(kThreads) split_kernel(const Problem p) {
       const float pe = active ? exp2f(sv - mn) : 0.0f;
       l[hq] = l[hq] * alpha + warp_sum(pe);
 #pragma unroll
-      for (int ci = 0; ci < kMaxC; ++ci) acc[hq][ci] *= alpha;
+      for (int ci = 0; ci < kC; ++ci) acc[hq][ci] *= alpha;
       m[hq] = mn;
       sc[hq] = pe;
     }
-    // Values, lane -> channels lane + 32 ci.
+    // Values, lane -> channels lane + 32 ci (the value part is read after the scores: kp and vp are never live at
+    // once, which keeps the kernel's registers down).
+    af::PartRef vp;
+    int vmode = kValueMetaNone;
+    if (tile.value_block >= 0) {
+      vp = value_part(p, tile, h);
+      vmode = value_meta_mode(p.value, vp, vtr0, tile.n, D);
+      const std::int64_t count = value_meta_count(vmode, vp, tile.n, D);
+      __syncwarp();
+      for (std::int64_t e = lane; e < count; e += 32) vmeta[e] = value_meta_entry(vmode, vp, vtr0, e);
+      __syncwarp();
+    }
     for (int j = 0; j < tile.n; ++j) {
       float pj[kMaxQ];
 #pragma unroll
       for (int hq = 0; hq < kMaxQ; ++hq) pj[hq] = __shfl_sync(0xffffffffu, sc[hq], j);
 #pragma unroll
-      for (int ci = 0; ci < kMaxC; ++ci) {
+      for (int ci = 0; ci < kC; ++ci) {
         const std::int64_t c = lane + 32 * ci;
         if (c >= D) break;
         const float v = vmode != kValueMetaNone ? value_staged_element(vmode, vp, vtr0, j, c, vmeta)
@@ -187,7 +206,7 @@ __global__ void __launch_bounds__(kThreads) split_kernel(const Problem p) {
       wl[warp * Q + hq] = l[hq];
     }
 #pragma unroll
-    for (int ci = 0; ci < kMaxC; ++ci) {
+    for (int ci = 0; ci < kC; ++ci) {
       const std::int64_t c = lane + 32 * ci;
       if (c < D) wacc[(warp * Q + hq) * D + c] = acc[hq][ci];
     }
@@ -243,11 +262,18 @@ void launch(const Problem& p, void* stream) {
                 32 * kMaxC, ")");
   auto st = static_cast<cudaStream_t>(stream);
   const std::size_t smem = smem_floats(p.qpk, p.channels) * sizeof(float);
-  if (smem > 48 * 1024)
-    check(cudaFuncSetAttribute(split_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)),
-          "shared memory size");
-  split_kernel<<<dim3(static_cast<unsigned>(p.splits), static_cast<unsigned>(p.heads), static_cast<unsigned>(p.batch)),
-                 kThreads, smem, st>>>(p);
+  const dim3 grid(static_cast<unsigned>(p.splits), static_cast<unsigned>(p.heads), static_cast<unsigned>(p.batch));
+  if (p.channels <= 128) {
+    if (smem > 48 * 1024)
+      check(cudaFuncSetAttribute(split_kernel<4>, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)),
+            "shared memory size");
+    split_kernel<4><<<grid, kThreads, smem, st>>>(p);
+  } else {
+    if (smem > 48 * 1024)
+      check(cudaFuncSetAttribute(split_kernel<kMaxC>, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)),
+            "shared memory size");
+    split_kernel<kMaxC><<<grid, kThreads, smem, st>>>(p);
+  }
   check(cudaGetLastError(), "split kernel launch");
   combine_kernel<<<dim3(static_cast<unsigned>(p.heads), static_cast<unsigned>(p.batch)), kThreads, 0, st>>>(p);
   check(cudaGetLastError(), "combine kernel launch");
