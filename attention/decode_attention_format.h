@@ -153,10 +153,9 @@ VIDKV_HOST_DEVICE inline unsigned view_code(const ChildView& v, std::int64_t t, 
   const bool channel_axis = v.f.axis == GroupAxis::channel;
   const std::int64_t row = v.head * v.rows + (channel_axis ? i : t);
   const std::int64_t j = channel_axis ? t : i;
-  if (v.code_bits == 0) {  // ternary base3: digit idx % 5 of byte idx / 5, weight 3^digit
+  if (v.code_bits == 0) {  // ternary base3: digit idx % 5 of byte idx / 5 (divisions by constants: multiply-shifts)
     const std::int64_t idx = row * v.length + j;
-    constexpr unsigned kPow3[5] = {1u, 3u, 9u, 27u, 81u};
-    return (static_cast<unsigned>(v.codes[idx / 5]) / kPow3[idx % 5]) % 3u;
+    return static_cast<unsigned>(bits::trit_get(v.codes[idx / 5], static_cast<unsigned>(idx % 5)) + 1);
   }
   if (v.f.layout == CodeLayout::dense) return bits::dense_get(v.codes, static_cast<std::size_t>(row * v.length + j), v.code_bits);
   const unsigned per_word = 32u / v.code_bits;
