@@ -146,11 +146,12 @@ std::string attention_bench_markdown(const AttentionBenchResult& r, const Attent
   out << "Decode attention on " << r.device << ": " << r.kv_heads << " KV heads x " << r.query_heads_per_kv
       << " query heads, head_dim " << r.head_dim << ", median of " << r.repeats << "; copy bandwidth "
       << static_cast<long long>(r.copy_gbps) << " GB/s (device to device, same run)\n\n";
-  out << "| preset | batch | tokens | ours ms | splits | cache MB | fp16 MB | GB/s | of copy | fp16 SDPA ms | speed-up |\n";
-  out << "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n";
+  out << "| preset | batch | tokens | ours ms | splits | cache MB | fp16 MB | fp16 / cache bytes | GB/s | of copy | fp16 SDPA ms | "
+         "speed-up |\n";
+  out << "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n";
   for (const AttentionBenchRow& row : r.rows) {
     if (!row.skipped.empty()) {
-      out << "| " << row.preset << " | " << row.batch << " | " << row.tokens << " | skipped: " << row.skipped << " |||||||\n";
+      out << "| " << row.preset << " | " << row.batch << " | " << row.tokens << " | skipped: " << row.skipped << " ||||||||\n";
       continue;
     }
     double tms = -1;
@@ -160,9 +161,9 @@ std::string attention_bench_markdown(const AttentionBenchResult& r, const Attent
         if (o.batches[bi] == row.batch && o.tokens[ti] == row.tokens && i < torch_ms.size()) tms = torch_ms[i];
     const double fp16_mb = 2.0 * static_cast<double>(row.batch * r.kv_heads * row.tokens * r.head_dim) * 2.0 / 1e6;
     char buf[512];
-    std::snprintf(buf, sizeof buf, "| %s | %lld | %lld | %.4f | %d | %.1f | %.1f | %.0f | %.1f%% | ", row.preset.c_str(),
+    std::snprintf(buf, sizeof buf, "| %s | %lld | %lld | %.4f | %d | %.1f | %.1f | %.2fx | %.0f | %.1f%% | ", row.preset.c_str(),
                   static_cast<long long>(row.batch), static_cast<long long>(row.tokens), row.ms, row.splits,
-                  row.cache_bytes / 1e6, fp16_mb, row.gbps, 100.0 * row.gbps / r.copy_gbps);
+                  row.cache_bytes / 1e6, fp16_mb, fp16_mb * 1e6 / row.cache_bytes, row.gbps, 100.0 * row.gbps / r.copy_gbps);
     out << buf;
     if (tms > 0) {
       std::snprintf(buf, sizeof buf, "%.4f | %.2fx |\n", tms, tms / row.ms);

@@ -11,6 +11,7 @@
 #include "decode_attention_test_support.h"
 #include "vidkv/attention/decode_attention_format.h"
 #include "vidkv/core/error.h"
+#include "vidkv/experiments/src/attention_bench.h"
 #include "vidkv/plugins/quantizers/sign/sign_fft.h"
 #include "vidkv/plugins/quantizers/sign/sign_fft_tolerance.h"
 
@@ -170,4 +171,32 @@ TEST_CASE("decode attention refuses bad queries, outputs and caches", "[cpu][att
     const auto c2 = filled_cache(codec, lc, other, 40, Execution::cpu());
     CHECK_THROWS_AS(DecodeAttention({cache.get(), c2.get()}, Execution::cpu()), ShapeError);
   }
+}
+
+TEST_CASE("the attention bench table: byte ratio, fraction of copy bandwidth and speed-up over fp16 SDPA", "[cpu][attention]") {
+  // One row: batch 1, 1024 tokens, 4 KV heads x 128: fp16 bytes 2 * 4 * 1024 * 128 * 2 = 2.097152 MB; a cache of
+  // 0.5 MB is 4.19x fewer bytes; 0.25 ms -> (0.5e6 + query bytes 0) / 0.25e-3 = 2000 GB/s = 50% of 4000 GB/s;
+  // SDPA 0.5 ms -> 2.00x.
+  AttentionBenchOptions o;
+  o.batches = {1};
+  o.tokens = {1024};
+  AttentionBenchResult r;
+  r.device = "test";
+  r.copy_gbps = 4000;
+  r.kv_heads = 4;
+  r.query_heads_per_kv = 7;
+  r.head_dim = 128;
+  AttentionBenchRow row;
+  row.preset = "kivi-2";
+  row.batch = 1;
+  row.tokens = 1024;
+  row.ms = 0.25;
+  row.cache_bytes = 0.5e6;
+  row.gbps = 2000;
+  row.splits = 3;
+  r.rows.push_back(row);
+  const std::string with = attention_bench_markdown(r, o, {0.5});
+  CHECK(with.find("| kivi-2 | 1 | 1024 | 0.2500 | 3 | 0.5 | 2.1 | 4.19x | 2000 | 50.0% | 0.5000 | 2.00x |") != std::string::npos);
+  const std::string without = attention_bench_markdown(r, o, {});
+  CHECK(without.find("not measured") != std::string::npos);
 }
