@@ -76,6 +76,25 @@ TEST_CASE("decode attention on cuda agrees with the reference and dequantize-the
   CHECK(compared >= 8);  // at least kivi-2, kivi-4, vidkv-k1.5-v1.58 and one extra format, at both head dims
 }
 
+TEST_CASE("decode attention on cuda handles head_dim 40 (channel tails per lane) and 8 query heads per KV head", "[cuda][attention]") {
+  VIDKV_REQUIRE_CUDA_DEVICE();
+  const LayerInput a = synthetic_input(1, 700, 40, 8), b = synthetic_input(1, 37, 40, 9);
+  for (const char* name : {"kivi-2", "vidkv-k1.5-v1.58"}) {
+    INFO(name);
+    const ConfigNode doc = load_preset(name, ConfigNode::scalar(name));
+    const PluginRegistry& reg = builtin_registry(CpuImplementation::reference);
+    const KvCodec codec(reg.make_quantizer(doc.at("codec").at("key")), reg.make_quantizer(doc.at("codec").at("value")));
+    const LifecycleParams lc = parse_params<LifecycleParams>(doc.at("lifecycle"), {}, "lifecycle");
+    const auto ca = filled_cache(codec, lc, a, 650, Execution::cuda());
+    const auto cb = filled_cache(codec, lc, b, 37, Execution::cuda());
+    const std::vector<const LayerCache*> caches{ca.get(), cb.get()};
+    const DecodeAttention attn(caches, Execution::cuda());
+    const std::vector<float> q = random_queries(2, 8, 40, 2.0f, 3);
+    const std::vector<float> out = run_cuda(attn, q, 8, DType::f32);
+    std::cout << "[cuda] " << name << ", D 40, qpk 8: largest error / tolerance " << check_against_reference(caches, q, out, 8) << "\n";
+  }
+}
+
 TEST_CASE("decode attention on cuda writes fp16 outputs within half an ulp of the fp32 ones", "[cuda][attention]") {
   VIDKV_REQUIRE_CUDA_DEVICE();
   const ConfigNode doc = load_preset("vidkv-k1.5-v1.58", ConfigNode::scalar("vidkv-k1.5-v1.58"));

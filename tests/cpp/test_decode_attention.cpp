@@ -200,3 +200,23 @@ TEST_CASE("the attention bench table: byte ratio, fraction of copy bandwidth and
   const std::string without = attention_bench_markdown(r, o, {});
   CHECK(without.find("not measured") != std::string::npos);
 }
+
+TEST_CASE("the kernels' emulation handles head_dim 40 (a channel tail per lane) and 8 query heads per KV head", "[cpu][attention]") {
+  const LayerInput a = synthetic_input(1, 200, 40, 8), b = synthetic_input(1, 37, 40, 9);
+  for (const char* name : {"kivi-2", "vidkv-k1.5-v1.58"}) {
+    INFO(name);
+    const ConfigNode doc = load_preset(name, ConfigNode::scalar(name));
+    const PluginRegistry& reg = builtin_registry(CpuImplementation::reference);
+    const KvCodec codec(reg.make_quantizer(doc.at("codec").at("key")), reg.make_quantizer(doc.at("codec").at("value")));
+    const LifecycleParams lc = parse_params<LifecycleParams>(doc.at("lifecycle"), {}, "lifecycle");
+    const auto ca = filled_cache(codec, lc, a, 190, Execution::cpu());
+    const auto cb = filled_cache(codec, lc, b, 37, Execution::cpu());
+    const std::vector<const LayerCache*> caches{ca.get(), cb.get()};
+    const DecodeAttention attn(caches, Execution::cpu(), 2);
+    const std::vector<float> q = random_queries(2, 8, 40, 2.0f, 3);
+    std::vector<float> out(q.size(), 0.0f);
+    attn.run_emulated(TensorView{const_cast<float*>(q.data()), DType::f32, Device::cpu, {2, 8, 40}},
+                      TensorView{out.data(), DType::f32, Device::cpu, {2, 8, 40}});
+    check_against_reference(caches, q, out, 8);
+  }
+}
