@@ -287,6 +287,8 @@ void DecodeAttention::run(const TensorView& queries, const TensorView& out) cons
   p.partial_acc = acc.as<float>();
   p.partial_ml = ml.as<float>();
   attention_cuda::launch(p, ex_.cuda_stream);
+#else
+  VIDKV_THROW(NotSupportedError, "decode attention on cuda: this build has no CUDA backend (configure with -DVIDKV_ENABLE_CUDA=ON)");
 #endif
 }
 
