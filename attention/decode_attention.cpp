@@ -9,6 +9,7 @@
 #include "vidkv/core/channel_selector.h"
 #include "vidkv/core/cuda/device_memory.h"
 #include "vidkv/core/error.h"
+#include "vidkv/plugins/quantizers/identity/identity.h"
 #include "vidkv/plugins/quantizers/mixed_channel/mixed_channel.h"
 #include "vidkv/plugins/quantizers/sign/sign.h"
 #include "vidkv/plugins/quantizers/ternary/ternary.h"
@@ -62,8 +63,15 @@ af::ChildFormat child_format(const Quantizer& q, bool value_side) {
     f.scaled = p.reconstruction == ternary_format::Reconstruction::scaled;
     return f;
   }
+  if (const auto* id = dynamic_cast<const Identity*>(&q)) {
+    f.codec = af::ChildCodec::identity;
+    f.axis = group_format::GroupAxis::token;  // rows = (head, token), the channels along them: block order
+    f.group = 1;
+    f.scale_dtype = id->params().dtype;
+    return f;
+  }
   VIDKV_THROW(NotSupportedError, "decode attention: quantizer '", q.plugin_name(),
-              "' is not read in place (uniform, sign, ternary and mixed_channel of those are)");
+              "' is not read in place (uniform, sign, ternary, identity and mixed_channel of those are)");
 }
 
 af::SideFormat side_format_of(const Quantizer& q, std::int64_t channels, bool value_side) {

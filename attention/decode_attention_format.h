@@ -8,8 +8,9 @@
 //   uniform   any bits 1..8, either axis, dense or release codes, fp16/fp32 scale and min (uniform_format.h)
 //   sign      fft off or real, either axis, dense or release, zero_one or symmetric (sign_format.h, sign_fft.h)
 //   ternary   base3 / slots2 / release, magnitude_free or scaled (ternary_format.h)
+//   identity  fp16 / bf16 / fp32 values (identity_format.h): the fp16 baseline through the same kernels
 //   mixed_channel with any two of the above as children, scope layer or head (mixed_channel_format.h)
-// Not read: sign fft complex, mixed_token, identity (decode_attention.cpp refuses them by name).
+// Not read: sign fft complex, mixed_token (decode_attention.cpp refuses them by name).
 //
 // Addressing of a block [heads, tokens, channels] (channels = D): a plain side is one "part" over all D channels in
 // channel order. A mixed_channel side has masks = 1 (scope layer) or heads (scope head); KV head h reads mask
@@ -24,6 +25,7 @@
 #include "vidkv/core/dtype.h"
 #include "vidkv/core/host_device.h"
 #include "vidkv/plugins/quantizers/group_format.h"
+#include "vidkv/plugins/quantizers/identity/identity_format.h"
 #include "vidkv/plugins/quantizers/mixed_channel/mixed_channel_format.h"
 #include "vidkv/plugins/quantizers/sign/sign_format.h"
 #include "vidkv/plugins/quantizers/ternary/ternary_format.h"
@@ -37,7 +39,7 @@ using group_format::CodeLayout;
 using group_format::GroupAxis;
 using group_format::GroupGrid;
 
-enum class ChildCodec : std::uint8_t { uniform, sign, ternary };
+enum class ChildCodec : std::uint8_t { uniform, sign, ternary, identity };
 
 // The format of one primitive quantizer (a plain side, or a child of mixed_channel).
 struct ChildFormat {
@@ -47,7 +49,7 @@ struct ChildFormat {
   ternary_format::Packing packing = ternary_format::Packing::base3;      // ternary
   unsigned bits = 2;                                                     // uniform
   std::int64_t group = 32;
-  DType scale_dtype = DType::f16;
+  DType scale_dtype = DType::f16;  // identity: the dtype every value is stored in
   bool symmetric = false;  // sign: reconstruction symmetric (bit 0 -> -s) instead of zero_one
   bool scaled = false;     // ternary: reconstruction scaled (t * u) instead of magnitude_free
   bool fft_real = false;   // sign: the values are the real-FFT components of each token's channels
@@ -72,6 +74,7 @@ VIDKV_HOST_DEVICE inline std::size_t child_bytes(const ChildFormat& f, std::int6
   switch (f.codec) {
     case ChildCodec::uniform: return uniform_format::total_bytes(f.layout, g, f.bits, f.scale_dtype);
     case ChildCodec::sign: return sign_format::total_bytes(f.layout, g, f.scale_dtype);
+    case ChildCodec::identity: return identity_format::values_bytes(heads * tokens * n, f.scale_dtype);
     default:
       return ternary_format::total_bytes(f.packing, f.scaled ? ternary_format::Reconstruction::scaled
                                                              : ternary_format::Reconstruction::magnitude_free,
@@ -117,6 +120,8 @@ VIDKV_HOST_DEVICE inline ChildView child_view(const ChildFormat& f, const std::u
     v.mins = v.scales + uniform_format::scales_bytes(g, f.scale_dtype);
   } else if (f.codec == ChildCodec::sign) {
     v.scales = bytes + sign_format::codes_bytes(f.layout, g);
+  } else if (f.codec == ChildCodec::identity) {
+    v.code_bits = 8u * static_cast<unsigned>(dtype_size(f.scale_dtype));  // the values themselves, block order
   } else {
     v.scales = bytes + ternary_format::codes_bytes(f.packing, g);
   }
@@ -178,13 +183,21 @@ VIDKV_HOST_DEVICE inline float decode_code(const ChildView& v, unsigned code, co
 // fft_real child yields the stored component, not the channel (see transform_entry). tests/cpp/
 // test_decode_attention.cpp checks every element against the plugins' decode, bit for bit.
 VIDKV_HOST_DEVICE inline float view_element(const ChildView& v, std::int64_t t, std::int64_t i) {
+  if (v.f.codec == ChildCodec::identity) {  // axis token: row = (head, token), the channels along it
+    const std::int64_t idx = (v.head * v.rows + t) * v.length + i;
+    const int size = dtype_size(v.f.scale_dtype);
+    // An aligned element is one load; a section at an odd offset (inside a composite) goes byte by byte.
+    if (reinterpret_cast<std::uintptr_t>(v.codes) % static_cast<std::uintptr_t>(size) == 0)
+      return load_as_float(v.codes, v.f.scale_dtype, static_cast<std::size_t>(idx));
+    return group_format::get_scalar(v.codes, idx, v.f.scale_dtype);
+  }
   return decode_code(v, view_code(v, t, i), view_meta(v, view_group(v, t, i)));
 }
 
 // Whether the tokens [t0, t0 + n) of the block lie in one group of a channel-axis child, so that the metadata of
 // element (t, i) depends on i only (the kernels then read it once per tile: staged metadata).
 VIDKV_HOST_DEVICE inline bool one_group_per_row(const ChildView& v, std::int64_t t0, std::int64_t n) {
-  if (v.f.axis != GroupAxis::channel) return false;
+  if (v.f.axis != GroupAxis::channel || v.f.codec == ChildCodec::identity) return false;
   return view_group(v, t0, 0) == view_group(v, t0 + n - 1, 0);
 }
 

@@ -131,7 +131,7 @@ VIDKV_HOST_DEVICE inline attention_format::Meta key_meta_entry(const attention_f
 
 VIDKV_HOST_DEVICE inline int value_meta_mode(const attention_format::SideFormat& f, const attention_format::PartRef& vp,
                                              std::int64_t tr0, std::int64_t n, std::int64_t channels) {
-  if (f.mixed) return kValueMetaNone;
+  if (f.mixed || f.first.codec == attention_format::ChildCodec::identity) return kValueMetaNone;
   if (attention_format::one_group_per_row(vp.first, tr0, n)) return kValueMetaPerChannel;
   if (f.first.axis == group_format::GroupAxis::token && n * vp.first.groups_per_row <= value_meta_capacity(channels))
     return kValueMetaPerTokenGroup;

@@ -25,7 +25,8 @@ struct AttentionBenchOptions {
   std::vector<std::int64_t> batches = {1, 8};
   int kv_heads = 4, query_heads_per_kv = 7, head_dim = 128;
   int warmup = 3, repeats = 20;
-  std::vector<std::string> presets = {"kivi-2", "vidkv-k1.5-v1.58"};
+  // fp16: the same kernels on an fp16 cache (identity), the kernels' own efficiency against SDPA at equal bytes.
+  std::vector<std::string> presets = {"fp16", "kivi-2", "vidkv-k1.5-v1.58"};
 };
 
 struct AttentionBenchRow {

@@ -41,7 +41,8 @@ struct BenchArgs {
   std::string batches = "1,8";
   // Whether an option was given (its default differs between the backends, or it applies to one only).
   CLI::Option *shape_opt = nullptr, *tokens_opt = nullptr, *layers_opt = nullptr, *repeats_opt = nullptr,
-              *threads_opt = nullptr, *implementation_opt = nullptr, *clock_opt = nullptr, *batches_opt = nullptr;
+              *threads_opt = nullptr, *implementation_opt = nullptr, *clock_opt = nullptr, *batches_opt = nullptr,
+              *presets_opt = nullptr;
 };
 
 void only_for(const CLI::Option* given, const char* option, const char* backend) {
@@ -147,7 +148,7 @@ int attention_bench_command(const BenchArgs& a) {
   if (a.tokens_opt->count() > 0) o.tokens = token_counts(a.tokens);
   o.batches = token_counts(a.batches);
   if (a.repeats_opt->count() > 0) o.repeats = a.repeats;
-  o.presets = split_commas(a.presets);
+  if (a.presets_opt->count() > 0) o.presets = split_commas(a.presets);
   const AttentionBenchResult r = run_attention_bench(o);
   const std::vector<double> torch = a.no_torch ? std::vector<double>{} : torch_attention_ms(o);
   std::cout << attention_bench_markdown(r, o, torch);
@@ -205,7 +206,10 @@ Action define_bench(CLI::App& app) {
   a->repeats_opt = app.add_option("--repeats", a->repeats, "best of N (cuda: median of N, default 10)")
                        ->check(CLI::Range(1, 4096))
                        ->capture_default_str();
-  app.add_option("--presets", a->presets, "presets to measure, comma-separated")->type_name("a,b")->capture_default_str();
+  a->presets_opt = app.add_option("--presets", a->presets, "presets to measure, comma-separated (--attention default:\n"
+                                  "fp16,kivi-2,vidkv-k1.5-v1.58)")
+                       ->type_name("a,b")
+                       ->capture_default_str();
   a->implementation_opt = app.add_option("--implementation", a->implementation, "cpu only: optimized or reference")
                               ->check(CLI::IsMember({"optimized", "reference"}))
                               ->capture_default_str();
