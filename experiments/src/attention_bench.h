@@ -8,7 +8,9 @@
 // separate caches) appended as one prefill; queries [B, kv_heads * query_heads_per_kv, head_dim] fp16, N(0, 1).
 // Timed: DecodeAttention::run (the tables built once outside the timing, as a model builds them once per step and
 // layer), CUDA events, `warmup` untimed calls then the median of `repeats`.
-// Bytes read: the caches' packed bytes + residual bytes (DecodeAttention::cache_bytes) + the queries; the fraction of
+// Bytes read: the caches' packed bytes + residual bytes (DecodeAttention::cache_bytes: the residual at its storage
+// dtype, though the kernels read the cache's fp32 exact inputs and round them, twice the bytes for those <= 128
+// tokens per side) + the queries; the fraction of
 // the copy bandwidth = (bytes / latency) / copy GB/s, copy = cudaMemcpyAsync device to device of 1 GiB, bytes copied
 // counted once. fp16 bytes: 2 * B * kv_heads * T * head_dim * 2, what SDPA over an fp16 cache reads.
 // In a build without CUDA, run_attention_bench throws NotSupportedError.
