@@ -186,7 +186,6 @@ DecodeAttention::DecodeAttention(const std::vector<const LayerCache*>& caches, c
   p.channels = channels_;
   p.residual_dtype = first.residual_storage();
   p.score_scale = static_cast<float>(1.4426950408889634074 / std::sqrt(static_cast<double>(channels_)));
-  std::int64_t max_tiles = 0;
   for (std::size_t b = 0; b < caches.size(); ++b) {
     const LayerCache& c = *caches[b];
     VIDKV_REQUIRE(c.execution().device == ex.device, ShapeError, "decode attention: sequence ", b, "'s cache is on ",
@@ -207,7 +206,6 @@ DecodeAttention::DecodeAttention(const std::vector<const LayerCache*>& caches, c
     add_tiles(key, value, c.tokens(), static_cast<std::int32_t>(tb.key_blocks.size()),
               static_cast<std::int32_t>(tb.value_blocks.size()), static_cast<std::int32_t>(b), tb.tiles);
     s.tile_count = static_cast<std::int64_t>(tb.tiles.size()) - s.tile_begin;
-    max_tiles = std::max(max_tiles, s.tile_count);
     s.key_full = key.full;
     s.value_full = value.full;
     s.key_capacity = key.capacity;
@@ -224,18 +222,33 @@ DecodeAttention::DecodeAttention(const std::vector<const LayerCache*>& caches, c
     const auto rsize = static_cast<std::size_t>(dtype_size(p.residual_dtype));
     cache_bytes_ += static_cast<std::size_t>(heads_ * channels_ * (2 * c.tokens() - key.quantized - value.quantized)) * rsize;
   }
+  // Fast tiles first in each sequence (tile_is_fast reads the host tables).
+  p.key_blocks = tb.key_blocks.data();
+  p.value_blocks = tb.value_blocks.data();
+  std::int64_t max_fast = 0, max_generic = 0;
+  for (at::SequenceEntry& s : tb.sequences) {
+    const auto begin = tb.tiles.begin() + s.tile_begin, end = begin + s.tile_count;
+    const auto mid = std::stable_partition(begin, end, [&](const at::TileEntry& t) { return at::tile_is_fast(p, t); });
+    s.fast_count = mid - begin;
+    max_fast = std::max(max_fast, s.fast_count);
+    max_generic = std::max(max_generic, s.tile_count - s.fast_count);
+  }
+  std::int64_t want = splits;
   if (splits == 0) {
-    std::int64_t want = 1;
+    want = 1;
 #ifdef VIDKV_WITH_CUDA
     if (ex.on_cuda()) want = (4 * attention_cuda::multiprocessors() + p.batch * heads_ - 1) / (p.batch * heads_);
 #endif
-    splits = static_cast<int>(std::max<std::int64_t>(1, std::min<std::int64_t>(want, (max_tiles + 3) / 4)));
   }
-  splits_ = splits;
-  p.splits = splits;
+  // splits given: both parts use it; 0: enough blocks for the GPU, at most one split per 4 tiles.
+  auto parts = [&](std::int64_t tiles) -> int {
+    if (tiles == 0) return 0;
+    return static_cast<int>(splits > 0 ? splits : std::max<std::int64_t>(1, std::min<std::int64_t>(want, (tiles + 3) / 4)));
+  };
+  p.splits = parts(max_fast);
+  p.generic_splits = parts(max_generic);
+  splits_ = p.splits + p.generic_splits;
   p.sequences = tb.sequences.data();
-  p.key_blocks = tb.key_blocks.data();
-  p.value_blocks = tb.value_blocks.data();
   p.tiles = tb.tiles.data();
   if (!ex.on_cuda()) return;
   // One upload of the four arrays (8-byte aligned pieces) on the stream.
@@ -260,6 +273,13 @@ DecodeAttention::DecodeAttention(const std::vector<const LayerCache*>& caches, c
 }
 
 DecodeAttention::~DecodeAttention() = default;
+
+std::int64_t DecodeAttention::tiles() const { return static_cast<std::int64_t>(tables_->tiles.size()); }
+std::int64_t DecodeAttention::fast_tiles() const {
+  std::int64_t n = 0;
+  for (const auto& s : tables_->sequences) n += s.fast_count;
+  return n;
+}
 
 void DecodeAttention::run(const TensorView& queries, const TensorView& out) const {
   const std::int64_t qpk = check_view(queries, "queries", ex_.device, batch(), heads_, channels_);
@@ -288,7 +308,7 @@ void DecodeAttention::run(const TensorView& queries, const TensorView& out) cons
   p.query_dtype = queries.dtype;
   p.out = out.data;
   p.out_dtype = out.dtype;
-  const std::size_t partials = static_cast<std::size_t>(batch() * heads_ * splits_ * qpk);
+  const std::size_t partials = static_cast<std::size_t>(batch() * heads_ * splits_ * qpk);  // both kinds of splits
   // Freed in stream order after the kernels (cudaFreeAsync).
   DeviceBuffer acc(partials * static_cast<std::size_t>(channels_) * sizeof(float), ex_.cuda_stream);
   DeviceBuffer ml(partials * 2 * sizeof(float), ex_.cuda_stream);

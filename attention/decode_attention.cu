@@ -60,7 +60,10 @@ __device__ inline void score_update(float (&sc)[kMaxQ], const float* qT, std::in
 }
 
 // kC: value channels per lane (D <= 32 kC): 4 for head_dim <= 128 (fewer registers), kMaxC up to 256.
-template <int kC>
+// kFast: the fast tiles of each sequence only (decode_attention_tables.h tile_is_fast: staged key and value
+// metadata), without the code of the other paths (168 instead of 230 registers on sm_90: 3 blocks per SM instead of
+// 2); else the other tiles, every path.
+template <int kC, bool kFast>
 __global__ void __launch_bounds__(kThreads) split_kernel(const Problem p) {
   extern __shared__ float4 smem4[];
   float* smem = reinterpret_cast<float*>(smem4);
@@ -81,7 +84,9 @@ __global__ void __launch_bounds__(kThreads) split_kernel(const Problem p) {
   __syncthreads();
 
   const SequenceEntry seq = p.sequences[b];
-  const TileRange range = split_tiles(seq.tile_count, p.splits, s);
+  const std::int64_t first_tile = seq.tile_begin + (kFast ? 0 : seq.fast_count);
+  const TileRange range = split_tiles(kFast ? seq.fast_count : seq.tile_count - seq.fast_count,
+                                      kFast ? p.splits : p.generic_splits, s);
   float m[kMaxQ], l[kMaxQ], acc[kMaxQ][kC];
 #pragma unroll
   for (int hq = 0; hq < kMaxQ; ++hq) {
@@ -94,7 +99,7 @@ __global__ void __launch_bounds__(kThreads) split_kernel(const Problem p) {
   std::int32_t cached_block = INT_MIN;
 
   for (std::int64_t ti = range.first + warp; ti < range.last; ti += kWarps) {
-    const TileEntry tile = p.tiles[seq.tile_begin + ti];
+    const TileEntry tile = p.tiles[first_tile + ti];
     const std::int64_t kbegin = key_block_begin(p, tile), vbegin = value_block_begin(p, tile);
     const std::int64_t ktr0 = tile.t0 - kbegin, vtr0 = tile.t0 - vbegin;  // the tile's first token in its blocks
     af::PartRef kp;
@@ -118,7 +123,7 @@ __global__ void __launch_bounds__(kThreads) split_kernel(const Problem p) {
         }
         qk = tq;
       }
-      kstaged = key_meta_staged(kp, ktr0, tile.n);
+      kstaged = kFast || key_meta_staged(kp, ktr0, tile.n);
       if (kstaged) {
         __syncwarp();
         for (std::int64_t i = lane; i < D; i += 32) kmeta[i] = key_meta_entry(kp, ktr0, i);
@@ -133,7 +138,7 @@ __global__ void __launch_bounds__(kThreads) split_kernel(const Problem p) {
 #pragma unroll
     for (int hq = 0; hq < kMaxQ; ++hq) sc[hq] = 0.0f;
     if (active) {
-      if (kstaged) {
+      if (kFast || kstaged) {
         const std::int64_t tr = ktr0 + lane;
         for (std::int64_t i = 0; i < kp.first_n; ++i) {
           const float k = af::decode_code(kp.first, af::view_code(kp.first, tr, i), kmeta[i]);
@@ -143,7 +148,7 @@ __global__ void __launch_bounds__(kThreads) split_kernel(const Problem p) {
           const float k = af::decode_code(kp.second, af::view_code(kp.second, tr, i - kp.first_n), kmeta[i]);
           score_update(sc, qk, i, k);
         }
-      } else {
+      } else if constexpr (!kFast) {
         for (std::int64_t i = 0; i < D; ++i) {
           const float k = key_element(p, seq, tile, kp, kbegin, h, t, i);
           score_update(sc, qk, i, k);
@@ -184,8 +189,13 @@ __global__ void __launch_bounds__(kThreads) split_kernel(const Problem p) {
       for (int ci = 0; ci < kC; ++ci) {
         const std::int64_t c = lane + 32 * ci;
         if (c >= D) break;
-        const float v = vmode != kValueMetaNone ? value_staged_element(vmode, vp, vtr0, j, c, vmeta)
-                                                : value_element(p, seq, tile, vp, vbegin, h, tile.t0 + j, c);
+        float v;
+        if constexpr (kFast) {
+          v = value_staged_element(vmode, vp, vtr0, j, c, vmeta);
+        } else {
+          v = vmode != kValueMetaNone ? value_staged_element(vmode, vp, vtr0, j, c, vmeta)
+                                      : value_element(p, seq, tile, vp, vbegin, h, tile.t0 + j, c);
+        }
 #pragma unroll
         for (int hq = 0; hq < kMaxQ; ++hq)
           if (hq < Q) acc[hq][ci] += pj[hq] * v;
@@ -212,7 +222,7 @@ __global__ void __launch_bounds__(kThreads) split_kernel(const Problem p) {
     }
   }
   __syncthreads();
-  const std::int64_t base = ((b * p.heads + h) * p.splits + s) * Q;
+  const std::int64_t base = ((b * p.heads + h) * (p.splits + p.generic_splits) + (kFast ? s : p.splits + s)) * Q;
   for (std::int64_t i = threadIdx.x; i < Q * D; i += kThreads) {
     const std::int64_t hq = i / D, c = i % D;
     float mt = -HUGE_VALF;
@@ -234,7 +244,7 @@ __global__ void __launch_bounds__(kThreads) split_kernel(const Problem p) {
 // One block per (KV head, sequence): out = sum_s f_s acc_s / sum_s f_s l_s, f_s = exp2(m_s - max m).
 __global__ void __launch_bounds__(kThreads) combine_kernel(const Problem p) {
   const std::int64_t h = blockIdx.x, b = blockIdx.y;
-  const std::int64_t D = p.channels, Q = p.qpk, S = p.splits;
+  const std::int64_t D = p.channels, Q = p.qpk, S = p.splits + p.generic_splits;
   for (std::int64_t i = threadIdx.x; i < Q * D; i += kThreads) {
     const std::int64_t hq = i / D, c = i % D;
     const std::int64_t base = (b * p.heads + h) * S;
@@ -254,6 +264,16 @@ void check(cudaError_t e, const char* what) {
   if (e != cudaSuccess) VIDKV_THROW(CudaError, "decode attention: ", what, ": ", cudaGetErrorString(e));
 }
 
+template <int kC, bool kFast>
+void launch_split(const Problem& p, dim3 grid, std::size_t smem, cudaStream_t st) {
+  if (grid.x == 0) return;
+  if (smem > 48 * 1024)
+    check(cudaFuncSetAttribute(split_kernel<kC, kFast>, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)),
+          "shared memory size");
+  split_kernel<kC, kFast><<<grid, kThreads, smem, st>>>(p);
+  check(cudaGetLastError(), "split kernel launch");
+}
+
 }  // namespace
 
 void launch(const Problem& p, void* stream) {
@@ -262,17 +282,14 @@ void launch(const Problem& p, void* stream) {
                 32 * kMaxC, ")");
   auto st = static_cast<cudaStream_t>(stream);
   const std::size_t smem = smem_floats(p.qpk, p.channels) * sizeof(float);
-  const dim3 grid(static_cast<unsigned>(p.splits), static_cast<unsigned>(p.heads), static_cast<unsigned>(p.batch));
+  const dim3 fast_grid(static_cast<unsigned>(p.splits), static_cast<unsigned>(p.heads), static_cast<unsigned>(p.batch));
+  const dim3 generic_grid(static_cast<unsigned>(p.generic_splits), static_cast<unsigned>(p.heads), static_cast<unsigned>(p.batch));
   if (p.channels <= 128) {
-    if (smem > 48 * 1024)
-      check(cudaFuncSetAttribute(split_kernel<4>, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)),
-            "shared memory size");
-    split_kernel<4><<<grid, kThreads, smem, st>>>(p);
+    launch_split<4, true>(p, fast_grid, smem, st);
+    launch_split<4, false>(p, generic_grid, smem, st);
   } else {
-    if (smem > 48 * 1024)
-      check(cudaFuncSetAttribute(split_kernel<kMaxC>, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)),
-            "shared memory size");
-    split_kernel<kMaxC><<<grid, kThreads, smem, st>>>(p);
+    launch_split<kMaxC, true>(p, fast_grid, smem, st);
+    launch_split<kMaxC, false>(p, generic_grid, smem, st);
   }
   check(cudaGetLastError(), "split kernel launch");
   combine_kernel<<<dim3(static_cast<unsigned>(p.heads), static_cast<unsigned>(p.batch)), kThreads, 0, st>>>(p);

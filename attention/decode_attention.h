@@ -36,8 +36,9 @@ bool decode_attention_supports(const Quantizer& q, std::int64_t channels, std::s
 class DecodeAttention {
  public:
   // caches: one per sequence, all on ex's device, same heads, channels and codec formats, each with >= 1 token.
-  // ShapeError / NotSupportedError otherwise, naming the sequence. splits: split-K parts per (sequence, KV head);
-  // 0 picks enough to fill the GPU (4 blocks per SM).
+  // ShapeError / NotSupportedError otherwise, naming the sequence. splits: split-K parts per (sequence, KV head) of
+  // each kind of tile (fast and general, decode_attention_tables.h); 0 picks enough to fill the GPU (4 blocks per
+  // SM), at most one per 4 tiles.
   DecodeAttention(const std::vector<const LayerCache*>& caches, const Execution& ex, int splits = 0);
   ~DecodeAttention();
   DecodeAttention(const DecodeAttention&) = delete;
@@ -55,7 +56,11 @@ class DecodeAttention {
   std::int64_t batch() const { return static_cast<std::int64_t>(caches_.size()); }
   std::int64_t kv_heads() const { return heads_; }
   std::int64_t head_dim() const { return channels_; }
+  // Split-K partials per (sequence, KV head): the fast kernel's splits plus the general kernel's.
   int splits() const { return splits_; }
+  // Tiles of the whole batch, and those on the fast path (decode_attention_tables.h tile_is_fast).
+  std::int64_t tiles() const;
+  std::int64_t fast_tiles() const;
   // Packed bytes + residual bytes one run() reads from the cache (every block's bytes and the residual tokens at
   // their storage dtype), for bandwidth figures.
   std::size_t cache_bytes() const { return cache_bytes_; }

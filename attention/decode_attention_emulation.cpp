@@ -1,5 +1,7 @@
 #include "vidkv/attention/decode_attention_emulation.h"
 
+#include "vidkv/core/error.h"
+
 #include <algorithm>
 #include <climits>
 #include <cmath>
@@ -20,12 +22,14 @@ struct WarpState {
   std::int32_t cached_block = INT_MIN;
 };
 
-void split(const Problem& p, std::int64_t b, std::int64_t h, int s) {
+void split(const Problem& p, std::int64_t b, std::int64_t h, int s, bool fast) {
   const std::int64_t D = p.channels, Q = p.qpk;
   std::vector<float> q(static_cast<std::size_t>(Q * D));
   for (std::int64_t i = 0; i < Q * D; ++i) q[static_cast<std::size_t>(i)] = query_element(p, b, h * Q + i / D, i % D);
   const SequenceEntry seq = p.sequences[b];
-  const TileRange range = split_tiles(seq.tile_count, p.splits, s);
+  const std::int64_t first_tile = seq.tile_begin + (fast ? 0 : seq.fast_count);
+  const TileRange range = split_tiles(fast ? seq.fast_count : seq.tile_count - seq.fast_count,
+                                      fast ? p.splits : p.generic_splits, s);
   std::vector<WarpState> warps(kWarps);
   for (auto& w : warps) {
     w.m.assign(static_cast<std::size_t>(Q), -HUGE_VALF);
@@ -38,7 +42,8 @@ void split(const Problem& p, std::int64_t b, std::int64_t h, int s) {
   for (int warp = 0; warp < kWarps; ++warp) {
     WarpState& w = warps[static_cast<std::size_t>(warp)];
     for (std::int64_t ti = range.first + warp; ti < range.last; ti += kWarps) {
-      const TileEntry tile = p.tiles[seq.tile_begin + ti];
+      const TileEntry tile = p.tiles[first_tile + ti];
+      VIDKV_ASSERT(fast == tile_is_fast(p, tile), "decode attention tables: tile at token ", tile.t0, " in the wrong part");
       const std::int64_t kbegin = key_block_begin(p, tile), vbegin = value_block_begin(p, tile);
       const std::int64_t ktr0 = tile.t0 - kbegin, vtr0 = tile.t0 - vbegin;
       af::PartRef kp;
@@ -114,7 +119,7 @@ void split(const Problem& p, std::int64_t b, std::int64_t h, int s) {
         }
     }
   }
-  const std::int64_t base = ((b * p.heads + h) * p.splits + s) * Q;
+  const std::int64_t base = ((b * p.heads + h) * (p.splits + p.generic_splits) + (fast ? s : p.splits + s)) * Q;
   for (std::int64_t hq = 0; hq < Q; ++hq) {
     float mt = -HUGE_VALF;
     for (const auto& w : warps) mt = std::max(mt, w.m[static_cast<std::size_t>(hq)]);
@@ -132,7 +137,7 @@ void split(const Problem& p, std::int64_t b, std::int64_t h, int s) {
 }
 
 void combine(const Problem& p, std::int64_t b, std::int64_t h) {
-  const std::int64_t D = p.channels, Q = p.qpk, S = p.splits;
+  const std::int64_t D = p.channels, Q = p.qpk, S = p.splits + p.generic_splits;
   const std::int64_t base = (b * p.heads + h) * S;
   for (std::int64_t hq = 0; hq < Q; ++hq) {
     float mt = -HUGE_VALF;
@@ -154,7 +159,8 @@ void combine(const Problem& p, std::int64_t b, std::int64_t h) {
 void run(const Problem& p) {
   for (std::int64_t b = 0; b < p.batch; ++b)
     for (std::int64_t h = 0; h < p.heads; ++h)
-      for (int s = 0; s < p.splits; ++s) split(p, b, h, s);
+      for (int fast = 1; fast >= 0; --fast)
+        for (int s = 0; s < (fast ? p.splits : p.generic_splits); ++s) split(p, b, h, s, fast == 1);
   for (std::int64_t b = 0; b < p.batch; ++b)
     for (std::int64_t h = 0; h < p.heads; ++h) combine(p, b, h);
 }

@@ -3,9 +3,12 @@
 // decode_attention_format.h. C++17, host-device, no CUDA headers.
 //
 // Tokens of sequence b are cut into tiles of at most 32 tokens that never cross a key block, a value block or the
-// start of either residual; tile i of b is tiles[seq.tile_begin + i], in token order. Split s of S takes the tiles
-// [s * per, min((s + 1) * per, count)) of its sequence, per = ceil(count / S) (variable lengths: a short sequence
-// leaves its last splits empty).
+// start of either residual. The sequence's tiles are tiles[seq.tile_begin, seq.tile_begin + seq.tile_count): first
+// its `fast_count` fast tiles (tile_is_fast: packed keys and values whose metadata the kernels stage per tile), then
+// the others (residual tokens, layouts where a tile spans groups), each part in token order. The fast tiles go to
+// the fast kernel (no code for the other paths, fewer registers), the others to the general one: split s of S of
+// a part takes its tiles [s * per, min((s + 1) * per, count)), per = ceil(count / S) (variable lengths: a short
+// sequence leaves its last splits empty). Partials: splits of the fast kernel first, then generic_splits.
 #pragma once
 
 #include <cstdint>
@@ -22,7 +25,7 @@ struct BlockEntry {
 };
 
 struct SequenceEntry {
-  std::int64_t tile_begin = 0, tile_count = 0;
+  std::int64_t tile_begin = 0, tile_count = 0, fast_count = 0;
   const float* key_full = nullptr;    // [heads, key_capacity, D] fp32: the residual keys (and older exact inputs)
   const float* value_full = nullptr;  // [heads, value_capacity, D]
   std::int64_t key_capacity = 0, value_capacity = 0;
@@ -45,14 +48,15 @@ struct Problem {
   const BlockEntry* key_blocks = nullptr;
   const BlockEntry* value_blocks = nullptr;
   const TileEntry* tiles = nullptr;
-  int splits = 1;
+  int splits = 1;          // splits of the fast tiles (0: no sequence has any)
+  int generic_splits = 0;  // splits of the other tiles (0: none has any)
   float score_scale = 1.0f;  // log2(e) / sqrt(D): scores in log2 units
   const void* queries = nullptr;  // [batch, heads * qpk, D]
   DType query_dtype = DType::f32;
   void* out = nullptr;  // [batch, heads * qpk, D]
   DType out_dtype = DType::f32;
-  float* partial_acc = nullptr;  // [batch, heads, splits, qpk, D]
-  float* partial_ml = nullptr;   // [batch, heads, splits, qpk, 2]: m, l
+  float* partial_acc = nullptr;  // [batch, heads, splits + generic_splits, qpk, D]
+  float* partial_ml = nullptr;   // [batch, heads, splits + generic_splits, qpk, 2]: m, l
 };
 
 // Tiles [first, last) of split s of a sequence with `count` tiles.
@@ -151,6 +155,10 @@ VIDKV_HOST_DEVICE inline attention_format::Meta value_meta_entry(int mode, const
   return af::view_meta(v, (v.head * v.rows + tr0 + j) * v.groups_per_row + g);
 }
 // Value of channel c of tile token j (block token tr0 + j) from the staged metadata.
+// Whether a tile is fast: keys and values in packed blocks, the keys' metadata staged per part index and the
+// values' per channel or per (token, group). Independent of the KV head (the group of a row does not depend on it).
+VIDKV_HOST_DEVICE inline bool tile_is_fast(const Problem& p, const TileEntry& tile);
+
 VIDKV_HOST_DEVICE inline float value_staged_element(int mode, const attention_format::PartRef& vp, std::int64_t tr0, std::int64_t j,
                                                     std::int64_t c, const attention_format::Meta* meta) {
   namespace af = attention_format;
@@ -159,6 +167,13 @@ VIDKV_HOST_DEVICE inline float value_staged_element(int mode, const attention_fo
                              ? c
                              : j * v.groups_per_row + (v.group_shift >= 0 ? (c >> v.group_shift) : c / v.f.group);
   return af::decode_code(v, af::view_code(v, tr0 + j, c), meta[e]);
+}
+
+VIDKV_HOST_DEVICE inline bool tile_is_fast(const Problem& p, const TileEntry& tile) {
+  if (tile.key_block < 0 || tile.value_block < 0) return false;
+  const std::int64_t ktr0 = tile.t0 - p.key_blocks[tile.key_block].begin, vtr0 = tile.t0 - p.value_blocks[tile.value_block].begin;
+  return key_meta_staged(key_part(p, tile, 0), ktr0, tile.n) &&
+         value_meta_mode(p.value, value_part(p, tile, 0), vtr0, tile.n, p.channels) != kValueMetaNone;
 }
 
 }  // namespace vidkv::attention_tables

@@ -220,3 +220,26 @@ TEST_CASE("the kernels' emulation handles head_dim 40 (a channel tail per lane) 
     check_against_reference(caches, q, out, 8);
   }
 }
+
+TEST_CASE("every packed tile of kivi-2 and vidkv-k1.5-v1.58 takes the fast path; residual tiles the general one", "[cpu][attention]") {
+  // 300 tokens, prefill 250 then 50 decode steps. Residual tokens: kivi-2 keys 300 - 256 = 44 (tokens 256..299),
+  // values the last 128 (172..299); vidkv-k1.5-v1.58 (paper, G = 32, R = 128): prefill quantizes 224, the residual
+  // then holds 26 + 50 = 76 < 128 tokens (224..299). General tiles: those touching a residual.
+  const LayerInput in = synthetic_input(2, 300, 64, 1);
+  for (const char* name : {"kivi-2", "vidkv-k1.5-v1.58"}) {
+    INFO(name);
+    const ConfigNode doc = load_preset(name, ConfigNode::scalar(name));
+    const KvCodec codec(builtin_registry().make_quantizer(doc.at("codec").at("key")),
+                        builtin_registry().make_quantizer(doc.at("codec").at("value")));
+    const LifecycleParams lc = parse_params<LifecycleParams>(doc.at("lifecycle"), {}, "lifecycle");
+    const auto cache = filled_cache(codec, lc, in, 250, Execution::cpu());
+    const DecodeAttention attn({cache.get()}, Execution::cpu());
+    const std::int64_t first_residual = std::min(cache->key_side().quantized, cache->value_side().quantized);
+    CHECK(first_residual == (std::string(name) == "kivi-2" ? 172 : 224));
+    // Tiles before the first residual token. kivi-2: the prefill quantizes values [0, 122) as one block (4 tiles:
+    // 32, 32, 32, 26), then each decode step one value token as its own block (tokens 122..171: 50 one-token tiles):
+    // 54. vidkv-k1.5-v1.58: one prefill block [0, 224): 7 tiles of 32.
+    CHECK(attn.fast_tiles() == (std::string(name) == "kivi-2" ? 54 : 7));
+    CHECK(attn.tiles() > attn.fast_tiles());
+  }
+}
