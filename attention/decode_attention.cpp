@@ -208,8 +208,12 @@ DecodeAttention::DecodeAttention(const std::vector<const LayerCache*>& caches, c
     s.tile_count = static_cast<std::int64_t>(tb.tiles.size()) - s.tile_begin;
     s.key_full = key.full;
     s.value_full = value.full;
+    s.key_full_dtype = key.full_dtype;
+    s.value_full_dtype = value.full_dtype;
     s.key_capacity = key.capacity;
     s.value_capacity = value.capacity;
+    s.key_first = key.first;
+    s.value_first = value.first;
     tb.sequences.push_back(s);
     for (const auto& blk : key.blocks) {
       tb.key_blocks.push_back({blk.bytes, blk.begin, blk.end - blk.begin});

@@ -296,11 +296,13 @@ VIDKV_HOST_DEVICE inline bool needs_transform(const SideFormat& f) {
   return f.mixed || (f.first.codec == ChildCodec::sign && f.first.fft_real);
 }
 
-// A full-precision residual token's element, as materialize() gives it: the exact fp32 input rounded to the
-// residual storage dtype. full: [heads, capacity, channels].
-VIDKV_HOST_DEVICE inline float residual_element(const float* full, std::int64_t capacity, std::int64_t channels, DType dtype,
-                                                std::int64_t h, std::int64_t t, std::int64_t c) {
-  return round_to_dtype(full[(h * capacity + t) * channels + c], dtype);
+// A full-precision residual token's element, as materialize() gives it: the exact input rounded to the residual
+// storage dtype. full: the cache's exact-input store [heads, capacity, channels] of full_dtype, row r = token
+// first + r (LayerCache::SideRef).
+VIDKV_HOST_DEVICE inline float residual_element(const void* full, DType full_dtype, std::int64_t capacity, std::int64_t first,
+                                                std::int64_t channels, DType dtype, std::int64_t h, std::int64_t t,
+                                                std::int64_t c) {
+  return round_to_dtype(load_as_float(full, full_dtype, static_cast<std::size_t>((h * capacity + t - first) * channels + c)), dtype);
 }
 
 // --- Online softmax (flash-decoding) state ------------------------------------------------------------------------

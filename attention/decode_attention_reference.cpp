@@ -1,5 +1,7 @@
 #include "vidkv/attention/decode_attention_reference.h"
 
+#include <algorithm>
+
 #include "vidkv/attention/attend.h"
 #include "vidkv/core/cuda/device_memory.h"
 #include "vidkv/core/error.h"
@@ -29,15 +31,19 @@ void decode_side(const LayerCache& cache, const LayerCache::SideRef& side, std::
   }
   const std::int64_t rest = tokens - side.quantized;
   if (rest <= 0) return;
-  std::vector<float> full(static_cast<std::size_t>(rest * d));
-  const float* src = side.full + (h * side.capacity + side.quantized) * d;
+  // Rows quantized - first .. of head h of the exact-input store (LayerCache::SideRef), in its dtype.
+  const std::size_t esize = static_cast<std::size_t>(dtype_size(side.full_dtype));
+  std::vector<std::uint8_t> full(static_cast<std::size_t>(rest * d) * esize);
+  const auto* src = static_cast<const std::uint8_t*>(side.full) +
+                    static_cast<std::size_t>((h * side.capacity + side.quantized - side.first) * d) * esize;
   if (on_cuda) {
-    copy_to_host(full.data(), src, full.size() * sizeof(float), cache.execution().cuda_stream);
+    copy_to_host(full.data(), src, full.size(), cache.execution().cuda_stream);
   } else {
-    full.assign(src, src + rest * d);
+    std::copy(src, src + full.size(), full.begin());
   }
   for (std::int64_t i = 0; i < rest * d; ++i)
-    out[static_cast<std::size_t>(side.quantized * d + i)] = round_to_dtype(full[static_cast<std::size_t>(i)], cache.residual_storage());
+    out[static_cast<std::size_t>(side.quantized * d + i)] =
+        round_to_dtype(load_as_float(full.data(), side.full_dtype, static_cast<std::size_t>(i)), cache.residual_storage());
 }
 
 }  // namespace

@@ -26,9 +26,12 @@ struct BlockEntry {
 
 struct SequenceEntry {
   std::int64_t tile_begin = 0, tile_count = 0, fast_count = 0;
-  const float* key_full = nullptr;    // [heads, key_capacity, D] fp32: the residual keys (and older exact inputs)
-  const float* value_full = nullptr;  // [heads, value_capacity, D]
-  std::int64_t key_capacity = 0, value_capacity = 0;
+  // The exact-input stores holding the residual tokens (LayerCache::SideRef): [heads, capacity, D] of *_full_dtype,
+  // row r = token *_first + r.
+  const void* key_full = nullptr;
+  const void* value_full = nullptr;
+  DType key_full_dtype = DType::f32, value_full_dtype = DType::f32;
+  std::int64_t key_capacity = 0, value_capacity = 0, key_first = 0, value_first = 0;
 };
 
 struct TileEntry {
@@ -99,7 +102,8 @@ VIDKV_HOST_DEVICE inline float key_element(const Problem& p, const SequenceEntry
                                            const attention_format::PartRef& part, std::int64_t begin, std::int64_t h,
                                            std::int64_t t, std::int64_t i) {
   if (tile.key_block < 0)
-    return attention_format::residual_element(seq.key_full, seq.key_capacity, p.channels, p.residual_dtype, h, t, i);
+    return attention_format::residual_element(seq.key_full, seq.key_full_dtype, seq.key_capacity, seq.key_first, p.channels,
+                                              p.residual_dtype, h, t, i);
   return attention_format::part_element(part, t - begin, i);
 }
 
@@ -108,7 +112,8 @@ VIDKV_HOST_DEVICE inline float value_element(const Problem& p, const SequenceEnt
                                              const attention_format::PartRef& part, std::int64_t begin, std::int64_t h,
                                              std::int64_t t, std::int64_t c) {
   if (tile.value_block < 0)
-    return attention_format::residual_element(seq.value_full, seq.value_capacity, p.channels, p.residual_dtype, h, t, c);
+    return attention_format::residual_element(seq.value_full, seq.value_full_dtype, seq.value_capacity, seq.value_first,
+                                              p.channels, p.residual_dtype, h, t, c);
   return attention_format::side_element(p.value, part, p.channels, t - begin, c);
 }
 

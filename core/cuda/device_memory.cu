@@ -72,4 +72,16 @@ bool is_device_pointer(const void* p) {
   return a.type == cudaMemoryTypeDevice || a.type == cudaMemoryTypeManaged;
 }
 
+std::size_t release_device_pool() {
+  int device = 0;
+  check(cudaGetDevice(&device), "cudaGetDevice", 0);
+  check(cudaDeviceSynchronize(), "cudaDeviceSynchronize", 0);
+  cudaMemPool_t pool = nullptr;
+  check(cudaDeviceGetDefaultMemPool(&pool, device), "cudaDeviceGetDefaultMemPool", 0);
+  check(cudaMemPoolTrimTo(pool, 0), "cudaMemPoolTrimTo", 0);
+  std::uint64_t reserved = 0;
+  check(cudaMemPoolGetAttribute(pool, cudaMemPoolAttrReservedMemCurrent, &reserved), "cudaMemPoolGetAttribute", 0);
+  return static_cast<std::size_t>(reserved);
+}
+
 }  // namespace vidkv

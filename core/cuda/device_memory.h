@@ -62,6 +62,11 @@ void check_launch(const char* what);
 void* allocate_pinned(std::size_t bytes);
 void free_pinned(void* p);
 
+// Waits for the current device, then returns the memory that freed DeviceBuffers left in the stream-ordered pool
+// (cudaMemPoolTrimTo(default pool, 0)) to the device, so cudaMemGetInfo shows what is really held. Returns the
+// bytes the pool still reserves (in-use allocations). A build without CUDA returns 0.
+std::size_t release_device_pool();
+
 // Whether `p` points to device memory (cudaPointerGetAttributes); false in a build without CUDA.
 bool is_device_pointer(const void* p);
 

@@ -36,7 +36,9 @@ struct BenchArgs {
   std::string backend = "cpu", shape = "28x4x8192x128", presets = "kivi-2,vidkv-k1.5-v1.58", implementation = "optimized";
   std::string tokens = "8192,32768,65536", clock = "wall";
   int threads = 1, layers = 0, repeats = 3;
-  bool no_torch = false;
+  bool no_torch = false, live = false, profile = false;
+  int steps = 32, hidden = 3584;  // --live (read by experiments/python/vidkv/bench_live.py)
+  std::string device = "cuda", sdpa = "flash,efficient,math";
   bool attention = false;
   std::string batches = "1,8";
   // Whether an option was given (its default differs between the backends, or it applies to one only).
@@ -158,6 +160,9 @@ int attention_bench_command(const BenchArgs& a) {
 int bench_command(const BenchArgs& a, const Args& raw) {
   if (a.attention) return attention_bench_command(a);
   if (a.batches_opt->count() > 0) VIDKV_THROW(ConfigError, "vidkv bench: --batches applies to --attention only");
+  // --live: the live cache in a random-weight 7B-geometry model against fp16 DynamicCache, in Python
+  // (experiments/python/vidkv/bench_live.py parses the rest of the options).
+  if (a.live) return run_python_module("vidkv bench", "vidkv.bench_live", raw, "torch and transformers (vidkv bench --live)");
   if (a.backend == "cuda") return cuda_bench_command(a, raw);
   only_for(a.tokens_opt, "--tokens", "cuda");
   CpuBenchOptions options;
@@ -225,6 +230,15 @@ Action define_bench(CLI::App& app) {
   a->batches_opt = app.add_option("--batches", a->batches, "--attention only: batch sizes, comma-separated")
                        ->type_name("a,b")
                        ->capture_default_str();
+  app.add_flag("--live", a->live,
+               "the live cache instead: decode ms/token and device bytes of VidKVCache vs fp16 DynamicCache in a\n"
+               "random-weight model with a 7B VideoLLM's KV geometry (GPU; options --tokens, --presets, --steps,\n"
+               "--layers, --hidden, --device: python -m vidkv.bench_live --help)");
+  app.add_option("--steps", a->steps, "--live only: decode steps timed per run")->check(CLI::Range(2, 100000));
+  app.add_option("--hidden", a->hidden, "--live only: hidden size (multiple of 128)");
+  app.add_option("--device", a->device, "--live only: cuda or cpu");
+  app.add_option("--sdpa", a->sdpa, "--live only: torch SDPA backends enabled (default flash,efficient,math)");
+  app.add_flag("--profile", a->profile, "--live only: torch.profiler's top ops of one decode step per run");
   app.add_flag("--no-torch", a->no_torch,
                "C++ figures only (default: also time a PyTorch implementation in this process, through the embedded\n"
                "Python, when the environment has torch)");

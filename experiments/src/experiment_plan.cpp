@@ -350,7 +350,8 @@ ExperimentPlan plan_experiment_document(const ConfigNode& document, const std::v
   plan.backend = parse_device(resolved.at("backend").text(), resolved.at("backend").location().str() + ": backend");
   const bool live_mode = !plan.model.is_null();
   if (plan.backend == Device::cuda && live_mode)
-    resolved.at("backend").fail("backend cuda: live mode (vidkv live) runs on the host cache; use backend: cpu");
+    resolved.at("backend").fail("backend cuda: in live mode (vidkv live) the cache lives on the model's device; set "
+                                "model: device: cuda (the cache then encodes and stores on that GPU) and leave backend out");
 #ifndef VIDKV_WITH_CUDA
   if (plan.backend == Device::cuda)
     resolved.at("backend").fail("cuda is not available: " + cuda_backend_unavailable() + "; use backend: cpu");

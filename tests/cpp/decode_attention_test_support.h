@@ -77,10 +77,12 @@ inline LayerInput synthetic_input(int heads, std::int64_t tokens, int channels, 
   return {std::move(d.key), std::move(d.value), heads, tokens, channels};
 }
 
-// A cache holding `in`: the first `prefill` tokens at once, then one decode step per token.
+// A cache holding `in`: the first `prefill` tokens at once, then one decode step per token. exact: residual keeps
+// only the residual window's exact inputs (the live hook's cache), all every token's (trace replay).
 inline std::unique_ptr<LayerCache> filled_cache(const KvCodec& codec, const LifecycleParams& lc, const LayerInput& in,
-                                                std::int64_t prefill, const Execution& ex) {
-  auto cache = std::make_unique<LayerCache>(codec, lc, in.heads, in.channels, TokenContext{}, DType::f16, ex);
+                                                std::int64_t prefill, const Execution& ex,
+                                                ExactTokens exact = ExactTokens::all) {
+  auto cache = std::make_unique<LayerCache>(codec, lc, in.heads, in.channels, TokenContext{}, DType::f16, ex, exact);
   auto rows = [&](const std::vector<float>& x, std::int64_t b, std::int64_t e) {
     std::vector<float> out;
     for (std::int64_t h = 0; h < in.heads; ++h)

@@ -95,6 +95,29 @@ TEST_CASE("decode attention on cuda handles head_dim 40 (channel tails per lane)
   }
 }
 
+TEST_CASE("decode attention on cuda reads the live hook's caches (only the residual window exact, in the data dtype)", "[cuda][attention]") {
+  VIDKV_REQUIRE_CUDA_DEVICE();
+  const LayerInput a = synthetic_input(4, 1300, 128, 23), b = synthetic_input(4, 290, 128, 24);
+  for (const char* name : {"kivi-2", "vidkv-k1.5-v1.58", "fp16"}) {
+    INFO(name);
+    const ConfigNode doc = load_preset(name, ConfigNode::scalar(name));
+    const PluginRegistry& reg = builtin_registry(CpuImplementation::reference);
+    const KvCodec codec(reg.make_quantizer(doc.at("codec").at("key")), reg.make_quantizer(doc.at("codec").at("value")));
+    const LifecycleParams lc = parse_params<LifecycleParams>(doc.at("lifecycle"), {}, "lifecycle");
+    const auto ca = filled_cache(codec, lc, a, 1200, Execution::cuda(), ExactTokens::residual);
+    const auto cb = filled_cache(codec, lc, b, 250, Execution::cuda(), ExactTokens::residual);
+    const std::vector<const LayerCache*> caches{ca.get(), cb.get()};
+    const DecodeAttention attn(caches, Execution::cuda());
+    for (const DType qtype : all_dtypes()) {
+      std::vector<float> q = random_queries(2, 28, 128, 1.5f, 6);
+      for (auto& x : q) x = round_to_dtype(x, qtype);
+      const std::vector<float> out = run_cuda(attn, q, 28, qtype);
+      std::cout << "[cuda] " << name << ", exact tokens residual, queries " << dtype_name(qtype)
+                << ": largest error / tolerance " << check_against_reference(caches, q, out, 7) << "\n";
+    }
+  }
+}
+
 TEST_CASE("decode attention on cuda writes fp16 outputs within half an ulp of the fp32 ones", "[cuda][attention]") {
   VIDKV_REQUIRE_CUDA_DEVICE();
   const ConfigNode doc = load_preset("vidkv-k1.5-v1.58", ConfigNode::scalar("vidkv-k1.5-v1.58"));

@@ -243,3 +243,24 @@ TEST_CASE("every packed tile of kivi-2 and vidkv-k1.5-v1.58 takes the fast path;
     CHECK(attn.tiles() > attn.fast_tiles());
   }
 }
+
+TEST_CASE("the kernels' emulation reads the live hook's caches, which keep only the residual window exact", "[cpu][attention]") {
+  const LayerInput a = synthetic_input(2, 260, 64, 21), b = synthetic_input(2, 99, 64, 22);
+  for (const char* name : {"kivi-2", "vidkv-k1.5-v1.58", "fp16"}) {
+    INFO(name);
+    const ConfigNode doc = load_preset(name, ConfigNode::scalar(name));
+    const PluginRegistry& reg = builtin_registry(CpuImplementation::reference);
+    const KvCodec codec(reg.make_quantizer(doc.at("codec").at("key")), reg.make_quantizer(doc.at("codec").at("value")));
+    const LifecycleParams lc = parse_params<LifecycleParams>(doc.at("lifecycle"), {}, "lifecycle");
+    const auto ca = filled_cache(codec, lc, a, 200, Execution::cpu(), ExactTokens::residual);
+    const auto cb = filled_cache(codec, lc, b, 70, Execution::cpu(), ExactTokens::residual);
+    REQUIRE(ca->key_side().first > 0);  // the store really starts past token 0
+    const std::vector<const LayerCache*> caches{ca.get(), cb.get()};
+    const DecodeAttention attn(caches, Execution::cpu(), 2);
+    const std::vector<float> q = random_queries(2, 14, 64, 1.5f, 4);
+    std::vector<float> out(q.size(), 0.0f);
+    attn.run_emulated(TensorView{const_cast<float*>(q.data()), DType::f32, Device::cpu, {2, 14, 64}},
+                      TensorView{out.data(), DType::f32, Device::cpu, {2, 14, 64}});
+    check_against_reference(caches, q, out, 7);
+  }
+}

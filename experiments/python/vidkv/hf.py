@@ -21,8 +21,10 @@ Semantics (docs/algorithms.md section 5):
     layer, KV head, token and channel, and non-finite states raise vidkv.ValueError naming the layer.
 
 Tensors: key/value states arrive as [batch, kv_heads, tokens, head_dim] of the model's dtype on the model's device.
-The codec runs on CPU float32: states are copied to CPU for `append` and the materialized cache is copied back to
-the model's device and dtype, so a CUDA model works unchanged (`device: cuda`).
+On a CUDA model the cache lives there: each LayerCache encodes on the GPU with the CUDA kernels (on the model's
+current stream), holds only packed bytes plus the full-precision residual window, and each decode step dequantizes
+one layer into transient tensors for that layer's attention (no host copy, no persistent full-precision copy). On a
+CPU model the same runs on the host. `cache.memory()` reports the bytes held.
 
 Side data for token protectors (per prefill token, as in the trace schema): `modality` [T] or [batch, T] uint8
 (0 system/prefix text, 1 visual, 2 query text, 3 generated) and `embeddings` [T, hidden] or [batch, T, hidden]
@@ -100,7 +102,8 @@ def _per_item(x, batch: int, tokens: int, name: str, dtype, rank_single: int):
 class VidKVLayer(CacheLayerMixin):
     """One decoder layer's cache: a `_vidkv.LayerCache` per batch item.
 
-    `keys` / `values` hold what the model last read ([batch, kv_heads, tokens, head_dim], model dtype/device)."""
+    No full-precision K/V are kept: the packed blocks and the residual window live in the LayerCaches (on the model's
+    device), and each decode step dequantizes the layer into tensors that only the attention call holds."""
 
     is_compileable = False
     is_sliding = False
@@ -122,8 +125,13 @@ class VidKVLayer(CacheLayerMixin):
                 f"{list(value_states.shape)} differ in batch, heads or head_dim; the codec needs equal shapes")
         # The model's dtype: lifecycle residual_dtype data (the default) keeps residual tokens in it, exactly.
         dtype = _DTYPE_NAMES.get(key_states.dtype, "fp32")
+        device, stream = "cpu", 0
+        if key_states.device.type == "cuda":  # packed blocks and residual on the model's GPU, on its current stream
+            index = key_states.device.index if key_states.device.index is not None else torch.cuda.current_device()
+            device, stream = f"cuda:{index}", torch.cuda.current_stream(key_states.device).cuda_stream
         self.caches = [
-            _vidkv.LayerCache(self.owner.codec, self.owner.lifecycle, heads, dim, self.layer_idx, self.owner.seed, dtype)
+            _vidkv.LayerCache(self.owner.codec, self.owner.lifecycle, heads, dim, self.layer_idx, self.owner.seed, dtype,
+                              device, stream)
             for _ in range(batch)
         ]
         self.is_initialized = True
@@ -137,24 +145,27 @@ class VidKVLayer(CacheLayerMixin):
         if batch != len(self.caches):
             raise _vidkv.ShapeError(f"VidKVCache layer {self.layer_idx}: batch changed from {len(self.caches)} to "
                                     f"{batch} (beam search and batch reshuffles are not supported)")
-        k_cpu = key_states.detach().to("cpu", torch.float32).contiguous().numpy()
-        v_cpu = value_states.detach().to("cpu", torch.float32).contiguous().numpy()
+        ks, vs = key_states.detach(), value_states.detach()
         if prefill:
             modality = _per_item(self.owner.modality, batch, t, "modality", np.uint8, 1)
             embeddings = _per_item(self.owner.embeddings, batch, t, "embeddings", np.float32, 2)
             for b, cache in enumerate(self.caches):
-                cache.append(k_cpu[b], v_cpu[b], modality=modality[b], embeddings=embeddings[b])
+                cache.append_tensors(ks[b].contiguous(), vs[b].contiguous(), modality=modality[b],
+                                     embeddings=embeddings[b])
             self.cumulative_length = t
-            # Prefill attention uses the exact K/V (algorithms.md section 5).
-            self.keys, self.values = key_states, value_states
+            # Prefill attention uses the exact K/V (algorithms.md section 5); the cache keeps no reference to them.
             return key_states, value_states
         for b, cache in enumerate(self.caches):
-            cache.append(k_cpu[b], v_cpu[b])
+            cache.append_tensors(ks[b].contiguous(), vs[b].contiguous())
         self.cumulative_length += t
-        ks, vs = zip(*(cache.materialize() for cache in self.caches))
-        self.keys = torch.from_numpy(np.stack(ks)).to(device=self.device, dtype=self.dtype)
-        self.values = torch.from_numpy(np.stack(vs)).to(device=self.device, dtype=self.dtype)
-        return self.keys, self.values
+        # The layer's K/V as the model reads them, dequantized into buffers that live only while this layer attends
+        # (nothing here keeps a reference): the only full-precision copy is this transient one.
+        shape = (batch, key_states.shape[1], self.cumulative_length, key_states.shape[3])
+        keys = torch.empty(shape, dtype=self.dtype, device=self.device)
+        values = torch.empty(shape, dtype=self.dtype, device=self.device)
+        for b, cache in enumerate(self.caches):
+            cache.materialize_into(keys[b], values[b])
+        return keys, values
 
     def get_mask_sizes(self, query_length: int) -> tuple[int, int]:
         return self.get_seq_length() + query_length, 0
@@ -167,7 +178,6 @@ class VidKVLayer(CacheLayerMixin):
 
     def reset(self) -> None:
         self.caches = []
-        self.keys = self.values = None
         self.cumulative_length = 0
         self.is_initialized = False
 
@@ -228,4 +238,16 @@ class VidKVCache(Cache):
         out["nominal_bits"] = (acc["key"][1] + acc["value"][1]) / total
         out["effective_bits"] = 8.0 * (acc["key"][0] + acc["value"][0]) / total
         out["compression_ratio"] = 16.0 / out["effective_bits"]
+        return out
+
+    def memory(self) -> dict:
+        """Bytes the cache holds now, per device: {device: {"packed_bytes", "residual_bytes", "total_bytes"}} summed
+        over layers and batch items (allocations as requested; the caching allocator's slack is not included)."""
+        out: dict = {}
+        for layer in self.layers:
+            for cache in getattr(layer, "caches", []):
+                m = cache.memory()
+                acc = out.setdefault(m["device"], {"packed_bytes": 0, "residual_bytes": 0, "total_bytes": 0})
+                for k in acc:
+                    acc[k] += m[k]
         return out

@@ -1,0 +1,104 @@
+"""Decode attention straight from the packed cache, through transformers' public AttentionInterface (issue 13).
+
+    from vidkv.hf import VidKVCache
+    from vidkv.fused_attention import use_fused_attention
+    use_fused_attention(model)                    # registers "vidkv_fused" and selects it for this model
+    cache = VidKVCache({"preset": "vidkv-k1.5-v1.58"}, attention="fused")
+    model.generate(**inputs, past_key_values=cache, max_new_tokens=32)
+
+How it works. `use_fused_attention` registers an attention function under the name "vidkv_fused" (and the
+sdpa mask format for it, AttentionMaskInterface) and calls `model.set_attn_implementation("vidkv_fused")`; nothing
+in transformers is patched. A VidKVCache built with attention="fused" tells the attention call that follows each
+of its `update`s what to do, through a thread-local hand-off:
+  * prefill (and any step with more than one new token per row: assisted decoding, teacher forcing of several
+    tokens): the cache returns full-precision K/V as usual (exact at the prefill; dequantized otherwise) and the
+    attention is torch's scaled_dot_product_attention (transformers' sdpa_attention_forward, with the mask);
+  * a decode step with one new token per row: the cache appends the token and returns zero-stride placeholders
+    (no memory) of the right shape; the attention function runs `_vidkv.decode_attention` on the layer's
+    LayerCaches (one per row, each holding only that row's real tokens, so padding needs no mask) with the
+    query, reading the packed blocks in place (attention/decode_attention.h: CUDA kernels on a GPU model, the
+    scalar reference on the CPU). No full-precision K or V of the cache is ever materialised.
+A cache built with attention="fused" refuses to run its first decode step when its prefill attention did not go
+through "vidkv_fused" (the placeholders would otherwise be attended): the error says to call use_fused_attention.
+Attention scaling: the kernel computes softmax(q.k / sqrt(head_dim)); a model whose `scaling` differs gets its
+query pre-multiplied by scaling * sqrt(head_dim).
+"""
+from __future__ import annotations
+
+import math
+import threading
+
+import torch
+
+import _vidkv
+
+ATTENTION_NAME = "vidkv_fused"
+
+_handoff = threading.local()
+
+
+class _Request:
+    """What the next attention call of this thread must do: kind "dense" (sdpa on the K/V it gets) or "fused"
+    (decode attention from `layer`'s LayerCaches)."""
+
+    __slots__ = ("kind", "layer")
+
+    def __init__(self, kind: str, layer):
+        self.kind = kind
+        self.layer = layer
+
+
+def hand_off(kind: str, layer) -> None:
+    """Called by VidKVLayer.update (attention="fused") just before it returns."""
+    _handoff.request = _Request(kind, layer)
+
+
+def _take():
+    req = getattr(_handoff, "request", None)
+    _handoff.request = None
+    return req
+
+
+def fused_attention_forward(module, query, key, value, attention_mask, dropout: float = 0.0, scaling=None,
+                            is_causal=None, **kwargs):
+    """The "vidkv_fused" attention function: query [batch, q_heads, q_len, head_dim]; returns ([batch, q_len,
+    q_heads, head_dim], None) like transformers' sdpa_attention_forward."""
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    req = _take()
+    if req is not None:
+        req.layer.owner._fused_attention_seen = True
+    if req is None or req.kind != "fused":
+        return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
+                                      is_causal=is_causal, **kwargs)
+    batch, q_heads, q_len, dim = query.shape
+    if q_len != 1:  # hand_off only asks for one query token per row
+        raise _vidkv.ShapeError(f"vidkv_fused attention: {q_len} query tokens per row on the fused path (expected 1)")
+    q = query[:, :, 0, :]
+    if scaling is not None and abs(scaling * math.sqrt(dim) - 1.0) > 1e-6:
+        q = q * (scaling * math.sqrt(dim))
+    q = q.contiguous()
+    out = torch.empty_like(q)
+    _vidkv.decode_attention(req.layer.caches, q, out)
+    return out.unsqueeze(1), None
+
+
+def register() -> None:
+    """Registers "vidkv_fused" with transformers' AttentionInterface and AttentionMaskInterface (sdpa masks)."""
+    from transformers import AttentionInterface
+    from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
+
+    AttentionInterface.register(ATTENTION_NAME, fused_attention_forward)
+    AttentionMaskInterface.register(ATTENTION_NAME, sdpa_mask)
+
+
+def use_fused_attention(model) -> None:
+    """Registers "vidkv_fused" and selects it for `model` (model.set_attn_implementation)."""
+    register()
+    model.set_attn_implementation(ATTENTION_NAME)
+
+
+def placeholder(batch: int, heads: int, tokens: int, dim: int, dtype, device) -> torch.Tensor:
+    """A [batch, heads, tokens, dim] tensor of zeros with stride 0 everywhere: the shape attention expects, no
+    memory. Only the "vidkv_fused" attention function receives it, and it never reads it."""
+    return torch.zeros((), dtype=dtype, device=device).expand(batch, heads, tokens, dim)
