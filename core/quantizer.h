@@ -65,6 +65,10 @@ class Quantizer {
   virtual bool supports(Device device, const BlockShape& shape, std::string* why = nullptr) const;
   // The implementation that runs on `device` for `shape`.
   virtual KernelTier tier(Device device, const BlockShape& shape) const;
+  // Whether encode() reads the recorded query states (ctx.queries), itself or through a child (a token protector
+  // such as semantic_attention). False by default; composites ask their children. The experiment runner reads a
+  // trace's /query datasets only when a metric or the codec needs them.
+  virtual bool reads_recorded_queries() const { return false; }
 
  protected:
   // The CUDA implementation, on device memory, enqueued on `stream`. Overridden (with cuda_implemented()) by

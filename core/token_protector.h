@@ -74,6 +74,9 @@ class TokenProtector {
   std::vector<double> scores_view(const TensorView& in, const TokenContext& ctx, const Execution& ex) const;
   // Whether score() reads the block `in`. False for protectors that score from the token context only.
   virtual bool reads_block() const { return true; }
+  // Whether score() reads the recorded query states (ctx.queries). False by default; a protector that does says so,
+  // so that a run whose metrics do not need the queries reads them from the trace only for such a codec.
+  virtual bool reads_recorded_queries() const { return false; }
   // Whether protect_view() on cuda scores on the device (score_cuda) rather than with the host score().
   bool scores_on_cuda() const { return cuda_implemented(); }
   // Whether protect_view() runs on `device`; when not, `why` (if given) says why.

@@ -530,13 +530,21 @@ std::vector<std::int32_t> TraceReader::query_positions() const {
   return positions;
 }
 
-LayerData TraceReader::read_layer(int layer) const {
+LayerData TraceReader::read_layer(int layer, LayerParts parts) const {
   LayerData out;
-  read_layer(layer, out);
+  read_layer(layer, out, parts);
   return out;
 }
 
-void TraceReader::read_layer(int layer, LayerData& out) const {
+bool TraceReader::has_layer_queries(int layer) const {
+  const Impl& im = *impl_;
+  if (layer < 0 || layer >= im.info.num_layers)
+    VIDKV_THROW(ConfigError, im.path, ": layer ", layer, " does not exist (the trace has ", im.info.num_layers, " layers, 0..",
+                im.info.num_layers - 1, ")");
+  return im.exists(h5::layer_group_name(layer) + "/query");
+}
+
+void TraceReader::read_layer(int layer, LayerData& out, LayerParts parts) const {
   const Impl& im = *impl_;
   const TraceInfo& in = im.info;
   if (layer < 0 || layer >= in.num_layers)
@@ -550,7 +558,7 @@ void TraceReader::read_layer(int layer, LayerData& out) const {
   const std::vector<std::int64_t> kv_shape = {in.num_kv_heads, in.tokens, in.head_dim};
   im.read_float_dataset(group + "/key", kv_shape, kKvAxes, kKvSources, &out.key);
   im.read_float_dataset(group + "/value", kv_shape, kKvAxes, kKvSources, &out.value);
-  if (im.exists(group + "/query")) {
+  if (parts.queries && im.exists(group + "/query")) {
     if (in.queries == 0 && !im.exists(ts::kQueryPositions))
       VIDKV_THROW(IoError, im.path, ": ", group, "/query: recorded query states need ", ts::kQueryPositions,
                   ", which is missing");

@@ -61,6 +61,14 @@ struct LayerData {
   std::optional<LayerQueries> queries;  // [query_heads, Q, dim] with token_index = /queries/positions
 };
 
+// Which parts of a layer read_layer() reads: K and V always; the recorded query states (/layers/NNN/query and
+// /queries/positions) only when `queries` is true. Without them LayerData::queries is empty and no byte of those
+// datasets is read, so their values (damaged or not) cannot stop a run that never looks at them (a run whose
+// metrics and codec do not use the queries: experiment_runner.cpp).
+struct LayerParts {
+  bool queries = true;
+};
+
 // The file is opened with HDF5's evict-on-close access property (metadata of each layer is dropped once read).
 // HDF5 refuses to open one file twice in a process with different evict-on-close settings, so code that opens a
 // trace with the HDF5 API directly must do so while no TraceReader holds it (other processes are unaffected).
@@ -86,11 +94,13 @@ class TraceReader {
   // /queries/positions (token indices 0..T-1 whose query states are recorded), or empty when absent.
   std::vector<std::int32_t> query_positions() const;
 
-  // Reads /layers/NNN/key, /value and (when present) /query of one layer, 0 <= layer < num_layers.
-  LayerData read_layer(int layer) const;
+  // Reads /layers/NNN/key, /value and (when present and parts.queries) /query of one layer, 0 <= layer < num_layers.
+  LayerData read_layer(int layer, LayerParts parts = {}) const;
   // The same into `out`, reusing its buffers: a loop over layers with one LayerData allocates the layer once,
   // so resident memory stays at one layer regardless of how the allocator treats large blocks.
-  void read_layer(int layer, LayerData& out) const;
+  void read_layer(int layer, LayerData& out, LayerParts parts = {}) const;
+  // Whether /layers/NNN/query exists (its extents were checked when the file was opened; no value is read).
+  bool has_layer_queries(int layer) const;
 
  private:
   struct Impl;

@@ -36,7 +36,7 @@ std::uint64_t fnv1a(std::uint64_t h, const void* data, std::size_t n) {
 constexpr std::uint64_t kFnvBasis = 1469598103934665603ull;
 
 // Every check, in this process (validate_trace runs it in a child process).
-TraceValidationReport validate_in_process(const std::string& path) {
+TraceValidationReport validate_in_process(const std::string& path, LayerParts parts) {
   TraceReader reader(path);
   TraceValidationReport report;
   report.info = reader.info();
@@ -67,7 +67,7 @@ TraceValidationReport validate_in_process(const std::string& path) {
   reader.check_embeddings();
   if (info.has_embeddings) report.values_checked += info.tokens * info.hidden_size;
 
-  const auto positions = reader.query_positions();
+  const auto positions = parts.queries ? reader.query_positions() : std::vector<std::int32_t>{};
   for (std::size_t i = 1; i < positions.size(); ++i)
     if (positions[i] <= positions[i - 1])
       VIDKV_THROW(IoError, path, ": ", ts::kQueryPositions, ": entries must be strictly increasing, but entry ", i, " (",
@@ -76,18 +76,18 @@ TraceValidationReport validate_in_process(const std::string& path) {
   int layers_with_queries = 0;
   LayerData layer;  // one layer resident at a time, its buffers reused
   for (int l = 0; l < info.num_layers; ++l) {
-    reader.read_layer(l, layer);
-    const std::int64_t shape[5] = {layer.heads, layer.tokens, layer.dim, layer.queries ? layer.queries->heads : 0,
-                                   layer.queries ? layer.queries->count : 0};
+    reader.read_layer(l, layer, parts);
+    // Without the query part, the layer's query shape is the trace's (the extents were checked at open).
+    const bool has_queries = parts.queries ? layer.queries.has_value() : reader.has_layer_queries(l);
+    const std::int64_t shape[5] = {layer.heads, layer.tokens, layer.dim, has_queries ? info.num_query_heads : 0,
+                                   has_queries ? info.queries : 0};
     report.shapes_hash = fnv1a(report.shapes_hash ? report.shapes_hash : kFnvBasis, shape, sizeof shape);
     report.values_checked += static_cast<std::int64_t>(layer.key.size() + layer.value.size());
-    if (layer.queries) {
-      ++layers_with_queries;
-      report.values_checked += static_cast<std::int64_t>(layer.queries->data.size());
-    }
+    if (has_queries) ++layers_with_queries;
+    if (layer.queries) report.values_checked += static_cast<std::int64_t>(layer.queries->data.size());
     if (layers_with_queries != 0 && layers_with_queries != l + 1)
       VIDKV_THROW(IoError, path, ": /layers/", std::string(l < 10 ? "00" : l < 100 ? "0" : ""), l, ": query states are recorded in some layers but not in others (layer ",
-                  l, (layer.queries ? " has /query, an earlier layer has none)" : " has no /query, an earlier layer has)"));
+                  l, (has_queries ? " has /query, an earlier layer has none)" : " has no /query, an earlier layer has)"));
     ++report.layers_checked;
   }
   report.layer_queries = layers_with_queries == info.num_layers;
@@ -130,10 +130,10 @@ std::string trace_identity(const std::string& path, std::uint64_t shapes_hash) {
   return buf;
 }
 
-TraceValidationReport validate_trace(const std::string& path) {
+TraceValidationReport validate_trace(const std::string& path, LayerParts parts) {
   TraceValidationReport report;
   const std::string before = trace_identity(path, 0);
-  decode(trace_isolation::run_isolated(path, "validating it", [&] { return encode(validate_in_process(path)); }), report);
+  decode(trace_isolation::run_isolated(path, "validating it", [&] { return encode(validate_in_process(path, parts)); }), report);
   if (trace_identity(path, 0) != before)
     VIDKV_THROW(IoError, path, ": the file changed while it was validated; run again once it is complete");
   trace_isolation::mark_checked(path, 2);

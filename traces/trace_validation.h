@@ -33,7 +33,10 @@ struct TraceValidationReport {
 // vidkv::Error naming the file and dataset (IoError / ShapeError, as TraceReader documents). The reading runs in a
 // child process (traces/trace_isolation.h): a crash, a stall or a runaway allocation inside HDF5 is an IoError
 // naming the object. `vidkv run` calls this for every trace before any cell starts.
-TraceValidationReport validate_trace(const std::string& path);
+// `parts.queries` false: the recorded query states are not read (neither /layers/NNN/query nor /queries/positions:
+// their presence is checked, their extents were checked at open, their values are not), for a run that never uses
+// them; the report's shapes_hash and identity are the same as with them.
+TraceValidationReport validate_trace(const std::string& path, LayerParts parts = {});
 
 // "size=BYTES,mtime=SECONDS.NANOS,hash=HEX": the file's size, modification time and an FNV-1a hash of its first
 // 64 KiB (superblock, root attributes) and of `shapes_hash`. What a results folder's resume fingerprint records.

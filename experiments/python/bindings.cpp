@@ -616,6 +616,7 @@ PYBIND11_MODULE(_vidkv, m) {
           d["encode_decode_gbps"] = row.encode_decode_gbps;
           d["encode_reconstruction_metrics_gbps"] = row.encode_reconstruction_metrics_gbps;
           d["encode_metrics_gbps"] = row.encode_metrics_gbps;
+          d["encode_metrics_reference_gbps"] = row.encode_metrics_reference_gbps;
           out.append(d);
         }
         return out;

@@ -251,8 +251,10 @@ void add_bench_commands(std::vector<Command>& out) {
   out.push_back({{"bench"}, "replay throughput (GB/s of fp16 K/V) beside copy bandwidth and a PyTorch implementation",
                  "encode / decode: the preset's quantizers on whole layers; encode+metrics: what vidkv run does per layer,\n"
                  "with the key/value reconstruction errors only, and with every metric (attention over the recorded\n"
-                 "queries included).\n"
-                 "Ratios compare encode+decode with memcpy bandwidth measured in the same run. docs/performance.md.\n\n"
+                 "queries included), and every metric once more through the scalar reference (one pass; the work of\n"
+                 "the metrics before issue 15).\n"
+                 "Ratios compare encode+metrics (all) with its scalar reference, encode+decode with encode+metrics\n"
+                 "(reconstruction) and with memcpy bandwidth, all measured in the same run. docs/performance.md.\n\n"
                  "--backend cuda: encode and decode on the GPU (fp16 device views -> packed device bytes -> fp16), timed\n"
                  "with CUDA events (median of --repeats, default 10), beside cudaMemcpy device-to-device bandwidth and a\n"
                  "PyTorch-on-CUDA implementation in the same process; replay: the preset's lifecycle on the device.\n"

@@ -6,7 +6,9 @@
 // each layer; decode = the inverse; encode+metrics = what `vidkv run` does per layer (replay_layer through the
 // preset's lifecycle, then the layer and per-head metrics through layer_metrics_all): "reconstruction" asks for the
 // key and value errors only (the queries are not touched), "all" for every metric, the attention metrics over the
-// recorded queries included. Layers are spread over `threads` workers; each figure is the best of `repeats` runs.
+// recorded queries included; "all, scalar reference" the same with every metric through the scalar reference (one
+// pass: it is slow), beside its ratio to "all". Layers are spread over `threads` workers; each figure is the best of
+// `repeats` runs.
 // Bytes counted: 2 * heads * tokens * dim * 2 (K and V in fp16) per layer.
 // The copy bandwidth is memcpy of a buffer far larger than the caches, counting the bytes copied once.
 #pragma once
@@ -40,6 +42,9 @@ struct CpuBenchRow {
   double encode_gbps = 0, decode_gbps = 0, encode_decode_gbps = 0;
   double encode_reconstruction_metrics_gbps = 0;  // encode+metrics, key and value errors only
   double encode_metrics_gbps = 0;                 // encode+metrics, every metric (attention included)
+  // encode+metrics, every metric through the scalar reference (layer_metrics_reference of each KV head: every
+  // query head once, the work of the one-pass scalar path `vidkv run` had before issue 15); one pass, not best of.
+  double encode_metrics_reference_gbps = 0;
 };
 
 struct CpuBenchResult {
@@ -61,8 +66,8 @@ double copy_bandwidth_gbps(int threads, int repeats = 3, bool cpu_time = false);
 
 CpuBenchResult run_cpu_bench(const CpuBenchOptions& options);
 
-// The result as a markdown table (GB/s with 3 significant digits) with the ratio encode+decode over encode+metrics
-// (reconstruction) and ratios ours/copy(1 thread), ours/copy(all) for encode+decode; `torch_gbps`
+// The result as a markdown table (GB/s with 3 significant digits) with the ratios encode+decode over encode+metrics
+// (reconstruction) and encode+metrics (all) over its scalar reference, and ratios ours/copy(1 thread), ours/copy(all) for encode+decode; `torch_gbps`
 // (same order as rows, <= 0: not measured) adds the PyTorch column and ours/torch.
 std::string cpu_bench_markdown(const CpuBenchResult& r, const std::vector<double>& torch_gbps = {});
 

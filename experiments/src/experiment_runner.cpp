@@ -172,12 +172,16 @@ std::vector<ResultRow> compute_cell(const ExperimentPlan& plan, const RunPlan& r
   }
   const bool rotate = needs_rotary(plan, info, label);
   KvCodec codec(registry.make_quantizer(run.codec.at("key")), registry.make_quantizer(run.codec.at("value")));
-  // backend: cuda (cuda_replay.h): the layers in order on the GPU, the next one read while the current one runs.
-  std::unique_ptr<CudaLayerReplay> cuda = make_cuda_layer_replay(plan, run, codec, info, [&reader](int l) {
-    std::lock_guard<std::mutex> lock(hdf5_mutex());
-    return reader->read_layer(l);
-  });
   const MetricSelection selection = MetricSelection::for_metrics(plan.metrics);
+  // The recorded query states are read from the trace only when an attention metric or the codec (a token
+  // protector such as semantic_attention) uses them: reconstruction-only runs never touch /layers/NNN/query.
+  const LayerParts parts{selection.attention() || codec.key().reads_recorded_queries() ||
+                         codec.value().reads_recorded_queries()};
+  // backend: cuda (cuda_replay.h): the layers in order on the GPU, the next one read while the current one runs.
+  std::unique_ptr<CudaLayerReplay> cuda = make_cuda_layer_replay(plan, run, codec, info, [&reader, parts](int l) {
+    std::lock_guard<std::mutex> lock(hdf5_mutex());
+    return reader->read_layer(l, parts);
+  });
   auto base_row = [&](std::int64_t layer, std::int64_t head) {
     ResultRow r;
     r.set("experiment", plan.name);
@@ -284,7 +288,7 @@ std::vector<ResultRow> compute_cell(const ExperimentPlan& plan, const RunPlan& r
   };
   auto read = [&](std::int64_t layer) {
     std::lock_guard<std::mutex> lock(hdf5_mutex());
-    return reader->read_layer(static_cast<int>(layer));
+    return reader->read_layer(static_cast<int>(layer), parts);
   };
   // The read of the next layer runs while this one is replayed; a read error surfaces (with the reader's message)
   // when its layer's turn comes, after the layers before it are done. Every started read is waited for before
@@ -360,6 +364,14 @@ std::vector<std::string> summary_columns(const ExperimentPlan& plan) {
   if (plan.traces.size() > 1) cols.push_back("trace");
   for (const auto& m : plan.metrics) cols.push_back(m);
   return cols;
+}
+
+bool plan_reads_recorded_queries(const ExperimentPlan& plan, const PluginRegistry& registry) {
+  if (MetricSelection::for_metrics(plan.metrics).attention()) return true;
+  for (const RunPlan& run : plan.runs)
+    for (const char* side : {"key", "value"})
+      if (registry.make_quantizer(run.codec.at(side))->reads_recorded_queries()) return true;
+  return false;
 }
 
 ExperimentOutcome run_experiment(const ExperimentPlan& plan, const RunOptions& options, const PluginRegistry& registry) {

@@ -32,6 +32,11 @@ struct ExperimentOutcome {
 
 ExperimentOutcome run_experiment(const ExperimentPlan& plan, const RunOptions& options, const PluginRegistry& registry);
 
+// Whether any run of the plan uses the traces' recorded query states: an attention metric, or a codec whose
+// quantizers read them (Quantizer::reads_recorded_queries, e.g. a semantic_attention protector). When not, neither
+// the validation nor the replay reads /layers/NNN/query.
+bool plan_reads_recorded_queries(const ExperimentPlan& plan, const PluginRegistry& registry);
+
 // Columns of the printed summary table: run, trace (when several), then the plan's metrics.
 std::vector<std::string> summary_columns(const ExperimentPlan& plan);
 

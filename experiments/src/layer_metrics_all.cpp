@@ -104,17 +104,18 @@ double reference_logit(const float* q, const float* k, std::int64_t d, double in
 
 struct TopKScratch {
   std::vector<double> exact, e;
-  std::vector<float> block_max, selection;
+  std::vector<float> estimate_hat, block_max, selection;
   std::vector<std::int64_t> candidates;
   std::vector<std::size_t> order, set_p, set_ph, common;
 };
 
-// The fp32 estimate of logit j: S[j], or fl(S[j] - D[j]) for the quantized keys (D != nullptr).
-struct LogitEstimate {
-  const float* s = nullptr;
-  const float* d = nullptr;
-  float operator[](std::int64_t j) const { return d ? s[j] - d[j] : s[j]; }
-};
+// Largest of x[0..16): two 8-lane halves, then the lanes (vectorised by the compiler; x holds no NaN).
+inline float max_of_16(const float* x) {
+  float m[8];
+  for (int l = 0; l < 8; ++l) m[l] = x[l] < x[8 + l] ? x[8 + l] : x[l];
+  for (int l = 1; l < 8; ++l) m[0] = m[0] < m[l] ? m[l] : m[0];
+  return m[0];
+}
 
 // Keys per block of the top-k scans: 16, fewer for short rows so that there are about 4k blocks or more.
 std::int64_t top_k_block(std::int64_t n, std::size_t k) {
@@ -133,12 +134,16 @@ std::int64_t top_k_block(std::int64_t n, std::size_t k) {
 // Finding t_k: the k largest block maxima are k distinct keys, so t_k >= t_low, the k-th largest block maximum;
 // only the keys >= t_low (in blocks whose maximum is >= t_low) are ranked. When exactly k keys are candidates they
 // are the reference's set, and nothing needs recomputing.
-void top_k_of_reference(const LogitEstimate& estimate, std::int64_t n, std::size_t k, double bound, const float* q,
+void top_k_of_reference(const float* estimate, std::int64_t n, std::size_t k, double bound, const float* q,
                         const float* keys, std::int64_t d, double inv_sqrt_d, TopKScratch& w, std::vector<std::size_t>& out) {
   const std::int64_t block = top_k_block(n, k), blocks = (n + block - 1) / block;
   w.block_max.resize(static_cast<std::size_t>(blocks));
   for (std::int64_t b = 0; b < blocks; ++b) {
     const std::int64_t j0 = b * block, j1 = std::min(n, j0 + block);
+    if (j1 - j0 == 16) {
+      w.block_max[static_cast<std::size_t>(b)] = max_of_16(estimate + j0);
+      continue;
+    }
     float m = estimate[j0];
     for (std::int64_t j = j0 + 1; j < j1; ++j) m = std::max(m, estimate[j]);
     w.block_max[static_cast<std::size_t>(b)] = m;
@@ -277,8 +282,12 @@ AttentionSums head_attention(const LayerTensors& t, const LayerQueries& q, std::
     const double bound_hat =
         1.01 * (gamma_d * (key_norm + diff_norm) + kUnitRoundoff * diff_norm + kUnitRoundoff * (key_norm + diff_norm)) * q_norm;
     TopKScratch& tk = w.top_k;
-    top_k_of_reference({s_row, nullptr}, n, k, bound, qv, key, d, inv_sqrt_d, tk, tk.set_p);
-    top_k_of_reference({s_row, d_row}, n, k, bound_hat, qv, key_hat, d, inv_sqrt_d, tk, tk.set_ph);
+    // The quantized logits' estimates fl(S - D), once per row.
+    tk.estimate_hat.resize(static_cast<std::size_t>(n));
+    float* est_hat = tk.estimate_hat.data();
+    for (std::int64_t j = 0; j < n; ++j) est_hat[j] = s_row[j] - d_row[j];
+    top_k_of_reference(s_row, n, k, bound, qv, key, d, inv_sqrt_d, tk, tk.set_p);
+    top_k_of_reference(est_hat, n, k, bound_hat, qv, key_hat, d, inv_sqrt_d, tk, tk.set_ph);
     tk.common.clear();
     std::set_intersection(tk.set_p.begin(), tk.set_p.end(), tk.set_ph.begin(), tk.set_ph.end(), std::back_inserter(tk.common));
     a.overlap += static_cast<double>(tk.common.size()) / static_cast<double>(k);

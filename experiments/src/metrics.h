@@ -59,8 +59,8 @@ MetricValues layer_metrics_reference(const LayerTensors& t, std::int64_t head);
 // The optimised path (layer_metrics_all.cpp): the selected metrics of every KV head and of the layer at once.
 // Element h (0..heads-1) holds head h's metrics, element `heads` the layer's, with the meaning of
 // layer_metrics_reference(t, h) and (t, -1). Attention as matrix products through Eigen: logits Q K^T and
-// Q (K - K')^T in fp32 per KV head (all its GQA query heads and queries at once), softmax, KL and sums in double,
-// outputs [P; P - P'] V and [P; P'] (V - V') in fp32 blocks of 512 keys accumulated in double. Equal to the
+// Q (K - K')^T in fp32 per KV head (all its GQA query heads and queries at once), softmax in fp32 with its sums and
+// KL in double, outputs [P - P'; P] V and [P; P'] (V - V') in fp32 blocks of 512 keys accumulated in double. Equal to the
 // reference within the tolerance derived in tests/cpp/test_metrics.cpp (attn_topk_overlap: equal except where
 // two probabilities are one rounding apart). `pool` (optional): KV heads in parallel; the result does not depend
 // on it. Throws ShapeError when the queries do not fit the keys (dim, GQA).

@@ -9,10 +9,13 @@
 //   - logits S = Q K^T and D = Q (K - K')^T are fp32 products of inner length dim (each entry within
 //     gamma_dim ||q|| ||k|| of the exact value, gamma_n = n u / (1 - n u), u = 2^-24); D is computed from the
 //     difference K - K' (rounded once) so the logit error ||s - s'|| does not come from a cancellation;
-//   - softmax, KL and every sum in double (8 partial sums per row, added in lane order): KL(p || p') =
+//   - the softmax in fp32, its sums in double (8 partial sums per row, added in lane order): e_j =
+//     expf((S_j - max S) / sqrt(d)) and e'_j from S' = fl(S - D) the same way (Eigen's vectorised expf, within about
+//     2 ulp); z = sum e, z' = sum e', sum_j e_j D_j, sum S^2 and sum D^2 in double; KL(p || p') =
 //     sum_j p_j (s_j - s'_j) - (lse(s) - lse(s')), the reference's sum_j p_j (log p_j - log p'_j) written without a
-//     logarithm per key; p_j = e_j * (1 / z) (within 2 double ulps of e_j / z);
-//   - outputs: the four products [P; P - P'] V and [P; P'] (V - V') (P, P - P', P' rounded to fp32 from double)
+//     logarithm per key, lse(s) = max S / sqrt(d) + log z; p_j = e_j fl(1 / z) in fp32. The roundings act like
+//     logit errors of a few u (Qm (Km + Dm) / sqrt(d) + 1), next to the GEMM's d u Qm Km / sqrt(d);
+//   - outputs: the four products [P - P'; P] V and [P; P'] (V - V') (P, P - P', P' in fp32, P stored once)
 //     in fp32 over blocks of kKeyBlock keys, each block's result added in double, so a rounding error of the fp32
 //     accumulation grows with the block (gamma_512), not with the context length. o - o' = (P - P') V + P' (V - V'),
 //     o - o'_key_only = (P - P') V, o - o'_value_only = P (V - V'): every difference the metrics need is a product
@@ -46,9 +49,9 @@ constexpr Index kKeyBlock = 512;
 
 // Per-thread buffers, kept between calls (a layer's heads have one shape, so they are allocated once).
 struct Scratch {
-  MatrixF dk, dv, a1, a2, block;
+  MatrixF dk, dv, p, block;
   MatrixD d1, d2;
-  Eigen::ArrayXd s, ds, sh, e, eh;
+  Eigen::ArrayXf x, xh;  // a row's exp arguments, then (in place) e and e'
 };
 
 Scratch& scratch() {
@@ -91,73 +94,70 @@ void attention(const AttentionProblem& pr, float* logits, float* logit_diff, Att
   norms->key = std::sqrt(max_row_square_norm(pr.key, n_keys, dim));
   norms->diff = std::sqrt(max_row_square_norm(w.dk.data(), n_keys, dim));
 
-  const double inv_sqrt_d = 1.0 / std::sqrt(static_cast<double>(dim));
-  if (pr.outputs) {
-    w.a1.resize(2 * m_rows, n_keys);  // rows [0, M): P; [M, 2M): P - P'
-    w.a2.resize(2 * m_rows, n_keys);  // rows [0, M): P; [M, 2M): P'
-  }
-  for (auto* a : {&w.s, &w.ds, &w.sh, &w.e, &w.eh}) a->resize(n_keys);
+  const double inv_sqrt_d = 1.0 / std::sqrt(static_cast<double>(dim)), inv_d = 1.0 / static_cast<double>(dim);
+  const float c = static_cast<float>(inv_sqrt_d);
+  // rows [0, M): P - P'; [M, 2M): P; [2M, 3M): P'. [P - P'; P] V and [P; P'] (V - V') are two contiguous row
+  // ranges of the one matrix, so P is written once.
+  if (pr.outputs) w.p.resize(3 * m_rows, n_keys);
+  w.x.resize(n_keys);
+  w.xh.resize(n_keys);
   constexpr Index kLanes = 8;  // independent partial sums and maxima, vectorised by the compiler
   for (Index i = 0; i < m_rows; ++i) {
     const Index n = pr.keys_seen[i];
     const float* s_row = logits + i * n_keys;
     const float* d_row = logit_diff + i * n_keys;
-    double* s = w.s.data();
-    double* ds = w.ds.data();
-    double* sh = w.sh.data();
-    // Pass 1: scaled logits s, s - s' and s' in double; sum s^2, sum (s - s')^2; max s, max s'.
-    double r2[kLanes] = {}, d2[kLanes] = {}, mx_l[kLanes], mxh_l[kLanes];
+    // Pass 1: sum S^2 and sum D^2 in double (scaled by 1/d after); the fp32 maxima of S and S' = fl(S - D).
+    double r2[kLanes] = {}, d2[kLanes] = {};
+    float mx_l[kLanes], mxh_l[kLanes];
     for (Index l = 0; l < kLanes; ++l) mx_l[l] = mxh_l[l] = -INFINITY;
     Index j = 0;
     for (; j + kLanes <= n; j += kLanes)
       for (Index l = 0; l < kLanes; ++l) {
-        const double a = static_cast<double>(s_row[j + l]) * inv_sqrt_d, b = static_cast<double>(d_row[j + l]) * inv_sqrt_d;
-        const double c = a - b;
-        s[j + l] = a;
-        ds[j + l] = b;
-        sh[j + l] = c;
-        r2[l] += a * a;
-        d2[l] += b * b;
+        const float a = s_row[j + l], b = d_row[j + l], sh = a - b;
+        r2[l] += static_cast<double>(a) * a;
+        d2[l] += static_cast<double>(b) * b;
         mx_l[l] = mx_l[l] < a ? a : mx_l[l];
-        mxh_l[l] = mxh_l[l] < c ? c : mxh_l[l];
+        mxh_l[l] = mxh_l[l] < sh ? sh : mxh_l[l];
       }
     for (; j < n; ++j) {
-      const double a = static_cast<double>(s_row[j]) * inv_sqrt_d, b = static_cast<double>(d_row[j]) * inv_sqrt_d;
-      s[j] = a;
-      ds[j] = b;
-      sh[j] = a - b;
-      r2[0] += a * a;
-      d2[0] += b * b;
+      const float a = s_row[j], b = d_row[j], sh = a - b;
+      r2[0] += static_cast<double>(a) * a;
+      d2[0] += static_cast<double>(b) * b;
       mx_l[0] = mx_l[0] < a ? a : mx_l[0];
-      mxh_l[0] = mxh_l[0] < a - b ? a - b : mxh_l[0];
+      mxh_l[0] = mxh_l[0] < sh ? sh : mxh_l[0];
     }
     AttentionRowSums& r = out[i];
     r = AttentionRowSums{};
-    double mx = -INFINITY, mxh = -INFINITY;
+    float mx = -INFINITY, mxh = -INFINITY;
     for (Index l = 0; l < kLanes; ++l) {
       r.logit_r2 += r2[l];
       r.logit_d2 += d2[l];
       mx = mx < mx_l[l] ? mx_l[l] : mx;
       mxh = mxh < mxh_l[l] ? mxh_l[l] : mxh;
     }
-    // Pass 2: e = exp(s - max s), e' = exp(s' - max s') (Eigen's vectorised exp).
-    w.e.head(n) = (w.s.head(n) - mx).exp();
-    w.eh.head(n) = (w.sh.head(n) - mxh).exp();
-    // Pass 3: z = sum e, z' = sum e', sum e (s - s').
-    const double* e = w.e.data();
-    const double* eh = w.eh.data();
+    r.logit_r2 *= inv_d;
+    r.logit_d2 *= inv_d;
+    // Pass 2: e = exp((S - max S) c), e' = exp((S' - max S') c) in fp32 (Eigen's vectorised expf).
+    float* x = w.x.data();
+    float* xh = w.xh.data();
+    for (j = 0; j < n; ++j) {
+      x[j] = (s_row[j] - mx) * c;
+      xh[j] = ((s_row[j] - d_row[j]) - mxh) * c;
+    }
+    w.x.head(n) = w.x.head(n).exp();
+    w.xh.head(n) = w.xh.head(n).exp();
+    // Pass 3: z = sum e, z' = sum e', sum e (S - S') in double.
     double z_l[kLanes] = {}, zh_l[kLanes] = {}, eds_l[kLanes] = {};
-    j = 0;
-    for (; j + kLanes <= n; j += kLanes)
+    for (j = 0; j + kLanes <= n; j += kLanes)
       for (Index l = 0; l < kLanes; ++l) {
-        z_l[l] += e[j + l];
-        zh_l[l] += eh[j + l];
-        eds_l[l] += e[j + l] * ds[j + l];
+        z_l[l] += static_cast<double>(x[j + l]);
+        zh_l[l] += static_cast<double>(xh[j + l]);
+        eds_l[l] += static_cast<double>(x[j + l]) * d_row[j + l];
       }
     for (; j < n; ++j) {
-      z_l[0] += e[j];
-      zh_l[0] += eh[j];
-      eds_l[0] += e[j] * ds[j];
+      z_l[0] += static_cast<double>(x[j]);
+      zh_l[0] += static_cast<double>(xh[j]);
+      eds_l[0] += static_cast<double>(x[j]) * d_row[j];
     }
     double z = 0, zh = 0, eds = 0;
     for (Index l = 0; l < kLanes; ++l) {
@@ -165,22 +165,23 @@ void attention(const AttentionProblem& pr, float* logits, float* logit_diff, Att
       zh += zh_l[l];
       eds += eds_l[l];
     }
-    r.kl = eds / z - ((mx + std::log(z)) - (mxh + std::log(zh)));
+    // lse(s) = max s + log z with max s = max S / sqrt(d) (in double: the same scaling as e's argument, whose
+    // fp32 rounding the tolerance counts).
+    r.kl = eds * inv_sqrt_d / z - ((static_cast<double>(mx) * inv_sqrt_d + std::log(z)) -
+                                   (static_cast<double>(mxh) * inv_sqrt_d + std::log(zh)));
     if (pr.outputs) {
-      // Pass 4: P, P - P' and P' rows in fp32 (p = e / z through the reciprocal: within 2 ulp of the quotient).
-      const double rz = 1.0 / z, rzh = 1.0 / zh;
-      float* p1 = w.a1.data() + i * n_keys;              // a1 row i: P
-      float* dp = w.a1.data() + (m_rows + i) * n_keys;   // a1 row M + i: P - P'
-      float* p2 = w.a2.data() + i * n_keys;              // a2 row i: P
-      float* ph = w.a2.data() + (m_rows + i) * n_keys;   // a2 row M + i: P'
-      for (Index k2 = 0; k2 < n; ++k2) {
-        const double p = e[k2] * rz, p_hat = eh[k2] * rzh;
-        p1[k2] = static_cast<float>(p);
-        p2[k2] = static_cast<float>(p);
-        dp[k2] = static_cast<float>(p - p_hat);
-        ph[k2] = static_cast<float>(p_hat);
+      // Pass 4: P - P', P and P' rows in fp32 (p = e * fl(1 / z)).
+      const float rz = static_cast<float>(1.0 / z), rzh = static_cast<float>(1.0 / zh);
+      float* dp = w.p.data() + i * n_keys;
+      float* p = w.p.data() + (m_rows + i) * n_keys;
+      float* ph = w.p.data() + (2 * m_rows + i) * n_keys;
+      for (j = 0; j < n; ++j) {
+        const float a = x[j] * rz, b = xh[j] * rzh;
+        p[j] = a;
+        ph[j] = b;
+        dp[j] = a - b;
       }
-      for (Index k2 = n; k2 < n_keys; ++k2) p1[k2] = p2[k2] = dp[k2] = ph[k2] = 0.0f;
+      for (j = n; j < n_keys; ++j) dp[j] = p[j] = ph[j] = 0.0f;
     }
   }
   if (!pr.outputs) return;
@@ -188,21 +189,21 @@ void attention(const AttentionProblem& pr, float* logits, float* logit_diff, Att
   const ConstMapF v(pr.value, n_keys, dim), vh(pr.value_hat, n_keys, dim);
   w.dv.resize(n_keys, dim);
   w.dv = v - vh;
-  w.d1.setZero(2 * m_rows, dim);
-  w.d2.setZero(2 * m_rows, dim);
+  w.d1.setZero(2 * m_rows, dim);  // rows [0, M): (P - P') V; [M, 2M): P V
+  w.d2.setZero(2 * m_rows, dim);  // rows [0, M): P (V - V'); [M, 2M): P' (V - V')
   for (Index b0 = 0; b0 < n_keys; b0 += kKeyBlock) {
     const Index nb = std::min(kKeyBlock, n_keys - b0);
-    w.block.noalias() = w.a1.middleCols(b0, nb) * v.middleRows(b0, nb);
+    w.block.noalias() = w.p.middleRows(0, 2 * m_rows).middleCols(b0, nb) * v.middleRows(b0, nb);
     add_to(w.d1.data(), w.block.data(), w.block.size());
-    w.block.noalias() = w.a2.middleCols(b0, nb) * w.dv.middleRows(b0, nb);
+    w.block.noalias() = w.p.middleRows(m_rows, 2 * m_rows).middleCols(b0, nb) * w.dv.middleRows(b0, nb);
     add_to(w.d2.data(), w.block.data(), w.block.size());
   }
   for (Index i = 0; i < m_rows; ++i) {
     AttentionRowSums& r = out[i];
-    r.o_ref2 = w.d1.row(i).squaredNorm();                                // o = P V
-    r.o_k2 = w.d1.row(m_rows + i).squaredNorm();                         // (P - P') V
+    r.o_ref2 = w.d1.row(m_rows + i).squaredNorm();                       // o = P V
+    r.o_k2 = w.d1.row(i).squaredNorm();                                  // (P - P') V
     r.o_v2 = w.d2.row(i).squaredNorm();                                  // P (V - V')
-    r.o_both2 = (w.d1.row(m_rows + i) + w.d2.row(m_rows + i)).squaredNorm();  // (P - P') V + P' (V - V')
+    r.o_both2 = (w.d1.row(i) + w.d2.row(m_rows + i)).squaredNorm();      // (P - P') V + P' (V - V')
   }
 }
 

@@ -50,10 +50,12 @@ int run_command(const RunArgs& a, const Args& raw) {
   std::cout << "experiment " << plan.name << ": " << plan.runs.size() << " run(s) x " << plan.traces.size()
             << " trace(s)\n";
   if (plan.backend == Device::cuda) std::cout << "  backend cuda: " << cuda_device_description(0) << "\n";
-  // One validation: every check of `vidkv trace validate`, on every trace, before any cell starts. Its identity
-  // (size, modification time, hash of header and layer shapes) goes into the resume fingerprint.
+  // One validation: every check of `vidkv trace validate`, on every trace, before any cell starts (the recorded
+  // queries only when a run uses them). Its identity (size, modification time, hash of header and layer shapes)
+  // goes into the resume fingerprint.
+  const LayerParts parts{plan_reads_recorded_queries(plan, builtin_registry())};
   for (const auto& t : plan.traces) {
-    const TraceValidationReport report = validate_trace(t);
+    const TraceValidationReport report = validate_trace(t, parts);
     const TraceInfo& info = report.info;
     plan.trace_identities.push_back(report.identity);
     std::cout << "  trace " << t << ": " << info.num_layers << " layers x " << info.num_kv_heads << " KV heads x "
@@ -115,7 +117,8 @@ Action define_run(CLI::App& app) {
 void add_run_commands(std::vector<Command>& out) {
   out.push_back({{"run"}, "replay traces through every run of a YAML experiment and print a results table",
                  "The whole plan is validated, then every trace is checked as by vidkv trace validate, before any cell\n"
-                 "starts. Results go to a new folder (results/NAME, results/NAME-2, ...; `output:` must lie below the\n"
+                 "starts (the recorded query states only when an attention metric or the codec uses them; otherwise\n"
+                 "they are never read). Results go to a new folder (results/NAME, results/NAME-2, ...; `output:` must lie below the\n"
                  "working directory): config.yaml, provenance.json, results.csv, results.jsonl, summary.md. One run\n"
                  "at a time writes a folder (a lock); a run killed at any point continues with --resume.\n"
                  "`backend: cuda` in the file (or --set backend=cuda) replays on the GPU: codec, lifecycle and the\n"

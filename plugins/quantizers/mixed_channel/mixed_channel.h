@@ -66,6 +66,8 @@ class MixedChannelQuantizer : public Quantizer {
   bool supports(Device device, const BlockShape& shape, std::string* why = nullptr) const override;
   // "mixed_channel(<high tier>, <low tier>)" of the children that run for `shape`; exact when both are.
   KernelTier tier(Device device, const BlockShape& shape) const override;
+  // A child's (no channel selector reads the recorded queries).
+  bool reads_recorded_queries() const override { return high_->reads_recorded_queries() || low_->reads_recorded_queries(); }
 
   const ChannelSelector& selector() const { return *selector_; }
   // The children (fused decode attention reads their formats: attention/decode_attention_format.h).

@@ -69,6 +69,10 @@ class MixedTokenQuantizer : public Quantizer {
   bool supports(Device device, const BlockShape& shape, std::string* why = nullptr) const override;
   // "mixed_token(<protected tier>, <rest tier>)"; exact when both are.
   KernelTier tier(Device device, const BlockShape& shape) const override;
+  // The protector's or a child's.
+  bool reads_recorded_queries() const override {
+    return protector_->reads_recorded_queries() || protected_->reads_recorded_queries() || rest_->reads_recorded_queries();
+  }
 
   const TokenProtector& protector() const { return *protector_; }
 

@@ -33,6 +33,7 @@ class SemanticAttentionProtector : public TokenProtector {
   // the softmax's exp would have to round as the host's std::exp does for the scores to be equal bit for bit, and
   // CUDA's exp (within 1 ulp) does not promise that.
   bool reads_block() const override { return false; }
+  bool reads_recorded_queries() const override { return true; }
   std::vector<double> score(const float* in, const BlockShape& shape, const TokenContext& ctx,
                             const std::vector<std::int32_t>& candidates) const override;
 };
