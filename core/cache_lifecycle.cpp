@@ -244,6 +244,23 @@ void LayerCache::drop_quantized(FullTokens& full, std::int64_t quantized) {
   full.first = quantized;
 }
 
+LayerCache::SideRef LayerCache::side_ref(const Quantizer& q, const std::vector<Block>& blocks, std::int64_t quantized,
+                                         const FullTokens& full) const {
+  SideRef s;
+  s.quantizer = &q;
+  s.quantized = quantized;
+  for (const Block& b : blocks)
+    s.blocks.push_back({b.begin, b.end, ex_.on_cuda() ? b.device_bytes.as<const std::uint8_t>() : b.bytes.data(), &b.layout});
+  s.full = ex_.on_cuda() ? full.device.data() : static_cast<const void*>(full.host.data());
+  s.full_dtype = ex_.on_cuda() ? full.dtype : DType::f32;
+  s.capacity = full.capacity;
+  s.first = full.first;
+  return s;
+}
+
+LayerCache::SideRef LayerCache::key_side() const { return side_ref(codec_.key(), key_blocks_, key_quantized_, key_full_); }
+LayerCache::SideRef LayerCache::value_side() const { return side_ref(codec_.value(), value_blocks_, value_quantized_, value_full_); }
+
 std::vector<std::uint8_t> LayerCache::key_block_bytes(std::size_t i) const { return block_bytes(key_blocks_, i, "key"); }
 std::vector<std::uint8_t> LayerCache::value_block_bytes(std::size_t i) const { return block_bytes(value_blocks_, i, "value"); }
 

@@ -137,6 +137,32 @@ class LayerCache {
   std::int64_t exact_key_tokens() const { return tokens_ - key_full_.first; }
   std::int64_t exact_value_tokens() const { return tokens_ - value_full_.first; }
 
+  // Read-only access for fused decode attention (attention/decode_attention.h), which reads the packed bytes in
+  // place. One side (K or V): its packed blocks in token order, covering [0, quantized) back to back (bytes in host
+  // memory on a cpu cache, device memory on a cuda one; the pointers stay valid until the next append), and the
+  // exact-input store `full`, [heads, capacity, channels] of `full_dtype` on the same device (fp32 on the host, the
+  // data dtype on the device), whose row r holds token first + r; its tokens [quantized, tokens()) are the
+  // full-precision residual (read rounded to residual_storage(), as materialize() does).
+  struct BlockRef {
+    std::int64_t begin = 0, end = 0;     // token range
+    const std::uint8_t* bytes = nullptr; // layout->bytes() packed bytes
+    const PackedLayout* layout = nullptr;
+  };
+  struct SideRef {
+    const Quantizer* quantizer = nullptr;  // the codec's key or value quantizer
+    std::vector<BlockRef> blocks;
+    std::int64_t quantized = 0;
+    const void* full = nullptr;
+    DType full_dtype = DType::f32;
+    std::int64_t capacity = 0, first = 0;
+  };
+  SideRef key_side() const;
+  SideRef value_side() const;
+  DType residual_storage() const { return residual_storage_; }
+  std::int64_t heads() const { return heads_; }
+  std::int64_t channels() const { return channels_; }
+  const TokenContext& context() const { return ctx_; }
+
  private:
   struct Block {
     std::int64_t begin = 0, end = 0;  // token range
@@ -174,6 +200,8 @@ class LayerCache {
   void materialize_side(const Quantizer& q, const std::vector<Block>& blocks, const FullTokens& full,
                         std::int64_t quantized, const TensorView& out) const;
   std::vector<std::uint8_t> block_bytes(const std::vector<Block>& blocks, std::size_t i, const char* side) const;
+  SideRef side_ref(const Quantizer& q, const std::vector<Block>& blocks, std::int64_t quantized,
+                   const FullTokens& full) const;
 
   const KvCodec& codec_;
   LifecycleParams params_;

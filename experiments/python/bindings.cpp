@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "vidkv/attention/decode_attention.h"
 #include "vidkv/core/cache_lifecycle.h"
 #include "vidkv/core/cuda/cuda_device.h"
 #include "vidkv/core/cuda/device_memory.h"
@@ -432,8 +433,8 @@ class PyLayerCache {
   PyLayout key_layout() const { return to_py(cache_->key_layout()); }
   PyLayout value_layout() const { return to_py(cache_->value_layout()); }
   int requantizations() const { return cache_->requantizations(); }
+  const LayerCache& cache() const { return *cache_; }
 
- private:
   // Runs `f` with the cache's CUDA device current (a no-op on cpu).
   template <class F>
   void with_device(F&& f) const {
@@ -441,6 +442,8 @@ class PyLayerCache {
     CudaDeviceGuard guard(device_index_);
     f();
   }
+
+ private:
 
   // Token metadata of `t` appended tokens: modality [t] (default 0 at the prefill, 3 after), embeddings [t, hidden].
   void record_tokens(std::int64_t t, const py::object& modality, const py::object& embeddings) {
@@ -486,6 +489,21 @@ class PyLayerCache {
   std::unique_ptr<TraceTokens> tokens_;
   std::unique_ptr<LayerCache> cache_;
 };
+
+// _vidkv.decode_attention(caches, query, out): decode attention straight from the packed caches of one layer
+// (attention/decode_attention.h), one LayerCache per sequence (same device, codec and shape), query and out torch
+// tensors [batch, q_heads, head_dim] (fp32 / fp16 / bf16, contiguous) on the caches' device. On cuda the kernels
+// are enqueued on the first cache's stream (no synchronisation); on cpu the result is the reference.
+void decode_attention_py(const std::vector<const PyLayerCache*>& caches, const py::object& query, const py::object& out) {
+  if (caches.empty()) throw ShapeError("decode_attention(): no caches (batch of 0 sequences)");
+  const TensorView q = torch_view(query, "decode_attention() query"), o = torch_view(out, "decode_attention() out");
+  std::vector<const LayerCache*> ptrs;
+  for (const PyLayerCache* c : caches) {
+    if (!c) throw ShapeError("decode_attention(): a cache is None");
+    ptrs.push_back(&c->cache());
+  }
+  without_gil([&] { caches[0]->with_device([&] { decode_attention(ptrs, q, o, ptrs[0]->execution()); }); });
+}
 
 }  // namespace
 
@@ -577,6 +595,9 @@ PYBIND11_MODULE(_vidkv, m) {
       .def_property_readonly("requantizations", &PyLayerCache::requantizations)
       .def("key_layout", &PyLayerCache::key_layout)
       .def("value_layout", &PyLayerCache::value_layout);
+  m.def("decode_attention", &decode_attention_py, py::arg("caches"), py::arg("query"), py::arg("out"),
+        "decode attention from the packed caches (one LayerCache per sequence) for query [batch, q_heads, head_dim] "
+        "into out (same shape), on the caches' device (attention/decode_attention.h; docs/decode-attention.md)");
 
   py::class_<CpuBenchResult>(m, "CpuBenchResult")
       .def_readonly("shape", &CpuBenchResult::shape)

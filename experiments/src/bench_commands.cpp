@@ -5,12 +5,15 @@
 // `vidkv bench --backend cuda`: the same on the GPU (cuda_bench.h; torch on CUDA: experiments/python/vidkv/bench_cuda.py).
 #include <CLI/CLI.hpp>
 
+#include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <iostream>
 #include <memory>
 #include <sstream>
 
 #include "vidkv/core/error.h"
+#include "vidkv/experiments/src/attention_bench.h"
 #include "vidkv/experiments/src/command_line.h"
 #include "vidkv/experiments/src/cpu_bench.h"
 #include "vidkv/experiments/src/cuda_bench.h"
@@ -36,9 +39,12 @@ struct BenchArgs {
   bool no_torch = false, live = false, profile = false;
   int steps = 32, hidden = 3584;  // --live (read by experiments/python/vidkv/bench_live.py)
   std::string device = "cuda", sdpa = "flash,efficient,math";
+  bool attention = false;
+  std::string batches = "1,8";
   // Whether an option was given (its default differs between the backends, or it applies to one only).
   CLI::Option *shape_opt = nullptr, *tokens_opt = nullptr, *layers_opt = nullptr, *repeats_opt = nullptr,
-              *threads_opt = nullptr, *implementation_opt = nullptr, *clock_opt = nullptr;
+              *threads_opt = nullptr, *implementation_opt = nullptr, *clock_opt = nullptr, *batches_opt = nullptr,
+              *presets_opt = nullptr;
 };
 
 void only_for(const CLI::Option* given, const char* option, const char* backend) {
@@ -92,7 +98,68 @@ int cuda_bench_command(const BenchArgs& a, const Args& raw) {
   return 0;
 }
 
+// PyTorch's fp16 SDPA latencies for the attention bench: experiments/python/vidkv/bench_attention.py run by
+// $VIDKV_PYTHON, else the source tree's .venv/bin/python, else python3; its JSON line read back. Empty (and a line
+// on stderr saying why) when that python has no torch with CUDA or the script fails.
+std::vector<double> torch_attention_ms(const AttentionBenchOptions& o) {
+  namespace fs = std::filesystem;
+  std::string python = "python3";
+  if (const char* env = std::getenv("VIDKV_PYTHON"); env && *env) {
+    python = env;
+  } else if (fs::exists(fs::path(VIDKV_SOURCE_DIR) / ".venv" / "bin" / "python")) {
+    python = (fs::path(VIDKV_SOURCE_DIR) / ".venv" / "bin" / "python").string();
+  }
+  auto join = [](const std::vector<std::int64_t>& v) {
+    std::string s;
+    for (auto x : v) s += (s.empty() ? "" : ",") + std::to_string(x);
+    return s;
+  };
+  const std::string cmd = "'" + python + "' '" + (fs::path(VIDKV_SOURCE_DIR) / "experiments" / "python" / "vidkv" / "bench_attention.py").string() +
+                          "' --batches " + join(o.batches) + " --tokens " + join(o.tokens) + " --kv-heads " +
+                          std::to_string(o.kv_heads) + " --query-heads-per-kv " + std::to_string(o.query_heads_per_kv) +
+                          " --head-dim " + std::to_string(o.head_dim) + " --repeats " + std::to_string(o.repeats);
+  std::string text;
+  if (FILE* f = popen(cmd.c_str(), "r")) {
+    char buf[4096];
+    while (std::fgets(buf, sizeof buf, f)) text += buf;
+    pclose(f);
+  }
+  std::vector<double> out;
+  const auto at = text.find("\"torch_ms\": [");
+  if (at == std::string::npos) {
+    std::cerr << "vidkv bench --attention: no PyTorch column (" << python << ": " << (text.empty() ? "no output" : text) << ")\n";
+    return out;
+  }
+  std::stringstream in(text.substr(at + 13));
+  double x;
+  char sep;
+  while (in >> x) {
+    out.push_back(x);
+    if (!(in >> sep) || sep != ',') break;
+  }
+  return out;
+}
+
+// --attention (attention_bench.h): fused decode attention vs PyTorch fp16 SDPA.
+int attention_bench_command(const BenchArgs& a) {
+  only_for(a.threads_opt, "--threads", "cpu");
+  only_for(a.implementation_opt, "--implementation", "cpu");
+  only_for(a.clock_opt, "--clock", "cpu");
+  only_for(a.shape_opt, "--shape", "cpu and cuda (not --attention)");
+  AttentionBenchOptions o;
+  if (a.tokens_opt->count() > 0) o.tokens = token_counts(a.tokens);
+  o.batches = token_counts(a.batches);
+  if (a.repeats_opt->count() > 0) o.repeats = a.repeats;
+  if (a.presets_opt->count() > 0) o.presets = split_commas(a.presets);
+  const AttentionBenchResult r = run_attention_bench(o);
+  const std::vector<double> torch = a.no_torch ? std::vector<double>{} : torch_attention_ms(o);
+  std::cout << attention_bench_markdown(r, o, torch);
+  return 0;
+}
+
 int bench_command(const BenchArgs& a, const Args& raw) {
+  if (a.attention) return attention_bench_command(a);
+  if (a.batches_opt->count() > 0) VIDKV_THROW(ConfigError, "vidkv bench: --batches applies to --attention only");
   // --live: the live cache in a random-weight 7B-geometry model against fp16 DynamicCache, in Python
   // (experiments/python/vidkv/bench_live.py parses the rest of the options).
   if (a.live) return run_python_module("vidkv bench", "vidkv.bench_live", raw, "torch and transformers (vidkv bench --live)");
@@ -144,7 +211,10 @@ Action define_bench(CLI::App& app) {
   a->repeats_opt = app.add_option("--repeats", a->repeats, "best of N (cuda: median of N, default 10)")
                        ->check(CLI::Range(1, 4096))
                        ->capture_default_str();
-  app.add_option("--presets", a->presets, "presets to measure, comma-separated")->type_name("a,b")->capture_default_str();
+  a->presets_opt = app.add_option("--presets", a->presets, "presets to measure, comma-separated (--attention default:\n"
+                                  "fp16,kivi-2,vidkv-k1.5-v1.58)")
+                       ->type_name("a,b")
+                       ->capture_default_str();
   a->implementation_opt = app.add_option("--implementation", a->implementation, "cpu only: optimized or reference")
                               ->check(CLI::IsMember({"optimized", "reference"}))
                               ->capture_default_str();
@@ -153,6 +223,13 @@ Action define_bench(CLI::App& app) {
                                 "other work (C++ figures only; the all-threads copy stays wall time)")
                      ->check(CLI::IsMember({"wall", "cpu"}))
                      ->capture_default_str();
+  app.add_flag("--attention", a->attention,
+               "fused decode attention from the packed cache on the GPU (attention/decode_attention.h) against\n"
+               "PyTorch fp16 scaled_dot_product_attention, 4 KV heads x 7 query heads, head_dim 128 (--tokens default\n"
+               "8192,16384,32768,65536,131072; --batches; --presets; --repeats default 20)");
+  a->batches_opt = app.add_option("--batches", a->batches, "--attention only: batch sizes, comma-separated")
+                       ->type_name("a,b")
+                       ->capture_default_str();
   app.add_flag("--live", a->live,
                "the live cache instead: decode ms/token and device bytes of VidKVCache vs fp16 DynamicCache in a\n"
                "random-weight model with a 7B VideoLLM's KV geometry (GPU; options --tokens, --presets, --steps,\n"
@@ -182,7 +259,10 @@ void add_bench_commands(std::vector<Command>& out) {
                  "with CUDA events (median of --repeats, default 10), beside cudaMemcpy device-to-device bandwidth and a\n"
                  "PyTorch-on-CUDA implementation in the same process; replay: the preset's lifecycle on the device.\n"
                  "Options there: --tokens a,b,c (default 8192,32768,65536), --layers N (default 28), --shape LxHxTxD\n"
-                 "(one token count), --repeats N, --presets a,b, --no-torch.",
+                 "(one token count), --repeats N, --presets a,b, --no-torch.\n\n"
+                 "--attention: fused decode attention straight from the packed cache (docs/decode-attention.md): latency\n"
+                 "for batches 1 and 8 (--batches), 8k..128k tokens (--tokens), beside PyTorch fp16 SDPA (a python\n"
+                 "process: $VIDKV_PYTHON, .venv/bin/python or python3) and the bytes read as a fraction of copy bandwidth.",
                  define_bench});
 }
 

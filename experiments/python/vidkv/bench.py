@@ -179,7 +179,13 @@ def main(argv=None):
                    help="time the C++ figures by wall clock or by the process's CPU time; given, no PyTorch column "
                         "(it is timed by wall clock only)")
     p.add_argument("--no-torch", action="store_true")
+    p.add_argument("--attention", action="store_true",
+                   help="run by the vidkv command itself (C++, experiments/src/attention_bench.h), never forwarded here")
+    p.add_argument("--batches", default=None, help="--attention only")
     a = p.parse_args(argv)
+    if a.attention or a.batches is not None:
+        p.error("--attention and --batches: run `vidkv bench --attention` (the C++ command times the kernels and runs "
+                "vidkv/bench_attention.py for the PyTorch column)")
     if a.tokens is not None:
         p.error("--tokens applies to --backend cuda only")
     clock_given = any(v == "--clock" or v.startswith("--clock=") for v in argv)

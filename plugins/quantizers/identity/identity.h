@@ -28,6 +28,7 @@ class Identity : public Quantizer {
  public:
   using Params = IdentityParams;
   explicit Identity(const Params& params) : params_(params) { set_plugin_name("identity"); }
+  const Params& params() const { return params_; }
 
   PackedLayout layout(const BlockShape& shape, const TokenContext& ctx) const override;
   void encode(const float* in, const BlockShape& shape, const TokenContext& ctx, std::uint8_t* out) const override;

@@ -70,6 +70,9 @@ class MixedChannelQuantizer : public Quantizer {
   bool reads_recorded_queries() const override { return high_->reads_recorded_queries() || low_->reads_recorded_queries(); }
 
   const ChannelSelector& selector() const { return *selector_; }
+  // The children (fused decode attention reads their formats: attention/decode_attention_format.h).
+  const Quantizer& high() const { return *high_; }
+  const Quantizer& low() const { return *low_; }
 
  protected:
   VIDKV_QUANTIZER_CUDA_OVERRIDES

@@ -64,6 +64,7 @@ class Ternary : public Quantizer {
  public:
   using Params = TernaryParams;
   explicit Ternary(const Params& params, CpuImplementation implementation = CpuImplementation::optimized);
+  const Params& params() const { return params_; }
 
   PackedLayout layout(const BlockShape& shape, const TokenContext& ctx) const override;
   void encode(const float* in, const BlockShape& shape, const TokenContext& ctx, std::uint8_t* out) const override;

@@ -69,6 +69,7 @@ class Uniform : public Quantizer {
  public:
   using Params = UniformParams;
   explicit Uniform(const Params& params, CpuImplementation implementation = CpuImplementation::optimized);
+  const Params& params() const { return params_; }
 
   PackedLayout layout(const BlockShape& shape, const TokenContext& ctx) const override;
   void encode(const float* in, const BlockShape& shape, const TokenContext& ctx, std::uint8_t* out) const override;

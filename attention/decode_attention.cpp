@@ -1,0 +1,350 @@
+#include "vidkv/attention/decode_attention.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "vidkv/attention/decode_attention_emulation.h"
+#include "vidkv/attention/decode_attention_reference.h"
+#include "vidkv/core/channel_selector.h"
+#include "vidkv/core/cuda/device_memory.h"
+#include "vidkv/core/error.h"
+#include "vidkv/plugins/quantizers/identity/identity.h"
+#include "vidkv/plugins/quantizers/mixed_channel/mixed_channel.h"
+#include "vidkv/plugins/quantizers/sign/sign.h"
+#include "vidkv/plugins/quantizers/ternary/ternary.h"
+#include "vidkv/plugins/quantizers/uniform/uniform.h"
+#ifdef VIDKV_WITH_CUDA
+#include "vidkv/attention/decode_attention_cuda.h"
+#endif
+
+namespace vidkv {
+
+namespace af = attention_format;
+namespace at = attention_tables;
+
+namespace {
+
+// The format of a primitive quantizer; throws NotSupportedError for others.
+af::ChildFormat child_format(const Quantizer& q, bool value_side) {
+  af::ChildFormat f;
+  if (const auto* u = dynamic_cast<const Uniform*>(&q)) {
+    const UniformParams& p = u->params();
+    f.codec = af::ChildCodec::uniform;
+    f.axis = p.axis;
+    f.layout = p.layout;
+    f.bits = static_cast<unsigned>(p.bits);
+    f.group = p.group;
+    f.scale_dtype = p.scale_dtype;
+    return f;
+  }
+  if (const auto* s = dynamic_cast<const Sign*>(&q)) {
+    const SignParams& p = s->params();
+    VIDKV_REQUIRE(p.fft != SignFft::complex, NotSupportedError,
+                  "decode attention: sign with fft: complex is not read in place (fft: off or real are)");
+    VIDKV_REQUIRE(!(value_side && p.fft == SignFft::real), NotSupportedError,
+                  "decode attention: sign with fft: real is read in place for keys only, not values");
+    f.codec = af::ChildCodec::sign;
+    f.axis = p.axis;
+    f.layout = p.layout;
+    f.group = p.group;
+    f.scale_dtype = p.scale_dtype;
+    f.symmetric = p.reconstruction == sign_format::Reconstruction::symmetric;
+    f.fft_real = p.fft == SignFft::real;
+    return f;
+  }
+  if (const auto* t = dynamic_cast<const Ternary*>(&q)) {
+    const TernaryParams& p = t->params();
+    f.codec = af::ChildCodec::ternary;
+    f.axis = p.axis;
+    f.packing = p.packing;
+    f.group = p.group;
+    f.scale_dtype = p.scale_dtype;
+    f.scaled = p.reconstruction == ternary_format::Reconstruction::scaled;
+    return f;
+  }
+  if (const auto* id = dynamic_cast<const Identity*>(&q)) {
+    f.codec = af::ChildCodec::identity;
+    f.axis = group_format::GroupAxis::token;  // rows = (head, token), the channels along them: block order
+    f.group = 1;
+    f.scale_dtype = id->params().dtype;
+    return f;
+  }
+  VIDKV_THROW(NotSupportedError, "decode attention: quantizer '", q.plugin_name(),
+              "' is not read in place (uniform, sign, ternary, identity and mixed_channel of those are)");
+}
+
+af::SideFormat side_format_of(const Quantizer& q, std::int64_t channels, bool value_side) {
+  af::SideFormat f;
+  if (const auto* mc = dynamic_cast<const MixedChannelQuantizer*>(&q)) {
+    f.mixed = true;
+    f.mask_per_head = mc->selector().selection().scope == SelectionScope::head;
+    f.high = mc->selector().selected_count(channels);
+    f.first = child_format(mc->high(), value_side);
+    f.second = child_format(mc->low(), value_side);
+    return f;
+  }
+  f.first = child_format(q, value_side);
+  return f;
+}
+
+bool same_format(const af::ChildFormat& a, const af::ChildFormat& b) {
+  return a.codec == b.codec && a.axis == b.axis && a.layout == b.layout && a.packing == b.packing && a.bits == b.bits &&
+         a.group == b.group && a.scale_dtype == b.scale_dtype && a.symmetric == b.symmetric && a.scaled == b.scaled &&
+         a.fft_real == b.fft_real;
+}
+bool same_format(const af::SideFormat& a, const af::SideFormat& b) {
+  return a.mixed == b.mixed && a.mask_per_head == b.mask_per_head && a.high == b.high && same_format(a.first, b.first) &&
+         (!a.mixed || same_format(a.second, b.second));
+}
+
+std::int64_t check_view(const TensorView& v, const char* what, Device device, std::int64_t batch, std::int64_t heads,
+                        std::int64_t channels) {
+  VIDKV_REQUIRE(v.device == device, ShapeError, "decode attention: ", what, " is on ", device_name(v.device),
+                ", the caches on ", device_name(device));
+  VIDKV_REQUIRE(v.shape.size() == 3 && v.shape[0] == batch && v.shape[2] == channels && v.shape[1] % heads == 0 &&
+                    v.shape[1] / heads >= 1 && v.shape[1] / heads <= DecodeAttention::kMaxQueryHeadsPerKv,
+                ShapeError, "decode attention: ", what, " ", v.shape_str(), ": expected [", batch, ", q_heads, ", channels,
+                "] with q_heads a multiple of the ", heads, " KV heads, at most ", DecodeAttention::kMaxQueryHeadsPerKv,
+                " per KV head");
+  return v.shape[1] / heads;
+}
+
+// Splits a sequence's tokens into tiles (decode_attention_tables.h); block indices offset into the batch's arrays.
+// Key tiles start on multiples of 32 tokens from their key block's (or the residual's) start, so a tile never
+// straddles two per-channel groups of 32.
+void add_tiles(const LayerCache::SideRef& key, const LayerCache::SideRef& value, std::int64_t tokens, std::int32_t key_base,
+               std::int32_t value_base, std::int32_t sequence, std::vector<at::TileEntry>& tiles) {
+  constexpr std::int64_t kTile = DecodeAttention::kTileTokens;
+  std::size_t ki = 0, vi = 0;
+  for (std::int64_t t = 0; t < tokens;) {
+    while (ki < key.blocks.size() && t >= key.blocks[ki].end) ++ki;
+    while (vi < value.blocks.size() && t >= value.blocks[vi].end) ++vi;
+    const bool kb = ki < key.blocks.size(), vb = vi < value.blocks.size();
+    const std::int64_t kstart = kb ? key.blocks[ki].begin : key.quantized;
+    std::int64_t end = std::min(tokens, kstart + ((t - kstart) / kTile + 1) * kTile);
+    if (kb) end = std::min(end, key.blocks[ki].end);
+    else if (t < key.quantized) end = std::min(end, key.quantized);
+    if (vb) end = std::min(end, value.blocks[vi].end);
+    else if (t < value.quantized) end = std::min(end, value.quantized);
+    at::TileEntry e;
+    e.t0 = t;
+    e.n = static_cast<std::int32_t>(end - t);
+    e.key_block = kb ? key_base + static_cast<std::int32_t>(ki) : -1;
+    e.value_block = vb ? value_base + static_cast<std::int32_t>(vi) : -1;
+    e.sequence = sequence;
+    tiles.push_back(e);
+    t = end;
+  }
+}
+
+void check_blocks(const LayerCache::SideRef& side, const char* what, std::size_t b) {
+  std::int64_t next = 0;
+  for (const auto& blk : side.blocks) {
+    VIDKV_ASSERT(blk.begin == next && blk.end > blk.begin, "sequence ", b, ": ", what, " blocks are not contiguous");
+    next = blk.end;
+  }
+  VIDKV_ASSERT(next == side.quantized, "sequence ", b, ": ", what, " blocks end at ", next, ", quantized ", side.quantized);
+}
+
+}  // namespace
+
+af::SideFormat side_format(const Quantizer& q, std::int64_t channels) { return side_format_of(q, channels, false); }
+
+bool decode_attention_supports(const Quantizer& q, std::int64_t channels, std::string* why) {
+  try {
+    side_format_of(q, channels, false);
+    return true;
+  } catch (const NotSupportedError& e) {
+    if (why) *why = e.what();
+    return false;
+  }
+}
+
+struct DecodeAttention::Tables {
+  at::Problem problem;  // formats, shapes, table pointers (host arrays below, or their device copy)
+  std::vector<at::SequenceEntry> sequences;
+  std::vector<at::BlockEntry> key_blocks, value_blocks;
+  std::vector<at::TileEntry> tiles;
+  DeviceBuffer device;  // cuda: the four arrays back to back
+};
+
+DecodeAttention::DecodeAttention(const std::vector<const LayerCache*>& caches, const Execution& ex, int splits)
+    : caches_(caches), ex_(ex), tables_(std::make_unique<Tables>()) {
+  VIDKV_REQUIRE(!caches.empty(), ShapeError, "decode attention: no caches (batch of 0 sequences)");
+  VIDKV_REQUIRE(splits >= 0, ShapeError, "decode attention: splits must be >= 0, got ", splits);
+  const LayerCache& first = *caches[0];
+  heads_ = first.heads();
+  channels_ = first.channels();
+  VIDKV_REQUIRE(channels_ <= kMaxHeadDim, NotSupportedError, "decode attention: head_dim ", channels_, " above ", kMaxHeadDim);
+  Tables& tb = *tables_;
+  at::Problem& p = tb.problem;
+  p.key = side_format_of(*first.key_side().quantizer, channels_, false);
+  p.value = side_format_of(*first.value_side().quantizer, channels_, true);
+  p.batch = static_cast<std::int64_t>(caches.size());
+  p.heads = heads_;
+  p.channels = channels_;
+  p.residual_dtype = first.residual_storage();
+  p.score_scale = static_cast<float>(1.4426950408889634074 / std::sqrt(static_cast<double>(channels_)));
+  for (std::size_t b = 0; b < caches.size(); ++b) {
+    const LayerCache& c = *caches[b];
+    VIDKV_REQUIRE(c.execution().device == ex.device, ShapeError, "decode attention: sequence ", b, "'s cache is on ",
+                  c.execution().str(), ", the call on ", ex.str());
+    VIDKV_REQUIRE(c.heads() == heads_ && c.channels() == channels_, ShapeError, "decode attention: sequence ", b, " has ",
+                  c.heads(), " KV heads x ", c.channels(), " channels, sequence 0 ", heads_, " x ", channels_);
+    VIDKV_REQUIRE(c.tokens() > 0, ShapeError, "decode attention: sequence ", b, " holds no tokens");
+    VIDKV_REQUIRE(c.residual_storage() == p.residual_dtype, ShapeError, "decode attention: sequence ", b,
+                  " stores its residual as ", dtype_name(c.residual_storage()), ", sequence 0 as ", dtype_name(p.residual_dtype));
+    const LayerCache::SideRef key = c.key_side(), value = c.value_side();
+    VIDKV_REQUIRE(same_format(side_format_of(*key.quantizer, channels_, false), p.key) &&
+                      same_format(side_format_of(*value.quantizer, channels_, true), p.value),
+                  ShapeError, "decode attention: sequence ", b, " has another codec than sequence 0");
+    check_blocks(key, "key", b);
+    check_blocks(value, "value", b);
+    at::SequenceEntry s;
+    s.tile_begin = static_cast<std::int64_t>(tb.tiles.size());
+    add_tiles(key, value, c.tokens(), static_cast<std::int32_t>(tb.key_blocks.size()),
+              static_cast<std::int32_t>(tb.value_blocks.size()), static_cast<std::int32_t>(b), tb.tiles);
+    s.tile_count = static_cast<std::int64_t>(tb.tiles.size()) - s.tile_begin;
+    s.key_full = key.full;
+    s.value_full = value.full;
+    s.key_full_dtype = key.full_dtype;
+    s.value_full_dtype = value.full_dtype;
+    s.key_capacity = key.capacity;
+    s.value_capacity = value.capacity;
+    s.key_first = key.first;
+    s.value_first = value.first;
+    tb.sequences.push_back(s);
+    for (const auto& blk : key.blocks) {
+      tb.key_blocks.push_back({blk.bytes, blk.begin, blk.end - blk.begin});
+      cache_bytes_ += blk.layout->bytes();
+    }
+    for (const auto& blk : value.blocks) {
+      tb.value_blocks.push_back({blk.bytes, blk.begin, blk.end - blk.begin});
+      cache_bytes_ += blk.layout->bytes();
+    }
+    const auto rsize = static_cast<std::size_t>(dtype_size(p.residual_dtype));
+    cache_bytes_ += static_cast<std::size_t>(heads_ * channels_ * (2 * c.tokens() - key.quantized - value.quantized)) * rsize;
+  }
+  // Fast tiles first in each sequence (tile_is_fast reads the host tables).
+  p.key_blocks = tb.key_blocks.data();
+  p.value_blocks = tb.value_blocks.data();
+  std::int64_t max_fast = 0, max_generic = 0;
+  for (at::SequenceEntry& s : tb.sequences) {
+    const auto begin = tb.tiles.begin() + s.tile_begin, end = begin + s.tile_count;
+    const auto mid = std::stable_partition(begin, end, [&](const at::TileEntry& t) { return at::tile_is_fast(p, t); });
+    s.fast_count = mid - begin;
+    max_fast = std::max(max_fast, s.fast_count);
+    max_generic = std::max(max_generic, s.tile_count - s.fast_count);
+  }
+  std::int64_t want = splits;
+  if (splits == 0) {
+    want = 1;
+#ifdef VIDKV_WITH_CUDA
+    if (ex.on_cuda()) want = (4 * attention_cuda::multiprocessors() + p.batch * heads_ - 1) / (p.batch * heads_);
+#endif
+  }
+  // splits given: both parts use it; 0: enough blocks for the GPU, at most one split per 4 tiles.
+  auto parts = [&](std::int64_t tiles) -> int {
+    if (tiles == 0) return 0;
+    return static_cast<int>(splits > 0 ? splits : std::max<std::int64_t>(1, std::min<std::int64_t>(want, (tiles + 3) / 4)));
+  };
+  p.splits = parts(max_fast);
+  p.generic_splits = parts(max_generic);
+  splits_ = p.splits + p.generic_splits;
+  p.sequences = tb.sequences.data();
+  p.tiles = tb.tiles.data();
+  if (!ex.on_cuda()) return;
+  // One upload of the four arrays (8-byte aligned pieces) on the stream.
+  auto bytes_of = [](const auto& v) { return (v.size() * sizeof(v[0]) + 7) / 8 * 8; };
+  const std::size_t sb = bytes_of(tb.sequences), kb = bytes_of(tb.key_blocks), vb = bytes_of(tb.value_blocks),
+                    tlb = bytes_of(tb.tiles);
+  std::vector<std::uint8_t> host(sb + kb + vb + tlb, 0);
+  auto put = [&](std::size_t at, const auto& v) {
+    if (!v.empty()) std::memcpy(host.data() + at, v.data(), v.size() * sizeof(v[0]));
+  };
+  put(0, tb.sequences);
+  put(sb, tb.key_blocks);
+  put(sb + kb, tb.value_blocks);
+  put(sb + kb + vb, tb.tiles);
+  tb.device = DeviceBuffer(host.size(), ex.cuda_stream);
+  copy_to_device(tb.device.data(), host.data(), host.size(), ex.cuda_stream);
+  auto* base = tb.device.as<std::uint8_t>();
+  p.sequences = reinterpret_cast<const at::SequenceEntry*>(base);
+  p.key_blocks = reinterpret_cast<const at::BlockEntry*>(base + sb);
+  p.value_blocks = reinterpret_cast<const at::BlockEntry*>(base + sb + kb);
+  p.tiles = reinterpret_cast<const at::TileEntry*>(base + sb + kb + vb);
+}
+
+DecodeAttention::~DecodeAttention() = default;
+
+std::int64_t DecodeAttention::tiles() const { return static_cast<std::int64_t>(tables_->tiles.size()); }
+std::int64_t DecodeAttention::fast_tiles() const {
+  std::int64_t n = 0;
+  for (const auto& s : tables_->sequences) n += s.fast_count;
+  return n;
+}
+
+void DecodeAttention::run(const TensorView& queries, const TensorView& out) const {
+  const std::int64_t qpk = check_view(queries, "queries", ex_.device, batch(), heads_, channels_);
+  VIDKV_REQUIRE(check_view(out, "out", ex_.device, batch(), heads_, channels_) == qpk, ShapeError,
+                "decode attention: out ", out.shape_str(), " differs from queries ", queries.shape_str());
+  if (!ex_.on_cuda()) {
+    // The reference, per sequence and KV head.
+    std::vector<float> q(static_cast<std::size_t>(qpk * channels_));
+    for (std::int64_t b = 0; b < batch(); ++b) {
+      for (std::int64_t h = 0; h < heads_; ++h) {
+        for (std::int64_t i = 0; i < qpk * channels_; ++i)
+          q[static_cast<std::size_t>(i)] = load_as_float(queries.data, queries.dtype,
+                                                         static_cast<std::size_t>((b * heads_ * qpk + h * qpk) * channels_ + i));
+        const std::vector<double> o = reference_decode_attention(*caches_[static_cast<std::size_t>(b)], h, q.data(), qpk);
+        for (std::int64_t i = 0; i < qpk * channels_; ++i)
+          store_from_float(out.data, out.dtype, static_cast<std::size_t>((b * heads_ * qpk + h * qpk) * channels_ + i),
+                           static_cast<float>(o[static_cast<std::size_t>(i)]));
+      }
+    }
+    return;
+  }
+#ifdef VIDKV_WITH_CUDA
+  at::Problem p = tables_->problem;
+  p.qpk = qpk;
+  p.queries = queries.data;
+  p.query_dtype = queries.dtype;
+  p.out = out.data;
+  p.out_dtype = out.dtype;
+  const std::size_t partials = static_cast<std::size_t>(batch() * heads_ * splits_ * qpk);  // both kinds of splits
+  // Freed in stream order after the kernels (cudaFreeAsync).
+  DeviceBuffer acc(partials * static_cast<std::size_t>(channels_) * sizeof(float), ex_.cuda_stream);
+  DeviceBuffer ml(partials * 2 * sizeof(float), ex_.cuda_stream);
+  p.partial_acc = acc.as<float>();
+  p.partial_ml = ml.as<float>();
+  attention_cuda::launch(p, ex_.cuda_stream);
+#else
+  VIDKV_THROW(NotSupportedError, "decode attention on cuda: this build has no CUDA backend (configure with -DVIDKV_ENABLE_CUDA=ON)");
+#endif
+}
+
+void DecodeAttention::run_emulated(const TensorView& queries, const TensorView& out) const {
+  VIDKV_REQUIRE(!ex_.on_cuda(), NotSupportedError, "decode attention: the emulation reads host memory (cpu caches only)");
+  const std::int64_t qpk = check_view(queries, "queries", ex_.device, batch(), heads_, channels_);
+  VIDKV_REQUIRE(check_view(out, "out", ex_.device, batch(), heads_, channels_) == qpk, ShapeError,
+                "decode attention: out ", out.shape_str(), " differs from queries ", queries.shape_str());
+  at::Problem p = tables_->problem;
+  p.qpk = qpk;
+  p.queries = queries.data;
+  p.query_dtype = queries.dtype;
+  p.out = out.data;
+  p.out_dtype = out.dtype;
+  const std::size_t partials = static_cast<std::size_t>(batch() * heads_ * splits_ * qpk);
+  std::vector<float> acc(partials * static_cast<std::size_t>(channels_)), ml(partials * 2);
+  p.partial_acc = acc.data();
+  p.partial_ml = ml.data();
+  attention_emulation::run(p);
+}
+
+void decode_attention(const std::vector<const LayerCache*>& caches, const TensorView& queries, const TensorView& out,
+                      const Execution& ex) {
+  DecodeAttention(caches, ex).run(queries, out);
+}
+
+}  // namespace vidkv

@@ -1,0 +1,87 @@
+// Fused decode attention straight from the packed cache (issue 13, docs/decode-attention.md): for each sequence b
+// of a batch (one LayerCache per sequence, all of one layer and one codec) and each query head qh of KV head
+// h = qh / query_heads_per_kv (GQA: the query heads of one KV head share every read of its K/V),
+//   out[b, qh, :] = softmax_t(q[b, qh, :] . K[b, h, t, :] / sqrt(D)) V[b, h, t, :],  t over all cached tokens,
+// where K and V are the cache's contents as LayerCache::materialize() gives them (packed blocks decoded by the
+// codec, full-precision residual rounded to the lifecycle's residual_dtype). Decode-time attention: no causal
+// mask inside the cache (every cached token precedes the query).
+//
+// On cuda the packed bytes are read in place, never written out as full-precision K/V: online softmax in fp32,
+// split-K over the tokens with a combine kernel (decode_attention.cu). On cpu the result is the reference
+// (decode_attention_reference.h). Formats: attention/decode_attention_format.h.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "vidkv/core/cache_lifecycle.h"
+#include "vidkv/core/execution.h"
+#include "vidkv/core/tensor_view.h"
+#include "vidkv/attention/decode_attention_format.h"
+
+namespace vidkv {
+
+// The format of a side's quantizer as decode attention reads it. Throws NotSupportedError naming the plugin (and
+// the option) for a quantizer it cannot read in place (sign fft complex, mixed_token, identity, ...).
+attention_format::SideFormat side_format(const Quantizer& q, std::int64_t channels);
+// Whether side_format() accepts q; `why` gets the reason when not.
+bool decode_attention_supports(const Quantizer& q, std::int64_t channels, std::string* why = nullptr);
+
+// The tables of one batch of caches in their current state (block pointers, tiles of <= 32 tokens that never cross a
+// key or value block or the residual start). Built on the host; on cuda uploaded once on the Execution's stream and
+// valid until any cache of the batch is appended to (its block list and pointers change). Build once per decode
+// step and layer, run for every query of that step.
+class DecodeAttention {
+ public:
+  // caches: one per sequence, all on ex's device, same heads, channels and codec formats, each with >= 1 token.
+  // ShapeError / NotSupportedError otherwise, naming the sequence. splits: split-K parts per (sequence, KV head) of
+  // each kind of tile (fast and general, decode_attention_tables.h); 0 picks enough to fill the GPU (4 blocks per
+  // SM), at most one per 4 tiles.
+  DecodeAttention(const std::vector<const LayerCache*>& caches, const Execution& ex, int splits = 0);
+  ~DecodeAttention();
+  DecodeAttention(const DecodeAttention&) = delete;
+  DecodeAttention& operator=(const DecodeAttention&) = delete;
+
+  // queries: [batch, q_heads, D] (fp32, fp16 or bf16) on the caches' device; out: the same shape, fp32/fp16/bf16.
+  // q_heads must be a multiple of the KV heads with q_heads / kv_heads <= kMaxQueryHeadsPerKv, D <= kMaxHeadDim.
+  // On cuda enqueued on ex's stream (no synchronisation); on cpu computed at once (the reference).
+  void run(const TensorView& queries, const TensorView& out) const;
+  // cpu caches only: the CUDA kernels' computation run on the host in the kernels' order (tiles, warps, splits,
+  // online softmax in fp32, the same per-element reads; decode_attention_emulation.h), for the [cpu] tests of the
+  // kernels' logic on machines without a GPU. Same views as run().
+  void run_emulated(const TensorView& queries, const TensorView& out) const;
+
+  std::int64_t batch() const { return static_cast<std::int64_t>(caches_.size()); }
+  std::int64_t kv_heads() const { return heads_; }
+  std::int64_t head_dim() const { return channels_; }
+  // Split-K partials per (sequence, KV head): the fast kernel's splits plus the general kernel's.
+  int splits() const { return splits_; }
+  // Tiles of the whole batch, and those on the fast path (decode_attention_tables.h tile_is_fast).
+  std::int64_t tiles() const;
+  std::int64_t fast_tiles() const;
+  // Packed bytes + residual bytes one run() reads from the cache (every block's bytes and the residual tokens at
+  // their storage dtype), for bandwidth figures.
+  std::size_t cache_bytes() const { return cache_bytes_; }
+
+  static constexpr std::int64_t kMaxQueryHeadsPerKv = 8;
+  static constexpr std::int64_t kMaxHeadDim = 256;
+  static constexpr std::int64_t kTileTokens = 32;
+
+  struct Tables;  // decode_attention.cpp (host copies) / device copies
+
+ private:
+  std::vector<const LayerCache*> caches_;
+  Execution ex_;
+  std::int64_t heads_ = 0, channels_ = 0;
+  int splits_ = 1;
+  std::size_t cache_bytes_ = 0;
+  std::unique_ptr<Tables> tables_;
+};
+
+// One-shot form: builds the tables and runs (the tables' upload is enqueued on ex's stream too).
+void decode_attention(const std::vector<const LayerCache*>& caches, const TensorView& queries, const TensorView& out,
+                      const Execution& ex);
+
+}  // namespace vidkv

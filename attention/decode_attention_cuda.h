@@ -1,0 +1,21 @@
+// Host-only declarations of the fused decode-attention kernels (decode_attention.cu); no CUDA headers. Only in
+// builds with CUDA (VIDKV_WITH_CUDA).
+#pragma once
+
+#include <cstddef>
+
+#include "vidkv/attention/decode_attention_tables.h"
+
+namespace vidkv::attention_cuda {
+
+// Enqueues the split kernel (one thread block of 4 warps per (split, KV head, sequence); all query heads of the KV
+// head in the block; each warp takes every 4th tile of the split, lane = token for the scores and lane = channels
+// lane, lane + 32, ... for the values; online softmax per warp, the warps merged in shared memory into
+// p.partial_*) and the combine kernel (one block per (KV head, sequence): merges the splits, writes p.out).
+// Tables and workspace must be device memory. Throws CudaError on a launch failure.
+void launch(const attention_tables::Problem& p, void* stream);
+
+// Streaming multiprocessors of the current device (the default split count fills them).
+int multiprocessors();
+
+}  // namespace vidkv::attention_cuda

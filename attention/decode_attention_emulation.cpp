@@ -1,0 +1,168 @@
+#include "vidkv/attention/decode_attention_emulation.h"
+
+#include "vidkv/core/error.h"
+
+#include <algorithm>
+#include <climits>
+#include <cmath>
+#include <vector>
+
+namespace vidkv::attention_emulation {
+
+namespace af = attention_format;
+using namespace attention_tables;
+
+namespace {
+
+constexpr int kWarps = 4;
+
+struct WarpState {
+  std::vector<float> m, l, acc;  // [qpk], [qpk], [qpk][D]
+  std::vector<float> gathered, tq;
+  std::int32_t cached_block = INT_MIN;
+};
+
+void split(const Problem& p, std::int64_t b, std::int64_t h, int s, bool fast) {
+  const std::int64_t D = p.channels, Q = p.qpk;
+  std::vector<float> q(static_cast<std::size_t>(Q * D));
+  for (std::int64_t i = 0; i < Q * D; ++i) q[static_cast<std::size_t>(i)] = query_element(p, b, h * Q + i / D, i % D);
+  const SequenceEntry seq = p.sequences[b];
+  const std::int64_t first_tile = seq.tile_begin + (fast ? 0 : seq.fast_count);
+  const TileRange range = split_tiles(fast ? seq.fast_count : seq.tile_count - seq.fast_count,
+                                      fast ? p.splits : p.generic_splits, s);
+  std::vector<WarpState> warps(kWarps);
+  for (auto& w : warps) {
+    w.m.assign(static_cast<std::size_t>(Q), -HUGE_VALF);
+    w.l.assign(static_cast<std::size_t>(Q), 0.0f);
+    w.acc.assign(static_cast<std::size_t>(Q * D), 0.0f);
+    w.gathered.assign(static_cast<std::size_t>(Q * D), 0.0f);
+    w.tq.assign(static_cast<std::size_t>(Q * D), 0.0f);
+  }
+  const bool transform = af::needs_transform(p.key);
+  for (int warp = 0; warp < kWarps; ++warp) {
+    WarpState& w = warps[static_cast<std::size_t>(warp)];
+    for (std::int64_t ti = range.first + warp; ti < range.last; ti += kWarps) {
+      const TileEntry tile = p.tiles[first_tile + ti];
+      VIDKV_ASSERT(fast == tile_is_fast(p, tile), "decode attention tables: tile at token ", tile.t0, " in the wrong part");
+      const std::int64_t kbegin = key_block_begin(p, tile), vbegin = value_block_begin(p, tile);
+      const std::int64_t ktr0 = tile.t0 - kbegin, vtr0 = tile.t0 - vbegin;
+      af::PartRef kp;
+      bool kstaged = false;
+      std::vector<af::Meta> kmeta(static_cast<std::size_t>(D)), vmeta(static_cast<std::size_t>(value_meta_capacity(D)));
+      const float* qk = q.data();
+      if (tile.key_block >= 0) {
+        kp = key_part(p, tile, h);
+        if (transform) {
+          if (tile.key_block != w.cached_block) {
+            for (std::int64_t c = 0; c < D; ++c) {
+              const std::int64_t idx = af::gathered_index(p.key, kp, D, c);
+              for (std::int64_t hq = 0; hq < Q; ++hq)
+                w.gathered[static_cast<std::size_t>(hq * D + idx)] = q[static_cast<std::size_t>(hq * D + c)];
+            }
+            for (std::int64_t i = 0; i < D; ++i)
+              for (std::int64_t hq = 0; hq < Q; ++hq)
+                w.tq[static_cast<std::size_t>(hq * D + i)] =
+                    af::transform_entry(p.key, kp.first_n, kp.second_n, w.gathered.data() + hq * D, i);
+            w.cached_block = tile.key_block;
+          }
+          qk = w.tq.data();
+        }
+        kstaged = key_meta_staged(kp, ktr0, tile.n);
+        if (kstaged)
+          for (std::int64_t i = 0; i < D; ++i) kmeta[static_cast<std::size_t>(i)] = key_meta_entry(kp, ktr0, i);
+      }
+      af::PartRef vp;
+      int vmode = kValueMetaNone;
+      if (tile.value_block >= 0) {
+        vp = value_part(p, tile, h);
+        vmode = value_meta_mode(p.value, vp, vtr0, tile.n, D);
+        const std::int64_t count = value_meta_count(vmode, vp, tile.n, D);
+        for (std::int64_t e = 0; e < count; ++e) vmeta[static_cast<std::size_t>(e)] = value_meta_entry(vmode, vp, vtr0, e);
+      }
+      // Scores of the tile's tokens ("lanes").
+      std::vector<float> sc(static_cast<std::size_t>(Q * tile.n), 0.0f);
+      for (std::int32_t j = 0; j < tile.n; ++j)
+        for (std::int64_t i = 0; i < D; ++i) {
+          float k;
+          if (kstaged) {
+            const af::ChildView& v = i < kp.first_n ? kp.first : kp.second;
+            k = af::decode_code(v, af::view_code(v, ktr0 + j, i < kp.first_n ? i : i - kp.first_n), kmeta[static_cast<std::size_t>(i)]);
+          } else {
+            k = key_element(p, seq, tile, kp, kbegin, h, tile.t0 + j, i);
+          }
+          for (std::int64_t hq = 0; hq < Q; ++hq) sc[static_cast<std::size_t>(hq * tile.n + j)] += qk[hq * D + i] * k;
+        }
+      for (std::int64_t hq = 0; hq < Q; ++hq) {
+        float* row = sc.data() + hq * tile.n;
+        float mt = -HUGE_VALF;
+        for (std::int32_t j = 0; j < tile.n; ++j) {
+          row[j] *= p.score_scale;
+          mt = std::max(mt, row[j]);
+        }
+        const float mn = std::max(w.m[static_cast<std::size_t>(hq)], mt);
+        const float alpha = af::merge_factor(w.m[static_cast<std::size_t>(hq)], mn);
+        float sum = 0.0f;
+        for (std::int32_t j = 0; j < tile.n; ++j) {
+          row[j] = exp2f(row[j] - mn);
+          sum += row[j];
+        }
+        w.l[static_cast<std::size_t>(hq)] = w.l[static_cast<std::size_t>(hq)] * alpha + sum;
+        for (std::int64_t c = 0; c < D; ++c) w.acc[static_cast<std::size_t>(hq * D + c)] *= alpha;
+        w.m[static_cast<std::size_t>(hq)] = mn;
+      }
+      for (std::int32_t j = 0; j < tile.n; ++j)
+        for (std::int64_t c = 0; c < D; ++c) {
+          const float v = vmode != kValueMetaNone ? value_staged_element(vmode, vp, vtr0, j, c, vmeta.data())
+                                                  : value_element(p, seq, tile, vp, vbegin, h, tile.t0 + j, c);
+          for (std::int64_t hq = 0; hq < Q; ++hq)
+            w.acc[static_cast<std::size_t>(hq * D + c)] += sc[static_cast<std::size_t>(hq * tile.n + j)] * v;
+        }
+    }
+  }
+  const std::int64_t base = ((b * p.heads + h) * (p.splits + p.generic_splits) + (fast ? s : p.splits + s)) * Q;
+  for (std::int64_t hq = 0; hq < Q; ++hq) {
+    float mt = -HUGE_VALF;
+    for (const auto& w : warps) mt = std::max(mt, w.m[static_cast<std::size_t>(hq)]);
+    float lt = 0.0f;
+    for (const auto& w : warps) lt += w.l[static_cast<std::size_t>(hq)] * af::merge_factor(w.m[static_cast<std::size_t>(hq)], mt);
+    p.partial_ml[(base + hq) * 2] = mt;
+    p.partial_ml[(base + hq) * 2 + 1] = lt;
+    for (std::int64_t c = 0; c < D; ++c) {
+      float a = 0.0f;
+      for (const auto& w : warps)
+        a += w.acc[static_cast<std::size_t>(hq * D + c)] * af::merge_factor(w.m[static_cast<std::size_t>(hq)], mt);
+      p.partial_acc[(base + hq) * D + c] = a;
+    }
+  }
+}
+
+void combine(const Problem& p, std::int64_t b, std::int64_t h) {
+  const std::int64_t D = p.channels, Q = p.qpk, S = p.splits + p.generic_splits;
+  const std::int64_t base = (b * p.heads + h) * S;
+  for (std::int64_t hq = 0; hq < Q; ++hq) {
+    float mt = -HUGE_VALF;
+    for (std::int64_t s = 0; s < S; ++s) mt = std::max(mt, p.partial_ml[((base + s) * Q + hq) * 2]);
+    for (std::int64_t c = 0; c < D; ++c) {
+      float lt = 0.0f, a = 0.0f;
+      for (std::int64_t s = 0; s < S; ++s) {
+        const float f = af::merge_factor(p.partial_ml[((base + s) * Q + hq) * 2], mt);
+        lt += p.partial_ml[((base + s) * Q + hq) * 2 + 1] * f;
+        a += p.partial_acc[((base + s) * Q + hq) * D + c] * f;
+      }
+      store_from_float(p.out, p.out_dtype, static_cast<std::size_t>((b * p.heads * Q + h * Q + hq) * D + c), a / lt);
+    }
+  }
+}
+
+}  // namespace
+
+void run(const Problem& p) {
+  for (std::int64_t b = 0; b < p.batch; ++b)
+    for (std::int64_t h = 0; h < p.heads; ++h)
+      for (int fast = 1; fast >= 0; --fast)
+        for (int s = 0; s < (fast ? p.splits : p.generic_splits); ++s) split(p, b, h, s, fast == 1);
+  for (std::int64_t b = 0; b < p.batch; ++b)
+    for (std::int64_t h = 0; h < p.heads; ++h) combine(p, b, h);
+}
+
+}  // namespace vidkv::attention_emulation

@@ -1,0 +1,184 @@
+// The tables fused decode attention runs on (built by decode_attention.cpp, read by decode_attention.cu and by the
+// CPU emulation of the kernel, decode_attention_emulation.h), and the per-token reads both make through
+// decode_attention_format.h. C++17, host-device, no CUDA headers.
+//
+// Tokens of sequence b are cut into tiles of at most 32 tokens that never cross a key block, a value block or the
+// start of either residual. The sequence's tiles are tiles[seq.tile_begin, seq.tile_begin + seq.tile_count): first
+// its `fast_count` fast tiles (tile_is_fast: packed keys and values whose metadata the kernels stage per tile), then
+// the others (residual tokens, layouts where a tile spans groups), each part in token order. The fast tiles go to
+// the fast kernel (no code for the other paths, fewer registers), the others to the general one: split s of S of
+// a part takes its tiles [s * per, min((s + 1) * per, count)), per = ceil(count / S) (variable lengths: a short
+// sequence leaves its last splits empty). Partials: splits of the fast kernel first, then generic_splits.
+#pragma once
+
+#include <cstdint>
+
+#include "vidkv/attention/decode_attention_format.h"
+#include "vidkv/core/dtype.h"
+#include "vidkv/core/host_device.h"
+
+namespace vidkv::attention_tables {
+
+struct BlockEntry {
+  const std::uint8_t* bytes = nullptr;
+  std::int64_t begin = 0, tokens = 0;  // token range [begin, begin + tokens) of the block
+};
+
+struct SequenceEntry {
+  std::int64_t tile_begin = 0, tile_count = 0, fast_count = 0;
+  // The exact-input stores holding the residual tokens (LayerCache::SideRef): [heads, capacity, D] of *_full_dtype,
+  // row r = token *_first + r.
+  const void* key_full = nullptr;
+  const void* value_full = nullptr;
+  DType key_full_dtype = DType::f32, value_full_dtype = DType::f32;
+  std::int64_t key_capacity = 0, value_capacity = 0, key_first = 0, value_first = 0;
+};
+
+struct TileEntry {
+  std::int64_t t0 = 0;            // first token
+  std::int32_t n = 0;             // tokens, 1..32
+  std::int32_t key_block = -1;    // index into key_blocks, -1: the key residual
+  std::int32_t value_block = -1;  // index into value_blocks, -1: the value residual
+  std::int32_t sequence = 0;
+};
+
+// Everything one launch reads and writes. Pointers are device pointers on cuda, host pointers in the emulation.
+struct Problem {
+  attention_format::SideFormat key, value;
+  std::int64_t batch = 0, heads = 0, channels = 0, qpk = 0;  // qpk: query heads per KV head
+  DType residual_dtype = DType::f32;
+  const SequenceEntry* sequences = nullptr;
+  const BlockEntry* key_blocks = nullptr;
+  const BlockEntry* value_blocks = nullptr;
+  const TileEntry* tiles = nullptr;
+  int splits = 1;          // splits of the fast tiles (0: no sequence has any)
+  int generic_splits = 0;  // splits of the other tiles (0: none has any)
+  float score_scale = 1.0f;  // log2(e) / sqrt(D): scores in log2 units
+  const void* queries = nullptr;  // [batch, heads * qpk, D]
+  DType query_dtype = DType::f32;
+  void* out = nullptr;  // [batch, heads * qpk, D]
+  DType out_dtype = DType::f32;
+  float* partial_acc = nullptr;  // [batch, heads, splits + generic_splits, qpk, D]
+  float* partial_ml = nullptr;   // [batch, heads, splits + generic_splits, qpk, 2]: m, l
+};
+
+// Tiles [first, last) of split s of a sequence with `count` tiles.
+struct TileRange {
+  std::int64_t first, last;
+};
+VIDKV_HOST_DEVICE inline TileRange split_tiles(std::int64_t count, int splits, int s) {
+  const std::int64_t per = (count + splits - 1) / splits;
+  const std::int64_t first = per * s < count ? per * s : count;
+  const std::int64_t last = first + per < count ? first + per : count;
+  return {first, last};
+}
+
+// Query element (b, query head qh, channel c) as fp32.
+VIDKV_HOST_DEVICE inline float query_element(const Problem& p, std::int64_t b, std::int64_t qh, std::int64_t c) {
+  return load_as_float(p.queries, p.query_dtype, static_cast<std::size_t>((b * p.heads * p.qpk + qh) * p.channels + c));
+}
+
+// The key part of a tile of KV head h (valid when tile.key_block >= 0).
+VIDKV_HOST_DEVICE inline attention_format::PartRef key_part(const Problem& p, const TileEntry& tile, std::int64_t h) {
+  const BlockEntry& b = p.key_blocks[tile.key_block];
+  return attention_format::part_of(p.key, b.bytes, p.heads, b.tokens, p.channels, h);
+}
+VIDKV_HOST_DEVICE inline attention_format::PartRef value_part(const Problem& p, const TileEntry& tile, std::int64_t h) {
+  const BlockEntry& b = p.value_blocks[tile.value_block];
+  return attention_format::part_of(p.value, b.bytes, p.heads, b.tokens, p.channels, h);
+}
+
+// First token of the tile's key / value block (0 for the residual: its tokens are addressed absolutely).
+VIDKV_HOST_DEVICE inline std::int64_t key_block_begin(const Problem& p, const TileEntry& tile) {
+  return tile.key_block < 0 ? 0 : p.key_blocks[tile.key_block].begin;
+}
+VIDKV_HOST_DEVICE inline std::int64_t value_block_begin(const Problem& p, const TileEntry& tile) {
+  return tile.value_block < 0 ? 0 : p.value_blocks[tile.value_block].begin;
+}
+
+// Key element i of token t (absolute) in a tile's coordinates: gathered order / FFT component in a packed block
+// (part_element), channel i in the residual. begin: key_block_begin(p, tile).
+VIDKV_HOST_DEVICE inline float key_element(const Problem& p, const SequenceEntry& seq, const TileEntry& tile,
+                                           const attention_format::PartRef& part, std::int64_t begin, std::int64_t h,
+                                           std::int64_t t, std::int64_t i) {
+  if (tile.key_block < 0)
+    return attention_format::residual_element(seq.key_full, seq.key_full_dtype, seq.key_capacity, seq.key_first, p.channels,
+                                              p.residual_dtype, h, t, i);
+  return attention_format::part_element(part, t - begin, i);
+}
+
+// Value element of channel c of token t (absolute). begin: value_block_begin(p, tile).
+VIDKV_HOST_DEVICE inline float value_element(const Problem& p, const SequenceEntry& seq, const TileEntry& tile,
+                                             const attention_format::PartRef& part, std::int64_t begin, std::int64_t h,
+                                             std::int64_t t, std::int64_t c) {
+  if (tile.value_block < 0)
+    return attention_format::residual_element(seq.value_full, seq.value_full_dtype, seq.value_capacity, seq.value_first,
+                                              p.channels, p.residual_dtype, h, t, c);
+  return attention_format::side_element(p.value, part, p.channels, t - begin, c);
+}
+
+// --- Staged metadata ----------------------------------------------------------------------------------------------
+// Per tile, the kernels read each group's metadata once into shared memory instead of once per element, where the
+// tile's layout allows it (else every element reads its own, view_element):
+//   keys in a packed block: every child channel-axis with the tile inside one group -> meta of part index i;
+//   values of a plain side: channel-axis with the tile in one group -> meta of channel c (kValueMetaPerChannel);
+//     token-axis -> meta of (token j of the tile, group g) (kValueMetaPerTokenGroup) when n * groups fit.
+constexpr int kValueMetaNone = 0, kValueMetaPerChannel = 1, kValueMetaPerTokenGroup = 2;
+// Metadata entries per warp for the values: 4 per channel (token-axis groups of 32 channels, 32 tokens: 1 per channel).
+VIDKV_HOST_DEVICE inline std::int64_t value_meta_capacity(std::int64_t channels) { return 4 * channels; }
+
+VIDKV_HOST_DEVICE inline bool key_meta_staged(const attention_format::PartRef& kp, std::int64_t tr0, std::int64_t n) {
+  return (kp.first_n == 0 || attention_format::one_group_per_row(kp.first, tr0, n)) &&
+         (kp.second_n == 0 || attention_format::one_group_per_row(kp.second, tr0, n));
+}
+// Metadata of part index i for a tile starting at block token tr0 (key_meta_staged).
+VIDKV_HOST_DEVICE inline attention_format::Meta key_meta_entry(const attention_format::PartRef& kp, std::int64_t tr0, std::int64_t i) {
+  namespace af = attention_format;
+  return i < kp.first_n ? af::view_meta(kp.first, af::view_group(kp.first, tr0, i))
+                        : af::view_meta(kp.second, af::view_group(kp.second, tr0, i - kp.first_n));
+}
+
+VIDKV_HOST_DEVICE inline int value_meta_mode(const attention_format::SideFormat& f, const attention_format::PartRef& vp,
+                                             std::int64_t tr0, std::int64_t n, std::int64_t channels) {
+  if (f.mixed || f.first.codec == attention_format::ChildCodec::identity) return kValueMetaNone;
+  if (attention_format::one_group_per_row(vp.first, tr0, n)) return kValueMetaPerChannel;
+  if (f.first.axis == group_format::GroupAxis::token && n * vp.first.groups_per_row <= value_meta_capacity(channels))
+    return kValueMetaPerTokenGroup;
+  return kValueMetaNone;
+}
+// Entries to stage: channels (per channel) or n * groups_per_row (per token and group).
+VIDKV_HOST_DEVICE inline std::int64_t value_meta_count(int mode, const attention_format::PartRef& vp, std::int64_t n,
+                                                       std::int64_t channels) {
+  return mode == kValueMetaPerChannel ? channels : (mode == kValueMetaPerTokenGroup ? n * vp.first.groups_per_row : 0);
+}
+VIDKV_HOST_DEVICE inline attention_format::Meta value_meta_entry(int mode, const attention_format::PartRef& vp, std::int64_t tr0,
+                                                                 std::int64_t e) {
+  namespace af = attention_format;
+  const af::ChildView& v = vp.first;
+  if (mode == kValueMetaPerChannel) return af::view_meta(v, af::view_group(v, tr0, e));
+  const std::int64_t j = e / v.groups_per_row, g = e % v.groups_per_row;
+  return af::view_meta(v, (v.head * v.rows + tr0 + j) * v.groups_per_row + g);
+}
+// Value of channel c of tile token j (block token tr0 + j) from the staged metadata.
+// Whether a tile is fast: keys and values in packed blocks, the keys' metadata staged per part index and the
+// values' per channel or per (token, group). Independent of the KV head (the group of a row does not depend on it).
+VIDKV_HOST_DEVICE inline bool tile_is_fast(const Problem& p, const TileEntry& tile);
+
+VIDKV_HOST_DEVICE inline float value_staged_element(int mode, const attention_format::PartRef& vp, std::int64_t tr0, std::int64_t j,
+                                                    std::int64_t c, const attention_format::Meta* meta) {
+  namespace af = attention_format;
+  const af::ChildView& v = vp.first;
+  const std::int64_t e = mode == kValueMetaPerChannel
+                             ? c
+                             : j * v.groups_per_row + (v.group_shift >= 0 ? (c >> v.group_shift) : c / v.f.group);
+  return af::decode_code(v, af::view_code(v, tr0 + j, c), meta[e]);
+}
+
+VIDKV_HOST_DEVICE inline bool tile_is_fast(const Problem& p, const TileEntry& tile) {
+  if (tile.key_block < 0 || tile.value_block < 0) return false;
+  const std::int64_t ktr0 = tile.t0 - p.key_blocks[tile.key_block].begin, vtr0 = tile.t0 - p.value_blocks[tile.value_block].begin;
+  return key_meta_staged(key_part(p, tile, 0), ktr0, tile.n) &&
+         value_meta_mode(p.value, value_part(p, tile, 0), vtr0, tile.n, p.channels) != kValueMetaNone;
+}
+
+}  // namespace vidkv::attention_tables

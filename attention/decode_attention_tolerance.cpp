@@ -1,0 +1,76 @@
+#include "vidkv/attention/decode_attention_tolerance.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "vidkv/attention/decode_attention.h"
+#include "vidkv/core/cuda/device_memory.h"
+#include "vidkv/plugins/quantizers/sign/sign_fft_tolerance.h"
+
+namespace vidkv::decode_attention_tolerance {
+
+namespace af = attention_format;
+
+double fft_score_error(const LayerCache& cache, std::int64_t h, const float* q) {
+  const LayerCache::SideRef key = cache.key_side();
+  const std::int64_t d = cache.channels(), heads = cache.heads();
+  const af::SideFormat f = side_format(*key.quantizer, d);
+  const bool first_fft = f.first.codec == af::ChildCodec::sign && f.first.fft_real;
+  const bool second_fft = f.mixed && f.second.codec == af::ChildCodec::sign && f.second.fft_real;
+  if (!first_fft && !second_fft) return 0.0;
+  double worst = 0.0;
+  for (const auto& blk : key.blocks) {
+    const std::int64_t n_tokens = blk.end - blk.begin;
+    std::vector<std::uint8_t> host(blk.layout->bytes());
+    if (cache.execution().on_cuda()) {
+      copy_to_host(host.data(), blk.bytes, host.size(), cache.execution().cuda_stream);
+    } else {
+      std::copy(blk.bytes, blk.bytes + host.size(), host.begin());
+    }
+    const af::PartRef part = af::part_of(f, host.data(), heads, n_tokens, d, h);
+    // sum_c |q_c| over the channels of each FFT child.
+    double q_first = 0.0, q_second = 0.0;
+    for (std::int64_t c = 0; c < d; ++c)
+      (af::gathered_index(f, part, d, c) < part.first_n ? q_first : q_second) += std::fabs(static_cast<double>(q[c]));
+    for (std::int64_t t = 0; t < n_tokens; ++t) {
+      double e = 0.0;
+      for (int child = 0; child < 2; ++child) {
+        if (!(child == 0 ? first_fft : second_fft)) continue;
+        const std::int64_t n = child == 0 ? part.first_n : part.second_n, base = child == 0 ? 0 : part.first_n;
+        if (n == 0) continue;
+        double l1 = 0.0, l2 = 0.0;
+        for (std::int64_t j = 0; j < n; ++j) {
+          const double y = af::part_element(part, t, base + j);
+          l1 += std::fabs(y);
+          l2 += y * y;
+        }
+        const double qs = child == 0 ? q_first : q_second;
+        e += qs * sign_fft_tolerance::inverse_bound(n, std::sqrt(l2)) +
+             static_cast<double>(2 * n + 3) * kU * (2.0 / static_cast<double>(n)) * qs * l1;
+      }
+      worst = std::max(worst, e / std::sqrt(static_cast<double>(d)));
+    }
+  }
+  return worst;
+}
+
+std::vector<double> output_tolerance(const float* q, const std::vector<double>& key, const std::vector<double>& value,
+                                     std::int64_t tokens, std::int64_t channels, double extra) {
+  double s1 = 0.0;
+  for (std::int64_t t = 0; t < tokens; ++t) {
+    double s = 0.0;
+    for (std::int64_t c = 0; c < channels; ++c) s += std::fabs(static_cast<double>(q[c]) * key[static_cast<std::size_t>(t * channels + c)]);
+    s1 = std::max(s1, s / std::sqrt(static_cast<double>(channels)));
+  }
+  const double e_s = static_cast<double>(channels + 4) * kU * s1;
+  const double e_p = e_s + 4.0 * kU + extra;
+  std::vector<double> out(static_cast<std::size_t>(channels), 0.0);
+  for (std::int64_t c = 0; c < channels; ++c) {
+    double vmax = 0.0;
+    for (std::int64_t t = 0; t < tokens; ++t) vmax = std::max(vmax, std::fabs(value[static_cast<std::size_t>(t * channels + c)]));
+    out[static_cast<std::size_t>(c)] = (4.0 * e_p + static_cast<double>(6 * tokens + 1) * kU) * vmax;
+  }
+  return out;
+}
+
+}  // namespace vidkv::decode_attention_tolerance

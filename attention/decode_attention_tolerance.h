@@ -1,0 +1,51 @@
+// The named tolerance of fused decode attention (the CUDA kernels and their CPU emulation) against the reference
+// (decode_attention_reference.h), per output element; derivation below (docs/decode-attention.md repeats it).
+//
+// Both read the same decoded fp32 K/V elements (view_element performs each plugin decode's fp32 operations, and
+// the kernels are compiled without FMA contraction), except for sign fft: real keys (see 4.). u = 2^-24.
+// For one query row q of KV head h, tokens t = 1..T, channels D:
+//  1. Scores. The kernel's s~_t = fl(sum_c q_c k_tc) (sequential fp32, D terms) times fl(log2(e) / sqrt(D)), minus
+//     the running max m (fp32). |s~_t - s_t| (natural-log units, s_t = q . k_t / sqrt(D)) <= (D + 2) u S1_t for the
+//     dot and the scale, S1_t = sum_c |q_c k_tc| / sqrt(D), plus u |s_t - m| <= 2 u S1 for the subtraction
+//     (S1 = max_t S1_t): e_s = (D + 4) u S1 (first order).
+//  2. Probabilities. exp2f is accurate to 2 ulp (CUDA programming guide, table of single-precision functions):
+//     p~_t = p_t (1 + d_t), |d_t| <= e_p = e_s + 2 * 2u (+ the FFT term of 4.).
+//  3. Sums. Numerator A = sum_t p~_t v_t and denominator L = sum_t p~_t are accumulated in fp32: per warp
+//     sequentially over its tokens (<= T), rescaled by alpha once per tile (<= T rescales, each one rounding), then
+//     merged over 4 warps and over the splits (<= T more additions): relative error <= 3 T u of sum_t p_t |v_t| for
+//     A and of L for L. The output o = A / L (one more rounding) then satisfies
+//       |o~_c - o_c| <= (2 e_p + 6 T u + u) max_t |v_tc| + 2 e_p max_t |v_tc|
+//     (a relative perturbation d_t of each weight moves a convex combination by at most 2 max|d| max|v|; the
+//     relative errors of A and L move it by their sum times max|v|). Total: (4 e_p + (6 T + 1) u) max_t |v_tc|.
+//  4. sign fft: real key children. The reference decodes each token's stored components y with the library inverse
+//     FFT (FFTW), within sign_fft_tolerance::inverse_bound(n, ||y||_2) per channel of the exact inverse; the kernel
+//     takes sum_j w_j y_j with w the adjoint transform of the (gathered) query in fp32: each w_j is a sum of n terms
+//     q_c B_jc with |B_jc| <= 2 / n, B rounded within 2u (cospif/sinpif 1 ulp + the product by 2/n), so
+//     |w~_j - w_j| <= (n + 3) u (2 / n) sum_c |q_c|, and the dot with y adds n u sum_j |w_j y_j|
+//     <= n u (2 / n) sum_c |q_c| sum_j |y_j|. Per token, in score units (/ sqrt(D)):
+//       e_fft_t = [ sum_c |q_c| inverse_bound(n, ||y_t||_2) + (2n + 3) u (2 / n) sum_c |q_c| ||y_t||_1 ] / sqrt(D),
+//     added to e_p (max over t).
+// The bound is first order (second-order terms are below 1% of it for T u < 0.01, which every tested T meets) and
+// loose by design: a bug (a wrong code, a wrong group, a missed token) moves the output by a whole quantization
+// step, orders of magnitude above it.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "vidkv/core/cache_lifecycle.h"
+
+namespace vidkv::decode_attention_tolerance {
+
+constexpr double kU = 0x1p-24;
+
+// e_fft of 4. for each token of KV head h of a cpu or cuda cache and the query row q ([D] fp32), maximised over
+// tokens: 0 when the key side has no sign fft: real child.
+double fft_score_error(const LayerCache& cache, std::int64_t h, const float* q);
+
+// The per-channel bound of 1.-3. for query row q over decoded K/V [T, D] (decoded_head()), with `extra` (the
+// FFT term of 4.) added to e_p. Returns [D].
+std::vector<double> output_tolerance(const float* q, const std::vector<double>& key, const std::vector<double>& value,
+                                     std::int64_t tokens, std::int64_t channels, double extra);
+
+}  // namespace vidkv::decode_attention_tolerance

@@ -1,0 +1,178 @@
+#include "vidkv/experiments/src/attention_bench.h"
+
+#include <algorithm>
+#include <cstdio>
+#include <memory>
+#include <random>
+#include <sstream>
+
+#include "vidkv/attention/decode_attention.h"
+#include "vidkv/core/cache_lifecycle.h"
+#include "vidkv/core/error.h"
+#include "vidkv/core/kv_codec.h"
+#include "vidkv/core/params.h"
+#include "vidkv/core/plugin_registry.h"
+#include "vidkv/experiments/src/cuda_bench.h"
+#include "vidkv/experiments/src/presets.h"
+
+#ifdef VIDKV_WITH_CUDA
+#include <cuda_runtime.h>
+
+#include "vidkv/core/cuda/cuda_device.h"
+#include "vidkv/core/cuda/device_memory.h"
+#include "vidkv/experiments/src/cuda_replay.h"
+#endif
+
+namespace vidkv {
+
+#ifndef VIDKV_WITH_CUDA
+
+AttentionBenchResult run_attention_bench(const AttentionBenchOptions&) {
+  VIDKV_THROW(NotSupportedError, "vidkv bench --attention: this build has no CUDA backend (configure with -DVIDKV_ENABLE_CUDA=ON)");
+}
+
+#else
+
+namespace {
+
+struct Stream {
+  cudaStream_t s = nullptr;
+  Stream() { cuda_check(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking), "bench: cudaStreamCreate"); }
+  ~Stream() { cudaStreamDestroy(s); }
+};
+
+double median_ms(cudaStream_t s, int warmup, int repeats, const DecodeAttention& attn, const TensorView& q, const TensorView& out) {
+  cudaEvent_t start = nullptr, stop = nullptr;
+  cuda_check(cudaEventCreate(&start), "bench: cudaEventCreate");
+  cuda_check(cudaEventCreate(&stop), "bench: cudaEventCreate");
+  for (int i = 0; i < warmup; ++i) attn.run(q, out);
+  synchronize(s);
+  std::vector<double> t;
+  for (int r = 0; r < std::max(1, repeats); ++r) {
+    cuda_check(cudaEventRecord(start, s), "bench: cudaEventRecord");
+    attn.run(q, out);
+    cuda_check(cudaEventRecord(stop, s), "bench: cudaEventRecord");
+    cuda_check(cudaEventSynchronize(stop), "bench: cudaEventSynchronize");
+    float ms = 0;
+    cuda_check(cudaEventElapsedTime(&ms, start, stop), "bench: cudaEventElapsedTime");
+    t.push_back(ms);
+  }
+  cudaEventDestroy(start);
+  cudaEventDestroy(stop);
+  std::sort(t.begin(), t.end());
+  return t[t.size() / 2];
+}
+
+// [heads, T, D] synthetic keys (4 outlier channels per head, x8) and values, N(0, 1).
+void synthetic(std::int64_t heads, std::int64_t tokens, std::int64_t d, std::vector<float>& k, std::vector<float>& v) {
+  std::mt19937_64 rng(42);
+  std::normal_distribution<float> n(0.0f, 1.0f);
+  k.resize(static_cast<std::size_t>(heads * tokens * d));
+  v.resize(k.size());
+  for (std::size_t i = 0; i < k.size(); ++i) {
+    const std::int64_t c = static_cast<std::int64_t>(i) % d;
+    k[i] = n(rng) * ((c % 32 == 5) ? 8.0f : 1.0f);
+    v[i] = n(rng);
+  }
+}
+
+}  // namespace
+
+AttentionBenchResult run_attention_bench(const AttentionBenchOptions& o) {
+  const std::string unavailable = cuda_backend_unavailable();
+  VIDKV_REQUIRE(unavailable.empty(), NotSupportedError, "vidkv bench --attention: ", unavailable);
+  AttentionBenchResult result;
+  result.device = cuda_device_description(0);
+  result.kv_heads = o.kv_heads;
+  result.query_heads_per_kv = o.query_heads_per_kv;
+  result.head_dim = o.head_dim;
+  result.repeats = o.repeats;
+  result.copy_gbps = device_copy_bandwidth_gbps(std::size_t{1} << 30, o.repeats);
+  Stream stream;
+  const Execution ex = Execution::cuda(stream.s);
+  const std::int64_t qh = static_cast<std::int64_t>(o.kv_heads) * o.query_heads_per_kv, d = o.head_dim;
+  for (const std::int64_t batch : o.batches) {
+    for (const std::int64_t tokens : o.tokens) {
+      std::vector<float> k, v;
+      synthetic(o.kv_heads, tokens, d, k, v);
+      // Queries, fp16.
+      std::vector<std::uint16_t> qhost(static_cast<std::size_t>(batch * qh * d));
+      std::mt19937_64 rng(7);
+      std::normal_distribution<float> n(0.0f, 1.0f);
+      for (auto& x : qhost) x = float_to_half_bits(n(rng));
+      DeviceBuffer dq(qhost.size() * 2, stream.s), dout(qhost.size() * 2, stream.s);
+      copy_to_device(dq.data(), qhost.data(), qhost.size() * 2, stream.s);
+      const TensorView qv{dq.data(), DType::f16, Device::cuda, {batch, qh, d}};
+      const TensorView ov{dout.data(), DType::f16, Device::cuda, {batch, qh, d}};
+      for (const std::string& preset : o.presets) {
+        AttentionBenchRow row;
+        row.preset = preset;
+        row.batch = batch;
+        row.tokens = tokens;
+        const ConfigNode doc = load_preset(preset, ConfigNode::scalar(preset));
+        const KvCodec codec(builtin_registry().make_quantizer(doc.at("codec").at("key")),
+                            builtin_registry().make_quantizer(doc.at("codec").at("value")));
+        const LifecycleParams lc = parse_params<LifecycleParams>(doc.at("lifecycle"), {}, "lifecycle");
+        std::string why;
+        if (!decode_attention_supports(codec.key(), d, &why) || !decode_attention_supports(codec.value(), d, &why)) {
+          row.skipped = why;
+          result.rows.push_back(row);
+          continue;
+        }
+        std::vector<std::unique_ptr<LayerCache>> caches;
+        std::vector<const LayerCache*> ptrs;
+        for (std::int64_t b = 0; b < batch; ++b) {
+          caches.push_back(std::make_unique<LayerCache>(codec, lc, o.kv_heads, d, TokenContext{}, DType::f16, ex));
+          caches.back()->append(k.data(), v.data(), tokens);
+          ptrs.push_back(caches.back().get());
+        }
+        const DecodeAttention attn(ptrs, ex);
+        row.splits = attn.splits();
+        row.ms = median_ms(stream.s, o.warmup, o.repeats, attn, qv, ov);
+        row.cache_bytes = static_cast<double>(attn.cache_bytes());
+        row.gbps = (row.cache_bytes + static_cast<double>(qhost.size() * 2)) / (row.ms * 1e-3) / 1e9;
+        result.rows.push_back(row);
+      }
+    }
+  }
+  return result;
+}
+
+#endif
+
+std::string attention_bench_markdown(const AttentionBenchResult& r, const AttentionBenchOptions& o,
+                                     const std::vector<double>& torch_ms) {
+  std::ostringstream out;
+  out << "Decode attention on " << r.device << ": " << r.kv_heads << " KV heads x " << r.query_heads_per_kv
+      << " query heads, head_dim " << r.head_dim << ", median of " << r.repeats << "; copy bandwidth "
+      << static_cast<long long>(r.copy_gbps) << " GB/s (device to device, same run)\n\n";
+  out << "| preset | batch | tokens | ours ms | splits | cache MB | fp16 MB | fp16 / cache bytes | GB/s | of copy | fp16 SDPA ms | "
+         "speed-up |\n";
+  out << "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n";
+  for (const AttentionBenchRow& row : r.rows) {
+    if (!row.skipped.empty()) {
+      out << "| " << row.preset << " | " << row.batch << " | " << row.tokens << " | skipped: " << row.skipped << " ||||||||\n";
+      continue;
+    }
+    double tms = -1;
+    std::size_t i = 0;
+    for (std::size_t bi = 0; bi < o.batches.size(); ++bi)
+      for (std::size_t ti = 0; ti < o.tokens.size(); ++ti, ++i)
+        if (o.batches[bi] == row.batch && o.tokens[ti] == row.tokens && i < torch_ms.size()) tms = torch_ms[i];
+    const double fp16_mb = 2.0 * static_cast<double>(row.batch * r.kv_heads * row.tokens * r.head_dim) * 2.0 / 1e6;
+    char buf[512];
+    std::snprintf(buf, sizeof buf, "| %s | %lld | %lld | %.4f | %d | %.1f | %.1f | %.2fx | %.0f | %.1f%% | ", row.preset.c_str(),
+                  static_cast<long long>(row.batch), static_cast<long long>(row.tokens), row.ms, row.splits,
+                  row.cache_bytes / 1e6, fp16_mb, fp16_mb * 1e6 / row.cache_bytes, row.gbps, 100.0 * row.gbps / r.copy_gbps);
+    out << buf;
+    if (tms > 0) {
+      std::snprintf(buf, sizeof buf, "%.4f | %.2fx |\n", tms, tms / row.ms);
+      out << buf;
+    } else {
+      out << "not measured | |\n";
+    }
+  }
+  return out.str();
+}
+
+}  // namespace vidkv

@@ -1,0 +1,58 @@
+// `vidkv bench --attention`: latency of fused decode attention (attention/decode_attention.h) on the GPU, beside
+// PyTorch's fp16 scaled_dot_product_attention on the same shapes and GPU (experiments/python/vidkv/bench_attention.py,
+// run by the command as a separate python process) and the device-to-device copy bandwidth measured in the same run.
+//
+// Work per preset, batch B and token count T: B sequences, each a cuda LayerCache of the preset's codec and
+// lifecycle holding T tokens of synthetic [kv_heads, T, head_dim] keys and values (N(0, 1), with 4 outlier key
+// channels per head scaled by 8 so the range selector has something to pick, the same values for every sequence,
+// separate caches) appended as one prefill; queries [B, kv_heads * query_heads_per_kv, head_dim] fp16, N(0, 1).
+// Timed: DecodeAttention::run (the tables built once outside the timing, as a model builds them once per step and
+// layer), CUDA events, `warmup` untimed calls then the median of `repeats`.
+// Bytes read: the caches' packed bytes + residual bytes (DecodeAttention::cache_bytes: the residual at its storage
+// dtype, though the kernels read the cache's fp32 exact inputs and round them, twice the bytes for those <= 128
+// tokens per side) + the queries; the fraction of
+// the copy bandwidth = (bytes / latency) / copy GB/s, copy = cudaMemcpyAsync device to device of 1 GiB, bytes copied
+// counted once. fp16 bytes: 2 * B * kv_heads * T * head_dim * 2, what SDPA over an fp16 cache reads.
+// In a build without CUDA, run_attention_bench throws NotSupportedError.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace vidkv {
+
+struct AttentionBenchOptions {
+  std::vector<std::int64_t> tokens = {8192, 16384, 32768, 65536, 131072};
+  std::vector<std::int64_t> batches = {1, 8};
+  int kv_heads = 4, query_heads_per_kv = 7, head_dim = 128;
+  int warmup = 3, repeats = 20;
+  // fp16: the same kernels on an fp16 cache (identity), the kernels' own efficiency against SDPA at equal bytes.
+  std::vector<std::string> presets = {"fp16", "kivi-2", "vidkv-k1.5-v1.58"};
+};
+
+struct AttentionBenchRow {
+  std::string preset;
+  std::int64_t batch = 0, tokens = 0;
+  double ms = 0;                 // median latency of one decode-attention call
+  double cache_bytes = 0;        // bytes read from the cache per call
+  double gbps = 0;               // (cache + query bytes) / latency
+  int splits = 0;
+  std::string skipped;           // why the preset did not run, else ""
+};
+
+struct AttentionBenchResult {
+  std::string device;
+  double copy_gbps = 0;
+  int kv_heads = 0, query_heads_per_kv = 0, head_dim = 0, repeats = 0;
+  std::vector<AttentionBenchRow> rows;  // batch outer, tokens, then presets
+};
+
+AttentionBenchResult run_attention_bench(const AttentionBenchOptions& options);
+
+// Markdown table. torch_ms: PyTorch fp16 SDPA latency per (batch, tokens) in the order of `options` (batch outer),
+// empty or <= 0 entries: not measured; adds the fp16 SDPA column and the speed-up torch / ours.
+std::string attention_bench_markdown(const AttentionBenchResult& r, const AttentionBenchOptions& options,
+                                     const std::vector<double>& torch_ms);
+
+}  // namespace vidkv

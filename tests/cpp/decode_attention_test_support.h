@@ -1,0 +1,149 @@
+// Shared by the [cpu] tests of fused decode attention (test_decode_attention.cpp) and the [cuda] ones
+// (test_cuda_decode_attention.cpp): the codecs compared (every preset, plus single-plugin codecs for formats no
+// preset uses), caches built from a synthetic layer with a prefill and decode steps, and the comparison of an
+// output [batch, q_heads, D] with the reference and with dequantize-then-attend within the named tolerance
+// (attention/decode_attention_tolerance.h).
+#pragma once
+
+#include <cmath>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "catch.h"
+#include "quantizer_test_helpers.h"
+#include "vidkv/attention/attend.h"
+#include "vidkv/attention/decode_attention.h"
+#include "vidkv/attention/decode_attention_reference.h"
+#include "vidkv/attention/decode_attention_tolerance.h"
+#include "vidkv/core/cache_lifecycle.h"
+#include "vidkv/core/params.h"
+#include "vidkv/experiments/src/presets.h"
+#include "vidkv/traces/synthetic_trace.h"
+
+namespace vidkv::test {
+
+struct AttentionCodec {
+  std::string name;
+  ConfigNode key, value;
+  LifecycleParams lifecycle;
+};
+
+// Every preset, then codecs for the formats no preset reads: 4-bit per-token keys in release words with fp32
+// metadata, sign keys without FFT (symmetric), ternary scaled values in slots2, mixed_channel with head scope.
+inline std::vector<AttentionCodec> attention_codecs() {
+  std::vector<AttentionCodec> out;
+  for (const auto& p : list_presets()) {
+    const ConfigNode doc = load_preset(p.name, ConfigNode::scalar(p.name));
+    out.push_back({"preset " + p.name, doc.at("codec").at("key"), doc.at("codec").at("value"),
+                   parse_params<LifecycleParams>(doc.at("lifecycle"), {}, "lifecycle")});
+  }
+  LifecycleParams paper;
+  paper.type = LifecycleType::paper;
+  paper.group = 32;
+  paper.residual = 48;
+  out.push_back({"uniform 4-bit per-token keys (release, fp32), uniform 4-bit per-channel values",
+                 quantizer_block("uniform", {{"bits", "4"}, {"axis", "token"}, {"layout", "release"}, {"scale_dtype", "fp32"}, {"group", "16"}}),
+                 quantizer_block("uniform", {{"bits", "4"}, {"axis", "channel"}, {"group", "20"}}), paper});
+  out.push_back({"sign keys (fft off, symmetric), ternary scaled slots2 per-token values",
+                 quantizer_block("sign", {{"reconstruction", "symmetric"}, {"group", "24"}}),
+                 quantizer_block("ternary", {{"reconstruction", "scaled"}, {"packing", "slots2"}, {"axis", "token"}}), paper});
+  ConfigNode mixed_head = quantizer_block("mixed_channel");
+  ConfigNode selector = ConfigNode::map({"test", 1, 1});
+  for (const auto& [k, v] : KeyValues{{"type", "range"}, {"fraction", "0.25"}, {"scope", "head"}})
+    selector.set(k, ConfigNode::scalar(v, {"test", 1, 1}));
+  mixed_head.set("selector", selector);
+  out.push_back({"mixed_channel scope head (uniform 2-bit + sign fft real), ternary values", mixed_head,
+                 quantizer_block("ternary", {}), paper});
+  return out;
+}
+
+// [heads, T, D] keys and values of a synthetic layer (outlier channels, fp16-rounded), T tokens.
+struct LayerInput {
+  std::vector<float> key, value;
+  std::int64_t heads, tokens, channels;
+};
+inline LayerInput synthetic_input(int heads, std::int64_t tokens, int channels, std::uint64_t seed) {
+  SyntheticTraceSpec spec;
+  spec.layers = 1;
+  spec.kv_heads = heads;
+  spec.tokens = tokens;
+  spec.head_dim = channels;
+  spec.frames = 2;
+  spec.seed = seed;
+  const SyntheticTrace trace(spec);
+  LayerData d = trace.layer(0);
+  return {std::move(d.key), std::move(d.value), heads, tokens, channels};
+}
+
+// A cache holding `in`: the first `prefill` tokens at once, then one decode step per token. exact: residual keeps
+// only the residual window's exact inputs (the live hook's cache), all every token's (trace replay).
+inline std::unique_ptr<LayerCache> filled_cache(const KvCodec& codec, const LifecycleParams& lc, const LayerInput& in,
+                                                std::int64_t prefill, const Execution& ex,
+                                                ExactTokens exact = ExactTokens::all) {
+  auto cache = std::make_unique<LayerCache>(codec, lc, in.heads, in.channels, TokenContext{}, DType::f16, ex, exact);
+  auto rows = [&](const std::vector<float>& x, std::int64_t b, std::int64_t e) {
+    std::vector<float> out;
+    for (std::int64_t h = 0; h < in.heads; ++h)
+      out.insert(out.end(), x.begin() + (h * in.tokens + b) * in.channels, x.begin() + (h * in.tokens + e) * in.channels);
+    return out;
+  };
+  for (std::int64_t b = 0; b < in.tokens;) {
+    const std::int64_t e = b == 0 ? std::min(prefill, in.tokens) : b + 1;
+    const std::vector<float> k = rows(in.key, b, e), v = rows(in.value, b, e);
+    cache->append(k.data(), v.data(), e - b);
+    b = e;
+  }
+  return cache;
+}
+
+// Queries [batch, q_heads, D], N(0, 1) times `scale` (larger: sharper softmax).
+inline std::vector<float> random_queries(std::int64_t batch, std::int64_t q_heads, std::int64_t channels, float scale,
+                                         std::uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::normal_distribution<float> n(0.0f, 1.0f);
+  std::vector<float> q(static_cast<std::size_t>(batch * q_heads * channels));
+  for (auto& x : q) x = scale * n(rng);
+  return q;
+}
+
+// Checks out [batch, q_heads, D] (fp32) against the reference within the named tolerance, and the reference against
+// dequantize-then-attend (materialize() + attend(); both double over the same fp32 K/V: 1e-12 relative).
+// Returns the largest |out - reference| / tolerance seen.
+inline double check_against_reference(const std::vector<const LayerCache*>& caches, const std::vector<float>& queries,
+                                      const std::vector<float>& out, std::int64_t qpk) {
+  const std::int64_t heads = caches[0]->heads(), d = caches[0]->channels();
+  double worst = 0.0;
+  for (std::size_t b = 0; b < caches.size(); ++b) {
+    const LayerCache& cache = *caches[b];
+    std::vector<float> mk, mv;
+    cache.materialize(mk, mv);
+    const std::int64_t T = cache.tokens();
+    for (std::int64_t h = 0; h < heads; ++h) {
+      std::vector<double> k, v;
+      decoded_head(cache, h, k, v);
+      std::vector<double> dk(mk.begin() + h * T * d, mk.begin() + (h + 1) * T * d), dv(mv.begin() + h * T * d, mv.begin() + (h + 1) * T * d);
+      const float* qh = queries.data() + (static_cast<std::int64_t>(b) * heads + h) * qpk * d;  // the KV head's rows
+      const std::vector<double> want = reference_decode_attention(cache, h, qh, qpk);
+      std::vector<double> qd(qh, qh + qpk * d);
+      const std::vector<double> deq = attend(qd.data(), qpk, dk.data(), dv.data(), T, d);
+      for (std::int64_t r = 0; r < qpk; ++r) {
+        const float* q = qh + r * d;
+        const double extra = decode_attention_tolerance::fft_score_error(cache, h, q);
+        const std::vector<double> tol = decode_attention_tolerance::output_tolerance(q, k, v, T, d, extra);
+        for (std::int64_t c = 0; c < d; ++c) {
+          INFO("sequence " << b << " (" << T << " tokens), KV head " << h << ", query row " << r << ", channel " << c);
+          const std::size_t i = static_cast<std::size_t>(r * d + c);
+          const double got = out[static_cast<std::size_t>(((static_cast<std::int64_t>(b) * heads + h) * qpk + r) * d + c)];
+          REQUIRE(std::fabs(want[i] - deq[i]) <= 1e-12 * (std::fabs(want[i]) + 1.0));
+          REQUIRE(std::fabs(got - want[i]) <= tol[static_cast<std::size_t>(c)]);
+          worst = std::max(worst, std::fabs(got - want[i]) / tol[static_cast<std::size_t>(c)]);
+        }
+      }
+    }
+  }
+  return worst;
+}
+
+}  // namespace vidkv::test

@@ -1,0 +1,134 @@
+// [cuda] tests of fused decode attention (attention/decode_attention.cu): the kernels on cuda LayerCaches against the
+// CPU reference (the same cache's bytes decoded by the plugins on the host) and dequantize-then-attend, within the
+// named tolerance of attention/decode_attention_tolerance.h, for every codec it reads (every preset it supports and
+// the extra formats of decode_attention_test_support.h): batch 3 of different lengths (tails: lengths not multiples
+// of 32, a sequence shorter than one residual window), GQA 7 and 1 query heads per KV head, head_dim 128 and 64,
+// fp32 / fp16 / bf16 queries, the default and forced split counts, and an fp16 output. Skipped without a GPU.
+#include <iostream>
+
+#include "catch.h"
+#include "cuda_test_support.h"
+#include "decode_attention_test_support.h"
+#include "vidkv/core/cuda/device_memory.h"
+
+using namespace vidkv;
+using namespace vidkv::test;
+
+namespace {
+
+// Runs the kernels on `caches` (cuda) for queries q [batch, q_heads, D] given as `qtype` elements; fp32 out.
+std::vector<float> run_cuda(const DecodeAttention& attn, const std::vector<float>& q, std::int64_t q_heads, DType qtype,
+                            DType out_type = DType::f32) {
+  const std::int64_t batch = attn.batch(), d = attn.head_dim();
+  const std::vector<std::uint8_t> qb = to_dtype_bytes(q, qtype);
+  DeviceBuffer dq = upload(qb);
+  const std::size_t out_bytes = q.size() * static_cast<std::size_t>(dtype_size(out_type));
+  DeviceBuffer dout = poisoned(out_bytes);
+  attn.run(TensorView{dq.data(), qtype, Device::cuda, {batch, q_heads, d}}, TensorView{dout.data(), out_type, Device::cuda, {batch, q_heads, d}});
+  synchronize();
+  return from_dtype_bytes(download(dout.data(), out_bytes), out_type);
+}
+
+}  // namespace
+
+TEST_CASE("decode attention on cuda agrees with the reference and dequantize-then-attend for every codec it reads", "[cuda][attention]") {
+  VIDKV_REQUIRE_CUDA_DEVICE();
+  int compared = 0;
+  for (const int d : {128, 64}) {
+    const LayerInput a = synthetic_input(2, 1000, d, 11), b = synthetic_input(2, 333, d, 12), c = synthetic_input(2, 70, d, 13);
+    for (const AttentionCodec& ac : attention_codecs()) {
+      // The reference registry: the CUDA paths are the same, and the reference's host decode of the cache's bytes is
+      // the plugins' scalar reference (FFTW for the FFT keys, the bound of decode_attention_tolerance.h 4.).
+      const PluginRegistry& reg = builtin_registry(CpuImplementation::reference);
+      const KvCodec codec(reg.make_quantizer(ac.key), reg.make_quantizer(ac.value));
+      std::string why;
+      if (!decode_attention_supports(codec.key(), d, &why) || !decode_attention_supports(codec.value(), d, &why)) {
+        std::cout << "[cuda] not read in place: " << ac.name << ": " << why << "\n";
+        continue;
+      }
+      if (!codec.key().supports(Device::cuda, {2, 64, d}, &why) || !codec.value().supports(Device::cuda, {2, 64, d}, &why)) {
+        std::cout << "[cuda] no CUDA cache for " << ac.name << ": " << why << "\n";
+        continue;
+      }
+      INFO(ac.name << ", head_dim " << d);
+      const Execution ex = Execution::cuda();
+      const auto ca = filled_cache(codec, ac.lifecycle, a, 900, ex);
+      const auto cb = filled_cache(codec, ac.lifecycle, b, 300, ex);
+      const auto cc = filled_cache(codec, ac.lifecycle, c, 60, ex);
+      const std::vector<const LayerCache*> caches{ca.get(), cb.get(), cc.get()};
+      for (const std::int64_t qpk : {7, 1}) {
+        for (const int splits : {0, 5}) {
+          const DecodeAttention attn(caches, ex, splits);
+          for (const DType qtype : all_dtypes()) {
+            INFO("qpk " << qpk << ", splits " << attn.splits() << ", queries " << dtype_name(qtype));
+            std::vector<float> q = random_queries(3, 2 * qpk, d, 1.5f, 21);
+            for (auto& x : q) x = round_to_dtype(x, qtype);
+            const std::vector<float> out = run_cuda(attn, q, 2 * qpk, qtype);
+            const double worst = check_against_reference(caches, q, out, qpk);
+            std::cout << "[cuda] " << ac.name << ", D " << d << ", qpk " << qpk << ", splits " << attn.splits() << ", "
+                      << dtype_name(qtype) << ": largest error / tolerance " << worst << "\n";
+          }
+        }
+      }
+      ++compared;
+    }
+  }
+  CHECK(compared >= 8);  // at least kivi-2, kivi-4, vidkv-k1.5-v1.58 and one extra format, at both head dims
+}
+
+TEST_CASE("decode attention on cuda handles head_dim 40 (channel tails per lane) and 8 query heads per KV head", "[cuda][attention]") {
+  VIDKV_REQUIRE_CUDA_DEVICE();
+  const LayerInput a = synthetic_input(1, 700, 40, 8), b = synthetic_input(1, 37, 40, 9);
+  for (const char* name : {"kivi-2", "vidkv-k1.5-v1.58"}) {
+    INFO(name);
+    const ConfigNode doc = load_preset(name, ConfigNode::scalar(name));
+    const PluginRegistry& reg = builtin_registry(CpuImplementation::reference);
+    const KvCodec codec(reg.make_quantizer(doc.at("codec").at("key")), reg.make_quantizer(doc.at("codec").at("value")));
+    const LifecycleParams lc = parse_params<LifecycleParams>(doc.at("lifecycle"), {}, "lifecycle");
+    const auto ca = filled_cache(codec, lc, a, 650, Execution::cuda());
+    const auto cb = filled_cache(codec, lc, b, 37, Execution::cuda());
+    const std::vector<const LayerCache*> caches{ca.get(), cb.get()};
+    const DecodeAttention attn(caches, Execution::cuda());
+    const std::vector<float> q = random_queries(2, 8, 40, 2.0f, 3);
+    const std::vector<float> out = run_cuda(attn, q, 8, DType::f32);
+    std::cout << "[cuda] " << name << ", D 40, qpk 8: largest error / tolerance " << check_against_reference(caches, q, out, 8) << "\n";
+  }
+}
+
+TEST_CASE("decode attention on cuda reads the live hook's caches (only the residual window exact, in the data dtype)", "[cuda][attention]") {
+  VIDKV_REQUIRE_CUDA_DEVICE();
+  const LayerInput a = synthetic_input(4, 1300, 128, 23), b = synthetic_input(4, 290, 128, 24);
+  for (const char* name : {"kivi-2", "vidkv-k1.5-v1.58", "fp16"}) {
+    INFO(name);
+    const ConfigNode doc = load_preset(name, ConfigNode::scalar(name));
+    const PluginRegistry& reg = builtin_registry(CpuImplementation::reference);
+    const KvCodec codec(reg.make_quantizer(doc.at("codec").at("key")), reg.make_quantizer(doc.at("codec").at("value")));
+    const LifecycleParams lc = parse_params<LifecycleParams>(doc.at("lifecycle"), {}, "lifecycle");
+    const auto ca = filled_cache(codec, lc, a, 1200, Execution::cuda(), ExactTokens::residual);
+    const auto cb = filled_cache(codec, lc, b, 250, Execution::cuda(), ExactTokens::residual);
+    const std::vector<const LayerCache*> caches{ca.get(), cb.get()};
+    const DecodeAttention attn(caches, Execution::cuda());
+    for (const DType qtype : all_dtypes()) {
+      std::vector<float> q = random_queries(2, 28, 128, 1.5f, 6);
+      for (auto& x : q) x = round_to_dtype(x, qtype);
+      const std::vector<float> out = run_cuda(attn, q, 28, qtype);
+      std::cout << "[cuda] " << name << ", exact tokens residual, queries " << dtype_name(qtype)
+                << ": largest error / tolerance " << check_against_reference(caches, q, out, 7) << "\n";
+    }
+  }
+}
+
+TEST_CASE("decode attention on cuda writes fp16 outputs within half an ulp of the fp32 ones", "[cuda][attention]") {
+  VIDKV_REQUIRE_CUDA_DEVICE();
+  const ConfigNode doc = load_preset("vidkv-k1.5-v1.58", ConfigNode::scalar("vidkv-k1.5-v1.58"));
+  const KvCodec codec(builtin_registry().make_quantizer(doc.at("codec").at("key")),
+                      builtin_registry().make_quantizer(doc.at("codec").at("value")));
+  const LifecycleParams lc = parse_params<LifecycleParams>(doc.at("lifecycle"), {}, "lifecycle");
+  const LayerInput in = synthetic_input(4, 2100, 128, 31);
+  const auto cache = filled_cache(codec, lc, in, 2000, Execution::cuda());
+  const DecodeAttention attn({cache.get()}, Execution::cuda());
+  const std::vector<float> q = random_queries(1, 28, 128, 1.0f, 5);
+  const std::vector<float> f32 = run_cuda(attn, q, 28, DType::f32, DType::f32);
+  const std::vector<float> f16 = run_cuda(attn, q, 28, DType::f32, DType::f16);
+  for (std::size_t i = 0; i < f32.size(); ++i) REQUIRE(f16[i] == round_to_dtype(f32[i], DType::f16));
+}

@@ -1,0 +1,266 @@
+// [cpu] tests of fused decode attention (attention/): the dense attend() on a hand-worked case, the query transform
+// of FFT keys against the library inverse FFT, the in-place element reads against each plugin's decode, and the
+// CPU emulation of the CUDA kernels (same tables, reads, tile / warp / split order) against the reference and
+// dequantize-then-attend within the named tolerance (decode_attention_tolerance.h), for every codec it reads;
+// codecs it cannot read are refused by name.
+#include <cmath>
+#include <iostream>
+#include <random>
+
+#include "catch.h"
+#include "decode_attention_test_support.h"
+#include "vidkv/attention/decode_attention_format.h"
+#include "vidkv/core/error.h"
+#include "vidkv/experiments/src/attention_bench.h"
+#include "vidkv/plugins/quantizers/sign/sign_fft.h"
+#include "vidkv/plugins/quantizers/sign/sign_fft_tolerance.h"
+
+using namespace vidkv;
+using namespace vidkv::test;
+namespace af = attention_format;
+
+TEST_CASE("attend: softmax(q k^T / sqrt(D)) v on a hand-worked case", "[cpu][attention]") {
+  // D = 4, q = (2, 0, 0, 0); k0 = 0, k1 = (1, 0, 0, 0): scores 0 and 2 / sqrt(4) = 1, so
+  // p = (1 / (1 + e), e / (1 + e)) = (0.2689414214, 0.7310585786); v0 = (1, 0, 0, 0), v1 = (0, 2, 0, 0):
+  // out = (0.2689414214, 1.4621171573, 0, 0).
+  const std::vector<double> q{2, 0, 0, 0}, k{0, 0, 0, 0, 1, 0, 0, 0}, v{1, 0, 0, 0, 0, 2, 0, 0};
+  const std::vector<double> o = attend(q.data(), 1, k.data(), v.data(), 2, 4);
+  CHECK(o[0] == Approx(0.2689414214).epsilon(1e-9));
+  CHECK(o[1] == Approx(1.4621171573).epsilon(1e-9));
+  CHECK(o[2] == 0.0);
+  CHECK(o[3] == 0.0);
+}
+
+TEST_CASE("the query transform of sign fft: real keys equals the dot with the inverse FFT", "[cpu][attention]") {
+  // sum_c q_c x_c with x = fft_inverse_rows(real, y) must equal sum_j w_j y_j, w = transform_entry(q) (linearity).
+  for (std::int64_t n : {64, 7, 16, 1}) {
+    INFO("n = " << n);
+    std::mt19937_64 rng(static_cast<std::uint64_t>(n));
+    std::normal_distribution<float> g(0.0f, 1.0f);
+    std::vector<float> q(static_cast<std::size_t>(n)), y(static_cast<std::size_t>(n)), x(static_cast<std::size_t>(n));
+    for (auto& e : q) e = g(rng);
+    for (auto& e : y) e = g(rng);
+    fft_inverse_rows(SignFft::real, y.data(), 1, n, x.data());
+    af::SideFormat f;
+    f.first.codec = af::ChildCodec::sign;
+    f.first.fft_real = true;
+    double direct = 0.0, via_w = 0.0, qsum = 0.0, ysum = 0.0;
+    for (std::int64_t c = 0; c < n; ++c) direct += static_cast<double>(q[c]) * x[c];
+    for (std::int64_t j = 0; j < n; ++j) via_w += static_cast<double>(af::transform_entry(f, n, 0, q.data(), j)) * y[j];
+    for (std::int64_t c = 0; c < n; ++c) qsum += std::fabs(q[c]);
+    double l2 = 0.0;
+    for (std::int64_t j = 0; j < n; ++j) {
+      ysum += std::fabs(y[j]);
+      l2 += static_cast<double>(y[j]) * y[j];
+    }
+    // The bound of decode_attention_tolerance.h 4. (without the 1 / sqrt(D) of the score).
+    const double bound = qsum * sign_fft_tolerance::inverse_bound(n, std::sqrt(l2)) +
+                         static_cast<double>(2 * n + 3) * 0x1p-24 * (2.0 / static_cast<double>(n)) * qsum * ysum;
+    CHECK(std::fabs(direct - via_w) <= bound);
+  }
+}
+
+TEST_CASE("in-place element reads equal each plugin's decode", "[cpu][attention]") {
+  const LayerInput in = synthetic_input(2, 200, 48, 3);
+  int read = 0;
+  for (const AttentionCodec& ac : attention_codecs()) {
+    const PluginRegistry& reg = builtin_registry(CpuImplementation::reference);
+    const KvCodec codec(reg.make_quantizer(ac.key), reg.make_quantizer(ac.value));
+    if (!decode_attention_supports(codec.key(), in.channels) || !decode_attention_supports(codec.value(), in.channels)) continue;
+    INFO(ac.name);
+    const auto cache = filled_cache(codec, ac.lifecycle, in, 170, Execution::cpu());
+    const af::SideFormat kf = side_format(codec.key(), in.channels), vf = side_format(codec.value(), in.channels);
+    const bool key_fft = (kf.first.codec == af::ChildCodec::sign && kf.first.fft_real) ||
+                         (kf.mixed && kf.second.codec == af::ChildCodec::sign && kf.second.fft_real);
+    for (std::int64_t h = 0; h < in.heads; ++h) {
+      std::vector<double> k, v;
+      decoded_head(*cache, h, k, v);
+      for (int side = 0; side < 2; ++side) {
+        const LayerCache::SideRef s = side == 0 ? cache->key_side() : cache->value_side();
+        const af::SideFormat& f = side == 0 ? kf : vf;
+        if (side == 0 && key_fft) continue;  // components, not channels: the transform test and the emulation cover them
+        for (const auto& blk : s.blocks) {
+          const std::int64_t n = blk.end - blk.begin;
+          const af::PartRef part = af::part_of(f, blk.bytes, in.heads, n, in.channels, h);
+          for (std::int64_t t = 0; t < n; ++t)
+            for (std::int64_t c = 0; c < in.channels; ++c) {
+              const double want = (side == 0 ? k : v)[static_cast<std::size_t>((blk.begin + t) * in.channels + c)];
+              REQUIRE(static_cast<double>(af::side_element(f, part, in.channels, t, c)) == want);
+            }
+        }
+      }
+    }
+    ++read;
+  }
+  CHECK(read >= 4);
+}
+
+TEST_CASE("the kernels' emulation agrees with the reference and dequantize-then-attend for every codec it reads",
+          "[cpu][attention]") {
+  const std::int64_t qpk = 3;
+  const LayerInput a = synthetic_input(2, 300, 64, 1), b = synthetic_input(2, 171, 64, 2);
+  int supported = 0;
+  for (const AttentionCodec& ac : attention_codecs()) {
+    const PluginRegistry& reg = builtin_registry(CpuImplementation::reference);
+    const KvCodec codec(reg.make_quantizer(ac.key), reg.make_quantizer(ac.value));
+    std::string why;
+    if (!decode_attention_supports(codec.key(), a.channels, &why) || !decode_attention_supports(codec.value(), a.channels, &why)) {
+      std::cout << "[attention] not read in place: " << ac.name << ": " << why << "\n";
+      const auto cache = filled_cache(codec, ac.lifecycle, b, 171, Execution::cpu());
+      REQUIRE_THROWS_AS(DecodeAttention({cache.get()}, Execution::cpu()), NotSupportedError);
+      continue;
+    }
+    INFO(ac.name);
+    const auto ca = filled_cache(codec, ac.lifecycle, a, 250, Execution::cpu());
+    const auto cb = filled_cache(codec, ac.lifecycle, b, 160, Execution::cpu());
+    const std::vector<const LayerCache*> caches{ca.get(), cb.get()};
+    for (int splits : {1, 3}) {
+      const DecodeAttention attn(caches, Execution::cpu(), splits);
+      const std::vector<float> q = random_queries(2, 2 * qpk, 64, 1.5f, 7);
+      std::vector<float> out(q.size(), 0.0f);
+      attn.run_emulated(TensorView{const_cast<float*>(q.data()), DType::f32, Device::cpu, {2, 2 * qpk, 64}},
+                        TensorView{out.data(), DType::f32, Device::cpu, {2, 2 * qpk, 64}});
+      const double worst = check_against_reference(caches, q, out, qpk);
+      std::cout << "[attention] " << ac.name << ", " << splits << " splits: largest error / tolerance " << worst << "\n";
+    }
+    ++supported;
+  }
+  CHECK(supported >= 4);
+}
+
+TEST_CASE("the presets kivi-2 and vidkv-k1.5-v1.58 are read in place", "[cpu][attention]") {
+  for (const char* name : {"kivi-2", "vidkv-k1.5-v1.58"}) {
+    const ConfigNode doc = load_preset(name, ConfigNode::scalar(name));
+    std::string why;
+    INFO(name);
+    CHECK(decode_attention_supports(*builtin_registry().make_quantizer(doc.at("codec").at("key")), 128, &why));
+    CHECK(decode_attention_supports(*builtin_registry().make_quantizer(doc.at("codec").at("value")), 128, &why));
+  }
+}
+
+TEST_CASE("decode attention refuses bad queries, outputs and caches", "[cpu][attention]") {
+  const LayerInput in = synthetic_input(2, 80, 32, 4);
+  const ConfigNode doc = load_preset("kivi-2", ConfigNode::scalar("kivi-2"));
+  const KvCodec codec(builtin_registry().make_quantizer(doc.at("codec").at("key")),
+                      builtin_registry().make_quantizer(doc.at("codec").at("value")));
+  const LifecycleParams lc = parse_params<LifecycleParams>(doc.at("lifecycle"), {}, "lifecycle");
+  const auto cache = filled_cache(codec, lc, in, 80, Execution::cpu());
+  const DecodeAttention attn({cache.get()}, Execution::cpu());
+  std::vector<float> q(2 * 9 * 32), out(q.size());
+  auto view = [](std::vector<float>& x, std::vector<std::int64_t> shape) { return TensorView{x.data(), DType::f32, Device::cpu, shape}; };
+  SECTION("query heads not a multiple of the KV heads") {
+    CHECK_THROWS_AS(attn.run(view(q, {1, 3, 32}), view(out, {1, 3, 32})), ShapeError);
+  }
+  SECTION("more than 8 query heads per KV head") {
+    CHECK_THROWS_AS(attn.run(view(q, {1, 18, 32}), view(out, {1, 18, 32})), ShapeError);
+  }
+  SECTION("wrong head_dim or batch") {
+    CHECK_THROWS_AS(attn.run(view(q, {1, 2, 16}), view(out, {1, 2, 16})), ShapeError);
+    CHECK_THROWS_AS(attn.run(view(q, {2, 2, 32}), view(out, {2, 2, 32})), ShapeError);
+  }
+  SECTION("out differs from queries") {
+    CHECK_THROWS_AS(attn.run(view(q, {1, 2, 32}), view(out, {1, 4, 32})), ShapeError);
+  }
+  SECTION("an empty cache, or no cache") {
+    const LayerCache empty(codec, lc, 2, 32, TokenContext{}, DType::f16);
+    CHECK_THROWS_AS(DecodeAttention({&empty}, Execution::cpu()), ShapeError);
+    CHECK_THROWS_AS(DecodeAttention({}, Execution::cpu()), ShapeError);
+  }
+  SECTION("caches of different shapes") {
+    const LayerInput other = synthetic_input(1, 40, 32, 5);
+    const auto c2 = filled_cache(codec, lc, other, 40, Execution::cpu());
+    CHECK_THROWS_AS(DecodeAttention({cache.get(), c2.get()}, Execution::cpu()), ShapeError);
+  }
+}
+
+TEST_CASE("the attention bench table: byte ratio, fraction of copy bandwidth and speed-up over fp16 SDPA", "[cpu][attention]") {
+  // One row: batch 1, 1024 tokens, 4 KV heads x 128: fp16 bytes 2 * 4 * 1024 * 128 * 2 = 2.097152 MB; a cache of
+  // 0.5 MB is 4.19x fewer bytes; 0.25 ms -> (0.5e6 + query bytes 0) / 0.25e-3 = 2000 GB/s = 50% of 4000 GB/s;
+  // SDPA 0.5 ms -> 2.00x.
+  AttentionBenchOptions o;
+  o.batches = {1};
+  o.tokens = {1024};
+  AttentionBenchResult r;
+  r.device = "test";
+  r.copy_gbps = 4000;
+  r.kv_heads = 4;
+  r.query_heads_per_kv = 7;
+  r.head_dim = 128;
+  AttentionBenchRow row;
+  row.preset = "kivi-2";
+  row.batch = 1;
+  row.tokens = 1024;
+  row.ms = 0.25;
+  row.cache_bytes = 0.5e6;
+  row.gbps = 2000;
+  row.splits = 3;
+  r.rows.push_back(row);
+  const std::string with = attention_bench_markdown(r, o, {0.5});
+  CHECK(with.find("| kivi-2 | 1 | 1024 | 0.2500 | 3 | 0.5 | 2.1 | 4.19x | 2000 | 50.0% | 0.5000 | 2.00x |") != std::string::npos);
+  const std::string without = attention_bench_markdown(r, o, {});
+  CHECK(without.find("not measured") != std::string::npos);
+}
+
+TEST_CASE("the kernels' emulation handles head_dim 40 (a channel tail per lane) and 8 query heads per KV head", "[cpu][attention]") {
+  const LayerInput a = synthetic_input(1, 200, 40, 8), b = synthetic_input(1, 37, 40, 9);
+  for (const char* name : {"kivi-2", "vidkv-k1.5-v1.58"}) {
+    INFO(name);
+    const ConfigNode doc = load_preset(name, ConfigNode::scalar(name));
+    const PluginRegistry& reg = builtin_registry(CpuImplementation::reference);
+    const KvCodec codec(reg.make_quantizer(doc.at("codec").at("key")), reg.make_quantizer(doc.at("codec").at("value")));
+    const LifecycleParams lc = parse_params<LifecycleParams>(doc.at("lifecycle"), {}, "lifecycle");
+    const auto ca = filled_cache(codec, lc, a, 190, Execution::cpu());
+    const auto cb = filled_cache(codec, lc, b, 37, Execution::cpu());
+    const std::vector<const LayerCache*> caches{ca.get(), cb.get()};
+    const DecodeAttention attn(caches, Execution::cpu(), 2);
+    const std::vector<float> q = random_queries(2, 8, 40, 2.0f, 3);
+    std::vector<float> out(q.size(), 0.0f);
+    attn.run_emulated(TensorView{const_cast<float*>(q.data()), DType::f32, Device::cpu, {2, 8, 40}},
+                      TensorView{out.data(), DType::f32, Device::cpu, {2, 8, 40}});
+    check_against_reference(caches, q, out, 8);
+  }
+}
+
+TEST_CASE("every packed tile of kivi-2 and vidkv-k1.5-v1.58 takes the fast path; residual tiles the general one", "[cpu][attention]") {
+  // 300 tokens, prefill 250 then 50 decode steps. Residual tokens: kivi-2 keys 300 - 256 = 44 (tokens 256..299),
+  // values the last 128 (172..299); vidkv-k1.5-v1.58 (paper, G = 32, R = 128): prefill quantizes 224, the residual
+  // then holds 26 + 50 = 76 < 128 tokens (224..299). General tiles: those touching a residual.
+  const LayerInput in = synthetic_input(2, 300, 64, 1);
+  for (const char* name : {"kivi-2", "vidkv-k1.5-v1.58"}) {
+    INFO(name);
+    const ConfigNode doc = load_preset(name, ConfigNode::scalar(name));
+    const KvCodec codec(builtin_registry().make_quantizer(doc.at("codec").at("key")),
+                        builtin_registry().make_quantizer(doc.at("codec").at("value")));
+    const LifecycleParams lc = parse_params<LifecycleParams>(doc.at("lifecycle"), {}, "lifecycle");
+    const auto cache = filled_cache(codec, lc, in, 250, Execution::cpu());
+    const DecodeAttention attn({cache.get()}, Execution::cpu());
+    const std::int64_t first_residual = std::min(cache->key_side().quantized, cache->value_side().quantized);
+    CHECK(first_residual == (std::string(name) == "kivi-2" ? 172 : 224));
+    // Tiles before the first residual token. kivi-2: the prefill quantizes values [0, 122) as one block (4 tiles:
+    // 32, 32, 32, 26), then each decode step one value token as its own block (tokens 122..171: 50 one-token tiles):
+    // 54. vidkv-k1.5-v1.58: one prefill block [0, 224): 7 tiles of 32.
+    CHECK(attn.fast_tiles() == (std::string(name) == "kivi-2" ? 54 : 7));
+    CHECK(attn.tiles() > attn.fast_tiles());
+  }
+}
+
+TEST_CASE("the kernels' emulation reads the live hook's caches, which keep only the residual window exact", "[cpu][attention]") {
+  const LayerInput a = synthetic_input(2, 260, 64, 21), b = synthetic_input(2, 99, 64, 22);
+  for (const char* name : {"kivi-2", "vidkv-k1.5-v1.58", "fp16"}) {
+    INFO(name);
+    const ConfigNode doc = load_preset(name, ConfigNode::scalar(name));
+    const PluginRegistry& reg = builtin_registry(CpuImplementation::reference);
+    const KvCodec codec(reg.make_quantizer(doc.at("codec").at("key")), reg.make_quantizer(doc.at("codec").at("value")));
+    const LifecycleParams lc = parse_params<LifecycleParams>(doc.at("lifecycle"), {}, "lifecycle");
+    const auto ca = filled_cache(codec, lc, a, 200, Execution::cpu(), ExactTokens::residual);
+    const auto cb = filled_cache(codec, lc, b, 70, Execution::cpu(), ExactTokens::residual);
+    REQUIRE(ca->key_side().first > 0);  // the store really starts past token 0
+    const std::vector<const LayerCache*> caches{ca.get(), cb.get()};
+    const DecodeAttention attn(caches, Execution::cpu(), 2);
+    const std::vector<float> q = random_queries(2, 14, 64, 1.5f, 4);
+    std::vector<float> out(q.size(), 0.0f);
+    attn.run_emulated(TensorView{const_cast<float*>(q.data()), DType::f32, Device::cpu, {2, 14, 64}},
+                      TensorView{out.data(), DType::f32, Device::cpu, {2, 14, 64}});
+    check_against_reference(caches, q, out, 7);
+  }
+}
