@@ -171,7 +171,7 @@ def test_bf16_model_with_values_beyond_fp16_runs_like_dynamic_cache():
     # A lossy preset stays finite: every materialized value is a number.
     lossy = VidKVCache({"preset": "vidkv-2"}, {"type": "paper", "group": 16, "residual": 32})
     greedy(model, inputs, 6, lossy)
-    assert all(torch.isfinite(layer.values.float()).all() for layer in lossy.layers)
+    assert all(np.isfinite(c.materialize()[1]).all() for layer in lossy.layers for c in layer.caches)
     narrow = VidKVCache(lossless, {"type": "paper", "group": 16, "residual": 32, "residual_dtype": "fp16"})
     with pytest.raises(vidkv.ValueError, match=r"layer 0, KV head \d+, token \d+, channel \d+.*residual_dtype"):
         greedy(model, inputs, 6, narrow)
