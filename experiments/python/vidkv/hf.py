@@ -457,14 +457,14 @@ class VidKVCache(Cache):
                     "but no side data was given: pass modality= (per prefill token, 2 marking the question span)"
                     + (" and embeddings= (the LLM input embeddings of the prefill tokens)"
                        if "semantic_embedding" in semantic and embeddings is None else ""))
-            if "semantic_embedding" in semantic and embeddings is None:
-                raise _vidkv.ConfigError(
-                    "VidKVCache: the codec's token protector semantic_embedding compares token embeddings with the "
-                    "question's, but no embeddings were given: pass embeddings= ([T, hidden] LLM input embeddings)")
             if not (_as_numpy(modality, np.uint8) == MODALITY_QUERY_TEXT).any():
                 raise _vidkv.ConfigError(
                     f"VidKVCache: the codec's token protector {semantic[0]} scores tokens "
                     "against the query text, but no prefill token has modality 2 (query text): mark the question span")
+            if "semantic_embedding" in semantic and embeddings is None:
+                raise _vidkv.ConfigError(
+                    "VidKVCache: the codec's token protector semantic_embedding compares token embeddings with the "
+                    "question's, but no embeddings were given: pass embeddings= ([T, hidden] LLM input embeddings)")
         if seed is None:
             seed = 0
             if _random_protectors(self.codec):
