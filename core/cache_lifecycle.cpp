@@ -32,61 +32,12 @@ namespace vidkv {
 
 namespace {
 
-// Tokens that `buf` ([heads, capacity, channels]) has room for.
-std::int64_t capacity_of(const std::vector<float>& buf, std::int64_t heads, std::int64_t channels) {
-  return heads * channels > 0 ? static_cast<std::int64_t>(buf.size()) / (heads * channels) : 0;
-}
-
-// Grows `buf` ([heads, capacity, channels], `used` tokens valid) to hold at least `need` tokens (doubling).
-void reserve_tokens(std::vector<float>& buf, std::int64_t heads, std::int64_t channels, std::int64_t used, std::int64_t need) {
-  const std::int64_t cap = capacity_of(buf, heads, channels);
-  if (need <= cap) return;
-  const std::int64_t new_cap = std::max(need, 2 * cap);
-  std::vector<float> grown(static_cast<std::size_t>(heads * new_cap * channels));
-  // An empty `buf` has data() == nullptr, and memcpy from a null pointer is undefined even for 0 bytes.
-  if (used > 0)
-    for (std::int64_t h = 0; h < heads; ++h)
-      std::memcpy(grown.data() + h * new_cap * channels, buf.data() + h * cap * channels,
-                  static_cast<std::size_t>(used * channels) * sizeof(float));
-  buf.swap(grown);
-}
-
-// Rows [begin, end) of every head of `buf` ([heads, capacity, channels]) as a dense [heads, end - begin, channels].
-std::vector<float> rows(const std::vector<float>& buf, std::int64_t heads, std::int64_t channels, std::int64_t begin,
-                        std::int64_t end) {
-  const std::int64_t cap = capacity_of(buf, heads, channels);
-  const std::int64_t n = end - begin;
-  std::vector<float> out;
-  out.reserve(static_cast<std::size_t>(heads * n * channels));  // filled by the copies, not zeroed first
-  for (std::int64_t h = 0; h < heads; ++h) {
-    const float* src = buf.data() + (h * cap + begin) * channels;
-    out.insert(out.end(), src, src + n * channels);
-  }
-  return out;
-}
-
-// Rows [begin, end) of every head as one [heads, end - begin, channels] block: a pointer into `buf` when they
-// already lie that way (one head, or the whole capacity), else a copy in `copy`. Same values either way.
-const float* rows_view(const std::vector<float>& buf, std::int64_t heads, std::int64_t channels, std::int64_t begin,
-                       std::int64_t end, std::vector<float>& copy) {
-  const std::int64_t cap = capacity_of(buf, heads, channels);
-  if (heads == 1 || (begin == 0 && end == cap)) return buf.data() + begin * channels;
-  copy = rows(buf, heads, channels, begin, end);
-  return copy.data();
-}
+std::size_t float_bytes(std::int64_t n) { return static_cast<std::size_t>(n) * sizeof(float); }
 
 bool identity_mapping(const TokenContext& ctx, std::int64_t tokens) {
   for (std::int64_t i = 0; i < tokens && !ctx.index.empty(); ++i)
     if (ctx.trace_index(i) != i) return false;
   return true;
-}
-
-// Points ctx.keys at a dense copy (`keys`) of the exact keys of the `tokens` cached tokens, when the cache's local
-// token i is trace token i under `base` (the copy costs heads * tokens * channels floats per encoded block).
-void expose_keys(const TokenContext& base, const std::vector<float>& key_full, std::int64_t heads, std::int64_t channels,
-                 std::int64_t tokens, TokenContext& ctx, std::vector<float>& keys) {
-  if (!identity_mapping(base, tokens)) return;
-  ctx.keys = LayerKeys{rows_view(key_full, heads, channels, 0, tokens, keys), heads, tokens, channels};
 }
 
 // A [heads, tokens, channels] device buffer of `dtype` for the row copies (core/cuda/row_copy.h).
@@ -108,8 +59,6 @@ void copy_device_rows(DeviceRows dst, std::int64_t dst_begin, DeviceRows src, st
 #endif
 }
 
-std::size_t float_bytes(std::int64_t n) { return static_cast<std::size_t>(n) * sizeof(float); }
-
 // Checks a [heads, T, channels] view handed to the cache on `device`; returns T.
 std::int64_t check_view(const TensorView& v, Device device, std::int64_t heads, std::int64_t channels, const char* what) {
   VIDKV_REQUIRE(v.device == device, ShapeError, "layer cache: ", what, " is on ", device_name(v.device), " but the cache is on ",
@@ -120,12 +69,29 @@ std::int64_t check_view(const TensorView& v, Device device, std::int64_t heads, 
   return v.shape[1];
 }
 
+// Host store: the exact rows of tokens [begin, end) (begin >= full.first) as one dense [heads, end - begin,
+// channels] block: a pointer into the store when they already lie that way (one head, or the whole capacity),
+// else a copy in `copy`. Same values either way.
+template <class Full>
+const float* host_rows(const Full& full, std::int64_t heads, std::int64_t channels, std::int64_t begin, std::int64_t end,
+                       std::vector<float>& copy) {
+  const std::int64_t cap = full.capacity, r0 = begin - full.first, n = end - begin;
+  if (heads == 1 || (r0 == 0 && n == cap)) return full.host.data() + r0 * channels;
+  copy.clear();
+  copy.reserve(static_cast<std::size_t>(heads * n * channels));  // filled by the copies, not zeroed first
+  for (std::int64_t h = 0; h < heads; ++h) {
+    const float* src = full.host.data() + (h * cap + r0) * channels;
+    copy.insert(copy.end(), src, src + n * channels);
+  }
+  return copy.data();
+}
+
 }  // namespace
 
 LayerCache::LayerCache(const KvCodec& codec, const LifecycleParams& params, std::int64_t heads, std::int64_t channels,
-                       TokenContext ctx, DType data_dtype, const Execution& ex)
-    : codec_(codec), params_(params), residual_storage_(params.residual_storage(data_dtype)), heads_(heads),
-      channels_(channels), ctx_(std::move(ctx)), ex_(ex) {
+                       TokenContext ctx, DType data_dtype, const Execution& ex, ExactTokens exact)
+    : codec_(codec), params_(params), data_dtype_(data_dtype), residual_storage_(params.residual_storage(data_dtype)),
+      heads_(heads), channels_(channels), ctx_(std::move(ctx)), ex_(ex), exact_(exact) {
   VIDKV_REQUIRE(heads > 0 && channels > 0, ShapeError, "layer cache: heads (", heads, ") and channels (", channels,
                 ") must be positive");
   VIDKV_REQUIRE(params.group > 0 && params.residual > 0, ConfigError, "lifecycle: group (", params.group,
@@ -133,6 +99,22 @@ LayerCache::LayerCache(const KvCodec& codec, const LifecycleParams& params, std:
 #ifndef VIDKV_WITH_CUDA
   VIDKV_REQUIRE(!ex.on_cuda(), NotSupportedError, "layer cache on cuda: this build has no CUDA backend (configure with -DVIDKV_ENABLE_CUDA=ON)");
 #endif
+  // On cuda the exact rows are stored in the data dtype (exact in it by the constructor's contract).
+  key_full_.dtype = value_full_.dtype = ex.on_cuda() ? data_dtype : DType::f32;
+}
+
+// Grows the host store to hold at least `need` tokens from full.first (doubling), keeping its valid rows.
+void LayerCache::reserve_host(FullTokens& full, std::int64_t need) {
+  if (need <= full.capacity) return;
+  const std::int64_t cap = std::max(need, 2 * full.capacity);
+  const std::int64_t used = tokens_ - full.first;
+  std::vector<float> grown(static_cast<std::size_t>(heads_ * cap * channels_));
+  // An empty store has data() == nullptr, and memcpy from a null pointer is undefined even for 0 bytes.
+  if (used > 0)
+    for (std::int64_t h = 0; h < heads_; ++h)
+      std::memcpy(grown.data() + h * cap * channels_, full.host.data() + h * full.capacity * channels_, float_bytes(used * channels_));
+  full.host.swap(grown);
+  full.capacity = cap;
 }
 
 void LayerCache::append(const float* key, const float* value, std::int64_t tokens) {
@@ -150,28 +132,26 @@ void LayerCache::append(const float* key, const float* value, std::int64_t token
   const std::int64_t old = tokens_;
   check_finite(key, "key", tokens);
   check_finite(value, "value", tokens);
-  if (old == 0 && key_full_.empty() && value_full_.empty()) {
-    // First append into an empty cache: capacity = tokens, so the buffers take the input's layout as is.
-    const std::size_t n = static_cast<std::size_t>(heads_ * tokens * channels_);
-    key_full_.assign(key, key + n);
-    value_full_.assign(value, value + n);
-    tokens_ = tokens;
-  } else {
-    reserve_tokens(key_full_, heads_, channels_, old, old + tokens);
-    reserve_tokens(value_full_, heads_, channels_, old, old + tokens);
-    const std::int64_t cap = capacity_of(key_full_, heads_, channels_);
-    for (std::int64_t h = 0; h < heads_; ++h) {
-      std::memcpy(key_full_.data() + (h * cap + old) * channels_, key + h * tokens * channels_,
-                  static_cast<std::size_t>(tokens * channels_) * sizeof(float));
-      std::memcpy(value_full_.data() + (h * cap + old) * channels_, value + h * tokens * channels_,
-                  static_cast<std::size_t>(tokens * channels_) * sizeof(float));
+  for (auto [full, src] : {std::pair<FullTokens*, const float*>{&key_full_, key}, {&value_full_, value}}) {
+    const std::int64_t row = old - full->first;
+    if (full->capacity == 0) {
+      // First rows into an empty store: capacity = tokens, so the store takes the input's layout as is.
+      full->host.assign(src, src + heads_ * tokens * channels_);
+      full->capacity = tokens;
+      continue;
     }
-    tokens_ += tokens;
+    reserve_host(*full, row + tokens);
+    for (std::int64_t h = 0; h < heads_; ++h)
+      std::memcpy(full->host.data() + (h * full->capacity + row) * channels_, src + h * tokens * channels_,
+                  float_bytes(tokens * channels_));
   }
+  tokens_ += tokens;
   maybe_quantize(prefill);
   // The appended tokens that stay full precision must fit the residual storage type.
   check_residual_range(key_full_, "key", std::max(old, key_quantized_));
   check_residual_range(value_full_, "value", std::max(old, value_quantized_));
+  drop_quantized(key_full_, key_quantized_);
+  drop_quantized(value_full_, value_quantized_);
 }
 
 void LayerCache::check_finite(const float* x, const char* side, std::int64_t tokens) const {
@@ -183,13 +163,12 @@ void LayerCache::check_finite(const float* x, const char* side, std::int64_t tok
   }
 }
 
-void LayerCache::check_residual_range(const std::vector<float>& full, const char* side, std::int64_t begin) const {
+void LayerCache::check_residual_range(const FullTokens& full, const char* side, std::int64_t begin) const {
   const float limit = dtype_max_finite(residual_storage_);
-  const std::int64_t cap = capacity_of(full, heads_, channels_);
   for (std::int64_t h = 0; h < heads_; ++h)
     for (std::int64_t t = begin; t < tokens_; ++t)
       for (std::int64_t c = 0; c < channels_; ++c) {
-        const float v = full[static_cast<std::size_t>((h * cap + t) * channels_ + c)];
+        const float v = full.host[static_cast<std::size_t>((h * full.capacity + t - full.first) * channels_ + c)];
         if (v >= -limit && v <= limit) continue;
         const float r = round_to_dtype(v, residual_storage_);
         if (r >= -limit && r <= limit) continue;  // just above the limit, rounds to it
@@ -219,254 +198,50 @@ void LayerCache::append(const TensorView& key, const TensorView& value, std::int
     return;
   }
   const bool prefill = tokens_ == 0;
-  reserve_device(key_dev_, tokens_ + n);
-  reserve_device(value_dev_, tokens_ + n);
-  copy_device_rows({key_dev_.device.data(), DType::f32, key_dev_.capacity}, tokens_, {key.data, key.dtype, t}, begin, heads_, n,
-                   channels_, DType::f32, ex_.cuda_stream);
-  copy_device_rows({value_dev_.device.data(), DType::f32, value_dev_.capacity}, tokens_, {value.data, value.dtype, t}, begin,
-                   heads_, n, channels_, DType::f32, ex_.cuda_stream);
+  for (auto [full, src] : {std::pair<FullTokens*, const TensorView*>{&key_full_, &key}, {&value_full_, &value}}) {
+    reserve_device(*full, tokens_ + n - full->first);
+    copy_device_rows({full->device.data(), full->dtype, full->capacity}, tokens_ - full->first, {src->data, src->dtype, t}, begin,
+                     heads_, n, channels_, DType::f32, ex_.cuda_stream);
+  }
   tokens_ += n;
   maybe_quantize(prefill);
+  drop_quantized(key_full_, key_quantized_);
+  drop_quantized(value_full_, value_quantized_);
 }
 
 void LayerCache::reserve_device(FullTokens& full, std::int64_t need) {
   if (need <= full.capacity) return;
   const std::int64_t cap = std::max(need, 2 * full.capacity);
-  DeviceBuffer grown(float_bytes(heads_ * cap * channels_), ex_.cuda_stream);
-  copy_device_rows({grown.data(), DType::f32, cap}, 0, {full.device.data(), DType::f32, full.capacity}, 0, heads_, tokens_,
-                   channels_, DType::f32, ex_.cuda_stream);
+  DeviceBuffer grown(static_cast<std::size_t>(heads_ * cap * channels_ * dtype_size(full.dtype)), ex_.cuda_stream);
+  copy_device_rows({grown.data(), full.dtype, cap}, 0, {full.device.data(), full.dtype, full.capacity}, 0, heads_,
+                   tokens_ - full.first, channels_, DType::f32, ex_.cuda_stream);
   full.device = std::move(grown);  // freed in stream order, after the copy
   full.capacity = cap;
 }
 
-// Rows [begin, end) of every head of `full` as a dense [heads, end - begin, channels] device buffer. When they
-// already are dense there (one head, or the whole capacity) the result is empty and the caller reads `full`
-// directly (dense_rows_pointer).
-DeviceBuffer LayerCache::device_rows(const FullTokens& full, std::int64_t begin, std::int64_t end) const {
-  if (heads_ == 1 || (begin == 0 && end == full.capacity)) return DeviceBuffer();
-  DeviceBuffer out(float_bytes(heads_ * (end - begin) * channels_), ex_.cuda_stream);
-  copy_device_rows({out.data(), DType::f32, end - begin}, 0, {full.device.data(), DType::f32, full.capacity}, begin, heads_,
-                   end - begin, channels_, DType::f32, ex_.cuda_stream);
-  return out;
-}
-
-namespace {
-
-// The dense rows [begin, ...) that device_rows() returned, or the same rows read in place from `full`.
-const float* dense_rows_pointer(const DeviceBuffer& rows, const DeviceBuffer& full, std::int64_t begin, std::int64_t channels) {
-  return rows.data() ? rows.as<const float>() : full.as<const float>() + begin * channels;
-}
-
-}  // namespace
-
-void LayerCache::expose_device_keys(TokenContext& ctx, DeviceBuffer& keys) const {
-  if (!identity_mapping(ctx_, tokens_)) return;
-  keys = device_rows(key_dev_, 0, tokens_);
-  ctx.keys = LayerKeys{dense_rows_pointer(keys, key_dev_.device, 0, channels_), heads_, tokens_, channels_, Device::cuda};
-}
-
-LayerCache::Block LayerCache::encode_device_block(const Quantizer& q, const float* data, std::int64_t begin, std::int64_t end,
-                                                  const TokenContext& ctx) const {
-  Block b;
-  b.begin = begin;
-  b.end = end;
-  const BlockShape shape{heads_, end - begin, channels_};
-  b.layout = q.layout(shape, ctx);
-  b.device_bytes = DeviceBuffer(b.layout.bytes(), ex_.cuda_stream);
-  q.encode_view(TensorView{const_cast<float*>(data), DType::f32, Device::cuda, {heads_, end - begin, channels_}}, ctx,
-                b.device_bytes.as<std::uint8_t>(), ex_);
-  return b;
-}
-
-namespace {
-
-// Encodes `data` ([heads, end - begin, channels]) as the tokens [begin, end) of the cache.
-template <class Block>
-Block encode_block(const Quantizer& q, const float* data, std::int64_t heads, std::int64_t channels, std::int64_t begin,
-                   std::int64_t end, const TokenContext& ctx) {
-  Block b;
-  b.begin = begin;
-  b.end = end;
-  const BlockShape shape{heads, end - begin, channels};
-  b.layout = q.layout(shape, ctx);
-  b.bytes.assign(b.layout.bytes(), 0);
-  q.encode(data, shape, ctx, b.bytes.data());
-  return b;
-}
-
-}  // namespace
-
-void LayerCache::quantize_range(const Quantizer& q, const std::vector<float>& full, const FullTokens& dev,
-                                std::vector<Block>& blocks, std::int64_t& quantized, std::int64_t begin, std::int64_t end) {
-  VIDKV_ASSERT(begin == quantized && end > begin && end <= tokens_, "range [", begin, ", ", end, ")");
-  TokenContext ctx = ctx_.range(begin, end);
-  if (ex_.on_cuda()) {  // scratch buffers are freed in stream order, after the encode that reads them
-    const DeviceBuffer data = device_rows(dev, begin, end);
-    DeviceBuffer keys;
-    expose_device_keys(ctx, keys);
-    blocks.push_back(encode_device_block(q, dense_rows_pointer(data, dev.device, begin, channels_), begin, end, ctx));
+// Under ExactTokens::residual, keeps only the rows of tokens [quantized, tokens_) in a store sized for the residual
+// window (the lifecycle never holds more than R + 1 unquantized tokens after an append; it grows by doubling when
+// a long append needs more). The moved rows are the same values.
+void LayerCache::drop_quantized(FullTokens& full, std::int64_t quantized) {
+  if (exact_ != ExactTokens::residual || quantized <= full.first) return;
+  const std::int64_t keep = tokens_ - quantized;
+  const std::int64_t cap = std::max<std::int64_t>(keep, params_.residual + 1);
+  const std::int64_t r0 = quantized - full.first;
+  if (ex_.on_cuda()) {
+    DeviceBuffer kept(static_cast<std::size_t>(heads_ * cap * channels_ * dtype_size(full.dtype)), ex_.cuda_stream);
+    copy_device_rows({kept.data(), full.dtype, cap}, 0, {full.device.data(), full.dtype, full.capacity}, r0, heads_, keep,
+                     channels_, DType::f32, ex_.cuda_stream);
+    full.device = std::move(kept);  // the old store is freed in stream order, after the copy
   } else {
-    std::vector<float> copy;
-    const float* data = rows_view(full, heads_, channels_, begin, end, copy);
-    std::vector<float> keys;
-    expose_keys(ctx_, key_full_, heads_, channels_, tokens_, ctx, keys);
-    blocks.push_back(encode_block<Block>(q, data, heads_, channels_, begin, end, ctx));
-  }
-  quantized = end;
-}
-
-void LayerCache::quantize_key_range(std::int64_t begin, std::int64_t end) {
-  quantize_range(codec_.key(), key_full_, key_dev_, key_blocks_, key_quantized_, begin, end);
-}
-
-void LayerCache::quantize_value_range(std::int64_t begin, std::int64_t end) {
-  quantize_range(codec_.value(), value_full_, value_dev_, value_blocks_, value_quantized_, begin, end);
-}
-
-void LayerCache::maybe_quantize(bool prefill) {
-  const std::int64_t g = params_.group, r = params_.residual;
-  if (params_.type == LifecycleType::kivi) {
-    if (prefill) {
-      const std::int64_t kq = tokens_ - tokens_ % r;
-      if (kq > 0) quantize_key_range(0, kq);
-      if (tokens_ > r) quantize_value_range(0, tokens_ - r);
-    }
-    while (tokens_ - key_quantized_ >= r) quantize_key_range(key_quantized_, key_quantized_ + r);
-    while (tokens_ - value_quantized_ > r) quantize_value_range(value_quantized_, value_quantized_ + 1);
-    return;
-  }
-  if (prefill) {
-    const std::int64_t q = tokens_ - tokens_ % g;
-    if (q > 0) {
-      quantize_key_range(0, q);
-      quantize_value_range(0, q);
-    }
-  }
-  if (params_.type == LifecycleType::paper) {
-    while (tokens_ - key_quantized_ >= r) {
-      quantize_key_range(key_quantized_, key_quantized_ + r);
-      quantize_value_range(value_quantized_, value_quantized_ + r);
-    }
-    return;
-  }
-  // release: re-encode everything, as the model reads it, from scratch.
-  if (tokens_ - key_quantized_ < r) return;
-  if (ex_.on_cuda()) {
-    const std::vector<std::int64_t> shape{heads_, tokens_, channels_};
-    DeviceBuffer key(float_bytes(heads_ * tokens_ * channels_), ex_.cuda_stream);
-    DeviceBuffer value(key.bytes(), ex_.cuda_stream);
-    materialize(TensorView{key.data(), DType::f32, Device::cuda, shape}, TensorView{value.data(), DType::f32, Device::cuda, shape});
-    TokenContext ctx = ctx_.range(0, tokens_);
-    DeviceBuffer keys;
-    expose_device_keys(ctx, keys);
-    Block kb = encode_device_block(codec_.key(), key.as<const float>(), 0, tokens_, ctx);
-    Block vb = encode_device_block(codec_.value(), value.as<const float>(), 0, tokens_, ctx);
-    key_blocks_.clear();
-    value_blocks_.clear();
-    key_blocks_.push_back(std::move(kb));
-    value_blocks_.push_back(std::move(vb));
-    key_quantized_ = value_quantized_ = tokens_;
-    ++requantizations_;
-    return;
-  }
-  std::vector<float> key, value;
-  materialize(key, value);
-  TokenContext ctx = ctx_.range(0, tokens_);
-  std::vector<float> keys;
-  expose_keys(ctx_, key_full_, heads_, channels_, tokens_, ctx, keys);
-  Block kb = encode_block<Block>(codec_.key(), key.data(), heads_, channels_, 0, tokens_, ctx);
-  Block vb = encode_block<Block>(codec_.value(), value.data(), heads_, channels_, 0, tokens_, ctx);
-  key_blocks_.clear();
-  value_blocks_.clear();
-  key_blocks_.push_back(std::move(kb));
-  value_blocks_.push_back(std::move(vb));
-  key_quantized_ = value_quantized_ = tokens_;
-  ++requantizations_;
-}
-
-void LayerCache::materialize(std::vector<float>& key, std::vector<float>& value) const {
-  if (ex_.on_cuda()) {
-    const std::vector<std::int64_t> shape{heads_, tokens_, channels_};
-    const std::size_t bytes = float_bytes(heads_ * tokens_ * channels_);
-    DeviceBuffer k(bytes, ex_.cuda_stream), v(bytes, ex_.cuda_stream);
-    materialize(TensorView{k.data(), DType::f32, Device::cuda, shape}, TensorView{v.data(), DType::f32, Device::cuda, shape});
-    key.resize(static_cast<std::size_t>(heads_ * tokens_ * channels_));
-    value.resize(key.size());
-    copy_to_host(key.data(), k.data(), bytes, ex_.cuda_stream);
-    copy_to_host(value.data(), v.data(), bytes, ex_.cuda_stream);
-    return;
-  }
-  key.assign(static_cast<std::size_t>(heads_ * tokens_ * channels_), 0.0f);
-  value.assign(key.size(), 0.0f);
-  auto fill = [&](const Quantizer& q, const std::vector<Block>& blocks, const std::vector<float>& full,
-                  std::int64_t quantized, std::vector<float>& out) {
-    for (const Block& b : blocks) {
-      const std::int64_t n = b.end - b.begin;
-      if (heads_ == 1 || n == tokens_) {  // the block's [heads, n, channels] rows lie contiguously in out
-        q.decode(b.bytes.data(), {heads_, n, channels_}, ctx_.range(b.begin, b.end), out.data() + b.begin * channels_);
-        continue;
-      }
-      // Not zeroed first: decode writes all heads * n * channels values (quantizer.h).
-      const std::unique_ptr<float[]> dec(new float[static_cast<std::size_t>(heads_ * n * channels_)]);
-      q.decode(b.bytes.data(), {heads_, n, channels_}, ctx_.range(b.begin, b.end), dec.get());
+    std::vector<float> kept(static_cast<std::size_t>(heads_ * cap * channels_));
+    if (keep > 0)
       for (std::int64_t h = 0; h < heads_; ++h)
-        std::memcpy(out.data() + (h * tokens_ + b.begin) * channels_, dec.get() + h * n * channels_,
-                    static_cast<std::size_t>(n * channels_) * sizeof(float));
-    }
-    const std::int64_t cap = capacity_of(full, heads_, channels_);
-    for (std::int64_t h = 0; h < heads_; ++h)
-      for (std::int64_t t = quantized; t < tokens_; ++t)
-        for (std::int64_t c = 0; c < channels_; ++c)
-          out[static_cast<std::size_t>((h * tokens_ + t) * channels_ + c)] =
-              round_to_dtype(full[static_cast<std::size_t>((h * cap + t) * channels_ + c)], residual_storage_);
-  };
-  fill(codec_.key(), key_blocks_, key_full_, key_quantized_, key);
-  fill(codec_.value(), value_blocks_, value_full_, value_quantized_, value);
-}
-
-void LayerCache::materialize(const TensorView& key, const TensorView& value) const {
-  VIDKV_REQUIRE(check_view(key, ex_.device, heads_, channels_, "materialized key") == tokens_ &&
-                    check_view(value, ex_.device, heads_, channels_, "materialized value") == tokens_,
-                ShapeError, "layer cache: materialize into ", key.shape_str(), " and ", value.shape_str(), ": the cache holds ",
-                tokens_, " tokens");
-  if (!ex_.on_cuda()) {
-    std::vector<float> k, v;
-    materialize(k, v);
-    from_float(k, key);
-    from_float(v, value);
-    return;
+        std::memcpy(kept.data() + h * cap * channels_, full.host.data() + (h * full.capacity + r0) * channels_,
+                    float_bytes(keep * channels_));
+    full.host.swap(kept);
   }
-  materialize_side(codec_.key(), key_blocks_, key_dev_, key_quantized_, key);
-  materialize_side(codec_.value(), value_blocks_, value_dev_, value_quantized_, value);
-}
-
-void LayerCache::materialize_side(const Quantizer& q, const std::vector<Block>& blocks, const FullTokens& full,
-                                  std::int64_t quantized, const TensorView& out) const {
-  const std::size_t esize = static_cast<std::size_t>(dtype_size(out.dtype));
-  for (const Block& b : blocks) {
-    const std::int64_t n = b.end - b.begin;
-    const TokenContext ctx = ctx_.range(b.begin, b.end);
-    if (heads_ == 1 || n == tokens_) {  // the block's rows are dense in `out`: decode in place
-      void* dst = static_cast<char*>(out.data) + static_cast<std::size_t>(b.begin * channels_) * esize;
-      q.decode_view(b.device_bytes.as<const std::uint8_t>(), ctx, TensorView{dst, out.dtype, Device::cuda, {heads_, n, channels_}}, ex_);
-      continue;
-    }
-    DeviceBuffer dec(float_bytes(heads_ * n * channels_), ex_.cuda_stream);
-    q.decode_view(b.device_bytes.as<const std::uint8_t>(), ctx, TensorView{dec.data(), DType::f32, Device::cuda, {heads_, n, channels_}}, ex_);
-    copy_device_rows({out.data, out.dtype, tokens_}, b.begin, {dec.data(), DType::f32, n}, 0, heads_, n, channels_, DType::f32,
-                     ex_.cuda_stream);
-  }
-  copy_device_rows({out.data, out.dtype, tokens_}, quantized, {full.device.data(), DType::f32, full.capacity}, quantized, heads_,
-                   tokens_ - quantized, channels_, residual_storage_, ex_.cuda_stream);
-}
-
-std::vector<std::uint8_t> LayerCache::block_bytes(const std::vector<Block>& blocks, std::size_t i, const char* side) const {
-  VIDKV_REQUIRE(i < blocks.size(), ShapeError, "layer cache: no ", side, " block ", i, " (", blocks.size(), " blocks)");
-  const Block& b = blocks[i];
-  if (!ex_.on_cuda()) return b.bytes;
-  std::vector<std::uint8_t> out(b.layout.bytes());
-  copy_to_host(out.data(), b.device_bytes.data(), out.size(), ex_.cuda_stream);
-  return out;
+  full.capacity = cap;
+  full.first = quantized;
 }
 
 std::vector<std::uint8_t> LayerCache::key_block_bytes(std::size_t i) const { return block_bytes(key_blocks_, i, "key"); }
@@ -497,6 +272,234 @@ PackedLayout LayerCache::key_layout() const {
 
 PackedLayout LayerCache::value_layout() const {
   return side_layout(value_blocks_, tokens_ - value_quantized_, heads_, channels_, residual_storage_);
+}
+
+// ctx.keys can show the exact keys of every cached token: all are held (ExactTokens::all) and local token i is
+// trace token i. Under ExactTokens::residual they are never exposed (no dense copy per block).
+bool LayerCache::exposes_keys() const {
+  return exact_ == ExactTokens::all && key_full_.first == 0 && identity_mapping(ctx_, tokens_);
+}
+
+HeldBytes LayerCache::held_bytes() const {
+  HeldBytes out;
+  for (const auto* blocks : {&key_blocks_, &value_blocks_})
+    for (const Block& b : *blocks) out.packed += ex_.on_cuda() ? b.device_bytes.bytes() : b.bytes.size();
+  for (const FullTokens* full : {&key_full_, &value_full_})
+    out.exact += ex_.on_cuda() ? full->device.bytes() : full->host.size() * sizeof(float);
+  return out;
+}
+
+void LayerCache::expose_device_keys(TokenContext& ctx, DeviceBuffer& keys) const {
+  if (!exposes_keys()) return;
+  keys = DeviceBuffer(float_bytes(heads_ * tokens_ * channels_), ex_.cuda_stream);
+  copy_device_rows({keys.data(), DType::f32, tokens_}, 0, {key_full_.device.data(), key_full_.dtype, key_full_.capacity}, 0, heads_,
+                   tokens_, channels_, DType::f32, ex_.cuda_stream);
+  ctx.keys = LayerKeys{keys.as<const float>(), heads_, tokens_, channels_, Device::cuda};
+}
+
+LayerCache::Block LayerCache::encode_device_block(const Quantizer& q, const TensorView& data, std::int64_t begin,
+                                                  std::int64_t end, const TokenContext& ctx) const {
+  Block b;
+  b.begin = begin;
+  b.end = end;
+  const BlockShape shape{heads_, end - begin, channels_};
+  b.layout = q.layout(shape, ctx);
+  b.device_bytes = DeviceBuffer(b.layout.bytes(), ex_.cuda_stream);
+  q.encode_view(data, ctx, b.device_bytes.as<std::uint8_t>(), ex_);
+  return b;
+}
+
+namespace {
+
+// Encodes `data` ([heads, end - begin, channels]) as the tokens [begin, end) of the cache.
+template <class Block>
+Block encode_block(const Quantizer& q, const float* data, std::int64_t heads, std::int64_t channels, std::int64_t begin,
+                   std::int64_t end, const TokenContext& ctx) {
+  Block b;
+  b.begin = begin;
+  b.end = end;
+  const BlockShape shape{heads, end - begin, channels};
+  b.layout = q.layout(shape, ctx);
+  b.bytes.assign(b.layout.bytes(), 0);
+  q.encode(data, shape, ctx, b.bytes.data());
+  return b;
+}
+
+}  // namespace
+
+void LayerCache::quantize_range(const Quantizer& q, const FullTokens& full, std::vector<Block>& blocks, std::int64_t& quantized,
+                                std::int64_t begin, std::int64_t end) {
+  VIDKV_ASSERT(begin == quantized && begin >= full.first && end > begin && end <= tokens_, "range [", begin, ", ", end, ")");
+  TokenContext ctx = ctx_.range(begin, end);
+  const std::int64_t n = end - begin, r0 = begin - full.first;
+  if (ex_.on_cuda()) {  // scratch buffers are freed in stream order, after the encode that reads them
+    DeviceBuffer dense;
+    TensorView data{nullptr, full.dtype, Device::cuda, {heads_, n, channels_}};
+    if (heads_ == 1 || (r0 == 0 && n == full.capacity)) {  // the rows are dense in the store: read them in place
+      data.data = static_cast<char*>(full.device.data()) + static_cast<std::size_t>(r0 * channels_ * dtype_size(full.dtype));
+    } else {
+      dense = DeviceBuffer(static_cast<std::size_t>(heads_ * n * channels_ * dtype_size(full.dtype)), ex_.cuda_stream);
+      copy_device_rows({dense.data(), full.dtype, n}, 0, {full.device.data(), full.dtype, full.capacity}, r0, heads_, n, channels_,
+                       DType::f32, ex_.cuda_stream);
+      data.data = dense.data();
+    }
+    DeviceBuffer keys;
+    expose_device_keys(ctx, keys);
+    blocks.push_back(encode_device_block(q, data, begin, end, ctx));
+  } else {
+    std::vector<float> copy, keys;
+    const float* data = host_rows(full, heads_, channels_, begin, end, copy);
+    if (exposes_keys())
+      ctx.keys = LayerKeys{host_rows(key_full_, heads_, channels_, 0, tokens_, keys), heads_, tokens_, channels_};
+    blocks.push_back(encode_block<Block>(q, data, heads_, channels_, begin, end, ctx));
+  }
+  quantized = end;
+}
+
+void LayerCache::quantize_key_range(std::int64_t begin, std::int64_t end) {
+  quantize_range(codec_.key(), key_full_, key_blocks_, key_quantized_, begin, end);
+}
+
+void LayerCache::quantize_value_range(std::int64_t begin, std::int64_t end) {
+  quantize_range(codec_.value(), value_full_, value_blocks_, value_quantized_, begin, end);
+}
+
+void LayerCache::maybe_quantize(bool prefill) {
+  const std::int64_t g = params_.group, r = params_.residual;
+  if (params_.type == LifecycleType::kivi) {
+    if (prefill) {
+      const std::int64_t kq = tokens_ - tokens_ % r;
+      if (kq > 0) quantize_key_range(0, kq);
+      if (tokens_ > r) quantize_value_range(0, tokens_ - r);
+    }
+    while (tokens_ - key_quantized_ >= r) quantize_key_range(key_quantized_, key_quantized_ + r);
+    while (tokens_ - value_quantized_ > r) quantize_value_range(value_quantized_, value_quantized_ + 1);
+    return;
+  }
+  if (prefill) {
+    const std::int64_t q = tokens_ - tokens_ % g;
+    if (q > 0) {
+      quantize_key_range(0, q);
+      quantize_value_range(0, q);
+    }
+  }
+  if (params_.type == LifecycleType::paper) {
+    while (tokens_ - key_quantized_ >= r) {
+      quantize_key_range(key_quantized_, key_quantized_ + r);
+      quantize_value_range(value_quantized_, value_quantized_ + r);
+    }
+    return;
+  }
+  // release: re-encode everything, as the model reads it, from scratch.
+  if (tokens_ - key_quantized_ < r) return;
+  TokenContext ctx = ctx_.range(0, tokens_);
+  Block kb, vb;
+  if (ex_.on_cuda()) {
+    const std::vector<std::int64_t> shape{heads_, tokens_, channels_};
+    DeviceBuffer key(float_bytes(heads_ * tokens_ * channels_), ex_.cuda_stream);
+    DeviceBuffer value(key.bytes(), ex_.cuda_stream);
+    materialize(TensorView{key.data(), DType::f32, Device::cuda, shape}, TensorView{value.data(), DType::f32, Device::cuda, shape});
+    DeviceBuffer keys;
+    expose_device_keys(ctx, keys);
+    kb = encode_device_block(codec_.key(), TensorView{key.data(), DType::f32, Device::cuda, shape}, 0, tokens_, ctx);
+    vb = encode_device_block(codec_.value(), TensorView{value.data(), DType::f32, Device::cuda, shape}, 0, tokens_, ctx);
+  } else {
+    std::vector<float> key, value, keys;
+    materialize(key, value);
+    if (exposes_keys())
+      ctx.keys = LayerKeys{host_rows(key_full_, heads_, channels_, 0, tokens_, keys), heads_, tokens_, channels_};
+    kb = encode_block<Block>(codec_.key(), key.data(), heads_, channels_, 0, tokens_, ctx);
+    vb = encode_block<Block>(codec_.value(), value.data(), heads_, channels_, 0, tokens_, ctx);
+  }
+  key_blocks_.clear();
+  value_blocks_.clear();
+  key_blocks_.push_back(std::move(kb));
+  value_blocks_.push_back(std::move(vb));
+  key_quantized_ = value_quantized_ = tokens_;
+  ++requantizations_;
+}
+
+void LayerCache::materialize(std::vector<float>& key, std::vector<float>& value) const {
+  if (ex_.on_cuda()) {
+    const std::vector<std::int64_t> shape{heads_, tokens_, channels_};
+    const std::size_t bytes = float_bytes(heads_ * tokens_ * channels_);
+    DeviceBuffer k(bytes, ex_.cuda_stream), v(bytes, ex_.cuda_stream);
+    materialize(TensorView{k.data(), DType::f32, Device::cuda, shape}, TensorView{v.data(), DType::f32, Device::cuda, shape});
+    key.resize(static_cast<std::size_t>(heads_ * tokens_ * channels_));
+    value.resize(key.size());
+    copy_to_host(key.data(), k.data(), bytes, ex_.cuda_stream);
+    copy_to_host(value.data(), v.data(), bytes, ex_.cuda_stream);
+    return;
+  }
+  key.assign(static_cast<std::size_t>(heads_ * tokens_ * channels_), 0.0f);
+  value.assign(key.size(), 0.0f);
+  auto fill = [&](const Quantizer& q, const std::vector<Block>& blocks, const FullTokens& full, std::int64_t quantized,
+                  std::vector<float>& out) {
+    for (const Block& b : blocks) {
+      const std::int64_t n = b.end - b.begin;
+      if (heads_ == 1 || n == tokens_) {  // the block's [heads, n, channels] rows lie contiguously in out
+        q.decode(b.bytes.data(), {heads_, n, channels_}, ctx_.range(b.begin, b.end), out.data() + b.begin * channels_);
+        continue;
+      }
+      // Not zeroed first: decode writes all heads * n * channels values (quantizer.h).
+      const std::unique_ptr<float[]> dec(new float[static_cast<std::size_t>(heads_ * n * channels_)]);
+      q.decode(b.bytes.data(), {heads_, n, channels_}, ctx_.range(b.begin, b.end), dec.get());
+      for (std::int64_t h = 0; h < heads_; ++h)
+        std::memcpy(out.data() + (h * tokens_ + b.begin) * channels_, dec.get() + h * n * channels_, float_bytes(n * channels_));
+    }
+    for (std::int64_t h = 0; h < heads_; ++h)
+      for (std::int64_t t = quantized; t < tokens_; ++t)
+        for (std::int64_t c = 0; c < channels_; ++c)
+          out[static_cast<std::size_t>((h * tokens_ + t) * channels_ + c)] = round_to_dtype(
+              full.host[static_cast<std::size_t>((h * full.capacity + t - full.first) * channels_ + c)], residual_storage_);
+  };
+  fill(codec_.key(), key_blocks_, key_full_, key_quantized_, key);
+  fill(codec_.value(), value_blocks_, value_full_, value_quantized_, value);
+}
+
+void LayerCache::materialize(const TensorView& key, const TensorView& value) const {
+  VIDKV_REQUIRE(check_view(key, ex_.device, heads_, channels_, "materialized key") == tokens_ &&
+                    check_view(value, ex_.device, heads_, channels_, "materialized value") == tokens_,
+                ShapeError, "layer cache: materialize into ", key.shape_str(), " and ", value.shape_str(), ": the cache holds ",
+                tokens_, " tokens");
+  if (!ex_.on_cuda()) {
+    std::vector<float> k, v;
+    materialize(k, v);
+    from_float(k, key);
+    from_float(v, value);
+    return;
+  }
+  materialize_side(codec_.key(), key_blocks_, key_full_, key_quantized_, key);
+  materialize_side(codec_.value(), value_blocks_, value_full_, value_quantized_, value);
+}
+
+void LayerCache::materialize_side(const Quantizer& q, const std::vector<Block>& blocks, const FullTokens& full,
+                                  std::int64_t quantized, const TensorView& out) const {
+  const std::size_t esize = static_cast<std::size_t>(dtype_size(out.dtype));
+  for (const Block& b : blocks) {
+    const std::int64_t n = b.end - b.begin;
+    const TokenContext ctx = ctx_.range(b.begin, b.end);
+    if (heads_ == 1 || n == tokens_) {  // the block's rows are dense in `out`: decode in place
+      void* dst = static_cast<char*>(out.data) + static_cast<std::size_t>(b.begin * channels_) * esize;
+      q.decode_view(b.device_bytes.as<const std::uint8_t>(), ctx, TensorView{dst, out.dtype, Device::cuda, {heads_, n, channels_}}, ex_);
+      continue;
+    }
+    DeviceBuffer dec(float_bytes(heads_ * n * channels_), ex_.cuda_stream);
+    q.decode_view(b.device_bytes.as<const std::uint8_t>(), ctx, TensorView{dec.data(), DType::f32, Device::cuda, {heads_, n, channels_}}, ex_);
+    copy_device_rows({out.data, out.dtype, tokens_}, b.begin, {dec.data(), DType::f32, n}, 0, heads_, n, channels_, DType::f32,
+                     ex_.cuda_stream);
+  }
+  copy_device_rows({out.data, out.dtype, tokens_}, quantized, {full.device.data(), full.dtype, full.capacity}, quantized - full.first,
+                   heads_, tokens_ - quantized, channels_, residual_storage_, ex_.cuda_stream);
+}
+
+std::vector<std::uint8_t> LayerCache::block_bytes(const std::vector<Block>& blocks, std::size_t i, const char* side) const {
+  VIDKV_REQUIRE(i < blocks.size(), ShapeError, "layer cache: no ", side, " block ", i, " (", blocks.size(), " blocks)");
+  const Block& b = blocks[i];
+  if (!ex_.on_cuda()) return b.bytes;
+  std::vector<std::uint8_t> out(b.layout.bytes());
+  copy_to_host(out.data(), b.device_bytes.data(), out.size(), ex_.cuda_stream);
+  return out;
 }
 
 ReplayedLayer replay_layer(const KvCodec& codec, const LifecycleParams& params, const float* key, const float* value,

@@ -8,10 +8,18 @@
 //           last R tokens in full precision and quantize each token leaving it (the value quantizer should be
 //           per-token for KIVI).
 //
+// Exact tokens: with ExactTokens::all (trace replay, the default) the cache keeps the exact input of every token,
+// so that ctx.keys can expose the exact keys of every cached token to protectors (semantic_attention). With
+// ExactTokens::residual (the live hook) it keeps only the tokens not yet quantized on that side -- the
+// full-precision residual window -- and drops the rest right after they are encoded, so nothing full-precision
+// persists beyond the window; ctx.keys is then never exposed (semantic_attention, the one protector reading it,
+// needs recorded queries, which only trace replay has). The bytes encoded and materialized are the same under
+// both policies for plugins that do not read ctx.keys.
+//
 // Devices: a LayerCache lives on the device of its Execution. On cpu (the default) it works on fp32 host memory
 // through Quantizer::encode/decode, exactly as before the backend seam. On cuda every token it holds is in device
-// memory: the exact inputs (fp32, [heads, capacity, channels], as on the host: the release lifecycle re-encodes
-// from them and protectors read the keys, which ctx.keys then exposes in device memory with keys.device = cuda),
+// memory: the exact inputs ([heads, capacity, channels] stored in the data dtype, in which they are exact; ctx.keys
+// exposes the keys as fp32 device memory with keys.device = cuda),
 // the packed blocks (DeviceBuffers, the same bytes as on the host for exact kernel tiers) and the residual;
 // blocks are encoded and decoded through Quantizer::encode_view/decode_view on the Execution's stream, and
 // materialize() writes into device buffers. Nothing waits for the stream except the calls that return host data
@@ -33,6 +41,16 @@
 namespace vidkv {
 
 enum class LifecycleType { release, paper, kivi };
+
+// Which exact inputs a LayerCache keeps (see above): every token, or only the full-precision residual window.
+enum class ExactTokens : std::uint8_t { all, residual };
+
+// Bytes a LayerCache holds right now, in the memory of its device (allocations as requested from the allocator).
+struct HeldBytes {
+  std::size_t packed = 0;    // packed blocks of both sides
+  std::size_t exact = 0;     // exact-token stores of both sides, at their capacity (the residual window and its slack)
+  std::size_t total() const { return packed + exact; }
+};
 
 // Storage type of full-precision residual tokens. data (default): the dtype the K/V arrive in (the trace's dtype in
 // replay, the model's in the live hook), so the residual holds them exactly; fp16 / bf16 / fp32: rounded to that
@@ -78,8 +96,10 @@ class LayerCache {
  public:
   // data_dtype: the dtype the K/V arrive in (trace or model dtype; their fp32 values are exact in it), which
   // residual_dtype data stores.
+  // exact: which exact inputs to keep (ExactTokens above).
   LayerCache(const KvCodec& codec, const LifecycleParams& params, std::int64_t heads, std::int64_t channels,
-             TokenContext ctx, DType data_dtype, const Execution& ex = Execution::cpu());
+             TokenContext ctx, DType data_dtype, const Execution& ex = Execution::cpu(),
+             ExactTokens exact = ExactTokens::all);
 
   // Appends `tokens` tokens: key and value are [heads, tokens, channels] fp32 host memory (a cuda cache uploads
   // them). The first call is the prefill. On a cpu cache: throws ValueError when a value is not finite (nothing
@@ -123,11 +143,12 @@ class LayerCache {
   // residual of both sides: max(key_quantized(), value_quantized()) <= n <= tokens(); otherwise a ValueError
   // naming both counts (the caller then rebuilds the cache from the materialized first n tokens).
   void crop(std::int64_t n);
-  // Everything a restored cache needs: counters, the packed bytes of every block, and the exact fp32 rows
-  // [window_begin, tokens) of each side, [heads, tokens - window_begin, channels], window_begin =
-  // min(key_quantized, value_quantized). Host memory (a cuda cache copies its buffers back).
+  // Everything a restored cache needs: counters, the packed bytes of every block, and per side the exact rows the
+  // cache holds, [heads, tokens - first, channels] fp32 of the tokens [first, tokens) (first = 0 under
+  // ExactTokens::all, the side's quantized count under ExactTokens::residual). Host memory (a cuda cache copies its
+  // buffers back).
   struct State {
-    std::int64_t tokens = 0, key_quantized = 0, value_quantized = 0, window_begin = 0;
+    std::int64_t tokens = 0, key_quantized = 0, value_quantized = 0, key_first = 0, value_first = 0;
     int requantizations = 0;
     struct BlockBytes {
       std::int64_t begin = 0, end = 0;
@@ -138,10 +159,14 @@ class LayerCache {
   };
   State state() const;
   // Replaces this (empty) cache's contents with `s` (as state() gave it, from a cache of the same codec, lifecycle,
-  // heads and channels); each block's layout is recomputed by the codec and must match its byte count (ShapeError
-  // otherwise). Tokens before window_begin are kept as their dequantized values where the lifecycle reads exact
-  // inputs (the protectors' exposed keys): the exact ones were not stored.
+  // heads and channels, on any device); each block's layout is recomputed by the codec and must match its byte
+  // count (ShapeError otherwise).
   void restore(const State& s);
+  // Bytes held now on the cache's device (packed blocks + exact-token stores).
+  HeldBytes held_bytes() const;
+  // Tokens whose exact inputs are held now, per side (all tokens under ExactTokens::all).
+  std::int64_t exact_key_tokens() const { return tokens_ - key_full_.first; }
+  std::int64_t exact_value_tokens() const { return tokens_ - value_full_.first; }
 
  private:
   struct Block {
@@ -150,40 +175,47 @@ class LayerCache {
     DeviceBuffer device_bytes;        // cuda
     PackedLayout layout;
   };
-  // Exact inputs of every token so far, [heads, capacity, channels] fp32: `host` on cpu, `device` on cuda.
+  // Exact inputs of the tokens [first, tokens_) of one side, [heads, capacity, channels]: `host` fp32 on cpu,
+  // `device` of `dtype` (the data dtype) on cuda; row r holds token first + r.
   struct FullTokens {
     std::vector<float> host;
     DeviceBuffer device;
+    DType dtype = DType::f32;
     std::int64_t capacity = 0;
+    std::int64_t first = 0;
   };
-  // Encodes tokens [begin, end) of one side (K or V) as a new block; `full` (cpu) or `dev` (cuda) holds that side's
-  // exact tokens, `quantized` its count of tokens in blocks (== begin).
-  void quantize_range(const Quantizer& q, const std::vector<float>& full, const FullTokens& dev, std::vector<Block>& blocks,
-                      std::int64_t& quantized, std::int64_t begin, std::int64_t end);
+  // Encodes tokens [begin, end) of one side (K or V) as a new block; `full` holds that side's exact tokens,
+  // `quantized` its count of tokens in blocks (== begin).
+  void quantize_range(const Quantizer& q, const FullTokens& full, std::vector<Block>& blocks, std::int64_t& quantized,
+                      std::int64_t begin, std::int64_t end);
   void quantize_key_range(std::int64_t begin, std::int64_t end);
   void quantize_value_range(std::int64_t begin, std::int64_t end);
   void maybe_quantize(bool prefill);
+  // ExactTokens::residual: drops the exact rows of tokens [first, quantized) of `full`, shrinking its store.
+  void drop_quantized(FullTokens& full, std::int64_t quantized);
   void check_finite(const float* x, const char* side, std::int64_t tokens) const;
-  void check_residual_range(const std::vector<float>& full, const char* side, std::int64_t begin) const;
+  void check_residual_range(const FullTokens& full, const char* side, std::int64_t begin) const;
+  void reserve_host(FullTokens& full, std::int64_t need);
   // cuda: the pieces of quantize_*_range / maybe_quantize / materialize on device memory (cache_lifecycle.cpp).
-  Block encode_device_block(const Quantizer& q, const float* data, std::int64_t begin, std::int64_t end,
+  Block encode_device_block(const Quantizer& q, const TensorView& data, std::int64_t begin, std::int64_t end,
                             const TokenContext& ctx) const;
   void reserve_device(FullTokens& full, std::int64_t need);
-  DeviceBuffer device_rows(const FullTokens& full, std::int64_t begin, std::int64_t end) const;
   void expose_device_keys(TokenContext& ctx, DeviceBuffer& keys) const;
+  bool exposes_keys() const;
   void materialize_side(const Quantizer& q, const std::vector<Block>& blocks, const FullTokens& full,
                         std::int64_t quantized, const TensorView& out) const;
   std::vector<std::uint8_t> block_bytes(const std::vector<Block>& blocks, std::size_t i, const char* side) const;
 
   const KvCodec& codec_;
   LifecycleParams params_;
+  DType data_dtype_;
   DType residual_storage_;  // params_.residual_storage(data dtype)
   std::int64_t heads_, channels_;
   TokenContext ctx_;
   Execution ex_;
+  ExactTokens exact_;
   std::int64_t tokens_ = 0;
-  std::vector<float> key_full_, value_full_;  // cpu: [heads, capacity, channels] exact inputs of every token so far
-  FullTokens key_dev_, value_dev_;            // cuda: the same on the device
+  FullTokens key_full_, value_full_;  // exact inputs of the tokens [first, tokens_) of each side
   std::int64_t key_quantized_ = 0, value_quantized_ = 0;  // tokens [0, n) live in blocks
   std::vector<Block> key_blocks_, value_blocks_;
   int requantizations_ = 0;

@@ -34,4 +34,14 @@ void cuda_check(int status, const char* what) {
     VIDKV_THROW(CudaError, what, ": ", cudaGetErrorString(static_cast<cudaError_t>(status)));
 }
 
+CudaDeviceGuard::CudaDeviceGuard(int index) {
+  cuda_check(cudaGetDevice(&previous_), "cudaGetDevice");
+  if (index != previous_) cuda_check(cudaSetDevice(index), "cudaSetDevice (the cache's device)");
+}
+
+CudaDeviceGuard::~CudaDeviceGuard() {
+  int now = -1;
+  if (cudaGetDevice(&now) == cudaSuccess && now != previous_) cudaSetDevice(previous_);
+}
+
 }  // namespace vidkv

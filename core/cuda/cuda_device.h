@@ -13,4 +13,18 @@ std::string cuda_device_description(int index);
 // Throws CudaError naming `what` when `status` (a cudaError_t) is not success. Defined only in CUDA builds.
 void cuda_check(int status, const char* what);
 
+// Makes CUDA device `index` current for this thread until the guard goes out of scope, then restores the previous
+// one (cudaSetDevice): device memory and kernels of a call land on the device its data lives on (the live cache
+// on a model's cuda:N). Throws CudaError for a bad index; NotSupportedError in a build without CUDA.
+class CudaDeviceGuard {
+ public:
+  explicit CudaDeviceGuard(int index);
+  ~CudaDeviceGuard();
+  CudaDeviceGuard(const CudaDeviceGuard&) = delete;
+  CudaDeviceGuard& operator=(const CudaDeviceGuard&) = delete;
+
+ private:
+  int previous_ = -1;
+};
+
 }  // namespace vidkv

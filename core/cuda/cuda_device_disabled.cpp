@@ -13,6 +13,9 @@ std::string cuda_device_description(int index) { return "device " + std::to_stri
 
 void cuda_check(int, const char* what) { VIDKV_THROW(NotSupportedError, what, ": this build has no CUDA backend"); }
 
+CudaDeviceGuard::CudaDeviceGuard(int) { VIDKV_THROW(NotSupportedError, "cuda device: this build has no CUDA backend"); }
+CudaDeviceGuard::~CudaDeviceGuard() = default;
+
 }  // namespace vidkv
 
 // device_memory.h without CUDA: nothing can be allocated or copied on a device.

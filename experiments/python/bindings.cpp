@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "vidkv/core/cache_lifecycle.h"
+#include "vidkv/core/cuda/cuda_device.h"
 #include "vidkv/core/error.h"
 #include "vidkv/core/plugin_registry.h"
 #include "vidkv/experiments/src/experiment_plan.h"
@@ -314,13 +315,32 @@ py::object make_codec(const py::dict& config) {
 
 // The cache of one layer under a codec and lifecycle, for the live Hugging Face hook (vidkv.hf). Owns its codec
 // and token metadata; tokens appended after the prefill are marked "generated" unless modality is given.
+// A torch tensor (anything with data_ptr(), dtype, shape, device and is_contiguous()) as a TensorView; no torch
+// headers: the attributes are read through Python. `what` names the argument in errors.
+TensorView torch_view(const py::object& t, const std::string& what) {
+  if (!py::hasattr(t, "data_ptr") || !py::hasattr(t, "is_contiguous"))
+    throw ShapeError(what + ": expected a torch tensor, got " + py::cast<std::string>(py::str(py::type::of(t))));
+  if (!t.attr("is_contiguous")().cast<bool>()) throw ShapeError(what + ": the tensor must be contiguous (call .contiguous())");
+  const std::string dt = py::cast<std::string>(py::str(t.attr("dtype")));
+  TensorView v;
+  if (dt == "torch.float32") v.dtype = DType::f32;
+  else if (dt == "torch.float16") v.dtype = DType::f16;
+  else if (dt == "torch.bfloat16") v.dtype = DType::bf16;
+  else throw ShapeError(what + ": dtype " + dt + " is not float32, float16 or bfloat16");
+  v.device = py::cast<std::string>(t.attr("device").attr("type")) == "cuda" ? Device::cuda : Device::cpu;
+  for (const py::handle& d : t.attr("shape")) v.shape.push_back(d.cast<std::int64_t>());
+  v.data = reinterpret_cast<void*>(t.attr("data_ptr")().cast<std::uintptr_t>());
+  return v;
+}
+
 class PyLayerCache {
  public:
   // dtype: "fp16", "bf16" or "fp32", the dtype the model's K/V have (what lifecycle residual_dtype data stores).
+  // device: "cpu" or "cuda:N" (the model's device); stream: the cudaStream_t (as an int) the cache enqueues on.
   PyLayerCache(const py::dict& codec, const py::dict& lifecycle, std::int64_t heads, std::int64_t channels, int layer,
-               std::uint64_t seed, const std::string& dtype)
-      : heads_(heads), channels_(channels), layer_(layer), seed_(seed), dtype_(dtype), codec_dict_(py::dict(codec)),
-        lifecycle_dict_(py::dict(lifecycle)) {
+               std::uint64_t seed, const std::string& dtype, const std::string& device, std::uintptr_t stream)
+      : heads_(heads), channels_(channels), layer_(layer), seed_(seed), dtype_(dtype), device_(device),
+        codec_dict_(py::dict(codec)), lifecycle_dict_(py::dict(lifecycle)) {
     ConfigNode node = to_config(codec, "");
     node.set_path("codec");
     ConfigNode resolved = resolve_codec(node);
@@ -333,16 +353,30 @@ class PyLayerCache {
     const DType data_dtype = dtype == "fp16" ? DType::f16 : dtype == "bf16" ? DType::bf16 : DType::f32;
     if (dtype != "fp16" && dtype != "bf16" && dtype != "fp32")
       throw ConfigError("LayerCache: dtype '" + dtype + "' is not one of fp16, bf16, fp32");
-    cache_ = std::make_unique<LayerCache>(*codec_, params_, heads, channels, context(), data_dtype);
+    Execution ex = Execution::cpu();
+    if (device.rfind("cuda", 0) == 0) {
+      const std::string idx = device.size() > 5 && device[4] == ':' ? device.substr(5) : "0";
+      if (device != "cuda" && (device.size() <= 5 || device[4] != ':' || idx.find_first_not_of("0123456789") != std::string::npos))
+        throw ConfigError("LayerCache: device '" + device + "' is not cpu, cuda or cuda:N");
+      device_index_ = std::stoi(idx);
+      ex = Execution::cuda(reinterpret_cast<void*>(stream));
+    } else if (device != "cpu") {
+      throw ConfigError("LayerCache: device '" + device + "' is not cpu, cuda or cuda:N");
+    }
+    // The live hook keeps no exact copy of quantized tokens (cache_lifecycle.h, ExactTokens::residual).
+    with_device([&] {
+      cache_ = std::make_unique<LayerCache>(*codec_, params_, heads, channels, context(), data_dtype, ex, ExactTokens::residual);
+    });
   }
 
   // A copy sharing the (immutable) codec, with its own token metadata and storage (LayerCache's rebinding copy).
   PyLayerCache clone() const { return PyLayerCache(*this); }
   PyLayerCache(const PyLayerCache& o)
-      : heads_(o.heads_), channels_(o.channels_), layer_(o.layer_), seed_(o.seed_), dtype_(o.dtype_),
+      : heads_(o.heads_), channels_(o.channels_), layer_(o.layer_), seed_(o.seed_), dtype_(o.dtype_), device_(o.device_),
         codec_dict_(o.codec_dict_), lifecycle_dict_(o.lifecycle_dict_), params_(o.params_), codec_(o.codec_),
         tokens_(std::make_unique<TraceTokens>(*o.tokens_)) {
-    cache_ = std::make_unique<LayerCache>(*o.cache_, *codec_, context());
+    device_index_ = o.device_index_;
+    with_device([&] { cache_ = std::make_unique<LayerCache>(*o.cache_, *codec_, context()); });
   }
 
   // Exact crop to n tokens (LayerCache::crop: n must lie in the full-precision residual of both sides).
@@ -370,7 +404,8 @@ class PyLayerCache {
   // Pickle: the constructor's arguments, the token metadata and LayerCache::state() (packed bytes, the exact
   // residual rows, counters), as plain Python objects.
   py::tuple getstate() const {
-    const LayerCache::State s = cache_->state();
+    LayerCache::State s;
+    without_gil([&] { with_device([&] { s = cache_->state(); }); });
     auto blocks = [](const std::vector<LayerCache::State::BlockBytes>& bs) {
       py::list out;
       for (const auto& b : bs)
@@ -384,30 +419,32 @@ class PyLayerCache {
     };
     py::tuple tokens = py::make_tuple(raw(t.modality), raw(t.position), raw(t.frame), raw(t.patch_row), raw(t.patch_col),
                                       t.hidden, raw(t.embeddings));
-    py::tuple state = py::make_tuple(s.tokens, s.key_quantized, s.value_quantized, s.window_begin, s.requantizations,
+    py::tuple state = py::make_tuple(s.tokens, s.key_quantized, s.value_quantized, s.key_first, s.value_first,
+                                     s.requantizations,
                                      blocks(s.key_blocks), blocks(s.value_blocks), floats(s.key_rows), floats(s.value_rows));
-    return py::make_tuple(1, codec_dict_, lifecycle_dict_, heads_, channels_, layer_, seed_, dtype_, tokens, state);
+    return py::make_tuple(2, codec_dict_, lifecycle_dict_, heads_, channels_, layer_, seed_, dtype_, device_, tokens, state);
   }
   static PyLayerCache setstate(const py::tuple& p) {
-    if (p.size() != 10 || p[0].cast<int>() != 1) throw ValueError("LayerCache: unpickling a state of another version");
+    if (p.size() != 11 || p[0].cast<int>() != 2) throw ValueError("LayerCache: unpickling a state of another version");
+    // Restored on the device it was saved from, enqueued on that device's default stream (0).
     PyLayerCache c(p[1].cast<py::dict>(), p[2].cast<py::dict>(), p[3].cast<std::int64_t>(), p[4].cast<std::int64_t>(),
-                   p[5].cast<int>(), p[6].cast<std::uint64_t>(), p[7].cast<std::string>());
+                   p[5].cast<int>(), p[6].cast<std::uint64_t>(), p[7].cast<std::string>(), p[8].cast<std::string>(), 0);
     auto from_bytes = [](const py::handle& h, auto& v) {
       const std::string b = h.cast<std::string>();
       v.resize(b.size() / sizeof(typename std::decay_t<decltype(v)>::value_type));
       std::memcpy(v.data(), b.data(), v.size() * sizeof(typename std::decay_t<decltype(v)>::value_type));
     };
-    const py::tuple tk = p[8].cast<py::tuple>();
+    const py::tuple tk = p[9].cast<py::tuple>();
     TraceTokens& t = *c.tokens_;
     from_bytes(tk[0], t.modality), from_bytes(tk[1], t.position), from_bytes(tk[2], t.frame), from_bytes(tk[3], t.patch_row),
         from_bytes(tk[4], t.patch_col);
     t.hidden = tk[5].cast<std::int64_t>();
     from_bytes(tk[6], t.embeddings);
-    const py::tuple st = p[9].cast<py::tuple>();
+    const py::tuple st = p[10].cast<py::tuple>();
     LayerCache::State s;
     s.tokens = st[0].cast<std::int64_t>(), s.key_quantized = st[1].cast<std::int64_t>();
-    s.value_quantized = st[2].cast<std::int64_t>(), s.window_begin = st[3].cast<std::int64_t>();
-    s.requantizations = st[4].cast<int>();
+    s.value_quantized = st[2].cast<std::int64_t>(), s.key_first = st[3].cast<std::int64_t>();
+    s.value_first = st[4].cast<std::int64_t>(), s.requantizations = st[5].cast<int>();
     auto blocks = [&](const py::handle& h, std::vector<LayerCache::State::BlockBytes>& out) {
       for (const py::handle& b : h.cast<py::list>()) {
         const py::tuple bt = b.cast<py::tuple>();
@@ -416,11 +453,11 @@ class PyLayerCache {
         out.push_back(std::move(bb));
       }
     };
-    blocks(st[5], s.key_blocks);
-    blocks(st[6], s.value_blocks);
-    from_bytes(st[7], s.key_rows);
-    from_bytes(st[8], s.value_rows);
-    c.cache_->restore(s);
+    blocks(st[6], s.key_blocks);
+    blocks(st[7], s.value_blocks);
+    from_bytes(st[8], s.key_rows);
+    from_bytes(st[9], s.value_rows);
+    c.with_device([&] { c.cache_->restore(s); });
     return c;
   }
 
@@ -433,33 +470,41 @@ class PyLayerCache {
       throw ShapeError("append(): key " + k.shape.str() + " and value " + v.shape.str() + " must both be [" +
                        std::to_string(heads_) + ", t, " + std::to_string(channels_) + "]");
     const std::int64_t t = k.shape.tokens;
-    const auto base = static_cast<std::int32_t>(tokens_->size());
-    for (std::int64_t i = 0; i < t; ++i) {
-      Modality m = cache_->tokens() == 0 ? Modality::system_text : Modality::generated;
-      if (!modality.is_none()) {
-        auto arr = py::array_t<std::uint8_t, py::array::c_style | py::array::forcecast>::ensure(modality);
-        if (!arr || arr.size() != t) throw ShapeError("append(): modality needs one value per appended token");
-        m = static_cast<Modality>(arr.data()[i]);
-      }
-      tokens_->modality.push_back(m);
-      tokens_->position.push_back(base + static_cast<std::int32_t>(i));
-      tokens_->frame.push_back(-1);
-      tokens_->patch_row.push_back(-1);
-      tokens_->patch_col.push_back(-1);
-    }
-    if (!embeddings.is_none()) {
-      auto e = py::array_t<float, py::array::c_style | py::array::forcecast>::ensure(embeddings);
-      if (!e || e.ndim() != 2 || e.shape(0) != t) throw ShapeError("append(): embeddings must be [t, hidden]");
-      if (tokens_->hidden && tokens_->hidden != e.shape(1)) throw ShapeError("append(): embedding width changed");
-      tokens_->hidden = e.shape(1);
-      tokens_->embeddings.resize(static_cast<std::size_t>(base) * static_cast<std::size_t>(tokens_->hidden), 0.0f);
-      tokens_->embeddings.insert(tokens_->embeddings.end(), e.data(), e.data() + e.size());
-    } else if (tokens_->hidden) {
-      tokens_->embeddings.resize(tokens_->embeddings.size() + static_cast<std::size_t>(t * tokens_->hidden), 0.0f);
-    }
+    record_tokens(t, modality, embeddings);
     const float* kp = k.data.data();
     const float* vp = v.data.data();
-    without_gil([&] { cache_->append(kp, vp, t); });
+    without_gil([&] { with_device([&] { cache_->append(kp, vp, t); }); });
+  }
+
+  // The same from torch tensors [heads, t, channels] (fp32, fp16, bf16, contiguous) on the cache's device: no host
+  // copy on cuda; enqueued on the cache's stream.
+  void append_tensors(const py::object& key, const py::object& value, const py::object& modality, const py::object& embeddings) {
+    const std::string layer = "layer " + std::to_string(layer_);
+    const TensorView k = torch_view(key, layer + " key states"), v = torch_view(value, layer + " value states");
+    if (k.rank() != 3 || k.shape != v.shape || k.shape[0] != heads_ || k.shape[2] != channels_)
+      throw ShapeError("append_tensors(): key " + k.shape_str() + " and value " + v.shape_str() + " must both be [" +
+                       std::to_string(heads_) + ", t, " + std::to_string(channels_) + "]");
+    const std::int64_t t = k.shape[1];
+    record_tokens(t, modality, embeddings);
+    without_gil([&] { with_device([&] { cache_->append(k, v, 0, t); }); });
+  }
+
+  // Writes the cache as the model reads it into torch tensors [heads, tokens, channels] (fp32, fp16 or bf16) on
+  // the cache's device, in place (on cuda: enqueued on the cache's stream, no host copy).
+  void materialize_into(const py::object& key, const py::object& value) {
+    const TensorView k = torch_view(key, "materialize_into() key"), v = torch_view(value, "materialize_into() value");
+    without_gil([&] { with_device([&] { cache_->materialize(k, v); }); });
+  }
+
+  // Bytes held on the cache's device now: packed blocks and the exact residual window (with its slack).
+  py::dict memory() const {
+    const HeldBytes b = cache_->held_bytes();
+    py::dict d;
+    d["device"] = cache_->execution().on_cuda() ? "cuda:" + std::to_string(device_index_) : std::string("cpu");
+    d["packed_bytes"] = b.packed;
+    d["residual_bytes"] = b.exact;
+    d["total_bytes"] = b.total();
+    return d;
   }
 
   py::tuple materialize() const {
@@ -488,10 +533,55 @@ class PyLayerCache {
     return ctx;
   }
 
+  // Runs `f` with the cache's CUDA device current (a no-op on cpu).
+  template <class F>
+  void with_device(F&& f) const {
+    if (device_index_ < 0) return f();
+    CudaDeviceGuard guard(device_index_);
+    f();
+  }
+
+  // Token metadata of `t` appended tokens: modality [t] (default 0 at the prefill, 3 after), embeddings [t, hidden].
+  void record_tokens(std::int64_t t, const py::object& modality, const py::object& embeddings) {
+    const auto base = static_cast<std::int32_t>(tokens_->size());
+    std::vector<Modality> ms(static_cast<std::size_t>(t), cache_->tokens() == 0 ? Modality::system_text : Modality::generated);
+    if (!modality.is_none()) {
+      auto arr = py::array_t<std::uint8_t, py::array::c_style | py::array::forcecast>::ensure(modality);
+      if (!arr || arr.size() != t) throw ShapeError("append(): modality needs one value per appended token");
+      for (std::int64_t i = 0; i < t; ++i) {
+        if (arr.data()[i] > 3) throw ShapeError("append(): modality values are 0..3, got " + std::to_string(arr.data()[i]));
+        ms[static_cast<std::size_t>(i)] = static_cast<Modality>(arr.data()[i]);
+      }
+    }
+    std::vector<float> emb;
+    if (!embeddings.is_none()) {
+      auto e = py::array_t<float, py::array::c_style | py::array::forcecast>::ensure(embeddings);
+      if (!e || e.ndim() != 2 || e.shape(0) != t) throw ShapeError("append(): embeddings must be [t, hidden]");
+      if (tokens_->hidden && tokens_->hidden != e.shape(1)) throw ShapeError("append(): embedding width changed");
+      tokens_->hidden = e.shape(1);
+      emb.assign(e.data(), e.data() + e.size());
+    }
+    // Checked first, recorded after: a refused call leaves the metadata as it was.
+    for (std::int64_t i = 0; i < t; ++i) {
+      tokens_->modality.push_back(ms[static_cast<std::size_t>(i)]);
+      tokens_->position.push_back(base + static_cast<std::int32_t>(i));
+      tokens_->frame.push_back(-1);
+      tokens_->patch_row.push_back(-1);
+      tokens_->patch_col.push_back(-1);
+    }
+    if (!emb.empty()) {
+      tokens_->embeddings.resize(static_cast<std::size_t>(base) * static_cast<std::size_t>(tokens_->hidden), 0.0f);
+      tokens_->embeddings.insert(tokens_->embeddings.end(), emb.begin(), emb.end());
+    } else if (tokens_->hidden) {
+      tokens_->embeddings.resize(tokens_->embeddings.size() + static_cast<std::size_t>(t * tokens_->hidden), 0.0f);
+    }
+  }
+
+  int device_index_ = -1;  // the cuda device; -1 on cpu
   std::int64_t heads_, channels_;
   int layer_;
   std::uint64_t seed_;
-  std::string dtype_;
+  std::string dtype_, device_;
   py::dict codec_dict_, lifecycle_dict_;  // the constructor's arguments (pickle)
   LifecycleParams params_;
   std::shared_ptr<const KvCodec> codec_;  // immutable once built: shared by clones
@@ -564,13 +654,24 @@ PYBIND11_MODULE(_vidkv, m) {
 
   py::class_<PyLayerCache>(m, "LayerCache",
                            "One layer's KV cache under a codec and lifecycle (the live hook's building block).")
-      .def(py::init<const py::dict&, const py::dict&, std::int64_t, std::int64_t, int, std::uint64_t, const std::string&>(),
+      .def(py::init<const py::dict&, const py::dict&, std::int64_t, std::int64_t, int, std::uint64_t, const std::string&,
+                    const std::string&, std::uintptr_t>(),
            py::arg("codec"), py::arg("lifecycle"), py::arg("heads"), py::arg("channels"), py::arg("layer") = 0,
-           py::arg("seed") = 0, py::arg("dtype") = "fp32",
-           "dtype: the model's K/V dtype (fp16, bf16, fp32), which lifecycle residual_dtype data (the default) keeps")
+           py::arg("seed") = 0, py::arg("dtype") = "fp32", py::arg("device") = "cpu", py::arg("stream") = 0,
+           "dtype: the model's K/V dtype (fp16, bf16, fp32), which lifecycle residual_dtype data (the default) keeps; "
+           "device: cpu or cuda:N (packed blocks and the residual live there); stream: the cudaStream_t as an int "
+           "(torch.cuda.current_stream(device).cuda_stream) every call enqueues on. Exact copies of quantized tokens "
+           "are not kept (only the full-precision residual window).")
       .def("append", &PyLayerCache::append, py::arg("key"), py::arg("value"), py::arg("modality") = py::none(),
-           py::arg("embeddings") = py::none(), "Appends [heads, t, channels] keys and values; the first call is the prefill.")
+           py::arg("embeddings") = py::none(), "Appends [heads, t, channels] keys and values (numpy, host); the first call is the prefill.")
+      .def("append_tensors", &PyLayerCache::append_tensors, py::arg("key"), py::arg("value"), py::arg("modality") = py::none(),
+           py::arg("embeddings") = py::none(),
+           "Appends torch tensors [heads, t, channels] (float32/float16/bfloat16, contiguous) on the cache's device.")
       .def("materialize", &PyLayerCache::materialize, "(key, value) as the model reads them: [heads, tokens, channels]")
+      .def("materialize_into", &PyLayerCache::materialize_into, py::arg("key"), py::arg("value"),
+           "Writes the cache as the model reads it into torch tensors [heads, tokens, channels] on the cache's device.")
+      .def("memory", &PyLayerCache::memory,
+           "{'device', 'packed_bytes', 'residual_bytes', 'total_bytes'}: bytes held now on the cache's device")
       .def_property_readonly("tokens", &PyLayerCache::tokens)
       .def_property_readonly("requantizations", &PyLayerCache::requantizations)
       .def("key_layout", &PyLayerCache::key_layout)

@@ -33,7 +33,9 @@ struct BenchArgs {
   std::string backend = "cpu", shape = "28x4x8192x128", presets = "kivi-2,vidkv-k1.5-v1.58", implementation = "optimized";
   std::string tokens = "8192,32768,65536", clock = "wall";
   int threads = 1, layers = 0, repeats = 3;
-  bool no_torch = false;
+  bool no_torch = false, live = false, profile = false;
+  int steps = 32, hidden = 3584;  // --live (read by experiments/python/vidkv/bench_live.py)
+  std::string device = "cuda";
   // Whether an option was given (its default differs between the backends, or it applies to one only).
   CLI::Option *shape_opt = nullptr, *tokens_opt = nullptr, *layers_opt = nullptr, *repeats_opt = nullptr,
               *threads_opt = nullptr, *implementation_opt = nullptr, *clock_opt = nullptr;
@@ -91,6 +93,9 @@ int cuda_bench_command(const BenchArgs& a, const Args& raw) {
 }
 
 int bench_command(const BenchArgs& a, const Args& raw) {
+  // --live: the live cache in a random-weight 7B-geometry model against fp16 DynamicCache, in Python
+  // (experiments/python/vidkv/bench_live.py parses the rest of the options).
+  if (a.live) return run_python_module("vidkv bench", "vidkv.bench_live", raw, "torch and transformers (vidkv bench --live)");
   if (a.backend == "cuda") return cuda_bench_command(a, raw);
   only_for(a.tokens_opt, "--tokens", "cuda");
   CpuBenchOptions options;
@@ -148,6 +153,14 @@ Action define_bench(CLI::App& app) {
                                 "other work (C++ figures only; the all-threads copy stays wall time)")
                      ->check(CLI::IsMember({"wall", "cpu"}))
                      ->capture_default_str();
+  app.add_flag("--live", a->live,
+               "the live cache instead: decode ms/token and device bytes of VidKVCache vs fp16 DynamicCache in a\n"
+               "random-weight model with a 7B VideoLLM's KV geometry (GPU; options --tokens, --presets, --steps,\n"
+               "--layers, --hidden, --device: python -m vidkv.bench_live --help)");
+  app.add_option("--steps", a->steps, "--live only: decode steps timed per run")->check(CLI::Range(2, 100000));
+  app.add_option("--hidden", a->hidden, "--live only: hidden size (multiple of 128)");
+  app.add_option("--device", a->device, "--live only: cuda or cpu");
+  app.add_flag("--profile", a->profile, "--live only: torch.profiler's top ops of one decode step per run");
   app.add_flag("--no-torch", a->no_torch,
                "C++ figures only (default: also time a PyTorch implementation in this process, through the embedded\n"
                "Python, when the environment has torch)");

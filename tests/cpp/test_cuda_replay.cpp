@@ -27,6 +27,7 @@
 #include "vidkv/core/cache_lifecycle.h"
 #include "vidkv/core/cuda/cuda_device.h"
 #include "vidkv/core/cuda/device_memory.h"
+#include "vidkv/core/error.h"
 #include "vidkv/core/params.h"
 #include "vidkv/experiments/src/experiment_plan.h"
 #include "vidkv/experiments/src/cuda_replay.h"
@@ -170,6 +171,25 @@ TEST_CASE("a LayerCache on cuda holds the CPU cache's bytes and materializes its
       c_gpu.materialize(mk, mv);
       CHECK(mk == ck);
       CHECK(mv == cv);
+
+      // The live hook's storage (ExactTokens::residual): the same bytes, only the residual window held exactly.
+      // semantic_attention reads ctx.keys, which this policy never exposes: it refuses (ConfigError), as live.
+      try {
+        LayerCache c_win(gpu_codec, nc.lifecycle, shape.heads, shape.channels, ctx, dtype, Execution::cuda(), ExactTokens::residual);
+        c_win.append(dkv, dvv, 0, 100);
+        for (std::int64_t t = 100; t < shape.tokens; ++t) c_win.append(dkv, dvv, t, t + 1);
+        REQUIRE(c_win.key_block_count() == c_cpu.key_block_count());
+        for (std::size_t i = 0; i < c_cpu.key_block_count(); ++i) CHECK(c_win.key_block_bytes(i) == c_cpu.key_block_bytes(i));
+        for (std::size_t i = 0; i < c_cpu.value_block_count(); ++i) CHECK(c_win.value_block_bytes(i) == c_cpu.value_block_bytes(i));
+        std::vector<float> wk, wv;
+        c_win.materialize(wk, wv);
+        CHECK(wk == ck);
+        CHECK(wv == cv);
+        const std::size_t row = static_cast<std::size_t>(shape.heads * shape.channels) * esize;
+        CHECK(c_win.held_bytes().exact <= 2 * static_cast<std::size_t>(std::max<std::int64_t>(nc.lifecycle.residual + 1, 1)) * row);
+      } catch (const ConfigError& e) {
+        std::cout << "[cuda] " << nc.name << " with ExactTokens::residual refused: " << e.what() << "\n";
+      }
       ++compared;
     }
   }

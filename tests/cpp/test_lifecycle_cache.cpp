@@ -337,3 +337,39 @@ TEST_CASE("residual_dtype data keeps a bf16 model's 119808; an explicit fp16 res
   }
   CHECK(cache.tokens() == 10);
 }
+
+TEST_CASE("ExactTokens::residual holds only the unquantized window and gives ExactTokens::all's bytes", "[lifecycle]") {
+  // Same appends into two caches per lifecycle: prefill 21 tokens, then 30 decode steps. Under ::residual the cache
+  // keeps exactly the tokens not yet in a block on each side, in a store of at most max(window, R + 1) rows.
+  const KvCodec c = half_step_codec();
+  for (LifecycleType type : {LifecycleType::paper, LifecycleType::release, LifecycleType::kivi}) {
+    INFO("lifecycle " << static_cast<int>(type));
+    const LifecycleParams p = lifecycle(type);
+    LayerCache all(c, p, kHeads, kChannels, TokenContext{}, DType::f16);
+    LayerCache window(c, p, kHeads, kChannels, TokenContext{}, DType::f16, Execution::cpu(), ExactTokens::residual);
+    for (auto* cache : {&all, &window}) cache->append(inputs(0, 21, false).data(), inputs(0, 21, true).data(), 21);
+    for (int step = 0; step <= 30; ++step) {
+      const State a = state_of(all), w = state_of(window);
+      CHECK(w.key_quantized == a.key_quantized);
+      CHECK(w.value_quantized == a.value_quantized);
+      CHECK(w.key_bytes == a.key_bytes);
+      CHECK(w.value_bytes == a.value_bytes);
+      std::vector<float> ak, av, wk, wv;
+      all.materialize(ak, av);
+      window.materialize(wk, wv);
+      CHECK(wk == ak);
+      CHECK(wv == av);
+      CHECK(all.exact_key_tokens() == all.tokens());
+      // The residual section: fp16 tokens of heads * channels elements (2 bytes each).
+      const auto residual_tokens = [](const PackedLayout& l) {
+        return static_cast<std::int64_t>(l.bytes_of(SectionKind::residual) / (kHeads * kChannels * 2));
+      };
+      CHECK(window.exact_key_tokens() == residual_tokens(window.key_layout()));
+      CHECK(window.exact_value_tokens() == residual_tokens(window.value_layout()));
+      // fp32 rows of heads * channels floats, at most R + 1 = 9 rows per side once a block has been cut.
+      CHECK(window.held_bytes().exact <= 2 * 9 * kHeads * kChannels * sizeof(float));
+      if (step < 30) decode_steps(all, 1), decode_steps(window, 1);
+    }
+    CHECK(all.held_bytes().exact >= 2 * 51 * kHeads * kChannels * sizeof(float));
+  }
+}

@@ -273,6 +273,7 @@ def test_bits_uses_the_model_dtype_and_memory_counts_bytes_held(model):
     # fp32 identity blocks and an fp32 residual: 32 bits per element, ratio 32 / 32 = 1 (not 16 / 32).
     assert bits["effective_bits"] == 32.0 and bits["model_dtype_bits"] == 32.0 and bits["compression_ratio"] == 1.0
     mem = cache.memory()
-    # 2 layers x (K + V) x 2 KV heads x 43 tokens x 16 channels x 4 bytes = 22,016 bytes, 32 of 43 tokens packed.
-    assert mem["cpu"]["total_bytes"] == 2 * 2 * 2 * 43 * 16 * 4
-    assert mem["cpu"]["packed_bytes"] == 2 * 2 * 2 * 32 * 16 * 4
+    # 43 tokens (40 prefill + 3 fed back); tokens [0, 32) packed: 2 layers x (K + V) x 2 KV heads x 32 x 16 channels
+    # x 4 bytes = 16,384. The exact residual window (11 tokens) lives in a store sized for R + 1 = 33 tokens (fp32 on
+    # the host): 2 x 2 x 2 x 33 x 16 x 4 = 16,896 bytes held. Nothing else: no full-precision copy of the prefill.
+    assert mem == {"cpu": {"packed_bytes": 16384, "residual_bytes": 16896, "total_bytes": 33280}}

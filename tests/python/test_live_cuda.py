@@ -1,5 +1,6 @@
-"""The cache hook with a CUDA model (skipped without a GPU): K/V go to the CPU codec and come back to the GPU in the
-model's dtype. A tiny random Llama built locally; no tokenizer or weights needed."""
+"""The cache hook with a CUDA model (skipped without a GPU): the cache encodes and stores on the GPU (packed blocks and
+the residual window on the model's device, nothing on the host) and gives the CPU cache's bytes. A tiny random Llama
+built locally; no tokenizer or weights needed."""
 import pytest
 
 torch = pytest.importorskip("torch", reason="torch is not installed: run scripts/setup.sh --models")
@@ -30,6 +31,8 @@ def test_cuda_model_through_the_hook(dtype):
         hooked = model.generate(ids, past_key_values=cache, **kw)
         # No persistent full-precision copy: the layer holds only its LayerCaches between steps.
         assert cache.layers[0].keys is None and cache.layers[0].dtype == dt
+        held = cache.memory()
+        assert list(held) == ["cuda:0"] and held["cuda:0"]["packed_bytes"] > 0  # nothing held on the host
         low = VidKVCache({"preset": "vidkv-2"}, {"type": "paper", "group": 16, "residual": 32})
         quant = model.generate(ids, past_key_values=low, **kw)
     if dtype == "float32":
@@ -88,3 +91,37 @@ def test_cuda_padded_row_independent_of_pad_ids_and_pickle_round_trip():
         assert torch.equal(model(step, past_key_values=deep).logits, ref)
     mem = cache.memory()
     assert sum(d["total_bytes"] for d in mem.values()) > 0
+
+
+@pytest.mark.parametrize("preset", ["kivi-2", "vidkv-2", "vidkv-k1.5-v1.58"])
+def test_gpu_layer_cache_equals_the_cpu_layer_cache(preset):
+    """Same fp16 K/V appended (prefill 200, then 40 decode steps) into a LayerCache on cuda:0 and one on the CPU: the
+    materialized caches are bit-identical (exact CUDA tiers; the FFT keys of vidkv-k1.5 within a stated bound) and
+    the GPU cache holds only its residual window in full precision."""
+    import _vidkv
+    g = torch.Generator().manual_seed(3)
+    k = torch.randn(4, 240, 128, generator=g).half()
+    v = torch.randn(4, 240, 128, generator=g).half()
+    lc = {"type": "paper", "group": 32, "residual": 64}
+    gpu = _vidkv.LayerCache({"preset": preset}, lc, 4, 128, 0, 0, "fp16", "cuda:0", torch.cuda.current_stream().cuda_stream)
+    cpu = _vidkv.LayerCache({"preset": preset}, lc, 4, 128, 0, 0, "fp16")
+    kc, vc = k.cuda(), v.cuda()
+    gpu.append_tensors(kc[:, :200].contiguous(), vc[:, :200].contiguous())
+    cpu.append_tensors(k[:, :200].contiguous(), v[:, :200].contiguous())
+    for t in range(200, 240):
+        gpu.append_tensors(kc[:, t:t + 1].contiguous(), vc[:, t:t + 1].contiguous())
+        cpu.append_tensors(k[:, t:t + 1].contiguous(), v[:, t:t + 1].contiguous())
+    gk, gv = torch.empty(4, 240, 128, dtype=torch.float32, device="cuda"), torch.empty(4, 240, 128, device="cuda")
+    gpu.materialize_into(gk, gv)
+    ck, cv = torch.empty(4, 240, 128), torch.empty(4, 240, 128)
+    cpu.materialize_into(ck, cv)
+    assert gpu.key_layout().bytes == cpu.key_layout().bytes and gpu.value_layout().bytes == cpu.value_layout().bytes
+    if preset == "vidkv-k1.5-v1.58":
+        # FFT keys: the fused tiles / cuFFT vs the CPU transform round differently (sign_fft_tolerance.h); a sign
+        # of a near-zero component may flip, so the bound is on the whole layer: relative Frobenius error < 1e-3.
+        assert float((gk.cpu() - ck).norm() / ck.norm()) < 1e-3
+    else:
+        assert torch.equal(gk.cpu(), ck)
+    assert torch.equal(gv.cpu(), cv)
+    m = gpu.memory()
+    assert m["device"] == "cuda:0" and m["residual_bytes"] <= 2 * 65 * 4 * 128 * 2  # residual window, fp16, both sides

@@ -37,9 +37,12 @@ bytes, residual, counters and token metadata), `crop`, `reset`, `copy.deepcopy` 
 residual rows, counters and token metadata; restored on the device it was saved from). `crop(n)`: see
 VidKVLayer.crop for the exact / re-encoded rule.
 
-Devices: on a CPU model K/V go to the C++ codec as float32 host arrays. On a CUDA model the layer uses the
-LayerCache's device API when the extension has it (`append_tensors` / `materialize_into`: no host copies);
-otherwise it copies through the host.
+Devices: key/value states arrive as [batch, kv_heads, tokens, head_dim] of the model's dtype on the model's device.
+On a CUDA model the LayerCaches live there: they encode on the GPU with the CUDA kernels (on the model's current
+stream), hold only packed bytes plus the full-precision residual window, and each decode step dequantizes one layer
+into transient tensors for that layer's attention (`append_tensors` / `materialize_into`: no host copy). On a CPU
+model the same runs on the host. A pickled cache is restored on the device it was saved from (on that device's
+default stream).
 
 Side data for token protectors (per prefill token, as in the trace schema): `modality` [T] or [batch, T] uint8
 (0 system/prefix text, 1 visual, 2 query text, 3 generated) and `embeddings` [T, hidden] or [batch, T, hidden]
@@ -171,10 +174,6 @@ def _per_item(x, batch: int, tokens: int, name: str, dtype, rank_single: int):
     return [np.ascontiguousarray(arr[b]) for b in range(batch)]
 
 
-def _has_device_api(cache) -> bool:
-    return hasattr(cache, "append_tensors") and hasattr(cache, "materialize_into")
-
-
 class VidKVLayer(CacheLayerMixin):
     """One decoder layer's cache: a `_vidkv.LayerCache` per batch row.
 
@@ -208,31 +207,27 @@ class VidKVLayer(CacheLayerMixin):
         self.is_initialized = True
 
     def _new_cache(self):
-        # The model's dtype: lifecycle residual_dtype data (the default) keeps residual tokens in it, exactly.
+        """A LayerCache on the model's device (its current stream on cuda), keeping the model's dtype for the
+        residual (lifecycle residual_dtype data, the default)."""
         dtype = _DTYPE_NAMES.get(self.dtype, "fp32")
+        device, stream = "cpu", 0
+        if self.device.type == "cuda":  # packed blocks and residual on the model's GPU, on its current stream
+            index = self.device.index if self.device.index is not None else torch.cuda.current_device()
+            device, stream = f"cuda:{index}", torch.cuda.current_stream(self.device).cuda_stream
         o = self.owner
-        kwargs = {}
-        if self.device.type == "cuda" and "device" in (getattr(_vidkv.LayerCache.__init__, "__doc__", "") or ""):
-            kwargs = {"device": str(self.device), "stream": torch.cuda.current_stream(self.device).cuda_stream}
-        return _vidkv.LayerCache(o.codec, o.lifecycle, self.heads, self.head_dim, self.layer_idx, o.seed, dtype, **kwargs)
+        return _vidkv.LayerCache(o.codec, o.lifecycle, self.heads, self.head_dim, self.layer_idx, o.seed, dtype,
+                                 device, stream)
 
     # ----- row I/O ------------------------------------------------------------------------------------------
-    def _append_row(self, cache, k: torch.Tensor, v: torch.Tensor, modality=None, embeddings=None) -> None:
-        """k, v: [heads, t, head_dim] of the model's dtype and device."""
-        if _has_device_api(cache) and (self.device.type == "cuda" or k.dtype == torch.float32):
-            cache.append_tensors(k.contiguous(), v.contiguous(), modality=modality, embeddings=embeddings)
-            return
-        cache.append(k.detach().to("cpu", torch.float32).contiguous().numpy(),
-                     v.detach().to("cpu", torch.float32).contiguous().numpy(), modality=modality, embeddings=embeddings)
+    @staticmethod
+    def _append_row(cache, k: torch.Tensor, v: torch.Tensor, modality=None, embeddings=None) -> None:
+        """k, v: [heads, t, head_dim] of the model's dtype on the model's device (no host copy on cuda)."""
+        cache.append_tensors(k.detach().contiguous(), v.detach().contiguous(), modality=modality, embeddings=embeddings)
 
-    def _materialize_row(self, cache, kout: torch.Tensor, vout: torch.Tensor) -> None:
-        """Writes row `cache` as the model reads it into kout, vout [heads, cache.tokens, head_dim] (model dtype)."""
-        if _has_device_api(cache) and kout.is_contiguous() and vout.is_contiguous():
-            cache.materialize_into(kout, vout)
-            return
-        k, v = cache.materialize()
-        kout.copy_(torch.from_numpy(k))
-        vout.copy_(torch.from_numpy(v))
+    @staticmethod
+    def _materialize_row(cache, kout: torch.Tensor, vout: torch.Tensor) -> None:
+        """Writes `cache` as the model reads it into kout, vout [heads, cache.tokens, head_dim], contiguous."""
+        cache.materialize_into(kout, vout)
 
     def _row_positions(self, b: int) -> torch.Tensor | None:
         """Positions (in the padded sequence) of row b's tokens, or None when they are [0, length)."""
@@ -410,11 +405,13 @@ class VidKVLayer(CacheLayerMixin):
         fresh = self._new_cache()
         if n == 0:
             return fresh
-        k, v = cache.materialize()
+        k = torch.empty((self.heads, cache.tokens, self.head_dim), dtype=self.dtype, device=self.device)
+        v = torch.empty_like(k)
+        self._materialize_row(cache, k, v)
         modality = np.ascontiguousarray(cache.modality()[:n])
         emb = cache.embeddings()
         emb = None if emb is None else np.ascontiguousarray(emb[:n])
-        fresh.append(np.ascontiguousarray(k[:, :n]), np.ascontiguousarray(v[:, :n]), modality=modality, embeddings=emb)
+        self._append_row(fresh, k[:, :n], v[:, :n], modality, emb)
         return fresh
 
     def layouts(self):
@@ -544,23 +541,14 @@ class VidKVCache(Cache):
 
     def memory(self) -> dict:
         """Bytes the cache holds right now, per device ("cpu", "cuda:0", ...): {"packed_bytes", "residual_bytes",
-        "total_bytes"} summed over layers and rows (the LayerCache's own count when the extension gives one, else
-        its layouts: packed blocks and the full-precision residual)."""
+        "total_bytes"} summed over layers and rows, as LayerCache.memory() counts them (allocations as requested:
+        packed blocks, and the exact residual window with its slack). Encodes a prefill still held first."""
         self._flush()
         out: dict = {}
         for layer in self.layers:
             for cache in layer.caches:
-                if hasattr(cache, "memory"):
-                    m = cache.memory()
-                    dev, packed, residual = m["device"], m["packed_bytes"], m["residual_bytes"]
-                else:
-                    dev, packed, residual = "cpu", 0, 0
-                    for lay in (cache.key_layout(), cache.value_layout()):
-                        r = sum(b for _, kind, b in lay.sections if kind == "residual")
-                        residual += r
-                        packed += lay.bytes - r
-                d = out.setdefault(str(dev), {"packed_bytes": 0, "residual_bytes": 0, "total_bytes": 0})
-                d["packed_bytes"] += packed
-                d["residual_bytes"] += residual
-                d["total_bytes"] += packed + residual
+                m = cache.memory()
+                acc = out.setdefault(m["device"], {"packed_bytes": 0, "residual_bytes": 0, "total_bytes": 0})
+                for k in acc:
+                    acc[k] += m[k]
         return out

@@ -1,0 +1,189 @@
+"""`vidkv bench --live`: decode speed and device memory of the live cache against fp16 DynamicCache, in one run.
+
+A random-weight decoder is built from a config with a 7B VideoLLM's geometry (Qwen2-7B, the language model of
+LLaVA-OneVision-7B and LLaVA-Video-7B: 28 layers, hidden 3584, 28 query heads, 4 KV heads, head_dim 128, GQA 7;
+nothing is downloaded; --layers / --hidden shrink it for a quick look). For each prompt length (--tokens) and each
+cache (fp16 DynamicCache, then VidKVCache with every --presets entry under the preset's own lifecycle), one random
+prompt is prefilled, then --steps tokens are decoded greedily one at a time, and the run prints:
+
+  ms/token     median wall time of one decode step (torch.cuda.synchronize around each step), and its ratio to
+               DynamicCache at the same length;
+  cache MiB    device bytes the cache holds right after the prefill: DynamicCache's K/V tensors; VidKVCache's
+               `cache.memory()` (packed blocks + residual window, from the allocations it made);
+  bound MiB    the issue-12 bound: effective bits / 16 x the fp16 cache + one layer's fp16 K/V;
+  device MiB   device memory in use right after the prefill minus before it, from cudaMemGetInfo
+               (torch.cuda.mem_get_info, after synchronize + empty_cache): everything that stayed on the GPU, through
+               torch's allocator or not (VidKVCache's packed blocks are cudaMallocAsync allocations that torch's
+               counters do not see);
+  torch peak   torch.cuda.max_memory_allocated() over prefill and decode minus before: activations, DynamicCache's
+               tensors, VidKVCache's transient dequantized layer; not VidKVCache's packed blocks (in cache MiB).
+  eff. bits    VidKVCache.bits()["effective_bits"] after the run (from the bytes stored);
+  same tokens  greedy tokens equal to DynamicCache's at the same step (the exact fp16 codec must give all).
+
+Every cache sees the same prompt and the same weights; steps are decoded with the model's own greedy tokens.
+Without a CUDA device the run exits with a message (use a CPU-sized --layers/--hidden/--tokens with --device cpu
+for a smoke run).
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+
+
+def _parse(argv):
+    p = argparse.ArgumentParser(prog="vidkv bench --live", description=__doc__.split("\n\n")[0])
+    p.add_argument("--live", action="store_true", help="(this benchmark)")
+    p.add_argument("--tokens", default="8192,32768", help="prompt lengths, comma-separated")
+    p.add_argument("--presets", default="fp16,kivi-2,vidkv-k1.5-v1.58",
+                   help="VidKV presets, comma-separated (fp16: the exact codec, the cache's own overhead)")
+    p.add_argument("--steps", type=int, default=32, help="decode steps timed per run (median reported)")
+    p.add_argument("--layers", type=int, default=28, help="decoder layers (7B VideoLLM: 28)")
+    p.add_argument("--hidden", type=int, default=3584, help="hidden size (7B: 3584; heads = hidden / 128)")
+    p.add_argument("--device", default="cuda", help="cuda (default) or cpu for a smoke run")
+    p.add_argument("--dtype", default="fp16", choices=["fp16", "bf16"], help="model dtype")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--profile", action="store_true", help="print torch.profiler's top ops of one decode step per run")
+    a = p.parse_args(argv)
+    a.tokens = [int(x) for x in str(a.tokens).split(",") if x]
+    a.presets = [x for x in str(a.presets).split(",") if x]
+    if a.steps < 2 or a.layers < 1 or a.hidden < 128 or a.hidden % 128:
+        p.error("--steps >= 2, --layers >= 1, --hidden a positive multiple of 128 (head_dim 128)")
+    return a
+
+
+def _model(torch, a):
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    heads = a.hidden // 128
+    kv_heads = 4 if heads % 4 == 0 else 1
+    cfg = Qwen2Config(vocab_size=152064, hidden_size=a.hidden, intermediate_size=int(a.hidden * 37 / 7) // 128 * 128,
+                      num_hidden_layers=a.layers, num_attention_heads=heads, num_key_value_heads=kv_heads,
+                      head_dim=128, max_position_embeddings=max(a.tokens) + a.steps + 16, rope_theta=1e6,
+                      tie_word_embeddings=False)
+    cfg._attn_implementation = "sdpa"
+    dtype = torch.float16 if a.dtype == "fp16" else torch.bfloat16
+    torch.manual_seed(a.seed)
+    with torch.device(a.device):
+        model = Qwen2ForCausalLM(cfg).to(dtype)
+    model.eval()
+    return model, cfg
+
+
+def _sync(torch, device):
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def _device_used(torch) -> int:
+    torch.cuda.synchronize()
+    torch.cuda.empty_cache()
+    free, total = torch.cuda.mem_get_info()
+    return total - free
+
+
+def _profile(torch, model, cache, nxt):
+    """Top CUDA and CPU ops of one more decode step (--profile)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with torch.inference_mode(), profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+        model(input_ids=nxt, past_key_values=cache, use_cache=True)
+        torch.cuda.synchronize()
+    print(prof.key_averages().table(sort_by="self_cuda_time_total", row_limit=8), flush=True)
+    print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=8), flush=True)
+
+
+def _cache_bytes_dynamic(cache) -> int:
+    n = 0
+    for layer in cache.layers:
+        for t in (getattr(layer, "keys", None), getattr(layer, "values", None)):
+            if t is not None:
+                n += t.numel() * t.element_size()
+    return n
+
+
+def _run(torch, model, a, tokens, make_cache, prompt):
+    cuda = a.device.startswith("cuda")
+    cache = make_cache()
+    _sync(torch, a.device)
+    if cuda:
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
+    before = torch.cuda.memory_allocated() if cuda else 0
+    used_before = _device_used(torch) if cuda else 0
+    with torch.inference_mode():
+        out = model(input_ids=prompt, past_key_values=cache, use_cache=True, logits_to_keep=1)
+        nxt = out.logits[:, -1:].argmax(-1)
+        del out
+        _sync(torch, a.device)
+        used_after = _device_used(torch) if cuda else 0
+        times, generated = [], []
+        for _ in range(a.steps):
+            generated.append(int(nxt[0, 0]))
+            t0 = time.perf_counter()
+            out = model(input_ids=nxt, past_key_values=cache, use_cache=True)
+            nxt = out.logits[:, -1:].argmax(-1)
+            del out
+            _sync(torch, a.device)
+            times.append(time.perf_counter() - t0)
+    peak = torch.cuda.max_memory_allocated() - before if cuda else 0
+    if a.profile and cuda:
+        _profile(torch, model, cache, nxt)
+    return cache, statistics.median(times[1:]) * 1e3, used_after - used_before, peak, generated
+
+
+def main(argv=None) -> int:
+    a = _parse(sys.argv[1:] if argv is None else argv)
+    try:
+        import torch
+        from transformers import DynamicCache
+    except ImportError as exc:
+        raise SystemExit(f"vidkv bench --live needs torch and transformers ({exc}): bash scripts/setup.sh --models")
+    if a.device.startswith("cuda") and not torch.cuda.is_available():
+        raise SystemExit("vidkv bench --live: no CUDA device visible (run it on a GPU machine, or --device cpu with a "
+                         "small --layers/--hidden/--tokens for a smoke run)")
+    from vidkv.hf import VidKVCache
+
+    model, cfg = _model(torch, a)
+    dev = "GPU: " + torch.cuda.get_device_name() if a.device.startswith("cuda") else "CPU"
+    print(f"# vidkv bench --live: random-weight Qwen2 geometry, {cfg.num_hidden_layers} layers x "
+          f"{cfg.num_key_value_heads} KV heads x 128 (GQA {cfg.num_attention_heads // cfg.num_key_value_heads}), "
+          f"{a.dtype}, {dev}; {a.steps} decode steps per run, median ms\n")
+    print("| tokens | cache | ms/token | vs fp16 | cache MiB | bound MiB | device MiB | torch peak MiB | eff. bits | same tokens |")
+    print("| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    mib = 1 / 2**20
+    g = torch.Generator(device="cpu").manual_seed(a.seed)
+    for tokens in a.tokens:
+        prompt = torch.randint(0, cfg.vocab_size, (1, tokens), generator=g).to(a.device)
+        cache, ms_fp16, alloc, peak, ref_tokens = _run(torch, model, a, tokens, DynamicCache, prompt)
+        # DynamicCache holds prefill + steps tokens now: scale its bytes back to the prefill for the bound.
+        fp16_bytes = _cache_bytes_dynamic(cache) * tokens / (tokens + a.steps)
+        del cache
+        one_layer = fp16_bytes / cfg.num_hidden_layers
+        print(f"| {tokens} | fp16 DynamicCache | {ms_fp16:.2f} | 1.00 | {fp16_bytes * mib:.1f} | - | {alloc * mib:.1f} | "
+              f"{peak * mib:.1f} | 16.00 | - |", flush=True)
+        for preset in a.presets:
+            holder = {}
+
+            def make(preset=preset):
+                holder["c"] = VidKVCache({"preset": preset})
+                return holder["c"]
+
+            cache, ms, alloc, peak, toks = _run(torch, model, a, tokens, make, prompt)
+            bits = cache.bits()["effective_bits"]
+            held = sum(m["total_bytes"] for m in cache.memory().values())
+            del cache, holder["c"]
+            bound = bits / 16 * fp16_bytes + one_layer
+            print(f"| {tokens} | VidKVCache {preset} | {ms:.2f} | {ms / ms_fp16:.2f} | {held * mib:.1f} | "
+                  f"{bound * mib:.1f} | {alloc * mib:.1f} | {peak * mib:.1f} | {bits:.2f} | "
+                  f"{sum(x == y for x, y in zip(toks, ref_tokens))}/{len(ref_tokens)} |", flush=True)
+    print("\ncache MiB: DynamicCache's K/V tensors / VidKVCache.memory() after prefill + steps (scaled to the prefill "
+          "for DynamicCache); device MiB: device memory in use (cudaMemGetInfo) right after the prefill minus before it; torch peak "
+          "MiB: max_memory_allocated() over prefill and decode minus before (not VidKVCache's packed blocks); bound: effective bits / 16 x fp16 cache + one "
+          "layer's fp16 K/V (issue 12).")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
