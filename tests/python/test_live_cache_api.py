@@ -277,3 +277,13 @@ def test_bits_uses_the_model_dtype_and_memory_counts_bytes_held(model):
     # x 4 bytes = 16,384. The exact residual window (11 tokens) lives in a store sized for R + 1 = 33 tokens (fp32 on
     # the host): 2 x 2 x 2 x 33 x 16 x 4 = 16,896 bytes held. Nothing else: no full-precision copy of the prefill.
     assert mem == {"cpu": {"packed_bytes": 16384, "residual_bytes": 16896, "total_bytes": 33280}}
+
+
+def test_at_most_one_layers_prefill_is_held_in_full_precision(model):
+    cache = VidKVCache({"preset": "kivi-2"}, PAPER)
+    prefill(model, cache, ids(40))
+    # Layer 0 was encoded when layer 1's prefill arrived; layer 1 (the last) still holds its exact K/V.
+    assert [layer.pending for layer in cache.layers] == [False, True]
+    assert cache.layers[0].keys is None and cache.layers[1].keys.shape == (1, 2, 40, 16)
+    cache.memory()  # counting the bytes encodes the held prefill first
+    assert not cache.layers[1].pending and cache.layers[1].keys is None

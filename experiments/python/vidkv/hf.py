@@ -14,9 +14,10 @@ per batch row: the same C++ codec and lifecycle (core/cache_lifecycle.h) that tr
 Semantics (docs/algorithms.md section 5):
   * the first `update` of a layer is the prefill: it returns the exact inputs (prefill attention and the first
     generated token never see quantization) and keeps them, full precision, in `layer.keys` / `layer.values`
-    until the layer's next `update` (or `bits()`, `memory()`, a crop): only then are they encoded. This is the one
-    place a full-precision copy lives, and it is what lets a kvpress press (which rewrites `cache.layers[i].keys /
-    values` right after the prefill attention) decide what gets quantized: what the press keeps is what is encoded.
+    until the next layer's prefill `update` (or this layer's next `update`, `bits()`, `memory()`, a crop): only
+    then are they encoded. That is the one place a full-precision copy lives (one layer's prefill at a time), and
+    it is what lets a kvpress press (which rewrites `cache.layers[i].keys / values` right after layer i's prefill
+    attention) decide what gets quantized: what the press keeps is what is encoded.
   * every later `update` (a decode step, or a teacher-forced token) appends its tokens, then returns the cache as
     the model reads it: dequantized blocks followed by the full-precision residual, materialized into fresh
     tensors that live only while the layer attends (`layer.keys` / `layer.values` are None between steps).
@@ -279,6 +280,11 @@ class VidKVLayer(CacheLayerMixin):
     def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs):
         """Appends key/value states [batch, kv_heads, t, head_dim]; returns the K/V attention must use."""
         if not self.is_initialized:
+            # The layers before this one have run their attention (and any press hook on it): encode their held
+            # prefill now, so at most one layer's full-precision prefill exists at a time.
+            for layer in self.owner.layers:
+                if layer is not self and layer.pending:
+                    layer._flush()
             self.lazy_initialization(key_states, value_states)
             batch, _, t, _ = key_states.shape
             self.prefill_tokens = self.cumulative_length = t
