@@ -258,8 +258,7 @@ class VidKVLayer(CacheLayerMixin):
                     "tokens (a kvpress press?), so per-token modality / embeddings no longer match the kept tokens; "
                     "a pruning press works with codecs whose protectors need no side data")
             self.prefill_tokens = t
-        modality = _per_item(o.modality, batch, t, "modality", np.uint8, 1)
-        embeddings = _per_item(o.embeddings, batch, t, "embeddings", np.float32, 2)
+        modality, embeddings = o._side_data(batch, t)
         self.caches = []
         for b in range(batch):
             cache = self._new_cache()
@@ -519,6 +518,15 @@ class VidKVCache(Cache):
     def _flush(self) -> None:
         for layer in self.layers:
             layer._flush()
+
+    def _side_data(self, batch: int, tokens: int) -> tuple[list, list]:
+        """Per-row modality and embeddings of the prefill, split once (every layer reads the same)."""
+        key = (batch, tokens, id(self.modality), id(self.embeddings))
+        if getattr(self, "_side_key", None) != key:
+            self._side_rows = (_per_item(self.modality, batch, tokens, "modality", np.uint8, 1),
+                               _per_item(self.embeddings, batch, tokens, "embeddings", np.float32, 2))
+            self._side_key = key
+        return self._side_rows
 
     def bits(self) -> dict:
         """Bits per stored element right now, over every layer and batch row, from the exact packed layouts:
