@@ -131,6 +131,37 @@ class LayerCache {
   PackedLayout value_layout() const;
   // Times the whole cache was re-quantized (release lifecycle).
   int requantizations() const { return requantizations_; }
+  // Tokens [0, n) of the key / value side live in packed blocks; the rest is the full-precision residual.
+  std::int64_t key_quantized() const { return key_quantized_; }
+  std::int64_t value_quantized() const { return value_quantized_; }
+
+  // --- Copies, crop and serialisation (cache_lifecycle_state.cpp; the live hook's beam search, crop, pickle) ---
+  // A copy of `other` bound to `codec` (equal to other's) and `ctx` (other's token metadata, copied by the caller):
+  // the same blocks, residual and counters on the same device (cuda buffers copied device to device on ex's stream).
+  LayerCache(const LayerCache& other, const KvCodec& codec, TokenContext ctx);
+  // Drops the tokens [n, tokens()). Exact (nothing re-encoded) and only allowed when n lies in the full-precision
+  // residual of both sides: max(key_quantized(), value_quantized()) <= n <= tokens(); otherwise a ValueError
+  // naming both counts (the caller then rebuilds the cache from the materialized first n tokens).
+  void crop(std::int64_t n);
+  // Everything a restored cache needs: counters, the packed bytes of every block, and per side the exact rows the
+  // cache holds, [heads, tokens - first, channels] fp32 of the tokens [first, tokens) (first = 0 under
+  // ExactTokens::all, the side's quantized count under ExactTokens::residual). Host memory (a cuda cache copies its
+  // buffers back).
+  struct State {
+    std::int64_t tokens = 0, key_quantized = 0, value_quantized = 0, key_first = 0, value_first = 0;
+    int requantizations = 0;
+    struct BlockBytes {
+      std::int64_t begin = 0, end = 0;
+      std::vector<std::uint8_t> bytes;
+    };
+    std::vector<BlockBytes> key_blocks, value_blocks;
+    std::vector<float> key_rows, value_rows;
+  };
+  State state() const;
+  // Replaces this (empty) cache's contents with `s` (as state() gave it, from a cache of the same codec, lifecycle,
+  // heads and channels, on any device); each block's layout is recomputed by the codec and must match its byte
+  // count (ShapeError otherwise).
+  void restore(const State& s);
   // Bytes held now on the cache's device (packed blocks + exact-token stores).
   HeldBytes held_bytes() const;
   // Tokens whose exact inputs are held now, per side (all tokens under ExactTokens::all).

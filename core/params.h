@@ -14,6 +14,8 @@
 // ParamSpecs that `vidkv plugins describe` prints. Plugins never see YAML, HDF5 or Python objects.
 #pragma once
 
+#include <algorithm>
+
 #include <cstdint>
 #include <functional>
 #include <limits>
@@ -150,6 +152,13 @@ class ParamReader {
           for (const auto& k : known_) valid += (valid.empty() ? "" : ", ") + k;
           auto near = closest_names(key, known_);
           std::string hint = near.empty() ? "" : " (did you mean '" + near[0] + "'?)";
+          // KIVI's and transformers' QuantizedCacheConfig names of our fields (vidkv.hf from_kivi / from_hf).
+          static const std::pair<const char*, const char*> kForeignNames[] = {
+              {"k_bits", "bits"}, {"v_bits", "bits"}, {"nbits", "bits"}, {"group_size", "group"}, {"q_group_size", "group"},
+              {"residual_length", "residual"}, {"axis_key", "axis"}, {"axis_value", "axis"}};
+          for (const auto& [theirs, ours] : kForeignNames)
+            if (key == theirs && std::find(known_.begin(), known_.end(), ours) != known_.end())
+              hint = " (did you mean '" + std::string(ours) + "'? '" + key + "' is the KIVI / transformers name)";
           value.fail("unknown key '" + key + "' for " + plugin_ + hint + "; valid keys: " + (valid.empty() ? "none" : valid));
         }
       }

@@ -56,6 +56,8 @@ if ((want_python)); then
     if ! cmp -s requirements-models.txt .venv/.requirements-models.installed; then
       echo "setup: installing the model packages into .venv (requirements-models.txt; torch with its CUDA wheels, ~80 s)"
       .venv/bin/python -m pip install -q -r requirements-models.txt
+      # kvpress pins transformers<5.3; its imports are in requirements-models.txt (see the comment there).
+      .venv/bin/python -m pip install -q --no-deps kvpress==0.5.5
       cp requirements-models.txt .venv/.requirements-models.installed
     fi
     bash scripts/fetch_model_data.sh .venv/bin/python

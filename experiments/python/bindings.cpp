@@ -8,6 +8,7 @@
 #include <pybind11/stl.h>
 
 #include <cmath>
+#include <cstring>
 #include <exception>
 #include <memory>
 #include <optional>
@@ -340,20 +341,17 @@ class PyLayerCache {
   // device: "cpu" or "cuda:N" (the model's device); stream: the cudaStream_t (as an int) the cache enqueues on.
   PyLayerCache(const py::dict& codec, const py::dict& lifecycle, std::int64_t heads, std::int64_t channels, int layer,
                std::uint64_t seed, const std::string& dtype, const std::string& device, std::uintptr_t stream)
-      : heads_(heads), channels_(channels), layer_(layer) {
+      : heads_(heads), channels_(channels), layer_(layer), seed_(seed), dtype_(dtype), device_(device),
+        codec_dict_(py::dict(codec)), lifecycle_dict_(py::dict(lifecycle)) {
     ConfigNode node = to_config(codec, "");
     node.set_path("codec");
     ConfigNode resolved = resolve_codec(node);
     ConfigNode lc = to_config(lifecycle, "");
     lc.set_path("lifecycle");
     params_ = parse_params<LifecycleParams>(lc, {}, "lifecycle");
-    codec_ = std::make_unique<KvCodec>(builtin_registry().make_quantizer(resolved.at("key")),
+    codec_ = std::make_shared<KvCodec>(builtin_registry().make_quantizer(resolved.at("key")),
                                        builtin_registry().make_quantizer(resolved.at("value")));
     tokens_ = std::make_unique<TraceTokens>();
-    TokenContext ctx;
-    ctx.layer = layer;
-    ctx.tokens = tokens_.get();
-    ctx.seed = seed;
     const DType data_dtype = dtype == "fp16" ? DType::f16 : dtype == "bf16" ? DType::bf16 : DType::f32;
     if (dtype != "fp16" && dtype != "bf16" && dtype != "fp32")
       throw ConfigError("LayerCache: dtype '" + dtype + "' is not one of fp16, bf16, fp32");
@@ -369,8 +367,100 @@ class PyLayerCache {
     }
     // The live hook keeps no exact copy of quantized tokens (cache_lifecycle.h, ExactTokens::residual).
     with_device([&] {
-      cache_ = std::make_unique<LayerCache>(*codec_, params_, heads, channels, ctx, data_dtype, ex, ExactTokens::residual);
+      cache_ = std::make_unique<LayerCache>(*codec_, params_, heads, channels, context(), data_dtype, ex, ExactTokens::residual);
     });
+  }
+
+  // A copy sharing the (immutable) codec, with its own token metadata and storage (LayerCache's rebinding copy).
+  PyLayerCache clone() const { return PyLayerCache(*this); }
+  PyLayerCache(const PyLayerCache& o)
+      : heads_(o.heads_), channels_(o.channels_), layer_(o.layer_), seed_(o.seed_), dtype_(o.dtype_), device_(o.device_),
+        codec_dict_(o.codec_dict_), lifecycle_dict_(o.lifecycle_dict_), params_(o.params_), codec_(o.codec_),
+        tokens_(std::make_unique<TraceTokens>(*o.tokens_)) {
+    device_index_ = o.device_index_;
+    with_device([&] { cache_ = std::make_unique<LayerCache>(*o.cache_, *codec_, context()); });
+  }
+
+  // Exact crop to n tokens (LayerCache::crop: n must lie in the full-precision residual of both sides).
+  void crop(std::int64_t n) {
+    cache_->crop(n);
+    TraceTokens& t = *tokens_;
+    const auto k = static_cast<std::size_t>(n);
+    t.modality.resize(k), t.position.resize(k), t.frame.resize(k), t.patch_row.resize(k), t.patch_col.resize(k);
+    if (t.hidden) t.embeddings.resize(k * static_cast<std::size_t>(t.hidden));
+  }
+
+  // Modality codes of the tokens held ([tokens] uint8) and their embeddings ([tokens, hidden] float32, or None).
+  py::array_t<std::uint8_t> modality() const {
+    py::array_t<std::uint8_t> out(static_cast<py::ssize_t>(tokens_->modality.size()));
+    for (std::size_t i = 0; i < tokens_->modality.size(); ++i) out.mutable_data()[i] = static_cast<std::uint8_t>(tokens_->modality[i]);
+    return out;
+  }
+  py::object embeddings() const {
+    if (!tokens_->hidden) return py::none();
+    py::array_t<float> out(std::vector<py::ssize_t>{tokens_->size(), static_cast<py::ssize_t>(tokens_->hidden)});
+    std::copy(tokens_->embeddings.begin(), tokens_->embeddings.begin() + out.size(), out.mutable_data());
+    return std::move(out);
+  }
+
+  // Pickle: the constructor's arguments, the token metadata and LayerCache::state() (packed bytes, the exact
+  // residual rows, counters), as plain Python objects.
+  py::tuple getstate() const {
+    LayerCache::State s;
+    without_gil([&] { with_device([&] { s = cache_->state(); }); });
+    auto blocks = [](const std::vector<LayerCache::State::BlockBytes>& bs) {
+      py::list out;
+      for (const auto& b : bs)
+        out.append(py::make_tuple(b.begin, b.end, py::bytes(reinterpret_cast<const char*>(b.bytes.data()), b.bytes.size())));
+      return out;
+    };
+    auto floats = [](const std::vector<float>& v) { return py::bytes(reinterpret_cast<const char*>(v.data()), v.size() * sizeof(float)); };
+    const TraceTokens& t = *tokens_;
+    auto raw = [](const auto& v) {
+      return py::bytes(reinterpret_cast<const char*>(v.data()), v.size() * sizeof(typename std::decay_t<decltype(v)>::value_type));
+    };
+    py::tuple tokens = py::make_tuple(raw(t.modality), raw(t.position), raw(t.frame), raw(t.patch_row), raw(t.patch_col),
+                                      t.hidden, raw(t.embeddings));
+    py::tuple state = py::make_tuple(s.tokens, s.key_quantized, s.value_quantized, s.key_first, s.value_first,
+                                     s.requantizations,
+                                     blocks(s.key_blocks), blocks(s.value_blocks), floats(s.key_rows), floats(s.value_rows));
+    return py::make_tuple(2, codec_dict_, lifecycle_dict_, heads_, channels_, layer_, seed_, dtype_, device_, tokens, state);
+  }
+  static PyLayerCache setstate(const py::tuple& p) {
+    if (p.size() != 11 || p[0].cast<int>() != 2) throw ValueError("LayerCache: unpickling a state of another version");
+    // Restored on the device it was saved from, enqueued on that device's default stream (0).
+    PyLayerCache c(p[1].cast<py::dict>(), p[2].cast<py::dict>(), p[3].cast<std::int64_t>(), p[4].cast<std::int64_t>(),
+                   p[5].cast<int>(), p[6].cast<std::uint64_t>(), p[7].cast<std::string>(), p[8].cast<std::string>(), 0);
+    auto from_bytes = [](const py::handle& h, auto& v) {
+      const std::string b = h.cast<std::string>();
+      v.resize(b.size() / sizeof(typename std::decay_t<decltype(v)>::value_type));
+      std::memcpy(v.data(), b.data(), v.size() * sizeof(typename std::decay_t<decltype(v)>::value_type));
+    };
+    const py::tuple tk = p[9].cast<py::tuple>();
+    TraceTokens& t = *c.tokens_;
+    from_bytes(tk[0], t.modality), from_bytes(tk[1], t.position), from_bytes(tk[2], t.frame), from_bytes(tk[3], t.patch_row),
+        from_bytes(tk[4], t.patch_col);
+    t.hidden = tk[5].cast<std::int64_t>();
+    from_bytes(tk[6], t.embeddings);
+    const py::tuple st = p[10].cast<py::tuple>();
+    LayerCache::State s;
+    s.tokens = st[0].cast<std::int64_t>(), s.key_quantized = st[1].cast<std::int64_t>();
+    s.value_quantized = st[2].cast<std::int64_t>(), s.key_first = st[3].cast<std::int64_t>();
+    s.value_first = st[4].cast<std::int64_t>(), s.requantizations = st[5].cast<int>();
+    auto blocks = [&](const py::handle& h, std::vector<LayerCache::State::BlockBytes>& out) {
+      for (const py::handle& b : h.cast<py::list>()) {
+        const py::tuple bt = b.cast<py::tuple>();
+        LayerCache::State::BlockBytes bb{bt[0].cast<std::int64_t>(), bt[1].cast<std::int64_t>(), {}};
+        from_bytes(bt[2], bb.bytes);
+        out.push_back(std::move(bb));
+      }
+    };
+    blocks(st[6], s.key_blocks);
+    blocks(st[7], s.value_blocks);
+    from_bytes(st[8], s.key_rows);
+    from_bytes(st[9], s.value_rows);
+    c.with_device([&] { c.cache_->restore(s); });
+    return c;
   }
 
   // key, value: [heads, t, channels]; modality: [t] (default: 3 = generated after the first call, 0 before);
@@ -434,6 +524,17 @@ class PyLayerCache {
   PyLayout value_layout() const { return to_py(cache_->value_layout()); }
   int requantizations() const { return cache_->requantizations(); }
   const LayerCache& cache() const { return *cache_; }
+  std::int64_t key_quantized() const { return cache_->key_quantized(); }
+  std::int64_t value_quantized() const { return cache_->value_quantized(); }
+
+ private:
+  TokenContext context() const {
+    TokenContext ctx;
+    ctx.layer = layer_;
+    ctx.tokens = tokens_.get();
+    ctx.seed = seed_;
+    return ctx;
+  }
 
   // Runs `f` with the cache's CUDA device current (a no-op on cpu).
   template <class F>
@@ -442,8 +543,6 @@ class PyLayerCache {
     CudaDeviceGuard guard(device_index_);
     f();
   }
-
- private:
 
   // Token metadata of `t` appended tokens: modality [t] (default 0 at the prefill, 3 after), embeddings [t, hidden].
   void record_tokens(std::int64_t t, const py::object& modality, const py::object& embeddings) {
@@ -484,8 +583,11 @@ class PyLayerCache {
   int device_index_ = -1;  // the cuda device; -1 on cpu
   std::int64_t heads_, channels_;
   int layer_;
+  std::uint64_t seed_;
+  std::string dtype_, device_;
+  py::dict codec_dict_, lifecycle_dict_;  // the constructor's arguments (pickle)
   LifecycleParams params_;
-  std::unique_ptr<KvCodec> codec_;
+  std::shared_ptr<const KvCodec> codec_;  // immutable once built: shared by clones
   std::unique_ptr<TraceTokens> tokens_;
   std::unique_ptr<LayerCache> cache_;
 };
@@ -594,7 +696,19 @@ PYBIND11_MODULE(_vidkv, m) {
       .def_property_readonly("tokens", &PyLayerCache::tokens)
       .def_property_readonly("requantizations", &PyLayerCache::requantizations)
       .def("key_layout", &PyLayerCache::key_layout)
-      .def("value_layout", &PyLayerCache::value_layout);
+      .def("value_layout", &PyLayerCache::value_layout)
+      .def_property_readonly("key_quantized", &PyLayerCache::key_quantized, "tokens [0, n) of the keys live in packed blocks")
+      .def_property_readonly("value_quantized", &PyLayerCache::value_quantized, "tokens [0, n) of the values live in packed blocks")
+      .def("clone", &PyLayerCache::clone, "An independent copy (same blocks, residual, counters, token metadata)")
+      .def("__copy__", &PyLayerCache::clone)
+      .def("__deepcopy__", [](const PyLayerCache& c, const py::dict&) { return c.clone(); }, py::arg("memo"))
+      .def("crop", &PyLayerCache::crop, py::arg("tokens"),
+           "Keeps the first `tokens` tokens; exact, and only allowed when they include every quantized token of both "
+           "sides (vidkv.ValueError otherwise)")
+      .def("modality", &PyLayerCache::modality, "[tokens] uint8 modality codes of the tokens held")
+      .def("embeddings", &PyLayerCache::embeddings, "[tokens, hidden] float32 embeddings of the tokens held, or None")
+      .def(py::pickle([](const PyLayerCache& c) { return c.getstate(); },
+                       [](py::tuple t) { return PyLayerCache::setstate(t); }));
   m.def("decode_attention", &decode_attention_py, py::arg("caches"), py::arg("query"), py::arg("out"),
         "decode attention from the packed caches (one LayerCache per sequence) for query [batch, q_heads, head_dim] "
         "into out (same shape), on the caches' device (attention/decode_attention.h; docs/decode-attention.md)");

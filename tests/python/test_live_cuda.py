@@ -29,6 +29,8 @@ def test_cuda_model_through_the_hook(dtype):
         plain = model.generate(ids, **kw)
         cache = VidKVCache({"preset": "fp16"}, {"type": "paper", "group": 16, "residual": 32})
         hooked = model.generate(ids, past_key_values=cache, **kw)
+        # No persistent full-precision copy: the layer holds only its LayerCaches between steps.
+        assert cache.layers[0].keys is None and cache.layers[0].dtype == dt
         held = cache.memory()
         assert list(held) == ["cuda:0"] and held["cuda:0"]["packed_bytes"] > 0  # nothing held on the host
         low = VidKVCache({"preset": "vidkv-2"}, {"type": "paper", "group": 16, "residual": 32})
@@ -38,6 +40,57 @@ def test_cuda_model_through_the_hook(dtype):
     else:
         assert hooked.shape == plain.shape
     assert quant.shape[1] == plain.shape[1] and low.bits()["effective_bits"] < 16
+
+
+def _generate(model, ids, cache, **kw):
+    args = dict(max_new_tokens=12, do_sample=False, temperature=None, top_p=None, top_k=None, pad_token_id=0,
+                eos_token_id=None, past_key_values=cache)
+    args.update(kw)
+    with torch.no_grad():
+        return model.generate(ids, **args)
+
+
+EXACT = {"key": {"quantizer": "identity", "dtype": "fp32"}, "value": {"quantizer": "identity", "dtype": "fp32"}}
+
+
+def test_cuda_exact_codec_beam_search_and_crop_match_dynamic_cache():
+    from transformers import DynamicCache
+    model = tiny_llama(torch.float32)
+    ids = torch.randint(0, 512, (1, 80), generator=torch.Generator().manual_seed(2)).cuda()
+    ref = _generate(model, ids, DynamicCache(), num_beams=2)
+    assert torch.equal(_generate(model, ids, VidKVCache(EXACT, {"type": "paper", "group": 16, "residual": 32}),
+                                 num_beams=2), ref)
+    rep = torch.cat([ids[:, :40], ids[:, :40]], 1)
+    ref = _generate(model, rep, DynamicCache())
+    assert torch.equal(_generate(model, rep, VidKVCache(EXACT, {"type": "paper", "group": 16, "residual": 32}),
+                                 prompt_lookup_num_tokens=3), ref)
+
+
+def test_cuda_padded_row_independent_of_pad_ids_and_pickle_round_trip():
+    import copy
+    import pickle
+    model = tiny_llama(torch.bfloat16)
+    g = torch.Generator().manual_seed(3)
+    real, row1 = torch.randint(3, 512, (1, 64), generator=g), torch.randint(3, 512, (1, 50), generator=g)
+    mask = torch.ones(2, 64, dtype=torch.long)
+    mask[1, :14] = 0
+    outs = []
+    for pad in (0, 77):
+        batch = torch.cat([real, torch.cat([torch.full((1, 14), pad), row1], 1)]).cuda()
+        cache = VidKVCache({"preset": "kivi-2"}, {"type": "kivi", "group": 16, "residual": 16},
+                           attention_mask=mask.cuda())
+        outs.append(_generate(model, batch, cache, attention_mask=mask.cuda(), output_logits=True,
+                              return_dict_in_generate=True))
+    assert all(torch.equal(a[1], b[1]) for a, b in zip(outs[0].logits, outs[1].logits))
+    twin = pickle.loads(pickle.dumps(cache))
+    deep = copy.deepcopy(cache)
+    step = torch.randint(3, 512, (2, 1), generator=g).cuda()
+    with torch.no_grad():
+        ref = model(step, past_key_values=cache).logits
+        assert torch.equal(model(step, past_key_values=twin).logits, ref)
+        assert torch.equal(model(step, past_key_values=deep).logits, ref)
+    mem = cache.memory()
+    assert sum(d["total_bytes"] for d in mem.values()) > 0
 
 
 @pytest.mark.parametrize("preset", ["kivi-2", "vidkv-2", "vidkv-k1.5-v1.58"])

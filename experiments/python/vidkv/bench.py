@@ -161,6 +161,10 @@ def torch_gbps(torch, preset, layers, repeats, layer_fp16_bytes):
 
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
+    if "--live" in argv:  # the live cache in a 7B-geometry model (vidkv/bench_live.py, its own options)
+        from vidkv import bench_live  # noqa: PLC0415
+
+        return bench_live.main(argv)
     if "cuda" in [v.split("=", 1)[-1] for i, v in enumerate(argv) if v.startswith("--backend") or
                   (i > 0 and argv[i - 1] == "--backend")]:
         from vidkv import bench_cuda  # noqa: PLC0415
@@ -182,6 +186,12 @@ def main(argv=None):
     p.add_argument("--attention", action="store_true",
                    help="run by the vidkv command itself (C++, experiments/src/attention_bench.h), never forwarded here")
     p.add_argument("--batches", default=None, help="--attention only")
+    p.add_argument("--live", action="store_true", help="the live cache (vidkv/bench_live.py; its options below)")
+    p.add_argument("--steps", type=int, default=None, help="--live only")
+    p.add_argument("--hidden", type=int, default=None, help="--live only")
+    p.add_argument("--device", default=None, help="--live only")
+    p.add_argument("--sdpa", default=None, help="--live only")
+    p.add_argument("--profile", action="store_true", help="--live only")
     a = p.parse_args(argv)
     if a.attention or a.batches is not None:
         p.error("--attention and --batches: run `vidkv bench --attention` (the C++ command times the kernels and runs "

@@ -14,7 +14,7 @@ every prompt, against the full-precision cache (transformers' DynamicCache, exac
     exact cache's greedy token at that position (positions where only one of the two sequences goes on count as
     disagreements); generated_text is the run's answer (prompts separated by " | ");
   * key/value nominal and effective bits from the packed layouts of the teacher-forced cache (prompt + reference),
-    element-weighted over prompts, compression_ratio = 16 / effective_bits; seconds = wall time of the run.
+    element-weighted over prompts, compression_ratio = bits of the model dtype (16 for fp16/bf16, 32 for fp32) / effective_bits; seconds = wall time of the run.
 Results: the same files as `vidkv run` (config.yaml, provenance.json, results.csv, results.jsonl, summary.md), one
 row per run with layer = head = -1 and trace = the model's label, written into a temporary folder renamed at the
 end (an error leaves no half-written results folder).
@@ -153,7 +153,7 @@ class PromptCase:
         self.embeddings = None
 
 
-def _forced_logits(loaded, case: PromptCase, cache):
+def _forced_logits(loaded, case: PromptCase, cache, streamer=None):
     import torch
 
     from vidkv.record import greedy_kwargs
@@ -161,7 +161,7 @@ def _forced_logits(loaded, case: PromptCase, cache):
     n = len(case.reference_ids)
     kw = greedy_kwargs(loaded.tokenizer, n)
     kw.update(min_new_tokens=n, output_logits=True, return_dict_in_generate=True,
-              logits_processor=[_force_tokens(case.reference_ids)])
+              logits_processor=[_force_tokens(case.reference_ids)], streamer=streamer)
     with torch.no_grad():
         out = loaded.model.generate(**case.model_inputs, past_key_values=cache, **kw)
     got = out.sequences[0, case.inputs.length:].tolist()
@@ -170,13 +170,13 @@ def _forced_logits(loaded, case: PromptCase, cache):
     return torch.stack([l[0] for l in out.logits]).double().cpu()  # [n, vocab]
 
 
-def _greedy(loaded, case: PromptCase, cache, max_new_tokens: int):
+def _greedy(loaded, case: PromptCase, cache, max_new_tokens: int, streamer=None):
     import torch
 
     from vidkv.record import greedy_kwargs
 
     with torch.no_grad():
-        out = loaded.model.generate(**case.model_inputs, past_key_values=cache,
+        out = loaded.model.generate(**case.model_inputs, past_key_values=cache, streamer=streamer,
                                     **greedy_kwargs(loaded.tokenizer, max_new_tokens))
     return out[0, case.inputs.length:].tolist()
 
@@ -235,6 +235,7 @@ def run_live(experiment: str, overrides: list[str], out: str | None, command_lin
     from vidkv.capture import capture_pass
     from vidkv.hf import VidKVCache, codec_needs_question, semantic_protectors
     from vidkv.models import load_model
+    from vidkv.progress import RunProgress, TokenProgress
     from vidkv.video import read_frames
 
     plan = _vidkv.plan(experiment, list(overrides))
@@ -255,26 +256,32 @@ def run_live(experiment: str, overrides: list[str], out: str | None, command_lin
         loaded = load_model(block.id, gguf=block.gguf, device=block.device, dtype=block.dtype, threads=block.threads)
     cases = [PromptCase(loaded, p, frames, block) for p in block.prompts]
     needs_embeddings = any("semantic_embedding" in semantic_protectors(r["codec"]) for r in plan["runs"])
-    for case in cases:
+    progress = RunProgress(len(plan["runs"]) + 1, "live")
+    progress.start("exact cache (reference)")
+    for i, case in enumerate(cases):
         if needs_embeddings:
             case.embeddings = capture_pass(loaded, case.model_inputs).embeddings.numpy()
-        case.exact_logits = _forced_logits(loaded, case, DynamicCache(config=loaded.model.config))
-        case.exact_greedy = _greedy(loaded, case, DynamicCache(config=loaded.model.config), block.max_new_tokens)
+        case.exact_logits = _forced_logits(loaded, case, DynamicCache(config=loaded.model.config),
+                                           TokenProgress(f"prompt {i}: forced", len(case.reference_ids)))
+        case.exact_greedy = _greedy(loaded, case, DynamicCache(config=loaded.model.config), block.max_new_tokens,
+                                    TokenProgress(f"prompt {i}: greedy", block.max_new_tokens))
+    progress.done()
 
     rows = []
     tok = loaded.tokenizer
     for run in plan["runs"]:
+        progress.start(run["name"])
         t0 = time.time()
         nll = nll_ref = kl = 0.0
         n_tok = same = total = 0
         bits_acc: dict[str, float] = {}
         texts = []
-        for case in cases:
+        for i, case in enumerate(cases):
             def cache():
                 return VidKVCache(run["codec"], run["lifecycle"], modality=case.inputs.modality,
                                   embeddings=case.embeddings, seed=int(plan["seed"]))
             c = cache()
-            logits = _forced_logits(loaded, case, c)
+            logits = _forced_logits(loaded, case, c, TokenProgress(f"prompt {i}: forced", len(case.reference_ids)))
             ref = torch.tensor(case.reference_ids)
             lp = torch.log_softmax(logits, -1)
             lp_ref = torch.log_softmax(case.exact_logits, -1)
@@ -284,7 +291,8 @@ def run_live(experiment: str, overrides: list[str], out: str | None, command_lin
             n_tok += len(case.reference_ids)
             for k, v in c.bits().items():
                 bits_acc[k] = bits_acc.get(k, 0.0) + v
-            gen = _greedy(loaded, case, cache(), block.max_new_tokens)
+            gen = _greedy(loaded, case, cache(), block.max_new_tokens,
+                          TokenProgress(f"prompt {i}: greedy", block.max_new_tokens))
             s, n = _agreement(gen, case.exact_greedy)
             same, total = same + s, total + n
             texts.append(tok.decode(gen, skip_special_tokens=True).strip())
@@ -293,7 +301,8 @@ def run_live(experiment: str, overrides: list[str], out: str | None, command_lin
             "next_token_kl": kl / n_tok, "greedy_agreement": same / total if total else float("nan"),
         }
         bits = {k: v / len(cases) for k, v in bits_acc.items()}
-        bits["compression_ratio"] = 16.0 / bits["effective_bits"]
+        bits["compression_ratio"] = bits["model_dtype_bits"] / bits["effective_bits"]
+        del bits["model_dtype_bits"]
         metrics.update(bits)
         metrics["seconds"] = time.time() - t0
         row = {"experiment": plan["name"], "run": run["name"], "trace": loaded.label, "layer": -1, "kv_head": -1}
@@ -303,8 +312,9 @@ def run_live(experiment: str, overrides: list[str], out: str | None, command_lin
         for path, value in run["params"]:
             row["param." + path] = value
         rows.append(row)
-        print(f"[live] {run['name']}: " + ", ".join(f"{m}={row[m]:.4g}" for m in plan["metrics"]) +
-              f"; {row['generated_text']!r}", file=sys.stderr)
+        progress.write(f"[live] {run['name']}: " + ", ".join(f"{m}={row[m]:.4g}" for m in plan["metrics"]) +
+                       f"; {row['generated_text']!r}")
+        progress.done()
 
     columns = list(_vidkv.KEY_COLUMNS) + plan["metrics"] + ["generated_text"]
     for r in rows:

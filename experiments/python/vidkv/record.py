@@ -61,6 +61,7 @@ def record(args, loaded=None) -> dict:
 
     from vidkv.capture import capture_pass
     from vidkv.models import load_model
+    from vidkv.progress import TokenProgress
     from vidkv.token_layout import build_inputs
     from vidkv.trace_file import write_trace
     from vidkv.video import read_frames
@@ -95,7 +96,8 @@ def record(args, loaded=None) -> dict:
 
     t1 = time.time()
     with torch.no_grad():
-        gen = loaded.model.generate(**model_inputs, **greedy_kwargs(tok, args.max_new_tokens))
+        gen = loaded.model.generate(**model_inputs, **greedy_kwargs(tok, args.max_new_tokens),
+                                    streamer=TokenProgress("record: greedy", args.max_new_tokens))
     gen_ids = gen[0, inputs.length:].tolist()
     if not gen_ids:
         raise RecordError("the model generated no tokens")
