@@ -12,6 +12,8 @@
 #include "vidkv/experiments/src/command_line.h"
 #include "vidkv/experiments/src/experiment_plan.h"
 #include "vidkv/experiments/src/experiment_runner.h"
+#include "vidkv/experiments/src/plugin_loading.h"
+#include "vidkv/experiments/src/yaml_config.h"
 #include "vidkv/experiments/src/results_folder.h"
 #include "vidkv/experiments/src/trace_read_options.h"
 #include "vidkv/traces/trace_validation.h"
@@ -28,6 +30,8 @@ struct RunArgs {
   bool resume = false;
   std::string out;
   bool quiet = false;
+  std::vector<std::string> plugins;
+  bool allow_plugins = false;
   TraceReadFlags trace_read;
 };
 
@@ -43,7 +47,13 @@ int run_command(const RunArgs& a, const Args& raw) {
   if (a.quiet) set_log_level(LogLevel::warning);
   apply_trace_read_options(a.trace_read);
 
-  ExperimentPlan plan = plan_experiment(a.experiment, options.overrides, builtin_registry());
+  // The registry of this run: the built-in plugins, those the user loads (VIDKV_PLUGIN_PATH, --plugin) and those the
+  // experiment names (`plugins:`, only with --allow-plugins or already loaded): plugin_loading.h.
+  PluginRegistry registry = builtin_plugin_registry();
+  load_user_plugins(registry, a.plugins);
+  const ConfigNode document = load_yaml_file(a.experiment);
+  load_experiment_plugins(registry, document, a.experiment, a.allow_plugins);
+  ExperimentPlan plan = plan_experiment_document(document, options.overrides, registry, a.experiment);
   if (!plan.model.is_null())
     VIDKV_THROW(ConfigError, a.experiment, ": this experiment names a model (live mode): run it with vidkv live");
   if (options.out_dir.empty()) check_output_inside_working_dir(plan);
@@ -66,7 +76,7 @@ int run_command(const RunArgs& a, const Args& raw) {
   }
   const ResultsFolder folder(plan, options.out_dir, options.resume);
   options.out_dir = folder.dir();
-  const ExperimentOutcome out = run_experiment(plan, options, builtin_registry(implementation));
+  const ExperimentOutcome out = run_experiment(plan, options, registry.with_implementation(implementation));
   std::cout << "\n" << rows_to_markdown(out.summary, summary_columns(plan)) << "\n";
   // Never an inf or nan without its reason: the runner refuses non-finite reconstructions, so what remains is a
   // relative error (or SNR) against an all-zero reference.
@@ -106,6 +116,13 @@ Action define_run(CLI::App& app) {
                  "holds files needs --resume")
       ->type_name("DIR");
   app.add_flag("--quiet", a->quiet, "no progress output");
+  app.add_option("--plugin", a->plugins, "load a plugin library (lib*.so built with vidkv_add_plugin) before planning\n"
+                 "(repeatable; VIDKV_PLUGIN_PATH=LIB:LIB does the same for every command)")
+      ->type_name("LIB")
+      ->allow_extra_args(false);
+  app.add_flag("--allow-plugins", a->allow_plugins,
+               "load the plugin libraries the experiment file lists under `plugins:` (refused without it: loading a\n"
+               "library runs its code)");
   add_trace_read_options(app, a->trace_read);
   return [a](const Args& raw) { return run_command(*a, raw); };
 }
