@@ -14,6 +14,7 @@ endif()
 file(STRINGS ${PROJECT_SOURCE_DIR}/core/plugin_abi.h _abi REGEX "^#define VIDKV_PLUGIN_ABI_VERSION [0-9]+")
 string(REGEX REPLACE ".* ([0-9]+)$" "\\1" VIDKV_PLUGIN_ABI_VERSION "${_abi}")
 
+target_include_directories(vidkv_core PUBLIC $<INSTALL_INTERFACE:${CMAKE_INSTALL_INCLUDEDIR}>)
 install(TARGETS vidkv_core EXPORT VidKVTargets LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR})
 set_target_properties(vidkv_core PROPERTIES EXPORT_NAME core)
 file(GLOB _core_headers ${PROJECT_SOURCE_DIR}/core/*.h)
