@@ -119,7 +119,7 @@ void PluginRegistry::add(const std::string& name, const std::string& summary) {
     family = PluginFamily::token_protector;
   }
   add_info(PluginInfo{name, family, summary, describe_params<P>(), origin_});
-  auto factory = [name, family](const ConfigNode& block, const PluginRegistry& registry) {
+  auto factory = [name](const ConfigNode& block, const PluginRegistry& registry) {
     P params = parse_params<P>(block, {kPluginTypeKey}, name);
     if constexpr (std::is_constructible_v<Plugin, const P&, const PluginRegistry&>) {
       return std::make_unique<Plugin>(params, registry);

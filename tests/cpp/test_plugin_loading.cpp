@@ -2,7 +2,9 @@
 // entry point (core/plugin_library.h) and the rule that refuses a library an experiment file names
 // (experiments/src/plugin_loading.h). The libraries are built by tests/CMakeLists.txt: the quantizer skeleton
 // (examples/plugin-skeletons/quantizer) and tests/plugins/abi_mismatch.cpp.
+#include <cstdlib>
 #include <filesystem>
+#include <functional>
 #include <fstream>
 #include <string>
 #include <vector>
@@ -133,4 +135,17 @@ TEST_CASE("the skeleton quantizer passes the conformance suite", "[plugins][conf
     INFO(c.plugin << " " << c.check << ": " << c.detail);
     CHECK(c.verdict == (c.check == "cuda" ? Verdict::skipped : Verdict::pass));
   }
+}
+
+TEST_CASE("VIDKV_PLUGIN_PATH lists plugin files that every command loads", "[plugins][loading]") {
+  // Empty entries are skipped; a missing file names the variable.
+  ::setenv("VIDKV_PLUGIN_PATH", (std::string("::") + VIDKV_SKELETON_PLUGIN).c_str(), 1);
+  PluginRegistry r = builtin_plugin_registry();
+  load_user_plugins(r, {});
+  CHECK(r.find(PluginFamily::quantizer, "skeleton_absmax"));
+  ::setenv("VIDKV_PLUGIN_PATH", "no/such/libx.so", 1);
+  PluginRegistry fresh = builtin_plugin_registry();
+  CHECK(message_of([&] { load_user_plugins(fresh, {}); }) ==
+        "VIDKV_PLUGIN_PATH: plugin library 'no/such/libx.so': no such file");
+  ::unsetenv("VIDKV_PLUGIN_PATH");
 }
