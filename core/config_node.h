@@ -68,7 +68,7 @@ class ConfigNode {
   // Deep merge: maps merge key by key, anything else replaces. Used for defaults -> preset -> file -> --set.
   void merge_from(const ConfigNode& overlay);
 
-  // Compact flow-style text, e.g. {quantizer: uniform, bits: 2}; stable (used in run names and hashes).
+  // Compact flow-style text, e.g. {type: uniform, bits: 2}; stable (used in run names and hashes).
   std::string dump() const;
   // Block-style YAML text, indented by `indent` spaces (used to save resolved configs).
   std::string dump_yaml(int indent = 0) const;

@@ -15,22 +15,44 @@ const char* plugin_family_name(PluginFamily f) {
   return "?";
 }
 
-const char* plugin_type_key(PluginFamily f) { return f == PluginFamily::quantizer ? "quantizer" : "type"; }
+PluginFamily plugin_family_from_name(const std::string& name) {
+  for (PluginFamily f : {PluginFamily::quantizer, PluginFamily::channel_selector, PluginFamily::token_protector})
+    if (name == plugin_family_name(f)) return f;
+  VIDKV_THROW(ConfigError, "unknown plugin family '", name, "'; valid: quantizer, channel_selector, token_protector");
+}
 
 void PluginRegistry::add_info(PluginInfo info) {
-  if (infos_.count(info.name)) VIDKV_THROW(ConfigError, "plugin '", info.name, "' is registered twice");
-  infos_.emplace(info.name, std::move(info));
+  auto key = std::make_pair(info.family, info.name);
+  if (auto it = infos_.find(key); it != infos_.end())
+    VIDKV_THROW(ConfigError, plugin_family_name(info.family), " '", info.name, "' is registered twice (", it->second.origin,
+                ", then ", info.origin, ")");
+  infos_.emplace(std::move(key), std::move(info));
+}
+
+void PluginRegistry::add_quantizer(PluginInfo info, QuantizerFactory factory) {
+  if (info.family != PluginFamily::quantizer) VIDKV_THROW(ConfigError, "add_quantizer: '", info.name, "' is not a quantizer");
+  if (info.origin.empty()) info.origin = origin_;
+  const std::string name = info.name;
+  add_info(std::move(info));
+  quantizers_[name] = std::move(factory);
+}
+
+PluginRegistry PluginRegistry::with_implementation(CpuImplementation implementation) const {
+  PluginRegistry copy = *this;
+  copy.implementation_ = implementation;
+  return copy;
 }
 
 const std::string& PluginRegistry::block_type(PluginFamily family, const ConfigNode& block) const {
-  const char* key = plugin_type_key(family);
+  const char* key = kPluginTypeKey;
   if (!block.is_map()) block.fail(std::string("expected a ") + plugin_family_name(family) + " block {" + key + ": NAME, ...}");
   const ConfigNode* type = block.find(key);
   if (!type) {
     std::string hint;
     if (block.has("preset")) hint = " (presets are resolved by the experiment loader, not inside plugin blocks)";
+    if (block.has("quantizer")) hint = " (the plugin key was 'quantizer:' in earlier versions; every family now uses 'type:')";
     for (const auto& [k, v] : block.entries()) {
-      if (!closest_names(k, {key}).empty()) {
+      if (k != "quantizer" && !closest_names(k, {key}).empty()) {
         v.fail("unknown key '" + k + "' (did you mean '" + key + "'?); a " + plugin_family_name(family) +
                " block names its plugin with '" + key + ": NAME'");
       }
@@ -43,8 +65,8 @@ const std::string& PluginRegistry::block_type(PluginFamily family, const ConfigN
                }() + hint);
   }
   const std::string& name = type->text();
-  auto it = infos_.find(name);
-  if (it == infos_.end() || it->second.family != family) {
+  auto it = infos_.find({family, name});
+  if (it == infos_.end()) {
     auto valid = names(family);
     auto near = closest_names(name, valid);
     std::string list;
@@ -84,24 +106,21 @@ void PluginRegistry::validate(PluginFamily family, const ConfigNode& block) cons
   }
 }
 
-const PluginInfo* PluginRegistry::find(const std::string& name) const {
-  auto it = infos_.find(name);
+const PluginInfo* PluginRegistry::find(PluginFamily family, const std::string& name) const {
+  auto it = infos_.find({family, name});
   return it == infos_.end() ? nullptr : &it->second;
 }
 
 std::vector<PluginInfo> PluginRegistry::list() const {
   std::vector<PluginInfo> out;
-  for (const auto& [name, info] : infos_) out.push_back(info);
-  std::stable_sort(out.begin(), out.end(), [](const PluginInfo& a, const PluginInfo& b) {
-    return static_cast<int>(a.family) < static_cast<int>(b.family);
-  });
+  for (const auto& [key, info] : infos_) out.push_back(info);  // the map's order: family, then name
   return out;
 }
 
 std::vector<std::string> PluginRegistry::names(PluginFamily family) const {
   std::vector<std::string> out;
-  for (const auto& [name, info] : infos_)
-    if (info.family == family) out.push_back(name);
+  for (const auto& [key, info] : infos_)
+    if (key.first == family) out.push_back(key.second);
   return out;
 }
 

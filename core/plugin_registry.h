@@ -1,8 +1,12 @@
 // The plugin registry: every quantizer, channel selector and token protector by name, with its parameter specs.
 //
-// Registration is explicit: register_builtin_plugins() (plugins/register_builtin_plugins.cpp) calls one
-// `register_NAME(registry)` per plugin folder; shared libraries loaded at run time will call the same add<>().
-// Plugin blocks in configs name their type with `quantizer:` (quantizers) or `type:` (selectors, protectors).
+// A registry is a value that grows at run time and is handed explicitly to whoever builds plugins (the experiment
+// planner and runner, the benches, the Python bindings): there is no global one. builtin_plugin_registry() makes one
+// holding every plugin shipped with VidKV (register_builtin_plugins(), plugins/register_builtin_plugins.cpp, calls
+// one `register_NAME(registry)` per plugin folder); plugins loaded at run time (shared libraries through
+// plugin_library.h, Python classes through the embedded interpreter) call the same add<>() on the caller's registry.
+// Names are scoped by family: a quantizer and a channel selector may share a name. Every plugin block of every
+// family names its plugin with the one key `type:` ({type: uniform, bits: 2}, {type: range, fraction: 0.5}).
 #pragma once
 
 #include <functional>
@@ -10,6 +14,7 @@
 #include <memory>
 #include <string>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "vidkv/core/channel_selector.h"
@@ -23,14 +28,17 @@ namespace vidkv {
 
 enum class PluginFamily { quantizer, channel_selector, token_protector };
 const char* plugin_family_name(PluginFamily f);
-// The key that names the plugin in a config block: "quantizer" or "type".
-const char* plugin_type_key(PluginFamily f);
+// "quantizer" -> PluginFamily::quantizer, ...; nullptr-free: throws ConfigError for another text.
+PluginFamily plugin_family_from_name(const std::string& name);
+// The key that names the plugin in a config block of any family: "type".
+inline constexpr const char* kPluginTypeKey = "type";
 
 struct PluginInfo {
   std::string name;
   PluginFamily family = PluginFamily::quantizer;
   std::string summary;  // one line
   std::vector<ParamSpec> params;
+  std::string origin;  // "built-in", or the library / module that registered it
 };
 
 class PluginRegistry {
@@ -45,11 +53,18 @@ class PluginRegistry {
 
   // Registers Plugin (a Quantizer, ChannelSelector or TokenProtector subclass with a nested `Params` struct that has
   // a static bind()). Plugin is constructed from (const Params&) or, for composites that build children,
-  // (const Params&, const PluginRegistry&). Registering a name twice is a ConfigError.
+  // (const Params&, const PluginRegistry&). Registering a name twice in one family is a ConfigError.
   template <class Plugin>
   void add(const std::string& name, const std::string& summary);
 
-  // Builds the plugin a config block names, e.g. {quantizer: uniform, bits: 2}. Errors name the block's location.
+  // Registers a quantizer whose parameters are known only at run time (a Python class,
+  // experiments/python/python_quantizer.h): info.params describe them (`vidkv plugins describe`), and `factory`
+  // parses the block itself (core/dynamic_params.h). info.family must be quantizer; an empty info.origin takes the
+  // registry's origin. Same duplicate rule as add<>().
+  using QuantizerFactory = std::function<std::unique_ptr<Quantizer>(const ConfigNode& block, const PluginRegistry& registry)>;
+  void add_quantizer(PluginInfo info, QuantizerFactory factory);
+
+  // Builds the plugin a config block names, e.g. {type: uniform, bits: 2}. Errors name the block's location.
   std::unique_ptr<Quantizer> make_quantizer(const ConfigNode& block) const;
   std::unique_ptr<ChannelSelector> make_channel_selector(const ConfigNode& block) const;
   std::unique_ptr<TokenProtector> make_token_protector(const ConfigNode& block) const;
@@ -57,9 +72,18 @@ class PluginRegistry {
   // Checks a block fully (parameters and nested blocks) without keeping the plugin.
   void validate(PluginFamily family, const ConfigNode& block) const;
 
-  const PluginInfo* find(const std::string& name) const;
+  const PluginInfo* find(PluginFamily family, const std::string& name) const;
   std::vector<PluginInfo> list() const;  // sorted by family, then name
   std::vector<std::string> names(PluginFamily family) const;
+
+  // The same plugins (factories are shared) building with another CPU implementation: how a run gets the reference
+  // twin of a registry that has plugins loaded at run time.
+  PluginRegistry with_implementation(CpuImplementation implementation) const;
+
+  // Where the plugins registered from now on come from ("built-in" until set; a loader sets the library's path
+  // while its entry point runs). Recorded in PluginInfo::origin for `vidkv plugins list`.
+  void set_origin(std::string origin) { origin_ = std::move(origin); }
+  const std::string& origin() const { return origin_; }
 
  private:
   template <class Base>
@@ -69,7 +93,8 @@ class PluginRegistry {
   const std::string& block_type(PluginFamily family, const ConfigNode& block) const;
 
   CpuImplementation implementation_;
-  std::map<std::string, PluginInfo> infos_;
+  std::string origin_ = "built-in";
+  std::map<std::pair<PluginFamily, std::string>, PluginInfo> infos_;
   std::map<std::string, Factory<Quantizer>> quantizers_;
   std::map<std::string, Factory<ChannelSelector>> selectors_;
   std::map<std::string, Factory<TokenProtector>> protectors_;
@@ -77,8 +102,9 @@ class PluginRegistry {
 
 // Registers every plugin shipped with VidKV; both are defined in plugins/register_builtin_plugins.cpp.
 void register_builtin_plugins(PluginRegistry& registry);
-// A registry with every built-in plugin, built once per implementation (optimized unless asked otherwise).
-const PluginRegistry& builtin_registry(CpuImplementation implementation = CpuImplementation::optimized);
+// A new registry holding every built-in plugin (optimized CPU paths unless asked otherwise); callers add loaded
+// plugins to it and pass it on.
+PluginRegistry builtin_plugin_registry(CpuImplementation implementation = CpuImplementation::optimized);
 
 template <class Plugin>
 void PluginRegistry::add(const std::string& name, const std::string& summary) {
@@ -92,9 +118,9 @@ void PluginRegistry::add(const std::string& name, const std::string& summary) {
     static_assert(std::is_base_of_v<TokenProtector, Plugin>, "a plugin derives from Quantizer, ChannelSelector or TokenProtector");
     family = PluginFamily::token_protector;
   }
-  add_info(PluginInfo{name, family, summary, describe_params<P>()});
-  auto factory = [name, family](const ConfigNode& block, const PluginRegistry& registry) {
-    P params = parse_params<P>(block, {plugin_type_key(family)}, name);
+  add_info(PluginInfo{name, family, summary, describe_params<P>(), origin_});
+  auto factory = [name](const ConfigNode& block, const PluginRegistry& registry) {
+    P params = parse_params<P>(block, {kPluginTypeKey}, name);
     if constexpr (std::is_constructible_v<Plugin, const P&, const PluginRegistry&>) {
       return std::make_unique<Plugin>(params, registry);
     } else if constexpr (std::is_constructible_v<Plugin, const P&, CpuImplementation>) {

@@ -18,7 +18,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     if (text.find(walk) != std::string::npos) return 0;
   try {
     const vidkv::ConfigNode doc = vidkv::parse_yaml_text(text, "fuzz.yaml");
-    vidkv::plan_experiment_document(doc, {}, vidkv::builtin_registry(), "fuzz.yaml");
+    static const vidkv::PluginRegistry registry = vidkv::builtin_plugin_registry();
+    vidkv::plan_experiment_document(doc, {}, registry, "fuzz.yaml");
   } catch (const vidkv::Error&) {
   }
   return 0;

@@ -25,7 +25,7 @@ using vidkv::ConfigNode;
 
 ConfigNode block(const std::string& name, const std::vector<std::pair<std::string, std::string>>& params) {
   ConfigNode n = ConfigNode::map({"fuzz", 1, 1});
-  n.set("quantizer", ConfigNode::scalar(name, {"fuzz", 1, 1}));
+  n.set("type", ConfigNode::scalar(name, {"fuzz", 1, 1}));
   for (const auto& [k, v] : params) n.set(k, ConfigNode::scalar(v, {"fuzz", 1, 1}));
   return n;
 }
@@ -33,7 +33,7 @@ ConfigNode block(const std::string& name, const std::vector<std::pair<std::strin
 std::vector<std::unique_ptr<vidkv::Quantizer>>& quantizers() {
   static std::vector<std::unique_ptr<vidkv::Quantizer>> all = [] {
     std::vector<std::unique_ptr<vidkv::Quantizer>> out;
-    const auto& reg = vidkv::builtin_registry();
+    static const vidkv::PluginRegistry reg = vidkv::builtin_plugin_registry();
     std::vector<ConfigNode> blocks;
     for (const auto& name : reg.names(vidkv::PluginFamily::quantizer)) blocks.push_back(block(name, {}));
     const std::vector<std::pair<std::string, std::vector<std::pair<std::string, std::string>>>> extra{
@@ -55,11 +55,11 @@ std::vector<std::unique_ptr<vidkv::Quantizer>>& quantizers() {
         {"ternary", {{"reconstruction", "scaled"}, {"group", "5"}}},
     };
     for (const auto& [name, params] : extra)
-      if (reg.find(name)) blocks.push_back(block(name, params));
+      if (reg.find(vidkv::PluginFamily::quantizer, name)) blocks.push_back(block(name, params));
     for (const auto& preset : vidkv::list_presets()) {
       ConfigNode codec = ConfigNode::map({"fuzz", 1, 1});
       codec.set("preset", ConfigNode::scalar(preset.name, {"fuzz", 1, 1}));
-      const ConfigNode resolved = vidkv::resolve_codec(codec);
+      const ConfigNode resolved = vidkv::resolve_codec(codec, reg);
       for (const char* side : {"key", "value"})
         if (const ConfigNode* b = resolved.find(side)) blocks.push_back(*b);
     }

@@ -35,15 +35,10 @@ void register_builtin_plugins(PluginRegistry& registry) {
   register_semantic_attention(registry);
 }
 
-const PluginRegistry& builtin_registry(CpuImplementation implementation) {
-  auto build = [](CpuImplementation i) {
-    PluginRegistry r(i);
-    register_builtin_plugins(r);
-    return r;
-  };
-  static const PluginRegistry optimized = build(CpuImplementation::optimized);
-  static const PluginRegistry reference = build(CpuImplementation::reference);
-  return implementation == CpuImplementation::reference ? reference : optimized;
+PluginRegistry builtin_plugin_registry(CpuImplementation implementation) {
+  PluginRegistry registry(implementation);
+  register_builtin_plugins(registry);
+  return registry;
 }
 
 }  // namespace vidkv

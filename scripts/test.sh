@@ -6,6 +6,12 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh --models
 echo "test: C++ suite (ctest)"
 ctest --test-dir build --output-on-failure -j 2
+if [ "${VIDKV_TEST_PIP:-0}" = "1" ]; then
+  # `pip install .` into a fresh venv (a cold build of the core, the extension and the command in build/pip: about
+  # 10 min on 2 cores, so opt-in: VIDKV_TEST_PIP=1 bash scripts/test.sh). tests/plugin_sdk/pip_install.sh.
+  echo "test: pip install . into a fresh virtual environment"
+  bash tests/plugin_sdk/pip_install.sh .
+fi
 if compgen -G "tests/python/test_*.py" >/dev/null; then
   echo "test: Python suite (pytest)"
   .venv/bin/python -m pytest -q tests/python

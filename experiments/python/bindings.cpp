@@ -27,6 +27,7 @@
 #include "vidkv/experiments/src/cpu_bench.h"
 #include "vidkv/experiments/src/cuda_bench.h"
 #include "vidkv/experiments/src/result_table.h"
+#include "vidkv/experiments/python/python_quantizer.h"
 
 namespace py = pybind11;
 using namespace vidkv;
@@ -265,10 +266,17 @@ py::object to_python(const ConfigNode& n) {
   return py::none();
 }
 
+// The registry of the Python module: the built-in plugins, grown by the plugins loaded into this process. Every
+// codec, plan and cache built from Python is built through it.
+PluginRegistry& module_registry() {
+  static PluginRegistry registry = builtin_plugin_registry();
+  return registry;
+}
+
 // The validated plan of an experiment file, as plain Python data (scalars stay YAML text): what `vidkv live`
 // runs, validated by exactly the code that validates `vidkv run`.
 py::dict plan_to_python(const std::string& file, const std::vector<std::string>& overrides) {
-  const ExperimentPlan plan = plan_experiment(file, overrides, builtin_registry());
+  const ExperimentPlan plan = plan_experiment(file, overrides, module_registry());
   py::dict out;
   out["name"] = plan.name;
   out["description"] = plan.description;
@@ -300,18 +308,18 @@ py::object make_codec(const py::dict& config) {
   ConfigNode node = to_config(config, "");
   node.set_path("codec");
   if (node.has("preset") || node.has("key") || node.has("value")) {
-    ConfigNode resolved = resolve_codec(node);
+    ConfigNode resolved = resolve_codec(node, module_registry());
     py::dict sides;
     for (const char* side : {"key", "value"}) {
       if (const ConfigNode* b = resolved.find(side)) {
-        auto codec = std::make_unique<PyCodec>(*b, builtin_registry().make_quantizer(*b));
+        auto codec = std::make_unique<PyCodec>(*b, module_registry().make_quantizer(*b));
         if (node.has("part")) return py::cast(std::move(codec));
         sides[side] = py::cast(std::move(codec));
       }
     }
     return std::move(sides);
   }
-  return py::cast(std::make_unique<PyCodec>(node, builtin_registry().make_quantizer(node)));
+  return py::cast(std::make_unique<PyCodec>(node, module_registry().make_quantizer(node)));
 }
 
 
@@ -345,12 +353,12 @@ class PyLayerCache {
         codec_dict_(py::dict(codec)), lifecycle_dict_(py::dict(lifecycle)) {
     ConfigNode node = to_config(codec, "");
     node.set_path("codec");
-    ConfigNode resolved = resolve_codec(node);
+    ConfigNode resolved = resolve_codec(node, module_registry());
     ConfigNode lc = to_config(lifecycle, "");
     lc.set_path("lifecycle");
     params_ = parse_params<LifecycleParams>(lc, {}, "lifecycle");
-    codec_ = std::make_shared<KvCodec>(builtin_registry().make_quantizer(resolved.at("key")),
-                                       builtin_registry().make_quantizer(resolved.at("value")));
+    codec_ = std::make_shared<KvCodec>(module_registry().make_quantizer(resolved.at("key")),
+                                       module_registry().make_quantizer(resolved.at("value")));
     tokens_ = std::make_unique<TraceTokens>();
     const DType data_dtype = dtype == "fp16" ? DType::f16 : dtype == "bf16" ? DType::bf16 : DType::f32;
     if (dtype != "fp16" && dtype != "bf16" && dtype != "fp32")
@@ -806,14 +814,28 @@ PYBIND11_MODULE(_vidkv, m) {
   }, py::arg("shape"), py::arg("layer"),
         "Keys and values [heads, tokens, dim] float32 of one layer of the bench's synthetic trace.");
   m.def("codec", &make_codec, py::arg("config"),
-        "Builds a codec from a dict with the keys of a YAML block: {'quantizer': 'uniform', 'bits': 2, ...} gives one "
+        "Builds a codec from a dict with the keys of a YAML block: {'type': 'uniform', 'bits': 2, ...} gives one "
         "Codec; {'preset': NAME, 'part': 'key'|'value'} one side of a preset; {'preset': NAME} or {'key': ..., "
         "'value': ...} a dict {'key': Codec, 'value': Codec}.");
+  // Python-defined plugins (python_quantizer.h): into this module's registry, or (from the vidkv executable, which
+  // passes its registry as a capsule named "vidkv.PluginRegistry") into the registry of a `vidkv run`.
+  m.def("register_plugin", [](const py::object& cls) {
+    const std::string origin = "python:" + py::str(cls.attr("__module__")).cast<std::string>() + "." +
+                               py::str(cls.attr("__qualname__")).cast<std::string>();
+    register_python_quantizer(module_registry(), cls, origin);
+  }, py::arg("cls"), "Registers a Python quantizer class (name, params, layout, encode, decode) for vidkv.codec and vidkv.plan.");
+  m.def("load_plugins", [](const std::string& path) { return register_python_plugin_file(module_registry(), path); },
+        py::arg("path"), "Imports a Python file and registers the classes of its VIDKV_PLUGINS list; returns their number.");
+  m.def("_register_plugin_file_into", [](const py::capsule& registry, const std::string& path) {
+    if (!registry.name() || std::string(registry.name()) != "vidkv.PluginRegistry")
+      throw ConfigError("_register_plugin_file_into: expected a capsule named vidkv.PluginRegistry");
+    return register_python_plugin_file(*static_cast<PluginRegistry*>(registry.get_pointer()), path);
+  }, py::arg("registry"), py::arg("path"));
   m.def("plan", &plan_to_python, py::arg("file"), py::arg("overrides") = std::vector<std::string>{},
         "The validated plan of an experiment YAML file (runs with resolved codec and lifecycle blocks).");
   m.def("plugins", [] {
     std::vector<std::string> names;
-    for (const auto& p : builtin_registry().list()) names.push_back(p.name);
+    for (const auto& p : module_registry().list()) names.push_back(p.name);
     for (const auto& p : list_presets()) names.push_back(p.name);
     return names;
   }, "Names of every registered plugin and preset.");
@@ -823,7 +845,9 @@ PYBIND11_MODULE(_vidkv, m) {
     return names;
   }, "Names of every preset.");
   m.def("describe", [](const std::string& name) {
-    const PluginInfo* info = builtin_registry().find(name);
+    const PluginInfo* info = nullptr;
+    for (PluginFamily f : {PluginFamily::quantizer, PluginFamily::channel_selector, PluginFamily::token_protector})
+      if (!info) info = module_registry().find(f, name);
     if (!info) throw ConfigError("unknown plugin '" + name + "'");
     py::list params;
     for (const auto& p : info->params) {

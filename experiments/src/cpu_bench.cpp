@@ -120,7 +120,7 @@ CpuBenchResult run_cpu_bench(const CpuBenchOptions& options) {
   }
   std::unique_ptr<ThreadPool> pool;
   if (result.threads > 1) pool = std::make_unique<ThreadPool>(result.threads - 1);
-  const PluginRegistry& registry = builtin_registry(options.implementation);
+  const PluginRegistry registry = builtin_plugin_registry(options.implementation);
 
   for (const auto& name : options.presets) {
     const ConfigNode doc = load_preset(name, ConfigNode::scalar(name));

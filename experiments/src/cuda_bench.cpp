@@ -101,7 +101,7 @@ CudaBenchResult run_cuda_bench(const CudaBenchOptions& o) {
   result.copy_gbps = device_copy_bandwidth_gbps(std::size_t{1} << 30, o.repeats);
   Stream stream;
   const Execution ex = Execution::cuda(stream.s);
-  const PluginRegistry& registry = builtin_registry();
+  const PluginRegistry registry = builtin_plugin_registry();
 
   for (const std::int64_t tokens : o.tokens) {
     SyntheticTraceSpec spec = bench_trace_spec("");

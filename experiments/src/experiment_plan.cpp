@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <filesystem>
+#include <optional>
 #include <set>
 
 #include "vidkv/core/error.h"
@@ -29,16 +30,14 @@ const std::vector<std::string>& all_metric_names() {
 namespace {
 
 const std::vector<std::string> kTopLevelKeys = {"name", "description", "traces", "model", "backend", "seed", "codec",
-                                                "lifecycle", "sweep", "metrics", "output"};
+                                                "lifecycle", "sweep", "metrics", "output", "plugins"};
 
-bool names_plugin(const ConfigNode& n, std::string* key, std::string* value) {
+// A block that names a plugin (or a lifecycle) with `type: NAME`.
+bool names_plugin(const ConfigNode& n, std::string* value) {
   if (!n.is_map()) return false;
-  for (const char* k : {"quantizer", "type"}) {
-    if (const ConfigNode* v = n.find(k); v && v->is_scalar()) {
-      *key = k;
-      *value = v->text();
-      return true;
-    }
+  if (const ConfigNode* v = n.find(kPluginTypeKey); v && v->is_scalar()) {
+    *value = v->text();
+    return true;
   }
   return false;
 }
@@ -97,16 +96,16 @@ std::vector<std::string> expand_traces(const ConfigNode& traces, const std::stri
   return out;
 }
 
-void apply_assignment(ConfigNode& doc, const std::string& path, const ConfigNode& value) {
+void apply_assignment(ConfigNode& doc, const std::string& path, const ConfigNode& value, const PluginRegistry& registry) {
   if (path.find('.') == std::string::npos) {
     ConfigNode* existing = doc.find(path);
     if (existing && existing->is_map() && value.is_map()) {
-      merge_config(*existing, value);
+      merge_config(*existing, value, registry);
       return;
     }
   } else if (const ConfigNode* existing = doc.find_path(path); existing && existing->is_map() && value.is_map()) {
     ConfigNode merged = *existing;
-    merge_config(merged, value);
+    merge_config(merged, value, registry);
     doc.set_path_value(path, merged);
     return;
   }
@@ -229,41 +228,68 @@ const std::vector<std::string>& all_live_metric_names() {
   return names;
 }
 
-void merge_config(ConfigNode& base, const ConfigNode& overlay) {
+namespace {
+
+// The parameter specs a block `type: name` of `family` declares; with the family unknown (a block reached from the
+// document's top), those of every family that has a plugin of that name.
+std::vector<const ParamSpec*> plugin_params(const PluginRegistry& registry, std::optional<PluginFamily> family,
+                                            const std::string& name) {
+  std::vector<const ParamSpec*> out;
+  for (PluginFamily f : {PluginFamily::quantizer, PluginFamily::channel_selector, PluginFamily::token_protector}) {
+    if (family && *family != f) continue;
+    if (const PluginInfo* info = registry.find(f, name))
+      for (const auto& p : info->params) out.push_back(&p);
+  }
+  return out;
+}
+
+void merge_plugin_config(ConfigNode& base, const ConfigNode& overlay, const PluginRegistry& registry,
+                         std::optional<PluginFamily> family) {
   if (!base.is_map() || !overlay.is_map()) {
     const std::string path = base.path();
     base = overlay;
     base.set_path(path);
     return;
   }
-  std::string bk, bv, ok, ov;
-  if (names_plugin(base, &bk, &bv) && names_plugin(overlay, &ok, &ov) && bk == ok && bv != ov) {
+  std::string bv, ov;
+  const bool base_names = names_plugin(base, &bv);
+  if (base_names && names_plugin(overlay, &ov) && bv != ov) {
     // Another plugin: only the parameters the new plugin also declares (e.g. a selector's fraction and scope)
     // are inherited; the rest belonged to the old plugin and would be unknown keys.
     const std::string path = base.path();
     ConfigNode merged = overlay;
-    if (const PluginInfo* info = builtin_registry().find(ov)) {
-      for (const auto& [key, value] : base.entries()) {
-        if (merged.has(key) || key == bk) continue;
-        for (const auto& p : info->params)
-          if (p.name == key) merged.set(key, value);
-      }
+    const auto params = plugin_params(registry, family, ov);
+    for (const auto& [key, value] : base.entries()) {
+      if (merged.has(key) || key == kPluginTypeKey) continue;
+      for (const ParamSpec* p : params)
+        if (p->name == key) merged.set(key, value);
     }
     base = merged;
     base.set_path(path);
     return;
   }
+  const auto params = base_names ? plugin_params(registry, family, bv) : std::vector<const ParamSpec*>{};
   for (const auto& [key, value] : overlay.entries()) {
     ConfigNode* mine = base.find(key);
     if (mine) {
-      merge_config(*mine, value);
+      // A nested plugin block (a composite's child) belongs to the family its parameter declares.
+      std::optional<PluginFamily> child;
+      for (const ParamSpec* p : params)
+        if (p->name == key && p->type == ParamType::block) child = plugin_family_from_name(p->block_family);
+      merge_plugin_config(*mine, value, registry, child);
     } else {
       base.set(key, value);
     }
   }
 }
 
-ConfigNode resolve_codec(const ConfigNode& codec, ConfigNode* preset_lifecycle) {
+}  // namespace
+
+void merge_config(ConfigNode& base, const ConfigNode& overlay, const PluginRegistry& registry) {
+  merge_plugin_config(base, overlay, registry, std::nullopt);
+}
+
+ConfigNode resolve_codec(const ConfigNode& codec, const PluginRegistry& registry, ConfigNode* preset_lifecycle) {
   if (!codec.is_map()) codec.fail("codec: expected {key: BLOCK, value: BLOCK} or {preset: NAME}");
   check_keys(codec, {"preset", "part", "key", "value"}, "codec");
   ConfigNode out = ConfigNode::map(codec.location());
@@ -279,7 +305,7 @@ ConfigNode resolve_codec(const ConfigNode& codec, ConfigNode* preset_lifecycle) 
   for (const char* side : {"key", "value"}) {
     if (const ConfigNode* b = codec.find(side)) {
       if (ConfigNode* mine = out.find(side)) {
-        merge_config(*mine, *b);
+        merge_plugin_config(*mine, *b, registry, PluginFamily::quantizer);
       } else {
         out.set(side, *b);
       }
@@ -323,7 +349,7 @@ ExperimentPlan plan_experiment_document(const ConfigNode& document, const std::v
       auto near = closest_names(top, kTopLevelKeys);
       throw ConfigError("--set " + o + ": unknown key '" + top + "'" + (near.empty() ? "" : " (did you mean '" + near[0] + "'?)"));
     }
-    apply_assignment(user, path, value);
+    apply_assignment(user, path, value, registry);
   }
   user.set_path("");
 
@@ -343,7 +369,7 @@ ExperimentPlan plan_experiment_document(const ConfigNode& document, const std::v
   }
 
   ConfigNode resolved = defaults_document();
-  merge_config(resolved, user);
+  merge_config(resolved, user, registry);
   resolved.set_path("");
   plan.resolved = resolved;
 
@@ -404,15 +430,15 @@ ExperimentPlan plan_experiment_document(const ConfigNode& document, const std::v
       const std::string top = a.path.substr(0, a.path.find('.'));
       if (top != "codec" && top != "lifecycle")
         a.value.fail("sweep: only codec.* and lifecycle.* can be swept, not '" + a.path + "'");
-      apply_assignment(run_user, a.path, a.value);
+      apply_assignment(run_user, a.path, a.value, registry);
     }
     run_user.set_path("");
     ConfigNode preset_lifecycle;
     RunPlan run;
-    run.codec = resolve_codec(run_user.at("codec"), &preset_lifecycle);
+    run.codec = resolve_codec(run_user.at("codec"), registry, &preset_lifecycle);
     ConfigNode lifecycle = defaults_document().at("lifecycle");
-    if (preset_lifecycle.is_map()) merge_config(lifecycle, preset_lifecycle);
-    if (const ConfigNode* lc = run_user.find("lifecycle")) merge_config(lifecycle, *lc);
+    if (preset_lifecycle.is_map()) merge_config(lifecycle, preset_lifecycle, registry);
+    if (const ConfigNode* lc = run_user.find("lifecycle")) merge_config(lifecycle, *lc, registry);
     lifecycle.set_path("lifecycle");
     run.lifecycle = parse_params<LifecycleParams>(lifecycle, {}, "lifecycle");
     run.lifecycle_node = lifecycle;

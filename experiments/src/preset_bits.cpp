@@ -21,7 +21,7 @@ std::vector<PresetBits> preset_bits_table(const BlockShape& shape, const PluginR
   for (const auto& p : list_presets()) {
     ConfigNode codec = ConfigNode::map({p.path, 0, 0});
     codec.set("preset", ConfigNode::scalar(p.name, {p.path, 0, 0}));
-    const ConfigNode resolved = resolve_codec(codec);
+    const ConfigNode resolved = resolve_codec(codec, registry);
     const PackedLayout k = registry.make_quantizer(resolved.at("key"))->layout(shape, ctx);
     const PackedLayout v = registry.make_quantizer(resolved.at("value"))->layout(shape, ctx);
     PackedLayout both;

@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "vidkv/core/error.h"
+#include "vidkv/core/plugin_library.h"
 
 #ifdef VIDKV_EMBED_PYTHON
 #include <pybind11/embed.h>
@@ -253,7 +254,72 @@ int run_python_module(const std::string& command, const std::string& module, con
   return status;
 }
 
+namespace {
+
+// The interpreter of Python-defined plugins (load_python_plugin): started once, with the environment and sys.path
+// of run_python_module, and never finalized (plugins built from it live until the process exits). The GIL is
+// released after each use, so the runner's worker threads can take it (python_quantizer.cpp).
+void start_plugin_interpreter(const std::string& command) {
+  if (Py_IsInitialized()) return;
+  fs::path python = source_dir() / ".venv" / "bin" / "python";
+  std::string what = "the project's Python environment (" + python.string() + ")";
+  if (const char* env = std::getenv("VIDKV_PYTHON"); env && *env) {
+    python = fs::absolute(env);
+    what = "VIDKV_PYTHON (" + python.string() + ")";
+  }
+  if (!fs::exists(python))
+    VIDKV_THROW(NotSupportedError, command, " needs ", what, ": run scripts/setup.sh, or set VIDKV_PYTHON to a python with numpy");
+  check_environment(command, python, what);
+  PyConfig config;
+  PyConfig_InitIsolatedConfig(&config);  // no signal handlers, no PYTHON* variables beyond the path set here
+  ConfigGuard guard{&config};
+  config.isolated = 0;
+  config.use_environment = 1;
+  set_string(config, &config.program_name, python.string(), command);
+  set_string(config, &config.executable, python.string(), command);
+  std::string path = project_python_path();
+  if (const char* old = std::getenv("PYTHONPATH"); old && *old) path += std::string(":") + old;
+  set_string(config, &config.pythonpath_env, path, command);
+  guard.config = nullptr;
+  try {
+    py::initialize_interpreter(&config, 0, nullptr, /*add_program_dir_to_path=*/false);
+    py::dict scope;
+    scope["__name__"] = "vidkv_embedded";
+    py::exec(kBundledLibraryHook, scope);
+  } catch (const std::exception& e) {
+    VIDKV_THROW(Error, command, ": cannot start the embedded Python with ", what, ": ", e.what());
+  }
+  PyEval_SaveThread();  // the GIL is taken again, per call, with PyGILState_Ensure
+}
+
+}  // namespace
+
+std::string load_python_plugin(PluginRegistry& registry, const std::string& path) {
+  std::error_code ec;
+  if (!fs::is_regular_file(path, ec)) VIDKV_THROW(PluginLoadError, "python plugin '", path, "': no such file");
+  const std::string canonical = fs::canonical(path, ec).string();
+  start_plugin_interpreter("python plugin '" + path + "'");
+  std::string error;
+  {
+    const PyGILState_STATE gil = PyGILState_Ensure();
+    try {
+      py::module_::import("_vidkv").attr("_register_plugin_file_into")(
+          py::capsule(static_cast<void*>(&registry), "vidkv.PluginRegistry"), canonical);
+    } catch (py::error_already_set& e) {
+      error = e.what();
+    }
+    PyGILState_Release(gil);
+  }
+  if (!error.empty()) VIDKV_THROW(PluginLoadError, "python plugin '", path, "' cannot be loaded: ", error);
+  return canonical;
+}
+
 #else  // built without Python (VIDKV_ENABLE_PYTHON=OFF)
+
+std::string load_python_plugin(PluginRegistry&, const std::string& path) {
+  VIDKV_THROW(NotSupportedError, "python plugin '", path, "': this vidkv was built without Python ",
+              "(VIDKV_ENABLE_PYTHON=OFF): run scripts/setup.sh (it builds with -DVIDKV_ENABLE_PYTHON=ON)");
+}
 
 int run_python_module(const std::string& command, const std::string& module, const std::vector<std::string>& args,
                       const std::string& needs) {

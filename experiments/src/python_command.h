@@ -7,6 +7,8 @@
 #include <string>
 #include <vector>
 
+#include "vidkv/core/plugin_registry.h"
+
 namespace vidkv::cli {
 
 // Runs the Python module `module` as `python -m module args...` would, but in this process: an embedded interpreter
@@ -26,5 +28,11 @@ namespace vidkv::cli {
 // built without Python (VIDKV_ENABLE_PYTHON=OFF).
 int run_python_module(const std::string& command, const std::string& module, const std::vector<std::string>& args,
                       const std::string& needs);
+
+// Loads a Python-defined plugin file (a module with VIDKV_PLUGINS = [Class, ...]; experiments/python/
+// python_quantizer.h) into `registry`, through an interpreter started once in this process with the environment
+// described above and never finalized; returns the file's canonical path (the plugins' origin). Throws
+// PluginLoadError (the Python error text) or NotSupportedError (no environment; built without Python).
+std::string load_python_plugin(PluginRegistry& registry, const std::string& path);
 
 }  // namespace vidkv::cli

@@ -13,7 +13,9 @@
 #include "vidkv/experiments/src/command_line.h"
 #include "vidkv/experiments/src/experiment_plan.h"
 #include "vidkv/experiments/src/experiment_runner.h"
+#include "vidkv/experiments/src/plugin_loading.h"
 #include "vidkv/experiments/src/process_group.h"
+#include "vidkv/experiments/src/yaml_config.h"
 #include "vidkv/experiments/src/results_folder.h"
 #include "vidkv/experiments/src/trace_read_options.h"
 #include "vidkv/traces/trace_validation.h"
@@ -31,6 +33,8 @@ struct RunArgs {
   std::string out;
   bool quiet = false;
   std::string shard;
+  std::vector<std::string> plugins;
+  bool allow_plugins = false;
   TraceReadFlags trace_read;
 };
 
@@ -48,9 +52,19 @@ void print_summary(const ExperimentPlan& plan, const ExperimentOutcome& out) {
       }
 }
 
+// The registry of this run: the built-in plugins, those the user loads (VIDKV_PLUGIN_PATH, --plugin) and those the
+// experiment names (`plugins:`, only with --allow-plugins or already loaded): plugin_loading.h.
+PluginRegistry run_registry(const RunArgs& a, const ConfigNode& document) {
+  PluginRegistry registry = builtin_plugin_registry();
+  load_user_plugins(registry, a.plugins);
+  load_experiment_plugins(registry, document, a.experiment, a.allow_plugins);
+  return registry;
+}
+
 // Plans the experiment and validates every trace (printing what it found when `verbose`).
-ExperimentPlan plan_and_validate(const RunArgs& a, const RunOptions& options, bool verbose) {
-  ExperimentPlan plan = plan_experiment(a.experiment, options.overrides, builtin_registry());
+ExperimentPlan plan_and_validate(const RunArgs& a, const ConfigNode& document, const RunOptions& options,
+                                 const PluginRegistry& registry, bool verbose) {
+  ExperimentPlan plan = plan_experiment_document(document, options.overrides, registry, a.experiment);
   if (!plan.model.is_null())
     VIDKV_THROW(ConfigError, a.experiment, ": this experiment names a model (live mode): run it with vidkv live");
   if (options.out_dir.empty()) check_output_inside_working_dir(plan);
@@ -62,7 +76,7 @@ ExperimentPlan plan_and_validate(const RunArgs& a, const RunOptions& options, bo
   // One validation: every check of `vidkv trace validate`, on every trace, before any cell starts (the recorded
   // queries only when a run uses them). Its identity (size, modification time, hash of header and layer shapes)
   // goes into the resume fingerprint.
-  const LayerParts parts{plan_reads_recorded_queries(plan, builtin_registry())};
+  const LayerParts parts{plan_reads_recorded_queries(plan, registry)};
   for (const auto& t : plan.traces) {
     const TraceValidationReport report = validate_trace(t, parts);
     const TraceInfo& info = report.info;
@@ -82,14 +96,15 @@ ExperimentPlan plan_and_validate(const RunArgs& a, const RunOptions& options, bo
 // mpirun -np N vidkv run (docs/distributed.md): rank 0 picks the results folder as a single process would and holds
 // its lock; every rank computes the cells partition_cells gives it; once every rank is done (or any failed: then
 // every rank stops with the error), rank 0 assembles the result files from all cells, in plan order.
-int run_mpi(const RunArgs& a, RunOptions options, CpuImplementation implementation, ProcessGroup& group) {
+int run_mpi(const RunArgs& a, const ConfigNode& document, const PluginRegistry& registry, RunOptions options,
+            CpuImplementation implementation, ProcessGroup& group) {
   if (!a.shard.empty())
     VIDKV_THROW(ConfigError, "--shard ", a.shard, ": this vidkv runs under MPI (", group.size(),
                 " ranks), which splits the experiment itself; give --shard only without mpirun");
   const bool root = group.rank() == 0;
   if (!root) set_log_level(LogLevel::warning);
   ExperimentPlan plan;
-  group.agree([&] { plan = plan_and_validate(a, options, root); });
+  group.agree([&] { plan = plan_and_validate(a, document, options, registry, root); });
   if (plan.backend == Device::cuda) {
     // One GPU per rank of a node, in local-rank order (several ranks share a GPU when a node has fewer GPUs).
     const int devices = cuda_device_count();
@@ -109,7 +124,7 @@ int run_mpi(const RunArgs& a, RunOptions options, CpuImplementation implementati
   ExperimentOutcome mine;
   group.agree([&] {
     lock = std::make_unique<ShardLock>(options.out_dir, options.shard, false);
-    mine = run_experiment(plan, options, builtin_registry(implementation));
+    mine = run_experiment(plan, options, registry.with_implementation(implementation));
   });
   const std::vector<std::string> counts =
       group.all_gather(std::to_string(mine.cells_computed) + " " + std::to_string(mine.cells_resumed));
@@ -136,13 +151,14 @@ int run_mpi(const RunArgs& a, RunOptions options, CpuImplementation implementati
 
 // vidkv run EXP --shard i/N (a job-array task, docs/distributed.md): the folder is --out DIR or the plan's output
 // as it is (every shard must name the same one), shared by the shards; this one computes its cells and stops.
-int run_shard(const RunArgs& a, RunOptions options, CpuImplementation implementation) {
+int run_shard(const RunArgs& a, const ConfigNode& document, const PluginRegistry& registry, RunOptions options,
+              CpuImplementation implementation) {
   options.shard = parse_shard_spec(a.shard);
   options.assemble = false;
-  const ExperimentPlan plan = plan_and_validate(a, options, true);
+  const ExperimentPlan plan = plan_and_validate(a, document, options, registry, true);
   if (options.out_dir.empty()) options.out_dir = plan.output_dir;
   const ShardLock lock(options.out_dir, options.shard, true);
-  const ExperimentOutcome out = run_experiment(plan, options, builtin_registry(implementation));
+  const ExperimentOutcome out = run_experiment(plan, options, registry.with_implementation(implementation));
   std::cout << "shard " << options.shard.str() << ": " << out.cells_computed << " cells computed, " << out.cells_resumed
             << " resumed, in " << out.dir << "/cells; when every shard is done: vidkv merge " << out.dir << "\n";
   return 0;
@@ -159,16 +175,18 @@ int run_command(const RunArgs& a, const Args& raw) {
   const CpuImplementation implementation = parse_cpu_implementation(a.implementation);
   if (a.quiet) set_log_level(LogLevel::warning);
   apply_trace_read_options(a.trace_read);
+  const ConfigNode document = load_yaml_file(a.experiment);
+  const PluginRegistry registry = run_registry(a, document);
   if (launched_by_mpi()) {
     ProcessGroup& group = ProcessGroup::world();
-    if (group.size() > 1) return run_mpi(a, options, implementation, group);
+    if (group.size() > 1) return run_mpi(a, document, registry, options, implementation, group);
   }
-  if (!a.shard.empty()) return run_shard(a, options, implementation);
+  if (!a.shard.empty()) return run_shard(a, document, registry, options, implementation);
 
-  ExperimentPlan plan = plan_and_validate(a, options, true);
+  ExperimentPlan plan = plan_and_validate(a, document, options, registry, true);
   const ResultsFolder folder(plan, options.out_dir, options.resume);
   options.out_dir = folder.dir();
-  const ExperimentOutcome out = run_experiment(plan, options, builtin_registry(implementation));
+  const ExperimentOutcome out = run_experiment(plan, options, registry.with_implementation(implementation));
   print_summary(plan, out);
   std::cout << "results: " << out.dir << "/results.csv (" << out.rows.size() << " rows; " << out.cells_computed
             << " cells computed, " << out.cells_resumed << " resumed)\n";
@@ -204,6 +222,13 @@ Action define_run(CLI::App& app) {
                  "writes its cells into the same folder (--out DIR, or `output:` as it is), then vidkv merge DIR\n"
                  "writes the results (docs/distributed.md)")
       ->type_name("i/N");
+  app.add_option("--plugin", a->plugins, "load a plugin library (lib*.so built with vidkv_add_plugin) before planning\n"
+                 "(repeatable; VIDKV_PLUGIN_PATH=LIB:LIB does the same for every command)")
+      ->type_name("LIB")
+      ->allow_extra_args(false);
+  app.add_flag("--allow-plugins", a->allow_plugins,
+               "load the plugin libraries the experiment file lists under `plugins:` (refused without it: loading a\n"
+               "library runs its code)");
   add_trace_read_options(app, a->trace_read);
   return [a](const Args& raw) { return run_command(*a, raw); };
 }

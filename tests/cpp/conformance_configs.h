@@ -2,6 +2,7 @@
 // table of extra configurations of the plugins that are registered. Shared by test_plugin_conformance.cpp (CPU
 // paths) and test_cuda_registry.cpp (CUDA against the CPU reference).
 #pragma once
+#include "test_registry.h"
 
 #include <string>
 #include <vector>
@@ -15,7 +16,7 @@ struct Config {
   std::string name;
   KeyValues params;
   std::string str() const {
-    std::string s = "{quantizer: " + name;
+    std::string s = "{type: " + name;
     for (const auto& [k, v] : params) s += ", " + k + ": " + v;
     return s + "}";
   }
@@ -24,7 +25,7 @@ struct Config {
 // Every registered quantizer with defaults, then the extra configurations of the plugins that are registered.
 inline std::vector<Config> conformance_configs() {
   std::vector<Config> out;
-  for (const auto& name : builtin_registry().names(PluginFamily::quantizer)) out.push_back({name, {}});
+  for (const auto& name : test::builtin_registry().names(PluginFamily::quantizer)) out.push_back({name, {}});
   const std::vector<Config> extra{
       {"identity", {{"dtype", "bf16"}}},
       {"identity", {{"dtype", "fp32"}}},
@@ -49,7 +50,7 @@ inline std::vector<Config> conformance_configs() {
       {"ternary", {{"axis", "token"}, {"packing", "slots2"}, {"scale_dtype", "fp32"}, {"reconstruction", "scaled"}}},
   };
   for (const auto& c : extra)
-    if (builtin_registry().find(c.name)) out.push_back(c);
+    if (test::builtin_registry().find(PluginFamily::quantizer, c.name)) out.push_back(c);
   return out;
 }
 

@@ -98,7 +98,7 @@ inline PluginRegistry fixture_registry() {
   return r;
 }
 
-// Config-node builders: scalar("2"), map({{"quantizer", scalar("half_step")}, ...}).
+// Config-node builders: scalar("2"), map({{"type", scalar("half_step")}, ...}).
 inline ConfigNode scalar(const std::string& text) { return ConfigNode::scalar(text); }
 inline ConfigNode map(std::initializer_list<std::pair<std::string, ConfigNode>> entries) {
   ConfigNode n = ConfigNode::map();

@@ -1,6 +1,7 @@
 // Small helpers shared by the quantizer tests: build a plugin from the registry by name and key/value pairs,
 // encode to a byte vector, decode to a float vector, read little-endian fields.
 #pragma once
+#include "test_registry.h"
 
 #include <cmath>
 #include <cstdint>
@@ -21,14 +22,14 @@ using KeyValues = std::vector<std::pair<std::string, std::string>>;
 
 inline ConfigNode quantizer_block(const std::string& name, const KeyValues& params = {}) {
   ConfigNode n = ConfigNode::map({"test", 1, 1});
-  n.set("quantizer", ConfigNode::scalar(name, {"test", 1, 1}));
+  n.set("type", ConfigNode::scalar(name, {"test", 1, 1}));
   int line = 2;
   for (const auto& [k, v] : params) n.set(k, ConfigNode::scalar(v, {"test", line++, 1}));
   return n;
 }
 
 inline std::unique_ptr<Quantizer> make(const std::string& name, const KeyValues& params = {}) {
-  return builtin_registry().make_quantizer(quantizer_block(name, params));
+  return test::builtin_registry().make_quantizer(quantizer_block(name, params));
 }
 
 inline std::vector<std::uint8_t> encode(const Quantizer& q, const BlockShape& s, const std::vector<float>& x,

@@ -68,6 +68,7 @@ const char* const kAccepted[] = {
     "run exp.yaml --allow-external-data --allow-filter-plugins",
     "run exp.yaml --shard 0/4 --out DIR --resume",
     "merge DIR",
+    "run exp.yaml --plugin libq.so --plugin q.py --allow-plugins",
     "live exp.yaml --set model.max_new_tokens=16 --out DIR",
     "record --model M --gguf smollm2 --video v.mp4 --frames 4 --prompt hi --question q --system s --document d.txt "
     "--intro i --text-source t --notes n --max-tokens 100 --max-new-tokens 4 --query-generated 2 --device cpu "
@@ -93,7 +94,11 @@ const char* const kAccepted[] = {
     "--generated-tokens 1 --outlier-channels 1 --seed 5 --dtype bf16 --deflate 1 --output t.h5",
     "trace bench-read t.h5 --max-growth-over-layer-mb 16",
     "plugins list",
+    "plugins list --plugin libq.so",
     "plugins describe uniform",
+    "plugins describe q --plugin libq.so",
+    "plugins check libq.so",
+    "plugins check --builtin",
     "presets bits",
     "presets bits --shape 4x64x32",
 };

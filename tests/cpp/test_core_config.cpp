@@ -39,7 +39,7 @@ ConfigNode block(std::initializer_list<std::pair<const char*, const char*>> kv) 
 }  // namespace
 
 TEST_CASE("parameters parse with defaults and typed values", "[core][params]") {
-  auto p = parse_params<ToyParams>(block({{"quantizer", "toy"}, {"bits", "4"}, {"axis", "token"}, {"fft", "off"}}), {"quantizer"}, "toy");
+  auto p = parse_params<ToyParams>(block({{"type", "toy"}, {"bits", "4"}, {"axis", "token"}, {"fft", "off"}}), {"type"}, "toy");
   CHECK(p.bits == 4);
   CHECK(p.gamma == 0.7);
   CHECK(!p.fft);
@@ -48,7 +48,7 @@ TEST_CASE("parameters parse with defaults and typed values", "[core][params]") {
 
 TEST_CASE("unknown keys name the file, line, path and suggest the closest key", "[core][params]") {
   try {
-    parse_params<ToyParams>(block({{"bits", "2"}, {"gamme", "0.5"}}), {"quantizer"}, "toy");
+    parse_params<ToyParams>(block({{"bits", "2"}, {"gamme", "0.5"}}), {"type"}, "toy");
     FAIL("expected ConfigError");
   } catch (const ConfigError& e) {
     const std::string m = e.what();

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "catch.h"
+#include "test_registry.h"
 #include "cuda_test_support.h"
 #include "fixture_quantizers.h"
 #include "quantizer_test_helpers.h"
@@ -110,10 +111,10 @@ void compare_on_devices(const Quantizer& q, const BlockShape& s, const TokenCont
   }
 }
 
-const PluginRegistry& reference() { return builtin_registry(CpuImplementation::reference); }
+const PluginRegistry& reference() { return test::builtin_registry(CpuImplementation::reference); }
 
 ConfigNode uniform(const std::string& bits, const std::string& group, const std::string& axis, const std::string& layout = "dense") {
-  return map({{"quantizer", scalar("uniform")}, {"bits", scalar(bits)}, {"group", scalar(group)}, {"axis", scalar(axis)},
+  return map({{"type", scalar("uniform")}, {"bits", scalar(bits)}, {"group", scalar(group)}, {"axis", scalar(axis)},
               {"layout", scalar(layout)}});
 }
 
@@ -154,8 +155,8 @@ TEST_CASE("mixed_token_format: token_slots gives the CPU gather's positions", "[
 TEST_CASE("composite tiers combine the children's and supports() names the child without CUDA", "[cpu][mixed_channel]") {
   // half_step is a test fixture with no CUDA implementation (fixture_quantizers.h).
   static const PluginRegistry fixtures = test::fixture_registry();
-  auto q = fixtures.make_quantizer(map({{"quantizer", scalar("mixed_channel")}, {"high", uniform("2", "32", "channel")},
-                                        {"low", map({{"quantizer", scalar("half_step")}})}}));
+  auto q = fixtures.make_quantizer(map({{"type", scalar("mixed_channel")}, {"high", uniform("2", "32", "channel")},
+                                        {"low", map({{"type", scalar("half_step")}})}}));
   const BlockShape s{2, 64, 128};
   const KernelTier cpu = q->tier(Device::cpu, s);
   CHECK(cpu.name.rfind("mixed_channel(uniform:", 0) == 0);
@@ -168,16 +169,16 @@ TEST_CASE("composite tiers combine the children's and supports() names the child
   CHECK(why.find("half_step") != std::string::npos);
 #endif
   // fraction 1: every channel is high, the low child does not run and is not named.
-  auto all_high = fixtures.make_quantizer(map({{"quantizer", scalar("mixed_channel")},
+  auto all_high = fixtures.make_quantizer(map({{"type", scalar("mixed_channel")},
                                                {"selector", map({{"type", scalar("range")}, {"fraction", scalar("1")}})},
                                                {"high", uniform("2", "32", "channel")},
-                                               {"low", map({{"quantizer", scalar("half_step")}})}}));
+                                               {"low", map({{"type", scalar("half_step")}})}}));
   CHECK(all_high->tier(Device::cpu, s).name.find("half_step") == std::string::npos);
 #ifdef VIDKV_WITH_CUDA
   CHECK(all_high->supports(Device::cuda, s));
 #endif
-  auto mt = fixtures.make_quantizer(map({{"quantizer", scalar("mixed_token")}, {"protected", uniform("2", "32", "channel")},
-                                         {"rest", map({{"quantizer", scalar("half_step")}})}}));
+  auto mt = fixtures.make_quantizer(map({{"type", scalar("mixed_token")}, {"protected", uniform("2", "32", "channel")},
+                                         {"rest", map({{"type", scalar("half_step")}})}}));
   CHECK(mt->tier(Device::cpu, s).name.find("mixed_token(uniform:") == 0);
   CHECK_FALSE(mt->supports(Device::cuda, s, &why));
 #ifdef VIDKV_WITH_CUDA
@@ -198,7 +199,7 @@ TEST_CASE("mixed_channel on CUDA: bytes and decode equal the CPU's for every sel
       for (const std::string fraction : {"0.5", "0.25", "0", "1"}) {
         for (const auto& [high, low] : children) {
           auto q = reference().make_quantizer(map(
-              {{"quantizer", scalar("mixed_channel")},
+              {{"type", scalar("mixed_channel")},
                {"selector", map({{"type", scalar(selector)}, {"scope", scalar(scope)}, {"fraction", scalar(fraction)}})},
                {"high", high},
                {"low", low}}));
@@ -221,10 +222,10 @@ TEST_CASE("mixed_token on CUDA: bytes and decode equal the CPU's for every prote
   // Nested: the rest is itself a mixed_token (its children see ctx.subset of the outer rest's tokens) whose rest
   // is a mixed_channel.
   const ConfigNode nested = map(
-      {{"quantizer", scalar("mixed_token")},
+      {{"type", scalar("mixed_token")},
        {"protector", map({{"type", scalar("random")}, {"fraction", scalar("0.5")}, {"candidates", scalar("all")}})},
        {"protected", uniform("4", "16", "channel")},
-       {"rest", map({{"quantizer", scalar("mixed_channel")}, {"high", uniform("2", "32", "channel")},
+       {"rest", map({{"type", scalar("mixed_channel")}, {"high", uniform("2", "32", "channel")},
                      {"low", uniform("1", "32", "token")}})}});
   const std::vector<std::pair<ConfigNode, ConfigNode>> children = {
       {uniform("2", "32", "channel"), uniform("1", "32", "channel")},
@@ -233,10 +234,10 @@ TEST_CASE("mixed_token on CUDA: bytes and decode equal the CPU's for every prote
   };
   for (const std::string& protector : reference().names(PluginFamily::token_protector)) {
     ConfigNode pblock = map({{"type", scalar(protector)}});
-    if (!reference().find(protector)->params.empty()) pblock.set("fraction", scalar("0.3"));
+    if (!reference().find(PluginFamily::token_protector, protector)->params.empty()) pblock.set("fraction", scalar("0.3"));
     for (const auto& [kept, rest] : children) {
       auto q = reference().make_quantizer(
-          map({{"quantizer", scalar("mixed_token")}, {"protector", pblock}, {"protected", kept}, {"rest", rest}}));
+          map({{"type", scalar("mixed_token")}, {"protector", pblock}, {"protected", kept}, {"rest", rest}}));
       for (const auto& [begin, end, heads, channels] :
            std::vector<std::tuple<std::int64_t, std::int64_t, std::int64_t, std::int64_t>>{
                {0, 200, 2, 128}, {8, 168, 4, 24}, {30, 97, 1, 9}, {150, 190, 3, 7}}) {
@@ -249,7 +250,7 @@ TEST_CASE("mixed_token on CUDA: bytes and decode equal the CPU's for every prote
       // (8192 tokens per pass); candidates: all, so random and the budgets protect tokens across the passes.
       if (protector == "random") {
         auto big = reference().make_quantizer(map(
-            {{"quantizer", scalar("mixed_token")},
+            {{"type", scalar("mixed_token")},
              {"protector", map({{"type", scalar("random")}, {"fraction", scalar("0.3")}, {"candidates", scalar("all")}})},
              {"protected", kept},
              {"rest", rest}}));
@@ -257,7 +258,7 @@ TEST_CASE("mixed_token on CUDA: bytes and decode equal the CPU's for every prote
         compare_on_devices(*big, s, TokenContext{}, block_values(s, 3));
         // Every token protected (n == T): the protected child takes the block as it is.
         auto all = reference().make_quantizer(map(
-            {{"quantizer", scalar("mixed_token")},
+            {{"type", scalar("mixed_token")},
              {"protector", map({{"type", scalar("random")}, {"fraction", scalar("1")}, {"candidates", scalar("all")}})},
              {"protected", kept},
              {"rest", rest}}));
@@ -277,7 +278,7 @@ TEST_CASE("every preset's composite codec with exact CUDA children encodes and d
     const ConfigNode doc = load_preset(p.name, ConfigNode::scalar(p.name));
     for (const char* side : {"key", "value"}) {
       const ConfigNode& block = doc.at("codec").at(side);
-      const std::string name = block.at("quantizer").text();
+      const std::string name = block.at("type").text();
       if (name != "mixed_channel" && name != "mixed_token") continue;
       auto q = reference().make_quantizer(block);
       for (const BlockShape& s : {BlockShape{4, 160, 128}, BlockShape{2, 70, 128}}) {
@@ -428,7 +429,7 @@ TEST_CASE("corrupt masks on CUDA: mixed_channel decodes NaN for the mask's rows,
   const DeviceBuffer d_in = test::upload(in);
   {
     // Scope head: mask 1 gets one channel too many (a low channel's bit set); head 0 still decodes as on the CPU.
-    auto q = reference().make_quantizer(map({{"quantizer", scalar("mixed_channel")},
+    auto q = reference().make_quantizer(map({{"type", scalar("mixed_channel")},
                                              {"selector", map({{"type", scalar("range")}, {"scope", scalar("head")}})},
                                              {"high", uniform("2", "32", "channel")},
                                              {"low", uniform("1", "32", "channel")}}));
@@ -451,7 +452,7 @@ TEST_CASE("corrupt masks on CUDA: mixed_channel decodes NaN for the mask's rows,
   }
   {
     const Trace trace;
-    auto q = reference().make_quantizer(map({{"quantizer", scalar("mixed_token")},
+    auto q = reference().make_quantizer(map({{"type", scalar("mixed_token")},
                                              {"protector", map({{"type", scalar("random")}, {"fraction", scalar("0.3")}})},
                                              {"protected", uniform("2", "32", "channel")},
                                              {"rest", uniform("1", "32", "channel")}}));

@@ -7,6 +7,7 @@
 #include <iostream>
 
 #include "catch.h"
+#include "test_registry.h"
 #include "cuda_test_support.h"
 #include "decode_attention_test_support.h"
 #include "vidkv/core/cuda/device_memory.h"
@@ -39,7 +40,7 @@ TEST_CASE("decode attention on cuda agrees with the reference and dequantize-the
     for (const AttentionCodec& ac : attention_codecs()) {
       // The reference registry: the CUDA paths are the same, and the reference's host decode of the cache's bytes is
       // the plugins' scalar reference (FFTW for the FFT keys, the bound of decode_attention_tolerance.h 4.).
-      const PluginRegistry& reg = builtin_registry(CpuImplementation::reference);
+      const PluginRegistry& reg = test::builtin_registry(CpuImplementation::reference);
       const KvCodec codec(reg.make_quantizer(ac.key), reg.make_quantizer(ac.value));
       std::string why;
       if (!decode_attention_supports(codec.key(), d, &why) || !decode_attention_supports(codec.value(), d, &why)) {
@@ -82,7 +83,7 @@ TEST_CASE("decode attention on cuda handles head_dim 40 (channel tails per lane)
   for (const char* name : {"kivi-2", "vidkv-k1.5-v1.58"}) {
     INFO(name);
     const ConfigNode doc = load_preset(name, ConfigNode::scalar(name));
-    const PluginRegistry& reg = builtin_registry(CpuImplementation::reference);
+    const PluginRegistry& reg = test::builtin_registry(CpuImplementation::reference);
     const KvCodec codec(reg.make_quantizer(doc.at("codec").at("key")), reg.make_quantizer(doc.at("codec").at("value")));
     const LifecycleParams lc = parse_params<LifecycleParams>(doc.at("lifecycle"), {}, "lifecycle");
     const auto ca = filled_cache(codec, lc, a, 650, Execution::cuda());
@@ -101,7 +102,7 @@ TEST_CASE("decode attention on cuda reads the live hook's caches (only the resid
   for (const char* name : {"kivi-2", "vidkv-k1.5-v1.58", "fp16"}) {
     INFO(name);
     const ConfigNode doc = load_preset(name, ConfigNode::scalar(name));
-    const PluginRegistry& reg = builtin_registry(CpuImplementation::reference);
+    const PluginRegistry& reg = test::builtin_registry(CpuImplementation::reference);
     const KvCodec codec(reg.make_quantizer(doc.at("codec").at("key")), reg.make_quantizer(doc.at("codec").at("value")));
     const LifecycleParams lc = parse_params<LifecycleParams>(doc.at("lifecycle"), {}, "lifecycle");
     const auto ca = filled_cache(codec, lc, a, 1200, Execution::cuda(), ExactTokens::residual);
@@ -121,8 +122,8 @@ TEST_CASE("decode attention on cuda reads the live hook's caches (only the resid
 TEST_CASE("decode attention on cuda writes fp16 outputs within half an ulp of the fp32 ones", "[cuda][attention]") {
   VIDKV_REQUIRE_CUDA_DEVICE();
   const ConfigNode doc = load_preset("vidkv-k1.5-v1.58", ConfigNode::scalar("vidkv-k1.5-v1.58"));
-  const KvCodec codec(builtin_registry().make_quantizer(doc.at("codec").at("key")),
-                      builtin_registry().make_quantizer(doc.at("codec").at("value")));
+  const KvCodec codec(test::builtin_registry().make_quantizer(doc.at("codec").at("key")),
+                      test::builtin_registry().make_quantizer(doc.at("codec").at("value")));
   const LifecycleParams lc = parse_params<LifecycleParams>(doc.at("lifecycle"), {}, "lifecycle");
   const LayerInput in = synthetic_input(4, 2100, 128, 31);
   const auto cache = filled_cache(codec, lc, in, 2000, Execution::cuda());

@@ -12,6 +12,7 @@
 
 #include "boundary_values.h"
 #include "catch.h"
+#include "test_registry.h"
 #include "quantizer_test_helpers.h"
 #include "vidkv/core/cuda/cuda_device.h"
 #include "vidkv/core/cuda/device_memory.h"
@@ -24,7 +25,7 @@ using namespace vidkv::test;
 namespace {
 
 std::unique_ptr<Quantizer> make_reference(const std::string& name, const KeyValues& params) {
-  return builtin_registry(CpuImplementation::reference).make_quantizer(quantizer_block(name, params));
+  return test::builtin_registry(CpuImplementation::reference).make_quantizer(quantizer_block(name, params));
 }
 
 // Values of `x` rounded to `t`, and their raw bits (2 or 4 bytes each) as a device would hold them.

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "catch.h"
+#include "test_registry.h"
 #include "cuda_test_support.h"
 #include "fixture_quantizers.h"
 #include "vidkv/core/error.h"
@@ -61,10 +62,10 @@ struct Trace {
 
 // Every registered protector, with several budgets where it takes parameters.
 std::vector<std::unique_ptr<TokenProtector>> all_protectors() {
-  const PluginRegistry& reg = builtin_registry(CpuImplementation::reference);
+  const PluginRegistry& reg = test::builtin_registry(CpuImplementation::reference);
   std::vector<std::unique_ptr<TokenProtector>> out;
   for (const std::string& name : reg.names(PluginFamily::token_protector)) {
-    if (reg.find(name)->params.empty()) {
+    if (reg.find(PluginFamily::token_protector, name)->params.empty()) {
       out.push_back(reg.make_token_protector(map({{"type", scalar(name)}})));
       continue;
     }
@@ -127,7 +128,7 @@ TEST_CASE("the built-in protectors never read the block: protect_view on cuda ru
 
 TEST_CASE("protect_view refuses a view on another device and a bad rank", "[cpu][protector]") {
   const Trace trace;
-  auto p = builtin_registry().make_token_protector(map({{"type", scalar("random")}}));
+  auto p = test::builtin_registry().make_token_protector(map({{"type", scalar("random")}}));
   std::vector<float> x(16);
   CHECK_THROWS_AS(p->protect_view(TensorView{x.data(), DType::f32, Device::cpu, {16}}, trace.context(0), Execution::cpu()), ShapeError);
   CHECK_THROWS_AS(p->protect_view(TensorView{x.data(), DType::f32, Device::cpu, {1, 16, 1}}, trace.context(0), Execution::cuda()),
@@ -137,7 +138,7 @@ TEST_CASE("protect_view refuses a view on another device and a bad rank", "[cpu]
 TEST_CASE("semantic_embedding_score repeats the reference's double sums exactly", "[cpu][protector]") {
   const Trace trace(true);
   const TokenContext ctx = trace.context(0);
-  auto p = builtin_registry(CpuImplementation::reference).make_token_protector(map({{"type", scalar("semantic_embedding")}}));
+  auto p = test::builtin_registry(CpuImplementation::reference).make_token_protector(map({{"type", scalar("semantic_embedding")}}));
   std::vector<std::int32_t> cand;
   for (std::int32_t t = 8; t < 168; ++t) cand.push_back(t);
   const std::vector<double> ref = p->score(nullptr, {1, Trace::kTokens, 1}, ctx, cand);
@@ -187,7 +188,7 @@ TEST_CASE("semantic_embedding on CUDA without recorded embeddings is the CPU's C
   bare.modality[39] = Modality::query_text;
   TokenContext ctx;
   ctx.tokens = &bare;
-  auto p = builtin_registry().make_token_protector(map({{"type", scalar("semantic_embedding")}}));
+  auto p = test::builtin_registry().make_token_protector(map({{"type", scalar("semantic_embedding")}}));
   const DeviceBuffer dev = test::upload(std::vector<std::uint8_t>(40 * 4 * 4, 0));
   CHECK_THROWS_AS(p->protect_view(test::view_of(dev.data(), DType::f32, Device::cuda, {1, 40, 4}), ctx, Execution::cuda()),
                   ConfigError);

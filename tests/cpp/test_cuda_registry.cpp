@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "catch.h"
+#include "test_registry.h"
 #include "conformance_configs.h"
 #include "quantizer_test_helpers.h"
 #include "vidkv/core/cuda/cuda_device.h"
@@ -90,13 +91,13 @@ TEST_CASE("every quantizer and preset codec on CUDA writes the CPU reference's b
   // Tails (T not a multiple of 32), odd channel counts, one token, several heads, and the release's 2x64x128.
   const std::vector<BlockShape> shapes{{1, 32, 8},   {2, 45, 16}, {1, 7, 3}, {3, 64, 128},
                                        {4, 300, 128}, {2, 77, 13}, {1, 1, 5}, {2, 64, 128}};
-  const PluginRegistry& reference = builtin_registry(CpuImplementation::reference);
+  const PluginRegistry& reference = test::builtin_registry(CpuImplementation::reference);
   std::set<std::string> no_cuda, inexact;
   int compared = 0;
   std::uint64_t seed = 7000;
   for (const Case& c : registry_cases()) {
     const auto ref = reference.make_quantizer(c.block);
-    const auto dev = builtin_registry().make_quantizer(c.block);
+    const auto dev = test::builtin_registry().make_quantizer(c.block);
     for (const BlockShape& shape : shapes) {
       std::string reason;
       if (!dev->supports(Device::cuda, shape, &reason)) {

@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "catch.h"
+#include "test_registry.h"
 #include "quantizer_test_helpers.h"
 #include "vidkv/core/cache_lifecycle.h"
 #include "vidkv/core/cuda/cuda_device.h"
@@ -108,9 +109,9 @@ TEST_CASE("a LayerCache on cuda holds the CPU cache's bytes and materializes its
   const BlockShape shape{spec.kv_heads, spec.tokens, spec.head_dim};
   int compared = 0;
   for (const NamedCodec& nc : codecs_and_lifecycles()) {
-    const PluginRegistry& reg = builtin_registry(CpuImplementation::reference);
+    const PluginRegistry& reg = test::builtin_registry(CpuImplementation::reference);
     const KvCodec cpu_codec(reg.make_quantizer(nc.key), reg.make_quantizer(nc.value));
-    const KvCodec gpu_codec(builtin_registry().make_quantizer(nc.key), builtin_registry().make_quantizer(nc.value));
+    const KvCodec gpu_codec(test::builtin_registry().make_quantizer(nc.key), test::builtin_registry().make_quantizer(nc.value));
     const std::string why = cuda_exact(gpu_codec, shape);
     if (!why.empty()) {
       std::cout << "[cuda] skipped " << nc.name << ": " << why << "\n";
@@ -249,8 +250,8 @@ TEST_CASE("the bundled trace replayed with backend cuda gives the backend cpu re
   int compared = 0;
   for (const auto& p : list_presets()) {
     const ConfigNode doc = load_preset(p.name, ConfigNode::scalar(p.name));
-    const KvCodec codec(builtin_registry().make_quantizer(doc.at("codec").at("key")),
-                        builtin_registry().make_quantizer(doc.at("codec").at("value")));
+    const KvCodec codec(test::builtin_registry().make_quantizer(doc.at("codec").at("key")),
+                        test::builtin_registry().make_quantizer(doc.at("codec").at("value")));
     const std::string why = cuda_exact(codec, BlockShape{3, 1024, 64});
     if (!why.empty()) {
       std::cout << "[cuda] skipped preset " << p.name << ": " << why << "\n";
@@ -262,11 +263,11 @@ TEST_CASE("the bundled trace replayed with backend cuda gives the backend cpu re
       const fs::path yaml = dir / (p.name + "-" + backend + ".yaml");
       std::ofstream(yaml) << "name: " << p.name << "-" << backend << "\ntraces: [\"" << trace << "\"]\nbackend: " << backend
                           << "\ncodec: {preset: " << p.name << "}\nmetrics: [all]\n";
-      const ExperimentPlan plan = plan_experiment(yaml.string(), {}, builtin_registry());
+      const ExperimentPlan plan = plan_experiment(yaml.string(), {}, test::builtin_registry());
       RunOptions options;
       options.out_dir = (dir / (p.name + "-" + backend)).string();
       options.progress = false;
-      rows.push_back(run_experiment(plan, options, builtin_registry()).rows);
+      rows.push_back(run_experiment(plan, options, test::builtin_registry()).rows);
       if (std::string(backend) == "cuda") {  // provenance says where it ran and which kernels
         std::ifstream in(fs::path(options.out_dir) / "provenance.json");
         const std::string prov((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());

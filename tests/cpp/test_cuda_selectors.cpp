@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "catch.h"
+#include "test_registry.h"
 #include "cuda_test_support.h"
 #include "fixture_quantizers.h"
 #include "vidkv/core/error.h"
@@ -45,7 +46,7 @@ std::unique_ptr<ChannelSelector> make_selector(const std::string& type, const st
                                                std::initializer_list<std::pair<std::string, ConfigNode>> extra = {}) {
   ConfigNode n = map({{"type", scalar(type)}, {"scope", scalar(scope)}, {"fraction", scalar("0.5")}});
   for (const auto& [k, v] : extra) n.set(k, v);
-  return builtin_registry(CpuImplementation::reference).make_channel_selector(n);
+  return test::builtin_registry(CpuImplementation::reference).make_channel_selector(n);
 }
 
 const std::vector<BlockShape> kShapes = {{1, 1, 1},   {1, 37, 5},    {2, 70, 128}, {3, 33, 9},
@@ -133,7 +134,7 @@ TEST_CASE("scores_view and select_view on the cpu equal score() and select() on 
 
 TEST_CASE("every registered channel selector scores and selects on CUDA exactly as on the CPU", "[cuda][selector]") {
   VIDKV_REQUIRE_CUDA_DEVICE();
-  const PluginRegistry& reg = builtin_registry(CpuImplementation::reference);
+  const PluginRegistry& reg = test::builtin_registry(CpuImplementation::reference);
   for (const std::string& name : reg.names(PluginFamily::channel_selector)) {
     for (const std::string scope : {"layer", "head"}) {
       std::vector<std::unique_ptr<ChannelSelector>> variants;

@@ -1,4 +1,4 @@
-// sign on CUDA (plugins/quantizers/sign/sign_cuda.h) against the CPU reference (builtin_registry(reference)), on
+// sign on CUDA (plugins/quantizers/sign/sign_cuda.h) against the CPU reference (test::builtin_registry(reference)), on
 // fp32, fp16 and bf16 device inputs (the reference encodes the same values, converted exactly to fp32), on shapes
 // with tail groups, odd channel counts and several heads. Output buffers are poisoned (0xAB) with 64 guard bytes
 // on each side before every kernel, so unwritten or overwritten bytes show.
@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "catch.h"
+#include "test_registry.h"
 #include "quantizer_test_helpers.h"
 #include "sign_fft_compare.h"
 #include "vidkv/core/cuda/cuda_device.h"
@@ -143,7 +144,7 @@ const std::vector<BlockShape>& off_shapes() {
 
 TEST_CASE("sign on CUDA, fft off: the reference's bytes and decodes for every parameter combination", "[cuda][sign]") {
   require_gpu();
-  const PluginRegistry& ref_registry = builtin_registry(CpuImplementation::reference);
+  const PluginRegistry& ref_registry = test::builtin_registry(CpuImplementation::reference);
   std::vector<KeyValues> configs;
   for (const char* axis : {"channel", "token"})
     for (const char* layout : {"dense", "release"})
@@ -155,7 +156,7 @@ TEST_CASE("sign on CUDA, fft off: the reference's bytes and decodes for every pa
   for (const auto& kv : configs) {
     const auto block = quantizer_block("sign", kv);
     const auto ref = ref_registry.make_quantizer(block);
-    const auto gpu = builtin_registry().make_quantizer(block);
+    const auto gpu = test::builtin_registry().make_quantizer(block);
     for (const auto& shape : off_shapes()) {
       CHECK(gpu->tier(Device::cuda, shape).name == "sign:cuda");
       CHECK(gpu->tier(Device::cuda, shape).exact);
@@ -216,15 +217,15 @@ TEST_CASE("sign on CUDA, fft complex / real: bits near 0, scales and decodes wit
   // Power-of-two widths with whole groups (fused tiles), and tails, odd and large-prime widths (cuFFT).
   const std::vector<BlockShape> shapes{{2, 64, 64}, {1, 256, 128}, {3, 32, 16}, {1, 96, 32}, {1, 37, 32}, {2, 64, 60},
                                        {1, 33, 97}, {1, 16, 131},  {2, 64, 1},  {1, 5, 2},   {2, 45, 17}};
-  const PluginRegistry& ref_registry = builtin_registry(CpuImplementation::reference);
-  const PluginRegistry& opt_registry = builtin_registry(CpuImplementation::optimized);
+  const PluginRegistry& ref_registry = test::builtin_registry(CpuImplementation::reference);
+  const PluginRegistry& opt_registry = test::builtin_registry(CpuImplementation::optimized);
   const bool avx = simd::avx512_kernels();
   std::uint64_t seed = 82000;
   for (const auto& cs : cases) {
     const auto block = quantizer_block("sign", cs.kv);
     const auto ref = ref_registry.make_quantizer(block);
     const auto opt = opt_registry.make_quantizer(block);
-    const auto gpu = builtin_registry().make_quantizer(block);
+    const auto gpu = test::builtin_registry().make_quantizer(block);
     const cmp::Setup st = cmp::setup_of(dynamic_cast<const Sign&>(*gpu).params());
     REQUIRE((st.fft == cs.st.fft && st.axis == cs.st.axis && st.layout == cs.st.layout && st.scale_dtype == cs.st.scale_dtype &&
              st.reconstruction == cs.st.reconstruction && st.group == cs.st.group));
@@ -282,7 +283,7 @@ TEST_CASE("sign on CUDA, fft complex / real: bits near 0, scales and decodes wit
 TEST_CASE("sign on CUDA, cuFFT plans: one cache serves several host threads on their own streams", "[cuda][sign][fft]") {
   require_gpu();
 #ifdef VIDKV_WITH_CUDA
-  const auto gpu = builtin_registry().make_quantizer(quantizer_block("sign", {{"fft", "real"}}));
+  const auto gpu = test::builtin_registry().make_quantizer(quantizer_block("sign", {{"fft", "real"}}));
   const BlockShape shape{2, 300, 60};  // cuFFT (n = 60), 600 token rows: batches 512, 64, 16, 8
   REQUIRE(gpu->tier(Device::cuda, shape).name == "sign:cuda+cufft");
   const HostInput in = as_dtype(block_values(shape, 83001), DType::f16);
@@ -328,7 +329,7 @@ TEST_CASE("sign on CUDA, channel subsets: the gathered block's bytes, a decode i
     for (std::int64_t k : sc.ks) {
       const auto block = quantizer_block("sign", kv);
       INFO(block.dump() << ", " << k << " of " << full.channels << " channels");
-      const auto q = builtin_registry().make_quantizer(block);
+      const auto q = test::builtin_registry().make_quantizer(block);
       const auto& sign = dynamic_cast<const Sign&>(*q);
       std::vector<std::int32_t> index;
       for (std::int32_t c = 1; std::int64_t(index.size()) < k; c += 2) index.push_back(c);  // the first k odd channels

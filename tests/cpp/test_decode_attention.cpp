@@ -8,6 +8,7 @@
 #include <random>
 
 #include "catch.h"
+#include "test_registry.h"
 #include "decode_attention_test_support.h"
 #include "vidkv/attention/decode_attention_format.h"
 #include "vidkv/core/error.h"
@@ -64,7 +65,7 @@ TEST_CASE("in-place element reads equal each plugin's decode", "[cpu][attention]
   const LayerInput in = synthetic_input(2, 200, 48, 3);
   int read = 0;
   for (const AttentionCodec& ac : attention_codecs()) {
-    const PluginRegistry& reg = builtin_registry(CpuImplementation::reference);
+    const PluginRegistry& reg = test::builtin_registry(CpuImplementation::reference);
     const KvCodec codec(reg.make_quantizer(ac.key), reg.make_quantizer(ac.value));
     if (!decode_attention_supports(codec.key(), in.channels) || !decode_attention_supports(codec.value(), in.channels)) continue;
     INFO(ac.name);
@@ -101,7 +102,7 @@ TEST_CASE("the kernels' emulation agrees with the reference and dequantize-then-
   const LayerInput a = synthetic_input(2, 300, 64, 1), b = synthetic_input(2, 171, 64, 2);
   int supported = 0;
   for (const AttentionCodec& ac : attention_codecs()) {
-    const PluginRegistry& reg = builtin_registry(CpuImplementation::reference);
+    const PluginRegistry& reg = test::builtin_registry(CpuImplementation::reference);
     const KvCodec codec(reg.make_quantizer(ac.key), reg.make_quantizer(ac.value));
     std::string why;
     if (!decode_attention_supports(codec.key(), a.channels, &why) || !decode_attention_supports(codec.value(), a.channels, &why)) {
@@ -133,16 +134,16 @@ TEST_CASE("the presets kivi-2 and vidkv-k1.5-v1.58 are read in place", "[cpu][at
     const ConfigNode doc = load_preset(name, ConfigNode::scalar(name));
     std::string why;
     INFO(name);
-    CHECK(decode_attention_supports(*builtin_registry().make_quantizer(doc.at("codec").at("key")), 128, &why));
-    CHECK(decode_attention_supports(*builtin_registry().make_quantizer(doc.at("codec").at("value")), 128, &why));
+    CHECK(decode_attention_supports(*test::builtin_registry().make_quantizer(doc.at("codec").at("key")), 128, &why));
+    CHECK(decode_attention_supports(*test::builtin_registry().make_quantizer(doc.at("codec").at("value")), 128, &why));
   }
 }
 
 TEST_CASE("decode attention refuses bad queries, outputs and caches", "[cpu][attention]") {
   const LayerInput in = synthetic_input(2, 80, 32, 4);
   const ConfigNode doc = load_preset("kivi-2", ConfigNode::scalar("kivi-2"));
-  const KvCodec codec(builtin_registry().make_quantizer(doc.at("codec").at("key")),
-                      builtin_registry().make_quantizer(doc.at("codec").at("value")));
+  const KvCodec codec(test::builtin_registry().make_quantizer(doc.at("codec").at("key")),
+                      test::builtin_registry().make_quantizer(doc.at("codec").at("value")));
   const LifecycleParams lc = parse_params<LifecycleParams>(doc.at("lifecycle"), {}, "lifecycle");
   const auto cache = filled_cache(codec, lc, in, 80, Execution::cpu());
   const DecodeAttention attn({cache.get()}, Execution::cpu());
@@ -206,7 +207,7 @@ TEST_CASE("the kernels' emulation handles head_dim 40 (a channel tail per lane) 
   for (const char* name : {"kivi-2", "vidkv-k1.5-v1.58"}) {
     INFO(name);
     const ConfigNode doc = load_preset(name, ConfigNode::scalar(name));
-    const PluginRegistry& reg = builtin_registry(CpuImplementation::reference);
+    const PluginRegistry& reg = test::builtin_registry(CpuImplementation::reference);
     const KvCodec codec(reg.make_quantizer(doc.at("codec").at("key")), reg.make_quantizer(doc.at("codec").at("value")));
     const LifecycleParams lc = parse_params<LifecycleParams>(doc.at("lifecycle"), {}, "lifecycle");
     const auto ca = filled_cache(codec, lc, a, 190, Execution::cpu());
@@ -229,8 +230,8 @@ TEST_CASE("every packed tile of kivi-2 and vidkv-k1.5-v1.58 takes the fast path;
   for (const char* name : {"kivi-2", "vidkv-k1.5-v1.58"}) {
     INFO(name);
     const ConfigNode doc = load_preset(name, ConfigNode::scalar(name));
-    const KvCodec codec(builtin_registry().make_quantizer(doc.at("codec").at("key")),
-                        builtin_registry().make_quantizer(doc.at("codec").at("value")));
+    const KvCodec codec(test::builtin_registry().make_quantizer(doc.at("codec").at("key")),
+                        test::builtin_registry().make_quantizer(doc.at("codec").at("value")));
     const LifecycleParams lc = parse_params<LifecycleParams>(doc.at("lifecycle"), {}, "lifecycle");
     const auto cache = filled_cache(codec, lc, in, 250, Execution::cpu());
     const DecodeAttention attn({cache.get()}, Execution::cpu());
@@ -249,7 +250,7 @@ TEST_CASE("the kernels' emulation reads the live hook's caches, which keep only 
   for (const char* name : {"kivi-2", "vidkv-k1.5-v1.58", "fp16"}) {
     INFO(name);
     const ConfigNode doc = load_preset(name, ConfigNode::scalar(name));
-    const PluginRegistry& reg = builtin_registry(CpuImplementation::reference);
+    const PluginRegistry& reg = test::builtin_registry(CpuImplementation::reference);
     const KvCodec codec(reg.make_quantizer(doc.at("codec").at("key")), reg.make_quantizer(doc.at("codec").at("value")));
     const LifecycleParams lc = parse_params<LifecycleParams>(doc.at("lifecycle"), {}, "lifecycle");
     const auto ca = filled_cache(codec, lc, a, 200, Execution::cpu(), ExactTokens::residual);

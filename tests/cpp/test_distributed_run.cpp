@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "catch.h"
+#include "test_registry.h"
 #include "results_compare.h"
 #include "vidkv/core/error.h"
 #include "vidkv/experiments/src/cell_partition.h"
@@ -57,7 +58,7 @@ fs::path write_experiment(const fs::path& dir) {
   REQUIRE(run_quiet(kVidkv + " trace synth --shape 8x2x1024x64 --seed 3 -o " + trace.string()) == 0);
   const fs::path exp = dir / "exp.yaml";
   std::ofstream(exp) << "name: dist\ntraces: [" << trace.string() << "]\nseed: 5\n"
-                     << "codec:\n  key: {quantizer: uniform, bits: 2}\n  value: {quantizer: uniform, bits: 2, axis: token}\n"
+                     << "codec:\n  key: {type: uniform, bits: 2}\n  value: {type: uniform, bits: 2, axis: token}\n"
                      << "sweep:\n  codec.key.bits: [1, 2, 3, 4, 5, 6]\n  codec.value.bits: [2, 4]\n";
   return exp;
 }
@@ -194,7 +195,7 @@ TEST_CASE("codec_cost: 1 for the metrics, 0.25 per plugin block, 1 per token pro
       "name: cost\ntraces: [traces/data/smollm2-135m-longdoc.h5]\ncodec: {preset: fp16}\nsweep:\n"
       "  - {name: fp16, codec: {preset: fp16}}\n  - {name: stp, codec: {preset: vidkv-k1.5-v1.66-stp}}\n",
       "test");
-  const ExperimentPlan plan = plan_experiment_document(doc, {}, builtin_registry(), "test");
+  const ExperimentPlan plan = plan_experiment_document(doc, {}, test::builtin_registry(), "test");
   REQUIRE(plan.runs.size() == 2);
   // fp16: key identity + value identity = 1 + 0.25 + 0.25.
   CHECK(codec_cost(plan.runs[0]) == 1.5);

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include "catch.h"
+#include "test_registry.h"
 #include "vidkv/core/error.h"
 #include "vidkv/core/plugin_registry.h"
 #include "fixture_quantizers.h"
@@ -50,8 +51,8 @@ std::string message_of(const std::function<void()>& f) {
 const char* kBase = R"(name: t
 traces: ["*.h5"]
 codec:
-  key: {quantizer: uniform, bits: 2, group: 32, axis: channel}
-  value: {quantizer: uniform, bits: 2, group: 32, axis: token}
+  key: {type: uniform, bits: 2, group: 32, axis: channel}
+  value: {type: uniform, bits: 2, group: 32, axis: token}
 )";
 
 }  // namespace
@@ -73,34 +74,34 @@ TEST_CASE("a typo in a plugin block fails with the line number and the suggestio
 traces: ["*.h5"]
 codec:
   key:
-    quantizr: uniform
+    typ: uniform
     bits: 2
-  value: {quantizer: uniform}
+  value: {type: uniform}
 )");
-  const std::string m = message_of([&] { plan_experiment(file, {}, builtin_registry()); });
-  CHECK(m == file + ":5:15: codec.key.quantizr: unknown key 'quantizr' (did you mean 'quantizer'?); a quantizer block "
-             "names its plugin with 'quantizer: NAME'");
+  const std::string m = message_of([&] { plan_experiment(file, {}, test::builtin_registry()); });
+  CHECK(m == file + ":5:10: codec.key.typ: unknown key 'typ' (did you mean 'type'?); a quantizer block "
+             "names its plugin with 'type: NAME'");
 }
 
 TEST_CASE("unknown top-level keys, parameters, metrics and plugins are located and explained", "[experiments][plan]") {
   Scratch s;
-  std::string m = message_of([&] { plan_experiment(s.write("x.yaml", std::string(kBase) + "metrcs: [all]\n"), {}, builtin_registry()); });
+  std::string m = message_of([&] { plan_experiment(s.write("x.yaml", std::string(kBase) + "metrcs: [all]\n"), {}, test::builtin_registry()); });
   CHECK(m.find(":6:9: metrcs: unknown key 'metrcs' in the experiment (did you mean 'metrics'?)") != std::string::npos);
-  m = message_of([&] { plan_experiment(s.write("y.yaml", std::string(kBase) + "metrics: [attn_kll]\n"), {}, builtin_registry()); });
+  m = message_of([&] { plan_experiment(s.write("y.yaml", std::string(kBase) + "metrics: [attn_kll]\n"), {}, test::builtin_registry()); });
   CHECK(m.find("unknown metric 'attn_kll' (did you mean 'attn_kl'?)") != std::string::npos);
-  m = message_of([&] { plan_experiment(s.write("z.yaml", kBase), {"codec.key.bits=9"}, builtin_registry()); });
+  m = message_of([&] { plan_experiment(s.write("z.yaml", kBase), {"codec.key.bits=9"}, test::builtin_registry()); });
   CHECK(m.find("--set codec.key.bits") != std::string::npos);
   CHECK(m.find("bits = 9 is out of range [1, 8]") != std::string::npos);
-  m = message_of([&] { plan_experiment(s.write("w.yaml", kBase), {"codec.key.quantizer=unifrom"}, builtin_registry()); });
+  m = message_of([&] { plan_experiment(s.write("w.yaml", kBase), {"codec.key.type=unifrom"}, test::builtin_registry()); });
   CHECK(m.find("unknown quantizer 'unifrom' (did you mean 'uniform'?)") != std::string::npos);
-  m = message_of([&] { plan_experiment(s.write("v.yaml", "name: t\ntraces: [nothing-*.h5]\ncodec: {key: {quantizer: identity}, value: {quantizer: identity}}\n"), {}, builtin_registry()); });
+  m = message_of([&] { plan_experiment(s.write("v.yaml", "name: t\ntraces: [nothing-*.h5]\ncodec: {key: {type: identity}, value: {type: identity}}\n"), {}, test::builtin_registry()); });
   CHECK(m.find(":2:10: traces[0]: no trace matches 'nothing-*.h5'") != std::string::npos);
 }
 
 TEST_CASE("cartesian sweeps expand in order and name their runs", "[experiments][plan]") {
   Scratch s;
   const std::string file = s.write("sweep.yaml", std::string(kBase) + "sweep:\n  codec.key.bits: [2, 4]\n  codec.value.group: [16, 32, 64]\n");
-  const ExperimentPlan plan = plan_experiment(file, {}, builtin_registry());
+  const ExperimentPlan plan = plan_experiment(file, {}, test::builtin_registry());
   REQUIRE(plan.runs.size() == 6);
   CHECK(plan.runs[0].name == "key.bits=2,value.group=16");
   CHECK(plan.runs[5].name == "key.bits=4,value.group=64");
@@ -118,8 +119,8 @@ TEST_CASE("layering: defaults < preset < file < --set, and named variants", "[ex
   fs::create_directories(s.dir / "presets");
   s.write("presets/toy.yaml", R"(description: a toy preset
 codec:
-  key: {quantizer: mixed_channel, selector: {type: range, fraction: 0.25, scope: head}}
-  value: {quantizer: uniform, bits: 4, group: 32, axis: token}
+  key: {type: mixed_channel, selector: {type: range, fraction: 0.25, scope: head}}
+  value: {type: uniform, bits: 4, group: 32, axis: token}
 lifecycle: {type: kivi, residual: 64}
 )");
   ::setenv("VIDKV_PRESETS_DIR", (s.dir / "presets").c_str(), 1);
@@ -134,7 +135,7 @@ sweep:
   - {name: variance, codec.key.selector: {type: variance}}
   - {name: two-bit, codec: {value: {bits: 2}}}
 )");
-  const ExperimentPlan plan = plan_experiment(file, {"lifecycle.residual=32"}, builtin_registry());
+  const ExperimentPlan plan = plan_experiment(file, {"lifecycle.residual=32"}, test::builtin_registry());
   ::unsetenv("VIDKV_PRESETS_DIR");
   REQUIRE(plan.runs.size() == 3);
   const RunPlan& plain = plan.runs[0];
@@ -155,12 +156,12 @@ sweep:
 TEST_CASE("resolve_codec builds one side of a preset for the Python API", "[experiments][plan]") {
   Scratch s;
   fs::create_directories(s.dir / "presets");
-  s.write("presets/p.yaml", "codec:\n  key: {quantizer: uniform, bits: 2}\n  value: {quantizer: identity}\n");
+  s.write("presets/p.yaml", "codec:\n  key: {type: uniform, bits: 2}\n  value: {type: identity}\n");
   ::setenv("VIDKV_PRESETS_DIR", (s.dir / "presets").c_str(), 1);
   ConfigNode codec = parse_yaml_text("{preset: p, part: key}", "python");
-  ConfigNode one = resolve_codec(codec);
-  CHECK(one.dump() == "{key: {quantizer: uniform, bits: 2}}");
-  const std::string m = message_of([&] { resolve_codec(parse_yaml_text("{preset: q}", "python")); });
+  ConfigNode one = resolve_codec(codec, test::builtin_registry());
+  CHECK(one.dump() == "{key: {type: uniform, bits: 2}}");
+  const std::string m = message_of([&] { resolve_codec(parse_yaml_text("{preset: q}", "python"), test::builtin_registry()); });
   CHECK(m.find("unknown preset 'q' (did you mean 'p'?); valid: p") != std::string::npos);
   ::unsetenv("VIDKV_PRESETS_DIR");
 }
@@ -169,7 +170,7 @@ TEST_CASE("backend cuda is refused at validation without CUDA, a GPU, or a CUDA 
   Scratch s;
   // Live mode has no backend: its cache follows the model's device.
   std::string m = message_of([&] {
-    plan_experiment(s.write("l.yaml", "name: t\nmodel: {id: x}\nbackend: cuda\ncodec: {preset: kivi-2}\n"), {}, builtin_registry());
+    plan_experiment(s.write("l.yaml", "name: t\nmodel: {id: x}\nbackend: cuda\ncodec: {preset: kivi-2}\n"), {}, test::builtin_registry());
   });
   CHECK(m.find("backend cuda: in live mode") != std::string::npos);
   CHECK(m.find("model: device: cuda") != std::string::npos);
@@ -177,8 +178,8 @@ TEST_CASE("backend cuda is refused at validation without CUDA, a GPU, or a CUDA 
   // the codec's YAML line (a build without CUDA says so first).
   const PluginRegistry fixtures = test::fixture_registry();
   m = message_of([&] {
-    plan_experiment(s.write("f.yaml", "name: t\ntraces: [\"*.h5\"]\nbackend: cuda\ncodec:\n  key: {quantizer: uniform}\n"
-                                      "  value: {quantizer: half_step}\n"),
+    plan_experiment(s.write("f.yaml", "name: t\ntraces: [\"*.h5\"]\nbackend: cuda\ncodec:\n  key: {type: uniform}\n"
+                                      "  value: {type: half_step}\n"),
                     {}, fixtures);
   });
 #ifdef VIDKV_WITH_CUDA
@@ -192,9 +193,9 @@ TEST_CASE("backend cuda is refused at validation without CUDA, a GPU, or a CUDA 
   const std::string why = cuda_backend_unavailable();
   const std::string file = s.write("c.yaml", std::string(kBase) + "backend: cuda\n");
   if (why.empty()) {
-    CHECK(plan_experiment(file, {}, builtin_registry()).backend == Device::cuda);
+    CHECK(plan_experiment(file, {}, test::builtin_registry()).backend == Device::cuda);
   } else {
-    m = message_of([&] { plan_experiment(file, {}, builtin_registry()); });
+    m = message_of([&] { plan_experiment(file, {}, test::builtin_registry()); });
     CHECK(m.find("cuda is not available: " + why) != std::string::npos);
   }
 }
@@ -203,7 +204,7 @@ TEST_CASE("duplicate run names are refused at validation", "[experiments][plan]"
   Scratch s;
   std::string m;
   m = message_of([&] {
-    plan_experiment(s.write("d.yaml", std::string(kBase) + "sweep:\n  - {name: a}\n  - {name: a}\n"), {}, builtin_registry());
+    plan_experiment(s.write("d.yaml", std::string(kBase) + "sweep:\n  - {name: a}\n  - {name: a}\n"), {}, test::builtin_registry());
   });
   CHECK(m.find("duplicate variant name 'a'") != std::string::npos);
 }
@@ -217,13 +218,13 @@ TEST_CASE("the KIVI lifecycle with per-channel values is refused with the measur
   const std::string per_channel = s.write("c.yaml", std::string(kBase) +
                                                         "lifecycle: {type: kivi}\n"
                                                         "sweep:\n  - {name: bad, codec: {value: {axis: channel}}}\n");
-  const std::string m = message_of([&] { plan_experiment(per_channel, {}, builtin_registry()); });
+  const std::string m = message_of([&] { plan_experiment(per_channel, {}, test::builtin_registry()); });
   CHECK(m.find("run 'bad': lifecycle type kivi") != std::string::npos);
   CHECK(m.find("34.00 bits per element on them (3.00 on 128-token blocks)") != std::string::npos);
   CHECK(m.find("value axis: token") != std::string::npos);
   const std::string per_token = s.write("t.yaml", std::string(kBase) + "lifecycle: {type: kivi}\n");
-  CHECK(message_of([&] { plan_experiment(per_token, {}, builtin_registry()); }).empty());
+  CHECK(message_of([&] { plan_experiment(per_token, {}, test::builtin_registry()); }).empty());
   const std::string paper = s.write("p.yaml", std::string(kBase) + "lifecycle: {type: paper}\n"
                                                                   "sweep:\n  - {name: ok, codec: {value: {axis: channel}}}\n");
-  CHECK(message_of([&] { plan_experiment(paper, {}, builtin_registry()); }).empty());
+  CHECK(message_of([&] { plan_experiment(paper, {}, test::builtin_registry()); }).empty());
 }

@@ -45,7 +45,7 @@ TEST_CASE("an experiment killed with SIGKILL resumes to the same results", "[exp
   REQUIRE(run_quiet(kVidkv + " trace synth --shape 4x2x1024x64 --seed 3 -o " + trace.string()) == 0);
   const fs::path exp = dir / "exp.yaml";
   std::ofstream(exp) << "name: resume\ntraces: [" << trace.string() << "]\nseed: 5\n"
-                     << "codec:\n  key: {quantizer: uniform, bits: 2}\n  value: {quantizer: uniform, bits: 2, axis: token}\n"
+                     << "codec:\n  key: {type: uniform, bits: 2}\n  value: {type: uniform, bits: 2, axis: token}\n"
                      << "sweep:\n  codec.key.bits: [1, 2, 3, 4, 5, 6, 7, 8]\n";
   const fs::path whole = dir / "whole", killed = dir / "killed";
   REQUIRE(run_quiet(kVidkv + " run " + exp.string() + " --quiet --out " + whole.string()) == 0);

@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "catch.h"
+#include "test_registry.h"
 #include "vidkv/core/plugin_registry.h"
 #include "vidkv/experiments/src/experiment_plan.h"
 #include "vidkv/experiments/src/experiment_runner.h"
@@ -28,9 +29,9 @@ struct Dir {
 ExperimentPlan two_runs(const Dir& d) {
   const fs::path yaml = d.path / "t.yaml";
   std::ofstream(yaml) << "name: tiers\ntraces: [\"" << VIDKV_SOURCE_DIR << "/traces/data/synthetic-default.h5\"]\n"
-                      << "codec: {key: {quantizer: uniform, bits: 2}, value: {quantizer: uniform, bits: 2, axis: token}}\n"
+                      << "codec: {key: {type: uniform, bits: 2}, value: {type: uniform, bits: 2, axis: token}}\n"
                       << "metrics: [key_rel_error]\nsweep:\n  - {name: a}\n  - {name: b, codec.key.bits: 4}\n";
-  return plan_experiment(yaml.string(), {}, builtin_registry());
+  return plan_experiment(yaml.string(), {}, test::builtin_registry());
 }
 
 }  // namespace
@@ -54,16 +55,16 @@ TEST_CASE("provenance.json names the backend and every run's kernel tiers", "[ex
   Dir d;
   const ExperimentPlan plan = two_runs(d);
   const BlockShape shape{2, 64, 64};
-  const std::vector<RunTiers> tiers = run_kernel_tiers(plan, builtin_registry(), shape);
+  const std::vector<RunTiers> tiers = run_kernel_tiers(plan, test::builtin_registry(), shape);
   REQUIRE(tiers.size() == 2);
-  const KernelTier want = builtin_registry().make_quantizer(plan.runs[1].codec.at("key"))->tier(Device::cpu, shape);
+  const KernelTier want = test::builtin_registry().make_quantizer(plan.runs[1].codec.at("key"))->tier(Device::cpu, shape);
   CHECK(tiers[1].key.name == want.name);
   CHECK(tiers[1].key.name.rfind("uniform:", 0) == 0);
 
   RunOptions options;
   options.out_dir = (d.path / "out").string();
   options.progress = false;
-  run_experiment(plan, options, builtin_registry());
+  run_experiment(plan, options, test::builtin_registry());
   std::ifstream in(d.path / "out" / "provenance.json");
   std::stringstream text;
   text << in.rdbuf();

@@ -30,7 +30,7 @@ KvCodec codec(const ConfigNode& key, const ConfigNode& value) {
   return KvCodec(registry().make_quantizer(key), registry().make_quantizer(value));
 }
 KvCodec half_step_codec() {
-  return codec(map({{"quantizer", scalar("half_step")}}), map({{"quantizer", scalar("half_step")}}));
+  return codec(map({{"type", scalar("half_step")}}), map({{"type", scalar("half_step")}}));
 }
 
 constexpr std::int64_t kHeads = 2, kChannels = 3;
@@ -166,7 +166,7 @@ TEST_CASE("release lifecycle: re-quantize the whole cache when the residual reac
 TEST_CASE("release lifecycle re-encodes from the dequantized cache with fresh statistics", "[lifecycle][release]") {
   // Values through mean_sign (per-head mean |x| of the whole block): after the re-quantization at T = 16 the old
   // tokens share one new scale with the new ones, unlike the paper lifecycle where block [0, 8) keeps its own.
-  const KvCodec c = codec(map({{"quantizer", scalar("half_step")}}), map({{"quantizer", scalar("mean_sign")}}));
+  const KvCodec c = codec(map({{"type", scalar("half_step")}}), map({{"type", scalar("mean_sign")}}));
   LayerCache release(c, lifecycle(LifecycleType::release), kHeads, kChannels, TokenContext{}, DType::f16);
   LayerCache paper(c, lifecycle(LifecycleType::paper), kHeads, kChannels, TokenContext{}, DType::f16);
   for (LayerCache* cache : {&release, &paper}) {
@@ -230,7 +230,7 @@ TEST_CASE("residual_dtype fp32 keeps residual tokens exact and counts 4 bytes ea
 TEST_CASE("prefill + decode through LayerCache equals replay_layer", "[lifecycle][replay]") {
   const BlockShape shape{kHeads, 30, kChannels};
   const std::vector<float> key = inputs(0, 30, false), value = inputs(0, 30, true);
-  const KvCodec c = codec(map({{"quantizer", scalar("mean_sign")}}), map({{"quantizer", scalar("mean_sign")}}));
+  const KvCodec c = codec(map({{"type", scalar("mean_sign")}}), map({{"type", scalar("mean_sign")}}));
   for (LifecycleType type : {LifecycleType::release, LifecycleType::paper, LifecycleType::kivi}) {
     INFO("lifecycle " << static_cast<int>(type));
     LifecycleParams p = lifecycle(type);
@@ -271,11 +271,11 @@ TEST_CASE("protectors see the layer's full-precision keys through ctx.keys while
   TokenContext ctx;
   ctx.tokens = &tt;
   ctx.queries = &qs;
-  const KvCodec c = codec(map({{"quantizer", scalar("half_step")}}),
-                          map({{"quantizer", scalar("mixed_token")},
+  const KvCodec c = codec(map({{"type", scalar("half_step")}}),
+                          map({{"type", scalar("mixed_token")},
                                {"protector", map({{"type", scalar("semantic_attention")}, {"count", scalar("1")}})},
-                               {"protected", map({{"quantizer", scalar("half_step")}})},
-                               {"rest", map({{"quantizer", scalar("mean_sign")}})}}));
+                               {"protected", map({{"type", scalar("half_step")}})},
+                               {"rest", map({{"type", scalar("mean_sign")}})}}));
   LifecycleParams p = lifecycle(LifecycleType::paper);
   p.group = 2;
   std::vector<float> key, value;

@@ -21,8 +21,8 @@ constexpr std::int64_t kHeads = 2, kChannels = 3;
 
 KvCodec half_step_codec() {
   static const PluginRegistry r = vidkv::test::fixture_registry();
-  return KvCodec(r.make_quantizer(map({{"quantizer", scalar("half_step")}})),
-                 r.make_quantizer(map({{"quantizer", scalar("half_step")}})));
+  return KvCodec(r.make_quantizer(map({{"type", scalar("half_step")}})),
+                 r.make_quantizer(map({{"type", scalar("half_step")}})));
 }
 
 // [heads, end - begin, channels] inputs of tokens [begin, end): distinct, non-integer values (0.3 steps).

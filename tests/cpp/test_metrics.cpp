@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "catch.h"
+#include "test_registry.h"
 #include "vidkv/core/cache_lifecycle.h"
 #include "vidkv/core/error.h"
 #include "vidkv/core/kv_codec.h"
@@ -259,7 +260,7 @@ TEST_CASE("optimised metrics equal the reference within the derived tolerance: G
 
 TEST_CASE("optimised metrics equal the reference on synthetic traces with tails (T % 32 != 0, D = 80) through presets",
           "[experiments][metrics]") {
-  const PluginRegistry& registry = builtin_registry();
+  const PluginRegistry& registry = test::builtin_registry();
   for (const char* shape : {"2x2x333x80", "1x2x1100x80"}) {
     SyntheticTraceSpec spec;
     parse_synthetic_shape(shape, spec);
@@ -287,7 +288,7 @@ TEST_CASE("optimised metrics equal the reference on synthetic traces with tails 
 }
 
 TEST_CASE("optimised metrics equal the reference on the bundled trace (every layer, kivi-2)", "[experiments][metrics]") {
-  const PluginRegistry& registry = builtin_registry();
+  const PluginRegistry& registry = test::builtin_registry();
   const TraceReader reader(std::string(VIDKV_SOURCE_DIR) + "/traces/data/smollm2-135m-longdoc.h5");
   const TraceTokens tokens = reader.tokens(false);
   const ConfigNode doc = load_preset("kivi-2", ConfigNode::scalar("kivi-2"));

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "catch.h"
+#include "test_registry.h"
 #include "fixture_quantizers.h"
 #include "vidkv/core/error.h"
 
@@ -39,10 +40,10 @@ TEST_CASE("mixed_channel: golden bytes, layer scope", "[mixed_channel]") {
   // low (mean_sign) gathers [t0: 0.5, 0.25; t1: 1, 0.75]: s = 2.5 / 4 = 0.625 = 0x3F200000 (LE 00 00 20 3F),
   //   all >= 0 -> bits 1111 -> 0x0F.
   // Total 1 + 4 + 4 + 1 = 10 bytes over 8 elements: effective 10 bits; nominal (4 * 8 + 4 * 1) / 8 = 4.5.
-  auto q = registry().make_quantizer(map({{"quantizer", scalar("mixed_channel")},
+  auto q = registry().make_quantizer(map({{"type", scalar("mixed_channel")},
                                           {"selector", map({{"type", scalar("range")}, {"fraction", scalar("0.5")}})},
-                                          {"high", map({{"quantizer", scalar("half_step")}})},
-                                          {"low", map({{"quantizer", scalar("mean_sign")}})}}));
+                                          {"high", map({{"type", scalar("half_step")}})},
+                                          {"low", map({{"type", scalar("mean_sign")}})}}));
   const std::vector<float> x = {0.5f, 10, -1, 0.25f, 1, -10, 1, 0.75f};
   const BlockShape shape{1, 2, 4};
   const TokenContext ctx;
@@ -72,10 +73,10 @@ TEST_CASE("mixed_channel: head scope stores one mask per head and encodes each h
   // Sections: channel_mask, high.h0.codes (2 bytes), low.h0.codes (4), high.h1.codes (2), low.h1.codes (4).
   // Head 0 high [4, -4] -> 0x08 0xF8; low [0, 1, 0, 1.5] -> 0x00 0x02 0x00 0x03;
   // head 1 high [1, -3] -> 0x02 0xFA; low [0, 2, 0.5, 2] -> 0x00 0x04 0x01 0x04.
-  auto q = registry().make_quantizer(map({{"quantizer", scalar("mixed_channel")},
+  auto q = registry().make_quantizer(map({{"type", scalar("mixed_channel")},
                                           {"selector", map({{"type", scalar("range")}, {"count", scalar("1")}, {"scope", scalar("head")}})},
-                                          {"high", map({{"quantizer", scalar("half_step")}, {"nominal", scalar("2")}})},
-                                          {"low", map({{"quantizer", scalar("half_step")}, {"nominal", scalar("1")}})}}));
+                                          {"high", map({{"type", scalar("half_step")}, {"nominal", scalar("2")}})},
+                                          {"low", map({{"type", scalar("half_step")}, {"nominal", scalar("1")}})}}));
   const std::vector<float> x = {4, 0, 1, -4, 0, 1.5f, 0, 1, 2, 0.5f, -3, 2};
   const BlockShape shape{2, 2, 3};
   const TokenContext ctx;
@@ -104,9 +105,9 @@ TEST_CASE("mixed_channel: random round trips with every selector and scope, layo
         INFO(type << " " << scope << " " << frac);
         ConfigNode sel = map({{"type", scalar(type)}, {"scope", scalar(scope)}});
         if (std::string(type) != "outlier") sel.set("fraction", scalar(frac));
-        auto q = registry().make_quantizer(map({{"quantizer", scalar("mixed_channel")}, {"selector", sel},
-                                                {"high", map({{"quantizer", scalar("half_step")}})},
-                                                {"low", map({{"quantizer", scalar("half_step")}})}}));
+        auto q = registry().make_quantizer(map({{"type", scalar("mixed_channel")}, {"selector", sel},
+                                                {"high", map({{"type", scalar("half_step")}})},
+                                                {"low", map({{"type", scalar("half_step")}})}}));
         const PackedLayout l = q->layout(shape, TokenContext{});
         const std::size_t masks = std::string(scope) == "layer" ? 1 : 4;
         CHECK(l.bytes() == masks * 16 + static_cast<std::size_t>(shape.elements()));
@@ -118,19 +119,19 @@ TEST_CASE("mixed_channel: random round trips with every selector and scope, layo
 }
 
 TEST_CASE("mixed_channel parameters and defaults as registered", "[mixed_channel]") {
-  const PluginInfo* info = builtin_registry().find("mixed_channel");
+  const PluginInfo* info = test::builtin_registry().find(PluginFamily::quantizer, "mixed_channel");
   REQUIRE(info);
   REQUIRE(info->params.size() == 3);
   CHECK(info->params[0].name == "selector");
   CHECK(info->params[0].default_text == "{type: range, fraction: 0.5, scope: layer}");
-  CHECK(info->params[1].default_text == "{quantizer: uniform, bits: 2, group: 32, axis: channel}");
-  CHECK(info->params[2].default_text == "{quantizer: sign, group: 32, fft: real}");
-  const PluginInfo* mt = builtin_registry().find("mixed_token");
+  CHECK(info->params[1].default_text == "{type: uniform, bits: 2, group: 32, axis: channel}");
+  CHECK(info->params[2].default_text == "{type: sign, group: 32, fft: real}");
+  const PluginInfo* mt = test::builtin_registry().find(PluginFamily::quantizer, "mixed_token");
   REQUIRE(mt);
   REQUIRE(mt->params.size() == 3);
   CHECK(mt->params[0].default_text == "{type: random, fraction: 0.2}");
   CHECK(mt->params[1].name == "protected");
-  CHECK(mt->params[2].default_text == "{quantizer: ternary}");
+  CHECK(mt->params[2].default_text == "{type: ternary}");
 }
 
 namespace {
@@ -159,10 +160,10 @@ TEST_CASE("mixed_token: golden bytes with semantic_embedding", "[mixed_token]") 
   const TraceTokens tt = stp_tokens();
   TokenContext ctx;
   ctx.tokens = &tt;
-  auto q = registry().make_quantizer(map({{"quantizer", scalar("mixed_token")},
+  auto q = registry().make_quantizer(map({{"type", scalar("mixed_token")},
                                           {"protector", map({{"type", scalar("semantic_embedding")}, {"fraction", scalar("0.5")}})},
-                                          {"protected", map({{"quantizer", scalar("half_step")}})},
-                                          {"rest", map({{"quantizer", scalar("mean_sign")}})}}));
+                                          {"protected", map({{"type", scalar("half_step")}})},
+                                          {"rest", map({{"type", scalar("mean_sign")}})}}));
   const std::vector<float> x = {1, -1, 2.5f, 3, 0.5f, -0.5f, -4, 1.5f, 2, 2, 0, -3};
   const BlockShape shape{1, 6, 2};
   const PackedLayout l = q->layout(shape, ctx);
@@ -189,13 +190,13 @@ TEST_CASE("mixed_token: children see their own tokens through ctx.subset (nested
   const TraceTokens tt = stp_tokens();
   TokenContext ctx;
   ctx.tokens = &tt;
-  ConfigNode inner = map({{"quantizer", scalar("mixed_token")},
+  ConfigNode inner = map({{"type", scalar("mixed_token")},
                           {"protector", map({{"type", scalar("semantic_embedding")}, {"count", scalar("1")}})},
-                          {"protected", map({{"quantizer", scalar("half_step")}})},
-                          {"rest", map({{"quantizer", scalar("mean_sign")}})}});
-  auto q = registry().make_quantizer(map({{"quantizer", scalar("mixed_token")},
+                          {"protected", map({{"type", scalar("half_step")}})},
+                          {"rest", map({{"type", scalar("mean_sign")}})}});
+  auto q = registry().make_quantizer(map({{"type", scalar("mixed_token")},
                                           {"protector", map({{"type", scalar("semantic_embedding")}, {"count", scalar("1")}})},
-                                          {"protected", map({{"quantizer", scalar("half_step")}})},
+                                          {"protected", map({{"type", scalar("half_step")}})},
                                           {"rest", inner}}));
   const std::vector<float> x = {1, -1, 2.5f, 3, 0.5f, -0.5f, -4, 1.5f, 2, 2, 0, -3};
   const BlockShape shape{1, 6, 2};
@@ -226,10 +227,10 @@ TEST_CASE("mixed_token: layout depends only on shape and modality; random protec
   std::vector<float> x(static_cast<std::size_t>(shape.elements()));
   for (auto& v : x) v = static_cast<float>(steps(gen)) / 2.0f;
   for (const char* rule : {"paper", "release"}) {
-    auto q = registry().make_quantizer(map({{"quantizer", scalar("mixed_token")},
+    auto q = registry().make_quantizer(map({{"type", scalar("mixed_token")},
                                             {"protector", map({{"type", scalar("random")}, {"count_rule", scalar(rule)}})},
-                                            {"protected", map({{"quantizer", scalar("half_step")}})},
-                                            {"rest", map({{"quantizer", scalar("half_step")}})}}));
+                                            {"protected", map({{"type", scalar("half_step")}})},
+                                            {"rest", map({{"type", scalar("half_step")}})}}));
     const std::int64_t n = std::string(rule) == "paper" ? 39 : 0;
     for (std::uint64_t seed : {1u, 2u, 3u}) {
       TokenContext ctx;
@@ -258,13 +259,13 @@ TEST_CASE("mixed_token refuses children whose layout depends on which tokens are
   // system and one visual token (8 of the 15 pairs) matches the layout and encodes.
   TraceTokens tt = TraceTokens::uniform(6, Modality::visual);
   tt.modality[0] = tt.modality[5] = Modality::system_text;
-  ConfigNode inner = map({{"quantizer", scalar("mixed_token")},
+  ConfigNode inner = map({{"type", scalar("mixed_token")},
                           {"protector", map({{"type", scalar("random")}, {"fraction", scalar("1")}})},
-                          {"protected", map({{"quantizer", scalar("half_step")}})},
-                          {"rest", map({{"quantizer", scalar("mean_sign")}})}});
-  auto q = registry().make_quantizer(map({{"quantizer", scalar("mixed_token")},
+                          {"protected", map({{"type", scalar("half_step")}})},
+                          {"rest", map({{"type", scalar("mean_sign")}})}});
+  auto q = registry().make_quantizer(map({{"type", scalar("mixed_token")},
                                           {"protector", map({{"type", scalar("random")}, {"count", scalar("2")}, {"candidates", scalar("all")}})},
-                                          {"protected", map({{"quantizer", scalar("half_step")}})},
+                                          {"protected", map({{"type", scalar("half_step")}})},
                                           {"rest", inner}}));
   const std::vector<float> x = {1, -1, 2.5f, 3, 0.5f, -0.5f, -4, 1.5f, 2, 2, 0, -3};
   const BlockShape shape{1, 6, 2};
@@ -290,7 +291,11 @@ TEST_CASE("mixed_token refuses children whose layout depends on which tokens are
 TEST_CASE("selectors and protectors register the shared parameter names", "[selector][protector]") {
   auto names = [](const char* plugin) {
     std::vector<std::string> out;
-    for (const auto& s : builtin_registry().find(plugin)->params) out.push_back(s.name);
+    const PluginRegistry& reg = test::builtin_registry();
+    const PluginInfo* info = reg.find(PluginFamily::channel_selector, plugin);
+    if (!info) info = reg.find(PluginFamily::token_protector, plugin);
+    REQUIRE(info);
+    for (const auto& s : info->params) out.push_back(s.name);
     return out;
   };
   CHECK(names("range") == std::vector<std::string>{"fraction", "count", "scope"});
@@ -299,6 +304,6 @@ TEST_CASE("selectors and protectors register the shared parameter names", "[sele
   CHECK(names("none").empty());
   for (const char* p : {"random", "semantic_embedding", "semantic_attention"})
     CHECK(names(p) == std::vector<std::string>{"fraction", "count", "count_rule", "candidates"});
-  CHECK(builtin_registry().find("outlier")->params[4].default_text == "absolute");
-  CHECK(builtin_registry().find("random")->params[2].default_text == "paper");
+  CHECK(test::builtin_registry().find(PluginFamily::channel_selector, "outlier")->params[4].default_text == "absolute");
+  CHECK(test::builtin_registry().find(PluginFamily::token_protector, "random")->params[2].default_text == "paper");
 }

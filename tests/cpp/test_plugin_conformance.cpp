@@ -1,15 +1,12 @@
-// Registry-driven conformance of every quantizer (ggml test-backend-ops style): each registered quantizer with its
-// default parameters, plus a table of extra configurations, on shapes with and without tail groups. New plugins
-// are enrolled automatically through builtin_registry().
-//
-// Checked per (configuration, shape, seed): layout() is a pure function of shape and context (equal for equal
-// shapes, sections sum to bytes(), elements == shape.elements()); encode() writes exactly layout().bytes() bytes
-// (64 guard bytes on each side stay intact), does not depend on the output buffer's previous contents and is
-// deterministic; decode() writes exactly elements() finite floats (guards intact). A plugin that cannot run on a
-// shape must say so through supports() and then throw a vidkv::Error with a message.
+// Registry-driven conformance of every plugin (ggml test-backend-ops style): each registered quantizer with its
+// default parameters plus a table of extra configurations (conformance_configs.h), and each registered channel
+// selector and token protector with its defaults, through the suite of experiments/src/plugin_conformance.h (the
+// one `vidkv plugins check` runs: layout, exact bytes inside guard bytes, determinism, decode, round trip, unknown
+// keys, reference vs optimized; masks / indices for selectors and protectors). New plugins are enrolled
+// automatically through the registry.
 //
 // Optimised vs reference (architecture.md 5): every configuration above and every preset's key and value block is
-// built from builtin_registry(reference) and builtin_registry(optimized) and run on shapes with tail groups, odd
+// built from test::builtin_registry(reference) and test::builtin_registry(optimized) and run on shapes with tail groups, odd
 // channel counts and several heads, on data with outlier, constant and signed-zero groups: packed bytes (inside
 // guard bytes) and decoded floats must be bit-identical, in both directions (each decodes the other's bytes).
 // Exception, where the AVX-512 kernels run: the optimised sign FFT (sign_fft_avx512.h, power-of-two widths 16 ..
@@ -22,6 +19,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -31,9 +29,11 @@
 #include "vidkv/plugins/quantizers/simd/cpu_features.h"
 
 #include "catch.h"
+#include "test_registry.h"
 #include "conformance_configs.h"
 #include "quantizer_test_helpers.h"
 #include "vidkv/core/error.h"
+#include "vidkv/experiments/src/plugin_conformance.h"
 #include "vidkv/experiments/src/presets.h"
 
 using namespace vidkv;
@@ -84,63 +84,33 @@ std::vector<std::uint8_t> guarded_encode(const Quantizer& q, const BlockShape& s
 
 }  // namespace
 
+// The contract checks themselves live in experiments/src/plugin_conformance.cpp, shared with `vidkv plugins check`.
 TEST_CASE("every registered quantizer conforms to the codec contract", "[quantizer][conformance]") {
-  const std::vector<BlockShape> shapes{{1, 32, 8}, {2, 45, 16}, {1, 7, 3}, {3, 64, 128}};
   const auto configs = conformance_configs();
-  REQUIRE(configs.size() >= builtin_registry().names(PluginFamily::quantizer).size());
-  std::uint64_t seed = 1000;
+  REQUIRE(configs.size() >= test::builtin_registry().names(PluginFamily::quantizer).size());
   for (const auto& config : configs) {
-    for (const auto& shape : shapes) {
-      ++seed;
-      INFO("plugin " << config.str() << ", shape " << shape.str() << ", seed " << seed);
-      const TraceTokens tokens = mixed_tokens(shape.tokens);
-      TokenContext ctx;
-      ctx.layer = 3;
-      ctx.tokens = &tokens;
-      ctx.seed = seed;
-      auto q = make(config.name, config.params);
-      std::string why;
-      if (!q->supports(Device::cpu, shape, &why)) {
-        INFO("supports() said no: " << why);
-        CHECK(!why.empty());
-        std::vector<float> x(std::size_t(shape.elements()), 0.0f);
-        std::vector<std::uint8_t> out(1 << 20);
-        try {
-          const auto l = q->layout(shape, ctx);
-          out.resize(l.bytes());
-          q->encode(x.data(), shape, ctx, out.data());
-          FAIL("supports() said no but layout/encode did not throw");
-        } catch (const Error& e) {
-          CHECK(std::string(e.what()).size() > 0);
-        }
-        continue;
-      }
-      const auto layout = q->layout(shape, ctx);
-      const auto again = make(config.name, config.params)->layout(shape, ctx);
-      CHECK(layout.bytes() == again.bytes());
-      CHECK(layout.sections().size() == again.sections().size());
-      CHECK(layout.elements() == shape.elements());
-      CHECK(layout.nominal_bits() > 0);
-      std::size_t sum = 0;
-      for (const auto& sec : layout.sections()) sum += sec.bytes;
-      CHECK(sum == layout.bytes());
-
-      const auto x = test_block(shape, seed);
-      const auto a = guarded_encode(*q, shape, ctx, x, layout.bytes(), 0xA5);
-      const auto b = guarded_encode(*q, shape, ctx, x, layout.bytes(), 0x5A);
-      CHECK(a == b);  // deterministic and independent of the buffer's previous contents
-
-      std::vector<float> y(std::size_t(shape.elements()) + 2 * 16, -12345.0f);
-      q->decode(a.data(), shape, ctx, y.data() + 16);
-      for (std::size_t i = 0; i < 16; ++i) {
-        REQUIRE(y[i] == -12345.0f);
-        REQUIRE(y[y.size() - 1 - i] == -12345.0f);
-      }
-      bool finite = true;
-      for (std::size_t i = 16; i < y.size() - 16; ++i) finite = finite && std::isfinite(y[i]);
-      CHECK(finite);
+    std::vector<std::pair<std::string, std::string>> params(config.params.begin(), config.params.end());
+    for (const auto& c : check_quantizer(test::builtin_registry(), plugin_block(config.name, params))) {
+      INFO(c.plugin << " " << c.check << ": " << c.detail);
+      CHECK(c.verdict != Verdict::fail);
+      if (c.verdict == Verdict::skipped) CHECK(!c.detail.empty());  // cuda; reference on an inexact (FFT) tier
     }
   }
+}
+
+TEST_CASE("every registered channel selector and token protector conforms to its contract", "[selector][protector][conformance]") {
+  std::vector<PluginInfo> plugins;
+  for (const auto& info : test::builtin_registry().list())
+    if (info.family != PluginFamily::quantizer) plugins.push_back(info);
+  REQUIRE(plugins.size() == test::builtin_registry().names(PluginFamily::channel_selector).size() +
+                                test::builtin_registry().names(PluginFamily::token_protector).size());
+  std::set<std::string> checked;
+  for (const auto& c : check_plugins(test::builtin_registry(), plugins)) {
+    INFO(c.plugin << " " << c.check << ": " << c.detail);
+    checked.insert(c.plugin);
+    CHECK(c.verdict == (c.check == "cuda" ? Verdict::skipped : Verdict::pass));
+  }
+  CHECK(checked.size() == plugins.size());
 }
 
 TEST_CASE("invalid quantizer parameters are ConfigErrors naming the key", "[quantizer][conformance]") {
@@ -163,7 +133,7 @@ TEST_CASE("invalid quantizer parameters are ConfigErrors naming the key", "[quan
       {{"identity", {{"dtype", "fp8"}}}, "dtype"},
   };
   for (const auto& b : bad) {
-    if (!builtin_registry().find(b.config.name)) continue;
+    if (!test::builtin_registry().find(PluginFamily::quantizer, b.config.name)) continue;
     INFO("config " << b.config.str());
     try {
       make(b.config.name, b.config.params);
@@ -174,7 +144,7 @@ TEST_CASE("invalid quantizer parameters are ConfigErrors naming the key", "[quan
     }
   }
   // Every registered quantizer rejects an unknown key.
-  for (const auto& name : builtin_registry().names(PluginFamily::quantizer)) {
+  for (const auto& name : test::builtin_registry().names(PluginFamily::quantizer)) {
     INFO("plugin " << name);
     try {
       make(name, {{"no_such_key", "1"}});
@@ -221,7 +191,7 @@ std::vector<ConfigNode> equivalence_blocks() {
 void fft_sign_paths(const ConfigNode& block, const std::string& path, std::vector<std::string>* out) {
   if (!block.is_map()) return;
   ConfigNode node = block;
-  const ConfigNode* q = node.find("quantizer");
+  const ConfigNode* q = node.find("type");
   const std::string name = q && !q->is_map() ? q->text() : "";
   const auto fill = [&](const char* key, ConfigNode (*def)()) {
     if (!node.has(key)) node.set(key, def());
@@ -287,8 +257,8 @@ TEST_CASE("optimized CPU paths write the reference's bytes for every quantizer a
   // without a remainder (1x64x96, 1x33x32), and the release's 2x64x128.
   const std::vector<BlockShape> shapes{{1, 32, 8},  {2, 45, 16}, {1, 7, 3},   {3, 64, 128}, {4, 300, 128}, {2, 77, 13},
                                        {1, 1, 5},   {2, 64, 40}, {2, 96, 20}, {1, 64, 96},  {1, 33, 32},   {2, 64, 128}};
-  const PluginRegistry& ref_registry = builtin_registry(CpuImplementation::reference);
-  const PluginRegistry& opt_registry = builtin_registry(CpuImplementation::optimized);
+  const PluginRegistry& ref_registry = test::builtin_registry(CpuImplementation::reference);
+  const PluginRegistry& opt_registry = test::builtin_registry(CpuImplementation::optimized);
   REQUIRE(ref_registry.implementation() == CpuImplementation::reference);
   REQUIRE(opt_registry.implementation() == CpuImplementation::optimized);
   const auto blocks = equivalence_blocks();

@@ -3,6 +3,7 @@
 #include <string>
 
 #include "catch.h"
+#include "test_registry.h"
 #include "vidkv/core/plugin_registry.h"
 #include "vidkv/experiments/src/preset_bits.h"
 
@@ -19,7 +20,7 @@ PresetBits row(const std::vector<PresetBits>& rows, const std::string& name) {
 
 TEST_CASE("release layouts reproduce the release's stored bits; ours reach <= 2.0 at 1.5/1.58", "[experiments][bits]") {
   const BlockShape shape{4, 8192, 128};
-  const auto rows = preset_bits_table(shape, builtin_registry());
+  const auto rows = preset_bits_table(shape, test::builtin_registry());
   // algorithms.md section 7: 1.5-bit key 3.5 = (3.0 for 2-bit + 4.0 for complex-FFT 1-bit) / 2; ternary 3.0;
   // 2-bit KIVI 3.0 = 2 + (16 + 16) / 32.
   CHECK(row(rows, "vidkv-k1.5-v1.58-release").key_effective == Approx(3.5).epsilon(1e-4));
@@ -40,7 +41,7 @@ TEST_CASE("docs/bits.md is the output of `vidkv presets bits`", "[experiments][b
   std::stringstream doc;
   doc << in.rdbuf();
   const BlockShape shape{4, 8192, 128};
-  const std::string table = preset_bits_markdown(preset_bits_table(shape, builtin_registry()), shape);
+  const std::string table = preset_bits_markdown(preset_bits_table(shape, test::builtin_registry()), shape);
   INFO("regenerate the table with: build/bin/vidkv presets bits");
   CHECK(doc.str().find(table) != std::string::npos);
 }

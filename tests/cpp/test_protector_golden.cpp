@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "catch.h"
+#include "test_registry.h"
 #include "fixture_quantizers.h"
 #include "vidkv/core/error.h"
 #include "vidkv/core/plugin_registry.h"
@@ -20,7 +21,7 @@ namespace {
 std::unique_ptr<TokenProtector> make(const std::string& type, std::initializer_list<std::pair<std::string, ConfigNode>> extra = {}) {
   ConfigNode n = map({{"type", scalar(type)}});
   for (const auto& [k, v] : extra) n.set(k, v);
-  return builtin_registry().make_token_protector(n);
+  return test::builtin_registry().make_token_protector(n);
 }
 
 TraceTokens tokens_of(std::initializer_list<Modality> ms) {

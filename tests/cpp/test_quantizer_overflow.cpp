@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "catch.h"
+#include "test_registry.h"
 #include "quantizer_test_helpers.h"
 #include "vidkv/core/plugin_registry.h"
 #include "vidkv/plugins/quantizers/uniform/uniform_format.h"
@@ -57,7 +58,7 @@ TEST_CASE("uniform 2-bit fp16: a group holding -125000 saturates its min instead
   for (const CpuImplementation tier : kTiers)
     for (const std::string axis : {"channel", "token"}) {
       INFO(tier_name(tier) << ", axis " << axis);
-      const auto q = builtin_registry(tier).make_quantizer(
+      const auto q = test::builtin_registry(tier).make_quantizer(
           quantizer_block("uniform", {{"bits", "2"}, {"group", "32"}, {"axis", axis}, {"scale_dtype", "fp16"}}));
       const auto bytes = encode(*q, s, x);
       const auto y = decode(*q, s, bytes);
@@ -92,7 +93,7 @@ TEST_CASE("uniform 1-bit fp16 on +-60000: levels centred at +-32752, never NaN",
   for (const CpuImplementation tier : kTiers)
     for (const std::string axis : {"channel", "token"}) {
       INFO(tier_name(tier) << ", axis " << axis);
-      const auto q = builtin_registry(tier).make_quantizer(
+      const auto q = test::builtin_registry(tier).make_quantizer(
           quantizer_block("uniform", {{"bits", "1"}, {"group", "32"}, {"axis", axis}}));
       const auto y = decode(*q, s, encode(*q, s, x));
       for (std::size_t i = 0; i < x.size(); ++i) CHECK(y[i] == (x[i] > 0 ? 32752.0f : -32752.0f));
@@ -108,11 +109,11 @@ TEST_CASE("uniform fp32 scales near FLT_MAX: the top code decodes finite", "[qua
   for (std::int64_t i = 0; i < kT * kC; ++i) x[static_cast<std::size_t>(i)] = (i / kC + i % kC) % 2 ? 3e38f : -3e38f;
   for (const CpuImplementation tier : kTiers) {
     INFO(tier_name(tier));
-    const auto one_bit = builtin_registry(tier).make_quantizer(
+    const auto one_bit = test::builtin_registry(tier).make_quantizer(
         quantizer_block("uniform", {{"bits", "1"}, {"group", "32"}, {"scale_dtype", "fp32"}}));
     const auto y = decode(*one_bit, s, encode(*one_bit, s, x));
     for (std::size_t i = 0; i < x.size(); ++i) CHECK(y[i] == (x[i] > 0 ? 0x1.fffffep126f : -0x1.fffffep126f));
-    const auto two_bit = builtin_registry(tier).make_quantizer(
+    const auto two_bit = test::builtin_registry(tier).make_quantizer(
         quantizer_block("uniform", {{"bits", "2"}, {"group", "32"}, {"scale_dtype", "fp32"}}));
     CHECK(all_finite(decode(*two_bit, s, encode(*two_bit, s, x))));
   }
@@ -141,7 +142,7 @@ TEST_CASE("ternary scaled fp16: a kept magnitude of 125000 saturates to 65504", 
     for (const std::string axis : {"channel", "token"})
       for (const std::string packing : {"base3", "release"}) {
         INFO(tier_name(tier) << ", axis " << axis << ", packing " << packing);
-        const auto q = builtin_registry(tier).make_quantizer(quantizer_block(
+        const auto q = test::builtin_registry(tier).make_quantizer(quantizer_block(
             "ternary", {{"group", "32"}, {"axis", axis}, {"reconstruction", "scaled"}, {"packing", packing}}));
         const auto y = decode(*q, s, encode(*q, s, x));
         REQUIRE(all_finite(y));
@@ -161,7 +162,7 @@ TEST_CASE("sign fp16: a mean |x| of 125000 saturates to 65504", "[quantizer][sig
   for (const CpuImplementation tier : kTiers)
     for (const std::string axis : {"channel", "token"}) {
       INFO(tier_name(tier) << ", axis " << axis);
-      const auto q = builtin_registry(tier).make_quantizer(quantizer_block("sign", {{"group", "32"}, {"axis", axis}, {"reconstruction", "symmetric"}}));
+      const auto q = test::builtin_registry(tier).make_quantizer(quantizer_block("sign", {{"group", "32"}, {"axis", axis}, {"reconstruction", "symmetric"}}));
       const auto y = decode(*q, s, encode(*q, s, x));
       for (std::size_t i = 0; i < x.size(); ++i) CHECK(y[i] == (x[i] > 0 ? 65504.0f : -65504.0f));
     }

@@ -75,8 +75,8 @@ struct Run {
 Run vidkv_run(const TempDir& dir, const std::string& trace, const std::string& name, const std::string& backend = "cpu") {
   const std::string exp = dir.file(name + ".yaml"), out = dir.file(name);
   std::ofstream(exp) << "name: " << name << "\ntraces: [" << trace << "]\nmetrics: [all]\nbackend: " << backend << "\n"
-                     << "codec:\n  key: {quantizer: identity, dtype: fp32}\n"
-                     << "  value: {quantizer: uniform, bits: 2, group: 4, axis: token}\n"
+                     << "codec:\n  key: {type: identity, dtype: fp32}\n"
+                     << "  value: {type: uniform, bits: 2, group: 4, axis: token}\n"
                      << "lifecycle: {type: paper, group: 4}\n";
   const std::string log = dir.file(name + ".log");
   const int rc = std::system((kVidkv + " run " + exp + " --quiet --out " + out + " >" + log + " 2>&1").c_str());

@@ -118,7 +118,7 @@ TEST_CASE("vidkv run: 1-bit keys on an fp16 trace alternating +-60000 give a fin
   for (hsize_t t = 0; t < 64; ++t)
     set_bits(trace, "/layers/000/key", 0, t, 5, vidkv::float_to_half_bits(t % 2 ? 60000.0f : -60000.0f));
   std::ofstream(dir.file("exp.yaml")) << "name: alt\ntraces: [" << trace << "]\n"
-                                      << "codec:\n  key: {quantizer: uniform, bits: 1}\n  value: {quantizer: identity}\n";
+                                      << "codec:\n  key: {type: uniform, bits: 1}\n  value: {type: identity}\n";
   const std::string out = dir.file("out");
   REQUIRE(run_quiet(kVidkv + " run " + dir.file("exp.yaml") + " --quiet --out " + out) == 0);
   const Csv csv = read_csv(fs::path(out) / "results.csv");

@@ -13,6 +13,7 @@
 #include <string>
 
 #include "catch.h"
+#include "test_registry.h"
 #include "trace_test_support.h"
 #include "vidkv/core/error.h"
 #include "vidkv/core/plugin_registry.h"
@@ -40,11 +41,11 @@ std::string trace_with_bad_queries(const TempDir& dir) {
 // Runs `codec_and_metrics` (YAML lines) on `trace` into a fresh folder under `dir`; returns the outcome.
 ExperimentOutcome run(const TempDir& dir, const std::string& trace, const std::string& name, const std::string& codec_and_metrics) {
   const std::string yaml = "name: " + name + "\ntraces: " + trace + "\n" + codec_and_metrics;
-  const ExperimentPlan plan = plan_experiment_document(parse_yaml_text(yaml, name + ".yaml"), {}, builtin_registry(), name + ".yaml");
+  const ExperimentPlan plan = plan_experiment_document(parse_yaml_text(yaml, name + ".yaml"), {}, test::builtin_registry(), name + ".yaml");
   RunOptions options;
   options.out_dir = dir.file(name);
   options.progress = false;
-  return run_experiment(plan, options, builtin_registry());
+  return run_experiment(plan, options, test::builtin_registry());
 }
 
 std::string error_of(const std::function<void()>& f) {
@@ -56,14 +57,14 @@ std::string error_of(const std::function<void()>& f) {
   return "";
 }
 
-const std::string kUniform = "codec:\n  key: {quantizer: uniform, bits: 2, group: 4, axis: token}\n"
-                             "  value: {quantizer: uniform, bits: 2, group: 4, axis: token}\n"
+const std::string kUniform = "codec:\n  key: {type: uniform, bits: 2, group: 4, axis: token}\n"
+                             "  value: {type: uniform, bits: 2, group: 4, axis: token}\n"
                              "lifecycle: {type: paper, group: 2, residual: 2}\n";
 const std::string kSemanticAttention =
-    "codec:\n  key: {quantizer: uniform, bits: 2, group: 4, axis: token}\n"
-    "  value:\n    quantizer: mixed_token\n    protector: {type: semantic_attention, count: 1}\n"
-    "    protected: {quantizer: uniform, bits: 4, group: 4, axis: token}\n"
-    "    rest: {quantizer: uniform, bits: 2, group: 4, axis: token}\n"
+    "codec:\n  key: {type: uniform, bits: 2, group: 4, axis: token}\n"
+    "  value:\n    type: mixed_token\n    protector: {type: semantic_attention, count: 1}\n"
+    "    protected: {type: uniform, bits: 4, group: 4, axis: token}\n"
+    "    rest: {type: uniform, bits: 2, group: 4, axis: token}\n"
     "lifecycle: {type: paper, group: 2, residual: 2}\n";
 
 // `vidkv run FILE --out DIR --quiet` with `yaml` written to FILE: the exit code and stderr.
@@ -116,14 +117,14 @@ TEST_CASE("reconstruction-only runs never read the recorded queries; attention m
 }
 
 TEST_CASE("a codec says whether it reads the recorded queries, through its composites", "[experiments][queries]") {
-  const PluginRegistry& registry = builtin_registry();
-  const ConfigNode uniform = parse_yaml_text("{quantizer: uniform, bits: 2, group: 4, axis: token}", "u.yaml");
+  const PluginRegistry& registry = test::builtin_registry();
+  const ConfigNode uniform = parse_yaml_text("{type: uniform, bits: 2, group: 4, axis: token}", "u.yaml");
   CHECK_FALSE(registry.make_quantizer(uniform)->reads_recorded_queries());
   for (const char* protector : {"none", "random", "semantic_embedding", "semantic_attention"}) {
     INFO(protector);
-    const ConfigNode mixed = parse_yaml_text(std::string("{quantizer: mixed_token, protector: {type: ") + protector +
-                                                 (std::string(protector) == "none" ? "" : ", count: 1") + "}, protected: {quantizer: uniform, bits: 4, group: 4, axis: token}, "
-                                                 "rest: {quantizer: uniform, bits: 2, group: 4, axis: token}}",
+    const ConfigNode mixed = parse_yaml_text(std::string("{type: mixed_token, protector: {type: ") + protector +
+                                                 (std::string(protector) == "none" ? "" : ", count: 1") + "}, protected: {type: uniform, bits: 4, group: 4, axis: token}, "
+                                                 "rest: {type: uniform, bits: 2, group: 4, axis: token}}",
                                              "m.yaml");
     CHECK(registry.make_quantizer(mixed)->reads_recorded_queries() == (std::string(protector) == "semantic_attention"));
   }

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "catch.h"
+#include "test_registry.h"
 #include "trace_test_support.h"
 #include "vidkv/core/error.h"
 #include "vidkv/core/plugin_registry.h"
@@ -39,7 +40,7 @@ bool contains(const std::string& text, const std::string& part) { return text.fi
 // The ConfigError message of planning `yaml` (fails the test when it plans).
 std::string plan_error(const std::string& yaml) {
   try {
-    plan_experiment_document(parse_yaml_text(yaml, "exp.yaml"), {}, builtin_registry(), "exp.yaml");
+    plan_experiment_document(parse_yaml_text(yaml, "exp.yaml"), {}, test::builtin_registry(), "exp.yaml");
   } catch (const ConfigError& e) {
     return e.what();
   }
@@ -152,7 +153,7 @@ TEST_CASE("a YAML output: outside the working directory is refused at its line; 
   for (const std::string out : {"/tmp/elsewhere/{name}", "../up/{name}", "results/../../up"}) {
     INFO(out);
     const ExperimentPlan plan =
-        plan_experiment_document(parse_yaml_text(kHead + "output: " + out + "\n", "exp.yaml"), {}, builtin_registry(), "exp.yaml");
+        plan_experiment_document(parse_yaml_text(kHead + "output: " + out + "\n", "exp.yaml"), {}, test::builtin_registry(), "exp.yaml");
     try {
       check_output_inside_working_dir(plan);
       FAIL("accepted");
@@ -162,13 +163,13 @@ TEST_CASE("a YAML output: outside the working directory is refused at its line; 
     }
   }
   const ExperimentPlan inside =
-      plan_experiment_document(parse_yaml_text(kHead + "output: results/x/{name}\n", "exp.yaml"), {}, builtin_registry(), "exp.yaml");
+      plan_experiment_document(parse_yaml_text(kHead + "output: results/x/{name}\n", "exp.yaml"), {}, test::builtin_registry(), "exp.yaml");
   CHECK_NOTHROW(check_output_inside_working_dir(inside));
 }
 
 TEST_CASE("a results folder that holds files is reused only with --resume, and one run at a time holds it", "[experiments][hostile]") {
   TempDir dir;
-  const ExperimentPlan plan = plan_experiment_document(parse_yaml_text(kHead, "exp.yaml"), {}, builtin_registry(), "exp.yaml");
+  const ExperimentPlan plan = plan_experiment_document(parse_yaml_text(kHead, "exp.yaml"), {}, test::builtin_registry(), "exp.yaml");
   const std::string out = dir.file("out");
   {
     ResultsFolder first(plan, out, false);  // a new folder
@@ -235,7 +236,7 @@ TEST_CASE("vidkv run killed with SIGKILL at 20 random points in a row, then resu
   REQUIRE(std::system(("'" + kVidkv + "' trace synth --shape 2x2x512x64 --seed 4 -o " + trace + " >/dev/null").c_str()) == 0);
   const std::string exp = dir.file("exp.yaml");
   std::ofstream(exp) << "name: kills\ntraces: [" << trace << "]\nseed: 2\nlifecycle: {group: 32, residual: 32}\n"
-                     << "codec:\n  key: {quantizer: uniform, bits: 2}\n  value: {quantizer: uniform, bits: 2, axis: token}\n"
+                     << "codec:\n  key: {type: uniform, bits: 2}\n  value: {type: uniform, bits: 2, axis: token}\n"
                      << "sweep:\n  codec.key.bits: [1, 2, 3, 4, 5, 6, 7, 8]\n  codec.value.bits: [1, 2, 4, 8]\n";
   const std::string whole = dir.file("whole"), killed = dir.file("killed");
   const auto t0 = std::chrono::steady_clock::now();

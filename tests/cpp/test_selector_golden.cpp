@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "catch.h"
+#include "test_registry.h"
 #include "fixture_quantizers.h"
 #include "vidkv/core/error.h"
 #include "vidkv/core/plugin_registry.h"
@@ -18,7 +19,7 @@ namespace {
 std::unique_ptr<ChannelSelector> make(const std::string& type, std::initializer_list<std::pair<std::string, ConfigNode>> extra = {}) {
   ConfigNode n = map({{"type", scalar(type)}});
   for (const auto& [k, v] : extra) n.set(k, v);
-  return builtin_registry().make_channel_selector(n);
+  return test::builtin_registry().make_channel_selector(n);
 }
 
 std::vector<std::uint8_t> mask_of(std::initializer_list<int> ones, int channels) {

@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "catch.h"
+#include "test_registry.h"
 #include "quantizer_test_helpers.h"
 #include "sign_fft_compare.h"
 #include "vidkv/plugins/quantizers/sign/sign.h"
@@ -345,7 +346,7 @@ TEST_CASE("sign CUDA path: fused tiles for power-of-two widths with word-aligned
   const KernelTier off = make("sign")->tier(Device::cuda, {4, 100, 60});
   CHECK(off.name == "sign:cuda");
   CHECK(off.exact);
-  CHECK(builtin_registry(CpuImplementation::reference).make_quantizer(quantizer_block("sign", {{"fft", "real"}}))->tier(Device::cpu, {1, 8, 64}).exact);
+  CHECK(test::builtin_registry(CpuImplementation::reference).make_quantizer(quantizer_block("sign", {{"fft", "real"}}))->tier(Device::cpu, {1, 8, 64}).exact);
 
   setenv("VIDKV_CUDA_SIGN_FFT", "cufft", 1);
   CHECK(sign_cuda::path(real64, {4, 4096, 64}) == Path::cufft);
@@ -369,8 +370,8 @@ TEST_CASE("sign FFT comparison helper: accepts the AVX-512 transform's bytes, re
   CHECK(cmp::bound_of_tier("sign:cuda+cufft") == cmp::FftBound::library);
   const BlockShape shape{2, 64, 64};
   const auto x = rows_of(shape.heads * shape.tokens, shape.channels, 94001);
-  const PluginRegistry& ref_registry = builtin_registry(CpuImplementation::reference);
-  const PluginRegistry& opt_registry = builtin_registry(CpuImplementation::optimized);
+  const PluginRegistry& ref_registry = test::builtin_registry(CpuImplementation::reference);
+  const PluginRegistry& opt_registry = test::builtin_registry(CpuImplementation::optimized);
   for (const KeyValues& kv : std::vector<KeyValues>{{{"fft", "real"}}, {{"fft", "complex"}, {"layout", "release"}}}) {
     const cmp::Setup st{kv[0].second == "real" ? SignFft::real : SignFft::complex, GroupAxis::channel,
                         kv.size() > 1 ? CodeLayout::release : CodeLayout::dense, DType::f16, sign_format::Reconstruction::zero_one, 32};
@@ -420,7 +421,7 @@ TEST_CASE("sign_format::encode_group (the CUDA encoders' group) writes the refer
                                 {GroupAxis::channel, CodeLayout::release, DType::f32, 64, {1, 128, 5}},
                                 {GroupAxis::token, CodeLayout::dense, DType::f16, 32, {3, 7, 64}},
                                 {GroupAxis::token, CodeLayout::release, DType::f16, 32, {2, 9, 96}}};
-  const PluginRegistry& ref_registry = builtin_registry(CpuImplementation::reference);
+  const PluginRegistry& ref_registry = test::builtin_registry(CpuImplementation::reference);
   std::uint64_t seed = 95000;
   for (const auto& cs : cases) {
     const KeyValues kv{{"axis", cs.axis == GroupAxis::channel ? "channel" : "token"},

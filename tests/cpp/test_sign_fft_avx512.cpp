@@ -30,6 +30,7 @@
 #include <vector>
 
 #include "catch.h"
+#include "test_registry.h"
 #include "quantizer_test_helpers.h"
 #include "vidkv/plugins/quantizers/group_format.h"
 #include "vidkv/plugins/quantizers/sign/sign_fft.h"
@@ -270,8 +271,8 @@ TEST_CASE("optimized sign with the AVX-512 FFT: bits differ only near 0, scales 
        CodeLayout::release, DType::f16, Reconstruction::symmetric, 32},
   };
   const std::vector<BlockShape> shapes{{2, 64, 64}, {1, 37, 32}, {1, 40, 128}, {3, 32, 16}};
-  const PluginRegistry& ref_registry = builtin_registry(CpuImplementation::reference);
-  const PluginRegistry& opt_registry = builtin_registry(CpuImplementation::optimized);
+  const PluginRegistry& ref_registry = test::builtin_registry(CpuImplementation::reference);
+  const PluginRegistry& opt_registry = test::builtin_registry(CpuImplementation::optimized);
   std::uint64_t seed = 72000;
   for (const auto& cs : cases) {
     const auto ref = ref_registry.make_quantizer(quantizer_block("sign", cs.kv));

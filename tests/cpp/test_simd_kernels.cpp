@@ -15,6 +15,7 @@
 
 #include "boundary_values.h"
 #include "catch.h"
+#include "test_registry.h"
 #include "quantizer_test_helpers.h"
 #include "vidkv/core/cpu_implementation.h"
 #include "vidkv/core/thread_scratch.h"
@@ -25,8 +26,8 @@ namespace vidkv::test {
 
 TEST_CASE("uniform AVX-512 codes equal the reference on and around every rounding boundary", "[quantizer][optimized]") {
   if (!simd::avx512_kernels()) WARN("no AVX-512 on this CPU: the portable optimised path is what is checked here");
-  const PluginRegistry& ref_registry = builtin_registry(CpuImplementation::reference);
-  const PluginRegistry& opt_registry = builtin_registry(CpuImplementation::optimized);
+  const PluginRegistry& ref_registry = test::builtin_registry(CpuImplementation::reference);
+  const PluginRegistry& opt_registry = test::builtin_registry(CpuImplementation::optimized);
   for (const int bits : {1, 2, 4, 8})
     for (const char* axis : {"channel", "token"})
       for (const char* scale_dtype : {"fp16", "fp32"}) {

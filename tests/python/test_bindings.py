@@ -10,7 +10,7 @@ def gaussian(*shape, seed=0):
 
 
 def test_uniform_roundtrip_and_layout_match_the_documented_bits():
-    q = vidkv.codec({"quantizer": "uniform", "bits": 2, "group": 32, "axis": "channel"})
+    q = vidkv.codec({"type": "uniform", "bits": 2, "group": 32, "axis": "channel"})
     x = gaussian(64, 16)
     y = q.roundtrip(x)
     assert y.shape == x.shape and y.dtype == np.float32
@@ -26,7 +26,7 @@ def test_uniform_roundtrip_and_layout_match_the_documented_bits():
 
 
 def test_three_dimensional_blocks_and_decode():
-    q = vidkv.codec({"quantizer": "uniform", "bits": 4})
+    q = vidkv.codec({"type": "uniform", "bits": 4})
     x = gaussian(3, 40, 8, seed=1)
     data = q.encode(x)
     y = q.decode(data, x.shape)
@@ -36,7 +36,7 @@ def test_three_dimensional_blocks_and_decode():
 
 
 def test_identity_is_exact_on_fp16_values():
-    q = vidkv.codec({"quantizer": "identity"})
+    q = vidkv.codec({"type": "identity"})
     x = gaussian(32, 8).astype(np.float16).astype(np.float32)
     assert np.array_equal(q.roundtrip(x), x)
 
@@ -55,19 +55,19 @@ def test_plugins_presets_and_preset_sides():
 
 def test_errors_name_the_key():
     with pytest.raises(vidkv.ConfigError, match="bits = 9 is out of range"):
-        vidkv.codec({"quantizer": "uniform", "bits": 9})
+        vidkv.codec({"type": "uniform", "bits": 9})
     with pytest.raises(vidkv.ConfigError, match="did you mean 'gamma'"):
-        vidkv.codec({"quantizer": "ternary", "gama": 0.5})
+        vidkv.codec({"type": "ternary", "gama": 0.5})
     # Non-finite input is a value error (vidkv.ValueError, also Python's ValueError), naming where it is.
     with pytest.raises(vidkv.ValueError, match=r"non-finite value \(nan\) at head 0, token 0, channel 1"):
-        vidkv.codec({"quantizer": "uniform"}).roundtrip(np.array([[1.0, np.nan]], dtype=np.float32))
+        vidkv.codec({"type": "uniform"}).roundtrip(np.array([[1.0, np.nan]], dtype=np.float32))
     with pytest.raises(ValueError):
-        vidkv.codec({"quantizer": "uniform"}).roundtrip(np.array([[np.inf, 1.0]], dtype=np.float32))
+        vidkv.codec({"type": "uniform"}).roundtrip(np.array([[np.inf, 1.0]], dtype=np.float32))
 
 
 def test_token_protector_side_data_by_keyword():
-    q = vidkv.codec({"quantizer": "mixed_token", "protector": {"type": "semantic_embedding", "fraction": 0.25},
-                     "protected": {"quantizer": "identity"}, "rest": {"quantizer": "uniform", "bits": 1}})
+    q = vidkv.codec({"type": "mixed_token", "protector": {"type": "semantic_embedding", "fraction": 0.25},
+                     "protected": {"type": "identity"}, "rest": {"type": "uniform", "bits": 1}})
     t, hidden = 48, 16
     modality = np.array([0] * 4 + [1] * 40 + [2] * 4, dtype=np.uint8)
     emb = gaussian(t, hidden, seed=2)
@@ -81,7 +81,7 @@ def test_token_protector_side_data_by_keyword():
 
 def test_torch_tensors_round_trip_when_torch_is_installed():
     torch = pytest.importorskip("torch")
-    q = vidkv.codec({"quantizer": "uniform", "bits": 8})
+    q = vidkv.codec({"type": "uniform", "bits": 8})
     x = torch.randn(2, 32, 16, dtype=torch.float16)
     y = q.roundtrip(x)
     assert isinstance(y, torch.Tensor) and y.dtype == torch.float16 and y.shape == x.shape

@@ -16,7 +16,7 @@ from transformers import DynamicCache  # noqa: E402
 from vidkv.hf import VidKVCache, hf_quantized_codec, kivi_codec, resolve_codec  # noqa: E402
 
 # Identity codec storing fp32: lossless for a float32 model, so it must match DynamicCache exactly.
-EXACT = {"key": {"quantizer": "identity", "dtype": "fp32"}, "value": {"quantizer": "identity", "dtype": "fp32"}}
+EXACT = {"key": {"type": "identity", "dtype": "fp32"}, "value": {"type": "identity", "dtype": "fp32"}}
 PAPER = {"type": "paper", "group": 16, "residual": 32}
 VOCAB = 128
 
@@ -237,9 +237,9 @@ def test_from_kivi_is_the_kivi_preset_and_from_hf_the_release_lifecycle(model):
 @pytest.mark.parametrize("name,ours", [("k_bits", "bits"), ("q_group_size", "group"), ("group_size", "group"),
                                        ("nbits", "bits"), ("axis_key", "axis")])
 def test_kivi_and_transformers_names_in_a_codec_block_suggest_ours(name, ours):
-    block = {"quantizer": "uniform", name: 2}
+    block = {"type": "uniform", name: 2}
     with pytest.raises(vidkv.ConfigError, match=f"did you mean '{ours}'"):
-        VidKVCache({"key": block, "value": {"quantizer": "identity"}})
+        VidKVCache({"key": block, "value": {"type": "identity"}})
 
 
 def test_residual_length_in_a_lifecycle_block_suggests_residual():

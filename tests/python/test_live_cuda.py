@@ -50,7 +50,7 @@ def _generate(model, ids, cache, **kw):
         return model.generate(ids, **args)
 
 
-EXACT = {"key": {"quantizer": "identity", "dtype": "fp32"}, "value": {"quantizer": "identity", "dtype": "fp32"}}
+EXACT = {"key": {"type": "identity", "dtype": "fp32"}, "value": {"type": "identity", "dtype": "fp32"}}
 
 
 def test_cuda_exact_codec_beam_search_and_crop_match_dynamic_cache():

@@ -47,8 +47,8 @@ def test_fp16_hook_matches_plain_generate_token_for_token(smollm2):
 
 
 def test_prefill_returns_exact_states_and_decode_reads_the_quantized_cache():
-    cache = VidKVCache({"key": {"quantizer": "uniform", "bits": 2, "group": 16, "axis": "channel"},
-                        "value": {"quantizer": "uniform", "bits": 2, "group": 16, "axis": "token"}},
+    cache = VidKVCache({"key": {"type": "uniform", "bits": 2, "group": 16, "axis": "channel"},
+                        "value": {"type": "uniform", "bits": 2, "group": 16, "axis": "token"}},
                        {"type": "paper", "group": 16, "residual": 32})
     g = torch.Generator().manual_seed(0)
     k = torch.randn(1, 2, 40, 32, generator=g)
@@ -69,7 +69,7 @@ def test_prefill_returns_exact_states_and_decode_reads_the_quantized_cache():
 
 def test_bad_codec_and_missing_question_fail_at_construction():
     with pytest.raises(vidkv.ConfigError, match="bits"):
-        VidKVCache({"key": {"quantizer": "uniform", "bits": 9}, "value": {"quantizer": "identity"}})
+        VidKVCache({"key": {"type": "uniform", "bits": 9}, "value": {"type": "identity"}})
     with pytest.raises(vidkv.ConfigError, match="modality 2"):
         VidKVCache({"preset": "vidkv-k1.5-v1.66-stp"}, modality=np.zeros(50, np.uint8))
 
@@ -165,7 +165,7 @@ def test_bf16_model_with_values_beyond_fp16_runs_like_dynamic_cache():
     reference = DynamicCache()
     plain = greedy(model, inputs, 6, reference)
     assert reference.layers[0].values.abs().max().item() > 65504  # the premise: V beyond fp16's range
-    lossless = {"key": {"quantizer": "identity", "dtype": "bf16"}, "value": {"quantizer": "identity", "dtype": "bf16"}}
+    lossless = {"key": {"type": "identity", "dtype": "bf16"}, "value": {"type": "identity", "dtype": "bf16"}}
     cache = VidKVCache(lossless, {"type": "paper", "group": 16, "residual": 32})
     assert greedy(model, inputs, 6, cache) == plain
     # A lossy preset stays finite: every materialized value is a number.

@@ -33,7 +33,7 @@ def test_smollm2_trace_replays_exactly_through_identity(smollm2, tmp_path):
     assert summary["one_pass_greedy_tokens_match_generate"]
     assert "Paris" in summary["answer"]
     assert not (tmp_path / "fr.h5.partial").exists()
-    identity = vidkv.codec({"quantizer": "identity", "dtype": "fp16"})
+    identity = vidkv.codec({"type": "identity", "dtype": "fp16"})
     with h5py.File(out, "r") as f:
         assert f.attrs["schema"] == "vidkv.trace" and f.attrs["source"] == "model"
         assert "SmolLM2" in f.attrs["model_id"]

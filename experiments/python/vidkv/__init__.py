@@ -1,7 +1,7 @@
 """VidKV: low-bit KV-cache quantization of video LLMs, from Python.
 
     import vidkv
-    q = vidkv.codec({"quantizer": "uniform", "bits": 2, "group": 32, "axis": "channel"})
+    q = vidkv.codec({"type": "uniform", "bits": 2, "group": 32, "axis": "channel"})
     y = q.roundtrip(x)              # x: float32 [tokens, channels] or [heads, tokens, channels]; numpy or torch
     q.layout(x.shape)               # .bytes, .nominal_bits, .effective_bits
     vidkv.plugins(); vidkv.presets()
@@ -26,8 +26,10 @@ ShapeError = _vidkv.ShapeError
 ValueError = _vidkv.ValueError  # noqa: A001 - also a subclass of the built-in ValueError (non-finite input)
 Error = _vidkv.Error
 Layout = _vidkv.Layout
+register_plugin = _vidkv.register_plugin  # a Python quantizer class (docs/writing-a-plugin.md, "Python plugins")
+load_plugins = _vidkv.load_plugins  # a Python file with VIDKV_PLUGINS = [Class, ...]
 
-__all__ = ["codec", "plugins", "presets", "describe", "Codec", "Layout", "ConfigError", "ShapeError", "ValueError", "Error"]
+__all__ = ["codec", "plugins", "presets", "describe", "register_plugin", "load_plugins", "Codec", "Layout", "ConfigError", "ShapeError", "ValueError", "Error"]
 
 
 def _to_numpy(x):
@@ -79,7 +81,7 @@ class Codec:
 
 
 def codec(config: dict):
-    """A Codec for {'quantizer': ...} or {'preset': NAME, 'part': 'key'|'value'}; a dict {'key': Codec,
+    """A Codec for {'type': ...} or {'preset': NAME, 'part': 'key'|'value'}; a dict {'key': Codec,
     'value': Codec} for {'preset': NAME} or {'key': ..., 'value': ...}."""
     native = _vidkv.codec(dict(config))
     if isinstance(native, dict):

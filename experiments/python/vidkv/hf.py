@@ -114,8 +114,8 @@ def kivi_codec(k_bits: int = 2, v_bits: int = 2, group_size: int = 32, residual_
                        precision, each token leaving that window is quantized
     Scales and mins are stored as fp16 (KIVI keeps them in the model's fp16). kivi_codec(2, 2, 32, 128) is the
     kivi-2 preset."""
-    codec = {"key": {"quantizer": "uniform", "bits": int(k_bits), "group": int(group_size), "axis": "channel"},
-             "value": {"quantizer": "uniform", "bits": int(v_bits), "group": int(group_size), "axis": "token"}}
+    codec = {"key": {"type": "uniform", "bits": int(k_bits), "group": int(group_size), "axis": "channel"},
+             "value": {"type": "uniform", "bits": int(v_bits), "group": int(group_size), "axis": "token"}}
     return codec, {"type": "kivi", "group": int(group_size), "residual": int(residual_length)}
 
 
@@ -143,7 +143,7 @@ def hf_quantized_codec(nbits: int = 4, q_group_size: int = 64, residual_length: 
         if axis not in _HF_AXES:
             raise _vidkv.ConfigError(f"VidKVCache.from_hf: {name}={axis} is not a transformers quanto axis (0: groups "
                                      "of channels per token, -1: groups of tokens per channel)")
-    side = lambda axis: {"quantizer": "uniform", "bits": int(nbits), "group": int(q_group_size), "axis": _HF_AXES[axis]}
+    side = lambda axis: {"type": "uniform", "bits": int(nbits), "group": int(q_group_size), "axis": _HF_AXES[axis]}
     return ({"key": side(axis_key), "value": side(axis_value)},
             {"type": "release", "group": 1, "residual": int(residual_length)})
 

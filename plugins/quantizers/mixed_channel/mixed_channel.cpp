@@ -109,10 +109,10 @@ ConfigNode MixedChannelQuantizer::Params::default_selector() {
   return block_of({{"type", "range"}, {"fraction", "0.5"}, {"scope", "layer"}});
 }
 ConfigNode MixedChannelQuantizer::Params::default_high() {
-  return block_of({{"quantizer", "uniform"}, {"bits", "2"}, {"group", "32"}, {"axis", "channel"}});
+  return block_of({{"type", "uniform"}, {"bits", "2"}, {"group", "32"}, {"axis", "channel"}});
 }
 ConfigNode MixedChannelQuantizer::Params::default_low() {
-  return block_of({{"quantizer", "sign"}, {"group", "32"}, {"fft", "real"}});
+  return block_of({{"type", "sign"}, {"group", "32"}, {"fft", "real"}});
 }
 
 MixedChannelQuantizer::MixedChannelQuantizer(const Params& params, const PluginRegistry& registry)

@@ -3,8 +3,8 @@
 //
 // Paper: VidKV (arXiv 2503.16257) section 3.2, algorithms.md 3: 1.x-bit keys = range-selected channels at 2 bits
 // (uniform, per-channel groups of 32 tokens) and the rest at 1 bit (FFT + sign). Defaults are the paper's 1.5-bit
-// keys: selector {type: range, fraction: 0.5, scope: layer}, high {quantizer: uniform, bits: 2, group: 32,
-// axis: channel}, low {quantizer: sign, group: 32, fft: real}.
+// keys: selector {type: range, fraction: 0.5, scope: layer}, high {type: uniform, bits: 2, group: 32,
+// axis: channel}, low {type: sign, group: 32, fft: real}.
 // Differences from the release: the mask is stored (1 bit per channel per mask) and counted; the selection scope
 // and the children are parameters; the release's low path is {sign, fft: complex, layout: release}.
 //

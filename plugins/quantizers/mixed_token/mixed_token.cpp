@@ -60,9 +60,9 @@ std::vector<std::int32_t> complement(const std::vector<std::int32_t>& chosen, st
 
 ConfigNode MixedTokenQuantizer::Params::default_protector() { return block_of({{"type", "random"}, {"fraction", "0.2"}}); }
 ConfigNode MixedTokenQuantizer::Params::default_protected() {
-  return block_of({{"quantizer", "uniform"}, {"bits", "2"}, {"group", "32"}, {"axis", "channel"}});
+  return block_of({{"type", "uniform"}, {"bits", "2"}, {"group", "32"}, {"axis", "channel"}});
 }
-ConfigNode MixedTokenQuantizer::Params::default_rest() { return block_of({{"quantizer", "ternary"}}); }
+ConfigNode MixedTokenQuantizer::Params::default_rest() { return block_of({{"type", "ternary"}}); }
 
 MixedTokenQuantizer::MixedTokenQuantizer(const Params& params, const PluginRegistry& registry)
     : protector_(registry.make_token_protector(params.protector)),

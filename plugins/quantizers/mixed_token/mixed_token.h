@@ -4,8 +4,8 @@
 // Paper: VidKV (arXiv 2503.16257) section 3.3, semantic token protection (STP), algorithms.md 4.1: a fraction
 // p = 0.2 of the visual tokens keeps 2 bits (uniform, per-channel groups of 32 protected tokens gathered in
 // ascending position), the rest get 1.58-bit ternary: "1.66-bit" values. Defaults: protector {type: random,
-// fraction: 0.2} (RTP; presets use semantic_embedding), protected {quantizer: uniform, bits: 2, group: 32,
-// axis: channel}, rest {quantizer: ternary}.
+// fraction: 0.2} (RTP; presets use semantic_embedding), protected {type: uniform, bits: 2, group: 32,
+// axis: channel}, rest {type: ternary}.
 // Differences from the release: the protected set is stored as a token mask and counted in effective bits; the
 // count rule and the scorer are parameters of the protector.
 //
