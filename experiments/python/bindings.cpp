@@ -534,6 +534,13 @@ class PyLayerCache {
   const LayerCache& cache() const { return *cache_; }
   std::int64_t key_quantized() const { return cache_->key_quantized(); }
   std::int64_t value_quantized() const { return cache_->value_quantized(); }
+  // Runs `f` with the cache's CUDA device current (a no-op on cpu).
+  template <class F>
+  void with_device(F&& f) const {
+    if (device_index_ < 0) return f();
+    CudaDeviceGuard guard(device_index_);
+    f();
+  }
 
  private:
   TokenContext context() const {
@@ -542,14 +549,6 @@ class PyLayerCache {
     ctx.tokens = tokens_.get();
     ctx.seed = seed_;
     return ctx;
-  }
-
-  // Runs `f` with the cache's CUDA device current (a no-op on cpu).
-  template <class F>
-  void with_device(F&& f) const {
-    if (device_index_ < 0) return f();
-    CudaDeviceGuard guard(device_index_);
-    f();
   }
 
   // Token metadata of `t` appended tokens: modality [t] (default 0 at the prefill, 3 after), embeddings [t, hidden].
@@ -613,6 +612,20 @@ void decode_attention_py(const std::vector<const PyLayerCache*>& caches, const p
     ptrs.push_back(&c->cache());
   }
   without_gil([&] { caches[0]->with_device([&] { decode_attention(ptrs, q, o, ptrs[0]->execution()); }); });
+}
+
+// _vidkv.decode_attention_supports(codec, head_dim): "" when decode attention reads both sides of the codec in
+// place at this head_dim, else the reason (naming the plugin and option).
+std::string decode_attention_supports_py(const py::dict& codec, std::int64_t head_dim) {
+  ConfigNode node = to_config(codec, "");
+  node.set_path("codec");
+  const ConfigNode resolved = resolve_codec(node, module_registry());
+  for (const char* side : {"key", "value"}) {
+    std::string why;
+    if (!decode_attention_supports(*module_registry().make_quantizer(resolved.at(side)), head_dim, &why))
+      return std::string(side) + ": " + why;
+  }
+  return "";
 }
 
 }  // namespace
@@ -717,6 +730,8 @@ PYBIND11_MODULE(_vidkv, m) {
       .def("embeddings", &PyLayerCache::embeddings, "[tokens, hidden] float32 embeddings of the tokens held, or None")
       .def(py::pickle([](const PyLayerCache& c) { return c.getstate(); },
                        [](py::tuple t) { return PyLayerCache::setstate(t); }));
+  m.def("decode_attention_supports", &decode_attention_supports_py, py::arg("codec"), py::arg("head_dim"),
+        "'' when decode attention reads the codec's packed formats in place at this head_dim, else the reason");
   m.def("decode_attention", &decode_attention_py, py::arg("caches"), py::arg("query"), py::arg("out"),
         "decode attention from the packed caches (one LayerCache per sequence) for query [batch, q_heads, head_dim] "
         "into out (same shape), on the caches' device (attention/decode_attention.h; docs/decode-attention.md)");

@@ -36,7 +36,7 @@ struct BenchArgs {
   std::string backend = "cpu", shape = "28x4x8192x128", presets = "kivi-2,vidkv-k1.5-v1.58", implementation = "optimized";
   std::string tokens = "8192,32768,65536", clock = "wall";
   int threads = 1, layers = 0, repeats = 3;
-  bool no_torch = false, live = false, profile = false;
+  bool no_torch = false, live = false, profile = false, fused = false;
   int steps = 32, hidden = 3584;  // --live (read by experiments/python/vidkv/bench_live.py)
   std::string device = "cuda", sdpa = "flash,efficient,math";
   bool attention = false;
@@ -238,6 +238,7 @@ Action define_bench(CLI::App& app) {
   app.add_option("--hidden", a->hidden, "--live only: hidden size (multiple of 128)");
   app.add_option("--device", a->device, "--live only: cuda or cpu");
   app.add_option("--sdpa", a->sdpa, "--live only: torch SDPA backends enabled (default flash,efficient,math)");
+  app.add_flag("--fused", a->fused, "--live only: also VidKVCache(attention='fused') for every preset");
   app.add_flag("--profile", a->profile, "--live only: torch.profiler's top ops of one decode step per run");
   app.add_flag("--no-torch", a->no_torch,
                "C++ figures only (default: also time a PyTorch implementation in this process, through the embedded\n"

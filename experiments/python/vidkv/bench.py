@@ -192,6 +192,7 @@ def main(argv=None):
     p.add_argument("--device", default=None, help="--live only")
     p.add_argument("--sdpa", default=None, help="--live only")
     p.add_argument("--profile", action="store_true", help="--live only")
+    p.add_argument("--fused", action="store_true", help="--live only")
     a = p.parse_args(argv)
     if a.attention or a.batches is not None:
         p.error("--attention and --batches: run `vidkv bench --attention` (the C++ command times the kernels and runs "

@@ -4,7 +4,8 @@ A random-weight decoder is built from a config with a 7B VideoLLM's geometry (Qw
 LLaVA-OneVision-7B and LLaVA-Video-7B: 28 layers, hidden 3584, 28 query heads, 4 KV heads, head_dim 128, GQA 7;
 nothing is downloaded; --layers / --hidden shrink it for a quick look). For each prompt length (--tokens) and each
 cache (fp16 DynamicCache, then VidKVCache with every --presets entry under the preset's own lifecycle), one random
-prompt is prefilled, then --steps tokens are decoded greedily one at a time, and the run prints:
+prompt is prefilled, then --steps tokens are decoded greedily one at a time (with --fused, each preset once more
+with attention="fused": decode attention from the packed bits), and the run prints:
 
   ms/token     median wall time of one decode step (torch.cuda.synchronize around each step), and its ratio to
                DynamicCache at the same length;
@@ -49,6 +50,9 @@ def _parse(argv):
                         "math). cuDNN is off by default: in torch 2.11 it spends ~1.7 ms of host time per layer "
                         "and decode step on DynamicCache's growing tensors (measured with --profile), which would "
                         "slow the fp16 baseline, not the cache")
+    p.add_argument("--fused", action="store_true",
+                   help="also VidKVCache(attention='fused'): decode attention straight from the packed bits "
+                        "(vidkv.fused_attention) for every preset")
     p.add_argument("--profile", action="store_true", help="print torch.profiler's top ops of one decode step per run")
     a = p.parse_args(argv)
     a.tokens = [int(x) for x in str(a.tokens).split(",") if x]
@@ -180,19 +184,28 @@ def main(argv=None) -> int:
         one_layer = fp16_bytes / cfg.num_hidden_layers
         print(f"| {tokens} | fp16 DynamicCache | {ms_fp16:.2f} | 1.00 | {fp16_bytes * mib:.1f} | - | {alloc * mib:.1f} | "
               f"{peak * mib:.1f} | 16.00 | - |", flush=True)
-        for preset in a.presets:
+        for preset, attention in [(p_, "materialize") for p_ in a.presets] + (
+                [(p_, "fused") for p_ in a.presets] if a.fused else []):
             holder = {}
 
-            def make(preset=preset):
-                holder["c"] = VidKVCache({"preset": preset})
+            def make(preset=preset, attention=attention):
+                holder["c"] = VidKVCache({"preset": preset}, attention=attention)
                 return holder["c"]
+
+            if attention == "fused":
+                from vidkv.fused_attention import use_fused_attention
+
+                use_fused_attention(model)
 
             cache, ms, alloc, peak, toks = _run(torch, model, a, tokens, make, prompt)
             bits = cache.bits()["effective_bits"]
             held = sum(m["total_bytes"] for m in cache.memory().values())
             del cache, holder["c"]
             bound = bits / 16 * fp16_bytes + one_layer
-            print(f"| {tokens} | VidKVCache {preset} | {ms:.2f} | {ms / ms_fp16:.2f} | {held * mib:.1f} | "
+            if attention == "fused":
+                model.set_attn_implementation("sdpa")
+            label = f"VidKVCache {preset}" + (" fused" if attention == "fused" else "")
+            print(f"| {tokens} | {label} | {ms:.2f} | {ms / ms_fp16:.2f} | {held * mib:.1f} | "
                   f"{bound * mib:.1f} | {alloc * mib:.1f} | {peak * mib:.1f} | {bits:.2f} | "
                   f"{sum(x == y for x, y in zip(toks, ref_tokens))}/{len(ref_tokens)} |", flush=True)
     print("\ncache MiB: DynamicCache's K/V tensors / VidKVCache.memory() after prefill + steps (scaled to the prefill "

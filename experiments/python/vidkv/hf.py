@@ -58,11 +58,15 @@ import torch
 from transformers.cache_utils import Cache, CacheLayerMixin
 
 import _vidkv
+from vidkv import fused_attention
 
 __all__ = ["VidKVCache", "VidKVLayer", "codec_needs_question", "semantic_protectors", "resolve_codec",
            "kivi_codec", "hf_quantized_codec"]
 
 MODALITY_QUERY_TEXT = 2
+
+_NOT_FUSED = ("VidKVCache(attention='fused'): the model's attention is not vidkv_fused, so decode steps would attend "
+              "to placeholders: call vidkv.fused_attention.use_fused_attention(model) first (or attention='materialize')")
 
 
 def resolve_codec(codec: dict) -> dict:
@@ -291,6 +295,9 @@ class VidKVLayer(CacheLayerMixin):
             # Prefill attention uses the exact K/V (algorithms.md section 5); encoded at the next update.
             self.keys, self.values = key_states, value_states
             self.pending = True
+            if self.owner.attention == "fused":
+                self._check_fused_prefill()
+                fused_attention.hand_off("dense", self)
             return key_states, value_states
         self._flush()
         batch, _, t, _ = key_states.shape
@@ -300,7 +307,26 @@ class VidKVLayer(CacheLayerMixin):
         for b, cache in enumerate(self.caches):
             self._append_row(cache, key_states[b], value_states[b])
         self.cumulative_length += t
+        if self.owner.attention == "fused":
+            if not self.owner._fused_attention_seen:
+                raise _vidkv.ConfigError(_NOT_FUSED)
+            if t == 1:  # one query token per row: attention reads the packed caches, nothing is materialized
+                fused_attention.hand_off("fused", self)
+                return (fused_attention.placeholder(batch, self.heads, self.cumulative_length, self.head_dim,
+                                                    self.dtype, self.device),) * 2
+            fused_attention.hand_off("dense", self)
         return self._materialize()
+
+    def _check_fused_prefill(self) -> None:
+        """attention="fused": layer 0 checks the codec, later layers that layer 0's attention went through
+        vidkv_fused (before any decode step could attend to the placeholders)."""
+        if self.layer_idx == 0:
+            why = _vidkv.decode_attention_supports(self.owner.codec, self.head_dim)
+            if why:
+                raise _vidkv.NotSupportedError(f"VidKVCache(attention='fused'): decode attention cannot read this "
+                                               f"codec in place ({why}); use attention='materialize'")
+        elif not self.owner._fused_attention_seen:
+            raise _vidkv.ConfigError(_NOT_FUSED)
 
     def _materialize(self) -> tuple[torch.Tensor, torch.Tensor]:
         """[batch, heads, length, head_dim] buffers of the model's dtype and device, alive while the layer attends."""
@@ -437,13 +463,23 @@ class VidKVCache(Cache):
     modality:       per prefill token [T] or [batch, T], values 0..3 (numpy or torch); default: all 0.
     embeddings:     LLM input embeddings of the prefill tokens [T, hidden] or [batch, T, hidden] (semantic_embedding).
     attention_mask: the prefill's attention mask [batch, T] (1 real, 0 padding), for padded batches (module docstring).
+    attention:      "materialize" (default): each decode step dequantizes the layer into transient tensors for the
+                    model's own attention; "fused": decode steps attend straight from the packed bits
+                    (attention/decode_attention.h) through the "vidkv_fused" AttentionInterface function, which
+                    the model must use: vidkv.fused_attention.use_fused_attention(model) (refused at layer 1's
+                    prefill otherwise); a codec decode attention cannot read is refused at layer 0's prefill.
     seed:           seed of randomised plugins (each layer gets the same seed and its own layer index); None: 0, and
                     a codec with a random protector warns which seed it used.
     Errors at construction: unknown keys or bad values (vidkv.ConfigError); a semantic protector without the side
     data it reads (vidkv.ConfigError naming the argument to pass)."""
 
     def __init__(self, codec: dict, lifecycle: dict | None = None, modality=None, embeddings=None,
-                 seed: int | None = None, attention_mask=None):
+                 seed: int | None = None, attention_mask=None, attention: str = "materialize"):
+        if attention not in ("materialize", "fused"):
+            raise _vidkv.ConfigError(f"VidKVCache: attention={attention!r} is not 'materialize' (dequantize the layer, "
+                                     "then the model's attention) or 'fused' (decode attention from the packed bits)")
+        self.attention = attention
+        self._fused_attention_seen = False  # set by the vidkv_fused attention function (vidkv.fused_attention)
         self.codec = dict(codec)
         self.lifecycle = dict(lifecycle) if lifecycle is not None else {"type": "paper"}
         self.modality = modality

@@ -1,0 +1,99 @@
+"""VidKVCache(attention="fused") through the vidkv_fused AttentionInterface function (vidkv.fused_attention), on a
+tiny random-weight Llama on the CPU (decode attention's CPU path is its reference: plugin decode, then attention in
+double) and, in the [cuda] part, on the GPU kernels."""
+import pytest
+
+torch = pytest.importorskip("torch", reason="torch is not installed: run scripts/setup.sh --models")
+vidkv = pytest.importorskip("vidkv", reason="the _vidkv extension is built by scripts/setup.sh")
+
+from transformers import DynamicCache  # noqa: E402
+
+from vidkv.fused_attention import use_fused_attention  # noqa: E402
+from vidkv.hf import VidKVCache  # noqa: E402
+
+EXACT = {"key": {"type": "identity", "dtype": "fp32"}, "value": {"type": "identity", "dtype": "fp32"}}
+PAPER = {"type": "paper", "group": 16, "residual": 32}
+VOCAB = 128
+
+
+def tiny_llama(device="cpu", dtype=torch.float32):
+    from transformers import LlamaConfig, LlamaForCausalLM
+    torch.manual_seed(0)
+    cfg = LlamaConfig(vocab_size=VOCAB, hidden_size=128, intermediate_size=256, num_hidden_layers=2,
+                      num_attention_heads=8, num_key_value_heads=2, head_dim=32, max_position_embeddings=512,
+                      pad_token_id=0, bos_token_id=1, eos_token_id=2)
+    model = LlamaForCausalLM(cfg).to(device, dtype).eval()
+    model.set_attn_implementation("sdpa")
+    return model
+
+
+def run(model, cache, n_prompt=70, steps=12, batch=1, device="cpu"):
+    """Greedy decode with `cache`; returns (tokens [batch, steps], logits [steps, batch, vocab])."""
+    ids = torch.randint(3, VOCAB, (batch, n_prompt), generator=torch.Generator().manual_seed(5)).to(device)
+    toks, logits = [], []
+    with torch.no_grad():
+        out = model(ids, past_key_values=cache, use_cache=True)
+        nxt = out.logits[:, -1:].argmax(-1)
+        for _ in range(steps):
+            toks.append(nxt)
+            out = model(nxt, past_key_values=cache, use_cache=True)
+            logits.append(out.logits[:, -1].float().cpu())
+            nxt = out.logits[:, -1:].argmax(-1)
+    return torch.cat(toks, 1).cpu(), torch.stack(logits)
+
+
+def test_fused_attention_with_the_exact_codec_decodes_like_dynamic_cache():
+    # fp32 identity keeps K/V exactly; the fused path then differs from sdpa by summation order only (the CPU
+    # reference attends in double): same greedy tokens, logits within 1e-4 (random weights, |logit| ~ 1).
+    model = tiny_llama()
+    want_toks, want = run(model, DynamicCache())
+    use_fused_attention(model)
+    got_toks, got = run(model, VidKVCache(EXACT, PAPER, attention="fused"), batch=1)
+    assert torch.equal(got_toks, want_toks)
+    assert (got - want).abs().max().item() < 1e-4
+
+
+@pytest.mark.parametrize("preset", ["kivi-2", "vidkv-k1.5-v1.58"])
+def test_fused_attention_equals_dequantize_then_attend(preset):
+    # The same packed bits attended two ways: materialized (dequantize the layer, then sdpa in fp32) and fused
+    # (decode attention from the bits). Both see the same cache, so the logits agree to float rounding of the
+    # attention (1e-3 on logits of magnitude ~1 after two layers; docs/decode-attention.md derives the kernel bound).
+    model = tiny_llama()
+    toks_m, logits_m = run(model, VidKVCache({"preset": preset}, PAPER, attention="materialize"), batch=2)
+    use_fused_attention(model)
+    toks_f, logits_f = run(model, VidKVCache({"preset": preset}, PAPER, attention="fused"), batch=2)
+    assert (logits_f - logits_m).abs().max().item() < 1e-3
+    assert torch.equal(toks_f, toks_m)
+
+
+def test_fused_cache_refuses_a_model_whose_attention_is_not_vidkv_fused():
+    model = tiny_llama()
+    with pytest.raises(vidkv.ConfigError, match="use_fused_attention"):
+        run(model, VidKVCache(EXACT, PAPER, attention="fused"))
+
+
+def test_fused_cache_refuses_a_codec_decode_attention_cannot_read_before_any_attention():
+    model = tiny_llama()
+    use_fused_attention(model)
+    with pytest.raises(vidkv.NotSupportedError, match="attention='materialize'"):
+        run(model, VidKVCache({"preset": "vidkv-k1.5-v1.66-stp"}, PAPER, attention="fused",
+                              modality=torch.zeros(70, dtype=torch.uint8).index_fill_(0, torch.arange(60, 70), 2),
+                              embeddings=torch.randn(70, 128)))
+
+
+def test_unknown_attention_mode_is_a_config_error():
+    with pytest.raises(vidkv.ConfigError, match="'materialize'"):
+        VidKVCache(EXACT, PAPER, attention="flash")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device visible to torch")
+@pytest.mark.parametrize("preset", ["fp16", "kivi-2", "vidkv-k1.5-v1.58"])
+def test_cuda_fused_attention_matches_the_materialized_cache(preset):
+    # fp16 model on the GPU: the kernels (fp32 online softmax) against dequantize-then-sdpa (fp16 attention): the
+    # logits agree within fp16 attention's rounding (5e-2 on logits ~1 after two layers).
+    model = tiny_llama("cuda", torch.float16)
+    toks_m, logits_m = run(model, VidKVCache({"preset": preset}, PAPER), batch=2, device="cuda")
+    use_fused_attention(model)
+    toks_f, logits_f = run(model, VidKVCache({"preset": preset}, PAPER, attention="fused"), batch=2, device="cuda")
+    assert (logits_f - logits_m).abs().max().item() < 5e-2
+    assert (toks_f == toks_m).float().mean().item() >= 0.9
