@@ -92,6 +92,7 @@ AttentionBenchResult run_attention_bench(const AttentionBenchOptions& o) {
   const Execution ex = Execution::cuda(stream.s);
   const std::int64_t qh = static_cast<std::int64_t>(o.kv_heads) * o.query_heads_per_kv, d = o.head_dim;
   for (const std::int64_t batch : o.batches) {
+    const PluginRegistry registry = builtin_plugin_registry();  // the presets' plugins are all built in
     for (const std::int64_t tokens : o.tokens) {
       std::vector<float> k, v;
       synthetic(o.kv_heads, tokens, d, k, v);
@@ -110,8 +111,8 @@ AttentionBenchResult run_attention_bench(const AttentionBenchOptions& o) {
         row.batch = batch;
         row.tokens = tokens;
         const ConfigNode doc = load_preset(preset, ConfigNode::scalar(preset));
-        const KvCodec codec(builtin_registry().make_quantizer(doc.at("codec").at("key")),
-                            builtin_registry().make_quantizer(doc.at("codec").at("value")));
+        const KvCodec codec(registry.make_quantizer(doc.at("codec").at("key")),
+                            registry.make_quantizer(doc.at("codec").at("value")));
         const LifecycleParams lc = parse_params<LifecycleParams>(doc.at("lifecycle"), {}, "lifecycle");
         std::string why;
         if (!decode_attention_supports(codec.key(), d, &why) || !decode_attention_supports(codec.value(), d, &why)) {
