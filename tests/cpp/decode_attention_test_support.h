@@ -136,7 +136,11 @@ inline double check_against_reference(const std::vector<const LayerCache*>& cach
           INFO("sequence " << b << " (" << T << " tokens), KV head " << h << ", query row " << r << ", channel " << c);
           const std::size_t i = static_cast<std::size_t>(r * d + c);
           const double got = out[static_cast<std::size_t>(((static_cast<std::int64_t>(b) * heads + h) * qpk + r) * d + c)];
-          REQUIRE(std::fabs(want[i] - deq[i]) <= 1e-12 * (std::fabs(want[i]) + 1.0));
+          // The reference decodes the blocks on the host; deq is the cache's own materialize(). Equal up to
+          // summation order, except FFT keys on cuda (cuFFT / fused tiles vs the host FFT): within the derived
+          // FFT score error, i.e. the output tolerance.
+          REQUIRE(std::fabs(want[i] - deq[i]) <=
+                  (extra > 0 ? tol[static_cast<std::size_t>(c)] : 1e-12 * (std::fabs(want[i]) + 1.0)));
           REQUIRE(std::fabs(got - want[i]) <= tol[static_cast<std::size_t>(c)]);
           worst = std::max(worst, std::fabs(got - want[i]) / tol[static_cast<std::size_t>(c)]);
         }

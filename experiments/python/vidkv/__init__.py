@@ -25,11 +25,15 @@ ConfigError = _vidkv.ConfigError
 ShapeError = _vidkv.ShapeError
 ValueError = _vidkv.ValueError  # noqa: A001 - also a subclass of the built-in ValueError (non-finite input)
 Error = _vidkv.Error
+NotSupportedError = _vidkv.NotSupportedError
+IoError = _vidkv.IoError
+CudaError = _vidkv.CudaError
 Layout = _vidkv.Layout
 register_plugin = _vidkv.register_plugin  # a Python quantizer class (docs/writing-a-plugin.md, "Python plugins")
 load_plugins = _vidkv.load_plugins  # a Python file with VIDKV_PLUGINS = [Class, ...]
 
-__all__ = ["codec", "plugins", "presets", "describe", "register_plugin", "load_plugins", "Codec", "Layout", "ConfigError", "ShapeError", "ValueError", "Error"]
+__all__ = ["codec", "plugins", "presets", "describe", "register_plugin", "load_plugins", "Codec", "Layout", "ConfigError", "ShapeError", "ValueError", "Error",
+           "NotSupportedError", "IoError", "CudaError"]
 
 
 def _to_numpy(x):
