@@ -22,6 +22,7 @@
 #include "vidkv/core/rotary.h"
 #include "vidkv/core/thread_pool.h"
 #include "vidkv/experiments/src/cuda_replay.h"
+#include "vidkv/experiments/src/decode_step_metrics.h"
 #include "vidkv/experiments/src/kernel_tiers.h"
 #include "vidkv/experiments/src/layer_buffer_reuse.h"
 #include "vidkv/experiments/src/metrics.h"
@@ -123,8 +124,24 @@ void require_finite(const std::vector<float>& x, const BlockShape& shape, const 
 
 bool wants_attention_metrics(const ExperimentPlan& plan) {
   for (const auto& m : plan.metrics)
-    if (m.rfind("attn_", 0) == 0) return true;
+    if (m.rfind("attn_", 0) == 0 || m.rfind("decode_attn_", 0) == 0) return true;
   return false;
+}
+
+// The run with its lifecycle resolved for one trace: without an explicit `prefill_tokens` (in the file, a preset or
+// --set), the prefill is the trace's prompt (the tokens before the first generated one, modality 3) and every
+// generated token is a decode step, the schedule `vidkv live` runs (algorithms.md section 5).
+RunPlan run_for_trace(const RunPlan& run, const TraceTokens& tokens) {
+  RunPlan out = run;
+  if (!run.lifecycle_node.find("prefill_tokens"))
+    out.lifecycle.prefill_tokens = static_cast<int>(trace_prompt_tokens(tokens));
+  return out;
+}
+
+// "paper G=32 R=128": the lifecycle a run used (results column `lifecycle`).
+std::string lifecycle_label(const LifecycleParams& p) {
+  const char* type = p.type == LifecycleType::release ? "release" : p.type == LifecycleType::kivi ? "kivi" : "paper";
+  return std::string(type) + " G=" + std::to_string(p.group) + " R=" + std::to_string(p.residual);
 }
 
 // Whether replay must rotate keys and queries before the attention metrics: a `rope: pre` trace with recorded
@@ -158,7 +175,7 @@ struct LayerOutcome {
 // layer l is replayed and measured. `head_pool`: when given (fewer cells than --jobs), the metrics of each layer run
 // over its KV heads in parallel on it; layer_metrics_all combines the heads in a fixed order, so results do not
 // depend on it. Only the metric groups the plan asks for are computed.
-std::vector<ResultRow> compute_cell(const ExperimentPlan& plan, const RunPlan& run, const std::string& trace_path,
+std::vector<ResultRow> compute_cell(const ExperimentPlan& plan, const RunPlan& planned_run, const std::string& trace_path,
                                     const PluginRegistry& registry, ProgressReporter* progress, ThreadPool* head_pool) {
   const std::string label = trace_label(trace_path);
   std::unique_ptr<TraceReader> reader;
@@ -170,6 +187,8 @@ std::vector<ResultRow> compute_cell(const ExperimentPlan& plan, const RunPlan& r
     info = reader->info();
     tokens = reader->tokens();
   }
+  const RunPlan run = run_for_trace(planned_run, tokens);
+  const bool decode_metrics = wants_decode_step_metrics(plan.metrics);
   const bool rotate = needs_rotary(plan, info, label);
   KvCodec codec(registry.make_quantizer(run.codec.at("key")), registry.make_quantizer(run.codec.at("value")));
   // backend: cuda (cuda_replay.h): the layers in order on the GPU, the next one read while the current one runs.
@@ -185,6 +204,8 @@ std::vector<ResultRow> compute_cell(const ExperimentPlan& plan, const RunPlan& r
     r.set("trace", label);
     r.set("layer", static_cast<double>(layer));
     r.set("kv_head", static_cast<double>(head));
+    r.set("lifecycle", lifecycle_label(run.lifecycle));
+    r.set("prefill_tokens", static_cast<double>(run.lifecycle.prefill_tokens));
     return r;
   };
 
@@ -242,6 +263,15 @@ std::vector<ResultRow> compute_cell(const ExperimentPlan& plan, const RunPlan& r
         t = LayerTensors{key_rot.data(), data.value.data(), key_hat_rot.data(), out.value.data(), shape, &queries_rot};
       }
       all = layer_metrics_all(t, selection, head_pool);
+      // Decode-step metrics (decode_step_metrics.h): the layer only, on a second replay that snapshots the cache at
+      // each decode-step query.
+      if (decode_metrics && queries) {
+        DecodeRotary rot;
+        if (rotate) rot = DecodeRotary{&*info.rotary, tokens.position.data()};
+        for (const auto& [name, v] : decode_step_metrics(codec, run.lifecycle, data.key.data(), data.value.data(),
+                                                         shape, ctx, info.dtype, *queries, rot))
+          all.back()[name] = v;
+      }
     }
     LayerOutcome& o = outcomes[static_cast<std::size_t>(layer)];
     std::vector<ResultRow> head_rows;
@@ -356,7 +386,7 @@ std::vector<ResultRow> compute_cell(const ExperimentPlan& plan, const RunPlan& r
 }  // namespace
 
 std::vector<std::string> summary_columns(const ExperimentPlan& plan) {
-  std::vector<std::string> cols = {"run"};
+  std::vector<std::string> cols = {"run", "lifecycle"};
   if (plan.traces.size() > 1) cols.push_back("trace");
   for (const auto& m : plan.metrics) cols.push_back(m);
   return cols;
