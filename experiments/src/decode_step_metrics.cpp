@@ -11,8 +11,19 @@ namespace vidkv {
 
 const std::vector<std::string>& decode_step_metric_names() {
   static const std::vector<std::string> names = {"decode_attn_out_rel_error", "decode_attn_out_rel_value",
-                                                 "decode_attn_out_mse", "decode_attn_kl"};
+                                                 "decode_attn_out_mse", "decode_attn_kl", kHeadlineMetric};
   return names;
+}
+
+double depth_weighted_mean(const std::vector<double>& per_layer) {
+  const auto L = static_cast<double>(per_layer.size());
+  double num = 0, den = 0;
+  for (std::size_t l = 0; l < per_layer.size(); ++l) {
+    const double w = (L - static_cast<double>(l)) * (L - static_cast<double>(l));
+    num += w * per_layer[l];
+    den += w;
+  }
+  return den > 0 ? num / den : NAN;
 }
 
 bool wants_decode_step_metrics(const std::vector<std::string>& names) {

@@ -32,7 +32,15 @@
 
 namespace vidkv {
 
-// The metric names above, in table order.
+// Per trace (not per layer): decode_attn_out_depth_error = sum_l w_l e_l / sum_l w_l over the L layers, e_l the
+// layer's decode_attn_out_rel_error and w_l = (L - l)^2 (l = 0 the first layer): an error in layer l reaches the
+// next-token distribution through the L - l layers above it, so early layers weigh more. The weighting was chosen
+// on the bundled SmolLM2 trace among six ways to pool layers (docs/metric-validation.md gives the figures of all of
+// them and the held-out check); it is the headline metric of summary.md and the report.
+double depth_weighted_mean(const std::vector<double>& per_layer);
+inline constexpr const char* kHeadlineMetric = "decode_attn_out_depth_error";
+
+// The metric names above (the per-layer ones, then the per-trace one), in table order.
 const std::vector<std::string>& decode_step_metric_names();
 
 // Whether `names` asks for any decode-step metric.

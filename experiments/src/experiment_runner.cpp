@@ -375,6 +375,13 @@ std::vector<ResultRow> compute_cell(const ExperimentPlan& plan, const RunPlan& p
     am["compression_ratio"] = 8.0 * static_cast<double>(dtype_size(info.dtype)) / am["effective_bits"];
   }
   am["seconds"] = seconds;
+  // The headline (decode_step_metrics.h): decode-step attention-output errors pooled over layers by depth.
+  std::vector<double> decode_errors;
+  for (const auto& o : outcomes)
+    if (const auto it = o.layer_metrics.find("decode_attn_out_rel_error"); it != o.layer_metrics.end())
+      decode_errors.push_back(it->second);
+  if (!decode_errors.empty() && decode_errors.size() == outcomes.size())
+    am[kHeadlineMetric] = depth_weighted_mean(decode_errors);
   add_metrics(agg, am, plan.metrics);
   rows.push_back(std::move(agg));
   // Swept parameters as columns.
@@ -388,7 +395,11 @@ std::vector<ResultRow> compute_cell(const ExperimentPlan& plan, const RunPlan& p
 std::vector<std::string> summary_columns(const ExperimentPlan& plan) {
   std::vector<std::string> cols = {"run", "lifecycle"};
   if (plan.traces.size() > 1) cols.push_back("trace");
-  for (const auto& m : plan.metrics) cols.push_back(m);
+  // The headline metric first (the trace metric that best ranks settings like the live model, decode_step_metrics.h).
+  const bool headline = std::find(plan.metrics.begin(), plan.metrics.end(), kHeadlineMetric) != plan.metrics.end();
+  if (headline) cols.push_back(kHeadlineMetric);
+  for (const auto& m : plan.metrics)
+    if (!headline || m != kHeadlineMetric) cols.push_back(m);
   return cols;
 }
 

@@ -127,11 +127,19 @@ TEST_CASE("decode-step metrics: zero for the exact codec, absent without decode-
   fp16.lifecycle.prefill_tokens = static_cast<int>(trace_prompt_tokens(tokens));
   const MetricValues exact = decode_step_metrics(fp16.codec, fp16.lifecycle, d.key.data(), d.value.data(), s, ctx,
                                                  reader.info().dtype, *d.queries);
-  for (const auto& name : decode_step_metric_names()) CHECK(exact.at(name) == 0.0);
+  for (const auto& name : decode_step_metric_names())
+    if (name != kHeadlineMetric) CHECK(exact.at(name) == 0.0);  // the headline is per trace (the runner pools layers)
   // prefill_tokens -1: the whole trace is the prefill, so no query is a decode step.
   Preset kivi = preset("kivi-2");
   kivi.lifecycle.prefill_tokens = -1;
   CHECK(decode_step_metrics(kivi.codec, kivi.lifecycle, d.key.data(), d.value.data(), s, ctx, reader.info().dtype,
                             *d.queries)
             .empty());
+}
+
+TEST_CASE("depth-weighted pooling of layers: weights (L - l)^2", "[experiments][metrics][decode]") {
+  // L = 2: weights 4 and 1, so (4 * 1 + 1 * 2) / 5 = 1.2; L = 3: weights 9, 4, 1: (9 * 3 + 0 + 0) / 14.
+  CHECK(depth_weighted_mean({1.0, 2.0}) == Approx(1.2).epsilon(1e-15));
+  CHECK(depth_weighted_mean({3.0, 0.0, 0.0}) == Approx(27.0 / 14.0).epsilon(1e-15));
+  CHECK(std::string(kHeadlineMetric) == decode_step_metric_names().back());
 }

@@ -15,7 +15,8 @@ settings (codec x lifecycle). Every setting runs twice on the same tokens:
     mean over those positions of KL(p_exact || p_run) in nats against the exact cache (DynamicCache), perplexity of
     the generated tokens, and effective bits of the cache holding prompt + generated tokens.
 For every trace metric it prints Spearman's rank correlation (rho, ties ranked by their mean rank) with the live
-next-token KL across the settings, and per setting the live and replayed effective bits and their difference
+next-token KL across the settings (the per-trace means of summary.md, and for the error metrics also METRIC@max and
+METRIC@rms: the maximum and the root mean square over layers), and per setting the live and replayed effective bits and their difference
 (the two runs quantize the same tokens at the same moments, so they agree up to rounding).
 Results (OUT, default results/<name>-validate): validation.md (the two tables), validation.json (every number),
 replay/ (the `vidkv run` folder) and live/ (the `vidkv live` style rows as results.csv). Needs torch and
@@ -124,6 +125,31 @@ def _read_summary(folder: Path) -> dict:
     return out
 
 
+def _layer_aggregates(folder: Path, metrics: list[str]) -> dict:
+    """run name -> {"METRIC@max": max over layers, "METRIC@rms": root mean square over layers} of the per-layer
+    rows (kv_head = -1) of results.csv: other ways to pool the layers than the mean summary.md shows."""
+    per = {}
+    with open(folder / "results.csv", newline="") as f:
+        for row in csv.DictReader(f):
+            if row["layer"] != "-1" and row["kv_head"] == "-1":
+                d = per.setdefault(row["run"], {})
+                for m in metrics:
+                    v = _num(row.get(m))
+                    if math.isfinite(v):
+                        d.setdefault(m, []).append(v)
+    out = {}
+    for run, d in per.items():
+        out[run] = {}
+        for m, vals in d.items():
+            out[run][f"{m}@max"] = max(vals)
+            out[run][f"{m}@rms"] = math.sqrt(sum(v * v for v in vals) / len(vals))
+    return out
+
+
+LAYER_POOLED = ("value_rel_error", "attn_out_rel_error", "decode_attn_out_rel_error", "decode_attn_out_rel_value",
+                "decode_attn_out_mse", "decode_attn_kl")
+
+
 def _num(v) -> float:
     try:
         return float(v)
@@ -178,7 +204,7 @@ def correlations(live: list[dict], replay: dict, metrics: list[str]) -> list[dic
             continue
         vals = [_num(replay[r["run"]].get(m)) for r in live]
         rho = spearman(vals, kl)
-        out.append({"metric": m, "rho": rho, "expected_sign": EXPECTED_SIGN.get(m, 1),
+        out.append({"metric": m, "rho": rho, "expected_sign": EXPECTED_SIGN.get(m.split("@")[0], 1),
                     "settings": sum(1 for v in vals if math.isfinite(v))})
     out.sort(key=lambda c: -(c["rho"] * c["expected_sign"]) if math.isfinite(c["rho"]) else math.inf)
     return out
@@ -187,7 +213,8 @@ def correlations(live: list[dict], replay: dict, metrics: list[str]) -> list[dic
 def markdown(live: list[dict], replay: dict, corr: list[dict], trace: str) -> str:
     lines = [f"# Trace metrics vs the live model ({len(live)} settings, trace `{trace}`)", "",
              "Spearman rho of each replayed trace metric with live next-token KL (nats); expected sign + for errors, "
-             "- for similarities and bits.", "", "| trace metric | rho | expected sign |", "| --- | ---: | :---: |"]
+             "- for similarities and bits. METRIC: the mean over layers (summary.md); METRIC@max, METRIC@rms: the "
+             "maximum and the root mean square over layers.", "", "| trace metric | rho | expected sign |", "| --- | ---: | :---: |"]
     for c in corr:
         lines.append(f"| `{c['metric']}` | {c['rho']:.3f} | {'+' if c['expected_sign'] > 0 else '-'} |")
     lines += ["", "| setting | lifecycle | live KL | live perplexity | live eff. bits | replay eff. bits | difference |",
@@ -223,12 +250,16 @@ def validate(experiment: str, overrides: list[str], out: str | None, model: str 
         replay_dir = tmp / "replay"
         _vidkv.run_experiment(experiment, list(overrides), str(replay_dir), int(jobs))
         replay = _read_summary(replay_dir)
+        pooled_names = [m for m in LAYER_POOLED if m in plan["metrics"]]
+        for run, extra in _layer_aggregates(replay_dir, pooled_names).items():
+            replay.setdefault(run, {}).update(extra)
+        candidates = list(plan["metrics"]) + [f"{m}@{how}" for m in pooled_names for how in ("max", "rms")]
         if loaded is None:
             loaded = load_model(model or TraceCase.model_label(trace), gguf=gguf, device=device, dtype=dtype,
                                 threads=threads)
         case = TraceCase(trace, loaded.model.device)
         live = live_rows(loaded, case, plan)
-        corr = correlations(live, replay, plan["metrics"])
+        corr = correlations(live, replay, candidates)
         (tmp / "live").mkdir()
         with open(tmp / "live" / "results.csv", "w", newline="") as f:
             w = csv.DictWriter(f, fieldnames=list(live[0]))
@@ -237,7 +268,7 @@ def validate(experiment: str, overrides: list[str], out: str | None, model: str 
         text = markdown(live, replay, corr, Path(trace).name)
         (tmp / "validation.md").write_text(text)
         result = {"experiment": plan["name"], "trace": trace, "correlations": corr, "live": live,
-                  "replay": {r["run"]: {m: _num(replay[r["run"]].get(m)) for m in plan["metrics"]} for r in live}}
+                  "replay": {r["run"]: {m: _num(replay[r["run"]].get(m)) for m in candidates} for r in live}}
         (tmp / "validation.json").write_text(json.dumps(result, indent=1) + "\n")
         os.replace(tmp, out_dir)
     except BaseException:
