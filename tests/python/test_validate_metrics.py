@@ -17,13 +17,9 @@ from vidkv import validate_metrics as vm  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 # A shortened version of the bundled trace's prompt (traces/README-recorded.md): the opening of Pride and Prejudice.
-PASSAGE = ("Here is a passage. It is a truth universally acknowledged, that a single man in possession of a good "
-           "fortune, must be in want of a wife. However little known the feelings or views of such a man may be on "
-           "his first entering a neighbourhood, this truth is so well fixed in the minds of the surrounding families, "
-           "that he is considered the rightful property of some one or other of their daughters. \"My dear Mr. "
-           "Bennet,\" said his lady to him one day, \"have you heard that Netherfield Park is let at last?\" Mr. "
-           "Bennet replied that he had not. \"But it is,\" returned she; \"for Mrs. Long has just been here, and she "
-           "told me all about it.\" ")
+PASSAGE = ("Here is a passage. \"My dear Mr. Bennet,\" said his lady to him one day, \"have you heard that Netherfield "
+           "Park is let at last?\" Mr. Bennet replied that he had not. \"But it is,\" returned she; \"for Mrs. Long has "
+           "just been here, and she told me all about it.\" ")
 QUESTION = "Question: Who told Mrs. Bennet that Netherfield Park is let? Answer briefly."
 HEADLINE = "decode_attn_out_depth_error"
 
@@ -39,7 +35,7 @@ def test_spearman_golden_values():
 
 
 def _experiment(path: Path, trace: Path, presets: list[str]) -> Path:
-    # A short prompt (~190 tokens) would sit in the presets' 128-token residual: G = 8, R = 16 quantize most of it,
+    # A short prompt (~100 tokens) would sit in the presets' 128-token residual: G = 8, R = 16 quantize most of it,
     # and each preset keeps its own lifecycle type (paper, release, kivi).
     lines = [f"name: validate-short", f"traces: [{trace}]", "seed: 42", "codec: {preset: fp16}",
              "lifecycle: {group: 8, residual: 16}", "sweep:"]
@@ -55,7 +51,7 @@ def test_replay_and_live_agree_on_bits_for_every_preset_and_the_headline_ranks_s
     trace = tmp_path / "short.h5"
     rec.record(rec.parser().parse_args(
         ["--model", "HuggingFaceTB/SmolLM2-135M-Instruct", "--gguf", "smollm2", "--prompt", PASSAGE + QUESTION,
-         "--question", QUESTION, "--max-new-tokens", "12", "--query-generated", "12", "-o", str(trace)]),
+         "--question", QUESTION, "--max-new-tokens", "8", "--query-generated", "8", "-o", str(trace)]),
         loaded=smollm2)
     presets = list(_vidkv.presets())
     exp = _experiment(tmp_path / "exp.yaml", trace, presets)
@@ -67,6 +63,8 @@ def test_replay_and_live_agree_on_bits_for_every_preset_and_the_headline_ranks_s
         assert abs(row["effective_bits"] - replayed) < 0.01, (row["run"], row["effective_bits"], replayed)
         assert np.isfinite(row["next_token_kl"]) and np.isfinite(row["perplexity"])
     kl = {r["run"]: r["next_token_kl"] for r in res["live"]}
-    assert kl["fp16"] == pytest.approx(0.0, abs=1e-6)
+    # fp16 is exact except that the live cache stores full-precision tokens in the trace's fp16 (not the model's
+    # float32), as replay does: a KL of about 1e-6 nats.
+    assert kl["fp16"] == pytest.approx(0.0, abs=1e-4)
     rho = {c["metric"]: c["rho"] for c in res["correlations"]}
     assert rho[HEADLINE] >= 0.8, rho
