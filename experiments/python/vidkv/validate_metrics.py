@@ -255,7 +255,7 @@ def validate(experiment: str, overrides: list[str], out: str | None, model: str 
             replay.setdefault(run, {}).update(extra)
         candidates = list(plan["metrics"]) + [f"{m}@{how}" for m in pooled_names for how in ("max", "rms")]
         if loaded is None:
-            loaded = load_model(model or TraceCase.model_label(trace), gguf=gguf, device=device, dtype=dtype,
+            loaded = load_model(model or _model_label(trace), gguf=gguf, device=device, dtype=dtype,
                                 threads=threads)
         case = TraceCase(trace, loaded.model.device)
         live = live_rows(loaded, case, plan)
@@ -286,8 +286,6 @@ def _model_label(trace: str) -> str:
     with h5py.File(trace, "r") as f:
         return str(f.attrs.get("model_id", ""))
 
-
-TraceCase.model_label = staticmethod(_model_label)
 
 
 def main(argv=None) -> int:
