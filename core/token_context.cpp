@@ -6,7 +6,7 @@ namespace vidkv {
 
 const char* modality_name(Modality m) {
   switch (m) {
-    case Modality::system_text: return "system";
+    case Modality::system_text: return "context text";  // template, system message, document text
     case Modality::visual: return "visual";
     case Modality::query_text: return "query";
     case Modality::generated: return "generated";

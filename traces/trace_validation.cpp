@@ -9,6 +9,7 @@
 #include <sstream>
 
 #include "vidkv/core/error.h"
+#include "vidkv/traces/patch_grid.h"
 #include "vidkv/traces/trace_isolation.h"
 #include "vidkv/traces/trace_schema.h"
 
@@ -20,8 +21,9 @@ std::string TraceValidationReport::summary() const {
   const auto& m = modality_count;
   return detail::concat("ok: ", info.path, ": ", info.num_layers, " layers, ", info.num_kv_heads, " KV heads (",
                         info.num_query_heads, " query heads), head_dim ", info.head_dim, ", ", dtype_name(info.dtype), ", ",
-                        info.tokens, " tokens (", m[0], " system, ", m[1], " visual, ", m[2], " query, ", m[3],
-                        " generated), ", frames, " frames of ", grid_rows, "x", grid_cols, " patches, ", info.queries,
+                        info.tokens, " tokens (", m[0], " context text, ", m[1], " visual, ", m[2], " query, ", m[3],
+                        " generated), ", frames, " frames of ", grid_rows, "x", grid_cols, " patches",
+                        grid_extra ? detail::concat(" + ", grid_extra, " closing token") : std::string(), ", ", info.queries,
                         " recorded queries", layer_queries ? " with query states" : "",
                         info.has_embeddings ? ", embeddings" : "", ", ", values_checked, " values checked");
 }
@@ -43,7 +45,6 @@ TraceValidationReport validate_in_process(const std::string& path, LayerParts pa
   const TraceInfo& info = report.info;
 
   const TraceTokens tokens = reader.tokens(/*with_embeddings=*/false);
-  std::set<std::int32_t> frames;
   for (std::int64_t i = 0; i < tokens.size(); ++i) {
     const auto u = static_cast<std::size_t>(i);
     const Modality m = tokens.modality[u];
@@ -56,13 +57,12 @@ TraceValidationReport validate_in_process(const std::string& path, LayerParts pa
       VIDKV_THROW(IoError, path, ": ", ts::kTokensPatch, ": token ", i, " (", modality_name(m), ") has patch (",
                   tokens.patch_row[u], ", ", tokens.patch_col[u], ")",
                   visual ? ", expected row, col >= 0 for a visual token" : ", expected (-1, -1) for a non-visual token");
-    if (visual) {
-      frames.insert(tokens.frame[u]);
-      report.grid_rows = std::max(report.grid_rows, tokens.patch_row[u] + 1);
-      report.grid_cols = std::max(report.grid_cols, tokens.patch_col[u] + 1);
-    }
   }
-  report.frames = static_cast<int>(frames.size());
+  const PatchGrid grid = patch_grid(tokens);
+  report.frames = grid.frames;
+  report.grid_rows = grid.rows;
+  report.grid_cols = grid.columns;
+  report.grid_extra = grid.extra;
   reader.token_ids();
   reader.check_embeddings();
   if (info.has_embeddings) report.values_checked += info.tokens * info.hidden_size;

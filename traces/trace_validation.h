@@ -15,17 +15,18 @@ namespace vidkv {
 
 struct TraceValidationReport {
   TraceInfo info;
-  std::array<std::int64_t, 4> modality_count{};  // tokens by Modality code (system, visual, query, generated)
+  std::array<std::int64_t, 4> modality_count{};  // tokens by Modality code (context text, visual, query, generated)
   int frames = 0;                                // distinct frame indices of visual tokens
   int grid_rows = 0;                             // 1 + largest patch row / column of visual tokens
   int grid_cols = 0;
+  std::int64_t grid_extra = 0;                   // closing visual tokens outside the grid (traces/patch_grid.h)
   int layers_checked = 0;
   bool layer_queries = false;                    // every layer has /query
   std::int64_t values_checked = 0;               // K/V/query/embedding values read and found finite
   std::uint64_t shapes_hash = 0;                 // FNV-1a of every layer's (heads, tokens, dim, query heads, Q)
   std::string identity;                          // trace_identity(path, shapes_hash) when it was validated
 
-  // "ok: FILE: 8 layers, 2 KV heads (14 query heads), head_dim 64, float16, 1024 tokens (40 system, ...)..."
+  // "ok: FILE: 8 layers, 2 KV heads (14 query heads), head_dim 64, float16, 1024 tokens (40 context text, ...)..."
   std::string summary() const;
 };
 

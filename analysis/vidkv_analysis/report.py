@@ -20,7 +20,7 @@ from .trace_plots import make_trace_plots
 
 # Columns of the per-run aggregate table, in this order, whichever the results hold.
 TABLE_COLUMNS = (
-    "nominal_bits", "effective_bits", "key_nominal_bits", "value_nominal_bits", "key_effective_bits",
+    "decode_attn_out_depth_error", "nominal_bits", "effective_bits", "key_nominal_bits", "value_nominal_bits", "key_effective_bits",
     "value_effective_bits", "key_rel_error",
     "value_rel_error", "attn_kl", "attn_topk_overlap", "attn_out_rel_error", "compression_ratio",
 )

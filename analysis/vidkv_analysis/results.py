@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 
 # Key columns that identify a row; everything else is a metric or a parameter.
 KEY_COLUMNS = ("experiment", "run", "trace", "layer", "kv_head")
+# Columns that describe a run rather than measure it: the lifecycle it used and the prefill it replayed.
+RUN_COLUMNS = ("lifecycle", "prefill_tokens")
 # The KV-head column's name in results written before 2026-11.
 OLD_HEAD_COLUMN = "head"
 
@@ -29,6 +31,8 @@ METRIC_COLUMNS = (
     "key_rel_error", "value_rel_error", "key_mse", "value_mse", "key_snr_db", "value_snr_db",
     "key_cosine", "value_cosine", "attn_logit_rel_error", "attn_kl", "attn_topk_overlap",
     "attn_out_rel_error", "attn_out_rel_error_key_only", "attn_out_rel_error_value_only",
+    "decode_attn_out_rel_error", "decode_attn_out_rel_value", "decode_attn_out_mse", "decode_attn_kl",
+    "decode_attn_out_depth_error",
     "key_nominal_bits", "value_nominal_bits", "key_effective_bits", "value_effective_bits",
     "nominal_bits", "effective_bits", "compression_ratio", "seconds",
 )
@@ -66,7 +70,8 @@ class ResultsTable:
     def metric_columns(self):
         known = [c for c in METRIC_COLUMNS if c in self.columns]
         extra = [c for c in self.columns
-                 if c not in KEY_COLUMNS and c not in METRIC_COLUMNS and not c.startswith(PARAM_PREFIX)
+                 if c not in KEY_COLUMNS and c not in METRIC_COLUMNS and c not in RUN_COLUMNS
+                 and not c.startswith(PARAM_PREFIX)
                  and any(is_number(r.get(c)) for r in self.rows)]
         return known + extra
 

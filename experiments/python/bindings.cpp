@@ -23,6 +23,7 @@
 #include "vidkv/core/error.h"
 #include "vidkv/core/plugin_registry.h"
 #include "vidkv/experiments/src/experiment_plan.h"
+#include "vidkv/experiments/src/experiment_runner.h"
 #include "vidkv/experiments/src/presets.h"
 #include "vidkv/experiments/src/cpu_bench.h"
 #include "vidkv/experiments/src/cuda_bench.h"
@@ -884,4 +885,19 @@ PYBIND11_MODULE(_vidkv, m) {
     out["params"] = params;
     return out;
   }, py::arg("name"), "A plugin's family, summary and parameters.");
+  m.def("run_experiment", [](const std::string& file, const std::vector<std::string>& overrides, const std::string& out_dir,
+                             int jobs) {
+    const ExperimentPlan plan = plan_experiment(file, overrides, builtin_registry());
+    RunOptions options;
+    options.out_dir = out_dir;
+    options.overrides = overrides;
+    options.jobs = jobs;
+    options.progress = false;
+    options.command_line = "_vidkv.run_experiment";
+    py::gil_scoped_release release;
+    return run_experiment(plan, options, builtin_registry()).dir;
+  }, py::arg("file"), py::arg("overrides") = std::vector<std::string>{}, py::arg("out_dir") = std::string{},
+     py::arg("jobs") = 1,
+     "Runs a trace experiment like `vidkv run FILE --set ... --out OUT_DIR --jobs JOBS` (no progress bar) and returns "
+     "the results folder.");
 }

@@ -30,6 +30,7 @@ std::vector<Command> all_commands() {
   std::vector<Command> out;
   add_run_commands(out);
   add_live_commands(out);
+  add_validate_commands(out);
   add_record_commands(out);
   add_report_commands(out);
   add_bench_commands(out);

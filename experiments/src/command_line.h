@@ -41,6 +41,7 @@ void add_run_commands(std::vector<Command>& out);
 void add_report_commands(std::vector<Command>& out);
 void add_record_commands(std::vector<Command>& out);
 void add_live_commands(std::vector<Command>& out);
+void add_validate_commands(std::vector<Command>& out);
 void add_bench_commands(std::vector<Command>& out);
 
 // The parser of `commands`: the App "vidkv" with one subcommand per command word (nested: trace -> info), and the

@@ -22,7 +22,8 @@ const std::vector<std::string>& all_metric_names() {
   static const std::vector<std::string> names = {
       "key_rel_error", "value_rel_error", "key_mse", "value_mse", "key_snr_db", "value_snr_db", "key_cosine",
       "value_cosine", "attn_logit_rel_error", "attn_kl", "attn_topk_overlap", "attn_out_rel_error",
-      "attn_out_rel_error_key_only", "attn_out_rel_error_value_only", "key_nominal_bits", "value_nominal_bits",
+      "attn_out_rel_error_key_only", "attn_out_rel_error_value_only", "decode_attn_out_rel_error",
+      "decode_attn_out_rel_value", "decode_attn_out_mse", "decode_attn_kl", "decode_attn_out_depth_error", "key_nominal_bits", "value_nominal_bits",
       "key_effective_bits", "value_effective_bits", "nominal_bits", "effective_bits", "compression_ratio", "seconds"};
   return names;
 }

@@ -26,6 +26,7 @@
 #include "vidkv/core/thread_pool.h"
 #include "vidkv/core/cuda/cuda_device.h"
 #include "vidkv/experiments/src/cuda_replay.h"
+#include "vidkv/experiments/src/decode_step_metrics.h"
 #include "vidkv/experiments/src/kernel_tiers.h"
 #include "vidkv/experiments/src/layer_buffer_reuse.h"
 #include "vidkv/experiments/src/metrics.h"
@@ -127,8 +128,24 @@ void require_finite(const std::vector<float>& x, const BlockShape& shape, const 
 
 bool wants_attention_metrics(const ExperimentPlan& plan) {
   for (const auto& m : plan.metrics)
-    if (m.rfind("attn_", 0) == 0) return true;
+    if (m.rfind("attn_", 0) == 0 || m.rfind("decode_attn_", 0) == 0) return true;
   return false;
+}
+
+// The run with its lifecycle resolved for one trace: without an explicit `prefill_tokens` (in the file, a preset or
+// --set), the prefill is the trace's prompt (the tokens before the first generated one, modality 3) and every
+// generated token is a decode step, the schedule `vidkv live` runs (algorithms.md section 5).
+RunPlan run_for_trace(const RunPlan& run, const TraceTokens& tokens) {
+  RunPlan out = run;
+  if (!run.lifecycle_node.find("prefill_tokens"))
+    out.lifecycle.prefill_tokens = static_cast<int>(trace_prompt_tokens(tokens));
+  return out;
+}
+
+// "paper G=32 R=128": the lifecycle a run used (results column `lifecycle`).
+std::string lifecycle_label(const LifecycleParams& p) {
+  const char* type = p.type == LifecycleType::release ? "release" : p.type == LifecycleType::kivi ? "kivi" : "paper";
+  return std::string(type) + " G=" + std::to_string(p.group) + " R=" + std::to_string(p.residual);
 }
 
 // Whether replay must rotate keys and queries before the attention metrics: a `rope: pre` trace with recorded
@@ -162,7 +179,7 @@ struct LayerOutcome {
 // layer l is replayed and measured. `head_pool`: when given (fewer cells than --jobs), the metrics of each layer run
 // over its KV heads in parallel on it; layer_metrics_all combines the heads in a fixed order, so results do not
 // depend on it. Only the metric groups the plan asks for are computed.
-std::vector<ResultRow> compute_cell(const ExperimentPlan& plan, const RunPlan& run, const std::string& trace_path,
+std::vector<ResultRow> compute_cell(const ExperimentPlan& plan, const RunPlan& planned_run, const std::string& trace_path,
                                     const PluginRegistry& registry, ProgressReporter* progress, ThreadPool* head_pool) {
   const std::string label = trace_label(trace_path);
   if (plan.backend == Device::cuda) use_process_cuda_device();  // this worker thread: the process's GPU (an MPI rank's)
@@ -175,6 +192,8 @@ std::vector<ResultRow> compute_cell(const ExperimentPlan& plan, const RunPlan& r
     info = reader->info();
     tokens = reader->tokens();
   }
+  const RunPlan run = run_for_trace(planned_run, tokens);
+  const bool decode_metrics = wants_decode_step_metrics(plan.metrics);
   const bool rotate = needs_rotary(plan, info, label);
   KvCodec codec(registry.make_quantizer(run.codec.at("key")), registry.make_quantizer(run.codec.at("value")));
   const MetricSelection selection = MetricSelection::for_metrics(plan.metrics);
@@ -194,6 +213,8 @@ std::vector<ResultRow> compute_cell(const ExperimentPlan& plan, const RunPlan& r
     r.set("trace", label);
     r.set("layer", static_cast<double>(layer));
     r.set("kv_head", static_cast<double>(head));
+    r.set("lifecycle", lifecycle_label(run.lifecycle));
+    r.set("prefill_tokens", static_cast<double>(run.lifecycle.prefill_tokens));
     return r;
   };
 
@@ -251,6 +272,15 @@ std::vector<ResultRow> compute_cell(const ExperimentPlan& plan, const RunPlan& r
         t = LayerTensors{key_rot.data(), data.value.data(), key_hat_rot.data(), out.value.data(), shape, &queries_rot};
       }
       all = layer_metrics_all(t, selection, head_pool);
+      // Decode-step metrics (decode_step_metrics.h): the layer only, on a second replay that snapshots the cache at
+      // each decode-step query.
+      if (decode_metrics && queries) {
+        DecodeRotary rot;
+        if (rotate) rot = DecodeRotary{&*info.rotary, tokens.position.data()};
+        for (const auto& [name, v] : decode_step_metrics(codec, run.lifecycle, data.key.data(), data.value.data(),
+                                                         shape, ctx, info.dtype, *queries, rot))
+          all.back()[name] = v;
+      }
     }
     LayerOutcome& o = outcomes[static_cast<std::size_t>(layer)];
     std::vector<ResultRow> head_rows;
@@ -354,6 +384,13 @@ std::vector<ResultRow> compute_cell(const ExperimentPlan& plan, const RunPlan& r
     am["compression_ratio"] = 8.0 * static_cast<double>(dtype_size(info.dtype)) / am["effective_bits"];
   }
   am["seconds"] = seconds;
+  // The headline (decode_step_metrics.h): decode-step attention-output errors pooled over layers by depth.
+  std::vector<double> decode_errors;
+  for (const auto& o : outcomes)
+    if (const auto it = o.layer_metrics.find("decode_attn_out_rel_error"); it != o.layer_metrics.end())
+      decode_errors.push_back(it->second);
+  if (!decode_errors.empty() && decode_errors.size() == outcomes.size())
+    am[kHeadlineMetric] = depth_weighted_mean(decode_errors);
   add_metrics(agg, am, plan.metrics);
   rows.push_back(std::move(agg));
   // Swept parameters as columns.
@@ -423,9 +460,13 @@ void assemble_results(const std::string& dir, const std::vector<std::string>& fi
 }  // namespace
 
 std::vector<std::string> summary_columns(const ExperimentPlan& plan) {
-  std::vector<std::string> cols = {"run"};
+  std::vector<std::string> cols = {"run", "lifecycle"};
   if (plan.traces.size() > 1) cols.push_back("trace");
-  for (const auto& m : plan.metrics) cols.push_back(m);
+  // The headline metric first (the trace metric that best ranks settings like the live model, decode_step_metrics.h).
+  const bool headline = std::find(plan.metrics.begin(), plan.metrics.end(), kHeadlineMetric) != plan.metrics.end();
+  if (headline) cols.push_back(kHeadlineMetric);
+  for (const auto& m : plan.metrics)
+    if (!headline || m != kHeadlineMetric) cols.push_back(m);
   return cols;
 }
 

@@ -11,6 +11,7 @@
 
 #include "vidkv/core/error.h"
 #include "vidkv/experiments/src/command_line.h"
+#include "vidkv/traces/patch_grid.h"
 #include "vidkv/experiments/src/trace_read_options.h"
 #include "vidkv/traces/synthetic_trace.h"
 #include "vidkv/traces/trace_read_benchmark.h"
@@ -88,16 +89,18 @@ int trace_info(const std::string& path) {
             << (in.rotary ? " (" + in.rotary->str() + ")" : "") << ", dtype " << dtype_name(in.dtype) << "\n";
   const TraceTokens tokens = reader.tokens(/*with_embeddings=*/false);
   std::int64_t count[4] = {0, 0, 0, 0};
-  int frames = -1, rows = 0, cols = 0;
+  int frames = -1;
   for (std::int64_t i = 0; i < tokens.size(); ++i) {
     const auto u = static_cast<std::size_t>(i);
     ++count[static_cast<int>(tokens.modality[u])];
     frames = std::max(frames, tokens.frame[u]);
-    rows = std::max(rows, tokens.patch_row[u] + 1);
-    cols = std::max(cols, tokens.patch_col[u] + 1);
   }
-  std::cout << "tokens: " << in.tokens << " (" << count[0] << " system, " << count[1] << " visual, " << count[2] << " query, "
-            << count[3] << " generated); " << frames + 1 << " frames of " << rows << "x" << cols << " patches; token ids "
+  // Modality 0 is every text token before the question that is not visual: chat template, system message and
+  // document / context text ("context text"); traces/patch_grid.h for the grid and its closing tokens.
+  const PatchGrid grid = patch_grid(tokens);
+  std::cout << "tokens: " << in.tokens << " (" << count[0] << " context text, " << count[1] << " visual, " << count[2]
+            << " query, " << count[3] << " generated); " << frames + 1 << " frames of " << grid.rows << "x" << grid.columns
+            << " patches" << (grid.extra ? " + " + std::to_string(grid.extra) + " closing token" : "") << "; token ids "
             << (in.has_token_ids ? "yes" : "no") << "; embeddings " << (in.has_embeddings ? "yes" : "no") << "\n";
   const auto positions = reader.query_positions();
   std::cout << "queries: " << in.queries << " recorded";
@@ -191,7 +194,7 @@ int trace_bench_read(const std::string& path, bool check, int limit) {
 
 void add_trace_commands(std::vector<Command>& out) {
   out.push_back({{"trace", "info"}, "model, tokens, frames, queries, provenance and per-layer K/V statistics",
-                 "Prints the root attributes and /model of a trace, its tokens by modality (system, visual, query,\n"
+                 "Prints the root attributes and /model of a trace, its tokens by modality (context text, visual, query,\n"
                  "generated), frames and patch grid, recorded queries, provenance attributes, then one line per layer\n"
                  "with statistics of K and V over all heads and tokens: mean |x|, max |x|, standard deviation, and the\n"
                  "per-channel range ratio (widest / narrowest max-min of a channel; large for keys with outlier\n"

@@ -70,6 +70,7 @@ const char* const kAccepted[] = {
     "merge DIR",
     "run exp.yaml --plugin libq.so --plugin q.py --allow-plugins",
     "live exp.yaml --set model.max_new_tokens=16 --out DIR",
+    "validate-metrics exp.yaml --set seed=1 --out DIR --model M --gguf smollm2 --jobs 2 --device cpu --dtype float32 --threads 1",
     "record --model M --gguf smollm2 --video v.mp4 --frames 4 --prompt hi --question q --system s --document d.txt "
     "--intro i --text-source t --notes n --max-tokens 100 --max-new-tokens 4 --query-generated 2 --device cpu "
     "--dtype bfloat16 --threads 1 --summary s.json -o fr.h5",

@@ -79,7 +79,7 @@ TEST_CASE("vidkv trace info prints one statistics line per layer", "[traces][cli
   SmallTrace::write(good);
   const Run r = run_vidkv(dir, "trace info '" + good + "'");
   REQUIRE(r.exit_code == 0);
-  CHECK(r.out.find("tokens: 8 (2 system, 4 visual, 2 query, 0 generated); 2 frames of 1x2 patches") != std::string::npos);
+  CHECK(r.out.find("tokens: 8 (2 context text, 4 visual, 2 query, 0 generated); 2 frames of 1x2 patches") != std::string::npos);
   CHECK(r.out.find("queries: 2 recorded (token indices 6..7)") != std::string::npos);
   CHECK(r.out.find("prompt: what happens in the video?") != std::string::npos);
   // Layer 0, key: K = (t - 3.5) / 8 * (h + 1) + c / 4. max |x| over heads: h = 1, t = 7, c = 3: 2 * 3.5 / 8 + 0.75

@@ -206,7 +206,7 @@ TEST_CASE("token metadata inconsistent with modality is an IoError naming the da
     // Token 0 is system text but gets frame 0 (the whole array is replaced by zeros).
     EditTrace(path).replace("/tokens/frame", H5T_STD_I32LE, {8});
   }
-  CHECK(contains(validation_error<IoError>(path), path + ": /tokens/frame: token 0 (system) has frame 0, expected -1"));
+  CHECK(contains(validation_error<IoError>(path), path + ": /tokens/frame: token 0 (context text) has frame 0, expected -1"));
 
   const std::string path2 = valid_copy(dir, "modality.h5");
   {

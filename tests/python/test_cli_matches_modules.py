@@ -16,6 +16,7 @@ pytestmark = pytest.mark.skipif(not VIDKV.exists(), reason="build/bin/vidkv is n
 # vidkv command -> the module's `python -m` arguments
 MODULES = {
     "live": ["vidkv.live"],
+    "validate-metrics": ["vidkv.validate_metrics"],
     "record": ["vidkv.record"],
     "bench": ["vidkv.bench"],
     "report": ["vidkv_analysis", "report"],
@@ -34,7 +35,7 @@ def options(help_text):
 
 @pytest.mark.parametrize("command", sorted(MODULES))
 def test_cli_and_module_accept_the_same_options(command):
-    if command in ("live", "record", "bench"):
+    if command in ("live", "record", "bench", "validate-metrics"):
         pytest.importorskip("torch", reason="the module imports torch: run scripts/setup.sh --models")
     cli = subprocess.run([str(VIDKV), command, "--help"], capture_output=True, text=True, check=True).stdout
     module = subprocess.run([sys.executable, "-m", *MODULES[command], "--help"], capture_output=True, text=True,

@@ -13,10 +13,12 @@ every prompt, against the full-precision cache (transformers' DynamicCache, exac
   * free greedy generation of max_new_tokens: greedy_agreement = fraction of positions whose token equals the
     exact cache's greedy token at that position (positions where only one of the two sequences goes on count as
     disagreements); generated_text is the run's answer (prompts separated by " | ");
-  * key/value nominal and effective bits from the packed layouts of the teacher-forced cache (prompt + reference),
+  * key/value nominal and effective bits from the packed layouts of the teacher-forced cache (prompt + reference:
+    the last reference token is fed once more after generate so the cache holds it, as a recorded trace does),
     element-weighted over prompts, compression_ratio = bits of the model dtype (16 for fp16/bf16, 32 for fp32) / effective_bits; seconds = wall time of the run.
 Results: the same files as `vidkv run` (config.yaml, provenance.json, results.csv, results.jsonl, summary.md), one
-row per run with layer = head = -1 and trace = the model's label, written into a temporary folder renamed at the
+row per run with layer = head = -1, trace = the model's label and lifecycle = the lifecycle the run used ("paper
+G=32 R=128"); the progress line of every run prints perplexity and next-token KL first, whatever `metrics:` lists; written into a temporary folder renamed at the
 end (an error leaves no half-written results folder).
 """
 from __future__ import annotations
@@ -170,6 +172,23 @@ def _forced_logits(loaded, case: PromptCase, cache, streamer=None):
     return torch.stack([l[0] for l in out.logits]).double().cpu()  # [n, vocab]
 
 
+def _append_last_reference(loaded, case: PromptCase, cache):
+    """Feeds the last reference token through the model once more, so that `cache` holds the prompt and every
+    reference token (generate appends all but the last, whose logits are never computed): the cache a trace of the
+    same prompt and continuation records, so bits are counted over the same tokens as `vidkv run` counts them."""
+    import torch
+
+    dev = loaded.model.device
+    ids = torch.tensor([case.reference_ids[-1:]], device=dev)
+    with torch.no_grad():
+        loaded.model(input_ids=ids, past_key_values=cache, use_cache=True)
+
+
+def lifecycle_label(lifecycle: dict) -> str:
+    """"paper G=32 R=128": the lifecycle a run used (results column `lifecycle`, as `vidkv run` writes it)."""
+    return f"{lifecycle.get('type', 'paper')} G={lifecycle.get('group', 32)} R={lifecycle.get('residual', 128)}"
+
+
 def _greedy(loaded, case: PromptCase, cache, max_new_tokens: int, streamer=None):
     import torch
 
@@ -216,7 +235,7 @@ def write_results(out_dir: Path, plan: dict, rows: list, columns: list, provenan
                                          plan["resolved_yaml"])
         (tmp / "provenance.json").write_text(json.dumps(provenance, indent=2) + "\n")
         # The same C++ writer as `vidkv run` (experiments/src/result_table.h): one CSV / JSON / markdown escaping.
-        summary_cols = ["run"] + plan["metrics"] + ["generated_text"]
+        summary_cols = ["run", "lifecycle"] + plan["metrics"] + ["generated_text"]
         _vidkv.write_result_files(str(tmp), rows, columns, rows, summary_cols)
         os.replace(tmp, out_dir)
     except BaseException:
@@ -289,6 +308,7 @@ def run_live(experiment: str, overrides: list[str], out: str | None, command_lin
             nll_ref -= lp_ref.gather(1, ref[:, None]).sum().item()
             kl += (lp_ref.exp() * (lp_ref - lp)).sum(-1).clamp_min(0).sum().item()
             n_tok += len(case.reference_ids)
+            _append_last_reference(loaded, case, c)
             for k, v in c.bits().items():
                 bits_acc[k] = bits_acc.get(k, 0.0) + v
             gen = _greedy(loaded, case, cache(), block.max_new_tokens,
@@ -305,18 +325,20 @@ def run_live(experiment: str, overrides: list[str], out: str | None, command_lin
         del bits["model_dtype_bits"]
         metrics.update(bits)
         metrics["seconds"] = time.time() - t0
-        row = {"experiment": plan["name"], "run": run["name"], "trace": loaded.label, "layer": -1, "kv_head": -1}
+        row = {"experiment": plan["name"], "run": run["name"], "trace": loaded.label, "layer": -1, "kv_head": -1,
+               "lifecycle": lifecycle_label(run["lifecycle"])}
         for m in plan["metrics"]:
             row[m] = float(metrics[m])
         row["generated_text"] = " | ".join(texts)
         for path, value in run["params"]:
             row["param." + path] = value
         rows.append(row)
-        progress.write(f"[live] {run['name']}: " + ", ".join(f"{m}={row[m]:.4g}" for m in plan["metrics"]) +
+        shown = ["perplexity", "next_token_kl"] + [m for m in plan["metrics"] if m not in ("perplexity", "next_token_kl")]
+        progress.write(f"[live] {run['name']} ({row['lifecycle']}): " + ", ".join(f"{m}={metrics[m]:.4g}" for m in shown) +
                        f"; {row['generated_text']!r}")
         progress.done()
 
-    columns = list(_vidkv.KEY_COLUMNS) + plan["metrics"] + ["generated_text"]
+    columns = list(_vidkv.KEY_COLUMNS) + ["lifecycle"] + plan["metrics"] + ["generated_text"]
     for r in rows:
         columns += [c for c in r if c not in columns]
     provenance = {

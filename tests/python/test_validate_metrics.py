@@ -1,0 +1,70 @@
+"""vidkv validate-metrics on real SmolLM2 weights: a short trace recorded here, every preset replayed on it and run
+live on its prompt. Replay and live run the same schedule (prefill = the prompt, decode = the generated tokens), so
+they count the same stored bytes; and the headline trace metric ranks the settings like live next-token KL."""
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch", reason="torch is not installed: run scripts/setup.sh --models")
+h5py = pytest.importorskip("h5py")
+vidkv = pytest.importorskip("vidkv", reason="the _vidkv extension is built by scripts/setup.sh")
+
+import _vidkv  # noqa: E402
+
+from vidkv import record as rec  # noqa: E402
+from vidkv import validate_metrics as vm  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[2]
+# A shortened version of the bundled trace's prompt (traces/README-recorded.md): the opening of Pride and Prejudice.
+PASSAGE = ("Here is a passage. \"My dear Mr. Bennet,\" said his lady to him one day, \"have you heard that Netherfield "
+           "Park is let at last?\" Mr. Bennet replied that he had not. \"But it is,\" returned she; \"for Mrs. Long has "
+           "just been here, and she told me all about it.\" ")
+QUESTION = "Question: Who told Mrs. Bennet that Netherfield Park is let? Answer briefly."
+HEADLINE = "decode_attn_out_depth_error"
+
+
+def test_spearman_golden_values():
+    # ranks of [3, 1, 2] are [3, 1, 2]; of [10, 30, 20]: [1, 3, 2]; centred (1, -1, 0) . (-1, 1, 0) / 2 = -1.
+    assert vm.spearman([3, 1, 2], [10, 30, 20]) == pytest.approx(-1.0)
+    assert vm.spearman([1, 2, 3, 4], [1, 4, 9, 16]) == pytest.approx(1.0)
+    # ties share their mean rank: [1, 1, 2] -> [1.5, 1.5, 3]; with [1, 2, 3]: centred (-.5, -.5, 1), (-1, 0, 1):
+    # 1.5 / sqrt(1.5 * 2) = 0.866...
+    assert vm.spearman([1, 1, 2], [1, 2, 3]) == pytest.approx(1.5 / np.sqrt(3.0))
+    assert np.isnan(vm.spearman([1, 1, 1], [1, 2, 3]))
+
+
+def _experiment(path: Path, trace: Path, presets: list[str]) -> Path:
+    # A short prompt (~100 tokens) would sit in the presets' 128-token residual: G = 8, R = 16 quantize most of it,
+    # and each preset keeps its own lifecycle type (paper, release, kivi).
+    lines = [f"name: validate-short", f"traces: [{trace}]", "seed: 42", "codec: {preset: fp16}",
+             "lifecycle: {group: 8, residual: 16}", "sweep:"]
+    for p in presets:
+        extra = ", value: {protector: {candidates: context}}" if "stp" in p else ""
+        lines.append(f"  - {{name: {p}, codec: {{preset: {p}{extra}}}}}")
+    lines.append("  - {name: vidkv-k1.5-v1.58-scaled, codec: {preset: vidkv-k1.5-v1.58, value: {reconstruction: scaled}}}")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_replay_and_live_agree_on_bits_for_every_preset_and_the_headline_ranks_settings(smollm2, tmp_path):
+    trace = tmp_path / "short.h5"
+    rec.record(rec.parser().parse_args(
+        ["--model", "HuggingFaceTB/SmolLM2-135M-Instruct", "--gguf", "smollm2", "--prompt", PASSAGE + QUESTION,
+         "--question", QUESTION, "--max-new-tokens", "8", "--query-generated", "8", "-o", str(trace)]),
+        loaded=smollm2)
+    presets = list(_vidkv.presets())
+    exp = _experiment(tmp_path / "exp.yaml", trace, presets)
+    res = vm.validate(str(exp), [], str(tmp_path / "out"), None, None, loaded=smollm2)
+    assert (tmp_path / "out" / "validation.md").is_file()
+    assert len(res["live"]) == len(presets) + 1
+    for row in res["live"]:
+        replayed = res["replay"][row["run"]]["effective_bits"]
+        assert abs(row["effective_bits"] - replayed) < 0.01, (row["run"], row["effective_bits"], replayed)
+        assert np.isfinite(row["next_token_kl"]) and np.isfinite(row["perplexity"])
+    kl = {r["run"]: r["next_token_kl"] for r in res["live"]}
+    # fp16 is exact except that the live cache stores full-precision tokens in the trace's fp16 (not the model's
+    # float32), as replay does: a KL of about 1e-6 nats.
+    assert kl["fp16"] == pytest.approx(0.0, abs=1e-4)
+    rho = {c["metric"]: c["rho"] for c in res["correlations"]}
+    assert rho[HEADLINE] >= 0.8, rho
