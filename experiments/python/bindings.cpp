@@ -887,7 +887,7 @@ PYBIND11_MODULE(_vidkv, m) {
   }, py::arg("name"), "A plugin's family, summary and parameters.");
   m.def("run_experiment", [](const std::string& file, const std::vector<std::string>& overrides, const std::string& out_dir,
                              int jobs) {
-    const ExperimentPlan plan = plan_experiment(file, overrides, builtin_registry());
+    const ExperimentPlan plan = plan_experiment(file, overrides, module_registry());
     RunOptions options;
     options.out_dir = out_dir;
     options.overrides = overrides;
@@ -895,7 +895,7 @@ PYBIND11_MODULE(_vidkv, m) {
     options.progress = false;
     options.command_line = "_vidkv.run_experiment";
     py::gil_scoped_release release;
-    return run_experiment(plan, options, builtin_registry()).dir;
+    return run_experiment(plan, options, module_registry()).dir;
   }, py::arg("file"), py::arg("overrides") = std::vector<std::string>{}, py::arg("out_dir") = std::string{},
      py::arg("jobs") = 1,
      "Runs a trace experiment like `vidkv run FILE --set ... --out OUT_DIR --jobs JOBS` (no progress bar) and returns "

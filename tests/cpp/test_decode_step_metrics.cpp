@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "catch.h"
+#include "test_registry.h"
 #include "vidkv/core/cache_lifecycle.h"
 #include "vidkv/core/kv_codec.h"
 #include "vidkv/core/params.h"
@@ -27,7 +28,7 @@ struct Preset {
 };
 
 Preset preset(const std::string& name) {
-  const PluginRegistry& registry = builtin_registry();
+  const PluginRegistry& registry = test::builtin_registry();
   const ConfigNode doc = load_preset(name, ConfigNode::scalar(name));
   return Preset{KvCodec(registry.make_quantizer(doc.at("codec").at("key")), registry.make_quantizer(doc.at("codec").at("value"))),
                 parse_params<LifecycleParams>(doc.at("lifecycle"), {}, "lifecycle")};

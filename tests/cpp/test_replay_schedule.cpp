@@ -9,6 +9,7 @@
 #include <variant>
 
 #include "catch.h"
+#include "test_registry.h"
 #include "vidkv/core/plugin_registry.h"
 #include "vidkv/experiments/src/experiment_plan.h"
 #include "vidkv/experiments/src/experiment_runner.h"
@@ -35,11 +36,11 @@ TEST_CASE("replay prefills the trace's prompt by default; prefill_tokens -1 repl
                       << "codec: {preset: vidkv-2}\nmetrics: [effective_bits]\nsweep:\n"
                       << "  - {name: live-schedule}\n  - {name: all-prefill, lifecycle: {prefill_tokens: -1}}\n"
                       << "  - {name: kivi, codec: {preset: kivi-2}}\n";
-  const ExperimentPlan plan = plan_experiment(yaml.string(), {}, builtin_registry());
+  const ExperimentPlan plan = plan_experiment(yaml.string(), {}, test::builtin_registry());
   RunOptions options;
   options.out_dir = (dir / "out").string();
   options.progress = false;
-  const ExperimentOutcome out = run_experiment(plan, options, builtin_registry());
+  const ExperimentOutcome out = run_experiment(plan, options, test::builtin_registry());
   REQUIRE(out.summary.size() == 3);
   // The bundled trace: 464 prompt tokens, then 35 generated (traces/README-recorded.md). vidkv-2 stores 3 bits per
   // element in blocks (2-bit codes, fp16 scale and min per 32 tokens) and 16 in the fp16 residual (paper, G = 32,
