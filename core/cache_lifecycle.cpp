@@ -219,13 +219,13 @@ void LayerCache::reserve_device(FullTokens& full, std::int64_t need) {
   full.capacity = cap;
 }
 
-// Under ExactTokens::residual, keeps only the rows of tokens [quantized, tokens_) in a store sized for the residual
-// window (the lifecycle never holds more than R + 1 unquantized tokens after an append; it grows by doubling when
-// a long append needs more). The moved rows are the same values.
+// Under ExactTokens::residual, keeps only the rows of tokens [quantized, tokens_) in a store of exactly that many
+// rows, so the bytes held are the residual's (what effective bits count); later appends grow it by doubling (at
+// most R + 1 rows before the lifecycle cuts the next block). The moved rows are the same values.
 void LayerCache::drop_quantized(FullTokens& full, std::int64_t quantized) {
   if (exact_ != ExactTokens::residual || quantized <= full.first) return;
   const std::int64_t keep = tokens_ - quantized;
-  const std::int64_t cap = std::max<std::int64_t>(keep, params_.residual + 1);
+  const std::int64_t cap = keep;
   const std::int64_t r0 = quantized - full.first;
   if (ex_.on_cuda()) {
     DeviceBuffer kept(static_cast<std::size_t>(heads_ * cap * channels_ * dtype_size(full.dtype)), ex_.cuda_stream);

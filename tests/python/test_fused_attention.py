@@ -28,18 +28,19 @@ def tiny_llama(device="cpu", dtype=torch.float32):
 
 
 def run(model, cache, n_prompt=70, steps=12, batch=1, device="cpu"):
-    """Greedy decode with `cache`; returns (tokens [batch, steps], logits [steps, batch, vocab])."""
-    ids = torch.randint(3, VOCAB, (batch, n_prompt), generator=torch.Generator().manual_seed(5)).to(device)
+    """Prefill, then `steps` decode steps teacher-forced with fixed random tokens (so two caches see the same
+    inputs at every step); returns (greedy tokens [batch, steps], logits [steps, batch, vocab])."""
+    g = torch.Generator().manual_seed(5)
+    ids = torch.randint(3, VOCAB, (batch, n_prompt), generator=g).to(device)
+    forced = torch.randint(3, VOCAB, (batch, steps), generator=g).to(device)
     toks, logits = [], []
     with torch.no_grad():
-        out = model(ids, past_key_values=cache, use_cache=True)
-        nxt = out.logits[:, -1:].argmax(-1)
-        for _ in range(steps):
-            toks.append(nxt)
-            out = model(nxt, past_key_values=cache, use_cache=True)
+        model(ids, past_key_values=cache, use_cache=True)
+        for i in range(steps):
+            out = model(forced[:, i:i + 1], past_key_values=cache, use_cache=True)
             logits.append(out.logits[:, -1].float().cpu())
-            nxt = out.logits[:, -1:].argmax(-1)
-    return torch.cat(toks, 1).cpu(), torch.stack(logits)
+            toks.append(out.logits[:, -1:].argmax(-1).cpu())
+    return torch.cat(toks, 1), torch.stack(logits)
 
 
 def test_fused_attention_with_the_exact_codec_decodes_like_dynamic_cache():
