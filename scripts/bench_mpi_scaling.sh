@@ -7,7 +7,10 @@
 # seconds of all processes together (what the work costs, independent of how busy the machine is).
 #
 #   bash scripts/bench_mpi_scaling.sh [--procs "1 2 4"] [--backend cpu|cuda] [--repeat R] [--vidkv PATH]
+#                                     [--launcher mpi|shards]
 #
+# --launcher shards: no MPI; N processes `vidkv run --shard i/N --out DIR` started together, then `vidkv merge DIR`
+# (the job-array path), timed as one run: for a vidkv built without MPI.
 # --procs: process counts (default "1 2 4"; the GPU machine: "1 2 4 8 16"); --repeat: runs per count, the fastest
 # is kept (default 1); --backend cuda: every rank replays on the GPU of its local rank. Needs a vidkv built with MPI
 # (VIDKV_ENABLE_MPI, on when libboost-mpi-dev is installed) and mpirun. Counts above the number of cores run with
@@ -18,19 +21,22 @@ procs="1 2 4"
 backend=cpu
 repeat=1
 vidkv=build/bin/vidkv
+launcher=mpi
 while (($#)); do
   case "$1" in
     --procs) procs="$2"; shift 2 ;;
     --backend) backend="$2"; shift 2 ;;
     --repeat) repeat="$2"; shift 2 ;;
     --vidkv) vidkv="$2"; shift 2 ;;
+    --launcher) launcher="$2"; shift 2 ;;
     -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
     *) echo "bench_mpi_scaling.sh: unknown option '$1' (see --help)" >&2; exit 2 ;;
   esac
 done
 [ -x "$vidkv" ] || { echo "bench_mpi_scaling.sh: no $vidkv: build first (bash scripts/setup.sh)" >&2; exit 1; }
-command -v mpirun >/dev/null || { echo "bench_mpi_scaling.sh: no mpirun: apt-get install openmpi-bin" >&2; exit 1; }
-ldd "$vidkv" | grep libmpi >/dev/null || { echo "bench_mpi_scaling.sh: $vidkv is built without MPI (configure with -DVIDKV_ENABLE_MPI=ON after installing libboost-mpi-dev)" >&2; exit 1; }
+[ "$launcher" = mpi ] || [ "$launcher" = shards ] || { echo "bench_mpi_scaling.sh: --launcher mpi or shards" >&2; exit 2; }
+[ "$launcher" = shards ] || command -v mpirun >/dev/null || { echo "bench_mpi_scaling.sh: no mpirun: apt-get install openmpi-bin (or --launcher shards)" >&2; exit 1; }
+[ "$launcher" = shards ] || ldd "$vidkv" | grep libmpi >/dev/null || { echo "bench_mpi_scaling.sh: $vidkv is built without MPI (configure with -DVIDKV_ENABLE_MPI=ON after installing libboost-mpi-dev)" >&2; exit 1; }
 
 work=$(mktemp -d /tmp/vidkv-mpi-scaling.XXXXXX)
 trap 'rm -rf "$work"' EXIT
@@ -57,6 +63,16 @@ i = rows[0].index("seconds")
 for r in rows: print(",".join(r[:i] + r[i + 1:]))' "$1"
 }
 
+# N shard processes of the bench experiment into $2, started together, then vidkv merge (--launcher shards).
+run_shards() {
+  local n=$1 out=$2 pids=() i
+  for ((i = 0; i < n; i++)); do
+    "$vidkv" run "$work/bench.yaml" --quiet --shard "$i/$n" --out "$out" & pids+=($!)
+  done
+  for i in "${pids[@]}"; do wait "$i"; done
+  "$vidkv" merge "$out"
+}
+
 # "WALL CPU" seconds of the fastest (by wall time) of $repeat runs of N processes; CPU is user + system time of
 # every process of the run (bash's `time` over mpirun, which waits for its ranks).
 measure() {
@@ -68,6 +84,9 @@ measure() {
       local extra=()
       ((n > cores)) && extra+=(--oversubscribe --bind-to none)
       cmd=(mpirun "${mpirun_args[@]}" "${extra[@]}" -np "$n" "${cmd[@]}")
+    fi
+    if [ "$launcher" = shards ] && [ "$n" -gt 1 ]; then
+      cmd=(run_shards "$n" "$out")
     fi
     timing=$( { TIMEFORMAT='%R %U %S'; time "${cmd[@]}" >"$work/log-$n-$k" 2>&1; } 2>&1 )
     read -r wall user sys <<<"$timing"
@@ -85,10 +104,11 @@ measure() {
   echo "$best $best_cpu"
 }
 
+[ "$launcher" = shards ] && echo "# vidkv run --shard i/N (N processes started together) + vidkv merge: 48 cells" ||
 echo "# mpirun -np N vidkv run: 48 cells (8 presets x 6 residual lengths) on traces/data/smollm2-135m-longdoc.h5, backend $backend"
 echo "# $(lscpu | sed -n 's/^Model name: *//p' | head -1), $cores cores; load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
 [ "$backend" = cuda ] && command -v nvidia-smi >/dev/null && echo "# GPUs: $(nvidia-smi --query-gpu=name --format=csv,noheader | paste -sd, -)"
-echo "# $(mpirun --version | head -1); fastest of $repeat run(s) per count; efficiency = speedup / processes"
+echo "# $([ "$launcher" = mpi ] && mpirun --version | head -1 || echo "no MPI: shards + merge"); fastest of $repeat run(s) per count; efficiency = speedup / processes"
 echo
 echo "| processes | wall s | speedup | efficiency | CPU s (all processes) |"
 echo "| --- | --- | --- | --- | --- |"
