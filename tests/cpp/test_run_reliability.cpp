@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "catch.h"
+#include "results_compare.h"
 #include "test_registry.h"
 #include "trace_test_support.h"
 #include "vidkv/core/error.h"
@@ -66,37 +67,6 @@ Run run_vidkv(const TempDir& dir, const std::string& arguments) {
   s << in.rdbuf();
   r.err = s.str();
   return r;
-}
-
-std::string csv_without_seconds(const fs::path& file) {
-  std::ifstream in(file);
-  std::string line, out;
-  int seconds_col = -1;
-  bool header = true;
-  while (std::getline(in, line)) {
-    std::vector<std::string> cells;
-    std::string cur;
-    bool quoted = false;
-    for (char c : line) {
-      if (c == '"') quoted = !quoted;
-      if (c == ',' && !quoted) {
-        cells.push_back(cur);
-        cur.clear();
-      } else {
-        cur += c;
-      }
-    }
-    cells.push_back(cur);
-    if (header) {
-      for (std::size_t i = 0; i < cells.size(); ++i)
-        if (cells[i] == "seconds") seconds_col = static_cast<int>(i);
-      header = false;
-    }
-    for (std::size_t i = 0; i < cells.size(); ++i)
-      if (static_cast<int>(i) != seconds_col) out += cells[i] + ",";
-    out += "\n";
-  }
-  return out;
 }
 
 }  // namespace
@@ -285,5 +255,5 @@ TEST_CASE("vidkv run killed with SIGKILL at 20 random points in a row, then resu
                   << fixed_ms << " ms");
   CHECK(kills >= 20);
   REQUIRE(run_vidkv(dir, "run " + exp + " --quiet --resume --out " + killed).exit_code == 0);
-  CHECK(csv_without_seconds(fs::path(killed) / "results.csv") == csv_without_seconds(fs::path(whole) / "results.csv"));
+  CHECK(test::csv_without_seconds(fs::path(killed) / "results.csv") == test::csv_without_seconds(fs::path(whole) / "results.csv"));
 }
