@@ -35,7 +35,8 @@ namespace {
 std::size_t float_bytes(std::int64_t n) { return static_cast<std::size_t>(n) * sizeof(float); }
 
 bool identity_mapping(const TokenContext& ctx, std::int64_t tokens) {
-  for (std::int64_t i = 0; i < tokens && !ctx.index.empty(); ++i)
+  if (ctx.index.empty()) return ctx.offset == 0;
+  for (std::int64_t i = 0; i < tokens; ++i)
     if (ctx.trace_index(i) != i) return false;
   return true;
 }

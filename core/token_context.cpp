@@ -42,10 +42,16 @@ TokenContext TokenContext::subset(const std::vector<std::int32_t>& local) const 
   TokenContext out = *this;
   out.index.resize(local.size());
   for (std::size_t i = 0; i < local.size(); ++i) out.index[i] = trace_index(local[i]);
+  out.offset = 0;
   return out;
 }
 
 TokenContext TokenContext::range(std::int64_t begin, std::int64_t end) const {
+  if (index.empty()) {  // contiguous trace tokens stay contiguous: an offset, no vector (the live cache's every step)
+    TokenContext out = *this;
+    out.offset = offset + static_cast<std::int32_t>(begin);
+    return out;
+  }
   std::vector<std::int32_t> local;
   local.reserve(static_cast<std::size_t>(end - begin));
   for (std::int64_t i = begin; i < end; ++i) local.push_back(static_cast<std::int32_t>(i));

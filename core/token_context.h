@@ -51,18 +51,21 @@ struct LayerKeys {
 struct TokenContext {
   int layer = 0;
   const TraceTokens* tokens = nullptr;   // null: every token is system text at position = local index
-  std::vector<std::int32_t> index;       // local token i is trace token index[i]; empty means index[i] == i
+  std::vector<std::int32_t> index;       // local token i is trace token index[i]; empty: trace token offset + i
+  std::int32_t offset = 0;               // with an empty index: local token i is trace token offset + i
   const LayerQueries* queries = nullptr; // optional, for semantic_attention
   LayerKeys keys;                        // optional, for semantic_attention
   std::uint64_t seed = 0;                // base seed of the run (random protectors mix in the layer)
 
   // Trace token index of local token i.
-  std::int32_t trace_index(std::int64_t i) const { return index.empty() ? static_cast<std::int32_t>(i) : index[static_cast<std::size_t>(i)]; }
+  std::int32_t trace_index(std::int64_t i) const {
+    return index.empty() ? offset + static_cast<std::int32_t>(i) : index[static_cast<std::size_t>(i)];
+  }
   Modality modality(std::int64_t i) const;
   std::int32_t position(std::int64_t i) const;
   // A context for the local tokens `local` (ascending), keeping side data and the mapping to trace tokens.
   TokenContext subset(const std::vector<std::int32_t>& local) const;
-  // Context for local tokens [begin, end).
+  // Context for local tokens [begin, end) (no per-token vector when this context's tokens are contiguous).
   TokenContext range(std::int64_t begin, std::int64_t end) const;
 };
 
