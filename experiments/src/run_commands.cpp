@@ -41,6 +41,13 @@ struct RunArgs {
 // Prints the summary table of a finished experiment, with the reason of any non-finite value.
 void print_summary(const ExperimentPlan& plan, const ExperimentOutcome& out) {
   std::cout << "\n" << rows_to_markdown(out.summary, summary_columns(plan)) << "\n";
+  if (plan.backend == Device::cuda)
+    for (const auto& col : summary_columns(plan))
+      if (col.rfind("decode_", 0) == 0) {
+        std::cout << "note: the decode-step metrics (decode_*) are computed by the CPU replay only: their cells are "
+                     "empty with backend: cuda (run with backend: cpu for them)\n";
+        break;
+      }
   // Never an inf or nan without its reason: the runner refuses non-finite reconstructions, so what remains is a
   // relative error (or SNR) against an all-zero reference.
   for (const auto& col : summary_columns(plan))
