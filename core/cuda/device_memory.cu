@@ -1,6 +1,9 @@
 // CUDA runtime implementation of device_memory.h.
 #include <cuda_runtime.h>
 
+#include <atomic>
+#include <cstdint>
+
 #include "vidkv/core/cuda/cuda_device.h"
 #include "vidkv/core/cuda/device_memory.h"
 #include "vidkv/core/error.h"
@@ -10,6 +13,24 @@ namespace vidkv {
 namespace {
 cudaStream_t as_stream(void* s) { return static_cast<cudaStream_t>(s); }
 
+// Once per device (and again after release_device_pool() trimmed it, which keeps the threshold): the default pool
+// keeps freed blocks instead of returning them to the driver at every synchronisation (device_memory.h).
+void keep_pool_memory() {
+  static std::atomic<std::uint64_t> configured{0};  // bit d: device d's pool is configured
+  int device = 0;
+  if (cudaGetDevice(&device) != cudaSuccess || device < 0 || device >= 64) return;
+  const std::uint64_t bit = std::uint64_t{1} << device;
+  if (configured.load(std::memory_order_relaxed) & bit) return;
+  cudaMemPool_t pool = nullptr;
+  if (cudaDeviceGetDefaultMemPool(&pool, device) != cudaSuccess) return;
+  std::uint64_t keep = UINT64_MAX;
+  if (cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &keep) != cudaSuccess) {
+    cudaGetLastError();
+    return;
+  }
+  configured.fetch_or(bit, std::memory_order_relaxed);
+}
+
 void check(cudaError_t status, const char* what, std::size_t bytes) {
   if (status != cudaSuccess)
     VIDKV_THROW(CudaError, what, " (", bytes, " bytes): ", cudaGetErrorString(status));
@@ -18,6 +39,7 @@ void check(cudaError_t status, const char* what, std::size_t bytes) {
 
 DeviceBuffer::DeviceBuffer(std::size_t bytes, void* stream) : bytes_(bytes), stream_(stream) {
   if (bytes == 0) return;
+  keep_pool_memory();
   check(cudaMallocAsync(&data_, bytes, as_stream(stream)), "cudaMallocAsync", bytes);
 }
 

@@ -1,7 +1,12 @@
 // Device memory for the CUDA backend, usable from host-only code (no CUDA headers here).
 //
 // DeviceBuffer owns `bytes` bytes of device memory (cudaMallocAsync on the given stream, from the device's default
-// memory pool, so repeated scratch allocations are cheap; freed with cudaFreeAsync on the same stream). Copies and
+// memory pool, so repeated scratch allocations are cheap; freed with cudaFreeAsync on the same stream). The first
+// DeviceBuffer on a device raises that pool's release threshold to "keep everything" (cudaMemPoolAttrReleaseThreshold
+// = UINT64_MAX): with CUDA's default of 0, every synchronisation (a decode step's torch.cuda.synchronize) hands the
+// freed scratch back to the driver, and the next step's cudaMallocAsync maps it again, which cost the live cache
+// about as much host time as the model's own layer (issue 12). Freed scratch then stays reserved in the pool, as
+// PyTorch's caching allocator keeps its blocks; release_device_pool() trims it. Copies and
 // fills are enqueued on a stream; copy_to_host() and synchronize() wait for it. Every failure throws CudaError
 // naming the operation and the size. In a build without CUDA (VIDKV_ENABLE_CUDA=OFF) every function throws
 // NotSupportedError saying so; cuda_device_count() (cuda_device.h) tells callers to skip first.
