@@ -60,6 +60,30 @@ void copy_device_rows(DeviceRows dst, std::int64_t dst_begin, DeviceRows src, st
 #endif
 }
 
+// One copy_device_rows() call's arguments, for a batch.
+struct DeviceRowCopy {
+  DeviceRows dst;
+  std::int64_t dst_begin;
+  DeviceRows src;
+  std::int64_t src_begin;
+  std::int64_t n;
+  DType round;
+};
+
+// The copies in one launch (row_copy_cuda::copy_rows_batch): the same values copy_device_rows() would write.
+void copy_device_rows_batch(const std::vector<DeviceRowCopy>& copies, std::int64_t heads, std::int64_t channels, void* stream) {
+#ifdef VIDKV_WITH_CUDA
+  std::vector<row_copy_cuda::RowCopy> batch;
+  batch.reserve(copies.size());
+  for (const DeviceRowCopy& c : copies)
+    batch.push_back({{c.dst.data, c.dst.dtype, c.dst.tokens}, c.dst_begin, {c.src.data, c.src.dtype, c.src.tokens}, c.src_begin, c.n, c.round});
+  row_copy_cuda::copy_rows_batch(batch.data(), batch.size(), heads, channels, stream);
+#else
+  (void)copies, (void)heads, (void)channels, (void)stream;
+  VIDKV_THROW(NotSupportedError, "layer cache on cuda: this build has no CUDA backend (configure with -DVIDKV_ENABLE_CUDA=ON)");
+#endif
+}
+
 // Checks a [heads, T, channels] view handed to the cache on `device`; returns T.
 std::int64_t check_view(const TensorView& v, Device device, std::int64_t heads, std::int64_t channels, const char* what) {
   VIDKV_REQUIRE(v.device == device, ShapeError, "layer cache: ", what, " is on ", device_name(v.device), " but the cache is on ",
@@ -199,11 +223,13 @@ void LayerCache::append(const TensorView& key, const TensorView& value, std::int
     return;
   }
   const bool prefill = tokens_ == 0;
+  std::vector<DeviceRowCopy> copies;  // the key and the value rows in one launch
   for (auto [full, src] : {std::pair<FullTokens*, const TensorView*>{&key_full_, &key}, {&value_full_, &value}}) {
     reserve_device(*full, tokens_ + n - full->first);
-    copy_device_rows({full->device.data(), full->dtype, full->capacity}, tokens_ - full->first, {src->data, src->dtype, t}, begin,
-                     heads_, n, channels_, DType::f32, ex_.cuda_stream);
+    copies.push_back({{full->device.data(), full->dtype, full->capacity}, tokens_ - full->first, {src->data, src->dtype, t}, begin, n,
+                      DType::f32});
   }
+  copy_device_rows_batch(copies, heads_, channels_, ex_.cuda_stream);
   tokens_ += n;
   maybe_quantize(prefill);
   drop_quantized(key_full_, key_quantized_);
@@ -475,6 +501,11 @@ void LayerCache::materialize(std::vector<float>& key, std::vector<float>& value)
   fill(codec_.value(), value_blocks_, value_full_, value_quantized_, value);
 }
 
+struct LayerCache::DeviceRowCopies {
+  std::vector<DeviceBuffer> scratch;  // decoded blocks whose rows are not dense in the output
+  std::vector<DeviceRowCopy> copies;
+};
+
 void LayerCache::materialize(const TensorView& key, const TensorView& value) const {
   VIDKV_REQUIRE(check_view(key, ex_.device, heads_, channels_, "materialized key") == tokens_ &&
                     check_view(value, ex_.device, heads_, channels_, "materialized value") == tokens_,
@@ -487,12 +518,15 @@ void LayerCache::materialize(const TensorView& key, const TensorView& value) con
     from_float(v, value);
     return;
   }
-  materialize_side(codec_.key(), key_blocks_, key_full_, key_quantized_, key);
-  materialize_side(codec_.value(), value_blocks_, value_full_, value_quantized_, value);
+  DeviceRowCopies copies;
+  materialize_side(codec_.key(), key_blocks_, key_full_, key_quantized_, key, copies);
+  materialize_side(codec_.value(), value_blocks_, value_full_, value_quantized_, value, copies);
+  copy_device_rows_batch(copies.copies, heads_, channels_, ex_.cuda_stream);
+  // copies.scratch is freed here, in stream order after the copies that read it.
 }
 
 void LayerCache::materialize_side(const Quantizer& q, const std::vector<Block>& blocks, const FullTokens& full,
-                                  std::int64_t quantized, const TensorView& out) const {
+                                  std::int64_t quantized, const TensorView& out, DeviceRowCopies& copies) const {
   const std::size_t esize = static_cast<std::size_t>(dtype_size(out.dtype));
   for (const Block& b : blocks) {
     const std::int64_t n = b.end - b.begin;
@@ -502,13 +536,14 @@ void LayerCache::materialize_side(const Quantizer& q, const std::vector<Block>& 
       q.decode_view(b.device_bytes.as<const std::uint8_t>(), ctx, TensorView{dst, out.dtype, Device::cuda, {heads_, n, channels_}}, ex_);
       continue;
     }
-    DeviceBuffer dec(float_bytes(heads_ * n * channels_), ex_.cuda_stream);
-    q.decode_view(b.device_bytes.as<const std::uint8_t>(), ctx, TensorView{dec.data(), DType::f32, Device::cuda, {heads_, n, channels_}}, ex_);
-    copy_device_rows({out.data, out.dtype, tokens_}, b.begin, {dec.data(), DType::f32, n}, 0, heads_, n, channels_, DType::f32,
-                     ex_.cuda_stream);
+    // Decoded in the output's dtype (decode_view rounds the reconstruction once, as a copy from fp32 would), then
+    // moved unchanged into the block's rows of every head.
+    DeviceBuffer& dec = copies.scratch.emplace_back(static_cast<std::size_t>(heads_ * n * channels_) * esize, ex_.cuda_stream);
+    q.decode_view(b.device_bytes.as<const std::uint8_t>(), ctx, TensorView{dec.data(), out.dtype, Device::cuda, {heads_, n, channels_}}, ex_);
+    copies.copies.push_back({{out.data, out.dtype, tokens_}, b.begin, {dec.data(), out.dtype, n}, 0, n, DType::f32});
   }
-  copy_device_rows({out.data, out.dtype, tokens_}, quantized, {full.device.data(), full.dtype, full.capacity}, quantized - full.first,
-                   heads_, tokens_ - quantized, channels_, residual_storage_, ex_.cuda_stream);
+  copies.copies.push_back({{out.data, out.dtype, tokens_}, quantized, {full.device.data(), full.dtype, full.capacity},
+                           quantized - full.first, tokens_ - quantized, residual_storage_});
 }
 
 std::vector<std::uint8_t> LayerCache::block_bytes(const std::vector<Block>& blocks, std::size_t i, const char* side) const {

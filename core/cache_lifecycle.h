@@ -228,8 +228,12 @@ class LayerCache {
   void reserve_device(FullTokens& full, std::int64_t need);
   void expose_device_keys(TokenContext& ctx, DeviceBuffer& keys) const;
   bool exposes_keys() const;
+  // Decodes the side's blocks (in place where their rows are dense in `out`, else into scratch kept in `copies`)
+  // and adds the row copies that finish `out` (scratch rows and the residual) to `copies`, which
+  // materialize() then makes in one launch for both sides.
+  struct DeviceRowCopies;
   void materialize_side(const Quantizer& q, const std::vector<Block>& blocks, const FullTokens& full,
-                        std::int64_t quantized, const TensorView& out) const;
+                        std::int64_t quantized, const TensorView& out, DeviceRowCopies& copies) const;
   std::vector<std::uint8_t> block_bytes(const std::vector<Block>& blocks, std::size_t i, const char* side) const;
   SideRef side_ref(const Quantizer& q, const std::vector<Block>& blocks, std::int64_t quantized,
                    const FullTokens& full) const;

@@ -3,6 +3,8 @@
 // cudaMemcpy2DAsync (one row of `n * channels` values per head).
 #include <cuda_runtime.h>
 
+#include <algorithm>
+
 #include "vidkv/core/cuda/cuda_device.h"
 #include "vidkv/core/cuda/device_memory.h"
 #include "vidkv/core/cuda/row_copy.h"
@@ -22,7 +24,78 @@ __global__ void copy_rows_kernel(Rows dst, std::int64_t dst_begin, Rows src, std
                    round_to_dtype(v, round));
 }
 
+// Up to kMaxRowCopies copies, passed by value (kernel parameters: no host-to-device copy). blockIdx.y picks the
+// copy; the x blocks stride over it. words[j] > 0: copy j moves bytes unchanged (same dtype, rounding a no-op) and
+// every row start is 16-byte aligned, so it goes 16 bytes at a time, words[j] 16-byte words per head; otherwise value
+// by value through fp32 (row_copy.h).
+struct RowCopyBatch {
+  RowCopy copies[kMaxRowCopies];
+  std::int64_t words[kMaxRowCopies];
+};
+
+__global__ void copy_rows_batch_kernel(RowCopyBatch batch, std::int64_t heads, std::int64_t channels) {
+  const RowCopy& c = batch.copies[blockIdx.y];
+  const std::int64_t stride = static_cast<std::int64_t>(gridDim.x) * blockDim.x;
+  const std::int64_t first = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (const std::int64_t words = batch.words[blockIdx.y]; words > 0) {
+    const std::int64_t e = dtype_size(c.src.dtype);
+    const auto* src = reinterpret_cast<const uint4*>(static_cast<const char*>(c.src.data) + c.src_begin * channels * e);
+    auto* dst = reinterpret_cast<uint4*>(static_cast<char*>(c.dst.data) + c.dst_begin * channels * e);
+    const std::int64_t src_pitch = c.src.tokens * channels * e / 16, dst_pitch = c.dst.tokens * channels * e / 16;
+    for (std::int64_t i = first; i < heads * words; i += stride) {
+      const std::int64_t h = i / words, w = i - h * words;
+      dst[h * dst_pitch + w] = src[h * src_pitch + w];
+    }
+    return;
+  }
+  const std::int64_t total = heads * c.n * channels;
+  for (std::int64_t i = first; i < total; i += stride) {
+    const std::int64_t ch = i % channels, rest = i / channels;
+    const std::int64_t t = rest % c.n, h = rest / c.n;
+    const float v = load_as_float(c.src.data, c.src.dtype, static_cast<std::size_t>((h * c.src.tokens + c.src_begin + t) * channels + ch));
+    store_from_float(c.dst.data, c.dst.dtype, static_cast<std::size_t>((h * c.dst.tokens + c.dst_begin + t) * channels + ch),
+                     round_to_dtype(v, c.round));
+  }
+}
+
+// 16-byte words per head when copy `c` can move bytes unchanged, 16 bytes at a time; else 0.
+std::int64_t word_copy(const RowCopy& c, std::int64_t channels) {
+  const bool unchanged = c.dst.dtype == c.src.dtype && (c.round == DType::f32 || c.round == c.src.dtype);
+  if (!unchanged) return 0;
+  const std::int64_t e = dtype_size(c.src.dtype), row = channels * e;
+  const auto aligned = [](const void* p, std::int64_t off) { return (reinterpret_cast<std::uintptr_t>(p) + static_cast<std::uintptr_t>(off)) % 16 == 0; };
+  if (row % 16 || !aligned(c.src.data, c.src_begin * row) || !aligned(c.dst.data, c.dst_begin * row)) return 0;
+  return c.n * row / 16;
+}
+
 }  // namespace
+
+void copy_rows_batch(const RowCopy* copies, std::size_t count, std::int64_t heads, std::int64_t channels, void* stream) {
+  if (heads <= 0 || channels <= 0) return;
+  constexpr int kThreads = 256;
+  auto s = static_cast<cudaStream_t>(stream);
+  RowCopyBatch batch{};
+  unsigned used = 0;
+  std::int64_t largest = 0;
+  auto launch = [&] {
+    if (used == 0) return;
+    // Enough blocks for the largest copy's work items, at most 1024 per copy (the rest by the stride loop).
+    const std::int64_t blocks = std::min<std::int64_t>((largest + kThreads - 1) / kThreads, 1024);
+    copy_rows_batch_kernel<<<dim3(static_cast<unsigned>(blocks), used), kThreads, 0, s>>>(batch, heads, channels);
+    check_launch("cache rows: copy_rows_batch_kernel");
+    used = 0;
+    largest = 0;
+  };
+  for (std::size_t i = 0; i < count; ++i) {
+    if (copies[i].n <= 0) continue;
+    const std::int64_t words = word_copy(copies[i], channels);
+    batch.words[used] = words;
+    batch.copies[used++] = copies[i];
+    largest = std::max(largest, heads * (words > 0 ? words : copies[i].n * channels));  // work items of the copy
+    if (used == kMaxRowCopies) launch();
+  }
+  launch();
+}
 
 void copy_rows(Rows dst, std::int64_t dst_begin, Rows src, std::int64_t src_begin, std::int64_t heads, std::int64_t n,
                std::int64_t channels, DType round, void* stream) {

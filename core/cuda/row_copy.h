@@ -4,6 +4,7 @@
 // CUDA headers (row_copy.cu); only in builds with CUDA.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 
 #include "vidkv/core/dtype.h"
@@ -22,5 +23,22 @@ struct Rows {
 // Enqueued on `stream`; n == 0 does nothing.
 void copy_rows(Rows dst, std::int64_t dst_begin, Rows src, std::int64_t src_begin, std::int64_t heads, std::int64_t n,
                std::int64_t channels, DType round, void* stream);
+
+// One row copy of a batch: what copy_rows() takes, for `heads` heads of `channels` channels shared by the batch.
+struct RowCopy {
+  Rows dst;
+  std::int64_t dst_begin = 0;
+  Rows src;
+  std::int64_t src_begin = 0;
+  std::int64_t n = 0;
+  DType round = DType::f32;
+};
+
+// The copies of `copies` (any count; copies with n == 0 are skipped) in as few kernel launches as possible (one per
+// kMaxRowCopies), each value converted exactly as copy_rows() converts it. The live cache makes one launch where it
+// made one cudaMemcpy2DAsync per block and side: host time per decode step is what it costs (issue 12). The copies
+// must not overlap each other's destinations.
+constexpr int kMaxRowCopies = 16;
+void copy_rows_batch(const RowCopy* copies, std::size_t count, std::int64_t heads, std::int64_t channels, void* stream);
 
 }  // namespace vidkv::row_copy_cuda
