@@ -332,13 +332,19 @@ TensorView torch_view(const py::object& t, const std::string& what) {
   if (!py::hasattr(t, "data_ptr") || !py::hasattr(t, "is_contiguous"))
     throw ShapeError(what + ": expected a torch tensor, got " + py::cast<std::string>(py::str(py::type::of(t))));
   if (!t.attr("is_contiguous")().cast<bool>()) throw ShapeError(what + ": the tensor must be contiguous (call .contiguous())");
-  const std::string dt = py::cast<std::string>(py::str(t.attr("dtype")));
+  // The live cache calls this four times per layer and decode step: compare the dtype object with torch's (no
+  // string formatting) and read `is_cuda` rather than the device's type name.
+  // The dtype objects are kept for the life of the process (never released: no decref after interpreter shutdown).
+  static const py::handle f32 = py::object(py::module_::import("torch").attr("float32")).release(),
+                          f16 = py::object(py::module_::import("torch").attr("float16")).release(),
+                          bf16 = py::object(py::module_::import("torch").attr("bfloat16")).release();
+  const py::object dt = t.attr("dtype");
   TensorView v;
-  if (dt == "torch.float32") v.dtype = DType::f32;
-  else if (dt == "torch.float16") v.dtype = DType::f16;
-  else if (dt == "torch.bfloat16") v.dtype = DType::bf16;
-  else throw ShapeError(what + ": dtype " + dt + " is not float32, float16 or bfloat16");
-  v.device = py::cast<std::string>(t.attr("device").attr("type")) == "cuda" ? Device::cuda : Device::cpu;
+  if (dt.is(f16)) v.dtype = DType::f16;
+  else if (dt.is(f32)) v.dtype = DType::f32;
+  else if (dt.is(bf16)) v.dtype = DType::bf16;
+  else throw ShapeError(what + ": dtype " + py::cast<std::string>(py::str(dt)) + " is not float32, float16 or bfloat16");
+  v.device = t.attr("is_cuda").cast<bool>() ? Device::cuda : Device::cpu;
   for (const py::handle& d : t.attr("shape")) v.shape.push_back(d.cast<std::int64_t>());
   v.data = reinterpret_cast<void*>(t.attr("data_ptr")().cast<std::uintptr_t>());
   return v;
