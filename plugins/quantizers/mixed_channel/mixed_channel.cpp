@@ -298,27 +298,32 @@ void MixedChannelQuantizer::decode_cuda(const std::uint8_t* in, const BlockShape
   // With every channel on one side (k == 0 or k == D) the child decodes straight into the output: no scatter (and
   // no check of the mask, which has nothing to choose).
   const bool one_side = k == 0 || k == shape.channels;
-  DeviceBuffer hi(one_side ? 0 : rows * static_cast<std::size_t>(k) * es, stream);
-  DeviceBuffer lo(one_side ? 0 : rows * (channels - static_cast<std::size_t>(k)) * es, stream);
-  std::uint8_t* const hi_data = one_side ? static_cast<std::uint8_t*>(out.data) : hi.as<std::uint8_t>();
-  std::uint8_t* const lo_data = one_side ? static_cast<std::uint8_t*>(out.data) : lo.as<std::uint8_t>();
+  // One scratch allocation for both parts (high rows, then low rows; the high part's bytes rounded up to 16 so the
+  // low part stays aligned for the vector scatter): host time per call is what the live cache pays every decode step.
+  const std::size_t hi_bytes = (rows * static_cast<std::size_t>(k) * es + 15) / 16 * 16;
+  DeviceBuffer parts_scratch(one_side ? 0 : hi_bytes + rows * (channels - static_cast<std::size_t>(k)) * es, stream);
+  std::uint8_t* const hi_data = one_side ? static_cast<std::uint8_t*>(out.data) : parts_scratch.as<std::uint8_t>();
+  std::uint8_t* const lo_data = one_side ? static_cast<std::uint8_t*>(out.data) : parts_scratch.as<std::uint8_t>() + hi_bytes;
   const std::uint8_t* cursor = in + mixed_channel_format::mask_bytes(static_cast<std::size_t>(masks), channels);
   const BlockShape hs = part_shape(shape, k), ls = part_shape(shape, shape.channels - k);
+  // Every part has the same child shapes, so the same child layouts (computed once, not per head).
+  const std::size_t high_bytes = k > 0 ? high_->layout(hs, ctx).bytes() : 0;
+  const std::size_t low_bytes = shape.channels - k > 0 ? low_->layout(ls, ctx).bytes() : 0;
   for (const Part& p : parts_of(*selector_, shape)) {
     const auto first_row = static_cast<std::size_t>(p.head_begin * shape.tokens);
     if (k > 0) {
       high_->decode_view(cursor, ctx, device_view(hi_data + first_row * static_cast<std::size_t>(k) * es, out.dtype, hs), ex);
-      cursor += high_->layout(hs, ctx).bytes();
+      cursor += high_bytes;
     }
     if (shape.channels - k > 0) {
       low_->decode_view(cursor, ctx, device_view(lo_data + first_row * static_cast<std::size_t>(ls.channels) * es, out.dtype, ls),
                         ex);
-      cursor += low_->layout(ls, ctx).bytes();
+      cursor += low_bytes;
     }
   }
   if (one_side) return;
   const mixed_channel_cuda::Split split{in, masks, per_head ? shape.tokens : shape.heads * shape.tokens, shape.channels, k};
-  mixed_channel_cuda::scatter(split, hi.data(), lo.data(), static_cast<int>(es), quiet_nan_bits(out.dtype), out.data, stream);
+  mixed_channel_cuda::scatter(split, hi_data, lo_data, static_cast<int>(es), quiet_nan_bits(out.dtype), out.data, stream);
 }
 
 #endif  // VIDKV_WITH_CUDA

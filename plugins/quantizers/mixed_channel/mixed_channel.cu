@@ -198,13 +198,18 @@ void dispatch(int element_bytes, std::int64_t channels, const void* block, F&& f
 }
 
 // The tables of a split, filled on `st` from the device mask section.
+// One allocation for the three tables (slot [masks x channels], then high_source, then low_source): fewer host calls
+// per decode, which the live cache makes every step.
 struct TableBuffers {
-  DeviceBuffer slot, high_source, low_source;
-  Tables tables() const { return {slot.as<std::int32_t>(), high_source.as<std::int32_t>(), low_source.as<std::int32_t>()}; }
+  DeviceBuffer all;
+  std::int64_t masks, channels, high;
+  Tables tables() const {
+    auto* base = all.as<std::int32_t>();
+    return {base, base + masks * channels, base + masks * channels + masks * high};
+  }
 };
 TableBuffers tables_of(const Split& s, cudaStream_t st) {
-  const auto n = [&](std::int64_t per_mask) { return static_cast<std::size_t>(s.masks * per_mask) * sizeof(std::int32_t); };
-  TableBuffers b{DeviceBuffer(n(s.channels), st), DeviceBuffer(n(s.high), st), DeviceBuffer(n(s.channels - s.high), st)};
+  TableBuffers b{DeviceBuffer(static_cast<std::size_t>(s.masks * 2 * s.channels) * sizeof(std::int32_t), st), s.masks, s.channels, s.high};
   fill_tables<<<blocks_for(s.masks * s.channels), kThreads, 0, st>>>(s, b.tables());
   check_launch("mixed_channel (slot tables)");
   return b;
