@@ -37,7 +37,7 @@ struct BenchArgs {
   std::string tokens = "8192,32768,65536", clock = "wall";
   int threads = 1, layers = 0, repeats = 3;
   bool no_torch = false, live = false, profile = false, fused = false;
-  int steps = 32, hidden = 3584;  // --live (read by experiments/python/vidkv/bench_live.py)
+  int steps = 32, hidden = 3584, rounds = 3;  // --live (read by experiments/python/vidkv/bench_live.py)
   std::string device = "cuda", sdpa = "flash,efficient,math";
   bool attention = false;
   std::string batches = "1,8";
@@ -232,9 +232,11 @@ Action define_bench(CLI::App& app) {
                        ->capture_default_str();
   app.add_flag("--live", a->live,
                "the live cache instead: decode ms/token and device bytes of VidKVCache vs fp16 DynamicCache in a\n"
-               "random-weight model with a 7B VideoLLM's KV geometry (GPU; options --tokens, --presets, --steps,\n"
+               "random-weight model with a 7B VideoLLM's KV geometry (GPU; options --tokens, --presets, --steps, --rounds,\n"
                "--layers, --hidden, --device: python -m vidkv.bench_live --help)");
   app.add_option("--steps", a->steps, "--live only: decode steps timed per run")->check(CLI::Range(2, 100000));
+  app.add_option("--rounds", a->rounds, "--live only: interleaved rounds over all caches (median over every round's steps)")
+      ->check(CLI::Range(1, 1000));
   app.add_option("--hidden", a->hidden, "--live only: hidden size (multiple of 128)");
   app.add_option("--device", a->device, "--live only: cuda or cpu");
   app.add_option("--sdpa", a->sdpa, "--live only: torch SDPA backends enabled (default flash,efficient,math)");

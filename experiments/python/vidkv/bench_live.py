@@ -7,8 +7,10 @@ cache (fp16 DynamicCache, then VidKVCache with every --presets entry under the p
 prompt is prefilled, then --steps tokens are decoded greedily one at a time (with --fused, each preset once more
 with attention="fused": decode attention from the packed bits), and the run prints:
 
-  ms/token     median wall time of one decode step (torch.cuda.synchronize around each step), and its ratio to
-               DynamicCache at the same length;
+  ms/token     median wall time of one decode step (torch.cuda.synchronize around each step) over --rounds
+               rounds, and its ratio to DynamicCache at the same length; each round runs every cache once, in
+               turn, so a slow spell of the shared host (the step is bound by the host's kernel launches) falls on
+               all of them rather than on one;
   cache MiB    device bytes the cache holds right after the prefill: DynamicCache's K/V tensors; VidKVCache's
                `cache.memory()` (packed blocks + residual window, from the allocations it made);
   bound MiB    the issue-12 bound: effective bits / 16 x the fp16 cache + one layer's fp16 K/V;
@@ -40,6 +42,8 @@ def _parse(argv):
     p.add_argument("--presets", default="fp16,kivi-2,vidkv-k1.5-v1.58",
                    help="VidKV presets, comma-separated (fp16: the exact codec, the cache's own overhead)")
     p.add_argument("--steps", type=int, default=32, help="decode steps timed per run (median reported)")
+    p.add_argument("--rounds", type=int, default=3,
+                   help="rounds over all caches, interleaved; the median step is taken over every round's steps")
     p.add_argument("--layers", type=int, default=28, help="decoder layers (7B VideoLLM: 28)")
     p.add_argument("--hidden", type=int, default=3584, help="hidden size (7B: 3584; heads = hidden / 128)")
     p.add_argument("--device", default="cuda", help="cuda (default) or cpu for a smoke run")
@@ -57,6 +61,8 @@ def _parse(argv):
     a = p.parse_args(argv)
     a.tokens = [int(x) for x in str(a.tokens).split(",") if x]
     a.presets = [x for x in str(a.presets).split(",") if x]
+    if a.rounds < 1:
+        p.error("--rounds >= 1")
     if a.steps < 2 or a.layers < 1 or a.hidden < 128 or a.hidden % 128:
         p.error("--steps >= 2, --layers >= 1, --hidden a positive multiple of 128 (head_dim 128)")
     return a
@@ -142,7 +148,7 @@ def _run(torch, model, a, tokens, make_cache, prompt):
     peak = torch.cuda.max_memory_allocated() - before if cuda else 0
     if a.profile and cuda:
         _profile(torch, model, cache, nxt)
-    return cache, statistics.median(times[1:]) * 1e3, used_after - used_before, peak, generated
+    return cache, [t * 1e3 for t in times[1:]], used_after - used_before, peak, generated
 
 
 def main(argv=None) -> int:
@@ -170,40 +176,55 @@ def main(argv=None) -> int:
     dev = "GPU: " + torch.cuda.get_device_name() if a.device.startswith("cuda") else "CPU"
     print(f"# vidkv bench --live: random-weight Qwen2 geometry, {cfg.num_hidden_layers} layers x "
           f"{cfg.num_key_value_heads} KV heads x 128 (GQA {cfg.num_attention_heads // cfg.num_key_value_heads}), "
-          f"{a.dtype}, {dev}; {a.steps} decode steps per run, median ms; sdpa backends {a.sdpa}\n")
+          f"{a.dtype}, {dev}; {a.steps} decode steps per run, {a.rounds} interleaved rounds, median ms; "
+          f"sdpa backends {a.sdpa}\n")
     print("| tokens | cache | ms/token | vs fp16 | cache MiB | bound MiB | device MiB | torch peak MiB | eff. bits | same tokens |")
     print("| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     mib = 1 / 2**20
     g = torch.Generator(device="cpu").manual_seed(a.seed)
     for tokens in a.tokens:
         prompt = torch.randint(0, cfg.vocab_size, (1, tokens), generator=g).to(a.device)
-        cache, ms_fp16, alloc, peak, ref_tokens = _run(torch, model, a, tokens, DynamicCache, prompt)
-        # DynamicCache holds prefill + steps tokens now: scale its bytes back to the prefill for the bound.
-        fp16_bytes = _cache_bytes_dynamic(cache) * tokens / (tokens + a.steps)
-        del cache
+        runs = [(None, "materialize")] + [(p_, "materialize") for p_ in a.presets] + (
+            [(p_, "fused") for p_ in a.presets] if a.fused else [])
+        times = {run: [] for run in runs}
+        last = {}
+        for _ in range(a.rounds):
+            for preset, attention in runs:
+                if preset is None:
+                    cache, ts, alloc, peak, toks = _run(torch, model, a, tokens, DynamicCache, prompt)
+                    # DynamicCache holds prefill + steps tokens now: scale its bytes back to the prefill.
+                    fp16_bytes = _cache_bytes_dynamic(cache) * tokens / (tokens + a.steps)
+                    last[(preset, attention)] = (fp16_bytes, alloc, peak, toks, None, None)
+                    del cache
+                    times[(preset, attention)] += ts
+                    continue
+                holder = {}
+
+                def make(preset=preset, attention=attention):
+                    holder["c"] = VidKVCache({"preset": preset}, attention=attention)
+                    return holder["c"]
+
+                if attention == "fused":
+                    from vidkv.fused_attention import use_fused_attention
+
+                    use_fused_attention(model)
+                cache, ts, alloc, peak, toks = _run(torch, model, a, tokens, make, prompt)
+                bits = cache.bits()["effective_bits"]
+                held = sum(m["total_bytes"] for m in cache.memory().values())
+                del cache, holder["c"]
+                if attention == "fused":
+                    model.set_attn_implementation("sdpa")
+                last[(preset, attention)] = (held, alloc, peak, toks, bits, None)
+                times[(preset, attention)] += ts
+        fp16_bytes, alloc, peak, ref_tokens, _, _ = last[(None, "materialize")]
+        ms_fp16 = statistics.median(times[(None, "materialize")])
         one_layer = fp16_bytes / cfg.num_hidden_layers
         print(f"| {tokens} | fp16 DynamicCache | {ms_fp16:.2f} | 1.00 | {fp16_bytes * mib:.1f} | - | {alloc * mib:.1f} | "
               f"{peak * mib:.1f} | 16.00 | - |", flush=True)
-        for preset, attention in [(p_, "materialize") for p_ in a.presets] + (
-                [(p_, "fused") for p_ in a.presets] if a.fused else []):
-            holder = {}
-
-            def make(preset=preset, attention=attention):
-                holder["c"] = VidKVCache({"preset": preset}, attention=attention)
-                return holder["c"]
-
-            if attention == "fused":
-                from vidkv.fused_attention import use_fused_attention
-
-                use_fused_attention(model)
-
-            cache, ms, alloc, peak, toks = _run(torch, model, a, tokens, make, prompt)
-            bits = cache.bits()["effective_bits"]
-            held = sum(m["total_bytes"] for m in cache.memory().values())
-            del cache, holder["c"]
+        for preset, attention in runs[1:]:
+            held, alloc, peak, toks, bits, _ = last[(preset, attention)]
+            ms = statistics.median(times[(preset, attention)])
             bound = bits / 16 * fp16_bytes + one_layer
-            if attention == "fused":
-                model.set_attn_implementation("sdpa")
             label = f"VidKVCache {preset}" + (" fused" if attention == "fused" else "")
             print(f"| {tokens} | {label} | {ms:.2f} | {ms / ms_fp16:.2f} | {held * mib:.1f} | "
                   f"{bound * mib:.1f} | {alloc * mib:.1f} | {peak * mib:.1f} | {bits:.2f} | "
