@@ -188,6 +188,7 @@ def main(argv=None):
     p.add_argument("--batches", default=None, help="--attention only")
     p.add_argument("--live", action="store_true", help="the live cache (vidkv/bench_live.py; its options below)")
     p.add_argument("--steps", type=int, default=None, help="--live only")
+    p.add_argument("--rounds", type=int, default=None, help="--live only")
     p.add_argument("--hidden", type=int, default=None, help="--live only")
     p.add_argument("--device", default=None, help="--live only")
     p.add_argument("--sdpa", default=None, help="--live only")
