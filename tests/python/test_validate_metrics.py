@@ -43,8 +43,9 @@ def _experiment(path: Path, trace: Path, presets: list[str]) -> Path:
         extra = ", value: {protector: {candidates: context}}" if "stp" in p else ""
         lines.append(f"  - {{name: {p}, codec: {{preset: {p}{extra}}}}}")
     lines.append("  - {name: vidkv-k1.5-v1.58-scaled, codec: {preset: vidkv-k1.5-v1.58, value: {reconstruction: scaled}}}")
-    # G = 8, R = 16 still leave 14 of the 126 tokens in full precision (118 mod 8 = 6 prompt tokens + 8 answer
-    # tokens), 1.8 bits on every setting, so the presets end at 3.2 effective bits. Two settings with G = 4, R = 4
+    # G = 8, R = 16 still leave 14 of the 126 tokens in full precision under the paper lifecycle (118 mod 8 = 6
+    # prompt tokens + 8 answer tokens; KIVI keeps the last 16 values), 1.8 bits or more on every setting, so the
+    # presets end at 3.2 effective bits. Two settings with G = 4, R = 4
     # (3 tokens left) reach 2: vidkv-1 (2.00 bits) and the 1.25-bit setting with scaled ternary values (2.52 bits),
     # so the low end holds a sign and a scaled-ternary value codec, not only magnitude-free ternary ones.
     for name, codec in (("vidkv-1-g4-r4", "{preset: vidkv-1}"),
