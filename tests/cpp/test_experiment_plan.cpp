@@ -134,10 +134,11 @@ sweep:
   - {name: plain}
   - {name: variance, codec.key.selector: {type: variance}}
   - {name: two-bit, codec: {value: {bits: 2}}}
+  - {name: short-window, lifecycle: {residual: 8}}
 )");
   const ExperimentPlan plan = plan_experiment(file, {"lifecycle.residual=32"}, test::builtin_registry());
   ::unsetenv("VIDKV_PRESETS_DIR");
-  REQUIRE(plan.runs.size() == 3);
+  REQUIRE(plan.runs.size() == 4);
   const RunPlan& plain = plan.runs[0];
   CHECK(plain.name == "plain");
   CHECK(plain.codec.find_path("value.bits")->as_int() == 3);          // file over preset
@@ -151,6 +152,12 @@ sweep:
   CHECK(variance.codec.find_path("key.selector.fraction")->as_double() == 0.25);
   CHECK(variance.codec.find_path("key.selector.scope")->text() == "head");
   CHECK(plan.runs[2].codec.find_path("value.bits")->as_int() == 2);
+  // A variant's lifecycle overrides the keys it names for that run only, over --set too; the rest stays layered.
+  const RunPlan& short_window = plan.runs[3];
+  CHECK(short_window.lifecycle.residual == 8);
+  CHECK(short_window.lifecycle.group == 16);
+  CHECK(short_window.lifecycle.type == LifecycleType::kivi);
+  CHECK(plan.runs[2].lifecycle.residual == 32);
 }
 
 TEST_CASE("resolve_codec builds one side of a preset for the Python API", "[experiments][plan]") {

@@ -43,6 +43,15 @@ def _experiment(path: Path, trace: Path, presets: list[str]) -> Path:
         extra = ", value: {protector: {candidates: context}}" if "stp" in p else ""
         lines.append(f"  - {{name: {p}, codec: {{preset: {p}{extra}}}}}")
     lines.append("  - {name: vidkv-k1.5-v1.58-scaled, codec: {preset: vidkv-k1.5-v1.58, value: {reconstruction: scaled}}}")
+    # G = 8, R = 16 still leave 14 of the 126 tokens in full precision under the paper lifecycle (118 mod 8 = 6
+    # prompt tokens + 8 answer tokens; KIVI keeps the last 16 values), 1.8 bits or more on every setting, so the
+    # presets end at 3.2 effective bits. Two settings with G = 4, R = 4
+    # (3 tokens left) reach 2: vidkv-1 (2.00 bits) and the 1.25-bit setting with scaled ternary values (2.52 bits),
+    # so the low end holds a sign and a scaled-ternary value codec, not only magnitude-free ternary ones.
+    for name, codec in (("vidkv-1-g4-r4", "{preset: vidkv-1}"),
+                        ("vidkv-k1.25-v1.58-scaled-g4-r4",
+                         "{preset: vidkv-k1.25-v1.58, value: {reconstruction: scaled}}")):
+        lines.append(f"  - {{name: {name}, codec: {codec}, lifecycle: {{group: 4, residual: 4}}}}")
     path.write_text("\n".join(lines) + "\n")
     return path
 
@@ -57,7 +66,7 @@ def test_replay_and_live_agree_on_bits_for_every_preset_and_the_headline_ranks_s
     exp = _experiment(tmp_path / "exp.yaml", trace, presets)
     res = vm.validate(str(exp), [], str(tmp_path / "out"), None, None, loaded=smollm2)
     assert (tmp_path / "out" / "validation.md").is_file()
-    assert len(res["live"]) == len(presets) + 1
+    assert len(res["live"]) == len(presets) + 3
     for row in res["live"]:
         replayed = res["replay"][row["run"]]["effective_bits"]
         assert abs(row["effective_bits"] - replayed) < 0.01, (row["run"], row["effective_bits"], replayed)
@@ -67,4 +76,12 @@ def test_replay_and_live_agree_on_bits_for_every_preset_and_the_headline_ranks_s
     # float32), as replay does: a KL of about 1e-6 nats.
     assert kl["fp16"] == pytest.approx(0.0, abs=1e-4)
     rho = {c["metric"]: c["rho"] for c in res["correlations"]}
+    bits = {r["run"]: r["effective_bits"] for r in res["live"]}
+    print(f"\neffective bits {max(bits.values()):.3f} down to {min(bits.values()):.3f}; rho({HEADLINE}) = "
+          f"{rho[HEADLINE]:.3f}; per setting: " + ", ".join(f"{k} {v:.3f} (KL {kl[k]:.3f})" for k, v in bits.items()))
+    # The settings span 16 effective bits (fp16) down to 2 (vidkv-1 with G = 4, R = 4: 2.000 on this prompt).
+    assert max(bits.values()) >= 15.9 and min(bits.values()) <= 2.05, bits
+    # Measured on this prompt: 0.917 over these 20 settings (0.948 over the first 18). The bundled trace reaches 0.991
+    # (docs/metric-validation.md); the margin here is too thin across machines (a fresh recording, greedy answer
+    # included) for a 0.9 bound, so the test asserts 0.8.
     assert rho[HEADLINE] >= 0.8, rho
