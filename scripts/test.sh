@@ -7,8 +7,10 @@ bash scripts/setup.sh --models
 echo "test: C++ suite (ctest)"
 ctest --test-dir build --output-on-failure -j 2
 if [ "${VIDKV_TEST_PIP:-0}" = "1" ]; then
-  # `pip install .` into a fresh venv (a cold build of the core, the extension and the command in build/pip: about
-  # 10 min on 2 cores, so opt-in: VIDKV_TEST_PIP=1 bash scripts/test.sh). tests/plugin_sdk/pip_install.sh.
+  # `pip install .` into a fresh venv, `import vidkv`, `vidkv --help` and the skeleton plugin against the installed
+  # package (tests/plugin_sdk/pip_install.sh): a second build of the core, the extension and the command in
+  # build/pip (3 to 4 min cold on 2 cores), so opt-in here: VIDKV_TEST_PIP=1 bash scripts/test.sh. CI runs it
+  # always, after this script (.ci/run).
   echo "test: pip install . into a fresh virtual environment"
   bash tests/plugin_sdk/pip_install.sh .
 fi
