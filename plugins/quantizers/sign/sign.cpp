@@ -18,6 +18,7 @@
 #include "vidkv/plugins/quantizers/sign/sign_avx512.h"
 #include "vidkv/plugins/quantizers/sign/sign_cuda.h"
 #include "vidkv/plugins/quantizers/sign/sign_fft_avx512.h"
+#include "vidkv/plugins/quantizers/sign/sign_fft_fftw_batched.h"
 #include "vidkv/plugins/quantizers/sign/sign_fft_tile.h"
 
 namespace vidkv {
@@ -26,12 +27,21 @@ namespace {
 
 // The channel FFT: the optimised implementation takes the AVX-512 transforms where they apply (power-of-two
 // widths; not FFTW's bits, within the bound of sign_fft_avx512.cpp), the reference always FFTW (the oracle).
+// VIDKV_SIGN_FFT=fftw-batched: the optimised implementation's channel FFT through FFTW's batched plans instead
+// (sign_fft_fftw_batched.h; for timing it against the AVX-512 transforms, issue 11). Read on every call.
+bool fftw_batched_chosen() {
+  const char* v = std::getenv("VIDKV_SIGN_FFT");
+  return v != nullptr && std::string(v) == "fftw-batched";
+}
+
 void forward_fft(CpuImplementation impl, SignFft kind, const float* in, std::int64_t rows, std::int64_t n, float* out) {
+  if (impl == CpuImplementation::optimized && fftw_batched_chosen()) return fft_forward_rows_fftw_batched(kind, in, rows, n, out);
   if (impl == CpuImplementation::optimized && fft_avx512_applies(kind, n)) return fft_forward_rows_avx512(kind, in, rows, n, out);
   fft_forward_rows(kind, in, rows, n, out);
 }
 
 void inverse_fft(CpuImplementation impl, SignFft kind, const float* in, std::int64_t rows, std::int64_t n, float* out) {
+  if (impl == CpuImplementation::optimized && fftw_batched_chosen()) return fft_inverse_rows_fftw_batched(kind, in, rows, n, out);
   if (impl == CpuImplementation::optimized && fft_avx512_applies(kind, n)) return fft_inverse_rows_avx512(kind, in, rows, n, out);
   fft_inverse_rows(kind, in, rows, n, out);
 }
@@ -194,9 +204,12 @@ KernelTier Sign::tier(Device device, const BlockShape& shape) const {
   }
   if (implementation_ == CpuImplementation::reference) return {plugin_name() + ":reference", true};
   // The optimised path's quantization is exact; its FFT is FFTW's (exact) unless the AVX-512 transform applies.
-  const bool avx_fft = params_.fft != SignFft::off && fft_avx512_applies(params_.fft, shape.channels);
+  // With VIDKV_SIGN_FFT=fftw-batched the FFT is FFTW's batched plans: inexact too (other codelets than the reference's).
+  const bool batched = params_.fft != SignFft::off && fftw_batched_chosen();
+  const bool avx_fft = !batched && params_.fft != SignFft::off && fft_avx512_applies(params_.fft, shape.channels);
   const bool avx = sign_avx512::applies(grid(shape), params_.axis, params_.scale_dtype);
-  return {plugin_name() + (avx ? ":avx512" : ":optimized") + (avx_fft ? "+fft-avx512" : ""), !avx_fft};
+  return {plugin_name() + (avx ? ":avx512" : ":optimized") + (avx_fft ? "+fft-avx512" : "") + (batched ? "+fft-fftw-batched" : ""),
+          !avx_fft && !batched};
 }
 
 #ifdef VIDKV_WITH_CUDA

@@ -23,9 +23,8 @@ enum class PlanKind { c2c_forward, c2c_backward, r2c, c2r };
 
 // One plan per (n, kind), created on first use and never destroyed (a handful per process).
 fftwf_plan cached_plan(std::int64_t n, PlanKind kind) {
-  static std::mutex mutex;
   static std::map<std::pair<std::int64_t, PlanKind>, fftwf_plan> plans;
-  std::lock_guard<std::mutex> lock(mutex);
+  std::lock_guard<std::mutex> lock(fftw_planner_mutex());
   auto it = plans.find({n, kind});
   if (it != plans.end()) return it->second;
   const int size = static_cast<int>(n);
@@ -49,6 +48,11 @@ fftwf_plan cached_plan(std::int64_t n, PlanKind kind) {
 }
 
 }  // namespace
+
+std::mutex& fftw_planner_mutex() {
+  static std::mutex mutex;
+  return mutex;
+}
 
 std::int64_t fft_components(SignFft kind, std::int64_t n) { return kind == SignFft::complex ? 2 * n : n; }
 

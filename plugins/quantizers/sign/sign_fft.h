@@ -16,6 +16,7 @@
 #pragma once
 
 #include <cstdint>
+#include <mutex>
 
 namespace vidkv {
 
@@ -28,5 +29,9 @@ std::int64_t fft_components(SignFft kind, std::int64_t n);
 void fft_forward_rows(SignFft kind, const float* in, std::int64_t rows, std::int64_t n, float* out);
 // in: rows * fft_components(kind, n) fp32; out: rows * n fp32, Re of the inverse FFT divided by n. kind != off.
 void fft_inverse_rows(SignFft kind, const float* in, std::int64_t rows, std::int64_t n, float* out);
+
+// The one mutex around every FFTW plan creation and destruction in the process (the reference's cache here and
+// the batched plans of sign_fft_fftw_batched.cpp): FFTW's planner is not thread-safe, only execution is.
+std::mutex& fftw_planner_mutex();
 
 }  // namespace vidkv
