@@ -241,10 +241,14 @@ DecodeAttention::DecodeAttention(const std::vector<const LayerCache*>& caches, c
   if (splits == 0) {
     want = 1;
 #ifdef VIDKV_WITH_CUDA
-    if (ex.on_cuda()) want = (4 * attention_cuda::multiprocessors() + p.batch * heads_ - 1) / (p.batch * heads_);
+    // One full wave of the fast kernel: as many blocks as the GPU holds at once (each block then takes many
+    // tiles), rounded down so that no second, nearly empty wave follows.
+    if (ex.on_cuda())
+      want = std::max<std::int64_t>(1, attention_cuda::fast_blocks_per_sm(p) * attention_cuda::multiprocessors() /
+                                           (p.batch * heads_));
 #endif
   }
-  // splits given: both parts use it; 0: enough blocks for the GPU, at most one split per 4 tiles.
+  // splits given: both parts use it; 0: one wave of blocks on the GPU, at most one split per 4 tiles.
   auto parts = [&](std::int64_t tiles) -> int {
     if (tiles == 0) return 0;
     return static_cast<int>(splits > 0 ? splits : std::max<std::int64_t>(1, std::min<std::int64_t>(want, (tiles + 3) / 4)));

@@ -7,6 +7,7 @@
 #include <cmath>
 
 #include "vidkv/attention/decode_attention_cuda.h"
+#include "vidkv/attention/decode_attention_staging.h"
 #include "vidkv/core/error.h"
 
 namespace vidkv::attention_cuda {
@@ -45,25 +46,25 @@ std::size_t smem_floats(std::int64_t qpk, std::int64_t d) {
 
 static_assert(kMaxQ == 8, "score_update reads two float4 per channel");
 
-// sc[hq] += qT[i][hq] * k for all kMaxQ (padded) heads: two 16-byte shared loads.
+// sc[hq] += qT[i][hq] * k for all kMaxQ (padded) heads: two 16-byte shared loads and kMaxQ fused multiply-adds
+// (one rounding per term; the tolerance's (D + 4) u per score bounds separate roundings too).
 __device__ inline void score_update(float (&sc)[kMaxQ], const float* qT, std::int64_t i, float k) {
   const float4 a = *reinterpret_cast<const float4*>(qT + i * kMaxQ);
   const float4 b = *reinterpret_cast<const float4*>(qT + i * kMaxQ + 4);
-  sc[0] += a.x * k;
-  sc[1] += a.y * k;
-  sc[2] += a.z * k;
-  sc[3] += a.w * k;
-  sc[4] += b.x * k;
-  sc[5] += b.y * k;
-  sc[6] += b.z * k;
-  sc[7] += b.w * k;
+  sc[0] = __fmaf_rn(a.x, k, sc[0]);
+  sc[1] = __fmaf_rn(a.y, k, sc[1]);
+  sc[2] = __fmaf_rn(a.z, k, sc[2]);
+  sc[3] = __fmaf_rn(a.w, k, sc[3]);
+  sc[4] = __fmaf_rn(b.x, k, sc[4]);
+  sc[5] = __fmaf_rn(b.y, k, sc[5]);
+  sc[6] = __fmaf_rn(b.z, k, sc[6]);
+  sc[7] = __fmaf_rn(b.w, k, sc[7]);
 }
 
-// kC: value channels per lane (D <= 32 kC): 4 for head_dim <= 128 (fewer registers), kMaxC up to 256.
-// kFast: the fast tiles of each sequence only (decode_attention_tables.h tile_is_fast: staged key and value
-// metadata), without the code of the other paths (168 instead of 230 registers on sm_90: 3 blocks per SM instead of
-// 2); else the other tiles, every path.
-template <int kC, bool kFast>
+// The general kernel: the tiles of each sequence that are not fast (the residual's, layouts whose codes or metadata
+// are not staged), every element through the format functions. kC: value channels per lane (D <= 32 kC): 4 for
+// head_dim <= 128 (fewer registers), kMaxC up to 256.
+template <int kC>
 __global__ void __launch_bounds__(kThreads) split_kernel(const Problem p) {
   extern __shared__ float4 smem4[];
   float* smem = reinterpret_cast<float*>(smem4);
@@ -84,9 +85,8 @@ __global__ void __launch_bounds__(kThreads) split_kernel(const Problem p) {
   __syncthreads();
 
   const SequenceEntry seq = p.sequences[b];
-  const std::int64_t first_tile = seq.tile_begin + (kFast ? 0 : seq.fast_count);
-  const TileRange range = split_tiles(kFast ? seq.fast_count : seq.tile_count - seq.fast_count,
-                                      kFast ? p.splits : p.generic_splits, s);
+  const std::int64_t first_tile = seq.tile_begin + seq.fast_count;
+  const TileRange range = split_tiles(seq.tile_count - seq.fast_count, p.generic_splits, s);
   float m[kMaxQ], l[kMaxQ], acc[kMaxQ][kC];
 #pragma unroll
   for (int hq = 0; hq < kMaxQ; ++hq) {
@@ -123,7 +123,7 @@ __global__ void __launch_bounds__(kThreads) split_kernel(const Problem p) {
         }
         qk = tq;
       }
-      kstaged = kFast || key_meta_staged(kp, ktr0, tile.n);
+      kstaged = key_meta_staged(kp, ktr0, tile.n);
       if (kstaged) {
         __syncwarp();
         for (std::int64_t i = lane; i < D; i += 32) kmeta[i] = key_meta_entry(kp, ktr0, i);
@@ -138,7 +138,7 @@ __global__ void __launch_bounds__(kThreads) split_kernel(const Problem p) {
 #pragma unroll
     for (int hq = 0; hq < kMaxQ; ++hq) sc[hq] = 0.0f;
     if (active) {
-      if (kFast || kstaged) {
+      if (kstaged) {
         const std::int64_t tr = ktr0 + lane;
         for (std::int64_t i = 0; i < kp.first_n; ++i) {
           const float k = af::decode_code(kp.first, af::view_code(kp.first, tr, i), kmeta[i]);
@@ -148,7 +148,7 @@ __global__ void __launch_bounds__(kThreads) split_kernel(const Problem p) {
           const float k = af::decode_code(kp.second, af::view_code(kp.second, tr, i - kp.first_n), kmeta[i]);
           score_update(sc, qk, i, k);
         }
-      } else if constexpr (!kFast) {
+      } else {
         for (std::int64_t i = 0; i < D; ++i) {
           const float k = key_element(p, seq, tile, kp, kbegin, h, t, i);
           score_update(sc, qk, i, k);
@@ -189,16 +189,11 @@ __global__ void __launch_bounds__(kThreads) split_kernel(const Problem p) {
       for (int ci = 0; ci < kC; ++ci) {
         const std::int64_t c = lane + 32 * ci;
         if (c >= D) break;
-        float v;
-        if constexpr (kFast) {
-          v = value_staged_element(vmode, vp, vtr0, j, c, vmeta);
-        } else {
-          v = vmode != kValueMetaNone ? value_staged_element(vmode, vp, vtr0, j, c, vmeta)
-                                      : value_element(p, seq, tile, vp, vbegin, h, tile.t0 + j, c);
-        }
+        const float v = vmode != kValueMetaNone ? value_staged_element(vmode, vp, vtr0, j, c, vmeta)
+                                                : value_element(p, seq, tile, vp, vbegin, h, tile.t0 + j, c);
 #pragma unroll
         for (int hq = 0; hq < kMaxQ; ++hq)
-          if (hq < Q) acc[hq][ci] += pj[hq] * v;
+          if (hq < Q) acc[hq][ci] = __fmaf_rn(pj[hq], v, acc[hq][ci]);
       }
     }
   }
@@ -222,7 +217,7 @@ __global__ void __launch_bounds__(kThreads) split_kernel(const Problem p) {
     }
   }
   __syncthreads();
-  const std::int64_t base = ((b * p.heads + h) * (p.splits + p.generic_splits) + (kFast ? s : p.splits + s)) * Q;
+  const std::int64_t base = ((b * p.heads + h) * (p.splits + p.generic_splits) + (p.splits + s)) * Q;
   for (std::int64_t i = threadIdx.x; i < Q * D; i += kThreads) {
     const std::int64_t hq = i / D, c = i % D;
     float mt = -HUGE_VALF;
@@ -232,6 +227,314 @@ __global__ void __launch_bounds__(kThreads) split_kernel(const Problem p) {
     p.partial_acc[(base + hq) * D + c] = a;
   }
   for (std::int64_t hq = threadIdx.x; hq < Q; hq += kThreads) {
+    float mt = -HUGE_VALF;
+    for (int w = 0; w < kWarps; ++w) mt = fmaxf(mt, wm[w * Q + hq]);
+    float lt = 0.0f;
+    for (int w = 0; w < kWarps; ++w) lt += wl[w * Q + hq] * af::merge_factor(wm[w * Q + hq], mt);
+    p.partial_ml[(base + hq) * 2] = mt;
+    p.partial_ml[(base + hq) * 2 + 1] = lt;
+  }
+}
+
+// --- The fast kernel ------------------------------------------------------------------------------------------------
+// The fast tiles of each sequence (decode_attention_tables.h tile_is_fast): per tile, each warp stages the key part's
+// metadata and codes (row runs: 32 tokens of each part index in up to 4 words, decode_attention_staging.h) and the
+// values' (row runs per channel, or token runs of kC channels per lane for token-axis values), then a code is a
+// shift and a mask of a staged word, decoded by the child's own fp32 operations (the same element as view_element),
+// and every product is a fused multiply-add. The probabilities go through shared memory (two 16-byte loads per
+// token) instead of kMaxQ shuffles. Value channels per lane: c = lane + 32 ci (channel-axis values), or
+// c = kC lane + ci (token-axis values: one token run per lane and token).
+
+namespace as = attention_staging;
+
+// Per-warp shared memory of the fast kernel, in floats, each piece 16-byte aligned: tqT[D][kMaxQ], gathered[Q][D],
+// key metadata [D] Meta, value metadata [value_meta_capacity(D)] Meta, probabilities [32][kMaxQ], key words
+// [kMaxRowWords][D + 1], value words [max(kMaxRowWords D, 32 x 32)].
+struct FastWarpLayout {
+  std::int64_t tq, gathered, kmeta, vmeta, prob, kwords, vwords, total;
+};
+__host__ __device__ inline std::int64_t round4(std::int64_t n) { return (n + 3) / 4 * 4; }
+// Without a query transform (plain keys without FFT) tqT and gathered take no space: more blocks fit an SM.
+__host__ __device__ inline FastWarpLayout fast_warp_layout(std::int64_t qpk, std::int64_t d, bool transform) {
+  FastWarpLayout l;
+  l.tq = 0;
+  l.gathered = l.tq + (transform ? round4(kMaxQ * d) : 0);
+  l.kmeta = l.gathered + (transform ? round4(qpk * d) : 0);
+  l.vmeta = l.kmeta + round4(2 * d);
+  l.prob = l.vmeta + round4(2 * value_meta_capacity(d));
+  l.kwords = l.prob + 32 * kMaxQ;
+  l.vwords = l.kwords + round4(static_cast<std::int64_t>(as::kMaxRowWords) * (d + 1));
+  const std::int64_t vw = static_cast<std::int64_t>(as::kMaxRowWords) * d > 32 * 32 ? static_cast<std::int64_t>(as::kMaxRowWords) * d : 32 * 32;
+  l.total = l.vwords + round4(vw);
+  return l;
+}
+std::size_t fast_smem_floats(std::int64_t qpk, std::int64_t d, bool transform) {
+  const std::int64_t work = kMaxQ * d + kWarps * fast_warp_layout(qpk, d, transform).total;
+  const std::int64_t merge = kWarps * qpk * (d + 2);
+  return static_cast<std::size_t>(work > merge ? work : merge);
+}
+
+// A staged code decoded as the child's decode does it (af::decode_code with the codec known at compile time):
+// uniform q * scale + mn, sign s / 0 / -s, ternary t or t * scale. flag: sign symmetric, ternary scaled.
+template <af::ChildCodec C>
+__device__ __forceinline__ float decode_as(unsigned code, const af::Meta& m, bool flag) {
+  if constexpr (C == af::ChildCodec::uniform) {
+    return uniform_format::decode_value(code, m.scale, m.mn);
+  } else if constexpr (C == af::ChildCodec::sign) {
+    return code ? m.scale : (flag ? -m.scale : 0.0f);
+  } else {
+    const float t = static_cast<float>(static_cast<int>(code) - 1);
+    return flag ? t * m.scale : t;
+  }
+}
+__device__ inline bool decode_flag(const af::ChildFormat& f) {
+  return f.codec == af::ChildCodec::sign ? f.symmetric : f.scaled;
+}
+
+// Scores of this lane's token over part indices [i0, i1) of one child: words = the staged row runs [kMaxRowWords][D + 1].
+template <af::ChildCodec C>
+__device__ __forceinline__ void score_span(float (&sc)[kMaxQ], const float* qk, const af::Meta* meta, const std::uint32_t* words,
+                                  int d, int i0, int i1, unsigned b, unsigned lane, bool flag) {
+  const unsigned pos = b * lane, sh = pos & 31u, mask = (1u << b) - 1u;
+  const std::uint32_t* w = words + (pos >> 5) * (d + 1);  // word k of part index i at k (D + 1) + i: no bank conflict
+#pragma unroll 4
+  for (int i = i0; i < i1; ++i) score_update(sc, qk, i, decode_as<C>((w[i] >> sh) & mask, meta[i], flag));
+}
+__device__ __forceinline__ void score_child(float (&sc)[kMaxQ], const af::ChildFormat& f, const float* qk, const af::Meta* meta,
+                                   const std::uint32_t* words, int d, int i0, int i1, unsigned lane) {
+  const unsigned b = as::staged_bits(f);
+  const bool flag = decode_flag(f);
+  switch (f.codec) {
+    case af::ChildCodec::uniform: score_span<af::ChildCodec::uniform>(sc, qk, meta, words, d, i0, i1, b, lane, flag); break;
+    case af::ChildCodec::sign: score_span<af::ChildCodec::sign>(sc, qk, meta, words, d, i0, i1, b, lane, flag); break;
+    default: score_span<af::ChildCodec::ternary>(sc, qk, meta, words, d, i0, i1, b, lane, flag); break;
+  }
+}
+
+// acc[hq][ci] += p_j[hq] v(j, c) over the tile's n tokens. Channel-axis values (kTokenValues false): channel
+// c = lane + 32 ci, code j of the row run of c (words [kMaxRowWords][D]), metadata vmeta[c]. Token-axis values: channel
+// c = kC lane + ci, code ci of this lane's token run of token j (words [32][32]), metadata vmeta[j groups + g(c)].
+template <af::ChildCodec C, int kC, bool kTokenValues>
+__device__ __forceinline__ void value_span(float (&acc)[kMaxQ][kC], const float* prob, const af::Meta* vmeta,
+                                  const std::uint32_t* words, int d, int n, unsigned b, unsigned lane, bool flag,
+                                  int groups, const int (&group_of)[kC]) {
+  const unsigned mask = (1u << b) - 1u;
+#pragma unroll 2
+  for (int j = 0; j < n; ++j) {
+    const float4 pa = *reinterpret_cast<const float4*>(prob + j * kMaxQ);
+    const float4 pb = *reinterpret_cast<const float4*>(prob + j * kMaxQ + 4);
+    const float pj[kMaxQ] = {pa.x, pa.y, pa.z, pa.w, pb.x, pb.y, pb.z, pb.w};
+    // Token-axis: this lane's token run of token j; channel-axis: code j of each channel's row run.
+    const std::uint32_t run = kTokenValues ? words[j * 32 + lane] : 0u;
+    const unsigned sh = (b * static_cast<unsigned>(j)) & 31u;
+#pragma unroll
+    for (int ci = 0; ci < kC; ++ci) {
+      float v;
+      if constexpr (kTokenValues) {
+        const int c = kC * static_cast<int>(lane) + ci;
+        if (c >= d) break;
+        v = decode_as<C>((run >> (b * ci)) & mask, vmeta[j * groups + group_of[ci]], flag);
+      } else {
+        const int c = static_cast<int>(lane) + 32 * ci;
+        if (c >= d) break;
+        const std::uint32_t w = words[((b * static_cast<unsigned>(j)) >> 5) * d + c];
+        v = decode_as<C>((w >> sh) & mask, vmeta[c], flag);
+      }
+#pragma unroll
+      for (int hq = 0; hq < kMaxQ; ++hq)
+        acc[hq][ci] = __fmaf_rn(pj[hq], v, acc[hq][ci]);  // padded heads: p = 0, never written out
+    }
+  }
+}
+
+template <int kC, bool kTokenValues>
+__global__ void __launch_bounds__(kThreads, 3) fast_kernel(const Problem p) {
+  extern __shared__ float4 smem4[];
+  float* smem = reinterpret_cast<float*>(smem4);
+  const int s = static_cast<int>(blockIdx.x);
+  const std::int64_t h = blockIdx.y, b = blockIdx.z;
+  const int warp = static_cast<int>(threadIdx.x) / 32;
+  const unsigned lane = threadIdx.x % 32u;
+  const int D = static_cast<int>(p.channels), Q = static_cast<int>(p.qpk);
+  __shared__ std::uint16_t trit_slots[as::kTritSlotEntries];  // base3 byte -> its 5 digits in 2-bit slots
+  for (int i = threadIdx.x; i < as::kTritSlotEntries; i += kThreads) trit_slots[i] = as::trit_slots(static_cast<unsigned>(i));
+  const bool transform = af::needs_transform(p.key);
+  const FastWarpLayout lay = fast_warp_layout(Q, D, transform);
+  float* q = smem;  // qT[D][kMaxQ]
+  float* wbase = smem + kMaxQ * D + warp * lay.total;
+  float* tq = wbase + lay.tq;
+  float* gathered = wbase + lay.gathered;
+  af::Meta* kmeta = reinterpret_cast<af::Meta*>(wbase + lay.kmeta);
+  af::Meta* vmeta = reinterpret_cast<af::Meta*>(wbase + lay.vmeta);
+  float* prob = wbase + lay.prob;
+  std::uint32_t* kwords = reinterpret_cast<std::uint32_t*>(wbase + lay.kwords);
+  std::uint32_t* vwords = reinterpret_cast<std::uint32_t*>(wbase + lay.vwords);
+  for (int i = threadIdx.x; i < kMaxQ * D; i += kThreads) {
+    const int c = i / kMaxQ, hq = i % kMaxQ;
+    q[i] = hq < Q ? query_element(p, b, h * Q + hq, c) : 0.0f;
+  }
+  if (transform)
+    for (int i = lane; i < kMaxQ * D; i += 32) tq[i] = 0.0f;  // this warp's; the padding heads stay 0
+  __syncthreads();
+
+  const SequenceEntry seq = p.sequences[b];
+  const TileRange range = split_tiles(seq.fast_count, p.splits, s);
+  float m[kMaxQ], l[kMaxQ], acc[kMaxQ][kC];
+#pragma unroll
+  for (int hq = 0; hq < kMaxQ; ++hq) {
+    m[hq] = -HUGE_VALF;
+    l[hq] = 0.0f;
+#pragma unroll
+    for (int ci = 0; ci < kC; ++ci) acc[hq][ci] = 0.0f;
+  }
+  const af::ChildFormat& vf = p.value.first;
+  const unsigned vb = as::staged_bits(vf), kb1 = as::staged_bits(p.key.first);
+  const unsigned kb2 = p.key.mixed ? as::staged_bits(p.key.second) : 0u;
+  // Token-axis values: the metadata group of each of this lane's channels.
+  int group_of[kC];
+#pragma unroll
+  for (int ci = 0; ci < kC; ++ci) group_of[ci] = (kC * static_cast<int>(lane) + ci) / static_cast<int>(vf.group);
+  std::int32_t cached_block = INT_MIN;
+
+  for (std::int64_t ti = range.first + warp; ti < range.last; ti += kWarps) {
+    const TileEntry tile = p.tiles[seq.tile_begin + ti];
+    const int n = tile.n;
+    const std::int64_t ktr0 = tile.t0 - p.key_blocks[tile.key_block].begin;
+    const std::int64_t vtr0 = tile.t0 - p.value_blocks[tile.value_block].begin;
+    const af::PartRef kp = key_part(p, tile, h);
+    const int first_n = static_cast<int>(kp.first_n);
+    const float* qk = q;  // the query in the tile's key coordinates
+    __syncwarp();  // the previous tile's reads of the staged words, metadata and probabilities are done
+    if (transform) {
+      if (tile.key_block != cached_block) {
+        for (int c = lane; c < D; c += 32) {
+          const std::int64_t idx = af::gathered_index(p.key, kp, D, c);
+          for (int hq = 0; hq < Q; ++hq) gathered[hq * D + idx] = q[c * kMaxQ + hq];
+        }
+        __syncwarp();
+        for (int i = lane; i < D; i += 32)
+          for (int hq = 0; hq < Q; ++hq)
+            tq[i * kMaxQ + hq] = af::transform_entry(p.key, kp.first_n, kp.second_n, gathered + hq * D, i);
+        cached_block = tile.key_block;
+      }
+      qk = tq;
+    }
+    // Stage the keys: metadata and row runs of every part index.
+#pragma unroll 4
+    for (int i = lane; i < D; i += 32) {
+      const bool first = i < first_n;
+      const af::ChildView& kv = first ? kp.first : kp.second;
+      kmeta[i] = as::staged_meta(kv, af::view_group(kv, ktr0, first ? i : i - first_n));
+      std::uint32_t w[as::kMaxRowWords];
+      as::row_run(first ? kp.first : kp.second, ktr0, n, first ? i : i - first_n, w, trit_slots);
+      const unsigned words = (static_cast<unsigned>(n) * (first ? kb1 : kb2) + 31u) / 32u;
+      for (unsigned k = 0; k < words; ++k) kwords[k * (D + 1) + i] = w[k];
+    }
+    // Stage the values: metadata, and row runs per channel or token runs per lane.
+    const af::PartRef vp = value_part(p, tile, h);
+    const int groups = static_cast<int>(vp.first.groups_per_row);
+    if constexpr (kTokenValues) {
+      for (int e = lane; e < n * groups; e += 32)
+        vmeta[e] = as::staged_meta(vp.first, (vp.first.head * vp.first.rows + vtr0 + e / groups) * groups + e % groups);
+      const int c0 = kC * static_cast<int>(lane), count = D - c0 < kC ? D - c0 : kC;
+      const af::ChildView& tv = vp.first;
+      const std::int64_t row_bits = tv.length * static_cast<std::int64_t>(vb);
+      if (c0 < D && tv.f.layout == group_format::CodeLayout::dense && tv.code_bits != 0 && row_bits % 8 == 0 &&
+          (c0 * vb) % 8 == 0 && (count * vb) % 8 == 0) {
+        // Dense codes with byte-aligned runs (KIVI's 2-bit per-token values: one byte per lane and token, the
+        // warp's 32 lanes read 32 consecutive bytes of a token's row).
+        const std::uint8_t* src = tv.codes + (((tv.head * tv.rows + vtr0) * tv.length + c0) * vb >> 3);
+        const std::int64_t stride = row_bits / 8;
+        const int nbytes = count * static_cast<int>(vb) / 8;
+#pragma unroll 4
+        for (int j = 0; j < n; ++j) {
+          std::uint32_t w = 0;
+          for (int k = 0; k < nbytes; ++k) w |= static_cast<std::uint32_t>(src[j * stride + k]) << (8 * k);
+          vwords[j * 32 + lane] = w;
+        }
+      } else {
+        for (int j = 0; j < n; ++j) vwords[j * 32 + lane] = c0 < D ? as::token_run(tv, vtr0 + j, c0, count, trit_slots) : 0u;
+      }
+    } else {
+#pragma unroll 4
+      for (int c = lane; c < D; c += 32) {
+        vmeta[c] = as::staged_meta(vp.first, af::view_group(vp.first, vtr0, c));
+        std::uint32_t w[as::kMaxRowWords];
+        as::row_run(vp.first, vtr0, n, c, w, trit_slots);
+        for (unsigned k = 0; k < (static_cast<unsigned>(n) * vb + 31u) / 32u; ++k) vwords[k * D + c] = w[k];
+      }
+    }
+    __syncwarp();
+
+    // Scores, lane -> token t0 + lane.
+    const bool active = static_cast<int>(lane) < n;
+    float sc[kMaxQ];
+#pragma unroll
+    for (int hq = 0; hq < kMaxQ; ++hq) sc[hq] = 0.0f;
+    if (active) {
+      score_child(sc, p.key.first, qk, kmeta, kwords, D, 0, first_n, lane);
+      if (first_n < D) score_child(sc, p.key.second, qk, kmeta, kwords, D, first_n, D, lane);
+    }
+    // Online softmax update of the warp's partial; the tile's probabilities exp2(s - m) go to shared memory.
+#pragma unroll
+    for (int hq = 0; hq < kMaxQ; ++hq) {
+      float pe = 0.0f;
+      if (hq < Q) {
+        const float sv = active ? sc[hq] * p.score_scale : -HUGE_VALF;
+        const float mn = fmaxf(m[hq], warp_max(sv));
+        const float alpha = af::merge_factor(m[hq], mn);
+        pe = active ? exp2f(sv - mn) : 0.0f;
+        l[hq] = l[hq] * alpha + warp_sum(pe);
+#pragma unroll
+        for (int ci = 0; ci < kC; ++ci) acc[hq][ci] *= alpha;
+        m[hq] = mn;
+      }
+      prob[lane * kMaxQ + hq] = pe;
+    }
+    __syncwarp();
+    const bool vflag = decode_flag(vf);
+    switch (vf.codec) {
+      case af::ChildCodec::uniform:
+        value_span<af::ChildCodec::uniform, kC, kTokenValues>(acc, prob, vmeta, vwords, D, n, vb, lane, vflag, groups, group_of);
+        break;
+      case af::ChildCodec::sign:
+        value_span<af::ChildCodec::sign, kC, kTokenValues>(acc, prob, vmeta, vwords, D, n, vb, lane, vflag, groups, group_of);
+        break;
+      default:
+        value_span<af::ChildCodec::ternary, kC, kTokenValues>(acc, prob, vmeta, vwords, D, n, vb, lane, vflag, groups, group_of);
+        break;
+    }
+  }
+
+  // Merge the warps' partials, write the split's.
+  __syncthreads();
+  float* wm = smem;
+  float* wl = wm + kWarps * Q;
+  float* wacc = wl + kWarps * Q;
+#pragma unroll
+  for (int hq = 0; hq < kMaxQ; ++hq) {
+    if (hq >= Q) continue;
+    if (lane == 0) {
+      wm[warp * Q + hq] = m[hq];
+      wl[warp * Q + hq] = l[hq];
+    }
+#pragma unroll
+    for (int ci = 0; ci < kC; ++ci) {
+      const int c = kTokenValues ? kC * static_cast<int>(lane) + ci : static_cast<int>(lane) + 32 * ci;
+      if (c < D) wacc[(warp * Q + hq) * D + c] = acc[hq][ci];
+    }
+  }
+  __syncthreads();
+  const std::int64_t base = ((b * p.heads + h) * (p.splits + p.generic_splits) + s) * Q;
+  for (int i = threadIdx.x; i < Q * D; i += kThreads) {
+    const int hq = i / D, c = i % D;
+    float mt = -HUGE_VALF;
+    for (int w = 0; w < kWarps; ++w) mt = fmaxf(mt, wm[w * Q + hq]);
+    float a = 0.0f;
+    for (int w = 0; w < kWarps; ++w) a += wacc[(w * Q + hq) * D + c] * af::merge_factor(wm[w * Q + hq], mt);
+    p.partial_acc[(base + hq) * D + c] = a;
+  }
+  for (int hq = threadIdx.x; hq < Q; hq += kThreads) {
     float mt = -HUGE_VALF;
     for (int w = 0; w < kWarps; ++w) mt = fmaxf(mt, wm[w * Q + hq]);
     float lt = 0.0f;
@@ -264,14 +567,26 @@ void check(cudaError_t e, const char* what) {
   if (e != cudaSuccess) VIDKV_THROW(CudaError, "decode attention: ", what, ": ", cudaGetErrorString(e));
 }
 
-template <int kC, bool kFast>
+template <int kC>
 void launch_split(const Problem& p, dim3 grid, std::size_t smem, cudaStream_t st) {
   if (grid.x == 0) return;
   if (smem > 48 * 1024)
-    check(cudaFuncSetAttribute(split_kernel<kC, kFast>, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)),
+    check(cudaFuncSetAttribute(split_kernel<kC>, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)),
           "shared memory size");
-  split_kernel<kC, kFast><<<grid, kThreads, smem, st>>>(p);
+  split_kernel<kC><<<grid, kThreads, smem, st>>>(p);
   check(cudaGetLastError(), "split kernel launch");
+}
+
+template <int kC, bool kTokenValues>
+void launch_fast(const Problem& p, dim3 grid, cudaStream_t st) {
+  if (grid.x == 0) return;
+  const std::size_t smem = fast_smem_floats(p.qpk, p.channels, af::needs_transform(p.key)) * sizeof(float);
+  if (smem > 48 * 1024)
+    check(cudaFuncSetAttribute(fast_kernel<kC, kTokenValues>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                               static_cast<int>(smem)),
+          "shared memory size");
+  fast_kernel<kC, kTokenValues><<<grid, kThreads, smem, st>>>(p);
+  check(cudaGetLastError(), "fast kernel launch");
 }
 
 }  // namespace
@@ -284,16 +599,33 @@ void launch(const Problem& p, void* stream) {
   const std::size_t smem = smem_floats(p.qpk, p.channels) * sizeof(float);
   const dim3 fast_grid(static_cast<unsigned>(p.splits), static_cast<unsigned>(p.heads), static_cast<unsigned>(p.batch));
   const dim3 generic_grid(static_cast<unsigned>(p.generic_splits), static_cast<unsigned>(p.heads), static_cast<unsigned>(p.batch));
+  const bool token_values = p.value.first.axis == group_format::GroupAxis::token;
   if (p.channels <= 128) {
-    launch_split<4, true>(p, fast_grid, smem, st);
-    launch_split<4, false>(p, generic_grid, smem, st);
+    if (token_values) launch_fast<4, true>(p, fast_grid, st);
+    else launch_fast<4, false>(p, fast_grid, st);
+    launch_split<4>(p, generic_grid, smem, st);
   } else {
-    launch_split<kMaxC, true>(p, fast_grid, smem, st);
-    launch_split<kMaxC, false>(p, generic_grid, smem, st);
+    if (token_values) launch_fast<kMaxC, true>(p, fast_grid, st);
+    else launch_fast<kMaxC, false>(p, fast_grid, st);
+    launch_split<kMaxC>(p, generic_grid, smem, st);
   }
   check(cudaGetLastError(), "split kernel launch");
   combine_kernel<<<dim3(static_cast<unsigned>(p.heads), static_cast<unsigned>(p.batch)), kThreads, 0, st>>>(p);
   check(cudaGetLastError(), "combine kernel launch");
+}
+
+int fast_blocks_per_sm(const Problem& p) {
+  const std::size_t smem = fast_smem_floats(p.qpk, p.channels, af::needs_transform(p.key)) * sizeof(float);
+  const bool token_values = p.value.first.axis == group_format::GroupAxis::token;
+  int n = 0;
+  const void* kernel = p.channels <= 128 ? (token_values ? reinterpret_cast<const void*>(fast_kernel<4, true>)
+                                                         : reinterpret_cast<const void*>(fast_kernel<4, false>))
+                                         : (token_values ? reinterpret_cast<const void*>(fast_kernel<kMaxC, true>)
+                                                         : reinterpret_cast<const void*>(fast_kernel<kMaxC, false>));
+  if (smem > 48 * 1024)
+    check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)), "shared memory size");
+  check(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, kernel, kThreads, smem), "occupancy");
+  return n > 0 ? n : 1;
 }
 
 int multiprocessors() {

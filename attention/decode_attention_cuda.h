@@ -18,4 +18,8 @@ void launch(const attention_tables::Problem& p, void* stream);
 // Streaming multiprocessors of the current device (the default split count fills them).
 int multiprocessors();
 
+// Thread blocks of the fast kernel for p's formats and shape that one multiprocessor holds at once (registers and
+// shared memory; cudaOccupancyMaxActiveBlocksPerMultiprocessor), at least 1.
+int fast_blocks_per_sm(const attention_tables::Problem& p);
+
 }  // namespace vidkv::attention_cuda

@@ -14,6 +14,7 @@
 #include <cstdint>
 
 #include "vidkv/attention/decode_attention_format.h"
+#include "vidkv/attention/decode_attention_staging.h"
 #include "vidkv/core/dtype.h"
 #include "vidkv/core/host_device.h"
 
@@ -160,8 +161,8 @@ VIDKV_HOST_DEVICE inline attention_format::Meta value_meta_entry(int mode, const
   return af::view_meta(v, (v.head * v.rows + tr0 + j) * v.groups_per_row + g);
 }
 // Value of channel c of tile token j (block token tr0 + j) from the staged metadata.
-// Whether a tile is fast: keys and values in packed blocks, the keys' metadata staged per part index and the
-// values' per channel or per (token, group). Independent of the KV head (the group of a row does not depend on it).
+// Whether a tile is fast: keys and values in packed blocks whose codes the fast kernel stages (staged_bits), the keys'
+// metadata staged per part index and the values' per channel or per (token, group). Independent of the KV head (the group of a row does not depend on it).
 VIDKV_HOST_DEVICE inline bool tile_is_fast(const Problem& p, const TileEntry& tile);
 
 VIDKV_HOST_DEVICE inline float value_staged_element(int mode, const attention_format::PartRef& vp, std::int64_t tr0, std::int64_t j,
@@ -176,6 +177,10 @@ VIDKV_HOST_DEVICE inline float value_staged_element(int mode, const attention_fo
 
 VIDKV_HOST_DEVICE inline bool tile_is_fast(const Problem& p, const TileEntry& tile) {
   if (tile.key_block < 0 || tile.value_block < 0) return false;
+  // The fast kernel stages every child's codes a run at a time (decode_attention_staging.h).
+  if (attention_staging::staged_bits(p.key.first) == 0 || (p.key.mixed && attention_staging::staged_bits(p.key.second) == 0) ||
+      p.value.mixed || attention_staging::staged_bits(p.value.first) == 0)
+    return false;
   const std::int64_t ktr0 = tile.t0 - p.key_blocks[tile.key_block].begin, vtr0 = tile.t0 - p.value_blocks[tile.value_block].begin;
   return key_meta_staged(key_part(p, tile, 0), ktr0, tile.n) &&
          value_meta_mode(p.value, value_part(p, tile, 0), vtr0, tile.n, p.channels) != kValueMetaNone;

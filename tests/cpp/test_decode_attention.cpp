@@ -11,6 +11,7 @@
 #include "test_registry.h"
 #include "decode_attention_test_support.h"
 #include "vidkv/attention/decode_attention_format.h"
+#include "vidkv/attention/decode_attention_staging.h"
 #include "vidkv/core/error.h"
 #include "vidkv/experiments/src/attention_bench.h"
 #include "vidkv/plugins/quantizers/sign/sign_fft.h"
@@ -94,6 +95,64 @@ TEST_CASE("in-place element reads equal each plugin's decode", "[cpu][attention]
     ++read;
   }
   CHECK(read >= 4);
+}
+
+// The fast kernel's staged runs (decode_attention_staging.h) hold the codes view_code reads, for every child of every
+// codec read in place: row runs of channel-axis children at every start token and lengths 1..32 (bit offsets that
+// are not byte or word aligned, base3 runs starting at each of a byte's 5 digits), token runs of token-axis children
+// at every start channel and every count whose codes fit one word.
+TEST_CASE("staged code runs equal the codes read one element at a time", "[cpu][attention]") {
+  namespace as = attention_staging;
+  const LayerInput in = synthetic_input(2, 200, 48, 3);
+  std::uint16_t slots[as::kTritSlotEntries];  // the kernels' table of base3 digits (both ternary paths are checked)
+  for (int b = 0; b < as::kTritSlotEntries; ++b) slots[b] = as::trit_slots(static_cast<unsigned>(b));
+  const std::uint16_t* const tables[] = {nullptr, slots};
+  int children = 0;
+  for (const AttentionCodec& ac : attention_codecs()) {
+    const PluginRegistry& reg = test::builtin_registry(CpuImplementation::reference);
+    const KvCodec codec(reg.make_quantizer(ac.key), reg.make_quantizer(ac.value));
+    if (!decode_attention_supports(codec.key(), in.channels) || !decode_attention_supports(codec.value(), in.channels)) continue;
+    INFO(ac.name);
+    const auto cache = filled_cache(codec, ac.lifecycle, in, 170, Execution::cpu());
+    for (int side = 0; side < 2; ++side) {
+      const LayerCache::SideRef s = side == 0 ? cache->key_side() : cache->value_side();
+      const af::SideFormat f = side_format(side == 0 ? codec.key() : codec.value(), in.channels);
+      for (const auto& blk : s.blocks) {
+        const std::int64_t n = blk.end - blk.begin;
+        const af::PartRef part = af::part_of(f, blk.bytes, in.heads, n, in.channels, in.heads - 1);
+        for (int which = 0; which < (f.mixed ? 2 : 1); ++which) {
+          const af::ChildView& v = which == 0 ? part.first : part.second;
+          const std::int64_t width = which == 0 ? part.first_n : part.second_n;
+          const unsigned b = as::staged_bits(v.f);
+          if (b == 0) continue;
+          ++children;
+          if (v.f.axis == group_format::GroupAxis::channel) {
+            for (std::int64_t tr0 = 0; tr0 < n; tr0 += (tr0 < 40 ? 1 : 29))
+              for (int len = 1; len <= 32 && tr0 + len <= n; len += (len < 6 ? 1 : 13))
+                for (std::int64_t i = 0; i < width; i += 5) {
+                  for (const std::uint16_t* table : tables) {
+                    std::uint32_t w[as::kMaxRowWords] = {~0u, ~0u, ~0u, ~0u};
+                    as::row_run(v, tr0, len, i, w, table);
+                    for (int j = 0; j < len; ++j)
+                      REQUIRE(as::run_code(w, b, static_cast<unsigned>(j)) == af::view_code(v, tr0 + j, i));
+                  }
+                }
+          } else {
+            for (std::int64_t tr = 0; tr < n; tr += 7)
+              for (std::int64_t c0 = 0; c0 < width; ++c0)
+                for (int count = 1; count * static_cast<int>(b) <= 32 && c0 + count <= width; ++count) {
+                  for (const std::uint16_t* table : tables) {
+                    const std::uint32_t w = as::token_run(v, tr, c0, count, table);
+                    for (int i = 0; i < count; ++i)
+                      REQUIRE(as::run_code(&w, b, static_cast<unsigned>(i)) == af::view_code(v, tr, c0 + i));
+                  }
+                }
+          }
+        }
+      }
+    }
+  }
+  CHECK(children >= 6);
 }
 
 TEST_CASE("the kernels' emulation agrees with the reference and dequantize-then-attend for every codec it reads",
