@@ -28,12 +28,12 @@
 
 #include "vidkv/core/dtype.h"
 #include "vidkv/core/tensor_view.h"
-#include "vidkv/plugins/quantizers/group_format.h"
 #include "vidkv/plugins/quantizers/sign/sign.h"
 #include "vidkv/plugins/quantizers/sign/sign_fft.h"
 #include "vidkv/plugins/quantizers/sign/sign_fft_avx512.h"
 #include "vidkv/plugins/quantizers/sign/sign_fft_tolerance.h"
 #include "vidkv/plugins/quantizers/sign/sign_format.h"
+#include "vidkv/quantization/group_format.h"
 
 namespace vidkv::test::sign_fft_compare {
 

@@ -30,7 +30,7 @@
 #include "vidkv/core/cuda/device_memory.h"
 #include "vidkv/core/execution.h"
 #include "vidkv/plugins/quantizers/sign/sign.h"
-#include "vidkv/plugins/quantizers/simd/cpu_features.h"
+#include "vidkv/quantization/simd/cpu_features.h"
 
 #ifdef VIDKV_WITH_CUDA
 #include <cuda_runtime.h>

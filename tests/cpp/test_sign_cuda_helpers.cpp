@@ -30,7 +30,7 @@
 #include "vidkv/plugins/quantizers/sign/sign_fft_bins.h"
 #include "vidkv/plugins/quantizers/sign/sign_fft_tile.h"
 #include "vidkv/plugins/quantizers/sign/sign_fft_tolerance.h"
-#include "vidkv/plugins/quantizers/simd/cpu_features.h"
+#include "vidkv/quantization/simd/cpu_features.h"
 
 using namespace vidkv;
 using namespace vidkv::test;

@@ -2,9 +2,9 @@
 // even). Layout: identity_format.h (one values section; effective bits 16 or 32).
 #include "vidkv/plugins/quantizers/identity/identity.h"
 
-#include "vidkv/plugins/quantizers/group_format.h"
 #include "vidkv/plugins/quantizers/identity/identity_cuda.h"
 #include "vidkv/plugins/quantizers/identity/identity_format.h"
+#include "vidkv/quantization/group_format.h"
 
 namespace vidkv {
 

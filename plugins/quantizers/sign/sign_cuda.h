@@ -40,9 +40,9 @@
 
 #include "vidkv/core/dtype.h"
 #include "vidkv/core/tensor_view.h"
-#include "vidkv/plugins/quantizers/group_format.h"
 #include "vidkv/plugins/quantizers/sign/sign_fft.h"
 #include "vidkv/plugins/quantizers/sign/sign_format.h"
+#include "vidkv/quantization/group_format.h"
 
 namespace vidkv::sign_cuda {
 

@@ -9,11 +9,11 @@
 #include <cmath>
 #include <vector>
 
-#include "vidkv/plugins/quantizers/code_stream.h"
-#include "vidkv/plugins/quantizers/cpu_dispatch.h"
-#include "vidkv/plugins/quantizers/group_kernels.h"
 #include "vidkv/plugins/quantizers/sign/sign.h"
 #include "vidkv/plugins/quantizers/sign/sign_avx512.h"
+#include "vidkv/quantization/code_stream.h"
+#include "vidkv/quantization/cpu_dispatch.h"
+#include "vidkv/quantization/group_kernels.h"
 
 namespace vidkv {
 

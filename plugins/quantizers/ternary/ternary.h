@@ -24,8 +24,8 @@
 #include "vidkv/core/dtype.h"
 #include "vidkv/core/plugin_registry.h"
 #include "vidkv/core/quantizer.h"
-#include "vidkv/plugins/quantizers/group_format.h"
 #include "vidkv/plugins/quantizers/ternary/ternary_format.h"
+#include "vidkv/quantization/group_format.h"
 
 namespace vidkv {
 

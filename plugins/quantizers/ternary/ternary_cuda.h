@@ -13,8 +13,8 @@
 
 #include "vidkv/core/dtype.h"
 #include "vidkv/core/tensor_view.h"
-#include "vidkv/plugins/quantizers/group_format.h"
 #include "vidkv/plugins/quantizers/ternary/ternary_format.h"
+#include "vidkv/quantization/group_format.h"
 
 namespace vidkv::ternary_cuda {
 

@@ -15,7 +15,7 @@
 
 #include "vidkv/core/dtype.h"
 #include "vidkv/core/tensor_view.h"
-#include "vidkv/plugins/quantizers/group_format.h"
+#include "vidkv/quantization/group_format.h"
 
 namespace vidkv::uniform_cuda {
 

@@ -11,13 +11,13 @@
 #include <algorithm>
 #include <vector>
 
-#include "vidkv/plugins/quantizers/code_stream.h"
-#include "vidkv/plugins/quantizers/cpu_dispatch.h"
-#include "vidkv/plugins/quantizers/group_kernels.h"
-#include "vidkv/plugins/quantizers/half_convert.h"
 #include "vidkv/plugins/quantizers/uniform/uniform.h"
 #include "vidkv/plugins/quantizers/uniform/uniform_avx512.h"
 #include "vidkv/plugins/quantizers/uniform/uniform_format.h"
+#include "vidkv/quantization/code_stream.h"
+#include "vidkv/quantization/cpu_dispatch.h"
+#include "vidkv/quantization/group_kernels.h"
+#include "vidkv/quantization/half_convert.h"
 
 namespace vidkv {
 
