@@ -71,10 +71,10 @@ struct SignParams {
   }
 };
 
-class Sign : public Quantizer {
+class SignQuantizer : public Quantizer {
  public:
   using Params = SignParams;
-  explicit Sign(const Params& params, CpuImplementation implementation = CpuImplementation::optimized);
+  explicit SignQuantizer(const Params& params, CpuImplementation implementation = CpuImplementation::optimized);
   const Params& params() const { return params_; }
 
   PackedLayout layout(const BlockShape& shape, const TokenContext& ctx) const override;

@@ -60,10 +60,10 @@ struct TernaryParams {
   }
 };
 
-class Ternary : public Quantizer {
+class TernaryQuantizer : public Quantizer {
  public:
   using Params = TernaryParams;
-  explicit Ternary(const Params& params, CpuImplementation implementation = CpuImplementation::optimized);
+  explicit TernaryQuantizer(const Params& params, CpuImplementation implementation = CpuImplementation::optimized);
   const Params& params() const { return params_; }
 
   PackedLayout layout(const BlockShape& shape, const TokenContext& ctx) const override;

@@ -32,7 +32,7 @@ void UniformParams::validate(const ConfigNode& node) const {
   }
 }
 
-Uniform::Uniform(const Params& params, CpuImplementation implementation)
+UniformQuantizer::UniformQuantizer(const Params& params, CpuImplementation implementation)
     : params_(params), implementation_(implementation) {
   VIDKV_REQUIRE(params.bits >= 1 && params.bits <= 8, ConfigError, "uniform: bits = ", params.bits, " is out of range [1, 8]");
   VIDKV_REQUIRE(params.group >= 1, ConfigError, "uniform: group = ", params.group, " must be >= 1");
@@ -40,11 +40,11 @@ Uniform::Uniform(const Params& params, CpuImplementation implementation)
   set_plugin_name("uniform");
 }
 
-group_format::GroupGrid Uniform::grid(const BlockShape& shape) const {
+group_format::GroupGrid UniformQuantizer::grid(const BlockShape& shape) const {
   return group_format::make_group_grid(params_.axis, shape.heads, shape.tokens, shape.channels, params_.group);
 }
 
-PackedLayout Uniform::layout(const BlockShape& shape, const TokenContext&) const {
+PackedLayout UniformQuantizer::layout(const BlockShape& shape, const TokenContext&) const {
   const auto g = grid(shape);
   const auto bits = static_cast<unsigned>(params_.bits);
   PackedLayout l(shape.elements(), params_.bits);
@@ -54,7 +54,7 @@ PackedLayout Uniform::layout(const BlockShape& shape, const TokenContext&) const
   return l;
 }
 
-void Uniform::encode(const float* in, const BlockShape& shape, const TokenContext& ctx, std::uint8_t* out) const {
+void UniformQuantizer::encode(const float* in, const BlockShape& shape, const TokenContext& ctx, std::uint8_t* out) const {
   const auto g = grid(shape);
   const auto bits = static_cast<unsigned>(params_.bits);
   const DType sd = params_.scale_dtype;
@@ -86,7 +86,7 @@ void Uniform::encode(const float* in, const BlockShape& shape, const TokenContex
   }
 }
 
-void Uniform::decode(const std::uint8_t* in, const BlockShape& shape, const TokenContext&, float* out) const {
+void UniformQuantizer::decode(const std::uint8_t* in, const BlockShape& shape, const TokenContext&, float* out) const {
   if (implementation_ == CpuImplementation::optimized) return decode_optimized(in, shape, out);
   const auto g = grid(shape);
   const auto bits = static_cast<unsigned>(params_.bits);
@@ -109,7 +109,7 @@ void Uniform::decode(const std::uint8_t* in, const BlockShape& shape, const Toke
   }
 }
 
-KernelTier Uniform::tier(Device device, const BlockShape& shape) const {
+KernelTier UniformQuantizer::tier(Device device, const BlockShape& shape) const {
   if (device == Device::cuda) return {plugin_name() + ":cuda", true};
   if (implementation_ == CpuImplementation::reference) return {plugin_name() + ":reference", true};
   const bool avx = uniform_avx512::applies(grid(shape), static_cast<unsigned>(params_.bits), params_.scale_dtype);
@@ -123,19 +123,19 @@ uniform_cuda::Config cuda_config(const UniformParams& p) {
 }
 }  // namespace
 
-void Uniform::encode_cuda(const TensorView& in, const BlockShape& shape, const TokenContext&, std::uint8_t* out,
+void UniformQuantizer::encode_cuda(const TensorView& in, const BlockShape& shape, const TokenContext&, std::uint8_t* out,
                           void* stream) const {
   uniform_cuda::encode(cuda_config(params_), in.data, in.dtype, shape, out, stream);
 }
 
-void Uniform::decode_cuda(const std::uint8_t* in, const BlockShape& shape, const TokenContext&, const TensorView& out,
+void UniformQuantizer::decode_cuda(const std::uint8_t* in, const BlockShape& shape, const TokenContext&, const TensorView& out,
                           void* stream) const {
   uniform_cuda::decode(cuda_config(params_), in, shape, out.data, out.dtype, stream);
 }
 #endif
 
 void register_uniform(PluginRegistry& registry) {
-  registry.add<Uniform>("uniform", "asymmetric min/max b-bit quantization in groups of G (KIVI, VidKV 2-bit)");
+  registry.add<UniformQuantizer>("uniform", "asymmetric min/max b-bit quantization in groups of G (KIVI, VidKV 2-bit)");
 }
 
 }  // namespace vidkv

@@ -65,10 +65,10 @@ struct UniformParams {
   void check() const;
 };
 
-class Uniform : public Quantizer {
+class UniformQuantizer : public Quantizer {
  public:
   using Params = UniformParams;
-  explicit Uniform(const Params& params, CpuImplementation implementation = CpuImplementation::optimized);
+  explicit UniformQuantizer(const Params& params, CpuImplementation implementation = CpuImplementation::optimized);
   const Params& params() const { return params_; }
 
   PackedLayout layout(const BlockShape& shape, const TokenContext& ctx) const override;

@@ -106,7 +106,7 @@ void saturate_unfit(std::uint8_t* scales, std::uint8_t* mins, std::int64_t first
 
 }  // namespace
 
-void Uniform::encode_optimized(const float* in, const BlockShape& shape, std::uint8_t* out) const {
+void UniformQuantizer::encode_optimized(const float* in, const BlockShape& shape, std::uint8_t* out) const {
   const auto g = grid(shape);
   const auto bits = static_cast<unsigned>(params_.bits);
   const DType sd = params_.scale_dtype;
@@ -179,7 +179,7 @@ void Uniform::encode_optimized(const float* in, const BlockShape& shape, std::ui
   }
 }
 
-void Uniform::decode_optimized(const std::uint8_t* in, const BlockShape& shape, float* out) const {
+void UniformQuantizer::decode_optimized(const std::uint8_t* in, const BlockShape& shape, float* out) const {
   const auto g = grid(shape);
   const auto bits = static_cast<unsigned>(params_.bits);
   const DType sd = params_.scale_dtype;
