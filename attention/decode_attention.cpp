@@ -28,7 +28,7 @@ namespace {
 // The format of a primitive quantizer; throws NotSupportedError for others.
 af::ChildFormat child_format(const Quantizer& q, bool value_side) {
   af::ChildFormat f;
-  if (const auto* u = dynamic_cast<const Uniform*>(&q)) {
+  if (const auto* u = dynamic_cast<const UniformQuantizer*>(&q)) {
     const UniformParams& p = u->params();
     f.codec = af::ChildCodec::uniform;
     f.axis = p.axis;
@@ -38,7 +38,7 @@ af::ChildFormat child_format(const Quantizer& q, bool value_side) {
     f.scale_dtype = p.scale_dtype;
     return f;
   }
-  if (const auto* s = dynamic_cast<const Sign*>(&q)) {
+  if (const auto* s = dynamic_cast<const SignQuantizer*>(&q)) {
     const SignParams& p = s->params();
     VIDKV_REQUIRE(p.fft != SignFft::complex, NotSupportedError,
                   "decode attention: sign with fft: complex is not read in place (fft: off or real are)");
@@ -53,7 +53,7 @@ af::ChildFormat child_format(const Quantizer& q, bool value_side) {
     f.fft_real = p.fft == SignFft::real;
     return f;
   }
-  if (const auto* t = dynamic_cast<const Ternary*>(&q)) {
+  if (const auto* t = dynamic_cast<const TernaryQuantizer*>(&q)) {
     const TernaryParams& p = t->params();
     f.codec = af::ChildCodec::ternary;
     f.axis = p.axis;
@@ -63,7 +63,7 @@ af::ChildFormat child_format(const Quantizer& q, bool value_side) {
     f.scaled = p.reconstruction == ternary_format::Reconstruction::scaled;
     return f;
   }
-  if (const auto* id = dynamic_cast<const Identity*>(&q)) {
+  if (const auto* id = dynamic_cast<const IdentityQuantizer*>(&q)) {
     f.codec = af::ChildCodec::identity;
     f.axis = group_format::GroupAxis::token;  // rows = (head, token), the channels along them: block order
     f.group = 1;

@@ -24,12 +24,12 @@
 
 #include "vidkv/core/dtype.h"
 #include "vidkv/core/host_device.h"
-#include "vidkv/plugins/quantizers/group_format.h"
 #include "vidkv/plugins/quantizers/identity/identity_format.h"
 #include "vidkv/plugins/quantizers/mixed_channel/mixed_channel_format.h"
 #include "vidkv/plugins/quantizers/sign/sign_format.h"
 #include "vidkv/plugins/quantizers/ternary/ternary_format.h"
 #include "vidkv/plugins/quantizers/uniform/uniform_format.h"
+#include "vidkv/quantization/group_format.h"
 
 #include <cmath>
 

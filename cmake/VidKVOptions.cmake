@@ -23,7 +23,7 @@ option(VIDKV_ENABLE_PYTHON "Build the pybind11 module and embed Python in the vi
 option(VIDKV_BUILD_TESTS "Build the Catch2 tests" ON)
 option(VIDKV_WERROR "Treat warnings as errors" OFF)
 # VIDKV_NATIVE: compile for the build machine (-march=native). Off by default: the default build runs on any
-# x86-64 and picks AVX2 / AVX-512 kernels at run time (plugins/quantizers/cpu_dispatch.h). Contraction of
+# x86-64 and picks AVX2 / AVX-512 kernels at run time (quantization/cpu_dispatch.h). Contraction of
 # a * b + c into FMA stays off everywhere in a native build so the optimised CPU paths and the metrics keep the
 # reference's rounding (docs/performance.md).
 option(VIDKV_NATIVE "Compile for the build machine's instruction set (-march=native)" OFF)

@@ -28,12 +28,12 @@
 
 #include "vidkv/core/dtype.h"
 #include "vidkv/core/tensor_view.h"
-#include "vidkv/plugins/quantizers/group_format.h"
 #include "vidkv/plugins/quantizers/sign/sign.h"
 #include "vidkv/plugins/quantizers/sign/sign_fft.h"
 #include "vidkv/plugins/quantizers/sign/sign_fft_avx512.h"
 #include "vidkv/plugins/quantizers/sign/sign_fft_tolerance.h"
 #include "vidkv/plugins/quantizers/sign/sign_format.h"
+#include "vidkv/quantization/group_format.h"
 
 namespace vidkv::test::sign_fft_compare {
 
@@ -50,7 +50,7 @@ struct Setup {
   int group = 32;
 };
 
-// The setup of a sign quantizer's parameters (Sign::params(), or SignParams of a composite's child).
+// The setup of a sign quantizer's parameters (SignQuantizer::params(), or SignParams of a composite's child).
 inline Setup setup_of(const SignParams& p) {
   return Setup{p.fft, p.axis, p.layout, p.scale_dtype, p.reconstruction, p.group};
 }
@@ -58,7 +58,7 @@ inline Setup setup_of(const SignParams& p) {
 // Which bound the tested transform obeys: cuFFT's (the library bound) or the fused tile kernels' (AVX-512's).
 enum class FftBound { library, tile };
 
-// The bound of a tier (Sign::tier(Device::cuda, shape).name, or a composite's tier naming it): the fused tiles'
+// The bound of a tier (SignQuantizer::tier(Device::cuda, shape).name, or a composite's tier naming it): the fused tiles'
 // for "sign:cuda+fft-tile", the library bound otherwise.
 inline FftBound bound_of_tier(const std::string& tier) {
   return tier.find("sign:cuda+fft-tile") != std::string::npos ? FftBound::tile : FftBound::library;

@@ -12,7 +12,7 @@
 #include "fixture_quantizers.h"
 #include "vidkv/core/error.h"
 #include "vidkv/core/plugin_registry.h"
-#include "vidkv/plugins/channel_selectors/column_scores.h"
+#include "vidkv/quantization/column_scores.h"
 
 using namespace vidkv;
 using vidkv::test::map;

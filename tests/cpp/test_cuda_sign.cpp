@@ -10,7 +10,7 @@
 //            optimised path's bytes and decodes bit for bit, and the same shapes once more through cuFFT;
 //            "sign:cuda+cufft": the library bound). The tiers are inexact; bytes at odd addresses give the same
 //            results; the cuFFT plan cache serves several host threads on their own streams at once.
-//   channel subsets (Sign::encode_cuda_channels / decode_cuda_channels, for composites): the bytes of the gathered
+//   channel subsets (SignQuantizer::encode_cuda_channels / decode_cuda_channels, for composites): the bytes of the gathered
 //            block, and a decode that writes exactly the indexed channels.
 // Without a GPU every test skips visibly (VIDKV_SKIP).
 #include <algorithm>
@@ -30,7 +30,7 @@
 #include "vidkv/core/cuda/device_memory.h"
 #include "vidkv/core/execution.h"
 #include "vidkv/plugins/quantizers/sign/sign.h"
-#include "vidkv/plugins/quantizers/simd/cpu_features.h"
+#include "vidkv/quantization/simd/cpu_features.h"
 
 #ifdef VIDKV_WITH_CUDA
 #include <cuda_runtime.h>
@@ -226,12 +226,12 @@ TEST_CASE("sign on CUDA, fft complex / real: bits near 0, scales and decodes wit
     const auto ref = ref_registry.make_quantizer(block);
     const auto opt = opt_registry.make_quantizer(block);
     const auto gpu = test::builtin_registry().make_quantizer(block);
-    const cmp::Setup st = cmp::setup_of(dynamic_cast<const Sign&>(*gpu).params());
+    const cmp::Setup st = cmp::setup_of(dynamic_cast<const SignQuantizer&>(*gpu).params());
     REQUIRE((st.fft == cs.st.fft && st.axis == cs.st.axis && st.layout == cs.st.layout && st.scale_dtype == cs.st.scale_dtype &&
              st.reconstruction == cs.st.reconstruction && st.group == cs.st.group));
     for (const auto& shape : shapes) {
       std::string why;
-      if (shape.channels == 131) {  // prime > 127: cuFFT's Bluestein path, refused (sign.h Sign::supports)
+      if (shape.channels == 131) {  // prime > 127: cuFFT's Bluestein path, refused (sign.h SignQuantizer::supports)
         CHECK_FALSE(gpu->supports(Device::cuda, shape, &why));
         CHECK(why.find("Bluestein") != std::string::npos);
         continue;
@@ -330,7 +330,7 @@ TEST_CASE("sign on CUDA, channel subsets: the gathered block's bytes, a decode i
       const auto block = quantizer_block("sign", kv);
       INFO(block.dump() << ", " << k << " of " << full.channels << " channels");
       const auto q = test::builtin_registry().make_quantizer(block);
-      const auto& sign = dynamic_cast<const Sign&>(*q);
+      const auto& sign = dynamic_cast<const SignQuantizer&>(*q);
       std::vector<std::int32_t> index;
       for (std::int32_t c = 1; std::int64_t(index.size()) < k; c += 2) index.push_back(c);  // the first k odd channels
       const BlockShape sub{full.heads, full.tokens, k};

@@ -7,7 +7,7 @@
 #include <vector>
 
 #include "catch.h"
-#include "vidkv/plugins/quantizers/group_format.h"
+#include "vidkv/quantization/group_format.h"
 
 using namespace vidkv;
 using namespace vidkv::group_format;

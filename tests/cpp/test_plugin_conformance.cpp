@@ -26,7 +26,7 @@
 #include "vidkv/plugins/quantizers/mixed_channel/mixed_channel.h"
 #include "vidkv/plugins/quantizers/mixed_token/mixed_token.h"
 #include "vidkv/plugins/quantizers/sign/sign_fft_avx512.h"
-#include "vidkv/plugins/quantizers/simd/cpu_features.h"
+#include "vidkv/quantization/simd/cpu_features.h"
 
 #include "catch.h"
 #include "test_registry.h"

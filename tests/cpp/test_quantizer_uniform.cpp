@@ -144,5 +144,5 @@ TEST_CASE("uniform rejects invalid parameters with ConfigErrors naming the key",
   UniformParams p;
   p.bits = 3;
   p.layout = group_format::CodeLayout::release;
-  CHECK_THROWS_AS(Uniform(p), ConfigError);
+  CHECK_THROWS_AS(UniformQuantizer(p), ConfigError);
 }

@@ -30,7 +30,7 @@
 #include "vidkv/plugins/quantizers/sign/sign_fft_bins.h"
 #include "vidkv/plugins/quantizers/sign/sign_fft_tile.h"
 #include "vidkv/plugins/quantizers/sign/sign_fft_tolerance.h"
-#include "vidkv/plugins/quantizers/simd/cpu_features.h"
+#include "vidkv/quantization/simd/cpu_features.h"
 
 using namespace vidkv;
 using namespace vidkv::test;
@@ -377,7 +377,7 @@ TEST_CASE("sign FFT comparison helper: accepts the AVX-512 transform's bytes, re
                         kv.size() > 1 ? CodeLayout::release : CodeLayout::dense, DType::f16, sign_format::Reconstruction::zero_one, 32};
     const auto ref = ref_registry.make_quantizer(quantizer_block("sign", kv));
     const auto opt = opt_registry.make_quantizer(quantizer_block("sign", kv));
-    const cmp::Setup from_params = cmp::setup_of(dynamic_cast<const Sign&>(*ref).params());
+    const cmp::Setup from_params = cmp::setup_of(dynamic_cast<const SignQuantizer&>(*ref).params());
     CHECK((from_params.fft == st.fft && from_params.layout == st.layout && from_params.axis == st.axis &&
            from_params.scale_dtype == st.scale_dtype && from_params.reconstruction == st.reconstruction && from_params.group == st.group));
     const auto ref_bytes = encode(*ref, shape, x);

@@ -32,11 +32,11 @@
 #include "catch.h"
 #include "test_registry.h"
 #include "quantizer_test_helpers.h"
-#include "vidkv/plugins/quantizers/group_format.h"
 #include "vidkv/plugins/quantizers/sign/sign_fft.h"
 #include "vidkv/plugins/quantizers/sign/sign_fft_avx512.h"
 #include "vidkv/plugins/quantizers/sign/sign_format.h"
-#include "vidkv/plugins/quantizers/simd/cpu_features.h"
+#include "vidkv/quantization/group_format.h"
+#include "vidkv/quantization/simd/cpu_features.h"
 
 using namespace vidkv;
 using namespace vidkv::test;

@@ -18,9 +18,9 @@
 #include "test_registry.h"
 #include "quantizer_test_helpers.h"
 #include "vidkv/core/cpu_implementation.h"
-#include "vidkv/core/thread_scratch.h"
 #include "vidkv/core/dtype.h"
-#include "vidkv/plugins/quantizers/simd/cpu_features.h"
+#include "vidkv/core/thread_scratch.h"
+#include "vidkv/quantization/simd/cpu_features.h"
 
 namespace vidkv::test {
 

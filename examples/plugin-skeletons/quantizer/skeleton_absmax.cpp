@@ -28,10 +28,10 @@ struct SkeletonAbsmaxParams {
   }
 };
 
-class SkeletonAbsmax : public vidkv::Quantizer {
+class SkeletonAbsmaxQuantizer : public vidkv::Quantizer {
  public:
   using Params = SkeletonAbsmaxParams;
-  explicit SkeletonAbsmax(const Params& params) : params_(params) { set_plugin_name("skeleton_absmax"); }
+  explicit SkeletonAbsmaxQuantizer(const Params& params) : params_(params) { set_plugin_name("skeleton_absmax"); }
 
   vidkv::PackedLayout layout(const vidkv::BlockShape& shape, const vidkv::TokenContext&) const override {
     const std::size_t rows = std::size_t(shape.heads * shape.tokens);
@@ -76,5 +76,5 @@ class SkeletonAbsmax : public vidkv::Quantizer {
 }  // namespace
 
 VIDKV_PLUGIN_ENTRY(registry) {
-  registry.add<SkeletonAbsmax>("skeleton_absmax", "symmetric per-token absmax, fp32 scale + one int8 code per value (plugin skeleton)");
+  registry.add<SkeletonAbsmaxQuantizer>("skeleton_absmax", "symmetric per-token absmax, fp32 scale + one int8 code per value (plugin skeleton)");
 }

@@ -2,7 +2,7 @@
 
 #include <cmath>
 
-#include "vidkv/plugins/channel_selectors/column_scores_cuda.h"
+#include "vidkv/quantization/cuda/column_scores_cuda.h"
 
 namespace vidkv {
 

@@ -3,8 +3,8 @@
 #include <algorithm>
 #include <limits>
 
-#include "vidkv/plugins/channel_selectors/column_scores_cuda.h"
-#include "vidkv/plugins/quantizers/cpu_dispatch.h"
+#include "vidkv/quantization/cpu_dispatch.h"
+#include "vidkv/quantization/cuda/column_scores_cuda.h"
 
 namespace vidkv {
 

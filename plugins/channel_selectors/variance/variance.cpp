@@ -1,6 +1,6 @@
 #include "vidkv/plugins/channel_selectors/variance/variance.h"
 
-#include "vidkv/plugins/channel_selectors/column_scores_cuda.h"
+#include "vidkv/quantization/cuda/column_scores_cuda.h"
 
 namespace vidkv {
 

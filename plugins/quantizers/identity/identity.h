@@ -24,10 +24,10 @@ struct IdentityParams {
   }
 };
 
-class Identity : public Quantizer {
+class IdentityQuantizer : public Quantizer {
  public:
   using Params = IdentityParams;
-  explicit Identity(const Params& params) : params_(params) { set_plugin_name("identity"); }
+  explicit IdentityQuantizer(const Params& params) : params_(params) { set_plugin_name("identity"); }
   const Params& params() const { return params_; }
 
   PackedLayout layout(const BlockShape& shape, const TokenContext& ctx) const override;

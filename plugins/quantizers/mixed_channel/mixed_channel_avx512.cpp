@@ -2,8 +2,8 @@
 
 #include <vector>
 
-#include "vidkv/plugins/quantizers/simd/avx512_support.h"
-#include "vidkv/plugins/quantizers/simd/cpu_features.h"
+#include "vidkv/quantization/simd/avx512_support.h"
+#include "vidkv/quantization/simd/cpu_features.h"
 
 namespace vidkv::mixed_channel_avx512 {
 

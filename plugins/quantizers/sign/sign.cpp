@@ -48,18 +48,18 @@ void inverse_fft(CpuImplementation impl, SignFft kind, const float* in, std::int
 
 }  // namespace
 
-Sign::Sign(const Params& params, CpuImplementation implementation)
+SignQuantizer::SignQuantizer(const Params& params, CpuImplementation implementation)
     : params_(params), implementation_(implementation) {
   VIDKV_REQUIRE(params.group >= 1, ConfigError, "sign: group = ", params.group, " must be >= 1");
   set_plugin_name("sign");
 }
 
-group_format::GroupGrid Sign::grid(const BlockShape& shape) const {
+group_format::GroupGrid SignQuantizer::grid(const BlockShape& shape) const {
   const std::int64_t width = params_.fft == SignFft::off ? shape.channels : fft_components(params_.fft, shape.channels);
   return group_format::make_group_grid(params_.axis, shape.heads, shape.tokens, width, params_.group);
 }
 
-PackedLayout Sign::layout(const BlockShape& shape, const TokenContext&) const {
+PackedLayout SignQuantizer::layout(const BlockShape& shape, const TokenContext&) const {
   const auto g = grid(shape);
   PackedLayout l(shape.elements(), sign_format::kBits);
   l.add("codes", SectionKind::codes, sign_format::codes_bytes(params_.layout, g));
@@ -69,7 +69,7 @@ PackedLayout Sign::layout(const BlockShape& shape, const TokenContext&) const {
   return l;
 }
 
-void Sign::encode(const float* in, const BlockShape& shape, const TokenContext& ctx, std::uint8_t* out) const {
+void SignQuantizer::encode(const float* in, const BlockShape& shape, const TokenContext& ctx, std::uint8_t* out) const {
   const auto g = grid(shape);
   const DType sd = params_.scale_dtype;
   std::memset(out, 0, layout(shape, ctx).bytes());
@@ -101,7 +101,7 @@ void Sign::encode(const float* in, const BlockShape& shape, const TokenContext& 
   }
 }
 
-void Sign::decode(const std::uint8_t* in, const BlockShape& shape, const TokenContext&, float* out) const {
+void SignQuantizer::decode(const std::uint8_t* in, const BlockShape& shape, const TokenContext&, float* out) const {
   const auto g = grid(shape);
   const ThreadScratch transformed(params_.fft != SignFft::off ? static_cast<std::size_t>(g.heads * g.head_stride) : 0);
   float* values = out;
@@ -114,7 +114,7 @@ void Sign::decode(const std::uint8_t* in, const BlockShape& shape, const TokenCo
   if (params_.fft != SignFft::off) inverse_fft(implementation_, params_.fft, values, shape.heads * shape.tokens, shape.channels, out);
 }
 
-void Sign::decode_values_reference(const std::uint8_t* in, const group_format::GroupGrid& g, float* values) const {
+void SignQuantizer::decode_values_reference(const std::uint8_t* in, const group_format::GroupGrid& g, float* values) const {
   const DType sd = params_.scale_dtype;
   const std::uint8_t* codes = in;
   const std::uint8_t* scales = codes + sign_format::codes_bytes(params_.layout, g);
@@ -179,7 +179,7 @@ sign_cuda::Config cuda_config(const SignParams& p) {
 }
 }  // namespace
 
-bool Sign::supports(Device device, const BlockShape& shape, std::string* why) const {
+bool SignQuantizer::supports(Device device, const BlockShape& shape, std::string* why) const {
   if (!Quantizer::supports(device, shape, why)) return false;
   if (device != Device::cuda || params_.fft == SignFft::off) return true;
   std::int64_t n = shape.channels, largest = 1;
@@ -197,7 +197,7 @@ bool Sign::supports(Device device, const BlockShape& shape, std::string* why) co
   return false;
 }
 
-KernelTier Sign::tier(Device device, const BlockShape& shape) const {
+KernelTier SignQuantizer::tier(Device device, const BlockShape& shape) const {
   if (device == Device::cuda) {
     const auto p = sign_cuda::path(cuda_config(params_), shape);
     return {sign_cuda::tier_name(p), p == sign_cuda::Path::exact};
@@ -213,12 +213,12 @@ KernelTier Sign::tier(Device device, const BlockShape& shape) const {
 }
 
 #ifdef VIDKV_WITH_CUDA
-void Sign::encode_cuda(const TensorView& in, const BlockShape& shape, const TokenContext&, std::uint8_t* out,
+void SignQuantizer::encode_cuda(const TensorView& in, const BlockShape& shape, const TokenContext&, std::uint8_t* out,
                        void* stream) const {
   sign_cuda::encode(cuda_config(params_), in.data, in.dtype, shape, out, stream);
 }
 
-void Sign::decode_cuda(const std::uint8_t* in, const BlockShape& shape, const TokenContext&, const TensorView& out,
+void SignQuantizer::decode_cuda(const std::uint8_t* in, const BlockShape& shape, const TokenContext&, const TensorView& out,
                        void* stream) const {
   sign_cuda::decode(cuda_config(params_), in, shape, out.data, out.dtype, stream);
 }
@@ -234,14 +234,14 @@ BlockShape channel_subset(const TensorView& v, const std::int32_t* index, std::i
 }
 }  // namespace
 
-void Sign::encode_cuda_channels(const TensorView& in, const std::int32_t* index, std::int64_t k, const TokenContext&,
+void SignQuantizer::encode_cuda_channels(const TensorView& in, const std::int32_t* index, std::int64_t k, const TokenContext&,
                                 std::uint8_t* out, void* stream) const {
   const BlockShape shape = channel_subset(in, index, k, "sign encode (channels)");
   sign_cuda::encode(cuda_config(params_), in.data, in.dtype, shape, out, stream,
                     sign_cuda::Channels{index, block_shape_of(in, "sign encode (channels)").channels});
 }
 
-void Sign::decode_cuda_channels(const std::uint8_t* in, const std::int32_t* index, std::int64_t k, const TokenContext&,
+void SignQuantizer::decode_cuda_channels(const std::uint8_t* in, const std::int32_t* index, std::int64_t k, const TokenContext&,
                                 const TensorView& out, void* stream) const {
   const BlockShape shape = channel_subset(out, index, k, "sign decode (channels)");
   sign_cuda::decode(cuda_config(params_), in, shape, out.data, out.dtype, stream,
@@ -250,7 +250,7 @@ void Sign::decode_cuda_channels(const std::uint8_t* in, const std::int32_t* inde
 #endif
 
 void register_sign(PluginRegistry& registry) {
-  registry.add<Sign>("sign", "VidKV 1-bit: sign bit and mean-|x| scale per group, optionally on the channel FFT");
+  registry.add<SignQuantizer>("sign", "VidKV 1-bit: sign bit and mean-|x| scale per group, optionally on the channel FFT");
 }
 
 }  // namespace vidkv

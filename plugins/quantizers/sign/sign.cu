@@ -11,11 +11,11 @@
 
 #include "vidkv/core/cuda/device_memory.h"
 #include "vidkv/core/error.h"
-#include "vidkv/plugins/quantizers/group_cuda.cuh"
 #include "vidkv/plugins/quantizers/sign/sign_cuda.h"
 #include "vidkv/plugins/quantizers/sign/sign_fft_bins.h"
 #include "vidkv/plugins/quantizers/sign/sign_fft_tile.h"
 #include "vidkv/plugins/quantizers/sign/sign_format.h"
+#include "vidkv/quantization/cuda/group_cuda.cuh"
 
 namespace vidkv::sign_cuda {
 

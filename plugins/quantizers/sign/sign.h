@@ -32,9 +32,9 @@
 #include "vidkv/core/dtype.h"
 #include "vidkv/core/plugin_registry.h"
 #include "vidkv/core/quantizer.h"
-#include "vidkv/plugins/quantizers/group_format.h"
 #include "vidkv/plugins/quantizers/sign/sign_fft.h"
 #include "vidkv/plugins/quantizers/sign/sign_format.h"
+#include "vidkv/quantization/group_format.h"
 
 namespace vidkv {
 
@@ -71,10 +71,10 @@ struct SignParams {
   }
 };
 
-class Sign : public Quantizer {
+class SignQuantizer : public Quantizer {
  public:
   using Params = SignParams;
-  explicit Sign(const Params& params, CpuImplementation implementation = CpuImplementation::optimized);
+  explicit SignQuantizer(const Params& params, CpuImplementation implementation = CpuImplementation::optimized);
   const Params& params() const { return params_; }
 
   PackedLayout layout(const BlockShape& shape, const TokenContext& ctx) const override;

@@ -9,8 +9,8 @@
 
 #include <algorithm>
 
-#include "vidkv/plugins/quantizers/simd/avx512_support.h"
-#include "vidkv/plugins/quantizers/simd/cpu_features.h"
+#include "vidkv/quantization/simd/avx512_support.h"
+#include "vidkv/quantization/simd/cpu_features.h"
 
 namespace vidkv::sign_avx512 {
 

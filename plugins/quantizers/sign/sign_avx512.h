@@ -6,8 +6,8 @@
 #include <cstdint>
 
 #include "vidkv/core/dtype.h"
-#include "vidkv/plugins/quantizers/group_format.h"
 #include "vidkv/plugins/quantizers/sign/sign_format.h"
+#include "vidkv/quantization/group_format.h"
 
 namespace vidkv::sign_avx512 {
 

@@ -1,6 +1,6 @@
-// sign on CUDA: the kernels behind Sign::encode_cuda / decode_cuda (sign.cu; the path choice, fused_tile_tokens ..
+// sign on CUDA: the kernels behind SignQuantizer::encode_cuda / decode_cuda (sign.cu; the path choice, fused_tile_tokens ..
 // tier_name, is host code in sign.cpp, in every build). Host-only declarations, no CUDA headers. Three paths,
-// chosen per call by path() (a pure function of the configuration and the shape), and named by Sign::tier():
+// chosen per call by path() (a pure function of the configuration and the shape), and named by SignQuantizer::tier():
 //
 //   fft off ("sign:cuda", exact): bytes bit-identical to the CPU reference. One thread per group (axis channel:
 //     consecutive threads take consecutive channels of the same tokens, coalesced); the group's sum of |x| is
@@ -40,9 +40,9 @@
 
 #include "vidkv/core/dtype.h"
 #include "vidkv/core/tensor_view.h"
-#include "vidkv/plugins/quantizers/group_format.h"
 #include "vidkv/plugins/quantizers/sign/sign_fft.h"
 #include "vidkv/plugins/quantizers/sign/sign_format.h"
+#include "vidkv/quantization/group_format.h"
 
 namespace vidkv::sign_cuda {
 

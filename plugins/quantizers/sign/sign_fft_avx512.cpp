@@ -46,7 +46,7 @@
 #include <cmath>
 #include <cstring>
 
-#include "vidkv/plugins/quantizers/simd/cpu_features.h"
+#include "vidkv/quantization/simd/cpu_features.h"
 
 #if defined(VIDKV_HAVE_AVX512_KERNELS) && defined(__AVX512F__)
 #include <immintrin.h>

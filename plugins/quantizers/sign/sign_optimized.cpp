@@ -9,11 +9,11 @@
 #include <cmath>
 #include <vector>
 
-#include "vidkv/plugins/quantizers/code_stream.h"
-#include "vidkv/plugins/quantizers/cpu_dispatch.h"
-#include "vidkv/plugins/quantizers/group_kernels.h"
 #include "vidkv/plugins/quantizers/sign/sign.h"
 #include "vidkv/plugins/quantizers/sign/sign_avx512.h"
+#include "vidkv/quantization/code_stream.h"
+#include "vidkv/quantization/cpu_dispatch.h"
+#include "vidkv/quantization/group_kernels.h"
 
 namespace vidkv {
 
@@ -45,7 +45,7 @@ void sign_values(const std::uint8_t* __restrict q, const float* __restrict s, bo
 
 }  // namespace
 
-void Sign::encode_values_optimized(const float* values, const group_format::GroupGrid& g, std::uint8_t* out) const {
+void SignQuantizer::encode_values_optimized(const float* values, const group_format::GroupGrid& g, std::uint8_t* out) const {
   const DType sd = params_.scale_dtype;
   const group_format::CodeLayout layout = params_.layout;
   if (sign_avx512::applies(g, params_.axis, sd)) return sign_avx512::encode(values, g, sd, layout, out);
@@ -97,7 +97,7 @@ void Sign::encode_values_optimized(const float* values, const group_format::Grou
   }
 }
 
-void Sign::decode_values_optimized(const std::uint8_t* in, const group_format::GroupGrid& g, float* values) const {
+void SignQuantizer::decode_values_optimized(const std::uint8_t* in, const group_format::GroupGrid& g, float* values) const {
   const DType sd = params_.scale_dtype;
   const group_format::CodeLayout layout = params_.layout;
   if (sign_avx512::applies(g, params_.axis, sd))

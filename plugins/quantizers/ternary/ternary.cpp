@@ -15,7 +15,7 @@ namespace vidkv {
 using ternary_format::Packing;
 using ternary_format::Reconstruction;
 
-Ternary::Ternary(const Params& params, CpuImplementation implementation)
+TernaryQuantizer::TernaryQuantizer(const Params& params, CpuImplementation implementation)
     : params_(params), implementation_(implementation) {
   VIDKV_REQUIRE(params.group >= 1, ConfigError, "ternary: group = ", params.group, " must be >= 1");
   VIDKV_REQUIRE(params.gamma >= 0.0 && params.gamma <= 4.0, ConfigError, "ternary: gamma = ", params.gamma,
@@ -23,11 +23,11 @@ Ternary::Ternary(const Params& params, CpuImplementation implementation)
   set_plugin_name("ternary");
 }
 
-group_format::GroupGrid Ternary::grid(const BlockShape& shape) const {
+group_format::GroupGrid TernaryQuantizer::grid(const BlockShape& shape) const {
   return group_format::make_group_grid(params_.axis, shape.heads, shape.tokens, shape.channels, params_.group);
 }
 
-PackedLayout Ternary::layout(const BlockShape& shape, const TokenContext&) const {
+PackedLayout TernaryQuantizer::layout(const BlockShape& shape, const TokenContext&) const {
   const auto g = grid(shape);
   const DType sd = params_.scale_dtype;
   PackedLayout l(shape.elements(), std::log2(3.0));
@@ -38,7 +38,7 @@ PackedLayout Ternary::layout(const BlockShape& shape, const TokenContext&) const
   return l;
 }
 
-void Ternary::encode(const float* in, const BlockShape& shape, const TokenContext& ctx, std::uint8_t* out) const {
+void TernaryQuantizer::encode(const float* in, const BlockShape& shape, const TokenContext& ctx, std::uint8_t* out) const {
   const auto g = grid(shape);
   const DType sd = params_.scale_dtype;
   const Packing p = params_.packing;
@@ -78,7 +78,7 @@ void Ternary::encode(const float* in, const BlockShape& shape, const TokenContex
   }
 }
 
-void Ternary::decode(const std::uint8_t* in, const BlockShape& shape, const TokenContext&, float* out) const {
+void TernaryQuantizer::decode(const std::uint8_t* in, const BlockShape& shape, const TokenContext&, float* out) const {
   if (implementation_ == CpuImplementation::optimized) return decode_optimized(in, shape, out);
   const auto g = grid(shape);
   const DType sd = params_.scale_dtype;
@@ -97,7 +97,7 @@ void Ternary::decode(const std::uint8_t* in, const BlockShape& shape, const Toke
   }
 }
 
-KernelTier Ternary::tier(Device device, const BlockShape& shape) const {
+KernelTier TernaryQuantizer::tier(Device device, const BlockShape& shape) const {
   if (device == Device::cuda) return {plugin_name() + ":cuda", true};
   if (implementation_ == CpuImplementation::reference) return {plugin_name() + ":reference", true};
   const bool avx = ternary_avx512::applies(grid(shape), params_.axis, params_.reconstruction, params_.packing);
@@ -111,19 +111,19 @@ ternary_cuda::Config cuda_config(const TernaryParams& p) {
 }
 }  // namespace
 
-void Ternary::encode_cuda(const TensorView& in, const BlockShape& shape, const TokenContext&, std::uint8_t* out,
+void TernaryQuantizer::encode_cuda(const TensorView& in, const BlockShape& shape, const TokenContext&, std::uint8_t* out,
                           void* stream) const {
   ternary_cuda::encode(cuda_config(params_), in.data, in.dtype, shape, out, stream);
 }
 
-void Ternary::decode_cuda(const std::uint8_t* in, const BlockShape& shape, const TokenContext&, const TensorView& out,
+void TernaryQuantizer::decode_cuda(const std::uint8_t* in, const BlockShape& shape, const TokenContext&, const TensorView& out,
                           void* stream) const {
   ternary_cuda::decode(cuda_config(params_), in, shape, out.data, out.dtype, stream);
 }
 #endif
 
 void register_ternary(PluginRegistry& registry) {
-  registry.add<Ternary>("ternary", "VidKV 1.58-bit: t in {-1, 0, +1} with dead zone gamma * mean|x| per group");
+  registry.add<TernaryQuantizer>("ternary", "VidKV 1.58-bit: t in {-1, 0, +1} with dead zone gamma * mean|x| per group");
 }
 
 }  // namespace vidkv

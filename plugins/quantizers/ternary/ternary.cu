@@ -2,9 +2,9 @@
 #include <cuda_runtime.h>
 
 #include "vidkv/core/cuda/device_memory.h"
-#include "vidkv/plugins/quantizers/group_cuda.cuh"
-#include "vidkv/plugins/quantizers/group_cuda_io.cuh"
 #include "vidkv/plugins/quantizers/ternary/ternary_cuda.h"
+#include "vidkv/quantization/cuda/group_cuda.cuh"
+#include "vidkv/quantization/cuda/group_cuda_io.cuh"
 
 namespace vidkv::ternary_cuda {
 

@@ -24,8 +24,8 @@
 #include "vidkv/core/dtype.h"
 #include "vidkv/core/plugin_registry.h"
 #include "vidkv/core/quantizer.h"
-#include "vidkv/plugins/quantizers/group_format.h"
 #include "vidkv/plugins/quantizers/ternary/ternary_format.h"
+#include "vidkv/quantization/group_format.h"
 
 namespace vidkv {
 
@@ -60,10 +60,10 @@ struct TernaryParams {
   }
 };
 
-class Ternary : public Quantizer {
+class TernaryQuantizer : public Quantizer {
  public:
   using Params = TernaryParams;
-  explicit Ternary(const Params& params, CpuImplementation implementation = CpuImplementation::optimized);
+  explicit TernaryQuantizer(const Params& params, CpuImplementation implementation = CpuImplementation::optimized);
   const Params& params() const { return params_; }
 
   PackedLayout layout(const BlockShape& shape, const TokenContext& ctx) const override;

@@ -18,8 +18,8 @@
 
 #include "vidkv/core/bit_packing.h"
 #include "vidkv/core/thread_scratch.h"
-#include "vidkv/plugins/quantizers/simd/avx512_support.h"
-#include "vidkv/plugins/quantizers/simd/cpu_features.h"
+#include "vidkv/quantization/simd/avx512_support.h"
+#include "vidkv/quantization/simd/cpu_features.h"
 
 namespace vidkv::ternary_avx512 {
 

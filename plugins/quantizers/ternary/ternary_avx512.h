@@ -5,8 +5,8 @@
 
 #include <cstdint>
 
-#include "vidkv/plugins/quantizers/group_format.h"
 #include "vidkv/plugins/quantizers/ternary/ternary_format.h"
+#include "vidkv/quantization/group_format.h"
 
 namespace vidkv::ternary_avx512 {
 

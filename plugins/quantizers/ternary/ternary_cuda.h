@@ -1,4 +1,4 @@
-// ternary on CUDA: the kernels behind Ternary::encode_cuda / decode_cuda (ternary.cu). Host-only declarations.
+// ternary on CUDA: the kernels behind TernaryQuantizer::encode_cuda / decode_cuda (ternary.cu). Host-only declarations.
 // Bytes bit-identical to the CPU reference (ternary.cpp): each group's sums of |x| are accumulated in double in the
 // reference's order by one thread, the dead-zone comparisons are the reference's (ternary_format::ternarize).
 //
@@ -13,8 +13,8 @@
 
 #include "vidkv/core/dtype.h"
 #include "vidkv/core/tensor_view.h"
-#include "vidkv/plugins/quantizers/group_format.h"
 #include "vidkv/plugins/quantizers/ternary/ternary_format.h"
+#include "vidkv/quantization/group_format.h"
 
 namespace vidkv::ternary_cuda {
 

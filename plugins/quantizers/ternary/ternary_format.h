@@ -15,7 +15,7 @@
 #include "vidkv/core/bit_packing.h"
 #include "vidkv/core/dtype.h"
 #include "vidkv/core/host_device.h"
-#include "vidkv/plugins/quantizers/group_format.h"
+#include "vidkv/quantization/group_format.h"
 
 namespace vidkv::ternary_format {
 

@@ -11,11 +11,11 @@
 #include <cmath>
 #include <vector>
 
-#include "vidkv/plugins/quantizers/code_stream.h"
-#include "vidkv/plugins/quantizers/cpu_dispatch.h"
-#include "vidkv/plugins/quantizers/group_kernels.h"
 #include "vidkv/plugins/quantizers/ternary/ternary.h"
 #include "vidkv/plugins/quantizers/ternary/ternary_avx512.h"
+#include "vidkv/quantization/code_stream.h"
+#include "vidkv/quantization/cpu_dispatch.h"
+#include "vidkv/quantization/group_kernels.h"
 
 namespace vidkv {
 
@@ -86,7 +86,7 @@ void get_run(Packing p, const std::uint8_t* codes, const group_format::GroupGrid
 
 }  // namespace
 
-void Ternary::encode_optimized(const float* in, const BlockShape& shape, std::uint8_t* out) const {
+void TernaryQuantizer::encode_optimized(const float* in, const BlockShape& shape, std::uint8_t* out) const {
   const auto g = grid(shape);
   const DType sd = params_.scale_dtype;
   const Packing p = params_.packing;
@@ -164,7 +164,7 @@ void Ternary::encode_optimized(const float* in, const BlockShape& shape, std::ui
   }
 }
 
-void Ternary::decode_optimized(const std::uint8_t* in, const BlockShape& shape, float* out) const {
+void TernaryQuantizer::decode_optimized(const std::uint8_t* in, const BlockShape& shape, float* out) const {
   const auto g = grid(shape);
   const DType sd = params_.scale_dtype;
   const Packing p = params_.packing;

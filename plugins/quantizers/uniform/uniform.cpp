@@ -7,9 +7,9 @@
 #include <string>
 
 #include "vidkv/core/error.h"
-#include "vidkv/plugins/quantizers/uniform/uniform_avx512.h"
 #include "vidkv/plugins/quantizers/uniform/uniform_cuda.h"
 #include "vidkv/plugins/quantizers/uniform/uniform_format.h"
+#include "vidkv/plugins/quantizers/uniform/uniform_kernels.h"
 
 namespace vidkv {
 
@@ -32,7 +32,7 @@ void UniformParams::validate(const ConfigNode& node) const {
   }
 }
 
-Uniform::Uniform(const Params& params, CpuImplementation implementation)
+UniformQuantizer::UniformQuantizer(const Params& params, CpuImplementation implementation)
     : params_(params), implementation_(implementation) {
   VIDKV_REQUIRE(params.bits >= 1 && params.bits <= 8, ConfigError, "uniform: bits = ", params.bits, " is out of range [1, 8]");
   VIDKV_REQUIRE(params.group >= 1, ConfigError, "uniform: group = ", params.group, " must be >= 1");
@@ -40,11 +40,11 @@ Uniform::Uniform(const Params& params, CpuImplementation implementation)
   set_plugin_name("uniform");
 }
 
-group_format::GroupGrid Uniform::grid(const BlockShape& shape) const {
+group_format::GroupGrid UniformQuantizer::grid(const BlockShape& shape) const {
   return group_format::make_group_grid(params_.axis, shape.heads, shape.tokens, shape.channels, params_.group);
 }
 
-PackedLayout Uniform::layout(const BlockShape& shape, const TokenContext&) const {
+PackedLayout UniformQuantizer::layout(const BlockShape& shape, const TokenContext&) const {
   const auto g = grid(shape);
   const auto bits = static_cast<unsigned>(params_.bits);
   PackedLayout l(shape.elements(), params_.bits);
@@ -54,14 +54,13 @@ PackedLayout Uniform::layout(const BlockShape& shape, const TokenContext&) const
   return l;
 }
 
-void Uniform::encode(const float* in, const BlockShape& shape, const TokenContext& ctx, std::uint8_t* out) const {
-  const auto g = grid(shape);
-  const auto bits = static_cast<unsigned>(params_.bits);
-  const DType sd = params_.scale_dtype;
-  std::memset(out, 0, layout(shape, ctx).bytes());
-  if (implementation_ == CpuImplementation::optimized) return encode_optimized(in, shape, out);
+namespace uniform_kernels {
+
+void encode_reference(const UniformParams& p, const group_format::GroupGrid& g, const float* in, std::uint8_t* out) {
+  const auto bits = static_cast<unsigned>(p.bits);
+  const DType sd = p.scale_dtype;
   std::uint8_t* codes = out;
-  std::uint8_t* scales = codes + uniform_format::codes_bytes(params_.layout, g, bits);
+  std::uint8_t* scales = codes + uniform_format::codes_bytes(p.layout, g, bits);
   std::uint8_t* mins = scales + uniform_format::scales_bytes(g, sd);
   for (std::int64_t h = 0; h < g.heads; ++h) {
     for (std::int64_t r = 0; r < g.rows; ++r) {
@@ -79,20 +78,18 @@ void Uniform::encode(const float* in, const BlockShape& shape, const TokenContex
         group_format::put_scalar(mins, g.group_index(h, r, gi), sd, stored_mn);
         for (std::int64_t j = j0; j < j0 + n; ++j) {
           const unsigned q = uniform_format::encode_value(in[g.block_offset(h, r, j)], scale, stored_mn, bits);
-          group_format::put_code(params_.layout, codes, g, bits, h, r, j, q);
+          group_format::put_code(p.layout, codes, g, bits, h, r, j, q);
         }
       }
     }
   }
 }
 
-void Uniform::decode(const std::uint8_t* in, const BlockShape& shape, const TokenContext&, float* out) const {
-  if (implementation_ == CpuImplementation::optimized) return decode_optimized(in, shape, out);
-  const auto g = grid(shape);
-  const auto bits = static_cast<unsigned>(params_.bits);
-  const DType sd = params_.scale_dtype;
+void decode_reference(const UniformParams& p, const group_format::GroupGrid& g, const std::uint8_t* in, float* out) {
+  const auto bits = static_cast<unsigned>(p.bits);
+  const DType sd = p.scale_dtype;
   const std::uint8_t* codes = in;
-  const std::uint8_t* scales = codes + uniform_format::codes_bytes(params_.layout, g, bits);
+  const std::uint8_t* scales = codes + uniform_format::codes_bytes(p.layout, g, bits);
   const std::uint8_t* mins = scales + uniform_format::scales_bytes(g, sd);
   for (std::int64_t h = 0; h < g.heads; ++h) {
     for (std::int64_t r = 0; r < g.rows; ++r) {
@@ -101,7 +98,7 @@ void Uniform::decode(const std::uint8_t* in, const BlockShape& shape, const Toke
         const float mn = group_format::get_scalar(mins, g.group_index(h, r, gi), sd);
         const std::int64_t j0 = gi * g.group, n = g.group_size(gi);
         for (std::int64_t j = j0; j < j0 + n; ++j) {
-          const unsigned q = group_format::get_code(params_.layout, codes, g, bits, h, r, j);
+          const unsigned q = group_format::get_code(p.layout, codes, g, bits, h, r, j);
           out[g.block_offset(h, r, j)] = uniform_format::decode_value(q, scale, mn);
         }
       }
@@ -109,11 +106,23 @@ void Uniform::decode(const std::uint8_t* in, const BlockShape& shape, const Toke
   }
 }
 
-KernelTier Uniform::tier(Device device, const BlockShape& shape) const {
-  if (device == Device::cuda) return {plugin_name() + ":cuda", true};
-  if (implementation_ == CpuImplementation::reference) return {plugin_name() + ":reference", true};
-  const bool avx = uniform_avx512::applies(grid(shape), static_cast<unsigned>(params_.bits), params_.scale_dtype);
-  return {plugin_name() + (avx ? ":avx512" : ":optimized"), true};
+}  // namespace uniform_kernels
+
+void UniformQuantizer::encode(const float* in, const BlockShape& shape, const TokenContext& ctx,
+                              std::uint8_t* out) const {
+  std::memset(out, 0, layout(shape, ctx).bytes());
+  const auto g = grid(shape);
+  uniform_kernels::choose(implementation_, params_, g).encode(params_, g, in, out);
+}
+
+void UniformQuantizer::decode(const std::uint8_t* in, const BlockShape& shape, const TokenContext&, float* out) const {
+  const auto g = grid(shape);
+  uniform_kernels::choose(implementation_, params_, g).decode(params_, g, in, out);
+}
+
+KernelTier UniformQuantizer::tier(Device device, const BlockShape& shape) const {
+  if (device == Device::cuda) return {plugin_name() + ":" + uniform_kernels::cuda_tier, true};
+  return {plugin_name() + ":" + uniform_kernels::choose(implementation_, params_, grid(shape)).tier, true};
 }
 
 #ifdef VIDKV_WITH_CUDA
@@ -123,19 +132,19 @@ uniform_cuda::Config cuda_config(const UniformParams& p) {
 }
 }  // namespace
 
-void Uniform::encode_cuda(const TensorView& in, const BlockShape& shape, const TokenContext&, std::uint8_t* out,
+void UniformQuantizer::encode_cuda(const TensorView& in, const BlockShape& shape, const TokenContext&, std::uint8_t* out,
                           void* stream) const {
   uniform_cuda::encode(cuda_config(params_), in.data, in.dtype, shape, out, stream);
 }
 
-void Uniform::decode_cuda(const std::uint8_t* in, const BlockShape& shape, const TokenContext&, const TensorView& out,
+void UniformQuantizer::decode_cuda(const std::uint8_t* in, const BlockShape& shape, const TokenContext&, const TensorView& out,
                           void* stream) const {
   uniform_cuda::decode(cuda_config(params_), in, shape, out.data, out.dtype, stream);
 }
 #endif
 
 void register_uniform(PluginRegistry& registry) {
-  registry.add<Uniform>("uniform", "asymmetric min/max b-bit quantization in groups of G (KIVI, VidKV 2-bit)");
+  registry.add<UniformQuantizer>("uniform", "asymmetric min/max b-bit quantization in groups of G (KIVI, VidKV 2-bit)");
 }
 
 }  // namespace vidkv

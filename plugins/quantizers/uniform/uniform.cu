@@ -2,10 +2,10 @@
 #include <cuda_runtime.h>
 
 #include "vidkv/core/cuda/device_memory.h"
-#include "vidkv/plugins/quantizers/group_cuda.cuh"
-#include "vidkv/plugins/quantizers/group_cuda_io.cuh"
 #include "vidkv/plugins/quantizers/uniform/uniform_cuda.h"
 #include "vidkv/plugins/quantizers/uniform/uniform_format.h"
+#include "vidkv/quantization/cuda/group_cuda.cuh"
+#include "vidkv/quantization/cuda/group_cuda_io.cuh"
 
 namespace vidkv::uniform_cuda {
 

@@ -32,7 +32,7 @@
 #include "vidkv/core/dtype.h"
 #include "vidkv/core/plugin_registry.h"
 #include "vidkv/core/quantizer.h"
-#include "vidkv/plugins/quantizers/group_format.h"
+#include "vidkv/quantization/group_format.h"
 
 namespace vidkv {
 
@@ -65,15 +65,18 @@ struct UniformParams {
   void check() const;
 };
 
-class Uniform : public Quantizer {
+class UniformQuantizer : public Quantizer {
  public:
   using Params = UniformParams;
-  explicit Uniform(const Params& params, CpuImplementation implementation = CpuImplementation::optimized);
+  explicit UniformQuantizer(const Params& params, CpuImplementation implementation = CpuImplementation::optimized);
   const Params& params() const { return params_; }
 
   PackedLayout layout(const BlockShape& shape, const TokenContext& ctx) const override;
   void encode(const float* in, const BlockShape& shape, const TokenContext& ctx, std::uint8_t* out) const override;
   void decode(const std::uint8_t* in, const BlockShape& shape, const TokenContext& ctx, float* out) const override;
+  // encode, decode and tier run / name the tier that uniform_kernels::choose picks (uniform_kernels.h: the table
+  // of implementations; the optimised tiers' bytes are identical to the reference: min, max, the division and
+  // round-half-even are exact, evaluated per element in the same order, only the loop order over groups changes).
   // cpu: "uniform:reference", "uniform:optimized" (portable) or "uniform:avx512"; cuda: "uniform:cuda". All exact.
   KernelTier tier(Device device, const BlockShape& shape) const override;
 
@@ -83,10 +86,6 @@ class Uniform : public Quantizer {
 
  private:
   group_format::GroupGrid grid(const BlockShape& shape) const;
-  // The optimised paths (uniform_optimized.cpp): bytes identical to the reference (min, max, the division and
-  // round-half-even are exact, evaluated per element in the same order; only the loop order over groups changes).
-  void encode_optimized(const float* in, const BlockShape& shape, std::uint8_t* out) const;
-  void decode_optimized(const std::uint8_t* in, const BlockShape& shape, float* out) const;
   Params params_;
   CpuImplementation implementation_;
 };

@@ -20,9 +20,9 @@
 
 #include <algorithm>
 
-#include "vidkv/plugins/quantizers/simd/avx512_support.h"
-#include "vidkv/plugins/quantizers/simd/cpu_features.h"
 #include "vidkv/plugins/quantizers/uniform/uniform_format.h"
+#include "vidkv/quantization/simd/avx512_support.h"
+#include "vidkv/quantization/simd/cpu_features.h"
 
 namespace vidkv::uniform_avx512 {
 

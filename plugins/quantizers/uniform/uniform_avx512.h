@@ -1,12 +1,12 @@
 // uniform: AVX-512 kernels of the optimised CPU path for the configurations KIVI and VidKV use (G = 32, bits in
 // {1, 2, 4, 8}, every group full: the grouped axis a multiple of 32). Same bytes and floats as the reference
-// (uniform.cpp); uniform_avx512.cpp says why. Called from uniform_optimized.cpp when simd::avx512_kernels().
+// (uniform.cpp); uniform_avx512.cpp says why. The "avx512" entry of uniform_kernels.h, chosen where applies().
 #pragma once
 
 #include <cstdint>
 
 #include "vidkv/core/dtype.h"
-#include "vidkv/plugins/quantizers/group_format.h"
+#include "vidkv/quantization/group_format.h"
 
 namespace vidkv::uniform_avx512 {
 

@@ -1,4 +1,4 @@
-// uniform on CUDA: the kernels behind Uniform::encode_cuda / decode_cuda (uniform.cu). Host-only declarations, no
+// uniform on CUDA: the kernels behind UniformQuantizer::encode_cuda / decode_cuda (uniform.cu). Host-only declarations, no
 // CUDA headers. Bytes bit-identical to the CPU reference (uniform.cpp): the same fp32 operations per element in
 // the same order (min/max are exact, stored_group() and encode_value() of uniform_format.h are shared), written
 // through the same format definitions (group_format.h).
@@ -15,7 +15,7 @@
 
 #include "vidkv/core/dtype.h"
 #include "vidkv/core/tensor_view.h"
-#include "vidkv/plugins/quantizers/group_format.h"
+#include "vidkv/quantization/group_format.h"
 
 namespace vidkv::uniform_cuda {
 

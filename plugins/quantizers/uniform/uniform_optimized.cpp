@@ -1,4 +1,4 @@
-// uniform: the optimised CPU path (CpuImplementation::optimized) of asymmetric min/max group quantization.
+// uniform: the portable optimised CPU tier (uniform_kernels.h "optimized") of asymmetric min/max group quantization.
 // Same bytes as the reference in uniform.cpp, produced a tile at a time:
 //   axis channel: for each head and group of G tokens, the [G, channels] tile is read row by row (contiguous),
 //                 min/max/codes are computed for all channels at once (vectorised across channels, each channel's
@@ -11,13 +11,13 @@
 #include <algorithm>
 #include <vector>
 
-#include "vidkv/plugins/quantizers/code_stream.h"
-#include "vidkv/plugins/quantizers/cpu_dispatch.h"
-#include "vidkv/plugins/quantizers/group_kernels.h"
-#include "vidkv/plugins/quantizers/half_convert.h"
 #include "vidkv/plugins/quantizers/uniform/uniform.h"
-#include "vidkv/plugins/quantizers/uniform/uniform_avx512.h"
 #include "vidkv/plugins/quantizers/uniform/uniform_format.h"
+#include "vidkv/plugins/quantizers/uniform/uniform_kernels.h"
+#include "vidkv/quantization/code_stream.h"
+#include "vidkv/quantization/cpu_dispatch.h"
+#include "vidkv/quantization/group_kernels.h"
+#include "vidkv/quantization/half_convert.h"
 
 namespace vidkv {
 
@@ -106,18 +106,17 @@ void saturate_unfit(std::uint8_t* scales, std::uint8_t* mins, std::int64_t first
 
 }  // namespace
 
-void Uniform::encode_optimized(const float* in, const BlockShape& shape, std::uint8_t* out) const {
-  const auto g = grid(shape);
-  const auto bits = static_cast<unsigned>(params_.bits);
-  const DType sd = params_.scale_dtype;
-  if (uniform_avx512::applies(g, bits, sd)) return uniform_avx512::encode(in, g, params_.axis, bits, sd, params_.layout, out);
+void uniform_kernels::encode_optimized(const UniformParams& p, const group_format::GroupGrid& g, const float* in,
+                                       std::uint8_t* out) {
+  const auto bits = static_cast<unsigned>(p.bits);
+  const DType sd = p.scale_dtype;
   const float top = static_cast<float>(uniform_format::max_code(bits));
   std::uint8_t* codes = out;
-  std::uint8_t* scales = codes + uniform_format::codes_bytes(params_.layout, g, bits);
+  std::uint8_t* scales = codes + uniform_format::codes_bytes(p.layout, g, bits);
   std::uint8_t* mins = scales + uniform_format::scales_bytes(g, sd);
   const std::int64_t groups_per_row = g.groups_per_row();  // hoisted: GroupGrid computes it with a division
-  if (params_.axis == GroupAxis::channel) {
-    const std::int64_t width = shape.channels;  // rows of the grid = channels, contiguous in a token row
+  if (p.axis == GroupAxis::channel) {
+    const std::int64_t width = g.rows;  // rows of the grid = channels, contiguous in a token row
     const auto w = static_cast<std::size_t>(width);
     std::vector<float> mn(w), mx(w), raw_scale(w), scale(w), stored_mn(w);
     std::vector<std::uint16_t> half_bits(w);
@@ -131,7 +130,7 @@ void Uniform::encode_optimized(const float* in, const BlockShape& shape, std::ui
         group_kernels::column_min_max(base, n, width, width, mn.data(), mx.data());
         for (std::size_t c = 0; c < w; ++c) {
           raw_scale[c] = (mx[c] - mn[c]) / top;
-          col_bit[c] = code_stream::code_bit(params_.layout, g, bits, h, static_cast<std::int64_t>(c), j0);
+          col_bit[c] = code_stream::code_bit(p.layout, g, bits, h, static_cast<std::int64_t>(c), j0);
         }
         // Channel c's group gi has group_index (h * width + c) * groups_per_row + gi.
         store_batch(scales, h * width * groups_per_row + gi, groups_per_row, sd, raw_scale.data(), width, half_bits.data(),
@@ -174,22 +173,21 @@ void Uniform::encode_optimized(const float* in, const BlockShape& shape, std::ui
         group_kernels::fill(row_mn.data() + j0, n, group_stored_mn[static_cast<std::size_t>(gi)]);
       }
       codes_of(x, row_scale.data(), row_mn.data(), top, g.length, row.data());
-      code_stream::write_codes(codes, code_stream::code_bit(params_.layout, g, bits, h, r, 0), row.data(), g.length, bits);
+      code_stream::write_codes(codes, code_stream::code_bit(p.layout, g, bits, h, r, 0), row.data(), g.length, bits);
     }
   }
 }
 
-void Uniform::decode_optimized(const std::uint8_t* in, const BlockShape& shape, float* out) const {
-  const auto g = grid(shape);
-  const auto bits = static_cast<unsigned>(params_.bits);
-  const DType sd = params_.scale_dtype;
-  if (uniform_avx512::applies(g, bits, sd)) return uniform_avx512::decode(in, g, params_.axis, bits, sd, params_.layout, out);
+void uniform_kernels::decode_optimized(const UniformParams& p, const group_format::GroupGrid& g, const std::uint8_t* in,
+                                       float* out) {
+  const auto bits = static_cast<unsigned>(p.bits);
+  const DType sd = p.scale_dtype;
   const std::uint8_t* codes = in;
-  const std::uint8_t* scales = codes + uniform_format::codes_bytes(params_.layout, g, bits);
+  const std::uint8_t* scales = codes + uniform_format::codes_bytes(p.layout, g, bits);
   const std::uint8_t* mins = scales + uniform_format::scales_bytes(g, sd);
   const std::int64_t groups_per_row = g.groups_per_row();
-  if (params_.axis == GroupAxis::channel) {
-    const std::int64_t width = shape.channels;
+  if (p.axis == GroupAxis::channel) {
+    const std::int64_t width = g.rows;  // the channels
     const auto w = static_cast<std::size_t>(width);
     std::vector<float> scale(w), mn(w);
     std::vector<std::uint16_t> half_bits(w);
@@ -202,7 +200,7 @@ void Uniform::decode_optimized(const std::uint8_t* in, const BlockShape& shape, 
         load_batch(scales, h * width * groups_per_row + gi, groups_per_row, sd, width, half_bits.data(), scale.data());
         load_batch(mins, h * width * groups_per_row + gi, groups_per_row, sd, width, half_bits.data(), mn.data());
         for (std::size_t c = 0; c < w; ++c)
-          col_bit[c] = code_stream::code_bit(params_.layout, g, bits, h, static_cast<std::int64_t>(c), j0);
+          col_bit[c] = code_stream::code_bit(p.layout, g, bits, h, static_cast<std::int64_t>(c), j0);
         code_stream::read_columns(codes, tile.data(), n, width, bits, col_bit.data(), scratch.data());
         float* base = out + h * g.head_stride + j0 * width;
         for (std::int64_t t = 0; t < n; ++t)
@@ -219,7 +217,7 @@ void Uniform::decode_optimized(const std::uint8_t* in, const BlockShape& shape, 
   std::vector<std::uint16_t> half_bits(gpr);
   for (std::int64_t h = 0; h < g.heads; ++h) {
     for (std::int64_t r = 0; r < g.rows; ++r) {
-      code_stream::read_codes(codes, code_stream::code_bit(params_.layout, g, bits, h, r, 0), row.data(), g.length, bits);
+      code_stream::read_codes(codes, code_stream::code_bit(p.layout, g, bits, h, r, 0), row.data(), g.length, bits);
       const std::int64_t first = (h * g.rows + r) * groups_per_row;
       load_batch(scales, first, 1, sd, groups_per_row, half_bits.data(), group_scale.data());
       load_batch(mins, first, 1, sd, groups_per_row, half_bits.data(), group_mn.data());

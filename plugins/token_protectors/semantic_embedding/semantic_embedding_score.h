@@ -8,7 +8,7 @@
 #include <cstdint>
 
 #include "vidkv/core/host_device.h"
-#include "vidkv/plugins/channel_selectors/column_scores.h"
+#include "vidkv/quantization/column_scores.h"
 
 namespace vidkv::semantic_embedding_score {
 

@@ -6,7 +6,7 @@
 #include <cstdint>
 
 #include "vidkv/core/dtype.h"
-#include "vidkv/plugins/quantizers/group_format.h"
+#include "vidkv/quantization/group_format.h"
 
 namespace vidkv::group_kernels {
 

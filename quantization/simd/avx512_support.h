@@ -1,4 +1,4 @@
-// Helpers shared by the AVX-512 kernels of the grouped quantizers (uniform/uniform_avx512.cpp,
+// Helpers shared by the AVX-512 kernels of the grouped quantizers (plugins/quantizers/: uniform/uniform_avx512.cpp,
 // sign/sign_avx512.cpp, ternary/ternary_avx512.cpp). Included only by *_avx512.cpp files, which plugins/CMakeLists.txt
 // compiles with -mavx512f -mavx512bw -mavx512dq -mavx512vl -mf16c; nothing here runs unless cpu_features.h says
 // the processor has those instruction sets.

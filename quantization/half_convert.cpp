@@ -1,4 +1,4 @@
-#include "vidkv/plugins/quantizers/half_convert.h"
+#include "vidkv/quantization/half_convert.h"
 
 #include "vidkv/core/dtype.h"
 

@@ -1,4 +1,4 @@
-#include "vidkv/plugins/quantizers/simd/cpu_features.h"
+#include "vidkv/quantization/simd/cpu_features.h"
 
 #include <cstdlib>
 #include <cstring>

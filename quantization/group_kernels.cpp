@@ -1,8 +1,8 @@
-#include "vidkv/plugins/quantizers/group_kernels.h"
+#include "vidkv/quantization/group_kernels.h"
 
 #include <cmath>
 
-#include "vidkv/plugins/quantizers/cpu_dispatch.h"
+#include "vidkv/quantization/cpu_dispatch.h"
 
 namespace vidkv::group_kernels {
 

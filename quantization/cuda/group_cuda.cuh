@@ -9,7 +9,7 @@
 
 #include "vidkv/core/dtype.h"
 #include "vidkv/core/error.h"
-#include "vidkv/plugins/quantizers/group_format.h"
+#include "vidkv/quantization/group_format.h"
 
 namespace vidkv::group_cuda {
 

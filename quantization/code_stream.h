@@ -11,7 +11,7 @@
 #include <cstddef>
 #include <cstdint>
 
-#include "vidkv/plugins/quantizers/group_format.h"
+#include "vidkv/quantization/group_format.h"
 
 namespace vidkv::code_stream {
 

@@ -1,10 +1,10 @@
 // The base3 reader of code_stream.h: a 243-entry table of the five digits of every byte value.
-#include "vidkv/plugins/quantizers/code_stream.h"
+#include "vidkv/quantization/code_stream.h"
 
 #include <array>
 #include <vector>
 
-#include "vidkv/plugins/quantizers/cpu_dispatch.h"
+#include "vidkv/quantization/cpu_dispatch.h"
 
 namespace vidkv::code_stream {
 

@@ -4,9 +4,9 @@
 #include <algorithm>
 
 #include "vidkv/core/cuda/device_memory.h"
-#include "vidkv/plugins/channel_selectors/column_scores.h"
-#include "vidkv/plugins/channel_selectors/column_scores_cuda.h"
-#include "vidkv/plugins/quantizers/group_cuda.cuh"
+#include "vidkv/quantization/column_scores.h"
+#include "vidkv/quantization/cuda/column_scores_cuda.h"
+#include "vidkv/quantization/cuda/group_cuda.cuh"
 
 namespace vidkv::column_scores_cuda {
 
