@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "vidkv/attention/decode_attention.h"
+#include "vidkv/core/bits_accounting.h"
 #include "vidkv/core/cache_lifecycle.h"
 #include "vidkv/core/cuda/cuda_device.h"
 #include "vidkv/core/cuda/device_memory.h"
@@ -185,6 +186,25 @@ PyLayout to_py(const PackedLayout& l) {
   PyLayout p{l.bytes(), l.elements(), l.nominal_bits(), l.effective_bits(), {}};
   for (const auto& s : l.sections()) p.sections.emplace_back(s.name, section_kind_name(s.kind), s.bytes);
   return p;
+}
+
+// core/bits_accounting.h over the key and value layouts of a cache (every layer, batch row, prompt): the bits
+// columns of a result row, as a dict.
+py::dict account_bits_py(const std::vector<PyLayout>& keys, const std::vector<PyLayout>& values, const std::string& dtype) {
+  const DType input = parse_dtype(dtype, "account_bits(): dtype");
+  StoredBits k, v;
+  for (const auto& l : keys) k += StoredBits::of(static_cast<double>(l.bytes), static_cast<double>(l.elements), l.nominal_bits);
+  for (const auto& l : values) v += StoredBits::of(static_cast<double>(l.bytes), static_cast<double>(l.elements), l.nominal_bits);
+  const BitsAccount a = account_bits(k, v, input);
+  py::dict d;
+  d["key_nominal_bits"] = a.key_nominal_bits;
+  d["value_nominal_bits"] = a.value_nominal_bits;
+  d["key_effective_bits"] = a.key_effective_bits;
+  d["value_effective_bits"] = a.value_effective_bits;
+  d["nominal_bits"] = a.nominal_bits;
+  d["effective_bits"] = a.effective_bits;
+  d["compression_ratio"] = a.compression_ratio;
+  return d;
 }
 
 class PyCodec {
@@ -688,6 +708,13 @@ PYBIND11_MODULE(_vidkv, m) {
         return "Layout(bytes=" + std::to_string(l.bytes) + ", nominal_bits=" + format_number(l.nominal_bits) +
                ", effective_bits=" + format_number(l.effective_bits) + ")";
       });
+
+  m.def("account_bits", &account_bits_py, py::arg("key_layouts"), py::arg("value_layouts"), py::arg("dtype"),
+        "Bits columns of a cache from the Layouts it stores (core/bits_accounting.h, the definition of vidkv run's "
+        "columns): {key_/value_nominal_bits, key_/value_effective_bits, nominal_bits, effective_bits, "
+        "compression_ratio}; effective = 8 * bytes / elements summed over the layouts, compression_ratio = bits of "
+        "`dtype` (the K/V as the model holds them: 'fp16', 'bf16', 'fp32' or the torch names) / effective_bits. "
+        "Raises vidkv.Error when either side holds no elements.");
 
   py::class_<PyCodec>(m, "Codec", "One quantizer pipeline (a YAML block), on float32 arrays [tokens, channels] or [heads, tokens, channels].")
       .def("layout", &PyCodec::layout, py::arg("shape"), "Exact layout for a shape; side data as keyword arguments.")
