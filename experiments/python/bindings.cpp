@@ -792,11 +792,26 @@ PYBIND11_MODULE(_vidkv, m) {
         }
         return out;
       })
+      .def_property_readonly("fft_rows", [](const CpuBenchResult& r) {
+        py::list out;
+        for (const auto& f : r.fft_rows) {
+          py::dict d;
+          d["preset"] = f.preset;
+          d["fft_tier"] = cpu_fft_tier_name(f.fft_tier);
+          d["key_tier"] = f.key_tier;
+          d["value_tier"] = f.value_tier;
+          d["encode_gbps"] = f.encode_gbps;
+          d["decode_gbps"] = f.decode_gbps;
+          d["encode_decode_gbps"] = f.encode_decode_gbps;
+          out.append(d);
+        }
+        return out;
+      })
       .def("markdown", [](const CpuBenchResult& r, const std::vector<double>& torch_gbps) {
         return cpu_bench_markdown(r, torch_gbps);
       }, py::arg("torch_gbps") = std::vector<double>{});
   m.def("cpu_bench", [](const std::string& shape, int threads, int layers, int repeats, const std::vector<std::string>& presets,
-                        const std::string& implementation, bool cpu_time) {
+                        const std::string& implementation, bool cpu_time, const std::vector<std::string>& fft_tiers) {
     CpuBenchOptions o;
     o.spec = bench_trace_spec(shape);
     o.threads = threads;
@@ -805,12 +820,15 @@ PYBIND11_MODULE(_vidkv, m) {
     o.presets = presets;
     o.implementation = parse_cpu_implementation(implementation);
     o.cpu_time = cpu_time;
+    o.fft_tiers.clear();
+    for (const auto& t : fft_tiers) o.fft_tiers.push_back(parse_cpu_fft_tier(t, "cpu_bench(): fft_tiers"));
     return without_gil([&] { return run_cpu_bench(o); });
   }, py::arg("shape") = "", py::arg("threads") = 1, py::arg("layers") = 0, py::arg("repeats") = 3,
         py::arg("presets") = std::vector<std::string>{"kivi-2", "vidkv-k1.5-v1.58"}, py::arg("implementation") = "optimized",
-        py::arg("cpu_time") = false,
+        py::arg("cpu_time") = false, py::arg("fft_tiers") = std::vector<std::string>{"avx512", "fftw-batched", "fftw"},
         "The C++ CPU replay bench of `vidkv bench` (experiments/src/cpu_bench.h); cpu_time: time by the process's CPU\n"
-        "time instead of the wall clock (`--clock cpu`).");
+        "time instead of the wall clock (`--clock cpu`); fft_tiers: the channel FFT tiers timed against each other\n"
+        "(`--fft-tiers`; [] for none).");
   py::class_<CudaBenchResult>(m, "CudaBenchResult")
       .def_readonly("device", &CudaBenchResult::device)
       .def_readonly("copy_gbps", &CudaBenchResult::copy_gbps)
