@@ -2,6 +2,8 @@
 
 #include <sstream>
 
+#include "vidkv/core/bits_accounting.h"
+
 namespace vidkv {
 
 const char* section_kind_name(SectionKind k) {
@@ -40,6 +42,10 @@ std::size_t PackedLayout::bytes() const {
   std::size_t n = 0;
   for (const auto& s : sections_) n += s.bytes;
   return n;
+}
+
+double PackedLayout::effective_bits() const {
+  return vidkv::effective_bits(static_cast<double>(bytes()), static_cast<double>(elements_));
 }
 
 std::size_t PackedLayout::bytes_of(SectionKind kind) const {

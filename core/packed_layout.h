@@ -2,7 +2,8 @@
 //
 // effective_bits = 8 * bytes / elements counts everything stored (codes, scales, zero points, channel masks,
 // protected-token masks, full-precision residual); nominal_bits follows the paper's convention (code bits only:
-// 1.5-bit keys = half 2-bit + half 1-bit, ternary = log2(3)).
+// 1.5-bit keys = half 2-bit + half 1-bit, ternary = log2(3)). Both as defined in core/bits_accounting.h, which also
+// sums layouts and accounts K and V together (compression ratio).
 #pragma once
 
 #include <cstddef>
@@ -38,7 +39,7 @@ class PackedLayout {
   std::size_t bytes() const;
   std::int64_t elements() const { return elements_; }
   double nominal_bits() const { return nominal_bits_; }
-  double effective_bits() const { return elements_ ? 8.0 * static_cast<double>(bytes()) / static_cast<double>(elements_) : 0.0; }
+  double effective_bits() const;  // bits_accounting.h: 8 * bytes() / elements(), 0 when elements() == 0
   std::size_t bytes_of(SectionKind kind) const;
   std::size_t offset_of(std::size_t section) const;
   const std::vector<PackedSection>& sections() const { return sections_; }

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "vidkv/attention/decode_attention.h"
+#include "vidkv/core/bits_accounting.h"
 #include "vidkv/core/cache_lifecycle.h"
 #include "vidkv/core/cuda/cuda_device.h"
 #include "vidkv/core/cuda/device_memory.h"
@@ -185,6 +186,25 @@ PyLayout to_py(const PackedLayout& l) {
   PyLayout p{l.bytes(), l.elements(), l.nominal_bits(), l.effective_bits(), {}};
   for (const auto& s : l.sections()) p.sections.emplace_back(s.name, section_kind_name(s.kind), s.bytes);
   return p;
+}
+
+// core/bits_accounting.h over the key and value layouts of a cache (every layer, batch row, prompt): the bits
+// columns of a result row, as a dict.
+py::dict account_bits_py(const std::vector<PyLayout>& keys, const std::vector<PyLayout>& values, const std::string& dtype) {
+  const DType input = parse_dtype(dtype, "account_bits(): dtype");
+  StoredBits k, v;
+  for (const auto& l : keys) k += StoredBits::of(static_cast<double>(l.bytes), static_cast<double>(l.elements), l.nominal_bits);
+  for (const auto& l : values) v += StoredBits::of(static_cast<double>(l.bytes), static_cast<double>(l.elements), l.nominal_bits);
+  const BitsAccount a = account_bits(k, v, input);
+  py::dict d;
+  d["key_nominal_bits"] = a.key_nominal_bits;
+  d["value_nominal_bits"] = a.value_nominal_bits;
+  d["key_effective_bits"] = a.key_effective_bits;
+  d["value_effective_bits"] = a.value_effective_bits;
+  d["nominal_bits"] = a.nominal_bits;
+  d["effective_bits"] = a.effective_bits;
+  d["compression_ratio"] = a.compression_ratio;
+  return d;
 }
 
 class PyCodec {
@@ -689,6 +709,13 @@ PYBIND11_MODULE(_vidkv, m) {
                ", effective_bits=" + format_number(l.effective_bits) + ")";
       });
 
+  m.def("account_bits", &account_bits_py, py::arg("key_layouts"), py::arg("value_layouts"), py::arg("dtype"),
+        "Bits columns of a cache from the Layouts it stores (core/bits_accounting.h, the definition of vidkv run's "
+        "columns): {key_/value_nominal_bits, key_/value_effective_bits, nominal_bits, effective_bits, "
+        "compression_ratio}; effective = 8 * bytes / elements summed over the layouts, compression_ratio = bits of "
+        "`dtype` (the K/V as the model holds them: 'fp16', 'bf16', 'fp32' or the torch names) / effective_bits. "
+        "Raises vidkv.Error when either side holds no elements.");
+
   py::class_<PyCodec>(m, "Codec", "One quantizer pipeline (a YAML block), on float32 arrays [tokens, channels] or [heads, tokens, channels].")
       .def("layout", &PyCodec::layout, py::arg("shape"), "Exact layout for a shape; side data as keyword arguments.")
       .def("encode", &PyCodec::encode, py::arg("x"), "Packed bytes of x.")
@@ -765,11 +792,26 @@ PYBIND11_MODULE(_vidkv, m) {
         }
         return out;
       })
+      .def_property_readonly("fft_rows", [](const CpuBenchResult& r) {
+        py::list out;
+        for (const auto& f : r.fft_rows) {
+          py::dict d;
+          d["preset"] = f.preset;
+          d["fft_tier"] = cpu_fft_tier_name(f.fft_tier);
+          d["key_tier"] = f.key_tier;
+          d["value_tier"] = f.value_tier;
+          d["encode_gbps"] = f.encode_gbps;
+          d["decode_gbps"] = f.decode_gbps;
+          d["encode_decode_gbps"] = f.encode_decode_gbps;
+          out.append(d);
+        }
+        return out;
+      })
       .def("markdown", [](const CpuBenchResult& r, const std::vector<double>& torch_gbps) {
         return cpu_bench_markdown(r, torch_gbps);
       }, py::arg("torch_gbps") = std::vector<double>{});
   m.def("cpu_bench", [](const std::string& shape, int threads, int layers, int repeats, const std::vector<std::string>& presets,
-                        const std::string& implementation, bool cpu_time) {
+                        const std::string& implementation, bool cpu_time, const std::vector<std::string>& fft_tiers) {
     CpuBenchOptions o;
     o.spec = bench_trace_spec(shape);
     o.threads = threads;
@@ -778,12 +820,15 @@ PYBIND11_MODULE(_vidkv, m) {
     o.presets = presets;
     o.implementation = parse_cpu_implementation(implementation);
     o.cpu_time = cpu_time;
+    o.fft_tiers.clear();
+    for (const auto& t : fft_tiers) o.fft_tiers.push_back(parse_cpu_fft_tier(t, "cpu_bench(): fft_tiers"));
     return without_gil([&] { return run_cpu_bench(o); });
   }, py::arg("shape") = "", py::arg("threads") = 1, py::arg("layers") = 0, py::arg("repeats") = 3,
         py::arg("presets") = std::vector<std::string>{"kivi-2", "vidkv-k1.5-v1.58"}, py::arg("implementation") = "optimized",
-        py::arg("cpu_time") = false,
+        py::arg("cpu_time") = false, py::arg("fft_tiers") = std::vector<std::string>{"avx512", "fftw-batched", "fftw"},
         "The C++ CPU replay bench of `vidkv bench` (experiments/src/cpu_bench.h); cpu_time: time by the process's CPU\n"
-        "time instead of the wall clock (`--clock cpu`).");
+        "time instead of the wall clock (`--clock cpu`); fft_tiers: the channel FFT tiers timed against each other\n"
+        "(`--fft-tiers`; [] for none).");
   py::class_<CudaBenchResult>(m, "CudaBenchResult")
       .def_readonly("device", &CudaBenchResult::device)
       .def_readonly("copy_gbps", &CudaBenchResult::copy_gbps)

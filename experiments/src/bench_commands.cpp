@@ -34,7 +34,7 @@ std::vector<std::string> split_commas(const std::string& s) {
 
 struct BenchArgs {
   std::string backend = "cpu", shape = "28x4x8192x128", presets = "kivi-2,vidkv-k1.5-v1.58", implementation = "optimized";
-  std::string tokens = "8192,32768,65536", clock = "wall";
+  std::string tokens = "8192,32768,65536", clock = "wall", fft_tiers = "avx512,fftw-batched,fftw";
   int threads = 1, layers = 0, repeats = 3;
   bool no_torch = false, live = false, profile = false, fused = false;
   int steps = 32, hidden = 3584, rounds = 3;  // --live (read by experiments/python/vidkv/bench_live.py)
@@ -44,7 +44,7 @@ struct BenchArgs {
   // Whether an option was given (its default differs between the backends, or it applies to one only).
   CLI::Option *shape_opt = nullptr, *tokens_opt = nullptr, *layers_opt = nullptr, *repeats_opt = nullptr,
               *threads_opt = nullptr, *implementation_opt = nullptr, *clock_opt = nullptr, *batches_opt = nullptr,
-              *presets_opt = nullptr;
+              *presets_opt = nullptr, *fft_tiers_opt = nullptr;
 };
 
 void only_for(const CLI::Option* given, const char* option, const char* backend) {
@@ -64,12 +64,22 @@ std::vector<std::int64_t> token_counts(const std::string& value) {
   return out;
 }
 
+// --fft-tiers: "none" or FFT tier names (core/cpu_fft_tier.h), comma-separated.
+std::vector<CpuFftTier> fft_tier_list(const std::string& value) {
+  std::vector<CpuFftTier> out;
+  if (value == "none") return out;
+  for (const auto& item : split_commas(value)) out.push_back(parse_cpu_fft_tier(item, "--fft-tiers"));
+  if (out.empty()) VIDKV_THROW(ConfigError, "--fft-tiers: expected 'none' or a comma-separated list of avx512, fftw-batched, fftw");
+  return out;
+}
+
 // --backend cuda (cuda_bench.h): --tokens (or the one token count of --shape), --layers default 28, median of
 // --repeats (default 10).
 int cuda_bench_command(const BenchArgs& a, const Args& raw) {
   only_for(a.threads_opt, "--threads", "cpu");
   only_for(a.implementation_opt, "--implementation", "cpu");
   only_for(a.clock_opt, "--clock", "cpu");
+  only_for(a.fft_tiers_opt, "--fft-tiers", "cpu");
   CudaBenchOptions options;
   if (a.shape_opt->count() > 0) {
     const SyntheticTraceSpec spec = bench_trace_spec(a.shape);
@@ -145,6 +155,7 @@ int attention_bench_command(const BenchArgs& a) {
   only_for(a.threads_opt, "--threads", "cpu");
   only_for(a.implementation_opt, "--implementation", "cpu");
   only_for(a.clock_opt, "--clock", "cpu");
+  only_for(a.fft_tiers_opt, "--fft-tiers", "cpu");
   only_for(a.shape_opt, "--shape", "cpu and cuda (not --attention)");
   AttentionBenchOptions o;
   if (a.tokens_opt->count() > 0) o.tokens = token_counts(a.tokens);
@@ -162,6 +173,7 @@ int bench_command(const BenchArgs& a, const Args& raw) {
   if (a.batches_opt->count() > 0) VIDKV_THROW(ConfigError, "vidkv bench: --batches applies to --attention only");
   // --live: the live cache in a random-weight 7B-geometry model against fp16 DynamicCache, in Python
   // (experiments/python/vidkv/bench_live.py parses the rest of the options).
+  if (a.live) only_for(a.fft_tiers_opt, "--fft-tiers", "cpu (not --live)");
   if (a.live) return run_python_module("vidkv bench", "vidkv.bench_live", raw, "torch and transformers (vidkv bench --live)");
   if (a.backend == "cuda") return cuda_bench_command(a, raw);
   only_for(a.tokens_opt, "--tokens", "cuda");
@@ -173,6 +185,7 @@ int bench_command(const BenchArgs& a, const Args& raw) {
   options.presets = split_commas(a.presets);
   options.implementation = parse_cpu_implementation(a.implementation);
   options.cpu_time = a.clock == "cpu";
+  options.fft_tiers = fft_tier_list(a.fft_tiers);
   // --clock given: the C++ figures alone (the PyTorch column is timed by wall clock only).
   const bool no_torch = a.no_torch || a.clock_opt->count() > 0;
   if (!no_torch) {
@@ -223,6 +236,19 @@ Action define_bench(CLI::App& app) {
                                 "other work (C++ figures only; the all-threads copy stays wall time)")
                      ->check(CLI::IsMember({"wall", "cpu"}))
                      ->capture_default_str();
+  a->fft_tiers_opt = app.add_option("--fft-tiers", a->fft_tiers,
+                                    "cpu only: channel FFT tiers (avx512, fftw-batched, fftw; or none) timed against\n"
+                                    "each other in this run, interleaved per repeat, for the presets with a sign FFT")
+                         ->type_name("a,b")
+                         ->check([](const std::string& v) {
+                           try {
+                             fft_tier_list(v);
+                             return std::string();
+                           } catch (const Error& e) {
+                             return std::string(e.what());
+                           }
+                         })
+                         ->capture_default_str();
   app.add_flag("--attention", a->attention,
                "fused decode attention from the packed cache on the GPU (attention/decode_attention.h) against\n"
                "PyTorch fp16 scaled_dot_product_attention, 4 KV heads x 7 query heads, head_dim 128 (--tokens default\n"
@@ -257,7 +283,10 @@ void add_bench_commands(std::vector<Command>& out) {
                  "queries included), and every metric once more through the scalar reference (one pass; the work of\n"
                  "the metrics before issue 15).\n"
                  "Ratios compare encode+metrics (all) with its scalar reference, encode+decode with encode+metrics\n"
-                 "(reconstruction) and with memcpy bandwidth, all measured in the same run. docs/performance.md.\n\n"
+                 "(reconstruction) and with memcpy bandwidth, all measured in the same run. docs/performance.md.\n"
+                 "For presets with a sign FFT (vidkv-k1.5-*), encode and decode once more with each channel FFT tier\n"
+                 "(--fft-tiers: the hand-written AVX-512 FFT, FFTW's batched plans, FFTW's per-row plans), interleaved\n"
+                 "per repeat, and their encode+decode over the AVX-512 tier's in the same run.\n\n"
                  "--backend cuda: encode and decode on the GPU (fp16 device views -> packed device bytes -> fp16), timed\n"
                  "with CUDA events (median of --repeats, default 10), beside cudaMemcpy device-to-device bandwidth and a\n"
                  "PyTorch-on-CUDA implementation in the same process; replay: the preset's lifecycle on the device.\n"

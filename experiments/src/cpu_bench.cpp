@@ -53,6 +53,43 @@ double best_time(ThreadPool* pool, std::int64_t n, int repeats, const Fn& fn, bo
   return best;
 }
 
+// The FFT tiers' table (cpu_bench.h).
+std::string cpu_bench_fft_markdown(const CpuBenchResult& r) {
+  std::ostringstream s;
+  char buf[1024];
+  auto avx512_of = [&](const std::string& preset) -> const CpuBenchFftRow* {
+    for (const auto& f : r.fft_rows)
+      if (f.preset == preset && f.fft_tier == CpuFftTier::avx512) return &f;
+    return nullptr;
+  };
+  s << "\nChannel FFT tiers (core/cpu_fft_tier.h), same layers, timed interleaved: every repeat runs each tier in turn; "
+       "best of N each\n\n"
+    << "| preset | FFT tier | kernel tiers that ran (key; value) | encode | decode | encode+decode | enc+dec / avx512 tier |\n"
+    << "| --- | --- | --- | ---: | ---: | ---: | ---: |\n";
+  for (const auto& f : r.fft_rows) {
+    const CpuBenchFftRow* base = avx512_of(f.preset);
+    std::string ratio = "n/a";
+    if (base) {
+      std::snprintf(buf, sizeof buf, "%.3f", f.encode_decode_gbps / base->encode_decode_gbps);
+      ratio = buf;
+    }
+    std::snprintf(buf, sizeof buf, "| %s | %s | %s; %s | %.3g | %.3g | %.3g | %s |\n", f.preset.c_str(),
+                  cpu_fft_tier_name(f.fft_tier), f.key_tier.c_str(), f.value_tier.c_str(), f.encode_gbps, f.decode_gbps,
+                  f.encode_decode_gbps, ratio.c_str());
+    s << buf;
+  }
+  s << "\n";
+  for (const auto& f : r.fft_rows) {
+    const CpuBenchFftRow* base = avx512_of(f.preset);
+    if (f.fft_tier != CpuFftTier::fftw_batched || !base) continue;
+    std::snprintf(buf, sizeof buf, "FFTW batched / AVX-512, encode+decode of %s, this run: %.3f (%.3g / %.3g GB/s)\n",
+                  f.preset.c_str(), f.encode_decode_gbps / base->encode_decode_gbps, f.encode_decode_gbps,
+                  base->encode_decode_gbps);
+    s << buf;
+  }
+  return s.str();
+}
+
 }  // namespace
 
 SyntheticTraceSpec bench_trace_spec(const std::string& shape) {
@@ -188,6 +225,43 @@ CpuBenchResult run_cpu_bench(const CpuBenchOptions& options) {
       for (std::int64_t h = 0; h < shape.heads; ++h) VIDKV_ASSERT(!layer_metrics_reference(t, h).empty(), "metrics of head ", h);
     };
     const double t_reference = best_time(pool.get(), n, 1, encode_metrics_reference, cpu);
+    if (options.implementation == CpuImplementation::optimized && !options.fft_tiers.empty()) {
+      const std::vector<CpuFftTier>& tiers = options.fft_tiers;
+      const std::size_t nt = tiers.size();
+      std::vector<CpuBenchFftRow> fft(nt);
+      for (std::size_t i = 0; i < nt; ++i) {
+        const ScopedCpuFftTier scoped(tiers[i]);
+        fft[i].preset = name;
+        fft[i].fft_tier = tiers[i];
+        fft[i].key_tier = codec.key().tier(Device::cpu, shape).name;
+        fft[i].value_tier = codec.value().tier(Device::cpu, shape).name;
+      }
+      // Timed only when the tiers run different code for this preset (a preset without a sign FFT does not).
+      bool differ = false;
+      for (const auto& f : fft) differ = differ || f.key_tier != fft[0].key_tier || f.value_tier != fft[0].value_tier;
+      if (differ) {
+        for (const CpuFftTier t : tiers) {  // untimed: FFTW plans of every worker, first touch of the buffers
+          const ScopedCpuFftTier scoped(t);
+          best_time(pool.get(), n, 1, encode, cpu);
+          best_time(pool.get(), n, 1, decode, cpu);
+        }
+        std::vector<double> t_fft_enc(nt, 1e300), t_fft_dec(nt, 1e300);
+        for (int r = 0; r < options.repeats; ++r) {
+          for (std::size_t k = 0; k < nt; ++k) {
+            const std::size_t i = (k + static_cast<std::size_t>(r)) % nt;
+            const ScopedCpuFftTier scoped(tiers[i]);
+            t_fft_enc[i] = std::min(t_fft_enc[i], best_time(pool.get(), n, 1, encode, cpu));
+            t_fft_dec[i] = std::min(t_fft_dec[i], best_time(pool.get(), n, 1, decode, cpu));
+          }
+        }
+        for (std::size_t i = 0; i < nt; ++i) {
+          fft[i].encode_gbps = bytes / t_fft_enc[i] / 1e9;
+          fft[i].decode_gbps = bytes / t_fft_dec[i] / 1e9;
+          fft[i].encode_decode_gbps = bytes / (t_fft_enc[i] + t_fft_dec[i]) / 1e9;
+          result.fft_rows.push_back(fft[i]);
+        }
+      }
+    }
     CpuBenchRow row;
     row.preset = name;
     row.encode_gbps = bytes / t_enc / 1e9;
@@ -236,6 +310,7 @@ std::string cpu_bench_markdown(const CpuBenchResult& r, const std::vector<double
     }
     s << "\n";
   }
+  if (!r.fft_rows.empty()) s << cpu_bench_fft_markdown(r);
   return s.str();
 }
 

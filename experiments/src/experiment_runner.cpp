@@ -19,6 +19,7 @@
 #include <nlohmann/json.hpp>
 
 #include "vidkv_build_info.h"
+#include "vidkv/core/bits_accounting.h"
 #include "vidkv/core/cache_lifecycle.h"
 #include "vidkv/core/error.h"
 #include "vidkv/core/logging.h"
@@ -172,8 +173,20 @@ std::string rotary_note(const ExperimentPlan& plan, const TraceInfo& info) {
 struct LayerOutcome {
   std::vector<ResultRow> rows;  // per-head rows, then the layer row
   MetricValues layer_metrics;
-  double key_bytes = 0, value_bytes = 0, key_elems = 0, value_elems = 0, key_nominal = 0, value_nominal = 0, seconds = 0;
+  StoredBits key_bits, value_bits;  // the layer's packed layouts (core/bits_accounting.h)
+  double seconds = 0;
 };
+
+// The bits columns (core/bits_accounting.h) of a row.
+void set_bits(MetricValues& m, const BitsAccount& a) {
+  m["key_nominal_bits"] = a.key_nominal_bits;
+  m["value_nominal_bits"] = a.value_nominal_bits;
+  m["key_effective_bits"] = a.key_effective_bits;
+  m["value_effective_bits"] = a.value_effective_bits;
+  m["nominal_bits"] = a.nominal_bits;
+  m["effective_bits"] = a.effective_bits;
+  m["compression_ratio"] = a.compression_ratio;
+}
 
 // Layers are replayed in order; layer l + 1 is read from the trace (on another thread, under the HDF5 lock) while
 // layer l is replayed and measured. `head_pool`: when given (fewer cells than --jobs), the metrics of each layer run
@@ -292,16 +305,10 @@ std::vector<ResultRow> compute_cell(const ExperimentPlan& plan, const RunPlan& p
     ResultRow lr = base_row(layer, -1);
     o.layer_metrics = std::move(all.back());
     add_metrics(lr, o.layer_metrics, plan.metrics);
-    const double kb = static_cast<double>(out.key_layout.bytes()), vb = static_cast<double>(out.value_layout.bytes());
-    const double ke = static_cast<double>(out.key_layout.elements()), ve = static_cast<double>(out.value_layout.elements());
+    o.key_bits = StoredBits::of(out.key_layout);
+    o.value_bits = StoredBits::of(out.value_layout);
     MetricValues bits;
-    bits["key_nominal_bits"] = out.key_layout.nominal_bits();
-    bits["value_nominal_bits"] = out.value_layout.nominal_bits();
-    bits["key_effective_bits"] = out.key_layout.effective_bits();
-    bits["value_effective_bits"] = out.value_layout.effective_bits();
-    bits["nominal_bits"] = (out.key_layout.nominal_bits() * ke + out.value_layout.nominal_bits() * ve) / (ke + ve);
-    bits["effective_bits"] = 8.0 * (kb + vb) / (ke + ve);
-    bits["compression_ratio"] = 8.0 * static_cast<double>(dtype_size(info.dtype)) / bits["effective_bits"];
+    set_bits(bits, account_bits(o.key_bits, o.value_bits, info.dtype));
     const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     bits["seconds"] = secs;
     add_metrics(lr, bits, plan.metrics);
@@ -310,12 +317,6 @@ std::vector<ResultRow> compute_cell(const ExperimentPlan& plan, const RunPlan& p
       hb.erase("seconds");
       add_metrics(r, hb, plan.metrics);
     }
-    o.key_bytes = kb;
-    o.value_bytes = vb;
-    o.key_elems = ke;
-    o.value_elems = ve;
-    o.key_nominal = out.key_layout.nominal_bits() * ke;
-    o.value_nominal = out.value_layout.nominal_bits() * ve;
     o.seconds = secs;
     for (auto& r : head_rows) o.rows.push_back(std::move(r));
     o.rows.push_back(std::move(lr));
@@ -355,18 +356,15 @@ std::vector<ResultRow> compute_cell(const ExperimentPlan& plan, const RunPlan& p
   std::vector<ResultRow> rows;
   std::map<std::string, double> sums;  // per-trace aggregate: means over layers
   std::map<std::string, int> counts;
-  double key_bytes = 0, value_bytes = 0, key_elems = 0, value_elems = 0, key_nominal = 0, value_nominal = 0, seconds = 0;
+  StoredBits key_bits, value_bits;
+  double seconds = 0;
   for (auto& o : outcomes) {
     for (const auto& [name, value] : o.layer_metrics) {
       sums[name] += value;
       counts[name] += 1;
     }
-    key_bytes += o.key_bytes;
-    value_bytes += o.value_bytes;
-    key_elems += o.key_elems;
-    value_elems += o.value_elems;
-    key_nominal += o.key_nominal;
-    value_nominal += o.value_nominal;
+    key_bits += o.key_bits;
+    value_bits += o.value_bits;
     seconds += o.seconds;
     for (auto& r : o.rows) rows.push_back(std::move(r));
   }
@@ -374,15 +372,7 @@ std::vector<ResultRow> compute_cell(const ExperimentPlan& plan, const RunPlan& p
   ResultRow agg = base_row(-1, -1);
   MetricValues am;
   for (const auto& [name, sum] : sums) am[name] = sum / counts[name];
-  if (key_elems + value_elems > 0) {
-    am["key_nominal_bits"] = key_nominal / key_elems;
-    am["value_nominal_bits"] = value_nominal / value_elems;
-    am["key_effective_bits"] = 8.0 * key_bytes / key_elems;
-    am["value_effective_bits"] = 8.0 * value_bytes / value_elems;
-    am["nominal_bits"] = (key_nominal + value_nominal) / (key_elems + value_elems);
-    am["effective_bits"] = 8.0 * (key_bytes + value_bytes) / (key_elems + value_elems);
-    am["compression_ratio"] = 8.0 * static_cast<double>(dtype_size(info.dtype)) / am["effective_bits"];
-  }
+  if (key_bits.elements > 0 && value_bits.elements > 0) set_bits(am, account_bits(key_bits, value_bits, info.dtype));
   am["seconds"] = seconds;
   // The headline (decode_step_metrics.h): decode-step attention-output errors pooled over layers by depth.
   std::vector<double> decode_errors;

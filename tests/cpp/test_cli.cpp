@@ -82,6 +82,8 @@ const char* const kAccepted[] = {
     "bench --backend cpu --shape 2x1x64x32 --threads 2 --layers 2 --repeats 1 --presets kivi-2 --implementation reference "
     "--no-torch",
     "bench --clock cpu",
+    "bench --fft-tiers fftw-batched,avx512 --presets vidkv-k1.5-v1.58 --no-torch",
+    "bench --fft-tiers none",
     "bench --backend cuda --tokens 256,512 --layers 2 --repeats 3 --presets kivi-2 --no-torch",
     "bench --backend cuda --shape 2x1x256x128",
     "bench --attention --batches 1,2 --tokens 256 --presets kivi-2 --repeats 2 --no-torch",
@@ -139,6 +141,7 @@ TEST_CASE("wrong command lines are usage errors naming the problem", "[cli]") {
   CHECK(parse_error("run exp.yaml --jobs 0").find("--jobs") != std::string::npos);
   CHECK(parse_error("bench --backend tpu").find("tpu") != std::string::npos);
   CHECK(parse_error("bench --clock sundial").find("sundial") != std::string::npos);
+  CHECK(parse_error("bench --fft-tiers fftw3").find("fftw3") != std::string::npos);
   CHECK(parse_error("trace synth --shape 2x1x64x8").find("--output") != std::string::npos);
   CHECK(parse_error("trace synth --shape 2x1x64x8 --dtype fp8 -o t.h5").find("fp8") != std::string::npos);
   CHECK_FALSE(parse_error("trace").empty());  // a group needs one of its commands

@@ -25,6 +25,23 @@ def test_uniform_roundtrip_and_layout_match_the_documented_bits():
     assert len(q.encode(x)) == lay.bytes
 
 
+def test_account_bits_sums_layouts_as_vidkv_run_does():
+    x = gaussian(64, 16)
+    key = vidkv.codec({"type": "uniform", "bits": 2, "group": 32, "axis": "channel"}).layout(x.shape)
+    value = vidkv.codec({"type": "identity"}).layout(x.shape)
+    # K: 384 bytes over 1024 values = 3 bits (above); V: fp16 = 2048 bytes = 16 bits. Two layers of each:
+    # K+V = 8 * 2 * (384 + 2048) / (2 * 2048) = 9.5 bits, nominal (2 + 16) / 2 = 9; fp16 input: 16 / 9.5.
+    bits = vidkv.account_bits([key, key], [value, value], "fp16")
+    assert bits == {"key_nominal_bits": 2.0, "value_nominal_bits": 16.0, "key_effective_bits": 3.0,
+                    "value_effective_bits": 16.0, "nominal_bits": 9.0, "effective_bits": 9.5,
+                    "compression_ratio": 16.0 / 9.5}
+    assert vidkv.account_bits([key], [value], "float32")["compression_ratio"] == 32.0 / 9.5
+    with pytest.raises(vidkv.ShapeError, match="elements"):
+        vidkv.account_bits([], [value], "fp16")
+    with pytest.raises(vidkv.ConfigError, match="fp64"):
+        vidkv.account_bits([key], [value], "fp64")
+
+
 def test_three_dimensional_blocks_and_decode():
     q = vidkv.codec({"type": "uniform", "bits": 4})
     x = gaussian(3, 40, 8, seed=1)

@@ -4,6 +4,7 @@
     q = vidkv.codec({"type": "uniform", "bits": 2, "group": 32, "axis": "channel"})
     y = q.roundtrip(x)              # x: float32 [tokens, channels] or [heads, tokens, channels]; numpy or torch
     q.layout(x.shape)               # .bytes, .nominal_bits, .effective_bits
+    vidkv.account_bits([key layouts], [value layouts], "fp16")  # the bits columns of `vidkv run`
     vidkv.plugins(); vidkv.presets()
     vidkv.codec({"preset": "kivi-2", "part": "key"})
 
@@ -29,10 +30,11 @@ NotSupportedError = _vidkv.NotSupportedError
 IoError = _vidkv.IoError
 CudaError = _vidkv.CudaError
 Layout = _vidkv.Layout
+account_bits = _vidkv.account_bits  # bits columns from stored Layouts (core/bits_accounting.h)
 register_plugin = _vidkv.register_plugin  # a Python quantizer class (docs/writing-a-plugin.md, "Python plugins")
 load_plugins = _vidkv.load_plugins  # a Python file with VIDKV_PLUGINS = [Class, ...]
 
-__all__ = ["codec", "plugins", "presets", "describe", "register_plugin", "load_plugins", "Codec", "Layout", "ConfigError", "ShapeError", "ValueError", "Error",
+__all__ = ["codec", "plugins", "presets", "describe", "register_plugin", "load_plugins", "Codec", "Layout", "account_bits", "ConfigError", "ShapeError", "ValueError", "Error",
            "NotSupportedError", "IoError", "CudaError"]
 
 

@@ -8,7 +8,7 @@ writes them: group statistics with amin/amax/mean over reshaped groups, codes pa
 torch.fft for the normal key channels, base-3 packing of trits. Throughput counts the same bytes (K + V in fp16).
 
 Options: as `vidkv bench` (--shape LxHxTxD, --threads N, --layers N, --repeats N, --presets a,b,
---implementation reference|optimized, --backend cpu). With --backend cuda the module vidkv.bench_cuda runs instead
+--implementation reference|optimized, --fft-tiers a,b|none, --backend cpu). With --backend cuda the module vidkv.bench_cuda runs instead
 (the C++ CUDA bench and torch on CUDA; its options: --tokens a,b,c, --layers N, --shape, --repeats N, --presets).
 """
 from __future__ import annotations
@@ -182,6 +182,8 @@ def main(argv=None):
     p.add_argument("--clock", default="wall", choices=["wall", "cpu"],
                    help="time the C++ figures by wall clock or by the process's CPU time; given, no PyTorch column "
                         "(it is timed by wall clock only)")
+    p.add_argument("--fft-tiers", default="avx512,fftw-batched,fftw",
+                   help="channel FFT tiers timed against each other in this run (or none)")
     p.add_argument("--no-torch", action="store_true")
     p.add_argument("--attention", action="store_true",
                    help="run by the vidkv command itself (C++, experiments/src/attention_bench.h), never forwarded here")
@@ -203,7 +205,8 @@ def main(argv=None):
     clock_given = any(v == "--clock" or v.startswith("--clock=") for v in argv)
     presets = [s for s in a.presets.split(",") if s]
     result = _vidkv.cpu_bench(a.shape, threads=a.threads, layers=a.layers, repeats=a.repeats, presets=presets,
-                              implementation=a.implementation, cpu_time=a.clock == "cpu")
+                              implementation=a.implementation, cpu_time=a.clock == "cpu",
+                              fft_tiers=[] if a.fft_tiers == "none" else [s for s in a.fft_tiers.split(",") if s])
     torch = None if a.no_torch or clock_given else _torch()
     gbps = []
     if torch is not None:

@@ -155,6 +155,15 @@ def hf_quantized_codec(nbits: int = 4, q_group_size: int = 64, residual_length: 
 _DTYPE_NAMES = {torch.float16: "fp16", torch.bfloat16: "bf16", torch.float32: "fp32"}
 
 
+def layout_bits(keys: list, values: list, dtype: torch.dtype) -> dict:
+    """Bits columns of the key and value Layouts of one cache or several (prompts), summed as `vidkv run` sums
+    layers (_vidkv.account_bits, core/bits_accounting.h), with compression_ratio against the model's `dtype` and
+    model_dtype_bits = its bits (16 for fp16/bf16, 32 for fp32)."""
+    out = _vidkv.account_bits(keys, values, _DTYPE_NAMES.get(dtype, str(dtype).removeprefix("torch.")))
+    out["model_dtype_bits"] = 8.0 * torch.empty((), dtype=dtype).element_size()
+    return out
+
+
 def _as_numpy(x, dtype) -> np.ndarray:
     if isinstance(x, torch.Tensor):
         x = x.detach().to("cpu", torch.float32 if dtype == np.float32 else torch.int64).numpy()
@@ -564,30 +573,25 @@ class VidKVCache(Cache):
             self._side_key = key
         return self._side_rows
 
-    def bits(self) -> dict:
-        """Bits per stored element right now, over every layer and batch row, from the exact packed layouts:
-        key_/value_nominal_bits, key_/value_effective_bits (metadata and residual included), their
-        element-weighted means nominal_bits / effective_bits, and compression_ratio = (bits of the model's dtype,
-        16 for fp16/bf16, 32 for fp32) / effective_bits."""
-        acc = {"key": [0, 0.0, 0], "value": [0, 0.0, 0]}  # bytes, nominal bits * elements, elements
+    def layouts(self) -> tuple[list, list]:
+        """(key Layouts, value Layouts) of every layer and batch row: the bytes stored right now."""
+        keys, values = [], []
         for layer in self.layers:
             for kl, vl in layer.layouts():
-                for side, lay in (("key", kl), ("value", vl)):
-                    acc[side][0] += lay.bytes
-                    acc[side][1] += lay.nominal_bits * lay.elements
-                    acc[side][2] += lay.elements
-        out = {}
-        for side, (nbytes, nominal, elements) in acc.items():
-            if elements == 0:
-                raise _vidkv.Error("VidKVCache.bits(): the cache is empty (run the model first)")
-            out[f"{side}_nominal_bits"] = nominal / elements
-            out[f"{side}_effective_bits"] = 8.0 * nbytes / elements
-        total = acc["key"][2] + acc["value"][2]
-        out["nominal_bits"] = (acc["key"][1] + acc["value"][1]) / total
-        out["effective_bits"] = 8.0 * (acc["key"][0] + acc["value"][0]) / total
-        out["model_dtype_bits"] = 8.0 * torch.empty((), dtype=self.layers[0].dtype).element_size()
-        out["compression_ratio"] = out["model_dtype_bits"] / out["effective_bits"]
-        return out
+                keys.append(kl)
+                values.append(vl)
+        return keys, values
+
+    def bits(self) -> dict:
+        """Bits per stored element right now, over every layer and batch row, from the exact packed layouts, as
+        `vidkv run` counts them (_vidkv.account_bits, core/bits_accounting.h): key_/value_nominal_bits,
+        key_/value_effective_bits (metadata and residual included), their element-weighted means nominal_bits /
+        effective_bits, compression_ratio = model_dtype_bits / effective_bits, and model_dtype_bits (16 for
+        fp16/bf16, 32 for fp32)."""
+        keys, values = self.layouts()
+        if not keys or any(sum(lay.elements for lay in side) == 0 for side in (keys, values)):
+            raise _vidkv.Error("VidKVCache.bits(): the cache is empty (run the model first)")
+        return layout_bits(keys, values, self.layers[0].dtype)
 
     def memory(self) -> dict:
         """Bytes the cache holds right now, per device ("cpu", "cuda:0", ...): {"packed_bytes", "residual_bytes",

@@ -15,7 +15,9 @@ every prompt, against the full-precision cache (transformers' DynamicCache, exac
     disagreements); generated_text is the run's answer (prompts separated by " | ");
   * key/value nominal and effective bits from the packed layouts of the teacher-forced cache (prompt + reference:
     the last reference token is fed once more after generate so the cache holds it, as a recorded trace does),
-    element-weighted over prompts, compression_ratio = bits of the model dtype (16 for fp16/bf16, 32 for fp32) / effective_bits; seconds = wall time of the run.
+    summed over prompts as `vidkv run` sums layers (stored bytes over elements, core/bits_accounting.h),
+    compression_ratio = bits of the model dtype (16 for fp16/bf16, 32 for fp32) / effective_bits; seconds = wall
+    time of the run.
 Results: the same files as `vidkv run` (config.yaml, provenance.json, results.csv, results.jsonl, summary.md), one
 row per run with layer = head = -1, trace = the model's label and lifecycle = the lifecycle the run used ("paper
 G=32 R=128"); the progress line of every run prints perplexity and next-token KL first, whatever `metrics:` lists; written into a temporary folder renamed at the
@@ -252,7 +254,7 @@ def run_live(experiment: str, overrides: list[str], out: str | None, command_lin
     from transformers import DynamicCache
 
     from vidkv.capture import capture_pass
-    from vidkv.hf import VidKVCache, codec_needs_question, semantic_protectors
+    from vidkv.hf import VidKVCache, codec_needs_question, layout_bits, semantic_protectors
     from vidkv.models import load_model
     from vidkv.progress import RunProgress, TokenProgress
     from vidkv.video import read_frames
@@ -293,7 +295,7 @@ def run_live(experiment: str, overrides: list[str], out: str | None, command_lin
         t0 = time.time()
         nll = nll_ref = kl = 0.0
         n_tok = same = total = 0
-        bits_acc: dict[str, float] = {}
+        key_layouts, value_layouts = [], []  # of every prompt's teacher-forced cache
         texts = []
         for i, case in enumerate(cases):
             def cache():
@@ -309,8 +311,11 @@ def run_live(experiment: str, overrides: list[str], out: str | None, command_lin
             kl += (lp_ref.exp() * (lp_ref - lp)).sum(-1).clamp_min(0).sum().item()
             n_tok += len(case.reference_ids)
             _append_last_reference(loaded, case, c)
-            for k, v in c.bits().items():
-                bits_acc[k] = bits_acc.get(k, 0.0) + v
+            c.bits()  # raises vidkv.Error naming the cache when it is empty
+            keys, values = c.layouts()
+            key_layouts += keys
+            value_layouts += values
+            model_dtype = c.layers[0].dtype
             gen = _greedy(loaded, case, cache(), block.max_new_tokens,
                           TokenProgress(f"prompt {i}: greedy", block.max_new_tokens))
             s, n = _agreement(gen, case.exact_greedy)
@@ -320,8 +325,7 @@ def run_live(experiment: str, overrides: list[str], out: str | None, command_lin
             "perplexity": math.exp(nll / n_tok), "perplexity_reference": math.exp(nll_ref / n_tok),
             "next_token_kl": kl / n_tok, "greedy_agreement": same / total if total else float("nan"),
         }
-        bits = {k: v / len(cases) for k, v in bits_acc.items()}
-        bits["compression_ratio"] = bits["model_dtype_bits"] / bits["effective_bits"]
+        bits = layout_bits(key_layouts, value_layouts, model_dtype)
         del bits["model_dtype_bits"]
         metrics.update(bits)
         metrics["seconds"] = time.time() - t0

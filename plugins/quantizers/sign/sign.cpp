@@ -13,6 +13,7 @@
 
 #include "vidkv/plugins/quantizers/sign/sign_fft_tolerance.h"
 
+#include "vidkv/core/cpu_fft_tier.h"
 #include "vidkv/core/error.h"
 #include "vidkv/core/thread_scratch.h"
 #include "vidkv/plugins/quantizers/sign/sign_avx512.h"
@@ -25,24 +26,37 @@ namespace vidkv {
 
 namespace {
 
-// The channel FFT: the optimised implementation takes the AVX-512 transforms where they apply (power-of-two
-// widths; not FFTW's bits, within the bound of sign_fft_avx512.cpp), the reference always FFTW (the oracle).
-// VIDKV_SIGN_FFT=fftw-batched: the optimised implementation's channel FFT through FFTW's batched plans instead
-// (sign_fft_fftw_batched.h; for timing it against the AVX-512 transforms, issue 11). Read on every call.
-bool fftw_batched_chosen() {
-  const char* v = std::getenv("VIDKV_SIGN_FFT");
-  return v != nullptr && std::string(v) == "fftw-batched";
+// The channel FFT's transform (core/cpu_fft_tier.h): the reference always FFTW's per-row plans (the oracle); the
+// optimised implementation the tier in force -- by default the AVX-512 transforms where they apply (power-of-two
+// widths; not FFTW's bits, within the bound of sign_fft_avx512.cpp), else FFTW's batched plans
+// (sign_fft_fftw_batched.h) or FFTW's per-row plans. Chosen on every call.
+enum class FftPath { fftw_rows, fftw_batched, avx512 };
+
+FftPath fft_path(CpuImplementation impl, SignFft kind, std::int64_t n) {
+  if (impl == CpuImplementation::reference) return FftPath::fftw_rows;
+  switch (cpu_fft_tier()) {
+    case CpuFftTier::fftw_batched: return FftPath::fftw_batched;
+    case CpuFftTier::fftw: return FftPath::fftw_rows;
+    case CpuFftTier::avx512: break;
+  }
+  return fft_avx512_applies(kind, n) ? FftPath::avx512 : FftPath::fftw_rows;
 }
 
 void forward_fft(CpuImplementation impl, SignFft kind, const float* in, std::int64_t rows, std::int64_t n, float* out) {
-  if (impl == CpuImplementation::optimized && fftw_batched_chosen()) return fft_forward_rows_fftw_batched(kind, in, rows, n, out);
-  if (impl == CpuImplementation::optimized && fft_avx512_applies(kind, n)) return fft_forward_rows_avx512(kind, in, rows, n, out);
+  switch (fft_path(impl, kind, n)) {
+    case FftPath::fftw_batched: return fft_forward_rows_fftw_batched(kind, in, rows, n, out);
+    case FftPath::avx512: return fft_forward_rows_avx512(kind, in, rows, n, out);
+    case FftPath::fftw_rows: break;
+  }
   fft_forward_rows(kind, in, rows, n, out);
 }
 
 void inverse_fft(CpuImplementation impl, SignFft kind, const float* in, std::int64_t rows, std::int64_t n, float* out) {
-  if (impl == CpuImplementation::optimized && fftw_batched_chosen()) return fft_inverse_rows_fftw_batched(kind, in, rows, n, out);
-  if (impl == CpuImplementation::optimized && fft_avx512_applies(kind, n)) return fft_inverse_rows_avx512(kind, in, rows, n, out);
+  switch (fft_path(impl, kind, n)) {
+    case FftPath::fftw_batched: return fft_inverse_rows_fftw_batched(kind, in, rows, n, out);
+    case FftPath::avx512: return fft_inverse_rows_avx512(kind, in, rows, n, out);
+    case FftPath::fftw_rows: break;
+  }
   fft_inverse_rows(kind, in, rows, n, out);
 }
 
@@ -203,10 +217,11 @@ KernelTier SignQuantizer::tier(Device device, const BlockShape& shape) const {
     return {sign_cuda::tier_name(p), p == sign_cuda::Path::exact};
   }
   if (implementation_ == CpuImplementation::reference) return {plugin_name() + ":reference", true};
-  // The optimised path's quantization is exact; its FFT is FFTW's (exact) unless the AVX-512 transform applies.
-  // With VIDKV_SIGN_FFT=fftw-batched the FFT is FFTW's batched plans: inexact too (other codelets than the reference's).
-  const bool batched = params_.fft != SignFft::off && fftw_batched_chosen();
-  const bool avx_fft = !batched && params_.fft != SignFft::off && fft_avx512_applies(params_.fft, shape.channels);
+  // The optimised path's quantization is exact; its FFT (core/cpu_fft_tier.h) is exact on FFTW's per-row plans,
+  // inexact on the AVX-512 transforms and on FFTW's batched plans (other codelets than the reference's).
+  const FftPath path = params_.fft == SignFft::off ? FftPath::fftw_rows : fft_path(implementation_, params_.fft, shape.channels);
+  const bool batched = path == FftPath::fftw_batched;
+  const bool avx_fft = path == FftPath::avx512;
   const bool avx = sign_avx512::applies(grid(shape), params_.axis, params_.scale_dtype);
   return {plugin_name() + (avx ? ":avx512" : ":optimized") + (avx_fft ? "+fft-avx512" : "") + (batched ? "+fft-fftw-batched" : ""),
           !avx_fft && !batched};
