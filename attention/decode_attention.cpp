@@ -237,24 +237,23 @@ DecodeAttention::DecodeAttention(const std::vector<const LayerCache*>& caches, c
     max_fast = std::max(max_fast, s.fast_count);
     max_generic = std::max(max_generic, s.tile_count - s.fast_count);
   }
-  std::int64_t want = splits;
-  if (splits == 0) {
-    want = 1;
+  // splits given: both parts use it. 0: each kernel gets one full wave of blocks on the GPU (as many as it holds at
+  // once, by its registers and shared memory; rounded down so that no second, nearly empty wave follows: each block
+  // then takes many tiles), at most one split per 4 tiles.
+  std::int64_t want_fast = 1, want_generic = 1;
 #ifdef VIDKV_WITH_CUDA
-    // One full wave of the fast kernel: as many blocks as the GPU holds at once (each block then takes many
-    // tiles), rounded down so that no second, nearly empty wave follows.
-    if (ex.on_cuda())
-      want = std::max<std::int64_t>(1, attention_cuda::fast_blocks_per_sm(p) * attention_cuda::multiprocessors() /
-                                           (p.batch * heads_));
-#endif
+  if (splits == 0 && ex.on_cuda()) {
+    const std::int64_t sms = attention_cuda::multiprocessors(), rows = p.batch * heads_;
+    want_fast = std::max<std::int64_t>(1, attention_cuda::fast_blocks_per_sm(p) * sms / rows);
+    want_generic = std::max<std::int64_t>(1, attention_cuda::generic_blocks_per_sm(p) * sms / rows);
   }
-  // splits given: both parts use it; 0: one wave of blocks on the GPU, at most one split per 4 tiles.
-  auto parts = [&](std::int64_t tiles) -> int {
+#endif
+  auto parts = [&](std::int64_t tiles, std::int64_t want) -> int {
     if (tiles == 0) return 0;
     return static_cast<int>(splits > 0 ? splits : std::max<std::int64_t>(1, std::min<std::int64_t>(want, (tiles + 3) / 4)));
   };
-  p.splits = parts(max_fast);
-  p.generic_splits = parts(max_generic);
+  p.splits = parts(max_fast, want_fast);
+  p.generic_splits = parts(max_generic, want_generic);
   splits_ = p.splits + p.generic_splits;
   p.sequences = tb.sequences.data();
   p.tiles = tb.tiles.data();

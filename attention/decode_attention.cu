@@ -628,6 +628,16 @@ int fast_blocks_per_sm(const Problem& p) {
   return n > 0 ? n : 1;
 }
 
+int generic_blocks_per_sm(const Problem& p) {
+  const std::size_t smem = smem_floats(p.qpk, p.channels) * sizeof(float);
+  const void* kernel = p.channels <= 128 ? reinterpret_cast<const void*>(split_kernel<4>) : reinterpret_cast<const void*>(split_kernel<kMaxC>);
+  if (smem > 48 * 1024)
+    check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)), "shared memory size");
+  int n = 0;
+  check(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, kernel, kThreads, smem), "occupancy");
+  return n > 0 ? n : 1;
+}
+
 int multiprocessors() {
   int dev = 0, n = 0;
   check(cudaGetDevice(&dev), "cudaGetDevice");

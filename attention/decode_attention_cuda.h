@@ -21,5 +21,7 @@ int multiprocessors();
 // Thread blocks of the fast kernel for p's formats and shape that one multiprocessor holds at once (registers and
 // shared memory; cudaOccupancyMaxActiveBlocksPerMultiprocessor), at least 1.
 int fast_blocks_per_sm(const attention_tables::Problem& p);
+// The same for the general kernel (the residual's tiles and layouts whose codes are not staged).
+int generic_blocks_per_sm(const attention_tables::Problem& p);
 
 }  // namespace vidkv::attention_cuda
