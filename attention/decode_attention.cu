@@ -61,6 +61,51 @@ __device__ inline void score_update(float (&sc)[kMaxQ], const float* qT, std::in
   sc[7] = __fmaf_rn(b.w, k, sc[7]);
 }
 
+// Merges the block's warps' partials (m, l, acc) in shared memory and writes them as partial `slot` of (sequence b,
+// KV head h). Channel c of lane `lane`, value slot ci: c = lane + 32 ci, or kC lane + ci when kInterleaved (the fast
+// kernel's token-axis values). Reuses the block's shared memory: every warp must be done with it (a barrier first).
+template <int kC, bool kInterleaved>
+__device__ inline void write_split_partial(const Problem& p, float* smem, const float (&m)[kMaxQ], const float (&l)[kMaxQ],
+                                           const float (&acc)[kMaxQ][kC], std::int64_t b, std::int64_t h, int slot) {
+  const int warp = static_cast<int>(threadIdx.x) / 32, lane = static_cast<int>(threadIdx.x) % 32;
+  const std::int64_t D = p.channels, Q = p.qpk;
+  __syncthreads();
+  float* wm = smem;
+  float* wl = wm + kWarps * Q;
+  float* wacc = wl + kWarps * Q;
+#pragma unroll
+  for (int hq = 0; hq < kMaxQ; ++hq) {
+    if (hq >= Q) continue;
+    if (lane == 0) {
+      wm[warp * Q + hq] = m[hq];
+      wl[warp * Q + hq] = l[hq];
+    }
+#pragma unroll
+    for (int ci = 0; ci < kC; ++ci) {
+      const std::int64_t c = kInterleaved ? kC * lane + ci : lane + 32 * ci;
+      if (c < D) wacc[(warp * Q + hq) * D + c] = acc[hq][ci];
+    }
+  }
+  __syncthreads();
+  const std::int64_t base = ((b * p.heads + h) * (p.splits + p.generic_splits) + slot) * Q;
+  for (std::int64_t i = threadIdx.x; i < Q * D; i += kThreads) {
+    const std::int64_t hq = i / D, c = i % D;
+    float mt = -HUGE_VALF;
+    for (int w = 0; w < kWarps; ++w) mt = fmaxf(mt, wm[w * Q + hq]);
+    float a = 0.0f;
+    for (int w = 0; w < kWarps; ++w) a += wacc[(w * Q + hq) * D + c] * af::merge_factor(wm[w * Q + hq], mt);
+    p.partial_acc[(base + hq) * D + c] = a;
+  }
+  for (std::int64_t hq = threadIdx.x; hq < Q; hq += kThreads) {
+    float mt = -HUGE_VALF;
+    for (int w = 0; w < kWarps; ++w) mt = fmaxf(mt, wm[w * Q + hq]);
+    float lt = 0.0f;
+    for (int w = 0; w < kWarps; ++w) lt += wl[w * Q + hq] * af::merge_factor(wm[w * Q + hq], mt);
+    p.partial_ml[(base + hq) * 2] = mt;
+    p.partial_ml[(base + hq) * 2 + 1] = lt;
+  }
+}
+
 // The general kernel: the tiles of each sequence that are not fast (the residual's, layouts whose codes or metadata
 // are not staged), every element through the format functions. kC: value channels per lane (D <= 32 kC): 4 for
 // head_dim <= 128 (fewer registers), kMaxC up to 256.
@@ -198,42 +243,7 @@ __global__ void __launch_bounds__(kThreads) split_kernel(const Problem p) {
     }
   }
 
-  // Merge the warps' partials, write the split's.
-  __syncthreads();
-  float* wm = smem;
-  float* wl = wm + kWarps * Q;
-  float* wacc = wl + kWarps * Q;
-#pragma unroll
-  for (int hq = 0; hq < kMaxQ; ++hq) {
-    if (hq >= Q) continue;
-    if (lane == 0) {
-      wm[warp * Q + hq] = m[hq];
-      wl[warp * Q + hq] = l[hq];
-    }
-#pragma unroll
-    for (int ci = 0; ci < kC; ++ci) {
-      const std::int64_t c = lane + 32 * ci;
-      if (c < D) wacc[(warp * Q + hq) * D + c] = acc[hq][ci];
-    }
-  }
-  __syncthreads();
-  const std::int64_t base = ((b * p.heads + h) * (p.splits + p.generic_splits) + (p.splits + s)) * Q;
-  for (std::int64_t i = threadIdx.x; i < Q * D; i += kThreads) {
-    const std::int64_t hq = i / D, c = i % D;
-    float mt = -HUGE_VALF;
-    for (int w = 0; w < kWarps; ++w) mt = fmaxf(mt, wm[w * Q + hq]);
-    float a = 0.0f;
-    for (int w = 0; w < kWarps; ++w) a += wacc[(w * Q + hq) * D + c] * af::merge_factor(wm[w * Q + hq], mt);
-    p.partial_acc[(base + hq) * D + c] = a;
-  }
-  for (std::int64_t hq = threadIdx.x; hq < Q; hq += kThreads) {
-    float mt = -HUGE_VALF;
-    for (int w = 0; w < kWarps; ++w) mt = fmaxf(mt, wm[w * Q + hq]);
-    float lt = 0.0f;
-    for (int w = 0; w < kWarps; ++w) lt += wl[w * Q + hq] * af::merge_factor(wm[w * Q + hq], mt);
-    p.partial_ml[(base + hq) * 2] = mt;
-    p.partial_ml[(base + hq) * 2 + 1] = lt;
-  }
+  write_split_partial<kC, false>(p, smem, m, l, acc, b, h, p.splits + s);
 }
 
 // --- The fast kernel ------------------------------------------------------------------------------------------------
@@ -506,42 +516,7 @@ __global__ void __launch_bounds__(kThreads, 3) fast_kernel(const Problem p) {
     }
   }
 
-  // Merge the warps' partials, write the split's.
-  __syncthreads();
-  float* wm = smem;
-  float* wl = wm + kWarps * Q;
-  float* wacc = wl + kWarps * Q;
-#pragma unroll
-  for (int hq = 0; hq < kMaxQ; ++hq) {
-    if (hq >= Q) continue;
-    if (lane == 0) {
-      wm[warp * Q + hq] = m[hq];
-      wl[warp * Q + hq] = l[hq];
-    }
-#pragma unroll
-    for (int ci = 0; ci < kC; ++ci) {
-      const int c = kTokenValues ? kC * static_cast<int>(lane) + ci : static_cast<int>(lane) + 32 * ci;
-      if (c < D) wacc[(warp * Q + hq) * D + c] = acc[hq][ci];
-    }
-  }
-  __syncthreads();
-  const std::int64_t base = ((b * p.heads + h) * (p.splits + p.generic_splits) + s) * Q;
-  for (int i = threadIdx.x; i < Q * D; i += kThreads) {
-    const int hq = i / D, c = i % D;
-    float mt = -HUGE_VALF;
-    for (int w = 0; w < kWarps; ++w) mt = fmaxf(mt, wm[w * Q + hq]);
-    float a = 0.0f;
-    for (int w = 0; w < kWarps; ++w) a += wacc[(w * Q + hq) * D + c] * af::merge_factor(wm[w * Q + hq], mt);
-    p.partial_acc[(base + hq) * D + c] = a;
-  }
-  for (int hq = threadIdx.x; hq < Q; hq += kThreads) {
-    float mt = -HUGE_VALF;
-    for (int w = 0; w < kWarps; ++w) mt = fmaxf(mt, wm[w * Q + hq]);
-    float lt = 0.0f;
-    for (int w = 0; w < kWarps; ++w) lt += wl[w * Q + hq] * af::merge_factor(wm[w * Q + hq], mt);
-    p.partial_ml[(base + hq) * 2] = mt;
-    p.partial_ml[(base + hq) * 2 + 1] = lt;
-  }
+  write_split_partial<kC, kTokenValues>(p, smem, m, l, acc, b, h, s);
 }
 
 // One block per (KV head, sequence): out = sum_s f_s acc_s / sum_s f_s l_s, f_s = exp2(m_s - max m).
