@@ -12,8 +12,10 @@
 // The tier that runs is named by Quantizer::tier() ("sign:avx512+fft-avx512", "...+fft-fftw-batched", no suffix for
 // FFTW's per-row plans), written to provenance.json and, when inexact, to the resume fingerprint.
 //
-// Chosen per process: a ScopedCpuFftTier in force (what `vidkv bench` uses to time every tier in one run), else the
-// environment variable VIDKV_SIGN_FFT (avx512, fftw-batched or fftw; unset or empty: avx512), read at every call.
+// Read by sign_kernels::choose_transform (plugins/quantizers/sign/sign_kernels.h: the table of transforms), the one
+// place sign's CPU transform is picked. Chosen per process: a ScopedCpuFftTier in force (what `vidkv bench` uses to
+// time every tier in one run), else the environment variable VIDKV_SIGN_FFT (avx512, fftw-batched or fftw; unset or
+// empty: avx512), read at every call.
 #pragma once
 
 #include <cstdint>

@@ -10,6 +10,7 @@
 
 #include "catch.h"
 #include "test_registry.h"
+#include "vidkv/core/cpu_fft_tier.h"
 #include "vidkv/core/plugin_registry.h"
 #include "vidkv/experiments/src/experiment_plan.h"
 #include "vidkv/experiments/src/experiment_runner.h"
@@ -75,4 +76,25 @@ TEST_CASE("provenance.json names the backend and every run's kernel tiers", "[ex
   CHECK(p.at("runs")[1].at("tiers").at("key").at("name").get<std::string>() == want.name);
   CHECK(p.at("runs")[1].at("tiers").at("key").at("exact").is_boolean());
   CHECK_FALSE(p.contains("metrics_device"));  // only with backend: cuda
+}
+
+TEST_CASE("the sign FFT tier that runs on the CPU enters the resume fingerprint when it is inexact",
+          "[experiments][tiers][fft-tier]") {
+  Dir d;
+  const fs::path yaml = d.path / "fft.yaml";
+  std::ofstream(yaml) << "name: fft\ntraces: [\"" << VIDKV_SOURCE_DIR << "/traces/data/synthetic-default.h5\"]\n"
+                      << "codec: {key: {type: sign, fft: real}, value: {type: uniform, bits: 2}}\n"
+                      << "metrics: [key_rel_error]\nsweep:\n  - {name: a}\n";
+  const ExperimentPlan plan = plan_experiment(yaml.string(), {}, test::builtin_registry());
+  const BlockShape shape{2, 64, 64};  // the AVX-512 transform's range (n = 64), where the CPU has it
+  auto fingerprint = [&](CpuFftTier t) {
+    const ScopedCpuFftTier scoped(t);
+    return inexact_tier_fingerprint(plan, run_kernel_tiers(plan, test::builtin_registry(), shape));
+  };
+  // FFTW's per-row plans are the reference's bits: nothing enters. The batched plans are inexact on every CPU.
+  CHECK(fingerprint(CpuFftTier::fftw).empty());
+  const std::string batched = fingerprint(CpuFftTier::fftw_batched);
+  CHECK(batched.find("|a:key=sign:") == 0);
+  CHECK(batched.find("+fft-fftw-batched") != std::string::npos);
+  CHECK(fingerprint(CpuFftTier::avx512) != batched);
 }

@@ -1,6 +1,7 @@
 // sign: CPU scalar reference of VidKV's 1-bit quantizer (sign bit + mean-|x| scale per group, algorithms.md 2.2),
 // optionally on the per-token channel FFT (algorithms.md 3.3, sign_fft.h). Release differences and the effective
 // bits formula: sign.h; packed layout: sign_format.h (codes | scales [| zero mins in layout release]).
+// SignQuantizer::encode / decode run the (transform, group) pair sign_kernels::choose picks (sign_kernels.h).
 #include "vidkv/plugins/quantizers/sign/sign.h"
 
 #include <algorithm>
@@ -11,56 +12,14 @@
 #include <string>
 #include <vector>
 
-#include "vidkv/plugins/quantizers/sign/sign_fft_tolerance.h"
-
-#include "vidkv/core/cpu_fft_tier.h"
 #include "vidkv/core/error.h"
 #include "vidkv/core/thread_scratch.h"
-#include "vidkv/plugins/quantizers/sign/sign_avx512.h"
 #include "vidkv/plugins/quantizers/sign/sign_cuda.h"
-#include "vidkv/plugins/quantizers/sign/sign_fft_avx512.h"
-#include "vidkv/plugins/quantizers/sign/sign_fft_fftw_batched.h"
 #include "vidkv/plugins/quantizers/sign/sign_fft_tile.h"
+#include "vidkv/plugins/quantizers/sign/sign_fft_tolerance.h"
+#include "vidkv/plugins/quantizers/sign/sign_kernels.h"
 
 namespace vidkv {
-
-namespace {
-
-// The channel FFT's transform (core/cpu_fft_tier.h): the reference always FFTW's per-row plans (the oracle); the
-// optimised implementation the tier in force -- by default the AVX-512 transforms where they apply (power-of-two
-// widths; not FFTW's bits, within the bound of sign_fft_avx512.cpp), else FFTW's batched plans
-// (sign_fft_fftw_batched.h) or FFTW's per-row plans. Chosen on every call.
-enum class FftPath { fftw_rows, fftw_batched, avx512 };
-
-FftPath fft_path(CpuImplementation impl, SignFft kind, std::int64_t n) {
-  if (impl == CpuImplementation::reference) return FftPath::fftw_rows;
-  switch (cpu_fft_tier()) {
-    case CpuFftTier::fftw_batched: return FftPath::fftw_batched;
-    case CpuFftTier::fftw: return FftPath::fftw_rows;
-    case CpuFftTier::avx512: break;
-  }
-  return fft_avx512_applies(kind, n) ? FftPath::avx512 : FftPath::fftw_rows;
-}
-
-void forward_fft(CpuImplementation impl, SignFft kind, const float* in, std::int64_t rows, std::int64_t n, float* out) {
-  switch (fft_path(impl, kind, n)) {
-    case FftPath::fftw_batched: return fft_forward_rows_fftw_batched(kind, in, rows, n, out);
-    case FftPath::avx512: return fft_forward_rows_avx512(kind, in, rows, n, out);
-    case FftPath::fftw_rows: break;
-  }
-  fft_forward_rows(kind, in, rows, n, out);
-}
-
-void inverse_fft(CpuImplementation impl, SignFft kind, const float* in, std::int64_t rows, std::int64_t n, float* out) {
-  switch (fft_path(impl, kind, n)) {
-    case FftPath::fftw_batched: return fft_inverse_rows_fftw_batched(kind, in, rows, n, out);
-    case FftPath::avx512: return fft_inverse_rows_avx512(kind, in, rows, n, out);
-    case FftPath::fftw_rows: break;
-  }
-  fft_inverse_rows(kind, in, rows, n, out);
-}
-
-}  // namespace
 
 SignQuantizer::SignQuantizer(const Params& params, CpuImplementation implementation)
     : params_(params), implementation_(implementation) {
@@ -69,8 +28,7 @@ SignQuantizer::SignQuantizer(const Params& params, CpuImplementation implementat
 }
 
 group_format::GroupGrid SignQuantizer::grid(const BlockShape& shape) const {
-  const std::int64_t width = params_.fft == SignFft::off ? shape.channels : fft_components(params_.fft, shape.channels);
-  return group_format::make_group_grid(params_.axis, shape.heads, shape.tokens, width, params_.group);
+  return sign_kernels::values_grid(params_, shape);
 }
 
 PackedLayout SignQuantizer::layout(const BlockShape& shape, const TokenContext&) const {
@@ -83,21 +41,12 @@ PackedLayout SignQuantizer::layout(const BlockShape& shape, const TokenContext&)
   return l;
 }
 
-void SignQuantizer::encode(const float* in, const BlockShape& shape, const TokenContext& ctx, std::uint8_t* out) const {
-  const auto g = grid(shape);
-  const DType sd = params_.scale_dtype;
-  std::memset(out, 0, layout(shape, ctx).bytes());
-  // The values to quantize, [heads, tokens, width]: the block itself or its per-token FFT components.
-  // (Per-thread scratch: a fresh multi-megabyte vector per call would page-fault on every call.)
-  const ThreadScratch transformed(params_.fft != SignFft::off ? static_cast<std::size_t>(g.heads * g.head_stride) : 0);
-  const float* values = in;
-  if (params_.fft != SignFft::off) {
-    forward_fft(implementation_, params_.fft, in, shape.heads * shape.tokens, shape.channels, transformed.data());
-    values = transformed.data();
-  }
-  if (implementation_ == CpuImplementation::optimized) return encode_values_optimized(values, g, out);
+namespace sign_kernels {
+
+void encode_reference(const SignParams& p, const group_format::GroupGrid& g, const float* values, std::uint8_t* out) {
+  const DType sd = p.scale_dtype;
   std::uint8_t* codes = out;
-  std::uint8_t* scales = codes + sign_format::codes_bytes(params_.layout, g);
+  std::uint8_t* scales = codes + sign_format::codes_bytes(p.layout, g);
   std::uint8_t* mins = scales + sign_format::scales_bytes(g, sd);
   for (std::int64_t h = 0; h < g.heads; ++h) {
     for (std::int64_t r = 0; r < g.rows; ++r) {
@@ -106,44 +55,57 @@ void SignQuantizer::encode(const float* in, const BlockShape& shape, const Token
         double sum_abs = 0.0;
         for (std::int64_t j = j0; j < j0 + n; ++j) sum_abs += std::fabs(static_cast<double>(values[g.block_offset(h, r, j)]));
         group_format::put_scalar(scales, g.group_index(h, r, gi), sd, static_cast<float>(sum_abs / static_cast<double>(n)));
-        if (params_.layout == group_format::CodeLayout::release) group_format::put_scalar(mins, g.group_index(h, r, gi), sd, 0.0f);
+        if (p.layout == group_format::CodeLayout::release) group_format::put_scalar(mins, g.group_index(h, r, gi), sd, 0.0f);
         for (std::int64_t j = j0; j < j0 + n; ++j)
-          group_format::put_code(params_.layout, codes, g, sign_format::kBits, h, r, j,
+          group_format::put_code(p.layout, codes, g, sign_format::kBits, h, r, j,
                                  sign_format::encode_value(values[g.block_offset(h, r, j)]));
       }
     }
   }
 }
 
-void SignQuantizer::decode(const std::uint8_t* in, const BlockShape& shape, const TokenContext&, float* out) const {
-  const auto g = grid(shape);
-  const ThreadScratch transformed(params_.fft != SignFft::off ? static_cast<std::size_t>(g.heads * g.head_stride) : 0);
-  float* values = out;
-  if (params_.fft != SignFft::off) values = transformed.data();
-  if (implementation_ == CpuImplementation::optimized) {
-    decode_values_optimized(in, g, values);
-  } else {
-    decode_values_reference(in, g, values);
-  }
-  if (params_.fft != SignFft::off) inverse_fft(implementation_, params_.fft, values, shape.heads * shape.tokens, shape.channels, out);
-}
-
-void SignQuantizer::decode_values_reference(const std::uint8_t* in, const group_format::GroupGrid& g, float* values) const {
-  const DType sd = params_.scale_dtype;
+void decode_reference(const SignParams& p, const group_format::GroupGrid& g, const std::uint8_t* in, float* values) {
+  const DType sd = p.scale_dtype;
   const std::uint8_t* codes = in;
-  const std::uint8_t* scales = codes + sign_format::codes_bytes(params_.layout, g);
+  const std::uint8_t* scales = codes + sign_format::codes_bytes(p.layout, g);
   for (std::int64_t h = 0; h < g.heads; ++h) {
     for (std::int64_t r = 0; r < g.rows; ++r) {
       for (std::int64_t gi = 0; gi < g.groups_per_row(); ++gi) {
         const float s = group_format::get_scalar(scales, g.group_index(h, r, gi), sd);
         const std::int64_t j0 = gi * g.group, n = g.group_size(gi);
         for (std::int64_t j = j0; j < j0 + n; ++j) {
-          const unsigned bit = group_format::get_code(params_.layout, codes, g, sign_format::kBits, h, r, j);
-          values[g.block_offset(h, r, j)] = sign_format::decode_value(bit, s, params_.reconstruction);
+          const unsigned bit = group_format::get_code(p.layout, codes, g, sign_format::kBits, h, r, j);
+          values[g.block_offset(h, r, j)] = sign_format::decode_value(bit, s, p.reconstruction);
         }
       }
     }
   }
+}
+
+}  // namespace sign_kernels
+
+void SignQuantizer::encode(const float* in, const BlockShape& shape, const TokenContext& ctx, std::uint8_t* out) const {
+  std::memset(out, 0, layout(shape, ctx).bytes());
+  const auto k = sign_kernels::choose(implementation_, params_, shape);
+  const auto g = grid(shape);
+  // The values to quantize, [heads, tokens, width]: the block itself or its per-token FFT components.
+  // (Per-thread scratch: a fresh multi-megabyte vector per call would page-fault on every call.)
+  const ThreadScratch transformed(params_.fft != SignFft::off ? static_cast<std::size_t>(g.heads * g.head_stride) : 0);
+  const float* values = in;
+  if (params_.fft != SignFft::off) {
+    k.transform->forward(params_.fft, in, shape.heads * shape.tokens, shape.channels, transformed.data());
+    values = transformed.data();
+  }
+  k.group->encode(params_, g, values, out);
+}
+
+void SignQuantizer::decode(const std::uint8_t* in, const BlockShape& shape, const TokenContext&, float* out) const {
+  const auto k = sign_kernels::choose(implementation_, params_, shape);
+  const auto g = grid(shape);
+  const ThreadScratch transformed(params_.fft != SignFft::off ? static_cast<std::size_t>(g.heads * g.head_stride) : 0);
+  float* values = params_.fft != SignFft::off ? transformed.data() : out;
+  k.group->decode(params_, g, in, values);
+  if (params_.fft != SignFft::off) k.transform->inverse(params_.fft, values, shape.heads * shape.tokens, shape.channels, out);
 }
 
 namespace sign_cuda {
@@ -216,15 +178,7 @@ KernelTier SignQuantizer::tier(Device device, const BlockShape& shape) const {
     const auto p = sign_cuda::path(cuda_config(params_), shape);
     return {sign_cuda::tier_name(p), p == sign_cuda::Path::exact};
   }
-  if (implementation_ == CpuImplementation::reference) return {plugin_name() + ":reference", true};
-  // The optimised path's quantization is exact; its FFT (core/cpu_fft_tier.h) is exact on FFTW's per-row plans,
-  // inexact on the AVX-512 transforms and on FFTW's batched plans (other codelets than the reference's).
-  const FftPath path = params_.fft == SignFft::off ? FftPath::fftw_rows : fft_path(implementation_, params_.fft, shape.channels);
-  const bool batched = path == FftPath::fftw_batched;
-  const bool avx_fft = path == FftPath::avx512;
-  const bool avx = sign_avx512::applies(grid(shape), params_.axis, params_.scale_dtype);
-  return {plugin_name() + (avx ? ":avx512" : ":optimized") + (avx_fft ? "+fft-avx512" : "") + (batched ? "+fft-fftw-batched" : ""),
-          !avx_fft && !batched};
+  return sign_kernels::choose(implementation_, params_, shape).tier();
 }
 
 #ifdef VIDKV_WITH_CUDA

@@ -80,7 +80,10 @@ class SignQuantizer : public Quantizer {
   PackedLayout layout(const BlockShape& shape, const TokenContext& ctx) const override;
   void encode(const float* in, const BlockShape& shape, const TokenContext& ctx, std::uint8_t* out) const override;
   void decode(const std::uint8_t* in, const BlockShape& shape, const TokenContext& ctx, float* out) const override;
-  // cpu: "sign:reference", "sign:optimized" / "sign:avx512" (exact for fft off; with the AVX-512 FFT inexact);
+  // encode, decode and tier run / name the pair of tiers (transform, group) that sign_kernels::choose picks
+  // (sign_kernels.h: the tables of implementations and when each runs).
+  // cpu: "sign:reference", "sign:optimized" / "sign:avx512", with the optimised FFT tiers' suffix "+fft-avx512" or
+  // "+fft-fftw-batched" (inexact; exact without a suffix: fft off or FFTW's per-row plans);
   // cuda (sign_cuda.h): "sign:cuda" (fft off, exact), "sign:cuda+fft-tile" (power-of-two n in [16, 128] with
   // word-aligned groups, inexact: the AVX-512 transform's bits) or "sign:cuda+cufft" (other shapes, inexact).
   KernelTier tier(Device device, const BlockShape& shape) const override;
@@ -105,16 +108,8 @@ class SignQuantizer : public Quantizer {
   VIDKV_QUANTIZER_CUDA_OVERRIDES
 
  private:
-  // The grid over the quantized values: the block itself, or [heads, tokens, fft_components].
+  // The grid over the quantized values: the block itself, or [heads, tokens, fft_components] (sign_kernels::values_grid).
   group_format::GroupGrid grid(const BlockShape& shape) const;
-  // The optimised path (sign_optimized.cpp) on the values to quantize ([heads, tokens, width]: the block or its
-  // FFT components): given the same values, bytes identical to the reference (each group's sum of |x| is
-  // accumulated in double in the reference's order; the sign test is exact). The FFT components themselves are the
-  // reference's (same cached FFTW plans), except on CPUs with AVX-512 for power-of-two widths 16..128, where the
-  // AVX-512 FFT computes them within the tolerance derived in sign_fft_avx512.cpp (docs/performance.md).
-  void encode_values_optimized(const float* values, const group_format::GroupGrid& g, std::uint8_t* out) const;
-  void decode_values_reference(const std::uint8_t* in, const group_format::GroupGrid& g, float* values) const;
-  void decode_values_optimized(const std::uint8_t* in, const group_format::GroupGrid& g, float* values) const;
   Params params_;
   CpuImplementation implementation_;
 };

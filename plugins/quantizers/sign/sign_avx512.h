@@ -1,6 +1,7 @@
 // sign: AVX-512 kernels of the optimised CPU path for channel-axis groups of 32 with every group full (the
 // tokens a multiple of 32), on the values to quantize (the block or its FFT components). Same bytes and floats as
-// the reference (sign.cpp); sign_avx512.cpp says why. Called from sign_optimized.cpp when simd::avx512_kernels().
+// the reference (sign.cpp); sign_avx512.cpp says why. The "avx512" group entry of sign_kernels.h, chosen where
+// applies().
 #pragma once
 
 #include <cstdint>

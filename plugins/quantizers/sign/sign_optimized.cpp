@@ -1,6 +1,6 @@
-// sign: the optimised CPU path (CpuImplementation::optimized) of the 1-bit quantizer, on the values to quantize
-// (the block, or its per-token FFT components computed by the reference's cached FFTW plans, so the transform
-// itself is bit-identical). Same bytes as the reference in sign.cpp:
+// sign: the portable optimised group tier (sign_kernels.h "optimized") of the 1-bit quantizer, on the values to
+// quantize (the block, or its per-token FFT components from the transform sign_kernels::choose picked). Given the
+// same values, the same bytes as the reference in sign.cpp:
 //   axis channel: per head and group of G tokens, the [G, width] tile is read row by row; every component's sum
 //                 of |x| is accumulated in double in token order (the reference's order, vectorised across
 //                 components), bits are (x >= 0), and each component's G bits are written in one run;
@@ -10,7 +10,7 @@
 #include <vector>
 
 #include "vidkv/plugins/quantizers/sign/sign.h"
-#include "vidkv/plugins/quantizers/sign/sign_avx512.h"
+#include "vidkv/plugins/quantizers/sign/sign_kernels.h"
 #include "vidkv/quantization/code_stream.h"
 #include "vidkv/quantization/cpu_dispatch.h"
 #include "vidkv/quantization/group_kernels.h"
@@ -45,15 +45,15 @@ void sign_values(const std::uint8_t* __restrict q, const float* __restrict s, bo
 
 }  // namespace
 
-void SignQuantizer::encode_values_optimized(const float* values, const group_format::GroupGrid& g, std::uint8_t* out) const {
-  const DType sd = params_.scale_dtype;
-  const group_format::CodeLayout layout = params_.layout;
-  if (sign_avx512::applies(g, params_.axis, sd)) return sign_avx512::encode(values, g, sd, layout, out);
+void sign_kernels::encode_optimized(const SignParams& p, const group_format::GroupGrid& g, const float* values,
+                                    std::uint8_t* out) {
+  const DType sd = p.scale_dtype;
+  const group_format::CodeLayout layout = p.layout;
   std::uint8_t* codes = out;
   std::uint8_t* scales = codes + sign_format::codes_bytes(layout, g);
   std::uint8_t* mins = scales + sign_format::scales_bytes(g, sd);
   const bool release = layout == group_format::CodeLayout::release;
-  if (params_.axis == GroupAxis::channel) {
+  if (p.axis == GroupAxis::channel) {
     const std::int64_t width = g.rows;  // components, contiguous in a token row
     const std::int64_t groups_per_row = g.groups_per_row();  // hoisted: computed with a division
     std::vector<double> sums(static_cast<std::size_t>(width));
@@ -97,15 +97,14 @@ void SignQuantizer::encode_values_optimized(const float* values, const group_for
   }
 }
 
-void SignQuantizer::decode_values_optimized(const std::uint8_t* in, const group_format::GroupGrid& g, float* values) const {
-  const DType sd = params_.scale_dtype;
-  const group_format::CodeLayout layout = params_.layout;
-  if (sign_avx512::applies(g, params_.axis, sd))
-    return sign_avx512::decode(in, g, sd, layout, params_.reconstruction, values);
+void sign_kernels::decode_optimized(const SignParams& p, const group_format::GroupGrid& g, const std::uint8_t* in,
+                                    float* values) {
+  const DType sd = p.scale_dtype;
+  const group_format::CodeLayout layout = p.layout;
   const std::uint8_t* codes = in;
   const std::uint8_t* scales = codes + sign_format::codes_bytes(layout, g);
-  const bool symmetric = params_.reconstruction == sign_format::Reconstruction::symmetric;
-  if (params_.axis == GroupAxis::channel) {
+  const bool symmetric = p.reconstruction == sign_format::Reconstruction::symmetric;
+  if (p.axis == GroupAxis::channel) {
     const std::int64_t width = g.rows;
     const std::int64_t groups_per_row = g.groups_per_row();
     std::vector<float> s(static_cast<std::size_t>(width));

@@ -7,8 +7,8 @@
 #include <cstring>
 
 #include "vidkv/core/error.h"
-#include "vidkv/plugins/quantizers/ternary/ternary_avx512.h"
 #include "vidkv/plugins/quantizers/ternary/ternary_cuda.h"
+#include "vidkv/plugins/quantizers/ternary/ternary_kernels.h"
 
 namespace vidkv {
 
@@ -38,13 +38,12 @@ PackedLayout TernaryQuantizer::layout(const BlockShape& shape, const TokenContex
   return l;
 }
 
-void TernaryQuantizer::encode(const float* in, const BlockShape& shape, const TokenContext& ctx, std::uint8_t* out) const {
-  const auto g = grid(shape);
-  const DType sd = params_.scale_dtype;
-  const Packing p = params_.packing;
-  const Reconstruction rec = params_.reconstruction;
-  std::memset(out, 0, layout(shape, ctx).bytes());
-  if (implementation_ == CpuImplementation::optimized) return encode_optimized(in, shape, out);
+namespace ternary_kernels {
+
+void encode_reference(const TernaryParams& params, const group_format::GroupGrid& g, const float* in, std::uint8_t* out) {
+  const DType sd = params.scale_dtype;
+  const Packing p = params.packing;
+  const Reconstruction rec = params.reconstruction;
   std::uint8_t* codes = out;
   std::uint8_t* scales = codes + ternary_format::codes_bytes(p, g);
   std::uint8_t* mins = scales + ternary_format::scales_bytes(p, rec, g, sd);
@@ -55,7 +54,7 @@ void TernaryQuantizer::encode(const float* in, const BlockShape& shape, const To
         double sum_abs = 0.0;
         for (std::int64_t j = j0; j < j0 + n; ++j) sum_abs += std::fabs(static_cast<double>(in[g.block_offset(h, r, j)]));
         const double mean_abs = sum_abs / static_cast<double>(n);
-        const double dead_zone = params_.gamma * mean_abs;
+        const double dead_zone = params.gamma * mean_abs;
         double sum_kept = 0.0;
         std::int64_t kept = 0;
         for (std::int64_t j = j0; j < j0 + n; ++j) {
@@ -78,17 +77,15 @@ void TernaryQuantizer::encode(const float* in, const BlockShape& shape, const To
   }
 }
 
-void TernaryQuantizer::decode(const std::uint8_t* in, const BlockShape& shape, const TokenContext&, float* out) const {
-  if (implementation_ == CpuImplementation::optimized) return decode_optimized(in, shape, out);
-  const auto g = grid(shape);
-  const DType sd = params_.scale_dtype;
-  const Packing p = params_.packing;
+void decode_reference(const TernaryParams& params, const group_format::GroupGrid& g, const std::uint8_t* in, float* out) {
+  const DType sd = params.scale_dtype;
+  const Packing p = params.packing;
   const std::uint8_t* codes = in;
   const std::uint8_t* scales = codes + ternary_format::codes_bytes(p, g);
   for (std::int64_t h = 0; h < g.heads; ++h) {
     for (std::int64_t r = 0; r < g.rows; ++r) {
       for (std::int64_t gi = 0; gi < g.groups_per_row(); ++gi) {
-        const float u = params_.reconstruction == Reconstruction::scaled ? group_format::get_scalar(scales, g.group_index(h, r, gi), sd) : 1.0f;
+        const float u = params.reconstruction == Reconstruction::scaled ? group_format::get_scalar(scales, g.group_index(h, r, gi), sd) : 1.0f;
         const std::int64_t j0 = gi * g.group, n = g.group_size(gi);
         for (std::int64_t j = j0; j < j0 + n; ++j)
           out[g.block_offset(h, r, j)] = static_cast<float>(ternary_format::get_trit(p, codes, g, h, r, j)) * u;
@@ -97,11 +94,22 @@ void TernaryQuantizer::decode(const std::uint8_t* in, const BlockShape& shape, c
   }
 }
 
+}  // namespace ternary_kernels
+
+void TernaryQuantizer::encode(const float* in, const BlockShape& shape, const TokenContext& ctx, std::uint8_t* out) const {
+  std::memset(out, 0, layout(shape, ctx).bytes());
+  const auto g = grid(shape);
+  ternary_kernels::choose(implementation_, params_, g).encode(params_, g, in, out);
+}
+
+void TernaryQuantizer::decode(const std::uint8_t* in, const BlockShape& shape, const TokenContext&, float* out) const {
+  const auto g = grid(shape);
+  ternary_kernels::choose(implementation_, params_, g).decode(params_, g, in, out);
+}
+
 KernelTier TernaryQuantizer::tier(Device device, const BlockShape& shape) const {
-  if (device == Device::cuda) return {plugin_name() + ":cuda", true};
-  if (implementation_ == CpuImplementation::reference) return {plugin_name() + ":reference", true};
-  const bool avx = ternary_avx512::applies(grid(shape), params_.axis, params_.reconstruction, params_.packing);
-  return {plugin_name() + (avx ? ":avx512" : ":optimized"), true};
+  if (device == Device::cuda) return {plugin_name() + ":" + ternary_kernels::cuda_tier, true};
+  return {plugin_name() + ":" + ternary_kernels::choose(implementation_, params_, grid(shape)).tier, true};
 }
 
 #ifdef VIDKV_WITH_CUDA

@@ -69,6 +69,9 @@ class TernaryQuantizer : public Quantizer {
   PackedLayout layout(const BlockShape& shape, const TokenContext& ctx) const override;
   void encode(const float* in, const BlockShape& shape, const TokenContext& ctx, std::uint8_t* out) const override;
   void decode(const std::uint8_t* in, const BlockShape& shape, const TokenContext& ctx, float* out) const override;
+  // encode, decode and tier run / name the tier that ternary_kernels::choose picks (ternary_kernels.h: the table
+  // of implementations; the optimised tiers' bytes are identical to the reference: each group's sums are
+  // accumulated in double in the reference's order, the dead-zone comparisons are the reference's).
   // cpu: "ternary:reference", "ternary:optimized" or "ternary:avx512"; cuda: "ternary:cuda". All exact.
   KernelTier tier(Device device, const BlockShape& shape) const override;
 
@@ -78,10 +81,6 @@ class TernaryQuantizer : public Quantizer {
 
  private:
   group_format::GroupGrid grid(const BlockShape& shape) const;
-  // The optimised path (ternary_optimized.cpp): bytes identical to the reference (each group's sums are
-  // accumulated in double in the reference's order, the dead-zone comparisons are the reference's, in double).
-  void encode_optimized(const float* in, const BlockShape& shape, std::uint8_t* out) const;
-  void decode_optimized(const std::uint8_t* in, const BlockShape& shape, float* out) const;
   Params params_;
   CpuImplementation implementation_;
 };

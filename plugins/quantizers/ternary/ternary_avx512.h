@@ -1,6 +1,6 @@
 // ternary: AVX-512 kernels of the optimised CPU path for VidKV's value configuration (axis channel, G = 32, every
 // group full, magnitude_free reconstruction, packing base3 or slots2). Same bytes and floats as the reference
-// (ternary.cpp); ternary_avx512.cpp says why. Called from ternary_optimized.cpp when simd::avx512_kernels().
+// (ternary.cpp); ternary_avx512.cpp says why. The "avx512" entry of ternary_kernels.h, chosen where applies().
 #pragma once
 
 #include <cstdint>

@@ -1,4 +1,4 @@
-// ternary: the optimised CPU path (CpuImplementation::optimized) of the 1.58-bit quantizer. Same bytes as the
+// ternary: the portable optimised CPU tier (ternary_kernels.h "optimized") of the 1.58-bit quantizer. Same bytes as the
 // reference in ternary.cpp:
 //   axis channel: per head and group of G tokens, the [G, channels] tile is read row by row; each channel's
 //                 sum of |x| (and, when scaled, of the kept |x|) is accumulated in double in token order (the
@@ -12,7 +12,7 @@
 #include <vector>
 
 #include "vidkv/plugins/quantizers/ternary/ternary.h"
-#include "vidkv/plugins/quantizers/ternary/ternary_avx512.h"
+#include "vidkv/plugins/quantizers/ternary/ternary_kernels.h"
 #include "vidkv/quantization/code_stream.h"
 #include "vidkv/quantization/cpu_dispatch.h"
 #include "vidkv/quantization/group_kernels.h"
@@ -86,12 +86,11 @@ void get_run(Packing p, const std::uint8_t* codes, const group_format::GroupGrid
 
 }  // namespace
 
-void TernaryQuantizer::encode_optimized(const float* in, const BlockShape& shape, std::uint8_t* out) const {
-  const auto g = grid(shape);
-  const DType sd = params_.scale_dtype;
-  const Packing p = params_.packing;
-  const Reconstruction rec = params_.reconstruction;
-  if (ternary_avx512::applies(g, params_.axis, rec, p)) return ternary_avx512::encode(in, g, params_.gamma, p, out);
+void ternary_kernels::encode_optimized(const TernaryParams& params, const group_format::GroupGrid& g, const float* in,
+                                       std::uint8_t* out) {
+  const DType sd = params.scale_dtype;
+  const Packing p = params.packing;
+  const Reconstruction rec = params.reconstruction;
   std::uint8_t* codes = out;
   std::uint8_t* scales = codes + ternary_format::codes_bytes(p, g);
   std::uint8_t* mins = scales + ternary_format::scales_bytes(p, rec, g, sd);
@@ -106,8 +105,8 @@ void TernaryQuantizer::encode_optimized(const float* in, const BlockShape& shape
     }
     if (p == Packing::release) group_format::put_scalar(mins, g.group_index(h, r, gi), sd, ternary_format::kReleaseMin);
   };
-  if (params_.axis == GroupAxis::channel) {
-    const std::int64_t width = shape.channels;
+  if (params.axis == GroupAxis::channel) {
+    const std::int64_t width = g.rows;  // rows of the grid = channels, contiguous in a token row
     const auto w = static_cast<std::size_t>(width);
     std::vector<double> sums(w), kept_sum(w);
     std::vector<float> dead_zone(w);
@@ -120,7 +119,7 @@ void TernaryQuantizer::encode_optimized(const float* in, const BlockShape& shape
         const float* base = in + h * g.head_stride + j0 * width;
         std::fill(sums.begin(), sums.end(), 0.0);
         group_kernels::column_abs_sum(base, n, width, width, sums.data());
-        for (std::size_t c = 0; c < w; ++c) dead_zone[c] = float_below(params_.gamma * (sums[c] / static_cast<double>(n)));
+        for (std::size_t c = 0; c < w; ++c) dead_zone[c] = float_below(params.gamma * (sums[c] / static_cast<double>(n)));
         std::fill(kept_sum.begin(), kept_sum.end(), 0.0);
         std::fill(kept.begin(), kept.end(), 0);
         for (std::int64_t t = 0; t < n; ++t) {
@@ -147,7 +146,7 @@ void TernaryQuantizer::encode_optimized(const float* in, const BlockShape& shape
         double sum_abs = 0.0;
         for (std::int64_t j = j0; j < j0 + n; ++j) sum_abs += std::fabs(static_cast<double>(x[j]));
         const double mean_abs = sum_abs / static_cast<double>(n);
-        std::fill(dead_zone.begin() + j0, dead_zone.begin() + j0 + n, float_below(params_.gamma * mean_abs));
+        std::fill(dead_zone.begin() + j0, dead_zone.begin() + j0 + n, float_below(params.gamma * mean_abs));
         trit_slots(x + j0, dead_zone.data() + j0, n, row.data() + j0);
         double kept_sum = 0.0;
         std::int64_t kept = 0;
@@ -164,16 +163,15 @@ void TernaryQuantizer::encode_optimized(const float* in, const BlockShape& shape
   }
 }
 
-void TernaryQuantizer::decode_optimized(const std::uint8_t* in, const BlockShape& shape, float* out) const {
-  const auto g = grid(shape);
-  const DType sd = params_.scale_dtype;
-  const Packing p = params_.packing;
-  if (ternary_avx512::applies(g, params_.axis, params_.reconstruction, p)) return ternary_avx512::decode(in, g, p, out);
+void ternary_kernels::decode_optimized(const TernaryParams& params, const group_format::GroupGrid& g, const std::uint8_t* in,
+                                       float* out) {
+  const DType sd = params.scale_dtype;
+  const Packing p = params.packing;
   const std::uint8_t* codes = in;
   const std::uint8_t* scales = codes + ternary_format::codes_bytes(p, g);
-  const bool scaled = params_.reconstruction == Reconstruction::scaled;
-  if (params_.axis == GroupAxis::channel) {
-    const std::int64_t width = shape.channels;
+  const bool scaled = params.reconstruction == Reconstruction::scaled;
+  if (params.axis == GroupAxis::channel) {
+    const std::int64_t width = g.rows;  // the channels
     std::vector<float> u(static_cast<std::size_t>(width), 1.0f);
     std::vector<std::uint8_t> tile(static_cast<std::size_t>(std::min<std::int64_t>(g.group, g.length) * width));
     std::vector<std::uint8_t> run(static_cast<std::size_t>(g.group));
