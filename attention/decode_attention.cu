@@ -61,6 +61,68 @@ __device__ inline void score_update(float (&sc)[kMaxQ], const float* qT, std::in
   sc[7] = __fmaf_rn(b.w, k, sc[7]);
 }
 
+// The block's queries transposed and padded: qT[c][hq] = query head h * Q + hq, channel c (zeros past Q).
+__device__ inline void load_queries(const Problem& p, float* q, std::int64_t b, std::int64_t h) {
+  const std::int64_t D = p.channels, Q = p.qpk;
+  for (std::int64_t i = threadIdx.x; i < kMaxQ * D; i += kThreads) {
+    const std::int64_t c = i / kMaxQ, hq = i % kMaxQ;
+    q[i] = hq < Q ? query_element(p, b, h * Q + hq, c) : 0.0f;
+  }
+}
+
+// An empty online-softmax partial (decode_attention_format.h Partial): m = -inf, l = 0, acc = 0.
+template <int kC>
+__device__ inline void reset_partial(float (&m)[kMaxQ], float (&l)[kMaxQ], float (&acc)[kMaxQ][kC]) {
+#pragma unroll
+  for (int hq = 0; hq < kMaxQ; ++hq) {
+    m[hq] = -HUGE_VALF;
+    l[hq] = 0.0f;
+#pragma unroll
+    for (int ci = 0; ci < kC; ++ci) acc[hq][ci] = 0.0f;
+  }
+}
+
+// The queries carried into key part kp's coordinates (gathered channel order, FFT frequency domain:
+// af::transform_entry): tqT[i][hq] from qT, through this warp's `gathered` [Q][D]. Warp-synchronous.
+__device__ inline void transform_queries(const Problem& p, const af::PartRef& kp, const float* q, float* gathered,
+                                         float* tq, int lane) {
+  const std::int64_t D = p.channels, Q = p.qpk;
+  __syncwarp();
+  for (std::int64_t c = lane; c < D; c += 32) {
+    const std::int64_t idx = af::gathered_index(p.key, kp, D, c);
+    for (std::int64_t hq = 0; hq < Q; ++hq) gathered[hq * D + idx] = q[c * kMaxQ + hq];
+  }
+  __syncwarp();
+  for (std::int64_t i = lane; i < D; i += 32)
+    for (std::int64_t hq = 0; hq < Q; ++hq)
+      tq[i * kMaxQ + hq] = af::transform_entry(p.key, kp.first_n, kp.second_n, gathered + hq * D, i);
+  __syncwarp();
+}
+
+// One tile's online-softmax update of the warp's partial (m, l, acc) for the first Q heads, scores in log2 units
+// (sc * score_scale); sc becomes the tile's probabilities exp2(s - m) (0 for an inactive lane and for the padding
+// heads hq >= Q).
+template <int kC>
+__device__ inline void softmax_update(float (&sc)[kMaxQ], bool active, float score_scale, std::int64_t Q,
+                                      float (&m)[kMaxQ], float (&l)[kMaxQ], float (&acc)[kMaxQ][kC]) {
+#pragma unroll
+  for (int hq = 0; hq < kMaxQ; ++hq) {
+    if (hq >= Q) {
+      sc[hq] = 0.0f;
+      continue;
+    }
+    const float sv = active ? sc[hq] * score_scale : -HUGE_VALF;
+    const float mn = fmaxf(m[hq], warp_max(sv));
+    const float alpha = af::merge_factor(m[hq], mn);
+    const float pe = active ? exp2f(sv - mn) : 0.0f;
+    l[hq] = l[hq] * alpha + warp_sum(pe);
+#pragma unroll
+    for (int ci = 0; ci < kC; ++ci) acc[hq][ci] *= alpha;
+    m[hq] = mn;
+    sc[hq] = pe;
+  }
+}
+
 // Merges the block's warps' partials (m, l, acc) in shared memory and writes them as partial `slot` of (sequence b,
 // KV head h). Channel c of lane `lane`, value slot ci: c = lane + 32 ci, or kC lane + ci when kInterleaved (the fast
 // kernel's token-axis values). Reuses the block's shared memory: every warp must be done with it (a barrier first).
@@ -122,10 +184,7 @@ __global__ void __launch_bounds__(kThreads) split_kernel(const Problem p) {
   float* gathered = tq + kMaxQ * D;                          // [Q][D]
   af::Meta* kmeta = reinterpret_cast<af::Meta*>(gathered + Q * D);  // [D]
   af::Meta* vmeta = kmeta + D;                                      // [value_meta_capacity(D)]
-  for (std::int64_t i = threadIdx.x; i < kMaxQ * D; i += kThreads) {
-    const std::int64_t c = i / kMaxQ, hq = i % kMaxQ;
-    q[i] = hq < Q ? query_element(p, b, h * Q + hq, c) : 0.0f;
-  }
+  load_queries(p, q, b, h);
   for (std::int64_t i = lane; i < kMaxQ * D; i += 32) tq[i] = 0.0f;  // this warp's; the padding heads stay 0
   __syncthreads();
 
@@ -133,13 +192,7 @@ __global__ void __launch_bounds__(kThreads) split_kernel(const Problem p) {
   const std::int64_t first_tile = seq.tile_begin + seq.fast_count;
   const TileRange range = split_tiles(seq.tile_count - seq.fast_count, p.generic_splits, s);
   float m[kMaxQ], l[kMaxQ], acc[kMaxQ][kC];
-#pragma unroll
-  for (int hq = 0; hq < kMaxQ; ++hq) {
-    m[hq] = -HUGE_VALF;
-    l[hq] = 0.0f;
-#pragma unroll
-    for (int ci = 0; ci < kC; ++ci) acc[hq][ci] = 0.0f;
-  }
+  reset_partial(m, l, acc);
   const bool transform = af::needs_transform(p.key);
   std::int32_t cached_block = INT_MIN;
 
@@ -154,16 +207,7 @@ __global__ void __launch_bounds__(kThreads) split_kernel(const Problem p) {
       kp = key_part(p, tile, h);
       if (transform) {
         if (tile.key_block != cached_block) {
-          __syncwarp();
-          for (std::int64_t c = lane; c < D; c += 32) {
-            const std::int64_t idx = af::gathered_index(p.key, kp, D, c);
-            for (std::int64_t hq = 0; hq < Q; ++hq) gathered[hq * D + idx] = q[c * kMaxQ + hq];
-          }
-          __syncwarp();
-          for (std::int64_t i = lane; i < D; i += 32)
-            for (std::int64_t hq = 0; hq < Q; ++hq)
-              tq[i * kMaxQ + hq] = af::transform_entry(p.key, kp.first_n, kp.second_n, gathered + hq * D, i);
-          __syncwarp();
+          transform_queries(p, kp, q, gathered, tq, lane);
           cached_block = tile.key_block;
         }
         qk = tq;
@@ -201,19 +245,7 @@ __global__ void __launch_bounds__(kThreads) split_kernel(const Problem p) {
       }
     }
     // Online softmax update of the warp's partial; sc becomes the tile's probabilities exp2(s - m).
-#pragma unroll
-    for (int hq = 0; hq < kMaxQ; ++hq) {
-      if (hq >= Q) continue;
-      const float sv = active ? sc[hq] * p.score_scale : -HUGE_VALF;
-      const float mn = fmaxf(m[hq], warp_max(sv));
-      const float alpha = af::merge_factor(m[hq], mn);
-      const float pe = active ? exp2f(sv - mn) : 0.0f;
-      l[hq] = l[hq] * alpha + warp_sum(pe);
-#pragma unroll
-      for (int ci = 0; ci < kC; ++ci) acc[hq][ci] *= alpha;
-      m[hq] = mn;
-      sc[hq] = pe;
-    }
+    softmax_update(sc, active, p.score_scale, Q, m, l, acc);
     // Values, lane -> channels lane + 32 ci (the value part is read after the scores: kp and vp are never live at
     // once, which keeps the kernel's registers down).
     af::PartRef vp;
@@ -379,10 +411,7 @@ __global__ void __launch_bounds__(kThreads, 3) fast_kernel(const Problem p) {
   float* prob = wbase + lay.prob;
   std::uint32_t* kwords = reinterpret_cast<std::uint32_t*>(wbase + lay.kwords);
   std::uint32_t* vwords = reinterpret_cast<std::uint32_t*>(wbase + lay.vwords);
-  for (int i = threadIdx.x; i < kMaxQ * D; i += kThreads) {
-    const int c = i / kMaxQ, hq = i % kMaxQ;
-    q[i] = hq < Q ? query_element(p, b, h * Q + hq, c) : 0.0f;
-  }
+  load_queries(p, q, b, h);
   if (transform)
     for (int i = lane; i < kMaxQ * D; i += 32) tq[i] = 0.0f;  // this warp's; the padding heads stay 0
   __syncthreads();
@@ -390,13 +419,7 @@ __global__ void __launch_bounds__(kThreads, 3) fast_kernel(const Problem p) {
   const SequenceEntry seq = p.sequences[b];
   const TileRange range = split_tiles(seq.fast_count, p.splits, s);
   float m[kMaxQ], l[kMaxQ], acc[kMaxQ][kC];
-#pragma unroll
-  for (int hq = 0; hq < kMaxQ; ++hq) {
-    m[hq] = -HUGE_VALF;
-    l[hq] = 0.0f;
-#pragma unroll
-    for (int ci = 0; ci < kC; ++ci) acc[hq][ci] = 0.0f;
-  }
+  reset_partial(m, l, acc);
   const af::ChildFormat& vf = p.value.first;
   const unsigned vb = as::staged_bits(vf), kb1 = as::staged_bits(p.key.first);
   const unsigned kb2 = p.key.mixed ? as::staged_bits(p.key.second) : 0u;
@@ -417,14 +440,7 @@ __global__ void __launch_bounds__(kThreads, 3) fast_kernel(const Problem p) {
     __syncwarp();  // the previous tile's reads of the staged words, metadata and probabilities are done
     if (transform) {
       if (tile.key_block != cached_block) {
-        for (int c = lane; c < D; c += 32) {
-          const std::int64_t idx = af::gathered_index(p.key, kp, D, c);
-          for (int hq = 0; hq < Q; ++hq) gathered[hq * D + idx] = q[c * kMaxQ + hq];
-        }
-        __syncwarp();
-        for (int i = lane; i < D; i += 32)
-          for (int hq = 0; hq < Q; ++hq)
-            tq[i * kMaxQ + hq] = af::transform_entry(p.key, kp.first_n, kp.second_n, gathered + hq * D, i);
+        transform_queries(p, kp, q, gathered, tq, static_cast<int>(lane));
         cached_block = tile.key_block;
       }
       qk = tq;
@@ -486,21 +502,9 @@ __global__ void __launch_bounds__(kThreads, 3) fast_kernel(const Problem p) {
       if (first_n < D) score_child(sc, p.key.second, qk, kmeta, kwords, D, first_n, D, lane);
     }
     // Online softmax update of the warp's partial; the tile's probabilities exp2(s - m) go to shared memory.
+    softmax_update(sc, active, p.score_scale, Q, m, l, acc);
 #pragma unroll
-    for (int hq = 0; hq < kMaxQ; ++hq) {
-      float pe = 0.0f;
-      if (hq < Q) {
-        const float sv = active ? sc[hq] * p.score_scale : -HUGE_VALF;
-        const float mn = fmaxf(m[hq], warp_max(sv));
-        const float alpha = af::merge_factor(m[hq], mn);
-        pe = active ? exp2f(sv - mn) : 0.0f;
-        l[hq] = l[hq] * alpha + warp_sum(pe);
-#pragma unroll
-        for (int ci = 0; ci < kC; ++ci) acc[hq][ci] *= alpha;
-        m[hq] = mn;
-      }
-      prob[lane * kMaxQ + hq] = pe;
-    }
+    for (int hq = 0; hq < kMaxQ; ++hq) prob[lane * kMaxQ + hq] = sc[hq];
     __syncwarp();
     const bool vflag = decode_flag(vf);
     switch (vf.codec) {
