@@ -34,6 +34,7 @@
 #include "vidkv/core/quantizer.h"
 #include "vidkv/plugins/quantizers/sign/sign.h"
 #include "vidkv/quantization/group_format.h"
+#include "vidkv/quantization/group_kernel_entry.h"
 
 namespace vidkv::sign_kernels {
 
@@ -57,13 +58,7 @@ extern const Transform transform_fftw_batched;
 // the values (values_grid). encode: `values` [heads, tokens, width] fp32 row-major, host, finite; `out` the
 // sign_format sections (codes | scales [| zero mins in layout release]), sign_format's byte counts for g, zeroed
 // by the caller. decode: `in` those bytes, `values` g.elements() fp32.
-using EncodeFn = void (*)(const SignParams& p, const group_format::GroupGrid& g, const float* values, std::uint8_t* out);
-using DecodeFn = void (*)(const SignParams& p, const group_format::GroupGrid& g, const std::uint8_t* in, float* values);
-struct CpuKernels {
-  const char* tier;  // "reference", "optimized", "avx512"
-  EncodeFn encode;
-  DecodeFn decode;
-};
+using CpuKernels = group_format::CpuKernelEntry<SignParams>;  // tier: "reference", "optimized", "avx512"
 
 extern const CpuKernels reference;
 extern const CpuKernels optimized;

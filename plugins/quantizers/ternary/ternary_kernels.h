@@ -22,18 +22,12 @@
 #include "vidkv/core/cpu_implementation.h"
 #include "vidkv/plugins/quantizers/ternary/ternary.h"
 #include "vidkv/quantization/group_format.h"
+#include "vidkv/quantization/group_kernel_entry.h"
 
 namespace vidkv::ternary_kernels {
 
-using EncodeFn = void (*)(const TernaryParams& p, const group_format::GroupGrid& g, const float* in, std::uint8_t* out);
-using DecodeFn = void (*)(const TernaryParams& p, const group_format::GroupGrid& g, const std::uint8_t* in, float* out);
-
 // One CPU tier. `tier` is the suffix of KernelTier::name ("ternary:" + tier).
-struct CpuKernels {
-  const char* tier;
-  EncodeFn encode;
-  DecodeFn decode;
-};
+using CpuKernels = group_format::CpuKernelEntry<TernaryParams>;
 
 // The entries (ternary_kernels.cpp).
 extern const CpuKernels reference;

@@ -20,18 +20,12 @@
 #include "vidkv/core/cpu_implementation.h"
 #include "vidkv/plugins/quantizers/uniform/uniform.h"
 #include "vidkv/quantization/group_format.h"
+#include "vidkv/quantization/group_kernel_entry.h"
 
 namespace vidkv::uniform_kernels {
 
-using EncodeFn = void (*)(const UniformParams& p, const group_format::GroupGrid& g, const float* in, std::uint8_t* out);
-using DecodeFn = void (*)(const UniformParams& p, const group_format::GroupGrid& g, const std::uint8_t* in, float* out);
-
 // One CPU tier. `tier` is the suffix of KernelTier::name ("uniform:" + tier).
-struct CpuKernels {
-  const char* tier;
-  EncodeFn encode;
-  DecodeFn decode;
-};
+using CpuKernels = group_format::CpuKernelEntry<UniformParams>;
 
 // The entries (uniform_kernels.cpp).
 extern const CpuKernels reference;
