@@ -98,6 +98,22 @@ inline std::unique_ptr<LayerCache> filled_cache(const KvCodec& codec, const Life
   return cache;
 }
 
+// fn(ac, codec, cache) for every codec of attention_codecs() that decode attention reads in place (reference
+// plugins), with a cpu cache of `in` filled by filled_cache(..., prefill). Returns how many were visited.
+template <class Fn>
+int for_each_read_codec(const LayerInput& in, std::int64_t prefill, Fn&& fn) {
+  int read = 0;
+  for (const AttentionCodec& ac : attention_codecs()) {
+    const PluginRegistry& reg = test::builtin_registry(CpuImplementation::reference);
+    const KvCodec codec(reg.make_quantizer(ac.key), reg.make_quantizer(ac.value));
+    if (!decode_attention_supports(codec.key(), in.channels) || !decode_attention_supports(codec.value(), in.channels)) continue;
+    const auto cache = filled_cache(codec, ac.lifecycle, in, prefill, Execution::cpu());
+    fn(ac, codec, *cache);
+    ++read;
+  }
+  return read;
+}
+
 // Queries [batch, q_heads, D], N(0, 1) times `scale` (larger: sharper softmax).
 inline std::vector<float> random_queries(std::int64_t batch, std::int64_t q_heads, std::int64_t channels, float scale,
                                          std::uint64_t seed) {

@@ -64,21 +64,16 @@ TEST_CASE("the query transform of sign fft: real keys equals the dot with the in
 
 TEST_CASE("in-place element reads equal each plugin's decode", "[cpu][attention]") {
   const LayerInput in = synthetic_input(2, 200, 48, 3);
-  int read = 0;
-  for (const AttentionCodec& ac : attention_codecs()) {
-    const PluginRegistry& reg = test::builtin_registry(CpuImplementation::reference);
-    const KvCodec codec(reg.make_quantizer(ac.key), reg.make_quantizer(ac.value));
-    if (!decode_attention_supports(codec.key(), in.channels) || !decode_attention_supports(codec.value(), in.channels)) continue;
+  const int read = for_each_read_codec(in, 170, [&](const AttentionCodec& ac, const KvCodec& codec, const LayerCache& cache) {
     INFO(ac.name);
-    const auto cache = filled_cache(codec, ac.lifecycle, in, 170, Execution::cpu());
     const af::SideFormat kf = side_format(codec.key(), in.channels), vf = side_format(codec.value(), in.channels);
     const bool key_fft = (kf.first.codec == af::ChildCodec::sign && kf.first.fft_real) ||
                          (kf.mixed && kf.second.codec == af::ChildCodec::sign && kf.second.fft_real);
     for (std::int64_t h = 0; h < in.heads; ++h) {
       std::vector<double> k, v;
-      decoded_head(*cache, h, k, v);
+      decoded_head(cache, h, k, v);
       for (int side = 0; side < 2; ++side) {
-        const LayerCache::SideRef s = side == 0 ? cache->key_side() : cache->value_side();
+        const LayerCache::SideRef s = side == 0 ? cache.key_side() : cache.value_side();
         const af::SideFormat& f = side == 0 ? kf : vf;
         if (side == 0 && key_fft) continue;  // components, not channels: the transform test and the emulation cover them
         for (const auto& blk : s.blocks) {
@@ -92,8 +87,7 @@ TEST_CASE("in-place element reads equal each plugin's decode", "[cpu][attention]
         }
       }
     }
-    ++read;
-  }
+  });
   CHECK(read >= 4);
 }
 
@@ -108,14 +102,10 @@ TEST_CASE("staged code runs equal the codes read one element at a time", "[cpu][
   for (int b = 0; b < as::kTritSlotEntries; ++b) slots[b] = as::trit_slots(static_cast<unsigned>(b));
   const std::uint16_t* const tables[] = {nullptr, slots};
   int children = 0;
-  for (const AttentionCodec& ac : attention_codecs()) {
-    const PluginRegistry& reg = test::builtin_registry(CpuImplementation::reference);
-    const KvCodec codec(reg.make_quantizer(ac.key), reg.make_quantizer(ac.value));
-    if (!decode_attention_supports(codec.key(), in.channels) || !decode_attention_supports(codec.value(), in.channels)) continue;
+  for_each_read_codec(in, 170, [&](const AttentionCodec& ac, const KvCodec& codec, const LayerCache& cache) {
     INFO(ac.name);
-    const auto cache = filled_cache(codec, ac.lifecycle, in, 170, Execution::cpu());
     for (int side = 0; side < 2; ++side) {
-      const LayerCache::SideRef s = side == 0 ? cache->key_side() : cache->value_side();
+      const LayerCache::SideRef s = side == 0 ? cache.key_side() : cache.value_side();
       const af::SideFormat f = side_format(side == 0 ? codec.key() : codec.value(), in.channels);
       for (const auto& blk : s.blocks) {
         const std::int64_t n = blk.end - blk.begin;
@@ -151,7 +141,7 @@ TEST_CASE("staged code runs equal the codes read one element at a time", "[cpu][
         }
       }
     }
-  }
+  });
   CHECK(children >= 6);
 }
 
