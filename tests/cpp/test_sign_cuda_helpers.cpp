@@ -23,6 +23,7 @@
 #include "test_registry.h"
 #include "quantizer_test_helpers.h"
 #include "sign_fft_compare.h"
+#include "sign_fft_exact.h"
 #include "vidkv/plugins/quantizers/sign/sign.h"
 #include "vidkv/plugins/quantizers/sign/sign_cuda.h"
 #include "vidkv/plugins/quantizers/sign/sign_fft.h"
@@ -35,11 +36,11 @@
 using namespace vidkv;
 using namespace vidkv::test;
 namespace cmp = vidkv::test::sign_fft_compare;
+using namespace vidkv::test::sign_fft_exact;
 
 namespace {
 
 constexpr double kU = 0x1p-24;
-const double kPi = 3.14159265358979323846;
 
 // Rows of mixed character: gaussian, one large channel, all zero, signed zeros, constant.
 std::vector<float> rows_of(std::int64_t rows, std::int64_t n, std::uint64_t seed) {
@@ -56,52 +57,6 @@ std::vector<float> rows_of(std::int64_t rows, std::int64_t n, std::uint64_t seed
       if (type == 4) v = 0.75f;
       x[static_cast<std::size_t>(r * n + c)] = v;
     }
-  return x;
-}
-
-std::vector<std::complex<double>> exact_dft(const float* x, std::int64_t n) {
-  std::vector<std::complex<double>> X(static_cast<std::size_t>(n));
-  for (std::int64_t k = 0; k < n; ++k) {
-    std::complex<double> acc = 0;
-    for (std::int64_t j = 0; j < n; ++j) acc += double(x[j]) * std::polar(1.0, -2.0 * kPi * double((j * k) % n) / double(n));
-    X[std::size_t(k)] = acc;
-  }
-  return X;
-}
-
-// The component order of sign_fft.h, written out from its description.
-std::vector<double> exact_components(SignFft kind, const float* x, std::int64_t n) {
-  const auto X = exact_dft(x, n);
-  std::vector<double> out;
-  if (kind == SignFft::complex) {
-    for (const auto& v : X) out.push_back(v.real()), out.push_back(v.imag());
-    return out;
-  }
-  out.push_back(X[0].real());
-  for (std::int64_t k = 1; 2 * k < n; ++k) out.push_back(X[std::size_t(k)].real()), out.push_back(X[std::size_t(k)].imag());
-  if (n % 2 == 0 && n > 1) out.push_back(X[std::size_t(n / 2)].real());
-  return out;
-}
-
-// Re of the inverse DFT / n of the spectrum the components stand for (real: Hermitian completion).
-std::vector<double> exact_inverse(SignFft kind, const float* y, std::int64_t n) {
-  std::vector<std::complex<double>> Y(static_cast<std::size_t>(n));
-  if (kind == SignFft::complex) {
-    for (std::int64_t k = 0; k < n; ++k) Y[std::size_t(k)] = {y[2 * k], y[2 * k + 1]};
-  } else {
-    Y[0] = y[0];
-    for (std::int64_t k = 1; 2 * k < n; ++k) {
-      Y[std::size_t(k)] = {y[2 * k - 1], y[2 * k]};
-      Y[std::size_t(n - k)] = std::conj(Y[std::size_t(k)]);
-    }
-    if (n % 2 == 0 && n > 1) Y[std::size_t(n / 2)] = y[n - 1];
-  }
-  std::vector<double> x(static_cast<std::size_t>(n));
-  for (std::int64_t j = 0; j < n; ++j) {
-    std::complex<double> acc = 0;
-    for (std::int64_t k = 0; k < n; ++k) acc += Y[std::size_t(k)] * std::polar(1.0, 2.0 * kPi * double((j * k) % n) / double(n));
-    x[std::size_t(j)] = acc.real() / double(n);
-  }
   return x;
 }
 
@@ -159,7 +114,7 @@ TEST_CASE("sign FFT tile: the fused CUDA kernels' transform is the AVX-512 trans
       tile_transform(true, kind, x.data(), rows, n, ours.data());
       cmp::Worst fwd;
       for (std::int64_t r = 0; r < rows; ++r) {
-        const auto e = exact_components(kind, x.data() + r * n, n);
+        const auto e = exact_forward(kind, x.data() + r * n, n);
         const double bound = F * kU * cmp::l1(x.data() + r * n, n);
         for (std::int64_t c = 0; c < w; ++c)
           fwd.see(std::fabs(ours[std::size_t(r * w + c)] - e[std::size_t(c)]), bound,
@@ -215,7 +170,7 @@ TEST_CASE("sign FFT bins: components read from and written to a real transform's
         half[std::size_t(2 * k)] = float(X[std::size_t(k)].real());
         half[std::size_t(2 * k + 1)] = float(X[std::size_t(k)].imag());
       }
-      const auto want = exact_components(kind, x.data(), n);
+      const auto want = exact_forward(kind, x.data(), n);
       REQUIRE(std::int64_t(want.size()) == fft_components(kind, n));
       for (std::int64_t c = 0; c < fft_components(kind, n); ++c) {
         const double got = sign_fft_bins::component(kind, n, half.data(), c);
@@ -277,7 +232,7 @@ TEST_CASE("library FFT bound: FFTW is within sign_fft_tolerance of the exact DFT
       fft_inverse_rows(kind, X.data(), rows, n, back.data());
       cmp::Worst fwd, inv;
       for (std::int64_t r = 0; r < rows; ++r) {
-        const auto e = exact_components(kind, x.data() + r * n, n);
+        const auto e = exact_forward(kind, x.data() + r * n, n);
         const double fb = sign_fft_tolerance::forward_bound(n, cmp::l2(x.data() + r * n, n));
         for (std::int64_t c = 0; c < w; ++c) fwd.see(std::fabs(X[std::size_t(r * w + c)] - e[std::size_t(c)]), fb, "row " + std::to_string(r));
         const auto ei = exact_inverse(kind, X.data() + r * w, n);

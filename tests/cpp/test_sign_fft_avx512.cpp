@@ -30,6 +30,7 @@
 #include <vector>
 
 #include "catch.h"
+#include "sign_fft_exact.h"
 #include "test_registry.h"
 #include "quantizer_test_helpers.h"
 #include "vidkv/plugins/quantizers/sign/sign_fft.h"
@@ -40,11 +41,11 @@
 
 using namespace vidkv;
 using namespace vidkv::test;
+using namespace vidkv::test::sign_fft_exact;
 
 namespace {
 
 constexpr double kU = 0x1p-24;  // unit roundoff of fp32
-const double kPi = 3.14159265358979323846;
 
 const char* kind_name(SignFft k) { return k == SignFft::complex ? "complex" : "real"; }
 
@@ -71,25 +72,6 @@ std::vector<float> test_rows(std::int64_t rows, std::int64_t width, std::uint64_
   return x;
 }
 
-// Exact (double) forward transform of a row, in the kind's component order (sign_fft.h).
-std::vector<double> exact_forward(SignFft kind, const float* x, std::int64_t n) {
-  std::vector<std::complex<double>> X(static_cast<std::size_t>(n));
-  for (std::int64_t k = 0; k < n; ++k) {
-    std::complex<double> acc = 0;
-    for (std::int64_t j = 0; j < n; ++j) acc += double(x[j]) * std::polar(1.0, -2.0 * kPi * double((j * k) % n) / double(n));
-    X[static_cast<std::size_t>(k)] = acc;
-  }
-  std::vector<double> out;
-  if (kind == SignFft::complex) {
-    for (const auto& v : X) out.push_back(v.real()), out.push_back(v.imag());
-    return out;
-  }
-  out.push_back(X[0].real());
-  for (std::int64_t k = 1; 2 * k < n; ++k) out.push_back(X[std::size_t(k)].real()), out.push_back(X[std::size_t(k)].imag());
-  out.push_back(X[std::size_t(n / 2)].real());
-  return out;
-}
-
 // The stored bins of a row of components: complex: Y_k, k < n; real: X_0, (X_k, k = 1 .. n/2-1), X_{n/2}.
 std::vector<std::complex<double>> stored_bins(SignFft kind, const float* c, std::int64_t n) {
   std::vector<std::complex<double>> b;
@@ -101,25 +83,6 @@ std::vector<std::complex<double>> stored_bins(SignFft kind, const float* c, std:
   for (std::int64_t k = 1; 2 * k < n; ++k) b.emplace_back(c[2 * k - 1], c[2 * k]);
   b.emplace_back(c[n - 1], 0.0);
   return b;
-}
-
-// Exact inverse (Re of the inverse DFT / n; real: of the Hermitian completion) of a row of components.
-std::vector<double> exact_inverse(SignFft kind, const float* c, std::int64_t n) {
-  const auto b = stored_bins(kind, c, n);
-  std::vector<std::complex<double>> Y(static_cast<std::size_t>(n));
-  if (kind == SignFft::complex) {
-    Y = b;
-  } else {
-    for (std::int64_t k = 0; k <= n / 2; ++k) Y[std::size_t(k)] = b[std::size_t(k)];
-    for (std::int64_t k = 1; k < n / 2; ++k) Y[std::size_t(n - k)] = std::conj(b[std::size_t(k)]);
-  }
-  std::vector<double> x(static_cast<std::size_t>(n));
-  for (std::int64_t j = 0; j < n; ++j) {
-    std::complex<double> acc = 0;
-    for (std::int64_t k = 0; k < n; ++k) acc += Y[std::size_t(k)] * std::polar(1.0, 2.0 * kPi * double((j * k) % n) / double(n));
-    x[std::size_t(j)] = acc.real() / double(n);
-  }
-  return x;
 }
 
 double l1(const float* x, std::int64_t n) {

@@ -12,55 +12,20 @@
 #include <vector>
 
 #include "catch.h"
+#include "sign_fft_exact.h"
 #include "vidkv/plugins/quantizers/sign/sign_fft.h"
 #include "vidkv/plugins/quantizers/sign/sign_fft_fftw_batched.h"
 #include "vidkv/plugins/quantizers/sign/sign_fft_tolerance.h"
 
 using namespace vidkv;
+using namespace vidkv::test::sign_fft_exact;
 
 namespace {
-
-const double kPi = 3.14159265358979323846;
 
 double l2(const float* x, std::int64_t n) {
   double s = 0;
   for (std::int64_t j = 0; j < n; ++j) s += double(x[j]) * double(x[j]);
   return std::sqrt(s);
-}
-
-// Exact DFT of a real row in the kind's component order (sign_fft.h).
-std::vector<double> exact_forward(SignFft kind, const float* x, std::int64_t n) {
-  std::vector<std::complex<double>> X(static_cast<std::size_t>(n));
-  for (std::int64_t k = 0; k < n; ++k)
-    for (std::int64_t j = 0; j < n; ++j) X[std::size_t(k)] += double(x[j]) * std::polar(1.0, -2.0 * kPi * double((j * k) % n) / double(n));
-  std::vector<double> out;
-  if (kind == SignFft::complex) {
-    for (const auto& v : X) out.push_back(v.real()), out.push_back(v.imag());
-    return out;
-  }
-  out.push_back(X[0].real());
-  for (std::int64_t k = 1; 2 * k < n; ++k) out.push_back(X[std::size_t(k)].real()), out.push_back(X[std::size_t(k)].imag());
-  if (n % 2 == 0 && n > 1) out.push_back(X[std::size_t(n / 2)].real());
-  return out;
-}
-
-// Exact Re(IDFT(Y)) / n of a row of components (real kind: Y is the Hermitian completion of the stored bins).
-std::vector<double> exact_inverse(SignFft kind, const float* c, std::int64_t n) {
-  std::vector<std::complex<double>> Y(static_cast<std::size_t>(n));
-  if (kind == SignFft::complex) {
-    for (std::int64_t k = 0; k < n; ++k) Y[std::size_t(k)] = {c[2 * k], c[2 * k + 1]};
-  } else {
-    Y[0] = c[0];
-    for (std::int64_t k = 1; 2 * k < n; ++k) Y[std::size_t(k)] = {c[2 * k - 1], c[2 * k]}, Y[std::size_t(n - k)] = {c[2 * k - 1], -c[2 * k]};
-    if (n % 2 == 0 && n > 1) Y[std::size_t(n / 2)] = c[n - 1];
-  }
-  std::vector<double> x(static_cast<std::size_t>(n));
-  for (std::int64_t j = 0; j < n; ++j) {
-    std::complex<double> acc = 0;
-    for (std::int64_t k = 0; k < n; ++k) acc += Y[std::size_t(k)] * std::polar(1.0, 2.0 * kPi * double((j * k) % n) / double(n));
-    x[std::size_t(j)] = acc.real() / double(n);
-  }
-  return x;
 }
 
 }  // namespace
