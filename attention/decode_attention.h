@@ -37,8 +37,8 @@ class DecodeAttention {
  public:
   // caches: one per sequence, all on ex's device, same heads, channels and codec formats, each with >= 1 token.
   // ShapeError / NotSupportedError otherwise, naming the sequence. splits: split-K parts per (sequence, KV head) of
-  // each kind of tile (fast and general, decode_attention_tables.h); 0 picks enough to fill the GPU (4 blocks per
-  // SM), at most one per 4 tiles.
+  // each kind of tile (fast and general, decode_attention_tables.h); 0 gives each kernel one full wave of the blocks
+  // the GPU holds at once (its occupancy), at most one split per 4 tiles.
   DecodeAttention(const std::vector<const LayerCache*>& caches, const Execution& ex, int splits = 0);
   ~DecodeAttention();
   DecodeAttention(const DecodeAttention&) = delete;
@@ -48,9 +48,10 @@ class DecodeAttention {
   // q_heads must be a multiple of the KV heads with q_heads / kv_heads <= kMaxQueryHeadsPerKv, D <= kMaxHeadDim.
   // On cuda enqueued on ex's stream (no synchronisation); on cpu computed at once (the reference).
   void run(const TensorView& queries, const TensorView& out) const;
-  // cpu caches only: the CUDA kernels' computation run on the host in the kernels' order (tiles, warps, splits,
-  // online softmax in fp32, the same per-element reads; decode_attention_emulation.h), for the [cpu] tests of the
-  // kernels' logic on machines without a GPU. Same views as run().
+  // cpu caches only: the general CUDA kernel's computation run on the host in the kernels' order (tiles, warps,
+  // splits, online softmax in fp32, the same per-element reads; decode_attention_emulation.h), for the [cpu] tests
+  // of the kernels' logic on machines without a GPU (the fast kernel's staged reads are checked code for code by
+  // their own [cpu] test). Same views as run().
   void run_emulated(const TensorView& queries, const TensorView& out) const;
 
   std::int64_t batch() const { return static_cast<std::int64_t>(caches_.size()); }

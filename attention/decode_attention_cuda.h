@@ -8,11 +8,13 @@
 
 namespace vidkv::attention_cuda {
 
-// Enqueues the split kernel (one thread block of 4 warps per (split, KV head, sequence); all query heads of the KV
-// head in the block; each warp takes every 4th tile of the split, lane = token for the scores and lane = channels
-// lane, lane + 32, ... for the values; online softmax per warp, the warps merged in shared memory into
-// p.partial_*) and the combine kernel (one block per (KV head, sequence): merges the splits, writes p.out).
-// Tables and workspace must be device memory. Throws CudaError on a launch failure.
+// Enqueues the fast kernel on the fast tiles, the general (split) kernel on the others, and the combine kernel.
+// Both split kernels: one thread block of 4 warps per (split, KV head, sequence); all query heads of the KV head in
+// the block; each warp takes every 4th tile of the split, lane = token for the scores and lanes over channels for the
+// values; online softmax per warp, the warps merged in shared memory into p.partial_* (the fast kernel's splits
+// first). The fast kernel stages each tile's codes a run at a time (decode_attention_staging.h). The combine kernel
+// (one block per (KV head, sequence)) merges the splits and writes p.out. Tables and workspace must be device
+// memory. Throws CudaError on a launch failure.
 void launch(const attention_tables::Problem& p, void* stream);
 
 // Streaming multiprocessors of the current device (the default split count fills them).
