@@ -6,6 +6,7 @@
 
 #include "vidkv/attention/decode_attention_emulation.h"
 #include "vidkv/attention/decode_attention_reference.h"
+#include "vidkv/attention/decode_attention_tensor_core.h"
 #include "vidkv/core/channel_selector.h"
 #include "vidkv/core/cuda/device_memory.h"
 #include "vidkv/core/error.h"
@@ -169,7 +170,8 @@ struct DecodeAttention::Tables {
   DeviceBuffer device;  // cuda: the four arrays back to back
 };
 
-DecodeAttention::DecodeAttention(const std::vector<const LayerCache*>& caches, const Execution& ex, int splits)
+DecodeAttention::DecodeAttention(const std::vector<const LayerCache*>& caches, const Execution& ex, int splits,
+                                 FastKernel fast)
     : caches_(caches), ex_(ex), tables_(std::make_unique<Tables>()) {
   VIDKV_REQUIRE(!caches.empty(), ShapeError, "decode attention: no caches (batch of 0 sequences)");
   VIDKV_REQUIRE(splits >= 0, ShapeError, "decode attention: splits must be >= 0, got ", splits);
@@ -226,6 +228,7 @@ DecodeAttention::DecodeAttention(const std::vector<const LayerCache*>& caches, c
     const auto rsize = static_cast<std::size_t>(dtype_size(p.residual_dtype));
     cache_bytes_ += static_cast<std::size_t>(heads_ * channels_ * (2 * c.tokens() - key.quantized - value.quantized)) * rsize;
   }
+  p.tensor_cores = fast == FastKernel::tensor_cores && ex.on_cuda() && attention_tensor_core::formats_ok(p);
   // Fast tiles first in each sequence (tile_is_fast reads the host tables).
   p.key_blocks = tb.key_blocks.data();
   p.value_blocks = tb.value_blocks.data();
@@ -282,6 +285,8 @@ DecodeAttention::DecodeAttention(const std::vector<const LayerCache*>& caches, c
 DecodeAttention::~DecodeAttention() = default;
 
 std::int64_t DecodeAttention::tiles() const { return static_cast<std::int64_t>(tables_->tiles.size()); }
+bool DecodeAttention::tensor_cores() const { return tables_->problem.tensor_cores; }
+
 std::int64_t DecodeAttention::fast_tiles() const {
   std::int64_t n = 0;
   for (const auto& s : tables_->sequences) n += s.fast_count;

@@ -7,6 +7,7 @@
 #include <cmath>
 
 #include "vidkv/attention/decode_attention_cuda.h"
+#include "vidkv/attention/decode_attention_device.cuh"
 #include "vidkv/attention/decode_attention_staging.h"
 #include "vidkv/core/error.h"
 
@@ -17,19 +18,7 @@ using namespace attention_tables;
 
 namespace {
 
-constexpr int kWarps = 4;
-constexpr int kThreads = 32 * kWarps;
-constexpr int kMaxQ = 8;  // DecodeAttention::kMaxQueryHeadsPerKv
-constexpr int kMaxC = 8;  // value channels per lane: DecodeAttention::kMaxHeadDim / 32
-
-__device__ inline float warp_max(float v) {
-  for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
-  return v;
-}
-__device__ inline float warp_sum(float v) {
-  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-  return v;
-}
+using namespace device;
 
 // Shared memory (floats, 16-byte aligned pieces): the block's queries transposed and padded to kMaxQ heads,
 // qT[D][kMaxQ] (zeros past qpk: a score update is two 16-byte loads and kMaxQ FMAs per element); per warp the
@@ -61,15 +50,6 @@ __device__ inline void score_update(float (&sc)[kMaxQ], const float* qT, std::in
   sc[7] = __fmaf_rn(b.w, k, sc[7]);
 }
 
-// The block's queries transposed and padded: qT[c][hq] = query head h * Q + hq, channel c (zeros past Q).
-__device__ inline void load_queries(const Problem& p, float* q, std::int64_t b, std::int64_t h) {
-  const std::int64_t D = p.channels, Q = p.qpk;
-  for (std::int64_t i = threadIdx.x; i < kMaxQ * D; i += kThreads) {
-    const std::int64_t c = i / kMaxQ, hq = i % kMaxQ;
-    q[i] = hq < Q ? query_element(p, b, h * Q + hq, c) : 0.0f;
-  }
-}
-
 // An empty online-softmax partial (decode_attention_format.h Partial): m = -inf, l = 0, acc = 0.
 template <int kC>
 __device__ inline void reset_partial(float (&m)[kMaxQ], float (&l)[kMaxQ], float (&acc)[kMaxQ][kC]) {
@@ -80,23 +60,6 @@ __device__ inline void reset_partial(float (&m)[kMaxQ], float (&l)[kMaxQ], float
 #pragma unroll
     for (int ci = 0; ci < kC; ++ci) acc[hq][ci] = 0.0f;
   }
-}
-
-// The queries carried into key part kp's coordinates (gathered channel order, FFT frequency domain:
-// af::transform_entry): tqT[i][hq] from qT, through this warp's `gathered` [Q][D]. Warp-synchronous.
-__device__ inline void transform_queries(const Problem& p, const af::PartRef& kp, const float* q, float* gathered,
-                                         float* tq, int lane) {
-  const std::int64_t D = p.channels, Q = p.qpk;
-  __syncwarp();
-  for (std::int64_t c = lane; c < D; c += 32) {
-    const std::int64_t idx = af::gathered_index(p.key, kp, D, c);
-    for (std::int64_t hq = 0; hq < Q; ++hq) gathered[hq * D + idx] = q[c * kMaxQ + hq];
-  }
-  __syncwarp();
-  for (std::int64_t i = lane; i < D; i += 32)
-    for (std::int64_t hq = 0; hq < Q; ++hq)
-      tq[i * kMaxQ + hq] = af::transform_entry(p.key, kp.first_n, kp.second_n, gathered + hq * D, i);
-  __syncwarp();
 }
 
 // One tile's online-softmax update of the warp's partial (m, l, acc) for the first Q heads, scores in log2 units
@@ -149,23 +112,7 @@ __device__ inline void write_split_partial(const Problem& p, float* smem, const 
     }
   }
   __syncthreads();
-  const std::int64_t base = ((b * p.heads + h) * (p.splits + p.generic_splits) + slot) * Q;
-  for (std::int64_t i = threadIdx.x; i < Q * D; i += kThreads) {
-    const std::int64_t hq = i / D, c = i % D;
-    float mt = -HUGE_VALF;
-    for (int w = 0; w < kWarps; ++w) mt = fmaxf(mt, wm[w * Q + hq]);
-    float a = 0.0f;
-    for (int w = 0; w < kWarps; ++w) a += wacc[(w * Q + hq) * D + c] * af::merge_factor(wm[w * Q + hq], mt);
-    p.partial_acc[(base + hq) * D + c] = a;
-  }
-  for (std::int64_t hq = threadIdx.x; hq < Q; hq += kThreads) {
-    float mt = -HUGE_VALF;
-    for (int w = 0; w < kWarps; ++w) mt = fmaxf(mt, wm[w * Q + hq]);
-    float lt = 0.0f;
-    for (int w = 0; w < kWarps; ++w) lt += wl[w * Q + hq] * af::merge_factor(wm[w * Q + hq], mt);
-    p.partial_ml[(base + hq) * 2] = mt;
-    p.partial_ml[(base + hq) * 2 + 1] = lt;
-  }
+  merge_warp_partials(p, smem, b, h, slot);
 }
 
 // The general kernel: the tiles of each sequence that are not fast (the residual's, layouts whose codes or metadata
@@ -579,7 +526,10 @@ void launch(const Problem& p, void* stream) {
   const dim3 fast_grid(static_cast<unsigned>(p.splits), static_cast<unsigned>(p.heads), static_cast<unsigned>(p.batch));
   const dim3 generic_grid(static_cast<unsigned>(p.generic_splits), static_cast<unsigned>(p.heads), static_cast<unsigned>(p.batch));
   const bool token_values = p.value.first.axis == group_format::GroupAxis::token;
-  if (p.channels <= 128) {
+  if (p.tensor_cores) {
+    launch_tensor_core(p, stream);
+    launch_split<4>(p, generic_grid, smem, st);
+  } else if (p.channels <= 128) {
     if (token_values) launch_fast<4, true>(p, fast_grid, st);
     else launch_fast<4, false>(p, fast_grid, st);
     launch_split<4>(p, generic_grid, smem, st);
@@ -594,6 +544,7 @@ void launch(const Problem& p, void* stream) {
 }
 
 int fast_blocks_per_sm(const Problem& p) {
+  if (p.tensor_cores) return tensor_core_blocks_per_sm(p);
   const std::size_t smem = fast_smem_floats(p.qpk, p.channels, af::needs_transform(p.key)) * sizeof(float);
   const bool token_values = p.value.first.axis == group_format::GroupAxis::token;
   int n = 0;

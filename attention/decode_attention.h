@@ -39,7 +39,12 @@ class DecodeAttention {
   // ShapeError / NotSupportedError otherwise, naming the sequence. splits: split-K parts per (sequence, KV head) of
   // each kind of tile (fast and general, decode_attention_tables.h); 0 gives each kernel one full wave of the blocks
   // the GPU holds at once (its occupancy), at most one split per 4 tiles.
-  DecodeAttention(const std::vector<const LayerCache*>& caches, const Execution& ex, int splits = 0);
+  // fast: which kernel takes the fast tiles on cuda: the tensor-core kernel (bf16 MMAs on the integer codes,
+  // decode_attention_tensor_core.h) where its formats allow (attention_tensor_core::formats_ok), else and with
+  // cuda_cores the fast kernel (fp32 FMAs on the decoded elements).
+  enum class FastKernel { tensor_cores, cuda_cores };
+  DecodeAttention(const std::vector<const LayerCache*>& caches, const Execution& ex, int splits = 0,
+                  FastKernel fast = FastKernel::tensor_cores);
   ~DecodeAttention();
   DecodeAttention(const DecodeAttention&) = delete;
   DecodeAttention& operator=(const DecodeAttention&) = delete;
@@ -62,6 +67,9 @@ class DecodeAttention {
   // Tiles of the whole batch, and those on the fast path (decode_attention_tables.h tile_is_fast).
   std::int64_t tiles() const;
   std::int64_t fast_tiles() const;
+  // Whether run() on cuda takes the fast tiles with the tensor-core kernel (its tolerance:
+  // decode_attention_tolerance.h Arithmetic::tensor_cores).
+  bool tensor_cores() const;
   // Packed bytes + residual bytes one run() reads from the cache (every block's bytes and the residual tokens at
   // their storage dtype), for bandwidth figures.
   std::size_t cache_bytes() const { return cache_bytes_; }

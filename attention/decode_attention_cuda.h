@@ -8,7 +8,7 @@
 
 namespace vidkv::attention_cuda {
 
-// Enqueues the fast kernel on the fast tiles, the general (split) kernel on the others, and the combine kernel.
+// Enqueues the fast kernel (or, when p.tensor_cores, the tensor-core kernel) on the fast tiles, the general (split) kernel on the others, and the combine kernel.
 // Both split kernels: one thread block of 4 warps per (split, KV head, sequence); all query heads of the KV head in
 // the block; each warp takes every 4th tile of the split, lane = token for the scores and lanes over channels for the
 // values; online softmax per warp, the warps merged in shared memory into p.partial_* (the fast kernel's splits
@@ -23,6 +23,11 @@ int multiprocessors();
 // Thread blocks of the fast kernel for p's formats and shape that one multiprocessor holds at once (registers and
 // shared memory; cudaOccupancyMaxActiveBlocksPerMultiprocessor), at least 1.
 int fast_blocks_per_sm(const attention_tables::Problem& p);
+// The tensor-core kernel on the fast tiles alone (decode_attention_tensor_core.cu; launch() calls it when
+// p.tensor_cores). NotSupportedError when attention_tensor_core::formats_ok(p) is false.
+void launch_tensor_core(const attention_tables::Problem& p, void* stream);
+// Thread blocks of the tensor-core kernel one multiprocessor holds at once, at least 1.
+int tensor_core_blocks_per_sm(const attention_tables::Problem& p);
 // The same for the general kernel (the residual's tiles and layouts whose codes are not staged).
 int generic_blocks_per_sm(const attention_tables::Problem& p);
 

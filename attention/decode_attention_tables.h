@@ -54,6 +54,8 @@ struct Problem {
   const TileEntry* tiles = nullptr;
   int splits = 1;          // splits of the fast tiles (0: no sequence has any)
   int generic_splits = 0;  // splits of the other tiles (0: none has any)
+  // The fast tiles go to the tensor-core kernel (decode_attention_tensor_core.h formats_ok) instead of the fast one.
+  bool tensor_cores = false;
   float score_scale = 1.0f;  // log2(e) / sqrt(D): scores in log2 units
   const void* queries = nullptr;  // [batch, heads * qpk, D]
   DType query_dtype = DType::f32;
