@@ -11,7 +11,7 @@ namespace vidkv::decode_attention_tolerance {
 
 namespace af = attention_format;
 
-double fft_score_error(const LayerCache& cache, std::int64_t h, const float* q) {
+double fft_score_error(const LayerCache& cache, std::int64_t h, const float* q, Arithmetic arithmetic) {
   const LayerCache::SideRef key = cache.key_side();
   const std::int64_t d = cache.channels(), heads = cache.heads();
   const af::SideFormat f = side_format(*key.quantizer, d);
@@ -45,8 +45,9 @@ double fft_score_error(const LayerCache& cache, std::int64_t h, const float* q) 
           l2 += y * y;
         }
         const double qs = child == 0 ? q_first : q_second;
-        e += qs * sign_fft_tolerance::inverse_bound(n, std::sqrt(l2)) +
-             static_cast<double>(2 * n + 3) * kU * (2.0 / static_cast<double>(n)) * qs * l1;
+        const double dot_u = arithmetic == Arithmetic::tensor_cores ? static_cast<double>(n + 3 + 3 * (6 * n + 73))
+                                                                    : static_cast<double>(2 * n + 3);
+        e += qs * sign_fft_tolerance::inverse_bound(n, std::sqrt(l2)) + dot_u * kU * (2.0 / static_cast<double>(n)) * qs * l1;
       }
       worst = std::max(worst, e / std::sqrt(static_cast<double>(d)));
     }
@@ -55,7 +56,24 @@ double fft_score_error(const LayerCache& cache, std::int64_t h, const float* q) 
 }
 
 std::vector<double> output_tolerance(const float* q, const std::vector<double>& key, const std::vector<double>& value,
-                                     std::int64_t tokens, std::int64_t channels, double extra) {
+                                     std::int64_t tokens, std::int64_t channels, double extra, Arithmetic arithmetic) {
+  if (arithmetic == Arithmetic::tensor_cores) {  // 5.
+    double s1 = 0.0, vmax = 0.0;
+    for (std::int64_t c = 0; c < channels; ++c) {
+      double kmax = 0.0;
+      for (std::int64_t t = 0; t < tokens; ++t) {
+        kmax = std::max(kmax, std::fabs(key[static_cast<std::size_t>(t * channels + c)]));
+        vmax = std::max(vmax, std::fabs(value[static_cast<std::size_t>(t * channels + c)]));
+      }
+      s1 += 3.0 * std::fabs(static_cast<double>(q[c])) * kmax;
+    }
+    s1 /= std::sqrt(static_cast<double>(channels));
+    const double e_s = static_cast<double>(6 * channels + 8 + 65) * kU * s1;
+    const double e_p = e_s + 4.0 * kU + extra;
+    const double bound = (4.0 * e_p + 0x1p-16 + static_cast<double>(6 * tokens + 1) * kU +
+                          3.0 * static_cast<double>(4 * tokens + 400) * kU) * vmax;
+    return std::vector<double>(static_cast<std::size_t>(channels), bound);
+  }
   double s1 = 0.0;
   for (std::int64_t t = 0; t < tokens; ++t) {
     double s = 0.0;

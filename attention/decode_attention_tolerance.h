@@ -25,6 +25,18 @@
 //     <= n u (2 / n) sum_c |q_c| sum_j |y_j|. Per token, in score units (/ sqrt(D)):
 //       e_fft_t = [ sum_c |q_c| inverse_bound(n, ||y_t||_2) + (2n + 3) u (2 / n) sum_c |q_c| ||y_t||_1 ] / sqrt(D),
 //     added to e_p (max over t).
+//  5. Tensor cores (the tensor-core kernel, decode_attention_tensor_core.h; Arithmetic::tensor_cores). Each score is
+//     s_t = sum_i x_i (c_ti - z) + sum_i q_i b_i with x_i = fl(q_i a_i) (one rounding) entering the MMA as bf16
+//     hi + lo (|x_i - hi - lo| <= 2^-18 |x_i| = 64 u |x_i|); the MMA's products are exact, its fp32 accumulation is
+//     not specified as round-to-nearest, so each of its additions is bounded as one directed rounding (2u): 2D terms
+//     (hi and lo) plus the D bias FMAs, the bias add and the scale: |s~_t - s_t| <= ((6D + 8) u + 65 u) S1'_t with
+//     S1'_t = sum_i |q_i| (|a_i (c_ti - z)| + |b_i|) / sqrt(D) <= 3 sum_i |q_i| M_i / sqrt(D), M_i = max_t |k_ti|
+//     (|b| <= M: a uniform group's min is the decode of code 0, which its smallest element gets; sign b is 0 or -s;
+//     and |a (c - z)| <= |k| + |b|). The FFT children's dot sum_j w_j y_j the same way: (2n + 3) u of 4. becomes
+//     (n + 3) u + 3 (6n + 73) u (|a c| + |b| <= 3 |y|). The values: the weights p (or p a_tg) enter as hi + lo
+//     (2^-16 more in the convex-combination term) and the tile sums sum_t p_t (c_tc - z) accumulate over at most
+//     2 T products and 400 further roundings, each 2u, of sum_t p_t (|a (c - z)| + |b|) <= 3 V L, V = max |v| over
+//     the KV head: (4 e_p + 2^-16 + (6T + 1) u + 3 (4T + 400) u) V per output element.
 // The bound is first order (second-order terms are below 1% of it for T u < 0.01, which every tested T meets) and
 // loose by design: a bug (a wrong code, a wrong group, a missed token) moves the output by a whole quantization
 // step, orders of magnitude above it.
@@ -39,13 +51,19 @@ namespace vidkv::decode_attention_tolerance {
 
 constexpr double kU = 0x1p-24;
 
+// Which arithmetic produced the result: fp32 FMAs on decoded elements (the general and fast kernels, the emulation),
+// or the tensor-core kernel's MMAs on the integer codes (5.).
+enum class Arithmetic { cuda_cores, tensor_cores };
+
 // e_fft of 4. for each token of KV head h of a cpu or cuda cache and the query row q ([D] fp32), maximised over
 // tokens: 0 when the key side has no sign fft: real child.
-double fft_score_error(const LayerCache& cache, std::int64_t h, const float* q);
+double fft_score_error(const LayerCache& cache, std::int64_t h, const float* q,
+                       Arithmetic arithmetic = Arithmetic::cuda_cores);
 
 // The per-channel bound of 1.-3. for query row q over decoded K/V [T, D] (decoded_head()), with `extra` (the
 // FFT term of 4.) added to e_p. Returns [D].
 std::vector<double> output_tolerance(const float* q, const std::vector<double>& key, const std::vector<double>& value,
-                                     std::int64_t tokens, std::int64_t channels, double extra);
+                                     std::int64_t tokens, std::int64_t channels, double extra,
+                                     Arithmetic arithmetic = Arithmetic::cuda_cores);
 
 }  // namespace vidkv::decode_attention_tolerance

@@ -126,9 +126,12 @@ inline std::vector<float> random_queries(std::int64_t batch, std::int64_t q_head
 
 // Checks out [batch, q_heads, D] (fp32) against the reference within the named tolerance, and the reference against
 // dequantize-then-attend (materialize() + attend(); both double over the same fp32 K/V: 1e-12 relative).
-// Returns the largest |out - reference| / tolerance seen.
+// arithmetic: the kernels' (decode_attention_tolerance.h; DecodeAttention::tensor_cores()). Returns the largest
+// |out - reference| / tolerance seen.
 inline double check_against_reference(const std::vector<const LayerCache*>& caches, const std::vector<float>& queries,
-                                      const std::vector<float>& out, std::int64_t qpk) {
+                                      const std::vector<float>& out, std::int64_t qpk,
+                                      decode_attention_tolerance::Arithmetic arithmetic =
+                                          decode_attention_tolerance::Arithmetic::cuda_cores) {
   const std::int64_t heads = caches[0]->heads(), d = caches[0]->channels();
   double worst = 0.0;
   for (std::size_t b = 0; b < caches.size(); ++b) {
@@ -146,8 +149,8 @@ inline double check_against_reference(const std::vector<const LayerCache*>& cach
       const std::vector<double> deq = attend(qd.data(), qpk, dk.data(), dv.data(), T, d);
       for (std::int64_t r = 0; r < qpk; ++r) {
         const float* q = qh + r * d;
-        const double extra = decode_attention_tolerance::fft_score_error(cache, h, q);
-        const std::vector<double> tol = decode_attention_tolerance::output_tolerance(q, k, v, T, d, extra);
+        const double extra = decode_attention_tolerance::fft_score_error(cache, h, q, arithmetic);
+        const std::vector<double> tol = decode_attention_tolerance::output_tolerance(q, k, v, T, d, extra, arithmetic);
         for (std::int64_t c = 0; c < d; ++c) {
           INFO("sequence " << b << " (" << T << " tokens), KV head " << h << ", query row " << r << ", channel " << c);
           const std::size_t i = static_cast<std::size_t>(r * d + c);

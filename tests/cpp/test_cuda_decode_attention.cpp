@@ -30,6 +30,11 @@ std::vector<float> run_cuda(const DecodeAttention& attn, const std::vector<float
   return from_dtype_bytes(download(dout.data(), out_bytes), out_type);
 }
 
+decode_attention_tolerance::Arithmetic arithmetic_of(const DecodeAttention& attn) {
+  return attn.tensor_cores() ? decode_attention_tolerance::Arithmetic::tensor_cores
+                             : decode_attention_tolerance::Arithmetic::cuda_cores;
+}
+
 }  // namespace
 
 TEST_CASE("decode attention on cuda agrees with the reference and dequantize-then-attend for every codec it reads", "[cuda][attention]") {
@@ -57,17 +62,23 @@ TEST_CASE("decode attention on cuda agrees with the reference and dequantize-the
       const auto cb = filled_cache(codec, ac.lifecycle, b, 300, ex);
       const auto cc = filled_cache(codec, ac.lifecycle, c, 60, ex);
       const std::vector<const LayerCache*> caches{ca.get(), cb.get(), cc.get()};
+      using Fast = DecodeAttention::FastKernel;
       for (const std::int64_t qpk : {7, 1}) {
-        for (const int splits : {0, 5}) {
-          const DecodeAttention attn(caches, ex, splits);
+        // The fast tiles through the tensor-core kernel (where its formats allow) and through the fast kernel.
+        for (const auto& [splits, fast] : {std::pair{0, Fast::tensor_cores}, std::pair{5, Fast::tensor_cores},
+                                           std::pair{0, Fast::cuda_cores}}) {
+          const DecodeAttention attn(caches, ex, splits, fast);
+          if (ac.name == "preset kivi-2" || ac.name == "preset vidkv-k1.5-v1.58") CHECK(attn.tensor_cores() == (fast == Fast::tensor_cores));
           for (const DType qtype : all_dtypes()) {
-            INFO("qpk " << qpk << ", splits " << attn.splits() << ", queries " << dtype_name(qtype));
+            INFO("qpk " << qpk << ", splits " << attn.splits() << ", tensor cores " << attn.tensor_cores() << ", queries "
+                        << dtype_name(qtype));
             std::vector<float> q = random_queries(3, 2 * qpk, d, 1.5f, 21);
             for (auto& x : q) x = round_to_dtype(x, qtype);
             const std::vector<float> out = run_cuda(attn, q, 2 * qpk, qtype);
-            const double worst = check_against_reference(caches, q, out, qpk);
-            std::cout << "[cuda] " << ac.name << ", D " << d << ", qpk " << qpk << ", splits " << attn.splits() << ", "
-                      << dtype_name(qtype) << ": largest error / tolerance " << worst << "\n";
+            const double worst = check_against_reference(caches, q, out, qpk, arithmetic_of(attn));
+            std::cout << "[cuda] " << ac.name << ", D " << d << ", qpk " << qpk << ", splits " << attn.splits()
+                      << (attn.tensor_cores() ? ", tensor cores, " : ", cuda cores, ") << dtype_name(qtype)
+                      << ": largest error / tolerance " << worst << "\n";
           }
         }
       }
@@ -92,7 +103,7 @@ TEST_CASE("decode attention on cuda handles head_dim 40 (channel tails per lane)
     const DecodeAttention attn(caches, Execution::cuda());
     const std::vector<float> q = random_queries(2, 8, 40, 2.0f, 3);
     const std::vector<float> out = run_cuda(attn, q, 8, DType::f32);
-    std::cout << "[cuda] " << name << ", D 40, qpk 8: largest error / tolerance " << check_against_reference(caches, q, out, 8) << "\n";
+    std::cout << "[cuda] " << name << ", D 40, qpk 8: largest error / tolerance " << check_against_reference(caches, q, out, 8, arithmetic_of(attn)) << "\n";
   }
 }
 
@@ -114,7 +125,7 @@ TEST_CASE("decode attention on cuda reads the live hook's caches (only the resid
       for (auto& x : q) x = round_to_dtype(x, qtype);
       const std::vector<float> out = run_cuda(attn, q, 28, qtype);
       std::cout << "[cuda] " << name << ", exact tokens residual, queries " << dtype_name(qtype)
-                << ": largest error / tolerance " << check_against_reference(caches, q, out, 7) << "\n";
+                << ": largest error / tolerance " << check_against_reference(caches, q, out, 7, arithmetic_of(attn)) << "\n";
     }
   }
 }
