@@ -129,7 +129,12 @@ AttentionBenchResult run_attention_bench(const AttentionBenchOptions& o) {
         }
         const DecodeAttention attn(ptrs, ex);
         row.splits = attn.splits();
+        row.tensor_cores = attn.tensor_cores();
         row.ms = median_ms(stream.s, o.warmup, o.repeats, attn, qv, ov);
+        if (row.tensor_cores) {
+          const DecodeAttention cuda_cores(ptrs, ex, 0, DecodeAttention::FastKernel::cuda_cores);
+          row.cuda_core_ms = median_ms(stream.s, o.warmup, o.repeats, cuda_cores, qv, ov);
+        }
         row.cache_bytes = static_cast<double>(attn.cache_bytes());
         row.gbps = (row.cache_bytes + static_cast<double>(qhost.size() * 2)) / (row.ms * 1e-3) / 1e9;
         result.rows.push_back(row);
@@ -148,11 +153,11 @@ std::string attention_bench_markdown(const AttentionBenchResult& r, const Attent
       << " query heads, head_dim " << r.head_dim << ", median of " << r.repeats << "; copy bandwidth "
       << static_cast<long long>(r.copy_gbps) << " GB/s (device to device, same run)\n\n";
   out << "| preset | batch | tokens | ours ms | splits | cache MB | fp16 MB | fp16 / cache bytes | GB/s | of copy | fp16 SDPA ms | "
-         "speed-up |\n";
-  out << "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n";
+         "speed-up | fast tiles on | cuda-core ms |\n";
+  out << "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|\n";
   for (const AttentionBenchRow& row : r.rows) {
     if (!row.skipped.empty()) {
-      out << "| " << row.preset << " | " << row.batch << " | " << row.tokens << " | skipped: " << row.skipped << " ||||||||\n";
+      out << "| " << row.preset << " | " << row.batch << " | " << row.tokens << " | skipped: " << row.skipped << " ||||||||||\n";
       continue;
     }
     double tms = -1;
@@ -167,10 +172,16 @@ std::string attention_bench_markdown(const AttentionBenchResult& r, const Attent
                   row.cache_bytes / 1e6, fp16_mb, fp16_mb * 1e6 / row.cache_bytes, row.gbps, 100.0 * row.gbps / r.copy_gbps);
     out << buf;
     if (tms > 0) {
-      std::snprintf(buf, sizeof buf, "%.4f | %.2fx |\n", tms, tms / row.ms);
+      std::snprintf(buf, sizeof buf, "%.4f | %.2fx | ", tms, tms / row.ms);
       out << buf;
     } else {
-      out << "not measured | |\n";
+      out << "not measured | | ";
+    }
+    if (row.tensor_cores) {
+      std::snprintf(buf, sizeof buf, "tensor cores | %.4f |\n", row.cuda_core_ms);
+      out << buf;
+    } else {
+      out << "cuda cores | |\n";
     }
   }
   return out.str();

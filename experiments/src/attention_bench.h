@@ -7,7 +7,8 @@
 // channels per head scaled by 8 so the range selector has something to pick, the same values for every sequence,
 // separate caches) appended as one prefill; queries [B, kv_heads * query_heads_per_kv, head_dim] fp16, N(0, 1).
 // Timed: DecodeAttention::run (the tables built once outside the timing, as a model builds them once per step and
-// layer), CUDA events, `warmup` untimed calls then the median of `repeats`.
+// layer), CUDA events, `warmup` untimed calls then the median of `repeats`. Where the tensor-core kernel takes the
+// fast tiles, the same call with the fast (CUDA-core) kernel is timed too, in the same run.
 // Bytes read: the caches' packed bytes + residual bytes (DecodeAttention::cache_bytes: the residual at its storage
 // dtype, though the kernels read the cache's fp32 exact inputs and round them, twice the bytes for those <= 128
 // tokens per side) + the queries; the fraction of
@@ -38,6 +39,8 @@ struct AttentionBenchRow {
   double cache_bytes = 0;        // bytes read from the cache per call
   double gbps = 0;               // (cache + query bytes) / latency
   int splits = 0;
+  bool tensor_cores = false;     // the fast tiles ran on the tensor-core kernel (DecodeAttention::tensor_cores)
+  double cuda_core_ms = 0;       // tensor_cores: the same call with FastKernel::cuda_cores, same run; else 0
   std::string skipped;           // why the preset did not run, else ""
 };
 
