@@ -77,6 +77,14 @@ VIDKV_HOST_DEVICE constexpr GroupGrid make_group_grid(GroupAxis axis, std::int64
   return g;
 }
 
+// The grid of a [shape.heads, shape.tokens, width] block under the grouping of `p`: any struct with `axis` and
+// `group` (a grouped quantizer's Params, its CUDA Config; the shape: a BlockShape). width is shape.channels, or the
+// number of FFT components that sign quantizes. Every grouped quantizer's grid, host and device, comes from here.
+template <class Grouping, class Shape>
+VIDKV_HOST_DEVICE constexpr GroupGrid grid_of(const Grouping& p, const Shape& shape, std::int64_t width) {
+  return make_group_grid(p.axis, shape.heads, shape.tokens, width, p.group);
+}
+
 static_assert(make_group_grid(GroupAxis::channel, 2, 45, 16, 32).groups_per_row() == 2, "45 tokens = 32 + tail 13");
 static_assert(make_group_grid(GroupAxis::channel, 2, 45, 16, 32).group_size(1) == 13, "tail group holds 45 mod 32");
 static_assert(make_group_grid(GroupAxis::token, 1, 7, 3, 32).group_count() == 7, "one short group per token");

@@ -482,14 +482,13 @@ void dispatch_tile(SignFft kind, std::int64_t n, F&& f) {
   }
 }
 
-GroupGrid grid_of(const Config& c, const BlockShape& shape) {
-  const std::int64_t width = c.fft == SignFft::off ? shape.channels : fft_components(c.fft, shape.channels);
-  return group_format::make_group_grid(c.axis, shape.heads, shape.tokens, width, c.group);
+GroupGrid values_grid(const Config& c, const BlockShape& shape) {
+  return group_format::grid_of(c, shape, fft_components(c.fft, shape.channels));  // n when fft off
 }
 
 void encode_tile_launch(const Config& c, const void* in, DType in_dtype, const Block& b, const BlockShape& shape, std::uint8_t* out,
                         cudaStream_t st) {
-  const GroupGrid g = grid_of(c, shape);
+  const GroupGrid g = values_grid(c, shape);
   const Sections s = sections_of(out, g, c);
   // A gathered block stages its tiles' full input rows where they are 16-byte aligned and a tile still fits.
   const std::int64_t row_bytes = b.map.stride * dtype_size(in_dtype);
@@ -513,7 +512,7 @@ void encode_tile_launch(const Config& c, const void* in, DType in_dtype, const B
 
 void decode_tile_launch(const Config& c, const std::uint8_t* in, const BlockShape& shape, void* out, DType out_dtype, const Block& b,
                         cudaStream_t st) {
-  const GroupGrid g = grid_of(c, shape);
+  const GroupGrid g = values_grid(c, shape);
   const std::uint8_t* scales = in + sign_format::codes_bytes(c.layout, g);
   const int tile_tokens = static_cast<int>(fused_tile_tokens(c, shape.channels));
   const dim3 blocks(static_cast<unsigned>((shape.tokens + tile_tokens - 1) / tile_tokens), static_cast<unsigned>(shape.heads));
@@ -532,7 +531,7 @@ void decode_tile_launch(const Config& c, const std::uint8_t* in, const BlockShap
 
 void encode_cufft(const Config& c, const void* in, DType in_dtype, const Block& b, const BlockShape& shape, std::uint8_t* out,
                   cudaStream_t st) {
-  const GroupGrid g = grid_of(c, shape);
+  const GroupGrid g = values_grid(c, shape);
   const std::int64_t n = shape.channels, rows = shape.heads * shape.tokens;
   const Sections s = sections_of(out, g, c);
   DeviceBuffer real(static_cast<std::size_t>(rows * n) * sizeof(float), st);
@@ -561,7 +560,7 @@ void encode_cufft(const Config& c, const void* in, DType in_dtype, const Block& 
 
 void decode_cufft(const Config& c, const std::uint8_t* in, const BlockShape& shape, void* out, DType out_dtype, const Block& b,
                   cudaStream_t st) {
-  const GroupGrid g = grid_of(c, shape);
+  const GroupGrid g = values_grid(c, shape);
   const std::int64_t n = shape.channels, rows = shape.heads * shape.tokens, bins = sign_fft_bins::half_bins(n);
   const std::uint8_t* scales = in + sign_format::codes_bytes(c.layout, g);
   DeviceBuffer half(static_cast<std::size_t>(rows * bins) * 2 * sizeof(float), st);
@@ -583,7 +582,7 @@ void decode_cufft(const Config& c, const std::uint8_t* in, const BlockShape& sha
 
 void encode(const Config& c, const void* in, DType in_dtype, const BlockShape& shape, std::uint8_t* out, void* stream,
             Channels gather) {
-  const GroupGrid g = grid_of(c, shape);
+  const GroupGrid g = values_grid(c, shape);
   if (g.group_count() == 0) return;
   auto* st = static_cast<cudaStream_t>(stream);
   const Block b{shape.tokens, shape.channels, gather};
@@ -611,7 +610,7 @@ void encode(const Config& c, const void* in, DType in_dtype, const BlockShape& s
 
 void decode(const Config& c, const std::uint8_t* in, const BlockShape& shape, void* out, DType out_dtype, void* stream,
             Channels scatter) {
-  const GroupGrid g = grid_of(c, shape);
+  const GroupGrid g = values_grid(c, shape);
   if (g.group_count() == 0) return;
   auto* st = static_cast<cudaStream_t>(stream);
   const Block b{shape.tokens, shape.channels, scatter};

@@ -300,10 +300,6 @@ std::int64_t fast_threads(const Config& c, const GroupGrid& g) {
   return g.heads * ((g.groups_per_row() + kGroupsPerThread - 1) / kGroupsPerThread) * (g.rows / 2);
 }
 
-GroupGrid grid_of(const Config& c, const BlockShape& shape) {
-  return group_format::make_group_grid(c.axis, shape.heads, shape.tokens, shape.channels, c.group);
-}
-
 bool word_runs(const Config& c, const GroupGrid& g, const void* codes) {
   return c.packing != Packing::base3 && group_format::word_aligned_groups(slot_layout(c.packing), g, 2) &&
          group_cuda::aligned4(codes);
@@ -312,7 +308,7 @@ bool word_runs(const Config& c, const GroupGrid& g, const void* codes) {
 }  // namespace
 
 void encode(const Config& c, const void* in, DType in_dtype, const BlockShape& shape, std::uint8_t* out, void* stream) {
-  const GroupGrid g = grid_of(c, shape);
+  const GroupGrid g = group_format::grid_of(c, shape, shape.channels);
   if (g.group_count() == 0) return;
   const std::size_t code_bytes = ternary_format::codes_bytes(c.packing, g);
   const std::size_t scale_bytes = ternary_format::scales_bytes(c.packing, c.reconstruction, g, c.scale_dtype);
@@ -363,7 +359,7 @@ void encode(const Config& c, const void* in, DType in_dtype, const BlockShape& s
 }
 
 void decode(const Config& c, const std::uint8_t* in, const BlockShape& shape, void* out, DType out_dtype, void* stream) {
-  const GroupGrid g = grid_of(c, shape);
+  const GroupGrid g = group_format::grid_of(c, shape, shape.channels);
   if (g.group_count() == 0) return;
   const std::uint8_t* scales = in + ternary_format::codes_bytes(c.packing, g);
   const bool runs = word_runs(c, g, in);

@@ -283,14 +283,10 @@ std::int64_t fast_threads(const Config& c, const GroupGrid& g, bool decode) {
   return g.heads * quads * (g.rows / 2);
 }
 
-GroupGrid grid_of(const Config& c, const BlockShape& shape) {
-  return group_format::make_group_grid(c.axis, shape.heads, shape.tokens, shape.channels, c.group);
-}
-
 }  // namespace
 
 void encode(const Config& c, const void* in, DType in_dtype, const BlockShape& shape, std::uint8_t* out, void* stream) {
-  const GroupGrid g = grid_of(c, shape);
+  const GroupGrid g = group_format::grid_of(c, shape, shape.channels);
   if (g.group_count() == 0) return;
   const std::size_t code_bytes = uniform_format::codes_bytes(c.layout, g, c.bits);
   const Sections s{out, out + code_bytes, out + code_bytes + uniform_format::scales_bytes(g, c.scale_dtype)};
@@ -329,7 +325,7 @@ void encode(const Config& c, const void* in, DType in_dtype, const BlockShape& s
 }
 
 void decode(const Config& c, const std::uint8_t* in, const BlockShape& shape, void* out, DType out_dtype, void* stream) {
-  const GroupGrid g = grid_of(c, shape);
+  const GroupGrid g = group_format::grid_of(c, shape, shape.channels);
   if (g.group_count() == 0) return;
   const std::size_t code_bytes = uniform_format::codes_bytes(c.layout, g, c.bits);
   const std::uint8_t* scales = in + code_bytes;
