@@ -22,9 +22,10 @@
 namespace vidkv {
 
 SignQuantizer::SignQuantizer(const Params& params, CpuImplementation implementation)
-    : params_(params), implementation_(implementation) {
-  VIDKV_REQUIRE(params.group >= 1, ConfigError, "sign: group = ", params.group, " must be >= 1");
-  set_plugin_name("sign");
+    : GroupedQuantizer("sign", params, implementation) {}
+
+const SignQuantizer::CpuKernels& SignQuantizer::cpu_kernels(const group_format::GroupGrid& g) const {
+  return sign_kernels::choose_group(implementation_, params_, g);
 }
 
 group_format::GroupGrid SignQuantizer::grid(const BlockShape& shape) const {
@@ -86,26 +87,27 @@ void decode_reference(const SignParams& p, const group_format::GroupGrid& g, con
 
 void SignQuantizer::encode(const float* in, const BlockShape& shape, const TokenContext& ctx, std::uint8_t* out) const {
   std::memset(out, 0, layout(shape, ctx).bytes());
-  const auto k = sign_kernels::choose(implementation_, params_, shape);
   const auto g = grid(shape);
   // The values to quantize, [heads, tokens, width]: the block itself or its per-token FFT components.
   // (Per-thread scratch: a fresh multi-megabyte vector per call would page-fault on every call.)
   const ThreadScratch transformed(params_.fft != SignFft::off ? static_cast<std::size_t>(g.heads * g.head_stride) : 0);
   const float* values = in;
   if (params_.fft != SignFft::off) {
-    k.transform->forward(params_.fft, in, shape.heads * shape.tokens, shape.channels, transformed.data());
+    sign_kernels::choose_transform(implementation_, params_.fft, shape.channels)
+        .forward(params_.fft, in, shape.heads * shape.tokens, shape.channels, transformed.data());
     values = transformed.data();
   }
-  k.group->encode(params_, g, values, out);
+  cpu_kernels(g).encode(params_, g, values, out);
 }
 
 void SignQuantizer::decode(const std::uint8_t* in, const BlockShape& shape, const TokenContext&, float* out) const {
-  const auto k = sign_kernels::choose(implementation_, params_, shape);
   const auto g = grid(shape);
   const ThreadScratch transformed(params_.fft != SignFft::off ? static_cast<std::size_t>(g.heads * g.head_stride) : 0);
   float* values = params_.fft != SignFft::off ? transformed.data() : out;
-  k.group->decode(params_, g, in, values);
-  if (params_.fft != SignFft::off) k.transform->inverse(params_.fft, values, shape.heads * shape.tokens, shape.channels, out);
+  cpu_kernels(g).decode(params_, g, in, values);
+  if (params_.fft != SignFft::off)
+    sign_kernels::choose_transform(implementation_, params_.fft, shape.channels)
+        .inverse(params_.fft, values, shape.heads * shape.tokens, shape.channels, out);
 }
 
 namespace sign_cuda {
@@ -124,7 +126,7 @@ std::int64_t fused_tile_tokens(const Config& c, std::int64_t channels, std::int6
 
 bool fused_fft_applies(const Config& c, const BlockShape& shape) {
   if (fused_tile_tokens(c, shape.channels) == 0) return false;
-  const auto g = group_format::make_group_grid(c.axis, shape.heads, shape.tokens, fft_components(c.fft, shape.channels), c.group);
+  const auto g = group_format::grid_of(c, shape, fft_components(c.fft, shape.channels));
   return group_format::word_aligned_groups(c.layout, g, sign_format::kBits);
 }
 

@@ -31,10 +31,10 @@
 #include "vidkv/core/cpu_implementation.h"
 #include "vidkv/core/dtype.h"
 #include "vidkv/core/plugin_registry.h"
-#include "vidkv/core/quantizer.h"
 #include "vidkv/plugins/quantizers/sign/sign_fft.h"
 #include "vidkv/plugins/quantizers/sign/sign_format.h"
 #include "vidkv/quantization/group_format.h"
+#include "vidkv/quantization/grouped_quantizer.h"
 
 namespace vidkv {
 
@@ -71,17 +71,19 @@ struct SignParams {
   }
 };
 
-class SignQuantizer : public Quantizer {
+// The grouped quantizer's skeleton (grouped_quantizer.h) with sign's own encode / decode / tier: the FFT stage
+// around the group stage.
+class SignQuantizer : public GroupedQuantizer<SignParams> {
  public:
   using Params = SignParams;
   explicit SignQuantizer(const Params& params, CpuImplementation implementation = CpuImplementation::optimized);
-  const Params& params() const { return params_; }
 
   PackedLayout layout(const BlockShape& shape, const TokenContext& ctx) const override;
   void encode(const float* in, const BlockShape& shape, const TokenContext& ctx, std::uint8_t* out) const override;
   void decode(const std::uint8_t* in, const BlockShape& shape, const TokenContext& ctx, float* out) const override;
   // encode, decode and tier run / name the pair of tiers (transform, group) that sign_kernels::choose picks
-  // (sign_kernels.h: the tables of implementations and when each runs).
+  // (sign_kernels.h: the tables of implementations and when each runs; encode / decode take its two halves,
+  // choose_transform and cpu_kernels = choose_group).
   // cpu: "sign:reference", "sign:optimized" / "sign:avx512", with the optimised FFT tiers' suffix "+fft-avx512" or
   // "+fft-fftw-batched" (inexact; exact without a suffix: fft off or FFTW's per-row plans);
   // cuda (sign_cuda.h): "sign:cuda" (fft off, exact), "sign:cuda+fft-tile" (power-of-two n in [16, 128] with
@@ -104,14 +106,14 @@ class SignQuantizer : public Quantizer {
 #endif
 
  protected:
+  // The group stage on the values grid: sign_kernels::choose_group.
+  const CpuKernels& cpu_kernels(const group_format::GroupGrid& g) const override;
   // sign.cu through sign_cuda.h.
   VIDKV_QUANTIZER_CUDA_OVERRIDES
 
  private:
   // The grid over the quantized values: the block itself, or [heads, tokens, fft_components] (sign_kernels::values_grid).
   group_format::GroupGrid grid(const BlockShape& shape) const;
-  Params params_;
-  CpuImplementation implementation_;
 };
 
 void register_sign(PluginRegistry& registry);

@@ -23,9 +23,9 @@
 #include "vidkv/core/cpu_implementation.h"
 #include "vidkv/core/dtype.h"
 #include "vidkv/core/plugin_registry.h"
-#include "vidkv/core/quantizer.h"
 #include "vidkv/plugins/quantizers/ternary/ternary_format.h"
 #include "vidkv/quantization/group_format.h"
+#include "vidkv/quantization/grouped_quantizer.h"
 
 namespace vidkv {
 
@@ -60,29 +60,21 @@ struct TernaryParams {
   }
 };
 
-class TernaryQuantizer : public Quantizer {
+// encode, decode and tier (grouped_quantizer.h) run / name the tier that ternary_kernels::choose picks
+// (ternary_kernels.h: the table of implementations; the optimised tiers' bytes are identical to the reference: each
+// group's sums are accumulated in double in the reference's order, the dead-zone comparisons are the reference's).
+// cpu: "ternary:reference", "ternary:optimized" or "ternary:avx512"; cuda: "ternary:cuda". All exact.
+class TernaryQuantizer : public GroupedQuantizer<TernaryParams> {
  public:
   using Params = TernaryParams;
   explicit TernaryQuantizer(const Params& params, CpuImplementation implementation = CpuImplementation::optimized);
-  const Params& params() const { return params_; }
 
   PackedLayout layout(const BlockShape& shape, const TokenContext& ctx) const override;
-  void encode(const float* in, const BlockShape& shape, const TokenContext& ctx, std::uint8_t* out) const override;
-  void decode(const std::uint8_t* in, const BlockShape& shape, const TokenContext& ctx, float* out) const override;
-  // encode, decode and tier run / name the tier that ternary_kernels::choose picks (ternary_kernels.h: the table
-  // of implementations; the optimised tiers' bytes are identical to the reference: each group's sums are
-  // accumulated in double in the reference's order, the dead-zone comparisons are the reference's).
-  // cpu: "ternary:reference", "ternary:optimized" or "ternary:avx512"; cuda: "ternary:cuda". All exact.
-  KernelTier tier(Device device, const BlockShape& shape) const override;
 
  protected:
+  const CpuKernels& cpu_kernels(const group_format::GroupGrid& g) const override;
   // ternary.cu through ternary_cuda.h.
   VIDKV_QUANTIZER_CUDA_OVERRIDES
-
- private:
-  group_format::GroupGrid grid(const BlockShape& shape) const;
-  Params params_;
-  CpuImplementation implementation_;
 };
 
 void register_ternary(PluginRegistry& registry);

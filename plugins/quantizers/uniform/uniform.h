@@ -31,8 +31,8 @@
 #include "vidkv/core/cpu_implementation.h"
 #include "vidkv/core/dtype.h"
 #include "vidkv/core/plugin_registry.h"
-#include "vidkv/core/quantizer.h"
 #include "vidkv/quantization/group_format.h"
+#include "vidkv/quantization/grouped_quantizer.h"
 
 namespace vidkv {
 
@@ -65,29 +65,22 @@ struct UniformParams {
   void check() const;
 };
 
-class UniformQuantizer : public Quantizer {
+// encode, decode and tier (grouped_quantizer.h) run / name the tier that uniform_kernels::choose picks
+// (uniform_kernels.h: the table of implementations; the optimised tiers' bytes are identical to the reference: min,
+// max, the division and round-half-even are exact, evaluated per element in the same order, only the loop order
+// over groups changes). cpu: "uniform:reference", "uniform:optimized" (portable) or "uniform:avx512"; cuda:
+// "uniform:cuda". All exact.
+class UniformQuantizer : public GroupedQuantizer<UniformParams> {
  public:
   using Params = UniformParams;
   explicit UniformQuantizer(const Params& params, CpuImplementation implementation = CpuImplementation::optimized);
-  const Params& params() const { return params_; }
 
   PackedLayout layout(const BlockShape& shape, const TokenContext& ctx) const override;
-  void encode(const float* in, const BlockShape& shape, const TokenContext& ctx, std::uint8_t* out) const override;
-  void decode(const std::uint8_t* in, const BlockShape& shape, const TokenContext& ctx, float* out) const override;
-  // encode, decode and tier run / name the tier that uniform_kernels::choose picks (uniform_kernels.h: the table
-  // of implementations; the optimised tiers' bytes are identical to the reference: min, max, the division and
-  // round-half-even are exact, evaluated per element in the same order, only the loop order over groups changes).
-  // cpu: "uniform:reference", "uniform:optimized" (portable) or "uniform:avx512"; cuda: "uniform:cuda". All exact.
-  KernelTier tier(Device device, const BlockShape& shape) const override;
 
  protected:
+  const CpuKernels& cpu_kernels(const group_format::GroupGrid& g) const override;
   // uniform.cu through uniform_cuda.h.
   VIDKV_QUANTIZER_CUDA_OVERRIDES
-
- private:
-  group_format::GroupGrid grid(const BlockShape& shape) const;
-  Params params_;
-  CpuImplementation implementation_;
 };
 
 void register_uniform(PluginRegistry& registry);
