@@ -14,15 +14,10 @@ using group_cuda::AlignedWordLoad;
 using group_cuda::AlignedWordStore;
 using group_format::CodeLayout;
 using group_format::GroupAxis;
+using group_cuda::Sections;
 using group_format::GroupGrid;
 using ternary_format::Packing;
 using ternary_format::Reconstruction;
-
-struct Sections {
-  std::uint8_t* codes;
-  std::uint8_t* scales;
-  std::uint8_t* mins;
-};
 
 __host__ __device__ constexpr CodeLayout slot_layout(Packing p) {
   return p == Packing::slots2 ? CodeLayout::dense : CodeLayout::release;
@@ -340,12 +335,13 @@ void encode(const Config& c, const void* in, DType in_dtype, const BlockShape& s
   DeviceBuffer dead_zones(runs ? 0 : static_cast<std::size_t>(g.group_count()) * sizeof(double), stream);
   group_cuda::dispatch_dtype(in_dtype, [&](auto tag) {
     constexpr DType T = decltype(tag)::value;
-    if (runs) {
-      encode_groups<T, true><<<group_cuda::blocks_for(g.group_count()), group_cuda::kThreads, 0, st>>>(
-          in, g, c.axis, c.gamma, c.reconstruction, c.packing, c.scale_dtype, s, nullptr);
-    } else {
-      encode_groups<T, false><<<group_cuda::blocks_for(g.group_count()), group_cuda::kThreads, 0, st>>>(
-          in, g, c.axis, c.gamma, c.reconstruction, c.packing, c.scale_dtype, s, dead_zones.as<double>());
+    group_cuda::dispatch_bool(runs, [&](auto word_runs) {
+      constexpr bool kWordRuns = decltype(word_runs)::value;  // else the dead zones go to the byte pass
+      encode_groups<T, kWordRuns><<<group_cuda::blocks_for(g.group_count()), group_cuda::kThreads, 0, st>>>(
+          in, g, c.axis, c.gamma, c.reconstruction, c.packing, c.scale_dtype, s,
+          kWordRuns ? nullptr : dead_zones.as<double>());
+    });
+    if (!runs) {
       check_launch("ternary encode (statistics)");
       const group_cuda::ByteMap map =
           c.packing == Packing::base3
@@ -378,12 +374,11 @@ void decode(const Config& c, const std::uint8_t* in, const BlockShape& shape, vo
   }
   group_cuda::dispatch_dtype(out_dtype, [&](auto tag) {
     constexpr DType O = decltype(tag)::value;
-    if (runs)
-      decode_groups<O, true><<<group_cuda::blocks_for(g.group_count()), group_cuda::kThreads, 0, st>>>(
+    group_cuda::dispatch_bool(runs, [&](auto word_runs) {
+      constexpr bool kWordRuns = decltype(word_runs)::value;
+      decode_groups<O, kWordRuns><<<group_cuda::blocks_for(g.group_count()), group_cuda::kThreads, 0, st>>>(
           in, scales, g, c.axis, c.reconstruction, c.packing, c.scale_dtype, out);
-    else
-      decode_groups<O, false><<<group_cuda::blocks_for(g.group_count()), group_cuda::kThreads, 0, st>>>(
-          in, scales, g, c.axis, c.reconstruction, c.packing, c.scale_dtype, out);
+    });
   });
   check_launch("ternary decode");
 }

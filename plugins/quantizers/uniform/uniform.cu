@@ -15,14 +15,8 @@ using group_cuda::AlignedWordLoad;
 using group_cuda::AlignedWordStore;
 using group_format::CodeLayout;
 using group_format::GroupAxis;
+using group_cuda::Sections;
 using group_format::GroupGrid;
-
-struct Sections {
-  std::uint8_t* codes;
-  std::uint8_t* scales;
-  std::uint8_t* mins;
-};
-
 // Statistics (and, when word_runs, the codes) of one group per thread. Without word_runs the codes are written by
 // encode_code_bytes once every group's scale and min are stored.
 template <DType T, bool kWordRuns>
@@ -309,12 +303,11 @@ void encode(const Config& c, const void* in, DType in_dtype, const BlockShape& s
   }
   group_cuda::dispatch_dtype(in_dtype, [&](auto tag) {
     constexpr DType T = decltype(tag)::value;
-    if (word_runs) {
-      encode_groups<T, true><<<group_cuda::blocks_for(g.group_count()), group_cuda::kThreads, 0, st>>>(
+    group_cuda::dispatch_bool(word_runs, [&](auto runs) {
+      encode_groups<T, decltype(runs)::value><<<group_cuda::blocks_for(g.group_count()), group_cuda::kThreads, 0, st>>>(
           in, g, c.axis, c.bits, c.scale_dtype, c.layout, s);
-    } else {
-      encode_groups<T, false><<<group_cuda::blocks_for(g.group_count()), group_cuda::kThreads, 0, st>>>(
-          in, g, c.axis, c.bits, c.scale_dtype, c.layout, s);
+    });
+    if (!word_runs) {
       check_launch("uniform encode (statistics)");
       const group_cuda::ByteMap map = group_cuda::code_byte_map(c.layout, g, c.axis, c.bits);
       encode_code_bytes<T><<<group_cuda::blocks_for(map.threads()), group_cuda::kThreads, 0, st>>>(
@@ -349,12 +342,10 @@ void decode(const Config& c, const std::uint8_t* in, const BlockShape& shape, vo
   }
   group_cuda::dispatch_dtype(out_dtype, [&](auto tag) {
     constexpr DType O = decltype(tag)::value;
-    if (word_runs)
-      decode_groups<O, true><<<group_cuda::blocks_for(g.group_count()), group_cuda::kThreads, 0, st>>>(
+    group_cuda::dispatch_bool(word_runs, [&](auto runs) {
+      decode_groups<O, decltype(runs)::value><<<group_cuda::blocks_for(g.group_count()), group_cuda::kThreads, 0, st>>>(
           in, scales, mins, g, c.axis, c.bits, c.scale_dtype, c.layout, out);
-    else
-      decode_groups<O, false><<<group_cuda::blocks_for(g.group_count()), group_cuda::kThreads, 0, st>>>(
-          in, scales, mins, g, c.axis, c.bits, c.scale_dtype, c.layout, out);
+    });
   });
   check_launch("uniform decode");
 }
