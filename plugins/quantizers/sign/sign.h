@@ -34,6 +34,7 @@
 #include "vidkv/plugins/quantizers/sign/sign_fft.h"
 #include "vidkv/plugins/quantizers/sign/sign_format.h"
 #include "vidkv/quantization/group_format.h"
+#include "vidkv/quantization/group_params.h"
 #include "vidkv/quantization/grouped_quantizer.h"
 
 namespace vidkv {
@@ -48,13 +49,11 @@ struct SignParams {
 
   template <class B>
   static void bind(B& b) {
-    using group_format::CodeLayout;
-    using group_format::GroupAxis;
     using sign_format::Reconstruction;
-    b.integer("group", &SignParams::group, 1, 1 << 20, "elements", "group size G along the grouped axis");
-    b.choice("axis", &SignParams::axis,
-             std::vector<std::pair<std::string, GroupAxis>>{{"channel", GroupAxis::channel}, {"token", GroupAxis::token}},
-             "channel: a group is G consecutive tokens of one channel (or FFT component); token: G consecutive channels");
+    group_params::bind_group(b, &SignParams::group);
+    group_params::bind_axis(b, &SignParams::axis,
+                            "channel: a group is G consecutive tokens of one channel (or FFT component); "
+                            "token: G consecutive channels");
     b.choice("reconstruction", &SignParams::reconstruction,
              std::vector<std::pair<std::string, Reconstruction>>{{"zero_one", Reconstruction::zero_one},
                                                                  {"symmetric", Reconstruction::symmetric}},
@@ -62,12 +61,10 @@ struct SignParams {
     b.choice("fft", &SignParams::fft,
              std::vector<std::pair<std::string, SignFft>>{{"off", SignFft::off}, {"complex", SignFft::complex}, {"real", SignFft::real}},
              "quantize the per-token channel-axis FFT: complex (release, 2n reals) or real (n/2+1 bins, n reals)");
-    b.choice("scale_dtype", &SignParams::scale_dtype,
-             std::vector<std::pair<std::string, DType>>{{"fp16", DType::f16}, {"fp32", DType::f32}},
-             "storage type of each group's scale (and of the release's zero min)");
-    b.choice("layout", &SignParams::layout,
-             std::vector<std::pair<std::string, CodeLayout>>{{"dense", CodeLayout::dense}, {"release", CodeLayout::release}},
-             "dense: bitstream + scales; release: uint32 words per row + scale + zero min per group");
+    group_params::bind_scale_dtype(b, &SignParams::scale_dtype,
+                                   "storage type of each group's scale (and of the release's zero min)");
+    group_params::bind_layout(b, &SignParams::layout,
+                              "dense: bitstream + scales; release: uint32 words per row + scale + zero min per group");
   }
 };
 

@@ -25,6 +25,7 @@
 #include "vidkv/core/plugin_registry.h"
 #include "vidkv/plugins/quantizers/ternary/ternary_format.h"
 #include "vidkv/quantization/group_format.h"
+#include "vidkv/quantization/group_params.h"
 #include "vidkv/quantization/grouped_quantizer.h"
 
 namespace vidkv {
@@ -39,14 +40,13 @@ struct TernaryParams {
 
   template <class B>
   static void bind(B& b) {
-    using group_format::GroupAxis;
     using ternary_format::Packing;
     using ternary_format::Reconstruction;
     b.real("gamma", &TernaryParams::gamma, 0.0, 4.0, "", "dead zone a = gamma * mean|x| (paper 0.7, release 0.5)");
-    b.integer("group", &TernaryParams::group, 1, 1 << 20, "elements", "group size G along the grouped axis");
-    b.choice("axis", &TernaryParams::axis,
-             std::vector<std::pair<std::string, GroupAxis>>{{"channel", GroupAxis::channel}, {"token", GroupAxis::token}},
-             "channel: a group is G consecutive tokens of one channel (paper); token: G consecutive channels");
+    group_params::bind_group(b, &TernaryParams::group);
+    group_params::bind_axis(b, &TernaryParams::axis,
+                            "channel: a group is G consecutive tokens of one channel (paper); "
+                            "token: G consecutive channels");
     b.choice("reconstruction", &TernaryParams::reconstruction,
              std::vector<std::pair<std::string, Reconstruction>>{{"magnitude_free", Reconstruction::magnitude_free},
                                                                  {"scaled", Reconstruction::scaled}},
@@ -54,9 +54,8 @@ struct TernaryParams {
     b.choice("packing", &TernaryParams::packing,
              std::vector<std::pair<std::string, Packing>>{{"base3", Packing::base3}, {"slots2", Packing::slots2}, {"release", Packing::release}},
              "base3: 5 trits per byte (1.6 bits); slots2: dense 2-bit slots; release: uint32 2-bit slots + scale + min");
-    b.choice("scale_dtype", &TernaryParams::scale_dtype,
-             std::vector<std::pair<std::string, DType>>{{"fp16", DType::f16}, {"fp32", DType::f32}},
-             "storage type of the per-group scale (and of the release's min)");
+    group_params::bind_scale_dtype(b, &TernaryParams::scale_dtype,
+                                   "storage type of the per-group scale (and of the release's min)");
   }
 };
 

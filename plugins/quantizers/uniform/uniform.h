@@ -32,6 +32,7 @@
 #include "vidkv/core/dtype.h"
 #include "vidkv/core/plugin_registry.h"
 #include "vidkv/quantization/group_format.h"
+#include "vidkv/quantization/group_params.h"
 #include "vidkv/quantization/grouped_quantizer.h"
 
 namespace vidkv {
@@ -45,19 +46,14 @@ struct UniformParams {
 
   template <class B>
   static void bind(B& b) {
-    using group_format::CodeLayout;
-    using group_format::GroupAxis;
     b.integer("bits", &UniformParams::bits, 1, 8, "bits", "code bits per element");
-    b.integer("group", &UniformParams::group, 1, 1 << 20, "elements", "group size G along the grouped axis");
-    b.choice("axis", &UniformParams::axis,
-             std::vector<std::pair<std::string, GroupAxis>>{{"channel", GroupAxis::channel}, {"token", GroupAxis::token}},
-             "channel: a group is G consecutive tokens of one channel; token: G consecutive channels of one token");
-    b.choice("scale_dtype", &UniformParams::scale_dtype,
-             std::vector<std::pair<std::string, DType>>{{"fp16", DType::f16}, {"fp32", DType::f32}},
-             "storage type of each group's scale and min");
-    b.choice("layout", &UniformParams::layout,
-             std::vector<std::pair<std::string, CodeLayout>>{{"dense", CodeLayout::dense}, {"release", CodeLayout::release}},
-             "dense bitstream, or the release's uint32 words per row (bits 1, 2, 4, 8 only)");
+    group_params::bind_group(b, &UniformParams::group);
+    group_params::bind_axis(b, &UniformParams::axis,
+                            "channel: a group is G consecutive tokens of one channel; "
+                            "token: G consecutive channels of one token");
+    group_params::bind_scale_dtype(b, &UniformParams::scale_dtype, "storage type of each group's scale and min");
+    group_params::bind_layout(b, &UniformParams::layout,
+                              "dense bitstream, or the release's uint32 words per row (bits 1, 2, 4, 8 only)");
   }
   // Cross-parameter check: layout release needs bits in {1, 2, 4, 8}. Throws ConfigError naming `layout`.
   void validate(const ConfigNode& node) const;
