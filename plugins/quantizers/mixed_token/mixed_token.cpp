@@ -62,6 +62,29 @@ std::vector<std::int32_t> stored_protected(const std::uint8_t* section, std::int
   return prot;
 }
 
+// One side of the split: the child that encodes it, its tokens (local, ascending), the child's block
+// [heads, |tokens|, channels] and token context.
+struct Side {
+  bool is_protected;
+  const Quantizer& child;
+  const std::vector<std::int32_t>& tokens;
+  BlockShape shape;
+  TokenContext ctx;
+};
+
+// Calls f(side) for the protected tokens `prot`, then the others `rest`, in the order of the children's sections,
+// skipping a side without tokens (it has no section).
+template <class F>
+void for_each_side(const Quantizer& protected_child, const Quantizer& rest_child, const std::vector<std::int32_t>& prot,
+                   const std::vector<std::int32_t>& rest, const BlockShape& shape, const TokenContext& ctx, F&& f) {
+  for (int side = 0; side < 2; ++side) {
+    const auto& tl = side == 0 ? prot : rest;
+    if (tl.empty()) continue;
+    f(Side{side == 0, side == 0 ? protected_child : rest_child, tl,
+           BlockShape{shape.heads, static_cast<std::int64_t>(tl.size()), shape.channels}, ctx.subset(tl)});
+  }
+}
+
 }  // namespace
 
 ConfigNode MixedTokenQuantizer::Params::default_protector() {
@@ -89,9 +112,9 @@ PackedLayout MixedTokenQuantizer::layout(const BlockShape& shape, const TokenCon
   const std::vector<std::int32_t> prot(cand.begin(), cand.begin() + n);
   PackedLayout out;
   out.add("token_mask", SectionKind::token_mask, mixed_token_format::mask_bytes(static_cast<std::size_t>(shape.tokens)));
-  if (n > 0) out.append_child("protected", protected_->layout({shape.heads, n, shape.channels}, ctx.subset(prot)));
-  if (shape.tokens > n)
-    out.append_child("rest", rest_->layout({shape.heads, shape.tokens - n, shape.channels}, ctx.subset(complement(prot, shape.tokens))));
+  for_each_side(*protected_, *rest_, prot, complement(prot, shape.tokens), shape, ctx, [&](const Side& s) {
+    out.append_child(s.is_protected ? "protected" : "rest", s.child.layout(s.shape, s.ctx));
+  });
   return out;
 }
 
@@ -103,9 +126,8 @@ void MixedTokenQuantizer::write_mask_checked(const std::vector<std::int32_t>& pr
   // The caller sized the output from layout(); check before writing that the actual split needs exactly that.
   const std::size_t expected = layout(shape, ctx).bytes();
   std::size_t actual = mask_bytes;
-  if (!prot.empty()) actual += protected_->layout({shape.heads, n, shape.channels}, ctx.subset(prot)).bytes();
-  if (!rest.empty())
-    actual += rest_->layout({shape.heads, static_cast<std::int64_t>(rest.size()), shape.channels}, ctx.subset(rest)).bytes();
+  for_each_side(*protected_, *rest_, prot, rest, shape, ctx,
+                [&](const Side& s) { actual += s.child.layout(s.shape, s.ctx).bytes(); });
   VIDKV_REQUIRE(actual == expected, NotSupportedError,
                 "mixed_token: a child quantizer's layout depends on which tokens are protected (", actual,
                 " bytes needed, layout says ", expected, "); such children cannot be used under mixed_token");
@@ -118,31 +140,21 @@ void MixedTokenQuantizer::encode(const float* in, const BlockShape& shape, const
   const std::vector<std::int32_t> rest = complement(prot, shape.tokens);
   write_mask_checked(prot, rest, shape, ctx, out);
   std::uint8_t* cursor = out + mixed_token_format::mask_bytes(static_cast<std::size_t>(shape.tokens));
-  for (int side = 0; side < 2; ++side) {
-    const auto& tl = side == 0 ? prot : rest;
-    if (tl.empty()) continue;
-    const Quantizer& q = side == 0 ? *protected_ : *rest_;
-    const BlockShape ps{shape.heads, static_cast<std::int64_t>(tl.size()), shape.channels};
-    const TokenContext sub = ctx.subset(tl);
-    const std::vector<float> block = gather(in, shape, tl);
-    cursor = composite::encode_child(q, block.data(), ps, sub, cursor);
-  }
+  for_each_side(*protected_, *rest_, prot, rest, shape, ctx, [&](const Side& s) {
+    const std::vector<float> block = gather(in, shape, s.tokens);
+    cursor = composite::encode_child(s.child, block.data(), s.shape, s.ctx, cursor);
+  });
 }
 
 void MixedTokenQuantizer::decode(const std::uint8_t* in, const BlockShape& shape, const TokenContext& ctx, float* out) const {
   const std::vector<std::int32_t> prot = stored_protected(in, shape.tokens, protected_count(shape.tokens, ctx));
   const std::vector<std::int32_t> rest = complement(prot, shape.tokens);
   const std::uint8_t* cursor = in + mixed_token_format::mask_bytes(static_cast<std::size_t>(shape.tokens));
-  for (int side = 0; side < 2; ++side) {
-    const auto& tl = side == 0 ? prot : rest;
-    if (tl.empty()) continue;
-    const Quantizer& q = side == 0 ? *protected_ : *rest_;
-    const BlockShape ps{shape.heads, static_cast<std::int64_t>(tl.size()), shape.channels};
-    const TokenContext sub = ctx.subset(tl);
-    std::vector<float> block(static_cast<std::size_t>(ps.elements()));
-    cursor = composite::decode_child(q, cursor, ps, sub, block.data());
-    scatter(block, shape, tl, out);
-  }
+  for_each_side(*protected_, *rest_, prot, rest, shape, ctx, [&](const Side& s) {
+    std::vector<float> block(static_cast<std::size_t>(s.shape.elements()));
+    cursor = composite::decode_child(s.child, cursor, s.shape, s.ctx, block.data());
+    scatter(block, shape, s.tokens, out);
+  });
 }
 
 bool MixedTokenQuantizer::supports(Device device, const BlockShape& shape, std::string* why) const {
@@ -195,15 +207,11 @@ void MixedTokenQuantizer::encode_cuda(const TensorView& in, const BlockShape& sh
   void* const others_data = one_side ? in.data : others.data();
 
   std::uint8_t* cursor = out + section.size();
-  for (int side = 0; side < 2; ++side) {
-    const auto& tl = side == 0 ? prot : rest;
-    if (tl.empty()) continue;
-    const Quantizer& q = side == 0 ? *protected_ : *rest_;
-    const BlockShape ps{shape.heads, static_cast<std::int64_t>(tl.size()), shape.channels};
-    const TokenContext sub = ctx.subset(tl);
-    q.encode_view(composite::device_part(side == 0 ? kept_data : others_data, in.dtype, ps), sub, cursor, ex);
-    cursor += q.layout(ps, sub).bytes();
-  }
+  for_each_side(*protected_, *rest_, prot, rest, shape, ctx, [&](const Side& s) {
+    void* const part = s.is_protected ? kept_data : others_data;
+    s.child.encode_view(composite::device_part(part, in.dtype, s.shape), s.ctx, cursor, ex);
+    cursor += s.child.layout(s.shape, s.ctx).bytes();
+  });
 }
 
 void MixedTokenQuantizer::decode_cuda(const std::uint8_t* in, const BlockShape& shape, const TokenContext& ctx,
@@ -227,15 +235,11 @@ void MixedTokenQuantizer::decode_cuda(const std::uint8_t* in, const BlockShape& 
   void* const kept_data = one_side ? out.data : kept.data();
   void* const others_data = one_side ? out.data : others.data();
   const std::uint8_t* cursor = in + section.size();
-  for (int side = 0; side < 2; ++side) {
-    const auto& tl = side == 0 ? prot : rest;
-    if (tl.empty()) continue;
-    const Quantizer& q = side == 0 ? *protected_ : *rest_;
-    const BlockShape ps{shape.heads, static_cast<std::int64_t>(tl.size()), shape.channels};
-    const TokenContext sub = ctx.subset(tl);
-    q.decode_view(cursor, sub, composite::device_part(side == 0 ? kept_data : others_data, out.dtype, ps), ex);
-    cursor += q.layout(ps, sub).bytes();
-  }
+  for_each_side(*protected_, *rest_, prot, rest, shape, ctx, [&](const Side& s) {
+    void* const part = s.is_protected ? kept_data : others_data;
+    s.child.decode_view(cursor, s.ctx, composite::device_part(part, out.dtype, s.shape), ex);
+    cursor += s.child.layout(s.shape, s.ctx).bytes();
+  });
   if (one_side) return;
   const DeviceBuffer slots = device_slots(in, shape.tokens, stream);
   const mixed_token_cuda::Split split{slots.as<std::int32_t>(), shape.heads, shape.tokens, n, shape.channels * es};
