@@ -92,13 +92,9 @@ struct AlignedWordLoad {
   __device__ std::uint32_t operator()(std::int64_t w) const { return words[w]; }
 };
 
-// The device addresses of a grouped quantizer's three sections (codes | scales | mins, the plugin's *_format.h),
-// passed to its encode kernels by value. mins is null where the format stores none (sign, layout dense).
-struct Sections {
-  std::uint8_t* codes;
-  std::uint8_t* scales;
-  std::uint8_t* mins;
-};
+// The device addresses of a grouped quantizer's three sections (the plugin's *_format.h `sections`), passed to its
+// encode kernels by value. sign sets mins to null where it stores none (layout dense).
+using Sections = group_format::Sections<std::uint8_t>;
 
 __host__ __device__ inline bool aligned4(const void* p) { return (reinterpret_cast<std::uintptr_t>(p) & 3u) == 0; }
 

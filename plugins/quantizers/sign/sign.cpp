@@ -46,9 +46,7 @@ namespace sign_kernels {
 
 void encode_reference(const SignParams& p, const group_format::GroupGrid& g, const float* values, std::uint8_t* out) {
   const DType sd = p.scale_dtype;
-  std::uint8_t* codes = out;
-  std::uint8_t* scales = codes + sign_format::codes_bytes(p.layout, g);
-  std::uint8_t* mins = scales + sign_format::scales_bytes(g, sd);
+  const auto [codes, scales, mins] = sign_format::sections(p.layout, g, sd, out);
   for (std::int64_t h = 0; h < g.heads; ++h) {
     for (std::int64_t r = 0; r < g.rows; ++r) {
       for (std::int64_t gi = 0; gi < g.groups_per_row(); ++gi) {
@@ -67,8 +65,7 @@ void encode_reference(const SignParams& p, const group_format::GroupGrid& g, con
 
 void decode_reference(const SignParams& p, const group_format::GroupGrid& g, const std::uint8_t* in, float* values) {
   const DType sd = p.scale_dtype;
-  const std::uint8_t* codes = in;
-  const std::uint8_t* scales = codes + sign_format::codes_bytes(p.layout, g);
+  const auto [codes, scales, mins] = sign_format::sections(p.layout, g, sd, in);
   for (std::int64_t h = 0; h < g.heads; ++h) {
     for (std::int64_t r = 0; r < g.rows; ++r) {
       for (std::int64_t gi = 0; gi < g.groups_per_row(); ++gi) {

@@ -51,10 +51,9 @@ struct WordLoad {
 using group_cuda::Sections;  // mins: layout release only (the constant 0 min), else null
 
 Sections sections_of(std::uint8_t* out, const GroupGrid& g, const Config& c) {
-  const std::size_t code_bytes = sign_format::codes_bytes(c.layout, g);
-  std::uint8_t* scales = out + code_bytes;
-  std::uint8_t* mins = c.layout == CodeLayout::release ? scales + sign_format::scales_bytes(g, c.scale_dtype) : nullptr;
-  return Sections{out, scales, mins};
+  Sections s = sign_format::sections(c.layout, g, c.scale_dtype, out);
+  if (c.layout != CodeLayout::release) s.mins = nullptr;  // no zero points to write
+  return s;
 }
 
 // Addressing of element (h, t, c) of the block (sign_cuda.h, Channels).

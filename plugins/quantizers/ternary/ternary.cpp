@@ -41,9 +41,7 @@ void encode_reference(const TernaryParams& params, const group_format::GroupGrid
   const DType sd = params.scale_dtype;
   const Packing p = params.packing;
   const Reconstruction rec = params.reconstruction;
-  std::uint8_t* codes = out;
-  std::uint8_t* scales = codes + ternary_format::codes_bytes(p, g);
-  std::uint8_t* mins = scales + ternary_format::scales_bytes(p, rec, g, sd);
+  const auto [codes, scales, mins] = ternary_format::sections(p, rec, g, sd, out);
   for (std::int64_t h = 0; h < g.heads; ++h) {
     for (std::int64_t r = 0; r < g.rows; ++r) {
       for (std::int64_t gi = 0; gi < g.groups_per_row(); ++gi) {
@@ -77,8 +75,7 @@ void encode_reference(const TernaryParams& params, const group_format::GroupGrid
 void decode_reference(const TernaryParams& params, const group_format::GroupGrid& g, const std::uint8_t* in, float* out) {
   const DType sd = params.scale_dtype;
   const Packing p = params.packing;
-  const std::uint8_t* codes = in;
-  const std::uint8_t* scales = codes + ternary_format::codes_bytes(p, g);
+  const auto [codes, scales, mins] = ternary_format::sections(p, params.reconstruction, g, sd, in);
   for (std::int64_t h = 0; h < g.heads; ++h) {
     for (std::int64_t r = 0; r < g.rows; ++r) {
       for (std::int64_t gi = 0; gi < g.groups_per_row(); ++gi) {

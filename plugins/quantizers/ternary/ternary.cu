@@ -306,8 +306,7 @@ void encode(const Config& c, const void* in, DType in_dtype, const BlockShape& s
   const GroupGrid g = group_format::grid_of(c, shape, shape.channels);
   if (g.group_count() == 0) return;
   const std::size_t code_bytes = ternary_format::codes_bytes(c.packing, g);
-  const std::size_t scale_bytes = ternary_format::scales_bytes(c.packing, c.reconstruction, g, c.scale_dtype);
-  const Sections s{out, out + code_bytes, out + code_bytes + scale_bytes};
+  const Sections s = ternary_format::sections(c.packing, c.reconstruction, g, c.scale_dtype, out);
   const bool runs = word_runs(c, g, out);
   auto* st = static_cast<cudaStream_t>(stream);
   if (fast_path(c, g, in, out, in_dtype)) {
@@ -357,7 +356,7 @@ void encode(const Config& c, const void* in, DType in_dtype, const BlockShape& s
 void decode(const Config& c, const std::uint8_t* in, const BlockShape& shape, void* out, DType out_dtype, void* stream) {
   const GroupGrid g = group_format::grid_of(c, shape, shape.channels);
   if (g.group_count() == 0) return;
-  const std::uint8_t* scales = in + ternary_format::codes_bytes(c.packing, g);
+  const std::uint8_t* scales = ternary_format::sections(c.packing, c.reconstruction, g, c.scale_dtype, in).scales;
   const bool runs = word_runs(c, g, in);
   auto* st = static_cast<cudaStream_t>(stream);
   if (fast_path(c, g, out, in, out_dtype)) {

@@ -63,9 +63,7 @@ namespace uniform_kernels {
 void encode_reference(const UniformParams& p, const group_format::GroupGrid& g, const float* in, std::uint8_t* out) {
   const auto bits = static_cast<unsigned>(p.bits);
   const DType sd = p.scale_dtype;
-  std::uint8_t* codes = out;
-  std::uint8_t* scales = codes + uniform_format::codes_bytes(p.layout, g, bits);
-  std::uint8_t* mins = scales + uniform_format::scales_bytes(g, sd);
+  const auto [codes, scales, mins] = uniform_format::sections(p.layout, g, bits, sd, out);
   for (std::int64_t h = 0; h < g.heads; ++h) {
     for (std::int64_t r = 0; r < g.rows; ++r) {
       for (std::int64_t gi = 0; gi < g.groups_per_row(); ++gi) {
@@ -92,9 +90,7 @@ void encode_reference(const UniformParams& p, const group_format::GroupGrid& g, 
 void decode_reference(const UniformParams& p, const group_format::GroupGrid& g, const std::uint8_t* in, float* out) {
   const auto bits = static_cast<unsigned>(p.bits);
   const DType sd = p.scale_dtype;
-  const std::uint8_t* codes = in;
-  const std::uint8_t* scales = codes + uniform_format::codes_bytes(p.layout, g, bits);
-  const std::uint8_t* mins = scales + uniform_format::scales_bytes(g, sd);
+  const auto [codes, scales, mins] = uniform_format::sections(p.layout, g, bits, sd, in);
   for (std::int64_t h = 0; h < g.heads; ++h) {
     for (std::int64_t r = 0; r < g.rows; ++r) {
       for (std::int64_t gi = 0; gi < g.groups_per_row(); ++gi) {

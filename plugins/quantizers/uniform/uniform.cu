@@ -282,8 +282,7 @@ std::int64_t fast_threads(const Config& c, const GroupGrid& g, bool decode) {
 void encode(const Config& c, const void* in, DType in_dtype, const BlockShape& shape, std::uint8_t* out, void* stream) {
   const GroupGrid g = group_format::grid_of(c, shape, shape.channels);
   if (g.group_count() == 0) return;
-  const std::size_t code_bytes = uniform_format::codes_bytes(c.layout, g, c.bits);
-  const Sections s{out, out + code_bytes, out + code_bytes + uniform_format::scales_bytes(g, c.scale_dtype)};
+  const Sections s = uniform_format::sections(c.layout, g, c.bits, c.scale_dtype, out);
   const bool word_runs = group_format::word_aligned_groups(c.layout, g, c.bits) && group_cuda::aligned4(out);
   auto* st = static_cast<cudaStream_t>(stream);
   if (fast_path(c, g, in, out, in_dtype)) {
@@ -320,9 +319,9 @@ void encode(const Config& c, const void* in, DType in_dtype, const BlockShape& s
 void decode(const Config& c, const std::uint8_t* in, const BlockShape& shape, void* out, DType out_dtype, void* stream) {
   const GroupGrid g = group_format::grid_of(c, shape, shape.channels);
   if (g.group_count() == 0) return;
-  const std::size_t code_bytes = uniform_format::codes_bytes(c.layout, g, c.bits);
-  const std::uint8_t* scales = in + code_bytes;
-  const std::uint8_t* mins = scales + uniform_format::scales_bytes(g, c.scale_dtype);
+  const auto sections = uniform_format::sections(c.layout, g, c.bits, c.scale_dtype, in);
+  const std::uint8_t* scales = sections.scales;
+  const std::uint8_t* mins = sections.mins;
   const bool word_runs = group_format::word_aligned_groups(c.layout, g, c.bits) && group_cuda::aligned4(in);
   auto* st = static_cast<cudaStream_t>(stream);
   if (fast_path(c, g, out, in, out_dtype)) {
