@@ -77,6 +77,25 @@ VIDKV_HOST_DEVICE constexpr GroupGrid make_group_grid(GroupAxis axis, std::int64
   return g;
 }
 
+// Where the sections of a grouped quantizer's bytes start: codes | scales | mins, back to back (each plugin's
+// *_format.h `sections` computes them from its byte counts, the one statement of its section order). Byte:
+// std::uint8_t (encode) or const std::uint8_t (decode). A section the format does not store has no bytes: its
+// pointer is where the next section would start.
+template <class Byte>
+struct Sections {
+  Byte* codes;
+  Byte* scales;
+  Byte* mins;
+};
+
+// The grid of a [shape.heads, shape.tokens, width] block under the grouping of `p`: any struct with `axis` and
+// `group` (a grouped quantizer's Params, its CUDA Config; the shape: a BlockShape). width is shape.channels, or the
+// number of FFT components that sign quantizes. Every grouped quantizer's grid, host and device, comes from here.
+template <class Grouping, class Shape>
+VIDKV_HOST_DEVICE constexpr GroupGrid grid_of(const Grouping& p, const Shape& shape, std::int64_t width) {
+  return make_group_grid(p.axis, shape.heads, shape.tokens, width, p.group);
+}
+
 static_assert(make_group_grid(GroupAxis::channel, 2, 45, 16, 32).groups_per_row() == 2, "45 tokens = 32 + tail 13");
 static_assert(make_group_grid(GroupAxis::channel, 2, 45, 16, 32).group_size(1) == 13, "tail group holds 45 mod 32");
 static_assert(make_group_grid(GroupAxis::token, 1, 7, 3, 32).group_count() == 7, "one short group per token");

@@ -92,7 +92,11 @@ struct AlignedWordLoad {
   __device__ std::uint32_t operator()(std::int64_t w) const { return words[w]; }
 };
 
-inline bool aligned4(const void* p) { return (reinterpret_cast<std::uintptr_t>(p) & 3u) == 0; }
+// The device addresses of a grouped quantizer's three sections (the plugin's *_format.h `sections`), passed to its
+// encode kernels by value. sign sets mins to null where it stores none (layout dense).
+using Sections = group_format::Sections<std::uint8_t>;
+
+__host__ __device__ inline bool aligned4(const void* p) { return (reinterpret_cast<std::uintptr_t>(p) & 3u) == 0; }
 
 // Calls f(tag) with tag a std::integral_constant<DType, t>: `constexpr DType T = decltype(tag)::value;`.
 template <class F>
@@ -102,6 +106,16 @@ inline void dispatch_dtype(DType t, F&& f) {
     case DType::f16: f(std::integral_constant<DType, DType::f16>{}); break;
     case DType::bf16: f(std::integral_constant<DType, DType::bf16>{}); break;
   }
+}
+
+// Calls f(tag) with tag a std::integral_constant<bool, b>: a kernel's compile-time flag (word runs or a byte pass)
+// from a host bool, so that the launch is written once: `kernel<T, decltype(tag)::value><<<...>>>(...)`.
+template <class F>
+inline void dispatch_bool(bool b, F&& f) {
+  if (b)
+    f(std::true_type{});
+  else
+    f(std::false_type{});
 }
 
 }  // namespace vidkv::group_cuda

@@ -11,16 +11,11 @@
 #include "vidkv/plugins/quantizers/mixed_channel/mixed_channel_avx512.h"
 #include "vidkv/plugins/quantizers/mixed_channel/mixed_channel_cuda.h"
 #include "vidkv/plugins/quantizers/mixed_channel/mixed_channel_format.h"
+#include "vidkv/quantization/composite_quantizer.h"
 
 namespace vidkv {
 
 namespace {
-
-ConfigNode block_of(std::initializer_list<std::pair<const char*, const char*>> entries) {
-  ConfigNode n = ConfigNode::map();
-  for (const auto& [k, v] : entries) n.set(k, ConfigNode::scalar(v));
-  return n;
-}
 
 // One unit of encoding: heads [head_begin, head_end) split with mask `mask`.
 struct Part {
@@ -106,13 +101,13 @@ void write_mask_section(const std::vector<std::vector<std::uint8_t>>& masks, std
 }  // namespace
 
 ConfigNode MixedChannelQuantizer::Params::default_selector() {
-  return block_of({{"type", "range"}, {"fraction", "0.5"}, {"scope", "layer"}});
+  return composite::default_block({{"type", "range"}, {"fraction", "0.5"}, {"scope", "layer"}});
 }
 ConfigNode MixedChannelQuantizer::Params::default_high() {
-  return block_of({{"type", "uniform"}, {"bits", "2"}, {"group", "32"}, {"axis", "channel"}});
+  return composite::default_block({{"type", "uniform"}, {"bits", "2"}, {"group", "32"}, {"axis", "channel"}});
 }
 ConfigNode MixedChannelQuantizer::Params::default_low() {
-  return block_of({{"type", "sign"}, {"group", "32"}, {"fft", "real"}});
+  return composite::default_block({{"type", "sign"}, {"group", "32"}, {"fft", "real"}});
 }
 
 MixedChannelQuantizer::MixedChannelQuantizer(const Params& params, const PluginRegistry& registry)
@@ -156,14 +151,8 @@ void MixedChannelQuantizer::encode(const float* in, const BlockShape& shape, con
     const BlockShape ls = part_shape(shape, static_cast<std::int64_t>(split.lo.size()));
     const ThreadScratch hi_block(static_cast<std::size_t>(hs.elements())), lo_block(static_cast<std::size_t>(ls.elements()));
     gather(in, shape, p, split, hi_block.data(), lo_block.data());
-    if (!split.hi.empty()) {
-      high_->encode(hi_block.data(), hs, ctx, cursor);
-      cursor += high_->layout(hs, ctx).bytes();
-    }
-    if (!split.lo.empty()) {
-      low_->encode(lo_block.data(), ls, ctx, cursor);
-      cursor += low_->layout(ls, ctx).bytes();
-    }
+    if (!split.hi.empty()) cursor = composite::encode_child(*high_, hi_block.data(), hs, ctx, cursor);
+    if (!split.lo.empty()) cursor = composite::encode_child(*low_, lo_block.data(), ls, ctx, cursor);
   }
 }
 
@@ -183,14 +172,8 @@ void MixedChannelQuantizer::decode(const std::uint8_t* in, const BlockShape& sha
     const BlockShape hs = part_shape(shape, static_cast<std::int64_t>(split.hi.size()));
     const BlockShape ls = part_shape(shape, static_cast<std::int64_t>(split.lo.size()));
     const ThreadScratch hi_block(static_cast<std::size_t>(hs.elements())), lo_block(static_cast<std::size_t>(ls.elements()));
-    if (!split.hi.empty()) {
-      high_->decode(cursor, hs, ctx, hi_block.data());
-      cursor += high_->layout(hs, ctx).bytes();
-    }
-    if (!split.lo.empty()) {
-      low_->decode(cursor, ls, ctx, lo_block.data());
-      cursor += low_->layout(ls, ctx).bytes();
-    }
+    if (!split.hi.empty()) cursor = composite::decode_child(*high_, cursor, hs, ctx, hi_block.data());
+    if (!split.lo.empty()) cursor = composite::decode_child(*low_, cursor, ls, ctx, lo_block.data());
     scatter(hi_block.data(), lo_block.data(), shape, p, split, out);
   }
 }
@@ -198,44 +181,26 @@ void MixedChannelQuantizer::decode(const std::uint8_t* in, const BlockShape& sha
 bool MixedChannelQuantizer::supports(Device device, const BlockShape& shape, std::string* why) const {
   if (!Quantizer::supports(device, shape, why)) return false;
   const std::int64_t k = selector_->selected_count(shape.channels);
-  std::string child_why;
-  if (k > 0 && !high_->supports(device, part_shape(shape, k), &child_why)) {
-    if (why) *why = "high: " + child_why;
-    return false;
-  }
-  if (shape.channels - k > 0 && !low_->supports(device, part_shape(shape, shape.channels - k), &child_why)) {
-    if (why) *why = "low: " + child_why;
-    return false;
-  }
-  if (!selector_->supports(device, &child_why)) {
-    if (why) *why = "selector: " + child_why;
-    return false;
-  }
-  return true;
+  return (k == 0 || composite::part_supports("high", why, [&](std::string* r) {
+            return high_->supports(device, part_shape(shape, k), r);
+          })) &&
+         (shape.channels - k == 0 || composite::part_supports("low", why, [&](std::string* r) {
+            return low_->supports(device, part_shape(shape, shape.channels - k), r);
+          })) &&
+         composite::part_supports("selector", why, [&](std::string* r) { return selector_->supports(device, r); });
 }
 
 KernelTier MixedChannelQuantizer::tier(Device device, const BlockShape& shape) const {
   const std::int64_t k = selector_->selected_count(shape.channels);
-  KernelTier out{plugin_name() + "(", true};
-  auto add = [&](const Quantizer& q, std::int64_t channels) {
-    if (channels == 0) return;
-    const KernelTier t = q.tier(device, part_shape(shape, channels));
-    out.name += (out.name.back() == '(' ? "" : ", ") + t.name;
-    out.exact = out.exact && t.exact;
-  };
-  add(*high_, k);
-  add(*low_, shape.channels - k);
-  out.name += ")";
-  return out;
+  std::vector<KernelTier> run;
+  if (k > 0) run.push_back(high_->tier(device, part_shape(shape, k)));
+  if (shape.channels - k > 0) run.push_back(low_->tier(device, part_shape(shape, shape.channels - k)));
+  return composite::joined_tier(plugin_name(), run);
 }
 
 #ifdef VIDKV_WITH_CUDA
 
 namespace {
-// A device view of `shape` elements of `dtype` at `data`.
-TensorView device_view(void* data, DType dtype, const BlockShape& shape) {
-  return TensorView{data, dtype, Device::cuda, {shape.heads, shape.tokens, shape.channels}};
-}
 std::uint32_t quiet_nan_bits(DType t) { return t == DType::f32 ? 0x7fc00000u : t == DType::f16 ? 0x7e00u : 0x7fc0u; }
 }  // namespace
 
@@ -273,11 +238,11 @@ void MixedChannelQuantizer::encode_cuda(const TensorView& in, const BlockShape& 
   for (const Part& p : parts_of(*selector_, shape)) {
     const auto first_row = static_cast<std::size_t>(p.head_begin * shape.tokens);
     if (k > 0) {
-      high_->encode_view(device_view(hi_data + first_row * static_cast<std::size_t>(k) * es, in.dtype, hs), ctx, cursor, ex);
+      high_->encode_view(composite::device_part(hi_data + first_row * static_cast<std::size_t>(k) * es, in.dtype, hs), ctx, cursor, ex);
       cursor += high_->layout(hs, ctx).bytes();
     }
     if (shape.channels - k > 0) {
-      low_->encode_view(device_view(lo_data + first_row * static_cast<std::size_t>(ls.channels) * es, in.dtype, ls), ctx,
+      low_->encode_view(composite::device_part(lo_data + first_row * static_cast<std::size_t>(ls.channels) * es, in.dtype, ls), ctx,
                         cursor, ex);
       cursor += low_->layout(ls, ctx).bytes();
     }
@@ -312,11 +277,11 @@ void MixedChannelQuantizer::decode_cuda(const std::uint8_t* in, const BlockShape
   for (const Part& p : parts_of(*selector_, shape)) {
     const auto first_row = static_cast<std::size_t>(p.head_begin * shape.tokens);
     if (k > 0) {
-      high_->decode_view(cursor, ctx, device_view(hi_data + first_row * static_cast<std::size_t>(k) * es, out.dtype, hs), ex);
+      high_->decode_view(cursor, ctx, composite::device_part(hi_data + first_row * static_cast<std::size_t>(k) * es, out.dtype, hs), ex);
       cursor += high_bytes;
     }
     if (shape.channels - k > 0) {
-      low_->decode_view(cursor, ctx, device_view(lo_data + first_row * static_cast<std::size_t>(ls.channels) * es, out.dtype, ls),
+      low_->decode_view(cursor, ctx, composite::device_part(lo_data + first_row * static_cast<std::size_t>(ls.channels) * es, out.dtype, ls),
                         ex);
       cursor += low_bytes;
     }

@@ -8,16 +8,11 @@
 #include "vidkv/core/error.h"
 #include "vidkv/plugins/quantizers/mixed_token/mixed_token_cuda.h"
 #include "vidkv/plugins/quantizers/mixed_token/mixed_token_format.h"
+#include "vidkv/quantization/composite_quantizer.h"
 
 namespace vidkv {
 
 namespace {
-
-ConfigNode block_of(std::initializer_list<std::pair<const char*, const char*>> entries) {
-  ConfigNode n = ConfigNode::map();
-  for (const auto& [k, v] : entries) n.set(k, ConfigNode::scalar(v));
-  return n;
-}
 
 // Copies tokens `tl` (local, ascending) of every head into a dense [heads, |tl|, channels] block.
 std::vector<float> gather(const float* in, const BlockShape& shape, const std::vector<std::int32_t>& tl) {
@@ -56,13 +51,49 @@ std::vector<std::int32_t> complement(const std::vector<std::int32_t>& chosen, st
   return out;
 }
 
+// The protected tokens (ascending) of the stored token-mask section `section` (host) of a block of `tokens`
+// tokens; IoError unless exactly n (the layout's count) are set.
+std::vector<std::int32_t> stored_protected(const std::uint8_t* section, std::int64_t tokens, std::int64_t n) {
+  std::vector<std::int32_t> prot;
+  for (std::int32_t t = 0; t < tokens; ++t)
+    if (mixed_token_format::mask_get(section, static_cast<std::size_t>(t))) prot.push_back(t);
+  VIDKV_REQUIRE(static_cast<std::int64_t>(prot.size()) == n, IoError, "mixed_token: token mask has ", prot.size(),
+                " tokens set, the layout needs ", n, " (corrupt or foreign bytes)");
+  return prot;
+}
+
+// One side of the split: the child that encodes it, its tokens (local, ascending), the child's block
+// [heads, |tokens|, channels] and token context.
+struct Side {
+  bool is_protected;
+  const Quantizer& child;
+  const std::vector<std::int32_t>& tokens;
+  BlockShape shape;
+  TokenContext ctx;
+};
+
+// Calls f(side) for the protected tokens `prot`, then the others `rest`, in the order of the children's sections,
+// skipping a side without tokens (it has no section).
+template <class F>
+void for_each_side(const Quantizer& protected_child, const Quantizer& rest_child, const std::vector<std::int32_t>& prot,
+                   const std::vector<std::int32_t>& rest, const BlockShape& shape, const TokenContext& ctx, F&& f) {
+  for (int side = 0; side < 2; ++side) {
+    const auto& tl = side == 0 ? prot : rest;
+    if (tl.empty()) continue;
+    f(Side{side == 0, side == 0 ? protected_child : rest_child, tl,
+           BlockShape{shape.heads, static_cast<std::int64_t>(tl.size()), shape.channels}, ctx.subset(tl)});
+  }
+}
+
 }  // namespace
 
-ConfigNode MixedTokenQuantizer::Params::default_protector() { return block_of({{"type", "random"}, {"fraction", "0.2"}}); }
-ConfigNode MixedTokenQuantizer::Params::default_protected() {
-  return block_of({{"type", "uniform"}, {"bits", "2"}, {"group", "32"}, {"axis", "channel"}});
+ConfigNode MixedTokenQuantizer::Params::default_protector() {
+  return composite::default_block({{"type", "random"}, {"fraction", "0.2"}});
 }
-ConfigNode MixedTokenQuantizer::Params::default_rest() { return block_of({{"type", "ternary"}}); }
+ConfigNode MixedTokenQuantizer::Params::default_protected() {
+  return composite::default_block({{"type", "uniform"}, {"bits", "2"}, {"group", "32"}, {"axis", "channel"}});
+}
+ConfigNode MixedTokenQuantizer::Params::default_rest() { return composite::default_block({{"type", "ternary"}}); }
 
 MixedTokenQuantizer::MixedTokenQuantizer(const Params& params, const PluginRegistry& registry)
     : protector_(registry.make_token_protector(params.protector)),
@@ -81,9 +112,9 @@ PackedLayout MixedTokenQuantizer::layout(const BlockShape& shape, const TokenCon
   const std::vector<std::int32_t> prot(cand.begin(), cand.begin() + n);
   PackedLayout out;
   out.add("token_mask", SectionKind::token_mask, mixed_token_format::mask_bytes(static_cast<std::size_t>(shape.tokens)));
-  if (n > 0) out.append_child("protected", protected_->layout({shape.heads, n, shape.channels}, ctx.subset(prot)));
-  if (shape.tokens > n)
-    out.append_child("rest", rest_->layout({shape.heads, shape.tokens - n, shape.channels}, ctx.subset(complement(prot, shape.tokens))));
+  for_each_side(*protected_, *rest_, prot, complement(prot, shape.tokens), shape, ctx, [&](const Side& s) {
+    out.append_child(s.is_protected ? "protected" : "rest", s.child.layout(s.shape, s.ctx));
+  });
   return out;
 }
 
@@ -95,9 +126,8 @@ void MixedTokenQuantizer::write_mask_checked(const std::vector<std::int32_t>& pr
   // The caller sized the output from layout(); check before writing that the actual split needs exactly that.
   const std::size_t expected = layout(shape, ctx).bytes();
   std::size_t actual = mask_bytes;
-  if (!prot.empty()) actual += protected_->layout({shape.heads, n, shape.channels}, ctx.subset(prot)).bytes();
-  if (!rest.empty())
-    actual += rest_->layout({shape.heads, static_cast<std::int64_t>(rest.size()), shape.channels}, ctx.subset(rest)).bytes();
+  for_each_side(*protected_, *rest_, prot, rest, shape, ctx,
+                [&](const Side& s) { actual += s.child.layout(s.shape, s.ctx).bytes(); });
   VIDKV_REQUIRE(actual == expected, NotSupportedError,
                 "mixed_token: a child quantizer's layout depends on which tokens are protected (", actual,
                 " bytes needed, layout says ", expected, "); such children cannot be used under mixed_token");
@@ -110,71 +140,39 @@ void MixedTokenQuantizer::encode(const float* in, const BlockShape& shape, const
   const std::vector<std::int32_t> rest = complement(prot, shape.tokens);
   write_mask_checked(prot, rest, shape, ctx, out);
   std::uint8_t* cursor = out + mixed_token_format::mask_bytes(static_cast<std::size_t>(shape.tokens));
-  for (int side = 0; side < 2; ++side) {
-    const auto& tl = side == 0 ? prot : rest;
-    if (tl.empty()) continue;
-    const Quantizer& q = side == 0 ? *protected_ : *rest_;
-    const BlockShape ps{shape.heads, static_cast<std::int64_t>(tl.size()), shape.channels};
-    const TokenContext sub = ctx.subset(tl);
-    const std::vector<float> block = gather(in, shape, tl);
-    q.encode(block.data(), ps, sub, cursor);
-    cursor += q.layout(ps, sub).bytes();
-  }
+  for_each_side(*protected_, *rest_, prot, rest, shape, ctx, [&](const Side& s) {
+    const std::vector<float> block = gather(in, shape, s.tokens);
+    cursor = composite::encode_child(s.child, block.data(), s.shape, s.ctx, cursor);
+  });
 }
 
 void MixedTokenQuantizer::decode(const std::uint8_t* in, const BlockShape& shape, const TokenContext& ctx, float* out) const {
-  const std::int64_t n = protected_count(shape.tokens, ctx);
-  std::vector<std::int32_t> prot;
-  for (std::int32_t t = 0; t < shape.tokens; ++t)
-    if (mixed_token_format::mask_get(in, static_cast<std::size_t>(t))) prot.push_back(t);
-  VIDKV_REQUIRE(static_cast<std::int64_t>(prot.size()) == n, IoError, "mixed_token: token mask has ", prot.size(),
-                " tokens set, the layout needs ", n, " (corrupt or foreign bytes)");
+  const std::vector<std::int32_t> prot = stored_protected(in, shape.tokens, protected_count(shape.tokens, ctx));
   const std::vector<std::int32_t> rest = complement(prot, shape.tokens);
   const std::uint8_t* cursor = in + mixed_token_format::mask_bytes(static_cast<std::size_t>(shape.tokens));
-  for (int side = 0; side < 2; ++side) {
-    const auto& tl = side == 0 ? prot : rest;
-    if (tl.empty()) continue;
-    const Quantizer& q = side == 0 ? *protected_ : *rest_;
-    const BlockShape ps{shape.heads, static_cast<std::int64_t>(tl.size()), shape.channels};
-    const TokenContext sub = ctx.subset(tl);
-    std::vector<float> block(static_cast<std::size_t>(ps.elements()));
-    q.decode(cursor, ps, sub, block.data());
-    scatter(block, shape, tl, out);
-    cursor += q.layout(ps, sub).bytes();
-  }
+  for_each_side(*protected_, *rest_, prot, rest, shape, ctx, [&](const Side& s) {
+    std::vector<float> block(static_cast<std::size_t>(s.shape.elements()));
+    cursor = composite::decode_child(s.child, cursor, s.shape, s.ctx, block.data());
+    scatter(block, shape, s.tokens, out);
+  });
 }
 
 bool MixedTokenQuantizer::supports(Device device, const BlockShape& shape, std::string* why) const {
   if (!Quantizer::supports(device, shape, why)) return false;
-  std::string child_why;
-  if (!protected_->supports(device, {shape.heads, std::max<std::int64_t>(shape.tokens, 1), shape.channels}, &child_why)) {
-    if (why) *why = "protected: " + child_why;
-    return false;
-  }
-  if (!rest_->supports(device, {shape.heads, std::max<std::int64_t>(shape.tokens, 1), shape.channels}, &child_why)) {
-    if (why) *why = "rest: " + child_why;
-    return false;
-  }
-  if (!protector_->supports(device, &child_why)) {
-    if (why) *why = "protector: " + child_why;
-    return false;
-  }
-  return true;
+  const BlockShape part{shape.heads, std::max<std::int64_t>(shape.tokens, 1), shape.channels};
+  return composite::part_supports("protected", why, [&](std::string* r) { return protected_->supports(device, part, r); }) &&
+         composite::part_supports("rest", why, [&](std::string* r) { return rest_->supports(device, part, r); }) &&
+         composite::part_supports("protector", why, [&](std::string* r) { return protector_->supports(device, r); });
 }
 
 KernelTier MixedTokenQuantizer::tier(Device device, const BlockShape& shape) const {
   const BlockShape part{shape.heads, std::max<std::int64_t>(shape.tokens, 1), shape.channels};
-  const KernelTier p = protected_->tier(device, part), r = rest_->tier(device, part);
-  return KernelTier{plugin_name() + "(" + p.name + ", " + r.name + ")", p.exact && r.exact};
+  return composite::joined_tier(plugin_name(), {protected_->tier(device, part), rest_->tier(device, part)});
 }
 
 #ifdef VIDKV_WITH_CUDA
 
 namespace {
-TensorView device_view(void* data, DType dtype, const BlockShape& shape) {
-  return TensorView{data, dtype, Device::cuda, {shape.heads, shape.tokens, shape.channels}};
-}
-
 // The per-token slots (mixed_token_format::token_slots) of the device mask section `mask`, computed on the device.
 DeviceBuffer device_slots(const std::uint8_t* mask, std::int64_t tokens, void* stream) {
   DeviceBuffer d(static_cast<std::size_t>(tokens) * sizeof(std::int32_t), stream);
@@ -209,15 +207,11 @@ void MixedTokenQuantizer::encode_cuda(const TensorView& in, const BlockShape& sh
   void* const others_data = one_side ? in.data : others.data();
 
   std::uint8_t* cursor = out + section.size();
-  for (int side = 0; side < 2; ++side) {
-    const auto& tl = side == 0 ? prot : rest;
-    if (tl.empty()) continue;
-    const Quantizer& q = side == 0 ? *protected_ : *rest_;
-    const BlockShape ps{shape.heads, static_cast<std::int64_t>(tl.size()), shape.channels};
-    const TokenContext sub = ctx.subset(tl);
-    q.encode_view(device_view(side == 0 ? kept_data : others_data, in.dtype, ps), sub, cursor, ex);
-    cursor += q.layout(ps, sub).bytes();
-  }
+  for_each_side(*protected_, *rest_, prot, rest, shape, ctx, [&](const Side& s) {
+    void* const part = s.is_protected ? kept_data : others_data;
+    s.child.encode_view(composite::device_part(part, in.dtype, s.shape), s.ctx, cursor, ex);
+    cursor += s.child.layout(s.shape, s.ctx).bytes();
+  });
 }
 
 void MixedTokenQuantizer::decode_cuda(const std::uint8_t* in, const BlockShape& shape, const TokenContext& ctx,
@@ -227,11 +221,7 @@ void MixedTokenQuantizer::decode_cuda(const std::uint8_t* in, const BlockShape& 
   // Synchronises the stream (see the header): the protected set is needed on the host.
   std::vector<std::uint8_t> section(mixed_token_format::mask_bytes(static_cast<std::size_t>(shape.tokens)));
   copy_to_host(section.data(), in, section.size(), stream);
-  std::vector<std::int32_t> prot;
-  for (std::int32_t t = 0; t < shape.tokens; ++t)
-    if (mixed_token_format::mask_get(section.data(), static_cast<std::size_t>(t))) prot.push_back(t);
-  VIDKV_REQUIRE(static_cast<std::int64_t>(prot.size()) == n, IoError, "mixed_token: token mask has ", prot.size(),
-                " tokens set, the layout needs ", n, " (corrupt or foreign bytes)");
+  const std::vector<std::int32_t> prot = stored_protected(section.data(), shape.tokens, n);
   const std::vector<std::int32_t> rest = complement(prot, shape.tokens);
 
   // The children decode into blocks of the output's dtype (their decode_view rounds the fp32 reconstruction once,
@@ -245,15 +235,11 @@ void MixedTokenQuantizer::decode_cuda(const std::uint8_t* in, const BlockShape& 
   void* const kept_data = one_side ? out.data : kept.data();
   void* const others_data = one_side ? out.data : others.data();
   const std::uint8_t* cursor = in + section.size();
-  for (int side = 0; side < 2; ++side) {
-    const auto& tl = side == 0 ? prot : rest;
-    if (tl.empty()) continue;
-    const Quantizer& q = side == 0 ? *protected_ : *rest_;
-    const BlockShape ps{shape.heads, static_cast<std::int64_t>(tl.size()), shape.channels};
-    const TokenContext sub = ctx.subset(tl);
-    q.decode_view(cursor, sub, device_view(side == 0 ? kept_data : others_data, out.dtype, ps), ex);
-    cursor += q.layout(ps, sub).bytes();
-  }
+  for_each_side(*protected_, *rest_, prot, rest, shape, ctx, [&](const Side& s) {
+    void* const part = s.is_protected ? kept_data : others_data;
+    s.child.decode_view(cursor, s.ctx, composite::device_part(part, out.dtype, s.shape), ex);
+    cursor += s.child.layout(s.shape, s.ctx).bytes();
+  });
   if (one_side) return;
   const DeviceBuffer slots = device_slots(in, shape.tokens, stream);
   const mixed_token_cuda::Split split{slots.as<std::int32_t>(), shape.heads, shape.tokens, n, shape.channels * es};

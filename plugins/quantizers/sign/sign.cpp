@@ -22,9 +22,10 @@
 namespace vidkv {
 
 SignQuantizer::SignQuantizer(const Params& params, CpuImplementation implementation)
-    : params_(params), implementation_(implementation) {
-  VIDKV_REQUIRE(params.group >= 1, ConfigError, "sign: group = ", params.group, " must be >= 1");
-  set_plugin_name("sign");
+    : GroupedQuantizer("sign", params, implementation) {}
+
+const SignQuantizer::CpuKernels& SignQuantizer::cpu_kernels(const group_format::GroupGrid& g) const {
+  return sign_kernels::choose_group(implementation_, params_, g);
 }
 
 group_format::GroupGrid SignQuantizer::grid(const BlockShape& shape) const {
@@ -45,9 +46,7 @@ namespace sign_kernels {
 
 void encode_reference(const SignParams& p, const group_format::GroupGrid& g, const float* values, std::uint8_t* out) {
   const DType sd = p.scale_dtype;
-  std::uint8_t* codes = out;
-  std::uint8_t* scales = codes + sign_format::codes_bytes(p.layout, g);
-  std::uint8_t* mins = scales + sign_format::scales_bytes(g, sd);
+  const auto [codes, scales, mins] = sign_format::sections(p.layout, g, sd, out);
   for (std::int64_t h = 0; h < g.heads; ++h) {
     for (std::int64_t r = 0; r < g.rows; ++r) {
       for (std::int64_t gi = 0; gi < g.groups_per_row(); ++gi) {
@@ -66,8 +65,7 @@ void encode_reference(const SignParams& p, const group_format::GroupGrid& g, con
 
 void decode_reference(const SignParams& p, const group_format::GroupGrid& g, const std::uint8_t* in, float* values) {
   const DType sd = p.scale_dtype;
-  const std::uint8_t* codes = in;
-  const std::uint8_t* scales = codes + sign_format::codes_bytes(p.layout, g);
+  const auto [codes, scales, mins] = sign_format::sections(p.layout, g, sd, in);
   for (std::int64_t h = 0; h < g.heads; ++h) {
     for (std::int64_t r = 0; r < g.rows; ++r) {
       for (std::int64_t gi = 0; gi < g.groups_per_row(); ++gi) {
@@ -86,26 +84,27 @@ void decode_reference(const SignParams& p, const group_format::GroupGrid& g, con
 
 void SignQuantizer::encode(const float* in, const BlockShape& shape, const TokenContext& ctx, std::uint8_t* out) const {
   std::memset(out, 0, layout(shape, ctx).bytes());
-  const auto k = sign_kernels::choose(implementation_, params_, shape);
   const auto g = grid(shape);
   // The values to quantize, [heads, tokens, width]: the block itself or its per-token FFT components.
   // (Per-thread scratch: a fresh multi-megabyte vector per call would page-fault on every call.)
   const ThreadScratch transformed(params_.fft != SignFft::off ? static_cast<std::size_t>(g.heads * g.head_stride) : 0);
   const float* values = in;
   if (params_.fft != SignFft::off) {
-    k.transform->forward(params_.fft, in, shape.heads * shape.tokens, shape.channels, transformed.data());
+    sign_kernels::choose_transform(implementation_, params_.fft, shape.channels)
+        .forward(params_.fft, in, shape.heads * shape.tokens, shape.channels, transformed.data());
     values = transformed.data();
   }
-  k.group->encode(params_, g, values, out);
+  cpu_kernels(g).encode(params_, g, values, out);
 }
 
 void SignQuantizer::decode(const std::uint8_t* in, const BlockShape& shape, const TokenContext&, float* out) const {
-  const auto k = sign_kernels::choose(implementation_, params_, shape);
   const auto g = grid(shape);
   const ThreadScratch transformed(params_.fft != SignFft::off ? static_cast<std::size_t>(g.heads * g.head_stride) : 0);
   float* values = params_.fft != SignFft::off ? transformed.data() : out;
-  k.group->decode(params_, g, in, values);
-  if (params_.fft != SignFft::off) k.transform->inverse(params_.fft, values, shape.heads * shape.tokens, shape.channels, out);
+  cpu_kernels(g).decode(params_, g, in, values);
+  if (params_.fft != SignFft::off)
+    sign_kernels::choose_transform(implementation_, params_.fft, shape.channels)
+        .inverse(params_.fft, values, shape.heads * shape.tokens, shape.channels, out);
 }
 
 namespace sign_cuda {
@@ -124,7 +123,7 @@ std::int64_t fused_tile_tokens(const Config& c, std::int64_t channels, std::int6
 
 bool fused_fft_applies(const Config& c, const BlockShape& shape) {
   if (fused_tile_tokens(c, shape.channels) == 0) return false;
-  const auto g = group_format::make_group_grid(c.axis, shape.heads, shape.tokens, fft_components(c.fft, shape.channels), c.group);
+  const auto g = group_format::grid_of(c, shape, fft_components(c.fft, shape.channels));
   return group_format::word_aligned_groups(c.layout, g, sign_format::kBits);
 }
 

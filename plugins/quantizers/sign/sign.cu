@@ -47,19 +47,13 @@ struct WordLoad {
     return aligned ? reinterpret_cast<const std::uint32_t*>(bytes)[w] : group_format::get_word(bytes, w);
   }
 };
-__device__ inline bool aligned_words(const std::uint8_t* p) { return (reinterpret_cast<std::uintptr_t>(p) & 3u) == 0; }
 
-struct Sections {
-  std::uint8_t* codes;
-  std::uint8_t* scales;
-  std::uint8_t* mins;  // layout release only (the constant 0 min), else null
-};
+using group_cuda::Sections;  // mins: layout release only (the constant 0 min), else null
 
 Sections sections_of(std::uint8_t* out, const GroupGrid& g, const Config& c) {
-  const std::size_t code_bytes = sign_format::codes_bytes(c.layout, g);
-  std::uint8_t* scales = out + code_bytes;
-  std::uint8_t* mins = c.layout == CodeLayout::release ? scales + sign_format::scales_bytes(g, c.scale_dtype) : nullptr;
-  return Sections{out, scales, mins};
+  Sections s = sign_format::sections(c.layout, g, c.scale_dtype, out);
+  if (c.layout != CodeLayout::release) s.mins = nullptr;  // no zero points to write
+  return s;
 }
 
 // Addressing of element (h, t, c) of the block (sign_cuda.h, Channels).
@@ -82,8 +76,8 @@ struct Block {
 template <bool kWords, class Value>
 __device__ inline void put_group(const Sections& s, std::int64_t gidx, DType sd, std::int64_t first_word, std::int64_t j0,
                                  std::int64_t n, Value value) {
-  sign_format::encode_group<kWords>(WordStore{s.codes, aligned_words(s.codes)}, s.scales, s.mins, gidx, sd, first_word, j0, n,
-                                    value);
+  sign_format::encode_group<kWords>(WordStore{s.codes, group_cuda::aligned4(s.codes)}, s.scales, s.mins, gidx, sd, first_word,
+                                    j0, n, value);
 }
 
 // --- fft off ------------------------------------------------------------------------------------------------------
@@ -118,8 +112,8 @@ __global__ void decode_groups(const std::uint8_t* codes, const std::uint8_t* sca
   const std::int64_t j0 = c.gi * g.group, n = g.group_size(c.gi);
   const float s = group_format::get_scalar(scales, g.group_index(c.h, c.r, c.gi), sd);
   if constexpr (kWordRuns) {
-    group_format::WordRunReader<WordLoad> rd(WordLoad{codes, aligned_words(codes)}, group_format::code_word(layout, g, 1, c.h, c.r, j0),
-                                             1);
+    group_format::WordRunReader<WordLoad> rd(WordLoad{codes, group_cuda::aligned4(codes)},
+                                             group_format::code_word(layout, g, 1, c.h, c.r, j0), 1);
     for (std::int64_t j = j0; j < j0 + n; ++j)
       store_from_float(out, O, static_cast<std::size_t>(b.at_grid(axis, c.h, c.r, j)), sign_format::decode_value(rd.next(), s, rec));
   } else {
@@ -393,7 +387,7 @@ __global__ void __launch_bounds__(kTileThreadsMax) encode_tile(const void* in, D
     sign_fft_tile::forward_row<N, Complex>([&](int c) { return row[c]; }, [&](int c, float v) { row[c] = v; }, tw);
   }
   __syncthreads();
-  const WordStore store{s.codes, aligned_words(s.codes)};
+  const WordStore store{s.codes, group_cuda::aligned4(s.codes)};
   if (axis == GroupAxis::channel) {
     const int groups = (valid + static_cast<int>(g.group) - 1) / static_cast<int>(g.group);
     for (int task = threadIdx.x; task < W * groups; task += blockDim.x) {
@@ -425,7 +419,7 @@ __global__ void __launch_bounds__(kTileThreadsMax) decode_tile(const std::uint8_
   extern __shared__ float tile[];
   const std::int64_t h = blockIdx.y, t0 = static_cast<std::int64_t>(blockIdx.x) * tile_tokens;
   const int valid = static_cast<int>(tokens - t0 < tile_tokens ? tokens - t0 : tile_tokens);
-  const WordLoad words{codes, aligned_words(codes)};
+  const WordLoad words{codes, group_cuda::aligned4(codes)};
   if (axis == GroupAxis::channel) {
     const int groups = (valid + static_cast<int>(g.group) - 1) / static_cast<int>(g.group);
     for (int task = threadIdx.x; task < W * groups; task += blockDim.x) {
@@ -482,14 +476,13 @@ void dispatch_tile(SignFft kind, std::int64_t n, F&& f) {
   }
 }
 
-GroupGrid grid_of(const Config& c, const BlockShape& shape) {
-  const std::int64_t width = c.fft == SignFft::off ? shape.channels : fft_components(c.fft, shape.channels);
-  return group_format::make_group_grid(c.axis, shape.heads, shape.tokens, width, c.group);
+GroupGrid values_grid(const Config& c, const BlockShape& shape) {
+  return group_format::grid_of(c, shape, fft_components(c.fft, shape.channels));  // n when fft off
 }
 
 void encode_tile_launch(const Config& c, const void* in, DType in_dtype, const Block& b, const BlockShape& shape, std::uint8_t* out,
                         cudaStream_t st) {
-  const GroupGrid g = grid_of(c, shape);
+  const GroupGrid g = values_grid(c, shape);
   const Sections s = sections_of(out, g, c);
   // A gathered block stages its tiles' full input rows where they are 16-byte aligned and a tile still fits.
   const std::int64_t row_bytes = b.map.stride * dtype_size(in_dtype);
@@ -513,7 +506,7 @@ void encode_tile_launch(const Config& c, const void* in, DType in_dtype, const B
 
 void decode_tile_launch(const Config& c, const std::uint8_t* in, const BlockShape& shape, void* out, DType out_dtype, const Block& b,
                         cudaStream_t st) {
-  const GroupGrid g = grid_of(c, shape);
+  const GroupGrid g = values_grid(c, shape);
   const std::uint8_t* scales = in + sign_format::codes_bytes(c.layout, g);
   const int tile_tokens = static_cast<int>(fused_tile_tokens(c, shape.channels));
   const dim3 blocks(static_cast<unsigned>((shape.tokens + tile_tokens - 1) / tile_tokens), static_cast<unsigned>(shape.heads));
@@ -532,7 +525,7 @@ void decode_tile_launch(const Config& c, const std::uint8_t* in, const BlockShap
 
 void encode_cufft(const Config& c, const void* in, DType in_dtype, const Block& b, const BlockShape& shape, std::uint8_t* out,
                   cudaStream_t st) {
-  const GroupGrid g = grid_of(c, shape);
+  const GroupGrid g = values_grid(c, shape);
   const std::int64_t n = shape.channels, rows = shape.heads * shape.tokens;
   const Sections s = sections_of(out, g, c);
   DeviceBuffer real(static_cast<std::size_t>(rows * n) * sizeof(float), st);
@@ -561,7 +554,7 @@ void encode_cufft(const Config& c, const void* in, DType in_dtype, const Block& 
 
 void decode_cufft(const Config& c, const std::uint8_t* in, const BlockShape& shape, void* out, DType out_dtype, const Block& b,
                   cudaStream_t st) {
-  const GroupGrid g = grid_of(c, shape);
+  const GroupGrid g = values_grid(c, shape);
   const std::int64_t n = shape.channels, rows = shape.heads * shape.tokens, bins = sign_fft_bins::half_bins(n);
   const std::uint8_t* scales = in + sign_format::codes_bytes(c.layout, g);
   DeviceBuffer half(static_cast<std::size_t>(rows * bins) * 2 * sizeof(float), st);
@@ -583,7 +576,7 @@ void decode_cufft(const Config& c, const std::uint8_t* in, const BlockShape& sha
 
 void encode(const Config& c, const void* in, DType in_dtype, const BlockShape& shape, std::uint8_t* out, void* stream,
             Channels gather) {
-  const GroupGrid g = grid_of(c, shape);
+  const GroupGrid g = values_grid(c, shape);
   if (g.group_count() == 0) return;
   auto* st = static_cast<cudaStream_t>(stream);
   const Block b{shape.tokens, shape.channels, gather};
@@ -594,12 +587,11 @@ void encode(const Config& c, const void* in, DType in_dtype, const BlockShape& s
   const bool word_runs = group_format::word_aligned_groups(c.layout, g, 1);
   group_cuda::dispatch_dtype(in_dtype, [&](auto tag) {
     constexpr DType T = decltype(tag)::value;
-    if (word_runs) {
-      encode_groups<T, true><<<group_cuda::blocks_for(g.group_count()), group_cuda::kThreads, 0, st>>>(in, b, g, c.axis,
-                                                                                                     c.scale_dtype, c.layout, s);
-    } else {
-      encode_groups<T, false><<<group_cuda::blocks_for(g.group_count()), group_cuda::kThreads, 0, st>>>(in, b, g, c.axis,
-                                                                                                      c.scale_dtype, c.layout, s);
+    group_cuda::dispatch_bool(word_runs, [&](auto runs) {
+      encode_groups<T, decltype(runs)::value><<<group_cuda::blocks_for(g.group_count()), group_cuda::kThreads, 0, st>>>(
+          in, b, g, c.axis, c.scale_dtype, c.layout, s);
+    });
+    if (!word_runs) {
       check_launch("sign encode (statistics)");
       const auto code_bytes = static_cast<std::int64_t>(sign_format::codes_bytes(c.layout, g));
       encode_code_bytes<T><<<group_cuda::blocks_for(code_bytes), group_cuda::kThreads, 0, st>>>(in, b, g, c.axis, c.layout, s.codes,
@@ -611,7 +603,7 @@ void encode(const Config& c, const void* in, DType in_dtype, const BlockShape& s
 
 void decode(const Config& c, const std::uint8_t* in, const BlockShape& shape, void* out, DType out_dtype, void* stream,
             Channels scatter) {
-  const GroupGrid g = grid_of(c, shape);
+  const GroupGrid g = values_grid(c, shape);
   if (g.group_count() == 0) return;
   auto* st = static_cast<cudaStream_t>(stream);
   const Block b{shape.tokens, shape.channels, scatter};
@@ -622,12 +614,10 @@ void decode(const Config& c, const std::uint8_t* in, const BlockShape& shape, vo
   const bool word_runs = group_format::word_aligned_groups(c.layout, g, 1);
   group_cuda::dispatch_dtype(out_dtype, [&](auto tag) {
     constexpr DType O = decltype(tag)::value;
-    if (word_runs)
-      decode_groups<O, true><<<group_cuda::blocks_for(g.group_count()), group_cuda::kThreads, 0, st>>>(
+    group_cuda::dispatch_bool(word_runs, [&](auto runs) {
+      decode_groups<O, decltype(runs)::value><<<group_cuda::blocks_for(g.group_count()), group_cuda::kThreads, 0, st>>>(
           in, scales, b, g, c.axis, c.scale_dtype, c.layout, c.reconstruction, out);
-    else
-      decode_groups<O, false><<<group_cuda::blocks_for(g.group_count()), group_cuda::kThreads, 0, st>>>(
-          in, scales, b, g, c.axis, c.scale_dtype, c.layout, c.reconstruction, out);
+    });
   });
   check_launch("sign decode");
 }

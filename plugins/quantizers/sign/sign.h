@@ -31,10 +31,11 @@
 #include "vidkv/core/cpu_implementation.h"
 #include "vidkv/core/dtype.h"
 #include "vidkv/core/plugin_registry.h"
-#include "vidkv/core/quantizer.h"
 #include "vidkv/plugins/quantizers/sign/sign_fft.h"
 #include "vidkv/plugins/quantizers/sign/sign_format.h"
 #include "vidkv/quantization/group_format.h"
+#include "vidkv/quantization/group_params.h"
+#include "vidkv/quantization/grouped_quantizer.h"
 
 namespace vidkv {
 
@@ -48,13 +49,11 @@ struct SignParams {
 
   template <class B>
   static void bind(B& b) {
-    using group_format::CodeLayout;
-    using group_format::GroupAxis;
     using sign_format::Reconstruction;
-    b.integer("group", &SignParams::group, 1, 1 << 20, "elements", "group size G along the grouped axis");
-    b.choice("axis", &SignParams::axis,
-             std::vector<std::pair<std::string, GroupAxis>>{{"channel", GroupAxis::channel}, {"token", GroupAxis::token}},
-             "channel: a group is G consecutive tokens of one channel (or FFT component); token: G consecutive channels");
+    group_params::bind_group(b, &SignParams::group);
+    group_params::bind_axis(b, &SignParams::axis,
+                            "channel: a group is G consecutive tokens of one channel (or FFT component); "
+                            "token: G consecutive channels");
     b.choice("reconstruction", &SignParams::reconstruction,
              std::vector<std::pair<std::string, Reconstruction>>{{"zero_one", Reconstruction::zero_one},
                                                                  {"symmetric", Reconstruction::symmetric}},
@@ -62,26 +61,26 @@ struct SignParams {
     b.choice("fft", &SignParams::fft,
              std::vector<std::pair<std::string, SignFft>>{{"off", SignFft::off}, {"complex", SignFft::complex}, {"real", SignFft::real}},
              "quantize the per-token channel-axis FFT: complex (release, 2n reals) or real (n/2+1 bins, n reals)");
-    b.choice("scale_dtype", &SignParams::scale_dtype,
-             std::vector<std::pair<std::string, DType>>{{"fp16", DType::f16}, {"fp32", DType::f32}},
-             "storage type of each group's scale (and of the release's zero min)");
-    b.choice("layout", &SignParams::layout,
-             std::vector<std::pair<std::string, CodeLayout>>{{"dense", CodeLayout::dense}, {"release", CodeLayout::release}},
-             "dense: bitstream + scales; release: uint32 words per row + scale + zero min per group");
+    group_params::bind_scale_dtype(b, &SignParams::scale_dtype,
+                                   "storage type of each group's scale (and of the release's zero min)");
+    group_params::bind_layout(b, &SignParams::layout,
+                              "dense: bitstream + scales; release: uint32 words per row + scale + zero min per group");
   }
 };
 
-class SignQuantizer : public Quantizer {
+// The grouped quantizer's skeleton (grouped_quantizer.h) with sign's own encode / decode / tier: the FFT stage
+// around the group stage.
+class SignQuantizer : public GroupedQuantizer<SignParams> {
  public:
   using Params = SignParams;
   explicit SignQuantizer(const Params& params, CpuImplementation implementation = CpuImplementation::optimized);
-  const Params& params() const { return params_; }
 
   PackedLayout layout(const BlockShape& shape, const TokenContext& ctx) const override;
   void encode(const float* in, const BlockShape& shape, const TokenContext& ctx, std::uint8_t* out) const override;
   void decode(const std::uint8_t* in, const BlockShape& shape, const TokenContext& ctx, float* out) const override;
   // encode, decode and tier run / name the pair of tiers (transform, group) that sign_kernels::choose picks
-  // (sign_kernels.h: the tables of implementations and when each runs).
+  // (sign_kernels.h: the tables of implementations and when each runs; encode / decode take its two halves,
+  // choose_transform and cpu_kernels = choose_group).
   // cpu: "sign:reference", "sign:optimized" / "sign:avx512", with the optimised FFT tiers' suffix "+fft-avx512" or
   // "+fft-fftw-batched" (inexact; exact without a suffix: fft off or FFTW's per-row plans);
   // cuda (sign_cuda.h): "sign:cuda" (fft off, exact), "sign:cuda+fft-tile" (power-of-two n in [16, 128] with
@@ -104,14 +103,14 @@ class SignQuantizer : public Quantizer {
 #endif
 
  protected:
+  // The group stage on the values grid: sign_kernels::choose_group.
+  const CpuKernels& cpu_kernels(const group_format::GroupGrid& g) const override;
   // sign.cu through sign_cuda.h.
   VIDKV_QUANTIZER_CUDA_OVERRIDES
 
  private:
   // The grid over the quantized values: the block itself, or [heads, tokens, fft_components] (sign_kernels::values_grid).
   group_format::GroupGrid grid(const BlockShape& shape) const;
-  Params params_;
-  CpuImplementation implementation_;
 };
 
 void register_sign(PluginRegistry& registry);

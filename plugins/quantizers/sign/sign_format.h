@@ -39,6 +39,12 @@ VIDKV_HOST_DEVICE constexpr std::size_t zero_points_bytes(CodeLayout layout, con
 VIDKV_HOST_DEVICE constexpr std::size_t total_bytes(CodeLayout layout, const GroupGrid& g, DType scale_dtype) {
   return codes_bytes(layout, g) + scales_bytes(g, scale_dtype) + zero_points_bytes(layout, g, scale_dtype);
 }
+// The sections of the bytes at `out` (the order above; zero points = mins, no bytes in layout dense).
+template <class Byte>
+VIDKV_HOST_DEVICE constexpr group_format::Sections<Byte> sections(CodeLayout layout, const GroupGrid& g, DType scale_dtype,
+                                                                  Byte* out) {
+  return {out, out + codes_bytes(layout, g), out + codes_bytes(layout, g) + scales_bytes(g, scale_dtype)};
+}
 
 // Dense, G = 32, fp16: 1 + 16/32 = 1.5 bits per value. Release with the complex FFT (2 values per element):
 // 2 * (1 + 16/32 + 16/32) = 4.0 bits per element.

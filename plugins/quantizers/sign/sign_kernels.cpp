@@ -29,8 +29,7 @@ constinit const CpuKernels optimized{"optimized", encode_optimized, decode_optim
 constinit const CpuKernels avx512{"avx512", encode_avx512, decode_avx512};
 
 group_format::GroupGrid values_grid(const SignParams& p, const BlockShape& shape) {
-  const std::int64_t width = p.fft == SignFft::off ? shape.channels : fft_components(p.fft, shape.channels);
-  return group_format::make_group_grid(p.axis, shape.heads, shape.tokens, width, p.group);
+  return group_format::grid_of(p, shape, fft_components(p.fft, shape.channels));  // n when fft off
 }
 
 KernelTier Choice::tier() const {

@@ -1,7 +1,7 @@
 // sign's kernel tables: every CPU implementation of sign's two stages, one entry per tier, and the one function
-// that chooses among them (issue 11, the backend seam). SignQuantizer::encode, ::decode and ::tier all go through
-// choose(), so the tier written to provenance.json (and, when inexact, to the resume fingerprint) is, by
-// construction, the one that ran.
+// that chooses among them (issue 11, the backend seam). SignQuantizer::tier goes through choose(), ::encode and
+// ::decode through its two halves (choose_transform, choose_group), so the tier written to provenance.json (and,
+// when inexact, to the resume fingerprint) is, by construction, the one that ran.
 //
 // Stage 1, the channel FFT (fft real / complex, algorithms.md 3.3; core/cpu_fft_tier.h is how a tier is requested):
 //

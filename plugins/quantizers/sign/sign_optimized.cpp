@@ -49,9 +49,7 @@ void sign_kernels::encode_optimized(const SignParams& p, const group_format::Gro
                                     std::uint8_t* out) {
   const DType sd = p.scale_dtype;
   const group_format::CodeLayout layout = p.layout;
-  std::uint8_t* codes = out;
-  std::uint8_t* scales = codes + sign_format::codes_bytes(layout, g);
-  std::uint8_t* mins = scales + sign_format::scales_bytes(g, sd);
+  const auto [codes, scales, mins] = sign_format::sections(layout, g, sd, out);
   const bool release = layout == group_format::CodeLayout::release;
   if (p.axis == GroupAxis::channel) {
     const std::int64_t width = g.rows;  // components, contiguous in a token row
@@ -101,8 +99,7 @@ void sign_kernels::decode_optimized(const SignParams& p, const group_format::Gro
                                     float* values) {
   const DType sd = p.scale_dtype;
   const group_format::CodeLayout layout = p.layout;
-  const std::uint8_t* codes = in;
-  const std::uint8_t* scales = codes + sign_format::codes_bytes(layout, g);
+  const auto [codes, scales, mins] = sign_format::sections(layout, g, sd, in);
   const bool symmetric = p.reconstruction == sign_format::Reconstruction::symmetric;
   if (p.axis == GroupAxis::channel) {
     const std::int64_t width = g.rows;

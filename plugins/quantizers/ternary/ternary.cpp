@@ -4,7 +4,6 @@
 #include "vidkv/plugins/quantizers/ternary/ternary.h"
 
 #include <cmath>
-#include <cstring>
 
 #include "vidkv/core/error.h"
 #include "vidkv/plugins/quantizers/ternary/ternary_cuda.h"
@@ -16,19 +15,17 @@ using ternary_format::Packing;
 using ternary_format::Reconstruction;
 
 TernaryQuantizer::TernaryQuantizer(const Params& params, CpuImplementation implementation)
-    : params_(params), implementation_(implementation) {
-  VIDKV_REQUIRE(params.group >= 1, ConfigError, "ternary: group = ", params.group, " must be >= 1");
+    : GroupedQuantizer("ternary", params, implementation) {
   VIDKV_REQUIRE(params.gamma >= 0.0 && params.gamma <= 4.0, ConfigError, "ternary: gamma = ", params.gamma,
                 " is out of range [0, 4]");
-  set_plugin_name("ternary");
 }
 
-group_format::GroupGrid TernaryQuantizer::grid(const BlockShape& shape) const {
-  return group_format::make_group_grid(params_.axis, shape.heads, shape.tokens, shape.channels, params_.group);
+const TernaryQuantizer::CpuKernels& TernaryQuantizer::cpu_kernels(const group_format::GroupGrid& g) const {
+  return ternary_kernels::choose(implementation_, params_, g);
 }
 
 PackedLayout TernaryQuantizer::layout(const BlockShape& shape, const TokenContext&) const {
-  const auto g = grid(shape);
+  const auto g = block_grid(shape);
   const DType sd = params_.scale_dtype;
   PackedLayout l(shape.elements(), std::log2(3.0));
   l.add("codes", SectionKind::codes, ternary_format::codes_bytes(params_.packing, g));
@@ -44,9 +41,7 @@ void encode_reference(const TernaryParams& params, const group_format::GroupGrid
   const DType sd = params.scale_dtype;
   const Packing p = params.packing;
   const Reconstruction rec = params.reconstruction;
-  std::uint8_t* codes = out;
-  std::uint8_t* scales = codes + ternary_format::codes_bytes(p, g);
-  std::uint8_t* mins = scales + ternary_format::scales_bytes(p, rec, g, sd);
+  const auto [codes, scales, mins] = ternary_format::sections(p, rec, g, sd, out);
   for (std::int64_t h = 0; h < g.heads; ++h) {
     for (std::int64_t r = 0; r < g.rows; ++r) {
       for (std::int64_t gi = 0; gi < g.groups_per_row(); ++gi) {
@@ -80,8 +75,7 @@ void encode_reference(const TernaryParams& params, const group_format::GroupGrid
 void decode_reference(const TernaryParams& params, const group_format::GroupGrid& g, const std::uint8_t* in, float* out) {
   const DType sd = params.scale_dtype;
   const Packing p = params.packing;
-  const std::uint8_t* codes = in;
-  const std::uint8_t* scales = codes + ternary_format::codes_bytes(p, g);
+  const auto [codes, scales, mins] = ternary_format::sections(p, params.reconstruction, g, sd, in);
   for (std::int64_t h = 0; h < g.heads; ++h) {
     for (std::int64_t r = 0; r < g.rows; ++r) {
       for (std::int64_t gi = 0; gi < g.groups_per_row(); ++gi) {
@@ -95,22 +89,6 @@ void decode_reference(const TernaryParams& params, const group_format::GroupGrid
 }
 
 }  // namespace ternary_kernels
-
-void TernaryQuantizer::encode(const float* in, const BlockShape& shape, const TokenContext& ctx, std::uint8_t* out) const {
-  std::memset(out, 0, layout(shape, ctx).bytes());
-  const auto g = grid(shape);
-  ternary_kernels::choose(implementation_, params_, g).encode(params_, g, in, out);
-}
-
-void TernaryQuantizer::decode(const std::uint8_t* in, const BlockShape& shape, const TokenContext&, float* out) const {
-  const auto g = grid(shape);
-  ternary_kernels::choose(implementation_, params_, g).decode(params_, g, in, out);
-}
-
-KernelTier TernaryQuantizer::tier(Device device, const BlockShape& shape) const {
-  if (device == Device::cuda) return {plugin_name() + ":" + ternary_kernels::cuda_tier, true};
-  return {plugin_name() + ":" + ternary_kernels::choose(implementation_, params_, grid(shape)).tier, true};
-}
 
 #ifdef VIDKV_WITH_CUDA
 namespace {

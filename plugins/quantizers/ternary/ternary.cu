@@ -14,15 +14,10 @@ using group_cuda::AlignedWordLoad;
 using group_cuda::AlignedWordStore;
 using group_format::CodeLayout;
 using group_format::GroupAxis;
+using group_cuda::Sections;
 using group_format::GroupGrid;
 using ternary_format::Packing;
 using ternary_format::Reconstruction;
-
-struct Sections {
-  std::uint8_t* codes;
-  std::uint8_t* scales;
-  std::uint8_t* mins;
-};
 
 __host__ __device__ constexpr CodeLayout slot_layout(Packing p) {
   return p == Packing::slots2 ? CodeLayout::dense : CodeLayout::release;
@@ -300,10 +295,6 @@ std::int64_t fast_threads(const Config& c, const GroupGrid& g) {
   return g.heads * ((g.groups_per_row() + kGroupsPerThread - 1) / kGroupsPerThread) * (g.rows / 2);
 }
 
-GroupGrid grid_of(const Config& c, const BlockShape& shape) {
-  return group_format::make_group_grid(c.axis, shape.heads, shape.tokens, shape.channels, c.group);
-}
-
 bool word_runs(const Config& c, const GroupGrid& g, const void* codes) {
   return c.packing != Packing::base3 && group_format::word_aligned_groups(slot_layout(c.packing), g, 2) &&
          group_cuda::aligned4(codes);
@@ -312,11 +303,10 @@ bool word_runs(const Config& c, const GroupGrid& g, const void* codes) {
 }  // namespace
 
 void encode(const Config& c, const void* in, DType in_dtype, const BlockShape& shape, std::uint8_t* out, void* stream) {
-  const GroupGrid g = grid_of(c, shape);
+  const GroupGrid g = group_format::grid_of(c, shape, shape.channels);
   if (g.group_count() == 0) return;
   const std::size_t code_bytes = ternary_format::codes_bytes(c.packing, g);
-  const std::size_t scale_bytes = ternary_format::scales_bytes(c.packing, c.reconstruction, g, c.scale_dtype);
-  const Sections s{out, out + code_bytes, out + code_bytes + scale_bytes};
+  const Sections s = ternary_format::sections(c.packing, c.reconstruction, g, c.scale_dtype, out);
   const bool runs = word_runs(c, g, out);
   auto* st = static_cast<cudaStream_t>(stream);
   if (fast_path(c, g, in, out, in_dtype)) {
@@ -344,12 +334,13 @@ void encode(const Config& c, const void* in, DType in_dtype, const BlockShape& s
   DeviceBuffer dead_zones(runs ? 0 : static_cast<std::size_t>(g.group_count()) * sizeof(double), stream);
   group_cuda::dispatch_dtype(in_dtype, [&](auto tag) {
     constexpr DType T = decltype(tag)::value;
-    if (runs) {
-      encode_groups<T, true><<<group_cuda::blocks_for(g.group_count()), group_cuda::kThreads, 0, st>>>(
-          in, g, c.axis, c.gamma, c.reconstruction, c.packing, c.scale_dtype, s, nullptr);
-    } else {
-      encode_groups<T, false><<<group_cuda::blocks_for(g.group_count()), group_cuda::kThreads, 0, st>>>(
-          in, g, c.axis, c.gamma, c.reconstruction, c.packing, c.scale_dtype, s, dead_zones.as<double>());
+    group_cuda::dispatch_bool(runs, [&](auto word_runs) {
+      constexpr bool kWordRuns = decltype(word_runs)::value;  // else the dead zones go to the byte pass
+      encode_groups<T, kWordRuns><<<group_cuda::blocks_for(g.group_count()), group_cuda::kThreads, 0, st>>>(
+          in, g, c.axis, c.gamma, c.reconstruction, c.packing, c.scale_dtype, s,
+          kWordRuns ? nullptr : dead_zones.as<double>());
+    });
+    if (!runs) {
       check_launch("ternary encode (statistics)");
       const group_cuda::ByteMap map =
           c.packing == Packing::base3
@@ -363,9 +354,9 @@ void encode(const Config& c, const void* in, DType in_dtype, const BlockShape& s
 }
 
 void decode(const Config& c, const std::uint8_t* in, const BlockShape& shape, void* out, DType out_dtype, void* stream) {
-  const GroupGrid g = grid_of(c, shape);
+  const GroupGrid g = group_format::grid_of(c, shape, shape.channels);
   if (g.group_count() == 0) return;
-  const std::uint8_t* scales = in + ternary_format::codes_bytes(c.packing, g);
+  const std::uint8_t* scales = ternary_format::sections(c.packing, c.reconstruction, g, c.scale_dtype, in).scales;
   const bool runs = word_runs(c, g, in);
   auto* st = static_cast<cudaStream_t>(stream);
   if (fast_path(c, g, out, in, out_dtype)) {
@@ -382,12 +373,11 @@ void decode(const Config& c, const std::uint8_t* in, const BlockShape& shape, vo
   }
   group_cuda::dispatch_dtype(out_dtype, [&](auto tag) {
     constexpr DType O = decltype(tag)::value;
-    if (runs)
-      decode_groups<O, true><<<group_cuda::blocks_for(g.group_count()), group_cuda::kThreads, 0, st>>>(
+    group_cuda::dispatch_bool(runs, [&](auto word_runs) {
+      constexpr bool kWordRuns = decltype(word_runs)::value;
+      decode_groups<O, kWordRuns><<<group_cuda::blocks_for(g.group_count()), group_cuda::kThreads, 0, st>>>(
           in, scales, g, c.axis, c.reconstruction, c.packing, c.scale_dtype, out);
-    else
-      decode_groups<O, false><<<group_cuda::blocks_for(g.group_count()), group_cuda::kThreads, 0, st>>>(
-          in, scales, g, c.axis, c.reconstruction, c.packing, c.scale_dtype, out);
+    });
   });
   check_launch("ternary decode");
 }

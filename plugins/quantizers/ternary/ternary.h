@@ -23,9 +23,10 @@
 #include "vidkv/core/cpu_implementation.h"
 #include "vidkv/core/dtype.h"
 #include "vidkv/core/plugin_registry.h"
-#include "vidkv/core/quantizer.h"
 #include "vidkv/plugins/quantizers/ternary/ternary_format.h"
 #include "vidkv/quantization/group_format.h"
+#include "vidkv/quantization/group_params.h"
+#include "vidkv/quantization/grouped_quantizer.h"
 
 namespace vidkv {
 
@@ -39,14 +40,13 @@ struct TernaryParams {
 
   template <class B>
   static void bind(B& b) {
-    using group_format::GroupAxis;
     using ternary_format::Packing;
     using ternary_format::Reconstruction;
     b.real("gamma", &TernaryParams::gamma, 0.0, 4.0, "", "dead zone a = gamma * mean|x| (paper 0.7, release 0.5)");
-    b.integer("group", &TernaryParams::group, 1, 1 << 20, "elements", "group size G along the grouped axis");
-    b.choice("axis", &TernaryParams::axis,
-             std::vector<std::pair<std::string, GroupAxis>>{{"channel", GroupAxis::channel}, {"token", GroupAxis::token}},
-             "channel: a group is G consecutive tokens of one channel (paper); token: G consecutive channels");
+    group_params::bind_group(b, &TernaryParams::group);
+    group_params::bind_axis(b, &TernaryParams::axis,
+                            "channel: a group is G consecutive tokens of one channel (paper); "
+                            "token: G consecutive channels");
     b.choice("reconstruction", &TernaryParams::reconstruction,
              std::vector<std::pair<std::string, Reconstruction>>{{"magnitude_free", Reconstruction::magnitude_free},
                                                                  {"scaled", Reconstruction::scaled}},
@@ -54,35 +54,26 @@ struct TernaryParams {
     b.choice("packing", &TernaryParams::packing,
              std::vector<std::pair<std::string, Packing>>{{"base3", Packing::base3}, {"slots2", Packing::slots2}, {"release", Packing::release}},
              "base3: 5 trits per byte (1.6 bits); slots2: dense 2-bit slots; release: uint32 2-bit slots + scale + min");
-    b.choice("scale_dtype", &TernaryParams::scale_dtype,
-             std::vector<std::pair<std::string, DType>>{{"fp16", DType::f16}, {"fp32", DType::f32}},
-             "storage type of the per-group scale (and of the release's min)");
+    group_params::bind_scale_dtype(b, &TernaryParams::scale_dtype,
+                                   "storage type of the per-group scale (and of the release's min)");
   }
 };
 
-class TernaryQuantizer : public Quantizer {
+// encode, decode and tier (grouped_quantizer.h) run / name the tier that ternary_kernels::choose picks
+// (ternary_kernels.h: the table of implementations; the optimised tiers' bytes are identical to the reference: each
+// group's sums are accumulated in double in the reference's order, the dead-zone comparisons are the reference's).
+// cpu: "ternary:reference", "ternary:optimized" or "ternary:avx512"; cuda: "ternary:cuda". All exact.
+class TernaryQuantizer : public GroupedQuantizer<TernaryParams> {
  public:
   using Params = TernaryParams;
   explicit TernaryQuantizer(const Params& params, CpuImplementation implementation = CpuImplementation::optimized);
-  const Params& params() const { return params_; }
 
   PackedLayout layout(const BlockShape& shape, const TokenContext& ctx) const override;
-  void encode(const float* in, const BlockShape& shape, const TokenContext& ctx, std::uint8_t* out) const override;
-  void decode(const std::uint8_t* in, const BlockShape& shape, const TokenContext& ctx, float* out) const override;
-  // encode, decode and tier run / name the tier that ternary_kernels::choose picks (ternary_kernels.h: the table
-  // of implementations; the optimised tiers' bytes are identical to the reference: each group's sums are
-  // accumulated in double in the reference's order, the dead-zone comparisons are the reference's).
-  // cpu: "ternary:reference", "ternary:optimized" or "ternary:avx512"; cuda: "ternary:cuda". All exact.
-  KernelTier tier(Device device, const BlockShape& shape) const override;
 
  protected:
+  const CpuKernels& cpu_kernels(const group_format::GroupGrid& g) const override;
   // ternary.cu through ternary_cuda.h.
   VIDKV_QUANTIZER_CUDA_OVERRIDES
-
- private:
-  group_format::GroupGrid grid(const BlockShape& shape) const;
-  Params params_;
-  CpuImplementation implementation_;
 };
 
 void register_ternary(PluginRegistry& registry);

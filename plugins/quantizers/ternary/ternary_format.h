@@ -47,6 +47,12 @@ VIDKV_HOST_DEVICE constexpr std::size_t mins_bytes(Packing p, const GroupGrid& g
 VIDKV_HOST_DEVICE constexpr std::size_t total_bytes(Packing p, Reconstruction r, const GroupGrid& g, DType scale_dtype) {
   return codes_bytes(p, g) + scales_bytes(p, r, g, scale_dtype) + mins_bytes(p, g, scale_dtype);
 }
+// The sections of the bytes at `out` (the order above; a section not stored has no bytes).
+template <class Byte>
+VIDKV_HOST_DEVICE constexpr group_format::Sections<Byte> sections(Packing p, Reconstruction r, const GroupGrid& g,
+                                                                  DType scale_dtype, Byte* out) {
+  return {out, out + codes_bytes(p, g), out + codes_bytes(p, g) + scales_bytes(p, r, g, scale_dtype)};
+}
 
 // [4 x 1024 x 128], G = 32, fp16, magnitude_free: base3 1.6, slots2 2.0, release 3.0 bits per element.
 static_assert(total_bytes(Packing::base3, Reconstruction::magnitude_free,

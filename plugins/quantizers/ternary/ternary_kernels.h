@@ -33,8 +33,6 @@ using CpuKernels = group_format::CpuKernelEntry<TernaryParams>;
 extern const CpuKernels reference;
 extern const CpuKernels optimized;
 extern const CpuKernels avx512;
-// The CUDA tier's name (its kernels: ternary_cuda::encode / decode).
-inline constexpr const char* cuda_tier = "cuda";
 
 // The CPU tier that runs for `implementation` on grid `g`: reference, or avx512 where the AVX-512 kernels take this
 // configuration (axis, reconstruction, packing, grid) on this processor (ternary_avx512::applies), else optimized.

@@ -91,9 +91,7 @@ void ternary_kernels::encode_optimized(const TernaryParams& params, const group_
   const DType sd = params.scale_dtype;
   const Packing p = params.packing;
   const Reconstruction rec = params.reconstruction;
-  std::uint8_t* codes = out;
-  std::uint8_t* scales = codes + ternary_format::codes_bytes(p, g);
-  std::uint8_t* mins = scales + ternary_format::scales_bytes(p, rec, g, sd);
+  const auto [codes, scales, mins] = ternary_format::sections(p, rec, g, sd, out);
   const bool has_scales = ternary_format::has_scales(p, rec);
   const bool scaled = rec == Reconstruction::scaled;
   // Per group: the scale the reference stores (scaled: mean kept |x|; release: the unused mean |x|).
@@ -167,8 +165,7 @@ void ternary_kernels::decode_optimized(const TernaryParams& params, const group_
                                        float* out) {
   const DType sd = params.scale_dtype;
   const Packing p = params.packing;
-  const std::uint8_t* codes = in;
-  const std::uint8_t* scales = codes + ternary_format::codes_bytes(p, g);
+  const auto [codes, scales, mins] = ternary_format::sections(p, params.reconstruction, g, sd, in);
   const bool scaled = params.reconstruction == Reconstruction::scaled;
   if (params.axis == GroupAxis::channel) {
     const std::int64_t width = g.rows;  // the channels

@@ -3,7 +3,6 @@
 // packed layout: uniform_format.h (codes | scales | mins; effective bits b + 32/G with fp16 metadata).
 #include "vidkv/plugins/quantizers/uniform/uniform.h"
 
-#include <cstring>
 #include <string>
 
 #include "vidkv/core/error.h"
@@ -32,20 +31,25 @@ void UniformParams::validate(const ConfigNode& node) const {
   }
 }
 
-UniformQuantizer::UniformQuantizer(const Params& params, CpuImplementation implementation)
-    : params_(params), implementation_(implementation) {
+namespace {
+// The bits check, before the base's group check (the order of the errors when both are wrong).
+const UniformParams& bits_checked(const UniformParams& params) {
   VIDKV_REQUIRE(params.bits >= 1 && params.bits <= 8, ConfigError, "uniform: bits = ", params.bits, " is out of range [1, 8]");
-  VIDKV_REQUIRE(params.group >= 1, ConfigError, "uniform: group = ", params.group, " must be >= 1");
+  return params;
+}
+}  // namespace
+
+UniformQuantizer::UniformQuantizer(const Params& params, CpuImplementation implementation)
+    : GroupedQuantizer("uniform", bits_checked(params), implementation) {
   params.check();
-  set_plugin_name("uniform");
 }
 
-group_format::GroupGrid UniformQuantizer::grid(const BlockShape& shape) const {
-  return group_format::make_group_grid(params_.axis, shape.heads, shape.tokens, shape.channels, params_.group);
+const UniformQuantizer::CpuKernels& UniformQuantizer::cpu_kernels(const group_format::GroupGrid& g) const {
+  return uniform_kernels::choose(implementation_, params_, g);
 }
 
 PackedLayout UniformQuantizer::layout(const BlockShape& shape, const TokenContext&) const {
-  const auto g = grid(shape);
+  const auto g = block_grid(shape);
   const auto bits = static_cast<unsigned>(params_.bits);
   PackedLayout l(shape.elements(), params_.bits);
   l.add("codes", SectionKind::codes, uniform_format::codes_bytes(params_.layout, g, bits));
@@ -59,9 +63,7 @@ namespace uniform_kernels {
 void encode_reference(const UniformParams& p, const group_format::GroupGrid& g, const float* in, std::uint8_t* out) {
   const auto bits = static_cast<unsigned>(p.bits);
   const DType sd = p.scale_dtype;
-  std::uint8_t* codes = out;
-  std::uint8_t* scales = codes + uniform_format::codes_bytes(p.layout, g, bits);
-  std::uint8_t* mins = scales + uniform_format::scales_bytes(g, sd);
+  const auto [codes, scales, mins] = uniform_format::sections(p.layout, g, bits, sd, out);
   for (std::int64_t h = 0; h < g.heads; ++h) {
     for (std::int64_t r = 0; r < g.rows; ++r) {
       for (std::int64_t gi = 0; gi < g.groups_per_row(); ++gi) {
@@ -88,9 +90,7 @@ void encode_reference(const UniformParams& p, const group_format::GroupGrid& g, 
 void decode_reference(const UniformParams& p, const group_format::GroupGrid& g, const std::uint8_t* in, float* out) {
   const auto bits = static_cast<unsigned>(p.bits);
   const DType sd = p.scale_dtype;
-  const std::uint8_t* codes = in;
-  const std::uint8_t* scales = codes + uniform_format::codes_bytes(p.layout, g, bits);
-  const std::uint8_t* mins = scales + uniform_format::scales_bytes(g, sd);
+  const auto [codes, scales, mins] = uniform_format::sections(p.layout, g, bits, sd, in);
   for (std::int64_t h = 0; h < g.heads; ++h) {
     for (std::int64_t r = 0; r < g.rows; ++r) {
       for (std::int64_t gi = 0; gi < g.groups_per_row(); ++gi) {
@@ -107,23 +107,6 @@ void decode_reference(const UniformParams& p, const group_format::GroupGrid& g, 
 }
 
 }  // namespace uniform_kernels
-
-void UniformQuantizer::encode(const float* in, const BlockShape& shape, const TokenContext& ctx,
-                              std::uint8_t* out) const {
-  std::memset(out, 0, layout(shape, ctx).bytes());
-  const auto g = grid(shape);
-  uniform_kernels::choose(implementation_, params_, g).encode(params_, g, in, out);
-}
-
-void UniformQuantizer::decode(const std::uint8_t* in, const BlockShape& shape, const TokenContext&, float* out) const {
-  const auto g = grid(shape);
-  uniform_kernels::choose(implementation_, params_, g).decode(params_, g, in, out);
-}
-
-KernelTier UniformQuantizer::tier(Device device, const BlockShape& shape) const {
-  if (device == Device::cuda) return {plugin_name() + ":" + uniform_kernels::cuda_tier, true};
-  return {plugin_name() + ":" + uniform_kernels::choose(implementation_, params_, grid(shape)).tier, true};
-}
 
 #ifdef VIDKV_WITH_CUDA
 namespace {

@@ -15,14 +15,8 @@ using group_cuda::AlignedWordLoad;
 using group_cuda::AlignedWordStore;
 using group_format::CodeLayout;
 using group_format::GroupAxis;
+using group_cuda::Sections;
 using group_format::GroupGrid;
-
-struct Sections {
-  std::uint8_t* codes;
-  std::uint8_t* scales;
-  std::uint8_t* mins;
-};
-
 // Statistics (and, when word_runs, the codes) of one group per thread. Without word_runs the codes are written by
 // encode_code_bytes once every group's scale and min are stored.
 template <DType T, bool kWordRuns>
@@ -283,17 +277,12 @@ std::int64_t fast_threads(const Config& c, const GroupGrid& g, bool decode) {
   return g.heads * quads * (g.rows / 2);
 }
 
-GroupGrid grid_of(const Config& c, const BlockShape& shape) {
-  return group_format::make_group_grid(c.axis, shape.heads, shape.tokens, shape.channels, c.group);
-}
-
 }  // namespace
 
 void encode(const Config& c, const void* in, DType in_dtype, const BlockShape& shape, std::uint8_t* out, void* stream) {
-  const GroupGrid g = grid_of(c, shape);
+  const GroupGrid g = group_format::grid_of(c, shape, shape.channels);
   if (g.group_count() == 0) return;
-  const std::size_t code_bytes = uniform_format::codes_bytes(c.layout, g, c.bits);
-  const Sections s{out, out + code_bytes, out + code_bytes + uniform_format::scales_bytes(g, c.scale_dtype)};
+  const Sections s = uniform_format::sections(c.layout, g, c.bits, c.scale_dtype, out);
   const bool word_runs = group_format::word_aligned_groups(c.layout, g, c.bits) && group_cuda::aligned4(out);
   auto* st = static_cast<cudaStream_t>(stream);
   if (fast_path(c, g, in, out, in_dtype)) {
@@ -313,12 +302,11 @@ void encode(const Config& c, const void* in, DType in_dtype, const BlockShape& s
   }
   group_cuda::dispatch_dtype(in_dtype, [&](auto tag) {
     constexpr DType T = decltype(tag)::value;
-    if (word_runs) {
-      encode_groups<T, true><<<group_cuda::blocks_for(g.group_count()), group_cuda::kThreads, 0, st>>>(
+    group_cuda::dispatch_bool(word_runs, [&](auto runs) {
+      encode_groups<T, decltype(runs)::value><<<group_cuda::blocks_for(g.group_count()), group_cuda::kThreads, 0, st>>>(
           in, g, c.axis, c.bits, c.scale_dtype, c.layout, s);
-    } else {
-      encode_groups<T, false><<<group_cuda::blocks_for(g.group_count()), group_cuda::kThreads, 0, st>>>(
-          in, g, c.axis, c.bits, c.scale_dtype, c.layout, s);
+    });
+    if (!word_runs) {
       check_launch("uniform encode (statistics)");
       const group_cuda::ByteMap map = group_cuda::code_byte_map(c.layout, g, c.axis, c.bits);
       encode_code_bytes<T><<<group_cuda::blocks_for(map.threads()), group_cuda::kThreads, 0, st>>>(
@@ -329,11 +317,11 @@ void encode(const Config& c, const void* in, DType in_dtype, const BlockShape& s
 }
 
 void decode(const Config& c, const std::uint8_t* in, const BlockShape& shape, void* out, DType out_dtype, void* stream) {
-  const GroupGrid g = grid_of(c, shape);
+  const GroupGrid g = group_format::grid_of(c, shape, shape.channels);
   if (g.group_count() == 0) return;
-  const std::size_t code_bytes = uniform_format::codes_bytes(c.layout, g, c.bits);
-  const std::uint8_t* scales = in + code_bytes;
-  const std::uint8_t* mins = scales + uniform_format::scales_bytes(g, c.scale_dtype);
+  const auto sections = uniform_format::sections(c.layout, g, c.bits, c.scale_dtype, in);
+  const std::uint8_t* scales = sections.scales;
+  const std::uint8_t* mins = sections.mins;
   const bool word_runs = group_format::word_aligned_groups(c.layout, g, c.bits) && group_cuda::aligned4(in);
   auto* st = static_cast<cudaStream_t>(stream);
   if (fast_path(c, g, out, in, out_dtype)) {
@@ -353,12 +341,10 @@ void decode(const Config& c, const std::uint8_t* in, const BlockShape& shape, vo
   }
   group_cuda::dispatch_dtype(out_dtype, [&](auto tag) {
     constexpr DType O = decltype(tag)::value;
-    if (word_runs)
-      decode_groups<O, true><<<group_cuda::blocks_for(g.group_count()), group_cuda::kThreads, 0, st>>>(
+    group_cuda::dispatch_bool(word_runs, [&](auto runs) {
+      decode_groups<O, decltype(runs)::value><<<group_cuda::blocks_for(g.group_count()), group_cuda::kThreads, 0, st>>>(
           in, scales, mins, g, c.axis, c.bits, c.scale_dtype, c.layout, out);
-    else
-      decode_groups<O, false><<<group_cuda::blocks_for(g.group_count()), group_cuda::kThreads, 0, st>>>(
-          in, scales, mins, g, c.axis, c.bits, c.scale_dtype, c.layout, out);
+    });
   });
   check_launch("uniform decode");
 }

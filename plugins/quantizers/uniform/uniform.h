@@ -31,8 +31,9 @@
 #include "vidkv/core/cpu_implementation.h"
 #include "vidkv/core/dtype.h"
 #include "vidkv/core/plugin_registry.h"
-#include "vidkv/core/quantizer.h"
 #include "vidkv/quantization/group_format.h"
+#include "vidkv/quantization/group_params.h"
+#include "vidkv/quantization/grouped_quantizer.h"
 
 namespace vidkv {
 
@@ -45,19 +46,14 @@ struct UniformParams {
 
   template <class B>
   static void bind(B& b) {
-    using group_format::CodeLayout;
-    using group_format::GroupAxis;
     b.integer("bits", &UniformParams::bits, 1, 8, "bits", "code bits per element");
-    b.integer("group", &UniformParams::group, 1, 1 << 20, "elements", "group size G along the grouped axis");
-    b.choice("axis", &UniformParams::axis,
-             std::vector<std::pair<std::string, GroupAxis>>{{"channel", GroupAxis::channel}, {"token", GroupAxis::token}},
-             "channel: a group is G consecutive tokens of one channel; token: G consecutive channels of one token");
-    b.choice("scale_dtype", &UniformParams::scale_dtype,
-             std::vector<std::pair<std::string, DType>>{{"fp16", DType::f16}, {"fp32", DType::f32}},
-             "storage type of each group's scale and min");
-    b.choice("layout", &UniformParams::layout,
-             std::vector<std::pair<std::string, CodeLayout>>{{"dense", CodeLayout::dense}, {"release", CodeLayout::release}},
-             "dense bitstream, or the release's uint32 words per row (bits 1, 2, 4, 8 only)");
+    group_params::bind_group(b, &UniformParams::group);
+    group_params::bind_axis(b, &UniformParams::axis,
+                            "channel: a group is G consecutive tokens of one channel; "
+                            "token: G consecutive channels of one token");
+    group_params::bind_scale_dtype(b, &UniformParams::scale_dtype, "storage type of each group's scale and min");
+    group_params::bind_layout(b, &UniformParams::layout,
+                              "dense bitstream, or the release's uint32 words per row (bits 1, 2, 4, 8 only)");
   }
   // Cross-parameter check: layout release needs bits in {1, 2, 4, 8}. Throws ConfigError naming `layout`.
   void validate(const ConfigNode& node) const;
@@ -65,29 +61,22 @@ struct UniformParams {
   void check() const;
 };
 
-class UniformQuantizer : public Quantizer {
+// encode, decode and tier (grouped_quantizer.h) run / name the tier that uniform_kernels::choose picks
+// (uniform_kernels.h: the table of implementations; the optimised tiers' bytes are identical to the reference: min,
+// max, the division and round-half-even are exact, evaluated per element in the same order, only the loop order
+// over groups changes). cpu: "uniform:reference", "uniform:optimized" (portable) or "uniform:avx512"; cuda:
+// "uniform:cuda". All exact.
+class UniformQuantizer : public GroupedQuantizer<UniformParams> {
  public:
   using Params = UniformParams;
   explicit UniformQuantizer(const Params& params, CpuImplementation implementation = CpuImplementation::optimized);
-  const Params& params() const { return params_; }
 
   PackedLayout layout(const BlockShape& shape, const TokenContext& ctx) const override;
-  void encode(const float* in, const BlockShape& shape, const TokenContext& ctx, std::uint8_t* out) const override;
-  void decode(const std::uint8_t* in, const BlockShape& shape, const TokenContext& ctx, float* out) const override;
-  // encode, decode and tier run / name the tier that uniform_kernels::choose picks (uniform_kernels.h: the table
-  // of implementations; the optimised tiers' bytes are identical to the reference: min, max, the division and
-  // round-half-even are exact, evaluated per element in the same order, only the loop order over groups changes).
-  // cpu: "uniform:reference", "uniform:optimized" (portable) or "uniform:avx512"; cuda: "uniform:cuda". All exact.
-  KernelTier tier(Device device, const BlockShape& shape) const override;
 
  protected:
+  const CpuKernels& cpu_kernels(const group_format::GroupGrid& g) const override;
   // uniform.cu through uniform_cuda.h.
   VIDKV_QUANTIZER_CUDA_OVERRIDES
-
- private:
-  group_format::GroupGrid grid(const BlockShape& shape) const;
-  Params params_;
-  CpuImplementation implementation_;
 };
 
 void register_uniform(PluginRegistry& registry);

@@ -337,18 +337,14 @@ void decode_token(const std::uint8_t* codes, const std::uint8_t* scales, const s
 
 template <unsigned Bits>
 void encode_bits(const float* in, const GroupGrid& g, GroupAxis axis, DType sd, CodeLayout layout, std::uint8_t* out) {
-  std::uint8_t* codes = out;
-  std::uint8_t* scales = codes + uniform_format::codes_bytes(layout, g, Bits);
-  std::uint8_t* mins = scales + uniform_format::scales_bytes(g, sd);
+  const auto [codes, scales, mins] = uniform_format::sections(layout, g, Bits, sd, out);
   if (axis == GroupAxis::channel) return encode_channel<Bits>(in, g, sd, layout, codes, scales, mins);
   encode_token<Bits>(in, g, sd, codes, scales, mins);  // release rows of whole words are the dense stream
 }
 
 template <unsigned Bits>
 void decode_bits(const std::uint8_t* in, const GroupGrid& g, GroupAxis axis, DType sd, CodeLayout layout, float* out) {
-  const std::uint8_t* codes = in;
-  const std::uint8_t* scales = codes + uniform_format::codes_bytes(layout, g, Bits);
-  const std::uint8_t* mins = scales + uniform_format::scales_bytes(g, sd);
+  const auto [codes, scales, mins] = uniform_format::sections(layout, g, Bits, sd, in);
   const std::int64_t row = axis == GroupAxis::channel ? g.rows : g.length;  // floats per token row of `out`
   if (simd::stream_output(out, g.elements(), row)) {
     if (axis == GroupAxis::channel) {

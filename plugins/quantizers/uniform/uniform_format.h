@@ -35,6 +35,13 @@ VIDKV_HOST_DEVICE constexpr std::size_t total_bytes(CodeLayout layout, const Gro
   return codes_bytes(layout, g, bits) + 2 * scales_bytes(g, scale_dtype);
 }
 
+// The sections of the bytes at `out` (the order above).
+template <class Byte>
+VIDKV_HOST_DEVICE constexpr group_format::Sections<Byte> sections(CodeLayout layout, const GroupGrid& g, unsigned bits,
+                                                                  DType scale_dtype, Byte* out) {
+  return {out, out + codes_bytes(layout, g, bits), out + codes_bytes(layout, g, bits) + scales_bytes(g, scale_dtype)};
+}
+
 // 2-bit, G = 32, fp16, 32-token rows: 64 + 16 + 16 bits per 32 elements = 3.0 bits per element in both layouts.
 static_assert(total_bytes(CodeLayout::dense, group_format::make_group_grid(group_format::GroupAxis::channel, 4, 1024, 128, 32), 2,
                           DType::f16) * 8 == 3 * 4 * 1024 * 128, "2-bit G=32 fp16 is 3.0 bits");

@@ -31,8 +31,6 @@ using CpuKernels = group_format::CpuKernelEntry<UniformParams>;
 extern const CpuKernels reference;
 extern const CpuKernels optimized;
 extern const CpuKernels avx512;
-// The CUDA tier's name (its kernels: uniform_cuda::encode / decode).
-inline constexpr const char* cuda_tier = "cuda";
 
 // The CPU tier that runs for `implementation` on grid `g`: reference, or avx512 where the AVX-512 kernels take this
 // configuration on this processor (uniform_avx512::applies), else optimized. The only place that chooses.

@@ -111,9 +111,7 @@ void uniform_kernels::encode_optimized(const UniformParams& p, const group_forma
   const auto bits = static_cast<unsigned>(p.bits);
   const DType sd = p.scale_dtype;
   const float top = static_cast<float>(uniform_format::max_code(bits));
-  std::uint8_t* codes = out;
-  std::uint8_t* scales = codes + uniform_format::codes_bytes(p.layout, g, bits);
-  std::uint8_t* mins = scales + uniform_format::scales_bytes(g, sd);
+  const auto [codes, scales, mins] = uniform_format::sections(p.layout, g, bits, sd, out);
   const std::int64_t groups_per_row = g.groups_per_row();  // hoisted: GroupGrid computes it with a division
   if (p.axis == GroupAxis::channel) {
     const std::int64_t width = g.rows;  // rows of the grid = channels, contiguous in a token row
@@ -182,9 +180,7 @@ void uniform_kernels::decode_optimized(const UniformParams& p, const group_forma
                                        float* out) {
   const auto bits = static_cast<unsigned>(p.bits);
   const DType sd = p.scale_dtype;
-  const std::uint8_t* codes = in;
-  const std::uint8_t* scales = codes + uniform_format::codes_bytes(p.layout, g, bits);
-  const std::uint8_t* mins = scales + uniform_format::scales_bytes(g, sd);
+  const auto [codes, scales, mins] = uniform_format::sections(p.layout, g, bits, sd, in);
   const std::int64_t groups_per_row = g.groups_per_row();
   if (p.axis == GroupAxis::channel) {
     const std::int64_t width = g.rows;  // the channels
