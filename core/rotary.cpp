@@ -22,16 +22,25 @@ double rotary_angle(double position, std::int64_t i, std::int64_t dim, const Rot
   return pos * inv_freq;
 }
 
+namespace {
+
+// {cos, sin} of pair i's angle into cs[0, 2): the one place both are computed, for apply_rotary and the table alike
+// (so a compiler that fuses them into one sincos call does it for both).
+void angle_cos_sin(double position, std::int64_t i, std::int64_t dim, const RotaryParams& p, double* cs) {
+  const double a = rotary_angle(position, i, dim, p);
+  cs[0] = std::cos(a);
+  cs[1] = std::sin(a);
+}
+
+}  // namespace
+
 std::vector<double> rotary_cos_sin(const std::int32_t* positions, std::int64_t rows, std::int64_t dim, const RotaryParams& p) {
   VIDKV_REQUIRE(dim % 2 == 0, ShapeError, "rotary embedding: head_dim ", dim, " is odd");
   const std::int64_t half = dim / 2;
   std::vector<double> out(static_cast<std::size_t>(rows * half * 2));
   for (std::int64_t r = 0; r < rows; ++r)
-    for (std::int64_t i = 0; i < half; ++i) {
-      const double a = rotary_angle(positions[r], i, dim, p);
-      out[static_cast<std::size_t>((r * half + i) * 2)] = std::cos(a);
-      out[static_cast<std::size_t>((r * half + i) * 2 + 1)] = std::sin(a);
-    }
+    for (std::int64_t i = 0; i < half; ++i)
+      angle_cos_sin(positions[r], i, dim, p, out.data() + static_cast<std::size_t>((r * half + i) * 2));
   return out;
 }
 
@@ -39,10 +48,11 @@ void apply_rotary(float* x, std::int64_t dim, double position, const RotaryParam
   VIDKV_REQUIRE(dim % 2 == 0, ShapeError, "rotary embedding: head_dim ", dim, " is odd");
   const std::int64_t half = dim / 2;
   for (std::int64_t i = 0; i < half; ++i) {
-    const double a = rotary_angle(position, i, dim, p);
+    double cs[2];
+    angle_cos_sin(position, i, dim, p, cs);
     std::int64_t j0 = 0, j1 = 0;
     rotary_pair(p.pairing, i, half, j0, j1);
-    rotate_pair(x, j0, j1, std::cos(a), std::sin(a));
+    rotate_pair(x, j0, j1, cs[0], cs[1]);
   }
 }
 
