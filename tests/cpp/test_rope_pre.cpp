@@ -3,6 +3,7 @@
 // cuda rotates on the device (issue 11 item 3: experiments/src/cuda_rotary.h) with the same bits and metrics.
 #include <cmath>
 #include <complex>
+#include <cstring>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -17,6 +18,7 @@
 #include "test_registry.h"
 #include "trace_test_support.h"
 #include "vidkv/core/cuda/device_memory.h"
+#include "vidkv/core/error.h"
 #include "vidkv/core/rotary.h"
 #include "vidkv/experiments/src/experiment_plan.h"
 #include "vidkv/experiments/src/experiment_runner.h"
@@ -219,6 +221,34 @@ TEST_CASE("a rope: pre trace replays attention like the same trace stored post-R
   CHECK(bare.status == 1);
   CHECK(bare.out.find("rope_theta") != std::string::npos);
   CHECK(bare.out.find("attn_*") != std::string::npos);
+}
+
+TEST_CASE("rotary_cos_sin's table rotates as apply_rotary does, bit for bit", "[rotary]") {
+  // The host half of backend: cuda's rotation (the device applies the same table with the same rotate_pair, test
+  // below): rotating each pair of a row by its table entry gives apply_rotary's bits, both pairings, both scalings.
+  std::mt19937_64 rng(3);
+  std::normal_distribution<float> normal;
+  for (const RotaryParams& p : {RotaryParams{10000.0}, RotaryParams{500000.0, RotaryScaling::linear, 8.0, RotaryPairing::interleaved}}) {
+    INFO(p.str());
+    const std::int64_t rows = 50, dim = 128, half = dim / 2;
+    std::vector<std::int32_t> positions(static_cast<std::size_t>(rows));
+    for (auto& pos : positions) pos = static_cast<std::int32_t>(rng() % 100000);
+    std::vector<float> x(static_cast<std::size_t>(rows * dim));
+    for (auto& v : x) v = normal(rng);
+    std::vector<float> want = x;
+    apply_rotary_rows(want.data(), 1, rows, dim, positions.data(), p);
+    const std::vector<double> table = rotary_cos_sin(positions.data(), rows, dim, p);
+    REQUIRE(table.size() == static_cast<std::size_t>(rows * dim));
+    for (std::int64_t r = 0; r < rows; ++r)
+      for (std::int64_t i = 0; i < half; ++i) {
+        std::int64_t j0 = 0, j1 = 0;
+        rotary_pair(p.pairing, i, half, j0, j1);
+        const double* cs = table.data() + (r * half + i) * 2;
+        rotate_pair(x.data() + r * dim, j0, j1, cs[0], cs[1]);
+      }
+    CHECK(std::memcmp(x.data(), want.data(), x.size() * sizeof(float)) == 0);
+  }
+  CHECK_THROWS_AS(rotary_cos_sin(nullptr, 0, 5, RotaryParams{}), ShapeError);
 }
 
 #ifdef VIDKV_WITH_CUDA
