@@ -16,18 +16,43 @@ std::string RotaryParams::str() const {
   return buf;
 }
 
+double rotary_angle(double position, std::int64_t i, std::int64_t dim, const RotaryParams& p) {
+  const double pos = p.scaling == RotaryScaling::linear ? position / p.factor : position;
+  const double inv_freq = std::pow(p.theta, -2.0 * static_cast<double>(i) / static_cast<double>(dim));
+  return pos * inv_freq;
+}
+
+namespace {
+
+// {cos, sin} of pair i's angle into cs[0, 2): the one place both are computed, for apply_rotary and the table alike
+// (so a compiler that fuses them into one sincos call does it for both).
+void angle_cos_sin(double position, std::int64_t i, std::int64_t dim, const RotaryParams& p, double* cs) {
+  const double a = rotary_angle(position, i, dim, p);
+  cs[0] = std::cos(a);
+  cs[1] = std::sin(a);
+}
+
+}  // namespace
+
+std::vector<double> rotary_cos_sin(const std::int32_t* positions, std::int64_t rows, std::int64_t dim, const RotaryParams& p) {
+  VIDKV_REQUIRE(dim % 2 == 0, ShapeError, "rotary embedding: head_dim ", dim, " is odd");
+  const std::int64_t half = dim / 2;
+  std::vector<double> out(static_cast<std::size_t>(rows * half * 2));
+  for (std::int64_t r = 0; r < rows; ++r)
+    for (std::int64_t i = 0; i < half; ++i)
+      angle_cos_sin(positions[r], i, dim, p, out.data() + static_cast<std::size_t>((r * half + i) * 2));
+  return out;
+}
+
 void apply_rotary(float* x, std::int64_t dim, double position, const RotaryParams& p) {
   VIDKV_REQUIRE(dim % 2 == 0, ShapeError, "rotary embedding: head_dim ", dim, " is odd");
   const std::int64_t half = dim / 2;
-  const double pos = p.scaling == RotaryScaling::linear ? position / p.factor : position;
   for (std::int64_t i = 0; i < half; ++i) {
-    const double inv_freq = std::pow(p.theta, -2.0 * static_cast<double>(i) / static_cast<double>(dim));
-    const double a = pos * inv_freq, c = std::cos(a), s = std::sin(a);
-    const std::int64_t j0 = p.pairing == RotaryPairing::half ? i : 2 * i;
-    const std::int64_t j1 = p.pairing == RotaryPairing::half ? i + half : 2 * i + 1;
-    const double x0 = x[j0], x1 = x[j1];
-    x[j0] = static_cast<float>(x0 * c - x1 * s);
-    x[j1] = static_cast<float>(x1 * c + x0 * s);
+    double cs[2];
+    angle_cos_sin(position, i, dim, p, cs);
+    std::int64_t j0 = 0, j1 = 0;
+    rotary_pair(p.pairing, i, half, j0, j1);
+    rotate_pair(x, j0, j1, cs[0], cs[1]);
   }
 }
 

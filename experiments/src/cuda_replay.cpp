@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstring>
 #include <future>
+#include <optional>
 #include <utility>
 
 #include "vidkv/core/cuda/cuda_device.h"
@@ -17,14 +18,16 @@
 
 #include "vidkv/experiments/src/cuda_attention.h"
 #include "vidkv/experiments/src/cuda_metrics.h"
+#include "vidkv/experiments/src/cuda_rotary.h"
 #endif
 
 namespace vidkv {
 
 const char* const kCudaMetricsDevice =
     "reconstruction errors (key_*, value_*) and attention metrics (attn_*) on cuda, in double (cuda_metrics.h, "
-    "cuda_attention.h: deterministic reductions, equal to backend cpu within 1e-9 relative); bits from the stored "
-    "layouts on the host";
+    "cuda_attention.h: deterministic reductions, equal to backend cpu within 1e-9 relative); for rope: pre traces, "
+    "keys and queries rotated on cuda first (cuda_rotary.h, bit-identical to the cpu's apply_rotary); bits from the "
+    "stored layouts on the host";
 
 std::string cuda_backend_unavailable() {
 #ifndef VIDKV_WITH_CUDA
@@ -43,7 +46,8 @@ std::string cuda_quantizer_unsupported(const Quantizer& q, const BlockShape& sha
 }
 
 std::unique_ptr<CudaLayerReplay> make_cuda_layer_replay(const ExperimentPlan& plan, const RunPlan& run, const KvCodec& codec,
-                                                        const TraceInfo& info, std::function<LayerData(int)> read) {
+                                                        const TraceInfo& info, std::function<LayerData(int)> read,
+                                                        const std::int32_t* rotary_positions) {
   if (plan.backend != Device::cuda) return nullptr;
   const BlockShape shape{info.num_kv_heads, info.tokens, info.head_dim};
   for (const Quantizer* q : {&codec.key(), &codec.value()}) {
@@ -52,14 +56,16 @@ std::unique_ptr<CudaLayerReplay> make_cuda_layer_replay(const ExperimentPlan& pl
   }
   const bool attention = std::any_of(plan.metrics.begin(), plan.metrics.end(),
                                      [](const std::string& m) { return m.rfind("attn_", 0) == 0; });
-  return std::make_unique<CudaLayerReplay>(codec, run.lifecycle, shape, info.num_layers, std::move(read), attention, info.dtype);
+  VIDKV_ASSERT(!rotary_positions || info.rotary, "rotary positions without rotary parameters");
+  return std::make_unique<CudaLayerReplay>(codec, run.lifecycle, shape, info.num_layers, std::move(read), attention, info.dtype,
+                                           rotary_positions ? &*info.rotary : nullptr, rotary_positions);
 }
 
 #ifndef VIDKV_WITH_CUDA
 
 struct CudaLayerReplay::Impl {};
 CudaLayerReplay::CudaLayerReplay(const KvCodec&, const LifecycleParams&, const BlockShape&, int, std::function<LayerData(int)>,
-                                 bool, DType) {
+                                 bool, DType, const RotaryParams*, const std::int32_t*) {
   VIDKV_THROW(NotSupportedError, "backend cuda: ", cuda_backend_unavailable());
 }
 CudaLayerReplay::~CudaLayerReplay() = default;
@@ -117,14 +123,24 @@ struct CudaLayerReplay::Impl {
   DeviceBuffer input[2][2];
   Event uploaded[2];
   DeviceBuffer key_hat, value_hat, sums;
+  // rope: pre: the RoPE and its cos / sin table of every token ([tokens, channels / 2, 2] doubles, rotary_cos_sin).
+  std::optional<RotaryParams> rotary;
+  DeviceBuffer cos_sin;
   std::future<LayerData> next;
   int next_layer = 0;
   int current = -1;
 
   Impl(const KvCodec& c, const LifecycleParams& lc, const BlockShape& s, int n, std::function<LayerData(int)> r, bool attn,
-       DType dt)
+       DType dt, const RotaryParams* rot, const std::int32_t* positions)
       : codec(c), lifecycle(lc), shape(s), layers(n), read(std::move(r)), attention(attn), data_dtype(dt),
         bytes(static_cast<std::size_t>(s.elements()) * sizeof(float)) {
+    if (rot) {
+      rotary = *rot;
+      const std::vector<double> table = rotary_cos_sin(positions, shape.tokens, shape.channels, *rot);
+      cos_sin = DeviceBuffer(table.size() * sizeof(double), compute.s);
+      copy_to_device(cos_sin.data(), table.data(), cos_sin.bytes(), compute.s);
+      synchronize(compute.s);  // `table` is freed on return
+    }
     for (int slot = 0; slot < 2; ++slot)
       for (int side = 0; side < 2; ++side) {
         pinned[slot][side] = std::make_unique<PinnedBuffer>(bytes);
@@ -172,10 +188,12 @@ struct CudaLayerReplay::Impl {
 };
 
 CudaLayerReplay::CudaLayerReplay(const KvCodec& codec, const LifecycleParams& lifecycle, const BlockShape& shape, int layers,
-                                 std::function<LayerData(int)> read, bool attention, DType data_dtype) {
+                                 std::function<LayerData(int)> read, bool attention, DType data_dtype,
+                                 const RotaryParams* rotary, const std::int32_t* positions) {
   const std::string why = cuda_backend_unavailable();
   VIDKV_REQUIRE(why.empty(), NotSupportedError, "backend cuda: ", why);
-  impl_ = std::make_unique<Impl>(codec, lifecycle, shape, layers, std::move(read), attention, data_dtype);
+  VIDKV_ASSERT(!rotary || positions, "rotary parameters without positions");
+  impl_ = std::make_unique<Impl>(codec, lifecycle, shape, layers, std::move(read), attention, data_dtype, rotary, positions);
 }
 
 CudaLayerReplay::~CudaLayerReplay() = default;
@@ -204,6 +222,14 @@ std::vector<MetricValues> CudaLayerReplay::replay(const LayerData& data, const T
   out.value_layout = r.value_layout;
   out.requantizations = r.requantizations;
 
+  const LayerQueries* queries = data.queries && data.queries->count > 0 ? &*data.queries : nullptr;
+  if (m.rotary && queries) {
+    // rope: pre, as the cpu (experiment_runner.cpp): every metric of the layer on the rotated exact and reconstructed
+    // keys. In place: this slot's input is read again only by this layer's attention metrics below.
+    for (DeviceBuffer* k : {&m.input[slot][0], &m.key_hat})
+      rotary_cuda::rotate_rows(k->as<float>(), shape.heads, shape.tokens, shape.channels, m.cos_sin.as<const double>(),
+                               nullptr, m.rotary->pairing, s);
+  }
   double* sums = m.sums.as<double>();
   metrics_cuda::error_sums(m.input[slot][0].as<const float>(), m.key_hat.as<const float>(), shape.heads, shape.slab_elements(),
                            sums, s);
@@ -235,7 +261,6 @@ std::vector<MetricValues> CudaLayerReplay::replay(const LayerData& data, const T
       metric_kernels::put_errors(all[static_cast<std::size_t>(h)], side == 0 ? "key" : "value", e);
     }
   }
-  const LayerQueries* queries = data.queries && data.queries->count > 0 ? &*data.queries : nullptr;
   if (m.attention && queries) {
     const LayerTensors t{data.key.data(), data.value.data(), nullptr, nullptr, shape, queries};
     const LayerQueries* q = metric_kernels::usable_queries(t);  // ShapeError for a head_dim or GQA mismatch
@@ -251,6 +276,13 @@ void CudaLayerReplay::add_attention_metrics(const LayerQueries& q, int slot, std
   DeviceBuffer queries(q.data.size() * sizeof(float), s), positions(q.token_index.size() * sizeof(std::int32_t), s);
   copy_to_device(queries.data(), q.data.data(), queries.bytes(), s);
   copy_to_device(positions.data(), q.token_index.data(), positions.bytes(), s);
+  if (m.rotary) {  // each query to the position of its token (the keys are rotated in replay())
+    for (const std::int32_t i : q.token_index)
+      VIDKV_REQUIRE(i >= 0 && i < shape.tokens, ShapeError, "query token index ", i, " is outside 0..", shape.tokens - 1,
+                    " (rotary embedding on cuda)");
+    rotary_cuda::rotate_rows(queries.as<float>(), q.heads, q.count, q.dim, m.cos_sin.as<const double>(),
+                             positions.as<const std::int32_t>(), m.rotary->pairing, s);
+  }
   attention_cuda::Problem pr;
   pr.queries = queries.as<const float>();
   pr.positions = positions.as<const std::int32_t>();

@@ -9,6 +9,11 @@
 // and, when the trace has query states and the plan asks for an attention metric, the attention metrics (attn_*;
 // cuda_attention.h), in double with deterministic reductions, equal to the CPU's within 1e-9 relative; only the
 // per-item sums come back to the host. provenance.json says this ("metrics_device").
+// A `rope: pre` trace (keys and queries stored before the rotary embedding) whose metrics need positions gets the
+// CPU's treatment (experiment_runner.cpp): after the replay, the exact and reconstructed keys and the queries are
+// rotated on the device (cuda_rotary.h, bit-identical to apply_rotary, from a cos / sin table computed once per
+// cell on the host and uploaded), and every metric of the layer, reconstruction errors included, is computed on
+// the rotated tensors.
 #pragma once
 
 #include <functional>
@@ -18,6 +23,7 @@
 
 #include "vidkv/core/cache_lifecycle.h"
 #include "vidkv/core/kv_codec.h"
+#include "vidkv/core/rotary.h"
 #include "vidkv/experiments/src/experiment_plan.h"
 #include "vidkv/experiments/src/metrics.h"
 #include "vidkv/traces/trace_reader.h"
@@ -36,9 +42,13 @@ class CudaLayerReplay {
  public:
   // `read(layer)` reads one layer (the caller's HDF5 locking inside; called from a helper thread). `attention`:
   // whether attention metrics are wanted. `data_dtype`: the trace's dtype (what lifecycle residual_dtype data
-  // stores, as on the cpu). Starts reading layer 0. Throws NotSupportedError in a build without CUDA.
+  // stores, as on the cpu). `rotary`, `positions` ([tokens], host memory, read in the constructor only): for a
+  // rope: pre trace, its RoPE and /tokens/position; keys and queries of every layer with recorded queries are then
+  // rotated before the metrics (null: used as stored). Starts reading layer 0. Throws NotSupportedError in a build
+  // without CUDA, ShapeError for an odd head_dim with `rotary`.
   CudaLayerReplay(const KvCodec& codec, const LifecycleParams& lifecycle, const BlockShape& shape, int layers,
-                  std::function<LayerData(int)> read, bool attention, DType data_dtype);
+                  std::function<LayerData(int)> read, bool attention, DType data_dtype,
+                  const RotaryParams* rotary = nullptr, const std::int32_t* positions = nullptr);
   ~CudaLayerReplay();  // waits for a read in flight
   CudaLayerReplay(const CudaLayerReplay&) = delete;
   CudaLayerReplay& operator=(const CudaLayerReplay&) = delete;
@@ -47,7 +57,8 @@ class CudaLayerReplay {
   LayerData take(int layer);
   // Replays the layer last taken on the GPU: the metrics of KV heads 0..H-1, then of the layer (as
   // layer_metrics_all), and the stored layouts in `out` (out.key / out.value stay empty: the reconstruction lives
-  // on the device). Waits for the GPU before returning.
+  // on the device). Waits for the GPU before returning. With `rotary`, ShapeError when a query's token index is
+  // outside [0, tokens).
   std::vector<MetricValues> replay(const LayerData& data, const TokenContext& ctx, ReplayedLayer& out);
 
  private:
@@ -59,8 +70,10 @@ class CudaLayerReplay {
 
 // The runner's hook: null for backend: cpu; for backend: cuda a CudaLayerReplay of `run` over the trace `info`
 // (attention metrics when the plan asks for one), after checking that the codec runs on cuda at the trace's KV
-// shape (NotSupportedError naming the plugin otherwise).
+// shape (NotSupportedError naming the plugin otherwise). `rotary_positions`: the trace's /tokens/position when its
+// keys and queries are rotated by info.rotary before the metrics (a rope: pre trace, as backend: cpu does), else null.
 std::unique_ptr<CudaLayerReplay> make_cuda_layer_replay(const ExperimentPlan& plan, const RunPlan& run, const KvCodec& codec,
-                                                        const TraceInfo& info, std::function<LayerData(int)> read);
+                                                        const TraceInfo& info, std::function<LayerData(int)> read,
+                                                        const std::int32_t* rotary_positions = nullptr);
 
 }  // namespace vidkv

@@ -214,11 +214,15 @@ std::vector<ResultRow> compute_cell(const ExperimentPlan& plan, const RunPlan& p
   // protector such as semantic_attention) uses them: reconstruction-only runs never touch /layers/NNN/query.
   const LayerParts parts{selection.attention() || codec.key().reads_recorded_queries() ||
                          codec.value().reads_recorded_queries()};
-  // backend: cuda (cuda_replay.h): the layers in order on the GPU, the next one read while the current one runs.
-  std::unique_ptr<CudaLayerReplay> cuda = make_cuda_layer_replay(plan, run, codec, info, [&reader, parts](int l) {
-    std::lock_guard<std::mutex> lock(hdf5_mutex());
-    return reader->read_layer(l, parts);
-  });
+  // backend: cuda (cuda_replay.h): the layers in order on the GPU, the next one read while the current one runs;
+  // rope: pre keys and queries rotated on the device as the cpu rotates them below.
+  std::unique_ptr<CudaLayerReplay> cuda = make_cuda_layer_replay(
+      plan, run, codec, info,
+      [&reader, parts](int l) {
+        std::lock_guard<std::mutex> lock(hdf5_mutex());
+        return reader->read_layer(l, parts);
+      },
+      rotate ? tokens.position.data() : nullptr);
   auto base_row = [&](std::int64_t layer, std::int64_t head) {
     ResultRow r;
     r.set("experiment", plan.name);
@@ -249,8 +253,8 @@ std::vector<ResultRow> compute_cell(const ExperimentPlan& plan, const RunPlan& p
       // here; instead its sums come back: the squared-error sum of a head is finite exactly when its reconstruction
       // is (finite input; float squares cannot overflow a double sum), and put_errors (metric_kernels.h) turns a
       // non-finite sum into NaN errors. A NaN key_mse / value_mse is therefore refused like require_finite does,
-      // naming the layer and KV head (not the token and channel, which stay on the device). rope: pre traces with
-      // attention metrics are refused before any cell (run_experiment): the device metrics do not rotate.
+      // naming the layer and KV head (not the token and channel, which stay on the device). rope: pre traces are
+      // rotated on the device like the cpu branch below (cuda_replay.h), sums included.
       all = cuda->replay(data, ctx, out);
       for (std::int64_t h = 0; h < shape.heads; ++h)
         for (const char* side : {"key", "value"}) {
@@ -524,12 +528,9 @@ ExperimentOutcome run_experiment(const ExperimentPlan& plan, const RunOptions& o
     prov["rotary"] = nlohmann::ordered_json::object();
     for (const auto& t : plan.traces) {
       const TraceInfo info = TraceReader(t).info();
-      // Refused before anything is computed: a rope: pre trace without rotary parameters, and (backend: cuda) one
-      // whose attention metrics would need rotated keys and queries, which the device metrics do not apply.
-      if (needs_rotary(plan, info, t) && plan.backend == Device::cuda)
-        VIDKV_THROW(NotSupportedError, t, ": /model rope is 'pre' and the plan asks for attention metrics, which "
-                    "backend: cuda computes on the keys and queries as stored (without the rotary embedding): run it "
-                    "with backend: cpu, or leave the attention metrics (attn_*) out of `metrics:`");
+      // needs_rotary throws here, before anything is computed, for a rope: pre trace without rotary parameters;
+      // both backends rotate the others (backend: cuda on the device, cuda_replay.h).
+      needs_rotary(plan, info, t);
       prov["rotary"][t] = rotary_note(plan, info);
     }
     write_file_atomic((dir / "provenance.json").string(),

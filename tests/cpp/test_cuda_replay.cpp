@@ -2,13 +2,11 @@
 //  - the LayerCache on cuda (core/cache_lifecycle.h) holds the CPU cache's bytes block for block and materializes
 //    the same reconstruction, for the three lifecycles, decode steps included, with fp32, fp16 and bf16 inputs;
 //  - CudaLayerReplay (experiments/src/cuda_replay.h) on a synthetic layer with GQA query states gives
-//    layer_metrics_all's metrics for every head and the layer;
+//    layer_metrics_all's metrics for every head and the layer, also when it rotates the layer as a rope: pre one;
 //  - the bundled trace (traces/data/smollm2-135m-longdoc.h5) replayed by vidkv's runner with backend: cuda gives the
 //    backend: cpu results: bits equal (exact tiers give identical reconstructions), the metrics (computed on the
 //    device, cuda_metrics.h and cuda_attention.h) within the stated tolerance.
-// The tolerance (metrics_agree): a relative 1e-9. The device sums the same double terms in another order and its
-// exp/log may differ by an ulp, so the metrics differ by a few ulps of double; 1e-9 leaves room for cancellation.
-// attn_kl gets an absolute 1e-13 besides (a KL near 0 is a sum of tiny terms: ulp errors of p are absolute).
+// The tolerances (metrics_agree, check_backend_rows) are derived in backend_rows_compare.h.
 // Skipped, printed: no GPU; codecs with a plugin without CUDA or with an inexact tier.
 #include <cmath>
 #include <cstring>
@@ -22,6 +20,7 @@
 #include <unistd.h>
 #include <vector>
 
+#include "backend_rows_compare.h"
 #include "catch.h"
 #include "test_registry.h"
 #include "quantizer_test_helpers.h"
@@ -30,6 +29,7 @@
 #include "vidkv/core/cuda/device_memory.h"
 #include "vidkv/core/error.h"
 #include "vidkv/core/params.h"
+#include "vidkv/core/rotary.h"
 #include "vidkv/experiments/src/experiment_plan.h"
 #include "vidkv/experiments/src/cuda_replay.h"
 #include "vidkv/experiments/src/experiment_runner.h"
@@ -42,11 +42,6 @@ using namespace vidkv::test;
 namespace fs = std::filesystem;
 
 namespace {
-
-bool metrics_agree(const std::string& name, double cpu, double cuda) {
-  if (cpu == cuda) return true;
-  return std::fabs(cpu - cuda) <= 1e-9 * std::fabs(cpu) + (name == "attn_kl" ? 1e-13 : 0.0);
-}
 
 void require_gpu() {
   std::string why;
@@ -242,6 +237,68 @@ TEST_CASE("CudaLayerReplay gives layer_metrics_all's metrics on a synthetic laye
   }
 }
 
+TEST_CASE("CudaLayerReplay rotates a rope: pre layer as backend cpu does, then gives the reference's metrics",
+          "[cuda][rotary]") {
+  // The layer as a rope: pre trace's (positions 3 t + 1; theta 500000, linear x 4, interleaved pairing): the device
+  // rotates the exact and reconstructed keys and the queries (cuda_rotary.h), bit-identical to the cpu's
+  // apply_rotary_rows, so its metrics are layer_metrics_reference's on the tensors the cpu rotates
+  // (experiment_runner.cpp) at the same 1e-9 as unrotated layers; on the unrotated tensors they are not.
+  require_gpu();
+  SyntheticTraceSpec spec;
+  spec.layers = 2;
+  spec.kv_heads = 2;
+  spec.tokens = 300;
+  spec.head_dim = 64;
+  spec.frames = 4;
+  const SyntheticTrace trace(spec);
+  const TraceTokens tokens = trace.tokens();
+  const KvCodec codec(make("uniform", {{"bits", "2"}, {"axis", "channel"}}), make("uniform", {{"bits", "2"}, {"axis", "token"}}));
+  const BlockShape shape{spec.kv_heads, spec.tokens, spec.head_dim};
+  if (const std::string why = cuda_exact(codec, shape); !why.empty()) VIDKV_SKIP("uniform on cuda: " << why);
+  const RotaryParams rope{500000.0, RotaryScaling::linear, 4.0, RotaryPairing::interleaved};
+  std::vector<std::int32_t> positions(static_cast<std::size_t>(spec.tokens));
+  for (std::size_t t = 0; t < positions.size(); ++t) positions[t] = static_cast<std::int32_t>(3 * t + 1);
+  LifecycleParams lc;
+  lc.prefill_tokens = 260;
+  CudaLayerReplay replay(codec, lc, shape, spec.layers, [&](int l) { return trace.layer(l); }, true, spec.dtype, &rope,
+                         positions.data());
+  for (int l = 0; l < spec.layers; ++l) {
+    const LayerData d = replay.take(l);
+    REQUIRE(d.queries);
+    TokenContext ctx;
+    ctx.layer = l;
+    ctx.tokens = &tokens;
+    ctx.queries = &*d.queries;
+    ReplayedLayer got;
+    const std::vector<MetricValues> dev = replay.replay(d, ctx, got);
+    const ReplayedLayer want = replay_layer(codec, lc, d.key.data(), d.value.data(), shape, ctx, spec.dtype);
+    std::vector<float> key = d.key, key_hat = want.key;
+    apply_rotary_rows(key.data(), shape.heads, shape.tokens, shape.channels, positions.data(), rope);
+    apply_rotary_rows(key_hat.data(), shape.heads, shape.tokens, shape.channels, positions.data(), rope);
+    LayerQueries queries = *d.queries;
+    std::vector<std::int32_t> query_positions;
+    for (const std::int32_t i : queries.token_index) query_positions.push_back(positions[static_cast<std::size_t>(i)]);
+    apply_rotary_rows(queries.data.data(), queries.heads, queries.count, queries.dim, query_positions.data(), rope);
+    const LayerTensors rotated{key.data(), d.value.data(), key_hat.data(), want.value.data(), shape, &queries};
+    const LayerTensors stored{d.key.data(), d.value.data(), want.key.data(), want.value.data(), shape, &*d.queries};
+    REQUIRE(dev.size() == static_cast<std::size_t>(shape.heads + 1));
+    for (std::size_t h = 0; h < dev.size(); ++h) {
+      const std::int64_t head = h < static_cast<std::size_t>(shape.heads) ? static_cast<std::int64_t>(h) : -1;
+      const MetricValues ref = layer_metrics_reference(rotated, head);
+      CHECK(dev[h].size() == ref.size());
+      for (const auto& [name, value] : ref) {
+        INFO("layer " << l << ", head " << h << ", " << name);
+        REQUIRE(dev[h].count(name));
+        CHECK(metrics_agree(name, value, dev[h].at(name)));
+      }
+      // The rotation matters: the same metric on the keys and queries as stored is another number.
+      REQUIRE(ref.count("attn_logit_rel_error"));
+      CHECK_FALSE(metrics_agree("attn_logit_rel_error", layer_metrics_reference(stored, head).at("attn_logit_rel_error"),
+                                dev[h].at("attn_logit_rel_error")));
+    }
+  }
+}
+
 TEST_CASE("the bundled trace replayed with backend cuda gives the backend cpu results", "[cuda]") {
   require_gpu();
   const std::string trace = std::string(VIDKV_SOURCE_DIR) + "/traces/data/smollm2-135m-longdoc.h5";
@@ -276,31 +333,7 @@ TEST_CASE("the bundled trace replayed with backend cuda gives the backend cpu re
         CHECK(prov.find(":cuda") != std::string::npos);
       }
     }
-    REQUIRE(rows[0].size() == rows[1].size());
-    for (std::size_t i = 0; i < rows[0].size(); ++i) {
-      for (const auto& [column, value] : rows[0][i].columns) {
-        if (column == "seconds" || column == "experiment" || !std::holds_alternative<double>(value)) continue;
-        // Decode-step metrics are computed on the host replay only (backend: cpu; algorithms.md section 8).
-        if (column.rfind("decode_", 0) == 0) continue;
-        const ResultValue* other = rows[1][i].get(column);
-        REQUIRE(other);
-        const double a = std::get<double>(value), b = std::get<double>(*other);
-        INFO("row " << i << ", " << column << ": cpu " << a << ", cuda " << b);
-        const bool bits = column.find("bits") != std::string::npos || column == "compression_ratio" ||
-                          column == "layer" || column == "kv_head";
-        if (bits) {
-          CHECK(a == b);
-        } else if (column.rfind("attn_", 0) == 0 && column != "attn_topk_overlap") {
-          // backend cpu computes attention through fp32 GEMMs (issue 15), within the bound derived in
-          // test_metrics.cpp of the double reference that the device follows; that bound is data-dependent and not
-          // recomputed here: 1e-4 relative (1e-9 absolute for attn_kl) is an envelope, observed differences on this
-          // trace are below 1e-6 relative.
-          CHECK(std::fabs(a - b) <= 1e-4 * std::fabs(a) + (column == "attn_kl" ? 1e-9 : 0.0));
-        } else {
-          CHECK(metrics_agree(column, a, b));
-        }
-      }
-    }
+    check_backend_rows(rows[0], rows[1]);
     ++compared;
   }
   fs::remove_all(dir);
