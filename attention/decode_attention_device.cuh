@@ -50,9 +50,29 @@ __device__ inline void transform_queries(const Problem& p, const af::PartRef& kp
     for (std::int64_t hq = 0; hq < Q; ++hq) gathered[hq * D + idx] = q[c * kMaxQ + hq];
   }
   __syncwarp();
-  for (std::int64_t i = lane; i < D; i += 32)
-    for (std::int64_t hq = 0; hq < Q; ++hq)
-      tq[i * kMaxQ + hq] = af::transform_entry(p.key, kp.first_n, kp.second_n, gathered + hq * D, i);
+  // af::transform_entry for every head, with each inverse-FFT weight computed once for all heads (the weights'
+  // cospi / sinpi dominate): per head the same fp32 operations in the same order, so the same values.
+  for (std::int64_t i = lane; i < D; i += 32) {
+    const bool in_first = i < kp.first_n;
+    const af::ChildFormat& child = in_first ? p.key.first : p.key.second;
+    if (!(child.codec == af::ChildCodec::sign && child.fft_real)) {
+      for (std::int64_t hq = 0; hq < Q; ++hq) tq[i * kMaxQ + hq] = gathered[hq * D + i];
+      continue;
+    }
+    const std::int64_t base = in_first ? 0 : kp.first_n, n = in_first ? kp.first_n : kp.second_n, j = i - base;
+    float w[kMaxQ];
+#pragma unroll
+    for (int hq = 0; hq < kMaxQ; ++hq) w[hq] = 0.0f;
+    for (std::int64_t c = 0; c < n; ++c) {
+      const float b = af::fft_real_inverse_weight(n, j, c);
+#pragma unroll
+      for (int hq = 0; hq < kMaxQ; ++hq)
+        if (hq < Q) w[hq] = __fadd_rn(w[hq], __fmul_rn(gathered[hq * D + base + c], b));
+    }
+#pragma unroll
+    for (int hq = 0; hq < kMaxQ; ++hq)
+      if (hq < Q) tq[i * kMaxQ + hq] = w[hq];
+  }
   __syncwarp();
 }
 
