@@ -235,7 +235,22 @@ DecodeAttention::DecodeAttention(const std::vector<const LayerCache*>& caches, c
   std::int64_t max_fast = 0, max_generic = 0;
   for (at::SequenceEntry& s : tb.sequences) {
     const auto begin = tb.tiles.begin() + s.tile_begin, end = begin + s.tile_count;
-    const auto mid = std::stable_partition(begin, end, [&](const at::TileEntry& t) { return at::tile_is_fast(p, t); });
+    // The parts of a block are the same for all its tiles: computed once per block (a 32k-token sequence has about
+    // a thousand tiles in a few blocks; this build runs per layer and decode step in the live hook).
+    std::int32_t kblock = -1, vblock = -1;
+    af::PartRef kp, vp;
+    const auto mid = std::stable_partition(begin, end, [&](const at::TileEntry& t) {
+      if (t.key_block < 0 || t.value_block < 0) return false;
+      if (t.key_block != kblock) {
+        kp = at::key_part(p, t, 0);
+        kblock = t.key_block;
+      }
+      if (t.value_block != vblock) {
+        vp = at::value_part(p, t, 0);
+        vblock = t.value_block;
+      }
+      return at::tile_is_fast(p, t, kp, vp);
+    });
     s.fast_count = mid - begin;
     max_fast = std::max(max_fast, s.fast_count);
     max_generic = std::max(max_generic, s.tile_count - s.fast_count);

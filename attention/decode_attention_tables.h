@@ -177,15 +177,21 @@ VIDKV_HOST_DEVICE inline float value_staged_element(int mode, const attention_fo
   return af::decode_code(v, af::view_code(v, tr0 + j, c), meta[e]);
 }
 
-VIDKV_HOST_DEVICE inline bool tile_is_fast(const Problem& p, const TileEntry& tile) {
+// The same with the tile's key and value parts of KV head 0 given (key_part / value_part: the caller may reuse them
+// for the tiles of one block).
+VIDKV_HOST_DEVICE inline bool tile_is_fast(const Problem& p, const TileEntry& tile, const attention_format::PartRef& kp,
+                                           const attention_format::PartRef& vp) {
   if (tile.key_block < 0 || tile.value_block < 0) return false;
   // The fast kernel stages every child's codes a run at a time (decode_attention_staging.h).
   if (attention_staging::staged_bits(p.key.first) == 0 || (p.key.mixed && attention_staging::staged_bits(p.key.second) == 0) ||
       p.value.mixed || attention_staging::staged_bits(p.value.first) == 0)
     return false;
   const std::int64_t ktr0 = tile.t0 - p.key_blocks[tile.key_block].begin, vtr0 = tile.t0 - p.value_blocks[tile.value_block].begin;
-  return key_meta_staged(key_part(p, tile, 0), ktr0, tile.n) &&
-         value_meta_mode(p.value, value_part(p, tile, 0), vtr0, tile.n, p.channels) != kValueMetaNone;
+  return key_meta_staged(kp, ktr0, tile.n) && value_meta_mode(p.value, vp, vtr0, tile.n, p.channels) != kValueMetaNone;
+}
+VIDKV_HOST_DEVICE inline bool tile_is_fast(const Problem& p, const TileEntry& tile) {
+  if (tile.key_block < 0 || tile.value_block < 0) return false;
+  return tile_is_fast(p, tile, key_part(p, tile, 0), value_part(p, tile, 0));
 }
 
 }  // namespace vidkv::attention_tables
