@@ -278,6 +278,23 @@ __device__ inline void convert_rows(const af::ChildView& v, const DirectChild& d
   }
 }
 
+// A lane's walk over the token-axis value words [32 tokens][tiles16 words of 16 channels]: entry e = lane + 32 r is
+// token j = e / tiles16, word k = e % tiles16, advanced without divisions.
+struct TokenWordWalk {
+  int e, j, k, dj, dk, tiles16;
+  __device__ TokenWordWalk(unsigned lane, int t16)
+      : e(static_cast<int>(lane)), j(e / t16), k(e % t16), dj(32 / t16), dk(32 % t16), tiles16(t16) {}
+  __device__ void next() {
+    e += 32;
+    j += dj;
+    k += dk;
+    if (k >= tiles16) {
+      k -= tiles16;
+      ++j;
+    }
+  }
+};
+
 // Per warp in shared memory: the parts of the warp's current key and value blocks and their direct views,
 // recomputed when a tile's block changes (part_of is a few hundred integer operations; the registers stay free).
 struct BlockSetup {
@@ -340,8 +357,6 @@ __global__ void __launch_bounds__(kThreads, 3) tensor_core_kernel(const Problem 
     su.vblock = -1;
   }
   __syncwarp();
-  // Token-axis value staging walks e = lane + 32 r over [32 tokens][tiles16 words]: (j, k) advance by (dj, dk).
-  const int dj = 32 / tiles16, dk = 32 % tiles16;
   // Warp w takes tiles w, w + kWarps, ... of the split: the block's 4 warps read neighbouring tiles at once, whose
   // codes share 32-byte sectors (a row of a tile is 8 bytes of a 2-bit channel-axis child).
   std::uint32_t* raw = reinterpret_cast<std::uint32_t*>(wbase + lay.raw);
@@ -410,16 +425,8 @@ __global__ void __launch_bounds__(kThreads, 3) tensor_core_kernel(const Problem 
           const int j = e / groups, gr = e - j * groups;
           vab[e] = j < n ? affine_from_words(tv, d, (row0 + j) * groups + gr, rvm0[e], rvm1[e]) : make_float2(0.0f, 0.0f);
         }
-        int j = static_cast<int>(lane) / tiles16, k = static_cast<int>(lane) % tiles16;
-        for (int e = lane; e < 32 * tiles16; e += 32) {
-          vw[e] = j >= n ? 0u : (vb == 2 ? rv0[e] : tc::spread_bits(rv0[e] >> (16 * (k % 2))));
-          j += dj;
-          k += dk;
-          if (k >= tiles16) {
-            k -= tiles16;
-            ++j;
-          }
-        }
+        for (TokenWordWalk w(lane, tiles16); w.e < 32 * tiles16; w.next())
+          vw[w.e] = w.j >= n ? 0u : (vb == 2 ? rv0[w.e] : tc::spread_bits(rv0[w.e] >> (16 * (w.k % 2))));
       } else {
         convert_rows(tv, su.v, vtr0, n, 0, D, rv0, rv1, rvm0, rvm1, vab, vw, vw + D, true, lane);
       }
@@ -440,25 +447,18 @@ __global__ void __launch_bounds__(kThreads, 3) tensor_core_kernel(const Problem 
           }
           vab[e] = ab;
         }
-        int j = static_cast<int>(lane) / tiles16, k = static_cast<int>(lane) % tiles16;
-        for (int e = lane; e < 32 * tiles16; e += 32) {
-          std::uint32_t w = 0u;
-          if (j < n) {
+        for (TokenWordWalk w(lane, tiles16); w.e < 32 * tiles16; w.next()) {
+          std::uint32_t word = 0u;
+          if (w.j < n) {
             if (d.ok) {  // 16 channels of a token row: a word (2 bits) or half a word (1 bit)
-              const std::uint32_t* row = d.words + (row0 + j) * d.row_words;
-              w = vb == 2 ? row[k] : tc::spread_bits(row[k / 2] >> (16 * (k % 2)));
+              const std::uint32_t* row = d.words + (row0 + w.j) * d.row_words;
+              word = vb == 2 ? row[w.k] : tc::spread_bits(row[w.k / 2] >> (16 * (w.k % 2)));
             } else {
-              w = as::token_run(tv, vtr0 + j, 16 * k, 16, trit_slots);
-              if (vb == 1) w = tc::spread_bits(w);
+              word = as::token_run(tv, vtr0 + w.j, 16 * w.k, 16, trit_slots);
+              if (vb == 1) word = tc::spread_bits(word);
             }
           }
-          vw[e] = w;
-          j += dj;
-          k += dk;
-          if (k >= tiles16) {
-            k -= tiles16;
-            ++j;
-          }
+          vw[w.e] = word;
         }
       } else {
         stage_rows(tv, su.v, vtr0, n, 0, D, vab, vw, vw + D, true, trit_slots, lane);
@@ -484,16 +484,8 @@ __global__ void __launch_bounds__(kThreads, 3) tensor_core_kernel(const Problem 
             const int j = e / groups, gr = e - j * groups;
             if (j < next.n) issue_meta(tv, d, (nrow0 + j) * groups + gr, rvm0 + e, rvm1 + e);
           }
-          int j = static_cast<int>(lane) / tiles16, k = static_cast<int>(lane) % tiles16;
-          for (int e = lane; e < 32 * tiles16; e += 32) {
-            if (j < next.n) cp_async4(rv0 + e, d.words + (nrow0 + j) * d.row_words + (vb == 2 ? k : k / 2));
-            j += dj;
-            k += dk;
-            if (k >= tiles16) {
-              k -= tiles16;
-              ++j;
-            }
-          }
+          for (TokenWordWalk w(lane, tiles16); w.e < 32 * tiles16; w.next())
+            if (w.j < next.n) cp_async4(rv0 + w.e, d.words + (nrow0 + w.j) * d.row_words + (vb == 2 ? w.k : w.k / 2));
         } else {
           issue_rows(tv, su.v, nv, next.n, 0, D, rv0, rv1, rvm0, rvm1, lane);
         }

@@ -114,6 +114,23 @@ int for_each_read_codec(const LayerInput& in, std::int64_t prefill, Fn&& fn) {
   return read;
 }
 
+// fn(v, width, tokens) for every child view of KV head `head` (v: the child's view, width: its channels or components,
+// tokens: the block's) of every block of both sides of `cache`, whose codec is `codec`, for `channels` channels.
+template <class Fn>
+void for_each_child_view(const KvCodec& codec, const LayerCache& cache, std::int64_t channels, std::int64_t head, Fn&& fn) {
+  namespace af = attention_format;
+  for (int side = 0; side < 2; ++side) {
+    const LayerCache::SideRef s = side == 0 ? cache.key_side() : cache.value_side();
+    const af::SideFormat f = side_format(side == 0 ? codec.key() : codec.value(), channels);
+    for (const auto& blk : s.blocks) {
+      const std::int64_t n = blk.end - blk.begin;
+      const af::PartRef part = af::part_of(f, blk.bytes, cache.heads(), n, channels, head);
+      for (int which = 0; which < (f.mixed ? 2 : 1); ++which)
+        fn(which == 0 ? part.first : part.second, which == 0 ? part.first_n : part.second_n, n);
+    }
+  }
+}
+
 // Queries [batch, q_heads, D], N(0, 1) times `scale` (larger: sharper softmax).
 inline std::vector<float> random_queries(std::int64_t batch, std::int64_t q_heads, std::int64_t channels, float scale,
                                          std::uint64_t seed) {

@@ -104,17 +104,9 @@ TEST_CASE("staged code runs equal the codes read one element at a time", "[cpu][
   int children = 0;
   for_each_read_codec(in, 170, [&](const AttentionCodec& ac, const KvCodec& codec, const LayerCache& cache) {
     INFO(ac.name);
-    for (int side = 0; side < 2; ++side) {
-      const LayerCache::SideRef s = side == 0 ? cache.key_side() : cache.value_side();
-      const af::SideFormat f = side_format(side == 0 ? codec.key() : codec.value(), in.channels);
-      for (const auto& blk : s.blocks) {
-        const std::int64_t n = blk.end - blk.begin;
-        const af::PartRef part = af::part_of(f, blk.bytes, in.heads, n, in.channels, in.heads - 1);
-        for (int which = 0; which < (f.mixed ? 2 : 1); ++which) {
-          const af::ChildView& v = which == 0 ? part.first : part.second;
-          const std::int64_t width = which == 0 ? part.first_n : part.second_n;
+    for_each_child_view(codec, cache, in.channels, in.heads - 1, [&](const af::ChildView& v, std::int64_t width, std::int64_t n) {
           const unsigned b = as::staged_bits(v.f);
-          if (b == 0) continue;
+          if (b == 0) return;
           ++children;
           if (v.f.axis == group_format::GroupAxis::channel) {
             for (std::int64_t tr0 = 0; tr0 < n; tr0 += (tr0 < 40 ? 1 : 29))
@@ -138,9 +130,7 @@ TEST_CASE("staged code runs equal the codes read one element at a time", "[cpu][
                   }
                 }
           }
-        }
-      }
-    }
+    });
   });
   CHECK(children >= 6);
 }

@@ -22,15 +22,8 @@ TEST_CASE("code_affine gives every code of every format the tensor-core kernel t
   int children = 0;
   for_each_read_codec(in, 96, [&](const AttentionCodec& ac, const KvCodec& codec, const LayerCache& cache) {
     INFO(ac.name);
-    for (int side = 0; side < 2; ++side) {
-      const LayerCache::SideRef s = side == 0 ? cache.key_side() : cache.value_side();
-      const af::SideFormat f = side_format(side == 0 ? codec.key() : codec.value(), in.channels);
-      for (const auto& blk : s.blocks) {
-        const std::int64_t n = blk.end - blk.begin;
-        const af::PartRef part = af::part_of(f, blk.bytes, in.heads, n, in.channels, 0);
-        for (int which = 0; which < (f.mixed ? 2 : 1); ++which) {
-          const af::ChildView& v = which == 0 ? part.first : part.second;
-          if (!tc::child_ok(v.f, false)) continue;
+    for_each_child_view(codec, cache, in.channels, 0, [&](const af::ChildView& v, std::int64_t, std::int64_t) {
+          if (!tc::child_ok(v.f, false)) return;
           ++children;
           const unsigned codes = v.f.codec == af::ChildCodec::ternary ? 3u : (1u << attention_staging::staged_bits(v.f));
           for (std::int64_t gi = 0; gi < v.rows * v.groups_per_row; ++gi) {
@@ -41,9 +34,7 @@ TEST_CASE("code_affine gives every code of every format the tensor-core kernel t
               REQUIRE(tc::affine_value(ca, code) == af::decode_code(v, code, m));  // fp32 equality (a zero's sign aside)
             }
           }
-        }
-      }
-    }
+    });
   });
   CHECK(children >= 6);  // uniform 2/4-bit groups are skipped above 2 bits; sign, ternary and uniform 2-bit children remain
 }
