@@ -105,31 +105,31 @@ TEST_CASE("staged code runs equal the codes read one element at a time", "[cpu][
   for_each_read_codec(in, 170, [&](const AttentionCodec& ac, const KvCodec& codec, const LayerCache& cache) {
     INFO(ac.name);
     for_each_child_view(codec, cache, in.channels, in.heads - 1, [&](const af::ChildView& v, std::int64_t width, std::int64_t n) {
-          const unsigned b = as::staged_bits(v.f);
-          if (b == 0) return;
-          ++children;
-          if (v.f.axis == group_format::GroupAxis::channel) {
-            for (std::int64_t tr0 = 0; tr0 < n; tr0 += (tr0 < 40 ? 1 : 29))
-              for (int len = 1; len <= 32 && tr0 + len <= n; len += (len < 6 ? 1 : 13))
-                for (std::int64_t i = 0; i < width; i += 5) {
-                  for (const std::uint16_t* table : tables) {
-                    std::uint32_t w[as::kMaxRowWords] = {~0u, ~0u, ~0u, ~0u};
-                    as::row_run(v, tr0, len, i, w, table);
-                    for (int j = 0; j < len; ++j)
-                      REQUIRE(as::run_code(w, b, static_cast<unsigned>(j)) == af::view_code(v, tr0 + j, i));
-                  }
-                }
-          } else {
-            for (std::int64_t tr = 0; tr < n; tr += 7)
-              for (std::int64_t c0 = 0; c0 < width; ++c0)
-                for (int count = 1; count * static_cast<int>(b) <= 32 && c0 + count <= width; ++count) {
-                  for (const std::uint16_t* table : tables) {
-                    const std::uint32_t w = as::token_run(v, tr, c0, count, table);
-                    for (int i = 0; i < count; ++i)
-                      REQUIRE(as::run_code(&w, b, static_cast<unsigned>(i)) == af::view_code(v, tr, c0 + i));
-                  }
-                }
-          }
+      const unsigned b = as::staged_bits(v.f);
+      if (b == 0) return;
+      ++children;
+      if (v.f.axis == group_format::GroupAxis::channel) {
+        for (std::int64_t tr0 = 0; tr0 < n; tr0 += (tr0 < 40 ? 1 : 29))
+          for (int len = 1; len <= 32 && tr0 + len <= n; len += (len < 6 ? 1 : 13))
+            for (std::int64_t i = 0; i < width; i += 5) {
+              for (const std::uint16_t* table : tables) {
+                std::uint32_t w[as::kMaxRowWords] = {~0u, ~0u, ~0u, ~0u};
+                as::row_run(v, tr0, len, i, w, table);
+                for (int j = 0; j < len; ++j)
+                  REQUIRE(as::run_code(w, b, static_cast<unsigned>(j)) == af::view_code(v, tr0 + j, i));
+              }
+            }
+      } else {
+        for (std::int64_t tr = 0; tr < n; tr += 7)
+          for (std::int64_t c0 = 0; c0 < width; ++c0)
+            for (int count = 1; count * static_cast<int>(b) <= 32 && c0 + count <= width; ++count) {
+              for (const std::uint16_t* table : tables) {
+                const std::uint32_t w = as::token_run(v, tr, c0, count, table);
+                for (int i = 0; i < count; ++i)
+                  REQUIRE(as::run_code(&w, b, static_cast<unsigned>(i)) == af::view_code(v, tr, c0 + i));
+              }
+            }
+      }
     });
   });
   CHECK(children >= 6);

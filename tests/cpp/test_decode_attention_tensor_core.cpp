@@ -23,17 +23,17 @@ TEST_CASE("code_affine gives every code of every format the tensor-core kernel t
   for_each_read_codec(in, 96, [&](const AttentionCodec& ac, const KvCodec& codec, const LayerCache& cache) {
     INFO(ac.name);
     for_each_child_view(codec, cache, in.channels, 0, [&](const af::ChildView& v, std::int64_t, std::int64_t) {
-          if (!tc::child_ok(v.f, false)) return;
-          ++children;
-          const unsigned codes = v.f.codec == af::ChildCodec::ternary ? 3u : (1u << attention_staging::staged_bits(v.f));
-          for (std::int64_t gi = 0; gi < v.rows * v.groups_per_row; ++gi) {
-            const af::Meta m = af::view_meta(v, gi);
-            const tc::CodeAffine ca = tc::code_affine(v.f, m);
-            for (unsigned code = 0; code < codes; ++code) {
-              INFO("group " << gi << ", code " << code);
-              REQUIRE(tc::affine_value(ca, code) == af::decode_code(v, code, m));  // fp32 equality (a zero's sign aside)
-            }
-          }
+      if (!tc::child_ok(v.f, false)) return;
+      ++children;
+      const unsigned codes = v.f.codec == af::ChildCodec::ternary ? 3u : (1u << attention_staging::staged_bits(v.f));
+      for (std::int64_t gi = 0; gi < v.rows * v.groups_per_row; ++gi) {
+        const af::Meta m = af::view_meta(v, gi);
+        const tc::CodeAffine ca = tc::code_affine(v.f, m);
+        for (unsigned code = 0; code < codes; ++code) {
+          INFO("group " << gi << ", code " << code);
+          REQUIRE(tc::affine_value(ca, code) == af::decode_code(v, code, m));  // fp32 equality (a zero's sign aside)
+        }
+      }
     });
   });
   CHECK(children >= 6);  // uniform 2/4-bit groups are skipped above 2 bits; sign, ternary and uniform 2-bit children remain
