@@ -88,22 +88,27 @@ TEST_CASE("decode attention on cuda agrees with the reference and dequantize-the
   CHECK(compared >= 8);  // at least kivi-2, kivi-4, vidkv-k1.5-v1.58 and one extra format, at both head dims
 }
 
-TEST_CASE("decode attention on cuda handles head_dim 40 (channel tails per lane) and 8 query heads per KV head", "[cuda][attention]") {
+TEST_CASE("decode attention on cuda handles head_dim 40 and 48 (channel tails per lane, a partial value group, key "
+          "children across MMA chunks) and 8 query heads per KV head", "[cuda][attention]") {
   VIDKV_REQUIRE_CUDA_DEVICE();
-  const LayerInput a = synthetic_input(1, 700, 40, 8), b = synthetic_input(1, 37, 40, 9);
-  for (const char* name : {"kivi-2", "vidkv-k1.5-v1.58"}) {
-    INFO(name);
-    const ConfigNode doc = load_preset(name, ConfigNode::scalar(name));
-    const PluginRegistry& reg = test::builtin_registry(CpuImplementation::reference);
-    const KvCodec codec(reg.make_quantizer(doc.at("codec").at("key")), reg.make_quantizer(doc.at("codec").at("value")));
-    const LifecycleParams lc = parse_params<LifecycleParams>(doc.at("lifecycle"), {}, "lifecycle");
-    const auto ca = filled_cache(codec, lc, a, 650, Execution::cuda());
-    const auto cb = filled_cache(codec, lc, b, 37, Execution::cuda());
-    const std::vector<const LayerCache*> caches{ca.get(), cb.get()};
-    const DecodeAttention attn(caches, Execution::cuda());
-    const std::vector<float> q = random_queries(2, 8, 40, 2.0f, 3);
-    const std::vector<float> out = run_cuda(attn, q, 8, DType::f32);
-    std::cout << "[cuda] " << name << ", D 40, qpk 8: largest error / tolerance " << check_against_reference(caches, q, out, 8, arithmetic_of(attn)) << "\n";
+  for (const std::int64_t d : {40, 48}) {  // 40: the fast kernel; 48: the tensor-core kernel (3 MMA tiles of 16)
+    const LayerInput a = synthetic_input(1, 700, d, 8), b = synthetic_input(1, 37, d, 9);
+    for (const char* name : {"kivi-2", "vidkv-k1.5-v1.58"}) {
+      INFO(name << ", head_dim " << d);
+      const ConfigNode doc = load_preset(name, ConfigNode::scalar(name));
+      const PluginRegistry& reg = test::builtin_registry(CpuImplementation::reference);
+      const KvCodec codec(reg.make_quantizer(doc.at("codec").at("key")), reg.make_quantizer(doc.at("codec").at("value")));
+      const LifecycleParams lc = parse_params<LifecycleParams>(doc.at("lifecycle"), {}, "lifecycle");
+      const auto ca = filled_cache(codec, lc, a, 650, Execution::cuda());
+      const auto cb = filled_cache(codec, lc, b, 37, Execution::cuda());
+      const std::vector<const LayerCache*> caches{ca.get(), cb.get()};
+      const DecodeAttention attn(caches, Execution::cuda());
+      CHECK(attn.tensor_cores() == (d == 48));
+      const std::vector<float> q = random_queries(2, 8, d, 2.0f, 3);
+      const std::vector<float> out = run_cuda(attn, q, 8, DType::f32);
+      std::cout << "[cuda] " << name << ", D " << d << ", qpk 8: largest error / tolerance "
+                << check_against_reference(caches, q, out, 8, arithmetic_of(attn)) << "\n";
+    }
   }
 }
 
