@@ -5,9 +5,6 @@
 
 #include <climits>
 #include <cmath>
-#include <mutex>
-#include <utility>
-#include <vector>
 
 #include "vidkv/attention/decode_attention_cuda.h"
 #include "vidkv/attention/decode_attention_device.cuh"
@@ -499,7 +496,9 @@ void check(cudaError_t e, const char* what) {
 template <int kC>
 void launch_split(const Problem& p, dim3 grid, std::size_t smem, cudaStream_t st) {
   if (grid.x == 0) return;
-  ensure_dynamic_smem(reinterpret_cast<const void*>(split_kernel<kC>), smem);
+  if (smem > 48 * 1024)
+    check(cudaFuncSetAttribute(split_kernel<kC>, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)),
+          "shared memory size");
   split_kernel<kC><<<grid, kThreads, smem, st>>>(p);
   check(cudaGetLastError(), "split kernel launch");
 }
@@ -508,7 +507,10 @@ template <int kC, bool kTokenValues>
 void launch_fast(const Problem& p, dim3 grid, cudaStream_t st) {
   if (grid.x == 0) return;
   const std::size_t smem = fast_smem_floats(p.qpk, p.channels, af::needs_transform(p.key)) * sizeof(float);
-  ensure_dynamic_smem(reinterpret_cast<const void*>(fast_kernel<kC, kTokenValues>), smem);
+  if (smem > 48 * 1024)
+    check(cudaFuncSetAttribute(fast_kernel<kC, kTokenValues>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                               static_cast<int>(smem)),
+          "shared memory size");
   fast_kernel<kC, kTokenValues><<<grid, kThreads, smem, st>>>(p);
   check(cudaGetLastError(), "fast kernel launch");
 }
@@ -545,76 +547,31 @@ int fast_blocks_per_sm(const Problem& p) {
   if (p.tensor_cores) return tensor_core_blocks_per_sm(p);
   const std::size_t smem = fast_smem_floats(p.qpk, p.channels, af::needs_transform(p.key)) * sizeof(float);
   const bool token_values = p.value.first.axis == group_format::GroupAxis::token;
+  int n = 0;
   const void* kernel = p.channels <= 128 ? (token_values ? reinterpret_cast<const void*>(fast_kernel<4, true>)
                                                          : reinterpret_cast<const void*>(fast_kernel<4, false>))
                                          : (token_values ? reinterpret_cast<const void*>(fast_kernel<kMaxC, true>)
                                                          : reinterpret_cast<const void*>(fast_kernel<kMaxC, false>));
-  return resident_blocks(kernel, smem);
+  if (smem > 48 * 1024)
+    check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)), "shared memory size");
+  check(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, kernel, kThreads, smem), "occupancy");
+  return n > 0 ? n : 1;
 }
 
 int generic_blocks_per_sm(const Problem& p) {
   const std::size_t smem = smem_floats(p.qpk, p.channels) * sizeof(float);
   const void* kernel = p.channels <= 128 ? reinterpret_cast<const void*>(split_kernel<4>) : reinterpret_cast<const void*>(split_kernel<kMaxC>);
-  return resident_blocks(kernel, smem);
-}
-
-namespace {
-
-// Per-process caches of the CUDA runtime's answers (the live hook builds tables and launches per layer and step):
-// one entry per (device, kernel, dynamic shared memory size), a handful in all, searched linearly.
-struct KernelCacheEntry {
-  int device;
-  const void* kernel;
-  std::size_t smem;
-  int blocks;  // resident blocks per multiprocessor, 0: not queried yet
-};
-std::mutex cache_mutex;
-std::vector<KernelCacheEntry> kernel_cache;
-std::vector<std::pair<int, int>> multiprocessor_cache;  // (device, multiprocessors)
-
-int current_device() {
-  int dev = 0;
-  check(cudaGetDevice(&dev), "cudaGetDevice");
-  return dev;
-}
-
-// The entry of (device, kernel, smem), opted in to smem bytes when created. Call under cache_mutex.
-KernelCacheEntry& kernel_entry(int device, const void* kernel, std::size_t smem) {
-  for (KernelCacheEntry& e : kernel_cache)
-    if (e.device == device && e.kernel == kernel && e.smem == smem) return e;
-  check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)), "shared memory size");
-  kernel_cache.push_back(KernelCacheEntry{device, kernel, smem, 0});
-  return kernel_cache.back();
-}
-
-}  // namespace
-
-void ensure_dynamic_smem(const void* kernel, std::size_t smem) {
-  const int device = current_device();
-  const std::lock_guard<std::mutex> lock(cache_mutex);
-  kernel_entry(device, kernel, smem);
-}
-
-int resident_blocks(const void* kernel, std::size_t smem) {
-  const int device = current_device();
-  const std::lock_guard<std::mutex> lock(cache_mutex);
-  KernelCacheEntry& e = kernel_entry(device, kernel, smem);
-  if (e.blocks == 0) {
-    int n = 0;
-    check(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, kernel, kThreads, smem), "occupancy");
-    e.blocks = n > 0 ? n : 1;
-  }
-  return e.blocks;
+  if (smem > 48 * 1024)
+    check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)), "shared memory size");
+  int n = 0;
+  check(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, kernel, kThreads, smem), "occupancy");
+  return n > 0 ? n : 1;
 }
 
 int multiprocessors() {
-  const int dev = current_device();
-  const std::lock_guard<std::mutex> lock(cache_mutex);
-  for (const auto& [d, n] : multiprocessor_cache)
-    if (d == dev) return n;
-  int n = 0;
+  int dev = 0, n = 0;
+  check(cudaGetDevice(&dev), "cudaGetDevice");
   check(cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, dev), "multiprocessor count");
-  multiprocessor_cache.emplace_back(dev, n);
   return n;
 }
 

@@ -17,15 +17,8 @@ namespace vidkv::attention_cuda {
 // memory. Throws CudaError on a launch failure.
 void launch(const attention_tables::Problem& p, void* stream);
 
-// Streaming multiprocessors of the current device (the default split count fills them). Cached per device.
+// Streaming multiprocessors of the current device (the default split count fills them).
 int multiprocessors();
-
-// The opt-in of `kernel` to `smem` bytes of dynamic shared memory on the current device (cudaFuncSetAttribute), once
-// per device, kernel and size; and the blocks of 128 threads with that much that one multiprocessor holds
-// (cudaOccupancyMaxActiveBlocksPerMultiprocessor, at least 1), cached the same way: the live hook builds tables and
-// launches per layer and decode step. Thread-safe. CudaError on a runtime failure.
-void ensure_dynamic_smem(const void* kernel, std::size_t smem);
-int resident_blocks(const void* kernel, std::size_t smem);
 
 // Thread blocks of the fast kernel for p's formats and shape that one multiprocessor holds at once (registers and
 // shared memory; cudaOccupancyMaxActiveBlocksPerMultiprocessor), at least 1.

@@ -693,15 +693,20 @@ std::size_t smem_bytes(const Problem& p) {
   return tc_smem_floats(p.qpk, p.channels, af::needs_transform(p.key), value_words_direct(p.value.first)) * sizeof(float);
 }
 
-// Always opted in (ensure_dynamic_smem): the kernel's static shared memory (the block setups, the digit table) adds to
-// the dynamic part, so the sum can pass the 48 KB default while the dynamic part alone does not.
+// Always opted in: the kernel's static shared memory (the block setups, the digit table) adds to the dynamic part,
+// so the sum can pass the 48 KB default while the dynamic part alone does not.
+void set_smem(const Problem& p) {
+  check(cudaFuncSetAttribute(kernel_for(p), cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem_bytes(p))),
+        "shared memory size");
+}
+
 }  // namespace
 
 void launch_tensor_core(const Problem& p, void* stream) {
   VIDKV_REQUIRE(tc::formats_ok(p) && p.qpk >= 1 && p.qpk <= kMaxQ, NotSupportedError,
                 "decode attention: the tensor-core kernel does not take these formats (attention_tensor_core::formats_ok)");
   if (p.splits == 0) return;
-  ensure_dynamic_smem(kernel_for(p), smem_bytes(p));
+  set_smem(p);
   const dim3 grid(static_cast<unsigned>(p.splits), static_cast<unsigned>(p.heads), static_cast<unsigned>(p.batch));
   auto st = static_cast<cudaStream_t>(stream);
   if (p.value.first.axis == group_format::GroupAxis::token)
@@ -711,6 +716,11 @@ void launch_tensor_core(const Problem& p, void* stream) {
   check(cudaGetLastError(), "kernel launch");
 }
 
-int tensor_core_blocks_per_sm(const Problem& p) { return resident_blocks(kernel_for(p), smem_bytes(p)); }
+int tensor_core_blocks_per_sm(const Problem& p) {
+  set_smem(p);
+  int n = 0;
+  check(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, kernel_for(p), kThreads, smem_bytes(p)), "occupancy");
+  return n > 0 ? n : 1;
+}
 
 }  // namespace vidkv::attention_cuda
