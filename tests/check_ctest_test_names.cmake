@@ -3,8 +3,10 @@
 #
 # Why: catch_discover_tests (Catch2's CatchAddTests.cmake) reads the names as a CMake list and escapes only ',', '['
 # and ']' in the filter. A ';' splits a name into two ctest tests whose filters match nothing (Catch2 v2 then exits
-# 0: ctest reports "Passed" and no assertion ran); '\', '"', a '*' at either end, a leading '~', '-' or 'exclude:'
-# reach Catch2's test-spec parser unescaped (escape, quoted name, wildcard, exclusion, command-line option), and
+# 0: ctest reports "Passed" and no assertion ran); an unbalanced '[' makes the list swallow every later name into one
+# test that matches nothing; a '\', a '*' at either end, a leading '"', '~', '-' or 'exclude:' reach Catch2's
+# test-spec parser unescaped (escape, wildcard, quoted name, exclusion, command-line option; Catch2 docs,
+# command-line.md, "Specifying which tests to run"), and
 # names differing only in case select each other (Catch2 compares names case-insensitively). Any such name fails
 # here, listed with what its ctest filter selects instead.
 #
@@ -61,10 +63,20 @@ foreach(i RANGE ${last})
   if(at EQUAL -1)
     continue()  # not one test case (the [optimized] rerun, or a fragment of a split name: reported below)
   endif()
-  execute_process(COMMAND "${TEST_PROGRAM}" "${filter}" ${list_args} OUTPUT_VARIABLE selected)
+  execute_process(COMMAND "${TEST_PROGRAM}" "${filter}" ${list_args} OUTPUT_VARIABLE selected ERROR_VARIABLE err)
   if(NOT selected STREQUAL "${name}\n")
-    string(REPLACE "\n" " | " selected "${selected}")
-    string(APPEND problems "  '${name}': its ctest filter '${filter}' selects: ${selected}\n")
+    # Shown as a count and the first names (an exclusion selects every other test case).
+    string(REGEX MATCHALL "\n" eols "${selected}")
+    list(LENGTH eols n_selected)
+    set(first "")
+    if(n_selected GREATER 0)
+      string(REGEX MATCH "^[^\n]+(\n[^\n]+)?(\n[^\n]+)?" first "${selected}")
+    endif()
+    string(REPLACE "\n" " | " first "${first}")
+    string(STRIP "${err}" err)
+    string(REPLACE "\n" " " err "${err}")
+    string(APPEND problems "  '${name}': its ctest filter '${filter}' selects ${n_selected} test cases: ${first}"
+           " ${err}\n")
   endif()
   math(EXPR n_checked "${n_checked} + 1")
 endforeach()
@@ -92,8 +104,8 @@ while(NOT rest STREQUAL "")
 endwhile()
 
 if(NOT problems STREQUAL "")
-  message(FATAL_ERROR "ctest cannot run these Catch2 test cases faithfully; rename them without ';', '\\', '\"', a "
-          "'*' at either end or a leading '~', '-' or 'exclude:', and distinct ignoring case:\n${problems}")
+  message(FATAL_ERROR "ctest cannot run these Catch2 test cases faithfully; rename them without ';', '\\', "
+          "an unbalanced '[', a '*' at either end or a leading '\"', '~', '-' or 'exclude:', and distinct ignoring case:\n${problems}")
 endif()
 message(STATUS "all ${n_names} Catch2 test cases run under their own ctest name, each filter selecting only its own "
         "(${n_checked} checked)")
