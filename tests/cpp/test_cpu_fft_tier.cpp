@@ -34,7 +34,7 @@ class ScopedEnv {
 };
 }  // namespace
 
-TEST_CASE("FFT tier names round-trip; a scoped tier wins over the environment and nests", "[core][fft-tier]") {
+TEST_CASE("FFT tier names round-trip, a scoped tier wins over the environment and nests", "[core][fft-tier]") {
   for (const CpuFftTier t : all_cpu_fft_tiers()) CHECK(parse_cpu_fft_tier(cpu_fft_tier_name(t), "test") == t);
   CHECK_THROWS_WITH(parse_cpu_fft_tier("fftw3", "--fft-tiers"),
                     "--fft-tiers: unknown FFT tier 'fftw3' (valid: avx512, fftw-batched, fftw)");

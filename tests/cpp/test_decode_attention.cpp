@@ -265,7 +265,7 @@ TEST_CASE("the kernels' emulation handles head_dim 40 (a channel tail per lane) 
   }
 }
 
-TEST_CASE("every packed tile of kivi-2 and vidkv-k1.5-v1.58 takes the fast path; residual tiles the general one", "[cpu][attention]") {
+TEST_CASE("every packed tile of kivi-2 and vidkv-k1.5-v1.58 takes the fast path, residual tiles the general one", "[cpu][attention]") {
   // 300 tokens, prefill 250 then 50 decode steps. Residual tokens: kivi-2 keys 300 - 256 = 44 (tokens 256..299),
   // values the last 128 (172..299); vidkv-k1.5-v1.58 (paper, G = 32, R = 128): prefill quantizes 224, the residual
   // then holds 26 + 50 = 76 < 128 tokens (224..299). General tiles: those touching a residual.

@@ -180,7 +180,7 @@ TEST_CASE("partition_cells: every cell once, within Graham's bound, deterministi
   }
 }
 
-TEST_CASE("parse_shard_spec: i/N counted from 0; one error per kind of bad text", "[distributed][cli]") {
+TEST_CASE("parse_shard_spec: i/N counted from 0, one error per kind of bad text", "[distributed][cli]") {
   const ShardSpec s = parse_shard_spec("2/4");
   CHECK(s.index == 2);
   CHECK(s.count == 4);

@@ -216,7 +216,7 @@ TEST_CASE("duplicate run names are refused at validation", "[experiments][plan]"
   CHECK(m.find("duplicate variant name 'a'") != std::string::npos);
 }
 
-TEST_CASE("the KIVI lifecycle with per-channel values is refused with the measured bits; per-token values pass",
+TEST_CASE("the KIVI lifecycle with per-channel values is refused with the measured bits, per-token values pass",
           "[experiments][plan][kivi]") {
   // KIVI encodes each value leaving its window as a 1-token block. uniform 2-bit, axis channel (groups of 32
   // tokens of one channel): a 1-token block has one fp16 scale and min per element, 2 + 32 = 34 bits per element,

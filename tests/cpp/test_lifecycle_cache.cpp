@@ -295,7 +295,7 @@ TEST_CASE("protectors see the layer's full-precision keys through ctx.keys while
   CHECK(v[9] != 3.0f);
 }
 
-TEST_CASE("residual_dtype data keeps a bf16 model's 119808; an explicit fp16 residual is a ValueError naming where",
+TEST_CASE("residual_dtype data keeps a bf16 model's 119808, an explicit fp16 residual is a ValueError naming where",
           "[lifecycle][overflow]") {
   // Value 119808 (= 234 * 512, a bf16 value, beyond fp16's 65504) at head 1, token 9, channel 2. N = 10, G = 4:
   // tokens 8 and 9 stay full precision. residual_dtype data with bf16 data keeps 119808 exactly (2 bytes per

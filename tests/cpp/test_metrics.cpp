@@ -307,7 +307,7 @@ TEST_CASE("optimised metrics equal the reference on the bundled trace (every lay
   }
 }
 
-TEST_CASE("only the selected metric groups are computed; without attention metrics the queries are not read",
+TEST_CASE("only the selected metric groups are computed, without attention metrics the queries are not read",
           "[experiments][metrics]") {
   const std::vector<float> K = {1, 0, 0, 1}, Kh = {1, 0, 0, 0.5f}, V = {1, 2, 3, 4}, Vh = {1, 2, 3, 3};
   // Queries that do not fit the keys (dim 3 against 2): reading them would throw ShapeError.

@@ -217,7 +217,7 @@ TEST_CASE("mixed_token: children see their own tokens through ctx.subset (nested
   CHECK(y[11] == -1.25f);
 }
 
-TEST_CASE("mixed_token: layout depends only on shape and modality; random protection round trips", "[mixed_token][property]") {
+TEST_CASE("mixed_token: layout depends only on shape and modality, random protection round trips", "[mixed_token][property]") {
   std::mt19937 gen(5);
   std::uniform_int_distribution<int> steps(-40, 40);
   TraceTokens tt = TraceTokens::uniform(230, Modality::visual);

@@ -18,7 +18,7 @@ PresetBits row(const std::vector<PresetBits>& rows, const std::string& name) {
 }
 }  // namespace
 
-TEST_CASE("release layouts reproduce the release's stored bits; ours reach <= 2.0 at 1.5/1.58", "[experiments][bits]") {
+TEST_CASE("release layouts reproduce the release's stored bits, ours reach <= 2.0 at 1.5/1.58", "[experiments][bits]") {
   const BlockShape shape{4, 8192, 128};
   const auto rows = preset_bits_table(shape, test::builtin_registry());
   // algorithms.md section 7: 1.5-bit key 3.5 = (3.0 for 2-bit + 4.0 for complex-FFT 1-bit) / 2; ternary 3.0;

@@ -168,7 +168,7 @@ TEST_CASE("sign fp16: a mean |x| of 125000 saturates to 65504", "[quantizer][sig
     }
 }
 
-TEST_CASE("identity fp16 saturates 125000 to 65504; bf16 keeps it", "[quantizer][identity][overflow]") {
+TEST_CASE("identity fp16 saturates 125000 to 65504, bf16 keeps it", "[quantizer][identity][overflow]") {
   // fp16's largest finite value is 65504; bf16 rounds 125000 to 124928 (8 significant bits: spacing 512 there).
   const BlockShape s{1, 1, 3};
   const std::vector<float> x{-125000.0f, 1.0f, 70000.0f};

@@ -99,7 +99,7 @@ TEST_CASE("uniform release layout reproduces the release's 2-bit test vector wor
   CHECK(encode(*qd, s, x) == bytes);
 }
 
-TEST_CASE("uniform release layout: constant group gives code 0 and exact reconstruction; tail pads the row word",
+TEST_CASE("uniform release layout: constant group gives code 0 and exact reconstruction, tail pads the row word",
           "[quantizer][uniform][release]") {
   // [1 x 45 x 2], channel 0 constant 0.75 (an fp16 value), channel 1 = token index (0..44).
   // Channel 1: group 0 tokens 0..31: mn 0, mx 31, scale 31/3 = 10.333 -> fp16 10.3359375; tail tokens 32..44:

@@ -27,7 +27,7 @@ double number(const ResultRow& r, const char* column) {
 
 }  // namespace
 
-TEST_CASE("replay prefills the trace's prompt by default; prefill_tokens -1 replays the whole trace as prefill",
+TEST_CASE("replay prefills the trace's prompt by default, prefill_tokens -1 replays the whole trace as prefill",
           "[experiments][schedule]") {
   const fs::path dir = fs::temp_directory_path() / ("vidkv-schedule-" + std::to_string(::getpid()));
   fs::create_directories(dir);

@@ -49,7 +49,7 @@ TEST_CASE("cell files round-trip every value exactly", "[experiments][results]")
   CHECK(std::get<double>(*rows[1].get("x")) == 1e-300);
 }
 
-TEST_CASE("summary.md escapes | in run names; write_result_files writes the three files", "[experiments][results]") {
+TEST_CASE("summary.md escapes | in run names, write_result_files writes the three files", "[experiments][results]") {
   // A run named "KIVI | 2-bit" used to split its row into one cell too many. Escaped as \| it stays one cell,
   // and markdown renderers show the pipe.
   ResultRow r;

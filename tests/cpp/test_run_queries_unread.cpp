@@ -99,7 +99,7 @@ TEST_CASE("read_layer without the query part leaves /layers/NNN/query unread", "
   CHECK_FALSE(reused.queries);
 }
 
-TEST_CASE("reconstruction-only runs never read the recorded queries; attention metrics and semantic_attention do",
+TEST_CASE("reconstruction-only runs never read the recorded queries, attention metrics and semantic_attention do",
           "[experiments][queries]") {
   TempDir dir;
   const std::string path = trace_with_bad_queries(dir);
@@ -130,7 +130,7 @@ TEST_CASE("a codec says whether it reads the recorded queries, through its compo
   }
 }
 
-TEST_CASE("vidkv run validates the queries only when a run uses them; the trace identity does not depend on it",
+TEST_CASE("vidkv run validates the queries only when a run uses them, the trace identity does not depend on it",
           "[experiments][queries]") {
   TempDir dir;
   const std::string path = trace_with_bad_queries(dir);

@@ -120,7 +120,7 @@ TEST_CASE("metrics: 7 and metrics: [] are refused with their YAML line", "[exper
   CHECK(contains(empty, "the list is empty"));
 }
 
-TEST_CASE("a YAML output: outside the working directory is refused at its line; --out may name any place", "[experiments][hostile]") {
+TEST_CASE("a YAML output: outside the working directory is refused at its line, --out may name any place", "[experiments][hostile]") {
   for (const std::string out : {"/tmp/elsewhere/{name}", "../up/{name}", "results/../../up"}) {
     INFO(out);
     const ExperimentPlan plan =

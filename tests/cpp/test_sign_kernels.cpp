@@ -125,7 +125,7 @@ TEST_CASE("sign transform table: entries flagged exact give the reference transf
   CHECK_FALSE(sign_kernels::transform_fftw_batched.exact);
 }
 
-TEST_CASE("sign choose(): the reference is always the oracle; the optimised transform follows the FFT tier",
+TEST_CASE("sign choose(): the reference is always the oracle, the optimised transform follows the FFT tier",
           "[quantizer][sign][fft-tier]") {
   using sign_kernels::Transform;
   const BlockShape whole{2, 96, 64};  // n = 64: the AVX-512 FFT's range; tokens a multiple of 32
@@ -152,7 +152,7 @@ TEST_CASE("sign choose(): the reference is always the oracle; the optimised tran
   }
 }
 
-TEST_CASE("sign encode / decode run the chosen pair; tier() names it with the unchanged tier names",
+TEST_CASE("sign encode / decode run the chosen pair, tier() names it with the unchanged tier names",
           "[quantizer][sign][fft-tier]") {
   const std::vector<BlockShape> shapes{{2, 96, 64}, {2, 37, 96}, {1, 64, 16}};
   for (const SignFft kind : {SignFft::off, SignFft::real, SignFft::complex})

@@ -117,7 +117,7 @@ TEST_CASE("a dataset stored in an external file (here /etc/passwd) is refused", 
   CHECK(contains(msg, "external file"));
 }
 
-TEST_CASE("a dataset compressed with a filter this build lacks names the filter; no plugin is loaded", "[traces][hostile]") {
+TEST_CASE("a dataset compressed with a filter this build lacks names the filter, no plugin is loaded", "[traces][hostile]") {
   TempDir dir;
   const std::string path = small_trace(dir);
   {

@@ -102,7 +102,7 @@ TEST_CASE("synthetic traces are deterministic: same seed, identical bytes of K",
   CHECK(validate_trace(dir.file("a.h5")).frames == 4);
 }
 
-TEST_CASE("synthetic keys have a few outlier channels; values have varying channel ranges", "[traces][synthetic]") {
+TEST_CASE("synthetic keys have a few outlier channels, values have varying channel ranges", "[traces][synthetic]") {
   SyntheticTraceSpec spec;
   parse_synthetic_shape("2x2x512x64", spec);
   spec.seed = 3;
