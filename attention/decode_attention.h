@@ -24,7 +24,7 @@
 namespace vidkv {
 
 // The format of a side's quantizer as decode attention reads it. Throws NotSupportedError naming the plugin (and
-// the option) for a quantizer it cannot read in place (sign fft complex, mixed_token, identity, ...).
+// the option) for a quantizer it cannot read in place (sign fft complex, mixed_token, ...).
 attention_format::SideFormat side_format(const Quantizer& q, std::int64_t channels);
 // Whether side_format() accepts q; `why` gets the reason when not.
 bool decode_attention_supports(const Quantizer& q, std::int64_t channels, std::string* why = nullptr);

@@ -1,8 +1,9 @@
 // The named tolerance of fused decode attention (the CUDA kernels and their CPU emulation) against the reference
 // (decode_attention_reference.h), per output element; derivation below (docs/decode-attention.md repeats it).
 //
-// Both read the same decoded fp32 K/V elements (view_element performs each plugin decode's fp32 operations, and
-// the kernels are compiled without FMA contraction), except for sign fft: real keys (see 4.). u = 2^-24.
+// The general and fast kernels read the same decoded fp32 K/V elements as the reference (view_element performs each
+// plugin decode's fp32 operations, and the kernels are compiled without FMA contraction), except for sign fft: real
+// keys (see 4.); the tensor-core kernel multiplies the integer codes instead (5.). u = 2^-24.
 // For one query row q of KV head h, tokens t = 1..T, channels D:
 //  1. Scores. The kernel's s~_t = fl(sum_c q_c k_tc) (sequential fp32, D terms) times fl(log2(e) / sqrt(D)), minus
 //     the running max m (fp32). |s~_t - s_t| (natural-log units, s_t = q . k_t / sqrt(D)) <= (D + 2) u S1_t for the
@@ -56,12 +57,14 @@ constexpr double kU = 0x1p-24;
 enum class Arithmetic { cuda_cores, tensor_cores };
 
 // e_fft of 4. for each token of KV head h of a cpu or cuda cache and the query row q ([D] fp32), maximised over
-// tokens: 0 when the key side has no sign fft: real child.
+// tokens: 0 when the key side has no sign fft: real child. tensor_cores: the dot's coefficient (n + 3) + 3 (6n + 73)
+// instead of 2n + 3 (5.).
 double fft_score_error(const LayerCache& cache, std::int64_t h, const float* q,
                        Arithmetic arithmetic = Arithmetic::cuda_cores);
 
 // The per-channel bound of 1.-3. for query row q over decoded K/V [T, D] (decoded_head()), with `extra` (the
-// FFT term of 4.) added to e_p. Returns [D].
+// FFT term of 4.) added to e_p. Returns [D]. tensor_cores: the bound of 5., one value for every channel (V the max
+// over the head); it also covers the residual tiles, which the general kernel computes within the smaller 1.-3.
 std::vector<double> output_tolerance(const float* q, const std::vector<double>& key, const std::vector<double>& value,
                                      std::int64_t tokens, std::int64_t channels, double extra,
                                      Arithmetic arithmetic = Arithmetic::cuda_cores);

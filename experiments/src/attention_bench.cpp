@@ -157,7 +157,7 @@ std::string attention_bench_markdown(const AttentionBenchResult& r, const Attent
   out << "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|\n";
   for (const AttentionBenchRow& row : r.rows) {
     if (!row.skipped.empty()) {
-      out << "| " << row.preset << " | " << row.batch << " | " << row.tokens << " | skipped: " << row.skipped << " ||||||||||\n";
+      out << "| " << row.preset << " | " << row.batch << " | " << row.tokens << " | skipped: " << row.skipped << " |||||||||||\n";
       continue;
     }
     double tms = -1;
