@@ -46,7 +46,10 @@ namespace sign_kernels {
 
 void encode_reference(const SignParams& p, const group_format::GroupGrid& g, const float* values, std::uint8_t* out) {
   const DType sd = p.scale_dtype;
-  const auto [codes, scales, mins] = sign_format::sections(p.layout, g, sd, out);
+  const auto sec = sign_format::sections(p.layout, g, sd, out);  // named pointers, not bindings: clang before 16 cannot capture bindings in lambdas
+  [[maybe_unused]] const auto codes = sec.codes;
+  [[maybe_unused]] const auto scales = sec.scales;
+  [[maybe_unused]] const auto mins = sec.mins;
   for (std::int64_t h = 0; h < g.heads; ++h) {
     for (std::int64_t r = 0; r < g.rows; ++r) {
       for (std::int64_t gi = 0; gi < g.groups_per_row(); ++gi) {
@@ -65,7 +68,10 @@ void encode_reference(const SignParams& p, const group_format::GroupGrid& g, con
 
 void decode_reference(const SignParams& p, const group_format::GroupGrid& g, const std::uint8_t* in, float* values) {
   const DType sd = p.scale_dtype;
-  const auto [codes, scales, mins] = sign_format::sections(p.layout, g, sd, in);
+  const auto sec = sign_format::sections(p.layout, g, sd, in);  // named pointers, not bindings: clang before 16 cannot capture bindings in lambdas
+  [[maybe_unused]] const auto codes = sec.codes;
+  [[maybe_unused]] const auto scales = sec.scales;
+  [[maybe_unused]] const auto mins = sec.mins;
   for (std::int64_t h = 0; h < g.heads; ++h) {
     for (std::int64_t r = 0; r < g.rows; ++r) {
       for (std::int64_t gi = 0; gi < g.groups_per_row(); ++gi) {

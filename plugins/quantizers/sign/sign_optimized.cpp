@@ -49,7 +49,10 @@ void sign_kernels::encode_optimized(const SignParams& p, const group_format::Gro
                                     std::uint8_t* out) {
   const DType sd = p.scale_dtype;
   const group_format::CodeLayout layout = p.layout;
-  const auto [codes, scales, mins] = sign_format::sections(layout, g, sd, out);
+  const auto sec = sign_format::sections(layout, g, sd, out);  // named pointers, not bindings: clang before 16 cannot capture bindings in lambdas
+  [[maybe_unused]] const auto codes = sec.codes;
+  [[maybe_unused]] const auto scales = sec.scales;
+  [[maybe_unused]] const auto mins = sec.mins;
   const bool release = layout == group_format::CodeLayout::release;
   if (p.axis == GroupAxis::channel) {
     const std::int64_t width = g.rows;  // components, contiguous in a token row
@@ -99,7 +102,10 @@ void sign_kernels::decode_optimized(const SignParams& p, const group_format::Gro
                                     float* values) {
   const DType sd = p.scale_dtype;
   const group_format::CodeLayout layout = p.layout;
-  const auto [codes, scales, mins] = sign_format::sections(layout, g, sd, in);
+  const auto sec = sign_format::sections(layout, g, sd, in);  // named pointers, not bindings: clang before 16 cannot capture bindings in lambdas
+  [[maybe_unused]] const auto codes = sec.codes;
+  [[maybe_unused]] const auto scales = sec.scales;
+  [[maybe_unused]] const auto mins = sec.mins;
   const bool symmetric = p.reconstruction == sign_format::Reconstruction::symmetric;
   if (p.axis == GroupAxis::channel) {
     const std::int64_t width = g.rows;

@@ -41,7 +41,10 @@ void encode_reference(const TernaryParams& params, const group_format::GroupGrid
   const DType sd = params.scale_dtype;
   const Packing p = params.packing;
   const Reconstruction rec = params.reconstruction;
-  const auto [codes, scales, mins] = ternary_format::sections(p, rec, g, sd, out);
+  const auto sec = ternary_format::sections(p, rec, g, sd, out);  // named pointers, not bindings: clang before 16 cannot capture bindings in lambdas
+  [[maybe_unused]] const auto codes = sec.codes;
+  [[maybe_unused]] const auto scales = sec.scales;
+  [[maybe_unused]] const auto mins = sec.mins;
   for (std::int64_t h = 0; h < g.heads; ++h) {
     for (std::int64_t r = 0; r < g.rows; ++r) {
       for (std::int64_t gi = 0; gi < g.groups_per_row(); ++gi) {
@@ -75,7 +78,10 @@ void encode_reference(const TernaryParams& params, const group_format::GroupGrid
 void decode_reference(const TernaryParams& params, const group_format::GroupGrid& g, const std::uint8_t* in, float* out) {
   const DType sd = params.scale_dtype;
   const Packing p = params.packing;
-  const auto [codes, scales, mins] = ternary_format::sections(p, params.reconstruction, g, sd, in);
+  const auto sec = ternary_format::sections(p, params.reconstruction, g, sd, in);  // named pointers, not bindings: clang before 16 cannot capture bindings in lambdas
+  [[maybe_unused]] const auto codes = sec.codes;
+  [[maybe_unused]] const auto scales = sec.scales;
+  [[maybe_unused]] const auto mins = sec.mins;
   for (std::int64_t h = 0; h < g.heads; ++h) {
     for (std::int64_t r = 0; r < g.rows; ++r) {
       for (std::int64_t gi = 0; gi < g.groups_per_row(); ++gi) {

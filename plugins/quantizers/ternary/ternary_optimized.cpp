@@ -91,7 +91,10 @@ void ternary_kernels::encode_optimized(const TernaryParams& params, const group_
   const DType sd = params.scale_dtype;
   const Packing p = params.packing;
   const Reconstruction rec = params.reconstruction;
-  const auto [codes, scales, mins] = ternary_format::sections(p, rec, g, sd, out);
+  const auto sec = ternary_format::sections(p, rec, g, sd, out);  // named pointers, not bindings: clang before 16 cannot capture bindings in lambdas
+  [[maybe_unused]] const auto codes = sec.codes;
+  [[maybe_unused]] const auto scales = sec.scales;
+  [[maybe_unused]] const auto mins = sec.mins;
   const bool has_scales = ternary_format::has_scales(p, rec);
   const bool scaled = rec == Reconstruction::scaled;
   // Per group: the scale the reference stores (scaled: mean kept |x|; release: the unused mean |x|).
@@ -165,7 +168,10 @@ void ternary_kernels::decode_optimized(const TernaryParams& params, const group_
                                        float* out) {
   const DType sd = params.scale_dtype;
   const Packing p = params.packing;
-  const auto [codes, scales, mins] = ternary_format::sections(p, params.reconstruction, g, sd, in);
+  const auto sec = ternary_format::sections(p, params.reconstruction, g, sd, in);  // named pointers, not bindings: clang before 16 cannot capture bindings in lambdas
+  [[maybe_unused]] const auto codes = sec.codes;
+  [[maybe_unused]] const auto scales = sec.scales;
+  [[maybe_unused]] const auto mins = sec.mins;
   const bool scaled = params.reconstruction == Reconstruction::scaled;
   if (params.axis == GroupAxis::channel) {
     const std::int64_t width = g.rows;  // the channels

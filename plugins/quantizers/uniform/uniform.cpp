@@ -63,7 +63,10 @@ namespace uniform_kernels {
 void encode_reference(const UniformParams& p, const group_format::GroupGrid& g, const float* in, std::uint8_t* out) {
   const auto bits = static_cast<unsigned>(p.bits);
   const DType sd = p.scale_dtype;
-  const auto [codes, scales, mins] = uniform_format::sections(p.layout, g, bits, sd, out);
+  const auto sec = uniform_format::sections(p.layout, g, bits, sd, out);  // named pointers, not bindings: clang before 16 cannot capture bindings in lambdas
+  [[maybe_unused]] const auto codes = sec.codes;
+  [[maybe_unused]] const auto scales = sec.scales;
+  [[maybe_unused]] const auto mins = sec.mins;
   for (std::int64_t h = 0; h < g.heads; ++h) {
     for (std::int64_t r = 0; r < g.rows; ++r) {
       for (std::int64_t gi = 0; gi < g.groups_per_row(); ++gi) {
@@ -90,7 +93,10 @@ void encode_reference(const UniformParams& p, const group_format::GroupGrid& g, 
 void decode_reference(const UniformParams& p, const group_format::GroupGrid& g, const std::uint8_t* in, float* out) {
   const auto bits = static_cast<unsigned>(p.bits);
   const DType sd = p.scale_dtype;
-  const auto [codes, scales, mins] = uniform_format::sections(p.layout, g, bits, sd, in);
+  const auto sec = uniform_format::sections(p.layout, g, bits, sd, in);  // named pointers, not bindings: clang before 16 cannot capture bindings in lambdas
+  [[maybe_unused]] const auto codes = sec.codes;
+  [[maybe_unused]] const auto scales = sec.scales;
+  [[maybe_unused]] const auto mins = sec.mins;
   for (std::int64_t h = 0; h < g.heads; ++h) {
     for (std::int64_t r = 0; r < g.rows; ++r) {
       for (std::int64_t gi = 0; gi < g.groups_per_row(); ++gi) {

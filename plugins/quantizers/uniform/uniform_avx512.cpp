@@ -337,14 +337,20 @@ void decode_token(const std::uint8_t* codes, const std::uint8_t* scales, const s
 
 template <unsigned Bits>
 void encode_bits(const float* in, const GroupGrid& g, GroupAxis axis, DType sd, CodeLayout layout, std::uint8_t* out) {
-  const auto [codes, scales, mins] = uniform_format::sections(layout, g, Bits, sd, out);
+  const auto sec = uniform_format::sections(layout, g, Bits, sd, out);  // named pointers, not bindings: clang before 16 cannot capture bindings in lambdas
+  [[maybe_unused]] const auto codes = sec.codes;
+  [[maybe_unused]] const auto scales = sec.scales;
+  [[maybe_unused]] const auto mins = sec.mins;
   if (axis == GroupAxis::channel) return encode_channel<Bits>(in, g, sd, layout, codes, scales, mins);
   encode_token<Bits>(in, g, sd, codes, scales, mins);  // release rows of whole words are the dense stream
 }
 
 template <unsigned Bits>
 void decode_bits(const std::uint8_t* in, const GroupGrid& g, GroupAxis axis, DType sd, CodeLayout layout, float* out) {
-  const auto [codes, scales, mins] = uniform_format::sections(layout, g, Bits, sd, in);
+  const auto sec = uniform_format::sections(layout, g, Bits, sd, in);  // named pointers, not bindings: clang before 16 cannot capture bindings in lambdas
+  [[maybe_unused]] const auto codes = sec.codes;
+  [[maybe_unused]] const auto scales = sec.scales;
+  [[maybe_unused]] const auto mins = sec.mins;
   const std::int64_t row = axis == GroupAxis::channel ? g.rows : g.length;  // floats per token row of `out`
   if (simd::stream_output(out, g.elements(), row)) {
     if (axis == GroupAxis::channel) {

@@ -111,7 +111,10 @@ void uniform_kernels::encode_optimized(const UniformParams& p, const group_forma
   const auto bits = static_cast<unsigned>(p.bits);
   const DType sd = p.scale_dtype;
   const float top = static_cast<float>(uniform_format::max_code(bits));
-  const auto [codes, scales, mins] = uniform_format::sections(p.layout, g, bits, sd, out);
+  const auto sec = uniform_format::sections(p.layout, g, bits, sd, out);  // named pointers, not bindings: clang before 16 cannot capture bindings in lambdas
+  [[maybe_unused]] const auto codes = sec.codes;
+  [[maybe_unused]] const auto scales = sec.scales;
+  [[maybe_unused]] const auto mins = sec.mins;
   const std::int64_t groups_per_row = g.groups_per_row();  // hoisted: GroupGrid computes it with a division
   if (p.axis == GroupAxis::channel) {
     const std::int64_t width = g.rows;  // rows of the grid = channels, contiguous in a token row
@@ -180,7 +183,10 @@ void uniform_kernels::decode_optimized(const UniformParams& p, const group_forma
                                        float* out) {
   const auto bits = static_cast<unsigned>(p.bits);
   const DType sd = p.scale_dtype;
-  const auto [codes, scales, mins] = uniform_format::sections(p.layout, g, bits, sd, in);
+  const auto sec = uniform_format::sections(p.layout, g, bits, sd, in);  // named pointers, not bindings: clang before 16 cannot capture bindings in lambdas
+  [[maybe_unused]] const auto codes = sec.codes;
+  [[maybe_unused]] const auto scales = sec.scales;
+  [[maybe_unused]] const auto mins = sec.mins;
   const std::int64_t groups_per_row = g.groups_per_row();
   if (p.axis == GroupAxis::channel) {
     const std::int64_t width = g.rows;  // the channels
