@@ -27,6 +27,7 @@
 #include "vidkv/attention/decode_attention_device.cuh"
 #include "vidkv/attention/decode_attention_staging.h"
 #include "vidkv/attention/decode_attention_tensor_core.h"
+#include "vidkv/core/cuda/kernel_occupancy.h"
 #include "vidkv/core/error.h"
 
 namespace vidkv::attention_cuda {
@@ -696,8 +697,7 @@ std::size_t smem_bytes(const Problem& p) {
 // Always opted in: the kernel's static shared memory (the block setups, the digit table) adds to the dynamic part,
 // so the sum can pass the 48 KB default while the dynamic part alone does not.
 void set_smem(const Problem& p) {
-  check(cudaFuncSetAttribute(kernel_for(p), cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem_bytes(p))),
-        "shared memory size");
+  cuda_kernels::allow_dynamic_smem(kernel_for(p), smem_bytes(p), "decode attention (tensor-core kernel)");
 }
 
 }  // namespace
@@ -717,10 +717,7 @@ void launch_tensor_core(const Problem& p, void* stream) {
 }
 
 int tensor_core_blocks_per_sm(const Problem& p) {
-  set_smem(p);
-  int n = 0;
-  check(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, kernel_for(p), kThreads, smem_bytes(p)), "occupancy");
-  return n > 0 ? n : 1;
+  return cuda_kernels::resident_blocks(kernel_for(p), kThreads, smem_bytes(p), "decode attention (tensor-core kernel)");
 }
 
 }  // namespace vidkv::attention_cuda
