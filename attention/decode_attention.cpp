@@ -336,11 +336,11 @@ void DecodeAttention::run(const TensorView& queries, const TensorView& out) cons
   p.out = out.data;
   p.out_dtype = out.dtype;
   const std::size_t partials = static_cast<std::size_t>(batch() * heads_ * splits_ * qpk);  // both kinds of splits
-  // Freed in stream order after the kernels (cudaFreeAsync).
-  DeviceBuffer acc(partials * static_cast<std::size_t>(channels_) * sizeof(float), ex_.cuda_stream);
-  DeviceBuffer ml(partials * 2 * sizeof(float), ex_.cuda_stream);
-  p.partial_acc = acc.as<float>();
-  p.partial_ml = ml.as<float>();
+  // One allocation for both (the accumulators, then (max, sum) pairs), freed in stream order after the kernels.
+  const std::size_t acc_floats = (partials * static_cast<std::size_t>(channels_) + 3) / 4 * 4;  // 16-byte aligned pairs
+  DeviceBuffer workspace((acc_floats + partials * 2) * sizeof(float), ex_.cuda_stream);
+  p.partial_acc = workspace.as<float>();
+  p.partial_ml = workspace.as<float>() + acc_floats;
   attention_cuda::launch(p, ex_.cuda_stream);
 #else
   VIDKV_THROW(NotSupportedError, "decode attention on cuda: this build has no CUDA backend (configure with -DVIDKV_ENABLE_CUDA=ON)");

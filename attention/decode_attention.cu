@@ -9,6 +9,7 @@
 #include "vidkv/attention/decode_attention_cuda.h"
 #include "vidkv/attention/decode_attention_device.cuh"
 #include "vidkv/attention/decode_attention_staging.h"
+#include "vidkv/core/cuda/kernel_occupancy.h"
 #include "vidkv/core/error.h"
 
 namespace vidkv::attention_cuda {
@@ -470,20 +471,34 @@ __global__ void __launch_bounds__(kThreads, 3) fast_kernel(const Problem p) {
   write_split_partial<kC, kTokenValues>(p, smem, m, l, acc, b, h, s);
 }
 
-// One block per (KV head, sequence): out = sum_s f_s acc_s / sum_s f_s l_s, f_s = exp2(m_s - max m).
+// One block per (KV head, sequence, query head of the KV head), a thread per channel: out = sum_s f_s acc_s /
+// sum_s f_s l_s, f_s = exp2(m_s - max m), the sums over s in split order (as the emulation's combine). At batch 1
+// the splits are many (about 100: one wave of blocks for 4 KV heads) and the blocks few, so the block count
+// (heads x batch x query heads, not heads x batch) and the loads in flight (the max as a block reduction, the sums
+// unrolled) set this kernel's time: at batch 1, 32k tokens (100 splits), 155 us with a block per (KV head,
+// sequence) and serial loads, 26 us like this (Nsight Compute, H200, cold caches).
 __global__ void __launch_bounds__(kThreads) combine_kernel(const Problem p) {
-  const std::int64_t h = blockIdx.x, b = blockIdx.y;
+  const std::int64_t h = blockIdx.x, b = blockIdx.y, hq = blockIdx.z;
   const std::int64_t D = p.channels, Q = p.qpk, S = p.splits + p.generic_splits;
-  for (std::int64_t i = threadIdx.x; i < Q * D; i += kThreads) {
-    const std::int64_t hq = i / D, c = i % D;
-    const std::int64_t base = (b * p.heads + h) * S;
-    float mt = -HUGE_VALF;
-    for (std::int64_t s = 0; s < S; ++s) mt = fmaxf(mt, p.partial_ml[((base + s) * Q + hq) * 2]);
+  const std::int64_t base = (b * p.heads + h) * S;
+  const float* ml = p.partial_ml + (base * Q + hq) * 2;  // split s: (m, l) at ml[2 Q s], ml[2 Q s + 1]
+  // max over the splits (exact in any order).
+  float mt = -HUGE_VALF;
+  for (std::int64_t s = threadIdx.x; s < S; s += kThreads) mt = fmaxf(mt, ml[2 * Q * s]);
+  for (int o = 16; o > 0; o /= 2) mt = fmaxf(mt, __shfl_xor_sync(0xffffffffu, mt, o));
+  __shared__ float warp_max[kWarps];
+  if (threadIdx.x % 32 == 0) warp_max[threadIdx.x / 32] = mt;
+  __syncthreads();
+  mt = warp_max[0];
+  for (int w = 1; w < kWarps; ++w) mt = fmaxf(mt, warp_max[w]);
+  const float* acc = p.partial_acc + (base * Q + hq) * D;  // split s: acc[Q D s + c]
+  for (std::int64_t c = threadIdx.x; c < D; c += kThreads) {
     float lt = 0.0f, a = 0.0f;
+#pragma unroll 8
     for (std::int64_t s = 0; s < S; ++s) {
-      const float f = af::merge_factor(p.partial_ml[((base + s) * Q + hq) * 2], mt);
-      lt += p.partial_ml[((base + s) * Q + hq) * 2 + 1] * f;
-      a += p.partial_acc[((base + s) * Q + hq) * D + c] * f;
+      const float f = af::merge_factor(ml[2 * Q * s], mt);
+      lt += ml[2 * Q * s + 1] * f;
+      a += acc[Q * D * s + c] * f;
     }
     store_from_float(p.out, p.out_dtype, static_cast<std::size_t>((b * p.heads * Q + h * Q + hq) * D + c), a / lt);
   }
@@ -497,8 +512,7 @@ template <int kC>
 void launch_split(const Problem& p, dim3 grid, std::size_t smem, cudaStream_t st) {
   if (grid.x == 0) return;
   if (smem > 48 * 1024)
-    check(cudaFuncSetAttribute(split_kernel<kC>, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)),
-          "shared memory size");
+    cuda_kernels::allow_dynamic_smem(reinterpret_cast<const void*>(split_kernel<kC>), smem, "decode attention (split kernel)");
   split_kernel<kC><<<grid, kThreads, smem, st>>>(p);
   check(cudaGetLastError(), "split kernel launch");
 }
@@ -508,9 +522,8 @@ void launch_fast(const Problem& p, dim3 grid, cudaStream_t st) {
   if (grid.x == 0) return;
   const std::size_t smem = fast_smem_floats(p.qpk, p.channels, af::needs_transform(p.key)) * sizeof(float);
   if (smem > 48 * 1024)
-    check(cudaFuncSetAttribute(fast_kernel<kC, kTokenValues>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                               static_cast<int>(smem)),
-          "shared memory size");
+    cuda_kernels::allow_dynamic_smem(reinterpret_cast<const void*>(fast_kernel<kC, kTokenValues>), smem,
+                                     "decode attention (fast kernel)");
   fast_kernel<kC, kTokenValues><<<grid, kThreads, smem, st>>>(p);
   check(cudaGetLastError(), "fast kernel launch");
 }
@@ -539,7 +552,8 @@ void launch(const Problem& p, void* stream) {
     launch_split<kMaxC>(p, generic_grid, smem, st);
   }
   check(cudaGetLastError(), "split kernel launch");
-  combine_kernel<<<dim3(static_cast<unsigned>(p.heads), static_cast<unsigned>(p.batch)), kThreads, 0, st>>>(p);
+  combine_kernel<<<dim3(static_cast<unsigned>(p.heads), static_cast<unsigned>(p.batch), static_cast<unsigned>(p.qpk)),
+                   kThreads, 0, st>>>(p);
   check(cudaGetLastError(), "combine kernel launch");
 }
 
@@ -547,32 +561,19 @@ int fast_blocks_per_sm(const Problem& p) {
   if (p.tensor_cores) return tensor_core_blocks_per_sm(p);
   const std::size_t smem = fast_smem_floats(p.qpk, p.channels, af::needs_transform(p.key)) * sizeof(float);
   const bool token_values = p.value.first.axis == group_format::GroupAxis::token;
-  int n = 0;
   const void* kernel = p.channels <= 128 ? (token_values ? reinterpret_cast<const void*>(fast_kernel<4, true>)
                                                          : reinterpret_cast<const void*>(fast_kernel<4, false>))
                                          : (token_values ? reinterpret_cast<const void*>(fast_kernel<kMaxC, true>)
                                                          : reinterpret_cast<const void*>(fast_kernel<kMaxC, false>));
-  if (smem > 48 * 1024)
-    check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)), "shared memory size");
-  check(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, kernel, kThreads, smem), "occupancy");
-  return n > 0 ? n : 1;
+  return cuda_kernels::resident_blocks(kernel, kThreads, smem, "decode attention (fast kernel)");
 }
 
 int generic_blocks_per_sm(const Problem& p) {
   const std::size_t smem = smem_floats(p.qpk, p.channels) * sizeof(float);
   const void* kernel = p.channels <= 128 ? reinterpret_cast<const void*>(split_kernel<4>) : reinterpret_cast<const void*>(split_kernel<kMaxC>);
-  if (smem > 48 * 1024)
-    check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)), "shared memory size");
-  int n = 0;
-  check(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, kernel, kThreads, smem), "occupancy");
-  return n > 0 ? n : 1;
+  return cuda_kernels::resident_blocks(kernel, kThreads, smem, "decode attention (split kernel)");
 }
 
-int multiprocessors() {
-  int dev = 0, n = 0;
-  check(cudaGetDevice(&dev), "cudaGetDevice");
-  check(cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, dev), "multiprocessor count");
-  return n;
-}
+int multiprocessors() { return cuda_kernels::multiprocessors(); }
 
 }  // namespace vidkv::attention_cuda
