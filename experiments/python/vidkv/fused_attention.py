@@ -98,7 +98,13 @@ def use_fused_attention(model) -> None:
     model.set_attn_implementation(ATTENTION_NAME)
 
 
+_zeros: dict = {}  # (dtype, device) -> a 0-d zero tensor, made once (torch.zeros on cuda launches a fill each time)
+
+
 def placeholder(batch: int, heads: int, tokens: int, dim: int, dtype, device) -> torch.Tensor:
     """A [batch, heads, tokens, dim] tensor of zeros with stride 0 everywhere: the shape attention expects, no
     memory. Only the "vidkv_fused" attention function receives it, and it never reads it."""
-    return torch.zeros((), dtype=dtype, device=device).expand(batch, heads, tokens, dim)
+    zero = _zeros.get((dtype, device))
+    if zero is None:
+        zero = _zeros[(dtype, device)] = torch.zeros((), dtype=dtype, device=device)
+    return zero.expand(batch, heads, tokens, dim)
