@@ -147,7 +147,7 @@ AttentionBenchResult run_attention_bench(const AttentionBenchOptions& o) {
 #endif
 
 std::string attention_bench_markdown(const AttentionBenchResult& r, const AttentionBenchOptions& o,
-                                     const std::vector<double>& torch_ms) {
+                                     const std::vector<TorchSdpaTime>& torch) {
   std::ostringstream out;
   out << "Decode attention on " << r.device << ": " << r.kv_heads << " KV heads x " << r.query_heads_per_kv
       << " query heads, head_dim " << r.head_dim << ", median of " << r.repeats << "; copy bandwidth "
@@ -160,11 +160,12 @@ std::string attention_bench_markdown(const AttentionBenchResult& r, const Attent
       out << "| " << row.preset << " | " << row.batch << " | " << row.tokens << " | skipped: " << row.skipped << " |||||||||||\n";
       continue;
     }
-    double tms = -1;
+    TorchSdpaTime t;
     std::size_t i = 0;
     for (std::size_t bi = 0; bi < o.batches.size(); ++bi)
       for (std::size_t ti = 0; ti < o.tokens.size(); ++ti, ++i)
-        if (o.batches[bi] == row.batch && o.tokens[ti] == row.tokens && i < torch_ms.size()) tms = torch_ms[i];
+        if (o.batches[bi] == row.batch && o.tokens[ti] == row.tokens && i < torch.size()) t = torch[i];
+    const double tms = t.ms;
     const double fp16_mb = 2.0 * static_cast<double>(row.batch * r.kv_heads * row.tokens * r.head_dim) * 2.0 / 1e6;
     char buf[512];
     std::snprintf(buf, sizeof buf, "| %s | %lld | %lld | %.4f | %d | %.1f | %.1f | %.2fx | %.0f | %.1f%% | ", row.preset.c_str(),
@@ -172,7 +173,9 @@ std::string attention_bench_markdown(const AttentionBenchResult& r, const Attent
                   row.cache_bytes / 1e6, fp16_mb, fp16_mb * 1e6 / row.cache_bytes, row.gbps, 100.0 * row.gbps / r.copy_gbps);
     out << buf;
     if (tms > 0) {
-      std::snprintf(buf, sizeof buf, "%.4f | %.2fx | ", tms, tms / row.ms);
+      std::snprintf(buf, sizeof buf, "%.4f", tms);
+      out << buf << (t.variant.empty() ? "" : " (" + t.variant + ")");
+      std::snprintf(buf, sizeof buf, " | %.2fx | ", tms / row.ms);
       out << buf;
     } else {
       out << "not measured | | ";

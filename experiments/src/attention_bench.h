@@ -53,9 +53,16 @@ struct AttentionBenchResult {
 
 AttentionBenchResult run_attention_bench(const AttentionBenchOptions& options);
 
-// Markdown table. torch_ms: PyTorch fp16 SDPA latency per (batch, tokens) in the order of `options` (batch outer),
-// empty or <= 0 entries: not measured; adds the fp16 SDPA column and the speed-up torch / ours.
+// PyTorch's fp16 SDPA on one (batch, tokens): the fastest variant's median ms and its name
+// (experiments/python/vidkv/bench_attention.py: "gqa", "gqa cudnn", "rows", ...).
+struct TorchSdpaTime {
+  double ms = -1;
+  std::string variant;
+};
+
+// Markdown table. torch: PyTorch fp16 SDPA per (batch, tokens) in the order of `options` (batch outer), empty or
+// ms <= 0 entries: not measured; adds the fp16 SDPA column ("ms (variant)") and the speed-up torch / ours.
 std::string attention_bench_markdown(const AttentionBenchResult& r, const AttentionBenchOptions& options,
-                                     const std::vector<double>& torch_ms);
+                                     const std::vector<TorchSdpaTime>& torch);
 
 }  // namespace vidkv

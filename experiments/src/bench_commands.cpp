@@ -4,6 +4,7 @@
 // the same layers (--no-torch, or no Python: the C++ figures alone).
 // `vidkv bench --backend cuda`: the same on the GPU (cuda_bench.h; torch on CUDA: experiments/python/vidkv/bench_cuda.py).
 #include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
 
 #include <cstdio>
 #include <cstdlib>
@@ -109,9 +110,10 @@ int cuda_bench_command(const BenchArgs& a, const Args& raw) {
 }
 
 // PyTorch's fp16 SDPA latencies for the attention bench: experiments/python/vidkv/bench_attention.py run by
-// $VIDKV_PYTHON, else the source tree's .venv/bin/python, else python3; its JSON line read back. Empty (and a line
-// on stderr saying why) when that python has no torch with CUDA or the script fails.
-std::vector<double> torch_attention_ms(const AttentionBenchOptions& o) {
+// $VIDKV_PYTHON, else the source tree's .venv/bin/python, else python3; the JSON line it prints last read back (the
+// fastest variant's ms and name per shape). Empty (and a line on stderr saying why) when that python has no torch
+// with CUDA or the script fails.
+std::vector<TorchSdpaTime> torch_attention_ms(const AttentionBenchOptions& o) {
   namespace fs = std::filesystem;
   std::string python = "python3";
   if (const char* env = std::getenv("VIDKV_PYTHON"); env && *env) {
@@ -134,18 +136,21 @@ std::vector<double> torch_attention_ms(const AttentionBenchOptions& o) {
     while (std::fgets(buf, sizeof buf, f)) text += buf;
     pclose(f);
   }
-  std::vector<double> out;
-  const auto at = text.find("\"torch_ms\": [");
-  if (at == std::string::npos) {
-    std::cerr << "vidkv bench --attention: no PyTorch column (" << python << ": " << (text.empty() ? "no output" : text) << ")\n";
+  std::vector<TorchSdpaTime> out;
+  const std::size_t line = text.rfind("{\"");
+  const nlohmann::json j = nlohmann::json::parse(line == std::string::npos ? std::string() : text.substr(line), nullptr, false);
+  if (j.is_discarded() || !j.is_object() || !j.contains("torch_ms") || !j["torch_ms"].is_array()) {
+    std::cerr << "vidkv bench --attention: no PyTorch column (" << python << ": "
+              << (text.empty() ? "no output" : j.is_object() && j.contains("error") ? j["error"].dump() : text) << ")\n";
     return out;
   }
-  std::stringstream in(text.substr(at + 13));
-  double x;
-  char sep;
-  while (in >> x) {
-    out.push_back(x);
-    if (!(in >> sep) || sep != ',') break;
+  const nlohmann::json& ms = j["torch_ms"];
+  const nlohmann::json variants = j.value("torch_variant", nlohmann::json::array());
+  for (std::size_t i = 0; i < ms.size(); ++i) {
+    TorchSdpaTime t;
+    if (ms[i].is_number()) t.ms = ms[i].get<double>();
+    if (i < variants.size() && variants[i].is_string()) t.variant = variants[i].get<std::string>();
+    out.push_back(t);
   }
   return out;
 }
@@ -163,7 +168,7 @@ int attention_bench_command(const BenchArgs& a) {
   if (a.repeats_opt->count() > 0) o.repeats = a.repeats;
   if (a.presets_opt->count() > 0) o.presets = split_commas(a.presets);
   const AttentionBenchResult r = run_attention_bench(o);
-  const std::vector<double> torch = a.no_torch ? std::vector<double>{} : torch_attention_ms(o);
+  const std::vector<TorchSdpaTime> torch = a.no_torch ? std::vector<TorchSdpaTime>{} : torch_attention_ms(o);
   std::cout << attention_bench_markdown(r, o, torch);
   return 0;
 }
