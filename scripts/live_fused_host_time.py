@@ -1,0 +1,121 @@
+"""Host and GPU time of one decode step's cache + attention work, fused VidKVCache against DynamicCache + SDPA.
+
+On a GPU machine: PYTHONPATH=experiments/python:build-cuda/python python3 scripts/live_fused_host_time.py [tokens]
+
+A decode step of a 7B model at batch 1 is bound by the host (docs/performance.md section 7): what the cache and
+attention add to it is their host time per layer, and any wait of the host for the GPU. This script runs, for 28
+layers of 4 KV heads x 128 (GQA 7, the bench model's geometry) holding `tokens` tokens, the per-layer work of a
+decode step without the model: cache.update of one token, then attention of one query token (DynamicCache:
+transformers' sdpa_attention_forward with the
+flash / efficient / math backends, as `vidkv bench --live`; VidKVCache(attention="fused"): the "vidkv_fused" function). It prints per
+step: host ms (no synchronise), wall ms with one synchronise at the end of the step, GPU ms (CUDA events), and a
+cProfile of the fused steps (the top entries by own time).
+"""
+import cProfile
+import io
+import pstats
+import statistics
+import sys
+import time
+
+import torch
+from transformers import DynamicCache
+from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+from vidkv import fused_attention
+from vidkv.hf import VidKVCache
+
+dev = "cuda"
+torch.backends.cuda.enable_cudnn_sdp(False)  # as `vidkv bench --live` (its --sdpa default): flash, efficient, math
+L, H, QH, D = 28, 4, 28, 128
+T = int(sys.argv[1]) if len(sys.argv) > 1 else 32768
+torch.manual_seed(0)
+prefill = [(torch.randn(1, H, T, D, dtype=torch.float16, device=dev),
+            torch.randn(1, H, T, D, dtype=torch.float16, device=dev)) for _ in range(2)]
+k1 = torch.randn(1, H, 1, D, dtype=torch.float16, device=dev)
+v1 = torch.randn_like(k1)
+q1 = torch.randn(1, QH, 1, D, dtype=torch.float16, device=dev)
+qp = torch.randn(1, QH, 8, D, dtype=torch.float16, device=dev)
+
+
+class Module:  # what sdpa_attention_forward reads from the attention module
+    num_key_value_groups = QH // H
+    is_causal = True
+    training = False
+
+
+module = Module()
+
+
+def attention(key, value):
+    return fused_attention.fused_attention_forward(module, q1, key, value, None, scaling=D ** -0.5)
+
+
+def dense(key, value):
+    return sdpa_attention_forward(module, q1, key, value, None, scaling=D ** -0.5)
+
+
+def fill(cache, attend):
+    for layer in range(L):
+        k, v = prefill[layer % 2]
+        kk, vv = cache.update(k, v, layer)
+        attend(kk[:, :, :8], vv[:, :, :8]) if attend is attention else None  # the prefill's attention call
+    torch.cuda.synchronize()
+
+
+def step(cache, attend):
+    for layer in range(L):
+        kk, vv = cache.update(k1, v1, layer)
+        attend(kk, vv)
+
+
+def measure(cache, attend, n=20):
+    host, wall, gpu = [], [], []
+    e0, e1 = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    for _ in range(3):
+        step(cache, attend)
+    torch.cuda.synchronize()
+    for _ in range(n):
+        t0 = time.perf_counter()
+        e0.record()
+        step(cache, attend)
+        e1.record()
+        t1 = time.perf_counter()
+        torch.cuda.synchronize()
+        t2 = time.perf_counter()
+        host.append((t1 - t0) * 1e3)
+        wall.append((t2 - t0) * 1e3)
+        gpu.append(e0.elapsed_time(e1))
+    return statistics.median(host), statistics.median(wall), statistics.median(gpu)
+
+
+print(f"{L} layers x {H} KV heads x {D}, {QH} query heads, {T} cached tokens, batch 1; ms per decode step "
+      f"(median of 20)\n")
+print("| cache | host ms | wall ms (sync at step end) | GPU ms |")
+print("| --- | ---: | ---: | ---: |")
+c = DynamicCache()
+fill(c, None)
+h, w, g = measure(c, dense)
+print(f"| DynamicCache + sdpa | {h:.2f} | {w:.2f} | {g:.2f} |", flush=True)
+del c
+fused_attention.register()
+profiles = {}
+for preset in ["kivi-2", "vidkv-k1.5-v1.58"]:
+    c = VidKVCache({"preset": preset}, attention="fused")
+    c._fused_attention_seen = True
+    fill(c, attention)
+    h, w, g = measure(c, attention)
+    print(f"| VidKVCache {preset} fused | {h:.2f} | {w:.2f} | {g:.2f} |", flush=True)
+    pr = cProfile.Profile()
+    pr.enable()
+    for _ in range(10):
+        step(c, attention)
+    torch.cuda.synchronize()
+    pr.disable()
+    s = io.StringIO()
+    pstats.Stats(pr, stream=s).sort_stats("tottime").print_stats(14)
+    profiles[preset] = s.getvalue()
+    del c
+for preset, text in profiles.items():
+    print(f"\ncProfile, 10 steps, {preset} fused (tottime = own time):")
+    print("\n".join(line for line in text.splitlines() if line.strip())[:4000])
