@@ -6,6 +6,8 @@
 #include <random>
 #include <sstream>
 
+#include <nlohmann/json.hpp>
+
 #include "vidkv/attention/decode_attention.h"
 #include "vidkv/core/cache_lifecycle.h"
 #include "vidkv/core/error.h"
@@ -145,6 +147,32 @@ AttentionBenchResult run_attention_bench(const AttentionBenchOptions& o) {
 }
 
 #endif
+
+std::vector<TorchSdpaTime> parse_torch_sdpa_json(const std::string& text, std::string* why) {
+  std::vector<TorchSdpaTime> out;
+  const std::size_t line = text.rfind("\n{");
+  const std::string last = line == std::string::npos ? text : text.substr(line + 1);
+  const nlohmann::json j = nlohmann::json::parse(last, nullptr, /*allow_exceptions=*/false);
+  auto fail = [&](const std::string& reason) {
+    if (why) *why = reason;
+    return std::vector<TorchSdpaTime>{};
+  };
+  if (text.empty()) return fail("no output");
+  if (j.is_discarded() || !j.is_object()) return fail("not a JSON object: " + last.substr(0, 200));
+  if (j.contains("error")) return fail(j["error"].is_string() ? j["error"].get<std::string>() : j["error"].dump());
+  if (!j.contains("torch_ms") || !j["torch_ms"].is_array()) return fail("no \"torch_ms\" array");
+  const nlohmann::json& ms = j["torch_ms"];
+  const nlohmann::json variants = j.contains("torch_variant") && j["torch_variant"].is_array() ? j["torch_variant"]
+                                                                                             : nlohmann::json::array();
+  for (std::size_t i = 0; i < ms.size(); ++i) {
+    if (!ms[i].is_number()) return fail("\"torch_ms\"[" + std::to_string(i) + "] is not a number: " + ms[i].dump());
+    TorchSdpaTime t;
+    t.ms = ms[i].get<double>();
+    if (i < variants.size() && variants[i].is_string()) t.variant = variants[i].get<std::string>();
+    out.push_back(t);
+  }
+  return out;
+}
 
 std::string attention_bench_markdown(const AttentionBenchResult& r, const AttentionBenchOptions& o,
                                      const std::vector<TorchSdpaTime>& torch) {

@@ -60,6 +60,11 @@ struct TorchSdpaTime {
   std::string variant;
 };
 
+// The last JSON object line of bench_attention.py's output: {"torch_ms": [...], "torch_variant": [...]} (variant
+// names optional). Empty, with *why set, when there is none, it does not parse, it carries "error" (the script's
+// reason: no torch, no CUDA device) or "torch_ms" is not an array of numbers.
+std::vector<TorchSdpaTime> parse_torch_sdpa_json(const std::string& text, std::string* why);
+
 // Markdown table. torch: PyTorch fp16 SDPA per (batch, tokens) in the order of `options` (batch outer), empty or
 // ms <= 0 entries: not measured; adds the fp16 SDPA column ("ms (variant)") and the speed-up torch / ours.
 std::string attention_bench_markdown(const AttentionBenchResult& r, const AttentionBenchOptions& options,

@@ -4,7 +4,6 @@
 // the same layers (--no-torch, or no Python: the C++ figures alone).
 // `vidkv bench --backend cuda`: the same on the GPU (cuda_bench.h; torch on CUDA: experiments/python/vidkv/bench_cuda.py).
 #include <CLI/CLI.hpp>
-#include <nlohmann/json.hpp>
 
 #include <cstdio>
 #include <cstdlib>
@@ -136,22 +135,9 @@ std::vector<TorchSdpaTime> torch_attention_ms(const AttentionBenchOptions& o) {
     while (std::fgets(buf, sizeof buf, f)) text += buf;
     pclose(f);
   }
-  std::vector<TorchSdpaTime> out;
-  const std::size_t line = text.rfind("{\"");
-  const nlohmann::json j = nlohmann::json::parse(line == std::string::npos ? std::string() : text.substr(line), nullptr, false);
-  if (j.is_discarded() || !j.is_object() || !j.contains("torch_ms") || !j["torch_ms"].is_array()) {
-    std::cerr << "vidkv bench --attention: no PyTorch column (" << python << ": "
-              << (text.empty() ? "no output" : j.is_object() && j.contains("error") ? j["error"].dump() : text) << ")\n";
-    return out;
-  }
-  const nlohmann::json& ms = j["torch_ms"];
-  const nlohmann::json variants = j.value("torch_variant", nlohmann::json::array());
-  for (std::size_t i = 0; i < ms.size(); ++i) {
-    TorchSdpaTime t;
-    if (ms[i].is_number()) t.ms = ms[i].get<double>();
-    if (i < variants.size() && variants[i].is_string()) t.variant = variants[i].get<std::string>();
-    out.push_back(t);
-  }
+  std::string why;
+  std::vector<TorchSdpaTime> out = parse_torch_sdpa_json(text, &why);
+  if (out.empty()) std::cerr << "vidkv bench --attention: no PyTorch column (" << python << ": " << why << ")\n";
   return out;
 }
 

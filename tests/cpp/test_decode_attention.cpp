@@ -245,6 +245,28 @@ TEST_CASE("the attention bench table: byte ratio, fraction of copy bandwidth and
   CHECK(without.find("not measured") != std::string::npos);
 }
 
+TEST_CASE("the attention bench reads bench_attention.py's JSON line and says why it has no PyTorch column", "[cpu][attention]") {
+  std::string why;
+  // Two shapes; the second without a variant name (older output): ms kept, variant empty.
+  const auto t = parse_torch_sdpa_json("torch 2.11\n{\"torch_ms\": [0.25, 1.5], \"torch_variant\": [\"gqa cudnn\"]}\n", &why);
+  REQUIRE(t.size() == 2);
+  CHECK(t[0].ms == 0.25);
+  CHECK(t[0].variant == "gqa cudnn");
+  CHECK(t[1].ms == 1.5);
+  CHECK(t[1].variant.empty());
+  // One per failure kind, each with its reason.
+  CHECK(parse_torch_sdpa_json("", &why).empty());
+  CHECK(why == "no output");
+  CHECK(parse_torch_sdpa_json("{\"error\": \"no torch: No module named 'torch'\"}", &why).empty());
+  CHECK(why == "no torch: No module named 'torch'");
+  CHECK(parse_torch_sdpa_json("Traceback (most recent call last): ...", &why).empty());
+  CHECK(why.find("not a JSON object") != std::string::npos);
+  CHECK(parse_torch_sdpa_json("{\"device\": \"H200\"}", &why).empty());
+  CHECK(why == "no \"torch_ms\" array");
+  CHECK(parse_torch_sdpa_json("{\"torch_ms\": [0.5, null]}", &why).empty());
+  CHECK(why.find("\"torch_ms\"[1] is not a number") != std::string::npos);
+}
+
 TEST_CASE("the kernels' emulation handles head_dim 40 (a channel tail per lane) and 8 query heads per KV head", "[cpu][attention]") {
   const LayerInput a = synthetic_input(1, 200, 40, 8), b = synthetic_input(1, 37, 40, 9);
   for (const char* name : {"kivi-2", "vidkv-k1.5-v1.58"}) {
