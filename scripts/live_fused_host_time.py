@@ -6,10 +6,10 @@ A decode step of a 7B model at batch 1 is bound by the host (docs/performance.md
 attention add to it is their host time per layer, and any wait of the host for the GPU. This script runs, for 28
 layers of 4 KV heads x 128 (GQA 7, the bench model's geometry) holding `tokens` tokens, the per-layer work of a
 decode step without the model: cache.update of one token, then attention of one query token (DynamicCache:
-transformers' sdpa_attention_forward with the
-flash / efficient / math backends, as `vidkv bench --live`; VidKVCache(attention="fused"): the "vidkv_fused" function). It prints per
-step: host ms (no synchronise), wall ms with one synchronise at the end of the step, GPU ms (CUDA events), and a
-cProfile of the fused steps (the top entries by own time).
+transformers' sdpa_attention_forward with the flash / efficient / math backends, as `vidkv bench --live`;
+VidKVCache(attention="fused"): the "vidkv_fused" function). It prints per step: host ms (no synchronise), wall ms
+with one synchronise at the end of the step, GPU ms (CUDA events), and a cProfile of the fused steps (the top
+entries by own time). Figures: docs/performance.md section 8.
 """
 import cProfile
 import io

@@ -242,7 +242,8 @@ Action define_bench(CLI::App& app) {
                          ->capture_default_str();
   app.add_flag("--attention", a->attention,
                "fused decode attention from the packed cache on the GPU (attention/decode_attention.h) against\n"
-               "PyTorch fp16 scaled_dot_product_attention, 4 KV heads x 7 query heads, head_dim 128 (--tokens default\n"
+               "PyTorch fp16 scaled_dot_product_attention (the fastest of its GQA call under each backend and the\n"
+               "query-rows layout, named in the table), 4 KV heads x 7 query heads, head_dim 128 (--tokens default\n"
                "8192,16384,32768,65536,131072; --batches; --presets; --repeats default 20)");
   a->batches_opt = app.add_option("--batches", a->batches, "--attention only: batch sizes, comma-separated")
                        ->type_name("a,b")
