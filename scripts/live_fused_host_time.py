@@ -5,9 +5,9 @@ On a GPU machine: PYTHONPATH=experiments/python:build-cuda/python python3 script
 A decode step of a 7B model at batch 1 is bound by the host (docs/performance.md section 7): what the cache and
 attention add to it is their host time per layer, and any wait of the host for the GPU. This script runs, for 28
 layers of 4 KV heads x 128 (GQA 7, the bench model's geometry) holding `tokens` tokens, the per-layer work of a
-decode step without the model: cache.update of one token, then attention of one query token (DynamicCache:
-transformers' sdpa_attention_forward with the flash / efficient / math backends, as `vidkv bench --live`;
-VidKVCache(attention="fused"): the "vidkv_fused" function). It prints per step: host ms (no synchronise), wall ms
+decode step without the model: cache.update of one token, then attention of one query token (DynamicCache and
+the materialising VidKVCache: transformers' sdpa_attention_forward on the K/V update returns, with the flash /
+efficient / math backends, as `vidkv bench --live`; VidKVCache(attention="fused"): the "vidkv_fused" function). It prints per step: host ms (no synchronise), wall ms
 with one synchronise at the end of the step, GPU ms (CUDA events), and a cProfile of the fused steps (the top
 entries by own time). Figures: docs/performance.md section 8.
 """
@@ -25,7 +25,7 @@ from transformers.integrations.sdpa_attention import sdpa_attention_forward
 from vidkv import fused_attention
 from vidkv.hf import VidKVCache
 
-dev = "cuda"
+dev = "cuda" if torch.cuda.is_available() else "cpu"  # cpu: a smoke run (small tokens), GPU ms not measured
 torch.backends.cuda.enable_cudnn_sdp(False)  # as `vidkv bench --live` (its --sdpa default): flash, efficient, math
 L, H, QH, D = 28, 4, 28, 128
 T = int(sys.argv[1]) if len(sys.argv) > 1 else 32768
@@ -60,7 +60,7 @@ def fill(cache, attend):
         k, v = prefill[layer % 2]
         kk, vv = cache.update(k, v, layer)
         attend(kk[:, :, :8], vv[:, :, :8]) if attend is attention else None  # the prefill's attention call
-    torch.cuda.synchronize()
+    sync()
 
 
 def step(cache, attend):
@@ -69,23 +69,32 @@ def step(cache, attend):
         attend(kk, vv)
 
 
+def sync():
+    if dev == "cuda":
+        torch.cuda.synchronize()
+
+
 def measure(cache, attend, n=20):
     host, wall, gpu = [], [], []
-    e0, e1 = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    cuda = dev == "cuda"
+    if cuda:
+        e0, e1 = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
     for _ in range(3):
         step(cache, attend)
-    torch.cuda.synchronize()
+    sync()
     for _ in range(n):
         t0 = time.perf_counter()
-        e0.record()
+        if cuda:
+            e0.record()
         step(cache, attend)
-        e1.record()
+        if cuda:
+            e1.record()
         t1 = time.perf_counter()
-        torch.cuda.synchronize()
+        sync()
         t2 = time.perf_counter()
         host.append((t1 - t0) * 1e3)
         wall.append((t2 - t0) * 1e3)
-        gpu.append(e0.elapsed_time(e1))
+        gpu.append(e0.elapsed_time(e1) if cuda else float("nan"))
     return statistics.median(host), statistics.median(wall), statistics.median(gpu)
 
 
@@ -96,8 +105,14 @@ print("| --- | ---: | ---: | ---: |")
 c = DynamicCache()
 fill(c, None)
 h, w, g = measure(c, dense)
-print(f"| DynamicCache + sdpa | {h:.2f} | {w:.2f} | {g:.2f} |", flush=True)
+print(f"| DynamicCache + sdpa | {h:.2f} | {w:.2f} | {g:.2f} |", flush=True)  # GPU nan: a cpu run
 del c
+for preset in ["kivi-2", "vidkv-k1.5-v1.58"]:  # materialising: update() returns the decoded K/V, then SDPA
+    c = VidKVCache({"preset": preset})
+    fill(c, None)
+    h, w, g = measure(c, dense)
+    print(f"| VidKVCache {preset} (materialize) + sdpa | {h:.2f} | {w:.2f} | {g:.2f} |", flush=True)
+    del c
 fused_attention.register()
 profiles = {}
 for preset in ["kivi-2", "vidkv-k1.5-v1.58"]:
@@ -110,7 +125,7 @@ for preset in ["kivi-2", "vidkv-k1.5-v1.58"]:
     pr.enable()
     for _ in range(10):
         step(c, attention)
-    torch.cuda.synchronize()
+    sync()
     pr.disable()
     s = io.StringIO()
     pstats.Stats(pr, stream=s).sort_stats("tottime").print_stats(14)
