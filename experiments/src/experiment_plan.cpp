@@ -358,6 +358,10 @@ ExperimentPlan plan_experiment_document(const ConfigNode& document, const std::v
   if (!name) document.fail("missing 'name' (the experiment's name, used for its results folder)");
   plan.name = name->text();
   if (plan.name.empty() || plan.name.find('/') != std::string::npos) name->fail("name: must be non-empty and contain no '/'");
+  // It names the results folder (name, then name-2, name-3, ...): within a file system's 255-byte file-name limit.
+  if (plan.name.size() > kMaxExperimentNameBytes || plan.name.find('\0') != std::string::npos)
+    name->fail("name: at most " + std::to_string(kMaxExperimentNameBytes) + " bytes and no NUL (it names the results folder), got " +
+               std::to_string(plan.name.size()) + " bytes");
   if (const ConfigNode* d = user.find("description")) plan.description = d->text();
   if (!user.find("codec")) document.fail("missing 'codec' (a {key, value} block or {preset: NAME})");
   if (!user.find("traces") && !user.find("model"))

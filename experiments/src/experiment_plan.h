@@ -19,6 +19,10 @@
 
 namespace vidkv {
 
+// Longest experiment `name:` (it names the results folder, with "-N" suffixes for later runs, within a file
+// system's 255-byte file-name limit).
+constexpr std::size_t kMaxExperimentNameBytes = 200;
+
 struct RunPlan {
   std::string name;                                          // "key.selector.type=range" or the variant's name
   std::vector<std::pair<std::string, std::string>> params;   // swept dotted path -> value (as YAML text)

@@ -37,13 +37,19 @@ std::vector<PresetInfo> list_presets() {
 
 ConfigNode load_preset(const std::string& name, const ConfigNode& where) {
   const fs::path file = fs::path(presets_dir()) / (name + ".yaml");
-  if (name.find('/') != std::string::npos || !fs::is_regular_file(file)) {
+  // A name no file can have (a '/', a NUL, longer than a file name may be) is unknown like any other, never a
+  // file-system error (std::filesystem throws ENAMETOOLONG for a 300-byte name: found by fuzz_experiment_yaml).
+  std::error_code ec;
+  const bool plausible = name.size() <= kMaxPresetNameBytes && name.find('/') == std::string::npos &&
+                         name.find('\0') == std::string::npos;
+  if (!plausible || !fs::is_regular_file(file, ec)) {
     std::vector<std::string> names;
     for (const auto& p : list_presets()) names.push_back(p.name);
     auto near = closest_names(name, names);
     std::string valid;
     for (const auto& n : names) valid += (valid.empty() ? "" : ", ") + n;
-    where.fail("unknown preset '" + name + "'" + (near.empty() ? "" : " (did you mean '" + near[0] + "'?)") +
+    const std::string shown = name.size() <= 80 ? name : name.substr(0, 80) + "... (" + std::to_string(name.size()) + " bytes)";
+    where.fail("unknown preset '" + shown + "'" + (near.empty() ? "" : " (did you mean '" + near[0] + "'?)") +
                "; valid: " + (valid.empty() ? "none found in " + presets_dir() : valid));
   }
   ConfigNode doc = load_yaml_file(file.string());

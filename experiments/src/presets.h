@@ -2,6 +2,7 @@
 // Variants that differ only in parameters are presets, not code (gem5 habit).
 #pragma once
 
+#include <cstddef>
 #include <string>
 #include <vector>
 
@@ -19,8 +20,11 @@ struct PresetInfo {
 // from, else experiments/presets under the current directory.
 std::string presets_dir();
 std::vector<PresetInfo> list_presets();
-// The preset document {description, codec, lifecycle}. Unknown names are ConfigErrors located at `where` (the
-// `preset:` value) with the closest valid name and the list.
+// Longest preset name looked up as a file (NAME.yaml within a file system's 255-byte name limit, with room).
+constexpr std::size_t kMaxPresetNameBytes = 200;
+// The preset document {description, codec, lifecycle}. Unknown names, and names no preset file can have (a '/', a
+// NUL, over kMaxPresetNameBytes), are ConfigErrors located at `where` (the `preset:` value) with the closest valid
+// name and the list.
 ConfigNode load_preset(const std::string& name, const ConfigNode& where);
 
 }  // namespace vidkv

@@ -173,6 +173,34 @@ TEST_CASE("resolve_codec builds one side of a preset for the Python API", "[expe
   ::unsetenv("VIDKV_PRESETS_DIR");
 }
 
+TEST_CASE("a preset or experiment name no file can have is a ConfigError naming the line, not a file-system error",
+          "[experiments][plan]") {
+  // fuzz_experiment_yaml found `preset:` with a 300-byte name: std::filesystem threw ENAMETOOLONG (an uncaught
+  // filesystem_error) instead of the unknown-preset error. Both limits are 200 bytes (presets.h, experiment_plan.h).
+  Scratch s;
+  const std::string long_name(300, 'k');
+  std::string m = message_of([&] {
+    plan_experiment(s.write("p.yaml", "name: t\ntraces: [x.h5]\ncodec: {preset: " + long_name + "}\n"), {},
+                    test::builtin_registry());
+  });
+  CHECK(m.find("p.yaml:3") != std::string::npos);
+  CHECK(m.find("unknown preset '" + std::string(80, 'k') + "... (300 bytes)'") != std::string::npos);
+  CHECK(m.find("valid: ") != std::string::npos);
+  m = message_of([&] {
+    plan_experiment(s.write("n.yaml", "name: " + long_name + "\ntraces: [x.h5]\ncodec: {preset: kivi-2}\n"), {},
+                    test::builtin_registry());
+  });
+  CHECK(m.find("n.yaml:1") != std::string::npos);
+  CHECK(m.find("name: at most 200 bytes and no NUL (it names the results folder), got 300 bytes") != std::string::npos);
+  // 200 bytes is still a name: validation goes on to the traces (x.h5 does not exist).
+  m = message_of([&] {
+    plan_experiment(s.write("ok.yaml", "name: " + std::string(200, 'k') + "\ntraces: [x.h5]\ncodec: {preset: kivi-2}\n"), {},
+                    test::builtin_registry());
+  });
+  CHECK(m.find("name: at most") == std::string::npos);
+  CHECK(m.find("no trace matches 'x.h5'") != std::string::npos);
+}
+
 TEST_CASE("backend cuda is refused at validation without CUDA, a GPU, or a CUDA implementation of every plugin", "[experiments][plan]") {
   Scratch s;
   // Live mode has no backend: its cache follows the model's device.
