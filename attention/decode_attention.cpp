@@ -17,6 +17,7 @@
 #include "vidkv/plugins/quantizers/uniform/uniform.h"
 #ifdef VIDKV_WITH_CUDA
 #include "vidkv/attention/decode_attention_cuda.h"
+#include "vidkv/core/cuda/kernel_occupancy.h"
 #endif
 
 namespace vidkv {
@@ -261,7 +262,7 @@ DecodeAttention::DecodeAttention(const std::vector<const LayerCache*>& caches, c
   std::int64_t want_fast = 1, want_generic = 1;
 #ifdef VIDKV_WITH_CUDA
   if (splits == 0 && ex.on_cuda()) {
-    const std::int64_t sms = attention_cuda::multiprocessors(), rows = p.batch * heads_;
+    const std::int64_t sms = cuda_kernels::multiprocessors(), rows = p.batch * heads_;
     want_fast = std::max<std::int64_t>(1, attention_cuda::fast_blocks_per_sm(p) * sms / rows);
     want_generic = std::max<std::int64_t>(1, attention_cuda::generic_blocks_per_sm(p) * sms / rows);
   }

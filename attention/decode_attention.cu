@@ -574,6 +574,4 @@ int generic_blocks_per_sm(const Problem& p) {
   return cuda_kernels::resident_blocks(kernel, kThreads, smem, "decode attention (split kernel)");
 }
 
-int multiprocessors() { return cuda_kernels::multiprocessors(); }
-
 }  // namespace vidkv::attention_cuda

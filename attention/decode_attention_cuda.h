@@ -13,12 +13,9 @@ namespace vidkv::attention_cuda {
 // the block; each warp takes every 4th tile of the split, lane = token for the scores and lanes over channels for the
 // values; online softmax per warp, the warps merged in shared memory into p.partial_* (the fast kernel's splits
 // first). The fast kernel stages each tile's codes a run at a time (decode_attention_staging.h). The combine kernel
-// (one block per (KV head, sequence)) merges the splits and writes p.out. Tables and workspace must be device
+// (one block per (KV head, sequence, query head)) merges the splits and writes p.out. Tables and workspace must be device
 // memory. Throws CudaError on a launch failure.
 void launch(const attention_tables::Problem& p, void* stream);
-
-// Streaming multiprocessors of the current device (the default split count fills them).
-int multiprocessors();
 
 // Thread blocks of the fast kernel for p's formats and shape that one multiprocessor holds at once (registers and
 // shared memory; cudaOccupancyMaxActiveBlocksPerMultiprocessor), at least 1.

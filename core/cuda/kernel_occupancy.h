@@ -1,7 +1,7 @@
 // The CUDA runtime's answers about a kernel, asked once per process: the live cache builds decode-attention tables
 // and launches per layer and decode step, and cudaFuncSetAttribute / cudaOccupancyMaxActiveBlocksPerMultiprocessor
 // / cudaDeviceGetAttribute cost microseconds of host time each (host time is what a batch-1 decode step is bound
-// by: docs/performance.md section 7). Only in CUDA builds (called from .cu files); thread-safe; per device (the
+// by: docs/performance.md section 7). Only in CUDA builds (VIDKV_WITH_CUDA); thread-safe; per device (the
 // current one). `kernel` is the kernel's host function pointer, cast to const void*. Every failure throws CudaError
 // naming `what`.
 #pragma once
