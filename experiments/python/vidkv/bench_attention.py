@@ -15,7 +15,8 @@ CUDA events):
   kernel's speed-up; kept as a variant.
 
 Prints {"torch_ms": [...], "torch_variant": [...], "device": ..., "torch": ...}: per (batch, tokens), batch outer,
-tokens inner as the C++ table orders them, the fastest time and the name of the variant that gave it.
+tokens inner as the C++ table orders them, the fastest time and the name of the variant that gave it (-1 and ""
+when every variant failed: "not measured" in the table).
 """
 
 import argparse
@@ -94,6 +95,8 @@ def main(argv=None):
                     continue
                 if best is None or ms < best[0]:
                     best = (ms, name)
+            if best is None:  # every variant raised (out of memory): the C++ table says "not measured"
+                best = (-1.0, "")
             out.append(best[0])
             names.append(best[1])
             del rows, heads, k, v
