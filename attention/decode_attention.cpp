@@ -12,6 +12,7 @@
 #include "vidkv/core/error.h"
 #include "vidkv/plugins/quantizers/identity/identity.h"
 #include "vidkv/plugins/quantizers/mixed_channel/mixed_channel.h"
+#include "vidkv/plugins/quantizers/mixed_token/mixed_token.h"
 #include "vidkv/plugins/quantizers/sign/sign.h"
 #include "vidkv/plugins/quantizers/ternary/ternary.h"
 #include "vidkv/plugins/quantizers/uniform/uniform.h"
@@ -42,10 +43,8 @@ af::ChildFormat child_format(const Quantizer& q, bool value_side) {
   }
   if (const auto* s = dynamic_cast<const SignQuantizer*>(&q)) {
     const SignParams& p = s->params();
-    VIDKV_REQUIRE(p.fft != SignFft::complex, NotSupportedError,
-                  "decode attention: sign with fft: complex is not read in place (fft: off or real are)");
-    VIDKV_REQUIRE(!(value_side && p.fft == SignFft::real), NotSupportedError,
-                  "decode attention: sign with fft: real is read in place for keys only, not values");
+    VIDKV_REQUIRE(!(value_side && p.fft != SignFft::off), NotSupportedError,
+                  "decode attention: sign with an fft (real or complex) is read in place for keys only, not values");
     f.codec = af::ChildCodec::sign;
     f.axis = p.axis;
     f.layout = p.layout;
@@ -53,6 +52,7 @@ af::ChildFormat child_format(const Quantizer& q, bool value_side) {
     f.scale_dtype = p.scale_dtype;
     f.symmetric = p.reconstruction == sign_format::Reconstruction::symmetric;
     f.fft_real = p.fft == SignFft::real;
+    f.fft_complex = p.fft == SignFft::complex;
     return f;
   }
   if (const auto* t = dynamic_cast<const TernaryQuantizer*>(&q)) {
@@ -73,11 +73,19 @@ af::ChildFormat child_format(const Quantizer& q, bool value_side) {
     return f;
   }
   VIDKV_THROW(NotSupportedError, "decode attention: quantizer '", q.plugin_name(),
-              "' is not read in place (uniform, sign, ternary, identity and mixed_channel of those are)");
+              "' is not read in place (uniform, sign, ternary, identity, mixed_channel of those and, for values, "
+              "mixed_token of those are)");
 }
 
 af::SideFormat side_format_of(const Quantizer& q, std::int64_t channels, bool value_side) {
   af::SideFormat f;
+  if (const auto* mt = dynamic_cast<const MixedTokenQuantizer*>(&q)) {
+    VIDKV_REQUIRE(value_side, NotSupportedError, "decode attention: mixed_token is read in place for values only, not keys");
+    f.token_mixed = true;
+    f.first = child_format(mt->protected_quantizer(), value_side);
+    f.second = child_format(mt->rest_quantizer(), value_side);
+    return f;
+  }
   if (const auto* mc = dynamic_cast<const MixedChannelQuantizer*>(&q)) {
     f.mixed = true;
     f.mask_per_head = mc->selector().selection().scope == SelectionScope::head;
@@ -93,11 +101,11 @@ af::SideFormat side_format_of(const Quantizer& q, std::int64_t channels, bool va
 bool same_format(const af::ChildFormat& a, const af::ChildFormat& b) {
   return a.codec == b.codec && a.axis == b.axis && a.layout == b.layout && a.packing == b.packing && a.bits == b.bits &&
          a.group == b.group && a.scale_dtype == b.scale_dtype && a.symmetric == b.symmetric && a.scaled == b.scaled &&
-         a.fft_real == b.fft_real;
+         a.fft_real == b.fft_real && a.fft_complex == b.fft_complex;
 }
 bool same_format(const af::SideFormat& a, const af::SideFormat& b) {
-  return a.mixed == b.mixed && a.mask_per_head == b.mask_per_head && a.high == b.high && same_format(a.first, b.first) &&
-         (!a.mixed || same_format(a.second, b.second));
+  return a.mixed == b.mixed && a.mask_per_head == b.mask_per_head && a.token_mixed == b.token_mixed && a.high == b.high &&
+         same_format(a.first, b.first) && (!(a.mixed || a.token_mixed) || same_format(a.second, b.second));
 }
 
 std::int64_t check_view(const TensorView& v, const char* what, Device device, std::int64_t batch, std::int64_t heads,
@@ -151,11 +159,13 @@ void check_blocks(const LayerCache::SideRef& side, const char* what, std::size_t
 
 }  // namespace
 
-af::SideFormat side_format(const Quantizer& q, std::int64_t channels) { return side_format_of(q, channels, false); }
+af::SideFormat side_format(const Quantizer& q, std::int64_t channels, KvSide side) {
+  return side_format_of(q, channels, side == KvSide::value);
+}
 
-bool decode_attention_supports(const Quantizer& q, std::int64_t channels, std::string* why) {
+bool decode_attention_supports(const Quantizer& q, std::int64_t channels, KvSide side, std::string* why) {
   try {
-    side_format_of(q, channels, false);
+    side_format_of(q, channels, side == KvSide::value);
     return true;
   } catch (const NotSupportedError& e) {
     if (why) *why = e.what();
@@ -222,8 +232,11 @@ DecodeAttention::DecodeAttention(const std::vector<const LayerCache*>& caches, c
       tb.key_blocks.push_back({blk.bytes, blk.begin, blk.end - blk.begin});
       cache_bytes_ += blk.layout->bytes();
     }
+    const auto* token_mixed = dynamic_cast<const MixedTokenQuantizer*>(value.quantizer);
     for (const auto& blk : value.blocks) {
-      tb.value_blocks.push_back({blk.bytes, blk.begin, blk.end - blk.begin});
+      // mixed_token: the block's protected tokens, from its shape and token context as the encode counted them.
+      const std::int64_t kept = token_mixed ? token_mixed->protected_count(blk.end - blk.begin, c.context().range(blk.begin, blk.end)) : 0;
+      tb.value_blocks.push_back({blk.bytes, blk.begin, blk.end - blk.begin, kept});
       cache_bytes_ += blk.layout->bytes();
     }
     const auto rsize = static_cast<std::size_t>(dtype_size(p.residual_dtype));

@@ -23,13 +23,14 @@ using namespace device;
 
 // Shared memory (floats, 16-byte aligned pieces): the block's queries transposed and padded to kMaxQ heads,
 // qT[D][kMaxQ] (zeros past qpk: a score update is two 16-byte loads and kMaxQ FMAs per element); per warp the
-// transformed query tqT[D][kMaxQ], the gathered query [qpk][D], the staged key metadata (D Meta) and value metadata
-// (value_meta_capacity(D) Meta). The merge at the end reuses it: per warp m[qpk], l[qpk], acc[qpk][D].
-__host__ __device__ inline std::int64_t warp_floats(std::int64_t qpk, std::int64_t d) {
-  return (kMaxQ * d + qpk * d + 2 * d + 2 * value_meta_capacity(d) + 3) / 4 * 4;
+// transformed query tqT[W][kMaxQ] (W = key_width: D, or up to 2 D with fft: complex keys), the gathered query
+// [qpk][D], the staged key metadata (W Meta) and value metadata (value_meta_capacity(D) Meta). The merge at the
+// end reuses it: per warp m[qpk], l[qpk], acc[qpk][D].
+__host__ __device__ inline std::int64_t warp_floats(std::int64_t qpk, std::int64_t d, std::int64_t w) {
+  return (kMaxQ * w + qpk * d + 2 * w + 2 * value_meta_capacity(d) + 3) / 4 * 4;
 }
-std::size_t smem_floats(std::int64_t qpk, std::int64_t d) {
-  const std::int64_t work = kMaxQ * d + kWarps * warp_floats(qpk, d);
+std::size_t smem_floats(std::int64_t qpk, std::int64_t d, std::int64_t w) {
+  const std::int64_t work = kMaxQ * d + kWarps * warp_floats(qpk, d, w);
   const std::int64_t merge = kWarps * qpk * (d + 2);
   return static_cast<std::size_t>(work > merge ? work : merge);
 }
@@ -126,14 +127,14 @@ __global__ void __launch_bounds__(kThreads) split_kernel(const Problem p) {
   const int s = static_cast<int>(blockIdx.x);
   const std::int64_t h = blockIdx.y, b = blockIdx.z;
   const int warp = static_cast<int>(threadIdx.x) / 32, lane = static_cast<int>(threadIdx.x) % 32;
-  const std::int64_t D = p.channels, Q = p.qpk;
+  const std::int64_t D = p.channels, Q = p.qpk, W = af::key_width(p.key, D);
   float* q = smem;  // qT[D][kMaxQ]
-  float* tq = smem + kMaxQ * D + warp * warp_floats(Q, D);  // tqT[D][kMaxQ]
-  float* gathered = tq + kMaxQ * D;                          // [Q][D]
-  af::Meta* kmeta = reinterpret_cast<af::Meta*>(gathered + Q * D);  // [D]
-  af::Meta* vmeta = kmeta + D;                                      // [value_meta_capacity(D)]
+  float* tq = smem + kMaxQ * D + warp * warp_floats(Q, D, W);  // tqT[W][kMaxQ]
+  float* gathered = tq + kMaxQ * W;                             // [Q][D]
+  af::Meta* kmeta = reinterpret_cast<af::Meta*>(gathered + Q * D);  // [W]
+  af::Meta* vmeta = kmeta + W;                                      // [value_meta_capacity(D)]
   load_queries(p, q, b, h);
-  for (std::int64_t i = lane; i < kMaxQ * D; i += 32) tq[i] = 0.0f;  // this warp's; the padding heads stay 0
+  for (std::int64_t i = lane; i < kMaxQ * W; i += 32) tq[i] = 0.0f;  // this warp's; the padding heads stay 0
   __syncthreads();
 
   const SequenceEntry seq = p.sequences[b];
@@ -143,6 +144,10 @@ __global__ void __launch_bounds__(kThreads) split_kernel(const Problem p) {
   reset_partial(m, l, acc);
   const bool transform = af::needs_transform(p.key);
   std::int32_t cached_block = INT_MIN;
+  // mixed_token values: the protected tokens before the last tile's first token in its block (a warp's tiles of a
+  // block come in token order, so each tile counts only the mask bits since the warp's previous one).
+  std::int32_t rank_block = INT_MIN;
+  std::int64_t rank_pos = 0, rank_base = 0;
 
   for (std::int64_t ti = range.first + warp; ti < range.last; ti += kWarps) {
     const TileEntry tile = p.tiles[first_tile + ti];
@@ -163,7 +168,7 @@ __global__ void __launch_bounds__(kThreads) split_kernel(const Problem p) {
       kstaged = key_meta_staged(kp, ktr0, tile.n);
       if (kstaged) {
         __syncwarp();
-        for (std::int64_t i = lane; i < D; i += 32) kmeta[i] = key_meta_entry(kp, ktr0, i);
+        for (std::int64_t i = lane; i < W; i += 32) kmeta[i] = key_meta_entry(kp, ktr0, i);
         __syncwarp();
       }
     }
@@ -181,12 +186,13 @@ __global__ void __launch_bounds__(kThreads) split_kernel(const Problem p) {
           const float k = af::decode_code(kp.first, af::view_code(kp.first, tr, i), kmeta[i]);
           score_update(sc, qk, i, k);
         }
-        for (std::int64_t i = kp.first_n; i < D; ++i) {
+        for (std::int64_t i = kp.first_n; i < W; ++i) {
           const float k = af::decode_code(kp.second, af::view_code(kp.second, tr, i - kp.first_n), kmeta[i]);
           score_update(sc, qk, i, k);
         }
       } else {
-        for (std::int64_t i = 0; i < D; ++i) {
+        const std::int64_t width = tile.key_block >= 0 ? W : D;  // the residual: D channels
+        for (std::int64_t i = 0; i < width; ++i) {
           const float k = key_element(p, seq, tile, kp, kbegin, h, t, i);
           score_update(sc, qk, i, k);
         }
@@ -206,16 +212,26 @@ __global__ void __launch_bounds__(kThreads) split_kernel(const Problem p) {
       for (std::int64_t e = lane; e < count; e += 32) vmeta[e] = value_meta_entry(vmode, vp, vtr0, e);
       __syncwarp();
     }
+    // mixed_token values: lane j's token's rank (protected tokens of the block before it).
+    std::int64_t my_rank = 0;
+    if (p.value.token_mixed && tile.value_block >= 0) {
+      const bool cont = tile.value_block == rank_block && vtr0 >= rank_pos;
+      rank_base = (cont ? rank_base : 0) + warp_mask_count(vp.mask, cont ? rank_pos : 0, vtr0, lane);
+      rank_block = tile.value_block;
+      rank_pos = vtr0;
+      my_rank = rank_base + (lane < tile.n ? af::mask_count(vp.mask, vtr0, vtr0 + lane) : 0);
+    }
     for (int j = 0; j < tile.n; ++j) {
       float pj[kMaxQ];
 #pragma unroll
       for (int hq = 0; hq < kMaxQ; ++hq) pj[hq] = __shfl_sync(0xffffffffu, sc[hq], j);
+      const std::int64_t rank = __shfl_sync(0xffffffffu, my_rank, j);
 #pragma unroll
       for (int ci = 0; ci < kC; ++ci) {
         const std::int64_t c = lane + 32 * ci;
         if (c >= D) break;
         const float v = vmode != kValueMetaNone ? value_staged_element(vmode, vp, vtr0, j, c, vmeta)
-                                                : value_element(p, seq, tile, vp, vbegin, h, tile.t0 + j, c);
+                                                : value_element(p, seq, tile, vp, vbegin, h, tile.t0 + j, c, rank);
 #pragma unroll
         for (int hq = 0; hq < kMaxQ; ++hq)
           if (hq < Q) acc[hq][ci] = __fmaf_rn(pj[hq], v, acc[hq][ci]);
@@ -535,7 +551,7 @@ void launch(const Problem& p, void* stream) {
                 "decode attention: ", p.qpk, " query heads per KV head (1..", kMaxQ, "), head_dim ", p.channels, " (1..",
                 32 * kMaxC, ")");
   auto st = static_cast<cudaStream_t>(stream);
-  const std::size_t smem = smem_floats(p.qpk, p.channels) * sizeof(float);
+  const std::size_t smem = smem_floats(p.qpk, p.channels, af::key_width(p.key, p.channels)) * sizeof(float);
   const dim3 fast_grid(static_cast<unsigned>(p.splits), static_cast<unsigned>(p.heads), static_cast<unsigned>(p.batch));
   const dim3 generic_grid(static_cast<unsigned>(p.generic_splits), static_cast<unsigned>(p.heads), static_cast<unsigned>(p.batch));
   const bool token_values = p.value.first.axis == group_format::GroupAxis::token;
@@ -569,7 +585,7 @@ int fast_blocks_per_sm(const Problem& p) {
 }
 
 int generic_blocks_per_sm(const Problem& p) {
-  const std::size_t smem = smem_floats(p.qpk, p.channels) * sizeof(float);
+  const std::size_t smem = smem_floats(p.qpk, p.channels, af::key_width(p.key, p.channels)) * sizeof(float);
   const void* kernel = p.channels <= 128 ? reinterpret_cast<const void*>(split_kernel<4>) : reinterpret_cast<const void*>(split_kernel<kMaxC>);
   return cuda_kernels::resident_blocks(kernel, kThreads, smem, "decode attention (split kernel)");
 }

@@ -23,11 +23,16 @@
 
 namespace vidkv {
 
+// Which side of the cache a quantizer encodes: keys may use sign FFTs (the query is transformed), values may use
+// mixed_token (a token mask per block); not the other way round.
+enum class KvSide { key, value };
+
 // The format of a side's quantizer as decode attention reads it. Throws NotSupportedError naming the plugin (and
-// the option) for a quantizer it cannot read in place (sign fft complex, mixed_token, ...).
-attention_format::SideFormat side_format(const Quantizer& q, std::int64_t channels);
-// Whether side_format() accepts q; `why` gets the reason when not.
-bool decode_attention_supports(const Quantizer& q, std::int64_t channels, std::string* why = nullptr);
+// the option) for a quantizer it cannot read in place on that side (sign with an FFT on values, mixed_token on keys,
+// a plugin without an in-place read).
+attention_format::SideFormat side_format(const Quantizer& q, std::int64_t channels, KvSide side);
+// Whether side_format() accepts q on that side; `why` gets the reason when not.
+bool decode_attention_supports(const Quantizer& q, std::int64_t channels, KvSide side, std::string* why = nullptr);
 
 // The tables of one batch of caches in their current state (block pointers, tiles of <= 32 tokens that never cross a
 // key or value block or the residual start). Built on the host; on cuda uploaded once on the Execution's stream and

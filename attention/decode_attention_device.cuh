@@ -40,10 +40,11 @@ __device__ inline void load_queries(const Problem& p, float* q, std::int64_t b, 
 }
 
 // The queries carried into key part kp's coordinates (gathered channel order, FFT frequency domain:
-// af::transform_entry): tqT[i][hq] from qT, through this warp's `gathered` [Q][D]. Warp-synchronous.
+// af::transform_entry): tqT[i][hq] for the part's key_width part indices i, from qT, through this warp's `gathered`
+// [Q][D]. Warp-synchronous.
 __device__ inline void transform_queries(const Problem& p, const af::PartRef& kp, const float* q, float* gathered,
                                          float* tq, int lane) {
-  const std::int64_t D = p.channels, Q = p.qpk;
+  const std::int64_t D = p.channels, Q = p.qpk, W = kp.first_n + kp.second_n;
   __syncwarp();
   for (std::int64_t c = lane; c < D; c += 32) {
     const std::int64_t idx = af::gathered_index(p.key, kp, D, c);
@@ -52,28 +53,40 @@ __device__ inline void transform_queries(const Problem& p, const af::PartRef& kp
   __syncwarp();
   // af::transform_entry for every head, with each inverse-FFT weight computed once for all heads (the weights'
   // cospi / sinpi dominate): per head the same fp32 operations in the same order, so the same values.
-  for (std::int64_t i = lane; i < D; i += 32) {
-    const bool in_first = i < kp.first_n;
-    const af::ChildFormat& child = in_first ? p.key.first : p.key.second;
-    if (!(child.codec == af::ChildCodec::sign && child.fft_real)) {
-      for (std::int64_t hq = 0; hq < Q; ++hq) tq[i * kMaxQ + hq] = gathered[hq * D + i];
+  for (std::int64_t i = lane; i < W; i += 32) {
+    const af::PartSlot slot = af::part_slot(kp, i);
+    const af::ChildFormat& child = slot.in_first ? p.key.first : p.key.second;
+    const std::int64_t j = i - slot.base;
+    if (!af::child_fft(child)) {
+      for (std::int64_t hq = 0; hq < Q; ++hq) tq[i * kMaxQ + hq] = gathered[hq * D + slot.channel_base + j];
       continue;
     }
-    const std::int64_t base = in_first ? 0 : kp.first_n, n = in_first ? kp.first_n : kp.second_n, j = i - base;
     float w[kMaxQ];
 #pragma unroll
     for (int hq = 0; hq < kMaxQ; ++hq) w[hq] = 0.0f;
-    for (std::int64_t c = 0; c < n; ++c) {
-      const float b = af::fft_real_inverse_weight(n, j, c);
+    for (std::int64_t c = 0; c < slot.channels; ++c) {
+      const float b = af::fft_inverse_weight(child, slot.channels, j, c);
 #pragma unroll
       for (int hq = 0; hq < kMaxQ; ++hq)
-        if (hq < Q) w[hq] = __fadd_rn(w[hq], __fmul_rn(gathered[hq * D + base + c], b));
+        if (hq < Q) w[hq] = __fadd_rn(w[hq], __fmul_rn(gathered[hq * D + slot.channel_base + c], b));
     }
 #pragma unroll
     for (int hq = 0; hq < kMaxQ; ++hq)
       if (hq < Q) tq[i * kMaxQ + hq] = w[hq];
   }
   __syncwarp();
+}
+
+// Set bits of a token mask in [from, to) (af::mask_count), the warp's lanes taking a byte each in turn. Every lane
+// gets the total.
+__device__ inline std::int64_t warp_mask_count(const std::uint8_t* mask, std::int64_t from, std::int64_t to, int lane) {
+  int n = 0;
+  for (std::int64_t byte = from / 8 + lane; byte * 8 < to; byte += 32) {
+    const std::int64_t lo = byte * 8 > from ? byte * 8 : from, hi = byte * 8 + 8 < to ? byte * 8 + 8 : to;
+    n += static_cast<int>(af::mask_count(mask, lo, hi));
+  }
+  for (int o = 16; o > 0; o >>= 1) n += __shfl_xor_sync(0xffffffffu, n, o);
+  return n;
 }
 
 // Merges the block's warps' partials, which each warp has written to shared memory as wm[kWarps][Q] (max),

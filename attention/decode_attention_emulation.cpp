@@ -18,12 +18,14 @@ constexpr int kWarps = 4;
 
 struct WarpState {
   std::vector<float> m, l, acc;  // [qpk], [qpk], [qpk][D]
-  std::vector<float> gathered, tq;
+  std::vector<float> gathered, tq;  // [qpk][D], [qpk][W]
   std::int32_t cached_block = INT_MIN;
+  std::int32_t rank_block = INT_MIN;  // mixed_token values: as the general kernel, the rank carried between tiles
+  std::int64_t rank_pos = 0, rank_base = 0;
 };
 
 void split(const Problem& p, std::int64_t b, std::int64_t h, int s, bool fast) {
-  const std::int64_t D = p.channels, Q = p.qpk;
+  const std::int64_t D = p.channels, Q = p.qpk, W = af::key_width(p.key, D);
   std::vector<float> q(static_cast<std::size_t>(Q * D));
   for (std::int64_t i = 0; i < Q * D; ++i) q[static_cast<std::size_t>(i)] = query_element(p, b, h * Q + i / D, i % D);
   const SequenceEntry seq = p.sequences[b];
@@ -36,7 +38,7 @@ void split(const Problem& p, std::int64_t b, std::int64_t h, int s, bool fast) {
     w.l.assign(static_cast<std::size_t>(Q), 0.0f);
     w.acc.assign(static_cast<std::size_t>(Q * D), 0.0f);
     w.gathered.assign(static_cast<std::size_t>(Q * D), 0.0f);
-    w.tq.assign(static_cast<std::size_t>(Q * D), 0.0f);
+    w.tq.assign(static_cast<std::size_t>(Q * W), 0.0f);
   }
   const bool transform = af::needs_transform(p.key);
   for (int warp = 0; warp < kWarps; ++warp) {
@@ -48,7 +50,7 @@ void split(const Problem& p, std::int64_t b, std::int64_t h, int s, bool fast) {
       const std::int64_t ktr0 = tile.t0 - kbegin, vtr0 = tile.t0 - vbegin;
       af::PartRef kp;
       bool kstaged = false;
-      std::vector<af::Meta> kmeta(static_cast<std::size_t>(D)), vmeta(static_cast<std::size_t>(value_meta_capacity(D)));
+      std::vector<af::Meta> kmeta(static_cast<std::size_t>(W)), vmeta(static_cast<std::size_t>(value_meta_capacity(D)));
       const float* qk = q.data();
       if (tile.key_block >= 0) {
         kp = key_part(p, tile, h);
@@ -59,17 +61,16 @@ void split(const Problem& p, std::int64_t b, std::int64_t h, int s, bool fast) {
               for (std::int64_t hq = 0; hq < Q; ++hq)
                 w.gathered[static_cast<std::size_t>(hq * D + idx)] = q[static_cast<std::size_t>(hq * D + c)];
             }
-            for (std::int64_t i = 0; i < D; ++i)
+            for (std::int64_t i = 0; i < W; ++i)
               for (std::int64_t hq = 0; hq < Q; ++hq)
-                w.tq[static_cast<std::size_t>(hq * D + i)] =
-                    af::transform_entry(p.key, kp.first_n, kp.second_n, w.gathered.data() + hq * D, i);
+                w.tq[static_cast<std::size_t>(hq * W + i)] = af::transform_entry(p.key, kp, w.gathered.data() + hq * D, i);
             w.cached_block = tile.key_block;
           }
           qk = w.tq.data();
         }
         kstaged = key_meta_staged(kp, ktr0, tile.n);
         if (kstaged)
-          for (std::int64_t i = 0; i < D; ++i) kmeta[static_cast<std::size_t>(i)] = key_meta_entry(kp, ktr0, i);
+          for (std::int64_t i = 0; i < W; ++i) kmeta[static_cast<std::size_t>(i)] = key_meta_entry(kp, ktr0, i);
       }
       af::PartRef vp;
       int vmode = kValueMetaNone;
@@ -79,10 +80,12 @@ void split(const Problem& p, std::int64_t b, std::int64_t h, int s, bool fast) {
         const std::int64_t count = value_meta_count(vmode, vp, tile.n, D);
         for (std::int64_t e = 0; e < count; ++e) vmeta[static_cast<std::size_t>(e)] = value_meta_entry(vmode, vp, vtr0, e);
       }
-      // Scores of the tile's tokens ("lanes").
+      // Scores of the tile's tokens ("lanes"), over the key width (packed) or the D channels (residual); the query
+      // rows qk have stride qs.
+      const std::int64_t width = tile.key_block >= 0 ? W : D, qs = qk == q.data() ? D : W;
       std::vector<float> sc(static_cast<std::size_t>(Q * tile.n), 0.0f);
       for (std::int32_t j = 0; j < tile.n; ++j)
-        for (std::int64_t i = 0; i < D; ++i) {
+        for (std::int64_t i = 0; i < width; ++i) {
           float k;
           if (kstaged) {
             const af::ChildView& v = i < kp.first_n ? kp.first : kp.second;
@@ -90,7 +93,7 @@ void split(const Problem& p, std::int64_t b, std::int64_t h, int s, bool fast) {
           } else {
             k = key_element(p, seq, tile, kp, kbegin, h, tile.t0 + j, i);
           }
-          for (std::int64_t hq = 0; hq < Q; ++hq) sc[static_cast<std::size_t>(hq * tile.n + j)] += qk[hq * D + i] * k;
+          for (std::int64_t hq = 0; hq < Q; ++hq) sc[static_cast<std::size_t>(hq * tile.n + j)] += qk[hq * qs + i] * k;
         }
       for (std::int64_t hq = 0; hq < Q; ++hq) {
         float* row = sc.data() + hq * tile.n;
@@ -110,10 +113,21 @@ void split(const Problem& p, std::int64_t b, std::int64_t h, int s, bool fast) {
         for (std::int64_t c = 0; c < D; ++c) w.acc[static_cast<std::size_t>(hq * D + c)] *= alpha;
         w.m[static_cast<std::size_t>(hq)] = mn;
       }
+      // mixed_token values: the protected tokens of the block before the tile (counted from the warp's previous
+      // tile of the same block, as the kernel does).
+      std::int64_t rank0 = 0;
+      if (p.value.token_mixed && tile.value_block >= 0) {
+        const bool cont = tile.value_block == w.rank_block && vtr0 >= w.rank_pos;
+        w.rank_base = (cont ? w.rank_base : 0) + af::mask_count(vp.mask, cont ? w.rank_pos : 0, vtr0);
+        w.rank_block = tile.value_block;
+        w.rank_pos = vtr0;
+        rank0 = w.rank_base;
+      }
       for (std::int32_t j = 0; j < tile.n; ++j)
         for (std::int64_t c = 0; c < D; ++c) {
+          const std::int64_t rank = p.value.token_mixed && tile.value_block >= 0 ? rank0 + af::mask_count(vp.mask, vtr0, vtr0 + j) : 0;
           const float v = vmode != kValueMetaNone ? value_staged_element(vmode, vp, vtr0, j, c, vmeta.data())
-                                                  : value_element(p, seq, tile, vp, vbegin, h, tile.t0 + j, c);
+                                                  : value_element(p, seq, tile, vp, vbegin, h, tile.t0 + j, c, rank);
           for (std::int64_t hq = 0; hq < Q; ++hq)
             w.acc[static_cast<std::size_t>(hq * D + c)] += sc[static_cast<std::size_t>(hq * tile.n + j)] * v;
         }

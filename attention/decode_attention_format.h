@@ -6,17 +6,29 @@
 // A side (K or V) of a layer cache is one codec quantizer. Formats read here (the plugins' own format headers
 // define the bytes; this file only addresses them):
 //   uniform   any bits 1..8, either axis, dense or release codes, fp16/fp32 scale and min (uniform_format.h)
-//   sign      fft off or real, either axis, dense or release, zero_one or symmetric (sign_format.h, sign_fft.h)
+//   sign      fft off, real or complex (keys only with an FFT), either axis, dense or release, zero_one or
+//             symmetric (sign_format.h, sign_fft.h)
 //   ternary   base3 / slots2 / release, magnitude_free or scaled (ternary_format.h)
 //   identity  fp16 / bf16 / fp32 values (identity_format.h): the fp16 baseline through the same kernels
 //   mixed_channel with any two of the above as children, scope layer or head (mixed_channel_format.h)
-// Not read: sign fft complex, mixed_token (decode_attention.cpp refuses them by name).
+//   mixed_token   values only, with any two of the first four as children (mixed_token_format.h; see below)
+// Anything else is refused by name (decode_attention.cpp).
 //
 // Addressing of a block [heads, tokens, channels] (channels = D): a plain side is one "part" over all D channels in
 // channel order. A mixed_channel side has masks = 1 (scope layer) or heads (scope head); KV head h reads mask
 // p = (per head ? h : 0), and part p's children hold [part_heads, tokens, k] high channels and
 // [part_heads, tokens, D - k] low channels in ascending channel order (head index h or 0 inside the part).
 // Part channel index: high channel of rank i -> i, low channel of rank i -> k + i ("gathered order").
+// Part index (what the key loops run over): the children's stored components back to back, first_n of the first
+// child then second_n of the second. A child without FFT or with fft: real stores one component per channel; a
+// sign child with fft: complex stores 2n for its n channels (sign_fft.h), so a key part can be wider than D
+// (key_width(): at most 2 D).
+//
+// mixed_token (values): the block's token mask (mixed_token_format.h, one for all heads), then the protected child
+// over [heads, kept, D] and the rest child over [heads, tokens - kept, D], tokens in ascending position. `kept`,
+// the number of protected tokens, comes with the block from the host (the quantizer's budget for the block, which
+// equals the mask's popcount); token t of the block is row mask_rank(t) of the protected child when its mask bit is
+// set, else row t - mask_rank(t) of the rest child, mask_rank(t) = protected tokens before t.
 #pragma once
 
 #include <cstddef>
@@ -26,6 +38,7 @@
 #include "vidkv/core/host_device.h"
 #include "vidkv/plugins/quantizers/identity/identity_format.h"
 #include "vidkv/plugins/quantizers/mixed_channel/mixed_channel_format.h"
+#include "vidkv/plugins/quantizers/mixed_token/mixed_token_format.h"
 #include "vidkv/plugins/quantizers/sign/sign_format.h"
 #include "vidkv/plugins/quantizers/ternary/ternary_format.h"
 #include "vidkv/plugins/quantizers/uniform/uniform_format.h"
@@ -53,23 +66,32 @@ struct ChildFormat {
   bool symmetric = false;  // sign: reconstruction symmetric (bit 0 -> -s) instead of zero_one
   bool scaled = false;     // ternary: reconstruction scaled (t * u) instead of magnitude_free
   bool fft_real = false;   // sign: the values are the real-FFT components of each token's channels
+  bool fft_complex = false;  // sign: the values are the complex-FFT components (2 per channel) of each token
 };
+
+// Stored components of a child over n channels: 2n for sign fft: complex (sign_fft.h fft_components), else n.
+VIDKV_HOST_DEVICE inline std::int64_t child_components(const ChildFormat& f, std::int64_t n) { return f.fft_complex ? 2 * n : n; }
+
+// Whether a child's stored components are an FFT of its channels (the key loops then take the query transform).
+VIDKV_HOST_DEVICE inline bool child_fft(const ChildFormat& f) { return f.codec == ChildCodec::sign && (f.fft_real || f.fft_complex); }
 
 struct SideFormat {
   bool mixed = false;          // mixed_channel
   bool mask_per_head = false;  // mixed_channel scope head
+  bool token_mixed = false;    // mixed_token (values only): first = protected child, second = rest child
   std::int64_t high = 0;       // mixed: k high channels per mask (0 < k < D); plain: unused
-  ChildFormat first;           // plain: the side's quantizer; mixed: the high child
-  ChildFormat second;          // mixed: the low child
+  ChildFormat first;           // plain: the side's quantizer; mixed: the high child; token_mixed: protected
+  ChildFormat second;          // mixed: the low child; token_mixed: the rest
 };
 
-// The grid of a child over [heads, tokens, n] (n channels, or n real-FFT components: the same count).
+// The grid of a child over [heads, tokens, n channels]: over its stored components (child_components).
 VIDKV_HOST_DEVICE inline GroupGrid child_grid(const ChildFormat& f, std::int64_t heads, std::int64_t tokens, std::int64_t n) {
-  return group_format::make_group_grid(f.axis, heads, tokens, n, f.group);
+  return group_format::make_group_grid(f.axis, heads, tokens, child_components(f, n), f.group);
 }
 
-// Bytes a child writes for [heads, tokens, n].
+// Bytes a child writes for [heads, tokens, n channels] (0 for no tokens: mixed_token leaves an empty child out).
 VIDKV_HOST_DEVICE inline std::size_t child_bytes(const ChildFormat& f, std::int64_t heads, std::int64_t tokens, std::int64_t n) {
+  if (tokens == 0) return 0;
   const GroupGrid g = child_grid(f, heads, tokens, n);
   switch (f.codec) {
     case ChildCodec::uniform: return uniform_format::total_bytes(f.layout, g, f.bits, f.scale_dtype);
@@ -82,7 +104,7 @@ VIDKV_HOST_DEVICE inline std::size_t child_bytes(const ChildFormat& f, std::int6
   }
 }
 
-// One child's bytes over [heads, tokens, n] (n channels, or n real-FFT components) as seen by one KV head: section
+// One child's bytes over [heads, tokens, n channels] (its stored components: child_components) as seen by one KV head: section
 // pointers and grid constants computed once per block and head (per tile in the kernels), so that an element read
 // is a few integer operations, the code's byte loads and the decode.
 struct ChildView {
@@ -202,38 +224,59 @@ VIDKV_HOST_DEVICE inline bool one_group_per_row(const ChildView& v, std::int64_t
 }
 
 // Where KV head h of a block [heads, tokens, D] of a side lives: the (one or two) children's bytes, their head count
-// and the head index inside them, and the mask (mixed only).
+// and the head index inside them, and the mask (mixed_channel: channel mask; mixed_token: token mask).
 struct PartRef {
-  const std::uint8_t* mask = nullptr;  // mixed: the channel-mask section
+  const std::uint8_t* mask = nullptr;  // mixed: the channel-mask section; token_mixed: the token-mask section
   std::int64_t mask_index = 0;         // mixed: mask of this head
   ChildView first, second;
-  std::int64_t first_n = 0, second_n = 0;  // channels (components) of each child
+  std::int64_t first_n = 0, second_n = 0;  // part indices of each child: its stored components (see the top)
+  std::int64_t first_channels = 0, second_channels = 0;  // channels of each child (mixed: k and D - k; else D, 0)
+  std::int64_t kept = 0;                   // token_mixed: rows of the protected child (protected tokens)
 };
 
+// Key width of a side: the part indices first_n + second_n of every part (D, or more with fft: complex children).
+VIDKV_HOST_DEVICE inline std::int64_t key_width(const SideFormat& f, std::int64_t channels) {
+  if (!f.mixed) return child_components(f.first, channels);
+  return child_components(f.first, f.high) + child_components(f.second, channels - f.high);
+}
+
+// kept: token_mixed only, the block's protected tokens (BlockEntry::kept).
 VIDKV_HOST_DEVICE inline PartRef part_of(const SideFormat& f, const std::uint8_t* bytes, std::int64_t heads,
-                                         std::int64_t tokens, std::int64_t channels, std::int64_t h) {
+                                         std::int64_t tokens, std::int64_t channels, std::int64_t h, std::int64_t kept = 0) {
   PartRef p;
+  if (f.token_mixed) {
+    p.mask = bytes;
+    p.kept = kept;
+    const std::uint8_t* first = bytes + mixed_token_format::mask_bytes(static_cast<std::size_t>(tokens));
+    p.first = child_view(f.first, first, heads, kept, channels, h);
+    p.second = child_view(f.second, first + child_bytes(f.first, heads, kept, channels), heads, tokens - kept, channels, h);
+    p.first_n = p.second_n = p.first_channels = p.second_channels = channels;
+    return p;
+  }
   if (!f.mixed) {
     p.first = child_view(f.first, bytes, heads, tokens, channels, h);
-    p.first_n = channels;
+    p.first_n = child_components(f.first, channels);
+    p.first_channels = channels;
     return p;
   }
   const std::int64_t masks = f.mask_per_head ? heads : 1;
   p.mask = bytes;
   p.mask_index = f.mask_per_head ? h : 0;
   const std::int64_t part_heads = f.mask_per_head ? 1 : heads, head = f.mask_per_head ? 0 : h;
-  p.first_n = f.high;
-  p.second_n = channels - f.high;
-  const std::size_t hb = child_bytes(f.first, part_heads, tokens, p.first_n);
-  const std::size_t lb = child_bytes(f.second, part_heads, tokens, p.second_n);
+  p.first_channels = f.high;
+  p.second_channels = channels - f.high;
+  p.first_n = child_components(f.first, f.high);
+  p.second_n = child_components(f.second, channels - f.high);
+  const std::size_t hb = child_bytes(f.first, part_heads, tokens, f.high);
+  const std::size_t lb = child_bytes(f.second, part_heads, tokens, channels - f.high);
   const std::uint8_t* first = bytes + mixed_channel_format::mask_bytes(static_cast<std::size_t>(masks), static_cast<std::size_t>(channels)) +
                               static_cast<std::size_t>(p.mask_index) * (hb + lb);
-  p.first = child_view(f.first, first, part_heads, tokens, p.first_n, head);
-  p.second = child_view(f.second, first + hb, part_heads, tokens, p.second_n, head);
+  p.first = child_view(f.first, first, part_heads, tokens, f.high, head);
+  p.second = child_view(f.second, first + hb, part_heads, tokens, channels - f.high, head);
   return p;
 }
 
-// Gathered-order index of channel c (see the top): c itself on a plain side.
+// Gathered-order index of channel c (see the top): c itself on a plain or token_mixed side.
 VIDKV_HOST_DEVICE inline std::int64_t gathered_index(const SideFormat& f, const PartRef& p, std::int64_t channels, std::int64_t c) {
   if (!f.mixed) return c;
   const std::int32_t s = mixed_channel_format::channel_slot(p.mask, static_cast<std::size_t>(channels),
@@ -241,15 +284,44 @@ VIDKV_HOST_DEVICE inline std::int64_t gathered_index(const SideFormat& f, const 
   return s >= 0 ? s : f.high + (-1 - s);
 }
 
-// Element (t, channel c) of KV head h as the side's decode writes it. Not for fft_real children (a channel there is
-// a mix of all components): keys with the FFT go through transform_entry and part_element instead.
-VIDKV_HOST_DEVICE inline float side_element(const SideFormat& f, const PartRef& p, std::int64_t channels, std::int64_t t,
-                                            std::int64_t c) {
-  const std::int64_t i = gathered_index(f, p, channels, c);
-  return i < p.first_n ? view_element(p.first, t, i) : view_element(p.second, t, i - p.first_n);
+// Set bits of a token mask (mixed_token_format.h) in [from, to): whole bytes by popcount, the partial ends masked.
+VIDKV_HOST_DEVICE inline std::int64_t mask_count(const std::uint8_t* mask, std::int64_t from, std::int64_t to) {
+  std::int64_t n = 0;
+  for (std::int64_t byte = from / 8; byte * 8 < to; ++byte) {
+    unsigned bitsv = mask[byte];
+    const std::int64_t lo = byte * 8 < from ? from - byte * 8 : 0, hi = to - byte * 8 < 8 ? to - byte * 8 : 8;
+    bitsv = (bitsv >> lo) & ((1u << (hi - lo)) - 1u);
+#if defined(__CUDA_ARCH__)
+    n += __popc(bitsv);
+#else
+    n += __builtin_popcount(bitsv);
+#endif
+  }
+  return n;
 }
 
-// Element i (gathered order; a component for fft_real children) of token t of KV head h.
+// The row of block token t of a token_mixed part in its child: rank = mask_count(mask, 0, t) given. Returns the row
+// and sets `in_first` (protected).
+VIDKV_HOST_DEVICE inline std::int64_t token_row(const PartRef& p, std::int64_t t, std::int64_t rank, bool& in_first) {
+  in_first = mixed_token_format::mask_get(p.mask, static_cast<std::size_t>(t));
+  return in_first ? rank : t - rank;
+}
+
+// Element (t, channel c) of KV head h as the side's decode writes it. Not for FFT children (a channel there is a mix
+// of all components): keys with the FFT go through transform_entry and part_element instead. token_mixed: rank =
+// mask_count(p.mask, 0, t) (ignored otherwise; the kernels carry it per tile instead of counting per element).
+VIDKV_HOST_DEVICE inline float side_element(const SideFormat& f, const PartRef& p, std::int64_t channels, std::int64_t t,
+                                            std::int64_t c, std::int64_t rank = 0) {
+  if (f.token_mixed) {
+    bool prot = false;
+    const std::int64_t row = token_row(p, t, rank, prot);
+    return prot ? view_element(p.first, row, c) : view_element(p.second, row, c);
+  }
+  const std::int64_t i = gathered_index(f, p, channels, c);
+  return i < p.first_channels ? view_element(p.first, t, i) : view_element(p.second, t, i - p.first_channels);
+}
+
+// Element i (part index: a component for FFT children) of token t of KV head h (not token_mixed).
 VIDKV_HOST_DEVICE inline float part_element(const PartRef& p, std::int64_t t, std::int64_t i) {
   return i < p.first_n ? view_element(p.first, t, i) : view_element(p.second, t, i - p.first_n);
 }
@@ -275,25 +347,58 @@ VIDKV_HOST_DEVICE inline float fft_real_inverse_weight(std::int64_t n, std::int6
   return 2.0f * w * inv_n;
 }
 
-// Entry i (gathered order) of the query carried into a block's coordinates, from `gathered` (the query's channels
-// in gathered order: gathered[gathered_index(c)] = q[c]): the query itself for children without FFT, and for a
-// fft_real child the adjoint of its inverse transform, w_j = sum_c q_c d x_c / d y_j, so that
+// d x_c / d y_j of the complex-FFT inverse of sign_fft.h (the full n-point inverse divided by n, real part; layout
+// [Re Y0, Im Y0, Re Y1, Im Y1, ..., Re Y(n-1), Im Y(n-1)]): x_c = sum_k (Re Yk cos(2 pi k c / n) - Im Yk sin(2 pi k c
+// / n)) / n, so component j = 2k weighs cos(2 pi k c / n) / n and j = 2k + 1 weighs -sin(2 pi k c / n) / n. The
+// angle is reduced exactly as in fft_real_inverse_weight: |B - B~| <= u / n.
+VIDKV_HOST_DEVICE inline float fft_complex_inverse_weight(std::int64_t n, std::int64_t j, std::int64_t c) {
+  const float inv_n = 1.0f / static_cast<float>(n);
+  const std::int64_t kc = ((j / 2) * c) % n;
+  if (kc == 0) return j % 2 == 0 ? inv_n : 0.0f;
+#if defined(__CUDA_ARCH__)
+  const float x = 2.0f * static_cast<float>(kc) / static_cast<float>(n);
+  const float w = (j % 2 == 0) ? cospif(x) : -sinpif(x);
+#else
+  const double a = 6.283185307179586476925 * static_cast<double>(kc) / static_cast<double>(n);
+  const float w = static_cast<float>((j % 2 == 0) ? std::cos(a) : -std::sin(a));
+#endif
+  return w * inv_n;
+}
+
+// The weight of component j for channel c of an FFT child over n channels (child_fft).
+VIDKV_HOST_DEVICE inline float fft_inverse_weight(const ChildFormat& f, std::int64_t n, std::int64_t j, std::int64_t c) {
+  return f.fft_complex ? fft_complex_inverse_weight(n, j, c) : fft_real_inverse_weight(n, j, c);
+}
+
+// Where part index i of a key part lies: its child, the child's first part index and first gathered channel, and
+// the child's channel count.
+struct PartSlot {
+  bool in_first;
+  std::int64_t base, channel_base, channels;
+};
+VIDKV_HOST_DEVICE inline PartSlot part_slot(const PartRef& p, std::int64_t i) {
+  const bool in_first = i < p.first_n;
+  return {in_first, in_first ? 0 : p.first_n, in_first ? 0 : p.first_channels, in_first ? p.first_channels : p.second_channels};
+}
+
+// Entry i (part index) of the query carried into a block's coordinates, from `gathered` (the query's channels in
+// gathered order: gathered[gathered_index(c)] = q[c]): the query's gathered channel for children without FFT, and
+// for an FFT child (fft real or complex) the adjoint of its inverse transform, w_j = sum_c q_c d x_c / d y_j, so that
 // sum_c q_c x_c = sum_j w_j y_j for the decoded channels x of stored components y (the inverse FFT is linear: one
 // transform of the query per block and head instead of one inverse FFT per token).
-VIDKV_HOST_DEVICE inline float transform_entry(const SideFormat& f, std::int64_t first_n, std::int64_t second_n,
-                                               const float* gathered, std::int64_t i) {
-  const bool in_first = i < first_n;
-  const ChildFormat& child = in_first ? f.first : f.second;
-  if (!(child.codec == ChildCodec::sign && child.fft_real)) return gathered[i];
-  const std::int64_t base = in_first ? 0 : first_n, n = in_first ? first_n : second_n, j = i - base;
+VIDKV_HOST_DEVICE inline float transform_entry(const SideFormat& f, const PartRef& p, const float* gathered, std::int64_t i) {
+  const PartSlot s = part_slot(p, i);
+  const ChildFormat& child = s.in_first ? f.first : f.second;
+  const std::int64_t j = i - s.base;
+  if (!child_fft(child)) return gathered[s.channel_base + j];
   float w = 0.0f;
-  for (std::int64_t c = 0; c < n; ++c) w += gathered[base + c] * fft_real_inverse_weight(n, j, c);
+  for (std::int64_t c = 0; c < s.channels; ++c) w += gathered[s.channel_base + c] * fft_inverse_weight(child, s.channels, j, c);
   return w;
 }
 
 // Whether a side needs the query transform (mask gather or FFT) per block.
 VIDKV_HOST_DEVICE inline bool needs_transform(const SideFormat& f) {
-  return f.mixed || (f.first.codec == ChildCodec::sign && f.first.fft_real);
+  return f.mixed || child_fft(f.first);
 }
 
 // A full-precision residual token's element, as materialize() gives it: the exact input rounded to the residual

@@ -23,6 +23,7 @@ namespace vidkv::attention_tables {
 struct BlockEntry {
   const std::uint8_t* bytes = nullptr;
   std::int64_t begin = 0, tokens = 0;  // token range [begin, begin + tokens) of the block
+  std::int64_t kept = 0;               // mixed_token values: protected tokens of the block (part_of); else 0
 };
 
 struct SequenceEntry {
@@ -88,7 +89,7 @@ VIDKV_HOST_DEVICE inline attention_format::PartRef key_part(const Problem& p, co
 }
 VIDKV_HOST_DEVICE inline attention_format::PartRef value_part(const Problem& p, const TileEntry& tile, std::int64_t h) {
   const BlockEntry& b = p.value_blocks[tile.value_block];
-  return attention_format::part_of(p.value, b.bytes, p.heads, b.tokens, p.channels, h);
+  return attention_format::part_of(p.value, b.bytes, p.heads, b.tokens, p.channels, h, b.kept);
 }
 
 // First token of the tile's key / value block (0 for the residual: its tokens are addressed absolutely).
@@ -110,14 +111,15 @@ VIDKV_HOST_DEVICE inline float key_element(const Problem& p, const SequenceEntry
   return attention_format::part_element(part, t - begin, i);
 }
 
-// Value element of channel c of token t (absolute). begin: value_block_begin(p, tile).
+// Value element of channel c of token t (absolute). begin: value_block_begin(p, tile). rank: mixed_token values,
+// the protected tokens of the block before t (attention_format::side_element); ignored otherwise.
 VIDKV_HOST_DEVICE inline float value_element(const Problem& p, const SequenceEntry& seq, const TileEntry& tile,
                                              const attention_format::PartRef& part, std::int64_t begin, std::int64_t h,
-                                             std::int64_t t, std::int64_t c) {
+                                             std::int64_t t, std::int64_t c, std::int64_t rank = 0) {
   if (tile.value_block < 0)
     return attention_format::residual_element(seq.value_full, seq.value_full_dtype, seq.value_capacity, seq.value_first,
                                               p.channels, p.residual_dtype, h, t, c);
-  return attention_format::side_element(p.value, part, p.channels, t - begin, c);
+  return attention_format::side_element(p.value, part, p.channels, t - begin, c, rank);
 }
 
 // --- Staged metadata ----------------------------------------------------------------------------------------------
@@ -143,7 +145,7 @@ VIDKV_HOST_DEVICE inline attention_format::Meta key_meta_entry(const attention_f
 
 VIDKV_HOST_DEVICE inline int value_meta_mode(const attention_format::SideFormat& f, const attention_format::PartRef& vp,
                                              std::int64_t tr0, std::int64_t n, std::int64_t channels) {
-  if (f.mixed || f.first.codec == attention_format::ChildCodec::identity) return kValueMetaNone;
+  if (f.mixed || f.token_mixed || f.first.codec == attention_format::ChildCodec::identity) return kValueMetaNone;
   if (attention_format::one_group_per_row(vp.first, tr0, n)) return kValueMetaPerChannel;
   if (f.first.axis == group_format::GroupAxis::token && n * vp.first.groups_per_row <= value_meta_capacity(channels))
     return kValueMetaPerTokenGroup;
@@ -182,6 +184,8 @@ VIDKV_HOST_DEVICE inline float value_staged_element(int mode, const attention_fo
 VIDKV_HOST_DEVICE inline bool tile_is_fast(const Problem& p, const TileEntry& tile, const attention_format::PartRef& kp,
                                            const attention_format::PartRef& vp) {
   if (tile.key_block < 0 || tile.value_block < 0) return false;
+  // The fast kernels run over D part indices (no fft: complex keys) and plain values (no mixed_token).
+  if (attention_format::key_width(p.key, p.channels) != p.channels || p.value.token_mixed) return false;
   // The fast kernel stages every child's codes a run at a time (decode_attention_staging.h).
   if (attention_staging::staged_bits(p.key.first) == 0 || (p.key.mixed && attention_staging::staged_bits(p.key.second) == 0) ||
       p.value.mixed || attention_staging::staged_bits(p.value.first) == 0)

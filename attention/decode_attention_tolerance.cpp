@@ -14,9 +14,9 @@ namespace af = attention_format;
 double fft_score_error(const LayerCache& cache, std::int64_t h, const float* q, Arithmetic arithmetic) {
   const LayerCache::SideRef key = cache.key_side();
   const std::int64_t d = cache.channels(), heads = cache.heads();
-  const af::SideFormat f = side_format(*key.quantizer, d);
-  const bool first_fft = f.first.codec == af::ChildCodec::sign && f.first.fft_real;
-  const bool second_fft = f.mixed && f.second.codec == af::ChildCodec::sign && f.second.fft_real;
+  const af::SideFormat f = side_format(*key.quantizer, d, KvSide::key);
+  const bool first_fft = af::child_fft(f.first);
+  const bool second_fft = f.mixed && af::child_fft(f.second);
   if (!first_fft && !second_fft) return 0.0;
   double worst = 0.0;
   for (const auto& blk : key.blocks) {
@@ -31,22 +31,24 @@ double fft_score_error(const LayerCache& cache, std::int64_t h, const float* q, 
     // sum_c |q_c| over the channels of each FFT child.
     double q_first = 0.0, q_second = 0.0;
     for (std::int64_t c = 0; c < d; ++c)
-      (af::gathered_index(f, part, d, c) < part.first_n ? q_first : q_second) += std::fabs(static_cast<double>(q[c]));
+      (af::gathered_index(f, part, d, c) < part.first_channels ? q_first : q_second) += std::fabs(static_cast<double>(q[c]));
     for (std::int64_t t = 0; t < n_tokens; ++t) {
       double e = 0.0;
       for (int child = 0; child < 2; ++child) {
         if (!(child == 0 ? first_fft : second_fft)) continue;
-        const std::int64_t n = child == 0 ? part.first_n : part.second_n, base = child == 0 ? 0 : part.first_n;
+        // n channels, m stored components (n for fft: real, 2n for complex) from part index base.
+        const std::int64_t n = child == 0 ? part.first_channels : part.second_channels;
+        const std::int64_t m = child == 0 ? part.first_n : part.second_n, base = child == 0 ? 0 : part.first_n;
         if (n == 0) continue;
         double l1 = 0.0, l2 = 0.0;
-        for (std::int64_t j = 0; j < n; ++j) {
+        for (std::int64_t j = 0; j < m; ++j) {
           const double y = af::part_element(part, t, base + j);
           l1 += std::fabs(y);
           l2 += y * y;
         }
         const double qs = child == 0 ? q_first : q_second;
-        const double dot_u = arithmetic == Arithmetic::tensor_cores ? static_cast<double>(n + 3 + 3 * (6 * n + 73))
-                                                                    : static_cast<double>(2 * n + 3);
+        const double dot_u = arithmetic == Arithmetic::tensor_cores ? static_cast<double>(n + 3 + 3 * (6 * m + 73))
+                                                                    : static_cast<double>(n + 3 + m);
         e += qs * sign_fft_tolerance::inverse_bound(n, std::sqrt(l2)) + dot_u * kU * (2.0 / static_cast<double>(n)) * qs * l1;
       }
       worst = std::max(worst, e / std::sqrt(static_cast<double>(d)));

@@ -26,6 +26,10 @@
 //     <= n u (2 / n) sum_c |q_c| sum_j |y_j|. Per token, in score units (/ sqrt(D)):
 //       e_fft_t = [ sum_c |q_c| inverse_bound(n, ||y_t||_2) + (2n + 3) u (2 / n) sum_c |q_c| ||y_t||_1 ] / sqrt(D),
 //     added to e_p (max over t).
+//     sign fft: complex key children (2n stored components y_j, sign_fft.h): the same with the dot over 2n terms,
+//     |B_jc| <= 1 / n (bounded by 2 / n above) and inverse_bound over the 2n components' ||y_t||_2 (sign_fft_tolerance.h
+//     3.: the Hermitian part of the decoded spectrum has ||H||_2 <= sqrt(2) ||y||_2 for either kind): in general, for
+//     m components, (n + 3 + m) u (2 / n) sum_c |q_c| ||y_t||_1 in place of (2n + 3) u (...).
 //  5. Tensor cores (the tensor-core kernel, decode_attention_tensor_core.h; Arithmetic::tensor_cores). Each score is
 //     s_t = sum_i x_i (c_ti - z) + sum_i q_i b_i with x_i = fl(q_i a_i) (one rounding) entering the MMA as bf16
 //     hi + lo (|x_i - hi - lo| <= 2^-18 |x_i| = 64 u |x_i|); the MMA's products are exact, its fp32 accumulation is
@@ -57,7 +61,7 @@ constexpr double kU = 0x1p-24;
 enum class Arithmetic { cuda_cores, tensor_cores };
 
 // e_fft of 4. for each token of KV head h of a cpu or cuda cache and the query row q ([D] fp32), maximised over
-// tokens: 0 when the key side has no sign fft: real child. tensor_cores: the dot's coefficient (n + 3) + 3 (6n + 73)
+// tokens: 0 when the key side has no sign child with an FFT (real or complex). tensor_cores: the dot's coefficient (n + 3) + 3 (6n + 73)
 // instead of 2n + 3 (5.).
 double fft_score_error(const LayerCache& cache, std::int64_t h, const float* q,
                        Arithmetic arithmetic = Arithmetic::cuda_cores);

@@ -649,7 +649,8 @@ std::string decode_attention_supports_py(const py::dict& codec, std::int64_t hea
   const ConfigNode resolved = resolve_codec(node, module_registry());
   for (const char* side : {"key", "value"}) {
     std::string why;
-    if (!decode_attention_supports(*module_registry().make_quantizer(resolved.at(side)), head_dim, &why))
+    const KvSide kv = std::string(side) == "key" ? KvSide::key : KvSide::value;
+    if (!decode_attention_supports(*module_registry().make_quantizer(resolved.at(side)), head_dim, kv, &why))
       return std::string(side) + ": " + why;
   }
   return "";

@@ -117,7 +117,7 @@ AttentionBenchResult run_attention_bench(const AttentionBenchOptions& o) {
                             registry.make_quantizer(doc.at("codec").at("value")));
         const LifecycleParams lc = parse_params<LifecycleParams>(doc.at("lifecycle"), {}, "lifecycle");
         std::string why;
-        if (!decode_attention_supports(codec.key(), d, &why) || !decode_attention_supports(codec.value(), d, &why)) {
+        if (!decode_attention_supports(codec.key(), d, KvSide::key, &why) || !decode_attention_supports(codec.value(), d, KvSide::value, &why)) {
           row.skipped = why;
           result.rows.push_back(row);
           continue;

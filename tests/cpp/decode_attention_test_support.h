@@ -31,7 +31,8 @@ struct AttentionCodec {
 };
 
 // Every preset, then codecs for the formats no preset reads: 4-bit per-token keys in release words with fp32
-// metadata, sign keys without FFT (symmetric), ternary scaled values in slots2, mixed_channel with head scope.
+// metadata, sign keys without FFT (symmetric), ternary scaled values in slots2, mixed_channel with head scope,
+// plain sign fft complex keys, mixed_token values with token-axis children.
 inline std::vector<AttentionCodec> attention_codecs() {
   std::vector<AttentionCodec> out;
   for (const auto& p : list_presets()) {
@@ -56,6 +57,13 @@ inline std::vector<AttentionCodec> attention_codecs() {
   mixed_head.set("selector", selector);
   out.push_back({"mixed_channel scope head (uniform 2-bit + sign fft real), ternary values", mixed_head,
                  quantizer_block("ternary", {}), paper});
+  // Plain sign fft complex keys (2 D components, no channel split); mixed_token values (random protector) with
+  // token-axis children: 4-bit uniform in groups of 16 channels for the protected tokens, ternary for the rest.
+  ConfigNode token_mixed = quantizer_block("mixed_token");
+  token_mixed.set("protected", quantizer_block("uniform", {{"bits", "4"}, {"axis", "token"}, {"group", "16"}}));
+  token_mixed.set("rest", quantizer_block("ternary", {{"axis", "token"}}));
+  out.push_back({"sign fft complex keys, mixed_token values (token-axis children)",
+                 quantizer_block("sign", {{"fft", "complex"}}), token_mixed, paper});
   return out;
 }
 
@@ -106,7 +114,7 @@ int for_each_read_codec(const LayerInput& in, std::int64_t prefill, Fn&& fn) {
   for (const AttentionCodec& ac : attention_codecs()) {
     const PluginRegistry& reg = test::builtin_registry(CpuImplementation::reference);
     const KvCodec codec(reg.make_quantizer(ac.key), reg.make_quantizer(ac.value));
-    if (!decode_attention_supports(codec.key(), in.channels) || !decode_attention_supports(codec.value(), in.channels)) continue;
+    if (!decode_attention_supports(codec.key(), in.channels, KvSide::key) || !decode_attention_supports(codec.value(), in.channels, KvSide::value)) continue;
     const auto cache = filled_cache(codec, ac.lifecycle, in, prefill, Execution::cpu());
     fn(ac, codec, *cache);
     ++read;
@@ -114,19 +122,23 @@ int for_each_read_codec(const LayerInput& in, std::int64_t prefill, Fn&& fn) {
   return read;
 }
 
-// fn(v, width, tokens) for every child view of KV head `head` (v: the child's view, width: its channels or components,
-// tokens: the block's) of every block of both sides of `cache`, whose codec is `codec`, for `channels` channels.
+// fn(v, width, tokens) for every child view of KV head `head` (v: the child's view, width: its part indices (channels
+// or FFT components), tokens: the child's rows, the block's tokens except under mixed_token) of every block of both sides of `cache`, whose codec is `codec`, for `channels` channels.
 template <class Fn>
 void for_each_child_view(const KvCodec& codec, const LayerCache& cache, std::int64_t channels, std::int64_t head, Fn&& fn) {
   namespace af = attention_format;
   for (int side = 0; side < 2; ++side) {
     const LayerCache::SideRef s = side == 0 ? cache.key_side() : cache.value_side();
-    const af::SideFormat f = side_format(side == 0 ? codec.key() : codec.value(), channels);
+    const af::SideFormat f = side_format(side == 0 ? codec.key() : codec.value(), channels, side == 0 ? KvSide::key : KvSide::value);
     for (const auto& blk : s.blocks) {
       const std::int64_t n = blk.end - blk.begin;
-      const af::PartRef part = af::part_of(f, blk.bytes, cache.heads(), n, channels, head);
-      for (int which = 0; which < (f.mixed ? 2 : 1); ++which)
-        fn(which == 0 ? part.first : part.second, which == 0 ? part.first_n : part.second_n, n);
+      // mixed_token: the children hold the protected tokens (counted from the mask) and the others.
+      const std::int64_t kept = f.token_mixed ? af::mask_count(blk.bytes, 0, n) : 0;
+      const af::PartRef part = af::part_of(f, blk.bytes, cache.heads(), n, channels, head, kept);
+      for (int which = 0; which < (f.mixed || f.token_mixed ? 2 : 1); ++which) {
+        const std::int64_t rows = f.token_mixed ? (which == 0 ? kept : n - kept) : n;
+        if (rows > 0) fn(which == 0 ? part.first : part.second, which == 0 ? part.first_n : part.second_n, rows);
+      }
     }
   }
 }

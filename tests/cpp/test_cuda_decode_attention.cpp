@@ -48,7 +48,7 @@ TEST_CASE("decode attention on cuda agrees with the reference and dequantize-the
       const PluginRegistry& reg = test::builtin_registry(CpuImplementation::reference);
       const KvCodec codec(reg.make_quantizer(ac.key), reg.make_quantizer(ac.value));
       std::string why;
-      if (!decode_attention_supports(codec.key(), d, &why) || !decode_attention_supports(codec.value(), d, &why)) {
+      if (!decode_attention_supports(codec.key(), d, KvSide::key, &why) || !decode_attention_supports(codec.value(), d, KvSide::value, &why)) {
         std::cout << "[cuda] not read in place: " << ac.name << ": " << why << "\n";
         continue;
       }

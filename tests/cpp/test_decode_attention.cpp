@@ -33,42 +33,71 @@ TEST_CASE("attend: softmax(q k^T / sqrt(D)) v on a hand-worked case", "[cpu][att
   CHECK(o[3] == 0.0);
 }
 
-TEST_CASE("the query transform of sign fft: real keys equals the dot with the inverse FFT", "[cpu][attention]") {
-  // sum_c q_c x_c with x = fft_inverse_rows(real, y) must equal sum_j w_j y_j, w = transform_entry(q) (linearity).
-  for (std::int64_t n : {64, 7, 16, 1}) {
-    INFO("n = " << n);
-    std::mt19937_64 rng(static_cast<std::uint64_t>(n));
-    std::normal_distribution<float> g(0.0f, 1.0f);
-    std::vector<float> q(static_cast<std::size_t>(n)), y(static_cast<std::size_t>(n)), x(static_cast<std::size_t>(n));
-    for (auto& e : q) e = g(rng);
-    for (auto& e : y) e = g(rng);
-    fft_inverse_rows(SignFft::real, y.data(), 1, n, x.data());
-    af::SideFormat f;
-    f.first.codec = af::ChildCodec::sign;
-    f.first.fft_real = true;
-    double direct = 0.0, via_w = 0.0, qsum = 0.0, ysum = 0.0;
-    for (std::int64_t c = 0; c < n; ++c) direct += static_cast<double>(q[c]) * x[c];
-    for (std::int64_t j = 0; j < n; ++j) via_w += static_cast<double>(af::transform_entry(f, n, 0, q.data(), j)) * y[j];
-    for (std::int64_t c = 0; c < n; ++c) qsum += std::fabs(q[c]);
-    double l2 = 0.0;
-    for (std::int64_t j = 0; j < n; ++j) {
-      ysum += std::fabs(y[j]);
-      l2 += static_cast<double>(y[j]) * y[j];
+TEST_CASE("the query transform of sign fft keys (real and complex) equals the dot with the inverse FFT", "[cpu][attention]") {
+  // sum_c q_c x_c with x = fft_inverse_rows(kind, y) must equal sum_j w_j y_j, w = transform_entry(q) (linearity),
+  // for m = n (real) or 2n (complex) stored components y. Also as the second child of a mixed part whose first child
+  // (3 channels, no FFT) takes part indices 0..2 and channels 0..2.
+  for (const SignFft kind : {SignFft::real, SignFft::complex})
+    for (std::int64_t n : {64, 7, 16, 1, 6}) {
+      INFO("n = " << n << ", complex " << (kind == SignFft::complex));
+      const std::int64_t m = fft_components(kind, n);
+      std::mt19937_64 rng(static_cast<std::uint64_t>(n));
+      std::normal_distribution<float> g(0.0f, 1.0f);
+      std::vector<float> q(static_cast<std::size_t>(n + 3)), y(static_cast<std::size_t>(m)), x(static_cast<std::size_t>(n));
+      for (auto& e : q) e = g(rng);
+      for (auto& e : y) e = g(rng);
+      fft_inverse_rows(kind, y.data(), 1, n, x.data());
+      af::ChildFormat fft;
+      fft.codec = af::ChildCodec::sign;
+      fft.fft_real = kind == SignFft::real;
+      fft.fft_complex = kind == SignFft::complex;
+      af::SideFormat plain;
+      plain.first = fft;
+      af::PartRef pp;
+      pp.first_n = m;
+      pp.first_channels = n;
+      af::SideFormat mixed;  // channels 0..2 (part indices 0..2) without FFT, then the FFT child
+      mixed.mixed = true;
+      mixed.high = 3;
+      mixed.second = fft;
+      af::PartRef mp;
+      mp.first_n = mp.first_channels = 3;
+      mp.second_n = m;
+      mp.second_channels = n;
+      double direct = 0.0, via_plain = 0.0, via_mixed = 0.0, qsum = 0.0, ysum = 0.0, l2 = 0.0;
+      for (std::int64_t c = 0; c < n; ++c) direct += static_cast<double>(q[static_cast<std::size_t>(c + 3)]) * x[static_cast<std::size_t>(c)];
+      for (std::int64_t j = 0; j < m; ++j) {
+        via_plain += static_cast<double>(af::transform_entry(plain, pp, q.data() + 3, j)) * y[static_cast<std::size_t>(j)];
+        via_mixed += static_cast<double>(af::transform_entry(mixed, mp, q.data(), 3 + j)) * y[static_cast<std::size_t>(j)];
+      }
+      for (std::int64_t i = 0; i < 3; ++i) CHECK(af::transform_entry(mixed, mp, q.data(), i) == q[static_cast<std::size_t>(i)]);
+      for (std::int64_t c = 0; c < n; ++c) qsum += std::fabs(q[static_cast<std::size_t>(c + 3)]);
+      for (std::int64_t j = 0; j < m; ++j) {
+        ysum += std::fabs(y[static_cast<std::size_t>(j)]);
+        l2 += static_cast<double>(y[static_cast<std::size_t>(j)]) * y[static_cast<std::size_t>(j)];
+      }
+      // The bound of decode_attention_tolerance.h 4. (without the 1 / sqrt(D) of the score).
+      const double bound = qsum * sign_fft_tolerance::inverse_bound(n, std::sqrt(l2)) +
+                           static_cast<double>(n + 3 + m) * 0x1p-24 * (2.0 / static_cast<double>(n)) * qsum * ysum;
+      CHECK(std::fabs(direct - via_plain) <= bound);
+      CHECK(std::fabs(direct - via_mixed) <= bound);
     }
-    // The bound of decode_attention_tolerance.h 4. (without the 1 / sqrt(D) of the score).
-    const double bound = qsum * sign_fft_tolerance::inverse_bound(n, std::sqrt(l2)) +
-                         static_cast<double>(2 * n + 3) * 0x1p-24 * (2.0 / static_cast<double>(n)) * qsum * ysum;
-    CHECK(std::fabs(direct - via_w) <= bound);
-  }
+}
+
+TEST_CASE("the complex-FFT inverse weights on a hand-worked case", "[cpu][attention]") {
+  // n = 4, x_c = Re(sum_k Y_k i^(k c)) / 4. Channel c = 1: Y_0 -> 1/4 (component 0), Im Y_0 -> 0 (component 1),
+  // Y_1 i -> Re: -Im Y_1 / 4 (component 3 weighs -1/4, component 2 weighs cos(pi/2)/4 = 0), Y_2 (-1) -> -1/4
+  // (component 4), Y_3 (-i) -> +Im Y_3 / 4 (component 7 weighs +1/4).
+  const float want[8] = {0.25f, 0.0f, 0.0f, -0.25f, -0.25f, 0.0f, 0.0f, 0.25f};
+  for (std::int64_t j = 0; j < 8; ++j) CHECK(af::fft_complex_inverse_weight(4, j, 1) == Approx(want[j]).margin(1e-7));
 }
 
 TEST_CASE("in-place element reads equal each plugin's decode", "[cpu][attention]") {
   const LayerInput in = synthetic_input(2, 200, 48, 3);
   const int read = for_each_read_codec(in, 170, [&](const AttentionCodec& ac, const KvCodec& codec, const LayerCache& cache) {
     INFO(ac.name);
-    const af::SideFormat kf = side_format(codec.key(), in.channels), vf = side_format(codec.value(), in.channels);
-    const bool key_fft = (kf.first.codec == af::ChildCodec::sign && kf.first.fft_real) ||
-                         (kf.mixed && kf.second.codec == af::ChildCodec::sign && kf.second.fft_real);
+    const af::SideFormat kf = side_format(codec.key(), in.channels, KvSide::key), vf = side_format(codec.value(), in.channels, KvSide::value);
+    const bool key_fft = af::child_fft(kf.first) || (kf.mixed && af::child_fft(kf.second));
     for (std::int64_t h = 0; h < in.heads; ++h) {
       std::vector<double> k, v;
       decoded_head(cache, h, k, v);
@@ -78,11 +107,15 @@ TEST_CASE("in-place element reads equal each plugin's decode", "[cpu][attention]
         if (side == 0 && key_fft) continue;  // components, not channels: the transform test and the emulation cover them
         for (const auto& blk : s.blocks) {
           const std::int64_t n = blk.end - blk.begin;
-          const af::PartRef part = af::part_of(f, blk.bytes, in.heads, n, in.channels, h);
+          // mixed_token values: the protected tokens counted from the stored mask here (the kernels take the
+          // quantizer's budget from the host tables; the emulation test covers that path).
+          const std::int64_t kept = f.token_mixed ? af::mask_count(blk.bytes, 0, n) : 0;
+          const af::PartRef part = af::part_of(f, blk.bytes, in.heads, n, in.channels, h, kept);
           for (std::int64_t t = 0; t < n; ++t)
             for (std::int64_t c = 0; c < in.channels; ++c) {
               const double want = (side == 0 ? k : v)[static_cast<std::size_t>((blk.begin + t) * in.channels + c)];
-              REQUIRE(static_cast<double>(af::side_element(f, part, in.channels, t, c)) == want);
+              const std::int64_t rank = f.token_mixed ? af::mask_count(blk.bytes, 0, t) : 0;
+              REQUIRE(static_cast<double>(af::side_element(f, part, in.channels, t, c, rank)) == want);
             }
         }
       }
@@ -144,7 +177,7 @@ TEST_CASE("the kernels' emulation agrees with the reference and dequantize-then-
     const PluginRegistry& reg = test::builtin_registry(CpuImplementation::reference);
     const KvCodec codec(reg.make_quantizer(ac.key), reg.make_quantizer(ac.value));
     std::string why;
-    if (!decode_attention_supports(codec.key(), a.channels, &why) || !decode_attention_supports(codec.value(), a.channels, &why)) {
+    if (!decode_attention_supports(codec.key(), a.channels, KvSide::key, &why) || !decode_attention_supports(codec.value(), a.channels, KvSide::value, &why)) {
       std::cout << "[attention] not read in place: " << ac.name << ": " << why << "\n";
       const auto cache = filled_cache(codec, ac.lifecycle, b, 171, Execution::cpu());
       REQUIRE_THROWS_AS(DecodeAttention({cache.get()}, Execution::cpu()), NotSupportedError);
@@ -173,8 +206,8 @@ TEST_CASE("the presets kivi-2 and vidkv-k1.5-v1.58 are read in place", "[cpu][at
     const ConfigNode doc = load_preset(name, ConfigNode::scalar(name));
     std::string why;
     INFO(name);
-    CHECK(decode_attention_supports(*test::builtin_registry().make_quantizer(doc.at("codec").at("key")), 128, &why));
-    CHECK(decode_attention_supports(*test::builtin_registry().make_quantizer(doc.at("codec").at("value")), 128, &why));
+    CHECK(decode_attention_supports(*test::builtin_registry().make_quantizer(doc.at("codec").at("key")), 128, KvSide::key, &why));
+    CHECK(decode_attention_supports(*test::builtin_registry().make_quantizer(doc.at("codec").at("value")), 128, KvSide::value, &why));
   }
 }
 

@@ -73,8 +73,8 @@ TEST_CASE("the tensor-core kernel takes the presets' formats and refuses the oth
   for_each_read_codec(in, 64, [&](const AttentionCodec& ac, const KvCodec& codec, const LayerCache&) {
     attention_tables::Problem p;
     p.channels = 128;
-    p.key = side_format(codec.key(), 128);
-    p.value = side_format(codec.value(), 128);
+    p.key = side_format(codec.key(), 128, KvSide::key);
+    p.value = side_format(codec.value(), 128, KvSide::value);
     if (ac.name == "preset kivi-2") kivi += tc::formats_ok(p) ? 1 : -100;
     if (ac.name == "preset vidkv-k1.5-v1.58") vidkv += tc::formats_ok(p) ? 1 : -100;
     if (ac.name == "preset kivi-4" || ac.name == "preset fp16") CHECK_FALSE(tc::formats_ok(p));  // 4-bit codes, identity

@@ -74,12 +74,31 @@ def test_fused_cache_refuses_a_model_whose_attention_is_not_vidkv_fused():
 
 
 def test_fused_cache_refuses_a_codec_decode_attention_cannot_read_before_any_attention():
+    # sign with an FFT is read in place for keys only (the query is transformed, not the probabilities).
     model = tiny_llama()
     use_fused_attention(model)
+    codec = {"key": {"type": "uniform", "bits": 2}, "value": {"type": "sign", "fft": "real"}}
     with pytest.raises(vidkv.NotSupportedError, match="attention='materialize'"):
-        run(model, VidKVCache({"preset": "vidkv-k1.5-v1.66-stp"}, PAPER, attention="fused",
-                              modality=torch.zeros(70, dtype=torch.uint8).index_fill_(0, torch.arange(60, 70), 2),
-                              embeddings=torch.randn(70, 128)))
+        run(model, VidKVCache(codec, PAPER, attention="fused"))
+
+
+def stp_inputs(n_prompt=70):
+    """The token context the semantic-embedding protector scores: the last 10 prompt tokens visual (modality 2)."""
+    g = torch.Generator().manual_seed(11)
+    return dict(modality=torch.zeros(n_prompt, dtype=torch.uint8).index_fill_(0, torch.arange(n_prompt - 10, n_prompt), 2),
+                embeddings=torch.randn(n_prompt, 128, generator=g))
+
+
+@pytest.mark.parametrize("preset", ["vidkv-k1.5-v1.66-stp", "vidkv-k1.75-v1.66-stp-release", "vidkv-k1.5-v1.58-release"])
+def test_fused_attention_reads_stp_and_fft_complex_presets(preset):
+    # mixed_token values (semantic token protection) and sign fft: complex keys read in place: the same logits as
+    # dequantize-then-attend within float rounding of the attention, as for the presets above.
+    model = tiny_llama()
+    toks_m, logits_m = run(model, VidKVCache({"preset": preset}, PAPER, attention="materialize", **stp_inputs()))
+    use_fused_attention(model)
+    toks_f, logits_f = run(model, VidKVCache({"preset": preset}, PAPER, attention="fused", **stp_inputs()))
+    assert (logits_f - logits_m).abs().max().item() < 1e-3
+    assert torch.equal(toks_f, toks_m)
 
 
 def test_unknown_attention_mode_is_a_config_error():
@@ -88,13 +107,16 @@ def test_unknown_attention_mode_is_a_config_error():
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device visible to torch")
-@pytest.mark.parametrize("preset", ["fp16", "kivi-2", "vidkv-k1.5-v1.58"])
+@pytest.mark.parametrize("preset", ["fp16", "kivi-2", "vidkv-k1.5-v1.58", "vidkv-k1.5-v1.66-stp", "vidkv-k1.5-v1.58-release"])
 def test_cuda_fused_attention_matches_the_materialized_cache(preset):
     # fp16 model on the GPU: the kernels (fp32 online softmax) against dequantize-then-sdpa (fp16 attention): the
-    # logits agree within fp16 attention's rounding (5e-2 on logits ~1 after two layers).
+    # logits agree within fp16 attention's rounding (5e-2 on logits ~1 after two layers). The STP preset: one
+    # sequence (its token context is one sequence's modalities and embeddings).
     model = tiny_llama("cuda", torch.float16)
-    toks_m, logits_m = run(model, VidKVCache({"preset": preset}, PAPER), batch=2, device="cuda")
+    stp = "stp" in preset
+    kw, batch = (stp_inputs(), 1) if stp else ({}, 2)
+    toks_m, logits_m = run(model, VidKVCache({"preset": preset}, PAPER, **kw), batch=batch, device="cuda")
     use_fused_attention(model)
-    toks_f, logits_f = run(model, VidKVCache({"preset": preset}, PAPER, attention="fused"), batch=2, device="cuda")
+    toks_f, logits_f = run(model, VidKVCache({"preset": preset}, PAPER, attention="fused", **kw), batch=batch, device="cuda")
     assert (logits_f - logits_m).abs().max().item() < 5e-2
     assert (toks_f == toks_m).float().mean().item() >= 0.9

@@ -75,6 +75,12 @@ class MixedTokenQuantizer : public Quantizer {
   }
 
   const TokenProtector& protector() const { return *protector_; }
+  // The children (the fused decode attention reads their bytes in place, attention/decode_attention_format.h).
+  const Quantizer& protected_quantizer() const { return *protected_; }
+  const Quantizer& rest_quantizer() const { return *rest_; }
+  // The number of protected tokens n of a block of `tokens` tokens under ctx: the protector's budget of its
+  // candidates, which the stored mask holds exactly (encode checks it); depends only on the shape and modalities.
+  std::int64_t protected_count(std::int64_t tokens, const TokenContext& ctx) const;
 
  protected:
   VIDKV_QUANTIZER_CUDA_OVERRIDES
@@ -84,9 +90,6 @@ class MixedTokenQuantizer : public Quantizer {
   // layout(shape, ctx).bytes() (NotSupportedError otherwise, see the header comment).
   void write_mask_checked(const std::vector<std::int32_t>& prot, const std::vector<std::int32_t>& rest,
                           const BlockShape& shape, const TokenContext& ctx, std::uint8_t* out) const;
-  // Budget n for a block of `tokens` tokens under ctx.
-  std::int64_t protected_count(std::int64_t tokens, const TokenContext& ctx) const;
-
   std::unique_ptr<TokenProtector> protector_;
   std::unique_ptr<Quantizer> protected_, rest_;
 };
