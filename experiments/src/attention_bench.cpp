@@ -132,6 +132,7 @@ AttentionBenchResult run_attention_bench(const AttentionBenchOptions& o) {
         const DecodeAttention attn(ptrs, ex);
         row.splits = attn.splits();
         row.tensor_cores = attn.tensor_cores();
+        row.general_only = attn.fast_tiles() == 0;
         row.ms = median_ms(stream.s, o.warmup, o.repeats, attn, qv, ov);
         if (row.tensor_cores) {
           const DecodeAttention cuda_cores(ptrs, ex, 0, DecodeAttention::FastKernel::cuda_cores);
@@ -208,7 +209,9 @@ std::string attention_bench_markdown(const AttentionBenchResult& r, const Attent
     } else {
       out << "not measured | | ";
     }
-    if (row.tensor_cores) {
+    if (row.general_only) {
+      out << "none (general kernel only) | |\n";
+    } else if (row.tensor_cores) {
       std::snprintf(buf, sizeof buf, "tensor cores | %.4f |\n", row.cuda_core_ms);
       out << buf;
     } else {

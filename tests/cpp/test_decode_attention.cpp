@@ -276,6 +276,9 @@ TEST_CASE("the attention bench table: byte ratio, fraction of copy bandwidth and
   CHECK(attention_bench_markdown(r, o, {{0.5, ""}}).find("| 0.5000 | 2.00x | tensor cores | 0.7500 |") != std::string::npos);
   const std::string without = attention_bench_markdown(r, o, {});
   CHECK(without.find("not measured") != std::string::npos);
+  r.rows[0].tensor_cores = false;  // no fast tile at all (fft: complex keys, mixed_token values)
+  r.rows[0].general_only = true;
+  CHECK(attention_bench_markdown(r, o, {{0.5, ""}}).find("| 2.00x | none (general kernel only) | |") != std::string::npos);
 }
 
 TEST_CASE("the attention bench reads bench_attention.py's JSON line and says why it has no PyTorch column", "[cpu][attention]") {
