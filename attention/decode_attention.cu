@@ -117,6 +117,68 @@ __device__ inline void write_split_partial(const Problem& p, float* smem, const 
   merge_warp_partials(p, smem, b, h, slot);
 }
 
+// --- Residual tiles ------------------------------------------------------------------------------------------------
+// The residual window's tokens are exact inputs in the cache's store ([heads, capacity, D] of the store's dtype F,
+// af::residual_element): read here with the dtype fixed at compile time, the row address computed once per token
+// and the loads unrolled so that several are in flight (per element the same value as residual_element: the load,
+// then the rounding to the residual dtype), instead of one element read through the format functions at a time.
+template <DType F>
+__device__ inline float load_store(const void* base, std::int64_t i) {
+  if constexpr (F == DType::f32) return static_cast<const float*>(base)[i];
+  const std::uint16_t b = static_cast<const std::uint16_t*>(base)[i];
+  if constexpr (F == DType::f16) return __half2float(__ushort_as_half(b));
+  return __uint_as_float(static_cast<std::uint32_t>(b) << 16);
+}
+
+// Scores of one residual token (the lane's) over D channels: sc[hq] += qT[c][hq] * k_c in channel order (the same
+// fused multiply-adds in the same order as the element-wise loop). row: the token's element offset in the store.
+template <DType F>
+__device__ inline void residual_scores(float (&sc)[kMaxQ], const float* qT, const void* store, std::int64_t row, int D, DType rd) {
+  constexpr int kU = 8;  // loads in flight per lane
+  int c = 0;
+  for (; c + kU <= D; c += kU) {
+    float k[kU];
+#pragma unroll
+    for (int e = 0; e < kU; ++e) k[e] = load_store<F>(store, row + c + e);
+#pragma unroll
+    for (int e = 0; e < kU; ++e) score_update(sc, qT, c + e, round_to_dtype(k[e], rd));
+  }
+  for (; c < D; ++c) score_update(sc, qT, c, round_to_dtype(load_store<F>(store, row + c), rd));
+}
+
+// Values of a residual tile of n tokens (row0: the first token's element offset in the store): acc[hq][ci] +=
+// p[hq] of token j * v[j][c], c = lane + 32 ci, tokens in order (as the element-wise loop), four tokens' loads in
+// flight at a time.
+template <DType F, int kC>
+__device__ inline void residual_values(float (&acc)[kMaxQ][kC], const float (&sc)[kMaxQ], std::int64_t Q, const void* store,
+                                       std::int64_t row0, int D, int n, DType rd, int lane) {
+  constexpr int kJ = 4;
+  for (int j0 = 0; j0 < n; j0 += kJ) {
+    float v[kJ][kC];
+#pragma unroll
+    for (int jj = 0; jj < kJ; ++jj)
+#pragma unroll
+      for (int ci = 0; ci < kC; ++ci) {
+        const int c = lane + 32 * ci;
+        v[jj][ci] = (j0 + jj < n && c < D) ? round_to_dtype(load_store<F>(store, row0 + static_cast<std::int64_t>(j0 + jj) * D + c), rd) : 0.0f;
+      }
+#pragma unroll
+    for (int jj = 0; jj < kJ; ++jj) {
+      if (j0 + jj >= n) break;
+      float pj[kMaxQ];
+#pragma unroll
+      for (int hq = 0; hq < kMaxQ; ++hq) pj[hq] = __shfl_sync(0xffffffffu, sc[hq], j0 + jj);
+#pragma unroll
+      for (int ci = 0; ci < kC; ++ci) {
+        if (lane + 32 * ci >= D) break;
+#pragma unroll
+        for (int hq = 0; hq < kMaxQ; ++hq)
+          if (hq < Q) acc[hq][ci] = __fmaf_rn(pj[hq], v[jj][ci], acc[hq][ci]);
+      }
+    }
+  }
+}
+
 // The general kernel: the tiles of each sequence that are not fast (the residual's, layouts whose codes or metadata
 // are not staged), every element through the format functions. kC: value channels per lane (D <= 32 kC): 4 for
 // head_dim <= 128 (fewer registers), kMaxC up to 256.
@@ -190,9 +252,14 @@ __global__ void __launch_bounds__(kThreads) split_kernel(const Problem p) {
           const float k = af::decode_code(kp.second, af::view_code(kp.second, tr, i - kp.first_n), kmeta[i]);
           score_update(sc, qk, i, k);
         }
+      } else if (tile.key_block < 0) {  // the residual: D channels of the exact-input store
+        const std::int64_t row = (h * seq.key_capacity + t - seq.key_first) * D;
+        const int d = static_cast<int>(D);
+        if (seq.key_full_dtype == DType::f16) residual_scores<DType::f16>(sc, qk, seq.key_full, row, d, p.residual_dtype);
+        else if (seq.key_full_dtype == DType::bf16) residual_scores<DType::bf16>(sc, qk, seq.key_full, row, d, p.residual_dtype);
+        else residual_scores<DType::f32>(sc, qk, seq.key_full, row, d, p.residual_dtype);
       } else {
-        const std::int64_t width = tile.key_block >= 0 ? W : D;  // the residual: D channels
-        for (std::int64_t i = 0; i < width; ++i) {
+        for (std::int64_t i = 0; i < W; ++i) {
           const float k = key_element(p, seq, tile, kp, kbegin, h, t, i);
           score_update(sc, qk, i, k);
         }
@@ -220,6 +287,14 @@ __global__ void __launch_bounds__(kThreads) split_kernel(const Problem p) {
       rank_block = tile.value_block;
       rank_pos = vtr0;
       my_rank = rank_base + (lane < tile.n ? af::mask_count(vp.mask, vtr0, vtr0 + lane) : 0);
+    }
+    if (tile.value_block < 0) {  // the residual: the exact-input store
+      const std::int64_t row0 = (h * seq.value_capacity + tile.t0 - seq.value_first) * D;
+      const int d = static_cast<int>(D);
+      if (seq.value_full_dtype == DType::f16) residual_values<DType::f16, kC>(acc, sc, Q, seq.value_full, row0, d, tile.n, p.residual_dtype, lane);
+      else if (seq.value_full_dtype == DType::bf16) residual_values<DType::bf16, kC>(acc, sc, Q, seq.value_full, row0, d, tile.n, p.residual_dtype, lane);
+      else residual_values<DType::f32, kC>(acc, sc, Q, seq.value_full, row0, d, tile.n, p.residual_dtype, lane);
+      continue;
     }
     for (int j = 0; j < tile.n; ++j) {
       float pj[kMaxQ];

@@ -39,6 +39,21 @@ __device__ inline void load_queries(const Problem& p, float* q, std::int64_t b, 
   }
 }
 
+// w[hq] = sum_c g[hq * D + c] * B_jc over the n channels of an FFT child (af::transform_entry's sum, the same fp32
+// operations in the same order), the weight kind fixed per call so that the loop over c has no branch on it.
+template <bool kComplex>
+__device__ inline void adjoint_entry(float (&w)[kMaxQ], const float* g, std::int64_t D, std::int64_t Q, std::int64_t n,
+                                     std::int64_t j) {
+#pragma unroll
+  for (int hq = 0; hq < kMaxQ; ++hq) w[hq] = 0.0f;
+  for (std::int64_t c = 0; c < n; ++c) {
+    const float b = kComplex ? af::fft_complex_inverse_weight(n, j, c) : af::fft_real_inverse_weight(n, j, c);
+#pragma unroll
+    for (int hq = 0; hq < kMaxQ; ++hq)
+      if (hq < Q) w[hq] = __fadd_rn(w[hq], __fmul_rn(g[hq * D + c], b));
+  }
+}
+
 // The queries carried into key part kp's coordinates (gathered channel order, FFT frequency domain:
 // af::transform_entry): tqT[i][hq] for the part's key_width part indices i, from qT, through this warp's `gathered`
 // [Q][D]. Warp-synchronous.
@@ -62,14 +77,9 @@ __device__ inline void transform_queries(const Problem& p, const af::PartRef& kp
       continue;
     }
     float w[kMaxQ];
-#pragma unroll
-    for (int hq = 0; hq < kMaxQ; ++hq) w[hq] = 0.0f;
-    for (std::int64_t c = 0; c < slot.channels; ++c) {
-      const float b = af::fft_inverse_weight(child, slot.channels, j, c);
-#pragma unroll
-      for (int hq = 0; hq < kMaxQ; ++hq)
-        if (hq < Q) w[hq] = __fadd_rn(w[hq], __fmul_rn(gathered[hq * D + slot.channel_base + c], b));
-    }
+    const float* g = gathered + slot.channel_base;
+    if (child.fft_complex) adjoint_entry<true>(w, g, D, Q, slot.channels, j);
+    else adjoint_entry<false>(w, g, D, Q, slot.channels, j);
 #pragma unroll
     for (int hq = 0; hq < kMaxQ; ++hq)
       if (hq < Q) tq[i * kMaxQ + hq] = w[hq];

@@ -104,10 +104,16 @@ VIDKV_HOST_DEVICE inline float round_to_dtype(float f, DType t) {
 }
 
 // Reads element i of a buffer of dtype t as fp32.
+// On the device the widening is the hardware conversion: exact, so the same value as the written-out one for every
+// finite or infinite input (a NaN stays a NaN, its payload unspecified).
 VIDKV_HOST_DEVICE inline float load_as_float(const void* data, DType t, std::size_t i) {
   if (t == DType::f32) return static_cast<const float*>(data)[i];
   const std::uint16_t b = static_cast<const std::uint16_t*>(data)[i];
+#if defined(__CUDA_ARCH__)
+  return t == DType::f16 ? __half2float(__ushort_as_half(b)) : __uint_as_float(static_cast<std::uint32_t>(b) << 16);
+#else
   return t == DType::f16 ? half_bits_to_float(b) : bf16_bits_to_float(b);
+#endif
 }
 
 // Writes fp32 value v into element i of a buffer of dtype t (rounding to nearest even).
