@@ -50,12 +50,24 @@ std::vector<float> token_slice(const float* x, const BlockShape& s, std::int64_t
   return out;
 }
 
-// Softmax of q . K[0..n) / sqrt(d) in double, K rows of length d.
+// Softmax of q . K[0..n) / sqrt(d) in double, K rows of length d. Each logit is one sum over c in order; four rows
+// are summed side by side (four independent chains: the same values, without waiting on one chain's latency).
 void attention_probs(const float* q, const float* K, std::int64_t n, std::int64_t d, std::vector<double>& p) {
   const double scale = 1.0 / std::sqrt(static_cast<double>(d));
   p.assign(static_cast<std::size_t>(n), 0.0);
   double mx = -INFINITY;
-  for (std::int64_t j = 0; j < n; ++j) {
+  constexpr std::int64_t kChains = 4;
+  std::int64_t j = 0;
+  for (; j + kChains <= n; j += kChains) {
+    double s[kChains] = {};
+    for (std::int64_t c = 0; c < d; ++c)
+      for (std::int64_t l = 0; l < kChains; ++l) s[l] += static_cast<double>(q[c]) * K[(j + l) * d + c];
+    for (std::int64_t l = 0; l < kChains; ++l) {
+      p[static_cast<std::size_t>(j + l)] = s[l] * scale;
+      mx = std::max(mx, s[l] * scale);
+    }
+  }
+  for (; j < n; ++j) {
     double s = 0;
     for (std::int64_t c = 0; c < d; ++c) s += static_cast<double>(q[c]) * K[j * d + c];
     p[static_cast<std::size_t>(j)] = s * scale;
@@ -107,7 +119,14 @@ MetricValues decode_step_metrics(const KvCodec& codec, const LifecycleParams& pa
   double err2 = 0, ref2 = 0, venergy = 0, kl = 0;
   std::int64_t scored = 0;
   std::vector<float> kh, vh, q(static_cast<std::size_t>(d));
-  std::vector<double> p, ph;
+  std::vector<double> p, ph, o(static_cast<std::size_t>(d)), oh(static_cast<std::size_t>(d));
+  // ||v_j||^2 of every exact value row, summed over c in order once per layer (the same double sums as per query).
+  std::vector<double> vnorm(static_cast<std::size_t>(H * T), 0.0);
+  for (std::int64_t r = 0; r < H * T; ++r) {
+    double vn = 0;
+    for (std::int64_t c = 0; c < d; ++c) vn += static_cast<double>(value[r * d + c]) * value[r * d + c];
+    vnorm[static_cast<std::size_t>(r)] = vn;
+  }
   const std::int64_t last = at_token.rbegin()->first;
   for (std::int64_t t = prefill; t <= last; ++t) {
     cache.append(token_slice(key, shape, t).data(), token_slice(value, shape, t).data(), 1);
@@ -130,21 +149,26 @@ MetricValues decode_step_metrics(const KvCodec& codec, const LifecycleParams& pa
         const float* Vq = vh.data() + kv * n * d;
         attention_probs(q.data(), Kx, n, d, p);
         attention_probs(q.data(), Kq, n, d, ph);
+        const double* vn = vnorm.data() + kv * T;
         for (std::int64_t j = 0; j < n; ++j) {
           const double a = p[static_cast<std::size_t>(j)], b = ph[static_cast<std::size_t>(j)];
           if (a > 0) kl += a * (std::log(a) - std::log(std::max(b, 1e-300)));
-          double vn = 0;
-          for (std::int64_t c = 0; c < d; ++c) vn += static_cast<double>(Vx[j * d + c]) * Vx[j * d + c];
-          venergy += a * vn;
+          venergy += a * vn[j];
+        }
+        // o_c = sum_j p_j v_jc for every c, each sum over j in order (rows read contiguously).
+        std::fill(o.begin(), o.end(), 0.0);
+        std::fill(oh.begin(), oh.end(), 0.0);
+        for (std::int64_t j = 0; j < n; ++j) {
+          const double a = p[static_cast<std::size_t>(j)], b = ph[static_cast<std::size_t>(j)];
+          for (std::int64_t c = 0; c < d; ++c) {
+            o[static_cast<std::size_t>(c)] += a * Vx[j * d + c];
+            oh[static_cast<std::size_t>(c)] += b * Vq[j * d + c];
+          }
         }
         for (std::int64_t c = 0; c < d; ++c) {
-          double o = 0, oh = 0;
-          for (std::int64_t j = 0; j < n; ++j) {
-            o += p[static_cast<std::size_t>(j)] * Vx[j * d + c];
-            oh += ph[static_cast<std::size_t>(j)] * Vq[j * d + c];
-          }
-          err2 += (o - oh) * (o - oh);
-          ref2 += o * o;
+          const double oc = o[static_cast<std::size_t>(c)], e = oc - oh[static_cast<std::size_t>(c)];
+          err2 += e * e;
+          ref2 += oc * oc;
         }
         ++scored;
       }

@@ -36,11 +36,23 @@ std::vector<double> SemanticEmbeddingProtector::score(const float*, const BlockS
   const auto hidden = static_cast<std::size_t>(tt.hidden);
   std::vector<double> out;
   out.reserve(candidates.size());
+  // Each dot product is one sum over d in order and the dots are added in query order; four query rows are summed
+  // side by side (independent chains: the same values, without waiting on one chain's latency).
+  constexpr std::size_t kChains = 4;
   for (std::int32_t local : candidates) {
     const float* ei = tt.embeddings.data() + static_cast<std::size_t>(ctx.trace_index(local)) * hidden;
     double sum = 0;
-    for (std::int64_t j : queries) {
-      const float* ej = tt.embeddings.data() + static_cast<std::size_t>(j) * hidden;
+    std::size_t qi = 0;
+    for (; qi + kChains <= queries.size(); qi += kChains) {
+      const float* ej[kChains];
+      for (std::size_t l = 0; l < kChains; ++l) ej[l] = tt.embeddings.data() + static_cast<std::size_t>(queries[qi + l]) * hidden;
+      double dot[kChains] = {};
+      for (std::size_t d = 0; d < hidden; ++d)
+        for (std::size_t l = 0; l < kChains; ++l) dot[l] += static_cast<double>(ei[d]) * static_cast<double>(ej[l][d]);
+      for (std::size_t l = 0; l < kChains; ++l) sum += dot[l];
+    }
+    for (; qi < queries.size(); ++qi) {
+      const float* ej = tt.embeddings.data() + static_cast<std::size_t>(queries[qi]) * hidden;
       double dot = 0;
       for (std::size_t d = 0; d < hidden; ++d) dot += static_cast<double>(ei[d]) * static_cast<double>(ej[d]);
       sum += dot;
