@@ -242,8 +242,9 @@ Action define_bench(CLI::App& app) {
                          ->capture_default_str();
   app.add_flag("--attention", a->attention,
                "fused decode attention from the packed cache on the GPU (attention/decode_attention.h) against\n"
-               "PyTorch fp16 scaled_dot_product_attention (the fastest of its GQA call under each backend and the\n"
-               "query-rows layout, named in the table), 4 KV heads x 7 query heads, head_dim 128 (--tokens default\n"
+               "PyTorch fp16 scaled_dot_product_attention (the fastest way of calling it, named in the table: q\n"
+               "[B, 28, 1, D] with enable_gqa under torch's own backend choice, flash, cuDNN or efficient, or q as\n"
+               "7 query rows per KV head), 4 KV heads with 7 query heads each (28), head_dim 128 (--tokens default\n"
                "8192,16384,32768,65536,131072; --batches; --presets; --repeats default 20)");
   a->batches_opt = app.add_option("--batches", a->batches, "--attention only: batch sizes, comma-separated")
                        ->type_name("a,b")
