@@ -123,14 +123,16 @@ void split(const Problem& p, std::int64_t b, std::int64_t h, int s, bool fast) {
         w.rank_pos = vtr0;
         rank0 = w.rank_base;
       }
-      for (std::int32_t j = 0; j < tile.n; ++j)
+      for (std::int32_t j = 0; j < tile.n; ++j) {
+        // Token j's rank: the kernel's lane j adds the tile's bits before it.
+        const std::int64_t rank = p.value.token_mixed && tile.value_block >= 0 ? rank0 + af::mask_count(vp.mask, vtr0, vtr0 + j) : 0;
         for (std::int64_t c = 0; c < D; ++c) {
-          const std::int64_t rank = p.value.token_mixed && tile.value_block >= 0 ? rank0 + af::mask_count(vp.mask, vtr0, vtr0 + j) : 0;
           const float v = vmode != kValueMetaNone ? value_staged_element(vmode, vp, vtr0, j, c, vmeta.data())
                                                   : value_element(p, seq, tile, vp, vbegin, h, tile.t0 + j, c, rank);
           for (std::int64_t hq = 0; hq < Q; ++hq)
             w.acc[static_cast<std::size_t>(hq * D + c)] += sc[static_cast<std::size_t>(hq * tile.n + j)] * v;
         }
+      }
     }
   }
   const std::int64_t base = ((b * p.heads + h) * (p.splits + p.generic_splits) + (fast ? s : p.splits + s)) * Q;

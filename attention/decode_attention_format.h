@@ -27,8 +27,8 @@
 // mixed_token (values): the block's token mask (mixed_token_format.h, one for all heads), then the protected child
 // over [heads, kept, D] and the rest child over [heads, tokens - kept, D], tokens in ascending position. `kept`,
 // the number of protected tokens, comes with the block from the host (the quantizer's budget for the block, which
-// equals the mask's popcount); token t of the block is row mask_rank(t) of the protected child when its mask bit is
-// set, else row t - mask_rank(t) of the rest child, mask_rank(t) = protected tokens before t.
+// equals the mask's popcount); token t of the block is row r(t) of the protected child when its mask bit is set,
+// else row t - r(t) of the rest child, r(t) = mask_count(mask, 0, t), the protected tokens before t (token_row).
 #pragma once
 
 #include <cstddef>
@@ -231,7 +231,6 @@ struct PartRef {
   ChildView first, second;
   std::int64_t first_n = 0, second_n = 0;  // part indices of each child: its stored components (see the top)
   std::int64_t first_channels = 0, second_channels = 0;  // channels of each child (mixed: k and D - k; else D, 0)
-  std::int64_t kept = 0;                   // token_mixed: rows of the protected child (protected tokens)
 };
 
 // Key width of a side: the part indices first_n + second_n of every part (D, or more with fft: complex children).
@@ -246,7 +245,6 @@ VIDKV_HOST_DEVICE inline PartRef part_of(const SideFormat& f, const std::uint8_t
   PartRef p;
   if (f.token_mixed) {
     p.mask = bytes;
-    p.kept = kept;
     const std::uint8_t* first = bytes + mixed_token_format::mask_bytes(static_cast<std::size_t>(tokens));
     p.first = child_view(f.first, first, heads, kept, channels, h);
     p.second = child_view(f.second, first + child_bytes(f.first, heads, kept, channels), heads, tokens - kept, channels, h);
