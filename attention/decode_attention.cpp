@@ -122,17 +122,18 @@ std::int64_t check_view(const TensorView& v, const char* what, Device device, st
 
 // Splits a sequence's tokens into tiles (decode_attention_tables.h); block indices offset into the batch's arrays.
 // Key tiles start on multiples of 32 tokens from their key block's (or the residual's) start, so a tile never
-// straddles two per-channel groups of 32.
+// straddles two per-channel groups of 32; tiles touching either residual window hold at most kResidualTileTokens
+// (a divisor of 32).
 void add_tiles(const LayerCache::SideRef& key, const LayerCache::SideRef& value, std::int64_t tokens, std::int32_t key_base,
                std::int32_t value_base, std::int32_t sequence, std::vector<at::TileEntry>& tiles) {
-  constexpr std::int64_t kTile = DecodeAttention::kTileTokens;
   std::size_t ki = 0, vi = 0;
   for (std::int64_t t = 0; t < tokens;) {
     while (ki < key.blocks.size() && t >= key.blocks[ki].end) ++ki;
     while (vi < value.blocks.size() && t >= value.blocks[vi].end) ++vi;
     const bool kb = ki < key.blocks.size(), vb = vi < value.blocks.size();
     const std::int64_t kstart = kb ? key.blocks[ki].begin : key.quantized;
-    std::int64_t end = std::min(tokens, kstart + ((t - kstart) / kTile + 1) * kTile);
+    const std::int64_t span = kb && vb ? DecodeAttention::kTileTokens : DecodeAttention::kResidualTileTokens;
+    std::int64_t end = std::min(tokens, kstart + ((t - kstart) / span + 1) * span);
     if (kb) end = std::min(end, key.blocks[ki].end);
     else if (t < key.quantized) end = std::min(end, key.quantized);
     if (vb) end = std::min(end, value.blocks[vi].end);
@@ -229,14 +230,14 @@ DecodeAttention::DecodeAttention(const std::vector<const LayerCache*>& caches, c
     s.value_first = value.first;
     tb.sequences.push_back(s);
     for (const auto& blk : key.blocks) {
-      tb.key_blocks.push_back({blk.bytes, blk.begin, blk.end - blk.begin});
+      tb.key_blocks.push_back({blk.bytes, blk.begin, blk.end - blk.begin, 0, static_cast<std::int32_t>(b)});
       cache_bytes_ += blk.layout->bytes();
     }
     const auto* token_mixed = dynamic_cast<const MixedTokenQuantizer*>(value.quantizer);
     for (const auto& blk : value.blocks) {
       // mixed_token: the block's protected tokens, from its shape and token context as the encode counted them.
       const std::int64_t kept = token_mixed ? token_mixed->protected_count(blk.end - blk.begin, c.context().range(blk.begin, blk.end)) : 0;
-      tb.value_blocks.push_back({blk.bytes, blk.begin, blk.end - blk.begin, kept});
+      tb.value_blocks.push_back({blk.bytes, blk.begin, blk.end - blk.begin, kept, static_cast<std::int32_t>(b)});
       cache_bytes_ += blk.layout->bytes();
     }
     const auto rsize = static_cast<std::size_t>(dtype_size(p.residual_dtype));
@@ -350,11 +351,18 @@ void DecodeAttention::run(const TensorView& queries, const TensorView& out) cons
   p.out = out.data;
   p.out_dtype = out.dtype;
   const std::size_t partials = static_cast<std::size_t>(batch() * heads_ * splits_ * qpk);  // both kinds of splits
-  // One allocation for both (the accumulators, then (max, sum) pairs), freed in stream order after the kernels.
-  const std::size_t acc_floats = (partials * static_cast<std::size_t>(channels_) + 3) / 4 * 4;  // 16-byte aligned pairs
-  DeviceBuffer workspace((acc_floats + partials * 2) * sizeof(float), ex_.cuda_stream);
+  // One allocation (the accumulators, the transformed queries, then (max, sum) pairs: 16-byte aligned pieces),
+  // freed in stream order after the kernels.
+  const std::size_t acc_floats = (partials * static_cast<std::size_t>(channels_) + 3) / 4 * 4;
+  p.key_block_count = static_cast<std::int64_t>(tables_->key_blocks.size());
+  const std::size_t transformed_floats =
+      af::needs_transform(p.key)
+          ? static_cast<std::size_t>(p.key_block_count * heads_ * af::key_width(p.key, channels_) * kMaxQueryHeadsPerKv)
+          : 0;
+  DeviceBuffer workspace((acc_floats + transformed_floats + partials * 2) * sizeof(float), ex_.cuda_stream);
   p.partial_acc = workspace.as<float>();
-  p.partial_ml = workspace.as<float>() + acc_floats;
+  p.transformed = transformed_floats ? workspace.as<float>() + acc_floats : nullptr;
+  p.partial_ml = workspace.as<float>() + acc_floats + transformed_floats;
   attention_cuda::launch(p, ex_.cuda_stream);
 #else
   VIDKV_THROW(NotSupportedError, "decode attention on cuda: this build has no CUDA backend (configure with -DVIDKV_ENABLE_CUDA=ON)");

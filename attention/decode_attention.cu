@@ -23,11 +23,12 @@ using namespace device;
 
 // Shared memory (floats, 16-byte aligned pieces): the block's queries transposed and padded to kMaxQ heads,
 // qT[D][kMaxQ] (zeros past qpk: a score update is two 16-byte loads and kMaxQ FMAs per element); per warp the
-// transformed query tqT[W][kMaxQ] (W = key_width: D, or up to 2 D with fft: complex keys), the gathered query
-// [qpk][D], the staged key metadata (W Meta) and value metadata (value_meta_capacity(D) Meta). The merge at the
-// end reuses it: per warp m[qpk], l[qpk], acc[qpk][D].
+// transformed query tqT[W][kMaxQ] (W = key_width: D, or up to 2 D with fft: complex keys), the staged key metadata
+// (W Meta) and value metadata (value_meta_capacity(D) Meta). The merge at the end reuses it: per warp m[qpk],
+// l[qpk], acc[qpk][D].
 __host__ __device__ inline std::int64_t warp_floats(std::int64_t qpk, std::int64_t d, std::int64_t w) {
-  return (kMaxQ * w + qpk * d + 2 * w + 2 * value_meta_capacity(d) + 3) / 4 * 4;
+  (void)qpk;
+  return (kMaxQ * w + 2 * w + 2 * value_meta_capacity(d) + 3) / 4 * 4;
 }
 std::size_t smem_floats(std::int64_t qpk, std::int64_t d, std::int64_t w) {
   const std::int64_t work = kMaxQ * d + kWarps * warp_floats(qpk, d, w);
@@ -124,26 +125,41 @@ __device__ inline void write_split_partial(const Problem& p, float* smem, const 
 // then the rounding to the residual dtype), instead of one element read through the format functions at a time.
 template <DType F>
 __device__ inline float load_store(const void* base, std::int64_t i) {
-  if constexpr (F == DType::f32) return static_cast<const float*>(base)[i];
-  const std::uint16_t b = static_cast<const std::uint16_t*>(base)[i];
-  if constexpr (F == DType::f16) return __half2float(__ushort_as_half(b));
-  return __uint_as_float(static_cast<std::uint32_t>(b) << 16);
+  return load_as_float(base, F, static_cast<std::size_t>(i));  // F is a constant: the dtype branches fold
 }
 
-// Scores of one residual token (the lane's) over D channels: sc[hq] += qT[c][hq] * k_c in channel order (the same
-// fused multiply-adds in the same order as the element-wise loop). row: the token's element offset in the store.
+// Scores of one residual token over its channels c0, c0 + step, ... < D: sc[hq] += qT[c][hq] * k_c in that
+// order, 8 loads in flight per lane. row: the token's element offset in the store.
 template <DType F>
-__device__ inline void residual_scores(float (&sc)[kMaxQ], const float* qT, const void* store, std::int64_t row, int D, DType rd) {
+__device__ inline void residual_scores(float (&sc)[kMaxQ], const float* qT, const void* store, std::int64_t row, int D, DType rd,
+                                       int c0, int step) {
   constexpr int kU = 8;  // loads in flight per lane
-  int c = 0;
-  for (; c + kU <= D; c += kU) {
+  int c = c0;
+  for (; c + (kU - 1) * step < D; c += kU * step) {
     float k[kU];
 #pragma unroll
-    for (int e = 0; e < kU; ++e) k[e] = load_store<F>(store, row + c + e);
+    for (int e = 0; e < kU; ++e) k[e] = load_store<F>(store, row + c + e * step);
 #pragma unroll
-    for (int e = 0; e < kU; ++e) score_update(sc, qT, c + e, round_to_dtype(k[e], rd));
+    for (int e = 0; e < kU; ++e) score_update(sc, qT, c + e * step, round_to_dtype(k[e], rd));
   }
-  for (; c < D; ++c) score_update(sc, qT, c, round_to_dtype(load_store<F>(store, row + c), rd));
+  for (; c < D; c += step) score_update(sc, qT, c, round_to_dtype(load_store<F>(store, row + c), rd));
+}
+
+// Narrow tiles (n <= kNarrowTokens: DecodeAttention::kResidualTileTokens, the tiles touching a residual window) take
+// 4 lanes per token for the scores: at batch 1 these few tiles are all the general kernel runs, and a warp's serial
+// work per tile is its time (32-token tiles with a lane per token over D part indices: 77 us at kivi-2, 32k x 1).
+// join_narrow_scores adds the 4 lanes' partial sums of token j (lanes 4 j .. 4 j + 3) by two butterfly shuffles and
+// moves token j's scores to lane j, the layout softmax_update reads. The sum order differs from the element-wise
+// loop (four partial sums, then two additions): the tolerance's (D + 4) u per score bounds any order.
+constexpr int kNarrowLanesPerToken = 4;
+constexpr int kNarrowTokens = 32 / kNarrowLanesPerToken;
+__device__ inline void join_narrow_scores(float (&sc)[kMaxQ], int lane) {
+#pragma unroll
+  for (int hq = 0; hq < kMaxQ; ++hq) {
+    sc[hq] += __shfl_xor_sync(0xffffffffu, sc[hq], 1);
+    sc[hq] += __shfl_xor_sync(0xffffffffu, sc[hq], 2);
+    sc[hq] = __shfl_sync(0xffffffffu, sc[hq], (lane % kNarrowTokens) * kNarrowLanesPerToken);
+  }
 }
 
 // Values of a residual tile of n tokens (row0: the first token's element offset in the store): acc[hq][ci] +=
@@ -192,11 +208,9 @@ __global__ void __launch_bounds__(kThreads) split_kernel(const Problem p) {
   const std::int64_t D = p.channels, Q = p.qpk, W = af::key_width(p.key, D);
   float* q = smem;  // qT[D][kMaxQ]
   float* tq = smem + kMaxQ * D + warp * warp_floats(Q, D, W);  // tqT[W][kMaxQ]
-  float* gathered = tq + kMaxQ * W;                             // [Q][D]
-  af::Meta* kmeta = reinterpret_cast<af::Meta*>(gathered + Q * D);  // [W]
-  af::Meta* vmeta = kmeta + W;                                      // [value_meta_capacity(D)]
+  af::Meta* kmeta = reinterpret_cast<af::Meta*>(tq + kMaxQ * W);  // [W]
+  af::Meta* vmeta = kmeta + W;                                    // [value_meta_capacity(D)]
   load_queries(p, q, b, h);
-  for (std::int64_t i = lane; i < kMaxQ * W; i += 32) tq[i] = 0.0f;  // this warp's; the padding heads stay 0
   __syncthreads();
 
   const SequenceEntry seq = p.sequences[b];
@@ -222,7 +236,7 @@ __global__ void __launch_bounds__(kThreads) split_kernel(const Problem p) {
       kp = key_part(p, tile, h);
       if (transform) {
         if (tile.key_block != cached_block) {
-          transform_queries(p, kp, q, gathered, tq, lane);
+          load_transformed(p, tile.key_block, h, tq, lane);
           cached_block = tile.key_block;
         }
         qk = tq;
@@ -235,36 +249,44 @@ __global__ void __launch_bounds__(kThreads) split_kernel(const Problem p) {
       }
     }
 
-    // Scores, lane -> token t0 + lane.
+    // Scores. A tile of at most kNarrowTokens tokens (those touching a residual window: DecodeAttention::
+    // kResidualTileTokens) takes 4 lanes per token, lane (j = lane / 4, r = lane % 4) summing the part indices r,
+    // r + 4, ... of token j (join_narrow_scores adds them up and moves token j's scores to lane j); a longer tile
+    // a lane per token over all part indices.
+    const bool narrow = tile.n <= kNarrowTokens;  // warp-uniform
+    const int tj = narrow ? lane / kNarrowLanesPerToken : lane;
+    const std::int64_t r0 = narrow ? lane % kNarrowLanesPerToken : 0, step = narrow ? kNarrowLanesPerToken : 1;
     const bool active = lane < tile.n;
-    const std::int64_t t = tile.t0 + lane;
+    const std::int64_t t = tile.t0 + tj;
     float sc[kMaxQ];
 #pragma unroll
     for (int hq = 0; hq < kMaxQ; ++hq) sc[hq] = 0.0f;
-    if (active) {
+    if (tj < tile.n) {
       if (kstaged) {
-        const std::int64_t tr = ktr0 + lane;
-        for (std::int64_t i = 0; i < kp.first_n; ++i) {
+        const std::int64_t tr = ktr0 + tj;
+        for (std::int64_t i = r0; i < kp.first_n; i += step) {
           const float k = af::decode_code(kp.first, af::view_code(kp.first, tr, i), kmeta[i]);
           score_update(sc, qk, i, k);
         }
-        for (std::int64_t i = kp.first_n; i < W; ++i) {
+        // the second child's first index congruent to r0 modulo step
+        for (std::int64_t i = kp.first_n + ((r0 - kp.first_n % step) + step) % step; i < W; i += step) {
           const float k = af::decode_code(kp.second, af::view_code(kp.second, tr, i - kp.first_n), kmeta[i]);
           score_update(sc, qk, i, k);
         }
       } else if (tile.key_block < 0) {  // the residual: D channels of the exact-input store
         const std::int64_t row = (h * seq.key_capacity + t - seq.key_first) * D;
-        const int d = static_cast<int>(D);
-        if (seq.key_full_dtype == DType::f16) residual_scores<DType::f16>(sc, qk, seq.key_full, row, d, p.residual_dtype);
-        else if (seq.key_full_dtype == DType::bf16) residual_scores<DType::bf16>(sc, qk, seq.key_full, row, d, p.residual_dtype);
-        else residual_scores<DType::f32>(sc, qk, seq.key_full, row, d, p.residual_dtype);
+        const int d = static_cast<int>(D), c0 = static_cast<int>(r0), cs = static_cast<int>(step);
+        if (seq.key_full_dtype == DType::f16) residual_scores<DType::f16>(sc, qk, seq.key_full, row, d, p.residual_dtype, c0, cs);
+        else if (seq.key_full_dtype == DType::bf16) residual_scores<DType::bf16>(sc, qk, seq.key_full, row, d, p.residual_dtype, c0, cs);
+        else residual_scores<DType::f32>(sc, qk, seq.key_full, row, d, p.residual_dtype, c0, cs);
       } else {
-        for (std::int64_t i = 0; i < W; ++i) {
+        for (std::int64_t i = r0; i < W; i += step) {
           const float k = key_element(p, seq, tile, kp, kbegin, h, t, i);
           score_update(sc, qk, i, k);
         }
       }
     }
+    if (narrow) join_narrow_scores(sc, lane);
     // Online softmax update of the warp's partial; sc becomes the tile's probabilities exp2(s - m).
     softmax_update(sc, active, p.score_scale, Q, m, l, acc);
     // Values, lane -> channels lane + 32 ci (the value part is read after the scores: kp and vp are never live at
@@ -328,19 +350,18 @@ __global__ void __launch_bounds__(kThreads) split_kernel(const Problem p) {
 
 namespace as = attention_staging;
 
-// Per-warp shared memory of the fast kernel, in floats, each piece 16-byte aligned: tqT[D][kMaxQ], gathered[Q][D],
-// key metadata [D] Meta, value metadata [value_meta_capacity(D)] Meta, probabilities [32][kMaxQ], key words
+// Per-warp shared memory of the fast kernel, in floats, each piece 16-byte aligned: tqT[D][kMaxQ], key metadata [D] Meta, value metadata [value_meta_capacity(D)] Meta, probabilities [32][kMaxQ], key words
 // [kMaxRowWords][D + 1], value words [max(kMaxRowWords D, 32 x 32)].
 struct FastWarpLayout {
-  std::int64_t tq, gathered, kmeta, vmeta, prob, kwords, vwords, total;
+  std::int64_t tq, kmeta, vmeta, prob, kwords, vwords, total;
 };
 __host__ __device__ inline std::int64_t round4(std::int64_t n) { return (n + 3) / 4 * 4; }
-// Without a query transform (plain keys without FFT) tqT and gathered take no space: more blocks fit an SM.
+// Without a query transform (plain keys without FFT) tqT takes no space: more blocks fit an SM.
 __host__ __device__ inline FastWarpLayout fast_warp_layout(std::int64_t qpk, std::int64_t d, bool transform) {
   FastWarpLayout l;
   l.tq = 0;
-  l.gathered = l.tq + (transform ? round4(kMaxQ * d) : 0);
-  l.kmeta = l.gathered + (transform ? round4(qpk * d) : 0);
+  (void)qpk;
+  l.kmeta = l.tq + (transform ? round4(kMaxQ * d) : 0);
   l.vmeta = l.kmeta + round4(2 * d);
   l.prob = l.vmeta + round4(2 * value_meta_capacity(d));
   l.kwords = l.prob + 32 * kMaxQ;
@@ -444,15 +465,12 @@ __global__ void __launch_bounds__(kThreads, 3) fast_kernel(const Problem p) {
   float* q = smem;  // qT[D][kMaxQ]
   float* wbase = smem + kMaxQ * D + warp * lay.total;
   float* tq = wbase + lay.tq;
-  float* gathered = wbase + lay.gathered;
   af::Meta* kmeta = reinterpret_cast<af::Meta*>(wbase + lay.kmeta);
   af::Meta* vmeta = reinterpret_cast<af::Meta*>(wbase + lay.vmeta);
   float* prob = wbase + lay.prob;
   std::uint32_t* kwords = reinterpret_cast<std::uint32_t*>(wbase + lay.kwords);
   std::uint32_t* vwords = reinterpret_cast<std::uint32_t*>(wbase + lay.vwords);
   load_queries(p, q, b, h);
-  if (transform)
-    for (int i = lane; i < kMaxQ * D; i += 32) tq[i] = 0.0f;  // this warp's; the padding heads stay 0
   __syncthreads();
 
   const SequenceEntry seq = p.sequences[b];
@@ -479,7 +497,7 @@ __global__ void __launch_bounds__(kThreads, 3) fast_kernel(const Problem p) {
     __syncwarp();  // the previous tile's reads of the staged words, metadata and probabilities are done
     if (transform) {
       if (tile.key_block != cached_block) {
-        transform_queries(p, kp, q, gathered, tq, static_cast<int>(lane));
+        load_transformed(p, tile.key_block, h, tq, static_cast<int>(lane));
         cached_block = tile.key_block;
       }
       qk = tq;
@@ -562,6 +580,61 @@ __global__ void __launch_bounds__(kThreads, 3) fast_kernel(const Problem p) {
   write_split_partial<kC, kTokenValues>(p, smem, m, l, acc, b, h, s);
 }
 
+// --- The query transform ---------------------------------------------------------------------------------------
+// Keys read in each key block's own coordinates (a mixed_channel mask's gathered channel order, FFT components:
+// af::needs_transform) take the query carried into them, af::transform_entry. It is computed here once per (key
+// block, KV head), before the attention kernels, which copy it into shared memory when a warp's tile enters another
+// block (load_transformed). Computing it in each warp instead cost every warp n W inverse-FFT weights (cospi /
+// sinpi) and n W Q multiply-adds, the same for the few hundred warps of a batch-1 launch that read one block.
+// Grid (key blocks, KV heads, ceil(W / kTransformWarps)), a warp per part index i: the lanes take the child's
+// channels c = lane + 32 k (each weight computed once for all heads, a product and a sum rounded separately, as
+// transform_entry), then a warp sum per head. The sum's order differs from transform_entry's (32 partial sums, then
+// a butterfly): decode_attention_tolerance.h item 4 bounds any order of the n terms. Writes
+// p.transformed[((block * heads + h) * W + i) * kMaxQ + hq], zeros for the padding heads hq >= Q.
+constexpr int kTransformWarps = 8;
+__global__ void __launch_bounds__(32 * kTransformWarps) transform_kernel(const Problem p) {
+  extern __shared__ float4 smem4[];
+  float* gathered = reinterpret_cast<float*>(smem4);  // [Q][D]: the query's channels in gathered order
+  const std::int64_t kb = blockIdx.x, h = blockIdx.y;
+  const std::int64_t D = p.channels, Q = p.qpk, W = af::key_width(p.key, D);
+  const BlockEntry blk = p.key_blocks[kb];
+  const af::PartRef kp = af::part_of(p.key, blk.bytes, p.heads, blk.tokens, D, h);
+  for (std::int64_t c = threadIdx.x; c < D; c += blockDim.x) {
+    const std::int64_t idx = af::gathered_index(p.key, kp, D, c);
+    for (std::int64_t hq = 0; hq < Q; ++hq) gathered[hq * D + idx] = query_element(p, blk.sequence, h * Q + hq, c);
+  }
+  __syncthreads();
+  const int lane = static_cast<int>(threadIdx.x) % 32;
+  const std::int64_t i = static_cast<std::int64_t>(blockIdx.z) * kTransformWarps + threadIdx.x / 32;
+  if (i >= W) return;
+  const af::PartSlot slot = af::part_slot(kp, i);
+  const af::ChildFormat& child = slot.in_first ? p.key.first : p.key.second;
+  const std::int64_t j = i - slot.base, n = slot.channels;
+  const float* g = gathered + slot.channel_base;
+  float w[kMaxQ];
+#pragma unroll
+  for (int hq = 0; hq < kMaxQ; ++hq) w[hq] = 0.0f;
+  if (!af::child_fft(child)) {
+#pragma unroll
+    for (int hq = 0; hq < kMaxQ; ++hq)
+      if (hq < Q) w[hq] = g[hq * D + j];
+  } else {
+    const bool complex_fft = child.fft_complex;
+    for (std::int64_t c = lane; c < n; c += 32) {
+      const float bw = complex_fft ? af::fft_complex_inverse_weight(n, j, c) : af::fft_real_inverse_weight(n, j, c);
+#pragma unroll
+      for (int hq = 0; hq < kMaxQ; ++hq)
+        if (hq < Q) w[hq] = __fadd_rn(w[hq], __fmul_rn(g[hq * D + c], bw));
+    }
+#pragma unroll
+    for (int hq = 0; hq < kMaxQ; ++hq) w[hq] = warp_sum(w[hq]);
+  }
+  float* out = p.transformed + ((kb * p.heads + h) * W + i) * kMaxQ;
+#pragma unroll
+  for (int hq = 0; hq < kMaxQ; ++hq)
+    if (lane == hq) out[hq] = w[hq];
+}
+
 // One block per (KV head, sequence, query head of the KV head), a thread per channel: out = sum_s f_s acc_s /
 // sum_s f_s l_s, f_s = exp2(m_s - max m), the sums over s in split order (as the emulation's combine). At batch 1
 // the splits are many (about 100: one wave of blocks for 4 KV heads) and the blocks few, so the block count
@@ -630,6 +703,16 @@ void launch(const Problem& p, void* stream) {
   const dim3 fast_grid(static_cast<unsigned>(p.splits), static_cast<unsigned>(p.heads), static_cast<unsigned>(p.batch));
   const dim3 generic_grid(static_cast<unsigned>(p.generic_splits), static_cast<unsigned>(p.heads), static_cast<unsigned>(p.batch));
   const bool token_values = p.value.first.axis == group_format::GroupAxis::token;
+  if (af::needs_transform(p.key)) {
+    VIDKV_REQUIRE(p.transformed != nullptr, ShapeError, "decode attention: keys that need the query transform, no buffer for it");
+    const std::int64_t W = af::key_width(p.key, p.channels);
+    if (p.key_block_count > 0) {
+      transform_kernel<<<dim3(static_cast<unsigned>(p.key_block_count), static_cast<unsigned>(p.heads),
+                              static_cast<unsigned>((W + kTransformWarps - 1) / kTransformWarps)),
+                         32 * kTransformWarps, static_cast<std::size_t>(p.qpk * p.channels) * sizeof(float), st>>>(p);
+      check(cudaGetLastError(), "query transform kernel launch");
+    }
+  }
   if (p.tensor_cores) {
     launch_tensor_core(p, stream);
     launch_split<4>(p, generic_grid, smem, st);

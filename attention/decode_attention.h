@@ -82,6 +82,10 @@ class DecodeAttention {
   static constexpr std::int64_t kMaxQueryHeadsPerKv = 8;
   static constexpr std::int64_t kMaxHeadDim = 256;
   static constexpr std::int64_t kTileTokens = 32;
+  // Tiles touching a residual window (keys or values exact) hold at most this many tokens (a divisor of 32): a
+  // warp's serial work per tile is what bounds the general kernel at batch 1, where these few tiles are all it
+  // runs (decode_attention.cu: narrow tiles take 4 lanes per token for the scores).
+  static constexpr std::int64_t kResidualTileTokens = 8;
 
   struct Tables;  // decode_attention.cpp (host copies) / device copies
 

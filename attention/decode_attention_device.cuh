@@ -39,51 +39,14 @@ __device__ inline void load_queries(const Problem& p, float* q, std::int64_t b, 
   }
 }
 
-// w[hq] = sum_c g[hq * D + c] * B_jc over the n channels of an FFT child (af::transform_entry's sum, the same fp32
-// operations in the same order), the weight kind fixed per call so that the loop over c has no branch on it.
-template <bool kComplex>
-__device__ inline void adjoint_entry(float (&w)[kMaxQ], const float* g, std::int64_t D, std::int64_t Q, std::int64_t n,
-                                     std::int64_t j) {
-#pragma unroll
-  for (int hq = 0; hq < kMaxQ; ++hq) w[hq] = 0.0f;
-  for (std::int64_t c = 0; c < n; ++c) {
-    const float b = kComplex ? af::fft_complex_inverse_weight(n, j, c) : af::fft_real_inverse_weight(n, j, c);
-#pragma unroll
-    for (int hq = 0; hq < kMaxQ; ++hq)
-      if (hq < Q) w[hq] = __fadd_rn(w[hq], __fmul_rn(g[hq * D + c], b));
-  }
-}
-
-// The queries carried into key part kp's coordinates (gathered channel order, FFT frequency domain:
-// af::transform_entry): tqT[i][hq] for the part's key_width part indices i, from qT, through this warp's `gathered`
-// [Q][D]. Warp-synchronous.
-__device__ inline void transform_queries(const Problem& p, const af::PartRef& kp, const float* q, float* gathered,
-                                         float* tq, int lane) {
-  const std::int64_t D = p.channels, Q = p.qpk, W = kp.first_n + kp.second_n;
+// The query in key block kb's coordinates (transform_kernel's output, Problem::transformed) copied into this
+// warp's tqT[W][kMaxQ] (W = key_width; 16-byte pieces). Warp-synchronous.
+__device__ inline void load_transformed(const Problem& p, std::int64_t kb, std::int64_t h, float* tq, int lane) {
+  const std::int64_t n4 = af::key_width(p.key, p.channels) * kMaxQ / 4;
+  const float4* src = reinterpret_cast<const float4*>(p.transformed) + (kb * p.heads + h) * n4;
+  float4* dst = reinterpret_cast<float4*>(tq);
   __syncwarp();
-  for (std::int64_t c = lane; c < D; c += 32) {
-    const std::int64_t idx = af::gathered_index(p.key, kp, D, c);
-    for (std::int64_t hq = 0; hq < Q; ++hq) gathered[hq * D + idx] = q[c * kMaxQ + hq];
-  }
-  __syncwarp();
-  // af::transform_entry for every head, with each inverse-FFT weight computed once for all heads (the weights'
-  // cospi / sinpi dominate): per head the same fp32 operations in the same order, so the same values.
-  for (std::int64_t i = lane; i < W; i += 32) {
-    const af::PartSlot slot = af::part_slot(kp, i);
-    const af::ChildFormat& child = slot.in_first ? p.key.first : p.key.second;
-    const std::int64_t j = i - slot.base;
-    if (!af::child_fft(child)) {
-      for (std::int64_t hq = 0; hq < Q; ++hq) tq[i * kMaxQ + hq] = gathered[hq * D + slot.channel_base + j];
-      continue;
-    }
-    float w[kMaxQ];
-    const float* g = gathered + slot.channel_base;
-    if (child.fft_complex) adjoint_entry<true>(w, g, D, Q, slot.channels, j);
-    else adjoint_entry<false>(w, g, D, Q, slot.channels, j);
-#pragma unroll
-    for (int hq = 0; hq < kMaxQ; ++hq)
-      if (hq < Q) tq[i * kMaxQ + hq] = w[hq];
-  }
+  for (std::int64_t i = lane; i < n4; i += 32) dst[i] = src[i];
   __syncwarp();
 }
 

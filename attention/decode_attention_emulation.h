@@ -3,8 +3,10 @@
 // same order of work: the fast tiles' splits, then the other tiles' (decode_attention_tables.h), per (sequence,
 // KV head, split) 4 "warps" taking every 4th tile of the split, per tile the
 // query transform when the key block changes, fp32 scores, the online-softmax update (tile max, exp2, rescale),
-// the value sums in token order; then the warp merge and the split combine. Only the order of the additions
-// inside a warp reduction (the kernels' butterfly) differs.
+// the value sums in token order; then the warp merge and the split combine. The order of the additions differs
+// where the kernels sum across lanes (warp reductions; a key-residual tile's four partial scores per token; the
+// query transform, which the kernels take from a per-block kernel summing over lanes): equal within the tolerance of
+// decode_attention_tolerance.h, not bit for bit.
 #pragma once
 
 #include "vidkv/attention/decode_attention_tables.h"

@@ -24,6 +24,7 @@ struct BlockEntry {
   const std::uint8_t* bytes = nullptr;
   std::int64_t begin = 0, tokens = 0;  // token range [begin, begin + tokens) of the block
   std::int64_t kept = 0;               // mixed_token values: protected tokens of the block (part_of); else 0
+  std::int32_t sequence = 0;           // the sequence (batch index) holding the block
 };
 
 struct SequenceEntry {
@@ -62,6 +63,12 @@ struct Problem {
   DType query_dtype = DType::f32;
   void* out = nullptr;  // [batch, heads * qpk, D]
   DType out_dtype = DType::f32;
+  // Keys that need the query transform (af::needs_transform), cuda: the query carried into each key block's
+  // coordinates, tqT of (key block, KV head): [key_block_count, heads, key_width, 8 (kMaxQueryHeadsPerKv)] floats,
+  // zeros for the heads past qpk; written by the launch's first kernel, read by the attention kernels. nullptr
+  // otherwise (the emulation computes it per warp).
+  float* transformed = nullptr;
+  std::int64_t key_block_count = 0;
   float* partial_acc = nullptr;  // [batch, heads, splits + generic_splits, qpk, D]
   float* partial_ml = nullptr;   // [batch, heads, splits + generic_splits, qpk, 2]: m, l
 };
@@ -165,6 +172,12 @@ VIDKV_HOST_DEVICE inline attention_format::Meta value_meta_entry(int mode, const
   return af::view_meta(v, (v.head * v.rows + tr0 + j) * v.groups_per_row + g);
 }
 // Value of channel c of tile token j (block token tr0 + j) from the staged metadata.
+// Whether the fast kernels (fast, tensor-core) read p's sides at all: keys over D part indices (no fft: complex
+// child) and plain values (not mixed_token). The general kernel takes the others.
+VIDKV_HOST_DEVICE inline bool fast_kernels_read(const Problem& p) {
+  return attention_format::key_width(p.key, p.channels) == p.channels && !p.value.token_mixed;
+}
+
 // Whether a tile is fast: keys and values in packed blocks whose codes the fast kernel stages (staged_bits), the keys'
 // metadata staged per part index and the values' per channel or per (token, group). Independent of the KV head (the group of a row does not depend on it).
 VIDKV_HOST_DEVICE inline bool tile_is_fast(const Problem& p, const TileEntry& tile);
@@ -184,8 +197,7 @@ VIDKV_HOST_DEVICE inline float value_staged_element(int mode, const attention_fo
 VIDKV_HOST_DEVICE inline bool tile_is_fast(const Problem& p, const TileEntry& tile, const attention_format::PartRef& kp,
                                            const attention_format::PartRef& vp) {
   if (tile.key_block < 0 || tile.value_block < 0) return false;
-  // The fast kernels run over D part indices (no fft: complex keys) and plain values (no mixed_token).
-  if (attention_format::key_width(p.key, p.channels) != p.channels || p.value.token_mixed) return false;
+  if (!fast_kernels_read(p)) return false;
   // The fast kernel stages every child's codes a run at a time (decode_attention_staging.h).
   if (attention_staging::staged_bits(p.key.first) == 0 || (p.key.mixed && attention_staging::staged_bits(p.key.second) == 0) ||
       p.value.mixed || attention_staging::staged_bits(p.value.first) == 0)

@@ -44,13 +44,13 @@ constexpr int kMaxTiles16 = static_cast<int>(tc::kMaxHeadDim / 16);  // 16-chann
 // The next tile's raw words and metadata words (cp.async, see RawTile), per channel of head_dim.
 constexpr std::int64_t kRawWords = 10;
 
-// Per-warp shared memory, in floats (every piece a multiple of 4 floats: D is a multiple of 16): tqT[D][kMaxQ] and
-// gathered[Q][D] when the keys need the query transform; key affine [D] float2; key slot runs [2][D] words; value
+// Per-warp shared memory, in floats (every piece a multiple of 4 floats: D is a multiple of 16): tqT[D][kMaxQ]
+// when the keys need the query transform; key affine [D] float2; key slot runs [2][D] words; value
 // affine [2 D] float2 (channel-axis: D used; token-axis: [32 tokens][D / 16 groups at most]); value words [2 D]
 // (channel-axis [2][D]; token-axis [32][D / 16]); probabilities [32][kMaxQ]; the next tile's raw words
 // [kRawWords D] (RawTile).
 struct TcWarpLayout {
-  std::int64_t tq, gathered, kab, kw, vab, vw, prob, raw, total;
+  std::int64_t tq, kab, kw, vab, vw, prob, raw, total;
 };
 // Whether a value child's codes can be prefetched as words (direct_child can hold): dense 1- or 2-bit codes (not
 // ternary base3, not the release layouts). Without it the raw area holds the keys' words only.
@@ -61,8 +61,8 @@ __host__ __device__ inline bool value_words_direct(const af::ChildFormat& f) {
 __host__ __device__ inline TcWarpLayout tc_warp_layout(std::int64_t qpk, std::int64_t d, bool transform, bool raw_values) {
   TcWarpLayout l;
   l.tq = 0;
-  l.gathered = l.tq + (transform ? kMaxQ * d : 0);
-  l.kab = l.gathered + (transform ? (qpk * d + 3) / 4 * 4 : 0);
+  (void)qpk;
+  l.kab = l.tq + (transform ? kMaxQ * d : 0);
   l.kw = l.kab + 2 * d;
   l.vab = l.kw + 2 * d;
   l.vw = l.vab + 4 * d;
@@ -324,15 +324,12 @@ __global__ void __launch_bounds__(kThreads, 3) tensor_core_kernel(const Problem 
   float* q = smem;  // qT[D][kMaxQ]
   float* wbase = smem + kMaxQ * D + warp * lay.total;
   float* tq = wbase + lay.tq;
-  float* gathered = wbase + lay.gathered;
   float2* kab = reinterpret_cast<float2*>(wbase + lay.kab);
   std::uint32_t* kw = reinterpret_cast<std::uint32_t*>(wbase + lay.kw);
   float2* vab = reinterpret_cast<float2*>(wbase + lay.vab);
   std::uint32_t* vw = reinterpret_cast<std::uint32_t*>(wbase + lay.vw);
   float* prob = wbase + lay.prob;
   load_queries(p, q, b, h);
-  if (transform)
-    for (int i = lane; i < kMaxQ * D; i += 32) tq[i] = 0.0f;  // this warp's; the padding heads stay 0
   __syncthreads();
 
   const SequenceEntry seq = p.sequences[b];
@@ -383,7 +380,7 @@ __global__ void __launch_bounds__(kThreads, 3) tensor_core_kernel(const Problem 
         su.kbegin = kb.begin;
         su.kblock = tile.key_block;
       }
-      if (transform) transform_queries(p, kp, q, gathered, tq, static_cast<int>(lane));  // warp-synchronous
+      if (transform) load_transformed(p, tile.key_block, h, tq, static_cast<int>(lane));  // warp-synchronous
       __syncwarp();
     }
     if (new_value_block) {

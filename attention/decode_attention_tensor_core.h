@@ -76,8 +76,7 @@ VIDKV_HOST_DEVICE inline bool child_ok(const af::ChildFormat& f, bool key) {
 // channels (one group per MMA tile of 16 channels).
 VIDKV_HOST_DEVICE inline bool formats_ok(const attention_tables::Problem& p) {
   if (p.channels % 16 != 0 || p.channels > kMaxHeadDim) return false;
-  // D part indices (no fft: complex keys), plain values (no mixed_token): the general kernel takes the others.
-  if (attention_format::key_width(p.key, p.channels) != p.channels || p.value.token_mixed) return false;
+  if (!attention_tables::fast_kernels_read(p)) return false;
   if (!child_ok(p.key.first, true) || (p.key.mixed && !child_ok(p.key.second, true))) return false;
   if (p.value.mixed || !child_ok(p.value.first, false)) return false;
   return p.value.first.axis == group_format::GroupAxis::channel || p.value.first.group % 16 == 0;
