@@ -635,34 +635,51 @@ __global__ void __launch_bounds__(32 * kTransformWarps) transform_kernel(const P
     if (lane == hq) out[hq] = w[hq];
 }
 
-// One block per (KV head, sequence, query head of the KV head), a thread per channel: out = sum_s f_s acc_s /
-// sum_s f_s l_s, f_s = exp2(m_s - max m), the sums over s in split order (as the emulation's combine). At batch 1
-// the splits are many (about 100: one wave of blocks for 4 KV heads) and the blocks few, so the block count
-// (heads x batch x query heads, not heads x batch) and the loads in flight (the max as a block reduction, the sums
-// unrolled) set this kernel's time: at batch 1, 32k tokens (100 splits), 155 us with a block per (KV head,
-// sequence) and serial loads, 26 us like this (Nsight Compute, H200, cold caches).
-__global__ void __launch_bounds__(kThreads) combine_kernel(const Problem p) {
+// One block per (KV head, sequence, query head of the KV head), kCombineParts x kThreads threads: thread (part k,
+// channel c) sums the splits s = k mod kCombineParts of out = sum_s f_s acc_s / sum_s f_s l_s, f_s = exp2(m_s -
+// max m), in split order, and the parts are added in k order (decode_attention_tables.h kCombineParts; the
+// emulation's combine sums the same way). At batch 1 the splits are many (about 100: one wave of blocks for 4 KV
+// heads) and the blocks few, so the block count (heads x batch x query heads, not heads x batch) and the loads in
+// flight set this kernel's time (Nsight Compute, H200, kivi-2 at 32k x 1: a block per (KV head, sequence) and
+// serial loads 155 us; a block per query head, one chain of 100 splits per channel 15 us).
+constexpr int kCombineThreads = kCombineParts * kThreads;
+__global__ void __launch_bounds__(kCombineThreads) combine_kernel(const Problem p) {
   const std::int64_t h = blockIdx.x, b = blockIdx.y, hq = blockIdx.z;
   const std::int64_t D = p.channels, Q = p.qpk, S = p.splits + p.generic_splits;
   const std::int64_t base = (b * p.heads + h) * S;
   const float* ml = p.partial_ml + (base * Q + hq) * 2;  // split s: (m, l) at ml[2 Q s], ml[2 Q s + 1]
   // max over the splits (exact in any order).
   float mt = -HUGE_VALF;
-  for (std::int64_t s = threadIdx.x; s < S; s += kThreads) mt = fmaxf(mt, ml[2 * Q * s]);
-  for (int o = 16; o > 0; o /= 2) mt = fmaxf(mt, __shfl_xor_sync(0xffffffffu, mt, o));
-  __shared__ float warp_max[kWarps];
-  if (threadIdx.x % 32 == 0) warp_max[threadIdx.x / 32] = mt;
+  for (std::int64_t s = threadIdx.x; s < S; s += kCombineThreads) mt = fmaxf(mt, ml[2 * Q * s]);
+  mt = warp_max(mt);
+  constexpr int kCombineWarps = kCombineThreads / 32;
+  __shared__ float warp_maxes[kCombineWarps];
+  __shared__ float part_acc[kCombineParts][kMaxC * 32];
+  __shared__ float part_l[kCombineParts];
+  if (threadIdx.x % 32 == 0) warp_maxes[threadIdx.x / 32] = mt;
   __syncthreads();
-  mt = warp_max[0];
-  for (int w = 1; w < kWarps; ++w) mt = fmaxf(mt, warp_max[w]);
+  mt = warp_maxes[0];
+  for (int w = 1; w < kCombineWarps; ++w) mt = fmaxf(mt, warp_maxes[w]);
+  const int k = static_cast<int>(threadIdx.x) / kThreads, ct = static_cast<int>(threadIdx.x) % kThreads;
   const float* acc = p.partial_acc + (base * Q + hq) * D;  // split s: acc[Q D s + c]
-  for (std::int64_t c = threadIdx.x; c < D; c += kThreads) {
+  for (std::int64_t c = ct; c < D; c += kThreads) {
     float lt = 0.0f, a = 0.0f;
-#pragma unroll 8
-    for (std::int64_t s = 0; s < S; ++s) {
+#pragma unroll 4
+    for (std::int64_t s = k; s < S; s += kCombineParts) {
       const float f = af::merge_factor(ml[2 * Q * s], mt);
       lt += ml[2 * Q * s + 1] * f;
       a += acc[Q * D * s + c] * f;
+    }
+    part_acc[k][c] = a;
+    if (c == ct) part_l[k] = lt;  // the same for every channel
+  }
+  __syncthreads();
+  if (k != 0) return;
+  for (std::int64_t c = ct; c < D; c += kThreads) {
+    float lt = part_l[0], a = part_acc[0][c];
+    for (int j = 1; j < kCombineParts; ++j) {
+      lt += part_l[j];
+      a += part_acc[j][c];
     }
     store_from_float(p.out, p.out_dtype, static_cast<std::size_t>((b * p.heads * Q + h * Q + hq) * D + c), a / lt);
   }
@@ -727,7 +744,7 @@ void launch(const Problem& p, void* stream) {
   }
   check(cudaGetLastError(), "split kernel launch");
   combine_kernel<<<dim3(static_cast<unsigned>(p.heads), static_cast<unsigned>(p.batch), static_cast<unsigned>(p.qpk)),
-                   kThreads, 0, st>>>(p);
+                   kCombineThreads, 0, st>>>(p);
   check(cudaGetLastError(), "combine kernel launch");
 }
 

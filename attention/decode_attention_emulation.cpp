@@ -159,11 +159,16 @@ void combine(const Problem& p, std::int64_t b, std::int64_t h) {
     float mt = -HUGE_VALF;
     for (std::int64_t s = 0; s < S; ++s) mt = std::max(mt, p.partial_ml[((base + s) * Q + hq) * 2]);
     for (std::int64_t c = 0; c < D; ++c) {
-      float lt = 0.0f, a = 0.0f;
+      float lp[kCombineParts] = {}, ap[kCombineParts] = {};  // part k: the splits s = k mod kCombineParts, in order
       for (std::int64_t s = 0; s < S; ++s) {
         const float f = af::merge_factor(p.partial_ml[((base + s) * Q + hq) * 2], mt);
-        lt += p.partial_ml[((base + s) * Q + hq) * 2 + 1] * f;
-        a += p.partial_acc[((base + s) * Q + hq) * D + c] * f;
+        lp[s % kCombineParts] += p.partial_ml[((base + s) * Q + hq) * 2 + 1] * f;
+        ap[s % kCombineParts] += p.partial_acc[((base + s) * Q + hq) * D + c] * f;
+      }
+      float lt = lp[0], a = ap[0];
+      for (int k = 1; k < kCombineParts; ++k) {
+        lt += lp[k];
+        a += ap[k];
       }
       store_from_float(p.out, p.out_dtype, static_cast<std::size_t>((b * p.heads * Q + h * Q + hq) * D + c), a / lt);
     }

@@ -73,6 +73,11 @@ struct Problem {
   float* partial_ml = nullptr;   // [batch, heads, splits + generic_splits, qpk, 2]: m, l
 };
 
+// The split combine (out = sum_s f_s acc_s / sum_s f_s l_s, f_s = exp2(m_s - max m)) sums each of kCombineParts
+// residues s = k mod kCombineParts in split order, then adds the parts in k order (the kernel's parts run side
+// by side: at batch 1 about 100 splits in one chain were the combine's time).
+constexpr int kCombineParts = 4;
+
 // Tiles [first, last) of split s of a sequence with `count` tiles.
 struct TileRange {
   std::int64_t first, last;
