@@ -243,6 +243,7 @@ DecodeAttention::DecodeAttention(const std::vector<const LayerCache*>& caches, c
     const auto rsize = static_cast<std::size_t>(dtype_size(p.residual_dtype));
     cache_bytes_ += static_cast<std::size_t>(heads_ * channels_ * (2 * c.tokens() - key.quantized - value.quantized)) * rsize;
   }
+  p.key_block_count = static_cast<std::int64_t>(tb.key_blocks.size());
   p.tensor_cores = fast == FastKernel::tensor_cores && ex.on_cuda() && attention_tensor_core::formats_ok(p);
   // Fast tiles first in each sequence (tile_is_fast reads the host tables).
   p.key_blocks = tb.key_blocks.data();
@@ -354,7 +355,6 @@ void DecodeAttention::run(const TensorView& queries, const TensorView& out) cons
   // One allocation (the accumulators, the transformed queries, then (max, sum) pairs: 16-byte aligned pieces),
   // freed in stream order after the kernels.
   const std::size_t acc_floats = (partials * static_cast<std::size_t>(channels_) + 3) / 4 * 4;
-  p.key_block_count = static_cast<std::int64_t>(tables_->key_blocks.size());
   const std::size_t transformed_floats =
       af::needs_transform(p.key)
           ? static_cast<std::size_t>(p.key_block_count * heads_ * af::key_width(p.key, channels_) * kMaxQueryHeadsPerKv)

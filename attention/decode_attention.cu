@@ -26,12 +26,11 @@ using namespace device;
 // transformed query tqT[W][kMaxQ] (W = key_width: D, or up to 2 D with fft: complex keys), the staged key metadata
 // (W Meta) and value metadata (value_meta_capacity(D) Meta). The merge at the end reuses it: per warp m[qpk],
 // l[qpk], acc[qpk][D].
-__host__ __device__ inline std::int64_t warp_floats(std::int64_t qpk, std::int64_t d, std::int64_t w) {
-  (void)qpk;
+__host__ __device__ inline std::int64_t warp_floats(std::int64_t d, std::int64_t w) {
   return (kMaxQ * w + 2 * w + 2 * value_meta_capacity(d) + 3) / 4 * 4;
 }
 std::size_t smem_floats(std::int64_t qpk, std::int64_t d, std::int64_t w) {
-  const std::int64_t work = kMaxQ * d + kWarps * warp_floats(qpk, d, w);
+  const std::int64_t work = kMaxQ * d + kWarps * warp_floats(d, w);
   const std::int64_t merge = kWarps * qpk * (d + 2);
   return static_cast<std::size_t>(work > merge ? work : merge);
 }
@@ -123,10 +122,7 @@ __device__ inline void write_split_partial(const Problem& p, float* smem, const 
 // af::residual_element): read here with the dtype fixed at compile time, the row address computed once per token
 // and the loads unrolled so that several are in flight (per element the same value as residual_element: the load,
 // then the rounding to the residual dtype), instead of one element read through the format functions at a time.
-template <DType F>
-__device__ inline float load_store(const void* base, std::int64_t i) {
-  return load_as_float(base, F, static_cast<std::size_t>(i));  // F is a constant: the dtype branches fold
-}
+// (load_as_float with F a template constant: its dtype branches fold.)
 
 // Scores of one residual token over its channels c0, c0 + step, ... < D: sc[hq] += qT[c][hq] * k_c in that
 // order, 8 loads in flight per lane. row: the token's element offset in the store.
@@ -138,11 +134,11 @@ __device__ inline void residual_scores(float (&sc)[kMaxQ], const float* qT, cons
   for (; c + (kU - 1) * step < D; c += kU * step) {
     float k[kU];
 #pragma unroll
-    for (int e = 0; e < kU; ++e) k[e] = load_store<F>(store, row + c + e * step);
+    for (int e = 0; e < kU; ++e) k[e] = load_as_float(store, F, static_cast<std::size_t>(row + c + e * step));
 #pragma unroll
     for (int e = 0; e < kU; ++e) score_update(sc, qT, c + e * step, round_to_dtype(k[e], rd));
   }
-  for (; c < D; c += step) score_update(sc, qT, c, round_to_dtype(load_store<F>(store, row + c), rd));
+  for (; c < D; c += step) score_update(sc, qT, c, round_to_dtype(load_as_float(store, F, static_cast<std::size_t>(row + c)), rd));
 }
 
 // Narrow tiles (n <= kNarrowTokens: DecodeAttention::kResidualTileTokens, the tiles touching a residual window) take
@@ -176,7 +172,7 @@ __device__ inline void residual_values(float (&acc)[kMaxQ][kC], const float (&sc
 #pragma unroll
       for (int ci = 0; ci < kC; ++ci) {
         const int c = lane + 32 * ci;
-        v[jj][ci] = (j0 + jj < n && c < D) ? round_to_dtype(load_store<F>(store, row0 + static_cast<std::int64_t>(j0 + jj) * D + c), rd) : 0.0f;
+        v[jj][ci] = (j0 + jj < n && c < D) ? round_to_dtype(load_as_float(store, F, static_cast<std::size_t>(row0 + static_cast<std::int64_t>(j0 + jj) * D + c)), rd) : 0.0f;
       }
 #pragma unroll
     for (int jj = 0; jj < kJ; ++jj) {
@@ -207,7 +203,7 @@ __global__ void __launch_bounds__(kThreads) split_kernel(const Problem p) {
   const int warp = static_cast<int>(threadIdx.x) / 32, lane = static_cast<int>(threadIdx.x) % 32;
   const std::int64_t D = p.channels, Q = p.qpk, W = af::key_width(p.key, D);
   float* q = smem;  // qT[D][kMaxQ]
-  float* tq = smem + kMaxQ * D + warp * warp_floats(Q, D, W);  // tqT[W][kMaxQ]
+  float* tq = smem + kMaxQ * D + warp * warp_floats(D, W);  // tqT[W][kMaxQ]
   af::Meta* kmeta = reinterpret_cast<af::Meta*>(tq + kMaxQ * W);  // [W]
   af::Meta* vmeta = kmeta + W;                                    // [value_meta_capacity(D)]
   load_queries(p, q, b, h);
@@ -357,10 +353,9 @@ struct FastWarpLayout {
 };
 __host__ __device__ inline std::int64_t round4(std::int64_t n) { return (n + 3) / 4 * 4; }
 // Without a query transform (plain keys without FFT) tqT takes no space: more blocks fit an SM.
-__host__ __device__ inline FastWarpLayout fast_warp_layout(std::int64_t qpk, std::int64_t d, bool transform) {
+__host__ __device__ inline FastWarpLayout fast_warp_layout(std::int64_t d, bool transform) {
   FastWarpLayout l;
   l.tq = 0;
-  (void)qpk;
   l.kmeta = l.tq + (transform ? round4(kMaxQ * d) : 0);
   l.vmeta = l.kmeta + round4(2 * d);
   l.prob = l.vmeta + round4(2 * value_meta_capacity(d));
@@ -371,7 +366,7 @@ __host__ __device__ inline FastWarpLayout fast_warp_layout(std::int64_t qpk, std
   return l;
 }
 std::size_t fast_smem_floats(std::int64_t qpk, std::int64_t d, bool transform) {
-  const std::int64_t work = kMaxQ * d + kWarps * fast_warp_layout(qpk, d, transform).total;
+  const std::int64_t work = kMaxQ * d + kWarps * fast_warp_layout(d, transform).total;
   const std::int64_t merge = kWarps * qpk * (d + 2);
   return static_cast<std::size_t>(work > merge ? work : merge);
 }
@@ -461,7 +456,7 @@ __global__ void __launch_bounds__(kThreads, 3) fast_kernel(const Problem p) {
   __shared__ std::uint16_t trit_slots[as::kTritSlotEntries];  // base3 byte -> its 5 digits in 2-bit slots
   for (int i = threadIdx.x; i < as::kTritSlotEntries; i += kThreads) trit_slots[i] = as::trit_slots(static_cast<unsigned>(i));
   const bool transform = af::needs_transform(p.key);
-  const FastWarpLayout lay = fast_warp_layout(Q, D, transform);
+  const FastWarpLayout lay = fast_warp_layout(D, transform);
   float* q = smem;  // qT[D][kMaxQ]
   float* wbase = smem + kMaxQ * D + warp * lay.total;
   float* tq = wbase + lay.tq;

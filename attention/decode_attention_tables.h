@@ -176,7 +176,6 @@ VIDKV_HOST_DEVICE inline attention_format::Meta value_meta_entry(int mode, const
   const std::int64_t j = e / v.groups_per_row, g = e % v.groups_per_row;
   return af::view_meta(v, (v.head * v.rows + tr0 + j) * v.groups_per_row + g);
 }
-// Value of channel c of tile token j (block token tr0 + j) from the staged metadata.
 // Whether the fast kernels (fast, tensor-core) read p's sides at all: keys over D part indices (no fft: complex
 // child) and plain values (not mixed_token). The general kernel takes the others.
 VIDKV_HOST_DEVICE inline bool fast_kernels_read(const Problem& p) {
@@ -187,6 +186,7 @@ VIDKV_HOST_DEVICE inline bool fast_kernels_read(const Problem& p) {
 // metadata staged per part index and the values' per channel or per (token, group). Independent of the KV head (the group of a row does not depend on it).
 VIDKV_HOST_DEVICE inline bool tile_is_fast(const Problem& p, const TileEntry& tile);
 
+// Value of channel c of tile token j (block token tr0 + j) from the staged metadata.
 VIDKV_HOST_DEVICE inline float value_staged_element(int mode, const attention_format::PartRef& vp, std::int64_t tr0, std::int64_t j,
                                                     std::int64_t c, const attention_format::Meta* meta) {
   namespace af = attention_format;

@@ -58,10 +58,9 @@ __host__ __device__ inline bool value_words_direct(const af::ChildFormat& f) {
   return f.codec == af::ChildCodec::ternary ? f.packing == ternary_format::Packing::slots2
                                             : f.layout == group_format::CodeLayout::dense;
 }
-__host__ __device__ inline TcWarpLayout tc_warp_layout(std::int64_t qpk, std::int64_t d, bool transform, bool raw_values) {
+__host__ __device__ inline TcWarpLayout tc_warp_layout(std::int64_t d, bool transform, bool raw_values) {
   TcWarpLayout l;
   l.tq = 0;
-  (void)qpk;
   l.kab = l.tq + (transform ? kMaxQ * d : 0);
   l.kw = l.kab + 2 * d;
   l.vab = l.kw + 2 * d;
@@ -72,7 +71,7 @@ __host__ __device__ inline TcWarpLayout tc_warp_layout(std::int64_t qpk, std::in
   return l;
 }
 std::size_t tc_smem_floats(std::int64_t qpk, std::int64_t d, bool transform, bool raw_values) {
-  const std::int64_t work = kMaxQ * d + kWarps * tc_warp_layout(qpk, d, transform, raw_values).total;
+  const std::int64_t work = kMaxQ * d + kWarps * tc_warp_layout(d, transform, raw_values).total;
   const std::int64_t merge = kWarps * qpk * (d + 2);
   return static_cast<std::size_t>(work > merge ? work : merge);
 }
@@ -320,7 +319,7 @@ __global__ void __launch_bounds__(kThreads, 3) tensor_core_kernel(const Problem 
   for (int i = threadIdx.x; i < as::kTritSlotEntries; i += kThreads) trit_slots[i] = as::trit_slots(static_cast<unsigned>(i));
   const bool transform = af::needs_transform(p.key);
   const bool raw_values = value_words_direct(p.value.first);
-  const TcWarpLayout lay = tc_warp_layout(Q, D, transform, raw_values);
+  const TcWarpLayout lay = tc_warp_layout(D, transform, raw_values);
   float* q = smem;  // qT[D][kMaxQ]
   float* wbase = smem + kMaxQ * D + warp * lay.total;
   float* tq = wbase + lay.tq;
