@@ -124,10 +124,12 @@ std::int64_t check_view(const TensorView& v, const char* what, Device device, st
 // Key tiles start on multiples of 32 tokens from their key block's (or the residual's) start, so a tile never
 // straddles two per-channel groups of 32; tiles touching either residual window hold at most kResidualTileTokens
 // (a divisor of 32).
-void add_tiles(const LayerCache::SideRef& key, const LayerCache::SideRef& value, std::int64_t tokens, std::int32_t key_base,
-               std::int32_t value_base, std::int32_t sequence, std::vector<at::TileEntry>& tiles) {
+// Tiles start at token `from`, which must be a tile boundary of the tiling from 0 (0, or a token where both sides'
+// blocks have ended: tokens >= min(key.quantized, value.quantized) cut the same tiles from there).
+void add_tiles(const LayerCache::SideRef& key, const LayerCache::SideRef& value, std::int64_t from, std::int64_t tokens,
+               std::int32_t key_base, std::int32_t value_base, std::int32_t sequence, std::vector<at::TileEntry>& tiles) {
   std::size_t ki = 0, vi = 0;
-  for (std::int64_t t = 0; t < tokens;) {
+  for (std::int64_t t = from; t < tokens;) {
     while (ki < key.blocks.size() && t >= key.blocks[ki].end) ++ki;
     while (vi < value.blocks.size() && t >= value.blocks[vi].end) ++vi;
     const bool kb = ki < key.blocks.size(), vb = vi < value.blocks.size();
@@ -174,36 +176,151 @@ bool decode_attention_supports(const Quantizer& q, std::int64_t channels, KvSide
   }
 }
 
+namespace {
+
+// What update() keeps of one sequence between builds: its blocks as last seen and the tiles of its quantized
+// prefix [0, stable), stable = min(key quantized, value quantized) (tiles there hold a key and a value block each;
+// past it every tile touches a residual window and is general), the fast ones and the others apart, each in token
+// order, block indices local to the sequence. Valid while the sequence is the same cache whose blocks so far are
+// unchanged (ranges, bytes and layout pointers; blocks may have been added after them): the tiles of [0, stable)
+// depend on nothing else (formats aside, checked per build), and stable is a tile boundary of every later tiling.
+struct SequencePrefix {
+  const LayerCache* cache = nullptr;
+  std::vector<LayerCache::BlockRef> key_refs, value_refs;
+  std::vector<at::BlockEntry> key_blocks, value_blocks;
+  std::vector<at::TileEntry> fast, general;
+  std::int64_t stable = 0;
+  std::size_t block_bytes = 0;  // the blocks' packed bytes (cache_bytes)
+};
+
+bool same_ref(const LayerCache::BlockRef& a, const LayerCache::BlockRef& b) {
+  return a.begin == b.begin && a.end == b.end && a.bytes == b.bytes && a.layout == b.layout;
+}
+// Whether `old` are the first blocks of `now`.
+bool extends(const std::vector<LayerCache::BlockRef>& old, const std::vector<LayerCache::BlockRef>& now) {
+  if (old.size() > now.size()) return false;
+  for (std::size_t i = 0; i < old.size(); ++i)
+    if (!same_ref(old[i], now[i])) return false;
+  return true;
+}
+
+// Brings `sp` to cache c's current sides (whose first blocks are sp's, see extends()) under the formats of p (whose
+// block pointers it borrows while deciding which tiles are fast): the new blocks' entries and the tiles of
+// [sp.stable, new stable).
+void extend_prefix(SequencePrefix& sp, const LayerCache& c, const LayerCache::SideRef& key, const LayerCache::SideRef& value,
+                   at::Problem p) {
+  for (std::size_t i = sp.key_refs.size(); i < key.blocks.size(); ++i) {
+    const LayerCache::BlockRef& blk = key.blocks[i];
+    sp.key_blocks.push_back({blk.bytes, blk.begin, blk.end - blk.begin, 0, 0});
+    sp.block_bytes += blk.layout->bytes();
+  }
+  const auto* token_mixed = dynamic_cast<const MixedTokenQuantizer*>(value.quantizer);
+  for (std::size_t i = sp.value_refs.size(); i < value.blocks.size(); ++i) {
+    const LayerCache::BlockRef& blk = value.blocks[i];
+    // mixed_token: the block's protected tokens, from its shape and token context as the encode counted them.
+    const std::int64_t kept = token_mixed ? token_mixed->protected_count(blk.end - blk.begin, c.context().range(blk.begin, blk.end)) : 0;
+    sp.value_blocks.push_back({blk.bytes, blk.begin, blk.end - blk.begin, kept, 0});
+    sp.block_bytes += blk.layout->bytes();
+  }
+  sp.key_refs = key.blocks;
+  sp.value_refs = value.blocks;
+  const std::int64_t stable = std::min(key.quantized, value.quantized);
+  if (stable <= sp.stable) return;
+  std::vector<at::TileEntry> added;
+  add_tiles(key, value, sp.stable, stable, 0, 0, 0, added);
+  sp.stable = stable;
+  // The parts of a block are the same for all its tiles: computed once per block (a 32k-token sequence has about a
+  // thousand tiles in a few blocks).
+  p.key_blocks = sp.key_blocks.data();
+  p.value_blocks = sp.value_blocks.data();
+  std::int32_t kblock = -1, vblock = -1;
+  af::PartRef kp, vp;
+  for (const at::TileEntry& t : added) {
+    if (t.key_block != kblock) {
+      kp = at::key_part(p, t, 0);
+      kblock = t.key_block;
+    }
+    if (t.value_block != vblock) {
+      vp = at::value_part(p, t, 0);
+      vblock = t.value_block;
+    }
+    (at::tile_is_fast(p, t, kp, vp) ? sp.fast : sp.general).push_back(t);
+  }
+}
+
+}  // namespace
+
 struct DecodeAttention::Tables {
   at::Problem problem;  // formats, shapes, table pointers (host arrays below, or their device copy)
   std::vector<at::SequenceEntry> sequences;
   std::vector<at::BlockEntry> key_blocks, value_blocks;
   std::vector<at::TileEntry> tiles;
-  DeviceBuffer device;  // cuda: the four arrays back to back
+  std::vector<SequencePrefix> prefixes;  // per sequence, kept between update()s
+  bool built = false;
+  // cuda: the four arrays back to back in `device`, staged through two pinned buffers used in turn (a buffer is
+  // rewritten only after the copy that read it, `staged`); `image` is the last upload (an unchanged build skips it).
+  DeviceBuffer device;
+  PinnedBuffer pinned[2];
+  HostSyncEvent staged[2];
+  int slot = 0;
+  std::vector<std::uint8_t> image;
+  DeviceBuffer workspace;  // run()'s, kept between runs (grown when a run needs more)
+
+  Tables() = default;
+  Tables(const Tables&) = delete;
+  Tables& operator=(const Tables&) = delete;
+  ~Tables() {
+    try {  // the pinned buffers outlive the copies that read them
+      staged[0].wait();
+      staged[1].wait();
+    } catch (...) {
+    }
+  }
 };
 
 DecodeAttention::DecodeAttention(const std::vector<const LayerCache*>& caches, const Execution& ex, int splits,
                                  FastKernel fast)
-    : caches_(caches), ex_(ex), tables_(std::make_unique<Tables>()) {
-  VIDKV_REQUIRE(!caches.empty(), ShapeError, "decode attention: no caches (batch of 0 sequences)");
+    : ex_(ex), requested_splits_(splits), fast_(fast), tables_(std::make_unique<Tables>()) {
   VIDKV_REQUIRE(splits >= 0, ShapeError, "decode attention: splits must be >= 0, got ", splits);
+  update(caches);
+}
+
+void DecodeAttention::update(const std::vector<const LayerCache*>& caches) {
+  VIDKV_REQUIRE(!caches.empty(), ShapeError, "decode attention: no caches (batch of 0 sequences)");
   const LayerCache& first = *caches[0];
-  heads_ = first.heads();
-  channels_ = first.channels();
-  VIDKV_REQUIRE(channels_ <= kMaxHeadDim, NotSupportedError, "decode attention: head_dim ", channels_, " above ", kMaxHeadDim);
+  const std::int64_t channels = first.channels();
+  VIDKV_REQUIRE(channels <= kMaxHeadDim, NotSupportedError, "decode attention: head_dim ", channels, " above ", kMaxHeadDim);
   Tables& tb = *tables_;
   at::Problem& p = tb.problem;
-  p.key = side_format_of(*first.key_side().quantizer, channels_, false);
-  p.value = side_format_of(*first.value_side().quantizer, channels_, true);
+  const af::SideFormat key_format = side_format_of(*first.key_side().quantizer, channels, false);
+  const af::SideFormat value_format = side_format_of(*first.value_side().quantizer, channels, true);
+  // The kept prefixes assume the formats and shapes of the last build.
+  if (!tb.built || !same_format(key_format, p.key) || !same_format(value_format, p.value) || first.heads() != heads_ ||
+      channels != channels_ || first.residual_storage() != p.residual_dtype)
+    tb.prefixes.clear();
+  tb.built = true;
+  caches_ = caches;
+  heads_ = first.heads();
+  channels_ = channels;
+  cache_bytes_ = 0;
+  p.key = key_format;
+  p.value = value_format;
   p.batch = static_cast<std::int64_t>(caches.size());
   p.heads = heads_;
   p.channels = channels_;
   p.residual_dtype = first.residual_storage();
   p.score_scale = static_cast<float>(1.4426950408889634074 / std::sqrt(static_cast<double>(channels_)));
+  p.tensor_cores = fast_ == FastKernel::tensor_cores && ex_.on_cuda() && attention_tensor_core::formats_ok(p);
+  tb.sequences.clear();
+  tb.key_blocks.clear();
+  tb.value_blocks.clear();
+  tb.tiles.clear();
+  tb.prefixes.resize(caches.size());
+  std::int64_t max_fast = 0, max_generic = 0;
   for (std::size_t b = 0; b < caches.size(); ++b) {
     const LayerCache& c = *caches[b];
-    VIDKV_REQUIRE(c.execution().device == ex.device, ShapeError, "decode attention: sequence ", b, "'s cache is on ",
-                  c.execution().str(), ", the call on ", ex.str());
+    VIDKV_REQUIRE(c.execution().device == ex_.device, ShapeError, "decode attention: sequence ", b, "'s cache is on ",
+                  c.execution().str(), ", the call on ", ex_.str());
     VIDKV_REQUIRE(c.heads() == heads_ && c.channels() == channels_, ShapeError, "decode attention: sequence ", b, " has ",
                   c.heads(), " KV heads x ", c.channels(), " channels, sequence 0 ", heads_, " x ", channels_);
     VIDKV_REQUIRE(c.tokens() > 0, ShapeError, "decode attention: sequence ", b, " holds no tokens");
@@ -215,11 +332,36 @@ DecodeAttention::DecodeAttention(const std::vector<const LayerCache*>& caches, c
                   ShapeError, "decode attention: sequence ", b, " has another codec than sequence 0");
     check_blocks(key, "key", b);
     check_blocks(value, "value", b);
+    SequencePrefix& sp = tb.prefixes[b];
+    if (sp.cache != &c || !extends(sp.key_refs, key.blocks) || !extends(sp.value_refs, value.blocks)) {
+      sp = SequencePrefix{};
+      sp.cache = &c;
+    }
+    extend_prefix(sp, c, key, value, p);
+    const auto key_base = static_cast<std::int32_t>(tb.key_blocks.size());
+    const auto value_base = static_cast<std::int32_t>(tb.value_blocks.size());
+    for (at::BlockEntry e : sp.key_blocks) {
+      e.sequence = static_cast<std::int32_t>(b);
+      tb.key_blocks.push_back(e);
+    }
+    for (at::BlockEntry e : sp.value_blocks) {
+      e.sequence = static_cast<std::int32_t>(b);
+      tb.value_blocks.push_back(e);
+    }
     at::SequenceEntry s;
     s.tile_begin = static_cast<std::int64_t>(tb.tiles.size());
-    add_tiles(key, value, c.tokens(), static_cast<std::int32_t>(tb.key_blocks.size()),
-              static_cast<std::int32_t>(tb.value_blocks.size()), static_cast<std::int32_t>(b), tb.tiles);
+    // Fast tiles first (tile_is_fast), each part in token order; the residual windows' tiles (general) last.
+    for (const auto* part : {&sp.fast, &sp.general})
+      for (at::TileEntry t : *part) {
+        t.key_block += key_base;
+        t.value_block += value_base;
+        t.sequence = static_cast<std::int32_t>(b);
+        tb.tiles.push_back(t);
+      }
+    // The residual windows' tiles (general), rebuilt every time: they change with each appended token.
+    add_tiles(key, value, sp.stable, c.tokens(), key_base, value_base, static_cast<std::int32_t>(b), tb.tiles);
     s.tile_count = static_cast<std::int64_t>(tb.tiles.size()) - s.tile_begin;
+    s.fast_count = static_cast<std::int64_t>(sp.fast.size());
     s.key_full = key.full;
     s.value_full = value.full;
     s.key_full_dtype = key.full_dtype;
@@ -229,54 +371,19 @@ DecodeAttention::DecodeAttention(const std::vector<const LayerCache*>& caches, c
     s.key_first = key.first;
     s.value_first = value.first;
     tb.sequences.push_back(s);
-    for (const auto& blk : key.blocks) {
-      tb.key_blocks.push_back({blk.bytes, blk.begin, blk.end - blk.begin, 0, static_cast<std::int32_t>(b)});
-      cache_bytes_ += blk.layout->bytes();
-    }
-    const auto* token_mixed = dynamic_cast<const MixedTokenQuantizer*>(value.quantizer);
-    for (const auto& blk : value.blocks) {
-      // mixed_token: the block's protected tokens, from its shape and token context as the encode counted them.
-      const std::int64_t kept = token_mixed ? token_mixed->protected_count(blk.end - blk.begin, c.context().range(blk.begin, blk.end)) : 0;
-      tb.value_blocks.push_back({blk.bytes, blk.begin, blk.end - blk.begin, kept, static_cast<std::int32_t>(b)});
-      cache_bytes_ += blk.layout->bytes();
-    }
+    max_fast = std::max(max_fast, s.fast_count);
+    max_generic = std::max(max_generic, s.tile_count - s.fast_count);
+    cache_bytes_ += sp.block_bytes;
     const auto rsize = static_cast<std::size_t>(dtype_size(p.residual_dtype));
     cache_bytes_ += static_cast<std::size_t>(heads_ * channels_ * (2 * c.tokens() - key.quantized - value.quantized)) * rsize;
   }
   p.key_block_count = static_cast<std::int64_t>(tb.key_blocks.size());
-  p.tensor_cores = fast == FastKernel::tensor_cores && ex.on_cuda() && attention_tensor_core::formats_ok(p);
-  // Fast tiles first in each sequence (tile_is_fast reads the host tables).
-  p.key_blocks = tb.key_blocks.data();
-  p.value_blocks = tb.value_blocks.data();
-  std::int64_t max_fast = 0, max_generic = 0;
-  for (at::SequenceEntry& s : tb.sequences) {
-    const auto begin = tb.tiles.begin() + s.tile_begin, end = begin + s.tile_count;
-    // The parts of a block are the same for all its tiles: computed once per block (a 32k-token sequence has about
-    // a thousand tiles in a few blocks; this build runs per layer and decode step in the live hook).
-    std::int32_t kblock = -1, vblock = -1;
-    af::PartRef kp, vp;
-    const auto mid = std::stable_partition(begin, end, [&](const at::TileEntry& t) {
-      if (t.key_block < 0 || t.value_block < 0) return false;
-      if (t.key_block != kblock) {
-        kp = at::key_part(p, t, 0);
-        kblock = t.key_block;
-      }
-      if (t.value_block != vblock) {
-        vp = at::value_part(p, t, 0);
-        vblock = t.value_block;
-      }
-      return at::tile_is_fast(p, t, kp, vp);
-    });
-    s.fast_count = mid - begin;
-    max_fast = std::max(max_fast, s.fast_count);
-    max_generic = std::max(max_generic, s.tile_count - s.fast_count);
-  }
   // splits given: both parts use it. 0: each kernel gets one full wave of blocks on the GPU (as many as it holds at
   // once, by its registers and shared memory; rounded down so that no second, nearly empty wave follows: each block
   // then takes many tiles), at most one split per 4 tiles.
   std::int64_t want_fast = 1, want_generic = 1;
 #ifdef VIDKV_WITH_CUDA
-  if (splits == 0 && ex.on_cuda()) {
+  if (requested_splits_ == 0 && ex_.on_cuda()) {
     const std::int64_t sms = cuda_kernels::multiprocessors(), rows = p.batch * heads_;
     want_fast = std::max<std::int64_t>(1, attention_cuda::fast_blocks_per_sm(p) * sms / rows);
     want_generic = std::max<std::int64_t>(1, attention_cuda::generic_blocks_per_sm(p) * sms / rows);
@@ -284,28 +391,48 @@ DecodeAttention::DecodeAttention(const std::vector<const LayerCache*>& caches, c
 #endif
   auto parts = [&](std::int64_t tiles, std::int64_t want) -> int {
     if (tiles == 0) return 0;
-    return static_cast<int>(splits > 0 ? splits : std::max<std::int64_t>(1, std::min<std::int64_t>(want, (tiles + 3) / 4)));
+    return static_cast<int>(requested_splits_ > 0 ? requested_splits_
+                                                  : std::max<std::int64_t>(1, std::min<std::int64_t>(want, (tiles + 3) / 4)));
   };
   p.splits = parts(max_fast, want_fast);
   p.generic_splits = parts(max_generic, want_generic);
   splits_ = p.splits + p.generic_splits;
   p.sequences = tb.sequences.data();
+  p.key_blocks = tb.key_blocks.data();
+  p.value_blocks = tb.value_blocks.data();
   p.tiles = tb.tiles.data();
-  if (!ex.on_cuda()) return;
-  // One upload of the four arrays (8-byte aligned pieces) on the stream.
+  if (!ex_.on_cuda()) return;
+  // One upload of the four arrays (8-byte aligned pieces) on the stream, from pinned memory; none when the arrays
+  // equal the last upload's (the device copy is still in place: only this object writes it).
   auto bytes_of = [](const auto& v) { return (v.size() * sizeof(v[0]) + 7) / 8 * 8; };
   const std::size_t sb = bytes_of(tb.sequences), kb = bytes_of(tb.key_blocks), vb = bytes_of(tb.value_blocks),
-                    tlb = bytes_of(tb.tiles);
-  std::vector<std::uint8_t> host(sb + kb + vb + tlb, 0);
-  auto put = [&](std::size_t at, const auto& v) {
-    if (!v.empty()) std::memcpy(host.data() + at, v.data(), v.size() * sizeof(v[0]));
+                    tlb = bytes_of(tb.tiles), total = sb + kb + vb + tlb;
+  std::vector<std::uint8_t>& image = tb.image;
+  const bool changed = image.size() != total || tb.device.bytes() < total;
+  image.resize(total);
+  auto put = [&](std::size_t at, const auto& v, bool& differs) {
+    const std::size_t n = v.size() * sizeof(v[0]);
+    if (n == 0) return;
+    if (!differs && std::memcmp(image.data() + at, v.data(), n) == 0) return;
+    differs = true;
+    std::memcpy(image.data() + at, v.data(), n);
   };
-  put(0, tb.sequences);
-  put(sb, tb.key_blocks);
-  put(sb + kb, tb.value_blocks);
-  put(sb + kb + vb, tb.tiles);
-  tb.device = DeviceBuffer(host.size(), ex.cuda_stream);
-  copy_to_device(tb.device.data(), host.data(), host.size(), ex.cuda_stream);
+  bool differs = changed;
+  if (changed) std::fill(image.begin(), image.end(), std::uint8_t{0});  // the padding bytes, deterministically
+  put(0, tb.sequences, differs);
+  put(sb, tb.key_blocks, differs);
+  put(sb + kb, tb.value_blocks, differs);
+  put(sb + kb + vb, tb.tiles, differs);
+  if (differs) {
+    if (tb.device.bytes() < total) tb.device = DeviceBuffer(total + total / 2, ex_.cuda_stream);  // room to grow
+    const int slot = tb.slot;
+    tb.slot ^= 1;
+    tb.staged[slot].wait();  // the copy that last read this buffer has run
+    if (tb.pinned[slot].bytes() < total) tb.pinned[slot] = PinnedBuffer(total + total / 2);
+    std::memcpy(tb.pinned[slot].data(), image.data(), total);
+    copy_to_device(tb.device.data(), tb.pinned[slot].data(), total, ex_.cuda_stream);
+    tb.staged[slot].record(ex_.cuda_stream);
+  }
   auto* base = tb.device.as<std::uint8_t>();
   p.sequences = reinterpret_cast<const at::SequenceEntry*>(base);
   p.key_blocks = reinterpret_cast<const at::BlockEntry*>(base + sb);
@@ -317,6 +444,32 @@ DecodeAttention::~DecodeAttention() = default;
 
 std::int64_t DecodeAttention::tiles() const { return static_cast<std::int64_t>(tables_->tiles.size()); }
 bool DecodeAttention::tensor_cores() const { return tables_->problem.tensor_cores; }
+
+bool DecodeAttention::same_tables(const DecodeAttention& other) const {
+  const Tables &a = *tables_, &b = *other.tables_;
+  auto same_blocks = [](const std::vector<at::BlockEntry>& x, const std::vector<at::BlockEntry>& y) {
+    return std::equal(x.begin(), x.end(), y.begin(), y.end(), [](const at::BlockEntry& u, const at::BlockEntry& v) {
+      return u.bytes == v.bytes && u.begin == v.begin && u.tokens == v.tokens && u.kept == v.kept && u.sequence == v.sequence;
+    });
+  };
+  const bool sequences = std::equal(a.sequences.begin(), a.sequences.end(), b.sequences.begin(), b.sequences.end(),
+                                    [](const at::SequenceEntry& u, const at::SequenceEntry& v) {
+                                      return u.tile_begin == v.tile_begin && u.tile_count == v.tile_count &&
+                                             u.fast_count == v.fast_count && u.key_full == v.key_full &&
+                                             u.value_full == v.value_full && u.key_full_dtype == v.key_full_dtype &&
+                                             u.value_full_dtype == v.value_full_dtype && u.key_capacity == v.key_capacity &&
+                                             u.value_capacity == v.value_capacity && u.key_first == v.key_first &&
+                                             u.value_first == v.value_first;
+                                    });
+  const bool tiles = std::equal(a.tiles.begin(), a.tiles.end(), b.tiles.begin(), b.tiles.end(),
+                                [](const at::TileEntry& u, const at::TileEntry& v) {
+                                  return u.t0 == v.t0 && u.n == v.n && u.key_block == v.key_block &&
+                                         u.value_block == v.value_block && u.sequence == v.sequence;
+                                });
+  return sequences && tiles && same_blocks(a.key_blocks, b.key_blocks) && same_blocks(a.value_blocks, b.value_blocks) &&
+         a.problem.splits == b.problem.splits && a.problem.generic_splits == b.problem.generic_splits &&
+         a.problem.tensor_cores == b.problem.tensor_cores && cache_bytes_ == other.cache_bytes_;
+}
 
 std::int64_t DecodeAttention::fast_tiles() const {
   std::int64_t n = 0;
@@ -352,14 +505,15 @@ void DecodeAttention::run(const TensorView& queries, const TensorView& out) cons
   p.out = out.data;
   p.out_dtype = out.dtype;
   const std::size_t partials = static_cast<std::size_t>(batch() * heads_ * splits_ * qpk);  // both kinds of splits
-  // One allocation (the accumulators, the transformed queries, then (max, sum) pairs: 16-byte aligned pieces),
-  // freed in stream order after the kernels.
+  // One allocation (the accumulators, the transformed queries, then (max, sum) pairs: 16-byte aligned pieces).
   const std::size_t acc_floats = (partials * static_cast<std::size_t>(channels_) + 3) / 4 * 4;
   const std::size_t transformed_floats =
       af::needs_transform(p.key)
           ? static_cast<std::size_t>(p.key_block_count * heads_ * af::key_width(p.key, channels_) * kMaxQueryHeadsPerKv)
           : 0;
-  DeviceBuffer workspace((acc_floats + transformed_floats + partials * 2) * sizeof(float), ex_.cuda_stream);
+  DeviceBuffer& workspace = tables_->workspace;  // kept between runs: the earlier runs' kernels precede on the stream
+  const std::size_t workspace_bytes = (acc_floats + transformed_floats + partials * 2) * sizeof(float);
+  if (workspace.bytes() < workspace_bytes) workspace = DeviceBuffer(workspace_bytes, ex_.cuda_stream);
   p.partial_acc = workspace.as<float>();
   p.transformed = transformed_floats ? workspace.as<float>() + acc_floats : nullptr;
   p.partial_ml = workspace.as<float>() + acc_floats + transformed_floats;

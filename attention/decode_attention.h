@@ -35,9 +35,9 @@ attention_format::SideFormat side_format(const Quantizer& q, std::int64_t channe
 bool decode_attention_supports(const Quantizer& q, std::int64_t channels, KvSide side, std::string* why = nullptr);
 
 // The tables of one batch of caches in their current state (block pointers, tiles of <= 32 tokens that never cross a
-// key or value block or the residual start). Built on the host; on cuda uploaded once on the Execution's stream and
-// valid until any cache of the batch is appended to (its block list and pointers change). Build once per decode
-// step and layer, run for every query of that step.
+// key or value block or the residual start). Built on the host; on cuda uploaded on the Execution's stream and
+// valid until any cache of the batch is appended to (its block list and pointers change): then update() them. Build
+// once per layer, update() once per decode step, run for every query of that step.
 class DecodeAttention {
  public:
   // caches: one per sequence, all on ex's device, same heads, channels and codec formats, each with >= 1 token.
@@ -51,6 +51,17 @@ class DecodeAttention {
   DecodeAttention(const std::vector<const LayerCache*>& caches, const Execution& ex, int splits = 0,
                   FastKernel fast = FastKernel::tensor_cores);
   ~DecodeAttention();
+
+  // Brings the tables to `caches` in their current state (the constructor's rules and errors; the batch may differ
+  // from the last build's), typically after one appended token per sequence. The tiles of a sequence's quantized
+  // prefix (tokens that both sides hold in blocks) are kept from the last build while it is the same cache whose
+  // earlier blocks are unchanged (token ranges, byte and layout pointers; blocks added since extend the kept tiles),
+  // so a decode step builds only the tiles of its new blocks and the residual windows; the result equals a fresh
+  // construction's tables entry for entry (same_tables). On cuda the tables go up through two
+  // pinned staging buffers used in turn into a device buffer kept across updates (no upload when nothing changed),
+  // and run()'s workspace is kept too: the live cache's per-step host cost (docs/decode-attention.md). The caches
+  // must stay alive until the last run() enqueued after this call has been enqueued.
+  void update(const std::vector<const LayerCache*>& caches);
   DecodeAttention(const DecodeAttention&) = delete;
   DecodeAttention& operator=(const DecodeAttention&) = delete;
 
@@ -78,6 +89,9 @@ class DecodeAttention {
   // Packed bytes + residual bytes one run() reads from the cache (every block's bytes and the residual tokens at
   // their storage dtype), for bandwidth figures.
   std::size_t cache_bytes() const { return cache_bytes_; }
+  // Whether the host copies of both objects' tables (sequences, blocks, tiles) and their splits are equal entry for
+  // entry (the tests of update()).
+  bool same_tables(const DecodeAttention& other) const;
 
   static constexpr std::int64_t kMaxQueryHeadsPerKv = 8;
   static constexpr std::int64_t kMaxHeadDim = 256;
@@ -92,6 +106,8 @@ class DecodeAttention {
  private:
   std::vector<const LayerCache*> caches_;
   Execution ex_;
+  int requested_splits_ = 0;
+  FastKernel fast_ = FastKernel::tensor_cores;
   std::int64_t heads_ = 0, channels_ = 0;
   int splits_ = 1;
   std::size_t cache_bytes_ = 0;

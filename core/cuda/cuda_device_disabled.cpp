@@ -49,6 +49,9 @@ void synchronize(void*) { no_cuda("synchronize"); }
 void check_launch(const char* what) { no_cuda(what); }
 void* allocate_pinned(std::size_t) { no_cuda("pinned allocation"); }
 void free_pinned(void*) {}
+HostSyncEvent::~HostSyncEvent() = default;
+void HostSyncEvent::record(void*) { no_cuda("event record"); }
+void HostSyncEvent::wait() const {}
 bool is_device_pointer(const void*) { return false; }
 std::size_t release_device_pool() { return 0; }
 

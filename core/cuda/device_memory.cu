@@ -85,6 +85,23 @@ void free_pinned(void* p) {
   if (p) cudaFreeHost(p);
 }
 
+HostSyncEvent::~HostSyncEvent() {
+  if (event_) cudaEventDestroy(static_cast<cudaEvent_t>(event_));
+}
+
+void HostSyncEvent::record(void* stream) {
+  if (!event_) {
+    cudaEvent_t e = nullptr;
+    check(cudaEventCreateWithFlags(&e, cudaEventDisableTiming), "cudaEventCreateWithFlags", 0);
+    event_ = e;
+  }
+  check(cudaEventRecord(static_cast<cudaEvent_t>(event_), as_stream(stream)), "cudaEventRecord", 0);
+}
+
+void HostSyncEvent::wait() const {
+  if (event_) check(cudaEventSynchronize(static_cast<cudaEvent_t>(event_)), "cudaEventSynchronize", 0);
+}
+
 bool is_device_pointer(const void* p) {
   cudaPointerAttributes a{};
   if (cudaPointerGetAttributes(&a, p) != cudaSuccess) {

@@ -67,6 +67,49 @@ void check_launch(const char* what);
 void* allocate_pinned(std::size_t bytes);
 void free_pinned(void* p);
 
+// Owns `bytes` of page-locked host memory (allocate_pinned; none for 0): copy_to_device from it returns at once, so
+// the host must not rewrite it before the copy has run (HostSyncEvent tells when).
+class PinnedBuffer {
+ public:
+  PinnedBuffer() = default;
+  explicit PinnedBuffer(std::size_t bytes) : data_(allocate_pinned(bytes)), bytes_(bytes) {}
+  ~PinnedBuffer() { free_pinned(data_); }
+  PinnedBuffer(PinnedBuffer&& o) noexcept { swap(o); }
+  PinnedBuffer& operator=(PinnedBuffer&& o) noexcept {
+    PinnedBuffer tmp(std::move(o));
+    swap(tmp);
+    return *this;
+  }
+  PinnedBuffer(const PinnedBuffer&) = delete;
+  PinnedBuffer& operator=(const PinnedBuffer&) = delete;
+  void* data() const { return data_; }
+  std::size_t bytes() const { return bytes_; }
+
+ private:
+  void swap(PinnedBuffer& o) noexcept {
+    std::swap(data_, o.data_);
+    std::swap(bytes_, o.bytes_);
+  }
+  void* data_ = nullptr;
+  std::size_t bytes_ = 0;
+};
+
+// A CUDA event without timing (cudaEventDisableTiming), created on first record(): record() marks the work enqueued
+// on `stream` so far; wait() blocks the host until that work is done (at once when never recorded). For reusing
+// pinned staging memory only after the copy that read it. Throws CudaError naming the call.
+class HostSyncEvent {
+ public:
+  HostSyncEvent() = default;
+  ~HostSyncEvent();
+  HostSyncEvent(const HostSyncEvent&) = delete;
+  HostSyncEvent& operator=(const HostSyncEvent&) = delete;
+  void record(void* stream);
+  void wait() const;
+
+ private:
+  void* event_ = nullptr;  // cudaEvent_t
+};
+
 // Waits for the current device, then returns the memory that freed DeviceBuffers left in the stream-ordered pool
 // (cudaMemPoolTrimTo(default pool, 0)) to the device, so cudaMemGetInfo shows what is really held. Returns the
 // bytes the pool still reserves (in-use allocations). A build without CUDA returns 0.

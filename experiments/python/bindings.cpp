@@ -560,6 +560,7 @@ class PyLayerCache {
   int requantizations() const { return cache_->requantizations(); }
   const LayerCache& cache() const { return *cache_; }
   std::int64_t key_quantized() const { return cache_->key_quantized(); }
+  int device_index() const { return device_index_; }
   std::int64_t value_quantized() const { return cache_->value_quantized(); }
   // Runs `f` with the cache's CUDA device current (a no-op on cpu).
   template <class F>
@@ -640,6 +641,49 @@ void decode_attention_py(const std::vector<const PyLayerCache*>& caches, const p
   }
   without_gil([&] { caches[0]->with_device([&] { decode_attention(ptrs, q, o, ptrs[0]->execution()); }); });
 }
+
+// _vidkv.DecodeAttention(): the decode attention of one layer kept across decode steps. run(caches, query, out) does
+// what _vidkv.decode_attention does, but brings the last run's tables up to date (DecodeAttention::update: only the
+// residual windows' tiles are rebuilt while the blocks stay the same) and keeps their device memory and the
+// workspace, instead of building, uploading and allocating everything per call (the live cache calls it once per
+// layer and decode step).
+class PyDecodeAttention {
+ public:
+  void run(const std::vector<const PyLayerCache*>& caches, const py::object& query, const py::object& out) {
+    if (caches.empty()) throw ShapeError("DecodeAttention.run(): no caches (batch of 0 sequences)");
+    const TensorView q = torch_view(query, "DecodeAttention.run() query"), o = torch_view(out, "DecodeAttention.run() out");
+    std::vector<const LayerCache*> ptrs;
+    for (const PyLayerCache* c : caches) {
+      if (!c) throw ShapeError("DecodeAttention.run(): a cache is None");
+      ptrs.push_back(&c->cache());
+    }
+    const Execution& ex = ptrs[0]->execution();
+    without_gil([&] {
+      caches[0]->with_device([&] {
+        // Another device or stream than the kept tables': start afresh (their memory belongs to the old one).
+        if (state_ && (state_device_ != ex.device || state_stream_ != ex.cuda_stream || state_index_ != caches[0]->device_index()))
+          state_.reset();
+        if (state_) {
+          state_->update(ptrs);
+        } else {
+          state_ = std::make_unique<DecodeAttention>(ptrs, ex);
+          state_device_ = ex.device;
+          state_stream_ = ex.cuda_stream;
+          state_index_ = caches[0]->device_index();
+        }
+        state_->run(q, o);
+      });
+    });
+  }
+  // Tiles of the last run's tables (0 before the first run).
+  std::int64_t tiles() const { return state_ ? state_->tiles() : 0; }
+
+ private:
+  std::unique_ptr<DecodeAttention> state_;
+  Device state_device_ = Device::cpu;
+  void* state_stream_ = nullptr;
+  int state_index_ = -1;
+};
 
 // _vidkv.decode_attention_supports(codec, head_dim): "" when decode attention reads both sides of the codec in
 // place at this head_dim, else the reason (naming the plugin and option).
@@ -770,6 +814,17 @@ PYBIND11_MODULE(_vidkv, m) {
   m.def("decode_attention", &decode_attention_py, py::arg("caches"), py::arg("query"), py::arg("out"),
         "decode attention from the packed caches (one LayerCache per sequence) for query [batch, q_heads, head_dim] "
         "into out (same shape), on the caches' device (attention/decode_attention.h; docs/decode-attention.md)");
+  py::class_<PyDecodeAttention>(m, "DecodeAttention",
+                                "One layer's decode attention kept across decode steps: run() as decode_attention, with "
+                                "the tables updated instead of rebuilt and their device memory kept")
+      .def(py::init<>())
+      .def("run", &PyDecodeAttention::run, py::arg("caches"), py::arg("query"), py::arg("out"),
+           "decode attention from the packed caches (one LayerCache per sequence) for query [batch, q_heads, head_dim] "
+           "into out (same shape), on the caches' device; the tables of the last run are updated, not rebuilt")
+      .def_property_readonly("tiles", &PyDecodeAttention::tiles, "tiles of the last run's tables (0 before any)")
+      // A copy (copy.deepcopy or pickle of a VidKVCache) starts empty: the tables are rebuilt at its first run.
+      .def("__deepcopy__", [](const PyDecodeAttention&, const py::dict&) { return PyDecodeAttention(); }, py::arg("memo"))
+      .def(py::pickle([](const PyDecodeAttention&) { return py::tuple(); }, [](const py::tuple&) { return PyDecodeAttention(); }));
 
   py::class_<CpuBenchResult>(m, "CpuBenchResult")
       .def_readonly("shape", &CpuBenchResult::shape)

@@ -78,14 +78,6 @@ std::vector<MetricValues> CudaLayerReplay::replay(const LayerData&, const TokenC
 
 namespace {
 
-struct PinnedBuffer {
-  void* p = nullptr;
-  explicit PinnedBuffer(std::size_t bytes) : p(allocate_pinned(bytes)) {}
-  ~PinnedBuffer() { free_pinned(p); }
-  PinnedBuffer(const PinnedBuffer&) = delete;
-  PinnedBuffer& operator=(const PinnedBuffer&) = delete;
-};
-
 struct Stream {
   cudaStream_t s = nullptr;
   Stream() { cuda_check(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking), "replay: cudaStreamCreate"); }
@@ -177,10 +169,10 @@ struct CudaLayerReplay::Impl {
                     ShapeError, "layer ", l, ": key/value hold ", d.key.size(), "/", d.value.size(), " values, expected ",
                     shape.str());
       const int slot = l % 2;
-      std::memcpy(pinned[slot][0]->p, d.key.data(), bytes);
-      std::memcpy(pinned[slot][1]->p, d.value.data(), bytes);
-      copy_to_device(input[slot][0].data(), pinned[slot][0]->p, bytes, copy.s);
-      copy_to_device(input[slot][1].data(), pinned[slot][1]->p, bytes, copy.s);
+      std::memcpy(pinned[slot][0]->data(), d.key.data(), bytes);
+      std::memcpy(pinned[slot][1]->data(), d.value.data(), bytes);
+      copy_to_device(input[slot][0].data(), pinned[slot][0]->data(), bytes, copy.s);
+      copy_to_device(input[slot][1].data(), pinned[slot][1]->data(), bytes, copy.s);
       cuda_check(cudaEventRecord(uploaded[slot].e, copy.s), "replay: cudaEventRecord");
       return d;
     });

@@ -149,3 +149,45 @@ TEST_CASE("decode attention on cuda writes fp16 outputs within half an ulp of th
   const std::vector<float> f16 = run_cuda(attn, q, 28, DType::f32, DType::f16);
   for (std::size_t i = 0; i < f32.size(); ++i) REQUIRE(f16[i] == round_to_dtype(f32[i], DType::f16));
 }
+
+TEST_CASE("decode attention on cuda kept across decode steps (update) gives a fresh object's output bit for bit", "[cuda][attention]") {
+  // The live cache's use: one DecodeAttention per layer, update() after each appended token. Its tables equal a
+  // fresh construction's (the [cpu] test), so the same kernels on them must write the same bits; run twice per step
+  // (the second run reuses the uploaded tables and the kept workspace) and compared with a fresh one-shot object.
+  VIDKV_REQUIRE_CUDA_DEVICE();
+  const LayerInput a = synthetic_input(4, 700, 128, 25), b = synthetic_input(4, 400, 128, 26);
+  for (const char* name : {"kivi-2", "vidkv-k1.5-v1.58", "vidkv-k1.5-v1.66-stp"}) {
+    INFO(name);
+    const ConfigNode doc = load_preset(name, ConfigNode::scalar(name));
+    const PluginRegistry& reg = test::builtin_registry();
+    const KvCodec codec(reg.make_quantizer(doc.at("codec").at("key")), reg.make_quantizer(doc.at("codec").at("value")));
+    const LifecycleParams lc = parse_params<LifecycleParams>(doc.at("lifecycle"), {}, "lifecycle");
+    auto append = [&](LayerCache& cache, const LayerInput& in, std::int64_t from, std::int64_t to) {
+      std::vector<float> k, v;
+      for (std::int64_t h = 0; h < in.heads; ++h) {
+        k.insert(k.end(), in.key.begin() + (h * in.tokens + from) * in.channels, in.key.begin() + (h * in.tokens + to) * in.channels);
+        v.insert(v.end(), in.value.begin() + (h * in.tokens + from) * in.channels, in.value.begin() + (h * in.tokens + to) * in.channels);
+      }
+      cache.append(k.data(), v.data(), to - from);
+    };
+    auto make = [&] { return std::make_unique<LayerCache>(codec, lc, 4, 128, TokenContext{}, DType::f16, Execution::cuda(), ExactTokens::residual); };
+    auto ca = make(), cb = make();
+    append(*ca, a, 0, 600);
+    append(*cb, b, 0, 300);
+    DecodeAttention kept({ca.get(), cb.get()}, Execution::cuda());
+    std::vector<float> q = random_queries(2, 28, 128, 1.5f, 12);
+    for (auto& x : q) x = round_to_dtype(x, DType::f16);  // the queries as the kernels read them
+    for (std::int64_t step = 0; step < 70; ++step) {
+      INFO("step " << step);
+      append(*ca, a, 600 + step, 601 + step);
+      append(*cb, b, 300 + step, 301 + step);
+      kept.update({ca.get(), cb.get()});
+      const DecodeAttention fresh({ca.get(), cb.get()}, Execution::cuda());
+      REQUIRE(kept.same_tables(fresh));
+      const std::vector<float> want = run_cuda(fresh, q, 28, DType::f16);
+      REQUIRE(run_cuda(kept, q, 28, DType::f16) == want);
+      REQUIRE(run_cuda(kept, q, 28, DType::f16) == want);
+      if (step == 69) check_against_reference({ca.get(), cb.get()}, q, want, 7, arithmetic_of(kept));
+    }
+  }
+}

@@ -366,3 +366,70 @@ TEST_CASE("the kernels' emulation reads the live hook's caches, which keep only 
     check_against_reference(caches, q, out, 7);
   }
 }
+
+TEST_CASE("update() after decode steps gives the tables of a fresh construction, for every codec it reads", "[cpu][attention]") {
+  // Two live-hook caches (only the residual window exact), prefills of 40 and 150 tokens, then one token per
+  // sequence and step: 130 steps pass key flushes (every 32 tokens past the residual), KIVI's one-token value
+  // blocks and Algorithm 1's blocks. After every step the kept object's update() must equal a fresh construction
+  // entry for entry, and so after a batch change and a replaced cache; its run on the last state is then checked
+  // against the reference like any other.
+  const LayerInput a = synthetic_input(2, 170, 64, 31), b = synthetic_input(2, 280, 64, 32), c = synthetic_input(2, 90, 64, 33);
+  auto rows = [](const LayerInput& in, std::int64_t from, std::int64_t to, const std::vector<float>& x) {
+    std::vector<float> out;
+    for (std::int64_t h = 0; h < in.heads; ++h)
+      out.insert(out.end(), x.begin() + (h * in.tokens + from) * in.channels, x.begin() + (h * in.tokens + to) * in.channels);
+    return out;
+  };
+  auto append = [&](LayerCache& cache, const LayerInput& in, std::int64_t from, std::int64_t to) {
+    const std::vector<float> k = rows(in, from, to, in.key), v = rows(in, from, to, in.value);
+    cache.append(k.data(), v.data(), to - from);
+  };
+  int visited = 0, with_fast = 0;
+  for (const AttentionCodec& ac : attention_codecs()) {
+    const PluginRegistry& reg = test::builtin_registry(CpuImplementation::reference);
+    const KvCodec codec(reg.make_quantizer(ac.key), reg.make_quantizer(ac.value));
+    if (!decode_attention_supports(codec.key(), a.channels, KvSide::key) || !decode_attention_supports(codec.value(), a.channels, KvSide::value)) continue;
+    INFO(ac.name);
+    auto make = [&] { return std::make_unique<LayerCache>(codec, ac.lifecycle, 2, 64, TokenContext{}, DType::f16, Execution::cpu(), ExactTokens::residual); };
+    auto ca = make(), cb = make();
+    append(*ca, a, 0, 40);
+    append(*cb, b, 0, 150);
+    DecodeAttention kept({ca.get(), cb.get()}, Execution::cpu());
+    for (std::int64_t step = 0; step < 130; ++step) {
+      INFO("step " << step);
+      append(*ca, a, 40 + step, 41 + step);
+      append(*cb, b, 150 + step, 151 + step);
+      kept.update({ca.get(), cb.get()});
+      REQUIRE(kept.same_tables(DecodeAttention({ca.get(), cb.get()}, Execution::cpu())));
+    }
+    with_fast += kept.fast_tiles() > 0 ? 1 : 0;  // presets with fast tiles: kivi-2, vidkv-k1.5-v1.58, ...
+    kept.update({cb.get()});  // the batch shrinks
+    REQUIRE(kept.same_tables(DecodeAttention({cb.get()}, Execution::cpu())));
+    auto cc = make();  // sequence 0 is another cache
+    append(*cc, c, 0, 90);
+    kept.update({cc.get(), cb.get()});
+    REQUIRE(kept.same_tables(DecodeAttention({cc.get(), cb.get()}, Execution::cpu())));
+    const std::vector<float> q = random_queries(2, 14, 64, 1.5f, 9);
+    std::vector<float> out(q.size(), 0.0f);
+    kept.run_emulated(TensorView{const_cast<float*>(q.data()), DType::f32, Device::cpu, {2, 14, 64}},
+                      TensorView{out.data(), DType::f32, Device::cpu, {2, 14, 64}});
+    check_against_reference({cc.get(), cb.get()}, q, out, 7);
+    ++visited;
+  }
+  CHECK(visited >= 4);
+  CHECK(with_fast >= 2);
+}
+
+TEST_CASE("same_tables tells tables apart", "[cpu][attention]") {
+  // The test above relies on same_tables: two caches one token apart have different tiles.
+  const LayerInput a = synthetic_input(2, 100, 64, 41);
+  const ConfigNode doc = load_preset("kivi-2", ConfigNode::scalar("kivi-2"));
+  const KvCodec codec(test::builtin_registry().make_quantizer(doc.at("codec").at("key")),
+                      test::builtin_registry().make_quantizer(doc.at("codec").at("value")));
+  const LifecycleParams lc = parse_params<LifecycleParams>(doc.at("lifecycle"), {}, "lifecycle");
+  const auto c99 = filled_cache(codec, lc, synthetic_input(2, 99, 64, 41), 60, Execution::cpu());
+  const auto c100 = filled_cache(codec, lc, a, 60, Execution::cpu());
+  const DecodeAttention x({c99.get()}, Execution::cpu()), y({c100.get()}, Execution::cpu());
+  CHECK(x.same_tables(x));
+  CHECK_FALSE(x.same_tables(y));
+}

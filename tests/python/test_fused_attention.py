@@ -67,6 +67,25 @@ def test_fused_attention_equals_dequantize_then_attend(preset):
     assert torch.equal(toks_f, toks_m)
 
 
+def test_a_copied_fused_cache_decodes_like_the_original():
+    # Each layer keeps its decode-attention tables between steps (_vidkv.DecodeAttention); a deepcopy or pickle of
+    # the cache starts with empty ones and rebuilds them at its first step: the copy and the original then decode
+    # the same next steps to the same logits.
+    import copy
+    import pickle
+    model = tiny_llama()
+    use_fused_attention(model)
+    cache = VidKVCache({"preset": "kivi-2"}, PAPER, attention="fused")
+    run(model, cache, steps=6)
+    assert all(layer.attention.tiles > 0 for layer in cache.layers)
+    copies = [copy.deepcopy(cache), pickle.loads(pickle.dumps(cache))]
+    assert all(layer.attention.tiles == 0 for c in copies for layer in c.layers)
+    nxt = torch.randint(3, VOCAB, (1, 1), generator=torch.Generator().manual_seed(8))
+    with torch.no_grad():
+        outs = [model(nxt, past_key_values=c, use_cache=True).logits for c in [cache] + copies]
+    assert torch.equal(outs[0], outs[1]) and torch.equal(outs[0], outs[2])
+
+
 def test_fused_cache_refuses_a_model_whose_attention_is_not_vidkv_fused():
     model = tiny_llama()
     with pytest.raises(vidkv.ConfigError, match="use_fused_attention"):

@@ -14,10 +14,12 @@ of its `update`s what to do, through a thread-local hand-off:
     tokens): the cache returns full-precision K/V as usual (exact at the prefill; dequantized otherwise) and the
     attention is torch's scaled_dot_product_attention (transformers' sdpa_attention_forward, with the mask);
   * a decode step with one new token per row: the cache appends the token and returns zero-stride placeholders
-    (no memory) of the right shape; the attention function runs `_vidkv.decode_attention` on the layer's
+    (no memory) of the right shape; the attention function runs the layer's `_vidkv.DecodeAttention` on its
     LayerCaches (one per row, each holding only that row's real tokens, so padding needs no mask) with the
     query, reading the packed blocks in place (attention/decode_attention.h: CUDA kernels on a GPU model, the
-    scalar reference on the CPU). No full-precision K or V of the cache is ever materialised.
+    scalar reference on the CPU). No full-precision K or V of the cache is ever materialised. The layer keeps
+    that object between steps: its tables are updated (the new blocks' and the residual windows' tiles), not
+    rebuilt, and their device memory and the kernels' workspace stay allocated.
 A cache built with attention="fused" refuses to run its first decode step when its prefill attention did not go
 through "vidkv_fused" (the placeholders would otherwise be attended): the error says to call use_fused_attention.
 Attention scaling: the kernel computes softmax(q.k / sqrt(head_dim)); a model whose `scaling` differs gets its
@@ -79,7 +81,7 @@ def fused_attention_forward(module, query, key, value, attention_mask, dropout: 
         q = q * (scaling * math.sqrt(dim))
     q = q.contiguous()
     out = torch.empty_like(q)
-    _vidkv.decode_attention(req.layer.caches, q, out)
+    req.layer.attention.run(req.layer.caches, q, out)  # the layer's tables, updated since its last step
     return out.unsqueeze(1), None
 
 

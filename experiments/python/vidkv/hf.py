@@ -209,6 +209,7 @@ class VidKVLayer(CacheLayerMixin):
         self.prefill_tokens = 0   # T of the prefill (padded length), the positions `real` refers to
         self.cumulative_length = 0
         self.pending = False      # prefill K/V held in keys/values, not encoded yet
+        self.attention = _vidkv.DecodeAttention()  # attention="fused": the decode steps' tables, kept between steps
 
     # ----- construction -------------------------------------------------------------------------------------
     def lazy_initialization(self, key_states: torch.Tensor, value_states: torch.Tensor) -> None:
