@@ -517,7 +517,10 @@ class PyLayerCache {
   // copy on cuda; enqueued on the cache's stream.
   void append_tensors(const py::object& key, const py::object& value, const py::object& modality, const py::object& embeddings) {
     const std::string layer = "layer " + std::to_string(layer_);
-    const TensorView k = torch_view(key, layer + " key states"), v = torch_view(value, layer + " value states");
+    append_views(torch_view(key, layer + " key states"), torch_view(value, layer + " value states"), modality, embeddings);
+  }
+  // append_tensors on views already taken (k, v: [heads, t, channels] on the cache's device).
+  void append_views(const TensorView& k, const TensorView& v, const py::object& modality, const py::object& embeddings) {
     if (k.rank() != 3 || k.shape != v.shape || k.shape[0] != heads_ || k.shape[2] != channels_)
       throw ShapeError("append_tensors(): key " + k.shape_str() + " and value " + v.shape_str() + " must both be [" +
                        std::to_string(heads_) + ", t, " + std::to_string(channels_) + "]");
@@ -642,6 +645,40 @@ void decode_attention_py(const std::vector<const PyLayerCache*>& caches, const p
   without_gil([&] { caches[0]->with_device([&] { decode_attention(ptrs, q, o, ptrs[0]->execution()); }); });
 }
 
+// _vidkv.append_rows(caches, key, value): key and value [batch, heads, t, channels] torch tensors (fp32, fp16, bf16,
+// contiguous) on the caches' device; row b goes to caches[b] as caches[b].append_tensors(key[b], value[b]) would
+// (default modality, no embeddings). One call for the whole batch: the live cache's decode step.
+void append_rows(const std::vector<PyLayerCache*>& caches, const py::object& key, const py::object& value) {
+  const TensorView k = torch_view(key, "append_rows() key states"), v = torch_view(value, "append_rows() value states");
+  const auto batch = static_cast<std::int64_t>(caches.size());
+  if (k.rank() != 4 || k.shape != v.shape || k.shape[0] != batch)
+    throw ShapeError("append_rows(): key " + k.shape_str() + " and value " + v.shape_str() + " must both be [" +
+                     std::to_string(batch) + " (one row per cache), heads, t, channels]");
+  const std::size_t row = static_cast<std::size_t>(k.shape[1] * k.shape[2] * k.shape[3]);
+  for (std::int64_t b = 0; b < batch; ++b) {
+    if (!caches[static_cast<std::size_t>(b)]) throw ShapeError("append_rows(): a cache is None");
+    auto row_of = [&](const TensorView& x) {
+      TensorView r{static_cast<char*>(x.data) + static_cast<std::size_t>(b) * row * static_cast<std::size_t>(dtype_size(x.dtype)),
+                   x.dtype, x.device, {x.shape[1], x.shape[2], x.shape[3]}};
+      return r;
+    };
+    caches[static_cast<std::size_t>(b)]->append_views(row_of(k), row_of(v), py::none(), py::none());
+  }
+}
+
+// A [batch, 1, q_heads, D] or [batch, q_heads, 1, D] view (one query token per row, contiguous) as [batch, q_heads,
+// D]: the same memory.
+TensorView drop_unit_token_dim(TensorView v) {
+  if (v.rank() == 4) {
+    for (std::size_t d : {std::size_t{1}, std::size_t{2}})
+      if (v.shape[d] == 1) {
+        v.shape.erase(v.shape.begin() + static_cast<std::ptrdiff_t>(d));
+        break;
+      }
+  }
+  return v;
+}
+
 // _vidkv.DecodeAttention(): the decode attention of one layer kept across decode steps. run(caches, query, out) does
 // what _vidkv.decode_attention does, but brings the last run's tables up to date (DecodeAttention::update: only the
 // residual windows' tiles are rebuilt while the blocks stay the same) and keeps their device memory and the
@@ -651,7 +688,8 @@ class PyDecodeAttention {
  public:
   void run(const std::vector<const PyLayerCache*>& caches, const py::object& query, const py::object& out) {
     if (caches.empty()) throw ShapeError("DecodeAttention.run(): no caches (batch of 0 sequences)");
-    const TensorView q = torch_view(query, "DecodeAttention.run() query"), o = torch_view(out, "DecodeAttention.run() out");
+    const TensorView q = drop_unit_token_dim(torch_view(query, "DecodeAttention.run() query")),
+                     o = drop_unit_token_dim(torch_view(out, "DecodeAttention.run() out"));
     std::vector<const LayerCache*> ptrs;
     for (const PyLayerCache* c : caches) {
       if (!c) throw ShapeError("DecodeAttention.run(): a cache is None");
@@ -811,6 +849,9 @@ PYBIND11_MODULE(_vidkv, m) {
                        [](py::tuple t) { return PyLayerCache::setstate(t); }));
   m.def("decode_attention_supports", &decode_attention_supports_py, py::arg("codec"), py::arg("head_dim"),
         "'' when decode attention reads the codec's packed formats in place at this head_dim, else the reason");
+  m.def("append_rows", &append_rows, py::arg("caches"), py::arg("key"), py::arg("value"),
+        "appends row b of key / value [batch, heads, t, head_dim] (torch, contiguous, on the caches' device) to "
+        "caches[b], as caches[b].append_tensors(key[b], value[b]) would");
   m.def("decode_attention", &decode_attention_py, py::arg("caches"), py::arg("query"), py::arg("out"),
         "decode attention from the packed caches (one LayerCache per sequence) for query [batch, q_heads, head_dim] "
         "into out (same shape), on the caches' device (attention/decode_attention.h; docs/decode-attention.md)");
@@ -820,7 +861,9 @@ PYBIND11_MODULE(_vidkv, m) {
       .def(py::init<>())
       .def("run", &PyDecodeAttention::run, py::arg("caches"), py::arg("query"), py::arg("out"),
            "decode attention from the packed caches (one LayerCache per sequence) for query [batch, q_heads, head_dim] "
-           "into out (same shape), on the caches' device; the tables of the last run are updated, not rebuilt")
+           "into out (same shape), on the caches' device; the tables of the last run are updated, not rebuilt. query "
+           "may be [batch, q_heads, 1, head_dim] and out [batch, 1, q_heads, head_dim] (one token, contiguous: the "
+           "attention module's layouts)")
       .def_property_readonly("tiles", &PyDecodeAttention::tiles, "tiles of the last run's tables (0 before any)")
       // A copy (copy.deepcopy or pickle of a VidKVCache) starts empty: the tables are rebuilt at its first run.
       .def("__deepcopy__", [](const PyDecodeAttention&, const py::dict&) { return PyDecodeAttention(); }, py::arg("memo"))

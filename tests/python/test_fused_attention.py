@@ -86,6 +86,26 @@ def test_a_copied_fused_cache_decodes_like_the_original():
     assert torch.equal(outs[0], outs[1]) and torch.equal(outs[0], outs[2])
 
 
+def test_append_rows_appends_each_row_as_append_tensors_does():
+    # The fused decode step appends every row's token in one call; the caches must end up as with one
+    # append_tensors per row. A batch that does not match the caches is refused.
+    import numpy as np
+    import _vidkv
+    mk = lambda: _vidkv.LayerCache(EXACT, PAPER, 2, 8, 0, 0, "fp32", "cpu", 0)  # noqa: E731
+    g = torch.Generator().manual_seed(3)
+    k, v = torch.randn(3, 2, 5, 8, generator=g), torch.randn(3, 2, 5, 8, generator=g)
+    rows, each = [mk() for _ in range(3)], [mk() for _ in range(3)]
+    _vidkv.append_rows(rows, k, v)
+    for i in range(3):
+        each[i].append_tensors(k[i], v[i])
+    for x, y in zip(rows, each):
+        assert x.tokens == y.tokens == 5
+        for p, q in zip(x.materialize(), y.materialize()):
+            assert np.array_equal(p, q)
+    with pytest.raises(_vidkv.ShapeError):
+        _vidkv.append_rows(rows[:2], k, v)
+
+
 def test_fused_cache_refuses_a_model_whose_attention_is_not_vidkv_fused():
     model = tiny_llama()
     with pytest.raises(vidkv.ConfigError, match="use_fused_attention"):

@@ -65,24 +65,26 @@ def fused_attention_forward(module, query, key, value, attention_mask, dropout: 
                             is_causal=None, **kwargs):
     """The "vidkv_fused" attention function: query [batch, q_heads, q_len, head_dim]; returns ([batch, q_len,
     q_heads, head_dim], None) like transformers' sdpa_attention_forward."""
-    from transformers.integrations.sdpa_attention import sdpa_attention_forward
-
     req = _take()
     if req is not None:
         req.layer.owner._fused_attention_seen = True
     if req is None or req.kind != "fused":
+        from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
         return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
                                       is_causal=is_causal, **kwargs)
     batch, q_heads, q_len, dim = query.shape
     if q_len != 1:  # hand_off only asks for one query token per row
         raise _vidkv.ShapeError(f"vidkv_fused attention: {q_len} query tokens per row on the fused path (expected 1)")
-    q = query[:, :, 0, :]
     if scaling is not None and abs(scaling * math.sqrt(dim) - 1.0) > 1e-6:
-        q = q * (scaling * math.sqrt(dim))
-    q = q.contiguous()
-    out = torch.empty_like(q)
-    req.layer.attention.run(req.layer.caches, q, out)  # the layer's tables, updated since its last step
-    return out.unsqueeze(1), None
+        query = query * (scaling * math.sqrt(dim))
+    if not query.is_contiguous():
+        query = query.contiguous()
+    # [batch, q_heads, 1, dim] in, [batch, 1, q_heads, dim] out: with one token both are [batch, q_heads, dim] in
+    # memory, so the kernels read and write them in place.
+    out = query.new_empty((batch, 1, q_heads, dim))
+    req.layer.attention.run(req.layer.caches, query, out)  # the layer's tables, updated since its last step
+    return out, None
 
 
 def register() -> None:
