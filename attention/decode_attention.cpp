@@ -222,8 +222,9 @@ void extend_prefix(SequencePrefix& sp, const LayerCache& c, const LayerCache::Si
     sp.value_blocks.push_back({blk.bytes, blk.begin, blk.end - blk.begin, kept, 0});
     sp.block_bytes += blk.layout->bytes();
   }
-  sp.key_refs = key.blocks;
-  sp.value_refs = value.blocks;
+  sp.key_refs.insert(sp.key_refs.end(), key.blocks.begin() + static_cast<std::ptrdiff_t>(sp.key_refs.size()), key.blocks.end());
+  sp.value_refs.insert(sp.value_refs.end(), value.blocks.begin() + static_cast<std::ptrdiff_t>(sp.value_refs.size()),
+                       value.blocks.end());
   const std::int64_t stable = std::min(key.quantized, value.quantized);
   if (stable <= sp.stable) return;
   std::vector<at::TileEntry> added;
@@ -257,13 +258,15 @@ struct DecodeAttention::Tables {
   std::vector<at::TileEntry> tiles;
   std::vector<SequencePrefix> prefixes;  // per sequence, kept between update()s
   bool built = false;
+  // cuda, splits 0: the kernels' resident blocks per multiprocessor times the multiprocessors (one full wave), for
+  // the formats of the last build (-1: not known yet).
+  std::int64_t fast_wave = -1, generic_wave = -1;
   // cuda: the four arrays back to back in `device`, staged through two pinned buffers used in turn (a buffer is
-  // rewritten only after the copy that read it, `staged`); `image` is the last upload (an unchanged build skips it).
+  // rewritten only after the copy that read it, `staged`).
   DeviceBuffer device;
   PinnedBuffer pinned[2];
   HostSyncEvent staged[2];
   int slot = 0;
-  std::vector<std::uint8_t> image;
   DeviceBuffer workspace;  // run()'s, kept between runs (grown when a run needs more)
 
   Tables() = default;
@@ -292,12 +295,14 @@ void DecodeAttention::update(const std::vector<const LayerCache*>& caches) {
   VIDKV_REQUIRE(channels <= kMaxHeadDim, NotSupportedError, "decode attention: head_dim ", channels, " above ", kMaxHeadDim);
   Tables& tb = *tables_;
   at::Problem& p = tb.problem;
-  const af::SideFormat key_format = side_format_of(*first.key_side().quantizer, channels, false);
-  const af::SideFormat value_format = side_format_of(*first.value_side().quantizer, channels, true);
+  const af::SideFormat key_format = side_format_of(first.codec().key(), channels, false);
+  const af::SideFormat value_format = side_format_of(first.codec().value(), channels, true);
   // The kept prefixes assume the formats and shapes of the last build.
   if (!tb.built || !same_format(key_format, p.key) || !same_format(value_format, p.value) || first.heads() != heads_ ||
-      channels != channels_ || first.residual_storage() != p.residual_dtype)
+      channels != channels_ || first.residual_storage() != p.residual_dtype) {
     tb.prefixes.clear();
+    tb.fast_wave = tb.generic_wave = -1;
+  }
   tb.built = true;
   caches_ = caches;
   heads_ = first.heads();
@@ -327,8 +332,8 @@ void DecodeAttention::update(const std::vector<const LayerCache*>& caches) {
     VIDKV_REQUIRE(c.residual_storage() == p.residual_dtype, ShapeError, "decode attention: sequence ", b,
                   " stores its residual as ", dtype_name(c.residual_storage()), ", sequence 0 as ", dtype_name(p.residual_dtype));
     const LayerCache::SideRef key = c.key_side(), value = c.value_side();
-    VIDKV_REQUIRE(same_format(side_format_of(*key.quantizer, channels_, false), p.key) &&
-                      same_format(side_format_of(*value.quantizer, channels_, true), p.value),
+    VIDKV_REQUIRE(b == 0 || (same_format(side_format_of(*key.quantizer, channels_, false), p.key) &&
+                             same_format(side_format_of(*value.quantizer, channels_, true), p.value)),
                   ShapeError, "decode attention: sequence ", b, " has another codec than sequence 0");
     check_blocks(key, "key", b);
     check_blocks(value, "value", b);
@@ -384,9 +389,14 @@ void DecodeAttention::update(const std::vector<const LayerCache*>& caches) {
   std::int64_t want_fast = 1, want_generic = 1;
 #ifdef VIDKV_WITH_CUDA
   if (requested_splits_ == 0 && ex_.on_cuda()) {
-    const std::int64_t sms = cuda_kernels::multiprocessors(), rows = p.batch * heads_;
-    want_fast = std::max<std::int64_t>(1, attention_cuda::fast_blocks_per_sm(p) * sms / rows);
-    want_generic = std::max<std::int64_t>(1, attention_cuda::generic_blocks_per_sm(p) * sms / rows);
+    if (tb.fast_wave < 0) {  // occupancy queries: once per formats, not per decode step
+      const std::int64_t sms = cuda_kernels::multiprocessors();
+      tb.fast_wave = attention_cuda::fast_blocks_per_sm(p) * sms;
+      tb.generic_wave = attention_cuda::generic_blocks_per_sm(p) * sms;
+    }
+    const std::int64_t rows = p.batch * heads_;
+    want_fast = std::max<std::int64_t>(1, tb.fast_wave / rows);
+    want_generic = std::max<std::int64_t>(1, tb.generic_wave / rows);
   }
 #endif
   auto parts = [&](std::int64_t tiles, std::int64_t want) -> int {
@@ -402,37 +412,25 @@ void DecodeAttention::update(const std::vector<const LayerCache*>& caches) {
   p.value_blocks = tb.value_blocks.data();
   p.tiles = tb.tiles.data();
   if (!ex_.on_cuda()) return;
-  // One upload of the four arrays (8-byte aligned pieces) on the stream, from pinned memory; none when the arrays
-  // equal the last upload's (the device copy is still in place: only this object writes it).
+  // One upload of the four arrays (8-byte aligned pieces) on the stream, from pinned memory.
   auto bytes_of = [](const auto& v) { return (v.size() * sizeof(v[0]) + 7) / 8 * 8; };
   const std::size_t sb = bytes_of(tb.sequences), kb = bytes_of(tb.key_blocks), vb = bytes_of(tb.value_blocks),
                     tlb = bytes_of(tb.tiles), total = sb + kb + vb + tlb;
-  std::vector<std::uint8_t>& image = tb.image;
-  const bool changed = image.size() != total || tb.device.bytes() < total;
-  image.resize(total);
-  auto put = [&](std::size_t at, const auto& v, bool& differs) {
-    const std::size_t n = v.size() * sizeof(v[0]);
-    if (n == 0) return;
-    if (!differs && std::memcmp(image.data() + at, v.data(), n) == 0) return;
-    differs = true;
-    std::memcpy(image.data() + at, v.data(), n);
+  if (tb.device.bytes() < total) tb.device = DeviceBuffer(total + total / 2, ex_.cuda_stream);  // room to grow
+  const int slot = tb.slot;
+  tb.slot ^= 1;
+  tb.staged[slot].wait();  // the copy that last read this buffer has run
+  if (tb.pinned[slot].bytes() < total) tb.pinned[slot] = PinnedBuffer(total + total / 2);
+  auto* staging = static_cast<std::uint8_t*>(tb.pinned[slot].data());
+  auto put = [&](std::size_t at, const auto& v) {
+    if (!v.empty()) std::memcpy(staging + at, v.data(), v.size() * sizeof(v[0]));
   };
-  bool differs = changed;
-  if (changed) std::fill(image.begin(), image.end(), std::uint8_t{0});  // the padding bytes, deterministically
-  put(0, tb.sequences, differs);
-  put(sb, tb.key_blocks, differs);
-  put(sb + kb, tb.value_blocks, differs);
-  put(sb + kb + vb, tb.tiles, differs);
-  if (differs) {
-    if (tb.device.bytes() < total) tb.device = DeviceBuffer(total + total / 2, ex_.cuda_stream);  // room to grow
-    const int slot = tb.slot;
-    tb.slot ^= 1;
-    tb.staged[slot].wait();  // the copy that last read this buffer has run
-    if (tb.pinned[slot].bytes() < total) tb.pinned[slot] = PinnedBuffer(total + total / 2);
-    std::memcpy(tb.pinned[slot].data(), image.data(), total);
-    copy_to_device(tb.device.data(), tb.pinned[slot].data(), total, ex_.cuda_stream);
-    tb.staged[slot].record(ex_.cuda_stream);
-  }
+  put(0, tb.sequences);
+  put(sb, tb.key_blocks);
+  put(sb + kb, tb.value_blocks);
+  put(sb + kb + vb, tb.tiles);
+  copy_to_device(tb.device.data(), staging, total, ex_.cuda_stream);
+  tb.staged[slot].record(ex_.cuda_stream);
   auto* base = tb.device.as<std::uint8_t>();
   p.sequences = reinterpret_cast<const at::SequenceEntry*>(base);
   p.key_blocks = reinterpret_cast<const at::BlockEntry*>(base + sb);

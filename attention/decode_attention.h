@@ -58,7 +58,7 @@ class DecodeAttention {
   // earlier blocks are unchanged (token ranges, byte and layout pointers; blocks added since extend the kept tiles),
   // so a decode step builds only the tiles of its new blocks and the residual windows; the result equals a fresh
   // construction's tables entry for entry (same_tables). On cuda the tables go up through two
-  // pinned staging buffers used in turn into a device buffer kept across updates (no upload when nothing changed),
+  // pinned staging buffers used in turn into a device buffer kept across updates,
   // and run()'s workspace is kept too: the live cache's per-step host cost (docs/decode-attention.md). The caches
   // must stay alive until the last run() enqueued after this call has been enqueued.
   void update(const std::vector<const LayerCache*>& caches);

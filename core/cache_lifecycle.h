@@ -190,6 +190,7 @@ class LayerCache {
   SideRef key_side() const;
   SideRef value_side() const;
   DType residual_storage() const { return residual_storage_; }
+  const KvCodec& codec() const { return codec_; }
   std::int64_t heads() const { return heads_; }
   std::int64_t channels() const { return channels_; }
   const TokenContext& context() const { return ctx_; }
