@@ -85,22 +85,27 @@ inline LayerInput synthetic_input(int heads, std::int64_t tokens, int channels, 
   return {std::move(d.key), std::move(d.value), heads, tokens, channels};
 }
 
+// Appends tokens [from, to) of `in` to `cache` in one call (host rows, uploaded on a cuda cache).
+inline void append_tokens(LayerCache& cache, const LayerInput& in, std::int64_t from, std::int64_t to) {
+  auto rows = [&](const std::vector<float>& x) {
+    std::vector<float> out;
+    for (std::int64_t h = 0; h < in.heads; ++h)
+      out.insert(out.end(), x.begin() + (h * in.tokens + from) * in.channels, x.begin() + (h * in.tokens + to) * in.channels);
+    return out;
+  };
+  const std::vector<float> k = rows(in.key), v = rows(in.value);
+  cache.append(k.data(), v.data(), to - from);
+}
+
 // A cache holding `in`: the first `prefill` tokens at once, then one decode step per token. exact: residual keeps
 // only the residual window's exact inputs (the live hook's cache), all every token's (trace replay).
 inline std::unique_ptr<LayerCache> filled_cache(const KvCodec& codec, const LifecycleParams& lc, const LayerInput& in,
                                                 std::int64_t prefill, const Execution& ex,
                                                 ExactTokens exact = ExactTokens::all) {
   auto cache = std::make_unique<LayerCache>(codec, lc, in.heads, in.channels, TokenContext{}, DType::f16, ex, exact);
-  auto rows = [&](const std::vector<float>& x, std::int64_t b, std::int64_t e) {
-    std::vector<float> out;
-    for (std::int64_t h = 0; h < in.heads; ++h)
-      out.insert(out.end(), x.begin() + (h * in.tokens + b) * in.channels, x.begin() + (h * in.tokens + e) * in.channels);
-    return out;
-  };
   for (std::int64_t b = 0; b < in.tokens;) {
     const std::int64_t e = b == 0 ? std::min(prefill, in.tokens) : b + 1;
-    const std::vector<float> k = rows(in.key, b, e), v = rows(in.value, b, e);
-    cache->append(k.data(), v.data(), e - b);
+    append_tokens(*cache, in, b, e);
     b = e;
   }
   return cache;

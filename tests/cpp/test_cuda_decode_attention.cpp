@@ -162,25 +162,17 @@ TEST_CASE("decode attention on cuda kept across decode steps (update) gives a fr
     const PluginRegistry& reg = test::builtin_registry();
     const KvCodec codec(reg.make_quantizer(doc.at("codec").at("key")), reg.make_quantizer(doc.at("codec").at("value")));
     const LifecycleParams lc = parse_params<LifecycleParams>(doc.at("lifecycle"), {}, "lifecycle");
-    auto append = [&](LayerCache& cache, const LayerInput& in, std::int64_t from, std::int64_t to) {
-      std::vector<float> k, v;
-      for (std::int64_t h = 0; h < in.heads; ++h) {
-        k.insert(k.end(), in.key.begin() + (h * in.tokens + from) * in.channels, in.key.begin() + (h * in.tokens + to) * in.channels);
-        v.insert(v.end(), in.value.begin() + (h * in.tokens + from) * in.channels, in.value.begin() + (h * in.tokens + to) * in.channels);
-      }
-      cache.append(k.data(), v.data(), to - from);
-    };
     auto make = [&] { return std::make_unique<LayerCache>(codec, lc, 4, 128, TokenContext{}, DType::f16, Execution::cuda(), ExactTokens::residual); };
     auto ca = make(), cb = make();
-    append(*ca, a, 0, 600);
-    append(*cb, b, 0, 300);
+    append_tokens(*ca, a, 0, 600);
+    append_tokens(*cb, b, 0, 300);
     DecodeAttention kept({ca.get(), cb.get()}, Execution::cuda());
     std::vector<float> q = random_queries(2, 28, 128, 1.5f, 12);
     for (auto& x : q) x = round_to_dtype(x, DType::f16);  // the queries as the kernels read them
     for (std::int64_t step = 0; step < 70; ++step) {
       INFO("step " << step);
-      append(*ca, a, 600 + step, 601 + step);
-      append(*cb, b, 300 + step, 301 + step);
+      append_tokens(*ca, a, 600 + step, 601 + step);
+      append_tokens(*cb, b, 300 + step, 301 + step);
       kept.update({ca.get(), cb.get()});
       const DecodeAttention fresh({ca.get(), cb.get()}, Execution::cuda());
       REQUIRE(kept.same_tables(fresh));

@@ -374,16 +374,6 @@ TEST_CASE("update() after decode steps gives the tables of a fresh construction,
   // entry for entry, and so after a batch change and a replaced cache; its run on the last state is then checked
   // against the reference like any other.
   const LayerInput a = synthetic_input(2, 170, 64, 31), b = synthetic_input(2, 280, 64, 32), c = synthetic_input(2, 90, 64, 33);
-  auto rows = [](const LayerInput& in, std::int64_t from, std::int64_t to, const std::vector<float>& x) {
-    std::vector<float> out;
-    for (std::int64_t h = 0; h < in.heads; ++h)
-      out.insert(out.end(), x.begin() + (h * in.tokens + from) * in.channels, x.begin() + (h * in.tokens + to) * in.channels);
-    return out;
-  };
-  auto append = [&](LayerCache& cache, const LayerInput& in, std::int64_t from, std::int64_t to) {
-    const std::vector<float> k = rows(in, from, to, in.key), v = rows(in, from, to, in.value);
-    cache.append(k.data(), v.data(), to - from);
-  };
   int visited = 0, with_fast = 0;
   for (const AttentionCodec& ac : attention_codecs()) {
     const PluginRegistry& reg = test::builtin_registry(CpuImplementation::reference);
@@ -392,13 +382,13 @@ TEST_CASE("update() after decode steps gives the tables of a fresh construction,
     INFO(ac.name);
     auto make = [&] { return std::make_unique<LayerCache>(codec, ac.lifecycle, 2, 64, TokenContext{}, DType::f16, Execution::cpu(), ExactTokens::residual); };
     auto ca = make(), cb = make();
-    append(*ca, a, 0, 40);
-    append(*cb, b, 0, 150);
+    append_tokens(*ca, a, 0, 40);
+    append_tokens(*cb, b, 0, 150);
     DecodeAttention kept({ca.get(), cb.get()}, Execution::cpu());
     for (std::int64_t step = 0; step < 130; ++step) {
       INFO("step " << step);
-      append(*ca, a, 40 + step, 41 + step);
-      append(*cb, b, 150 + step, 151 + step);
+      append_tokens(*ca, a, 40 + step, 41 + step);
+      append_tokens(*cb, b, 150 + step, 151 + step);
       kept.update({ca.get(), cb.get()});
       REQUIRE(kept.same_tables(DecodeAttention({ca.get(), cb.get()}, Execution::cpu())));
     }
@@ -406,7 +396,7 @@ TEST_CASE("update() after decode steps gives the tables of a fresh construction,
     kept.update({cb.get()});  // the batch shrinks
     REQUIRE(kept.same_tables(DecodeAttention({cb.get()}, Execution::cpu())));
     auto cc = make();  // sequence 0 is another cache
-    append(*cc, c, 0, 90);
+    append_tokens(*cc, c, 0, 90);
     kept.update({cc.get(), cb.get()});
     REQUIRE(kept.same_tables(DecodeAttention({cc.get(), cb.get()}, Execution::cpu())));
     const std::vector<float> q = random_queries(2, 14, 64, 1.5f, 9);
