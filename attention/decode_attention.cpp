@@ -181,11 +181,13 @@ namespace {
 // What update() keeps of one sequence between builds: its blocks as last seen and the tiles of its quantized
 // prefix [0, stable), stable = min(key quantized, value quantized) (tiles there hold a key and a value block each;
 // past it every tile touches a residual window and is general), the fast ones and the others apart, each in token
-// order, block indices local to the sequence. Valid while the sequence is the same cache whose blocks so far are
-// unchanged (ranges, bytes and layout pointers; blocks may have been added after them): the tiles of [0, stable)
-// depend on nothing else (formats aside, checked per build), and stable is a tile boundary of every later tiling.
+// order, block indices local to the sequence. Valid while the sequence is the same cache object
+// (LayerCache::instance_id, never reused) whose blocks so far are unchanged (token ranges and byte pointers; blocks
+// may have been added after them): the tiles of [0, stable) depend on nothing else (formats aside, checked per
+// build), and stable is a tile boundary of every later tiling.
 struct SequencePrefix {
   const LayerCache* cache = nullptr;
+  std::uint64_t instance = 0;
   std::vector<LayerCache::BlockRef> key_refs, value_refs;
   std::vector<at::BlockEntry> key_blocks, value_blocks;
   std::vector<at::TileEntry> fast, general;
@@ -193,8 +195,10 @@ struct SequencePrefix {
   std::size_t block_bytes = 0;  // the blocks' packed bytes (cache_bytes)
 };
 
+// The layout pointer is not compared: it names the block's slot in the cache's block vector, which moves when the
+// vector grows; a block's layout follows from its token range and the codec.
 bool same_ref(const LayerCache::BlockRef& a, const LayerCache::BlockRef& b) {
-  return a.begin == b.begin && a.end == b.end && a.bytes == b.bytes && a.layout == b.layout;
+  return a.begin == b.begin && a.end == b.end && a.bytes == b.bytes;
 }
 // Whether `old` are the first blocks of `now`.
 bool extends(const std::vector<LayerCache::BlockRef>& old, const std::vector<LayerCache::BlockRef>& now) {
@@ -289,6 +293,20 @@ DecodeAttention::DecodeAttention(const std::vector<const LayerCache*>& caches, c
 }
 
 void DecodeAttention::update(const std::vector<const LayerCache*>& caches) {
+  // A throw below leaves the tables half built: run() refuses until an update() completes, and the kept prefixes
+  // are dropped (the next update builds afresh).
+  usable_ = false;
+  try {
+    build(caches);
+  } catch (...) {
+    tables_->prefixes.clear();
+    tables_->built = false;
+    throw;
+  }
+  usable_ = true;
+}
+
+void DecodeAttention::build(const std::vector<const LayerCache*>& caches) {
   VIDKV_REQUIRE(!caches.empty(), ShapeError, "decode attention: no caches (batch of 0 sequences)");
   const LayerCache& first = *caches[0];
   const std::int64_t channels = first.channels();
@@ -338,9 +356,11 @@ void DecodeAttention::update(const std::vector<const LayerCache*>& caches) {
     check_blocks(key, "key", b);
     check_blocks(value, "value", b);
     SequencePrefix& sp = tb.prefixes[b];
-    if (sp.cache != &c || !extends(sp.key_refs, key.blocks) || !extends(sp.value_refs, value.blocks)) {
+    if (sp.cache != &c || sp.instance != c.instance_id() || !extends(sp.key_refs, key.blocks) ||
+        !extends(sp.value_refs, value.blocks)) {
       sp = SequencePrefix{};
       sp.cache = &c;
+      sp.instance = c.instance_id();
     }
     extend_prefix(sp, c, key, value, p);
     const auto key_base = static_cast<std::int32_t>(tb.key_blocks.size());
@@ -476,6 +496,7 @@ std::int64_t DecodeAttention::fast_tiles() const {
 }
 
 void DecodeAttention::run(const TensorView& queries, const TensorView& out) const {
+  VIDKV_REQUIRE(usable_, ShapeError, "decode attention: the last update() failed; update() the tables again before run()");
   const std::int64_t qpk = check_view(queries, "queries", ex_.device, batch(), heads_, channels_);
   VIDKV_REQUIRE(check_view(out, "out", ex_.device, batch(), heads_, channels_) == qpk, ShapeError,
                 "decode attention: out ", out.shape_str(), " differs from queries ", queries.shape_str());
@@ -511,7 +532,7 @@ void DecodeAttention::run(const TensorView& queries, const TensorView& out) cons
           : 0;
   DeviceBuffer& workspace = tables_->workspace;  // kept between runs: the earlier runs' kernels precede on the stream
   const std::size_t workspace_bytes = (acc_floats + transformed_floats + partials * 2) * sizeof(float);
-  if (workspace.bytes() < workspace_bytes) workspace = DeviceBuffer(workspace_bytes, ex_.cuda_stream);
+  if (workspace.bytes() < workspace_bytes) workspace = DeviceBuffer(workspace_bytes + workspace_bytes / 2, ex_.cuda_stream);  // room to grow
   p.partial_acc = workspace.as<float>();
   p.transformed = transformed_floats ? workspace.as<float>() + acc_floats : nullptr;
   p.partial_ml = workspace.as<float>() + acc_floats + transformed_floats;
@@ -522,6 +543,7 @@ void DecodeAttention::run(const TensorView& queries, const TensorView& out) cons
 }
 
 void DecodeAttention::run_emulated(const TensorView& queries, const TensorView& out) const {
+  VIDKV_REQUIRE(usable_, ShapeError, "decode attention: the last update() failed; update() the tables again before run()");
   VIDKV_REQUIRE(!ex_.on_cuda(), NotSupportedError, "decode attention: the emulation reads host memory (cpu caches only)");
   const std::int64_t qpk = check_view(queries, "queries", ex_.device, batch(), heads_, channels_);
   VIDKV_REQUIRE(check_view(out, "out", ex_.device, batch(), heads_, channels_) == qpk, ShapeError,

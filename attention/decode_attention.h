@@ -60,14 +60,16 @@ class DecodeAttention {
   // construction's tables entry for entry (same_tables). On cuda the tables go up through two
   // pinned staging buffers used in turn into a device buffer kept across updates,
   // and run()'s workspace is kept too: the live cache's per-step host cost (docs/decode-attention.md). The caches
-  // must stay alive until the last run() enqueued after this call has been enqueued.
+  // must stay alive until the last run() enqueued after this call has been enqueued. On an error (the
+  // constructor's) the object keeps nothing and run() refuses (ShapeError) until an update() succeeds.
   void update(const std::vector<const LayerCache*>& caches);
   DecodeAttention(const DecodeAttention&) = delete;
   DecodeAttention& operator=(const DecodeAttention&) = delete;
 
   // queries: [batch, q_heads, D] (fp32, fp16 or bf16) on the caches' device; out: the same shape, fp32/fp16/bf16.
   // q_heads must be a multiple of the KV heads with q_heads / kv_heads <= kMaxQueryHeadsPerKv, D <= kMaxHeadDim.
-  // On cuda enqueued on ex's stream (no synchronisation); on cpu computed at once (the reference).
+  // On cuda enqueued on ex's stream (no synchronisation); on cpu computed at once (the reference). Not for
+  // concurrent calls on one object (the kept workspace is shared).
   void run(const TensorView& queries, const TensorView& out) const;
   // cpu caches only: the general CUDA kernel's computation run on the host in the kernels' order (tiles, warps,
   // splits, online softmax in fp32, the same per-element reads; decode_attention_emulation.h), for the [cpu] tests
@@ -112,6 +114,8 @@ class DecodeAttention {
   int splits_ = 1;
   std::size_t cache_bytes_ = 0;
   std::unique_ptr<Tables> tables_;
+  bool usable_ = false;  // the last update() completed
+  void build(const std::vector<const LayerCache*>& caches);
 };
 
 // One-shot form: builds the tables and runs (the tables' upload is enqueued on ex's stream too).

@@ -17,6 +17,7 @@
 #include "vidkv/core/cache_lifecycle.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstring>
 #include <memory>
@@ -112,6 +113,11 @@ const float* host_rows(const Full& full, std::int64_t heads, std::int64_t channe
 }
 
 }  // namespace
+
+std::uint64_t LayerCache::next_instance_id() {
+  static std::atomic<std::uint64_t> next{1};
+  return next.fetch_add(1, std::memory_order_relaxed);
+}
 
 LayerCache::LayerCache(const KvCodec& codec, const LifecycleParams& params, std::int64_t heads, std::int64_t channels,
                        TokenContext ctx, DType data_dtype, const Execution& ex, ExactTokens exact)

@@ -191,6 +191,10 @@ class LayerCache {
   SideRef value_side() const;
   DType residual_storage() const { return residual_storage_; }
   const KvCodec& codec() const { return codec_; }
+  // Unique per LayerCache object in the process, never reused (a copy gets its own): for callers that keep state
+  // derived from a cache between calls (decode attention's tables) and must not mistake a new cache at a freed
+  // one's address for it.
+  std::uint64_t instance_id() const { return instance_; }
   std::int64_t heads() const { return heads_; }
   std::int64_t channels() const { return channels_; }
   const TokenContext& context() const { return ctx_; }
@@ -252,6 +256,8 @@ class LayerCache {
   std::int64_t key_quantized_ = 0, value_quantized_ = 0;  // tokens [0, n) live in blocks
   std::vector<Block> key_blocks_, value_blocks_;
   int requantizations_ = 0;
+  static std::uint64_t next_instance_id();
+  std::uint64_t instance_ = next_instance_id();
 };
 
 // Replays one layer of a trace: the first prefill_tokens tokens as prefill, the rest as decode steps.

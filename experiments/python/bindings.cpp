@@ -11,6 +11,7 @@
 #include <cstring>
 #include <exception>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <type_traits>
 #include <string>
@@ -655,8 +656,9 @@ void append_rows(const std::vector<PyLayerCache*>& caches, const py::object& key
     throw ShapeError("append_rows(): key " + k.shape_str() + " and value " + v.shape_str() + " must both be [" +
                      std::to_string(batch) + " (one row per cache), heads, t, channels]");
   const std::size_t row = static_cast<std::size_t>(k.shape[1] * k.shape[2] * k.shape[3]);
+  for (const PyLayerCache* c : caches)  // before any row is appended
+    if (!c) throw ShapeError("append_rows(): a cache is None");
   for (std::int64_t b = 0; b < batch; ++b) {
-    if (!caches[static_cast<std::size_t>(b)]) throw ShapeError("append_rows(): a cache is None");
     auto row_of = [&](const TensorView& x) {
       TensorView r{static_cast<char*>(x.data) + static_cast<std::size_t>(b) * row * static_cast<std::size_t>(dtype_size(x.dtype)),
                    x.dtype, x.device, {x.shape[1], x.shape[2], x.shape[3]}};
@@ -697,6 +699,7 @@ class PyDecodeAttention {
     }
     const Execution& ex = ptrs[0]->execution();
     without_gil([&] {
+      const std::lock_guard<std::mutex> lock(*mutex_);  // one run at a time per object (the GIL is released)
       caches[0]->with_device([&] {
         // Another device or stream than the kept tables': start afresh (their memory belongs to the old one).
         if (state_ && (state_device_ != ex.device || state_stream_ != ex.cuda_stream || state_index_ != caches[0]->device_index()))
@@ -718,6 +721,7 @@ class PyDecodeAttention {
 
  private:
   std::unique_ptr<DecodeAttention> state_;
+  std::unique_ptr<std::mutex> mutex_ = std::make_unique<std::mutex>();
   Device state_device_ = Device::cpu;
   void* state_stream_ = nullptr;
   int state_index_ = -1;

@@ -410,6 +410,45 @@ TEST_CASE("update() after decode steps gives the tables of a fresh construction,
   CHECK(with_fast >= 2);
 }
 
+TEST_CASE("a failed update() leaves run() refusing until an update() succeeds", "[cpu][attention]") {
+  const LayerInput a = synthetic_input(2, 120, 64, 51), b = synthetic_input(2, 100, 32, 52);
+  const ConfigNode doc = load_preset("kivi-2", ConfigNode::scalar("kivi-2"));
+  const KvCodec codec(test::builtin_registry().make_quantizer(doc.at("codec").at("key")),
+                      test::builtin_registry().make_quantizer(doc.at("codec").at("value")));
+  const LifecycleParams lc = parse_params<LifecycleParams>(doc.at("lifecycle"), {}, "lifecycle");
+  const auto ca = filled_cache(codec, lc, a, 100, Execution::cpu(), ExactTokens::residual);
+  const auto other_width = filled_cache(codec, lc, b, 100, Execution::cpu(), ExactTokens::residual);  // D = 32
+  DecodeAttention kept({ca.get()}, Execution::cpu());
+  const std::vector<float> q = random_queries(1, 14, 64, 1.0f, 3);  // 2 KV heads x 7
+  std::vector<float> out(q.size());
+  const TensorView qv{const_cast<float*>(q.data()), DType::f32, Device::cpu, {1, 14, 64}}, ov{out.data(), DType::f32, Device::cpu, {1, 14, 64}};
+  REQUIRE_THROWS_AS(kept.update({ca.get(), other_width.get()}), ShapeError);  // sequence 1 has 32 channels
+  REQUIRE_THROWS_AS(kept.run_emulated(qv, ov), ShapeError);
+  REQUIRE_THROWS_AS(kept.run(qv, ov), ShapeError);
+  REQUIRE_THROWS_AS(kept.update({}), ShapeError);
+  kept.update({ca.get()});
+  REQUIRE(kept.same_tables(DecodeAttention({ca.get()}, Execution::cpu())));
+  kept.run_emulated(qv, ov);
+  check_against_reference({ca.get()}, q, out, 7);
+}
+
+TEST_CASE("every LayerCache object has its own instance id, copies too", "[cpu][attention]") {
+  // Decode attention's kept tables recognise a sequence by it: a cache made at a freed one's address is another.
+  const LayerInput a = synthetic_input(2, 40, 64, 53);
+  const ConfigNode doc = load_preset("kivi-2", ConfigNode::scalar("kivi-2"));
+  const KvCodec codec(test::builtin_registry().make_quantizer(doc.at("codec").at("key")),
+                      test::builtin_registry().make_quantizer(doc.at("codec").at("value")));
+  const LifecycleParams lc = parse_params<LifecycleParams>(doc.at("lifecycle"), {}, "lifecycle");
+  auto first = filled_cache(codec, lc, a, 40, Execution::cpu());
+  const std::uint64_t id = first->instance_id();
+  const LayerCache copy(*first, codec, TokenContext{});
+  CHECK(copy.instance_id() != id);
+  first.reset();
+  const auto second = filled_cache(codec, lc, a, 40, Execution::cpu());
+  CHECK(second->instance_id() != id);
+  CHECK(second->instance_id() != copy.instance_id());
+}
+
 TEST_CASE("same_tables tells tables apart", "[cpu][attention]") {
   // The test above relies on same_tables: two caches one token apart have different tiles.
   const LayerInput a = synthetic_input(2, 100, 64, 41);

@@ -83,7 +83,10 @@ def fused_attention_forward(module, query, key, value, attention_mask, dropout: 
     # [batch, q_heads, 1, dim] in, [batch, 1, q_heads, dim] out: with one token both are [batch, q_heads, dim] in
     # memory, so the kernels read and write them in place.
     out = query.new_empty((batch, 1, q_heads, dim))
-    req.layer.attention.run(req.layer.caches, query, out)  # the layer's tables, updated since its last step
+    attention = getattr(req.layer, "attention", None)  # None: a layer unpickled from before it kept one
+    if attention is None:
+        attention = req.layer.attention = _vidkv.DecodeAttention()
+    attention.run(req.layer.caches, query, out)  # the layer's tables, updated since its last step
     return out, None
 
 
