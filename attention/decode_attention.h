@@ -54,8 +54,9 @@ class DecodeAttention {
 
   // Brings the tables to `caches` in their current state (the constructor's rules and errors; the batch may differ
   // from the last build's), typically after one appended token per sequence. The tiles of a sequence's quantized
-  // prefix (tokens that both sides hold in blocks) are kept from the last build while it is the same cache whose
-  // earlier blocks are unchanged (token ranges, byte and layout pointers; blocks added since extend the kept tiles),
+  // prefix (tokens that both sides hold in blocks) are kept from the last build while it is the same cache object
+  // (LayerCache::instance_id) whose earlier blocks are unchanged (token ranges and byte pointers; blocks added since
+  // extend the kept tiles),
   // so a decode step builds only the tiles of its new blocks and the residual windows; the result equals a fresh
   // construction's tables entry for entry (same_tables). On cuda the tables go up through two
   // pinned staging buffers used in turn into a device buffer kept across updates,
