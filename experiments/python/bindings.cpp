@@ -635,14 +635,20 @@ class PyLayerCache {
 // (attention/decode_attention.h), one LayerCache per sequence (same device, codec and shape), query and out torch
 // tensors [batch, q_heads, head_dim] (fp32 / fp16 / bf16, contiguous) on the caches' device. On cuda the kernels
 // are enqueued on the first cache's stream (no synchronisation); on cpu the result is the reference.
-void decode_attention_py(const std::vector<const PyLayerCache*>& caches, const py::object& query, const py::object& out) {
-  if (caches.empty()) throw ShapeError("decode_attention(): no caches (batch of 0 sequences)");
-  const TensorView q = torch_view(query, "decode_attention() query"), o = torch_view(out, "decode_attention() out");
+// The LayerCaches of `caches` (one per sequence); ShapeError naming `what` for an empty list or a None entry.
+std::vector<const LayerCache*> attention_caches(const std::vector<const PyLayerCache*>& caches, const char* what) {
+  if (caches.empty()) throw ShapeError(std::string(what) + ": no caches (batch of 0 sequences)");
   std::vector<const LayerCache*> ptrs;
   for (const PyLayerCache* c : caches) {
-    if (!c) throw ShapeError("decode_attention(): a cache is None");
+    if (!c) throw ShapeError(std::string(what) + ": a cache is None");
     ptrs.push_back(&c->cache());
   }
+  return ptrs;
+}
+
+void decode_attention_py(const std::vector<const PyLayerCache*>& caches, const py::object& query, const py::object& out) {
+  const std::vector<const LayerCache*> ptrs = attention_caches(caches, "decode_attention()");
+  const TensorView q = torch_view(query, "decode_attention() query"), o = torch_view(out, "decode_attention() out");
   without_gil([&] { caches[0]->with_device([&] { decode_attention(ptrs, q, o, ptrs[0]->execution()); }); });
 }
 
@@ -689,14 +695,9 @@ TensorView drop_unit_token_dim(TensorView v) {
 class PyDecodeAttention {
  public:
   void run(const std::vector<const PyLayerCache*>& caches, const py::object& query, const py::object& out) {
-    if (caches.empty()) throw ShapeError("DecodeAttention.run(): no caches (batch of 0 sequences)");
+    const std::vector<const LayerCache*> ptrs = attention_caches(caches, "DecodeAttention.run()");
     const TensorView q = drop_unit_token_dim(torch_view(query, "DecodeAttention.run() query")),
                      o = drop_unit_token_dim(torch_view(out, "DecodeAttention.run() out"));
-    std::vector<const LayerCache*> ptrs;
-    for (const PyLayerCache* c : caches) {
-      if (!c) throw ShapeError("DecodeAttention.run(): a cache is None");
-      ptrs.push_back(&c->cache());
-    }
     const Execution& ex = ptrs[0]->execution();
     without_gil([&] {
       const std::lock_guard<std::mutex> lock(*mutex_);  // one run at a time per object (the GIL is released)

@@ -67,6 +67,18 @@ inline std::vector<AttentionCodec> attention_codecs() {
   return out;
 }
 
+// A preset's codec (its plugins from the tests' registry of `implementation`) and lifecycle.
+struct PresetCodec {
+  KvCodec codec;
+  LifecycleParams lifecycle;
+};
+inline PresetCodec preset_codec(const std::string& name, CpuImplementation implementation = CpuImplementation::optimized) {
+  const ConfigNode doc = load_preset(name, ConfigNode::scalar(name));
+  const PluginRegistry& reg = test::builtin_registry(implementation);
+  return {KvCodec(reg.make_quantizer(doc.at("codec").at("key")), reg.make_quantizer(doc.at("codec").at("value"))),
+          parse_params<LifecycleParams>(doc.at("lifecycle"), {}, "lifecycle")};
+}
+
 // [heads, T, D] keys and values of a synthetic layer (outlier channels, fp16-rounded), T tokens.
 struct LayerInput {
   std::vector<float> key, value;

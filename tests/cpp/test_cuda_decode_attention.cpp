@@ -95,10 +95,9 @@ TEST_CASE("decode attention on cuda handles head_dim 40 and 48 (channel tails pe
     const LayerInput a = synthetic_input(1, 700, d, 8), b = synthetic_input(1, 37, d, 9);
     for (const char* name : {"kivi-2", "vidkv-k1.5-v1.58"}) {
       INFO(name << ", head_dim " << d);
-      const ConfigNode doc = load_preset(name, ConfigNode::scalar(name));
-      const PluginRegistry& reg = test::builtin_registry(CpuImplementation::reference);
-      const KvCodec codec(reg.make_quantizer(doc.at("codec").at("key")), reg.make_quantizer(doc.at("codec").at("value")));
-      const LifecycleParams lc = parse_params<LifecycleParams>(doc.at("lifecycle"), {}, "lifecycle");
+      const PresetCodec preset = preset_codec(name, CpuImplementation::reference);
+      const KvCodec& codec = preset.codec;
+      const LifecycleParams& lc = preset.lifecycle;
       const auto ca = filled_cache(codec, lc, a, 650, Execution::cuda());
       const auto cb = filled_cache(codec, lc, b, 37, Execution::cuda());
       const std::vector<const LayerCache*> caches{ca.get(), cb.get()};
@@ -117,10 +116,9 @@ TEST_CASE("decode attention on cuda reads the live hook's caches (only the resid
   const LayerInput a = synthetic_input(4, 1300, 128, 23), b = synthetic_input(4, 290, 128, 24);
   for (const char* name : {"kivi-2", "vidkv-k1.5-v1.58", "fp16"}) {
     INFO(name);
-    const ConfigNode doc = load_preset(name, ConfigNode::scalar(name));
-    const PluginRegistry& reg = test::builtin_registry(CpuImplementation::reference);
-    const KvCodec codec(reg.make_quantizer(doc.at("codec").at("key")), reg.make_quantizer(doc.at("codec").at("value")));
-    const LifecycleParams lc = parse_params<LifecycleParams>(doc.at("lifecycle"), {}, "lifecycle");
+    const PresetCodec preset = preset_codec(name, CpuImplementation::reference);
+    const KvCodec& codec = preset.codec;
+    const LifecycleParams& lc = preset.lifecycle;
     const auto ca = filled_cache(codec, lc, a, 1200, Execution::cuda(), ExactTokens::residual);
     const auto cb = filled_cache(codec, lc, b, 250, Execution::cuda(), ExactTokens::residual);
     const std::vector<const LayerCache*> caches{ca.get(), cb.get()};
@@ -137,10 +135,9 @@ TEST_CASE("decode attention on cuda reads the live hook's caches (only the resid
 
 TEST_CASE("decode attention on cuda writes fp16 outputs within half an ulp of the fp32 ones", "[cuda][attention]") {
   VIDKV_REQUIRE_CUDA_DEVICE();
-  const ConfigNode doc = load_preset("vidkv-k1.5-v1.58", ConfigNode::scalar("vidkv-k1.5-v1.58"));
-  const KvCodec codec(test::builtin_registry().make_quantizer(doc.at("codec").at("key")),
-                      test::builtin_registry().make_quantizer(doc.at("codec").at("value")));
-  const LifecycleParams lc = parse_params<LifecycleParams>(doc.at("lifecycle"), {}, "lifecycle");
+  const PresetCodec preset = preset_codec("vidkv-k1.5-v1.58");
+  const KvCodec& codec = preset.codec;
+  const LifecycleParams& lc = preset.lifecycle;
   const LayerInput in = synthetic_input(4, 2100, 128, 31);
   const auto cache = filled_cache(codec, lc, in, 2000, Execution::cuda());
   const DecodeAttention attn({cache.get()}, Execution::cuda());
@@ -158,10 +155,9 @@ TEST_CASE("decode attention on cuda kept across decode steps (update) gives a fr
   const LayerInput a = synthetic_input(4, 700, 128, 25), b = synthetic_input(4, 400, 128, 26);
   for (const char* name : {"kivi-2", "vidkv-k1.5-v1.58", "vidkv-k1.5-v1.66-stp"}) {
     INFO(name);
-    const ConfigNode doc = load_preset(name, ConfigNode::scalar(name));
-    const PluginRegistry& reg = test::builtin_registry();
-    const KvCodec codec(reg.make_quantizer(doc.at("codec").at("key")), reg.make_quantizer(doc.at("codec").at("value")));
-    const LifecycleParams lc = parse_params<LifecycleParams>(doc.at("lifecycle"), {}, "lifecycle");
+    const PresetCodec preset = preset_codec(name);
+    const KvCodec& codec = preset.codec;
+    const LifecycleParams& lc = preset.lifecycle;
     auto make = [&] { return std::make_unique<LayerCache>(codec, lc, 4, 128, TokenContext{}, DType::f16, Execution::cuda(), ExactTokens::residual); };
     auto ca = make(), cb = make();
     append_tokens(*ca, a, 0, 600);

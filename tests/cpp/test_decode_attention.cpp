@@ -213,10 +213,9 @@ TEST_CASE("the presets kivi-2 and vidkv-k1.5-v1.58 are read in place", "[cpu][at
 
 TEST_CASE("decode attention refuses bad queries, outputs and caches", "[cpu][attention]") {
   const LayerInput in = synthetic_input(2, 80, 32, 4);
-  const ConfigNode doc = load_preset("kivi-2", ConfigNode::scalar("kivi-2"));
-  const KvCodec codec(test::builtin_registry().make_quantizer(doc.at("codec").at("key")),
-                      test::builtin_registry().make_quantizer(doc.at("codec").at("value")));
-  const LifecycleParams lc = parse_params<LifecycleParams>(doc.at("lifecycle"), {}, "lifecycle");
+  const PresetCodec preset = preset_codec("kivi-2");
+  const KvCodec& codec = preset.codec;
+  const LifecycleParams& lc = preset.lifecycle;
   const auto cache = filled_cache(codec, lc, in, 80, Execution::cpu());
   const DecodeAttention attn({cache.get()}, Execution::cpu());
   std::vector<float> q(2 * 9 * 32), out(q.size());
@@ -307,10 +306,9 @@ TEST_CASE("the kernels' emulation handles head_dim 40 (a channel tail per lane) 
   const LayerInput a = synthetic_input(1, 200, 40, 8), b = synthetic_input(1, 37, 40, 9);
   for (const char* name : {"kivi-2", "vidkv-k1.5-v1.58"}) {
     INFO(name);
-    const ConfigNode doc = load_preset(name, ConfigNode::scalar(name));
-    const PluginRegistry& reg = test::builtin_registry(CpuImplementation::reference);
-    const KvCodec codec(reg.make_quantizer(doc.at("codec").at("key")), reg.make_quantizer(doc.at("codec").at("value")));
-    const LifecycleParams lc = parse_params<LifecycleParams>(doc.at("lifecycle"), {}, "lifecycle");
+    const PresetCodec preset = preset_codec(name, CpuImplementation::reference);
+    const KvCodec& codec = preset.codec;
+    const LifecycleParams& lc = preset.lifecycle;
     const auto ca = filled_cache(codec, lc, a, 190, Execution::cpu());
     const auto cb = filled_cache(codec, lc, b, 37, Execution::cpu());
     const std::vector<const LayerCache*> caches{ca.get(), cb.get()};
@@ -330,10 +328,9 @@ TEST_CASE("every packed tile of kivi-2 and vidkv-k1.5-v1.58 takes the fast path,
   const LayerInput in = synthetic_input(2, 300, 64, 1);
   for (const char* name : {"kivi-2", "vidkv-k1.5-v1.58"}) {
     INFO(name);
-    const ConfigNode doc = load_preset(name, ConfigNode::scalar(name));
-    const KvCodec codec(test::builtin_registry().make_quantizer(doc.at("codec").at("key")),
-                        test::builtin_registry().make_quantizer(doc.at("codec").at("value")));
-    const LifecycleParams lc = parse_params<LifecycleParams>(doc.at("lifecycle"), {}, "lifecycle");
+    const PresetCodec preset = preset_codec(name);
+    const KvCodec& codec = preset.codec;
+    const LifecycleParams& lc = preset.lifecycle;
     const auto cache = filled_cache(codec, lc, in, 250, Execution::cpu());
     const DecodeAttention attn({cache.get()}, Execution::cpu());
     const std::int64_t first_residual = std::min(cache->key_side().quantized, cache->value_side().quantized);
@@ -350,10 +347,9 @@ TEST_CASE("the kernels' emulation reads the live hook's caches, which keep only 
   const LayerInput a = synthetic_input(2, 260, 64, 21), b = synthetic_input(2, 99, 64, 22);
   for (const char* name : {"kivi-2", "vidkv-k1.5-v1.58", "fp16"}) {
     INFO(name);
-    const ConfigNode doc = load_preset(name, ConfigNode::scalar(name));
-    const PluginRegistry& reg = test::builtin_registry(CpuImplementation::reference);
-    const KvCodec codec(reg.make_quantizer(doc.at("codec").at("key")), reg.make_quantizer(doc.at("codec").at("value")));
-    const LifecycleParams lc = parse_params<LifecycleParams>(doc.at("lifecycle"), {}, "lifecycle");
+    const PresetCodec preset = preset_codec(name, CpuImplementation::reference);
+    const KvCodec& codec = preset.codec;
+    const LifecycleParams& lc = preset.lifecycle;
     const auto ca = filled_cache(codec, lc, a, 200, Execution::cpu(), ExactTokens::residual);
     const auto cb = filled_cache(codec, lc, b, 70, Execution::cpu(), ExactTokens::residual);
     REQUIRE(ca->key_side().first > 0);  // the store really starts past token 0
@@ -412,10 +408,9 @@ TEST_CASE("update() after decode steps gives the tables of a fresh construction,
 
 TEST_CASE("a failed update() leaves run() refusing until an update() succeeds", "[cpu][attention]") {
   const LayerInput a = synthetic_input(2, 120, 64, 51), b = synthetic_input(2, 100, 32, 52);
-  const ConfigNode doc = load_preset("kivi-2", ConfigNode::scalar("kivi-2"));
-  const KvCodec codec(test::builtin_registry().make_quantizer(doc.at("codec").at("key")),
-                      test::builtin_registry().make_quantizer(doc.at("codec").at("value")));
-  const LifecycleParams lc = parse_params<LifecycleParams>(doc.at("lifecycle"), {}, "lifecycle");
+  const PresetCodec preset = preset_codec("kivi-2");
+  const KvCodec& codec = preset.codec;
+  const LifecycleParams& lc = preset.lifecycle;
   const auto ca = filled_cache(codec, lc, a, 100, Execution::cpu(), ExactTokens::residual);
   const auto other_width = filled_cache(codec, lc, b, 100, Execution::cpu(), ExactTokens::residual);  // D = 32
   DecodeAttention kept({ca.get()}, Execution::cpu());
@@ -435,10 +430,9 @@ TEST_CASE("a failed update() leaves run() refusing until an update() succeeds", 
 TEST_CASE("every LayerCache object has its own instance id, copies too", "[cpu][attention]") {
   // Decode attention's kept tables recognise a sequence by it: a cache made at a freed one's address is another.
   const LayerInput a = synthetic_input(2, 40, 64, 53);
-  const ConfigNode doc = load_preset("kivi-2", ConfigNode::scalar("kivi-2"));
-  const KvCodec codec(test::builtin_registry().make_quantizer(doc.at("codec").at("key")),
-                      test::builtin_registry().make_quantizer(doc.at("codec").at("value")));
-  const LifecycleParams lc = parse_params<LifecycleParams>(doc.at("lifecycle"), {}, "lifecycle");
+  const PresetCodec preset = preset_codec("kivi-2");
+  const KvCodec& codec = preset.codec;
+  const LifecycleParams& lc = preset.lifecycle;
   auto first = filled_cache(codec, lc, a, 40, Execution::cpu());
   const std::uint64_t id = first->instance_id();
   const LayerCache copy(*first, codec, TokenContext{});
@@ -452,10 +446,9 @@ TEST_CASE("every LayerCache object has its own instance id, copies too", "[cpu][
 TEST_CASE("same_tables tells tables apart", "[cpu][attention]") {
   // The test above relies on same_tables: two caches one token apart have different tiles.
   const LayerInput a = synthetic_input(2, 100, 64, 41);
-  const ConfigNode doc = load_preset("kivi-2", ConfigNode::scalar("kivi-2"));
-  const KvCodec codec(test::builtin_registry().make_quantizer(doc.at("codec").at("key")),
-                      test::builtin_registry().make_quantizer(doc.at("codec").at("value")));
-  const LifecycleParams lc = parse_params<LifecycleParams>(doc.at("lifecycle"), {}, "lifecycle");
+  const PresetCodec preset = preset_codec("kivi-2");
+  const KvCodec& codec = preset.codec;
+  const LifecycleParams& lc = preset.lifecycle;
   const auto c99 = filled_cache(codec, lc, synthetic_input(2, 99, 64, 41), 60, Execution::cpu());
   const auto c100 = filled_cache(codec, lc, a, 60, Execution::cpu());
   const DecodeAttention x({c99.get()}, Execution::cpu()), y({c100.get()}, Execution::cpu());

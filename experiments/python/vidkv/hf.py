@@ -318,15 +318,11 @@ class VidKVLayer(CacheLayerMixin):
         if fused and not self.owner._fused_attention_seen:
             raise _vidkv.ConfigError(_NOT_FUSED)
         if fused and t == 1 and key_states.is_contiguous() and value_states.is_contiguous():
-            # A decode step: every row's token in one call, then attention reads the packed caches (nothing is
-            # materialized). This path runs once per layer and token: it is kept to a few calls.
+            # A fused decode step (once per layer and token): every row's token in one call.
             _vidkv.append_rows(self.caches, key_states, value_states)
-            self.cumulative_length += 1
-            fused_attention.hand_off("fused", self)
-            return (fused_attention.placeholder(batch, self.heads, self.cumulative_length, self.head_dim,
-                                                self.dtype, self.device),) * 2
-        for b, cache in enumerate(self.caches):
-            self._append_row(cache, key_states[b], value_states[b])
+        else:
+            for b, cache in enumerate(self.caches):
+                self._append_row(cache, key_states[b], value_states[b])
         self.cumulative_length += t
         if fused:
             if t == 1:  # one query token per row: attention reads the packed caches, nothing is materialized
