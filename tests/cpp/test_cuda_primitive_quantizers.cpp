@@ -187,3 +187,69 @@ TEST_CASE("uniform on CUDA writes the reference's codes on and around every roun
         REQUIRE(first_diff == want.size());
       }
 }
+
+TEST_CASE("uniform on CUDA: fp16 and bf16 blocks through the fast kernels write the reference's bytes and values", "[cuda]") {
+  // The 2-byte inputs of the live cache and the bench take encode_channel_tile (channel axis, when 256 / pairs
+  // divides the row groups per head: [2, 256, 64] with 8 of 8, [3, 128, 128] with 4 of 4) or encode_channel_fast
+  // ([1, 96, 64]: 8 does not divide 3), and encode_token_fast. Groups hold, in turn, boundary_value()s rounded to
+  // the dtype, exact ties mn + (k + 0.5) 2^e (representable in both dtypes: the reciprocal path flags them and the
+  // group is coded by the division), and zeros of both signs beside the min (the ordered min / max); values are
+  // clamped to +-60000 (fp16's finite range).
+  std::string why;
+  if (cuda_device_count(&why) == 0) VIDKV_SKIP("no CUDA device: " << why);
+  const std::vector<std::pair<const char*, BlockShape>> cases{
+      {"channel", {2, 256, 64}}, {"channel", {3, 128, 128}}, {"channel", {1, 96, 64}}, {"token", {2, 40, 96}}};
+  for (const int bits : {1, 2, 4, 8})
+    for (const auto& [axis, shape] : cases)
+      for (const DType in_dtype : {DType::f16, DType::bf16})
+        for (const char* scale_dtype : {"fp16", "fp32"}) {
+          const DType sd = std::string(scale_dtype) == "fp16" ? DType::f16 : DType::f32;
+          const bool channel_axis = std::string(axis) == "channel";
+          std::vector<float> x(static_cast<std::size_t>(shape.elements()));
+          for (std::int64_t h = 0; h < shape.heads; ++h)
+            for (std::int64_t t = 0; t < shape.tokens; ++t)
+              for (std::int64_t c = 0; c < shape.channels; ++c) {
+                const std::int64_t row = channel_axis ? c : t, pos = channel_axis ? t : c;
+                const auto group = static_cast<std::uint64_t>((h * 1000 + row) * 100 + pos / 32);
+                const int j = static_cast<int>(pos % 32);
+                float v = boundary_value(group, j, bits, sd);
+                if (group % 3 == 1) {  // ties: min -3, step 2^-2 (the stored scale), max -3 + top / 4
+                  const float top = static_cast<float>((1u << bits) - 1u);
+                  v = j == 0 ? -3.0f : j == 1 ? -3.0f + top * 0.25f : -3.0f + (static_cast<float>((group + static_cast<std::uint64_t>(j)) % (1u << bits)) - 0.5f) * 0.25f;
+                  if (v < -3.0f) v = -3.0f;
+                } else if (group % 3 == 2 && j >= 2 && j < 6) {
+                  v = (j % 2 == 0) ? 0.0f : -0.0f;
+                }
+                // within fp16's finite range: an inf input would send the fp32-scale reference through
+                // saturated_group's scale search, one ulp per step from 1e36 down (minutes; see uniform_format.h)
+                x[static_cast<std::size_t>((h * shape.tokens + t) * shape.channels + c)] = std::fmin(std::fmax(v, -60000.0f), 60000.0f);
+              }
+          const std::vector<std::uint8_t> raw = as_dtype_bytes(x, in_dtype);  // x now holds the rounded values
+          INFO("bits " << bits << ", axis " << axis << " " << shape.str() << ", input " << dtype_name(in_dtype) << ", scale_dtype "
+                       << scale_dtype);
+          auto q = make_reference("uniform", {{"bits", std::to_string(bits)}, {"axis", axis}, {"scale_dtype", scale_dtype}});
+          const auto want = encode(*q, shape, x);
+          const auto want_decoded = decode(*q, shape, want);
+          DeviceBuffer in(raw.size()), out(want.size()), back(want_decoded.size() * 2);
+          copy_to_device(in.data(), raw.data(), raw.size());
+          fill_device(out.data(), 0xAB, out.bytes());
+          const TensorView in_view{in.data(), in_dtype, Device::cuda, {shape.heads, shape.tokens, shape.channels}};
+          q->encode_view(in_view, {}, out.as<std::uint8_t>(), Execution::cuda());
+          std::vector<std::uint8_t> got(want.size());
+          copy_to_host(got.data(), out.data(), got.size());
+          std::size_t first_diff = want.size();
+          for (std::size_t i = 0; i < want.size() && first_diff == want.size(); ++i)
+            if (want[i] != got[i]) first_diff = i;
+          INFO("first differing byte " << first_diff << " of " << want.size());
+          REQUIRE(first_diff == want.size());
+          // decode to fp16: the reference's floats rounded to fp16, bit for bit
+          fill_device(back.data(), 0xAB, back.bytes());
+          q->decode_view(out.as<std::uint8_t>(), {}, TensorView{back.data(), DType::f16, Device::cuda, {shape.heads, shape.tokens, shape.channels}},
+                         Execution::cuda());
+          std::vector<std::uint16_t> halves(want_decoded.size());
+          copy_to_host(halves.data(), back.data(), halves.size() * 2);
+          std::size_t mismatches = 0;
+          for (std::size_t i = 0; i < halves.size(); ++i) mismatches += halves[i] != float_to_half_bits(want_decoded[i]);
+          REQUIRE(mismatches == 0);
+        }
+}
