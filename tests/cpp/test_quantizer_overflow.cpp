@@ -132,6 +132,38 @@ TEST_CASE("stored_group leaves every fitting group's scale and min as round(rang
   CHECK(high.scale == 11504.0f);  // round_fp16(11502) = 11504 (spacing 8 in [8192, 16384))
 }
 
+TEST_CASE("largest_finite_scale finds what stepping down one value at a time finds, and ends on inf data",
+          "[quantizer][uniform][overflow]") {
+  // The oracle: the loop saturated_group ran before, next_below from the start value while the top code decodes
+  // to inf. fp16 / bf16: starts at every 97th positive pattern, mins from -max to +max; fp32: starts a few
+  // thousand values above the answer (the loop's cost), mins near +FLT_MAX.
+  const auto stepping = [](float v, float mn, float top, DType t) {
+    while (!uniform_format::decodes_finite(v, mn, top)) v = uniform_format::next_below(v, t);
+    return v;
+  };
+  for (const DType t : {DType::f16, DType::bf16})
+    for (const float top : {1.0f, 3.0f, 15.0f, 255.0f})
+      for (const float mn : {-dtype_max_finite(t), -1.0f, 0.0f, 1000.0f, dtype_max_finite(t)})
+        for (std::uint32_t p = 1; p < (t == DType::f16 ? 0x7c00u : 0x7f80u); p += 97) {
+          const float v = t == DType::f16 ? half_bits_to_float(static_cast<std::uint16_t>(p)) : bf16_bits_to_float(static_cast<std::uint16_t>(p));
+          if (uniform_format::largest_finite_scale(v, mn, top, t) != stepping(v, mn, top, t)) FAIL("dtype " << dtype_name(t) << " v " << v << " mn " << mn);
+        }
+  for (const float top : {1.0f, 3.0f, 255.0f})
+    for (const float mn : {0x1.fffffep127f, 0x1.8p127f, 1e38f}) {
+      const float answer = uniform_format::largest_finite_scale(0x1.fffffep127f / top, mn, top, DType::f32);
+      for (const std::uint32_t above : {0u, 1u, 2u, 1000u, 5000u}) {
+        const float v = bits_float(float_bits(answer) + above);
+        CHECK(uniform_format::largest_finite_scale(v, mn, top, DType::f32) == stepping(v, mn, top, DType::f32));
+      }
+    }
+  // A group holding both -inf and +inf: the min is NaN, no scale decodes finite; the search ends (the stepping never did).
+  CHECK(uniform_format::largest_finite_scale(1.0f, NAN, 3.0f, DType::f32) == 0.0f);
+  // An fp32 scale near FLT_MAX / 255 beside a min saturated at FLT_MAX: about 2^30 steps for the loop, 32 here.
+  const float far = uniform_format::largest_finite_scale(0x1.fffffep127f / 255.0f, 0x1.fffffep127f, 255.0f, DType::f32);
+  CHECK(uniform_format::decodes_finite(far, 0x1.fffffep127f, 255.0f));
+  CHECK_FALSE(uniform_format::decodes_finite(bits_float(float_bits(far) + 1), 0x1.fffffep127f, 255.0f));
+}
+
 TEST_CASE("ternary scaled fp16: a kept magnitude of 125000 saturates to 65504", "[quantizer][ternary][overflow][optimized]") {
   // Outlier group (15 x -1, 16 x 4, -125000): mean |x| = (15 + 64 + 125000) / 32 = 3908.7, dead zone
   // 0.7 * 3908.7 = 2736.1: only -125000 is kept, u = 125000 -> fp16 saturates to 65504 (was inf, so the whole

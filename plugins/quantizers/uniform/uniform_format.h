@@ -74,12 +74,37 @@ VIDKV_HOST_DEVICE inline float next_below(float v, DType t) {
   return bits_float(float_bits(v) - 1u);
 }
 
+// The largest value of dtype t in [0, v] (v >= 0, a value of t) with which the top code decodes finite next to the
+// stored min mn: v itself when it does. decodes_finite is monotone in the scale (top * scale + mn grows with it, and
+// scale 0 decodes to mn), so a binary search over the bit patterns of t's non-negative values returns what stepping
+// down one value at a time (next_below) would, in at most 32 steps instead of up to 2^30 (an fp32 scale near
+// FLT_MAX / top beside a min saturated at FLT_MAX: minutes on a CPU core, the same on a GPU thread). A min that is
+// not finite (a group holding both -inf and +inf) decodes finite with no scale: 0 is returned, where the stepping
+// never ended.
+VIDKV_HOST_DEVICE inline float largest_finite_scale(float v, float mn, float top, DType t) {
+  if (decodes_finite(v, mn, top)) return v;
+  const auto value = [t](std::uint32_t p) {
+    return t == DType::f16 ? half_bits_to_float(static_cast<std::uint16_t>(p))
+                           : t == DType::bf16 ? bf16_bits_to_float(static_cast<std::uint16_t>(p)) : bits_float(p);
+  };
+  std::uint32_t good = 0;  // value 0 (decodes to mn), taken as the answer when nothing above it decodes finite
+  std::uint32_t bad = t == DType::f16 ? float_to_half_bits(v) : t == DType::bf16 ? float_to_bf16_bits(v) : float_bits(v);
+  while (bad - good > 1) {
+    const std::uint32_t mid = good + (bad - good) / 2;
+    if (decodes_finite(value(mid), mn, top))
+      good = mid;
+    else
+      bad = mid;
+  }
+  return value(good);
+}
+
 // stored_group for a group whose range does not fit the scale dtype (see there). In double:
 //   S = (mx - mn) / top, capped at smax = min(max finite of t, FLT_MAX / top) (the top code must decode finite);
 //   when capped, the 2^b levels are centred on the mid-range (lo = (mn + mx) / 2 - top * S / 2: the least largest
 //   error), else lo = mn; the min is lo clamped to the finite range of t and rounded; the scale is then
 //   (mx - min) / top (the top level reaches mx where it can), capped at smax, rounded, and stepped down while the
-//   top code would decode to inf in fp32.
+//   top code would decode to inf in fp32 (largest_finite_scale).
 VIDKV_HOST_DEVICE inline StoredGroup saturated_group(float mn, float mx, float top, DType t) {
   const double big = dtype_max_finite(t);
   const double smax = big < 0x1.fffffep127 / top ? big : 0x1.fffffep127 / top;
@@ -94,7 +119,7 @@ VIDKV_HOST_DEVICE inline StoredGroup saturated_group(float mn, float mx, float t
   s = (static_cast<double>(mx) - static_cast<double>(r.mn)) / top;
   s = s < 0.0 ? 0.0 : (s > smax ? smax : s);
   r.scale = round_to_dtype(static_cast<float>(s), t);
-  while (!decodes_finite(r.scale, r.mn, top)) r.scale = next_below(r.scale, t);
+  r.scale = largest_finite_scale(r.scale, r.mn, top, t);
   return r;
 }
 
