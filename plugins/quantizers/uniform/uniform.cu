@@ -253,7 +253,9 @@ __global__ void __launch_bounds__(256, 4) encode_channel_fast(const void* in, Ch
 // are written as one run of qb * BITS words, qb scales and qb mins (whole sectors instead of 8 scattered bytes per
 // group). Measured on an H200 (28 x 4 x 32768 x 128 fp16, kivi-2 keys): 898 GB/s of fp16 input against 736 for
 // encode_channel_fast (whose scattered per-group stores kept L2 at 56% of its throughput with DRAM at 14%).
-constexpr unsigned kTileWords = 8192;  // 32 KB: 256 threads x 32 words of input, then the staged outputs
+// Shared memory of one block: the input, qb * 32 * C 2-byte values with qb * C <= 2 * 256 (32 KB), then the staged
+// outputs, qb * C * (BITS + 2) words <= 5120.
+constexpr unsigned kTileWords = 8192;
 
 template <DType T, unsigned BITS>
 __global__ void __launch_bounds__(256, 4) encode_channel_tile(const void* in, unsigned pairs, unsigned qb, unsigned gpr, DType sd,
