@@ -28,6 +28,15 @@ std::unique_ptr<Quantizer> make_reference(const std::string& name, const KeyValu
   return test::builtin_registry(CpuImplementation::reference).make_quantizer(quantizer_block(name, params));
 }
 
+// Index of the first byte where the device buffer `out` differs from `want` (want.size() when none does).
+std::size_t first_differing_byte(const std::vector<std::uint8_t>& want, const DeviceBuffer& out) {
+  std::vector<std::uint8_t> got(want.size());
+  copy_to_host(got.data(), out.data(), got.size());
+  std::size_t i = 0;
+  while (i < want.size() && want[i] == got[i]) ++i;
+  return i;
+}
+
 // Values of `x` rounded to `t`, and their raw bits (2 or 4 bytes each) as a device would hold them.
 std::vector<std::uint8_t> as_dtype_bytes(std::vector<float>& x, DType t) {
   std::vector<std::uint8_t> raw(x.size() * static_cast<std::size_t>(dtype_size(t)));
@@ -178,11 +187,7 @@ TEST_CASE("uniform on CUDA writes the reference's codes on and around every roun
         fill_device(out.data(), 0xAB, out.bytes());
         q->encode_view(TensorView{in.data(), DType::f32, Device::cuda, {shape.heads, shape.tokens, shape.channels}}, {},
                        out.as<std::uint8_t>(), Execution::cuda());
-        std::vector<std::uint8_t> got(want.size());
-        copy_to_host(got.data(), out.data(), got.size());
-        std::size_t first_diff = want.size();
-        for (std::size_t i = 0; i < want.size() && first_diff == want.size(); ++i)
-          if (want[i] != got[i]) first_diff = i;
+        const std::size_t first_diff = first_differing_byte(want, out);
         INFO("first differing byte " << first_diff << " of " << want.size());
         REQUIRE(first_diff == want.size());
       }
@@ -235,11 +240,7 @@ TEST_CASE("uniform on CUDA: fp16 and bf16 blocks through the fast kernels write 
           fill_device(out.data(), 0xAB, out.bytes());
           const TensorView in_view{in.data(), in_dtype, Device::cuda, {shape.heads, shape.tokens, shape.channels}};
           q->encode_view(in_view, {}, out.as<std::uint8_t>(), Execution::cuda());
-          std::vector<std::uint8_t> got(want.size());
-          copy_to_host(got.data(), out.data(), got.size());
-          std::size_t first_diff = want.size();
-          for (std::size_t i = 0; i < want.size() && first_diff == want.size(); ++i)
-            if (want[i] != got[i]) first_diff = i;
+          const std::size_t first_diff = first_differing_byte(want, out);
           INFO("first differing byte " << first_diff << " of " << want.size());
           REQUIRE(first_diff == want.size());
           // decode to fp16: the reference's floats rounded to fp16, bit for bit
