@@ -194,16 +194,19 @@ TEST_CASE("uniform on CUDA writes the reference's codes on and around every roun
 }
 
 TEST_CASE("uniform on CUDA: fp16 and bf16 blocks through the fast kernels write the reference's bytes and values", "[cuda]") {
-  // The 2-byte inputs of the live cache and the bench take encode_channel_tile (channel axis, when 256 / pairs
-  // divides the row groups per head: [2, 256, 64] with 8 of 8, [3, 128, 128] with 4 of 4) or encode_channel_fast
-  // ([1, 96, 64]: 8 does not divide 3), and encode_token_fast. Groups hold, in turn, boundary_value()s rounded to
-  // the dtype, exact ties mn + (k + 0.5) 2^e (representable in both dtypes: the reciprocal path flags them and the
-  // group is coded by the division), and zeros of both signs beside the min (the ordered min / max); values are
-  // clamped to +-60000 (fp16's finite range).
+  // The 2-byte inputs of the live cache and the bench take encode_channel_tile (channel axis, when qb = 256 / pairs
+  // divides the row groups per head: [2, 256, 64] with 8 of 8, [3, 128, 128] with 4 of 4, [1, 320, 48] with 10 of 10
+  // (qb * pairs = 240: 16 idle threads), [1, 64, 512] with 1 of 2 (256 pairs)) or encode_channel_fast ([1, 96, 64]:
+  // 8 does not divide 3), and encode_token_fast. Groups hold, in turn, boundary_value()s rounded to the dtype, ties
+  // mn + (k + 0.5) 2^-2 (exact in fp16; in bf16 those that fit its 8 significant bits: the reciprocal path flags
+  // them and the group is coded by the division), and zeros of both signs beside the min (the ordered min / max);
+  // values are clamped to +-60000 (fp16's finite range). Finite inputs only: NaN and inf are outside the
+  // bit-identity contract (uniform_cuda.h).
   std::string why;
   if (cuda_device_count(&why) == 0) VIDKV_SKIP("no CUDA device: " << why);
   const std::vector<std::pair<const char*, BlockShape>> cases{
-      {"channel", {2, 256, 64}}, {"channel", {3, 128, 128}}, {"channel", {1, 96, 64}}, {"token", {2, 40, 96}}};
+      {"channel", {2, 256, 64}}, {"channel", {3, 128, 128}}, {"channel", {1, 320, 48}}, {"channel", {1, 64, 512}},
+      {"channel", {1, 96, 64}},  {"token", {2, 40, 96}}};
   for (const int bits : {1, 2, 4, 8})
     for (const auto& [axis, shape] : cases)
       for (const DType in_dtype : {DType::f16, DType::bf16})
@@ -225,8 +228,7 @@ TEST_CASE("uniform on CUDA: fp16 and bf16 blocks through the fast kernels write 
                 } else if (group % 3 == 2 && j >= 2 && j < 6) {
                   v = (j % 2 == 0) ? 0.0f : -0.0f;
                 }
-                // within fp16's finite range: an inf input would send the fp32-scale reference through
-                // saturated_group's scale search, one ulp per step from 1e36 down (minutes; see uniform_format.h)
+                // within fp16's finite range: finite inputs only (above)
                 x[static_cast<std::size_t>((h * shape.tokens + t) * shape.channels + c)] = std::fmin(std::fmax(v, -60000.0f), 60000.0f);
               }
           const std::vector<std::uint8_t> raw = as_dtype_bytes(x, in_dtype);  // x now holds the rounded values
