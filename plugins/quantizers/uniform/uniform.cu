@@ -101,11 +101,11 @@ constexpr float kRoundMagic = 12582912.0f;
 // eps of a boundary (a few in a million) is coded again by encode_value itself; so is every group whose reciprocal
 // exceeds 2^100 (an fp32 scale below 2^-100), where the bound does not hold. Scale 0: reciprocal 0, code 0.
 struct FastCoder {
-  float mn, scale, reciprocal, top, limit;
+  float mn, reciprocal, top, limit;
   bool exact_only;
 
   __device__ FastCoder(const uniform_format::StoredGroup& r, unsigned b)
-      : mn(r.mn), scale(r.scale), reciprocal(r.scale > 0.0f ? 1.0f / r.scale : 0.0f)  /* IEEE division: fl(1 / s) */,
+      : mn(r.mn), reciprocal(r.scale > 0.0f ? 1.0f / r.scale : 0.0f)  /* IEEE division: fl(1 / s) */,
         top(static_cast<float>(uniform_format::max_code(b))), limit(0.5f - 4.0f * 0x1p-24f * (top + 1.0f)),
         exact_only(reciprocal >= 0x1p100f) {}
 
@@ -219,7 +219,9 @@ struct ChannelPairs {
       : by_pairs(static_cast<unsigned>(g.rows / 2)), by_gpr(static_cast<unsigned>(g.groups_per_row())),
         pairs(static_cast<unsigned>(g.rows / 2)), gpr(static_cast<unsigned>(g.groups_per_row())),
         channels(static_cast<unsigned>(g.rows)) {}
-  static bool fits(const GroupGrid& g) { return g.heads * g.groups_per_row() * (g.rows / 2) < (std::int64_t{1} << 31); }
+  // Threads of a launch (one per channel pair and row group); fits(): they can be counted in 31 bits.
+  static std::int64_t threads(const GroupGrid& g) { return g.heads * g.groups_per_row() * (g.rows / 2); }
+  static bool fits(const GroupGrid& g) { return threads(g) < (std::int64_t{1} << 31); }
 
   // First element of the thread's 32 x 2 values; metadata indices of its two groups (channels 2p and 2p + 1).
   __device__ __forceinline__ void of(unsigned t, std::int64_t& first, std::int64_t& ga, std::int64_t& gb) const {
@@ -404,15 +406,14 @@ void encode(const Config& c, const void* in, DType in_dtype, const BlockShape& s
         if (c.axis == GroupAxis::token) {
           encode_token_fast<T, B><<<group_cuda::blocks_for(g.group_count()), group_cuda::kThreads, 0, st>>>(in, g.group_count(),
                                                                                                           c.scale_dtype, s);
-        } else if constexpr (T != DType::f32) {
-          if (qb != 0) {
+        } else if (qb != 0) {
+          if constexpr (T != DType::f32) {  // tile_row_groups is 0 for fp32 input: the kernel is built for 2-byte input only
             const unsigned blocks = static_cast<unsigned>(g.heads * g.groups_per_row() / qb);
             encode_channel_tile<T, B><<<blocks, group_cuda::kThreads, 0, st>>>(in, static_cast<unsigned>(g.rows / 2), qb,
                                                                                static_cast<unsigned>(g.groups_per_row()), c.scale_dtype, s);
           }
-        }
-        if (c.axis == GroupAxis::channel && qb == 0) {
-          const unsigned threads = static_cast<unsigned>(g.heads * g.groups_per_row() * (g.rows / 2));
+        } else {
+          const auto threads = static_cast<unsigned>(ChannelPairs::threads(g));
           encode_channel_fast<T, B><<<group_cuda::blocks_for(threads), group_cuda::kThreads, 0, st>>>(in, ChannelPairs(g), threads,
                                                                                                      c.scale_dtype, s);
         }
@@ -451,7 +452,7 @@ void decode(const Config& c, const std::uint8_t* in, const BlockShape& shape, vo
       dispatch_bits(c.bits, [&](auto bits_tag) {
         constexpr unsigned B = decltype(bits_tag)::value;
         if (c.axis == GroupAxis::channel) {
-          const unsigned threads = static_cast<unsigned>(g.heads * g.groups_per_row() * (g.rows / 2));
+          const auto threads = static_cast<unsigned>(ChannelPairs::threads(g));
           decode_channel_fast<O, B><<<group_cuda::blocks_for(threads), group_cuda::kThreads, 0, st>>>(in, scales, mins, ChannelPairs(g),
                                                                                                      threads, c.scale_dtype, out);
         } else {
