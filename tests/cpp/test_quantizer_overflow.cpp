@@ -138,8 +138,13 @@ TEST_CASE("largest_finite_scale finds what stepping down one value at a time fin
   // to inf. bf16: starts at every 97th positive pattern, mins from -max to +max; fp32: starts a few thousand values
   // above the answer (the loop's cost), mins near +FLT_MAX. (fp16 scales never need the search beside a finite min:
   // 255 * 65504 + 65504 is far inside fp32's range.)
-  const auto stepping = [](float v, float mn, float top, DType t) {
-    while (!uniform_format::decodes_finite(v, mn, top)) v = uniform_format::next_below(v, t);
+  const auto next_below = [](float v, DType t) {  // the value of t below v > 0 (0 for v <= 0)
+    if (!(v > 0.0f)) return 0.0f;
+    if (t == DType::bf16) return bf16_bits_to_float(static_cast<std::uint16_t>(float_to_bf16_bits(v) - 1u));
+    return bits_float(float_bits(v) - 1u);
+  };
+  const auto stepping = [&](float v, float mn, float top, DType t) {
+    while (!uniform_format::decodes_finite(v, mn, top)) v = next_below(v, t);
     return v;
   };
   std::size_t searched = 0;  // starts where the top code overflows: the search ran

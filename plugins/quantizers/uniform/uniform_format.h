@@ -66,18 +66,10 @@ VIDKV_HOST_DEVICE inline bool decodes_finite(float scale, float mn, float top) {
   return hi >= -0x1.fffffep127f && hi <= 0x1.fffffep127f && mn >= -0x1.fffffep127f && mn <= 0x1.fffffep127f;
 }
 
-// The value below v > 0 in dtype t (v finite or +inf; +inf gives the largest finite value).
-VIDKV_HOST_DEVICE inline float next_below(float v, DType t) {
-  if (!(v > 0.0f)) return 0.0f;
-  if (t == DType::f16) return half_bits_to_float(static_cast<std::uint16_t>(float_to_half_bits(v) - 1u));
-  if (t == DType::bf16) return bf16_bits_to_float(static_cast<std::uint16_t>(float_to_bf16_bits(v) - 1u));
-  return bits_float(float_bits(v) - 1u);
-}
-
 // The largest value of dtype t in [0, v] (v >= 0, a value of t) with which the top code decodes finite next to the
 // stored min mn: v itself when it does. decodes_finite is monotone in the scale (top * scale + mn grows with it, and
 // scale 0 decodes to mn), so a binary search over the bit patterns of t's non-negative values returns what stepping
-// down one value at a time (next_below) would, in at most 32 steps instead of up to 2^30 (an fp32 scale near
+// down one value of t at a time would, in at most 32 steps instead of up to 2^30 (an fp32 scale near
 // FLT_MAX / top beside a min saturated at FLT_MAX: minutes on a CPU core, the same on a GPU thread). A min that is
 // not finite (a group holding both -inf and +inf) decodes finite with no scale: 0 is returned, where the stepping
 // never ended.
