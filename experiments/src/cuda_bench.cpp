@@ -233,7 +233,7 @@ std::string cuda_bench_markdown(const CudaBenchResult& r, const std::vector<doub
     if (torch) {
       const double t = i < torch_gbps.size() ? torch_gbps[i] : 0.0;
       if (t > 0) {
-        std::snprintf(buf, sizeof buf, " %.2f | %.1fx |", t, row.encode_decode_gbps / t);
+        std::snprintf(buf, sizeof buf, " %.3g | %.1fx |", t, row.encode_decode_gbps / t);
       } else {
         std::snprintf(buf, sizeof buf, " n/a | n/a |");
       }
