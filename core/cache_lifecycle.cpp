@@ -134,18 +134,34 @@ LayerCache::LayerCache(const KvCodec& codec, const LifecycleParams& params, std:
   key_full_.dtype = value_full_.dtype = ex.on_cuda() ? data_dtype : DType::f32;
 }
 
-// Grows the host store to hold at least `need` tokens from full.first (doubling), keeping its valid rows.
-void LayerCache::reserve_host(FullTokens& full, std::int64_t need) {
-  if (need <= full.capacity) return;
-  const std::int64_t cap = std::max(need, 2 * full.capacity);
-  const std::int64_t used = tokens_ - full.first;
+std::int64_t LayerCache::live_first(const FullTokens& full) const {
+  if (exact_ != ExactTokens::residual) return full.first;
+  return std::max(full.first, &full == &key_full_ ? key_quantized_ : value_quantized_);
+}
+
+// Room for the rows of tokens [live_first(full), end) (cache_lifecycle.h). When the live rows move within the store,
+// its size bounds them: end - first > capacity and 2 (end - live) <= capacity give live - first > end - live >=
+// tokens_ - live, so source and destination rows do not overlap.
+void LayerCache::reserve_host(FullTokens& full, std::int64_t end) {
+  if (end - full.first <= full.capacity) return;
+  const std::int64_t live = live_first(full), r0 = live - full.first, used = tokens_ - live, rows = end - live;
+  if (2 * rows <= full.capacity) {
+    for (std::int64_t h = 0; h < heads_ && used > 0; ++h)
+      std::memmove(full.host.data() + h * full.capacity * channels_, full.host.data() + (h * full.capacity + r0) * channels_,
+                   float_bytes(used * channels_));
+    full.first = live;
+    return;
+  }
+  const std::int64_t cap = std::max(rows, 2 * full.capacity);
   std::vector<float> grown(static_cast<std::size_t>(heads_ * cap * channels_));
   // An empty store has data() == nullptr, and memcpy from a null pointer is undefined even for 0 bytes.
   if (used > 0)
     for (std::int64_t h = 0; h < heads_; ++h)
-      std::memcpy(grown.data() + h * cap * channels_, full.host.data() + h * full.capacity * channels_, float_bytes(used * channels_));
+      std::memcpy(grown.data() + h * cap * channels_, full.host.data() + (h * full.capacity + r0) * channels_,
+                  float_bytes(used * channels_));
   full.host.swap(grown);
   full.capacity = cap;
+  full.first = live;
 }
 
 void LayerCache::append(const float* key, const float* value, std::int64_t tokens) {
@@ -164,14 +180,14 @@ void LayerCache::append(const float* key, const float* value, std::int64_t token
   check_finite(key, "key", tokens);
   check_finite(value, "value", tokens);
   for (auto [full, src] : {std::pair<FullTokens*, const float*>{&key_full_, key}, {&value_full_, value}}) {
-    const std::int64_t row = old - full->first;
     if (full->capacity == 0) {
-      // First rows into an empty store: capacity = tokens, so the store takes the input's layout as is.
+      // First rows into an empty store (first == old): capacity = tokens, so the store takes the input's layout as is.
       full->host.assign(src, src + heads_ * tokens * channels_);
       full->capacity = tokens;
       continue;
     }
-    reserve_host(*full, row + tokens);
+    reserve_host(*full, old + tokens);
+    const std::int64_t row = old - full->first;
     for (std::int64_t h = 0; h < heads_; ++h)
       std::memcpy(full->host.data() + (h * full->capacity + row) * channels_, src + h * tokens * channels_,
                   float_bytes(tokens * channels_));
@@ -231,7 +247,7 @@ void LayerCache::append(const TensorView& key, const TensorView& value, std::int
   const bool prefill = tokens_ == 0;
   std::vector<DeviceRowCopy> copies;  // the key and the value rows in one launch
   for (auto [full, src] : {std::pair<FullTokens*, const TensorView*>{&key_full_, &key}, {&value_full_, &value}}) {
-    reserve_device(*full, tokens_ + n - full->first);
+    reserve_device(*full, tokens_ + n);
     copies.push_back({{full->device.data(), full->dtype, full->capacity}, tokens_ - full->first, {src->data, src->dtype, t}, begin, n,
                       DType::f32});
   }
@@ -242,22 +258,32 @@ void LayerCache::append(const TensorView& key, const TensorView& value, std::int
   drop_quantized(value_full_, value_quantized_);
 }
 
-void LayerCache::reserve_device(FullTokens& full, std::int64_t need) {
-  if (need <= full.capacity) return;
-  const std::int64_t cap = std::max(need, 2 * full.capacity);
+// As reserve_host, on the device (the move within the store is one row copy between rows that do not overlap).
+void LayerCache::reserve_device(FullTokens& full, std::int64_t end) {
+  if (end - full.first <= full.capacity) return;
+  const std::int64_t live = live_first(full), r0 = live - full.first, used = tokens_ - live, rows = end - live;
+  const DeviceRows store{full.device.data(), full.dtype, full.capacity};
+  if (2 * rows <= full.capacity) {
+    copy_device_rows(store, 0, store, r0, heads_, used, channels_, DType::f32, ex_.cuda_stream);
+    full.first = live;
+    return;
+  }
+  const std::int64_t cap = std::max(rows, 2 * full.capacity);
   DeviceBuffer grown(static_cast<std::size_t>(heads_ * cap * channels_ * dtype_size(full.dtype)), ex_.cuda_stream);
-  copy_device_rows({grown.data(), full.dtype, cap}, 0, {full.device.data(), full.dtype, full.capacity}, 0, heads_,
-                   tokens_ - full.first, channels_, DType::f32, ex_.cuda_stream);
+  copy_device_rows({grown.data(), full.dtype, cap}, 0, store, r0, heads_, used, channels_, DType::f32, ex_.cuda_stream);
   full.device = std::move(grown);  // freed in stream order, after the copy
   full.capacity = cap;
+  full.first = live;
 }
 
-// Under ExactTokens::residual, keeps only the rows of tokens [quantized, tokens_) in a store of exactly that many
-// rows, so the bytes held are the residual's (what effective bits count); later appends grow it by doubling (at
-// most R + 1 rows before the lifecycle cuts the next block). The moved rows are the same values.
+// Under ExactTokens::residual the rows of tokens [first, quantized) are dead from here on (live_first); they stay
+// in place, so a decode step that encodes one token copies nothing (reserve_* moves the live rows when an append
+// needs the room: once per window's worth of steps). A store more than twice the size its live rows or the window
+// (R + 1 rows) need -- the prefill's -- is cut to exactly the live rows now, as nothing else would shrink it.
 void LayerCache::drop_quantized(FullTokens& full, std::int64_t quantized) {
   if (exact_ != ExactTokens::residual || quantized <= full.first) return;
   const std::int64_t keep = tokens_ - quantized;
+  if (full.capacity <= 2 * std::max(keep, static_cast<std::int64_t>(params_.residual) + 1)) return;
   const std::int64_t cap = keep;
   const std::int64_t r0 = quantized - full.first;
   if (ex_.on_cuda()) {

@@ -11,8 +11,10 @@
 // Exact tokens: with ExactTokens::all (trace replay, the default) the cache keeps the exact input of every token,
 // so that ctx.keys can expose the exact keys of every cached token to protectors (semantic_attention). With
 // ExactTokens::residual (the live hook) it keeps only the tokens not yet quantized on that side -- the
-// full-precision residual window -- and drops the rest right after they are encoded, so nothing full-precision
-// persists beyond the window; ctx.keys is then never exposed (semantic_attention, the one protector reading it,
+// full-precision residual window -- and never reads the rest again once they are encoded: their rows stay in the
+// store as dead rows until an append needs the room, which then moves the window's rows to the front (one copy
+// per window's worth of decode steps, not one per step), and a store more than twice what the window needs (after
+// a prefill) is cut to the window at once, so nothing full-precision persists beyond twice the window per side; ctx.keys is then never exposed (semantic_attention, the one protector reading it,
 // needs recorded queries, which only trace replay has). The bytes encoded and materialized are the same under
 // both policies for plugins that do not read ctx.keys.
 //
@@ -164,9 +166,11 @@ class LayerCache {
   void restore(const State& s);
   // Bytes held now on the cache's device (packed blocks + exact-token stores).
   HeldBytes held_bytes() const;
-  // Tokens whose exact inputs are held now, per side (all tokens under ExactTokens::all).
-  std::int64_t exact_key_tokens() const { return tokens_ - key_full_.first; }
-  std::int64_t exact_value_tokens() const { return tokens_ - value_full_.first; }
+  // Tokens whose exact inputs the cache keeps and reads, per side (all tokens under ExactTokens::all, the residual
+  // window under ExactTokens::residual; dead rows of tokens already in blocks are not counted, held_bytes() counts
+  // them).
+  std::int64_t exact_key_tokens() const { return tokens_ - live_first(key_full_); }
+  std::int64_t exact_value_tokens() const { return tokens_ - live_first(value_full_); }
 
   // Read-only access for fused decode attention (attention/decode_attention.h), which reads the packed bytes in
   // place. One side (K or V): its packed blocks in token order, covering [0, quantized) back to back (bytes in host
@@ -207,7 +211,9 @@ class LayerCache {
     PackedLayout layout;
   };
   // Exact inputs of the tokens [first, tokens_) of one side, [heads, capacity, channels]: `host` fp32 on cpu,
-  // `device` of `dtype` (the data dtype) on cuda; row r holds token first + r.
+  // `device` of `dtype` (the data dtype) on cuda; row r holds token first + r. Under ExactTokens::residual the rows
+  // of tokens [first, live_first()) are dead (already in blocks, never read again) until an append moves the live
+  // rows to the front (reserve_host / reserve_device).
   struct FullTokens {
     std::vector<float> host;
     DeviceBuffer device;
@@ -222,15 +228,21 @@ class LayerCache {
   void quantize_key_range(std::int64_t begin, std::int64_t end);
   void quantize_value_range(std::int64_t begin, std::int64_t end);
   void maybe_quantize(bool prefill);
-  // ExactTokens::residual: drops the exact rows of tokens [first, quantized) of `full`, shrinking its store.
+  // ExactTokens::residual: the rows of tokens [first, quantized) of `full` are dead from now on; a store more than
+  // twice what its live rows and the window (R + 1 rows) need is cut to the live rows at once (after a prefill).
   void drop_quantized(FullTokens& full, std::int64_t quantized);
+  // First token of `full` whose row is read (the side's quantized count under ExactTokens::residual, else first).
+  std::int64_t live_first(const FullTokens& full) const;
   void check_finite(const float* x, const char* side, std::int64_t tokens) const;
   void check_residual_range(const FullTokens& full, const char* side, std::int64_t begin) const;
-  void reserve_host(FullTokens& full, std::int64_t need);
+  // Makes room in `full` for the rows of the tokens [live_first(full), end): nothing when they fit from `first`;
+  // else the live rows move to row 0 of the same store when they take at most half of it, or to a store of
+  // max(rows, 2 x capacity) rows (the dead rows are dropped either way, first = live_first).
+  void reserve_host(FullTokens& full, std::int64_t end);
   // cuda: the pieces of quantize_*_range / maybe_quantize / materialize on device memory (cache_lifecycle.cpp).
   Block encode_device_block(const Quantizer& q, const TensorView& data, std::int64_t begin, std::int64_t end,
                             const TokenContext& ctx) const;
-  void reserve_device(FullTokens& full, std::int64_t need);
+  void reserve_device(FullTokens& full, std::int64_t end);
   void expose_device_keys(TokenContext& ctx, DeviceBuffer& keys) const;
   bool exposes_keys() const;
   // Decodes the side's blocks (in place where their rows are dense in `out`, else into scratch kept in `copies`)

@@ -22,15 +22,17 @@ DeviceBuffer clone_device(const DeviceBuffer& src, void* stream) {
   return out;
 }
 
-// Device rows with dtype conversion (core/cuda/row_copy.h), [heads, tokens, channels] buffers.
+// Device rows with dtype conversion (core/cuda/row_copy.h), [heads, tokens, channels] buffers: dst rows [0, n) <-
+// src rows [src_begin, src_begin + n) of every head.
 void device_rows(void* dst, DType dst_dtype, std::int64_t dst_tokens, const void* src, DType src_dtype,
-                 std::int64_t src_tokens, std::int64_t heads, std::int64_t n, std::int64_t channels, void* stream) {
+                 std::int64_t src_tokens, std::int64_t src_begin, std::int64_t heads, std::int64_t n, std::int64_t channels,
+                 void* stream) {
 #ifdef VIDKV_WITH_CUDA
-  row_copy_cuda::copy_rows({dst, dst_dtype, dst_tokens}, 0, {const_cast<void*>(src), src_dtype, src_tokens}, 0, heads, n,
-                           channels, DType::f32, stream);
+  row_copy_cuda::copy_rows({dst, dst_dtype, dst_tokens}, 0, {const_cast<void*>(src), src_dtype, src_tokens}, src_begin, heads,
+                           n, channels, DType::f32, stream);
 #else
-  (void)dst, (void)dst_dtype, (void)dst_tokens, (void)src, (void)src_dtype, (void)src_tokens, (void)heads, (void)n,
-      (void)channels, (void)stream;
+  (void)dst, (void)dst_dtype, (void)dst_tokens, (void)src, (void)src_dtype, (void)src_tokens, (void)src_begin, (void)heads,
+      (void)n, (void)channels, (void)stream;
   VIDKV_THROW(NotSupportedError, "layer cache on cuda: this build has no CUDA backend (configure with -DVIDKV_ENABLE_CUDA=ON)");
 #endif
 }
@@ -75,25 +77,25 @@ LayerCache::State LayerCache::state() const {
   s.tokens = tokens_;
   s.key_quantized = key_quantized_;
   s.value_quantized = value_quantized_;
-  s.key_first = key_full_.first;
-  s.value_first = value_full_.first;
+  s.key_first = live_first(key_full_);  // the rows read; dead rows (ExactTokens::residual) are not exported
+  s.value_first = live_first(value_full_);
   s.requantizations = requantizations_;
   for (std::size_t i = 0; i < key_blocks_.size(); ++i)
     s.key_blocks.push_back({key_blocks_[i].begin, key_blocks_[i].end, key_block_bytes(i)});
   for (std::size_t i = 0; i < value_blocks_.size(); ++i)
     s.value_blocks.push_back({value_blocks_[i].begin, value_blocks_[i].end, value_block_bytes(i)});
   for (auto [full, rows] : {std::pair{&key_full_, &s.key_rows}, std::pair{&value_full_, &s.value_rows}}) {
-    const std::int64_t n = tokens_ - full->first;
+    const std::int64_t live = live_first(*full), r0 = live - full->first, n = tokens_ - live;
     rows->resize(static_cast<std::size_t>(heads_ * n * channels_));
     if (n == 0) continue;
     if (ex_.on_cuda()) {  // the store's dtype -> dense fp32 rows on the device -> host
       DeviceBuffer dense(rows->size() * sizeof(float), ex_.cuda_stream);
-      device_rows(dense.data(), DType::f32, n, full->device.data(), full->dtype, full->capacity, heads_, n, channels_,
+      device_rows(dense.data(), DType::f32, n, full->device.data(), full->dtype, full->capacity, r0, heads_, n, channels_,
                   ex_.cuda_stream);
       copy_to_host(rows->data(), dense.data(), dense.bytes(), ex_.cuda_stream);
     } else {
       for (std::int64_t h = 0; h < heads_; ++h)
-        std::memcpy(rows->data() + h * n * channels_, full->host.data() + h * full->capacity * channels_,
+        std::memcpy(rows->data() + h * n * channels_, full->host.data() + (h * full->capacity + r0) * channels_,
                     static_cast<std::size_t>(n * channels_) * sizeof(float));
     }
   }
@@ -138,7 +140,7 @@ void LayerCache::restore(const State& s) {
       if (n > 0) {
         DeviceBuffer dense(rows->size() * sizeof(float), ex_.cuda_stream);
         copy_to_device(dense.data(), rows->data(), dense.bytes(), ex_.cuda_stream);
-        device_rows(full->device.data(), full->dtype, n, dense.data(), DType::f32, n, heads_, n, channels_, ex_.cuda_stream);
+        device_rows(full->device.data(), full->dtype, n, dense.data(), DType::f32, n, 0, heads_, n, channels_, ex_.cuda_stream);
         synchronize(ex_.cuda_stream);  // `dense` is freed at scope exit; the copies must have read it
       }
     } else {

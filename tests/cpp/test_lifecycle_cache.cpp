@@ -339,8 +339,10 @@ TEST_CASE("residual_dtype data keeps a bf16 model's 119808, an explicit fp16 res
 }
 
 TEST_CASE("ExactTokens::residual holds only the unquantized window and gives ExactTokens::all's bytes", "[lifecycle]") {
-  // Same appends into two caches per lifecycle: prefill 21 tokens, then 30 decode steps. Under ::residual the cache
-  // keeps exactly the tokens not yet in a block on each side, in a store of at most max(window, R + 1) rows.
+  // Same appends into two caches per lifecycle: prefill 21 tokens, then 60 decode steps. Under ::residual the cache
+  // reads only the tokens not yet in a block on each side; their store keeps the rows of tokens already encoded
+  // (dead) until an append needs the room, then moves the live rows to its front (R = 8: several times in 60
+  // steps), so it holds at most 2 (R + 1) rows per side.
   const KvCodec c = half_step_codec();
   for (LifecycleType type : {LifecycleType::paper, LifecycleType::release, LifecycleType::kivi}) {
     INFO("lifecycle " << static_cast<int>(type));
@@ -348,7 +350,7 @@ TEST_CASE("ExactTokens::residual holds only the unquantized window and gives Exa
     LayerCache all(c, p, kHeads, kChannels, TokenContext{}, DType::f16);
     LayerCache window(c, p, kHeads, kChannels, TokenContext{}, DType::f16, Execution::cpu(), ExactTokens::residual);
     for (auto* cache : {&all, &window}) cache->append(inputs(0, 21, false).data(), inputs(0, 21, true).data(), 21);
-    for (int step = 0; step <= 30; ++step) {
+    for (int step = 0; step <= 60; ++step) {
       const State a = state_of(all), w = state_of(window);
       CHECK(w.key_quantized == a.key_quantized);
       CHECK(w.value_quantized == a.value_quantized);
@@ -366,10 +368,10 @@ TEST_CASE("ExactTokens::residual holds only the unquantized window and gives Exa
       };
       CHECK(window.exact_key_tokens() == residual_tokens(window.key_layout()));
       CHECK(window.exact_value_tokens() == residual_tokens(window.value_layout()));
-      // fp32 rows of heads * channels floats, at most R + 1 = 9 rows per side once a block has been cut.
-      CHECK(window.held_bytes().exact <= 2 * 9 * kHeads * kChannels * sizeof(float));
-      if (step < 30) decode_steps(all, 1), decode_steps(window, 1);
+      // fp32 rows of heads * channels floats, at most 2 (R + 1) = 18 rows per side once the prefill's store is cut.
+      CHECK(window.held_bytes().exact <= 2 * 18 * kHeads * kChannels * sizeof(float));
+      if (step < 60) decode_steps(all, 1), decode_steps(window, 1);
     }
-    CHECK(all.held_bytes().exact >= 2 * 51 * kHeads * kChannels * sizeof(float));
+    CHECK(all.held_bytes().exact >= 2 * 81 * kHeads * kChannels * sizeof(float));
   }
 }

@@ -82,7 +82,13 @@ TEST_CASE("LayerCache copy, restore and residual crop continue like the original
 
       LayerCache copy(original, c, ctx);
       LayerCache restored(c, lifecycle(type), kHeads, kChannels, ctx, DType::f16, Execution::cpu(), exact);
-      restored.restore(original.state());
+      const LayerCache::State s = original.state();
+      // The rows the cache reads: every token under ::all; under ::residual the side's unquantized tokens only (the
+      // store's dead rows of encoded tokens are not exported).
+      CHECK(s.key_first == (exact == ExactTokens::all ? 0 : original.key_quantized()));
+      CHECK(s.value_first == (exact == ExactTokens::all ? 0 : original.value_quantized()));
+      CHECK(s.value_rows.size() == static_cast<std::size_t>(kHeads * (s.tokens - s.value_first) * kChannels));
+      restored.restore(s);
       require_same(copy, original);
       require_same(restored, original);
       for (int i = 0; i < 11; ++i) {  // T = 30: crosses at least one R-block / requantization in every lifecycle

@@ -274,10 +274,11 @@ def test_bits_uses_the_model_dtype_and_memory_counts_bytes_held(model):
     assert bits["effective_bits"] == 32.0 and bits["model_dtype_bits"] == 32.0 and bits["compression_ratio"] == 1.0
     mem = cache.memory()
     # 43 tokens (40 prefill + 3 fed back); tokens [0, 32) packed: 2 layers x (K + V) x 2 KV heads x 32 x 16 channels
-    # x 4 bytes = 16,384. The exact residual window (11 tokens) lives in a store cut to the 8 tokens left after the
-    # prefill, then doubled once by the decode steps to 16 tokens (fp32 on the host): 2 x 2 x 2 x 16 x 16 x 4 = 8,192
-    # bytes held. Nothing else: no full-precision copy of the prefill.
-    assert mem == {"cpu": {"packed_bytes": 16384, "residual_bytes": 8192, "total_bytes": 24576}}
+    # x 4 bytes = 16,384. The exact residual window (11 tokens) lives in the prefill's store of 40 rows: not cut, as
+    # it is within twice the window (2 x (R + 1) = 66 rows); the first decode step found it full and moved the 8
+    # live rows to its front over the 32 encoded ones (fp32 on the host): 2 x 2 x 2 x 40 x 16 x 4 = 20,480 bytes
+    # held. Nothing else: no full-precision copy beyond the store.
+    assert mem == {"cpu": {"packed_bytes": 16384, "residual_bytes": 20480, "total_bytes": 36864}}
 
 
 def test_at_most_one_layers_prefill_is_held_in_full_precision(model):
