@@ -139,6 +139,16 @@ std::int64_t LayerCache::live_first(const FullTokens& full) const {
   return std::max(full.first, &full == &key_full_ ? key_quantized_ : value_quantized_);
 }
 
+// The capacity a store grows to when `rows` rows must fit and cannot be moved within it: an empty store takes the
+// rows exactly (the prefill); under ExactTokens::residual twice the rows, and at least 2 (R + 1), so that a window
+// of R + 1 rows can later move to the front in place instead of growing again (a KIVI value window is R + 1 rows at
+// each append); under ExactTokens::all doubling.
+std::int64_t LayerCache::grown_capacity(const FullTokens& full, std::int64_t rows) const {
+  if (full.capacity == 0) return rows;
+  if (exact_ == ExactTokens::residual) return std::max(2 * rows, 2 * (static_cast<std::int64_t>(params_.residual) + 1));
+  return std::max(rows, 2 * full.capacity);
+}
+
 // Room for the rows of tokens [live_first(full), end) (cache_lifecycle.h). When the live rows move within the store,
 // its size bounds them: end - first > capacity and 2 (end - live) <= capacity give live - first > end - live >=
 // tokens_ - live, so source and destination rows do not overlap.
@@ -152,7 +162,7 @@ void LayerCache::reserve_host(FullTokens& full, std::int64_t end) {
     full.first = live;
     return;
   }
-  const std::int64_t cap = std::max(rows, 2 * full.capacity);
+  const std::int64_t cap = grown_capacity(full, rows);
   std::vector<float> grown(static_cast<std::size_t>(heads_ * cap * channels_));
   // An empty store has data() == nullptr, and memcpy from a null pointer is undefined even for 0 bytes.
   if (used > 0)
@@ -258,17 +268,19 @@ void LayerCache::append(const TensorView& key, const TensorView& value, std::int
   drop_quantized(value_full_, value_quantized_);
 }
 
-// As reserve_host, on the device (the move within the store is one row copy between rows that do not overlap).
+// As reserve_host, on the device. The move within the store goes through the row-copy kernel (each element read
+// and written once, at rows that do not overlap), not cudaMemcpy2DAsync, whose source and destination areas would
+// interleave across heads (CUDA leaves overlapping 2D areas undefined even where no byte is shared).
 void LayerCache::reserve_device(FullTokens& full, std::int64_t end) {
   if (end - full.first <= full.capacity) return;
   const std::int64_t live = live_first(full), r0 = live - full.first, used = tokens_ - live, rows = end - live;
   const DeviceRows store{full.device.data(), full.dtype, full.capacity};
   if (2 * rows <= full.capacity) {
-    copy_device_rows(store, 0, store, r0, heads_, used, channels_, DType::f32, ex_.cuda_stream);
+    copy_device_rows_batch({DeviceRowCopy{store, 0, store, r0, used, DType::f32}}, heads_, channels_, ex_.cuda_stream);
     full.first = live;
     return;
   }
-  const std::int64_t cap = std::max(rows, 2 * full.capacity);
+  const std::int64_t cap = grown_capacity(full, rows);
   DeviceBuffer grown(static_cast<std::size_t>(heads_ * cap * channels_ * dtype_size(full.dtype)), ex_.cuda_stream);
   copy_device_rows({grown.data(), full.dtype, cap}, 0, store, r0, heads_, used, channels_, DType::f32, ex_.cuda_stream);
   full.device = std::move(grown);  // freed in stream order, after the copy

@@ -12,10 +12,12 @@
 // so that ctx.keys can expose the exact keys of every cached token to protectors (semantic_attention). With
 // ExactTokens::residual (the live hook) it keeps only the tokens not yet quantized on that side -- the
 // full-precision residual window -- and never reads the rest again once they are encoded: their rows stay in the
-// store as dead rows until an append needs the room, which then moves the window's rows to the front (one copy
-// per window's worth of decode steps, not one per step), and a store more than twice what the window needs (after
-// a prefill) is cut to the window at once, so nothing full-precision persists beyond twice the window per side; ctx.keys is then never exposed (semantic_attention, the one protector reading it,
-// needs recorded queries, which only trace replay has). The bytes encoded and materialized are the same under
+// store as dead rows until an append needs the room, which then moves the window's rows to the store's front (one
+// copy per window's worth of decode steps instead of a reallocation and copy per step); the store grows to twice
+// the rows it must take and at least 2 (R + 1), and one more than twice what the window needs (a prefill's) is
+// cut to the window right away, so after single-token appends it holds at most 2 (R + 1) rows per side. ctx.keys
+// is then never exposed (semantic_attention, the one protector reading it, needs recorded queries, which only
+// trace replay has). The bytes encoded and materialized are the same under
 // both policies for plugins that do not read ctx.keys.
 //
 // Devices: a LayerCache lives on the device of its Execution. On cpu (the default) it works on fp32 host memory
@@ -237,8 +239,9 @@ class LayerCache {
   void check_residual_range(const FullTokens& full, const char* side, std::int64_t begin) const;
   // Makes room in `full` for the rows of the tokens [live_first(full), end): nothing when they fit from `first`;
   // else the live rows move to row 0 of the same store when they take at most half of it, or to a store of
-  // max(rows, 2 x capacity) rows (the dead rows are dropped either way, first = live_first).
+  // grown_capacity() rows (the dead rows are dropped either way, first = live_first).
   void reserve_host(FullTokens& full, std::int64_t end);
+  std::int64_t grown_capacity(const FullTokens& full, std::int64_t rows) const;
   // cuda: the pieces of quantize_*_range / maybe_quantize / materialize on device memory (cache_lifecycle.cpp).
   Block encode_device_block(const Quantizer& q, const TensorView& data, std::int64_t begin, std::int64_t end,
                             const TokenContext& ctx) const;

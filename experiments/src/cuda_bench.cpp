@@ -233,7 +233,11 @@ std::string cuda_bench_markdown(const CudaBenchResult& r, const std::vector<doub
     if (torch) {
       const double t = i < torch_gbps.size() ? torch_gbps[i] : 0.0;
       if (t > 0) {
-        std::snprintf(buf, sizeof buf, " %.3g | %.1fx |", t, row.encode_decode_gbps / t);
+        if (t >= 1.0) {
+          std::snprintf(buf, sizeof buf, " %.2f | %.1fx |", t, row.encode_decode_gbps / t);
+        } else {  // 3 significant digits: a small positive figure never reads as 0.00
+          std::snprintf(buf, sizeof buf, " %.3g | %.1fx |", t, row.encode_decode_gbps / t);
+        }
       } else {
         std::snprintf(buf, sizeof buf, " n/a | n/a |");
       }

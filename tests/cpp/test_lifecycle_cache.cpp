@@ -341,8 +341,10 @@ TEST_CASE("residual_dtype data keeps a bf16 model's 119808, an explicit fp16 res
 TEST_CASE("ExactTokens::residual holds only the unquantized window and gives ExactTokens::all's bytes", "[lifecycle]") {
   // Same appends into two caches per lifecycle: prefill 21 tokens, then 60 decode steps. Under ::residual the cache
   // reads only the tokens not yet in a block on each side; their store keeps the rows of tokens already encoded
-  // (dead) until an append needs the room, then moves the live rows to its front (R = 8: several times in 60
-  // steps), so it holds at most 2 (R + 1) rows per side.
+  // (dead) until an append needs the room, then moves the live rows to its front, so it holds at most 2 (R + 1)
+  // rows per side. A move keeps the store (same address) and advances its first token; R = 8: after the one
+  // growth of the first decode step (the prefill's store was cut to its live rows) every side of every lifecycle
+  // moves at least twice in 60 steps and never reallocates again (KIVI's value window too: R + 1 rows per append).
   const KvCodec c = half_step_codec();
   for (LifecycleType type : {LifecycleType::paper, LifecycleType::release, LifecycleType::kivi}) {
     INFO("lifecycle " << static_cast<int>(type));
@@ -350,7 +352,22 @@ TEST_CASE("ExactTokens::residual holds only the unquantized window and gives Exa
     LayerCache all(c, p, kHeads, kChannels, TokenContext{}, DType::f16);
     LayerCache window(c, p, kHeads, kChannels, TokenContext{}, DType::f16, Execution::cpu(), ExactTokens::residual);
     for (auto* cache : {&all, &window}) cache->append(inputs(0, 21, false).data(), inputs(0, 21, true).data(), 21);
+    struct Store {
+      const void* data = nullptr;
+      std::int64_t first = -1;
+      int moves = 0, reallocations = 0;
+    } key_store, value_store;
+    const auto watch = [](Store& s, const LayerCache::SideRef& side, int step) {
+      if (step >= 2) {  // from the state after the first decode step's growth
+        if (side.full != s.data) ++s.reallocations;
+        else if (side.first != s.first) ++s.moves;
+      }
+      s.data = side.full;
+      s.first = side.first;
+    };
     for (int step = 0; step <= 60; ++step) {
+      watch(key_store, window.key_side(), step);
+      watch(value_store, window.value_side(), step);
       const State a = state_of(all), w = state_of(window);
       CHECK(w.key_quantized == a.key_quantized);
       CHECK(w.value_quantized == a.value_quantized);
@@ -373,5 +390,10 @@ TEST_CASE("ExactTokens::residual holds only the unquantized window and gives Exa
       if (step < 60) decode_steps(all, 1), decode_steps(window, 1);
     }
     CHECK(all.held_bytes().exact >= 2 * 81 * kHeads * kChannels * sizeof(float));
+    for (const Store* s : {&key_store, &value_store}) {
+      INFO((s == &key_store ? "key" : "value") << " store: " << s->moves << " moves, " << s->reallocations << " reallocations");
+      CHECK(s->moves >= 2);
+      CHECK(s->reallocations == 0);
+    }
   }
 }

@@ -179,9 +179,13 @@ def test_bench_times_torch_inside_the_vidkv_process(tmp_path):
         ours, torch_gbps = float(cells[i_ours]), float(cells[i_torch])
         ratio = float(cells[i_ratio].strip().rstrip("x"))
         assert ours > 0 and torch_gbps > 0
-        # The columns are rounded (2, 3 and 1 decimals): the printed ratio lies within what the printed figures allow.
-        low = max(ours - 0.005, 0) / (torch_gbps + 0.0005) - 0.05
-        high = (ours + 0.005) / max(torch_gbps - 0.0005, 1e-9) + 0.05
+        # The GB/s columns have 3 significant digits (%.3g: half a unit of the third digit either way), the ratio 1
+        # decimal: the printed ratio lies within what the printed figures allow.
+        def half_unit(x):
+            return 0.5 * 10.0 ** (math.floor(math.log10(x)) - 2)
+
+        low = max(ours - half_unit(ours), 0) / (torch_gbps + half_unit(torch_gbps)) - 0.05
+        high = (ours + half_unit(ours)) / max(torch_gbps - half_unit(torch_gbps), 1e-12) + 0.05
         assert low <= ratio <= high, (cells, low, high)
 
 

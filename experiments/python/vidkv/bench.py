@@ -148,10 +148,9 @@ def torch_gbps(torch, preset, layers, repeats, layer_fp16_bytes):
     fn = TORCH_PRESETS.get(preset)
     if fn is None:
         return 0.0, None
-    # One untimed pass first: PyTorch's first call of each op pays its lazy initialisation (dispatch tables, thread
+    # One untimed call first: PyTorch's first call of each op pays its lazy initialisation (dispatch tables, thread
     # pool, allocator), which at a small shape and --repeats 1 was the whole timing (CI printed 0.000 GB/s).
-    for k, v in layers:
-        fn(torch, k, v)
+    fn(torch, *layers[0])
     best = float("inf")
     err = None
     for _ in range(repeats):
