@@ -46,15 +46,22 @@ def test_cli_and_module_accept_the_same_options(command):
 @pytest.mark.parametrize("command", ["live", "record"])
 def test_commands_without_the_model_packages_name_them_and_the_fix(command, monkeypatch, capsys):
     """Plain `scripts/setup.sh` installs no torch: vidkv live / record then end with one error line naming the
-    missing package and `scripts/setup.sh --models`, not a traceback. torch is hidden from the module's import check
-    (importlib.util.find_spec), so this runs with or without torch installed."""
+    missing package, the import's error and `scripts/setup.sh --models`, not a traceback. The module's import check
+    (importlib.import_module, which the import statement does not use) is made to fail for torch, so this runs with
+    or without torch installed."""
     pytest.importorskip("_vidkv", reason="the _vidkv extension is built by scripts/setup.sh")
-    import importlib.util
+    import importlib
 
     from vidkv import live, models, record
 
-    real = importlib.util.find_spec
-    monkeypatch.setattr(models.importlib.util, "find_spec", lambda name, *a: None if name == "torch" else real(name, *a))
+    real = importlib.import_module
+
+    def without_torch(name, *args, **kwargs):
+        if name == "torch":
+            raise ModuleNotFoundError("No module named 'torch'")
+        return real(name, *args, **kwargs)
+
+    monkeypatch.setattr(models.importlib, "import_module", without_torch)
     if command == "live":
         code = live.main([str(ROOT / "experiments" / "live" / "smollm2.yaml")])
     else:
@@ -62,4 +69,5 @@ def test_commands_without_the_model_packages_name_them_and_the_fix(command, monk
     err = capsys.readouterr().err
     assert code == 1
     assert err.startswith(f"vidkv {command}: error: vidkv {command} needs the model packages")
-    assert "torch is not importable" in err and "scripts/setup.sh --models" in err and "Traceback" not in err
+    assert "torch is not importable" in err and "No module named 'torch'" in err
+    assert "scripts/setup.sh --models" in err and "Traceback" not in err

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import glob
 import hashlib
+import importlib
 import importlib.util
 import os
 from dataclasses import dataclass, field
@@ -32,15 +33,18 @@ class ModelError(RuntimeError):
 
 
 def require_model_packages(command: str) -> None:
-    """Raises ModelError naming `command` and the fix when torch or transformers cannot be imported (plain
-    `scripts/setup.sh` installs neither; `scripts/setup.sh --models` does), instead of a traceback."""
+    """Raises ModelError naming `command`, the package, the import's own error and the fix when torch or
+    transformers cannot be imported (plain `scripts/setup.sh` installs neither, `scripts/setup.sh --models` does; a
+    broken install fails the same way), instead of a traceback."""
     import sys
 
     for name in ("torch", "transformers"):
-        if importlib.util.find_spec(name) is None:
+        try:
+            importlib.import_module(name)
+        except (ImportError, OSError) as exc:  # OSError: a shared library of the package that does not load
             raise ModelError(f"{command} needs the model packages (torch, transformers), but {name} is not importable "
-                             f"from {sys.executable}: run `bash scripts/setup.sh --models` (README), or pip install -r "
-                             "requirements-models.txt into this environment")
+                             f"from {sys.executable} ({type(exc).__name__}: {exc}): run `bash scripts/setup.sh --models` "
+                             "(README), or pip install -r requirements-models.txt into this environment") from exc
 
 
 def smollm2_cache_dir() -> Path:
