@@ -24,14 +24,17 @@
 #include <string>
 #include <utility>
 
+#include "vidkv/core/cache_device_rows.h"
 #include "vidkv/core/error.h"
-#ifdef VIDKV_WITH_CUDA
-#include "vidkv/core/cuda/row_copy.h"
-#endif
 
 namespace vidkv {
 
 namespace {
+
+using cache_device_rows::copy_device_rows;
+using cache_device_rows::copy_device_rows_batch;
+using cache_device_rows::DeviceRowCopy;
+using cache_device_rows::DeviceRows;
 
 std::size_t float_bytes(std::int64_t n) { return static_cast<std::size_t>(n) * sizeof(float); }
 
@@ -40,49 +43,6 @@ bool identity_mapping(const TokenContext& ctx, std::int64_t tokens) {
   for (std::int64_t i = 0; i < tokens; ++i)
     if (ctx.trace_index(i) != i) return false;
   return true;
-}
-
-// A [heads, tokens, channels] device buffer of `dtype` for the row copies (core/cuda/row_copy.h).
-struct DeviceRows {
-  void* data;
-  DType dtype;
-  std::int64_t tokens;
-};
-
-// dst rows [dst_begin, +n) <- src rows [src_begin, +n) of every head, rounded to `round`, on `stream`.
-void copy_device_rows(DeviceRows dst, std::int64_t dst_begin, DeviceRows src, std::int64_t src_begin, std::int64_t heads,
-                      std::int64_t n, std::int64_t channels, DType round, void* stream) {
-#ifdef VIDKV_WITH_CUDA
-  row_copy_cuda::copy_rows({dst.data, dst.dtype, dst.tokens}, dst_begin, {src.data, src.dtype, src.tokens}, src_begin, heads, n,
-                           channels, round, stream);
-#else
-  (void)dst, (void)dst_begin, (void)src, (void)src_begin, (void)heads, (void)n, (void)channels, (void)round, (void)stream;
-  VIDKV_THROW(NotSupportedError, "layer cache on cuda: this build has no CUDA backend (configure with -DVIDKV_ENABLE_CUDA=ON)");
-#endif
-}
-
-// One copy_device_rows() call's arguments, for a batch.
-struct DeviceRowCopy {
-  DeviceRows dst;
-  std::int64_t dst_begin;
-  DeviceRows src;
-  std::int64_t src_begin;
-  std::int64_t n;
-  DType round;
-};
-
-// The copies in one launch (row_copy_cuda::copy_rows_batch): the same values copy_device_rows() would write.
-void copy_device_rows_batch(const std::vector<DeviceRowCopy>& copies, std::int64_t heads, std::int64_t channels, void* stream) {
-#ifdef VIDKV_WITH_CUDA
-  std::vector<row_copy_cuda::RowCopy> batch;
-  batch.reserve(copies.size());
-  for (const DeviceRowCopy& c : copies)
-    batch.push_back({{c.dst.data, c.dst.dtype, c.dst.tokens}, c.dst_begin, {c.src.data, c.src.dtype, c.src.tokens}, c.src_begin, c.n, c.round});
-  row_copy_cuda::copy_rows_batch(batch.data(), batch.size(), heads, channels, stream);
-#else
-  (void)copies, (void)heads, (void)channels, (void)stream;
-  VIDKV_THROW(NotSupportedError, "layer cache on cuda: this build has no CUDA backend (configure with -DVIDKV_ENABLE_CUDA=ON)");
-#endif
 }
 
 // Checks a [heads, T, channels] view handed to the cache on `device`; returns T.
@@ -151,25 +111,31 @@ std::int64_t LayerCache::grown_capacity(const FullTokens& full, std::int64_t row
 
 // Room for the rows of tokens [live_first(full), end) (cache_lifecycle.h). When the live rows move within the store,
 // its size bounds them: end - first > capacity and 2 (end - live) <= capacity give live - first > end - live >=
-// tokens_ - live, so source and destination rows do not overlap.
-void LayerCache::reserve_host(FullTokens& full, std::int64_t end) {
+// tokens_ - live, so source and destination rows do not overlap. On the device the move goes through the row-copy
+// kernel (each element read and written once), not cudaMemcpy2DAsync, whose source and destination areas would
+// interleave across heads (CUDA leaves overlapping 2D areas undefined even where no byte is shared).
+void LayerCache::reserve_rows(FullTokens& full, std::int64_t end) {
   if (end - full.first <= full.capacity) return;
   const std::int64_t live = live_first(full), r0 = live - full.first, used = tokens_ - live, rows = end - live;
-  if (2 * rows <= full.capacity) {
+  const bool move = 2 * rows <= full.capacity;
+  const std::int64_t cap = move ? full.capacity : grown_capacity(full, rows);
+  if (ex_.on_cuda()) {
+    const DeviceRows store{full.device.data(), full.dtype, full.capacity};
+    if (move) {
+      copy_device_rows_batch({DeviceRowCopy{store, 0, store, r0, used, DType::f32}}, heads_, channels_, ex_.cuda_stream);
+    } else {
+      DeviceBuffer grown(static_cast<std::size_t>(heads_ * cap * channels_ * dtype_size(full.dtype)), ex_.cuda_stream);
+      copy_device_rows({grown.data(), full.dtype, cap}, 0, store, r0, heads_, used, channels_, DType::f32, ex_.cuda_stream);
+      full.device = std::move(grown);  // freed in stream order, after the copy
+    }
+  } else {
+    std::vector<float> grown(move ? 0 : static_cast<std::size_t>(heads_ * cap * channels_));
+    float* dst = move ? full.host.data() : grown.data();
+    // An empty store has data() == nullptr, and memmove from a null pointer is undefined even for 0 bytes.
     for (std::int64_t h = 0; h < heads_ && used > 0; ++h)
-      std::memmove(full.host.data() + h * full.capacity * channels_, full.host.data() + (h * full.capacity + r0) * channels_,
-                   float_bytes(used * channels_));
-    full.first = live;
-    return;
+      std::memmove(dst + h * cap * channels_, full.host.data() + (h * full.capacity + r0) * channels_, float_bytes(used * channels_));
+    if (!move) full.host.swap(grown);
   }
-  const std::int64_t cap = grown_capacity(full, rows);
-  std::vector<float> grown(static_cast<std::size_t>(heads_ * cap * channels_));
-  // An empty store has data() == nullptr, and memcpy from a null pointer is undefined even for 0 bytes.
-  if (used > 0)
-    for (std::int64_t h = 0; h < heads_; ++h)
-      std::memcpy(grown.data() + h * cap * channels_, full.host.data() + (h * full.capacity + r0) * channels_,
-                  float_bytes(used * channels_));
-  full.host.swap(grown);
   full.capacity = cap;
   full.first = live;
 }
@@ -196,7 +162,7 @@ void LayerCache::append(const float* key, const float* value, std::int64_t token
       full->capacity = tokens;
       continue;
     }
-    reserve_host(*full, old + tokens);
+    reserve_rows(*full, old + tokens);
     const std::int64_t row = old - full->first;
     for (std::int64_t h = 0; h < heads_; ++h)
       std::memcpy(full->host.data() + (h * full->capacity + row) * channels_, src + h * tokens * channels_,
@@ -257,7 +223,7 @@ void LayerCache::append(const TensorView& key, const TensorView& value, std::int
   const bool prefill = tokens_ == 0;
   std::vector<DeviceRowCopy> copies;  // the key and the value rows in one launch
   for (auto [full, src] : {std::pair<FullTokens*, const TensorView*>{&key_full_, &key}, {&value_full_, &value}}) {
-    reserve_device(*full, tokens_ + n);
+    reserve_rows(*full, tokens_ + n);
     copies.push_back({{full->device.data(), full->dtype, full->capacity}, tokens_ - full->first, {src->data, src->dtype, t}, begin, n,
                       DType::f32});
   }
@@ -268,28 +234,8 @@ void LayerCache::append(const TensorView& key, const TensorView& value, std::int
   drop_quantized(value_full_, value_quantized_);
 }
 
-// As reserve_host, on the device. The move within the store goes through the row-copy kernel (each element read
-// and written once, at rows that do not overlap), not cudaMemcpy2DAsync, whose source and destination areas would
-// interleave across heads (CUDA leaves overlapping 2D areas undefined even where no byte is shared).
-void LayerCache::reserve_device(FullTokens& full, std::int64_t end) {
-  if (end - full.first <= full.capacity) return;
-  const std::int64_t live = live_first(full), r0 = live - full.first, used = tokens_ - live, rows = end - live;
-  const DeviceRows store{full.device.data(), full.dtype, full.capacity};
-  if (2 * rows <= full.capacity) {
-    copy_device_rows_batch({DeviceRowCopy{store, 0, store, r0, used, DType::f32}}, heads_, channels_, ex_.cuda_stream);
-    full.first = live;
-    return;
-  }
-  const std::int64_t cap = grown_capacity(full, rows);
-  DeviceBuffer grown(static_cast<std::size_t>(heads_ * cap * channels_ * dtype_size(full.dtype)), ex_.cuda_stream);
-  copy_device_rows({grown.data(), full.dtype, cap}, 0, store, r0, heads_, used, channels_, DType::f32, ex_.cuda_stream);
-  full.device = std::move(grown);  // freed in stream order, after the copy
-  full.capacity = cap;
-  full.first = live;
-}
-
 // Under ExactTokens::residual the rows of tokens [first, quantized) are dead from here on (live_first); they stay
-// in place, so a decode step that encodes one token copies nothing (reserve_* moves the live rows when an append
+// in place, so a decode step that encodes one token copies nothing (reserve_rows moves the live rows when an append
 // needs the room: once per window's worth of steps). A store more than twice the size its live rows or the window
 // (R + 1 rows) need -- the prefill's -- is cut to exactly the live rows now, as nothing else would shrink it.
 void LayerCache::drop_quantized(FullTokens& full, std::int64_t quantized) {

@@ -215,7 +215,7 @@ class LayerCache {
   // Exact inputs of the tokens [first, tokens_) of one side, [heads, capacity, channels]: `host` fp32 on cpu,
   // `device` of `dtype` (the data dtype) on cuda; row r holds token first + r. Under ExactTokens::residual the rows
   // of tokens [first, live_first()) are dead (already in blocks, never read again) until an append moves the live
-  // rows to the front (reserve_host / reserve_device).
+  // rows to the front (reserve_rows).
   struct FullTokens {
     std::vector<float> host;
     DeviceBuffer device;
@@ -237,15 +237,14 @@ class LayerCache {
   std::int64_t live_first(const FullTokens& full) const;
   void check_finite(const float* x, const char* side, std::int64_t tokens) const;
   void check_residual_range(const FullTokens& full, const char* side, std::int64_t begin) const;
-  // Makes room in `full` for the rows of the tokens [live_first(full), end): nothing when they fit from `first`;
-  // else the live rows move to row 0 of the same store when they take at most half of it, or to a store of
-  // grown_capacity() rows (the dead rows are dropped either way, first = live_first).
-  void reserve_host(FullTokens& full, std::int64_t end);
+  // Makes room in `full` (host or device store) for the rows of the tokens [live_first(full), end): nothing when
+  // they fit from `first`; else the live rows move to row 0 of the same store when they take at most half of it,
+  // or to a store of grown_capacity() rows (the dead rows are dropped either way, first = live_first).
+  void reserve_rows(FullTokens& full, std::int64_t end);
   std::int64_t grown_capacity(const FullTokens& full, std::int64_t rows) const;
   // cuda: the pieces of quantize_*_range / maybe_quantize / materialize on device memory (cache_lifecycle.cpp).
   Block encode_device_block(const Quantizer& q, const TensorView& data, std::int64_t begin, std::int64_t end,
                             const TokenContext& ctx) const;
-  void reserve_device(FullTokens& full, std::int64_t end);
   void expose_device_keys(TokenContext& ctx, DeviceBuffer& keys) const;
   bool exposes_keys() const;
   // Decodes the side's blocks (in place where their rows are dense in `out`, else into scratch kept in `copies`)

@@ -4,11 +4,9 @@
 #include <cstring>
 #include <utility>
 
+#include "vidkv/core/cache_device_rows.h"
 #include "vidkv/core/cache_lifecycle.h"
 #include "vidkv/core/error.h"
-#ifdef VIDKV_WITH_CUDA
-#include "vidkv/core/cuda/row_copy.h"
-#endif
 
 namespace vidkv {
 
@@ -20,21 +18,6 @@ DeviceBuffer clone_device(const DeviceBuffer& src, void* stream) {
   DeviceBuffer out(src.bytes(), stream);
   copy_device_to_device(out.data(), src.data(), src.bytes(), stream);
   return out;
-}
-
-// Device rows with dtype conversion (core/cuda/row_copy.h), [heads, tokens, channels] buffers: dst rows [0, n) <-
-// src rows [src_begin, src_begin + n) of every head.
-void device_rows(void* dst, DType dst_dtype, std::int64_t dst_tokens, const void* src, DType src_dtype,
-                 std::int64_t src_tokens, std::int64_t src_begin, std::int64_t heads, std::int64_t n, std::int64_t channels,
-                 void* stream) {
-#ifdef VIDKV_WITH_CUDA
-  row_copy_cuda::copy_rows({dst, dst_dtype, dst_tokens}, 0, {const_cast<void*>(src), src_dtype, src_tokens}, src_begin, heads,
-                           n, channels, DType::f32, stream);
-#else
-  (void)dst, (void)dst_dtype, (void)dst_tokens, (void)src, (void)src_dtype, (void)src_tokens, (void)src_begin, (void)heads,
-      (void)n, (void)channels, (void)stream;
-  VIDKV_THROW(NotSupportedError, "layer cache on cuda: this build has no CUDA backend (configure with -DVIDKV_ENABLE_CUDA=ON)");
-#endif
 }
 
 }  // namespace
@@ -90,8 +73,8 @@ LayerCache::State LayerCache::state() const {
     if (n == 0) continue;
     if (ex_.on_cuda()) {  // the store's dtype -> dense fp32 rows on the device -> host
       DeviceBuffer dense(rows->size() * sizeof(float), ex_.cuda_stream);
-      device_rows(dense.data(), DType::f32, n, full->device.data(), full->dtype, full->capacity, r0, heads_, n, channels_,
-                  ex_.cuda_stream);
+      cache_device_rows::copy_device_rows({dense.data(), DType::f32, n}, 0, {full->device.data(), full->dtype, full->capacity}, r0,
+                                          heads_, n, channels_, DType::f32, ex_.cuda_stream);
       copy_to_host(rows->data(), dense.data(), dense.bytes(), ex_.cuda_stream);
     } else {
       for (std::int64_t h = 0; h < heads_; ++h)
@@ -140,7 +123,8 @@ void LayerCache::restore(const State& s) {
       if (n > 0) {
         DeviceBuffer dense(rows->size() * sizeof(float), ex_.cuda_stream);
         copy_to_device(dense.data(), rows->data(), dense.bytes(), ex_.cuda_stream);
-        device_rows(full->device.data(), full->dtype, n, dense.data(), DType::f32, n, 0, heads_, n, channels_, ex_.cuda_stream);
+        cache_device_rows::copy_device_rows({full->device.data(), full->dtype, n}, 0, {dense.data(), DType::f32, n}, 0, heads_, n,
+                                            channels_, DType::f32, ex_.cuda_stream);
         synchronize(ex_.cuda_stream);  // `dense` is freed at scope exit; the copies must have read it
       }
     } else {
