@@ -153,11 +153,14 @@ def _run(torch, model, a, tokens, make_cache, prompt):
 
 def main(argv=None) -> int:
     a = _parse(sys.argv[1:] if argv is None else argv)
+    from vidkv.models import ModelError, require_model_packages
+
     try:
-        import torch
-        from transformers import DynamicCache
-    except ImportError as exc:
-        raise SystemExit(f"vidkv bench --live needs torch and transformers ({exc}): bash scripts/setup.sh --models")
+        require_model_packages("vidkv bench --live")
+    except ModelError as exc:
+        raise SystemExit(f"vidkv bench --live: error: {exc}") from exc
+    import torch
+    from transformers import DynamicCache
     if a.device.startswith("cuda") and not torch.cuda.is_available():
         raise SystemExit("vidkv bench --live: no CUDA device visible (run it on a GPU machine, or --device cpu with a "
                          "small --layers/--hidden/--tokens for a smoke run)")
