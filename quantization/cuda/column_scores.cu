@@ -92,17 +92,27 @@ __global__ void range_partial_vec(const void* in, std::int64_t channels, std::in
   for (int j = 0; j < V; ++j) partial[(scope * chunks + chunk) * channels + threadIdx.x * V + j] = e[j];
 }
 
-// Stage 2 of range: one thread per score merges the chunks' extrema in chunk order.
-__global__ void range_merge(const Extrema* partial, std::int64_t channels, std::int64_t scopes, std::int64_t chunks,
-                            std::int64_t scope_rows, double* scores) {
-  const std::int64_t t = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (t >= scopes * channels) return;
-  const std::int64_t scope = t / channels, c = t % channels;
+// Stage 2 of range: block (channel tile, scope) merges the chunks' extrema of kMergeChannels channels; thread (tx, ty)
+// takes channel tile * kMergeChannels + tx over the chunks ty, ty + kMergeLanes, ..., then row 0 merges the lanes.
+// The merge order differs from the chunk order, and the result does not depend on it: extrema_merge takes a min and
+// a max, exact and commutative, and no extrema hold NaN (extrema_add never admits one: every comparison with NaN is
+// false), so the scores are bit-identical to range.cpp's. (The first version gave each score one thread that walked
+// all chunks in order: 512 threads with about 130 dependent loads each, 65 us of a 32k-token layer's encode on the
+// H200, against the partial pass's 22 us.)
+constexpr int kMergeChannels = 32, kMergeLanes = 16;
+__global__ void range_merge(const Extrema* partial, std::int64_t channels, std::int64_t chunks, std::int64_t scope_rows,
+                            double* scores) {
+  __shared__ Extrema lanes[kMergeLanes][kMergeChannels];
+  const std::int64_t scope = blockIdx.y, c = static_cast<std::int64_t>(blockIdx.x) * kMergeChannels + threadIdx.x;
   Extrema e{INFINITY, -INFINITY};
-  // The loads do not depend on the merges: unrolled, 16 are in flight (a few hundred chunks per thread).
-#pragma unroll 16
-  for (std::int64_t k = 0; k < chunks; ++k) e = column_scores::extrema_merge(e, partial[(scope * chunks + k) * channels + c]);
-  scores[t] = column_scores::range_score(e, scope_rows);
+  if (c < channels)
+    for (std::int64_t k = threadIdx.y; k < chunks; k += kMergeLanes)
+      e = column_scores::extrema_merge(e, partial[(scope * chunks + k) * channels + c]);
+  lanes[threadIdx.y][threadIdx.x] = e;
+  __syncthreads();
+  if (threadIdx.y != 0 || c >= channels) return;
+  for (int y = 1; y < kMergeLanes; ++y) e = column_scores::extrema_merge(e, lanes[y][threadIdx.x]);
+  scores[scope * channels + c] = column_scores::range_score(e, scope_rows);
 }
 
 // One thread per score (scope, channel) for the sequential scorers; few threads per block so that the few hundred
@@ -163,8 +173,9 @@ void range(const void* in, DType dtype, const BlockShape& shape, std::int64_t hp
     }
   });
   check_launch("range selector (partial extrema)");
-  range_merge<<<blocks(scopes * channels, 128), 128, 0, st>>>(partial.as<Extrema>(), channels, scopes, chunks, scope_rows,
-                                                              scores);
+  const dim3 merge_grid(blocks(channels, kMergeChannels), static_cast<unsigned>(scopes));
+  range_merge<<<merge_grid, dim3(kMergeChannels, kMergeLanes), 0, st>>>(partial.as<Extrema>(), channels, chunks, scope_rows,
+                                                                        scores);
   check_launch("range selector (merge)");
 }
 
