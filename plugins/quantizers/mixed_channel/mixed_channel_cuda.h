@@ -31,9 +31,10 @@ struct Split {
 };
 
 // The channel-mask section from the selector's device scores (masks rows of `channels` doubles): bit m * D + c set
-// when in_top_k(scores of mask m, D, c, k) (mixed_channel_split.h), the host's top_k_indices rule; one thread per
-// mask byte, so no two threads write one byte. Lets the encode run without a synchronisation. With k == 0 or
-// k == D every bit is known without scores, and `scores` may be null.
+// when in_top_k(scores of mask m, D, c, k) (mixed_channel_split.h), the host's top_k_indices rule. Where D % 8 == 0
+// and D <= 4096, one block per mask stages its scores in shared memory and packs its own bytes; otherwise one thread
+// per mask byte (a byte may then hold bits of two masks): no two threads write one byte either way. Lets the encode
+// run without a synchronisation. With k == 0 or k == D every bit is known without scores, and `scores` may be null.
 void mask_from_scores(const double* scores, std::int64_t masks, std::int64_t channels, std::int64_t k,
                       std::uint8_t* section, void* stream);
 // in: device [masks * rows_per_mask, channels] elements; hi / lo: device [rows, k] / [rows, D - k] elements.
