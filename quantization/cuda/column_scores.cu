@@ -94,9 +94,11 @@ __global__ void range_partial_vec(const void* in, std::int64_t channels, std::in
 
 // Stage 2 of range: block (channel tile, scope) merges the chunks' extrema of kMergeChannels channels; thread (tx, ty)
 // takes channel tile * kMergeChannels + tx over the chunks ty, ty + kMergeLanes, ..., then row 0 merges the lanes.
-// The merge order differs from the chunk order, and the result does not depend on it: extrema_merge takes a min and
-// a max, exact and commutative, and no extrema hold NaN (extrema_add never admits one: every comparison with NaN is
-// false), so the scores are bit-identical to range.cpp's. (The first version gave each score one thread that walked
+// The merge order differs from the chunk order, and the scores do not depend on it: extrema_merge takes a min and a
+// max, which are exact; only the sign of a zero extremum can follow the order (on ties the earlier value stays), and
+// hi - lo is the same either way (exact when one end is zero; an all-zero channel gives +0 in any order). No extrema
+// hold NaN (extrema_add never admits one: every comparison with NaN is false). So the scores are bit-identical to
+// range.cpp's. (The first version gave each score one thread that walked
 // all chunks in order: 512 threads with about 130 dependent loads each, 65 us of a 32k-token layer's encode on the
 // H200, against the partial pass's 22 us.)
 constexpr int kMergeChannels = 32, kMergeLanes = 16;
