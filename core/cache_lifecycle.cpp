@@ -111,30 +111,37 @@ std::int64_t LayerCache::grown_capacity(const FullTokens& full, std::int64_t row
 
 // Room for the rows of tokens [live_first(full), end) (cache_lifecycle.h). When the live rows move within the store,
 // its size bounds them: end - first > capacity and 2 (end - live) <= capacity give live - first > end - live >=
-// tokens_ - live, so source and destination rows do not overlap. On the device the move goes through the row-copy
-// kernel (each element read and written once), not cudaMemcpy2DAsync, whose source and destination areas would
-// interleave across heads (CUDA leaves overlapping 2D areas undefined even where no byte is shared).
+// tokens_ - live, so source and destination rows do not overlap.
 void LayerCache::reserve_rows(FullTokens& full, std::int64_t end) {
   if (end - full.first <= full.capacity) return;
-  const std::int64_t live = live_first(full), r0 = live - full.first, used = tokens_ - live, rows = end - live;
-  const bool move = 2 * rows <= full.capacity;
-  const std::int64_t cap = move ? full.capacity : grown_capacity(full, rows);
+  const std::int64_t rows = end - live_first(full);
+  relocate_live_rows(full, 2 * rows <= full.capacity ? full.capacity : grown_capacity(full, rows));
+}
+
+// The live rows to rows [0, tokens_ - live) of a store of `cap` rows: within the store when cap is its capacity (the
+// callers ensure source and destination rows do not overlap), else in a new store of cap rows. On the device the
+// move goes through the row-copy kernel (each element read and written once), not cudaMemcpy2DAsync, whose source
+// and destination areas would interleave across heads (CUDA leaves overlapping 2D areas undefined even where no byte
+// is shared).
+void LayerCache::relocate_live_rows(FullTokens& full, std::int64_t cap) {
+  const std::int64_t live = live_first(full), r0 = live - full.first, used = tokens_ - live;
+  const bool in_place = cap == full.capacity;
   if (ex_.on_cuda()) {
     const DeviceRows store{full.device.data(), full.dtype, full.capacity};
-    if (move) {
+    if (in_place) {
       copy_device_rows_batch({DeviceRowCopy{store, 0, store, r0, used, DType::f32}}, heads_, channels_, ex_.cuda_stream);
     } else {
-      DeviceBuffer grown(static_cast<std::size_t>(heads_ * cap * channels_ * dtype_size(full.dtype)), ex_.cuda_stream);
-      copy_device_rows({grown.data(), full.dtype, cap}, 0, store, r0, heads_, used, channels_, DType::f32, ex_.cuda_stream);
-      full.device = std::move(grown);  // freed in stream order, after the copy
+      DeviceBuffer moved(static_cast<std::size_t>(heads_ * cap * channels_ * dtype_size(full.dtype)), ex_.cuda_stream);
+      copy_device_rows({moved.data(), full.dtype, cap}, 0, store, r0, heads_, used, channels_, DType::f32, ex_.cuda_stream);
+      full.device = std::move(moved);  // the old store is freed in stream order, after the copy
     }
   } else {
-    std::vector<float> grown(move ? 0 : static_cast<std::size_t>(heads_ * cap * channels_));
-    float* dst = move ? full.host.data() : grown.data();
+    std::vector<float> moved(in_place ? 0 : static_cast<std::size_t>(heads_ * cap * channels_));
+    float* dst = in_place ? full.host.data() : moved.data();
     // An empty store has data() == nullptr, and memmove from a null pointer is undefined even for 0 bytes.
     for (std::int64_t h = 0; h < heads_ && used > 0; ++h)
       std::memmove(dst + h * cap * channels_, full.host.data() + (h * full.capacity + r0) * channels_, float_bytes(used * channels_));
-    if (!move) full.host.swap(grown);
+    if (!in_place) full.host.swap(moved);
   }
   full.capacity = cap;
   full.first = live;
@@ -240,25 +247,9 @@ void LayerCache::append(const TensorView& key, const TensorView& value, std::int
 // (R + 1 rows) need -- the prefill's -- is cut to exactly the live rows now, as nothing else would shrink it.
 void LayerCache::drop_quantized(FullTokens& full, std::int64_t quantized) {
   if (exact_ != ExactTokens::residual || quantized <= full.first) return;
-  const std::int64_t keep = tokens_ - quantized;
+  const std::int64_t keep = tokens_ - quantized;  // the live rows: live_first(full) == quantized here
   if (full.capacity <= 2 * std::max(keep, static_cast<std::int64_t>(params_.residual) + 1)) return;
-  const std::int64_t cap = keep;
-  const std::int64_t r0 = quantized - full.first;
-  if (ex_.on_cuda()) {
-    DeviceBuffer kept(static_cast<std::size_t>(heads_ * cap * channels_ * dtype_size(full.dtype)), ex_.cuda_stream);
-    copy_device_rows({kept.data(), full.dtype, cap}, 0, {full.device.data(), full.dtype, full.capacity}, r0, heads_, keep,
-                     channels_, DType::f32, ex_.cuda_stream);
-    full.device = std::move(kept);  // the old store is freed in stream order, after the copy
-  } else {
-    std::vector<float> kept(static_cast<std::size_t>(heads_ * cap * channels_));
-    if (keep > 0)
-      for (std::int64_t h = 0; h < heads_; ++h)
-        std::memcpy(kept.data() + h * cap * channels_, full.host.data() + (h * full.capacity + r0) * channels_,
-                    float_bytes(keep * channels_));
-    full.host.swap(kept);
-  }
-  full.capacity = cap;
-  full.first = quantized;
+  relocate_live_rows(full, keep);  // keep < capacity: a new store of exactly the live rows
 }
 
 LayerCache::SideRef LayerCache::side_ref(const Quantizer& q, const std::vector<Block>& blocks, std::int64_t quantized,

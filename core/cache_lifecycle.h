@@ -241,6 +241,9 @@ class LayerCache {
   // they fit from `first`; else the live rows move to row 0 of the same store when they take at most half of it,
   // or to a store of grown_capacity() rows (the dead rows are dropped either way, first = live_first).
   void reserve_rows(FullTokens& full, std::int64_t end);
+  // The live rows to row 0 of `full`: in place when cap == full.capacity, else in a new store of cap rows; sets
+  // first = live_first(full) and capacity = cap. Shared by reserve_rows and drop_quantized.
+  void relocate_live_rows(FullTokens& full, std::int64_t cap);
   std::int64_t grown_capacity(const FullTokens& full, std::int64_t rows) const;
   // cuda: the pieces of quantize_*_range / maybe_quantize / materialize on device memory (cache_lifecycle.cpp).
   Block encode_device_block(const Quantizer& q, const TensorView& data, std::int64_t begin, std::int64_t end,
