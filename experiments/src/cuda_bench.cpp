@@ -233,11 +233,8 @@ std::string cuda_bench_markdown(const CudaBenchResult& r, const std::vector<doub
     if (torch) {
       const double t = i < torch_gbps.size() ? torch_gbps[i] : 0.0;
       if (t > 0) {
-        if (t >= 1.0) {
-          std::snprintf(buf, sizeof buf, " %.2f | %.1fx |", t, row.encode_decode_gbps / t);
-        } else {  // 3 significant digits: a small positive figure never reads as 0.00
-          std::snprintf(buf, sizeof buf, " %.3g | %.1fx |", t, row.encode_decode_gbps / t);
-        }
+        // From 1 GB/s 2 decimals, below 3 significant digits: a small positive figure never reads as 0.00.
+        std::snprintf(buf, sizeof buf, t >= 1.0 ? " %.2f | %.1fx |" : " %.3g | %.1fx |", t, row.encode_decode_gbps / t);
       } else {
         std::snprintf(buf, sizeof buf, " n/a | n/a |");
       }
