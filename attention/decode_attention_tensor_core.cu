@@ -27,6 +27,7 @@
 #include "vidkv/attention/decode_attention_device.cuh"
 #include "vidkv/attention/decode_attention_staging.h"
 #include "vidkv/attention/decode_attention_tensor_core.h"
+#include "vidkv/core/cuda/async_copy.cuh"
 #include "vidkv/core/cuda/kernel_occupancy.h"
 #include "vidkv/core/error.h"
 
@@ -198,12 +199,7 @@ __device__ inline void stage_rows(const af::ChildView& v, const DirectChild& d, 
 // raw area (words): key codes [2][D] (word k of part index i at k D + i), key metadata [2][D] (the aligned word holding
 // the scale, then the min), value codes [2 D] and value metadata [2][2 D] (channel-axis as the keys; token-axis: codes
 // [32][D / 16], metadata [2][32 groups]).
-__device__ __forceinline__ void cp_async4(void* dst, const void* src) {
-  const unsigned d = static_cast<unsigned>(__cvta_generic_to_shared(dst));
-  asm volatile("cp.async.ca.shared.global [%0], [%1], 4;\n" ::"r"(d), "l"(src));
-}
-__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
-__device__ __forceinline__ void cp_async_wait_all() { asm volatile("cp.async.wait_all;\n" ::: "memory"); }
+using cuda_async::copy4;  // core/cuda/async_copy.cuh
 
 // The aligned word holding metadata element gi of a section of dtype t, and the element's shift in it.
 __device__ __forceinline__ const void* meta_word(const std::uint8_t* section, DType t, std::int64_t gi, unsigned& shift) {
@@ -225,8 +221,8 @@ __device__ __forceinline__ void issue_meta(const af::ChildView& v, const DirectC
                                            std::uint32_t* mm) {
   if (!af::has_meta(v.f)) return;
   unsigned sh;
-  cp_async4(ms, meta_word(d.scales, v.f.scale_dtype, gi, sh));
-  if (v.f.codec == af::ChildCodec::uniform) cp_async4(mm, meta_word(d.mins, v.f.scale_dtype, gi, sh));
+  copy4(ms, meta_word(d.scales, v.f.scale_dtype, gi, sh));
+  if (v.f.codec == af::ChildCodec::uniform) copy4(mm, meta_word(d.mins, v.f.scale_dtype, gi, sh));
 }
 // The affine of group gi from its copied words.
 __device__ __forceinline__ float2 affine_from_words(const af::ChildView& v, const DirectChild& d, std::int64_t gi,
@@ -255,8 +251,8 @@ __device__ inline void issue_rows(const af::ChildView& v, const DirectChild& d, 
   for (int i = i0 + static_cast<int>(lane); i < i1; i += 32) {
     const std::int64_t row = d.first_row + (i - i0);
     const std::uint32_t* src = d.words + row * d.row_words + word0;
-    cp_async4(rw0 + i, src);
-    if (b == 2 && n > 16) cp_async4(rw1 + i, src + 1);
+    copy4(rw0 + i, src);
+    if (b == 2 && n > 16) copy4(rw1 + i, src + 1);
     issue_meta(v, d, row * d.groups_per_row + group, rm0 + i, rm1 + i);
   }
 }
@@ -404,7 +400,7 @@ __global__ void __launch_bounds__(kThreads, 3) tensor_core_kernel(const Problem 
     const std::int64_t row0 = tv.head * tv.rows + vtr0;  // token-axis values: the tile's first token row
     // 1. Stage the tile: words that arrived in `raw` during the previous tile are converted, the others read now.
     if (keys_ready || values_ready) {
-      cp_async_wait_all();
+      cuda_async::wait_all();
       __syncwarp();
     }
     if (keys_ready) {
@@ -482,12 +478,12 @@ __global__ void __launch_bounds__(kThreads, 3) tensor_core_kernel(const Problem 
             if (j < next.n) issue_meta(tv, d, (nrow0 + j) * groups + gr, rvm0 + e, rvm1 + e);
           }
           for (TokenWordWalk w(lane, tiles16); w.e < 32 * tiles16; w.next())
-            if (w.j < next.n) cp_async4(rv0 + w.e, d.words + (nrow0 + w.j) * d.row_words + (vb == 2 ? w.k : w.k / 2));
+            if (w.j < next.n) copy4(rv0 + w.e, d.words + (nrow0 + w.j) * d.row_words + (vb == 2 ? w.k : w.k / 2));
         } else {
           issue_rows(tv, su.v, nv, next.n, 0, D, rv0, rv1, rvm0, rvm1, lane);
         }
       }
-      if (keys_ready || values_ready) cp_async_commit();
+      if (keys_ready || values_ready) cuda_async::commit();
     }
 
     // 2. Scores: sc[half][r] = token 16 half + g + 8 (r / 2), head 2 tig + r % 2.
