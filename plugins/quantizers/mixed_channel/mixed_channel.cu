@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "vidkv/core/cuda/async_copy.cuh"
 #include "vidkv/core/cuda/device_memory.h"
 #include "vidkv/plugins/quantizers/mixed_channel/mixed_channel_cuda.h"
 #include "vidkv/plugins/quantizers/mixed_channel/mixed_channel_format.h"
@@ -135,7 +136,8 @@ __global__ void scatter_runs(Split s, const E* hi, const E* lo, E nan, E* out, c
 
 // Tiled kernels (the common case: rows of a 16-byte multiple, a tile of rows fits in shared memory). Block b
 // takes rows [b * tile_rows, +tile_rows): it stages the tile's side that is read as a whole (the input rows for
-// gather; the high and low parts for scatter) in shared memory with coalesced 16-byte loads, then writes the other
+// gather; the high and low parts for scatter) in shared memory with coalesced 16-byte asynchronous copies (stage
+// issues them, the kernel waits once: core/cuda/async_copy.cuh), then writes the other
 // side with coalesced 16-byte stores, each element looked up in shared memory through the tables. Every byte of
 // the block and of the child blocks crosses device memory once. tile_rows is a multiple of 8, so every tile's
 // part of a child block starts 16-byte aligned (r0 * k * element_bytes, r0 % 8 == 0, element_bytes >= 2).
@@ -144,7 +146,7 @@ __device__ inline void stage(E* tile, const E* src, std::int64_t count) {
   constexpr int V = 16 / sizeof(E);
   const std::int64_t vectors = count / V;
   for (std::int64_t q = threadIdx.x; q < vectors; q += blockDim.x)
-    reinterpret_cast<uint4*>(tile)[q] = reinterpret_cast<const uint4*>(src)[q];
+    cuda_async::copy16(reinterpret_cast<uint4*>(tile) + q, reinterpret_cast<const uint4*>(src) + q);
   for (std::int64_t e = vectors * V + threadIdx.x; e < count; e += blockDim.x) tile[e] = src[e];
 }
 
@@ -154,6 +156,21 @@ __device__ inline void write_part(E* dst, std::int64_t count, const E* tile, con
                                   std::int64_t r0, const std::int32_t* source) {
   constexpr int V = 16 / sizeof(E);
   const std::int64_t vectors = count / V;
+  if (width % V == 0) {  // a run lies in one row: its V source channels are V consecutive table entries, all loaded
+    const auto w32 = static_cast<std::uint32_t>(width);  // before the tile is read (no branch between them)
+    for (std::int64_t q = threadIdx.x; q < vectors; q += blockDim.x) {
+      const auto e = static_cast<std::uint32_t>(q * V), row = e / w32;  // tile-local: small
+      const std::int32_t* from = source + mixed_channel_split::mask_of_row(r0 + row, s.masks, s.rows_per_mask) * width + (e - row * w32);
+      std::int32_t c[V];
+#pragma unroll
+      for (int j = 0; j < V; ++j) c[j] = from[j];
+      E x[V];
+#pragma unroll
+      for (int j = 0; j < V; ++j) x[j] = tile[row * static_cast<std::uint32_t>(s.channels) + static_cast<std::uint32_t>(c[j])];
+      store_run<E, V>(dst + q * V, x);
+    }
+    return;  // count % V == 0: rows of a multiple of V elements
+  }
   for (std::int64_t q = threadIdx.x; q < vectors; q += blockDim.x) {
     mixed_channel_split::PartWalk w(s.channels, width, s.masks, s.rows_per_mask, r0, source, q * V);
     E x[V];
@@ -175,6 +192,7 @@ __global__ void gather_tiles(Split s, const E* in, E* hi, E* lo, Tables t, std::
   const std::int64_t r0 = static_cast<std::int64_t>(blockIdx.x) * tile_rows, nr = min(tile_rows, rows - r0);
   const std::int64_t low = s.channels - s.high;
   stage(tile, in + r0 * s.channels, nr * s.channels);
+  cuda_async::wait_all();
   __syncthreads();
   if (s.high > 0) write_part(hi + r0 * s.high, nr * s.high, tile, s, s.high, r0, t.high_source);
   if (low > 0) write_part(lo + r0 * low, nr * low, tile, s, low, r0, t.low_source);
@@ -191,6 +209,7 @@ __global__ void scatter_tiles(Split s, const E* hi, const E* lo, E nan, E* out, 
   E* lo_tile = hi_tile + (tile_rows * s.high + V - 1) / V * V;  // 16-byte aligned
   stage(hi_tile, hi + r0 * s.high, nr * s.high);
   stage(lo_tile, lo + r0 * low, nr * low);
+  cuda_async::wait_all();
   __syncthreads();
   const std::int64_t vectors = nr * s.channels / V;  // channels % V == 0
   E* first = out + r0 * s.channels;

@@ -9,6 +9,7 @@
 #include <mutex>
 #include <tuple>
 
+#include "vidkv/core/cuda/async_copy.cuh"
 #include "vidkv/core/cuda/device_memory.h"
 #include "vidkv/core/error.h"
 #include "vidkv/plugins/quantizers/sign/sign_cuda.h"
@@ -291,27 +292,37 @@ __device__ inline std::uint32_t narrow(DType t, float v) {
 }
 
 // tile[r * S + c] = element (r * n + c) of the `count` values at `in` + base (count a multiple of 8; `vec`: the
-// address of element `base` is 16-byte aligned).
+// address of element `base` is 16-byte aligned). The vector paths load kBatch vectors per thread before converting
+// any (predicated loads, no branch between them): a loop that converts each vector as it arrives waits one
+// device-memory round trip per vector (the compiler does not hoist loads over the loop's exit tests).
+constexpr int kBatch = 8;
 template <int n, int S>
 __device__ inline void load_tile(const void* __restrict__ in, DType t, bool vec, const Block& b, std::int64_t base, int count,
                                  float* tile) {
-  if (vec && t == DType::f32) {
-    const auto* p = reinterpret_cast<const float4*>(static_cast<const float*>(in) + base);
-#pragma unroll 8
-    for (int v = threadIdx.x; v < count / 4; v += blockDim.x) {
-      const float4 x = __ldg(p + v);
-      float* d = tile + (4 * v / n) * S + (4 * v) % n;
-      d[0] = x.x, d[1] = x.y, d[2] = x.z, d[3] = x.w;
-    }
-  } else if (vec) {
-    const auto* p = reinterpret_cast<const uint4*>(static_cast<const std::uint16_t*>(in) + base);
-#pragma unroll 8
-    for (int v = threadIdx.x; v < count / 8; v += blockDim.x) {
-      const uint4 x = __ldg(p + v);
-      float* d = tile + (8 * v / n) * S + (8 * v) % n;
-      const std::uint32_t w[4] = {x.x, x.y, x.z, x.w};
+  if (vec) {
+    const int per = t == DType::f32 ? 4 : 8, vectors = count / per;  // values per vector
+    const auto* p = reinterpret_cast<const uint4*>(static_cast<const std::uint8_t*>(in) + base * dtype_size(t));
+    for (int v0 = threadIdx.x; v0 < vectors; v0 += kBatch * blockDim.x) {
+      uint4 x[kBatch];
 #pragma unroll
-      for (int k = 0; k < 4; ++k) d[2 * k] = widen(t, w[k] & 0xffffu), d[2 * k + 1] = widen(t, w[k] >> 16);
+      for (int k = 0; k < kBatch; ++k) {
+        const int v = v0 + k * static_cast<int>(blockDim.x);
+        x[k] = v < vectors ? __ldg(p + v) : make_uint4(0u, 0u, 0u, 0u);
+      }
+#pragma unroll
+      for (int k = 0; k < kBatch; ++k) {
+        const int v = v0 + k * static_cast<int>(blockDim.x);
+        if (v >= vectors) break;
+        float* d = tile + (per * v / n) * S + (per * v) % n;
+        const std::uint32_t w[4] = {x[k].x, x[k].y, x[k].z, x[k].w};
+        if (t == DType::f32) {
+#pragma unroll
+          for (int i = 0; i < 4; ++i) d[i] = __uint_as_float(w[i]);
+        } else {
+#pragma unroll
+          for (int i = 0; i < 4; ++i) d[2 * i] = widen(t, w[i] & 0xffffu), d[2 * i + 1] = widen(t, w[i] >> 16);
+        }
+      }
     }
   } else {
     for (int i = threadIdx.x; i < count; i += blockDim.x)
@@ -328,8 +339,7 @@ __device__ inline void load_tile_staged(const void* __restrict__ in, DType t, co
   const std::int64_t row_bytes = b.map.stride * dtype_size(t);
   const auto* src = reinterpret_cast<const uint4*>(static_cast<const std::uint8_t*>(in) + row0 * row_bytes);
   const int vectors = static_cast<int>(valid * row_bytes / 16);
-#pragma unroll 8
-  for (int v = threadIdx.x; v < vectors; v += blockDim.x) stage[v] = __ldg(src + v);
+  cuda_async::stage16(stage, src, vectors);  // all of a thread's copies in flight at once (async_copy.cuh)
   __syncthreads();
   for (int i = threadIdx.x; i < valid * n; i += blockDim.x) {
     const int r = i / n, c = i % n;

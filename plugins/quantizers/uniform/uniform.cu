@@ -1,6 +1,7 @@
 // uniform on CUDA (uniform_cuda.h): one thread per group; bytes bit-identical to the CPU reference (uniform.cpp).
 #include <cuda_runtime.h>
 
+#include "vidkv/core/cuda/async_copy.cuh"
 #include "vidkv/core/cuda/device_memory.h"
 #include "vidkv/plugins/quantizers/uniform/uniform_cuda.h"
 #include "vidkv/plugins/quantizers/uniform/uniform_format.h"
@@ -267,7 +268,7 @@ __global__ void __launch_bounds__(256, 4) encode_channel_tile(const void* in, un
   std::uint32_t* tile = reinterpret_cast<std::uint32_t*>(tile4);
   const unsigned C = 2 * pairs, q0 = blockIdx.x * qb;
   const uint4* src = reinterpret_cast<const uint4*>(in) + static_cast<std::int64_t>(q0) * 4 * C;  // 32 C 2-byte values = 4 C uint4 per q
-  for (unsigned k = threadIdx.x; k < qb * 4 * C; k += blockDim.x) tile4[k] = src[k];
+  cuda_async::stage16(tile4, src, qb * 4 * C);  // all of a thread's copies in flight at once (async_copy.cuh)
   __syncthreads();
   const unsigned j = threadIdx.x / pairs, p = threadIdx.x - j * pairs;
   const bool active = j < qb;
