@@ -93,15 +93,9 @@ VIDKV_HOST_DEVICE inline af::Meta staged_meta(const af::ChildView& v, std::int64
 #endif
 }
 
-// The stored digits of every byte value in 2-bit slots: entry b holds digit i of b in base 3 at bits [2 i, 2 i + 2),
-// i = 0..4 (the digits bits::trit_get reads, for any byte). Filled once per thread block by the fast kernel (shared
-// memory), once per test on the host; read_trit_run then costs one table read per byte instead of a division per trit.
-constexpr int kTritSlotEntries = 256;
-VIDKV_HOST_DEVICE inline std::uint16_t trit_slots(unsigned byte) {
-  std::uint16_t s = 0;
-  for (unsigned i = 0; i < 5; ++i, byte /= 3u) s = static_cast<std::uint16_t>(s | ((byte % 3u) << (2 * i)));
-  return s;
-}
+// The trit_slots tables the kernels read (ternary_format::base3_byte_slots of every byte value) are filled once per
+// thread block in shared memory; read_trit_run then costs one table read per byte instead of a division per trit.
+constexpr int kTritSlotEntries = ternary_format::kByteSlotEntries;
 
 // Ternary base3 codes (t + 1) of elements [idx, idx + n) (n <= 32) of the child's element stream (5 trits per byte,
 // trit i of a byte = digit i in base 3), into 2-bit slots from slot 0 of out. slots: the trit_slots table, or

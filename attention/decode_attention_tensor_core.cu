@@ -312,7 +312,7 @@ __global__ void __launch_bounds__(kThreads, 3) tensor_core_kernel(const Problem 
   const int g = static_cast<int>(lane >> 2), tig = static_cast<int>(lane & 3u);
   const int D = static_cast<int>(p.channels), Q = static_cast<int>(p.qpk), tiles16 = D / 16;
   __shared__ std::uint16_t trit_slots[as::kTritSlotEntries];
-  for (int i = threadIdx.x; i < as::kTritSlotEntries; i += kThreads) trit_slots[i] = as::trit_slots(static_cast<unsigned>(i));
+  for (int i = threadIdx.x; i < as::kTritSlotEntries; i += kThreads) trit_slots[i] = ternary_format::base3_byte_slots(static_cast<unsigned>(i));
   const bool transform = af::needs_transform(p.key);
   const bool raw_values = value_words_direct(p.value.first);
   const TcWarpLayout lay = tc_warp_layout(D, transform, raw_values);

@@ -132,7 +132,7 @@ TEST_CASE("staged code runs equal the codes read one element at a time", "[cpu][
   namespace as = attention_staging;
   const LayerInput in = synthetic_input(2, 200, 48, 3);
   std::uint16_t slots[as::kTritSlotEntries];  // the kernels' table of base3 digits (both ternary paths are checked)
-  for (int b = 0; b < as::kTritSlotEntries; ++b) slots[b] = as::trit_slots(static_cast<unsigned>(b));
+  for (int b = 0; b < as::kTritSlotEntries; ++b) slots[b] = ternary_format::base3_byte_slots(static_cast<unsigned>(b));
   const std::uint16_t* const tables[] = {nullptr, slots};
   int children = 0;
   for_each_read_codec(in, 170, [&](const AttentionCodec& ac, const KvCodec& codec, const LayerCache& cache) {

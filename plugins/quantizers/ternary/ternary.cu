@@ -211,28 +211,33 @@ __global__ void pack_base3(const std::uint32_t* slots, std::uint8_t* codes, std:
     codes[b] = static_cast<std::uint8_t>(base3_byte(static_cast<unsigned>(forty >> (10 * (b - b0))) & 0x3ffu));
 }
 
+// The block's table of ternary_format::base3_byte_slots in shared memory (every thread of the block calls it,
+// before any returns: it synchronises the block).
+__device__ inline const std::uint16_t* byte_slot_table() {
+  __shared__ std::uint16_t table[ternary_format::kByteSlotEntries];
+  for (int i = threadIdx.x; i < ternary_format::kByteSlotEntries; i += blockDim.x) table[i] = ternary_format::base3_byte_slots(static_cast<unsigned>(i));
+  __syncthreads();
+  return table;
+}
+
 // The 32 decoded values of a group whose trits start at canonical stream index i0. base3: the at most 8 bytes that
 // hold them are read once and their 40 digits unpacked into 2-bit slots (digit d of byte j at slot 5 j + d, the
-// value t + 1), from which the group's 32 are taken at the run-time offset i0 mod 5; `code_bytes` bounds the reads.
+// value t + 1) through the byte -> slots table (byte_slot_table: one shared-memory read per byte instead of five
+// divisions), from which the group's 32 are taken at the run-time offset i0 mod 5; `code_bytes` bounds the reads.
 __device__ inline void decode_group_trits(const std::uint8_t* codes, Packing p, const GroupGrid& g, std::int64_t i0,
-                                          std::int64_t slot_word, float u, float (&x)[32], std::int64_t code_bytes) {
+                                          std::int64_t slot_word, float u, float (&x)[32], std::int64_t code_bytes,
+                                          const std::uint16_t* byte_slots) {
   if (p == Packing::base3) {
     const std::int64_t b0 = i0 / 5;
     const unsigned r0 = static_cast<unsigned>(i0 % 5);
-    std::uint64_t lo = 0;  // slots 0..31
-    std::uint32_t hi = 0;  // slots 32..39
+    unsigned v[8];
 #pragma unroll
-    for (int j = 0; j < 8; ++j) {
-      unsigned v = b0 + j < code_bytes ? codes[b0 + j] : 0u;
+    for (int j = 0; j < 8; ++j) v[j] = b0 + j < code_bytes ? codes[b0 + j] : 0u;
+    std::uint64_t lo = 0;  // slots 0..31: byte j's 10 slot bits at bit 10 j (byte 6: its low 4 bits, slots 30 and 31)
 #pragma unroll
-      for (int d = 0; d < 5; ++d) {
-        const unsigned slot = v % 3u;
-        v /= 3u;
-        const int pos = 5 * j + d;
-        if (pos < 32) lo |= static_cast<std::uint64_t>(slot) << (2 * pos);
-        else hi |= slot << (2 * (pos - 32));
-      }
-    }
+    for (int j = 0; j < 7; ++j) lo |= static_cast<std::uint64_t>(byte_slots[v[j]]) << (10 * j);
+    // slots 32..39: byte 6's slots 32..34, then byte 7's 35..39
+    const std::uint32_t hi = (static_cast<std::uint32_t>(byte_slots[v[6]]) >> 4) | (static_cast<std::uint32_t>(byte_slots[v[7]]) << 6);
     // The group's 32 slots, from slot r0 on (r0 <= 4: slots r0 .. 31 of lo, then r0 of hi), shifted once so that
     // the loop below takes them at compile-time shifts (one run-time 64-bit shift per slot before).
     const std::uint64_t window = r0 == 0 ? lo : (lo >> (2 * r0)) | (static_cast<std::uint64_t>(hi) << (64 - 2 * r0));
@@ -250,6 +255,7 @@ __device__ inline void decode_group_trits(const std::uint8_t* codes, Packing p, 
 template <DType O>
 __global__ void decode_channel_fast(const std::uint8_t* codes, const std::uint8_t* scales, GroupGrid g, Reconstruction rec,
                                     Packing p, DType sd, void* out) {
+  const std::uint16_t* byte_slots = byte_slot_table();
   const std::int64_t code_bytes = static_cast<std::int64_t>(ternary_format::codes_bytes(p, g));
   const std::int64_t channels = g.rows, tokens = g.length, pairs = channels / 2, gpr = g.groups_per_row();
   const std::int64_t quads = (gpr + kGroupsPerThread - 1) / kGroupsPerThread;
@@ -261,8 +267,8 @@ __global__ void decode_channel_fast(const std::uint8_t* codes, const std::uint8_
     float a[32], b[32];
     const float ua = rec == Reconstruction::scaled ? group_cuda::load_scalar(scales, g.group_index(h, c0, gi), sd) : 1.0f;
     const float ub = rec == Reconstruction::scaled ? group_cuda::load_scalar(scales, g.group_index(h, c0 + 1, gi), sd) : 1.0f;
-    decode_group_trits(codes, p, g, g.stream_index(h, c0, gi * 32), p == Packing::base3 ? 0 : group_format::code_word(layout, g, 2, h, c0, gi * 32), ua, a, code_bytes);
-    decode_group_trits(codes, p, g, g.stream_index(h, c0 + 1, gi * 32), p == Packing::base3 ? 0 : group_format::code_word(layout, g, 2, h, c0 + 1, gi * 32), ub, b, code_bytes);
+    decode_group_trits(codes, p, g, g.stream_index(h, c0, gi * 32), p == Packing::base3 ? 0 : group_format::code_word(layout, g, 2, h, c0, gi * 32), ua, a, code_bytes, byte_slots);
+    decode_group_trits(codes, p, g, g.stream_index(h, c0 + 1, gi * 32), p == Packing::base3 ? 0 : group_format::code_word(layout, g, 2, h, c0 + 1, gi * 32), ub, b, code_bytes, byte_slots);
 #pragma unroll
     for (int i = 0; i < 32; ++i) group_cuda::store2<O>(out, (h * tokens + gi * 32 + i) * channels + c0, a[i], b[i]);
   }
@@ -271,6 +277,7 @@ __global__ void decode_channel_fast(const std::uint8_t* codes, const std::uint8_
 template <DType O>
 __global__ void decode_token_fast(const std::uint8_t* codes, const std::uint8_t* scales, GroupGrid g, Reconstruction rec,
                                   Packing p, DType sd, void* out) {
+  const std::uint16_t* byte_slots = byte_slot_table();
   const std::int64_t k = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (k >= g.group_count()) return;
   const std::int64_t gpr = g.groups_per_row(), row = k / gpr, gi = k % gpr;
@@ -278,7 +285,7 @@ __global__ void decode_token_fast(const std::uint8_t* codes, const std::uint8_t*
   const float u = rec == Reconstruction::scaled ? group_cuda::load_scalar(scales, k, sd) : 1.0f;
   float x[32];
   decode_group_trits(codes, p, g, 32 * k, p == Packing::base3 ? 0 : group_format::code_word(layout, g, 2, row / g.rows, row % g.rows, gi * 32), u, x,
-                     static_cast<std::int64_t>(ternary_format::codes_bytes(p, g)));
+                     static_cast<std::int64_t>(ternary_format::codes_bytes(p, g)), byte_slots);
   group_cuda::store32<O>(out, 32 * k, x);
 }
 

@@ -62,6 +62,17 @@ static_assert(total_bytes(Packing::release, Reconstruction::magnitude_free,
                           group_format::make_group_grid(group_format::GroupAxis::channel, 4, 1024, 128, 32), DType::f16) * 8 ==
                   3 * (4 * 1024 * 128), "release is 3.0 bits");
 
+// The five base3 digits of a code byte as 2-bit slots t + 1: digit i at bits [2 i, 2 i + 2), i = 0..4, for any byte
+// value (the digits bits::trit_get reads: byte % 3, then byte / 3 and so on). The CUDA kernels keep a table of the
+// kByteSlotEntries entries in shared memory (one read per byte instead of a division per trit); the tests build it
+// on the host.
+constexpr int kByteSlotEntries = 256;
+VIDKV_HOST_DEVICE inline std::uint16_t base3_byte_slots(unsigned byte) {
+  std::uint16_t s = 0;
+  for (unsigned i = 0; i < 5; ++i, byte /= 3u) s = static_cast<std::uint16_t>(s | ((byte % 3u) << (2 * i)));
+  return s;
+}
+
 // t in {-1, 0, +1} from x and the dead zone a = gamma * mean |x| (compared in double).
 VIDKV_HOST_DEVICE inline int ternarize(double x, double dead_zone) { return x > dead_zone ? 1 : (x < -dead_zone ? -1 : 0); }
 
