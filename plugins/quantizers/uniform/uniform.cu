@@ -1,5 +1,9 @@
 // uniform on CUDA (uniform_cuda.h): one thread per group; bytes bit-identical to the CPU reference (uniform.cpp).
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
 #include <cuda_runtime.h>
+
+#include <type_traits>
 
 #include "vidkv/core/cuda/async_copy.cuh"
 #include "vidkv/core/cuda/device_memory.h"
@@ -110,18 +114,44 @@ struct FastCoder {
         top(static_cast<float>(uniform_format::max_code(b))), limit(0.5f - 4.0f * 0x1p-24f * (top + 1.0f)),
         exact_only(reciprocal >= 0x1p100f) {}
 
-  // The code of x through the reciprocal; sets `near` when x lies too close to a boundary for it to be trusted.
-  __device__ unsigned code(float x, bool& near) const {
+  // kRoundBits + the code of x through the reciprocal (the bits of kRoundMagic + rint(v), rint(v) <= top: see
+  // group_codes); sets `near` when x lies too close to a boundary for it to be trusted.
+  __device__ std::uint32_t biased_code(float x, bool& near) const {
     const float v = fminf(fmaxf(__fmul_rn(__fsub_rn(x, mn), reciprocal), 0.0f), top);
     const float t = __fadd_rn(v, kRoundMagic);
     near |= fabsf(__fsub_rn(v, __fsub_rn(t, kRoundMagic))) > limit;
-    return __float_as_uint(t) & 0xffu;  // rint(v) <= top <= 255
+    return __float_as_uint(t);
   }
 };
+
+// The fp32 bits of kRoundMagic + q for an integer q in [0, 2^22) are kRoundBits + q.
+constexpr std::uint32_t kRoundBits = 0x4B400000u;
+
+// What adding biased codes (kRoundBits + q_j) << (BITS j), j < 32 / BITS, to a word adds beyond the codes:
+// sum_j kRoundBits << (BITS j) modulo 2^32. The codes themselves occupy disjoint fields (q_j < 2^BITS), so their sum
+// is their bitwise or, without carries: a word of biased codes minus this offset is the packed word, exactly.
+template <unsigned BITS>
+__host__ __device__ constexpr std::uint32_t biased_word_offset() {
+  std::uint32_t sum = 0;
+  for (unsigned j = 0; j < 32 / BITS; ++j) sum += kRoundBits << (BITS * j);
+  return sum;
+}
 
 // The float value of a code q < 2^23 without a conversion instruction: the fp32 with exponent 2^23 and q in its
 // mantissa, minus 2^23 (exact).
 __device__ __forceinline__ float code_float(unsigned q) { return __fsub_rn(__uint_as_float(0x4B000000u | q), 8388608.0f); }
+
+// The reference's scan of 32 values for their min and max, in order.
+template <class Get>
+__device__ inline void ordered_scan(Get get, float& mn, float& mx) {
+  mn = mx = get(0);
+#pragma unroll  // a run-time index into the caller's register array would move it to local memory
+  for (int i = 1; i < 32; ++i) {
+    const float x = get(i);
+    mn = x < mn ? x : mn;
+    mx = x > mx ? x : mx;
+  }
+}
 
 // min and max of 32 values with the reference's results bit for bit: a tree of fminf / fmaxf gives the same value
 // as its ordered scan (x < mn ? x : mn) except for the sign of a zero (-0 == +0 keeps whichever came first there),
@@ -141,15 +171,50 @@ __device__ inline void ordered_min_max(Get get, float& mn, float& mx) {
 #undef VIDKV_MIN_MAX_LEVEL
   mn = a[0];
   mx = b[0];
-  if (mn == 0.0f || mx == 0.0f) {
-    mn = mx = get(0);
-#pragma unroll  // a run-time index into the caller's register array would move it to local memory
-    for (int i = 1; i < 32; ++i) {
-      const float x = get(i);
-      mn = x < mn ? x : mn;
-      mx = x > mx ? x : mx;
-    }
+  if (mn == 0.0f || mx == 0.0f) ordered_scan(get, mn, mx);
+}
+
+// Minimum and maximum of N packed pairs of 2-byte values (N = 16 or 32), half by half, as a tree of __hmin2 /
+// __hmax2 (one instruction per pair, no conversion; like fminf / fmaxf they return the other operand for a NaN, and
+// callers redo a zero result in order, as ordered_min_max does). Results widened exactly to fp32.
+template <DType T, int N, class Raw>
+__device__ inline void packed_min_max(const Raw& raw, float2& mn, float2& mx) {
+  static_assert(T != DType::f32 && (N == 16 || N == 32), "2-byte pairs");
+  using P = std::conditional_t<T == DType::f16, __half2, __nv_bfloat162>;
+  const auto at = [&](int i) { return *reinterpret_cast<const P*>(&raw[i]); };
+  P a[N / 2], b[N / 2];
+#pragma unroll
+  for (int i = 0; i < N / 2; ++i) {
+    a[i] = __hmin2(at(2 * i), at(2 * i + 1));
+    b[i] = __hmax2(at(2 * i), at(2 * i + 1));
   }
+#define VIDKV_PAIR_LEVEL(W) _Pragma("unroll") for (int i = 0; i < W; ++i) { a[i] = __hmin2(a[i], a[i + W]); b[i] = __hmax2(b[i], b[i + W]); }
+  if constexpr (N == 32) {  // braces: a pragma between an if and its loop would leave the loop unconditional
+    VIDKV_PAIR_LEVEL(8)
+  }
+  VIDKV_PAIR_LEVEL(4) VIDKV_PAIR_LEVEL(2) VIDKV_PAIR_LEVEL(1)
+#undef VIDKV_PAIR_LEVEL
+  mn = group_cuda::raw2_to_float2<T>(*reinterpret_cast<const std::uint32_t*>(&a[0]));
+  mx = group_cuda::raw2_to_float2<T>(*reinterpret_cast<const std::uint32_t*>(&b[0]));
+}
+
+// ordered_min_max of two groups at once, held as 32 pairs (group x in the low halves, group y in the high halves:
+// a channel pair over 32 tokens).
+template <DType T, class Raw>
+__device__ inline void pair_min_max(const Raw& raw, float2& mn, float2& mx) {
+  packed_min_max<T, 32>(raw, mn, mx);
+  if (mn.x == 0.0f || mx.x == 0.0f) ordered_scan([&](int i) { return group_cuda::raw2_to_float2<T>(raw[i]).x; }, mn.x, mx.x);
+  if (mn.y == 0.0f || mx.y == 0.0f) ordered_scan([&](int i) { return group_cuda::raw2_to_float2<T>(raw[i]).y; }, mn.y, mx.y);
+}
+
+// ordered_min_max of one group of 32 consecutive values held as 16 pairs (value i in half i % 2 of pair i / 2).
+template <DType T, class Raw, class Get>
+__device__ inline void group_min_max(const Raw& raw, Get get, float& mn, float& mx) {
+  float2 lo, hi;
+  packed_min_max<T, 16>(raw, lo, hi);
+  mn = fminf(lo.x, lo.y);
+  mx = fmaxf(hi.x, hi.y);
+  if (mn == 0.0f || mx == 0.0f) ordered_scan(get, mn, mx);
 }
 
 // The stored scale and min and the code words of one group of 32 values get(0..31).
@@ -159,20 +224,20 @@ struct GroupCodes {
   float scale, mn;
 };
 
+// group_codes for a group whose minimum mn and maximum mx (ordered_min_max's) are known. Each word is summed from
+// biased codes (one add per value instead of a mask, a shift and an or) and corrected by biased_word_offset.
 template <unsigned BITS, class Get>
-__device__ inline GroupCodes<BITS> group_codes(Get get, DType sd) {
-  float mn, mx;
-  ordered_min_max(get, mn, mx);
+__device__ inline GroupCodes<BITS> group_codes_in_range(Get get, float mn, float mx, DType sd) {
   const uniform_format::StoredGroup range = uniform_format::stored_group(mn, mx, static_cast<float>(uniform_format::max_code(BITS)), sd);
   const FastCoder coder(range, BITS);
   GroupCodes<BITS> r;
   r.scale = range.scale;
   r.mn = range.mn;
 #pragma unroll
-  for (unsigned k = 0; k < BITS; ++k) r.words[k] = 0;
+  for (unsigned k = 0; k < BITS; ++k) r.words[k] = 0u - biased_word_offset<BITS>();
   bool near = coder.exact_only;
 #pragma unroll
-  for (unsigned i = 0; i < 32; ++i) r.words[(i * BITS) / 32] |= coder.code(get(i), near) << ((i * BITS) % 32);
+  for (unsigned i = 0; i < 32; ++i) r.words[(i * BITS) / 32] += coder.biased_code(get(i), near) << ((i * BITS) % 32);
   if (near) {  // rare: the reference's division for the whole group
 #pragma unroll
     for (unsigned k = 0; k < BITS; ++k) r.words[k] = 0;
@@ -183,10 +248,16 @@ __device__ inline GroupCodes<BITS> group_codes(Get get, DType sd) {
   return r;
 }
 
-// group_codes stored: words at word gidx * BITS, scale and min at gidx.
 template <unsigned BITS, class Get>
-__device__ inline void encode_group_values(Get get, DType sd, std::int64_t gidx, const Sections& s) {
-  const GroupCodes<BITS> r = group_codes<BITS>(get, sd);
+__device__ inline GroupCodes<BITS> group_codes(Get get, DType sd) {
+  float mn, mx;
+  ordered_min_max(get, mn, mx);
+  return group_codes_in_range<BITS>(get, mn, mx, sd);
+}
+
+// A group's codes stored: words at word gidx * BITS, scale and min at gidx.
+template <unsigned BITS>
+__device__ inline void store_group_codes(const GroupCodes<BITS>& r, DType sd, std::int64_t gidx, const Sections& s) {
   group_cuda::store_scalar(s.scales, gidx, sd, r.scale);
   group_cuda::store_scalar(s.mins, gidx, sd, r.mn);
   std::uint32_t* dst = reinterpret_cast<std::uint32_t*>(s.codes) + gidx * BITS;
@@ -245,8 +316,17 @@ __global__ void __launch_bounds__(256, 4) encode_channel_fast(const void* in, Ch
   typename group_cuda::RawPair<T>::type raw[32];
 #pragma unroll
   for (int i = 0; i < 32; ++i) raw[i] = group_cuda::load_raw2<T>(in, first + static_cast<std::int64_t>(i) * ix.channels);
-  encode_group_values<BITS>([&](int i) { return group_cuda::raw2_to_float2<T>(raw[i]).x; }, sd, ga, s);
-  encode_group_values<BITS>([&](int i) { return group_cuda::raw2_to_float2<T>(raw[i]).y; }, sd, gb, s);
+  const auto x = [&](int i) { return group_cuda::raw2_to_float2<T>(raw[i]).x; };
+  const auto y = [&](int i) { return group_cuda::raw2_to_float2<T>(raw[i]).y; };
+  if constexpr (T == DType::f32) {
+    store_group_codes<BITS>(group_codes<BITS>(x, sd), sd, ga, s);
+    store_group_codes<BITS>(group_codes<BITS>(y, sd), sd, gb, s);
+  } else {
+    float2 mn, mx;
+    pair_min_max<T>(raw, mn, mx);
+    store_group_codes<BITS>(group_codes_in_range<BITS>(x, mn.x, mx.x, sd), sd, ga, s);
+    store_group_codes<BITS>(group_codes_in_range<BITS>(y, mn.y, mx.y, sd), sd, gb, s);
+  }
 }
 
 // Axis channel, fp16 / bf16 input, through shared memory: a block takes qb = 256 / pairs consecutive row groups
@@ -256,6 +336,9 @@ __global__ void __launch_bounds__(256, 4) encode_channel_fast(const void* in, Ch
 // are written as one run of qb * BITS words, qb scales and qb mins (whole sectors instead of 8 scattered bytes per
 // group). Measured on an H200 (28 x 4 x 32768 x 128 fp16, kivi-2 keys): 898 GB/s of fp16 input against 736 for
 // encode_channel_fast (whose scattered per-group stores kept L2 at 56% of its throughput with DRAM at 14%).
+// (Measured and not kept: a grid of one wave of resident blocks, each taking tiles blockIdx.x, + gridDim.x, ...
+// with two tile buffers and the next tile's copies issued before the current one is coded: 31.1 against 26.7 us
+// for a 32k-token layer's keys, with 3 blocks of 64 KB per multiprocessor instead of 4 of 32 KB.)
 // Shared memory of one block: the input, qb * 32 * C 2-byte values with qb * C <= 2 * 256 (32 KB), then the staged
 // outputs, qb * C * (BITS + 2) words <= 5120.
 constexpr unsigned kTileWords = 8192;
@@ -287,8 +370,10 @@ __global__ void __launch_bounds__(256, 4) encode_channel_tile(const void* in, un
       scales[c * qb + j] = r.scale;
       mins[c * qb + j] = r.mn;
     };
-    put(2 * p, group_codes<BITS>([&](int i) { return group_cuda::raw2_to_float2<T>(raw[i]).x; }, sd));
-    put(2 * p + 1, group_codes<BITS>([&](int i) { return group_cuda::raw2_to_float2<T>(raw[i]).y; }, sd));
+    float2 mn, mx;
+    pair_min_max<T>(raw, mn, mx);
+    put(2 * p, group_codes_in_range<BITS>([&](int i) { return group_cuda::raw2_to_float2<T>(raw[i]).x; }, mn.x, mx.x, sd));
+    put(2 * p + 1, group_codes_in_range<BITS>([&](int i) { return group_cuda::raw2_to_float2<T>(raw[i]).y; }, mn.y, mx.y, sd));
   }
   __syncthreads();
   const unsigned h = q0 / gpr, gi0 = q0 - h * gpr, run = qb * BITS;
@@ -320,6 +405,52 @@ __global__ void decode_channel_fast(const std::uint8_t* codes, const std::uint8_
   for (int i = 0; i < 32; ++i) group_cuda::store2<O>(out, first + static_cast<std::int64_t>(i) * ix.channels, a[i], b[i]);
 }
 
+// Axis channel, decode, kRunGroups consecutive groups of a channel pair per thread (gpr a multiple of kRunGroups,
+// BITS <= 4, 16-byte aligned codes): each channel's run of kRunGroups groups is kRunGroups * BITS contiguous code
+// words (whole 32-byte sectors at 2 bits) and kRunGroups consecutive scales and mins, all loaded before the first
+// store, where decode_channel_fast's thread loads one group of each channel (8 bytes of a sector, the rest read
+// again by another block). Threads t = q4 * pairs + p: channel pair p of row groups 4 q4 .. 4 q4 + 3 (one head's).
+constexpr unsigned kRunGroups = 4;
+
+template <DType O, unsigned BITS>
+__global__ void __launch_bounds__(256) decode_channel_runs(const std::uint8_t* codes, const std::uint8_t* scales,
+                                                           const std::uint8_t* mins, ChannelPairs ix, unsigned threads, DType sd,
+                                                           void* out) {
+  static_assert(BITS <= 4, "at most 16 code words per channel in registers");
+  const unsigned t = blockIdx.x * blockDim.x + threadIdx.x;
+  if (t >= threads) return;
+  const unsigned q4 = ix.by_pairs.div(t), p = t - q4 * ix.pairs;
+  const unsigned q = q4 * kRunGroups, h = ix.by_gpr.div(q), gi = q - h * ix.gpr;  // first row group of the run
+  const std::int64_t first = static_cast<std::int64_t>(q) * 32 * ix.channels + 2 * p;
+  const std::int64_t ga = (static_cast<std::int64_t>(h) * ix.channels + 2 * p) * ix.gpr + gi, gb = ga + ix.gpr;
+  constexpr unsigned W = kRunGroups * BITS;  // code words of a channel's run (a multiple of 4)
+  std::uint32_t wa[W], wb[W];
+  const uint4* ca = reinterpret_cast<const uint4*>(codes) + ga * BITS / 4;
+  const uint4* cb = reinterpret_cast<const uint4*>(codes) + gb * BITS / 4;
+#pragma unroll
+  for (unsigned k = 0; k < W / 4; ++k) {
+    const uint4 x = ca[k], y = cb[k];
+    wa[4 * k] = x.x, wa[4 * k + 1] = x.y, wa[4 * k + 2] = x.z, wa[4 * k + 3] = x.w;
+    wb[4 * k] = y.x, wb[4 * k + 1] = y.y, wb[4 * k + 2] = y.z, wb[4 * k + 3] = y.w;
+  }
+  float sa[kRunGroups], ma[kRunGroups], sb[kRunGroups], mb[kRunGroups];
+#pragma unroll
+  for (unsigned r = 0; r < kRunGroups; ++r) {
+    sa[r] = group_cuda::load_scalar(scales, ga + r, sd), ma[r] = group_cuda::load_scalar(mins, ga + r, sd);
+    sb[r] = group_cuda::load_scalar(scales, gb + r, sd), mb[r] = group_cuda::load_scalar(mins, gb + r, sd);
+  }
+#pragma unroll
+  for (unsigned r = 0; r < kRunGroups; ++r) {
+#pragma unroll
+    for (unsigned i = 0; i < 32; ++i) {
+      const unsigned bit = r * 32 * BITS + i * BITS, mask = (1u << BITS) - 1u;
+      const unsigned qa = (wa[bit / 32] >> (bit % 32)) & mask, qb = (wb[bit / 32] >> (bit % 32)) & mask;
+      group_cuda::store2<O>(out, first + static_cast<std::int64_t>(r * 32 + i) * ix.channels,
+                            __fadd_rn(__fmul_rn(code_float(qa), sa[r]), ma[r]), __fadd_rn(__fmul_rn(code_float(qb), sb[r]), mb[r]));
+    }
+  }
+}
+
 // Axis token, encode: one group (32 contiguous channels of a token, 16-byte loads) per thread; 64 registers so that
 // 4 blocks of 256 fit an SM. Measured on an H200 (28 x 4 x 32768 x 128 fp16, kivi-2 values): 1650-1670 GB/s, against
 // 1270 for the same kernel with 64-bit index division, no register bound and a rint / conversion per element, and
@@ -328,37 +459,67 @@ template <DType T, unsigned BITS>
 __global__ void __launch_bounds__(256, 4) encode_token_fast(const void* in, std::int64_t groups, DType sd, Sections s) {
   const std::int64_t k = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (k >= groups) return;
-  float x[32];
-  group_cuda::load32<T>(in, 32 * k, x);
-  encode_group_values<BITS>([&](int i) { return x[i]; }, sd, k, s);
+  if constexpr (T == DType::f32) {
+    float x[32];
+    group_cuda::load32<T>(in, 32 * k, x);
+    store_group_codes<BITS>(group_codes<BITS>([&](int i) { return x[i]; }, sd), sd, k, s);
+  } else {  // the 32 values as 16 raw pairs (four 16-byte loads), widened where read
+    const uint4* v = reinterpret_cast<const uint4*>(in) + 4 * k;
+    std::uint32_t raw[16];
+#pragma unroll
+    for (int q = 0; q < 4; ++q) {
+      const uint4 w = v[q];
+      raw[4 * q] = w.x, raw[4 * q + 1] = w.y, raw[4 * q + 2] = w.z, raw[4 * q + 3] = w.w;
+    }
+    const auto get = [&](int i) {
+      const float2 f = group_cuda::raw2_to_float2<T>(raw[i / 2]);
+      return i % 2 == 0 ? f.x : f.y;
+    };
+    float mn, mx;
+    group_min_max<T>(raw, get, mn, mx);
+    store_group_codes<BITS>(group_codes_in_range<BITS>(get, mn, mx, sd), sd, k, s);
+  }
 }
 
 // Axis token, decode, warp-cooperative: four lanes per group, each decoding 8 consecutive channels from the BITS
 // bytes at byte BITS * quarter of the group's run, one 16-byte store each (a warp writes 8 groups = 512 contiguous
-// bytes of fp16). Measured: 2340-2380 GB/s against 1534 with 64-bit index division (four per 8 values).
+// bytes of fp16). Measured: 2340-2380 GB/s against 1534 with 64-bit index division (four per 8 values). A thread
+// takes kTokenItems lanes a block's width apart, all loaded before the first store.
+constexpr int kTokenItems = 4;
+
 template <DType O, unsigned BITS>
 __global__ void decode_token_fast(const std::uint8_t* codes, const std::uint8_t* scales, const std::uint8_t* mins, std::int64_t lanes,
                                   DType sd, void* out) {
-  const std::int64_t lane_global = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (lane_global >= lanes) return;
-  const std::int64_t k = lane_global >> 2;
-  const unsigned quarter = static_cast<unsigned>(lane_global & 3);
-  const float scale = group_cuda::load_scalar(scales, k, sd), mn = group_cuda::load_scalar(mins, k, sd);
-  const std::uint8_t* run = codes + 4 * BITS * k + BITS * quarter;
-  std::uint64_t bits;
-  if constexpr (BITS == 1) bits = *run;
-  else if constexpr (BITS == 2) bits = *reinterpret_cast<const std::uint16_t*>(run);
-  else if constexpr (BITS == 4) bits = *reinterpret_cast<const std::uint32_t*>(run);
-  else
-    bits = static_cast<std::uint64_t>(reinterpret_cast<const std::uint32_t*>(run)[0]) |
-           (static_cast<std::uint64_t>(reinterpret_cast<const std::uint32_t*>(run)[1]) << 32);
-  float x[8];
+  const std::int64_t base = static_cast<std::int64_t>(blockIdx.x) * blockDim.x * kTokenItems + threadIdx.x;
+  float scale[kTokenItems], mn[kTokenItems];
+  std::uint64_t bits[kTokenItems];
 #pragma unroll
-  for (unsigned i = 0; i < 8; ++i) {
-    const unsigned q = static_cast<unsigned>(bits >> (BITS * i)) & ((1u << BITS) - 1u);
-    x[i] = __fadd_rn(__fmul_rn(code_float(q), scale), mn);
+  for (int it = 0; it < kTokenItems; ++it) {
+    const std::int64_t lane_global = base + static_cast<std::int64_t>(it) * blockDim.x;
+    if (lane_global >= lanes) break;
+    const std::int64_t k = lane_global >> 2;
+    const unsigned quarter = static_cast<unsigned>(lane_global & 3);
+    scale[it] = group_cuda::load_scalar(scales, k, sd), mn[it] = group_cuda::load_scalar(mins, k, sd);
+    const std::uint8_t* run = codes + 4 * BITS * k + BITS * quarter;
+    if constexpr (BITS == 1) bits[it] = *run;
+    else if constexpr (BITS == 2) bits[it] = *reinterpret_cast<const std::uint16_t*>(run);
+    else if constexpr (BITS == 4) bits[it] = *reinterpret_cast<const std::uint32_t*>(run);
+    else
+      bits[it] = static_cast<std::uint64_t>(reinterpret_cast<const std::uint32_t*>(run)[0]) |
+                 (static_cast<std::uint64_t>(reinterpret_cast<const std::uint32_t*>(run)[1]) << 32);
   }
-  group_cuda::store8<O>(out, 8 * lane_global, x);
+#pragma unroll
+  for (int it = 0; it < kTokenItems; ++it) {
+    const std::int64_t lane_global = base + static_cast<std::int64_t>(it) * blockDim.x;
+    if (lane_global >= lanes) break;
+    float x[8];
+#pragma unroll
+    for (unsigned i = 0; i < 8; ++i) {
+      const unsigned q = static_cast<unsigned>(bits[it] >> (BITS * i)) & ((1u << BITS) - 1u);
+      x[i] = __fadd_rn(__fmul_rn(code_float(q), scale[it]), mn[it]);
+    }
+    group_cuda::store8<O>(out, 8 * lane_global, x);
+  }
 }
 
 // Whether the fast kernels apply: G = 32, bits 1/2/4/8, whole word-aligned groups, aligned buffers, and on the
@@ -454,11 +615,18 @@ void decode(const Config& c, const std::uint8_t* in, const BlockShape& shape, vo
         constexpr unsigned B = decltype(bits_tag)::value;
         if (c.axis == GroupAxis::channel) {
           const auto threads = static_cast<unsigned>(ChannelPairs::threads(g));
-          decode_channel_fast<O, B><<<group_cuda::blocks_for(threads), group_cuda::kThreads, 0, st>>>(in, scales, mins, ChannelPairs(g),
-                                                                                                     threads, c.scale_dtype, out);
+          if (B <= 4 && g.groups_per_row() % kRunGroups == 0 && group_cuda::aligned(in, 16)) {
+            if constexpr (B <= 4)
+              decode_channel_runs<O, B><<<group_cuda::blocks_for(threads / kRunGroups), group_cuda::kThreads, 0, st>>>(
+                  in, scales, mins, ChannelPairs(g), threads / kRunGroups, c.scale_dtype, out);
+          } else {
+            decode_channel_fast<O, B><<<group_cuda::blocks_for(threads), group_cuda::kThreads, 0, st>>>(in, scales, mins, ChannelPairs(g),
+                                                                                                       threads, c.scale_dtype, out);
+          }
         } else {
           const std::int64_t lanes = 4 * g.group_count();  // four lanes per group
-          decode_token_fast<O, B><<<group_cuda::blocks_for(lanes), group_cuda::kThreads, 0, st>>>(in, scales, mins, lanes, c.scale_dtype, out);
+          decode_token_fast<O, B><<<group_cuda::blocks_for((lanes + kTokenItems - 1) / kTokenItems), group_cuda::kThreads, 0, st>>>(
+              in, scales, mins, lanes, c.scale_dtype, out);
         }
       });
     });
