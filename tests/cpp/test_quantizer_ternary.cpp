@@ -66,3 +66,18 @@ TEST_CASE("ternary default gamma 0.7, all-zero and constant groups", "[quantizer
   // Constant 3 with gamma 0.7: a = 2.1, all +1, u = 3 exactly.
   CHECK(decode(*qs, s, encode(*qs, s, {3, 3, 3, 3})) == std::vector<float>(4, 3.0f));
 }
+
+// The byte -> digits table of the CUDA decoders and the attention kernels (ternary_format::base3_byte_slots) holds, in
+// slot i, what bits::trit_get reads at digit i, plus 1, for every byte value. Golden: 176 (the slab's base3 byte
+// above) = 2 + 1*3 + 1*9 + 0*27 + 2*81 -> slots 2, 1, 1, 0, 2 = 0b10'00'01'01'10 = 0x216; 255 (past 3^5 - 1 = 242,
+// never written, but read back as the digits of the division chain) = 0 + 1*3 + 1*9 + 0*27 + 3*81: digit 4 is
+// 255 / 81 = 3, taken mod 3 -> 0 -> slots 0, 1, 1, 0, 0 = 0x014.
+TEST_CASE("ternary base3 byte -> slots table matches trit_get for every byte", "[quantizer][ternary]") {
+  CHECK(ternary_format::base3_byte_slots(176) == 0x216);
+  CHECK(ternary_format::base3_byte_slots(255) == 0x014);
+  for (unsigned byte = 0; byte < ternary_format::kByteSlotEntries; ++byte) {
+    const std::uint16_t s = ternary_format::base3_byte_slots(byte);
+    CHECK(s >> 10 == 0);
+    for (unsigned i = 0; i < 5; ++i) CHECK(static_cast<int>((s >> (2 * i)) & 3u) - 1 == bits::trit_get(static_cast<std::uint8_t>(byte), i));
+  }
+}
