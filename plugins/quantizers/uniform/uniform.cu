@@ -130,12 +130,16 @@ struct FastCoder {
     return __float_as_uint(t);
   }
   // Whether every value of a group with minimum lo and maximum hi (the values' own) codes the same without the
-  // clamps: the stored min is at most lo, so x - mn >= 0 and v >= +0 for every value x; and
-  // v_max = fl(fl(hi - mn) * reciprocal) < top + 1/2, where v <= v_max for every x (the subtraction, the product by
-  // reciprocal >= 0 and their roundings are monotone in x), so rint(v) <= top: a v in (top, top + 1/2) codes top as
-  // the clamped top does, and one within the near margin of top + 1/2 is caught by the near test like any other
-  // boundary. Holds for every group whose stored min is its own (fp16 input with fp16 metadata, bf16 with bf16)
-  // unless the range saturates the scale.
+  // clamps: the stored min is at most lo, so x - mn >= 0 and v >= 0 for every value x (-0 for x = -0 and mn = +0:
+  // -0 + kRoundMagic is kRoundMagic); and v_max = fl(fl(hi - mn) * reciprocal) < top + 1/2, where v <= v_max for
+  // every x (the subtraction, the product by reciprocal >= 0 and their roundings are monotone in x), so
+  // rint(v) <= top: a v in (top, top + 1/2) codes top as the clamped top does, and one within the near margin of
+  // top + 1/2 is caught by the near test like any other boundary. The check is explicit, so where it fails only
+  // speed is lost: it holds for most groups whose stored min is their own (fp16 input with fp16 metadata), not for
+  // a saturated range, a scale that is subnormal in the metadata dtype (tiny ranges), or, with bf16 metadata at 8
+  // bits, a scale rounded down by up to 2^-8 (v_max past 255.5). For finite values only: lo and hi skip a NaN (the
+  // trees' fminf / __hmin2), whose v is NaN, which the near test does not flag and whose bits then add into its
+  // word (uniform_cuda.h says what non-finite input may change).
   __device__ bool clamps_unneeded(float lo, float hi) const {
     return mn <= lo && __fmul_rn(__fsub_rn(hi, mn), reciprocal) < top + 0.5f;
   }
@@ -206,7 +210,7 @@ __device__ inline void packed_min_max(const Raw& raw, float2& mn, float2& mx) {
     b[i] = __hmax2(at(2 * i), at(2 * i + 1));
   }
 #define VIDKV_PAIR_LEVEL(W) _Pragma("unroll") for (int i = 0; i < W; ++i) { a[i] = __hmin2(a[i], a[i + W]); b[i] = __hmax2(b[i], b[i + W]); }
-  if constexpr (N == 32) {  // braces: a pragma between an if and its loop would leave the loop unconditional
+  if constexpr (N == 32) {  // braces: without them nvcc 13 ran the loop for N = 16 too (past a[]; the [cuda] tests failed)
     VIDKV_PAIR_LEVEL(8)
   }
   VIDKV_PAIR_LEVEL(4) VIDKV_PAIR_LEVEL(2) VIDKV_PAIR_LEVEL(1)
