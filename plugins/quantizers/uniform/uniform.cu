@@ -162,6 +162,11 @@ __host__ __device__ constexpr std::uint32_t biased_word_offset() {
 // mantissa, minus 2^23 (exact).
 __device__ __forceinline__ float code_float(unsigned q) { return __fsub_rn(__uint_as_float(0x4B000000u | q), 8388608.0f); }
 
+// uniform_format::decode_value of code q, rounded twice as the reference (product, then sum), through code_float.
+__device__ __forceinline__ float decoded_value(unsigned q, float scale, float mn) {
+  return __fadd_rn(__fmul_rn(code_float(q), scale), mn);
+}
+
 // The reference's scan of 32 values for their min and max, in order.
 template <class Get>
 __device__ inline void ordered_scan(Get get, float& mn, float& mx) {
@@ -304,7 +309,7 @@ __device__ inline void decode_group_to_registers(const std::uint8_t* codes, cons
 #pragma unroll
   for (unsigned i = 0; i < 32; ++i) {
     const unsigned q = (words[(i * BITS) / 32] >> ((i * BITS) % 32)) & ((1u << BITS) - 1u);
-    x[i] = __fadd_rn(__fmul_rn(code_float(q), scale), mn);  // decode_value, rounded twice as the reference
+    x[i] = decoded_value(q, scale, mn);
   }
 }
 
@@ -474,7 +479,7 @@ __global__ void __launch_bounds__(256) decode_channel_runs(const std::uint8_t* c
       const unsigned bit = r * 32 * BITS + i * BITS, mask = (1u << BITS) - 1u;
       const unsigned qa = (wa[bit / 32] >> (bit % 32)) & mask, qb = (wb[bit / 32] >> (bit % 32)) & mask;
       group_cuda::store2<O>(out, first + static_cast<std::int64_t>(r * 32 + i) * ix.channels,
-                            __fadd_rn(__fmul_rn(code_float(qa), sa[r]), ma[r]), __fadd_rn(__fmul_rn(code_float(qb), sb[r]), mb[r]));
+                            decoded_value(qa, sa[r], ma[r]), decoded_value(qb, sb[r], mb[r]));
     }
   }
 }
@@ -544,7 +549,7 @@ __global__ void decode_token_fast(const std::uint8_t* codes, const std::uint8_t*
 #pragma unroll
     for (unsigned i = 0; i < 8; ++i) {
       const unsigned q = static_cast<unsigned>(bits[it] >> (BITS * i)) & ((1u << BITS) - 1u);
-      x[i] = __fadd_rn(__fmul_rn(code_float(q), scale[it]), mn[it]);
+      x[i] = decoded_value(q, scale[it], mn[it]);
     }
     group_cuda::store8<O>(out, 8 * lane_global, x);
   }
