@@ -36,11 +36,17 @@ __device__ __forceinline__ void commit() { asm volatile("cp.async.commit_group;\
 // Waits until every copy this thread issued has landed (not other threads' copies: synchronise after it).
 __device__ __forceinline__ void wait_all() { asm volatile("cp.async.wait_all;\n" ::: "memory"); }
 
-// dst[i] = src[i] for the `count` 16-byte vectors i, block-strided over the block's threads, then waits for this
-// thread's copies. The caller synchronises the block before reading the vectors of other threads.
+// Issues dst[i] = src[i] for the `count` 16-byte vectors i, block-strided over the block's threads, without waiting.
+template <class Index>
+__device__ inline void issue16(uint4* dst, const uint4* src, Index count) {
+  for (Index i = threadIdx.x; i < count; i += blockDim.x) copy16(dst + i, src + i);
+}
+
+// issue16, then waits for this thread's copies. The caller synchronises the block before reading the vectors of
+// other threads.
 template <class Index>
 __device__ inline void stage16(uint4* dst, const uint4* src, Index count) {
-  for (Index i = threadIdx.x; i < count; i += blockDim.x) copy16(dst + i, src + i);
+  issue16(dst, src, count);
   wait_all();
 }
 

@@ -145,8 +145,7 @@ template <class E>
 __device__ inline void stage(E* tile, const E* src, std::int64_t count) {
   constexpr int V = 16 / sizeof(E);
   const std::int64_t vectors = count / V;
-  for (std::int64_t q = threadIdx.x; q < vectors; q += blockDim.x)
-    cuda_async::copy16(reinterpret_cast<uint4*>(tile) + q, reinterpret_cast<const uint4*>(src) + q);
+  cuda_async::issue16(reinterpret_cast<uint4*>(tile), reinterpret_cast<const uint4*>(src), vectors);
   for (std::int64_t e = vectors * V + threadIdx.x; e < count; e += blockDim.x) tile[e] = src[e];
 }
 
