@@ -453,8 +453,8 @@ __global__ void __launch_bounds__(kThreads, 3) fast_kernel(const Problem p) {
   const int warp = static_cast<int>(threadIdx.x) / 32;
   const unsigned lane = threadIdx.x % 32u;
   const int D = static_cast<int>(p.channels), Q = static_cast<int>(p.qpk);
-  __shared__ std::uint16_t trit_slots[as::kTritSlotEntries];  // base3 byte -> its 5 digits in 2-bit slots
-  for (int i = threadIdx.x; i < as::kTritSlotEntries; i += kThreads) trit_slots[i] = ternary_format::base3_byte_slots(static_cast<unsigned>(i));
+  __shared__ std::uint16_t trit_slots[ternary_format::kByteSlotEntries];  // base3 byte -> its 5 digits in 2-bit slots
+  for (int i = threadIdx.x; i < ternary_format::kByteSlotEntries; i += kThreads) trit_slots[i] = ternary_format::base3_byte_slots(static_cast<unsigned>(i));
   const bool transform = af::needs_transform(p.key);
   const FastWarpLayout lay = fast_warp_layout(D, transform);
   float* q = smem;  // qT[D][kMaxQ]

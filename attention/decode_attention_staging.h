@@ -93,13 +93,10 @@ VIDKV_HOST_DEVICE inline af::Meta staged_meta(const af::ChildView& v, std::int64
 #endif
 }
 
-// The trit_slots tables the kernels read (ternary_format::base3_byte_slots of every byte value) are filled once per
-// thread block in shared memory; read_trit_run then costs one table read per byte instead of a division per trit.
-constexpr int kTritSlotEntries = ternary_format::kByteSlotEntries;
-
 // Ternary base3 codes (t + 1) of elements [idx, idx + n) (n <= 32) of the child's element stream (5 trits per byte,
-// trit i of a byte = digit i in base 3), into 2-bit slots from slot 0 of out. slots: the trit_slots table, or
-// nullptr to divide per trit.
+// trit i of a byte = digit i in base 3), into 2-bit slots from slot 0 of out. slots: the kernels' table of
+// ternary_format::base3_byte_slots for every byte value (filled once per thread block in shared memory: one read per
+// byte), or nullptr to divide per trit.
 VIDKV_HOST_DEVICE inline void read_trit_run(const std::uint8_t* bytes, std::int64_t idx, int n, std::uint32_t* out,
                                             const std::uint16_t* slots = nullptr) {
   const int words = (2 * n + 31) / 32;

@@ -311,8 +311,8 @@ __global__ void __launch_bounds__(kThreads, 3) tensor_core_kernel(const Problem 
   const unsigned lane = threadIdx.x % 32u;
   const int g = static_cast<int>(lane >> 2), tig = static_cast<int>(lane & 3u);
   const int D = static_cast<int>(p.channels), Q = static_cast<int>(p.qpk), tiles16 = D / 16;
-  __shared__ std::uint16_t trit_slots[as::kTritSlotEntries];
-  for (int i = threadIdx.x; i < as::kTritSlotEntries; i += kThreads) trit_slots[i] = ternary_format::base3_byte_slots(static_cast<unsigned>(i));
+  __shared__ std::uint16_t trit_slots[ternary_format::kByteSlotEntries];
+  for (int i = threadIdx.x; i < ternary_format::kByteSlotEntries; i += kThreads) trit_slots[i] = ternary_format::base3_byte_slots(static_cast<unsigned>(i));
   const bool transform = af::needs_transform(p.key);
   const bool raw_values = value_words_direct(p.value.first);
   const TcWarpLayout lay = tc_warp_layout(D, transform, raw_values);

@@ -131,8 +131,8 @@ TEST_CASE("in-place element reads equal each plugin's decode", "[cpu][attention]
 TEST_CASE("staged code runs equal the codes read one element at a time", "[cpu][attention]") {
   namespace as = attention_staging;
   const LayerInput in = synthetic_input(2, 200, 48, 3);
-  std::uint16_t slots[as::kTritSlotEntries];  // the kernels' table of base3 digits (both ternary paths are checked)
-  for (int b = 0; b < as::kTritSlotEntries; ++b) slots[b] = ternary_format::base3_byte_slots(static_cast<unsigned>(b));
+  std::uint16_t slots[ternary_format::kByteSlotEntries];  // the kernels' table of base3 digits (both ternary paths are checked)
+  for (int b = 0; b < ternary_format::kByteSlotEntries; ++b) slots[b] = ternary_format::base3_byte_slots(static_cast<unsigned>(b));
   const std::uint16_t* const tables[] = {nullptr, slots};
   int children = 0;
   for_each_read_codec(in, 170, [&](const AttentionCodec& ac, const KvCodec& codec, const LayerCache& cache) {
