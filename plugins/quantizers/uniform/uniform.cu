@@ -123,10 +123,14 @@ struct FastCoder {
     return __float_as_uint(t);
   }
   // biased_code without the clamps, for a group where clamps_unneeded holds (the same bits there).
+  // A NaN x (never one of the trees' lo / hi, so clamps_unneeded can hold beside it) gives a NaN v whose bits would
+  // add into the word and change its neighbours' codes: the negated test flags it (`!(NaN <= limit)`), and the group
+  // is coded by the reference's encode_value, as the clamped loop codes it. Same instruction count (an unordered
+  // compare).
   __device__ std::uint32_t biased_code_unclamped(float x, bool& near) const {
     const float v = __fmul_rn(__fsub_rn(x, mn), reciprocal);
     const float t = __fadd_rn(v, kRoundMagic);
-    near |= fabsf(__fsub_rn(v, __fsub_rn(t, kRoundMagic))) > limit;
+    near |= !(fabsf(__fsub_rn(v, __fsub_rn(t, kRoundMagic))) <= limit);
     return __float_as_uint(t);
   }
   // Whether every value of a group with minimum lo and maximum hi (the values' own) codes the same without the
@@ -137,9 +141,8 @@ struct FastCoder {
   // top + 1/2 is caught by the near test like any other boundary. The check is explicit, so where it fails only
   // speed is lost: it holds for most groups whose stored min is their own (fp16 input with fp16 metadata), not for
   // a saturated range, a scale that is subnormal in the metadata dtype (tiny ranges), or, with bf16 metadata at 8
-  // bits, a scale rounded down by up to 2^-8 (v_max past 255.5). For finite values only: lo and hi skip a NaN (the
-  // trees' fminf / __hmin2), whose v is NaN, which the near test does not flag and whose bits then add into its
-  // word (uniform_cuda.h says what non-finite input may change).
+  // bits, a scale rounded down by up to 2^-8 (v_max past 255.5). lo and hi skip a NaN (the trees' fminf /
+  // __hmin2), so a group holding one can pass: biased_code_unclamped's near test sends it to the exact path.
   __device__ bool clamps_unneeded(float lo, float hi) const {
     return mn <= lo && __fmul_rn(__fsub_rn(hi, mn), reciprocal) < top + 0.5f;
   }

@@ -1,9 +1,9 @@
 // uniform on CUDA: the kernels behind UniformQuantizer::encode_cuda / decode_cuda (uniform.cu). Host-only declarations, no
 // CUDA headers. Bytes bit-identical to the CPU reference (uniform.cpp) for finite inputs (with NaN or inf in a group,
-// its stored min and scale may differ: NaN payloads, and min / max skip a NaN that the reference's scan keeps; and
-// with a NaN in a group coded without clamps (uniform.cu, FastCoder::clamps_unneeded), the codes of the other values
-// of the NaN's 32-bit code word may differ too; the trace reader and the host append refuse non-finite values, the
-// device append does not check): the same fp32 operations per element in
+// its stored min and scale may differ: NaN payloads, and min / max skip a NaN that the reference's scan keeps as
+// a group's first value; the NaN's own code may differ; the other values' codes do not (a [cuda] test): the trace
+// reader and the host append refuse non-finite values, the device append does not check): the same fp32
+// operations per element in
 // the same order (min/max are exact, stored_group() and encode_value() of uniform_format.h are shared), written
 // through the same format definitions (group_format.h).
 //
