@@ -93,41 +93,77 @@ VIDKV_HOST_DEVICE inline af::Meta staged_meta(const af::ChildView& v, std::int64
 #endif
 }
 
-// Ternary base3 codes (t + 1) of elements [idx, idx + n) (n <= 32) of the child's element stream (5 trits per byte,
-// trit i of a byte = digit i in base 3), into 2-bit slots from slot 0 of out. slots: the kernels' table of
-// ternary_format::base3_byte_slots for every byte value (filled once per thread block in shared memory: one read per
-// byte), or nullptr to divide per trit.
+// The bytes of a base3 run: elements [idx, idx + n) (1 <= n <= 32) of the child's element stream (5 trits per byte)
+// lie in bytes [idx / 5, idx / 5 + nb), nb <= 8, returned in the low nb bytes (the bytes above are not read by the
+// callers), the run's first trit being digit idx % 5 of the first byte.
+struct TritBytes {
+  std::uint64_t bytes;
+  unsigned digit;
+  int nb;
+};
+VIDKV_HOST_DEVICE inline TritBytes trit_run_bytes(const std::uint8_t* bytes, std::int64_t idx, int n) {
+  TritBytes r;
+  const std::int64_t first = idx / 5;
+  r.digit = static_cast<unsigned>(idx % 5);
+  r.nb = static_cast<int>((idx + n - 1) / 5 - first) + 1;
+#if defined(__CUDA_ARCH__)
+  // The aligned words holding them (1 to 3; see read_bit_run), joined with funnel shifts, without an array.
+  const std::uintptr_t at = reinterpret_cast<std::uintptr_t>(bytes + first);
+  const auto* wp = reinterpret_cast<const std::uint32_t*>(at & ~std::uintptr_t{3});
+  const unsigned off = static_cast<unsigned>(at & 3u) * 8u;
+  const unsigned needed = (off + 8u * static_cast<unsigned>(r.nb) + 31u) / 32u;
+  const std::uint32_t w0 = wp[0], w1 = needed > 1 ? wp[1] : 0u, w2 = needed > 2 ? wp[2] : 0u;
+  r.bytes = static_cast<std::uint64_t>(__funnelshift_r(w0, w1, off)) | (static_cast<std::uint64_t>(__funnelshift_r(w1, w2, off)) << 32);
+#else
+  std::uint32_t held[3] = {0, 0, 0};
+  read_bit_run(bytes, first * 8, static_cast<unsigned>(8 * r.nb), held);
+  r.bytes = static_cast<std::uint64_t>(held[0]) | (static_cast<std::uint64_t>(held[1]) << 32);
+#endif
+  return r;
+}
+
+// Ternary base3 codes (t + 1) of elements [idx, idx + n) (1 <= n <= 32) of the child's element stream (5 trits per
+// byte, trit i of a byte = digit i in base 3), into 2-bit slots from slot 0 of out (ceil(2 n / 32) words), through
+// `slots`: the kernels' table of ternary_format::base3_byte_slots for every byte value (filled once per thread block
+// in shared memory: one read per byte). Every byte's 5 slots back to back (10 bits a byte, at most 80 bits: `lo` bits
+// 0..63, `hi` bits 64..79), then the run from slot `digit`; unrolled over the 8 possible bytes so that every index is
+// a constant (on the device the words stay in registers; a run-time index would move them to local memory).
+VIDKV_HOST_DEVICE inline void read_trit_run_table(const std::uint8_t* bytes, std::int64_t idx, int n, std::uint32_t* out,
+                                                  const std::uint16_t* slots) {
+  const TritBytes tb = trit_run_bytes(bytes, idx, n);
+  std::uint64_t lo = 0;
+  std::uint32_t hi = 0;
+#if defined(__CUDA_ARCH__)
+#pragma unroll
+#endif
+  for (int k = 0; k < 8; ++k) {
+    if (k >= tb.nb) break;
+    const std::uint64_t sl = slots[(tb.bytes >> (8 * k)) & 0xffu];
+    const int pos = 10 * k;
+    if (pos < 64) lo |= sl << pos;
+    if (pos + 10 > 64) hi |= static_cast<std::uint32_t>(pos >= 64 ? sl << (pos - 64) : sl >> (64 - pos));
+  }
+  const unsigned sh = 2u * tb.digit;  // 0..8
+  const std::uint32_t r0 = static_cast<std::uint32_t>(lo >> sh);
+  const std::uint32_t r1 = static_cast<std::uint32_t>((lo >> (32u + sh)) | (static_cast<std::uint64_t>(hi) << (32u - sh)));
+  const unsigned bits = 2u * static_cast<unsigned>(n);  // 2..64
+  out[0] = bits < 32 ? r0 & ((1u << bits) - 1u) : r0;
+  if (bits > 32) out[1] = bits < 64 ? r1 & ((1u << (bits - 32u)) - 1u) : r1;
+}
+
+// read_trit_run_table's codes; with slots == nullptr by dividing per trit (the host tests' second derivation).
 VIDKV_HOST_DEVICE inline void read_trit_run(const std::uint8_t* bytes, std::int64_t idx, int n, std::uint32_t* out,
                                             const std::uint16_t* slots = nullptr) {
-  const int words = (2 * n + 31) / 32;
-  for (int k = 0; k < words; ++k) out[k] = 0;
-  const std::int64_t first = idx / 5;
-  const unsigned digit = static_cast<unsigned>(idx % 5);
-  // The bytes [first, first + nb) that hold the run: at most 8 for n <= 32, read a word at a time on the device.
-  const int nb = static_cast<int>((idx + n - 1) / 5 - first) + 1;
-  std::uint32_t held[3] = {0, 0, 0};
-  read_bit_run(bytes, first * 8, static_cast<unsigned>(8 * nb), held);
   if (slots) {
-    // Every byte's 5 slots back to back (10 bits a byte, at most 80 bits), then the run from slot `digit`.
-    std::uint32_t all[3] = {0, 0, 0};
-    for (int k = 0; k < nb; ++k) {
-      const std::uint32_t sl = slots[(held[k / 4] >> (8 * (k % 4))) & 0xffu];
-      const unsigned pos = 10u * static_cast<unsigned>(k), w = pos / 32, sh = pos % 32;
-      all[w] |= sl << sh;
-      if (sh > 22) all[w + 1] |= sl >> (32 - sh);
-    }
-    for (int k = 0; k < words; ++k) {
-      const unsigned bit = 2 * digit + 32u * static_cast<unsigned>(k), w = bit / 32, sh = bit % 32;
-      std::uint32_t v = sh ? (all[w] >> sh) | (w + 1 < 3 ? all[w + 1] << (32 - sh) : 0u) : all[w];
-      const unsigned left = 2u * static_cast<unsigned>(n) - 32u * static_cast<unsigned>(k);
-      if (left < 32) v &= (1u << left) - 1u;
-      out[k] = v;
-    }
+    read_trit_run_table(bytes, idx, n, out, slots);
     return;
   }
+  const int words = (2 * n + 31) / 32;
+  for (int k = 0; k < words; ++k) out[k] = 0;
+  const TritBytes tb = trit_run_bytes(bytes, idx, n);
   int byte = 0;
-  unsigned d = digit;
-  unsigned v = held[0] & 0xffu;
+  unsigned d = tb.digit;
+  unsigned v = static_cast<unsigned>(tb.bytes & 0xffu);
   for (unsigned q = 0; q < d; ++q) v /= 3u;
   for (int j = 0; j < n; ++j) {
     out[j / 16] |= (v % 3u) << (2 * (j % 16));  // stored trit digit = t + 1
@@ -135,7 +171,7 @@ VIDKV_HOST_DEVICE inline void read_trit_run(const std::uint8_t* bytes, std::int6
     if (++d == 5 && j + 1 < n) {
       d = 0;
       ++byte;
-      v = (held[byte / 4] >> (8 * (byte % 4))) & 0xffu;
+      v = static_cast<unsigned>((tb.bytes >> (8 * byte)) & 0xffu);
     }
   }
 }
@@ -164,8 +200,9 @@ VIDKV_HOST_DEVICE inline std::uint32_t token_run(const af::ChildView& v, std::in
   const std::int64_t row = v.head * v.rows + tr;
   std::uint32_t w = 0;
   if (v.f.codec == af::ChildCodec::ternary && v.code_bits == 0) {
-    read_trit_run(v.codes, row * v.length + c0, count, &w, slots);
-    return w;
+    std::uint32_t run[2] = {0u, 0u};  // read_trit_run writes ceil(2 count / 32) <= 1 words; sized for its signature
+    read_trit_run(v.codes, row * v.length + c0, count, run, slots);
+    return run[0];
   }
   const unsigned b = staged_bits(v.f);
   if (v.f.layout == group_format::CodeLayout::dense) {

@@ -101,10 +101,19 @@ __device__ __forceinline__ SplitPair split_bf16(float x0, float x1) {
   return {bf162_bits(h), bf162_bits(__floats2bfloat162_rn(__fsub_rn(x0, hf.x), __fsub_rn(x1, hf.y)))};
 }
 
-// Two 2-bit codes at bits 0..1 and 16..17 of x (all other bits zero) as the bf16 pair (code - zero): 0x4300 | c is
-// the bf16 128 + c exactly, minus the bf16 128 + zero (`offset`, both halves).
-__device__ __forceinline__ std::uint32_t codes_bf16(std::uint32_t x, std::uint32_t offset) {
-  return bf162_bits(__hsub2(bits_bf162(x | 0x43004300u), bits_bf162(offset)));
+// The two 2-bit slots of w at bits sh..sh + 1 and sh + 16..sh + 17 as the bf16 pair (128 + code): 0x4300 | c is
+// the bf16 128 + c exactly. One shift and one three-input logic op; two such words joined by a byte permute are still
+// such a pair.
+__device__ __forceinline__ std::uint32_t biased_slot_pair(std::uint32_t w, unsigned sh) {
+  // (x & 0x00030003) | bias as one lop3 (LUT 0xEA = (a & b) | c): written out, since the compiler otherwise emits
+  // an AND and an OR, each with its immediate.
+  std::uint32_t r;
+  asm("lop3.b32 %0, %1, %2, %3, 0xEA;" : "=r"(r) : "r"(w >> sh), "r"(0x00030003u), "r"(0x43004300u));
+  return r;
+}
+// A biased pair (biased_slot_pair) as the bf16 pair (code - zero): minus the bf16 128 + zero (`offset`, both halves).
+__device__ __forceinline__ std::uint32_t codes_bf16(std::uint32_t biased, std::uint32_t offset) {
+  return bf162_bits(__hsub2(bits_bf162(biased), bits_bf162(offset)));
 }
 __host__ __device__ inline std::uint32_t code_offset(unsigned zero) { return 0x43004300u + zero * 0x00010001u; }
 
@@ -182,6 +191,22 @@ __device__ inline void stage_rows(const af::ChildView& v, const DirectChild& d, 
     }
     return;
   }
+  if (v.f.codec == af::ChildCodec::ternary && v.code_bits == 0) {
+    // base3 (vidkv's values): read_trit_run_table's two words directly, in registers (the general row_run below
+    // indexes its words at run time, which puts them in local memory).
+    const af::ChildFormat f = v.f;
+    const std::uint8_t* codes = v.codes;
+    const std::int64_t first = v.head * v.rows * v.length + tr0, length = v.length;
+    for (int i = i0 + static_cast<int>(lane); i < i1; i += 32) {
+      const tc::CodeAffine ca = tc::code_affine(f, as::staged_meta(v, af::view_group(v, tr0, i - i0)));
+      ab[i] = make_float2(ca.a, ca.b);
+      std::uint32_t w[2] = {0u, 0u};
+      as::read_trit_run_table(codes, first + (i - i0) * length, n, w, trit_slots);
+      w0[i] = unzip ? tc::unzip_pairs(w[0]) : w[0];
+      w1[i] = unzip ? tc::unzip_pairs(w[1]) : w[1];
+    }
+    return;
+  }
   for (int i = i0 + static_cast<int>(lane); i < i1; i += 32) {
     const tc::CodeAffine ca = tc::code_affine(v.f, as::staged_meta(v, af::view_group(v, tr0, i - i0)));
     ab[i] = make_float2(ca.a, ca.b);
@@ -201,44 +226,47 @@ __device__ inline void stage_rows(const af::ChildView& v, const DirectChild& d, 
 // [32][D / 16], metadata [2][32 groups]).
 using cuda_async::copy4;  // core/cuda/async_copy.cuh
 
-// The aligned word holding metadata element gi of a section of dtype t, and the element's shift in it.
-__device__ __forceinline__ const void* meta_word(const std::uint8_t* section, DType t, std::int64_t gi, unsigned& shift) {
-  if (t == DType::f32) {
-    shift = 0;
-    return section + 4 * gi;
-  }
-  const std::uintptr_t at = reinterpret_cast<std::uintptr_t>(section) + 2 * static_cast<std::uintptr_t>(gi);
-  shift = static_cast<unsigned>(at & 2u) * 8u;
-  return reinterpret_cast<const void*>(at & ~std::uintptr_t{3});
-}
+// A metadata element of dtype t (fp16 / bf16 / fp32) from the word that holds it, `shift` bits up (word_shift), exact.
 __device__ __forceinline__ float meta_from_word(std::uint32_t w, DType t, unsigned shift) {
   if (t == DType::f32) return __uint_as_float(w);
   const unsigned short bits = static_cast<unsigned short>(w >> shift);
   return t == DType::f16 ? __half2float(__ushort_as_half(bits)) : __uint_as_float(static_cast<unsigned>(bits) << 16);
 }
-// Issues the copies of group gi's metadata words (scale to ms, min to mm when uniform).
-__device__ __forceinline__ void issue_meta(const af::ChildView& v, const DirectChild& d, std::int64_t gi, std::uint32_t* ms,
-                                           std::uint32_t* mm) {
-  if (!af::has_meta(v.f)) return;
-  unsigned sh;
-  copy4(ms, meta_word(d.scales, v.f.scale_dtype, gi, sh));
-  if (v.f.codec == af::ChildCodec::uniform) copy4(mm, meta_word(d.mins, v.f.scale_dtype, gi, sh));
+
+// A direct channel-axis child's tile [tr0, tr0 + n) in registers: row r's code words at codes + r * row_words and its
+// group's metadata elements at scales / mins + r * meta_stride bytes. Built once per call from the warp's block setup,
+// which lives in shared memory: the loops below would otherwise reload every field per row, as the copies they issue
+// write shared memory too (the compiler cannot keep a shared-memory field in a register across them).
+struct RowTile {
+  const std::uint32_t* codes;
+  const std::uint8_t *scales, *mins;
+  int row_words, meta_stride;
+  DType sd;
+  bool meta, with_min, second;  // second: the tile's codes need a second word (2-bit codes, n > 16)
+};
+__device__ __forceinline__ RowTile row_tile(const af::ChildView& v, const DirectChild& d, std::int64_t tr0, int n) {
+  RowTile t;
+  const unsigned b = v.code_bits;
+  t.codes = d.words + d.first_row * d.row_words + tr0 * b / 32;
+  t.sd = v.f.scale_dtype;
+  t.meta = af::has_meta(v.f);
+  t.with_min = v.f.codec == af::ChildCodec::uniform;
+  const int size = dtype_size(t.sd);
+  const std::int64_t g0 = d.first_row * d.groups_per_row + (tr0 >> d.group_shift);
+  t.scales = d.scales + g0 * size;
+  t.mins = t.with_min ? d.mins + g0 * size : nullptr;
+  t.row_words = static_cast<int>(d.row_words);
+  t.meta_stride = static_cast<int>(d.groups_per_row) * size;
+  t.second = b == 2 && n > 16;
+  return t;
 }
-// The affine of group gi from its copied words.
-__device__ __forceinline__ float2 affine_from_words(const af::ChildView& v, const DirectChild& d, std::int64_t gi,
-                                                    std::uint32_t ws, std::uint32_t wm) {
-  af::Meta m;
-  if (af::has_meta(v.f)) {
-    unsigned sh;
-    meta_word(d.scales, v.f.scale_dtype, gi, sh);
-    m.scale = meta_from_word(ws, v.f.scale_dtype, sh);
-    if (v.f.codec == af::ChildCodec::uniform) {
-      meta_word(d.mins, v.f.scale_dtype, gi, sh);
-      m.mn = meta_from_word(wm, v.f.scale_dtype, sh);
-    }
-  }
-  const tc::CodeAffine ca = tc::code_affine(v.f, m);
-  return make_float2(ca.a, ca.b);
+// The aligned word holding the metadata element at p (an fp32 element is aligned, an fp16 / bf16 one is the low or
+// the high half of its word), and the element's shift in it.
+__device__ __forceinline__ const void* aligned_word(const std::uint8_t* p) {
+  return reinterpret_cast<const void*>(reinterpret_cast<std::uintptr_t>(p) & ~std::uintptr_t{3});
+}
+__device__ __forceinline__ unsigned word_shift(const std::uint8_t* p) {
+  return static_cast<unsigned>(reinterpret_cast<std::uintptr_t>(p) & 2u) * 8u;
 }
 
 // Channel-axis rows [i0, i1) of a direct child for the tile [tr0, tr0 + n): issue (into raw words rw0/rw1 and metadata
@@ -246,32 +274,64 @@ __device__ __forceinline__ float2 affine_from_words(const af::ChildView& v, cons
 __device__ inline void issue_rows(const af::ChildView& v, const DirectChild& d, std::int64_t tr0, int n, int i0, int i1,
                                   std::uint32_t* rw0, std::uint32_t* rw1, std::uint32_t* rm0, std::uint32_t* rm1,
                                   unsigned lane) {
-  const unsigned b = v.code_bits;
-  const std::int64_t word0 = tr0 * b / 32, group = tr0 >> d.group_shift;
+  const RowTile t = row_tile(v, d, tr0, n);
   for (int i = i0 + static_cast<int>(lane); i < i1; i += 32) {
-    const std::int64_t row = d.first_row + (i - i0);
-    const std::uint32_t* src = d.words + row * d.row_words + word0;
+    const int r = i - i0;
+    const std::uint32_t* src = t.codes + r * t.row_words;
     copy4(rw0 + i, src);
-    if (b == 2 && n > 16) copy4(rw1 + i, src + 1);
-    issue_meta(v, d, row * d.groups_per_row + group, rm0 + i, rm1 + i);
+    if (t.second) copy4(rw1 + i, src + 1);
+    if (t.meta) {
+      copy4(rm0 + i, aligned_word(t.scales + r * t.meta_stride));
+      if (t.with_min) copy4(rm1 + i, aligned_word(t.mins + r * t.meta_stride));
+    }
   }
 }
 __device__ inline void convert_rows(const af::ChildView& v, const DirectChild& d, std::int64_t tr0, int n, int i0, int i1,
                                     const std::uint32_t* rw0, const std::uint32_t* rw1, const std::uint32_t* rm0,
                                     const std::uint32_t* rm1, float2* ab, std::uint32_t* w0, std::uint32_t* w1, bool unzip,
                                     unsigned lane) {
+  const RowTile t = row_tile(v, d, tr0, n);
+  const af::ChildFormat f = v.f;
   const unsigned b = v.code_bits;
   const std::uint32_t keep = n * static_cast<int>(b) >= 32 ? ~0u : (1u << (n * b)) - 1u;
   const std::uint32_t keep1 = n >= 32 ? ~0u : (n > 16 ? (1u << (2 * (n - 16))) - 1u : 0u);
-  const std::int64_t group = tr0 >> d.group_shift;
   for (int i = i0 + static_cast<int>(lane); i < i1; i += 32) {
-    const std::int64_t row = d.first_row + (i - i0);
-    std::uint32_t w[as::kMaxRowWords] = {rw0[i] & keep, b == 2 && n > 16 ? rw1[i] & keep1 : 0u, 0u, 0u};
-    ab[i] = affine_from_words(v, d, row * d.groups_per_row + group, rm0[i], rm1[i]);
+    const int r = i - i0;
+    std::uint32_t w[as::kMaxRowWords] = {rw0[i] & keep, t.second ? rw1[i] & keep1 : 0u, 0u, 0u};
+    af::Meta m;
+    if (t.meta) {
+      const std::uint8_t* sp = t.scales + r * t.meta_stride;
+      m.scale = meta_from_word(rm0[i], t.sd, word_shift(sp));
+      if (t.with_min) m.mn = meta_from_word(rm1[i], t.sd, word_shift(t.mins + r * t.meta_stride));
+    }
+    const tc::CodeAffine ca = tc::code_affine(f, m);
+    ab[i] = make_float2(ca.a, ca.b);
     tc::to_slots(w, b);
     w0[i] = unzip ? tc::unzip_pairs(w[0]) : w[0];
     w1[i] = unzip ? tc::unzip_pairs(w[1]) : w[1];
   }
+}
+
+// Token-axis values of a direct child for the tile whose first token row is row0 (n tokens): entry e = j groups + gr
+// of the metadata is token j's group gr, at element row0 groups + e; with 2-bit codes (a token row of D / 16 words)
+// the code words of the tile are contiguous, word e = token j's word k = e - j tiles16.
+struct TokenTile {
+  const std::uint32_t* words;  // token row0's first word
+  const std::uint8_t *scales, *mins;  // token row0's group 0 elements
+  int size;
+  DType sd;
+  bool meta, with_min;
+};
+__device__ __forceinline__ TokenTile token_tile(const af::ChildView& v, const DirectChild& d, std::int64_t row0, int groups) {
+  TokenTile t;
+  t.words = d.words + row0 * d.row_words;
+  t.sd = v.f.scale_dtype;
+  t.size = dtype_size(t.sd);
+  t.meta = af::has_meta(v.f);
+  t.with_min = v.f.codec == af::ChildCodec::uniform;
+  t.scales = d.scales + row0 * groups * t.size;
+  t.mins = t.with_min ? d.mins + row0 * groups * t.size : nullptr;
+  return t;
 }
 
 // A lane's walk over the token-axis value words [32 tokens][tiles16 words of 16 channels]: entry e = lane + 32 r is
@@ -413,13 +473,28 @@ __global__ void __launch_bounds__(kThreads, 3) tensor_core_kernel(const Problem 
     }
     if (values_ready) {
       if constexpr (kTokenValues) {
-        const DirectChild& d = su.v;
+        const TokenTile t = token_tile(tv, su.v, row0, groups);
+        const int valid = n * groups;  // entries e = j groups + gr of tokens j < n
         for (int e = lane; e < 32 * groups; e += 32) {
-          const int j = e / groups, gr = e - j * groups;
-          vab[e] = j < n ? affine_from_words(tv, d, (row0 + j) * groups + gr, rvm0[e], rvm1[e]) : make_float2(0.0f, 0.0f);
+          float2 ab = make_float2(0.0f, 0.0f);  // tokens past n: weight 0 times a finite 0
+          if (e < valid) {
+            af::Meta m;
+            if (t.meta) {
+              m.scale = meta_from_word(rvm0[e], t.sd, word_shift(t.scales + e * t.size));
+              if (t.with_min) m.mn = meta_from_word(rvm1[e], t.sd, word_shift(t.mins + e * t.size));
+            }
+            const tc::CodeAffine ca = tc::code_affine(vf, m);
+            ab = make_float2(ca.a, ca.b);
+          }
+          vab[e] = ab;
         }
-        for (TokenWordWalk w(lane, tiles16); w.e < 32 * tiles16; w.next())
-          vw[w.e] = w.j >= n ? 0u : (vb == 2 ? rv0[w.e] : tc::spread_bits(rv0[w.e] >> (16 * (w.k % 2))));
+        if (vb == 2) {
+          const int valid_words = n * tiles16;
+          for (int e = lane; e < 32 * tiles16; e += 32) vw[e] = e < valid_words ? rv0[e] : 0u;
+        } else {
+          for (TokenWordWalk w(lane, tiles16); w.e < 32 * tiles16; w.next())
+            vw[w.e] = w.j >= n ? 0u : tc::spread_bits(rv0[w.e] >> (16 * (w.k % 2)));
+        }
       } else {
         convert_rows(tv, su.v, vtr0, n, 0, D, rv0, rv1, rvm0, rvm1, vab, vw, vw + D, true, lane);
       }
@@ -471,14 +546,25 @@ __global__ void __launch_bounds__(kThreads, 3) tensor_core_kernel(const Problem 
     {
       if (values_ready) {
         if constexpr (kTokenValues) {
-          const DirectChild& d = su.v;
-          const std::int64_t nrow0 = tv.head * tv.rows + nv;
-          for (int e = lane; e < 32 * groups; e += 32) {
-            const int j = e / groups, gr = e - j * groups;
-            if (j < next.n) issue_meta(tv, d, (nrow0 + j) * groups + gr, rvm0 + e, rvm1 + e);
+          const TokenTile t = token_tile(tv, su.v, tv.head * tv.rows + nv, groups);
+          if (t.meta)
+            for (int e = lane; e < next.n * groups; e += 32) {
+              copy4(rvm0 + e, aligned_word(t.scales + e * t.size));
+              if (t.with_min) copy4(rvm1 + e, aligned_word(t.mins + e * t.size));
+            }
+          if (vb == 2) {  // the tile's words are contiguous: 16-byte copies where aligned and whole per token
+            const int valid_words = next.n * tiles16;
+            if (tiles16 % 4 == 0 && (reinterpret_cast<std::uintptr_t>(t.words) & 15u) == 0) {
+              for (int c = 4 * static_cast<int>(lane); c < valid_words; c += 128) cuda_async::copy16(rv0 + c, t.words + c);
+            } else {
+              for (int e = lane; e < valid_words; e += 32) copy4(rv0 + e, t.words + e);
+            }
+          } else {
+            const DirectChild& d = su.v;
+            const std::int64_t nrow0 = tv.head * tv.rows + nv;
+            for (TokenWordWalk w(lane, tiles16); w.e < 32 * tiles16; w.next())
+              if (w.j < next.n) copy4(rv0 + w.e, d.words + (nrow0 + w.j) * d.row_words + w.k / 2);
           }
-          for (TokenWordWalk w(lane, tiles16); w.e < 32 * tiles16; w.next())
-            if (w.j < next.n) copy4(rv0 + w.e, d.words + (nrow0 + w.j) * d.row_words + (vb == 2 ? w.k : w.k / 2));
         } else {
           issue_rows(tv, su.v, nv, next.n, 0, D, rv0, rv1, rvm0, rvm1, lane);
         }
@@ -505,8 +591,8 @@ __global__ void __launch_bounds__(kThreads, 3) tensor_core_kernel(const Problem 
 #pragma unroll
       for (int half = 0; half < 2; ++half) {
         const std::uint32_t* w = kw + half * D;
-        const std::uint32_t x0 = (w[i0] >> gsh) & 0x00030003u, x1 = (w[i0 + 1] >> gsh) & 0x00030003u;
-        const std::uint32_t x8 = (w[i0 + 8] >> gsh) & 0x00030003u, x9 = (w[i0 + 9] >> gsh) & 0x00030003u;
+        const std::uint32_t x0 = biased_slot_pair(w[i0], gsh), x1 = biased_slot_pair(w[i0 + 1], gsh);
+        const std::uint32_t x8 = biased_slot_pair(w[i0 + 8], gsh), x9 = biased_slot_pair(w[i0 + 9], gsh);
         const std::uint32_t a[4] = {codes_bf16(__byte_perm(x0, x1, 0x5410), key_offset),
                                     codes_bf16(__byte_perm(x0, x1, 0x7632), key_offset),
                                     codes_bf16(__byte_perm(x8, x9, 0x5410), key_offset),
@@ -579,10 +665,10 @@ __global__ void __launch_bounds__(kThreads, 3) tensor_core_kernel(const Problem 
 #pragma unroll
         for (int k = 0; k < 2; ++k) {
           const std::uint32_t wg = vw[k * D + c], wg8 = vw[k * D + c + 8];
-          const std::uint32_t a[4] = {codes_bf16((wg >> tsh) & 0x00030003u, value_offset),
-                                      codes_bf16((wg8 >> tsh) & 0x00030003u, value_offset),
-                                      codes_bf16((wg >> (tsh + 8u)) & 0x00030003u, value_offset),
-                                      codes_bf16((wg8 >> (tsh + 8u)) & 0x00030003u, value_offset)};
+          const std::uint32_t a[4] = {codes_bf16(biased_slot_pair(wg, tsh), value_offset),
+                                      codes_bf16(biased_slot_pair(wg8, tsh), value_offset),
+                                      codes_bf16(biased_slot_pair(wg, tsh + 8u), value_offset),
+                                      codes_bf16(biased_slot_pair(wg8, tsh + 8u), value_offset)};
           mma_bf16(ct, a, bp[k][0].hi, bp[k][1].hi);
           mma_bf16(ct, a, bp[k][0].lo, bp[k][1].lo);
         }
@@ -602,12 +688,18 @@ __global__ void __launch_bounds__(kThreads, 3) tensor_core_kernel(const Problem 
       }
       SplitPair bp[2][2];
       float bias_v[2] = {0.0f, 0.0f};
-      int built = -1;  // the group whose B is in bp
+      // Group gr of MMA tile mt is 16 mt / value_group (formats_ok: value_group is a multiple of 16), counted
+      // instead of divided: tiles_per_group tiles per group.
+      const int tiles_per_group = value_group / 16;
+      int gr = 0, in_group = 0;
 #pragma unroll
       for (int mt = 0; mt < kMaxTiles16; ++mt) {
         if (mt >= tiles16) break;
-        const int gr = 16 * mt / value_group;
-        if (gr != built) {  // B = p a of group gr, and sum_t p b of it for head g, moved to heads 2 tig (+1)
+        if (mt > 0 && ++in_group == tiles_per_group) {
+          in_group = 0;
+          ++gr;
+        }
+        if (in_group == 0) {  // B = p a of group gr, and sum_t p b of it for head g, moved to heads 2 tig (+1)
           float bsum = 0.0f;
 #pragma unroll
           for (int k = 0; k < 2; ++k) {
@@ -625,15 +717,14 @@ __global__ void __launch_bounds__(kThreads, 3) tensor_core_kernel(const Problem 
           bsum += __shfl_xor_sync(0xffffffffu, bsum, 2);
           bias_v[0] = __shfl_sync(0xffffffffu, bsum, 8 * tig);
           bias_v[1] = __shfl_sync(0xffffffffu, bsum, 8 * tig + 4);
-          built = gr;
         }
 #pragma unroll
         for (int k = 0; k < 2; ++k) {
           const int t0 = 16 * k + 2 * tig;
-          const std::uint32_t x0 = (vw[t0 * tiles16 + mt] >> gsh) & 0x00030003u;
-          const std::uint32_t x1 = (vw[(t0 + 1) * tiles16 + mt] >> gsh) & 0x00030003u;
-          const std::uint32_t x8 = (vw[(t0 + 8) * tiles16 + mt] >> gsh) & 0x00030003u;
-          const std::uint32_t x9 = (vw[(t0 + 9) * tiles16 + mt] >> gsh) & 0x00030003u;
+          const std::uint32_t x0 = biased_slot_pair(vw[t0 * tiles16 + mt], gsh);
+          const std::uint32_t x1 = biased_slot_pair(vw[(t0 + 1) * tiles16 + mt], gsh);
+          const std::uint32_t x8 = biased_slot_pair(vw[(t0 + 8) * tiles16 + mt], gsh);
+          const std::uint32_t x9 = biased_slot_pair(vw[(t0 + 9) * tiles16 + mt], gsh);
           const std::uint32_t a[4] = {codes_bf16(__byte_perm(x0, x1, 0x5410), value_offset),
                                       codes_bf16(__byte_perm(x0, x1, 0x7632), value_offset),
                                       codes_bf16(__byte_perm(x8, x9, 0x5410), value_offset),
