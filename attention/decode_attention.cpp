@@ -272,6 +272,12 @@ struct DecodeAttention::Tables {
   HostSyncEvent staged[2];
   int slot = 0;
   DeviceBuffer workspace;  // run()'s, kept between runs (grown when a run needs more)
+#ifdef VIDKV_WITH_CUDA
+  // cuda, splits 0: whether the general kernel runs beside the fast one (its few blocks fit beside that kernel's
+  // wave, update()), on `side` (created on the first such run).
+  bool beside = false;
+  std::unique_ptr<attention_cuda::SideStream> side;
+#endif
 
   Tables() = default;
   Tables(const Tables&) = delete;
@@ -426,6 +432,20 @@ void DecodeAttention::build(const std::vector<const LayerCache*>& caches) {
   };
   p.splits = parts(max_fast, want_fast);
   p.generic_splits = parts(max_generic, want_generic);
+#ifdef VIDKV_WITH_CUDA
+  // The general kernel's tiles (the residual window's) are few and its time a fixed latency, tens of us at every
+  // batch: run it beside the fast kernel when its blocks take at most 1/16 of the fast kernel's wave, which then
+  // leaves room for them (a full wave plus any other block would leave a second, nearly empty wave). Above that
+  // (batch 8 and more: a block per sequence and KV head) the wave would lose more than the latency hidden.
+  tb.beside = false;
+  if (requested_splits_ == 0 && ex_.on_cuda() && p.splits > 0 && p.generic_splits > 0) {
+    const std::int64_t rows = p.batch * heads_, generic_blocks = p.generic_splits * rows;
+    if (16 * generic_blocks <= tb.fast_wave) {
+      tb.beside = true;
+      p.splits = parts(max_fast, std::max<std::int64_t>(1, (tb.fast_wave - generic_blocks) / rows));
+    }
+  }
+#endif
   splits_ = p.splits + p.generic_splits;
   p.sequences = tb.sequences.data();
   p.key_blocks = tb.key_blocks.data();
@@ -536,7 +556,8 @@ void DecodeAttention::run(const TensorView& queries, const TensorView& out) cons
   p.partial_acc = workspace.as<float>();
   p.transformed = transformed_floats ? workspace.as<float>() + acc_floats : nullptr;
   p.partial_ml = workspace.as<float>() + acc_floats + transformed_floats;
-  attention_cuda::launch(p, ex_.cuda_stream);
+  if (tables_->beside && !tables_->side) tables_->side = std::make_unique<attention_cuda::SideStream>();
+  attention_cuda::launch(p, ex_.cuda_stream, tables_->beside ? tables_->side.get() : nullptr);
 #else
   VIDKV_THROW(NotSupportedError, "decode attention on cuda: this build has no CUDA backend (configure with -DVIDKV_ENABLE_CUDA=ON)");
 #endif

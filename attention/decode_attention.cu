@@ -706,7 +706,28 @@ void launch_fast(const Problem& p, dim3 grid, cudaStream_t st) {
 
 }  // namespace
 
-void launch(const Problem& p, void* stream) {
+SideStream::SideStream() {
+  auto st = reinterpret_cast<cudaStream_t*>(&stream_);
+  check(cudaStreamCreateWithFlags(st, cudaStreamNonBlocking), "side stream creation");
+  cudaEvent_t e0 = nullptr, e1 = nullptr;
+  const cudaError_t r0 = cudaEventCreateWithFlags(&e0, cudaEventDisableTiming);
+  const cudaError_t r1 = r0 == cudaSuccess ? cudaEventCreateWithFlags(&e1, cudaEventDisableTiming) : r0;
+  if (r1 != cudaSuccess) {
+    if (e0) cudaEventDestroy(e0);
+    cudaStreamDestroy(*st);
+    check(r1, "side stream events");
+  }
+  fork_ = e0;
+  join_ = e1;
+}
+
+SideStream::~SideStream() {
+  cudaEventDestroy(static_cast<cudaEvent_t>(fork_));
+  cudaEventDestroy(static_cast<cudaEvent_t>(join_));
+  cudaStreamDestroy(static_cast<cudaStream_t>(stream_));
+}
+
+void launch(const Problem& p, void* stream, const SideStream* beside) {
   VIDKV_REQUIRE(p.qpk >= 1 && p.qpk <= kMaxQ && p.channels >= 1 && p.channels <= 32 * kMaxC, ShapeError,
                 "decode attention: ", p.qpk, " query heads per KV head (1..", kMaxQ, "), head_dim ", p.channels, " (1..",
                 32 * kMaxC, ")");
@@ -725,19 +746,33 @@ void launch(const Problem& p, void* stream) {
       check(cudaGetLastError(), "query transform kernel launch");
     }
   }
+  // The general kernel first on the side stream (forked after everything enqueued so far: the tables' upload, the
+  // query transform), or after the fast one on the main stream.
+  const bool concurrent = beside != nullptr && p.splits > 0 && p.generic_splits > 0;
+  const cudaStream_t gst = concurrent ? static_cast<cudaStream_t>(beside->stream()) : st;
+  if (concurrent) {
+    check(cudaEventRecord(static_cast<cudaEvent_t>(beside->fork()), st), "fork event record");
+    check(cudaStreamWaitEvent(gst, static_cast<cudaEvent_t>(beside->fork()), 0), "side stream wait");
+    if (p.channels <= 128) launch_split<4>(p, generic_grid, smem, gst);
+    else launch_split<kMaxC>(p, generic_grid, smem, gst);
+  }
   if (p.tensor_cores) {
     launch_tensor_core(p, stream);
-    launch_split<4>(p, generic_grid, smem, st);
+    if (!concurrent) launch_split<4>(p, generic_grid, smem, st);
   } else if (p.channels <= 128) {
     if (token_values) launch_fast<4, true>(p, fast_grid, st);
     else launch_fast<4, false>(p, fast_grid, st);
-    launch_split<4>(p, generic_grid, smem, st);
+    if (!concurrent) launch_split<4>(p, generic_grid, smem, st);
   } else {
     if (token_values) launch_fast<kMaxC, true>(p, fast_grid, st);
     else launch_fast<kMaxC, false>(p, fast_grid, st);
-    launch_split<kMaxC>(p, generic_grid, smem, st);
+    if (!concurrent) launch_split<kMaxC>(p, generic_grid, smem, st);
   }
   check(cudaGetLastError(), "split kernel launch");
+  if (concurrent) {
+    check(cudaEventRecord(static_cast<cudaEvent_t>(beside->join()), gst), "join event record");
+    check(cudaStreamWaitEvent(st, static_cast<cudaEvent_t>(beside->join()), 0), "main stream wait");
+  }
   combine_kernel<<<dim3(static_cast<unsigned>(p.heads), static_cast<unsigned>(p.batch), static_cast<unsigned>(p.qpk)),
                    kCombineThreads, 0, st>>>(p);
   check(cudaGetLastError(), "combine kernel launch");

@@ -15,7 +15,32 @@ namespace vidkv::attention_cuda {
 // first). The fast kernel stages each tile's codes a run at a time (decode_attention_staging.h). The combine kernel
 // (one block per (KV head, sequence, query head)) merges the splits and writes p.out. Tables and workspace must be device
 // memory. Throws CudaError on a launch failure.
-void launch(const attention_tables::Problem& p, void* stream);
+//
+// beside: when given and both kinds of tiles are present, the general kernel runs on beside's stream concurrently
+// with the fast / tensor-core kernel (forked from and joined back into `stream` with beside's events; the combine
+// kernel runs after both). At batch 1 the general kernel's few residual tiles are a fixed latency (tens of us) that
+// this hides; the caller leaves room for its blocks in the fast kernel's wave (DecodeAttention::update).
+class SideStream;
+void launch(const attention_tables::Problem& p, void* stream, const SideStream* beside = nullptr);
+
+// A second CUDA stream (non-blocking) and two events without timing, on the current device; destroyed with the
+// object (after the work enqueued on the stream: cudaStreamDestroy returns at once and the stream's work completes).
+// Throws CudaError when the runtime refuses one of them.
+class SideStream {
+ public:
+  SideStream();
+  ~SideStream();
+  SideStream(const SideStream&) = delete;
+  SideStream& operator=(const SideStream&) = delete;
+  void* stream() const { return stream_; }  // cudaStream_t
+  void* fork() const { return fork_; }      // cudaEvent_t: recorded on the main stream, waited for by the side stream
+  void* join() const { return join_; }      // cudaEvent_t: recorded on the side stream, waited for by the main stream
+
+ private:
+  void* stream_ = nullptr;
+  void* fork_ = nullptr;
+  void* join_ = nullptr;
+};
 
 // Thread blocks of the fast kernel for p's formats and shape that one multiprocessor holds at once (registers and
 // shared memory; cudaOccupancyMaxActiveBlocksPerMultiprocessor), at least 1.

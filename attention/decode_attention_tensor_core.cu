@@ -576,7 +576,7 @@ __global__ void __launch_bounds__(kThreads, 3) tensor_core_kernel(const Problem 
     float sc[2][4] = {{0.0f, 0.0f, 0.0f, 0.0f}, {0.0f, 0.0f, 0.0f, 0.0f}};
     float bias = 0.0f;  // sum_i q_i b_i for head g, this lane's indices
     const unsigned gsh = 2u * static_cast<unsigned>(g);
-#pragma unroll 2
+#pragma unroll 4
     for (int k = 0; k < tiles16; ++k) {
       const int i0 = 16 * k + 2 * tig;
       const float2 f0 = kab[i0], f1 = kab[i0 + 1], f8 = kab[i0 + 8], f9 = kab[i0 + 9];
