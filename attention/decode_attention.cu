@@ -707,16 +707,17 @@ void launch_fast(const Problem& p, dim3 grid, cudaStream_t st) {
 }  // namespace
 
 SideStream::SideStream() {
-  auto st = reinterpret_cast<cudaStream_t*>(&stream_);
-  check(cudaStreamCreateWithFlags(st, cudaStreamNonBlocking), "side stream creation");
+  cudaStream_t st = nullptr;
+  check(cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking), "side stream creation");
   cudaEvent_t e0 = nullptr, e1 = nullptr;
   const cudaError_t r0 = cudaEventCreateWithFlags(&e0, cudaEventDisableTiming);
   const cudaError_t r1 = r0 == cudaSuccess ? cudaEventCreateWithFlags(&e1, cudaEventDisableTiming) : r0;
   if (r1 != cudaSuccess) {
     if (e0) cudaEventDestroy(e0);
-    cudaStreamDestroy(*st);
+    cudaStreamDestroy(st);
     check(r1, "side stream events");
   }
+  stream_ = st;
   fork_ = e0;
   join_ = e1;
 }
@@ -756,23 +757,37 @@ void launch(const Problem& p, void* stream, const SideStream* beside) {
     if (p.channels <= 128) launch_split<4>(p, generic_grid, smem, gst);
     else launch_split<kMaxC>(p, generic_grid, smem, gst);
   }
-  if (p.tensor_cores) {
-    launch_tensor_core(p, stream);
-    if (!concurrent) launch_split<4>(p, generic_grid, smem, st);
-  } else if (p.channels <= 128) {
-    if (token_values) launch_fast<4, true>(p, fast_grid, st);
-    else launch_fast<4, false>(p, fast_grid, st);
-    if (!concurrent) launch_split<4>(p, generic_grid, smem, st);
-  } else {
-    if (token_values) launch_fast<kMaxC, true>(p, fast_grid, st);
-    else launch_fast<kMaxC, false>(p, fast_grid, st);
-    if (!concurrent) launch_split<kMaxC>(p, generic_grid, smem, st);
-  }
-  check(cudaGetLastError(), "split kernel launch");
-  if (concurrent) {
+  // Joins the side stream back into the main one: after the launches, and also when one of them throws, so that
+  // nothing enqueued on the main stream later (a stream-ordered free of the workspace or the tables) can run ahead
+  // of the general kernel already launched.
+  auto join = [&] {
     check(cudaEventRecord(static_cast<cudaEvent_t>(beside->join()), gst), "join event record");
     check(cudaStreamWaitEvent(st, static_cast<cudaEvent_t>(beside->join()), 0), "main stream wait");
+  };
+  try {
+    if (p.tensor_cores) {
+      launch_tensor_core(p, stream);
+      if (!concurrent) launch_split<4>(p, generic_grid, smem, st);
+    } else if (p.channels <= 128) {
+      if (token_values) launch_fast<4, true>(p, fast_grid, st);
+      else launch_fast<4, false>(p, fast_grid, st);
+      if (!concurrent) launch_split<4>(p, generic_grid, smem, st);
+    } else {
+      if (token_values) launch_fast<kMaxC, true>(p, fast_grid, st);
+      else launch_fast<kMaxC, false>(p, fast_grid, st);
+      if (!concurrent) launch_split<kMaxC>(p, generic_grid, smem, st);
+    }
+    check(cudaGetLastError(), "split kernel launch");
+  } catch (...) {
+    if (concurrent) {
+      try {
+        join();
+      } catch (...) {  // the first error is the one reported
+      }
+    }
+    throw;
   }
+  if (concurrent) join();
   combine_kernel<<<dim3(static_cast<unsigned>(p.heads), static_cast<unsigned>(p.batch), static_cast<unsigned>(p.qpk)),
                    kCombineThreads, 0, st>>>(p);
   check(cudaGetLastError(), "combine kernel launch");

@@ -18,8 +18,9 @@ namespace vidkv::attention_cuda {
 //
 // beside: when given and both kinds of tiles are present, the general kernel runs on beside's stream concurrently
 // with the fast / tensor-core kernel (forked from and joined back into `stream` with beside's events; the combine
-// kernel runs after both). At batch 1 the general kernel's few residual tiles are a fixed latency (tens of us) that
-// this hides; the caller leaves room for its blocks in the fast kernel's wave (DecodeAttention::update).
+// kernel runs after both; a launch that throws still joins the side stream back). At small batches the general
+// kernel's few residual tiles are a fixed latency (tens of us) that this hides; the caller leaves room for its blocks
+// in the fast kernel's wave (DecodeAttention::update).
 class SideStream;
 void launch(const attention_tables::Problem& p, void* stream, const SideStream* beside = nullptr);
 
