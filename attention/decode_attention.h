@@ -71,8 +71,8 @@ class DecodeAttention {
   // q_heads must be a multiple of the KV heads with q_heads / kv_heads <= kMaxQueryHeadsPerKv, D <= kMaxHeadDim.
   // On cuda enqueued on ex's stream (no synchronisation; at small batches, where the general kernel's blocks take at
   // most 1/16 of the fast kernel's wave, that kernel runs on a second stream of the object's, forked from and joined
-  // back into ex's, so that work enqueued on ex's stream after run() sees the whole output); on cpu computed at once (the reference). Not for concurrent calls on one object (the kept
-  // workspace is shared).
+  // back into ex's, so that work enqueued on ex's stream after run() sees the whole output); on cpu computed at once
+  // (the reference). Not for concurrent calls on one object (the kept workspace is shared).
   void run(const TensorView& queries, const TensorView& out) const;
   // cpu caches only: the general CUDA kernel's computation run on the host in the kernels' order (tiles, warps,
   // splits, online softmax in fp32, the same per-element reads; decode_attention_emulation.h), for the [cpu] tests
