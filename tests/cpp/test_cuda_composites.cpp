@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <random>
 #include <string>
 #include <tuple>
@@ -20,6 +21,7 @@
 #include "vidkv/core/error.h"
 #include "vidkv/core/plugin_registry.h"
 #include "vidkv/experiments/src/presets.h"
+#include "vidkv/plugins/quantizers/mixed_channel/mixed_channel_cuda.h"
 #include "vidkv/plugins/quantizers/mixed_channel/mixed_channel_format.h"
 #include "vidkv/plugins/quantizers/mixed_channel/mixed_channel_split.h"
 #include "vidkv/plugins/quantizers/mixed_token/mixed_token_format.h"
@@ -391,6 +393,13 @@ TEST_CASE("mixed_channel_split: a mask without k channels set is refused by fill
   std::vector<std::int32_t> slot(16), hs(2), ls(16);
   CHECK_FALSE(mixed_channel_split::fill_tables(section.data(), 16, 2, 0, 5, slot.data(), hs.data(), ls.data()));
   CHECK(slot[5] == mixed_channel_split::kInvalidSlot);
+  // Every source entry of the refused mask is still written, in range: position c of the split "first k high"
+  // (channel 1 -> high_source[1], channel 5 -> low_source[5 - 2]), so a gather by it reads only its own row.
+  std::vector<std::int32_t> hs2(2, -7), ls2(14, -7);
+  for (int c = 0; c < 16; ++c)
+    CHECK_FALSE(mixed_channel_split::fill_tables(section.data(), 16, 2, 0, c, slot.data(), hs2.data(), ls2.data()));
+  CHECK(hs2 == std::vector<std::int32_t>{0, 1});
+  for (int i = 0; i < 14; ++i) CHECK(ls2[static_cast<std::size_t>(i)] == i + 2);
   CHECK(mixed_channel_split::fill_tables(section.data(), 16, 1, 0, 3, slot.data(), hs.data(), ls.data()));
   CHECK(slot[3] == 0);
   CHECK(hs[0] == 3);
@@ -419,6 +428,49 @@ TEST_CASE("mixed_token_split: RowWalk's increments give the rows' (head, token) 
     }
   }
 }
+
+#ifdef VIDKV_WITH_CUDA  // calls mixed_channel.cu directly (absent from a build without CUDA)
+TEST_CASE("mixed_channel gather on CUDA: a mask without k channels set moves its rows as the split 'first k high'",
+          "[cuda][mixed_channel]") {
+  VIDKV_REQUIRE_CUDA_DEVICE();
+  // 2 masks (scope head) x 16 rows x 128 channels, k = 32. Mask 0 is valid (channels 96..127 high); mask 1 has 33
+  // channels set (what NaN scores give: in_top_k passes every NaN channel). Elements are 16-bit words r * 128 + c
+  // (the gather only moves them). Mask 0's rows: hi = channels 96.., lo = channels 0..95; mask 1's rows (fill_tables'
+  // fallback): hi = channels 0..31, lo = channels 32..127. The table scratch is taken from the stream-ordered pool
+  // right after a freed buffer of 0xAB bytes of its size: unwritten source entries (before the fix) were such words.
+  const std::int64_t D = 128, k = 32, rows_per_mask = 16, masks = 2, rows = masks * rows_per_mask;
+  std::vector<std::uint8_t> section(mixed_channel_format::mask_bytes(2, 128), 0);
+  for (std::size_t c = 96; c < 128; ++c) mixed_channel_format::mask_set(section.data(), 128, 0, c);
+  for (std::size_t c = 0; c <= 32; ++c) mixed_channel_format::mask_set(section.data(), 128, 1, c);
+  std::vector<std::uint8_t> in(static_cast<std::size_t>(rows * D) * 2);
+  for (std::int64_t r = 0; r < rows; ++r)
+    for (std::int64_t c = 0; c < D; ++c) {
+      const auto w = static_cast<std::uint16_t>(r * D + c);
+      std::memcpy(&in[static_cast<std::size_t>(r * D + c) * 2], &w, 2);
+    }
+  { const DeviceBuffer stale = test::poisoned(static_cast<std::size_t>(masks * 2 * D) * 4); }
+  const DeviceBuffer d_section = test::upload(section), d_in = test::upload(in);
+  const DeviceBuffer hi = test::poisoned(static_cast<std::size_t>(rows * k) * 2);
+  const DeviceBuffer lo = test::poisoned(static_cast<std::size_t>(rows * (D - k)) * 2);
+  const mixed_channel_cuda::Split split{d_section.as<std::uint8_t>(), masks, rows_per_mask, D, k};
+  mixed_channel_cuda::gather(split, d_in.data(), 2, hi.data(), lo.data(), nullptr);
+  synchronize();
+  const std::vector<std::uint8_t> h = test::download(hi.data(), static_cast<std::size_t>(rows * k) * 2);
+  const std::vector<std::uint8_t> l = test::download(lo.data(), static_cast<std::size_t>(rows * (D - k)) * 2);
+  const auto word = [](const std::vector<std::uint8_t>& b, std::int64_t i) {
+    std::uint16_t w;
+    std::memcpy(&w, &b[static_cast<std::size_t>(i) * 2], 2);
+    return static_cast<std::int64_t>(w);
+  };
+  std::int64_t wrong = 0;
+  for (std::int64_t r = 0; r < rows; ++r) {
+    const bool valid = r < rows_per_mask;
+    for (std::int64_t j = 0; j < k; ++j) wrong += word(h, r * k + j) != r * D + (valid ? 96 + j : j);
+    for (std::int64_t j = 0; j < D - k; ++j) wrong += word(l, r * (D - k) + j) != r * D + (valid ? j : k + j);
+  }
+  CHECK(wrong == 0);
+}
+#endif
 
 TEST_CASE("corrupt masks on CUDA: mixed_channel decodes NaN for the mask's rows, mixed_token throws IoError",
           "[cuda][mixed_channel][mixed_token]") {

@@ -29,8 +29,11 @@ VIDKV_HOST_DEVICE inline bool in_top_k(const double* scores, std::int64_t n, std
 }
 
 // Fills the three tables' entries of channel c of mask m (slot[m * D + c] and the matching source entry) from the
-// mask section; returns false (writing slot = kInvalidSlot and no source entry) when mask m does not have `high`
-// channels set.
+// mask section; returns false when mask m does not have `high` channels set: slot = kInvalidSlot (the scatter writes
+// NaN for the mask's rows), and the source entry of position c in the split "first `high` channels high" (c <
+// high: high_source[c] = c; else low_source[c - high] = c), so that a gather by an invalid mask still reads only
+// channels of its own rows. Such a mask comes from scores with NaN (in_top_k then passes every NaN channel); before,
+// its source entries stayed unwritten and the gather indexed its tile with whatever the scratch held.
 constexpr std::int32_t kInvalidSlot = -2147483647 - 1;
 VIDKV_HOST_DEVICE inline bool fill_tables(const std::uint8_t* mask, std::int64_t channels, std::int64_t high,
                                           std::int64_t m, std::int64_t c, std::int32_t* slot, std::int32_t* high_source,
@@ -38,6 +41,8 @@ VIDKV_HOST_DEVICE inline bool fill_tables(const std::uint8_t* mask, std::int64_t
   const auto d = static_cast<std::size_t>(channels);
   if (mixed_channel_format::mask_rank(mask, d, static_cast<std::size_t>(m), d) != static_cast<std::size_t>(high)) {
     slot[m * channels + c] = kInvalidSlot;
+    if (c < high) high_source[m * high + c] = static_cast<std::int32_t>(c);
+    else low_source[m * (channels - high) + (c - high)] = static_cast<std::int32_t>(c);
     return false;
   }
   const std::int32_t s = mixed_channel_format::channel_slot(mask, d, static_cast<std::size_t>(m), static_cast<std::size_t>(c));
