@@ -1,0 +1,136 @@
+"""Does a decode step of the cache make the host wait for the GPU? (the live cache on the GPU, issues 12 and 13)
+
+On a GPU machine: PYTHONPATH=experiments/python:build-cuda/python python3 scripts/live_host_waits.py [tokens]
+
+A decode step of a 7B model at batch 1 is bound by the host: the host queues the step's kernels ahead of the GPU,
+and the step costs max(host, GPU) only while the host never waits. One wait per layer (a synchronise, a blocking
+copy, an allocation that synchronises) turns it into host + GPU. This script finds such waits without a profiler:
+for 28 layers of 4 KV heads x 128 (GQA 7) holding `tokens` tokens it queues a GPU spin of `--backlog-ms` (default
+20 ms: torch.cuda._sleep) in front of each layer's cache.update and attention call, and reports the host time of
+the update and of the attention call separately (no synchronise in between). A call that never waits returns in
+microseconds; one that waits returns after the backlog. Then torch.profiler lists the CUDA runtime calls of one
+step that can block the host (cuda*Synchronize, cudaMemcpy without Async, cudaMalloc / cudaFree, cudaMallocHost /
+cudaFreeHost, cudaHostAlloc) with their counts: the profiler traces every runtime call of the process, VidKV's
+included. Prints a markdown table per cache: DynamicCache + SDPA (the control), VidKVCache(preset) materializing,
+VidKVCache(preset, attention="fused").
+"""
+import argparse
+import statistics
+import time
+
+import torch
+from transformers import DynamicCache
+from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+from vidkv import fused_attention
+from vidkv.hf import VidKVCache
+
+BLOCKING = ("Synchronize", "cudaMemcpy", "cudaMalloc", "cudaFree", "cudaHostAlloc", "cudaMallocHost", "cudaFreeHost",
+            "cudaMemset")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("tokens", nargs="?", type=int, default=32768)
+    ap.add_argument("--presets", default="fp16,kivi-2,vidkv-k1.5-v1.58")
+    ap.add_argument("--backlog-ms", type=float, default=20.0)
+    ap.add_argument("--steps", type=int, default=5)
+    a = ap.parse_args()
+    if not torch.cuda.is_available():
+        raise SystemExit("live_host_waits.py: needs a CUDA device")
+    torch.backends.cuda.enable_cudnn_sdp(False)  # as `vidkv bench --live`
+    L, H, QH, D, T, dev = 28, 4, 28, 128, a.tokens, "cuda"
+    torch.manual_seed(0)
+    prefill = [(torch.randn(1, H, T, D, dtype=torch.float16, device=dev),
+                torch.randn(1, H, T, D, dtype=torch.float16, device=dev)) for _ in range(2)]
+    k1 = torch.randn(1, H, 1, D, dtype=torch.float16, device=dev)
+    v1 = torch.randn_like(k1)
+    q1 = torch.randn(1, QH, 1, D, dtype=torch.float16, device=dev)
+
+    class Module:  # what sdpa_attention_forward reads from the attention module
+        num_key_value_groups = QH // H
+        is_causal = True
+        training = False
+
+    module = Module()
+
+    def fused(key, value):
+        return fused_attention.fused_attention_forward(module, q1, key, value, None, scaling=D ** -0.5)
+
+    def dense(key, value):
+        return sdpa_attention_forward(module, q1, key, value, None, scaling=D ** -0.5)
+
+    # GPU cycles per ms, measured: the spin's length in cycles depends on the clock.
+    torch.cuda.synchronize()
+    e0, e1 = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    e0.record()
+    torch.cuda._sleep(10_000_000)
+    e1.record()
+    torch.cuda.synchronize()
+    cycles = int(a.backlog_ms * 10_000_000 / e0.elapsed_time(e1))
+
+    def fill(cache, attend):
+        for layer in range(L):
+            k, v = prefill[layer % 2]
+            kk, vv = cache.update(k, v, layer)
+            if attend is fused:
+                attend(kk[:, :, :8], vv[:, :, :8])  # the prefill's attention call (dense, through vidkv_fused)
+        torch.cuda.synchronize()
+
+    def waits(cache, attend):
+        """Median over steps of the host ms of update and of attention per layer, each behind a fresh backlog."""
+        upd, att = [], []
+        for _ in range(a.steps):
+            for layer in range(L):
+                torch.cuda._sleep(cycles)
+                t0 = time.perf_counter()
+                kk, vv = cache.update(k1, v1, layer)
+                t1 = time.perf_counter()
+                attend(kk, vv)
+                t2 = time.perf_counter()
+                upd.append((t1 - t0) * 1e3)
+                att.append((t2 - t1) * 1e3)
+                torch.cuda.synchronize()
+        return statistics.median(upd), max(upd), statistics.median(att), max(att)
+
+    def blocking_calls(cache, attend):
+        from torch.profiler import ProfilerActivity, profile
+
+        torch.cuda.synchronize()
+        with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+            for layer in range(L):
+                kk, vv = cache.update(k1, v1, layer)
+                attend(kk, vv)
+            torch.cuda.synchronize()
+        rows = [(e.key, e.count) for e in prof.key_averages() if any(b in e.key for b in BLOCKING)]
+        # the step's closing torch.cuda.synchronize() is the script's own: one cudaDeviceSynchronize
+        return ", ".join(f"{k} x{n}" for k, n in sorted(rows)) or "none"
+
+    print(f"{L} layers x {H} KV heads x {D}, {QH} query heads, {T} cached tokens, batch 1; a {a.backlog_ms:g} ms GPU "
+          f"backlog queued before each layer; host ms per call, median (max) over {a.steps} steps x {L} layers\n")
+    print("| cache | update host ms | attention host ms | blocking CUDA runtime calls in one step |")
+    print("| --- | ---: | ---: | --- |")
+    runs = [("DynamicCache + sdpa", lambda: DynamicCache(), dense)]
+    for preset in [p for p in a.presets.split(",") if p]:
+        runs.append((f"VidKVCache {preset} (materialize) + sdpa", lambda p=preset: VidKVCache({"preset": p}), dense))
+        runs.append((f"VidKVCache {preset} fused",
+                     lambda p=preset: VidKVCache({"preset": p}, attention="fused"), fused))
+    fused_attention.register()
+    for name, make, attend in runs:
+        cache = make()
+        if attend is fused:
+            cache._fused_attention_seen = True  # no model: the prefill's attention call is made by fill()
+        fill(cache, attend)
+        for layer in range(L):  # a first decode step (encodes the held prefill)
+            kk, vv = cache.update(k1, v1, layer)
+            attend(kk, vv)
+        torch.cuda.synchronize()
+        um, ux, am, ax = waits(cache, attend)
+        calls = blocking_calls(cache, attend)
+        print(f"| {name} | {um:.3f} ({ux:.3f}) | {am:.3f} ({ax:.3f}) | {calls} |", flush=True)
+        del cache
+        torch.cuda.empty_cache()
+
+
+if __name__ == "__main__":
+    main()
