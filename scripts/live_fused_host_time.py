@@ -20,53 +20,14 @@ import time
 
 import torch
 from transformers import DynamicCache
-from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
-from vidkv import fused_attention
+from live_layers import D, H, L, QH, LiveLayers
 from vidkv.hf import VidKVCache
 
 dev = "cuda" if torch.cuda.is_available() else "cpu"  # cpu: a smoke run (small tokens), GPU ms not measured
-torch.backends.cuda.enable_cudnn_sdp(False)  # as `vidkv bench --live` (its --sdpa default): flash, efficient, math
-L, H, QH, D = 28, 4, 28, 128
 T = int(sys.argv[1]) if len(sys.argv) > 1 else 32768
-torch.manual_seed(0)
-prefill = [(torch.randn(1, H, T, D, dtype=torch.float16, device=dev),
-            torch.randn(1, H, T, D, dtype=torch.float16, device=dev)) for _ in range(2)]
-k1 = torch.randn(1, H, 1, D, dtype=torch.float16, device=dev)
-v1 = torch.randn_like(k1)
-q1 = torch.randn(1, QH, 1, D, dtype=torch.float16, device=dev)
-qp = torch.randn(1, QH, 8, D, dtype=torch.float16, device=dev)
-
-
-class Module:  # what sdpa_attention_forward reads from the attention module
-    num_key_value_groups = QH // H
-    is_causal = True
-    training = False
-
-
-module = Module()
-
-
-def attention(key, value):
-    return fused_attention.fused_attention_forward(module, q1, key, value, None, scaling=D ** -0.5)
-
-
-def dense(key, value):
-    return sdpa_attention_forward(module, q1, key, value, None, scaling=D ** -0.5)
-
-
-def fill(cache, attend):
-    for layer in range(L):
-        k, v = prefill[layer % 2]
-        kk, vv = cache.update(k, v, layer)
-        attend(kk[:, :, :8], vv[:, :, :8]) if attend is attention else None  # the prefill's attention call
-    sync()
-
-
-def step(cache, attend):
-    for layer in range(L):
-        kk, vv = cache.update(k1, v1, layer)
-        attend(kk, vv)
+layers = LiveLayers(T, dev)
+attention, dense, fill, step = layers.fused, layers.dense, layers.fill, layers.step
 
 
 def sync():
@@ -113,7 +74,6 @@ for preset in ["kivi-2", "vidkv-k1.5-v1.58"]:  # materialising: update() returns
     h, w, g = measure(c, dense)
     print(f"| VidKVCache {preset} (materialize) + sdpa | {h:.2f} | {w:.2f} | {g:.2f} |", flush=True)
     del c
-fused_attention.register()
 profiles = {}
 for preset in ["kivi-2", "vidkv-k1.5-v1.58"]:
     c = VidKVCache({"preset": preset}, attention="fused")

@@ -20,9 +20,8 @@ import time
 
 import torch
 from transformers import DynamicCache
-from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
-from vidkv import fused_attention
+from live_layers import D, H, L, QH, LiveLayers
 from vidkv.hf import VidKVCache
 
 BLOCKING = ("Synchronize", "cudaMemcpy", "cudaMalloc", "cudaFree", "cudaHostAlloc", "cudaMallocHost", "cudaFreeHost",
@@ -38,27 +37,10 @@ def main() -> None:
     a = ap.parse_args()
     if not torch.cuda.is_available():
         raise SystemExit("live_host_waits.py: needs a CUDA device")
-    torch.backends.cuda.enable_cudnn_sdp(False)  # as `vidkv bench --live`
-    L, H, QH, D, T, dev = 28, 4, 28, 128, a.tokens, "cuda"
-    torch.manual_seed(0)
-    prefill = [(torch.randn(1, H, T, D, dtype=torch.float16, device=dev),
-                torch.randn(1, H, T, D, dtype=torch.float16, device=dev)) for _ in range(2)]
-    k1 = torch.randn(1, H, 1, D, dtype=torch.float16, device=dev)
-    v1 = torch.randn_like(k1)
-    q1 = torch.randn(1, QH, 1, D, dtype=torch.float16, device=dev)
-
-    class Module:  # what sdpa_attention_forward reads from the attention module
-        num_key_value_groups = QH // H
-        is_causal = True
-        training = False
-
-    module = Module()
-
-    def fused(key, value):
-        return fused_attention.fused_attention_forward(module, q1, key, value, None, scaling=D ** -0.5)
-
-    def dense(key, value):
-        return sdpa_attention_forward(module, q1, key, value, None, scaling=D ** -0.5)
+    T, dev = a.tokens, "cuda"
+    layers = LiveLayers(T, dev)
+    k1, v1 = layers.k1, layers.v1
+    fused, dense, fill = layers.fused, layers.dense, layers.fill
 
     # GPU cycles per ms, measured: the spin's length in cycles depends on the clock.
     torch.cuda.synchronize()
@@ -68,14 +50,6 @@ def main() -> None:
     e1.record()
     torch.cuda.synchronize()
     cycles = int(a.backlog_ms * 10_000_000 / e0.elapsed_time(e1))
-
-    def fill(cache, attend):
-        for layer in range(L):
-            k, v = prefill[layer % 2]
-            kk, vv = cache.update(k, v, layer)
-            if attend is fused:
-                attend(kk[:, :, :8], vv[:, :, :8])  # the prefill's attention call (dense, through vidkv_fused)
-        torch.cuda.synchronize()
 
     def waits(cache, attend):
         """Median over steps of the host ms of update and of attention per layer, each behind a fresh backlog."""
@@ -98,9 +72,7 @@ def main() -> None:
 
         torch.cuda.synchronize()
         with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
-            for layer in range(L):
-                kk, vv = cache.update(k1, v1, layer)
-                attend(kk, vv)
+            layers.step(cache, attend)
             torch.cuda.synchronize()
         rows = [(e.key, e.count) for e in prof.key_averages() if any(b in e.key for b in BLOCKING)]
         # the step's closing torch.cuda.synchronize() is the script's own: one cudaDeviceSynchronize
@@ -115,15 +87,12 @@ def main() -> None:
         runs.append((f"VidKVCache {preset} (materialize) + sdpa", lambda p=preset: VidKVCache({"preset": p}), dense))
         runs.append((f"VidKVCache {preset} fused",
                      lambda p=preset: VidKVCache({"preset": p}, attention="fused"), fused))
-    fused_attention.register()
     for name, make, attend in runs:
         cache = make()
-        if attend is fused:
+        if attend == fused:
             cache._fused_attention_seen = True  # no model: the prefill's attention call is made by fill()
         fill(cache, attend)
-        for layer in range(L):  # a first decode step (encodes the held prefill)
-            kk, vv = cache.update(k1, v1, layer)
-            attend(kk, vv)
+        layers.step(cache, attend)  # a first decode step (encodes the held prefill)
         torch.cuda.synchronize()
         um, ux, am, ax = waits(cache, attend)
         calls = blocking_calls(cache, attend)
