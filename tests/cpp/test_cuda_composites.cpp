@@ -10,6 +10,7 @@
 #include <random>
 #include <string>
 #include <tuple>
+#include <utility>
 #include <vector>
 
 #include "catch.h"
@@ -433,42 +434,47 @@ TEST_CASE("mixed_token_split: RowWalk's increments give the rows' (head, token) 
 TEST_CASE("mixed_channel gather on CUDA: a mask without k channels set moves its rows as the split 'first k high'",
           "[cuda][mixed_channel]") {
   VIDKV_REQUIRE_CUDA_DEVICE();
-  // 2 masks (scope head) x 16 rows x 128 channels, k = 32. Mask 0 is valid (channels 96..127 high); mask 1 has 33
-  // channels set (what NaN scores give: in_top_k passes every NaN channel). Elements are 16-bit words r * 128 + c
-  // (the gather only moves them). Mask 0's rows: hi = channels 96.., lo = channels 0..95; mask 1's rows (fill_tables'
-  // fallback): hi = channels 0..31, lo = channels 32..127. The table scratch is taken from the stream-ordered pool
-  // right after a freed buffer of 0xAB bytes of its size: unwritten source entries (before the fix) were such words.
-  const std::int64_t D = 128, k = 32, rows_per_mask = 16, masks = 2, rows = masks * rows_per_mask;
-  std::vector<std::uint8_t> section(mixed_channel_format::mask_bytes(2, 128), 0);
-  for (std::size_t c = 96; c < 128; ++c) mixed_channel_format::mask_set(section.data(), 128, 0, c);
-  for (std::size_t c = 0; c <= 32; ++c) mixed_channel_format::mask_set(section.data(), 128, 1, c);
-  std::vector<std::uint8_t> in(static_cast<std::size_t>(rows * D) * 2);
-  for (std::int64_t r = 0; r < rows; ++r)
-    for (std::int64_t c = 0; c < D; ++c) {
-      const auto w = static_cast<std::uint16_t>(r * D + c);
-      std::memcpy(&in[static_cast<std::size_t>(r * D + c) * 2], &w, 2);
+  // 2 masks (scope head) x 16 rows x D channels, k high. Mask 0 is valid (the last k channels high); mask 1 has k + 1
+  // channels set (what NaN scores give: in_top_k passes every NaN channel). Elements are 16-bit words r * D + c (the
+  // gather only moves them). Mask 0's rows: hi = channels D - k.., lo = channels 0..D - k - 1; mask 1's rows (the
+  // fallback of fill_tables and gather_runs): hi = channels 0..k - 1, lo = channels k..D - 1. D = 128: the tiled
+  // gather (its table scratch taken from the stream-ordered pool right after a freed buffer of 0xAB bytes of its size:
+  // the unwritten source entries before the fix were such words); D = 20 (40-byte rows): the per-run gather.
+  for (const auto& [D, k] : {std::pair<std::int64_t, std::int64_t>{128, 32}, {20, 4}}) {
+    CAPTURE(D, k);
+    const std::int64_t rows_per_mask = 16, masks = 2, rows = masks * rows_per_mask;
+    const auto d = static_cast<std::size_t>(D);
+    std::vector<std::uint8_t> section(mixed_channel_format::mask_bytes(2, d), 0);
+    for (std::size_t c = d - static_cast<std::size_t>(k); c < d; ++c) mixed_channel_format::mask_set(section.data(), d, 0, c);
+    for (std::size_t c = 0; c <= static_cast<std::size_t>(k); ++c) mixed_channel_format::mask_set(section.data(), d, 1, c);
+    std::vector<std::uint8_t> in(static_cast<std::size_t>(rows * D) * 2);
+    for (std::int64_t r = 0; r < rows; ++r)
+      for (std::int64_t c = 0; c < D; ++c) {
+        const auto w = static_cast<std::uint16_t>(r * D + c);
+        std::memcpy(&in[static_cast<std::size_t>(r * D + c) * 2], &w, 2);
+      }
+    const DeviceBuffer d_section = test::upload(section), d_in = test::upload(in);
+    const DeviceBuffer hi = test::poisoned(static_cast<std::size_t>(rows * k) * 2);
+    const DeviceBuffer lo = test::poisoned(static_cast<std::size_t>(rows * (D - k)) * 2);
+    { const DeviceBuffer stale = test::poisoned(static_cast<std::size_t>(masks * 2 * D) * 4); }  // freed: the tables' scratch next
+    const mixed_channel_cuda::Split split{d_section.as<std::uint8_t>(), masks, rows_per_mask, D, k};
+    mixed_channel_cuda::gather(split, d_in.data(), 2, hi.data(), lo.data(), nullptr);
+    synchronize();
+    const std::vector<std::uint8_t> h = test::download(hi.data(), static_cast<std::size_t>(rows * k) * 2);
+    const std::vector<std::uint8_t> l = test::download(lo.data(), static_cast<std::size_t>(rows * (D - k)) * 2);
+    const auto word = [](const std::vector<std::uint8_t>& b, std::int64_t i) {
+      std::uint16_t w;
+      std::memcpy(&w, &b[static_cast<std::size_t>(i) * 2], 2);
+      return static_cast<std::int64_t>(w);
+    };
+    std::int64_t wrong = 0;
+    for (std::int64_t r = 0; r < rows; ++r) {
+      const bool valid = r < rows_per_mask;
+      for (std::int64_t j = 0; j < k; ++j) wrong += word(h, r * k + j) != r * D + (valid ? D - k + j : j);
+      for (std::int64_t j = 0; j < D - k; ++j) wrong += word(l, r * (D - k) + j) != r * D + (valid ? j : k + j);
     }
-  { const DeviceBuffer stale = test::poisoned(static_cast<std::size_t>(masks * 2 * D) * 4); }
-  const DeviceBuffer d_section = test::upload(section), d_in = test::upload(in);
-  const DeviceBuffer hi = test::poisoned(static_cast<std::size_t>(rows * k) * 2);
-  const DeviceBuffer lo = test::poisoned(static_cast<std::size_t>(rows * (D - k)) * 2);
-  const mixed_channel_cuda::Split split{d_section.as<std::uint8_t>(), masks, rows_per_mask, D, k};
-  mixed_channel_cuda::gather(split, d_in.data(), 2, hi.data(), lo.data(), nullptr);
-  synchronize();
-  const std::vector<std::uint8_t> h = test::download(hi.data(), static_cast<std::size_t>(rows * k) * 2);
-  const std::vector<std::uint8_t> l = test::download(lo.data(), static_cast<std::size_t>(rows * (D - k)) * 2);
-  const auto word = [](const std::vector<std::uint8_t>& b, std::int64_t i) {
-    std::uint16_t w;
-    std::memcpy(&w, &b[static_cast<std::size_t>(i) * 2], 2);
-    return static_cast<std::int64_t>(w);
-  };
-  std::int64_t wrong = 0;
-  for (std::int64_t r = 0; r < rows; ++r) {
-    const bool valid = r < rows_per_mask;
-    for (std::int64_t j = 0; j < k; ++j) wrong += word(h, r * k + j) != r * D + (valid ? 96 + j : j);
-    for (std::int64_t j = 0; j < D - k; ++j) wrong += word(l, r * (D - k) + j) != r * D + (valid ? j : k + j);
+    CHECK(wrong == 0);
   }
-  CHECK(wrong == 0);
 }
 #endif
 

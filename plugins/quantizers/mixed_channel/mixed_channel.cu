@@ -113,6 +113,10 @@ __global__ void gather_runs(Split s, const E* in, E* hi, E* lo, const std::int32
       hi[row * s.high + slot] = x[j];
     } else if (slot != kInvalid) {
       lo[row * low + (-1 - slot)] = x[j];
+    } else {  // an invalid mask: the split "first k channels high", as the tiled gather (fill_tables' source entries)
+      const std::int64_t c = c0 + j;
+      if (c < s.high) hi[row * s.high + c] = x[j];
+      else lo[row * low + (c - s.high)] = x[j];
     }
   }
 }
