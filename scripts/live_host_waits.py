@@ -9,9 +9,10 @@ for 28 layers of 4 KV heads x 128 (GQA 7) holding `tokens` tokens it queues a GP
 20 ms: torch.cuda._sleep) in front of each layer's cache.update and attention call, and reports the host time of
 the update and of the attention call separately (no synchronise in between). A call that never waits returns in
 microseconds; one that waits returns after the backlog. Then torch.profiler lists the CUDA runtime calls of one
-step that can block the host (cuda*Synchronize, cudaMemcpy without Async, cudaMalloc / cudaFree, cudaMallocHost /
-cudaFreeHost, cudaHostAlloc) with their counts: the profiler traces every runtime call of the process, VidKV's
-included. Prints a markdown table per cache: DynamicCache + SDPA (the control), VidKVCache(preset) materializing,
+step that synchronise or manage memory (names containing Synchronize, cudaMemcpy, cudaMalloc, cudaFree,
+cudaHostAlloc, cudaMemset) with their counts, so that a wait found above can be named: the profiler traces every
+runtime call of the process, VidKV's included. Of those, the *Async ones do not block the host; a
+cudaEventSynchronize blocks only until its event (which may be long complete). Prints a markdown table per cache: DynamicCache + SDPA (the control), VidKVCache(preset) materializing,
 VidKVCache(preset, attention="fused").
 """
 import argparse
@@ -80,7 +81,7 @@ def main() -> None:
 
     print(f"{L} layers x {H} KV heads x {D}, {QH} query heads, {T} cached tokens, batch 1; a {a.backlog_ms:g} ms GPU "
           f"backlog queued before each layer; host ms per call, median (max) over {a.steps} steps x {L} layers\n")
-    print("| cache | update host ms | attention host ms | blocking CUDA runtime calls in one step |")
+    print("| cache | update host ms | attention host ms | CUDA runtime sync / memory calls in one step (*Async: non-blocking) |")
     print("| --- | ---: | ---: | --- |")
     runs = [("DynamicCache + sdpa", lambda: DynamicCache(), dense)]
     for preset in [p for p in a.presets.split(",") if p]:

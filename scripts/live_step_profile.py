@@ -7,7 +7,8 @@ that step is bound by the host (docs/performance.md section 7), so a cache that 
 layer in isolation (scripts/live_fused_host_time.py) can still cost milliseconds per step inside the model. This
 script builds the same model, prefills `tokens` random tokens per cache, and for each cache prints: the host ms of
 model(...) (no synchronise) and the step's wall ms (synchronised), medians of 10 steps; the CUDA runtime calls of
-one step that can block the host (torch.profiler traces every runtime call of the process); and cProfile's top
+one step that synchronise, manage memory or order streams, by name (torch.profiler traces every runtime call of the
+process; the *Async ones and cudaStreamWaitEvent / cudaEventQuery do not block the host); and cProfile's top
 Python functions by own time over 5 steps, so that a difference between the caches can be read off by function.
 """
 import argparse
@@ -84,8 +85,8 @@ def main() -> None:
         s = io.StringIO()
         pstats.Stats(pr, stream=s).sort_stats("tottime").print_stats(a.top)
         print(f"## {name}: host {statistics.median(host):.2f} ms, wall {statistics.median(wall):.2f} ms per step; "
-              f"{launches} kernel launches per step; blocking runtime calls per step (the closing synchronise "
-              f"included): {', '.join(f'{k} x{n}' for k, n in calls) or 'none'}")
+              f"{launches} kernel launches per step; runtime sync / memory / stream-order calls per step (the closing "
+              f"synchronise included; *Async ones do not block): {', '.join(f'{k} x{n}' for k, n in calls) or 'none'}")
         print("\n".join(line for line in s.getvalue().splitlines() if line.strip())[:5000], flush=True)
         del cache
         torch.cuda.empty_cache()
