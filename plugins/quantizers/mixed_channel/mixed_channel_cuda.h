@@ -14,8 +14,10 @@
 // scatter work on tiles of rows staged in shared memory: coalesced 16-byte loads of the side read whole, coalesced
 // 16-byte stores of the other side, each element found through the tables; every byte of the block and of the
 // child blocks crosses device memory once. Otherwise one thread takes a run of a row (16 bytes, or one element).
-// A mask whose number of set channels is not k (corrupt or foreign bytes) makes scatter write NaN for every element
-// of its rows: the CUDA decode does not synchronise to check (the CPU decode throws IoError).
+// A mask whose number of set channels is not k (corrupt or foreign bytes; on encode, channel scores with NaN) makes
+// scatter write NaN for every element of its rows: the CUDA decode does not synchronise to check (the CPU decode
+// throws IoError); gather moves such rows as the split "first k channels high" (mixed_channel_split::fill_tables),
+// so that it reads and writes only inside its rows.
 #pragma once
 
 #include <cstdint>
