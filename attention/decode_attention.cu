@@ -204,25 +204,18 @@ __device__ inline void staged_key_scores(float (&sc)[kMaxQ], const float* qk, co
                                          std::int64_t base) {
   if (i0 >= i1) return;
   if (v.f.axis == group_format::GroupAxis::channel && v.f.layout == group_format::CodeLayout::dense && v.code_bits > 0) {
-    const unsigned bits = v.code_bits, mask = (1u << bits) - 1u;
-    std::int64_t bit = ((v.head * v.rows + (i0 - base)) * v.length + tr) * bits;  // dense_get's offset of (row, tr)
-    const std::int64_t dbit = step * v.length * bits;
-    const std::uint8_t* codes = v.codes;
+    const unsigned code_bits = v.code_bits;
+    // dense_get's bit offset of (row, tr), then one row stride per part index
+    std::size_t bit = static_cast<std::size_t>(((v.head * v.rows + (i0 - base)) * v.length + tr) * code_bits);
+    const auto dbit = static_cast<std::size_t>(step * v.length * code_bits);
     if (v.f.codec == af::ChildCodec::uniform) {
       for (std::int64_t i = i0; i < i1; i += step, bit += dbit) {
-        const unsigned shift = static_cast<unsigned>(bit & 7);
-        unsigned wide = codes[bit >> 3];
-        if (shift + bits > 8) wide |= static_cast<unsigned>(codes[(bit >> 3) + 1]) << 8;
         const af::Meta m = kmeta[i];
-        score_update(sc, qk, i, uniform_format::decode_value((wide >> shift) & mask, m.scale, m.mn));
+        score_update(sc, qk, i, uniform_format::decode_value(bits::dense_get_at_bit(v.codes, bit, code_bits), m.scale, m.mn));
       }
     } else {
-      for (std::int64_t i = i0; i < i1; i += step, bit += dbit) {
-        const unsigned shift = static_cast<unsigned>(bit & 7);
-        unsigned wide = codes[bit >> 3];
-        if (shift + bits > 8) wide |= static_cast<unsigned>(codes[(bit >> 3) + 1]) << 8;
-        score_update(sc, qk, i, af::decode_code(v, (wide >> shift) & mask, kmeta[i]));
-      }
+      for (std::int64_t i = i0; i < i1; i += step, bit += dbit)
+        score_update(sc, qk, i, af::decode_code(v, bits::dense_get_at_bit(v.codes, bit, code_bits), kmeta[i]));
     }
     return;
   }

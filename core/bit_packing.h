@@ -29,13 +29,18 @@ VIDKV_HOST_DEVICE inline void dense_put(std::uint8_t* stream, std::size_t j, uns
   if (shift + bits > 8) stream[(bit >> 3) + 1] = static_cast<std::uint8_t>(stream[(bit >> 3) + 1] | (wide >> 8));
 }
 
-// Reads the code at index j of a dense stream.
-VIDKV_HOST_DEVICE inline unsigned dense_get(const std::uint8_t* stream, std::size_t j, unsigned bits) {
-  const std::size_t bit = j * bits;
+// Reads the code of `bits` bits (<= 8) that starts at bit offset `bit` of a dense stream (a walk that steps its
+// offset instead of multiplying an index: the decode attention's general kernel).
+VIDKV_HOST_DEVICE inline unsigned dense_get_at_bit(const std::uint8_t* stream, std::size_t bit, unsigned bits) {
   const unsigned shift = static_cast<unsigned>(bit & 7u);
   unsigned wide = stream[bit >> 3];
   if (shift + bits > 8) wide |= static_cast<unsigned>(stream[(bit >> 3) + 1]) << 8;
   return (wide >> shift) & ((1u << bits) - 1u);
+}
+
+// Reads the code at index j of a dense stream.
+VIDKV_HOST_DEVICE inline unsigned dense_get(const std::uint8_t* stream, std::size_t j, unsigned bits) {
+  return dense_get_at_bit(stream, j * bits, bits);
 }
 
 // Codes per uint32 word in the release layout.
