@@ -108,16 +108,10 @@ __global__ void gather_runs(Split s, const E* in, E* hi, E* lo, const std::int32
   load_run<E, V>(in + i0, x);
 #pragma unroll
   for (int j = 0; j < V; ++j) {
-    const std::int32_t slot = slots[j];
-    if (slot >= 0) {
-      hi[row * s.high + slot] = x[j];
-    } else if (slot != kInvalid) {
-      lo[row * low + (-1 - slot)] = x[j];
-    } else {  // an invalid mask: the split "first k channels high", as the tiled gather (fill_tables' source entries)
-      const std::int64_t c = c0 + j;
-      if (c < s.high) hi[row * s.high + c] = x[j];
-      else lo[row * low + (c - s.high)] = x[j];
-    }
+    // An invalid mask's rows move by the split "first k channels high", as the tiled gather's (fill_tables).
+    const std::int32_t slot = slots[j] != kInvalid ? slots[j] : mixed_channel_split::fallback_slot(c0 + j, s.high);
+    if (slot >= 0) hi[row * s.high + slot] = x[j];
+    else lo[row * low + (-1 - slot)] = x[j];
   }
 }
 

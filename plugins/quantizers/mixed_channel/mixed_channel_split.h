@@ -28,31 +28,34 @@ VIDKV_HOST_DEVICE inline bool in_top_k(const double* scores, std::int64_t n, std
   return before < k;
 }
 
+// The slot channel c takes in the split "first `high` channels high" (c < high: index c of the high row; else
+// -1 - (c - high), index c - high of the low row): where the kernels put the elements of an invalid mask's rows.
+VIDKV_HOST_DEVICE inline std::int32_t fallback_slot(std::int64_t c, std::int64_t high) {
+  return static_cast<std::int32_t>(c < high ? c : -1 - (c - high));
+}
+
 // Fills the three tables' entries of channel c of mask m (slot[m * D + c] and the matching source entry) from the
 // mask section; returns false when mask m does not have `high` channels set: slot = kInvalidSlot (the scatter writes
-// NaN for the mask's rows), and the source entry of position c in the split "first `high` channels high" (c <
-// high: high_source[c] = c; else low_source[c - high] = c), so that a gather by an invalid mask still reads only
-// channels of its own rows. Such a mask comes from scores with NaN (in_top_k then passes every NaN channel); before,
-// its source entries stayed unwritten and the gather indexed its tile with whatever the scratch held.
+// NaN for the mask's rows), and the source entry of position c by fallback_slot, so that a gather by an invalid mask
+// still reads only channels of its own rows. Such a mask comes from scores with NaN (in_top_k then passes every NaN
+// channel); before, its source entries stayed unwritten and the gather indexed its tile with whatever the scratch
+// held.
 constexpr std::int32_t kInvalidSlot = -2147483647 - 1;
 VIDKV_HOST_DEVICE inline bool fill_tables(const std::uint8_t* mask, std::int64_t channels, std::int64_t high,
                                           std::int64_t m, std::int64_t c, std::int32_t* slot, std::int32_t* high_source,
                                           std::int32_t* low_source) {
   const auto d = static_cast<std::size_t>(channels);
-  if (mixed_channel_format::mask_rank(mask, d, static_cast<std::size_t>(m), d) != static_cast<std::size_t>(high)) {
-    slot[m * channels + c] = kInvalidSlot;
-    if (c < high) high_source[m * high + c] = static_cast<std::int32_t>(c);
-    else low_source[m * (channels - high) + (c - high)] = static_cast<std::int32_t>(c);
-    return false;
-  }
-  const std::int32_t s = mixed_channel_format::channel_slot(mask, d, static_cast<std::size_t>(m), static_cast<std::size_t>(c));
-  slot[m * channels + c] = s;
+  const bool valid = mixed_channel_format::mask_rank(mask, d, static_cast<std::size_t>(m), d) == static_cast<std::size_t>(high);
+  const std::int32_t s =
+      valid ? mixed_channel_format::channel_slot(mask, d, static_cast<std::size_t>(m), static_cast<std::size_t>(c))
+            : fallback_slot(c, high);
+  slot[m * channels + c] = valid ? s : kInvalidSlot;
   if (s >= 0) {
     high_source[m * high + s] = static_cast<std::int32_t>(c);
   } else {
     low_source[m * (channels - high) + (-1 - s)] = static_cast<std::int32_t>(c);
   }
-  return true;
+  return valid;
 }
 
 // Mask of row r: r / rows_per_mask (no division with a single mask, scope layer).
