@@ -19,6 +19,7 @@
 #ifdef VIDKV_WITH_CUDA
 #include "vidkv/attention/decode_attention_cuda.h"
 #include "vidkv/core/cuda/kernel_occupancy.h"
+#include "vidkv/core/cuda/parameter_copy.h"
 #endif
 
 namespace vidkv {
@@ -160,6 +161,33 @@ void check_blocks(const LayerCache::SideRef& side, const char* what, std::size_t
   VIDKV_ASSERT(next == side.quantized, "sequence ", b, ": ", what, " blocks end at ", next, ", quantized ", side.quantized);
 }
 
+// Entry for entry equality of the tables (every field): same_tables() and the uploads' comparison with the device copy.
+bool same_entry(const at::BlockEntry& u, const at::BlockEntry& v) {
+  return u.bytes == v.bytes && u.begin == v.begin && u.tokens == v.tokens && u.kept == v.kept && u.sequence == v.sequence;
+}
+bool same_entry(const at::SequenceEntry& u, const at::SequenceEntry& v) {
+  return u.tile_begin == v.tile_begin && u.tile_count == v.tile_count && u.fast_count == v.fast_count &&
+         u.key_full == v.key_full && u.value_full == v.value_full && u.key_full_dtype == v.key_full_dtype &&
+         u.value_full_dtype == v.value_full_dtype && u.key_capacity == v.key_capacity &&
+         u.value_capacity == v.value_capacity && u.key_first == v.key_first && u.value_first == v.value_first;
+}
+bool same_entry(const at::TileEntry& u, const at::TileEntry& v) {
+  return u.t0 == v.t0 && u.n == v.n && u.key_block == v.key_block && u.value_block == v.value_block &&
+         u.sequence == v.sequence;
+}
+template <class T>
+bool same_entries(const std::vector<T>& a, const std::vector<T>& b) {
+  return std::equal(a.begin(), a.end(), b.begin(), b.end(), [](const T& u, const T& v) { return same_entry(u, v); });
+}
+// The index of the first entry where `now` differs from `held` (now.size() when it only appends to it or equals it).
+template <class T>
+std::size_t first_change(const std::vector<T>& now, const std::vector<T>& held) {
+  const std::size_t n = std::min(now.size(), held.size());
+  std::size_t i = 0;
+  while (i < n && same_entry(now[i], held[i])) ++i;
+  return i;
+}
+
 }  // namespace
 
 af::SideFormat side_format(const Quantizer& q, std::int64_t channels, KvSide side) {
@@ -265,9 +293,18 @@ struct DecodeAttention::Tables {
   // cuda, splits 0: the kernels' resident blocks per multiprocessor times the multiprocessors (one full wave), for
   // the formats of the last build (-1: not known yet).
   std::int64_t fast_wave = -1, generic_wave = -1;
-  // cuda: the four arrays back to back in `device`, staged through two pinned buffers used in turn (a buffer is
-  // rewritten only after the copy that read it, `staged`).
+  // cuda: the four arrays (sequences, key blocks, value blocks, tiles) in `device`, each in a region (byte offset,
+  // capacity) fixed until one outgrows its region. held_*: the arrays as the device holds them (the last build's,
+  // swapped in at the start of a build), to which upload_tables() compares the new ones; device_current: whether
+  // the device holds them (false before the first upload and after a failed build). A whole upload goes through two
+  // pinned buffers used in turn (a buffer is rewritten only after the copy that read it, `staged`).
   DeviceBuffer device;
+  std::size_t region_offset[4] = {}, region_capacity[4] = {};
+  bool device_current = false;
+  std::vector<at::SequenceEntry> held_sequences;
+  std::vector<at::BlockEntry> held_key_blocks, held_value_blocks;
+  std::vector<at::TileEntry> held_tiles;
+  DecodeAttention::Uploads uploads;
   PinnedBuffer pinned[2];
   HostSyncEvent staged[2];
   int slot = 0;
@@ -291,9 +328,70 @@ struct DecodeAttention::Tables {
   }
 };
 
+#ifdef VIDKV_WITH_CUDA
+namespace {
+
+// Brings the device copy of tb's four arrays to this build's and points tb.problem's tables at it. A decode step
+// changes little: the sequence entries, a block or two appended, the residual windows' tiles at the end of each
+// sequence's. So each array is compared with what the device holds (held_*), and from its first changed entry to its
+// end it goes up as the parameters of one kernel launch (cuda_parameter_copy: no memcpy, no event, which cost a
+// host-bound decode step far more than a launch, parameter_copy.h). When that does not fit (a first build, an array
+// outgrowing its region, batches whose later sequences' tiles all move), the regions are laid out anew with room to
+// grow and the whole arrays go up through pinned memory.
+void upload_tables(DecodeAttention::Tables& tb, void* stream) {
+  at::Problem& p = tb.problem;
+  const std::size_t bytes[4] = {tb.sequences.size() * sizeof(at::SequenceEntry), tb.key_blocks.size() * sizeof(at::BlockEntry),
+                                tb.value_blocks.size() * sizeof(at::BlockEntry), tb.tiles.size() * sizeof(at::TileEntry)};
+  bool whole = !tb.device_current;
+  for (int i = 0; i < 4; ++i) whole = whole || bytes[i] > tb.region_capacity[i];
+  if (!whole) {
+    cuda_parameter_copy::Writes w;
+    auto changed = [&](int i, const auto& now, const auto& held) {
+      const std::size_t first = first_change(now, held), size = sizeof(now[0]);
+      return w.add(tb.region_offset[i] + first * size, now.data() + first, (now.size() - first) * size);
+    };
+    whole = !(changed(0, tb.sequences, tb.held_sequences) && changed(1, tb.key_blocks, tb.held_key_blocks) &&
+              changed(2, tb.value_blocks, tb.held_value_blocks) && changed(3, tb.tiles, tb.held_tiles));
+    if (!whole) {
+      cuda_parameter_copy::enqueue(tb.device.data(), w, stream);
+      ++(w.empty() ? tb.uploads.unchanged : tb.uploads.patched);
+    }
+  }
+  if (whole) {
+    tb.device_current = false;  // until the copy below is enqueued
+    std::size_t total = 0;
+    for (int i = 0; i < 4; ++i) {
+      tb.region_offset[i] = total;
+      tb.region_capacity[i] = (std::max<std::size_t>(2 * bytes[i], 1024) + 15) / 16 * 16;  // room to grow
+      total += tb.region_capacity[i];
+    }
+    if (tb.device.bytes() < total) tb.device = DeviceBuffer(total, stream);
+    const int slot = tb.slot;
+    tb.slot ^= 1;
+    tb.staged[slot].wait();  // the copy that last read this buffer has run
+    if (tb.pinned[slot].bytes() < total) tb.pinned[slot] = PinnedBuffer(total);
+    auto* staging = static_cast<std::uint8_t*>(tb.pinned[slot].data());
+    const void* from[4] = {tb.sequences.data(), tb.key_blocks.data(), tb.value_blocks.data(), tb.tiles.data()};
+    for (int i = 0; i < 4; ++i)
+      if (bytes[i] > 0) std::memcpy(staging + tb.region_offset[i], from[i], bytes[i]);
+    copy_to_device(tb.device.data(), staging, tb.region_offset[3] + bytes[3], stream);  // the gaps go up unused
+    tb.staged[slot].record(stream);
+    tb.device_current = true;
+    ++tb.uploads.whole;
+  }
+  auto* base = tb.device.as<std::uint8_t>();
+  p.sequences = reinterpret_cast<const at::SequenceEntry*>(base + tb.region_offset[0]);
+  p.key_blocks = reinterpret_cast<const at::BlockEntry*>(base + tb.region_offset[1]);
+  p.value_blocks = reinterpret_cast<const at::BlockEntry*>(base + tb.region_offset[2]);
+  p.tiles = reinterpret_cast<const at::TileEntry*>(base + tb.region_offset[3]);
+}
+
+}  // namespace
+#endif
+
 DecodeAttention::DecodeAttention(const std::vector<const LayerCache*>& caches, const Execution& ex, int splits,
-                                 FastKernel fast)
-    : ex_(ex), requested_splits_(splits), fast_(fast), tables_(std::make_unique<Tables>()) {
+                                 FastKernel fast, bool side_stream)
+    : ex_(ex), requested_splits_(splits), fast_(fast), side_stream_(side_stream), tables_(std::make_unique<Tables>()) {
   VIDKV_REQUIRE(splits >= 0, ShapeError, "decode attention: splits must be >= 0, got ", splits);
   update(caches);
 }
@@ -307,6 +405,7 @@ void DecodeAttention::update(const std::vector<const LayerCache*>& caches) {
   } catch (...) {
     tables_->prefixes.clear();
     tables_->built = false;
+    tables_->device_current = false;  // held_* may not be what the device holds: the next upload is whole
     throw;
   }
   usable_ = true;
@@ -340,6 +439,12 @@ void DecodeAttention::build(const std::vector<const LayerCache*>& caches) {
   p.residual_dtype = first.residual_storage();
   p.score_scale = static_cast<float>(1.4426950408889634074 / std::sqrt(static_cast<double>(channels_)));
   p.tensor_cores = fast_ == FastKernel::tensor_cores && ex_.on_cuda() && attention_tensor_core::formats_ok(p);
+  // The last build's arrays become held_* (what the device holds once they were uploaded); the storage of the ones
+  // before is reused for this build's.
+  tb.held_sequences.swap(tb.sequences);
+  tb.held_key_blocks.swap(tb.key_blocks);
+  tb.held_value_blocks.swap(tb.value_blocks);
+  tb.held_tiles.swap(tb.tiles);
   tb.sequences.clear();
   tb.key_blocks.clear();
   tb.value_blocks.clear();
@@ -438,7 +543,7 @@ void DecodeAttention::build(const std::vector<const LayerCache*>& caches) {
   // leaves room for them (a full wave plus any other block would leave a second, nearly empty wave). Above that
   // (batch 8 and more: a block per sequence and KV head) the wave would lose more than the latency hidden.
   tb.beside = false;
-  if (requested_splits_ == 0 && ex_.on_cuda() && p.splits > 0 && p.generic_splits > 0) {
+  if (requested_splits_ == 0 && side_stream_ && ex_.on_cuda() && p.splits > 0 && p.generic_splits > 0) {
     const std::int64_t rows = p.batch * heads_, generic_blocks = p.generic_splits * rows;
     if (16 * generic_blocks <= tb.fast_wave) {
       tb.beside = true;
@@ -452,30 +557,9 @@ void DecodeAttention::build(const std::vector<const LayerCache*>& caches) {
   p.value_blocks = tb.value_blocks.data();
   p.tiles = tb.tiles.data();
   if (!ex_.on_cuda()) return;
-  // One upload of the four arrays (8-byte aligned pieces) on the stream, from pinned memory.
-  auto bytes_of = [](const auto& v) { return (v.size() * sizeof(v[0]) + 7) / 8 * 8; };
-  const std::size_t sb = bytes_of(tb.sequences), kb = bytes_of(tb.key_blocks), vb = bytes_of(tb.value_blocks),
-                    tlb = bytes_of(tb.tiles), total = sb + kb + vb + tlb;
-  if (tb.device.bytes() < total) tb.device = DeviceBuffer(total + total / 2, ex_.cuda_stream);  // room to grow
-  const int slot = tb.slot;
-  tb.slot ^= 1;
-  tb.staged[slot].wait();  // the copy that last read this buffer has run
-  if (tb.pinned[slot].bytes() < total) tb.pinned[slot] = PinnedBuffer(total + total / 2);
-  auto* staging = static_cast<std::uint8_t*>(tb.pinned[slot].data());
-  auto put = [&](std::size_t at, const auto& v) {
-    if (!v.empty()) std::memcpy(staging + at, v.data(), v.size() * sizeof(v[0]));
-  };
-  put(0, tb.sequences);
-  put(sb, tb.key_blocks);
-  put(sb + kb, tb.value_blocks);
-  put(sb + kb + vb, tb.tiles);
-  copy_to_device(tb.device.data(), staging, total, ex_.cuda_stream);
-  tb.staged[slot].record(ex_.cuda_stream);
-  auto* base = tb.device.as<std::uint8_t>();
-  p.sequences = reinterpret_cast<const at::SequenceEntry*>(base);
-  p.key_blocks = reinterpret_cast<const at::BlockEntry*>(base + sb);
-  p.value_blocks = reinterpret_cast<const at::BlockEntry*>(base + sb + kb);
-  p.tiles = reinterpret_cast<const at::TileEntry*>(base + sb + kb + vb);
+#ifdef VIDKV_WITH_CUDA
+  upload_tables(tb, ex_.cuda_stream);
+#endif
 }
 
 DecodeAttention::~DecodeAttention() = default;
@@ -485,29 +569,13 @@ bool DecodeAttention::tensor_cores() const { return tables_->problem.tensor_core
 
 bool DecodeAttention::same_tables(const DecodeAttention& other) const {
   const Tables &a = *tables_, &b = *other.tables_;
-  auto same_blocks = [](const std::vector<at::BlockEntry>& x, const std::vector<at::BlockEntry>& y) {
-    return std::equal(x.begin(), x.end(), y.begin(), y.end(), [](const at::BlockEntry& u, const at::BlockEntry& v) {
-      return u.bytes == v.bytes && u.begin == v.begin && u.tokens == v.tokens && u.kept == v.kept && u.sequence == v.sequence;
-    });
-  };
-  const bool sequences = std::equal(a.sequences.begin(), a.sequences.end(), b.sequences.begin(), b.sequences.end(),
-                                    [](const at::SequenceEntry& u, const at::SequenceEntry& v) {
-                                      return u.tile_begin == v.tile_begin && u.tile_count == v.tile_count &&
-                                             u.fast_count == v.fast_count && u.key_full == v.key_full &&
-                                             u.value_full == v.value_full && u.key_full_dtype == v.key_full_dtype &&
-                                             u.value_full_dtype == v.value_full_dtype && u.key_capacity == v.key_capacity &&
-                                             u.value_capacity == v.value_capacity && u.key_first == v.key_first &&
-                                             u.value_first == v.value_first;
-                                    });
-  const bool tiles = std::equal(a.tiles.begin(), a.tiles.end(), b.tiles.begin(), b.tiles.end(),
-                                [](const at::TileEntry& u, const at::TileEntry& v) {
-                                  return u.t0 == v.t0 && u.n == v.n && u.key_block == v.key_block &&
-                                         u.value_block == v.value_block && u.sequence == v.sequence;
-                                });
-  return sequences && tiles && same_blocks(a.key_blocks, b.key_blocks) && same_blocks(a.value_blocks, b.value_blocks) &&
+  return same_entries(a.sequences, b.sequences) && same_entries(a.tiles, b.tiles) &&
+         same_entries(a.key_blocks, b.key_blocks) && same_entries(a.value_blocks, b.value_blocks) &&
          a.problem.splits == b.problem.splits && a.problem.generic_splits == b.problem.generic_splits &&
          a.problem.tensor_cores == b.problem.tensor_cores && cache_bytes_ == other.cache_bytes_;
 }
+
+DecodeAttention::Uploads DecodeAttention::uploads() const { return tables_->uploads; }
 
 std::int64_t DecodeAttention::fast_tiles() const {
   std::int64_t n = 0;

@@ -47,9 +47,14 @@ class DecodeAttention {
   // fast: which kernel takes the fast tiles on cuda: the tensor-core kernel (bf16 MMAs on the integer codes,
   // decode_attention_tensor_core.h) where its formats allow (attention_tensor_core::formats_ok), else and with
   // cuda_cores the fast kernel (fp32 FMAs on the decoded elements).
+  // side_stream: whether run() may put the general kernel on a second stream beside the fast one (splits 0, small
+  // batches; see run()): 2-4% less GPU time at batch 1, for two event records and two stream waits of host time per
+  // run. The live cache passes false: its decode step is bound by the host, where those four calls per layer cost
+  // more than the overlap saves (docs/performance.md section 8). The choice changes the fast kernel's splits, so
+  // two objects give the same bits only with the same choice.
   enum class FastKernel { tensor_cores, cuda_cores };
   DecodeAttention(const std::vector<const LayerCache*>& caches, const Execution& ex, int splits = 0,
-                  FastKernel fast = FastKernel::tensor_cores);
+                  FastKernel fast = FastKernel::tensor_cores, bool side_stream = true);
   ~DecodeAttention();
 
   // Brings the tables to `caches` in their current state (the constructor's rules and errors; the batch may differ
@@ -58,9 +63,11 @@ class DecodeAttention {
   // (LayerCache::instance_id) whose earlier blocks are unchanged (token ranges and byte pointers; blocks added since
   // extend the kept tiles),
   // so a decode step builds only the tiles of its new blocks and the residual windows; the result equals a fresh
-  // construction's tables entry for entry (same_tables). On cuda the tables go up through two
-  // pinned staging buffers used in turn into a device buffer kept across updates,
-  // and run()'s workspace is kept too: the live cache's per-step host cost (docs/decode-attention.md). The caches
+  // construction's tables entry for entry (same_tables). On cuda the device keeps the tables across updates: the
+  // entries that changed since the last upload (each array from its first changed entry on) go up as one kernel
+  // launch's parameters when they fit in its 3,840 bytes (no memcpy, no event: the host time of a live decode step),
+  // else the whole tables through two pinned staging buffers used in turn (uploads() counts both);
+  // run()'s workspace is kept too: the live cache's per-step host cost (docs/decode-attention.md). The caches
   // must stay alive until the last run() enqueued after this call has been enqueued. On an error (the
   // constructor's) the object keeps nothing and run() refuses (ShapeError) until an update() succeeds.
   void update(const std::vector<const LayerCache*>& caches);
@@ -91,6 +98,12 @@ class DecodeAttention {
   // Whether run() on cuda takes the fast tiles with the tensor-core kernel (its tolerance:
   // decode_attention_tolerance.h Arithmetic::tensor_cores).
   bool tensor_cores() const;
+  // cuda: how the tables went up so far: whole (through pinned memory), patched (the changed entries as kernel
+  // parameters) or unchanged (nothing to send). Always zero on cpu.
+  struct Uploads {
+    std::int64_t whole = 0, patched = 0, unchanged = 0;
+  };
+  Uploads uploads() const;
   // Packed bytes + residual bytes one run() reads from the cache (every block's bytes and the residual tokens at
   // their storage dtype), for bandwidth figures.
   std::size_t cache_bytes() const { return cache_bytes_; }
@@ -113,6 +126,7 @@ class DecodeAttention {
   Execution ex_;
   int requested_splits_ = 0;
   FastKernel fast_ = FastKernel::tensor_cores;
+  bool side_stream_ = true;
   std::int64_t heads_ = 0, channels_ = 0;
   int splits_ = 1;
   std::size_t cache_bytes_ = 0;

@@ -150,32 +150,46 @@ TEST_CASE("decode attention on cuda writes fp16 outputs within half an ulp of th
 TEST_CASE("decode attention on cuda kept across decode steps (update) gives a fresh object's output bit for bit", "[cuda][attention]") {
   // The live cache's use: one DecodeAttention per layer, update() after each appended token. Its tables equal a
   // fresh construction's (the [cpu] test), so the same kernels on them must write the same bits; run twice per step
-  // (the second run reuses the uploaded tables and the kept workspace) and compared with a fresh one-shot object.
+  // (the second run reuses the uploaded tables and the kept workspace) and compared with a fresh one-shot object of
+  // the same side_stream choice (it sets the splits). The device tables go up patched (the changed entries as
+  // kernel parameters) or whole (pinned memory); batch 1, the live bench's, must mostly patch, batch 2 takes both.
   VIDKV_REQUIRE_CUDA_DEVICE();
   const LayerInput a = synthetic_input(4, 700, 128, 25), b = synthetic_input(4, 400, 128, 26);
   for (const char* name : {"kivi-2", "vidkv-k1.5-v1.58", "vidkv-k1.5-v1.66-stp"}) {
-    INFO(name);
-    const PresetCodec preset = preset_codec(name);
-    const KvCodec& codec = preset.codec;
-    const LifecycleParams& lc = preset.lifecycle;
-    auto make = [&] { return std::make_unique<LayerCache>(codec, lc, 4, 128, TokenContext{}, DType::f16, Execution::cuda(), ExactTokens::residual); };
-    auto ca = make(), cb = make();
-    append_tokens(*ca, a, 0, 600);
-    append_tokens(*cb, b, 0, 300);
-    DecodeAttention kept({ca.get(), cb.get()}, Execution::cuda());
-    std::vector<float> q = random_queries(2, 28, 128, 1.5f, 12);
-    for (auto& x : q) x = round_to_dtype(x, DType::f16);  // the queries as the kernels read them
-    for (std::int64_t step = 0; step < 70; ++step) {
-      INFO("step " << step);
-      append_tokens(*ca, a, 600 + step, 601 + step);
-      append_tokens(*cb, b, 300 + step, 301 + step);
-      kept.update({ca.get(), cb.get()});
-      const DecodeAttention fresh({ca.get(), cb.get()}, Execution::cuda());
-      REQUIRE(kept.same_tables(fresh));
-      const std::vector<float> want = run_cuda(fresh, q, 28, DType::f16);
-      REQUIRE(run_cuda(kept, q, 28, DType::f16) == want);
-      REQUIRE(run_cuda(kept, q, 28, DType::f16) == want);
-      if (step == 69) check_against_reference({ca.get(), cb.get()}, q, want, 7, arithmetic_of(kept));
+    for (const bool side_stream : {true, false}) {
+      for (const int batch : {1, 2}) {
+        INFO(name << ", side_stream " << side_stream << ", batch " << batch);
+        const PresetCodec preset = preset_codec(name);
+        const KvCodec& codec = preset.codec;
+        const LifecycleParams& lc = preset.lifecycle;
+        auto make = [&] { return std::make_unique<LayerCache>(codec, lc, 4, 128, TokenContext{}, DType::f16, Execution::cuda(), ExactTokens::residual); };
+        auto ca = make(), cb = make();
+        append_tokens(*ca, a, 0, 600);
+        append_tokens(*cb, b, 0, 300);
+        const std::vector<const LayerCache*> both = {ca.get(), cb.get()};
+        const std::vector<const LayerCache*> caches(both.begin(), both.begin() + batch);
+        using Fast = DecodeAttention::FastKernel;
+        DecodeAttention kept(caches, Execution::cuda(), 0, Fast::tensor_cores, side_stream);
+        std::vector<float> q = random_queries(batch, 28, 128, 1.5f, 12);
+        for (auto& x : q) x = round_to_dtype(x, DType::f16);  // the queries as the kernels read them
+        constexpr std::int64_t kSteps = 70;
+        for (std::int64_t step = 0; step < kSteps; ++step) {
+          INFO("step " << step);
+          append_tokens(*ca, a, 600 + step, 601 + step);
+          append_tokens(*cb, b, 300 + step, 301 + step);
+          kept.update(caches);
+          const DecodeAttention fresh(caches, Execution::cuda(), 0, Fast::tensor_cores, side_stream);
+          REQUIRE(kept.same_tables(fresh));
+          const std::vector<float> want = run_cuda(fresh, q, 28, DType::f16);
+          REQUIRE(run_cuda(kept, q, 28, DType::f16) == want);
+          REQUIRE(run_cuda(kept, q, 28, DType::f16) == want);
+          if (step == kSteps - 1) check_against_reference(caches, q, want, 7, arithmetic_of(kept));
+        }
+        const DecodeAttention::Uploads u = kept.uploads();
+        CHECK(u.whole + u.patched + u.unchanged == kSteps + 1);  // the construction and every update
+        CHECK(u.whole >= 1);
+        if (batch == 1) CHECK(u.patched > 4 * u.whole);
+      }
     }
   }
 }
