@@ -708,7 +708,9 @@ class PyDecodeAttention {
         if (state_) {
           state_->update(ptrs);
         } else {
-          state_ = std::make_unique<DecodeAttention>(ptrs, ex);
+          // No side stream: the live decode step is bound by the host, where its event calls cost more than the
+          // overlap of the general kernel saves (DecodeAttention's side_stream).
+          state_ = std::make_unique<DecodeAttention>(ptrs, ex, 0, DecodeAttention::FastKernel::tensor_cores, false);
           state_device_ = ex.device;
           state_stream_ = ex.cuda_stream;
           state_index_ = caches[0]->device_index();
@@ -719,6 +721,15 @@ class PyDecodeAttention {
   }
   // Tiles of the last run's tables (0 before the first run).
   std::int64_t tiles() const { return state_ ? state_->tiles() : 0; }
+  // How the tables went up so far (DecodeAttention::uploads): {"whole": n, "patched": n, "unchanged": n}.
+  py::dict uploads() const {
+    const DecodeAttention::Uploads u = state_ ? state_->uploads() : DecodeAttention::Uploads{};
+    py::dict d;
+    d["whole"] = u.whole;
+    d["patched"] = u.patched;
+    d["unchanged"] = u.unchanged;
+    return d;
+  }
 
  private:
   std::unique_ptr<DecodeAttention> state_;
@@ -870,6 +881,9 @@ PYBIND11_MODULE(_vidkv, m) {
            "may be [batch, q_heads, 1, head_dim] and out [batch, 1, q_heads, head_dim] (one token, contiguous: the "
            "attention module's layouts)")
       .def_property_readonly("tiles", &PyDecodeAttention::tiles, "tiles of the last run's tables (0 before any)")
+      .def("uploads", &PyDecodeAttention::uploads,
+           "how the tables went up to the device so far: {'whole': n (through pinned memory), 'patched': n (the "
+           "changed entries as one kernel launch's parameters), 'unchanged': n}; zeros on cpu")
       // A copy (copy.deepcopy or pickle of a VidKVCache) starts empty: the tables are rebuilt at its first run.
       .def("__deepcopy__", [](const PyDecodeAttention&, const py::dict&) { return PyDecodeAttention(); }, py::arg("memo"))
       .def(py::pickle([](const PyDecodeAttention&) { return py::tuple(); }, [](const py::tuple&) { return PyDecodeAttention(); }));
