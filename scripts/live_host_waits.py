@@ -9,10 +9,10 @@ for 28 layers of 4 KV heads x 128 (GQA 7) holding `tokens` tokens it queues a GP
 20 ms: torch.cuda._sleep) in front of each layer's cache.update and attention call, and reports the host time of
 the update and of the attention call separately (no synchronise in between). A call that never waits returns in
 microseconds; one that waits returns after the backlog. Then torch.profiler lists the CUDA runtime calls of one
-step that synchronise or manage memory (names containing Synchronize, cudaMemcpy, cudaMalloc, cudaFree,
-cudaHostAlloc, cudaMemset) with their counts, so that a wait found above can be named: the profiler traces every
-runtime call of the process, VidKV's included. Of those, the *Async ones do not block the host; a
-cudaEventSynchronize blocks only until its event (which may be long complete). Prints a markdown table per cache: DynamicCache + SDPA (the control), VidKVCache(preset) materializing,
+step other than kernel launches (live_layers.runtime_calls: synchronisations, events, stream waits, copies,
+allocations) with their counts, so that a wait found above can be named: the profiler traces every runtime call of
+the process, VidKV's included. Of those, the *Async ones do not block the host and a cudaEventSynchronize blocks only
+until its event (which may be long complete); but each costs a host-bound step more than a launch does. Prints a markdown table per cache: DynamicCache + SDPA (the control), VidKVCache(preset) materializing,
 VidKVCache(preset, attention="fused").
 """
 import argparse
@@ -22,11 +22,9 @@ import time
 import torch
 from transformers import DynamicCache
 
-from live_layers import D, H, L, QH, LiveLayers
+from live_layers import D, H, L, QH, LiveLayers, runtime_calls
 from vidkv.hf import VidKVCache
 
-BLOCKING = ("Synchronize", "cudaMemcpy", "cudaMalloc", "cudaFree", "cudaHostAlloc", "cudaMallocHost", "cudaFreeHost",
-            "cudaMemset")
 
 
 def main() -> None:
@@ -75,13 +73,12 @@ def main() -> None:
         with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
             layers.step(cache, attend)
             torch.cuda.synchronize()
-        rows = [(e.key, e.count) for e in prof.key_averages() if any(b in e.key for b in BLOCKING)]
         # the step's closing torch.cuda.synchronize() is the script's own: one cudaDeviceSynchronize
-        return ", ".join(f"{k} x{n}" for k, n in sorted(rows)) or "none"
+        return ", ".join(f"{k} x{n}" for k, n in runtime_calls(prof)) or "none"
 
     print(f"{L} layers x {H} KV heads x {D}, {QH} query heads, {T} cached tokens, batch 1; a {a.backlog_ms:g} ms GPU "
           f"backlog queued before each layer; host ms per call, median (max) over {a.steps} steps x {L} layers\n")
-    print("| cache | update host ms | attention host ms | CUDA runtime sync / memory calls in one step (*Async: non-blocking) |")
+    print("| cache | update host ms | attention host ms | CUDA runtime calls in one step besides launches (*Async: non-blocking) |")
     print("| --- | ---: | ---: | --- |")
     runs = [("DynamicCache + sdpa", lambda: DynamicCache(), dense)]
     for preset in [p for p in a.presets.split(",") if p]:

@@ -11,6 +11,21 @@ from vidkv import fused_attention
 
 L, H, QH, D = 28, 4, 28, 128  # layers, KV heads, query heads, head_dim
 
+_LAUNCHES = ("cudaLaunchKernel", "cuLaunchKernel", "cudaLaunchKernelExC", "cuLaunchKernelEx")
+
+
+def runtime_calls(prof) -> list:
+    """The CUDA runtime and driver calls of a torch.profiler run other than kernel launches, as sorted (name, count):
+    synchronisations, event records, stream waits, copies, allocations. On a host-bound decode step each such call
+    per layer costs the step far more than a launch does (docs/performance.md section 8: an event record + stream wait
+    pair, or a pinned copy with its event, per layer made the model's own calls 4-5 ms per step slower), whether or
+    not it blocks. Kernel names (which may start with "cu") are told apart by their "::" or "(" or lower-case third
+    letter."""
+    def runtime(name: str) -> bool:
+        return (name.startswith("cuda") or (name.startswith("cu") and name[2:3].isupper())) and \
+            "::" not in name and "(" not in name and name not in _LAUNCHES
+    return sorted((e.key, e.count) for e in prof.key_averages() if runtime(e.key))
+
 
 class _Module:  # what sdpa_attention_forward reads from the attention module
     num_key_value_groups = QH // H

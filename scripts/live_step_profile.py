@@ -7,8 +7,8 @@ that step is bound by the host (docs/performance.md section 7), so a cache that 
 layer in isolation (scripts/live_fused_host_time.py) can still cost milliseconds per step inside the model. This
 script builds the same model, prefills `tokens` random tokens per cache, and for each cache prints: the host ms of
 model(...) (no synchronise) and the step's wall ms (synchronised), medians of 10 steps; the CUDA runtime calls of
-one step that synchronise, manage memory or order streams, by name (torch.profiler traces every runtime call of the
-process; the *Async ones and cudaStreamWaitEvent / cudaEventQuery do not block the host); and cProfile's top
+one step other than kernel launches, by name (live_layers.runtime_calls; torch.profiler traces every runtime call of
+the process: the *Async ones do not block the host, but each costs a host-bound step more than a launch); and cProfile's top
 Python functions by own time over 5 steps, so that a difference between the caches can be read off by function.
 """
 import argparse
@@ -25,8 +25,8 @@ from vidkv import bench_live
 from vidkv.fused_attention import use_fused_attention
 from vidkv.hf import VidKVCache
 
-BLOCKING = ("Synchronize", "cudaMemcpy", "cudaMalloc", "cudaFree", "cudaHostAlloc", "cudaMallocHost", "cudaFreeHost",
-            "cudaStreamWaitEvent", "cudaEventQuery")
+from live_layers import runtime_calls
+
 
 
 def main() -> None:
@@ -73,7 +73,7 @@ def main() -> None:
             with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
                 nxt = model(input_ids=nxt, past_key_values=cache, use_cache=True).logits[:, -1:].argmax(-1)
                 torch.cuda.synchronize()
-            calls = sorted((e.key, e.count) for e in prof.key_averages() if any(b in e.key for b in BLOCKING))
+            calls = runtime_calls(prof)
             launches = sum(e.count for e in prof.key_averages() if e.key in ("cudaLaunchKernel", "cuLaunchKernel",
                                                                           "cudaLaunchKernelExC", "cuLaunchKernelEx"))
             pr = cProfile.Profile()
@@ -85,7 +85,7 @@ def main() -> None:
         s = io.StringIO()
         pstats.Stats(pr, stream=s).sort_stats("tottime").print_stats(a.top)
         print(f"## {name}: host {statistics.median(host):.2f} ms, wall {statistics.median(wall):.2f} ms per step; "
-              f"{launches} kernel launches per step; runtime sync / memory / stream-order calls per step (the closing "
+              f"{launches} kernel launches per step; other runtime calls per step (the closing "
               f"synchronise included; *Async ones do not block): {', '.join(f'{k} x{n}' for k, n in calls) or 'none'}")
         print("\n".join(line for line in s.getvalue().splitlines() if line.strip())[:5000], flush=True)
         del cache
