@@ -7,10 +7,13 @@ cache (fp16 DynamicCache, then VidKVCache with every --presets entry under the p
 prompt is prefilled, then --steps tokens are decoded greedily one at a time (with --fused, each preset once more
 with attention="fused": decode attention from the packed bits), and the run prints:
 
-  ms/token     median wall time of one decode step (torch.cuda.synchronize around each step) over --rounds
-               rounds, and its ratio to DynamicCache at the same length; each round runs every cache once, in
-               turn, so a slow spell of the shared host (the step is bound by the host's kernel launches) falls on
-               all of them rather than on one;
+  ms/token     median wall time of one decode step (torch.cuda.synchronize around each step), and its ratio to
+               DynamicCache at the same length, timed with every cache prefilled side by side and their decode
+               steps interleaved one by one (DynamicCache's step, then each VidKVCache's, --rounds x --steps times;
+               the first step of each dropped): at batch 1 the step is bound by the host, whose speed on a shared
+               machine moved by up to 70% between runs minutes apart and, within a run, by more than the caches
+               differ (docs/performance.md section 8), so a cache timed over its own seconds would measure the
+               drift more than the cache; all caches are held at once for this (mind the device memory);
   cache MiB    device bytes the cache holds right after the prefill: DynamicCache's K/V tensors; VidKVCache's
                `cache.memory()` (packed blocks + residual window, from the allocations it made);
   bound MiB    the issue-12 bound: effective bits / 16 x the fp16 cache + one layer's fp16 K/V;
@@ -22,6 +25,8 @@ with attention="fused": decode attention from the packed bits), and the run prin
                tensors, VidKVCache's transient dequantized layer; not VidKVCache's packed blocks (in cache MiB).
   eff. bits    VidKVCache.bits()["effective_bits"] after the run (from the bytes stored);
   same tokens  greedy tokens equal to DynamicCache's at the same step (the exact fp16 codec must give all).
+The memory columns and the tokens come from a run of each cache alone (prefill, then --steps decode steps), before
+the interleaved timing.
 
 Every cache sees the same prompt and the same weights; steps are decoded with the model's own greedy tokens.
 Without a CUDA device the run exits with a message (use a CPU-sized --layers/--hidden/--tokens with --device cpu
@@ -43,7 +48,7 @@ def _parse(argv):
                    help="VidKV presets, comma-separated (fp16: the exact codec, the cache's own overhead)")
     p.add_argument("--steps", type=int, default=32, help="decode steps timed per run (median reported)")
     p.add_argument("--rounds", type=int, default=3,
-                   help="rounds over all caches, interleaved; the median step is taken over every round's steps")
+                   help="timed steps per cache = rounds x steps, the caches' steps interleaved one by one")
     p.add_argument("--layers", type=int, default=28, help="decoder layers (7B VideoLLM: 28)")
     p.add_argument("--hidden", type=int, default=3584, help="hidden size (7B: 3584; heads = hidden / 128)")
     p.add_argument("--device", default="cuda", help="cuda (default) or cpu for a smoke run")
@@ -121,6 +126,46 @@ def _cache_bytes_dynamic(cache) -> int:
     return n
 
 
+def _set_attention(model, attention: str) -> None:
+    if attention == "fused":
+        from vidkv.fused_attention import use_fused_attention
+
+        use_fused_attention(model)
+    else:
+        model.set_attn_implementation("sdpa")
+
+
+def _interleaved(torch, model, a, runs, make, prompt) -> dict:
+    """ms of single decode steps per run: every run's cache (make(run)) prefilled side by side, then one decode step
+    of each in turn, rounds x steps + 1 times (the first dropped); the attention implementation is set between
+    steps, outside the timing."""
+    caches, nxt = {}, {}
+    with torch.inference_mode():
+        for run in runs:
+            _set_attention(model, run[1])
+            caches[run] = make(run)
+            out = model(input_ids=prompt, past_key_values=caches[run], use_cache=True, logits_to_keep=1)
+            nxt[run] = out.logits[:, -1:].argmax(-1)
+            del out
+        times = {run: [] for run in runs}
+        for i in range(a.rounds * a.steps + 1):
+            for run in runs:
+                _set_attention(model, run[1])
+                _sync(torch, a.device)
+                t0 = time.perf_counter()
+                out = model(input_ids=nxt[run], past_key_values=caches[run], use_cache=True)
+                nxt[run] = out.logits[:, -1:].argmax(-1)
+                del out
+                _sync(torch, a.device)
+                if i > 0:
+                    times[run].append((time.perf_counter() - t0) * 1e3)
+    model.set_attn_implementation("sdpa")
+    del caches
+    if a.device.startswith("cuda"):
+        torch.cuda.empty_cache()
+    return times
+
+
 def _run(torch, model, a, tokens, make_cache, prompt):
     cuda = a.device.startswith("cuda")
     cache = make_cache()
@@ -179,8 +224,9 @@ def main(argv=None) -> int:
     dev = "GPU: " + torch.cuda.get_device_name() if a.device.startswith("cuda") else "CPU"
     print(f"# vidkv bench --live: random-weight Qwen2 geometry, {cfg.num_hidden_layers} layers x "
           f"{cfg.num_key_value_heads} KV heads x 128 (GQA {cfg.num_attention_heads // cfg.num_key_value_heads}), "
-          f"{a.dtype}, {dev}; {a.steps} decode steps per run, {a.rounds} interleaved rounds, median ms; "
-          f"sdpa backends {a.sdpa}\n")
+          f"{a.dtype}, {dev}; memory and tokens from each cache alone (prefill + {a.steps} decode steps); ms/token: "
+          f"median of {a.rounds} x {a.steps} steps per cache, all caches prefilled side by side and their steps "
+          f"interleaved one by one; sdpa backends {a.sdpa}\n")
     print("| tokens | cache | ms/token | vs fp16 | cache MiB | bound MiB | device MiB | torch peak MiB | eff. bits | same tokens |")
     print("| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     mib = 1 / 2**20
@@ -189,43 +235,34 @@ def main(argv=None) -> int:
         prompt = torch.randint(0, cfg.vocab_size, (1, tokens), generator=g).to(a.device)
         runs = [(None, "materialize")] + [(p_, "materialize") for p_ in a.presets] + (
             [(p_, "fused") for p_ in a.presets] if a.fused else [])
-        times = {run: [] for run in runs}
+
+        def make(run):
+            preset, attention = run
+            return DynamicCache() if preset is None else VidKVCache({"preset": preset}, attention=attention)
+
+        # Memory and greedy tokens: each cache alone.
         last = {}
-        for _ in range(a.rounds):
-            for preset, attention in runs:
-                if preset is None:
-                    cache, ts, alloc, peak, toks = _run(torch, model, a, tokens, DynamicCache, prompt)
-                    # DynamicCache holds prefill + steps tokens now: scale its bytes back to the prefill.
-                    fp16_bytes = _cache_bytes_dynamic(cache) * tokens / (tokens + a.steps)
-                    last[(preset, attention)] = (fp16_bytes, alloc, peak, toks, None, None)
-                    del cache
-                    times[(preset, attention)] += ts
-                    continue
-                holder = {}
-
-                def make(preset=preset, attention=attention):
-                    holder["c"] = VidKVCache({"preset": preset}, attention=attention)
-                    return holder["c"]
-
-                if attention == "fused":
-                    from vidkv.fused_attention import use_fused_attention
-
-                    use_fused_attention(model)
-                cache, ts, alloc, peak, toks = _run(torch, model, a, tokens, make, prompt)
-                bits = cache.bits()["effective_bits"]
-                held = sum(m["total_bytes"] for m in cache.memory().values())
-                del cache, holder["c"]
-                if attention == "fused":
-                    model.set_attn_implementation("sdpa")
-                last[(preset, attention)] = (held, alloc, peak, toks, bits, None)
-                times[(preset, attention)] += ts
-        fp16_bytes, alloc, peak, ref_tokens, _, _ = last[(None, "materialize")]
+        for run in runs:
+            preset, attention = run
+            _set_attention(model, attention)
+            cache, _, alloc, peak, toks = _run(torch, model, a, tokens, lambda run=run: make(run), prompt)
+            if preset is None:
+                # DynamicCache holds prefill + steps tokens now: scale its bytes back to the prefill.
+                last[run] = (_cache_bytes_dynamic(cache) * tokens / (tokens + a.steps), alloc, peak, toks, None)
+            else:
+                last[run] = (sum(m["total_bytes"] for m in cache.memory().values()), alloc, peak, toks,
+                             cache.bits()["effective_bits"])
+            del cache
+            model.set_attn_implementation("sdpa")
+        # Speed: the caches side by side, their steps interleaved.
+        times = _interleaved(torch, model, a, runs, make, prompt)
+        fp16_bytes, alloc, peak, ref_tokens, _ = last[(None, "materialize")]
         ms_fp16 = statistics.median(times[(None, "materialize")])
         one_layer = fp16_bytes / cfg.num_hidden_layers
         print(f"| {tokens} | fp16 DynamicCache | {ms_fp16:.2f} | 1.00 | {fp16_bytes * mib:.1f} | - | {alloc * mib:.1f} | "
               f"{peak * mib:.1f} | 16.00 | - |", flush=True)
         for preset, attention in runs[1:]:
-            held, alloc, peak, toks, bits, _ = last[(preset, attention)]
+            held, alloc, peak, toks, bits = last[(preset, attention)]
             ms = statistics.median(times[(preset, attention)])
             bound = bits / 16 * fp16_bytes + one_layer
             label = f"VidKVCache {preset}" + (" fused" if attention == "fused" else "")
