@@ -253,8 +253,11 @@ Action define_bench(CLI::App& app) {
                "the live cache instead: decode ms/token and device bytes of VidKVCache vs fp16 DynamicCache in a\n"
                "random-weight model with a 7B VideoLLM's KV geometry (GPU; options --tokens, --presets, --steps, --rounds,\n"
                "--layers, --hidden, --device: python -m vidkv.bench_live --help)");
-  app.add_option("--steps", a->steps, "--live only: decode steps timed per run")->check(CLI::Range(2, 100000));
-  app.add_option("--rounds", a->rounds, "--live only: interleaved rounds over all caches (median over every round's steps)")
+  app.add_option("--steps", a->steps, "--live only: decode steps of each cache's memory run, and per round of the timing")
+      ->check(CLI::Range(2, 100000));
+  app.add_option("--rounds", a->rounds,
+                 "--live only: timed steps per cache = rounds x steps, all caches held at once and their steps "
+                 "interleaved one by one")
       ->check(CLI::Range(1, 1000));
   app.add_option("--hidden", a->hidden, "--live only: hidden size (multiple of 128)");
   app.add_option("--device", a->device, "--live only: cuda or cpu");

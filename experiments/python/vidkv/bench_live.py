@@ -46,7 +46,8 @@ def _parse(argv):
     p.add_argument("--tokens", default="8192,32768", help="prompt lengths, comma-separated")
     p.add_argument("--presets", default="fp16,kivi-2,vidkv-k1.5-v1.58",
                    help="VidKV presets, comma-separated (fp16: the exact codec, the cache's own overhead)")
-    p.add_argument("--steps", type=int, default=32, help="decode steps timed per run (median reported)")
+    p.add_argument("--steps", type=int, default=32,
+                   help="decode steps of each cache's memory run, and per round of the interleaved timing")
     p.add_argument("--rounds", type=int, default=3,
                    help="timed steps per cache = rounds x steps, the caches' steps interleaved one by one")
     p.add_argument("--layers", type=int, default=28, help="decoder layers (7B VideoLLM: 28)")
