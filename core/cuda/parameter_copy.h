@@ -43,7 +43,8 @@ struct Writes {
   std::size_t bytes() const { return begin[segments]; }
   bool empty() const { return segments == 0; }
 };
-static_assert(sizeof(Writes) + sizeof(void*) <= 4096, "kernel parameters above 4 KB");
+// The launch's parameters: the destination pointer (8 bytes), padding to the struct's 16-byte alignment, the struct.
+static_assert(16 + sizeof(Writes) <= 4096, "kernel parameters above 4 KB");
 
 // Enqueues w's writes into device memory `dst` on `stream` (one launch of one block; none when w is empty). Every
 // dst + offset[s] .. + its bytes must lie in one allocation. Ordered with the stream's other work, like a
