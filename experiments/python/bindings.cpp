@@ -720,10 +720,17 @@ class PyDecodeAttention {
     });
   }
   // Tiles of the last run's tables (0 before the first run).
-  std::int64_t tiles() const { return state_ ? state_->tiles() : 0; }
+  std::int64_t tiles() const {
+    const std::lock_guard<std::mutex> lock(*mutex_);  // run() may replace state_ with the GIL released
+    return state_ ? state_->tiles() : 0;
+  }
   // How the tables went up so far (DecodeAttention::uploads): {"whole": n, "patched": n, "unchanged": n}.
   py::dict uploads() const {
-    const DecodeAttention::Uploads u = state_ ? state_->uploads() : DecodeAttention::Uploads{};
+    DecodeAttention::Uploads u;
+    {
+      const std::lock_guard<std::mutex> lock(*mutex_);
+      if (state_) u = state_->uploads();
+    }
     py::dict d;
     d["whole"] = u.whole;
     d["patched"] = u.patched;
