@@ -26,7 +26,6 @@ from live_layers import D, H, L, QH, LiveLayers, runtime_calls
 from vidkv.hf import VidKVCache
 
 
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("tokens", nargs="?", type=int, default=32768)

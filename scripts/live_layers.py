@@ -11,7 +11,7 @@ from vidkv import fused_attention
 
 L, H, QH, D = 28, 4, 28, 128  # layers, KV heads, query heads, head_dim
 
-_LAUNCHES = ("cudaLaunchKernel", "cuLaunchKernel", "cudaLaunchKernelExC", "cuLaunchKernelEx")
+LAUNCHES = ("cudaLaunchKernel", "cuLaunchKernel", "cudaLaunchKernelExC", "cuLaunchKernelEx")  # torch.profiler names
 
 
 def runtime_calls(prof) -> list:
@@ -23,7 +23,7 @@ def runtime_calls(prof) -> list:
     letter."""
     def runtime(name: str) -> bool:
         return (name.startswith("cuda") or (name.startswith("cu") and name[2:3].isupper())) and \
-            "::" not in name and "(" not in name and name not in _LAUNCHES
+            "::" not in name and "(" not in name and name not in LAUNCHES
     return sorted((e.key, e.count) for e in prof.key_averages() if runtime(e.key))
 
 

@@ -86,11 +86,11 @@ def sdpa_wrapped(module, query, key, value, attention_mask, **kwargs):
         shadow = mode["shadow"]
         k1, v1 = last_kv["kv"]
         t = pc()
-        u, r_ = acc["update"], acc["run"]
+        u, r_, ap = acc["update"], acc["run"], acc["append_rows"]
         kk, vv = shadow.update(k1, v1, module.layer_idx)
         fused_attention.fused_attention_forward(module, query, kk, vv, None, scaling=kwargs.get("scaling"))
         acc["shadow_run"] += acc["run"] - r_
-        acc["update"], acc["run"] = u, r_  # counted in "shadow" only
+        acc["update"], acc["run"], acc["append_rows"] = u, r_, ap  # counted in "shadow" only
         acc["shadow"] += pc() - t
     if query.shape[2] == 1 and mode["pattern"] is not None:
         t = pc()

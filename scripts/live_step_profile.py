@@ -25,8 +25,7 @@ from vidkv import bench_live
 from vidkv.fused_attention import use_fused_attention
 from vidkv.hf import VidKVCache
 
-from live_layers import runtime_calls
-
+from live_layers import LAUNCHES, runtime_calls
 
 
 def main() -> None:
@@ -74,8 +73,7 @@ def main() -> None:
                 nxt = model(input_ids=nxt, past_key_values=cache, use_cache=True).logits[:, -1:].argmax(-1)
                 torch.cuda.synchronize()
             calls = runtime_calls(prof)
-            launches = sum(e.count for e in prof.key_averages() if e.key in ("cudaLaunchKernel", "cuLaunchKernel",
-                                                                          "cudaLaunchKernelExC", "cuLaunchKernelEx"))
+            launches = sum(e.count for e in prof.key_averages() if e.key in LAUNCHES)
             pr = cProfile.Profile()
             pr.enable()
             for _ in range(5):

@@ -81,7 +81,7 @@ def _model(torch, a):
     kv_heads = 4 if heads % 4 == 0 else 1
     cfg = Qwen2Config(vocab_size=152064, hidden_size=a.hidden, intermediate_size=int(a.hidden * 37 / 7) // 128 * 128,
                       num_hidden_layers=a.layers, num_attention_heads=heads, num_key_value_heads=kv_heads,
-                      head_dim=128, max_position_embeddings=max(a.tokens) + a.steps + 16, rope_theta=1e6,
+                      head_dim=128, max_position_embeddings=max(a.tokens) + (a.rounds + 1) * a.steps + 16, rope_theta=1e6,
                       tie_word_embeddings=False)
     cfg._attn_implementation = "sdpa"
     dtype = torch.float16 if a.dtype == "fp16" else torch.bfloat16
