@@ -127,6 +127,12 @@ def _cache_bytes_dynamic(cache) -> int:
     return n
 
 
+def _next_token(model, ids, cache, **kwargs):
+    """One forward pass of `ids` on `cache` and its greedy token [batch, 1] (kwargs: e.g. logits_to_keep=1)."""
+    out = model(input_ids=ids, past_key_values=cache, use_cache=True, **kwargs)
+    return out.logits[:, -1:].argmax(-1)
+
+
 def _set_attention(model, attention: str) -> None:
     if attention == "fused":
         from vidkv.fused_attention import use_fused_attention
@@ -145,18 +151,14 @@ def _interleaved(torch, model, a, runs, make, prompt) -> dict:
         for run in runs:
             _set_attention(model, run[1])
             caches[run] = make(run)
-            out = model(input_ids=prompt, past_key_values=caches[run], use_cache=True, logits_to_keep=1)
-            nxt[run] = out.logits[:, -1:].argmax(-1)
-            del out
+            nxt[run] = _next_token(model, prompt, caches[run], logits_to_keep=1)
         times = {run: [] for run in runs}
         for i in range(a.rounds * a.steps + 1):
             for run in runs:
                 _set_attention(model, run[1])
                 _sync(torch, a.device)
                 t0 = time.perf_counter()
-                out = model(input_ids=nxt[run], past_key_values=caches[run], use_cache=True)
-                nxt[run] = out.logits[:, -1:].argmax(-1)
-                del out
+                nxt[run] = _next_token(model, nxt[run], caches[run])
                 _sync(torch, a.device)
                 if i > 0:
                     times[run].append((time.perf_counter() - t0) * 1e3)
@@ -168,6 +170,8 @@ def _interleaved(torch, model, a, runs, make, prompt) -> dict:
 
 
 def _run(torch, model, a, tokens, make_cache, prompt):
+    """One cache alone: prefill, then --steps greedy decode steps; returns (cache, device bytes after the prefill,
+    torch's peak bytes, the greedy tokens). Not timed (_interleaved times the steps)."""
     cuda = a.device.startswith("cuda")
     cache = make_cache()
     _sync(torch, a.device)
@@ -177,24 +181,18 @@ def _run(torch, model, a, tokens, make_cache, prompt):
     before = torch.cuda.memory_allocated() if cuda else 0
     used_before = _device_used(torch) if cuda else 0
     with torch.inference_mode():
-        out = model(input_ids=prompt, past_key_values=cache, use_cache=True, logits_to_keep=1)
-        nxt = out.logits[:, -1:].argmax(-1)
-        del out
+        nxt = _next_token(model, prompt, cache, logits_to_keep=1)
         _sync(torch, a.device)
         used_after = _device_used(torch) if cuda else 0
-        times, generated = [], []
+        generated = []
         for _ in range(a.steps):
             generated.append(int(nxt[0, 0]))
-            t0 = time.perf_counter()
-            out = model(input_ids=nxt, past_key_values=cache, use_cache=True)
-            nxt = out.logits[:, -1:].argmax(-1)
-            del out
-            _sync(torch, a.device)
-            times.append(time.perf_counter() - t0)
+            nxt = _next_token(model, nxt, cache)
+        _sync(torch, a.device)
     peak = torch.cuda.max_memory_allocated() - before if cuda else 0
     if a.profile and cuda:
         _profile(torch, model, cache, nxt)
-    return cache, [t * 1e3 for t in times[1:]], used_after - used_before, peak, generated
+    return cache, used_after - used_before, peak, generated
 
 
 def main(argv=None) -> int:
@@ -246,7 +244,7 @@ def main(argv=None) -> int:
         for run in runs:
             preset, attention = run
             _set_attention(model, attention)
-            cache, _, alloc, peak, toks = _run(torch, model, a, tokens, lambda run=run: make(run), prompt)
+            cache, alloc, peak, toks = _run(torch, model, a, tokens, lambda run=run: make(run), prompt)
             if preset is None:
                 # DynamicCache holds prefill + steps tokens now: scale its bytes back to the prefill.
                 last[run] = (_cache_bytes_dynamic(cache) * tokens / (tokens + a.steps), alloc, peak, toks, None)
