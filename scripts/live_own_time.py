@@ -138,8 +138,7 @@ state["slot"] = 0
 
 def prefill(cache):
     with torch.inference_mode():
-        out = model(input_ids=prompt, past_key_values=cache, use_cache=True, logits_to_keep=1)
-        nxt = out.logits[:, -1:].argmax(-1)
+        nxt = bench_live._next_token(model, prompt, cache, logits_to_keep=1)
     torch.cuda.synchronize()
     return nxt
 
