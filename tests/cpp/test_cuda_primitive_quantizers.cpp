@@ -18,6 +18,8 @@
 #include "vidkv/core/cuda/device_memory.h"
 #include "vidkv/core/dtype.h"
 #include "vidkv/core/error.h"
+#include "vidkv/plugins/quantizers/uniform/uniform_format.h"
+#include "vidkv/plugins/quantizers/uniform/uniform_half_decode.h"
 
 using namespace vidkv;
 using namespace vidkv::test;
@@ -313,4 +315,60 @@ TEST_CASE("uniform on CUDA: a NaN in a group leaves the codes of the group's oth
         REQUIRE(nans > 0);
         REQUIRE(mismatches == 0);
       }
+}
+
+TEST_CASE("uniform on CUDA: fp16 decode of arbitrary bytes (any finite fp16 scale and min) gives the reference's values",
+          "[cuda]") {
+  // The fp16-output fast decoders take a group through one fused fp16 multiply-add where
+  // uniform_format::half_decode_exact holds, and through fp32 where it does not (uniform_half_decode.h). Packed
+  // bytes of random codes with random finite metadata bits (scales of every non-negative exponent, subnormals and
+  // zero included; mins of both signs) reach both branches in every block: the test counts the groups of each kind
+  // on the host. Shapes: the channel axis (decode_channel_half: 128 channels, where store offsets are constants, 64
+  // channels, and 3 row groups per head) and the token axis (decode_token_half); bits 1, 2, 4 and 8.
+  std::string why;
+  if (cuda_device_count(&why) == 0) VIDKV_SKIP("no CUDA device: " << why);
+  const std::vector<std::pair<const char*, BlockShape>> cases{{"channel", {2, 256, 128}}, {"channel", {1, 128, 64}}, {"channel", {1, 96, 64}}, {"token", {2, 40, 96}}};
+  std::uint64_t state = 0x2545F4914F6CDD1Dull;
+  const auto next = [&state] {
+    state ^= state << 13, state ^= state >> 7, state ^= state << 17;
+    return state;
+  };
+  for (const int bits : {1, 2, 4, 8})
+    for (const auto& [axis, shape] : cases) {
+      const bool channel_axis = std::string(axis) == "channel";
+      INFO("bits " << bits << ", axis " << axis << " " << shape.str());
+      auto q = make_reference("uniform", {{"bits", std::to_string(bits)}, {"axis", axis}, {"scale_dtype", "fp16"}});
+      const auto g = group_format::make_group_grid(channel_axis ? group_format::GroupAxis::channel : group_format::GroupAxis::token,
+                                                   shape.heads, shape.tokens, shape.channels, 32);
+      std::vector<std::uint8_t> bytes(q->layout(shape, {}).bytes());
+      const auto sec = uniform_format::sections(group_format::CodeLayout::dense, g, static_cast<unsigned>(bits), DType::f16, bytes.data());
+      for (std::uint8_t* b = bytes.data(); b < sec.scales; ++b) *b = static_cast<std::uint8_t>(next());
+      std::size_t fused = 0, through_fp32 = 0;
+      for (std::int64_t i = 0; i < g.group_count(); ++i) {
+        auto s = static_cast<std::uint16_t>(next() % 0x7C00u);  // finite, non-negative
+        auto m = static_cast<std::uint16_t>(next() % 0x7C00u | (next() & 1u) << 15);
+        std::memcpy(sec.scales + 2 * i, &s, 2);
+        std::memcpy(sec.mins + 2 * i, &m, 2);
+        (uniform_format::half_decode_exact(s, m, uniform_format::max_code(static_cast<unsigned>(bits))) ? fused : through_fp32) += 1;
+      }
+      INFO(fused << " groups through the fused fp16 path, " << through_fp32 << " through fp32");
+      REQUIRE(fused > 0);
+      REQUIRE(through_fp32 > 0);
+      const auto want = decode(*q, shape, bytes);
+      DeviceBuffer in(bytes.size()), back(want.size() * 2);
+      copy_to_device(in.data(), bytes.data(), bytes.size());
+      fill_device(back.data(), 0xAB, back.bytes());
+      q->decode_view(in.as<std::uint8_t>(), {}, TensorView{back.data(), DType::f16, Device::cuda, {shape.heads, shape.tokens, shape.channels}},
+                     Execution::cuda());
+      std::vector<std::uint16_t> halves(want.size());
+      copy_to_host(halves.data(), back.data(), halves.size() * 2);
+      std::size_t mismatches = 0, first = halves.size();
+      for (std::size_t i = 0; i < halves.size(); ++i)
+        if (halves[i] != float_to_half_bits(want[i])) {
+          ++mismatches;
+          if (first == halves.size()) first = i;
+        }
+      INFO("mismatches " << mismatches << ", first at element " << first);
+      REQUIRE(mismatches == 0);
+    }
 }

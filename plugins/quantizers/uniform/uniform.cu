@@ -9,6 +9,7 @@
 #include "vidkv/core/cuda/device_memory.h"
 #include "vidkv/plugins/quantizers/uniform/uniform_cuda.h"
 #include "vidkv/plugins/quantizers/uniform/uniform_format.h"
+#include "vidkv/plugins/quantizers/uniform/uniform_half_decode.h"
 #include "vidkv/quantization/cuda/group_cuda.cuh"
 #include "vidkv/quantization/cuda/group_cuda_io.cuh"
 
@@ -379,10 +380,13 @@ __global__ void __launch_bounds__(256, 4) encode_channel_fast(const void* in, Ch
 // outputs, qb * C * (BITS + 2) words <= 5120.
 constexpr unsigned kTileWords = 8192;
 
-template <DType T, unsigned BITS>
-__global__ void __launch_bounds__(256, 4) encode_channel_tile(const void* in, unsigned pairs, unsigned qb, unsigned gpr, DType sd,
+// kPairs: the channel pairs when they are 64 (128 channels: qb = 4, and the output loops' divisions by qb and
+// qb * BITS become shifts), 0 for any other count (the arguments pairs and qb).
+template <DType T, unsigned BITS, unsigned kPairs>
+__global__ void __launch_bounds__(256, 4) encode_channel_tile(const void* in, unsigned pairs_arg, unsigned qb_arg, unsigned gpr, DType sd,
                                                               Sections s) {
   static_assert(sizeof(typename group_cuda::RawPair<T>::type) == 4, "2-byte input dtypes");
+  const unsigned pairs = kPairs != 0 ? kPairs : pairs_arg, qb = kPairs != 0 ? group_cuda::kThreads / kPairs : qb_arg;
   __shared__ uint4 tile4[kTileWords / 4];
   std::uint32_t* tile = reinterpret_cast<std::uint32_t*>(tile4);
   const unsigned C = 2 * pairs, q0 = blockIdx.x * qb;
@@ -487,6 +491,89 @@ __global__ void __launch_bounds__(256) decode_channel_runs(const std::uint8_t* c
   }
 }
 
+// --- fp16 output from fp16 metadata: the decode in fused fp16 multiply-adds (uniform_half_decode.h) -------------
+// Where half_decode_exact holds for a group, RN16(fma(q, s, m)) (one fma.rn.f16x2 per two values) is the reference's
+// fp16 value; the codes reach it as the fp16 pair (1024 + q_lo, 1024 + q_hi) = 0x6400 | q per half (exact for
+// q < 1024), minus 1024 (exact). Per two values: a shift, a three-input logic op, a subtraction and the fma, against
+// about 13 instructions through fp32 (two code extractions and conversions, two multiplies, two adds, a conversion
+// pair). A group where the condition fails is decoded through fp32 as the other kernels do.
+
+// ((x >> sh) & mask) | 0x64006400 as one lop3 (LUT 0xEA = (a & b) | c): the fp16 pair 1024 + code per half.
+__device__ __forceinline__ std::uint32_t biased_half_pair(std::uint32_t x, unsigned sh, std::uint32_t mask) {
+  std::uint32_t r;
+  asm("lop3.b32 %0, %1, %2, %3, 0xEA;" : "=r"(r) : "r"(x >> sh), "r"(mask), "r"(0x64006400u));
+  return r;
+}
+// A biased pair (biased_half_pair) decoded: (q - 0) s + m per half, one rounding to fp16.
+__device__ __forceinline__ std::uint32_t fused_half_pair(std::uint32_t biased, __half2 s, __half2 m) {
+  const __half2 q = __hsub2(*reinterpret_cast<const __half2*>(&biased), __half2half2(__ushort_as_half(0x6400)));
+  const __half2 r = __hfma2(q, s, m);
+  return *reinterpret_cast<const std::uint32_t*>(&r);
+}
+__device__ __forceinline__ __half2 half_pair(std::uint16_t lo, std::uint16_t hi) {
+  return __halves2half2(__ushort_as_half(lo), __ushort_as_half(hi));
+}
+
+// Axis channel, fp16 output from fp16 metadata: one group of a channel pair per thread (the threads of
+// decode_channel_fast); the pair (channel 2p, 2p + 1) of a token is one fused_half_pair of the two channels' code
+// words joined by a byte permute (low halves: the tokens of a word's first 16 bits; high halves: the rest), stored as
+// one 4-byte word (a warp writes 128 contiguous bytes of a token row). kC: the channel count when it is 128 (store
+// offsets become immediates), 0 for any other (ix.channels). Measured on the H200 (kivi-2 keys, [4, 32768, 128],
+// Nsight Compute): 13.3-13.7 us per layer, against 14.3-15.0 with 4 groups per thread as decode_channel_runs (21% of
+// the warp slots occupied there, 60% here) and 13.6-14.1 with 2; decode_channel_runs itself (fp32) 14.9.
+template <unsigned BITS, unsigned kC>
+__global__ void __launch_bounds__(256) decode_channel_half(const std::uint8_t* codes, const std::uint8_t* scales, const std::uint8_t* mins,
+                                                           ChannelPairs ix, unsigned threads, __half* out) {
+  const unsigned t = blockIdx.x * blockDim.x + threadIdx.x;
+  if (t >= threads) return;
+  std::int64_t first, ga, gb;
+  ix.of(t, first, ga, gb);
+  const unsigned C = kC != 0 ? kC : ix.channels;
+  std::uint32_t wa[BITS], wb[BITS];  // the group's code words of each channel: 16-, 8- or 4-byte loads
+  if constexpr (BITS >= 4) {
+    const uint4* ca = reinterpret_cast<const uint4*>(codes) + ga * BITS / 4;
+    const uint4* cb = reinterpret_cast<const uint4*>(codes) + gb * BITS / 4;
+#pragma unroll
+    for (unsigned k = 0; k < BITS / 4; ++k) {
+      const uint4 x = ca[k], y = cb[k];
+      wa[4 * k] = x.x, wa[4 * k + 1] = x.y, wa[4 * k + 2] = x.z, wa[4 * k + 3] = x.w;
+      wb[4 * k] = y.x, wb[4 * k + 1] = y.y, wb[4 * k + 2] = y.z, wb[4 * k + 3] = y.w;
+    }
+  } else if constexpr (BITS == 2) {
+    const uint2 x = reinterpret_cast<const uint2*>(codes)[ga], y = reinterpret_cast<const uint2*>(codes)[gb];
+    wa[0] = x.x, wa[1] = x.y, wb[0] = y.x, wb[1] = y.y;
+  } else {
+    wa[0] = reinterpret_cast<const std::uint32_t*>(codes)[ga];
+    wb[0] = reinterpret_cast<const std::uint32_t*>(codes)[gb];
+  }
+  const auto* sc = reinterpret_cast<const std::uint16_t*>(scales);
+  const auto* mc = reinterpret_cast<const std::uint16_t*>(mins);
+  const std::uint16_t sa = sc[ga], ma = mc[ga], sb = sc[gb], mb = mc[gb];
+  constexpr unsigned top = uniform_format::max_code(BITS), per_half = 16 / BITS;
+  if (uniform_format::half_decode_exact(sa, ma, top) && uniform_format::half_decode_exact(sb, mb, top)) {
+    constexpr std::uint32_t mask = top * 0x00010001u;
+    const __half2 s2 = half_pair(sa, sb), m2 = half_pair(ma, mb);
+    std::uint32_t* o = reinterpret_cast<std::uint32_t*>(out + first);  // the pair's fp16 values as one word per token
+#pragma unroll
+    for (unsigned k = 0; k < BITS; ++k) {  // word k: tokens k * 32 / BITS ..
+      const std::uint32_t lo = __byte_perm(wa[k], wb[k], 0x5410), hi = __byte_perm(wa[k], wb[k], 0x7632);
+#pragma unroll
+      for (unsigned j = 0; j < 2 * per_half; ++j) {
+        const unsigned i = k * 2 * per_half + j;  // token of the group
+        o[static_cast<std::int64_t>(i) * (C / 2)] = fused_half_pair(biased_half_pair(j < per_half ? lo : hi, (j % per_half) * BITS, mask), s2, m2);
+      }
+    }
+  } else {
+    const float s_a = __half2float(__ushort_as_half(sa)), m_a = __half2float(__ushort_as_half(ma));
+    const float s_b = __half2float(__ushort_as_half(sb)), m_b = __half2float(__ushort_as_half(mb));
+#pragma unroll
+    for (unsigned i = 0; i < 32; ++i) {
+      const unsigned qa = (wa[(i * BITS) / 32] >> ((i * BITS) % 32)) & top, qb = (wb[(i * BITS) / 32] >> ((i * BITS) % 32)) & top;
+      group_cuda::store2<DType::f16>(out, first + static_cast<std::int64_t>(i) * C, decoded_value(qa, s_a, m_a), decoded_value(qb, s_b, m_b));
+    }
+  }
+}
+
 // Axis token, encode: one group (32 contiguous channels of a token, 16-byte loads) per thread; 64 registers so that
 // 4 blocks of 256 fit an SM. Measured on an H200 (28 x 4 x 32768 x 128 fp16, kivi-2 values): 1650-1670 GB/s, against
 // 1270 for the same kernel with 64-bit index division, no register bound and a rint / conversion per element, and
@@ -558,6 +645,67 @@ __global__ void decode_token_fast(const std::uint8_t* codes, const std::uint8_t*
   }
 }
 
+// decode_token_fast for fp16 output and fp16 metadata (same lanes, same loads): a lane's 8 codes are spread so
+// that codes 2j and 2j + 1 sit 16 bits apart (per 16-bit chunk of the codes, the odd fields shifted up by 16 - BITS),
+// then each pair is one fused_half_pair, and the 8 values one 16-byte store.
+template <unsigned BITS>
+__host__ __device__ constexpr std::uint32_t even_fields() {  // the even-numbered BITS-bit fields of a 16-bit chunk
+  std::uint32_t m = 0;
+  for (unsigned f = 0; f < 16 / BITS; f += 2) m |= ((1u << BITS) - 1u) << (f * BITS);
+  return m;
+}
+
+template <unsigned BITS>
+__global__ void decode_token_half(const std::uint8_t* codes, const std::uint8_t* scales, const std::uint8_t* mins, std::int64_t lanes,
+                                  __half* out) {
+  constexpr unsigned top = uniform_format::max_code(BITS);
+  constexpr unsigned fields = 16 / BITS < 8 ? 16 / BITS : 8;  // codes per 16-bit chunk that belong to the lane
+  constexpr std::uint32_t even = even_fields<BITS>(), odd = 0xffffu & ~even, mask = top * 0x00010001u;
+  const std::int64_t base = static_cast<std::int64_t>(blockIdx.x) * blockDim.x * kTokenItems + threadIdx.x;
+  const auto* sc = reinterpret_cast<const std::uint16_t*>(scales);
+  const auto* mc = reinterpret_cast<const std::uint16_t*>(mins);
+  std::uint16_t sb[kTokenItems], mb[kTokenItems];
+  std::uint64_t bits[kTokenItems];
+#pragma unroll
+  for (int it = 0; it < kTokenItems; ++it) {
+    const std::int64_t lane_global = base + static_cast<std::int64_t>(it) * blockDim.x;
+    if (lane_global >= lanes) break;
+    const std::int64_t k = lane_global >> 2;
+    const unsigned quarter = static_cast<unsigned>(lane_global & 3);
+    sb[it] = sc[k], mb[it] = mc[k];
+    const std::uint8_t* run = codes + 4 * BITS * k + BITS * quarter;
+    if constexpr (BITS == 1) bits[it] = *run;
+    else if constexpr (BITS == 2) bits[it] = *reinterpret_cast<const std::uint16_t*>(run);
+    else if constexpr (BITS == 4) bits[it] = *reinterpret_cast<const std::uint32_t*>(run);
+    else
+      bits[it] = static_cast<std::uint64_t>(reinterpret_cast<const std::uint32_t*>(run)[0]) |
+                 (static_cast<std::uint64_t>(reinterpret_cast<const std::uint32_t*>(run)[1]) << 32);
+  }
+#pragma unroll
+  for (int it = 0; it < kTokenItems; ++it) {
+    const std::int64_t lane_global = base + static_cast<std::int64_t>(it) * blockDim.x;
+    if (lane_global >= lanes) break;
+    if (uniform_format::half_decode_exact(sb[it], mb[it], top)) {
+      const __half2 s2 = half_pair(sb[it], sb[it]), m2 = half_pair(mb[it], mb[it]);
+      std::uint32_t w[4];
+#pragma unroll
+      for (unsigned chunk = 0; chunk < 8 / fields; ++chunk) {
+        const std::uint32_t v = static_cast<std::uint32_t>(bits[it] >> (16 * chunk)) & 0xffffu;
+        const std::uint32_t y = (v & even) | ((v & odd) << (16 - BITS));
+#pragma unroll
+        for (unsigned j = 0; j < fields / 2; ++j) w[chunk * (fields / 2) + j] = fused_half_pair(biased_half_pair(y, 2 * j * BITS, mask), s2, m2);
+      }
+      reinterpret_cast<uint4*>(out)[lane_global] = make_uint4(w[0], w[1], w[2], w[3]);
+    } else {
+      const float scale = __half2float(__ushort_as_half(sb[it])), mn = __half2float(__ushort_as_half(mb[it]));
+      float x[8];
+#pragma unroll
+      for (unsigned i = 0; i < 8; ++i) x[i] = decoded_value(static_cast<unsigned>(bits[it] >> (BITS * i)) & top, scale, mn);
+      group_cuda::store8<DType::f16>(out, 8 * lane_global, x);
+    }
+  }
+}
+
 // Whether the fast kernels apply: G = 32, bits 1/2/4/8, whole word-aligned groups, aligned buffers, and on the
 // channel axis an even channel count (channel pairs) and 32-bit thread indices.
 bool fast_path(const Config& c, const GroupGrid& g, const void* values, const void* bytes, DType values_dtype) {
@@ -607,8 +755,11 @@ void encode(const Config& c, const void* in, DType in_dtype, const BlockShape& s
         } else if (qb != 0) {
           if constexpr (T != DType::f32) {  // tile_row_groups is 0 for fp32 input: the kernel is built for 2-byte input only
             const unsigned blocks = static_cast<unsigned>(g.heads * g.groups_per_row() / qb);
-            encode_channel_tile<T, B><<<blocks, group_cuda::kThreads, 0, st>>>(in, static_cast<unsigned>(g.rows / 2), qb,
-                                                                               static_cast<unsigned>(g.groups_per_row()), c.scale_dtype, s);
+            const auto pairs = static_cast<unsigned>(g.rows / 2), gpr = static_cast<unsigned>(g.groups_per_row());
+            if (pairs == 64)
+              encode_channel_tile<T, B, 64><<<blocks, group_cuda::kThreads, 0, st>>>(in, pairs, qb, gpr, c.scale_dtype, s);
+            else
+              encode_channel_tile<T, B, 0><<<blocks, group_cuda::kThreads, 0, st>>>(in, pairs, qb, gpr, c.scale_dtype, s);
           }
         } else {
           const auto threads = static_cast<unsigned>(ChannelPairs::threads(g));
@@ -651,6 +802,16 @@ void decode(const Config& c, const std::uint8_t* in, const BlockShape& shape, vo
         constexpr unsigned B = decltype(bits_tag)::value;
         if (c.axis == GroupAxis::channel) {
           const auto threads = static_cast<unsigned>(ChannelPairs::threads(g));
+          if constexpr (O == DType::f16) {
+            if (c.scale_dtype == DType::f16 && group_cuda::aligned(in, 4 * (B < 4 ? B : 4))) {  // fused fp16 decode (uniform_half_decode.h)
+              auto* o = static_cast<__half*>(out);
+              if (g.rows == 128)
+                decode_channel_half<B, 128><<<group_cuda::blocks_for(threads), group_cuda::kThreads, 0, st>>>(in, scales, mins, ChannelPairs(g), threads, o);
+              else
+                decode_channel_half<B, 0><<<group_cuda::blocks_for(threads), group_cuda::kThreads, 0, st>>>(in, scales, mins, ChannelPairs(g), threads, o);
+              return;
+            }
+          }
           if (B <= 4 && g.groups_per_row() % kRunGroups == 0 && group_cuda::aligned(in, 16)) {
             if constexpr (B <= 4)
               decode_channel_runs<O, B><<<group_cuda::blocks_for(threads / kRunGroups), group_cuda::kThreads, 0, st>>>(
@@ -661,6 +822,13 @@ void decode(const Config& c, const std::uint8_t* in, const BlockShape& shape, vo
           }
         } else {
           const std::int64_t lanes = 4 * g.group_count();  // four lanes per group
+          if constexpr (O == DType::f16) {
+            if (c.scale_dtype == DType::f16) {  // fused fp16 decode (uniform_half_decode.h)
+              decode_token_half<B><<<group_cuda::blocks_for((lanes + kTokenItems - 1) / kTokenItems), group_cuda::kThreads, 0, st>>>(
+                  in, scales, mins, lanes, static_cast<__half*>(out));
+              return;
+            }
+          }
           decode_token_fast<O, B><<<group_cuda::blocks_for((lanes + kTokenItems - 1) / kTokenItems), group_cuda::kThreads, 0, st>>>(
               in, scales, mins, lanes, c.scale_dtype, out);
         }

@@ -17,7 +17,11 @@
 // elements near a rounding boundary (and without the clamps where a warp's groups provably need none), 32-bit index
 // arithmetic; on the channel axis with fp16/bf16 input, a block stages 256 / pairs row groups of input and their
 // outputs in shared memory (encode_channel_tile); a channel-axis decode thread takes a run of 4 groups of its
-// channel pair where the row groups of a head divide by 4 (decode_channel_runs), a token-axis one 4 runs of 8 values.
+// channel pair where the row groups of a head divide by 4 (decode_channel_runs), a token-axis one 4 runs of 8 values;
+// fp16 output from fp16 metadata decodes each group whose metadata passes uniform_half_decode.h's test with one fused
+// fp16 multiply-add per two values (decode_channel_half: one group of a channel pair per thread; decode_token_half),
+// the same fp16 bits as the reference's fp32 decode rounded to fp16 (the header proves it), and the other groups
+// through fp32.
 #pragma once
 
 #include <cstdint>
