@@ -6,6 +6,7 @@
 #include <type_traits>
 
 #include "vidkv/core/cuda/async_copy.cuh"
+#include "vidkv/core/cuda/dependent_launch.cuh"
 #include "vidkv/core/cuda/device_memory.h"
 #include "vidkv/plugins/quantizers/uniform/uniform_cuda.h"
 #include "vidkv/plugins/quantizers/uniform/uniform_format.h"
@@ -385,6 +386,8 @@ constexpr unsigned kTileWords = 8192;
 template <DType T, unsigned BITS, unsigned kPairs>
 __global__ void __launch_bounds__(256, 4) encode_channel_tile(const void* in, unsigned pairs_arg, unsigned qb_arg, unsigned gpr, DType sd,
                                                               Sections s) {
+  dependent_launch::wait_for_previous_grid();  // launched by launch_dependent (dependent_launch.cuh)
+  dependent_launch::allow_next_grid();
   static_assert(sizeof(typename group_cuda::RawPair<T>::type) == 4, "2-byte input dtypes");
   const unsigned pairs = kPairs != 0 ? kPairs : pairs_arg, qb = kPairs != 0 ? group_cuda::kThreads / kPairs : qb_arg;
   __shared__ uint4 tile4[kTileWords / 4];
@@ -445,6 +448,30 @@ __global__ void decode_channel_fast(const std::uint8_t* codes, const std::uint8_
   for (int i = 0; i < 32; ++i) group_cuda::store2<O>(out, first + static_cast<std::int64_t>(i) * ix.channels, a[i], b[i]);
 }
 
+// W consecutive code words from word `first` of the codes section, in 16-byte loads where W is a multiple of 4 (then
+// `first` must be too), else 8-byte loads where W is even, else one word.
+template <unsigned W>
+__device__ __forceinline__ void load_code_words(const std::uint8_t* codes, std::int64_t first, std::uint32_t (&w)[W]) {
+  if constexpr (W % 4 == 0) {
+    const uint4* src = reinterpret_cast<const uint4*>(codes) + first / 4;
+#pragma unroll
+    for (unsigned k = 0; k < W / 4; ++k) {
+      const uint4 x = src[k];
+      w[4 * k] = x.x, w[4 * k + 1] = x.y, w[4 * k + 2] = x.z, w[4 * k + 3] = x.w;
+    }
+  } else if constexpr (W % 2 == 0) {
+    const uint2* src = reinterpret_cast<const uint2*>(codes) + first / 2;
+#pragma unroll
+    for (unsigned k = 0; k < W / 2; ++k) {
+      const uint2 x = src[k];
+      w[2 * k] = x.x, w[2 * k + 1] = x.y;
+    }
+  } else {
+#pragma unroll
+    for (unsigned k = 0; k < W; ++k) w[k] = reinterpret_cast<const std::uint32_t*>(codes)[first + k];
+  }
+}
+
 // Axis channel, decode, kRunGroups consecutive groups of a channel pair per thread (gpr a multiple of kRunGroups,
 // BITS <= 4, 16-byte aligned codes): each channel's run of kRunGroups groups is kRunGroups * BITS contiguous code
 // words (whole 32-byte sectors at 2 bits) and kRunGroups consecutive scales and mins, all loaded before the first
@@ -465,14 +492,8 @@ __global__ void __launch_bounds__(256) decode_channel_runs(const std::uint8_t* c
   const std::int64_t ga = (static_cast<std::int64_t>(h) * ix.channels + 2 * p) * ix.gpr + gi, gb = ga + ix.gpr;
   constexpr unsigned W = kRunGroups * BITS;  // code words of a channel's run (a multiple of 4)
   std::uint32_t wa[W], wb[W];
-  const uint4* ca = reinterpret_cast<const uint4*>(codes) + ga * BITS / 4;
-  const uint4* cb = reinterpret_cast<const uint4*>(codes) + gb * BITS / 4;
-#pragma unroll
-  for (unsigned k = 0; k < W / 4; ++k) {
-    const uint4 x = ca[k], y = cb[k];
-    wa[4 * k] = x.x, wa[4 * k + 1] = x.y, wa[4 * k + 2] = x.z, wa[4 * k + 3] = x.w;
-    wb[4 * k] = y.x, wb[4 * k + 1] = y.y, wb[4 * k + 2] = y.z, wb[4 * k + 3] = y.w;
-  }
+  load_code_words(codes, ga * BITS, wa);
+  load_code_words(codes, gb * BITS, wb);
   float sa[kRunGroups], ma[kRunGroups], sb[kRunGroups], mb[kRunGroups];
 #pragma unroll
   for (unsigned r = 0; r < kRunGroups; ++r) {
@@ -524,28 +545,16 @@ __device__ __forceinline__ __half2 half_pair(std::uint16_t lo, std::uint16_t hi)
 template <unsigned BITS, unsigned kC>
 __global__ void __launch_bounds__(256) decode_channel_half(const std::uint8_t* codes, const std::uint8_t* scales, const std::uint8_t* mins,
                                                            ChannelPairs ix, unsigned threads, __half* out) {
+  dependent_launch::wait_for_previous_grid();  // launched by launch_dependent (dependent_launch.cuh)
+  dependent_launch::allow_next_grid();
   const unsigned t = blockIdx.x * blockDim.x + threadIdx.x;
   if (t >= threads) return;
   std::int64_t first, ga, gb;
   ix.of(t, first, ga, gb);
   const unsigned C = kC != 0 ? kC : ix.channels;
-  std::uint32_t wa[BITS], wb[BITS];  // the group's code words of each channel: 16-, 8- or 4-byte loads
-  if constexpr (BITS >= 4) {
-    const uint4* ca = reinterpret_cast<const uint4*>(codes) + ga * BITS / 4;
-    const uint4* cb = reinterpret_cast<const uint4*>(codes) + gb * BITS / 4;
-#pragma unroll
-    for (unsigned k = 0; k < BITS / 4; ++k) {
-      const uint4 x = ca[k], y = cb[k];
-      wa[4 * k] = x.x, wa[4 * k + 1] = x.y, wa[4 * k + 2] = x.z, wa[4 * k + 3] = x.w;
-      wb[4 * k] = y.x, wb[4 * k + 1] = y.y, wb[4 * k + 2] = y.z, wb[4 * k + 3] = y.w;
-    }
-  } else if constexpr (BITS == 2) {
-    const uint2 x = reinterpret_cast<const uint2*>(codes)[ga], y = reinterpret_cast<const uint2*>(codes)[gb];
-    wa[0] = x.x, wa[1] = x.y, wb[0] = y.x, wb[1] = y.y;
-  } else {
-    wa[0] = reinterpret_cast<const std::uint32_t*>(codes)[ga];
-    wb[0] = reinterpret_cast<const std::uint32_t*>(codes)[gb];
-  }
+  std::uint32_t wa[BITS], wb[BITS];  // the group's code words of each channel
+  load_code_words(codes, ga * BITS, wa);
+  load_code_words(codes, gb * BITS, wb);
   const auto* sc = reinterpret_cast<const std::uint16_t*>(scales);
   const auto* mc = reinterpret_cast<const std::uint16_t*>(mins);
   const std::uint16_t sa = sc[ga], ma = mc[ga], sb = sc[gb], mb = mc[gb];
@@ -580,6 +589,8 @@ __global__ void __launch_bounds__(256) decode_channel_half(const std::uint8_t* c
 // 911 for four lanes per group, where the per-group work (stored range, reciprocal) is repeated by each lane.
 template <DType T, unsigned BITS>
 __global__ void __launch_bounds__(256, 4) encode_token_fast(const void* in, std::int64_t groups, DType sd, Sections s) {
+  dependent_launch::wait_for_previous_grid();  // launched by launch_dependent (dependent_launch.cuh)
+  dependent_launch::allow_next_grid();
   const std::int64_t k = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (k >= groups) return;
   if constexpr (T == DType::f32) {
@@ -610,6 +621,19 @@ __global__ void __launch_bounds__(256, 4) encode_token_fast(const void* in, std:
 // takes kTokenItems lanes a block's width apart, all loaded before the first store.
 constexpr int kTokenItems = 4;
 
+// The 8 codes of a token-axis lane (lane l: quarter l % 4 of group l / 4): BITS bytes at byte BITS * (l % 4) of the
+// group's run.
+template <unsigned BITS>
+__device__ __forceinline__ std::uint64_t lane_codes(const std::uint8_t* codes, std::int64_t lane) {
+  const std::uint8_t* run = codes + 4 * BITS * (lane >> 2) + BITS * static_cast<unsigned>(lane & 3);
+  if constexpr (BITS == 1) return *run;
+  else if constexpr (BITS == 2) return *reinterpret_cast<const std::uint16_t*>(run);
+  else if constexpr (BITS == 4) return *reinterpret_cast<const std::uint32_t*>(run);
+  else
+    return static_cast<std::uint64_t>(reinterpret_cast<const std::uint32_t*>(run)[0]) |
+           (static_cast<std::uint64_t>(reinterpret_cast<const std::uint32_t*>(run)[1]) << 32);
+}
+
 template <DType O, unsigned BITS>
 __global__ void decode_token_fast(const std::uint8_t* codes, const std::uint8_t* scales, const std::uint8_t* mins, std::int64_t lanes,
                                   DType sd, void* out) {
@@ -620,16 +644,8 @@ __global__ void decode_token_fast(const std::uint8_t* codes, const std::uint8_t*
   for (int it = 0; it < kTokenItems; ++it) {
     const std::int64_t lane_global = base + static_cast<std::int64_t>(it) * blockDim.x;
     if (lane_global >= lanes) break;
-    const std::int64_t k = lane_global >> 2;
-    const unsigned quarter = static_cast<unsigned>(lane_global & 3);
-    scale[it] = group_cuda::load_scalar(scales, k, sd), mn[it] = group_cuda::load_scalar(mins, k, sd);
-    const std::uint8_t* run = codes + 4 * BITS * k + BITS * quarter;
-    if constexpr (BITS == 1) bits[it] = *run;
-    else if constexpr (BITS == 2) bits[it] = *reinterpret_cast<const std::uint16_t*>(run);
-    else if constexpr (BITS == 4) bits[it] = *reinterpret_cast<const std::uint32_t*>(run);
-    else
-      bits[it] = static_cast<std::uint64_t>(reinterpret_cast<const std::uint32_t*>(run)[0]) |
-                 (static_cast<std::uint64_t>(reinterpret_cast<const std::uint32_t*>(run)[1]) << 32);
+    scale[it] = group_cuda::load_scalar(scales, lane_global >> 2, sd), mn[it] = group_cuda::load_scalar(mins, lane_global >> 2, sd);
+    bits[it] = lane_codes<BITS>(codes, lane_global);
   }
 #pragma unroll
   for (int it = 0; it < kTokenItems; ++it) {
@@ -658,6 +674,8 @@ __host__ __device__ constexpr std::uint32_t even_fields() {  // the even-numbere
 template <unsigned BITS>
 __global__ void decode_token_half(const std::uint8_t* codes, const std::uint8_t* scales, const std::uint8_t* mins, std::int64_t lanes,
                                   __half* out) {
+  dependent_launch::wait_for_previous_grid();  // launched by launch_dependent (dependent_launch.cuh)
+  dependent_launch::allow_next_grid();
   constexpr unsigned top = uniform_format::max_code(BITS);
   constexpr unsigned fields = 16 / BITS < 8 ? 16 / BITS : 8;  // codes per 16-bit chunk that belong to the lane
   constexpr std::uint32_t even = even_fields<BITS>(), odd = 0xffffu & ~even, mask = top * 0x00010001u;
@@ -670,16 +688,8 @@ __global__ void decode_token_half(const std::uint8_t* codes, const std::uint8_t*
   for (int it = 0; it < kTokenItems; ++it) {
     const std::int64_t lane_global = base + static_cast<std::int64_t>(it) * blockDim.x;
     if (lane_global >= lanes) break;
-    const std::int64_t k = lane_global >> 2;
-    const unsigned quarter = static_cast<unsigned>(lane_global & 3);
-    sb[it] = sc[k], mb[it] = mc[k];
-    const std::uint8_t* run = codes + 4 * BITS * k + BITS * quarter;
-    if constexpr (BITS == 1) bits[it] = *run;
-    else if constexpr (BITS == 2) bits[it] = *reinterpret_cast<const std::uint16_t*>(run);
-    else if constexpr (BITS == 4) bits[it] = *reinterpret_cast<const std::uint32_t*>(run);
-    else
-      bits[it] = static_cast<std::uint64_t>(reinterpret_cast<const std::uint32_t*>(run)[0]) |
-                 (static_cast<std::uint64_t>(reinterpret_cast<const std::uint32_t*>(run)[1]) << 32);
+    sb[it] = sc[lane_global >> 2], mb[it] = mc[lane_global >> 2];
+    bits[it] = lane_codes<BITS>(codes, lane_global);
   }
 #pragma unroll
   for (int it = 0; it < kTokenItems; ++it) {
@@ -750,16 +760,19 @@ void encode(const Config& c, const void* in, DType in_dtype, const BlockShape& s
       dispatch_bits(c.bits, [&](auto bits_tag) {
         constexpr unsigned B = decltype(bits_tag)::value;
         if (c.axis == GroupAxis::token) {
-          encode_token_fast<T, B><<<group_cuda::blocks_for(g.group_count()), group_cuda::kThreads, 0, st>>>(in, g.group_count(),
-                                                                                                          c.scale_dtype, s);
+          dependent_launch::launch_dependent(encode_token_fast<T, B>, group_cuda::blocks_for(g.group_count()), group_cuda::kThreads, 0, st, in,
+                                             g.group_count(), c.scale_dtype, s);
         } else if (qb != 0) {
           if constexpr (T != DType::f32) {  // tile_row_groups is 0 for fp32 input: the kernel is built for 2-byte input only
             const unsigned blocks = static_cast<unsigned>(g.heads * g.groups_per_row() / qb);
             const auto pairs = static_cast<unsigned>(g.rows / 2), gpr = static_cast<unsigned>(g.groups_per_row());
-            if (pairs == 64)
-              encode_channel_tile<T, B, 64><<<blocks, group_cuda::kThreads, 0, st>>>(in, pairs, qb, gpr, c.scale_dtype, s);
+            // 128 channels as a constant at 1 and 2 bits (at 4 and 8 the constant version spills a few registers)
+            constexpr unsigned kConstPairs = B <= 2 ? 64 : 0;
+            if (kConstPairs != 0 && pairs == kConstPairs)
+              dependent_launch::launch_dependent(encode_channel_tile<T, B, kConstPairs>, blocks, group_cuda::kThreads, 0, st, in, pairs, qb, gpr,
+                                                 c.scale_dtype, s);
             else
-              encode_channel_tile<T, B, 0><<<blocks, group_cuda::kThreads, 0, st>>>(in, pairs, qb, gpr, c.scale_dtype, s);
+              dependent_launch::launch_dependent(encode_channel_tile<T, B, 0>, blocks, group_cuda::kThreads, 0, st, in, pairs, qb, gpr, c.scale_dtype, s);
           }
         } else {
           const auto threads = static_cast<unsigned>(ChannelPairs::threads(g));
@@ -806,9 +819,11 @@ void decode(const Config& c, const std::uint8_t* in, const BlockShape& shape, vo
             if (c.scale_dtype == DType::f16 && group_cuda::aligned(in, 4 * (B < 4 ? B : 4))) {  // fused fp16 decode (uniform_half_decode.h)
               auto* o = static_cast<__half*>(out);
               if (g.rows == 128)
-                decode_channel_half<B, 128><<<group_cuda::blocks_for(threads), group_cuda::kThreads, 0, st>>>(in, scales, mins, ChannelPairs(g), threads, o);
+                dependent_launch::launch_dependent(decode_channel_half<B, 128>, group_cuda::blocks_for(threads), group_cuda::kThreads, 0, st, in,
+                                                   scales, mins, ChannelPairs(g), threads, o);
               else
-                decode_channel_half<B, 0><<<group_cuda::blocks_for(threads), group_cuda::kThreads, 0, st>>>(in, scales, mins, ChannelPairs(g), threads, o);
+                dependent_launch::launch_dependent(decode_channel_half<B, 0>, group_cuda::blocks_for(threads), group_cuda::kThreads, 0, st, in,
+                                                   scales, mins, ChannelPairs(g), threads, o);
               return;
             }
           }
@@ -824,8 +839,8 @@ void decode(const Config& c, const std::uint8_t* in, const BlockShape& shape, vo
           const std::int64_t lanes = 4 * g.group_count();  // four lanes per group
           if constexpr (O == DType::f16) {
             if (c.scale_dtype == DType::f16) {  // fused fp16 decode (uniform_half_decode.h)
-              decode_token_half<B><<<group_cuda::blocks_for((lanes + kTokenItems - 1) / kTokenItems), group_cuda::kThreads, 0, st>>>(
-                  in, scales, mins, lanes, static_cast<__half*>(out));
+              dependent_launch::launch_dependent(decode_token_half<B>, group_cuda::blocks_for((lanes + kTokenItems - 1) / kTokenItems),
+                                                 group_cuda::kThreads, 0, st, in, scales, mins, lanes, static_cast<__half*>(out));
               return;
             }
           }

@@ -21,7 +21,9 @@
 // fp16 output from fp16 metadata decodes each group whose metadata passes uniform_half_decode.h's test with one fused
 // fp16 multiply-add per two values (decode_channel_half: one group of a channel pair per thread; decode_token_half),
 // the same fp16 bits as the reference's fp32 decode rounded to fp16 (the header proves it), and the other groups
-// through fp32.
+// through fp32. The bench's four kernels (encode_channel_tile, encode_token_fast, decode_channel_half,
+// decode_token_half) are launched as programmatic dependents (core/cuda/dependent_launch.cuh): each waits for the
+// previous kernel on the stream before touching memory and lets the next one be dispatched as its last wave runs.
 #pragma once
 
 #include <cstdint>

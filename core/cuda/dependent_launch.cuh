@@ -1,0 +1,74 @@
+// Programmatic dependent launch (Hopper, compute capability 9.0): a kernel launched with the stream attribute
+// cudaLaunchAttributeProgrammaticStreamSerialization may start while the kernel before it on the stream is still
+// finishing; it waits for that kernel's completion and memory (PTX griddepcontrol.wait) before it touches device
+// memory. What is gained: the launch and the block dispatch of the next kernel overlap the end of the previous one,
+// instead of following its completion. CUDA sources only.
+//
+// Contract for a kernel launched with launch_dependent():
+//   * it calls wait_for_previous_grid() before its first access to device memory (reads AND writes: the previous
+//     kernel may still read a buffer this one writes);
+//   * it may call allow_next_grid(): the next kernel (if launched this way too) is dispatched once every block of
+//     this one has called it or exited, so a call at the start lets the next kernel's blocks take the
+//     multiprocessors that this kernel's last wave frees (its earlier waves are not displaced: blocks not yet started
+//     have not called it); a kernel that never calls it lets the next one start when all its blocks have exited.
+// On devices below 9.0, or with VIDKV_NO_DEPENDENT_LAUNCH=1 in the environment (to measure what it gains), kernels
+// are launched as usual and both calls do nothing.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <utility>
+
+namespace vidkv::dependent_launch {
+
+__device__ __forceinline__ void wait_for_previous_grid() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;\n" ::: "memory");
+#endif
+}
+
+__device__ __forceinline__ void allow_next_grid() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
+#endif
+}
+
+// Whether the current device takes the attribute (compute capability 9.0 or newer) and the environment does not
+// turn it off; asked once per process (the project runs on one device per process).
+inline bool enabled() {
+  static const bool on = [] {
+    const char* off = std::getenv("VIDKV_NO_DEPENDENT_LAUNCH");
+    if (off != nullptr && std::strcmp(off, "0") != 0 && off[0] != '\0') return false;
+    int device = 0, major = 0;
+    if (cudaGetDevice(&device) != cudaSuccess) return false;
+    if (cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) != cudaSuccess) return false;
+    return major >= 9;
+  }();
+  return on;
+}
+
+// kernel<<<grid, block, smem, stream>>>(args...) with programmatic stream serialization where enabled(). Launch
+// errors are left to the caller's check_launch (cudaGetLastError), as with <<<>>>.
+template <class... Params, class... Args>
+void launch_dependent(void (*kernel)(Params...), dim3 grid, dim3 block, std::size_t smem, cudaStream_t stream, Args&&... args) {
+  if (!enabled()) {
+    kernel<<<grid, block, smem, stream>>>(std::forward<Args>(args)...);
+    return;
+  }
+  cudaLaunchAttribute attribute[1];
+  attribute[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attribute[0].val.programmaticStreamSerializationAllowed = 1;
+  cudaLaunchConfig_t config{};
+  config.gridDim = grid;
+  config.blockDim = block;
+  config.dynamicSmemBytes = smem;
+  config.stream = stream;
+  config.attrs = attribute;
+  config.numAttrs = 1;
+  // An error here is also the runtime's last error: the caller's check_launch (cudaGetLastError) reports it.
+  (void)cudaLaunchKernelEx(&config, kernel, static_cast<Params>(std::forward<Args>(args))...);
+}
+
+}  // namespace vidkv::dependent_launch
