@@ -11,6 +11,7 @@
 #include "cuda_test_support.h"
 #include "decode_attention_test_support.h"
 #include "vidkv/core/cuda/device_memory.h"
+#include "vidkv/core/error.h"
 
 using namespace vidkv;
 using namespace vidkv::test;
@@ -237,6 +238,67 @@ TEST_CASE("decode attention on cuda: decode steps queued without a synchronise g
         REQUIRE(from_dtype_bytes(download(outs[static_cast<std::size_t>(step)].data(), out_bytes), DType::f32) == want);
       }
       CHECK(queued.uploads().patched > 0);
+    }
+  }
+}
+
+TEST_CASE("decode attention on cuda kept across a batch that changes size and a failed update gives a fresh object's output",
+          "[cuda][attention]") {
+  // update() takes any batch (a server's batch changes between steps): 2 -> 1 -> 2 sequences, then an update that
+  // fails (a sequence holding no tokens: ShapeError), after which run() refuses, then good updates at batch 1 again.
+  // Every kept state's tables and output equal a fresh object's, bit for bit; the failed update leaves the device
+  // tables unknown, so the next upload is whole (uploads()), and later one-token steps patch again.
+  VIDKV_REQUIRE_CUDA_DEVICE();
+  const LayerInput a = synthetic_input(4, 700, 128, 31), b = synthetic_input(4, 400, 128, 32);
+  for (const char* name : {"kivi-2", "vidkv-k1.5-v1.58"}) {
+    for (const bool side_stream : {true, false}) {
+      INFO(name << ", side_stream " << side_stream);
+      const PresetCodec preset = preset_codec(name);
+      auto make = [&] {
+        return std::make_unique<LayerCache>(preset.codec, preset.lifecycle, 4, 128, TokenContext{}, DType::f16, Execution::cuda(),
+                                            ExactTokens::residual);
+      };
+      auto ca = make(), cb = make(), empty = make();
+      append_tokens(*ca, a, 0, 600);
+      append_tokens(*cb, b, 0, 300);
+      std::int64_t ta = 600, tb = 300;
+      const auto step = [&] {
+        append_tokens(*ca, a, ta, ta + 1);
+        append_tokens(*cb, b, tb, tb + 1);
+        ++ta, ++tb;
+      };
+      std::vector<float> q2 = random_queries(2, 28, 128, 1.5f, 15);
+      for (auto& x : q2) x = round_to_dtype(x, DType::f16);
+      const std::vector<float> q1(q2.begin(), q2.begin() + 28 * 128);
+      using Fast = DecodeAttention::FastKernel;
+      const std::vector<const LayerCache*> both = {ca.get(), cb.get()}, one = {ca.get()};
+      DecodeAttention kept(both, Execution::cuda(), 0, Fast::tensor_cores, side_stream);
+      const auto same_as_fresh = [&](const std::vector<const LayerCache*>& caches, const std::vector<float>& q) {
+        const DecodeAttention fresh(caches, Execution::cuda(), 0, Fast::tensor_cores, side_stream);
+        REQUIRE(kept.same_tables(fresh));
+        REQUIRE(run_cuda(kept, q, 28, DType::f16) == run_cuda(fresh, q, 28, DType::f16));
+      };
+      same_as_fresh(both, q2);
+      step();
+      kept.update(one);
+      same_as_fresh(one, q1);
+      step();
+      kept.update(both);
+      same_as_fresh(both, q2);
+      const DecodeAttention::Uploads before = kept.uploads();
+      REQUIRE_THROWS_AS(kept.update({ca.get(), empty.get()}), ShapeError);
+      REQUIRE_THROWS_AS(run_cuda(kept, q2, 28, DType::f16), ShapeError);
+      step();
+      kept.update(one);
+      same_as_fresh(one, q1);
+      const DecodeAttention::Uploads after = kept.uploads();
+      CHECK(after.whole == before.whole + 1);
+      for (int i = 0; i < 4; ++i) {  // one token per step at batch 1: patched again (the kept-across-steps test)
+        step();
+        kept.update(one);
+        same_as_fresh(one, q1);
+      }
+      CHECK(kept.uploads().patched > after.patched);
     }
   }
 }
