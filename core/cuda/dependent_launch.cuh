@@ -11,14 +11,17 @@
 //     this one has called it or exited, so a call at the start lets the next kernel's blocks take the
 //     multiprocessors that this kernel's last wave frees (its earlier waves are not displaced: blocks not yet started
 //     have not called it); a kernel that never calls it lets the next one start when all its blocks have exited.
-// On devices below 9.0, or with VIDKV_NO_DEPENDENT_LAUNCH=1 in the environment (to measure what it gains), kernels
-// are launched as usual and both calls do nothing.
+// On devices below 9.0, for kernels whose code on the device was compiled for an older architecture (a build with
+// -DCMAKE_CUDA_ARCHITECTURES below 90: no griddepcontrol in it), or with VIDKV_NO_DEPENDENT_LAUNCH=1 in the
+// environment (to measure what it gains), kernels are launched as usual and both calls do nothing.
 #pragma once
 
 #include <cuda_runtime.h>
 
 #include <cstdlib>
 #include <cstring>
+#include <mutex>
+#include <unordered_map>
 #include <utility>
 
 namespace vidkv::dependent_launch {
@@ -36,24 +39,47 @@ __device__ __forceinline__ void allow_next_grid() {
 }
 
 // Whether the current device takes the attribute (compute capability 9.0 or newer) and the environment does not
-// turn it off; asked once per process (the project runs on one device per process).
+// turn it off; asked once per process (the project runs on one device per process). A failed query is cleared from
+// the runtime's last error (it would otherwise be reported as the next launch's failure) and turns it off.
 inline bool enabled() {
   static const bool on = [] {
     const char* off = std::getenv("VIDKV_NO_DEPENDENT_LAUNCH");
     if (off != nullptr && std::strcmp(off, "0") != 0 && off[0] != '\0') return false;
     int device = 0, major = 0;
-    if (cudaGetDevice(&device) != cudaSuccess) return false;
-    if (cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) != cudaSuccess) return false;
+    if (cudaGetDevice(&device) != cudaSuccess || cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) != cudaSuccess) {
+      (void)cudaGetLastError();
+      return false;
+    }
     return major >= 9;
   }();
   return on;
 }
 
-// kernel<<<grid, block, smem, stream>>>(args...) with programmatic stream serialization where enabled(). Launch
-// errors are left to the caller's check_launch (cudaGetLastError), as with <<<>>>.
+// Whether the code of `kernel` that runs on the current device was compiled for sm_90 or newer: only then does it
+// hold the griddepcontrol instructions (a build for an older architecture, JIT-compiled from its PTX on a Hopper
+// device, has none and must not start early). Asked once per kernel (cudaFuncGetAttributes), under a lock.
+inline bool kernel_waits(const void* kernel) {
+  static std::mutex mutex;
+  static std::unordered_map<const void*, bool> known;
+  const std::lock_guard<std::mutex> lock(mutex);
+  const auto it = known.find(kernel);
+  if (it != known.end()) return it->second;
+  cudaFuncAttributes a{};
+  bool waits = false;
+  if (cudaFuncGetAttributes(&a, kernel) == cudaSuccess)
+    waits = a.ptxVersion >= 90 && a.binaryVersion >= 90;
+  else
+    (void)cudaGetLastError();
+  known.emplace(kernel, waits);
+  return waits;
+}
+
+// kernel<<<grid, block, smem, stream>>>(args...), with programmatic stream serialization where enabled() and the
+// kernel's code has the wait (kernel_waits). Launch errors are left to the caller's check_launch
+// (cudaGetLastError, which also reports a failed cudaLaunchKernelEx), as with <<<>>>.
 template <class... Params, class... Args>
 void launch_dependent(void (*kernel)(Params...), dim3 grid, dim3 block, std::size_t smem, cudaStream_t stream, Args&&... args) {
-  if (!enabled()) {
+  if (!enabled() || !kernel_waits(reinterpret_cast<const void*>(kernel))) {
     kernel<<<grid, block, smem, stream>>>(std::forward<Args>(args)...);
     return;
   }
@@ -67,8 +93,7 @@ void launch_dependent(void (*kernel)(Params...), dim3 grid, dim3 block, std::siz
   config.stream = stream;
   config.attrs = attribute;
   config.numAttrs = 1;
-  // An error here is also the runtime's last error: the caller's check_launch (cudaGetLastError) reports it.
-  (void)cudaLaunchKernelEx(&config, kernel, static_cast<Params>(std::forward<Args>(args))...);
+  (void)cudaLaunchKernelEx(&config, kernel, std::forward<Args>(args)...);
 }
 
 }  // namespace vidkv::dependent_launch

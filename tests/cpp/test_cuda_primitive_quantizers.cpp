@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <cstring>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "boundary_values.h"
@@ -322,8 +323,10 @@ TEST_CASE("uniform on CUDA: fp16 decode of arbitrary bytes (any finite fp16 scal
   // The fp16-output fast decoders take a group through one fused fp16 multiply-add where
   // uniform_format::half_decode_exact holds, and through fp32 where it does not (uniform_half_decode.h). Packed
   // bytes of random codes with random finite metadata bits (scales of every non-negative exponent, subnormals and
-  // zero included; mins of both signs) reach both branches in every block: the test counts the groups of each kind
-  // on the host. Shapes: the channel axis (decode_channel_half: 128 channels, where store offsets are constants, 64
+  // zero included; mins of both signs) reach both branches: the test counts on the host the units that take each
+  // (a group on the token axis, a channel pair's two groups on the channel axis). The first groups hold hand-made
+  // metadata: scales +-0 and the smallest subnormal against mins +-0, +-subnormal and +-65504, a group whose code 1
+  // decodes to an exact zero (s = 1, m = -1), and one that overflows (s = m = 65504). Shapes: the channel axis (decode_channel_half: 128 channels, where store offsets are constants, 64
   // channels, and 3 row groups per head) and the token axis (decode_token_half); bits 1, 2, 4 and 8.
   std::string why;
   if (cuda_device_count(&why) == 0) VIDKV_SKIP("no CUDA device: " << why);
@@ -343,15 +346,28 @@ TEST_CASE("uniform on CUDA: fp16 decode of arbitrary bytes (any finite fp16 scal
       std::vector<std::uint8_t> bytes(q->layout(shape, {}).bytes());
       const auto sec = uniform_format::sections(group_format::CodeLayout::dense, g, static_cast<unsigned>(bits), DType::f16, bytes.data());
       for (std::uint8_t* b = bytes.data(); b < sec.scales; ++b) *b = static_cast<std::uint8_t>(next());
-      std::size_t fused = 0, through_fp32 = 0;
+      const std::vector<std::pair<std::uint16_t, std::uint16_t>> edges{
+          {0x0000, 0x0000}, {0x8000, 0x8000}, {0x0000, 0x8001}, {0x8000, 0x0001}, {0x0001, 0x7BFF}, {0x0001, 0xFBFF},
+          {0x0001, 0x8000}, {0x3C00, 0xBC00}, {0x7BFF, 0x7BFF}, {0x7BFF, 0xFBFF}};
+      const unsigned top = uniform_format::max_code(static_cast<unsigned>(bits));
+      std::vector<bool> exact(static_cast<std::size_t>(g.group_count()));
       for (std::int64_t i = 0; i < g.group_count(); ++i) {
         auto s = static_cast<std::uint16_t>(next() % 0x7C00u);  // finite, non-negative
         auto m = static_cast<std::uint16_t>(next() % 0x7C00u | (next() & 1u) << 15);
+        if (static_cast<std::size_t>(i) < edges.size()) std::tie(s, m) = edges[static_cast<std::size_t>(i)];
         std::memcpy(sec.scales + 2 * i, &s, 2);
         std::memcpy(sec.mins + 2 * i, &m, 2);
-        (uniform_format::half_decode_exact(s, m, uniform_format::max_code(static_cast<unsigned>(bits))) ? fused : through_fp32) += 1;
+        exact[static_cast<std::size_t>(i)] = uniform_format::half_decode_exact(s, m, top);
       }
-      INFO(fused << " groups through the fused fp16 path, " << through_fp32 << " through fp32");
+      std::size_t fused = 0, through_fp32 = 0;  // units: a group (token axis), a pair's two groups (channel axis)
+      for (std::int64_t i = 0; i < g.group_count(); ++i) {
+        if (!channel_axis) {
+          (exact[static_cast<std::size_t>(i)] ? fused : through_fp32) += 1;
+        } else if ((i / g.groups_per_row()) % 2 == 0) {  // channel 2p's group i and channel 2p + 1's group i + gpr
+          (exact[static_cast<std::size_t>(i)] && exact[static_cast<std::size_t>(i + g.groups_per_row())] ? fused : through_fp32) += 1;
+        }
+      }
+      INFO(fused << " units through the fused fp16 path, " << through_fp32 << " through fp32");
       REQUIRE(fused > 0);
       REQUIRE(through_fp32 > 0);
       const auto want = decode(*q, shape, bytes);

@@ -61,6 +61,11 @@ TEST_CASE("half_decode_exact: golden cases worked out by hand", "[cpu][uniform]"
   CHECK(uniform_format::half_decode_exact(0x3C00, 0x73FE, 3));
   // s = 1, m = 16384 (0x7400): 3 + 16384 >= 16384 -> false (sufficient condition only: here the sum is exact).
   CHECK_FALSE(uniform_format::half_decode_exact(0x3C00, 0x7400, 3));
+  // Why the comparison is strict: s = 2^-24 (limit 1), m = 1 (0x3C00, limit 2^14), 1 bit: top s + m = 1 + 2^-24
+  // rounds to 1.0 in fp32, equal to the limit; and 1 + 2^-24 is indeed not an fp32 value (a bound with <= would
+  // accept this pair wrongly).
+  CHECK_FALSE(uniform_format::half_decode_exact(0x0001, 0x3C00, 1));
+  CHECK_FALSE(fp32_decode_exact(0x0001, 0x3C00, {1}));
 }
 
 TEST_CASE("half_decode_exact is sound: where it holds, the reference's fp32 decode is exact for every code", "[cpu][uniform]") {
