@@ -20,8 +20,6 @@
 
 #include <cstdlib>
 #include <cstring>
-#include <mutex>
-#include <unordered_map>
 #include <utility>
 
 namespace vidkv::dependent_launch {
@@ -57,30 +55,29 @@ inline bool enabled() {
 
 // Whether the code of `kernel` that runs on the current device was compiled for sm_90 or newer: only then does it
 // hold the griddepcontrol instructions (a build for an older architecture, JIT-compiled from its PTX on a Hopper
-// device, has none and must not start early). Asked once per kernel (cudaFuncGetAttributes), under a lock.
+// device, has none and must not start early). launch_dependent asks once per kernel.
 inline bool kernel_waits(const void* kernel) {
-  static std::mutex mutex;
-  static std::unordered_map<const void*, bool> known;
-  const std::lock_guard<std::mutex> lock(mutex);
-  const auto it = known.find(kernel);
-  if (it != known.end()) return it->second;
   cudaFuncAttributes a{};
-  bool waits = false;
-  if (cudaFuncGetAttributes(&a, kernel) == cudaSuccess)
-    waits = a.ptxVersion >= 90 && a.binaryVersion >= 90;
-  else
+  if (cudaFuncGetAttributes(&a, kernel) != cudaSuccess) {
     (void)cudaGetLastError();
-  known.emplace(kernel, waits);
-  return waits;
+    return false;
+  }
+  return a.ptxVersion >= 90 && a.binaryVersion >= 90;
 }
 
-// kernel<<<grid, block, smem, stream>>>(args...), with programmatic stream serialization where enabled() and the
-// kernel's code has the wait (kernel_waits). Launch errors are left to the caller's check_launch
-// (cudaGetLastError, which also reports a failed cudaLaunchKernelEx), as with <<<>>>.
-template <class... Params, class... Args>
-void launch_dependent(void (*kernel)(Params...), dim3 grid, dim3 block, std::size_t smem, cudaStream_t stream, Args&&... args) {
-  if (!enabled() || !kernel_waits(reinterpret_cast<const void*>(kernel))) {
-    kernel<<<grid, block, smem, stream>>>(std::forward<Args>(args)...);
+// Kernel<<<grid, block, smem, stream>>>(args...), with programmatic stream serialization where enabled() and the
+// kernel's code has the wait (kernel_waits, asked at the kernel's first launch: a static per kernel). Launch errors
+// are left to the caller's check_launch (cudaGetLastError, which also reports a failed cudaLaunchKernelEx), as with
+// <<<>>>.
+template <auto Kernel, class... Args>
+void launch_dependent(dim3 grid, dim3 block, std::size_t smem, cudaStream_t stream, Args&&... args) {
+  if (!enabled()) {
+    Kernel<<<grid, block, smem, stream>>>(std::forward<Args>(args)...);
+    return;
+  }
+  static const bool waits = kernel_waits(reinterpret_cast<const void*>(Kernel));
+  if (!waits) {
+    Kernel<<<grid, block, smem, stream>>>(std::forward<Args>(args)...);
     return;
   }
   cudaLaunchAttribute attribute[1];
@@ -93,7 +90,7 @@ void launch_dependent(void (*kernel)(Params...), dim3 grid, dim3 block, std::siz
   config.stream = stream;
   config.attrs = attribute;
   config.numAttrs = 1;
-  (void)cudaLaunchKernelEx(&config, kernel, std::forward<Args>(args)...);
+  (void)cudaLaunchKernelEx(&config, Kernel, std::forward<Args>(args)...);
 }
 
 }  // namespace vidkv::dependent_launch

@@ -472,6 +472,19 @@ __device__ __forceinline__ void load_code_words(const std::uint8_t* codes, std::
   }
 }
 
+// Group r of a channel pair (its codes at bits 32 r BITS .. of the words wa / wb) decoded through fp32 (decode_value's
+// operations) and stored as O: token i's pair at element first + i * channels.
+template <DType O, unsigned BITS, unsigned W>
+__device__ __forceinline__ void store_group_pair(const std::uint32_t (&wa)[W], const std::uint32_t (&wb)[W], unsigned r, float sa, float ma,
+                                                 float sb, float mb, void* out, std::int64_t first, unsigned channels) {
+#pragma unroll
+  for (unsigned i = 0; i < 32; ++i) {
+    const unsigned bit = r * 32 * BITS + i * BITS, mask = (1u << BITS) - 1u;
+    const unsigned qa = (wa[bit / 32] >> (bit % 32)) & mask, qb = (wb[bit / 32] >> (bit % 32)) & mask;
+    group_cuda::store2<O>(out, first + static_cast<std::int64_t>(i) * channels, decoded_value(qa, sa, ma), decoded_value(qb, sb, mb));
+  }
+}
+
 // Axis channel, decode, kRunGroups consecutive groups of a channel pair per thread (gpr a multiple of kRunGroups,
 // BITS <= 4, 16-byte aligned codes): each channel's run of kRunGroups groups is kRunGroups * BITS contiguous code
 // words (whole 32-byte sectors at 2 bits) and kRunGroups consecutive scales and mins, all loaded before the first
@@ -501,15 +514,8 @@ __global__ void __launch_bounds__(256) decode_channel_runs(const std::uint8_t* c
     sb[r] = group_cuda::load_scalar(scales, gb + r, sd), mb[r] = group_cuda::load_scalar(mins, gb + r, sd);
   }
 #pragma unroll
-  for (unsigned r = 0; r < kRunGroups; ++r) {
-#pragma unroll
-    for (unsigned i = 0; i < 32; ++i) {
-      const unsigned bit = r * 32 * BITS + i * BITS, mask = (1u << BITS) - 1u;
-      const unsigned qa = (wa[bit / 32] >> (bit % 32)) & mask, qb = (wb[bit / 32] >> (bit % 32)) & mask;
-      group_cuda::store2<O>(out, first + static_cast<std::int64_t>(r * 32 + i) * ix.channels,
-                            decoded_value(qa, sa[r], ma[r]), decoded_value(qb, sb[r], mb[r]));
-    }
-  }
+  for (unsigned r = 0; r < kRunGroups; ++r)
+    store_group_pair<O, BITS>(wa, wb, r, sa[r], ma[r], sb[r], mb[r], out, first + static_cast<std::int64_t>(r) * 32 * ix.channels, ix.channels);
 }
 
 // --- fp16 output from fp16 metadata: the decode in fused fp16 multiply-adds (uniform_half_decode.h) -------------
@@ -573,13 +579,8 @@ __global__ void __launch_bounds__(256) decode_channel_half(const std::uint8_t* c
       }
     }
   } else {
-    const float s_a = __half2float(__ushort_as_half(sa)), m_a = __half2float(__ushort_as_half(ma));
-    const float s_b = __half2float(__ushort_as_half(sb)), m_b = __half2float(__ushort_as_half(mb));
-#pragma unroll
-    for (unsigned i = 0; i < 32; ++i) {
-      const unsigned qa = (wa[(i * BITS) / 32] >> ((i * BITS) % 32)) & top, qb = (wb[(i * BITS) / 32] >> ((i * BITS) % 32)) & top;
-      group_cuda::store2<DType::f16>(out, first + static_cast<std::int64_t>(i) * C, decoded_value(qa, s_a, m_a), decoded_value(qb, s_b, m_b));
-    }
+    const auto f = [](std::uint16_t b) { return __half2float(__ushort_as_half(b)); };
+    store_group_pair<DType::f16, BITS>(wa, wb, 0, f(sa), f(ma), f(sb), f(mb), out, first, C);
   }
 }
 
@@ -634,6 +635,15 @@ __device__ __forceinline__ std::uint64_t lane_codes(const std::uint8_t* codes, s
            (static_cast<std::uint64_t>(reinterpret_cast<const std::uint32_t*>(run)[1]) << 32);
 }
 
+// A token-axis lane's 8 codes decoded through fp32 (decode_value's operations) and stored as O at element 8 lane.
+template <DType O, unsigned BITS>
+__device__ __forceinline__ void store_lane(std::uint64_t bits, float scale, float mn, void* out, std::int64_t lane) {
+  float x[8];
+#pragma unroll
+  for (unsigned i = 0; i < 8; ++i) x[i] = decoded_value(static_cast<unsigned>(bits >> (BITS * i)) & ((1u << BITS) - 1u), scale, mn);
+  group_cuda::store8<O>(out, 8 * lane, x);
+}
+
 template <DType O, unsigned BITS>
 __global__ void decode_token_fast(const std::uint8_t* codes, const std::uint8_t* scales, const std::uint8_t* mins, std::int64_t lanes,
                                   DType sd, void* out) {
@@ -651,13 +661,7 @@ __global__ void decode_token_fast(const std::uint8_t* codes, const std::uint8_t*
   for (int it = 0; it < kTokenItems; ++it) {
     const std::int64_t lane_global = base + static_cast<std::int64_t>(it) * blockDim.x;
     if (lane_global >= lanes) break;
-    float x[8];
-#pragma unroll
-    for (unsigned i = 0; i < 8; ++i) {
-      const unsigned q = static_cast<unsigned>(bits[it] >> (BITS * i)) & ((1u << BITS) - 1u);
-      x[i] = decoded_value(q, scale[it], mn[it]);
-    }
-    group_cuda::store8<O>(out, 8 * lane_global, x);
+    store_lane<O, BITS>(bits[it], scale[it], mn[it], out, lane_global);
   }
 }
 
@@ -707,11 +711,7 @@ __global__ void decode_token_half(const std::uint8_t* codes, const std::uint8_t*
       }
       reinterpret_cast<uint4*>(out)[lane_global] = make_uint4(w[0], w[1], w[2], w[3]);
     } else {
-      const float scale = __half2float(__ushort_as_half(sb[it])), mn = __half2float(__ushort_as_half(mb[it]));
-      float x[8];
-#pragma unroll
-      for (unsigned i = 0; i < 8; ++i) x[i] = decoded_value(static_cast<unsigned>(bits[it] >> (BITS * i)) & top, scale, mn);
-      group_cuda::store8<DType::f16>(out, 8 * lane_global, x);
+      store_lane<DType::f16, BITS>(bits[it], __half2float(__ushort_as_half(sb[it])), __half2float(__ushort_as_half(mb[it])), out, lane_global);
     }
   }
 }
@@ -760,7 +760,7 @@ void encode(const Config& c, const void* in, DType in_dtype, const BlockShape& s
       dispatch_bits(c.bits, [&](auto bits_tag) {
         constexpr unsigned B = decltype(bits_tag)::value;
         if (c.axis == GroupAxis::token) {
-          dependent_launch::launch_dependent(encode_token_fast<T, B>, group_cuda::blocks_for(g.group_count()), group_cuda::kThreads, 0, st, in,
+          dependent_launch::launch_dependent<encode_token_fast<T, B>>(group_cuda::blocks_for(g.group_count()), group_cuda::kThreads, 0, st, in,
                                              g.group_count(), c.scale_dtype, s);
         } else if (qb != 0) {
           if constexpr (T != DType::f32) {  // tile_row_groups is 0 for fp32 input: the kernel is built for 2-byte input only
@@ -769,10 +769,10 @@ void encode(const Config& c, const void* in, DType in_dtype, const BlockShape& s
             // 128 channels as a constant at 1 and 2 bits (at 4 and 8 the constant version spills a few registers)
             constexpr unsigned kConstPairs = B <= 2 ? 64 : 0;
             if (kConstPairs != 0 && pairs == kConstPairs)
-              dependent_launch::launch_dependent(encode_channel_tile<T, B, kConstPairs>, blocks, group_cuda::kThreads, 0, st, in, pairs, qb, gpr,
+              dependent_launch::launch_dependent<encode_channel_tile<T, B, kConstPairs>>(blocks, group_cuda::kThreads, 0, st, in, pairs, qb, gpr,
                                                  c.scale_dtype, s);
             else
-              dependent_launch::launch_dependent(encode_channel_tile<T, B, 0>, blocks, group_cuda::kThreads, 0, st, in, pairs, qb, gpr, c.scale_dtype, s);
+              dependent_launch::launch_dependent<encode_channel_tile<T, B, 0>>(blocks, group_cuda::kThreads, 0, st, in, pairs, qb, gpr, c.scale_dtype, s);
           }
         } else {
           const auto threads = static_cast<unsigned>(ChannelPairs::threads(g));
@@ -819,10 +819,10 @@ void decode(const Config& c, const std::uint8_t* in, const BlockShape& shape, vo
             if (c.scale_dtype == DType::f16 && group_cuda::aligned(in, 4 * (B < 4 ? B : 4))) {  // fused fp16 decode (uniform_half_decode.h)
               auto* o = static_cast<__half*>(out);
               if (g.rows == 128)
-                dependent_launch::launch_dependent(decode_channel_half<B, 128>, group_cuda::blocks_for(threads), group_cuda::kThreads, 0, st, in,
+                dependent_launch::launch_dependent<decode_channel_half<B, 128>>(group_cuda::blocks_for(threads), group_cuda::kThreads, 0, st, in,
                                                    scales, mins, ChannelPairs(g), threads, o);
               else
-                dependent_launch::launch_dependent(decode_channel_half<B, 0>, group_cuda::blocks_for(threads), group_cuda::kThreads, 0, st, in,
+                dependent_launch::launch_dependent<decode_channel_half<B, 0>>(group_cuda::blocks_for(threads), group_cuda::kThreads, 0, st, in,
                                                    scales, mins, ChannelPairs(g), threads, o);
               return;
             }
@@ -839,7 +839,7 @@ void decode(const Config& c, const std::uint8_t* in, const BlockShape& shape, vo
           const std::int64_t lanes = 4 * g.group_count();  // four lanes per group
           if constexpr (O == DType::f16) {
             if (c.scale_dtype == DType::f16) {  // fused fp16 decode (uniform_half_decode.h)
-              dependent_launch::launch_dependent(decode_token_half<B>, group_cuda::blocks_for((lanes + kTokenItems - 1) / kTokenItems),
+              dependent_launch::launch_dependent<decode_token_half<B>>(group_cuda::blocks_for((lanes + kTokenItems - 1) / kTokenItems),
                                                  group_cuda::kThreads, 0, st, in, scales, mins, lanes, static_cast<__half*>(out));
               return;
             }
