@@ -154,11 +154,9 @@ const char* tier_name(Path p) {
 
 }  // namespace sign_cuda
 
-namespace {
-sign_cuda::Config cuda_config(const SignParams& p) {
+sign_cuda::Config sign_cuda::config_of(const SignParams& p) {
   return sign_cuda::Config{p.group, p.axis, p.reconstruction, p.fft, p.scale_dtype, p.layout};
 }
-}  // namespace
 
 bool SignQuantizer::supports(Device device, const BlockShape& shape, std::string* why) const {
   if (!Quantizer::supports(device, shape, why)) return false;
@@ -180,7 +178,7 @@ bool SignQuantizer::supports(Device device, const BlockShape& shape, std::string
 
 KernelTier SignQuantizer::tier(Device device, const BlockShape& shape) const {
   if (device == Device::cuda) {
-    const auto p = sign_cuda::path(cuda_config(params_), shape);
+    const auto p = sign_cuda::path(sign_cuda::config_of(params_), shape);
     return {sign_cuda::tier_name(p), p == sign_cuda::Path::exact};
   }
   return sign_kernels::choose(implementation_, params_, shape).tier();
@@ -189,12 +187,12 @@ KernelTier SignQuantizer::tier(Device device, const BlockShape& shape) const {
 #ifdef VIDKV_WITH_CUDA
 void SignQuantizer::encode_cuda(const TensorView& in, const BlockShape& shape, const TokenContext&, std::uint8_t* out,
                        void* stream) const {
-  sign_cuda::encode(cuda_config(params_), in.data, in.dtype, shape, out, stream);
+  sign_cuda::encode(sign_cuda::config_of(params_), in.data, in.dtype, shape, out, stream);
 }
 
 void SignQuantizer::decode_cuda(const std::uint8_t* in, const BlockShape& shape, const TokenContext&, const TensorView& out,
                        void* stream) const {
-  sign_cuda::decode(cuda_config(params_), in, shape, out.data, out.dtype, stream);
+  sign_cuda::decode(sign_cuda::config_of(params_), in, shape, out.data, out.dtype, stream);
 }
 
 namespace {
@@ -211,14 +209,14 @@ BlockShape channel_subset(const TensorView& v, const std::int32_t* index, std::i
 void SignQuantizer::encode_cuda_channels(const TensorView& in, const std::int32_t* index, std::int64_t k, const TokenContext&,
                                 std::uint8_t* out, void* stream) const {
   const BlockShape shape = channel_subset(in, index, k, "sign encode (channels)");
-  sign_cuda::encode(cuda_config(params_), in.data, in.dtype, shape, out, stream,
+  sign_cuda::encode(sign_cuda::config_of(params_), in.data, in.dtype, shape, out, stream,
                     sign_cuda::Channels{index, block_shape_of(in, "sign encode (channels)").channels});
 }
 
 void SignQuantizer::decode_cuda_channels(const std::uint8_t* in, const std::int32_t* index, std::int64_t k, const TokenContext&,
                                 const TensorView& out, void* stream) const {
   const BlockShape shape = channel_subset(out, index, k, "sign decode (channels)");
-  sign_cuda::decode(cuda_config(params_), in, shape, out.data, out.dtype, stream,
+  sign_cuda::decode(sign_cuda::config_of(params_), in, shape, out.data, out.dtype, stream,
                     sign_cuda::Channels{index, block_shape_of(out, "sign decode (channels)").channels});
 }
 #endif

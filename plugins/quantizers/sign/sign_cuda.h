@@ -44,6 +44,10 @@
 #include "vidkv/plugins/quantizers/sign/sign_format.h"
 #include "vidkv/quantization/group_format.h"
 
+namespace vidkv {
+struct SignParams;
+}
+
 namespace vidkv::sign_cuda {
 
 struct Config {
@@ -54,6 +58,9 @@ struct Config {
   DType scale_dtype = DType::f16;
   group_format::CodeLayout layout = group_format::CodeLayout::dense;
 };
+
+// The configuration of a SignQuantizer's parameters (sign.cpp; in every build).
+Config config_of(const SignParams& p);
 
 enum class Path : std::uint8_t { exact, fft_tile, cufft };
 

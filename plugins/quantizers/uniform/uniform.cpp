@@ -114,21 +114,20 @@ void decode_reference(const UniformParams& p, const group_format::GroupGrid& g, 
 
 }  // namespace uniform_kernels
 
-#ifdef VIDKV_WITH_CUDA
-namespace {
-uniform_cuda::Config cuda_config(const UniformParams& p) {
+uniform_cuda::Config uniform_cuda::config_of(const UniformParams& p) {
   return uniform_cuda::Config{static_cast<unsigned>(p.bits), p.group, p.axis, p.scale_dtype, p.layout};
 }
-}  // namespace
+
+#ifdef VIDKV_WITH_CUDA
 
 void UniformQuantizer::encode_cuda(const TensorView& in, const BlockShape& shape, const TokenContext&, std::uint8_t* out,
                           void* stream) const {
-  uniform_cuda::encode(cuda_config(params_), in.data, in.dtype, shape, out, stream);
+  uniform_cuda::encode(uniform_cuda::config_of(params_), in.data, in.dtype, shape, out, stream);
 }
 
 void UniformQuantizer::decode_cuda(const std::uint8_t* in, const BlockShape& shape, const TokenContext&, const TensorView& out,
                           void* stream) const {
-  uniform_cuda::decode(cuda_config(params_), in, shape, out.data, out.dtype, stream);
+  uniform_cuda::decode(uniform_cuda::config_of(params_), in, shape, out.data, out.dtype, stream);
 }
 #endif
 

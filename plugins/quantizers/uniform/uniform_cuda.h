@@ -32,6 +32,10 @@
 #include "vidkv/core/tensor_view.h"
 #include "vidkv/quantization/group_format.h"
 
+namespace vidkv {
+struct UniformParams;
+}
+
 namespace vidkv::uniform_cuda {
 
 struct Config {
@@ -41,6 +45,9 @@ struct Config {
   DType scale_dtype = DType::f16;
   group_format::CodeLayout layout = group_format::CodeLayout::dense;
 };
+
+// The configuration of a UniformQuantizer's parameters (uniform.cpp; in every build).
+Config config_of(const UniformParams& p);
 
 // in: device view [heads, tokens, channels] of `shape`; out: uniform_format::total_bytes(...) device bytes.
 void encode(const Config& c, const void* in, DType in_dtype, const BlockShape& shape, std::uint8_t* out, void* stream);
