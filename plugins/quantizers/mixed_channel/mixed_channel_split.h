@@ -34,28 +34,43 @@ VIDKV_HOST_DEVICE inline std::int32_t fallback_slot(std::int64_t c, std::int64_t
   return static_cast<std::int32_t>(c < high ? c : -1 - (c - high));
 }
 
+// The slot table's entry of every channel of an invalid mask (see fill_tables).
+constexpr std::int32_t kInvalidSlot = -2147483647 - 1;
+
+// The table entries of channel c of mask m: `slot` as the slot table holds it (kInvalidSlot for an invalid mask) and
+// `moved`, the slot by which the gather moves the channel (the valid slot, or fallback_slot for an invalid mask).
+struct TableEntry {
+  std::int32_t slot;
+  std::int32_t moved;
+  bool valid;
+};
+VIDKV_HOST_DEVICE inline TableEntry table_entry(const std::uint8_t* mask, std::int64_t channels, std::int64_t high,
+                                                std::int64_t m, std::int64_t c) {
+  const auto d = static_cast<std::size_t>(channels);
+  const bool valid = mixed_channel_format::mask_rank(mask, d, static_cast<std::size_t>(m), d) == static_cast<std::size_t>(high);
+  const std::int32_t s =
+      valid ? mixed_channel_format::channel_slot(mask, d, static_cast<std::size_t>(m), static_cast<std::size_t>(c))
+            : fallback_slot(c, high);
+  return {valid ? s : kInvalidSlot, s, valid};
+}
+
 // Fills the three tables' entries of channel c of mask m (slot[m * D + c] and the matching source entry) from the
 // mask section; returns false when mask m does not have `high` channels set: slot = kInvalidSlot (the scatter writes
 // NaN for the mask's rows), and the source entry of position c by fallback_slot, so that a gather by an invalid mask
 // still reads only channels of its own rows. Such a mask comes from scores with NaN (in_top_k then passes every NaN
 // channel); before, its source entries stayed unwritten and the gather indexed its tile with whatever the scratch
 // held.
-constexpr std::int32_t kInvalidSlot = -2147483647 - 1;
 VIDKV_HOST_DEVICE inline bool fill_tables(const std::uint8_t* mask, std::int64_t channels, std::int64_t high,
                                           std::int64_t m, std::int64_t c, std::int32_t* slot, std::int32_t* high_source,
                                           std::int32_t* low_source) {
-  const auto d = static_cast<std::size_t>(channels);
-  const bool valid = mixed_channel_format::mask_rank(mask, d, static_cast<std::size_t>(m), d) == static_cast<std::size_t>(high);
-  const std::int32_t s =
-      valid ? mixed_channel_format::channel_slot(mask, d, static_cast<std::size_t>(m), static_cast<std::size_t>(c))
-            : fallback_slot(c, high);
-  slot[m * channels + c] = valid ? s : kInvalidSlot;
-  if (s >= 0) {
-    high_source[m * high + s] = static_cast<std::int32_t>(c);
+  const TableEntry e = table_entry(mask, channels, high, m, c);
+  slot[m * channels + c] = e.slot;
+  if (e.moved >= 0) {
+    high_source[m * high + e.moved] = static_cast<std::int32_t>(c);
   } else {
-    low_source[m * (channels - high) + (-1 - s)] = static_cast<std::int32_t>(c);
+    low_source[m * (channels - high) + (-1 - e.moved)] = static_cast<std::int32_t>(c);
   }
-  return valid;
+  return e.valid;
 }
 
 // Mask of row r: r / rows_per_mask (no division with a single mask, scope layer).
