@@ -2,6 +2,7 @@
 
 #include <cstring>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -11,6 +12,9 @@
 #include "vidkv/plugins/quantizers/mixed_channel/mixed_channel_avx512.h"
 #include "vidkv/plugins/quantizers/mixed_channel/mixed_channel_cuda.h"
 #include "vidkv/plugins/quantizers/mixed_channel/mixed_channel_format.h"
+#include "vidkv/plugins/quantizers/mixed_channel/mixed_channel_fused.h"
+#include "vidkv/plugins/quantizers/sign/sign.h"
+#include "vidkv/plugins/quantizers/uniform/uniform.h"
 #include "vidkv/quantization/composite_quantizer.h"
 
 namespace vidkv {
@@ -30,6 +34,15 @@ std::vector<Part> parts_of(const ChannelSelector& selector, const BlockShape& sh
     for (std::int64_t h = 0; h < shape.heads; ++h) parts.push_back({h, h + 1, h});
   }
   return parts;
+}
+
+// The fused kernels' children (mixed_channel_fused.h) when the high child is uniform and the low child is sign;
+// whether they run for a shape is mixed_channel_fused::refusal's answer.
+std::optional<mixed_channel_fused::Children> fused_children(const Quantizer& high, const Quantizer& low) {
+  const auto* u = dynamic_cast<const UniformQuantizer*>(&high);
+  const auto* s = dynamic_cast<const SignQuantizer*>(&low);
+  if (u == nullptr || s == nullptr) return std::nullopt;
+  return mixed_channel_fused::Children{uniform_cuda::config_of(u->params()), sign_cuda::config_of(s->params())};
 }
 
 std::string part_prefix(const char* side, const Part& p, bool per_head) {
@@ -195,6 +208,9 @@ KernelTier MixedChannelQuantizer::tier(Device device, const BlockShape& shape) c
   std::vector<KernelTier> run;
   if (k > 0) run.push_back(high_->tier(device, part_shape(shape, k)));
   if (shape.channels - k > 0) run.push_back(low_->tier(device, part_shape(shape, shape.channels - k)));
+  const auto fused = fused_children(*high_, *low_);
+  if (device == Device::cuda && fused && mixed_channel_fused::refusal(*fused, part_shape(shape, shape.channels), k) == nullptr)
+    return composite::joined_tier(plugin_name() + std::string(":fused"), run);
   return composite::joined_tier(plugin_name(), run);
 }
 
@@ -203,6 +219,54 @@ KernelTier MixedChannelQuantizer::tier(Device device, const BlockShape& shape) c
 namespace {
 std::uint32_t quiet_nan_bits(DType t) { return t == DType::f32 ? 0x7fc00000u : t == DType::f16 ? 0x7e00u : 0x7fc0u; }
 }  // namespace
+
+// The parts' child blocks lie back to back after the mask section, each part's high block then its low block (the
+// layout above), with the same child layouts for every part.
+bool MixedChannelQuantizer::encode_fused(const TensorView& in, const BlockShape& shape, const TokenContext& ctx,
+                                         const mixed_channel_cuda::Split& split, std::uint8_t* children, void* stream) const {
+  const auto fused = fused_children(*high_, *low_);
+  if (!fused) return false;
+  const std::int64_t k = split.high;
+  const BlockShape part = part_shape(shape, shape.channels);
+  const std::size_t high_bytes = high_->layout(part_shape(shape, k), ctx).bytes();
+  const std::size_t part_bytes = high_bytes + low_->layout(part_shape(shape, shape.channels - k), ctx).bytes();
+  const std::size_t row_bytes = static_cast<std::size_t>(shape.channels * dtype_size(in.dtype));
+  const std::vector<Part> parts = parts_of(*selector_, shape);
+  const auto values = [&](const Part& p) { return static_cast<const std::uint8_t*>(in.data) + static_cast<std::size_t>(p.head_begin * shape.tokens) * row_bytes; };
+  for (std::size_t i = 0; i < parts.size(); ++i) {
+    std::uint8_t* bytes = children + i * part_bytes;
+    if (mixed_channel_fused::encode_refusal(*fused, part, k, in.dtype, values(parts[i]), bytes, bytes + high_bytes)) return false;
+  }
+  for (std::size_t i = 0; i < parts.size(); ++i) {
+    std::uint8_t* bytes = children + i * part_bytes;
+    mixed_channel_fused::encode(*fused, split, parts[i].head_begin * shape.tokens, part, values(parts[i]), in.dtype, bytes,
+                                bytes + high_bytes, stream);
+  }
+  return true;
+}
+
+bool MixedChannelQuantizer::decode_fused(const std::uint8_t* children, const BlockShape& shape, const TokenContext& ctx,
+                                         const mixed_channel_cuda::Split& split, const TensorView& out, void* stream) const {
+  const auto fused = fused_children(*high_, *low_);
+  if (!fused) return false;
+  const std::int64_t k = split.high;
+  const BlockShape part = part_shape(shape, shape.channels);
+  const std::size_t high_bytes = high_->layout(part_shape(shape, k), ctx).bytes();
+  const std::size_t part_bytes = high_bytes + low_->layout(part_shape(shape, shape.channels - k), ctx).bytes();
+  const std::size_t row_bytes = static_cast<std::size_t>(shape.channels * dtype_size(out.dtype));
+  const std::vector<Part> parts = parts_of(*selector_, shape);
+  const auto values = [&](const Part& p) { return static_cast<std::uint8_t*>(out.data) + static_cast<std::size_t>(p.head_begin * shape.tokens) * row_bytes; };
+  for (std::size_t i = 0; i < parts.size(); ++i) {
+    const std::uint8_t* bytes = children + i * part_bytes;
+    if (mixed_channel_fused::decode_refusal(*fused, part, k, out.dtype, values(parts[i]), bytes, bytes + high_bytes)) return false;
+  }
+  for (std::size_t i = 0; i < parts.size(); ++i) {
+    const std::uint8_t* bytes = children + i * part_bytes;
+    mixed_channel_fused::decode(*fused, split, parts[i].head_begin * shape.tokens, part, bytes, bytes + high_bytes, values(parts[i]),
+                                out.dtype, stream);
+  }
+  return true;
+}
 
 void MixedChannelQuantizer::encode_cuda(const TensorView& in, const BlockShape& shape, const TokenContext& ctx,
                                         std::uint8_t* out, void* stream) const {
@@ -226,6 +290,7 @@ void MixedChannelQuantizer::encode_cuda(const TensorView& in, const BlockShape& 
   const mixed_channel_cuda::Split split{out, masks, per_head ? shape.tokens : shape.heads * shape.tokens, shape.channels, k};
   // The child blocks keep the input's dtype: the gather moves elements, the children convert exactly on load.
   const std::size_t es = static_cast<std::size_t>(dtype_size(in.dtype));
+  if (!one_side && encode_fused(in, shape, ctx, split, out + mask_bytes, stream)) return;
   const std::size_t rows = static_cast<std::size_t>(shape.heads * shape.tokens);
   DeviceBuffer hi(one_side ? 0 : rows * static_cast<std::size_t>(k) * es, stream);
   DeviceBuffer lo(one_side ? 0 : rows * (channels - static_cast<std::size_t>(k)) * es, stream);
@@ -263,13 +328,15 @@ void MixedChannelQuantizer::decode_cuda(const std::uint8_t* in, const BlockShape
   // With every channel on one side (k == 0 or k == D) the child decodes straight into the output: no scatter (and
   // no check of the mask, which has nothing to choose).
   const bool one_side = k == 0 || k == shape.channels;
+  const std::uint8_t* cursor = in + mixed_channel_format::mask_bytes(static_cast<std::size_t>(masks), channels);
+  const mixed_channel_cuda::Split split{in, masks, per_head ? shape.tokens : shape.heads * shape.tokens, shape.channels, k};
+  if (!one_side && decode_fused(cursor, shape, ctx, split, out, stream)) return;
   // One scratch allocation for both parts (high rows, then low rows; the high part's bytes rounded up to 16 so the
   // low part stays aligned for the vector scatter): host time per call is what the live cache pays every decode step.
   const std::size_t hi_bytes = (rows * static_cast<std::size_t>(k) * es + 15) / 16 * 16;
   DeviceBuffer parts_scratch(one_side ? 0 : hi_bytes + rows * (channels - static_cast<std::size_t>(k)) * es, stream);
   std::uint8_t* const hi_data = one_side ? static_cast<std::uint8_t*>(out.data) : parts_scratch.as<std::uint8_t>();
   std::uint8_t* const lo_data = one_side ? static_cast<std::uint8_t*>(out.data) : parts_scratch.as<std::uint8_t>() + hi_bytes;
-  const std::uint8_t* cursor = in + mixed_channel_format::mask_bytes(static_cast<std::size_t>(masks), channels);
   const BlockShape hs = part_shape(shape, k), ls = part_shape(shape, shape.channels - k);
   // Every part has the same child shapes, so the same child layouts (computed once, not per head).
   const std::size_t high_bytes = k > 0 ? high_->layout(hs, ctx).bytes() : 0;
@@ -287,7 +354,6 @@ void MixedChannelQuantizer::decode_cuda(const std::uint8_t* in, const BlockShape
     }
   }
   if (one_side) return;
-  const mixed_channel_cuda::Split split{in, masks, per_head ? shape.tokens : shape.heads * shape.tokens, shape.channels, k};
   mixed_channel_cuda::scatter(split, hi_data, lo_data, static_cast<int>(es), quiet_nan_bits(out.dtype), out.data, stream);
 }
 

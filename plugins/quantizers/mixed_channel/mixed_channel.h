@@ -34,6 +34,7 @@
 #include "vidkv/core/config_node.h"
 #include "vidkv/core/plugin_registry.h"
 #include "vidkv/core/quantizer.h"
+#include "vidkv/plugins/quantizers/mixed_channel/mixed_channel_cuda.h"
 
 namespace vidkv {
 
@@ -80,6 +81,15 @@ class MixedChannelQuantizer : public Quantizer {
  private:
   // Shapes of the child blocks for one part (layer scope: all heads; head scope: one head).
   BlockShape part_shape(const BlockShape& shape, std::int64_t channels) const;
+#ifdef VIDKV_WITH_CUDA
+  // The fused kernels (mixed_channel_fused.h) for every part, where the children are uniform and sign and
+  // mixed_channel_fused's refusals are null for every part: true when they ran. `children`: the bytes after the mask
+  // section.
+  bool encode_fused(const TensorView& in, const BlockShape& shape, const TokenContext& ctx, const mixed_channel_cuda::Split& split,
+                    std::uint8_t* children, void* stream) const;
+  bool decode_fused(const std::uint8_t* children, const BlockShape& shape, const TokenContext& ctx,
+                    const mixed_channel_cuda::Split& split, const TensorView& out, void* stream) const;
+#endif
 
   std::unique_ptr<ChannelSelector> selector_;
   std::unique_ptr<Quantizer> high_, low_;

@@ -1,0 +1,65 @@
+// mixed_channel on CUDA, fused: one kernel per direction for the split "uniform on the high channels, sign with the
+// FFT on the low ones" (VidKV's 1.x-bit keys, paper section 3.2), instead of the gather, the two children's kernels
+// and the scatter (mixed_channel.cu). Host-only declarations, no CUDA headers; kernels in mixed_channel_fused.cu.
+//
+// A CTA of 128 threads takes one tile of 64 tokens of one head ([64, D] values, inside one mask's rows) and computes
+// the mask's slot tables itself from the mask section (mixed_channel_split::table_entry). Encode: the tile's rows are
+// copied whole into shared memory (16-byte asynchronous copies) and the low channels widened to an fp32 tile; then
+// the first 64 threads transform one token each (sign_fft_tile.h's forward_row) while the other 64 code the uniform
+// groups of the high channel pairs from the staged rows (uniform_group_coder.cuh: pair_min_max,
+// group_codes_in_range, store_group_codes); last, every thread codes sign groups of the transformed tile
+// (sign_format::encode_group). Decode: the sign groups are decoded into the fp32 spectrum tile
+// (sign_format::decode_value); then the first 64 threads inverse-transform one token each (inverse_row) while the
+// other 64 decode the uniform groups into an fp32 tile of the high channels (decoded_value); last, the full rows are
+// written once with 16-byte stores through the slot table. Every value goes through the same operations as on the
+// unfused path, so the bytes and the decoded values are bit-identical to it (a [cuda] test compares them;
+// VIDKV_CUDA_MIXED_CHANNEL=unfused selects that path), and the FFT's tolerance against the CPU reference is the
+// fused sign tile's (sign_cuda.h). Rows of an invalid mask (not k channels set) decode to NaN and encode by the split
+// "first k channels high", as the unfused kernels do.
+//
+// Device memory traffic: encode reads the block once and writes the packed bytes; decode reads the bytes and writes
+// the block once (the unfused path also writes and reads two dense child blocks, and launches the table kernel).
+#pragma once
+
+#include <cstdint>
+
+#include "vidkv/core/dtype.h"
+#include "vidkv/core/tensor_view.h"
+#include "vidkv/plugins/quantizers/mixed_channel/mixed_channel_cuda.h"
+#include "vidkv/plugins/quantizers/sign/sign_cuda.h"
+#include "vidkv/plugins/quantizers/uniform/uniform_cuda.h"
+
+namespace vidkv::mixed_channel_fused {
+
+// The children's CUDA configurations (UniformQuantizer / SignQuantizer parameters).
+struct Children {
+  uniform_cuda::Config high;
+  sign_cuda::Config low;
+};
+
+// Why the fused kernels do not apply to a split of `shape` (one part: heads of the part's block, all tokens, D
+// channels, k = split.high), or null when they do. Conditions: 0 < k < D, D % 8 == 0 and D <= 1024; high: group 32
+// along tokens (axis channel), bits 1 / 2 / 4 / 8, word-aligned groups, k even; low: the sign FFT on its fused tile
+// path (sign_cuda::path == fft_tile: power-of-two D - k in [16, 128]) along tokens with a group size dividing 64;
+// the environment variable VIDKV_CUDA_MIXED_CHANNEL not "unfused". The call-time conditions (dtype, alignment) are
+// in encode_refusal / decode_refusal.
+const char* refusal(const Children& c, const BlockShape& shape, std::int64_t k);
+// refusal, then: input fp16 or bf16 (the high pairs are coded from the 2-byte values, as uniform's tile kernel
+// does), the input 16-byte aligned, both children's bytes 4-byte aligned.
+const char* encode_refusal(const Children& c, const BlockShape& shape, std::int64_t k, DType in_dtype, const void* in,
+                           const std::uint8_t* high_bytes, const std::uint8_t* low_bytes);
+// refusal, then: output fp16, bf16 or fp32, 16-byte aligned; both children's bytes 4-byte aligned.
+const char* decode_refusal(const Children& c, const BlockShape& shape, std::int64_t k, DType out_dtype, const void* out,
+                           const std::uint8_t* high_bytes, const std::uint8_t* low_bytes);
+
+// One part of a split (rows first_row .. first_row + shape.heads * shape.tokens of the layer, which the split's masks
+// cover): in: device [shape.heads, shape.tokens, D] values; high_bytes / low_bytes: where the children's packed
+// blocks of the part go (their layouts for [heads, tokens, k] and [heads, tokens, D - k]). Asynchronous on `stream`.
+// Only where encode_refusal is null.
+void encode(const Children& c, const mixed_channel_cuda::Split& split, std::int64_t first_row, const BlockShape& shape,
+            const void* in, DType in_dtype, std::uint8_t* high_bytes, std::uint8_t* low_bytes, void* stream);
+// The inverse: out: device [shape.heads, shape.tokens, D] values of out_dtype. Only where decode_refusal is null.
+void decode(const Children& c, const mixed_channel_cuda::Split& split, std::int64_t first_row, const BlockShape& shape,
+            const std::uint8_t* high_bytes, const std::uint8_t* low_bytes, void* out, DType out_dtype, void* stream);
+
+}  // namespace vidkv::mixed_channel_fused
