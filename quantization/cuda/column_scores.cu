@@ -3,6 +3,7 @@
 
 #include <algorithm>
 
+#include "vidkv/core/cuda/dependent_launch.cuh"
 #include "vidkv/core/cuda/device_memory.h"
 #include "vidkv/quantization/column_scores.h"
 #include "vidkv/quantization/cuda/column_scores_cuda.h"
@@ -54,6 +55,8 @@ __global__ void range_partial(const void* in, std::int64_t channels, std::int64_
 template <DType T, int V>
 __global__ void range_partial_vec(const void* in, std::int64_t channels, std::int64_t scope_rows, std::int64_t chunk_rows,
                                   Extrema* partial) {
+  dependent_launch::wait_for_previous_grid();  // launched by launch_dependent (dependent_launch.cuh)
+  dependent_launch::allow_next_grid();
   extern __shared__ Extrema sub_vec[];  // [blockDim.y * blockDim.x * V]
   const std::int64_t chunk = blockIdx.x, scope = blockIdx.y, chunks = gridDim.x;
   const std::int64_t r0 = chunk * chunk_rows, r1 = min(scope_rows, r0 + chunk_rows);
@@ -104,6 +107,8 @@ __global__ void range_partial_vec(const void* in, std::int64_t channels, std::in
 constexpr int kMergeChannels = 32, kMergeLanes = 16;
 __global__ void range_merge(const Extrema* partial, std::int64_t channels, std::int64_t chunks, std::int64_t scope_rows,
                             double* scores) {
+  dependent_launch::wait_for_previous_grid();  // launched by launch_dependent (dependent_launch.cuh)
+  dependent_launch::allow_next_grid();
   __shared__ Extrema lanes[kMergeLanes][kMergeChannels];
   const std::int64_t scope = blockIdx.y, c = static_cast<std::int64_t>(blockIdx.x) * kMergeChannels + threadIdx.x;
   Extrema e{INFINITY, -INFINITY};
@@ -165,7 +170,7 @@ void range(const void* in, DType dtype, const BlockShape& shape, std::int64_t hp
       // x: the 16-byte vectors of a row; y: sub-runs of rows.
       constexpr int V = T == DType::f32 ? 4 : 8;
       const unsigned bx = static_cast<unsigned>(channels / V), by = kRangeThreads / bx;
-      range_partial_vec<T, V><<<grid, dim3(bx, by), bx * by * V * sizeof(Extrema), st>>>(in, channels, scope_rows, chunk_rows,
+      dependent_launch::launch_dependent<range_partial_vec<T, V>>(grid, dim3(bx, by), bx * by * V * sizeof(Extrema), st, in, channels, scope_rows, chunk_rows,
                                                                                           partial.as<Extrema>());
     } else {
       // x over channels (a multiple of 32, at most 256), y over sub-runs of rows.
@@ -176,7 +181,7 @@ void range(const void* in, DType dtype, const BlockShape& shape, std::int64_t hp
   });
   check_launch("range selector (partial extrema)");
   const dim3 merge_grid(blocks(channels, kMergeChannels), static_cast<unsigned>(scopes));
-  range_merge<<<merge_grid, dim3(kMergeChannels, kMergeLanes), 0, st>>>(partial.as<Extrema>(), channels, chunks, scope_rows,
+  dependent_launch::launch_dependent<range_merge>(merge_grid, dim3(kMergeChannels, kMergeLanes), 0, st, partial.as<Extrema>(), channels, chunks, scope_rows,
                                                                         scores);
   check_launch("range selector (merge)");
 }

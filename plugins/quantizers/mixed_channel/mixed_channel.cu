@@ -5,6 +5,7 @@
 #include <cstring>
 
 #include "vidkv/core/cuda/async_copy.cuh"
+#include "vidkv/core/cuda/dependent_launch.cuh"
 #include "vidkv/core/cuda/device_memory.h"
 #include "vidkv/plugins/quantizers/mixed_channel/mixed_channel_cuda.h"
 #include "vidkv/plugins/quantizers/mixed_channel/mixed_channel_format.h"
@@ -56,6 +57,8 @@ __global__ void mask_bytes_from_scores(const double* scores, std::int64_t masks,
 // 25 us of a 32k-token layer's encode on the H200 for 9 KiB of scores.
 constexpr std::int64_t kMaxStagedChannels = 4096;  // 4096 x (8 + 1) bytes = 36 KiB of shared memory
 __global__ void mask_bytes_per_mask(const double* scores, std::int64_t channels, std::int64_t k, std::uint8_t* section) {
+  dependent_launch::wait_for_previous_grid();  // launched by launch_dependent (dependent_launch.cuh)
+  dependent_launch::allow_next_grid();
   extern __shared__ double staged[];  // [channels] scores, then [channels] flags
   auto* high = reinterpret_cast<std::uint8_t*>(staged + channels);
   const std::int64_t m = blockIdx.x;
@@ -276,7 +279,7 @@ void mask_from_scores(const double* scores, std::int64_t masks, std::int64_t cha
   auto* st = static_cast<cudaStream_t>(stream);
   if (channels % 8 == 0 && channels <= kMaxStagedChannels) {
     const auto threads = static_cast<unsigned>(std::min<std::int64_t>(kThreads, (channels + 31) / 32 * 32));
-    mask_bytes_per_mask<<<static_cast<unsigned>(masks), threads, static_cast<std::size_t>(channels) * 9, st>>>(scores, channels, k,
+    dependent_launch::launch_dependent<mask_bytes_per_mask>(static_cast<unsigned>(masks), threads, static_cast<std::size_t>(channels) * 9, st, scores, channels, k,
                                                                                                          section);
   } else {
     mask_bytes_from_scores<<<blocks_for(bytes), kThreads, 0, st>>>(scores, masks, channels, k, section, bytes);

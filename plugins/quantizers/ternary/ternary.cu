@@ -1,6 +1,7 @@
 // ternary on CUDA (ternary_cuda.h): bytes bit-identical to the CPU reference (ternary.cpp).
 #include <cuda_runtime.h>
 
+#include "vidkv/core/cuda/dependent_launch.cuh"
 #include "vidkv/core/cuda/device_memory.h"
 #include "vidkv/plugins/quantizers/ternary/ternary_cuda.h"
 #include "vidkv/quantization/cuda/group_cuda.cuh"
@@ -150,6 +151,8 @@ constexpr std::int64_t kGroupsPerThread = 1;
 template <DType T>
 __global__ void encode_channel_fast(const void* in, GroupGrid g, double gamma, Reconstruction rec, Packing p, DType sd,
                                     Sections s, std::uint32_t* slots) {
+  dependent_launch::wait_for_previous_grid();  // launched by launch_dependent (dependent_launch.cuh)
+  dependent_launch::allow_next_grid();
   const std::int64_t channels = g.rows, tokens = g.length, pairs = channels / 2, gpr = g.groups_per_row();
   const std::int64_t quads = (gpr + kGroupsPerThread - 1) / kGroupsPerThread;
   const std::int64_t t = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
@@ -173,6 +176,8 @@ __global__ void encode_channel_fast(const void* in, GroupGrid g, double gamma, R
 template <DType T>
 __global__ void encode_token_fast(const void* in, GroupGrid g, double gamma, Reconstruction rec, Packing p, DType sd,
                                   Sections s, std::uint32_t* slots) {
+  dependent_launch::wait_for_previous_grid();  // launched by launch_dependent (dependent_launch.cuh)
+  dependent_launch::allow_next_grid();
   const std::int64_t k = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (k >= g.group_count()) return;
   const std::int64_t gpr = g.groups_per_row(), row = k / gpr, gi = k % gpr;
@@ -195,6 +200,8 @@ __device__ inline unsigned base3_byte(unsigned ten) {
 // The last thread writes the bytes that remain one by one. (One byte per thread took 10.8 us for the 2.6 MB of
 // codes of a 32k-token layer on the H200, more than a third of the encode kernel before it.)
 __global__ void pack_base3(const std::uint32_t* slots, std::uint8_t* codes, std::int64_t code_bytes) {
+  dependent_launch::wait_for_previous_grid();  // launched by launch_dependent (dependent_launch.cuh)
+  dependent_launch::allow_next_grid();
   const std::int64_t t = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x, b0 = 4 * t;
   if (b0 >= code_bytes) return;
   const std::int64_t bit = 40 * t;
@@ -255,6 +262,8 @@ __device__ inline void decode_group_trits(const std::uint8_t* codes, Packing p, 
 template <DType O>
 __global__ void decode_channel_fast(const std::uint8_t* codes, const std::uint8_t* scales, GroupGrid g, Reconstruction rec,
                                     Packing p, DType sd, void* out) {
+  dependent_launch::wait_for_previous_grid();  // launched by launch_dependent (dependent_launch.cuh)
+  dependent_launch::allow_next_grid();
   const std::uint16_t* byte_slots = byte_slot_table();
   const std::int64_t code_bytes = static_cast<std::int64_t>(ternary_format::codes_bytes(p, g));
   const std::int64_t channels = g.rows, tokens = g.length, pairs = channels / 2, gpr = g.groups_per_row();
@@ -277,6 +286,8 @@ __global__ void decode_channel_fast(const std::uint8_t* codes, const std::uint8_
 template <DType O>
 __global__ void decode_token_fast(const std::uint8_t* codes, const std::uint8_t* scales, GroupGrid g, Reconstruction rec,
                                   Packing p, DType sd, void* out) {
+  dependent_launch::wait_for_previous_grid();  // launched by launch_dependent (dependent_launch.cuh)
+  dependent_launch::allow_next_grid();
   const std::uint16_t* byte_slots = byte_slot_table();
   const std::int64_t k = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (k >= g.group_count()) return;
@@ -330,13 +341,13 @@ void encode(const Config& c, const void* in, DType in_dtype, const BlockShape& s
       constexpr DType T = decltype(tag)::value;
       const unsigned blocks = group_cuda::blocks_for(fast_threads(c, g));
       if (c.axis == GroupAxis::channel)
-        encode_channel_fast<T><<<blocks, group_cuda::kThreads, 0, st>>>(in, g, c.gamma, c.reconstruction, c.packing, c.scale_dtype, s, slots);
+        dependent_launch::launch_dependent<encode_channel_fast<T>>(blocks, group_cuda::kThreads, 0, st, in, g, c.gamma, c.reconstruction, c.packing, c.scale_dtype, s, slots);
       else
-        encode_token_fast<T><<<blocks, group_cuda::kThreads, 0, st>>>(in, g, c.gamma, c.reconstruction, c.packing, c.scale_dtype, s, slots);
+        dependent_launch::launch_dependent<encode_token_fast<T>>(blocks, group_cuda::kThreads, 0, st, in, g, c.gamma, c.reconstruction, c.packing, c.scale_dtype, s, slots);
     });
     check_launch("ternary encode (fast path)");
     if (c.packing == Packing::base3) {
-      pack_base3<<<group_cuda::blocks_for((static_cast<std::int64_t>(code_bytes) + 3) / 4), group_cuda::kThreads, 0, st>>>(
+      dependent_launch::launch_dependent<pack_base3>(group_cuda::blocks_for((static_cast<std::int64_t>(code_bytes) + 3) / 4), group_cuda::kThreads, 0, st, 
           slots, out, static_cast<std::int64_t>(code_bytes));
       check_launch("ternary encode (base3 packing)");
     }
@@ -375,9 +386,9 @@ void decode(const Config& c, const std::uint8_t* in, const BlockShape& shape, vo
       constexpr DType O = decltype(tag)::value;
       const unsigned blocks = group_cuda::blocks_for(fast_threads(c, g));
       if (c.axis == GroupAxis::channel)
-        decode_channel_fast<O><<<blocks, group_cuda::kThreads, 0, st>>>(in, scales, g, c.reconstruction, c.packing, c.scale_dtype, out);
+        dependent_launch::launch_dependent<decode_channel_fast<O>>(blocks, group_cuda::kThreads, 0, st, in, scales, g, c.reconstruction, c.packing, c.scale_dtype, out);
       else
-        decode_token_fast<O><<<blocks, group_cuda::kThreads, 0, st>>>(in, scales, g, c.reconstruction, c.packing, c.scale_dtype, out);
+        dependent_launch::launch_dependent<decode_token_fast<O>>(blocks, group_cuda::kThreads, 0, st, in, scales, g, c.reconstruction, c.packing, c.scale_dtype, out);
     });
     check_launch("ternary decode (fast path)");
     return;
