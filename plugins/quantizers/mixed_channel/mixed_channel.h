@@ -25,7 +25,9 @@
 // decode_view and one scatter kernel. Neither synchronises the stream (with k == 0 or k == D nothing is scored,
 // gathered or scattered: the one child takes the input and decodes into the output). Bytes identical to the CPU
 // path when both children's CUDA tiers are exact (tier() says). The CUDA decode does not check the stored mask's
-// count (that would need a synchronisation): a corrupt mask gives NaN for its rows.
+// count (that would need a synchronisation): a corrupt mask gives NaN for its rows. With a uniform high child and a
+// sign FFT low child (VidKV's keys) the gather, both children and the scatter run as one kernel per direction where
+// mixed_channel_fused.h says it applies: the same bytes and decoded values, tier "mixed_channel:fused(...)".
 #pragma once
 
 #include <memory>

@@ -9,6 +9,7 @@
 // bytes: the child blocks keep the input's dtype (fp16 stays fp16, which halves the scratch traffic; the children
 // convert exactly on load), so the bytes the children see are the CPU's values.
 //
+// (The split uniform high / sign FFT low runs fused instead, where mixed_channel_fused.h applies.)
 // Kernels: a table kernel fills each mask's slot and source tables (mixed_channel_split.h; one thread per (mask,
 // channel), mask_rank over the mask bytes). Where rows are 16-byte multiples (D = 128 in any dtype), gather and
 // scatter work on tiles of rows staged in shared memory: coalesced 16-byte loads of the side read whole, coalesced

@@ -13,7 +13,8 @@
 // of 1/2/4/8 bits, token counts divisible by G) the group writes its words directly; otherwise a second pass
 // writes the codes one byte per thread (group_format::code_byte), so no two threads ever write the same byte.
 // Inputs fp32, fp16 or bf16 (converted exactly to fp32 on load); decode writes fp32, fp16 or bf16.
-// Fast path (G = 32, bits 1/2/4/8, whole groups; uniform.cu): codes by the reciprocal with the division kept for
+// Fast path (G = 32, bits 1/2/4/8, whole groups; uniform.cu, its per-group coder in uniform_group_coder.cuh, which
+// mixed_channel's fused kernels share): codes by the reciprocal with the division kept for
 // elements near a rounding boundary (and without the clamps where a warp's groups provably need none), 32-bit index
 // arithmetic; on the channel axis with fp16/bf16 input, a block stages 256 / pairs row groups of input and their
 // outputs in shared memory (encode_channel_tile); a channel-axis decode thread takes a run of 4 groups of its
