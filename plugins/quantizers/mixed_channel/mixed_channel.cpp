@@ -222,25 +222,33 @@ std::uint32_t quiet_nan_bits(DType t) { return t == DType::f32 ? 0x7fc00000u : t
 
 // The parts' child blocks lie back to back after the mask section, each part's high block then its low block (the
 // layout above), with the same child layouts for every part.
+MixedChannelQuantizer::FusedParts MixedChannelQuantizer::fused_parts(const BlockShape& shape, const TokenContext& ctx, std::int64_t k,
+                                                                     DType dtype) const {
+  FusedParts f;
+  f.part = part_shape(shape, shape.channels);
+  f.high_bytes = high_->layout(part_shape(shape, k), ctx).bytes();
+  f.part_bytes = f.high_bytes + low_->layout(part_shape(shape, shape.channels - k), ctx).bytes();
+  const auto row_bytes = static_cast<std::size_t>(shape.channels * dtype_size(dtype));
+  for (const Part& p : parts_of(*selector_, shape))
+    f.first_rows.push_back(p.head_begin * shape.tokens), f.value_offsets.push_back(static_cast<std::size_t>(p.head_begin * shape.tokens) * row_bytes);
+  return f;
+}
+
 bool MixedChannelQuantizer::encode_fused(const TensorView& in, const BlockShape& shape, const TokenContext& ctx,
                                          const mixed_channel_cuda::Split& split, std::uint8_t* children, void* stream) const {
   const auto fused = fused_children(*high_, *low_);
   if (!fused) return false;
-  const std::int64_t k = split.high;
-  const BlockShape part = part_shape(shape, shape.channels);
-  const std::size_t high_bytes = high_->layout(part_shape(shape, k), ctx).bytes();
-  const std::size_t part_bytes = high_bytes + low_->layout(part_shape(shape, shape.channels - k), ctx).bytes();
-  const std::size_t row_bytes = static_cast<std::size_t>(shape.channels * dtype_size(in.dtype));
-  const std::vector<Part> parts = parts_of(*selector_, shape);
-  const auto values = [&](const Part& p) { return static_cast<const std::uint8_t*>(in.data) + static_cast<std::size_t>(p.head_begin * shape.tokens) * row_bytes; };
-  for (std::size_t i = 0; i < parts.size(); ++i) {
-    std::uint8_t* bytes = children + i * part_bytes;
-    if (mixed_channel_fused::encode_refusal(*fused, part, k, in.dtype, values(parts[i]), bytes, bytes + high_bytes)) return false;
+  const FusedParts f = fused_parts(shape, ctx, split.high, in.dtype);
+  const auto* values = static_cast<const std::uint8_t*>(in.data);
+  for (std::size_t i = 0; i < f.first_rows.size(); ++i) {
+    std::uint8_t* bytes = children + i * f.part_bytes;
+    if (mixed_channel_fused::encode_refusal(*fused, f.part, split.high, in.dtype, values + f.value_offsets[i], bytes, bytes + f.high_bytes))
+      return false;
   }
-  for (std::size_t i = 0; i < parts.size(); ++i) {
-    std::uint8_t* bytes = children + i * part_bytes;
-    mixed_channel_fused::encode(*fused, split, parts[i].head_begin * shape.tokens, part, values(parts[i]), in.dtype, bytes,
-                                bytes + high_bytes, stream);
+  for (std::size_t i = 0; i < f.first_rows.size(); ++i) {
+    std::uint8_t* bytes = children + i * f.part_bytes;
+    mixed_channel_fused::encode(*fused, split, f.first_rows[i], f.part, values + f.value_offsets[i], in.dtype, bytes, bytes + f.high_bytes,
+                                stream);
   }
   return true;
 }
@@ -249,20 +257,16 @@ bool MixedChannelQuantizer::decode_fused(const std::uint8_t* children, const Blo
                                          const mixed_channel_cuda::Split& split, const TensorView& out, void* stream) const {
   const auto fused = fused_children(*high_, *low_);
   if (!fused) return false;
-  const std::int64_t k = split.high;
-  const BlockShape part = part_shape(shape, shape.channels);
-  const std::size_t high_bytes = high_->layout(part_shape(shape, k), ctx).bytes();
-  const std::size_t part_bytes = high_bytes + low_->layout(part_shape(shape, shape.channels - k), ctx).bytes();
-  const std::size_t row_bytes = static_cast<std::size_t>(shape.channels * dtype_size(out.dtype));
-  const std::vector<Part> parts = parts_of(*selector_, shape);
-  const auto values = [&](const Part& p) { return static_cast<std::uint8_t*>(out.data) + static_cast<std::size_t>(p.head_begin * shape.tokens) * row_bytes; };
-  for (std::size_t i = 0; i < parts.size(); ++i) {
-    const std::uint8_t* bytes = children + i * part_bytes;
-    if (mixed_channel_fused::decode_refusal(*fused, part, k, out.dtype, values(parts[i]), bytes, bytes + high_bytes)) return false;
+  const FusedParts f = fused_parts(shape, ctx, split.high, out.dtype);
+  auto* values = static_cast<std::uint8_t*>(out.data);
+  for (std::size_t i = 0; i < f.first_rows.size(); ++i) {
+    const std::uint8_t* bytes = children + i * f.part_bytes;
+    if (mixed_channel_fused::decode_refusal(*fused, f.part, split.high, out.dtype, values + f.value_offsets[i], bytes, bytes + f.high_bytes))
+      return false;
   }
-  for (std::size_t i = 0; i < parts.size(); ++i) {
-    const std::uint8_t* bytes = children + i * part_bytes;
-    mixed_channel_fused::decode(*fused, split, parts[i].head_begin * shape.tokens, part, bytes, bytes + high_bytes, values(parts[i]),
+  for (std::size_t i = 0; i < f.first_rows.size(); ++i) {
+    const std::uint8_t* bytes = children + i * f.part_bytes;
+    mixed_channel_fused::decode(*fused, split, f.first_rows[i], f.part, bytes, bytes + f.high_bytes, values + f.value_offsets[i],
                                 out.dtype, stream);
   }
   return true;

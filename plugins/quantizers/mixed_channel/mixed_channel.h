@@ -31,6 +31,7 @@
 #pragma once
 
 #include <memory>
+#include <vector>
 
 #include "vidkv/core/channel_selector.h"
 #include "vidkv/core/config_node.h"
@@ -84,6 +85,15 @@ class MixedChannelQuantizer : public Quantizer {
   // Shapes of the child blocks for one part (layer scope: all heads; head scope: one head).
   BlockShape part_shape(const BlockShape& shape, std::int64_t channels) const;
 #ifdef VIDKV_WITH_CUDA
+  // Where the fused kernels find each part of a block: the part's shape (all heads or one), its child bytes (high
+  // block, then low block, part after part) and its first row / its values' byte offset in the block.
+  struct FusedParts {
+    BlockShape part;
+    std::size_t high_bytes = 0, part_bytes = 0;
+    std::vector<std::int64_t> first_rows;
+    std::vector<std::size_t> value_offsets;
+  };
+  FusedParts fused_parts(const BlockShape& shape, const TokenContext& ctx, std::int64_t k, DType dtype) const;
   // The fused kernels (mixed_channel_fused.h) for every part, where the children are uniform and sign and
   // mixed_channel_fused's refusals are null for every part: true when they ran. `children`: the bytes after the mask
   // section.

@@ -5,6 +5,7 @@
 #include <cuda_runtime.h>
 
 #include <type_traits>
+#include <utility>
 
 #include "vidkv/core/cuda/async_copy.cuh"
 #include "vidkv/core/cuda/dependent_launch.cuh"
@@ -298,14 +299,26 @@ void dispatch(const Children& c, std::int64_t n, F&& f) {
   }
 }
 
+// The grid of a part: one CTA per tile of kTile tokens of each head.
+dim3 tiles_of(const BlockShape& shape) {
+  return dim3(static_cast<unsigned>((shape.tokens + kTile - 1) / kTile), static_cast<unsigned>(shape.heads));
+}
+
+// Launches Kernel on `grid` x kThreads with `shared` bytes of dynamic shared memory (allowed first: above 48 KiB for
+// the complex FFT's tiles) as a programmatic dependent of the kernel before it on `st`.
+template <auto Kernel, class... KernelArgs>
+void launch(dim3 grid, std::size_t shared, cudaStream_t st, const char* what, KernelArgs&&... args) {
+  cuda_kernels::allow_dynamic_smem(reinterpret_cast<const void*>(Kernel), shared, what);
+  dependent_launch::launch_dependent<Kernel>(grid, kThreads, shared, st, std::forward<KernelArgs>(args)...);
+}
+
 }  // namespace
 
 void encode(const Children& c, const mixed_channel_cuda::Split& split, std::int64_t first_row, const BlockShape& shape,
             const void* in, DType in_dtype, std::uint8_t* high_bytes, std::uint8_t* low_bytes, void* stream) {
   if (shape.heads * shape.tokens == 0) return;
+  constexpr const char* kWhat = "mixed_channel encode (fused split tile)";
   const Args a = args_of(c, split, first_row, shape, high_bytes, low_bytes);
-  const dim3 grid(static_cast<unsigned>((shape.tokens + kTile - 1) / kTile), static_cast<unsigned>(shape.heads));
-  auto* st = static_cast<cudaStream_t>(stream);
   dispatch(c, split.channels - split.high, [&](auto bits, auto half, auto complex) {
     constexpr unsigned B = decltype(bits)::value;
     constexpr int N = decltype(half)::value;
@@ -313,32 +326,27 @@ void encode(const Children& c, const mixed_channel_cuda::Split& split, std::int6
     const std::size_t shared = encode_shared_bytes(a.channels, Complex ? 4 * N : 2 * N);
     group_cuda::dispatch_dtype(in_dtype, [&](auto tag) {
       constexpr DType T = decltype(tag)::value;
-      if constexpr (T != DType::f32) {  // encode_refusal refuses fp32 input
-        cuda_kernels::allow_dynamic_smem(reinterpret_cast<const void*>(encode_split_tile<T, B, N, Complex>), shared,
-                                         "mixed_channel encode (fused split tile)");
-        dependent_launch::launch_dependent<encode_split_tile<T, B, N, Complex>>(grid, kThreads, shared, st, in, a, twiddles());
-      }
+      if constexpr (T != DType::f32)  // encode_refusal refuses fp32 input
+        launch<encode_split_tile<T, B, N, Complex>>(tiles_of(shape), shared, static_cast<cudaStream_t>(stream), kWhat, in, a, twiddles());
     });
   });
-  check_launch("mixed_channel encode (fused split tile)");
+  check_launch(kWhat);
 }
 
 void decode(const Children& c, const mixed_channel_cuda::Split& split, std::int64_t first_row, const BlockShape& shape,
             const std::uint8_t* high_bytes, const std::uint8_t* low_bytes, void* out, DType out_dtype, void* stream) {
   if (shape.heads * shape.tokens == 0) return;
+  constexpr const char* kWhat = "mixed_channel decode (fused split tile)";
   const Args a = args_of(c, split, first_row, shape, high_bytes, low_bytes);
-  const dim3 grid(static_cast<unsigned>((shape.tokens + kTile - 1) / kTile), static_cast<unsigned>(shape.heads));
-  auto* st = static_cast<cudaStream_t>(stream);
   dispatch(c, split.channels - split.high, [&](auto bits, auto half, auto complex) {
     constexpr unsigned B = decltype(bits)::value;
     constexpr int N = decltype(half)::value;
     constexpr bool Complex = decltype(complex)::value;
     const std::size_t shared = decode_shared_bytes(a.channels, a.high, Complex ? 4 * N : 2 * N);
-    cuda_kernels::allow_dynamic_smem(reinterpret_cast<const void*>(decode_split_tile<B, N, Complex>), shared,
-                                     "mixed_channel decode (fused split tile)");
-    dependent_launch::launch_dependent<decode_split_tile<B, N, Complex>>(grid, kThreads, shared, st, out, out_dtype, a, twiddles());
+    launch<decode_split_tile<B, N, Complex>>(tiles_of(shape), shared, static_cast<cudaStream_t>(stream), kWhat, out, out_dtype, a,
+                                             twiddles());
   });
-  check_launch("mixed_channel decode (fused split tile)");
+  check_launch(kWhat);
 }
 
 }  // namespace vidkv::mixed_channel_fused
