@@ -45,16 +45,27 @@ class MixedChannelEnv {
 
 struct Case {
   std::string scope, fraction, bits, high_layout, fft, low_layout, low_group, reconstruction;
+  std::string scale_dtype = "fp16";  // both children's
+  std::int64_t channels = 128;
 };
 
 ConfigNode codec(const Case& c) {
   return map({{"type", scalar("mixed_channel")},
               {"selector", map({{"type", scalar("range")}, {"scope", scalar(c.scope)}, {"fraction", scalar(c.fraction)}})},
               {"high", map({{"type", scalar("uniform")}, {"bits", scalar(c.bits)}, {"group", scalar("32")},
-                            {"axis", scalar("channel")}, {"layout", scalar(c.high_layout)}})},
+                            {"axis", scalar("channel")}, {"layout", scalar(c.high_layout)}, {"scale_dtype", scalar(c.scale_dtype)}})},
               {"low", map({{"type", scalar("sign")}, {"group", scalar(c.low_group)}, {"axis", scalar("channel")},
                            {"fft", scalar(c.fft)}, {"layout", scalar(c.low_layout)},
-                           {"reconstruction", scalar(c.reconstruction)}})}});
+                           {"reconstruction", scalar(c.reconstruction)}, {"scale_dtype", scalar(c.scale_dtype)}})}});
+}
+
+// mixed_channel_fused::launches() in CUDA builds (the [cuda] cases skip before calling it in the others).
+std::int64_t fused_launches() {
+#ifdef VIDKV_WITH_CUDA
+  return mixed_channel_fused::launches();
+#else
+  return 0;
+#endif
 }
 
 const PluginRegistry& registry() { return test::builtin_registry(CpuImplementation::optimized); }
@@ -77,13 +88,18 @@ std::vector<Case> fused_cases() {
       {"head", "0.5", "4", "dense", "real", "dense", "32", "symmetric"},
       {"head", "0.875", "1", "dense", "complex", "dense", "64", "zero_one"},  // 16 low channels, one sign group per tile
       {"layer", "0.5", "8", "release", "real", "release", "64", "symmetric"},
+      {"head", "0.5", "2", "release", "complex", "release", "32", "zero_one"},  // the release layout, one part per head
+      {"layer", "0.5", "2", "dense", "real", "dense", "32", "zero_one", "fp32"},  // fp32 metadata
+      {"layer", "0.5", "2", "dense", "real", "dense", "32", "zero_one", "fp16", 64},   // head_dim 64 (SmolLM2)
+      {"head", "0.5", "2", "dense", "real", "dense", "32", "zero_one", "fp16", 256},   // 128 low channels
   };
 }
 // 352 tokens: a partial last tile; 32: a tile of one row group. Sign groups of 64 tokens run fused where they divide
 // the token count (the sign tile's word-aligned groups).
 std::vector<BlockShape> fused_shapes(const Case& c) {
-  if (c.low_group != "32") return {{4, 256, 128}, {2, 384, 128}};
-  return {{4, 256, 128}, {2, 352, 128}, {1, 32, 128}};
+  const std::int64_t d = c.channels;
+  if (c.low_group != "32") return {{4, 256, d}, {2, 384, d}};
+  return {{4, 256, d}, {2, 352, d}, {1, 32, d}};
 }
 
 }  // namespace
@@ -106,6 +122,10 @@ TEST_CASE("mixed_channel_fused::refusal names what keeps the fused kernels from 
   CHECK(mixed_channel_fused::refusal(c, s, 32) != nullptr);   // 96 low channels: cuFFT's path
   CHECK(mixed_channel_fused::refusal(c, {4, 250, 128}, 64) != nullptr);  // a partial uniform group
   CHECK(mixed_channel_fused::refusal(c, {4, 256, 124}, 60) != nullptr);  // D % 8 != 0
+  CHECK(mixed_channel_fused::refusal(c, {4, 256, 256}, 192) == nullptr);  // decode tiles 64 x (193 + 65) x 4 bytes + slots: 67 KB
+  // 1024 channels, 896 high: the decode's fp32 tiles take 64 x (897 + 129) x 4 bytes = 257 KB, beyond a CTA's shared memory
+  CHECK(mixed_channel_fused::decode_shared_bytes(1024, 896, 128) == 64 * (897 + 129) * 4 + 4096);
+  CHECK(mixed_channel_fused::refusal(c, {4, 256, 1024}, 896) != nullptr);
   {
     auto d = c;
     d.high.bits = 3;
@@ -169,8 +189,10 @@ TEST_CASE("mixed_channel's fused kernels give the unfused path's bytes and decod
         const auto encode = [&](const char* env_value) {
           const MixedChannelEnv env(env_value);
           const DeviceBuffer d_out = test::poisoned(bytes);
+          const std::int64_t before = fused_launches();
           q->encode_view(test::view_of(d_in.data(), in, Device::cuda, s), {}, d_out.as<std::uint8_t>(), Execution::cuda());
           synchronize();
+          CHECK((fused_launches() > before) == (env_value == nullptr));  // the path the tier names ran
           return test::download(d_out.data(), bytes);
         };
         const std::vector<std::uint8_t> fused = encode(nullptr), unfused = encode("unfused");
@@ -182,8 +204,10 @@ TEST_CASE("mixed_channel's fused kernels give the unfused path's bytes and decod
           const auto decode = [&](const char* env_value) {
             const MixedChannelEnv env(env_value);
             const DeviceBuffer d_out = test::poisoned(out_bytes);
+            const std::int64_t before = fused_launches();
             q->decode_view(d_bytes.as<std::uint8_t>(), {}, test::view_of(d_out.data(), out, Device::cuda, s), Execution::cuda());
             synchronize();
+            CHECK((fused_launches() > before) == (env_value == nullptr));
             return test::download(d_out.data(), out_bytes);
           };
           const std::vector<std::uint8_t> a = decode(nullptr), b = decode("unfused");

@@ -208,9 +208,16 @@ KernelTier MixedChannelQuantizer::tier(Device device, const BlockShape& shape) c
   std::vector<KernelTier> run;
   if (k > 0) run.push_back(high_->tier(device, part_shape(shape, k)));
   if (shape.channels - k > 0) run.push_back(low_->tier(device, part_shape(shape, shape.channels - k)));
+  // The fused kernels' name where they run for fp16 / bf16 input and output: refusal() for the shape and word-aligned
+  // child sections (from the layout: the mask section and every part's child blocks a multiple of 4 bytes).
   const auto fused = fused_children(*high_, *low_);
-  if (device == Device::cuda && fused && mixed_channel_fused::refusal(*fused, part_shape(shape, shape.channels), k) == nullptr)
-    return composite::joined_tier(plugin_name() + std::string(":fused"), run);
+  if (device == Device::cuda && fused && mixed_channel_fused::refusal(*fused, part_shape(shape, shape.channels), k) == nullptr) {
+    const std::size_t mask = mixed_channel_format::mask_bytes(static_cast<std::size_t>(selector_->mask_count(shape)),
+                                                              static_cast<std::size_t>(shape.channels));
+    const std::size_t high = high_->layout(part_shape(shape, k), {}).bytes();
+    const std::size_t low = low_->layout(part_shape(shape, shape.channels - k), {}).bytes();
+    if (mask % 4 == 0 && high % 4 == 0 && low % 4 == 0) return composite::joined_tier(plugin_name() + std::string(":fused"), run);
+  }
   return composite::joined_tier(plugin_name(), run);
 }
 

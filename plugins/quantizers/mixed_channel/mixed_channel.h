@@ -69,6 +69,8 @@ class MixedChannelQuantizer : public Quantizer {
   // `why` naming which.
   bool supports(Device device, const BlockShape& shape, std::string* why = nullptr) const override;
   // "mixed_channel(<high tier>, <low tier>)" of the children that run for `shape`; exact when both are.
+  // "mixed_channel:fused(...)" where the fused kernels run (mixed_channel_fused.h) for fp16 / bf16 data in aligned
+  // buffers (fp32 input and unaligned buffers take the unfused path under this name: the same bytes).
   KernelTier tier(Device device, const BlockShape& shape) const override;
   // A child's (no channel selector reads the recorded queries).
   bool reads_recorded_queries() const override { return high_->reads_recorded_queries() || low_->reads_recorded_queries(); }

@@ -11,8 +11,6 @@ namespace vidkv::mixed_channel_fused {
 
 namespace {
 
-constexpr std::int64_t kTileTokens = 64;  // mixed_channel_fused.cu's tile (tokens per CTA)
-
 bool aligned(const void* p, std::uintptr_t bytes) { return reinterpret_cast<std::uintptr_t>(p) % bytes == 0; }
 
 bool unfused_forced() {
@@ -26,7 +24,7 @@ const char* refusal(const Children& c, const BlockShape& shape, std::int64_t k) 
   const std::int64_t d = shape.channels, n = d - k;
   if (unfused_forced()) return "VIDKV_CUDA_MIXED_CHANNEL=unfused";
   if (k <= 0 || n <= 0) return "every channel on one side";
-  if (d % 8 != 0 || d > 1024) return "channel count not a multiple of 8 up to 1024";
+  if (d % 8 != 0) return "channel count not a multiple of 8";
   const uniform_cuda::Config& u = c.high;
   if (u.axis != group_format::GroupAxis::channel || u.group != 32) return "uniform not grouped by 32 tokens";
   if (!group_format::release_bits_ok(u.bits)) return "uniform bits not 1, 2, 4 or 8";
@@ -37,6 +35,9 @@ const char* refusal(const Children& c, const BlockShape& shape, std::int64_t k) 
   if (s.fft == SignFft::off || sign_cuda::path(s, ls) != sign_cuda::Path::fft_tile) return "sign not on its fused FFT tile path";
   if (s.axis != group_format::GroupAxis::channel || s.group <= 0 || kTileTokens % s.group != 0)
     return "sign not grouped along tokens by a divisor of 64";
+  const std::int64_t w = fft_components(s.fft, n);
+  if (encode_shared_bytes(d, w) > kMaxSharedBytes || decode_shared_bytes(d, k, w) > kMaxSharedBytes)
+    return "tiles beyond the shared memory of a CTA";
   return nullptr;
 }
 

@@ -1,9 +1,10 @@
 // mixed_channel on CUDA, fused (mixed_channel_fused.h): the split "uniform high / sign FFT low" in one kernel per
-// direction, one CTA per tile of 128 tokens of one head.
+// direction, one CTA per tile of 64 tokens of one head.
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
+#include <atomic>
 #include <type_traits>
 #include <utility>
 
@@ -36,8 +37,10 @@ using mixed_channel_split::kInvalidSlot;
 // multiprocessor (4 encode CTAs: 128 registers per thread). A first version with 128 tokens and every thread in the
 // FFT phase held 3 CTAs of 67 KB per multiprocessor (16% of the warp slots) and encoded no faster on the H200
 // (69 us per 32k-token layer of vidkv-k1.5-v1.58 keys either way).
-constexpr int kTile = 64;
+constexpr int kTile = static_cast<int>(kTileTokens);
 constexpr int kThreads = 2 * kTile;
+
+std::atomic<std::int64_t> fused_launches{0};
 
 // What a kernel needs of the split, the part and the children (passed by value).
 struct Args {
@@ -57,17 +60,6 @@ struct Args {
 // channel, L1-resident after the first CTA), instead of the unfused path's table kernel.
 __device__ inline std::int64_t tile_mask(const Args& a, std::int64_t h, std::int64_t t0) {
   return mixed_channel_split::mask_of_row(a.first_row + h * a.tokens + t0, a.masks, a.rows_per_mask);
-}
-
-// Shared memory of the encode: the tile's rows [kTile, D] as loaded (2-byte values), the low part's fp32 FFT tile
-// [kTile, W + 1], then the source channels of the k high and D - k low slots.
-std::size_t encode_shared_bytes(int channels, int w) {
-  return static_cast<std::size_t>(kTile) * channels * 2 + static_cast<std::size_t>(kTile) * (w + 1) * sizeof(float) +
-         static_cast<std::size_t>(channels) * sizeof(std::int32_t);
-}
-// Shared memory of the decode: the high part's fp32 tile [kTile, k + 1], the low part's [kTile, W + 1], the slots.
-std::size_t decode_shared_bytes(int channels, int high, int w) {
-  return static_cast<std::size_t>(kTile) * (high + 1 + w + 1) * sizeof(float) + static_cast<std::size_t>(channels) * sizeof(std::int32_t);
 }
 
 template <DType T>
@@ -310,6 +302,7 @@ template <auto Kernel, class... KernelArgs>
 void launch(dim3 grid, std::size_t shared, cudaStream_t st, const char* what, KernelArgs&&... args) {
   cuda_kernels::allow_dynamic_smem(reinterpret_cast<const void*>(Kernel), shared, what);
   dependent_launch::launch_dependent<Kernel>(grid, kThreads, shared, st, std::forward<KernelArgs>(args)...);
+  fused_launches.fetch_add(1, std::memory_order_relaxed);
 }
 
 }  // namespace
@@ -326,8 +319,11 @@ void encode(const Children& c, const mixed_channel_cuda::Split& split, std::int6
     const std::size_t shared = encode_shared_bytes(a.channels, Complex ? 4 * N : 2 * N);
     group_cuda::dispatch_dtype(in_dtype, [&](auto tag) {
       constexpr DType T = decltype(tag)::value;
-      if constexpr (T != DType::f32)  // encode_refusal refuses fp32 input
+      if constexpr (T != DType::f32) {
         launch<encode_split_tile<T, B, N, Complex>>(tiles_of(shape), shared, static_cast<cudaStream_t>(stream), kWhat, in, a, twiddles());
+      } else {
+        VIDKV_THROW(CudaError, kWhat, ": fp32 input (encode_refusal refuses it)");
+      }
     });
   });
   check_launch(kWhat);
@@ -348,5 +344,7 @@ void decode(const Children& c, const mixed_channel_cuda::Split& split, std::int6
   });
   check_launch(kWhat);
 }
+
+std::int64_t launches() { return fused_launches.load(std::memory_order_relaxed); }
 
 }  // namespace vidkv::mixed_channel_fused

@@ -11,8 +11,10 @@
 // (sign_format::encode_group). Decode: the sign groups are decoded into the fp32 spectrum tile
 // (sign_format::decode_value); then the first 64 threads inverse-transform one token each (inverse_row) while the
 // other 64 decode the uniform groups into an fp32 tile of the high channels (decoded_value); last, the full rows are
-// written once with 16-byte stores through the slot table. Every value goes through the same operations as on the
-// unfused path, so the bytes and the decoded values are bit-identical to it (a [cuda] test compares them;
+// written once with 16-byte stores through the slot table. Every value goes through the unfused path's operations
+// (uniform's fp16 decode from fp16 metadata excepted: there the fused kernel decodes through fp32 and rounds once,
+// which uniform_half_decode.h proves equal to the unfused kernel's fp16 multiply-add for every group it takes that
+// way), so the bytes and the decoded values are bit-identical to it (a [cuda] test compares them;
 // VIDKV_CUDA_MIXED_CHANNEL=unfused selects that path), and the FFT's tolerance against the CPU reference is the
 // fused sign tile's (sign_cuda.h). Rows of an invalid mask (not k channels set) decode to NaN and encode by the split
 // "first k channels high", as the unfused kernels do.
@@ -21,6 +23,7 @@
 // the block once (the unfused path also writes and reads two dense child blocks, and launches the table kernel).
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 
 #include "vidkv/core/dtype.h"
@@ -37,8 +40,23 @@ struct Children {
   sign_cuda::Config low;
 };
 
+// Tokens per CTA, and the dynamic shared memory of one CTA for D channels, k high ones and W low FFT components
+// (W = D - k real, 2 (D - k) complex): encode stages the tile's rows (2-byte values), the fp32 spectrum tile
+// [64, W + 1] and the source tables; decode holds the fp32 tiles [64, k + 1] and [64, W + 1] and the slot table.
+constexpr std::int64_t kTileTokens = 64;
+constexpr std::size_t encode_shared_bytes(std::int64_t d, std::int64_t w) {
+  return static_cast<std::size_t>(kTileTokens * d * 2 + kTileTokens * (w + 1) * 4 + d * 4);
+}
+constexpr std::size_t decode_shared_bytes(std::int64_t d, std::int64_t k, std::int64_t w) {
+  return static_cast<std::size_t>(kTileTokens * (k + 1 + w + 1) * 4 + d * 4);
+}
+// The largest of the two that refusal() accepts: within the opt-in limit of every GPU the build targets (99 KB per
+// block on compute capability 8.6 / 8.9, 163 KB on 8.0, 227 KB on 9.0).
+constexpr std::size_t kMaxSharedBytes = 96 * 1024;
+
 // Why the fused kernels do not apply to a split of `shape` (one part: heads of the part's block, all tokens, D
-// channels, k = split.high), or null when they do. Conditions: 0 < k < D, D % 8 == 0 and D <= 1024; high: group 32
+// channels, k = split.high), or null when they do. Conditions: 0 < k < D, D % 8 == 0, both kernels' shared memory
+// within kMaxSharedBytes (D up to about 700 with the real FFT); high: group 32
 // along tokens (axis channel), bits 1 / 2 / 4 / 8, word-aligned groups, k even; low: the sign FFT on its fused tile
 // path (sign_cuda::path == fft_tile: power-of-two D - k in [16, 128]) along tokens with a group size dividing 64;
 // the environment variable VIDKV_CUDA_MIXED_CHANNEL not "unfused". The call-time conditions (dtype, alignment) are
@@ -59,7 +77,12 @@ const char* decode_refusal(const Children& c, const BlockShape& shape, std::int6
 void encode(const Children& c, const mixed_channel_cuda::Split& split, std::int64_t first_row, const BlockShape& shape,
             const void* in, DType in_dtype, std::uint8_t* high_bytes, std::uint8_t* low_bytes, void* stream);
 // The inverse: out: device [shape.heads, shape.tokens, D] values of out_dtype. Only where decode_refusal is null.
+// Throws CudaError where a call-time condition fails (fp32 input to encode).
 void decode(const Children& c, const mixed_channel_cuda::Split& split, std::int64_t first_row, const BlockShape& shape,
             const std::uint8_t* high_bytes, const std::uint8_t* low_bytes, void* out, DType out_dtype, void* stream);
+
+// Fused kernels launched by this process so far (encode and decode together): lets tests tell that the fused path
+// ran, not the unfused one under the same tier name.
+std::int64_t launches();
 
 }  // namespace vidkv::mixed_channel_fused
