@@ -7,6 +7,7 @@
 
 #include "catch.h"
 #include "quantizer_test_helpers.h"
+#include "scoped_env.h"
 #include "test_registry.h"
 #include "vidkv/core/cpu_fft_tier.h"
 #include "vidkv/core/error.h"
@@ -16,21 +17,9 @@ using namespace vidkv;
 using namespace vidkv::test;
 
 namespace {
-// Sets VIDKV_SIGN_FFT (nullptr: unsets it) for a scope, restoring the value before.
-class ScopedEnv {
- public:
-  explicit ScopedEnv(const char* value) {
-    if (const char* v = std::getenv("VIDKV_SIGN_FFT")) saved_ = v;
-    if (value) ::setenv("VIDKV_SIGN_FFT", value, 1);
-    else ::unsetenv("VIDKV_SIGN_FFT");
-  }
-  ~ScopedEnv() {
-    if (saved_) ::setenv("VIDKV_SIGN_FFT", saved_->c_str(), 1);
-    else ::unsetenv("VIDKV_SIGN_FFT");
-  }
-
- private:
-  std::optional<std::string> saved_;
+// VIDKV_SIGN_FFT set (nullptr: unset) for a scope.
+struct SignFftEnv : vidkv::test::ScopedEnv {
+  explicit SignFftEnv(const char* value) : vidkv::test::ScopedEnv("VIDKV_SIGN_FFT", value) {}
 };
 }  // namespace
 
@@ -38,10 +27,10 @@ TEST_CASE("FFT tier names round-trip, a scoped tier wins over the environment an
   for (const CpuFftTier t : all_cpu_fft_tiers()) CHECK(parse_cpu_fft_tier(cpu_fft_tier_name(t), "test") == t);
   CHECK_THROWS_WITH(parse_cpu_fft_tier("fftw3", "--fft-tiers"),
                     "--fft-tiers: unknown FFT tier 'fftw3' (valid: avx512, fftw-batched, fftw)");
-  const ScopedEnv env(nullptr);
+  const SignFftEnv env(nullptr);
   CHECK(cpu_fft_tier() == CpuFftTier::avx512);  // the default
   {
-    const ScopedEnv batched("fftw-batched");
+    const SignFftEnv batched("fftw-batched");
     CHECK(cpu_fft_tier() == CpuFftTier::fftw_batched);
     {
       const ScopedCpuFftTier outer(CpuFftTier::fftw);
@@ -54,7 +43,7 @@ TEST_CASE("FFT tier names round-trip, a scoped tier wins over the environment an
     }
     CHECK(cpu_fft_tier() == CpuFftTier::fftw_batched);
   }
-  const ScopedEnv bad("fftw-fast");
+  const SignFftEnv bad("fftw-fast");
   CHECK_THROWS_WITH(cpu_fft_tier(),
                     "environment variable VIDKV_SIGN_FFT: unknown FFT tier 'fftw-fast' (valid: avx512, fftw-batched, fftw)");
 }

@@ -14,6 +14,7 @@
 #include "catch.h"
 #include "cuda_test_support.h"
 #include "fixture_quantizers.h"
+#include "scoped_env.h"
 #include "test_registry.h"
 #include "vidkv/core/plugin_registry.h"
 #include "vidkv/plugins/quantizers/mixed_channel/mixed_channel_format.h"
@@ -25,22 +26,9 @@ using vidkv::test::scalar;
 
 namespace {
 
-// Sets VIDKV_CUDA_MIXED_CHANNEL for the scope (nullptr: unset), restoring the previous value.
-class MixedChannelEnv {
- public:
-  explicit MixedChannelEnv(const char* value) {
-    if (const char* v = std::getenv(kName)) saved_ = v;
-    if (value) ::setenv(kName, value, 1);
-    else ::unsetenv(kName);
-  }
-  ~MixedChannelEnv() {
-    if (saved_) ::setenv(kName, saved_->c_str(), 1);
-    else ::unsetenv(kName);
-  }
-
- private:
-  static constexpr const char* kName = "VIDKV_CUDA_MIXED_CHANNEL";
-  std::optional<std::string> saved_;
+// VIDKV_CUDA_MIXED_CHANNEL set (nullptr: unset) for a scope.
+struct MixedChannelEnv : test::ScopedEnv {
+  explicit MixedChannelEnv(const char* value) : test::ScopedEnv("VIDKV_CUDA_MIXED_CHANNEL", value) {}
 };
 
 struct Case {

@@ -126,7 +126,8 @@ ConfigNode MixedChannelQuantizer::Params::default_low() {
 MixedChannelQuantizer::MixedChannelQuantizer(const Params& params, const PluginRegistry& registry)
     : selector_(registry.make_channel_selector(params.selector)),
       high_(registry.make_quantizer(params.high)),
-      low_(registry.make_quantizer(params.low)) {}
+      low_(registry.make_quantizer(params.low)),
+      fused_(fused_children(*high_, *low_)) {}
 
 BlockShape MixedChannelQuantizer::part_shape(const BlockShape& shape, std::int64_t channels) const {
   const std::int64_t heads = selector_->selection().scope == SelectionScope::layer ? shape.heads : 1;
@@ -210,8 +211,7 @@ KernelTier MixedChannelQuantizer::tier(Device device, const BlockShape& shape) c
   if (shape.channels - k > 0) run.push_back(low_->tier(device, part_shape(shape, shape.channels - k)));
   // The fused kernels' name where they run for fp16 / bf16 input and output: refusal() for the shape and word-aligned
   // child sections (from the layout: the mask section and every part's child blocks a multiple of 4 bytes).
-  const auto fused = fused_children(*high_, *low_);
-  if (device == Device::cuda && fused && mixed_channel_fused::refusal(*fused, part_shape(shape, shape.channels), k) == nullptr) {
+  if (device == Device::cuda && fused_ && mixed_channel_fused::refusal(*fused_, part_shape(shape, shape.channels), k) == nullptr) {
     const std::size_t mask = mixed_channel_format::mask_bytes(static_cast<std::size_t>(selector_->mask_count(shape)),
                                                               static_cast<std::size_t>(shape.channels));
     const std::size_t high = high_->layout(part_shape(shape, k), {}).bytes();
@@ -235,26 +235,24 @@ MixedChannelQuantizer::FusedParts MixedChannelQuantizer::fused_parts(const Block
   f.part = part_shape(shape, shape.channels);
   f.high_bytes = high_->layout(part_shape(shape, k), ctx).bytes();
   f.part_bytes = f.high_bytes + low_->layout(part_shape(shape, shape.channels - k), ctx).bytes();
-  const auto row_bytes = static_cast<std::size_t>(shape.channels * dtype_size(dtype));
-  for (const Part& p : parts_of(*selector_, shape))
-    f.first_rows.push_back(p.head_begin * shape.tokens), f.value_offsets.push_back(static_cast<std::size_t>(p.head_begin * shape.tokens) * row_bytes);
+  f.row_bytes = static_cast<std::size_t>(shape.channels * dtype_size(dtype));
+  for (const Part& p : parts_of(*selector_, shape)) f.first_rows.push_back(p.head_begin * shape.tokens);
   return f;
 }
 
 bool MixedChannelQuantizer::encode_fused(const TensorView& in, const BlockShape& shape, const TokenContext& ctx,
                                          const mixed_channel_cuda::Split& split, std::uint8_t* children, void* stream) const {
-  const auto fused = fused_children(*high_, *low_);
-  if (!fused) return false;
+  if (!fused_) return false;
   const FusedParts f = fused_parts(shape, ctx, split.high, in.dtype);
   const auto* values = static_cast<const std::uint8_t*>(in.data);
   for (std::size_t i = 0; i < f.first_rows.size(); ++i) {
     std::uint8_t* bytes = children + i * f.part_bytes;
-    if (mixed_channel_fused::encode_refusal(*fused, f.part, split.high, in.dtype, values + f.value_offsets[i], bytes, bytes + f.high_bytes))
+    if (mixed_channel_fused::encode_refusal(*fused_, f.part, split.high, in.dtype, values + f.value_offset(i), bytes, bytes + f.high_bytes))
       return false;
   }
   for (std::size_t i = 0; i < f.first_rows.size(); ++i) {
     std::uint8_t* bytes = children + i * f.part_bytes;
-    mixed_channel_fused::encode(*fused, split, f.first_rows[i], f.part, values + f.value_offsets[i], in.dtype, bytes, bytes + f.high_bytes,
+    mixed_channel_fused::encode(*fused_, split, f.first_rows[i], f.part, values + f.value_offset(i), in.dtype, bytes, bytes + f.high_bytes,
                                 stream);
   }
   return true;
@@ -262,18 +260,17 @@ bool MixedChannelQuantizer::encode_fused(const TensorView& in, const BlockShape&
 
 bool MixedChannelQuantizer::decode_fused(const std::uint8_t* children, const BlockShape& shape, const TokenContext& ctx,
                                          const mixed_channel_cuda::Split& split, const TensorView& out, void* stream) const {
-  const auto fused = fused_children(*high_, *low_);
-  if (!fused) return false;
+  if (!fused_) return false;
   const FusedParts f = fused_parts(shape, ctx, split.high, out.dtype);
   auto* values = static_cast<std::uint8_t*>(out.data);
   for (std::size_t i = 0; i < f.first_rows.size(); ++i) {
     const std::uint8_t* bytes = children + i * f.part_bytes;
-    if (mixed_channel_fused::decode_refusal(*fused, f.part, split.high, out.dtype, values + f.value_offsets[i], bytes, bytes + f.high_bytes))
+    if (mixed_channel_fused::decode_refusal(*fused_, f.part, split.high, out.dtype, values + f.value_offset(i), bytes, bytes + f.high_bytes))
       return false;
   }
   for (std::size_t i = 0; i < f.first_rows.size(); ++i) {
     const std::uint8_t* bytes = children + i * f.part_bytes;
-    mixed_channel_fused::decode(*fused, split, f.first_rows[i], f.part, bytes, bytes + f.high_bytes, values + f.value_offsets[i],
+    mixed_channel_fused::decode(*fused_, split, f.first_rows[i], f.part, bytes, bytes + f.high_bytes, values + f.value_offset(i),
                                 out.dtype, stream);
   }
   return true;

@@ -31,6 +31,7 @@
 #pragma once
 
 #include <memory>
+#include <optional>
 #include <vector>
 
 #include "vidkv/core/channel_selector.h"
@@ -38,6 +39,7 @@
 #include "vidkv/core/plugin_registry.h"
 #include "vidkv/core/quantizer.h"
 #include "vidkv/plugins/quantizers/mixed_channel/mixed_channel_cuda.h"
+#include "vidkv/plugins/quantizers/mixed_channel/mixed_channel_fused.h"
 
 namespace vidkv {
 
@@ -88,12 +90,12 @@ class MixedChannelQuantizer : public Quantizer {
   BlockShape part_shape(const BlockShape& shape, std::int64_t channels) const;
 #ifdef VIDKV_WITH_CUDA
   // Where the fused kernels find each part of a block: the part's shape (all heads or one), its child bytes (high
-  // block, then low block, part after part) and its first row / its values' byte offset in the block.
+  // block, then low block, part after part) and its first row in the block (rows of row_bytes).
   struct FusedParts {
     BlockShape part;
-    std::size_t high_bytes = 0, part_bytes = 0;
+    std::size_t high_bytes = 0, part_bytes = 0, row_bytes = 0;
     std::vector<std::int64_t> first_rows;
-    std::vector<std::size_t> value_offsets;
+    std::size_t value_offset(std::size_t i) const { return static_cast<std::size_t>(first_rows[i]) * row_bytes; }
   };
   FusedParts fused_parts(const BlockShape& shape, const TokenContext& ctx, std::int64_t k, DType dtype) const;
   // The fused kernels (mixed_channel_fused.h) for every part, where the children are uniform and sign and
@@ -107,6 +109,8 @@ class MixedChannelQuantizer : public Quantizer {
 
   std::unique_ptr<ChannelSelector> selector_;
   std::unique_ptr<Quantizer> high_, low_;
+  // The children's CUDA configurations when high is uniform and low is sign (the fused kernels' pair), else empty.
+  std::optional<mixed_channel_fused::Children> fused_;
 };
 
 void register_mixed_channel(PluginRegistry& registry);

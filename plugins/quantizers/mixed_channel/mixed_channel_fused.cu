@@ -31,7 +31,7 @@ using group_format::CodeLayout;
 using group_format::GroupGrid;
 using mixed_channel_split::kInvalidSlot;
 
-// Tokens per CTA (mixed_channel_fused.cpp's kTileTokens) and threads: the FFT phase transforms one token per thread on
+// Tokens per CTA (mixed_channel_fused.h's kTileTokens) and threads: the FFT phase transforms one token per thread on
 // the first kTile threads while the other kTile code (encode) or decode (decode) the uniform groups, so that the two
 // children's work overlaps inside the CTA. 64 tokens keep a CTA's shared memory near 33 KB: 6 decode CTAs per
 // multiprocessor (4 encode CTAs: 128 registers per thread). A first version with 128 tokens and every thread in the
@@ -47,7 +47,7 @@ struct Args {
   const std::uint8_t* mask;
   std::int64_t masks, rows_per_mask, first_row;  // the split's masks; the part's first row of the layer
   int channels, high;                            // D, k
-  std::int64_t heads, tokens;                    // the part's block
+  std::int64_t tokens;                           // per head of the part's block
   GroupGrid high_grid, low_grid;                 // the children's grids ([heads, tokens, k] and the FFT components)
   group_cuda::Sections high_sections, low_sections;  // low mins: the release's zero points, else null
   DType high_sd, low_sd;
@@ -246,7 +246,6 @@ Args args_of(const Children& c, const mixed_channel_cuda::Split& s, std::int64_t
   a.first_row = first_row;
   a.channels = static_cast<int>(s.channels);
   a.high = static_cast<int>(k);
-  a.heads = shape.heads;
   a.tokens = shape.tokens;
   a.high_grid = group_format::grid_of(c.high, hs, k);
   a.low_grid = group_format::grid_of(c.low, ls, fft_components(c.low.fft, n));
