@@ -113,9 +113,12 @@ VIDKV_HOST_DEVICE inline Extrema extrema_add(Extrema acc, float x) {
 VIDKV_HOST_DEVICE inline Extrema extrema_merge(Extrema acc, Extrema later) {
   return Extrema{later.lo < acc.lo ? later.lo : acc.lo, acc.hi < later.hi ? later.hi : acc.hi};
 }
-// range.cpp's score from the extrema of all values; 0 for an empty channel.
+// range.cpp's score from the extrema of all values; 0 for an empty channel. +0 for an all-zero channel whatever the
+// signs of its two ends (the ordered scan keeps the first zero at both ends, so hi - lo is +0 there; the CUDA pass's
+// packed min / max may end with -0 and +0, whose difference could be -0).
 VIDKV_HOST_DEVICE inline double range_score(Extrema e, std::int64_t n) {
-  return n > 0 ? static_cast<double>(e.hi) - static_cast<double>(e.lo) : 0.0;
+  if (n <= 0 || (e.hi == 0.0f && e.lo == 0.0f)) return 0.0;
+  return static_cast<double>(e.hi) - static_cast<double>(e.lo);
 }
 
 }  // namespace vidkv::column_scores

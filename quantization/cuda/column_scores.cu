@@ -1,7 +1,12 @@
 // The channel selectors' scores on CUDA (column_scores_cuda.h).
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <cstdlib>
+#include <string>
+#include <type_traits>
 
 #include "vidkv/core/cuda/dependent_launch.cuh"
 #include "vidkv/core/cuda/device_memory.h"
@@ -95,6 +100,65 @@ __global__ void range_partial_vec(const void* in, std::int64_t channels, std::in
   for (int j = 0; j < V; ++j) partial[(scope * chunks + chunk) * channels + threadIdx.x * V + j] = e[j];
 }
 
+// Stage 1 of range for fp16 / bf16 input, packed: range_partial_vec with the extrema of each pair of adjacent
+// channels kept as two packed 2-byte pairs (the input's own dtype: exact) and updated by __hmin2 / __hmax2, one
+// instruction per two values instead of a conversion and two compare-selects per value; 8 rows' loads in flight per
+// thread. Same extrema as extrema_add's, except possibly the sign of a zero extremum (the packed min / max need not
+// keep the first of -0 and +0): range_score gives +0 for an all-zero channel whichever signs its ends have, and every
+// other score is the same double (a zero end of a non-zero range does not change hi - lo). Like extrema_add, the
+// packed min / max never admit a NaN (they return the other operand).
+template <DType T>
+__global__ void range_partial_packed(const void* in, std::int64_t channels, std::int64_t scope_rows, std::int64_t chunk_rows,
+                                     Extrema* partial) {
+  dependent_launch::wait_for_previous_grid();  // launched by launch_dependent (dependent_launch.cuh)
+  dependent_launch::allow_next_grid();
+  static_assert(T != DType::f32, "2-byte input dtypes");
+  using P = std::conditional_t<T == DType::f16, __half2, __nv_bfloat162>;
+  constexpr int V = 8;
+  extern __shared__ Extrema sub_packed[];  // [blockDim.y * blockDim.x * V]
+  const std::int64_t chunk = blockIdx.x, scope = blockIdx.y, chunks = gridDim.x;
+  const std::int64_t r0 = chunk * chunk_rows, r1 = min(scope_rows, r0 + chunk_rows);
+  const std::int64_t sub_rows = (chunk_rows + blockDim.y - 1) / blockDim.y;
+  const std::int64_t s0 = min(r1, r0 + threadIdx.y * sub_rows), s1 = min(r1, s0 + sub_rows);
+  const std::int64_t row_vectors = channels / V;  // == blockDim.x
+  const uint4* rows = static_cast<const uint4*>(in) + scope * scope_rows * row_vectors + threadIdx.x;
+  const std::uint32_t pos_inf = T == DType::f16 ? 0x7C007C00u : 0x7F807F80u, neg_inf = pos_inf | 0x80008000u;
+  P lo[4], hi[4];
+#pragma unroll
+  for (int j = 0; j < 4; ++j) {
+    lo[j] = *reinterpret_cast<const P*>(&pos_inf);
+    hi[j] = *reinterpret_cast<const P*>(&neg_inf);
+  }
+#pragma unroll 8
+  for (std::int64_t r = s0; r < s1; ++r) {
+    const uint4 w = rows[r * row_vectors];
+    const std::uint32_t words[4] = {w.x, w.y, w.z, w.w};
+#pragma unroll
+    for (int j = 0; j < 4; ++j) {
+      lo[j] = __hmin2(lo[j], *reinterpret_cast<const P*>(&words[j]));
+      hi[j] = __hmax2(hi[j], *reinterpret_cast<const P*>(&words[j]));
+    }
+  }
+  const int tid = threadIdx.y * blockDim.x + threadIdx.x;
+  const auto widen = [](std::uint32_t pair, int half) {
+    const auto b = static_cast<std::uint16_t>(pair >> (16 * half));
+    return T == DType::f16 ? half_bits_to_float(b) : bf16_bits_to_float(b);
+  };
+  Extrema e[V];
+#pragma unroll
+  for (int j = 0; j < V; ++j) {
+    e[j] = Extrema{widen(*reinterpret_cast<const std::uint32_t*>(&lo[j / 2]), j % 2), widen(*reinterpret_cast<const std::uint32_t*>(&hi[j / 2]), j % 2)};
+    sub_packed[tid * V + j] = e[j];
+  }
+  __syncthreads();
+  if (threadIdx.y != 0) return;
+  for (unsigned y = 1; y < blockDim.y; ++y)
+#pragma unroll
+    for (int j = 0; j < V; ++j) e[j] = column_scores::extrema_merge(e[j], sub_packed[(y * blockDim.x + threadIdx.x) * V + j]);
+#pragma unroll
+  for (int j = 0; j < V; ++j) partial[(scope * chunks + chunk) * channels + threadIdx.x * V + j] = e[j];
+}
+
 // Stage 2 of range: block (channel tile, scope) merges the chunks' extrema of kMergeChannels channels; thread (tx, ty)
 // takes channel tile * kMergeChannels + tx over the chunks ty, ty + kMergeLanes, ..., then row 0 merges the lanes.
 // The merge order differs from the chunk order, and the scores do not depend on it: extrema_merge takes a min and a
@@ -112,9 +176,11 @@ __global__ void range_merge(const Extrema* partial, std::int64_t channels, std::
   __shared__ Extrema lanes[kMergeLanes][kMergeChannels];
   const std::int64_t scope = blockIdx.y, c = static_cast<std::int64_t>(blockIdx.x) * kMergeChannels + threadIdx.x;
   Extrema e{INFINITY, -INFINITY};
-  if (c < channels)
+  if (c < channels) {
+#pragma unroll 8  // the loads of 8 chunks in flight ahead of the merges (each a min and a max)
     for (std::int64_t k = threadIdx.y; k < chunks; k += kMergeLanes)
       e = column_scores::extrema_merge(e, partial[(scope * chunks + k) * channels + c]);
+  }
   lanes[threadIdx.y][threadIdx.x] = e;
   __syncthreads();
   if (threadIdx.y != 0 || c >= channels) return;
@@ -147,6 +213,15 @@ __global__ void outlier_scores(const void* in, BlockShape shape, std::int64_t hp
                                            hps * shape.tokens, multiplier, absolute);
 }
 
+// VIDKV_CUDA_RANGE_PARTIAL=scalar selects range_partial_vec for 2-byte input too (A / B measurements).
+bool packed_range() {
+  static const bool off = [] {
+    const char* v = std::getenv("VIDKV_CUDA_RANGE_PARTIAL");
+    return v != nullptr && std::string(v) == "scalar";
+  }();
+  return !off;
+}
+
 unsigned blocks(std::int64_t threads, int per_block) { return static_cast<unsigned>((threads + per_block - 1) / per_block); }
 
 }  // namespace
@@ -170,8 +245,17 @@ void range(const void* in, DType dtype, const BlockShape& shape, std::int64_t hp
       // x: the 16-byte vectors of a row; y: sub-runs of rows.
       constexpr int V = T == DType::f32 ? 4 : 8;
       const unsigned bx = static_cast<unsigned>(channels / V), by = kRangeThreads / bx;
-      dependent_launch::launch_dependent<range_partial_vec<T, V>>(grid, dim3(bx, by), bx * by * V * sizeof(Extrema), st, in, channels, scope_rows, chunk_rows,
-                                                                                          partial.as<Extrema>());
+      if constexpr (T != DType::f32) {
+        if (packed_range())
+          dependent_launch::launch_dependent<range_partial_packed<T>>(grid, dim3(bx, by), bx * by * V * sizeof(Extrema), st, in, channels, scope_rows,
+                                                                      chunk_rows, partial.as<Extrema>());
+        else
+          dependent_launch::launch_dependent<range_partial_vec<T, V>>(grid, dim3(bx, by), bx * by * V * sizeof(Extrema), st, in, channels, scope_rows,
+                                                                      chunk_rows, partial.as<Extrema>());
+      } else {
+        dependent_launch::launch_dependent<range_partial_vec<T, V>>(grid, dim3(bx, by), bx * by * V * sizeof(Extrema), st, in, channels, scope_rows,
+                                                                    chunk_rows, partial.as<Extrema>());
+      }
     } else {
       // x over channels (a multiple of 32, at most 256), y over sub-runs of rows.
       const unsigned bx = static_cast<unsigned>(std::min<std::int64_t>(kRangeThreads, (channels + 31) / 32 * 32));

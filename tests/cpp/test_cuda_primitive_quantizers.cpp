@@ -1,10 +1,11 @@
 // CUDA vs the CPU reference for the primitive quantizers with a CUDA implementation (uniform, ternary, identity):
 // packed bytes and decoded values bit-identical, for fp32, fp16 and bf16 inputs (the reference encodes the same
-// values converted exactly to fp32), decoded to fp32 and fp16, on shapes with tails, odd channel counts and several
+// values converted exactly to fp32), decoded to fp32, fp16 and bf16, on shapes with tails, odd channel counts and several
 // heads, and with the output at offsets 0..3 (so both the word-run and the byte-per-thread code paths run).
 // Device buffers are poisoned (0xAB) before each kernel and guard bytes around the output must stay intact.
 // [cuda]: skipped, visibly, without a GPU or in a build without CUDA.
 #include <cmath>
+#include <cstdio>
 #include <cstdint>
 #include <cstring>
 #include <string>
@@ -19,6 +20,7 @@
 #include "vidkv/core/cuda/device_memory.h"
 #include "vidkv/core/dtype.h"
 #include "vidkv/core/error.h"
+#include "vidkv/plugins/quantizers/ternary/ternary_format.h"
 #include "vidkv/plugins/quantizers/uniform/uniform_format.h"
 #include "vidkv/plugins/quantizers/uniform/uniform_half_decode.h"
 
@@ -87,7 +89,7 @@ void check_on_cuda(const std::string& name, const KeyValues& params, const Block
                                             got.begin() + std::ptrdiff_t(kGuard + out_offset + bytes));
   REQUIRE(got_bytes == want);
 
-  for (DType out_dtype : {DType::f32, DType::f16}) {
+  for (DType out_dtype : {DType::f32, DType::f16, DType::bf16}) {
     fill_device(decoded.data(), 0xAB, decoded.bytes());
     const TensorView out_view{decoded.data(), out_dtype, Device::cuda, {shape.heads, shape.tokens, shape.channels}};
     q->decode_view(dst, ctx, out_view, Execution::cuda());
@@ -167,6 +169,91 @@ TEST_CASE("encode_view on the cpu takes fp16 and bf16 views and writes the bytes
     q->decode_view(got.data(), {}, TensorView{back.data(), t, Device::cpu, {s.heads, s.tokens, s.channels}}, Execution::cpu());
     const auto ref = decode(*q, s, want);
     for (std::size_t i = 0; i < x.size(); ++i) REQUIRE(load_as_float(back.data(), t, i) == round_to_dtype(ref[i], t));
+  }
+}
+
+TEST_CASE("ternary on CUDA: values on and beside the dead zone get the reference's trits", "[cuda]") {
+  // The channel-axis kernel for 2-byte input (ternary.cu encode_channel_warp) compares the values in their own dtype
+  // against the dead zone rounded down to it, where the reference compares in double: the same trits by the argument
+  // in that comment. Each of the 16 channels of a [1, 128, 16] block (4 groups of 32 tokens per channel, one warp's
+  // work) holds the same multiset of |x|: the dtype's value v0 nearest 0.7, its neighbours below and above, each with
+  // both signs, and 26 multiples of 1/8, in an order that depends on the channel and group. gamma is chosen so that
+  // gamma * mean |x| lands on v0 (v0 / mean, printed with 17 digits) and one double step to either side of that, so
+  // the dead zone is exactly v0 or just off it: the values v0 and -v0 sit on the threshold, their neighbours one
+  // dtype step away. Checked for fp16 and bf16 inputs and the three packings (magnitude-free).
+  std::string why;
+  if (cuda_device_count(&why) == 0) VIDKV_SKIP("no CUDA device: " << why);
+  const BlockShape shape{1, 128, 16};
+  for (const DType in_dtype : {DType::f16, DType::bf16}) {
+    const auto step = [&](float v, int by) {  // the dtype's value `by` steps from positive v
+      if (in_dtype == DType::f16) return half_bits_to_float(static_cast<std::uint16_t>(float_to_half_bits(v) + by));
+      std::uint32_t u;
+      std::memcpy(&u, &v, 4);
+      return bf16_bits_to_float(static_cast<std::uint16_t>((u >> 16) + static_cast<std::uint32_t>(by)));
+    };
+    const float v0 = round_to_dtype(0.7f, in_dtype);
+    std::vector<float> base{v0, -v0, step(v0, -1), -step(v0, -1), step(v0, 1), -step(v0, 1)};
+    for (int k = 0; base.size() < 32; ++k) base.push_back(static_cast<float>((k % 13) - 6) / 8.0f);
+    double sum_abs = 0.0;
+    for (float v : base) sum_abs += std::fabs(static_cast<double>(v));
+    const double mean = sum_abs / 32.0;
+    std::vector<float> x(static_cast<std::size_t>(shape.elements()));
+    for (std::int64_t c = 0; c < shape.channels; ++c)
+      for (std::int64_t t = 0; t < shape.tokens; ++t)
+        x[static_cast<std::size_t>(t * shape.channels + c)] = base[static_cast<std::size_t>((t * 7 + c * 5 + (t / 32) * 3) % 32)];
+    const std::vector<std::uint8_t> raw = as_dtype_bytes(x, in_dtype);  // already representable: unchanged
+    const double g0 = static_cast<double>(v0) / mean;
+    for (const double gamma : {g0, std::nextafter(g0, 0.0), std::nextafter(g0, 2.0)})
+      for (const char* packing : {"base3", "slots2", "release"}) {
+        char text[64];
+        std::snprintf(text, sizeof text, "%.17g", gamma);
+        INFO("input " << dtype_name(in_dtype) << " gamma " << text << " packing " << packing);
+        auto q = make_reference("ternary", {{"gamma", text}, {"packing", packing}});
+        const auto want = encode(*q, shape, x);
+        DeviceBuffer in(raw.size()), out(want.size());
+        copy_to_device(in.data(), raw.data(), raw.size());
+        fill_device(out.data(), 0xAB, out.bytes());
+        q->encode_view(TensorView{in.data(), in_dtype, Device::cuda, {shape.heads, shape.tokens, shape.channels}}, {}, out.as<std::uint8_t>(),
+                       Execution::cuda());
+        const std::size_t first_diff = first_differing_byte(want, out);
+        INFO("first differing byte " << first_diff << " of " << want.size());
+        REQUIRE(first_diff == want.size());
+      }
+  }
+}
+
+TEST_CASE("ternary on CUDA decodes hand-made bytes as the reference: slot 3, negative, zero and non-finite scales", "[cuda]") {
+  // The channel-axis decode writes fp16 / bf16 values as bit patterns (ternary.cu trit_pair_bits) only for groups
+  // with a finite, non-negative scale and no slot 3; the others go through fp32 as the reference does. Here codes are
+  // pseudo-random bytes (every slot value, 3 included) and the fp16 scales cycle through +-1.5, +-0, +-inf, NaN,
+  // 65504, the smallest subnormal and 0.1; the decoded values must be the reference's rounded to the output dtype
+  // (NaN where it is NaN).
+  std::string why;
+  if (cuda_device_count(&why) == 0) VIDKV_SKIP("no CUDA device: " << why);
+  const BlockShape shape{1, 64, 16};
+  auto q = make_reference("ternary", {{"packing", "slots2"}, {"reconstruction", "scaled"}});
+  std::vector<std::uint8_t> bytes(q->layout(shape, {}).bytes());
+  const auto g = group_format::make_group_grid(group_format::GroupAxis::channel, shape.heads, shape.tokens, shape.channels, 32);
+  const auto sec = ternary_format::sections(ternary_format::Packing::slots2, ternary_format::Reconstruction::scaled, g, DType::f16, bytes.data());
+  std::uint32_t state = 12345;
+  for (std::uint8_t* b = sec.codes; b < sec.scales; ++b) *b = static_cast<std::uint8_t>((state = state * 1664525u + 1013904223u) >> 24);
+  const std::uint16_t scales[] = {0x3E00, 0xBE00, 0x0000, 0x8000, 0x7C00, 0xFC00, 0x7E00, 0x7BFF, 0x0001, 0x2E66};
+  for (std::int64_t k = 0; k < g.group_count(); ++k) std::memcpy(sec.scales + 2 * k, &scales[k % 10], 2);
+  const std::vector<float> want = decode(*q, shape, bytes);
+  DeviceBuffer dev(bytes.size()), back(want.size() * 2);
+  copy_to_device(dev.data(), bytes.data(), bytes.size());
+  for (const DType out_dtype : {DType::f16, DType::bf16}) {
+    fill_device(back.data(), 0xAB, back.bytes());
+    q->decode_view(dev.as<std::uint8_t>(), {}, TensorView{back.data(), out_dtype, Device::cuda, {shape.heads, shape.tokens, shape.channels}},
+                   Execution::cuda());
+    std::vector<std::uint8_t> host(back.bytes());
+    copy_to_host(host.data(), back.data(), host.size());
+    for (std::size_t i = 0; i < want.size(); ++i) {
+      const float expect = round_to_dtype(want[i], out_dtype), have = load_as_float(host.data(), out_dtype, i);
+      INFO(dtype_name(out_dtype) << " element " << i << " expected " << expect << " got " << have);
+      if (std::isnan(expect)) REQUIRE(std::isnan(have));
+      else REQUIRE(std::memcmp(&expect, &have, 4) == 0);
+    }
   }
 }
 

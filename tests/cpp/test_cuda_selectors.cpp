@@ -20,14 +20,20 @@ using vidkv::test::scalar;
 
 namespace {
 
-// Block values of three kinds: gaussian; small integers (many ties in every score); zeros of both signs with a
-// few +-1 (ties, and the sign of a zero extremum).
+// Block values of four kinds: gaussian; small integers (many ties in every score); zeros of both signs with a
+// few +-1 (ties, and the sign of a zero extremum); zeros of both signs alone except in every fourth channel, which
+// also holds some 1s (all-zero channels, whose range is +0 whichever zero comes first).
 std::vector<float> block_values(const BlockShape& s, int kind, std::uint64_t seed) {
   std::mt19937_64 rng(seed);
   std::vector<float> x(static_cast<std::size_t>(s.elements()));
   std::normal_distribution<float> gauss(0.0f, 1.0f);
   std::uniform_int_distribution<int> small(-3, 3), pick(0, 9);
-  for (auto& v : x) {
+  for (std::size_t i = 0; i < x.size(); ++i) {
+    float& v = x[i];
+    if (kind == 3) {
+      const int p = pick(rng);
+      v = s.channels > 0 && i % static_cast<std::size_t>(s.channels) % 4 == 0 && p == 9 ? 1.0f : (p < 5 ? 0.0f : -0.0f);
+    }
     if (kind == 0) v = gauss(rng) * 4.0f;
     if (kind == 1) v = static_cast<float>(small(rng));
     if (kind == 2) {
@@ -146,7 +152,7 @@ TEST_CASE("every registered channel selector scores and selects on CUDA exactly 
       for (const auto& sel : variants) {
         REQUIRE(sel->supports(Device::cuda));
         for (const BlockShape& s : kShapes) {
-          for (int kind = 0; kind < 3; ++kind) {
+          for (int kind = 0; kind < 4; ++kind) {
             const std::vector<float> x = block_values(s, kind, 1000 + kind);
             for (DType t : test::all_dtypes()) {
               INFO(name << " scope " << scope << " " << s.str() << " data kind " << kind << " " << dtype_name(t));

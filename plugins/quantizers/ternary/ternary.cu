@@ -1,5 +1,11 @@
 // ternary on CUDA (ternary_cuda.h): bytes bit-identical to the CPU reference (ternary.cpp).
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
 #include <cuda_runtime.h>
+
+#include <cstdlib>
+#include <string>
+#include <type_traits>
 
 #include "vidkv/core/cuda/dependent_launch.cuh"
 #include "vidkv/core/cuda/device_memory.h"
@@ -172,6 +178,82 @@ __global__ void encode_channel_fast(const void* in, GroupGrid g, double gamma, R
   }
 }
 
+// Axis channel, magnitude-free reconstruction, fp16 / bf16 input, a multiple of 16 channels: ternarize_group's
+// results for two channels' groups at once, with fewer operations, each warp on its own (as uniform.cu's
+// encode_channel_warp).
+//  * Work split: a warp takes 8 channel pairs of 4 consecutive row groups of one head (128 tokens); lane l codes
+//    channel pair l % 8 of row group l / 8 from its 32 pairs loaded straight into registers (per token, 8 lanes read
+//    32 contiguous bytes). A channel's 4 consecutive groups have 8 contiguous slot words (32 bytes, in the dense
+//    stream and the release rows alike), so each lane stores a group's two words as one 8-byte store and a warp's
+//    stores fill whole sectors, where encode_channel_fast's lanes each wrote 8 bytes of a different sector. Row
+//    groups past the head's last leave their lanes idle. Warp w: slice w % slices, then row quad, then head.
+//  * The sum of |x| in double: for fp16 input as four interleaved partial sums added at the end: each |x| is an
+//    integer multiple of 2^-24 below 2^16, so every partial sum of at most 32 of them is a multiple of 2^-24 below
+//    2^21 (at most 45 significant bits, within double's 53): all are exact, and any order gives the reference's
+//    in-order double. bf16 input adds in order, as the reference.
+//  * The trits by packed 2-byte compares of both channels' values against dz = the largest value of the input
+//    dtype that is <= the dead zone (rounded down to fp32, then to the dtype: the same as rounding down once): for v
+//    of that dtype, v > dead_zone <=> v > dz (if v > dz and the dead zone is not representable, v is at least the
+//    next value above dz, which exceeds it), and v < -dead_zone <=> -v > dead_zone <=> v < -dz (negation is
+//    exact); a NaN value or dead zone gives 0 both ways, as the reference's double compares.
+// The reference converts each value to double twice and compares in double; here once, and no double compare.
+template <DType T>
+__global__ void __launch_bounds__(256, 4) encode_channel_warp(const void* in, group_cuda::Divider by_slices, group_cuda::Divider by_quads,
+                                                              GroupGrid g, unsigned warps, double gamma, Packing p, DType sd, Sections s,
+                                                              std::uint32_t* slots) {
+  dependent_launch::wait_for_previous_grid();  // launched by launch_dependent (dependent_launch.cuh)
+  dependent_launch::allow_next_grid();
+  static_assert(T != DType::f32, "2-byte input dtypes");
+  using P = std::conditional_t<T == DType::f16, __half2, __nv_bfloat162>;
+  const unsigned warp = (blockIdx.x * blockDim.x + threadIdx.x) / 32, lane = threadIdx.x % 32;
+  if (warp >= warps) return;
+  const unsigned hq = by_slices.div(warp), slice = warp - hq * by_slices.d, h = by_quads.div(hq), quad = hq - h * by_quads.d;
+  const auto gpr = static_cast<unsigned>(g.groups_per_row()), channels = static_cast<unsigned>(g.rows);
+  const unsigned gi = 4 * quad + lane / 8, c0 = 2 * (8 * slice + lane % 8);
+  if (gi >= gpr) return;
+  const std::uint32_t* src = reinterpret_cast<const std::uint32_t*>(in) + (static_cast<std::int64_t>(h) * gpr + gi) * 16 * channels + c0 / 2;
+  std::uint32_t raw[32];
+#pragma unroll
+  for (unsigned i = 0; i < 32; ++i) raw[i] = src[i * (channels / 2)];
+  double sa[4] = {0.0, 0.0, 0.0, 0.0}, sb[4] = {0.0, 0.0, 0.0, 0.0};
+#pragma unroll
+  for (unsigned i = 0; i < 32; ++i) {
+    const float2 f = group_cuda::raw2_to_float2<T>(raw[i]);
+    const unsigned k = T == DType::f16 ? i % 4 : 0;  // bf16: one in-order sum
+    sa[k] += fabs(static_cast<double>(f.x));
+    sb[k] += fabs(static_cast<double>(f.y));
+  }
+  const double mean_a = (T == DType::f16 ? (sa[0] + sa[1]) + (sa[2] + sa[3]) : sa[0]) / 32.0;
+  const double mean_b = (T == DType::f16 ? (sb[0] + sb[1]) + (sb[2] + sb[3]) : sb[0]) / 32.0;
+  P dz, ndz;
+  if constexpr (T == DType::f16) {
+    dz = __halves2half2(__float2half_rd(__double2float_rd(gamma * mean_a)), __float2half_rd(__double2float_rd(gamma * mean_b)));
+  } else {
+    dz = __halves2bfloat162(__float2bfloat16_rd(__double2float_rd(gamma * mean_a)), __float2bfloat16_rd(__double2float_rd(gamma * mean_b)));
+  }
+  ndz = __hneg2(dz);
+  std::uint32_t wa[2] = {0, 0}, wb[2] = {0, 0};
+#pragma unroll
+  for (unsigned i = 0; i < 32; ++i) {
+    const P v = *reinterpret_cast<const P*>(&raw[i]);
+    const std::uint32_t up = __hgt2_mask(v, dz) & 0x00010001u, down = __hlt2_mask(v, ndz) & 0x00010001u;
+    const std::uint32_t slot = (up << 1) | (~(up | down) & 0x00010001u);  // per half: 2 up, 1 zero, 0 down (t + 1)
+    wa[i / 16] |= (slot & 3u) << (2 * (i % 16));
+    wb[i / 16] |= (slot >> 16) << (2 * (i % 16));
+  }
+  const CodeLayout layout = p == Packing::release ? CodeLayout::release : CodeLayout::dense;
+  const std::int64_t j0 = static_cast<std::int64_t>(gi) * 32;
+  reinterpret_cast<uint2*>(slots)[group_format::code_word(layout, g, 2, h, c0, j0) / 2] = make_uint2(wa[0], wa[1]);
+  reinterpret_cast<uint2*>(slots)[group_format::code_word(layout, g, 2, h, c0 + 1, j0) / 2] = make_uint2(wb[0], wb[1]);
+  if (p == Packing::release) {  // magnitude-free: the scale is mean |x|; the release min a constant
+    const std::int64_t ga = g.group_index(h, c0, gi), gb = g.group_index(h, c0 + 1, gi);
+    group_cuda::store_scalar(s.scales, ga, sd, static_cast<float>(mean_a));
+    group_cuda::store_scalar(s.scales, gb, sd, static_cast<float>(mean_b));
+    group_cuda::store_scalar(s.mins, ga, sd, ternary_format::kReleaseMin);
+    group_cuda::store_scalar(s.mins, gb, sd, ternary_format::kReleaseMin);
+  }
+}
+
 // Axis token: one group (32 contiguous channels of a token) per thread.
 template <DType T>
 __global__ void encode_token_fast(const void* in, GroupGrid g, double gamma, Reconstruction rec, Packing p, DType sd,
@@ -227,13 +309,13 @@ __device__ inline const std::uint16_t* byte_slot_table() {
   return table;
 }
 
-// The 32 decoded values of a group whose trits start at canonical stream index i0. base3: the at most 8 bytes that
-// hold them are read once and their 40 digits unpacked into 2-bit slots (digit d of byte j at slot 5 j + d, the
-// value t + 1) through the byte -> slots table (byte_slot_table: one shared-memory read per byte instead of five
-// divisions), from which the group's 32 are taken at the run-time offset i0 mod 5; `code_bytes` bounds the reads.
-__device__ inline void decode_group_trits(const std::uint8_t* codes, Packing p, const GroupGrid& g, std::int64_t i0,
-                                          std::int64_t slot_word, float u, float (&x)[32], std::int64_t code_bytes,
-                                          const std::uint16_t* byte_slots) {
+// The 32 slots t + 1 of the group whose trits start at canonical stream index i0, slot i at bits [2 i, 2 i + 2).
+// base3: the at most 8 bytes that hold them are read once and their 40 digits unpacked into 2-bit slots (digit d of
+// byte j at slot 5 j + d) through the byte -> slots table (byte_slot_table: one shared-memory read per byte instead
+// of five divisions), from which the group's 32 are taken at the run-time offset i0 mod 5; `code_bytes` bounds the
+// reads. Slot packings: the group's two slot words at `slot_word`.
+__device__ inline std::uint64_t group_slots(const std::uint8_t* codes, Packing p, std::int64_t i0, std::int64_t slot_word,
+                                            std::int64_t code_bytes, const std::uint16_t* byte_slots) {
   if (p == Packing::base3) {
     const std::int64_t b0 = i0 / 5;
     const unsigned r0 = static_cast<unsigned>(i0 % 5);
@@ -246,22 +328,45 @@ __device__ inline void decode_group_trits(const std::uint8_t* codes, Packing p, 
     // slots 32..39: byte 6's slots 32..34, then byte 7's 35..39
     const std::uint32_t hi = (static_cast<std::uint32_t>(byte_slots[v[6]]) >> 4) | (static_cast<std::uint32_t>(byte_slots[v[7]]) << 6);
     // The group's 32 slots, from slot r0 on (r0 <= 4: slots r0 .. 31 of lo, then r0 of hi), shifted once so that
-    // the loop below takes them at compile-time shifts (one run-time 64-bit shift per slot before).
-    const std::uint64_t window = r0 == 0 ? lo : (lo >> (2 * r0)) | (static_cast<std::uint64_t>(hi) << (64 - 2 * r0));
-#pragma unroll
-    for (int i = 0; i < 32; ++i) x[i] = static_cast<float>(static_cast<int>(static_cast<unsigned>(window >> (2 * i)) & 3u) - 1) * u;
-    return;
+    // the callers take them at compile-time shifts (one run-time 64-bit shift per slot before).
+    return r0 == 0 ? lo : (lo >> (2 * r0)) | (static_cast<std::uint64_t>(hi) << (64 - 2 * r0));
   }
   const std::uint32_t* w = reinterpret_cast<const std::uint32_t*>(codes) + slot_word;
-  const std::uint32_t w0 = w[0], w1 = w[1];
+  return static_cast<std::uint64_t>(w[0]) | (static_cast<std::uint64_t>(w[1]) << 32);
+}
+
+// The 32 decoded values of a group (group_slots' slots): (slot - 1) * u in fp32, as the reference.
+__device__ inline void decode_group_trits(const std::uint8_t* codes, Packing p, std::int64_t i0, std::int64_t slot_word, float u,
+                                          float (&x)[32], std::int64_t code_bytes, const std::uint16_t* byte_slots) {
+  const std::uint64_t slots = group_slots(codes, p, i0, slot_word, code_bytes, byte_slots);
 #pragma unroll
-  for (int i = 0; i < 32; ++i)
-    x[i] = static_cast<float>(static_cast<int>(((i < 16 ? w0 : w1) >> (2 * (i % 16))) & 3u) - 1) * u;
+  for (int i = 0; i < 32; ++i) x[i] = static_cast<float>(static_cast<int>(static_cast<unsigned>(slots >> (2 * i)) & 3u) - 1) * u;
+}
+
+// fp16 / bf16 output without arithmetic: the reference's value (slot - 1) * u rounded to the output dtype is -O(u),
+// +0 or +O(u) for slots 0, 1, 2 when u is finite and not negative (0 * u = +0 there; -u rounds to -O(u)), so a pair
+// of values is two 16-bit patterns: the magnitude O(u) where the slot is not 1, the sign where it is 0. Returns false
+// (the caller decodes through fp32) for a scale that is not finite or negative, or a slot 3 (only from corrupt
+// bytes: the reference decodes it as 2 u).
+template <DType O>
+__device__ inline std::uint16_t output_bits(float u) {
+  return O == DType::f16 ? __half_as_ushort(__float2half_rn(u)) : __bfloat16_as_ushort(__float2bfloat16_rn(u));
+}
+__device__ inline bool plain_slots(std::uint64_t slots) { return (slots & (slots >> 1) & 0x5555555555555555ull) == 0; }
+template <DType O>
+__device__ inline bool trits_as_patterns(float u) {
+  return O != DType::f32 && isfinite(u) && !signbit(u);
+}
+// Output word of token i of a channel pair: slot i of each group, channel a in the low half.
+__device__ __forceinline__ std::uint32_t trit_pair_bits(std::uint64_t a, std::uint64_t b, unsigned i, std::uint32_t magnitudes) {
+  const std::uint32_t p = (static_cast<std::uint32_t>(a >> (2 * i)) & 3u) | ((static_cast<std::uint32_t>(b >> (2 * i)) & 3u) << 16);
+  const std::uint32_t nonzero = ~p & 0x00010001u, negative = ~(p | (p >> 1)) & 0x00010001u;
+  return ((nonzero * 0xFFFFu) & magnitudes) | (negative << 15);
 }
 
 template <DType O>
 __global__ void decode_channel_fast(const std::uint8_t* codes, const std::uint8_t* scales, GroupGrid g, Reconstruction rec,
-                                    Packing p, DType sd, void* out) {
+                                    Packing p, DType sd, void* out, bool patterns) {
   dependent_launch::wait_for_previous_grid();  // launched by launch_dependent (dependent_launch.cuh)
   dependent_launch::allow_next_grid();
   const std::uint16_t* byte_slots = byte_slot_table();
@@ -273,11 +378,27 @@ __global__ void decode_channel_fast(const std::uint8_t* codes, const std::uint8_
   const std::int64_t c0 = 2 * (t % pairs), quad = (t / pairs) % quads, h = t / (pairs * quads);
   const CodeLayout layout = p == Packing::release ? CodeLayout::release : CodeLayout::dense;
   for (std::int64_t gi = quad * kGroupsPerThread; gi < gpr && gi < (quad + 1) * kGroupsPerThread; ++gi) {
-    float a[32], b[32];
     const float ua = rec == Reconstruction::scaled ? group_cuda::load_scalar(scales, g.group_index(h, c0, gi), sd) : 1.0f;
     const float ub = rec == Reconstruction::scaled ? group_cuda::load_scalar(scales, g.group_index(h, c0 + 1, gi), sd) : 1.0f;
-    decode_group_trits(codes, p, g, g.stream_index(h, c0, gi * 32), p == Packing::base3 ? 0 : group_format::code_word(layout, g, 2, h, c0, gi * 32), ua, a, code_bytes, byte_slots);
-    decode_group_trits(codes, p, g, g.stream_index(h, c0 + 1, gi * 32), p == Packing::base3 ? 0 : group_format::code_word(layout, g, 2, h, c0 + 1, gi * 32), ub, b, code_bytes, byte_slots);
+    const std::int64_t wa = p == Packing::base3 ? 0 : group_format::code_word(layout, g, 2, h, c0, gi * 32);
+    const std::int64_t wb = p == Packing::base3 ? 0 : group_format::code_word(layout, g, 2, h, c0 + 1, gi * 32);
+    const std::uint64_t sa = group_slots(codes, p, g.stream_index(h, c0, gi * 32), wa, code_bytes, byte_slots);
+    const std::uint64_t sb = group_slots(codes, p, g.stream_index(h, c0 + 1, gi * 32), wb, code_bytes, byte_slots);
+    if constexpr (O != DType::f32) {
+      if (patterns && trits_as_patterns<O>(ua) && trits_as_patterns<O>(ub) && plain_slots(sa) && plain_slots(sb)) {
+        const std::uint32_t magnitudes = output_bits<O>(ua) | (static_cast<std::uint32_t>(output_bits<O>(ub)) << 16);
+        std::uint32_t* o = reinterpret_cast<std::uint32_t*>(out) + ((h * tokens + gi * 32) * channels + c0) / 2;
+#pragma unroll
+        for (unsigned i = 0; i < 32; ++i) o[static_cast<std::int64_t>(i) * (channels / 2)] = trit_pair_bits(sa, sb, i, magnitudes);
+        continue;
+      }
+    }
+    float a[32], b[32];
+#pragma unroll
+    for (int i = 0; i < 32; ++i) {
+      a[i] = static_cast<float>(static_cast<int>(static_cast<unsigned>(sa >> (2 * i)) & 3u) - 1) * ua;
+      b[i] = static_cast<float>(static_cast<int>(static_cast<unsigned>(sb >> (2 * i)) & 3u) - 1) * ub;
+    }
 #pragma unroll
     for (int i = 0; i < 32; ++i) group_cuda::store2<O>(out, (h * tokens + gi * 32 + i) * channels + c0, a[i], b[i]);
   }
@@ -295,7 +416,7 @@ __global__ void decode_token_fast(const std::uint8_t* codes, const std::uint8_t*
   const CodeLayout layout = p == Packing::release ? CodeLayout::release : CodeLayout::dense;
   const float u = rec == Reconstruction::scaled ? group_cuda::load_scalar(scales, k, sd) : 1.0f;
   float x[32];
-  decode_group_trits(codes, p, g, 32 * k, p == Packing::base3 ? 0 : group_format::code_word(layout, g, 2, row / g.rows, row % g.rows, gi * 32), u, x,
+  decode_group_trits(codes, p, 32 * k, p == Packing::base3 ? 0 : group_format::code_word(layout, g, 2, row / g.rows, row % g.rows, gi * 32), u, x,
                      static_cast<std::int64_t>(ternary_format::codes_bytes(p, g)), byte_slots);
   group_cuda::store32<O>(out, 32 * k, x);
 }
@@ -309,6 +430,29 @@ bool fast_path(const Config& c, const GroupGrid& g, const void* values, const vo
     return false;
   if (c.axis == GroupAxis::channel) return g.rows % 2 == 0 && group_cuda::aligned(values, 2 * static_cast<unsigned>(dtype_size(values_dtype)));
   return group_cuda::aligned(values, 16);
+}
+
+// VIDKV_CUDA_TERNARY_DECODE=fp32 decodes every channel-axis group through fp32 (no output patterns; A / B measurements).
+bool trit_patterns() {
+  static const bool off = [] {
+    const char* v = std::getenv("VIDKV_CUDA_TERNARY_DECODE");
+    return v != nullptr && std::string(v) == "fp32";
+  }();
+  return !off;
+}
+
+// Whether encode_channel_warp applies (fast_path holds): magnitude-free reconstruction, 2-byte input, a multiple of 16
+// channels, 8-byte aligned slot words, 32-bit warp indices. VIDKV_CUDA_TERNARY_CHANNEL_ENCODE=thread selects
+// encode_channel_fast instead (A / B measurements).
+bool channel_warp_applies(const Config& c, const GroupGrid& g, DType in_dtype, const void* slots) {
+  if (c.reconstruction != Reconstruction::magnitude_free || in_dtype == DType::f32 || g.rows % 16 != 0 || !group_cuda::aligned(slots, 8))
+    return false;
+  if (g.heads * ((g.groups_per_row() + 3) / 4) * (g.rows / 16) * 32 >= (std::int64_t{1} << 31)) return false;
+  static const bool off = [] {
+    const char* v = std::getenv("VIDKV_CUDA_TERNARY_CHANNEL_ENCODE");
+    return v != nullptr && std::string(v) == "thread";
+  }();
+  return !off;
 }
 
 std::int64_t fast_threads(const Config& c, const GroupGrid& g) {
@@ -340,7 +484,15 @@ void encode(const Config& c, const void* in, DType in_dtype, const BlockShape& s
     group_cuda::dispatch_dtype(in_dtype, [&](auto tag) {
       constexpr DType T = decltype(tag)::value;
       const unsigned blocks = group_cuda::blocks_for(fast_threads(c, g));
-      if (c.axis == GroupAxis::channel)
+      if (c.axis == GroupAxis::channel && channel_warp_applies(c, g, in_dtype, slots)) {
+        if constexpr (T != DType::f32) {
+          const auto slices = static_cast<unsigned>(g.rows / 16), quads = static_cast<unsigned>((g.groups_per_row() + 3) / 4);
+          const auto warps = static_cast<unsigned>(g.heads * quads * slices);
+          dependent_launch::launch_dependent<encode_channel_warp<T>>(group_cuda::blocks_for(std::int64_t{32} * warps), group_cuda::kThreads, 0, st, in,
+                                                                     group_cuda::Divider(slices), group_cuda::Divider(quads), g, warps, c.gamma,
+                                                                     c.packing, c.scale_dtype, s, slots);
+        }
+      } else if (c.axis == GroupAxis::channel)
         dependent_launch::launch_dependent<encode_channel_fast<T>>(blocks, group_cuda::kThreads, 0, st, in, g, c.gamma, c.reconstruction, c.packing, c.scale_dtype, s, slots);
       else
         dependent_launch::launch_dependent<encode_token_fast<T>>(blocks, group_cuda::kThreads, 0, st, in, g, c.gamma, c.reconstruction, c.packing, c.scale_dtype, s, slots);
@@ -386,7 +538,8 @@ void decode(const Config& c, const std::uint8_t* in, const BlockShape& shape, vo
       constexpr DType O = decltype(tag)::value;
       const unsigned blocks = group_cuda::blocks_for(fast_threads(c, g));
       if (c.axis == GroupAxis::channel)
-        dependent_launch::launch_dependent<decode_channel_fast<O>>(blocks, group_cuda::kThreads, 0, st, in, scales, g, c.reconstruction, c.packing, c.scale_dtype, out);
+        dependent_launch::launch_dependent<decode_channel_fast<O>>(blocks, group_cuda::kThreads, 0, st, in, scales, g, c.reconstruction, c.packing, c.scale_dtype, out,
+                                                                   trit_patterns());
       else
         dependent_launch::launch_dependent<decode_token_fast<O>>(blocks, group_cuda::kThreads, 0, st, in, scales, g, c.reconstruction, c.packing, c.scale_dtype, out);
     });

@@ -1,12 +1,20 @@
 // ternary on CUDA: the kernels behind TernaryQuantizer::encode_cuda / decode_cuda (ternary.cu). Host-only declarations.
-// Bytes bit-identical to the CPU reference (ternary.cpp): each group's sums of |x| are accumulated in double in the
-// reference's order by one thread, the dead-zone comparisons are the reference's (ternary_format::ternarize).
+// Bytes bit-identical to the CPU reference (ternary.cpp): each group's sums of |x| are the reference's doubles (in
+// its order, or in any order where every partial sum is exact: fp16 input), and the dead-zone comparisons give the
+// reference's trits (ternary_format::ternarize in double, or the same compares in the input dtype against the dead
+// zone rounded down to it, equal by the argument in ternary.cu).
 //
-// Kernels: statistics one thread per group (writes the scales and, where the codes need a second pass, the group's
-// dead zone to a device scratch array). Codes: slots2 / release with word-aligned groups (G = 32, whole groups,
-// 4-byte-aligned section) are written by the same thread through group_format::WordRunWriter; base3 (5 trits per
-// byte, never word-aligned) and the other cases by a second kernel, one thread per output byte, so no two threads
-// write one byte. Inputs fp32, fp16 or bf16; decode writes fp32, fp16 or bf16.
+// General kernels: statistics one thread per group (writes the scales and, where the codes need a second pass, the
+// group's dead zone to a device scratch array). Codes: slots2 / release with word-aligned groups are written by the
+// same thread through group_format::WordRunWriter; base3 (5 trits per byte, never word-aligned) and the other cases
+// by a second kernel, one thread per output byte, so no two threads write one byte.
+// Fast path (G = 32, whole groups, aligned buffers): one thread per group (channel axis: per channel pair), the
+// 2-bit slots t + 1 written whole (base3: to a scratch stream that pack_base3 turns into 5 trits per byte, 4 bytes
+// per thread). The channel axis with fp16 / bf16 input and magnitude-free reconstruction, the configuration of the
+// VidKV presets' values, runs encode_channel_warp (each warp on its own, packed 2-byte compares, whole-sector
+// stores); the decode writes fp16 / bf16 values as bit patterns (no arithmetic) for every group whose scale is finite
+// and not negative and whose slots are all valid, through fp32 otherwise. Inputs fp32, fp16 or bf16; decode writes
+// fp32, fp16 or bf16.
 #pragma once
 
 #include <cstdint>
