@@ -54,6 +54,43 @@ __global__ void range_partial(const void* in, std::int64_t channels, std::int64_
   }
 }
 
+// The rows [s0, s1) of a range partial thread's sub-run (threadIdx.y's share of chunk blockIdx.x of scope blockIdx.y)
+// and its first 16-byte vector of V channels (rows are 16-byte multiples, blockDim.x * V == channels).
+struct SubRun {
+  std::int64_t s0, s1, row_vectors;
+  const uint4* rows;  // row r's vector: rows[r * row_vectors]
+};
+
+template <int V>
+__device__ SubRun sub_run(const void* in, std::int64_t channels, std::int64_t scope_rows, std::int64_t chunk_rows) {
+  const std::int64_t chunk = blockIdx.x, scope = blockIdx.y;
+  const std::int64_t r0 = chunk * chunk_rows, r1 = min(scope_rows, r0 + chunk_rows);
+  const std::int64_t sub_rows = (chunk_rows + blockDim.y - 1) / blockDim.y;
+  SubRun run;
+  run.s0 = min(r1, r0 + threadIdx.y * sub_rows);
+  run.s1 = min(r1, run.s0 + sub_rows);
+  run.row_vectors = channels / V;  // == blockDim.x
+  run.rows = static_cast<const uint4*>(in) + scope * scope_rows * run.row_vectors + threadIdx.x;
+  return run;
+}
+
+// The end of a range partial pass: the sub-runs' extrema of the thread's V channels (e) merged in sub-run order (row
+// order) through shared memory sub ([blockDim.y * blockDim.x * V]) by row 0, which writes the chunk's partial.
+template <int V>
+__device__ void merge_sub_runs(Extrema (&e)[V], Extrema* sub, std::int64_t channels, Extrema* partial) {
+  const int tid = threadIdx.y * blockDim.x + threadIdx.x;
+#pragma unroll
+  for (int j = 0; j < V; ++j) sub[tid * V + j] = e[j];
+  __syncthreads();
+  if (threadIdx.y != 0) return;
+  for (unsigned y = 1; y < blockDim.y; ++y)
+#pragma unroll
+    for (int j = 0; j < V; ++j) e[j] = column_scores::extrema_merge(e[j], sub[(y * blockDim.x + threadIdx.x) * V + j]);
+  const std::int64_t chunk = blockIdx.x, scope = blockIdx.y, chunks = gridDim.x;
+#pragma unroll
+  for (int j = 0; j < V; ++j) partial[(scope * chunks + chunk) * channels + threadIdx.x * V + j] = e[j];
+}
+
 // Stage 1 of range, vectorised: thread (tx, ty) takes the V consecutive channels [tx * V, tx * V + V) (one 16-byte
 // load per row: 8 fp16/bf16 or 4 fp32 values; rows are 16-byte multiples, blockDim.x * V == channels) of the
 // sub-run ty, in row order, then the sub-runs are merged in order as in range_partial.
@@ -63,18 +100,13 @@ __global__ void range_partial_vec(const void* in, std::int64_t channels, std::in
   dependent_launch::wait_for_previous_grid();  // launched by launch_dependent (dependent_launch.cuh)
   dependent_launch::allow_next_grid();
   extern __shared__ Extrema sub_vec[];  // [blockDim.y * blockDim.x * V]
-  const std::int64_t chunk = blockIdx.x, scope = blockIdx.y, chunks = gridDim.x;
-  const std::int64_t r0 = chunk * chunk_rows, r1 = min(scope_rows, r0 + chunk_rows);
-  const std::int64_t sub_rows = (chunk_rows + blockDim.y - 1) / blockDim.y;
-  const std::int64_t s0 = min(r1, r0 + threadIdx.y * sub_rows), s1 = min(r1, s0 + sub_rows);
-  const std::int64_t row_vectors = channels / V;  // == blockDim.x
-  const uint4* rows = static_cast<const uint4*>(in) + scope * scope_rows * row_vectors + threadIdx.x;
+  const SubRun run = sub_run<V>(in, channels, scope_rows, chunk_rows);
   Extrema e[V];
 #pragma unroll
   for (int j = 0; j < V; ++j) e[j] = Extrema{INFINITY, -INFINITY};
 #pragma unroll 4
-  for (std::int64_t r = s0; r < s1; ++r) {
-    const uint4 w = rows[r * row_vectors];
+  for (std::int64_t r = run.s0; r < run.s1; ++r) {
+    const uint4 w = run.rows[r * run.row_vectors];
     const std::uint32_t words[4] = {w.x, w.y, w.z, w.w};
 #pragma unroll
     for (int j = 0; j < V; ++j) {
@@ -88,16 +120,7 @@ __global__ void range_partial_vec(const void* in, std::int64_t channels, std::in
       e[j] = column_scores::extrema_add(e[j], x);
     }
   }
-  const int tid = threadIdx.y * blockDim.x + threadIdx.x;
-#pragma unroll
-  for (int j = 0; j < V; ++j) sub_vec[tid * V + j] = e[j];
-  __syncthreads();
-  if (threadIdx.y != 0) return;
-  for (unsigned y = 1; y < blockDim.y; ++y)
-#pragma unroll
-    for (int j = 0; j < V; ++j) e[j] = column_scores::extrema_merge(e[j], sub_vec[(y * blockDim.x + threadIdx.x) * V + j]);
-#pragma unroll
-  for (int j = 0; j < V; ++j) partial[(scope * chunks + chunk) * channels + threadIdx.x * V + j] = e[j];
+  merge_sub_runs(e, sub_vec, channels, partial);
 }
 
 // Stage 1 of range for fp16 / bf16 input, packed: range_partial_vec with the extrema of each pair of adjacent
@@ -116,12 +139,7 @@ __global__ void range_partial_packed(const void* in, std::int64_t channels, std:
   using P = std::conditional_t<T == DType::f16, __half2, __nv_bfloat162>;
   constexpr int V = 8;
   extern __shared__ Extrema sub_packed[];  // [blockDim.y * blockDim.x * V]
-  const std::int64_t chunk = blockIdx.x, scope = blockIdx.y, chunks = gridDim.x;
-  const std::int64_t r0 = chunk * chunk_rows, r1 = min(scope_rows, r0 + chunk_rows);
-  const std::int64_t sub_rows = (chunk_rows + blockDim.y - 1) / blockDim.y;
-  const std::int64_t s0 = min(r1, r0 + threadIdx.y * sub_rows), s1 = min(r1, s0 + sub_rows);
-  const std::int64_t row_vectors = channels / V;  // == blockDim.x
-  const uint4* rows = static_cast<const uint4*>(in) + scope * scope_rows * row_vectors + threadIdx.x;
+  const SubRun run = sub_run<V>(in, channels, scope_rows, chunk_rows);
   const std::uint32_t pos_inf = T == DType::f16 ? 0x7C007C00u : 0x7F807F80u, neg_inf = pos_inf | 0x80008000u;
   P lo[4], hi[4];
 #pragma unroll
@@ -130,8 +148,8 @@ __global__ void range_partial_packed(const void* in, std::int64_t channels, std:
     hi[j] = *reinterpret_cast<const P*>(&neg_inf);
   }
 #pragma unroll 8
-  for (std::int64_t r = s0; r < s1; ++r) {
-    const uint4 w = rows[r * row_vectors];
+  for (std::int64_t r = run.s0; r < run.s1; ++r) {
+    const uint4 w = run.rows[r * run.row_vectors];
     const std::uint32_t words[4] = {w.x, w.y, w.z, w.w};
 #pragma unroll
     for (int j = 0; j < 4; ++j) {
@@ -139,7 +157,6 @@ __global__ void range_partial_packed(const void* in, std::int64_t channels, std:
       hi[j] = __hmax2(hi[j], *reinterpret_cast<const P*>(&words[j]));
     }
   }
-  const int tid = threadIdx.y * blockDim.x + threadIdx.x;
   const auto widen = [](std::uint32_t pair, int half) {
     const auto b = static_cast<std::uint16_t>(pair >> (16 * half));
     return T == DType::f16 ? half_bits_to_float(b) : bf16_bits_to_float(b);
@@ -148,15 +165,8 @@ __global__ void range_partial_packed(const void* in, std::int64_t channels, std:
 #pragma unroll
   for (int j = 0; j < V; ++j) {
     e[j] = Extrema{widen(*reinterpret_cast<const std::uint32_t*>(&lo[j / 2]), j % 2), widen(*reinterpret_cast<const std::uint32_t*>(&hi[j / 2]), j % 2)};
-    sub_packed[tid * V + j] = e[j];
   }
-  __syncthreads();
-  if (threadIdx.y != 0) return;
-  for (unsigned y = 1; y < blockDim.y; ++y)
-#pragma unroll
-    for (int j = 0; j < V; ++j) e[j] = column_scores::extrema_merge(e[j], sub_packed[(y * blockDim.x + threadIdx.x) * V + j]);
-#pragma unroll
-  for (int j = 0; j < V; ++j) partial[(scope * chunks + chunk) * channels + threadIdx.x * V + j] = e[j];
+  merge_sub_runs(e, sub_packed, channels, partial);
 }
 
 // Stage 2 of range: block (channel tile, scope) merges the chunks' extrema of kMergeChannels channels; thread (tx, ty)
