@@ -406,6 +406,50 @@ TEST_CASE("mixed_channel_split: a mask without k channels set is refused by fill
   CHECK(hs[0] == 3);
 }
 
+TEST_CASE("mixed_channel_split: table_entry_from_words (the fused kernels' staged mask) gives table_entry's entries",
+          "[cpu][mixed_channel]") {
+  // Masks of 3 heads over D channels (D % 8 == 0, some not multiples of 32: the last word zero-padded), with k, k - 1
+  // and k + 1 channels set (the last two invalid), copied as the kernels stage them: mask m's D / 8 bytes from byte
+  // m * D / 8 into little-endian words. Hand check, D = 8, k = 2, mask 0b0010'0100 (channels 2, 5): channel 5 has
+  // rank 1 -> slot 1; channel 3 -> -1 - (3 - 1) = -3.
+  {
+    const std::uint32_t words[1] = {0x24u};
+    CHECK(mixed_channel_split::table_entry_from_words(words, 8, 2, 5).slot == 1);
+    CHECK(mixed_channel_split::table_entry_from_words(words, 8, 2, 3).slot == -3);
+    CHECK(mixed_channel_split::table_entry_from_words(words, 8, 3, 3).slot == mixed_channel_split::kInvalidSlot);
+    CHECK(mixed_channel_split::table_entry_from_words(words, 8, 3, 3).moved == -1);  // fallback: 3 >= k, 3 - 3 = 0
+  }
+  std::mt19937_64 rng(4242);
+  for (int d : {8, 16, 40, 64, 128, 200, 256}) {
+    for (int k : {1, d / 2, d - 1}) {
+      const int masks = 3;
+      std::vector<std::uint8_t> section(mixed_channel_format::mask_bytes(masks, d), 0);
+      for (int m = 0; m < masks; ++m) {
+        const int set = k + (m == 1 ? -1 : m == 2 ? 1 : 0);
+        std::vector<int> order(static_cast<std::size_t>(d));
+        for (int c = 0; c < d; ++c) order[static_cast<std::size_t>(c)] = c;
+        std::shuffle(order.begin(), order.end(), rng);
+        for (int i = 0; i < set && i < d; ++i)
+          mixed_channel_format::mask_set(section.data(), static_cast<std::size_t>(d), static_cast<std::size_t>(m),
+                                         static_cast<std::size_t>(order[static_cast<std::size_t>(i)]));
+      }
+      for (int m = 0; m < masks; ++m) {
+        std::vector<std::uint32_t> words(static_cast<std::size_t>((d + 31) / 32), 0u);
+        for (int b = 0; b < d / 8; ++b)
+          words[static_cast<std::size_t>(b / 4)] |= static_cast<std::uint32_t>(section[static_cast<std::size_t>(m * d / 8 + b)]) << (8 * (b % 4));
+        for (int c = 0; c < d; ++c) {
+          INFO("D " << d << " k " << k << " mask " << m << " channel " << c);
+          const auto want = mixed_channel_split::table_entry(section.data(), d, k, m, c);
+          const auto got = mixed_channel_split::table_entry_from_words(words.data(), d, k, c);
+          CHECK(got.slot == want.slot);
+          CHECK(got.moved == want.moved);
+          CHECK(got.valid == want.valid);
+        }
+      }
+    }
+  }
+}
+
 TEST_CASE("mixed_token_split: RowWalk's increments give the rows' (head, token) and child rows", "[cpu][mixed_token]") {
   // 3 heads x 11 tokens, protected {1, 4, 5, 10} (n = 4): row (h, t) goes to kept row h * 4 + slot or rest row
   // h * 7 + (-1 - slot). Strides below, equal to and above the token count.

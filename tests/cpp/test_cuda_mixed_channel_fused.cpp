@@ -1,8 +1,10 @@
 // mixed_channel's fused kernels (mixed_channel_fused.h): when they apply ([cpu]: the refusals and the tier name), and
 // on the GPU ([cuda]) bytes and decoded values bit-identical to the unfused path (gather, the children's kernels,
-// scatter; selected with VIDKV_CUDA_MIXED_CHANNEL=unfused) over bits, FFT kinds, layouts, group sizes, scopes, split
-// fractions, partial tiles, input and output dtypes, and a corrupt mask. The unfused path itself is compared with the
-// CPU reference by test_cuda_composites.cpp and test_cuda_sign.cpp (the FFT within its named tolerance).
+// scatter; selected with VIDKV_CUDA_MIXED_CHANNEL=unfused), and so are the kernels' first versions kept for A / B
+// runs (VIDKV_CUDA_FUSED_ENCODE=first, VIDKV_CUDA_FUSED_DECODE=first), over bits, FFT kinds, layouts, group sizes,
+// scopes, split fractions, partial tiles, input and output dtypes, and a corrupt mask. The unfused path itself is
+// compared with the CPU reference by test_cuda_composites.cpp and test_cuda_sign.cpp (the FFT within its named
+// tolerance).
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
@@ -80,6 +82,8 @@ std::vector<Case> fused_cases() {
       {"layer", "0.5", "2", "dense", "real", "dense", "32", "zero_one", "fp32"},  // fp32 metadata
       {"layer", "0.5", "2", "dense", "real", "dense", "32", "zero_one", "fp16", 64},   // head_dim 64 (SmolLM2)
       {"head", "0.5", "2", "dense", "real", "dense", "32", "zero_one", "fp16", 256},   // 128 low channels
+      // 192 channels, 128 high: rows of 24 (fp16) or 48 (fp32) output vectors, the general loop of write_rows
+      {"layer", "0.6667", "2", "dense", "real", "dense", "32", "zero_one", "fp16", 192},
   };
 }
 // 352 tokens: a partial last tile; 32: a tile of one row group. Sign groups of 64 tokens run fused where they divide
@@ -185,6 +189,10 @@ TEST_CASE("mixed_channel's fused kernels give the unfused path's bytes and decod
         };
         const std::vector<std::uint8_t> fused = encode(nullptr), unfused = encode("unfused");
         CHECK(test::first_difference(fused, unfused) == -1);
+        {  // the encode kernel's first version, kept for A / B runs
+          const test::ScopedEnv first("VIDKV_CUDA_FUSED_ENCODE", "first");
+          CHECK(test::first_difference(encode(nullptr), fused) == -1);
+        }
         const DeviceBuffer d_bytes = test::upload(fused);
         for (DType out : test::all_dtypes()) {
           INFO("output " << dtype_name(out));
@@ -200,6 +208,8 @@ TEST_CASE("mixed_channel's fused kernels give the unfused path's bytes and decod
           };
           const std::vector<std::uint8_t> a = decode(nullptr), b = decode("unfused");
           CHECK(test::first_difference(a, b) == -1);
+          const test::ScopedEnv first("VIDKV_CUDA_FUSED_DECODE", "first");  // the decode kernel's first version
+          CHECK(test::first_difference(decode(nullptr), b) == -1);
         }
       }
     }
@@ -234,6 +244,10 @@ TEST_CASE("mixed_channel's fused decode writes NaN for the rows of a corrupt mas
   };
   const std::vector<std::uint8_t> fused = decode(nullptr);
   CHECK(test::first_difference(fused, decode("unfused")) == -1);
+  {
+    const test::ScopedEnv first("VIDKV_CUDA_FUSED_DECODE", "first");  // the tables from the mask bytes in global memory
+    CHECK(test::first_difference(fused, decode(nullptr)) == -1);
+  }
   const std::vector<float> out = test::from_dtype_bytes(fused, DType::f16);
   std::size_t finite_head0 = 0, nan_head1 = 0;
   for (std::size_t i = 0; i < out.size(); ++i) {

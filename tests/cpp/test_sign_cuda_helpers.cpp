@@ -86,6 +86,42 @@ void tile_rows(bool forward, SignFft kind, const float* in, std::int64_t rows, f
   }
 }
 
+// The forward on two halves (forward_half_first_pass / forward_half_finish, as the fused encode kernel runs it on two
+// threads per token): both first passes before either finish, and the finishes storing into the loaded row (out
+// holds the rows' inputs, n = w for the real kind; for complex, the row is copied to out first and rewritten).
+// Each component must be stored exactly once: `count` records the stores.
+template <int N, bool Complex>
+void forward_halves(const float* in, std::int64_t rows, float* out, std::vector<int>& count) {
+  const auto tw = sign_fft_tile::make_twiddles();
+  constexpr int n = 2 * N, w = Complex ? 2 * n : n;
+  count.assign(std::size_t(rows * w), 0);
+  for (std::int64_t r = 0; r < rows; ++r) {
+    float* o = out + r * w;
+    std::copy(in + r * n, in + (r + 1) * n, o);  // the row in place: loads read o[c], c < n
+    float re0[N / 2], im0[N / 2], re1[N / 2], im1[N / 2];
+    auto load = [&](int c) { return o[c]; };
+    sign_fft_tile::forward_half_first_pass<N, 0>(load, re0, im0, tw);
+    sign_fft_tile::forward_half_first_pass<N, 1>(load, re1, im1, tw);
+    auto store = [&](int c, float v) {
+      o[c] = v;
+      ++count[std::size_t(r * w + c)];
+    };
+    sign_fft_tile::forward_half_finish<N, Complex, 1>(re1, im1, store, tw);
+    sign_fft_tile::forward_half_finish<N, Complex, 0>(re0, im0, store, tw);
+  }
+}
+
+void forward_by_halves(SignFft kind, const float* in, std::int64_t rows, std::int64_t n, float* out, std::vector<int>& count) {
+  const bool c = kind == SignFft::complex;
+  switch (n) {
+    case 16: return c ? forward_halves<8, true>(in, rows, out, count) : forward_halves<8, false>(in, rows, out, count);
+    case 32: return c ? forward_halves<16, true>(in, rows, out, count) : forward_halves<16, false>(in, rows, out, count);
+    case 64: return c ? forward_halves<32, true>(in, rows, out, count) : forward_halves<32, false>(in, rows, out, count);
+    case 128: return c ? forward_halves<64, true>(in, rows, out, count) : forward_halves<64, false>(in, rows, out, count);
+    default: FAIL("no tile transform for n = " << n);
+  }
+}
+
 void tile_transform(bool forward, SignFft kind, const float* in, std::int64_t rows, std::int64_t n, float* out) {
   switch (n) {
     case 16: return tile_rows<8>(forward, kind, in, rows, out);
@@ -122,6 +158,12 @@ TEST_CASE("sign FFT tile: the fused CUDA kernels' transform is the AVX-512 trans
       }
       INFO("forward: worst error / bound " << fwd.ratio << " at " << fwd.where);
       CHECK(fwd.ratio <= 1.0);
+      // The same components from the two halves (bit for bit), each stored once.
+      std::vector<float> halves(std::size_t(rows * w));
+      std::vector<int> stores;
+      forward_by_halves(kind, x.data(), rows, n, halves.data(), stores);
+      CHECK(std::memcmp(ours.data(), halves.data(), ours.size() * sizeof(float)) == 0);
+      CHECK(std::all_of(stores.begin(), stores.end(), [](int k) { return k == 1; }));
       if (avx) {
         fft_forward_rows_avx512(kind, x.data(), rows, n, theirs.data());
         CHECK(std::memcmp(ours.data(), theirs.data(), ours.size() * sizeof(float)) == 0);

@@ -54,6 +54,32 @@ VIDKV_HOST_DEVICE inline TableEntry table_entry(const std::uint8_t* mask, std::i
   return {valid ? s : kInvalidSlot, s, valid};
 }
 
+// Set bits of a 32-bit word (__popc on the device).
+VIDKV_HOST_DEVICE inline int popcount32(std::uint32_t v) {
+#if defined(__CUDA_ARCH__)
+  return __popc(v);
+#else
+  return __builtin_popcount(v);
+#endif
+}
+
+// table_entry of channel c from one mask copied into 32-bit words (words[w] bit b: channel 32 w + b, LSB first as
+// in the mask section, read as a little-endian copy of the mask's D / 8 bytes, zero past D): the same entry, the
+// ranks counted a word at a time (the fused CUDA kernels stage the words in shared memory).
+VIDKV_HOST_DEVICE inline TableEntry table_entry_from_words(const std::uint32_t* words, int channels, int high, int c) {
+  const int word_count = (channels + 31) / 32, cw = c / 32, cb = c % 32;
+  int total = 0, rank = 0;
+  for (int w = 0; w < word_count; ++w) {
+    const int p = popcount32(words[w]);
+    total += p;
+    rank += w < cw ? p : 0;
+  }
+  rank += popcount32(words[cw] & ((1u << cb) - 1u));
+  const bool is_high = ((words[cw] >> cb) & 1u) != 0, valid = total == high;
+  const std::int32_t s = valid ? (is_high ? rank : -1 - (c - rank)) : fallback_slot(c, high);
+  return {valid ? s : kInvalidSlot, s, valid};
+}
+
 // Fills the three tables' entries of channel c of mask m (slot[m * D + c] and the matching source entry) from the
 // mask section; returns false when mask m does not have `high` channels set: slot = kInvalidSlot (the scatter writes
 // NaN for the mask's rows), and the source entry of position c by fallback_slot, so that a gather by an invalid mask

@@ -270,6 +270,94 @@ VIDKV_FFT_INLINE void forward_row(Load load, Store store, const Twiddles& tw) {
   }
 }
 
+// forward_row on two threads per token (or two calls on the host): half H in {0, 1} computes the components of the
+// frequencies k with k % 2 == H (real order: x[2k-1], x[2k], and for H = 0 also x[0] and x[n-1]; complex order:
+// bins k and n - k), with the same operations on the same values as forward_row, so bit-identical components. Why
+// the halves are independent after the first pass: dif's first pass (butterflies of span N/2 and N/4) leaves four
+// sub-blocks of N/4 positions that later passes never mix; in bit-reversed order the first two hold the even
+// frequencies and the last two the odd ones, and forward_split pairs Z_k with Z_{N-k}, of k's parity (N even).
+// Half 0 needs only the sums of the span-N/2 butterflies, half 1 only their twiddled differences.
+//   forward_half_first_pass<N, H>(load, re, im, tw): every load (load(c), c < n, as forward_row's) and the first
+//     pass; re / im [N / 2] receive the half's two sub-blocks.
+//   forward_half_finish<N, Complex, H>(re, im, store, tw): the sub-blocks' remaining passes and the half's split;
+//     store(c, v) as forward_row's, for the half's components only.
+// Between the two calls the caller may let another thread's loads of the same row finish (store may then address
+// the loaded row).
+template <int N, int H, class Load>
+VIDKV_FFT_INLINE void forward_half_first_pass(Load load, float* re, float* im, const Twiddles& tw) {
+  static_assert(N >= 4 && H >= 0 && H <= 1, "a half of a transform of at least 8 channels");
+  constexpr int q = N / 4;
+#if defined(__CUDA_ARCH__)
+#pragma unroll
+#endif
+  for (int j = 0; j < q; ++j) {
+    float r0 = load(2 * j), i0 = load(2 * j + 1), r1 = load(2 * (j + q)), i1 = load(2 * (j + q) + 1);
+    const float r2 = load(2 * (j + 2 * q)), i2 = load(2 * (j + 2 * q) + 1);
+    const float r3 = load(2 * (j + 3 * q)), i3 = load(2 * (j + 3 * q) + 1);
+    float ar, ai, br, bi;  // the half's pair of the span-2q butterflies' outputs (butterfly(): a + b, or (a - b) w)
+    if constexpr (H == 0) {
+      ar = add(r0, r2), ai = add(i0, i2);
+      br = add(r1, r3), bi = add(i1, i3);
+    } else {
+      float t0r = r0, t0i = i0, t2r = r2, t2i = i2, t1r = r1, t1i = i1, t3r = r3, t3i = i3;
+      butterfly<false>(t0r, t0i, t2r, t2i, 2 * q, j, tw);
+      butterfly<false>(t1r, t1i, t3r, t3i, 2 * q, j + q, tw);
+      ar = t2r, ai = t2i, br = t3r, bi = t3i;
+    }
+    butterfly<false>(ar, ai, br, bi, q, j, tw);
+    re[j] = ar, im[j] = ai, re[j + q] = br, im[j + q] = bi;
+  }
+}
+
+template <int N, bool Complex, int H, class Store>
+VIDKV_FFT_INLINE void forward_half_finish(float* re, float* im, Store store, const Twiddles& tw) {
+  constexpr int n = 2 * N, q = N / 4, bits = log2_int(N);
+  if constexpr (q > 1) {
+    dif<q, false>(re, im, tw);
+    dif<q, false>(re + q, im + q, tw);
+  }
+  // Position p of the full bit-reversed array is re[p - H * N / 2] here.
+  const auto at = [&](int p, const float* plane) { return plane[p - H * (N / 2)]; };
+  const auto put = [&](int k, float r, float i) {  // bin k of the complex order and its conjugate n - k
+    store(2 * k, r);
+    store(2 * k + 1, i);
+    if (k != 0 && k != N) {
+      store(2 * (n - k), r);
+      store(2 * (n - k) + 1, sub(0.0f, i));
+    }
+  };
+  if constexpr (H == 0) {
+    const float x0 = add(re[0], im[0]), xn = sub(re[0], im[0]);
+    if constexpr (Complex) {
+      put(0, x0, 0.0f);
+      put(N, xn, 0.0f);
+    } else {
+      store(0, x0);
+      store(n - 1, xn);
+    }
+  }
+#if defined(__CUDA_ARCH__)
+#pragma unroll
+#endif
+  for (int k = 1; 2 * k <= N; ++k) {
+    if (k % 2 != H) continue;
+    const int p = bit_reverse(k, bits), pq = bit_reverse(N - k, bits);
+    const float ar = at(p, re), ai = at(p, im), br = at(pq, re), bi = at(pq, im);
+    const float er = add(ar, br), ei = sub(ai, bi);
+    const float or_ = add(ai, bi), oi = sub(br, ar);
+    float tr, ti;
+    twiddle<false>(or_, oi, tw.half_re[N + k], tw.half_im[N + k], &tr, &ti);
+    const float x1 = fma(0.5f, er, tr), x2 = fma(0.5f, ei, ti);  // x[2k - 1], x[2k]
+    if constexpr (Complex) put(k, x1, x2);
+    else store(2 * k - 1, x1), store(2 * k, x2);
+    if (2 * k != N) {
+      const float y1 = fms(0.5f, er, tr), y2 = fnma(0.5f, ei, ti);  // x[2(N - k) - 1], x[2(N - k)]
+      if constexpr (Complex) put(N - k, y1, y2);
+      else store(2 * (N - k) - 1, y1), store(2 * (N - k), y2);
+    }
+  }
+}
+
 // Inverse of one token: load(c) gives decoded component c (c < n, or 2n for Complex), store(j, v) receives output
 // channel j (j < n): Re of the inverse DFT divided by n. Every load happens before the first store.
 template <int N, bool Complex, class Load, class Store>
