@@ -3,15 +3,21 @@
 // and the scatter (mixed_channel.cu). Host-only declarations, no CUDA headers; kernels in mixed_channel_fused.cu.
 //
 // A CTA of 128 threads takes one tile of 64 tokens of one head ([64, D] values, inside one mask's rows) and computes
-// the mask's slot tables itself from the mask section (mixed_channel_split::table_entry). Encode: the tile's rows are
-// copied whole into shared memory (16-byte asynchronous copies) and the low channels widened to an fp32 tile; then
-// the first 64 threads transform one token each (sign_fft_tile.h's forward_row) while the other 64 code the uniform
-// groups of the high channel pairs from the staged rows (uniform_group_coder.cuh: pair_min_max,
-// group_codes_in_range, store_group_codes); last, every thread codes sign groups of the transformed tile
-// (sign_format::encode_group). Decode: the sign groups are decoded into the fp32 spectrum tile
-// (sign_format::decode_value); then the first 64 threads inverse-transform one token each (inverse_row) while the
-// other 64 decode the uniform groups into an fp32 tile of the high channels (decoded_value); last, the full rows are
-// written once with 16-byte stores through the slot table. Every value goes through the unfused path's operations
+// the mask's slot tables itself: the mask's D / 8 bytes staged in shared memory as 32-bit words, ranks counted by
+// __popc (mixed_channel_split::table_entry_from_words, the same entries as table_entry). Encode: the tile's rows are
+// copied whole into shared memory (16-byte asynchronous copies); the first 64 threads code the uniform groups of the
+// high channel pairs from the staged rows (uniform_group_coder.cuh: pair_min_max, group_codes_in_range,
+// store_group_codes) while the other 64 widen the low channels to an fp32 tile; then every thread transforms half a
+// token (sign_fft_tile.h's forward_half_first_pass / forward_half_finish: threads t and t + 64 share token t, the
+// even and the odd frequencies, bit-identical to forward_row); last, every thread codes sign groups of the
+// transformed tile, a code word assembled at a time (sign_format::encode_group's sum and bits). Decode: the sign
+// groups are decoded into the fp32 spectrum tile a code word at a time (sign_format::decode_value); then the first 64
+// threads inverse-transform one token each (inverse_row) while the other 64 decode the uniform groups into an fp32
+// tile of the high channels (decoded_value); last, the full rows are written once with 16-byte stores through the
+// slot table. The kernels' first versions (tables from the mask bytes in global memory, a whole token's transform per
+// thread on half the CTA, codes through the 64-bit run writer / reader, slot lookups per output vector) stay
+// selectable for A / B runs: VIDKV_CUDA_FUSED_ENCODE=first, VIDKV_CUDA_FUSED_DECODE=first (the same bytes and values;
+// the [cuda] test checks). Every value goes through the unfused path's operations
 // (uniform's fp16 decode from fp16 metadata excepted: there the fused kernel decodes through fp32 and rounds once,
 // which uniform_half_decode.h proves equal to the unfused kernel's fp16 multiply-add for every group it takes that
 // way), so the bytes and the decoded values are bit-identical to it (a [cuda] test compares them;
