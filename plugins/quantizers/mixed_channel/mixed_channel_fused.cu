@@ -42,7 +42,8 @@ using mixed_channel_split::kInvalidSlot;
 // 32k-token layer of vidkv-k1.5-v1.58 keys): 128 tokens with every thread transforming a whole token held 3 CTAs of
 // 67 KB per multiprocessor (16% of the warp slots), 69 us; 64 tokens with one whole token per thread on half the CTA
 // while the other half coded the uniform groups, 4 CTAs (128 registers per thread: the 32-point FFT held per
-// thread), 68 us, Nsight Compute showing issue slots 43% busy with 0.77 eligible warps of 3.8 per scheduler.
+// thread), 68 us, Nsight Compute showing issue slots 43% busy with 0.77 eligible warps of 3.8 per scheduler; the
+// present encode (with the staged mask words and word-wise sign codes) 51-56 us, 5 CTAs, a third fewer instructions.
 constexpr int kTile = static_cast<int>(kTileTokens);
 constexpr int kThreads = 2 * kTile;
 // Encode CTAs per multiprocessor that the register cap (launch bounds) leaves room for, by FFT half length N: 5 up
@@ -66,8 +67,9 @@ struct Args {
 };
 
 // The mask of the tile's rows (one: a mask covers the whole layer or one head, and a tile does not cross heads). The
-// kernels build its tables in shared memory from the mask bytes (table_entry: mask_rank over D / 8 bytes per
-// channel, L1-resident after the first CTA), instead of the unfused path's table kernel.
+// kernels build its tables in shared memory from the mask bytes (stage_mask_words and table_entry_from_words; the
+// first versions: table_entry, mask_rank over D / 8 bytes per channel from global memory), instead of the unfused
+// path's table kernel.
 __device__ inline std::int64_t tile_mask(const Args& a, std::int64_t h, std::int64_t t0) {
   return mixed_channel_split::mask_of_row(a.first_row + h * a.tokens + t0, a.masks, a.rows_per_mask);
 }
