@@ -58,6 +58,15 @@ std::int64_t fused_launches() {
 #endif
 }
 
+// mixed_channel_fused::first_version_launches() likewise: the launches of the kernels' first versions.
+std::int64_t first_launches() {
+#ifdef VIDKV_WITH_CUDA
+  return mixed_channel_fused::first_version_launches();
+#else
+  return 0;
+#endif
+}
+
 const PluginRegistry& registry() { return test::builtin_registry(CpuImplementation::optimized); }
 
 // Keys-like values: Gaussian channels, every fifth one 8x wider (the range selector's high channels).
@@ -187,11 +196,15 @@ TEST_CASE("mixed_channel's fused kernels give the unfused path's bytes and decod
           CHECK((fused_launches() > before) == (env_value == nullptr));  // the path the tier names ran
           return test::download(d_out.data(), bytes);
         };
+        const std::int64_t first_before = first_launches();
         const std::vector<std::uint8_t> fused = encode(nullptr), unfused = encode("unfused");
+        CHECK(first_launches() == first_before);  // neither ran a first version
         CHECK(test::first_difference(fused, unfused) == -1);
         {  // the encode kernel's first version, kept for A / B runs
           const test::ScopedEnv first("VIDKV_CUDA_FUSED_ENCODE", "first");
+          const std::int64_t before = first_launches();
           CHECK(test::first_difference(encode(nullptr), fused) == -1);
+          CHECK(first_launches() > before);  // the switch took effect
         }
         const DeviceBuffer d_bytes = test::upload(fused);
         for (DType out : test::all_dtypes()) {
@@ -206,10 +219,14 @@ TEST_CASE("mixed_channel's fused kernels give the unfused path's bytes and decod
             CHECK((fused_launches() > before) == (env_value == nullptr));
             return test::download(d_out.data(), out_bytes);
           };
+          const std::int64_t decode_first_before = first_launches();
           const std::vector<std::uint8_t> a = decode(nullptr), b = decode("unfused");
+          CHECK(first_launches() == decode_first_before);
           CHECK(test::first_difference(a, b) == -1);
           const test::ScopedEnv first("VIDKV_CUDA_FUSED_DECODE", "first");  // the decode kernel's first version
+          const std::int64_t before = first_launches();
           CHECK(test::first_difference(decode(nullptr), b) == -1);
+          CHECK(first_launches() > before);
         }
       }
     }
@@ -246,7 +263,9 @@ TEST_CASE("mixed_channel's fused decode writes NaN for the rows of a corrupt mas
   CHECK(test::first_difference(fused, decode("unfused")) == -1);
   {
     const test::ScopedEnv first("VIDKV_CUDA_FUSED_DECODE", "first");  // the tables from the mask bytes in global memory
+    const std::int64_t before = first_launches();
     CHECK(test::first_difference(fused, decode(nullptr)) == -1);
+    CHECK(first_launches() > before);
   }
   const std::vector<float> out = test::from_dtype_bytes(fused, DType::f16);
   std::size_t finite_head0 = 0, nan_head1 = 0;

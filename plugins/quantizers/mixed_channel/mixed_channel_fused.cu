@@ -37,21 +37,25 @@ using mixed_channel_split::kInvalidSlot;
 // thread on the first kTile threads while the other kTile decode the uniform groups, so that the two children's work
 // overlaps inside the CTA. Encode: the first kTile threads code the uniform groups while the others stage the low
 // channels as fp32, then every thread transforms half a token (sign_fft_tile.h's forward halves: threads t and
-// t + kTile share token t), then every thread codes sign groups. 64 tokens keep a CTA's shared memory near 33 KB: 6
-// decode CTAs per multiprocessor, 5 encode CTAs (registers capped for that: encode_blocks). History on the H200 (one
+// t + kTile share token t), then every thread codes sign groups. 64 tokens keep a CTA's shared memory near 33 KB for
+// D = 128, k = 64 and the real FFT (vidkv-k1.5-v1.58): 6 decode CTAs per multiprocessor, 5 encode CTAs (registers
+// capped for that: encode_blocks); the complex FFT's tiles (about 49 KB) allow 4 of each. History on the H200 (one
 // 32k-token layer of vidkv-k1.5-v1.58 keys): 128 tokens with every thread transforming a whole token held 3 CTAs of
 // 67 KB per multiprocessor (16% of the warp slots), 69 us; 64 tokens with one whole token per thread on half the CTA
 // while the other half coded the uniform groups, 4 CTAs (128 registers per thread: the 32-point FFT held per
-// thread), 68 us, Nsight Compute showing issue slots 43% busy with 0.77 eligible warps of 3.8 per scheduler; the
-// present encode (with the staged mask words and word-wise sign codes) 51-56 us, 5 CTAs, a third fewer instructions.
+// thread), 68 us (90 us under Nsight Compute's locked clocks, where issue slots were 43% busy with 0.77 eligible
+// warps of 3.8 per scheduler); the present encode (with the staged mask words and word-wise sign codes) 51-56 us,
+// 5 CTAs, a third fewer instructions.
 constexpr int kTile = static_cast<int>(kTileTokens);
 constexpr int kThreads = 2 * kTile;
 // Encode CTAs per multiprocessor that the register cap (launch bounds) leaves room for, by FFT half length N: 5 up
-// to 64 low channels (96 registers per thread; uncapped the compiler takes about 156), 3 for 128 (a tile of at
-// least 65 KB of shared memory).
+// to 64 low channels (96 registers per thread; uncapped the compiler takes about 156), 3 for 128 (up to 168
+// registers; the complex FFT's tiles of at least 82 KB fit 2 CTAs anyway, the real FFT's 50-83 KB fit 4 for D up
+// to about 176: a cap of 4 there is not measured).
 constexpr int encode_blocks(int N) { return N <= 32 ? 5 : 3; }
 
 std::atomic<std::int64_t> fused_launches{0};
+std::atomic<std::int64_t> first_launches{0};  // of those, first versions
 
 // What a kernel needs of the split, the part and the children (passed by value).
 struct Args {
@@ -411,10 +415,12 @@ __global__ void __launch_bounds__(kThreads) decode_split_tile(void* __restrict__
 }
 
 // VIDKV_CUDA_FUSED_ENCODE=first / VIDKV_CUDA_FUSED_DECODE=first select the kernels' first versions (A / B
-// measurements; the same bytes and values). Read per launch: the tests switch them.
+// measurements; the same bytes and values), counted in first_launches. Read per launch: the tests switch them.
 bool first_version(const char* variable) {
   const char* v = std::getenv(variable);
-  return v != nullptr && std::string(v) == "first";
+  const bool first = v != nullptr && std::string(v) == "first";
+  if (first) first_launches.fetch_add(1, std::memory_order_relaxed);
+  return first;
 }
 
 const sign_fft_tile::Twiddles& twiddles() {
@@ -538,5 +544,6 @@ void decode(const Children& c, const mixed_channel_cuda::Split& split, std::int6
 }
 
 std::int64_t launches() { return fused_launches.load(std::memory_order_relaxed); }
+std::int64_t first_version_launches() { return first_launches.load(std::memory_order_relaxed); }
 
 }  // namespace vidkv::mixed_channel_fused

@@ -90,5 +90,8 @@ void decode(const Children& c, const mixed_channel_cuda::Split& split, std::int6
 // Fused kernels launched by this process so far (encode and decode together): lets tests tell that the fused path
 // ran, not the unfused one under the same tier name.
 std::int64_t launches();
+// Of those, the kernels' first versions (VIDKV_CUDA_FUSED_ENCODE=first / VIDKV_CUDA_FUSED_DECODE=first): lets tests
+// tell that the switch took effect.
+std::int64_t first_version_launches();
 
 }  // namespace vidkv::mixed_channel_fused
