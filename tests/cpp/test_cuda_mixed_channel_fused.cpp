@@ -49,23 +49,20 @@ ConfigNode codec(const Case& c) {
                            {"reconstruction", scalar(c.reconstruction)}, {"scale_dtype", scalar(c.scale_dtype)}})}});
 }
 
-// mixed_channel_fused::launches() in CUDA builds (the [cuda] cases skip before calling it in the others).
-std::int64_t fused_launches() {
+// mixed_channel_fused's launch counters in CUDA builds (the [cuda] cases skip before reading them in the others):
+// every fused launch, and those of the kernels' first versions.
+struct LaunchCounts {
+  std::int64_t fused = 0, first = 0;
+};
+LaunchCounts launch_counts() {
 #ifdef VIDKV_WITH_CUDA
-  return mixed_channel_fused::launches();
+  return {mixed_channel_fused::launches(), mixed_channel_fused::first_version_launches()};
 #else
-  return 0;
+  return {};
 #endif
 }
-
-// mixed_channel_fused::first_version_launches() likewise: the launches of the kernels' first versions.
-std::int64_t first_launches() {
-#ifdef VIDKV_WITH_CUDA
-  return mixed_channel_fused::first_version_launches();
-#else
-  return 0;
-#endif
-}
+std::int64_t fused_launches() { return launch_counts().fused; }
+std::int64_t first_launches() { return launch_counts().first; }
 
 const PluginRegistry& registry() { return test::builtin_registry(CpuImplementation::optimized); }
 
