@@ -4,12 +4,11 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
-#include <cstdlib>
-#include <string>
 #include <type_traits>
 
 #include "vidkv/core/cuda/dependent_launch.cuh"
 #include "vidkv/core/cuda/device_memory.h"
+#include "vidkv/core/env_switch.h"
 #include "vidkv/quantization/column_scores.h"
 #include "vidkv/quantization/cuda/column_scores_cuda.h"
 #include "vidkv/quantization/cuda/group_cuda.cuh"
@@ -225,10 +224,7 @@ __global__ void outlier_scores(const void* in, BlockShape shape, std::int64_t hp
 
 // VIDKV_CUDA_RANGE_PARTIAL=scalar selects range_partial_vec for 2-byte input too (A / B measurements).
 bool packed_range() {
-  static const bool off = [] {
-    const char* v = std::getenv("VIDKV_CUDA_RANGE_PARTIAL");
-    return v != nullptr && std::string(v) == "scalar";
-  }();
+  static const bool off = env_equals("VIDKV_CUDA_RANGE_PARTIAL", "scalar");
   return !off;
 }
 

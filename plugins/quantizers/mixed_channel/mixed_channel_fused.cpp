@@ -2,9 +2,7 @@
 // the kernels without a GPU).
 #include "vidkv/plugins/quantizers/mixed_channel/mixed_channel_fused.h"
 
-#include <cstdlib>
-#include <cstring>
-
+#include "vidkv/core/env_switch.h"
 #include "vidkv/plugins/quantizers/sign/sign_fft.h"
 
 namespace vidkv::mixed_channel_fused {
@@ -14,8 +12,7 @@ namespace {
 bool aligned(const void* p, std::uintptr_t bytes) { return reinterpret_cast<std::uintptr_t>(p) % bytes == 0; }
 
 bool unfused_forced() {
-  const char* v = std::getenv("VIDKV_CUDA_MIXED_CHANNEL");
-  return v != nullptr && std::strcmp(v, "unfused") == 0;
+  return env_equals("VIDKV_CUDA_MIXED_CHANNEL", "unfused");
 }
 
 }  // namespace

@@ -5,8 +5,6 @@
 #include <cuda_runtime.h>
 
 #include <atomic>
-#include <cstdlib>
-#include <string>
 #include <type_traits>
 #include <utility>
 
@@ -14,6 +12,7 @@
 #include "vidkv/core/cuda/dependent_launch.cuh"
 #include "vidkv/core/cuda/device_memory.h"
 #include "vidkv/core/cuda/kernel_occupancy.h"
+#include "vidkv/core/env_switch.h"
 #include "vidkv/core/error.h"
 #include "vidkv/plugins/quantizers/mixed_channel/mixed_channel_format.h"
 #include "vidkv/plugins/quantizers/mixed_channel/mixed_channel_fused.h"
@@ -417,8 +416,7 @@ __global__ void __launch_bounds__(kThreads) decode_split_tile(void* __restrict__
 // VIDKV_CUDA_FUSED_ENCODE=first / VIDKV_CUDA_FUSED_DECODE=first select the kernels' first versions (A / B
 // measurements; the same bytes and values), counted in first_launches. Read per launch: the tests switch them.
 bool first_version(const char* variable) {
-  const char* v = std::getenv(variable);
-  const bool first = v != nullptr && std::string(v) == "first";
+  const bool first = env_equals(variable, "first");
   if (first) first_launches.fetch_add(1, std::memory_order_relaxed);
   return first;
 }

@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "vidkv/core/env_switch.h"
 #include "vidkv/core/error.h"
 #include "vidkv/core/thread_scratch.h"
 #include "vidkv/plugins/quantizers/sign/sign_cuda.h"
@@ -134,8 +135,7 @@ bool fused_fft_applies(const Config& c, const BlockShape& shape) {
 }
 
 bool cufft_forced() {
-  const char* v = std::getenv("VIDKV_CUDA_SIGN_FFT");
-  return v != nullptr && std::string(v) == "cufft";
+  return env_equals("VIDKV_CUDA_SIGN_FFT", "cufft");
 }
 
 Path path(const Config& c, const BlockShape& shape) {

@@ -3,12 +3,11 @@
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
-#include <cstdlib>
-#include <string>
 #include <type_traits>
 
 #include "vidkv/core/cuda/dependent_launch.cuh"
 #include "vidkv/core/cuda/device_memory.h"
+#include "vidkv/core/env_switch.h"
 #include "vidkv/plugins/quantizers/ternary/ternary_cuda.h"
 #include "vidkv/quantization/cuda/group_cuda.cuh"
 #include "vidkv/quantization/cuda/group_cuda_io.cuh"
@@ -434,10 +433,7 @@ bool fast_path(const Config& c, const GroupGrid& g, const void* values, const vo
 
 // VIDKV_CUDA_TERNARY_DECODE=fp32 decodes every channel-axis group through fp32 (no output patterns; A / B measurements).
 bool trit_patterns() {
-  static const bool off = [] {
-    const char* v = std::getenv("VIDKV_CUDA_TERNARY_DECODE");
-    return v != nullptr && std::string(v) == "fp32";
-  }();
+  static const bool off = env_equals("VIDKV_CUDA_TERNARY_DECODE", "fp32");
   return !off;
 }
 
@@ -448,10 +444,7 @@ bool channel_warp_applies(const Config& c, const GroupGrid& g, DType in_dtype, c
   if (c.reconstruction != Reconstruction::magnitude_free || in_dtype == DType::f32 || g.rows % 16 != 0 || !group_cuda::aligned(slots, 8))
     return false;
   if (g.heads * ((g.groups_per_row() + 3) / 4) * (g.rows / 16) * 32 >= (std::int64_t{1} << 31)) return false;
-  static const bool off = [] {
-    const char* v = std::getenv("VIDKV_CUDA_TERNARY_CHANNEL_ENCODE");
-    return v != nullptr && std::string(v) == "thread";
-  }();
+  static const bool off = env_equals("VIDKV_CUDA_TERNARY_CHANNEL_ENCODE", "thread");
   return !off;
 }
 
