@@ -334,12 +334,17 @@ __device__ inline std::uint64_t group_slots(const std::uint8_t* codes, Packing p
   return static_cast<std::uint64_t>(w[0]) | (static_cast<std::uint64_t>(w[1]) << 32);
 }
 
-// The 32 decoded values of a group (group_slots' slots): (slot - 1) * u in fp32, as the reference.
+// Decoded value i of a group from its slots (group_slots): (slot - 1) * u in fp32, as the reference.
+__device__ __forceinline__ float trit_value(std::uint64_t slots, int i, float u) {
+  return static_cast<float>(static_cast<int>(static_cast<unsigned>(slots >> (2 * i)) & 3u) - 1) * u;
+}
+
+// The 32 decoded values of a group.
 __device__ inline void decode_group_trits(const std::uint8_t* codes, Packing p, std::int64_t i0, std::int64_t slot_word, float u,
                                           float (&x)[32], std::int64_t code_bytes, const std::uint16_t* byte_slots) {
   const std::uint64_t slots = group_slots(codes, p, i0, slot_word, code_bytes, byte_slots);
 #pragma unroll
-  for (int i = 0; i < 32; ++i) x[i] = static_cast<float>(static_cast<int>(static_cast<unsigned>(slots >> (2 * i)) & 3u) - 1) * u;
+  for (int i = 0; i < 32; ++i) x[i] = trit_value(slots, i, u);
 }
 
 // fp16 / bf16 output without arithmetic: the reference's value (slot - 1) * u rounded to the output dtype is -O(u),
@@ -392,14 +397,8 @@ __global__ void decode_channel_fast(const std::uint8_t* codes, const std::uint8_
         continue;
       }
     }
-    float a[32], b[32];
 #pragma unroll
-    for (int i = 0; i < 32; ++i) {
-      a[i] = static_cast<float>(static_cast<int>(static_cast<unsigned>(sa >> (2 * i)) & 3u) - 1) * ua;
-      b[i] = static_cast<float>(static_cast<int>(static_cast<unsigned>(sb >> (2 * i)) & 3u) - 1) * ub;
-    }
-#pragma unroll
-    for (int i = 0; i < 32; ++i) group_cuda::store2<O>(out, (h * tokens + gi * 32 + i) * channels + c0, a[i], b[i]);
+    for (int i = 0; i < 32; ++i) group_cuda::store2<O>(out, (h * tokens + gi * 32 + i) * channels + c0, trit_value(sa, i, ua), trit_value(sb, i, ub));
   }
 }
 
