@@ -223,36 +223,38 @@ TEST_CASE("ternary on CUDA: values on and beside the dead zone get the reference
 }
 
 TEST_CASE("ternary on CUDA decodes hand-made bytes as the reference: slot 3, negative, zero and non-finite scales", "[cuda]") {
-  // The channel-axis decode writes fp16 / bf16 values as bit patterns (ternary.cu trit_pair_bits) only for groups
-  // with a finite, non-negative scale and no slot 3; the others go through fp32 as the reference does. Here codes are
-  // pseudo-random bytes (every slot value, 3 included) and the fp16 scales cycle through +-1.5, +-0, +-inf, NaN,
-  // 65504, the smallest subnormal and 0.1; the decoded values must be the reference's rounded to the output dtype
-  // (NaN where it is NaN).
+  // The channel-axis decode writes fp16 / bf16 values by one packed fma per two values (ternary.cu TritPairs) only for
+  // groups whose scale rounded to the output dtype is finite and positive and that hold no slot 3; the others go
+  // through fp32 as the reference does. Here codes are pseudo-random bytes (every slot value, 3 included) and the fp16
+  // scales cycle through +-1.5, +-0, +-inf, NaN, 65504, the smallest subnormal and 0.1; the decoded values must be the
+  // reference's rounded to the output dtype (NaN where it is NaN), the sign of zeros included. 16 channels take the
+  // kernel's run-time channel count, 128 its compile-time one.
   std::string why;
   if (cuda_device_count(&why) == 0) VIDKV_SKIP("no CUDA device: " << why);
-  const BlockShape shape{1, 64, 16};
-  auto q = make_reference("ternary", {{"packing", "slots2"}, {"reconstruction", "scaled"}});
-  std::vector<std::uint8_t> bytes(q->layout(shape, {}).bytes());
-  const auto g = group_format::make_group_grid(group_format::GroupAxis::channel, shape.heads, shape.tokens, shape.channels, 32);
-  const auto sec = ternary_format::sections(ternary_format::Packing::slots2, ternary_format::Reconstruction::scaled, g, DType::f16, bytes.data());
-  std::uint32_t state = 12345;
-  for (std::uint8_t* b = sec.codes; b < sec.scales; ++b) *b = static_cast<std::uint8_t>((state = state * 1664525u + 1013904223u) >> 24);
-  const std::uint16_t scales[] = {0x3E00, 0xBE00, 0x0000, 0x8000, 0x7C00, 0xFC00, 0x7E00, 0x7BFF, 0x0001, 0x2E66};
-  for (std::int64_t k = 0; k < g.group_count(); ++k) std::memcpy(sec.scales + 2 * k, &scales[k % 10], 2);
-  const std::vector<float> want = decode(*q, shape, bytes);
-  DeviceBuffer dev(bytes.size()), back(want.size() * 2);
-  copy_to_device(dev.data(), bytes.data(), bytes.size());
-  for (const DType out_dtype : {DType::f16, DType::bf16}) {
-    fill_device(back.data(), 0xAB, back.bytes());
-    q->decode_view(dev.as<std::uint8_t>(), {}, TensorView{back.data(), out_dtype, Device::cuda, {shape.heads, shape.tokens, shape.channels}},
-                   Execution::cuda());
-    std::vector<std::uint8_t> host(back.bytes());
-    copy_to_host(host.data(), back.data(), host.size());
-    for (std::size_t i = 0; i < want.size(); ++i) {
-      const float expect = round_to_dtype(want[i], out_dtype), have = load_as_float(host.data(), out_dtype, i);
-      INFO(dtype_name(out_dtype) << " element " << i << " expected " << expect << " got " << have);
-      if (std::isnan(expect)) REQUIRE(std::isnan(have));
-      else REQUIRE(std::memcmp(&expect, &have, 4) == 0);
+  for (const BlockShape shape : {BlockShape{1, 64, 16}, BlockShape{2, 96, 128}}) {
+    auto q = make_reference("ternary", {{"packing", "slots2"}, {"reconstruction", "scaled"}});
+    std::vector<std::uint8_t> bytes(q->layout(shape, {}).bytes());
+    const auto g = group_format::make_group_grid(group_format::GroupAxis::channel, shape.heads, shape.tokens, shape.channels, 32);
+    const auto sec = ternary_format::sections(ternary_format::Packing::slots2, ternary_format::Reconstruction::scaled, g, DType::f16, bytes.data());
+    std::uint32_t state = 12345;
+    for (std::uint8_t* b = sec.codes; b < sec.scales; ++b) *b = static_cast<std::uint8_t>((state = state * 1664525u + 1013904223u) >> 24);
+    const std::uint16_t scales[] = {0x3E00, 0xBE00, 0x0000, 0x8000, 0x7C00, 0xFC00, 0x7E00, 0x7BFF, 0x0001, 0x2E66};
+    for (std::int64_t k = 0; k < g.group_count(); ++k) std::memcpy(sec.scales + 2 * k, &scales[k % 10], 2);
+    const std::vector<float> want = decode(*q, shape, bytes);
+    DeviceBuffer dev(bytes.size()), back(want.size() * 2);
+    copy_to_device(dev.data(), bytes.data(), bytes.size());
+    for (const DType out_dtype : {DType::f16, DType::bf16}) {
+      fill_device(back.data(), 0xAB, back.bytes());
+      q->decode_view(dev.as<std::uint8_t>(), {}, TensorView{back.data(), out_dtype, Device::cuda, {shape.heads, shape.tokens, shape.channels}},
+                     Execution::cuda());
+      std::vector<std::uint8_t> host(back.bytes());
+      copy_to_host(host.data(), back.data(), host.size());
+      for (std::size_t i = 0; i < want.size(); ++i) {
+        const float expect = round_to_dtype(want[i], out_dtype), have = load_as_float(host.data(), out_dtype, i);
+        INFO(shape.str() << " " << dtype_name(out_dtype) << " element " << i << " expected " << expect << " got " << have);
+        if (std::isnan(expect)) REQUIRE(std::isnan(have));
+        else REQUIRE(std::memcmp(&expect, &have, 4) == 0);
+      }
     }
   }
 }

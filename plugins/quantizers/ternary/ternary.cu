@@ -319,8 +319,21 @@ __device__ inline std::uint64_t group_slots(const std::uint8_t* codes, Packing p
     const std::int64_t b0 = i0 / 5;
     const unsigned r0 = static_cast<unsigned>(i0 % 5);
     unsigned v[8];
+    const std::int64_t a0 = b0 & ~std::int64_t{3};  // the three aligned words that cover bytes b0 .. b0 + 7
+    if (a0 + 12 <= (code_bytes & ~std::int64_t{3})) {  // all inside the codes section: 3 word loads, not 8 byte loads
+      const std::uint32_t* w = reinterpret_cast<const std::uint32_t*>(codes + a0);
+      const std::uint32_t w0 = w[0], w1 = w[1], w2 = w[2];
+      const unsigned o = static_cast<unsigned>(b0 - a0);  // 0..3
+      const std::uint32_t lo = __funnelshift_r(w0, w1, 8 * o), hi = __funnelshift_r(w1, w2, 8 * o);  // bytes b0 .. b0 + 7
 #pragma unroll
-    for (int j = 0; j < 8; ++j) v[j] = b0 + j < code_bytes ? codes[b0 + j] : 0u;
+      for (int j = 0; j < 4; ++j) {
+        v[j] = (lo >> (8 * j)) & 0xFFu;
+        v[j + 4] = (hi >> (8 * j)) & 0xFFu;
+      }
+    } else {
+#pragma unroll
+      for (int j = 0; j < 8; ++j) v[j] = b0 + j < code_bytes ? codes[b0 + j] : 0u;
+    }
     std::uint64_t lo = 0;  // slots 0..31: byte j's 10 slot bits at bit 10 j (byte 6: its low 4 bits, slots 30 and 31)
 #pragma unroll
     for (int j = 0; j < 7; ++j) lo |= static_cast<std::uint64_t>(byte_slots[v[j]]) << (10 * j);
@@ -347,35 +360,46 @@ __device__ inline void decode_group_trits(const std::uint8_t* codes, Packing p, 
   for (int i = 0; i < 32; ++i) x[i] = trit_value(slots, i, u);
 }
 
-// fp16 / bf16 output without arithmetic: the reference's value (slot - 1) * u rounded to the output dtype is -O(u),
-// +0 or +O(u) for slots 0, 1, 2 when u is finite and not negative (0 * u = +0 there; -u rounds to -O(u)), so a pair
-// of values is two 16-bit patterns: the magnitude O(u) where the slot is not 1, the sign where it is 0. Returns false
-// (the caller decodes through fp32) for a scale that is not finite or negative, or a slot 3 (only from corrupt
-// bytes: the reference decodes it as 2 u).
+// fp16 / bf16 output by one packed fma per two values: the reference's value (slot - 1) * u (fp32, exact: -u, +0 or
+// +u) rounded to the output dtype is RN(slot * v - v) with v = RN(u) the scale rounded to the output dtype, computed
+// by fma.rn.{f16,bf16}x2 with one rounding: slot * v - v is exactly -v, +0 (v - v) or +v (the product 2 v inside the
+// fma is exact even where it would overflow the dtype), and RN(+-u) = +-RN(u). That needs v finite and v > 0: u = +0
+// would give +0 for slot 0 where the reference has (0 - 1) * +0 = -0, and an RN(u) = inf would give NaN for slot 1. The
+// slots reach the fma as the exact 2-byte values 1024 + slot (fp16) / 128 + slot (bf16: spacing 1 from 2^7 on), biased
+// by one lop3 and unbiased by one subtraction (uniform.cu's decode_channel_half does the same for codes). Per two
+// values a shift, the lop3, the subtraction, the fma and the store, against about 12 integer instructions per word
+// for the earlier bit-pattern assembly. Groups where the condition fails (a scale that is not finite, not positive or
+// beyond the dtype, or a slot 3, only from corrupt bytes: the reference decodes it as 2 u) go through fp32.
 template <DType O>
-__device__ inline std::uint16_t output_bits(float u) {
-  return O == DType::f16 ? __half_as_ushort(__float2half_rn(u)) : __bfloat16_as_ushort(__float2bfloat16_rn(u));
-}
+struct TritPairs {
+  using P = std::conditional_t<O == DType::f16, __half2, __nv_bfloat162>;
+  static constexpr std::uint32_t kBias = O == DType::f16 ? 0x64006400u : 0x43004300u;  // 1024 / 128 per half
+  static __device__ std::uint16_t rounded(float u) {
+    return O == DType::f16 ? __half_as_ushort(__float2half_rn(u)) : __bfloat16_as_ushort(__float2bfloat16_rn(u));
+  }
+  // v = RN(u) finite and > 0 (bits below the dtype's +inf, above +0; the sign bit clear).
+  static __device__ bool usable(std::uint16_t v) { return v != 0 && v < (O == DType::f16 ? 0x7C00u : 0x7F80u); }
+  static __device__ P pair(std::uint32_t bits) { return *reinterpret_cast<const P*>(&bits); }
+  // The output word of the pair whose slots sit at bits sh, sh + 1 (low half) and 16 + sh, 17 + sh (high half) of x.
+  static __device__ std::uint32_t word(std::uint32_t x, unsigned sh, P v, P minus_v) {
+    std::uint32_t biased;
+    asm("lop3.b32 %0, %1, %2, %3, 0xEA;" : "=r"(biased) : "r"(x >> sh), "r"(0x00030003u), "r"(kBias));
+    const P r = __hfma2(__hsub2(pair(biased), pair(kBias)), v, minus_v);
+    return *reinterpret_cast<const std::uint32_t*>(&r);
+  }
+};
 __device__ inline bool plain_slots(std::uint64_t slots) { return (slots & (slots >> 1) & 0x5555555555555555ull) == 0; }
-template <DType O>
-__device__ inline bool trits_as_patterns(float u) {
-  return O != DType::f32 && isfinite(u) && !signbit(u);
-}
-// Output word of token i of a channel pair: slot i of each group, channel a in the low half.
-__device__ __forceinline__ std::uint32_t trit_pair_bits(std::uint64_t a, std::uint64_t b, unsigned i, std::uint32_t magnitudes) {
-  const std::uint32_t p = (static_cast<std::uint32_t>(a >> (2 * i)) & 3u) | ((static_cast<std::uint32_t>(b >> (2 * i)) & 3u) << 16);
-  const std::uint32_t nonzero = ~p & 0x00010001u, negative = ~(p | (p >> 1)) & 0x00010001u;
-  return ((nonzero * 0xFFFFu) & magnitudes) | (negative << 15);
-}
 
-template <DType O>
+// Axis channel: a channel pair and kGroupsPerThread groups of 32 tokens per thread. kPairs: the channel pairs when
+// they are 64 (128 channels: the 32 stores of a group at compile-time offsets), 0 for any other count.
+template <DType O, unsigned kPairs>
 __global__ void decode_channel_fast(const std::uint8_t* codes, const std::uint8_t* scales, GroupGrid g, Reconstruction rec,
                                     Packing p, DType sd, void* out, bool patterns) {
   dependent_launch::wait_for_previous_grid();  // launched by launch_dependent (dependent_launch.cuh)
   dependent_launch::allow_next_grid();
   const std::uint16_t* byte_slots = byte_slot_table();
   const std::int64_t code_bytes = static_cast<std::int64_t>(ternary_format::codes_bytes(p, g));
-  const std::int64_t channels = g.rows, tokens = g.length, pairs = channels / 2, gpr = g.groups_per_row();
+  const std::int64_t pairs = kPairs != 0 ? kPairs : g.rows / 2, channels = 2 * pairs, tokens = g.length, gpr = g.groups_per_row();
   const std::int64_t quads = (gpr + kGroupsPerThread - 1) / kGroupsPerThread;
   const std::int64_t t = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (t >= g.heads * quads * pairs) return;
@@ -389,11 +413,19 @@ __global__ void decode_channel_fast(const std::uint8_t* codes, const std::uint8_
     const std::uint64_t sa = group_slots(codes, p, g.stream_index(h, c0, gi * 32), wa, code_bytes, byte_slots);
     const std::uint64_t sb = group_slots(codes, p, g.stream_index(h, c0 + 1, gi * 32), wb, code_bytes, byte_slots);
     if constexpr (O != DType::f32) {
-      if (patterns && trits_as_patterns<O>(ua) && trits_as_patterns<O>(ub) && plain_slots(sa) && plain_slots(sb)) {
-        const std::uint32_t magnitudes = output_bits<O>(ua) | (static_cast<std::uint32_t>(output_bits<O>(ub)) << 16);
+      using F = TritPairs<O>;
+      const std::uint16_t va = F::rounded(ua), vb = F::rounded(ub);
+      if (patterns && F::usable(va) && F::usable(vb) && plain_slots(sa) && plain_slots(sb)) {
+        const std::uint32_t v_bits = va | (static_cast<std::uint32_t>(vb) << 16);
+        const typename F::P v = F::pair(v_bits), minus_v = F::pair(v_bits | 0x80008000u);
         std::uint32_t* o = reinterpret_cast<std::uint32_t*>(out) + ((h * tokens + gi * 32) * channels + c0) / 2;
 #pragma unroll
-        for (unsigned i = 0; i < 32; ++i) o[static_cast<std::int64_t>(i) * (channels / 2)] = trit_pair_bits(sa, sb, i, magnitudes);
+        for (unsigned k = 0; k < 2; ++k) {  // slot word k of each group: tokens 16 k .. 16 k + 15
+          const auto xa = static_cast<std::uint32_t>(sa >> (32 * k)), xb = static_cast<std::uint32_t>(sb >> (32 * k));
+          const std::uint32_t lo = __byte_perm(xa, xb, 0x5410), hi = __byte_perm(xa, xb, 0x7632);  // tokens +0..7, +8..15
+#pragma unroll
+          for (unsigned j = 0; j < 16; ++j) o[static_cast<std::int64_t>(16 * k + j) * pairs] = F::word(j < 8 ? lo : hi, 2 * (j % 8), v, minus_v);
+        }
         continue;
       }
     }
@@ -430,7 +462,8 @@ bool fast_path(const Config& c, const GroupGrid& g, const void* values, const vo
   return group_cuda::aligned(values, 16);
 }
 
-// VIDKV_CUDA_TERNARY_DECODE=fp32 decodes every channel-axis group through fp32 (no output patterns; A / B measurements).
+// VIDKV_CUDA_TERNARY_DECODE=fp32 decodes every channel-axis group through fp32 (not TritPairs' packed fma; A / B
+// measurements).
 bool trit_patterns() {
   static const bool off = env_equals("VIDKV_CUDA_TERNARY_DECODE", "fp32");
   return !off;
@@ -530,8 +563,11 @@ void decode(const Config& c, const std::uint8_t* in, const BlockShape& shape, vo
       constexpr DType O = decltype(tag)::value;
       const unsigned blocks = group_cuda::blocks_for(fast_threads(c, g));
       if (c.axis == GroupAxis::channel)
-        dependent_launch::launch_dependent<decode_channel_fast<O>>(blocks, group_cuda::kThreads, 0, st, in, scales, g, c.reconstruction, c.packing, c.scale_dtype, out,
-                                                                   trit_patterns());
+        group_cuda::dispatch_bool(g.rows == 128, [&](auto pairs64) {
+          constexpr unsigned kPairs = decltype(pairs64)::value ? 64 : 0;
+          dependent_launch::launch_dependent<decode_channel_fast<O, kPairs>>(blocks, group_cuda::kThreads, 0, st, in, scales, g, c.reconstruction, c.packing,
+                                                                             c.scale_dtype, out, trit_patterns());
+        });
       else
         dependent_launch::launch_dependent<decode_token_fast<O>>(blocks, group_cuda::kThreads, 0, st, in, scales, g, c.reconstruction, c.packing, c.scale_dtype, out);
     });

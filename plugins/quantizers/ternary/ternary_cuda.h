@@ -12,9 +12,10 @@
 // 2-bit slots t + 1 written whole (base3: to a scratch stream that pack_base3 turns into 5 trits per byte, 4 bytes
 // per thread). The channel axis with fp16 / bf16 input and magnitude-free reconstruction, the configuration of the
 // VidKV presets' values, runs encode_channel_warp (each warp on its own, packed 2-byte compares, whole-sector
-// stores); the decode writes fp16 / bf16 values as bit patterns (no arithmetic) for every group whose scale is finite
-// and not negative and whose slots are all valid, through fp32 otherwise. Inputs fp32, fp16 or bf16; decode writes
-// fp32, fp16 or bf16.
+// stores); the channel-axis decode writes fp16 / bf16 values by one packed fma per two values (slot * v - v, v the
+// scale rounded to the output dtype: exact) for every group whose rounded scale is finite and positive and whose
+// slots are all valid, through fp32 otherwise, and reads a group's base-3 bytes as three aligned words. Inputs fp32,
+// fp16 or bf16; decode writes fp32, fp16 or bf16.
 #pragma once
 
 #include <cstdint>
