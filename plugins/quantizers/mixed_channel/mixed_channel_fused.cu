@@ -163,8 +163,27 @@ __device__ inline void code_uniform_groups(const EncodeTile& t, const Args& a, i
 
 // The low channels of the staged rows as fp32 into lo (row r, column c: low channel c of token r), elements first,
 // first + stride, ... (consecutive elements: one token's consecutive low channels).
+// When the stride is a multiple of n (the encode's 64 staging threads and n <= 64), a thread's elements all lie in
+// column first % n: its source channel is read once and its rows walked by pointer, 4 at a time (one shared load,
+// conversion and store per element, where the general loop also divides the index and reloads the table).
 template <DType T, int n, int S>
 __device__ inline void stage_low_channels(const EncodeTile& t, const Args& a, int first, int stride) {
+  if (stride % n == 0) {
+    const int c = first % n, row_step = stride / n;
+    const std::uint16_t* src = t.raw + static_cast<std::ptrdiff_t>(first / n) * a.channels + t.low_source[c];
+    float* dst = t.lo + (first / n) * S + c;
+    const std::ptrdiff_t src_step = static_cast<std::ptrdiff_t>(row_step) * a.channels;
+    int r = first / n;
+    for (; r + 3 * row_step < t.valid; r += 4 * row_step, src += 4 * src_step, dst += 4 * row_step * S) {
+      std::uint16_t v[4];
+#pragma unroll
+      for (int i = 0; i < 4; ++i) v[i] = src[i * src_step];
+#pragma unroll
+      for (int i = 0; i < 4; ++i) dst[i * row_step * S] = widen<T>(v[i]);
+    }
+    for (; r < t.valid; r += row_step, src += src_step, dst += row_step * S) *dst = widen<T>(*src);
+    return;
+  }
   for (int i = first; i < t.valid * n; i += stride) {
     const int r = i / n, c = i - r * n;
     t.lo[r * S + c] = widen<T>(t.raw[r * a.channels + t.low_source[c]]);
@@ -293,7 +312,21 @@ __device__ inline uint4 pack_output(const std::uint32_t (&b)[O == DType::f32 ? 4
 // a multiple of the vectors per row, a thread's columns are the same in every row it writes: their sources
 // (element and row stride in hi) are looked up once, not per row (per_vector_lookup: for every vector, as the first
 // version of the kernel did).
+// Two values as the 2-byte pair of O (a in the low half), each rounded to nearest even by one cvt.rn.{f16,bf16}x2.f32.
 template <DType O>
+__device__ inline std::uint32_t pack_pair(float a, float b) {
+  if constexpr (O == DType::f16) {
+    const __half2 h = __floats2half2_rn(a, b);
+    return *reinterpret_cast<const std::uint32_t*>(&h);
+  } else {
+    const __nv_bfloat162 h = __floats2bfloat162_rn(a, b);
+    return *reinterpret_cast<const std::uint32_t*>(&h);
+  }
+}
+
+// kS: the row stride (in floats) of the tiles that the unrolled path below reads at compile-time offsets; kRowSteps:
+// the rows a thread writes there (kTile / row_step: 8 for 128 threads and D = 128).
+template <DType O, int kS, int kRowSteps>
 __device__ inline void write_rows(uint4* dst, int rows, int D, const std::int32_t* slot, const float* hi, int SH, const float* lo,
                                   int S, bool per_vector_lookup) {
   constexpr int V = O == DType::f32 ? 4 : 8;
@@ -310,7 +343,30 @@ __device__ inline void write_rows(uint4* dst, int rows, int D, const std::int32_
       at[j] = s >= 0 ? s : lo_at + (invalid[j] ? 0 : -1 - s);
       stride[j] = s >= 0 ? SH : S;
     }
-    for (int r = static_cast<int>(threadIdx.x) / per_row; r < rows; r += row_step) {
+    const int r0 = static_cast<int>(threadIdx.x) / per_row;
+    if constexpr (O != DType::f32) {
+      // Every row of the tile, both children's tiles with row stride kS, no column of an invalid mask (the usual
+      // case: vidkv-k1.5-v1.58 has k + 1 = W + 1 = 65): the rows at compile-time offsets from one shared address
+      // per column, two values converted by one cvt.rn.{f16,bf16}x2.f32 (each half rounded to nearest even, as
+      // output_bits' conversion of each value).
+      bool plain = rows == kTile && row_step * kRowSteps == kTile;
+#pragma unroll
+      for (int j = 0; j < V; ++j) plain = plain && !invalid[j] && stride[j] == kS;
+      if (plain) {
+        const float* col[V];
+#pragma unroll
+        for (int j = 0; j < V; ++j) col[j] = hi + at[j] + r0 * kS;
+#pragma unroll
+        for (int i = 0; i < kRowSteps; ++i) {
+          std::uint32_t w[V / 2];
+#pragma unroll
+          for (int m = 0; m < V / 2; ++m) w[m] = pack_pair<O>(col[2 * m][i * row_step * kS], col[2 * m + 1][i * row_step * kS]);
+          dst[(r0 + i * row_step) * per_row + c0 / V] = make_uint4(w[0], w[1], w[2], w[3]);
+        }
+        return;
+      }
+    }
+    for (int r = r0; r < rows; r += row_step) {
       std::uint32_t b[V];
 #pragma unroll
       for (int j = 0; j < V; ++j) b[j] = output_bits<O>(hi[at[j] + r * stride[j]], invalid[j]);
@@ -368,12 +424,18 @@ __global__ void __launch_bounds__(kThreads) decode_split_tile(void* __restrict__
       for (std::int64_t j = 0; j < len; ++j) lo[(jl + j) * S + c] = sign_format::decode_value(rd.next(), sc, a.reconstruction);
     } else {
       float* column = lo + jl * S + c;
-      const int n_values = static_cast<int>(len);
-      for (int w = 0; w * 32 < n_values; ++w) {
+      const int n_values = static_cast<int>(len), whole = n_values / 32;
+      const float zero_value = sign_format::decode_value(0u, sc, a.reconstruction), one_value = sign_format::decode_value(1u, sc, a.reconstruction);
+      for (int w = 0; w < whole; ++w) {  // whole words: no bound test per bit
         const std::uint32_t word = low_words(first_word + w);
 #pragma unroll
+        for (int b = 0; b < 32; ++b) column[(w * 32 + b) * S] = (word >> b) & 1u ? one_value : zero_value;
+      }
+      if (whole * 32 < n_values) {
+        const std::uint32_t word = low_words(first_word + whole);
+#pragma unroll
         for (int b = 0; b < 32; ++b)
-          if (w * 32 + b < n_values) column[(w * 32 + b) * S] = sign_format::decode_value((word >> b) & 1u, sc, a.reconstruction);
+          if (whole * 32 + b < n_values) column[(whole * 32 + b) * S] = (word >> b) & 1u ? one_value : zero_value;
       }
     }
   }
@@ -404,12 +466,13 @@ __global__ void __launch_bounds__(kThreads) decode_split_tile(void* __restrict__
   }
   __syncthreads();
   auto* dst = reinterpret_cast<uint4*>(static_cast<std::uint8_t*>(out) + (h * a.tokens + t0) * D * dtype_size(out_dtype));
+  constexpr int kRowSteps = kTile * 16 / kThreads;  // D = 128: 16 vectors of 8 per row
   if (out_dtype == DType::f16) {
-    write_rows<DType::f16>(dst, valid, D, slot, hi, SH, lo, S, first_version);
+    write_rows<DType::f16, S, kRowSteps>(dst, valid, D, slot, hi, SH, lo, S, first_version);
   } else if (out_dtype == DType::bf16) {
-    write_rows<DType::bf16>(dst, valid, D, slot, hi, SH, lo, S, first_version);
+    write_rows<DType::bf16, S, kRowSteps>(dst, valid, D, slot, hi, SH, lo, S, first_version);
   } else {
-    write_rows<DType::f32>(dst, valid, D, slot, hi, SH, lo, S, first_version);
+    write_rows<DType::f32, S, kRowSteps>(dst, valid, D, slot, hi, SH, lo, S, first_version);
   }
 }
 
