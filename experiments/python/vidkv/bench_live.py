@@ -24,9 +24,17 @@ with attention="fused": decode attention from the packed bits), and the run prin
   torch peak   torch.cuda.max_memory_allocated() over prefill and decode minus before: activations, DynamicCache's
                tensors, VidKVCache's transient dequantized layer; not VidKVCache's packed blocks (in cache MiB).
   eff. bits    VidKVCache.bits()["effective_bits"] after the run (from the bytes stored);
-  same tokens  greedy tokens equal to DynamicCache's at the same step (the exact fp16 codec must give all).
-The memory columns and the tokens come from a run of each cache alone (prefill, then --steps decode steps), before
-the interleaved timing.
+  agree        teacher-forced greedy agreement with DynamicCache: every cache is fed DynamicCache's own greedy
+               tokens, so its prediction at each of the steps + 1 positions (the prefill's, then each decode step's)
+               follows the same context as the reference's; counted where its argmax equals DynamicCache's. (Comparing
+               free-running generations instead counts nothing after the first differing token, whatever the cause.)
+  logit err    the largest |logit - DynamicCache's logit| over those positions and the vocabulary, relative to the
+               largest |DynamicCache logit| (printed under the table). An argmax can differ from DynamicCache's only
+               where the absolute error there reaches half of DynamicCache's top-2 margin, so the line under the
+               table also gives, per cache, the smallest such margin among its disagreements: a disagreement at a
+               margin far above twice the error would point at a bug, one at a margin near it is a near-tie.
+The memory columns, the agreement and the logit error come from a run of each cache alone (prefill, then --steps
+decode steps), before the interleaved timing.
 
 Every cache sees the same prompt and the same weights; steps are decoded with the model's own greedy tokens.
 Without a CUDA device the run exits with a message (use a CPU-sized --layers/--hidden/--tokens with --device cpu
@@ -169,9 +177,47 @@ def _interleaved(torch, model, a, runs, make, prompt) -> dict:
     return times
 
 
-def _run(torch, model, a, tokens, make_cache, prompt):
-    """One cache alone: prefill, then --steps greedy decode steps; returns (cache, device bytes after the prefill,
-    torch's peak bytes, the greedy tokens). Not timed (_interleaved times the steps)."""
+def _logits(model, ids, cache, **kwargs):
+    """One forward pass of `ids` on `cache`: the last position's logits [vocab] in fp32."""
+    out = model(input_ids=ids, past_key_values=cache, use_cache=True, **kwargs)
+    return out.logits[0, -1].float()
+
+
+class _Reference:
+    """DynamicCache's greedy run: its tokens and, per position, its logits (on the device), their max norm and top-2
+    margin."""
+
+    def __init__(self):
+        self.tokens, self.logits, self.scale, self.margin = [], [], [], []
+
+    def add(self, logits):
+        top = logits.topk(2).values
+        self.tokens.append(int(logits.argmax()))
+        self.logits.append(logits)
+        self.scale.append(float(logits.abs().max()))
+        self.margin.append(float(top[0] - top[1]))
+
+
+class _Agreement:
+    """One cache's teacher-forced predictions against a _Reference: agreeing positions, the largest logit error
+    relative to the reference's largest logit, the smallest reference margin among the disagreements."""
+
+    def __init__(self, ref):
+        self.ref, self.agree, self.error, self.margin = ref, 0, 0.0, None
+
+    def add(self, j, logits):
+        ref = self.ref
+        if int(logits.argmax()) == ref.tokens[j]:
+            self.agree += 1
+        elif self.margin is None or ref.margin[j] < self.margin:
+            self.margin = ref.margin[j]
+        self.error = max(self.error, float((logits - ref.logits[j]).abs().max()) / max(max(ref.scale), 1e-30))
+
+
+def _run(torch, model, a, tokens, make_cache, prompt, ref=None):
+    """One cache alone: prefill, then --steps decode steps; returns (cache, device bytes after the prefill, torch's
+    peak bytes, a _Reference when ref is None (greedy: each step fed the previous prediction), else an _Agreement
+    with ref (teacher-forced: step i fed ref's token i)). Not timed (_interleaved times the steps)."""
     cuda = a.device.startswith("cuda")
     cache = make_cache()
     _sync(torch, a.device)
@@ -180,19 +226,20 @@ def _run(torch, model, a, tokens, make_cache, prompt):
         torch.cuda.reset_peak_memory_stats()
     before = torch.cuda.memory_allocated() if cuda else 0
     used_before = _device_used(torch) if cuda else 0
+    record = _Reference() if ref is None else _Agreement(ref)
+    put = (lambda j, logits: record.add(logits)) if ref is None else record.add
     with torch.inference_mode():
-        nxt = _next_token(model, prompt, cache, logits_to_keep=1)
+        put(0, _logits(model, prompt, cache, logits_to_keep=1))
         _sync(torch, a.device)
         used_after = _device_used(torch) if cuda else 0
-        generated = []
-        for _ in range(a.steps):
-            generated.append(int(nxt[0, 0]))
-            nxt = _next_token(model, nxt, cache)
+        for i in range(a.steps):
+            token = (record if ref is None else ref).tokens[i]
+            put(i + 1, _logits(model, torch.tensor([[token]], device=prompt.device), cache))
         _sync(torch, a.device)
     peak = torch.cuda.max_memory_allocated() - before if cuda else 0
     if a.profile and cuda:
-        _profile(torch, model, cache, nxt)
-    return cache, used_after - used_before, peak, generated
+        _profile(torch, model, cache, torch.tensor([[record.tokens[-1] if ref is None else ref.tokens[-1]]], device=prompt.device))
+    return cache, used_after - used_before, peak, record
 
 
 def main(argv=None) -> int:
@@ -223,11 +270,11 @@ def main(argv=None) -> int:
     dev = "GPU: " + torch.cuda.get_device_name() if a.device.startswith("cuda") else "CPU"
     print(f"# vidkv bench --live: random-weight Qwen2 geometry, {cfg.num_hidden_layers} layers x "
           f"{cfg.num_key_value_heads} KV heads x 128 (GQA {cfg.num_attention_heads // cfg.num_key_value_heads}), "
-          f"{a.dtype}, {dev}; memory and tokens from each cache alone (prefill + {a.steps} decode steps); ms/token: "
+          f"{a.dtype}, {dev}; memory and agreement from each cache alone (prefill + {a.steps} teacher-forced decode steps); ms/token: "
           f"median of {a.rounds} x {a.steps} steps per cache, all caches prefilled side by side and their steps "
           f"interleaved one by one; sdpa backends {a.sdpa}\n")
-    print("| tokens | cache | ms/token | vs fp16 | cache MiB | bound MiB | device MiB | torch peak MiB | eff. bits | same tokens |")
-    print("| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    print("| tokens | cache | ms/token | vs fp16 | cache MiB | bound MiB | device MiB | torch peak MiB | eff. bits | agree | logit err |")
+    print("| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     mib = 1 / 2**20
     g = torch.Generator(device="cpu").manual_seed(a.seed)
     for tokens in a.tokens:
@@ -239,35 +286,42 @@ def main(argv=None) -> int:
             preset, attention = run
             return DynamicCache() if preset is None else VidKVCache({"preset": preset}, attention=attention)
 
-        # Memory and greedy tokens: each cache alone.
-        last = {}
+        # Memory and teacher-forced agreement: each cache alone, DynamicCache first (its greedy run is the reference).
+        last, ref = {}, None
         for run in runs:
             preset, attention = run
             _set_attention(model, attention)
-            cache, alloc, peak, toks = _run(torch, model, a, tokens, lambda run=run: make(run), prompt)
+            cache, alloc, peak, record = _run(torch, model, a, tokens, lambda run=run: make(run), prompt, ref)
             if preset is None:
+                ref = record
                 # DynamicCache holds prefill + steps tokens now: scale its bytes back to the prefill.
-                last[run] = (_cache_bytes_dynamic(cache) * tokens / (tokens + a.steps), alloc, peak, toks, None)
+                last[run] = (_cache_bytes_dynamic(cache) * tokens / (tokens + a.steps), alloc, peak, record, None)
             else:
-                last[run] = (sum(m["total_bytes"] for m in cache.memory().values()), alloc, peak, toks,
+                last[run] = (sum(m["total_bytes"] for m in cache.memory().values()), alloc, peak, record,
                              cache.bits()["effective_bits"])
             del cache
             model.set_attn_implementation("sdpa")
         # Speed: the caches side by side, their steps interleaved.
         times = _interleaved(torch, model, a, runs, make, prompt)
-        fp16_bytes, alloc, peak, ref_tokens, _ = last[(None, "materialize")]
+        fp16_bytes, alloc, peak, _, _ = last[(None, "materialize")]
+        margins = []
         ms_fp16 = statistics.median(times[(None, "materialize")])
         one_layer = fp16_bytes / cfg.num_hidden_layers
         print(f"| {tokens} | fp16 DynamicCache | {ms_fp16:.2f} | 1.00 | {fp16_bytes * mib:.1f} | - | {alloc * mib:.1f} | "
-              f"{peak * mib:.1f} | 16.00 | - |", flush=True)
+              f"{peak * mib:.1f} | 16.00 | - | - |", flush=True)
         for preset, attention in runs[1:]:
-            held, alloc, peak, toks, bits = last[(preset, attention)]
+            held, alloc, peak, agreement, bits = last[(preset, attention)]
             ms = statistics.median(times[(preset, attention)])
             bound = bits / 16 * fp16_bytes + one_layer
             label = f"VidKVCache {preset}" + (" fused" if attention == "fused" else "")
+            if agreement.margin is not None:
+                margins.append(f"{label} {agreement.margin:.3g}")
             print(f"| {tokens} | {label} | {ms:.2f} | {ms / ms_fp16:.2f} | {held * mib:.1f} | "
                   f"{bound * mib:.1f} | {alloc * mib:.1f} | {peak * mib:.1f} | {bits:.2f} | "
-                  f"{sum(x == y for x, y in zip(toks, ref_tokens))}/{len(ref_tokens)} |", flush=True)
+                  f"{agreement.agree}/{len(ref.tokens)} | {agreement.error:.2e} |", flush=True)
+        print(f"\n{tokens} tokens: DynamicCache's logits at most {max(ref.scale):.3g} in magnitude; smallest top-2 margin of "
+              f"DynamicCache's at the positions where a cache disagrees: "
+              f"{'; '.join(margins) if margins else 'none (every cache agrees everywhere)'}.\n", flush=True)
     print("\ncache MiB: DynamicCache's K/V tensors / VidKVCache.memory() after prefill + steps (scaled to the prefill "
           "for DynamicCache); device MiB: device memory in use (cudaMemGetInfo) right after the prefill minus before it; torch peak "
           "MiB: max_memory_allocated() over prefill and decode minus before (not VidKVCache's packed blocks); bound: effective bits / 16 x fp16 cache + one "
