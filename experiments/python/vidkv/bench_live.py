@@ -4,8 +4,9 @@ A random-weight decoder is built from a config with a 7B VideoLLM's geometry (Qw
 LLaVA-OneVision-7B and LLaVA-Video-7B: 28 layers, hidden 3584, 28 query heads, 4 KV heads, head_dim 128, GQA 7;
 nothing is downloaded; --layers / --hidden shrink it for a quick look). For each prompt length (--tokens) and each
 cache (fp16 DynamicCache, then VidKVCache with every --presets entry under the preset's own lifecycle), one random
-prompt is prefilled, then --steps tokens are decoded greedily one at a time (with --fused, each preset once more
-with attention="fused": decode attention from the packed bits), and the run prints:
+prompt is prefilled, then --steps tokens are decoded one at a time (with --fused, each preset once more with
+attention="fused": decode attention from the packed bits; DynamicCache and the timed steps greedily, the other
+caches' accuracy runs teacher-forced with DynamicCache's tokens), and the run prints:
 
   ms/token     median wall time of one decode step (torch.cuda.synchronize around each step), and its ratio to
                DynamicCache at the same length, timed with every cache prefilled side by side and their decode
@@ -32,11 +33,13 @@ with attention="fused": decode attention from the packed bits), and the run prin
                largest |DynamicCache logit| (printed under the table). An argmax can differ from DynamicCache's only
                where the absolute error there reaches half of DynamicCache's top-2 margin, so the line under the
                table also gives, per cache, the smallest such margin among its disagreements: a disagreement at a
-               margin far above twice the error would point at a bug, one at a margin near it is a near-tie.
+               margin far above twice the absolute error (logit err x that magnitude) would point at a bug, one at
+               a margin near it is a near-tie.
 The memory columns, the agreement and the logit error come from a run of each cache alone (prefill, then --steps
 decode steps), before the interleaved timing.
 
-Every cache sees the same prompt and the same weights; steps are decoded with the model's own greedy tokens.
+Every cache sees the same prompt and the same weights; the timed steps are decoded with each cache's own greedy
+tokens.
 Without a CUDA device the run exits with a message (use a CPU-sized --layers/--hidden/--tokens with --device cpu
 for a smoke run).
 """
@@ -184,13 +187,14 @@ def _logits(model, ids, cache, **kwargs):
 
 
 class _Reference:
-    """DynamicCache's greedy run: its tokens and, per position, its logits (on the device), their max norm and top-2
-    margin."""
+    """DynamicCache's greedy run: its tokens and, per position, its logits (fp32, on the host), their max norm and
+    top-2 margin."""
 
     def __init__(self):
         self.tokens, self.logits, self.scale, self.margin = [], [], [], []
 
     def add(self, logits):
+        logits = logits.cpu()  # on the host: the reference's logits must not count in any cache's device memory
         top = logits.topk(2).values
         self.tokens.append(int(logits.argmax()))
         self.logits.append(logits)
@@ -207,6 +211,7 @@ class _Agreement:
 
     def add(self, j, logits):
         ref = self.ref
+        logits = logits.cpu()
         if int(logits.argmax()) == ref.tokens[j]:
             self.agree += 1
         elif self.margin is None or ref.margin[j] < self.margin:
@@ -277,6 +282,7 @@ def main(argv=None) -> int:
     print("| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     mib = 1 / 2**20
     g = torch.Generator(device="cpu").manual_seed(a.seed)
+    notes = []  # per length, printed under the table (one table for every length)
     for tokens in a.tokens:
         prompt = torch.randint(0, cfg.vocab_size, (1, tokens), generator=g).to(a.device)
         runs = [(None, "materialize")] + [(p_, "materialize") for p_ in a.presets] + (
@@ -294,8 +300,10 @@ def main(argv=None) -> int:
             cache, alloc, peak, record = _run(torch, model, a, tokens, lambda run=run: make(run), prompt, ref)
             if preset is None:
                 ref = record
-                # DynamicCache holds prefill + steps tokens now: scale its bytes back to the prefill.
-                last[run] = (_cache_bytes_dynamic(cache) * tokens / (tokens + a.steps), alloc, peak, record, None)
+                # DynamicCache holds prefill + steps tokens now (one more after --profile's step): scale its bytes
+                # back to the prefill.
+                held = tokens + a.steps + (1 if a.profile and a.device.startswith("cuda") else 0)
+                last[run] = (_cache_bytes_dynamic(cache) * tokens / held, alloc, peak, record, None)
             else:
                 last[run] = (sum(m["total_bytes"] for m in cache.memory().values()), alloc, peak, record,
                              cache.bits()["effective_bits"])
@@ -319,9 +327,10 @@ def main(argv=None) -> int:
             print(f"| {tokens} | {label} | {ms:.2f} | {ms / ms_fp16:.2f} | {held * mib:.1f} | "
                   f"{bound * mib:.1f} | {alloc * mib:.1f} | {peak * mib:.1f} | {bits:.2f} | "
                   f"{agreement.agree}/{len(ref.tokens)} | {agreement.error:.2e} |", flush=True)
-        print(f"\n{tokens} tokens: DynamicCache's logits at most {max(ref.scale):.3g} in magnitude; smallest top-2 margin of "
-              f"DynamicCache's at the positions where a cache disagrees: "
-              f"{'; '.join(margins) if margins else 'none (every cache agrees everywhere)'}.\n", flush=True)
+        notes.append(f"{tokens} tokens: DynamicCache's logits at most {max(ref.scale):.3g} in magnitude; smallest "
+                     f"top-2 margin of DynamicCache's at the positions where a cache disagrees: "
+                     f"{'; '.join(margins) if margins else 'none (every cache agrees everywhere)'}.")
+    print("\n" + "\n".join(notes))
     print("\ncache MiB: DynamicCache's K/V tensors / VidKVCache.memory() after prefill + steps (scaled to the prefill "
           "for DynamicCache); device MiB: device memory in use (cudaMemGetInfo) right after the prefill minus before it; torch peak "
           "MiB: max_memory_allocated() over prefill and decode minus before (not VidKVCache's packed blocks); bound: effective bits / 16 x fp16 cache + one "

@@ -163,9 +163,10 @@ __device__ inline void code_uniform_groups(const EncodeTile& t, const Args& a, i
 
 // The low channels of the staged rows as fp32 into lo (row r, column c: low channel c of token r), elements first,
 // first + stride, ... (consecutive elements: one token's consecutive low channels).
-// When the stride is a multiple of n (the encode's 64 staging threads and n <= 64), a thread's elements all lie in
-// column first % n: its source channel is read once and its rows walked by pointer, 4 at a time (one shared load,
-// conversion and store per element, where the general loop also divides the index and reloads the table).
+// When n divides the stride (encode_split_tile's 64 staging threads and the first version's 128, for n = 64 and
+// below), a thread's elements all lie in column first % n, rows first / n + m * (stride / n) below valid: its source
+// channel is read once and its rows walked by pointer, 4 at a time (one shared load, conversion and store per
+// element, where the general loop also divides the index and reloads the table).
 template <DType T, int n, int S>
 __device__ inline void stage_low_channels(const EncodeTile& t, const Args& a, int first, int stride) {
   if (stride % n == 0) {
@@ -306,12 +307,6 @@ __device__ inline uint4 pack_output(const std::uint32_t (&b)[O == DType::f32 ? 4
   }
 }
 
-// The rows of a decoded tile into `dst` ([rows, D] values of O from the tile's first), 16 bytes per store: V = 16 /
-// sizeof(O) values of one row (D % 8 == 0), each found through the slot table (>= 0: the high tile; < 0: the low
-// tile; kInvalidSlot: a row of an invalid mask). hi and lo are one array (lo == hi + kTile * SH). When blockDim.x is
-// a multiple of the vectors per row, a thread's columns are the same in every row it writes: their sources
-// (element and row stride in hi) are looked up once, not per row (per_vector_lookup: for every vector, as the first
-// version of the kernel did).
 // Two values as the 2-byte pair of O (a in the low half), each rounded to nearest even by one cvt.rn.{f16,bf16}x2.f32.
 template <DType O>
 __device__ inline std::uint32_t pack_pair(float a, float b) {
@@ -324,6 +319,12 @@ __device__ inline std::uint32_t pack_pair(float a, float b) {
   }
 }
 
+// The rows of a decoded tile into `dst` ([rows, D] values of O from the tile's first), 16 bytes per store: V = 16 /
+// sizeof(O) values of one row (D % 8 == 0), each found through the slot table (>= 0: the high tile; < 0: the low
+// tile; kInvalidSlot: a row of an invalid mask). hi and lo are one array (lo == hi + kTile * SH). When blockDim.x is
+// a multiple of the vectors per row, a thread's columns are the same in every row it writes: their sources
+// (element and row stride in hi) are looked up once, not per row (per_vector_lookup: for every vector, as the first
+// version of the kernel did).
 // kS: the row stride (in floats) of the tiles that the unrolled path below reads at compile-time offsets; kRowSteps:
 // the rows a thread writes there (kTile / row_step: 8 for 128 threads and D = 128).
 template <DType O, int kS, int kRowSteps>
@@ -345,10 +346,11 @@ __device__ inline void write_rows(uint4* dst, int rows, int D, const std::int32_
     }
     const int r0 = static_cast<int>(threadIdx.x) / per_row;
     if constexpr (O != DType::f32) {
-      // Every row of the tile, both children's tiles with row stride kS, no column of an invalid mask (the usual
-      // case: vidkv-k1.5-v1.58 has k + 1 = W + 1 = 65): the rows at compile-time offsets from one shared address
-      // per column, two values converted by one cvt.rn.{f16,bf16}x2.f32 (each half rounded to nearest even, as
-      // output_bits' conversion of each value).
+      // A full tile whose rows this thread walks in kRowSteps steps, and whose own columns all come from tiles of
+      // row stride kS (checked per thread: with k + 1 = W + 1, vidkv-k1.5-v1.58's 65, every thread) and none from an
+      // invalid mask: the rows at compile-time offsets from one shared address per column, two values converted by
+      // one cvt.rn.{f16,bf16}x2.f32 (each half rounded to nearest even, as output_bits' conversion of each value).
+      // r0 < row_step and kRowSteps * row_step == rows, so these are the rows r0 + i * row_step of the loop below.
       bool plain = rows == kTile && row_step * kRowSteps == kTile;
 #pragma unroll
       for (int j = 0; j < V; ++j) plain = plain && !invalid[j] && stride[j] == kS;

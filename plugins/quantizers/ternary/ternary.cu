@@ -363,8 +363,9 @@ __device__ inline void decode_group_trits(const std::uint8_t* codes, Packing p, 
 // fp16 / bf16 output by one packed fma per two values: the reference's value (slot - 1) * u (fp32, exact: -u, +0 or
 // +u) rounded to the output dtype is RN(slot * v - v) with v = RN(u) the scale rounded to the output dtype, computed
 // by fma.rn.{f16,bf16}x2 with one rounding: slot * v - v is exactly -v, +0 (v - v) or +v (the product 2 v inside the
-// fma is exact even where it would overflow the dtype), and RN(+-u) = +-RN(u). That needs v finite and v > 0: u = +0
-// would give +0 for slot 0 where the reference has (0 - 1) * +0 = -0, and an RN(u) = inf would give NaN for slot 1. The
+// fma is exact even where it would overflow the dtype), and RN(+-u) = +-RN(u). That needs v finite and v > 0: v = +0
+// (u = +0, or a u below half the dtype's smallest subnormal) would give +0 for slot 0 where the reference has
+// RN((0 - 1) u) = -0, and v = inf would give NaN for slots 1 and 2 (inf - inf, 2 inf - inf). The
 // slots reach the fma as the exact 2-byte values 1024 + slot (fp16) / 128 + slot (bf16: spacing 1 from 2^7 on), biased
 // by one lop3 and unbiased by one subtraction (uniform.cu's decode_channel_half does the same for codes). Per two
 // values a shift, the lop3, the subtraction, the fma and the store, against about 12 integer instructions per word

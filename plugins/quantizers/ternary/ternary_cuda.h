@@ -14,8 +14,8 @@
 // VidKV presets' values, runs encode_channel_warp (each warp on its own, packed 2-byte compares, whole-sector
 // stores); the channel-axis decode writes fp16 / bf16 values by one packed fma per two values (slot * v - v, v the
 // scale rounded to the output dtype: exact) for every group whose rounded scale is finite and positive and whose
-// slots are all valid, through fp32 otherwise, and reads a group's base-3 bytes as three aligned words. Inputs fp32,
-// fp16 or bf16; decode writes fp32, fp16 or bf16.
+// slots are all valid, through fp32 otherwise, and reads a group's base-3 bytes as the three aligned words that
+// cover them where those lie inside the codes section. Inputs fp32, fp16 or bf16; decode writes fp32, fp16 or bf16.
 #pragma once
 
 #include <cstdint>
