@@ -15,14 +15,18 @@ caches' accuracy runs teacher-forced with DynamicCache's tokens), and the run pr
                machine moved by up to 70% between runs minutes apart and, within a run, by more than the caches
                differ (docs/performance.md section 8), so a cache timed over its own seconds would measure the
                drift more than the cache; all caches are held at once for this (mind the device memory);
-  cache MiB    device bytes the cache holds right after the prefill: DynamicCache's K/V tensors; VidKVCache's
-               `cache.memory()` (packed blocks + residual window, from the allocations it made);
-  bound MiB    the issue-12 bound: effective bits / 16 x the fp16 cache + one layer's fp16 K/V;
-  device MiB   device memory in use right after the prefill minus before it, from cudaMemGetInfo
+  cache MiB    bytes the cache holds after the prefill and the decode steps: VidKVCache's `cache.memory()`
+               (packed blocks + residual window, from the allocations it made, spare room of its buffers included);
+               DynamicCache's K/V tensors, scaled back to the prefill's length;
+  bound MiB    the issue-12 bound: effective bits / 16 x the fp16 cache + one layer's fp16 K/V. It is meant for long
+               prompts: at a few hundred tokens a VidKVCache's fixed parts (the residual window's buffers, grown
+               ahead of need) exceed it, and a row above its bound says so with a '!' after its cache MiB;
+  device MiB   (GPU runs only: '-' on the CPU) device memory in use right after the prefill minus before it, from
+               cudaMemGetInfo
                (torch.cuda.mem_get_info, after synchronize + empty_cache): everything that stayed on the GPU, through
                torch's allocator or not (VidKVCache's packed blocks are cudaMallocAsync allocations that torch's
                counters do not see);
-  torch peak   torch.cuda.max_memory_allocated() over prefill and decode minus before: activations, DynamicCache's
+  torch peak   (GPU runs only) torch.cuda.max_memory_allocated() over prefill and decode minus before: activations, DynamicCache's
                tensors, VidKVCache's transient dequantized layer; not VidKVCache's packed blocks (in cache MiB).
   eff. bits    VidKVCache.bits()["effective_bits"] after the run (from the bytes stored);
   agree        teacher-forced greedy agreement with DynamicCache: every cache is fed DynamicCache's own greedy
@@ -32,9 +36,9 @@ caches' accuracy runs teacher-forced with DynamicCache's tokens), and the run pr
   logit err    the largest |logit - DynamicCache's logit| over those positions and the vocabulary, relative to the
                largest |DynamicCache logit| (printed under the table). An argmax can differ from DynamicCache's only
                where the absolute error there reaches half of DynamicCache's top-2 margin, so the line under the
-               table also gives, per cache, the smallest such margin among its disagreements: a disagreement at a
-               margin far above twice the absolute error (logit err x that magnitude) would point at a bug, one at
-               a margin near it is a near-tie.
+               table also gives, per cache, the smallest such margin among its disagreements and compares it with
+               twice the cache's largest absolute error (logit err x that magnitude): at or below it, a near-tie;
+               above it, a disagreement that the error does not explain (it says "ABOVE (look into it)").
 The memory columns, the agreement and the logit error come from a run of each cache alone (prefill, then --steps
 decode steps), before the interleaved timing.
 
@@ -52,7 +56,8 @@ import time
 
 
 def _parse(argv):
-    p = argparse.ArgumentParser(prog="vidkv bench --live", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="vidkv bench --live", description=__doc__,  # the columns' definitions too
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--live", action="store_true", help="(this benchmark)")
     p.add_argument("--tokens", default="8192,32768", help="prompt lengths, comma-separated")
     p.add_argument("--presets", default="fp16,kivi-2,vidkv-k1.5-v1.58",
@@ -315,24 +320,29 @@ def main(argv=None) -> int:
         margins = []
         ms_fp16 = statistics.median(times[(None, "materialize")])
         one_layer = fp16_bytes / cfg.num_hidden_layers
-        print(f"| {tokens} | fp16 DynamicCache | {ms_fp16:.2f} | 1.00 | {fp16_bytes * mib:.1f} | - | {alloc * mib:.1f} | "
-              f"{peak * mib:.1f} | 16.00 | - | - |", flush=True)
+        gpu = a.device.startswith("cuda")
+        mem = (lambda n: f"{n * mib:.1f}") if gpu else (lambda n: "-")  # device MiB and torch peak: GPU counters
+        print(f"| {tokens} | fp16 DynamicCache | {ms_fp16:.2f} | 1.00 | {fp16_bytes * mib:.1f} | - | {mem(alloc)} | "
+              f"{mem(peak)} | 16.00 | - | - |", flush=True)
         for preset, attention in runs[1:]:
             held, alloc, peak, agreement, bits = last[(preset, attention)]
             ms = statistics.median(times[(preset, attention)])
             bound = bits / 16 * fp16_bytes + one_layer
             label = f"VidKVCache {preset}" + (" fused" if attention == "fused" else "")
             if agreement.margin is not None:
-                margins.append(f"{label} {agreement.margin:.3g}")
-            print(f"| {tokens} | {label} | {ms:.2f} | {ms / ms_fp16:.2f} | {held * mib:.1f} | "
-                  f"{bound * mib:.1f} | {alloc * mib:.1f} | {peak * mib:.1f} | {bits:.2f} | "
+                twice = 2 * agreement.error * max(ref.scale)  # twice the largest absolute logit error
+                verdict = "a near-tie: within" if agreement.margin <= twice else "ABOVE (look into it)"
+                margins.append(f"{label} {agreement.margin:.3g}, {verdict} twice its largest error {twice:.3g}")
+            over = "!" if held > bound else ""
+            print(f"| {tokens} | {label} | {ms:.2f} | {ms / ms_fp16:.2f} | {held * mib:.1f}{over} | "
+                  f"{bound * mib:.1f} | {mem(alloc)} | {mem(peak)} | {bits:.2f} | "
                   f"{agreement.agree}/{len(ref.tokens)} | {agreement.error:.2e} |", flush=True)
         notes.append(f"{tokens} tokens: DynamicCache's logits at most {max(ref.scale):.3g} in magnitude; smallest "
                      f"top-2 margin of DynamicCache's at the positions where a cache disagrees: "
                      f"{'; '.join(margins) if margins else 'none (every cache agrees everywhere)'}.")
     print("\n" + "\n".join(notes))
     print("\ncache MiB: DynamicCache's K/V tensors / VidKVCache.memory() after prefill + steps (scaled to the prefill "
-          "for DynamicCache); device MiB: device memory in use (cudaMemGetInfo) right after the prefill minus before it; torch peak "
+          "for DynamicCache; '!': above the bound, which is meant for long prompts); device MiB: device memory in use (cudaMemGetInfo) right after the prefill minus before it; torch peak "
           "MiB: max_memory_allocated() over prefill and decode minus before (not VidKVCache's packed blocks); bound: effective bits / 16 x fp16 cache + one "
           "layer's fp16 K/V (issue 12).")
     return 0
