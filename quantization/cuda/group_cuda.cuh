@@ -18,6 +18,16 @@ using group_format::GroupGrid;
 
 constexpr int kThreads = 256;
 
+// ((x >> sh) & mask) | bias as one lop3 (LUT 0xEA = (a & b) | c; written out, since the compiler otherwise emits an
+// AND and an OR, each with its immediate): small codes as 2-byte pairs bias + code per half, e.g. the fp16 pair
+// 1024 + q (bias 0x64006400) or the bf16 pair 128 + q (0x43004300), exact where the dtype's spacing there is 1.
+// The decoders subtract the bias pair (exact) and take the codes into packed fp16 / bf16 arithmetic.
+__device__ __forceinline__ std::uint32_t biased_code_pair(std::uint32_t x, unsigned sh, std::uint32_t mask, std::uint32_t bias) {
+  std::uint32_t r;
+  asm("lop3.b32 %0, %1, %2, %3, 0xEA;" : "=r"(r) : "r"(x >> sh), "r"(mask), "r"(bias));
+  return r;
+}
+
 // Coordinates (head, row, group) of the t-th thread's group. Axis channel: row (channel) fastest, so a warp reads
 // 32 adjacent channels of the same tokens; axis token: group fastest (contiguous channels of one token).
 struct GroupCoords {

@@ -238,17 +238,17 @@ def _run(torch, model, a, tokens, make_cache, prompt, ref=None):
     used_before = _device_used(torch) if cuda else 0
     record = _Reference() if ref is None else _Agreement(ref)
     put = (lambda j, logits: record.add(logits)) if ref is None else record.add
+    teacher = record if ref is None else ref  # whose tokens the steps are fed
     with torch.inference_mode():
         put(0, _logits(model, prompt, cache, logits_to_keep=1))
         _sync(torch, a.device)
         used_after = _device_used(torch) if cuda else 0
         for i in range(a.steps):
-            token = (record if ref is None else ref).tokens[i]
-            put(i + 1, _logits(model, torch.tensor([[token]], device=prompt.device), cache))
+            put(i + 1, _logits(model, torch.tensor([[teacher.tokens[i]]], device=prompt.device), cache))
         _sync(torch, a.device)
     peak = torch.cuda.max_memory_allocated() - before if cuda else 0
     if a.profile and cuda:
-        _profile(torch, model, cache, torch.tensor([[record.tokens[-1] if ref is None else ref.tokens[-1]]], device=prompt.device))
+        _profile(torch, model, cache, torch.tensor([[teacher.tokens[-1]]], device=prompt.device))
     return cache, used_after - used_before, peak, record
 
 

@@ -325,12 +325,12 @@ __device__ inline std::uint32_t pack_pair(float a, float b) {
 // a multiple of the vectors per row, a thread's columns are the same in every row it writes: their sources
 // (element and row stride in hi) are looked up once, not per row (per_vector_lookup: for every vector, as the first
 // version of the kernel did).
-// kS: the row stride (in floats) of the tiles that the unrolled path below reads at compile-time offsets; kRowSteps:
-// the rows a thread writes there (kTile / row_step: 8 for 128 threads and D = 128).
-template <DType O, int kS, int kRowSteps>
+// kS: the row stride (in floats) of the tiles that the unrolled path below reads at compile-time offsets.
+template <DType O, int kS>
 __device__ inline void write_rows(uint4* dst, int rows, int D, const std::int32_t* slot, const float* hi, int SH, const float* lo,
                                   int S, bool per_vector_lookup) {
   constexpr int V = O == DType::f32 ? 4 : 8;
+  constexpr int kRowSteps = kTile * (128 / V) / kThreads;  // the unrolled path's rows per thread (D = 128: 8)
   const int per_row = D / V;
   if (blockDim.x % per_row == 0 && !per_vector_lookup) {
     const int c0 = static_cast<int>(threadIdx.x) % per_row * V, row_step = static_cast<int>(blockDim.x) / per_row;
@@ -468,13 +468,12 @@ __global__ void __launch_bounds__(kThreads) decode_split_tile(void* __restrict__
   }
   __syncthreads();
   auto* dst = reinterpret_cast<uint4*>(static_cast<std::uint8_t*>(out) + (h * a.tokens + t0) * D * dtype_size(out_dtype));
-  constexpr int kRowSteps = kTile * 16 / kThreads;  // D = 128: 16 vectors of 8 per row
   if (out_dtype == DType::f16) {
-    write_rows<DType::f16, S, kRowSteps>(dst, valid, D, slot, hi, SH, lo, S, first_version);
+    write_rows<DType::f16, S>(dst, valid, D, slot, hi, SH, lo, S, first_version);
   } else if (out_dtype == DType::bf16) {
-    write_rows<DType::bf16, S, kRowSteps>(dst, valid, D, slot, hi, SH, lo, S, first_version);
+    write_rows<DType::bf16, S>(dst, valid, D, slot, hi, SH, lo, S, first_version);
   } else {
-    write_rows<DType::f32, S, kRowSteps>(dst, valid, D, slot, hi, SH, lo, S, first_version);
+    write_rows<DType::f32, S>(dst, valid, D, slot, hi, SH, lo, S, first_version);
   }
 }
 

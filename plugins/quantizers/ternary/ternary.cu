@@ -375,16 +375,12 @@ template <DType O>
 struct TritPairs {
   using P = std::conditional_t<O == DType::f16, __half2, __nv_bfloat162>;
   static constexpr std::uint32_t kBias = O == DType::f16 ? 0x64006400u : 0x43004300u;  // 1024 / 128 per half
-  static __device__ std::uint16_t rounded(float u) {
-    return O == DType::f16 ? __half_as_ushort(__float2half_rn(u)) : __bfloat16_as_ushort(__float2bfloat16_rn(u));
-  }
   // v = RN(u) finite and > 0 (bits below the dtype's +inf, above +0; the sign bit clear).
   static __device__ bool usable(std::uint16_t v) { return v != 0 && v < (O == DType::f16 ? 0x7C00u : 0x7F80u); }
   static __device__ P pair(std::uint32_t bits) { return *reinterpret_cast<const P*>(&bits); }
   // The output word of the pair whose slots sit at bits sh, sh + 1 (low half) and 16 + sh, 17 + sh (high half) of x.
   static __device__ std::uint32_t word(std::uint32_t x, unsigned sh, P v, P minus_v) {
-    std::uint32_t biased;
-    asm("lop3.b32 %0, %1, %2, %3, 0xEA;" : "=r"(biased) : "r"(x >> sh), "r"(0x00030003u), "r"(kBias));
+    const std::uint32_t biased = group_cuda::biased_code_pair(x, sh, 0x00030003u, kBias);
     const P r = __hfma2(__hsub2(pair(biased), pair(kBias)), v, minus_v);
     return *reinterpret_cast<const std::uint32_t*>(&r);
   }
@@ -415,7 +411,7 @@ __global__ void decode_channel_fast(const std::uint8_t* codes, const std::uint8_
     const std::uint64_t sb = group_slots(codes, p, g.stream_index(h, c0 + 1, gi * 32), wb, code_bytes, byte_slots);
     if constexpr (O != DType::f32) {
       using F = TritPairs<O>;
-      const std::uint16_t va = F::rounded(ua), vb = F::rounded(ub);
+      const std::uint16_t va = group_cuda::to_bits16<O>(ua), vb = group_cuda::to_bits16<O>(ub);
       if (patterns && F::usable(va) && F::usable(vb) && plain_slots(sa) && plain_slots(sb)) {
         const std::uint32_t v_bits = va | (static_cast<std::uint32_t>(vb) << 16);
         const typename F::P v = F::pair(v_bits), minus_v = F::pair(v_bits | 0x80008000u);

@@ -299,11 +299,9 @@ __global__ void __launch_bounds__(256) decode_channel_runs(const std::uint8_t* c
 // about 13 instructions through fp32 (two code extractions and conversions, two multiplies, two adds, a conversion
 // pair). A group where the condition fails is decoded through fp32 as the other kernels do.
 
-// ((x >> sh) & mask) | 0x64006400 as one lop3 (LUT 0xEA = (a & b) | c): the fp16 pair 1024 + code per half.
+// ((x >> sh) & mask) | 0x64006400 as one lop3: the fp16 pair 1024 + code per half.
 __device__ __forceinline__ std::uint32_t biased_half_pair(std::uint32_t x, unsigned sh, std::uint32_t mask) {
-  std::uint32_t r;
-  asm("lop3.b32 %0, %1, %2, %3, 0xEA;" : "=r"(r) : "r"(x >> sh), "r"(mask), "r"(0x64006400u));
-  return r;
+  return group_cuda::biased_code_pair(x, sh, mask, 0x64006400u);
 }
 // A biased pair (biased_half_pair) decoded: (q - 0) s + m per half, one rounding to fp16.
 __device__ __forceinline__ std::uint32_t fused_half_pair(std::uint32_t biased, __half2 s, __half2 m) {
