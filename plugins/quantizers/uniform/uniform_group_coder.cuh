@@ -210,12 +210,24 @@ __device__ inline GroupCodes<BITS> group_codes_in_range(Get get, float mn, float
 #pragma unroll
     for (unsigned i = 0; i < 32; ++i) r.words[(i * BITS) / 32] += coder.biased_code(get(i), near) << ((i * BITS) % 32);
   }
-  if (near) {  // rare: the reference's division for the whole group
+  if (near) {
+    // Rare: some value lies too close to a boundary (or the reciprocal is unusable). The words are rebuilt from
+    // scratch (a NaN's bits may have been added into them): every value's code through the reciprocal with the
+    // clamps (biased_code: the same code as either loop above wherever its own near test stays clear; a NaN gives
+    // v = 0, code 0, as the reference's encode_value on the device), and the reference's division only for the values
+    // whose own near test fires (the branch is per lane and value: a warp runs the division for value i only if
+    // one of its lanes needs it there). The first version divided all 32 values of such a group: on an H200, 20% of
+    // the warps of kivi-2's keys encode ran that path (fp16 values fall on a boundary k + 0.5 exactly more often
+    // than random reals do), and its 32 dependent divisions held their blocks at the next barrier.
 #pragma unroll
     for (unsigned k = 0; k < BITS; ++k) r.words[k] = 0;
 #pragma unroll
-    for (unsigned i = 0; i < 32; ++i)
-      r.words[(i * BITS) / 32] |= uniform_format::encode_value(get(i), range.scale, range.mn, BITS) << ((i * BITS) % 32);
+    for (unsigned i = 0; i < 32; ++i) {
+      bool value_near = coder.exact_only;
+      unsigned q = coder.biased_code(get(i), value_near) - kRoundBits;
+      if (value_near) q = uniform_format::encode_value(get(i), range.scale, range.mn, BITS);
+      r.words[(i * BITS) / 32] |= q << ((i * BITS) % 32);
+    }
   }
   return r;
 }
