@@ -36,11 +36,10 @@ constexpr float kRoundMagic = 12582912.0f;
 // only where the two could give different codes (the argument of uniform_avx512.cpp's codes_fast): with u = 2^-24,
 // d = x - mn, q = fl(d / s) and q' = fl(d * fl(1 / s)), |q - q'| <= (3u + u^2) |d / s|; clamping is 1-Lipschitz and
 // rounding jumps only at k + 0.5, so below the top code (|d / s| < top + 1) the codes agree unless clamp(q') lies
-// within eps = 4u (top + 1) of some k + 0.5; beyond the clamps both give top or 0. A group with an element within
-// eps of a boundary (a few in a million for continuous data; about 1e-4 per value for kivi-2's fp16 keys on the
-// H200, where 20% of the warps met one: docs/performance.md section 6) is coded again by encode_value itself; so is
-// every group whose reciprocal exceeds 2^100 (an fp32 scale below 2^-100), where the bound does not hold. Scale 0:
-// reciprocal 0, code 0.
+// within eps = 4u (top + 1) of some k + 0.5; beyond the clamps both give top or 0. The values within eps of a
+// boundary (a few in a million for continuous data; about 1e-4 per value for kivi-2's fp16 keys on the H200, where
+// 20% of the warps met one) are coded again by encode_value itself, and so is every value of a group whose
+// reciprocal exceeds 2^100 (an fp32 scale below 2^-100), where the bound does not hold. Scale 0: reciprocal 0, code 0.
 struct FastCoder {
   float mn, reciprocal, top, limit;
   bool exact_only;
