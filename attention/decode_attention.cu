@@ -209,7 +209,22 @@ __device__ inline void staged_key_scores(float (&sc)[kMaxQ], const float* qk, co
     std::size_t bit = static_cast<std::size_t>(((v.head * v.rows + (i0 - base)) * v.length + tr) * code_bits);
     const auto dbit = static_cast<std::size_t>(step * v.length * code_bits);
     if (v.f.codec == af::ChildCodec::uniform) {
-      for (std::int64_t i = i0; i < i1; i += step, bit += dbit) {
+      // kU codes' loads in flight per lane before their products (as residual_scores): a narrow tile's lane walks
+      // 32 part indices of a 128-channel key, and one load at a time made that walk a chain of dependent round
+      // trips (the general kernel's hottest loop at kivi-2 64k x 1). Same values, same order.
+      constexpr int kU = 8;
+      std::int64_t i = i0;
+      for (; i + (kU - 1) * step < i1; i += kU * step, bit += kU * dbit) {
+        unsigned code[kU];
+#pragma unroll
+        for (int e = 0; e < kU; ++e) code[e] = bits::dense_get_at_bit(v.codes, bit + e * dbit, code_bits);
+#pragma unroll
+        for (int e = 0; e < kU; ++e) {
+          const af::Meta m = kmeta[i + e * step];
+          score_update(sc, qk, i + e * step, uniform_format::decode_value(code[e], m.scale, m.mn));
+        }
+      }
+      for (; i < i1; i += step, bit += dbit) {
         const af::Meta m = kmeta[i];
         score_update(sc, qk, i, uniform_format::decode_value(bits::dense_get_at_bit(v.codes, bit, code_bits), m.scale, m.mn));
       }
