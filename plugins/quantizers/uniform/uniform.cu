@@ -8,7 +8,6 @@
 #include "vidkv/core/cuda/async_copy.cuh"
 #include "vidkv/core/cuda/dependent_launch.cuh"
 #include "vidkv/core/cuda/device_memory.h"
-#include "vidkv/core/env_switch.h"
 #include "vidkv/plugins/quantizers/uniform/uniform_cuda.h"
 #include "vidkv/plugins/quantizers/uniform/uniform_format.h"
 #include "vidkv/plugins/quantizers/uniform/uniform_group_coder.cuh"
@@ -157,18 +156,15 @@ __global__ void __launch_bounds__(256, 4) encode_channel_fast(const void* in, Ch
 constexpr unsigned kTileWords = 8192;
 
 // kPairs: the channel pairs when they are 64 (128 channels: qb = 4, and the output loops' divisions by qb and
-// qb * BITS become shifts), 0 for any other count (the arguments pairs and qb). kBlock: threads per block, 256
-// (qb = 256 / pairs, 4 blocks per multiprocessor) or 128 (half the row groups and shared memory per block, 8 blocks:
-// VIDKV_CUDA_UNIFORM_TILE_THREADS=128, an A / B switch to measure whether smaller blocks, whose load, code and store
-// phases fall out of step sooner, hide each other's latency better).
-template <DType T, unsigned BITS, unsigned kPairs, unsigned kBlock = 256>
-__global__ void __launch_bounds__(kBlock, 1024 / kBlock) encode_channel_tile(const void* in, unsigned pairs_arg, unsigned qb_arg, unsigned gpr,
-                                                                             DType sd, Sections s) {
+// qb * BITS become shifts), 0 for any other count (the arguments pairs and qb).
+template <DType T, unsigned BITS, unsigned kPairs>
+__global__ void __launch_bounds__(256, 4) encode_channel_tile(const void* in, unsigned pairs_arg, unsigned qb_arg, unsigned gpr, DType sd,
+                                                              Sections s) {
   dependent_launch::wait_for_previous_grid();  // launched by launch_dependent (dependent_launch.cuh)
   dependent_launch::allow_next_grid();
   static_assert(sizeof(typename group_cuda::RawPair<T>::type) == 4, "2-byte input dtypes");
-  const unsigned pairs = kPairs != 0 ? kPairs : pairs_arg, qb = kPairs != 0 ? kBlock / kPairs : qb_arg;
-  __shared__ uint4 tile4[kTileWords / 4 * kBlock / 256];
+  const unsigned pairs = kPairs != 0 ? kPairs : pairs_arg, qb = kPairs != 0 ? group_cuda::kThreads / kPairs : qb_arg;
+  __shared__ uint4 tile4[kTileWords / 4];
   std::uint32_t* tile = reinterpret_cast<std::uint32_t*>(tile4);
   const unsigned C = 2 * pairs, q0 = blockIdx.x * qb;
   const uint4* src = reinterpret_cast<const uint4*>(in) + static_cast<std::int64_t>(q0) * 4 * C;  // 32 C 2-byte values = 4 C uint4 per q
@@ -502,17 +498,11 @@ bool fast_path(const Config& c, const GroupGrid& g, const void* values, const vo
   return group_cuda::aligned(values, 16);
 }
 
-// Threads per block of encode_channel_tile: 256, or 128 with VIDKV_CUDA_UNIFORM_TILE_THREADS=128 (A / B).
-unsigned tile_threads() {
-  static const unsigned n = env_equals("VIDKV_CUDA_UNIFORM_TILE_THREADS", "128") ? 128u : 256u;
-  return n;
-}
-
-// Row groups per block of encode_channel_tile with `block` threads, or 0 where it does not apply (fp32 input, more
-// channel pairs than threads, an input not 16-byte aligned, or a row-group count per head that qb does not divide).
-unsigned tile_row_groups(const GroupGrid& g, const void* in, DType in_dtype, unsigned block) {
-  if (in_dtype == DType::f32 || g.rows / 2 > block || !group_cuda::aligned(in, 16)) return 0;
-  const unsigned qb = static_cast<unsigned>(block / (g.rows / 2));
+// Row groups per block of encode_channel_tile, or 0 where it does not apply (fp32 input, more than 256 channel
+// pairs, an input not 16-byte aligned, or a row-group count per head that qb does not divide).
+unsigned tile_row_groups(const GroupGrid& g, const void* in, DType in_dtype) {
+  if (in_dtype == DType::f32 || g.rows / 2 > group_cuda::kThreads || !group_cuda::aligned(in, 16)) return 0;
+  const unsigned qb = static_cast<unsigned>(group_cuda::kThreads / (g.rows / 2));
   return g.groups_per_row() % qb == 0 ? qb : 0;
 }
 
@@ -536,8 +526,7 @@ void encode(const Config& c, const void* in, DType in_dtype, const BlockShape& s
   const bool word_runs = group_format::word_aligned_groups(c.layout, g, c.bits) && group_cuda::aligned4(out);
   auto* st = static_cast<cudaStream_t>(stream);
   if (fast_path(c, g, in, out, in_dtype)) {
-    const unsigned tb = tile_threads();
-    const unsigned qb = c.axis == GroupAxis::channel ? tile_row_groups(g, in, in_dtype, tb) : 0;
+    const unsigned qb = c.axis == GroupAxis::channel ? tile_row_groups(g, in, in_dtype) : 0;
     group_cuda::dispatch_dtype(in_dtype, [&](auto tag) {
       constexpr DType T = decltype(tag)::value;
       dispatch_bits(c.bits, [&](auto bits_tag) {
@@ -551,18 +540,11 @@ void encode(const Config& c, const void* in, DType in_dtype, const BlockShape& s
             const auto pairs = static_cast<unsigned>(g.rows / 2), gpr = static_cast<unsigned>(g.groups_per_row());
             // 128 channels as a constant at 1 and 2 bits (at 4 and 8 the constant version spills a few registers)
             constexpr unsigned kConstPairs = B <= 2 ? 64 : 0;
-            if (tb == 128) {
-              if (kConstPairs != 0 && pairs == kConstPairs)
-                dependent_launch::launch_dependent<encode_channel_tile<T, B, kConstPairs, 128>>(blocks, 128, 0, st, in, pairs, qb, gpr,
-                                                                                                 c.scale_dtype, s);
-              else
-                dependent_launch::launch_dependent<encode_channel_tile<T, B, 0, 128>>(blocks, 128, 0, st, in, pairs, qb, gpr, c.scale_dtype, s);
-            } else if (kConstPairs != 0 && pairs == kConstPairs) {
+            if (kConstPairs != 0 && pairs == kConstPairs)
               dependent_launch::launch_dependent<encode_channel_tile<T, B, kConstPairs>>(blocks, group_cuda::kThreads, 0, st, in, pairs, qb, gpr,
                                                  c.scale_dtype, s);
-            } else {
+            else
               dependent_launch::launch_dependent<encode_channel_tile<T, B, 0>>(blocks, group_cuda::kThreads, 0, st, in, pairs, qb, gpr, c.scale_dtype, s);
-            }
           }
         } else {
           const auto threads = static_cast<unsigned>(ChannelPairs::threads(g));
