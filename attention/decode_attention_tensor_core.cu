@@ -30,6 +30,7 @@
 #include "vidkv/core/cuda/async_copy.cuh"
 #include "vidkv/core/cuda/kernel_occupancy.h"
 #include "vidkv/core/error.h"
+#include "vidkv/quantization/cuda/group_cuda.cuh"
 
 namespace vidkv::attention_cuda {
 
@@ -102,14 +103,10 @@ __device__ __forceinline__ SplitPair split_bf16(float x0, float x1) {
 }
 
 // The two 2-bit slots of w at bits sh..sh + 1 and sh + 16..sh + 17 as the bf16 pair (128 + code): 0x4300 | c is
-// the bf16 128 + c exactly. One shift and one three-input logic op; two such words joined by a byte permute are still
-// such a pair.
+// the bf16 128 + c exactly (group_cuda::biased_code_pair, one shift and one lop3). Two such words joined by a byte
+// permute are still such a pair.
 __device__ __forceinline__ std::uint32_t biased_slot_pair(std::uint32_t w, unsigned sh) {
-  // (x & 0x00030003) | bias as one lop3 (LUT 0xEA = (a & b) | c): written out, since the compiler otherwise emits
-  // an AND and an OR, each with its immediate.
-  std::uint32_t r;
-  asm("lop3.b32 %0, %1, %2, %3, 0xEA;" : "=r"(r) : "r"(w >> sh), "r"(0x00030003u), "r"(0x43004300u));
-  return r;
+  return group_cuda::biased_code_pair(w, sh, 0x00030003u, 0x43004300u);
 }
 // A biased pair (biased_slot_pair) as the bf16 pair (code - zero): minus the bf16 128 + zero (`offset`, both halves).
 __device__ __forceinline__ std::uint32_t codes_bf16(std::uint32_t biased, std::uint32_t offset) {
