@@ -10,6 +10,7 @@
 #include "vidkv/core/logging.h"
 #include "vidkv/core/plugin_registry.h"
 #include "vidkv/experiments/src/cell_partition.h"
+#include "vidkv/experiments/src/column_key.h"
 #include "vidkv/experiments/src/command_line.h"
 #include "vidkv/experiments/src/experiment_plan.h"
 #include "vidkv/experiments/src/experiment_runner.h"
@@ -40,7 +41,7 @@ struct RunArgs {
 
 // Prints the summary table of a finished experiment, with the reason of any non-finite value.
 void print_summary(const ExperimentPlan& plan, const ExperimentOutcome& out) {
-  std::cout << "\n" << rows_to_markdown(out.summary, summary_columns(plan)) << "\n";
+  std::cout << "\n" << rows_to_markdown(out.summary, summary_columns(plan)) << "\n" << summary_column_key(summary_columns(plan));
   if (plan.backend == Device::cuda)
     for (const auto& col : summary_columns(plan))
       if (col.rfind("decode_", 0) == 0) {

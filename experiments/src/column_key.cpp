@@ -1,0 +1,70 @@
+// The summary table's key (column_key.h).
+#include "vidkv/experiments/src/column_key.h"
+
+#include <algorithm>
+
+namespace vidkv {
+
+namespace {
+
+struct KeyEntry {
+  std::vector<std::string> columns;
+  const char* meaning;
+};
+
+// One entry per group of columns: the meaning and direction; experiments/README.md ("Metrics") defines each exactly.
+const std::vector<KeyEntry>& key_entries() {
+  static const std::vector<KeyEntry> entries = {
+      {{"decode_attn_out_depth_error"},
+       "the headline, lower is better: decode_attn_out_rel_error with layer l of L weighted by (L - l)^2, the trace "
+       "metric that ranks settings most like the live model (docs/metric-validation.md)"},
+      {{"key_rel_error", "value_rel_error"}, "lower is better: |x - x^|_F / |x|_F of the reconstructed K / V"},
+      {{"key_mse", "value_mse"}, "lower is better: mean (x - x^)^2"},
+      {{"key_snr_db", "value_snr_db"}, "higher is better: 10 log10(sum x^2 / sum (x - x^)^2), 999 for an exact reconstruction"},
+      {{"key_cosine", "value_cosine"}, "higher is better, 1 exact: cosine of x and x^"},
+      {{"attn_logit_rel_error"}, "lower is better: relative error of the recorded queries' logits q.k / sqrt(d)"},
+      {{"attn_kl"}, "lower is better: mean KL(p || p^) of the recorded queries' attention probabilities"},
+      {{"attn_topk_overlap"}, "higher is better, 1 exact: share of the top-k attended keys (k = min(32, keys)) kept"},
+      {{"attn_out_rel_error", "attn_out_rel_error_key_only", "attn_out_rel_error_value_only"},
+       "lower is better: relative error of the attention output with K^ and V^ (key_only: K^ with V; value_only: "
+       "K with V^)"},
+      {{"decode_attn_out_rel_error", "decode_attn_out_rel_value", "decode_attn_out_mse", "decode_attn_kl"},
+       "lower is better: the generated tokens' queries against the cache as it stood at their decode step: output "
+       "error relative to |o|, relative to the values read, absolute (mse), KL of the probabilities"},
+      {{"perplexity", "perplexity_reference"}, "lower is better: the live model's perplexity with the quantized / the fp16 cache"},
+      {{"next_token_kl"}, "lower is better: KL of the live model's next-token distribution against the fp16 cache's"},
+      {{"greedy_agreement"}, "higher is better, 1 exact: share of greedy tokens equal to the fp16 cache's"},
+      {{"key_nominal_bits", "value_nominal_bits", "nominal_bits"}, "bits per element, the paper's convention: code bits only"},
+      {{"key_effective_bits", "value_effective_bits", "effective_bits"},
+       "bits per element from the bytes stored: 8 x bytes / elements, codes, scales, zero points, masks and the "
+       "full-precision residual counted (docs/bits.md)"},
+      {{"compression_ratio"}, "the trace dtype's bits / effective_bits"},
+      {{"seconds"}, "wall time of replay and metrics, summed over layers"},
+  };
+  return entries;
+}
+
+bool contains(const std::vector<std::string>& v, const std::string& s) { return std::find(v.begin(), v.end(), s) != v.end(); }
+
+}  // namespace
+
+std::string summary_column_key(const std::vector<std::string>& columns) {
+  std::string out;
+  for (const KeyEntry& e : key_entries()) {
+    std::string names;
+    for (const std::string& c : e.columns)
+      if (contains(columns, c)) names += (names.empty() ? "" : ", ") + c;
+    if (!names.empty()) out += "  " + names + ": " + e.meaning + "\n";
+  }
+  if (out.empty()) return out;
+  return "key (per trace: errors are means over layers, bits count every layer's bytes, seconds are summed; "
+         "experiments/README.md, \"Metrics\", defines each column):\n" + out;
+}
+
+bool column_has_key(const std::string& column) {
+  for (const KeyEntry& e : key_entries())
+    if (contains(e.columns, column)) return true;
+  return false;
+}
+
+}  // namespace vidkv

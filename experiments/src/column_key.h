@@ -1,0 +1,18 @@
+// The key printed under `vidkv run`'s summary table: what each column measures and which way is better, one line per
+// group of related columns (the full definitions: experiments/README.md, "Metrics").
+#pragma once
+
+#include <string>
+#include <vector>
+
+namespace vidkv {
+
+// Lines "  col_a, col_b  meaning" for the groups with at least one column in `columns` (naming only those columns),
+// in the key's order (the headline metric first), after a heading line; the empty string when no column of
+// `columns` has an entry (run, lifecycle and trace need none).
+std::string summary_column_key(const std::vector<std::string>& columns);
+
+// Whether `column` (a metric name of vidkv run or vidkv live) has an entry in the key.
+bool column_has_key(const std::string& column);
+
+}  // namespace vidkv

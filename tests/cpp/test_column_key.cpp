@@ -1,0 +1,44 @@
+// The key under vidkv run's summary table (experiments/src/column_key.h).
+#include <string>
+#include <vector>
+
+#include "catch.h"
+#include "vidkv/experiments/src/column_key.h"
+#include "vidkv/experiments/src/experiment_plan.h"
+
+using namespace vidkv;
+
+TEST_CASE("every metric of vidkv run and vidkv live has a line in the summary's key", "[experiments][results]") {
+  // A metric added to either list without a key entry fails here, naming it.
+  for (const auto* names : {&all_metric_names(), &all_live_metric_names()})
+    for (const std::string& m : *names) {
+      INFO(m);
+      CHECK(column_has_key(m));
+    }
+  CHECK_FALSE(column_has_key("run"));
+  CHECK_FALSE(column_has_key("lifecycle"));
+}
+
+TEST_CASE("the summary's key names only the table's columns, the headline first", "[experiments][results]") {
+  const std::vector<std::string> cols = {"run", "lifecycle", "decode_attn_out_depth_error", "key_rel_error", "attn_kl",
+                                         "effective_bits"};
+  const std::string key = summary_column_key(cols);
+  // A heading, then one line per group present: headline; key_rel_error (its group without value_rel_error);
+  // attn_kl; effective_bits.
+  CHECK(key.rfind("key (", 0) == 0);
+  CHECK(key.find("\n  decode_attn_out_depth_error: the headline, lower is better") != std::string::npos);
+  CHECK(key.find("\n  key_rel_error: lower is better") != std::string::npos);
+  CHECK(key.find("value_rel_error") == std::string::npos);
+  CHECK(key.find("\n  attn_kl: lower is better") != std::string::npos);
+  CHECK(key.find("\n  effective_bits: bits per element from the bytes stored") != std::string::npos);
+  CHECK(key.find("nominal_bits") == std::string::npos);
+  CHECK(key.find("\n  seconds:") == std::string::npos);
+  CHECK(key.find("decode_attn_out_depth_error") < key.find("key_rel_error"));
+  std::size_t lines = 0;
+  for (char c : key) lines += c == '\n';
+  CHECK(lines == 5);
+  // Grouped columns share a line, in the entry's order.
+  CHECK(summary_column_key({"value_snr_db", "key_snr_db"}).find("  key_snr_db, value_snr_db: higher is better") !=
+        std::string::npos);
+  CHECK(summary_column_key({"run", "lifecycle", "trace"}).empty());
+}
