@@ -8,7 +8,8 @@
 //                                                          channel and token masks, protected tokens, the
 //                                                          full-precision residual window (PackedLayout sections)
 //   nominal bits      = element-weighted mean of the code bits per element, the papers' convention (1.5-bit keys
-//                       = half 2-bit + half 1-bit, ternary = log2(3)); metadata not counted
+//                       = half 2-bit + half 1-bit, ternary = log2(3)); metadata not counted; a full-precision part
+//                       (a lifecycle's residual window) counts its own bits, 16 for fp16
 //   compression ratio = 8 * dtype_size(input dtype) / effective bits   (16 / effective bits for fp16 or bf16
 //                       input, 32 / effective bits for fp32): how many times fewer bits than the K/V as the model
 //                       (or the trace) holds them

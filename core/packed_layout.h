@@ -2,7 +2,7 @@
 //
 // effective_bits = 8 * bytes / elements counts everything stored (codes, scales, zero points, channel masks,
 // protected-token masks, full-precision residual); nominal_bits follows the paper's convention (code bits only:
-// 1.5-bit keys = half 2-bit + half 1-bit, ternary = log2(3)). Both as defined in core/bits_accounting.h, which also
+// 1.5-bit keys = half 2-bit + half 1-bit, ternary = log2(3); a full-precision residual's code is its 16 bits). Both as defined in core/bits_accounting.h, which also
 // sums layouts and accounts K and V together (compression ratio).
 #pragma once
 

@@ -30,16 +30,22 @@ const std::vector<KeyEntry>& key_entries() {
        "K with V^)"},
       {{"decode_attn_out_rel_error", "decode_attn_out_rel_value", "decode_attn_out_mse", "decode_attn_kl"},
        "lower is better: the generated tokens' queries against the cache as it stood at their decode step: output "
-       "error relative to |o|, relative to the values read, absolute (mse), KL of the probabilities"},
+       "error relative to |o|, relative to the attention-weighted value energy sum_j p_j |v_j|^2, absolute (mse), "
+       "KL of the probabilities"},
       {{"perplexity", "perplexity_reference"}, "lower is better: the live model's perplexity with the quantized / the fp16 cache"},
       {{"next_token_kl"}, "lower is better: KL of the live model's next-token distribution against the fp16 cache's"},
       {{"greedy_agreement"}, "higher is better, 1 exact: share of greedy tokens equal to the fp16 cache's"},
-      {{"key_nominal_bits", "value_nominal_bits", "nominal_bits"}, "bits per element, the paper's convention: code bits only"},
+      {{"key_nominal_bits", "value_nominal_bits", "nominal_bits"},
+       "bits per element, the paper's convention: code bits, metadata not counted; the lifecycle's full-precision "
+       "residual tokens count at their 16 bits, so a short trace shows more than the preset's name"},
       {{"key_effective_bits", "value_effective_bits", "effective_bits"},
        "bits per element from the bytes stored: 8 x bytes / elements, codes, scales, zero points, masks and the "
-       "full-precision residual counted (docs/bits.md)"},
+       "full-precision residual counted (docs/bits.md: each preset's bits without a residual)"},
       {{"compression_ratio"}, "the trace dtype's bits / effective_bits"},
       {{"seconds"}, "wall time of replay and metrics, summed over layers"},
+      {{"lifecycle"}, "which tokens are quantized when (algorithms.md section 5): paper / release / kivi, G = the "
+                      "prefill quantizes a multiple of G tokens, R = the full-precision residual that triggers the next "
+                      "quantization"},
   };
   return entries;
 }
@@ -57,8 +63,9 @@ std::string summary_column_key(const std::vector<std::string>& columns) {
     if (!names.empty()) out += "  " + names + ": " + e.meaning + "\n";
   }
   if (out.empty()) return out;
-  return "key (per trace: errors are means over layers, bits count every layer's bytes, seconds are summed; "
-         "experiments/README.md, \"Metrics\", defines each column):\n" + out;
+  return "key (per trace: errors are means over layers, the headline a weighted one; bits count every layer's "
+         "bytes; seconds are summed; compare settings at similar effective bits; experiments/README.md, "
+         "\"Metrics\", defines each column):\n" + out;
 }
 
 bool column_has_key(const std::string& column) {

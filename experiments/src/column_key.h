@@ -8,8 +8,8 @@
 namespace vidkv {
 
 // Lines "  col_a, col_b  meaning" for the groups with at least one column in `columns` (naming only those columns),
-// in the key's order (the headline metric first), after a heading line; the empty string when no column of
-// `columns` has an entry (run, lifecycle and trace need none).
+// in the key's order (the headline metric first, the lifecycle last), after a heading line; the empty string when
+// no column of `columns` has an entry (run and trace need none).
 std::string summary_column_key(const std::vector<std::string>& columns);
 
 // Whether `column` (a metric name of vidkv run or vidkv live) has an entry in the key.
