@@ -41,9 +41,10 @@ struct RunArgs {
 
 // Prints the summary table of a finished experiment, with the reason of any non-finite value.
 void print_summary(const ExperimentPlan& plan, const ExperimentOutcome& out) {
-  std::cout << "\n" << rows_to_markdown(out.summary, summary_columns(plan)) << "\n" << summary_column_key(summary_columns(plan));
+  const std::vector<std::string> columns = summary_columns(plan);
+  std::cout << "\n" << rows_to_markdown(out.summary, columns) << "\n" << summary_column_key(columns);
   if (plan.backend == Device::cuda)
-    for (const auto& col : summary_columns(plan))
+    for (const auto& col : columns)
       if (col.rfind("decode_", 0) == 0) {
         std::cout << "note: the decode-step metrics (decode_*) are computed by the CPU replay only: their cells are "
                      "empty with backend: cuda (run with backend: cpu for them)\n";
@@ -51,7 +52,7 @@ void print_summary(const ExperimentPlan& plan, const ExperimentOutcome& out) {
       }
   // Never an inf or nan without its reason: the runner refuses non-finite reconstructions, so what remains is a
   // relative error (or SNR) against an all-zero reference.
-  for (const auto& col : summary_columns(plan))
+  for (const auto& col : columns)
     for (const auto& r : out.summary)
       if (const ResultValue* v = r.get(col); v && std::holds_alternative<double>(*v) && !std::isfinite(std::get<double>(*v))) {
         std::cout << "note: " << col << " is " << format_value(*v) << " for run '" << format_value(*r.get("run"))
