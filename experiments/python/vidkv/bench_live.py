@@ -192,24 +192,25 @@ def _logits(model, ids, cache, **kwargs):
 
 
 class _Reference:
-    """DynamicCache's greedy run: its tokens and, per position, its logits (fp32, on the host), their max norm and
-    top-2 margin."""
+    """DynamicCache's greedy run: its tokens and, per position, its logits (fp32, on the host) and top-2 margin;
+    `largest`: the largest |logit| over all positions."""
 
     def __init__(self):
-        self.tokens, self.logits, self.scale, self.margin = [], [], [], []
+        self.tokens, self.logits, self.margin, self.largest = [], [], [], 0.0
 
     def add(self, logits):
         logits = logits.cpu()  # on the host: the reference's logits must not count in any cache's device memory
         top = logits.topk(2).values
         self.tokens.append(int(logits.argmax()))
         self.logits.append(logits)
-        self.scale.append(float(logits.abs().max()))
+        self.largest = max(self.largest, float(logits.abs().max()))
         self.margin.append(float(top[0] - top[1]))
 
 
 class _Agreement:
     """One cache's teacher-forced predictions against a _Reference: agreeing positions, the largest logit error
-    relative to the reference's largest logit, the smallest reference margin among the disagreements."""
+    relative to the reference's largest logit, the smallest reference margin among the disagreements. The reference
+    run is complete before (its `largest` is final)."""
 
     def __init__(self, ref):
         self.ref, self.agree, self.error, self.margin = ref, 0, 0.0, None
@@ -221,7 +222,7 @@ class _Agreement:
             self.agree += 1
         elif self.margin is None or ref.margin[j] < self.margin:
             self.margin = ref.margin[j]
-        self.error = max(self.error, float((logits - ref.logits[j]).abs().max()) / max(max(ref.scale), 1e-30))
+        self.error = max(self.error, float((logits - ref.logits[j]).abs().max()) / max(ref.largest, 1e-30))
 
 
 def _run(torch, model, a, tokens, make_cache, prompt, ref=None):
@@ -330,14 +331,14 @@ def main(argv=None) -> int:
             bound = bits / 16 * fp16_bytes + one_layer
             label = f"VidKVCache {preset}" + (" fused" if attention == "fused" else "")
             if agreement.margin is not None:
-                twice = 2 * agreement.error * max(ref.scale)  # twice the largest absolute logit error
+                twice = 2 * agreement.error * ref.largest  # twice the largest absolute logit error
                 verdict = "a near-tie: within" if agreement.margin <= twice else "ABOVE (look into it)"
                 margins.append(f"{label} {agreement.margin:.3g}, {verdict} twice its largest error {twice:.3g}")
             over = "!" if held > bound else ""
             print(f"| {tokens} | {label} | {ms:.2f} | {ms / ms_fp16:.2f} | {held * mib:.1f}{over} | "
                   f"{bound * mib:.1f} | {mem(alloc)} | {mem(peak)} | {bits:.2f} | "
                   f"{agreement.agree}/{len(ref.tokens)} | {agreement.error:.2e} |", flush=True)
-        notes.append(f"{tokens} tokens: DynamicCache's logits at most {max(ref.scale):.3g} in magnitude; smallest "
+        notes.append(f"{tokens} tokens: DynamicCache's logits at most {ref.largest:.3g} in magnitude; smallest "
                      f"top-2 margin of DynamicCache's at the positions where a cache disagrees: "
                      f"{'; '.join(margins) if margins else 'none (every cache agrees everywhere)'}.")
     print("\n" + "\n".join(notes))
