@@ -314,6 +314,11 @@ struct DecodeAttention::Tables {
   // wave, update()), on `side` (created on the first such run).
   bool beside = false;
   std::unique_ptr<attention_cuda::SideStream> side;
+  // Beside on one stream (run()): the general kernel's finished blocks per (sequence, KV head), [done_rows]
+  // uint32 on the device, and their expected count over the runs since the counters were zeroed.
+  DeviceBuffer generic_done;
+  std::int64_t done_rows = 0;
+  std::uint64_t done_total = 0;
 #endif
 
   Tables() = default;
@@ -542,8 +547,11 @@ void DecodeAttention::build(const std::vector<const LayerCache*>& caches) {
   // batch: run it beside the fast kernel when its blocks take at most 1/16 of the fast kernel's wave, which then
   // leaves room for them (a full wave plus any other block would leave a second, nearly empty wave). Above that
   // (batch 8 and more: a block per sequence and KV head) the wave would lose more than the latency hidden.
+  // Beside on one stream where the GPU allows it (attention_cuda::general_beside_on_one_stream: no events, so also
+  // for the live cache, whose side_stream is false), else on the side stream where side_stream allows it.
   tb.beside = false;
-  if (requested_splits_ == 0 && side_stream_ && ex_.on_cuda() && p.splits > 0 && p.generic_splits > 0) {
+  const bool can_beside = ex_.on_cuda() && (side_stream_ || attention_cuda::general_beside_on_one_stream());
+  if (requested_splits_ == 0 && can_beside && p.splits > 0 && p.generic_splits > 0) {
     const std::int64_t rows = p.batch * heads_, generic_blocks = p.generic_splits * rows;
     if (16 * generic_blocks <= tb.fast_wave) {
       tb.beside = true;
@@ -624,8 +632,33 @@ void DecodeAttention::run(const TensorView& queries, const TensorView& out) cons
   p.partial_acc = workspace.as<float>();
   p.transformed = transformed_floats ? workspace.as<float>() + acc_floats : nullptr;
   p.partial_ml = workspace.as<float>() + acc_floats + transformed_floats;
-  if (tables_->beside && !tables_->side) tables_->side = std::make_unique<attention_cuda::SideStream>();
-  attention_cuda::launch(p, ex_.cuda_stream, tables_->beside ? tables_->side.get() : nullptr);
+  Tables& tb = *tables_;
+  const bool one_stream = tb.beside && attention_cuda::general_beside_on_one_stream();
+  if (one_stream) {
+    // The general kernel's blocks counted per (sequence, KV head) over the runs since the counters were zeroed
+    // (attention_cuda::launch); zeroed again, ordered on the stream after every earlier kernel, when the rows
+    // outgrow them, before the count could pass 2^31, and after a launch that failed part way.
+    const std::int64_t rows = batch() * heads_;
+    if (tb.done_rows < rows || tb.done_total + static_cast<std::uint64_t>(p.generic_splits) >= (std::uint64_t{1} << 31)) {
+      if (tb.done_rows < rows) {
+        tb.generic_done = DeviceBuffer(static_cast<std::size_t>(rows) * sizeof(std::uint32_t), ex_.cuda_stream);
+        tb.done_rows = rows;
+      }
+      fill_device(tb.generic_done.data(), 0, static_cast<std::size_t>(tb.done_rows) * sizeof(std::uint32_t), ex_.cuda_stream);
+      tb.done_total = 0;
+    }
+    tb.done_total += static_cast<std::uint64_t>(p.generic_splits);
+    p.generic_done = tb.generic_done.as<std::uint32_t>();
+    p.generic_target = static_cast<std::uint32_t>(tb.done_total);
+  } else if (tb.beside && !tb.side) {
+    tb.side = std::make_unique<attention_cuda::SideStream>();
+  }
+  try {
+    attention_cuda::launch(p, ex_.cuda_stream, tb.beside && !one_stream ? tb.side.get() : nullptr);
+  } catch (...) {
+    if (one_stream) tb.done_rows = 0;  // the counts of a launch that failed part way are unknown
+    throw;
+  }
 #else
   VIDKV_THROW(NotSupportedError, "decode attention on cuda: this build has no CUDA backend (configure with -DVIDKV_ENABLE_CUDA=ON)");
 #endif

@@ -9,7 +9,9 @@
 #include "vidkv/attention/decode_attention_cuda.h"
 #include "vidkv/attention/decode_attention_device.cuh"
 #include "vidkv/attention/decode_attention_staging.h"
+#include "vidkv/core/cuda/dependent_launch.cuh"
 #include "vidkv/core/cuda/kernel_occupancy.h"
+#include "vidkv/core/env_switch.h"
 #include "vidkv/core/error.h"
 
 namespace vidkv::attention_cuda {
@@ -242,6 +244,9 @@ __device__ inline void staged_key_scores(float (&sc)[kMaxQ], const float* qk, co
 // head_dim <= 128 (fewer registers), kMaxC up to 256.
 template <int kC>
 __global__ void __launch_bounds__(kThreads) split_kernel(const Problem p) {
+  // launch() may start the fast / tensor-core kernel beside this one (p.generic_target != 0): its blocks may be
+  // dispatched as soon as every block of this one has begun.
+  dependent_launch::allow_next_grid();
   extern __shared__ float4 smem4[];
   float* smem = reinterpret_cast<float*>(smem4);
   const int s = static_cast<int>(blockIdx.x);
@@ -374,6 +379,13 @@ __global__ void __launch_bounds__(kThreads) split_kernel(const Problem p) {
   }
 
   write_split_partial<kC, false>(p, smem, m, l, acc, b, h, p.splits + s);
+  if (p.generic_done != nullptr) {
+    // The combine kernel may already run and wait for this block's partial: every thread's writes made visible at
+    // GPU scope, then the block counted (combine_kernel's acquire load pairs with the fence and the atomic).
+    __threadfence();
+    __syncthreads();
+    if (threadIdx.x == 0) atomicAdd(p.generic_done + b * p.heads + h, 1u);
+  }
 }
 
 // --- The fast kernel ------------------------------------------------------------------------------------------------
@@ -681,6 +693,17 @@ __global__ void __launch_bounds__(32 * kTransformWarps) transform_kernel(const P
 constexpr int kCombineThreads = kCombineParts * kThreads;
 __global__ void __launch_bounds__(kCombineThreads) combine_kernel(const Problem p) {
   const std::int64_t h = blockIdx.x, b = blockIdx.y, hq = blockIdx.z;
+  // Launched by launch_dependent: the kernel before it (the fast / tensor-core kernel, or the general kernel after
+  // it) complete and its writes visible. With the general kernel beside the other (p.generic_target != 0) its
+  // blocks are waited for by their count: stream order after a programmatic dependent launch is not documented to
+  // cover the kernel before that launch. The general kernel's blocks all run by then (the other kernel started only
+  // once all of them had begun), so the wait ends.
+  dependent_launch::wait_for_previous_grid();
+  if (p.generic_target != 0) {
+    if (threadIdx.x == 0)
+      while (load_acquire(p.generic_done + b * p.heads + h) < p.generic_target) __nanosleep(128);
+    __syncthreads();
+  }
   const std::int64_t D = p.channels, Q = p.qpk, S = p.splits + p.generic_splits;
   const std::int64_t base = (b * p.heads + h) * S;
   const float* ml = p.partial_ml + (base * Q + hq) * 2;  // split s: (m, l) at ml[2 Q s], ml[2 Q s + 1]
@@ -734,14 +757,16 @@ void launch_split(const Problem& p, dim3 grid, std::size_t smem, cudaStream_t st
   check(cudaGetLastError(), "split kernel launch");
 }
 
+// beside_previous: launch_beside_previous (the general kernel enqueued just before it, p.generic_target != 0).
 template <int kC, bool kTokenValues>
-void launch_fast(const Problem& p, dim3 grid, cudaStream_t st) {
+void launch_fast(const Problem& p, dim3 grid, cudaStream_t st, bool beside_previous) {
   if (grid.x == 0) return;
   const std::size_t smem = fast_smem_floats(p.qpk, p.channels, af::needs_transform(p.key)) * sizeof(float);
   if (smem > 48 * 1024)
     cuda_kernels::allow_dynamic_smem(reinterpret_cast<const void*>(fast_kernel<kC, kTokenValues>), smem,
                                      "decode attention (fast kernel)");
-  fast_kernel<kC, kTokenValues><<<grid, kThreads, smem, st>>>(p);
+  if (beside_previous) check(launch_beside_previous(fast_kernel<kC, kTokenValues>, grid, dim3(kThreads), smem, st, p), "fast kernel launch");
+  else fast_kernel<kC, kTokenValues><<<grid, kThreads, smem, st>>>(p);
   check(cudaGetLastError(), "fast kernel launch");
 }
 
@@ -788,16 +813,28 @@ void launch(const Problem& p, void* stream, const SideStream* beside) {
       check(cudaGetLastError(), "query transform kernel launch");
     }
   }
-  // The general kernel first on the side stream (forked after everything enqueued so far: the tables' upload, the
-  // query transform), or after the fast one on the main stream.
-  const bool concurrent = beside != nullptr && p.splits > 0 && p.generic_splits > 0;
+  // Two ways to run the general kernel beside the fast / tensor-core one. On one stream (p.generic_target != 0:
+  // DecodeAttention::run chose it, Hopper): the general kernel first, which lets the next kernel's blocks start at
+  // once (allow_next_grid at its start), then the fast / tensor-core kernel by a programmatic dependent launch that
+  // does not wait for it (the two read only the tables, the queries and the cache, and write their own partials),
+  // then the combine kernel, which waits for the latter (griddepcontrol.wait) and for the general kernel's blocks by
+  // their count. No event and no second stream: on the host the same launches as one after another. Or on beside's
+  // stream (given, and no count): forked after everything enqueued so far (the tables' upload, the query transform)
+  // and joined back before the combine kernel. Otherwise the general kernel after the fast one on the main stream.
+  const bool both = p.splits > 0 && p.generic_splits > 0;
+  const bool one_stream = both && p.generic_target != 0;
+  const bool concurrent = both && !one_stream && beside != nullptr;
   const cudaStream_t gst = concurrent ? static_cast<cudaStream_t>(beside->stream()) : st;
+  auto general = [&](cudaStream_t on) {
+    if (p.channels <= 128) launch_split<4>(p, generic_grid, smem, on);
+    else launch_split<kMaxC>(p, generic_grid, smem, on);
+  };
   if (concurrent) {
     check(cudaEventRecord(static_cast<cudaEvent_t>(beside->fork()), st), "fork event record");
     check(cudaStreamWaitEvent(gst, static_cast<cudaEvent_t>(beside->fork()), 0), "side stream wait");
-    if (p.channels <= 128) launch_split<4>(p, generic_grid, smem, gst);
-    else launch_split<kMaxC>(p, generic_grid, smem, gst);
+    general(gst);
   }
+  if (one_stream) general(st);
   // Joins the side stream back into the main one: after the launches, and also when one of them throws, so that
   // nothing enqueued on the main stream later (a stream-ordered free of the workspace or the tables) can run ahead
   // of the general kernel already launched.
@@ -805,18 +842,19 @@ void launch(const Problem& p, void* stream, const SideStream* beside) {
     check(cudaEventRecord(static_cast<cudaEvent_t>(beside->join()), gst), "join event record");
     check(cudaStreamWaitEvent(st, static_cast<cudaEvent_t>(beside->join()), 0), "main stream wait");
   };
+  const bool after = !concurrent && !one_stream;  // the general kernel after the other one
   try {
     if (p.tensor_cores) {
-      launch_tensor_core(p, stream);
-      if (!concurrent) launch_split<4>(p, generic_grid, smem, st);
+      launch_tensor_core(p, stream, one_stream);
+      if (after) general(st);
     } else if (p.channels <= 128) {
-      if (token_values) launch_fast<4, true>(p, fast_grid, st);
-      else launch_fast<4, false>(p, fast_grid, st);
-      if (!concurrent) launch_split<4>(p, generic_grid, smem, st);
+      if (token_values) launch_fast<4, true>(p, fast_grid, st, one_stream);
+      else launch_fast<4, false>(p, fast_grid, st, one_stream);
+      if (after) general(st);
     } else {
-      if (token_values) launch_fast<kMaxC, true>(p, fast_grid, st);
-      else launch_fast<kMaxC, false>(p, fast_grid, st);
-      if (!concurrent) launch_split<kMaxC>(p, generic_grid, smem, st);
+      if (token_values) launch_fast<kMaxC, true>(p, fast_grid, st, one_stream);
+      else launch_fast<kMaxC, false>(p, fast_grid, st, one_stream);
+      if (after) general(st);
     }
     check(cudaGetLastError(), "split kernel launch");
   } catch (...) {
@@ -828,10 +866,21 @@ void launch(const Problem& p, void* stream, const SideStream* beside) {
     }
     throw;
   }
-  if (concurrent) join();
-  combine_kernel<<<dim3(static_cast<unsigned>(p.heads), static_cast<unsigned>(p.batch), static_cast<unsigned>(p.qpk)),
-                   kCombineThreads, 0, st>>>(p);
+  const dim3 combine_grid(static_cast<unsigned>(p.heads), static_cast<unsigned>(p.batch), static_cast<unsigned>(p.qpk));
+  if (concurrent) {
+    join();
+    combine_kernel<<<combine_grid, kCombineThreads, 0, st>>>(p);  // after the join's stream wait: a plain launch
+  } else {
+    // A programmatic dependent launch after a kernel (combine_kernel waits for it at its start).
+    dependent_launch::launch_dependent<combine_kernel>(combine_grid, dim3(kCombineThreads), 0, st, p);
+  }
   check(cudaGetLastError(), "combine kernel launch");
+}
+
+bool general_beside_on_one_stream() {
+  // VIDKV_CUDA_ATTENTION_ONE_STREAM=0: the side stream (or one after the other) as before, for A / B measurements.
+  static const bool off = env_equals("VIDKV_CUDA_ATTENTION_ONE_STREAM", "0");
+  return !off && dependent_launch::enabled();
 }
 
 int fast_blocks_per_sm(const Problem& p) {

@@ -16,13 +16,22 @@ namespace vidkv::attention_cuda {
 // (one block per (KV head, sequence, query head)) merges the splits and writes p.out. Tables and workspace must be device
 // memory. Throws CudaError on a launch failure.
 //
-// beside: when given and both kinds of tiles are present, the general kernel runs on beside's stream concurrently
-// with the fast / tensor-core kernel (forked from and joined back into `stream` with beside's events; the combine
-// kernel runs after both; a launch that throws still joins the side stream back). At small batches the general
-// kernel's few residual tiles are a fixed latency (tens of us) that this hides; the caller leaves room for its blocks
-// in the fast kernel's wave (DecodeAttention::update).
+// The general kernel beside the fast / tensor-core kernel, when both kinds of tiles are present: at small batches
+// its few residual tiles are a fixed latency (tens of us) that this hides; the caller leaves room for its blocks in
+// the fast kernel's wave (DecodeAttention::update). Two ways:
+//  * p.generic_target != 0 (p.generic_done: device counters, [batch, heads], zeroed before the first such launch;
+//    generic_target: the general kernel's blocks per (sequence, KV head) counted over this and the earlier launches
+//    since): on `stream` alone, the general kernel first and the other by a programmatic dependent launch that does
+//    not wait for it; the combine kernel waits for both (general_beside_on_one_stream() must hold);
+//  * beside given (and generic_target 0): the general kernel on beside's stream (forked from and joined back into
+//    `stream` with beside's events; the combine kernel runs after both; a launch that throws still joins the side
+//    stream back).
 class SideStream;
 void launch(const attention_tables::Problem& p, void* stream, const SideStream* beside = nullptr);
+
+// Whether launch() can run the general kernel beside the other on one stream (programmatic dependent launch:
+// compute capability 9.0 or newer, not turned off by VIDKV_NO_DEPENDENT_LAUNCH; core/cuda/dependent_launch.cuh).
+bool general_beside_on_one_stream();
 
 // A second CUDA stream (non-blocking) and two events without timing, on the current device; destroyed with the
 // object (after the work enqueued on the stream: cudaStreamDestroy returns at once and the stream's work completes).
@@ -48,7 +57,9 @@ class SideStream {
 int fast_blocks_per_sm(const attention_tables::Problem& p);
 // The tensor-core kernel on the fast tiles alone (decode_attention_tensor_core.cu; launch() calls it when
 // p.tensor_cores). NotSupportedError when attention_tensor_core::formats_ok(p) is false.
-void launch_tensor_core(const attention_tables::Problem& p, void* stream);
+// beside_previous: a programmatic dependent launch that does not wait for the kernel before it (launch()'s general
+// kernel beside it on one stream).
+void launch_tensor_core(const attention_tables::Problem& p, void* stream, bool beside_previous = false);
 // Thread blocks of the tensor-core kernel one multiprocessor holds at once, at least 1.
 int tensor_core_blocks_per_sm(const attention_tables::Problem& p);
 // The same for the general kernel (the residual's tiles and layouts whose codes are not staged).

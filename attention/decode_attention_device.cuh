@@ -7,6 +7,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <utility>
 
 #include "vidkv/attention/decode_attention_tables.h"
 
@@ -20,6 +21,35 @@ constexpr int kWarps = 4;
 constexpr int kThreads = 32 * kWarps;
 constexpr int kMaxQ = 8;  // DecodeAttention::kMaxQueryHeadsPerKv
 constexpr int kMaxC = 8;  // value channels per lane: DecodeAttention::kMaxHeadDim / 32
+
+// kernel<<<grid, block, smem, stream>>>(args...) as a programmatic dependent launch that does not wait for the kernel
+// before it on the stream (no griddepcontrol.wait in it): the caller guarantees that it reads nothing that kernel
+// writes and writes nothing that kernel reads, and that the kernel before it lets it start (allow_next_grid) or
+// ends. Everything enqueued before that kernel has completed when it starts (a plain launch), so it has when this
+// one starts too. What is gained: the two kernels run side by side on one stream, without events.
+template <class... KArgs, class... Args>
+cudaError_t launch_beside_previous(void (*kernel)(KArgs...), dim3 grid, dim3 block, std::size_t smem, cudaStream_t stream,
+                                   Args&&... args) {
+  cudaLaunchConfig_t config{};
+  config.gridDim = grid;
+  config.blockDim = block;
+  config.dynamicSmemBytes = smem;
+  config.stream = stream;
+  cudaLaunchAttribute attribute[1];
+  attribute[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attribute[0].val.programmaticStreamSerializationAllowed = 1;
+  config.attrs = attribute;
+  config.numAttrs = 1;
+  return cudaLaunchKernelEx(&config, kernel, std::forward<Args>(args)...);
+}
+
+// A 32-bit load with acquire semantics at GPU scope: what the writer did before its release (or fence and atomic) is
+// visible after it.
+__device__ __forceinline__ std::uint32_t load_acquire(const std::uint32_t* p) {
+  std::uint32_t v;
+  asm volatile("ld.acquire.gpu.global.u32 %0, [%1];" : "=r"(v) : "l"(p) : "memory");
+  return v;
+}
 
 __device__ inline float warp_max(float v) {
   for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));

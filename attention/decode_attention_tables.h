@@ -71,6 +71,12 @@ struct Problem {
   std::int64_t key_block_count = 0;
   float* partial_acc = nullptr;  // [batch, heads, splits + generic_splits, qpk, D]
   float* partial_ml = nullptr;   // [batch, heads, splits + generic_splits, qpk, 2]: m, l
+  // cuda, the general kernel beside the fast / tensor-core one on the same stream (attention_cuda::launch with
+  // generic_target != 0): per (sequence, KV head) the running count of general-kernel blocks that have written their
+  // partials, [batch, heads], and the count the combine kernel waits for (the counts of this and the earlier
+  // launches since the counters were zeroed; 0: no wait, the kernels run one after another). nullptr / 0 otherwise.
+  std::uint32_t* generic_done = nullptr;
+  std::uint32_t generic_target = 0;
 };
 
 // The split combine (out = sum_s f_s acc_s / sum_s f_s l_s, f_s = exp2(m_s - max m)) sums each of kCombineParts

@@ -783,14 +783,18 @@ void set_smem(const Problem& p) {
 
 }  // namespace
 
-void launch_tensor_core(const Problem& p, void* stream) {
+void launch_tensor_core(const Problem& p, void* stream, bool beside_previous) {
   VIDKV_REQUIRE(tc::formats_ok(p) && p.qpk >= 1 && p.qpk <= kMaxQ, NotSupportedError,
                 "decode attention: the tensor-core kernel does not take these formats (attention_tensor_core::formats_ok)");
   if (p.splits == 0) return;
   set_smem(p);
   const dim3 grid(static_cast<unsigned>(p.splits), static_cast<unsigned>(p.heads), static_cast<unsigned>(p.batch));
   auto st = static_cast<cudaStream_t>(stream);
-  if (p.value.first.axis == group_format::GroupAxis::token)
+  const bool token_values = p.value.first.axis == group_format::GroupAxis::token;
+  if (beside_previous)
+    check(launch_beside_previous(token_values ? tensor_core_kernel<true> : tensor_core_kernel<false>, grid, dim3(kThreads), smem_bytes(p), st, p),
+          "kernel launch");
+  else if (token_values)
     tensor_core_kernel<true><<<grid, kThreads, smem_bytes(p), st>>>(p);
   else
     tensor_core_kernel<false><<<grid, kThreads, smem_bytes(p), st>>>(p);
