@@ -314,11 +314,10 @@ struct DecodeAttention::Tables {
   // wave, update()), on `side` (created on the first such run).
   bool beside = false;
   std::unique_ptr<attention_cuda::SideStream> side;
-  // Beside on one stream (run()): the general kernel's finished blocks per (sequence, KV head), [done_rows]
-  // uint32 on the device, and their expected count over the runs since the counters were zeroed.
+  // Beside on one stream (run()): the counters of Problem::generic_done, [2, done_rows] uint32 on the device, zero
+  // between runs (done_rows 0: none, or not known to be zero).
   DeviceBuffer generic_done;
   std::int64_t done_rows = 0;
-  std::uint64_t done_total = 0;
 #endif
 
   Tables() = default;
@@ -635,21 +634,17 @@ void DecodeAttention::run(const TensorView& queries, const TensorView& out) cons
   Tables& tb = *tables_;
   const bool one_stream = tb.beside && attention_cuda::general_beside_on_one_stream();
   if (one_stream) {
-    // The general kernel's blocks counted per (sequence, KV head) over the runs since the counters were zeroed
-    // (attention_cuda::launch); zeroed again, ordered on the stream after every earlier kernel, when the rows
-    // outgrow them, before the count could pass 2^31, and after a launch that failed part way.
+    // Counters [2, rows] that the combine kernel returns to zero after each launch (attention_cuda::launch): zeroed
+    // here when first allocated or grown, and after a launch that failed part way (its counts are unknown).
     const std::int64_t rows = batch() * heads_;
-    if (tb.done_rows < rows || tb.done_total + static_cast<std::uint64_t>(p.generic_splits) >= (std::uint64_t{1} << 31)) {
-      if (tb.done_rows < rows) {
-        tb.generic_done = DeviceBuffer(static_cast<std::size_t>(rows) * sizeof(std::uint32_t), ex_.cuda_stream);
-        tb.done_rows = rows;
-      }
-      fill_device(tb.generic_done.data(), 0, static_cast<std::size_t>(tb.done_rows) * sizeof(std::uint32_t), ex_.cuda_stream);
-      tb.done_total = 0;
+    if (tb.done_rows < rows) {
+      tb.done_rows = 0;
+      tb.generic_done = DeviceBuffer(static_cast<std::size_t>(2 * rows) * sizeof(std::uint32_t), ex_.cuda_stream);
+      fill_device(tb.generic_done.data(), 0, static_cast<std::size_t>(2 * rows) * sizeof(std::uint32_t), ex_.cuda_stream);
+      tb.done_rows = rows;
     }
-    tb.done_total += static_cast<std::uint64_t>(p.generic_splits);
     p.generic_done = tb.generic_done.as<std::uint32_t>();
-    p.generic_target = static_cast<std::uint32_t>(tb.done_total);
+    p.generic_target = static_cast<std::uint32_t>(p.generic_splits);
   } else if (tb.beside && !tb.side) {
     tb.side = std::make_unique<attention_cuda::SideStream>();
   }

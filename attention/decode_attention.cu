@@ -700,8 +700,17 @@ __global__ void __launch_bounds__(kCombineThreads) combine_kernel(const Problem 
   // once all of them had begun), so the wait ends.
   dependent_launch::wait_for_previous_grid();
   if (p.generic_target != 0) {
-    if (threadIdx.x == 0)
-      while (load_acquire(p.generic_done + b * p.heads + h) < p.generic_target) __nanosleep(128);
+    // The row's counters return to zero for the next launch: the last of its qpk combine blocks to have seen all
+    // the general blocks zeroes both (every other one has passed its wait by then; the next launch's general kernel
+    // is a plain launch, after this kernel).
+    const std::int64_t row = b * p.heads + h, rows = p.batch * p.heads;
+    if (threadIdx.x == 0) {
+      while (load_acquire(p.generic_done + row) < p.generic_target) __nanosleep(128);
+      if (atomicAdd(p.generic_done + rows + row, 1u) == static_cast<std::uint32_t>(p.qpk) - 1u) {
+        atomicExch(p.generic_done + row, 0u);
+        atomicExch(p.generic_done + rows + row, 0u);
+      }
+    }
     __syncthreads();
   }
   const std::int64_t D = p.channels, Q = p.qpk, S = p.splits + p.generic_splits;
@@ -879,8 +888,12 @@ void launch(const Problem& p, void* stream, const SideStream* beside) {
 
 bool general_beside_on_one_stream() {
   // VIDKV_CUDA_ATTENTION_ONE_STREAM=0: the side stream (or one after the other) as before, for A / B measurements.
-  static const bool off = env_equals("VIDKV_CUDA_ATTENTION_ONE_STREAM", "0");
-  return !off && dependent_launch::enabled();
+  // The general kernel's code must hold griddepcontrol (a build for sm_90 or newer), else the other kernel would
+  // start only at its end.
+  static const bool on = !env_equals("VIDKV_CUDA_ATTENTION_ONE_STREAM", "0") && dependent_launch::enabled() &&
+                         dependent_launch::kernel_waits(reinterpret_cast<const void*>(split_kernel<4>)) &&
+                         dependent_launch::kernel_waits(reinterpret_cast<const void*>(split_kernel<kMaxC>));
+  return on;
 }
 
 int fast_blocks_per_sm(const Problem& p) {

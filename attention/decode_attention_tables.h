@@ -72,9 +72,10 @@ struct Problem {
   float* partial_acc = nullptr;  // [batch, heads, splits + generic_splits, qpk, D]
   float* partial_ml = nullptr;   // [batch, heads, splits + generic_splits, qpk, 2]: m, l
   // cuda, the general kernel beside the fast / tensor-core one on the same stream (attention_cuda::launch with
-  // generic_target != 0): per (sequence, KV head) the running count of general-kernel blocks that have written their
-  // partials, [batch, heads], and the count the combine kernel waits for (the counts of this and the earlier
-  // launches since the counters were zeroed; 0: no wait, the kernels run one after another). nullptr / 0 otherwise.
+  // generic_target != 0): device counters [2, batch, heads], all zero between launches: per (sequence, KV head) the
+  // general-kernel blocks that have written their partials, then the combine blocks that have seen them all (the
+  // last of those zeroes both); generic_target: the count the combine kernel waits for, generic_splits (0: no wait,
+  // the kernels run one after another). nullptr / 0 otherwise.
   std::uint32_t* generic_done = nullptr;
   std::uint32_t generic_target = 0;
 };
