@@ -573,6 +573,12 @@ DecodeAttention::~DecodeAttention() = default;
 
 std::int64_t DecodeAttention::tiles() const { return static_cast<std::int64_t>(tables_->tiles.size()); }
 bool DecodeAttention::tensor_cores() const { return tables_->problem.tensor_cores; }
+DecodeAttention::GeneralKernel DecodeAttention::general_kernel() const {
+#ifdef VIDKV_WITH_CUDA
+  if (tables_->beside) return attention_cuda::general_beside_on_one_stream() ? GeneralKernel::one_stream : GeneralKernel::side_stream;
+#endif
+  return GeneralKernel::after;
+}
 
 bool DecodeAttention::same_tables(const DecodeAttention& other) const {
   const Tables &a = *tables_, &b = *other.tables_;

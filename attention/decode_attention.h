@@ -98,6 +98,12 @@ class DecodeAttention {
   // Whether run() on cuda takes the fast tiles with the tensor-core kernel (its tolerance:
   // decode_attention_tolerance.h Arithmetic::tensor_cores).
   bool tensor_cores() const;
+  // Where run() on cuda puts the general kernel (the residual windows' tiles) as the last update() chose: after the
+  // fast / tensor-core kernel, beside it on a second stream (side_stream), or beside it on the same stream (compute
+  // capability 9.0 and newer: a programmatic dependent launch, no events, also with side_stream false). after on cpu
+  // and without general tiles.
+  enum class GeneralKernel { after, side_stream, one_stream };
+  GeneralKernel general_kernel() const;
   // cuda: how the tables went up so far: whole (through pinned memory), patched (the changed entries as kernel
   // parameters) or unchanged (nothing to send). Always zero on cpu.
   struct Uploads {

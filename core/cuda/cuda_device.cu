@@ -30,6 +30,16 @@ std::string cuda_device_description(int index) {
   return buf;
 }
 
+int cuda_compute_capability(int index) {
+  int major = 0, minor = 0;
+  if (cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, index) != cudaSuccess ||
+      cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, index) != cudaSuccess) {
+    (void)cudaGetLastError();
+    return 0;
+  }
+  return 10 * major + minor;
+}
+
 namespace {
 std::atomic<int> g_process_device{-1};
 }  // namespace

@@ -10,6 +10,9 @@ namespace vidkv {
 int cuda_device_count(std::string* why = nullptr);
 // "NVIDIA H100 80GB HBM3, sm_90, 79.1 GiB" for device `index`, or the reason it cannot be described.
 std::string cuda_device_description(int index);
+// Compute capability of device `index` as 10 major + minor (90 for an H100 / H200); 0 when it cannot be asked (no
+// such device, or a CPU-only build).
+int cuda_compute_capability(int index);
 // The device of this process: an MPI rank takes device local_rank % cuda_device_count() of its node
 // (docs/distributed.md). set_process_cuda_device remembers it and makes it current on the calling thread;
 // use_process_cuda_device makes it current on the calling thread (CUDA's current device is per thread, so every

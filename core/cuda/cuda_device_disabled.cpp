@@ -10,6 +10,7 @@ int cuda_device_count(std::string* why) {
 }
 
 std::string cuda_device_description(int index) { return "device " + std::to_string(index) + ": no CUDA backend in this build"; }
+int cuda_compute_capability(int) { return 0; }
 
 namespace {
 int g_process_device = -1;
@@ -46,6 +47,7 @@ void copy_to_host(void*, const void*, std::size_t, void*) { no_cuda("copy to hos
 void copy_device_to_device(void*, const void*, std::size_t, void*) { no_cuda("device copy"); }
 void fill_device(void*, int, std::size_t, void*) { no_cuda("device fill"); }
 void synchronize(void*) { no_cuda("synchronize"); }
+bool stream_idle(void*) { no_cuda("stream query"); }
 void check_launch(const char* what) { no_cuda(what); }
 void* allocate_pinned(std::size_t) { no_cuda("pinned allocation"); }
 void free_pinned(void*) {}

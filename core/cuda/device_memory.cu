@@ -70,6 +70,13 @@ void fill_device(void* dst, int byte, std::size_t bytes, void* stream) {
 
 void synchronize(void* stream) { check(cudaStreamSynchronize(as_stream(stream)), "cudaStreamSynchronize", 0); }
 
+bool stream_idle(void* stream) {
+  const cudaError_t status = cudaStreamQuery(as_stream(stream));
+  if (status == cudaErrorNotReady) return false;
+  check(status, "cudaStreamQuery", 0);
+  return true;
+}
+
 void check_launch(const char* what) {
   const cudaError_t status = cudaGetLastError();
   if (status != cudaSuccess) VIDKV_THROW(CudaError, what, ": kernel launch failed: ", cudaGetErrorString(status));

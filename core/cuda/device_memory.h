@@ -60,6 +60,9 @@ void copy_device_to_device(void* dst, const void* src, std::size_t bytes, void* 
 void fill_device(void* dst, int byte, std::size_t bytes, void* stream = nullptr);
 // Waits for every operation enqueued on `stream`; throws CudaError with the first asynchronous error.
 void synchronize(void* stream = nullptr);
+// Whether every operation enqueued on `stream` has finished, without waiting (cudaStreamQuery); throws CudaError
+// with an asynchronous error.
+bool stream_idle(void* stream = nullptr);
 // Throws CudaError naming `what` when the last kernel launch failed (cudaGetLastError).
 void check_launch(const char* what);
 

@@ -4,12 +4,17 @@
 // the extra formats of decode_attention_test_support.h): batch 3 of different lengths (tails: lengths not multiples
 // of 32, a sequence shorter than one residual window), GQA 7 and 1 query heads per KV head, head_dim 128 and 64,
 // fp32 / fp16 / bf16 queries, the default and forced split counts, and an fp16 output. Skipped without a GPU.
+#include <chrono>
+#include <cstdlib>
 #include <iostream>
+#include <memory>
+#include <thread>
 
 #include "catch.h"
 #include "test_registry.h"
 #include "cuda_test_support.h"
 #include "decode_attention_test_support.h"
+#include "vidkv/core/cuda/cuda_device.h"
 #include "vidkv/core/cuda/device_memory.h"
 #include "vidkv/core/error.h"
 
@@ -301,4 +306,84 @@ TEST_CASE("decode attention on cuda kept across a batch that changes size and a 
       CHECK(kept.uploads().patched > after.patched);
     }
   }
+}
+
+namespace {
+
+// run_cuda, except that a launch which never ends (a combine block waiting for general-kernel blocks that never
+// come: the one-stream path's counters) stops the test binary with a message after `seconds` instead of hanging.
+std::vector<float> run_cuda_or_stop(const DecodeAttention& attn, const std::vector<float>& q, std::int64_t q_heads, double seconds = 30.0) {
+  const std::int64_t batch = attn.batch(), d = attn.head_dim();
+  const std::vector<std::uint8_t> qb = to_dtype_bytes(q, DType::f16);
+  DeviceBuffer dq = upload(qb);
+  const std::size_t out_bytes = q.size() * sizeof(float);
+  DeviceBuffer dout = poisoned(out_bytes);
+  attn.run(TensorView{dq.data(), DType::f16, Device::cuda, {batch, q_heads, d}},
+           TensorView{dout.data(), DType::f32, Device::cuda, {batch, q_heads, d}});
+  const auto start = std::chrono::steady_clock::now();
+  while (!stream_idle(nullptr)) {
+    if (std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() > seconds) {
+      std::cerr << "decode attention did not finish within " << seconds << " s (a combine block waiting for the general "
+                << "kernel's blocks forever?): stopping the test binary\n";
+      std::_Exit(1);
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  synchronize();
+  return from_dtype_bytes(download(dout.data(), out_bytes), DType::f32);
+}
+
+}  // namespace
+
+TEST_CASE("decode attention on cuda: the general kernel beside the other on one stream through a batch walk 1, 2, 1, 3, 2 gives a fresh object's output",
+          "[cuda][attention]") {
+  // The one-stream path (DecodeAttention::GeneralKernel::one_stream, Hopper) counts the general kernel's blocks per
+  // (sequence, KV head) on the device, and its combine blocks zero the counts again; rows that a smaller batch skips
+  // must not fall behind (a first version's host-side running target did: the combine kernel then waited forever).
+  // kivi-2 keeps a residual window, so its sequences have general tiles; at batch 1-3 they run beside the tensor-core
+  // kernel (a few blocks against a wave). The kept object, updated through the walk with one token per step, equals
+  // a fresh object bit for bit at every step, and its path is the one the device allows.
+  VIDKV_REQUIRE_CUDA_DEVICE();
+  const PresetCodec preset = preset_codec("kivi-2");
+  const LayerInput in[3] = {synthetic_input(4, 800, 128, 41), synthetic_input(4, 800, 128, 42), synthetic_input(4, 800, 128, 43)};
+  std::vector<std::unique_ptr<LayerCache>> caches;
+  std::int64_t t[3] = {700, 450, 333};
+  for (int b = 0; b < 3; ++b) {
+    caches.push_back(std::make_unique<LayerCache>(preset.codec, preset.lifecycle, 4, 128, TokenContext{}, DType::f16, Execution::cuda(),
+                                                  ExactTokens::residual));
+    append_tokens(*caches.back(), in[b], 0, t[b]);
+  }
+  std::vector<float> q3 = random_queries(3, 28, 128, 1.5f, 44);
+  for (auto& x : q3) x = round_to_dtype(x, DType::f16);
+  using Fast = DecodeAttention::FastKernel;
+  using General = DecodeAttention::GeneralKernel;
+  auto first = [&](int n) {
+    std::vector<const LayerCache*> v;
+    for (int b = 0; b < n; ++b) v.push_back(caches[static_cast<std::size_t>(b)].get());
+    return v;
+  };
+  DecodeAttention kept(first(1), Execution::cuda(), 0, Fast::tensor_cores, false);
+  int one_stream_runs = 0;
+  for (const int n : {1, 2, 1, 3, 2, 2, 1}) {
+    INFO("batch " << n);
+    for (int b = 0; b < 3; ++b) {  // one token more in every sequence, in the batch or not
+      append_tokens(*caches[static_cast<std::size_t>(b)], in[b], t[b], t[b] + 1);
+      ++t[b];
+    }
+    kept.update(first(n));
+    const DecodeAttention fresh(first(n), Execution::cuda(), 0, Fast::tensor_cores, false);
+    REQUIRE(kept.same_tables(fresh));
+    REQUIRE(kept.general_kernel() == fresh.general_kernel());
+    const std::vector<float> q(q3.begin(), q3.begin() + n * 28 * 128);
+    REQUIRE(run_cuda_or_stop(kept, q, 28) == run_cuda_or_stop(fresh, q, 28));
+    one_stream_runs += kept.general_kernel() == General::one_stream;
+    CHECK(kept.general_kernel() != General::side_stream);  // side_stream false: never the second stream
+  }
+  const int cc = cuda_compute_capability(process_cuda_device() < 0 ? 0 : process_cuda_device());
+  INFO("compute capability " << cc);
+  // On compute capability 9.0 and newer the general tiles run beside on one stream (unless
+  // VIDKV_CUDA_ATTENTION_ONE_STREAM=0 or VIDKV_NO_DEPENDENT_LAUNCH=1 turn it off).
+  if (cc >= 90 && std::getenv("VIDKV_CUDA_ATTENTION_ONE_STREAM") == nullptr &&
+      std::getenv("VIDKV_NO_DEPENDENT_LAUNCH") == nullptr)
+    CHECK(one_stream_runs == 7);
 }
