@@ -205,6 +205,10 @@ std::string rows_to_jsonl(const std::vector<ResultRow>& rows, const std::vector<
   return out;
 }
 
+std::string format_cell(const ResultValue& v) {
+  return std::holds_alternative<double>(v) ? format_number(std::get<double>(v), 4) : std::get<std::string>(v);
+}
+
 std::string rows_to_markdown(const std::vector<ResultRow>& rows, const std::vector<std::string>& columns) {
   std::ostringstream out;
   out << "|";
@@ -217,7 +221,7 @@ std::string rows_to_markdown(const std::vector<ResultRow>& rows, const std::vect
     for (const auto& c : columns) {
       const ResultValue* v = r.get(c);
       std::string text;
-      if (v) text = std::holds_alternative<double>(*v) ? format_number(std::get<double>(*v), 4) : std::get<std::string>(*v);
+      if (v) text = format_cell(*v);
       std::string cell;
       for (char ch : text) cell += ch == '|' ? std::string("\\|") : std::string(1, ch == '\n' || ch == '\r' ? ' ' : ch);
       out << " " << cell << " |";

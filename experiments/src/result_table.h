@@ -26,6 +26,8 @@ struct ResultRow {
 extern const std::vector<std::string> kKeyColumns;
 
 std::string format_value(const ResultValue& v);
+// A value as summary.md and the terminal table print it: numbers to 4 significant digits.
+std::string format_cell(const ResultValue& v);
 // A JSON string literal for `s` (nlohmann::json; invalid UTF-8 bytes become U+FFFD).
 std::string json_quote(const std::string& s);
 

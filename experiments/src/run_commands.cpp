@@ -18,6 +18,8 @@
 #include "vidkv/experiments/src/process_group.h"
 #include "vidkv/experiments/src/yaml_config.h"
 #include "vidkv/experiments/src/results_folder.h"
+#include "vidkv/experiments/src/summary_notes.h"
+#include "vidkv/experiments/src/terminal_table.h"
 #include "vidkv/experiments/src/trace_read_options.h"
 #include "vidkv/traces/trace_validation.h"
 
@@ -33,32 +35,22 @@ struct RunArgs {
   bool resume = false;
   std::string out;
   bool quiet = false;
+  bool all_columns = false;
   std::string shard;
   std::vector<std::string> plugins;
   bool allow_plugins = false;
   TraceReadFlags trace_read;
 };
 
-// Prints the summary table of a finished experiment, with the reason of any non-finite value.
-void print_summary(const ExperimentPlan& plan, const ExperimentOutcome& out) {
+// Prints the summary table of a finished experiment (its columns shortened past kMaxTerminalColumns unless
+// `all_columns`: terminal_table.h; summary.md holds all), the key of the columns shown and the notes
+// (summary_notes.h: empty cells, non-finite values, values that look wrong).
+void print_summary(const ExperimentPlan& plan, const ExperimentOutcome& out, bool all_columns) {
   const std::vector<std::string> columns = summary_columns(plan);
-  std::cout << "\n" << rows_to_markdown(out.summary, columns) << "\n" << summary_column_key(columns);
-  if (plan.backend == Device::cuda)
-    for (const auto& col : columns)
-      if (col.rfind("decode_", 0) == 0) {
-        std::cout << "note: the decode-step metrics (decode_*) are computed by the CPU replay only: their cells are "
-                     "empty with backend: cuda (run with backend: cpu for them)\n";
-        break;
-      }
-  // Never an inf or nan without its reason: the runner refuses non-finite reconstructions, so what remains is a
-  // relative error (or SNR) against an all-zero reference.
-  for (const auto& col : columns)
-    for (const auto& r : out.summary)
-      if (const ResultValue* v = r.get(col); v && std::holds_alternative<double>(*v) && !std::isfinite(std::get<double>(*v))) {
-        std::cout << "note: " << col << " is " << format_value(*v) << " for run '" << format_value(*r.get("run"))
-                  << "': the reference is all zeros there, so a relative error (or SNR) is not a number\n";
-        break;
-      }
+  const TerminalColumns shown = terminal_columns(columns, all_columns);
+  std::cout << "\n" << rows_to_markdown(out.summary, shown.shown) << omitted_columns_line(shown, out.dir) << "\n"
+            << summary_column_key(shown.shown);
+  for (const std::string& note : summary_notes(plan, out.summary, shown.shown)) std::cout << note;
 }
 
 // The registry of this run: the built-in plugins, those the user loads (VIDKV_PLUGIN_PATH, --plugin) and those the
@@ -152,7 +144,7 @@ int run_mpi(const RunArgs& a, const ConfigNode& document, const PluginRegistry& 
     throw IoError(std::string(e.what()) + " [every rank finished its cells: is " + options.out_dir +
                   " on a file system that every rank shares? (docs/distributed.md)]");
   }
-  print_summary(plan, out);
+  print_summary(plan, out, a.all_columns);
   std::cout << "results: " << out.dir << "/results.csv (" << out.rows.size() << " rows; " << computed
             << " cells computed, " << resumed << " resumed, by " << group.size() << " MPI ranks)\n";
   return 0;
@@ -196,7 +188,7 @@ int run_command(const RunArgs& a, const Args& raw) {
   const ResultsFolder folder(plan, options.out_dir, options.resume);
   options.out_dir = folder.dir();
   const ExperimentOutcome out = run_experiment(plan, options, registry.with_implementation(implementation));
-  print_summary(plan, out);
+  print_summary(plan, out, a.all_columns);
   std::cout << "results: " << out.dir << "/results.csv (" << out.rows.size() << " rows; " << out.cells_computed
             << " cells computed, " << out.cells_resumed << " resumed)\n";
   return 0;
@@ -226,6 +218,9 @@ Action define_run(CLI::App& app) {
                  "holds files needs --resume")
       ->type_name("DIR");
   app.add_flag("--quiet", a->quiet, "no progress output");
+  app.add_flag("--all-columns", a->all_columns,
+               "print every column of the summary table (past 14 columns the terminal gets the headline, the K / V and\n"
+               "attention errors, attn_kl, bits and seconds; summary.md and results.csv always hold all)");
   app.add_option("--shard", a->shard,
                  "compute only shard i of N (counted from 0) of the cells, for job arrays without MPI: every shard\n"
                  "writes its cells into the same folder (--out DIR, or `output:` as it is), then vidkv merge DIR\n"

@@ -1,0 +1,98 @@
+// Notes under vidkv run's summary table (summary_notes.h).
+#include "vidkv/experiments/src/summary_notes.h"
+
+#include <algorithm>
+#include <cmath>
+#include <variant>
+
+namespace vidkv {
+
+namespace {
+
+const RunPlan* run_named(const ExperimentPlan& plan, const std::string& name) {
+  for (const RunPlan& r : plan.runs)
+    if (r.name == name) return &r;
+  return nullptr;
+}
+
+std::string run_of(const ResultRow& r) {
+  const ResultValue* v = r.get("run");
+  return v ? format_value(*v) : std::string("?");
+}
+
+bool has_column(const std::vector<std::string>& columns, const std::string& c) {
+  return std::find(columns.begin(), columns.end(), c) != columns.end();
+}
+
+// The relative-error note of one side ("key" / "value"), or "" when no row exceeds 1.
+std::string relative_error_note(const ExperimentPlan& plan, const std::vector<ResultRow>& summary, const std::string& side) {
+  const std::string col = side + "_rel_error";
+  std::vector<std::string> magnitude_free, other;
+  for (const ResultRow& r : summary) {
+    const ResultValue* v = r.get(col);
+    if (!v || !std::holds_alternative<double>(*v)) continue;
+    const double x = std::get<double>(*v);
+    if (!std::isfinite(x) || x <= 1.0) continue;
+    const std::string name = run_of(r);
+    const RunPlan* run = run_named(plan, name);
+    const ConfigNode* block = run ? run->codec.find(side) : nullptr;
+    const std::string entry = "'" + name + "' " + format_cell(*v);
+    ((block && has_magnitude_free_ternary(*block)) ? magnitude_free : other).push_back(entry);
+  }
+  const auto joined = [](const std::vector<std::string>& v) {
+    std::string s;
+    for (const std::string& e : v) s += (s.empty() ? "" : ", ") + e;
+    return s;
+  };
+  const std::string what = side == "key" ? "K" : "V";
+  std::string out;
+  if (!magnitude_free.empty())
+    out += "note: " + col + " above 1 for " + joined(magnitude_free) + ": their " + side +
+           "s are magnitude-free ternary, decoded to exactly -1, 0 or +1 whatever the group's magnitude (paper Eq. 6, "
+           "algorithms.md section 2.3), so |" + what + " - " + what + "^| exceeds |" + what +
+           "| where |" + what + "| lies far from 1. That is the method, not a fault: compare such runs by the "
+           "attention columns and the headline (reconstruction: scaled decodes t x mean|x| instead)\n";
+  if (!other.empty())
+    out += "note: " + col + " above 1 for " + joined(other) + ": the reconstruction lies farther from " + what +
+           " than zero does (|" + what + " - " + what + "^|_F > |" + what + "|_F)\n";
+  return out;
+}
+
+}  // namespace
+
+bool has_magnitude_free_ternary(const ConfigNode& quantizer) {
+  if (!quantizer.is_map()) return false;
+  const ConfigNode* type = quantizer.find("type");
+  if (type && type->is_scalar() && type->text() == "ternary") {
+    const ConfigNode* rec = quantizer.find("reconstruction");
+    return !rec || !rec->is_scalar() || rec->text() == "magnitude_free";
+  }
+  for (const auto& [key, child] : quantizer.entries())
+    if (child.is_map() && has_magnitude_free_ternary(child)) return true;
+  return false;
+}
+
+std::vector<std::string> summary_notes(const ExperimentPlan& plan, const std::vector<ResultRow>& summary,
+                                       const std::vector<std::string>& columns) {
+  std::vector<std::string> notes;
+  if (plan.backend == Device::cuda)
+    for (const auto& col : columns)
+      if (col.rfind("decode_", 0) == 0) {
+        notes.push_back("note: the decode-step metrics (decode_*) are computed by the CPU replay only: their cells are "
+                        "empty with backend: cuda (run with backend: cpu for them)\n");
+        break;
+      }
+  for (const auto& col : columns)
+    for (const ResultRow& r : summary)
+      if (const ResultValue* v = r.get(col); v && std::holds_alternative<double>(*v) && !std::isfinite(std::get<double>(*v))) {
+        notes.push_back("note: " + col + " is " + format_value(*v) + " for run '" + run_of(r) +
+                        "': the reference is all zeros there, so a relative error (or SNR) is not a number\n");
+        break;
+      }
+  for (const char* side : {"key", "value"})
+    if (has_column(columns, std::string(side) + "_rel_error"))
+      if (std::string n = relative_error_note(plan, summary, side); !n.empty()) notes.push_back(n);
+  return notes;
+}
+
+}  // namespace vidkv
