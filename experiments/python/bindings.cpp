@@ -29,6 +29,7 @@
 #include "vidkv/experiments/src/presets.h"
 #include "vidkv/experiments/src/cpu_bench.h"
 #include "vidkv/experiments/src/cuda_bench.h"
+#include "vidkv/experiments/src/column_key.h"
 #include "vidkv/experiments/src/result_table.h"
 #include "vidkv/experiments/python/python_quantizer.h"
 
@@ -803,6 +804,15 @@ PYBIND11_MODULE(_vidkv, m) {
       "results.csv, results.jsonl and summary.md of a results folder, written by the same C++ writer as vidkv run "
       "(experiments/src/result_table.h); rows are dicts column -> str, number or None");
   m.attr("KEY_COLUMNS") = kKeyColumns;
+  m.def(
+      "summary_markdown",
+      [](const py::list& summary, const std::vector<std::string>& columns) { return rows_to_markdown(to_rows(summary), columns); },
+      py::arg("summary"), py::arg("columns"),
+      "The summary table as vidkv run prints it and writes summary.md (experiments/src/result_table.h "
+      "rows_to_markdown: numbers to 4 significant digits, '|' escaped); rows are dicts column -> str, number or None");
+  m.def("summary_column_key", &summary_column_key, py::arg("columns"),
+        "The key vidkv run prints under its table (experiments/src/column_key.h): a heading and one line per group of "
+        "`columns` that has an entry (meaning and which way is better); '' when none has");
 
   py::class_<PyLayout>(m, "Layout", "Exact bytes of a packed block; effective_bits = 8 * bytes / elements.")
       .def_readonly("bytes", &PyLayout::bytes)

@@ -12,8 +12,8 @@ namespace vidkv {
 // no column of `columns` has an entry (run and trace need none).
 std::string summary_column_key(const std::vector<std::string>& columns);
 
-// Whether `column` (a metric name of vidkv run or vidkv live) has an entry in the key. Only vidkv run prints the
-// key; the live-only entries (perplexity, next_token_kl, greedy_agreement) wait for vidkv live to print a table.
+// Whether `column` (a metric name of vidkv run or vidkv live) has an entry in the key. vidkv run and vidkv live
+// (through the _vidkv binding summary_column_key) print the key under their tables.
 bool column_has_key(const std::string& column);
 
 }  // namespace vidkv

@@ -105,6 +105,21 @@ def test_torch_tensors_round_trip_when_torch_is_installed():
     assert torch.allclose(y.float(), x.float(), atol=0.05)
 
 
+def test_summary_table_and_key_as_vidkv_run_prints_them():
+    """vidkv live prints its table and key through vidkv run's C++ (result_table.h, column_key.h): numbers to 4
+    significant digits, '|' escaped, a missing value empty; the key names only the given columns, live ones too."""
+    import _vidkv
+
+    rows = [{"run": "a|b", "lifecycle": "kivi G=32 R=128", "perplexity": 12.3456789, "greedy_agreement": None}]
+    table = _vidkv.summary_markdown(rows, ["run", "lifecycle", "perplexity", "greedy_agreement"]).splitlines()
+    assert table == ["| run | lifecycle | perplexity | greedy_agreement |", "| --- | --- | --- | --- |",
+                     "| a\\|b | kivi G=32 R=128 | 12.35 |  |"]
+    key = _vidkv.summary_column_key(["run", "perplexity", "next_token_kl"]).splitlines()
+    assert key[0].startswith("key (") and len(key) == 3
+    assert key[1].startswith("  perplexity: lower is better") and key[2].startswith("  next_token_kl: lower is better")
+    assert _vidkv.summary_column_key(["run"]) == ""
+
+
 def test_live_and_run_share_one_result_writer(tmp_path):
     """Issue 14 item 4: vidkv live writes its result files through the C++ writer of vidkv run: the same CSV
     quoting, JSON (nlohmann) and markdown escaping of '|' in run names."""

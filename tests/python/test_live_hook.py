@@ -90,7 +90,7 @@ metrics: [all]
 """)
 
 
-def test_live_degradation_is_finite_and_ordered_by_bits(smollm2, tmp_path):
+def test_live_degradation_is_finite_and_ordered_by_bits(smollm2, tmp_path, capsys):
     exp = tmp_path / "exp.yaml"
     prompts = [{"text": PASSAGE + QUESTION, "question": QUESTION,
                 "reference": "A single man of good fortune must be in want of a wife, as the passage says."}]
@@ -115,6 +115,11 @@ def test_live_degradation_is_finite_and_ordered_by_bits(smollm2, tmp_path):
     assert float(rows["vidkv-2"]["perplexity"]) > float(rows["vidkv-2"]["perplexity_reference"]) * 0.99
     prov = json.loads((out / "provenance.json").read_text())
     assert prov["mode"] == "live" and len(prov["runs"]) == 3
+    # The table and its key on stdout, as vidkv run prints them (the generated texts only in the files).
+    printed = capsys.readouterr().out
+    assert "| run | lifecycle | perplexity |" in printed and "| vidkv-k1.5-v1.58 | paper" in printed
+    assert "\n  perplexity, perplexity_reference: lower is better" in printed
+    assert "\n  greedy_agreement: higher is better" in printed and "generated_text" not in printed
     print("live figures:", {k: (r["next_token_kl"], r["greedy_agreement"], r["perplexity"]) for k, r in rows.items()})
 
 
