@@ -27,7 +27,8 @@ const char* const kCudaMetricsDevice =
     "reconstruction errors (key_*, value_*) and attention metrics (attn_*) on cuda, in double (cuda_metrics.h, "
     "cuda_attention.h: deterministic reductions, equal to backend cpu within 1e-9 relative); for rope: pre traces, "
     "keys and queries rotated on cuda first (cuda_rotary.h, bit-identical to the cpu's apply_rotary); bits from the "
-    "stored layouts on the host";
+    "stored layouts on the host; decode-step metrics (decode_*) on the host, by a replay through the codec's cpu "
+    "tiers (decode_step_metrics.h, the same values as backend cpu)";
 
 std::string cuda_backend_unavailable() {
 #ifndef VIDKV_WITH_CUDA

@@ -289,15 +289,17 @@ std::vector<ResultRow> compute_cell(const ExperimentPlan& plan, const RunPlan& p
         t = LayerTensors{key_rot.data(), data.value.data(), key_hat_rot.data(), out.value.data(), shape, &queries_rot};
       }
       all = layer_metrics_all(t, selection, head_pool);
-      // Decode-step metrics (decode_step_metrics.h): the layer only, on a second replay that snapshots the cache at
-      // each decode-step query.
-      if (decode_metrics && queries) {
-        DecodeRotary rot;
-        if (rotate) rot = DecodeRotary{&*info.rotary, tokens.position.data()};
-        for (const auto& [name, v] : decode_step_metrics(codec, run.lifecycle, data.key.data(), data.value.data(),
-                                                         shape, ctx, info.dtype, *queries, rot))
-          all.back()[name] = v;
-      }
+    }
+    // Decode-step metrics (decode_step_metrics.h): the layer only, on a second replay that snapshots the cache at
+    // each decode-step query. A host replay on both backends (the codec's CPU tiers; with backend: cuda these are
+    // the device's packed bytes wherever the tiers are exact, the FFT keys within their tolerance), so the headline
+    // is there on the GPU too, computed at the CPU's speed.
+    if (decode_metrics && queries) {
+      DecodeRotary rot;
+      if (rotate) rot = DecodeRotary{&*info.rotary, tokens.position.data()};
+      for (const auto& [name, v] : decode_step_metrics(codec, run.lifecycle, data.key.data(), data.value.data(),
+                                                       shape, ctx, info.dtype, *queries, rot))
+        all.back()[name] = v;
     }
     LayerOutcome& o = outcomes[static_cast<std::size_t>(layer)];
     std::vector<ResultRow> head_rows;

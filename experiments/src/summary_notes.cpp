@@ -78,8 +78,9 @@ std::vector<std::string> summary_notes(const ExperimentPlan& plan, const std::ve
   if (plan.backend == Device::cuda)
     for (const auto& col : columns)
       if (col.rfind("decode_", 0) == 0) {
-        notes.push_back("note: the decode-step metrics (decode_*) are computed by the CPU replay only: their cells are "
-                        "empty with backend: cuda (run with backend: cpu for them)\n");
+        notes.push_back("note: backend: cuda: the decode-step metrics (decode_*, the headline among them) come from a "
+                        "replay on the host through the codec's CPU tiers (the GPU's packed bytes where its tiers are "
+                        "exact, FFT keys within their tolerance; experiments/README.md, \"Trace replay on the GPU\")\n");
         break;
       }
   for (const auto& col : columns)

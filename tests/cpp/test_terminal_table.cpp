@@ -103,7 +103,7 @@ TEST_CASE("the notes under the table: decode cells empty on cuda, a non-finite v
   plan.backend = Device::cuda;
   std::vector<std::string> notes = summary_notes(plan, {}, {"run", "decode_attn_kl"});
   REQUIRE(notes.size() == 1);
-  CHECK(notes[0].find("computed by the CPU replay only") != std::string::npos);
+  CHECK(notes[0].find("come from a replay on the host through the codec's CPU tiers") != std::string::npos);
   CHECK(summary_notes(plan, {}, {"run", "key_mse"}).empty());
   plan.backend = Device::cpu;
   CHECK(summary_notes(plan, {}, {"run", "decode_attn_kl"}).empty());
