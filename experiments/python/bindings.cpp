@@ -810,9 +810,15 @@ PYBIND11_MODULE(_vidkv, m) {
       py::arg("summary"), py::arg("columns"),
       "The summary table as vidkv run prints it and writes summary.md (experiments/src/result_table.h "
       "rows_to_markdown: numbers to 4 significant digits, '|' escaped); rows are dicts column -> str, number or None");
-  m.def("summary_column_key", &summary_column_key, py::arg("columns"),
-        "The key vidkv run prints under its table (experiments/src/column_key.h): a heading and one line per group of "
-        "`columns` that has an entry (meaning and which way is better); '' when none has");
+  m.def(
+      "summary_column_key",
+      [](const std::vector<std::string>& columns, bool live) {
+        return summary_column_key(columns, live ? KeyFor::live : KeyFor::run);
+      },
+      py::arg("columns"), py::arg("live") = false,
+      "The key vidkv run (live=False) or vidkv live (live=True: the heading pools over a run's prompts) prints under "
+      "its table (experiments/src/column_key.h): a heading and one line per group of `columns` that has an entry "
+      "(meaning and which way is better); '' when none has");
 
   py::class_<PyLayout>(m, "Layout", "Exact bytes of a packed block; effective_bits = 8 * bytes / elements.")
       .def_readonly("bytes", &PyLayout::bytes)

@@ -54,7 +54,7 @@ bool contains(const std::vector<std::string>& v, const std::string& s) { return 
 
 }  // namespace
 
-std::string summary_column_key(const std::vector<std::string>& columns) {
+std::string summary_column_key(const std::vector<std::string>& columns, KeyFor table) {
   std::string out;
   for (const KeyEntry& e : key_entries()) {
     std::string names;
@@ -63,8 +63,12 @@ std::string summary_column_key(const std::vector<std::string>& columns) {
     if (!names.empty()) out += "  " + names + ": " + e.meaning + "\n";
   }
   if (out.empty()) return out;
-  return "key (per trace: errors are means over layers, the headline a weighted one; bits count every layer's "
-         "bytes; seconds are summed; compare settings at similar effective bits; experiments/README.md, "
+  const char* pooling = table == KeyFor::run
+                            ? "per trace: errors are means over layers, the headline a weighted one; bits count every "
+                              "layer's bytes; seconds are summed"
+                            : "per run, over every prompt: the reference tokens' perplexity and KL, the greedy tokens' "
+                              "agreement; bits count the bytes of every prompt's cache; seconds are the run's wall time";
+  return std::string("key (") + pooling + "; compare settings at similar effective bits; experiments/README.md, "
          "\"Metrics\", defines each column):\n" + out;
 }
 

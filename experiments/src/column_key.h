@@ -10,7 +10,10 @@ namespace vidkv {
 // Lines "  col_a, col_b  meaning" for the groups with at least one column in `columns` (naming only those columns),
 // in the key's order (the headline metric first, the lifecycle last), after a heading line; the empty string when
 // no column of `columns` has an entry (run and trace need none).
-std::string summary_column_key(const std::vector<std::string>& columns);
+// `table`: whose table it is, which the heading's line on pooling follows (vidkv run: over the layers of a trace;
+// vidkv live: over the prompts of a run).
+enum class KeyFor { run, live };
+std::string summary_column_key(const std::vector<std::string>& columns, KeyFor table = KeyFor::run);
 
 // Whether `column` (a metric name of vidkv run or vidkv live) has an entry in the key. vidkv run and vidkv live
 // (through the _vidkv binding summary_column_key) print the key under their tables.

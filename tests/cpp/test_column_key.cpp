@@ -45,4 +45,9 @@ TEST_CASE("the summary's key names only the table's columns, the headline first"
   CHECK(summary_column_key({"value_snr_db", "key_snr_db"}).find("  key_snr_db, value_snr_db: higher is better") !=
         std::string::npos);
   CHECK(summary_column_key({"run", "trace"}).empty());
+  // The heading says how values are pooled: vidkv run's over a trace's layers, vidkv live's over a run's prompts.
+  CHECK(key.rfind("key (per trace: errors are means over layers", 0) == 0);
+  const std::string live = summary_column_key({"run", "perplexity", "effective_bits"}, KeyFor::live);
+  CHECK(live.rfind("key (per run, over every prompt:", 0) == 0);
+  CHECK(live.find("per trace") == std::string::npos);
 }

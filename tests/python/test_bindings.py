@@ -118,6 +118,7 @@ def test_summary_table_and_key_as_vidkv_run_prints_them():
     assert key[0].startswith("key (") and len(key) == 3
     assert key[1].startswith("  perplexity: lower is better") and key[2].startswith("  next_token_kl: lower is better")
     assert _vidkv.summary_column_key(["run"]) == ""
+    assert _vidkv.summary_column_key(["perplexity"], live=True).startswith("key (per run, over every prompt:")
 
 
 def test_live_and_run_share_one_result_writer(tmp_path):

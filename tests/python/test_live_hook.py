@@ -118,6 +118,7 @@ def test_live_degradation_is_finite_and_ordered_by_bits(smollm2, tmp_path, capsy
     # The table and its key on stdout, as vidkv run prints them (the generated texts only in the files).
     printed = capsys.readouterr().out
     assert "| run | lifecycle | perplexity |" in printed and "| vidkv-k1.5-v1.58 | paper" in printed
+    assert "key (per run, over every prompt:" in printed
     assert "\n  perplexity, perplexity_reference: lower is better" in printed
     assert "\n  greedy_agreement: higher is better" in printed and "generated_text" not in printed
     print("live figures:", {k: (r["next_token_kl"], r["greedy_agreement"], r["perplexity"]) for k, r in rows.items()})

@@ -362,7 +362,7 @@ def run_live(experiment: str, overrides: list[str], out: str | None, command_lin
     write_results(out_dir, plan, rows, columns, provenance)
     # The table and its key as vidkv run prints them (the generated texts stay in summary.md and results.csv).
     shown = ["run", "lifecycle"] + plan["metrics"]
-    print("\n" + _vidkv.summary_markdown(rows, shown) + "\n" + _vidkv.summary_column_key(shown), end="")
+    print("\n" + _vidkv.summary_markdown(rows, shown) + "\n" + _vidkv.summary_column_key(shown, live=True), end="")
     print(f"[live] results: {out_dir}", file=sys.stderr)
     return out_dir
 
