@@ -212,7 +212,7 @@ std::vector<ResultRow> compute_cell(const ExperimentPlan& plan, const RunPlan& p
   const MetricSelection selection = MetricSelection::for_metrics(plan.metrics);
   // The recorded query states are read from the trace only when an attention metric or the codec (a token
   // protector such as semantic_attention) uses them: reconstruction-only runs never touch /layers/NNN/query.
-  const LayerParts parts{selection.attention() || codec.key().reads_recorded_queries() ||
+  const LayerParts parts{selection.attention() || decode_metrics || codec.key().reads_recorded_queries() ||
                          codec.value().reads_recorded_queries()};
   // backend: cuda (cuda_replay.h): the layers in order on the GPU, the next one read while the current one runs;
   // rope: pre keys and queries rotated on the device as the cpu rotates them below.
@@ -467,7 +467,7 @@ std::vector<std::string> summary_columns(const ExperimentPlan& plan) {
 }
 
 bool plan_reads_recorded_queries(const ExperimentPlan& plan, const PluginRegistry& registry) {
-  if (MetricSelection::for_metrics(plan.metrics).attention()) return true;
+  if (MetricSelection::for_metrics(plan.metrics).attention() || wants_decode_step_metrics(plan.metrics)) return true;
   for (const RunPlan& run : plan.runs)
     for (const char* side : {"key", "value"})
       if (registry.make_quantizer(run.codec.at(side))->reads_recorded_queries()) return true;
@@ -488,7 +488,16 @@ ExperimentOutcome run_experiment(const ExperimentPlan& plan, const RunOptions& o
     tier_shape = BlockShape{first.num_kv_heads, first.tokens, first.head_dim};
     tiers = run_kernel_tiers(plan, registry, tier_shape);
   }
-  const std::string fingerprint = plan_fingerprint(plan, inexact_tier_fingerprint(plan, tiers));
+  std::string tier_print = inexact_tier_fingerprint(plan, tiers);
+  if (plan.backend == Device::cuda && wants_decode_step_metrics(plan.metrics) && !plan.traces.empty()) {
+    // With backend: cuda the decode-step metrics come from a host replay through the CPU tiers (since 2026-12-03;
+    // before, their cells were empty): a folder of before does not resume into this one, and an inexact CPU tier
+    // (the FFT keys') enters as on the cpu.
+    ExperimentPlan host = plan;
+    host.backend = Device::cpu;
+    tier_print += "|decode_step_metrics_on_host" + inexact_tier_fingerprint(host, run_kernel_tiers(host, registry, tier_shape));
+  }
+  const std::string fingerprint = plan_fingerprint(plan, tier_print);
   const fs::path fp_file = dir / "plan.fingerprint";
   if (fs::exists(fp_file)) {
     std::ifstream in(fp_file);

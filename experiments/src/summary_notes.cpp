@@ -27,6 +27,7 @@ bool has_column(const std::vector<std::string>& columns, const std::string& c) {
 // The relative-error note of one side ("key" / "value"), or "" when no row exceeds 1.
 std::string relative_error_note(const ExperimentPlan& plan, const std::vector<ResultRow>& summary, const std::string& side) {
   const std::string col = side + "_rel_error";
+  const bool several_traces = plan.traces.size() > 1;
   std::vector<std::string> magnitude_free, other;
   for (const ResultRow& r : summary) {
     const ResultValue* v = r.get(col);
@@ -36,7 +37,8 @@ std::string relative_error_note(const ExperimentPlan& plan, const std::vector<Re
     const std::string name = run_of(r);
     const RunPlan* run = run_named(plan, name);
     const ConfigNode* block = run ? run->codec.find(side) : nullptr;
-    const std::string entry = "'" + name + "' " + format_cell(*v);
+    const ResultValue* trace = r.get("trace");
+    const std::string entry = "'" + name + "'" + (several_traces && trace ? " on " + format_cell(*trace) : "") + " " + format_cell(*v);
     ((block && has_magnitude_free_ternary(*block)) ? magnitude_free : other).push_back(entry);
   }
   const auto joined = [](const std::vector<std::string>& v) {
@@ -49,9 +51,10 @@ std::string relative_error_note(const ExperimentPlan& plan, const std::vector<Re
   if (!magnitude_free.empty())
     out += "note: " + col + " above 1 for " + joined(magnitude_free) + ": their " + side +
            "s are magnitude-free ternary, decoded to exactly -1, 0 or +1 whatever the group's magnitude (paper Eq. 6, "
-           "algorithms.md section 2.3), so |" + what + " - " + what + "^| exceeds |" + what +
-           "| where |" + what + "| lies far from 1. That is the method, not a fault: compare such runs by the "
-           "attention columns and the headline (reconstruction: scaled decodes t x mean|x| instead)\n";
+           "algorithms.md section 2.3): a value v coded +-1 errs by |1 - |v||, more than |v| when |v| < 1/2, so |" +
+           what + " - " + what + "^| exceeds |" + what + "| where most magnitudes lie well below 1. That is the "
+           "method, not a fault: compare such runs by the attention columns and the headline (reconstruction: scaled "
+           "decodes t x mean(|x| over |x| > a) instead)\n";
   if (!other.empty())
     out += "note: " + col + " above 1 for " + joined(other) + ": the reconstruction lies farther from " + what +
            " than zero does (|" + what + " - " + what + "^|_F > |" + what + "|_F)\n";

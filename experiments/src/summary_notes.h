@@ -1,5 +1,6 @@
-// The notes `vidkv run` prints under its summary table: why a cell is empty, why a value is not a number, and why a
-// value that looks wrong is what the method gives. Each note names the column, the runs and the reason.
+// The notes `vidkv run` prints under its summary table: where a column's values come from, why a value is not a
+// number, and why a value that looks wrong is what the method gives. Each note names the column, the runs and the
+// reason.
 #pragma once
 
 #include <string>

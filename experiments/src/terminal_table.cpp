@@ -27,9 +27,18 @@ TerminalColumns terminal_columns(const std::vector<std::string>& summary, bool a
     t.shown = summary;
     return t;
   }
+  // The identity and kept columns, then the others in the summary's order while there is room.
+  std::size_t room = kMaxTerminalColumns;
+  for (const std::string& c : summary)
+    if (c == "run" || c == "lifecycle" || c == "trace" || contains(kept_metrics(), c)) room -= room > 0 ? 1 : 0;
   for (const std::string& c : summary) {
-    const bool identity = c == "run" || c == "lifecycle" || c == "trace";
-    (identity || contains(kept_metrics(), c) ? t.shown : t.omitted).push_back(c);
+    const bool kept = c == "run" || c == "lifecycle" || c == "trace" || contains(kept_metrics(), c);
+    if (!kept && room > 0) --room;
+    else if (!kept) {
+      t.omitted.push_back(c);
+      continue;
+    }
+    t.shown.push_back(c);
   }
   return t;
 }

@@ -18,9 +18,10 @@ struct TerminalColumns {
 
 // `summary` is the summary's column list (experiment_runner.h summary_columns: run, lifecycle, [trace], the headline,
 // then the plan's metrics). With `all`, or at most kMaxTerminalColumns columns, every column is shown. Otherwise
-// shown = the identity columns (run, lifecycle, trace), then those of the headline, the K / V reconstruction and
-// attention-output relative errors, attn_kl, effective bits, compression_ratio and seconds that the summary has;
-// omitted = the rest.
+// shown = the identity columns (run, lifecycle, trace) and those of the headline, the K / V reconstruction and
+// attention-output relative errors, attn_kl, effective bits, compression_ratio and seconds that the summary has,
+// then the summary's other columns in order while fewer than kMaxTerminalColumns are shown (so a table of metrics
+// outside that list still shows kMaxTerminalColumns of them); all in the summary's order; omitted = the rest.
 TerminalColumns terminal_columns(const std::vector<std::string>& summary, bool all);
 
 // The line under a shortened table: "N more columns in DIR/summary.md and results.csv: a, b, ...; --all-columns

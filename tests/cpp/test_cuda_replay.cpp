@@ -335,6 +335,11 @@ TEST_CASE("the bundled trace replayed with backend cuda gives the backend cpu re
       }
     }
     check_backend_rows(rows[0], rows[1]);
+    // The bundled trace has generated tokens: both backends have the decode-step metrics (compared above), the
+    // headline in the trace's aggregate row among them.
+    bool headline = false;
+    for (const ResultRow& r : rows[1]) headline = headline || r.get("decode_attn_out_depth_error") != nullptr;
+    CHECK(headline);
     ++compared;
   }
   fs::remove_all(dir);

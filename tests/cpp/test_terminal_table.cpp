@@ -42,9 +42,10 @@ TEST_CASE("the terminal table keeps the comparing columns of a wide summary, in 
   const std::vector<std::string> all = default_summary_columns();
   REQUIRE(all.size() > kMaxTerminalColumns);
   const TerminalColumns t = terminal_columns(all, false);
-  // run, lifecycle and the 11 kept metrics that the default list has, in the summary's order.
+  // run, lifecycle and the 11 kept metrics that the default list has, plus the first other one (key_mse) to make
+  // 14, in the summary's order.
   const std::vector<std::string> expected = {"run", "lifecycle", "decode_attn_out_depth_error", "key_rel_error",
-                                             "value_rel_error", "attn_kl", "attn_out_rel_error",
+                                             "value_rel_error", "key_mse", "attn_kl", "attn_out_rel_error",
                                              "decode_attn_out_rel_error", "key_effective_bits",
                                              "value_effective_bits", "effective_bits", "compression_ratio", "seconds"};
   CHECK(t.shown == expected);
@@ -52,13 +53,29 @@ TEST_CASE("the terminal table keeps the comparing columns of a wide summary, in 
   for (const std::string& c : t.omitted) CHECK(std::find(expected.begin(), expected.end(), c) == expected.end());
   const std::string line = omitted_columns_line(t, "results/x");
   CHECK(line.rfind(std::to_string(t.omitted.size()) + " more columns in results/x/summary.md and results.csv: ", 0) == 0);
-  CHECK(line.find("key_mse") != std::string::npos);
+  CHECK(line.find("value_mse") != std::string::npos);
   CHECK(line.find("--all-columns") != std::string::npos);
   // --all-columns, or a table narrow enough, shows everything and names nothing.
   CHECK(terminal_columns(all, true).shown == all);
   const std::vector<std::string> few = {"run", "lifecycle", "trace", "key_mse", "value_snr_db"};
   CHECK(terminal_columns(few, false).shown == few);
   CHECK(omitted_columns_line(terminal_columns(few, false), "r").empty());
+  // At exactly kMaxTerminalColumns everything shows; past it the table holds exactly kMaxTerminalColumns.
+  std::vector<std::string> fourteen(all.begin(), all.begin() + 14);
+  CHECK(terminal_columns(fourteen, false).shown == fourteen);
+  const TerminalColumns fill = terminal_columns(all, false);
+  CHECK(fill.shown.size() == kMaxTerminalColumns);
+  // Metrics outside the kept list still fill the terminal table up to kMaxTerminalColumns, in order.
+  std::vector<std::string> others = {"run", "lifecycle"};
+  for (const std::string& m : all_metric_names())
+    if (m.find("mse") != std::string::npos || m.find("snr") != std::string::npos || m.find("cosine") != std::string::npos ||
+        m.find("nominal") != std::string::npos || m.find("key_only") != std::string::npos ||
+        m.find("logit") != std::string::npos || m.find("topk") != std::string::npos)
+      others.push_back(m);
+  REQUIRE(others.size() > kMaxTerminalColumns);
+  const TerminalColumns o = terminal_columns(others, false);
+  CHECK(o.shown == std::vector<std::string>(others.begin(), others.begin() + kMaxTerminalColumns));
+  CHECK(o.omitted == std::vector<std::string>(others.begin() + kMaxTerminalColumns, others.end()));
   // A wide table with several traces keeps the trace column.
   std::vector<std::string> traced = all;
   traced.insert(traced.begin() + 2, "trace");
@@ -82,6 +99,7 @@ TEST_CASE("a relative error above 1 gets a note: the method's for magnitude-free
   // The magnitude-free runs with their values, then the scaled one plainly; the run at 0.9 in neither.
   CHECK(n.find("note: value_rel_error above 1 for 'tern' 1.114, 'stp' 1.022: their values are magnitude-free ternary") == 0);
   CHECK(n.find("paper Eq. 6") != std::string::npos);
+  CHECK(n.find("more than |v| when |v| < 1/2") != std::string::npos);
   CHECK(n.find("\nnote: value_rel_error above 1 for 'scaled' 1.5: the reconstruction lies farther from V than zero does") !=
         std::string::npos);
   CHECK(n.find("'fine'") == std::string::npos);
@@ -98,7 +116,8 @@ TEST_CASE("has_magnitude_free_ternary walks composites and honours the reconstru
   CHECK(has_magnitude_free_ternary(parse_yaml_text("{type: mixed_token, rest: {type: ternary}}", "<t>")));
 }
 
-TEST_CASE("the notes under the table: decode cells empty on cuda, a non-finite value's reason", "[experiments][results]") {
+TEST_CASE("the notes under the table: where cuda's decode-step metrics come from, a non-finite value's reason",
+          "[experiments][results]") {
   ExperimentPlan plan;
   plan.backend = Device::cuda;
   std::vector<std::string> notes = summary_notes(plan, {}, {"run", "decode_attn_kl"});
