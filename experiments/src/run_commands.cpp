@@ -219,8 +219,8 @@ Action define_run(CLI::App& app) {
       ->type_name("DIR");
   app.add_flag("--quiet", a->quiet, "no progress output");
   app.add_flag("--all-columns", a->all_columns,
-               "print every column of the summary table (past 14 columns the terminal gets the headline, the K / V and\n"
-               "attention errors, attn_kl, bits and seconds; summary.md and results.csv always hold all)");
+               "print every column of the summary table (past 14 columns the terminal gets 14: the headline, the K / V\n"
+               "and attention errors, attn_kl, bits and seconds first; summary.md and results.csv always hold all)");
   app.add_option("--shard", a->shard,
                  "compute only shard i of N (counted from 0) of the cells, for job arrays without MPI: every shard\n"
                  "writes its cells into the same folder (--out DIR, or `output:` as it is), then vidkv merge DIR\n"
