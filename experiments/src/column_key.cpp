@@ -10,6 +10,9 @@ namespace {
 struct KeyEntry {
   std::vector<std::string> columns;
   const char* meaning;
+  // Per column (parallel to `columns`), what that column adds to the shared meaning; empty when the meaning says
+  // it all. Only the shown columns' parts are printed.
+  std::vector<const char*> parts = {};
 };
 
 // One entry per group of columns: the meaning and direction; experiments/README.md ("Metrics") defines each exactly.
@@ -26,12 +29,12 @@ const std::vector<KeyEntry>& key_entries() {
       {{"attn_kl"}, "lower is better: mean KL(p || p^) of the recorded queries' attention probabilities"},
       {{"attn_topk_overlap"}, "higher is better, 1 exact: share of the top-k attended keys (k = min(32, keys)) kept"},
       {{"attn_out_rel_error", "attn_out_rel_error_key_only", "attn_out_rel_error_value_only"},
-       "lower is better: relative error of the attention output with K^ and V^ (key_only: K^ with V; value_only: "
-       "K with V^)"},
+       "lower is better: relative error of the recorded queries' attention output",
+       {"with K^ and V^", "key_only: with K^ and V", "value_only: with K and V^"}},
       {{"decode_attn_out_rel_error", "decode_attn_out_rel_value", "decode_attn_out_mse", "decode_attn_kl"},
-       "lower is better: the generated tokens' queries against the cache as it stood at their decode step: output "
-       "error relative to |o|, relative to the attention-weighted value energy sum_j p_j |v_j|^2, absolute (mse), "
-       "KL of the probabilities"},
+       "lower is better: the generated tokens' queries against the cache as it stood at their decode step",
+       {"output error relative to |o|", "rel_value: relative to the attention-weighted value energy sum_j p_j |v_j|^2",
+        "mse: absolute", "kl: KL of the probabilities"}},
       {{"perplexity", "perplexity_reference"}, "lower is better: the live model's perplexity with the quantized / the fp16 cache"},
       {{"next_token_kl"}, "lower is better: KL of the live model's next-token distribution against the fp16 cache's"},
       {{"greedy_agreement"}, "higher is better, 1 exact: share of greedy tokens equal to the fp16 cache's"},
@@ -57,10 +60,13 @@ bool contains(const std::vector<std::string>& v, const std::string& s) { return 
 std::string summary_column_key(const std::vector<std::string>& columns, KeyFor table) {
   std::string out;
   for (const KeyEntry& e : key_entries()) {
-    std::string names;
-    for (const std::string& c : e.columns)
-      if (contains(columns, c)) names += (names.empty() ? "" : ", ") + c;
-    if (!names.empty()) out += "  " + names + ": " + e.meaning + "\n";
+    std::string names, parts;
+    for (std::size_t i = 0; i < e.columns.size(); ++i)
+      if (contains(columns, e.columns[i])) {
+        names += (names.empty() ? "" : ", ") + e.columns[i];
+        if (i < e.parts.size()) parts += (parts.empty() ? "" : "; ") + std::string(e.parts[i]);
+      }
+    if (!names.empty()) out += "  " + names + ": " + e.meaning + (parts.empty() ? "" : ": " + parts) + "\n";
   }
   if (out.empty()) return out;
   const char* pooling = table == KeyFor::run

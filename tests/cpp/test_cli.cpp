@@ -63,7 +63,7 @@ std::string parse_error(const std::string& line) {
 // together they use every option the commands declare.
 const char* const kAccepted[] = {
     "run exp.yaml",
-    "run exp.yaml --set codec.value.gamma=0.5 --set seed=3 --jobs 2 --resume --out DIR --quiet --implementation reference",
+    "run exp.yaml --set codec.value.gamma=0.5 --set seed=3 --jobs 2 --resume --out DIR --quiet --implementation reference --all-columns",
     "run exp.yaml --set=codec.key.bits=3 --jobs=4",
     "run exp.yaml --allow-external-data --allow-filter-plugins",
     "run exp.yaml --shard 0/4 --out DIR --resume",

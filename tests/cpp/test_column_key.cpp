@@ -45,6 +45,15 @@ TEST_CASE("the summary's key names only the table's columns, the headline first"
   CHECK(summary_column_key({"value_snr_db", "key_snr_db"}).find("  key_snr_db, value_snr_db: higher is better") !=
         std::string::npos);
   CHECK(summary_column_key({"run", "trace"}).empty());
+  // A group's line explains only its shown columns.
+  const std::string decode = summary_column_key({"decode_attn_out_rel_error"});
+  CHECK(decode.find("\n  decode_attn_out_rel_error: lower is better: the generated tokens' queries against the cache "
+                    "as it stood at their decode step: output error relative to |o|\n") != std::string::npos);
+  CHECK(decode.find("rel_value") == std::string::npos);
+  CHECK(decode.find("mse") == std::string::npos);
+  const std::string two = summary_column_key({"attn_out_rel_error", "attn_out_rel_error_value_only"});
+  CHECK(two.find(": with K^ and V^; value_only: with K and V^\n") != std::string::npos);
+  CHECK(two.find("key_only") == std::string::npos);
   // The heading says how values are pooled: vidkv run's over a trace's layers, vidkv live's over a run's prompts.
   CHECK(key.rfind("key (per trace: errors are means over layers", 0) == 0);
   const std::string live = summary_column_key({"run", "perplexity", "effective_bits"}, KeyFor::live);
