@@ -114,6 +114,27 @@ TEST_CASE("reconstruction-only runs never read the recorded queries, attention m
   const std::string protector =
       error_of([&] { run(dir, path, "protector", kSemanticAttention + "metrics: [value_rel_error]\n"); });
   CHECK(protector.find(path + ": /layers/001/query: non-finite value inf") != std::string::npos);
+  // So do the decode-step metrics alone (the headline without any attn_* metric: they once went unread, and the
+  // headline was silently empty).
+  const std::string decode = error_of([&] {
+    run(dir, path, "decode", kUniform + "metrics: [decode_attn_out_depth_error, key_mse]\n");
+  });
+  CHECK(decode.find(path + ": /layers/001/query: non-finite value inf") != std::string::npos);
+}
+
+TEST_CASE("the headline alone in metrics is computed: the run reads the recorded queries for it",
+          "[experiments][queries][decode]") {
+  // The bundled trace (recorded queries of its generated tokens) with only the headline and one reconstruction
+  // metric: the trace's summary row has the headline, above 0 for KIVI-2.
+  const std::string trace = std::string(VIDKV_SOURCE_DIR) + "/traces/data/smollm2-135m-longdoc.h5";
+  TempDir dir;
+  const ExperimentOutcome out =
+      run(dir, "[\"" + trace + "\"]", "headline", "codec: {preset: kivi-2}\nmetrics: [decode_attn_out_depth_error, key_mse]\n");
+  REQUIRE(out.summary.size() == 1);
+  const ResultValue* headline = out.summary[0].get("decode_attn_out_depth_error");
+  REQUIRE(headline);
+  CHECK(std::get<double>(*headline) > 0.0);
+  CHECK(out.summary[0].get("attn_kl") == nullptr);
 }
 
 TEST_CASE("a codec says whether it reads the recorded queries, through its composites", "[experiments][queries]") {
