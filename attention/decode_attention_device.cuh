@@ -10,6 +10,7 @@
 #include <utility>
 
 #include "vidkv/attention/decode_attention_tables.h"
+#include "vidkv/core/cuda/dependent_launch.cuh"
 
 namespace vidkv::attention_cuda::device {
 
@@ -30,17 +31,7 @@ constexpr int kMaxC = 8;  // value channels per lane: DecodeAttention::kMaxHeadD
 template <class... KArgs, class... Args>
 cudaError_t launch_beside_previous(void (*kernel)(KArgs...), dim3 grid, dim3 block, std::size_t smem, cudaStream_t stream,
                                    Args&&... args) {
-  cudaLaunchConfig_t config{};
-  config.gridDim = grid;
-  config.blockDim = block;
-  config.dynamicSmemBytes = smem;
-  config.stream = stream;
-  cudaLaunchAttribute attribute[1];
-  attribute[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-  attribute[0].val.programmaticStreamSerializationAllowed = 1;
-  config.attrs = attribute;
-  config.numAttrs = 1;
-  return cudaLaunchKernelEx(&config, kernel, std::forward<Args>(args)...);
+  return dependent_launch::launch_programmatic(kernel, grid, block, smem, stream, std::forward<Args>(args)...);
 }
 
 // A 32-bit load with acquire semantics at GPU scope: what the writer did before its release (or fence and atomic) is

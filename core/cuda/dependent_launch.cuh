@@ -65,6 +65,24 @@ inline bool kernel_waits(const void* kernel) {
   return a.ptxVersion >= 90 && a.binaryVersion >= 90;
 }
 
+// kernel<<<grid, block, smem, stream>>>(args...) with the programmatic stream serialization attribute, always (no
+// fallback: the callers below decide); the launch's status. The one place that builds such a launch.
+template <class... KArgs, class... Args>
+cudaError_t launch_programmatic(void (*kernel)(KArgs...), dim3 grid, dim3 block, std::size_t smem, cudaStream_t stream,
+                                Args&&... args) {
+  cudaLaunchAttribute attribute[1];
+  attribute[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attribute[0].val.programmaticStreamSerializationAllowed = 1;
+  cudaLaunchConfig_t config{};
+  config.gridDim = grid;
+  config.blockDim = block;
+  config.dynamicSmemBytes = smem;
+  config.stream = stream;
+  config.attrs = attribute;
+  config.numAttrs = 1;
+  return cudaLaunchKernelEx(&config, kernel, std::forward<Args>(args)...);
+}
+
 // Kernel<<<grid, block, smem, stream>>>(args...), with programmatic stream serialization where enabled() and the
 // kernel's code has the wait (kernel_waits, asked at the kernel's first launch: a static per kernel). Launch errors
 // are left to the caller's check_launch (cudaGetLastError, which also reports a failed cudaLaunchKernelEx), as with
@@ -80,17 +98,7 @@ void launch_dependent(dim3 grid, dim3 block, std::size_t smem, cudaStream_t stre
     Kernel<<<grid, block, smem, stream>>>(std::forward<Args>(args)...);
     return;
   }
-  cudaLaunchAttribute attribute[1];
-  attribute[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-  attribute[0].val.programmaticStreamSerializationAllowed = 1;
-  cudaLaunchConfig_t config{};
-  config.gridDim = grid;
-  config.blockDim = block;
-  config.dynamicSmemBytes = smem;
-  config.stream = stream;
-  config.attrs = attribute;
-  config.numAttrs = 1;
-  (void)cudaLaunchKernelEx(&config, Kernel, std::forward<Args>(args)...);
+  (void)launch_programmatic(Kernel, grid, block, smem, stream, std::forward<Args>(args)...);
 }
 
 }  // namespace vidkv::dependent_launch
