@@ -19,10 +19,11 @@ namespace vidkv::attention_cuda {
 // The general kernel beside the fast / tensor-core kernel, when both kinds of tiles are present: at small batches
 // its few residual tiles are a fixed latency (tens of us) that this hides; the caller leaves room for its blocks in
 // the fast kernel's wave (DecodeAttention::update). Two ways:
-//  * p.generic_target != 0 (p.generic_done: device counters, [batch, heads], zeroed before the first such launch;
-//    generic_target: the general kernel's blocks per (sequence, KV head) counted over this and the earlier launches
-//    since): on `stream` alone, the general kernel first and the other by a programmatic dependent launch that does
-//    not wait for it; the combine kernel waits for both (general_beside_on_one_stream() must hold);
+//  * p.generic_target != 0 (p.generic_done: device counters [2, batch, heads], zero before the launch, which the
+//    combine kernel returns to zero; generic_target: the general kernel's blocks per (sequence, KV head),
+//    generic_splits; Problem says more): on `stream` alone, the general kernel first and the other by a
+//    programmatic dependent launch that does not wait for it; the combine kernel waits for both
+//    (general_beside_on_one_stream() must hold);
 //  * beside given (and generic_target 0): the general kernel on beside's stream (forked from and joined back into
 //    `stream` with beside's events; the combine kernel runs after both; a launch that throws still joins the side
 //    stream back).
@@ -30,7 +31,8 @@ class SideStream;
 void launch(const attention_tables::Problem& p, void* stream, const SideStream* beside = nullptr);
 
 // Whether launch() can run the general kernel beside the other on one stream (programmatic dependent launch:
-// compute capability 9.0 or newer, not turned off by VIDKV_NO_DEPENDENT_LAUNCH; core/cuda/dependent_launch.cuh).
+// compute capability 9.0 or newer, the general kernel built for sm_90 or newer, not turned off by
+// VIDKV_NO_DEPENDENT_LAUNCH (core/cuda/dependent_launch.cuh) nor by VIDKV_CUDA_ATTENTION_ONE_STREAM=0).
 bool general_beside_on_one_stream();
 
 // A second CUDA stream (non-blocking) and two events without timing, on the current device; destroyed with the

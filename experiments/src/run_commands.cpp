@@ -44,7 +44,8 @@ struct RunArgs {
 
 // Prints the summary table of a finished experiment (its columns shortened past kMaxTerminalColumns unless
 // `all_columns`: terminal_table.h; summary.md holds all), the key of the columns shown and the notes
-// (summary_notes.h: empty cells, non-finite values, values that look wrong).
+// (summary_notes.h: where the decode-step metrics of backend cuda come from, non-finite values, values that look
+// wrong).
 void print_summary(const ExperimentPlan& plan, const ExperimentOutcome& out, bool all_columns) {
   const std::vector<std::string> columns = summary_columns(plan);
   const TerminalColumns shown = terminal_columns(columns, all_columns);
