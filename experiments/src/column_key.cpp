@@ -1,7 +1,7 @@
 // The summary table's key (column_key.h).
 #include "vidkv/experiments/src/column_key.h"
 
-#include <algorithm>
+#include "vidkv/experiments/src/column_list.h"
 
 namespace vidkv {
 
@@ -53,7 +53,6 @@ const std::vector<KeyEntry>& key_entries() {
   return entries;
 }
 
-bool contains(const std::vector<std::string>& v, const std::string& s) { return std::find(v.begin(), v.end(), s) != v.end(); }
 
 }  // namespace
 
@@ -62,7 +61,7 @@ std::string summary_column_key(const std::vector<std::string>& columns, KeyFor t
   for (const KeyEntry& e : key_entries()) {
     std::string names, parts;
     for (std::size_t i = 0; i < e.columns.size(); ++i)
-      if (contains(columns, e.columns[i])) {
+      if (has_column(columns, e.columns[i])) {
         names += (names.empty() ? "" : ", ") + e.columns[i];
         if (i < e.parts.size()) parts += (parts.empty() ? "" : "; ") + std::string(e.parts[i]);
       }
@@ -80,7 +79,7 @@ std::string summary_column_key(const std::vector<std::string>& columns, KeyFor t
 
 bool column_has_key(const std::string& column) {
   for (const KeyEntry& e : key_entries())
-    if (contains(e.columns, column)) return true;
+    if (has_column(e.columns, column)) return true;
   return false;
 }
 

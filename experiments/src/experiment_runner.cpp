@@ -493,9 +493,8 @@ ExperimentOutcome run_experiment(const ExperimentPlan& plan, const RunOptions& o
     // With backend: cuda the decode-step metrics come from a host replay through the CPU tiers (since 2026-12-03;
     // before, their cells were empty): a folder of before does not resume into this one, and an inexact CPU tier
     // (the FFT keys') enters as on the cpu.
-    ExperimentPlan host = plan;
-    host.backend = Device::cpu;
-    tier_print += "|decode_step_metrics_on_host" + inexact_tier_fingerprint(host, run_kernel_tiers(host, registry, tier_shape));
+    tier_print += "|decode_step_metrics_on_host" +
+                  inexact_tier_fingerprint(plan, run_kernel_tiers(plan, registry, tier_shape, Device::cpu));
   }
   const std::string fingerprint = plan_fingerprint(plan, tier_print);
   const fs::path fp_file = dir / "plan.fingerprint";

@@ -4,12 +4,13 @@
 
 namespace vidkv {
 
-std::vector<RunTiers> run_kernel_tiers(const ExperimentPlan& plan, const PluginRegistry& registry, const BlockShape& shape) {
+std::vector<RunTiers> run_kernel_tiers(const ExperimentPlan& plan, const PluginRegistry& registry, const BlockShape& shape,
+                                       Device device) {
   std::vector<RunTiers> out;
   for (const auto& run : plan.runs) {
     RunTiers t;
-    t.key = registry.make_quantizer(run.codec.at("key"))->tier(plan.backend, shape);
-    t.value = registry.make_quantizer(run.codec.at("value"))->tier(plan.backend, shape);
+    t.key = registry.make_quantizer(run.codec.at("key"))->tier(device, shape);
+    t.value = registry.make_quantizer(run.codec.at("value"))->tier(device, shape);
     out.push_back(std::move(t));
   }
   return out;

@@ -16,9 +16,13 @@ struct RunTiers {
   KernelTier key, value;
 };
 
-// The tiers of every run of `plan` (in plan order) on the plan's backend, for blocks of `shape` (the runner passes
-// the KV shape of the first trace).
-std::vector<RunTiers> run_kernel_tiers(const ExperimentPlan& plan, const PluginRegistry& registry, const BlockShape& shape);
+// The tiers of every run of `plan` (in plan order) on `device` (the plan's backend, or the cpu for the host replay
+// of the decode-step metrics), for blocks of `shape` (the runner passes the KV shape of the first trace).
+std::vector<RunTiers> run_kernel_tiers(const ExperimentPlan& plan, const PluginRegistry& registry, const BlockShape& shape,
+                                       Device device);
+inline std::vector<RunTiers> run_kernel_tiers(const ExperimentPlan& plan, const PluginRegistry& registry, const BlockShape& shape) {
+  return run_kernel_tiers(plan, registry, shape, plan.backend);
+}
 // "|run:key=tier" for every inexact tier, in plan order ("" when every tier is exact).
 std::string inexact_tier_fingerprint(const ExperimentPlan& plan, const std::vector<RunTiers>& tiers);
 // provenance.json value of one run's tiers: {"key": {"name": ..., "exact": ...}, "value": {...}}.

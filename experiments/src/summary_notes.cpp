@@ -1,9 +1,10 @@
 // Notes under vidkv run's summary table (summary_notes.h).
 #include "vidkv/experiments/src/summary_notes.h"
 
-#include <algorithm>
 #include <cmath>
 #include <variant>
+
+#include "vidkv/experiments/src/column_list.h"
 
 namespace vidkv {
 
@@ -18,10 +19,6 @@ const RunPlan* run_named(const ExperimentPlan& plan, const std::string& name) {
 std::string run_of(const ResultRow& r) {
   const ResultValue* v = r.get("run");
   return v ? format_value(*v) : std::string("?");
-}
-
-bool has_column(const std::vector<std::string>& columns, const std::string& c) {
-  return std::find(columns.begin(), columns.end(), c) != columns.end();
 }
 
 // The relative-error note of one side ("key" / "value"), or "" when no row exceeds 1.
@@ -41,22 +38,17 @@ std::string relative_error_note(const ExperimentPlan& plan, const std::vector<Re
     const std::string entry = "'" + name + "'" + (several_traces && trace ? " on " + format_cell(*trace) : "") + " " + format_cell(*v);
     ((block && has_magnitude_free_ternary(*block)) ? magnitude_free : other).push_back(entry);
   }
-  const auto joined = [](const std::vector<std::string>& v) {
-    std::string s;
-    for (const std::string& e : v) s += (s.empty() ? "" : ", ") + e;
-    return s;
-  };
   const std::string what = side == "key" ? "K" : "V";
   std::string out;
   if (!magnitude_free.empty())
-    out += "note: " + col + " above 1 for " + joined(magnitude_free) + ": their " + side +
+    out += "note: " + col + " above 1 for " + comma_join(magnitude_free) + ": their " + side +
            "s are magnitude-free ternary, decoded to exactly -1, 0 or +1 whatever the group's magnitude (paper Eq. 6, "
            "algorithms.md section 2.3): a value v coded +-1 errs by |1 - |v||, more than |v| when |v| < 1/2, so |" +
            what + " - " + what + "^| exceeds |" + what + "| where most magnitudes lie well below 1. That is the "
            "method, not a fault: compare such runs by the attention columns and the headline (reconstruction: scaled "
            "decodes t x mean(|x| over |x| > a) instead)\n";
   if (!other.empty())
-    out += "note: " + col + " above 1 for " + joined(other) + ": the reconstruction lies farther from " + what +
+    out += "note: " + col + " above 1 for " + comma_join(other) + ": the reconstruction lies farther from " + what +
            " than zero does (|" + what + " - " + what + "^|_F > |" + what + "|_F)\n";
   return out;
 }

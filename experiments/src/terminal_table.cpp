@@ -3,6 +3,8 @@
 
 #include <algorithm>
 
+#include "vidkv/experiments/src/column_list.h"
+
 namespace vidkv {
 
 namespace {
@@ -17,7 +19,8 @@ const std::vector<std::string>& kept_metrics() {
   return kept;
 }
 
-bool contains(const std::vector<std::string>& v, const std::string& s) { return std::find(v.begin(), v.end(), s) != v.end(); }
+// The identity columns and the kept metrics.
+bool kept(const std::string& c) { return c == "run" || c == "lifecycle" || c == "trace" || has_column(kept_metrics(), c); }
 
 }  // namespace
 
@@ -28,27 +31,25 @@ TerminalColumns terminal_columns(const std::vector<std::string>& summary, bool a
     return t;
   }
   // The identity and kept columns, then the others in the summary's order while there is room.
-  std::size_t room = kMaxTerminalColumns;
-  for (const std::string& c : summary)
-    if (c == "run" || c == "lifecycle" || c == "trace" || contains(kept_metrics(), c)) room -= room > 0 ? 1 : 0;
+  const auto kept_count = static_cast<std::size_t>(std::count_if(summary.begin(), summary.end(), kept));
+  std::size_t room = kMaxTerminalColumns > kept_count ? kMaxTerminalColumns - kept_count : 0;
   for (const std::string& c : summary) {
-    const bool kept = c == "run" || c == "lifecycle" || c == "trace" || contains(kept_metrics(), c);
-    if (!kept && room > 0) --room;
-    else if (!kept) {
+    if (kept(c)) {
+      t.shown.push_back(c);
+    } else if (room > 0) {
+      t.shown.push_back(c);
+      --room;
+    } else {
       t.omitted.push_back(c);
-      continue;
     }
-    t.shown.push_back(c);
   }
   return t;
 }
 
 std::string omitted_columns_line(const TerminalColumns& t, const std::string& results_dir) {
   if (t.omitted.empty()) return "";
-  std::string names;
-  for (const std::string& c : t.omitted) names += (names.empty() ? "" : ", ") + c;
   return std::to_string(t.omitted.size()) + " more column" + (t.omitted.size() == 1 ? "" : "s") + " in " + results_dir +
-         "/summary.md and results.csv: " + names + "; --all-columns prints them here\n";
+         "/summary.md and results.csv: " + comma_join(t.omitted) + "; --all-columns prints them here\n";
 }
 
 }  // namespace vidkv
