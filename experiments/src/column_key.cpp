@@ -53,7 +53,6 @@ const std::vector<KeyEntry>& key_entries() {
   return entries;
 }
 
-
 }  // namespace
 
 std::string summary_column_key(const std::vector<std::string>& columns, KeyFor table) {
