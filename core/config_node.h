@@ -85,8 +85,4 @@ class ConfigNode {
   std::string path_;
 };
 
-// Up to `max_count` names from `candidates` closest to `word` (edit distance <= 1/3 of its length, at least 2).
-std::vector<std::string> closest_names(const std::string& word, const std::vector<std::string>& candidates,
-                                       std::size_t max_count = 1);
-
 }  // namespace vidkv

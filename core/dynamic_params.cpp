@@ -1,6 +1,7 @@
 #include "vidkv/core/dynamic_params.h"
 
 #include "vidkv/core/error.h"
+#include "vidkv/core/name_list.h"
 
 namespace vidkv {
 
@@ -25,12 +26,9 @@ DynamicParamValue read_value(const ParamSpec& s, const ConfigNode& n, const std:
     case ParamType::boolean: v.boolean = n.as_bool(); break;
     case ParamType::choice: {
       v.text = n.text();
-      std::string valid;
-      for (const auto& c : s.choices) {
+      for (const auto& c : s.choices)
         if (c == v.text) return v;
-        valid += (valid.empty() ? "" : ", ") + c;
-      }
-      n.fail(s.name + ": '" + v.text + "' is not valid for " + plugin + " (valid: " + valid + ")");
+      n.fail(s.name + ": '" + v.text + "' is not valid for " + plugin + " (valid: " + join_names(s.choices) + ")");
     }
     case ParamType::block: n.fail(s.name + ": block parameters are not supported for " + plugin);
   }
@@ -52,10 +50,8 @@ std::vector<std::pair<std::string, DynamicParamValue>> parse_dynamic_params(cons
       bool found = false;
       for (const auto& k : known) found = found || k == key;
       if (found) continue;
-      std::string valid;
-      for (const auto& k : known) valid += (valid.empty() ? "" : ", ") + k;
-      auto near = closest_names(key, known);
-      value.fail("unknown key '" + key + "' for " + plugin + (near.empty() ? "" : " (did you mean '" + near[0] + "'?)") +
+      const std::string valid = join_names(known);
+      value.fail("unknown key '" + key + "' for " + plugin + did_you_mean(key, known) +
                  "; valid keys: " + (valid.empty() ? "none" : valid));
     }
   }

@@ -19,6 +19,7 @@
 #include <cstdint>
 #include <functional>
 #include <limits>
+#include <ranges>
 #include <set>
 #include <sstream>
 #include <string>
@@ -26,6 +27,7 @@
 #include <vector>
 
 #include "vidkv/core/config_node.h"
+#include "vidkv/core/name_list.h"
 
 namespace vidkv {
 
@@ -127,9 +129,8 @@ class ParamReader {
           return;
         }
       }
-      std::string valid;
-      for (const auto& o : options) valid += (valid.empty() ? "" : ", ") + o.first;
-      n->fail(std::string(name) + ": '" + t + "' is not valid for " + plugin_ + " (valid: " + valid + ")");
+      n->fail(std::string(name) + ": '" + t + "' is not valid for " + plugin_ + " (valid: " +
+              join_names(std::views::keys(options)) + ")");
     }
   }
   void block(const char* name, ConfigNode P::*field, const char*, const char*) {
@@ -148,10 +149,8 @@ class ParamReader {
         bool found = false;
         for (const auto& k : known_) found = found || k == key;
         if (!found) {
-          std::string valid;
-          for (const auto& k : known_) valid += (valid.empty() ? "" : ", ") + k;
-          auto near = closest_names(key, known_);
-          std::string hint = near.empty() ? "" : " (did you mean '" + near[0] + "'?)";
+          const std::string valid = join_names(known_);
+          std::string hint = did_you_mean(key, known_);
           // KIVI's and transformers' QuantizedCacheConfig names of our fields (vidkv.hf from_kivi / from_hf).
           static const std::pair<const char*, const char*> kForeignNames[] = {
               {"k_bits", "bits"}, {"v_bits", "bits"}, {"nbits", "bits"}, {"group_size", "group"}, {"q_group_size", "group"},

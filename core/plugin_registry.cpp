@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "vidkv/core/error.h"
+#include "vidkv/core/name_list.h"
 
 namespace vidkv {
 
@@ -52,27 +53,20 @@ const std::string& PluginRegistry::block_type(PluginFamily family, const ConfigN
     if (block.has("preset")) hint = " (presets are resolved by the experiment loader, not inside plugin blocks)";
     if (block.has("quantizer")) hint = " (the plugin key was 'quantizer:' in earlier versions; every family now uses 'type:')";
     for (const auto& [k, v] : block.entries()) {
-      if (k != "quantizer" && !closest_names(k, {key}).empty()) {
-        v.fail("unknown key '" + k + "' (did you mean '" + key + "'?); a " + plugin_family_name(family) +
+      const std::string near = did_you_mean(k, {key});
+      if (k != "quantizer" && !near.empty())
+        v.fail("unknown key '" + k + "'" + near + "; a " + plugin_family_name(family) +
                " block names its plugin with '" + key + ": NAME'");
-      }
     }
     block.fail(std::string("missing '") + key + "' naming the " + plugin_family_name(family) + "; valid: " +
-               [&] {
-                 std::string s;
-                 for (const auto& n : names(family)) s += (s.empty() ? "" : ", ") + n;
-                 return s;
-               }() + hint);
+               join_names(names(family)) + hint);
   }
   const std::string& name = type->text();
   auto it = infos_.find({family, name});
   if (it == infos_.end()) {
     auto valid = names(family);
-    auto near = closest_names(name, valid);
-    std::string list;
-    for (const auto& n : valid) list += (list.empty() ? "" : ", ") + n;
-    type->fail("unknown " + std::string(plugin_family_name(family)) + " '" + name + "'" +
-               (near.empty() ? "" : " (did you mean '" + near[0] + "'?)") + "; valid: " + list);
+    type->fail("unknown " + std::string(plugin_family_name(family)) + " '" + name + "'" + did_you_mean(name, valid) +
+               "; valid: " + join_names(valid));
   }
   return name;
 }

@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 
 #include "vidkv/core/error.h"
+#include "vidkv/core/name_list.h"
 #include "vidkv/traces/hdf5_util.h"
 #include "vidkv/traces/trace_isolation.h"
 #include "vidkv/traces/trace_read_policy.h"
@@ -343,11 +344,9 @@ h5::Handle TraceReader::Impl::check_float_dataset(const std::string& name, const
   h5::Handle ds = h5::open_dataset(file.get(), where);
   const auto dims = h5::dataset_extent(ds.get(), where);
   const std::size_t rank = expected.size();
-  if (dims.size() != rank) {
-    std::string names;
-    for (const auto& a : axis_names) names += (names.empty() ? "" : ", ") + a;
-    VIDKV_THROW(ShapeError, where.str(), ": expected rank ", rank, " [", names, "], got rank ", dims.size());
-  }
+  if (dims.size() != rank)
+    VIDKV_THROW(ShapeError, where.str(), ": expected rank ", rank, " [", join_names(axis_names), "], got rank ",
+                dims.size());
   for (std::size_t a = 0; a < rank; ++a) {
     if (static_cast<std::int64_t>(dims[a]) != expected[a])
       VIDKV_THROW(ShapeError, where.str(), ": axis ", a, " (", axis_names[a], ") has ", dims[a], " entries but ",

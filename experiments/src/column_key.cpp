@@ -1,6 +1,7 @@
 // The summary table's key (column_key.h).
 #include "vidkv/experiments/src/column_key.h"
 
+#include "vidkv/core/name_list.h"
 #include "vidkv/experiments/src/column_list.h"
 
 namespace vidkv {
@@ -58,12 +59,14 @@ const std::vector<KeyEntry>& key_entries() {
 std::string summary_column_key(const std::vector<std::string>& columns, KeyFor table) {
   std::string out;
   for (const KeyEntry& e : key_entries()) {
-    std::string names, parts;
+    std::vector<std::string> shown, shown_parts;
     for (std::size_t i = 0; i < e.columns.size(); ++i)
       if (has_column(columns, e.columns[i])) {
-        names += (names.empty() ? "" : ", ") + e.columns[i];
-        if (i < e.parts.size()) parts += (parts.empty() ? "" : "; ") + std::string(e.parts[i]);
+        shown.push_back(e.columns[i]);
+        if (i < e.parts.size()) shown_parts.emplace_back(e.parts[i]);
       }
+    const std::string names = join_names(shown);
+    const std::string parts = join_names(shown_parts, "; ");
     if (!names.empty()) out += "  " + names + ": " + e.meaning + (parts.empty() ? "" : ": " + parts) + "\n";
   }
   if (out.empty()) return out;

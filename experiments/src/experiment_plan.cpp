@@ -9,6 +9,7 @@
 #include <set>
 
 #include "vidkv/core/error.h"
+#include "vidkv/core/name_list.h"
 #include "vidkv/core/params.h"
 #include "vidkv/experiments/src/cuda_replay.h"
 #include "vidkv/experiments/src/presets.h"
@@ -46,11 +47,7 @@ bool names_plugin(const ConfigNode& n, std::string* value) {
 void check_keys(const ConfigNode& node, const std::vector<std::string>& valid, const std::string& what) {
   for (const auto& [key, value] : node.entries()) {
     if (std::find(valid.begin(), valid.end(), key) != valid.end()) continue;
-    auto near = closest_names(key, valid);
-    std::string list;
-    for (const auto& v : valid) list += (list.empty() ? "" : ", ") + v;
-    value.fail("unknown key '" + key + "' in " + what + (near.empty() ? "" : " (did you mean '" + near[0] + "'?)") +
-               "; valid keys: " + list);
+    value.fail("unknown key '" + key + "' in " + what + did_you_mean(key, valid) + "; valid keys: " + join_names(valid));
   }
 }
 
@@ -346,10 +343,8 @@ ExperimentPlan plan_experiment_document(const ConfigNode& document, const std::v
   for (const auto& o : overrides) {
     auto [path, value] = parse_set_override(o);
     const std::string top = path.substr(0, path.find('.'));
-    if (std::find(kTopLevelKeys.begin(), kTopLevelKeys.end(), top) == kTopLevelKeys.end()) {
-      auto near = closest_names(top, kTopLevelKeys);
-      throw ConfigError("--set " + o + ": unknown key '" + top + "'" + (near.empty() ? "" : " (did you mean '" + near[0] + "'?)"));
-    }
+    if (std::find(kTopLevelKeys.begin(), kTopLevelKeys.end(), top) == kTopLevelKeys.end())
+      throw ConfigError("--set " + o + ": unknown key '" + top + "'" + did_you_mean(top, kTopLevelKeys));
     apply_assignment(user, path, value, registry);
   }
   user.set_path("");
@@ -397,13 +392,8 @@ ExperimentPlan plan_experiment_document(const ConfigNode& document, const std::v
   const auto& names = live ? all_live_metric_names() : all_metric_names();
   auto check_metric = [&](const ConfigNode& m) {
     if (!m.is_scalar()) m.fail("metrics: expected metric names, got a " + std::string(m.is_map() ? "map" : "list"));
-    if (m.text() != "all" && std::find(names.begin(), names.end(), m.text()) == names.end()) {
-      auto near = closest_names(m.text(), names);
-      std::string list;
-      for (const auto& n : names) list += (list.empty() ? "" : ", ") + n;
-      m.fail("unknown metric '" + m.text() + "'" + (near.empty() ? "" : " (did you mean '" + near[0] + "'?)") +
-             "; valid: all, " + list);
-    }
+    if (m.text() != "all" && std::find(names.begin(), names.end(), m.text()) == names.end())
+      m.fail("unknown metric '" + m.text() + "'" + did_you_mean(m.text(), names) + "; valid: all, " + join_names(names));
   };
   if (metrics.is_scalar()) {
     check_metric(metrics);

@@ -6,6 +6,7 @@
 #include <memory>
 
 #include "vidkv/core/error.h"
+#include "vidkv/core/name_list.h"
 #include "vidkv/core/params.h"
 #include "vidkv/core/plugin_registry.h"
 #include "vidkv/experiments/src/command_line.h"
@@ -46,11 +47,7 @@ std::string range_text(const ParamSpec& p) {
     case ParamType::integer:
     case ParamType::real: return "[" + format_number(p.min) + ", " + format_number(p.max) + "]";
     case ParamType::boolean: return "true | false";
-    case ParamType::choice: {
-      std::string s;
-      for (const auto& c : p.choices) s += (s.empty() ? "" : " | ") + c;
-      return s;
-    }
+    case ParamType::choice: return join_names(p.choices, " | ");
     case ParamType::block: return std::string("a ") + p.block_family + " block";
   }
   return "";
@@ -67,9 +64,7 @@ int plugins_describe(const std::string& name, const std::vector<std::string>& pl
   if (found.empty()) {
     std::vector<std::string> names;
     for (const auto& i : all) names.push_back(i.name);
-    auto near = closest_names(name, names);
-    VIDKV_THROW(ConfigError, "unknown plugin '", name, "'", near.empty() ? "" : " (did you mean '" + near[0] + "'?)",
-                "; see vidkv plugins list");
+    VIDKV_THROW(ConfigError, "unknown plugin '", name, "'", did_you_mean(name, names), "; see vidkv plugins list");
   }
   for (const PluginInfo& info : found) {
     if (&info != &found.front()) std::cout << "\n";

@@ -5,6 +5,7 @@
 #include <filesystem>
 
 #include "vidkv/core/error.h"
+#include "vidkv/core/name_list.h"
 #include "vidkv/experiments/src/yaml_config.h"
 
 namespace fs = std::filesystem;
@@ -45,11 +46,9 @@ ConfigNode load_preset(const std::string& name, const ConfigNode& where) {
   if (!plausible || !fs::is_regular_file(file, ec)) {
     std::vector<std::string> names;
     for (const auto& p : list_presets()) names.push_back(p.name);
-    auto near = closest_names(name, names);
-    std::string valid;
-    for (const auto& n : names) valid += (valid.empty() ? "" : ", ") + n;
+    const std::string valid = join_names(names);
     const std::string shown = name.size() <= 80 ? name : name.substr(0, 80) + "... (" + std::to_string(name.size()) + " bytes)";
-    where.fail("unknown preset '" + shown + "'" + (near.empty() ? "" : " (did you mean '" + near[0] + "'?)") +
+    where.fail("unknown preset '" + shown + "'" + did_you_mean(name, names) +
                "; valid: " + (valid.empty() ? "none found in " + presets_dir() : valid));
   }
   ConfigNode doc = load_yaml_file(file.string());

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <variant>
 
+#include "vidkv/core/name_list.h"
 #include "vidkv/experiments/src/column_list.h"
 
 namespace vidkv {
@@ -41,14 +42,14 @@ std::string relative_error_note(const ExperimentPlan& plan, const std::vector<Re
   const std::string what = side == "key" ? "K" : "V";
   std::string out;
   if (!magnitude_free.empty())
-    out += "note: " + col + " above 1 for " + comma_join(magnitude_free) + ": their " + side +
+    out += "note: " + col + " above 1 for " + join_names(magnitude_free) + ": their " + side +
            "s are magnitude-free ternary, decoded to exactly -1, 0 or +1 whatever the group's magnitude (paper Eq. 6, "
            "algorithms.md section 2.3): a value v coded +-1 errs by |1 - |v||, more than |v| when |v| < 1/2, so |" +
            what + " - " + what + "^| exceeds |" + what + "| where most magnitudes lie well below 1. That is the "
            "method, not a fault: compare such runs by the attention columns and the headline (reconstruction: scaled "
            "decodes t x mean(|x| over |x| > a) instead)\n";
   if (!other.empty())
-    out += "note: " + col + " above 1 for " + comma_join(other) + ": the reconstruction lies farther from " + what +
+    out += "note: " + col + " above 1 for " + join_names(other) + ": the reconstruction lies farther from " + what +
            " than zero does (|" + what + " - " + what + "^|_F > |" + what + "|_F)\n";
   return out;
 }

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 
+#include "vidkv/core/name_list.h"
 #include "vidkv/experiments/src/column_list.h"
 
 namespace vidkv {
@@ -49,7 +50,7 @@ TerminalColumns terminal_columns(const std::vector<std::string>& summary, bool a
 std::string omitted_columns_line(const TerminalColumns& t, const std::string& results_dir) {
   if (t.omitted.empty()) return "";
   return std::to_string(t.omitted.size()) + " more column" + (t.omitted.size() == 1 ? "" : "s") + " in " + results_dir +
-         "/summary.md and results.csv: " + comma_join(t.omitted) + "; --all-columns prints them here\n";
+         "/summary.md and results.csv: " + join_names(t.omitted) + "; --all-columns prints them here\n";
 }
 
 }  // namespace vidkv

@@ -3,6 +3,7 @@
 #include "catch.h"
 #include "vidkv/core/config_node.h"
 #include "vidkv/core/error.h"
+#include "vidkv/core/name_list.h"
 #include "vidkv/core/params.h"
 
 using namespace vidkv;
@@ -91,4 +92,13 @@ TEST_CASE("config trees merge, address dotted paths and dump", "[core][config]")
   CHECK(base.find_path("codec.key.bits")->path() == "codec.key.bits");
   CHECK(base.dump() == "{codec: {key: {bits: 4, group: 32}}}");
   CHECK(closest_names("quantizr", {"quantizer", "selector", "group"}) == std::vector<std::string>{"quantizer"});
+}
+
+TEST_CASE("error messages' name lists join with a separator and hint the closest name", "[core][config]") {
+  CHECK(join_names(std::vector<std::string>{}) == "");
+  CHECK(join_names(std::vector<std::string>{"a"}) == "a");
+  CHECK(join_names(std::vector<std::string>{"a", "b", "c"}) == "a, b, c");
+  CHECK(join_names({"a", "b"}, " | ") == "a | b");
+  CHECK(did_you_mean("grop", {"group", "bits"}) == " (did you mean 'group'?)");
+  CHECK(did_you_mean("zzzzzz", {"group"}) == "");
 }
