@@ -19,7 +19,6 @@
 #include <cstdint>
 #include <functional>
 #include <limits>
-#include <ranges>
 #include <set>
 #include <sstream>
 #include <string>
@@ -129,8 +128,11 @@ class ParamReader {
           return;
         }
       }
-      n->fail(std::string(name) + ": '" + t + "' is not valid for " + plugin_ + " (valid: " +
-              join_names(std::views::keys(options)) + ")");
+      // The choices' names by a plain loop: std::views::keys does not compile with clang 14 over libstdc++ 12
+      // (Debian 12's pair, used by the sanitizer build and by plugins built with clang).
+      std::vector<std::string> valid;
+      for (const auto& option : options) valid.push_back(option.first);
+      n->fail(std::string(name) + ": '" + t + "' is not valid for " + plugin_ + " (valid: " + join_names(valid) + ")");
     }
   }
   void block(const char* name, ConfigNode P::*field, const char*, const char*) {
