@@ -35,7 +35,6 @@ std::vector<std::string> closest_names(const std::string& word, const std::vecto
   return out;
 }
 
-
 std::string did_you_mean(const std::string& word, const std::vector<std::string>& candidates) {
   const auto near = closest_names(word, candidates);
   return near.empty() ? "" : " (did you mean '" + near[0] + "'?)";

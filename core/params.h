@@ -129,7 +129,7 @@ class ParamReader {
         }
       }
       // The choices' names by a plain loop: std::views::keys does not compile with clang 14 over libstdc++ 12
-      // (Debian 12's pair, used by the sanitizer build and by plugins built with clang).
+      // (Debian 12's compilers: the sanitizer build, and plugins built with clang).
       std::vector<std::string> valid;
       for (const auto& option : options) valid.push_back(option.first);
       n->fail(std::string(name) + ": '" + t + "' is not valid for " + plugin_ + " (valid: " + join_names(valid) + ")");
