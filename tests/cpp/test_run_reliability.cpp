@@ -22,6 +22,7 @@
 #include "test_registry.h"
 #include "trace_test_support.h"
 #include "vidkv/core/error.h"
+#include "vidkv/core/name_list.h"
 #include "vidkv/core/plugin_registry.h"
 #include "vidkv/experiments/src/experiment_plan.h"
 #include "vidkv/experiments/src/results_folder.h"
@@ -74,11 +75,10 @@ Run run_vidkv(const TempDir& dir, const std::string& arguments) {
 
 TEST_CASE("a YAML 'billion laughs' of nested aliases is an error at a line, in bounded time and memory", "[experiments][hostile]") {
   std::string yaml = "a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n";
-  for (int i = 1; i < 10; ++i)
-    yaml += "a" + std::to_string(i) + ": &a" + std::to_string(i) + " [*a" + std::to_string(i - 1) + ", *a" +
-            std::to_string(i - 1) + ", *a" + std::to_string(i - 1) + ", *a" + std::to_string(i - 1) + ", *a" +
-            std::to_string(i - 1) + ", *a" + std::to_string(i - 1) + ", *a" + std::to_string(i - 1) + ", *a" +
-            std::to_string(i - 1) + ", *a" + std::to_string(i - 1) + ", *a" + std::to_string(i - 1) + "]\n";
+  for (int i = 1; i < 10; ++i) {  // a<i>: &a<i> [*a<i-1>, ... ten times]
+    const std::string name = "a" + std::to_string(i);
+    yaml += name + ": &" + name + " [" + join_names(std::vector<std::string>(10, "*a" + std::to_string(i - 1))) + "]\n";
+  }
   const auto start = std::chrono::steady_clock::now();
   try {
     parse_yaml_text(yaml, "laughs.yaml");
