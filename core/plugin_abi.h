@@ -23,7 +23,8 @@
 
 #include "vidkv/core/plugin_registry.h"
 
-#define VIDKV_PLUGIN_ABI_VERSION 1
+// 2: Quantizer::token_separable (2026-12-04). cmake/VidKVInstall.cmake reads the number at the end of the next line.
+#define VIDKV_PLUGIN_ABI_VERSION 2
 
 #define VIDKV_PLUGIN_ENTRY(registry_name)                                                                          \
   extern "C" __attribute__((visibility("default"))) int vidkv_plugin_abi_version() { return VIDKV_PLUGIN_ABI_VERSION; } \

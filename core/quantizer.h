@@ -69,6 +69,15 @@ class Quantizer {
   // such as semantic_attention). False by default; composites ask their children. The experiment runner reads a
   // trace's /query datasets only when a metric or the codec needs them.
   virtual bool reads_recorded_queries() const { return false; }
+  // Whether a block of `shape` is token-separable: every section of layout(shape, ctx) is [heads][tokens][w] bytes
+  // (w per section, the same for every ctx), and a token's bytes depend on that token's values alone, so that the
+  // bytes of n consecutive one-token blocks, interleaved section by section and head by head, are exactly the bytes
+  // of the n tokens encoded as one block. The kivi lifecycle merges its one-token value blocks where this holds
+  // (cache_lifecycle.h). False by default; a plugin that returns true must keep it true of every tier.
+  virtual bool token_separable(const BlockShape& shape) const {
+    (void)shape;
+    return false;
+  }
 
  protected:
   // The CUDA implementation, on device memory, enqueued on `stream`. Overridden (with cuda_implemented()) by

@@ -31,6 +31,8 @@ class IdentityQuantizer : public Quantizer {
   const Params& params() const { return params_; }
 
   PackedLayout layout(const BlockShape& shape, const TokenContext& ctx) const override;
+  // Always token-separable (Quantizer::token_separable): the values are stored in block order.
+  bool token_separable(const BlockShape&) const override { return true; }
   void encode(const float* in, const BlockShape& shape, const TokenContext& ctx, std::uint8_t* out) const override;
   void decode(const std::uint8_t* in, const BlockShape& shape, const TokenContext& ctx, float* out) const override;
   // "identity:reference" on cpu (one loop, no optimised variant), "identity:cuda". Exact.

@@ -58,6 +58,13 @@ PackedLayout UniformQuantizer::layout(const BlockShape& shape, const TokenContex
   return l;
 }
 
+bool UniformQuantizer::token_separable(const BlockShape& shape) const {
+  if (params_.axis != group_format::GroupAxis::token) return false;
+  // release: every token's codes are a row of whole words; dense: one bitstream, split at bytes only where each
+  // token's row is whole bytes.
+  return params_.layout == group_format::CodeLayout::release || (shape.channels * params_.bits) % 8 == 0;
+}
+
 namespace uniform_kernels {
 
 void encode_reference(const UniformParams& p, const group_format::GroupGrid& g, const float* in, std::uint8_t* out) {
