@@ -9,6 +9,7 @@
 
 #include "vidkv/core/dtype.h"
 #include "vidkv/core/error.h"
+#include "vidkv/core/token_block_merge.h"
 #ifdef VIDKV_WITH_CUDA
 #include "vidkv/core/cuda/row_copy.h"
 #endif
@@ -55,6 +56,16 @@ inline void copy_device_rows_batch(const std::vector<DeviceRowCopy>& copies, std
   row_copy_cuda::copy_rows_batch(batch.data(), batch.size(), heads, channels, stream);
 #else
   (void)copies, (void)heads, (void)channels, (void)stream;
+  VIDKV_THROW(NotSupportedError, "layer cache on cuda: this build has no CUDA backend (configure with -DVIDKV_ENABLE_CUDA=ON)");
+#endif
+}
+
+// row_copy_cuda::merge_token_blocks: the merge of core/token_block_merge.h on device memory, on `stream`.
+inline void merge_device_token_blocks(const TokenBlockMerge& m, std::uint8_t* dst, void* stream) {
+#ifdef VIDKV_WITH_CUDA
+  row_copy_cuda::merge_token_blocks(m, dst, stream);
+#else
+  (void)m, (void)dst, (void)stream;
   VIDKV_THROW(NotSupportedError, "layer cache on cuda: this build has no CUDA backend (configure with -DVIDKV_ENABLE_CUDA=ON)");
 #endif
 }

@@ -25,7 +25,9 @@
 #include <utility>
 
 #include "vidkv/core/cache_device_rows.h"
+#include "vidkv/core/env_switch.h"
 #include "vidkv/core/error.h"
+#include "vidkv/core/token_block_merge.h"
 
 namespace vidkv {
 
@@ -35,6 +37,7 @@ using cache_device_rows::copy_device_rows;
 using cache_device_rows::copy_device_rows_batch;
 using cache_device_rows::DeviceRowCopy;
 using cache_device_rows::DeviceRows;
+using cache_device_rows::merge_device_token_blocks;
 
 std::size_t float_bytes(std::int64_t n) { return static_cast<std::size_t>(n) * sizeof(float); }
 
@@ -398,7 +401,10 @@ void LayerCache::maybe_quantize(bool prefill) {
       if (tokens_ > r) quantize_value_range(0, tokens_ - r);
     }
     while (tokens_ - key_quantized_ >= r) quantize_key_range(key_quantized_, key_quantized_ + r);
-    while (tokens_ - value_quantized_ > r) quantize_value_range(value_quantized_, value_quantized_ + 1);
+    while (tokens_ - value_quantized_ > r) {
+      quantize_value_range(value_quantized_, value_quantized_ + 1);
+      merge_value_tail();
+    }
     return;
   }
   if (prefill) {
@@ -442,6 +448,51 @@ void LayerCache::maybe_quantize(bool prefill) {
   value_blocks_.push_back(std::move(vb));
   key_quantized_ = value_quantized_ = tokens_;
   ++requantizations_;
+}
+
+void LayerCache::merge_value_tail() {
+  constexpr int n = TokenBlockMerge::kMaxBlocks;
+  if (value_blocks_.size() < static_cast<std::size_t>(n) || env_equals("VIDKV_KIVI_VALUE_MERGE", "off")) return;
+  const auto first = value_blocks_.end() - n;
+  for (auto it = first; it != value_blocks_.end(); ++it)
+    if (it->end - it->begin != 1) return;
+  const Quantizer& q = codec_.value();
+  const BlockShape one{heads_, 1, channels_}, merged_shape{heads_, n, channels_};
+  if (!q.token_separable(one) || !q.token_separable(merged_shape)) return;
+  Block merged;
+  merged.begin = first->begin;
+  merged.end = value_blocks_.back().end;
+  merged.layout = q.layout(merged_shape, ctx_.range(merged.begin, merged.end));
+  // The quantizer's claim, checked against its layouts: section for section n times the one-token block's bytes.
+  const std::vector<PackedSection>& ms = merged.layout.sections();
+  TokenBlockMerge m;
+  m.blocks = n;
+  m.heads = heads_;
+  m.sections = static_cast<int>(ms.size());
+  if (m.sections > TokenBlockMerge::kMaxSections) return;
+  for (auto it = first; it != value_blocks_.end(); ++it) {
+    const std::vector<PackedSection>& os = it->layout.sections();
+    if (os.size() != ms.size()) return;
+    for (std::size_t s = 0; s < os.size(); ++s)
+      if (os[s].bytes != ms[s].bytes / n || ms[s].bytes % n != 0 || os[s].bytes % static_cast<std::size_t>(heads_) != 0) return;
+  }
+  for (int s = 0; s < m.sections; ++s) {
+    m.src_offset[s] = first->layout.offset_of(static_cast<std::size_t>(s));
+    m.dst_offset[s] = merged.layout.offset_of(static_cast<std::size_t>(s));
+    m.width[s] = first->layout.sections()[static_cast<std::size_t>(s)].bytes / static_cast<std::size_t>(heads_);
+  }
+  VIDKV_ASSERT(m.bytes() == merged.layout.bytes(), "merged value block: ", m.bytes(), " of ", merged.layout.bytes(), " bytes");
+  for (int b = 0; b < n; ++b)
+    m.src[b] = ex_.on_cuda() ? first[b].device_bytes.as<std::uint8_t>() : first[b].bytes.data();
+  if (ex_.on_cuda()) {
+    merged.device_bytes = DeviceBuffer(merged.layout.bytes(), ex_.cuda_stream);
+    merge_device_token_blocks(m, merged.device_bytes.as<std::uint8_t>(), ex_.cuda_stream);
+  } else {
+    merged.bytes.assign(merged.layout.bytes(), 0);
+    merge_token_blocks_host(m, merged.bytes.data());
+  }
+  value_blocks_.erase(first, value_blocks_.end());  // device sources are freed in stream order, after the merge
+  value_blocks_.push_back(std::move(merged));
 }
 
 void LayerCache::materialize(std::vector<float>& key, std::vector<float>& value) const {

@@ -6,7 +6,10 @@
 //  paper:   same prefill; when the residual reaches R, only the residual block is quantized and appended.
 //  kivi:    keys quantize whole R-blocks (N - N mod R at prefill), append-only; values keep a FIFO window of the
 //           last R tokens in full precision and quantize each token leaving it (the value quantizer should be
-//           per-token for KIVI).
+//           per-token for KIVI). Where the value quantizer is token-separable (Quantizer::token_separable: uniform
+//           along tokens, identity), every 32 consecutive one-token value blocks are merged into one 32-token block,
+//           the same bytes as encoding those 32 tokens at once (core/token_block_merge.h), so that a long generation
+//           does not leave one block per token (VIDKV_KIVI_VALUE_MERGE=off keeps them apart, for A / B runs).
 //
 // Exact tokens: with ExactTokens::all (trace replay, the default) the cache keeps the exact input of every token,
 // so that ctx.keys can expose the exact keys of every cached token to protectors (semantic_attention). With
@@ -230,6 +233,9 @@ class LayerCache {
   void quantize_key_range(std::int64_t begin, std::int64_t end);
   void quantize_value_range(std::int64_t begin, std::int64_t end);
   void maybe_quantize(bool prefill);
+  // kivi: merges the last TokenBlockMerge::kMaxBlocks value blocks into one when they are all one-token blocks of a
+  // token-separable value quantizer whose merged layout is their sections' concatenation (see the top of the file).
+  void merge_value_tail();
   // ExactTokens::residual: the rows of tokens [first, quantized) of `full` are dead from now on; a store more than
   // twice what its live rows and the window (R + 1 rows) need is cut to the live rows at once (after a prefill).
   void drop_quantized(FullTokens& full, std::int64_t quantized);

@@ -97,6 +97,32 @@ void copy_rows_batch(const RowCopy* copies, std::size_t count, std::int64_t head
   launch();
 }
 
+namespace {
+
+__global__ void merge_token_blocks_kernel(TokenBlockMerge m, std::uint8_t* dst, std::int64_t total) {
+  const std::int64_t stride = static_cast<std::int64_t>(gridDim.x) * blockDim.x;
+  for (std::int64_t i = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < total; i += stride) {
+    std::int64_t rest = i;
+    int s = 0;
+    while (rest >= m.blocks * m.heads * static_cast<std::int64_t>(m.width[s])) rest -= m.blocks * m.heads * static_cast<std::int64_t>(m.width[s++]);
+    // rest = (h * blocks + b) * width + j within section s
+    const auto w = static_cast<std::int64_t>(m.width[s]);
+    const std::int64_t hb = rest / w, j = rest - hb * w, h = hb / m.blocks, b = hb - h * m.blocks;
+    dst[m.dst_offset[s] + static_cast<std::size_t>(rest)] = m.src[b][m.src_offset[s] + static_cast<std::size_t>(h * w + j)];
+  }
+}
+
+}  // namespace
+
+void merge_token_blocks(const TokenBlockMerge& m, std::uint8_t* dst, void* stream) {
+  const auto total = static_cast<std::int64_t>(m.bytes());
+  if (total == 0) return;
+  constexpr int kThreads = 256;
+  const auto blocks = static_cast<unsigned>(std::min<std::int64_t>((total + kThreads - 1) / kThreads, 256));
+  merge_token_blocks_kernel<<<blocks, kThreads, 0, static_cast<cudaStream_t>(stream)>>>(m, dst, total);
+  check_launch("cache: merge_token_blocks_kernel");
+}
+
 void copy_rows(Rows dst, std::int64_t dst_begin, Rows src, std::int64_t src_begin, std::int64_t heads, std::int64_t n,
                std::int64_t channels, DType round, void* stream) {
   if (n <= 0 || heads <= 0 || channels <= 0) return;

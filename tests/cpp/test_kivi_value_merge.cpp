@@ -1,0 +1,137 @@
+// The kivi lifecycle's merge of one-token value blocks (cache_lifecycle.h, core/token_block_merge.h): 32 consecutive
+// one-token blocks of a token-separable value quantizer become one block whose bytes are those of the 32 tokens
+// encoded at once; a quantizer that is not token-separable keeps one block per token; the cuda cache merges to the
+// cpu cache's bytes.
+//
+// Setup: 2 KV heads, 64 channels, keys uniform 2-bit per channel, values uniform 2-bit per token (KIVI; 64 x 2 bits =
+// 16 code bytes per token and head, whole bytes), group 32, R = 16, fp16 residual. A prefill of 40 tokens quantizes
+// values [0, 24) (N - R); each of 80 decode steps then quantizes one token: [24, 104) in one-token blocks, merged at
+// [24, 56) and [56, 88), leaving the 16 of [88, 104) apart: 1 + 2 + 16 = 19 value blocks.
+#include <cstdint>
+#include <vector>
+
+#include "catch.h"
+#include "cuda_test_support.h"
+#include "quantizer_test_helpers.h"
+#include "scoped_env.h"
+#include "vidkv/core/cache_lifecycle.h"
+
+using namespace vidkv;
+
+namespace {
+
+constexpr std::int64_t kHeads = 2, kChannels = 64, kPrefill = 40, kSteps = 80;
+
+// Distinct values of a few magnitudes (x 0.37 .. 2.2 across heads and tokens), none on a rounding boundary by design:
+// a fixed linear congruential sequence, [heads, end - begin, channels] for tokens [begin, end).
+std::vector<float> inputs(std::int64_t begin, std::int64_t end, std::int64_t channels, std::uint32_t salt) {
+  std::vector<float> out;
+  for (std::int64_t h = 0; h < kHeads; ++h)
+    for (std::int64_t t = begin; t < end; ++t)
+      for (std::int64_t c = 0; c < channels; ++c) {
+        std::uint32_t x = static_cast<std::uint32_t>((h * 100003 + t) * 1009 + c) * 2654435761u + salt;
+        x ^= x >> 15;
+        x *= 2246822519u;
+        x ^= x >> 13;
+        const float u = static_cast<float>(x & 0xFFFFu) / 65536.0f - 0.5f;  // [-0.5, 0.5)
+        out.push_back(u * (0.37f + 0.02f * static_cast<float>(t % 91)) + 0.1f * static_cast<float>(h));
+      }
+  return out;
+}
+
+// KIVI's codec: keys per channel, values per token (layout: the values' code layout, dense or release).
+KvCodec kivi_codec(const char* value_layout = "dense") {
+  return KvCodec(test::make("uniform", {{"bits", "2"}, {"axis", "channel"}, {"group", "32"}}),
+                 test::make("uniform", {{"bits", "2"}, {"axis", "token"}, {"group", "32"}, {"layout", value_layout}}));
+}
+
+LifecycleParams kivi_lifecycle() {
+  LifecycleParams p;
+  p.type = LifecycleType::kivi;
+  p.group = 32;
+  p.residual = 16;
+  p.residual_dtype = ResidualDType::f16;
+  return p;
+}
+
+// The prefill, then kSteps single-token decode steps.
+void fill(LayerCache& cache, std::int64_t channels) {
+  cache.append(inputs(0, kPrefill, channels, 1).data(), inputs(0, kPrefill, channels, 2).data(), kPrefill);
+  for (std::int64_t t = kPrefill; t < kPrefill + kSteps; ++t)
+    cache.append(inputs(t, t + 1, channels, 1).data(), inputs(t, t + 1, channels, 2).data(), 1);
+}
+
+}  // namespace
+
+TEST_CASE("uniform and identity say which blocks are token-separable", "[lifecycle][kivi]") {
+  const BlockShape s64{2, 7, 64}, s34{2, 7, 34};
+  CHECK(test::make("uniform", {{"bits", "2"}, {"axis", "token"}})->token_separable(s64));       // 128 bits a token
+  CHECK_FALSE(test::make("uniform", {{"bits", "2"}, {"axis", "token"}})->token_separable(s34)); // 68 bits: not whole bytes
+  CHECK(test::make("uniform", {{"bits", "2"}, {"axis", "token"}, {"layout", "release"}})->token_separable(s34));  // word rows
+  CHECK_FALSE(test::make("uniform", {{"bits", "2"}, {"axis", "channel"}})->token_separable(s64));  // groups span tokens
+  CHECK(test::make("identity")->token_separable(s34));
+  CHECK_FALSE(test::make("ternary", {{"axis", "token"}})->token_separable(s64));  // default: not claimed
+}
+
+TEST_CASE("kivi lifecycle merges 32 one-token value blocks into the block of those tokens encoded at once", "[lifecycle][kivi]") {
+  for (const char* layout : {"dense", "release"}) {
+    for (const ExactTokens exact : {ExactTokens::all, ExactTokens::residual}) {
+      CAPTURE(layout, static_cast<int>(exact));
+      const KvCodec codec = kivi_codec(layout);
+      LayerCache cache(codec, kivi_lifecycle(), kHeads, kChannels, TokenContext{}, DType::f16, Execution::cpu(), exact);
+      fill(cache, kChannels);
+      CHECK(cache.value_quantized() == kPrefill + kSteps - 16);
+      REQUIRE(cache.value_block_count() == 19);
+      // Blocks 1 and 2 are the tokens [24, 56) and [56, 88) encoded as one block each, byte for byte.
+      for (std::int64_t b = 1; b <= 2; ++b) {
+        const std::int64_t begin = 24 + 32 * (b - 1);
+        const std::vector<std::uint8_t> want =
+            test::encode(codec.value(), BlockShape{kHeads, 32, kChannels}, inputs(begin, begin + 32, kChannels, 2));
+        CHECK(cache.value_block_bytes(static_cast<std::size_t>(b)) == want);
+      }
+      // The tail: one block per token, each that token encoded alone.
+      CHECK(cache.value_block_bytes(3) == test::encode(codec.value(), BlockShape{kHeads, 1, kChannels}, inputs(88, 89, kChannels, 2)));
+
+      // Against the cache that keeps them apart: the same bytes stored, the same values read, 1 + 80 blocks.
+      const test::ScopedEnv apart("VIDKV_KIVI_VALUE_MERGE", "off");
+      LayerCache unmerged(codec, kivi_lifecycle(), kHeads, kChannels, TokenContext{}, DType::f16, Execution::cpu(), exact);
+      fill(unmerged, kChannels);
+      CHECK(unmerged.value_block_count() == 81);
+      CHECK(unmerged.value_layout().bytes() == cache.value_layout().bytes());
+      CHECK(unmerged.value_layout().effective_bits() == cache.value_layout().effective_bits());
+      std::vector<float> mk, mv, uk, uv;
+      cache.materialize(mk, mv);
+      unmerged.materialize(uk, uv);
+      CHECK(mk == uk);
+      CHECK(mv == uv);
+    }
+  }
+}
+
+TEST_CASE("kivi lifecycle keeps one-token value blocks apart when the value quantizer is not token-separable", "[lifecycle][kivi]") {
+  // 34 channels x 2 bits = 68 bits a token: the dense stream does not split at a token boundary.
+  const KvCodec codec = kivi_codec();
+  LayerCache cache(codec, kivi_lifecycle(), kHeads, 34, TokenContext{}, DType::f16);
+  fill(cache, 34);
+  CHECK(cache.value_block_count() == 1 + 80);
+}
+
+TEST_CASE("kivi value merge on cuda gives the cpu cache's blocks", "[cuda][lifecycle][kivi]") {
+  VIDKV_REQUIRE_CUDA_DEVICE();
+  const KvCodec cpu_codec = kivi_codec(), gpu_codec = kivi_codec();
+  for (const ExactTokens exact : {ExactTokens::all, ExactTokens::residual}) {
+    CAPTURE(static_cast<int>(exact));
+    LayerCache c_cpu(cpu_codec, kivi_lifecycle(), kHeads, kChannels, TokenContext{}, DType::f16, Execution::cpu(), exact);
+    LayerCache c_gpu(gpu_codec, kivi_lifecycle(), kHeads, kChannels, TokenContext{}, DType::f16, Execution::cuda(), exact);
+    fill(c_cpu, kChannels);
+    fill(c_gpu, kChannels);
+    REQUIRE(c_gpu.value_block_count() == 19);
+    REQUIRE(c_cpu.value_block_count() == 19);
+    for (std::size_t i = 0; i < c_cpu.value_block_count(); ++i) CHECK(c_gpu.value_block_bytes(i) == c_cpu.value_block_bytes(i));
+    std::vector<float> gk, gv, ck, cv;
+    c_cpu.materialize(ck, cv);
+    c_gpu.materialize(gk, gv);
+    CHECK(gk == ck);
+    CHECK(gv == cv);
+  }
+}
