@@ -236,6 +236,33 @@ bool extends(const std::vector<LayerCache::BlockRef>& old, const std::vector<Lay
   return true;
 }
 
+// Where `now` no longer starts with all of sp's blocks (the kivi lifecycle merged its last one-token value blocks
+// into one, cache_lifecycle.h): cuts sp back to the blocks both share and to the tiles before the first block that
+// changed (tiles never cross a block, so every kept tile lies in kept blocks), for extend_prefix to rebuild the rest.
+// sp must be of the same cache object.
+void cut_prefix(SequencePrefix& sp, const LayerCache::SideRef& key, const LayerCache::SideRef& value) {
+  const auto shared = [](const std::vector<LayerCache::BlockRef>& old, const std::vector<LayerCache::BlockRef>& now) {
+    std::size_t i = 0;
+    while (i < old.size() && i < now.size() && same_ref(old[i], now[i])) ++i;
+    return i;
+  };
+  const std::size_t ki = shared(sp.key_refs, key.blocks), vi = shared(sp.value_refs, value.blocks);
+  std::int64_t cut = sp.stable;
+  if (ki < sp.key_refs.size()) cut = std::min(cut, sp.key_refs[ki].begin);
+  if (vi < sp.value_refs.size()) cut = std::min(cut, sp.value_refs[vi].begin);
+  sp.key_refs.resize(ki);
+  sp.key_blocks.resize(ki);
+  sp.value_refs.resize(vi);
+  sp.value_blocks.resize(vi);
+  for (auto* part : {&sp.fast, &sp.general})
+    part->erase(std::remove_if(part->begin(), part->end(), [cut](const at::TileEntry& t) { return t.t0 >= cut; }), part->end());
+  sp.stable = cut;
+  // The kept blocks' bytes, from the cache's current layouts (the old refs' layout pointers may have moved).
+  sp.block_bytes = 0;
+  for (std::size_t i = 0; i < ki; ++i) sp.block_bytes += key.blocks[i].layout->bytes();
+  for (std::size_t i = 0; i < vi; ++i) sp.block_bytes += value.blocks[i].layout->bytes();
+}
+
 // Brings `sp` to cache c's current sides (whose first blocks are sp's, see extends()) under the formats of p (whose
 // block pointers it borrows while deciding which tiles are fast): the new blocks' entries and the tiles of
 // [sp.stable, new stable).
@@ -471,11 +498,12 @@ void DecodeAttention::build(const std::vector<const LayerCache*>& caches) {
     check_blocks(key, "key", b);
     check_blocks(value, "value", b);
     SequencePrefix& sp = tb.prefixes[b];
-    if (sp.cache != &c || sp.instance != c.instance_id() || !extends(sp.key_refs, key.blocks) ||
-        !extends(sp.value_refs, value.blocks)) {
+    if (sp.cache != &c || sp.instance != c.instance_id()) {
       sp = SequencePrefix{};
       sp.cache = &c;
       sp.instance = c.instance_id();
+    } else if (!extends(sp.key_refs, key.blocks) || !extends(sp.value_refs, value.blocks)) {
+      cut_prefix(sp, key, value);
     }
     extend_prefix(sp, c, key, value, p);
     const auto key_base = static_cast<std::int32_t>(tb.key_blocks.size());
