@@ -15,6 +15,7 @@
 #include "quantizer_test_helpers.h"
 #include "scoped_env.h"
 #include "vidkv/core/cache_lifecycle.h"
+#include "vidkv/core/dtype.h"
 
 using namespace vidkv;
 
@@ -22,8 +23,9 @@ namespace {
 
 constexpr std::int64_t kHeads = 2, kChannels = 64, kPrefill = 40, kSteps = 80;
 
-// Distinct values of a few magnitudes (x 0.37 .. 2.2 across heads and tokens), none on a rounding boundary by design:
-// a fixed linear congruential sequence, [heads, end - begin, channels] for tokens [begin, end).
+// Values of a few magnitudes (x 0.37 .. 2.2 across tokens) from a fixed integer hash, rounded to fp16 (the caches'
+// data dtype, in which a cuda cache stores its inputs: exact there), [heads, end - begin, channels] for tokens
+// [begin, end).
 std::vector<float> inputs(std::int64_t begin, std::int64_t end, std::int64_t channels, std::uint32_t salt) {
   std::vector<float> out;
   for (std::int64_t h = 0; h < kHeads; ++h)
@@ -34,7 +36,7 @@ std::vector<float> inputs(std::int64_t begin, std::int64_t end, std::int64_t cha
         x *= 2246822519u;
         x ^= x >> 13;
         const float u = static_cast<float>(x & 0xFFFFu) / 65536.0f - 0.5f;  // [-0.5, 0.5)
-        out.push_back(u * (0.37f + 0.02f * static_cast<float>(t % 91)) + 0.1f * static_cast<float>(h));
+        out.push_back(round_to_dtype(u * (0.37f + 0.02f * static_cast<float>(t % 91)) + 0.1f * static_cast<float>(h), DType::f16));
       }
   return out;
 }
