@@ -1047,6 +1047,16 @@ PYBIND11_MODULE(_vidkv, m) {
     for (const auto& p : list_presets()) names.push_back(p.name);
     return names;
   }, "Names of every registered plugin and preset.");
+  m.def("codec_lifecycle", [](const py::dict& codec) -> py::object {
+    ConfigNode node = to_config(codec, "");
+    node.set_path("codec");
+    ConfigNode lifecycle;
+    resolve_codec(node, module_registry(), &lifecycle);
+    return lifecycle.is_map() ? to_python(lifecycle) : py::object(py::none());
+  }, py::arg("codec"),
+        "The lifecycle block of the preset a codec dict names ({'preset': NAME, ...}), as an experiment YAML's run "
+        "takes it when it sets none; None for a codec without a preset or a preset without one. ConfigError for an "
+        "unknown preset.");
   m.def("presets", [] {
     std::vector<std::string> names;
     for (const auto& p : list_presets()) names.push_back(p.name);

@@ -474,7 +474,8 @@ class VidKVCache(Cache):
     """A transformers Cache routing every layer's K/V through a VidKV codec and cache lifecycle.
 
     codec:          the same dict as a YAML `codec:` block: {"preset": NAME} or {"key": {...}, "value": {...}}.
-    lifecycle:      the `lifecycle:` block, e.g. {"type": "paper", "group": 32, "residual": 128}; default paper.
+    lifecycle:      the `lifecycle:` block, e.g. {"type": "paper", "group": 32, "residual": 128}; default: the
+                    preset's own when the codec names one ({"preset": "kivi-2"}: kivi, R = 128), else paper.
     modality:       per prefill token [T] or [batch, T], values 0..3 (numpy or torch); default: all 0.
     embeddings:     LLM input embeddings of the prefill tokens [T, hidden] or [batch, T, hidden] (semantic_embedding).
     attention_mask: the prefill's attention mask [batch, T] (1 real, 0 padding), for padded batches (module docstring).
@@ -496,6 +497,8 @@ class VidKVCache(Cache):
         self.attention = attention
         self._fused_attention_seen = False  # set by the vidkv_fused attention function (vidkv.fused_attention)
         self.codec = dict(codec)
+        if lifecycle is None:  # a preset's own lifecycle (kivi-2: kivi), as an experiment YAML run takes it
+            lifecycle = _vidkv.codec_lifecycle(self.codec) if "preset" in self.codec else None
         self.lifecycle = dict(lifecycle) if lifecycle is not None else {"type": "paper"}
         self.modality = modality
         self.embeddings = embeddings
