@@ -451,39 +451,45 @@ void LayerCache::maybe_quantize(bool prefill) {
 }
 
 void LayerCache::merge_value_tail() {
-  constexpr int n = TokenBlockMerge::kMaxBlocks;
-  if (value_blocks_.size() < static_cast<std::size_t>(n) || env_equals("VIDKV_KIVI_VALUE_MERGE", "off")) return;
-  const auto first = value_blocks_.end() - n;
-  for (auto it = first; it != value_blocks_.end(); ++it)
-    if (it->end - it->begin != 1) return;
+  if (value_blocks_.size() < 2 || env_equals("VIDKV_KIVI_VALUE_MERGE", "off")) return;
+  Block& prev = value_blocks_[value_blocks_.size() - 2];
+  const Block& last = value_blocks_.back();
+  const std::int64_t np = prev.end - prev.begin, nl = last.end - last.begin, n = np + nl;
+  if (nl != 1 || np >= kValueTailTokens) return;
   const Quantizer& q = codec_.value();
-  const BlockShape one{heads_, 1, channels_}, merged_shape{heads_, n, channels_};
-  if (!q.token_separable(one) || !q.token_separable(merged_shape)) return;
+  const BlockShape merged_shape{heads_, n, channels_};
+  if (!q.token_separable(BlockShape{heads_, np, channels_}) || !q.token_separable(BlockShape{heads_, nl, channels_}) ||
+      !q.token_separable(merged_shape))
+    return;
   Block merged;
-  merged.begin = first->begin;
-  merged.end = value_blocks_.back().end;
+  merged.begin = prev.begin;
+  merged.end = last.end;
   merged.layout = q.layout(merged_shape, ctx_.range(merged.begin, merged.end));
-  // The quantizer's claim, checked against its layouts: section for section n times the one-token block's bytes.
+  // The quantizer's claim, checked against its layouts: section for section the two blocks' bytes, each
+  // [heads][tokens][w] with the same w.
   const std::vector<PackedSection>& ms = merged.layout.sections();
+  if (ms.size() > static_cast<std::size_t>(TokenBlockMerge::kMaxSections)) return;
   TokenBlockMerge m;
-  m.blocks = n;
+  m.blocks = 2;
   m.heads = heads_;
   m.sections = static_cast<int>(ms.size());
-  if (m.sections > TokenBlockMerge::kMaxSections) return;
-  for (auto it = first; it != value_blocks_.end(); ++it) {
-    const std::vector<PackedSection>& os = it->layout.sections();
+  const Block* parts[2] = {&prev, &last};
+  for (int b = 0; b < 2; ++b) {
+    const std::vector<PackedSection>& os = parts[b]->layout.sections();
     if (os.size() != ms.size()) return;
-    for (std::size_t s = 0; s < os.size(); ++s)
-      if (os[s].bytes != ms[s].bytes / n || ms[s].bytes % n != 0 || os[s].bytes % static_cast<std::size_t>(heads_) != 0) return;
+    m.tokens[b] = parts[b]->end - parts[b]->begin;
+    m.src[b] = ex_.on_cuda() ? parts[b]->device_bytes.as<std::uint8_t>() : parts[b]->bytes.data();
+    for (std::size_t s = 0; s < ms.size(); ++s) m.src_offset[b][s] = parts[b]->layout.offset_of(s);
   }
-  for (int s = 0; s < m.sections; ++s) {
-    m.src_offset[s] = first->layout.offset_of(static_cast<std::size_t>(s));
-    m.dst_offset[s] = merged.layout.offset_of(static_cast<std::size_t>(s));
-    m.width[s] = first->layout.sections()[static_cast<std::size_t>(s)].bytes / static_cast<std::size_t>(heads_);
+  for (std::size_t s = 0; s < ms.size(); ++s) {
+    const auto rows = static_cast<std::size_t>(heads_ * n);
+    if (ms[s].bytes % rows != 0) return;
+    m.width[s] = ms[s].bytes / rows;
+    m.dst_offset[s] = merged.layout.offset_of(s);
+    for (int b = 0; b < 2; ++b)
+      if (parts[b]->layout.sections()[s].bytes != static_cast<std::size_t>(heads_ * m.tokens[b]) * m.width[s]) return;
   }
   VIDKV_ASSERT(m.bytes() == merged.layout.bytes(), "merged value block: ", m.bytes(), " of ", merged.layout.bytes(), " bytes");
-  for (int b = 0; b < n; ++b)
-    m.src[b] = ex_.on_cuda() ? first[b].device_bytes.as<std::uint8_t>() : first[b].bytes.data();
   if (ex_.on_cuda()) {
     merged.device_bytes = DeviceBuffer(merged.layout.bytes(), ex_.cuda_stream);
     merge_device_token_blocks(m, merged.device_bytes.as<std::uint8_t>(), ex_.cuda_stream);
@@ -491,8 +497,8 @@ void LayerCache::merge_value_tail() {
     merged.bytes.assign(merged.layout.bytes(), 0);
     merge_token_blocks_host(m, merged.bytes.data());
   }
-  value_blocks_.erase(first, value_blocks_.end());  // device sources are freed in stream order, after the merge
-  value_blocks_.push_back(std::move(merged));
+  value_blocks_.pop_back();  // device sources are freed in stream order, after the merge that reads them
+  value_blocks_.back() = std::move(merged);
 }
 
 void LayerCache::materialize(std::vector<float>& key, std::vector<float>& value) const {

@@ -7,9 +7,10 @@
 //  kivi:    keys quantize whole R-blocks (N - N mod R at prefill), append-only; values keep a FIFO window of the
 //           last R tokens in full precision and quantize each token leaving it (the value quantizer should be
 //           per-token for KIVI). Where the value quantizer is token-separable (Quantizer::token_separable: uniform
-//           along tokens, identity), every 32 consecutive one-token value blocks are merged into one 32-token block,
-//           the same bytes as encoding those 32 tokens at once (core/token_block_merge.h), so that a long generation
-//           does not leave one block per token (VIDKV_KIVI_VALUE_MERGE=off keeps them apart, for A / B runs).
+//           along tokens, identity), each such one-token block is merged into the value block before it while that
+//           block holds fewer than 32 tokens: the same bytes as encoding their tokens at once
+//           (core/token_block_merge.h), so that a long generation leaves blocks of 32 tokens and one shorter tail,
+//           not one block per token (VIDKV_KIVI_VALUE_MERGE=off keeps them apart, for A / B runs).
 //
 // Exact tokens: with ExactTokens::all (trace replay, the default) the cache keeps the exact input of every token,
 // so that ctx.keys can expose the exact keys of every cached token to protectors (semantic_attention). With
@@ -233,8 +234,10 @@ class LayerCache {
   void quantize_key_range(std::int64_t begin, std::int64_t end);
   void quantize_value_range(std::int64_t begin, std::int64_t end);
   void maybe_quantize(bool prefill);
-  // kivi: merges the last TokenBlockMerge::kMaxBlocks value blocks into one when they are all one-token blocks of a
-  // token-separable value quantizer whose merged layout is their sections' concatenation (see the top of the file).
+  // kivi: merges the last value block, one token just quantized, into the one before it when that one holds fewer
+  // than kValueTailTokens tokens, the value quantizer is token-separable and the merged layout is the two blocks'
+  // sections interleaved per head (see the top of the file).
+  static constexpr std::int64_t kValueTailTokens = 32;  // one decode-attention tile
   void merge_value_tail();
   // ExactTokens::residual: the rows of tokens [first, quantized) of `full` are dead from now on; a store more than
   // twice what its live rows and the window (R + 1 rows) need is cut to the live rows at once (after a prefill).

@@ -100,15 +100,18 @@ void copy_rows_batch(const RowCopy* copies, std::size_t count, std::int64_t head
 namespace {
 
 __global__ void merge_token_blocks_kernel(TokenBlockMerge m, std::uint8_t* dst, std::int64_t total) {
-  const std::int64_t stride = static_cast<std::int64_t>(gridDim.x) * blockDim.x;
+  const std::int64_t stride = static_cast<std::int64_t>(gridDim.x) * blockDim.x, tokens = m.total_tokens();
   for (std::int64_t i = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < total; i += stride) {
     std::int64_t rest = i;
     int s = 0;
-    while (rest >= m.blocks * m.heads * static_cast<std::int64_t>(m.width[s])) rest -= m.blocks * m.heads * static_cast<std::int64_t>(m.width[s++]);
-    // rest = (h * blocks + b) * width + j within section s
+    while (rest >= tokens * m.heads * static_cast<std::int64_t>(m.width[s])) rest -= tokens * m.heads * static_cast<std::int64_t>(m.width[s++]);
+    // rest = (h * tokens + t) * width + j within section s; token t of the merged block is token t - first of block b
     const auto w = static_cast<std::int64_t>(m.width[s]);
-    const std::int64_t hb = rest / w, j = rest - hb * w, h = hb / m.blocks, b = hb - h * m.blocks;
-    dst[m.dst_offset[s] + static_cast<std::size_t>(rest)] = m.src[b][m.src_offset[s] + static_cast<std::size_t>(h * w + j)];
+    const std::int64_t ht = rest / w, j = rest - ht * w, h = ht / tokens;
+    std::int64_t t = ht - h * tokens;
+    int b = 0;
+    while (t >= m.tokens[b]) t -= m.tokens[b++];
+    dst[m.dst_offset[s] + static_cast<std::size_t>(rest)] = m.src[b][m.src_offset[b][s] + static_cast<std::size_t>((h * m.tokens[b] + t) * w + j)];
   }
 }
 

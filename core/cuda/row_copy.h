@@ -43,7 +43,7 @@ constexpr int kMaxRowCopies = 16;
 void copy_rows_batch(const RowCopy* copies, std::size_t count, std::int64_t heads, std::int64_t channels, void* stream);
 
 // The merge of core/token_block_merge.h into `dst` (device memory of m.bytes() bytes; the sources on the device too),
-// one launch on `stream`, byte by byte (a few KB every 32 decode steps per layer).
+// one launch on `stream`, byte by byte (at most 32 tokens' bytes per layer and decode step).
 void merge_token_blocks(const TokenBlockMerge& m, std::uint8_t* dst, void* stream);
 
 }  // namespace vidkv::row_copy_cuda

@@ -1,12 +1,13 @@
-// The kivi lifecycle's merge of one-token value blocks (cache_lifecycle.h, core/token_block_merge.h): 32 consecutive
-// one-token blocks of a token-separable value quantizer become one block whose bytes are those of the 32 tokens
-// encoded at once; a quantizer that is not token-separable keeps one block per token; the cuda cache merges to the
-// cpu cache's bytes.
+// The kivi lifecycle's merge of one-token value blocks (cache_lifecycle.h, core/token_block_merge.h): each token the
+// value FIFO quantizes is merged into the block before it while that block holds fewer than 32 tokens, and the
+// merged block's bytes are those of its tokens encoded at once; a quantizer that is not token-separable keeps one
+// block per token; the cuda cache merges to the cpu cache's bytes.
 //
 // Setup: 2 KV heads, 64 channels, keys uniform 2-bit per channel, values uniform 2-bit per token (KIVI; 64 x 2 bits =
 // 16 code bytes per token and head, whole bytes), group 32, R = 16, fp16 residual. A prefill of 40 tokens quantizes
-// values [0, 24) (N - R); each of 80 decode steps then quantizes one token: [24, 104) in one-token blocks, merged at
-// [24, 56) and [56, 88), leaving the 16 of [88, 104) apart: 1 + 2 + 16 = 19 value blocks.
+// values [0, 24) (N - R) as one block; each of 80 decode steps then quantizes one token, tokens 24 .. 103: the first
+// 8 fill the prefill's block to [0, 32), the next 32 make [32, 64), then [64, 96), and the last 8 the tail [96, 104):
+// 4 value blocks where one block per token would be 1 + 80.
 #include <cstdint>
 #include <vector>
 
@@ -75,7 +76,7 @@ TEST_CASE("uniform and identity say which blocks are token-separable", "[lifecyc
   CHECK_FALSE(test::make("ternary", {{"axis", "token"}})->token_separable(s64));  // default: not claimed
 }
 
-TEST_CASE("kivi lifecycle merges 32 one-token value blocks into the block of those tokens encoded at once", "[lifecycle][kivi]") {
+TEST_CASE("kivi lifecycle merges each quantized value token into a block of fewer than 32 tokens, the bytes of those tokens encoded at once", "[lifecycle][kivi]") {
   for (const char* layout : {"dense", "release"}) {
     for (const ExactTokens exact : {ExactTokens::all, ExactTokens::residual}) {
       CAPTURE(layout, static_cast<int>(exact));
@@ -83,16 +84,16 @@ TEST_CASE("kivi lifecycle merges 32 one-token value blocks into the block of tho
       LayerCache cache(codec, kivi_lifecycle(), kHeads, kChannels, TokenContext{}, DType::f16, Execution::cpu(), exact);
       fill(cache, kChannels);
       CHECK(cache.value_quantized() == kPrefill + kSteps - 16);
-      REQUIRE(cache.value_block_count() == 19);
-      // Blocks 1 and 2 are the tokens [24, 56) and [56, 88) encoded as one block each, byte for byte.
-      for (std::int64_t b = 1; b <= 2; ++b) {
-        const std::int64_t begin = 24 + 32 * (b - 1);
+      REQUIRE(cache.value_block_count() == 4);
+      // Each block is its tokens encoded as one block, byte for byte.
+      const std::int64_t bounds[] = {0, 32, 64, 96, 104};
+      for (std::size_t b = 0; b < 4; ++b) {
+        const std::int64_t begin = bounds[b], end = bounds[b + 1];
+        CAPTURE(begin, end);
         const std::vector<std::uint8_t> want =
-            test::encode(codec.value(), BlockShape{kHeads, 32, kChannels}, inputs(begin, begin + 32, kChannels, 2));
-        CHECK(cache.value_block_bytes(static_cast<std::size_t>(b)) == want);
+            test::encode(codec.value(), BlockShape{kHeads, end - begin, kChannels}, inputs(begin, end, kChannels, 2));
+        CHECK(cache.value_block_bytes(b) == want);
       }
-      // The tail: one block per token, each that token encoded alone.
-      CHECK(cache.value_block_bytes(3) == test::encode(codec.value(), BlockShape{kHeads, 1, kChannels}, inputs(88, 89, kChannels, 2)));
 
       // Against the cache that keeps them apart: the same bytes stored, the same values read, 1 + 80 blocks.
       const test::ScopedEnv apart("VIDKV_KIVI_VALUE_MERGE", "off");
@@ -127,8 +128,8 @@ TEST_CASE("kivi value merge on cuda gives the cpu cache's blocks", "[cuda][lifec
     LayerCache c_gpu(gpu_codec, kivi_lifecycle(), kHeads, kChannels, TokenContext{}, DType::f16, Execution::cuda(), exact);
     fill(c_cpu, kChannels);
     fill(c_gpu, kChannels);
-    REQUIRE(c_gpu.value_block_count() == 19);
-    REQUIRE(c_cpu.value_block_count() == 19);
+    REQUIRE(c_gpu.value_block_count() == 4);
+    REQUIRE(c_cpu.value_block_count() == 4);
     for (std::size_t i = 0; i < c_cpu.value_block_count(); ++i) CHECK(c_gpu.value_block_bytes(i) == c_cpu.value_block_bytes(i));
     std::vector<float> gk, gv, ck, cv;
     c_cpu.materialize(ck, cv);
