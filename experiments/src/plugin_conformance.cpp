@@ -245,6 +245,39 @@ std::vector<ConformanceCheck> check_quantizer(const PluginRegistry& registry, co
       if (a != b) r.fail("determinism", "two encodes (buffers pre-filled 0xA5 / 0x5A) differ, " + where(shape, seed));
       r.pass("determinism");
 
+      if (q->token_separable(shape)) {
+        // The claim the kivi lifecycle relies on when it merges blocks: each token encoded alone, its sections'
+        // [heads][1][w] bytes put side by side per head, gives the block's bytes.
+        std::vector<std::uint8_t> joined(bytes, 0);
+        bool ok = true;
+        for (std::int64_t t = 0; t < shape.tokens && ok; ++t) {
+          const BlockShape one{shape.heads, 1, shape.channels};
+          const TokenContext one_ctx = ctx.range(t, t + 1);
+          const PackedLayout one_layout = q->layout(one, one_ctx);
+          std::vector<float> xt;
+          for (std::int64_t h = 0; h < shape.heads; ++h)
+            xt.insert(xt.end(), x.begin() + std::ptrdiff_t((h * shape.tokens + t) * shape.channels),
+                      x.begin() + std::ptrdiff_t((h * shape.tokens + t + 1) * shape.channels));
+          std::vector<std::uint8_t> bt(one_layout.bytes());
+          q->encode(xt.data(), one, one_ctx, bt.data());
+          ok = one_layout.sections().size() == layout.sections().size();
+          for (std::size_t sec = 0; ok && sec < layout.sections().size(); ++sec) {
+            const std::size_t w = one_layout.sections()[sec].bytes / std::size_t(shape.heads);
+            ok = one_layout.sections()[sec].bytes == w * std::size_t(shape.heads) &&
+                 layout.sections()[sec].bytes == w * std::size_t(shape.heads * shape.tokens);
+            for (std::int64_t h = 0; ok && h < shape.heads; ++h)
+              std::memcpy(joined.data() + layout.offset_of(sec) + std::size_t(h * shape.tokens + t) * w,
+                          bt.data() + one_layout.offset_of(sec) + std::size_t(h) * w, w);
+          }
+        }
+        if (!ok)
+          r.fail("token_separable", "token_separable() is true but the sections are not [heads][tokens][w] bytes, " + where(shape, seed));
+        else if (joined != a)
+          r.fail("token_separable", "token_separable() is true but the tokens encoded one by one, side by side, differ from the block's bytes, " + where(shape, seed));
+        else
+          r.pass("token_separable");
+      }
+
       const std::size_t n = std::size_t(shape.elements());
       auto decode_from = [&](const Quantizer& qq, const std::vector<std::uint8_t>& in) {
         std::vector<float> y(n + 2 * kGuardFloats, kGuardFloat);

@@ -9,6 +9,8 @@
 //                   shape.elements(), nominal_bits() > 0; a shape supports() refuses throws a vidkv::Error
 //   exact_bytes     encode() writes inside [out, out + layout().bytes()) only: 64 guard bytes each side untouched
 //   determinism     encode() twice, into buffers pre-filled with 0xA5 and 0x5A, gives the same bytes
+//   token_separable where token_separable(shape) is true (only then), each token encoded alone and its sections'
+//                   bytes put side by side per head give the block's bytes (what the kivi lifecycle's merge assumes)
 //   decode          decode() writes exactly elements() finite floats (16 guard floats each side untouched)
 //   round_trip      ||decode(encode(x)) - x|| / ||x|| < 10 on every shape (not a quality bar: a decoder reading
 //                   the wrong offsets, scales or dtype lands far above); the worst value is reported

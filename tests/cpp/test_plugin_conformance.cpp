@@ -31,6 +31,7 @@
 #include "catch.h"
 #include "test_registry.h"
 #include "conformance_configs.h"
+#include "fixture_quantizers.h"
 #include "quantizer_test_helpers.h"
 #include "vidkv/core/error.h"
 #include "vidkv/experiments/src/plugin_conformance.h"
@@ -335,4 +336,66 @@ TEST_CASE("optimized CPU paths write the reference's bytes for every quantizer a
       CHECK(worst <= tol);
     }
   }
+}
+
+namespace {
+
+// Claims token-separable but keeps one scale per head for the whole block: its sections are not [heads][tokens][w].
+class SeparableClaimMeanSign : public test::MeanSignQuantizer {
+ public:
+  using MeanSignQuantizer::MeanSignQuantizer;
+  bool token_separable(const BlockShape&) const override { return true; }
+};
+// Claims token-separable with [heads][tokens][1] bytes, but writes each head's tokens in reverse order: the sizes fit,
+// the bytes do not (a one-token block reads the same either way).
+class SeparableClaimReversed : public test::HalfStepQuantizer {
+ public:
+  using HalfStepQuantizer::HalfStepQuantizer;
+  bool token_separable(const BlockShape&) const override { return true; }
+  void encode(const float* in, const BlockShape& shape, const TokenContext& ctx, std::uint8_t* out) const override {
+    std::vector<float> reversed(static_cast<std::size_t>(shape.elements()));
+    for (std::int64_t h = 0; h < shape.heads; ++h)
+      for (std::int64_t t = 0; t < shape.tokens; ++t)
+        for (std::int64_t c = 0; c < shape.channels; ++c)
+          reversed[std::size_t((h * shape.tokens + shape.tokens - 1 - t) * shape.channels + c)] = in[(h * shape.tokens + t) * shape.channels + c];
+    HalfStepQuantizer::encode(reversed.data(), shape, ctx, out);
+  }
+};
+
+std::vector<ConformanceCheck> token_separable_checks(const PluginRegistry& r, const std::string& name,
+                                                     const std::vector<std::pair<std::string, std::string>>& params = {}) {
+  std::vector<ConformanceCheck> out;
+  for (const auto& c : check_quantizer(r, plugin_block(name, params)))
+    if (c.check == "token_separable") out.push_back(c);
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("the token_separable check passes the plugins that claim it and fails false claims", "[quantizer][conformance]") {
+  // True claims, checked on every conformance shape: uniform along tokens (dense and release), identity.
+  for (const auto& [name, params] : std::vector<std::pair<std::string, std::vector<std::pair<std::string, std::string>>>>{
+           {"uniform", {{"bits", "2"}, {"axis", "token"}, {"layout", "release"}}}, {"uniform", {{"bits", "4"}, {"axis", "token"}}}, {"identity", {}}}) {
+    INFO(name);
+    const auto checks = token_separable_checks(test::builtin_registry(), name, params);
+    REQUIRE(!checks.empty());
+    for (const auto& c : checks) {
+      INFO(c.detail);
+      CHECK(c.verdict == Verdict::pass);
+    }
+  }
+  // No claim, no check: uniform per channel.
+  CHECK(token_separable_checks(test::builtin_registry(), "uniform", {{"axis", "channel"}}).empty());
+  // False claims fail, saying which way.
+  PluginRegistry r = test::fixture_registry();
+  r.add<SeparableClaimMeanSign>("claims_separable_mean_sign", "test fixture: a false token_separable claim (sizes)");
+  r.add<SeparableClaimReversed>("claims_separable_reversed", "test fixture: a false token_separable claim (bytes)");
+  const auto sizes = token_separable_checks(r, "claims_separable_mean_sign");
+  const auto bytes = token_separable_checks(r, "claims_separable_reversed");
+  REQUIRE(!sizes.empty());
+  REQUIRE(!bytes.empty());
+  CHECK(sizes[0].verdict == Verdict::fail);
+  CHECK(sizes[0].detail.find("not [heads][tokens][w]") != std::string::npos);
+  CHECK(bytes[0].verdict == Verdict::fail);
+  CHECK(bytes[0].detail.find("differ from the block's bytes") != std::string::npos);
 }
