@@ -236,8 +236,8 @@ bool extends(const std::vector<LayerCache::BlockRef>& old, const std::vector<Lay
   return true;
 }
 
-// Where `now` no longer starts with all of sp's blocks (the kivi lifecycle merged its last one-token value blocks
-// into one, cache_lifecycle.h): cuts sp back to the blocks both share and to the tiles before the first block that
+// Where `now` no longer starts with all of sp's blocks (the kivi lifecycle merged the value token it just quantized
+// into the tail block before it, cache_lifecycle.h): cuts sp back to the blocks both share and to the tiles before the first block that
 // changed (tiles never cross a block, so every kept tile lies in kept blocks), for extend_prefix to rebuild the rest.
 // sp must be of the same cache object.
 void cut_prefix(SequencePrefix& sp, const LayerCache::SideRef& key, const LayerCache::SideRef& value) {
