@@ -72,10 +72,11 @@ class UniformQuantizer : public GroupedQuantizer<UniformParams> {
   explicit UniformQuantizer(const Params& params, CpuImplementation implementation = CpuImplementation::optimized);
 
   PackedLayout layout(const BlockShape& shape, const TokenContext& ctx) const override;
-  // Token-separable (Quantizer::token_separable) with axis token and layout dense where a token's codes fill whole
-  // bytes (channels * bits a multiple of 8): its groups lie within the token's row, the dense code stream runs
-  // head, token, channel, and scales and mins are in group order (head, token, group). KIVI's values (2 bits,
-  // 128 channels: 32 + 8 + 8 bytes per token and head in fp16).
+  // Token-separable (Quantizer::token_separable) with axis token, in layout release (each token's codes a row of
+  // whole words) or in layout dense where a token's codes fill whole bytes (channels * bits a multiple of 8): its
+  // groups lie within the token's row, the dense code stream runs head, token, channel, and scales and mins are in
+  // group order (head, token, group). KIVI's values (2 bits, 128 channels: 32 + 8 + 8 bytes per token and head in
+  // fp16).
   bool token_separable(const BlockShape& shape) const override;
 
  protected:
