@@ -13,6 +13,7 @@
 
 #include "catch.h"
 #include "cuda_test_support.h"
+#include "layer_cache_compare.h"
 #include "quantizer_test_helpers.h"
 #include "scoped_env.h"
 #include "vidkv/core/cache_lifecycle.h"
@@ -130,11 +131,6 @@ TEST_CASE("kivi value merge on cuda gives the cpu cache's blocks", "[cuda][lifec
     fill(c_gpu, kChannels);
     REQUIRE(c_gpu.value_block_count() == 4);
     REQUIRE(c_cpu.value_block_count() == 4);
-    for (std::size_t i = 0; i < c_cpu.value_block_count(); ++i) CHECK(c_gpu.value_block_bytes(i) == c_cpu.value_block_bytes(i));
-    std::vector<float> gk, gv, ck, cv;
-    c_cpu.materialize(ck, cv);
-    c_gpu.materialize(gk, gv);
-    CHECK(gk == ck);
-    CHECK(gv == cv);
+    test::require_same_cache(c_gpu, c_cpu);  // counters, materialized values, every block's bytes
   }
 }

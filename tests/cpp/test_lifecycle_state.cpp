@@ -8,6 +8,7 @@
 
 #include "catch.h"
 #include "fixture_quantizers.h"
+#include "layer_cache_compare.h"
 #include "vidkv/core/cache_lifecycle.h"
 #include "vidkv/core/error.h"
 
@@ -48,24 +49,6 @@ LifecycleParams lifecycle(LifecycleType type) {
   return p;
 }
 
-// Same tokens, counters, materialized values and packed bytes.
-void require_same(const LayerCache& a, const LayerCache& b) {
-  REQUIRE(a.tokens() == b.tokens());
-  CHECK(a.key_quantized() == b.key_quantized());
-  CHECK(a.value_quantized() == b.value_quantized());
-  CHECK(a.requantizations() == b.requantizations());
-  std::vector<float> ak, av, bk, bv;
-  a.materialize(ak, av);
-  b.materialize(bk, bv);
-  CHECK(ak == bk);
-  CHECK(av == bv);
-  REQUIRE(a.key_block_count() == b.key_block_count());
-  REQUIRE(a.value_block_count() == b.value_block_count());
-  for (std::size_t i = 0; i < a.key_block_count(); ++i) CHECK(a.key_block_bytes(i) == b.key_block_bytes(i));
-  for (std::size_t i = 0; i < a.value_block_count(); ++i) CHECK(a.value_block_bytes(i) == b.value_block_bytes(i));
-  CHECK(a.key_layout().bytes() == b.key_layout().bytes());
-}
-
 }  // namespace
 
 TEST_CASE("LayerCache copy, restore and residual crop continue like the original", "[lifecycle][state]") {
@@ -89,15 +72,15 @@ TEST_CASE("LayerCache copy, restore and residual crop continue like the original
       CHECK(s.value_first == (exact == ExactTokens::all ? 0 : original.value_quantized()));
       CHECK(s.value_rows.size() == static_cast<std::size_t>(kHeads * (s.tokens - s.value_first) * kChannels));
       restored.restore(s);
-      require_same(copy, original);
-      require_same(restored, original);
+      test::require_same_cache(copy, original);
+      test::require_same_cache(restored, original);
       for (int i = 0; i < 11; ++i) {  // T = 30: crosses at least one R-block / requantization in every lifecycle
         append(original, 1);
         append(copy, 1);
         append(restored, 1);
       }
-      require_same(copy, original);
-      require_same(restored, original);
+      test::require_same_cache(copy, original);
+      test::require_same_cache(restored, original);
 
       // Exact crop: drop the last residual tokens, append them again: identical to never having cropped.
       const std::int64_t quantized = std::max(original.key_quantized(), original.value_quantized());
@@ -106,7 +89,7 @@ TEST_CASE("LayerCache copy, restore and residual crop continue like the original
       cropped.crop(quantized);
       CHECK(cropped.tokens() == quantized);
       for (std::int64_t t = quantized; t < original.tokens(); ++t) append(cropped, 1);
-      require_same(cropped, original);
+      test::require_same_cache(cropped, original);
       if (quantized > 0) CHECK_THROWS_AS(cropped.crop(quantized - 1), ValueError);  // would cut a packed block
       CHECK_THROWS_AS(cropped.crop(cropped.tokens() + 1), ValueError);
     }

@@ -1,0 +1,31 @@
+// Whether two LayerCaches hold the same thing: the same tokens, counters, materialized values and packed bytes,
+// block for block. Shared by the tests of copies and restores (test_lifecycle_state.cpp) and of the kivi value merge
+// across devices (test_kivi_value_merge.cpp).
+#pragma once
+
+#include <cstddef>
+#include <vector>
+
+#include "catch.h"
+#include "vidkv/core/cache_lifecycle.h"
+
+namespace vidkv::test {
+
+inline void require_same_cache(const LayerCache& a, const LayerCache& b) {
+  REQUIRE(a.tokens() == b.tokens());
+  CHECK(a.key_quantized() == b.key_quantized());
+  CHECK(a.value_quantized() == b.value_quantized());
+  CHECK(a.requantizations() == b.requantizations());
+  std::vector<float> ak, av, bk, bv;
+  a.materialize(ak, av);
+  b.materialize(bk, bv);
+  CHECK(ak == bk);
+  CHECK(av == bv);
+  REQUIRE(a.key_block_count() == b.key_block_count());
+  REQUIRE(a.value_block_count() == b.value_block_count());
+  for (std::size_t i = 0; i < a.key_block_count(); ++i) CHECK(a.key_block_bytes(i) == b.key_block_bytes(i));
+  for (std::size_t i = 0; i < a.value_block_count(); ++i) CHECK(a.value_block_bytes(i) == b.value_block_bytes(i));
+  CHECK(a.key_layout().bytes() == b.key_layout().bytes());
+}
+
+}  // namespace vidkv::test
