@@ -327,6 +327,14 @@ py::dict plan_to_python(const std::string& file, const std::vector<std::string>&
   return out;
 }
 
+// A codec dict ({"preset": NAME} or {"key": ..., "value": ...}) resolved to its key and value blocks, located at
+// "codec" in messages; `preset_lifecycle`, when given, receives the preset's lifecycle block (resolve_codec).
+ConfigNode resolved_codec(const py::dict& codec, ConfigNode* preset_lifecycle = nullptr) {
+  ConfigNode node = to_config(codec, "");
+  node.set_path("codec");
+  return resolve_codec(node, module_registry(), preset_lifecycle);
+}
+
 py::object make_codec(const py::dict& config) {
   ConfigNode node = to_config(config, "");
   node.set_path("codec");
@@ -380,9 +388,7 @@ class PyLayerCache {
                std::uint64_t seed, const std::string& dtype, const std::string& device, std::uintptr_t stream)
       : heads_(heads), channels_(channels), layer_(layer), seed_(seed), dtype_(dtype), device_(device),
         codec_dict_(py::dict(codec)), lifecycle_dict_(py::dict(lifecycle)) {
-    ConfigNode node = to_config(codec, "");
-    node.set_path("codec");
-    ConfigNode resolved = resolve_codec(node, module_registry());
+    const ConfigNode resolved = resolved_codec(codec);
     ConfigNode lc = to_config(lifecycle, "");
     lc.set_path("lifecycle");
     params_ = parse_params<LifecycleParams>(lc, {}, "lifecycle");
@@ -750,9 +756,7 @@ class PyDecodeAttention {
 // _vidkv.decode_attention_supports(codec, head_dim): "" when decode attention reads both sides of the codec in
 // place at this head_dim, else the reason (naming the plugin and option).
 std::string decode_attention_supports_py(const py::dict& codec, std::int64_t head_dim) {
-  ConfigNode node = to_config(codec, "");
-  node.set_path("codec");
-  const ConfigNode resolved = resolve_codec(node, module_registry());
+  const ConfigNode resolved = resolved_codec(codec);
   for (const char* side : {"key", "value"}) {
     std::string why;
     const KvSide kv = std::string(side) == "key" ? KvSide::key : KvSide::value;
@@ -1048,10 +1052,8 @@ PYBIND11_MODULE(_vidkv, m) {
     return names;
   }, "Names of every registered plugin and preset.");
   m.def("codec_lifecycle", [](const py::dict& codec) -> py::object {
-    ConfigNode node = to_config(codec, "");
-    node.set_path("codec");
     ConfigNode lifecycle;
-    resolve_codec(node, module_registry(), &lifecycle);
+    resolved_codec(codec, &lifecycle);
     return lifecycle.is_map() ? to_python(lifecycle) : py::object(py::none());
   }, py::arg("codec"),
         "The lifecycle block of the preset a codec dict names ({'preset': NAME, ...}), as an experiment YAML's run "
