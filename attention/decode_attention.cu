@@ -161,21 +161,35 @@ __device__ inline void join_narrow_scores(float (&sc)[kMaxQ], int lane) {
 }
 
 // Values of a residual tile of n tokens (row0: the first token's element offset in the store): acc[hq][ci] +=
-// p[hq] of token j * v[j][c], c = lane + 32 ci, tokens in order (as the element-wise loop), four tokens' loads in
-// flight at a time.
+// p[hq] of token j * v[j][c], c = lane + 32 ci, tokens in order (as the element-wise loop). The loads of four
+// tokens are issued before any is used: rows past n and channels past D read a valid element (the last row, the last
+// channel) that no product uses, so no load sits behind a branch, and the rounding to the residual dtype (a
+// run-time choice) comes after them. It was per element, between the loads, and the compiler kept each load behind
+// its branch: one round trip to memory per element (Nsight Compute, kivi-2 64k x 8: about half the general kernel's
+// stall samples, long scoreboard on the conversion after each 2-byte load).
 template <DType F, int kC>
 __device__ inline void residual_values(float (&acc)[kMaxQ][kC], const float (&sc)[kMaxQ], std::int64_t Q, const void* store,
                                        std::int64_t row0, int D, int n, DType rd, int lane) {
   constexpr int kJ = 4;
+  // An element of dtype F rounded to rd changes only where rd is narrower or of another kind (fp16 <-> bf16).
+  const bool rounds = rd != F && rd != DType::f32;
   for (int j0 = 0; j0 < n; j0 += kJ) {
     float v[kJ][kC];
 #pragma unroll
-    for (int jj = 0; jj < kJ; ++jj)
+    for (int jj = 0; jj < kJ; ++jj) {
+      const std::int64_t row = row0 + static_cast<std::int64_t>(j0 + jj < n ? j0 + jj : n - 1) * D;
 #pragma unroll
       for (int ci = 0; ci < kC; ++ci) {
         const int c = lane + 32 * ci;
-        v[jj][ci] = (j0 + jj < n && c < D) ? round_to_dtype(load_as_float(store, F, static_cast<std::size_t>(row0 + static_cast<std::int64_t>(j0 + jj) * D + c)), rd) : 0.0f;
+        v[jj][ci] = load_as_float(store, F, static_cast<std::size_t>(row + (c < D ? c : D - 1)));
       }
+    }
+    if (rounds) {
+#pragma unroll
+      for (int jj = 0; jj < kJ; ++jj)
+#pragma unroll
+        for (int ci = 0; ci < kC; ++ci) v[jj][ci] = round_to_dtype(v[jj][ci], rd);
+    }
 #pragma unroll
     for (int jj = 0; jj < kJ; ++jj) {
       if (j0 + jj >= n) break;
