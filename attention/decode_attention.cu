@@ -697,14 +697,14 @@ __global__ void __launch_bounds__(32 * kTransformWarps) transform_kernel(const P
     if (lane == hq) out[hq] = w[hq];
 }
 
-// One block per (KV head, sequence, query head of the KV head), kCombineParts x kThreads threads: thread (part k,
-// channel c) sums the splits s = k mod kCombineParts of out = sum_s f_s acc_s / sum_s f_s l_s, f_s = exp2(m_s -
-// max m), in split order, and the parts are added in k order (decode_attention_tables.h kCombineParts; the
-// emulation's combine sums the same way). At batch 1 the splits are many (about 100: one wave of blocks for 4 KV
-// heads) and the blocks few, so the block count (heads x batch x query heads, not heads x batch) and the loads in
-// flight set this kernel's time (Nsight Compute, H200, kivi-2 at 32k x 1: a block per (KV head, sequence) and
-// serial loads 155 us; a block per query head, one chain of 100 splits per channel 15 us).
-constexpr int kCombineThreads = kCombineParts * kThreads;
+// One block per (KV head, sequence, query head of the KV head), kCombineThreads threads: thread (part k, column j)
+// sums channels j V .. j V + V - 1 of out = sum_s f_s acc_s / sum_s f_s l_s, f_s = exp2(m_s - max m), over the
+// splits s = k mod combine_parts(D) in split order (V = combine_vector(D): one 16-byte load per split where D is a
+// multiple of 4), and the parts are added in k order (decode_attention_tables.h; the emulation's combine sums the
+// same way). At batch 1 the splits are many (about 100: one wave of blocks for 4 KV heads) and the blocks few, so
+// the block count (heads x batch x query heads, not heads x batch) and the loads in flight set this kernel's time
+// (Nsight Compute, H200, kivi-2 at 32k x 1: a block per (KV head, sequence) and serial loads 155 us; a block per
+// query head, one chain of 100 splits per channel 15 us; 4 parts of 128 threads, a channel each, 10-12 us).
 __global__ void __launch_bounds__(kCombineThreads) combine_kernel(const Problem p) {
   const std::int64_t h = blockIdx.x, b = blockIdx.y, hq = blockIdx.z;
   // Launched by launch_dependent: the kernel before it (the fast / tensor-core kernel, or the general kernel after
@@ -736,32 +736,45 @@ __global__ void __launch_bounds__(kCombineThreads) combine_kernel(const Problem 
   mt = warp_max(mt);
   constexpr int kCombineWarps = kCombineThreads / 32;
   __shared__ float warp_maxes[kCombineWarps];
-  __shared__ float part_acc[kCombineParts][kMaxC * 32];
-  __shared__ float part_l[kCombineParts];
+  __shared__ float part_acc[4 * kCombineThreads];  // [parts][D]: parts * D = kCombineThreads * V
+  __shared__ float part_l[kCombineThreads];        // [parts]
   if (threadIdx.x % 32 == 0) warp_maxes[threadIdx.x / 32] = mt;
   __syncthreads();
   mt = warp_maxes[0];
   for (int w = 1; w < kCombineWarps; ++w) mt = fmaxf(mt, warp_maxes[w]);
-  const int k = static_cast<int>(threadIdx.x) / kThreads, ct = static_cast<int>(threadIdx.x) % kThreads;
-  const float* acc = p.partial_acc + (base * Q + hq) * D;  // split s: acc[Q D s + c]
-  for (std::int64_t c = ct; c < D; c += kThreads) {
-    float lt = 0.0f, a = 0.0f;
+  const int V = combine_vector(D), cols = static_cast<int>(D) / V, parts = combine_parts(D);
+  const int k = static_cast<int>(threadIdx.x) / cols, j = static_cast<int>(threadIdx.x) % cols;
+  if (k < parts) {
+    const float* acc = p.partial_acc + (base * Q + hq) * D;  // split s: acc[Q D s + c]
+    float lt = 0.0f, a[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+    if (V == 4) {
 #pragma unroll 4
-    for (std::int64_t s = k; s < S; s += kCombineParts) {
-      const float f = af::merge_factor(ml[2 * Q * s], mt);
-      lt += ml[2 * Q * s + 1] * f;
-      a += acc[Q * D * s + c] * f;
+      for (std::int64_t s = k; s < S; s += parts) {
+        const float f = af::merge_factor(ml[2 * Q * s], mt);
+        lt += ml[2 * Q * s + 1] * f;
+        const float4 x = *reinterpret_cast<const float4*>(acc + Q * D * s + 4 * j);  // 16-byte aligned: D % 4 == 0
+        a[0] += x.x * f;
+        a[1] += x.y * f;
+        a[2] += x.z * f;
+        a[3] += x.w * f;
+      }
+    } else {
+#pragma unroll 4
+      for (std::int64_t s = k; s < S; s += parts) {
+        const float f = af::merge_factor(ml[2 * Q * s], mt);
+        lt += ml[2 * Q * s + 1] * f;
+        a[0] += acc[Q * D * s + j] * f;
+      }
     }
-    part_acc[k][c] = a;
-    if (c == ct) part_l[k] = lt;  // the same for every channel
+    for (int v = 0; v < V; ++v) part_acc[k * D + j * V + v] = a[v];
+    if (j == 0) part_l[k] = lt;  // the same in every column
   }
   __syncthreads();
-  if (k != 0) return;
-  for (std::int64_t c = ct; c < D; c += kThreads) {
-    float lt = part_l[0], a = part_acc[0][c];
-    for (int j = 1; j < kCombineParts; ++j) {
-      lt += part_l[j];
-      a += part_acc[j][c];
+  for (std::int64_t c = threadIdx.x; c < D; c += kCombineThreads) {
+    float lt = part_l[0], a = part_acc[c];
+    for (int kk = 1; kk < parts; ++kk) {
+      lt += part_l[kk];
+      a += part_acc[kk * D + c];
     }
     store_from_float(p.out, p.out_dtype, static_cast<std::size_t>((b * p.heads * Q + h * Q + hq) * D + c), a / lt);
   }

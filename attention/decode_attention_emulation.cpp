@@ -155,20 +155,24 @@ void split(const Problem& p, std::int64_t b, std::int64_t h, int s, bool fast) {
 void combine(const Problem& p, std::int64_t b, std::int64_t h) {
   const std::int64_t D = p.channels, Q = p.qpk, S = p.splits + p.generic_splits;
   const std::int64_t base = (b * p.heads + h) * S;
+  const int parts = combine_parts(D);
+  std::vector<float> lp(static_cast<std::size_t>(parts)), ap(static_cast<std::size_t>(parts));
   for (std::int64_t hq = 0; hq < Q; ++hq) {
     float mt = -HUGE_VALF;
     for (std::int64_t s = 0; s < S; ++s) mt = std::max(mt, p.partial_ml[((base + s) * Q + hq) * 2]);
     for (std::int64_t c = 0; c < D; ++c) {
-      float lp[kCombineParts] = {}, ap[kCombineParts] = {};  // part k: the splits s = k mod kCombineParts, in order
+      // part k: the splits s = k mod parts, in order (the kernel's thread (k, c / V))
+      std::fill(lp.begin(), lp.end(), 0.0f);
+      std::fill(ap.begin(), ap.end(), 0.0f);
       for (std::int64_t s = 0; s < S; ++s) {
         const float f = af::merge_factor(p.partial_ml[((base + s) * Q + hq) * 2], mt);
-        lp[s % kCombineParts] += p.partial_ml[((base + s) * Q + hq) * 2 + 1] * f;
-        ap[s % kCombineParts] += p.partial_acc[((base + s) * Q + hq) * D + c] * f;
+        lp[static_cast<std::size_t>(s % parts)] += p.partial_ml[((base + s) * Q + hq) * 2 + 1] * f;
+        ap[static_cast<std::size_t>(s % parts)] += p.partial_acc[((base + s) * Q + hq) * D + c] * f;
       }
       float lt = lp[0], a = ap[0];
-      for (int k = 1; k < kCombineParts; ++k) {
-        lt += lp[k];
-        a += ap[k];
+      for (int k = 1; k < parts; ++k) {
+        lt += lp[static_cast<std::size_t>(k)];
+        a += ap[static_cast<std::size_t>(k)];
       }
       store_from_float(p.out, p.out_dtype, static_cast<std::size_t>((b * p.heads * Q + h * Q + hq) * D + c), a / lt);
     }

@@ -80,10 +80,16 @@ struct Problem {
   std::uint32_t generic_target = 0;
 };
 
-// The split combine (out = sum_s f_s acc_s / sum_s f_s l_s, f_s = exp2(m_s - max m)) sums each of kCombineParts
-// residues s = k mod kCombineParts in split order, then adds the parts in k order (the kernel's parts run side
-// by side: at batch 1 about 100 splits in one chain were the combine's time).
-constexpr int kCombineParts = 4;
+// The split combine (out = sum_s f_s acc_s / sum_s f_s l_s, f_s = exp2(m_s - max m)) of one output row (sequence,
+// query head) runs kCombineThreads threads: thread (part k, column j) sums channels j V .. j V + V - 1
+// (V = combine_vector(D): 4-channel vector loads where D is a multiple of 4) over the splits s = k mod
+// combine_parts(D), in split order, and the parts are added in k order. The parts run side by side: at batch 1
+// the splits are about 100 (one wave of blocks for 4 KV heads), and their chain of loads is the combine's time.
+// The emulation (decode_attention_emulation.cpp) sums in the same order.
+constexpr int kCombineThreads = 512;
+VIDKV_HOST_DEVICE inline int combine_vector(std::int64_t d) { return d % 4 == 0 ? 4 : 1; }
+// Parts per row: every thread one column (D <= kMaxHeadDim = 256 gives at least 2 parts).
+VIDKV_HOST_DEVICE inline int combine_parts(std::int64_t d) { return kCombineThreads / static_cast<int>(d / combine_vector(d)); }
 
 // Tiles [first, last) of split s of a sequence with `count` tiles.
 struct TileRange {
