@@ -93,9 +93,18 @@ if [ ! -f build/CMakeCache.txt ]; then
 elif ((${#cmake_args[@]})); then
   cmake build "${cmake_args[@]}" >/dev/null
 fi
-echo "setup: building (cmake --build build -j $jobs)"
-cmake --build build -j "$jobs" 2>&1 | grep -E "error:|warning:|\*\*\*" || true
-test -x build/bin/vidkv || { echo "setup: build failed (run: cmake --build build)" >&2; exit 1; }
+echo "setup: building (cmake --build build -j $jobs; about 10 minutes on 2 cores the first time)"
+# Compiler messages pass through; the progress is printed every 10%. The build's own exit status decides
+# (an earlier build's binary must not pass for this one).
+set +e
+cmake --build build -j "$jobs" 2>&1 | awk '/error:|warning:|\*\*\*/ { print; fflush(); next }
+  /^\[ *[0-9]+%\]/ { s = $0; sub(/^\[ */, "", s); p = s + 0; if (p >= last + 10) { print "setup: build " p "%"; fflush(); last = p } }'
+build_status=${PIPESTATUS[0]}
+set -e
+if [ "$build_status" -ne 0 ] || [ ! -x build/bin/vidkv ]; then
+  echo "setup: build failed (exit status $build_status; run: cmake --build build)" >&2
+  exit 1
+fi
 if ((want_python)); then
   # `import vidkv` in .venv: the package folder and the built extension, through a .pth file.
   site=$(.venv/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')

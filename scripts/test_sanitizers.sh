@@ -18,8 +18,14 @@ if [ ! -f build-asan/CMakeCache.txt ]; then
         -DVIDKV_BUILD_TESTS=ON >/dev/null
 fi
 echo "sanitizers: building build-asan (clang, ASan + UBSan, libFuzzer targets)"
-cmake --build build-asan -j "$jobs" 2>&1 | grep -E "error:|warning:|\*\*\*" || true
-test -x build-asan/bin/vidkv_tests || { echo "sanitizers: build failed (run: cmake --build build-asan)" >&2; exit 1; }
+set +e
+cmake --build build-asan -j "$jobs" 2>&1 | grep -E "error:|warning:|\*\*\*"
+build_status=${PIPESTATUS[0]}
+set -e
+if [ "$build_status" -ne 0 ] || [ ! -x build-asan/bin/vidkv_tests ]; then
+  echo "sanitizers: build failed (exit status $build_status; run: cmake --build build-asan)" >&2
+  exit 1
+fi
 built=$SECONDS
 echo "sanitizers: C++ suite under ASan + UBSan (ctest --test-dir build-asan)"
 export ASAN_OPTIONS="detect_leaks=0:allocator_may_return_null=1:max_allocation_size_mb=1024"
