@@ -127,7 +127,7 @@ TEST_CASE("the accepted list uses every option every command declares", "[cli]")
         const std::string l = line;
         used = used || (l.rfind(words + " ", 0) == 0 &&
                         (l.find(" " + flag + " ") != std::string::npos || l.find(" " + flag + "=") != std::string::npos ||
-                         l.size() >= flag.size() && l.compare(l.size() - flag.size(), flag.size(), flag) == 0));
+                         (l.size() >= flag.size() && l.compare(l.size() - flag.size(), flag.size(), flag) == 0)));
       }
       INFO("vidkv " << words << " " << flag);
       CHECK(used);
