@@ -59,7 +59,13 @@ void print_summary(const ExperimentPlan& plan, const ExperimentOutcome& out, boo
 PluginRegistry run_registry(const RunArgs& a, const ConfigNode& document) {
   PluginRegistry registry = builtin_plugin_registry();
   load_user_plugins(registry, a.plugins);
-  load_experiment_plugins(registry, document, a.experiment, a.allow_plugins);
+  // `plugins:` as the --set options leave it: the list that the results' config.yaml records is the one loaded.
+  ConfigNode with_sets = document;
+  for (const auto& o : a.overrides) {
+    auto [path, value] = parse_set_override(o);
+    if (path == "plugins" && with_sets.is_map()) with_sets.set_path_value(path, value);
+  }
+  load_experiment_plugins(registry, with_sets, a.experiment, a.allow_plugins);
   return registry;
 }
 
@@ -199,7 +205,8 @@ Action define_run(CLI::App& app) {
   auto a = std::make_shared<RunArgs>();
   app.add_option("EXPERIMENT", a->experiment, "the YAML experiment (schema: experiments/README.md)")->required();
   app.add_option("--set", a->overrides,
-                 "override a value of the file (repeatable), e.g. --set codec.value.gamma=0.5")
+                 "override a value of the file (repeatable), applied to every run of its sweep, e.g. --set seed=7;\n"
+                 "--set codec.value.gamma=0.5 only where every run's values are ternary (the key must exist for the run's plugin)")
       ->type_name("dotted.path=value")
       ->allow_extra_args(false);
   app.add_option("--jobs", a->jobs,
@@ -264,7 +271,7 @@ void add_run_commands(std::vector<Command>& out) {
                  "Several processes (docs/distributed.md): `mpirun -np N vidkv run EXP` splits the cells over N MPI\n"
                  "ranks (in a build with MPI; as root, mpirun needs --allow-run-as-root) and rank 0 writes the same\n"
                  "result files; without MPI, --shard i/N per process and then vidkv merge DIR.\n"
-                 "Example: vidkv run experiments/quickstart.yaml --set codec.value.gamma=0.5 --jobs 2",
+                 "Example: vidkv run experiments/quickstart.yaml --set 'traces=[traces/data/mine.h5]' --jobs 2",
                  define_run});
   out.push_back({{"merge"}, "write the result files of a folder whose cells shards computed (vidkv run --shard i/N)",
                  "Reads DIR/cells.json and every cell file, in plan order, and writes results.csv, results.jsonl and\n"

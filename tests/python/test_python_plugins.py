@@ -59,3 +59,24 @@ def test_python_quantizer_gives_the_cpp_skeletons_results_csv(tmp_path):
     skip = {"seconds", "experiment", "param.codec"}
     for a, b in zip(cpp, py):
         assert {k: v for k, v in a.items() if k not in skip} == {k: v for k, v in b.items() if k not in skip}
+
+
+@pytest.mark.skipif(not VIDKV.exists(), reason="needs build/bin/vidkv")
+def test_set_plugins_is_the_list_that_is_loaded(tmp_path):
+    """--set plugins=[...] replaces the file's list before any library is loaded (the list config.yaml records)."""
+    exp = tmp_path / "exp.yaml"
+    exp.write_text(f"name: p\ntraces: [{TRACE}]\nplugins: [{PY_PLUGIN}]\ncodec: {{preset: fp16}}\n")
+
+    def run(out, *extra):
+        return subprocess.run([str(VIDKV), "run", str(exp), "--quiet", "--out", str(tmp_path / out), *extra],
+                              capture_output=True, text=True, cwd=tmp_path, timeout=600)
+
+    # The file's plugin is refused without --allow-plugins ...
+    r = run("a")
+    assert r.returncode != 0 and "refused without --allow-plugins" in r.stderr
+    # ... but not once --set empties the list: nothing is loaded, the run needs no plugin.
+    r = run("b", "--set", "plugins=[]")
+    assert r.returncode == 0, r.stderr
+    # A library that --set names is looked for (and not the file's, which would load).
+    r = run("c", "--set", "plugins=[missing_plugin.py]", "--allow-plugins")
+    assert r.returncode != 0 and "missing_plugin.py" in r.stderr and "not found" in r.stderr
