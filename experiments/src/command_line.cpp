@@ -2,10 +2,12 @@
 
 #include <CLI/CLI.hpp>
 
+#include <algorithm>
 #include <exception>
 #include <iostream>
 
 #include "vidkv/core/error.h"
+#include "vidkv/core/name_list.h"
 
 namespace vidkv::cli {
 
@@ -78,6 +80,17 @@ int run_command_line(int argc, const char* const* argv) {
   if (std::string(argv[1]) == "help") {
     std::cout << cl.app->help();
     return 0;
+  }
+  // An unknown command word: named, with the closest command (CLI11 would only say that a command is required).
+  if (argv[1][0] != '-') {
+    std::vector<std::string> names;
+    for (const CLI::App* sub : cl.app->get_subcommands({})) names.push_back(sub->get_name());
+    if (std::find(names.begin(), names.end(), argv[1]) == names.end()) {
+      const std::string near = did_you_mean(argv[1], names);
+      std::cerr << "vidkv: error: unknown command '" << argv[1] << "'"
+                << (near.empty() ? "; the commands: " + join_names(names, ", ") : near) << " (see vidkv --help)\n";
+      return 2;
+    }
   }
   try {
     cl.app->parse(argc, argv);

@@ -160,6 +160,11 @@ void add_plugin_commands(std::vector<Command>& out) {
                    auto builtin = std::make_shared<bool>(false);
                    app.add_option("LIBRARY", *library, "a plugin library (lib*.so) or a Python plugin (module.py)");
                    app.add_flag("--builtin", *builtin, "check every built-in plugin too");
+                   // Neither given: a usage error (exit status 2), as a missing argument of any command.
+                   app.parse_complete_callback([library, builtin] {
+                     if (library->empty() && !*builtin)
+                       throw CLI::ValidationError("LIBRARY", "nothing to check: give a plugin library, or --builtin");
+                   });
                    return [library, builtin](const Args&) { return plugins_check(*library, *builtin); };
                  }});
   out.push_back({{"presets", "bits"}, "nominal and effective bits of every preset, from the packed layouts",

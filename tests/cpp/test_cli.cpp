@@ -145,6 +145,15 @@ TEST_CASE("wrong command lines are usage errors naming the problem", "[cli]") {
   CHECK(parse_error("trace synth --shape 2x1x64x8").find("--output") != std::string::npos);
   CHECK(parse_error("trace synth --shape 2x1x64x8 --dtype fp8 -o t.h5").find("fp8") != std::string::npos);
   CHECK_FALSE(parse_error("trace").empty());  // a group needs one of its commands
+  CHECK(parse_error("plugins check").find("give a plugin library, or --builtin") != std::string::npos);
+  // An unknown command is named, with the closest one.
+  const Output unknown = run("trac");
+  CHECK(unknown.status == 2);
+  CHECK(unknown.text.find("unknown command 'trac' (did you mean 'trace'?)") != std::string::npos);
+  const Output far = run("frobnicate");
+  CHECK(far.status == 2);
+  CHECK(far.text.find("the commands: ") != std::string::npos);
+  CHECK(far.text.find("run") != std::string::npos);
   const Output bad = run("trace synth --shape 2x1x64x8 --bogus 1 -o /nonexistent/t.h5");
   CHECK(bad.status == 2);
   CHECK(bad.text.find("vidkv: error: vidkv trace synth: ") == 0);
