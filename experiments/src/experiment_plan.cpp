@@ -156,6 +156,8 @@ std::vector<Variant> expand_sweep(const ConfigNode* sweep) {
     return out;
   }
   if (!sweep->is_list()) sweep->fail("sweep: expected a map of dotted paths to value lists, or a list of named variants");
+  if (sweep->items().empty())
+    sweep->fail("sweep: an empty list gives no runs; leave 'sweep' out for one run of the file's settings");
   if (sweep->items().size() > kMaxRuns)
     sweep->fail("sweep: " + std::to_string(sweep->items().size()) + " variants, more than " + std::to_string(kMaxRuns) +
                 " runs; split the experiment into several files");

@@ -244,6 +244,13 @@ TEST_CASE("duplicate run names are refused at validation", "[experiments][plan]"
   CHECK(m.find("duplicate variant name 'a'") != std::string::npos);
 }
 
+TEST_CASE("an empty sweep list is refused at its line (it would give no runs)", "[experiments][plan]") {
+  Scratch s;
+  const std::string m = message_of([&] { plan_experiment(s.write("e.yaml", std::string(kBase) + "sweep: []\n"), {}, test::builtin_registry()); });
+  CHECK(m.find("e.yaml:") != std::string::npos);
+  CHECK(m.find("sweep: an empty list gives no runs") != std::string::npos);
+}
+
 TEST_CASE("the KIVI lifecycle with per-channel values is refused with the measured bits, per-token values pass",
           "[experiments][plan][kivi]") {
   // KIVI encodes each value leaving its window as a 1-token block. uniform 2-bit, axis channel (groups of 32
