@@ -570,6 +570,10 @@ ExperimentOutcome run_experiment(const ExperimentPlan& plan, const RunOptions& o
   const std::vector<int> owner = partition_cells(costs, options.shard.count);
   std::vector<std::size_t> todo;
   std::size_t owned = 0;
+  // A shard never writes results.csv (vidkv merge does): a folder that has one holds a finished experiment.
+  if (!options.shard.whole() && !options.resume && fs::exists(fs::path(outcome.dir) / "results.csv"))
+    VIDKV_THROW(ConfigError, outcome.dir, ": shard ", options.shard.str(), ": this folder holds a finished experiment's ",
+                "results (results.csv); give the shards a new --out");
   for (std::size_t i = 0; i < tasks.size(); ++i) {
     if (owner[i] != options.shard.index) continue;
     ++owned;

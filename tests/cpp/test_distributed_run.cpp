@@ -14,6 +14,7 @@
 #include <fstream>
 #include <random>
 #include <set>
+#include <iterator>
 #include <string>
 #include <thread>
 #include <vector>
@@ -226,6 +227,14 @@ TEST_CASE("vidkv run --shard i/N then vidkv merge writes what one process writes
   CHECK(run_quiet(kVidkv + " run " + exp.string() + " --quiet --shard 1/4 --out " + sharded.string()) == 1);
   CHECK(run_quiet(kVidkv + " merge " + tmp.path.string()) == 1);
   CHECK(run_quiet(kVidkv + " run " + exp.string() + " --shard 4/4 --out " + sharded.string()) == 1);
+  // A shard into the folder of a finished one-process run refuses, saying so (not "an earlier run of this shard").
+  const fs::path said = tmp.path / "said.txt";
+  const int status = std::system((kVidkv + " run " + exp.string() + " --quiet --shard 0/2 --out " + whole.string() +
+                                   " >/dev/null 2>" + said.string()).c_str());
+  CHECK((WIFEXITED(status) && WEXITSTATUS(status) == 1));
+  std::ifstream in(said);
+  const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  CHECK(text.find("holds a finished experiment's results (results.csv)") != std::string::npos);
 }
 
 TEST_CASE("a shard killed mid-run resumes with no row lost or duplicated", "[distributed][shard][resume]") {
