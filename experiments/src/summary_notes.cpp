@@ -86,6 +86,22 @@ std::vector<std::string> summary_notes(const ExperimentPlan& plan, const std::ve
                         "': the reference is all zeros there, so a relative error (or SNR) is not a number\n");
         break;
       }
+  // The decode-step metrics empty in every row: no trace had a decode step to measure.
+  for (const auto& col : columns)
+    if (col.rfind("decode_", 0) == 0) {
+      bool any = false;
+      for (const ResultRow& r : summary) {
+        const ResultValue* v = r.get(col);
+        any = any || (v && std::holds_alternative<double>(*v));
+      }
+      if (!any && !summary.empty())
+        notes.push_back("note: the decode-step metrics (decode_*, the headline among them) are empty: no trace has a "
+                        "decode step (by default the tokens before the first generated one are the prefill and each "
+                        "generated token is a step, and these traces hold no generated tokens). Record some (vidkv "
+                        "record; vidkv trace synth --generated-tokens N), or set lifecycle.prefill_tokens to replay "
+                        "the tokens after it as decode steps\n");
+      break;
+    }
   for (const char* side : {"key", "value"})
     if (has_column(columns, std::string(side) + "_rel_error"))
       if (std::string n = relative_error_note(plan, summary, side); !n.empty()) notes.push_back(n);

@@ -130,3 +130,17 @@ TEST_CASE("the notes under the table: where cuda's decode-step metrics come from
   REQUIRE(notes.size() == 1);
   CHECK(notes[0].find("note: key_snr_db is nan for run 'zeros': the reference is all zeros there") == 0);
 }
+
+TEST_CASE("decode-step metrics empty in every row get a note saying why and what to do", "[experiments][results]") {
+  ExperimentPlan plan;
+  const std::vector<std::string> cols = {"run", "decode_attn_out_depth_error", "key_mse"};
+  // Rows without the decode columns: a trace without generated tokens.
+  std::vector<std::string> notes = summary_notes(plan, {row("a", "key_mse", 0.1), row("b", "key_mse", 0.2)}, cols);
+  REQUIRE(notes.size() == 1);
+  CHECK(notes[0].find("note: the decode-step metrics (decode_*, the headline among them) are empty") == 0);
+  CHECK(notes[0].find("lifecycle.prefill_tokens") != std::string::npos);
+  // One row with a value: no note; no rows, or no decode column shown: none either.
+  CHECK(summary_notes(plan, {row("a", "key_mse", 0.1), row("b", "decode_attn_out_depth_error", 0.3)}, cols).empty());
+  CHECK(summary_notes(plan, {}, cols).empty());
+  CHECK(summary_notes(plan, {row("a", "key_mse", 0.1)}, {"run", "key_mse"}).empty());
+}
