@@ -8,6 +8,7 @@
 #include "vidkv/core/cuda/cuda_device.h"
 #include "vidkv/core/error.h"
 #include "vidkv/core/logging.h"
+#include "vidkv/core/name_list.h"
 #include "vidkv/core/plugin_registry.h"
 #include "vidkv/experiments/src/cell_partition.h"
 #include "vidkv/experiments/src/column_key.h"
@@ -69,6 +70,18 @@ PluginRegistry run_registry(const RunArgs& a, const ConfigNode& document) {
   return registry;
 }
 
+// Whether a resolved codec block holds a token protector whose candidates are the visual tokens (the default).
+bool protects_visual_tokens(const ConfigNode& node) {
+  if (!node.is_map()) return false;
+  if (const ConfigNode* p = node.find("protector"); p && p->is_map()) {
+    const ConfigNode* c = p->find("candidates");
+    if (!c || (c->is_scalar() && c->text() == "visual")) return true;
+  }
+  for (const auto& [key, child] : node.entries())
+    if (child.is_map() && protects_visual_tokens(child)) return true;
+  return false;
+}
+
 // Plans the experiment and validates every trace (printing what it found when `verbose`).
 ExperimentPlan plan_and_validate(const RunArgs& a, const ConfigNode& document, const RunOptions& options,
                                  const PluginRegistry& registry, bool verbose) {
@@ -89,6 +102,16 @@ ExperimentPlan plan_and_validate(const RunArgs& a, const ConfigNode& document, c
     const TraceValidationReport report = validate_trace(t, parts);
     const TraceInfo& info = report.info;
     plan.trace_identities.push_back(report.identity);
+    // A token protector that takes its candidates from visual tokens protects nothing on a trace without any.
+    if (report.modality_count[1] == 0) {
+      std::vector<std::string> runs;
+      for (const RunPlan& r : plan.runs)
+        if (protects_visual_tokens(r.codec)) runs.push_back("'" + r.name + "'");
+      if (!runs.empty())
+        VIDKV_WARN(t, " has no visual tokens, so the token protector of ", join_names(runs),
+                   " (candidates: visual, the default) protects nothing there; candidates: context takes them from the "
+                   "context span (system and document tokens)");
+    }
     if (!verbose) continue;
     std::cout << "  trace " << t << ": " << info.num_layers << " layers x " << info.num_kv_heads << " KV heads x "
               << info.tokens << " tokens x " << info.head_dim << " dims, source: " << info.source

@@ -3,9 +3,11 @@
 // the README's command table documents is one the command's help lists. Parsing is checked in process with the
 // parser `vidkv` itself builds (build_command_line), help through the real binary.
 #include <CLI/CLI.hpp>
+#include <unistd.h>
 
 #include <array>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <map>
 #include <regex>
@@ -220,4 +222,21 @@ TEST_CASE("every flag of the README's command table is in that command's --help"
   }
   CHECK(rows >= 11);
   CHECK(flags >= 10);
+}
+
+TEST_CASE("vidkv run warns when a token protector takes visual candidates from a trace without visual tokens", "[cli][experiments]") {
+  // The bundled trace is text-only (SmolLM2): STP with its default candidates (visual) protects nothing there.
+  const std::filesystem::path dir = std::filesystem::temp_directory_path() / ("vidkv-stp-note-" + std::to_string(::getpid()));
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  const std::filesystem::path exp = dir / "stp.yaml";
+  std::ofstream(exp) << "name: stp\ntraces: [" << VIDKV_SOURCE_DIR << "/traces/data/smollm2-135m-longdoc.h5]\n"
+                     << "codec: {preset: fp16}\nsweep:\n  - {name: visual, codec: {preset: vidkv-k1.5-v1.66-stp}}\n"
+                     << "  - {name: ctx, codec: {preset: vidkv-k1.5-v1.66-stp, value: {protector: {candidates: context}}}}\n";
+  const Output o = run("run " + exp.string() + " --quiet --out " + (dir / "out").string());
+  CHECK(o.status == 0);
+  CHECK(o.text.find("has no visual tokens, so the token protector of 'visual' (candidates: visual, the default) "
+                    "protects nothing there") != std::string::npos);
+  // (only 'visual' is named: the list would read 'visual', 'ctx')
+  std::filesystem::remove_all(dir);
 }
