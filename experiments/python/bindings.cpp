@@ -29,6 +29,7 @@
 #include "vidkv/experiments/src/presets.h"
 #include "vidkv/experiments/src/cpu_bench.h"
 #include "vidkv/experiments/src/cuda_bench.h"
+#include "vidkv/experiments/src/cuda_replay.h"
 #include "vidkv/experiments/src/column_key.h"
 #include "vidkv/experiments/src/result_table.h"
 #include "vidkv/experiments/python/python_quantizer.h"
@@ -132,7 +133,6 @@ struct Side {
 std::unique_ptr<Side> make_side(const BlockShape& shape, const py::kwargs& kw) {
   auto side = std::make_unique<Side>();
   side->tokens = TraceTokens::uniform(shape.tokens);
-  bool any = false;
   for (const auto& [k, v] : kw) {
     const std::string key = py::str(k);
     if (key == "modality") {
@@ -143,14 +143,12 @@ std::unique_ptr<Side> make_side(const BlockShape& shape, const py::kwargs& kw) {
         if (m.data()[i] > 3) throw ShapeError("modality: value " + std::to_string(m.data()[i]) + " at token " + std::to_string(i) + " is not 0..3");
         side->tokens.modality[static_cast<std::size_t>(i)] = static_cast<Modality>(m.data()[i]);
       }
-      any = true;
     } else if (key == "embeddings") {
       auto e = py::array_t<float, py::array::c_style | py::array::forcecast>::ensure(v);
       if (!e || e.ndim() != 2 || e.shape(0) != shape.tokens)
         throw ShapeError("embeddings: expected [" + std::to_string(shape.tokens) + ", hidden]");
       side->tokens.hidden = e.shape(1);
       side->tokens.embeddings.assign(e.data(), e.data() + e.size());
-      any = true;
     } else if (key == "queries") {
       auto q = py::array_t<float, py::array::c_style | py::array::forcecast>::ensure(v);
       if (!q || q.ndim() != 3 || q.shape(2) != shape.channels)
@@ -171,7 +169,6 @@ std::unique_ptr<Side> make_side(const BlockShape& shape, const py::kwargs& kw) {
   }
   if (side->queries.count > 0 && static_cast<std::int64_t>(side->queries.token_index.size()) != side->queries.count)
     throw ShapeError("queries: query_positions must give the token index of each of the " + std::to_string(side->queries.count) + " queries");
-  (void)any;
   side->ctx.tokens = &side->tokens;
   if (side->queries.count > 0) side->ctx.queries = &side->queries;
   return side;
@@ -209,20 +206,39 @@ py::dict account_bits_py(const std::vector<PyLayout>& keys, const std::vector<Py
   return d;
 }
 
+// A shape (tokens, channels) or (heads, tokens, channels) of non-negative sizes as a BlockShape.
+BlockShape block_shape(const std::vector<std::int64_t>& shape, const char* what) {
+  if (shape.size() != 2 && shape.size() != 3)
+    throw ShapeError(std::string(what) + ": expected a shape (tokens, channels) or (heads, tokens, channels), got " +
+                     std::to_string(shape.size()) + " sizes");
+  for (std::int64_t n : shape)
+    if (n < 0) throw ShapeError(std::string(what) + ": a negative size (" + std::to_string(n) + ") in the shape");
+  return shape.size() == 2 ? BlockShape{1, shape[0], shape[1]} : BlockShape{shape[0], shape[1], shape[2]};
+}
+
 class PyCodec {
  public:
   PyCodec(ConfigNode block, std::unique_ptr<Quantizer> q) : block_(std::move(block)), q_(std::move(q)) {}
 
+  // encode / decode / roundtrip of a codec whose token protector takes visual candidates: without modality= every
+  // token is context text, the protector finds no candidate and the result is silently the unprotected codec's.
+  void require_modality(const py::kwargs& kw, const char* what) const {
+    if (kw.contains("modality") || !protects_visual_tokens(block_)) return;
+    throw ConfigError(std::string(what) + ": this codec's token protector takes its candidates from the visual tokens "
+                      "(candidates: visual), but no modality= was given, so every token would count as context text "
+                      "and none would be protected: pass modality= ([tokens] uint8: 0 context text, 1 visual, 2 query "
+                      "text, 3 generated) and what the protector reads (embeddings= [tokens, hidden] for "
+                      "semantic_embedding; queries= and query_positions= for semantic_attention)");
+  }
+
   PyLayout layout(const std::vector<std::int64_t>& shape, const py::kwargs& kw) const {
-    BlockShape s;
-    if (shape.size() == 2) s = {1, shape[0], shape[1]};
-    else if (shape.size() == 3) s = {shape[0], shape[1], shape[2]};
-    else throw ShapeError("layout(): expected a shape (tokens, channels) or (heads, tokens, channels)");
+    const BlockShape s = block_shape(shape, "layout()");
     auto side = make_side(s, kw);
     return to_py(q_->layout(s, side->ctx));
   }
 
   py::bytes encode(const py::array& x, const py::kwargs& kw) const {
+    require_modality(kw, "encode()");
     SlabArray a = as_block(x);
     auto side = make_side(a.shape, kw);
     const auto bytes = run_encode(a, *side);
@@ -230,7 +246,8 @@ class PyCodec {
   }
 
   py::array_t<float> decode(const py::bytes& b, const std::vector<std::int64_t>& shape, const py::kwargs& kw) const {
-    BlockShape s = shape.size() == 2 ? BlockShape{1, shape[0], shape[1]} : BlockShape{shape.at(0), shape.at(1), shape.at(2)};
+    require_modality(kw, "decode()");
+    const BlockShape s = block_shape(shape, "decode()");
     auto side = make_side(s, kw);
     const std::string data = b;
     const std::size_t want = q_->layout(s, side->ctx).bytes();
@@ -242,6 +259,7 @@ class PyCodec {
   }
 
   py::array_t<float> roundtrip(const py::array& x, const py::kwargs& kw) const {
+    require_modality(kw, "roundtrip()");
     SlabArray a = as_block(x);
     auto side = make_side(a.shape, kw);
     const auto bytes = run_encode(a, *side);
@@ -404,6 +422,8 @@ class PyLayerCache {
       if (device != "cuda" && (device.size() <= 5 || device[4] != ':' || idx.find_first_not_of("0123456789") != std::string::npos))
         throw ConfigError("LayerCache: device '" + device + "' is not cpu, cuda or cuda:N");
       device_index_ = std::stoi(idx);
+      if (const std::string why = cuda_backend_unavailable(); !why.empty())
+        throw NotSupportedError("LayerCache: device '" + device + "': " + why);
       ex = Execution::cuda(reinterpret_cast<void*>(stream));
     } else if (device != "cpu") {
       throw ConfigError("LayerCache: device '" + device + "' is not cpu, cuda or cuda:N");
@@ -843,7 +863,9 @@ PYBIND11_MODULE(_vidkv, m) {
         "Raises vidkv.Error when either side holds no elements.");
 
   py::class_<PyCodec>(m, "Codec", "One quantizer pipeline (a YAML block), on float32 arrays [tokens, channels] or [heads, tokens, channels].")
-      .def("layout", &PyCodec::layout, py::arg("shape"), "Exact layout for a shape; side data as keyword arguments.")
+      .def("layout", &PyCodec::layout, py::arg("shape"), "Exact layout for a shape; side data as keyword arguments (without modality= every token counts as context "
+           "text: a token protector with visual candidates then protects none, and its bits are those of no "
+           "protected token; encode / decode / roundtrip refuse that case).")
       .def("encode", &PyCodec::encode, py::arg("x"), "Packed bytes of x.")
       .def("decode", &PyCodec::decode, py::arg("data"), py::arg("shape"), "Array decoded from packed bytes.")
       .def("roundtrip", &PyCodec::roundtrip, py::arg("x"),
@@ -851,9 +873,15 @@ PYBIND11_MODULE(_vidkv, m) {
            "query_positions=[Q], seed=int, layer=int")
       .def_property_readonly("config", &PyCodec::config);
 
-  m.def("cuda_release_pool", [] { return without_gil([] { return release_device_pool(); }); },
+  m.def("cuda_release_pool",
+        [] {
+          if (const std::string why = cuda_backend_unavailable(); !why.empty())
+            throw NotSupportedError("cuda_release_pool(): " + why);
+          return without_gil([] { return release_device_pool(); });
+        },
         "Returns the memory freed VidKV device buffers left in CUDA's stream-ordered pool to the current device (after "
-        "a device synchronize), so torch.cuda.mem_get_info shows what is held; returns the bytes still reserved.");
+        "a device synchronize), so torch.cuda.mem_get_info shows what is held; returns the bytes still reserved. "
+        "NotSupportedError, saying why, where no CUDA device is visible.");
   py::class_<PyLayerCache>(m, "LayerCache",
                            "One layer's KV cache under a codec and lifecycle (the live hook's building block).")
       .def(py::init<const py::dict&, const py::dict&, std::int64_t, std::int64_t, int, std::uint64_t, const std::string&,

@@ -289,6 +289,19 @@ void merge_config(ConfigNode& base, const ConfigNode& overlay, const PluginRegis
   merge_plugin_config(base, overlay, registry, std::nullopt);
 }
 
+bool protects_visual_tokens(const ConfigNode& codec) {
+  if (!codec.is_map()) return false;
+  if (const ConfigNode* p = codec.find("protector"); p && p->is_map()) {
+    const ConfigNode* c = p->find("candidates");
+    const ConfigNode* type = p->find("type");
+    const bool protects = !(type && type->is_scalar() && type->text() == "none");  // `none`: budget 0 anyway
+    if (protects && (!c || (c->is_scalar() && c->text() == "visual"))) return true;
+  }
+  for (const auto& [key, child] : codec.entries())
+    if (child.is_map() && protects_visual_tokens(child)) return true;
+  return false;
+}
+
 ConfigNode resolve_codec(const ConfigNode& codec, const PluginRegistry& registry, ConfigNode* preset_lifecycle) {
   if (!codec.is_map()) codec.fail("codec: expected {key: BLOCK, value: BLOCK} or {preset: NAME}");
   check_keys(codec, {"preset", "part", "key", "value"}, "codec");

@@ -63,6 +63,11 @@ ExperimentPlan plan_experiment_document(const ConfigNode& document, const std::v
 // Resolves a codec block: {preset: NAME, [part: key|value], key: ..., value: ...} -> {key, value} (or one side
 // when part is given). Preset blocks are deep-merged with the overrides (see merge_config). Also returns the preset's lifecycle block (null if none).
 ConfigNode resolve_codec(const ConfigNode& codec, const PluginRegistry& registry, ConfigNode* preset_lifecycle = nullptr);
+
+// Whether a codec block (one side or {key, value}, presets resolved) holds a token protector other than `none` whose
+// candidates are the visual tokens (`candidates: visual`, the default; core/token_protector.h): it protects nothing
+// on tokens of which none is visual.
+bool protects_visual_tokens(const ConfigNode& codec);
 // Deep merge with the plugin-type rule above: switching a block to another plugin (`type:`) keeps only the old
 // block's parameters that the new plugin (looked up in `registry`, in the family of the block) also declares.
 void merge_config(ConfigNode& base, const ConfigNode& overlay, const PluginRegistry& registry);

@@ -70,18 +70,6 @@ PluginRegistry run_registry(const RunArgs& a, const ConfigNode& document) {
   return registry;
 }
 
-// Whether a resolved codec block holds a token protector whose candidates are the visual tokens (the default).
-bool protects_visual_tokens(const ConfigNode& node) {
-  if (!node.is_map()) return false;
-  if (const ConfigNode* p = node.find("protector"); p && p->is_map()) {
-    const ConfigNode* c = p->find("candidates");
-    if (!c || (c->is_scalar() && c->text() == "visual")) return true;
-  }
-  for (const auto& [key, child] : node.entries())
-    if (child.is_map() && protects_visual_tokens(child)) return true;
-  return false;
-}
-
 // Plans the experiment and validates every trace (printing what it found when `verbose`).
 ExperimentPlan plan_and_validate(const RunArgs& a, const ConfigNode& document, const RunOptions& options,
                                  const PluginRegistry& registry, bool verbose) {

@@ -138,3 +138,33 @@ def test_live_and_run_share_one_result_writer(tmp_path):
         '"perplexity":1.5,"generated_text":"a | b"}\n')
     summary = (tmp_path / "summary.md").read_text().splitlines()
     assert summary[2] == '| KIVI \\| 2-bit, "quoted" | 1.5 | a \\| b |'
+
+
+def test_a_visual_candidate_protector_needs_modality_on_the_data_paths():
+    # Without modality= every token counts as context text: a protector taking visual candidates (the default)
+    # would protect nothing, silently; encode / roundtrip / decode refuse, layout() answers for that case.
+    block = {"type": "mixed_token", "protector": {"type": "random", "fraction": 0.25},
+             "protected": {"type": "identity"}, "rest": {"type": "uniform", "bits": 1}}
+    q = vidkv.codec(block)
+    x = gaussian(48, 8, seed=3)
+    for call in (lambda: q.roundtrip(x, seed=1), lambda: q.encode(x, seed=1), lambda: q.decode(b"", (48, 8), seed=1)):
+        with pytest.raises(vidkv.ConfigError, match="no modality= was given"):
+            call()
+    assert q.layout((48, 8)).bytes > 0
+    modality = np.array([0] * 8 + [1] * 40, dtype=np.uint8)
+    y = q.roundtrip(x, modality=modality, seed=1)
+    assert sum(np.array_equal(y[i], x[i].astype(np.float16).astype(np.float32)) for i in range(8, 48)) == 10
+    # candidates: context, or the protector `none`: nothing to ask for.
+    for other in ({"type": "random", "fraction": 0.25, "candidates": "context"}, {"type": "none"}):
+        assert vidkv.codec({**block, "protector": other}).roundtrip(x, seed=1).shape == x.shape
+
+
+def test_bad_shapes_and_integer_tensors_are_refused():
+    q = vidkv.codec({"type": "uniform", "bits": 2})
+    with pytest.raises(vidkv.ShapeError, match="negative size"):
+        q.layout((-1, 128))
+    with pytest.raises(vidkv.ShapeError, match="expected a shape"):
+        q.layout((4,))
+    torch = pytest.importorskip("torch")
+    with pytest.raises(vidkv.ShapeError, match="floating-point"):
+        q.roundtrip(torch.ones(64, 128, dtype=torch.int64))

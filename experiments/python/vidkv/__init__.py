@@ -38,11 +38,15 @@ __all__ = ["codec", "plugins", "presets", "describe", "register_plugin", "load_p
            "NotSupportedError", "IoError", "CudaError"]
 
 
-def _to_numpy(x):
-    """(numpy float32 array, restore function) for a numpy array or a torch tensor."""
+def _to_numpy(x, what="input"):
+    """(numpy float32 array, restore function) for a numpy array (converted to float32; the result stays float32) or
+    a torch tensor of floating-point values (the result is cast back to its dtype and device); ShapeError for an
+    integer or boolean tensor, whose decoded values would be cut to integers by that cast."""
     if type(x).__module__.startswith("torch"):
         import torch  # only when given a tensor
 
+        if not x.is_floating_point():
+            raise ShapeError(f"{what}: expected floating-point values (fp16, bf16, fp32), got a tensor of {x.dtype}")
         dtype, device = x.dtype, x.device
         arr = x.detach().to("cpu", torch.float32).contiguous().numpy()
         return arr, lambda y: torch.from_numpy(_np.ascontiguousarray(y)).to(device=device, dtype=dtype)
@@ -53,7 +57,7 @@ def _side(kwargs):
     out = {}
     for k, v in kwargs.items():
         if k in ("modality", "embeddings", "queries"):
-            v, _ = _to_numpy(v) if k != "modality" else (_np.asarray(v, dtype=_np.uint8), None)
+            v, _ = _to_numpy(v, k) if k != "modality" else (_np.asarray(v, dtype=_np.uint8), None)
         out[k] = v
     return out
 

@@ -17,8 +17,9 @@ const TraceTokens& checked_tokens(const TokenContext& ctx, std::vector<std::int6
                 "(/embeddings), but the block has no token context");
   const TraceTokens& tt = *ctx.tokens;
   VIDKV_REQUIRE(tt.hidden > 0 && static_cast<std::int64_t>(tt.embeddings.size()) == tt.size() * tt.hidden, ConfigError,
-                "token protector semantic_embedding needs the LLM input embeddings (/embeddings, [T, hidden]), "
-                "which were not recorded for this trace (layer ", ctx.layer, ")");
+                "token protector semantic_embedding needs the LLM input embeddings ([T, hidden]: a trace's "
+                "/embeddings, the Python API's embeddings=), which this block's token context does not hold (layer ",
+                ctx.layer, ")");
   for (std::int64_t j = 0; j < tt.size(); ++j)
     if (tt.modality[static_cast<std::size_t>(j)] == Modality::query_text) queries->push_back(j);
   VIDKV_REQUIRE(!queries->empty(), ConfigError,
