@@ -289,3 +289,18 @@ def test_at_most_one_layers_prefill_is_held_in_full_precision(model):
     assert cache.layers[0].keys is None and cache.layers[1].keys.shape == (1, 2, 40, 16)
     cache.memory()  # counting the bytes encodes the held prefill first
     assert not cache.layers[1].pending and cache.layers[1].keys is None
+
+
+def test_a_visual_candidate_protector_without_visual_tokens_warns_that_it_protects_nothing():
+    modality = np.zeros(50, np.uint8)
+    modality[40:] = 2  # context text and a question, no visual token
+    emb = np.zeros((50, 8), np.float32)
+    with pytest.warns(UserWarning, match="no prefill token has modality 1 \\(visual\\): it protects nothing"):
+        VidKVCache({"preset": "vidkv-k1.5-v1.66-stp"}, modality=modality, embeddings=emb)
+    codec = resolve_codec({"preset": "vidkv-k1.5-v1.66-stp"})
+    codec["value"]["protector"]["candidates"] = "context"
+    modality[5:20] = 1
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        VidKVCache(codec, modality=modality, embeddings=emb)  # candidates: context
+        VidKVCache({"preset": "vidkv-k1.5-v1.66-stp"}, modality=modality, embeddings=emb)  # visual tokens present

@@ -63,6 +63,7 @@ from vidkv import fused_attention
 __all__ = ["VidKVCache", "VidKVLayer", "codec_needs_question", "semantic_protectors", "resolve_codec",
            "kivi_codec", "hf_quantized_codec"]
 
+MODALITY_VISUAL = 1
 MODALITY_QUERY_TEXT = 2
 
 _NOT_FUSED = ("VidKVCache(attention='fused'): the model's attention is not vidkv_fused, so decode steps would attend "
@@ -98,6 +99,23 @@ def semantic_protectors(codec: dict) -> list[str]:
     """Names ('semantic_embedding', ...) of the token protectors in a codec dict (presets resolved) that score
     tokens against the query text (modality 2), found anywhere in the nested blocks."""
     return [t for t in _protector_types(codec) if t.startswith("semantic")]
+
+
+def visual_candidate_protectors(codec: dict) -> list[str]:
+    """Types of the token protectors of a codec dict (presets resolved) whose candidates are the visual tokens
+    (`candidates: visual`, the default): on tokens of which none is visual (modality 1) they protect nothing."""
+    found: list[str] = []
+
+    def walk(node):
+        if isinstance(node, dict):
+            p = node.get("protector")
+            if isinstance(p, dict) and str(p.get("candidates", "visual")) == "visual" and str(p.get("type")) != "none":
+                found.append(str(p.get("type", "?")))
+            for v in node.values():
+                walk(v)
+
+    walk(resolve_codec(codec))
+    return found
 
 
 def codec_needs_question(codec: dict) -> bool:
@@ -513,14 +531,24 @@ class VidKVCache(Cache):
                     "but no side data was given: pass modality= (per prefill token, 2 marking the question span)"
                     + (" and embeddings= (the LLM input embeddings of the prefill tokens)"
                        if "semantic_embedding" in semantic and embeddings is None else ""))
-            if not (_as_numpy(modality, np.uint8) == MODALITY_QUERY_TEXT).any():
+            given = _as_numpy(modality, np.uint8)
+            if not (given == MODALITY_QUERY_TEXT).any():
                 raise _vidkv.ConfigError(
                     f"VidKVCache: the codec's token protector {semantic[0]} scores tokens "
-                    "against the query text, but no prefill token has modality 2 (query text): mark the question span")
+                    f"against the query text, but none of the {given.shape[-1]} prefill tokens that modality= gives "
+                    "has modality 2 (query text): mark the question span (modality= covers every prefill token)")
             if "semantic_embedding" in semantic and embeddings is None:
                 raise _vidkv.ConfigError(
                     "VidKVCache: the codec's token protector semantic_embedding compares token embeddings with the "
                     "question's, but no embeddings were given: pass embeddings= ([T, hidden] LLM input embeddings)")
+        visual = visual_candidate_protectors(self.codec)
+        if visual and (modality is None or not (_as_numpy(modality, np.uint8) == MODALITY_VISUAL).any()):
+            warnings.warn(f"VidKVCache: the codec's token protector {visual[0]} takes its candidates from the visual "
+                          "tokens (candidates: visual), but "
+                          + ("no modality= was given (every token counts as context text)" if modality is None
+                             else "no prefill token has modality 1 (visual)")
+                          + ": it protects nothing; candidates: context takes them from the context span",
+                          stacklevel=2)
         if seed is None:
             seed = 0
             if _random_protectors(self.codec):
