@@ -238,6 +238,10 @@ def validate(experiment: str, overrides: list[str], out: str | None, model: str 
     if len(plan["runs"]) < 3:
         raise ValidateError(f"{experiment}: {len(plan['runs'])} setting(s): a rank correlation needs at least 3 "
                             "(list them in `sweep:`)")
+    if loaded is None:  # before the replay: the live half needs the model packages
+        from vidkv.models import require_model_packages
+
+        require_model_packages("vidkv validate-metrics")
     trace = plan["traces"][0]
     out_dir = Path(out) if out else Path(plan["output"] + "-validate")
     if out_dir.exists():
