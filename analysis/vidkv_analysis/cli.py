@@ -48,7 +48,7 @@ def main(argv=None) -> int:
             for plot in make_trace_plots(args.trace, args.out, args.layers, args.heads, args.fraction,
                                          args.protect_fraction):
                 print(plot.path if plot.path else f"skipped: {plot.title}: {plot.note}")
-    except (OSError, ValueError, KeyError) as e:
+    except (OSError, ValueError, KeyError) as e:  # a user or input-file error: exit status 1 (README); usage: argparse's 2
         print(f"vidkv_analysis {args.command}: error: {e}", file=sys.stderr)
-        return 2
+        return 1
     return 0

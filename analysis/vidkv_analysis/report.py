@@ -149,6 +149,11 @@ def build_report(results_dir, out_dir=None, trace=None, layers=None, heads=None)
     if not os.path.isdir(results_dir):
         raise FileNotFoundError(f"{results_dir}: not a directory")
     out_dir = os.path.abspath(out_dir or results_dir)
+    if trace:  # a trace that does not open fails before any figure is written
+        from .trace import Trace
+
+        with Trace(trace):
+            pass
     fig_root = os.path.join(out_dir, "figures")
     os.makedirs(fig_root, exist_ok=True)
 

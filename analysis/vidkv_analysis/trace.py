@@ -26,7 +26,10 @@ class Trace:
         import h5py
 
         self.path = str(path)
-        self._f = h5py.File(self.path, "r")
+        try:
+            self._f = h5py.File(self.path, "r")
+        except OSError as e:  # h5py's message does not name the file ("Unable to synchronously open file (...)")
+            raise OSError(f"{self.path}: {e}") from e
         attrs = self._f.attrs
         schema = _attr_str(attrs.get("schema", ""))
         if schema != "vidkv.trace":

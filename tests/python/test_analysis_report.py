@@ -149,7 +149,18 @@ def test_cli_report(sweep_results, tiny_trace, tmp_path, capsys):
     out = tmp_path / "cli"
     assert main(["report", sweep_results, "--trace", tiny_trace, "--out", str(out), "--layers", "1"]) == 0
     assert capsys.readouterr().out.split() == [str(out / "report.md"), str(out / "report.html")]
-    assert main(["report", str(tmp_path / "missing")]) == 2
+    assert main(["report", str(tmp_path / "missing")]) == 1
+
+
+def test_cli_report_with_a_truncated_trace_names_it_and_writes_nothing(sweep_results, tiny_trace, tmp_path, capsys):
+    bad = tmp_path / "bad.h5"
+    with open(tiny_trace, "rb") as f:
+        bad.write_bytes(f.read(10000))
+    out = tmp_path / "rep"
+    assert main(["report", sweep_results, "--trace", str(bad), "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("vidkv_analysis report: error: ") and str(bad) in err
+    assert not (out / "figures").exists() and not (out / "report.md").exists()
 
 
 def test_module_entry_point(sweep_results, tmp_path):

@@ -134,4 +134,4 @@ def test_cli_trace_plots(tiny_trace, tmp_path, capsys):
     assert len(printed) == 4
     for p in printed:
         assert_valid_png(p)
-    assert main(["trace-plots", tiny_trace, "--out", str(out), "--layers", "7"]) == 2  # no such layer
+    assert main(["trace-plots", tiny_trace, "--out", str(out), "--layers", "7"]) == 1  # no such layer
