@@ -206,9 +206,14 @@ void LayerCache::check_residual_range(const FullTokens& full, const char* side, 
         const float r = round_to_dtype(v, residual_storage_);
         if (r >= -limit && r <= limit) continue;  // just above the limit, rounds to it
         const char* dt = residual_storage_ == DType::f16 ? "fp16" : (residual_storage_ == DType::bf16 ? "bf16" : "fp32");
+        // With residual_dtype data the storage is the data's own dtype: such a value cannot come from data of that
+        // dtype, so the fix is the data (or the dtype the cache was built for), not the lifecycle.
+        const bool own = params_.residual_dtype == ResidualDType::data;
         VIDKV_THROW(ValueError, "layer ", ctx_.layer, ", KV head ", h, ", token ", t, ", channel ", c, ": ", side, " value ",
-                    v, " is beyond the range of the residual storage dtype ", dt, " (largest ", limit,
-                    "); set lifecycle residual_dtype: data (the model's or trace's own dtype, the default) or fp32");
+                    v, " is beyond the range of the residual storage dtype ", dt, " (largest ", limit, "); ",
+                    own ? "that is the cache's data dtype (residual_dtype: data), which no value of that data exceeds: "
+                          "pass the model's or trace's own values, or build the cache for a wider dtype"
+                        : "set lifecycle residual_dtype: data (the model's or trace's own dtype, the default) or fp32");
       }
 }
 

@@ -327,6 +327,18 @@ TEST_CASE("residual_dtype data keeps a bf16 model's 119808, an explicit fp16 res
     CHECK(m.find("layer 3, KV head 1, token 9, channel 2") != std::string::npos);
     CHECK(m.find("residual_dtype") != std::string::npos);
     CHECK(m.find("fp16") != std::string::npos);
+    CHECK(m.find("set lifecycle residual_dtype: data") != std::string::npos);  // an explicit narrower dtype: advise data
+  }
+  // residual_dtype data on fp16 data: the value is beyond the data's own dtype, so the advice is the data itself.
+  p.residual_dtype = ResidualDType::data;
+  LayerCache own(c, p, kHeads, kChannels, ctx, DType::f16);
+  try {
+    own.append(key.data(), value.data(), 10);
+    FAIL("no error");
+  } catch (const ValueError& e) {
+    const std::string m = e.what();
+    CHECK(m.find("that is the cache's data dtype (residual_dtype: data)") != std::string::npos);
+    CHECK(m.find("set lifecycle residual_dtype: data") == std::string::npos);
   }
   value[at] = std::nanf("");
   try {
