@@ -8,8 +8,10 @@
     vidkv.plugins(); vidkv.presets()
     vidkv.codec({"preset": "kivi-2", "part": "key"})
 
-Torch tensors (CPU) are accepted wherever numpy arrays are, and results come back as tensors of the input's
-dtype and device. The C++ extension `_vidkv` is built by scripts/setup.sh (CMake option VIDKV_ENABLE_PYTHON).
+Torch tensors (CPU) of floating-point values are accepted wherever numpy arrays are, and results come back as
+tensors of the input's dtype and device. Side data of token protectors goes by keyword: modality= ([tokens] uint8:
+0 context text, 1 visual, 2 query text, 3 generated), embeddings= ([tokens, hidden]), queries= / query_positions=;
+a codec whose protector takes visual candidates (the STP presets) refuses encode / roundtrip without modality=. The C++ extension `_vidkv` is built by scripts/setup.sh (CMake option VIDKV_ENABLE_PYTHON).
 """
 from __future__ import annotations
 
