@@ -122,10 +122,14 @@ def test_fused_cache_refuses_a_codec_decode_attention_cannot_read_before_any_att
 
 
 def stp_inputs(n_prompt=70):
-    """The token context the semantic-embedding protector scores: the last 10 prompt tokens visual (modality 2)."""
+    """The token context the semantic-embedding protector scores: prompt tokens 10 .. n - 11 visual (modality 1, the
+    protector's candidates, so that some are protected and the protected split is read), the last 10 the question
+    (modality 2). (Until 2026-12-04 no token was visual, so nothing was protected.)"""
     g = torch.Generator().manual_seed(11)
-    return dict(modality=torch.zeros(n_prompt, dtype=torch.uint8).index_fill_(0, torch.arange(n_prompt - 10, n_prompt), 2),
-                embeddings=torch.randn(n_prompt, 128, generator=g))
+    modality = torch.zeros(n_prompt, dtype=torch.uint8)
+    modality[10:n_prompt - 10] = 1
+    modality[n_prompt - 10:] = 2
+    return dict(modality=modality, embeddings=torch.randn(n_prompt, 128, generator=g))
 
 
 @pytest.mark.parametrize("preset", ["vidkv-k1.5-v1.66-stp", "vidkv-k1.75-v1.66-stp-release", "vidkv-k1.5-v1.58-release"])
