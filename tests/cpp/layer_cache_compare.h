@@ -1,6 +1,7 @@
 // Whether two LayerCaches hold the same thing: the same tokens, counters, materialized values and packed bytes,
-// block for block. Shared by the tests of copies and restores (test_lifecycle_state.cpp) and of the kivi value merge
-// across devices (test_kivi_value_merge.cpp).
+// block for block. Shared by the tests of copies and restores (test_lifecycle_state.cpp), of the exact-token window
+// against the full exact store (test_lifecycle_cache.cpp) and of the kivi value merge across devices
+// (test_kivi_value_merge.cpp).
 #pragma once
 
 #include <cstddef>
@@ -26,6 +27,7 @@ inline void require_same_cache(const LayerCache& a, const LayerCache& b) {
   for (std::size_t i = 0; i < a.key_block_count(); ++i) CHECK(a.key_block_bytes(i) == b.key_block_bytes(i));
   for (std::size_t i = 0; i < a.value_block_count(); ++i) CHECK(a.value_block_bytes(i) == b.value_block_bytes(i));
   CHECK(a.key_layout().bytes() == b.key_layout().bytes());
+  CHECK(a.value_layout().bytes() == b.value_layout().bytes());
 }
 
 }  // namespace vidkv::test

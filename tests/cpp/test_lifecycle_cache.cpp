@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "catch.h"
+#include "layer_cache_compare.h"
 #include "fixture_quantizers.h"
 #include "vidkv/core/cache_lifecycle.h"
 #include "vidkv/core/error.h"
@@ -385,11 +386,7 @@ TEST_CASE("ExactTokens::residual holds only the unquantized window and gives Exa
       CHECK(w.value_quantized == a.value_quantized);
       CHECK(w.key_bytes == a.key_bytes);
       CHECK(w.value_bytes == a.value_bytes);
-      std::vector<float> ak, av, wk, wv;
-      all.materialize(ak, av);
-      window.materialize(wk, wv);
-      CHECK(wk == ak);
-      CHECK(wv == av);
+      test::require_same_cache(all, window);  // values, counters and every block's bytes
       CHECK(all.exact_key_tokens() == all.tokens());
       // The residual section: fp16 tokens of heads * channels elements (2 bytes each).
       const auto residual_tokens = [](const PackedLayout& l) {
