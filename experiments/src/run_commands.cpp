@@ -90,8 +90,9 @@ ExperimentPlan plan_and_validate(const RunArgs& a, const ConfigNode& document, c
     const TraceValidationReport report = validate_trace(t, parts);
     const TraceInfo& info = report.info;
     plan.trace_identities.push_back(report.identity);
-    // A token protector that takes its candidates from visual tokens protects nothing on a trace without any.
-    if (report.modality_count[1] == 0) {
+    // A token protector that takes its candidates from visual tokens protects nothing on a trace without any
+    // (said once: under mpirun by rank 0, the verbose one).
+    if (verbose && report.modality_count[1] == 0) {
       std::vector<std::string> runs;
       for (const RunPlan& r : plan.runs)
         if (protects_visual_tokens(r.codec)) runs.push_back("'" + r.name + "'");
