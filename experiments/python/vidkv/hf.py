@@ -77,15 +77,15 @@ def resolve_codec(codec: dict) -> dict:
     return {side: yaml.safe_load(c.config) for side, c in _vidkv.codec(dict(codec)).items()}
 
 
-def _protector_types(codec: dict) -> list[str]:
-    """Types of every token protector found anywhere in the resolved codec's nested blocks."""
-    found: list[str] = []
+def _protectors(codec: dict) -> list[dict]:
+    """Every token protector block ({"type": ..., ...}) found anywhere in the resolved codec's nested blocks."""
+    found: list[dict] = []
 
     def walk(node):
         if isinstance(node, dict):
             for k, v in node.items():
                 if k == "protector" and isinstance(v, dict) and "type" in v:
-                    found.append(str(v["type"]))
+                    found.append(v)
                 walk(v)
         elif isinstance(node, (list, tuple)):
             for v in node:
@@ -95,6 +95,11 @@ def _protector_types(codec: dict) -> list[str]:
     return found
 
 
+def _protector_types(codec: dict) -> list[str]:
+    """Types of every token protector found anywhere in the resolved codec's nested blocks."""
+    return [str(p["type"]) for p in _protectors(codec)]
+
+
 def semantic_protectors(codec: dict) -> list[str]:
     """Names ('semantic_embedding', ...) of the token protectors in a codec dict (presets resolved) that score
     tokens against the query text (modality 2), found anywhere in the nested blocks."""
@@ -102,20 +107,11 @@ def semantic_protectors(codec: dict) -> list[str]:
 
 
 def visual_candidate_protectors(codec: dict) -> list[str]:
-    """Types of the token protectors of a codec dict (presets resolved) whose candidates are the visual tokens
-    (`candidates: visual`, the default): on tokens of which none is visual (modality 1) they protect nothing."""
-    found: list[str] = []
-
-    def walk(node):
-        if isinstance(node, dict):
-            p = node.get("protector")
-            if isinstance(p, dict) and str(p.get("candidates", "visual")) == "visual" and str(p.get("type")) != "none":
-                found.append(str(p.get("type", "?")))
-            for v in node.values():
-                walk(v)
-
-    walk(resolve_codec(codec))
-    return found
+    """Types of the token protectors of a codec dict (presets resolved) other than `none` whose candidates are the
+    visual tokens (`candidates: visual`, the default): on tokens of which none is visual (modality 1) they protect
+    nothing."""
+    return [str(p["type"]) for p in _protectors(codec)
+            if str(p.get("candidates", "visual")) == "visual" and str(p["type"]) != "none"]
 
 
 def codec_needs_question(codec: dict) -> bool:
