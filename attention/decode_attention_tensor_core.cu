@@ -29,6 +29,7 @@
 #include "vidkv/attention/decode_attention_tensor_core.h"
 #include "vidkv/core/cuda/async_copy.cuh"
 #include "vidkv/core/cuda/kernel_occupancy.h"
+#include "vidkv/core/env_switch.h"
 #include "vidkv/core/error.h"
 #include "vidkv/quantization/cuda/group_cuda.cuh"
 
@@ -359,7 +360,9 @@ struct BlockSetup {
 
 // 3 blocks of 4 warps per multiprocessor: about 165 registers, no spills (2 blocks measured no faster; 4 blocks, 128
 // registers: about 300 bytes spill).
-template <bool kTokenValues>
+// kD: head_dim as a compile-time constant (128: the staging loops over channels unroll, the shared-memory offsets are
+// constants), or 0 for head_dim read from p (any multiple of 16 up to kMaxHeadDim).
+template <bool kTokenValues, int kD>
 __global__ void __launch_bounds__(kThreads, 3) tensor_core_kernel(const Problem p) {
   extern __shared__ float4 smem4[];
   float* smem = reinterpret_cast<float*>(smem4);
@@ -368,7 +371,7 @@ __global__ void __launch_bounds__(kThreads, 3) tensor_core_kernel(const Problem 
   const int warp = static_cast<int>(threadIdx.x) / 32;
   const unsigned lane = threadIdx.x % 32u;
   const int g = static_cast<int>(lane >> 2), tig = static_cast<int>(lane & 3u);
-  const int D = static_cast<int>(p.channels), Q = static_cast<int>(p.qpk), tiles16 = D / 16;
+  const int D = kD != 0 ? kD : static_cast<int>(p.channels), Q = static_cast<int>(p.qpk), tiles16 = D / 16;
   __shared__ std::uint16_t trit_slots[ternary_format::kByteSlotEntries];
   for (int i = threadIdx.x; i < ternary_format::kByteSlotEntries; i += kThreads) trit_slots[i] = ternary_format::base3_byte_slots(static_cast<unsigned>(i));
   const bool transform = af::needs_transform(p.key);
@@ -451,7 +454,7 @@ __global__ void __launch_bounds__(kThreads, 3) tensor_core_kernel(const Problem 
     const int n = tile.n;
     const af::PartRef& kp = su.kp;
     const std::int64_t ktr0 = tile.t0 - su.kbegin, vtr0 = tile.t0 - su.vbegin;
-    const int first_n = static_cast<int>(kp.first_n);
+    const int first_n = kp.first_n == D ? D : static_cast<int>(kp.first_n);  // D: a compile-time constant where kD is
     const float* qk = transform ? tq : q;  // the query in the block's key coordinates
     const af::ChildView& tv = su.vp.first;
     const int groups = static_cast<int>(tv.groups_per_row);
@@ -462,8 +465,12 @@ __global__ void __launch_bounds__(kThreads, 3) tensor_core_kernel(const Problem 
       __syncwarp();
     }
     if (keys_ready) {
-      convert_rows(kp.first, su.k1, ktr0, n, 0, first_n, rk0, rk1, rkm0, rkm1, kab, kw, kw + D, false, lane);
-      if (first_n < D) convert_rows(kp.second, su.k2, ktr0, n, first_n, D, rk0, rk1, rkm0, rkm1, kab, kw, kw + D, false, lane);
+      if (first_n == D) {  // one child: the loop's bound is D
+        convert_rows(kp.first, su.k1, ktr0, n, 0, D, rk0, rk1, rkm0, rkm1, kab, kw, kw + D, false, lane);
+      } else {
+        convert_rows(kp.first, su.k1, ktr0, n, 0, first_n, rk0, rk1, rkm0, rkm1, kab, kw, kw + D, false, lane);
+        convert_rows(kp.second, su.k2, ktr0, n, first_n, D, rk0, rk1, rkm0, rkm1, kab, kw, kw + D, false, lane);
+      }
     } else {
       // The keys: per part index its affine and its 32 codes as 2-bit slots (tokens past n are zero codes).
       stage_rows(kp.first, su.k1, ktr0, n, 0, first_n, kab, kw, kw + D, false, trit_slots, lane);
@@ -538,8 +545,12 @@ __global__ void __launch_bounds__(kThreads, 3) tensor_core_kernel(const Problem 
     values_ready = raw_values && has_next && next.value_block == su.vblock &&
                    (kTokenValues ? su.v.ok : direct_start(tv, su.v, nv));
     if (keys_ready) {
-      issue_rows(kp.first, su.k1, nk, next.n, 0, first_n, rk0, rk1, rkm0, rkm1, lane);
-      if (first_n < D) issue_rows(kp.second, su.k2, nk, next.n, first_n, D, rk0, rk1, rkm0, rkm1, lane);
+      if (first_n == D) {
+        issue_rows(kp.first, su.k1, nk, next.n, 0, D, rk0, rk1, rkm0, rkm1, lane);
+      } else {
+        issue_rows(kp.first, su.k1, nk, next.n, 0, first_n, rk0, rk1, rkm0, rkm1, lane);
+        issue_rows(kp.second, su.k2, nk, next.n, first_n, D, rk0, rk1, rkm0, rkm1, lane);
+      }
     }
     {
       if (values_ready) {
@@ -574,7 +585,8 @@ __global__ void __launch_bounds__(kThreads, 3) tensor_core_kernel(const Problem 
     float sc[2][4] = {{0.0f, 0.0f, 0.0f, 0.0f}, {0.0f, 0.0f, 0.0f, 0.0f}};
     float bias = 0.0f;  // sum_i q_i b_i for head g, this lane's indices
     const unsigned gsh = 2u * static_cast<unsigned>(g);
-#pragma unroll 4
+    constexpr int kScoreUnroll = kD != 0 ? kD / 16 : 4;  // whole with a constant head_dim
+#pragma unroll kScoreUnroll
     for (int k = 0; k < tiles16; ++k) {
       const int i0 = 16 * k + 2 * tig;
       const float2 f0 = kab[i0], f1 = kab[i0 + 1], f8 = kab[i0 + 8], f9 = kab[i0 + 9];
@@ -766,9 +778,19 @@ void check(cudaError_t e, const char* what) {
   if (e != cudaSuccess) VIDKV_THROW(CudaError, "decode attention (tensor cores): ", what, ": ", cudaGetErrorString(e));
 }
 
-const void* kernel_for(const Problem& p) {
-  return p.value.first.axis == group_format::GroupAxis::token ? reinterpret_cast<const void*>(tensor_core_kernel<true>)
-                                                              : reinterpret_cast<const void*>(tensor_core_kernel<false>);
+using TcKernel = void (*)(const Problem);
+
+// VIDKV_CUDA_TC_HEAD_DIM=runtime keeps head_dim 128 on the kernel that reads it from p (A / B measurements).
+bool head_dim_constant() {
+  static const bool off = env_equals("VIDKV_CUDA_TC_HEAD_DIM", "runtime");
+  return !off;
+}
+
+// The instantiation for p: token- or channel-axis values; head_dim 128 as a constant where it is.
+TcKernel kernel_for(const Problem& p) {
+  const bool token_values = p.value.first.axis == group_format::GroupAxis::token;
+  if (p.channels == 128 && head_dim_constant()) return token_values ? tensor_core_kernel<true, 128> : tensor_core_kernel<false, 128>;
+  return token_values ? tensor_core_kernel<true, 0> : tensor_core_kernel<false, 0>;
 }
 
 std::size_t smem_bytes(const Problem& p) {
@@ -778,7 +800,7 @@ std::size_t smem_bytes(const Problem& p) {
 // Always opted in: the kernel's static shared memory (the block setups, the digit table) adds to the dynamic part,
 // so the sum can pass the 48 KB default while the dynamic part alone does not.
 void set_smem(const Problem& p) {
-  cuda_kernels::allow_dynamic_smem(kernel_for(p), smem_bytes(p), "decode attention (tensor-core kernel)");
+  cuda_kernels::allow_dynamic_smem(reinterpret_cast<const void*>(kernel_for(p)), smem_bytes(p), "decode attention (tensor-core kernel)");
 }
 
 }  // namespace
@@ -790,19 +812,16 @@ void launch_tensor_core(const Problem& p, void* stream, bool beside_previous) {
   set_smem(p);
   const dim3 grid(static_cast<unsigned>(p.splits), static_cast<unsigned>(p.heads), static_cast<unsigned>(p.batch));
   auto st = static_cast<cudaStream_t>(stream);
-  const bool token_values = p.value.first.axis == group_format::GroupAxis::token;
+  const TcKernel kernel = kernel_for(p);
   if (beside_previous)
-    check(launch_beside_previous(token_values ? tensor_core_kernel<true> : tensor_core_kernel<false>, grid, dim3(kThreads), smem_bytes(p), st, p),
-          "kernel launch");
-  else if (token_values)
-    tensor_core_kernel<true><<<grid, kThreads, smem_bytes(p), st>>>(p);
+    check(launch_beside_previous(kernel, grid, dim3(kThreads), smem_bytes(p), st, p), "kernel launch");
   else
-    tensor_core_kernel<false><<<grid, kThreads, smem_bytes(p), st>>>(p);
+    kernel<<<grid, kThreads, smem_bytes(p), st>>>(p);
   check(cudaGetLastError(), "kernel launch");
 }
 
 int tensor_core_blocks_per_sm(const Problem& p) {
-  return cuda_kernels::resident_blocks(kernel_for(p), kThreads, smem_bytes(p), "decode attention (tensor-core kernel)");
+  return cuda_kernels::resident_blocks(reinterpret_cast<const void*>(kernel_for(p)), kThreads, smem_bytes(p), "decode attention (tensor-core kernel)");
 }
 
 }  // namespace vidkv::attention_cuda
