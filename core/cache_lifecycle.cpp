@@ -317,6 +317,7 @@ HeldBytes LayerCache::held_bytes() const {
   HeldBytes out;
   for (const auto* blocks : {&key_blocks_, &value_blocks_})
     for (const Block& b : *blocks) out.packed += ex_.on_cuda() ? b.device_bytes.bytes() : b.bytes.size();
+  out.packed += shelf_.bytes();
   for (const FullTokens* full : {&key_full_, &value_full_})
     out.exact += ex_.on_cuda() ? full->device.bytes() : full->host.size() * sizeof(float);
   return out;
@@ -331,13 +332,14 @@ void LayerCache::expose_device_keys(TokenContext& ctx, DeviceBuffer& keys) const
 }
 
 LayerCache::Block LayerCache::encode_device_block(const Quantizer& q, const TensorView& data, std::int64_t begin,
-                                                  std::int64_t end, const TokenContext& ctx) const {
+                                                  std::int64_t end, const TokenContext& ctx, bool from_shelf) {
   Block b;
   b.begin = begin;
   b.end = end;
   const BlockShape shape{heads_, end - begin, channels_};
   b.layout = q.layout(shape, ctx);
-  b.device_bytes = DeviceBuffer(b.layout.bytes(), ex_.cuda_stream);
+  const std::size_t bytes = b.layout.bytes();
+  b.device_bytes = from_shelf ? shelf_.take(bytes, bytes, bytes, ex_.cuda_stream) : DeviceBuffer(bytes, ex_.cuda_stream);
   q.encode_view(data, ctx, b.device_bytes.as<std::uint8_t>(), ex_);
   return b;
 }
@@ -366,19 +368,24 @@ void LayerCache::quantize_range(const Quantizer& q, const FullTokens& full, std:
   TokenContext ctx = ctx_.range(begin, end);
   const std::int64_t n = end - begin, r0 = begin - full.first;
   if (ex_.on_cuda()) {  // scratch buffers are freed in stream order, after the encode that reads them
+    // KIVI's one-token value blocks (one per decode step): the scratch rows and the block's buffer come from the
+    // shelf, and the scratch goes back to it (merge_value_tail returns the blocks it merges).
+    const bool one_token = n == 1 && &blocks == &value_blocks_ && params_.type == LifecycleType::kivi;
     DeviceBuffer dense;
     TensorView data{nullptr, full.dtype, Device::cuda, {heads_, n, channels_}};
     if (heads_ == 1 || (r0 == 0 && n == full.capacity)) {  // the rows are dense in the store: read them in place
       data.data = static_cast<char*>(full.device.data()) + static_cast<std::size_t>(r0 * channels_ * dtype_size(full.dtype));
     } else {
-      dense = DeviceBuffer(static_cast<std::size_t>(heads_ * n * channels_ * dtype_size(full.dtype)), ex_.cuda_stream);
+      const auto rows_bytes = static_cast<std::size_t>(heads_ * n * channels_ * dtype_size(full.dtype));
+      dense = one_token ? shelf_.take(rows_bytes, rows_bytes, rows_bytes, ex_.cuda_stream) : DeviceBuffer(rows_bytes, ex_.cuda_stream);
       copy_device_rows({dense.data(), full.dtype, n}, 0, {full.device.data(), full.dtype, full.capacity}, r0, heads_, n, channels_,
                        DType::f32, ex_.cuda_stream);
       data.data = dense.data();
     }
     DeviceBuffer keys;
     expose_device_keys(ctx, keys);
-    blocks.push_back(encode_device_block(q, data, begin, end, ctx));
+    blocks.push_back(encode_device_block(q, data, begin, end, ctx, one_token));
+    if (one_token) shelf_.give(std::move(dense));  // after the encode that reads it, on the same stream
   } else {
     std::vector<float> copy, keys;
     const float* data = host_rows(full, heads_, channels_, begin, end, copy);
@@ -496,13 +503,20 @@ void LayerCache::merge_value_tail() {
   }
   VIDKV_ASSERT(m.bytes() == merged.layout.bytes(), "merged value block: ", m.bytes(), " of ", merged.layout.bytes(), " bytes");
   if (ex_.on_cuda()) {
-    merged.device_bytes = DeviceBuffer(merged.layout.bytes(), ex_.cuda_stream);
+    // A tail block's buffer has room for kValueTailTokens tokens (bytes per token times that: the sections are
+    // [heads][tokens][w]), so that the next merge finds the buffer this one frees on the shelf: one allocation per
+    // kValueTailTokens decode steps (a full block keeps its buffer) instead of three per step. The two merged
+    // blocks' buffers go to the shelf after the merge that reads them (same stream).
+    const std::size_t tail_bytes = m.bytes() / static_cast<std::size_t>(n) * static_cast<std::size_t>(kValueTailTokens);
+    merged.device_bytes = shelf_.take(tail_bytes, tail_bytes, tail_bytes, ex_.cuda_stream);
     merge_device_token_blocks(m, merged.device_bytes.as<std::uint8_t>(), ex_.cuda_stream);
+    shelf_.give(std::move(value_blocks_.back().device_bytes));
+    shelf_.give(std::move(value_blocks_[value_blocks_.size() - 2].device_bytes));
   } else {
     merged.bytes.assign(merged.layout.bytes(), 0);
     merge_token_blocks_host(m, merged.bytes.data());
   }
-  value_blocks_.pop_back();  // device sources are freed in stream order, after the merge that reads them
+  value_blocks_.pop_back();
   value_blocks_.back() = std::move(merged);
 }
 

@@ -36,8 +36,10 @@
 #pragma once
 
 #include <cstdint>
+#include <utility>
 #include <vector>
 
+#include "vidkv/core/cuda/device_buffer_shelf.h"
 #include "vidkv/core/cuda/device_memory.h"
 #include "vidkv/core/dtype.h"
 #include "vidkv/core/execution.h"
@@ -132,6 +134,9 @@ class LayerCache {
   // Packed bytes of the i-th key / value block, copied to the host (tests compare the devices' bytes).
   std::size_t key_block_count() const { return key_blocks_.size(); }
   std::size_t value_block_count() const { return value_blocks_.size(); }
+  // cuda, kivi lifecycle: requests for the buffers of the one-token value encodes and merges (scratch rows, block,
+  // merged block) served from the spare shelf, and those that allocated ({reuses, allocations}; tests).
+  std::pair<std::size_t, std::size_t> buffer_reuse() const { return {shelf_.reuses(), shelf_.allocations()}; }
   std::vector<std::uint8_t> key_block_bytes(std::size_t i) const;
   std::vector<std::uint8_t> value_block_bytes(std::size_t i) const;
   // Everything stored right now: packed blocks and full-precision residual.
@@ -170,7 +175,9 @@ class LayerCache {
   // heads and channels, on any device); each block's layout is recomputed by the codec and must match its byte
   // count (ShapeError otherwise).
   void restore(const State& s);
-  // Bytes held now on the cache's device (packed blocks + exact-token stores).
+  // Bytes held now on the cache's device: packed blocks (at their buffers' sizes: on cuda a KIVI value tail block's
+  // buffer has room for kValueTailTokens tokens) and the spare buffers kept for reuse, as `packed`; the exact-token
+  // stores as `exact`.
   HeldBytes held_bytes() const;
   // Tokens whose exact inputs the cache keeps and reads, per side (all tokens under ExactTokens::all, the residual
   // window under ExactTokens::residual; dead rows of tokens already in blocks are not counted, held_bytes() counts
@@ -255,8 +262,9 @@ class LayerCache {
   void relocate_live_rows(FullTokens& full, std::int64_t cap);
   std::int64_t grown_capacity(const FullTokens& full, std::int64_t rows) const;
   // cuda: the pieces of quantize_*_range / maybe_quantize / materialize on device memory (cache_lifecycle.cpp).
+  // The block's buffer: a new one of the layout's size, or one of exactly that size from shelf_ when from_shelf.
   Block encode_device_block(const Quantizer& q, const TensorView& data, std::int64_t begin, std::int64_t end,
-                            const TokenContext& ctx) const;
+                            const TokenContext& ctx, bool from_shelf = false);
   void expose_device_keys(TokenContext& ctx, DeviceBuffer& keys) const;
   bool exposes_keys() const;
   // Decodes the side's blocks (in place where their rows are dense in `out`, else into scratch kept in `copies`)
@@ -281,6 +289,9 @@ class LayerCache {
   FullTokens key_full_, value_full_;  // exact inputs of the tokens [first, tokens_) of each side
   std::int64_t key_quantized_ = 0, value_quantized_ = 0;  // tokens [0, n) live in blocks
   std::vector<Block> key_blocks_, value_blocks_;
+  // cuda: buffers of the one-token value encodes and merges of KIVI's lifecycle kept for reuse (merge_value_tail),
+  // counted in held_bytes(). A copy starts with an empty shelf.
+  DeviceBufferShelf shelf_;
   int requantizations_ = 0;
   static std::uint64_t next_instance_id();
   std::uint64_t instance_ = next_instance_id();

@@ -132,5 +132,17 @@ TEST_CASE("kivi value merge on cuda gives the cpu cache's blocks", "[cuda][lifec
     REQUIRE(c_gpu.value_block_count() == 4);
     REQUIRE(c_cpu.value_block_count() == 4);
     test::require_same_cache(c_gpu, c_cpu);  // counters, materialized values, every block's bytes
+    // The device buffers of the one-token encodes and merges are reused (DeviceBufferShelf): 80 scratch rows + 80
+    // one-token blocks + 77 merges (the steps of tokens 32, 64 and 96 start a new tail: no merge) = 237 requests,
+    // each of which allocated before; now a few at the start and at each new tail (8 in a simulation of the
+    // shelf's policy on these sizes: 48-byte token, 256-byte scratch rows, 1536-byte tail buffers).
+    const auto [reuses, allocations] = c_gpu.buffer_reuse();
+    CHECK(reuses + allocations == 237);
+    CHECK(allocations <= 10);
+    // Held bytes count the tail buffers' room and the shelf: at most 4 buffers of 32 tokens beside the blocks' own.
+    const std::size_t tail = 32 * 48;
+    CHECK(c_gpu.held_bytes().packed >= c_cpu.held_bytes().packed);
+    CHECK(c_gpu.held_bytes().packed <= c_cpu.held_bytes().packed + 8 * tail);
+    CHECK(c_cpu.buffer_reuse() == std::pair<std::size_t, std::size_t>{0, 0});
   }
 }
