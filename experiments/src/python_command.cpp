@@ -11,6 +11,7 @@
 #include <pybind11/embed.h>
 
 #include <csignal>
+#include <cstdio>
 #include <cstdlib>
 #include <fstream>
 #include <optional>
@@ -65,8 +66,50 @@ fs::path venv_config(const fs::path& python) {
   return {};
 }
 
+// The release (major.minor.micro) of the python at `python`, as it reports it when run (`-I -S`: no site, no PYTHON*
+// variables), or "" when it cannot be run. A virtual environment's python reports its base installation's release.
+std::string installed_release(const fs::path& python) {
+  std::string quoted = "'";
+  for (const char c : python.string()) quoted += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  quoted += "'";
+  const std::string cmd = quoted + " -I -S -c 'import sys; print(\"%d.%d.%d\" % sys.version_info[:3])' 2>/dev/null";
+  FILE* pipe = ::popen(cmd.c_str(), "r");
+  if (!pipe) return {};
+  char buf[64] = {};
+  const bool got = std::fgets(buf, sizeof buf, pipe) != nullptr;
+  ::pclose(pipe);
+  if (!got) return {};
+  std::string out(buf);
+  out.erase(out.find_last_not_of(" \t\r\n") + 1);
+  int dots = 0;  // "N.N.N" only: anything else (a wrapper's own output) is not a release
+  for (std::size_t i = 0; i < out.size(); ++i) {
+    if (out[i] == '.' && i > 0 && out[i - 1] != '.') ++dots;
+    else if (out[i] < '0' || out[i] > '9') return {};
+  }
+  return dots == 2 && !out.empty() && out.back() != '.' ? out : std::string();
+}
+
+// The release of the libpython this process loaded ("3.11.7" of Py_GetVersion's "3.11.7 (main, ...) [GCC ...]"):
+// the one whose standard library the environment's must be.
+std::string loaded_release() {
+  const std::string v = Py_GetVersion();
+  return v.substr(0, v.find(' '));
+}
+
 // The environment's packages must be built for the embedded Python's version (a torch wheel for 3.12 does not
 // load into 3.11): checks the version the environment was made with, and that its folders exist for this version.
+// Then the release: the embedded interpreter reads the environment's standard library, and one patch release's does
+// not always load into another's libpython (Debian's 3.11.2 standard library under a pyenv 3.11.7 libpython fails
+// inside it), so the python VIDKV_PYTHON names must report the loaded libpython's release.
+void check_release(const std::string& command, const fs::path& python, const std::string& what) {
+  const std::string have = installed_release(python), want = loaded_release();
+  if (have.empty() || have == want) return;  // a python that cannot be run fails later, with its own error
+  VIDKV_THROW(NotSupportedError, command, ": ", what, " is Python ", have, ", and this vidkv runs Python ", want,
+              " (the libpython it loaded), whose standard library it must use: point VIDKV_PYTHON at a python of that ",
+              want, " installation or a virtual environment made from it, or rebuild vidkv against this one "
+              "(cmake -DPython3_EXECUTABLE=", python.string(), ")");
+}
+
 void check_environment(const std::string& command, const fs::path& python, const std::string& what) {
   const std::string want = major_minor();
   const std::string rebuild = " (this vidkv embeds Python " + std::string(kPythonVersion) +
@@ -96,6 +139,7 @@ void check_environment(const std::string& command, const fs::path& python, const
     if (!fs::is_directory(site))
       VIDKV_THROW(NotSupportedError, command, ": ", what, " is not a Python ", want, " environment (no ", site.string(), ")",
                   rebuild);
+    check_release(command, python, what);
     return;
   }
   std::error_code ec;
@@ -104,6 +148,7 @@ void check_environment(const std::string& command, const fs::path& python, const
   if (!fs::is_regular_file(stdlib / "os.py"))
     VIDKV_THROW(NotSupportedError, command, ": ", what, " is not a Python ", want, " installation (no ", stdlib.string(),
                 ")", rebuild);
+  check_release(command, python, what);
 }
 
 // Frees a PyConfig unless pybind11 took it over (initialize_interpreter clears it itself).

@@ -234,6 +234,29 @@ TEST_CASE("python launcher: a missing or mismatched environment is a clear error
       CHECK(what.find("-DPython3_EXECUTABLE=" + (dir / "venv27" / "bin" / "python").string()) != std::string::npos);
     }
   }
+  // An installation of the same major.minor but another patch release (e.g. Debian's 3.11.2 beside a pyenv 3.11.7
+  // that vidkv was built with): its standard library is not the loaded libpython's. The fake python answers the
+  // launcher's version query with release 99 of the embedded major.minor.
+  const std::string minor = std::to_string(PY_MAJOR_VERSION) + "." + std::to_string(PY_MINOR_VERSION);
+  fs::create_directories(dir / "other" / "bin");
+  fs::create_directories(dir / "other" / "lib" / ("python" + minor));
+  std::ofstream(dir / "other" / "lib" / ("python" + minor) / "os.py") << "";
+  const fs::path fake = dir / "other" / "bin" / "python";
+  std::ofstream(fake) << "#!/bin/sh\necho " << minor << ".99\n";
+  fs::permissions(fake, fs::perms::owner_all);
+  {
+    ScopedEnv python("VIDKV_PYTHON", fake.string());
+    try {
+      run_fixture({"return"});
+      FAIL("no error for another patch release");
+    } catch (const vidkv::NotSupportedError& e) {
+      const std::string what = e.what();
+      INFO(what);
+      CHECK(what.find("VIDKV_PYTHON (" + fake.string() + ") is Python " + minor + ".99, and this vidkv runs Python ") !=
+            std::string::npos);
+      CHECK(what.find("-DPython3_EXECUTABLE=" + fake.string()) != std::string::npos);
+    }
+  }
   fs::remove_all(dir);
 }
 
