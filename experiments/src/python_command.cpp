@@ -89,11 +89,14 @@ std::string installed_release(const fs::path& python) {
   return dots == 2 && !out.empty() && out.back() != '.' ? out : std::string();
 }
 
-// The release of the libpython this process loaded ("3.11.7" of Py_GetVersion's "3.11.7 (main, ...) [GCC ...]"):
-// the one whose standard library the environment's must be.
+// The release of the libpython this process loaded ("3.11.7" of Py_GetVersion's "3.11.7 (main, ...) [GCC ...]", also
+// of "3.11.2+ ..." or "3.13.0rc1 ...": the leading digits and dots, as sys.version_info[:3] gives them): the one whose
+// standard library the environment's must be.
 std::string loaded_release() {
   const std::string v = Py_GetVersion();
-  return v.substr(0, v.find(' '));
+  std::size_t n = 0;
+  while (n < v.size() && ((v[n] >= '0' && v[n] <= '9') || v[n] == '.')) ++n;
+  return v.substr(0, n);
 }
 
 // The environment's packages must be built for the embedded Python's version (a torch wheel for 3.12 does not
