@@ -355,12 +355,24 @@ ExperimentPlan plan_experiment_document(const ConfigNode& document, const std::v
 
   // Layering: defaults <- preset (per run, below) <- file <- --set.
   ConfigNode user = document;
+  std::vector<std::pair<std::string, std::string>> set_paths;  // (path, the --set argument) of every override
   for (const auto& o : overrides) {
     auto [path, value] = parse_set_override(o);
     const std::string top = path.substr(0, path.find('.'));
     if (std::find(kTopLevelKeys.begin(), kTopLevelKeys.end(), top) == kTopLevelKeys.end())
       throw ConfigError("--set " + o + ": unknown key '" + top + "'" + did_you_mean(top, kTopLevelKeys));
+    if (top == "sweep" && path != "sweep") {
+      // sweep.codec.key.bits=[2, 4]: one entry of a map sweep, whose keys are dotted paths themselves.
+      ConfigNode* sweep = user.find("sweep");
+      if (sweep && !sweep->is_map() && !sweep->is_null())
+        throw ConfigError("--set " + o + ": the file's sweep is a list of named variants (" + sweep->location().str() +
+                          "); --set sweep.PATH=[...] sets one entry of a sweep map: replace the whole sweep with --set sweep=...");
+      if (!sweep || sweep->is_null()) sweep = &user.set("sweep", ConfigNode::map(value.location()));
+      sweep->set(path.substr(6), value);
+      continue;
+    }
     apply_assignment(user, path, value, registry);
+    set_paths.emplace_back(path, o);
   }
   user.set_path("");
 
@@ -433,7 +445,34 @@ ExperimentPlan plan_experiment_document(const ConfigNode& document, const std::v
   // Runs: the sweep applied on top of the file, each resolved and built through the registry.
   const ConfigNode* sweep = user.find("sweep");
   std::set<std::string> run_names;
-  for (const Variant& v : expand_sweep(sweep)) {
+  const std::vector<Variant> variants = expand_sweep(sweep);
+  // A variant's values apply over the file and --set in its run (layering); a --set that every run's variant
+  // replaces (the path itself, or a block of the variant that holds it) would change nothing and still be recorded in
+  // config.yaml: refused.
+  for (const auto& [set_path, arg] : set_paths) {
+    const Assignment* last = nullptr;
+    bool every = !variants.empty();
+    for (const Variant& v : variants) {
+      const Assignment* covering = nullptr;
+      for (const auto& a : v.assignments) {
+        const bool same = a.path == set_path;
+        const bool inside = set_path.size() > a.path.size() && set_path.compare(0, a.path.size(), a.path) == 0 &&
+                            set_path[a.path.size()] == '.' && a.value.is_map() &&
+                            a.value.find_path(set_path.substr(a.path.size() + 1)) != nullptr;
+        if (same || inside) covering = &a;
+      }
+      if (!covering) {
+        every = false;
+        break;
+      }
+      last = covering;
+    }
+    if (every && last)
+      throw ConfigError("--set " + arg + ": every run of the sweep sets " + set_path + " itself (" + last->value.location().str() +
+                        "), over --set, so this value would be used by none; take it out of the sweep, or set the "
+                        "sweep's values with --set 'sweep." + last->path + "=[...]'");
+  }
+  for (const Variant& v : variants) {
     ConfigNode run_user = user;
     run_user.erase("sweep");
     for (const auto& a : v.assignments) {

@@ -217,7 +217,9 @@ Action define_run(CLI::App& app) {
   auto a = std::make_shared<RunArgs>();
   app.add_option("EXPERIMENT", a->experiment, "the YAML experiment (schema: experiments/README.md)")->required();
   app.add_option("--set", a->overrides,
-                 "override a value of the file (repeatable), applied to every run of its sweep, e.g. --set seed=7;\n"
+                 "override a value of the file (repeatable), applied to every run of its sweep (a run's sweep values\n"
+                 "apply over it; a --set that every run replaces is refused), e.g. --set seed=7; --set 'sweep.codec.key.bits=[2,4]'\n"
+                 "sets one entry of a sweep map;\n"
                  "--set codec.value.gamma=0.5 only where every run's values are ternary (the key must exist for the run's plugin)")
       ->type_name("dotted.path=value")
       ->allow_extra_args(false);

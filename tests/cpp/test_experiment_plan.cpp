@@ -160,6 +160,37 @@ sweep:
   CHECK(plan.runs[2].lifecycle.residual == 32);
 }
 
+TEST_CASE("--set of a path every run of the sweep sets is refused; --set sweep.PATH sets one sweep entry", "[experiments][plan]") {
+  Scratch s;
+  const std::string file = s.write("sweep.yaml", R"(name: swept
+traces: [a.h5]
+codec: {key: {type: uniform, bits: 2}, value: {type: uniform, bits: 2, axis: token}}
+sweep:
+  codec.key.bits: [2, 4]
+  codec.value.bits: [2, 4]
+)");
+  // Every run sets codec.key.bits from the sweep (line 5), so the --set value would be used by none (it was recorded
+  // in config.yaml and dropped without a word, and its value never checked: bits=x passed).
+  for (const char* set : {"codec.key.bits=8", "codec.key.bits=x"}) {
+    const std::string m = message_of([&] { plan_experiment(file, {set}, test::builtin_registry()); });
+    INFO(m);
+    CHECK(m.find("--set " + std::string(set) + ": every run of the sweep sets codec.key.bits itself (" + file + ":5:") !=
+          std::string::npos);
+    CHECK(m.find("--set 'sweep.codec.key.bits=[...]'") != std::string::npos);
+  }
+  // A path no run sets, and one entry of the sweep map replaced (its key is a dotted path: not split into maps).
+  const ExperimentPlan plan = plan_experiment(file, {"codec.key.group=64", "sweep.codec.key.bits=[8]"}, test::builtin_registry());
+  REQUIRE(plan.runs.size() == 2);
+  for (const RunPlan& run : plan.runs) {
+    CHECK(run.codec.find_path("key.bits")->as_int() == 8);
+    CHECK(run.codec.find_path("key.group")->as_int() == 64);
+  }
+  // A sweep of named variants: --set sweep.PATH has no map to set an entry of.
+  const std::string variants = s.write("variants.yaml", "name: v\ntraces: [a.h5]\ncodec: {preset: kivi-2}\nsweep:\n  - {name: a}\n");
+  const std::string m = message_of([&] { plan_experiment(variants, {"sweep.codec.key.bits=[8]"}, test::builtin_registry()); });
+  CHECK(m.find("the file's sweep is a list of named variants") != std::string::npos);
+}
+
 TEST_CASE("resolve_codec builds one side of a preset for the Python API", "[experiments][plan]") {
   Scratch s;
   fs::create_directories(s.dir / "presets");
