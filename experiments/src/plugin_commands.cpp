@@ -151,7 +151,7 @@ void add_plugin_commands(std::vector<Command>& out) {
                  "docs/writing-a-plugin.md) and runs the\n"
                  "conformance suite on every plugin it registers, with default parameters: layout, exact_bytes (guard\n"
                  "bytes), determinism, decode, round_trip, parameters (unknown keys refused), reference (reference vs\n"
-                 "optimized CPU paths) for quantizers; scores, masks, determinism, reference, parameters for channel\n"
+                 "optimized CPU paths), shapes (how many block shapes supports() took; none is a failure) for quantizers; scores, masks, determinism, reference, parameters for channel\n"
                  "selectors; indices, determinism, reference, parameters for token protectors; cuda is reported as\n"
                  "skipped with its reason. Exit status 1 when a check failed.\n"
                  "Example: vidkv plugins check build/libmy_quant.so",

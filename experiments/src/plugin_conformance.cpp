@@ -200,6 +200,8 @@ std::vector<ConformanceCheck> check_quantizer(const PluginRegistry& registry, co
   }
   std::uint64_t seed = 1000;
   double worst_rel = -1;
+  std::string refused;  // the shapes supports() refused
+  std::size_t supported = 0;
   for (const BlockShape& shape : conformance_shapes()) {
     ++seed;
     const std::vector<float> x = test_block(shape, seed);
@@ -207,6 +209,8 @@ std::vector<ConformanceCheck> check_quantizer(const PluginRegistry& registry, co
     const TokenContext& ctx = c.ctx;
     std::string why;
     if (!q->supports(Device::cpu, shape, &why)) {
+      refused += (refused.empty() ? "" : ", ") + std::to_string(shape.heads) + "x" + std::to_string(shape.tokens) + "x" +
+                 std::to_string(shape.channels);
       try {
         std::vector<std::uint8_t> out(std::size_t(q->layout(shape, ctx).bytes()));
         q->encode(x.data(), shape, ctx, out.data());
@@ -216,6 +220,7 @@ std::vector<ConformanceCheck> check_quantizer(const PluginRegistry& registry, co
       }
       continue;
     }
+    ++supported;
     try {
       const PackedLayout layout = q->layout(shape, ctx);
       const PackedLayout again = q->layout(shape, ctx);
@@ -328,6 +333,18 @@ std::vector<ConformanceCheck> check_quantizer(const PluginRegistry& registry, co
   if (worst_rel >= 0) {
     r.pass("round_trip");
     if (worst_rel < kRoundTripBound) r.note("round_trip", "worst relative error " + format_number(worst_rel));
+  }
+  // Which shapes the data checks above ran on: none is a failure (they did not run at all), some a note.
+  const std::size_t n = conformance_shapes().size();
+  if (supported == 0) {
+    r.fail("shapes", "supports() refused all " + std::to_string(n) + " conformance shapes (heads x tokens x channels " + refused +
+                         "), so layout, exact_bytes, determinism, decode, round_trip and reference did not run on "
+                         "this block (" + block.dump() + "; vidkv plugins check builds each plugin with its default "
+                         "parameters: give it defaults under which it takes small blocks)");
+  } else {
+    r.pass("shapes");
+    r.note("shapes", std::to_string(supported) + " of " + std::to_string(n) + " shapes" +
+                         (refused.empty() ? "" : "; supports() refused " + refused + " (heads x tokens x channels)"));
   }
   check_unknown_key(r, PluginFamily::quantizer, registry, block);
   r.skip("cuda", cuda_skip_reason(QuantizerCuda::of(*q)));

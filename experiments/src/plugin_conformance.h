@@ -17,6 +17,8 @@
 //   parameters      a block with an unknown key is a ConfigError naming the key
 //   reference       the registry's reference and optimized implementations write the same bytes and decode to the
 //                   same floats (bit-identical; a plugin that ignores CpuImplementation passes trivially)
+//   shapes          supports() takes at least one of the shapes (else the checks above ran on none: a failure); the
+//                   detail counts them and names those refused
 //   cuda            skipped, with the reason: the CPU-vs-CUDA comparison of CUDA plugins runs in the [cuda] tests
 //                   (tests/cpp/test_cuda_registry.cpp); this suite reports whether the plugin declares a CUDA path
 //                   and whether a GPU is visible
