@@ -134,6 +134,10 @@ std::vector<Variant> expand_sweep(const ConfigNode* sweep) {
     std::string product;
     for (const auto& [path, values] : sweep->entries()) {
       if (!values.is_list() || values.items().empty()) values.fail("a sweep entry needs a non-empty list of values");
+      std::set<std::string> distinct;
+      for (const auto& value : values.items())
+        if (!distinct.insert(value.dump()).second)
+          value.fail("sweep: " + path + " lists " + value.dump() + " twice; two runs would be the same (and share a name)");
       runs = std::min(runs * values.items().size(), kMaxRuns + 1);
       product += (product.empty() ? "" : " x ") + std::to_string(values.items().size());
       if (runs > kMaxRuns)
@@ -507,7 +511,10 @@ ExperimentPlan plan_experiment_document(const ConfigNode& document, const std::v
                                   " quantizer cannot run on cuda: " + why + "; use backend: cpu for this codec");
       }
     }
-    if (!run_names.insert(run.name).second) throw ConfigError(source_file + ": two runs are both named '" + run.name + "'");
+    if (!run_names.insert(run.name).second) {
+      if (sweep) sweep->fail("two runs are both named '" + run.name + "'");
+      throw ConfigError(source_file + ": two runs are both named '" + run.name + "'");
+    }
     plan.runs.push_back(std::move(run));
   }
 

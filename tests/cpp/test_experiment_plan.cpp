@@ -191,6 +191,15 @@ sweep:
   CHECK(m.find("the file's sweep is a list of named variants") != std::string::npos);
 }
 
+TEST_CASE("a value listed twice in a sweep entry is refused at its line", "[experiments][plan]") {
+  Scratch s;
+  // Line 5, column 23: the second 2 (was "FILE: two runs are both named 'key.bits=2'", without a line).
+  const std::string file = s.write("dup.yaml", "name: d\ntraces: [a.h5]\ncodec: {preset: kivi-2}\nsweep:\n  codec.key.bits: [2, 2]\n");
+  const std::string m = message_of([&] { plan_experiment(file, {}, test::builtin_registry()); });
+  CHECK(m.find(file + ":5:23: ") != std::string::npos);
+  CHECK(m.find("sweep: codec.key.bits lists 2 twice") != std::string::npos);
+}
+
 TEST_CASE("resolve_codec builds one side of a preset for the Python API", "[experiments][plan]") {
   Scratch s;
   fs::create_directories(s.dir / "presets");
