@@ -629,7 +629,9 @@ ExperimentOutcome run_experiment(const ExperimentPlan& plan, const RunOptions& o
     throw Error(std::string(e.what()) + " [" + std::to_string(outcome.cells_computed + outcome.cells_resumed) + " of " +
                 std::to_string(owned) + " cells" + (options.shard.whole() ? "" : " of shard " + options.shard.str()) +
                 " are kept in " + (dir / "cells").string() +
-                "; remove the cause named above (a bad input, a full disk), then run again with --resume]");
+                "; remove the cause named above (a bad input, a full disk), then run again with --resume; a cause in "
+                "the experiment's own settings (a parameter the plugin refuses) makes a new plan when fixed, which "
+                "--resume refuses in this folder: run that into a new --out folder]");
   }
   if (progress) progress->finish();
 
