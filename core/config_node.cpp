@@ -12,6 +12,8 @@ namespace vidkv {
 
 std::string SourceLocation::str() const {
   if (file.empty() && line == 0) return "";
+  // A --set value is one line of the command: "--set PATH", without a made-up line and column.
+  if (file.rfind("--set ", 0) == 0) return file;
   std::string out = file.empty() ? "<config>" : file;
   if (line > 0) out += detail::concat(":", line);
   if (column > 0) out += detail::concat(":", column);

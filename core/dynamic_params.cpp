@@ -28,9 +28,9 @@ DynamicParamValue read_value(const ParamSpec& s, const ConfigNode& n, const std:
       v.text = n.text();
       for (const auto& c : s.choices)
         if (c == v.text) return v;
-      n.fail(s.name + ": '" + v.text + "' is not valid for " + plugin + " (valid: " + join_names(s.choices) + ")");
+      n.fail("'" + v.text + "' is not valid for " + plugin + " (valid: " + join_names(s.choices) + ")");
     }
-    case ParamType::block: n.fail(s.name + ": block parameters are not supported for " + plugin);
+    case ParamType::block: n.fail("block parameters are not supported for " + plugin);
   }
   return v;
 }

@@ -132,7 +132,7 @@ class ParamReader {
       // (Debian 12's compilers: the sanitizer build, and plugins built with clang).
       std::vector<std::string> valid;
       for (const auto& option : options) valid.push_back(option.first);
-      n->fail(std::string(name) + ": '" + t + "' is not valid for " + plugin_ + " (valid: " + join_names(valid) + ")");
+      n->fail("'" + t + "' is not valid for " + plugin_ + " (valid: " + join_names(valid) + ")");
     }
   }
   void block(const char* name, ConfigNode P::*field, const char*, const char*) {

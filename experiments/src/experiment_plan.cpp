@@ -414,7 +414,7 @@ ExperimentPlan plan_experiment_document(const ConfigNode& document, const std::v
     resolved.at("backend").fail("cuda is not available: " + cuda_backend_unavailable() + "; use backend: cpu");
 #endif
   const std::int64_t seed = resolved.at("seed").as_int();
-  if (seed < 0) resolved.at("seed").fail("seed must be >= 0");
+  if (seed < 0) resolved.at("seed").fail("must be >= 0, got " + std::to_string(seed));
   plan.seed = static_cast<std::uint64_t>(seed);
 
   const ConfigNode& metrics = resolved.at("metrics");

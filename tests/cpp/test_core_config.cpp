@@ -64,7 +64,7 @@ TEST_CASE("out-of-range, wrong-type and bad-choice values are ConfigErrors with 
   CHECK_THROWS_WITH(parse_params<ToyParams>(block({{"bits", "two"}}), {}, "toy"),
                     "exp.yaml:4:7: codec.key.bits: expected an integer, got 'two'");
   CHECK_THROWS_WITH(parse_params<ToyParams>(block({{"axis", "row"}}), {}, "toy"),
-                    "exp.yaml:4:7: codec.key.axis: axis: 'row' is not valid for toy (valid: channel, token)");
+                    "exp.yaml:4:7: codec.key.axis: 'row' is not valid for toy (valid: channel, token)");
   CHECK_THROWS_AS(parse_params<ToyParams>(block({{"gamma", "nan"}}), {}, "toy"), ConfigError);
 }
 

@@ -160,7 +160,7 @@ sweep:
   CHECK(plan.runs[2].lifecycle.residual == 32);
 }
 
-TEST_CASE("--set of a path every run of the sweep sets is refused; --set sweep.PATH sets one sweep entry", "[experiments][plan]") {
+TEST_CASE("a --set of a path every run of the sweep sets is refused, and --set sweep.PATH sets one sweep entry", "[experiments][plan]") {
   Scratch s;
   const std::string file = s.write("sweep.yaml", R"(name: swept
 traces: [a.h5]
