@@ -14,6 +14,8 @@ struct KeyEntry {
   // Per column (parallel to `columns`), what that column adds to the shared meaning; empty when the meaning says
   // it all. Only the shown columns' parts are printed.
   std::vector<const char*> parts = {};
+  // The meaning in live mode's table (vidkv live), where it differs; nullptr: the same.
+  const char* live_meaning = nullptr;
 };
 
 // One entry per group of columns: the meaning and direction; experiments/README.md ("Metrics") defines each exactly.
@@ -36,17 +38,18 @@ const std::vector<KeyEntry>& key_entries() {
        "lower is better: the generated tokens' queries against the cache as it stood at their decode step",
        {"output error relative to |o|", "rel_value: relative to the attention-weighted value energy sum_j p_j |v_j|^2",
         "mse: absolute", "kl: KL of the probabilities"}},
-      {{"perplexity", "perplexity_reference"}, "lower is better: the live model's perplexity with the quantized / the fp16 cache"},
-      {{"next_token_kl"}, "lower is better: KL of the live model's next-token distribution against the fp16 cache's"},
-      {{"greedy_agreement"}, "higher is better, 1 exact: share of greedy tokens equal to the fp16 cache's"},
+      {{"perplexity", "perplexity_reference"},
+       "lower is better: the live model's perplexity with the quantized / the exact cache (the model's own K/V dtype)"},
+      {{"next_token_kl"}, "lower is better: KL of the live model's next-token distribution against the exact cache's"},
+      {{"greedy_agreement"}, "higher is better, 1 exact: share of greedy tokens equal to the exact cache's"},
       {{"key_nominal_bits", "value_nominal_bits", "nominal_bits"},
        "bits per element, the paper's convention: code bits, metadata not counted; the lifecycle's full-precision "
        "residual tokens count at their 16 bits, so a short trace shows more than the preset's name"},
       {{"key_effective_bits", "value_effective_bits", "effective_bits"},
        "bits per element from the bytes stored: 8 x bytes / elements, codes, scales, zero points, masks and the "
        "full-precision residual counted (docs/bits.md: each preset's bits without a residual)"},
-      {{"compression_ratio"}, "the trace dtype's bits / effective_bits"},
-      {{"seconds"}, "wall time of replay and metrics, summed over layers"},
+      {{"compression_ratio"}, "the trace dtype's bits / effective_bits", {}, "the model's K/V dtype's bits / effective_bits"},
+      {{"seconds"}, "wall time of replay and metrics, summed over layers", {}, "the run's wall time over every prompt"},
       {{"lifecycle"}, "which tokens are quantized when (algorithms.md section 5): paper / release / kivi, G = the "
                       "prefill quantizes a multiple of G tokens, R = the full-precision residual that triggers the next "
                       "quantization"},
@@ -67,7 +70,8 @@ std::string summary_column_key(const std::vector<std::string>& columns, KeyFor t
       }
     const std::string names = join_names(shown);
     const std::string parts = join_names(shown_parts, "; ");
-    if (!names.empty()) out += "  " + names + ": " + e.meaning + (parts.empty() ? "" : ": " + parts) + "\n";
+    const char* meaning = table == KeyFor::run || !e.live_meaning ? e.meaning : e.live_meaning;
+    if (!names.empty()) out += "  " + names + ": " + meaning + (parts.empty() ? "" : ": " + parts) + "\n";
   }
   if (out.empty()) return out;
   const char* pooling = table == KeyFor::run

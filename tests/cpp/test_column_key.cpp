@@ -60,3 +60,15 @@ TEST_CASE("the summary's key names only the table's columns, the headline first"
   CHECK(live.rfind("key (per run, over every prompt:", 0) == 0);
   CHECK(live.find("per trace") == std::string::npos);
 }
+
+TEST_CASE("live mode's key speaks of the exact cache, the model's dtype and the run's wall time", "[experiments][results]") {
+  const std::vector<std::string> cols = {"run", "perplexity", "next_token_kl", "greedy_agreement", "compression_ratio", "seconds"};
+  const std::string live = summary_column_key(cols, KeyFor::live), run = summary_column_key(cols, KeyFor::run);
+  // The reference of vidkv live is the exact cache in the model's own dtype (fp32 for a float32 model), not fp16.
+  CHECK(live.find("fp16") == std::string::npos);
+  CHECK(live.find("against the exact cache's") != std::string::npos);
+  CHECK(live.find("\n  compression_ratio: the model's K/V dtype's bits / effective_bits") != std::string::npos);
+  CHECK(live.find("\n  seconds: the run's wall time over every prompt") != std::string::npos);
+  CHECK(run.find("\n  compression_ratio: the trace dtype's bits / effective_bits") != std::string::npos);
+  CHECK(run.find("\n  seconds: wall time of replay and metrics, summed over layers") != std::string::npos);
+}
