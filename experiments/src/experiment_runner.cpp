@@ -143,6 +143,44 @@ RunPlan run_for_trace(const RunPlan& run, const TraceTokens& tokens) {
   return out;
 }
 
+}  // namespace
+
+void check_prefill_blocks(const ExperimentPlan& plan, const PluginRegistry& registry, const std::string& trace) {
+  TraceInfo info;
+  TraceTokens tokens;
+  {
+    std::lock_guard<std::mutex> lock(hdf5_mutex());
+    TraceReader reader(trace);
+    info = reader.info();
+    tokens = reader.tokens();
+  }
+  for (const RunPlan& planned : plan.runs) {
+    const RunPlan run = run_for_trace(planned, tokens);
+    const LifecycleParams& lc = run.lifecycle;
+    const std::int64_t p = lc.prefill_tokens < 0 ? info.tokens : std::min<std::int64_t>(lc.prefill_tokens, info.tokens);
+    std::int64_t key_tokens = 0, value_tokens = 0;
+    if (lc.type == LifecycleType::kivi) {
+      key_tokens = p - p % lc.residual;
+      value_tokens = p > lc.residual ? p - lc.residual : 0;
+    } else {
+      key_tokens = value_tokens = p - p % lc.group;
+    }
+    for (const auto& [side, n] : {std::pair<const char*, std::int64_t>{"key", key_tokens}, {"value", value_tokens}}) {
+      if (n <= 0) continue;
+      const BlockShape shape{info.num_kv_heads, n, info.head_dim};
+      const ConfigNode& block = run.codec.at(side);
+      std::string why;
+      if (!registry.make_quantizer(block)->supports(plan.backend, shape, &why))
+        block.fail("run '" + run.name + "' on " + trace + ": the " + side + " quantizer (" + block.dump() +
+                   ") refuses the prefill's block of " + std::to_string(info.num_kv_heads) + " KV heads x " +
+                   std::to_string(n) + " tokens x " + std::to_string(info.head_dim) + " channels: " +
+                   (why.empty() ? "no reason given" : why) + "; nothing has been computed");
+    }
+  }
+}
+
+namespace {
+
 // "paper G=32 R=128": the lifecycle a run used (results column `lifecycle`).
 std::string lifecycle_label(const LifecycleParams& p) {
   const char* type = p.type == LifecycleType::release ? "release" : p.type == LifecycleType::kivi ? "kivi" : "paper";

@@ -90,6 +90,7 @@ ExperimentPlan plan_and_validate(const RunArgs& a, const ConfigNode& document, c
     const TraceValidationReport report = validate_trace(t, parts);
     const TraceInfo& info = report.info;
     plan.trace_identities.push_back(report.identity);
+    check_prefill_blocks(plan, registry, t);  // a plugin's refusal of this trace's blocks, before any cell
     // A token protector that takes its candidates from visual tokens protects nothing on a trace without any
     // (said once: under mpirun by rank 0, the verbose one).
     if (verbose && report.modality_count[1] == 0) {

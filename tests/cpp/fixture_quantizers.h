@@ -7,6 +7,7 @@
 //  mean_sign  per head: s = mean |x| over the head's [tokens, channels] slab (fp32, 4 bytes, little-endian) and one
 //             bit per element (1 if x >= 0, dense bitstream), decode +s / -s.
 //             Layout: "scales" 4 * heads bytes, then "codes" heads * ceil(tokens * channels / 8) bytes. Nominal 1.
+//  wide_blocks_only  half_step refusing blocks of fewer than min_channels channels (supports()).
 #pragma once
 
 #include <cmath>
@@ -18,6 +19,7 @@
 
 #include "vidkv/core/bit_packing.h"
 #include "vidkv/core/config_node.h"
+#include "vidkv/core/error.h"
 #include "vidkv/core/plugin_registry.h"
 #include "vidkv/core/quantizer.h"
 
@@ -89,12 +91,37 @@ class MeanSignQuantizer : public Quantizer {
   }
 };
 
+// half_step that refuses blocks of fewer channels than `min_channels` (default 64): a plugin whose default group or
+// block size is larger than some blocks. supports() says why; layout() throws, as the contract asks.
+class WideBlocksOnlyQuantizer : public HalfStepQuantizer {
+ public:
+  struct Params {
+    int min_channels = 64;
+    template <class B>
+    static void bind(B& b) { b.integer("min_channels", &Params::min_channels, 1, 4096, "", "fewest channels taken"); }
+  };
+  explicit WideBlocksOnlyQuantizer(const Params& p) : HalfStepQuantizer(HalfStepQuantizer::Params{}), min_(p.min_channels) {}
+  bool supports(Device device, const BlockShape& shape, std::string* why) const override {
+    if (shape.channels >= min_) return Quantizer::supports(device, shape, why);
+    if (why) *why = "fewer than " + std::to_string(min_) + " channels";
+    return false;
+  }
+  PackedLayout layout(const BlockShape& shape, const TokenContext& ctx) const override {
+    if (shape.channels < min_) throw ShapeError("wide_blocks_only: " + shape.str() + " has fewer than " + std::to_string(min_) + " channels");
+    return HalfStepQuantizer::layout(shape, ctx);
+  }
+
+ private:
+  int min_;
+};
+
 // A registry with the fixtures and every built-in selector, protector and composite.
 inline PluginRegistry fixture_registry() {
   PluginRegistry r;
   register_builtin_plugins(r);
   r.add<HalfStepQuantizer>("half_step", "test fixture: multiples of 0.5 in int8");
   r.add<MeanSignQuantizer>("mean_sign", "test fixture: sign times mean |x| per head");
+  r.add<WideBlocksOnlyQuantizer>("wide_blocks_only", "test fixture: refuses blocks narrower than min_channels");
   return r;
 }
 

@@ -12,6 +12,7 @@
 #include "fixture_quantizers.h"
 #include "vidkv/experiments/src/cuda_replay.h"
 #include "vidkv/experiments/src/experiment_plan.h"
+#include "vidkv/experiments/src/experiment_runner.h"
 #include "vidkv/experiments/src/yaml_config.h"
 
 using namespace vidkv;
@@ -198,6 +199,27 @@ TEST_CASE("a value listed twice in a sweep entry is refused at its line", "[expe
   const std::string m = message_of([&] { plan_experiment(file, {}, test::builtin_registry()); });
   CHECK(m.find(file + ":5:23: ") != std::string::npos);
   CHECK(m.find("sweep: codec.key.bits lists 2 twice") != std::string::npos);
+}
+
+TEST_CASE("a plugin's refusal of a trace's prefill block is a ConfigError before any cell", "[experiments][plan]") {
+  // The bundled synthetic trace: 2 KV heads, head_dim 64, 1024 tokens, none generated (the whole trace is the
+  // prefill: paper G = 32 quantizes 1024 tokens of each side at once). wide_blocks_only refuses fewer channels
+  // than min_channels: 32 takes the 64 channels, 128 does not.
+  Scratch s;
+  const std::string trace = std::string(VIDKV_SOURCE_DIR) + "/traces/data/synthetic-default.h5";
+  const std::string file = s.write("wide.yaml", "name: w\ntraces: " + trace +
+                                                    "\ncodec:\n  key: {type: half_step}\n  value: {type: wide_blocks_only}\n"
+                                                    "sweep:\n  codec.value.min_channels: [32, 128]\n");
+  const PluginRegistry fixtures = test::fixture_registry();
+  const ExperimentPlan plan = plan_experiment(file, {}, fixtures);
+  REQUIRE(plan.runs.size() == 2);
+  const std::string m = message_of([&] { check_prefill_blocks(plan, fixtures, trace); });
+  INFO(m);
+  CHECK(m.find("run 'value.min_channels=128' on " + trace + ": the value quantizer") != std::string::npos);
+  CHECK(m.find("refuses the prefill's block of 2 KV heads x 1024 tokens x 64 channels: fewer than 128 channels") != std::string::npos);
+  // Only min_channels 32: nothing refused.
+  const ExperimentPlan fine = plan_experiment(file, {"sweep.codec.value.min_channels=[32]"}, fixtures);
+  check_prefill_blocks(fine, fixtures, trace);
 }
 
 TEST_CASE("resolve_codec builds one side of a preset for the Python API", "[experiments][plan]") {

@@ -362,30 +362,6 @@ class SeparableClaimReversed : public test::HalfStepQuantizer {
   }
 };
 
-// Refuses blocks of fewer channels than `min_channels` (a plugin whose default group or block size is larger than
-// small test blocks): supports() says why, layout() throws as the contract asks.
-class WideBlocksOnly : public test::HalfStepQuantizer {
- public:
-  struct Params {
-    int min_channels = 64;
-    template <class B>
-    static void bind(B& b) { b.integer("min_channels", &Params::min_channels, 1, 4096, "", "fewest channels taken"); }
-  };
-  explicit WideBlocksOnly(const Params& p) : HalfStepQuantizer(HalfStepQuantizer::Params{}), min_(p.min_channels) {}
-  bool supports(Device device, const BlockShape& shape, std::string* why) const override {
-    if (shape.channels >= min_) return Quantizer::supports(device, shape, why);
-    if (why) *why = "fewer than " + std::to_string(min_) + " channels";
-    return false;
-  }
-  PackedLayout layout(const BlockShape& shape, const TokenContext& ctx) const override {
-    if (shape.channels < min_) throw ShapeError("wide_blocks_only: " + shape.str() + " has fewer than " + std::to_string(min_) + " channels");
-    return HalfStepQuantizer::layout(shape, ctx);
-  }
-
- private:
-  std::int64_t min_;
-};
-
 const ConformanceCheck* find_check(const std::vector<ConformanceCheck>& checks, const std::string& name) {
   for (const auto& c : checks)
     if (c.check == name) return &c;
@@ -431,8 +407,7 @@ TEST_CASE("the token_separable check passes the plugins that claim it and fails 
 }
 
 TEST_CASE("the shapes check names the shapes supports() refused, and fails a plugin that takes none", "[quantizer][conformance]") {
-  PluginRegistry r = test::fixture_registry();
-  r.add<WideBlocksOnly>("wide_blocks_only", "test fixture: refuses blocks narrower than min_channels");
+  const PluginRegistry r = test::fixture_registry();
   // The conformance shapes have 8, 16, 3, 128, 13 and 5 channels: min_channels 64 takes one, 4096 none.
   const auto some = check_quantizer(r, plugin_block("wide_blocks_only"));
   const ConformanceCheck* shapes = find_check(some, "shapes");
