@@ -55,6 +55,13 @@ void ConfigNode::fail(const std::string& message) const {
   throw ConfigError(prefix + message);
 }
 
+void ConfigNode::fail_at_key(const std::string& message) const {
+  if (key_loc_.line == 0) fail(message);
+  std::string prefix = key_loc_.str() + ": ";
+  if (!path_.empty()) prefix += path_ + ": ";
+  throw ConfigError(prefix + message);
+}
+
 const std::string& ConfigNode::text() const {
   if (kind_ != Kind::scalar) fail("expected a single value, got a " + std::string(is_map() ? "mapping" : is_list() ? "list" : "null"));
   return scalar_;

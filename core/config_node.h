@@ -38,6 +38,9 @@ class ConfigNode {
 
   const SourceLocation& location() const { return loc_; }
   void set_location(SourceLocation loc) { loc_ = std::move(loc); }
+  // Where this value's key stands in its parent map (a YAML file's key; unknown, line 0, for values built in code).
+  const SourceLocation& key_location() const { return key_loc_; }
+  void set_key_location(SourceLocation loc) { key_loc_ = std::move(loc); }
   // Dotted path from the document root ("codec.key.high.bits"), for messages.
   const std::string& path() const { return path_; }
   void set_path(const std::string& path);  // also re-derives the children's paths
@@ -75,6 +78,9 @@ class ConfigNode {
 
   // Throws ConfigError prefixed with this node's location and path.
   [[noreturn]] void fail(const std::string& message) const;
+  // fail() at the key's location where it is known (an unknown or misplaced key: the line and column of the key, not
+  // of its value, which for a block starts on the next line), else at the value's.
+  [[noreturn]] void fail_at_key(const std::string& message) const;
 
  private:
   Kind kind_ = Kind::null;
@@ -82,6 +88,7 @@ class ConfigNode {
   std::vector<std::pair<std::string, ConfigNode>> map_;
   std::vector<ConfigNode> list_;
   SourceLocation loc_;
+  SourceLocation key_loc_;
   std::string path_;
 };
 

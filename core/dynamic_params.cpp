@@ -51,7 +51,7 @@ std::vector<std::pair<std::string, DynamicParamValue>> parse_dynamic_params(cons
       for (const auto& k : known) found = found || k == key;
       if (found) continue;
       const std::string valid = join_names(known);
-      value.fail("unknown key '" + key + "' for " + plugin + did_you_mean(key, known) +
+      value.fail_at_key("unknown key '" + key + "' for " + plugin + did_you_mean(key, known) +
                  "; valid keys: " + (valid.empty() ? "none" : valid));
     }
   }

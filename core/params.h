@@ -160,7 +160,7 @@ class ParamReader {
           for (const auto& [theirs, ours] : kForeignNames)
             if (key == theirs && std::find(known_.begin(), known_.end(), ours) != known_.end())
               hint = " (did you mean '" + std::string(ours) + "'? '" + key + "' is the KIVI / transformers name)";
-          value.fail("unknown key '" + key + "' for " + plugin_ + hint + "; valid keys: " + (valid.empty() ? "none" : valid));
+          value.fail_at_key("unknown key '" + key + "' for " + plugin_ + hint + "; valid keys: " + (valid.empty() ? "none" : valid));
         }
       }
     }

@@ -55,7 +55,7 @@ const std::string& PluginRegistry::block_type(PluginFamily family, const ConfigN
     for (const auto& [k, v] : block.entries()) {
       const std::string near = did_you_mean(k, {key});
       if (k != "quantizer" && !near.empty())
-        v.fail("unknown key '" + k + "'" + near + "; a " + plugin_family_name(family) +
+        v.fail_at_key("unknown key '" + k + "'" + near + "; a " + plugin_family_name(family) +
                " block names its plugin with '" + key + ": NAME'");
     }
     block.fail(std::string("missing '") + key + "' naming the " + plugin_family_name(family) + "; valid: " +

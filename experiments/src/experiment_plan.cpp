@@ -47,7 +47,7 @@ bool names_plugin(const ConfigNode& n, std::string* value) {
 void check_keys(const ConfigNode& node, const std::vector<std::string>& valid, const std::string& what) {
   for (const auto& [key, value] : node.entries()) {
     if (std::find(valid.begin(), valid.end(), key) != valid.end()) continue;
-    value.fail("unknown key '" + key + "' in " + what + did_you_mean(key, valid) + "; valid keys: " + join_names(valid));
+    value.fail_at_key("unknown key '" + key + "' in " + what + did_you_mean(key, valid) + "; valid keys: " + join_names(valid));
   }
 }
 

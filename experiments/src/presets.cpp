@@ -55,7 +55,7 @@ ConfigNode load_preset(const std::string& name, const ConfigNode& where) {
   if (!doc.is_map() || !doc.find("codec")) throw ConfigError(file.string() + ": a preset needs a 'codec:' block");
   for (const auto& [key, value] : doc.entries()) {
     if (key != "description" && key != "codec" && key != "lifecycle")
-      value.fail("unknown key '" + key + "' in preset (valid: description, codec, lifecycle)");
+      value.fail_at_key("unknown key '" + key + "' in preset (valid: description, codec, lifecycle)");
   }
   return doc;
 }

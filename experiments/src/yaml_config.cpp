@@ -63,6 +63,7 @@ ConfigNode convert(const YAML::Node& node, const std::string& file, Budget& budg
           throw ConfigError(kl.str() + ": a key must be a plain text, not a list or a map");
         }
         ConfigNode child = convert(kv.second, file, budget, depth + 1);
+        child.set_key_location(location_of(kv.first, file));
         // A key with no value has no mark of its own: point at the key.
         if (child.location().line == 0) child.set_location(location_of(kv.first, file));
         n.set(key, std::move(child));

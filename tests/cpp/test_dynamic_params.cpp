@@ -43,7 +43,7 @@ TEST_CASE("dynamic parameters: values in spec order, defaults filled", "[core][p
 
 TEST_CASE("dynamic parameters: each bad input is a ConfigError naming the line", "[core][params]") {
   CHECK(message_of("{type: py_q, bitz: 2}") ==
-        "p.yaml:1:20: bitz: unknown key 'bitz' for py_q (did you mean 'bits'?); valid keys: bits, gamma, fft, axis");
+        "p.yaml:1:14: bitz: unknown key 'bitz' for py_q (did you mean 'bits'?); valid keys: bits, gamma, fft, axis");
   CHECK(message_of("{type: py_q, bits: 9}") == "p.yaml:1:20: bits: bits = 9 is out of range [2, 8] for py_q");
   CHECK(message_of("{type: py_q, gamma: 1.5}") == "p.yaml:1:21: gamma: gamma = 1.5 is out of range [0, 1] for py_q");
   CHECK(message_of("{type: py_q, axis: row}").find("axis: 'row' is not valid for py_q (valid: channel, token)") != std::string::npos);

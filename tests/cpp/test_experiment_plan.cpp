@@ -80,14 +80,17 @@ codec:
   value: {type: uniform}
 )");
   const std::string m = message_of([&] { plan_experiment(file, {}, test::builtin_registry()); });
-  CHECK(m == file + ":5:10: codec.key.typ: unknown key 'typ' (did you mean 'type'?); a quantizer block "
+  CHECK(m == file + ":5:5: codec.key.typ: unknown key 'typ' (did you mean 'type'?); a quantizer block "
              "names its plugin with 'type: NAME'");
 }
 
 TEST_CASE("unknown top-level keys, parameters, metrics and plugins are located and explained", "[experiments][plan]") {
   Scratch s;
   std::string m = message_of([&] { plan_experiment(s.write("x.yaml", std::string(kBase) + "metrcs: [all]\n"), {}, test::builtin_registry()); });
-  CHECK(m.find(":6:9: metrcs: unknown key 'metrcs' in the experiment (did you mean 'metrics'?)") != std::string::npos);
+  CHECK(m.find(":6:1: metrcs: unknown key 'metrcs' in the experiment (did you mean 'metrics'?)") != std::string::npos);
+  // A key whose value is a block: the key's line (its value starts on the next one).
+  m = message_of([&] { plan_experiment(s.write("b.yaml", std::string(kBase) + "sweeps:\n  codec.key.bits: [2]\n"), {}, test::builtin_registry()); });
+  CHECK(m.find(":6:1: sweeps: unknown key 'sweeps' in the experiment (did you mean 'sweep'?)") != std::string::npos);
   m = message_of([&] { plan_experiment(s.write("y.yaml", std::string(kBase) + "metrics: [attn_kll]\n"), {}, test::builtin_registry()); });
   CHECK(m.find("unknown metric 'attn_kll' (did you mean 'attn_kl'?)") != std::string::npos);
   m = message_of([&] { plan_experiment(s.write("z.yaml", kBase), {"codec.key.bits=9"}, test::builtin_registry()); });
