@@ -339,7 +339,7 @@ LayerCache::Block LayerCache::encode_device_block(const Quantizer& q, const Tens
   const BlockShape shape{heads_, end - begin, channels_};
   b.layout = q.layout(shape, ctx);
   const std::size_t bytes = b.layout.bytes();
-  b.device_bytes = from_shelf ? shelf_.take(bytes, bytes, bytes, ex_.cuda_stream) : DeviceBuffer(bytes, ex_.cuda_stream);
+  b.device_bytes = from_shelf ? shelf_.take(bytes, ex_.cuda_stream) : DeviceBuffer(bytes, ex_.cuda_stream);
   q.encode_view(data, ctx, b.device_bytes.as<std::uint8_t>(), ex_);
   return b;
 }
@@ -377,7 +377,7 @@ void LayerCache::quantize_range(const Quantizer& q, const FullTokens& full, std:
       data.data = static_cast<char*>(full.device.data()) + static_cast<std::size_t>(r0 * channels_ * dtype_size(full.dtype));
     } else {
       const auto rows_bytes = static_cast<std::size_t>(heads_ * n * channels_ * dtype_size(full.dtype));
-      dense = one_token ? shelf_.take(rows_bytes, rows_bytes, rows_bytes, ex_.cuda_stream) : DeviceBuffer(rows_bytes, ex_.cuda_stream);
+      dense = one_token ? shelf_.take(rows_bytes, ex_.cuda_stream) : DeviceBuffer(rows_bytes, ex_.cuda_stream);
       copy_device_rows({dense.data(), full.dtype, n}, 0, {full.device.data(), full.dtype, full.capacity}, r0, heads_, n, channels_,
                        DType::f32, ex_.cuda_stream);
       data.data = dense.data();
@@ -405,12 +405,12 @@ void LayerCache::quantize_value_range(std::int64_t begin, std::int64_t end) {
 }
 
 void LayerCache::maybe_quantize(bool prefill) {
-  const std::int64_t g = params_.group, r = params_.residual;
+  const std::int64_t r = params_.residual;
+  const LifecycleParams::PrefillBlocks first = params_.prefill_blocks(tokens_);
   if (params_.type == LifecycleType::kivi) {
     if (prefill) {
-      const std::int64_t kq = tokens_ - tokens_ % r;
-      if (kq > 0) quantize_key_range(0, kq);
-      if (tokens_ > r) quantize_value_range(0, tokens_ - r);
+      if (first.key > 0) quantize_key_range(0, first.key);
+      if (first.value > 0) quantize_value_range(0, first.value);
     }
     while (tokens_ - key_quantized_ >= r) quantize_key_range(key_quantized_, key_quantized_ + r);
     while (tokens_ - value_quantized_ > r) {
@@ -419,12 +419,9 @@ void LayerCache::maybe_quantize(bool prefill) {
     }
     return;
   }
-  if (prefill) {
-    const std::int64_t q = tokens_ - tokens_ % g;
-    if (q > 0) {
-      quantize_key_range(0, q);
-      quantize_value_range(0, q);
-    }
+  if (prefill && first.key > 0) {
+    quantize_key_range(0, first.key);
+    quantize_value_range(0, first.value);
   }
   if (params_.type == LifecycleType::paper) {
     while (tokens_ - key_quantized_ >= r) {
@@ -508,7 +505,7 @@ void LayerCache::merge_value_tail() {
     // kValueTailTokens decode steps (a full block keeps its buffer) instead of three per step. The two merged
     // blocks' buffers go to the shelf after the merge that reads them (same stream).
     const std::size_t tail_bytes = m.bytes() / static_cast<std::size_t>(n) * static_cast<std::size_t>(kValueTailTokens);
-    merged.device_bytes = shelf_.take(tail_bytes, tail_bytes, tail_bytes, ex_.cuda_stream);
+    merged.device_bytes = shelf_.take(tail_bytes, ex_.cuda_stream);
     merge_device_token_blocks(m, merged.device_bytes.as<std::uint8_t>(), ex_.cuda_stream);
     shelf_.give(std::move(value_blocks_.back().device_bytes));
     shelf_.give(std::move(value_blocks_[value_blocks_.size() - 2].device_bytes));
@@ -614,7 +611,7 @@ std::vector<std::uint8_t> LayerCache::block_bytes(const std::vector<Block>& bloc
 
 ReplayedLayer replay_layer(const KvCodec& codec, const LifecycleParams& params, const float* key, const float* value,
                            const BlockShape& shape, const TokenContext& ctx, DType data_dtype) {
-  const std::int64_t prefill = params.prefill_tokens < 0 ? shape.tokens : std::min<std::int64_t>(params.prefill_tokens, shape.tokens);
+  const std::int64_t prefill = params.replay_prefill(shape.tokens);
   LayerCache cache(codec, params, shape.heads, shape.channels, ctx, data_dtype);
   auto slice = [&](const float* src, std::int64_t begin, std::int64_t end) {
     std::vector<float> out(static_cast<std::size_t>(shape.heads * (end - begin) * shape.channels));
@@ -647,7 +644,7 @@ ReplayedLayer replay_layer(const KvCodec& codec, const LifecycleParams& params, 
                            const TensorView& value_hat, const Execution& ex, DType data_dtype) {
   VIDKV_REQUIRE(key.rank() == 3, ShapeError, "replay: key must be [heads, tokens, channels], got ", key.shape_str());
   const BlockShape shape{key.shape[0], key.shape[1], key.shape[2]};
-  const std::int64_t prefill = params.prefill_tokens < 0 ? shape.tokens : std::min<std::int64_t>(params.prefill_tokens, shape.tokens);
+  const std::int64_t prefill = params.replay_prefill(shape.tokens);
   LayerCache cache(codec, params, shape.heads, shape.channels, ctx, data_dtype, ex);
   if (prefill > 0) cache.append(key, value, 0, prefill);
   for (std::int64_t t = prefill; t < shape.tokens; ++t) cache.append(key, value, t, t + 1);

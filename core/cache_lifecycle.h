@@ -35,6 +35,7 @@
 // the host.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <utility>
 #include <vector>
@@ -73,6 +74,22 @@ struct LifecycleParams {
   int residual = 128;         // R: full-precision residual length that triggers quantization
   int prefill_tokens = -1;    // replay: tokens treated as prefill; -1 = the whole trace (the rest are decode steps)
   ResidualDType residual_dtype = ResidualDType::data;  // storage of full-precision tokens (counted in effective bits)
+
+  // Replay of `tokens` tokens: how many are the prefill (prefill_tokens, -1 = all; at most tokens).
+  std::int64_t replay_prefill(std::int64_t tokens) const {
+    return prefill_tokens < 0 ? tokens : std::min<std::int64_t>(prefill_tokens, tokens);
+  }
+  // Tokens of the one block per side that a prefill of `tokens` tokens quantizes (0: none; LayerCache's
+  // maybe_quantize, algorithms.md section 5): kivi keys tokens - tokens % R and values tokens - R (when more than R);
+  // paper and release tokens - tokens % G of both sides.
+  struct PrefillBlocks {
+    std::int64_t key = 0, value = 0;
+  };
+  PrefillBlocks prefill_blocks(std::int64_t tokens) const {
+    if (type == LifecycleType::kivi) return {tokens - tokens % residual, tokens > residual ? tokens - residual : 0};
+    const std::int64_t q = tokens - tokens % group;
+    return {q, q};
+  }
 
   // The storage dtype of residual tokens when the K/V arrive as `data_dtype`.
   DType residual_storage(DType data_dtype) const {

@@ -23,22 +23,18 @@ class DeviceBufferShelf {
   // At most this many buffers wait on the shelf; giving one more frees the oldest (stream-ordered, as DeviceBuffer).
   static constexpr std::size_t kMaxBuffers = 4;
 
-  // A buffer of at least min_bytes: the smallest on the shelf whose size lies in [min_bytes, max_bytes], else a new
-  // one of alloc_bytes (>= min_bytes) on `stream`. Its contents are whatever the last user left.
-  DeviceBuffer take(std::size_t min_bytes, std::size_t max_bytes, std::size_t alloc_bytes, void* stream) {
-    std::size_t best = shelf_.size();
-    for (std::size_t i = 0; i < shelf_.size(); ++i) {
-      const std::size_t b = shelf_[i].bytes();
-      if (b >= min_bytes && b <= max_bytes && (best == shelf_.size() || b < shelf_[best].bytes())) best = i;
-    }
-    if (best == shelf_.size()) {
-      ++allocations_;
-      return DeviceBuffer(alloc_bytes < min_bytes ? min_bytes : alloc_bytes, stream);
-    }
-    DeviceBuffer out = std::move(shelf_[best]);
-    shelf_.erase(shelf_.begin() + static_cast<std::ptrdiff_t>(best));
-    ++reuses_;
-    return out;
+  // A buffer of exactly `bytes`: one from the shelf, else a new one on `stream`. Its contents are whatever the last
+  // user left.
+  DeviceBuffer take(std::size_t bytes, void* stream) {
+    for (std::size_t i = 0; i < shelf_.size(); ++i)
+      if (shelf_[i].bytes() == bytes) {
+        DeviceBuffer out = std::move(shelf_[i]);
+        shelf_.erase(shelf_.begin() + static_cast<std::ptrdiff_t>(i));
+        ++reuses_;
+        return out;
+      }
+    ++allocations_;
+    return DeviceBuffer(bytes, stream);
   }
   // Puts `b` on the shelf (nothing for an empty buffer). Call it after enqueuing the last work that uses b.
   void give(DeviceBuffer&& b) {

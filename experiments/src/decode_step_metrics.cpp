@@ -85,7 +85,7 @@ MetricValues decode_step_metrics(const KvCodec& codec, const LifecycleParams& pa
                                  DType data_dtype, const LayerQueries& queries, const DecodeRotary& rotary) {
   MetricValues m;
   const std::int64_t T = shape.tokens, H = shape.heads, d = shape.channels;
-  const std::int64_t prefill = params.prefill_tokens < 0 ? T : std::min<std::int64_t>(params.prefill_tokens, T);
+  const std::int64_t prefill = params.replay_prefill(T);
   // Decode-step queries, grouped by their token.
   std::map<std::int64_t, std::vector<std::int64_t>> at_token;  // token -> query indices
   for (std::int64_t i = 0; i < queries.count; ++i) {

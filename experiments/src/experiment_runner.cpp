@@ -156,16 +156,8 @@ void check_prefill_blocks(const ExperimentPlan& plan, const PluginRegistry& regi
   }
   for (const RunPlan& planned : plan.runs) {
     const RunPlan run = run_for_trace(planned, tokens);
-    const LifecycleParams& lc = run.lifecycle;
-    const std::int64_t p = lc.prefill_tokens < 0 ? info.tokens : std::min<std::int64_t>(lc.prefill_tokens, info.tokens);
-    std::int64_t key_tokens = 0, value_tokens = 0;
-    if (lc.type == LifecycleType::kivi) {
-      key_tokens = p - p % lc.residual;
-      value_tokens = p > lc.residual ? p - lc.residual : 0;
-    } else {
-      key_tokens = value_tokens = p - p % lc.group;
-    }
-    for (const auto& [side, n] : {std::pair<const char*, std::int64_t>{"key", key_tokens}, {"value", value_tokens}}) {
+    const LifecycleParams::PrefillBlocks first = run.lifecycle.prefill_blocks(run.lifecycle.replay_prefill(info.tokens));
+    for (const auto& [side, n] : {std::pair<const char*, std::int64_t>{"key", first.key}, {"value", first.value}}) {
       if (n <= 0) continue;
       const BlockShape shape{info.num_kv_heads, n, info.head_dim};
       const ConfigNode& block = run.codec.at(side);

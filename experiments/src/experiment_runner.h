@@ -50,8 +50,8 @@ ExperimentOutcome merge_results(const std::string& dir);
 bool plan_reads_recorded_queries(const ExperimentPlan& plan, const PluginRegistry& registry);
 
 // Before any cell: each run's key and value quantizers must support the blocks its lifecycle encodes at the prefill
-// of `trace` (cache_lifecycle.cpp maybe_quantize: paper and release q = P - P % G tokens of both sides; kivi keys
-// P - P % R, values P - R; P the prompt, or lifecycle.prefill_tokens), on the plan's backend, with the trace's KV
+// of `trace` (LifecycleParams::prefill_blocks, the rule LayerCache follows, of the prompt or lifecycle.prefill_tokens),
+// on the plan's backend, with the trace's KV
 // heads and head_dim. A refusal (Quantizer::supports) is a ConfigError naming the run, the trace, the block and the
 // plugin's reason, at the codec side's YAML line; it used to surface as a failed cell after other cells had run.
 // Blocks of later decode steps are not checked here (a refusal of those still fails its cell).
