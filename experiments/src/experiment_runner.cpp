@@ -473,6 +473,11 @@ void assemble_results(const std::string& dir, const std::vector<std::string>& fi
                       const std::vector<std::string>& summary_cols, ExperimentOutcome& outcome) {
   for (const auto& file : files) {
     auto rows = read_cell_file(file);
+    const std::string missing = incomplete_cell(rows);
+    if (!missing.empty())
+      VIDKV_THROW(IoError, file, ": not a whole result cell (", missing, "); it was damaged after it was written. ",
+                  "Delete it and run the experiment again with --resume (the shard that owns it, for a sharded run): "
+                  "that cell is computed again, the others are kept; the result files were not written");
     for (auto& r : rows) {
       const ResultValue* layer = r.get("layer");
       const ResultValue* head = r.get("kv_head");
@@ -611,7 +616,22 @@ ExperimentOutcome run_experiment(const ExperimentPlan& plan, const RunOptions& o
       if (!options.shard.whole() && !options.resume)
         VIDKV_THROW(ConfigError, outcome.dir, ": shard ", options.shard.str(), " finds its cell ", tasks[i].file,
                     " already stored (an earlier run of this shard); add --resume to continue it, or give a new --out");
-      ++outcome.cells_resumed;
+      // A cell file is written whole (write_file_atomic), so one that does not read back as a whole cell was damaged
+      // since: it is computed again (and replaced), not taken into the results.
+      std::string damage;
+      try {
+        damage = incomplete_cell(read_cell_file(tasks[i].file));
+      } catch (const IoError& e) {
+        damage = e.what();
+      }
+      if (damage.empty()) {
+        ++outcome.cells_resumed;
+        continue;
+      }
+      VIDKV_WARN("resuming ", outcome.dir, ": ", tasks[i].file, " is not a whole result cell (", damage,
+                 "); computing it again");
+      todo.push_back(i);
+      total_units += layers[tasks[i].trace_index];
     } else {
       todo.push_back(i);
       total_units += layers[tasks[i].trace_index];

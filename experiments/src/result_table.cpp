@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -76,8 +77,9 @@ void write_file_atomic(const std::string& path, const std::string& text) {
   }
 }
 
-// Cell file grammar: line 1 "column<TAB>column...", line 2 "t|n<TAB>..." types, then one row per line; missing
-// values are empty. Text values never contain tabs or newlines (they are replaced by spaces when written).
+// Cell file grammar: line 1 "column<TAB>column...", then one row per line, each field "s:TEXT" (text) or "n:NUMBER"
+// (%.17g, an exact round trip); missing values are empty. Text values never contain tabs or newlines (they are
+// replaced by spaces when written).
 void write_cell_file(const std::string& path, const std::vector<ResultRow>& rows) {
   std::vector<std::string> cols = result_columns(rows, {});
   std::ostringstream out;
@@ -148,6 +150,51 @@ std::vector<ResultRow> read_cell_file(const std::string& path) {
     rows.push_back(std::move(r));
   }
   return rows;
+}
+
+std::string incomplete_cell(const std::vector<ResultRow>& rows) {
+  if (rows.empty()) return "it holds no rows";
+  auto number = [](const ResultRow& r, const char* column, double& out) {
+    const ResultValue* v = r.get(column);
+    if (v == nullptr || !std::holds_alternative<double>(*v)) return false;
+    out = std::get<double>(*v);
+    return true;
+  };
+  auto text = [](const ResultRow& r, const char* column) {
+    const ResultValue* v = r.get(column);
+    return v != nullptr && std::holds_alternative<std::string>(*v) ? std::get<std::string>(*v) : std::string();
+  };
+  const ResultRow& last = rows.back();
+  double layer = 0, head = 0;
+  if (!number(last, "layer", layer) || !number(last, "kv_head", head) || layer != -1 || head != -1)
+    return "its last row is not the trace row (layer -1, kv_head -1): the file ends early";
+  const std::string run = text(last, "run"), trace = text(last, "trace");
+  std::int64_t expect_layer = 0, expect_head = 0, heads = -1;
+  for (std::size_t i = 0; i + 1 < rows.size(); ++i) {
+    const ResultRow& r = rows[i];
+    const std::string where = "row " + std::to_string(i + 1);
+    if (!number(r, "layer", layer) || !number(r, "kv_head", head)) return where + " has no layer or kv_head";
+    if (text(r, "run") != run || text(r, "trace") != trace)
+      return where + " is of run '" + text(r, "run") + "' on '" + text(r, "trace") + "', the trace row of run '" + run +
+             "' on '" + trace + "'";
+    if (layer != static_cast<double>(expect_layer))
+      return where + " is of layer " + format_value(layer) + " where layer " + std::to_string(expect_layer) + " was due";
+    if (head == -1) {  // the layer row closes the layer's KV heads
+      if (expect_head == 0 || (heads >= 0 && expect_head != heads))
+        return "layer " + std::to_string(expect_layer) + " has " + std::to_string(expect_head) + " KV-head rows" +
+               (heads >= 0 ? ", layer 0 has " + std::to_string(heads) : "");
+      heads = expect_head;
+      expect_head = 0;
+      ++expect_layer;
+    } else if (head != static_cast<double>(expect_head)) {
+      return where + " is of KV head " + format_value(head) + " where KV head " + std::to_string(expect_head) + " was due";
+    } else {
+      ++expect_head;
+    }
+  }
+  if (expect_layer == 0) return "it has no layer rows";
+  if (expect_head != 0) return "layer " + std::to_string(expect_layer) + " has KV-head rows but no layer row";
+  return "";
 }
 
 std::vector<std::string> result_columns(const std::vector<ResultRow>& rows, const std::vector<std::string>& leading) {

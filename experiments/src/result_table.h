@@ -37,7 +37,15 @@ void write_file_atomic(const std::string& path, const std::string& text);
 
 // Cell files: the rows of one finished run x trace cell, as tab-separated text with a header line.
 void write_cell_file(const std::string& path, const std::vector<ResultRow>& rows);
+// Throws IoError naming the file (and line) for a cell that cannot be read: no header, a row with another number of
+// fields than the header, a field without its s: / n: type.
 std::vector<ResultRow> read_cell_file(const std::string& path);
+// What is missing from the rows of a cell file for them to be a whole cell as experiment_runner.cpp writes one, or
+// "" when nothing is: for each layer 0..L-1 (L >= 1) the rows of KV heads 0..H-1 (the same H >= 1 for every
+// layer) and one layer row (kv_head -1), then last one trace row (layer -1, kv_head -1), all of one run and trace.
+// A file cut short (its trace row is the last line written) or replaced by other text fails this, which
+// read_cell_file alone cannot see when the cut falls at a line end.
+std::string incomplete_cell(const std::vector<ResultRow>& rows);
 
 // The union of the rows' columns: `leading` first, then every other column in order of first appearance.
 std::vector<std::string> result_columns(const std::vector<ResultRow>& rows, const std::vector<std::string>& leading);

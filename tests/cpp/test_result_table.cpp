@@ -66,3 +66,41 @@ TEST_CASE("summary.md escapes | in run names, write_result_files writes the thre
   CHECK(kKeyColumns == std::vector<std::string>{"experiment", "run", "trace", "layer", "kv_head"});
   CHECK(json_quote(std::string("a\"b\\c\n\x01")) == "\"a\\\"b\\\\c\\n\\u0001\"");
 }
+
+TEST_CASE("incomplete_cell accepts a whole cell and names what a damaged one lacks", "[experiments][results]") {
+  // A whole cell of 2 layers x 2 KV heads: per layer heads 0, 1 then the layer row (kv_head -1), then the trace row.
+  auto row = [](double layer, double head, const std::string& run = "r") {
+    ResultRow r;
+    r.set("run", run);
+    r.set("trace", std::string("t.h5"));
+    r.set("layer", layer);
+    r.set("kv_head", head);
+    return r;
+  };
+  const std::vector<ResultRow> whole = {row(0, 0), row(0, 1), row(0, -1), row(1, 0), row(1, 1), row(1, -1), row(-1, -1)};
+  CHECK(incomplete_cell(whole).empty());
+  auto without = [&](std::size_t i) {
+    std::vector<ResultRow> r = whole;
+    r.erase(r.begin() + static_cast<std::ptrdiff_t>(i));
+    return r;
+  };
+  // Cut at a line end (what read_cell_file cannot see): the trace row is gone.
+  CHECK(incomplete_cell({whole.begin(), whole.begin() + 3}).find("last row is not the trace row") != std::string::npos);
+  CHECK(incomplete_cell({}) == "it holds no rows");
+  CHECK(incomplete_cell({row(-1, -1)}) == "it has no layer rows");
+  CHECK(incomplete_cell(without(3)).find("KV head 1 where KV head 0 was due") != std::string::npos);  // layer 1 head 0
+  CHECK(incomplete_cell(without(2)).find("layer 1 where layer 0 was due") != std::string::npos);    // layer 0's row
+  CHECK(incomplete_cell(without(5)).find("layer 1 has KV-head rows but no layer row") != std::string::npos);
+  std::vector<ResultRow> fewer_heads = without(4);  // layer 1 holds one KV head, layer 0 two
+  CHECK(incomplete_cell(fewer_heads) == "layer 1 has 1 KV-head rows, layer 0 has 2");
+  std::vector<ResultRow> other = whole;
+  other[1] = row(0, 1, "other");
+  CHECK(incomplete_cell(other).find("row 2 is of run 'other'") != std::string::npos);
+  // Read back from a file: a header line only (a file replaced by one word) holds no rows.
+  const fs::path file = fs::temp_directory_path() / "vidkv-incomplete-cell.tsv";
+  write_cell_file(file.string(), whole);
+  CHECK(incomplete_cell(read_cell_file(file.string())).empty());
+  write_file_atomic(file.string(), "garbage\n");
+  CHECK(incomplete_cell(read_cell_file(file.string())) == "it holds no rows");
+  fs::remove(file);
+}

@@ -264,3 +264,40 @@ TEST_CASE("vidkv run killed with SIGKILL at 20 random points in a row, then resu
   REQUIRE(run_vidkv(dir, "run " + exp + " --quiet --resume --out " + killed).exit_code == 0);
   CHECK(test::csv_without_seconds(fs::path(killed) / "results.csv") == test::csv_without_seconds(fs::path(whole) / "results.csv"));
 }
+
+TEST_CASE("a result cell damaged after it was written is computed again by --resume and refused by vidkv merge",
+          "[experiments][hostile]") {
+  // Cell files are written whole (write_file_atomic); a cut at a line end or a file replaced by other text reads
+  // back as rows, which were taken into results.csv as they were (a run's rows missing, exit status 0).
+  TempDir dir;
+  const std::string trace = dir.file("t.h5");
+  SmallTrace::write(trace);
+  const std::string exp = dir.file("exp.yaml");
+  std::ofstream(exp) << "name: t\ntraces: " << trace << "\ncodec: {preset: kivi-2}\nlifecycle: {group: 4, residual: 4}\n"
+                     << "sweep:\n  codec.key.bits: [2, 4]\n";
+  const std::string whole = dir.file("whole"), out = dir.file("out");
+  REQUIRE(run_vidkv(dir, "run " + exp + " --quiet --out " + whole).exit_code == 0);
+  REQUIRE(run_vidkv(dir, "run " + exp + " --quiet --out " + out).exit_code == 0);
+  std::vector<fs::path> cells;
+  for (const auto& e : fs::directory_iterator(fs::path(out) / "cells")) cells.push_back(e.path());
+  std::sort(cells.begin(), cells.end());
+  REQUIRE(cells.size() == 2);
+  {  // the first cell cut after its third row (a line end), the second replaced by one word
+    std::ifstream in(cells[0]);
+    std::string text, line;
+    for (int i = 0; i < 4 && std::getline(in, line); ++i) text += line + "\n";
+    in.close();
+    std::ofstream(cells[0]) << text;
+    std::ofstream(cells[1]) << "garbage\n";
+  }
+  const Run merged = run_vidkv(dir, "merge " + out);
+  CHECK(merged.exit_code == 1);
+  CHECK(contains(merged.err, cells[0].string() + ": not a whole result cell (its last row is not the trace row"));
+  const Run resumed = run_vidkv(dir, "run " + exp + " --resume --out " + out);
+  CHECK(resumed.exit_code == 0);
+  CHECK(contains(resumed.err, cells[0].string() + " is not a whole result cell"));
+  CHECK(contains(resumed.err, cells[1].string() + " is not a whole result cell (it holds no rows); computing it again"));
+  CHECK(vidkv::test::csv_without_seconds(fs::path(out) / "results.csv") ==
+        vidkv::test::csv_without_seconds(fs::path(whole) / "results.csv"));
+  CHECK(run_vidkv(dir, "merge " + out).exit_code == 0);  // the cells are whole again
+}
