@@ -96,10 +96,11 @@ std::vector<std::string> summary_notes(const ExperimentPlan& plan, const std::ve
       }
       if (!any && !summary.empty())
         notes.push_back("note: the decode-step metrics (decode_*, the headline among them) are empty: no trace has a "
-                        "decode step (by default the tokens before the first generated one are the prefill and each "
-                        "generated token is a step, and these traces hold no generated tokens). Record some (vidkv "
-                        "record; vidkv trace synth --generated-tokens N), or set lifecycle.prefill_tokens to replay "
-                        "the tokens after it as decode steps\n");
+                        "recorded query at a decode step. They score the query states recorded at tokens after the "
+                        "prefill (by default the prefill is every token before the first generated one). vidkv record "
+                        "records the generated tokens' queries; a synthetic trace (vidkv trace synth) records queries "
+                        "at its query-text tokens only, generated tokens or not: set lifecycle.prefill_tokens below the "
+                        "first of them (vidkv trace info lists them) to score those as decode steps\n");
       break;
     }
   for (const char* side : {"key", "value"})

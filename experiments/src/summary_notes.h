@@ -14,7 +14,7 @@ namespace vidkv {
 // One line per note ("note: ...\n"), for the summary rows `summary` (one per run and trace, ResultRow "run" naming a
 // run of `plan`) and the table's columns `columns`:
 //   * backend cuda with decode_* columns: those come from a host replay through the codec's CPU tiers;
-//   * decode_* columns empty in every row: no trace has a decode step (what to record or set instead);
+//   * decode_* columns empty in every row: no trace has a recorded query at a decode step (what to record or set);
 //   * a non-finite value: the reference is all zeros there (the runner refuses non-finite reconstructions, so a
 //     relative error or SNR against zeros is what remains), once per column;
 //   * key_rel_error / value_rel_error above 1: the reconstruction is farther from the data than zero is; for runs

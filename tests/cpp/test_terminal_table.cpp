@@ -134,11 +134,13 @@ TEST_CASE("the notes under the table: where cuda's decode-step metrics come from
 TEST_CASE("decode-step metrics empty in every row get a note saying why and what to do", "[experiments][results]") {
   ExperimentPlan plan;
   const std::vector<std::string> cols = {"run", "decode_attn_out_depth_error", "key_mse"};
-  // Rows without the decode columns: a trace without generated tokens.
+  // Rows without the decode columns: no recorded query past the prefill (a trace without generated tokens, or a
+  // synthetic one, whose queries are at its query-text tokens in the prompt even with generated tokens).
   std::vector<std::string> notes = summary_notes(plan, {row("a", "key_mse", 0.1), row("b", "key_mse", 0.2)}, cols);
   REQUIRE(notes.size() == 1);
-  CHECK(notes[0].find("note: the decode-step metrics (decode_*, the headline among them) are empty") == 0);
-  CHECK(notes[0].find("lifecycle.prefill_tokens") != std::string::npos);
+  CHECK(notes[0].find("note: the decode-step metrics (decode_*, the headline among them) are empty: no trace has a "
+                      "recorded query at a decode step") == 0);
+  CHECK(notes[0].find("set lifecycle.prefill_tokens below the first of them") != std::string::npos);
   // One row with a value: no note; no rows, or no decode column shown: none either.
   CHECK(summary_notes(plan, {row("a", "key_mse", 0.1), row("b", "decode_attn_out_depth_error", 0.3)}, cols).empty());
   CHECK(summary_notes(plan, {}, cols).empty());
