@@ -21,18 +21,34 @@ std::vector<std::int64_t> top_k_indices(const std::vector<double>& scores, std::
   return order;
 }
 
+namespace {
+
+// The count a selection asks for out of `channels`, before the check that it fits.
+std::int64_t wanted_count(const ChannelSelectionParams& p, std::int64_t channels) {
+  if (p.count >= 0) return p.count;
+  // algorithms.md 3.1: k = int(D * (key_bits - 1)); the 1e-9 keeps 128 * 0.5 from landing on 63.999...
+  const auto k = static_cast<std::int64_t>(static_cast<double>(channels) * p.fraction + 1e-9);
+  return k == 0 && p.fraction > 0 ? std::min<std::int64_t>(32, channels) : k;  // release rule
+}
+
+std::string count_error(std::int64_t k, std::int64_t channels) {
+  return "channel selector: count = " + std::to_string(k) + " exceeds the " + std::to_string(channels) +
+         " channels of the block";
+}
+
+}  // namespace
+
 std::int64_t ChannelSelector::selected_count(std::int64_t channels) const {
-  std::int64_t k;
-  if (selection_.count >= 0) {
-    k = selection_.count;
-  } else {
-    // algorithms.md 3.1: k = int(D * (key_bits - 1)); the 1e-9 keeps 128 * 0.5 from landing on 63.999...
-    k = static_cast<std::int64_t>(static_cast<double>(channels) * selection_.fraction + 1e-9);
-    if (k == 0 && selection_.fraction > 0) k = std::min<std::int64_t>(32, channels);  // release rule
-  }
-  VIDKV_REQUIRE(k <= channels, ConfigError, "channel selector: count = ", k, " exceeds the ", channels,
-                " channels of the block");
+  const std::int64_t k = wanted_count(selection_, channels);
+  if (k > channels) throw ConfigError(count_error(k, channels));
   return k;
+}
+
+bool ChannelSelector::count_fits(std::int64_t channels, std::string* why) const {
+  const std::int64_t k = wanted_count(selection_, channels);
+  if (k <= channels) return true;
+  if (why) *why = count_error(k, channels);
+  return false;
 }
 
 std::vector<std::vector<std::uint8_t>> ChannelSelector::masks_from_scores(const std::vector<double>& scores,

@@ -52,6 +52,9 @@ class ChannelSelector {
 
   // Number of channels selected out of `channels` (throws ConfigError if more than there are).
   std::int64_t selected_count(std::int64_t channels) const;
+  // Whether selected_count(channels) is defined (the count is at most `channels`); `why` gets the reason when not.
+  // For supports(): a quantizer refuses such a block instead of throwing from its shape checks.
+  bool count_fits(std::int64_t channels, std::string* why = nullptr) const;
   // Masks: 1 for layer scope, shape.heads for head scope; each `channels` entries of 0/1 with exactly
   // selected_count(channels) ones.
   std::vector<std::vector<std::uint8_t>> select(const float* in, const BlockShape& shape) const;

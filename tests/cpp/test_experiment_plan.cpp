@@ -225,6 +225,28 @@ TEST_CASE("a plugin's refusal of a trace's prefill block is a ConfigError before
   check_prefill_blocks(fine, fixtures, trace);
 }
 
+TEST_CASE("a channel selector's count above head_dim is refused at the codec's line, not thrown without one",
+          "[experiments][plan]") {
+  // mixed_channel's supports() asked its selector for the count, which threw a bare ConfigError ("channel selector:
+  // count = 100 exceeds the 64 channels of the block") instead of returning false with that reason.
+  Scratch s;
+  const std::string trace = std::string(VIDKV_SOURCE_DIR) + "/traces/data/synthetic-default.h5";
+  const std::string file = s.write("count.yaml", "name: c\ntraces: " + trace +
+                                                     "\ncodec:\n  key: {type: mixed_channel, selector: {type: range, count: 100}}\n"
+                                                     "  value: {type: uniform, bits: 2}\n");
+  const ExperimentPlan plan = plan_experiment(file, {}, test::builtin_registry());
+  const std::string m = message_of([&] { check_prefill_blocks(plan, test::builtin_registry(), trace); });
+  INFO(m);
+  CHECK(m.find(file + ":4:8: ") == 0);  // the key block's line and column
+  CHECK(m.find("the key quantizer") != std::string::npos);
+  CHECK(m.find("channel selector: count = 100 exceeds the 64 channels of the block") != std::string::npos);
+  std::string why;
+  const auto q = test::builtin_registry().make_quantizer(plan.runs[0].codec.at("key"));
+  CHECK_FALSE(q->supports(Device::cpu, BlockShape{2, 64, 64}, &why));
+  CHECK(why.find("count = 100 exceeds the 64 channels") != std::string::npos);
+  CHECK(q->supports(Device::cpu, BlockShape{2, 64, 128}));
+}
+
 TEST_CASE("resolve_codec builds one side of a preset for the Python API", "[experiments][plan]") {
   Scratch s;
   fs::create_directories(s.dir / "presets");

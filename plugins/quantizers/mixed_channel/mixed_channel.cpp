@@ -194,6 +194,7 @@ void MixedChannelQuantizer::decode(const std::uint8_t* in, const BlockShape& sha
 
 bool MixedChannelQuantizer::supports(Device device, const BlockShape& shape, std::string* why) const {
   if (!Quantizer::supports(device, shape, why)) return false;
+  if (!selector_->count_fits(shape.channels, why)) return false;  // a count above head_dim: refused, not thrown
   const std::int64_t k = selector_->selected_count(shape.channels);
   return (k == 0 || composite::part_supports("high", why, [&](std::string* r) {
             return high_->supports(device, part_shape(shape, k), r);
