@@ -58,20 +58,77 @@ std::string git_revision() {
 
 // Fingerprint of what determines the results: the resolved runs and traces. Resume refuses a different plan.
 // `tiers`: the inexact kernel tiers (kernel_tiers.h), "" when all are exact (so older folders still resume).
-std::string plan_fingerprint(const ExperimentPlan& plan, const std::string& tiers) {
-  std::ostringstream s;
+// The plan's fingerprint (what a results folder's cells were computed from; --resume requires the same) and the
+// items it is made of, one line each ("seed<TAB>5", "run 'a' codec<TAB>{...}", ...), which plan.fingerprint
+// stores after the hash so that a refused --resume can name what changed. The hash is of the same text as before
+// the items were stored (folders written earlier still resume).
+struct PlanFingerprint {
+  std::string hash;
+  std::vector<std::string> items;  // "name<TAB>value", neither holding a tab or a line break
+};
+
+PlanFingerprint plan_fingerprint(const ExperimentPlan& plan, const std::string& tiers) {
+  PlanFingerprint f;
+  auto item = [&](const std::string& name, const std::string& value) {
+    std::string line = name + "\t" + value;
+    for (std::size_t i = 0; i < line.size(); ++i)
+      if (line[i] == '\n' || line[i] == '\r' || (line[i] == '\t' && i != name.size())) line[i] = ' ';
+    f.items.push_back(line);
+  };
+  std::ostringstream s, metrics;
   s << plan.name << "|" << plan.seed << "|";
-  for (const auto& m : plan.metrics) s << m << ",";
-  for (const auto& t : plan.traces) s << "|" << t;
-  for (const auto& id : plan.trace_identities) s << "|" << id;  // contents, not only paths (docs/reliability.md)
-  for (const auto& r : plan.runs) s << "|" << r.name << ":" << r.codec.dump() << ":" << r.lifecycle_node.dump();
+  for (const auto& m : plan.metrics) metrics << m << ",";
+  s << metrics.str();
+  item("experiment name", plan.name);
+  item("seed", std::to_string(plan.seed));
+  item("metrics", metrics.str());
+  for (std::size_t i = 0; i < plan.traces.size(); ++i) {
+    s << "|" << plan.traces[i];
+    item("trace " + std::to_string(i + 1), plan.traces[i]);
+  }
+  for (std::size_t i = 0; i < plan.trace_identities.size(); ++i) {
+    s << "|" << plan.trace_identities[i];  // contents, not only paths (docs/reliability.md)
+    item("contents of trace " + (i < plan.traces.size() ? plan.traces[i] : std::to_string(i + 1)), plan.trace_identities[i]);
+  }
+  for (const auto& r : plan.runs) {
+    s << "|" << r.name << ":" << r.codec.dump() << ":" << r.lifecycle_node.dump();
+    item("run '" + r.name + "' codec", r.codec.dump());
+    item("run '" + r.name + "' lifecycle", r.lifecycle_node.dump());
+  }
   s << tiers;
+  item("inexact kernel tiers", tiers.empty() ? "none" : tiers);
   const std::string text = s.str();
   std::uint64_t h = 1469598103934665603ull;  // FNV-1a 64
   for (unsigned char c : text) h = (h ^ c) * 1099511628211ull;
   char buf[17];
   std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(h));
-  return buf;
+  f.hash = buf;
+  return f;
+}
+
+// What differs between the items a folder's plan.fingerprint stored (`stored`) and this plan's: at most three, each
+// as "NAME: VALUE (was: OLD)", "NAME: VALUE (new)" or "NAME: OLD (gone)"; "" when the folder stored none (written
+// before 2026-12-04).
+std::string plan_changes(const std::vector<std::string>& stored, const std::vector<std::string>& now) {
+  if (stored.empty()) return "";
+  auto name = [](const std::string& item) { return item.substr(0, item.find('\t')); };
+  auto value = [](const std::string& item) {
+    const std::size_t tab = item.find('\t');
+    return tab == std::string::npos ? std::string() : item.substr(tab + 1);
+  };
+  std::vector<std::string> out;
+  for (const auto& item : now) {
+    if (std::find(stored.begin(), stored.end(), item) != stored.end()) continue;
+    const auto old = std::find_if(stored.begin(), stored.end(), [&](const std::string& x) { return name(x) == name(item); });
+    out.push_back(name(item) + ": " + value(item) + (old == stored.end() ? " (new)" : " (was: " + value(*old) + ")"));
+  }
+  for (const auto& item : stored)
+    if (std::none_of(now.begin(), now.end(), [&](const std::string& x) { return name(x) == name(item); }))
+      out.push_back(name(item) + ": " + value(item) + " (gone)");
+  std::string text;
+  for (std::size_t i = 0; i < out.size() && i < 3; ++i) text += (i ? "; " : "") + out[i];
+  if (out.size() > 3) text += "; and " + std::to_string(out.size() - 3) + " more";
+  return text;
 }
 
 std::string choose_dir(const ExperimentPlan& plan, const RunOptions& options) {
@@ -531,21 +588,33 @@ ExperimentOutcome run_experiment(const ExperimentPlan& plan, const RunOptions& o
     tier_print += "|decode_step_metrics_on_host" +
                   inexact_tier_fingerprint(plan, run_kernel_tiers(plan, registry, tier_shape, Device::cpu));
   }
-  const std::string fingerprint = plan_fingerprint(plan, tier_print);
+  const PlanFingerprint print = plan_fingerprint(plan, tier_print);
+  const std::string& fingerprint = print.hash;
   const fs::path fp_file = dir / "plan.fingerprint";
   if (fs::exists(fp_file)) {
     std::ifstream in(fp_file);
-    std::string existing;
+    std::string existing, line;
     std::getline(in, existing);
+    std::vector<std::string> stored;
+    while (std::getline(in, line))
+      if (!line.empty()) stored.push_back(line);
     if (existing != fingerprint) {
-      throw ConfigError(outcome.dir + ": holds results of a different plan (config, traces or --set changed); "
-                        "run without --resume to start a new folder");
+      const std::string changes = plan_changes(stored, print.items);
+      throw ConfigError(outcome.dir + ": holds results of a different plan (" +
+                        (changes.empty() ? std::string("config, traces or --set changed") : "changed: " + changes) + "); " +
+                        (options.out_dir.empty() ? "run without --resume to start a new folder"
+                                                 : "give this plan a new --out folder (or delete " + outcome.dir +
+                                                       " to start it afresh there)"));
     }
   } else if (options.resume && fs::exists(dir / "results.csv") && !fs::exists(cells_dir)) {
     throw ConfigError(outcome.dir + ": not a resumable VidKV results folder");
   }
   fs::create_directories(cells_dir);
-  write_file_atomic(fp_file.string(), fingerprint + "\n");
+  {
+    std::string text = fingerprint + "\n";
+    for (const auto& item : print.items) text += item + "\n";
+    write_file_atomic(fp_file.string(), text);
+  }
   write_file_atomic((dir / "config.yaml").string(), "# resolved experiment (defaults <- preset <- file <- --set)\n" +
                                                         plan.resolved.dump_yaml());
   {

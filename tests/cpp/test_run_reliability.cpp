@@ -197,7 +197,14 @@ TEST_CASE("resuming after the trace file was replaced is refused instead of mixi
   SmallTrace::write(trace, DType::f32);  // same path and shapes, other contents
   const Run resumed = run_vidkv(dir, "run " + exp + " --quiet --resume --out " + out);
   CHECK(resumed.exit_code == 1);
-  CHECK(contains(resumed.err, "different plan"));
+  INFO(resumed.err);
+  // What changed (plan.fingerprint stores the items), and advice that works with --out.
+  CHECK(contains(resumed.err, "different plan (changed: contents of trace " + trace + ": "));
+  CHECK(contains(resumed.err, "give this plan a new --out folder (or delete " + out));
+  SmallTrace::write(trace);  // the first contents again, but another seed
+  const Run seeded = run_vidkv(dir, "run " + exp + " --quiet --resume --set seed=6 --out " + out);
+  CHECK(seeded.exit_code == 1);
+  CHECK(contains(seeded.err, "different plan (changed: seed: 6 (was: 0)"));
 }
 
 TEST_CASE("vidkv run killed with SIGKILL at 20 random points in a row, then resumed, ends with the rows of a whole run",
