@@ -57,10 +57,21 @@ double best_time(ThreadPool* pool, std::int64_t n, int repeats, const Fn& fn, bo
 std::string cpu_bench_fft_markdown(const CpuBenchResult& r) {
   std::ostringstream s;
   char buf[1024];
-  auto avx512_of = [&](const std::string& preset) -> const CpuBenchFftRow* {
+  // The avx512 tier falls back to FFTW's per-row plans where its transforms cannot run (a CPU without AVX-512
+  // F/BW/DQ/VL, VIDKV_CPU_KERNELS=portable, other widths): its row then timed those, which the kernel tiers say
+  // (no "+fft-avx512"), and it is no baseline for a ratio.
+  auto avx512_ran = [](const CpuBenchFftRow& f) {
+    return f.fft_tier == CpuFftTier::avx512 && (f.key_tier.find("+fft-avx512") != std::string::npos ||
+                                                 f.value_tier.find("+fft-avx512") != std::string::npos);
+  };
+  auto avx512_row = [&](const std::string& preset) -> const CpuBenchFftRow* {
     for (const auto& f : r.fft_rows)
       if (f.preset == preset && f.fft_tier == CpuFftTier::avx512) return &f;
     return nullptr;
+  };
+  auto avx512_of = [&](const std::string& preset) -> const CpuBenchFftRow* {
+    const CpuBenchFftRow* f = avx512_row(preset);
+    return f != nullptr && avx512_ran(*f) ? f : nullptr;
   };
   s << "\nChannel FFT tiers (core/cpu_fft_tier.h), same layers, timed interleaved: every repeat runs each tier in turn; "
        "best of N each\n\n"
@@ -73,15 +84,24 @@ std::string cpu_bench_fft_markdown(const CpuBenchResult& r) {
       std::snprintf(buf, sizeof buf, "%.3f", f.encode_decode_gbps / base->encode_decode_gbps);
       ratio = buf;
     }
+    const std::string tier = std::string(cpu_fft_tier_name(f.fft_tier)) +
+                             (f.fft_tier == CpuFftTier::avx512 && !avx512_ran(f) ? " (not run here: FFTW per-row plans)" : "");
     std::snprintf(buf, sizeof buf, "| %s | %s | %s; %s | %.3g | %.3g | %.3g | %s |\n", f.preset.c_str(),
-                  cpu_fft_tier_name(f.fft_tier), f.key_tier.c_str(), f.value_tier.c_str(), f.encode_gbps, f.decode_gbps,
+                  tier.c_str(), f.key_tier.c_str(), f.value_tier.c_str(), f.encode_gbps, f.decode_gbps,
                   f.encode_decode_gbps, ratio.c_str());
     s << buf;
   }
   s << "\n";
   for (const auto& f : r.fft_rows) {
     const CpuBenchFftRow* base = avx512_of(f.preset);
-    if (f.fft_tier != CpuFftTier::fftw_batched || !base) continue;
+    if (f.fft_tier != CpuFftTier::fftw_batched) continue;
+    if (!base && avx512_row(f.preset) != nullptr) {
+      s << "FFTW batched / AVX-512, encode+decode of " << f.preset
+        << ": no ratio in this run, the AVX-512 transforms did not run (a CPU without AVX-512 F/BW/DQ/VL, or "
+           "VIDKV_CPU_KERNELS=portable): the avx512 row timed FFTW's per-row plans\n";
+      continue;
+    }
+    if (!base) continue;
     std::snprintf(buf, sizeof buf, "FFTW batched / AVX-512, encode+decode of %s, this run: %.3f (%.3g / %.3g GB/s)\n",
                   f.preset.c_str(), f.encode_decode_gbps / base->encode_decode_gbps, f.encode_decode_gbps,
                   base->encode_decode_gbps);
