@@ -7,7 +7,8 @@
 namespace vidkv::simd {
 
 // True when the AVX-512 kernels were compiled in, the CPU has AVX-512 F, BW, DQ and VL, and
-// VIDKV_CPU_KERNELS is not "portable". Evaluated once per process.
+// VIDKV_CPU_KERNELS is not "portable". Evaluated once per process. Throws ConfigError when VIDKV_CPU_KERNELS holds
+// anything else than "portable" or nothing.
 bool avx512_kernels();
 
 }  // namespace vidkv::simd

@@ -308,3 +308,21 @@ TEST_CASE("a result cell damaged after it was written is computed again by --res
         vidkv::test::csv_without_seconds(fs::path(whole) / "results.csv"));
   CHECK(run_vidkv(dir, "merge " + out).exit_code == 0);  // the cells are whole again
 }
+
+TEST_CASE("VIDKV_CPU_KERNELS with another value than portable is refused, not ignored", "[experiments][hostile]") {
+  // A typo (VIDKV_CPU_KERNELS=protable) ran the AVX-512 kernels silently, where VIDKV_SIGN_FFT=bogus was refused.
+  TempDir dir;
+  const std::string trace = dir.file("t.h5");
+  SmallTrace::write(trace);
+  const std::string exp = dir.file("exp.yaml");
+  std::ofstream(exp) << "name: t\ntraces: " << trace << "\ncodec: {preset: vidkv-k1.5-v1.58}\nlifecycle: {group: 4, residual: 4}\n";
+  const std::string err = dir.file("stderr.txt");
+  const std::string run = "'" + kVidkv + "' run '" + exp + "' --quiet --out '" + dir.file("out") + "' >/dev/null 2>'" + err + "'";
+  const int status = std::system(("VIDKV_CPU_KERNELS=protable " + run).c_str());
+  CHECK((WIFEXITED(status) ? WEXITSTATUS(status) : -1) == 1);
+  std::ifstream in(err);
+  std::stringstream s;
+  s << in.rdbuf();
+  CHECK(contains(s.str(), "environment variable VIDKV_CPU_KERNELS: 'protable' is not a valid value"));
+  CHECK(std::system(("VIDKV_CPU_KERNELS=portable " + run).c_str()) == 0);
+}
