@@ -166,7 +166,7 @@ SyntheticTraceSpec SyntheticTraceSpec::resolved() const {
     const std::int64_t per_frame = budget / s.frames;
     if (per_frame < 1)
       VIDKV_THROW(ConfigError, "synthetic trace: ", s.tokens, " tokens leave ", budget, " for ", s.frames,
-                  " frames after system, query and generated tokens; use fewer frames or more tokens");
+                  " frames after system, query and generated tokens; give it more tokens (or fewer frames: vidkv trace synth --frames)");
     s.patch_rows = static_cast<int>(std::floor(std::sqrt(static_cast<double>(per_frame))));
     s.patch_cols = static_cast<int>(per_frame / s.patch_rows);
   }

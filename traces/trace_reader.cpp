@@ -192,9 +192,11 @@ void TraceReader::Impl::open_file() {
   h5::Handle layers = h5::open_group(file.get(), lw);
   H5G_info_t group_info{};
   if (H5Gget_info(layers.get(), &group_info) < 0) VIDKV_THROW(IoError, lw.str(), ": cannot list its members (corrupt file?)");
-  if (group_info.nlinks != static_cast<hsize_t>(info.num_layers))
+  if (group_info.nlinks != static_cast<hsize_t>(info.num_layers)) {
+    const std::string last = h5::layer_group_name(info.num_layers - 1);  // "/layers/NNN"
     VIDKV_THROW(IoError, lw.str(), ": holds ", group_info.nlinks, " members but /model num_layers says ", info.num_layers,
-                " (expected groups 000..", info.num_layers - 1, ")");
+                " (expected groups 000..", last.substr(last.rfind('/') + 1), ")");
+  }
 }
 
 // Everything but the bulk values: per-token datasets read, every layer's datasets opened and checked for storage,

@@ -123,7 +123,9 @@ def plot_layer_errors(table: ResultsTable, out_path) -> Plot:
         plt.close(fig)
         return Plot(title, None, note="No per-layer rows.")
     axes[0, -1].legend(loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
-    caption = "Per-layer aggregates (mean over KV heads and traces) of the key and value relative errors, per run."
+    caption = ("The key and value relative errors of each layer, per run: the per-layer rows (kv_head -1: the error of "
+               "the layer's KV heads taken together, not the mean of the heads' errors), averaged over traces; results "
+               "without per-layer rows give the mean over KV heads instead.")
     return Plot(title, save(fig, out_path), caption)
 
 
