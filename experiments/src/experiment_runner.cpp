@@ -28,6 +28,7 @@
 #include "vidkv/core/cuda/cuda_device.h"
 #include "vidkv/experiments/src/cuda_replay.h"
 #include "vidkv/experiments/src/decode_step_metrics.h"
+#include "vidkv/experiments/src/interrupt_note.h"
 #include "vidkv/experiments/src/kernel_tiers.h"
 #include "vidkv/experiments/src/layer_buffer_reuse.h"
 #include "vidkv/experiments/src/metrics.h"
@@ -710,6 +711,10 @@ ExperimentOutcome run_experiment(const ExperimentPlan& plan, const RunOptions& o
     VIDKV_INFO("resuming ", outcome.dir, ": ", outcome.cells_resumed, " of ", owned, " cells",
                options.shard.whole() ? "" : " of shard " + options.shard.str(), " already done");
 
+  // Ctrl-C or SIGTERM while cells are computed: say where the finished ones are and how to continue.
+  const InterruptNote interrupt_note("\nvidkv run: interrupted; the " + std::string(options.shard.whole() ? "" : "shard's ") +
+                                     "cells finished so far are kept in " + (dir / "cells").string() +
+                                     ": run the command again with --resume to compute the rest\n");
   std::unique_ptr<ProgressReporter> progress;
   if (options.progress && total_units > 0)
     progress = std::make_unique<ProgressReporter>(
