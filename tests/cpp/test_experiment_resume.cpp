@@ -1,4 +1,4 @@
-// End-to-end: `vidkv run` killed with SIGKILL in the middle and continued with --resume ends with exactly the rows
+// End-to-end: `vidkv run` killed with SIGKILL (or interrupted by SIGINT) in the middle and continued with --resume ends with exactly the rows
 // of an uninterrupted run (every column but `seconds`). Runs the real binary on a synthetic trace.
 #include <fcntl.h>
 #include <signal.h>
@@ -35,38 +35,54 @@ std::size_t count_cells(const fs::path& dir) {
   return n;
 }
 
-}  // namespace
+// A folder with a synthetic trace and an 8-run sweep over it (8 cells), and the sweep run whole into DIR/whole.
+struct SweepFolder {
+  fs::path dir, exp, whole;
+  explicit SweepFolder(const std::string& name) : dir(fs::temp_directory_path() / ("vidkv-" + name + "-" + std::to_string(::getpid()))) {
+    fs::remove_all(dir);
+    fs::create_directories(dir);
+    const fs::path trace = dir / "t.h5";
+    REQUIRE(run_quiet(kVidkv + " trace synth --shape 4x2x1024x64 --seed 3 -o " + trace.string()) == 0);
+    exp = dir / "exp.yaml";
+    std::ofstream(exp) << "name: " << name << "\ntraces: [" << trace.string() << "]\nseed: 5\n"
+                       << "codec:\n  key: {type: uniform, bits: 2}\n  value: {type: uniform, bits: 2, axis: token}\n"
+                       << "sweep:\n  codec.key.bits: [1, 2, 3, 4, 5, 6, 7, 8]\n";
+    whole = dir / "whole";
+    REQUIRE(run_quiet(kVidkv + " run " + exp.string() + " --quiet --out " + whole.string()) == 0);
+    REQUIRE(count_cells(whole) == 8);
+  }
+  ~SweepFolder() { fs::remove_all(dir); }
+};
 
-TEST_CASE("an experiment killed with SIGKILL resumes to the same results", "[experiments][resume]") {
-  const fs::path dir = fs::temp_directory_path() / ("vidkv-resume-" + std::to_string(::getpid()));
-  fs::remove_all(dir);
-  fs::create_directories(dir);
-  const fs::path trace = dir / "t.h5";
-  REQUIRE(run_quiet(kVidkv + " trace synth --shape 4x2x1024x64 --seed 3 -o " + trace.string()) == 0);
-  const fs::path exp = dir / "exp.yaml";
-  std::ofstream(exp) << "name: resume\ntraces: [" << trace.string() << "]\nseed: 5\n"
-                     << "codec:\n  key: {type: uniform, bits: 2}\n  value: {type: uniform, bits: 2, axis: token}\n"
-                     << "sweep:\n  codec.key.bits: [1, 2, 3, 4, 5, 6, 7, 8]\n";
-  const fs::path whole = dir / "whole", killed = dir / "killed";
-  REQUIRE(run_quiet(kVidkv + " run " + exp.string() + " --quiet --out " + whole.string()) == 0);
-  REQUIRE(count_cells(whole) == 8);
-
+// Starts `vidkv run EXP --quiet --out OUT` (stderr into `err`, or /dev/null when empty), sends `sig` as soon as its
+// first cell is stored (the run is then certainly in the middle of the next one) and returns its wait status.
+int signal_after_first_cell(const fs::path& exp, const fs::path& out, int sig, const fs::path& err = {}) {
   const pid_t pid = ::fork();
   REQUIRE(pid >= 0);
   if (pid == 0) {
     const int devnull = ::open("/dev/null", O_WRONLY);
     ::dup2(devnull, 1);
-    ::dup2(devnull, 2);
-    ::execl(kVidkv.c_str(), kVidkv.c_str(), "run", exp.c_str(), "--quiet", "--out", killed.c_str(), static_cast<char*>(nullptr));
+    ::dup2(err.empty() ? devnull : ::open(err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644), 2);
+    ::execl(kVidkv.c_str(), kVidkv.c_str(), "run", exp.c_str(), "--quiet", "--out", out.c_str(), static_cast<char*>(nullptr));
     ::_exit(127);
   }
-  // Kill as soon as the first cell is stored: the run is then certainly in the middle of the next one.
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
-  while (count_cells(killed) == 0 && std::chrono::steady_clock::now() < deadline)
+  while (count_cells(out) == 0 && std::chrono::steady_clock::now() < deadline)
     std::this_thread::sleep_for(std::chrono::milliseconds(2));
-  ::kill(pid, SIGKILL);
+  ::kill(pid, sig);
   int status = 0;
   ::waitpid(pid, &status, 0);
+  return status;
+}
+
+}  // namespace
+
+TEST_CASE("an experiment killed with SIGKILL resumes to the same results", "[experiments][resume]") {
+  const SweepFolder f("resume");
+  const fs::path& exp = f.exp;
+  const fs::path& whole = f.whole;
+  const fs::path killed = f.dir / "killed";
+  signal_after_first_cell(exp, killed, SIGKILL);
   const std::size_t done_at_kill = count_cells(killed);
   INFO("cells stored when killed: " << done_at_kill);
   REQUIRE(done_at_kill >= 1);
@@ -78,39 +94,14 @@ TEST_CASE("an experiment killed with SIGKILL resumes to the same results", "[exp
   CHECK(csv_without_seconds(killed / "results.csv") == csv_without_seconds(whole / "results.csv"));
   // A resume with a different plan is refused rather than mixing results.
   CHECK(run_quiet(kVidkv + " run " + exp.string() + " --quiet --resume --set seed=6 --out " + killed.string()) != 0);
-  fs::remove_all(dir);
 }
 
 TEST_CASE("an experiment interrupted by SIGINT says where its cells are kept, ends by the signal, and resumes",
           "[experiments][resume]") {
   // Ctrl-C used to end vidkv run with status 130 and nothing said (interrupt_note.h).
-  const fs::path dir = fs::temp_directory_path() / ("vidkv-sigint-" + std::to_string(::getpid()));
-  fs::remove_all(dir);
-  fs::create_directories(dir);
-  const fs::path trace = dir / "t.h5";
-  REQUIRE(run_quiet(kVidkv + " trace synth --shape 4x2x1024x64 --seed 3 -o " + trace.string()) == 0);
-  const fs::path exp = dir / "exp.yaml";
-  std::ofstream(exp) << "name: sigint\ntraces: [" << trace.string() << "]\nseed: 5\n"
-                     << "codec:\n  key: {type: uniform, bits: 2}\n  value: {type: uniform, bits: 2, axis: token}\n"
-                     << "sweep:\n  codec.key.bits: [1, 2, 3, 4, 5, 6, 7, 8]\n";
-  const fs::path whole = dir / "whole", stopped = dir / "stopped", err = dir / "stderr.txt";
-  REQUIRE(run_quiet(kVidkv + " run " + exp.string() + " --quiet --out " + whole.string()) == 0);
-  const pid_t pid = ::fork();
-  REQUIRE(pid >= 0);
-  if (pid == 0) {
-    const int devnull = ::open("/dev/null", O_WRONLY);
-    const int errfd = ::open(err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    ::dup2(devnull, 1);
-    ::dup2(errfd, 2);
-    ::execl(kVidkv.c_str(), kVidkv.c_str(), "run", exp.c_str(), "--quiet", "--out", stopped.c_str(), static_cast<char*>(nullptr));
-    ::_exit(127);
-  }
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
-  while (count_cells(stopped) == 0 && std::chrono::steady_clock::now() < deadline)
-    std::this_thread::sleep_for(std::chrono::milliseconds(2));
-  ::kill(pid, SIGINT);
-  int status = 0;
-  ::waitpid(pid, &status, 0);
+  const SweepFolder f("sigint");
+  const fs::path stopped = f.dir / "stopped", err = f.dir / "stderr.txt";
+  const int status = signal_after_first_cell(f.exp, stopped, SIGINT, err);
   REQUIRE(count_cells(stopped) < 8);  // stopped mid-way
   CHECK(WIFSIGNALED(status));
   CHECK((WIFSIGNALED(status) ? WTERMSIG(status) : 0) == SIGINT);
@@ -119,7 +110,6 @@ TEST_CASE("an experiment interrupted by SIGINT says where its cells are kept, en
   text << in.rdbuf();
   CHECK(text.str().find("vidkv run: interrupted; the cells finished so far are kept in " + (stopped / "cells").string() +
                         ": run the command again with --resume") != std::string::npos);
-  REQUIRE(run_quiet(kVidkv + " run " + exp.string() + " --quiet --resume --out " + stopped.string()) == 0);
-  CHECK(csv_without_seconds(stopped / "results.csv") == csv_without_seconds(whole / "results.csv"));
-  fs::remove_all(dir);
+  REQUIRE(run_quiet(kVidkv + " run " + f.exp.string() + " --quiet --resume --out " + stopped.string()) == 0);
+  CHECK(csv_without_seconds(stopped / "results.csv") == csv_without_seconds(f.whole / "results.csv"));
 }
