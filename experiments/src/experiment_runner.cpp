@@ -57,10 +57,9 @@ std::string git_revision() {
   return "unknown";
 }
 
-// Fingerprint of what determines the results: the resolved runs and traces. Resume refuses a different plan.
-// `tiers`: the inexact kernel tiers (kernel_tiers.h), "" when all are exact (so older folders still resume).
-// The plan's fingerprint (what a results folder's cells were computed from; --resume requires the same) and the
-// items it is made of, one line each ("seed<TAB>5", "run 'a' codec<TAB>{...}", ...), which plan.fingerprint
+// Fingerprint of what determines the results: the resolved runs and traces; --resume refuses a different plan.
+// `tiers`: the inexact kernel tiers (kernel_tiers.h), "" when all are exact (so older folders still resume). Also
+// the items it is made of, one line each ("seed<TAB>5", "run 'a' codec<TAB>{...}", ...), which plan.fingerprint
 // stores after the hash so that a refused --resume can name what changed. The hash is of the same text as before
 // the items were stored (folders written earlier still resume).
 struct PlanFingerprint {
@@ -700,12 +699,9 @@ ExperimentOutcome run_experiment(const ExperimentPlan& plan, const RunOptions& o
       }
       VIDKV_WARN("resuming ", outcome.dir, ": ", tasks[i].file, " is not a whole result cell (", damage,
                  "); computing it again");
-      todo.push_back(i);
-      total_units += layers[tasks[i].trace_index];
-    } else {
-      todo.push_back(i);
-      total_units += layers[tasks[i].trace_index];
     }
+    todo.push_back(i);
+    total_units += layers[tasks[i].trace_index];
   }
   if (outcome.cells_resumed)
     VIDKV_INFO("resuming ", outcome.dir, ": ", outcome.cells_resumed, " of ", owned, " cells",
