@@ -1,5 +1,5 @@
 """fp16 scaled_dot_product_attention (GQA: 28 query heads over 4 KV heads, head_dim 128, one query token) on the
-shapes of fragment_attention.cu, median of 50 CUDA-event timings: the baseline of that prototype."""
+shapes of fragment_attention.cu, median of 50 CUDA-event timings: the baseline of that prototype. Needs torch >= 2.5 (enable_gqa)."""
 import torch, torch.nn.functional as F
 for b, t in [(1, 32768), (1, 65536), (8, 32768), (8, 65536)]:
     q = torch.randn(b, 28, 1, 128, device="cuda", dtype=torch.float16)
