@@ -53,9 +53,7 @@ constexpr int D = 128, QPK = 7, TILE = 64, WARPS = 4;
 constexpr int kCodeWords = 16 * 32;        // per side
 constexpr int kKeyMetaHalf2 = 2 * 4 * 8 * 2;  // 128 half2 = 512 B each for s and m
 constexpr int kValMetaHalf2 = 4 * 4 * 2 * 4;  // 128 half2
-struct TileBytes {
-  static constexpr int words = 2 * kCodeWords + 2 * kKeyMetaHalf2 + 2 * kValMetaHalf2;  // 4 KB codes + 2 KB meta
-};
+constexpr int kTileWords = 2 * kCodeWords + 2 * kKeyMetaHalf2 + 2 * kValMetaHalf2;  // 4 KB codes + 2 KB meta
 
 // Field j (0..7) of a word: bits 2j' and 16 + 2j' (j' = j < 5 ? j : j - 5, of w >> 10 when j >= 5); the fp16 whose
 // mantissa bit 2j' is its unit: exponent 10 - 2j'.
@@ -84,15 +82,15 @@ __device__ __forceinline__ unsigned h2u(__half2 h) { return *reinterpret_cast<un
 __device__ __forceinline__ __half2 u2h(unsigned u) { return *reinterpret_cast<__half2*>(&u); }
 constexpr unsigned kOnes = 0x3C003C00u;  // fp16 pair (1, 1)
 
-// q: [seqs][8][D] fp32, pre-scaled by softmax scale * log2(e) (row 7 zero). cache: [seqs][tiles][TileBytes::words].
+// q: [seqs][8][D] fp32, pre-scaled by softmax scale * log2(e) (row 7 zero). cache: [seqs][tiles][kTileWords].
 // part: [seqs][splits][8][D + 2] (o unnormalised, m, l).
 __global__ void __launch_bounds__(WARPS * 32, 3)
     attend(const float* __restrict__ q, const unsigned* __restrict__ cache, int tiles, int tiles_per_split, int splits,
            float* __restrict__ part) {
   __shared__ __align__(16) float p_s[WARPS][8][TILE];  // read as float2
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t4 = lane & 3;
-  extern __shared__ uint4 tbuf[];  // [WARPS][2][TileBytes::words / 4]: the warp's current and next tile
-  uint4* mybuf = tbuf + warp * 2 * (TileBytes::words / 4);
+  extern __shared__ uint4 tbuf[];  // [WARPS][2][kTileWords / 4]: the warp's current and next tile
+  uint4* mybuf = tbuf + warp * 2 * (kTileWords / 4);
   const int split = blockIdx.x * WARPS + warp, seq = blockIdx.y;
   if (split >= splits) return;
   const int tile0 = split * tiles_per_split, tile1 = min(tiles, tile0 + tiles_per_split);
@@ -116,10 +114,10 @@ __global__ void __launch_bounds__(WARPS * 32, 3)
 
   auto issue = [&](int tile, int slot) {
     if (tile < tile1) {
-      const uint4* src = reinterpret_cast<const uint4*>(cache + ((size_t)seq * tiles + tile) * TileBytes::words);
-      uint4* dst = mybuf + slot * (TileBytes::words / 4);
+      const uint4* src = reinterpret_cast<const uint4*>(cache + ((size_t)seq * tiles + tile) * kTileWords);
+      uint4* dst = mybuf + slot * (kTileWords / 4);
 #pragma unroll
-      for (int i = 0; i < TileBytes::words / 4 / 32; ++i) {
+      for (int i = 0; i < kTileWords / 4 / 32; ++i) {
         const unsigned sa = (unsigned)__cvta_generic_to_shared(dst + i * 32 + lane);
         asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(sa), "l"(src + i * 32 + lane));
       }
@@ -131,7 +129,7 @@ __global__ void __launch_bounds__(WARPS * 32, 3)
     issue(tile + 1, (tile - tile0 + 1) & 1);
     asm volatile("cp.async.wait_group 1;\n" ::: "memory");
     __syncwarp();
-    const unsigned* tb = reinterpret_cast<const unsigned*>(mybuf + ((tile - tile0) & 1) * (TileBytes::words / 4));
+    const unsigned* tb = reinterpret_cast<const unsigned*>(mybuf + ((tile - tile0) & 1) * (kTileWords / 4));
     const uint4* kw4 = reinterpret_cast<const uint4*>(tb);
     const uint4* vw4 = reinterpret_cast<const uint4*>(tb + kCodeWords);
     const uint4* km4 = reinterpret_cast<const uint4*>(tb + 2 * kCodeWords);  // [s|m][grp][t4][kc][pair]
@@ -310,6 +308,8 @@ __global__ void combine(const float* __restrict__ part, int splits, float* __res
 }
 
 // ---- host: quantize one sequence's K, V (kivi-2: keys per channel over 32 tokens, values per token over 32 channels)
+// The arithmetic of uniform_format.h's stored_group (where scale and min fit fp16, as for these values) and
+// encode_value, written out here rather than included so that the prototype builds with nvcc alone, outside VidKV.
 static unsigned short f2h(float x) { __half h = __float2half_rn(x); return *reinterpret_cast<unsigned short*>(&h); }
 static float h2f(unsigned short b) { __half h; *reinterpret_cast<unsigned short*>(&h) = b; return __half2float(h); }
 
@@ -361,9 +361,9 @@ int main(int argc, char** argv) {
     for (int gc = 0; gc < D / 32; ++gc)
       quant_group(&V[(size_t)t * D + gc * 32], 1, &qz.vc[(size_t)t * D + gc * 32], 1, qz.vs[(size_t)t * 4 + gc], qz.vm[(size_t)t * 4 + gc]);
   // Pack into the fragment layout.
-  std::vector<unsigned> packed((size_t)tiles * TileBytes::words, 0u);
+  std::vector<unsigned> packed((size_t)tiles * kTileWords, 0u);
   for (int tile = 0; tile < tiles; ++tile) {
-    unsigned* tb = &packed[(size_t)tile * TileBytes::words];
+    unsigned* tb = &packed[(size_t)tile * kTileWords];
     const int t0 = tile * TILE;
     auto put = [&](unsigned* words, int lane, int w, int j, unsigned lo, unsigned hi) {
       // word w of the lane: quad w/4, slot w%4 -> index (w/4)*128 + lane*4 + w%4
@@ -417,7 +417,7 @@ int main(int argc, char** argv) {
   for (int sq = 0; sq < seqs; ++sq)
     for (int h = 0; h < QPK; ++h)
       for (int c = 0; c < D; ++c) qv[((size_t)sq * 8 + h) * D + c] = h2f(f2h(nd(rng))) * qscale;
-  const size_t seq_words = (size_t)tiles * TileBytes::words;
+  const size_t seq_words = (size_t)tiles * kTileWords;
   unsigned* dcache;
   float *dq, *dpart, *dout;
   CK(cudaMalloc(&dcache, seq_words * 4 * seqs));
@@ -428,7 +428,7 @@ int main(int argc, char** argv) {
   for (int sq = 1; sq < seqs; ++sq) CK(cudaMemcpy(dcache + sq * seq_words, dcache, seq_words * 4, cudaMemcpyDeviceToDevice));
   CK(cudaMemcpy(dq, qv.data(), qv.size() * 4, cudaMemcpyHostToDevice));
   const dim3 grid((splits + WARPS - 1) / WARPS, seqs), cgrid(QPK, seqs);
-  const int kDynSmem = WARPS * 2 * TileBytes::words * 4;
+  const int kDynSmem = WARPS * 2 * kTileWords * 4;
   CK(cudaFuncSetAttribute(attend, cudaFuncAttributeMaxDynamicSharedMemorySize, kDynSmem));
   auto run = [&] {
     attend<<<grid, WARPS * 32, kDynSmem>>>(dq, dcache, tiles, tiles_per_split, splits, dpart);
