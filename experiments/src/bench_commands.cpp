@@ -36,8 +36,8 @@ struct BenchArgs {
   std::string backend = "cpu", shape = "28x4x8192x128", presets = "kivi-2,vidkv-k1.5-v1.58", implementation = "optimized";
   std::string tokens = "8192,32768,65536", clock = "wall", fft_tiers = "avx512,fftw-batched,fftw";
   int threads = 1, layers = 0, repeats = 3;
-  bool no_torch = false, live = false, profile = false, fused = false;
-  int steps = 32, hidden = 3584, rounds = 3;  // --live (read by experiments/python/vidkv/bench_live.py)
+  bool no_torch = false, live = false, profile = false, fused = false, fused_only = false;
+  int steps = 32, hidden = 3584, rounds = 3, prefill_chunk = 0;  // --live (read by experiments/python/vidkv/bench_live.py)
   std::string device = "cuda", sdpa = "flash,efficient,math";
   bool attention = false;
   std::string batches = "1,8";
@@ -161,7 +161,8 @@ int attention_bench_command(const BenchArgs& a) {
 
 int bench_command(const BenchArgs& a, const Args& raw) {
   if (a.attention) return attention_bench_command(a);
-  if (a.batches_opt->count() > 0) VIDKV_THROW(ConfigError, "vidkv bench: --batches applies to --attention only");
+  if (a.batches_opt->count() > 0 && !a.live)
+    VIDKV_THROW(ConfigError, "vidkv bench: --batches applies to --attention and --live only");
   // --live: the live cache in a random-weight 7B-geometry model against fp16 DynamicCache, in Python
   // (experiments/python/vidkv/bench_live.py parses the rest of the options).
   if (a.live) only_for(a.fft_tiers_opt, "--fft-tiers", "cpu (not --live)");
@@ -246,13 +247,14 @@ Action define_bench(CLI::App& app) {
                "[B, 28, 1, D] with enable_gqa under torch's own backend choice, flash, cuDNN or efficient, or q as\n"
                "7 query rows per KV head), 4 KV heads with 7 query heads each (28), head_dim 128 (--tokens default\n"
                "8192,16384,32768,65536,131072; --batches; --presets; --repeats default 20)");
-  a->batches_opt = app.add_option("--batches", a->batches, "--attention only: batch sizes, comma-separated")
+  a->batches_opt = app.add_option("--batches", a->batches,
+                                  "--attention and --live: batch sizes, comma-separated (--live default 1)")
                        ->type_name("a,b")
                        ->capture_default_str();
   app.add_flag("--live", a->live,
                "the live cache instead: decode ms/token and device bytes of VidKVCache vs fp16 DynamicCache in a\n"
-               "random-weight model with a 7B VideoLLM's KV geometry (GPU; options --tokens, --presets, --steps, --rounds,\n"
-               "--layers, --hidden, --device: python -m vidkv.bench_live --help)");
+               "random-weight model with a 7B VideoLLM's KV geometry (GPU; options --tokens, --batches, --presets, --steps,\n"
+               "--rounds, --prefill-chunk, --layers, --hidden, --device: python -m vidkv.bench_live --help)");
   app.add_option("--steps", a->steps, "--live only: decode steps of each cache's memory run, and per round of the timing")
       ->check(CLI::Range(2, 100000));
   app.add_option("--rounds", a->rounds,
@@ -263,6 +265,11 @@ Action define_bench(CLI::App& app) {
   app.add_option("--device", a->device, "--live only: cuda or cpu");
   app.add_option("--sdpa", a->sdpa, "--live only: torch SDPA backends enabled (default flash,efficient,math)");
   app.add_flag("--fused", a->fused, "--live only: also VidKVCache(attention='fused') for every preset");
+  app.add_flag("--fused-only", a->fused_only, "--live only, with --fused: no materialising VidKVCache runs");
+  app.add_option("--prefill-chunk", a->prefill_chunk,
+                 "--live only: prefill in passes of at most this many tokens per sequence (0: one pass; long prompts\n"
+                 "at batch > 1 need it for the activations' memory)")
+      ->check(CLI::Range(0, 1 << 24));
   app.add_flag("--profile", a->profile, "--live only: torch.profiler's top ops of one decode step per run");
   app.add_flag("--no-torch", a->no_torch,
                "C++ figures only (default: also time a PyTorch implementation in this process, through the embedded\n"

@@ -90,6 +90,7 @@ const char* const kAccepted[] = {
     "bench --backend cuda --shape 2x1x256x128",
     "bench --attention --batches 1,2 --tokens 256 --presets kivi-2 --repeats 2 --no-torch",
     "bench --live --tokens 8192 --steps 8 --rounds 2 --hidden 256 --layers 2 --device cpu --sdpa flash,math --profile --fused",
+    "bench --live --tokens 8192 --batches 1,4 --prefill-chunk 2048 --fused --fused-only --device cpu",
     "trace info t.h5",
     "trace info t.h5 --allow-external-data --allow-filter-plugins",
     "trace validate t.h5",
