@@ -78,6 +78,13 @@ af::ChildFormat child_format(const Quantizer& q, bool value_side) {
               "mixed_token of those are)");
 }
 
+// A child in uniform's layout fragment holds whole quads per lane only for a multiple of 64 channels (its encode
+// refuses others with a ShapeError); here the same shape is refused as not readable, before any cache is read.
+void require_fragment_channels(const af::ChildFormat& f, std::int64_t channels) {
+  VIDKV_REQUIRE(f.layout != group_format::CodeLayout::fragment || channels % 64 == 0, NotSupportedError,
+                "decode attention: uniform layout fragment needs a multiple of 64 channels per part, got ", channels);
+}
+
 af::SideFormat side_format_of(const Quantizer& q, std::int64_t channels, bool value_side) {
   af::SideFormat f;
   if (const auto* mt = dynamic_cast<const MixedTokenQuantizer*>(&q)) {
@@ -85,6 +92,8 @@ af::SideFormat side_format_of(const Quantizer& q, std::int64_t channels, bool va
     f.token_mixed = true;
     f.first = child_format(mt->protected_quantizer(), value_side);
     f.second = child_format(mt->rest_quantizer(), value_side);
+    require_fragment_channels(f.first, channels);
+    require_fragment_channels(f.second, channels);
     return f;
   }
   if (const auto* mc = dynamic_cast<const MixedChannelQuantizer*>(&q)) {
@@ -93,9 +102,12 @@ af::SideFormat side_format_of(const Quantizer& q, std::int64_t channels, bool va
     f.high = mc->selector().selected_count(channels);
     f.first = child_format(mc->high(), value_side);
     f.second = child_format(mc->low(), value_side);
+    require_fragment_channels(f.first, f.high);
+    require_fragment_channels(f.second, channels - f.high);
     return f;
   }
   f.first = child_format(q, value_side);
+  require_fragment_channels(f.first, channels);
   return f;
 }
 

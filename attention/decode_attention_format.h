@@ -185,6 +185,10 @@ VIDKV_HOST_DEVICE inline unsigned view_code(const ChildView& v, std::int64_t t, 
     return static_cast<unsigned>(bits::trit_get(v.codes[idx / 5], static_cast<unsigned>(idx % 5)) + 1);
   }
   if (v.f.layout == CodeLayout::dense) return bits::dense_get(v.codes, static_cast<std::size_t>(row * v.length + j), v.code_bits);
+  if (v.f.layout == CodeLayout::fragment) {  // uniform 2-bit codes (group_format.h's fragment layout)
+    const std::int64_t tokens = channel_axis ? v.length : v.rows, channels = channel_axis ? v.rows : v.length;
+    return bits::dense_get(v.codes, static_cast<std::size_t>(group_format::fragment_code_index(v.f.axis, tokens, channels, v.head, t, i)), 2);
+  }
   const unsigned per_word = 32u / v.code_bits;
   const std::uint32_t word = group_format::get_word(v.codes, row * v.row_words + j / per_word);
   return (word >> (v.code_bits * static_cast<unsigned>(j % per_word))) & ((1u << v.code_bits) - 1u);

@@ -26,6 +26,7 @@ namespace vidkv::group_format {
 enum class GroupAxis : std::uint8_t { channel, token };
 
 struct GroupGrid {
+  GroupAxis axis = GroupAxis::channel;  // the grouped axis (make_group_grid); rows are channels or tokens by it
   std::int64_t heads = 1;
   std::int64_t rows = 0;        // rows per head
   std::int64_t length = 0;      // elements per row (the grouped axis)
@@ -60,6 +61,7 @@ struct GroupGrid {
 VIDKV_HOST_DEVICE constexpr GroupGrid make_group_grid(GroupAxis axis, std::int64_t heads, std::int64_t tokens,
                                                       std::int64_t channels, std::int64_t group) {
   GroupGrid g;
+  g.axis = axis;
   g.heads = heads;
   g.group = group;
   g.head_stride = tokens * channels;
@@ -141,20 +143,115 @@ VIDKV_HOST_DEVICE inline std::uint32_t get_word(const std::uint8_t* bytes, std::
 // Where the codes of a grid live. dense: one bitstream over all elements in canonical order
 // (core/bit_packing.h dense_*). release: per row, ceil(length / f) uint32 words, f = 32 / bits codes per word,
 // least significant bits first (core/bit_packing.h release_*), rows back to back in canonical order; bits must be
-// 1, 2, 4 or 8.
-enum class CodeLayout : std::uint8_t { dense, release };
+// 1, 2, 4 or 8. fragment: 2-bit codes in the order of the tensor cores' A operands (below, fragment_code_index):
+// the same bytes as dense, permuted; bits 2 and channels a multiple of 64 (fragment_ok).
+enum class CodeLayout : std::uint8_t { dense, release, fragment };
 
 VIDKV_HOST_DEVICE constexpr bool release_bits_ok(unsigned bits) { return bits == 1 || bits == 2 || bits == 4 || bits == 8; }
+
+// --- The fragment layout (issue 13: decode attention reads a tile's codes as MMA operands) -----------------------
+// For decode attention with mma.m16n8k16 (PTX ISA, "Matrix fragments for mma.m16n8k16 with floating point type"):
+// lane l = 4 g + t4 of a warp holds its A operand in four registers a = 0..3 of two fp16 each: register a covers
+// row g + 8 (a & 1) and columns 2 t4 + 8 (a >> 1) + {0, 1} (the low half the even column) of a 16 x 16 A tile.
+// Per KV head, the tokens are cut into tiles of 32 (kFragmentTileTokens) from the block's first token; the tokens
+// past the last whole tile (tokens mod 32) form the tail. In a tile of D channels (D a multiple of 64):
+//   channel-axis grids (keys: A = codes [16 tokens x 16 channels], scores = A q):
+//     token tt of the tile = 16 mt + row, channel c = 16 kc + col, register r = 4 (mt D / 16 + kc) + a;
+//   token-axis grids (values: A = codes [16 channels x 16 tokens], out = A p):
+//     channel c = 16 mv + row, token tt = 16 kt + col, register r = 4 (2 mv + kt) + a;
+//   with row = g + 8 (a & 1) and col = 2 t4 + 8 (a >> 1) + half. Lane l's registers r = 0 .. D/2 - 1 fill its
+//   D / 16 words, 8 registers per word: register r is field r % 8 of word w = r / 8, its low half's code at bits
+//   2 (r % 8) and its high half's at 16 + 2 (r % 8) (so one mask and one fp16 subtraction per field make the pair of
+//   codes an fp16 pair); the lane's words are stored as 16-byte quads, quad w / 4 of all 32 lanes back to back:
+//   word (w / 4) * 128 + 4 l + w % 4 of the tile. A tile is 2 D words (64 D bits: 32 tokens x D channels x 2 bits).
+// The tiles of a head come first, in token order, then the tail in the dense order of the grid (channel axis:
+// channel-major, token innermost; token axis: token-major); heads back to back, each T D / 16 words. Every code
+// is a 2-bit field that never crosses a byte. Codes section size: exactly dense's (2 bits per element).
+constexpr std::int64_t kFragmentTileTokens = 32;
+
+// Tokens and channels of a grid (rows and length by its axis).
+VIDKV_HOST_DEVICE constexpr std::int64_t grid_tokens(const GroupGrid& g) { return g.axis == GroupAxis::channel ? g.length : g.rows; }
+VIDKV_HOST_DEVICE constexpr std::int64_t grid_channels(const GroupGrid& g) { return g.axis == GroupAxis::channel ? g.rows : g.length; }
+
+// Whether the fragment layout can hold a grid's codes: 2-bit codes, channels a multiple of 64 (whole 16-byte quads
+// per lane). Any token count (the tail takes the rest).
+VIDKV_HOST_DEVICE constexpr bool fragment_ok(const GroupGrid& g, unsigned bits) {
+  return bits == 2 && grid_channels(g) > 0 && grid_channels(g) % 64 == 0;
+}
+
+// Index of the 2-bit code of token t, channel c of head h (in units of 2 bits from the codes section's start) for a
+// grid of `tokens` x `channels` per head grouped along `axis` (the layout above; fragment_ok must hold).
+VIDKV_HOST_DEVICE constexpr std::int64_t fragment_code_index(GroupAxis axis, std::int64_t tokens, std::int64_t channels,
+                                                             std::int64_t h, std::int64_t t, std::int64_t c) {
+  const std::int64_t head_codes = tokens * channels, full = tokens - tokens % kFragmentTileTokens;
+  const std::int64_t base = h * head_codes;
+  if (t >= full) {  // the tail, dense order of the grid
+    const std::int64_t tail = tokens - full, u = t - full;
+    return base + full * channels + (axis == GroupAxis::channel ? c * tail + u : u * channels + c);
+  }
+  const std::int64_t tile = t / kFragmentTileTokens, tt = t % kFragmentTileTokens;
+  // (row, col) of the element in its 16 x 16 A tile and the register's tile index (mt kc or mv kt)
+  const std::int64_t row = axis == GroupAxis::channel ? tt % 16 : c % 16;
+  const std::int64_t col = axis == GroupAxis::channel ? c % 16 : tt % 16;
+  const std::int64_t pair = axis == GroupAxis::channel ? (tt / 16) * (channels / 16) + c / 16 : 2 * (c / 16) + tt / 16;
+  const std::int64_t lane = 4 * (row % 8) + (col % 8) / 2, half = col % 2;
+  const std::int64_t r = 4 * pair + (row / 8) + 2 * (col / 8);
+  const std::int64_t w = r / 8, field = r % 8;
+  const std::int64_t word = (w / 4) * 128 + 4 * lane + w % 4;
+  return base + tile * kFragmentTileTokens * channels + word * 16 + half * 8 + field;
+}
+
+// The element (head, token, channel) whose code is at 2-bit index k: the inverse of fragment_code_index.
+struct FragmentElement {
+  std::int64_t h, t, c;
+};
+VIDKV_HOST_DEVICE constexpr FragmentElement fragment_element(GroupAxis axis, std::int64_t tokens, std::int64_t channels,
+                                                             std::int64_t k) {
+  const std::int64_t head_codes = tokens * channels, full = tokens - tokens % kFragmentTileTokens;
+  const std::int64_t h = k / head_codes;
+  std::int64_t x = k % head_codes;
+  if (x >= full * channels) {
+    const std::int64_t tail = tokens - full, u = x - full * channels;
+    return axis == GroupAxis::channel ? FragmentElement{h, full + u % tail, u / tail}
+                                      : FragmentElement{h, full + u / channels, u % channels};
+  }
+  const std::int64_t tile_codes = kFragmentTileTokens * channels, tile = x / tile_codes;
+  x %= tile_codes;
+  const std::int64_t word = x / 16, half = (x % 16) / 8, field = x % 8;
+  const std::int64_t lane = (word % 128) / 4, w = (word / 128) * 4 + word % 4;
+  const std::int64_t r = 8 * w + field, a = r % 4, pair = r / 4;
+  const std::int64_t row = lane / 4 + 8 * (a % 2), col = 2 * (lane % 4) + 8 * (a / 2) + half;
+  if (axis == GroupAxis::channel) {
+    const std::int64_t kcs = channels / 16;
+    return FragmentElement{h, tile * kFragmentTileTokens + 16 * (pair / kcs) + row, 16 * (pair % kcs) + col};
+  }
+  return FragmentElement{h, tile * kFragmentTileTokens + 16 * (pair % 2) + col, 16 * (pair / 2) + row};
+}
+
+// fragment_code_index of element j of row r of head h of a grid.
+VIDKV_HOST_DEVICE constexpr std::int64_t fragment_index(const GroupGrid& g, std::int64_t h, std::int64_t r, std::int64_t j) {
+  return g.axis == GroupAxis::channel ? fragment_code_index(g.axis, g.length, g.rows, h, j, r)
+                                      : fragment_code_index(g.axis, g.rows, g.length, h, r, j);
+}
+
+// Hand-worked (channel axis, 64 channels, token 9 of the first tile, channel 3): row 9 -> g 1, a & 1 = 1; col 3 ->
+// t4 1, half 1, a >> 1 = 0; lane 5, register 1 (pair 0), word 0 field 1, tile word 4 * 5 = 20; bit 20 * 32 + 16 + 2.
+static_assert(fragment_code_index(GroupAxis::channel, 32, 64, 0, 9, 3) == (20 * 32 + 16 + 2) / 2, "fragment keys");
+// Token axis, same element: row = channel 3 -> g 3, a & 1 = 0; col = token 9 -> t4 0, half 1, a >> 1 = 1; lane 12,
+// register 2, word 0 field 2, tile word 48; bit 48 * 32 + 16 + 4.
+static_assert(fragment_code_index(GroupAxis::token, 32, 64, 0, 9, 3) == (48 * 32 + 16 + 4) / 2, "fragment values");
+static_assert(fragment_element(GroupAxis::channel, 32, 64, (20 * 32 + 16 + 2) / 2).t == 9 &&
+                  fragment_element(GroupAxis::channel, 32, 64, (20 * 32 + 16 + 2) / 2).c == 3, "inverse");
 
 // uint32 words of one row in the release layout.
 VIDKV_HOST_DEVICE constexpr std::int64_t release_row_words(const GroupGrid& g, unsigned bits) {
   return static_cast<std::int64_t>(bits::release_words(static_cast<std::size_t>(g.length), bits));
 }
 
-// Bytes of the codes section.
+// Bytes of the codes section (fragment: the dense stream's, permuted).
 VIDKV_HOST_DEVICE constexpr std::size_t code_bytes(CodeLayout layout, const GroupGrid& g, unsigned bits) {
-  return layout == CodeLayout::dense ? bits::dense_bytes(static_cast<std::size_t>(g.elements()), bits)
-                                     : static_cast<std::size_t>(g.row_count() * release_row_words(g, bits) * 4);
+  return layout != CodeLayout::release ? bits::dense_bytes(static_cast<std::size_t>(g.elements()), bits)
+                                       : static_cast<std::size_t>(g.row_count() * release_row_words(g, bits) * 4);
 }
 
 static_assert(code_bytes(CodeLayout::release, make_group_grid(GroupAxis::channel, 1, 45, 1, 32), 2) == 12,
@@ -167,8 +264,9 @@ static_assert(code_bytes(CodeLayout::release, make_group_grid(GroupAxis::token, 
 // Writes `code` (< 2^bits) for element j of row r of head h. The codes section must start zeroed.
 VIDKV_HOST_DEVICE inline void put_code(CodeLayout layout, std::uint8_t* codes, const GroupGrid& g, unsigned bits,
                                        std::int64_t h, std::int64_t r, std::int64_t j, unsigned code) {
-  if (layout == CodeLayout::dense) {
-    bits::dense_put(codes, static_cast<std::size_t>(g.stream_index(h, r, j)), bits, code);
+  if (layout != CodeLayout::release) {
+    const std::int64_t k = layout == CodeLayout::dense ? g.stream_index(h, r, j) : fragment_index(g, h, r, j);
+    bits::dense_put(codes, static_cast<std::size_t>(k), bits, code);
     return;
   }
   const std::int64_t f = bits::release_codes_per_word(bits);
@@ -182,6 +280,7 @@ VIDKV_HOST_DEVICE inline void put_code(CodeLayout layout, std::uint8_t* codes, c
 VIDKV_HOST_DEVICE inline unsigned get_code(CodeLayout layout, const std::uint8_t* codes, const GroupGrid& g,
                                            unsigned bits, std::int64_t h, std::int64_t r, std::int64_t j) {
   if (layout == CodeLayout::dense) return bits::dense_get(codes, static_cast<std::size_t>(g.stream_index(h, r, j)), bits);
+  if (layout == CodeLayout::fragment) return bits::dense_get(codes, static_cast<std::size_t>(fragment_index(g, h, r, j)), bits);
   const std::int64_t f = bits::release_codes_per_word(bits);
   const std::uint32_t word = get_word(codes, (h * g.rows + r) * release_row_words(g, bits) + j / f);
   return bits::release_get(&word, static_cast<std::size_t>(j % f), bits);
@@ -189,11 +288,13 @@ VIDKV_HOST_DEVICE inline unsigned get_code(CodeLayout layout, const std::uint8_t
 
 // Index of the uint32 word of the codes section holding element j0 of row r of head h, for runs that start on a
 // word: in layout dense when ((h * rows + r) * length + j0) * bits is a multiple of 32, in layout release when
-// j0 * bits is (a row starts on a word there).
+// j0 * bits is (a row starts on a word there). fragment: the word holding the element (a row's codes are not
+// consecutive there: no run starts on it, word_aligned_groups is false).
 VIDKV_HOST_DEVICE constexpr std::int64_t code_word(CodeLayout layout, const GroupGrid& g, unsigned bits, std::int64_t h,
                                                    std::int64_t r, std::int64_t j0) {
-  return layout == CodeLayout::dense ? g.stream_index(h, r, j0) * bits / 32
-                                     : (h * g.rows + r) * release_row_words(g, bits) + j0 * bits / 32;
+  return layout == CodeLayout::dense      ? g.stream_index(h, r, j0) * bits / 32
+         : layout == CodeLayout::fragment ? fragment_index(g, h, r, j0) * bits / 32
+                                          : (h * g.rows + r) * release_row_words(g, bits) + j0 * bits / 32;
 }
 
 // --- Run-level packing: the codes of one whole group, a 32-bit word at a time -------------------------------
@@ -205,9 +306,10 @@ VIDKV_HOST_DEVICE constexpr std::int64_t code_word(CodeLayout layout, const Grou
 // reference keeps put_code/get_code; the optimised CPU paths and the CUDA kernels use these runs, and
 // tests/cpp/test_group_runs.cpp checks the two against each other.
 
-// Whether every group of the grid starts on a word of the codes section and fills whole words.
+// Whether every group of the grid starts on a word of the codes section and fills whole words (never in layout
+// fragment, whose words hold codes of several rows).
 VIDKV_HOST_DEVICE constexpr bool word_aligned_groups(CodeLayout layout, const GroupGrid& g, unsigned bits) {
-  return g.length % g.group == 0 && (g.group * bits) % 32 == 0 &&
+  return layout != CodeLayout::fragment && g.length % g.group == 0 && (g.group * bits) % 32 == 0 &&
          (layout == CodeLayout::release || (g.length * bits) % 32 == 0);
 }
 
@@ -268,6 +370,15 @@ template <class CodeOf>
 VIDKV_HOST_DEVICE inline std::uint8_t code_byte(CodeLayout layout, const GroupGrid& g, unsigned bits, std::int64_t b,
                                                 CodeOf code_of) {
   unsigned byte = 0;
+  if (layout == CodeLayout::fragment) {  // four 2-bit codes per byte, each within the byte
+    const std::int64_t tokens = grid_tokens(g), channels = grid_channels(g);
+    for (std::int64_t i = 0; i < 4; ++i) {
+      const FragmentElement e = fragment_element(g.axis, tokens, channels, 4 * b + i);
+      const bool channel_axis = g.axis == GroupAxis::channel;
+      byte |= code_of(e.h, channel_axis ? e.c : e.t, channel_axis ? e.t : e.c) << (2 * i);
+    }
+    return static_cast<std::uint8_t>(byte & 0xffu);
+  }
   if (layout == CodeLayout::dense) {
     const std::int64_t first_bit = 8 * b, total = g.elements();
     for (std::int64_t k = first_bit / bits; k < total && k * bits < first_bit + 8; ++k) {
@@ -284,6 +395,38 @@ VIDKV_HOST_DEVICE inline std::uint8_t code_byte(CodeLayout layout, const GroupGr
   for (std::int64_t i = 0; i < 8 / static_cast<std::int64_t>(bits) && j0 + i < g.length; ++i)
     byte |= code_of(row / g.rows, row % g.rows, j0 + i) << (bits * i);
   return static_cast<std::uint8_t>(byte & 0xffu);
+}
+
+// A codes section of grid g in layout dense rewritten in layout fragment (fragment_from_dense) or back
+// (dense_from_fragment): every 2-bit code moved to its place in the other layout, none changed. fragment_ok(g, 2)
+// must hold; `to` (code_bytes(...) bytes, not overlapping `from`) is written whole. The optimised CPU tiers code
+// in layout dense and permute with these (uniform_kernels.cpp); the result equals put_code / get_code's bit for bit
+// (tests/cpp/test_fragment_layout.cpp).
+inline void fragment_from_dense(const GroupGrid& g, const std::uint8_t* dense, std::uint8_t* fragment) {
+  const std::size_t n = code_bytes(CodeLayout::dense, g, 2);
+  for (std::size_t b = 0; b < n; ++b) fragment[b] = 0;
+  for (std::int64_t h = 0; h < g.heads; ++h)
+    for (std::int64_t r = 0; r < g.rows; ++r) {
+      const std::int64_t first = g.stream_index(h, r, 0);
+      for (std::int64_t j = 0; j < g.length; ++j) {
+        const unsigned code = (dense[(first + j) >> 2] >> (2 * ((first + j) & 3))) & 3u;
+        const std::int64_t k = fragment_index(g, h, r, j);
+        fragment[k >> 2] = static_cast<std::uint8_t>(fragment[k >> 2] | (code << (2 * (k & 3))));
+      }
+    }
+}
+inline void dense_from_fragment(const GroupGrid& g, const std::uint8_t* fragment, std::uint8_t* dense) {
+  const std::size_t n = code_bytes(CodeLayout::dense, g, 2);
+  for (std::size_t b = 0; b < n; ++b) dense[b] = 0;
+  for (std::int64_t h = 0; h < g.heads; ++h)
+    for (std::int64_t r = 0; r < g.rows; ++r) {
+      const std::int64_t first = g.stream_index(h, r, 0);
+      for (std::int64_t j = 0; j < g.length; ++j) {
+        const std::int64_t k = fragment_index(g, h, r, j);
+        const unsigned code = (fragment[k >> 2] >> (2 * (k & 3))) & 3u;
+        dense[(first + j) >> 2] = static_cast<std::uint8_t>(dense[(first + j) >> 2] | (code << (2 * ((first + j) & 3))));
+      }
+    }
 }
 
 // Round half to even of a finite, non-negative value below 2^23 (codes), written out so host and device agree

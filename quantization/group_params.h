@@ -3,7 +3,7 @@
 //   axis         channel | token (group_format::GroupAxis: a group is G consecutive tokens of one channel, or G
 //                consecutive channels of one token)
 //   scale_dtype  fp16 | fp32: the storage type of the per-group metadata
-//   layout       dense | release (group_format::CodeLayout)
+//   layout       dense | release (group_format::CodeLayout); uniform also fragment
 // Each plugin passes its own description of axis, scale_dtype and layout (what they mean for it: `vidkv plugins`
 // prints them) and binds them in its own order among its other parameters. B is a parameter binder (core/params.h).
 #pragma once
@@ -36,12 +36,13 @@ void bind_scale_dtype(B& b, DType P::*field, const char* description) {
            description);
 }
 
+// with_fragment: the plugin also takes layout fragment (group_format.h; uniform's 2-bit codes only).
 template <class B, class P>
-void bind_layout(B& b, group_format::CodeLayout P::*field, const char* description) {
+void bind_layout(B& b, group_format::CodeLayout P::*field, const char* description, bool with_fragment = false) {
   using group_format::CodeLayout;
-  b.choice("layout", field,
-           std::vector<std::pair<std::string, CodeLayout>>{{"dense", CodeLayout::dense}, {"release", CodeLayout::release}},
-           description);
+  std::vector<std::pair<std::string, CodeLayout>> choices{{"dense", CodeLayout::dense}, {"release", CodeLayout::release}};
+  if (with_fragment) choices.emplace_back("fragment", CodeLayout::fragment);
+  b.choice("layout", field, choices, description);
 }
 
 }  // namespace vidkv::group_params

@@ -64,6 +64,16 @@ inline std::vector<AttentionCodec> attention_codecs() {
   token_mixed.set("rest", quantizer_block("ternary", {{"axis", "token"}}));
   out.push_back({"sign fft complex keys, mixed_token values (token-axis children)",
                  quantizer_block("sign", {{"fft", "complex"}}), token_mixed, paper});
+  // kivi-2's quantizers in uniform's fragment layout (group_format.h) under KIVI's lifecycle with a shorter window:
+  // key blocks of whole 32-token tiles, value blocks with a dense tail (the prefill's N - R tokens), one-token value
+  // blocks after (not merged in this layout). Read only at a multiple of 64 channels (decode_attention_supports).
+  LifecycleParams kivi;
+  kivi.type = LifecycleType::kivi;
+  kivi.group = 32;
+  kivi.residual = 64;
+  out.push_back({"uniform 2-bit fragment layout, per-channel keys and per-token values (kivi lifecycle)",
+                 quantizer_block("uniform", {{"bits", "2"}, {"axis", "channel"}, {"layout", "fragment"}}),
+                 quantizer_block("uniform", {{"bits", "2"}, {"axis", "token"}, {"layout", "fragment"}}), kivi});
   return out;
 }
 

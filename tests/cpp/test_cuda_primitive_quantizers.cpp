@@ -139,6 +139,23 @@ TEST_CASE("uniform, ternary and identity on CUDA write the CPU reference's bytes
         for (std::size_t offset : {0u, 1u, 2u, 3u}) check_on_cuda(name, params, shape, in_dtype, offset, ++seed);
 }
 
+TEST_CASE("uniform in layout fragment on CUDA writes the CPU reference's bytes and decodes to its values", "[cuda]") {
+  // The byte-per-thread encode (group_format::code_byte's fragment branch) and the per-group decode through get_code:
+  // the fast kernels do not take this layout (word_aligned_groups is false). Channels multiples of 64, tails of
+  // whole 32-token tiles (45, 100, 7 tokens), both axes.
+  std::string why;
+  if (cuda_device_count(&why) == 0) VIDKV_SKIP("no CUDA device: " << why);
+  const std::vector<KeyValues> configs{{{"layout", "fragment"}},
+                                       {{"layout", "fragment"}, {"axis", "token"}},
+                                       {{"layout", "fragment"}, {"group", "16"}, {"scale_dtype", "fp32"}}};
+  const std::vector<BlockShape> shapes{{1, 32, 64}, {2, 45, 128}, {1, 7, 64}, {4, 256, 128}, {2, 100, 192}};
+  std::uint64_t seed = 101;
+  for (const auto& params : configs)
+    for (const auto& shape : shapes)
+      for (DType in_dtype : {DType::f32, DType::f16})
+        for (std::size_t offset : {0u, 1u}) check_on_cuda("uniform", params, shape, in_dtype, offset, ++seed);
+}
+
 TEST_CASE("encode_view on cuda refuses a host view and names the devices", "[cuda]") {
   std::string why;
   if (cuda_device_count(&why) == 0) VIDKV_SKIP("no CUDA device: " << why);

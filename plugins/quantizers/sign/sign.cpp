@@ -23,7 +23,11 @@
 namespace vidkv {
 
 SignQuantizer::SignQuantizer(const Params& params, CpuImplementation implementation)
-    : GroupedQuantizer("sign", params, implementation) {}
+    : GroupedQuantizer("sign", params, implementation) {
+  // YAML offers sign dense and release only (group_params::bind_layout); parameters built in code are checked here.
+  VIDKV_REQUIRE(params.layout != group_format::CodeLayout::fragment, ConfigError,
+                "sign: layout fragment holds uniform's 2-bit codes only (use layout: dense or release)");
+}
 
 const SignQuantizer::CpuKernels& SignQuantizer::cpu_kernels(const group_format::GroupGrid& g) const {
   return sign_kernels::choose_group(implementation_, params_, g);

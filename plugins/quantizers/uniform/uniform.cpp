@@ -17,17 +17,26 @@ std::string release_bits_message(int bits) {
   return "layout: release packs 32/bits codes per uint32 word and needs bits in {1, 2, 4, 8}, got bits = " +
          std::to_string(bits) + " (use layout: dense)";
 }
+std::string fragment_bits_message(int bits) {
+  return "layout: fragment holds 2-bit codes only, got bits = " + std::to_string(bits) + " (use layout: dense)";
+}
+// The message for a layout that cannot hold `bits`-bit codes, or "" where it can.
+std::string layout_bits_problem(group_format::CodeLayout layout, int bits) {
+  if (layout == group_format::CodeLayout::release && !group_format::release_bits_ok(static_cast<unsigned>(bits)))
+    return release_bits_message(bits);
+  if (layout == group_format::CodeLayout::fragment && bits != 2) return fragment_bits_message(bits);
+  return {};
+}
 }  // namespace
 
 void UniformParams::check() const {
-  if (layout == group_format::CodeLayout::release && !group_format::release_bits_ok(static_cast<unsigned>(bits)))
-    VIDKV_THROW(ConfigError, "uniform: ", release_bits_message(bits));
+  if (const std::string why = layout_bits_problem(layout, bits); !why.empty()) VIDKV_THROW(ConfigError, "uniform: ", why);
 }
 
 void UniformParams::validate(const ConfigNode& node) const {
-  if (layout == group_format::CodeLayout::release && !group_format::release_bits_ok(static_cast<unsigned>(bits))) {
+  if (const std::string why = layout_bits_problem(layout, bits); !why.empty()) {
     const ConfigNode* key = node.is_map() ? node.find("layout") : nullptr;
-    (key ? *key : node).fail(release_bits_message(bits) + " for uniform");
+    (key ? *key : node).fail(why + " for uniform");
   }
 }
 
@@ -51,6 +60,9 @@ const UniformQuantizer::CpuKernels& UniformQuantizer::cpu_kernels(const group_fo
 PackedLayout UniformQuantizer::layout(const BlockShape& shape, const TokenContext&) const {
   const auto g = block_grid(shape);
   const auto bits = static_cast<unsigned>(params_.bits);
+  VIDKV_REQUIRE(params_.layout != group_format::CodeLayout::fragment || group_format::fragment_ok(g, bits), ShapeError,
+                "uniform: layout fragment needs a multiple of 64 channels per head (whole 16-byte quads per lane of ",
+                "a 32-token tile), got a block of ", shape.channels, " channels (use layout: dense)");
   PackedLayout l(shape.elements(), params_.bits);
   l.add("codes", SectionKind::codes, uniform_format::codes_bytes(params_.layout, g, bits));
   l.add("scales", SectionKind::scales, uniform_format::scales_bytes(g, params_.scale_dtype));
@@ -60,6 +72,9 @@ PackedLayout UniformQuantizer::layout(const BlockShape& shape, const TokenContex
 
 bool UniformQuantizer::token_separable(const BlockShape& shape) const {
   if (params_.axis != group_format::GroupAxis::token) return false;
+  // fragment: a block's whole 32-token tiles interleave their tokens' codes, so a token's codes are not a run of
+  // bytes of their own (KIVI's one-token value blocks then stay apart: cache_lifecycle.h).
+  if (params_.layout == group_format::CodeLayout::fragment) return false;
   // release: every token's codes are a row of whole words; dense: one bitstream, split at bytes only where each
   // token's row is whole bytes.
   return params_.layout == group_format::CodeLayout::release || (shape.channels * params_.bits) % 8 == 0;

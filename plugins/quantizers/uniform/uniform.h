@@ -20,8 +20,10 @@
 // scale_dtype fp32 removes. Every group that fits is stored exactly as above.
 //
 // Packed layout (uniform_format.h), per block [heads, tokens, channels]:
-//   codes  dense:   one bitstream, b bits per element, order head, row, position (grouped axis innermost)
-//          release: per row ceil(L / (32/b)) uint32 words, LSB first; b in {1, 2, 4, 8}
+//   codes  dense:    one bitstream, b bits per element, order head, row, position (grouped axis innermost)
+//          release:  per row ceil(L / (32/b)) uint32 words, LSB first; b in {1, 2, 4, 8}
+//          fragment: dense's bytes with each 2-bit code moved to where decode attention's MMA operands want it
+//                    (group_format.h; b = 2, channels a multiple of 64, else ShapeError from layout())
 //   scales one scale_dtype value per group (head, row, group order)
 //   mins   one scale_dtype value per group
 // effective bits = b + 2 * 8 * sizeof(scale_dtype) / G (dense, exactly when G divides the axis; plus the padding
@@ -53,9 +55,13 @@ struct UniformParams {
                             "token: G consecutive channels of one token");
     group_params::bind_scale_dtype(b, &UniformParams::scale_dtype, "storage type of each group's scale and min");
     group_params::bind_layout(b, &UniformParams::layout,
-                              "dense bitstream, or the release's uint32 words per row (bits 1, 2, 4, 8 only)");
+                              "dense bitstream, the release's uint32 words per row (bits 1, 2, 4, 8 only), or fragment: "
+                              "the dense bytes permuted into the tensor cores' operand order per 32-token tile (bits 2, "
+                              "channels a multiple of 64)",
+                              /*with_fragment=*/true);
   }
-  // Cross-parameter check: layout release needs bits in {1, 2, 4, 8}. Throws ConfigError naming `layout`.
+  // Cross-parameter check: layout release needs bits in {1, 2, 4, 8}, layout fragment bits 2. Throws ConfigError
+  // naming `layout`.
   void validate(const ConfigNode& node) const;
   // The same check without a config node (plugins constructed from code).
   void check() const;

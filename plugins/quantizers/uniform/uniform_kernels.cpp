@@ -1,7 +1,11 @@
 // uniform's kernel table and the one choice among its CPU tiers (uniform_kernels.h).
 #include "vidkv/plugins/quantizers/uniform/uniform_kernels.h"
 
+#include <cstring>
+#include <vector>
+
 #include "vidkv/plugins/quantizers/uniform/uniform_avx512.h"
+#include "vidkv/plugins/quantizers/uniform/uniform_format.h"
 
 namespace vidkv::uniform_kernels {
 
@@ -12,15 +16,43 @@ void encode_avx512(const UniformParams& p, const group_format::GroupGrid& g, con
 void decode_avx512(const UniformParams& p, const group_format::GroupGrid& g, const std::uint8_t* in, float* out) {
   uniform_avx512::decode(in, g, p.axis, static_cast<unsigned>(p.bits), p.scale_dtype, p.layout, out);
 }
+
+// Layout fragment through a dense-layout tier: the codes section has the same size in both layouts and the scales
+// and mins follow it unchanged, so the tier codes the block in layout dense and the codes are permuted after
+// (encode) or before (decode, into a copy of the section: the input is const) by group_format's run permutations.
+template <void (*Encode)(const UniformParams&, const group_format::GroupGrid&, const float*, std::uint8_t*)>
+void encode_fragment(const UniformParams& p, const group_format::GroupGrid& g, const float* in, std::uint8_t* out) {
+  UniformParams dense = p;
+  dense.layout = group_format::CodeLayout::dense;
+  Encode(dense, g, in, out);
+  const std::size_t n = group_format::code_bytes(group_format::CodeLayout::dense, g, 2);
+  const std::vector<std::uint8_t> codes(out, out + n);
+  group_format::fragment_from_dense(g, codes.data(), out);
+}
+template <void (*Decode)(const UniformParams&, const group_format::GroupGrid&, const std::uint8_t*, float*)>
+void decode_fragment(const UniformParams& p, const group_format::GroupGrid& g, const std::uint8_t* in, float* out) {
+  UniformParams dense = p;
+  dense.layout = group_format::CodeLayout::dense;
+  const std::size_t total = uniform_format::total_bytes(group_format::CodeLayout::dense, g, 2, p.scale_dtype);
+  const std::size_t n = group_format::code_bytes(group_format::CodeLayout::dense, g, 2);
+  std::vector<std::uint8_t> bytes(total);
+  group_format::dense_from_fragment(g, in, bytes.data());
+  std::memcpy(bytes.data() + n, in + n, total - n);
+  Decode(dense, g, bytes.data(), out);
+}
 }  // namespace
 
 constinit const CpuKernels reference{"reference", encode_reference, decode_reference};
 constinit const CpuKernels optimized{"optimized", encode_optimized, decode_optimized};
 constinit const CpuKernels avx512{"avx512", encode_avx512, decode_avx512};
+constinit const CpuKernels optimized_fragment{"optimized", encode_fragment<encode_optimized>, decode_fragment<decode_optimized>};
+constinit const CpuKernels avx512_fragment{"avx512", encode_fragment<encode_avx512>, decode_fragment<decode_avx512>};
 
 const CpuKernels& choose(CpuImplementation implementation, const UniformParams& p, const group_format::GroupGrid& g) {
   if (implementation == CpuImplementation::reference) return reference;
-  return uniform_avx512::applies(g, static_cast<unsigned>(p.bits), p.scale_dtype) ? avx512 : optimized;
+  const bool simd = uniform_avx512::applies(g, static_cast<unsigned>(p.bits), p.scale_dtype);
+  if (p.layout == group_format::CodeLayout::fragment) return simd ? avx512_fragment : optimized_fragment;
+  return simd ? avx512 : optimized;
 }
 
 }  // namespace vidkv::uniform_kernels

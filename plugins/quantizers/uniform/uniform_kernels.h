@@ -6,6 +6,8 @@
 //   reference   uniform.cpp (the oracle)                CpuImplementation::reference                     -
 //   optimized   uniform_optimized.cpp (portable loops)  optimized, where avx512 does not apply            = reference
 //   avx512      uniform_avx512.cpp                      optimized, uniform_avx512::applies(grid, ...)    = reference
+//   (layout fragment: the optimized or avx512 tier codes in layout dense, the codes permuted after / before:
+//    optimized_fragment, avx512_fragment, under the same tier names)
 //   cuda        uniform.cu through uniform_cuda.h       device cuda (Quantizer::encode_view)             = reference
 //
 // The CPU entries share one signature. p: the plugin's parameters (validated: bits 1..8, group >= 1, release only
@@ -31,6 +33,8 @@ using CpuKernels = group_format::CpuKernelEntry<UniformParams>;
 extern const CpuKernels reference;
 extern const CpuKernels optimized;
 extern const CpuKernels avx512;
+extern const CpuKernels optimized_fragment;
+extern const CpuKernels avx512_fragment;
 
 // The CPU tier that runs for `implementation` on grid `g`: reference, or avx512 where the AVX-512 kernels take this
 // configuration on this processor (uniform_avx512::applies), else optimized. The only place that chooses.
