@@ -190,7 +190,7 @@ def main(argv=None):
     p.add_argument("--no-torch", action="store_true")
     p.add_argument("--attention", action="store_true",
                    help="run by the vidkv command itself (C++, experiments/src/attention_bench.h), never forwarded here")
-    p.add_argument("--batches", default=None, help="--attention only")
+    p.add_argument("--batches", default=None, help="--attention and --live")
     p.add_argument("--live", action="store_true", help="the live cache (vidkv/bench_live.py; its options below)")
     p.add_argument("--steps", type=int, default=None, help="--live only")
     p.add_argument("--rounds", type=int, default=None, help="--live only")
@@ -199,6 +199,8 @@ def main(argv=None):
     p.add_argument("--sdpa", default=None, help="--live only")
     p.add_argument("--profile", action="store_true", help="--live only")
     p.add_argument("--fused", action="store_true", help="--live only")
+    p.add_argument("--fused-only", action="store_true", help="--live only")
+    p.add_argument("--prefill-chunk", type=int, default=None, help="--live only")
     a = p.parse_args(argv)
     if a.attention or a.batches is not None:
         p.error("--attention and --batches: run `vidkv bench --attention` (the C++ command times the kernels and runs "
