@@ -65,8 +65,8 @@ inline std::vector<AttentionCodec> attention_codecs() {
   out.push_back({"sign fft complex keys, mixed_token values (token-axis children)",
                  quantizer_block("sign", {{"fft", "complex"}}), token_mixed, paper});
   // kivi-2's quantizers in uniform's fragment layout (group_format.h) under KIVI's lifecycle with a shorter window:
-  // key blocks of whole 32-token tiles, value blocks with a dense tail (the prefill's N - R tokens), one-token value
-  // blocks after (not merged in this layout). Read only at a multiple of 64 channels (decode_attention_supports).
+  // key blocks of whole 32-token tiles, value blocks with a dense tail (the prefill's N - R tokens), then decode-time
+  // value blocks merged up to 31 tokens (all tail). Read only at a multiple of 64 channels (decode_attention_supports).
   LifecycleParams kivi;
   kivi.type = LifecycleType::kivi;
   kivi.group = 32;

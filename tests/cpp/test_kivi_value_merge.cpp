@@ -75,6 +75,29 @@ TEST_CASE("uniform and identity say which blocks are token-separable", "[lifecyc
   CHECK_FALSE(test::make("uniform", {{"bits", "2"}, {"axis", "channel"}})->token_separable(s64));  // groups span tokens
   CHECK(test::make("identity")->token_separable(s34));
   CHECK_FALSE(test::make("ternary", {{"axis", "token"}})->token_separable(s64));  // default: not claimed
+  // layout fragment: fewer than 32 tokens are all tail (dense's bytes); a whole 32-token tile interleaves tokens.
+  const auto fragment = test::make("uniform", {{"bits", "2"}, {"axis", "token"}, {"layout", "fragment"}});
+  CHECK(fragment->token_separable(s64));
+  CHECK(fragment->token_separable(BlockShape{2, 31, 64}));
+  CHECK_FALSE(fragment->token_separable(BlockShape{2, 32, 64}));
+  CHECK_FALSE(fragment->token_separable(BlockShape{2, 40, 128}));
+}
+
+TEST_CASE("kivi lifecycle merges fragment-layout value tokens into blocks of at most 31 tokens, the bytes of those tokens encoded at once", "[lifecycle][kivi]") {
+  // Values [0, 24) from the prefill; tokens 24 .. 30 fill that block to 31; token 31 would make a whole 32-token tile
+  // (not a byte merge in layout fragment), so it starts [31, ...), which grows to 31 tokens, and so on: blocks
+  // [0, 31), [31, 62), [62, 93), [93, 104).
+  const KvCodec codec = kivi_codec("fragment");
+  LayerCache cache(codec, kivi_lifecycle(), kHeads, kChannels, TokenContext{}, DType::f16);
+  fill(cache, kChannels);
+  REQUIRE(cache.value_block_count() == 4);
+  const std::int64_t bounds[] = {0, 31, 62, 93, 104};
+  for (std::size_t b = 0; b < 4; ++b) {
+    const std::int64_t begin = bounds[b], end = bounds[b + 1];
+    CAPTURE(begin, end);
+    CHECK(cache.value_block_bytes(b) ==
+          test::encode(codec.value(), BlockShape{kHeads, end - begin, kChannels}, inputs(begin, end, kChannels, 2)));
+  }
 }
 
 TEST_CASE("kivi lifecycle merges each quantized value token into a block of fewer than 32 tokens, the bytes of those tokens encoded at once", "[lifecycle][kivi]") {
@@ -118,6 +141,17 @@ TEST_CASE("kivi lifecycle keeps one-token value blocks apart when the value quan
   LayerCache cache(codec, kivi_lifecycle(), kHeads, 34, TokenContext{}, DType::f16);
   fill(cache, 34);
   CHECK(cache.value_block_count() == 1 + 80);
+}
+
+TEST_CASE("kivi value merge on cuda gives the cpu cache's blocks in layout fragment", "[cuda][lifecycle][kivi]") {
+  VIDKV_REQUIRE_CUDA_DEVICE();
+  const KvCodec cpu_codec = kivi_codec("fragment"), gpu_codec = kivi_codec("fragment");
+  LayerCache c_cpu(cpu_codec, kivi_lifecycle(), kHeads, kChannels, TokenContext{}, DType::f16, Execution::cpu());
+  LayerCache c_gpu(gpu_codec, kivi_lifecycle(), kHeads, kChannels, TokenContext{}, DType::f16, Execution::cuda());
+  fill(c_cpu, kChannels);
+  fill(c_gpu, kChannels);
+  REQUIRE(c_gpu.value_block_count() == 4);
+  test::require_same_cache(c_gpu, c_cpu);  // counters, materialized values, every block's bytes
 }
 
 TEST_CASE("kivi value merge on cuda gives the cpu cache's blocks", "[cuda][lifecycle][kivi]") {

@@ -72,9 +72,11 @@ PackedLayout UniformQuantizer::layout(const BlockShape& shape, const TokenContex
 
 bool UniformQuantizer::token_separable(const BlockShape& shape) const {
   if (params_.axis != group_format::GroupAxis::token) return false;
-  // fragment: a block's whole 32-token tiles interleave their tokens' codes, so a token's codes are not a run of
-  // bytes of their own (KIVI's one-token value blocks then stay apart: cache_lifecycle.h).
-  if (params_.layout == group_format::CodeLayout::fragment) return false;
+  // fragment: a block of fewer than 32 tokens is all tail, stored in dense's token-major order (its bytes are dense's);
+  // a whole 32-token tile interleaves its tokens' codes. So KIVI's value tail merges up to 31 tokens per block here
+  // (cache_lifecycle.h), where dense reaches 32.
+  if (params_.layout == group_format::CodeLayout::fragment)
+    return shape.tokens < group_format::kFragmentTileTokens && (shape.channels * params_.bits) % 8 == 0;
   // release: every token's codes are a row of whole words; dense: one bitstream, split at bytes only where each
   // token's row is whole bytes.
   return params_.layout == group_format::CodeLayout::release || (shape.channels * params_.bits) % 8 == 0;

@@ -82,7 +82,8 @@ class UniformQuantizer : public GroupedQuantizer<UniformParams> {
   // whole words) or in layout dense where a token's codes fill whole bytes (channels * bits a multiple of 8): its
   // groups lie within the token's row, the dense code stream runs head, token, channel, and scales and mins are in
   // group order (head, token, group). KIVI's values (2 bits, 128 channels: 32 + 8 + 8 bytes per token and head in
-  // fp16).
+  // fp16). In layout fragment only blocks of fewer than 32 tokens (all tail: dense's bytes), so a merged KIVI value
+  // block holds at most 31 tokens.
   bool token_separable(const BlockShape& shape) const override;
 
  protected:
