@@ -397,36 +397,41 @@ VIDKV_HOST_DEVICE inline std::uint8_t code_byte(CodeLayout layout, const GroupGr
   return static_cast<std::uint8_t>(byte & 0xffu);
 }
 
-// A codes section of grid g in layout dense rewritten in layout fragment (fragment_from_dense) or back
-// (dense_from_fragment): every 2-bit code moved to its place in the other layout, none changed. fragment_ok(g, 2)
-// must hold; `to` (code_bytes(...) bytes, not overlapping `from`) is written whole. The optimised CPU tiers code
-// in layout dense and permute with these (uniform_kernels.cpp); the result equals put_code / get_code's bit for bit
-// (tests/cpp/test_fragment_layout.cpp).
+// One byte of a codes section of grid g in layout fragment from the section in layout dense (fragment_byte_from_dense),
+// or one byte in layout dense from the section in layout fragment (dense_byte_from_fragment): the byte's four 2-bit
+// codes gathered from where the other layout keeps them. fragment_ok(g, 2) must hold; b < code_bytes(...). One
+// thread per byte permutes a whole section on a GPU (uniform.cu), race-free; the host loops below call the same.
+VIDKV_HOST_DEVICE inline std::uint8_t fragment_byte_from_dense(const GroupGrid& g, const std::uint8_t* dense, std::int64_t b) {
+  const std::int64_t tokens = grid_tokens(g), channels = grid_channels(g);
+  const bool channel_axis = g.axis == GroupAxis::channel;
+  unsigned byte = 0;
+  for (std::int64_t i = 0; i < 4; ++i) {
+    const FragmentElement e = fragment_element(g.axis, tokens, channels, 4 * b + i);
+    const std::int64_t k = g.stream_index(e.h, channel_axis ? e.c : e.t, channel_axis ? e.t : e.c);
+    byte |= ((static_cast<unsigned>(dense[k >> 2]) >> (2 * (k & 3))) & 3u) << (2 * i);
+  }
+  return static_cast<std::uint8_t>(byte);
+}
+VIDKV_HOST_DEVICE inline std::uint8_t dense_byte_from_fragment(const GroupGrid& g, const std::uint8_t* fragment, std::int64_t b) {
+  unsigned byte = 0;
+  for (std::int64_t i = 0; i < 4; ++i) {
+    const std::int64_t d = 4 * b + i, row = d / g.length;  // canonical index -> (head, row, position)
+    const std::int64_t k = fragment_index(g, row / g.rows, row % g.rows, d % g.length);
+    byte |= ((static_cast<unsigned>(fragment[k >> 2]) >> (2 * (k & 3))) & 3u) << (2 * i);
+  }
+  return static_cast<std::uint8_t>(byte);
+}
+
+// A whole codes section permuted between the layouts (every 2-bit code moved, none changed; `to`, code_bytes(...)
+// bytes not overlapping `from`, written whole). The optimised CPU tiers code in layout dense and permute with these
+// (uniform_kernels.cpp); the result equals put_code / get_code's bit for bit (tests/cpp/test_fragment_layout.cpp).
 inline void fragment_from_dense(const GroupGrid& g, const std::uint8_t* dense, std::uint8_t* fragment) {
-  const std::size_t n = code_bytes(CodeLayout::dense, g, 2);
-  for (std::size_t b = 0; b < n; ++b) fragment[b] = 0;
-  for (std::int64_t h = 0; h < g.heads; ++h)
-    for (std::int64_t r = 0; r < g.rows; ++r) {
-      const std::int64_t first = g.stream_index(h, r, 0);
-      for (std::int64_t j = 0; j < g.length; ++j) {
-        const unsigned code = (dense[(first + j) >> 2] >> (2 * ((first + j) & 3))) & 3u;
-        const std::int64_t k = fragment_index(g, h, r, j);
-        fragment[k >> 2] = static_cast<std::uint8_t>(fragment[k >> 2] | (code << (2 * (k & 3))));
-      }
-    }
+  const auto n = static_cast<std::int64_t>(code_bytes(CodeLayout::dense, g, 2));
+  for (std::int64_t b = 0; b < n; ++b) fragment[b] = fragment_byte_from_dense(g, dense, b);
 }
 inline void dense_from_fragment(const GroupGrid& g, const std::uint8_t* fragment, std::uint8_t* dense) {
-  const std::size_t n = code_bytes(CodeLayout::dense, g, 2);
-  for (std::size_t b = 0; b < n; ++b) dense[b] = 0;
-  for (std::int64_t h = 0; h < g.heads; ++h)
-    for (std::int64_t r = 0; r < g.rows; ++r) {
-      const std::int64_t first = g.stream_index(h, r, 0);
-      for (std::int64_t j = 0; j < g.length; ++j) {
-        const std::int64_t k = fragment_index(g, h, r, j);
-        const unsigned code = (fragment[k >> 2] >> (2 * (k & 3))) & 3u;
-        dense[(first + j) >> 2] = static_cast<std::uint8_t>(dense[(first + j) >> 2] | (code << (2 * ((first + j) & 3))));
-      }
-    }
+  const auto n = static_cast<std::int64_t>(code_bytes(CodeLayout::dense, g, 2));
+  for (std::int64_t b = 0; b < n; ++b) dense[b] = dense_byte_from_fragment(g, fragment, b);
 }
 
 // Round half to even of a finite, non-negative value below 2^23 (codes), written out so host and device agree

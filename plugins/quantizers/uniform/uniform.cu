@@ -506,6 +506,22 @@ unsigned tile_row_groups(const GroupGrid& g, const void* in, DType in_dtype) {
   return g.groups_per_row() % qb == 0 ? qb : 0;
 }
 
+// Layout fragment (group_format.h): a codes section permuted between the layouts, one thread per byte of `to`.
+__global__ void fragment_from_dense_kernel(GroupGrid g, const std::uint8_t* dense, std::uint8_t* fragment, std::int64_t bytes) {
+  const std::int64_t b = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (b < bytes) fragment[b] = group_format::fragment_byte_from_dense(g, dense, b);
+}
+__global__ void dense_from_fragment_kernel(GroupGrid g, const std::uint8_t* fragment, std::uint8_t* dense, std::int64_t bytes) {
+  const std::int64_t b = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (b < bytes) dense[b] = group_format::dense_byte_from_fragment(g, fragment, b);
+}
+
+Config dense_config(const Config& c) {
+  Config d = c;
+  d.layout = CodeLayout::dense;
+  return d;
+}
+
 // Calls f(std::integral_constant<unsigned, bits>) for bits in {1, 2, 4, 8}.
 template <class F>
 void dispatch_bits(unsigned bits, F&& f) {
@@ -522,6 +538,19 @@ void dispatch_bits(unsigned bits, F&& f) {
 void encode(const Config& c, const void* in, DType in_dtype, const BlockShape& shape, std::uint8_t* out, void* stream) {
   const GroupGrid g = group_format::grid_of(c, shape, shape.channels);
   if (g.group_count() == 0) return;
+  if (c.layout == CodeLayout::fragment) {
+    // Layout fragment: coded in layout dense by the kernels below (the fast ones where they apply; the metadata
+    // sections are the same in both layouts), then the codes section permuted from a copy (2 bits per element: a
+    // pass over an eighth of fp16 input's bytes).
+    encode(dense_config(c), in, in_dtype, shape, out, stream);
+    auto* st = static_cast<cudaStream_t>(stream);
+    const auto n = static_cast<std::int64_t>(group_format::code_bytes(CodeLayout::dense, g, c.bits));
+    DeviceBuffer dense(static_cast<std::size_t>(n), stream);
+    copy_device_to_device(dense.data(), out, static_cast<std::size_t>(n), stream);
+    fragment_from_dense_kernel<<<group_cuda::blocks_for(n), group_cuda::kThreads, 0, st>>>(g, dense.as<std::uint8_t>(), out, n);
+    check_launch("uniform encode (fragment permutation)");
+    return;
+  }
   const Sections s = uniform_format::sections(c.layout, g, c.bits, c.scale_dtype, out);
   const bool word_runs = group_format::word_aligned_groups(c.layout, g, c.bits) && group_cuda::aligned4(out);
   auto* st = static_cast<cudaStream_t>(stream);
@@ -575,6 +604,19 @@ void encode(const Config& c, const void* in, DType in_dtype, const BlockShape& s
 void decode(const Config& c, const std::uint8_t* in, const BlockShape& shape, void* out, DType out_dtype, void* stream) {
   const GroupGrid g = group_format::grid_of(c, shape, shape.channels);
   if (g.group_count() == 0) return;
+  if (c.layout == CodeLayout::fragment) {
+    // Layout fragment: the codes permuted into a copy of the bytes in layout dense (metadata copied as it is), decoded
+    // there by the kernels below.
+    auto* st = static_cast<cudaStream_t>(stream);
+    const auto n = static_cast<std::int64_t>(group_format::code_bytes(CodeLayout::dense, g, c.bits));
+    const std::size_t total = uniform_format::total_bytes(CodeLayout::dense, g, c.bits, c.scale_dtype);
+    DeviceBuffer dense(total, stream);
+    dense_from_fragment_kernel<<<group_cuda::blocks_for(n), group_cuda::kThreads, 0, st>>>(g, in, dense.as<std::uint8_t>(), n);
+    check_launch("uniform decode (fragment permutation)");
+    copy_device_to_device(dense.as<std::uint8_t>() + n, in + n, total - static_cast<std::size_t>(n), stream);
+    decode(dense_config(c), dense.as<std::uint8_t>(), shape, out, out_dtype, stream);
+    return;
+  }
   const auto sections = uniform_format::sections(c.layout, g, c.bits, c.scale_dtype, in);
   const std::uint8_t* scales = sections.scales;
   const std::uint8_t* mins = sections.mins;
