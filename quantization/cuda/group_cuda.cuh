@@ -77,11 +77,9 @@ struct ByteMap {
   }
 };
 
-// ByteMap of a codes section: dense stream or release rows of `bits`-bit codes; fragment: the bytes in order (a
-// byte's four codes come from several rows, group_format::code_byte).
+// ByteMap of a codes section: dense stream or release rows of `bits`-bit codes.
 inline ByteMap code_byte_map(group_format::CodeLayout layout, const GroupGrid& g, GroupAxis axis, unsigned bits) {
   const std::int64_t total = static_cast<std::int64_t>(group_format::code_bytes(layout, g, bits));
-  if (layout == group_format::CodeLayout::fragment) return ByteMap{GroupAxis::token, g.row_count(), g.length, 0, 0, 0, total};
   if (layout == group_format::CodeLayout::release)
     return ByteMap{axis, g.row_count(), g.length, 0, 0, group_format::release_row_words(g, bits) * 4, total};
   return ByteMap{axis, g.row_count(), g.length, static_cast<std::int64_t>(bits), 8, 0, total};

@@ -2,8 +2,8 @@
 // operands per 32-token tile. The map is a bijection whose inverse is fragment_element; hand-worked positions;
 // every lane's registers hold the (row, column) pairs of the PTX fragment; the permutations between the layouts;
 // the uniform quantizer in layout fragment (reference and optimised tiers) writes dense's metadata and permuted
-// codes and decodes to dense's values bit for bit; the byte-per-thread packer (code_byte, the CUDA generic path)
-// writes the reference's bytes; refusals of what the layout cannot hold.
+// codes and decodes to dense's values bit for bit; the byte-per-thread packer (code_byte) writes the reference's
+// bytes; refusals of what the layout cannot hold; every element read in place by decode attention.
 #include <cstdint>
 #include <cstring>
 #include <set>
@@ -156,7 +156,8 @@ TEST_CASE("uniform in layout fragment stores dense's metadata and permuted codes
 }
 
 TEST_CASE("fragment layout: the byte-per-thread packer (code_byte) writes put_code's bytes", "[quantizer][uniform][fragment]") {
-  // code_byte is what the CUDA byte-per-thread encode calls for every byte of a fragment codes section.
+  // code_byte: group_format's byte-per-thread packer for any layout (uniform's CUDA encode runs it for layouts dense and
+  // release; fragment goes through dense and the permutation, tested above).
   for (gf::GroupAxis axis : {gf::GroupAxis::channel, gf::GroupAxis::token}) {
     const gf::GroupGrid g = gf::make_group_grid(axis, 2, 70, 64, 32);
     const std::size_t n = gf::code_bytes(gf::CodeLayout::fragment, g, 2);
