@@ -414,6 +414,16 @@ void LayerCache::maybe_quantize(bool prefill) {
     }
     while (tokens_ - key_quantized_ >= r) quantize_key_range(key_quantized_, key_quantized_ + r);
     while (tokens_ - value_quantized_ > r) {
+      // Several tokens leaving the window at once (a multi-token append: a prompt fed in passes, several new tokens
+      // in a step): where the value quantizer is token-separable for them, their one-token blocks merged would be the
+      // bytes of one block of them all, so they are encoded as that one block (one encode instead of one encode and
+      // one merge per token; the same bytes and values, fewer blocks).
+      const std::int64_t leaving = tokens_ - r - value_quantized_;
+      if (leaving > 1 && codec_.value().token_separable(BlockShape{heads_, leaving, channels_}) &&
+          !env_equals("VIDKV_KIVI_VALUE_MERGE", "off")) {
+        quantize_value_range(value_quantized_, tokens_ - r);
+        continue;
+      }
       quantize_value_range(value_quantized_, value_quantized_ + 1);
       merge_value_tail();
     }

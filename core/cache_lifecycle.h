@@ -10,7 +10,8 @@
 //           along tokens, identity), each such one-token block is merged into the value block before it while that
 //           block holds fewer than 32 tokens: the same bytes as encoding their tokens at once
 //           (core/token_block_merge.h), so that a long generation leaves blocks of 32 tokens and one shorter tail,
-//           not one block per token (VIDKV_KIVI_VALUE_MERGE=off keeps them apart, for A / B runs).
+//           not one block per token; several tokens leaving at once (a multi-token append) are then encoded as one
+//           block, the same bytes (VIDKV_KIVI_VALUE_MERGE=off keeps every token apart, for A / B runs).
 //
 // Exact tokens: with ExactTokens::all (trace replay, the default) the cache keeps the exact input of every token,
 // so that ctx.keys can expose the exact keys of every cached token to protectors (semantic_attention). With

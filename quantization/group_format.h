@@ -144,7 +144,10 @@ VIDKV_HOST_DEVICE inline std::uint32_t get_word(const std::uint8_t* bytes, std::
 // (core/bit_packing.h dense_*). release: per row, ceil(length / f) uint32 words, f = 32 / bits codes per word,
 // least significant bits first (core/bit_packing.h release_*), rows back to back in canonical order; bits must be
 // 1, 2, 4 or 8. fragment: 2-bit codes in the order of the tensor cores' A operands (below, fragment_code_index):
-// the same bytes as dense, permuted; bits 2 and channels a multiple of 64 (fragment_ok).
+// the same bytes as dense, permuted; bits 2 and channels a multiple of 64 (fragment_ok). Its A orientation follows the
+// grouped axis: channel-axis grids in the keys' score orientation, token-axis grids in the values' (kivi-2's per-channel
+// keys and per-token values); per-channel values or per-token keys in it are stored and read correctly, not in their
+// MMA's orientation.
 enum class CodeLayout : std::uint8_t { dense, release, fragment };
 
 VIDKV_HOST_DEVICE constexpr bool release_bits_ok(unsigned bits) { return bits == 1 || bits == 2 || bits == 4 || bits == 8; }
@@ -161,8 +164,9 @@ VIDKV_HOST_DEVICE constexpr bool release_bits_ok(unsigned bits) { return bits ==
 //     channel c = 16 mv + row, token tt = 16 kt + col, register r = 4 (2 mv + kt) + a;
 //   with row = g + 8 (a & 1) and col = 2 t4 + 8 (a >> 1) + half. Lane l's registers r = 0 .. D/2 - 1 fill its
 //   D / 16 words, 8 registers per word: register r is field r % 8 of word w = r / 8, its low half's code at bits
-//   2 (r % 8) and its high half's at 16 + 2 (r % 8) (so one mask and one fp16 subtraction per field make the pair of
-//   codes an fp16 pair); the lane's words are stored as 16-byte quads, quad w / 4 of all 32 lanes back to back:
+//   2 (r % 8) and its high half's at 16 + 2 (r % 8) (so a mask OR an fp16 exponent that makes the field's low bit
+//   the unit, and one fp16 subtraction, make the pair of codes an fp16 pair: fields 0-4 from the word, 5-7 from the
+//   word shifted right by 10, one shift per word; the prototype's codes_h2); the lane's words are stored as 16-byte quads, quad w / 4 of all 32 lanes back to back:
 //   word (w / 4) * 128 + 4 l + w % 4 of the tile. A tile is 2 D words (64 D bits: 32 tokens x D channels x 2 bits).
 // The tiles of a head come first, in token order, then the tail in the dense order of the grid (channel axis:
 // channel-major, token innermost; token axis: token-major); heads back to back, each T D / 16 words. Every code

@@ -44,7 +44,7 @@ struct BenchArgs {
   // Whether an option was given (its default differs between the backends, or it applies to one only).
   CLI::Option *shape_opt = nullptr, *tokens_opt = nullptr, *layers_opt = nullptr, *repeats_opt = nullptr,
               *threads_opt = nullptr, *implementation_opt = nullptr, *clock_opt = nullptr, *batches_opt = nullptr,
-              *presets_opt = nullptr, *fft_tiers_opt = nullptr;
+              *presets_opt = nullptr, *fft_tiers_opt = nullptr, *fused_only_opt = nullptr, *prefill_chunk_opt = nullptr;
 };
 
 void only_for(const CLI::Option* given, const char* option, const char* backend) {
@@ -166,6 +166,8 @@ int bench_command(const BenchArgs& a, const Args& raw) {
   // --live: the live cache in a random-weight 7B-geometry model against fp16 DynamicCache, in Python
   // (experiments/python/vidkv/bench_live.py parses the rest of the options).
   if (a.live) only_for(a.fft_tiers_opt, "--fft-tiers", "cpu (not --live)");
+  for (const auto& [given, name] : {std::pair{a.fused_only_opt, "--fused-only"}, std::pair{a.prefill_chunk_opt, "--prefill-chunk"}})
+    if (!a.live && given->count() > 0) VIDKV_THROW(ConfigError, "vidkv bench: ", name, " applies to --live only");
   if (a.live) return run_python_module("vidkv bench", "vidkv.bench_live", raw, "torch and transformers (vidkv bench --live)");
   if (a.backend == "cuda") return cuda_bench_command(a, raw);
   only_for(a.tokens_opt, "--tokens", "cuda");
@@ -248,11 +250,11 @@ Action define_bench(CLI::App& app) {
                "7 query rows per KV head), 4 KV heads with 7 query heads each (28), head_dim 128 (--tokens default\n"
                "8192,16384,32768,65536,131072; --batches; --presets; --repeats default 20)");
   a->batches_opt = app.add_option("--batches", a->batches,
-                                  "--attention and --live: batch sizes, comma-separated (--live default 1)")
+                                  "--attention and --live: batch sizes, comma-separated (default 1,8; --live: 1)")
                        ->type_name("a,b")
                        ->capture_default_str();
   app.add_flag("--live", a->live,
-               "the live cache instead: decode ms/token and device bytes of VidKVCache vs fp16 DynamicCache in a\n"
+               "the live cache instead: ms per decode step and device bytes of VidKVCache vs fp16 DynamicCache in a\n"
                "random-weight model with a 7B VideoLLM's KV geometry (GPU; options --tokens, --batches, --presets, --steps,\n"
                "--rounds, --prefill-chunk, --layers, --hidden, --device: python -m vidkv.bench_live --help)");
   app.add_option("--steps", a->steps, "--live only: decode steps of each cache's memory run, and per round of the timing")
@@ -265,10 +267,12 @@ Action define_bench(CLI::App& app) {
   app.add_option("--device", a->device, "--live only: cuda or cpu");
   app.add_option("--sdpa", a->sdpa, "--live only: torch SDPA backends enabled (default flash,efficient,math)");
   app.add_flag("--fused", a->fused, "--live only: also VidKVCache(attention='fused') for every preset");
-  app.add_flag("--fused-only", a->fused_only, "--live only, with --fused: no materialising VidKVCache runs");
-  app.add_option("--prefill-chunk", a->prefill_chunk,
-                 "--live only: prefill in passes of at most this many tokens per sequence (0: one pass; long prompts\n"
-                 "at batch > 1 need it for the activations' memory)")
+  a->fused_only_opt = app.add_flag("--fused-only", a->fused_only, "--live only, with --fused: no materialising VidKVCache runs");
+  a->prefill_chunk_opt = app.add_option("--prefill-chunk", a->prefill_chunk,
+                                        "--live only: prefill in passes of at most this many tokens per sequence (0: one pass;\n"
+                                        "long prompts at batch > 1 need it for the activations' memory; VidKVCache takes the\n"
+                                        "passes after the first as appends under its lifecycle's decode-time rules: see\n"
+                                        "python -m vidkv.bench_live --help)")
       ->check(CLI::Range(0, 1 << 24));
   app.add_flag("--profile", a->profile, "--live only: torch.profiler's top ops of one decode step per run");
   app.add_flag("--no-torch", a->no_torch,

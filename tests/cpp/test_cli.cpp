@@ -163,6 +163,16 @@ TEST_CASE("wrong command lines are usage errors naming the problem", "[cli]") {
   CHECK(bad.text.find("(see vidkv trace synth --help)") != std::string::npos);
 }
 
+TEST_CASE("vidkv bench refuses the --live and --attention options without them, naming the option", "[cli]") {
+  for (const char* option : {"--prefill-chunk 5", "--fused-only", "--batches 2"}) {
+    const Output o = run(std::string("bench --no-torch --repeats 1 --shape 1x1x32x8 ") + option);
+    INFO(option << ": " << o.text);
+    CHECK(o.status != 0);
+    const std::string name = std::string(option).substr(0, std::string(option).find(' '));
+    CHECK(o.text.find(name + " applies to --") != std::string::npos);
+  }
+}
+
 TEST_CASE("vidkv --help and every command's and group's --help are generated and exit 0", "[cli]") {
   const Output top = run("--help");
   CHECK(top.status == 0);

@@ -180,3 +180,34 @@ TEST_CASE("kivi value merge on cuda gives the cpu cache's blocks", "[cuda][lifec
     CHECK(c_cpu.buffer_reuse() == std::pair<std::size_t, std::size_t>{0, 0});
   }
 }
+
+TEST_CASE("kivi lifecycle encodes value tokens leaving the window together as one block, the bytes and values of one token at a time", "[lifecycle][kivi]") {
+  // A prefill of 40 tokens (values [0, 24) quantized, R = 16), then one append of 50 tokens (a prompt fed in passes,
+  // or a multi-token step): 50 value tokens leave the window at once, tokens [24, 74), and are one block of 50 tokens
+  // (the one-token path would make them 8 merged into the prefill's block, then [32, 64) and [64, 74)). Against a
+  // cache fed the same tokens one at a time: the same materialized values and effective bits.
+  const KvCodec codec = kivi_codec();
+  LayerCache together(codec, kivi_lifecycle(), kHeads, kChannels, TokenContext{}, DType::f16);
+  together.append(inputs(0, kPrefill, kChannels, 1).data(), inputs(0, kPrefill, kChannels, 2).data(), kPrefill);
+  together.append(inputs(kPrefill, kPrefill + 50, kChannels, 1).data(), inputs(kPrefill, kPrefill + 50, kChannels, 2).data(), 50);
+  CHECK(together.value_quantized() == kPrefill + 50 - 16);
+  REQUIRE(together.value_block_count() == 2);
+  CHECK(together.value_block_bytes(1) ==
+        test::encode(codec.value(), BlockShape{kHeads, 50, kChannels}, inputs(24, 74, kChannels, 2)));
+  LayerCache apart(codec, kivi_lifecycle(), kHeads, kChannels, TokenContext{}, DType::f16);
+  apart.append(inputs(0, kPrefill, kChannels, 1).data(), inputs(0, kPrefill, kChannels, 2).data(), kPrefill);
+  for (std::int64_t t = kPrefill; t < kPrefill + 50; ++t)
+    apart.append(inputs(t, t + 1, kChannels, 1).data(), inputs(t, t + 1, kChannels, 2).data(), 1);
+  CHECK(apart.value_block_count() == 3);
+  CHECK(apart.value_layout().effective_bits() == together.value_layout().effective_bits());
+  std::vector<float> tk, tv, ak, av;
+  together.materialize(tk, tv);
+  apart.materialize(ak, av);
+  CHECK(tk == ak);
+  CHECK(tv == av);
+  // A quantizer that is not token-separable for them (34 channels: 68 bits a token) keeps one block per token.
+  LayerCache odd(codec, kivi_lifecycle(), kHeads, 34, TokenContext{}, DType::f16);
+  odd.append(inputs(0, kPrefill, 34, 1).data(), inputs(0, kPrefill, 34, 2).data(), kPrefill);
+  odd.append(inputs(kPrefill, kPrefill + 50, 34, 1).data(), inputs(kPrefill, kPrefill + 50, 34, 2).data(), 50);
+  CHECK(odd.value_block_count() == 1 + 50);
+}

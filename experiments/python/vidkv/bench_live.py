@@ -8,7 +8,15 @@ DynamicCache, then VidKVCache with every --presets entry under the preset's own 
 prefilled (in passes of --prefill-chunk tokens per sequence where given), then --steps tokens are decoded one at a
 time (with --fused, each preset once more with attention="fused": decode attention from the packed bits;
 --fused-only drops the materialising runs; DynamicCache and the timed steps greedily, the other caches' accuracy
-runs teacher-forced with DynamicCache's tokens), and the run prints:
+runs teacher-forced with DynamicCache's tokens), and the run prints the table below.
+
+Prefill in passes (--prefill-chunk) is exact for DynamicCache, not for VidKVCache: the passes after the first are
+appends, which its lifecycle takes by its decode-time rules, and their attention reads the earlier passes from the
+quantized cache (as a chunked prefill with a quantized cache does). Under KIVI's lifecycle (kivi-2) the cache then
+holds the same kind of blocks (whole R-blocks of keys, the values past the window as one block per pass): the same
+bits; under the paper lifecycle (the vidkv presets) the cache differs from a one-pass prefill's (at 1,000 tokens in
+passes of 256, vidkv-k1.5-v1.58's effective bits went from 2.08 to 3.43 on the CPU). The eff. bits column shows it;
+compare such runs with that in mind, and prefer one pass where the memory allows it. Columns:
 
   ms/step      median wall time of one decode step of the whole batch (one new token per sequence;
                torch.cuda.synchronize around each step), and its ratio to DynamicCache at the same length and batch,
@@ -150,14 +158,15 @@ def _device_used(torch) -> int:
 
 
 def _profile(torch, model, cache, nxt):
-    """Top CUDA and CPU ops of one more decode step (--profile)."""
+    """Top CUDA and CPU ops of one more decode step (--profile); returns its greedy token [batch, 1]."""
     from torch.profiler import ProfilerActivity, profile
 
     with torch.inference_mode(), profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
-        model(input_ids=nxt, past_key_values=cache, use_cache=True)
+        out = model(input_ids=nxt, past_key_values=cache, use_cache=True)
         torch.cuda.synchronize()
     print(prof.key_averages().table(sort_by="self_cuda_time_total", row_limit=8), flush=True)
     print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=8), flush=True)
+    return out.logits[:, -1:].argmax(-1)
 
 
 def _cache_bytes_dynamic(cache) -> int:
@@ -295,8 +304,8 @@ def _run(torch, model, a, tokens, make_cache, prompt, ref=None):
         own = logits.argmax(-1).view(-1, 1)
         _sync(torch, a.device)
     peak = torch.cuda.max_memory_allocated() - before if cuda else 0
-    if a.profile and cuda:
-        _profile(torch, model, cache, fed(len(teacher.tokens) - 1))
+    if a.profile and cuda:  # one more step, fed the cache's own token; the timing continues from its prediction
+        own = _profile(torch, model, cache, own)
     return cache, used_after - used_before, peak, record, own
 
 
@@ -385,7 +394,8 @@ def main(argv=None) -> int:
         torch.backends.cuda.enable_math_sdp("math" in chosen)
     model, cfg = _model(torch, a)
     dev = "GPU: " + torch.cuda.get_device_name() if a.device.startswith("cuda") else "CPU"
-    chunk = f"prefill in passes of {a.prefill_chunk} tokens per sequence" if a.prefill_chunk else "prefill in one pass"
+    chunk = (f"prefill in passes of {a.prefill_chunk} tokens per sequence (VidKVCache takes the later passes as appends "
+             f"under its lifecycle's decode-time rules: see --help)" if a.prefill_chunk else "prefill in one pass")
     print(f"# vidkv bench --live: random-weight Qwen2 geometry, {cfg.num_hidden_layers} layers x "
           f"{cfg.num_key_value_heads} KV heads x 128 (GQA {cfg.num_attention_heads // cfg.num_key_value_heads}), "
           f"{a.dtype}, {dev}; {chunk}; memory and agreement from each cache's run (prefill + {a.steps} teacher-forced "

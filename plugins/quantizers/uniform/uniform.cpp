@@ -20,6 +20,10 @@ std::string release_bits_message(int bits) {
 std::string fragment_bits_message(int bits) {
   return "layout: fragment holds 2-bit codes only, got bits = " + std::to_string(bits) + " (use layout: dense)";
 }
+std::string fragment_channels_message(std::int64_t channels) {
+  return "layout fragment needs a multiple of 64 channels (whole 16-byte quads per lane of a 32-token tile), got a "
+         "block of " + std::to_string(channels) + " channels (use layout: dense)";
+}
 // The message for a layout that cannot hold `bits`-bit codes, or "" where it can.
 std::string layout_bits_problem(group_format::CodeLayout layout, int bits) {
   if (layout == group_format::CodeLayout::release && !group_format::release_bits_ok(static_cast<unsigned>(bits)))
@@ -61,13 +65,21 @@ PackedLayout UniformQuantizer::layout(const BlockShape& shape, const TokenContex
   const auto g = block_grid(shape);
   const auto bits = static_cast<unsigned>(params_.bits);
   VIDKV_REQUIRE(params_.layout != group_format::CodeLayout::fragment || group_format::fragment_ok(g, bits), ShapeError,
-                "uniform: layout fragment needs a multiple of 64 channels per head (whole 16-byte quads per lane of ",
-                "a 32-token tile), got a block of ", shape.channels, " channels (use layout: dense)");
+                "uniform: ", fragment_channels_message(shape.channels));
   PackedLayout l(shape.elements(), params_.bits);
   l.add("codes", SectionKind::codes, uniform_format::codes_bytes(params_.layout, g, bits));
   l.add("scales", SectionKind::scales, uniform_format::scales_bytes(g, params_.scale_dtype));
   l.add("mins", SectionKind::zero_points, uniform_format::scales_bytes(g, params_.scale_dtype));
   return l;
+}
+
+bool UniformQuantizer::supports(Device device, const BlockShape& shape, std::string* why) const {
+  if (!Quantizer::supports(device, shape, why)) return false;
+  if (params_.layout != group_format::CodeLayout::fragment ||
+      group_format::fragment_ok(block_grid(shape), static_cast<unsigned>(params_.bits)))
+    return true;
+  if (why) *why = "uniform " + fragment_channels_message(shape.channels);
+  return false;
 }
 
 bool UniformQuantizer::token_separable(const BlockShape& shape) const {

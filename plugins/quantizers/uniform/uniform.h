@@ -78,6 +78,10 @@ class UniformQuantizer : public GroupedQuantizer<UniformParams> {
   explicit UniformQuantizer(const Params& params, CpuImplementation implementation = CpuImplementation::optimized);
 
   PackedLayout layout(const BlockShape& shape, const TokenContext& ctx) const override;
+  // Layout fragment needs a multiple of 64 channels (group_format::fragment_ok): otherwise false with the reason, so
+  // that an experiment is refused while it is planned (and a mixed_channel part through its children), not when its
+  // first block is encoded (layout() throws the ShapeError then).
+  bool supports(Device device, const BlockShape& shape, std::string* why = nullptr) const override;
   // Token-separable (Quantizer::token_separable) with axis token, in layout release (each token's codes a row of
   // whole words) or in layout dense where a token's codes fill whole bytes (channels * bits a multiple of 8): its
   // groups lie within the token's row, the dense code stream runs head, token, channel, and scales and mins are in
