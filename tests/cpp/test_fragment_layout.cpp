@@ -197,6 +197,26 @@ TEST_CASE("layout fragment refuses what it cannot hold, naming the key or the sh
     CHECK(std::string(e.what()).find("got a block of 48 channels") != std::string::npos);
   }
   CHECK_NOTHROW(q->layout(BlockShape{1, 33, 192}, TokenContext{}));
+  // supports() says so before any block is encoded (an experiment is refused while planned), also for a mixed_channel
+  // part: a selector keeping a quarter of 128 channels (32) in the high part (its default, half, would be 64: fine).
+  std::string why;
+  CHECK_FALSE(q->supports(Device::cpu, BlockShape{1, 32, 48}, &why));
+  CHECK(why.find("uniform layout fragment needs a multiple of 64 channels") != std::string::npos);
+  CHECK(q->supports(Device::cpu, BlockShape{1, 32, 128}, &why));
+  ConfigNode mixed = quantizer_block("mixed_channel");
+  mixed.set("high", quantizer_block("uniform", {{"layout", "fragment"}}));
+  ConfigNode selector = ConfigNode::map({"test", 1, 1});
+  selector.set("type", ConfigNode::scalar("range", {"test", 1, 1}));
+  selector.set("fraction", ConfigNode::scalar("0.25", {"test", 1, 1}));
+  mixed.set("selector", selector);
+  const auto mc = test::builtin_registry().make_quantizer(mixed);
+  why.clear();
+  CHECK_FALSE(mc->supports(Device::cpu, BlockShape{1, 32, 128}, &why));
+  CHECK(why.find("high: uniform layout fragment") != std::string::npos);
+  CHECK_FALSE(decode_attention_supports(*mc, 128, KvSide::key, &why));
+  CHECK(why.find("multiple of 64 channels per part, got 32") != std::string::npos);
+  mixed.set("selector", quantizer_block("range"));  // half: 64 high channels, 64 low (sign, dense)
+  CHECK(test::builtin_registry().make_quantizer(mixed)->supports(Device::cpu, BlockShape{1, 32, 128}, &why));
   // sign and ternary do not take it: YAML offers them dense and release; sign built in code refuses it.
   CHECK_THROWS_AS(make("sign", {{"layout", "fragment"}}), ConfigError);
   SignParams sp;
