@@ -86,7 +86,8 @@ TEST_CASE("fragment layout: each lane's registers hold the elements of its mma.m
   // The PTX ISA's A layout for .f16 m16n8k16: lane l = 4 g + t4 holds, in register a (two halves), row g + 8 (a & 1),
   // columns 2 t4 + 8 (a >> 1) + {0, 1}. Register r of a lane (r = 4 pair + a) is field r % 8 of its word r / 8, the
   // word at (w / 4) * 128 + 4 l + w % 4 of the tile; read back here from the code index.
-  const std::int64_t D = 128;
+  for (std::int64_t D : {64, 128, 256})
+  for (std::int64_t tile : {0, 1})  // of a block of 70 tokens: two whole tiles and a tail
   for (gf::GroupAxis axis : {gf::GroupAxis::channel, gf::GroupAxis::token})
     for (std::int64_t pair = 0; pair < D / 8; ++pair)
       for (std::int64_t lane = 0; lane < 32; ++lane)
@@ -98,7 +99,7 @@ TEST_CASE("fragment layout: each lane's registers hold the elements of its mma.m
             const std::int64_t c = axis == gf::GroupAxis::channel ? 16 * (pair % (D / 16)) + col : 16 * (pair / 2) + row;
             const std::int64_t r = 4 * pair + a, w = r / 8;
             const std::int64_t word = (w / 4) * 128 + 4 * lane + w % 4;
-            REQUIRE(gf::fragment_code_index(axis, 32, D, 0, t, c) == word * 16 + 8 * half + r % 8);
+            REQUIRE(gf::fragment_code_index(axis, 70, D, 0, 32 * tile + t, c) == 32 * D * tile + word * 16 + 8 * half + r % 8);
           }
 }
 
