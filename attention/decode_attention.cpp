@@ -81,7 +81,7 @@ af::ChildFormat child_format(const Quantizer& q, bool value_side) {
 // A child in uniform's layout fragment holds whole quads per lane only for a multiple of 64 channels (its encode
 // refuses others with a ShapeError); here the same shape is refused as not readable, before any cache is read.
 void require_fragment_channels(const af::ChildFormat& f, std::int64_t channels) {
-  VIDKV_REQUIRE(f.layout != group_format::CodeLayout::fragment || channels % 64 == 0, NotSupportedError,
+  VIDKV_REQUIRE(f.layout != group_format::CodeLayout::fragment || group_format::fragment_channels_ok(channels), NotSupportedError,
                 "decode attention: uniform layout fragment needs a multiple of 64 channels per part, got ", channels);
 }
 

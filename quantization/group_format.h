@@ -178,10 +178,14 @@ VIDKV_HOST_DEVICE constexpr std::int64_t grid_tokens(const GroupGrid& g) { retur
 VIDKV_HOST_DEVICE constexpr std::int64_t grid_channels(const GroupGrid& g) { return g.axis == GroupAxis::channel ? g.rows : g.length; }
 
 // Whether the fragment layout can hold a grid's codes: 2-bit codes, channels a multiple of 64 (whole 16-byte quads
-// per lane). Any token count (the tail takes the rest).
+// per lane: fragment_channels_ok). Any token count (the tail takes the rest).
+VIDKV_HOST_DEVICE constexpr bool fragment_channels_ok(std::int64_t channels) { return channels > 0 && channels % 64 == 0; }
 VIDKV_HOST_DEVICE constexpr bool fragment_ok(const GroupGrid& g, unsigned bits) {
-  return bits == 2 && grid_channels(g) > 0 && grid_channels(g) % 64 == 0;
+  return bits == 2 && fragment_channels_ok(grid_channels(g));
 }
+// Whether a grid's codes in layout fragment are all tail (fewer than 32 tokens), so their bytes are dense's: the
+// permutations are skipped, and such blocks are token-separable.
+VIDKV_HOST_DEVICE constexpr bool fragment_all_tail(const GroupGrid& g) { return grid_tokens(g) < kFragmentTileTokens; }
 
 // Index of the 2-bit code of token t, channel c of head h (in units of 2 bits from the codes section's start) for a
 // grid of `tokens` x `channels` per head grouped along `axis` (the layout above; fragment_ok must hold).

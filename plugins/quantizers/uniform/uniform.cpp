@@ -88,7 +88,7 @@ bool UniformQuantizer::token_separable(const BlockShape& shape) const {
   // a whole 32-token tile interleaves its tokens' codes. So KIVI's value tail merges up to 31 tokens per block here
   // (cache_lifecycle.h), where dense reaches 32.
   if (params_.layout == group_format::CodeLayout::fragment)
-    return shape.tokens < group_format::kFragmentTileTokens && (shape.channels * params_.bits) % 8 == 0;
+    return group_format::fragment_all_tail(block_grid(shape)) && (shape.channels * params_.bits) % 8 == 0;
   // release: every token's codes are a row of whole words; dense: one bitstream, split at bytes only where each
   // token's row is whole bytes.
   return params_.layout == group_format::CodeLayout::release || (shape.channels * params_.bits) % 8 == 0;

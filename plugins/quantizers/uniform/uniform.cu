@@ -543,7 +543,7 @@ void encode(const Config& c, const void* in, DType in_dtype, const BlockShape& s
     // sections are the same in both layouts), then the codes section permuted from a copy (2 bits per element: a
     // pass over an eighth of fp16 input's bytes).
     encode(dense_config(c), in, in_dtype, shape, out, stream);
-    if (group_format::grid_tokens(g) < group_format::kFragmentTileTokens) return;  // all tail: dense's bytes already
+    if (group_format::fragment_all_tail(g)) return;  // dense's bytes already
     auto* st = static_cast<cudaStream_t>(stream);
     const auto n = static_cast<std::int64_t>(group_format::code_bytes(CodeLayout::dense, g, c.bits));
     DeviceBuffer dense(static_cast<std::size_t>(n), stream);
@@ -605,11 +605,10 @@ void encode(const Config& c, const void* in, DType in_dtype, const BlockShape& s
 void decode(const Config& c, const std::uint8_t* in, const BlockShape& shape, void* out, DType out_dtype, void* stream) {
   const GroupGrid g = group_format::grid_of(c, shape, shape.channels);
   if (g.group_count() == 0) return;
-  if (c.layout == CodeLayout::fragment && group_format::grid_tokens(g) < group_format::kFragmentTileTokens)
-    return decode(dense_config(c), in, shape, out, out_dtype, stream);  // all tail: dense's bytes
   if (c.layout == CodeLayout::fragment) {
     // Layout fragment: the codes permuted into a copy of the bytes in layout dense (metadata copied as it is), decoded
-    // there by the kernels below.
+    // there by the kernels below; all tail: dense's bytes as they are.
+    if (group_format::fragment_all_tail(g)) return decode(dense_config(c), in, shape, out, out_dtype, stream);
     auto* st = static_cast<cudaStream_t>(stream);
     const auto n = static_cast<std::int64_t>(group_format::code_bytes(CodeLayout::dense, g, c.bits));
     const std::size_t total = uniform_format::total_bytes(CodeLayout::dense, g, c.bits, c.scale_dtype);

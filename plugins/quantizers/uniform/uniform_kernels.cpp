@@ -25,7 +25,7 @@ void encode_fragment(const UniformParams& p, const group_format::GroupGrid& g, c
   UniformParams dense = p;
   dense.layout = group_format::CodeLayout::dense;
   Encode(dense, g, in, out);
-  if (group_format::grid_tokens(g) < group_format::kFragmentTileTokens) return;  // all tail: dense's bytes already
+  if (group_format::fragment_all_tail(g)) return;  // dense's bytes already
   const std::size_t n = group_format::code_bytes(group_format::CodeLayout::dense, g, 2);
   const std::vector<std::uint8_t> codes(out, out + n);
   group_format::fragment_from_dense(g, codes.data(), out);
@@ -34,7 +34,7 @@ template <void (*Decode)(const UniformParams&, const group_format::GroupGrid&, c
 void decode_fragment(const UniformParams& p, const group_format::GroupGrid& g, const std::uint8_t* in, float* out) {
   UniformParams dense = p;
   dense.layout = group_format::CodeLayout::dense;
-  if (group_format::grid_tokens(g) < group_format::kFragmentTileTokens) return Decode(dense, g, in, out);  // all tail
+  if (group_format::fragment_all_tail(g)) return Decode(dense, g, in, out);  // dense's bytes as they are
   const std::size_t total = uniform_format::total_bytes(group_format::CodeLayout::dense, g, 2, p.scale_dtype);
   const std::size_t n = group_format::code_bytes(group_format::CodeLayout::dense, g, 2);
   std::vector<std::uint8_t> bytes(total);
