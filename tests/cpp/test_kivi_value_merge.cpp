@@ -126,11 +126,7 @@ TEST_CASE("kivi lifecycle merges each quantized value token into a block of fewe
       CHECK(unmerged.value_block_count() == 81);
       CHECK(unmerged.value_layout().bytes() == cache.value_layout().bytes());
       CHECK(unmerged.value_layout().effective_bits() == cache.value_layout().effective_bits());
-      std::vector<float> mk, mv, uk, uv;
-      cache.materialize(mk, mv);
-      unmerged.materialize(uk, uv);
-      CHECK(mk == uk);
-      CHECK(mv == uv);
+      test::require_same_values(cache, unmerged);
     }
   }
 }
@@ -200,11 +196,7 @@ TEST_CASE("kivi lifecycle encodes value tokens leaving the window together as on
     apart.append(inputs(t, t + 1, kChannels, 1).data(), inputs(t, t + 1, kChannels, 2).data(), 1);
   CHECK(apart.value_block_count() == 3);
   CHECK(apart.value_layout().effective_bits() == together.value_layout().effective_bits());
-  std::vector<float> tk, tv, ak, av;
-  together.materialize(tk, tv);
-  apart.materialize(ak, av);
-  CHECK(tk == ak);
-  CHECK(tv == av);
+  test::require_same_values(together, apart);
   // A quantizer that is not token-separable for them (34 channels: 68 bits a token) keeps one block per token.
   LayerCache odd(codec, kivi_lifecycle(), kHeads, 34, TokenContext{}, DType::f16);
   odd.append(inputs(0, kPrefill, 34, 1).data(), inputs(0, kPrefill, 34, 2).data(), kPrefill);
