@@ -47,7 +47,7 @@ double fft_score_error(const LayerCache& cache, std::int64_t h, const float* q, 
           l2 += y * y;
         }
         const double qs = child == 0 ? q_first : q_second;
-        const double dot_u = arithmetic == Arithmetic::tensor_cores ? static_cast<double>(n + 3 + 3 * (6 * m + 73))
+        const double dot_u = arithmetic != Arithmetic::cuda_cores ? static_cast<double>(n + 3 + 3 * (6 * m + 73))
                                                                     : static_cast<double>(n + 3 + m);
         e += qs * sign_fft_tolerance::inverse_bound(n, std::sqrt(l2)) + dot_u * kU * (2.0 / static_cast<double>(n)) * qs * l1;
       }
@@ -57,10 +57,57 @@ double fft_score_error(const LayerCache& cache, std::int64_t h, const float* q, 
   return worst;
 }
 
+namespace {
+
+// 6., weighted by the attention's own probabilities (the decoded K/V in double).
+std::vector<double> fragment_tolerance(const float* q, const std::vector<double>& key, const std::vector<double>& value,
+                                       std::int64_t tokens, std::int64_t channels, double extra, double qmax, double vmax,
+                                       double accumulation) {
+  const auto D = static_cast<std::size_t>(channels), T = static_cast<std::size_t>(tokens);
+  const double rs = 1.0 / std::sqrt(static_cast<double>(channels));
+  std::vector<double> kmax(D, 0.0);  // M_i: |b_i| <= M_i, |a_i c_ti| <= |k_ti| + M_i
+  for (std::size_t t = 0; t < T; ++t)
+    for (std::size_t i = 0; i < D; ++i) kmax[i] = std::max(kmax[i], std::fabs(key[t * D + i]));
+  std::vector<double> s(T), e(T), w(T, 0.0);
+  double smax = -HUGE_VAL, emax = 0.0;
+  for (std::size_t t = 0; t < T; ++t) {
+    double dot = 0.0, mag = 0.0;
+    for (std::size_t i = 0; i < D; ++i) {
+      const double qi = static_cast<double>(q[i]), k = key[t * D + i];
+      dot += qi * k;
+      mag += std::fabs(qi) * (std::fabs(k) + 2.0 * kmax[i]);  // sum_i |q_i| (|a_i c_ti| + |b_i|)
+      w[t] = std::max(w[t], std::fabs(value[t * D + i]));      // W_t: |b_tg| <= W_t, |a_tg c_tc| <= |v_tc| + W_t
+    }
+    s[t] = dot * rs;
+    e[t] = (0x1p-11 + static_cast<double>(8 * channels + 40) * kU) * mag * rs +
+           0x1p-22 * std::sqrt(static_cast<double>(channels)) * qmax + 4.0 * kU + extra;
+    smax = std::max(smax, s[t]);
+    emax = std::max(emax, e[t]);
+  }
+  double l = 0.0;
+  for (std::size_t t = 0; t < T; ++t) {
+    s[t] = std::exp(s[t] - smax);  // p_t
+    l += s[t];
+  }
+  std::vector<double> out(D, 0.0);
+  for (std::size_t c = 0; c < D; ++c) {
+    double o = 0.0;
+    for (std::size_t t = 0; t < T; ++t) o += s[t] * value[t * D + c];
+    o /= l;
+    double b = 0.0;
+    for (std::size_t t = 0; t < T; ++t)
+      b += s[t] / l * (e[t] * std::fabs(value[t * D + c] - o) + 0x1p-11 * (std::fabs(value[t * D + c]) + 2.0 * w[t]));
+    out[c] = (1.0 + 2.0 * emax) * b + accumulation * vmax + static_cast<double>(tokens) * 0x1p-23;
+  }
+  return out;
+}
+
+}  // namespace
+
 std::vector<double> output_tolerance(const float* q, const std::vector<double>& key, const std::vector<double>& value,
                                      std::int64_t tokens, std::int64_t channels, double extra, Arithmetic arithmetic) {
-  if (arithmetic == Arithmetic::tensor_cores) {  // 5.
-    double s1 = 0.0, vmax = 0.0;
+  if (arithmetic != Arithmetic::cuda_cores) {  // 5. and 6.
+    double s1 = 0.0, vmax = 0.0, qmax = 0.0;
     for (std::int64_t c = 0; c < channels; ++c) {
       double kmax = 0.0;
       for (std::int64_t t = 0; t < tokens; ++t) {
@@ -68,12 +115,14 @@ std::vector<double> output_tolerance(const float* q, const std::vector<double>& 
         vmax = std::max(vmax, std::fabs(value[static_cast<std::size_t>(t * channels + c)]));
       }
       s1 += 3.0 * std::fabs(static_cast<double>(q[c])) * kmax;
+      qmax = std::max(qmax, std::fabs(static_cast<double>(q[c])));
     }
     s1 /= std::sqrt(static_cast<double>(channels));
+    const double accumulation = (static_cast<double>(6 * tokens + 1) + 3.0 * static_cast<double>(4 * tokens + 400)) * kU;
+    if (arithmetic == Arithmetic::fragment) return fragment_tolerance(q, key, value, tokens, channels, extra, qmax, vmax, accumulation);
     const double e_s = static_cast<double>(6 * channels + 8 + 65) * kU * s1;
     const double e_p = e_s + 4.0 * kU + extra;
-    const double bound = (4.0 * e_p + 0x1p-16 + static_cast<double>(6 * tokens + 1) * kU +
-                          3.0 * static_cast<double>(4 * tokens + 400) * kU) * vmax;
+    const double bound = (4.0 * e_p + 0x1p-16 + accumulation) * vmax;
     return std::vector<double>(static_cast<std::size_t>(channels), bound);
   }
   double s1 = 0.0;

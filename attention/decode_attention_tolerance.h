@@ -42,6 +42,22 @@
 //     (2^-16 more in the convex-combination term) and the tile sums sum_t p_t (c_tc - z) accumulate over at most
 //     2 T products and 400 further roundings, each 2u, of sum_t p_t (|a (c - z)| + |b|) <= 3 V L, V = max |v| over
 //     the KV head: (4 e_p + 2^-16 + (6T + 1) u + 3 (4T + 400) u) V per output element.
+//  6. Fragment (the fragment kernel, decode_attention_fragment.h; Arithmetic::fragment). Each score is
+//     s_t = 2^e [sum_i x_i c_ti + sum_i y_i] with q'_i = q_i log2(e) / sqrt(D) / 2^e (|q'| <= 1, 2^e < 2 max_i |q_i|
+//     log2(e) / sqrt(D)), x_i = fp16(q'_i a_i), y_i = fp16(q'_i b_i): one fp16 rounding each from fp32,
+//     |fp16(z) - z| <= 2^-11 |z| + 2^-25 (2^-25: half the spacing of fp16's subnormals). Over D products with
+//     |c| <= 3 and D mins, in natural-log units: 2^-11 S1'_t + ln 2 2^e 4 D 2^-25 <= 2^-11 S1'_t + 2^-22 sqrt(D)
+//     max_i |q_i|, now with the token's own S1'_t = sum_i |q_i| (|k_ti| + 2 M_i) / sqrt(D) (|a c| <= |k| + |b|,
+//     |b_i| <= M_i); the MMAs' fp32 accumulation (2 D products, D / 16 bias chunks), the fp32 scalings and exp2f:
+//       e_t = (2^-11 + (8 D + 40) u) S1'_t + 2^-22 sqrt(D) max_i |q_i| + 4 u (+ the FFT term, 0 for these formats).
+//     Single fp16 factors make e_t about ten times 5.'s, so instead of 5.'s worst case (4 e_p max |v|) the bound
+//     takes the softmax's first-order sensitivity itself: perturbing score t by d_t moves o_c by
+//     sum_t (p_t / L) d_t (v_tc - o_c), with p_t, L and o_c of the exact attention over the decoded K/V. The values'
+//     factors fp16(p_t a_tg), fp16(p_t b_tg) (p <= 1) add 2^-11 (|a c| + |b|) <= 2^-11 (|v_tc| + 2 W_t) per token
+//     (W_t = max_c |v_tc|) and at most 4 2^-25 = 2^-23 each (subnormals; L >= 1: the largest score's weight is 1).
+//     Per output element, with 5.'s accumulation and a factor (1 + 2 max_t e_t) for the second order:
+//       (1 + 2 max e_t) sum_t (p_t / L) [e_t |v_tc - o_c| + 2^-11 (|v_tc| + 2 W_t)] + ((6 T + 1) + 3 (4 T + 400)) u V
+//       + T 2^-23.
 // The bound is first order (second-order terms are below 1% of it for T u < 0.01, which every tested T meets) and
 // loose by design: a bug (a wrong code, a wrong group, a missed token) moves the output by a whole quantization
 // step, orders of magnitude above it.
@@ -57,8 +73,9 @@ namespace vidkv::decode_attention_tolerance {
 constexpr double kU = 0x1p-24;
 
 // Which arithmetic produced the result: fp32 FMAs on decoded elements (the general and fast kernels, the emulation),
-// or the tensor-core kernel's MMAs on the integer codes (5.).
-enum class Arithmetic { cuda_cores, tensor_cores };
+// the tensor-core kernel's MMAs on the integer codes with bf16 hi + lo factors (5.), or the fragment kernel's with
+// single fp16 factors (6.).
+enum class Arithmetic { cuda_cores, tensor_cores, fragment };
 
 // e_fft of 4. for each token of KV head h of a cpu or cuda cache and the query row q ([D] fp32), maximised over
 // tokens: 0 when the key side has no sign child with an FFT (real or complex). tensor_cores: the dot's coefficient (n + 3) + 3 (6n + 73)
@@ -67,8 +84,9 @@ double fft_score_error(const LayerCache& cache, std::int64_t h, const float* q,
                        Arithmetic arithmetic = Arithmetic::cuda_cores);
 
 // The per-channel bound of 1.-3. for query row q over decoded K/V [T, D] (decoded_head()), with `extra` (the
-// FFT term of 4.) added to e_p. Returns [D]. tensor_cores: the bound of 5., one value for every channel (V the max
-// over the head); it also covers the residual tiles, which the general kernel computes within the smaller 1.-3.
+// FFT term of 4.) added to e_p. Returns [D]. tensor_cores / fragment: the bound of 5. / 6., one value for every
+// channel (V the max over the head); it also covers the residual tiles, which the general kernel computes within the
+// smaller 1.-3.
 std::vector<double> output_tolerance(const float* q, const std::vector<double>& key, const std::vector<double>& value,
                                      std::int64_t tokens, std::int64_t channels, double extra,
                                      Arithmetic arithmetic = Arithmetic::cuda_cores);
