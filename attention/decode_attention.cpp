@@ -5,10 +5,12 @@
 #include <cstring>
 
 #include "vidkv/attention/decode_attention_emulation.h"
+#include "vidkv/attention/decode_attention_fragment.h"
 #include "vidkv/attention/decode_attention_reference.h"
 #include "vidkv/attention/decode_attention_tensor_core.h"
 #include "vidkv/core/channel_selector.h"
 #include "vidkv/core/cuda/device_memory.h"
+#include "vidkv/core/env_switch.h"
 #include "vidkv/core/error.h"
 #include "vidkv/plugins/quantizers/identity/identity.h"
 #include "vidkv/plugins/quantizers/mixed_channel/mixed_channel.h"
@@ -162,6 +164,13 @@ void add_tiles(const LayerCache::SideRef& key, const LayerCache::SideRef& value,
     tiles.push_back(e);
     t = end;
   }
+}
+
+// VIDKV_CUDA_FRAGMENT_ATTENTION=off keeps the fragment layout's tiles on the tensor-core kernel (A / B
+// measurements); read once.
+bool fragment_kernel_enabled() {
+  static const bool on = !env_equals("VIDKV_CUDA_FRAGMENT_ATTENTION", "off");
+  return on;
 }
 
 void check_blocks(const LayerCache::SideRef& side, const char* what, std::size_t b) {
@@ -482,6 +491,10 @@ void DecodeAttention::build(const std::vector<const LayerCache*>& caches) {
   p.residual_dtype = first.residual_storage();
   p.score_scale = static_cast<float>(1.4426950408889634074 / std::sqrt(static_cast<double>(channels_)));
   p.tensor_cores = fast_ == FastKernel::tensor_cores && ex_.on_cuda() && attention_tensor_core::formats_ok(p);
+  // The fragment kernel before the tensor-core one where the formats allow it (VIDKV_CUDA_FRAGMENT_ATTENTION=off:
+  // the tensor-core kernel, for A / B measurements). Set before the tiles are sorted: it decides which are fast.
+  p.fragment = fast_ == FastKernel::tensor_cores && ex_.on_cuda() && attention_fragment::formats_ok(p) &&
+               fragment_kernel_enabled();
   // The last build's arrays become held_* (what the device holds once they were uploaded); the storage of the ones
   // before is reused for this build's.
   tb.held_sequences.swap(tb.sequences);
@@ -612,7 +625,8 @@ void DecodeAttention::build(const std::vector<const LayerCache*>& caches) {
 DecodeAttention::~DecodeAttention() = default;
 
 std::int64_t DecodeAttention::tiles() const { return static_cast<std::int64_t>(tables_->tiles.size()); }
-bool DecodeAttention::tensor_cores() const { return tables_->problem.tensor_cores; }
+bool DecodeAttention::tensor_cores() const { return tables_->problem.tensor_cores && !tables_->problem.fragment; }
+bool DecodeAttention::fragment() const { return tables_->problem.fragment; }
 DecodeAttention::GeneralKernel DecodeAttention::general_kernel() const {
 #ifdef VIDKV_WITH_CUDA
   if (tables_->beside) return attention_cuda::general_beside_on_one_stream() ? GeneralKernel::one_stream : GeneralKernel::side_stream;
@@ -625,7 +639,8 @@ bool DecodeAttention::same_tables(const DecodeAttention& other) const {
   return same_entries(a.sequences, b.sequences) && same_entries(a.tiles, b.tiles) &&
          same_entries(a.key_blocks, b.key_blocks) && same_entries(a.value_blocks, b.value_blocks) &&
          a.problem.splits == b.problem.splits && a.problem.generic_splits == b.problem.generic_splits &&
-         a.problem.tensor_cores == b.problem.tensor_cores && cache_bytes_ == other.cache_bytes_;
+         a.problem.tensor_cores == b.problem.tensor_cores &&
+         a.problem.fragment == b.problem.fragment && cache_bytes_ == other.cache_bytes_;
 }
 
 DecodeAttention::Uploads DecodeAttention::uploads() const { return tables_->uploads; }

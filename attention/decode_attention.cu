@@ -880,7 +880,10 @@ void launch(const Problem& p, void* stream, const SideStream* beside) {
   };
   const bool after = !concurrent && !one_stream;  // the general kernel after the other one
   try {
-    if (p.tensor_cores) {
+    if (p.fragment) {
+      launch_fragment(p, stream, one_stream);
+      if (after) general(st);
+    } else if (p.tensor_cores) {
       launch_tensor_core(p, stream, one_stream);
       if (after) general(st);
     } else if (p.channels <= 128) {
@@ -924,6 +927,7 @@ bool general_beside_on_one_stream() {
 }
 
 int fast_blocks_per_sm(const Problem& p) {
+  if (p.fragment) return fragment_blocks_per_sm(p);
   if (p.tensor_cores) return tensor_core_blocks_per_sm(p);
   const std::size_t smem = fast_smem_floats(p.qpk, p.channels, af::needs_transform(p.key)) * sizeof(float);
   const bool token_values = p.value.first.axis == group_format::GroupAxis::token;

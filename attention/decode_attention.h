@@ -98,6 +98,10 @@ class DecodeAttention {
   // Whether run() on cuda takes the fast tiles with the tensor-core kernel (its tolerance:
   // decode_attention_tolerance.h Arithmetic::tensor_cores).
   bool tensor_cores() const;
+  // Whether run() on cuda takes the fast tiles with the fragment kernel instead (kivi-2-shaped caches in uniform's
+  // layout fragment: decode_attention_fragment.h; its tolerance: Arithmetic::fragment). Its fast tiles are the whole
+  // 32-token fragment tiles of both sides; the others go to the general kernel.
+  bool fragment() const;
   // Where run() on cuda puts the general kernel (the residual windows' tiles) as the last update() chose: after the
   // fast / tensor-core kernel, beside it on a second stream (side_stream), or beside it on the same stream (compute
   // capability 9.0 and newer: a programmatic dependent launch, no events, also with side_stream false). after on cpu

@@ -8,7 +8,7 @@
 
 namespace vidkv::attention_cuda {
 
-// Enqueues the fast kernel (or, when p.tensor_cores, the tensor-core kernel) on the fast tiles, the general (split) kernel on the others, and the combine kernel.
+// Enqueues the fast kernel (or, when p.fragment, the fragment kernel; else when p.tensor_cores, the tensor-core kernel) on the fast tiles, the general (split) kernel on the others, and the combine kernel.
 // Both split kernels: one thread block of 4 warps per (split, KV head, sequence); all query heads of the KV head in
 // the block; each warp takes every 4th tile of the split, lane = token for the scores and lanes over channels for the
 // values; online softmax per warp, the warps merged in shared memory into p.partial_* (the fast kernel's splits
@@ -62,6 +62,11 @@ int fast_blocks_per_sm(const attention_tables::Problem& p);
 // beside_previous: a programmatic dependent launch that does not wait for the kernel before it (launch()'s general
 // kernel beside it on one stream).
 void launch_tensor_core(const attention_tables::Problem& p, void* stream, bool beside_previous = false);
+// The fragment kernel on the fast tiles alone (decode_attention_fragment.cu; launch() calls it when p.fragment):
+// NotSupportedError when attention_fragment::formats_ok(p) is false. beside_previous as for launch_tensor_core.
+void launch_fragment(const attention_tables::Problem& p, void* stream, bool beside_previous = false);
+// Thread blocks of the fragment kernel one multiprocessor holds at once, at least 1.
+int fragment_blocks_per_sm(const attention_tables::Problem& p);
 // Thread blocks of the tensor-core kernel one multiprocessor holds at once, at least 1.
 int tensor_core_blocks_per_sm(const attention_tables::Problem& p);
 // The same for the general kernel (the residual's tiles and layouts whose codes are not staged).

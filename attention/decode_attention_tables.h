@@ -58,6 +58,9 @@ struct Problem {
   int generic_splits = 0;  // splits of the other tiles (0: none has any)
   // The fast tiles go to the tensor-core kernel (decode_attention_tensor_core.h formats_ok) instead of the fast one.
   bool tensor_cores = false;
+  // The fast tiles go to the fragment kernel (decode_attention_fragment.h formats_ok; takes precedence over
+  // tensor_cores): then a tile is fast only when it is a whole fragment tile of both sides (fragment_tile).
+  bool fragment = false;
   float score_scale = 1.0f;  // log2(e) / sqrt(D): scores in log2 units
   const void* queries = nullptr;  // [batch, heads * qpk, D]
   DType query_dtype = DType::f32;
@@ -210,11 +213,30 @@ VIDKV_HOST_DEVICE inline float value_staged_element(int mode, const attention_fo
   return af::decode_code(v, af::view_code(v, tr0 + j, c), meta[e]);
 }
 
+// Whether a tile is a whole 32-token tile of the fragment layout on both sides (Problem::fragment): 32 tokens
+// starting on a multiple of 32 from each block's first token and ending at or before the block's last whole tile
+// (the tail, tokens mod 32, is in dense order), and the codes 16-byte aligned (the kernel's quad copies; a tile is
+// 8 D bytes from the child's codes).
+VIDKV_HOST_DEVICE inline bool fragment_tile(const Problem& p, const TileEntry& tile, const attention_format::PartRef& kp,
+                                            const attention_format::PartRef& vp) {
+  if (tile.n != group_format::kFragmentTileTokens) return false;
+  const BlockEntry& kb = p.key_blocks[tile.key_block];
+  const BlockEntry& vb = p.value_blocks[tile.value_block];
+  auto whole = [](std::int64_t tr0, std::int64_t tokens) {
+    const std::int64_t t = group_format::kFragmentTileTokens;
+    return tr0 % t == 0 && tr0 + t <= tokens - tokens % t;
+  };
+  auto aligned = [](const std::uint8_t* x) { return reinterpret_cast<std::uintptr_t>(x) % 16 == 0; };
+  return whole(tile.t0 - kb.begin, kb.tokens) && whole(tile.t0 - vb.begin, vb.tokens) && aligned(kp.first.codes) &&
+         aligned(vp.first.codes);
+}
+
 // The same with the tile's key and value parts of KV head 0 given (key_part / value_part: the caller may reuse them
 // for the tiles of one block).
 VIDKV_HOST_DEVICE inline bool tile_is_fast(const Problem& p, const TileEntry& tile, const attention_format::PartRef& kp,
                                            const attention_format::PartRef& vp) {
   if (tile.key_block < 0 || tile.value_block < 0) return false;
+  if (p.fragment) return fragment_tile(p, tile, kp, vp);
   if (!fast_kernels_read(p)) return false;
   // The fast kernel stages every child's codes a run at a time (decode_attention_staging.h).
   if (attention_staging::staged_bits(p.key.first) == 0 || (p.key.mixed && attention_staging::staged_bits(p.key.second) == 0) ||

@@ -36,6 +36,13 @@ __device__ __forceinline__ void commit() { asm volatile("cp.async.commit_group;\
 // Waits until every copy this thread issued has landed (not other threads' copies: synchronise after it).
 __device__ __forceinline__ void wait_all() { asm volatile("cp.async.wait_all;\n" ::: "memory"); }
 
+// Waits until at most `pending` of this thread's committed groups are still in flight (the older ones have landed):
+// a pipeline that commits one group per stage waits for the stage before the newest with wait_prior<1>().
+template <int pending>
+__device__ __forceinline__ void wait_prior() {
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(pending) : "memory");
+}
+
 // Issues dst[i] = src[i] for the `count` 16-byte vectors i, block-strided over the block's threads, without waiting.
 template <class Index>
 __device__ inline void issue16(uint4* dst, const uint4* src, Index count) {

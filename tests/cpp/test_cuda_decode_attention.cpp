@@ -37,8 +37,13 @@ std::vector<float> run_cuda(const DecodeAttention& attn, const std::vector<float
 }
 
 decode_attention_tolerance::Arithmetic arithmetic_of(const DecodeAttention& attn) {
+  if (attn.fragment()) return decode_attention_tolerance::Arithmetic::fragment;
   return attn.tensor_cores() ? decode_attention_tolerance::Arithmetic::tensor_cores
                              : decode_attention_tolerance::Arithmetic::cuda_cores;
+}
+
+const char* kernel_name(const DecodeAttention& attn) {
+  return attn.fragment() ? "fragment kernel" : attn.tensor_cores() ? "tensor cores" : "cuda cores";
 }
 
 }  // namespace
@@ -75,15 +80,19 @@ TEST_CASE("decode attention on cuda agrees with the reference and dequantize-the
                                            std::pair{0, Fast::cuda_cores}}) {
           const DecodeAttention attn(caches, ex, splits, fast);
           if (ac.name == "preset kivi-2" || ac.name == "preset vidkv-k1.5-v1.58") CHECK(attn.tensor_cores() == (fast == Fast::tensor_cores));
+          // kivi-2's quantizers in layout fragment: the fragment kernel takes the whole tiles (most of the tokens).
+          const bool fragment_codec = ac.name.find("fragment") != std::string::npos;
+          CHECK(attn.fragment() == (fragment_codec && fast == Fast::tensor_cores));
+          if (attn.fragment()) CHECK(attn.fast_tiles() * 2 > attn.tiles());
           for (const DType qtype : all_dtypes()) {
-            INFO("qpk " << qpk << ", splits " << attn.splits() << ", tensor cores " << attn.tensor_cores() << ", queries "
+            INFO("qpk " << qpk << ", splits " << attn.splits() << ", " << kernel_name(attn) << ", queries "
                         << dtype_name(qtype));
             std::vector<float> q = random_queries(3, 2 * qpk, d, 1.5f, 21);
             for (auto& x : q) x = round_to_dtype(x, qtype);
             const std::vector<float> out = run_cuda(attn, q, 2 * qpk, qtype);
             const double worst = check_against_reference(caches, q, out, qpk, arithmetic_of(attn));
             std::cout << "[cuda] " << ac.name << ", D " << d << ", qpk " << qpk << ", splits " << attn.splits()
-                      << (attn.tensor_cores() ? ", tensor cores, " : ", cuda cores, ") << dtype_name(qtype)
+                      << ", " << kernel_name(attn) << ", " << dtype_name(qtype)
                       << ": largest error / tolerance " << worst << "\n";
           }
         }

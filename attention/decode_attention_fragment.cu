@@ -1,0 +1,445 @@
+// The fragment kernel of fused decode attention (decode_attention_cuda.h launch_fragment; formats and arithmetic:
+// decode_attention_fragment.h). C++17, sm_80 and newer (mma.sync m16n8k16 f16).
+//
+// One thread block of kWarps warps per (split, KV head, sequence), as the other split kernels; warp w takes tiles w,
+// w + kWarps, ... of the split's fast tiles, each a whole 32-token tile of the fragment layout on both sides
+// (attention_tables::fragment_tile). Per tile the warp
+//   1. has the tile's bytes in shared memory, copied there by cp.async during the previous tile: per side the 2 D code
+//      words (a lane's D / 16 words are its quads: it reads only its own), per channel the aligned word holding its
+//      key scale and its key min, and the values' scales and mins of the 32 tokens (contiguous: token-major);
+//   2. scores: per 16-channel chunk kc, A = the codes [16 tokens x 16 channels] straight from the lane's words
+//      (codes_h2: one mask-or and one fp16 subtraction per register), B = fp16(q' scale) [16 channels x 8 heads];
+//      the mins' term sum_c q'_c min_c by one MMA per chunk with an all-ones A; times 2^e per head;
+//   3. online softmax in fp32 (exp2: the scores are in log2 units), the probabilities through shared memory into the
+//      B layout (head g, tokens 2 t4 (+1, +8, +9));
+//   4. values: per 16-channel tile mv and 16-token chunk kt, A = codes [16 channels x 16 tokens], B =
+//      fp16(p scale_tg) of the tile's group g; the mins' term sum_t p_t min_tg by an all-ones A, once per group.
+// The warps' partials merge in shared memory (merge_warp_partials) into split partial blockIdx.x.
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <cmath>
+#include <cstdint>
+
+#include "vidkv/attention/decode_attention_cuda.h"
+#include "vidkv/attention/decode_attention_device.cuh"
+#include "vidkv/attention/decode_attention_fragment.h"
+#include "vidkv/core/cuda/async_copy.cuh"
+#include "vidkv/core/cuda/kernel_occupancy.h"
+#include "vidkv/core/error.h"
+
+namespace vidkv::attention_cuda {
+
+namespace {
+
+using namespace device;
+using namespace attention_tables;
+namespace fr = attention_fragment;
+using cuda_async::copy16;
+using cuda_async::copy4;
+
+constexpr int kTile = static_cast<int>(group_format::kFragmentTileTokens);  // 32 tokens
+constexpr unsigned kOnes = 0x3C003C00u;  // the fp16 pair (1, 1)
+
+// Per-warp shared memory in 32-bit words: two slots (the tile being computed, the next one arriving), each key codes
+// [2 D], value codes [2 D], key scale words [D], key min words [D], value scales and mins [kValueMetaWords] each;
+// then the probabilities [8 heads][32 tokens] (floats). Every piece a multiple of 4 words (16-byte aligned).
+constexpr int kValueMetaWords = 132;  // 32 tokens x at most 8 groups of fp16 = 128 words, + 1 for a half-word start
+template <int D>
+struct WarpLayout {
+  static constexpr int kCodes = 2 * D;
+  static constexpr int kKeyScale = 2 * kCodes, kKeyMin = kKeyScale + D;
+  static constexpr int kValueScale = kKeyMin + D, kValueMin = kValueScale + kValueMetaWords;
+  static constexpr int kSlot = kValueMin + kValueMetaWords;
+  static constexpr int kProb = 2 * kSlot;
+  static constexpr int kWarp = kProb + kMaxQ * kTile;
+  static_assert(kSlot % 4 == 0 && kWarp % 4 == 0, "16-byte pieces");
+};
+template <int D>
+constexpr std::size_t smem_bytes() {
+  return sizeof(std::uint32_t) * static_cast<std::size_t>(kWarps) * WarpLayout<D>::kWarp;
+}
+static_assert(smem_bytes<128>() >= sizeof(float) * kWarps * kMaxQ * (128 + 2), "the warps' partials fit");
+static_assert(smem_bytes<64>() >= sizeof(float) * kWarps * kMaxQ * (64 + 2), "the warps' partials fit");
+
+// D += A B for one m16n8k16 tile, fp16 A and B, fp32 D (PTX ISA, "Matrix fragments for mma.m16n8k16": a0 row g,
+// columns 2 t4 and + 1; a1 row g + 8; a2, a3 columns + 8; b0 rows 2 t4 and + 1, column g; b1 rows + 8; d0, d1 row g,
+// columns 2 t4 and + 1; d2, d3 row g + 8).
+__device__ __forceinline__ void mma_f16(float (&d)[4], unsigned a0, unsigned a1, unsigned a2, unsigned a3, unsigned b0,
+                                        unsigned b1) {
+  asm volatile(
+      "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+      : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+}
+
+__device__ __forceinline__ unsigned pack_half2(float lo, float hi) {
+  const __half2 h = __floats2half2_rn(lo, hi);
+  return *reinterpret_cast<const unsigned*>(&h);
+}
+
+// Field j (0..7) of a lane word of the fragment layout as the fp16 pair of its two codes (group_format.h: low code at
+// bit 2 j, high code at 16 + 2 j; fields 5-7 read from the word shifted right by 10, `w10`). OR-ing the exponent
+// 25 - s (s the field's bit in the source) makes bit s the unit of an fp16 2^(10 - s) + code, exact; subtracting
+// 2^(10 - s) leaves the code.
+template <int j>
+__device__ __forceinline__ unsigned codes_h2(unsigned w, unsigned w10) {
+  constexpr int s = j < 5 ? 2 * j : 2 * (j - 5);
+  constexpr unsigned magic = (static_cast<unsigned>(25 - s) << 10) * 0x00010001u;
+  const unsigned biased = ((j < 5 ? w : w10) & (0x00030003u << s)) | magic;
+  __half2 h = *reinterpret_cast<const __half2*>(&biased);
+  h = __hsub2(h, *reinterpret_cast<const __half2*>(&magic));
+  return *reinterpret_cast<const unsigned*>(&h);
+}
+
+// A side's block as the warp's lanes each hold it (recomputed when a tile's block changes).
+struct SideSetup {
+  std::int32_t block = -1;
+  const std::uint8_t *codes = nullptr, *scales = nullptr, *mins = nullptr;
+  std::int64_t tokens = 0, begin = 0, groups_per_row = 0, group = 1;
+  int group_shift = -1;
+};
+
+__device__ inline SideSetup side_setup(const af::ChildFormat& f, const BlockEntry& e, std::int64_t heads, std::int64_t d,
+                                       std::int32_t index) {
+  const af::ChildView v = af::child_view(f, e.bytes, heads, e.tokens, d, 0);
+  SideSetup s;
+  s.block = index;
+  s.codes = v.codes;
+  s.scales = v.scales;
+  s.mins = v.mins;
+  s.tokens = e.tokens;
+  s.begin = e.begin;
+  s.groups_per_row = v.groups_per_row;
+  s.group = f.group;
+  s.group_shift = v.group_shift;
+  return s;
+}
+
+// Where a tile's metadata halves sit in the words copied for it: key channel c's scale at byte key_scale ^ (c odd
+// and groups per row odd ? 2 : 0) of its word (likewise the min), the values' halves from byte value_scale / value_min
+// of their area, token j's group gr at half j groups + gr.
+struct TileMeta {
+  int key_scale = 0, key_min = 0, key_odd = 0, value_scale = 0, value_min = 0, value_groups = 0;
+};
+
+// Issues the copies of `tile` (KV head h) into the slot at `dst` and returns where its metadata halves sit.
+template <int D>
+__device__ inline TileMeta issue_tile(std::uint32_t* dst, const TileEntry& tile, const SideSetup& ks, const SideSetup& vs,
+                                      std::int64_t h, int lane) {
+  using L = WarpLayout<D>;
+  const std::int64_t ktr0 = tile.t0 - ks.begin, vtr0 = tile.t0 - vs.begin;
+  // Codes: 32 tokens x D channels x 2 bits = 2 D words from (h tokens + tr0) D / 4 bytes (group_format.h).
+  const uint4* kc = reinterpret_cast<const uint4*>(ks.codes + (h * ks.tokens + ktr0) * (D / 4));
+  const uint4* vc = reinterpret_cast<const uint4*>(vs.codes + (h * vs.tokens + vtr0) * (D / 4));
+  uint4* kd = reinterpret_cast<uint4*>(dst);
+  uint4* vd = reinterpret_cast<uint4*>(dst + L::kCodes);
+#pragma unroll
+  for (int i = 0; i < D / 64; ++i) {
+    copy16(kd + i * 32 + lane, kc + i * 32 + lane);
+    copy16(vd + i * 32 + lane, vc + i * 32 + lane);
+  }
+  // Key metadata: channel c's group (row h D + c, group ktr0 / group) at element (h D + c) gpr + ktr0 / group.
+  const std::int64_t kgroup = ks.group_shift >= 0 ? (ktr0 >> ks.group_shift) : ktr0 / ks.group;
+  const std::int64_t kbase = h * D * ks.groups_per_row + kgroup;
+  auto word_of = [](const std::uint8_t* x) {
+    return reinterpret_cast<const std::uint32_t*>(reinterpret_cast<std::uintptr_t>(x) & ~std::uintptr_t{3});
+  };
+#pragma unroll
+  for (int i = 0; i < D / 32; ++i) {
+    const int c = lane + 32 * i;
+    const std::int64_t e = kbase + c * ks.groups_per_row;
+    copy4(dst + L::kKeyScale + c, word_of(ks.scales + 2 * e));
+    copy4(dst + L::kKeyMin + c, word_of(ks.mins + 2 * e));
+  }
+  // Value metadata: tokens vtr0 .. + 31 of row h, every group: elements (h T + vtr0) gpr .. + 32 gpr, contiguous.
+  const std::int64_t e0 = (h * vs.tokens + vtr0) * vs.groups_per_row;
+  const std::uint8_t* s0 = vs.scales + 2 * e0;
+  const std::uint8_t* m0 = vs.mins + 2 * e0;
+  const int halves = kTile * static_cast<int>(vs.groups_per_row);
+  const int sw = (static_cast<int>(reinterpret_cast<std::uintptr_t>(s0) & 3u) + 2 * halves + 3) / 4;
+  const int mw = (static_cast<int>(reinterpret_cast<std::uintptr_t>(m0) & 3u) + 2 * halves + 3) / 4;
+  for (int i = lane; i < sw; i += 32) copy4(dst + L::kValueScale + i, word_of(s0) + i);
+  for (int i = lane; i < mw; i += 32) copy4(dst + L::kValueMin + i, word_of(m0) + i);
+  TileMeta m;
+  m.key_scale = static_cast<int>((reinterpret_cast<std::uintptr_t>(ks.scales) + 2 * kbase) & 2u);
+  m.key_min = static_cast<int>((reinterpret_cast<std::uintptr_t>(ks.mins) + 2 * kbase) & 2u);
+  m.key_odd = static_cast<int>(ks.groups_per_row & 1);
+  m.value_scale = static_cast<int>(reinterpret_cast<std::uintptr_t>(s0) & 3u);
+  m.value_min = static_cast<int>(reinterpret_cast<std::uintptr_t>(m0) & 3u);
+  m.value_groups = static_cast<int>(vs.groups_per_row);
+  return m;
+}
+
+__device__ __forceinline__ float half_at(const std::uint32_t* base, int byte) {
+  return __half2float(*reinterpret_cast<const __half*>(reinterpret_cast<const char*>(base) + byte));
+}
+
+// 3 blocks of 4 warps per multiprocessor, as the tensor-core kernel.
+template <int D>
+__global__ void __launch_bounds__(kThreads, 3) fragment_kernel(const Problem p) {
+  constexpr int KC = D / 16;  // 16-channel chunks: the keys' k chunks, the values' m tiles; a lane's words per side
+  using L = WarpLayout<D>;
+  extern __shared__ float4 smem4[];
+  float* smem = reinterpret_cast<float*>(smem4);
+  const int s = static_cast<int>(blockIdx.x);
+  const std::int64_t h = blockIdx.y, b = blockIdx.z;
+  const int warp = static_cast<int>(threadIdx.x) / 32, lane = static_cast<int>(threadIdx.x % 32u);
+  const int g = lane >> 2, t4 = lane & 3;
+  const int Q = static_cast<int>(p.qpk);
+  std::uint32_t* wbase = reinterpret_cast<std::uint32_t*>(smem) + warp * L::kWarp;
+  float* prob = reinterpret_cast<float*>(wbase + L::kProb);
+
+  // The query of head g at this lane's B rows (channels 16 kc + 2 t4 (+1) and + 8 (+9)) in log2 units, scaled by
+  // 2^-e into [-1, 1] (e from the head's largest |element|: exact, and no fp16 factor q' x can overflow).
+  float2 qf[KC][2];
+  float big = 0.0f;
+#pragma unroll
+  for (int kc = 0; kc < KC; ++kc)
+#pragma unroll
+    for (int pr = 0; pr < 2; ++pr) {
+      const int c = 16 * kc + 2 * t4 + 8 * pr;
+      float x = 0.0f, y = 0.0f;
+      if (g < Q) {
+        x = query_element(p, b, h * Q + g, c) * p.score_scale;
+        y = query_element(p, b, h * Q + g, c + 1) * p.score_scale;
+      }
+      qf[kc][pr] = make_float2(x, y);
+      big = fmaxf(big, fmaxf(fabsf(x), fabsf(y)));
+    }
+  big = fmaxf(big, __shfl_xor_sync(0xffffffffu, big, 1));
+  big = fmaxf(big, __shfl_xor_sync(0xffffffffu, big, 2));
+  int e = 0;
+  if (big > 0.0f && big <= 3.0e38f) frexpf(big, &e);  // big = f 2^e, f in [0.5, 1)
+  const float down = ldexpf(1.0f, -e), up_g = ldexpf(1.0f, e);
+#pragma unroll
+  for (int kc = 0; kc < KC; ++kc)
+#pragma unroll
+    for (int pr = 0; pr < 2; ++pr) qf[kc][pr] = make_float2(qf[kc][pr].x * down, qf[kc][pr].y * down);
+  const float up[2] = {__shfl_sync(0xffffffffu, up_g, 8 * t4), __shfl_sync(0xffffffffu, up_g, 8 * t4 + 4)};
+
+  const SequenceEntry seq = p.sequences[b];
+  const TileRange range = split_tiles(seq.fast_count, p.splits, s);
+  const int value_per_group = static_cast<int>(p.value.first.group / 16);  // 16-channel tiles per value group
+  float m[2] = {-HUGE_VALF, -HUGE_VALF}, l[2] = {0.0f, 0.0f};
+  float acc[KC][4];  // channel 16 mv + g (+8 for r >= 2), head 2 t4 + r % 2
+#pragma unroll
+  for (int mv = 0; mv < KC; ++mv)
+#pragma unroll
+    for (int r = 0; r < 4; ++r) acc[mv][r] = 0.0f;
+
+  SideSetup ks, vs;
+  std::int64_t ti = range.first + warp;
+  TileMeta meta;
+  if (ti < range.last) {
+    const TileEntry tile = p.tiles[seq.tile_begin + ti];
+    ks = side_setup(p.key.first, p.key_blocks[tile.key_block], p.heads, D, tile.key_block);
+    vs = side_setup(p.value.first, p.value_blocks[tile.value_block], p.heads, D, tile.value_block);
+    meta = issue_tile<D>(wbase, tile, ks, vs, h, lane);
+  }
+  cuda_async::commit();
+  int slot = 0;
+  for (; ti < range.last; ti += kWarps) {
+    // The next tile's copies into the other slot (its last reader was the previous tile: done, __syncwarp below).
+    const bool has_next = ti + kWarps < range.last;
+    __syncwarp();  // every lane has read the previous tile's slot and probabilities
+    TileMeta next_meta;
+    TileEntry next;
+    if (has_next) {
+      next = p.tiles[seq.tile_begin + ti + kWarps];
+      if (next.key_block != ks.block) ks = side_setup(p.key.first, p.key_blocks[next.key_block], p.heads, D, next.key_block);
+      if (next.value_block != vs.block)
+        vs = side_setup(p.value.first, p.value_blocks[next.value_block], p.heads, D, next.value_block);
+      next_meta = issue_tile<D>(wbase + (slot ^ 1) * L::kSlot, next, ks, vs, h, lane);
+    }
+    cuda_async::commit();
+    cuda_async::wait_prior<1>();  // this tile's copies have landed (this lane's)
+    __syncwarp();                 // and every lane's
+    const std::uint32_t* t = wbase + slot * L::kSlot;
+
+    // 2. Scores s[mt][r]: token 16 mt + g (+8 for r >= 2), head 2 t4 + r % 2.
+    std::uint32_t kw[KC];
+#pragma unroll
+    for (int i = 0; i < KC / 4; ++i) {
+      const uint4 v = reinterpret_cast<const uint4*>(t)[i * 32 + lane];
+      kw[4 * i] = v.x;
+      kw[4 * i + 1] = v.y;
+      kw[4 * i + 2] = v.z;
+      kw[4 * i + 3] = v.w;
+    }
+    float bias[4] = {0.0f, 0.0f, 0.0f, 0.0f};  // sum_c q'_c min_c per head (every row the same)
+    unsigned bx[KC][2];
+#pragma unroll
+    for (int kc = 0; kc < KC; ++kc) {
+      unsigned by[2];
+#pragma unroll
+      for (int pr = 0; pr < 2; ++pr) {
+        const int c = 16 * kc + 2 * t4 + 8 * pr;  // even: c and c + 1 have opposite parities
+        const int o0 = (c & meta.key_odd) << 1, o1 = ((c + 1) & meta.key_odd) << 1;
+        const float s0 = half_at(t + L::kKeyScale + c, meta.key_scale ^ o0), s1 = half_at(t + L::kKeyScale + c + 1, meta.key_scale ^ o1);
+        const float n0 = half_at(t + L::kKeyMin + c, meta.key_min ^ o0), n1 = half_at(t + L::kKeyMin + c + 1, meta.key_min ^ o1);
+        bx[kc][pr] = pack_half2(qf[kc][pr].x * s0, qf[kc][pr].y * s1);
+        by[pr] = pack_half2(qf[kc][pr].x * n0, qf[kc][pr].y * n1);
+      }
+      mma_f16(bias, kOnes, kOnes, kOnes, kOnes, by[0], by[1]);
+    }
+    float sc[2][4];
+#pragma unroll
+    for (int mt = 0; mt < 2; ++mt) {
+      float d[4] = {bias[0], bias[1], bias[2], bias[3]};
+#pragma unroll
+      for (int kc = 0; kc < KC; ++kc) {
+        // register r = 4 (mt KC + kc) + a: word r / 8 = (mt KC + kc) / 2, field 4 (kc % 2) + a (KC is even)
+        const unsigned w = kw[(mt * KC + kc) >> 1], w10 = w >> 10;
+        if (kc & 1)
+          mma_f16(d, codes_h2<4>(w, w10), codes_h2<5>(w, w10), codes_h2<6>(w, w10), codes_h2<7>(w, w10), bx[kc][0], bx[kc][1]);
+        else
+          mma_f16(d, codes_h2<0>(w, w10), codes_h2<1>(w, w10), codes_h2<2>(w, w10), codes_h2<3>(w, w10), bx[kc][0], bx[kc][1]);
+      }
+#pragma unroll
+      for (int r = 0; r < 4; ++r) sc[mt][r] = d[r] * up[r & 1];
+    }
+
+    // 3. Online softmax per head 2 t4 + e over the tile's 32 tokens (4 per lane and head).
+    float alpha[2];
+#pragma unroll
+    for (int e2 = 0; e2 < 2; ++e2) {
+      float v = fmaxf(fmaxf(sc[0][e2], sc[0][e2 + 2]), fmaxf(sc[1][e2], sc[1][e2 + 2]));
+      v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, 4));
+      v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, 8));
+      v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, 16));
+      const float mn = fmaxf(m[e2], v);
+      alpha[e2] = m[e2] == -HUGE_VALF ? 0.0f : exp2f(m[e2] - mn);
+      m[e2] = mn;
+    }
+    float sum[2] = {0.0f, 0.0f};
+#pragma unroll
+    for (int mt = 0; mt < 2; ++mt)
+#pragma unroll
+      for (int r = 0; r < 4; ++r) {
+        const float pr = exp2f(sc[mt][r] - m[r & 1]);
+        sum[r & 1] += pr;
+        prob[(2 * t4 + (r & 1)) * kTile + 16 * mt + g + 8 * (r >> 1)] = pr;
+      }
+#pragma unroll
+    for (int e2 = 0; e2 < 2; ++e2) {
+      float v = sum[e2];
+      v += __shfl_xor_sync(0xffffffffu, v, 4);
+      v += __shfl_xor_sync(0xffffffffu, v, 8);
+      v += __shfl_xor_sync(0xffffffffu, v, 16);
+      l[e2] = l[e2] * alpha[e2] + v;
+    }
+#pragma unroll
+    for (int mv = 0; mv < KC; ++mv) {
+      acc[mv][0] *= alpha[0];
+      acc[mv][1] *= alpha[1];
+      acc[mv][2] *= alpha[0];
+      acc[mv][3] *= alpha[1];
+    }
+    __syncwarp();
+    // B rows: tokens 16 kt + 2 t4 (+1) and + 8 (+9), column head g.
+    float2 pp[2][2];
+#pragma unroll
+    for (int kt = 0; kt < 2; ++kt)
+#pragma unroll
+      for (int pr = 0; pr < 2; ++pr) pp[kt][pr] = *reinterpret_cast<const float2*>(prob + g * kTile + 16 * kt + 2 * t4 + 8 * pr);
+
+    // 4. Values.
+    std::uint32_t vw[KC];
+#pragma unroll
+    for (int i = 0; i < KC / 4; ++i) {
+      const uint4 v = reinterpret_cast<const uint4*>(t + L::kCodes)[i * 32 + lane];
+      vw[4 * i] = v.x;
+      vw[4 * i + 1] = v.y;
+      vw[4 * i + 2] = v.z;
+      vw[4 * i + 3] = v.w;
+    }
+    unsigned bs[2][2] = {{0u, 0u}, {0u, 0u}};
+    float corr[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+#pragma unroll
+    for (int mv = 0; mv < KC; ++mv) {
+      if (mv % value_per_group == 0) {  // a new value group gr: its B = fp16(p scale) and its mins' term
+        const int gr = mv / value_per_group;
+        unsigned bm[2][2];
+#pragma unroll
+        for (int kt = 0; kt < 2; ++kt)
+#pragma unroll
+          for (int pr = 0; pr < 2; ++pr) {
+            const int j = 16 * kt + 2 * t4 + 8 * pr;
+            const int i0 = 2 * (j * meta.value_groups + gr), i1 = i0 + 2 * meta.value_groups;
+            const float s0 = half_at(t + L::kValueScale, meta.value_scale + i0), s1 = half_at(t + L::kValueScale, meta.value_scale + i1);
+            const float n0 = half_at(t + L::kValueMin, meta.value_min + i0), n1 = half_at(t + L::kValueMin, meta.value_min + i1);
+            bs[kt][pr] = pack_half2(pp[kt][pr].x * s0, pp[kt][pr].y * s1);
+            bm[kt][pr] = pack_half2(pp[kt][pr].x * n0, pp[kt][pr].y * n1);
+          }
+        corr[0] = corr[1] = corr[2] = corr[3] = 0.0f;
+        mma_f16(corr, kOnes, kOnes, kOnes, kOnes, bm[0][0], bm[0][1]);
+        mma_f16(corr, kOnes, kOnes, kOnes, kOnes, bm[1][0], bm[1][1]);
+      }
+      // register r = 4 (2 mv + kt) + a: word mv, field 4 kt + a
+      const unsigned w = vw[mv], w10 = w >> 10;
+      mma_f16(acc[mv], codes_h2<0>(w, w10), codes_h2<1>(w, w10), codes_h2<2>(w, w10), codes_h2<3>(w, w10), bs[0][0], bs[0][1]);
+      mma_f16(acc[mv], codes_h2<4>(w, w10), codes_h2<5>(w, w10), codes_h2<6>(w, w10), codes_h2<7>(w, w10), bs[1][0], bs[1][1]);
+#pragma unroll
+      for (int r = 0; r < 4; ++r) acc[mv][r] += corr[r];
+    }
+    meta = next_meta;
+    slot ^= 1;
+  }
+  cuda_async::wait_all();
+
+  // The warp's partial to shared memory (wm, wl, wacc as merge_warp_partials reads them), then the block's merge.
+  __syncthreads();
+  float* wm = smem;
+  float* wl = wm + kWarps * Q;
+  float* wacc = wl + kWarps * Q;
+#pragma unroll
+  for (int e2 = 0; e2 < 2; ++e2) {
+    const int hq = 2 * t4 + e2;
+    if (hq >= Q) continue;
+    if (g == 0) {
+      wm[warp * Q + hq] = m[e2];
+      wl[warp * Q + hq] = l[e2];
+    }
+#pragma unroll
+    for (int mv = 0; mv < KC; ++mv) {
+      wacc[(warp * Q + hq) * D + 16 * mv + g] = acc[mv][e2];
+      wacc[(warp * Q + hq) * D + 16 * mv + g + 8] = acc[mv][2 + e2];
+    }
+  }
+  __syncthreads();
+  merge_warp_partials(p, smem, b, h, s);
+}
+
+void check(cudaError_t e, const char* what) {
+  if (e != cudaSuccess) VIDKV_THROW(CudaError, "decode attention (fragment kernel): ", what, ": ", cudaGetErrorString(e));
+}
+
+using FragmentKernel = void (*)(const Problem);
+
+FragmentKernel kernel_for(const Problem& p) { return p.channels == 128 ? fragment_kernel<128> : fragment_kernel<64>; }
+std::size_t smem_for(const Problem& p) { return p.channels == 128 ? smem_bytes<128>() : smem_bytes<64>(); }
+
+}  // namespace
+
+void launch_fragment(const Problem& p, void* stream, bool beside_previous) {
+  VIDKV_REQUIRE(fr::formats_ok(p), NotSupportedError,
+                "decode attention: the fragment kernel does not take these formats (attention_fragment::formats_ok)");
+  if (p.splits == 0) return;
+  const FragmentKernel kernel = kernel_for(p);
+  cuda_kernels::allow_dynamic_smem(reinterpret_cast<const void*>(kernel), smem_for(p), "decode attention (fragment kernel)");
+  const dim3 grid(static_cast<unsigned>(p.splits), static_cast<unsigned>(p.heads), static_cast<unsigned>(p.batch));
+  auto st = static_cast<cudaStream_t>(stream);
+  if (beside_previous)
+    check(launch_beside_previous(kernel, grid, dim3(kThreads), smem_for(p), st, p), "kernel launch");
+  else
+    kernel<<<grid, kThreads, smem_for(p), st>>>(p);
+  check(cudaGetLastError(), "kernel launch");
+}
+
+int fragment_blocks_per_sm(const Problem& p) {
+  return cuda_kernels::resident_blocks(reinterpret_cast<const void*>(kernel_for(p)), kThreads, smem_for(p),
+                                       "decode attention (fragment kernel)");
+}
+
+}  // namespace vidkv::attention_cuda

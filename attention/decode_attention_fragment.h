@@ -1,0 +1,45 @@
+// The fragment kernel of fused decode attention (decode_attention_fragment.cu): kivi-2-shaped caches whose codes are
+// stored in uniform's layout fragment (quantization/group_format.h, "The fragment layout"), read as mma.m16n8k16 A
+// operands with no staging at all: each lane loads its own 16-byte quads of a 32-token tile and turns each 32-bit
+// field pair into an fp16 pair of codes with one mask-or and one fp16 subtraction (the design measured in
+// prototypes/fragment_attention/). Which formats and tiles it takes; host-device, C++17, no CUDA headers.
+//
+// Arithmetic (decode_attention_tolerance.h, 6.): the scores are s_t = 2^e [sum_i x_i c_ti + sum_i y_i] with the
+// query row scaled into [-1, 1] by a power of two 2^e (exact), x_i = fp16(q'_i scale_i), y_i = fp16(q'_i min_i)
+// (one rounding each from fp32: |q'| <= 1 and fp16 metadata, so no factor can overflow fp16); the values
+// o_c += sum_t fp16(p_t scale_tg) c_tc + sum_t fp16(p_t min_tg) (p <= 1: no overflow). Every code is an exact fp16
+// integer 0..3 and the MMAs accumulate in fp32. Single fp16 factors instead of the tensor-core kernel's bf16 hi + lo
+// pairs: half the MMAs, a relative rounding of 2^-11 per factor (as fp16 SDPA rounds its probabilities).
+#pragma once
+
+#include <cstdint>
+
+#include "vidkv/attention/decode_attention_format.h"
+#include "vidkv/attention/decode_attention_tables.h"
+#include "vidkv/core/host_device.h"
+
+namespace vidkv::attention_fragment {
+
+namespace af = attention_format;
+
+// Head dims the kernel is built for (its registers: D / 16 value accumulator tiles, D / 32 key words per lane).
+VIDKV_HOST_DEVICE constexpr bool head_dim_ok(std::int64_t d) { return d == 64 || d == 128; }
+
+// Whether a side's single child is uniform 2-bit codes in layout fragment grouped along `axis` with fp16 metadata.
+VIDKV_HOST_DEVICE inline bool child_ok(const af::ChildFormat& f, group_format::GroupAxis axis) {
+  return f.codec == af::ChildCodec::uniform && f.bits == 2 && f.layout == group_format::CodeLayout::fragment &&
+         f.axis == axis && f.scale_dtype == DType::f16;
+}
+
+// Whether the fragment kernel takes p's fast tiles: head_dim 64 or 128; keys one uniform child (not mixed),
+// channel-axis, 2 bits, layout fragment, fp16 scale and min, groups a multiple of 32 tokens (a 32-token tile lies
+// in one group of every channel); values the same token-axis with groups a multiple of 16 channels (one group per
+// 16-channel MMA tile); at most 8 query heads per KV head (the B operand's 8 columns).
+VIDKV_HOST_DEVICE inline bool formats_ok(const attention_tables::Problem& p) {
+  if (!head_dim_ok(p.channels) || p.qpk < 1 || p.qpk > 8) return false;
+  if (p.key.mixed || p.key.token_mixed || p.value.mixed || p.value.token_mixed) return false;
+  return child_ok(p.key.first, group_format::GroupAxis::channel) && p.key.first.group % 32 == 0 &&
+         child_ok(p.value.first, group_format::GroupAxis::token) && p.value.first.group % 16 == 0;
+}
+
+}  // namespace vidkv::attention_fragment
