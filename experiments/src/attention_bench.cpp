@@ -132,9 +132,10 @@ AttentionBenchResult run_attention_bench(const AttentionBenchOptions& o) {
         const DecodeAttention attn(ptrs, ex);
         row.splits = attn.splits();
         row.tensor_cores = attn.tensor_cores();
+        row.fragment = attn.fragment();
         row.general_only = attn.fast_tiles() == 0;
         row.ms = median_ms(stream.s, o.warmup, o.repeats, attn, qv, ov);
-        if (row.tensor_cores) {
+        if (row.tensor_cores || row.fragment) {
           const DecodeAttention cuda_cores(ptrs, ex, 0, DecodeAttention::FastKernel::cuda_cores);
           row.cuda_core_ms = median_ms(stream.s, o.warmup, o.repeats, cuda_cores, qv, ov);
         }
@@ -211,8 +212,8 @@ std::string attention_bench_markdown(const AttentionBenchResult& r, const Attent
     }
     if (row.general_only) {
       out << "none (general kernel only) | |\n";
-    } else if (row.tensor_cores) {
-      std::snprintf(buf, sizeof buf, "tensor cores | %.4f |\n", row.cuda_core_ms);
+    } else if (row.tensor_cores || row.fragment) {
+      std::snprintf(buf, sizeof buf, "%s | %.4f |\n", row.fragment ? "fragment kernel" : "tensor cores", row.cuda_core_ms);
       out << buf;
     } else {
       out << "cuda cores | |\n";

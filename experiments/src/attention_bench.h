@@ -40,7 +40,8 @@ struct AttentionBenchRow {
   double gbps = 0;               // (cache + query bytes) / latency
   int splits = 0;
   bool tensor_cores = false;     // the fast tiles ran on the tensor-core kernel (DecodeAttention::tensor_cores)
-  double cuda_core_ms = 0;       // tensor_cores: the same call with FastKernel::cuda_cores, same run; else 0
+  bool fragment = false;         // the fast tiles ran on the fragment kernel (DecodeAttention::fragment)
+  double cuda_core_ms = 0;       // tensor_cores or fragment: the same call with FastKernel::cuda_cores, same run; else 0
   bool general_only = false;     // no fast tile (fft: complex keys, mixed_token values): the general kernel ran alone
   std::string skipped;           // why the preset did not run, else ""
 };
