@@ -1,12 +1,17 @@
 // [cpu] tests of the host-device pieces of the fragment decode-attention kernel (attention/decode_attention_fragment.h,
-// attention_tables::fragment_tile): which formats it takes and which tiles are its. The kernel itself is checked
-// against the reference by the [cuda] tests (test_cuda_decode_attention.cpp, the fragment codecs).
+// attention_tables::fragment_tile): which formats it takes and which tiles are its, and its arithmetic emulated on the
+// host against tolerance 6. The kernel itself is checked against the reference by the [cuda] tests
+// (test_cuda_decode_attention.cpp, the fragment codecs).
+#include <cmath>
 #include <cstdint>
+#include <iostream>
 
 #include "catch.h"
 #include "decode_attention_test_support.h"
 #include "test_registry.h"
 #include "vidkv/attention/decode_attention_fragment.h"
+#include "vidkv/attention/decode_attention_reference.h"
+#include "vidkv/attention/decode_attention_tolerance.h"
 
 using namespace vidkv;
 using namespace vidkv::test;
@@ -97,4 +102,101 @@ TEST_CASE("fragment_tile: a whole 32-token tile of both sides' fragment layout, 
   kp.first.codes = bytes;
   CHECK(at::tile_is_fast(p, tile(100, 32, 1, 1), kp, vp));
   CHECK_FALSE(at::tile_is_fast(p, tile(96, 4, 0, 1), kp, vp));
+}
+
+namespace {
+
+float fp16(float x) { return half_bits_to_float(float_to_half_bits(x)); }
+
+// The element (code, scale, min) of token t, index i of a side's packed block, or nullopt-like `packed = false` for a
+// token of the residual window (exact).
+struct Element {
+  bool packed = false;
+  unsigned code = 0;
+  float scale = 0.0f, mn = 0.0f;
+};
+Element element_of(const LayerCache::SideRef& side, const af::SideFormat& f, std::int64_t heads, std::int64_t d,
+                   std::int64_t h, std::int64_t t, std::int64_t i) {
+  for (const auto& blk : side.blocks) {
+    if (t < blk.begin || t >= blk.end) continue;
+    const af::ChildView v = af::part_of(f, blk.bytes, heads, blk.end - blk.begin, d, h).first;
+    const af::Meta m = af::view_meta(v, af::view_group(v, t - blk.begin, i));
+    return {true, af::view_code(v, t - blk.begin, i), m.scale, m.mn};
+  }
+  return {};
+}
+
+}  // namespace
+
+TEST_CASE("the fragment kernel's arithmetic (fp16 factors, emulated on the host) stays within tolerance 6", "[cpu][attention]") {
+  // The kernel's numbers without its data movement: per packed key, s_t = 2^e (sum_i fp16(q'_i a_i) c_ti +
+  // sum_i fp16(q'_i b_i)), q' = q log2(e) / sqrt(D) / 2^e; per packed value, fp16(p_t a_tg) c_tc + fp16(p_t b_tg);
+  // residual tokens exact (the general kernel's), everything else in double. This checks the derivation of
+  // decode_attention_tolerance.h 6. on the CPU: the emulated error must be inside the bound, and not zero (the fp16
+  // factors do round).
+  const PresetCodec preset = preset_codec("kivi-2-fragment", CpuImplementation::reference);
+  double worst = 0.0, largest = 0.0;
+  for (const int d : {128, 64}) {
+    const LayerInput in = synthetic_input(2, 700, d, 31);
+    const auto cache = filled_cache(preset.codec, preset.lifecycle, in, 640, Execution{});
+    const std::int64_t T = cache->tokens(), heads = cache->heads();
+    const af::SideFormat kf = side_format(preset.codec.key(), d, KvSide::key);
+    const af::SideFormat vf = side_format(preset.codec.value(), d, KvSide::value);
+    const LayerCache::SideRef ks = cache->key_side(), vs = cache->value_side();
+    const std::vector<float> queries = random_queries(1, heads * 3, d, 1.5f, 5);
+    const float score_scale = static_cast<float>(1.4426950408889634074 / std::sqrt(static_cast<double>(d)));
+    for (std::int64_t h = 0; h < heads; ++h) {
+      std::vector<double> k, v;
+      decoded_head(*cache, h, k, v);
+      const std::vector<double> want = reference_decode_attention(*cache, h, queries.data() + h * 3 * d, 3);
+      for (std::int64_t r = 0; r < 3; ++r) {
+        const float* q = queries.data() + (h * 3 + r) * d;
+        float big = 0.0f;
+        std::vector<float> qs(static_cast<std::size_t>(d));
+        for (std::int64_t i = 0; i < d; ++i) {
+          qs[static_cast<std::size_t>(i)] = q[i] * score_scale;
+          big = std::max(big, std::fabs(qs[static_cast<std::size_t>(i)]));
+        }
+        int e = 0;
+        std::frexp(big, &e);
+        for (auto& x : qs) x = std::ldexp(x, -e);  // |q'| < 1, exact
+        std::vector<double> s(static_cast<std::size_t>(T));
+        double smax = -HUGE_VAL;
+        for (std::int64_t t = 0; t < T; ++t) {
+          double dot = 0.0;
+          for (std::int64_t i = 0; i < d; ++i) {
+            const Element el = element_of(ks, kf, heads, d, h, t, i);
+            const float qi = qs[static_cast<std::size_t>(i)];
+            dot += el.packed ? static_cast<double>(fp16(qi * el.scale)) * el.code + fp16(qi * el.mn)
+                             : static_cast<double>(qi) * k[static_cast<std::size_t>(t * d + i)];
+          }
+          s[static_cast<std::size_t>(t)] = std::ldexp(dot, e) * std::log(2.0);  // natural-log units
+          smax = std::max(smax, s[static_cast<std::size_t>(t)]);
+        }
+        double l = 0.0;
+        std::vector<double> o(static_cast<std::size_t>(d), 0.0);
+        for (std::int64_t t = 0; t < T; ++t) {
+          const auto p = static_cast<float>(std::exp(s[static_cast<std::size_t>(t)] - smax));
+          l += p;
+          for (std::int64_t c = 0; c < d; ++c) {
+            const Element el = element_of(vs, vf, heads, d, h, t, c);
+            o[static_cast<std::size_t>(c)] += el.packed ? static_cast<double>(fp16(p * el.scale)) * el.code + fp16(p * el.mn)
+                                                        : static_cast<double>(p) * v[static_cast<std::size_t>(t * d + c)];
+          }
+        }
+        const std::vector<double> tol = decode_attention_tolerance::output_tolerance(
+            q, k, v, T, d, 0.0, decode_attention_tolerance::Arithmetic::fragment);
+        for (std::int64_t c = 0; c < d; ++c) {
+          INFO("head_dim " << d << ", KV head " << h << ", row " << r << ", channel " << c);
+          const double got = o[static_cast<std::size_t>(c)] / l, ref = want[static_cast<std::size_t>(r * d + c)];
+          REQUIRE(std::fabs(got - ref) <= tol[static_cast<std::size_t>(c)]);
+          worst = std::max(worst, std::fabs(got - ref) / tol[static_cast<std::size_t>(c)]);
+          largest = std::max(largest, std::fabs(got - ref));
+        }
+      }
+    }
+  }
+  std::cout << "fragment arithmetic emulated: largest error " << largest << ", largest error / tolerance " << worst << "\n";
+  CHECK(largest > 0.0);
+  CHECK(worst < 1.0);
 }
