@@ -84,8 +84,8 @@ __device__ __forceinline__ unsigned pack_half2(float lo, float hi) {
 // 2^(10 - s) leaves the code.
 template <int j>
 __device__ __forceinline__ unsigned codes_h2(unsigned w, unsigned w10) {
-  constexpr int s = j < 5 ? 2 * j : 2 * (j - 5);
-  constexpr unsigned magic = (static_cast<unsigned>(25 - s) << 10) * 0x00010001u;
+  constexpr int s = fr::field_shift(j);
+  constexpr unsigned magic = fr::field_magic(j) * 0x00010001u;
   const unsigned biased = ((j < 5 ? w : w10) & (0x00030003u << s)) | magic;
   __half2 h = *reinterpret_cast<const __half2*>(&biased);
   h = __hsub2(h, *reinterpret_cast<const __half2*>(&magic));
@@ -289,11 +289,11 @@ __global__ void __launch_bounds__(kThreads, 3) fragment_kernel(const Problem p) 
       float d[4] = {bias[0], bias[1], bias[2], bias[3]};
 #pragma unroll
       for (int kc = 0; kc < KC; ++kc) {
-        // register r = 4 (mt KC + kc) + a: word r / 8 = (mt KC + kc) / 2, field 4 (kc % 2) + a (KC is even)
-        const unsigned w = kw[(mt * KC + kc) >> 1], w10 = w >> 10;
-        if (kc & 1)
+        // register r = 4 (mt KC + kc) + a: word r / 8, field r % 8 (fr::key_word, fr::key_field)
+        const unsigned w = kw[fr::key_word(mt, kc, KC)], w10 = w >> 10;
+        if (fr::key_field(mt, kc, KC, 0) == 4)
           mma_f16(d, codes_h2<4>(w, w10), codes_h2<5>(w, w10), codes_h2<6>(w, w10), codes_h2<7>(w, w10), bx[kc][0], bx[kc][1]);
-        else
+        else  // key_field 0
           mma_f16(d, codes_h2<0>(w, w10), codes_h2<1>(w, w10), codes_h2<2>(w, w10), codes_h2<3>(w, w10), bx[kc][0], bx[kc][1]);
       }
 #pragma unroll
@@ -376,8 +376,9 @@ __global__ void __launch_bounds__(kThreads, 3) fragment_kernel(const Problem p) 
         mma_f16(corr, kOnes, kOnes, kOnes, kOnes, bm[0][0], bm[0][1]);
         mma_f16(corr, kOnes, kOnes, kOnes, kOnes, bm[1][0], bm[1][1]);
       }
-      // register r = 4 (2 mv + kt) + a: word mv, field 4 kt + a
-      const unsigned w = vw[mv], w10 = w >> 10;
+      // register r = 4 (2 mv + kt) + a: word mv, field 4 kt + a (fr::value_word, fr::value_field)
+      const unsigned w = vw[fr::value_word(mv)], w10 = w >> 10;
+      static_assert(fr::value_field(0, 0) == 0 && fr::value_field(1, 0) == 4, "the fields below");
       mma_f16(acc[mv], codes_h2<0>(w, w10), codes_h2<1>(w, w10), codes_h2<2>(w, w10), codes_h2<3>(w, w10), bs[0][0], bs[0][1]);
       mma_f16(acc[mv], codes_h2<4>(w, w10), codes_h2<5>(w, w10), codes_h2<6>(w, w10), codes_h2<7>(w, w10), bs[1][0], bs[1][1]);
 #pragma unroll

@@ -42,4 +42,21 @@ VIDKV_HOST_DEVICE inline bool formats_ok(const attention_tables::Problem& p) {
          child_ok(p.value.first, group_format::GroupAxis::token) && p.value.first.group % 16 == 0;
 }
 
+// Where a lane finds its A registers in its D / 16 words of a tile (group_format.h: register r of the lane is field
+// r % 8 of word r / 8). Keys, A = codes [16 tokens x 16 channels] of token half mt and channel chunk kc (of `chunks`
+// = D / 16): register 4 (mt chunks + kc) + a. Values, A = codes [16 channels x 16 tokens] of channel tile mv and token
+// chunk kt: register 4 (2 mv + kt) + a.
+VIDKV_HOST_DEVICE constexpr int key_word(int mt, int kc, int chunks) { return (mt * chunks + kc) / 2; }
+VIDKV_HOST_DEVICE constexpr int key_field(int mt, int kc, int chunks, int a) { return 4 * ((mt * chunks + kc) % 2) + a; }
+VIDKV_HOST_DEVICE constexpr int value_word(int mv) { return mv; }
+VIDKV_HOST_DEVICE constexpr int value_field(int kt, int a) { return 4 * kt + a; }
+
+// Field j (0..7) of a lane word holds its register's two codes at bits 2 j and 16 + 2 j. The kernel reads fields 0-4
+// from the word and fields 5-7 from the word shifted right by 10, so the field's low code sits at bit field_shift(j)
+// <= 8 of its source (and the high code 16 bits up); OR-ing field_magic(j) into each half (the fp16 exponent
+// 25 - shift) makes that bit the unit of an fp16 2^(10 - shift) + code, exact, and subtracting field_magic(j)'s
+// value leaves the code (the prototype's lop3 + hsub2).
+VIDKV_HOST_DEVICE constexpr int field_shift(int j) { return j < 5 ? 2 * j : 2 * (j - 5); }
+VIDKV_HOST_DEVICE constexpr unsigned field_magic(int j) { return static_cast<unsigned>(25 - field_shift(j)) << 10; }
+
 }  // namespace vidkv::attention_fragment

@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstdint>
 #include <iostream>
+#include <random>
 
 #include "catch.h"
 #include "decode_attention_test_support.h"
@@ -62,6 +63,52 @@ TEST_CASE("the fragment kernel takes kivi-2's quantizers in layout fragment and 
   CHECK_FALSE(fr::formats_ok(problem_of(codec({{"bits", "2"}, {"axis", "channel"}, {"layout", "fragment"}, {"scale_dtype", "fp32"}}, value), 128, 7)));
   // Per-token keys or per-channel values in layout fragment: stored correctly, not in the MMAs' orientation.
   CHECK_FALSE(fr::formats_ok(problem_of(codec({{"bits", "2"}, {"axis", "token"}, {"layout", "fragment"}}, value), 128, 7)));
+}
+
+TEST_CASE("the fragment kernel's register map and field trick read the codes group_format.h's layout put there", "[cpu][attention]") {
+  // For every lane l = 4 g + t4 and A register a of each MMA (PTX ISA, "Matrix fragments for mma.m16n8k16": row
+  // g + 8 (a % 2), columns 2 t4 + 8 (a / 2) + {0, 1}), the kernel's word and field (key_word / key_field,
+  // value_word / value_field) must hold that element's code at the layout's index (fragment_code_index): lane word
+  // w is tile word (w / 4) 128 + 4 l + w % 4, its low-half code of field f at bit 2 f, the high half's at 16 + 2 f.
+  int checked = 0;
+  for (const int d : {64, 128}) {
+    const int chunks = d / 16;
+    for (int lane = 0; lane < 32; ++lane) {
+      const int g = lane / 4, t4 = lane % 4;
+      auto index = [&](int w, int field, int half) {
+        return static_cast<std::int64_t>(((w / 4) * 128 + 4 * lane + w % 4) * 16 + half * 8 + field);
+      };
+      for (int a = 0; a < 4; ++a)
+        for (int half = 0; half < 2; ++half) {
+          const int row = g + 8 * (a % 2), col = 2 * t4 + 8 * (a / 2) + half;
+          for (int mt = 0; mt < 2; ++mt)
+            for (int kc = 0; kc < chunks; ++kc, ++checked)
+              REQUIRE(group_format::fragment_code_index(group_format::GroupAxis::channel, 32, d, 0, 16 * mt + row, 16 * kc + col) ==
+                      index(fr::key_word(mt, kc, chunks), fr::key_field(mt, kc, chunks, a), half));
+          for (int mv = 0; mv < chunks; ++mv)
+            for (int kt = 0; kt < 2; ++kt, ++checked)
+              REQUIRE(group_format::fragment_code_index(group_format::GroupAxis::token, 32, d, 0, 16 * kt + col, 16 * mv + row) ==
+                      index(fr::value_word(mv), fr::value_field(kt, a), half));
+        }
+    }
+  }
+  CHECK(checked == 2 * 32 * 4 * 2 * 2 * (4 + 8));
+  // The field trick on every field and every pair of codes, with the other bits of the word set at random.
+  std::mt19937_64 rng(3);
+  for (int j = 0; j < 8; ++j)
+    for (unsigned lo = 0; lo < 4; ++lo)
+      for (unsigned hi = 0; hi < 4; ++hi) {
+        const std::uint32_t mask = (3u << (2 * j)) | (3u << (16 + 2 * j));
+        const std::uint32_t w = (static_cast<std::uint32_t>(rng()) & ~mask) | (lo << (2 * j)) | (hi << (16 + 2 * j));
+        const std::uint32_t src = j < 5 ? w : w >> 10;
+        const int s = fr::field_shift(j);
+        const float magic = half_bits_to_float(static_cast<std::uint16_t>(fr::field_magic(j)));
+        const auto low = static_cast<std::uint16_t>((src & (3u << s)) | fr::field_magic(j));
+        const auto high = static_cast<std::uint16_t>(((src >> 16) & (3u << s)) | fr::field_magic(j));
+        INFO("field " << j << ", codes " << lo << ", " << hi);
+        REQUIRE(half_bits_to_float(low) - magic == static_cast<float>(lo));  // exact: fp16 values, fp32 subtraction
+        REQUIRE(half_bits_to_float(high) - magic == static_cast<float>(hi));
+      }
 }
 
 TEST_CASE("fragment_tile: a whole 32-token tile of both sides' fragment layout, 16-byte aligned codes", "[cpu][attention]") {
