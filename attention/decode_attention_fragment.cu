@@ -424,7 +424,7 @@ std::size_t smem_for(const Problem& p) { return p.channels == 128 ? smem_bytes<1
 }  // namespace
 
 void launch_fragment(const Problem& p, void* stream, bool beside_previous) {
-  VIDKV_REQUIRE(fr::formats_ok(p), NotSupportedError,
+  VIDKV_REQUIRE(fr::formats_ok(p) && p.qpk >= 1 && p.qpk <= kMaxQ, NotSupportedError,
                 "decode attention: the fragment kernel does not take these formats (attention_fragment::formats_ok)");
   if (p.splits == 0) return;
   const FragmentKernel kernel = kernel_for(p);

@@ -34,9 +34,10 @@ VIDKV_HOST_DEVICE inline bool child_ok(const af::ChildFormat& f, group_format::G
 // Whether the fragment kernel takes p's fast tiles: head_dim 64 or 128; keys one uniform child (not mixed),
 // channel-axis, 2 bits, layout fragment, fp16 scale and min, groups a multiple of 32 tokens (a 32-token tile lies
 // in one group of every channel); values the same token-axis with groups a multiple of 16 channels (one group per
-// 16-channel MMA tile); at most 8 query heads per KV head (the B operand's 8 columns).
+// 16-channel MMA tile). Not the query heads: the tables are built before the queries are seen (Problem::qpk is 0
+// then); DecodeAttention's own limit of 8 per KV head is the B operand's 8 columns.
 VIDKV_HOST_DEVICE inline bool formats_ok(const attention_tables::Problem& p) {
-  if (!head_dim_ok(p.channels) || p.qpk < 1 || p.qpk > 8) return false;
+  if (!head_dim_ok(p.channels)) return false;
   if (p.key.mixed || p.key.token_mixed || p.value.mixed || p.value.token_mixed) return false;
   return child_ok(p.key.first, group_format::GroupAxis::channel) && p.key.first.group % 32 == 0 &&
          child_ok(p.value.first, group_format::GroupAxis::token) && p.value.first.group % 16 == 0;

@@ -80,10 +80,10 @@ TEST_CASE("decode attention on cuda agrees with the reference and dequantize-the
                                            std::pair{0, Fast::cuda_cores}}) {
           const DecodeAttention attn(caches, ex, splits, fast);
           if (ac.name == "preset kivi-2" || ac.name == "preset vidkv-k1.5-v1.58") CHECK(attn.tensor_cores() == (fast == Fast::tensor_cores));
-          // kivi-2's quantizers in layout fragment: the fragment kernel takes the whole tiles (most of the tokens).
+          // kivi-2's quantizers in layout fragment: the fragment kernel takes the whole tiles.
           const bool fragment_codec = ac.name.find("fragment") != std::string::npos;
           CHECK(attn.fragment() == (fragment_codec && fast == Fast::tensor_cores));
-          if (attn.fragment()) CHECK(attn.fast_tiles() * 2 > attn.tiles());
+          if (attn.fragment()) CHECK(attn.fast_tiles() > 0);  // which tiles: fragment_tile, [cpu]-tested
           for (const DType qtype : all_dtypes()) {
             INFO("qpk " << qpk << ", splits " << attn.splits() << ", " << kernel_name(attn) << ", queries "
                         << dtype_name(qtype));

@@ -37,10 +37,10 @@ TEST_CASE("the fragment kernel takes kivi-2's quantizers in layout fragment and 
   const PresetCodec fragment = preset_codec("kivi-2-fragment");
   for (const std::int64_t d : {64, 128}) {
     INFO("head_dim " << d);
-    CHECK(fr::formats_ok(problem_of(fragment.codec, d, 7)));
-    CHECK(fr::formats_ok(problem_of(fragment.codec, d, 1)));
+    // Any query heads per KV head up to DecodeAttention's 8 (checked per run: the tables are built before the
+    // queries are seen, Problem::qpk 0 then).
+    CHECK(fr::formats_ok(problem_of(fragment.codec, d, 0)));
     CHECK(fr::formats_ok(problem_of(fragment.codec, d, 8)));
-    CHECK_FALSE(fr::formats_ok(problem_of(fragment.codec, d, 9)));  // the B operand has 8 columns
   }
   CHECK_FALSE(fr::formats_ok(problem_of(fragment.codec, 192, 7)));  // head_dim 64 or 128 only (its registers)
   for (const char* other : {"kivi-2", "kivi-4", "vidkv-k1.5-v1.58", "fp16"}) {
