@@ -83,6 +83,32 @@ __device__ inline std::int64_t warp_mask_count(const std::uint8_t* mask, std::in
   return n;
 }
 
+// A warp's partial held in MMA C-fragment order (lane 4 g + tig: query heads 2 tig and 2 tig + 1; acc[mt][r] channel
+// 16 mt + g + 8 (r / 2), head 2 tig + r % 2 for the tiles mt < tiles16) to shared memory as merge_warp_partials reads
+// it (wm, wl, wacc from smem). The tensor-core and fragment kernels' last step before that merge.
+template <int kTiles>
+__device__ inline void write_mma_warp_partial(float* smem, int warp, int Q, int D, int tiles16, int g, int tig, const float (&m)[2],
+                                              const float (&l)[2], const float (&acc)[kTiles][4]) {
+  float* wm = smem;
+  float* wl = wm + kWarps * Q;
+  float* wacc = wl + kWarps * Q;
+#pragma unroll
+  for (int e = 0; e < 2; ++e) {
+    const int hq = 2 * tig + e;
+    if (hq >= Q) continue;
+    if (g == 0) {
+      wm[warp * Q + hq] = m[e];
+      wl[warp * Q + hq] = l[e];
+    }
+#pragma unroll
+    for (int mt = 0; mt < kTiles; ++mt) {
+      if (mt >= tiles16) break;
+      wacc[(warp * Q + hq) * D + 16 * mt + g] = acc[mt][e];
+      wacc[(warp * Q + hq) * D + 16 * mt + g + 8] = acc[mt][2 + e];
+    }
+  }
+}
+
 // Merges the block's warps' partials, which each warp has written to shared memory as wm[kWarps][Q] (max),
 // wl[kWarps][Q] (sum of probabilities) and wacc[kWarps][Q][D] (weighted value sums), in that order from smem, and
 // writes them as split partial `slot` of (sequence b, KV head h): p.partial_acc and p.partial_ml. Call after a

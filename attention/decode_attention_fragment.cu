@@ -391,23 +391,7 @@ __global__ void __launch_bounds__(kThreads, 3) fragment_kernel(const Problem p) 
 
   // The warp's partial to shared memory (wm, wl, wacc as merge_warp_partials reads them), then the block's merge.
   __syncthreads();
-  float* wm = smem;
-  float* wl = wm + kWarps * Q;
-  float* wacc = wl + kWarps * Q;
-#pragma unroll
-  for (int e2 = 0; e2 < 2; ++e2) {
-    const int hq = 2 * t4 + e2;
-    if (hq >= Q) continue;
-    if (g == 0) {
-      wm[warp * Q + hq] = m[e2];
-      wl[warp * Q + hq] = l[e2];
-    }
-#pragma unroll
-    for (int mv = 0; mv < KC; ++mv) {
-      wacc[(warp * Q + hq) * D + 16 * mv + g] = acc[mv][e2];
-      wacc[(warp * Q + hq) * D + 16 * mv + g + 8] = acc[mv][2 + e2];
-    }
-  }
+  write_mma_warp_partial(smem, warp, Q, D, KC, g, t4, m, l, acc);
   __syncthreads();
   merge_warp_partials(p, smem, b, h, s);
 }

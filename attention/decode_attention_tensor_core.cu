@@ -752,24 +752,7 @@ __global__ void __launch_bounds__(kThreads, 3) tensor_core_kernel(const Problem 
 
   // The warp's partial to shared memory (wm, wl, wacc as merge_warp_partials reads them), then the block's merge.
   __syncthreads();
-  float* wm = smem;
-  float* wl = wm + kWarps * Q;
-  float* wacc = wl + kWarps * Q;
-#pragma unroll
-  for (int e = 0; e < 2; ++e) {
-    const int hq = 2 * tig + e;
-    if (hq >= Q) continue;
-    if (g == 0) {
-      wm[warp * Q + hq] = m[e];
-      wl[warp * Q + hq] = l[e];
-    }
-#pragma unroll
-    for (int mt = 0; mt < kMaxTiles16; ++mt) {
-      if (mt >= tiles16) break;
-      wacc[(warp * Q + hq) * D + 16 * mt + g] = acc[mt][e];
-      wacc[(warp * Q + hq) * D + 16 * mt + g + 8] = acc[mt][2 + e];
-    }
-  }
+  write_mma_warp_partial(smem, warp, Q, D, tiles16, g, tig, m, l, acc);
   __syncthreads();
   merge_warp_partials(p, smem, b, h, s);
 }
