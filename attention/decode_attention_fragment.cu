@@ -210,7 +210,8 @@ __global__ void __launch_bounds__(kThreads, 3) fragment_kernel(const Problem p) 
   big = fmaxf(big, __shfl_xor_sync(0xffffffffu, big, 1));
   big = fmaxf(big, __shfl_xor_sync(0xffffffffu, big, 2));
   int e = 0;
-  if (big > 0.0f && big <= 3.0e38f) frexpf(big, &e);  // big = f 2^e, f in [0.5, 1)
+  if (big > 0.0f && big < 0x1p126f) frexpf(big, &e);  // big = f 2^e, f in [0.5, 1)
+  e = max(e, -125);  // 2^e and 2^-e both finite fp32 (a query that small scores 0 to within 2^-125 anyway)
   const float down = ldexpf(1.0f, -e), up_g = ldexpf(1.0f, e);
 #pragma unroll
   for (int kc = 0; kc < KC; ++kc)

@@ -55,12 +55,16 @@
 //     sum_t (p_t / L) d_t (v_tc - o_c), with p_t, L and o_c of the exact attention over the decoded K/V. The values'
 //     factors fp16(p_t a_tg), fp16(p_t b_tg) (p <= 1) add 2^-11 (|a c| + |b|) <= 2^-11 (|v_tc| + 2 W_t) per token
 //     (W_t = max_c |v_tc|) and at most 4 2^-25 = 2^-23 each (subnormals; L >= 1: the largest score's weight is 1).
-//     Per output element, with 5.'s accumulation and a factor (1 + 2 max_t e_t) for the second order:
-//       (1 + 2 max e_t) sum_t (p_t / L) [e_t |v_tc - o_c| + 2^-11 (|v_tc| + 2 W_t)] + ((6 T + 1) + 3 (4 T + 400)) u V
-//       + T 2^-23.
-// The bound is first order (second-order terms are below 1% of it for T u < 0.01, which every tested T meets) and
+//     Per output element, with 5.'s accumulation and E = max_t e_t: the scores' term exactly (not first order:
+//     |e^d - 1| <= |d| (e^E - 1) / E, the moved denominator >= L e^-E) and the factors' under the moved weights:
+//       e^E (e^E - 1) / E sum_t (p_t / L) e_t |v_tc - o_c| + e^2E sum_t (p_t / L) 2^-11 (|v_tc| + 2 W_t)
+//       + ((6 T + 1) + 3 (4 T + 400)) u V + T 2^-23.
+//     Only as tight as the data: the tests' largest error is 1-2% of it, and a wrong code in one tile of small weight
+//     moves the output by less than that, so the [cuda] tests rely on the [cpu] tests of the register map, the field
+//     trick and fragment_tile as well.
+// The bound of 1.-5. is first order (second-order terms are below 1% of it for T u < 0.01, which every tested T meets) and
 // loose by design: a bug (a wrong code, a wrong group, a missed token) moves the output by a whole quantization
-// step, orders of magnitude above it.
+// step, orders of magnitude above it (for 6., see its last sentence).
 #pragma once
 
 #include <cstdint>

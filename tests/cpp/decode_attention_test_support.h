@@ -74,6 +74,17 @@ inline std::vector<AttentionCodec> attention_codecs() {
   out.push_back({"uniform 2-bit fragment layout, per-channel keys and per-token values (kivi lifecycle)",
                  quantizer_block("uniform", {{"bits", "2"}, {"axis", "channel"}, {"layout", "fragment"}}),
                  quantizer_block("uniform", {{"bits", "2"}, {"axis", "token"}, {"layout", "fragment"}}), kivi});
+  // The same with key groups of 64 tokens (a fragment tile is half a group) and one value group per token (128
+  // channels: one scale and min per token, so the values' metadata of a tile starts at an odd half-word for odd
+  // rows), and with value groups of 16 channels (8 groups per token at head_dim 128: the kernel's largest metadata area).
+  LifecycleParams kivi64 = kivi;
+  kivi64.group = 64;
+  out.push_back({"uniform 2-bit fragment layout, key groups of 64, one value group per token (kivi lifecycle)",
+                 quantizer_block("uniform", {{"bits", "2"}, {"axis", "channel"}, {"layout", "fragment"}, {"group", "64"}}),
+                 quantizer_block("uniform", {{"bits", "2"}, {"axis", "token"}, {"layout", "fragment"}, {"group", "128"}}), kivi64});
+  out.push_back({"uniform 2-bit fragment layout, value groups of 16 channels (kivi lifecycle)",
+                 quantizer_block("uniform", {{"bits", "2"}, {"axis", "channel"}, {"layout", "fragment"}}),
+                 quantizer_block("uniform", {{"bits", "2"}, {"axis", "token"}, {"layout", "fragment"}, {"group", "16"}}), kivi});
   return out;
 }
 

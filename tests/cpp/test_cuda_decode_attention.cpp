@@ -74,14 +74,16 @@ TEST_CASE("decode attention on cuda agrees with the reference and dequantize-the
       const auto cc = filled_cache(codec, ac.lifecycle, c, 60, ex);
       const std::vector<const LayerCache*> caches{ca.get(), cb.get(), cc.get()};
       using Fast = DecodeAttention::FastKernel;
-      for (const std::int64_t qpk : {7, 1}) {
+      // kivi-2's quantizers in layout fragment: the fragment kernel takes the whole tiles, also with 8 query heads
+      // per KV head (the B operand's every column).
+      const bool fragment_codec = ac.name.find("fragment") != std::string::npos;
+      const std::vector<std::int64_t> qpks = fragment_codec ? std::vector<std::int64_t>{7, 1, 8} : std::vector<std::int64_t>{7, 1};
+      for (const std::int64_t qpk : qpks) {
         // The fast tiles through the tensor-core kernel (where its formats allow) and through the fast kernel.
         for (const auto& [splits, fast] : {std::pair{0, Fast::tensor_cores}, std::pair{5, Fast::tensor_cores},
                                            std::pair{0, Fast::cuda_cores}}) {
           const DecodeAttention attn(caches, ex, splits, fast);
           if (ac.name == "preset kivi-2" || ac.name == "preset vidkv-k1.5-v1.58") CHECK(attn.tensor_cores() == (fast == Fast::tensor_cores));
-          // kivi-2's quantizers in layout fragment: the fragment kernel takes the whole tiles.
-          const bool fragment_codec = ac.name.find("fragment") != std::string::npos;
           CHECK(attn.fragment() == (fragment_codec && fast == Fast::tensor_cores));
           if (attn.fragment()) CHECK(attn.fast_tiles() > 0);  // which tiles: fragment_tile, [cpu]-tested
           for (const DType qtype : all_dtypes()) {
