@@ -44,9 +44,11 @@ class DecodeAttention {
   // ShapeError / NotSupportedError otherwise, naming the sequence. splits: split-K parts per (sequence, KV head) of
   // each kind of tile (fast and general, decode_attention_tables.h); 0 gives each kernel one full wave of the blocks
   // the GPU holds at once (its occupancy), at most one split per 4 tiles.
-  // fast: which kernel takes the fast tiles on cuda: the tensor-core kernel (bf16 MMAs on the integer codes,
-  // decode_attention_tensor_core.h) where its formats allow (attention_tensor_core::formats_ok), else and with
-  // cuda_cores the fast kernel (fp32 FMAs on the decoded elements).
+  // fast: which kernel takes the fast tiles on cuda. tensor_cores: the fragment kernel (fp16 MMAs on the codes of
+  // uniform's layout fragment, decode_attention_fragment.h) where its formats allow (attention_fragment::formats_ok:
+  // kivi-2-fragment), else the tensor-core kernel (bf16 MMAs on the integer codes, decode_attention_tensor_core.h)
+  // where its formats allow (attention_tensor_core::formats_ok), else the fast kernel; cuda_cores: the fast kernel
+  // (fp32 FMAs on the decoded elements). fragment() / tensor_cores() say which ran (their tolerances differ).
   // side_stream: whether run() may put the general kernel on a second stream beside the fast one (splits 0, small
   // batches; see run()): 2-4% less GPU time at batch 1, for two event records and two stream waits of host time per
   // run. The live cache passes false: its decode step is bound by the host, where those four calls per layer cost

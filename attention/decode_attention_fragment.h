@@ -1,15 +1,16 @@
 // The fragment kernel of fused decode attention (decode_attention_fragment.cu): kivi-2-shaped caches whose codes are
 // stored in uniform's layout fragment (quantization/group_format.h, "The fragment layout"), read as mma.m16n8k16 A
-// operands with no staging at all: each lane loads its own 16-byte quads of a 32-token tile and turns each 32-bit
+// operands without the other kernels' staging: each lane loads its own 16-byte quads of a 32-token tile and turns each 32-bit
 // field pair into an fp16 pair of codes with one mask-or and one fp16 subtraction (the design measured in
-// prototypes/fragment_attention/). Which formats and tiles it takes; host-device, C++17, no CUDA headers.
+// prototypes/fragment_attention/; the tile's bytes reach shared memory by plain cp.async copies, with no
+// rearrangement). Which formats and tiles it takes; host-device, C++17, no CUDA headers.
 //
 // Arithmetic (decode_attention_tolerance.h, 6.): the scores are s_t = 2^e [sum_i x_i c_ti + sum_i y_i] with the
 // query row scaled into [-1, 1] by a power of two 2^e (exact), x_i = fp16(q'_i scale_i), y_i = fp16(q'_i min_i)
 // (one rounding each from fp32: |q'| <= 1 and fp16 metadata, so no factor can overflow fp16); the values
 // o_c += sum_t fp16(p_t scale_tg) c_tc + sum_t fp16(p_t min_tg) (p <= 1: no overflow). Every code is an exact fp16
 // integer 0..3 and the MMAs accumulate in fp32. Single fp16 factors instead of the tensor-core kernel's bf16 hi + lo
-// pairs: half the MMAs, a relative rounding of 2^-11 per factor (as fp16 SDPA rounds its probabilities).
+// pairs: half the MMAs on the codes (48 in all per tile against 64 at head_dim 128), a relative rounding of 2^-11 per factor (as fp16 SDPA rounds its probabilities).
 #pragma once
 
 #include <cstdint>

@@ -302,8 +302,9 @@ void add_bench_commands(std::vector<Command>& out) {
                  "--attention: fused decode attention straight from the packed cache (docs/decode-attention.md): latency\n"
                  "for batches 1 and 8 (--batches), 8k..128k tokens (--tokens), beside PyTorch fp16 SDPA (a python\n"
                  "process: $VIDKV_PYTHON, .venv/bin/python or python3) and the bytes read as a fraction of copy bandwidth;\n"
-                 "which kernel took the fast tiles, and where it was the tensor-core one the CUDA-core kernel's latency\n"
-                 "in the same run.",
+                 "which kernel took the fast tiles, and where it was the tensor-core or the fragment one the CUDA-core\n"
+                 "kernel's latency in the same run (VIDKV_CUDA_FRAGMENT_ATTENTION=off: the tensor-core kernel instead of\n"
+                 "the fragment one, for an A / B run).",
                  define_bench});
 }
 

@@ -193,7 +193,7 @@ inline std::vector<float> random_queries(std::int64_t batch, std::int64_t q_head
 
 // Checks out [batch, q_heads, D] (fp32) against the reference within the named tolerance, and the reference against
 // dequantize-then-attend (materialize() + attend(); both double over the same fp32 K/V: 1e-12 relative).
-// arithmetic: the kernels' (decode_attention_tolerance.h; DecodeAttention::tensor_cores()). Returns the largest
+// arithmetic: the kernels' (decode_attention_tolerance.h; DecodeAttention::fragment() / tensor_cores()). Returns the largest
 // |out - reference| / tolerance seen.
 inline double check_against_reference(const std::vector<const LayerCache*>& caches, const std::vector<float>& queries,
                                       const std::vector<float>& out, std::int64_t qpk,
