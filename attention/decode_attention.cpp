@@ -497,11 +497,11 @@ void DecodeAttention::build(const std::vector<const LayerCache*>& caches) {
   p.channels = channels_;
   p.residual_dtype = first.residual_storage();
   p.score_scale = static_cast<float>(1.4426950408889634074 / std::sqrt(static_cast<double>(channels_)));
-  p.tensor_cores = fast_ == FastKernel::tensor_cores && ex_.on_cuda() && attention_tensor_core::formats_ok(p);
   // The fragment kernel before the tensor-core one where the formats allow it (VIDKV_CUDA_FRAGMENT_ATTENTION=off:
   // the tensor-core kernel, for A / B measurements). Set before the tiles are sorted: it decides which are fast.
   p.fragment = fast_ == FastKernel::tensor_cores && ex_.on_cuda() && attention_fragment::formats_ok(p) &&
                fragment_kernel_enabled();
+  p.tensor_cores = !p.fragment && fast_ == FastKernel::tensor_cores && ex_.on_cuda() && attention_tensor_core::formats_ok(p);
   // The last build's arrays become held_* (what the device holds once they were uploaded); the storage of the ones
   // before is reused for this build's.
   tb.held_sequences.swap(tb.sequences);
@@ -632,7 +632,7 @@ void DecodeAttention::build(const std::vector<const LayerCache*>& caches) {
 DecodeAttention::~DecodeAttention() = default;
 
 std::int64_t DecodeAttention::tiles() const { return static_cast<std::int64_t>(tables_->tiles.size()); }
-bool DecodeAttention::tensor_cores() const { return tables_->problem.tensor_cores && !tables_->problem.fragment; }
+bool DecodeAttention::tensor_cores() const { return tables_->problem.tensor_cores; }
 bool DecodeAttention::fragment() const { return tables_->problem.fragment; }
 DecodeAttention::GeneralKernel DecodeAttention::general_kernel() const {
 #ifdef VIDKV_WITH_CUDA

@@ -58,8 +58,8 @@ struct Problem {
   int generic_splits = 0;  // splits of the other tiles (0: none has any)
   // The fast tiles go to the tensor-core kernel (decode_attention_tensor_core.h formats_ok) instead of the fast one.
   bool tensor_cores = false;
-  // The fast tiles go to the fragment kernel (decode_attention_fragment.h formats_ok; takes precedence over
-  // tensor_cores): then a tile is fast only when it is a whole fragment tile of both sides (fragment_tile).
+  // The fast tiles go to the fragment kernel (decode_attention_fragment.h formats_ok; tensor_cores is then false):
+  // a tile is fast only when it is a whole fragment tile of both sides (fragment_tile).
   bool fragment = false;
   float score_scale = 1.0f;  // log2(e) / sqrt(D): scores in log2 units
   const void* queries = nullptr;  // [batch, heads * qpk, D]
@@ -224,7 +224,7 @@ VIDKV_HOST_DEVICE inline bool fragment_tile(const Problem& p, const TileEntry& t
   const BlockEntry& vb = p.value_blocks[tile.value_block];
   auto whole = [](std::int64_t tr0, std::int64_t tokens) {
     const std::int64_t t = group_format::kFragmentTileTokens;
-    return tr0 % t == 0 && tr0 + t <= tokens - tokens % t;
+    return tr0 % t == 0 && tr0 + t <= group_format::fragment_tiled_tokens(tokens);
   };
   auto aligned = [](const std::uint8_t* x) { return reinterpret_cast<std::uintptr_t>(x) % 16 == 0; };
   return whole(tile.t0 - kb.begin, kb.tokens) && whole(tile.t0 - vb.begin, vb.tokens) && aligned(kp.first.codes) &&

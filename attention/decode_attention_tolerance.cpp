@@ -61,13 +61,11 @@ namespace {
 
 // 6., weighted by the attention's own probabilities (the decoded K/V in double).
 std::vector<double> fragment_tolerance(const float* q, const std::vector<double>& key, const std::vector<double>& value,
-                                       std::int64_t tokens, std::int64_t channels, double extra, double qmax, double vmax,
-                                       double accumulation) {
+                                       std::int64_t tokens, std::int64_t channels, double extra,
+                                       const std::vector<double>& kmax, double qmax, double vmax, double accumulation) {
+  // kmax: M_i = max_t |k_ti|, |b_i| <= M_i, |a_i c_ti| <= |k_ti| + M_i
   const auto D = static_cast<std::size_t>(channels), T = static_cast<std::size_t>(tokens);
   const double rs = 1.0 / std::sqrt(static_cast<double>(channels));
-  std::vector<double> kmax(D, 0.0);  // M_i: |b_i| <= M_i, |a_i c_ti| <= |k_ti| + M_i
-  for (std::size_t t = 0; t < T; ++t)
-    for (std::size_t i = 0; i < D; ++i) kmax[i] = std::max(kmax[i], std::fabs(key[t * D + i]));
   std::vector<double> s(T), e(T), w(T, 0.0);
   double smax = -HUGE_VAL, emax = 0.0;
   for (std::size_t t = 0; t < T; ++t) {
@@ -115,18 +113,19 @@ std::vector<double> output_tolerance(const float* q, const std::vector<double>& 
                                      std::int64_t tokens, std::int64_t channels, double extra, Arithmetic arithmetic) {
   if (arithmetic != Arithmetic::cuda_cores) {  // 5. and 6.
     double s1 = 0.0, vmax = 0.0, qmax = 0.0;
+    std::vector<double> kmax(static_cast<std::size_t>(channels), 0.0);  // M_i = max_t |k_ti|
     for (std::int64_t c = 0; c < channels; ++c) {
-      double kmax = 0.0;
+      double& km = kmax[static_cast<std::size_t>(c)];
       for (std::int64_t t = 0; t < tokens; ++t) {
-        kmax = std::max(kmax, std::fabs(key[static_cast<std::size_t>(t * channels + c)]));
+        km = std::max(km, std::fabs(key[static_cast<std::size_t>(t * channels + c)]));
         vmax = std::max(vmax, std::fabs(value[static_cast<std::size_t>(t * channels + c)]));
       }
-      s1 += 3.0 * std::fabs(static_cast<double>(q[c])) * kmax;
+      s1 += 3.0 * std::fabs(static_cast<double>(q[c])) * km;
       qmax = std::max(qmax, std::fabs(static_cast<double>(q[c])));
     }
     s1 /= std::sqrt(static_cast<double>(channels));
     const double accumulation = (static_cast<double>(6 * tokens + 1) + 3.0 * static_cast<double>(4 * tokens + 400)) * kU;
-    if (arithmetic == Arithmetic::fragment) return fragment_tolerance(q, key, value, tokens, channels, extra, qmax, vmax, accumulation);
+    if (arithmetic == Arithmetic::fragment) return fragment_tolerance(q, key, value, tokens, channels, extra, kmax, qmax, vmax, accumulation);
     const double e_s = static_cast<double>(6 * channels + 8 + 65) * kU * s1;
     const double e_p = e_s + 4.0 * kU + extra;
     const double bound = (4.0 * e_p + 0x1p-16 + accumulation) * vmax;

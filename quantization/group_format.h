@@ -187,11 +187,16 @@ VIDKV_HOST_DEVICE constexpr bool fragment_ok(const GroupGrid& g, unsigned bits) 
 // permutations are skipped, and such blocks are token-separable.
 VIDKV_HOST_DEVICE constexpr bool fragment_all_tail(const GroupGrid& g) { return grid_tokens(g) < kFragmentTileTokens; }
 
+// Tokens in whole tiles of a grid with `tokens` per head (the tail, tokens mod 32, follows them in dense order).
+VIDKV_HOST_DEVICE constexpr std::int64_t fragment_tiled_tokens(std::int64_t tokens) {
+  return tokens - tokens % kFragmentTileTokens;
+}
+
 // Index of the 2-bit code of token t, channel c of head h (in units of 2 bits from the codes section's start) for a
 // grid of `tokens` x `channels` per head grouped along `axis` (the layout above; fragment_ok must hold).
 VIDKV_HOST_DEVICE constexpr std::int64_t fragment_code_index(GroupAxis axis, std::int64_t tokens, std::int64_t channels,
                                                              std::int64_t h, std::int64_t t, std::int64_t c) {
-  const std::int64_t head_codes = tokens * channels, full = tokens - tokens % kFragmentTileTokens;
+  const std::int64_t head_codes = tokens * channels, full = fragment_tiled_tokens(tokens);
   const std::int64_t base = h * head_codes;
   if (t >= full) {  // the tail, dense order of the grid
     const std::int64_t tail = tokens - full, u = t - full;
@@ -215,7 +220,7 @@ struct FragmentElement {
 };
 VIDKV_HOST_DEVICE constexpr FragmentElement fragment_element(GroupAxis axis, std::int64_t tokens, std::int64_t channels,
                                                              std::int64_t k) {
-  const std::int64_t head_codes = tokens * channels, full = tokens - tokens % kFragmentTileTokens;
+  const std::int64_t head_codes = tokens * channels, full = fragment_tiled_tokens(tokens);
   const std::int64_t h = k / head_codes;
   std::int64_t x = k % head_codes;
   if (x >= full * channels) {
