@@ -90,6 +90,8 @@ LayerCache::LayerCache(const KvCodec& codec, const LifecycleParams& params, std:
                 ") must be positive");
   VIDKV_REQUIRE(params.group > 0 && params.residual > 0, ConfigError, "lifecycle: group (", params.group,
                 ") and residual (", params.residual, ") must be positive");
+  VIDKV_REQUIRE(params.value_block > 0 && (params.value_block == 1 || params.type == LifecycleType::kivi), ConfigError,
+                "lifecycle: value_block (", params.value_block, ") must be 1, or positive under type kivi");
 #ifndef VIDKV_WITH_CUDA
   VIDKV_REQUIRE(!ex.on_cuda(), NotSupportedError, "layer cache on cuda: this build has no CUDA backend (configure with -DVIDKV_ENABLE_CUDA=ON)");
 #endif
@@ -103,12 +105,12 @@ std::int64_t LayerCache::live_first(const FullTokens& full) const {
 }
 
 // The capacity a store grows to when `rows` rows must fit and cannot be moved within it: an empty store takes the
-// rows exactly (the prefill); under ExactTokens::residual twice the rows, and at least 2 (R + 1), so that a window
-// of R + 1 rows can later move to the front in place instead of growing again (a KIVI value window is R + 1 rows at
-// each append); under ExactTokens::all doubling.
+// rows exactly (the prefill); under ExactTokens::residual twice the rows, and at least 2 W (W = window_rows(): R + 1,
+// a kivi value window R + value_block), so that a window of W rows can later move to the front in place instead of
+// growing again (a KIVI value window is W rows at an append); under ExactTokens::all doubling.
 std::int64_t LayerCache::grown_capacity(const FullTokens& full, std::int64_t rows) const {
   if (full.capacity == 0) return rows;
-  if (exact_ == ExactTokens::residual) return std::max(2 * rows, 2 * (static_cast<std::int64_t>(params_.residual) + 1));
+  if (exact_ == ExactTokens::residual) return std::max(2 * rows, 2 * params_.window_rows());
   return std::max(rows, 2 * full.capacity);
 }
 
@@ -252,11 +254,12 @@ void LayerCache::append(const TensorView& key, const TensorView& value, std::int
 // Under ExactTokens::residual the rows of tokens [first, quantized) are dead from here on (live_first); they stay
 // in place, so a decode step that encodes one token copies nothing (reserve_rows moves the live rows when an append
 // needs the room: once per window's worth of steps). A store more than twice the size its live rows or the window
-// (R + 1 rows) need -- the prefill's -- is cut to exactly the live rows now, as nothing else would shrink it.
+// (window_rows(): R + 1, a kivi value window R + value_block) need -- the prefill's -- is cut to exactly the live
+// rows now, as nothing else would shrink it.
 void LayerCache::drop_quantized(FullTokens& full, std::int64_t quantized) {
   if (exact_ != ExactTokens::residual || quantized <= full.first) return;
   const std::int64_t keep = tokens_ - quantized;  // the live rows: live_first(full) == quantized here
-  if (full.capacity <= 2 * std::max(keep, static_cast<std::int64_t>(params_.residual) + 1)) return;
+  if (full.capacity <= 2 * std::max(keep, params_.window_rows())) return;
   relocate_live_rows(full, keep);  // keep < capacity: a new store of exactly the live rows
 }
 
@@ -413,19 +416,22 @@ void LayerCache::maybe_quantize(bool prefill) {
       if (first.value > 0) quantize_value_range(0, first.value);
     }
     while (tokens_ - key_quantized_ >= r) quantize_key_range(key_quantized_, key_quantized_ + r);
-    while (tokens_ - value_quantized_ > r) {
-      // Several tokens leaving the window at once (a multi-token append: a prompt fed in passes, several new tokens
-      // in a step): where the value quantizer is token-separable for them, their one-token blocks merged would be the
-      // bytes of one block of them all, so they are encoded as that one block (one encode instead of one encode and
-      // one merge per token; the same bytes and values, fewer blocks).
-      const std::int64_t leaving = tokens_ - r - value_quantized_;
-      if (leaving > 1 && codec_.value().token_separable(BlockShape{heads_, leaving, channels_}) &&
+    // Values: [value_quantized_, target) leave the window, in blocks of B = value_block tokens (B = 1: KIVI's one
+    // token per decode step, merged into the block before it where that gives the same bytes, merge_value_tail).
+    const std::int64_t block = params_.value_block, target = params_.kivi_values_quantized(tokens_);
+    while (value_quantized_ < target) {
+      // Several blocks leaving the window at once (a multi-token append: a prompt fed in passes, several new tokens
+      // in a step): where the value quantizer is token-separable for them, their blocks merged would be the bytes of
+      // one block of them all, so they are encoded as that one block (one encode instead of one encode and one
+      // merge per block; the same bytes and values, fewer blocks).
+      const std::int64_t leaving = target - value_quantized_;
+      if (leaving > block && codec_.value().token_separable(BlockShape{heads_, leaving, channels_}) &&
           !env_equals("VIDKV_KIVI_VALUE_MERGE", "off")) {
-        quantize_value_range(value_quantized_, tokens_ - r);
+        quantize_value_range(value_quantized_, target);
         continue;
       }
-      quantize_value_range(value_quantized_, value_quantized_ + 1);
-      merge_value_tail();
+      quantize_value_range(value_quantized_, std::min(value_quantized_ + block, target));
+      if (block == 1) merge_value_tail();
     }
     return;
   }

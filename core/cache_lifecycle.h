@@ -6,7 +6,10 @@
 //  paper:   same prefill; when the residual reaches R, only the residual block is quantized and appended.
 //  kivi:    keys quantize whole R-blocks (N - N mod R at prefill), append-only; values keep a FIFO window of the
 //           last R tokens in full precision and quantize each token leaving it (the value quantizer should be
-//           per-token for KIVI). Where the value quantizer is token-separable (Quantizer::token_separable: uniform
+//           per-token for KIVI). With value_block B > 1 the values leave it B at a time: after every append the
+//           tokens [0, q) are quantized, q the largest multiple of B with N - q >= R (0 while N <= R), in blocks of
+//           B tokens (the prefill's [0, q) as one), so the window holds R to R + B - 1 tokens and every value block
+//           after the prefill's is B tokens starting at a multiple of B; B = 1 is KIVI's released code. Where the value quantizer is token-separable (Quantizer::token_separable: uniform
 //           along tokens, identity), each such one-token block is merged into the value block before it while that
 //           block holds fewer than 32 tokens: the same bytes as encoding their tokens at once
 //           (core/token_block_merge.h), so that a long generation leaves blocks of 32 tokens and one shorter tail,
@@ -74,20 +77,32 @@ struct LifecycleParams {
   int group = 32;             // G: prefill quantizes a multiple of G tokens
   int residual = 128;         // R: full-precision residual length that triggers quantization
   int prefill_tokens = -1;    // replay: tokens treated as prefill; -1 = the whole trace (the rest are decode steps)
+  int value_block = 1;        // B, kivi only: values leave the full-precision window B tokens at a time (see above)
   ResidualDType residual_dtype = ResidualDType::data;  // storage of full-precision tokens (counted in effective bits)
 
   // Replay of `tokens` tokens: how many are the prefill (prefill_tokens, -1 = all; at most tokens).
   std::int64_t replay_prefill(std::int64_t tokens) const {
     return prefill_tokens < 0 ? tokens : std::min<std::int64_t>(prefill_tokens, tokens);
   }
+  // kivi: the value tokens [0, q) quantized once the cache holds `tokens` tokens: q the largest multiple of
+  // value_block B with tokens - q >= R, 0 while tokens <= R (B = 1: tokens - R, KIVI's window of R).
+  std::int64_t kivi_values_quantized(std::int64_t tokens) const {
+    if (tokens <= residual) return 0;
+    const std::int64_t leaving = tokens - residual;
+    return leaving - leaving % value_block;
+  }
+  // The full-precision rows a side's window holds at most right after an append of one token, before it is
+  // quantized: R + 1 (a kivi value window R + B).
+  std::int64_t window_rows() const { return static_cast<std::int64_t>(residual) + (type == LifecycleType::kivi ? value_block : 1); }
   // Tokens of the one block per side that a prefill of `tokens` tokens quantizes (0: none; LayerCache's
-  // maybe_quantize, algorithms.md section 5): kivi keys tokens - tokens % R and values tokens - R (when more than R);
-  // paper and release tokens - tokens % G of both sides.
+  // maybe_quantize, algorithms.md section 5): kivi keys tokens - tokens % R and values kivi_values_quantized(tokens)
+  // (tokens - R when more than R, rounded down to a multiple of value_block); paper and release tokens - tokens % G
+  // of both sides.
   struct PrefillBlocks {
     std::int64_t key = 0, value = 0;
   };
   PrefillBlocks prefill_blocks(std::int64_t tokens) const {
-    if (type == LifecycleType::kivi) return {tokens - tokens % residual, tokens > residual ? tokens - residual : 0};
+    if (type == LifecycleType::kivi) return {tokens - tokens % residual, kivi_values_quantized(tokens)};
     const std::int64_t q = tokens - tokens % group;
     return {q, q};
   }
@@ -111,6 +126,9 @@ struct LifecycleParams {
     b.integer("residual", &LifecycleParams::residual, 1, 1 << 20, "tokens", "R: full-precision residual length");
     b.integer("prefill_tokens", &LifecycleParams::prefill_tokens, -1, 1 << 30, "tokens",
               "tokens replayed as prefill; the rest are appended one decode step at a time; -1: all");
+    b.integer("value_block", &LifecycleParams::value_block, 1, 1 << 16, "tokens",
+              "type kivi only: values leave the full-precision window of R tokens in blocks of this many (the window "
+              "holds R to R + value_block - 1 tokens); 1: one token per decode step, as KIVI's released code");
     b.choice("residual_dtype", &LifecycleParams::residual_dtype,
              std::vector<std::pair<std::string, ResidualDType>>{{"data", ResidualDType::data}, {"fp16", ResidualDType::f16},
                                                                 {"bf16", ResidualDType::bf16}, {"fp32", ResidualDType::f32}},

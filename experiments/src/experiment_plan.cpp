@@ -196,30 +196,44 @@ ConfigNode defaults_document() {
   return d;
 }
 
-// The KIVI lifecycle encodes each value that leaves its window of R tokens as a block of ONE token (algorithms.md
-// section 5; KIVI's values are per-token, so a 1-token block holds whole groups). A value codec whose groups run
-// along the token axis (per-channel values: axis channel) then holds one token per group and stores a scale and a
-// min per element (about 34 bits per element at 2 bits). Measured from the layouts, so composites are covered:
-// refused when 1-token blocks cost more than 1 bit per element above 128-token blocks (head_dim 128).
+// The KIVI lifecycle encodes the values that leave its window of R tokens as blocks of value_block B tokens (ONE
+// token by default; algorithms.md section 5; KIVI's values are per-token, so a 1-token block holds whole groups). A
+// value codec whose groups run along the token axis (per-channel values: axis channel) then holds B tokens per group
+// and, at B = 1, stores a scale and a min per element (about 34 bits per element at 2 bits). Measured from the
+// layouts, so composites are covered: refused when B-token blocks cost more than 1 bit per element above 128-token
+// blocks (head_dim 128). value_block other than 1 under another lifecycle type is refused, naming its line.
 void check_kivi_value_blocks(const RunPlan& run, const PluginRegistry& registry) {
-  if (run.lifecycle.type != LifecycleType::kivi) return;
+  if (run.lifecycle.type != LifecycleType::kivi) {
+    if (run.lifecycle.value_block != 1) {
+      const ConfigNode* b = run.lifecycle_node.find("value_block");
+      (b ? *b : run.lifecycle_node)
+          .fail("run '" + run.name + "': lifecycle value_block " + std::to_string(run.lifecycle.value_block) +
+                " applies to type kivi only (paper and release quantize both sides in R-blocks); remove it or set "
+                "type: kivi");
+    }
+    return;
+  }
+  const std::int64_t block = run.lifecycle.value_block;
   const auto q = registry.make_quantizer(run.codec.at("value"));
   double one = 0, wide = 0;
   try {
-    one = q->layout(BlockShape{1, 1, 128}, TokenContext{}).effective_bits();
-    wide = q->layout(BlockShape{1, 128, 128}, TokenContext{}).effective_bits();
+    one = q->layout(BlockShape{1, block, 128}, TokenContext{}).effective_bits();
+    wide = q->layout(BlockShape{1, std::max<std::int64_t>(128, block), 128}, TokenContext{}).effective_bits();
   } catch (const Error&) {
     return;  // a codec made for another head_dim (an exact channel count above 128): nothing measured here
   }
   if (one <= wide + 1.0) return;
   char bits[96];
-  std::snprintf(bits, sizeof bits, "%.2f bits per element on them (%.2f on 128-token blocks)", one, wide);
+  std::snprintf(bits, sizeof bits, "%.2f bits per element on them (%.2f on %d-token blocks)", one, wide,
+                static_cast<int>(std::max<std::int64_t>(128, block)));
+  const std::string blocks = block == 1 ? std::string("a block of one token") : "blocks of " + std::to_string(block) + " tokens";
   const ConfigNode* type = run.lifecycle_node.find("type");
   (type ? *type : run.lifecycle_node)
-      .fail("run '" + run.name + "': lifecycle type kivi encodes each value leaving its window as a block of one token, "
-            "and this value codec stores " + bits + ": its groups run along the token axis (per-channel values), so "
-            "each group holds one token. Use per-token values (value axis: token, as KIVI does) or lifecycle type "
-            "paper or release");
+      .fail("run '" + run.name + "': lifecycle type kivi encodes the values leaving its window as " + blocks +
+            " (value_block), and this value codec stores " + bits + ": its groups run along the token axis "
+            "(per-channel values), so each group holds " + (block == 1 ? std::string("one token") : "only " + std::to_string(block) + " tokens") +
+            ". Use per-token values (value axis: token, as KIVI does), a larger value_block, or lifecycle type paper "
+            "or release");
 }
 
 }  // namespace

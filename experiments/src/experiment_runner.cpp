@@ -230,10 +230,13 @@ void check_prefill_blocks(const ExperimentPlan& plan, const PluginRegistry& regi
 
 namespace {
 
-// "paper G=32 R=128": the lifecycle a run used (results column `lifecycle`).
+// "paper G=32 R=128" ("kivi G=32 R=128 B=32" with a value_block other than 1): the lifecycle a run used (results
+// column `lifecycle`).
 std::string lifecycle_label(const LifecycleParams& p) {
   const char* type = p.type == LifecycleType::release ? "release" : p.type == LifecycleType::kivi ? "kivi" : "paper";
-  return std::string(type) + " G=" + std::to_string(p.group) + " R=" + std::to_string(p.residual);
+  std::string s = std::string(type) + " G=" + std::to_string(p.group) + " R=" + std::to_string(p.residual);
+  if (p.value_block != 1) s += " B=" + std::to_string(p.value_block);
+  return s;
 }
 
 // Whether replay must rotate keys and queries before the attention metrics: a `rope: pre` trace with recorded

@@ -357,3 +357,26 @@ TEST_CASE("the KIVI lifecycle with per-channel values is refused with the measur
                                                                   "sweep:\n  - {name: ok, codec: {value: {axis: channel}}}\n");
   CHECK(message_of([&] { plan_experiment(paper, {}, test::builtin_registry()); }).empty());
 }
+
+TEST_CASE("lifecycle value_block: measured on blocks of its size under kivi, refused by line under paper and release",
+          "[experiments][plan][kivi]") {
+  // Per-channel 2-bit values (groups of 32 tokens) in blocks of value_block B tokens: B = 32 holds whole groups,
+  // 2 + 32/32 = 3 bits per element as on 128-token blocks (accepted); B = 8 cuts each group to 8 tokens, one fp16
+  // scale and min per 8 elements: 2 + 32/8 = 6 bits, more than 1 above 3 (refused, naming the block size).
+  Scratch s;
+  const std::string wide = s.write("w.yaml", std::string(kBase) + "lifecycle: {type: kivi, value_block: 32}\n"
+                                                                 "sweep:\n  - {name: ok, codec: {value: {axis: channel}}}\n");
+  CHECK(message_of([&] { plan_experiment(wide, {}, test::builtin_registry()); }).empty());
+  const std::string narrow = s.write("n.yaml", std::string(kBase) + "lifecycle: {type: kivi, value_block: 8}\n"
+                                                                   "sweep:\n  - {name: bad, codec: {value: {axis: channel}}}\n");
+  const std::string m = message_of([&] { plan_experiment(narrow, {}, test::builtin_registry()); });
+  CHECK(m.find("blocks of 8 tokens (value_block)") != std::string::npos);
+  CHECK(m.find("6.00 bits per element on them (3.00 on 128-token blocks)") != std::string::npos);
+  for (const char* type : {"paper", "release"}) {
+    CAPTURE(type);
+    const std::string other = s.write("o.yaml", std::string(kBase) + "lifecycle:\n  type: " + type + "\n  value_block: 4\n");
+    const std::string e = message_of([&] { plan_experiment(other, {}, test::builtin_registry()); });
+    CHECK(e.find("o.yaml:") != std::string::npos);
+    CHECK(e.find("value_block 4 applies to type kivi only") != std::string::npos);
+  }
+}

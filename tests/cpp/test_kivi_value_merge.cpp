@@ -1,7 +1,8 @@
 // The kivi lifecycle's merge of one-token value blocks (cache_lifecycle.h, core/token_block_merge.h): each token the
 // value FIFO quantizes is merged into the block before it while that block holds fewer than 32 tokens, and the
 // merged block's bytes are those of its tokens encoded at once; a quantizer that is not token-separable keeps one
-// block per token; the cuda cache merges to the cpu cache's bytes.
+// block per token; the cuda cache merges to the cpu cache's bytes. With lifecycle value_block B > 1 the values leave
+// the window B tokens at a time instead (the tests at the end of the file).
 //
 // Setup: 2 KV heads, 64 channels, keys uniform 2-bit per channel, values uniform 2-bit per token (KIVI; 64 x 2 bits =
 // 16 code bytes per token and head, whole bytes), group 32, R = 16, fp16 residual. A prefill of 40 tokens quantizes
@@ -9,6 +10,7 @@
 // 8 fill the prefill's block to [0, 32), the next 32 make [32, 64), then [64, 96), and the last 8 the tail [96, 104):
 // 4 value blocks where one block per token would be 1 + 80.
 #include <cstdint>
+#include <utility>
 #include <vector>
 
 #include "catch.h"
@@ -18,6 +20,7 @@
 #include "scoped_env.h"
 #include "vidkv/core/cache_lifecycle.h"
 #include "vidkv/core/dtype.h"
+#include "vidkv/core/error.h"
 
 using namespace vidkv;
 
@@ -202,4 +205,169 @@ TEST_CASE("kivi lifecycle encodes value tokens leaving the window together as on
   odd.append(inputs(0, kPrefill, 34, 1).data(), inputs(0, kPrefill, 34, 2).data(), kPrefill);
   odd.append(inputs(kPrefill, kPrefill + 50, 34, 1).data(), inputs(kPrefill, kPrefill + 50, 34, 2).data(), 50);
   CHECK(odd.value_block_count() == 1 + 50);
+}
+
+// ----- value_block B: the values leave the window B tokens at a time ------------------------------------------------
+
+namespace {
+
+LifecycleParams kivi_blocks(int value_block) {
+  LifecycleParams p = kivi_lifecycle();
+  p.value_block = value_block;
+  return p;
+}
+
+// Token ranges of the cache's value blocks, in order.
+std::vector<std::pair<std::int64_t, std::int64_t>> value_ranges(const LayerCache& c) {
+  std::vector<std::pair<std::int64_t, std::int64_t>> out;
+  for (const LayerCache::BlockRef& b : c.value_side().blocks) out.emplace_back(b.begin, b.end);
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("kivi value_block B quantizes the values up to the largest multiple of B that leaves R in the window", "[lifecycle][kivi]") {
+  // R = 16, B = 8. A prefill of 43 tokens: keys [0, 32) (43 - 43 mod 16), values 43 - 16 = 27 leaving, rounded down
+  // to 24: [0, 24) as one block. Decode steps: at 44 .. 47 tokens 28 .. 31 leave (still 24); at 48, 32 leave:
+  // [24, 32) is one block; then [32, 40) at 56, ..., [96, 104) at 120; 123 tokens leave 107 -> 104, a window of 19.
+  // Blocks: [0, 24) and ten of 8 tokens. Ternary values (not token-separable: each block is its own encode).
+  for (const char* value_type : {"uniform", "ternary"}) {
+    CAPTURE(value_type);
+    const KvCodec codec(test::make("uniform", {{"bits", "2"}, {"axis", "channel"}, {"group", "32"}}),
+                        std::string(value_type) == "uniform"
+                            ? test::make("uniform", {{"bits", "2"}, {"axis", "token"}, {"group", "32"}})
+                            : test::make("ternary", {{"axis", "token"}, {"group", "32"}}));
+    LayerCache cache(codec, kivi_blocks(8), kHeads, kChannels, TokenContext{}, DType::f16, Execution::cpu(), ExactTokens::residual);
+    cache.append(inputs(0, 43, kChannels, 1).data(), inputs(0, 43, kChannels, 2).data(), 43);
+    CHECK(cache.key_quantized() == 32);
+    CHECK(cache.value_quantized() == 24);
+    for (std::int64_t t = 43; t < 123; ++t) {
+      cache.append(inputs(t, t + 1, kChannels, 1).data(), inputs(t, t + 1, kChannels, 2).data(), 1);
+      const std::int64_t n = t + 1, window = n - cache.value_quantized();
+      CAPTURE(n);
+      CHECK(cache.value_quantized() % 8 == 0);
+      CHECK(window >= 16);
+      CHECK(window < 16 + 8);
+      CHECK(cache.exact_value_tokens() == window);
+    }
+    CHECK(cache.value_quantized() == 104);
+    const auto ranges = value_ranges(cache);
+    REQUIRE(ranges.size() == 11);
+    CHECK(ranges[0] == std::pair<std::int64_t, std::int64_t>{0, 24});
+    for (std::size_t b = 1; b < ranges.size(); ++b) {
+      const std::int64_t begin = 24 + 8 * static_cast<std::int64_t>(b - 1);
+      CHECK(ranges[b] == std::pair<std::int64_t, std::int64_t>{begin, begin + 8});
+      CHECK(cache.value_block_bytes(b) == test::encode(codec.value(), BlockShape{kHeads, 8, kChannels}, inputs(begin, begin + 8, kChannels, 2)));
+    }
+  }
+}
+
+TEST_CASE("kivi value_block B reads the same values as B = 1 for tokens both quantized, and the exact inputs for the rest", "[lifecycle][kivi]") {
+  // Per-token values (token-separable): a token's quantized values depend on that token alone, whatever its block.
+  // After 40 + 80 tokens, R = 16: B = 1 quantized [0, 104), B = 32 [0, 96) (104 rounded down to a multiple of 32),
+  // so tokens [96, 104)
+  // are read exactly (fp16 inputs, fp16 residual) by the B = 32 cache and quantized by the other.
+  const KvCodec codec = kivi_codec();
+  LayerCache one(codec, kivi_lifecycle(), kHeads, kChannels, TokenContext{}, DType::f16);
+  LayerCache wide(codec, kivi_blocks(32), kHeads, kChannels, TokenContext{}, DType::f16);
+  fill(one, kChannels);
+  fill(wide, kChannels);
+  REQUIRE(one.value_quantized() == 104);
+  REQUIRE(wide.value_quantized() == 96);
+  // The prefill's 40 - 16 = 24 leaving tokens round down to 0: no value block until 48 tokens leave 32.
+  CHECK(value_ranges(wide) == std::vector<std::pair<std::int64_t, std::int64_t>>{{0, 32}, {32, 64}, {64, 96}});
+  std::vector<float> k1, v1, kw, vw;
+  one.materialize(k1, v1);
+  wide.materialize(kw, vw);
+  CHECK(k1 == kw);  // the keys follow R alone
+  const std::vector<float> exact = inputs(0, kPrefill + kSteps, kChannels, 2);
+  const std::int64_t n = kPrefill + kSteps;
+  std::int64_t differs = 0;
+  for (std::int64_t h = 0; h < kHeads; ++h)
+    for (std::int64_t t = 0; t < n; ++t)
+      for (std::int64_t c = 0; c < kChannels; ++c) {
+        const auto i = static_cast<std::size_t>((h * n + t) * kChannels + c);
+        if (t < 96) {
+          REQUIRE(vw[i] == v1[i]);
+        } else {
+          REQUIRE(vw[i] == exact[i]);
+          differs += vw[i] != v1[i];
+        }
+      }
+  CHECK(differs > 0);  // tokens [96, 104): quantized in one cache, exact in the other
+}
+
+TEST_CASE("kivi value_block keeps R to R + B - 1 value tokens in the window and block ends on multiples of B under appends of any size", "[lifecycle][kivi]") {
+  // Appends of 1 .. 37 tokens (a fixed pseudo-random sequence), R = 16, B = 8, per-token values in layout dense
+  // (token-separable: several blocks leaving at once are one encode, still ending on a multiple of 8) and 34
+  // channels (not token-separable: blocks of exactly 8).
+  for (const std::int64_t channels : {kChannels, std::int64_t{34}}) {
+    CAPTURE(channels);
+    const KvCodec codec = kivi_codec();
+    LayerCache cache(codec, kivi_blocks(8), kHeads, channels, TokenContext{}, DType::f16, Execution::cpu(), ExactTokens::residual);
+    std::int64_t n = 0;
+    std::uint32_t x = 12345;
+    while (n < 400) {
+      x = x * 1103515245u + 12345u;
+      const std::int64_t t = 1 + static_cast<std::int64_t>((x >> 16) % 37);
+      cache.append(inputs(n, n + t, channels, 1).data(), inputs(n, n + t, channels, 2).data(), t);
+      n += t;
+      CAPTURE(n, t);
+      const std::int64_t vq = cache.value_quantized();
+      CHECK(vq == (n > 16 ? (n - 16) / 8 * 8 : 0));
+      for (const auto& [begin, end] : value_ranges(cache)) {
+        CHECK(end % 8 == 0);
+        if (channels == 34 && begin > 0) CHECK(end - begin == 8);
+      }
+    }
+  }
+}
+
+TEST_CASE("kivi value_block 32 in layout fragment: every value block after the prefill's is one whole aligned tile", "[lifecycle][kivi]") {
+  // R = 32, B = 32, 64 channels: a prefill of 100 tokens quantizes keys [0, 96) (whole R-blocks from token 0) and
+  // values [0, 64) (68 leaving, rounded down); 80 decode steps then add key blocks [96, 128), [128, 160) and value
+  // blocks [64, 96), [96, 128) (180 - 32 = 148 -> 128): each value block 32 tokens from a multiple of 32 (so are the
+  // keys'), the fragment kernel's tile, and each the bytes of its 32 tokens encoded as one fragment block (a whole
+  // tile: tokens interleaved, not one-token merges).
+  const KvCodec codec = kivi_codec("fragment");
+  LifecycleParams lc = kivi_blocks(32);
+  lc.residual = 32;
+  LayerCache cache(codec, lc, kHeads, kChannels, TokenContext{}, DType::f16);
+  cache.append(inputs(0, 100, kChannels, 1).data(), inputs(0, 100, kChannels, 2).data(), 100);
+  for (std::int64_t t = 100; t < 180; ++t)
+    cache.append(inputs(t, t + 1, kChannels, 1).data(), inputs(t, t + 1, kChannels, 2).data(), 1);
+  REQUIRE(value_ranges(cache) == std::vector<std::pair<std::int64_t, std::int64_t>>{{0, 64}, {64, 96}, {96, 128}});
+  for (std::size_t b = 0; b < 3; ++b) {
+    const auto [begin, end] = value_ranges(cache)[b];
+    CHECK(cache.value_block_bytes(b) == test::encode(codec.value(), BlockShape{kHeads, end - begin, kChannels}, inputs(begin, end, kChannels, 2)));
+  }
+  for (const LayerCache::BlockRef& k : cache.key_side().blocks) CHECK((k.begin % 32 == 0 && k.end % 32 == 0));
+  CHECK(cache.key_quantized() == 160);
+}
+
+TEST_CASE("lifecycle value_block other than 1 is refused outside type kivi, and below 1", "[lifecycle][kivi][errors]") {
+  const KvCodec codec = kivi_codec();
+  using Catch::Matchers::Contains;
+  for (const LifecycleType type : {LifecycleType::paper, LifecycleType::release}) {
+    LifecycleParams p = kivi_blocks(4);
+    p.type = type;
+    CHECK_THROWS_AS(LayerCache(codec, p, kHeads, kChannels, TokenContext{}, DType::f16), ConfigError);
+    CHECK_THROWS_WITH(LayerCache(codec, p, kHeads, kChannels, TokenContext{}, DType::f16),
+                      Contains("value_block (4) must be 1, or positive under type kivi"));
+  }
+  CHECK_THROWS_WITH(LayerCache(codec, kivi_blocks(0), kHeads, kChannels, TokenContext{}, DType::f16), Contains("value_block (0)"));
+}
+
+TEST_CASE("kivi value_block on cuda gives the cpu cache's blocks", "[cuda][lifecycle][kivi]") {
+  VIDKV_REQUIRE_CUDA_DEVICE();
+  for (const char* layout : {"dense", "fragment"}) {
+    CAPTURE(layout);
+    const KvCodec cpu_codec = kivi_codec(layout), gpu_codec = kivi_codec(layout);
+    LayerCache c_cpu(cpu_codec, kivi_blocks(32), kHeads, kChannels, TokenContext{}, DType::f16, Execution::cpu(), ExactTokens::residual);
+    LayerCache c_gpu(gpu_codec, kivi_blocks(32), kHeads, kChannels, TokenContext{}, DType::f16, Execution::cuda(), ExactTokens::residual);
+    fill(c_cpu, kChannels);
+    fill(c_gpu, kChannels);
+    REQUIRE(c_gpu.value_block_count() == 3);
+    test::require_same_cache(c_gpu, c_cpu);  // counters, materialized values, every block's bytes
+  }
 }

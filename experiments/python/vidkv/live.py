@@ -187,8 +187,11 @@ def _append_last_reference(loaded, case: PromptCase, cache):
 
 
 def lifecycle_label(lifecycle: dict) -> str:
-    """"paper G=32 R=128": the lifecycle a run used (results column `lifecycle`, as `vidkv run` writes it)."""
-    return f"{lifecycle.get('type', 'paper')} G={lifecycle.get('group', 32)} R={lifecycle.get('residual', 128)}"
+    """"paper G=32 R=128" ("kivi G=32 R=128 B=32" with a value_block other than 1): the lifecycle a run used (results
+    column `lifecycle`, as `vidkv run` writes it)."""
+    label = f"{lifecycle.get('type', 'paper')} G={lifecycle.get('group', 32)} R={lifecycle.get('residual', 128)}"
+    block = int(lifecycle.get("value_block", 1))
+    return label if block == 1 else f"{label} B={block}"
 
 
 def _greedy(loaded, case: PromptCase, cache, max_new_tokens: int, streamer=None):
