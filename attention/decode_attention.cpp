@@ -10,6 +10,7 @@
 #include "vidkv/attention/decode_attention_tensor_core.h"
 #include "vidkv/core/channel_selector.h"
 #include "vidkv/core/cuda/device_memory.h"
+#include "vidkv/core/cuda/parameter_copy.h"
 #include "vidkv/core/env_switch.h"
 #include "vidkv/core/error.h"
 #include "vidkv/plugins/quantizers/identity/identity.h"
@@ -21,7 +22,6 @@
 #ifdef VIDKV_WITH_CUDA
 #include "vidkv/attention/decode_attention_cuda.h"
 #include "vidkv/core/cuda/kernel_occupancy.h"
-#include "vidkv/core/cuda/parameter_copy.h"
 #endif
 
 namespace vidkv {
@@ -248,6 +248,10 @@ struct SequencePrefix {
   std::vector<at::BlockEntry> key_blocks, value_blocks;
   std::vector<at::TileEntry> fast, general;
   std::int64_t stable = 0;
+  // The leading entries of `fast` / `general` that stand in the tables as they are now (written by the last build at
+  // the positions this sequence's region gives them); the rest, and everything after a change of the fast count or
+  // of the block bases, is written by the next build (DecodeAttention::Tables::regions).
+  std::size_t clean_fast = 0, clean_general = 0;
   std::size_t block_bytes = 0;  // the blocks' packed bytes (cache_bytes)
 };
 
@@ -284,6 +288,8 @@ void cut_prefix(SequencePrefix& sp, const LayerCache::SideRef& key, const LayerC
   sp.value_blocks.resize(vi);
   for (auto* part : {&sp.fast, &sp.general})
     part->erase(std::remove_if(part->begin(), part->end(), [cut](const at::TileEntry& t) { return t.t0 >= cut; }), part->end());
+  sp.clean_fast = std::min(sp.clean_fast, sp.fast.size());
+  sp.clean_general = std::min(sp.clean_general, sp.general.size());
   sp.stable = cut;
   // The kept blocks' bytes, from the cache's current layouts (the old refs' layout pointers may have moved).
   sp.block_bytes = 0;
@@ -336,6 +342,42 @@ void extend_prefix(SequencePrefix& sp, const LayerCache& c, const LayerCache::Si
   }
 }
 
+// The entries one build changed, as the writes of parameter-copy launches into the device copy of the tables
+// (cuda_parameter_copy::Writes: at most 16 segments and 3,840 bytes each; a range is split across launches where
+// it must be). fits: false when they take more than kMaxPatchLaunches launches, or the tiles were laid out anew:
+// then the whole tables go up instead.
+struct TablePatch {
+  static constexpr std::size_t kMaxPatchLaunches = 4;
+  std::vector<cuda_parameter_copy::Writes> launches;
+  std::size_t bytes = 0;
+  bool fits = true;
+  // Adds the write of `n` bytes from src at byte `offset` of the device copy.
+  void add(std::size_t offset, const void* src, std::size_t n) {
+    namespace pc = cuda_parameter_copy;
+    const auto* from = static_cast<const std::uint8_t*>(src);
+    while (fits && n > 0) {
+      if (launches.empty() || launches.back().segments == static_cast<std::uint32_t>(pc::kMaxSegments) ||
+          launches.back().bytes() == pc::kMaxBytes) {
+        if (launches.size() == kMaxPatchLaunches) {
+          fits = false;
+          break;
+        }
+        launches.emplace_back();
+      }
+      pc::Writes& w = launches.back();
+      const std::size_t part = std::min(n, pc::kMaxBytes - w.bytes());
+      if (!w.add(offset, from, part)) {  // an offset beyond 32 bits
+        fits = false;
+        break;
+      }
+      bytes += part;
+      offset += part;
+      from += part;
+      n -= part;
+    }
+  }
+};
+
 }  // namespace
 
 struct DecodeAttention::Tables {
@@ -344,13 +386,32 @@ struct DecodeAttention::Tables {
   std::vector<at::BlockEntry> key_blocks, value_blocks;
   std::vector<at::TileEntry> tiles;
   std::vector<SequencePrefix> prefixes;  // per sequence, kept between update()s
+  // Where each sequence's tiles sit in `tiles`: a region of its own with room to grow (laid out anew when a sequence
+  // outgrows its region, the batch changes size, the formats change or a build failed), so that a decode step
+  // rewrites only the entries that changed in each sequence -- its residual windows' tiles, mostly -- and moves no
+  // other sequence's tiles. The entries between one sequence's tiles and the next region are stale and never read
+  // (the kernels read tiles[tile_begin, tile_begin + tile_count) of each sequence). key_base / value_base / fast: the
+  // block offsets and fast count the region's entries were written with.
+  struct TileRegion {
+    std::size_t begin = 0, capacity = 0, fast = 0;
+    std::int32_t key_base = -1, value_base = -1;
+  };
+  std::vector<TileRegion> regions;
+  bool regions_valid = false;
+  // What the last build changed in `tiles`: laid out anew (relaid), else the entry ranges [first, last) it rewrote
+  // (what the device copy must receive; upload_tables).
+  bool tiles_relaid = true;
+  std::vector<std::pair<std::size_t, std::size_t>> tile_changes;
+  std::vector<std::vector<at::TileEntry>> residual;  // per sequence: this build's residual-window tiles (scratch)
+  // This build's changes against the last build's arrays, at the device regions' offsets (plan_patch).
+  TablePatch patch;
   bool built = false;
   // cuda, splits 0: the kernels' resident blocks per multiprocessor times the multiprocessors (one full wave), for
   // the formats of the last build (-1: not known yet).
   std::int64_t fast_wave = -1, generic_wave = -1;
   // cuda: the four arrays (sequences, key blocks, value blocks, tiles) in `device`, each in a region (byte offset,
-  // capacity) fixed until one outgrows its region. held_*: the arrays as the device holds them (the last build's,
-  // swapped in at the start of a build), to which upload_tables() compares the new ones; device_current: whether
+  // capacity) fixed until one outgrows its region. held_*: the sequence and block arrays as the device holds them
+  // (the last build's, swapped in at the start of a build), to which plan_patch() compares the new ones; device_current: whether
   // the device holds them (false before the first upload and after a failed build). A whole upload goes through two
   // pinned buffers used in turn (a buffer is rewritten only after the copy that read it, `staged`).
   DeviceBuffer device;
@@ -358,7 +419,6 @@ struct DecodeAttention::Tables {
   bool device_current = false;
   std::vector<at::SequenceEntry> held_sequences;
   std::vector<at::BlockEntry> held_key_blocks, held_value_blocks;
-  std::vector<at::TileEntry> held_tiles;
   DecodeAttention::Uploads uploads;
   PinnedBuffer pinned[2];
   HostSyncEvent staged[2];
@@ -387,34 +447,47 @@ struct DecodeAttention::Tables {
   }
 };
 
+namespace {
+
+// This build's changes against the last build's (tb.held_* and tb.tile_changes) as tb.patch, at the byte offsets of
+// the device regions the last whole upload laid out (tb.region_offset; all 0 on cpu, where the plan only counts).
+// The sequence and block arrays from their first changed entry to their end, the tiles by the ranges the build
+// rewrote.
+void plan_patch(DecodeAttention::Tables& tb) {
+  tb.patch.launches.clear();  // keeps its storage: a build per decode step
+  tb.patch.bytes = 0;
+  tb.patch.fits = !tb.tiles_relaid;
+  const auto changed = [&](int i, const auto& now, const auto& held) {
+    const std::size_t first = first_change(now, held), size = sizeof(now[0]);
+    tb.patch.add(tb.region_offset[i] + first * size, now.data() + first, (now.size() - first) * size);
+  };
+  changed(0, tb.sequences, tb.held_sequences);
+  changed(1, tb.key_blocks, tb.held_key_blocks);
+  changed(2, tb.value_blocks, tb.held_value_blocks);
+  for (const auto& [first, last] : tb.tile_changes)
+    tb.patch.add(tb.region_offset[3] + first * sizeof(at::TileEntry), tb.tiles.data() + first, (last - first) * sizeof(at::TileEntry));
+}
+
+}  // namespace
+
 #ifdef VIDKV_WITH_CUDA
 namespace {
 
 // Brings the device copy of tb's four arrays to this build's and points tb.problem's tables at it. A decode step
 // changes little: the sequence entries, a block or two appended, the residual windows' tiles at the end of each
-// sequence's. So each array is compared with what the device holds (held_*), and from its first changed entry to its
-// end it goes up as the parameters of one kernel launch (cuda_parameter_copy: no memcpy, no event, which cost a
-// host-bound decode step far more than a launch, parameter_copy.h). When that does not fit (a first build, an array
-// outgrowing its region, batches whose later sequences' tiles all move), the regions are laid out anew with room to
-// grow and the whole arrays go up through pinned memory.
+// sequence's region. Those changes (plan_patch) go up as the parameters of at most kMaxPatchLaunches kernel launches
+// (cuda_parameter_copy: no memcpy, no event, which cost a host-bound decode step far more than a launch,
+// parameter_copy.h). When they do not fit (a first build, tiles laid out anew, an array outgrowing its device
+// region), the device regions are laid out anew with room to grow and the whole arrays go up through pinned memory.
 void upload_tables(DecodeAttention::Tables& tb, void* stream) {
   at::Problem& p = tb.problem;
   const std::size_t bytes[4] = {tb.sequences.size() * sizeof(at::SequenceEntry), tb.key_blocks.size() * sizeof(at::BlockEntry),
                                 tb.value_blocks.size() * sizeof(at::BlockEntry), tb.tiles.size() * sizeof(at::TileEntry)};
-  bool whole = !tb.device_current;
+  bool whole = !tb.device_current || !tb.patch.fits;
   for (int i = 0; i < 4; ++i) whole = whole || bytes[i] > tb.region_capacity[i];
   if (!whole) {
-    cuda_parameter_copy::Writes w;
-    auto changed = [&](int i, const auto& now, const auto& held) {
-      const std::size_t first = first_change(now, held), size = sizeof(now[0]);
-      return w.add(tb.region_offset[i] + first * size, now.data() + first, (now.size() - first) * size);
-    };
-    whole = !(changed(0, tb.sequences, tb.held_sequences) && changed(1, tb.key_blocks, tb.held_key_blocks) &&
-              changed(2, tb.value_blocks, tb.held_value_blocks) && changed(3, tb.tiles, tb.held_tiles));
-    if (!whole) {
-      cuda_parameter_copy::enqueue(tb.device.data(), w, stream);
-      ++(w.empty() ? tb.uploads.unchanged : tb.uploads.patched);
-    }
+    for (const cuda_parameter_copy::Writes& w : tb.patch.launches) cuda_parameter_copy::enqueue(tb.device.data(), w, stream);
+    ++(tb.patch.launches.empty() ? tb.uploads.unchanged : tb.uploads.patched);
   }
   if (whole) {
     tb.device_current = false;  // until the copy below is enqueued
@@ -463,6 +536,7 @@ void DecodeAttention::update(const std::vector<const LayerCache*>& caches) {
     build(caches);
   } catch (...) {
     tables_->prefixes.clear();
+    tables_->regions_valid = false;   // the tiles may be half written: the next build lays them out anew
     tables_->built = false;
     tables_->device_current = false;  // held_* may not be what the device holds: the next upload is whole
     throw;
@@ -483,6 +557,7 @@ void DecodeAttention::build(const std::vector<const LayerCache*>& caches) {
   if (!tb.built || !same_format(key_format, p.key) || !same_format(value_format, p.value) || first.heads() != heads_ ||
       channels != channels_ || first.residual_storage() != p.residual_dtype) {
     tb.prefixes.clear();
+    tb.regions_valid = false;
     tb.fast_wave = tb.generic_wave = -1;
   }
   tb.built = true;
@@ -502,19 +577,25 @@ void DecodeAttention::build(const std::vector<const LayerCache*>& caches) {
   p.fragment = fast_ == FastKernel::tensor_cores && ex_.on_cuda() && attention_fragment::formats_ok(p) &&
                fragment_kernel_enabled();
   p.tensor_cores = !p.fragment && fast_ == FastKernel::tensor_cores && ex_.on_cuda() && attention_tensor_core::formats_ok(p);
-  // The last build's arrays become held_* (what the device holds once they were uploaded); the storage of the ones
-  // before is reused for this build's.
+  // The last build's sequence and block arrays become held_* (what the device holds once they were uploaded); the
+  // storage of the ones before is reused for this build's. The tiles stay in place (regions).
   tb.held_sequences.swap(tb.sequences);
   tb.held_key_blocks.swap(tb.key_blocks);
   tb.held_value_blocks.swap(tb.value_blocks);
-  tb.held_tiles.swap(tb.tiles);
   tb.sequences.clear();
   tb.key_blocks.clear();
   tb.value_blocks.clear();
-  tb.tiles.clear();
-  tb.prefixes.resize(caches.size());
+  tb.tile_changes.clear();
+  const std::size_t batch = caches.size();
+  if (tb.regions.size() != batch) tb.regions_valid = false;
+  tb.prefixes.resize(batch);
+  tb.residual.resize(batch);
+  std::vector<std::int32_t> key_base(batch), value_base(batch);
+  std::vector<std::size_t> tile_count(batch);
   std::int64_t max_fast = 0, max_generic = 0;
-  for (std::size_t b = 0; b < caches.size(); ++b) {
+  // Pass 1: each sequence's kept prefix brought up to date, its blocks into the arrays, its residual windows' tiles
+  // (rebuilt every time: they change with each appended token) into tb.residual[b].
+  for (std::size_t b = 0; b < batch; ++b) {
     const LayerCache& c = *caches[b];
     VIDKV_REQUIRE(c.execution().device == ex_.device, ShapeError, "decode attention: sequence ", b, "'s cache is on ",
                   c.execution().str(), ", the call on ", ex_.str());
@@ -538,8 +619,8 @@ void DecodeAttention::build(const std::vector<const LayerCache*>& caches) {
       cut_prefix(sp, key, value);
     }
     extend_prefix(sp, c, key, value, p);
-    const auto key_base = static_cast<std::int32_t>(tb.key_blocks.size());
-    const auto value_base = static_cast<std::int32_t>(tb.value_blocks.size());
+    key_base[b] = static_cast<std::int32_t>(tb.key_blocks.size());
+    value_base[b] = static_cast<std::int32_t>(tb.value_blocks.size());
     for (at::BlockEntry e : sp.key_blocks) {
       e.sequence = static_cast<std::int32_t>(b);
       tb.key_blocks.push_back(e);
@@ -548,19 +629,13 @@ void DecodeAttention::build(const std::vector<const LayerCache*>& caches) {
       e.sequence = static_cast<std::int32_t>(b);
       tb.value_blocks.push_back(e);
     }
-    at::SequenceEntry s;
-    s.tile_begin = static_cast<std::int64_t>(tb.tiles.size());
-    // Fast tiles first (tile_is_fast), each part in token order; the residual windows' tiles (general) last.
-    for (const auto* part : {&sp.fast, &sp.general})
-      for (at::TileEntry t : *part) {
-        t.key_block += key_base;
-        t.value_block += value_base;
-        t.sequence = static_cast<std::int32_t>(b);
-        tb.tiles.push_back(t);
-      }
-    // The residual windows' tiles (general), rebuilt every time: they change with each appended token.
-    add_tiles(key, value, sp.stable, c.tokens(), key_base, value_base, static_cast<std::int32_t>(b), tb.tiles);
-    s.tile_count = static_cast<std::int64_t>(tb.tiles.size()) - s.tile_begin;
+    std::vector<at::TileEntry>& residual = tb.residual[b];
+    residual.clear();
+    add_tiles(key, value, sp.stable, c.tokens(), key_base[b], value_base[b], static_cast<std::int32_t>(b), residual);
+    tile_count[b] = sp.fast.size() + sp.general.size() + residual.size();
+    if (tb.regions_valid && tile_count[b] > tb.regions[b].capacity) tb.regions_valid = false;
+    at::SequenceEntry s;  // tile_begin: pass 2
+    s.tile_count = static_cast<std::int64_t>(tile_count[b]);
     s.fast_count = static_cast<std::int64_t>(sp.fast.size());
     s.key_full = key.full;
     s.value_full = value.full;
@@ -576,6 +651,46 @@ void DecodeAttention::build(const std::vector<const LayerCache*>& caches) {
     cache_bytes_ += sp.block_bytes;
     const auto rsize = static_cast<std::size_t>(dtype_size(p.residual_dtype));
     cache_bytes_ += static_cast<std::size_t>(heads_ * channels_ * (2 * c.tokens() - key.quantized - value.quantized)) * rsize;
+  }
+  // Pass 2: the tiles into each sequence's region, fast tiles first (tile_is_fast), each part in token order, the
+  // residual windows' last. Laid out anew (every region with room for an eighth more tiles and 64 besides: about 2k
+  // tokens of decode steps) or, where the regions still fit, only each sequence's entries from its first change on.
+  tb.tiles_relaid = !tb.regions_valid;
+  if (tb.tiles_relaid) {
+    tb.regions.assign(batch, Tables::TileRegion{});
+    std::size_t total = 0;
+    for (std::size_t b = 0; b < batch; ++b) {
+      tb.regions[b].begin = total;
+      tb.regions[b].capacity = tile_count[b] + tile_count[b] / 8 + 64;
+      total += tb.regions[b].capacity;
+    }
+    tb.tiles.assign(total, at::TileEntry{});
+    tb.regions_valid = true;
+  }
+  for (std::size_t b = 0; b < batch; ++b) {
+    SequencePrefix& sp = tb.prefixes[b];
+    Tables::TileRegion& r = tb.regions[b];
+    const std::size_t nf = sp.fast.size(), ng = sp.general.size();
+    std::size_t from = nf + sp.clean_general;  // only general tiles (and the residual ones) changed
+    if (tb.tiles_relaid || r.key_base != key_base[b] || r.value_base != value_base[b]) from = 0;
+    else if (sp.clean_fast < nf || nf != r.fast) from = std::min(sp.clean_fast, nf);  // the general tiles move too
+    auto put = [&](std::size_t i, at::TileEntry t) {
+      t.key_block += key_base[b];
+      t.value_block += value_base[b];
+      t.sequence = static_cast<std::int32_t>(b);
+      tb.tiles[r.begin + i] = t;
+    };
+    for (std::size_t i = from; i < nf; ++i) put(i, sp.fast[i]);
+    for (std::size_t i = std::max(from, nf); i < nf + ng; ++i) put(i, sp.general[i - nf]);
+    const std::vector<at::TileEntry>& residual = tb.residual[b];
+    std::copy(residual.begin(), residual.end(), tb.tiles.begin() + static_cast<std::ptrdiff_t>(r.begin + nf + ng));
+    if (!tb.tiles_relaid && from < tile_count[b]) tb.tile_changes.emplace_back(r.begin + from, r.begin + tile_count[b]);
+    r.fast = nf;
+    r.key_base = key_base[b];
+    r.value_base = value_base[b];
+    sp.clean_fast = nf;
+    sp.clean_general = ng;
+    tb.sequences[b].tile_begin = static_cast<std::int64_t>(r.begin);
   }
   p.key_block_count = static_cast<std::int64_t>(tb.key_blocks.size());
   // splits given: both parts use it. 0: each kernel gets one full wave of blocks on the GPU (as many as it holds at
@@ -623,6 +738,7 @@ void DecodeAttention::build(const std::vector<const LayerCache*>& caches) {
   p.key_blocks = tb.key_blocks.data();
   p.value_blocks = tb.value_blocks.data();
   p.tiles = tb.tiles.data();
+  plan_patch(tb);
   if (!ex_.on_cuda()) return;
 #ifdef VIDKV_WITH_CUDA
   upload_tables(tb, ex_.cuda_stream);
@@ -631,7 +747,11 @@ void DecodeAttention::build(const std::vector<const LayerCache*>& caches) {
 
 DecodeAttention::~DecodeAttention() = default;
 
-std::int64_t DecodeAttention::tiles() const { return static_cast<std::int64_t>(tables_->tiles.size()); }
+std::int64_t DecodeAttention::tiles() const {
+  std::int64_t n = 0;
+  for (const auto& s : tables_->sequences) n += s.tile_count;
+  return n;
+}
 bool DecodeAttention::tensor_cores() const { return tables_->problem.tensor_cores; }
 bool DecodeAttention::fragment() const { return tables_->problem.fragment; }
 DecodeAttention::GeneralKernel DecodeAttention::general_kernel() const {
@@ -643,14 +763,36 @@ DecodeAttention::GeneralKernel DecodeAttention::general_kernel() const {
 
 bool DecodeAttention::same_tables(const DecodeAttention& other) const {
   const Tables &a = *tables_, &b = *other.tables_;
-  return same_entries(a.sequences, b.sequences) && same_entries(a.tiles, b.tiles) &&
-         same_entries(a.key_blocks, b.key_blocks) && same_entries(a.value_blocks, b.value_blocks) &&
+  // Each sequence's entry and tiles, wherever its region starts (tile_begin), then the blocks entry for entry.
+  if (a.sequences.size() != b.sequences.size()) return false;
+  for (std::size_t i = 0; i < a.sequences.size(); ++i) {
+    at::SequenceEntry u = a.sequences[i], v = b.sequences[i];
+    u.tile_begin = v.tile_begin = 0;
+    if (!same_entry(u, v)) return false;
+    const auto tiles = [](const Tables& t, std::size_t s) {
+      const auto first = t.tiles.begin() + static_cast<std::ptrdiff_t>(t.sequences[s].tile_begin);
+      return std::vector<at::TileEntry>(first, first + static_cast<std::ptrdiff_t>(t.sequences[s].tile_count));
+    };
+    if (!same_entries(tiles(a, i), tiles(b, i))) return false;
+  }
+  return same_entries(a.key_blocks, b.key_blocks) && same_entries(a.value_blocks, b.value_blocks) &&
          a.problem.splits == b.problem.splits && a.problem.generic_splits == b.problem.generic_splits &&
          a.problem.tensor_cores == b.problem.tensor_cores &&
          a.problem.fragment == b.problem.fragment && cache_bytes_ == other.cache_bytes_;
 }
 
 DecodeAttention::Uploads DecodeAttention::uploads() const { return tables_->uploads; }
+
+DecodeAttention::TableChange DecodeAttention::last_change() const {
+  const TablePatch& patch = tables_->patch;
+  TableChange c;
+  c.whole = !patch.fits;
+  if (!c.whole) {
+    c.bytes = patch.bytes;
+    c.launches = static_cast<int>(patch.launches.size());
+  }
+  return c;
+}
 
 std::int64_t DecodeAttention::fast_tiles() const {
   std::int64_t n = 0;

@@ -65,10 +65,13 @@ class DecodeAttention {
   // (LayerCache::instance_id) whose earlier blocks are unchanged (token ranges and byte pointers; blocks added since
   // extend the kept tiles),
   // so a decode step builds only the tiles of its new blocks and the residual windows; the result equals a fresh
-  // construction's tables entry for entry (same_tables). On cuda the device keeps the tables across updates: the
-  // entries that changed since the last upload (each array from its first changed entry on) go up as one kernel
-  // launch's parameters when they fit in its 3,840 bytes (no memcpy, no event: the host time of a live decode step),
-  // else the whole tables through two pinned staging buffers used in turn (uploads() counts both);
+  // construction's tables entry for entry (same_tables). Each sequence's tiles have a region of their own with room to
+  // grow, so a step rewrites only each sequence's changed tiles (its residual windows', mostly) and moves no other
+  // sequence's. On cuda the device keeps the tables across updates: the entries that changed (the sequence and block
+  // arrays from their first changed entry on, each sequence's rewritten tiles) go up as the parameters of at most
+  // four kernel launches of 3,840 bytes each (no memcpy, no event: the host time of a live decode step; about a
+  // kilobyte per step at batch 8), else the whole tables through two pinned staging buffers used in turn (uploads()
+  // counts both, last_change() says what the last update changed);
   // run()'s workspace is kept too: the live cache's per-step host cost (docs/decode-attention.md). The caches
   // must stay alive until the last run() enqueued after this call has been enqueued. On an error (the
   // constructor's) the object keeps nothing and run() refuses (ShapeError) until an update() succeeds.
@@ -116,6 +119,17 @@ class DecodeAttention {
     std::int64_t whole = 0, patched = 0, unchanged = 0;
   };
   Uploads uploads() const;
+  // What the last update() (or the construction) changed in the tables, as the device copy receives it: whole (the
+  // tiles laid out anew -- a construction, a batch of another size, a sequence outgrowing its tiles' room, changed
+  // formats, a failed build -- or more changes than four parameter-copy launches carry), else `bytes`
+  // of changed entries in `launches` launches (0: nothing changed). Planned on the host, so on cpu too (tests); on
+  // cuda an upload is also whole when an array outgrew its device region or the device copy is not current.
+  struct TableChange {
+    bool whole = true;
+    std::size_t bytes = 0;
+    int launches = 0;
+  };
+  TableChange last_change() const;
   // Packed bytes + residual bytes one run() reads from the cache (every block's bytes and the residual tokens at
   // their storage dtype), for bandwidth figures.
   std::size_t cache_bytes() const { return cache_bytes_; }

@@ -409,6 +409,72 @@ TEST_CASE("update() after decode steps gives the tables of a fresh construction,
   CHECK(with_fast >= 2);
 }
 
+TEST_CASE("update() at batch 8 changes only each sequence's new tiles: what a step sends does not grow with the context", "[cpu][attention]") {
+  // Eight live-hook caches (kivi-2 and vidkv-k1.5-v1.58, 2 KV heads x 64) with prefills of P + 37 b tokens, then 40
+  // steps of one token per sequence, at P = 640 and at P = 3200 (2560 more: a multiple of R = 128 and of 32, so both
+  // runs quantize at the same steps and hold the same blocks after the prefill's, which is one block per side). The
+  // tiles of each sequence sit in a region of their own, so a step that adds no block rewrites each sequence's
+  // residual-window tiles only: the bytes its change takes (last_change) are the same at both lengths, 20 and 100
+  // tiles of prefill per sequence alike, and fit the parameter-copy launches (at most 4 x 3,840 bytes). Before the
+  // regions, a change in sequence 0's tiles moved every later sequence's, about 7,000 entries (170 KB) at 8 x 32k
+  // tokens: a whole upload every step. A step at which some sequence gains a block moves the block indices of the
+  // sequences after it, whose tiles are then rewritten whole (not compared here).
+  for (const char* name : {"kivi-2", "vidkv-k1.5-v1.58"}) {
+    INFO(name);
+    const PresetCodec preset = preset_codec(name);
+    std::vector<std::vector<DecodeAttention::TableChange>> runs;
+    std::vector<bool> adds_blocks;  // per step: some sequence gained a block (the same in both runs)
+    for (const std::int64_t prefill : {640, 3200}) {
+      const LayerInput in = synthetic_input(2, prefill + 37 * 7 + 40, 64, 61);
+      std::vector<std::unique_ptr<LayerCache>> caches;
+      std::vector<const LayerCache*> ptrs;
+      std::vector<std::int64_t> next;
+      for (int b = 0; b < 8; ++b) {
+        caches.push_back(std::make_unique<LayerCache>(preset.codec, preset.lifecycle, 2, 64, TokenContext{}, DType::f16,
+                                                      Execution::cpu(), ExactTokens::residual));
+        next.push_back(prefill + 37 * b);
+        append_tokens(*caches.back(), in, 0, next.back());
+        ptrs.push_back(caches.back().get());
+      }
+      DecodeAttention kept(ptrs, Execution::cpu());
+      CHECK(kept.last_change().whole);  // a construction lays the tiles out
+      std::vector<DecodeAttention::TableChange> changes;
+      std::vector<bool> adds;
+      for (int step = 0; step < 40; ++step) {
+        bool added = false;
+        for (std::size_t b = 0; b < 8; ++b) {
+          LayerCache& c = *caches[b];
+          const std::size_t blocks = c.key_block_count() + c.value_block_count();
+          append_tokens(c, in, next[b], next[b] + 1);
+          ++next[b];
+          added = added || c.key_block_count() + c.value_block_count() != blocks;
+        }
+        kept.update(ptrs);
+        changes.push_back(kept.last_change());
+        adds.push_back(added);
+      }
+      REQUIRE(kept.same_tables(DecodeAttention(ptrs, Execution::cpu())));
+      runs.push_back(changes);
+      if (adds_blocks.empty()) adds_blocks = adds;
+      REQUIRE(adds_blocks == adds);
+    }
+    int compared = 0;
+    for (std::size_t i = 0; i < runs[0].size(); ++i) {
+      if (adds_blocks[i]) continue;
+      CAPTURE(i);
+      const DecodeAttention::TableChange &a = runs[0][i], &b = runs[1][i];
+      CHECK_FALSE(a.whole);
+      CHECK_FALSE(b.whole);
+      CHECK(a.bytes == b.bytes);
+      CHECK(a.bytes > 0);
+      CHECK(a.launches >= 1);
+      CHECK(a.launches <= 4);
+      ++compared;
+    }
+    CHECK(compared >= 20);
+  }
+}
+
 TEST_CASE("a failed update() leaves run() refusing until an update() succeeds", "[cpu][attention]") {
   const LayerInput a = synthetic_input(2, 120, 64, 51), b = synthetic_input(2, 100, 32, 52);
   const PresetCodec preset = preset_codec("kivi-2");
