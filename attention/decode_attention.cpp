@@ -386,22 +386,24 @@ struct DecodeAttention::Tables {
   std::vector<at::BlockEntry> key_blocks, value_blocks;
   std::vector<at::TileEntry> tiles;
   std::vector<SequencePrefix> prefixes;  // per sequence, kept between update()s
-  // Where each sequence's tiles sit in `tiles`: a region of its own with room to grow (laid out anew when a sequence
-  // outgrows its region, the batch changes size, the formats change or a build failed), so that a decode step
-  // rewrites only the entries that changed in each sequence -- its residual windows' tiles, mostly -- and moves no
-  // other sequence's tiles. The entries between one sequence's tiles and the next region are stale and never read
-  // (the kernels read tiles[tile_begin, tile_begin + tile_count) of each sequence). key_base / value_base / fast: the
-  // block offsets and fast count the region's entries were written with.
-  struct TileRegion {
-    std::size_t begin = 0, capacity = 0, fast = 0;
-    std::int32_t key_base = -1, value_base = -1;
+  // Where each sequence's tiles and blocks sit in `tiles`, `key_blocks` and `value_blocks`: regions of its own with
+  // room to grow (laid out anew when a sequence outgrows one, the batch changes size, the formats change or a build
+  // failed), so that a decode step rewrites only the entries that changed in each sequence -- its residual windows'
+  // tiles, mostly, and a block now and then -- and moves no other sequence's entries (a tile's block index is its
+  // region's start plus the block's index in the sequence, fixed until the next layout). The tile entries between
+  // one sequence's tiles and the next region are stale and never read (the kernels read tiles[tile_begin,
+  // tile_begin + tile_count) of each sequence); the block entries there are zero (tokens 0: the query transform,
+  // which runs over every key block entry, skips them). tiles / keys / values / fast: what the last build wrote.
+  struct SequenceRegions {
+    std::size_t tile_begin = 0, tile_capacity = 0, key_begin = 0, key_capacity = 0, value_begin = 0, value_capacity = 0;
+    std::size_t tiles = 0, keys = 0, values = 0, fast = 0;
   };
-  std::vector<TileRegion> regions;
+  std::vector<SequenceRegions> regions;
   bool regions_valid = false;
-  // What the last build changed in `tiles`: laid out anew (relaid), else the entry ranges [first, last) it rewrote
-  // (what the device copy must receive; upload_tables).
-  bool tiles_relaid = true;
-  std::vector<std::pair<std::size_t, std::size_t>> tile_changes;
+  // What the last build changed: laid out anew (relaid), else the entry ranges [first, last) it rewrote in `tiles`,
+  // `key_blocks` and `value_blocks` (what the device copy must receive; plan_patch).
+  bool relaid = true;
+  std::vector<std::pair<std::size_t, std::size_t>> tile_changes, key_block_changes, value_block_changes;
   std::vector<std::vector<at::TileEntry>> residual;  // per sequence: this build's residual-window tiles (scratch)
   // This build's changes against the last build's arrays, at the device regions' offsets (plan_patch).
   TablePatch patch;
@@ -410,15 +412,14 @@ struct DecodeAttention::Tables {
   // the formats of the last build (-1: not known yet).
   std::int64_t fast_wave = -1, generic_wave = -1;
   // cuda: the four arrays (sequences, key blocks, value blocks, tiles) in `device`, each in a region (byte offset,
-  // capacity) fixed until one outgrows its region. held_*: the sequence and block arrays as the device holds them
-  // (the last build's, swapped in at the start of a build), to which plan_patch() compares the new ones; device_current: whether
+  // capacity) fixed until one outgrows its region. held_sequences: the sequence array as the device holds it (the
+  // last build's, swapped in at the start of a build), to which plan_patch() compares the new one; device_current: whether
   // the device holds them (false before the first upload and after a failed build). A whole upload goes through two
   // pinned buffers used in turn (a buffer is rewritten only after the copy that read it, `staged`).
   DeviceBuffer device;
   std::size_t region_offset[4] = {}, region_capacity[4] = {};
   bool device_current = false;
   std::vector<at::SequenceEntry> held_sequences;
-  std::vector<at::BlockEntry> held_key_blocks, held_value_blocks;
   DecodeAttention::Uploads uploads;
   PinnedBuffer pinned[2];
   HostSyncEvent staged[2];
@@ -449,23 +450,24 @@ struct DecodeAttention::Tables {
 
 namespace {
 
-// This build's changes against the last build's (tb.held_* and tb.tile_changes) as tb.patch, at the byte offsets of
-// the device regions the last whole upload laid out (tb.region_offset; all 0 on cpu, where the plan only counts).
-// The sequence and block arrays from their first changed entry to their end, the tiles by the ranges the build
-// rewrote.
+// This build's changes against the last build's (tb.held_sequences and the ranges the build rewrote) as tb.patch, at
+// the byte offsets of the device regions the last whole upload laid out (tb.region_offset; all 0 on cpu, where the
+// plan only counts): the sequence array from its first changed entry to its end, the tiles and blocks by the ranges
+// the build rewrote.
 void plan_patch(DecodeAttention::Tables& tb) {
   tb.patch.launches.clear();  // keeps its storage: a build per decode step
   tb.patch.bytes = 0;
-  tb.patch.fits = !tb.tiles_relaid;
-  const auto changed = [&](int i, const auto& now, const auto& held) {
-    const std::size_t first = first_change(now, held), size = sizeof(now[0]);
-    tb.patch.add(tb.region_offset[i] + first * size, now.data() + first, (now.size() - first) * size);
+  tb.patch.fits = !tb.relaid;
+  const std::size_t first = first_change(tb.sequences, tb.held_sequences);
+  tb.patch.add(tb.region_offset[0] + first * sizeof(at::SequenceEntry), tb.sequences.data() + first,
+               (tb.sequences.size() - first) * sizeof(at::SequenceEntry));
+  const auto ranges = [&](int i, const auto& array, const std::vector<std::pair<std::size_t, std::size_t>>& changes) {
+    const std::size_t size = sizeof(array[0]);
+    for (const auto& [a, b] : changes) tb.patch.add(tb.region_offset[i] + a * size, array.data() + a, (b - a) * size);
   };
-  changed(0, tb.sequences, tb.held_sequences);
-  changed(1, tb.key_blocks, tb.held_key_blocks);
-  changed(2, tb.value_blocks, tb.held_value_blocks);
-  for (const auto& [first, last] : tb.tile_changes)
-    tb.patch.add(tb.region_offset[3] + first * sizeof(at::TileEntry), tb.tiles.data() + first, (last - first) * sizeof(at::TileEntry));
+  ranges(1, tb.key_blocks, tb.key_block_changes);
+  ranges(2, tb.value_blocks, tb.value_block_changes);
+  ranges(3, tb.tiles, tb.tile_changes);
 }
 
 }  // namespace
@@ -536,7 +538,7 @@ void DecodeAttention::update(const std::vector<const LayerCache*>& caches) {
     build(caches);
   } catch (...) {
     tables_->prefixes.clear();
-    tables_->regions_valid = false;   // the tiles may be half written: the next build lays them out anew
+    tables_->regions_valid = false;   // the arrays may be half written: the next build lays them out anew
     tables_->built = false;
     tables_->device_current = false;  // held_* may not be what the device holds: the next upload is whole
     throw;
@@ -577,24 +579,20 @@ void DecodeAttention::build(const std::vector<const LayerCache*>& caches) {
   p.fragment = fast_ == FastKernel::tensor_cores && ex_.on_cuda() && attention_fragment::formats_ok(p) &&
                fragment_kernel_enabled();
   p.tensor_cores = !p.fragment && fast_ == FastKernel::tensor_cores && ex_.on_cuda() && attention_tensor_core::formats_ok(p);
-  // The last build's sequence and block arrays become held_* (what the device holds once they were uploaded); the
-  // storage of the ones before is reused for this build's. The tiles stay in place (regions).
+  // The last build's sequence array becomes held_sequences (what the device holds once it was uploaded); the storage
+  // of the one before is reused for this build's. The tiles and blocks stay in place (regions).
   tb.held_sequences.swap(tb.sequences);
-  tb.held_key_blocks.swap(tb.key_blocks);
-  tb.held_value_blocks.swap(tb.value_blocks);
   tb.sequences.clear();
-  tb.key_blocks.clear();
-  tb.value_blocks.clear();
   tb.tile_changes.clear();
+  tb.key_block_changes.clear();
+  tb.value_block_changes.clear();
   const std::size_t batch = caches.size();
   if (tb.regions.size() != batch) tb.regions_valid = false;
   tb.prefixes.resize(batch);
   tb.residual.resize(batch);
-  std::vector<std::int32_t> key_base(batch), value_base(batch);
-  std::vector<std::size_t> tile_count(batch);
   std::int64_t max_fast = 0, max_generic = 0;
-  // Pass 1: each sequence's kept prefix brought up to date, its blocks into the arrays, its residual windows' tiles
-  // (rebuilt every time: they change with each appended token) into tb.residual[b].
+  // Pass 1: each sequence's kept prefix brought up to date and its residual windows' tiles (rebuilt every time: they
+  // change with each appended token) into tb.residual[b], block indices local to the sequence like the prefix's.
   for (std::size_t b = 0; b < batch; ++b) {
     const LayerCache& c = *caches[b];
     VIDKV_REQUIRE(c.execution().device == ex_.device, ShapeError, "decode attention: sequence ", b, "'s cache is on ",
@@ -619,23 +617,17 @@ void DecodeAttention::build(const std::vector<const LayerCache*>& caches) {
       cut_prefix(sp, key, value);
     }
     extend_prefix(sp, c, key, value, p);
-    key_base[b] = static_cast<std::int32_t>(tb.key_blocks.size());
-    value_base[b] = static_cast<std::int32_t>(tb.value_blocks.size());
-    for (at::BlockEntry e : sp.key_blocks) {
-      e.sequence = static_cast<std::int32_t>(b);
-      tb.key_blocks.push_back(e);
-    }
-    for (at::BlockEntry e : sp.value_blocks) {
-      e.sequence = static_cast<std::int32_t>(b);
-      tb.value_blocks.push_back(e);
-    }
     std::vector<at::TileEntry>& residual = tb.residual[b];
     residual.clear();
-    add_tiles(key, value, sp.stable, c.tokens(), key_base[b], value_base[b], static_cast<std::int32_t>(b), residual);
-    tile_count[b] = sp.fast.size() + sp.general.size() + residual.size();
-    if (tb.regions_valid && tile_count[b] > tb.regions[b].capacity) tb.regions_valid = false;
+    add_tiles(key, value, sp.stable, c.tokens(), 0, 0, static_cast<std::int32_t>(b), residual);
+    const std::size_t tiles = sp.fast.size() + sp.general.size() + residual.size();
+    if (tb.regions_valid) {
+      const Tables::SequenceRegions& r = tb.regions[b];
+      if (tiles > r.tile_capacity || sp.key_blocks.size() > r.key_capacity || sp.value_blocks.size() > r.value_capacity)
+        tb.regions_valid = false;
+    }
     at::SequenceEntry s;  // tile_begin: pass 2
-    s.tile_count = static_cast<std::int64_t>(tile_count[b]);
+    s.tile_count = static_cast<std::int64_t>(tiles);
     s.fast_count = static_cast<std::int64_t>(sp.fast.size());
     s.key_full = key.full;
     s.value_full = value.full;
@@ -652,45 +644,79 @@ void DecodeAttention::build(const std::vector<const LayerCache*>& caches) {
     const auto rsize = static_cast<std::size_t>(dtype_size(p.residual_dtype));
     cache_bytes_ += static_cast<std::size_t>(heads_ * channels_ * (2 * c.tokens() - key.quantized - value.quantized)) * rsize;
   }
-  // Pass 2: the tiles into each sequence's region, fast tiles first (tile_is_fast), each part in token order, the
-  // residual windows' last. Laid out anew (every region with room for an eighth more tiles and 64 besides: about 2k
-  // tokens of decode steps) or, where the regions still fit, only each sequence's entries from its first change on.
-  tb.tiles_relaid = !tb.regions_valid;
-  if (tb.tiles_relaid) {
-    tb.regions.assign(batch, Tables::TileRegion{});
-    std::size_t total = 0;
+  // Pass 2: each sequence's blocks and tiles into its regions (tiles: fast ones first (tile_is_fast), each part in
+  // token order, the residual windows' last). Laid out anew -- every region with room for an eighth more entries,
+  // and 64 tiles (about 2k tokens of decode steps) or 32 blocks besides -- or, where the regions still fit, only each
+  // sequence's entries from its first change on.
+  tb.relaid = !tb.regions_valid;
+  if (tb.relaid) {
+    tb.regions.assign(batch, Tables::SequenceRegions{});
+    std::size_t tiles = 0, keys = 0, values = 0;
     for (std::size_t b = 0; b < batch; ++b) {
-      tb.regions[b].begin = total;
-      tb.regions[b].capacity = tile_count[b] + tile_count[b] / 8 + 64;
-      total += tb.regions[b].capacity;
+      Tables::SequenceRegions& r = tb.regions[b];
+      const SequencePrefix& sp = tb.prefixes[b];
+      const auto room = [](std::size_t n, std::size_t extra) { return n + n / 8 + extra; };
+      r.tile_begin = tiles;
+      r.tile_capacity = room(static_cast<std::size_t>(tb.sequences[b].tile_count), 64);
+      tiles += r.tile_capacity;
+      r.key_begin = keys;
+      r.key_capacity = room(sp.key_blocks.size(), 32);
+      keys += r.key_capacity;
+      r.value_begin = values;
+      r.value_capacity = room(sp.value_blocks.size(), 32);
+      values += r.value_capacity;
     }
-    tb.tiles.assign(total, at::TileEntry{});
+    tb.tiles.assign(tiles, at::TileEntry{});
+    tb.key_blocks.assign(keys, at::BlockEntry{});  // tokens 0 between the regions' blocks
+    tb.value_blocks.assign(values, at::BlockEntry{});
     tb.regions_valid = true;
   }
+  // The blocks of one side of sequence b into its region: entries that differ from what the region holds (and
+  // entries it no longer uses, zeroed) are written, and their range recorded.
+  const auto put_blocks = [&](std::size_t b, const std::vector<at::BlockEntry>& blocks, std::vector<at::BlockEntry>& array,
+                              std::size_t begin, std::size_t& written, std::vector<std::pair<std::size_t, std::size_t>>& changes) {
+    std::size_t lo = SIZE_MAX, hi = 0;
+    for (std::size_t i = 0; i < std::max(blocks.size(), written); ++i) {
+      at::BlockEntry e;  // zero past the sequence's blocks
+      if (i < blocks.size()) {
+        e = blocks[i];
+        e.sequence = static_cast<std::int32_t>(b);
+      }
+      if (tb.relaid || !same_entry(array[begin + i], e)) {
+        array[begin + i] = e;
+        lo = std::min(lo, i);
+        hi = i + 1;
+      }
+    }
+    written = blocks.size();
+    if (!tb.relaid && lo < hi) changes.emplace_back(begin + lo, begin + hi);
+  };
   for (std::size_t b = 0; b < batch; ++b) {
     SequencePrefix& sp = tb.prefixes[b];
-    Tables::TileRegion& r = tb.regions[b];
-    const std::size_t nf = sp.fast.size(), ng = sp.general.size();
+    Tables::SequenceRegions& r = tb.regions[b];
+    put_blocks(b, sp.key_blocks, tb.key_blocks, r.key_begin, r.keys, tb.key_block_changes);
+    put_blocks(b, sp.value_blocks, tb.value_blocks, r.value_begin, r.values, tb.value_block_changes);
+    const std::size_t nf = sp.fast.size(), ng = sp.general.size(), total = static_cast<std::size_t>(tb.sequences[b].tile_count);
     std::size_t from = nf + sp.clean_general;  // only general tiles (and the residual ones) changed
-    if (tb.tiles_relaid || r.key_base != key_base[b] || r.value_base != value_base[b]) from = 0;
+    if (tb.relaid) from = 0;
     else if (sp.clean_fast < nf || nf != r.fast) from = std::min(sp.clean_fast, nf);  // the general tiles move too
-    auto put = [&](std::size_t i, at::TileEntry t) {
-      t.key_block += key_base[b];
-      t.value_block += value_base[b];
+    const auto key_base = static_cast<std::int32_t>(r.key_begin), value_base = static_cast<std::int32_t>(r.value_begin);
+    const auto put = [&](std::size_t i, at::TileEntry t) {
+      if (t.key_block >= 0) t.key_block += key_base;  // -1: the key residual
+      if (t.value_block >= 0) t.value_block += value_base;
       t.sequence = static_cast<std::int32_t>(b);
-      tb.tiles[r.begin + i] = t;
+      tb.tiles[r.tile_begin + i] = t;
     };
     for (std::size_t i = from; i < nf; ++i) put(i, sp.fast[i]);
     for (std::size_t i = std::max(from, nf); i < nf + ng; ++i) put(i, sp.general[i - nf]);
     const std::vector<at::TileEntry>& residual = tb.residual[b];
-    std::copy(residual.begin(), residual.end(), tb.tiles.begin() + static_cast<std::ptrdiff_t>(r.begin + nf + ng));
-    if (!tb.tiles_relaid && from < tile_count[b]) tb.tile_changes.emplace_back(r.begin + from, r.begin + tile_count[b]);
+    for (std::size_t i = 0; i < residual.size(); ++i) put(nf + ng + i, residual[i]);
+    if (!tb.relaid && from < total) tb.tile_changes.emplace_back(r.tile_begin + from, r.tile_begin + total);
+    r.tiles = total;
     r.fast = nf;
-    r.key_base = key_base[b];
-    r.value_base = value_base[b];
     sp.clean_fast = nf;
     sp.clean_general = ng;
-    tb.sequences[b].tile_begin = static_cast<std::int64_t>(r.begin);
+    tb.sequences[b].tile_begin = static_cast<std::int64_t>(r.tile_begin);
   }
   p.key_block_count = static_cast<std::int64_t>(tb.key_blocks.size());
   // splits given: both parts use it. 0: each kernel gets one full wave of blocks on the GPU (as many as it holds at
@@ -763,20 +789,35 @@ DecodeAttention::GeneralKernel DecodeAttention::general_kernel() const {
 
 bool DecodeAttention::same_tables(const DecodeAttention& other) const {
   const Tables &a = *tables_, &b = *other.tables_;
-  // Each sequence's entry and tiles, wherever its region starts (tile_begin), then the blocks entry for entry.
-  if (a.sequences.size() != b.sequences.size()) return false;
+  // Each sequence's entry, tiles and blocks, wherever their regions start (tiles' block indices taken from their
+  // regions' starts).
+  if (a.sequences.size() != b.sequences.size() || a.regions.size() != b.regions.size()) return false;
   for (std::size_t i = 0; i < a.sequences.size(); ++i) {
     at::SequenceEntry u = a.sequences[i], v = b.sequences[i];
     u.tile_begin = v.tile_begin = 0;
     if (!same_entry(u, v)) return false;
     const auto tiles = [](const Tables& t, std::size_t s) {
-      const auto first = t.tiles.begin() + static_cast<std::ptrdiff_t>(t.sequences[s].tile_begin);
-      return std::vector<at::TileEntry>(first, first + static_cast<std::ptrdiff_t>(t.sequences[s].tile_count));
+      const Tables::SequenceRegions& r = t.regions[s];
+      std::vector<at::TileEntry> out;
+      for (std::int64_t k = 0; k < t.sequences[s].tile_count; ++k) {
+        at::TileEntry e = t.tiles[r.tile_begin + static_cast<std::size_t>(k)];
+        if (e.key_block >= 0) e.key_block -= static_cast<std::int32_t>(r.key_begin);
+        if (e.value_block >= 0) e.value_block -= static_cast<std::int32_t>(r.value_begin);
+        out.push_back(e);
+      }
+      return out;
     };
-    if (!same_entries(tiles(a, i), tiles(b, i))) return false;
+    const auto blocks = [](const std::vector<at::BlockEntry>& array, std::size_t begin, std::size_t n) {
+      return std::vector<at::BlockEntry>(array.begin() + static_cast<std::ptrdiff_t>(begin),
+                                         array.begin() + static_cast<std::ptrdiff_t>(begin + n));
+    };
+    const Tables::SequenceRegions &ra = a.regions[i], &rb = b.regions[i];
+    if (!same_entries(tiles(a, i), tiles(b, i)) ||
+        !same_entries(blocks(a.key_blocks, ra.key_begin, ra.keys), blocks(b.key_blocks, rb.key_begin, rb.keys)) ||
+        !same_entries(blocks(a.value_blocks, ra.value_begin, ra.values), blocks(b.value_blocks, rb.value_begin, rb.values)))
+      return false;
   }
-  return same_entries(a.key_blocks, b.key_blocks) && same_entries(a.value_blocks, b.value_blocks) &&
-         a.problem.splits == b.problem.splits && a.problem.generic_splits == b.problem.generic_splits &&
+  return a.problem.splits == b.problem.splits && a.problem.generic_splits == b.problem.generic_splits &&
          a.problem.tensor_cores == b.problem.tensor_cores &&
          a.problem.fragment == b.problem.fragment && cache_bytes_ == other.cache_bytes_;
 }

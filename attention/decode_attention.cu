@@ -660,6 +660,7 @@ __global__ void __launch_bounds__(32 * kTransformWarps) transform_kernel(const P
   const std::int64_t kb = blockIdx.x, h = blockIdx.y;
   const std::int64_t D = p.channels, Q = p.qpk, W = af::key_width(p.key, D);
   const BlockEntry blk = p.key_blocks[kb];
+  if (blk.tokens == 0) return;  // an unused entry of a sequence's block region (decode_attention.cpp): no block, no tile reads it
   const af::PartRef kp = af::part_of(p.key, blk.bytes, p.heads, blk.tokens, D, h);
   for (std::int64_t c = threadIdx.x; c < D; c += blockDim.x) {
     const std::int64_t idx = af::gathered_index(p.key, kp, D, c);

@@ -3,7 +3,10 @@
 // decode_attention_format.h. C++17, host-device, no CUDA headers.
 //
 // Tokens of sequence b are cut into tiles of at most 32 tokens that never cross a key block, a value block or the
-// start of either residual. The sequence's tiles are tiles[seq.tile_begin, seq.tile_begin + seq.tile_count): first
+// start of either residual. Each sequence's tiles and blocks sit in regions of their own (decode_attention.cpp
+// builds them with room to grow); entries between regions are not the sequence's: tiles there are never read, block
+// entries there have tokens == 0 (whoever walks every block entry skips those). The sequence's tiles are
+// tiles[seq.tile_begin, seq.tile_begin + seq.tile_count): first
 // its `fast_count` fast tiles (tile_is_fast: packed keys and values whose metadata the kernels stage per tile), then
 // the others (residual tokens, layouts where a tile spans groups), each part in token order. The fast tiles go to
 // the fast kernel (no code for the other paths, fewer registers), the others to the general one: split s of S of
