@@ -237,18 +237,60 @@ void LayerCache::append(const TensorView& key, const TensorView& value, std::int
     append(k.data(), v.data(), n);
     return;
   }
-  const bool prefill = tokens_ == 0;
   std::vector<DeviceRowCopy> copies;  // the key and the value rows in one launch
+  add_device_row_copies(key, value, begin, end, copies);
+  copy_device_rows_batch(copies, heads_, channels_, ex_.cuda_stream);
+  finish_device_append(n);
+}
+
+void LayerCache::add_device_row_copies(const TensorView& key, const TensorView& value, std::int64_t begin,
+                                       std::int64_t end, std::vector<DeviceRowCopy>& copies) {
+  const std::int64_t t = key.shape[1], n = end - begin;
   for (auto [full, src] : {std::pair<FullTokens*, const TensorView*>{&key_full_, &key}, {&value_full_, &value}}) {
     reserve_rows(*full, tokens_ + n);
     copies.push_back({{full->device.data(), full->dtype, full->capacity}, tokens_ - full->first, {src->data, src->dtype, t}, begin, n,
                       DType::f32});
   }
-  copy_device_rows_batch(copies, heads_, channels_, ex_.cuda_stream);
+}
+
+void LayerCache::finish_device_append(std::int64_t n) {
+  const bool prefill = tokens_ == 0;
   tokens_ += n;
   maybe_quantize(prefill);
   drop_quantized(key_full_, key_quantized_);
   drop_quantized(value_full_, value_quantized_);
+}
+
+void LayerCache::append_batch(const std::vector<LayerCache*>& caches, const std::vector<TensorView>& keys,
+                              const std::vector<TensorView>& values) {
+  VIDKV_REQUIRE(keys.size() == caches.size() && values.size() == caches.size(), ShapeError, "layer cache batch append: ",
+                caches.size(), " caches, ", keys.size(), " key views, ", values.size(), " value views");
+  bool one_launch = !caches.empty();
+  for (std::size_t i = 0; i < caches.size(); ++i) {
+    VIDKV_REQUIRE(caches[i] != nullptr, ShapeError, "layer cache batch append: cache ", i, " is null");
+    const LayerCache& c = *caches[i];
+    std::int64_t t = 0, tv = 0;
+    try {
+      t = check_view(keys[i], c.ex_.device, c.heads_, c.channels_, "key");
+      tv = check_view(values[i], c.ex_.device, c.heads_, c.channels_, "value");
+    } catch (const ShapeError& e) {
+      throw ShapeError("layer cache batch append: cache " + std::to_string(i) + ": " + e.what());
+    }
+    VIDKV_REQUIRE(tv == t, ShapeError, "layer cache batch append: cache ", i, ": key ", keys[i].shape_str(), " and value ",
+                  values[i].shape_str(), " differ in tokens");
+    one_launch = one_launch && c.ex_.on_cuda() && c.ex_.cuda_stream == caches[0]->ex_.cuda_stream &&
+                 c.heads_ == caches[0]->heads_ && c.channels_ == caches[0]->channels_;
+  }
+  if (!one_launch) {
+    for (std::size_t i = 0; i < caches.size(); ++i) caches[i]->append(keys[i], values[i], 0, keys[i].shape[1]);
+    return;
+  }
+  // Every cache's copies, then one launch (or one per kMaxRowCopies copies) on the shared stream, then each cache's
+  // counters and encodes in batch order: the encodes read rows the launch before them wrote.
+  std::vector<DeviceRowCopy> copies;
+  for (std::size_t i = 0; i < caches.size(); ++i) caches[i]->add_device_row_copies(keys[i], values[i], 0, keys[i].shape[1], copies);
+  copy_device_rows_batch(copies, caches[0]->heads_, caches[0]->channels_, caches[0]->ex_.cuda_stream);
+  for (std::size_t i = 0; i < caches.size(); ++i) caches[i]->finish_device_append(keys[i].shape[1]);
 }
 
 // Under ExactTokens::residual the rows of tokens [first, quantized) are dead from here on (live_first); they stay

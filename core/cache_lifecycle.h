@@ -54,6 +54,9 @@
 #include "vidkv/core/token_context.h"
 
 namespace vidkv {
+namespace cache_device_rows {
+struct DeviceRowCopy;  // core/cache_device_rows.h
+}
 
 enum class LifecycleType { release, paper, kivi };
 
@@ -158,6 +161,13 @@ class LayerCache {
   // exactly as fp32) on the cache's device. The first call is the prefill. ShapeError for a view on another device
   // or of another head/channel count.
   void append(const TensorView& key, const TensorView& value, std::int64_t begin, std::int64_t end);
+  // One append per cache (a batch's decode step in the live hook): caches[i]->append(keys[i], values[i], 0, t_i) for
+  // every i, in order, with the same results and errors. Where all caches are on cuda with one stream and the same
+  // heads and channels, every cache's rows go into its store by one launch for the whole batch (row_copy_cuda: 16
+  // copies per launch, two per cache), before the caches' encodes in batch order on that stream; else one append
+  // after the other. The views are checked first: a ShapeError names the cache's index and appends nothing.
+  static void append_batch(const std::vector<LayerCache*>& caches, const std::vector<TensorView>& keys,
+                           const std::vector<TensorView>& values);
   // Current cache contents as the model would read them: [heads, tokens(), channels] fp32 (dequantized blocks
   // followed by full-precision tokens, rounded to residual_dtype), in host memory (a cuda cache copies them back
   // and waits for its stream).
@@ -275,6 +285,12 @@ class LayerCache {
   void quantize_range(const Quantizer& q, const FullTokens& full, std::vector<Block>& blocks, std::int64_t& quantized,
                       std::int64_t begin, std::int64_t end);
   void quantize_key_range(std::int64_t begin, std::int64_t end);
+  // cuda: the two halves of append(views): room in the exact-input stores and the copies of the views' tokens
+  // [begin, end) into them (added to `copies`, not launched), then, once the copies are enqueued, the counters and
+  // the quantization they trigger (`n` tokens, the prefill when the cache was empty before).
+  void add_device_row_copies(const TensorView& key, const TensorView& value, std::int64_t begin, std::int64_t end,
+                             std::vector<cache_device_rows::DeviceRowCopy>& copies);
+  void finish_device_append(std::int64_t n);
   void quantize_value_range(std::int64_t begin, std::int64_t end);
   void maybe_quantize(bool prefill);
   // kivi: merges the last value block, one token just quantized, into the one before it when that one holds fewer

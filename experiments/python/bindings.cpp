@@ -549,13 +549,24 @@ class PyLayerCache {
   }
   // append_tensors on views already taken (k, v: [heads, t, channels] on the cache's device).
   void append_views(const TensorView& k, const TensorView& v, const py::object& modality, const py::object& embeddings) {
-    if (k.rank() != 3 || k.shape != v.shape || k.shape[0] != heads_ || k.shape[2] != channels_)
-      throw ShapeError("append_tensors(): key " + k.shape_str() + " and value " + v.shape_str() + " must both be [" +
-                       std::to_string(heads_) + ", t, " + std::to_string(channels_) + "]");
+    check_row_views(k, v);
     const std::int64_t t = k.shape[1];
     record_tokens(t, modality, embeddings);
     without_gil([&] { with_device([&] { cache_->append(k, v, 0, t); }); });
   }
+  // ShapeError unless k and v are both [heads, t, channels] of this cache, on its device.
+  void check_row_views(const TensorView& k, const TensorView& v) const {
+    if (k.rank() != 3 || k.shape != v.shape || k.shape[0] != heads_ || k.shape[2] != channels_)
+      throw ShapeError("append_tensors(): key " + k.shape_str() + " and value " + v.shape_str() + " must both be [" +
+                       std::to_string(heads_) + ", t, " + std::to_string(channels_) + "]");
+    if (k.device != cache_->execution().device || v.device != cache_->execution().device)
+      throw ShapeError("append_tensors(): key on " + device_name(k.device) + ", value on " + device_name(v.device) +
+                       ", the cache on " + device_name(cache_->execution().device));
+  }
+  // The token metadata of `t` appended tokens without modality or embeddings (append_rows: the decode step's), as
+  // append_views records them.
+  void record_appended(std::int64_t t) { record_tokens(t, py::none(), py::none()); }
+  LayerCache& mutable_cache() { return *cache_; }
 
   // Writes the cache as the model reads it into torch tensors [heads, tokens, channels] (fp32, fp16 or bf16) on
   // the cache's device, in place (on cuda: enqueued on the cache's stream, no host copy).
@@ -689,16 +700,33 @@ void append_rows(const std::vector<PyLayerCache*>& caches, const py::object& key
     throw ShapeError("append_rows(): key " + k.shape_str() + " and value " + v.shape_str() + " must both be [" +
                      std::to_string(batch) + " (one row per cache), heads, t, channels]");
   const std::size_t row = static_cast<std::size_t>(k.shape[1] * k.shape[2] * k.shape[3]);
-  for (const PyLayerCache* c : caches)  // before any row is appended
+  bool one_device = true;
+  for (const PyLayerCache* c : caches) {  // before any row is appended
     if (!c) throw ShapeError("append_rows(): a cache is None");
-  for (std::int64_t b = 0; b < batch; ++b) {
-    auto row_of = [&](const TensorView& x) {
-      TensorView r{static_cast<char*>(x.data) + static_cast<std::size_t>(b) * row * static_cast<std::size_t>(dtype_size(x.dtype)),
-                   x.dtype, x.device, {x.shape[1], x.shape[2], x.shape[3]}};
-      return r;
-    };
-    caches[static_cast<std::size_t>(b)]->append_views(row_of(k), row_of(v), py::none(), py::none());
+    one_device = one_device && c->device_index() == caches[0]->device_index();
   }
+  auto row_of = [&](const TensorView& x, std::int64_t b) {
+    return TensorView{static_cast<char*>(x.data) + static_cast<std::size_t>(b) * row * static_cast<std::size_t>(dtype_size(x.dtype)),
+                      x.dtype, x.device, {x.shape[1], x.shape[2], x.shape[3]}};
+  };
+  if (!one_device) {  // caches on several GPUs: one after the other, each with its device current
+    for (std::int64_t b = 0; b < batch; ++b)
+      caches[static_cast<std::size_t>(b)]->append_views(row_of(k, b), row_of(v, b), py::none(), py::none());
+    return;
+  }
+  // One device: the rows' shapes checked and their tokens recorded (the GIL held), then every row appended with one
+  // GIL release and one device switch (LayerCache::append_batch: on cuda the rows' copies in one launch).
+  std::vector<LayerCache*> targets;
+  std::vector<TensorView> keys, values;
+  for (std::int64_t b = 0; b < batch; ++b) {
+    PyLayerCache& c = *caches[static_cast<std::size_t>(b)];
+    keys.push_back(row_of(k, b));
+    values.push_back(row_of(v, b));
+    c.check_row_views(keys.back(), values.back());
+    targets.push_back(&c.mutable_cache());
+  }
+  for (std::int64_t b = 0; b < batch; ++b) caches[static_cast<std::size_t>(b)]->record_appended(k.shape[2]);
+  without_gil([&] { caches[0]->with_device([&] { LayerCache::append_batch(targets, keys, values); }); });
 }
 
 // A [batch, 1, q_heads, D] or [batch, q_heads, 1, D] view (one query token per row, contiguous) as [batch, q_heads,
