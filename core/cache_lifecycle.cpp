@@ -90,8 +90,9 @@ LayerCache::LayerCache(const KvCodec& codec, const LifecycleParams& params, std:
                 ") must be positive");
   VIDKV_REQUIRE(params.group > 0 && params.residual > 0, ConfigError, "lifecycle: group (", params.group,
                 ") and residual (", params.residual, ") must be positive");
-  VIDKV_REQUIRE(params.value_block > 0 && (params.value_block == 1 || params.type == LifecycleType::kivi), ConfigError,
-                "lifecycle: value_block (", params.value_block, ") must be 1, or positive under type kivi");
+  VIDKV_REQUIRE(params.value_block > 0, ConfigError, "lifecycle: value_block (", params.value_block, ") must be at least 1");
+  VIDKV_REQUIRE(params.value_block == 1 || params.type == LifecycleType::kivi, ConfigError, "lifecycle: value_block (",
+                params.value_block, ") applies to type kivi only (paper and release quantize the values in R-blocks)");
 #ifndef VIDKV_WITH_CUDA
   VIDKV_REQUIRE(!ex.on_cuda(), NotSupportedError, "layer cache on cuda: this build has no CUDA backend (configure with -DVIDKV_ENABLE_CUDA=ON)");
 #endif

@@ -353,9 +353,9 @@ TEST_CASE("lifecycle value_block other than 1 is refused outside type kivi, and 
     p.type = type;
     CHECK_THROWS_AS(LayerCache(codec, p, kHeads, kChannels, TokenContext{}, DType::f16), ConfigError);
     CHECK_THROWS_WITH(LayerCache(codec, p, kHeads, kChannels, TokenContext{}, DType::f16),
-                      Contains("value_block (4) must be 1, or positive under type kivi"));
+                      Contains("value_block (4) applies to type kivi only"));
   }
-  CHECK_THROWS_WITH(LayerCache(codec, kivi_blocks(0), kHeads, kChannels, TokenContext{}, DType::f16), Contains("value_block (0)"));
+  CHECK_THROWS_WITH(LayerCache(codec, kivi_blocks(0), kHeads, kChannels, TokenContext{}, DType::f16), Contains("value_block (0) must be at least 1"));
 }
 
 TEST_CASE("kivi value_block on cuda gives the cpu cache's blocks", "[cuda][lifecycle][kivi]") {
