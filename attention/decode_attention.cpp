@@ -347,7 +347,7 @@ void extend_prefix(SequencePrefix& sp, const LayerCache& c, const LayerCache::Si
 // it must be). fits: false when they take more than kMaxPatchLaunches launches, or the tiles were laid out anew:
 // then the whole tables go up instead.
 struct TablePatch {
-  static constexpr std::size_t kMaxPatchLaunches = 4;
+  static constexpr std::size_t kMaxPatchLaunches = 8;
   std::vector<cuda_parameter_copy::Writes> launches;
   std::size_t bytes = 0;
   bool fits = true;
@@ -646,8 +646,8 @@ void DecodeAttention::build(const std::vector<const LayerCache*>& caches) {
   }
   // Pass 2: each sequence's blocks and tiles into its regions (tiles: fast ones first (tile_is_fast), each part in
   // token order, the residual windows' last). Laid out anew -- every region with room for an eighth more entries,
-  // and 64 tiles (about 2k tokens of decode steps) or 32 blocks besides -- or, where the regions still fit, only each
-  // sequence's entries from its first change on.
+  // and 64 tiles (about 2k tokens of decode steps) or 16 blocks (512 tokens of 32-token value blocks) besides -- or,
+  // where the regions still fit, only each sequence's entries that changed.
   tb.relaid = !tb.regions_valid;
   if (tb.relaid) {
     tb.regions.assign(batch, Tables::SequenceRegions{});
@@ -660,10 +660,10 @@ void DecodeAttention::build(const std::vector<const LayerCache*>& caches) {
       r.tile_capacity = room(static_cast<std::size_t>(tb.sequences[b].tile_count), 64);
       tiles += r.tile_capacity;
       r.key_begin = keys;
-      r.key_capacity = room(sp.key_blocks.size(), 32);
+      r.key_capacity = room(sp.key_blocks.size(), 16);
       keys += r.key_capacity;
       r.value_begin = values;
-      r.value_capacity = room(sp.value_blocks.size(), 32);
+      r.value_capacity = room(sp.value_blocks.size(), 16);
       values += r.value_capacity;
     }
     tb.tiles.assign(tiles, at::TileEntry{});
@@ -701,17 +701,24 @@ void DecodeAttention::build(const std::vector<const LayerCache*>& caches) {
     if (tb.relaid) from = 0;
     else if (sp.clean_fast < nf || nf != r.fast) from = std::min(sp.clean_fast, nf);  // the general tiles move too
     const auto key_base = static_cast<std::int32_t>(r.key_begin), value_base = static_cast<std::int32_t>(r.value_begin);
+    // Entries from `from` on are written where they differ from what the region holds (most of a step's residual
+    // tiles do not change), and the range of those that did is recorded.
+    std::size_t lo = SIZE_MAX, hi = 0;
     const auto put = [&](std::size_t i, at::TileEntry t) {
       if (t.key_block >= 0) t.key_block += key_base;  // -1: the key residual
       if (t.value_block >= 0) t.value_block += value_base;
       t.sequence = static_cast<std::int32_t>(b);
-      tb.tiles[r.tile_begin + i] = t;
+      at::TileEntry& slot = tb.tiles[r.tile_begin + i];
+      if (!tb.relaid && same_entry(slot, t)) return;
+      slot = t;
+      lo = std::min(lo, i);
+      hi = i + 1;
     };
     for (std::size_t i = from; i < nf; ++i) put(i, sp.fast[i]);
     for (std::size_t i = std::max(from, nf); i < nf + ng; ++i) put(i, sp.general[i - nf]);
     const std::vector<at::TileEntry>& residual = tb.residual[b];
     for (std::size_t i = 0; i < residual.size(); ++i) put(nf + ng + i, residual[i]);
-    if (!tb.relaid && from < total) tb.tile_changes.emplace_back(r.tile_begin + from, r.tile_begin + total);
+    if (!tb.relaid && lo < hi) tb.tile_changes.emplace_back(r.tile_begin + lo, r.tile_begin + hi);
     r.tiles = total;
     r.fast = nf;
     sp.clean_fast = nf;

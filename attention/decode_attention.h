@@ -66,11 +66,11 @@ class DecodeAttention {
   // extend the kept tiles),
   // so a decode step builds only the tiles of its new blocks and the residual windows; the result equals a fresh
   // construction's tables entry for entry (same_tables). Each sequence's tiles have a region of their own with room to
-  // grow, so a step rewrites only each sequence's changed tiles (its residual windows', mostly) and moves no other
-  // sequence's. On cuda the device keeps the tables across updates: the entries that changed (the sequence and block
-  // arrays from their first changed entry on, each sequence's rewritten tiles) go up as the parameters of at most
-  // four kernel launches of 3,840 bytes each (no memcpy, no event: the host time of a live decode step; about a
-  // kilobyte per step at batch 8), else the whole tables through two pinned staging buffers used in turn (uploads()
+  // grow (its blocks too), so a step rewrites only each sequence's changed tiles (its residual windows', mostly) and
+  // blocks and moves no other sequence's. On cuda the device keeps the tables across updates: the entries that
+  // changed (the sequence array from its first changed entry on, each sequence's changed blocks and tiles) go up as
+  // the parameters of at most eight kernel launches of 3,840 bytes each (no memcpy, no event: the host time of a live
+  // decode step; 1-5 KB per step at batch 8), else the whole tables through two pinned staging buffers used in turn (uploads()
   // counts both, last_change() says what the last update changed);
   // run()'s workspace is kept too: the live cache's per-step host cost (docs/decode-attention.md). The caches
   // must stay alive until the last run() enqueued after this call has been enqueued. On an error (the
@@ -121,7 +121,7 @@ class DecodeAttention {
   Uploads uploads() const;
   // What the last update() (or the construction) changed in the tables, as the device copy receives it: whole (the
   // tiles laid out anew -- a construction, a batch of another size, a sequence outgrowing its tiles' room, changed
-  // formats, a failed build -- or more changes than four parameter-copy launches carry), else `bytes`
+  // formats, a failed build -- or more changes than eight parameter-copy launches carry), else `bytes`
   // of changed entries in `launches` launches (0: nothing changed). Planned on the host, so on cpu too (tests); on
   // cuda an upload is also whole when an array outgrew its device region or the device copy is not current.
   struct TableChange {
