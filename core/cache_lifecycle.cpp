@@ -282,6 +282,10 @@ void LayerCache::append_batch(const std::vector<LayerCache*>& caches, const std:
     one_launch = one_launch && c.ex_.on_cuda() && c.ex_.cuda_stream == caches[0]->ex_.cuda_stream &&
                  c.heads_ == caches[0]->heads_ && c.channels_ == caches[0]->channels_;
   }
+  // A cache named twice takes its appends one after the other (its second rows go after its first).
+  for (std::size_t i = 0; one_launch && i < caches.size(); ++i)
+    for (std::size_t j = 0; j < i; ++j)
+      if (caches[j] == caches[i]) one_launch = false;
   if (!one_launch) {
     for (std::size_t i = 0; i < caches.size(); ++i) caches[i]->append(keys[i], values[i], 0, keys[i].shape[1]);
     return;

@@ -8,8 +8,10 @@
 //           last R tokens in full precision and quantize each token leaving it (the value quantizer should be
 //           per-token for KIVI). With value_block B > 1 the values leave it B at a time: after every append the
 //           tokens [0, q) are quantized, q the largest multiple of B with N - q >= R (0 while N <= R), in blocks of
-//           B tokens (the prefill's [0, q) as one), so the window holds R to R + B - 1 tokens and every value block
-//           after the prefill's is B tokens starting at a multiple of B; B = 1 is KIVI's released code. Where the value quantizer is token-separable (Quantizer::token_separable: uniform
+//           B tokens (the prefill's [0, q) as one; several B-blocks leaving at once one block where the quantizer is
+//           token-separable, below), so the window holds R to R + B - 1 tokens and every value block after the
+//           prefill's is a multiple of B tokens starting at a multiple of B (B tokens after one-token appends); B = 1
+//           is KIVI's released code. Where the value quantizer is token-separable (Quantizer::token_separable: uniform
 //           along tokens, identity), each such one-token block is merged into the value block before it while that
 //           block holds fewer than 32 tokens: the same bytes as encoding their tokens at once
 //           (core/token_block_merge.h), so that a long generation leaves blocks of 32 tokens and one shorter tail,
@@ -162,10 +164,12 @@ class LayerCache {
   // or of another head/channel count.
   void append(const TensorView& key, const TensorView& value, std::int64_t begin, std::int64_t end);
   // One append per cache (a batch's decode step in the live hook): caches[i]->append(keys[i], values[i], 0, t_i) for
-  // every i, in order, with the same results and errors. Where all caches are on cuda with one stream and the same
-  // heads and channels, every cache's rows go into its store by one launch for the whole batch (row_copy_cuda: 16
-  // copies per launch, two per cache), before the caches' encodes in batch order on that stream; else one append
-  // after the other. The views are checked first: a ShapeError names the cache's index and appends nothing.
+  // every i, in order, with the same results and errors. Where all caches are on cuda with one stream, the same heads
+  // and channels, and no cache named twice, every cache's rows go into its store by one launch per 8 caches
+  // (row_copy_cuda: 16 copies per launch, two per cache), before the caches' encodes in batch order on that stream;
+  // else one append after the other. cuda caches must be on the current device (Execution names no device: the
+  // caller switches to it, as _vidkv.append_rows does). The views are checked first: a ShapeError names the cache's
+  // index and appends nothing.
   static void append_batch(const std::vector<LayerCache*>& caches, const std::vector<TensorView>& keys,
                            const std::vector<TensorView>& values);
   // Current cache contents as the model would read them: [heads, tokens(), channels] fp32 (dequantized blocks

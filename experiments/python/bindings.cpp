@@ -552,7 +552,24 @@ class PyLayerCache {
     check_row_views(k, v);
     const std::int64_t t = k.shape[1];
     record_tokens(t, modality, embeddings);
-    without_gil([&] { with_device([&] { cache_->append(k, v, 0, t); }); });
+    try {
+      without_gil([&] { with_device([&] { cache_->append(k, v, 0, t); }); });
+    } catch (...) {
+      trim_recorded();
+      throw;
+    }
+  }
+  // The token metadata cut back to the tokens the cache holds: after an append that threw (recorded first, since
+  // the encodes read it), so that later tokens' positions and modality stay lined up with the cache's.
+  void trim_recorded() {
+    const auto n = static_cast<std::size_t>(cache_->tokens());
+    if (static_cast<std::size_t>(tokens_->size()) <= n) return;
+    tokens_->modality.resize(n);
+    tokens_->position.resize(n);
+    tokens_->frame.resize(n);
+    tokens_->patch_row.resize(n);
+    tokens_->patch_col.resize(n);
+    if (tokens_->hidden) tokens_->embeddings.resize(n * static_cast<std::size_t>(tokens_->hidden));
   }
   // ShapeError unless k and v are both [heads, t, channels] of this cache, on its device.
   void check_row_views(const TensorView& k, const TensorView& v) const {
@@ -726,7 +743,12 @@ void append_rows(const std::vector<PyLayerCache*>& caches, const py::object& key
     targets.push_back(&c.mutable_cache());
   }
   for (std::int64_t b = 0; b < batch; ++b) caches[static_cast<std::size_t>(b)]->record_appended(k.shape[2]);
-  without_gil([&] { caches[0]->with_device([&] { LayerCache::append_batch(targets, keys, values); }); });
+  try {
+    without_gil([&] { caches[0]->with_device([&] { LayerCache::append_batch(targets, keys, values); }); });
+  } catch (...) {
+    for (PyLayerCache* c : caches) c->trim_recorded();  // rows appended before the failure keep theirs
+    throw;
+  }
 }
 
 // A [batch, 1, q_heads, D] or [batch, q_heads, 1, D] view (one query token per row, contiguous) as [batch, q_heads,

@@ -131,3 +131,38 @@ TEST_CASE("append_batch on cuda caches (one launch for the batch's rows) ends by
     for (std::size_t b = 0; b < 3; ++b) require_same_cache(*together[b], *apart[b]);  // counters, values, every block's bytes
   }
 }
+
+TEST_CASE("append_batch with a cache named twice appends its rows one after the other", "[lifecycle]") {
+  // The one-launch path would give both rows the same store rows; a repeated cache takes the appends in turn.
+  const PresetCodec pc = preset_codec("kivi-2");
+  const LayerInput in = synthetic_input(kHeads, 202, kChannels, 77);
+  for (const bool cuda : {false, true}) {
+    if (cuda && cuda_device_count() == 0) continue;  // the cpu half runs everywhere
+    INFO((cuda ? "cuda" : "cpu"));
+    const Execution ex = cuda ? Execution::cuda() : Execution::cpu();
+    LayerCache twice(pc.codec, pc.lifecycle, kHeads, kChannels, TokenContext{}, DType::f16, ex, ExactTokens::residual);
+    LayerCache turns(pc.codec, pc.lifecycle, kHeads, kChannels, TokenContext{}, DType::f16, ex, ExactTokens::residual);
+    std::vector<Rows> host{rows(in, 0, 200), rows(in, 200, 201), rows(in, 201, 202)};
+    std::vector<DeviceBuffer> device;
+    std::vector<TensorView> k, v;
+    for (std::size_t i = 0; i < host.size(); ++i) {
+      const BlockShape s{kHeads, i == 0 ? 200 : 1, kChannels};
+      void *kd = host[i].key.data(), *vd = host[i].value.data();
+      if (cuda) {
+        device.push_back(upload(host[i].key));
+        kd = device.back().data();
+        device.push_back(upload(host[i].value));
+        vd = device.back().data();
+      }
+      k.push_back(view_of(kd, DType::f16, ex.device, s));
+      v.push_back(view_of(vd, DType::f16, ex.device, s));
+    }
+    twice.append(k[0], v[0], 0, 200);
+    turns.append(k[0], v[0], 0, 200);
+    LayerCache::append_batch({&twice, &twice}, {k[1], k[2]}, {v[1], v[2]});
+    turns.append(k[1], v[1], 0, 1);
+    turns.append(k[2], v[2], 0, 1);
+    REQUIRE(twice.tokens() == 202);
+    require_same_cache(twice, turns);
+  }
+}

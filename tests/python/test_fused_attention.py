@@ -106,6 +106,25 @@ def test_append_rows_appends_each_row_as_append_tensors_does():
         _vidkv.append_rows(rows[:2], k, v)
 
 
+def test_append_rows_that_fails_leaves_each_rows_metadata_at_its_tokens():
+    # append_rows records every row's token metadata before appending (the encodes read it); a row that is refused
+    # (a NaN: ValueError on a cpu cache) must not leave any row with metadata for a token its cache does not hold.
+    import _vidkv
+    mk = lambda: _vidkv.LayerCache(EXACT, PAPER, 2, 8, 0, 0, "fp32", "cpu", 0)  # noqa: E731
+    g = torch.Generator().manual_seed(4)
+    rows = [mk() for _ in range(3)]
+    _vidkv.append_rows(rows, torch.randn(3, 2, 4, 8, generator=g), torch.randn(3, 2, 4, 8, generator=g))
+    k, v = torch.randn(3, 2, 1, 8, generator=g), torch.randn(3, 2, 1, 8, generator=g)
+    k[0, 0, 0, 0] = float("nan")
+    with pytest.raises(_vidkv.ValueError):
+        _vidkv.append_rows(rows, k, v)
+    for r in rows:
+        assert len(r.modality()) == r.tokens
+    _vidkv.append_rows(rows, torch.randn(3, 2, 1, 8, generator=g), torch.randn(3, 2, 1, 8, generator=g))
+    for r in rows:
+        assert len(r.modality()) == r.tokens
+
+
 def test_fused_cache_refuses_a_model_whose_attention_is_not_vidkv_fused():
     model = tiny_llama()
     with pytest.raises(vidkv.ConfigError, match="use_fused_attention"):
