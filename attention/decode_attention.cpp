@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <cstring>
 
 #include "vidkv/attention/decode_attention_emulation.h"
@@ -249,8 +250,8 @@ struct SequencePrefix {
   std::vector<at::TileEntry> fast, general;
   std::int64_t stable = 0;
   // The leading entries of `fast` / `general` that stand in the tables as they are now (written by the last build at
-  // the positions this sequence's region gives them); the rest, and everything after a change of the fast count or
-  // of the block bases, is written by the next build (DecodeAttention::Tables::regions).
+  // the positions this sequence's region gives them); the rest, and everything after a change of the fast count, is
+  // written by the next build (DecodeAttention::Tables::regions).
   std::size_t clean_fast = 0, clean_general = 0;
   std::size_t block_bytes = 0;  // the blocks' packed bytes (cache_bytes)
 };
@@ -342,6 +343,19 @@ void extend_prefix(SequencePrefix& sp, const LayerCache& c, const LayerCache::Si
   }
 }
 
+// The entries of one region a build rewrote: [lo, hi) of the indices passed to add(), recorded as an absolute range
+// of the array (region start `begin`) in `changes` unless the region was laid out anew (then everything goes up).
+struct ChangedRange {
+  std::size_t lo = SIZE_MAX, hi = 0;
+  void add(std::size_t i) {
+    lo = std::min(lo, i);
+    hi = i + 1;
+  }
+  void record(bool relaid, std::size_t begin, std::vector<std::pair<std::size_t, std::size_t>>& changes) const {
+    if (!relaid && lo < hi) changes.emplace_back(begin + lo, begin + hi);
+  }
+};
+
 // The entries one build changed, as the writes of parameter-copy launches into the device copy of the tables
 // (cuda_parameter_copy::Writes: at most 16 segments and 3,840 bytes each; a range is split across launches where
 // it must be). fits: false when they take more than kMaxPatchLaunches launches, or the tiles were laid out anew:
@@ -393,10 +407,11 @@ struct DecodeAttention::Tables {
   // region's start plus the block's index in the sequence, fixed until the next layout). The tile entries between
   // one sequence's tiles and the next region are stale and never read (the kernels read tiles[tile_begin,
   // tile_begin + tile_count) of each sequence); the block entries there are zero (tokens 0: the query transform,
-  // which runs over every key block entry, skips them). tiles / keys / values / fast: what the last build wrote.
+  // which runs over every key block entry, skips them). keys / values / fast: the block and fast tile counts the last
+  // build wrote.
   struct SequenceRegions {
     std::size_t tile_begin = 0, tile_capacity = 0, key_begin = 0, key_capacity = 0, value_begin = 0, value_capacity = 0;
-    std::size_t tiles = 0, keys = 0, values = 0, fast = 0;
+    std::size_t keys = 0, values = 0, fast = 0;
   };
   std::vector<SequenceRegions> regions;
   bool regions_valid = false;
@@ -675,7 +690,7 @@ void DecodeAttention::build(const std::vector<const LayerCache*>& caches) {
   // entries it no longer uses, zeroed) are written, and their range recorded.
   const auto put_blocks = [&](std::size_t b, const std::vector<at::BlockEntry>& blocks, std::vector<at::BlockEntry>& array,
                               std::size_t begin, std::size_t& written, std::vector<std::pair<std::size_t, std::size_t>>& changes) {
-    std::size_t lo = SIZE_MAX, hi = 0;
+    ChangedRange changed;
     for (std::size_t i = 0; i < std::max(blocks.size(), written); ++i) {
       at::BlockEntry e;  // zero past the sequence's blocks
       if (i < blocks.size()) {
@@ -684,26 +699,25 @@ void DecodeAttention::build(const std::vector<const LayerCache*>& caches) {
       }
       if (tb.relaid || !same_entry(array[begin + i], e)) {
         array[begin + i] = e;
-        lo = std::min(lo, i);
-        hi = i + 1;
+        changed.add(i);
       }
     }
     written = blocks.size();
-    if (!tb.relaid && lo < hi) changes.emplace_back(begin + lo, begin + hi);
+    changed.record(tb.relaid, begin, changes);
   };
   for (std::size_t b = 0; b < batch; ++b) {
     SequencePrefix& sp = tb.prefixes[b];
     Tables::SequenceRegions& r = tb.regions[b];
     put_blocks(b, sp.key_blocks, tb.key_blocks, r.key_begin, r.keys, tb.key_block_changes);
     put_blocks(b, sp.value_blocks, tb.value_blocks, r.value_begin, r.values, tb.value_block_changes);
-    const std::size_t nf = sp.fast.size(), ng = sp.general.size(), total = static_cast<std::size_t>(tb.sequences[b].tile_count);
+    const std::size_t nf = sp.fast.size(), ng = sp.general.size();
     std::size_t from = nf + sp.clean_general;  // only general tiles (and the residual ones) changed
     if (tb.relaid) from = 0;
     else if (sp.clean_fast < nf || nf != r.fast) from = std::min(sp.clean_fast, nf);  // the general tiles move too
     const auto key_base = static_cast<std::int32_t>(r.key_begin), value_base = static_cast<std::int32_t>(r.value_begin);
     // Entries from `from` on are written where they differ from what the region holds (most of a step's residual
     // tiles do not change), and the range of those that did is recorded.
-    std::size_t lo = SIZE_MAX, hi = 0;
+    ChangedRange changed;
     const auto put = [&](std::size_t i, at::TileEntry t) {
       if (t.key_block >= 0) t.key_block += key_base;  // -1: the key residual
       if (t.value_block >= 0) t.value_block += value_base;
@@ -711,15 +725,13 @@ void DecodeAttention::build(const std::vector<const LayerCache*>& caches) {
       at::TileEntry& slot = tb.tiles[r.tile_begin + i];
       if (!tb.relaid && same_entry(slot, t)) return;
       slot = t;
-      lo = std::min(lo, i);
-      hi = i + 1;
+      changed.add(i);
     };
     for (std::size_t i = from; i < nf; ++i) put(i, sp.fast[i]);
     for (std::size_t i = std::max(from, nf); i < nf + ng; ++i) put(i, sp.general[i - nf]);
     const std::vector<at::TileEntry>& residual = tb.residual[b];
     for (std::size_t i = 0; i < residual.size(); ++i) put(nf + ng + i, residual[i]);
-    if (!tb.relaid && lo < hi) tb.tile_changes.emplace_back(r.tile_begin + lo, r.tile_begin + hi);
-    r.tiles = total;
+    changed.record(tb.relaid, r.tile_begin, tb.tile_changes);
     r.fast = nf;
     sp.clean_fast = nf;
     sp.clean_general = ng;

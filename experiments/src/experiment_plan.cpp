@@ -200,8 +200,8 @@ ConfigNode defaults_document() {
 // token by default; algorithms.md section 5; KIVI's values are per-token, so a 1-token block holds whole groups). A
 // value codec whose groups run along the token axis (per-channel values: axis channel) then holds B tokens per group
 // and, at B = 1, stores a scale and a min per element (about 34 bits per element at 2 bits). Measured from the
-// layouts, so composites are covered: refused when B-token blocks cost more than 1 bit per element above 128-token
-// blocks (head_dim 128). value_block other than 1 under another lifecycle type is refused, naming its line.
+// layouts, so composites are covered: refused when B-token blocks cost more than 1 bit per element above blocks of
+// max(128, B) tokens (head_dim 128). value_block other than 1 under another lifecycle type is refused, naming its line.
 void check_kivi_value_blocks(const RunPlan& run, const PluginRegistry& registry) {
   if (run.lifecycle.type != LifecycleType::kivi) {
     if (run.lifecycle.value_block != 1) {

@@ -118,15 +118,17 @@ inline LayerInput synthetic_input(int heads, std::int64_t tokens, int channels, 
   return {std::move(d.key), std::move(d.value), heads, tokens, channels};
 }
 
+// Tokens [from, to) of x, one of `in`'s [heads, T, D] sides, as [heads, to - from, D].
+inline std::vector<float> token_rows(const LayerInput& in, const std::vector<float>& x, std::int64_t from, std::int64_t to) {
+  std::vector<float> out;
+  for (std::int64_t h = 0; h < in.heads; ++h)
+    out.insert(out.end(), x.begin() + (h * in.tokens + from) * in.channels, x.begin() + (h * in.tokens + to) * in.channels);
+  return out;
+}
+
 // Appends tokens [from, to) of `in` to `cache` in one call (host rows, uploaded on a cuda cache).
 inline void append_tokens(LayerCache& cache, const LayerInput& in, std::int64_t from, std::int64_t to) {
-  auto rows = [&](const std::vector<float>& x) {
-    std::vector<float> out;
-    for (std::int64_t h = 0; h < in.heads; ++h)
-      out.insert(out.end(), x.begin() + (h * in.tokens + from) * in.channels, x.begin() + (h * in.tokens + to) * in.channels);
-    return out;
-  };
-  const std::vector<float> k = rows(in.key), v = rows(in.value);
+  const std::vector<float> k = token_rows(in, in.key, from, to), v = token_rows(in, in.value, from, to);
   cache.append(k.data(), v.data(), to - from);
 }
 

@@ -39,19 +39,12 @@ PresetCodec codec_of(const Case& c) {
   return pc;
 }
 
-// Token t of sequence b's input as [heads, 1, channels] fp16 bytes (the model's dtype), and the whole prefill.
+// Tokens [from, to) of an input as [heads, to - from, channels] fp16 bytes (the model's dtype).
 struct Rows {
   std::vector<std::uint8_t> key, value;
 };
 Rows rows(const LayerInput& in, std::int64_t from, std::int64_t to) {
-  std::vector<float> k, v;
-  for (std::int64_t h = 0; h < in.heads; ++h) {
-    const auto at = static_cast<std::ptrdiff_t>((h * in.tokens + from) * in.channels);
-    const auto n = static_cast<std::ptrdiff_t>((to - from) * in.channels);
-    k.insert(k.end(), in.key.begin() + at, in.key.begin() + at + n);
-    v.insert(v.end(), in.value.begin() + at, in.value.begin() + at + n);
-  }
-  return {to_dtype_bytes(k, DType::f16), to_dtype_bytes(v, DType::f16)};
+  return {to_dtype_bytes(token_rows(in, in.key, from, to), DType::f16), to_dtype_bytes(token_rows(in, in.value, from, to), DType::f16)};
 }
 
 // Runs the prefills and kSteps steps on caches of `ex` twice: appending to each cache in turn (`apart`) and through
