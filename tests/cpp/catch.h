@@ -8,6 +8,9 @@
 using Catch::Approx;
 // Reports the test as skipped (ctest shows it as skipped through the return code), never as passed.
 #define VIDKV_SKIP(msg) SKIP(msg)
+// A string matcher for CHECK_THROWS_WITH: the message holds `text` (v3 renamed v2's Contains, which in v3 matches
+// a range's elements and does not compile here).
+#define VIDKV_CONTAINS(text) Catch::Matchers::ContainsSubstring(text)
 #else
 #include <catch2/catch.hpp>
 #include <cstdlib>
@@ -18,4 +21,5 @@ using Catch::Approx;
     std::cout << "SKIPPED: " << msg << std::endl;         \
     std::exit(4);                                         \
   } while (0)
+#define VIDKV_CONTAINS(text) Catch::Matchers::Contains(text)
 #endif

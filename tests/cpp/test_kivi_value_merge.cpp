@@ -347,15 +347,14 @@ TEST_CASE("kivi value_block 32 in layout fragment: every value block after the p
 
 TEST_CASE("lifecycle value_block other than 1 is refused outside type kivi, and below 1", "[lifecycle][kivi][errors]") {
   const KvCodec codec = kivi_codec();
-  using Catch::Matchers::Contains;
   for (const LifecycleType type : {LifecycleType::paper, LifecycleType::release}) {
     LifecycleParams p = kivi_blocks(4);
     p.type = type;
     CHECK_THROWS_AS(LayerCache(codec, p, kHeads, kChannels, TokenContext{}, DType::f16), ConfigError);
     CHECK_THROWS_WITH(LayerCache(codec, p, kHeads, kChannels, TokenContext{}, DType::f16),
-                      Contains("value_block (4) applies to type kivi only"));
+                      VIDKV_CONTAINS("value_block (4) applies to type kivi only"));
   }
-  CHECK_THROWS_WITH(LayerCache(codec, kivi_blocks(0), kHeads, kChannels, TokenContext{}, DType::f16), Contains("value_block (0) must be at least 1"));
+  CHECK_THROWS_WITH(LayerCache(codec, kivi_blocks(0), kHeads, kChannels, TokenContext{}, DType::f16), VIDKV_CONTAINS("value_block (0) must be at least 1"));
 }
 
 TEST_CASE("kivi value_block on cuda gives the cpu cache's blocks", "[cuda][lifecycle][kivi]") {
