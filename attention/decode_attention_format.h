@@ -115,6 +115,7 @@ struct ChildView {
   std::int64_t rows = 0, length = 0, groups_per_row = 0, head = 0, row_words = 0;
   int group_shift = -1;  // log2(group) when the group is a power of two, else -1
   unsigned code_bits = 0;  // bits of a stored code: uniform b, sign 1, ternary slots 2 (base3: 0)
+  bool group_major = false;  // metadata stored (head, group, row): group_format::group_major_meta (layout fragment keys)
 };
 
 VIDKV_HOST_DEVICE inline ChildView child_view(const ChildFormat& f, const std::uint8_t* bytes, std::int64_t heads,
@@ -133,6 +134,7 @@ VIDKV_HOST_DEVICE inline ChildView child_view(const ChildFormat& f, const std::u
                                 ? (f.packing == ternary_format::Packing::release ? CodeLayout::release : CodeLayout::dense)
                                 : f.layout;
   v.f.layout = layout;
+  v.group_major = group_format::group_major_meta(layout, g);
   v.row_words = v.code_bits > 0 && group_format::release_bits_ok(v.code_bits) ? group_format::release_row_words(g, v.code_bits) : 0;
   for (int s = 0; s < 31; ++s)
     if ((std::int64_t{1} << s) == f.group) v.group_shift = s;
@@ -158,12 +160,13 @@ struct Meta {
 // Whether a child's elements need their group's metadata (ternary magnitude_free stores none that decode reads).
 VIDKV_HOST_DEVICE inline bool has_meta(const ChildFormat& f) { return f.codec != ChildCodec::ternary || f.scaled; }
 
-// Metadata index (head, row, group) of element (token t of the block, channel or component i).
+// Metadata index of element (token t of the block, channel or component i): (head, row, group), or (head, group,
+// row) where the child stores its metadata group-major (group_format::meta_index).
 VIDKV_HOST_DEVICE inline std::int64_t view_group(const ChildView& v, std::int64_t t, std::int64_t i) {
   const bool channel_axis = v.f.axis == GroupAxis::channel;
-  const std::int64_t row = v.head * v.rows + (channel_axis ? i : t);
-  const std::int64_t j = channel_axis ? t : i;
-  return row * v.groups_per_row + (v.group_shift >= 0 ? (j >> v.group_shift) : j / v.f.group);
+  const std::int64_t r = channel_axis ? i : t, j = channel_axis ? t : i;
+  const std::int64_t gi = v.group_shift >= 0 ? (j >> v.group_shift) : j / v.f.group;
+  return v.group_major ? (v.head * v.groups_per_row + gi) * v.rows + r : (v.head * v.rows + r) * v.groups_per_row + gi;
 }
 
 VIDKV_HOST_DEVICE inline Meta view_meta(const ChildView& v, std::int64_t gi) {

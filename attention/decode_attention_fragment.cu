@@ -5,8 +5,9 @@
 // w + kWarps, ... of the split's fast tiles, each a whole 32-token tile of the fragment layout on both sides
 // (attention_tables::fragment_tile). Per tile the warp
 //   1. has the tile's bytes in shared memory, copied there by cp.async during the previous tile: per side the 2 D code
-//      words (a lane's D / 16 words are its quads: it reads only its own), per channel the aligned word holding its
-//      key scale and its key min, and the values' scales and mins of the 32 tokens (contiguous: token-major);
+//      words (a lane's D / 16 words are its quads: it reads only its own), the keys' D scales and D mins of the tile's
+//      token group (2 D contiguous bytes each: the layout stores key metadata group-major, group_format::
+//      group_major_meta), and the values' scales and mins of the 32 tokens (contiguous: token-major);
 //   2. scores: per 16-channel chunk kc, A = the codes [16 tokens x 16 channels] straight from the lane's words
 //      (codes_h2: one mask-or and one fp16 subtraction per register), B = fp16(q' scale) [16 channels x 8 heads];
 //      the mins' term sum_c q'_c min_c by one MMA per chunk with an all-ones A; times 2^e per head;
@@ -42,17 +43,23 @@ constexpr int kTile = static_cast<int>(group_format::kFragmentTileTokens);  // 3
 constexpr unsigned kOnes = 0x3C003C00u;  // the fp16 pair (1, 1)
 
 // Per-warp shared memory in 32-bit words: two slots (the tile being computed, the next one arriving), each key codes
-// [2 D], value codes [2 D], key scale words [D], key min words [D], value scales and mins [kValueMetaWords] each;
-// then the probabilities [8 heads][32 tokens] (floats). Every piece a multiple of 4 words (16-byte aligned).
+// [2 D], value codes [2 D], key scales [D / 2] and mins [D / 2] (fp16 pairs: channels 2 i, 2 i + 1 in word i), value
+// scales and mins [kValueMetaWords] each; then the probabilities [8 heads][kProbStride] (floats, tokens 0 .. 31 of each
+// row). Every piece a multiple of 4 words (16-byte aligned).
+//
+// The probability rows' stride: 40 floats rather than 32, so that the B reads (a float2 at g 40 + 2 t4: the 16 lanes of
+// a half-warp on 32 distinct banks) are free of bank conflicts and the writes (at (2 t4 + e) 40 + g) 2-way rather than
+// 4-way (stride 32: both 4-way; 36 would swap the two).
+constexpr int kProbStride = 40;
 constexpr int kValueMetaWords = 132;  // 32 tokens x at most 8 groups of fp16 = 128 words, + 1 for a half-word start
 template <int D>
 struct WarpLayout {
   static constexpr int kCodes = 2 * D;
-  static constexpr int kKeyScale = 2 * kCodes, kKeyMin = kKeyScale + D;
-  static constexpr int kValueScale = kKeyMin + D, kValueMin = kValueScale + kValueMetaWords;
+  static constexpr int kKeyScale = 2 * kCodes, kKeyMin = kKeyScale + D / 2;
+  static constexpr int kValueScale = kKeyMin + D / 2, kValueMin = kValueScale + kValueMetaWords;
   static constexpr int kSlot = kValueMin + kValueMetaWords;
   static constexpr int kProb = 2 * kSlot;
-  static constexpr int kWarp = kProb + kMaxQ * kTile;
+  static constexpr int kWarp = kProb + kMaxQ * kProbStride;
   static_assert(kSlot % 4 == 0 && kWarp % 4 == 0, "16-byte pieces");
 };
 template <int D>
@@ -116,11 +123,10 @@ __device__ inline SideSetup side_setup(const af::ChildFormat& f, const BlockEntr
   return s;
 }
 
-// Where a tile's metadata halves sit in the words copied for it: key channel c's scale at byte key_scale ^ (c odd
-// and groups per row odd ? 2 : 0) of its word (likewise the min), the values' halves from byte value_scale / value_min
-// of their area, token j's group gr at half j groups + gr.
+// Where a tile's value metadata halves sit in the words copied for them: from byte value_scale / value_min of their
+// area, token j's group gr at half j groups + gr. (The key metadata is word-aligned: channel c's at half c.)
 struct TileMeta {
-  int key_scale = 0, key_min = 0, key_odd = 0, value_scale = 0, value_min = 0, value_groups = 0;
+  int value_scale = 0, value_min = 0, value_groups = 0;
 };
 
 // Issues the copies of `tile` (KV head h) into the slot at `dst` and returns where its metadata halves sit.
@@ -139,32 +145,42 @@ __device__ inline TileMeta issue_tile(std::uint32_t* dst, const TileEntry& tile,
     copy16(kd + i * 32 + lane, kc + i * 32 + lane);
     copy16(vd + i * 32 + lane, vc + i * 32 + lane);
   }
-  // Key metadata: channel c's group (row h D + c, group ktr0 / group) at element (h D + c) gpr + ktr0 / group.
+  // Key metadata, group-major (group_format::group_major_meta): the group g = ktr0 / group of head h holds channels
+  // 0 .. D - 1 at elements (h gpr + g) D + c, 2 D bytes per section at a multiple of 2 D (16-byte aligned:
+  // attention_tables::fragment_tile). D / 8 quads per section; lanes below D / 8 copy scales, the next D / 8 mins.
   const std::int64_t kgroup = ks.group_shift >= 0 ? (ktr0 >> ks.group_shift) : ktr0 / ks.group;
-  const std::int64_t kbase = h * D * ks.groups_per_row + kgroup;
+  const std::int64_t kbase = (h * ks.groups_per_row + kgroup) * D;
+  if (lane < D / 4) {
+    const bool mins = lane >= D / 8;
+    const int q = mins ? lane - D / 8 : lane;
+    const uint4* src = reinterpret_cast<const uint4*>((mins ? ks.mins : ks.scales) + 2 * kbase);
+    copy16(reinterpret_cast<uint4*>(dst + (mins ? L::kKeyMin : L::kKeyScale)) + q, src + q);
+  }
   auto word_of = [](const std::uint8_t* x) {
     return reinterpret_cast<const std::uint32_t*>(reinterpret_cast<std::uintptr_t>(x) & ~std::uintptr_t{3});
   };
-#pragma unroll
-  for (int i = 0; i < D / 32; ++i) {
-    const int c = lane + 32 * i;
-    const std::int64_t e = kbase + c * ks.groups_per_row;
-    copy4(dst + L::kKeyScale + c, word_of(ks.scales + 2 * e));
-    copy4(dst + L::kKeyMin + c, word_of(ks.mins + 2 * e));
-  }
-  // Value metadata: tokens vtr0 .. + 31 of row h, every group: elements (h T + vtr0) gpr .. + 32 gpr, contiguous.
+  // Value metadata: tokens vtr0 .. + 31 of row h, every group: elements (h T + vtr0) gpr .. + 32 gpr, contiguous
+  // (32 gpr halves per section, at most 256: value groups of at least 16 channels, kValueMetaWords).
   const std::int64_t e0 = (h * vs.tokens + vtr0) * vs.groups_per_row;
   const std::uint8_t* s0 = vs.scales + 2 * e0;
   const std::uint8_t* m0 = vs.mins + 2 * e0;
   const int halves = kTile * static_cast<int>(vs.groups_per_row);
   const int sw = (static_cast<int>(reinterpret_cast<std::uintptr_t>(s0) & 3u) + 2 * halves + 3) / 4;
   const int mw = (static_cast<int>(reinterpret_cast<std::uintptr_t>(m0) & 3u) + 2 * halves + 3) / 4;
-  for (int i = lane; i < sw; i += 32) copy4(dst + L::kValueScale + i, word_of(s0) + i);
-  for (int i = lane; i < mw; i += 32) copy4(dst + L::kValueMin + i, word_of(m0) + i);
+  if (((reinterpret_cast<std::uintptr_t>(s0) | reinterpret_cast<std::uintptr_t>(m0)) & 15u) == 0) {
+    // Both runs 16-byte aligned (an even block token count: the presets' blocks): halves / 8 quads per section.
+    const int quads = halves / 8;
+    for (int i = lane; i < 2 * quads; i += 32) {
+      const bool mins = i >= quads;
+      const int q = mins ? i - quads : i;
+      copy16(reinterpret_cast<uint4*>(dst + (mins ? L::kValueMin : L::kValueScale)) + q,
+             reinterpret_cast<const uint4*>(mins ? m0 : s0) + q);
+    }
+  } else {
+    for (int i = lane; i < sw; i += 32) copy4(dst + L::kValueScale + i, word_of(s0) + i);
+    for (int i = lane; i < mw; i += 32) copy4(dst + L::kValueMin + i, word_of(m0) + i);
+  }
   TileMeta m;
-  m.key_scale = static_cast<int>((reinterpret_cast<std::uintptr_t>(ks.scales) + 2 * kbase) & 2u);
-  m.key_min = static_cast<int>((reinterpret_cast<std::uintptr_t>(ks.mins) + 2 * kbase) & 2u);
-  m.key_odd = static_cast<int>(ks.groups_per_row & 1);
   m.value_scale = static_cast<int>(reinterpret_cast<std::uintptr_t>(s0) & 3u);
   m.value_min = static_cast<int>(reinterpret_cast<std::uintptr_t>(m0) & 3u);
   m.value_groups = static_cast<int>(vs.groups_per_row);
@@ -275,12 +291,11 @@ __global__ void __launch_bounds__(kThreads, 3) fragment_kernel(const Problem p) 
       unsigned by[2];
 #pragma unroll
       for (int pr = 0; pr < 2; ++pr) {
-        const int c = 16 * kc + 2 * t4 + 8 * pr;  // even: c and c + 1 have opposite parities
-        const int o0 = (c & meta.key_odd) << 1, o1 = ((c + 1) & meta.key_odd) << 1;
-        const float s0 = half_at(t + L::kKeyScale + c, meta.key_scale ^ o0), s1 = half_at(t + L::kKeyScale + c + 1, meta.key_scale ^ o1);
-        const float n0 = half_at(t + L::kKeyMin + c, meta.key_min ^ o0), n1 = half_at(t + L::kKeyMin + c + 1, meta.key_min ^ o1);
-        bx[kc][pr] = pack_half2(qf[kc][pr].x * s0, qf[kc][pr].y * s1);
-        by[pr] = pack_half2(qf[kc][pr].x * n0, qf[kc][pr].y * n1);
+        const int c = 16 * kc + 2 * t4 + 8 * pr;  // even: channels c, c + 1 are the halves of word c / 2
+        const float2 sc2 = __half22float2(*reinterpret_cast<const __half2*>(t + L::kKeyScale + c / 2));
+        const float2 mn2 = __half22float2(*reinterpret_cast<const __half2*>(t + L::kKeyMin + c / 2));
+        bx[kc][pr] = pack_half2(qf[kc][pr].x * sc2.x, qf[kc][pr].y * sc2.y);
+        by[pr] = pack_half2(qf[kc][pr].x * mn2.x, qf[kc][pr].y * mn2.y);
       }
       mma_f16(bias, kOnes, kOnes, kOnes, kOnes, by[0], by[1]);
     }
@@ -320,7 +335,7 @@ __global__ void __launch_bounds__(kThreads, 3) fragment_kernel(const Problem p) 
       for (int r = 0; r < 4; ++r) {
         const float pr = exp2f(sc[mt][r] - m[r & 1]);
         sum[r & 1] += pr;
-        prob[(2 * t4 + (r & 1)) * kTile + 16 * mt + g + 8 * (r >> 1)] = pr;
+        prob[(2 * t4 + (r & 1)) * kProbStride + 16 * mt + g + 8 * (r >> 1)] = pr;
       }
 #pragma unroll
     for (int e2 = 0; e2 < 2; ++e2) {
@@ -343,7 +358,7 @@ __global__ void __launch_bounds__(kThreads, 3) fragment_kernel(const Problem p) 
 #pragma unroll
     for (int kt = 0; kt < 2; ++kt)
 #pragma unroll
-      for (int pr = 0; pr < 2; ++pr) pp[kt][pr] = *reinterpret_cast<const float2*>(prob + g * kTile + 16 * kt + 2 * t4 + 8 * pr);
+      for (int pr = 0; pr < 2; ++pr) pp[kt][pr] = *reinterpret_cast<const float2*>(prob + g * kProbStride + 16 * kt + 2 * t4 + 8 * pr);
 
     // 4. Values.
     std::uint32_t vw[KC];

@@ -218,8 +218,10 @@ VIDKV_HOST_DEVICE inline float value_staged_element(int mode, const attention_fo
 
 // Whether a tile is a whole 32-token tile of the fragment layout on both sides (Problem::fragment): 32 tokens
 // starting on a multiple of 32 from each block's first token and ending at or before the block's last whole tile
-// (the tail, tokens mod 32, is in dense order), and the codes 16-byte aligned (the kernel's quad copies; a tile is
-// 8 D bytes from the child's codes).
+// (the tail, tokens mod 32, is in dense order), the codes 16-byte aligned (the kernel's quad copies; a tile is
+// 8 D bytes from the child's codes), and the keys' metadata group-major (group_format::group_major_meta: a block with
+// a whole tile has it) with 16-byte aligned sections (a tile's D scales are 2 D bytes at a multiple of 2 D: the kernel's
+// quad copies). Codes aligned imply the sections are (the codes section is a multiple of 16 bytes at 64 channels).
 VIDKV_HOST_DEVICE inline bool fragment_tile(const Problem& p, const TileEntry& tile, const attention_format::PartRef& kp,
                                             const attention_format::PartRef& vp) {
   if (tile.n != group_format::kFragmentTileTokens) return false;
@@ -231,7 +233,7 @@ VIDKV_HOST_DEVICE inline bool fragment_tile(const Problem& p, const TileEntry& t
   };
   auto aligned = [](const std::uint8_t* x) { return reinterpret_cast<std::uintptr_t>(x) % 16 == 0; };
   return whole(tile.t0 - kb.begin, kb.tokens) && whole(tile.t0 - vb.begin, vb.tokens) && aligned(kp.first.codes) &&
-         aligned(vp.first.codes);
+         aligned(vp.first.codes) && kp.first.group_major && aligned(kp.first.scales) && aligned(kp.first.mins);
 }
 
 // The same with the tile's key and value parts of KV head 0 given (key_part / value_part: the caller may reuse them

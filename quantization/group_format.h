@@ -8,7 +8,8 @@
 // Each row is cut into groups of `group` consecutive elements; when `group` does not divide `length`, the LAST group
 // of the row holds the remaining length mod group elements and has its own statistics (tail rule).
 // Canonical element order of every packed stream: head-major, then row, then position along the grouped axis
-// (the grouped axis innermost). Canonical group order of metadata: head, row, group.
+// (the grouped axis innermost). Canonical group order of metadata: head, row, group (one exception: layout fragment's
+// channel-axis grids, group_major_meta below).
 //
 // Metadata scalars (fp16 or fp32) and release uint32 words are written byte by byte, little-endian, so that any
 // byte offset works (sections are packed back to back with no alignment padding).
@@ -256,6 +257,40 @@ static_assert(fragment_code_index(GroupAxis::token, 32, 64, 0, 9, 3) == (48 * 32
 static_assert(fragment_element(GroupAxis::channel, 32, 64, (20 * 32 + 16 + 2) / 2).t == 9 &&
                   fragment_element(GroupAxis::channel, 32, 64, (20 * 32 + 16 + 2) / 2).c == 3, "inverse");
 
+// --- Metadata order ---------------------------------------------------------------------------------------------
+// Canonical group order of metadata is (head, row, group) (GroupGrid::group_index). One exception, for decode
+// attention's fragment kernel (attention/decode_attention_fragment.cu): a channel-axis grid in layout fragment with at
+// least one whole 32-token tile (kivi-2-fragment's keys) stores its scales and its mins group-major, (head, group,
+// row): the D channels' scales of one token group are 2 D contiguous bytes, so a 32-token tile's key metadata is one
+// run per section (16-byte copies, channel pairs c, c + 1 in one 32-bit word) instead of one scattered entry per
+// channel. A grid that is all tail keeps the canonical order, as its codes keep dense's (fragment_all_tail: its bytes
+// are dense's). Either order holds the same entries, so the byte counts are unchanged.
+VIDKV_HOST_DEVICE constexpr bool group_major_meta(CodeLayout layout, const GroupGrid& g) {
+  return layout == CodeLayout::fragment && g.axis == GroupAxis::channel && !fragment_all_tail(g);
+}
+
+// Index of the metadata entry (scale, min) of group gi of row r of head h as stored in `layout`.
+VIDKV_HOST_DEVICE constexpr std::int64_t meta_index(CodeLayout layout, const GroupGrid& g, std::int64_t h, std::int64_t r,
+                                                    std::int64_t gi) {
+  return group_major_meta(layout, g) ? (h * g.groups_per_row() + gi) * g.rows + r : g.group_index(h, r, gi);
+}
+
+// The canonical index (GroupGrid::group_index) of the entry stored at index k of a group-major section: the inverse.
+VIDKV_HOST_DEVICE constexpr std::int64_t canonical_of_group_major(const GroupGrid& g, std::int64_t k) {
+  const std::int64_t r = k % g.rows, hg = k / g.rows, gpr = g.groups_per_row();
+  return g.group_index(hg / gpr, r, hg % gpr);
+}
+
+// Hand-worked: 2 heads, 64 channels (rows), 96 tokens in groups of 32 (3 per row). Head 1, channel 5, group 2:
+// canonical (1 * 64 + 5) * 3 + 2 = 209; group-major (1 * 3 + 2) * 64 + 5 = 325.
+static_assert(meta_index(CodeLayout::fragment, make_group_grid(GroupAxis::channel, 2, 96, 64, 32), 1, 5, 2) == 325 &&
+                  meta_index(CodeLayout::dense, make_group_grid(GroupAxis::channel, 2, 96, 64, 32), 1, 5, 2) == 209 &&
+                  canonical_of_group_major(make_group_grid(GroupAxis::channel, 2, 96, 64, 32), 325) == 209,
+              "group-major key metadata");
+static_assert(!group_major_meta(CodeLayout::fragment, make_group_grid(GroupAxis::channel, 2, 31, 64, 32)) &&
+                  !group_major_meta(CodeLayout::fragment, make_group_grid(GroupAxis::token, 2, 96, 64, 32)),
+              "all-tail grids and token-axis grids keep the canonical order");
+
 // uint32 words of one row in the release layout.
 VIDKV_HOST_DEVICE constexpr std::int64_t release_row_words(const GroupGrid& g, unsigned bits) {
   return static_cast<std::int64_t>(bits::release_words(static_cast<std::size_t>(g.length), bits));
@@ -445,6 +480,20 @@ inline void fragment_from_dense(const GroupGrid& g, const std::uint8_t* dense, s
 inline void dense_from_fragment(const GroupGrid& g, const std::uint8_t* fragment, std::uint8_t* dense) {
   const auto n = static_cast<std::int64_t>(code_bytes(CodeLayout::dense, g, 2));
   for (std::int64_t b = 0; b < n; ++b) dense[b] = dense_byte_from_fragment(g, fragment, b);
+}
+
+// A metadata section (entries of `size` bytes: 2 for fp16 / bf16, 4 for fp32) permuted between the canonical order
+// and the group-major order of group_major_meta (every entry moved, none changed; `to` not overlapping `from`).
+// The optimised CPU tiers write and read the canonical order and permute with these (uniform_kernels.cpp).
+inline void group_major_from_canonical(const GroupGrid& g, int size, const std::uint8_t* canonical, std::uint8_t* group_major) {
+  const std::int64_t n = g.group_count();
+  for (std::int64_t k = 0; k < n; ++k)
+    for (int i = 0; i < size; ++i) group_major[k * size + i] = canonical[canonical_of_group_major(g, k) * size + i];
+}
+inline void canonical_from_group_major(const GroupGrid& g, int size, const std::uint8_t* group_major, std::uint8_t* canonical) {
+  const std::int64_t n = g.group_count();
+  for (std::int64_t k = 0; k < n; ++k)
+    for (int i = 0; i < size; ++i) canonical[canonical_of_group_major(g, k) * size + i] = group_major[k * size + i];
 }
 
 // Round half to even of a finite, non-negative value below 2^23 (codes), written out so host and device agree

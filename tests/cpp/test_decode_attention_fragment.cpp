@@ -111,7 +111,7 @@ TEST_CASE("the fragment kernel's register map and field trick read the codes gro
       }
 }
 
-TEST_CASE("fragment_tile: a whole 32-token tile of both sides' fragment layout, 16-byte aligned codes", "[cpu][attention]") {
+TEST_CASE("fragment_tile: a whole 32-token tile of both sides' fragment layout, 16-byte aligned codes, group-major key metadata", "[cpu][attention]") {
   // Blocks: keys [0, 100) and [100, 228); values [0, 70) and [70, 228). Tile t0 relative to each block's start must
   // be a multiple of 32 and end by the block's last whole tile (100 tokens: tiles [0, 32), [32, 64), [64, 96); the
   // tail [96, 100) is dense).
@@ -124,6 +124,8 @@ TEST_CASE("fragment_tile: a whole 32-token tile of both sides' fragment layout, 
   p.value_blocks = values;
   af::PartRef kp, vp;
   kp.first.codes = bytes;
+  kp.first.scales = kp.first.mins = bytes;  // 16-byte aligned key metadata, stored group-major (a block with a tile)
+  kp.first.group_major = true;
   vp.first.codes = bytes;
   auto tile = [](std::int64_t t0, int n, int kb, int vb) {
     at::TileEntry t;
@@ -145,8 +147,14 @@ TEST_CASE("fragment_tile: a whole 32-token tile of both sides' fragment layout, 
   CHECK(at::fragment_tile(p, tile(196, 32, 1, 1), kp, vp));  // the last whole tile of both
   kp.first.codes = bytes + 4;  // a codes section off 16 bytes: the kernel's quad copies would fault
   CHECK_FALSE(at::fragment_tile(p, tile(100, 32, 1, 1), kp, vp));
-  // tile_is_fast follows fragment_tile when Problem::fragment is set.
   kp.first.codes = bytes;
+  kp.first.mins = bytes + 2;  // key metadata off 16 bytes: the kernel's quad copies of a tile's scales and mins
+  CHECK_FALSE(at::fragment_tile(p, tile(100, 32, 1, 1), kp, vp));
+  kp.first.mins = bytes;
+  kp.first.group_major = false;  // key metadata in the canonical order: the kernel reads a tile's D scales as one run
+  CHECK_FALSE(at::fragment_tile(p, tile(100, 32, 1, 1), kp, vp));
+  kp.first.group_major = true;
+  // tile_is_fast follows fragment_tile when Problem::fragment is set.
   CHECK(at::tile_is_fast(p, tile(100, 32, 1, 1), kp, vp));
   CHECK_FALSE(at::tile_is_fast(p, tile(96, 4, 0, 1), kp, vp));
 }

@@ -122,7 +122,37 @@ TEST_CASE("fragment layout: dense and fragment codes sections permute into each 
   }
 }
 
-TEST_CASE("uniform in layout fragment stores dense's metadata and permuted codes and decodes to dense's values",
+TEST_CASE("fragment layout: channel-axis metadata group-major, meta_index and the section permutations agree",
+          "[quantizer][uniform][fragment]") {
+  // group_major_meta: layout fragment, channel axis, at least one whole 32-token tile; every other grid canonical.
+  CHECK(gf::group_major_meta(gf::CodeLayout::fragment, gf::make_group_grid(gf::GroupAxis::channel, 1, 32, 64, 32)));
+  CHECK_FALSE(gf::group_major_meta(gf::CodeLayout::fragment, gf::make_group_grid(gf::GroupAxis::channel, 1, 31, 64, 32)));
+  CHECK_FALSE(gf::group_major_meta(gf::CodeLayout::fragment, gf::make_group_grid(gf::GroupAxis::token, 1, 64, 64, 32)));
+  CHECK_FALSE(gf::group_major_meta(gf::CodeLayout::dense, gf::make_group_grid(gf::GroupAxis::channel, 1, 64, 64, 32)));
+  // Hand-worked: 1 head, 64 channels, 70 tokens in groups of 32 (groups 0, 1 and the tail group 2 of 6 tokens).
+  // Channel 3's group 1: canonical 3 * 3 + 1 = 10, group-major 1 * 64 + 3 = 67; channel 63's tail group: 191 / 191.
+  const gf::GroupGrid hand = gf::make_group_grid(gf::GroupAxis::channel, 1, 70, 64, 32);
+  CHECK(gf::meta_index(gf::CodeLayout::fragment, hand, 0, 3, 1) == 67);
+  CHECK(gf::meta_index(gf::CodeLayout::dense, hand, 0, 3, 1) == 10);
+  CHECK(gf::meta_index(gf::CodeLayout::fragment, hand, 0, 63, 2) == 191);
+  for (int size : {2, 4}) {
+    const gf::GroupGrid g = gf::make_group_grid(gf::GroupAxis::channel, 3, 77, 64, 16);  // 5 groups per row, a tail
+    const auto n = static_cast<std::size_t>(g.group_count() * size);
+    std::vector<std::uint8_t> canonical(n), major(n), back(n);
+    std::uint64_t x = 0x2545F4914F6CDD1Dull;
+    for (auto& b : canonical) b = static_cast<std::uint8_t>((x = x * 6364136223846793005ull + 1442695040888963407ull) >> 56);
+    gf::group_major_from_canonical(g, size, canonical.data(), major.data());
+    for (std::int64_t h = 0; h < g.heads; ++h)
+      for (std::int64_t r = 0; r < g.rows; ++r)
+        for (std::int64_t gi = 0; gi < g.groups_per_row(); ++gi)
+          REQUIRE(std::memcmp(&major[static_cast<std::size_t>(gf::meta_index(gf::CodeLayout::fragment, g, h, r, gi) * size)],
+                              &canonical[static_cast<std::size_t>(g.group_index(h, r, gi) * size)], static_cast<std::size_t>(size)) == 0);
+    gf::canonical_from_group_major(g, size, major.data(), back.data());
+    REQUIRE(back == canonical);
+  }
+}
+
+TEST_CASE("uniform in layout fragment stores dense's metadata (group-major on the channel axis) and permuted codes and decodes to dense's values",
           "[quantizer][uniform][fragment]") {
   const std::vector<BlockShape> shapes{{1, 32, 64}, {2, 45, 128}, {3, 100, 64}, {1, 7, 64}, {2, 256, 128}};
   const std::vector<KeyValues> params{{{"axis", "channel"}},
@@ -147,8 +177,19 @@ TEST_CASE("uniform in layout fragment stores dense's metadata and permuted codes
         std::vector<std::uint8_t> want(nc);
         gf::fragment_from_dense(g, dense.data(), want.data());
         REQUIRE(std::vector<std::uint8_t>(frag.begin(), frag.begin() + std::ptrdiff_t(nc)) == want);
-        REQUIRE(std::vector<std::uint8_t>(frag.begin() + std::ptrdiff_t(nc), frag.end()) ==
-                std::vector<std::uint8_t>(dense.begin() + std::ptrdiff_t(nc), dense.end()));
+        // Metadata: dense's sections, permuted group-major where group_major_meta holds (the quantizer's own grid).
+        const bool channel = p.front().second == "channel";
+        const auto gq = gf::make_group_grid(g.axis, s.heads, s.tokens, s.channels, p.size() > 1 ? std::stoll(p[1].second) : 32);
+        const int size = p.size() > 2 ? 4 : 2;
+        std::vector<std::uint8_t> want_meta(dense.begin() + std::ptrdiff_t(nc), dense.end());
+        CHECK(gf::group_major_meta(gf::CodeLayout::fragment, gq) == (channel && s.tokens >= 32));
+        if (gf::group_major_meta(gf::CodeLayout::fragment, gq)) {
+          const auto section = static_cast<std::size_t>(gq.group_count() * size);
+          REQUIRE(want_meta.size() == 2 * section);
+          for (std::size_t at = 0; at < want_meta.size(); at += section)
+            gf::group_major_from_canonical(gq, size, dense.data() + nc + at, want_meta.data() + at);
+        }
+        REQUIRE(std::vector<std::uint8_t>(frag.begin() + std::ptrdiff_t(nc), frag.end()) == want_meta);
         const auto a = decode(*dense_q, s, dense), b = decode(*frag_q, s, frag);
         REQUIRE(std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0);
         // The same tier as layout dense on this machine (the optimised tiers code dense and permute).

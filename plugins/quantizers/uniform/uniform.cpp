@@ -115,8 +115,8 @@ void encode_reference(const UniformParams& p, const group_format::GroupGrid& g, 
         }
         const auto stored = uniform_format::stored_group(mn, mx, static_cast<float>(uniform_format::max_code(bits)), sd);
         const float scale = stored.scale, stored_mn = stored.mn;
-        group_format::put_scalar(scales, g.group_index(h, r, gi), sd, scale);
-        group_format::put_scalar(mins, g.group_index(h, r, gi), sd, stored_mn);
+        group_format::put_scalar(scales, group_format::meta_index(p.layout, g, h, r, gi), sd, scale);
+        group_format::put_scalar(mins, group_format::meta_index(p.layout, g, h, r, gi), sd, stored_mn);
         for (std::int64_t j = j0; j < j0 + n; ++j) {
           const unsigned q = uniform_format::encode_value(in[g.block_offset(h, r, j)], scale, stored_mn, bits);
           group_format::put_code(p.layout, codes, g, bits, h, r, j, q);
@@ -136,8 +136,8 @@ void decode_reference(const UniformParams& p, const group_format::GroupGrid& g, 
   for (std::int64_t h = 0; h < g.heads; ++h) {
     for (std::int64_t r = 0; r < g.rows; ++r) {
       for (std::int64_t gi = 0; gi < g.groups_per_row(); ++gi) {
-        const float scale = group_format::get_scalar(scales, g.group_index(h, r, gi), sd);
-        const float mn = group_format::get_scalar(mins, g.group_index(h, r, gi), sd);
+        const float scale = group_format::get_scalar(scales, group_format::meta_index(p.layout, g, h, r, gi), sd);
+        const float mn = group_format::get_scalar(mins, group_format::meta_index(p.layout, g, h, r, gi), sd);
         const std::int64_t j0 = gi * g.group, n = g.group_size(gi);
         for (std::int64_t j = j0; j < j0 + n; ++j) {
           const unsigned q = group_format::get_code(p.layout, codes, g, bits, h, r, j);

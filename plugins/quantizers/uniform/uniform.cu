@@ -516,6 +516,18 @@ __global__ void dense_from_fragment_kernel(GroupGrid g, const std::uint8_t* frag
   if (b < bytes) dense[b] = group_format::dense_byte_from_fragment(g, fragment, b);
 }
 
+// The scales and mins sections (each `entries` metadata entries of `size` bytes) between the canonical order and the
+// group-major order of layout fragment's channel-axis grids (group_format::group_major_meta), one thread per entry
+// of `to`: `to_group_major` picks the direction.
+__global__ void group_major_meta_kernel(GroupGrid g, int size, const std::uint8_t* from, std::uint8_t* to, std::int64_t entries,
+                                        bool to_group_major) {
+  const std::int64_t i = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i >= 2 * entries) return;
+  const std::int64_t section = i / entries, k = i % entries, c = group_format::canonical_of_group_major(g, k);
+  const std::int64_t src = section * entries + (to_group_major ? c : k), dst = section * entries + (to_group_major ? k : c);
+  for (int b = 0; b < size; ++b) to[dst * size + b] = from[src * size + b];
+}
+
 Config dense_config(const Config& c) {
   Config d = c;
   d.layout = CodeLayout::dense;
@@ -539,17 +551,26 @@ void encode(const Config& c, const void* in, DType in_dtype, const BlockShape& s
   const GroupGrid g = group_format::grid_of(c, shape, shape.channels);
   if (g.group_count() == 0) return;
   if (c.layout == CodeLayout::fragment) {
-    // Layout fragment: coded in layout dense by the kernels below (the fast ones where they apply; the metadata
-    // sections are the same in both layouts), then the codes section permuted from a copy (2 bits per element: a
-    // pass over an eighth of fp16 input's bytes).
+    // Layout fragment: coded in layout dense by the kernels below (the fast ones where they apply), then the codes
+    // section permuted from a copy (2 bits per element: a pass over an eighth of fp16 input's bytes), and the scales
+    // and mins where the layout stores them group-major (group_format::group_major_meta: channel-axis grids).
     encode(dense_config(c), in, in_dtype, shape, out, stream);
     if (group_format::fragment_all_tail(g)) return;  // dense's bytes already
     auto* st = static_cast<cudaStream_t>(stream);
     const auto n = static_cast<std::int64_t>(group_format::code_bytes(CodeLayout::dense, g, c.bits));
-    DeviceBuffer dense(static_cast<std::size_t>(n), stream);
-    copy_device_to_device(dense.data(), out, static_cast<std::size_t>(n), stream);
+    const bool group_major = group_format::group_major_meta(c.layout, g);
+    const std::size_t copied = group_major ? uniform_format::total_bytes(CodeLayout::dense, g, c.bits, c.scale_dtype)
+                                           : static_cast<std::size_t>(n);
+    DeviceBuffer dense(copied, stream);
+    copy_device_to_device(dense.data(), out, copied, stream);
     fragment_from_dense_kernel<<<group_cuda::blocks_for(n), group_cuda::kThreads, 0, st>>>(g, dense.as<std::uint8_t>(), out, n);
     check_launch("uniform encode (fragment permutation)");
+    if (group_major) {
+      const std::int64_t entries = g.group_count();
+      group_major_meta_kernel<<<group_cuda::blocks_for(2 * entries), group_cuda::kThreads, 0, st>>>(
+          g, dtype_size(c.scale_dtype), dense.as<std::uint8_t>() + n, out + n, entries, true);
+      check_launch("uniform encode (group-major metadata)");
+    }
     return;
   }
   const Sections s = uniform_format::sections(c.layout, g, c.bits, c.scale_dtype, out);
@@ -606,8 +627,9 @@ void decode(const Config& c, const std::uint8_t* in, const BlockShape& shape, vo
   const GroupGrid g = group_format::grid_of(c, shape, shape.channels);
   if (g.group_count() == 0) return;
   if (c.layout == CodeLayout::fragment) {
-    // Layout fragment: the codes permuted into a copy of the bytes in layout dense (metadata copied as it is), decoded
-    // there by the kernels below; all tail: dense's bytes as they are.
+    // Layout fragment: the codes permuted into a copy of the bytes in layout dense (the metadata copied as it is, or
+    // put back in the canonical order where the layout stores it group-major), decoded there by the kernels below;
+    // all tail: dense's bytes as they are.
     if (group_format::fragment_all_tail(g)) return decode(dense_config(c), in, shape, out, out_dtype, stream);
     auto* st = static_cast<cudaStream_t>(stream);
     const auto n = static_cast<std::int64_t>(group_format::code_bytes(CodeLayout::dense, g, c.bits));
@@ -615,7 +637,14 @@ void decode(const Config& c, const std::uint8_t* in, const BlockShape& shape, vo
     DeviceBuffer dense(total, stream);
     dense_from_fragment_kernel<<<group_cuda::blocks_for(n), group_cuda::kThreads, 0, st>>>(g, in, dense.as<std::uint8_t>(), n);
     check_launch("uniform decode (fragment permutation)");
-    copy_device_to_device(dense.as<std::uint8_t>() + n, in + n, total - static_cast<std::size_t>(n), stream);
+    if (group_format::group_major_meta(c.layout, g)) {
+      const std::int64_t entries = g.group_count();
+      group_major_meta_kernel<<<group_cuda::blocks_for(2 * entries), group_cuda::kThreads, 0, st>>>(
+          g, dtype_size(c.scale_dtype), in + n, dense.as<std::uint8_t>() + n, entries, false);
+      check_launch("uniform decode (group-major metadata)");
+    } else {
+      copy_device_to_device(dense.as<std::uint8_t>() + n, in + n, total - static_cast<std::size_t>(n), stream);
+    }
     decode(dense_config(c), dense.as<std::uint8_t>(), shape, out, out_dtype, stream);
     return;
   }

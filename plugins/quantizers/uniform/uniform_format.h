@@ -3,7 +3,9 @@
 //
 // Sections, back to back:
 //   codes  code_bytes(layout, grid, bits)             dense bitstream or release uint32 rows (group_format.h)
-//   scales grid.group_count() * dtype_size(scale_dtype) one per group, canonical group order (head, row, group)
+//   scales grid.group_count() * dtype_size(scale_dtype) one per group, canonical group order (head, row, group);
+//                                                      layout fragment on the channel axis with a whole 32-token tile:
+//                                                      (head, group, row) (group_format::meta_index, group_major_meta)
 //   mins   grid.group_count() * dtype_size(scale_dtype) same order
 #pragma once
 
@@ -19,8 +21,8 @@ namespace vidkv::uniform_format {
 using group_format::CodeLayout;
 using group_format::GroupGrid;
 
-// Bumped on any change of the bytes below.
-constexpr int kFormatVersion = 1;
+// Bumped on any change of the bytes below. 2: layout fragment's channel-axis metadata group-major (group_major_meta).
+constexpr int kFormatVersion = 2;
 constexpr unsigned kMaxBits = 8;
 
 VIDKV_HOST_DEVICE constexpr unsigned max_code(unsigned bits) { return (1u << bits) - 1u; }

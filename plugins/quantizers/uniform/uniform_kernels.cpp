@@ -17,9 +17,10 @@ void decode_avx512(const UniformParams& p, const group_format::GroupGrid& g, con
   uniform_avx512::decode(in, g, p.axis, static_cast<unsigned>(p.bits), p.scale_dtype, p.layout, out);
 }
 
-// Layout fragment through a dense-layout tier: the codes section has the same size in both layouts and the scales
-// and mins follow it unchanged, so the tier codes the block in layout dense and the codes are permuted after
-// (encode) or before (decode, into a copy of the section: the input is const) by group_format's run permutations.
+// Layout fragment through a dense-layout tier: every section has the same size in both layouts, so the tier codes the
+// block in layout dense and the codes are permuted after (encode) or before (decode, into a copy: the input is
+// const) by group_format's permutations, and so are the scales and mins where the layout stores them group-major
+// (group_format::group_major_meta: channel-axis grids with a whole tile).
 template <void (*Encode)(const UniformParams&, const group_format::GroupGrid&, const float*, std::uint8_t*)>
 void encode_fragment(const UniformParams& p, const group_format::GroupGrid& g, const float* in, std::uint8_t* out) {
   UniformParams dense = p;
@@ -27,8 +28,15 @@ void encode_fragment(const UniformParams& p, const group_format::GroupGrid& g, c
   Encode(dense, g, in, out);
   if (group_format::fragment_all_tail(g)) return;  // dense's bytes already
   const std::size_t n = group_format::code_bytes(group_format::CodeLayout::dense, g, 2);
-  const std::vector<std::uint8_t> codes(out, out + n);
-  group_format::fragment_from_dense(g, codes.data(), out);
+  const std::size_t total = uniform_format::total_bytes(group_format::CodeLayout::dense, g, 2, p.scale_dtype);
+  const std::vector<std::uint8_t> dense_bytes(out, out + (group_format::group_major_meta(p.layout, g) ? total : n));
+  group_format::fragment_from_dense(g, dense_bytes.data(), out);
+  if (group_format::group_major_meta(p.layout, g)) {
+    const int size = dtype_size(p.scale_dtype);
+    const std::size_t section = static_cast<std::size_t>(g.group_count() * size);  // scales, then mins
+    for (std::size_t at = n; at < n + 2 * section; at += section)
+      group_format::group_major_from_canonical(g, size, dense_bytes.data() + at, out + at);
+  }
 }
 template <void (*Decode)(const UniformParams&, const group_format::GroupGrid&, const std::uint8_t*, float*)>
 void decode_fragment(const UniformParams& p, const group_format::GroupGrid& g, const std::uint8_t* in, float* out) {
@@ -39,7 +47,14 @@ void decode_fragment(const UniformParams& p, const group_format::GroupGrid& g, c
   const std::size_t n = group_format::code_bytes(group_format::CodeLayout::dense, g, 2);
   std::vector<std::uint8_t> bytes(total);
   group_format::dense_from_fragment(g, in, bytes.data());
-  std::memcpy(bytes.data() + n, in + n, total - n);
+  if (group_format::group_major_meta(p.layout, g)) {
+    const int size = dtype_size(p.scale_dtype);
+    const std::size_t section = static_cast<std::size_t>(g.group_count() * size);  // scales, then mins
+    for (std::size_t at = n; at < n + 2 * section; at += section)
+      group_format::canonical_from_group_major(g, size, in + at, bytes.data() + at);
+  } else {
+    std::memcpy(bytes.data() + n, in + n, total - n);
+  }
   Decode(dense, g, bytes.data(), out);
 }
 }  // namespace
