@@ -149,7 +149,7 @@ __device__ inline TileMeta issue_tile(std::uint32_t* dst, const TileEntry& tile,
   // 0 .. D - 1 at elements (h gpr + g) D + c, 2 D bytes per section at a multiple of 2 D (16-byte aligned:
   // attention_tables::fragment_tile). D / 8 quads per section; lanes below D / 8 copy scales, the next D / 8 mins.
   const std::int64_t kgroup = ks.group_shift >= 0 ? (ktr0 >> ks.group_shift) : ktr0 / ks.group;
-  const std::int64_t kbase = (h * ks.groups_per_row + kgroup) * D;
+  const std::int64_t kbase = fr::key_meta_base(h, ks.groups_per_row, kgroup, D);
   if (lane < D / 4) {
     const bool mins = lane >= D / 8;
     const int q = mins ? lane - D / 8 : lane;
@@ -161,7 +161,7 @@ __device__ inline TileMeta issue_tile(std::uint32_t* dst, const TileEntry& tile,
   };
   // Value metadata: tokens vtr0 .. + 31 of row h, every group: elements (h T + vtr0) gpr .. + 32 gpr, contiguous
   // (32 gpr halves per section, at most 256: value groups of at least 16 channels, kValueMetaWords).
-  const std::int64_t e0 = (h * vs.tokens + vtr0) * vs.groups_per_row;
+  const std::int64_t e0 = fr::value_meta_base(h, vs.tokens, vtr0, vs.groups_per_row);
   const std::uint8_t* s0 = vs.scales + 2 * e0;
   const std::uint8_t* m0 = vs.mins + 2 * e0;
   const int halves = kTile * static_cast<int>(vs.groups_per_row);

@@ -44,6 +44,20 @@ VIDKV_HOST_DEVICE inline bool formats_ok(const attention_tables::Problem& p) {
          child_ok(p.value.first, group_format::GroupAxis::token) && p.value.first.group % 16 == 0;
 }
 
+// A tile's metadata as the kernel copies it (issue_tile), host-device so that [cpu] tests check these addresses against
+// the plugin's bytes. Keys, stored group-major (group_format::group_major_meta; fragment_tile requires it): the D
+// entries of the group `group_index` of KV head h start at entry key_meta_base, channel c's scale and min at entry
+// key_meta_base + c of the scales and the mins sections (2 D contiguous bytes each). Values, token-major: token j
+// (0 .. 31) of the tile starting at block token tr0 has its group gr at entry value_meta_base + j groups_per_row + gr.
+VIDKV_HOST_DEVICE constexpr std::int64_t key_meta_base(std::int64_t h, std::int64_t groups_per_row, std::int64_t group_index,
+                                                       std::int64_t d) {
+  return (h * groups_per_row + group_index) * d;
+}
+VIDKV_HOST_DEVICE constexpr std::int64_t value_meta_base(std::int64_t h, std::int64_t tokens, std::int64_t tr0,
+                                                         std::int64_t groups_per_row) {
+  return (h * tokens + tr0) * groups_per_row;
+}
+
 // Where a lane finds its A registers in its D / 16 words of a tile (group_format.h: register r of the lane is field
 // r % 8 of word r / 8). Keys, A = codes [16 tokens x 16 channels] of token half mt and channel chunk kc (of `chunks`
 // = D / 16): register 4 (mt chunks + kc) + a. Values, A = codes [16 channels x 16 tokens] of channel tile mv and token

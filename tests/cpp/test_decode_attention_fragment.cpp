@@ -183,6 +183,57 @@ Element element_of(const LayerCache::SideRef& side, const af::SideFormat& f, std
 
 }  // namespace
 
+TEST_CASE("the fragment kernel's metadata addresses hold each tile's scales and mins, 16-byte aligned", "[cpu][attention]") {
+  // What issue_tile copies, against the plugin's bytes read through decode attention's views: per whole tile of every
+  // packed block, KV head and channel, the key entry key_meta_base + c (one group per tile: key groups of 32 tokens)
+  // and each token's value entries value_meta_base + j gpr + gr; the key sections' runs at 16-byte offsets from the
+  // block's start (the kernel's quad copies; blocks start 256-byte aligned on the device).
+  const PresetCodec preset = preset_codec("kivi-2-fragment", CpuImplementation::reference);
+  for (const int d : {128, 64}) {
+    const LayerInput in = synthetic_input(4, 700, d, 41);
+    const auto cache = filled_cache(preset.codec, preset.lifecycle, in, 640, Execution{});
+    const std::int64_t heads = cache->heads();
+    std::int64_t key_tiles = 0, value_tiles = 0;
+    for (const bool keys : {true, false}) {
+      const af::SideFormat f = side_format(keys ? preset.codec.key() : preset.codec.value(), d, keys ? KvSide::key : KvSide::value);
+      for (const auto& blk : (keys ? cache->key_side() : cache->value_side()).blocks) {
+        const std::int64_t tokens = blk.end - blk.begin;
+        for (std::int64_t h = 0; h < heads; ++h) {
+          const af::ChildView v = af::part_of(f, blk.bytes, heads, tokens, d, h).first;
+          for (std::int64_t tr0 = 0; tr0 + 32 <= (tokens / 32) * 32; tr0 += 32) {
+            INFO("head_dim " << d << (keys ? ", keys" : ", values") << ", block at " << blk.begin << ", head " << h << ", tile " << tr0);
+            if (keys) {
+              REQUIRE(v.group_major);
+              const std::int64_t base = fr::key_meta_base(h, v.groups_per_row, tr0 / v.f.group, d);
+              CHECK((v.scales - blk.bytes + 2 * base) % 16 == 0);
+              CHECK((v.mins - blk.bytes + 2 * base) % 16 == 0);
+              for (std::int64_t c = 0; c < d; ++c)
+                for (std::int64_t j = 0; j < 32; ++j) {
+                  const af::Meta m = af::view_meta(v, af::view_group(v, tr0 + j, c));
+                  REQUIRE(group_format::get_scalar(v.scales, base + c, DType::f16) == m.scale);
+                  REQUIRE(group_format::get_scalar(v.mins, base + c, DType::f16) == m.mn);
+                }
+              ++key_tiles;
+            } else {
+              const std::int64_t base = fr::value_meta_base(h, tokens, tr0, v.groups_per_row);
+              for (std::int64_t j = 0; j < 32; ++j)
+                for (std::int64_t c = 0; c < d; ++c) {
+                  const std::int64_t e = base + j * v.groups_per_row + c / v.f.group;
+                  const af::Meta m = af::view_meta(v, af::view_group(v, tr0 + j, c));
+                  REQUIRE(group_format::get_scalar(v.scales, e, DType::f16) == m.scale);
+                  REQUIRE(group_format::get_scalar(v.mins, e, DType::f16) == m.mn);
+                }
+              ++value_tiles;
+            }
+          }
+        }
+      }
+    }
+    CHECK(key_tiles >= heads * 16);   // the 640-token prompt's keys: 512 quantized tokens, 16 tiles per head
+    CHECK(value_tiles >= heads * 16);
+  }
+}
+
 TEST_CASE("the fragment kernel's arithmetic (fp16 factors, emulated on the host) stays within tolerance 6", "[cpu][attention]") {
   // The kernel's numbers without its data movement: per packed key, s_t = 2^e (sum_i fp16(q'_i a_i) c_ti +
   // sum_i fp16(q'_i b_i)), q' = q log2(e) / sqrt(D) / 2^e; per packed value, fp16(p_t a_tg) c_tc + fp16(p_t b_tg);
