@@ -467,7 +467,10 @@ class PyLayerCache {
   }
 
   // Pickle: the constructor's arguments, the token metadata and LayerCache::state() (packed bytes, the exact
-  // residual rows, counters), as plain Python objects.
+  // residual rows, counters), as plain Python objects. kPickleVersion changes whenever the tuple or the packed bytes'
+  // meaning does: 3 since uniform's layout fragment stores channel-axis metadata group-major (uniform_format version
+  // 2), which a version-2 state's key blocks would be misread as (their byte counts are the same).
+  static constexpr int kPickleVersion = 3;
   py::tuple getstate() const {
     LayerCache::State s;
     without_gil([&] { with_device([&] { s = cache_->state(); }); });
@@ -487,10 +490,13 @@ class PyLayerCache {
     py::tuple state = py::make_tuple(s.tokens, s.key_quantized, s.value_quantized, s.key_first, s.value_first,
                                      s.requantizations,
                                      blocks(s.key_blocks), blocks(s.value_blocks), floats(s.key_rows), floats(s.value_rows));
-    return py::make_tuple(2, codec_dict_, lifecycle_dict_, heads_, channels_, layer_, seed_, dtype_, device_, tokens, state);
+    return py::make_tuple(kPickleVersion, codec_dict_, lifecycle_dict_, heads_, channels_, layer_, seed_, dtype_, device_, tokens, state);
   }
   static PyLayerCache setstate(const py::tuple& p) {
-    if (p.size() != 11 || p[0].cast<int>() != 2) throw ValueError("LayerCache: unpickling a state of another version");
+    if (p.size() != 11 || p[0].cast<int>() != kPickleVersion)
+      throw ValueError("LayerCache: unpickling a state of another version (this build reads version " +
+                       std::to_string(kPickleVersion) + ", got " + (p.size() > 0 ? py::str(p[0]).cast<std::string>() : "none") +
+                       "): pickle the cache again with this build");
     // Restored on the device it was saved from, enqueued on that device's default stream (0).
     PyLayerCache c(p[1].cast<py::dict>(), p[2].cast<py::dict>(), p[3].cast<std::int64_t>(), p[4].cast<std::int64_t>(),
                    p[5].cast<int>(), p[6].cast<std::uint64_t>(), p[7].cast<std::string>(), p[8].cast<std::string>(), 0);

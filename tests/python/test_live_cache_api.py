@@ -142,6 +142,22 @@ def test_deepcopy_and_pickle_continue_identically(model):
     assert torch.equal(feed(model, pickle.loads(pickle.dumps(held)), cont, 40), ref)
 
 
+def test_a_pickled_layer_cache_of_another_version_is_refused_naming_both_versions():
+    # A layer cache's pickle carries a version that changes with the packed bytes' meaning (version 3: layout
+    # fragment's channel-axis metadata group-major); an older state would restore with the same byte counts and be
+    # misread, so it is refused.
+    import _vidkv
+    lc = _vidkv.LayerCache({"preset": "kivi-2-fragment"}, PAPER, 2, 64, 0, 0, "fp32", "cpu", 0)
+    g = torch.Generator().manual_seed(5)
+    lc.append_tensors(torch.randn(2, 70, 64, generator=g), torch.randn(2, 70, 64, generator=g))
+    assert pickle.loads(pickle.dumps(lc)).tokens == 70
+    state = lc.__getstate__()
+    assert state[0] == 3
+    blank = type(lc).__new__(type(lc))  # what pickle.loads does before __setstate__
+    with pytest.raises(ValueError, match="reads version 3, got 2"):
+        blank.__setstate__((2,) + tuple(state[1:]))
+
+
 def test_batch_repeat_interleave_select_and_reset(model):
     prompt = ids(24, batch=2)
     cache = VidKVCache({"preset": "kivi-2"}, {"type": "kivi", "group": 8, "residual": 8})
