@@ -168,7 +168,8 @@ __device__ inline TileMeta issue_tile(std::uint32_t* dst, const TileEntry& tile,
   const int sw = (static_cast<int>(reinterpret_cast<std::uintptr_t>(s0) & 3u) + 2 * halves + 3) / 4;
   const int mw = (static_cast<int>(reinterpret_cast<std::uintptr_t>(m0) & 3u) + 2 * halves + 3) / 4;
   if (((reinterpret_cast<std::uintptr_t>(s0) | reinterpret_cast<std::uintptr_t>(m0)) & 15u) == 0) {
-    // Both runs 16-byte aligned (an even block token count: the presets' blocks): halves / 8 quads per section.
+    // Both runs 16-byte aligned (checked per tile: (h T + vtr0) groups_per_row and the sections' starts multiples of
+    // 8 halves, e.g. kivi-2-fragment's blocks of an even token count at head_dim 128): halves / 8 quads per section.
     const int quads = halves / 8;
     for (int i = lane; i < 2 * quads; i += 32) {
       const bool mins = i >= quads;

@@ -141,7 +141,8 @@ TEST_CASE("uniform, ternary and identity on CUDA write the CPU reference's bytes
 
 TEST_CASE("uniform in layout fragment on CUDA writes the CPU reference's bytes and decodes to its values", "[cuda]") {
   // Coded in layout dense (fast kernels where they apply) and permuted one byte per thread
-  // (group_format::fragment_byte_from_dense; decode: dense_byte_from_fragment into a copy). Channels multiples of
+  // (group_format::fragment_byte_from_dense; decode: dense_byte_from_fragment into a copy), the channel axis's
+  // metadata permuted group-major one entry per thread (group_format::group_major_meta). Channels multiples of
   // 64, token counts with and without a tail after the whole 32-token tiles (45, 100, 7), both axes.
   std::string why;
   if (cuda_device_count(&why) == 0) VIDKV_SKIP("no CUDA device: " << why);

@@ -1,8 +1,9 @@
 // uniform's layout fragment (group_format.h): the 2-bit codes of dense, permuted into the order of mma.m16n8k16's A
 // operands per 32-token tile. The map is a bijection whose inverse is fragment_element; hand-worked positions;
 // every lane's registers hold the (row, column) pairs of the PTX fragment; the permutations between the layouts;
-// the uniform quantizer in layout fragment (reference and optimised tiers) writes dense's metadata and permuted
-// codes and decodes to dense's values bit for bit; the byte-per-thread packer (code_byte) writes the reference's
+// channel-axis metadata group-major (meta_index, the section permutations); the uniform quantizer in layout fragment
+// (reference and optimised tiers) writes dense's metadata (group-major on the channel axis) and permuted codes and
+// decodes to dense's values bit for bit; the byte-per-thread packer (code_byte) writes the reference's
 // bytes; refusals of what the layout cannot hold; every element read in place by decode attention.
 #include <cstdint>
 #include <cstring>

@@ -23,8 +23,10 @@
 //   codes  dense:    one bitstream, b bits per element, order head, row, position (grouped axis innermost)
 //          release:  per row ceil(L / (32/b)) uint32 words, LSB first; b in {1, 2, 4, 8}
 //          fragment: dense's bytes with each 2-bit code moved to where decode attention's MMA operands want it
-//                    (group_format.h; b = 2, channels a multiple of 64, else ShapeError from layout())
-//   scales one scale_dtype value per group (head, row, group order)
+//                    (group_format.h; b = 2, channels a multiple of 64, else ShapeError from layout()), and on
+//                    the channel axis with a whole 32-token tile the metadata entries group-major (below)
+//   scales one scale_dtype value per group (head, row, group order; layout fragment's channel-axis grids with a
+//          whole tile: head, group, row, group_format::group_major_meta)
 //   mins   one scale_dtype value per group
 // effective bits = b + 2 * 8 * sizeof(scale_dtype) / G (dense, exactly when G divides the axis; plus the padding
 // of the last byte / of each row's last word otherwise): 2-bit, G = 32, fp16 -> 2 + 32/32 = 3.0.

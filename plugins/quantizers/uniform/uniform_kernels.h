@@ -6,7 +6,8 @@
 //   reference   uniform.cpp (the oracle)                CpuImplementation::reference                     -
 //   optimized   uniform_optimized.cpp (portable loops)  optimized, where avx512 does not apply            = reference
 //   avx512      uniform_avx512.cpp                      optimized, uniform_avx512::applies(grid, ...)    = reference
-//   (layout fragment: the optimized or avx512 tier codes in layout dense, the codes permuted after / before:
+//   (layout fragment: the optimized or avx512 tier codes in layout dense, the codes (and group-major metadata)
+//    permuted after / before:
 //    optimized_fragment, avx512_fragment, under the same tier names)
 //   cuda        uniform.cu through uniform_cuda.h       device cuda (Quantizer::encode_view)             = reference
 //
