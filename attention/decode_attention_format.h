@@ -166,7 +166,8 @@ VIDKV_HOST_DEVICE inline std::int64_t view_group(const ChildView& v, std::int64_
   const bool channel_axis = v.f.axis == GroupAxis::channel;
   const std::int64_t r = channel_axis ? i : t, j = channel_axis ? t : i;
   const std::int64_t gi = v.group_shift >= 0 ? (j >> v.group_shift) : j / v.f.group;
-  return v.group_major ? (v.head * v.groups_per_row + gi) * v.rows + r : (v.head * v.rows + r) * v.groups_per_row + gi;
+  return v.group_major ? group_format::group_major_index(v.head, gi, r, v.rows, v.groups_per_row)
+                       : (v.head * v.rows + r) * v.groups_per_row + gi;
 }
 
 VIDKV_HOST_DEVICE inline Meta view_meta(const ChildView& v, std::int64_t gi) {

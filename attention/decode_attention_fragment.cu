@@ -156,17 +156,12 @@ __device__ inline TileMeta issue_tile(std::uint32_t* dst, const TileEntry& tile,
     const uint4* src = reinterpret_cast<const uint4*>((mins ? ks.mins : ks.scales) + 2 * kbase);
     copy16(reinterpret_cast<uint4*>(dst + (mins ? L::kKeyMin : L::kKeyScale)) + q, src + q);
   }
-  auto word_of = [](const std::uint8_t* x) {
-    return reinterpret_cast<const std::uint32_t*>(reinterpret_cast<std::uintptr_t>(x) & ~std::uintptr_t{3});
-  };
   // Value metadata: tokens vtr0 .. + 31 of row h, every group: elements (h T + vtr0) gpr .. + 32 gpr, contiguous
   // (32 gpr halves per section, at most 256: value groups of at least 16 channels, kValueMetaWords).
   const std::int64_t e0 = fr::value_meta_base(h, vs.tokens, vtr0, vs.groups_per_row);
   const std::uint8_t* s0 = vs.scales + 2 * e0;
   const std::uint8_t* m0 = vs.mins + 2 * e0;
   const int halves = kTile * static_cast<int>(vs.groups_per_row);
-  const int sw = (static_cast<int>(reinterpret_cast<std::uintptr_t>(s0) & 3u) + 2 * halves + 3) / 4;
-  const int mw = (static_cast<int>(reinterpret_cast<std::uintptr_t>(m0) & 3u) + 2 * halves + 3) / 4;
   if (((reinterpret_cast<std::uintptr_t>(s0) | reinterpret_cast<std::uintptr_t>(m0)) & 15u) == 0) {
     // Both runs 16-byte aligned (checked per tile: (h T + vtr0) groups_per_row and the sections' starts multiples of
     // 8 halves, e.g. kivi-2-fragment's blocks of an even token count at head_dim 128): halves / 8 quads per section.
@@ -177,7 +172,12 @@ __device__ inline TileMeta issue_tile(std::uint32_t* dst, const TileEntry& tile,
       copy16(reinterpret_cast<uint4*>(dst + (mins ? L::kValueMin : L::kValueScale)) + q,
              reinterpret_cast<const uint4*>(mins ? m0 : s0) + q);
     }
-  } else {
+  } else {  // the aligned words holding the runs, 4 bytes at a time
+    auto word_of = [](const std::uint8_t* x) {
+      return reinterpret_cast<const std::uint32_t*>(reinterpret_cast<std::uintptr_t>(x) & ~std::uintptr_t{3});
+    };
+    const int sw = (static_cast<int>(reinterpret_cast<std::uintptr_t>(s0) & 3u) + 2 * halves + 3) / 4;
+    const int mw = (static_cast<int>(reinterpret_cast<std::uintptr_t>(m0) & 3u) + 2 * halves + 3) / 4;
     for (int i = lane; i < sw; i += 32) copy4(dst + L::kValueScale + i, word_of(s0) + i);
     for (int i = lane; i < mw; i += 32) copy4(dst + L::kValueMin + i, word_of(m0) + i);
   }

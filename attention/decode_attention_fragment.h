@@ -51,7 +51,7 @@ VIDKV_HOST_DEVICE inline bool formats_ok(const attention_tables::Problem& p) {
 // (0 .. 31) of the tile starting at block token tr0 has its group gr at entry value_meta_base + j groups_per_row + gr.
 VIDKV_HOST_DEVICE constexpr std::int64_t key_meta_base(std::int64_t h, std::int64_t groups_per_row, std::int64_t group_index,
                                                        std::int64_t d) {
-  return (h * groups_per_row + group_index) * d;
+  return group_format::group_major_index(h, group_index, 0, d, groups_per_row);
 }
 VIDKV_HOST_DEVICE constexpr std::int64_t value_meta_base(std::int64_t h, std::int64_t tokens, std::int64_t tr0,
                                                          std::int64_t groups_per_row) {

@@ -269,10 +269,18 @@ VIDKV_HOST_DEVICE constexpr bool group_major_meta(CodeLayout layout, const Group
   return layout == CodeLayout::fragment && g.axis == GroupAxis::channel && !fragment_all_tail(g);
 }
 
+// The group-major index (head, group, row) of group gi of row r of head h, `rows` rows per head and `groups_per_row`
+// groups per row: the one statement of the order (meta_index, decode attention's view_group and the fragment
+// kernel's key_meta_base call it).
+VIDKV_HOST_DEVICE constexpr std::int64_t group_major_index(std::int64_t h, std::int64_t gi, std::int64_t r, std::int64_t rows,
+                                                           std::int64_t groups_per_row) {
+  return (h * groups_per_row + gi) * rows + r;
+}
+
 // Index of the metadata entry (scale, min) of group gi of row r of head h as stored in `layout`.
 VIDKV_HOST_DEVICE constexpr std::int64_t meta_index(CodeLayout layout, const GroupGrid& g, std::int64_t h, std::int64_t r,
                                                     std::int64_t gi) {
-  return group_major_meta(layout, g) ? (h * g.groups_per_row() + gi) * g.rows + r : g.group_index(h, r, gi);
+  return group_major_meta(layout, g) ? group_major_index(h, gi, r, g.rows, g.groups_per_row()) : g.group_index(h, r, gi);
 }
 
 // The canonical index (GroupGrid::group_index) of the entry stored at index k of a group-major section: the inverse.
@@ -482,18 +490,21 @@ inline void dense_from_fragment(const GroupGrid& g, const std::uint8_t* fragment
   for (std::int64_t b = 0; b < n; ++b) dense[b] = dense_byte_from_fragment(g, fragment, b);
 }
 
-// A metadata section (entries of `size` bytes: 2 for fp16 / bf16, 4 for fp32) permuted between the canonical order
-// and the group-major order of group_major_meta (every entry moved, none changed; `to` not overlapping `from`).
-// The optimised CPU tiers write and read the canonical order and permute with these (uniform_kernels.cpp).
-inline void group_major_from_canonical(const GroupGrid& g, int size, const std::uint8_t* canonical, std::uint8_t* group_major) {
-  const std::int64_t n = g.group_count();
-  for (std::int64_t k = 0; k < n; ++k)
-    for (int i = 0; i < size; ++i) group_major[k * size + i] = canonical[canonical_of_group_major(g, k) * size + i];
+// The metadata sections of a grid (`sections` of them back to back, scales then mins: group_count() entries of `size`
+// bytes each, 2 for fp16 / bf16, 4 for fp32) permuted between the canonical order and the group-major order of
+// group_major_meta (every entry moved, none changed; `to` not overlapping `from`). Entry i of the sections
+// (group_major_meta_entry) is one thread's work on a GPU (uniform.cu), race-free; the host loop below calls the same.
+// The optimised CPU tiers and the CUDA encode / decode code in the canonical order and permute with these.
+VIDKV_HOST_DEVICE inline void group_major_meta_entry(const GroupGrid& g, int size, const std::uint8_t* from, std::uint8_t* to,
+                                                     std::int64_t i, bool to_group_major) {
+  const std::int64_t entries = g.group_count(), section = i / entries, k = i % entries;
+  const std::int64_t c = canonical_of_group_major(g, k);
+  const std::int64_t src = section * entries + (to_group_major ? c : k), dst = section * entries + (to_group_major ? k : c);
+  for (int b = 0; b < size; ++b) to[dst * size + b] = from[src * size + b];
 }
-inline void canonical_from_group_major(const GroupGrid& g, int size, const std::uint8_t* group_major, std::uint8_t* canonical) {
-  const std::int64_t n = g.group_count();
-  for (std::int64_t k = 0; k < n; ++k)
-    for (int i = 0; i < size; ++i) canonical[canonical_of_group_major(g, k) * size + i] = group_major[k * size + i];
+inline void permute_group_major_meta(const GroupGrid& g, int size, int sections, const std::uint8_t* from, std::uint8_t* to,
+                                     bool to_group_major) {
+  for (std::int64_t i = 0; i < sections * g.group_count(); ++i) group_major_meta_entry(g, size, from, to, i, to_group_major);
 }
 
 // Round half to even of a finite, non-negative value below 2^23 (codes), written out so host and device agree

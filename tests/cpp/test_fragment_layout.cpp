@@ -142,13 +142,13 @@ TEST_CASE("fragment layout: channel-axis metadata group-major, meta_index and th
     std::vector<std::uint8_t> canonical(n), major(n), back(n);
     std::uint64_t x = 0x2545F4914F6CDD1Dull;
     for (auto& b : canonical) b = static_cast<std::uint8_t>((x = x * 6364136223846793005ull + 1442695040888963407ull) >> 56);
-    gf::group_major_from_canonical(g, size, canonical.data(), major.data());
+    gf::permute_group_major_meta(g, size, 1, canonical.data(), major.data(), true);
     for (std::int64_t h = 0; h < g.heads; ++h)
       for (std::int64_t r = 0; r < g.rows; ++r)
         for (std::int64_t gi = 0; gi < g.groups_per_row(); ++gi)
           REQUIRE(std::memcmp(&major[static_cast<std::size_t>(gf::meta_index(gf::CodeLayout::fragment, g, h, r, gi) * size)],
                               &canonical[static_cast<std::size_t>(g.group_index(h, r, gi) * size)], static_cast<std::size_t>(size)) == 0);
-    gf::canonical_from_group_major(g, size, major.data(), back.data());
+    gf::permute_group_major_meta(g, size, 1, major.data(), back.data(), false);
     REQUIRE(back == canonical);
   }
 }
@@ -187,8 +187,7 @@ TEST_CASE("uniform in layout fragment stores dense's metadata (group-major on th
         if (gf::group_major_meta(gf::CodeLayout::fragment, gq)) {
           const auto section = static_cast<std::size_t>(gq.group_count() * size);
           REQUIRE(want_meta.size() == 2 * section);
-          for (std::size_t at = 0; at < want_meta.size(); at += section)
-            gf::group_major_from_canonical(gq, size, dense.data() + nc + at, want_meta.data() + at);
+          gf::permute_group_major_meta(gq, size, 2, dense.data() + nc, want_meta.data(), true);
         }
         REQUIRE(std::vector<std::uint8_t>(frag.begin() + std::ptrdiff_t(nc), frag.end()) == want_meta);
         const auto a = decode(*dense_q, s, dense), b = decode(*frag_q, s, frag);

@@ -516,16 +516,11 @@ __global__ void dense_from_fragment_kernel(GroupGrid g, const std::uint8_t* frag
   if (b < bytes) dense[b] = group_format::dense_byte_from_fragment(g, fragment, b);
 }
 
-// The scales and mins sections (each `entries` metadata entries of `size` bytes) between the canonical order and the
-// group-major order of layout fragment's channel-axis grids (group_format::group_major_meta), one thread per entry
-// of `to`: `to_group_major` picks the direction.
-__global__ void group_major_meta_kernel(GroupGrid g, int size, const std::uint8_t* from, std::uint8_t* to, std::int64_t entries,
-                                        bool to_group_major) {
+// The scales and mins sections between the canonical order and the group-major order of layout fragment's channel-axis
+// grids, one thread per entry (group_format::group_major_meta_entry): `to_group_major` picks the direction.
+__global__ void group_major_meta_kernel(GroupGrid g, int size, const std::uint8_t* from, std::uint8_t* to, bool to_group_major) {
   const std::int64_t i = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (i >= 2 * entries) return;
-  const std::int64_t section = i / entries, k = i % entries, c = group_format::canonical_of_group_major(g, k);
-  const std::int64_t src = section * entries + (to_group_major ? c : k), dst = section * entries + (to_group_major ? k : c);
-  for (int b = 0; b < size; ++b) to[dst * size + b] = from[src * size + b];
+  if (i < 2 * g.group_count()) group_format::group_major_meta_entry(g, size, from, to, i, to_group_major);
 }
 
 Config dense_config(const Config& c) {
@@ -566,9 +561,8 @@ void encode(const Config& c, const void* in, DType in_dtype, const BlockShape& s
     fragment_from_dense_kernel<<<group_cuda::blocks_for(n), group_cuda::kThreads, 0, st>>>(g, dense.as<std::uint8_t>(), out, n);
     check_launch("uniform encode (fragment permutation)");
     if (group_major) {
-      const std::int64_t entries = g.group_count();
-      group_major_meta_kernel<<<group_cuda::blocks_for(2 * entries), group_cuda::kThreads, 0, st>>>(
-          g, dtype_size(c.scale_dtype), dense.as<std::uint8_t>() + n, out + n, entries, true);
+      group_major_meta_kernel<<<group_cuda::blocks_for(2 * g.group_count()), group_cuda::kThreads, 0, st>>>(
+          g, dtype_size(c.scale_dtype), dense.as<std::uint8_t>() + n, out + n, true);
       check_launch("uniform encode (group-major metadata)");
     }
     return;
@@ -638,9 +632,8 @@ void decode(const Config& c, const std::uint8_t* in, const BlockShape& shape, vo
     dense_from_fragment_kernel<<<group_cuda::blocks_for(n), group_cuda::kThreads, 0, st>>>(g, in, dense.as<std::uint8_t>(), n);
     check_launch("uniform decode (fragment permutation)");
     if (group_format::group_major_meta(c.layout, g)) {
-      const std::int64_t entries = g.group_count();
-      group_major_meta_kernel<<<group_cuda::blocks_for(2 * entries), group_cuda::kThreads, 0, st>>>(
-          g, dtype_size(c.scale_dtype), in + n, dense.as<std::uint8_t>() + n, entries, false);
+      group_major_meta_kernel<<<group_cuda::blocks_for(2 * g.group_count()), group_cuda::kThreads, 0, st>>>(
+          g, dtype_size(c.scale_dtype), in + n, dense.as<std::uint8_t>() + n, false);
       check_launch("uniform decode (group-major metadata)");
     } else {
       copy_device_to_device(dense.as<std::uint8_t>() + n, in + n, total - static_cast<std::size_t>(n), stream);

@@ -31,12 +31,8 @@ void encode_fragment(const UniformParams& p, const group_format::GroupGrid& g, c
   const std::size_t total = uniform_format::total_bytes(group_format::CodeLayout::dense, g, 2, p.scale_dtype);
   const std::vector<std::uint8_t> dense_bytes(out, out + (group_format::group_major_meta(p.layout, g) ? total : n));
   group_format::fragment_from_dense(g, dense_bytes.data(), out);
-  if (group_format::group_major_meta(p.layout, g)) {
-    const int size = dtype_size(p.scale_dtype);
-    const std::size_t section = static_cast<std::size_t>(g.group_count() * size);  // scales, then mins
-    for (std::size_t at = n; at < n + 2 * section; at += section)
-      group_format::group_major_from_canonical(g, size, dense_bytes.data() + at, out + at);
-  }
+  if (group_format::group_major_meta(p.layout, g))  // scales, then mins
+    group_format::permute_group_major_meta(g, dtype_size(p.scale_dtype), 2, dense_bytes.data() + n, out + n, true);
 }
 template <void (*Decode)(const UniformParams&, const group_format::GroupGrid&, const std::uint8_t*, float*)>
 void decode_fragment(const UniformParams& p, const group_format::GroupGrid& g, const std::uint8_t* in, float* out) {
@@ -47,11 +43,8 @@ void decode_fragment(const UniformParams& p, const group_format::GroupGrid& g, c
   const std::size_t n = group_format::code_bytes(group_format::CodeLayout::dense, g, 2);
   std::vector<std::uint8_t> bytes(total);
   group_format::dense_from_fragment(g, in, bytes.data());
-  if (group_format::group_major_meta(p.layout, g)) {
-    const int size = dtype_size(p.scale_dtype);
-    const std::size_t section = static_cast<std::size_t>(g.group_count() * size);  // scales, then mins
-    for (std::size_t at = n; at < n + 2 * section; at += section)
-      group_format::canonical_from_group_major(g, size, in + at, bytes.data() + at);
+  if (group_format::group_major_meta(p.layout, g)) {  // scales, then mins
+    group_format::permute_group_major_meta(g, dtype_size(p.scale_dtype), 2, in + n, bytes.data() + n, false);
   } else {
     std::memcpy(bytes.data() + n, in + n, total - n);
   }
