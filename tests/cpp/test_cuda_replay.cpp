@@ -182,8 +182,9 @@ TEST_CASE("a LayerCache on cuda holds the CPU cache's bytes and materializes its
         CHECK(wk == ck);
         CHECK(wv == cv);
         const std::size_t row = static_cast<std::size_t>(shape.heads * shape.channels) * esize;
-        // At most 2 (R + 1) rows per side: the window and the dead rows an append moves it over (cache_lifecycle.h).
-        CHECK(c_win.held_bytes().exact <= 4 * static_cast<std::size_t>(std::max<std::int64_t>(nc.lifecycle.residual + 1, 1)) * row);
+        // At most 2 window_rows() rows per side (R + 1; KIVI R + value_block): the window and the dead rows an append
+        // moves it over (cache_lifecycle.h).
+        CHECK(c_win.held_bytes().exact <= 4 * static_cast<std::size_t>(nc.lifecycle.window_rows()) * row);
       } catch (const ConfigError& e) {
         std::cout << "[cuda] " << nc.name << " with ExactTokens::residual refused: " << e.what() << "\n";
       }
