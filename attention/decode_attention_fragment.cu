@@ -9,18 +9,25 @@
 //      token group (2 D contiguous bytes each: the layout stores key metadata group-major, group_format::
 //      group_major_meta), and the values' scales and mins of the 32 tokens (contiguous: token-major);
 //   2. scores: per 16-channel chunk kc, A = the codes [16 tokens x 16 channels] straight from the lane's words
-//      (codes_h2: one mask-or and one fp16 subtraction per register), B = fp16(q' scale) [16 channels x 8 heads];
-//      the mins' term sum_c q'_c min_c by one MMA per chunk with an all-ones A; times 2^e per head;
-//   3. online softmax in fp32 (exp2: the scores are in log2 units), the probabilities through shared memory into the
-//      B layout (head g, tokens 2 t4 (+1, +8, +9));
-//   4. values: per 16-channel tile mv and 16-token chunk kt, A = codes [16 channels x 16 tokens], B =
-//      fp16(p scale_tg) of the tile's group g; the mins' term sum_t p_t min_tg by an all-ones A, once per group.
+//      (codes_h2: one LOP3 mask-or and one fp16 subtraction per register), B = hmul2(q'', scale) [16 channels x 8
+//      heads] with the query held as fp16 pairs q'' = fp16(q / 2^e); the mins' term sum_c q''_c min_c by one MMA per
+//      chunk with an all-ones A; times 2^e log2(e) / sqrt(D) per head;
+//   3. online softmax in fp32 (exp2: the scores are in log2 units; the accumulators' rescale skipped when no head's
+//      running max moved), the probabilities through shared memory into the B layout (head g, tokens 2 t4 (+1, +8,
+//      +9)), as fp16 pairs p~;
+//   4. values: per 16-channel tile mv and 16-token chunk kt, A = codes [16 channels x 16 tokens], B = hmul2(p~,
+//      scale) of the tile's group (the tokens' scales paired by PRMT from 2-byte shared loads at offsets fixed by the
+//      kernel's value group size, a template parameter); the mins' term sum_t p~_t min_tg by two more MMAs with an
+//      all-ones A into the same accumulators.
+// The next tile's table entry is loaded one iteration before its copies are issued.
 // The warps' partials merge in shared memory (merge_warp_partials) into split partial blockIdx.x.
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <utility>
 
 #include "vidkv/attention/decode_attention_cuda.h"
 #include "vidkv/attention/decode_attention_device.cuh"
@@ -85,15 +92,33 @@ __device__ __forceinline__ unsigned pack_half2(float lo, float hi) {
   return *reinterpret_cast<const unsigned*>(&h);
 }
 
+// The five exponent pairs fr::field_magic(j) * 0x10001 (field shifts 0, 2, 4, 6, 8) held in registers for the whole
+// kernel: with the mask as LOP3's one immediate, a field's mask-or is one instruction (with both as immediates the
+// compiler emits an AND and an OR). The empty asm hides the values from constant folding.
+struct FieldMagic {
+  unsigned pair[5];
+  __device__ FieldMagic() {
+#pragma unroll
+    for (int i = 0; i < 5; ++i) {
+      unsigned v = static_cast<unsigned>(25 - 2 * i) << 10;
+      v *= 0x00010001u;
+      asm volatile("" : "+r"(v));
+      pair[i] = v;
+    }
+  }
+};
+
 // Field j (0..7) of a lane word of the fragment layout as the fp16 pair of its two codes (group_format.h: low code at
 // bit 2 j, high code at 16 + 2 j; fields 5-7 read from the word shifted right by 10, `w10`). OR-ing the exponent
 // 25 - s (s the field's bit in the source) makes bit s the unit of an fp16 2^(10 - s) + code, exact; subtracting
 // 2^(10 - s) leaves the code.
 template <int j>
-__device__ __forceinline__ unsigned codes_h2(unsigned w, unsigned w10) {
+__device__ __forceinline__ unsigned codes_h2(unsigned w, unsigned w10, const FieldMagic& fm) {
   constexpr int s = fr::field_shift(j);
   constexpr unsigned magic = fr::field_magic(j) * 0x00010001u;
-  const unsigned biased = ((j < 5 ? w : w10) & (0x00030003u << s)) | magic;
+  static_assert(fr::field_magic(j) == static_cast<unsigned>(25 - s) << 10, "FieldMagic's pair s / 2");
+  unsigned biased;  // (source & mask) | magic: LOP3 with look-up table 0xEA = (a & b) | c
+  asm("lop3.b32 %0, %1, %2, %3, 0xEA;" : "=r"(biased) : "r"(j < 5 ? w : w10), "n"(0x00030003u << s), "r"(fm.pair[s / 2]));
   __half2 h = *reinterpret_cast<const __half2*>(&biased);
   h = __hsub2(h, *reinterpret_cast<const __half2*>(&magic));
   return *reinterpret_cast<const unsigned*>(&h);
@@ -188,14 +213,25 @@ __device__ inline TileMeta issue_tile(std::uint32_t* dst, const TileEntry& tile,
   return m;
 }
 
-__device__ __forceinline__ float half_at(const std::uint32_t* base, int byte) {
-  return __half2float(*reinterpret_cast<const __half*>(reinterpret_cast<const char*>(base) + byte));
+// The fp16 pair (lo, hi) of two fp16 values held in the low halves of a and b (PRMT).
+__device__ __forceinline__ unsigned pair_lo(unsigned a, unsigned b) { return __byte_perm(a, b, 0x5410); }
+
+__device__ __forceinline__ unsigned hmul2_u(unsigned a, unsigned b) {
+  const __half2 h = __hmul2(*reinterpret_cast<const __half2*>(&a), *reinterpret_cast<const __half2*>(&b));
+  return *reinterpret_cast<const unsigned*>(&h);
 }
 
-// 3 blocks of 4 warps per multiprocessor, as the tensor-core kernel.
-template <int D>
+// The fp16 at byte `byte` of `base` in the low half of a 32-bit word (a 2-byte shared load).
+__device__ __forceinline__ unsigned half_bits(const std::uint32_t* base, int byte) {
+  return *reinterpret_cast<const unsigned short*>(reinterpret_cast<const char*>(base) + byte);
+}
+
+// 3 blocks of 4 warps per multiprocessor, as the tensor-core kernel. VPG: 16-channel value tiles per value group
+// (value group / 16, 1 .. D / 16), a constant so that the value metadata's offsets are immediates.
+template <int D, int VPG>
 __global__ void __launch_bounds__(kThreads, 3) fragment_kernel(const Problem p) {
   constexpr int KC = D / 16;  // 16-channel chunks: the keys' k chunks, the values' m tiles; a lane's words per side
+  constexpr int G = (KC + VPG - 1) / VPG;  // value groups per token row
   using L = WarpLayout<D>;
   extern __shared__ float4 smem4[];
   float* smem = reinterpret_cast<float*>(smem4);
@@ -206,10 +242,13 @@ __global__ void __launch_bounds__(kThreads, 3) fragment_kernel(const Problem p) 
   const int Q = static_cast<int>(p.qpk);
   std::uint32_t* wbase = reinterpret_cast<std::uint32_t*>(smem) + warp * L::kWarp;
   float* prob = reinterpret_cast<float*>(wbase + L::kProb);
+  const FieldMagic fm;
 
-  // The query of head g at this lane's B rows (channels 16 kc + 2 t4 (+1) and + 8 (+9)) in log2 units, scaled by
-  // 2^-e into [-1, 1] (e from the head's largest |element|: exact, and no fp16 factor q' x can overflow).
-  float2 qf[KC][2];
+  // The query of head g at this lane's B rows (channels 16 kc + 2 t4 (+1) and + 8 (+9)) as fp16 pairs q'' =
+  // fp16(q 2^-e), e from the head's largest |element| (|q''| < 1; exact for fp16 and bf16 queries down to fp16's
+  // normal range), so that fp16(q'' a) is one hmul2 and no factor can overflow; the scores are then
+  // (sum) x 2^e log2(e) / sqrt(D) (`up`, fp32).
+  float qv[KC][2][2];
   float big = 0.0f;
 #pragma unroll
   for (int kc = 0; kc < KC; ++kc)
@@ -218,27 +257,31 @@ __global__ void __launch_bounds__(kThreads, 3) fragment_kernel(const Problem p) 
       const int c = 16 * kc + 2 * t4 + 8 * pr;
       float x = 0.0f, y = 0.0f;
       if (g < Q) {
-        x = query_element(p, b, h * Q + g, c) * p.score_scale;
-        y = query_element(p, b, h * Q + g, c + 1) * p.score_scale;
+        x = query_element(p, b, h * Q + g, c);
+        y = query_element(p, b, h * Q + g, c + 1);
       }
-      qf[kc][pr] = make_float2(x, y);
+      qv[kc][pr][0] = x;
+      qv[kc][pr][1] = y;
       big = fmaxf(big, fmaxf(fabsf(x), fabsf(y)));
     }
   big = fmaxf(big, __shfl_xor_sync(0xffffffffu, big, 1));
   big = fmaxf(big, __shfl_xor_sync(0xffffffffu, big, 2));
   int e = 0;
-  if (big > 0.0f && big < 0x1p126f) frexpf(big, &e);  // big = f 2^e, f in [0.5, 1)
-  e = max(e, -125);  // 2^e and 2^-e both finite fp32 (a query that small scores 0 to within 2^-125 anyway)
-  const float down = ldexpf(1.0f, -e), up_g = ldexpf(1.0f, e);
+  if (big > 0.0f && big <= 0x1p127f) frexpf(big, &e);  // big = f 2^e, f in [0.5, 1)
+  e = max(e, -125);
+  unsigned qh[KC][2];
 #pragma unroll
   for (int kc = 0; kc < KC; ++kc)
 #pragma unroll
-    for (int pr = 0; pr < 2; ++pr) qf[kc][pr] = make_float2(qf[kc][pr].x * down, qf[kc][pr].y * down);
+    for (int pr = 0; pr < 2; ++pr) qh[kc][pr] = pack_half2(ldexpf(qv[kc][pr][0], -e), ldexpf(qv[kc][pr][1], -e));
+  const float up_g = ldexpf(p.score_scale, e);
   const float up[2] = {__shfl_sync(0xffffffffu, up_g, 8 * t4), __shfl_sync(0xffffffffu, up_g, 8 * t4 + 4)};
 
   const SequenceEntry seq = p.sequences[b];
   const TileRange range = split_tiles(seq.fast_count, p.splits, s);
-  const int value_per_group = static_cast<int>(p.value.first.group / 16);  // 16-channel tiles per value group
+  // This lane's value metadata offsets (bytes) within a tile's runs: token j = 16 kt + 2 t4 + 8 pr of group gr at
+  // half j G + gr; the lane's part 2 t4 G halves, the rest immediates.
+  const int vlane = 4 * t4 * G;
   float m[2] = {-HUGE_VALF, -HUGE_VALF}, l[2] = {0.0f, 0.0f};
   float acc[KC][4];  // channel 16 mv + g (+8 for r >= 2), head 2 t4 + r % 2
 #pragma unroll
@@ -249,8 +292,10 @@ __global__ void __launch_bounds__(kThreads, 3) fragment_kernel(const Problem p) 
   SideSetup ks, vs;
   std::int64_t ti = range.first + warp;
   TileMeta meta;
+  TileEntry ahead;  // the tile after the one being copied (ti + kWarps), loaded one iteration before its copies
   if (ti < range.last) {
     const TileEntry tile = p.tiles[seq.tile_begin + ti];
+    if (ti + kWarps < range.last) ahead = p.tiles[seq.tile_begin + ti + kWarps];
     ks = side_setup(p.key.first, p.key_blocks[tile.key_block], p.heads, D, tile.key_block);
     vs = side_setup(p.value.first, p.value_blocks[tile.value_block], p.heads, D, tile.value_block);
     meta = issue_tile<D>(wbase, tile, ks, vs, h, lane);
@@ -262,9 +307,9 @@ __global__ void __launch_bounds__(kThreads, 3) fragment_kernel(const Problem p) 
     const bool has_next = ti + kWarps < range.last;
     __syncwarp();  // every lane has read the previous tile's slot and probabilities
     TileMeta next_meta;
-    TileEntry next;
     if (has_next) {
-      next = p.tiles[seq.tile_begin + ti + kWarps];
+      const TileEntry next = ahead;
+      if (ti + 2 * kWarps < range.last) ahead = p.tiles[seq.tile_begin + ti + 2 * kWarps];
       if (next.key_block != ks.block) ks = side_setup(p.key.first, p.key_blocks[next.key_block], p.heads, D, next.key_block);
       if (next.value_block != vs.block)
         vs = side_setup(p.value.first, p.value_blocks[next.value_block], p.heads, D, next.value_block);
@@ -285,7 +330,7 @@ __global__ void __launch_bounds__(kThreads, 3) fragment_kernel(const Problem p) 
       kw[4 * i + 2] = v.z;
       kw[4 * i + 3] = v.w;
     }
-    float bias[4] = {0.0f, 0.0f, 0.0f, 0.0f};  // sum_c q'_c min_c per head (every row the same)
+    float bias[4] = {0.0f, 0.0f, 0.0f, 0.0f};  // sum_c q''_c min_c per head (every row the same)
     unsigned bx[KC][2];
 #pragma unroll
     for (int kc = 0; kc < KC; ++kc) {
@@ -293,10 +338,8 @@ __global__ void __launch_bounds__(kThreads, 3) fragment_kernel(const Problem p) 
 #pragma unroll
       for (int pr = 0; pr < 2; ++pr) {
         const int c = 16 * kc + 2 * t4 + 8 * pr;  // even: channels c, c + 1 are the halves of word c / 2
-        const float2 sc2 = __half22float2(*reinterpret_cast<const __half2*>(t + L::kKeyScale + c / 2));
-        const float2 mn2 = __half22float2(*reinterpret_cast<const __half2*>(t + L::kKeyMin + c / 2));
-        bx[kc][pr] = pack_half2(qf[kc][pr].x * sc2.x, qf[kc][pr].y * sc2.y);
-        by[pr] = pack_half2(qf[kc][pr].x * mn2.x, qf[kc][pr].y * mn2.y);
+        bx[kc][pr] = hmul2_u(qh[kc][pr], t[L::kKeyScale + c / 2]);
+        by[pr] = hmul2_u(qh[kc][pr], t[L::kKeyMin + c / 2]);
       }
       mma_f16(bias, kOnes, kOnes, kOnes, kOnes, by[0], by[1]);
     }
@@ -309,9 +352,9 @@ __global__ void __launch_bounds__(kThreads, 3) fragment_kernel(const Problem p) 
         // register r = 4 (mt KC + kc) + a: word r / 8, field r % 8 (fr::key_word, fr::key_field)
         const unsigned w = kw[fr::key_word(mt, kc, KC)], w10 = w >> 10;
         if (fr::key_field(mt, kc, KC, 0) == 4)
-          mma_f16(d, codes_h2<4>(w, w10), codes_h2<5>(w, w10), codes_h2<6>(w, w10), codes_h2<7>(w, w10), bx[kc][0], bx[kc][1]);
+          mma_f16(d, codes_h2<4>(w, w10, fm), codes_h2<5>(w, w10, fm), codes_h2<6>(w, w10, fm), codes_h2<7>(w, w10, fm), bx[kc][0], bx[kc][1]);
         else  // key_field 0
-          mma_f16(d, codes_h2<0>(w, w10), codes_h2<1>(w, w10), codes_h2<2>(w, w10), codes_h2<3>(w, w10), bx[kc][0], bx[kc][1]);
+          mma_f16(d, codes_h2<0>(w, w10, fm), codes_h2<1>(w, w10, fm), codes_h2<2>(w, w10, fm), codes_h2<3>(w, w10, fm), bx[kc][0], bx[kc][1]);
       }
 #pragma unroll
       for (int r = 0; r < 4; ++r) sc[mt][r] = d[r] * up[r & 1];
@@ -346,20 +389,26 @@ __global__ void __launch_bounds__(kThreads, 3) fragment_kernel(const Problem p) 
       v += __shfl_xor_sync(0xffffffffu, v, 16);
       l[e2] = l[e2] * alpha[e2] + v;
     }
+    // The accumulators' rescale, skipped when no head's running max moved (alpha exactly 1: the same values).
+    if (__any_sync(0xffffffffu, alpha[0] != 1.0f || alpha[1] != 1.0f)) {
 #pragma unroll
-    for (int mv = 0; mv < KC; ++mv) {
-      acc[mv][0] *= alpha[0];
-      acc[mv][1] *= alpha[1];
-      acc[mv][2] *= alpha[0];
-      acc[mv][3] *= alpha[1];
+      for (int mv = 0; mv < KC; ++mv) {
+        acc[mv][0] *= alpha[0];
+        acc[mv][1] *= alpha[1];
+        acc[mv][2] *= alpha[0];
+        acc[mv][3] *= alpha[1];
+      }
     }
     __syncwarp();
-    // B rows: tokens 16 kt + 2 t4 (+1) and + 8 (+9), column head g.
-    float2 pp[2][2];
+    // B rows: tokens 16 kt + 2 t4 (+1) and + 8 (+9), column head g, as fp16 pairs p~ = fp16(p).
+    unsigned ph[2][2];
 #pragma unroll
     for (int kt = 0; kt < 2; ++kt)
 #pragma unroll
-      for (int pr = 0; pr < 2; ++pr) pp[kt][pr] = *reinterpret_cast<const float2*>(prob + g * kProbStride + 16 * kt + 2 * t4 + 8 * pr);
+      for (int pr = 0; pr < 2; ++pr) {
+        const float2 pp = *reinterpret_cast<const float2*>(prob + g * kProbStride + 16 * kt + 2 * t4 + 8 * pr);
+        ph[kt][pr] = pack_half2(pp.x, pp.y);
+      }
 
     // 4. Values.
     std::uint32_t vw[KC];
@@ -371,35 +420,29 @@ __global__ void __launch_bounds__(kThreads, 3) fragment_kernel(const Problem p) 
       vw[4 * i + 2] = v.z;
       vw[4 * i + 3] = v.w;
     }
-    unsigned bs[2][2] = {{0u, 0u}, {0u, 0u}};
-    float corr[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+    const int vso = meta.value_scale + vlane, vmo = meta.value_min + vlane;
+    unsigned bs[2][2], bm[2][2];
 #pragma unroll
     for (int mv = 0; mv < KC; ++mv) {
-      if (mv % value_per_group == 0) {  // a new value group gr: its B = fp16(p scale) and its mins' term
-        const int gr = mv / value_per_group;
-        unsigned bm[2][2];
+      if (mv % VPG == 0) {  // a new value group gr: B = fp16(p~ scale) and fp16(p~ min) of tokens j, j + 1
+        const int gr = mv / VPG;
 #pragma unroll
         for (int kt = 0; kt < 2; ++kt)
 #pragma unroll
           for (int pr = 0; pr < 2; ++pr) {
-            const int j = 16 * kt + 2 * t4 + 8 * pr;
-            const int i0 = 2 * (j * meta.value_groups + gr), i1 = i0 + 2 * meta.value_groups;
-            const float s0 = half_at(t + L::kValueScale, meta.value_scale + i0), s1 = half_at(t + L::kValueScale, meta.value_scale + i1);
-            const float n0 = half_at(t + L::kValueMin, meta.value_min + i0), n1 = half_at(t + L::kValueMin, meta.value_min + i1);
-            bs[kt][pr] = pack_half2(pp[kt][pr].x * s0, pp[kt][pr].y * s1);
-            bm[kt][pr] = pack_half2(pp[kt][pr].x * n0, pp[kt][pr].y * n1);
+            const int i0 = 2 * ((16 * kt + 8 * pr) * G + gr), i1 = i0 + 2 * G;  // bytes, beside the lane's vlane
+            bs[kt][pr] = hmul2_u(ph[kt][pr], pair_lo(half_bits(t + L::kValueScale, vso + i0), half_bits(t + L::kValueScale, vso + i1)));
+            bm[kt][pr] = hmul2_u(ph[kt][pr], pair_lo(half_bits(t + L::kValueMin, vmo + i0), half_bits(t + L::kValueMin, vmo + i1)));
           }
-        corr[0] = corr[1] = corr[2] = corr[3] = 0.0f;
-        mma_f16(corr, kOnes, kOnes, kOnes, kOnes, bm[0][0], bm[0][1]);
-        mma_f16(corr, kOnes, kOnes, kOnes, kOnes, bm[1][0], bm[1][1]);
       }
       // register r = 4 (2 mv + kt) + a: word mv, field 4 kt + a (fr::value_word, fr::value_field)
       const unsigned w = vw[fr::value_word(mv)], w10 = w >> 10;
       static_assert(fr::value_field(0, 0) == 0 && fr::value_field(1, 0) == 4, "the fields below");
-      mma_f16(acc[mv], codes_h2<0>(w, w10), codes_h2<1>(w, w10), codes_h2<2>(w, w10), codes_h2<3>(w, w10), bs[0][0], bs[0][1]);
-      mma_f16(acc[mv], codes_h2<4>(w, w10), codes_h2<5>(w, w10), codes_h2<6>(w, w10), codes_h2<7>(w, w10), bs[1][0], bs[1][1]);
-#pragma unroll
-      for (int r = 0; r < 4; ++r) acc[mv][r] += corr[r];
+      mma_f16(acc[mv], codes_h2<0>(w, w10, fm), codes_h2<1>(w, w10, fm), codes_h2<2>(w, w10, fm), codes_h2<3>(w, w10, fm), bs[0][0], bs[0][1]);
+      mma_f16(acc[mv], codes_h2<4>(w, w10, fm), codes_h2<5>(w, w10, fm), codes_h2<6>(w, w10, fm), codes_h2<7>(w, w10, fm), bs[1][0], bs[1][1]);
+      // the mins' term sum_t p~_t min_tg, the same for every channel of the group: an all-ones A
+      mma_f16(acc[mv], kOnes, kOnes, kOnes, kOnes, bm[0][0], bm[0][1]);
+      mma_f16(acc[mv], kOnes, kOnes, kOnes, kOnes, bm[1][0], bm[1][1]);
     }
     meta = next_meta;
     slot ^= 1;
@@ -419,7 +462,22 @@ void check(cudaError_t e, const char* what) {
 
 using FragmentKernel = void (*)(const Problem);
 
-FragmentKernel kernel_for(const Problem& p) { return p.channels == 128 ? fragment_kernel<128> : fragment_kernel<64>; }
+// The instance for p's head_dim and value group (formats_ok: a multiple of 16 channels; a group of D or more is
+// one group per row, the instance VPG = D / 16).
+template <int D, int... V>
+FragmentKernel kernel_among(std::int64_t group, std::integer_sequence<int, V...>) {
+  const std::int64_t vpg = std::min<std::int64_t>(group / 16, D / 16);
+  FragmentKernel k = nullptr;
+  ((vpg == V + 1 ? (k = fragment_kernel<D, V + 1>, 0) : 0), ...);
+  return k;
+}
+FragmentKernel kernel_for(const Problem& p) {
+  const FragmentKernel k = p.channels == 128 ? kernel_among<128>(p.value.first.group, std::make_integer_sequence<int, 8>{})
+                                             : kernel_among<64>(p.value.first.group, std::make_integer_sequence<int, 4>{});
+  VIDKV_REQUIRE(k != nullptr, NotSupportedError, "decode attention (fragment kernel): value groups of ", p.value.first.group,
+                " channels at head_dim ", p.channels, " (a multiple of 16)");
+  return k;
+}
 std::size_t smem_for(const Problem& p) { return p.channels == 128 ? smem_bytes<128>() : smem_bytes<64>(); }
 
 }  // namespace

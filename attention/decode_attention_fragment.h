@@ -5,12 +5,14 @@
 // prototypes/fragment_attention/; the tile's bytes reach shared memory by plain cp.async copies, with no
 // rearrangement). Which formats and tiles it takes; host-device, C++17, no CUDA headers.
 //
-// Arithmetic (decode_attention_tolerance.h, 6.): the scores are s_t = 2^e [sum_i x_i c_ti + sum_i y_i] with the
-// query row scaled into [-1, 1] by a power of two 2^e (exact), x_i = fp16(q'_i scale_i), y_i = fp16(q'_i min_i)
-// (one rounding each from fp32: |q'| <= 1 and fp16 metadata, so no factor can overflow fp16); the values
-// o_c += sum_t fp16(p_t scale_tg) c_tc + sum_t fp16(p_t min_tg) (p <= 1: no overflow). Every code is an exact fp16
-// integer 0..3 and the MMAs accumulate in fp32. Single fp16 factors instead of the tensor-core kernel's bf16 hi + lo
-// pairs: half the MMAs on the codes (48 in all per tile against 64 at head_dim 128), a relative rounding of 2^-11 per factor (as fp16 SDPA rounds its probabilities).
+// Arithmetic (decode_attention_tolerance.h, 6.): the scores are s_t = 2^e c [sum_i x_i c_ti + sum_i y_i] with the
+// query row scaled into [-1, 1] by a power of two and held as fp16, q''_i = fp16(q_i / 2^e) (exact for fp16 and
+// bf16 queries in fp16's normal range), c = log2(e) / sqrt(D) in fp32, x_i = fp16(q''_i scale_i), y_i =
+// fp16(q''_i min_i) (one hmul2 each: the exact product rounded once; |q''| <= 1 and fp16 metadata, so no factor can
+// overflow fp16); the values o_c += sum_t fp16(p~_t scale_tg) c_tc + sum_t fp16(p~_t min_tg) with p~_t = fp16(p_t)
+// (p <= 1: no overflow). Every code is an exact fp16 integer 0..3 and the MMAs accumulate in fp32. Single fp16
+// factors instead of the tensor-core kernel's bf16 hi + lo pairs: half the MMAs on the codes, a relative rounding of
+// 2^-10 per factor (fp16 SDPA rounds its probabilities to fp16 too).
 #pragma once
 
 #include <cstdint>
@@ -35,8 +37,9 @@ VIDKV_HOST_DEVICE inline bool child_ok(const af::ChildFormat& f, group_format::G
 // Whether the fragment kernel takes p's fast tiles: head_dim 64 or 128; keys one uniform child (not mixed),
 // channel-axis, 2 bits, layout fragment, fp16 scale and min, groups a multiple of 32 tokens (a 32-token tile lies
 // in one group of every channel); values the same token-axis with groups a multiple of 16 channels (one group per
-// 16-channel MMA tile). Not the query heads: the tables are built before the queries are seen (Problem::qpk is 0
-// then); DecodeAttention's own limit of 8 per KV head is the B operand's 8 columns.
+// 16-channel MMA tile; a group of head_dim or more covers the row; the kernel is instantiated per value group
+// size). Not the query heads: the tables are built before the queries are seen (Problem::qpk is 0 then); DecodeAttention's own limit of 8
+// per KV head is the B operand's 8 columns.
 VIDKV_HOST_DEVICE inline bool formats_ok(const attention_tables::Problem& p) {
   if (!head_dim_ok(p.channels)) return false;
   if (p.key.mixed || p.key.token_mixed || p.value.mixed || p.value.token_mixed) return false;

@@ -69,15 +69,16 @@ std::vector<double> fragment_tolerance(const float* q, const std::vector<double>
   std::vector<double> s(T), e(T), w(T, 0.0);
   double smax = -HUGE_VAL, emax = 0.0;
   for (std::size_t t = 0; t < T; ++t) {
-    double dot = 0.0, mag = 0.0;
+    double dot = 0.0, mag = 0.0, sizes = 0.0;
     for (std::size_t i = 0; i < D; ++i) {
       const double qi = static_cast<double>(q[i]), k = key[t * D + i];
       dot += qi * k;
+      sizes += std::fabs(k) + 2.0 * kmax[i];                    // sum_i (|a_i c_ti| + |b_i|)
       mag += std::fabs(qi) * (std::fabs(k) + 2.0 * kmax[i]);  // sum_i |q_i| (|a_i c_ti| + |b_i|)
       w[t] = std::max(w[t], std::fabs(value[t * D + i]));      // W_t: |b_tg| <= W_t, |a_tg c_tc| <= |v_tc| + W_t
     }
     s[t] = dot * rs;
-    e[t] = (0x1p-11 + static_cast<double>(8 * channels + 40) * kU) * mag * rs +
+    e[t] = (0x1p-10 + 0x1p-22 + static_cast<double>(8 * channels + 40) * kU) * mag * rs + 0x1p-24 * qmax * sizes * rs +
            0x1p-22 * std::sqrt(static_cast<double>(channels)) * qmax + 4.0 * kU + extra;
     smax = std::max(smax, s[t]);
     emax = std::max(emax, e[t]);
@@ -97,12 +98,15 @@ std::vector<double> fragment_tolerance(const float* q, const std::vector<double>
     double o = 0.0;
     for (std::size_t t = 0; t < T; ++t) o += s[t] * value[t * D + c];
     o /= l;
-    double scores = 0.0, factors = 0.0;
+    double scores = 0.0, factors = 0.0, subnormal = 0.0;
     for (std::size_t t = 0; t < T; ++t) {
+      const double size = std::fabs(value[t * D + c]) + 2.0 * w[t];  // |a_tg c_tc| + |b_tg| <= |v_tc| + 2 W_t
       scores += s[t] / l * e[t] * std::fabs(value[t * D + c] - o);
-      factors += s[t] / l * 0x1p-11 * (std::fabs(value[t * D + c]) + 2.0 * w[t]);
+      factors += s[t] / l * (0x1p-10 + 0x1p-22) * size;
+      subnormal += 0x1p-25 * size;  // fp16(p_t) below fp16's normal range: 2^-25 absolute, whatever the weight
     }
-    out[c] = second_order * scores + weights * factors + accumulation * vmax + static_cast<double>(tokens) * 0x1p-23;
+    out[c] = second_order * scores + weights * (factors + subnormal) + accumulation * vmax +
+             static_cast<double>(tokens) * 0x1p-23;
   }
   return out;
 }

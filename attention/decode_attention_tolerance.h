@@ -43,22 +43,27 @@
 //     2 T products and 400 further roundings, each 2u, of sum_t p_t (|a (c - z)| + |b|) <= 3 V L, V = max |v| over
 //     the KV head: (4 e_p + 2^-16 + (6T + 1) u + 3 (4T + 400) u) V per output element.
 //  6. Fragment (the fragment kernel, decode_attention_fragment.h; Arithmetic::fragment). Each score is
-//     s_t = 2^e [sum_i x_i c_ti + sum_i y_i] with q'_i = q_i log2(e) / sqrt(D) / 2^e (|q'| <= 1, 2^e < 2 max_i |q_i|
-//     log2(e) / sqrt(D)), x_i = fp16(q'_i a_i), y_i = fp16(q'_i b_i): one fp16 rounding each from fp32,
-//     |fp16(z) - z| <= 2^-11 |z| + 2^-25 (2^-25: half the spacing of fp16's subnormals). Over D products with
-//     |c| <= 3 and D mins, in natural-log units: 2^-11 S1'_t + ln 2 2^e 4 D 2^-25 <= 2^-11 S1'_t + 2^-22 sqrt(D)
-//     max_i |q_i|, now with the token's own S1'_t = sum_i |q_i| (|k_ti| + 2 M_i) / sqrt(D) (|a c| <= |k| + |b|,
-//     |b_i| <= M_i); the MMAs' fp32 accumulation (2 D products, D / 16 bias chunks), the fp32 scalings and exp2f:
-//       e_t = (2^-11 + (8 D + 40) u) S1'_t + 2^-22 sqrt(D) max_i |q_i| + 4 u (+ the FFT term, 0 for these formats).
-//     Single fp16 factors make e_t about ten times 5.'s, so instead of 5.'s worst case (4 e_p max |v|) the bound
+//     s_t = 2^e c [sum_i x_i c_ti + sum_i y_i] with c = fl(log2(e) / sqrt(D)), q''_i = fp16(q_i / 2^e) (|q''| < 1,
+//     2^e <= 2 max_i |q_i|; exact for fp16 and bf16 queries in fp16's normal range), x_i = fp16(q''_i a_i),
+//     y_i = fp16(q''_i b_i) (hmul2: one rounding of the exact product), |fp16(z) - z| <= 2^-11 |z| + 2^-25 (2^-25:
+//     half the spacing of fp16's subnormals). So x_i c_ti + y_i is within (2^-10 + 2^-22) |q_i / 2^e| (|a_i c_ti| +
+//     |b_i|) + 2^-25 (|a_i c_ti| + |b_i|) (q'' subnormal) + 4 2^-25 (the products subnormal) of q_i / 2^e (a_i c_ti +
+//     b_i). In natural-log units, with |a c| + |b| <= |k| + 2 M_i (|b_i| <= M_i, |a c| <= |k| + |b|), the token's
+//     S1'_t = sum_i |q_i| (|k_ti| + 2 M_i) / sqrt(D), and the MMAs' fp32 accumulation (2 D products, D / 16 bias
+//     chunks), the fp32 scalings and exp2f:
+//       e_t = (2^-10 + 2^-22 + (8 D + 40) u) S1'_t + 2^-24 max_i |q_i| sum_i (|k_ti| + 2 M_i) / sqrt(D)
+//             + 2^-22 sqrt(D) max_i |q_i| + 4 u (+ the FFT term, 0 for these formats).
+//     Single fp16 factors make e_t about twenty times 5.'s, so instead of 5.'s worst case (4 e_p max |v|) the bound
 //     takes the softmax's first-order sensitivity itself: perturbing score t by d_t moves o_c by
 //     sum_t (p_t / L) d_t (v_tc - o_c), with p_t, L and o_c of the exact attention over the decoded K/V. The values'
-//     factors fp16(p_t a_tg), fp16(p_t b_tg) (p <= 1) add 2^-11 (|a c| + |b|) <= 2^-11 (|v_tc| + 2 W_t) per token
-//     (W_t = max_c |v_tc|) and at most 4 2^-25 = 2^-23 each (subnormals; L >= 1: the largest score's weight is 1).
-//     Per output element, with 5.'s accumulation and E = max_t e_t: the scores' term exactly (not first order:
-//     |e^d - 1| <= |d| (e^E - 1) / E, the moved denominator >= L e^-E) and the factors' under the moved weights:
-//       e^E (e^E - 1) / E sum_t (p_t / L) e_t |v_tc - o_c| + e^2E sum_t (p_t / L) 2^-11 (|v_tc| + 2 W_t)
-//       + ((6 T + 1) + 3 (4 T + 400)) u V + T 2^-23.
+//     factors fp16(p~_t a_tg), fp16(p~_t b_tg) with p~_t = fp16(p_t) (p <= 1) add (2^-10 + 2^-22) (|a c| + |b|) <=
+//     (2^-10 + 2^-22) (|v_tc| + 2 W_t) per token (W_t = max_c |v_tc|) relative to p_t, 2^-25 (|v_tc| + 2 W_t)
+//     absolute where p_t is below fp16's normal range (whatever its weight), and at most 4 2^-25 = 2^-23 each
+//     (the products subnormal; L >= 1: the largest score's weight is 1). Per output element, with 5.'s accumulation
+//     (the mins' terms are MMAs into the same accumulators) and E = max_t e_t: the scores' term exactly (not first
+//     order: |e^d - 1| <= |d| (e^E - 1) / E, the moved denominator >= L e^-E) and the factors' under the moved weights:
+//       e^E (e^E - 1) / E sum_t (p_t / L) e_t |v_tc - o_c| + e^2E sum_t [(p_t / L) (2^-10 + 2^-22) + 2^-25]
+//       (|v_tc| + 2 W_t) + ((6 T + 1) + 3 (4 T + 400)) u V + T 2^-23.
 //     Only as tight as the data: the tests' largest error is 1-2% of it, and a wrong code in one tile of small weight
 //     moves the output by less than that, so the [cuda] tests rely on the [cpu] tests of the register map, the field
 //     trick and fragment_tile as well.

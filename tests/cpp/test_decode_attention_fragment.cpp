@@ -235,8 +235,9 @@ TEST_CASE("the fragment kernel's metadata addresses hold each tile's scales and 
 }
 
 TEST_CASE("the fragment kernel's arithmetic (fp16 factors, emulated on the host) stays within tolerance 6", "[cpu][attention]") {
-  // The kernel's numbers without its data movement: per packed key, s_t = 2^e (sum_i fp16(q'_i a_i) c_ti +
-  // sum_i fp16(q'_i b_i)), q' = q log2(e) / sqrt(D) / 2^e; per packed value, fp16(p_t a_tg) c_tc + fp16(p_t b_tg);
+  // The kernel's numbers without its data movement: per packed key, s_t = 2^e c (sum_i fp16(q''_i a_i) c_ti +
+  // sum_i fp16(q''_i b_i)), q'' = fp16(q / 2^e), c = fl(log2(e) / sqrt(D)); per packed value, with p~ = fp16(p_t),
+  // fp16(p~ a_tg) c_tc + fp16(p~ b_tg);
   // residual tokens exact (the general kernel's), everything else in double. This checks the derivation of
   // decode_attention_tolerance.h 6. on the CPU: the emulated error must be inside the bound, and not zero (the fp16
   // factors do round).
@@ -258,14 +259,11 @@ TEST_CASE("the fragment kernel's arithmetic (fp16 factors, emulated on the host)
       for (std::int64_t r = 0; r < 3; ++r) {
         const float* q = queries.data() + (h * 3 + r) * d;
         float big = 0.0f;
-        std::vector<float> qs(static_cast<std::size_t>(d));
-        for (std::int64_t i = 0; i < d; ++i) {
-          qs[static_cast<std::size_t>(i)] = q[i] * score_scale;
-          big = std::max(big, std::fabs(qs[static_cast<std::size_t>(i)]));
-        }
+        for (std::int64_t i = 0; i < d; ++i) big = std::max(big, std::fabs(q[i]));
         int e = 0;
         std::frexp(big, &e);
-        for (auto& x : qs) x = std::ldexp(x, -e);  // |q'| < 1, exact
+        std::vector<float> qs(static_cast<std::size_t>(d));  // q'' = fp16(q / 2^e), |q''| < 1
+        for (std::int64_t i = 0; i < d; ++i) qs[static_cast<std::size_t>(i)] = fp16(std::ldexp(q[i], -e));
         std::vector<double> s(static_cast<std::size_t>(T));
         double smax = -HUGE_VAL;
         for (std::int64_t t = 0; t < T; ++t) {
@@ -274,19 +272,20 @@ TEST_CASE("the fragment kernel's arithmetic (fp16 factors, emulated on the host)
             const Element el = element_of(ks, kf, heads, d, h, t, i);
             const float qi = qs[static_cast<std::size_t>(i)];
             dot += el.packed ? static_cast<double>(fp16(qi * el.scale)) * el.code + fp16(qi * el.mn)
-                             : static_cast<double>(qi) * k[static_cast<std::size_t>(t * d + i)];
+                             : std::ldexp(static_cast<double>(q[i]), -e) * k[static_cast<std::size_t>(t * d + i)];
           }
-          s[static_cast<std::size_t>(t)] = std::ldexp(dot, e) * std::log(2.0);  // natural-log units
+          s[static_cast<std::size_t>(t)] = std::ldexp(dot, e) * score_scale * std::log(2.0);  // natural-log units
           smax = std::max(smax, s[static_cast<std::size_t>(t)]);
         }
         double l = 0.0;
         std::vector<double> o(static_cast<std::size_t>(d), 0.0);
         for (std::int64_t t = 0; t < T; ++t) {
           const auto p = static_cast<float>(std::exp(s[static_cast<std::size_t>(t)] - smax));
+          const float ph = fp16(p);  // p~, the packed values' factor (the sum l and the residual take p)
           l += p;
           for (std::int64_t c = 0; c < d; ++c) {
             const Element el = element_of(vs, vf, heads, d, h, t, c);
-            o[static_cast<std::size_t>(c)] += el.packed ? static_cast<double>(fp16(p * el.scale)) * el.code + fp16(p * el.mn)
+            o[static_cast<std::size_t>(c)] += el.packed ? static_cast<double>(fp16(ph * el.scale)) * el.code + fp16(ph * el.mn)
                                                         : static_cast<double>(p) * v[static_cast<std::size_t>(t * d + c)];
           }
         }
