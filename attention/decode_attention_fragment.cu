@@ -151,11 +151,12 @@ __device__ inline SideSetup side_setup(const af::ChildFormat& f, const BlockEntr
 // Where a tile's value metadata halves sit in the words copied for them: from byte value_scale / value_min of their
 // area, token j's group gr at half j groups + gr. (The key metadata is word-aligned: channel c's at half c.)
 struct TileMeta {
-  int value_scale = 0, value_min = 0, value_groups = 0;
+  int value_scale = 0, value_min = 0;
 };
 
-// Issues the copies of `tile` (KV head h) into the slot at `dst` and returns where its metadata halves sit.
-template <int D>
+// Issues the copies of `tile` (KV head h) into the slot at `dst` and returns where its metadata halves sit. G: the
+// value groups per token row (the kernel's constant, equal to vs.groups_per_row).
+template <int D, int G>
 __device__ inline TileMeta issue_tile(std::uint32_t* dst, const TileEntry& tile, const SideSetup& ks, const SideSetup& vs,
                                       std::int64_t h, int lane) {
   using L = WarpLayout<D>;
@@ -183,14 +184,15 @@ __device__ inline TileMeta issue_tile(std::uint32_t* dst, const TileEntry& tile,
   }
   // Value metadata: tokens vtr0 .. + 31 of row h, every group: elements (h T + vtr0) gpr .. + 32 gpr, contiguous
   // (32 gpr halves per section, at most 256: value groups of at least 16 channels, kValueMetaWords).
-  const std::int64_t e0 = fr::value_meta_base(h, vs.tokens, vtr0, vs.groups_per_row);
+  const std::int64_t e0 = fr::value_meta_base(h, vs.tokens, vtr0, G);
   const std::uint8_t* s0 = vs.scales + 2 * e0;
   const std::uint8_t* m0 = vs.mins + 2 * e0;
-  const int halves = kTile * static_cast<int>(vs.groups_per_row);
+  constexpr int halves = kTile * G;
   if (((reinterpret_cast<std::uintptr_t>(s0) | reinterpret_cast<std::uintptr_t>(m0)) & 15u) == 0) {
     // Both runs 16-byte aligned (checked per tile: (h T + vtr0) groups_per_row and the sections' starts multiples of
     // 8 halves, e.g. kivi-2-fragment's blocks of an even token count at head_dim 128): halves / 8 quads per section.
-    const int quads = halves / 8;
+    constexpr int quads = halves / 8;
+#pragma unroll
     for (int i = lane; i < 2 * quads; i += 32) {
       const bool mins = i >= quads;
       const int q = mins ? i - quads : i;
@@ -209,7 +211,6 @@ __device__ inline TileMeta issue_tile(std::uint32_t* dst, const TileEntry& tile,
   TileMeta m;
   m.value_scale = static_cast<int>(reinterpret_cast<std::uintptr_t>(s0) & 3u);
   m.value_min = static_cast<int>(reinterpret_cast<std::uintptr_t>(m0) & 3u);
-  m.value_groups = static_cast<int>(vs.groups_per_row);
   return m;
 }
 
@@ -298,7 +299,7 @@ __global__ void __launch_bounds__(kThreads, 3) fragment_kernel(const Problem p) 
     if (ti + kWarps < range.last) ahead = p.tiles[seq.tile_begin + ti + kWarps];
     ks = side_setup(p.key.first, p.key_blocks[tile.key_block], p.heads, D, tile.key_block);
     vs = side_setup(p.value.first, p.value_blocks[tile.value_block], p.heads, D, tile.value_block);
-    meta = issue_tile<D>(wbase, tile, ks, vs, h, lane);
+    meta = issue_tile<D, G>(wbase, tile, ks, vs, h, lane);
   }
   cuda_async::commit();
   int slot = 0;
@@ -313,7 +314,7 @@ __global__ void __launch_bounds__(kThreads, 3) fragment_kernel(const Problem p) 
       if (next.key_block != ks.block) ks = side_setup(p.key.first, p.key_blocks[next.key_block], p.heads, D, next.key_block);
       if (next.value_block != vs.block)
         vs = side_setup(p.value.first, p.value_blocks[next.value_block], p.heads, D, next.value_block);
-      next_meta = issue_tile<D>(wbase + (slot ^ 1) * L::kSlot, next, ks, vs, h, lane);
+      next_meta = issue_tile<D, G>(wbase + (slot ^ 1) * L::kSlot, next, ks, vs, h, lane);
     }
     cuda_async::commit();
     cuda_async::wait_prior<1>();  // this tile's copies have landed (this lane's)
