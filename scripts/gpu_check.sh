@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# One pass over everything that needs a GPU, on a machine with CUDA, the C++ dependencies, and torch + transformers
+# in `python3` (the development GPU machine: Ubuntu 24.04, CUDA 13):
+#   1. configure (preset cuda, Ninja, the Python extension) and build vidkv, vidkv_tests and _vidkv into build-cuda/;
+#   2. the [cuda] tests: decode attention first (prints the fragment kernel's largest error / tolerance), then the rest;
+#   3. `vidkv bench --attention` (kivi-2-fragment and kivi-2, 8k to 128k tokens, batch 1 and 8, against fp16 SDPA);
+#   4. `vidkv bench --live --fused --fused-only` (kivi-2-fragment against DynamicCache at 32k, batch 1 and 8);
+#   5. the attention bench once more with VIDKV_CUDA_ATTENTION_BESIDE=always (8 x 64k);
+#   6. Nsight Compute (when `ncu` is on PATH): time, warp instructions, DRAM bytes, issue activity and registers of the
+#      decode attention kernels at 8 x 64k.
+# Each step is skipped when less time is left than it needs, so that the run fits a deadline (first argument, seconds,
+# default 540: a device call's limit less a margin). Logs go to $OUT when set (the device tool's result folder), else
+# build-cuda/gpu-check/. Usage: bash scripts/gpu_check.sh [DEADLINE_S]
+set -uo pipefail
+cd "$(dirname "$0")/.."
+DEADLINE=${1:-540}
+T0=$(date +%s)
+LOG=${OUT:-build-cuda/gpu-check}
+mkdir -p "$LOG"
+left() { echo $((DEADLINE - ($(date +%s) - T0))); }
+B=build-cuda/bin
+
+nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
+cmake --preset cuda -G Ninja -DVIDKV_ENABLE_PYTHON=ON -DPython3_EXECUTABLE="$(which python3)" \
+  -Dpybind11_DIR="$(python3 -m pybind11 --cmakedir)" >"$LOG/configure.log" 2>&1 || { tail -30 "$LOG/configure.log"; exit 1; }
+timeout $(($(left) - 60)) cmake --build build-cuda -j"$(nproc)" --target vidkv vidkv_tests _vidkv >"$LOG/build.log" 2>&1
+rc=$?
+echo "== build rc $rc at $(($(date +%s) - T0)) s"
+if [ $rc -ne 0 ]; then grep -n "error" "$LOG/build.log" | head -30; tail -15 "$LOG/build.log"; exit 1; fi
+
+# run_tests FILTER MAX_S NAME: the filtered [cuda] tests within MAX_S seconds (less if the deadline is nearer).
+run_tests() {
+  local L; L=$(left)
+  if [ "$L" -lt 40 ]; then echo "== tests $1 skipped (time)"; return; fi
+  echo "== tests $1 (left $L s)"
+  timeout $((L > $2 + 30 ? $2 : L - 30)) $B/vidkv_tests "$1" >"$LOG/tests_$3.log" 2>&1
+  echo "rc $?"
+  grep -E "FAILED|passed|test cases|assertions" "$LOG/tests_$3.log" | head -12
+  grep "fragment kernel" "$LOG/tests_$3.log" | awk '{print $NF}' | sort -g | tail -1 | sed 's/^/largest fragment kernel error \/ tolerance: /'
+}
+run_tests "[cuda][attention]" 90 attention
+if [ "$(left)" -gt 100 ]; then
+  echo "== bench --attention (left $(left) s)"
+  timeout 100 $B/vidkv bench --backend cuda --attention --tokens 8192,32768,65536,131072 --batches 1,8 \
+    --presets kivi-2-fragment,kivi-2 2>&1 | tail -21
+fi
+if [ "$(left)" -gt 110 ]; then
+  L=$(left)
+  echo "== bench --live --fused (left $L s)"
+  PYTHONPATH=experiments/python:build-cuda/python timeout $((L - 60 > 120 ? 120 : L - 60)) python3 -m vidkv.bench_live \
+    --fused --fused-only --presets kivi-2-fragment --tokens 32768 --batches 1,8 --steps 16 --rounds 2 2>&1 | tail -16
+fi
+run_tests "[cuda]~[attention]" 100 rest
+if [ "$(left)" -gt 40 ]; then
+  echo "== bench --attention with VIDKV_CUDA_ATTENTION_BESIDE=always, 8 x 64k (left $(left) s)"
+  VIDKV_CUDA_ATTENTION_BESIDE=always timeout 30 $B/vidkv bench --backend cuda --attention --tokens 65536 --batches 8 \
+    --presets kivi-2-fragment --no-torch 2>&1 | tail -2
+fi
+if [ "$(left)" -gt 35 ] && command -v ncu >/dev/null; then
+  L=$(left)
+  echo "== ncu, 8 x 64k (left $L s; ncu locks the clocks: times above the bench's)"
+  timeout $((L - 5)) ncu -k regex:"fragment_kernel|split_kernel|combine_kernel|transform_kernel" -c 6 \
+    --metrics gpu__time_duration.sum,smsp__inst_executed.sum,dram__bytes_read.sum,smsp__issue_active.avg.pct_of_peak_sustained_active,launch__registers_per_thread \
+    $B/vidkv bench --backend cuda --attention --tokens 65536 --batches 8 --presets kivi-2-fragment --repeats 1 --no-torch 2>&1 |
+    grep -E "fragment_kernel|split_kernel|combine|transform|^\s+(gpu__|smsp__|dram__|launch__)" | cut -c1-110
+fi
+echo "== done at $(($(date +%s) - T0)) s"
