@@ -180,6 +180,14 @@ bool general_beside_always() {
   static const bool on = env_equals("VIDKV_CUDA_ATTENTION_BESIDE", "always");
   return on;
 }
+// VIDKV_CUDA_ATTENTION_BESIDE=one-split: where the default rule keeps the general kernel after the fast one, run it
+// beside with one split per (sequence, KV head) when those blocks take at most 1/8 of the fast kernel's wave (batch
+// 8 at 4 KV heads: 32 blocks of 396), the fast kernel keeping the rest of the wave (A / B measurements: at 8 x 64k
+// the general kernel's residual tiles cost about 35 us after the fragment kernel's 115); read once.
+bool general_beside_one_split() {
+  static const bool on = env_equals("VIDKV_CUDA_ATTENTION_BESIDE", "one-split");
+  return on;
+}
 
 void check_blocks(const LayerCache::SideRef& side, const char* what, std::size_t b) {
   std::int64_t next = 0;
@@ -775,6 +783,10 @@ void DecodeAttention::build(const std::vector<const LayerCache*>& caches) {
     if (16 * generic_blocks <= tb.fast_wave || (general_beside_always() && 2 * generic_blocks <= tb.fast_wave)) {
       tb.beside = true;
       p.splits = parts(max_fast, std::max<std::int64_t>(1, (tb.fast_wave - generic_blocks) / rows));
+    } else if (general_beside_one_split() && 8 * rows <= tb.fast_wave) {
+      tb.beside = true;
+      p.generic_splits = 1;
+      p.splits = parts(max_fast, std::max<std::int64_t>(1, (tb.fast_wave - rows) / rows));
     }
   }
 #endif

@@ -5,7 +5,8 @@
 #   2. the [cuda] tests: decode attention first (prints the fragment kernel's largest error / tolerance), then the rest;
 #   3. `vidkv bench --attention` (kivi-2-fragment and kivi-2, 8k to 128k tokens, batch 1 and 8, against fp16 SDPA);
 #   4. `vidkv bench --live --fused --fused-only` (kivi-2-fragment against DynamicCache at 32k, batch 1 and 8);
-#   5. the attention bench once more with VIDKV_CUDA_ATTENTION_BESIDE=always (8 x 64k);
+#   5. the attention bench with VIDKV_CUDA_ATTENTION_BESIDE=always and =one-split (8 x 64k: the general kernel's
+#      placement, A / B);
 #   6. Nsight Compute (when `ncu` is on PATH): time, warp instructions, DRAM bytes, issue activity and registers of the
 #      decode attention kernels at 8 x 64k.
 # Each step is skipped when less time is left than it needs, so that the run fits a deadline (first argument, seconds,
@@ -51,11 +52,13 @@ if [ "$(left)" -gt 110 ]; then
     --fused --fused-only --presets kivi-2-fragment --tokens 32768 --batches 1,8 --steps 16 --rounds 2 2>&1 | tail -16
 fi
 run_tests "[cuda]~[attention]" 100 rest
-if [ "$(left)" -gt 40 ]; then
-  echo "== bench --attention with VIDKV_CUDA_ATTENTION_BESIDE=always, 8 x 64k (left $(left) s)"
-  VIDKV_CUDA_ATTENTION_BESIDE=always timeout 30 $B/vidkv bench --backend cuda --attention --tokens 65536 --batches 8 \
-    --presets kivi-2-fragment --no-torch 2>&1 | tail -2
-fi
+for beside in always one-split; do
+  if [ "$(left)" -gt 40 ]; then
+    echo "== bench --attention with VIDKV_CUDA_ATTENTION_BESIDE=$beside, 8 x 64k (left $(left) s)"
+    VIDKV_CUDA_ATTENTION_BESIDE=$beside timeout 30 $B/vidkv bench --backend cuda --attention --tokens 65536 --batches 8 \
+      --presets kivi-2-fragment --no-torch 2>&1 | tail -1
+  fi
+done
 if [ "$(left)" -gt 35 ] && command -v ncu >/dev/null; then
   L=$(left)
   echo "== ncu, 8 x 64k (left $L s; ncu locks the clocks: times above the bench's)"
