@@ -12,7 +12,7 @@
 //      (codes_h2: one LOP3 mask-or and one fp16 subtraction per register), B = hmul2(q'', scale) [16 channels x 8
 //      heads] with the query held as fp16 pairs q'' = fp16(q / 2^e); the mins' term sum_c q''_c min_c by one MMA per
 //      chunk with an all-ones A; times 2^e log2(e) / sqrt(D) per head;
-//   3. online softmax in fp32 (exp2: the scores are in log2 units; the accumulators' rescale skipped when no head's
+//   3. online softmax in fp32 (exp2_ftz: the scores are in log2 units; the accumulators' rescale skipped when no head's
 //      running max moved), the probabilities through shared memory into the B layout (head g, tokens 2 t4 (+1, +8,
 //      +9)), as fp16 pairs p~;
 //   4. values: per 16-channel tile mv and 16-token chunk kt, A = codes [16 channels x 16 tokens], B = hmul2(p~,
@@ -214,6 +214,16 @@ __device__ inline TileMeta issue_tile(std::uint32_t* dst, const TileEntry& tile,
   return m;
 }
 
+// 2^x by the instruction exp2f itself uses (MUFU.EX2: libdevice's exp2f is ex2.approx, with the input halved and the
+// result squared where it would be below 2^-126), without that subnormal path: one instruction instead of four.
+// Results below 2^-126 flush to zero (x <= 0 here: a probability or a rescale factor, where fp16(p) is zero below
+// 2^-25 anyway and 2^-126 of the sum L >= 1 is far below its fp32 rounding).
+__device__ __forceinline__ float exp2_ftz(float x) {
+  float y;
+  asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
+  return y;
+}
+
 // The fp16 pair (lo, hi) of two fp16 values held in the low halves of a and b (PRMT).
 __device__ __forceinline__ unsigned pair_lo(unsigned a, unsigned b) { return __byte_perm(a, b, 0x5410); }
 
@@ -370,7 +380,7 @@ __global__ void __launch_bounds__(kThreads, 3) fragment_kernel(const Problem p) 
       v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, 8));
       v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, 16));
       const float mn = fmaxf(m[e2], v);
-      alpha[e2] = m[e2] == -HUGE_VALF ? 0.0f : exp2f(m[e2] - mn);
+      alpha[e2] = m[e2] == -HUGE_VALF ? 0.0f : exp2_ftz(m[e2] - mn);
       m[e2] = mn;
     }
     float sum[2] = {0.0f, 0.0f};
@@ -378,7 +388,7 @@ __global__ void __launch_bounds__(kThreads, 3) fragment_kernel(const Problem p) 
     for (int mt = 0; mt < 2; ++mt)
 #pragma unroll
       for (int r = 0; r < 4; ++r) {
-        const float pr = exp2f(sc[mt][r] - m[r & 1]);
+        const float pr = exp2_ftz(sc[mt][r] - m[r & 1]);
         sum[r & 1] += pr;
         prob[(2 * t4 + (r & 1)) * kProbStride + 16 * mt + g + 8 * (r >> 1)] = pr;
       }

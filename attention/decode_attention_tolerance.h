@@ -50,7 +50,8 @@
 //     |b_i|) + 2^-25 (|a_i c_ti| + |b_i|) (q'' subnormal) + 4 2^-25 (the products subnormal) of q_i / 2^e (a_i c_ti +
 //     b_i). In natural-log units, with |a c| + |b| <= |k| + 2 M_i (|b_i| <= M_i, |a c| <= |k| + |b|), the token's
 //     S1'_t = sum_i |q_i| (|k_ti| + 2 M_i) / sqrt(D), and the MMAs' fp32 accumulation (2 D products, D / 16 bias
-//     chunks), the fp32 scalings and exp2f:
+//     chunks), the fp32 scalings and exp2 (ex2.approx.ftz, exp2f's instruction: 2 ulp; results below 2^-126 flush
+//     to zero, an absolute change under fp16(p~)'s 2^-25 in the values and under u of L >= 1 in the sum):
 //       e_t = (2^-10 + 2^-22 + (8 D + 40) u) S1'_t + 2^-24 max_i |q_i| sum_i (|k_ti| + 2 M_i) / sqrt(D)
 //             + 2^-22 sqrt(D) max_i |q_i| + 4 u (+ the FFT term, 0 for these formats).
 //     Single fp16 factors make e_t about twenty times 5.'s, so instead of 5.'s worst case (4 e_p max |v|) the bound
