@@ -183,7 +183,8 @@ bool general_beside_always() {
 // VIDKV_CUDA_ATTENTION_BESIDE=one-split: where the default rule keeps the general kernel after the fast one, run it
 // beside with one split per (sequence, KV head) when those blocks take at most 1/8 of the fast kernel's wave (batch
 // 8 at 4 KV heads: 32 blocks of 396), the fast kernel keeping the rest of the wave (A / B measurements: at 8 x 64k
-// the general kernel's residual tiles cost about 35 us after the fragment kernel's 115); read once.
+// on the H200 the general kernel's residual tiles took 44-46 us after the fragment kernel's 139 under Nsight
+// Compute's locked clocks, docs/performance.md); read once.
 bool general_beside_one_split() {
   static const bool on = env_equals("VIDKV_CUDA_ATTENTION_BESIDE", "one-split");
   return on;

@@ -256,7 +256,7 @@ __global__ void __launch_bounds__(kThreads, 3) fragment_kernel(const Problem p) 
   const FieldMagic fm;
 
   // The query of head g at this lane's B rows (channels 16 kc + 2 t4 (+1) and + 8 (+9)) as fp16 pairs q'' =
-  // fp16(q 2^-e), e from the head's largest |element| (|q''| < 1; exact for fp16 and bf16 queries down to fp16's
+  // fp16(q 2^-e), e from the head's largest |element| (|q''| <= 1; exact for fp16 and bf16 queries down to fp16's
   // normal range), so that fp16(q'' a) is one hmul2 and no factor can overflow; the scores are then
   // (sum) x 2^e log2(e) / sqrt(D) (`up`, fp32).
   float qv[KC][2][2];
@@ -278,7 +278,9 @@ __global__ void __launch_bounds__(kThreads, 3) fragment_kernel(const Problem p) 
   big = fmaxf(big, __shfl_xor_sync(0xffffffffu, big, 1));
   big = fmaxf(big, __shfl_xor_sync(0xffffffffu, big, 2));
   int e = 0;
-  if (big > 0.0f && big <= 0x1p127f) frexpf(big, &e);  // big = f 2^e, f in [0.5, 1)
+  if (big > 0.0f && isfinite(big)) frexpf(big, &e);  // big = f 2^e, f in [0.5, 1), e <= 128
+  // A head whose largest |element| is below 2^-126 scores 0 to within 2^-125 anyway: e stays >= -125 so that
+  // 2^-e and `up` below stay finite and exact (up = score_scale 2^e may be subnormal there, inside tolerance 6.'s 4u).
   e = max(e, -125);
   unsigned qh[KC][2];
 #pragma unroll

@@ -78,8 +78,9 @@ std::vector<double> fragment_tolerance(const float* q, const std::vector<double>
       w[t] = std::max(w[t], std::fabs(value[t * D + i]));      // W_t: |b_tg| <= W_t, |a_tg c_tc| <= |v_tc| + W_t
     }
     s[t] = dot * rs;
-    e[t] = (0x1p-10 + 0x1p-22 + static_cast<double>(8 * channels + 40) * kU) * mag * rs + 0x1p-24 * qmax * sizes * rs +
-           0x1p-22 * std::sqrt(static_cast<double>(channels)) * qmax + 4.0 * kU + extra;
+    e[t] = (0x1p-10 + 0x1p-22 + static_cast<double>(8 * channels + 40) * kU) * mag * rs +
+           0x1p-24 * (1.0 + 0x1p-11) * qmax * sizes * rs + 0x1p-22 * std::sqrt(static_cast<double>(channels)) * qmax +
+           4.0 * kU + extra;
     smax = std::max(smax, s[t]);
     emax = std::max(emax, e[t]);
   }

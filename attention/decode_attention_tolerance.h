@@ -43,16 +43,17 @@
 //     2 T products and 400 further roundings, each 2u, of sum_t p_t (|a (c - z)| + |b|) <= 3 V L, V = max |v| over
 //     the KV head: (4 e_p + 2^-16 + (6T + 1) u + 3 (4T + 400) u) V per output element.
 //  6. Fragment (the fragment kernel, decode_attention_fragment.h; Arithmetic::fragment). Each score is
-//     s_t = 2^e c [sum_i x_i c_ti + sum_i y_i] with c = fl(log2(e) / sqrt(D)), q''_i = fp16(q_i / 2^e) (|q''| < 1,
+//     s_t = 2^e c [sum_i x_i c_ti + sum_i y_i] with c = fl(log2(e) / sqrt(D)), q''_i = fp16(q_i / 2^e) (|q''| <= 1,
 //     2^e <= 2 max_i |q_i|; exact for fp16 and bf16 queries in fp16's normal range), x_i = fp16(q''_i a_i),
 //     y_i = fp16(q''_i b_i) (hmul2: one rounding of the exact product), |fp16(z) - z| <= 2^-11 |z| + 2^-25 (2^-25:
 //     half the spacing of fp16's subnormals). So x_i c_ti + y_i is within (2^-10 + 2^-22) |q_i / 2^e| (|a_i c_ti| +
-//     |b_i|) + 2^-25 (|a_i c_ti| + |b_i|) (q'' subnormal) + 4 2^-25 (the products subnormal) of q_i / 2^e (a_i c_ti +
+//     |b_i|) + 2^-25 (1 + 2^-11) (|a_i c_ti| + |b_i|) (q'' subnormal, rounded once more in the product) + 4 2^-25 (the
+//     products subnormal) of q_i / 2^e (a_i c_ti +
 //     b_i). In natural-log units, with |a c| + |b| <= |k| + 2 M_i (|b_i| <= M_i, |a c| <= |k| + |b|), the token's
 //     S1'_t = sum_i |q_i| (|k_ti| + 2 M_i) / sqrt(D), and the MMAs' fp32 accumulation (2 D products, D / 16 bias
 //     chunks), the fp32 scalings and exp2 (ex2.approx.ftz, exp2f's instruction: 2 ulp; results below 2^-126 flush
 //     to zero, an absolute change under fp16(p~)'s 2^-25 in the values and under u of L >= 1 in the sum):
-//       e_t = (2^-10 + 2^-22 + (8 D + 40) u) S1'_t + 2^-24 max_i |q_i| sum_i (|k_ti| + 2 M_i) / sqrt(D)
+//       e_t = (2^-10 + 2^-22 + (8 D + 40) u) S1'_t + 2^-24 (1 + 2^-11) max_i |q_i| sum_i (|k_ti| + 2 M_i) / sqrt(D)
 //             + 2^-22 sqrt(D) max_i |q_i| + 4 u (+ the FFT term, 0 for these formats).
 //     Single fp16 factors make e_t about twenty times 5.'s, so instead of 5.'s worst case (4 e_p max |v|) the bound
 //     takes the softmax's first-order sensitivity itself: perturbing score t by d_t moves o_c by
@@ -94,9 +95,9 @@ double fft_score_error(const LayerCache& cache, std::int64_t h, const float* q,
                        Arithmetic arithmetic = Arithmetic::cuda_cores);
 
 // The per-channel bound of 1.-3. for query row q over decoded K/V [T, D] (decoded_head()), with `extra` (the
-// FFT term of 4.) added to e_p. Returns [D]. tensor_cores / fragment: the bound of 5. / 6., one value for every
-// channel (V the max over the head); it also covers the residual tiles, which the general kernel computes within the
-// smaller 1.-3.
+// FFT term of 4.) added to e_p. Returns [D]. tensor_cores: the bound of 5., one value for every channel (V the max
+// over the head); fragment: the bound of 6., per channel. Both also cover the residual tiles, which the general
+// kernel computes within the smaller 1.-3.
 std::vector<double> output_tolerance(const float* q, const std::vector<double>& key, const std::vector<double>& value,
                                      std::int64_t tokens, std::int64_t channels, double extra,
                                      Arithmetic arithmetic = Arithmetic::cuda_cores);

@@ -1,17 +1,18 @@
 #!/usr/bin/env bash
-# One pass over everything that needs a GPU, on a machine with CUDA, the C++ dependencies, and torch + transformers
-# in `python3` (the development GPU machine: Ubuntu 24.04, CUDA 13):
+# One pass over everything that needs a GPU, on a machine with CUDA, the C++ dependencies, and pybind11, torch and
+# transformers in `python3` (the development GPU machine: Ubuntu 24.04, CUDA 13), in this order:
 #   1. configure (preset cuda, Ninja, the Python extension) and build vidkv, vidkv_tests and _vidkv into build-cuda/;
-#   2. the [cuda] tests: decode attention first (prints the fragment kernel's largest error / tolerance), then the rest;
+#   2. the [cuda] decode attention tests (prints the fragment kernel's largest error / tolerance);
 #   3. `vidkv bench --attention` (kivi-2-fragment and kivi-2, 8k to 128k tokens, batch 1 and 8, against fp16 SDPA);
 #   4. `vidkv bench --live --fused --fused-only` (kivi-2-fragment against DynamicCache at 32k, batch 1 and 8);
-#   5. the attention bench with VIDKV_CUDA_ATTENTION_BESIDE=always and =one-split (8 x 64k: the general kernel's
-#      placement, A / B);
-#   6. Nsight Compute (when `ncu` is on PATH): time, warp instructions, DRAM bytes, issue activity and registers of the
+#   5. the other [cuda] tests;
+#   6. the attention bench at 8 x 64k with the general kernel's placement by default and with
+#      VIDKV_CUDA_ATTENTION_BESIDE=always and =one-split (A / B, in one process each, without torch);
+#   7. Nsight Compute (when `ncu` is on PATH): time, warp instructions, DRAM bytes, issue activity and registers of the
 #      decode attention kernels at 8 x 64k.
 # Each step is skipped when less time is left than it needs, so that the run fits a deadline (first argument, seconds,
-# default 540: a device call's limit less a margin). Logs go to $OUT when set (the device tool's result folder), else
-# build-cuda/gpu-check/. Usage: bash scripts/gpu_check.sh [DEADLINE_S]
+# default 540: a device call's limit less a margin; the build needs about 240 s on 16 cores). Logs go to $OUT when
+# set (the device tool's result folder), else build-cuda/gpu-check/. Usage: bash scripts/gpu_check.sh [DEADLINE_S]
 set -uo pipefail
 cd "$(dirname "$0")/.."
 DEADLINE=${1:-540}
@@ -24,6 +25,7 @@ B=build-cuda/bin
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
 cmake --preset cuda -G Ninja -DVIDKV_ENABLE_PYTHON=ON -DPython3_EXECUTABLE="$(which python3)" \
   -Dpybind11_DIR="$(python3 -m pybind11 --cmakedir)" >"$LOG/configure.log" 2>&1 || { tail -30 "$LOG/configure.log"; exit 1; }
+if [ "$(left)" -lt 120 ]; then echo "gpu_check: a deadline of $DEADLINE s leaves no time for the build" >&2; exit 2; fi
 timeout $(($(left) - 60)) cmake --build build-cuda -j"$(nproc)" --target vidkv vidkv_tests _vidkv >"$LOG/build.log" 2>&1
 rc=$?
 echo "== build rc $rc at $(($(date +%s) - T0)) s"
@@ -52,9 +54,9 @@ if [ "$(left)" -gt 110 ]; then
     --fused --fused-only --presets kivi-2-fragment --tokens 32768 --batches 1,8 --steps 16 --rounds 2 2>&1 | tail -16
 fi
 run_tests "[cuda]~[attention]" 100 rest
-for beside in always one-split; do
+for beside in default always one-split; do
   if [ "$(left)" -gt 40 ]; then
-    echo "== bench --attention with VIDKV_CUDA_ATTENTION_BESIDE=$beside, 8 x 64k (left $(left) s)"
+    echo "== bench --attention, the general kernel's placement $beside, 8 x 64k (left $(left) s)"
     VIDKV_CUDA_ATTENTION_BESIDE=$beside timeout 30 $B/vidkv bench --backend cuda --attention --tokens 65536 --batches 8 \
       --presets kivi-2-fragment --no-torch 2>&1 | tail -1
   fi
