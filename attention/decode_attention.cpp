@@ -781,13 +781,12 @@ void DecodeAttention::build(const std::vector<const LayerCache*>& caches) {
   const bool can_beside = ex_.on_cuda() && (side_stream_ || attention_cuda::general_beside_on_one_stream());
   if (requested_splits_ == 0 && can_beside && p.splits > 0 && p.generic_splits > 0) {
     const std::int64_t rows = p.batch * heads_, generic_blocks = p.generic_splits * rows;
-    if (16 * generic_blocks <= tb.fast_wave || (general_beside_always() && 2 * generic_blocks <= tb.fast_wave)) {
+    const bool fits = 16 * generic_blocks <= tb.fast_wave || (general_beside_always() && 2 * generic_blocks <= tb.fast_wave);
+    const bool one_split = !fits && general_beside_one_split() && 8 * rows <= tb.fast_wave;
+    if (fits || one_split) {
       tb.beside = true;
-      p.splits = parts(max_fast, std::max<std::int64_t>(1, (tb.fast_wave - generic_blocks) / rows));
-    } else if (general_beside_one_split() && 8 * rows <= tb.fast_wave) {
-      tb.beside = true;
-      p.generic_splits = 1;
-      p.splits = parts(max_fast, std::max<std::int64_t>(1, (tb.fast_wave - rows) / rows));
+      if (one_split) p.generic_splits = 1;
+      p.splits = parts(max_fast, std::max<std::int64_t>(1, (tb.fast_wave - p.generic_splits * rows) / rows));
     }
   }
 #endif

@@ -92,16 +92,16 @@ __device__ __forceinline__ unsigned pack_half2(float lo, float hi) {
   return *reinterpret_cast<const unsigned*>(&h);
 }
 
-// The five exponent pairs fr::field_magic(j) * 0x10001 (field shifts 0, 2, 4, 6, 8) held in registers for the whole
-// kernel: with the mask as LOP3's one immediate, a field's mask-or is one instruction (with both as immediates the
-// compiler emits an AND and an OR). The empty asm hides the values from constant folding.
+// The five distinct exponent pairs fr::field_magic(i) * 0x10001 of fields i = 0..4 (shifts 0, 2, 4, 6, 8; fields 5-7
+// repeat shifts 0, 2, 4) held in registers for the whole kernel: with the mask as LOP3's one immediate, a field's
+// mask-or is one instruction (with both as immediates the compiler emits an AND and an OR). The empty asm hides the
+// values from constant folding.
 struct FieldMagic {
   unsigned pair[5];
   __device__ FieldMagic() {
 #pragma unroll
     for (int i = 0; i < 5; ++i) {
-      unsigned v = static_cast<unsigned>(25 - 2 * i) << 10;
-      v *= 0x00010001u;
+      unsigned v = fr::field_magic(i) * 0x00010001u;
       asm volatile("" : "+r"(v));
       pair[i] = v;
     }
@@ -116,7 +116,7 @@ template <int j>
 __device__ __forceinline__ unsigned codes_h2(unsigned w, unsigned w10, const FieldMagic& fm) {
   constexpr int s = fr::field_shift(j);
   constexpr unsigned magic = fr::field_magic(j) * 0x00010001u;
-  static_assert(fr::field_magic(j) == static_cast<unsigned>(25 - s) << 10, "FieldMagic's pair s / 2");
+  static_assert(fr::field_shift(s / 2) == s && fr::field_magic(s / 2) == fr::field_magic(j), "FieldMagic's pair s / 2");
   unsigned biased;  // (source & mask) | magic: LOP3 with look-up table 0xEA = (a & b) | c
   asm("lop3.b32 %0, %1, %2, %3, 0xEA;" : "=r"(biased) : "r"(j < 5 ? w : w10), "n"(0x00030003u << s), "r"(fm.pair[s / 2]));
   __half2 h = *reinterpret_cast<const __half2*>(&biased);

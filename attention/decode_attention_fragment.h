@@ -38,8 +38,8 @@ VIDKV_HOST_DEVICE inline bool child_ok(const af::ChildFormat& f, group_format::G
 // channel-axis, 2 bits, layout fragment, fp16 scale and min, groups a multiple of 32 tokens (a 32-token tile lies
 // in one group of every channel); values the same token-axis with groups a multiple of 16 channels (one group per
 // 16-channel MMA tile; a group of head_dim or more covers the row; the kernel is instantiated per value group
-// size). Not the query heads: the tables are built before the queries are seen (Problem::qpk is 0 then); DecodeAttention's own limit of 8
-// per KV head is the B operand's 8 columns.
+// size). Not the query heads: the tables are built before the queries are seen (Problem::qpk is 0 then);
+// DecodeAttention's own limit of 8 per KV head is the B operand's 8 columns.
 VIDKV_HOST_DEVICE inline bool formats_ok(const attention_tables::Problem& p) {
   if (!head_dim_ok(p.channels)) return false;
   if (p.key.mixed || p.key.token_mixed || p.value.mixed || p.value.token_mixed) return false;
@@ -47,8 +47,8 @@ VIDKV_HOST_DEVICE inline bool formats_ok(const attention_tables::Problem& p) {
          child_ok(p.value.first, group_format::GroupAxis::token) && p.value.first.group % 16 == 0;
 }
 
-// A tile's metadata as the kernel copies it (issue_tile), host-device so that [cpu] tests check these addresses against
-// the plugin's bytes. Keys, stored group-major (group_format::group_major_meta; fragment_tile requires it): the D
+// A tile's metadata as the kernel copies it (issue_tile), host-device so that [cpu] tests check these addresses
+// against the plugin's bytes. Keys, stored group-major (group_format::group_major_meta; fragment_tile requires it): the D
 // entries of the group `group_index` of KV head h start at entry key_meta_base, channel c's scale and min at entry
 // key_meta_base + c of the scales and the mins sections (2 D contiguous bytes each). Values, token-major: token j
 // (0 .. 31) of the tile starting at block token tr0 has its group gr at entry value_meta_base + j groups_per_row + gr.

@@ -263,8 +263,9 @@ static_assert(fragment_element(GroupAxis::channel, 32, 64, (20 * 32 + 16 + 2) / 
 // least one whole 32-token tile (kivi-2-fragment's keys) stores its scales and its mins group-major, (head, group,
 // row): the D channels' scales of one token group are D contiguous entries (2 D bytes in fp16, at a multiple of 2 D
 // from the section's start), so a 32-token tile's key metadata is one run per section (16-byte copies from an aligned
-// block, channel pairs c, c + 1 in one 32-bit word) instead of one entry per channel, groups_per_row entries apart. A grid that is all tail keeps the canonical order, as its codes keep dense's (fragment_all_tail: its bytes
-// are dense's). Either order holds the same entries, so the byte counts are unchanged.
+// block, channel pairs c, c + 1 in one 32-bit word) instead of one entry per channel, groups_per_row entries apart.
+// A grid that is all tail keeps the canonical order, as its codes keep dense's (fragment_all_tail: its bytes are
+// dense's). Either order holds the same entries, so the byte counts are unchanged.
 VIDKV_HOST_DEVICE constexpr bool group_major_meta(CodeLayout layout, const GroupGrid& g) {
   return layout == CodeLayout::fragment && g.axis == GroupAxis::channel && !fragment_all_tail(g);
 }
