@@ -253,6 +253,56 @@ __device__ inline void staged_key_scores(float (&sc)[kMaxQ], const float* qk, co
   for (std::int64_t i = i0; i < i1; i += step) score_update(sc, qk, i, af::decode_code(v, af::view_code(v, tr, i - base), kmeta[i]));
 }
 
+// Whether a narrow tile's keys [tr0, tr0 + n) of key part kp can be read by fragment_key_scores: one child (plain
+// keys), uniform 2-bit codes in layout fragment on the channel axis with the part index the channel (no transform),
+// the tokens in whole 32-token tiles, the codes section 4-byte aligned. Warp-uniform.
+__device__ inline bool fragment_narrow_keys(const af::PartRef& kp, std::int64_t tr0, std::int64_t n) {
+  const af::ChildView& v = kp.first;
+  return kp.second_n == 0 && v.f.codec == af::ChildCodec::uniform && v.f.layout == group_format::CodeLayout::fragment &&
+         v.f.axis == group_format::GroupAxis::channel && v.code_bits == 2 && kp.first_n == v.rows &&
+         group_format::fragment_channels_ok(v.rows) && tr0 + n <= group_format::fragment_tiled_tokens(v.length) &&
+         reinterpret_cast<std::uintptr_t>(v.codes) % 4 == 0;
+}
+
+// Scores of token tr of a narrow tile whose keys fragment_narrow_keys takes, lane t4 of its 4: the channels
+// 16 kc + 8 b + 2 t4 + {0, 1} that the token's fragment lane holds (group_format.h fragment_key_word / _field: D / 4
+// of them, the count of the element-wise loop's channels t4, t4 + 4, ...), read as D / 32 words with all loads
+// issued before any product, then per code a shift and a mask. Per channel c the same decode (uniform_format::
+// decode_value with the staged metadata of c) and product (score_update) as staged_key_scores; the lane's channels
+// and their order differ, within the tolerance's any-order bound ((D + 4) u per score). It replaces a per-element
+// view_code (fragment_code_index's 64-bit index arithmetic and a dependent byte load per code: the general kernel's
+// 45 us at kivi-2-fragment 8 x 64k on the H100, Nsight Compute, for the 128 tokens whose values were still exact).
+__device__ inline void fragment_key_scores(float (&sc)[kMaxQ], const float* qk, const af::ChildView& v, const af::Meta* kmeta,
+                                           std::int64_t tr, int t4) {
+  const auto* words = reinterpret_cast<const std::uint32_t*>(v.codes);
+  const int kcs = static_cast<int>(v.rows / 16);
+  constexpr int kU = 4;  // words in flight per lane (8 chunks kc of 16 channels: 128 channels)
+  for (int kc0 = 0; kc0 < kcs; kc0 += 2 * kU) {
+    std::uint32_t wd[kU];
+#pragma unroll
+    for (int e = 0; e < kU; ++e) {
+      const int kc = kc0 + 2 * e;  // chunks kc and kc + 1 share a word
+      wd[e] = kc < kcs ? words[group_format::fragment_key_word(v.length, v.rows, v.head, tr, t4, kc)] : 0u;
+    }
+#pragma unroll
+    for (int e = 0; e < kU; ++e) {
+#pragma unroll
+      for (int p = 0; p < 2; ++p) {
+        const int kc = kc0 + 2 * e + p;
+        if (kc >= kcs) break;
+#pragma unroll
+        for (int b = 0; b < 2; ++b) {
+          const int field = group_format::fragment_key_field(tr, kc, b);
+          const int c = 16 * kc + 8 * b + 2 * t4;
+          const af::Meta m0 = kmeta[c], m1 = kmeta[c + 1];
+          score_update(sc, qk, c, uniform_format::decode_value((wd[e] >> (2 * field)) & 3u, m0.scale, m0.mn));
+          score_update(sc, qk, c + 1, uniform_format::decode_value((wd[e] >> (16 + 2 * field)) & 3u, m1.scale, m1.mn));
+        }
+      }
+    }
+  }
+}
+
 // The general kernel: the tiles of each sequence that are not fast (the residual's, layouts whose codes or metadata
 // are not staged), every element through the format functions. kC: value channels per lane (D <= 32 kC): 4 for
 // head_dim <= 128 (fewer registers), kMaxC up to 256.
@@ -312,18 +362,22 @@ __global__ void __launch_bounds__(kThreads) split_kernel(const Problem p) {
 
     // Scores. A tile of at most kNarrowTokens tokens (those touching a residual window: DecodeAttention::
     // kResidualTileTokens) takes 4 lanes per token, lane (j = lane / 4, r = lane % 4) summing the part indices r,
-    // r + 4, ... of token j (join_narrow_scores adds them up and moves token j's scores to lane j); a longer tile
-    // a lane per token over all part indices.
+    // r + 4, ... of token j (join_narrow_scores adds them up and moves token j's scores to lane j; keys in layout
+    // fragment: the channels that token j's fragment lane 4 (j mod 8) + r holds, fragment_key_scores); a longer
+    // tile a lane per token over all part indices.
     const bool narrow = tile.n <= kNarrowTokens;  // warp-uniform
     const int tj = narrow ? lane / kNarrowLanesPerToken : lane;
     const std::int64_t r0 = narrow ? lane % kNarrowLanesPerToken : 0, step = narrow ? kNarrowLanesPerToken : 1;
     const bool active = lane < tile.n;
+    const bool fragment_keys = narrow && tile.key_block >= 0 && fragment_narrow_keys(kp, ktr0, tile.n);
     const std::int64_t t = tile.t0 + tj;
     float sc[kMaxQ];
 #pragma unroll
     for (int hq = 0; hq < kMaxQ; ++hq) sc[hq] = 0.0f;
     if (tj < tile.n) {
-      if (kstaged) {
+      if (fragment_keys && kstaged) {
+        fragment_key_scores(sc, qk, kp.first, kmeta, ktr0 + tj, static_cast<int>(r0));
+      } else if (kstaged) {
         const std::int64_t tr = ktr0 + tj;
         staged_key_scores(sc, qk, kp.first, kmeta, tr, r0, step, kp.first_n, 0);
         // the second child's first index congruent to r0 modulo step

@@ -215,6 +215,24 @@ VIDKV_HOST_DEVICE constexpr std::int64_t fragment_code_index(GroupAxis axis, std
   return base + tile * kFragmentTileTokens * channels + word * 16 + half * 8 + field;
 }
 
+// One token's codes of a channel-axis grid (keys) in whole 32-token tiles as a lane reads them: token t (t < fragment_tiled_tokens(tokens)) lies
+// in A row tt % 16 (tt = t % 32) of token half mt = tt / 16, so fragment lane 4 (tt % 8) + t4 holds its channels
+// 16 kc + 8 b + 2 t4 + {0, 1} (kc < channels / 16, b = 0, 1; D / 4 channels per t4, all 4 of them the token's D):
+// register a = (tt % 16) / 8 + 2 b of pair mt channels / 16 + kc. fragment_key_word: the 32-bit word (from the codes
+// section's start) holding both b of chunk kc; fragment_key_field: the field of b in it, whose low half is channel
+// 16 kc + 8 b + 2 t4 at bits 2 field and high half the next channel at bits 16 + 2 field. The decode-attention general
+// kernel reads a narrow tile's keys this way (a lane's words once, then shifts), fragment_code_index's element in two
+// halves.
+VIDKV_HOST_DEVICE constexpr std::int64_t fragment_key_word(std::int64_t tokens, std::int64_t channels, std::int64_t h,
+                                                           std::int64_t t, int t4, std::int64_t kc) {
+  const std::int64_t tt = t % kFragmentTileTokens, lane = 4 * (tt % 8) + t4;
+  const std::int64_t w = ((tt / 16) * (channels / 16) + kc) / 2;  // the lane's word of register 4 pair + a: pair / 2
+  return (h * tokens * channels + (t - tt) * channels) / 16 + (w / 4) * 128 + 4 * lane + w % 4;
+}
+VIDKV_HOST_DEVICE constexpr int fragment_key_field(std::int64_t t, std::int64_t kc, int b) {
+  return static_cast<int>(4 * (kc % 2) + (t % 16) / 8 + 2 * b);  // register r % 8, pair and kc of one parity (channels / 16 is even)
+}
+
 // The element (head, token, channel) whose code is at 2-bit index k: the inverse of fragment_code_index.
 struct FragmentElement {
   std::int64_t h, t, c;

@@ -104,6 +104,29 @@ TEST_CASE("fragment layout: each lane's registers hold the elements of its mma.m
           }
 }
 
+TEST_CASE("fragment layout: a token's key codes by lane word and field (fragment_key_word / _field) are fragment_code_index's",
+          "[quantizer][uniform][fragment]") {
+  // Every channel of every token in whole tiles (70 tokens: two tiles and a tail; two heads), read the way decode
+  // attention's general kernel reads a narrow key tile: lane t4 of the token, chunk kc, half b; the low half of the
+  // field is channel 16 kc + 8 b + 2 t4, the high half the next one (16 bits up: 8 codes).
+  // Hand-worked (128 channels, token 40 = tile 1, tt 8; channel 100 = kc 6, b 0, t4 2, low half; as the positions
+  // test): lane 4 * 0 + 2, pair 0 * 8 + 6 -> word 3 of the lane, field 4 * 0 + 1 + 0 = 1; word 32 * 128 / 16 + 4 * 2 + 3.
+  CHECK(gf::fragment_key_word(64, 128, 0, 40, 2, 6) == 256 + 11);
+  CHECK(gf::fragment_key_field(40, 6, 0) == 1);
+  for (std::int64_t D : {64, 128, 256})
+    for (std::int64_t h = 0; h < 2; ++h)
+      for (std::int64_t t = 0; t < 64; ++t)
+        for (int t4 = 0; t4 < 4; ++t4)
+          for (std::int64_t kc = 0; kc < D / 16; ++kc)
+            for (int b = 0; b < 2; ++b)
+              for (int half = 0; half < 2; ++half) {
+                const std::int64_t c = 16 * kc + 8 * b + 2 * t4 + half;
+                INFO("D " << D << " head " << h << " token " << t << " channel " << c);
+                REQUIRE(gf::fragment_key_word(70, D, h, t, t4, kc) * 16 + 8 * half + gf::fragment_key_field(t, kc, b) ==
+                        gf::fragment_code_index(gf::GroupAxis::channel, 70, D, h, t, c));
+              }
+}
+
 TEST_CASE("fragment layout: dense and fragment codes sections permute into each other", "[quantizer][uniform][fragment]") {
   for (gf::GroupAxis axis : {gf::GroupAxis::channel, gf::GroupAxis::token}) {
     const gf::GroupGrid g = gf::make_group_grid(axis, 3, 77, 64, 32);
