@@ -174,6 +174,13 @@ bool fragment_kernel_enabled() {
   return on;
 }
 
+// VIDKV_CUDA_ATTENTION_COMPACT=off keeps the full general kernel on kivi-2-fragment's residual tiles (Problem::
+// general_narrow_only never set: A / B measurements; the same outputs); read once.
+bool compact_general_enabled() {
+  static const bool on = !env_equals("VIDKV_CUDA_ATTENTION_COMPACT", "off");
+  return on;
+}
+
 // VIDKV_CUDA_ATTENTION_BESIDE=always: the general kernel beside the fast one whenever its blocks take at most half
 // of the fast kernel's wave, not 1/16 (A / B measurements at batch 8); read once.
 bool general_beside_always() {
@@ -350,6 +357,26 @@ void extend_prefix(SequencePrefix& sp, const LayerCache& c, const LayerCache::Si
     }
     (at::tile_is_fast(p, t, kp, vp) ? sp.fast : sp.general).push_back(t);
   }
+}
+
+// Whether a sequence's general tiles are only what the general kernel's compact instance reads (Problem::
+// general_narrow_only, for a problem whose fast tiles are the fragment kernel's): no general tile in the quantized
+// prefix, and residual-window tiles of at most DecodeAttention::kResidualTileTokens tokens with exact values and keys
+// exact or in a whole 32-token tile of their fragment-layout key block (its codes 4-byte aligned), the two exact
+// stores of one dtype, fp16 or bf16.
+bool narrow_residual_only(const SequencePrefix& sp, const std::vector<at::TileEntry>& residual,
+                          const LayerCache::SideRef& key, const LayerCache::SideRef& value) {
+  if (!sp.general.empty() || key.full_dtype != value.full_dtype || (key.full_dtype != DType::f16 && key.full_dtype != DType::bf16))
+    return false;
+  for (const at::TileEntry& t : residual) {
+    if (t.value_block >= 0 || t.n > DecodeAttention::kResidualTileTokens) return false;
+    if (t.key_block < 0) continue;
+    const at::BlockEntry& blk = sp.key_blocks[static_cast<std::size_t>(t.key_block)];
+    if (reinterpret_cast<std::uintptr_t>(blk.bytes) % 4 != 0 ||
+        t.t0 - blk.begin + t.n > group_format::fragment_tiled_tokens(blk.tokens))
+      return false;
+  }
+  return true;
 }
 
 // The entries of one region a build rewrote: [lo, hi) of the indices passed to add(), recorded as an absolute range
@@ -615,6 +642,7 @@ void DecodeAttention::build(const std::vector<const LayerCache*>& caches) {
   tb.prefixes.resize(batch);
   tb.residual.resize(batch);
   std::int64_t max_fast = 0, max_generic = 0;
+  bool narrow_only = p.fragment && compact_general_enabled();  // Problem::general_narrow_only
   // Pass 1: each sequence's kept prefix brought up to date and its residual windows' tiles (rebuilt every time: they
   // change with each appended token) into tb.residual[b], block indices local to the sequence like the prefix's.
   for (std::size_t b = 0; b < batch; ++b) {
@@ -644,6 +672,8 @@ void DecodeAttention::build(const std::vector<const LayerCache*>& caches) {
     std::vector<at::TileEntry>& residual = tb.residual[b];
     residual.clear();
     add_tiles(key, value, sp.stable, c.tokens(), 0, 0, static_cast<std::int32_t>(b), residual);
+    if (narrow_only) narrow_only = narrow_residual_only(sp, residual, key, value) && (b == 0 || key.full_dtype == p.general_narrow_dtype);
+    if (b == 0) p.general_narrow_dtype = key.full_dtype;
     const std::size_t tiles = sp.fast.size() + sp.general.size() + residual.size();
     if (tb.regions_valid) {
       const Tables::SequenceRegions& r = tb.regions[b];
@@ -747,6 +777,7 @@ void DecodeAttention::build(const std::vector<const LayerCache*>& caches) {
     tb.sequences[b].tile_begin = static_cast<std::int64_t>(r.tile_begin);
   }
   p.key_block_count = static_cast<std::int64_t>(tb.key_blocks.size());
+  p.general_narrow_only = narrow_only;
   // splits given: both parts use it. 0: each kernel gets one full wave of blocks on the GPU (as many as it holds at
   // once, by its registers and shared memory; rounded down so that no second, nearly empty wave follows: each block
   // then takes many tiles), at most one split per 4 tiles.
@@ -811,6 +842,7 @@ std::int64_t DecodeAttention::tiles() const {
 }
 bool DecodeAttention::tensor_cores() const { return tables_->problem.tensor_cores; }
 bool DecodeAttention::fragment() const { return tables_->problem.fragment; }
+bool DecodeAttention::general_compact() const { return tables_->problem.general_narrow_only; }
 DecodeAttention::GeneralKernel DecodeAttention::general_kernel() const {
 #ifdef VIDKV_WITH_CUDA
   if (tables_->beside) return attention_cuda::general_beside_on_one_stream() ? GeneralKernel::one_stream : GeneralKernel::side_stream;
@@ -850,7 +882,8 @@ bool DecodeAttention::same_tables(const DecodeAttention& other) const {
   }
   return a.problem.splits == b.problem.splits && a.problem.generic_splits == b.problem.generic_splits &&
          a.problem.tensor_cores == b.problem.tensor_cores &&
-         a.problem.fragment == b.problem.fragment && cache_bytes_ == other.cache_bytes_;
+         a.problem.fragment == b.problem.fragment && a.problem.general_narrow_only == b.problem.general_narrow_only &&
+         cache_bytes_ == other.cache_bytes_;
 }
 
 DecodeAttention::Uploads DecodeAttention::uploads() const { return tables_->uploads; }

@@ -303,10 +303,54 @@ __device__ inline void fragment_key_scores(float (&sc)[kMaxQ], const float* qk, 
   }
 }
 
+// The general kernel's compact instance (kNarrowOnly, Problem::general_narrow_only): a warp's tiles of a sequence's
+// general part, each a narrow residual-window tile with exact values, its keys exact (residual_scores) or in a whole
+// fragment tile (fragment_key_scores), both stores of dtype F. The same functions in the same order as the full
+// kernel's loop takes for such tiles, so the same results; only the code for other tiles is left out. Why: the full
+// instance's code is about 42k instructions, and at kivi-2-fragment 8 x 64k its warps, one narrow tile each, stalled
+// on instruction fetch for 47% of their samples (Nsight Compute source counters on the H200: no_inst 1588 of 3408).
+template <int kC, DType F>
+__device__ __forceinline__ void narrow_residual_tiles(const Problem& p, const SequenceEntry& seq, std::int64_t first_tile,
+                                                      const TileRange& range, const float* q, af::Meta* kmeta, std::int64_t h,
+                                                      int warp, int lane, float (&m)[kMaxQ], float (&l)[kMaxQ],
+                                                      float (&acc)[kMaxQ][kC]) {
+  const std::int64_t D = p.channels, Q = p.qpk;
+  const int tj = lane / kNarrowLanesPerToken, t4 = lane % kNarrowLanesPerToken;
+  for (std::int64_t ti = range.first + warp; ti < range.last; ti += kWarps) {
+    const TileEntry tile = p.tiles[first_tile + ti];
+    float sc[kMaxQ];
+#pragma unroll
+    for (int hq = 0; hq < kMaxQ; ++hq) sc[hq] = 0.0f;
+    if (tile.key_block >= 0) {
+      const af::PartRef kp = key_part(p, tile, h);
+      const af::ChildView& v = kp.first;
+      const std::int64_t ktr0 = tile.t0 - p.key_blocks[tile.key_block].begin;
+      // The tile's group's metadata, fp16 and group-major (Problem::fragment: decode_attention_fragment.h formats_ok;
+      // group_format::group_major_index): channel c's at entry base + c, the values key_meta_entry reads.
+      const std::int64_t base = group_format::group_major_index(v.head, ktr0 / v.f.group, 0, D, v.groups_per_row);
+      const auto* scales = reinterpret_cast<const std::uint16_t*>(v.scales) + base;
+      const auto* mins = reinterpret_cast<const std::uint16_t*>(v.mins) + base;
+      __syncwarp();
+#pragma unroll 4
+      for (std::int64_t i = lane; i < D; i += 32) kmeta[i] = af::Meta{half_bits_to_float(scales[i]), half_bits_to_float(mins[i])};
+      __syncwarp();
+      if (tj < tile.n) fragment_key_scores(sc, q, kp.first, kmeta, ktr0 + tj, t4);
+    } else if (tj < tile.n) {
+      const std::int64_t row = (h * seq.key_capacity + tile.t0 + tj - seq.key_first) * D;
+      residual_scores<F>(sc, q, seq.key_full, row, static_cast<int>(D), p.residual_dtype, t4, kNarrowLanesPerToken);
+    }
+    join_narrow_scores(sc, lane);
+    softmax_update(sc, lane < tile.n, p.score_scale, Q, m, l, acc);
+    const std::int64_t row0 = (h * seq.value_capacity + tile.t0 - seq.value_first) * D;
+    residual_values<F, kC>(acc, sc, Q, seq.value_full, row0, static_cast<int>(D), tile.n, p.residual_dtype, lane);
+  }
+}
+
 // The general kernel: the tiles of each sequence that are not fast (the residual's, layouts whose codes or metadata
 // are not staged), every element through the format functions. kC: value channels per lane (D <= 32 kC): 4 for
-// head_dim <= 128 (fewer registers), kMaxC up to 256.
-template <int kC>
+// head_dim <= 128 (fewer registers), kMaxC up to 256. kNarrowOnly: the compact instance for Problem::
+// general_narrow_only (narrow_residual_tiles), its exact stores of dtype kStore.
+template <int kC, bool kNarrowOnly = false, DType kStore = DType::f32>
 __global__ void __launch_bounds__(kThreads) split_kernel(const Problem p) {
   // launch() may start the fast / tensor-core kernel beside this one (p.generic_target != 0): its blocks may be
   // dispatched as soon as every block of this one has begun.
@@ -336,112 +380,116 @@ __global__ void __launch_bounds__(kThreads) split_kernel(const Problem p) {
   std::int32_t rank_block = INT_MIN;
   std::int64_t rank_pos = 0, rank_base = 0;
 
-  for (std::int64_t ti = range.first + warp; ti < range.last; ti += kWarps) {
-    const TileEntry tile = p.tiles[first_tile + ti];
-    const std::int64_t kbegin = key_block_begin(p, tile), vbegin = value_block_begin(p, tile);
-    const std::int64_t ktr0 = tile.t0 - kbegin, vtr0 = tile.t0 - vbegin;  // the tile's first token in its blocks
-    af::PartRef kp;
-    bool kstaged = false;
-    const float* qk = q;  // the query in the tile's key coordinates
-    if (tile.key_block >= 0) {
-      kp = key_part(p, tile, h);
-      if (transform) {
-        if (tile.key_block != cached_block) {
-          load_transformed(p, tile.key_block, h, tq, lane);
-          cached_block = tile.key_block;
+  if constexpr (kNarrowOnly) {
+    narrow_residual_tiles<kC, kStore>(p, seq, first_tile, range, q, kmeta, h, warp, lane, m, l, acc);
+  } else {
+    for (std::int64_t ti = range.first + warp; ti < range.last; ti += kWarps) {
+      const TileEntry tile = p.tiles[first_tile + ti];
+      const std::int64_t kbegin = key_block_begin(p, tile), vbegin = value_block_begin(p, tile);
+      const std::int64_t ktr0 = tile.t0 - kbegin, vtr0 = tile.t0 - vbegin;  // the tile's first token in its blocks
+      af::PartRef kp;
+      bool kstaged = false;
+      const float* qk = q;  // the query in the tile's key coordinates
+      if (tile.key_block >= 0) {
+        kp = key_part(p, tile, h);
+        if (transform) {
+          if (tile.key_block != cached_block) {
+            load_transformed(p, tile.key_block, h, tq, lane);
+            cached_block = tile.key_block;
+          }
+          qk = tq;
         }
-        qk = tq;
+        kstaged = key_meta_staged(kp, ktr0, tile.n);
+        if (kstaged) {
+          __syncwarp();
+          for (std::int64_t i = lane; i < W; i += 32) kmeta[i] = key_meta_entry(kp, ktr0, i);
+          __syncwarp();
+        }
       }
-      kstaged = key_meta_staged(kp, ktr0, tile.n);
-      if (kstaged) {
-        __syncwarp();
-        for (std::int64_t i = lane; i < W; i += 32) kmeta[i] = key_meta_entry(kp, ktr0, i);
-        __syncwarp();
-      }
-    }
 
-    // Scores. A tile of at most kNarrowTokens tokens (those touching a residual window: DecodeAttention::
-    // kResidualTileTokens) takes 4 lanes per token, lane (j = lane / 4, r = lane % 4) summing the part indices r,
-    // r + 4, ... of token j (join_narrow_scores adds them up and moves token j's scores to lane j; keys in layout
-    // fragment: the channels that token j's fragment lane 4 (j mod 8) + r holds, fragment_key_scores); a longer
-    // tile a lane per token over all part indices.
-    const bool narrow = tile.n <= kNarrowTokens;  // warp-uniform
-    const int tj = narrow ? lane / kNarrowLanesPerToken : lane;
-    const std::int64_t r0 = narrow ? lane % kNarrowLanesPerToken : 0, step = narrow ? kNarrowLanesPerToken : 1;
-    const bool active = lane < tile.n;
-    const bool fragment_keys = narrow && tile.key_block >= 0 && fragment_narrow_keys(kp, ktr0, tile.n);
-    const std::int64_t t = tile.t0 + tj;
-    float sc[kMaxQ];
-#pragma unroll
-    for (int hq = 0; hq < kMaxQ; ++hq) sc[hq] = 0.0f;
-    if (tj < tile.n) {
-      if (fragment_keys && kstaged) {
-        fragment_key_scores(sc, qk, kp.first, kmeta, ktr0 + tj, static_cast<int>(r0));
-      } else if (kstaged) {
-        const std::int64_t tr = ktr0 + tj;
-        staged_key_scores(sc, qk, kp.first, kmeta, tr, r0, step, kp.first_n, 0);
-        // the second child's first index congruent to r0 modulo step
-        staged_key_scores(sc, qk, kp.second, kmeta, tr, kp.first_n + ((r0 - kp.first_n % step) + step) % step, step, W,
-                          kp.first_n);
-      } else if (tile.key_block < 0) {  // the residual: D channels of the exact-input store
-        const std::int64_t row = (h * seq.key_capacity + t - seq.key_first) * D;
-        const int d = static_cast<int>(D), c0 = static_cast<int>(r0), cs = static_cast<int>(step);
-        if (seq.key_full_dtype == DType::f16) residual_scores<DType::f16>(sc, qk, seq.key_full, row, d, p.residual_dtype, c0, cs);
-        else if (seq.key_full_dtype == DType::bf16) residual_scores<DType::bf16>(sc, qk, seq.key_full, row, d, p.residual_dtype, c0, cs);
-        else residual_scores<DType::f32>(sc, qk, seq.key_full, row, d, p.residual_dtype, c0, cs);
-      } else {
-        for (std::int64_t i = r0; i < W; i += step) {
-          const float k = key_element(p, seq, tile, kp, kbegin, h, t, i);
-          score_update(sc, qk, i, k);
+      // Scores. A tile of at most kNarrowTokens tokens (those touching a residual window: DecodeAttention::
+      // kResidualTileTokens) takes 4 lanes per token, lane (j = lane / 4, r = lane % 4) summing the part indices r,
+      // r + 4, ... of token j (join_narrow_scores adds them up and moves token j's scores to lane j; keys in layout
+      // fragment: the channels that token j's fragment lane 4 (j mod 8) + r holds, fragment_key_scores); a longer
+      // tile a lane per token over all part indices.
+      const bool narrow = tile.n <= kNarrowTokens;  // warp-uniform
+      const int tj = narrow ? lane / kNarrowLanesPerToken : lane;
+      const std::int64_t r0 = narrow ? lane % kNarrowLanesPerToken : 0, step = narrow ? kNarrowLanesPerToken : 1;
+      const bool active = lane < tile.n;
+      const bool fragment_keys = narrow && tile.key_block >= 0 && fragment_narrow_keys(kp, ktr0, tile.n);
+      const std::int64_t t = tile.t0 + tj;
+      float sc[kMaxQ];
+  #pragma unroll
+      for (int hq = 0; hq < kMaxQ; ++hq) sc[hq] = 0.0f;
+      if (tj < tile.n) {
+        if (fragment_keys && kstaged) {
+          fragment_key_scores(sc, qk, kp.first, kmeta, ktr0 + tj, static_cast<int>(r0));
+        } else if (kstaged) {
+          const std::int64_t tr = ktr0 + tj;
+          staged_key_scores(sc, qk, kp.first, kmeta, tr, r0, step, kp.first_n, 0);
+          // the second child's first index congruent to r0 modulo step
+          staged_key_scores(sc, qk, kp.second, kmeta, tr, kp.first_n + ((r0 - kp.first_n % step) + step) % step, step, W,
+                            kp.first_n);
+        } else if (tile.key_block < 0) {  // the residual: D channels of the exact-input store
+          const std::int64_t row = (h * seq.key_capacity + t - seq.key_first) * D;
+          const int d = static_cast<int>(D), c0 = static_cast<int>(r0), cs = static_cast<int>(step);
+          if (seq.key_full_dtype == DType::f16) residual_scores<DType::f16>(sc, qk, seq.key_full, row, d, p.residual_dtype, c0, cs);
+          else if (seq.key_full_dtype == DType::bf16) residual_scores<DType::bf16>(sc, qk, seq.key_full, row, d, p.residual_dtype, c0, cs);
+          else residual_scores<DType::f32>(sc, qk, seq.key_full, row, d, p.residual_dtype, c0, cs);
+        } else {
+          for (std::int64_t i = r0; i < W; i += step) {
+            const float k = key_element(p, seq, tile, kp, kbegin, h, t, i);
+            score_update(sc, qk, i, k);
+          }
         }
       }
-    }
-    if (narrow) join_narrow_scores(sc, lane);
-    // Online softmax update of the warp's partial; sc becomes the tile's probabilities exp2(s - m).
-    softmax_update(sc, active, p.score_scale, Q, m, l, acc);
-    // Values, lane -> channels lane + 32 ci (the value part is read after the scores: kp and vp are never live at
-    // once, which keeps the kernel's registers down).
-    af::PartRef vp;
-    int vmode = kValueMetaNone;
-    if (tile.value_block >= 0) {
-      vp = value_part(p, tile, h);
-      vmode = value_meta_mode(p.value, vp, vtr0, tile.n, D);
-      const std::int64_t count = value_meta_count(vmode, vp, tile.n, D);
-      __syncwarp();
-      for (std::int64_t e = lane; e < count; e += 32) vmeta[e] = value_meta_entry(vmode, vp, vtr0, e);
-      __syncwarp();
-    }
-    // mixed_token values: lane j's token's rank (protected tokens of the block before it).
-    std::int64_t my_rank = 0;
-    if (p.value.token_mixed && tile.value_block >= 0) {
-      const bool cont = tile.value_block == rank_block && vtr0 >= rank_pos;
-      rank_base = (cont ? rank_base : 0) + warp_mask_count(vp.mask, cont ? rank_pos : 0, vtr0, lane);
-      rank_block = tile.value_block;
-      rank_pos = vtr0;
-      my_rank = rank_base + (lane < tile.n ? af::mask_count(vp.mask, vtr0, vtr0 + lane) : 0);
-    }
-    if (tile.value_block < 0) {  // the residual: the exact-input store
-      const std::int64_t row0 = (h * seq.value_capacity + tile.t0 - seq.value_first) * D;
-      const int d = static_cast<int>(D);
-      if (seq.value_full_dtype == DType::f16) residual_values<DType::f16, kC>(acc, sc, Q, seq.value_full, row0, d, tile.n, p.residual_dtype, lane);
-      else if (seq.value_full_dtype == DType::bf16) residual_values<DType::bf16, kC>(acc, sc, Q, seq.value_full, row0, d, tile.n, p.residual_dtype, lane);
-      else residual_values<DType::f32, kC>(acc, sc, Q, seq.value_full, row0, d, tile.n, p.residual_dtype, lane);
-      continue;
-    }
-    for (int j = 0; j < tile.n; ++j) {
-      float pj[kMaxQ];
-#pragma unroll
-      for (int hq = 0; hq < kMaxQ; ++hq) pj[hq] = __shfl_sync(0xffffffffu, sc[hq], j);
-      const std::int64_t rank = __shfl_sync(0xffffffffu, my_rank, j);
-#pragma unroll
-      for (int ci = 0; ci < kC; ++ci) {
-        const std::int64_t c = lane + 32 * ci;
-        if (c >= D) break;
-        const float v = vmode != kValueMetaNone ? value_staged_element(vmode, vp, vtr0, j, c, vmeta)
-                                                : value_element(p, seq, tile, vp, vbegin, h, tile.t0 + j, c, rank);
-#pragma unroll
-        for (int hq = 0; hq < kMaxQ; ++hq)
-          if (hq < Q) acc[hq][ci] = __fmaf_rn(pj[hq], v, acc[hq][ci]);
+      if (narrow) join_narrow_scores(sc, lane);
+      // Online softmax update of the warp's partial; sc becomes the tile's probabilities exp2(s - m).
+      softmax_update(sc, active, p.score_scale, Q, m, l, acc);
+      // Values, lane -> channels lane + 32 ci (the value part is read after the scores: kp and vp are never live at
+      // once, which keeps the kernel's registers down).
+      af::PartRef vp;
+      int vmode = kValueMetaNone;
+      if (tile.value_block >= 0) {
+        vp = value_part(p, tile, h);
+        vmode = value_meta_mode(p.value, vp, vtr0, tile.n, D);
+        const std::int64_t count = value_meta_count(vmode, vp, tile.n, D);
+        __syncwarp();
+        for (std::int64_t e = lane; e < count; e += 32) vmeta[e] = value_meta_entry(vmode, vp, vtr0, e);
+        __syncwarp();
+      }
+      // mixed_token values: lane j's token's rank (protected tokens of the block before it).
+      std::int64_t my_rank = 0;
+      if (p.value.token_mixed && tile.value_block >= 0) {
+        const bool cont = tile.value_block == rank_block && vtr0 >= rank_pos;
+        rank_base = (cont ? rank_base : 0) + warp_mask_count(vp.mask, cont ? rank_pos : 0, vtr0, lane);
+        rank_block = tile.value_block;
+        rank_pos = vtr0;
+        my_rank = rank_base + (lane < tile.n ? af::mask_count(vp.mask, vtr0, vtr0 + lane) : 0);
+      }
+      if (tile.value_block < 0) {  // the residual: the exact-input store
+        const std::int64_t row0 = (h * seq.value_capacity + tile.t0 - seq.value_first) * D;
+        const int d = static_cast<int>(D);
+        if (seq.value_full_dtype == DType::f16) residual_values<DType::f16, kC>(acc, sc, Q, seq.value_full, row0, d, tile.n, p.residual_dtype, lane);
+        else if (seq.value_full_dtype == DType::bf16) residual_values<DType::bf16, kC>(acc, sc, Q, seq.value_full, row0, d, tile.n, p.residual_dtype, lane);
+        else residual_values<DType::f32, kC>(acc, sc, Q, seq.value_full, row0, d, tile.n, p.residual_dtype, lane);
+        continue;
+      }
+      for (int j = 0; j < tile.n; ++j) {
+        float pj[kMaxQ];
+  #pragma unroll
+        for (int hq = 0; hq < kMaxQ; ++hq) pj[hq] = __shfl_sync(0xffffffffu, sc[hq], j);
+        const std::int64_t rank = __shfl_sync(0xffffffffu, my_rank, j);
+  #pragma unroll
+        for (int ci = 0; ci < kC; ++ci) {
+          const std::int64_t c = lane + 32 * ci;
+          if (c >= D) break;
+          const float v = vmode != kValueMetaNone ? value_staged_element(vmode, vp, vtr0, j, c, vmeta)
+                                                  : value_element(p, seq, tile, vp, vbegin, h, tile.t0 + j, c, rank);
+  #pragma unroll
+          for (int hq = 0; hq < kMaxQ; ++hq)
+            if (hq < Q) acc[hq][ci] = __fmaf_rn(pj[hq], v, acc[hq][ci]);
+        }
       }
     }
   }
@@ -839,12 +887,21 @@ void check(cudaError_t e, const char* what) {
   if (e != cudaSuccess) VIDKV_THROW(CudaError, "decode attention: ", what, ": ", cudaGetErrorString(e));
 }
 
+// The general kernel's instance for p: the compact one where p.general_narrow_only (by the stores' dtype), else the
+// full one.
+template <int kC>
+void (*split_kernel_for(const Problem& p))(const Problem) {
+  if (!p.general_narrow_only) return split_kernel<kC>;
+  return p.general_narrow_dtype == DType::bf16 ? split_kernel<kC, true, DType::bf16> : split_kernel<kC, true, DType::f16>;
+}
+
 template <int kC>
 void launch_split(const Problem& p, dim3 grid, std::size_t smem, cudaStream_t st) {
   if (grid.x == 0) return;
+  void (*kernel)(const Problem) = split_kernel_for<kC>(p);
   if (smem > 48 * 1024)
-    cuda_kernels::allow_dynamic_smem(reinterpret_cast<const void*>(split_kernel<kC>), smem, "decode attention (split kernel)");
-  split_kernel<kC><<<grid, kThreads, smem, st>>>(p);
+    cuda_kernels::allow_dynamic_smem(reinterpret_cast<const void*>(kernel), smem, "decode attention (split kernel)");
+  kernel<<<grid, kThreads, smem, st>>>(p);
   check(cudaGetLastError(), "split kernel launch");
 }
 

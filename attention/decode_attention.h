@@ -107,6 +107,10 @@ class DecodeAttention {
   // layout fragment: decode_attention_fragment.h; its tolerance: Arithmetic::fragment). Its fast tiles are the whole
   // 32-token fragment tiles of both sides; the others go to the general kernel.
   bool fragment() const;
+  // Whether run() on cuda takes the general tiles with the general kernel's compact instance (decode_attention_tables.h
+  // Problem::general_narrow_only: with fragment(), every general tile a residual-window tile it reads; the same
+  // outputs as the full kernel; VIDKV_CUDA_ATTENTION_COMPACT=off never takes it).
+  bool general_compact() const;
   // Where run() on cuda puts the general kernel (the residual windows' tiles) as the last update() chose: after the
   // fast / tensor-core kernel, beside it on a second stream (side_stream), or beside it on the same stream (compute
   // capability 9.0 and newer: a programmatic dependent launch, no events, also with side_stream false). after on cpu

@@ -64,6 +64,13 @@ struct Problem {
   // The fast tiles go to the fragment kernel (decode_attention_fragment.h formats_ok; tensor_cores is then false):
   // a tile is fast only when it is a whole fragment tile of both sides (fragment_tile).
   bool fragment = false;
+  // The general part of every sequence is only narrow residual-window tiles whose values are exact and whose keys are
+  // exact or whole fragment tiles of a fragment-layout block (4-byte aligned codes), both stores of one dtype, fp16
+  // or bf16 (kivi-2-fragment's residual windows; DecodeAttention's build decides): the general kernel's compact
+  // instance takes them (decode_attention.cu, split_kernel<kC, true, F>), F = general_narrow_dtype, the stores'
+  // dtype in every sequence. Set only with fragment.
+  bool general_narrow_only = false;
+  DType general_narrow_dtype = DType::f16;
   float score_scale = 1.0f;  // log2(e) / sqrt(D): scores in log2 units
   const void* queries = nullptr;  // [batch, heads * qpk, D]
   DType query_dtype = DType::f32;

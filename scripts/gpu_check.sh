@@ -7,7 +7,8 @@
 #   4. `vidkv bench --live --fused --fused-only` (kivi-2-fragment against DynamicCache at 32k, batch 1 and 8);
 #   5. the other [cuda] tests;
 #   6. the attention bench at 8 x 64k with the general kernel's placement by default and with
-#      VIDKV_CUDA_ATTENTION_BESIDE=always and =one-split (A / B, in one process each, without torch);
+#      VIDKV_CUDA_ATTENTION_BESIDE=always and =one-split, then with VIDKV_CUDA_ATTENTION_COMPACT=off (A / B, in one
+#      process each, without torch);
 #   7. Nsight Compute (when `ncu` is on PATH): time, warp instructions, DRAM bytes, issue activity and registers of the
 #      decode attention kernels at 8 x 64k.
 # Each step is skipped when less time is left than it needs, so that the run fits a deadline (first argument, seconds,
@@ -61,6 +62,11 @@ for beside in default always one-split; do
       --presets kivi-2-fragment --no-torch 2>&1 | tail -1
   fi
 done
+if [ "$(left)" -gt 40 ]; then
+  echo "== bench --attention, the full general kernel on the residual tiles (VIDKV_CUDA_ATTENTION_COMPACT=off), 8 x 64k"
+  VIDKV_CUDA_ATTENTION_COMPACT=off timeout 30 $B/vidkv bench --backend cuda --attention --tokens 65536 --batches 8 \
+    --presets kivi-2-fragment --no-torch 2>&1 | tail -1
+fi
 if [ "$(left)" -gt 35 ] && command -v ncu >/dev/null; then
   L=$(left)
   echo "== ncu, 8 x 64k (left $L s; ncu locks the clocks: times above the bench's)"

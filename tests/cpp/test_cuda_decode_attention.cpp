@@ -8,6 +8,7 @@
 #include <cstdlib>
 #include <iostream>
 #include <memory>
+#include <string>
 #include <thread>
 
 #include "catch.h"
@@ -16,6 +17,7 @@
 #include "decode_attention_test_support.h"
 #include "vidkv/core/cuda/cuda_device.h"
 #include "vidkv/core/cuda/device_memory.h"
+#include "vidkv/core/env_switch.h"
 #include "vidkv/core/error.h"
 
 using namespace vidkv;
@@ -86,6 +88,9 @@ TEST_CASE("decode attention on cuda agrees with the reference and dequantize-the
           if (ac.name == "preset kivi-2" || ac.name == "preset vidkv-k1.5-v1.58") CHECK(attn.tensor_cores() == (fast == Fast::tensor_cores));
           CHECK(attn.fragment() == (fragment_codec && fast == Fast::tensor_cores));
           if (attn.fragment()) CHECK(attn.fast_tiles() > 0);  // which tiles: fragment_tile, [cpu]-tested
+          // Its residual windows' tiles (fp16 stores; keys exact or in whole fragment tiles, values exact) on the general
+          // kernel's compact instance, unless switched off.
+          if (attn.fragment() && !env_equals("VIDKV_CUDA_ATTENTION_COMPACT", "off")) CHECK(attn.general_compact());
           for (const DType qtype : all_dtypes()) {
             INFO("qpk " << qpk << ", splits " << attn.splits() << ", " << kernel_name(attn) << ", queries "
                         << dtype_name(qtype));
@@ -131,7 +136,7 @@ TEST_CASE("decode attention on cuda handles head_dim 40 and 48 (channel tails pe
 TEST_CASE("decode attention on cuda reads the live hook's caches (only the residual window exact, in the data dtype)", "[cuda][attention]") {
   VIDKV_REQUIRE_CUDA_DEVICE();
   const LayerInput a = synthetic_input(4, 1300, 128, 23), b = synthetic_input(4, 290, 128, 24);
-  for (const char* name : {"kivi-2", "vidkv-k1.5-v1.58", "fp16"}) {
+  for (const char* name : {"kivi-2", "vidkv-k1.5-v1.58", "fp16", "kivi-2-fragment"}) {
     INFO(name);
     const PresetCodec preset = preset_codec(name, CpuImplementation::reference);
     const KvCodec& codec = preset.codec;
@@ -140,6 +145,9 @@ TEST_CASE("decode attention on cuda reads the live hook's caches (only the resid
     const auto cb = filled_cache(codec, lc, b, 250, Execution::cuda(), ExactTokens::residual);
     const std::vector<const LayerCache*> caches{ca.get(), cb.get()};
     const DecodeAttention attn(caches, Execution::cuda());
+    // kivi-2-fragment: the residual windows (keys exact or in whole fragment tiles, values exact) through the general
+    // kernel's compact instance, which reads the stores at their window offsets (capacity, first token).
+    if (std::string(name) == "kivi-2-fragment" && !env_equals("VIDKV_CUDA_ATTENTION_COMPACT", "off")) CHECK(attn.general_compact());
     for (const DType qtype : all_dtypes()) {
       std::vector<float> q = random_queries(2, 28, 128, 1.5f, 6);
       for (auto& x : q) x = round_to_dtype(x, qtype);
