@@ -187,14 +187,17 @@ bool general_beside_always() {
   static const bool on = env_equals("VIDKV_CUDA_ATTENTION_BESIDE", "always");
   return on;
 }
-// VIDKV_CUDA_ATTENTION_BESIDE=one-split: where the default rule keeps the general kernel after the fast one, run it
-// beside with one split per (sequence, KV head) when those blocks take at most 1/8 of the fast kernel's wave (batch
-// 8 at 4 KV heads: 32 blocks of 396), the fast kernel keeping the rest of the wave (A / B measurements: at 8 x 64k
-// on the H200 the general kernel's residual tiles took 44-46 us after the fragment kernel's 139 under Nsight
-// Compute's locked clocks, docs/performance.md); read once.
-bool general_beside_one_split() {
-  static const bool on = env_equals("VIDKV_CUDA_ATTENTION_BESIDE", "one-split");
-  return on;
+// The one-split rule: where the 1/16 rule keeps the general kernel after the fast one, run it beside with one split
+// per (sequence, KV head) when those blocks take at most 1/8 of the fast kernel's wave (batch 8 at 4 KV heads: 32
+// blocks of 396), the fast kernel keeping the rest of the wave. By default for the general kernel's compact instance
+// (Problem::general_narrow_only): at kivi-2-fragment 8 x 64k on the H100, 0.1281 ms against 0.1420 after the
+// fragment kernel (and 0.1377 with =always), one run, docs/performance.md section 8; the full instance was slower
+// beside (0.1766-0.1843 against 0.1514-0.1562 after, on both GPUs). VIDKV_CUDA_ATTENTION_BESIDE=one-split takes it
+// for the full instance too, =after never (the 1/16 rule only); read once.
+bool general_beside_one_split(bool compact) {
+  static const bool always = env_equals("VIDKV_CUDA_ATTENTION_BESIDE", "one-split");
+  static const bool never = env_equals("VIDKV_CUDA_ATTENTION_BESIDE", "after");
+  return always || (compact && !never);
 }
 
 void check_blocks(const LayerCache::SideRef& side, const char* what, std::size_t b) {
@@ -813,7 +816,7 @@ void DecodeAttention::build(const std::vector<const LayerCache*>& caches) {
   if (requested_splits_ == 0 && can_beside && p.splits > 0 && p.generic_splits > 0) {
     const std::int64_t rows = p.batch * heads_, generic_blocks = p.generic_splits * rows;
     const bool fits = 16 * generic_blocks <= tb.fast_wave || (general_beside_always() && 2 * generic_blocks <= tb.fast_wave);
-    const bool one_split = !fits && general_beside_one_split() && 8 * rows <= tb.fast_wave;
+    const bool one_split = !fits && general_beside_one_split(p.general_narrow_only) && 8 * rows <= tb.fast_wave;
     if (fits || one_split) {
       tb.beside = true;
       if (one_split) p.generic_splits = 1;

@@ -7,8 +7,8 @@
 #   4. `vidkv bench --live --fused --fused-only` (kivi-2-fragment against DynamicCache at 32k, batch 1 and 8);
 #   5. the other [cuda] tests;
 #   6. the attention bench at 8 x 64k with the general kernel's placement by default and with
-#      VIDKV_CUDA_ATTENTION_BESIDE=always and =one-split, then with VIDKV_CUDA_ATTENTION_COMPACT=off (A / B, in one
-#      process each, without torch);
+#      VIDKV_CUDA_ATTENTION_BESIDE=after, =always and =one-split, then with VIDKV_CUDA_ATTENTION_COMPACT=off (A / B, in
+#      one process each, without torch);
 #   7. Nsight Compute (when `ncu` is on PATH): time, warp instructions, DRAM bytes, issue activity and registers of the
 #      decode attention kernels at 8 x 64k.
 # Each step is skipped when less time is left than it needs, so that the run fits a deadline (first argument, seconds,
@@ -55,7 +55,7 @@ if [ "$(left)" -gt 110 ]; then
     --fused --fused-only --presets kivi-2-fragment --tokens 32768 --batches 1,8 --steps 16 --rounds 2 2>&1 | tail -16
 fi
 run_tests "[cuda]~[attention]" 100 rest
-for beside in default always one-split; do
+for beside in default after always one-split; do
   if [ "$(left)" -gt 40 ]; then
     echo "== bench --attention, the general kernel's placement $beside, 8 x 64k (left $(left) s)"
     VIDKV_CUDA_ATTENTION_BESIDE=$beside timeout 30 $B/vidkv bench --backend cuda --attention --tokens 65536 --batches 8 \
