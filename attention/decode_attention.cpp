@@ -175,7 +175,9 @@ bool fragment_kernel_enabled() {
 }
 
 // VIDKV_CUDA_ATTENTION_COMPACT=off keeps the full general kernel on kivi-2-fragment's residual tiles (Problem::
-// general_narrow_only never set: A / B measurements; the same outputs); read once.
+// general_narrow_only never set: A / B measurements; per tile the same arithmetic, but the default placement then
+// follows the full instance's rule too (after the fast kernel at batch 8), so compare it with
+// VIDKV_CUDA_ATTENTION_BESIDE=after, whose splits and merge order are the same); read once.
 bool compact_general_enabled() {
   static const bool on = !env_equals("VIDKV_CUDA_ATTENTION_COMPACT", "off");
   return on;
@@ -365,7 +367,7 @@ void extend_prefix(SequencePrefix& sp, const LayerCache& c, const LayerCache::Si
 // Whether a sequence's general tiles are only what the general kernel's compact instance reads (Problem::
 // general_narrow_only, for a problem whose fast tiles are the fragment kernel's): no general tile in the quantized
 // prefix, and residual-window tiles of at most DecodeAttention::kResidualTileTokens tokens with exact values and keys
-// exact or in a whole 32-token tile of their fragment-layout key block (its codes 4-byte aligned), the two exact
+// exact or inside one whole 32-token tile of their fragment-layout key block (its codes 4-byte aligned), the two exact
 // stores of one dtype, fp16 or bf16.
 bool narrow_residual_only(const SequencePrefix& sp, const std::vector<at::TileEntry>& residual,
                           const LayerCache::SideRef& key, const LayerCache::SideRef& value) {
@@ -375,8 +377,10 @@ bool narrow_residual_only(const SequencePrefix& sp, const std::vector<at::TileEn
     if (t.value_block >= 0 || t.n > DecodeAttention::kResidualTileTokens) return false;
     if (t.key_block < 0) continue;
     const at::BlockEntry& blk = sp.key_blocks[static_cast<std::size_t>(t.key_block)];
-    if (reinterpret_cast<std::uintptr_t>(blk.bytes) % 4 != 0 ||
-        t.t0 - blk.begin + t.n > group_format::fragment_tiled_tokens(blk.tokens))
+    // (one 32-token tile, so one key group: formats_ok's groups are multiples of 32; add_tiles keeps it so)
+    const std::int64_t tr0 = t.t0 - blk.begin;
+    if (reinterpret_cast<std::uintptr_t>(blk.bytes) % 4 != 0 || tr0 + t.n > group_format::fragment_tiled_tokens(blk.tokens) ||
+        tr0 % group_format::kFragmentTileTokens + t.n > group_format::kFragmentTileTokens)
       return false;
   }
   return true;
@@ -808,7 +812,8 @@ void DecodeAttention::build(const std::vector<const LayerCache*>& caches) {
   // The general kernel's tiles (the residual window's) are few and its time a fixed latency, tens of us at every
   // batch: run it beside the fast kernel when its blocks take at most 1/16 of the fast kernel's wave, which then
   // leaves room for them (a full wave plus any other block would leave a second, nearly empty wave). Above that
-  // (batch 8 and more: a block per sequence and KV head) the wave would lose more than the latency hidden.
+  // (batch 8 and more: a block per sequence and KV head) the wave would lose more than the full general kernel's
+  // latency hides; its compact instance is short enough to run beside with one split (general_beside_one_split).
   // Beside on one stream where the GPU allows it (attention_cuda::general_beside_on_one_stream: no events, so also
   // for the live cache, whose side_stream is false), else on the side stream where side_stream allows it.
   tb.beside = false;

@@ -108,8 +108,8 @@ class DecodeAttention {
   // 32-token fragment tiles of both sides; the others go to the general kernel.
   bool fragment() const;
   // Whether run() on cuda takes the general tiles with the general kernel's compact instance (decode_attention_tables.h
-  // Problem::general_narrow_only: with fragment(), every general tile a residual-window tile it reads; the same
-  // outputs as the full kernel; VIDKV_CUDA_ATTENTION_COMPACT=off never takes it).
+  // Problem::general_narrow_only: with fragment(), every general tile a residual-window tile it reads; per tile the
+  // full kernel's arithmetic, so the same outputs at the same splits; VIDKV_CUDA_ATTENTION_COMPACT=off never takes it).
   bool general_compact() const;
   // Where run() on cuda puts the general kernel (the residual windows' tiles) as the last update() chose: after the
   // fast / tensor-core kernel, beside it on a second stream (side_stream), or beside it on the same stream (compute

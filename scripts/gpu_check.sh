@@ -8,7 +8,7 @@
 #   5. the other [cuda] tests;
 #   6. the attention bench at 8 x 64k with the general kernel's placement by default and with
 #      VIDKV_CUDA_ATTENTION_BESIDE=after, =always and =one-split, then with VIDKV_CUDA_ATTENTION_COMPACT=off (A / B, in
-#      one process each, without torch);
+#      one process each, without torch; COMPACT=off places the full kernel by its own rule: compare it with =after);
 #   7. Nsight Compute (when `ncu` is on PATH): time, warp instructions, DRAM bytes, issue activity and registers of the
 #      decode attention kernels at 8 x 64k.
 # Each step is skipped when less time is left than it needs, so that the run fits a deadline (first argument, seconds,
