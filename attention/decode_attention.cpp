@@ -377,11 +377,7 @@ bool narrow_residual_only(const SequencePrefix& sp, const std::vector<at::TileEn
     if (t.value_block >= 0 || t.n > DecodeAttention::kResidualTileTokens) return false;
     if (t.key_block < 0) continue;
     const at::BlockEntry& blk = sp.key_blocks[static_cast<std::size_t>(t.key_block)];
-    // (one 32-token tile, so one key group: formats_ok's groups are multiples of 32; add_tiles keeps it so)
-    const std::int64_t tr0 = t.t0 - blk.begin;
-    if (reinterpret_cast<std::uintptr_t>(blk.bytes) % 4 != 0 || tr0 + t.n > group_format::fragment_tiled_tokens(blk.tokens) ||
-        tr0 % group_format::kFragmentTileTokens + t.n > group_format::kFragmentTileTokens)
-      return false;
+    if (!at::fragment_narrow_tile(blk.bytes, blk.tokens, t.t0 - blk.begin, t.n)) return false;  // plain keys: codes first
   }
   return true;
 }
@@ -679,8 +675,8 @@ void DecodeAttention::build(const std::vector<const LayerCache*>& caches) {
     std::vector<at::TileEntry>& residual = tb.residual[b];
     residual.clear();
     add_tiles(key, value, sp.stable, c.tokens(), 0, 0, static_cast<std::int32_t>(b), residual);
-    if (narrow_only) narrow_only = narrow_residual_only(sp, residual, key, value) && (b == 0 || key.full_dtype == p.general_narrow_dtype);
-    if (b == 0) p.general_narrow_dtype = key.full_dtype;
+    if (b == 0) p.general_narrow_dtype = key.full_dtype;  // every sequence's stores must have sequence 0's dtype
+    if (narrow_only) narrow_only = key.full_dtype == p.general_narrow_dtype && narrow_residual_only(sp, residual, key, value);
     const std::size_t tiles = sp.fast.size() + sp.general.size() + residual.size();
     if (tb.regions_valid) {
       const Tables::SequenceRegions& r = tb.regions[b];

@@ -8,6 +8,7 @@
 
 #include "vidkv/attention/decode_attention_cuda.h"
 #include "vidkv/attention/decode_attention_device.cuh"
+#include "vidkv/attention/decode_attention_fragment.h"
 #include "vidkv/attention/decode_attention_staging.h"
 #include "vidkv/core/cuda/dependent_launch.cuh"
 #include "vidkv/core/cuda/kernel_occupancy.h"
@@ -255,13 +256,12 @@ __device__ inline void staged_key_scores(float (&sc)[kMaxQ], const float* qk, co
 
 // Whether a narrow tile's keys [tr0, tr0 + n) of key part kp can be read by fragment_key_scores: one child (plain
 // keys), uniform 2-bit codes in layout fragment on the channel axis with the part index the channel (no transform),
-// the tokens in whole 32-token tiles, the codes section 4-byte aligned. Warp-uniform.
+// the tokens inside one whole 32-token tile and the codes 4-byte aligned (fragment_narrow_tile). Warp-uniform.
 __device__ inline bool fragment_narrow_keys(const af::PartRef& kp, std::int64_t tr0, std::int64_t n) {
   const af::ChildView& v = kp.first;
   return kp.second_n == 0 && v.f.codec == af::ChildCodec::uniform && v.f.layout == group_format::CodeLayout::fragment &&
          v.f.axis == group_format::GroupAxis::channel && v.code_bits == 2 && kp.first_n == v.rows &&
-         group_format::fragment_channels_ok(v.rows) && tr0 + n <= group_format::fragment_tiled_tokens(v.length) &&
-         reinterpret_cast<std::uintptr_t>(v.codes) % 4 == 0;
+         group_format::fragment_channels_ok(v.rows) && fragment_narrow_tile(v.codes, v.length, tr0, n);
 }
 
 // Scores of token tr of a narrow tile whose keys fragment_narrow_keys takes, lane t4 of its 4: the channels
@@ -325,9 +325,9 @@ __device__ __forceinline__ void narrow_residual_tiles(const Problem& p, const Se
       const af::PartRef kp = key_part(p, tile, h);
       const af::ChildView& v = kp.first;
       const std::int64_t ktr0 = tile.t0 - p.key_blocks[tile.key_block].begin;
-      // The tile's group's metadata, fp16 and group-major (Problem::fragment: decode_attention_fragment.h formats_ok;
-      // group_format::group_major_index): channel c's at entry base + c, the values key_meta_entry reads.
-      const std::int64_t base = group_format::group_major_index(v.head, ktr0 / v.f.group, 0, D, v.groups_per_row);
+      // The tile's group's metadata, fp16 and group-major (Problem::fragment: decode_attention_fragment.h formats_ok):
+      // channel c's at entry key_meta_base + c, the values key_meta_entry reads.
+      const std::int64_t base = attention_fragment::key_meta_base(v.head, v.groups_per_row, ktr0 / v.f.group, D);
       const auto* scales = reinterpret_cast<const std::uint16_t*>(v.scales) + base;
       const auto* mins = reinterpret_cast<const std::uint16_t*>(v.mins) + base;
       __syncwarp();
@@ -419,7 +419,7 @@ __global__ void __launch_bounds__(kThreads) split_kernel(const Problem p) {
       const bool fragment_keys = narrow && tile.key_block >= 0 && fragment_narrow_keys(kp, ktr0, tile.n);
       const std::int64_t t = tile.t0 + tj;
       float sc[kMaxQ];
-  #pragma unroll
+#pragma unroll
       for (int hq = 0; hq < kMaxQ; ++hq) sc[hq] = 0.0f;
       if (tj < tile.n) {
         if (fragment_keys && kstaged) {
@@ -477,16 +477,16 @@ __global__ void __launch_bounds__(kThreads) split_kernel(const Problem p) {
       }
       for (int j = 0; j < tile.n; ++j) {
         float pj[kMaxQ];
-  #pragma unroll
+#pragma unroll
         for (int hq = 0; hq < kMaxQ; ++hq) pj[hq] = __shfl_sync(0xffffffffu, sc[hq], j);
         const std::int64_t rank = __shfl_sync(0xffffffffu, my_rank, j);
-  #pragma unroll
+#pragma unroll
         for (int ci = 0; ci < kC; ++ci) {
           const std::int64_t c = lane + 32 * ci;
           if (c >= D) break;
           const float v = vmode != kValueMetaNone ? value_staged_element(vmode, vp, vtr0, j, c, vmeta)
                                                   : value_element(p, seq, tile, vp, vbegin, h, tile.t0 + j, c, rank);
-  #pragma unroll
+#pragma unroll
           for (int hq = 0; hq < kMaxQ; ++hq)
             if (hq < Q) acc[hq][ci] = __fmaf_rn(pj[hq], v, acc[hq][ci]);
         }

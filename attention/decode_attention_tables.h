@@ -243,6 +243,15 @@ VIDKV_HOST_DEVICE inline bool fragment_tile(const Problem& p, const TileEntry& t
          aligned(vp.first.codes) && kp.first.group_major && aligned(kp.first.scales) && aligned(kp.first.mins);
 }
 
+// Whether the tokens [tr0, tr0 + n) of a fragment-layout key block of `tokens` tokens, whose codes start at `codes`,
+// can be read by lane words (the general kernel's fragment_key_scores, decode_attention.cu): inside one whole 32-token
+// tile (so in one key group: the fragment kernel's groups are multiples of 32) and the codes 4-byte aligned.
+VIDKV_HOST_DEVICE inline bool fragment_narrow_tile(const std::uint8_t* codes, std::int64_t tokens, std::int64_t tr0, std::int64_t n) {
+  const std::int64_t t = group_format::kFragmentTileTokens;
+  return reinterpret_cast<std::uintptr_t>(codes) % 4 == 0 && tr0 + n <= group_format::fragment_tiled_tokens(tokens) &&
+         tr0 % t + n <= t;
+}
+
 // The same with the tile's key and value parts of KV head 0 given (key_part / value_part: the caller may reuse them
 // for the tiles of one block).
 VIDKV_HOST_DEVICE inline bool tile_is_fast(const Problem& p, const TileEntry& tile, const attention_format::PartRef& kp,
