@@ -7,18 +7,23 @@
 //   1. has the tile's bytes in shared memory, copied there by cp.async during the previous tile: per side the 2 D code
 //      words (a lane's D / 16 words are its quads: it reads only its own), the keys' D scales and D mins of the tile's
 //      token group (2 D contiguous bytes each: the layout stores key metadata group-major, group_format::
-//      group_major_meta), and the values' scales and mins of the 32 tokens (contiguous: token-major);
+//      group_major_meta), copied word by word into the order the lanes read them (key_meta_slot: a lane's D / 8
+//      words of each are D / 32 LDS.128), and the values' scales and mins of the 32 tokens (contiguous: token-major).
+//      The copies' addresses are affine in the tile's first token from per-head bases set once per block
+//      (SideSetup);
 //   2. scores: per 16-channel chunk kc, A = the codes [16 tokens x 16 channels] straight from the lane's words
 //      (codes_h2: one LOP3 mask-or and one fp16 subtraction per register), B = hmul2(q'', scale) [16 channels x 8
-//      heads] with the query held as fp16 pairs q'' = fp16(q / 2^e); the mins' term sum_c q''_c min_c by one MMA per
-//      chunk with an all-ones A; times 2^e log2(e) / sqrt(D) per head;
+//      heads] with the query held as fp16 pairs q'' = fp16(q / 2^e), into two accumulators per 16 tokens (even and
+//      odd chunks: shorter dependent MMA chains); the mins' term sum_c min_c q''_c by D / 16 MMAs with A = the mins
+//      and B = q'' itself (exact products); times 2^e log2(e) / sqrt(D) per head;
 //   3. online softmax in fp32 (exp2_ftz: the scores are in log2 units; the accumulators' rescale skipped when no head's
 //      running max moved), the probabilities through shared memory into the B layout (head g, tokens 2 t4 (+1, +8,
 //      +9)), as fp16 pairs p~;
 //   4. values: per 16-channel tile mv and 16-token chunk kt, A = codes [16 channels x 16 tokens], B = hmul2(p~,
-//      scale) of the tile's group (the tokens' scales paired by PRMT from 2-byte shared loads at offsets fixed by the
-//      kernel's value group size, a template parameter); the mins' term sum_t p~_t min_tg by two more MMAs with an
-//      all-ones A into the same accumulators.
+//      scale) of the tile's group (value_scale_pairs: a token pair's scales of every group in one vector load,
+//      paired by PRMT); the mins' term sum_t p~_t min_tg of every group at once by two MMAs with A = the mins
+//      [groups x tokens] and B = p~ itself into a separate accumulator (accm), added to each channel of its group
+//      after the last tile.
 // The next tile's table entry is loaded one iteration before its copies are issued.
 // The warps' partials merge in shared memory (merge_warp_partials) into split partial blockIdx.x.
 #include <cuda_fp16.h>
@@ -47,7 +52,6 @@ using cuda_async::copy16;
 using cuda_async::copy4;
 
 constexpr int kTile = static_cast<int>(group_format::kFragmentTileTokens);  // 32 tokens
-constexpr unsigned kOnes = 0x3C003C00u;  // the fp16 pair (1, 1)
 
 // Per-warp shared memory in 32-bit words: two slots (the tile being computed, the next one arriving), each key codes
 // [2 D], value codes [2 D], key scales [D / 2] and mins [D / 2] (fp16 pairs: channels 2 i, 2 i + 1 in word i), value
@@ -59,11 +63,16 @@ constexpr unsigned kOnes = 0x3C003C00u;  // the fp16 pair (1, 1)
 // 4-way (stride 32: both 4-way; 36 would swap the two).
 constexpr int kProbStride = 40;
 constexpr int kValueMetaWords = 132;  // 32 tokens x at most 8 groups of fp16 = 128 words, + 1 for a half-word start
+// The key scales (and the mins) in the order the lanes read them: the D / 8 words of lanes t4 (channel pairs
+// 16 kc + 2 t4 + 8 pr, word 2 kc + pr) at t4 (D / 8 + 4), so that a lane reads its own as D / 32 LDS.128, the 4 t4
+// of a quarter warp on distinct banks (key_meta_slot).
+template <int D>
+constexpr int kKeyMetaStride = D / 8 + 4;
 template <int D>
 struct WarpLayout {
   static constexpr int kCodes = 2 * D;
-  static constexpr int kKeyScale = 2 * kCodes, kKeyMin = kKeyScale + D / 2;
-  static constexpr int kValueScale = kKeyMin + D / 2, kValueMin = kValueScale + kValueMetaWords;
+  static constexpr int kKeyScale = 2 * kCodes, kKeyMin = kKeyScale + 4 * kKeyMetaStride<D>;
+  static constexpr int kValueScale = kKeyMin + 4 * kKeyMetaStride<D>, kValueMin = kValueScale + kValueMetaWords;
   static constexpr int kSlot = kValueMin + kValueMetaWords;
   static constexpr int kProb = 2 * kSlot;
   static constexpr int kWarp = kProb + kMaxQ * kProbStride;
@@ -124,28 +133,42 @@ __device__ __forceinline__ unsigned codes_h2(unsigned w, unsigned w10, const Fie
   return *reinterpret_cast<const unsigned*>(&h);
 }
 
-// A side's block as the warp's lanes each hold it (recomputed when a tile's block changes).
+// A side's block as the warp's lanes each hold it for KV head h (recomputed when a tile's block changes): the
+// addresses, as integers, that the block's bytes of sequence token t start at, affine in t (so that a tile's copies
+// need one multiply-add per run), and what the key group of t needs.
+//   codes: t's codes at codes + t D / 4 (group_format.h: token-major D / 4 bytes per token and head);
+//   keys: group gi of the token's block (gi = (t - begin) / group) has its D scales at scales + 2 D gi, its mins at
+//     mins + 2 D gi (group-major: fr::key_meta_base, linear in gi);
+//   values: t's G groups at scales + 2 G t and mins + 2 G t (token-major: fr::value_meta_base, linear in t).
 struct SideSetup {
   std::int32_t block = -1;
-  const std::uint8_t *codes = nullptr, *scales = nullptr, *mins = nullptr;
-  std::int64_t tokens = 0, begin = 0, groups_per_row = 0, group = 1;
+  std::int64_t codes = 0, scales = 0, mins = 0;
+  std::int64_t begin = 0, group = 1;
   int group_shift = -1;
 };
 
-__device__ inline SideSetup side_setup(const af::ChildFormat& f, const BlockEntry& e, std::int64_t heads, std::int64_t d,
-                                       std::int32_t index) {
-  const af::ChildView v = af::child_view(f, e.bytes, heads, e.tokens, d, 0);
+template <int D>
+__device__ inline SideSetup side_setup(const af::ChildFormat& f, const BlockEntry& e, std::int64_t heads, std::int64_t h,
+                                       std::int32_t index, bool keys) {
+  const af::ChildView v = af::child_view(f, e.bytes, heads, e.tokens, D, 0);
   SideSetup s;
   s.block = index;
-  s.codes = v.codes;
-  s.scales = v.scales;
-  s.mins = v.mins;
-  s.tokens = e.tokens;
+  s.codes = reinterpret_cast<std::int64_t>(v.codes) + (h * e.tokens - e.begin) * (D / 4);
+  const std::int64_t meta = keys ? fr::key_meta_base(h, v.groups_per_row, 0, D)
+                                 : fr::value_meta_base(h, e.tokens, -e.begin, v.groups_per_row);
+  s.scales = reinterpret_cast<std::int64_t>(v.scales) + 2 * meta;
+  s.mins = reinterpret_cast<std::int64_t>(v.mins) + 2 * meta;
   s.begin = e.begin;
-  s.groups_per_row = v.groups_per_row;
   s.group = f.group;
   s.group_shift = v.group_shift;
   return s;
+}
+
+// Where word w of a tile's key scales (channels 2 w, 2 w + 1 = 16 kc + 2 t4 + 8 pr) sits in its section:
+// t4 kKeyMetaStride + 2 kc + pr.
+template <int D>
+__device__ __forceinline__ int key_meta_slot(int w) {
+  return (w & 3) * kKeyMetaStride<D> + 2 * (w >> 3) + ((w >> 2) & 1);
 }
 
 // Where a tile's value metadata halves sit in the words copied for them: from byte value_scale / value_min of their
@@ -154,42 +177,36 @@ struct TileMeta {
   int value_scale = 0, value_min = 0;
 };
 
-// Issues the copies of `tile` (KV head h) into the slot at `dst` and returns where its metadata halves sit. G: the
-// value groups per token row (the kernel's constant, equal to vs.groups_per_row).
+// Issues the copies of `tile` (the KV head of ks and vs) into the slot at `dst` and returns where its metadata halves
+// sit. G: the value groups per token row (the kernel's constant, equal to the value block's groups_per_row).
 template <int D, int G>
 __device__ inline TileMeta issue_tile(std::uint32_t* dst, const TileEntry& tile, const SideSetup& ks, const SideSetup& vs,
-                                      std::int64_t h, int lane) {
+                                      int lane) {
   using L = WarpLayout<D>;
-  const std::int64_t ktr0 = tile.t0 - ks.begin, vtr0 = tile.t0 - vs.begin;
-  // Codes: 32 tokens x D channels x 2 bits = 2 D words from (h tokens + tr0) D / 4 bytes (group_format.h).
-  const uint4* kc = reinterpret_cast<const uint4*>(ks.codes + (h * ks.tokens + ktr0) * (D / 4));
-  const uint4* vc = reinterpret_cast<const uint4*>(vs.codes + (h * vs.tokens + vtr0) * (D / 4));
-  uint4* kd = reinterpret_cast<uint4*>(dst);
-  uint4* vd = reinterpret_cast<uint4*>(dst + L::kCodes);
+  const std::int64_t t0 = tile.t0;
+  // Codes: 32 tokens x D channels x 2 bits = 2 D words (D / 64 quads per lane and side).
+  const uint4* kc = reinterpret_cast<const uint4*>(ks.codes + t0 * (D / 4)) + lane;
+  const uint4* vc = reinterpret_cast<const uint4*>(vs.codes + t0 * (D / 4)) + lane;
+  // Key metadata of the group of t0 (2 D bytes per section, 16-byte aligned: attention_tables::fragment_tile): word
+  // w = lane + 32 i of each section (channels 2 w, 2 w + 1) to key_meta_slot(w) = key_meta_slot(lane) + 8 i.
+  const std::int64_t ktr0 = t0 - ks.begin;
+  const std::int64_t kgroup = ks.group_shift >= 0 ? (ktr0 >> ks.group_shift) : ktr0 / ks.group;
+  const std::uint32_t* ksrc = reinterpret_cast<const std::uint32_t*>(ks.scales + kgroup * (2 * D)) + lane;
+  const std::uint32_t* msrc = reinterpret_cast<const std::uint32_t*>(ks.mins + kgroup * (2 * D)) + lane;
+  const int kslot = key_meta_slot<D>(lane);
+  // Value metadata: tokens t0 .. + 31, every group: 32 G halves per section, contiguous (at most 256: value groups of
+  // at least 16 channels, kValueMetaWords).
+  const std::int64_t s0 = vs.scales + t0 * (2 * G), m0 = vs.mins + t0 * (2 * G);
+  constexpr int halves = kTile * G;
 #pragma unroll
   for (int i = 0; i < D / 64; ++i) {
-    copy16(kd + i * 32 + lane, kc + i * 32 + lane);
-    copy16(vd + i * 32 + lane, vc + i * 32 + lane);
+    copy16(reinterpret_cast<uint4*>(dst) + i * 32 + lane, kc + i * 32);
+    copy16(reinterpret_cast<uint4*>(dst + L::kCodes) + i * 32 + lane, vc + i * 32);
+    copy4(dst + L::kKeyScale + kslot + 8 * i, ksrc + 32 * i);
+    copy4(dst + L::kKeyMin + kslot + 8 * i, msrc + 32 * i);
   }
-  // Key metadata, group-major (group_format::group_major_meta): the group g = ktr0 / group of head h holds channels
-  // 0 .. D - 1 at elements (h gpr + g) D + c, 2 D bytes per section at a multiple of 2 D (16-byte aligned:
-  // attention_tables::fragment_tile). D / 8 quads per section; lanes below D / 8 copy scales, the next D / 8 mins.
-  const std::int64_t kgroup = ks.group_shift >= 0 ? (ktr0 >> ks.group_shift) : ktr0 / ks.group;
-  const std::int64_t kbase = fr::key_meta_base(h, ks.groups_per_row, kgroup, D);
-  if (lane < D / 4) {
-    const bool mins = lane >= D / 8;
-    const int q = mins ? lane - D / 8 : lane;
-    const uint4* src = reinterpret_cast<const uint4*>((mins ? ks.mins : ks.scales) + 2 * kbase);
-    copy16(reinterpret_cast<uint4*>(dst + (mins ? L::kKeyMin : L::kKeyScale)) + q, src + q);
-  }
-  // Value metadata: tokens vtr0 .. + 31 of row h, every group: elements (h T + vtr0) gpr .. + 32 gpr, contiguous
-  // (32 gpr halves per section, at most 256: value groups of at least 16 channels, kValueMetaWords).
-  const std::int64_t e0 = fr::value_meta_base(h, vs.tokens, vtr0, G);
-  const std::uint8_t* s0 = vs.scales + 2 * e0;
-  const std::uint8_t* m0 = vs.mins + 2 * e0;
-  constexpr int halves = kTile * G;
-  if (((reinterpret_cast<std::uintptr_t>(s0) | reinterpret_cast<std::uintptr_t>(m0)) & 15u) == 0) {
-    // Both runs 16-byte aligned (checked per tile: (h T + vtr0) groups_per_row and the sections' starts multiples of
+  if (((s0 | m0) & 15) == 0) {
+    // Both runs 16-byte aligned (checked per tile: (h T + tr0) groups_per_row and the sections' starts multiples of
     // 8 halves, e.g. kivi-2-fragment's blocks of an even token count at head_dim 128): halves / 8 quads per section.
     constexpr int quads = halves / 8;
 #pragma unroll
@@ -200,17 +217,16 @@ __device__ inline TileMeta issue_tile(std::uint32_t* dst, const TileEntry& tile,
              reinterpret_cast<const uint4*>(mins ? m0 : s0) + q);
     }
   } else {  // the aligned words holding the runs, 4 bytes at a time
-    auto word_of = [](const std::uint8_t* x) {
-      return reinterpret_cast<const std::uint32_t*>(reinterpret_cast<std::uintptr_t>(x) & ~std::uintptr_t{3});
-    };
-    const int sw = (static_cast<int>(reinterpret_cast<std::uintptr_t>(s0) & 3u) + 2 * halves + 3) / 4;
-    const int mw = (static_cast<int>(reinterpret_cast<std::uintptr_t>(m0) & 3u) + 2 * halves + 3) / 4;
-    for (int i = lane; i < sw; i += 32) copy4(dst + L::kValueScale + i, word_of(s0) + i);
-    for (int i = lane; i < mw; i += 32) copy4(dst + L::kValueMin + i, word_of(m0) + i);
+    const int sw = (static_cast<int>(s0 & 3) + 2 * halves + 3) / 4;
+    const int mw = (static_cast<int>(m0 & 3) + 2 * halves + 3) / 4;
+    const std::uint32_t* sword = reinterpret_cast<const std::uint32_t*>(s0 & ~std::int64_t{3});
+    const std::uint32_t* mword = reinterpret_cast<const std::uint32_t*>(m0 & ~std::int64_t{3});
+    for (int i = lane; i < sw; i += 32) copy4(dst + L::kValueScale + i, sword + i);
+    for (int i = lane; i < mw; i += 32) copy4(dst + L::kValueMin + i, mword + i);
   }
   TileMeta m;
-  m.value_scale = static_cast<int>(reinterpret_cast<std::uintptr_t>(s0) & 3u);
-  m.value_min = static_cast<int>(reinterpret_cast<std::uintptr_t>(m0) & 3u);
+  m.value_scale = static_cast<int>(s0 & 3);
+  m.value_min = static_cast<int>(m0 & 3);
   return m;
 }
 
@@ -235,6 +251,69 @@ __device__ __forceinline__ unsigned hmul2_u(unsigned a, unsigned b) {
 // The fp16 at byte `byte` of `base` in the low half of a 32-bit word (a 2-byte shared load).
 __device__ __forceinline__ unsigned half_bits(const std::uint32_t* base, int byte) {
   return *reinterpret_cast<const unsigned short*>(reinterpret_cast<const char*>(base) + byte);
+}
+
+// The G 32-bit words at `w` (16-byte aligned where G is a multiple of 4, 8-byte where even), as few shared loads.
+template <int G>
+__device__ __forceinline__ void load_words(unsigned (&out)[G], const std::uint32_t* w) {
+  if constexpr (G % 4 == 0) {
+#pragma unroll
+    for (int i = 0; i < G / 4; ++i) {
+      const uint4 v = reinterpret_cast<const uint4*>(w)[i];
+      out[4 * i] = v.x;
+      out[4 * i + 1] = v.y;
+      out[4 * i + 2] = v.z;
+      out[4 * i + 3] = v.w;
+    }
+  } else if constexpr (G % 2 == 0) {
+#pragma unroll
+    for (int i = 0; i < G / 2; ++i) {
+      const uint2 v = reinterpret_cast<const uint2*>(w)[i];
+      out[2 * i] = v.x;
+      out[2 * i + 1] = v.y;
+    }
+  } else {
+#pragma unroll
+    for (int i = 0; i < G; ++i) out[i] = w[i];
+  }
+}
+
+// The values' B operands bs[gr][kt][pr] = fp16(p~_j scale_jg, p~_j+1 scale_j+1,g) of the lane's token pairs j =
+// 16 kt + 8 pr + 2 t4 (ph: the fp16 pairs p~ of the same tokens, head g) for every value group gr, from the tile's
+// scales run `run` whose first half sits at byte `offset` (token j's group gr at half j G + gr). Where the run starts
+// at a word (offset 0, as issue_tile's aligned copies leave it) a token pair's 2 G halves are the G words at word
+// G j / 2, read by load_words and paired by PRMT; else by 2-byte loads, two per pair.
+template <int G>
+__device__ __forceinline__ void value_scale_pairs(unsigned (&bs)[G][2][2], const std::uint32_t* run, int offset, int t4,
+                                                  const unsigned (&ph)[2][2]) {
+  if (offset == 0) {
+#pragma unroll
+    for (int kt = 0; kt < 2; ++kt)
+#pragma unroll
+      for (int pr = 0; pr < 2; ++pr) {
+        unsigned w[G];
+        load_words<G>(w, run + G * (8 * kt + 4 * pr + t4));
+#pragma unroll
+        for (int gr = 0; gr < G; ++gr) {
+          // halves gr (token j) and G + gr (token j + 1) of the 2 G: bytes 0, 1 of the pair from the first word's
+          // half, bytes 2, 3 from the second's (PRMT selectors 0-3 the first word's bytes, 4-7 the second's)
+          constexpr unsigned kLo[2] = {0x10u, 0x32u}, kHi[2] = {0x5400u, 0x7600u};
+          const int lo = gr, hi = G + gr;
+          bs[gr][kt][pr] = hmul2_u(ph[kt][pr], __byte_perm(w[lo / 2], w[hi / 2], kLo[lo % 2] | kHi[hi % 2]));
+        }
+      }
+  } else {
+    const int base = offset + 4 * t4 * G;  // bytes: the lane's token 2 t4
+#pragma unroll
+    for (int kt = 0; kt < 2; ++kt)
+#pragma unroll
+      for (int pr = 0; pr < 2; ++pr)
+#pragma unroll
+        for (int gr = 0; gr < G; ++gr) {
+          const int i0 = base + 2 * ((16 * kt + 8 * pr) * G + gr), i1 = i0 + 2 * G;
+          bs[gr][kt][pr] = hmul2_u(ph[kt][pr], pair_lo(half_bits(run, i0), half_bits(run, i1)));
+        }
+  }
 }
 
 // 3 blocks of 4 warps per multiprocessor, as the tensor-core kernel. VPG: 16-channel value tiles per value group
@@ -297,6 +376,7 @@ __global__ void __launch_bounds__(kThreads, 3) fragment_kernel(const Problem p) 
   const int vlane = 4 * t4 * G;
   float m[2] = {-HUGE_VALF, -HUGE_VALF}, l[2] = {0.0f, 0.0f};
   float acc[KC][4];  // channel 16 mv + g (+8 for r >= 2), head 2 t4 + r % 2
+  float accm[4] = {0.0f, 0.0f, 0.0f, 0.0f};  // the values' mins' term: value group g (g < G), head 2 t4 + r (r < 2)
 #pragma unroll
   for (int mv = 0; mv < KC; ++mv)
 #pragma unroll
@@ -309,9 +389,9 @@ __global__ void __launch_bounds__(kThreads, 3) fragment_kernel(const Problem p) 
   if (ti < range.last) {
     const TileEntry tile = p.tiles[seq.tile_begin + ti];
     if (ti + kWarps < range.last) ahead = p.tiles[seq.tile_begin + ti + kWarps];
-    ks = side_setup(p.key.first, p.key_blocks[tile.key_block], p.heads, D, tile.key_block);
-    vs = side_setup(p.value.first, p.value_blocks[tile.value_block], p.heads, D, tile.value_block);
-    meta = issue_tile<D, G>(wbase, tile, ks, vs, h, lane);
+    ks = side_setup<D>(p.key.first, p.key_blocks[tile.key_block], p.heads, h, tile.key_block, true);
+    vs = side_setup<D>(p.value.first, p.value_blocks[tile.value_block], p.heads, h, tile.value_block, false);
+    meta = issue_tile<D, G>(wbase, tile, ks, vs, lane);
   }
   cuda_async::commit();
   int slot = 0;
@@ -323,10 +403,11 @@ __global__ void __launch_bounds__(kThreads, 3) fragment_kernel(const Problem p) 
     if (has_next) {
       const TileEntry next = ahead;
       if (ti + 2 * kWarps < range.last) ahead = p.tiles[seq.tile_begin + ti + 2 * kWarps];
-      if (next.key_block != ks.block) ks = side_setup(p.key.first, p.key_blocks[next.key_block], p.heads, D, next.key_block);
+      if (next.key_block != ks.block)
+        ks = side_setup<D>(p.key.first, p.key_blocks[next.key_block], p.heads, h, next.key_block, true);
       if (next.value_block != vs.block)
-        vs = side_setup(p.value.first, p.value_blocks[next.value_block], p.heads, D, next.value_block);
-      next_meta = issue_tile<D, G>(wbase + (slot ^ 1) * L::kSlot, next, ks, vs, h, lane);
+        vs = side_setup<D>(p.value.first, p.value_blocks[next.value_block], p.heads, h, next.value_block, false);
+      next_meta = issue_tile<D, G>(wbase + (slot ^ 1) * L::kSlot, next, ks, vs, lane);
     }
     cuda_async::commit();
     cuda_async::wait_prior<1>();  // this tile's copies have landed (this lane's)
@@ -343,34 +424,42 @@ __global__ void __launch_bounds__(kThreads, 3) fragment_kernel(const Problem p) 
       kw[4 * i + 2] = v.z;
       kw[4 * i + 3] = v.w;
     }
-    float bias[4] = {0.0f, 0.0f, 0.0f, 0.0f};  // sum_c q''_c min_c per head (every row the same)
-    unsigned bx[KC][2];
+    // The mins' term sum_c min_c q''_c per head, the same for every token row, with A = the mins as loaded and B =
+    // the query itself: per chunk pair kc = 2 j, 2 j + 1 the quad mn[kc][pr] (A registers a0 a1 a2 a3 = pairs
+    // (2 j, 0), (2 j, 1), (2 j + 1, 0), (2 j + 1, 1)) against B = qh[2 j][0], qh[2 j + 1][0] into lo, whose row g
+    // (a0 b0 + a2 b1) sums channel pairs 16 kc + 2 t4, and against qh[2 j][1], qh[2 j + 1][1] into hi, whose row
+    // g + 8 (a1 b0 + a3 b1) sums pairs 16 kc + 8 + 2 t4; the other rows are unused. No register moves for A.
+    float lo[4] = {0.0f, 0.0f, 0.0f, 0.0f}, hi[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+    unsigned bx[KC][2], mn[KC][2];  // the key scales, then fp16(q'' scale), and the mins of channel pairs 16 kc + 2 t4 + 8 pr
+    load_words<2 * KC>(reinterpret_cast<unsigned(&)[2 * KC]>(bx), t + L::kKeyScale + t4 * kKeyMetaStride<D>);
+    load_words<2 * KC>(reinterpret_cast<unsigned(&)[2 * KC]>(mn), t + L::kKeyMin + t4 * kKeyMetaStride<D>);
 #pragma unroll
-    for (int kc = 0; kc < KC; ++kc) {
-      unsigned by[2];
+    for (int kc = 0; kc < KC; ++kc)
 #pragma unroll
-      for (int pr = 0; pr < 2; ++pr) {
-        const int c = 16 * kc + 2 * t4 + 8 * pr;  // even: channels c, c + 1 are the halves of word c / 2
-        bx[kc][pr] = hmul2_u(qh[kc][pr], t[L::kKeyScale + c / 2]);
-        by[pr] = hmul2_u(qh[kc][pr], t[L::kKeyMin + c / 2]);
-      }
-      mma_f16(bias, kOnes, kOnes, kOnes, kOnes, by[0], by[1]);
+      for (int pr = 0; pr < 2; ++pr) bx[kc][pr] = hmul2_u(qh[kc][pr], bx[kc][pr]);
+    static_assert(KC % 2 == 0, "chunk pairs");
+#pragma unroll
+    for (int j = 0; j < KC / 2; ++j) {
+      mma_f16(lo, mn[2 * j][0], mn[2 * j][1], mn[2 * j + 1][0], mn[2 * j + 1][1], qh[2 * j][0], qh[2 * j + 1][0]);
+      mma_f16(hi, mn[2 * j][0], mn[2 * j][1], mn[2 * j + 1][0], mn[2 * j + 1][1], qh[2 * j][1], qh[2 * j + 1][1]);
     }
+    const float bias_up[2] = {(lo[0] + hi[2]) * up[0], (lo[1] + hi[3]) * up[1]};  // heads 2 t4, 2 t4 + 1, scaled
     float sc[2][4];
 #pragma unroll
     for (int mt = 0; mt < 2; ++mt) {
-      float d[4] = {bias[0], bias[1], bias[2], bias[3]};
+      // Two accumulators (even and odd chunks): two dependent chains of D / 32 MMAs instead of one of D / 16.
+      float d[2][4] = {{0.0f, 0.0f, 0.0f, 0.0f}, {0.0f, 0.0f, 0.0f, 0.0f}};
 #pragma unroll
       for (int kc = 0; kc < KC; ++kc) {
         // register r = 4 (mt KC + kc) + a: word r / 8, field r % 8 (fr::key_word, fr::key_field)
         const unsigned w = kw[fr::key_word(mt, kc, KC)], w10 = w >> 10;
         if (fr::key_field(mt, kc, KC, 0) == 4)
-          mma_f16(d, codes_h2<4>(w, w10, fm), codes_h2<5>(w, w10, fm), codes_h2<6>(w, w10, fm), codes_h2<7>(w, w10, fm), bx[kc][0], bx[kc][1]);
+          mma_f16(d[kc % 2], codes_h2<4>(w, w10, fm), codes_h2<5>(w, w10, fm), codes_h2<6>(w, w10, fm), codes_h2<7>(w, w10, fm), bx[kc][0], bx[kc][1]);
         else  // key_field 0
-          mma_f16(d, codes_h2<0>(w, w10, fm), codes_h2<1>(w, w10, fm), codes_h2<2>(w, w10, fm), codes_h2<3>(w, w10, fm), bx[kc][0], bx[kc][1]);
+          mma_f16(d[kc % 2], codes_h2<0>(w, w10, fm), codes_h2<1>(w, w10, fm), codes_h2<2>(w, w10, fm), codes_h2<3>(w, w10, fm), bx[kc][0], bx[kc][1]);
       }
 #pragma unroll
-      for (int r = 0; r < 4; ++r) sc[mt][r] = d[r] * up[r & 1];
+      for (int r = 0; r < 4; ++r) sc[mt][r] = fmaf(d[0][r] + d[1][r], up[r & 1], bias_up[r & 1]);
     }
 
     // 3. Online softmax per head 2 t4 + e over the tile's 32 tokens (4 per lane and head).
@@ -411,6 +500,8 @@ __global__ void __launch_bounds__(kThreads, 3) fragment_kernel(const Problem p) 
         acc[mv][2] *= alpha[0];
         acc[mv][3] *= alpha[1];
       }
+      accm[0] *= alpha[0];
+      accm[1] *= alpha[1];
     }
     __syncwarp();
     // B rows: tokens 16 kt + 2 t4 (+1) and + 8 (+9), column head g, as fp16 pairs p~ = fp16(p).
@@ -433,34 +524,51 @@ __global__ void __launch_bounds__(kThreads, 3) fragment_kernel(const Problem p) 
       vw[4 * i + 2] = v.z;
       vw[4 * i + 3] = v.w;
     }
-    const int vso = meta.value_scale + vlane, vmo = meta.value_min + vlane;
-    unsigned bs[2][2], bm[2][2];
+    // The mins' term sum_t p~_t min_tg of every group at once, into accm: A = the mins [groups x 16 tokens] (row g
+    // the lane's group g, clamped below G: rows G .. 15 are never read), B = p~ itself (two MMAs).
+    {
+      const int vmo = meta.value_min + vlane + 2 * min(g, G - 1);
+#pragma unroll
+      for (int kt = 0; kt < 2; ++kt) {
+        unsigned a[2];
+#pragma unroll
+        for (int pr = 0; pr < 2; ++pr) {
+          const int i0 = 2 * (16 * kt + 8 * pr) * G;  // bytes: tokens 16 kt + 8 pr on from the lane's 2 t4
+          a[pr] = pair_lo(half_bits(t + L::kValueMin, vmo + i0), half_bits(t + L::kValueMin, vmo + i0 + 2 * G));
+        }
+        mma_f16(accm, a[0], 0u, a[1], 0u, ph[kt][0], ph[kt][1]);
+      }
+    }
+    // B = fp16(p~ scale) of tokens j, j + 1 (kt, pr) for every group, from the 2 G halves of the two tokens:
+    // G words at word G (8 kt + 4 pr + t4), loaded as vectors where the tile's run starts at a word
+    // (value_scale_pairs).
+    unsigned bs[G][2][2];
+    value_scale_pairs<G>(bs, t + L::kValueScale, meta.value_scale, t4, ph);
 #pragma unroll
     for (int mv = 0; mv < KC; ++mv) {
-      if (mv % VPG == 0) {  // a new value group gr: B = fp16(p~ scale) and fp16(p~ min) of tokens j, j + 1
-        const int gr = mv / VPG;
-#pragma unroll
-        for (int kt = 0; kt < 2; ++kt)
-#pragma unroll
-          for (int pr = 0; pr < 2; ++pr) {
-            const int i0 = 2 * ((16 * kt + 8 * pr) * G + gr), i1 = i0 + 2 * G;  // bytes, beside the lane's vlane
-            bs[kt][pr] = hmul2_u(ph[kt][pr], pair_lo(half_bits(t + L::kValueScale, vso + i0), half_bits(t + L::kValueScale, vso + i1)));
-            bm[kt][pr] = hmul2_u(ph[kt][pr], pair_lo(half_bits(t + L::kValueMin, vmo + i0), half_bits(t + L::kValueMin, vmo + i1)));
-          }
-      }
+      const int gr = mv / VPG;
       // register r = 4 (2 mv + kt) + a: word mv, field 4 kt + a (fr::value_word, fr::value_field)
       const unsigned w = vw[fr::value_word(mv)], w10 = w >> 10;
       static_assert(fr::value_field(0, 0) == 0 && fr::value_field(1, 0) == 4, "the fields below");
-      mma_f16(acc[mv], codes_h2<0>(w, w10, fm), codes_h2<1>(w, w10, fm), codes_h2<2>(w, w10, fm), codes_h2<3>(w, w10, fm), bs[0][0], bs[0][1]);
-      mma_f16(acc[mv], codes_h2<4>(w, w10, fm), codes_h2<5>(w, w10, fm), codes_h2<6>(w, w10, fm), codes_h2<7>(w, w10, fm), bs[1][0], bs[1][1]);
-      // the mins' term sum_t p~_t min_tg, the same for every channel of the group: an all-ones A
-      mma_f16(acc[mv], kOnes, kOnes, kOnes, kOnes, bm[0][0], bm[0][1]);
-      mma_f16(acc[mv], kOnes, kOnes, kOnes, kOnes, bm[1][0], bm[1][1]);
+      mma_f16(acc[mv], codes_h2<0>(w, w10, fm), codes_h2<1>(w, w10, fm), codes_h2<2>(w, w10, fm), codes_h2<3>(w, w10, fm), bs[gr][0][0], bs[gr][0][1]);
+      mma_f16(acc[mv], codes_h2<4>(w, w10, fm), codes_h2<5>(w, w10, fm), codes_h2<6>(w, w10, fm), codes_h2<7>(w, w10, fm), bs[gr][1][0], bs[gr][1][1]);
     }
     meta = next_meta;
     slot ^= 1;
   }
   cuda_async::wait_all();
+  // Each channel's mins' term from accm of its group's row (lanes 4 gr + t4 hold group gr, heads 2 t4 and + 1).
+#pragma unroll
+  for (int gr = 0; gr < G; ++gr) {
+    const float m0 = __shfl_sync(0xffffffffu, accm[0], 4 * gr + t4), m1 = __shfl_sync(0xffffffffu, accm[1], 4 * gr + t4);
+#pragma unroll
+    for (int mv = gr * VPG; mv < KC && mv < (gr + 1) * VPG; ++mv) {
+      acc[mv][0] += m0;
+      acc[mv][1] += m1;
+      acc[mv][2] += m0;
+      acc[mv][3] += m1;
+    }
+  }
 
   // The warp's partial to shared memory (wm, wl, wacc as merge_warp_partials reads them), then the block's merge.
   __syncthreads();

@@ -7,10 +7,11 @@
 //
 // Arithmetic (decode_attention_tolerance.h, 6.): the scores are s_t = 2^e c [sum_i x_i c_ti + sum_i y_i] with the
 // query row scaled into [-1, 1] by a power of two and held as fp16, q''_i = fp16(q_i / 2^e) (exact for fp16 and
-// bf16 queries in fp16's normal range), c = log2(e) / sqrt(D) in fp32, x_i = fp16(q''_i scale_i), y_i =
-// fp16(q''_i min_i) (one hmul2 each: the exact product rounded once; |q''| <= 1 and fp16 metadata, so no factor can
-// overflow fp16); the values o_c += sum_t fp16(p~_t scale_tg) c_tc + sum_t fp16(p~_t min_tg) with p~_t = fp16(p_t)
-// (p <= 1: no overflow). Every code is an exact fp16 integer 0..3 and the MMAs accumulate in fp32. Single fp16
+// bf16 queries in fp16's normal range), c = log2(e) / sqrt(D) in fp32, x_i = fp16(q''_i scale_i) (one hmul2: the
+// exact product rounded once; |q''| <= 1 and fp16 metadata, so no factor can overflow fp16), y_i = q''_i min_i exact
+// (an MMA of A = the mins and B = q''); the values o_c += sum_t fp16(p~_t scale_tg) c_tc + sum_t p~_t min_tg with
+// p~_t = fp16(p_t) (p <= 1: no overflow; the mins' products again exact in an MMA of A = the mins and B = p~). Every
+// code is an exact fp16 integer 0..3 and the MMAs accumulate in fp32. Single fp16
 // factors instead of the tensor-core kernel's bf16 hi + lo pairs: half the MMAs on the codes, a relative rounding of
 // 2^-10 per factor (fp16 SDPA rounds its probabilities to fp16 too).
 #pragma once

@@ -44,8 +44,9 @@
 //     the KV head: (4 e_p + 2^-16 + (6T + 1) u + 3 (4T + 400) u) V per output element.
 //  6. Fragment (the fragment kernel, decode_attention_fragment.h; Arithmetic::fragment). Each score is
 //     s_t = 2^e c [sum_i x_i c_ti + sum_i y_i] with c = fl(log2(e) / sqrt(D)), q''_i = fp16(q_i / 2^e) (|q''| <= 1,
-//     2^e <= 2 max_i |q_i|; exact for fp16 and bf16 queries in fp16's normal range), x_i = fp16(q''_i a_i),
-//     y_i = fp16(q''_i b_i) (hmul2: one rounding of the exact product), |fp16(z) - z| <= 2^-11 |z| + 2^-25 (2^-25:
+//     2^e <= 2 max_i |q_i|; exact for fp16 and bf16 queries in fp16's normal range), x_i = fp16(q''_i a_i) (hmul2:
+//     one rounding of the exact product), y_i = q''_i b_i (exact since 2026-12-05: the product of two fp16 inside an
+//     MMA; the bound below still charges it x_i's rounding, so it is conservative there), |fp16(z) - z| <= 2^-11 |z| + 2^-25 (2^-25:
 //     half the spacing of fp16's subnormals). So x_i c_ti + y_i is within (2^-10 + 2^-22) |q_i / 2^e| (|a_i c_ti| +
 //     |b_i|) + 2^-25 (1 + 2^-11) (|a_i c_ti| + |b_i|) (q'' subnormal, rounded once more in the product) + 4 2^-25 (the
 //     products subnormal) of q_i / 2^e (a_i c_ti +
@@ -58,11 +59,12 @@
 //     Single fp16 factors make e_t about twenty times 5.'s, so instead of 5.'s worst case (4 e_p max |v|) the bound
 //     takes the softmax's first-order sensitivity itself: perturbing score t by d_t moves o_c by
 //     sum_t (p_t / L) d_t (v_tc - o_c), with p_t, L and o_c of the exact attention over the decoded K/V. The values'
-//     factors fp16(p~_t a_tg), fp16(p~_t b_tg) with p~_t = fp16(p_t) (p <= 1) add (2^-10 + 2^-22) (|a c| + |b|) <=
+//     factors fp16(p~_t a_tg) and p~_t b_tg (exact since 2026-12-05, an MMA of A = the mins and B = p~; charged the
+//     same rounding below) with p~_t = fp16(p_t) (p <= 1) add (2^-10 + 2^-22) (|a c| + |b|) <=
 //     (2^-10 + 2^-22) (|v_tc| + 2 W_t) per token (W_t = max_c |v_tc|) relative to p_t, 2^-25 (|v_tc| + 2 W_t)
 //     absolute where p_t is below fp16's normal range (whatever its weight), and at most 4 2^-25 = 2^-23 each
 //     (the products subnormal; L >= 1: the largest score's weight is 1). Per output element, with 5.'s accumulation
-//     (the mins' terms are MMAs into the same accumulators) and E = max_t e_t: the scores' term exactly (not first
+//     (the mins' terms are MMAs into one accumulator per group, added once) and E = max_t e_t: the scores' term exactly (not first
 //     order: |e^d - 1| <= |d| (e^E - 1) / E, the moved denominator >= L e^-E) and the factors' under the moved weights:
 //       e^E (e^E - 1) / E sum_t (p_t / L) e_t |v_tc - o_c| + e^2E sum_t [(p_t / L) (2^-10 + 2^-22) + 2^-25]
 //       (|v_tc| + 2 W_t) + ((6 T + 1) + 3 (4 T + 400)) u V + T 2^-23.
