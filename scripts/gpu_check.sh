@@ -46,7 +46,7 @@ run_tests "[cuda][attention]" 90 attention
 if [ "$(left)" -gt 100 ]; then
   echo "== bench --attention (left $(left) s)"
   timeout 100 $B/vidkv bench --backend cuda --attention --tokens 8192,32768,65536,131072 --batches 1,8 \
-    --presets kivi-2-fragment,kivi-2 2>&1 | tail -21
+    --presets kivi-2-fragment,kivi-2 2>&1 | grep -v "^$"
 fi
 if [ "$(left)" -gt 110 ]; then
   L=$(left)
@@ -59,13 +59,13 @@ for beside in default after always one-split; do
   if [ "$(left)" -gt 40 ]; then
     echo "== bench --attention, the general kernel's placement $beside, 8 x 64k (left $(left) s)"
     VIDKV_CUDA_ATTENTION_BESIDE=$beside timeout 30 $B/vidkv bench --backend cuda --attention --tokens 65536 --batches 8 \
-      --presets kivi-2-fragment --no-torch 2>&1 | tail -1
+      --presets kivi-2-fragment --no-torch 2>&1 | grep "^| kivi-2-fragment"
   fi
 done
 if [ "$(left)" -gt 40 ]; then
   echo "== bench --attention, the full general kernel on the residual tiles (VIDKV_CUDA_ATTENTION_COMPACT=off), 8 x 64k"
   VIDKV_CUDA_ATTENTION_COMPACT=off timeout 30 $B/vidkv bench --backend cuda --attention --tokens 65536 --batches 8 \
-    --presets kivi-2-fragment --no-torch 2>&1 | tail -1
+    --presets kivi-2-fragment --no-torch 2>&1 | grep "^| kivi-2-fragment"
 fi
 if [ "$(left)" -gt 35 ] && command -v ncu >/dev/null; then
   L=$(left)

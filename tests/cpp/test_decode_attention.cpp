@@ -270,6 +270,9 @@ TEST_CASE("the attention bench table: byte ratio, fraction of copy bandwidth and
   const std::string with = attention_bench_markdown(r, o, {{0.5, "gqa cudnn"}});
   CHECK(with.find("| kivi-2 | 1 | 1024 | 0.2500 | 3 | 0.5 | 2.1 | 4.19x | 2000 | 50.0% | 0.5000 (gqa cudnn) | 2.00x | cuda cores | |") !=
         std::string::npos);
+  // The legend says how the fraction of copy bandwidth can pass 100% (the copy's bytes counted once).
+  CHECK(with.find("counts each byte copied once") != std::string::npos);
+  CHECK(with.find("can pass 100%") != std::string::npos);
   r.rows[0].tensor_cores = true;  // the fast kernel's time beside the tensor-core kernel's
   r.rows[0].cuda_core_ms = 0.75;
   CHECK(attention_bench_markdown(r, o, {{0.5, ""}}).find("| 0.5000 | 2.00x | tensor cores | 0.7500 |") != std::string::npos);
