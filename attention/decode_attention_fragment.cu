@@ -63,16 +63,13 @@ constexpr int kTile = static_cast<int>(group_format::kFragmentTileTokens);  // 3
 // 4-way (stride 32: both 4-way; 36 would swap the two).
 constexpr int kProbStride = 40;
 constexpr int kValueMetaWords = 132;  // 32 tokens x at most 8 groups of fp16 = 128 words, + 1 for a half-word start
-// The key scales (and the mins) in the order the lanes read them: the D / 8 words of lanes t4 (channel pairs
-// 16 kc + 2 t4 + 8 pr, word 2 kc + pr) at t4 (D / 8 + 4), so that a lane reads its own as D / 32 LDS.128, the 4 t4
-// of a quarter warp on distinct banks (key_meta_slot).
-template <int D>
-constexpr int kKeyMetaStride = D / 8 + 4;
+// The key scales (and the mins) in the order the lanes read them (fr::key_meta_slot): 4 rows of
+// fr::key_meta_stride(D) words per section.
 template <int D>
 struct WarpLayout {
   static constexpr int kCodes = 2 * D;
-  static constexpr int kKeyScale = 2 * kCodes, kKeyMin = kKeyScale + 4 * kKeyMetaStride<D>;
-  static constexpr int kValueScale = kKeyMin + 4 * kKeyMetaStride<D>, kValueMin = kValueScale + kValueMetaWords;
+  static constexpr int kKeyScale = 2 * kCodes, kKeyMin = kKeyScale + 4 * fr::key_meta_stride(D);
+  static constexpr int kValueScale = kKeyMin + 4 * fr::key_meta_stride(D), kValueMin = kValueScale + kValueMetaWords;
   static constexpr int kSlot = kValueMin + kValueMetaWords;
   static constexpr int kProb = 2 * kSlot;
   static constexpr int kWarp = kProb + kMaxQ * kProbStride;
@@ -164,13 +161,6 @@ __device__ inline SideSetup side_setup(const af::ChildFormat& f, const BlockEntr
   return s;
 }
 
-// Where word w of a tile's key scales (channels 2 w, 2 w + 1 = 16 kc + 2 t4 + 8 pr) sits in its section:
-// t4 kKeyMetaStride + 2 kc + pr.
-template <int D>
-__device__ __forceinline__ int key_meta_slot(int w) {
-  return (w & 3) * kKeyMetaStride<D> + 2 * (w >> 3) + ((w >> 2) & 1);
-}
-
 // Where a tile's value metadata halves sit in the words copied for them: from byte value_scale / value_min of their
 // area, token j's group gr at half j groups + gr. (The key metadata is word-aligned: channel c's at half c.)
 struct TileMeta {
@@ -188,12 +178,12 @@ __device__ inline TileMeta issue_tile(std::uint32_t* dst, const TileEntry& tile,
   const uint4* kc = reinterpret_cast<const uint4*>(ks.codes + t0 * (D / 4)) + lane;
   const uint4* vc = reinterpret_cast<const uint4*>(vs.codes + t0 * (D / 4)) + lane;
   // Key metadata of the group of t0 (2 D bytes per section, 16-byte aligned: attention_tables::fragment_tile): word
-  // w = lane + 32 i of each section (channels 2 w, 2 w + 1) to key_meta_slot(w) = key_meta_slot(lane) + 8 i.
+  // w = lane + 32 i of each section (channels 2 w, 2 w + 1) to fr::key_meta_slot(w) = fr::key_meta_slot(lane) + 8 i.
   const std::int64_t ktr0 = t0 - ks.begin;
   const std::int64_t kgroup = ks.group_shift >= 0 ? (ktr0 >> ks.group_shift) : ktr0 / ks.group;
   const std::uint32_t* ksrc = reinterpret_cast<const std::uint32_t*>(ks.scales + kgroup * (2 * D)) + lane;
   const std::uint32_t* msrc = reinterpret_cast<const std::uint32_t*>(ks.mins + kgroup * (2 * D)) + lane;
-  const int kslot = key_meta_slot<D>(lane);
+  const int kslot = fr::key_meta_slot(lane, D);
   // Value metadata: tokens t0 .. + 31, every group: 32 G halves per section, contiguous (at most 256: value groups of
   // at least 16 channels, kValueMetaWords).
   const std::int64_t s0 = vs.scales + t0 * (2 * G), m0 = vs.mins + t0 * (2 * G);
@@ -295,11 +285,9 @@ __device__ __forceinline__ void value_scale_pairs(unsigned (&bs)[G][2][2], const
         load_words<G>(w, run + G * (8 * kt + 4 * pr + t4));
 #pragma unroll
         for (int gr = 0; gr < G; ++gr) {
-          // halves gr (token j) and G + gr (token j + 1) of the 2 G: bytes 0, 1 of the pair from the first word's
-          // half, bytes 2, 3 from the second's (PRMT selectors 0-3 the first word's bytes, 4-7 the second's)
-          constexpr unsigned kLo[2] = {0x10u, 0x32u}, kHi[2] = {0x5400u, 0x7600u};
-          const int lo = gr, hi = G + gr;
-          bs[gr][kt][pr] = hmul2_u(ph[kt][pr], __byte_perm(w[lo / 2], w[hi / 2], kLo[lo % 2] | kHi[hi % 2]));
+          const unsigned pair = __byte_perm(w[fr::value_pair_word(gr, G, 0)], w[fr::value_pair_word(gr, G, 1)],
+                                            fr::value_pair_selector(gr, G));
+          bs[gr][kt][pr] = hmul2_u(ph[kt][pr], pair);
         }
       }
   } else {
@@ -431,8 +419,8 @@ __global__ void __launch_bounds__(kThreads, 3) fragment_kernel(const Problem p) 
     // g + 8 (a1 b0 + a3 b1) sums pairs 16 kc + 8 + 2 t4; the other rows are unused. No register moves for A.
     float lo[4] = {0.0f, 0.0f, 0.0f, 0.0f}, hi[4] = {0.0f, 0.0f, 0.0f, 0.0f};
     unsigned bx[KC][2], mn[KC][2];  // the key scales, then fp16(q'' scale), and the mins of channel pairs 16 kc + 2 t4 + 8 pr
-    load_words<2 * KC>(reinterpret_cast<unsigned(&)[2 * KC]>(bx), t + L::kKeyScale + t4 * kKeyMetaStride<D>);
-    load_words<2 * KC>(reinterpret_cast<unsigned(&)[2 * KC]>(mn), t + L::kKeyMin + t4 * kKeyMetaStride<D>);
+    load_words<2 * KC>(reinterpret_cast<unsigned(&)[2 * KC]>(bx), t + L::kKeyScale + t4 * fr::key_meta_stride(D));
+    load_words<2 * KC>(reinterpret_cast<unsigned(&)[2 * KC]>(mn), t + L::kKeyMin + t4 * fr::key_meta_stride(D));
 #pragma unroll
     for (int kc = 0; kc < KC; ++kc)
 #pragma unroll

@@ -79,4 +79,24 @@ VIDKV_HOST_DEVICE constexpr int value_field(int kt, int a) { return 4 * kt + a; 
 VIDKV_HOST_DEVICE constexpr int field_shift(int j) { return j < 5 ? 2 * j : 2 * (j - 5); }
 VIDKV_HOST_DEVICE constexpr unsigned field_magic(int j) { return static_cast<unsigned>(25 - field_shift(j)) << 10; }
 
+// The key metadata in a warp's shared memory (decode_attention_fragment.cu, issue_tile): word w of a tile's D / 2
+// scale words (channels 2 w and 2 w + 1 = 16 kc + 2 t4 + 8 pr, so t4 = w % 4, pr = (w / 4) % 2, kc = w / 8) sits at
+// key_meta_slot(w, D) = t4 key_meta_stride(D) + 2 kc + pr: lane t4 reads its D / 8 words (position i = 2 kc + pr)
+// as D / 32 16-byte loads, and the rows, padded by 4 words, put the four t4 of a quarter warp on distinct banks. The
+// mins the same.
+VIDKV_HOST_DEVICE constexpr int key_meta_stride(int d) { return d / 8 + 4; }
+VIDKV_HOST_DEVICE constexpr int key_meta_slot(int w, int d) {
+  return (w & 3) * key_meta_stride(d) + 2 * (w >> 3) + ((w >> 2) & 1);
+}
+
+// The values' B operand of value group gr (of `groups` per token row) for a lane's token pair j, j + 1 (j even): the
+// pair's 2 groups halves are `groups` words from half groups j (token j's group gr at half gr, token j + 1's at half
+// groups + gr), and the fp16 pair (token j's, token j + 1's) is __byte_perm(word value_pair_word(gr, groups, 0), word
+// value_pair_word(gr, groups, 1), value_pair_selector(gr, groups)) (PRMT: selector nibble k picks byte k of the
+// result, 0-3 from the first word, 4-7 from the second).
+VIDKV_HOST_DEVICE constexpr int value_pair_word(int gr, int groups, int second) { return (second ? groups + gr : gr) / 2; }
+VIDKV_HOST_DEVICE constexpr unsigned value_pair_selector(int gr, int groups) {
+  return (gr % 2 ? 0x32u : 0x10u) | ((groups + gr) % 2 ? 0x7600u : 0x5400u);
+}
+
 }  // namespace vidkv::attention_fragment

@@ -1,11 +1,14 @@
 // [cpu] tests of the host-device pieces of the fragment decode-attention kernel (attention/decode_attention_fragment.h,
-// attention_tables::fragment_tile): which formats it takes and which tiles are its, and its arithmetic emulated on the
+// attention_tables::fragment_tile): which formats it takes and which tiles are its, its shared-memory maps (key metadata in
+// the lanes' order, value scale pairs by PRMT), and its arithmetic emulated on the
 // host against tolerance 6. The kernel itself is checked against the reference by the [cuda] tests
 // (test_cuda_decode_attention.cpp, the fragment codecs).
 #include <cmath>
 #include <cstdint>
 #include <iostream>
 #include <random>
+#include <set>
+#include <vector>
 
 #include "catch.h"
 #include "decode_attention_test_support.h"
@@ -234,10 +237,68 @@ TEST_CASE("the fragment kernel's metadata addresses hold each tile's scales and 
   }
 }
 
+TEST_CASE("the fragment kernel's shared-memory maps: key metadata in the lanes' order, value scale pairs by PRMT", "[cpu][attention]") {
+  // Keys: lane t4 reads position i of its row as the channel pair 16 (i / 2) + 2 t4 + 8 (i % 2) (the B rows of chunk
+  // kc = i / 2, pr = i % 2); issue_tile puts word w (channels 2 w, 2 w + 1) at key_meta_slot(w). Hand-worked at
+  // D = 128 (stride 128 / 8 + 4 = 20): w = 13, channels 26 and 27 = 16 + 2 + 8, so kc 1, t4 1, pr 1: slot 20 + 2 + 1.
+  CHECK(fr::key_meta_stride(128) == 20);
+  CHECK(fr::key_meta_slot(13, 128) == 23);
+  CHECK(fr::key_meta_slot(0, 64) == 0);
+  CHECK(fr::key_meta_slot(31, 64) == 3 * 12 + 2 * 3 + 1);
+  for (const int d : {64, 128}) {
+    INFO("head_dim " << d);
+    const int stride = fr::key_meta_stride(d);
+    REQUIRE(stride % 4 == 0);  // each row starts at 16 bytes: the lanes' 16-byte loads
+    std::vector<int> word_at(static_cast<std::size_t>(4 * stride), -1);
+    for (int w = 0; w < d / 2; ++w) {
+      const int slot = fr::key_meta_slot(w, d);
+      REQUIRE(slot >= 0);
+      REQUIRE(slot < 4 * stride);
+      REQUIRE(word_at[static_cast<std::size_t>(slot)] == -1);  // a bijection onto the rows
+      word_at[static_cast<std::size_t>(slot)] = w;
+      // issue_tile's lanes copy w = lane + 32 i to key_meta_slot(lane) + 8 i
+      CHECK(fr::key_meta_slot(w, d) == fr::key_meta_slot(w % 32, d) + 8 * (w / 32));
+    }
+    for (int t4 = 0; t4 < 4; ++t4)
+      for (int i = 0; i < d / 8; ++i) {
+        const int w = word_at[static_cast<std::size_t>(t4 * stride + i)];
+        REQUIRE(w >= 0);
+        CHECK(2 * w == 16 * (i / 2) + 2 * t4 + 8 * (i % 2));
+      }
+    // The four t4 of a quarter warp (lanes 0-7) load 16 bytes at t4 stride + 4 j: distinct 16-byte bank groups.
+    for (int j = 0; j < d / 32; ++j) {
+      std::set<int> groups;
+      for (int t4 = 0; t4 < 4; ++t4) groups.insert(((t4 * stride + 4 * j) / 4) % 8);
+      CHECK(groups.size() == 4);
+    }
+  }
+  // Values: for every group count a kernel instance has (1 .. 8 per row) and group gr, the PRMT of the two words
+  // gives (token j's half gr, token j + 1's half groups + gr). PRMT emulated: selector nibble k picks byte k.
+  auto byte_perm = [](std::uint32_t a, std::uint32_t b, std::uint32_t sel) {
+    const std::uint64_t x = (static_cast<std::uint64_t>(b) << 32) | a;
+    std::uint32_t r = 0;
+    for (int k = 0; k < 4; ++k) r |= static_cast<std::uint32_t>((x >> (8 * ((sel >> (4 * k)) & 7u))) & 0xFFu) << (8 * k);
+    return r;
+  };
+  for (int groups = 1; groups <= 8; ++groups)
+    for (int gr = 0; gr < groups; ++gr) {
+      INFO(groups << " groups per row, group " << gr);
+      std::vector<std::uint32_t> words(static_cast<std::size_t>(groups));  // half k = 0xA000 + k, little-endian pairs
+      for (int k = 0; k < 2 * groups; ++k)
+        words[static_cast<std::size_t>(k / 2)] |= static_cast<std::uint32_t>(0xA000 + k) << (16 * (k % 2));
+      const std::uint32_t pair = byte_perm(words[static_cast<std::size_t>(fr::value_pair_word(gr, groups, 0))],
+                                           words[static_cast<std::size_t>(fr::value_pair_word(gr, groups, 1))],
+                                           fr::value_pair_selector(gr, groups));
+      CHECK((pair & 0xFFFFu) == 0xA000u + static_cast<std::uint32_t>(gr));
+      CHECK((pair >> 16) == 0xA000u + static_cast<std::uint32_t>(groups + gr));
+    }
+}
+
 TEST_CASE("the fragment kernel's arithmetic (fp16 factors, emulated on the host) stays within tolerance 6", "[cpu][attention]") {
   // The kernel's numbers without its data movement: per packed key, s_t = 2^e c (sum_i fp16(q''_i a_i) c_ti +
-  // sum_i fp16(q''_i b_i)), q'' = fp16(q / 2^e), c = fl(log2(e) / sqrt(D)); per packed value, with p~ = fp16(p_t),
-  // fp16(p~ a_tg) c_tc + fp16(p~ b_tg); residual tokens exact (the general kernel's), everything else in double. This
+  // sum_i q''_i b_i), q'' = fp16(q / 2^e), c = fl(log2(e) / sqrt(D)); per packed value, with p~ = fp16(p_t),
+  // fp16(p~ a_tg) c_tc + p~ b_tg (the mins' products exact: two fp16 inside an MMA, exact in float); residual tokens
+  // exact (the general kernel's), everything else in double. This
   // checks the derivation of decode_attention_tolerance.h 6. on the CPU: the emulated error must be inside the bound,
   // and not zero (the fp16 factors do round). Conservative where it differs from the kernels: every packed element
   // takes the fp16 factors (the tiles the general kernel reads, a block's tail or a token packed on one side only,
@@ -272,7 +333,7 @@ TEST_CASE("the fragment kernel's arithmetic (fp16 factors, emulated on the host)
           for (std::int64_t i = 0; i < d; ++i) {
             const Element el = element_of(ks, kf, heads, d, h, t, i);
             const float qi = qs[static_cast<std::size_t>(i)];
-            dot += el.packed ? static_cast<double>(fp16(qi * el.scale)) * el.code + fp16(qi * el.mn)
+            dot += el.packed ? static_cast<double>(fp16(qi * el.scale)) * el.code + static_cast<double>(qi * el.mn)
                              : std::ldexp(static_cast<double>(q[i]), -e) * k[static_cast<std::size_t>(t * d + i)];
           }
           s[static_cast<std::size_t>(t)] = std::ldexp(dot, e) * score_scale * std::log(2.0);  // natural-log units
@@ -286,7 +347,7 @@ TEST_CASE("the fragment kernel's arithmetic (fp16 factors, emulated on the host)
           l += p;
           for (std::int64_t c = 0; c < d; ++c) {
             const Element el = element_of(vs, vf, heads, d, h, t, c);
-            o[static_cast<std::size_t>(c)] += el.packed ? static_cast<double>(fp16(ph * el.scale)) * el.code + fp16(ph * el.mn)
+            o[static_cast<std::size_t>(c)] += el.packed ? static_cast<double>(fp16(ph * el.scale)) * el.code + static_cast<double>(ph * el.mn)
                                                         : static_cast<double>(p) * v[static_cast<std::size_t>(t * d + c)];
           }
         }
