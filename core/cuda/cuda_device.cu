@@ -12,7 +12,12 @@ int cuda_device_count(std::string* why) {
   int n = 0;
   const cudaError_t status = cudaGetDeviceCount(&n);
   if (status != cudaSuccess) {
-    if (why) *why = std::string("CUDA runtime: ") + cudaGetErrorString(status);
+    if (why) {
+      *why = std::string("CUDA runtime: ") + cudaGetErrorString(status);
+      // The runtime gives this one both for a driver older than itself and for no driver at all (a machine
+      // without an NVIDIA GPU): say both.
+      if (status == cudaErrorInsufficientDriver) *why += "; also reported where no NVIDIA driver is installed or no GPU is present";
+    }
     cudaGetLastError();  // clear the sticky error so later calls are not poisoned
     return 0;
   }

@@ -44,25 +44,30 @@ struct BenchArgs {
   // Whether an option was given (its default differs between the backends, or it applies to one only).
   CLI::Option *shape_opt = nullptr, *tokens_opt = nullptr, *layers_opt = nullptr, *repeats_opt = nullptr,
               *threads_opt = nullptr, *implementation_opt = nullptr, *clock_opt = nullptr, *batches_opt = nullptr,
-              *presets_opt = nullptr, *fft_tiers_opt = nullptr, *fused_only_opt = nullptr, *prefill_chunk_opt = nullptr;
+              *presets_opt = nullptr, *fft_tiers_opt = nullptr, *fused_only_opt = nullptr, *prefill_chunk_opt = nullptr,
+              *backend_opt = nullptr;
 };
 
+// Options given where they do not apply are usage errors (exit status 2, command_line.cpp), as unknown ones are.
+[[noreturn]] void usage_error(const std::string& message) { throw CLI::ValidationError(message); }
+
 void only_for(const CLI::Option* given, const char* option, const char* backend) {
-  if (given && given->count() > 0)
-    VIDKV_THROW(ConfigError, "vidkv bench: ", option, " applies to --backend ", backend, " only");
+  if (given && given->count() > 0) usage_error(std::string(option) + " applies to --backend " + backend + " only");
 }
 
-std::vector<std::int64_t> token_counts(const std::string& value) {
+// A comma-separated list of positive counts for `option` (--tokens: token counts, --batches: batch sizes).
+std::vector<std::int64_t> positive_counts(const std::string& value, const char* option, const char* what) {
   std::vector<std::int64_t> out;
   for (const auto& item : split_commas(value)) {
     char* end = nullptr;
     const long long n = std::strtoll(item.c_str(), &end, 10);
-    if (*end || n < 1 || n > (1ll << 24)) VIDKV_THROW(ConfigError, "--tokens: expected positive token counts, got '", item, "'");
+    if (*end || n < 1 || n > (1ll << 24)) usage_error(std::string(option) + ": expected positive " + what + ", got '" + item + "'");
     out.push_back(n);
   }
-  if (out.empty()) VIDKV_THROW(ConfigError, "--tokens: expected a comma-separated list of token counts");
+  if (out.empty()) usage_error(std::string(option) + ": expected a comma-separated list of " + what);
   return out;
 }
+std::vector<std::int64_t> token_counts(const std::string& value) { return positive_counts(value, "--tokens", "token counts"); }
 
 // --fft-tiers: "none" or FFT tier names (core/cpu_fft_tier.h), comma-separated.
 std::vector<CpuFftTier> fft_tier_list(const std::string& value) {
@@ -148,9 +153,12 @@ int attention_bench_command(const BenchArgs& a) {
   only_for(a.clock_opt, "--clock", "cpu");
   only_for(a.fft_tiers_opt, "--fft-tiers", "cpu");
   only_for(a.shape_opt, "--shape", "cpu and cuda (not --attention)");
+  if (a.backend_opt->count() > 0 && a.backend != "cuda") usage_error("--attention runs on the GPU: --backend cuda or none");
+  if (a.fused_only_opt->count() > 0 || a.prefill_chunk_opt->count() > 0)
+    usage_error(std::string(a.fused_only_opt->count() > 0 ? "--fused-only" : "--prefill-chunk") + " applies to --live only");
   AttentionBenchOptions o;
   if (a.tokens_opt->count() > 0) o.tokens = token_counts(a.tokens);
-  o.batches = token_counts(a.batches);
+  o.batches = positive_counts(a.batches, "--batches", "batch sizes");
   if (a.repeats_opt->count() > 0) o.repeats = a.repeats;
   if (a.presets_opt->count() > 0) o.presets = split_commas(a.presets);
   const AttentionBenchResult r = run_attention_bench(o);
@@ -162,15 +170,16 @@ int attention_bench_command(const BenchArgs& a) {
 int bench_command(const BenchArgs& a, const Args& raw) {
   if (a.attention) return attention_bench_command(a);
   if (a.batches_opt->count() > 0 && !a.live)
-    VIDKV_THROW(ConfigError, "vidkv bench: --batches applies to --attention and --live only");
+    usage_error("--batches applies to --attention and --live only");
   // --live: the live cache in a random-weight 7B-geometry model against fp16 DynamicCache, in Python
   // (experiments/python/vidkv/bench_live.py parses the rest of the options).
   if (a.live) only_for(a.fft_tiers_opt, "--fft-tiers", "cpu (not --live)");
   for (const auto& [given, name] : {std::pair{a.fused_only_opt, "--fused-only"}, std::pair{a.prefill_chunk_opt, "--prefill-chunk"}})
-    if (!a.live && given->count() > 0) VIDKV_THROW(ConfigError, "vidkv bench: ", name, " applies to --live only");
+    if (!a.live && given->count() > 0) usage_error(std::string(name) + " applies to --live only");
   if (a.live) return run_python_module("vidkv bench", "vidkv.bench_live", raw, "torch and transformers (vidkv bench --live)");
   if (a.backend == "cuda") return cuda_bench_command(a, raw);
-  only_for(a.tokens_opt, "--tokens", "cuda");
+  if (a.tokens_opt->count() > 0)
+    usage_error("--tokens applies to --backend cuda, --attention and --live only");
   CpuBenchOptions options;
   options.spec = bench_trace_spec(a.shape);
   options.threads = a.threads;
@@ -199,15 +208,16 @@ int bench_command(const BenchArgs& a, const Args& raw) {
 
 Action define_bench(CLI::App& app) {
   auto a = std::make_shared<BenchArgs>();
-  app.add_option("--backend", a->backend, "the backend to measure")
-      ->check(CLI::IsMember({"cpu", "cuda"}))
-      ->capture_default_str();
+  a->backend_opt = app.add_option("--backend", a->backend, "the backend to measure (--attention: always the GPU)")
+                       ->check(CLI::IsMember({"cpu", "cuda"}))
+                       ->capture_default_str();
   a->shape_opt = app.add_option("--shape", a->shape,
                                 "synthetic trace shape, fp16, generated in memory (cuda: one token count, default\n"
                                 "28x4xTx128 with T from --tokens)")
                      ->type_name("LxHxTxD")
                      ->capture_default_str();
-  a->tokens_opt = app.add_option("--tokens", a->tokens, "cuda only: the token counts measured, comma-separated")
+  a->tokens_opt = app.add_option("--tokens", a->tokens, "--backend cuda, --attention and --live: the token counts measured, comma-separated\n"
+                                "(the default shown is --backend cuda's; --attention: 8192,16384,32768,65536,131072)")
                       ->type_name("a,b,c")
                       ->capture_default_str();
   a->threads_opt =

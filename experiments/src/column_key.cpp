@@ -50,7 +50,7 @@ const std::vector<KeyEntry>& key_entries() {
        "full-precision residual counted (docs/bits.md: each preset's bits without a residual)"},
       {{"compression_ratio"}, "the trace dtype's bits / effective_bits", {}, "the model's K/V dtype's bits / effective_bits"},
       {{"seconds"}, "wall time of replay and metrics, summed over layers", {}, "the run's wall time over every prompt"},
-      {{"lifecycle"}, "which tokens are quantized when (algorithms.md section 5): paper / release / kivi, G = the "
+      {{"lifecycle"}, "which tokens are quantized when (docs/algorithms.md section 5): paper / release / kivi, G = the "
                       "prefill quantizes a multiple of G tokens, R = the full-precision residual that triggers the next "
                       "quantization"},
   };

@@ -117,6 +117,11 @@ int run_command_line(int argc, const char* const* argv) {
     const Args raw(argv + 1 + cl.words[i].size(), argv + argc);
     try {
       return cl.leaves[i].second(raw);
+    } catch (const CLI::ParseError& e) {  // a command's own check of its options (one that applies elsewhere only)
+      std::string where = "vidkv";
+      for (const std::string& w : cl.words[i]) where += " " + w;
+      std::cerr << "vidkv: error: " << where << ": " << e.what() << " (see " << where << " --help)\n";
+      return 2;
     } catch (const Error& e) {
       std::cerr << "vidkv: error: " << e.what() << "\n";
       return 1;

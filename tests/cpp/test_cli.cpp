@@ -164,13 +164,31 @@ TEST_CASE("wrong command lines are usage errors naming the problem", "[cli]") {
 }
 
 TEST_CASE("vidkv bench refuses the --live and --attention options without them, naming the option", "[cli]") {
-  for (const char* option : {"--prefill-chunk 5", "--fused-only", "--batches 2"}) {
+  // Usage errors (exit status 2, as an unknown option), pointing to the command's help.
+  for (const char* option : {"--prefill-chunk 5", "--fused-only", "--batches 2", "--tokens 64"}) {
     const Output o = run(std::string("bench --no-torch --repeats 1 --shape 1x1x32x8 ") + option);
     INFO(option << ": " << o.text);
-    CHECK(o.status != 0);
+    CHECK(o.status == 2);
     const std::string name = std::string(option).substr(0, std::string(option).find(' '));
-    CHECK(o.text.find(name + " applies to --") != std::string::npos);
+    CHECK(o.text.find("vidkv: error: vidkv bench: " + name + " applies to --") == 0);
+    CHECK(o.text.find("(see vidkv bench --help)") != std::string::npos);
   }
+  // The cpu-only options with --attention, and a bad count named by its own option (before any GPU is asked for).
+  const Output threads = run("bench --attention --threads 2");
+  CHECK(threads.status == 2);
+  CHECK(threads.text.find("--threads applies to --backend cpu only") != std::string::npos);
+  const Output cpu = run("bench --attention --backend cpu");
+  CHECK(cpu.status == 2);
+  CHECK(cpu.text.find("--attention runs on the GPU") != std::string::npos);
+  const Output fused = run("bench --attention --fused-only");
+  CHECK(fused.status == 2);
+  CHECK(fused.text.find("--fused-only applies to --live only") != std::string::npos);
+  const Output batches = run("bench --attention --batches 0");
+  CHECK(batches.status == 2);
+  CHECK(batches.text.find("--batches: expected positive batch sizes, got '0'") != std::string::npos);
+  const Output tokens = run("bench --attention --tokens 8192,x");
+  CHECK(tokens.status == 2);
+  CHECK(tokens.text.find("--tokens: expected positive token counts, got 'x'") != std::string::npos);
 }
 
 TEST_CASE("vidkv --help and every command's and group's --help are generated and exit 0", "[cli]") {
