@@ -225,7 +225,7 @@ Action define_bench(CLI::App& app) {
   a->layers_opt = app.add_option("--layers", a->layers, "layers generated and timed (cpu 0: max(2, threads); cuda default 28)")
                       ->check(CLI::Range(0, 4096))
                       ->capture_default_str();
-  a->repeats_opt = app.add_option("--repeats", a->repeats, "best of N (cuda: median of N, default 10)")
+  a->repeats_opt = app.add_option("--repeats", a->repeats, "best of N (cuda: median of N, default 10; --attention: median of N, default 20)")
                        ->check(CLI::Range(1, 4096))
                        ->capture_default_str();
   a->presets_opt = app.add_option("--presets", a->presets, "presets to measure, comma-separated (--attention default:\n"
