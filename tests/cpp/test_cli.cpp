@@ -13,6 +13,7 @@
 #include <regex>
 #include <set>
 #include <sstream>
+#include <utility>
 #include <string>
 #include <vector>
 
@@ -173,22 +174,21 @@ TEST_CASE("vidkv bench refuses the --live and --attention options without them, 
     CHECK(o.text.find("vidkv: error: vidkv bench: " + name + " applies to --") == 0);
     CHECK(o.text.find("(see vidkv bench --help)") != std::string::npos);
   }
-  // The cpu-only options with --attention, and a bad count named by its own option (before any GPU is asked for).
-  const Output threads = run("bench --attention --threads 2");
-  CHECK(threads.status == 2);
-  CHECK(threads.text.find("--threads applies to --backend cpu only") != std::string::npos);
-  const Output cpu = run("bench --attention --backend cpu");
-  CHECK(cpu.status == 2);
-  CHECK(cpu.text.find("--attention runs on the GPU") != std::string::npos);
-  const Output fused = run("bench --attention --fused-only");
-  CHECK(fused.status == 2);
-  CHECK(fused.text.find("--fused-only applies to --live only") != std::string::npos);
-  const Output batches = run("bench --attention --batches 0");
-  CHECK(batches.status == 2);
-  CHECK(batches.text.find("--batches: expected positive batch sizes, got '0'") != std::string::npos);
-  const Output tokens = run("bench --attention --tokens 8192,x");
-  CHECK(tokens.status == 2);
-  CHECK(tokens.text.find("--tokens: expected positive token counts, got 'x'") != std::string::npos);
+  // The cpu-only and --live-only options with --attention, and a bad count named by its own option (all refused
+  // before any GPU is asked for).
+  const std::pair<const char*, const char*> refused[] = {
+      {"bench --attention --threads 2", "--threads applies to --backend cpu only"},
+      {"bench --attention --backend cpu", "--attention runs on the GPU"},
+      {"bench --attention --fused-only", "--fused-only applies to --live only"},
+      {"bench --attention --batches 0", "--batches: expected positive batch sizes, got '0'"},
+      {"bench --attention --tokens 8192,x", "--tokens: expected positive token counts, got 'x'"},
+  };
+  for (const auto& [args, message] : refused) {
+    const Output o = run(args);
+    INFO(args << ": " << o.text);
+    CHECK(o.status == 2);
+    CHECK(o.text.find(message) != std::string::npos);
+  }
 }
 
 TEST_CASE("vidkv --help and every command's and group's --help are generated and exit 0", "[cli]") {
