@@ -13,8 +13,8 @@
 #include <regex>
 #include <set>
 #include <sstream>
-#include <utility>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "catch.h"
