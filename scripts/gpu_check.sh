@@ -12,14 +12,15 @@
 #   7. Nsight Compute (when `ncu` is on PATH): time, warp instructions, DRAM bytes, issue activity and registers of the
 #      decode attention kernels at 8 x 64k.
 # Each step is skipped when less time is left than it needs, so that the run fits a deadline (first argument, seconds,
-# default 540: a device call's limit less a margin; the build needs about 240 s on 16 cores). Logs go to $OUT when
-# set (the device tool's result folder), else build-cuda/gpu-check/. Usage: bash scripts/gpu_check.sh [DEADLINE_S]
+# default 540: a device call's limit less a margin; the build needs about 180-240 s on 16 cores). Logs, and the whole
+# output as gpu_check.txt, go to $OUT when set (the device tool's result folder), else build-cuda/gpu-check/. Usage: bash scripts/gpu_check.sh [DEADLINE_S]
 set -uo pipefail
 cd "$(dirname "$0")/.."
 DEADLINE=${1:-540}
 T0=$(date +%s)
 LOG=${OUT:-build-cuda/gpu-check}
 mkdir -p "$LOG"
+exec > >(tee "$LOG/gpu_check.txt") 2>&1  # the whole output also as a file (a device call returns only its tail)
 left() { echo $((DEADLINE - ($(date +%s) - T0))); }
 B=build-cuda/bin
 
