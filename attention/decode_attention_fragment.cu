@@ -162,7 +162,8 @@ __device__ inline SideSetup side_setup(const af::ChildFormat& f, const BlockEntr
 }
 
 // Where a tile's value metadata halves sit in the words copied for them: from byte value_scale / value_min of their
-// area, token j's group gr at half j groups + gr. (The key metadata is word-aligned: channel c's at half c.)
+// area, token j's group gr at half j groups + gr. (The key metadata starts at a word, in the lanes' order:
+// fr::key_meta_slot.)
 struct TileMeta {
   int value_scale = 0, value_min = 0;
 };
