@@ -154,8 +154,6 @@ int attention_bench_command(const BenchArgs& a) {
   only_for(a.fft_tiers_opt, "--fft-tiers", "cpu");
   only_for(a.shape_opt, "--shape", "cpu and cuda (not --attention)");
   if (a.backend_opt->count() > 0 && a.backend != "cuda") usage_error("--attention runs on the GPU: --backend cuda or none");
-  if (a.fused_only_opt->count() > 0 || a.prefill_chunk_opt->count() > 0)
-    usage_error(std::string(a.fused_only_opt->count() > 0 ? "--fused-only" : "--prefill-chunk") + " applies to --live only");
   AttentionBenchOptions o;
   if (a.tokens_opt->count() > 0) o.tokens = token_counts(a.tokens);
   o.batches = positive_counts(a.batches, "--batches", "batch sizes");
@@ -168,14 +166,14 @@ int attention_bench_command(const BenchArgs& a) {
 }
 
 int bench_command(const BenchArgs& a, const Args& raw) {
+  for (const auto& [given, name] : {std::pair{a.fused_only_opt, "--fused-only"}, std::pair{a.prefill_chunk_opt, "--prefill-chunk"}})
+    if (!a.live && given->count() > 0) usage_error(std::string(name) + " applies to --live only");
   if (a.attention) return attention_bench_command(a);
   if (a.batches_opt->count() > 0 && !a.live)
     usage_error("--batches applies to --attention and --live only");
   // --live: the live cache in a random-weight 7B-geometry model against fp16 DynamicCache, in Python
   // (experiments/python/vidkv/bench_live.py parses the rest of the options).
   if (a.live) only_for(a.fft_tiers_opt, "--fft-tiers", "cpu (not --live)");
-  for (const auto& [given, name] : {std::pair{a.fused_only_opt, "--fused-only"}, std::pair{a.prefill_chunk_opt, "--prefill-chunk"}})
-    if (!a.live && given->count() > 0) usage_error(std::string(name) + " applies to --live only");
   if (a.live) return run_python_module("vidkv bench", "vidkv.bench_live", raw, "torch and transformers (vidkv bench --live)");
   if (a.backend == "cuda") return cuda_bench_command(a, raw);
   if (a.tokens_opt->count() > 0)

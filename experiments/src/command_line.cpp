@@ -21,6 +21,12 @@ std::string group_summary(const std::string& word) {
   return word + " commands";
 }
 
+// A usage error of command `where` ("vidkv trace synth"): reported with the help to read; exit status 2.
+int usage_error(const std::string& where, const CLI::ParseError& e) {
+  std::cerr << "vidkv: error: " << where << ": " << e.what() << " (see " << where << " --help)\n";
+  return 2;
+}
+
 constexpr const char* kDescription =
     "vidkv: low-bit KV-cache quantization for video LLMs (VidKV, KIVI and ablations), trace replay on CPU.";
 constexpr const char* kFooter =
@@ -109,8 +115,7 @@ int run_command_line(int argc, const char* const* argv) {
       if (next) where += " " + next->get_name();
       a = next;
     }
-    std::cerr << "vidkv: error: " << where << ": " << e.what() << " (see " << where << " --help)\n";
-    return 2;
+    return usage_error(where, e);
   }
   for (std::size_t i = 0; i < cl.leaves.size(); ++i) {
     if (!cl.leaves[i].first->parsed()) continue;
@@ -120,8 +125,7 @@ int run_command_line(int argc, const char* const* argv) {
     } catch (const CLI::ParseError& e) {  // a command's own check of its options (one that applies elsewhere only)
       std::string where = "vidkv";
       for (const std::string& w : cl.words[i]) where += " " + w;
-      std::cerr << "vidkv: error: " << where << ": " << e.what() << " (see " << where << " --help)\n";
-      return 2;
+      return usage_error(where, e);
     } catch (const Error& e) {
       std::cerr << "vidkv: error: " << e.what() << "\n";
       return 1;
