@@ -81,11 +81,14 @@ af::ChildFormat child_format(const Quantizer& q, bool value_side) {
               "mixed_token of those are)");
 }
 
-// A child in uniform's layout fragment holds whole quads per lane only for a multiple of 64 channels (its encode
-// refuses others with a ShapeError); here the same shape is refused as not readable, before any cache is read.
+// A child in the fragment layout (uniform's or sign's layout fragment, ternary's packing fragment) holds whole lane
+// vectors only for a multiple of 64 channels (or FFT components) per part (its encode refuses others with a
+// ShapeError); here the same shape is refused as not readable, before any cache is read.
 void require_fragment_channels(const af::ChildFormat& f, std::int64_t channels) {
-  VIDKV_REQUIRE(f.layout != group_format::CodeLayout::fragment || group_format::fragment_channels_ok(channels), NotSupportedError,
-                "decode attention: uniform layout fragment needs a multiple of 64 channels per part, got ", channels);
+  const std::int64_t components = af::child_components(f, channels);
+  VIDKV_REQUIRE(af::child_layout(f) != group_format::CodeLayout::fragment || group_format::fragment_channels_ok(components),
+                NotSupportedError, "decode attention: the fragment layout needs a multiple of 64 channels per part, got ",
+                components);
 }
 
 af::SideFormat side_format_of(const Quantizer& q, std::int64_t channels, bool value_side) {

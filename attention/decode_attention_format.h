@@ -84,6 +84,18 @@ struct SideFormat {
   ChildFormat second;          // mixed: the low child; token_mixed: the rest
 };
 
+// The code layout a child's codes are in: uniform's and sign's layout, ternary's by its packing (base3 has no
+// group_format layout: dense is returned, and its code_bits are 0).
+VIDKV_HOST_DEVICE inline CodeLayout child_layout(const ChildFormat& f) {
+  return f.codec == ChildCodec::ternary ? ternary_format::slot_layout(f.packing) : f.layout;
+}
+// The fragment form of a child in layout fragment: ternary's values orientation (ternary_format::kFragmentForm), else
+// the operand by the grouped axis (group_format::fragment_form) with the child's code width.
+VIDKV_HOST_DEVICE inline group_format::FragmentForm child_fragment_form(const ChildFormat& f, const GroupGrid& g) {
+  return f.codec == ChildCodec::ternary ? ternary_format::kFragmentForm
+                                        : group_format::fragment_form(g, f.codec == ChildCodec::sign ? 1u : f.bits);
+}
+
 // The grid of a child over [heads, tokens, n channels]: over its stored components (child_components).
 VIDKV_HOST_DEVICE inline GroupGrid child_grid(const ChildFormat& f, std::int64_t heads, std::int64_t tokens, std::int64_t n) {
   return group_format::make_group_grid(f.axis, heads, tokens, child_components(f, n), f.group);
@@ -116,6 +128,7 @@ struct ChildView {
   int group_shift = -1;  // log2(group) when the group is a power of two, else -1
   unsigned code_bits = 0;  // bits of a stored code: uniform b, sign 1, ternary slots 2 (base3: 0)
   bool group_major = false;  // metadata stored (head, group, row): group_format::group_major_meta (layout fragment keys)
+  group_format::FragmentForm form{group_format::FragmentOperand::keys, 2};  // layout fragment: child_fragment_form
 };
 
 VIDKV_HOST_DEVICE inline ChildView child_view(const ChildFormat& f, const std::uint8_t* bytes, std::int64_t heads,
@@ -130,11 +143,10 @@ VIDKV_HOST_DEVICE inline ChildView child_view(const ChildFormat& f, const std::u
   v.code_bits = f.codec == ChildCodec::uniform ? f.bits
                 : f.codec == ChildCodec::sign ? 1u
                 : (f.packing == ternary_format::Packing::base3 ? 0u : ternary_format::kSlotBits);
-  const CodeLayout layout = f.codec == ChildCodec::ternary
-                                ? (f.packing == ternary_format::Packing::release ? CodeLayout::release : CodeLayout::dense)
-                                : f.layout;
+  const CodeLayout layout = child_layout(f);
   v.f.layout = layout;
   v.group_major = group_format::group_major_meta(layout, g);
+  v.form = child_fragment_form(f, g);
   v.row_words = v.code_bits > 0 && group_format::release_bits_ok(v.code_bits) ? group_format::release_row_words(g, v.code_bits) : 0;
   for (int s = 0; s < 31; ++s)
     if ((std::int64_t{1} << s) == f.group) v.group_shift = s;
@@ -189,9 +201,10 @@ VIDKV_HOST_DEVICE inline unsigned view_code(const ChildView& v, std::int64_t t, 
     return static_cast<unsigned>(bits::trit_get(v.codes[idx / 5], static_cast<unsigned>(idx % 5)) + 1);
   }
   if (v.f.layout == CodeLayout::dense) return bits::dense_get(v.codes, static_cast<std::size_t>(row * v.length + j), v.code_bits);
-  if (v.f.layout == CodeLayout::fragment) {  // uniform 2-bit codes (group_format.h's fragment layout)
+  if (v.f.layout == CodeLayout::fragment) {  // group_format.h's fragment layout in the child's form
     const std::int64_t tokens = channel_axis ? v.length : v.rows, channels = channel_axis ? v.rows : v.length;
-    return bits::dense_get(v.codes, static_cast<std::size_t>(group_format::fragment_code_index(v.f.axis, tokens, channels, v.head, t, i)), 2);
+    const std::int64_t k = group_format::fragment_code_index(v.f.axis, v.form, tokens, channels, v.head, t, i);
+    return bits::dense_get(v.codes, static_cast<std::size_t>(k), v.code_bits);
   }
   const unsigned per_word = 32u / v.code_bits;
   const std::uint32_t word = group_format::get_word(v.codes, row * v.row_words + j / per_word);

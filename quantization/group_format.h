@@ -144,11 +144,11 @@ VIDKV_HOST_DEVICE inline std::uint32_t get_word(const std::uint8_t* bytes, std::
 // Where the codes of a grid live. dense: one bitstream over all elements in canonical order
 // (core/bit_packing.h dense_*). release: per row, ceil(length / f) uint32 words, f = 32 / bits codes per word,
 // least significant bits first (core/bit_packing.h release_*), rows back to back in canonical order; bits must be
-// 1, 2, 4 or 8. fragment: 2-bit codes in the order of the tensor cores' A operands (below, fragment_code_index):
-// the same bytes as dense, permuted; bits 2 and channels a multiple of 64 (fragment_ok). Its A orientation follows the
-// grouped axis: channel-axis grids in the keys' score orientation, token-axis grids in the values' (kivi-2's per-channel
-// keys and per-token values); per-channel values or per-token keys in it are stored and read correctly, not in their
-// MMA's orientation.
+// 1, 2, 4 or 8. fragment: 1- or 2-bit codes in the order of the tensor cores' A operands (below, fragment_code_index):
+// the same bytes as dense, permuted; channels a multiple of 64 (fragment_ok). Its A orientation (FragmentOperand)
+// follows the grouped axis for uniform and sign (fragment_form: channel-axis grids in the keys' score orientation,
+// token-axis grids in the values', kivi-2's per-channel keys and per-token values); ternary's packing fragment takes
+// the values' orientation on either axis (VidKV's per-channel values).
 enum class CodeLayout : std::uint8_t { dense, release, fragment };
 
 VIDKV_HOST_DEVICE constexpr bool release_bits_ok(unsigned bits) { return bits == 1 || bits == 2 || bits == 4 || bits == 8; }
@@ -158,31 +158,48 @@ VIDKV_HOST_DEVICE constexpr bool release_bits_ok(unsigned bits) { return bits ==
 // lane l = 4 g + t4 of a warp holds its A operand in four registers a = 0..3 of two fp16 each: register a covers
 // row g + 8 (a & 1) and columns 2 t4 + 8 (a >> 1) + {0, 1} (the low half the even column) of a 16 x 16 A tile.
 // Per KV head, the tokens are cut into tiles of 32 (kFragmentTileTokens) from the block's first token; the tokens
-// past the last whole tile (tokens mod 32) form the tail. In a tile of D channels (D a multiple of 64):
-//   channel-axis grids (keys: A = codes [16 tokens x 16 channels], scores = A q):
+// past the last whole tile (tokens mod 32) form the tail. In a tile of D channels (D a multiple of 64), b-bit codes
+// (b = 1 or 2):
+//   operand keys (A = codes [16 tokens x 16 channels], scores = A q):
 //     token tt of the tile = 16 mt + row, channel c = 16 kc + col, register r = 4 (mt D / 16 + kc) + a;
-//   token-axis grids (values: A = codes [16 channels x 16 tokens], out = A p):
+//   operand values (A = codes [16 channels x 16 tokens], out = A p):
 //     channel c = 16 mv + row, token tt = 16 kt + col, register r = 4 (2 mv + kt) + a;
 //   with row = g + 8 (a & 1) and col = 2 t4 + 8 (a >> 1) + half. Lane l's registers r = 0 .. D/2 - 1 fill its
-//   D / 16 words, 8 registers per word: register r is field r % 8 of word w = r / 8, its low half's code at bits
-//   2 (r % 8) and its high half's at 16 + 2 (r % 8) (so a mask OR an fp16 exponent that makes the field's low bit
-//   the unit, and one fp16 subtraction, make the pair of codes an fp16 pair: fields 0-4 from the word, 5-7 from the
-//   word shifted right by 10, one shift per word; the prototype's codes_h2); the lane's words are stored as 16-byte quads, quad w / 4 of all 32 lanes back to back:
-//   word (w / 4) * 128 + 4 l + w % 4 of the tile. A tile is 2 D words (64 D bits: 32 tokens x D channels x 2 bits).
+//   D b / 32 words, F = 16 / b registers per word: register r is field f = r % F of word w = r / F, its low half's
+//   code at bits b f and its high half's at 16 + b f (so a mask OR an fp16 exponent that makes the field's low bit
+//   the unit, and one fp16 subtraction, make the pair of codes an fp16 pair: 2-bit fields 0-4 from the word, 5-7
+//   from the word shifted right by 10, one shift per word; the prototype's codes_h2; 1-bit fields 0-9 and 10-15 the
+//   same way). The lane's words are stored as vectors of V = 2 b words (2-bit: 16-byte quads, 1-bit: 8-byte pairs),
+//   vector w / V of all 32 lanes back to back: word (w / V) 32 V + V l + w % V of the tile. A tile is D b words
+//   (32 tokens x D channels x b bits).
 // The tiles of a head come first, in token order, then the tail in the dense order of the grid (channel axis:
-// channel-major, token innermost; token axis: token-major); heads back to back, each T D / 16 words. Every code
-// is a 2-bit field that never crosses a byte. Codes section size: exactly dense's (2 bits per element).
+// channel-major, token innermost; token axis: token-major; whatever the operand); heads back to back, each T D b / 32
+// words. Every code is a field that never crosses a byte. Codes section size: exactly dense's (b bits per element).
 constexpr std::int64_t kFragmentTileTokens = 32;
+
+// The A operand a fragment-layout grid is stored as (above).
+enum class FragmentOperand : std::uint8_t { keys, values };
+// A grid's fragment form: its operand orientation and code width (1 or 2 bits).
+struct FragmentForm {
+  FragmentOperand operand;
+  unsigned bits;
+};
 
 // Tokens and channels of a grid (rows and length by its axis).
 VIDKV_HOST_DEVICE constexpr std::int64_t grid_tokens(const GroupGrid& g) { return g.axis == GroupAxis::channel ? g.length : g.rows; }
 VIDKV_HOST_DEVICE constexpr std::int64_t grid_channels(const GroupGrid& g) { return g.axis == GroupAxis::channel ? g.rows : g.length; }
 
-// Whether the fragment layout can hold a grid's codes: 2-bit codes, channels a multiple of 64 (whole 16-byte quads
+// The form of uniform's and sign's fragment layout: the operand follows the grouped axis.
+VIDKV_HOST_DEVICE constexpr FragmentForm fragment_form(const GroupGrid& g, unsigned bits) {
+  return {g.axis == GroupAxis::channel ? FragmentOperand::keys : FragmentOperand::values, bits};
+}
+
+// Whether the fragment layout can hold a grid's codes: 1- or 2-bit codes, channels a multiple of 64 (whole vectors
 // per lane: fragment_channels_ok). Any token count (the tail takes the rest).
 VIDKV_HOST_DEVICE constexpr bool fragment_channels_ok(std::int64_t channels) { return channels > 0 && channels % 64 == 0; }
+VIDKV_HOST_DEVICE constexpr bool fragment_bits_ok(unsigned bits) { return bits == 1 || bits == 2; }
 VIDKV_HOST_DEVICE constexpr bool fragment_ok(const GroupGrid& g, unsigned bits) {
-  return bits == 2 && fragment_channels_ok(grid_channels(g));
+  return fragment_bits_ok(bits) && fragment_channels_ok(grid_channels(g));
 }
 // Whether a grid's codes in layout fragment are all tail (fewer than 32 tokens), so their bytes are dense's: the
 // permutations are skipped, and such blocks are token-separable.
@@ -193,29 +210,34 @@ VIDKV_HOST_DEVICE constexpr std::int64_t fragment_tiled_tokens(std::int64_t toke
   return tokens - tokens % kFragmentTileTokens;
 }
 
-// Index of the 2-bit code of token t, channel c of head h (in units of 2 bits from the codes section's start) for a
-// grid of `tokens` x `channels` per head grouped along `axis` (the layout above; fragment_ok must hold).
-VIDKV_HOST_DEVICE constexpr std::int64_t fragment_code_index(GroupAxis axis, std::int64_t tokens, std::int64_t channels,
-                                                             std::int64_t h, std::int64_t t, std::int64_t c) {
+// Index of the code of token t, channel c of head h (in units of f.bits bits from the codes section's start) for a
+// grid of `tokens` x `channels` per head grouped along `axis` (the tail's order) in form f (the layout above;
+// fragment_ok must hold).
+VIDKV_HOST_DEVICE constexpr std::int64_t fragment_code_index(GroupAxis axis, FragmentForm f, std::int64_t tokens,
+                                                             std::int64_t channels, std::int64_t h, std::int64_t t,
+                                                             std::int64_t c) {
   const std::int64_t head_codes = tokens * channels, full = fragment_tiled_tokens(tokens);
   const std::int64_t base = h * head_codes;
   if (t >= full) {  // the tail, dense order of the grid
     const std::int64_t tail = tokens - full, u = t - full;
     return base + full * channels + (axis == GroupAxis::channel ? c * tail + u : u * channels + c);
   }
+  const bool keys = f.operand == FragmentOperand::keys;
   const std::int64_t tile = t / kFragmentTileTokens, tt = t % kFragmentTileTokens;
   // (row, col) of the element in its 16 x 16 A tile and the register's tile index (mt kc or mv kt)
-  const std::int64_t row = axis == GroupAxis::channel ? tt % 16 : c % 16;
-  const std::int64_t col = axis == GroupAxis::channel ? c % 16 : tt % 16;
-  const std::int64_t pair = axis == GroupAxis::channel ? (tt / 16) * (channels / 16) + c / 16 : 2 * (c / 16) + tt / 16;
+  const std::int64_t row = keys ? tt % 16 : c % 16;
+  const std::int64_t col = keys ? c % 16 : tt % 16;
+  const std::int64_t pair = keys ? (tt / 16) * (channels / 16) + c / 16 : 2 * (c / 16) + tt / 16;
   const std::int64_t lane = 4 * (row % 8) + (col % 8) / 2, half = col % 2;
   const std::int64_t r = 4 * pair + (row / 8) + 2 * (col / 8);
-  const std::int64_t w = r / 8, field = r % 8;
-  const std::int64_t word = (w / 4) * 128 + 4 * lane + w % 4;
-  return base + tile * kFragmentTileTokens * channels + word * 16 + half * 8 + field;
+  const std::int64_t fields = 16 / f.bits, vec = 2 * f.bits;  // registers per word, words per lane vector
+  const std::int64_t w = r / fields, field = r % fields;
+  const std::int64_t word = (w / vec) * 32 * vec + vec * lane + w % vec;
+  return base + tile * kFragmentTileTokens * channels + word * (32 / f.bits) + half * fields + field;
 }
 
-// One token's codes of a channel-axis grid (keys) in whole 32-token tiles as a lane reads them: token t (t < fragment_tiled_tokens(tokens)) lies
+// One token's codes of a channel-axis grid of 2-bit codes in form keys (kivi-2-fragment's keys) in whole 32-token
+// tiles as a lane reads them: token t (t < fragment_tiled_tokens(tokens)) lies
 // in A row tt % 16 (tt = t % 32) of token half mt = tt / 16, so fragment lane 4 (tt % 8) + t4 holds its channels
 // 16 kc + 8 b + 2 t4 + {0, 1} (kc < channels / 16, b = 0, 1; D / 4 channels per t4, all 4 of them the token's D):
 // register a = (tt % 16) / 8 + 2 b of pair mt channels / 16 + kc. fragment_key_word: the 32-bit word (from the codes
@@ -233,12 +255,13 @@ VIDKV_HOST_DEVICE constexpr int fragment_key_field(std::int64_t t, std::int64_t 
   return static_cast<int>(4 * (kc % 2) + (t % 16) / 8 + 2 * b);  // register r % 8, pair and kc of one parity (channels / 16 is even)
 }
 
-// The element (head, token, channel) whose code is at 2-bit index k: the inverse of fragment_code_index.
+// The element (head, token, channel) whose code is at index k (units of f.bits bits): the inverse of
+// fragment_code_index.
 struct FragmentElement {
   std::int64_t h, t, c;
 };
-VIDKV_HOST_DEVICE constexpr FragmentElement fragment_element(GroupAxis axis, std::int64_t tokens, std::int64_t channels,
-                                                             std::int64_t k) {
+VIDKV_HOST_DEVICE constexpr FragmentElement fragment_element(GroupAxis axis, FragmentForm f, std::int64_t tokens,
+                                                             std::int64_t channels, std::int64_t k) {
   const std::int64_t head_codes = tokens * channels, full = fragment_tiled_tokens(tokens);
   const std::int64_t h = k / head_codes;
   std::int64_t x = k % head_codes;
@@ -249,31 +272,52 @@ VIDKV_HOST_DEVICE constexpr FragmentElement fragment_element(GroupAxis axis, std
   }
   const std::int64_t tile_codes = kFragmentTileTokens * channels, tile = x / tile_codes;
   x %= tile_codes;
-  const std::int64_t word = x / 16, half = (x % 16) / 8, field = x % 8;
-  const std::int64_t lane = (word % 128) / 4, w = (word / 128) * 4 + word % 4;
-  const std::int64_t r = 8 * w + field, a = r % 4, pair = r / 4;
+  const std::int64_t fields = 16 / f.bits, vec = 2 * f.bits;
+  const std::int64_t word = x / (2 * fields), half = (x % (2 * fields)) / fields, field = x % fields;
+  const std::int64_t lane = (word % (32 * vec)) / vec, w = (word / (32 * vec)) * vec + word % vec;
+  const std::int64_t r = fields * w + field, a = r % 4, pair = r / 4;
   const std::int64_t row = lane / 4 + 8 * (a % 2), col = 2 * (lane % 4) + 8 * (a / 2) + half;
-  if (axis == GroupAxis::channel) {
+  if (f.operand == FragmentOperand::keys) {
     const std::int64_t kcs = channels / 16;
     return FragmentElement{h, tile * kFragmentTileTokens + 16 * (pair / kcs) + row, 16 * (pair % kcs) + col};
   }
   return FragmentElement{h, tile * kFragmentTileTokens + 16 * (pair % 2) + col, 16 * (pair / 2) + row};
 }
 
-// fragment_code_index of element j of row r of head h of a grid.
-VIDKV_HOST_DEVICE constexpr std::int64_t fragment_index(const GroupGrid& g, std::int64_t h, std::int64_t r, std::int64_t j) {
-  return g.axis == GroupAxis::channel ? fragment_code_index(g.axis, g.length, g.rows, h, j, r)
-                                      : fragment_code_index(g.axis, g.rows, g.length, h, r, j);
+// fragment_code_index of element j of row r of head h of a grid in form f.
+VIDKV_HOST_DEVICE constexpr std::int64_t fragment_index(const GroupGrid& g, FragmentForm f, std::int64_t h, std::int64_t r,
+                                                        std::int64_t j) {
+  return g.axis == GroupAxis::channel ? fragment_code_index(g.axis, f, g.length, g.rows, h, j, r)
+                                      : fragment_code_index(g.axis, f, g.rows, g.length, h, r, j);
+}
+// The (head, row, position) of the grid element at fragment index k (fragment_element in the grid's terms).
+struct GridElement {
+  std::int64_t h, r, j;
+};
+VIDKV_HOST_DEVICE constexpr GridElement fragment_grid_element(const GroupGrid& g, FragmentForm f, std::int64_t k) {
+  const FragmentElement e = fragment_element(g.axis, f, grid_tokens(g), grid_channels(g), k);
+  return g.axis == GroupAxis::channel ? GridElement{e.h, e.c, e.t} : GridElement{e.h, e.t, e.c};
 }
 
-// Hand-worked (channel axis, 64 channels, token 9 of the first tile, channel 3): row 9 -> g 1, a & 1 = 1; col 3 ->
+// Hand-worked (2-bit keys, 64 channels, token 9 of the first tile, channel 3): row 9 -> g 1, a & 1 = 1; col 3 ->
 // t4 1, half 1, a >> 1 = 0; lane 5, register 1 (pair 0), word 0 field 1, tile word 4 * 5 = 20; bit 20 * 32 + 16 + 2.
-static_assert(fragment_code_index(GroupAxis::channel, 32, 64, 0, 9, 3) == (20 * 32 + 16 + 2) / 2, "fragment keys");
-// Token axis, same element: row = channel 3 -> g 3, a & 1 = 0; col = token 9 -> t4 0, half 1, a >> 1 = 1; lane 12,
+constexpr FragmentForm kKeys2{FragmentOperand::keys, 2}, kValues2{FragmentOperand::values, 2};
+static_assert(fragment_code_index(GroupAxis::channel, kKeys2, 32, 64, 0, 9, 3) == (20 * 32 + 16 + 2) / 2, "fragment keys");
+// 2-bit values, same element: row = channel 3 -> g 3, a & 1 = 0; col = token 9 -> t4 0, half 1, a >> 1 = 1; lane 12,
 // register 2, word 0 field 2, tile word 48; bit 48 * 32 + 16 + 4.
-static_assert(fragment_code_index(GroupAxis::token, 32, 64, 0, 9, 3) == (48 * 32 + 16 + 4) / 2, "fragment values");
-static_assert(fragment_element(GroupAxis::channel, 32, 64, (20 * 32 + 16 + 2) / 2).t == 9 &&
-                  fragment_element(GroupAxis::channel, 32, 64, (20 * 32 + 16 + 2) / 2).c == 3, "inverse");
+static_assert(fragment_code_index(GroupAxis::token, kValues2, 32, 64, 0, 9, 3) == (48 * 32 + 16 + 4) / 2, "fragment values");
+static_assert(fragment_element(GroupAxis::channel, kKeys2, 32, 64, (20 * 32 + 16 + 2) / 2).t == 9 &&
+                  fragment_element(GroupAxis::channel, kKeys2, 32, 64, (20 * 32 + 16 + 2) / 2).c == 3, "inverse");
+// 1-bit keys, 64 channels, token 9, channel 35: row 9 -> g 1, a & 1 = 1; col 35 % 16 = 3 -> t4 1, half 1, a >> 1 = 0;
+// lane 5; pair 35 / 16 = 2, register 4 2 + 1 = 9: word 0 (16 registers a word), field 9; pairs: tile word 2 * 5 = 10;
+// bit 10 * 32 + 16 + 9.
+static_assert(fragment_code_index(GroupAxis::channel, FragmentForm{FragmentOperand::keys, 1}, 32, 64, 0, 9, 35) ==
+                  10 * 32 + 16 + 9, "1-bit fragment keys");
+// 2-bit values orientation on a channel-axis grid (ternary's per-channel values), token 9, channel 3 as above: word 48,
+// bit 48 * 32 + 16 + 4; its tail (tokens 32 .. 39 of 40) channel-major, as the grid's dense order.
+static_assert(fragment_code_index(GroupAxis::channel, kValues2, 40, 64, 0, 9, 3) == (48 * 32 + 16 + 4) / 2 &&
+                  fragment_code_index(GroupAxis::channel, kValues2, 40, 64, 0, 33, 3) == 32 * 64 + 3 * 8 + 1,
+              "fragment values on a channel-axis grid");
 
 // --- Metadata order ---------------------------------------------------------------------------------------------
 // Canonical group order of metadata is (head, row, group) (GroupGrid::group_index). One exception, for decode
@@ -340,7 +384,7 @@ static_assert(code_bytes(CodeLayout::release, make_group_grid(GroupAxis::token, 
 VIDKV_HOST_DEVICE inline void put_code(CodeLayout layout, std::uint8_t* codes, const GroupGrid& g, unsigned bits,
                                        std::int64_t h, std::int64_t r, std::int64_t j, unsigned code) {
   if (layout != CodeLayout::release) {
-    const std::int64_t k = layout == CodeLayout::dense ? g.stream_index(h, r, j) : fragment_index(g, h, r, j);
+    const std::int64_t k = layout == CodeLayout::dense ? g.stream_index(h, r, j) : fragment_index(g, fragment_form(g, bits), h, r, j);
     bits::dense_put(codes, static_cast<std::size_t>(k), bits, code);
     return;
   }
@@ -355,7 +399,8 @@ VIDKV_HOST_DEVICE inline void put_code(CodeLayout layout, std::uint8_t* codes, c
 VIDKV_HOST_DEVICE inline unsigned get_code(CodeLayout layout, const std::uint8_t* codes, const GroupGrid& g,
                                            unsigned bits, std::int64_t h, std::int64_t r, std::int64_t j) {
   if (layout == CodeLayout::dense) return bits::dense_get(codes, static_cast<std::size_t>(g.stream_index(h, r, j)), bits);
-  if (layout == CodeLayout::fragment) return bits::dense_get(codes, static_cast<std::size_t>(fragment_index(g, h, r, j)), bits);
+  if (layout == CodeLayout::fragment)
+    return bits::dense_get(codes, static_cast<std::size_t>(fragment_index(g, fragment_form(g, bits), h, r, j)), bits);
   const std::int64_t f = bits::release_codes_per_word(bits);
   const std::uint32_t word = get_word(codes, (h * g.rows + r) * release_row_words(g, bits) + j / f);
   return bits::release_get(&word, static_cast<std::size_t>(j % f), bits);
@@ -368,7 +413,7 @@ VIDKV_HOST_DEVICE inline unsigned get_code(CodeLayout layout, const std::uint8_t
 VIDKV_HOST_DEVICE constexpr std::int64_t code_word(CodeLayout layout, const GroupGrid& g, unsigned bits, std::int64_t h,
                                                    std::int64_t r, std::int64_t j0) {
   return layout == CodeLayout::dense      ? g.stream_index(h, r, j0) * bits / 32
-         : layout == CodeLayout::fragment ? fragment_index(g, h, r, j0) * bits / 32
+         : layout == CodeLayout::fragment ? fragment_index(g, fragment_form(g, bits), h, r, j0) * bits / 32
                                           : (h * g.rows + r) * release_row_words(g, bits) + j0 * bits / 32;
 }
 
@@ -445,12 +490,11 @@ template <class CodeOf>
 VIDKV_HOST_DEVICE inline std::uint8_t code_byte(CodeLayout layout, const GroupGrid& g, unsigned bits, std::int64_t b,
                                                 CodeOf code_of) {
   unsigned byte = 0;
-  if (layout == CodeLayout::fragment) {  // four 2-bit codes per byte, each within the byte
-    const std::int64_t tokens = grid_tokens(g), channels = grid_channels(g);
-    for (std::int64_t i = 0; i < 4; ++i) {
-      const FragmentElement e = fragment_element(g.axis, tokens, channels, 4 * b + i);
-      const bool channel_axis = g.axis == GroupAxis::channel;
-      byte |= code_of(e.h, channel_axis ? e.c : e.t, channel_axis ? e.t : e.c) << (2 * i);
+  if (layout == CodeLayout::fragment) {  // 8 / bits codes per byte, each within the byte
+    const FragmentForm f = fragment_form(g, bits);
+    for (std::int64_t i = 0; i < 8 / static_cast<std::int64_t>(bits); ++i) {
+      const GridElement e = fragment_grid_element(g, f, (8 / bits) * b + i);
+      byte |= code_of(e.h, e.r, e.j) << (bits * i);
     }
     return static_cast<std::uint8_t>(byte & 0xffu);
   }
@@ -472,41 +516,47 @@ VIDKV_HOST_DEVICE inline std::uint8_t code_byte(CodeLayout layout, const GroupGr
   return static_cast<std::uint8_t>(byte & 0xffu);
 }
 
-// One byte of a codes section of grid g in layout fragment from the section in layout dense (fragment_byte_from_dense),
-// or one byte in layout dense from the section in layout fragment (dense_byte_from_fragment): the byte's four 2-bit
-// codes gathered from where the other layout keeps them. fragment_ok(g, 2) must hold; b < code_bytes(...). One
-// thread per byte permutes a whole section on a GPU (uniform.cu), race-free; the host loops below call the same.
-VIDKV_HOST_DEVICE inline std::uint8_t fragment_byte_from_dense(const GroupGrid& g, const std::uint8_t* dense, std::int64_t b) {
-  const std::int64_t tokens = grid_tokens(g), channels = grid_channels(g);
-  const bool channel_axis = g.axis == GroupAxis::channel;
+// One byte of a codes section of grid g in layout fragment of form f from the section in layout dense
+// (fragment_byte_from_dense), or one byte in layout dense from the section in layout fragment
+// (dense_byte_from_fragment): the byte's 8 / f.bits codes gathered from where the other layout keeps them.
+// fragment_ok(g, f.bits) must hold; b < code_bytes(...). One thread per byte permutes a whole section on a GPU
+// (quantization/cuda/fragment_permute.cu), race-free; the host loops below call the same.
+VIDKV_HOST_DEVICE inline std::uint8_t fragment_byte_from_dense(const GroupGrid& g, FragmentForm f, const std::uint8_t* dense,
+                                                               std::int64_t b) {
+  const std::int64_t per_byte = 8 / f.bits;
+  const unsigned mask = (1u << f.bits) - 1u;
   unsigned byte = 0;
-  for (std::int64_t i = 0; i < 4; ++i) {
-    const FragmentElement e = fragment_element(g.axis, tokens, channels, 4 * b + i);
-    const std::int64_t k = g.stream_index(e.h, channel_axis ? e.c : e.t, channel_axis ? e.t : e.c);
-    byte |= ((static_cast<unsigned>(dense[k >> 2]) >> (2 * (k & 3))) & 3u) << (2 * i);
+  for (std::int64_t i = 0; i < per_byte; ++i) {
+    const GridElement e = fragment_grid_element(g, f, per_byte * b + i);
+    const std::int64_t k = g.stream_index(e.h, e.r, e.j);
+    byte |= ((static_cast<unsigned>(dense[k / per_byte]) >> (f.bits * (k % per_byte))) & mask) << (f.bits * i);
   }
   return static_cast<std::uint8_t>(byte);
 }
-VIDKV_HOST_DEVICE inline std::uint8_t dense_byte_from_fragment(const GroupGrid& g, const std::uint8_t* fragment, std::int64_t b) {
+VIDKV_HOST_DEVICE inline std::uint8_t dense_byte_from_fragment(const GroupGrid& g, FragmentForm f, const std::uint8_t* fragment,
+                                                               std::int64_t b) {
+  const std::int64_t per_byte = 8 / f.bits;
+  const unsigned mask = (1u << f.bits) - 1u;
   unsigned byte = 0;
-  for (std::int64_t i = 0; i < 4; ++i) {
-    const std::int64_t d = 4 * b + i, row = d / g.length;  // canonical index -> (head, row, position)
-    const std::int64_t k = fragment_index(g, row / g.rows, row % g.rows, d % g.length);
-    byte |= ((static_cast<unsigned>(fragment[k >> 2]) >> (2 * (k & 3))) & 3u) << (2 * i);
+  for (std::int64_t i = 0; i < per_byte; ++i) {
+    const std::int64_t d = per_byte * b + i, row = d / g.length;  // canonical index -> (head, row, position)
+    const std::int64_t k = fragment_index(g, f, row / g.rows, row % g.rows, d % g.length);
+    byte |= ((static_cast<unsigned>(fragment[k / per_byte]) >> (f.bits * (k % per_byte))) & mask) << (f.bits * i);
   }
   return static_cast<std::uint8_t>(byte);
 }
 
-// A whole codes section permuted between the layouts (every 2-bit code moved, none changed; `to`, code_bytes(...)
-// bytes not overlapping `from`, written whole). The optimised CPU tiers code in layout dense and permute with these
-// (uniform_kernels.cpp); the result equals put_code / get_code's bit for bit (tests/cpp/test_fragment_layout.cpp).
-inline void fragment_from_dense(const GroupGrid& g, const std::uint8_t* dense, std::uint8_t* fragment) {
-  const auto n = static_cast<std::int64_t>(code_bytes(CodeLayout::dense, g, 2));
-  for (std::int64_t b = 0; b < n; ++b) fragment[b] = fragment_byte_from_dense(g, dense, b);
+// A whole codes section permuted between the layouts (every code moved, none changed; `to`, code_bytes(...) bytes not
+// overlapping `from`, written whole). The optimised CPU tiers code in layout dense and permute with these
+// (quantization/fragment_permute.h); the result equals put_code / get_code's bit for bit
+// (tests/cpp/test_fragment_layout.cpp).
+inline void fragment_from_dense(const GroupGrid& g, FragmentForm f, const std::uint8_t* dense, std::uint8_t* fragment) {
+  const auto n = static_cast<std::int64_t>(code_bytes(CodeLayout::dense, g, f.bits));
+  for (std::int64_t b = 0; b < n; ++b) fragment[b] = fragment_byte_from_dense(g, f, dense, b);
 }
-inline void dense_from_fragment(const GroupGrid& g, const std::uint8_t* fragment, std::uint8_t* dense) {
-  const auto n = static_cast<std::int64_t>(code_bytes(CodeLayout::dense, g, 2));
-  for (std::int64_t b = 0; b < n; ++b) dense[b] = dense_byte_from_fragment(g, fragment, b);
+inline void dense_from_fragment(const GroupGrid& g, FragmentForm f, const std::uint8_t* fragment, std::uint8_t* dense) {
+  const auto n = static_cast<std::int64_t>(code_bytes(CodeLayout::dense, g, f.bits));
+  for (std::int64_t b = 0; b < n; ++b) dense[b] = dense_byte_from_fragment(g, f, fragment, b);
 }
 
 // The metadata sections of a grid (`sections` of them back to back, scales then mins: group_count() entries of `size`

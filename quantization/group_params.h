@@ -36,7 +36,7 @@ void bind_scale_dtype(B& b, DType P::*field, const char* description) {
            description);
 }
 
-// with_fragment: the plugin also takes layout fragment (group_format.h; uniform's 2-bit codes only).
+// with_fragment: the plugin also takes layout fragment (group_format.h: uniform's 2-bit codes, sign's 1-bit codes).
 template <class B, class P>
 void bind_layout(B& b, group_format::CodeLayout P::*field, const char* description, bool with_fragment = false) {
   using group_format::CodeLayout;

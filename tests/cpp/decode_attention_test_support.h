@@ -64,6 +64,15 @@ inline std::vector<AttentionCodec> attention_codecs() {
   token_mixed.set("rest", quantizer_block("ternary", {{"axis", "token"}}));
   out.push_back({"sign fft complex keys, mixed_token values (token-axis children)",
                  quantizer_block("sign", {{"fft", "complex"}}), token_mixed, paper});
+  // VidKV's quantizers in the fragment layout (group_format.h): mixed_channel keys (a layer-scope half split: uniform
+  // 2-bit codes and sign 1-bit codes of the real FFT's components, each in layout fragment) and ternary per-channel
+  // values in packing fragment (2-bit slots in the values' form), under the paper's lifecycle. Read at a multiple
+  // of 128 channels (each key part a multiple of 64: decode_attention_supports).
+  ConfigNode mixed_fragment = quantizer_block("mixed_channel");
+  mixed_fragment.set("high", quantizer_block("uniform", {{"bits", "2"}, {"layout", "fragment"}}));
+  mixed_fragment.set("low", quantizer_block("sign", {{"fft", "real"}, {"layout", "fragment"}}));
+  out.push_back({"mixed_channel fragment layout (uniform 2-bit + sign fft real), ternary packing fragment (paper lifecycle)",
+                 mixed_fragment, quantizer_block("ternary", {{"packing", "fragment"}}), paper});
   // kivi-2's quantizers in uniform's fragment layout (group_format.h) under KIVI's lifecycle with a shorter window:
   // key blocks of whole 32-token tiles, value blocks with a dense tail (the prefill's N - R tokens), then decode-time
   // value blocks merged up to 31 tokens (all tail). Read only at a multiple of 64 channels (decode_attention_supports).

@@ -157,6 +157,30 @@ TEST_CASE("uniform in layout fragment on CUDA writes the CPU reference's bytes a
         for (std::size_t offset : {0u, 1u}) check_on_cuda("uniform", params, shape, in_dtype, offset, ++seed);
 }
 
+TEST_CASE("sign and ternary in the fragment layout on CUDA write the CPU reference's bytes and decode to its values",
+          "[cuda]") {
+  // sign layout fragment (1-bit codes; fft off is exact on CUDA, the FFT paths are checked against their tolerance by
+  // the dense cases of the tests above: here the same paths run in layout dense, then the permutation) and ternary
+  // packing fragment (slots2 coded, then permuted; scaled: the scales group-major on the channel axis): channels
+  // multiples of 64, token counts with and without a tail, both axes.
+  std::string why;
+  if (cuda_device_count(&why) == 0) VIDKV_SKIP("no CUDA device: " << why);
+  const std::vector<std::pair<std::string, KeyValues>> configs{
+      {"sign", {{"layout", "fragment"}}},
+      {"sign", {{"layout", "fragment"}, {"axis", "token"}, {"scale_dtype", "fp32"}}},
+      {"sign", {{"layout", "fragment"}, {"reconstruction", "symmetric"}, {"group", "16"}}},
+      {"ternary", {{"packing", "fragment"}}},
+      {"ternary", {{"packing", "fragment"}, {"reconstruction", "scaled"}}},
+      {"ternary", {{"packing", "fragment"}, {"axis", "token"}, {"reconstruction", "scaled"}, {"group", "16"}}},
+  };
+  const std::vector<BlockShape> shapes{{1, 32, 64}, {2, 45, 128}, {1, 7, 64}, {4, 256, 128}, {2, 100, 192}};
+  std::uint64_t seed = 211;
+  for (const auto& [name, params] : configs)
+    for (const auto& shape : shapes)
+      for (DType in_dtype : {DType::f32, DType::f16})
+        for (std::size_t offset : {0u, 1u}) check_on_cuda(name, params, shape, in_dtype, offset, ++seed);
+}
+
 TEST_CASE("encode_view on cuda refuses a host view and names the devices", "[cuda]") {
   std::string why;
   if (cuda_device_count(&why) == 0) VIDKV_SKIP("no CUDA device: " << why);

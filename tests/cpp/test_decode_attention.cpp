@@ -179,6 +179,8 @@ TEST_CASE("the kernels' emulation agrees with the reference and dequantize-then-
     std::string why;
     if (!decode_attention_supports(codec.key(), a.channels, KvSide::key, &why) || !decode_attention_supports(codec.value(), a.channels, KvSide::value, &why)) {
       std::cout << "[attention] not read in place: " << ac.name << ": " << why << "\n";
+      const BlockShape shape{b.heads, b.tokens, b.channels};
+      if (!codec.key().supports(Device::cpu, shape) || !codec.value().supports(Device::cpu, shape)) continue;  // nor stored
       const auto cache = filled_cache(codec, ac.lifecycle, b, 171, Execution::cpu());
       REQUIRE_THROWS_AS(DecodeAttention({cache.get()}, Execution::cpu()), NotSupportedError);
       continue;

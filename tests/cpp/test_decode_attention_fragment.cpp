@@ -86,11 +86,11 @@ TEST_CASE("the fragment kernel's register map and field trick read the codes gro
           const int row = g + 8 * (a % 2), col = 2 * t4 + 8 * (a / 2) + half;
           for (int mt = 0; mt < 2; ++mt)
             for (int kc = 0; kc < chunks; ++kc, ++checked)
-              REQUIRE(group_format::fragment_code_index(group_format::GroupAxis::channel, 32, d, 0, 16 * mt + row, 16 * kc + col) ==
+              REQUIRE(group_format::fragment_code_index(group_format::GroupAxis::channel, group_format::kKeys2, 32, d, 0, 16 * mt + row, 16 * kc + col) ==
                       index(fr::key_word(mt, kc, chunks), fr::key_field(mt, kc, chunks, a), half));
           for (int mv = 0; mv < chunks; ++mv)
             for (int kt = 0; kt < 2; ++kt, ++checked)
-              REQUIRE(group_format::fragment_code_index(group_format::GroupAxis::token, 32, d, 0, 16 * kt + col, 16 * mv + row) ==
+              REQUIRE(group_format::fragment_code_index(group_format::GroupAxis::token, group_format::kValues2, 32, d, 0, 16 * kt + col, 16 * mv + row) ==
                       index(fr::value_word(mv), fr::value_field(kt, a), half));
         }
     }

@@ -22,6 +22,8 @@ const char* refusal(const Children& c, const BlockShape& shape, std::int64_t k) 
   if (unfused_forced()) return "VIDKV_CUDA_MIXED_CHANNEL=unfused";
   if (k <= 0 || n <= 0) return "every channel on one side";
   if (d % 8 != 0) return "channel count not a multiple of 8";
+  if (c.high.layout == group_format::CodeLayout::fragment || c.low.layout == group_format::CodeLayout::fragment)
+    return "a child in layout fragment (coded dense, then permuted: the children's own paths)";
   const uniform_cuda::Config& u = c.high;
   if (u.axis != group_format::GroupAxis::channel || u.group != 32) return "uniform not grouped by 32 tokens";
   if (!group_format::release_bits_ok(u.bits)) return "uniform bits not 1, 2, 4 or 8";

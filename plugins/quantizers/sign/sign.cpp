@@ -23,11 +23,14 @@
 namespace vidkv {
 
 SignQuantizer::SignQuantizer(const Params& params, CpuImplementation implementation)
-    : GroupedQuantizer("sign", params, implementation) {
-  // YAML offers sign dense and release only (group_params::bind_layout); parameters built in code are checked here.
-  VIDKV_REQUIRE(params.layout != group_format::CodeLayout::fragment, ConfigError,
-                "sign: layout fragment holds uniform's 2-bit codes only (use layout: dense or release)");
+    : GroupedQuantizer("sign", params, implementation) {}
+
+namespace {
+std::string fragment_channels_message(std::int64_t components) {
+  return "layout fragment needs a multiple of 64 quantized values per token (channels, or FFT components), got " +
+         std::to_string(components) + " (use layout: dense)";
 }
+}  // namespace
 
 const SignQuantizer::CpuKernels& SignQuantizer::cpu_kernels(const group_format::GroupGrid& g) const {
   return sign_kernels::choose_group(implementation_, params_, g);
@@ -39,6 +42,8 @@ group_format::GroupGrid SignQuantizer::grid(const BlockShape& shape) const {
 
 PackedLayout SignQuantizer::layout(const BlockShape& shape, const TokenContext&) const {
   const auto g = grid(shape);
+  VIDKV_REQUIRE(params_.layout != group_format::CodeLayout::fragment || group_format::fragment_ok(g, sign_format::kBits),
+                ShapeError, "sign: ", fragment_channels_message(group_format::grid_channels(g)));
   PackedLayout l(shape.elements(), sign_format::kBits);
   l.add("codes", SectionKind::codes, sign_format::codes_bytes(params_.layout, g));
   l.add("scales", SectionKind::scales, sign_format::scales_bytes(g, params_.scale_dtype));
@@ -61,8 +66,9 @@ void encode_reference(const SignParams& p, const group_format::GroupGrid& g, con
         const std::int64_t j0 = gi * g.group, n = g.group_size(gi);
         double sum_abs = 0.0;
         for (std::int64_t j = j0; j < j0 + n; ++j) sum_abs += std::fabs(static_cast<double>(values[g.block_offset(h, r, j)]));
-        group_format::put_scalar(scales, g.group_index(h, r, gi), sd, static_cast<float>(sum_abs / static_cast<double>(n)));
-        if (p.layout == group_format::CodeLayout::release) group_format::put_scalar(mins, g.group_index(h, r, gi), sd, 0.0f);
+        const std::int64_t mi = group_format::meta_index(p.layout, g, h, r, gi);  // group-major in layout fragment
+        group_format::put_scalar(scales, mi, sd, static_cast<float>(sum_abs / static_cast<double>(n)));
+        if (p.layout == group_format::CodeLayout::release) group_format::put_scalar(mins, mi, sd, 0.0f);
         for (std::int64_t j = j0; j < j0 + n; ++j)
           group_format::put_code(p.layout, codes, g, sign_format::kBits, h, r, j,
                                  sign_format::encode_value(values[g.block_offset(h, r, j)]));
@@ -80,7 +86,7 @@ void decode_reference(const SignParams& p, const group_format::GroupGrid& g, con
   for (std::int64_t h = 0; h < g.heads; ++h) {
     for (std::int64_t r = 0; r < g.rows; ++r) {
       for (std::int64_t gi = 0; gi < g.groups_per_row(); ++gi) {
-        const float s = group_format::get_scalar(scales, g.group_index(h, r, gi), sd);
+        const float s = group_format::get_scalar(scales, group_format::meta_index(p.layout, g, h, r, gi), sd);
         const std::int64_t j0 = gi * g.group, n = g.group_size(gi);
         for (std::int64_t j = j0; j < j0 + n; ++j) {
           const unsigned bit = group_format::get_code(p.layout, codes, g, sign_format::kBits, h, r, j);
@@ -142,9 +148,15 @@ bool cufft_forced() {
   return env_equals("VIDKV_CUDA_SIGN_FFT", "cufft");
 }
 
+Config dense_config(const Config& c) {
+  Config d = c;
+  d.layout = group_format::CodeLayout::dense;
+  return d;
+}
+
 Path path(const Config& c, const BlockShape& shape) {
   if (c.fft == SignFft::off) return Path::exact;
-  return !cufft_forced() && fused_fft_applies(c, shape) ? Path::fft_tile : Path::cufft;
+  return !cufft_forced() && fused_fft_applies(c.layout == group_format::CodeLayout::fragment ? dense_config(c) : c, shape) ? Path::fft_tile : Path::cufft;
 }
 
 const char* tier_name(Path p) {
@@ -164,6 +176,10 @@ sign_cuda::Config sign_cuda::config_of(const SignParams& p) {
 
 bool SignQuantizer::supports(Device device, const BlockShape& shape, std::string* why) const {
   if (!Quantizer::supports(device, shape, why)) return false;
+  if (params_.layout == group_format::CodeLayout::fragment && !group_format::fragment_ok(grid(shape), sign_format::kBits)) {
+    if (why) *why = "sign " + fragment_channels_message(group_format::grid_channels(grid(shape)));
+    return false;
+  }
   if (device != Device::cuda || params_.fft == SignFft::off) return true;
   std::int64_t n = shape.channels, largest = 1;
   for (std::int64_t p = 2; p * p <= n; ++p)

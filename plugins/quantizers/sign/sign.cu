@@ -17,6 +17,7 @@
 #include "vidkv/plugins/quantizers/sign/sign_fft_tile.h"
 #include "vidkv/plugins/quantizers/sign/sign_format.h"
 #include "vidkv/quantization/cuda/group_cuda.cuh"
+#include "vidkv/quantization/fragment_permute.h"
 
 namespace vidkv::sign_cuda {
 
@@ -490,6 +491,11 @@ GroupGrid values_grid(const Config& c, const BlockShape& shape) {
   return group_format::grid_of(c, shape, fft_components(c.fft, shape.channels));  // n when fft off
 }
 
+// Layout fragment's sections (fragment_permute.h): the codes, then the scales (1 bit, the form by the axis).
+fragment_permute::BlockSections fragment_sections(const Config& c, const GroupGrid& g) {
+  return {g, group_format::fragment_form(g, sign_format::kBits), static_cast<int>(dtype_size(c.scale_dtype)), 1};
+}
+
 void encode_tile_launch(const Config& c, const void* in, DType in_dtype, const Block& b, const BlockShape& shape, std::uint8_t* out,
                         cudaStream_t st) {
   const GroupGrid g = values_grid(c, shape);
@@ -588,6 +594,11 @@ void encode(const Config& c, const void* in, DType in_dtype, const BlockShape& s
             Channels gather) {
   const GroupGrid g = values_grid(c, shape);
   if (g.group_count() == 0) return;
+  if (c.layout == CodeLayout::fragment) {  // coded in layout dense (any path below), then permuted
+    encode(dense_config(c), in, in_dtype, shape, out, stream, gather);
+    fragment_permute_cuda::dense_to_fragment(fragment_sections(c, g), out, stream, "sign encode (fragment permutation)");
+    return;
+  }
   auto* st = static_cast<cudaStream_t>(stream);
   const Block b{shape.tokens, shape.channels, gather};
   const Path p = path(c, shape);
@@ -615,6 +626,15 @@ void decode(const Config& c, const std::uint8_t* in, const BlockShape& shape, vo
             Channels scatter) {
   const GroupGrid g = values_grid(c, shape);
   if (g.group_count() == 0) return;
+  if (c.layout == CodeLayout::fragment) {  // permuted into a copy in layout dense, decoded there
+    if (group_format::fragment_all_tail(g)) return decode(dense_config(c), in, shape, out, out_dtype, stream, scatter);
+    const std::size_t total = sign_format::total_bytes(CodeLayout::dense, g, c.scale_dtype);
+    DeviceBuffer dense(total, stream);
+    fragment_permute_cuda::fragment_to_dense(fragment_sections(c, g), in, dense.as<std::uint8_t>(), total, stream,
+                                             "sign decode (fragment permutation)");
+    decode(dense_config(c), dense.as<std::uint8_t>(), shape, out, out_dtype, stream, scatter);
+    return;
+  }
   auto* st = static_cast<cudaStream_t>(stream);
   const Block b{shape.tokens, shape.channels, scatter};
   const Path p = path(c, shape);

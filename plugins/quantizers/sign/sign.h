@@ -21,11 +21,14 @@
 // the real-FFT variant and the symmetric reconstruction are additions; layout dense drops the release's zero min.
 //
 // Packed layout (sign_format.h), V = values quantized = elements (fft off, real) or 2 * elements (complex):
-//   codes       dense: one bitstream, 1 bit per value, order head, row, position; release: uint32 words per row
-//   scales      one scale_dtype per group
+//   codes       dense: one bitstream, 1 bit per value, order head, row, position; release: uint32 words per row;
+//               fragment: dense's bits permuted into group_format.h's fragment layout (1-bit codes, the operand by the
+//               axis: keys on the channel axis; a multiple of 64 values per token)
+//   scales      one scale_dtype per group (layout fragment with a whole 32-token tile on the channel axis:
+//               group-major, group_format::group_major_meta)
 //   zero_points layout release only: one scale_dtype 0 per group (stored, never read, as the release does)
 // effective bits (G divides the axis, fp16) = (V / elements) * (1 + 16/G [+ 16/G release]):
-//   dense 1.5 (off, real), 3.0 (complex); release 2.0 (off, real), 4.0 (complex, the release's 1-bit FFT channel).
+//   dense and fragment 1.5 (off, real), 3.0 (complex); release 2.0 (off, real), 4.0 (complex, the release's 1-bit FFT channel).
 #pragma once
 
 #include "vidkv/core/cpu_implementation.h"
@@ -64,7 +67,10 @@ struct SignParams {
     group_params::bind_scale_dtype(b, &SignParams::scale_dtype,
                                    "storage type of each group's scale (and of the release's zero min)");
     group_params::bind_layout(b, &SignParams::layout,
-                              "dense: bitstream + scales; release: uint32 words per row + scale + zero min per group");
+                              "dense: bitstream + scales; release: uint32 words per row + scale + zero min per group; "
+                              "fragment: dense's bytes in the order of decode attention's MMA operands (a multiple of 64 "
+                              "values per token)",
+                              /*with_fragment=*/true);
   }
 };
 

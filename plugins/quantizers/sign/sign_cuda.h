@@ -61,6 +61,9 @@ struct Config {
 
 // The configuration of a SignQuantizer's parameters (sign.cpp; in every build).
 Config config_of(const SignParams& p);
+// c in layout dense: layout fragment is coded in layout dense by the paths below, then permuted
+// (quantization/fragment_permute.h), so its path is dense's.
+Config dense_config(const Config& c);
 
 enum class Path : std::uint8_t { exact, fft_tile, cufft };
 

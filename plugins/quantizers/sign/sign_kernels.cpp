@@ -5,6 +5,7 @@
 #include "vidkv/plugins/quantizers/sign/sign_avx512.h"
 #include "vidkv/plugins/quantizers/sign/sign_fft_avx512.h"
 #include "vidkv/plugins/quantizers/sign/sign_fft_fftw_batched.h"
+#include "vidkv/quantization/fragment_permute.h"
 
 namespace vidkv::sign_kernels {
 
@@ -14,6 +15,26 @@ void encode_avx512(const SignParams& p, const group_format::GroupGrid& g, const 
 }
 void decode_avx512(const SignParams& p, const group_format::GroupGrid& g, const std::uint8_t* in, float* values) {
   sign_avx512::decode(in, g, p.scale_dtype, p.layout, p.reconstruction, values);
+}
+
+// Layout fragment through a dense-layout group tier: the tier codes the values in layout dense and fragment_permute
+// moves the codes after (encode) or before (decode, into a copy), and the scales where they are group-major.
+fragment_permute::BlockSections fragment_sections(const SignParams& p, const group_format::GroupGrid& g) {
+  return {g, group_format::fragment_form(g, sign_format::kBits), dtype_size(p.scale_dtype), 1};
+}
+SignParams as_dense(const SignParams& p) {
+  SignParams d = p;
+  d.layout = group_format::CodeLayout::dense;
+  return d;
+}
+template <void (*Encode)(const SignParams&, const group_format::GroupGrid&, const float*, std::uint8_t*)>
+void encode_fragment(const SignParams& p, const group_format::GroupGrid& g, const float* values, std::uint8_t* out) {
+  fragment_permute::encode_through_dense<SignParams, Encode>(as_dense(p), fragment_sections(p, g), values, out);
+}
+template <void (*Decode)(const SignParams&, const group_format::GroupGrid&, const std::uint8_t*, float*)>
+void decode_fragment(const SignParams& p, const group_format::GroupGrid& g, const std::uint8_t* in, float* values) {
+  const std::size_t total = sign_format::total_bytes(group_format::CodeLayout::dense, g, p.scale_dtype);
+  fragment_permute::decode_through_dense<SignParams, Decode>(as_dense(p), fragment_sections(p, g), total, in, values);
 }
 }  // namespace
 
@@ -27,6 +48,8 @@ constinit const Transform transform_fftw_batched{"fftw-batched", "+fft-fftw-batc
 constinit const CpuKernels reference{"reference", encode_reference, decode_reference};
 constinit const CpuKernels optimized{"optimized", encode_optimized, decode_optimized};
 constinit const CpuKernels avx512{"avx512", encode_avx512, decode_avx512};
+constinit const CpuKernels optimized_fragment{"optimized", encode_fragment<encode_optimized>, decode_fragment<decode_optimized>};
+constinit const CpuKernels avx512_fragment{"avx512", encode_fragment<encode_avx512>, decode_fragment<decode_avx512>};
 
 group_format::GroupGrid values_grid(const SignParams& p, const BlockShape& shape) {
   return group_format::grid_of(p, shape, fft_components(p.fft, shape.channels));  // n when fft off
@@ -49,7 +72,9 @@ const Transform& choose_transform(CpuImplementation implementation, SignFft kind
 
 const CpuKernels& choose_group(CpuImplementation implementation, const SignParams& p, const group_format::GroupGrid& g) {
   if (implementation == CpuImplementation::reference) return reference;
-  return sign_avx512::applies(g, p.axis, p.scale_dtype) ? avx512 : optimized;
+  const bool simd = sign_avx512::applies(g, p.axis, p.scale_dtype);
+  if (p.layout == group_format::CodeLayout::fragment) return simd ? avx512_fragment : optimized_fragment;
+  return simd ? avx512 : optimized;
 }
 
 Choice choose(CpuImplementation implementation, const SignParams& p, const BlockShape& shape) {

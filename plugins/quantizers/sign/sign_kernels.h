@@ -21,6 +21,8 @@
 //   optimized    sign_optimized.cpp (portable loops)   optimized, where avx512 does not apply          = reference
 //   avx512       sign_avx512.cpp                       optimized, sign_avx512::applies(grid, axis,     = reference
 //                                                      scale dtype): axis channel, G = 32, whole groups
+//   optimized / avx512 in layout fragment: the tier above in layout dense, then the codes (and the scales where
+//                group-major) permuted by quantization/fragment_permute.h                               = reference
 //
 // The tier's name is "sign:" + group + the transform's suffix ("+fft-avx512", "+fft-fftw-batched"; none for off
 // and fftw), e.g. "sign:avx512+fft-avx512"; it is exact exactly when the transform is. The CUDA side keeps its
@@ -63,6 +65,8 @@ using CpuKernels = group_format::CpuKernelEntry<SignParams>;  // tier: "referenc
 extern const CpuKernels reference;
 extern const CpuKernels optimized;
 extern const CpuKernels avx512;
+extern const CpuKernels optimized_fragment;  // layout fragment through optimized in layout dense
+extern const CpuKernels avx512_fragment;     // layout fragment through avx512 in layout dense
 
 // The grid over the quantized values of a [heads, tokens, channels] block: width channels (fft off) or
 // fft_components(p.fft, channels).

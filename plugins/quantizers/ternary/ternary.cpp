@@ -4,6 +4,7 @@
 #include "vidkv/plugins/quantizers/ternary/ternary.h"
 
 #include <cmath>
+#include <string>
 
 #include "vidkv/core/error.h"
 #include "vidkv/plugins/quantizers/ternary/ternary_cuda.h"
@@ -24,15 +25,30 @@ const TernaryQuantizer::CpuKernels& TernaryQuantizer::cpu_kernels(const group_fo
   return ternary_kernels::choose(implementation_, params_, g);
 }
 
+namespace {
+std::string fragment_channels_message(std::int64_t channels) {
+  return "packing fragment needs a multiple of 64 channels (whole lane vectors of a 32-token tile), got a block of " +
+         std::to_string(channels) + " channels (use packing: slots2)";
+}
+}  // namespace
+
 PackedLayout TernaryQuantizer::layout(const BlockShape& shape, const TokenContext&) const {
   const auto g = block_grid(shape);
   const DType sd = params_.scale_dtype;
+  VIDKV_REQUIRE(ternary_format::packing_ok(params_.packing, g), ShapeError, "ternary: ", fragment_channels_message(shape.channels));
   PackedLayout l(shape.elements(), std::log2(3.0));
   l.add("codes", SectionKind::codes, ternary_format::codes_bytes(params_.packing, g));
   if (ternary_format::has_scales(params_.packing, params_.reconstruction))
     l.add("scales", SectionKind::scales, ternary_format::scales_bytes(params_.packing, params_.reconstruction, g, sd));
   if (params_.packing == Packing::release) l.add("mins", SectionKind::zero_points, ternary_format::mins_bytes(params_.packing, g, sd));
   return l;
+}
+
+bool TernaryQuantizer::supports(Device device, const BlockShape& shape, std::string* why) const {
+  if (!Quantizer::supports(device, shape, why)) return false;
+  if (ternary_format::packing_ok(params_.packing, block_grid(shape))) return true;
+  if (why) *why = "ternary " + fragment_channels_message(shape.channels);
+  return false;
 }
 
 namespace ternary_kernels {
@@ -67,7 +83,7 @@ void encode_reference(const TernaryParams& params, const group_format::GroupGrid
         if (ternary_format::has_scales(p, rec)) {
           // scaled: the magnitude decode uses; magnitude_free with packing release: the release's unused mean |x|.
           const double scale = rec == Reconstruction::scaled ? (kept ? sum_kept / static_cast<double>(kept) : 0.0) : mean_abs;
-          group_format::put_scalar(scales, g.group_index(h, r, gi), sd, static_cast<float>(scale));
+          group_format::put_scalar(scales, ternary_format::scale_index(p, g, h, r, gi), sd, static_cast<float>(scale));
         }
         if (p == Packing::release) group_format::put_scalar(mins, g.group_index(h, r, gi), sd, ternary_format::kReleaseMin);
       }
@@ -85,7 +101,9 @@ void decode_reference(const TernaryParams& params, const group_format::GroupGrid
   for (std::int64_t h = 0; h < g.heads; ++h) {
     for (std::int64_t r = 0; r < g.rows; ++r) {
       for (std::int64_t gi = 0; gi < g.groups_per_row(); ++gi) {
-        const float u = params.reconstruction == Reconstruction::scaled ? group_format::get_scalar(scales, g.group_index(h, r, gi), sd) : 1.0f;
+        const float u = params.reconstruction == Reconstruction::scaled
+                            ? group_format::get_scalar(scales, ternary_format::scale_index(p, g, h, r, gi), sd)
+                            : 1.0f;
         const std::int64_t j0 = gi * g.group, n = g.group_size(gi);
         for (std::int64_t j = j0; j < j0 + n; ++j)
           out[g.block_offset(h, r, j)] = static_cast<float>(ternary_format::get_trit(p, codes, g, h, r, j)) * u;

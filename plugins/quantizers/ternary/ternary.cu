@@ -11,6 +11,7 @@
 #include "vidkv/plugins/quantizers/ternary/ternary_cuda.h"
 #include "vidkv/quantization/cuda/group_cuda.cuh"
 #include "vidkv/quantization/cuda/group_cuda_io.cuh"
+#include "vidkv/quantization/fragment_permute.h"
 
 namespace vidkv::ternary_cuda {
 
@@ -25,9 +26,7 @@ using group_format::GroupGrid;
 using ternary_format::Packing;
 using ternary_format::Reconstruction;
 
-__host__ __device__ constexpr CodeLayout slot_layout(Packing p) {
-  return p == Packing::slots2 ? CodeLayout::dense : CodeLayout::release;
-}
+using ternary_format::slot_layout;  // the kernels below see base3, slots2 and release (fragment goes through slots2)
 
 // One group per thread: mean |x| and the dead zone (double, the reference's order), the scale / release min, and
 // with kWordRuns the 2-bit slots. Otherwise the dead zone goes to `dead_zones` for encode_code_bytes.
@@ -487,11 +486,28 @@ bool word_runs(const Config& c, const GroupGrid& g, const void* codes) {
          group_cuda::aligned4(codes);
 }
 
+// Packing fragment: coded in packing slots2 by the kernels below, then the slots (and the scales where group-major)
+// permuted (quantization/fragment_permute.h).
+Config slots2_config(const Config& c) {
+  Config s = c;
+  s.packing = Packing::slots2;
+  return s;
+}
+fragment_permute::BlockSections fragment_sections(const Config& c, const GroupGrid& g) {
+  return {g, ternary_format::kFragmentForm, static_cast<int>(dtype_size(c.scale_dtype)),
+          ternary_format::has_scales(c.packing, c.reconstruction) ? 1 : 0};
+}
+
 }  // namespace
 
 void encode(const Config& c, const void* in, DType in_dtype, const BlockShape& shape, std::uint8_t* out, void* stream) {
   const GroupGrid g = group_format::grid_of(c, shape, shape.channels);
   if (g.group_count() == 0) return;
+  if (c.packing == Packing::fragment) {
+    encode(slots2_config(c), in, in_dtype, shape, out, stream);
+    fragment_permute_cuda::dense_to_fragment(fragment_sections(c, g), out, stream, "ternary encode (fragment permutation)");
+    return;
+  }
   const std::size_t code_bytes = ternary_format::codes_bytes(c.packing, g);
   const Sections s = ternary_format::sections(c.packing, c.reconstruction, g, c.scale_dtype, out);
   const bool runs = word_runs(c, g, out);
@@ -552,6 +568,15 @@ void encode(const Config& c, const void* in, DType in_dtype, const BlockShape& s
 void decode(const Config& c, const std::uint8_t* in, const BlockShape& shape, void* out, DType out_dtype, void* stream) {
   const GroupGrid g = group_format::grid_of(c, shape, shape.channels);
   if (g.group_count() == 0) return;
+  if (c.packing == Packing::fragment) {
+    if (group_format::fragment_all_tail(g)) return decode(slots2_config(c), in, shape, out, out_dtype, stream);
+    const std::size_t total = ternary_format::total_bytes(c.packing, c.reconstruction, g, c.scale_dtype);
+    DeviceBuffer slots(total, stream);
+    fragment_permute_cuda::fragment_to_dense(fragment_sections(c, g), in, slots.as<std::uint8_t>(), total, stream,
+                                             "ternary decode (fragment permutation)");
+    decode(slots2_config(c), slots.as<std::uint8_t>(), shape, out, out_dtype, stream);
+    return;
+  }
   const std::uint8_t* scales = ternary_format::sections(c.packing, c.reconstruction, g, c.scale_dtype, in).scales;
   const bool runs = word_runs(c, g, in);
   auto* st = static_cast<cudaStream_t>(stream);

@@ -14,10 +14,13 @@
 // constant min (we write -1, never read).
 //
 // Packed layout (ternary_format.h):
-//   codes  base3: ceil(elements / 5) bytes; slots2: dense 2-bit t + 1; release: uint32 words of 2-bit t + 1 per row
-//   scales scale_dtype per group, only with reconstruction scaled or packing release
+//   codes  base3: ceil(elements / 5) bytes; slots2: dense 2-bit t + 1; release: uint32 words of 2-bit t + 1 per row;
+//          fragment: slots2's bytes permuted into group_format.h's fragment layout, values orientation (decode
+//          attention's MMA operands; channels a multiple of 64)
+//   scales scale_dtype per group, only with reconstruction scaled or packing release (fragment: group-major on the
+//          channel axis with a whole 32-token tile)
 //   mins   scale_dtype per group, packing release only
-// effective bits (G = 32 divides the axis, fp16): base3 1.6, slots2 2.0 (+0.5 each when scaled), release 3.0.
+// effective bits (G = 32 divides the axis, fp16): base3 1.6, slots2 and fragment 2.0 (+0.5 each when scaled), release 3.0.
 #pragma once
 
 #include "vidkv/core/cpu_implementation.h"
@@ -52,8 +55,10 @@ struct TernaryParams {
                                                                  {"scaled", Reconstruction::scaled}},
              "magnitude_free: decode exactly t (paper, release); scaled: t * mean(|x| over |x| > a)");
     b.choice("packing", &TernaryParams::packing,
-             std::vector<std::pair<std::string, Packing>>{{"base3", Packing::base3}, {"slots2", Packing::slots2}, {"release", Packing::release}},
-             "base3: 5 trits per byte (1.6 bits); slots2: dense 2-bit slots; release: uint32 2-bit slots + scale + min");
+             std::vector<std::pair<std::string, Packing>>{{"base3", Packing::base3}, {"slots2", Packing::slots2}, {"release", Packing::release},
+                                                          {"fragment", Packing::fragment}},
+             "base3: 5 trits per byte (1.6 bits); slots2: dense 2-bit slots; release: uint32 2-bit slots + scale + min; "
+             "fragment: slots2's bytes in the order of decode attention's MMA operands (channels a multiple of 64)");
     group_params::bind_scale_dtype(b, &TernaryParams::scale_dtype,
                                    "storage type of the per-group scale (and of the release's min)");
   }
@@ -69,6 +74,9 @@ class TernaryQuantizer : public GroupedQuantizer<TernaryParams> {
   explicit TernaryQuantizer(const Params& params, CpuImplementation implementation = CpuImplementation::optimized);
 
   PackedLayout layout(const BlockShape& shape, const TokenContext& ctx) const override;
+  // Packing fragment needs a multiple of 64 channels (ternary_format::packing_ok): otherwise false with the reason, so
+  // that the runner refuses the codec before the first block (layout() throws ShapeError).
+  bool supports(Device device, const BlockShape& shape, std::string* why = nullptr) const override;
 
  protected:
   const CpuKernels& cpu_kernels(const group_format::GroupGrid& g) const override;

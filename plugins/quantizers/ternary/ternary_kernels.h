@@ -8,6 +8,8 @@
 //   avx512      ternary_avx512.cpp                      optimized, ternary_avx512::applies(grid, axis,   = reference
 //                                                       reconstruction, packing): axis channel, G = 32,
 //                                                       whole groups, magnitude_free, base3 or slots2
+//   optimized / avx512 with packing fragment: the tier above in packing slots2, then the slots (and the scales where
+//               group-major) permuted by quantization/fragment_permute.h                                 = reference
 //   cuda        ternary.cu through ternary_cuda.h       device cuda (Quantizer::encode_view)             = reference
 //
 // The CPU entries share one signature. p: the plugin's parameters (validated: group >= 1, gamma in [0, 4]); g: p's
@@ -33,6 +35,8 @@ using CpuKernels = group_format::CpuKernelEntry<TernaryParams>;
 extern const CpuKernels reference;
 extern const CpuKernels optimized;
 extern const CpuKernels avx512;
+extern const CpuKernels optimized_fragment;  // packing fragment through optimized in slots2
+extern const CpuKernels avx512_fragment;     // packing fragment through avx512 in slots2
 
 // The CPU tier that runs for `implementation` on grid `g`: reference, or avx512 where the AVX-512 kernels take this
 // configuration (axis, reconstruction, packing, grid) on this processor (ternary_avx512::applies), else optimized.

@@ -14,6 +14,7 @@
 #include "vidkv/plugins/quantizers/uniform/uniform_half_decode.h"
 #include "vidkv/quantization/cuda/group_cuda.cuh"
 #include "vidkv/quantization/cuda/group_cuda_io.cuh"
+#include "vidkv/quantization/fragment_permute.h"
 
 namespace vidkv::uniform_cuda {
 
@@ -506,21 +507,9 @@ unsigned tile_row_groups(const GroupGrid& g, const void* in, DType in_dtype) {
   return g.groups_per_row() % qb == 0 ? qb : 0;
 }
 
-// Layout fragment (group_format.h): a codes section permuted between the layouts, one thread per byte of `to`.
-__global__ void fragment_from_dense_kernel(GroupGrid g, const std::uint8_t* dense, std::uint8_t* fragment, std::int64_t bytes) {
-  const std::int64_t b = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (b < bytes) fragment[b] = group_format::fragment_byte_from_dense(g, dense, b);
-}
-__global__ void dense_from_fragment_kernel(GroupGrid g, const std::uint8_t* fragment, std::uint8_t* dense, std::int64_t bytes) {
-  const std::int64_t b = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (b < bytes) dense[b] = group_format::dense_byte_from_fragment(g, fragment, b);
-}
-
-// The scales and mins sections between the canonical order and the group-major order of layout fragment's channel-axis
-// grids, one thread per entry (group_format::group_major_meta_entry): `to_group_major` picks the direction.
-__global__ void group_major_meta_kernel(GroupGrid g, int size, const std::uint8_t* from, std::uint8_t* to, bool to_group_major) {
-  const std::int64_t i = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (i < 2 * g.group_count()) group_format::group_major_meta_entry(g, size, from, to, i, to_group_major);
+// Layout fragment's sections (fragment_permute.h): the codes, then scales and mins.
+fragment_permute::BlockSections fragment_sections(const Config& c, const GroupGrid& g) {
+  return {g, group_format::fragment_form(g, c.bits), static_cast<int>(dtype_size(c.scale_dtype)), 2};
 }
 
 Config dense_config(const Config& c) {
@@ -550,21 +539,7 @@ void encode(const Config& c, const void* in, DType in_dtype, const BlockShape& s
     // section permuted from a copy (2 bits per element: a pass over an eighth of fp16 input's bytes), and the scales
     // and mins where the layout stores them group-major (group_format::group_major_meta: channel-axis grids).
     encode(dense_config(c), in, in_dtype, shape, out, stream);
-    if (group_format::fragment_all_tail(g)) return;  // dense's bytes already
-    auto* st = static_cast<cudaStream_t>(stream);
-    const auto n = static_cast<std::int64_t>(group_format::code_bytes(CodeLayout::dense, g, c.bits));
-    const bool group_major = group_format::group_major_meta(c.layout, g);
-    const std::size_t copied = group_major ? uniform_format::total_bytes(CodeLayout::dense, g, c.bits, c.scale_dtype)
-                                           : static_cast<std::size_t>(n);
-    DeviceBuffer dense(copied, stream);
-    copy_device_to_device(dense.data(), out, copied, stream);
-    fragment_from_dense_kernel<<<group_cuda::blocks_for(n), group_cuda::kThreads, 0, st>>>(g, dense.as<std::uint8_t>(), out, n);
-    check_launch("uniform encode (fragment permutation)");
-    if (group_major) {
-      group_major_meta_kernel<<<group_cuda::blocks_for(2 * g.group_count()), group_cuda::kThreads, 0, st>>>(
-          g, dtype_size(c.scale_dtype), dense.as<std::uint8_t>() + n, out + n, true);
-      check_launch("uniform encode (group-major metadata)");
-    }
+    fragment_permute_cuda::dense_to_fragment(fragment_sections(c, g), out, stream, "uniform encode (fragment permutation)");
     return;
   }
   const Sections s = uniform_format::sections(c.layout, g, c.bits, c.scale_dtype, out);
@@ -625,19 +600,10 @@ void decode(const Config& c, const std::uint8_t* in, const BlockShape& shape, vo
     // put back in the canonical order where the layout stores it group-major), decoded there by the kernels below;
     // all tail: dense's bytes as they are.
     if (group_format::fragment_all_tail(g)) return decode(dense_config(c), in, shape, out, out_dtype, stream);
-    auto* st = static_cast<cudaStream_t>(stream);
-    const auto n = static_cast<std::int64_t>(group_format::code_bytes(CodeLayout::dense, g, c.bits));
     const std::size_t total = uniform_format::total_bytes(CodeLayout::dense, g, c.bits, c.scale_dtype);
     DeviceBuffer dense(total, stream);
-    dense_from_fragment_kernel<<<group_cuda::blocks_for(n), group_cuda::kThreads, 0, st>>>(g, in, dense.as<std::uint8_t>(), n);
-    check_launch("uniform decode (fragment permutation)");
-    if (group_format::group_major_meta(c.layout, g)) {
-      group_major_meta_kernel<<<group_cuda::blocks_for(2 * g.group_count()), group_cuda::kThreads, 0, st>>>(
-          g, dtype_size(c.scale_dtype), in + n, dense.as<std::uint8_t>() + n, false);
-      check_launch("uniform decode (group-major metadata)");
-    } else {
-      copy_device_to_device(dense.as<std::uint8_t>() + n, in + n, total - static_cast<std::size_t>(n), stream);
-    }
+    fragment_permute_cuda::fragment_to_dense(fragment_sections(c, g), in, dense.as<std::uint8_t>(), total, stream,
+                                             "uniform decode (fragment permutation)");
     decode(dense_config(c), dense.as<std::uint8_t>(), shape, out, out_dtype, stream);
     return;
   }

@@ -1,11 +1,9 @@
 // uniform's kernel table and the one choice among its CPU tiers (uniform_kernels.h).
 #include "vidkv/plugins/quantizers/uniform/uniform_kernels.h"
 
-#include <cstring>
-#include <vector>
-
 #include "vidkv/plugins/quantizers/uniform/uniform_avx512.h"
 #include "vidkv/plugins/quantizers/uniform/uniform_format.h"
+#include "vidkv/quantization/fragment_permute.h"
 
 namespace vidkv::uniform_kernels {
 
@@ -17,38 +15,26 @@ void decode_avx512(const UniformParams& p, const group_format::GroupGrid& g, con
   uniform_avx512::decode(in, g, p.axis, static_cast<unsigned>(p.bits), p.scale_dtype, p.layout, out);
 }
 
-// Layout fragment through a dense-layout tier: every section has the same size in both layouts, so the tier codes the
-// block in layout dense and the codes are permuted after (encode) or before (decode, into a copy: the input is
-// const) by group_format's permutations, and so are the scales and mins where the layout stores them group-major
-// (group_format::group_major_meta: channel-axis grids with a whole tile).
+// Layout fragment through a dense-layout tier: the tier codes the block in layout dense and fragment_permute moves the
+// codes after (encode) or before (decode, into a copy: the input is const), and the scales and mins where the layout
+// stores them group-major.
+fragment_permute::BlockSections fragment_sections(const UniformParams& p, const group_format::GroupGrid& g) {
+  return {g, group_format::fragment_form(g, static_cast<unsigned>(p.bits)), dtype_size(p.scale_dtype), 2};
+}
+UniformParams as_dense(const UniformParams& p) {
+  UniformParams d = p;
+  d.layout = group_format::CodeLayout::dense;
+  return d;
+}
 template <void (*Encode)(const UniformParams&, const group_format::GroupGrid&, const float*, std::uint8_t*)>
 void encode_fragment(const UniformParams& p, const group_format::GroupGrid& g, const float* in, std::uint8_t* out) {
-  UniformParams dense = p;
-  dense.layout = group_format::CodeLayout::dense;
-  Encode(dense, g, in, out);
-  if (group_format::fragment_all_tail(g)) return;  // dense's bytes already
-  const std::size_t n = group_format::code_bytes(group_format::CodeLayout::dense, g, 2);
-  const std::size_t total = uniform_format::total_bytes(group_format::CodeLayout::dense, g, 2, p.scale_dtype);
-  const std::vector<std::uint8_t> dense_bytes(out, out + (group_format::group_major_meta(p.layout, g) ? total : n));
-  group_format::fragment_from_dense(g, dense_bytes.data(), out);
-  if (group_format::group_major_meta(p.layout, g))  // scales, then mins
-    group_format::permute_group_major_meta(g, dtype_size(p.scale_dtype), 2, dense_bytes.data() + n, out + n, true);
+  fragment_permute::encode_through_dense<UniformParams, Encode>(as_dense(p), fragment_sections(p, g), in, out);
 }
 template <void (*Decode)(const UniformParams&, const group_format::GroupGrid&, const std::uint8_t*, float*)>
 void decode_fragment(const UniformParams& p, const group_format::GroupGrid& g, const std::uint8_t* in, float* out) {
-  UniformParams dense = p;
-  dense.layout = group_format::CodeLayout::dense;
-  if (group_format::fragment_all_tail(g)) return Decode(dense, g, in, out);  // dense's bytes as they are
-  const std::size_t total = uniform_format::total_bytes(group_format::CodeLayout::dense, g, 2, p.scale_dtype);
-  const std::size_t n = group_format::code_bytes(group_format::CodeLayout::dense, g, 2);
-  std::vector<std::uint8_t> bytes(total);
-  group_format::dense_from_fragment(g, in, bytes.data());
-  if (group_format::group_major_meta(p.layout, g)) {  // scales, then mins
-    group_format::permute_group_major_meta(g, dtype_size(p.scale_dtype), 2, in + n, bytes.data() + n, false);
-  } else {
-    std::memcpy(bytes.data() + n, in + n, total - n);
-  }
-  Decode(dense, g, bytes.data(), out);
+  const std::size_t total = uniform_format::total_bytes(group_format::CodeLayout::dense, g, static_cast<unsigned>(p.bits),
+                                                        p.scale_dtype);
+  fragment_permute::decode_through_dense<UniformParams, Decode>(as_dense(p), fragment_sections(p, g), total, in, out);
 }
 }  // namespace
 
