@@ -648,7 +648,9 @@ void DecodeAttention::build(const std::vector<const LayerCache*>& caches) {
   tb.prefixes.resize(batch);
   tb.residual.resize(batch);
   std::int64_t max_fast = 0, max_generic = 0;
-  bool narrow_only = p.fragment && compact_general_enabled();  // Problem::general_narrow_only
+  // Problem::general_narrow_only: kivi's formats only (the compact instance reads plain uniform keys).
+  bool narrow_only = p.fragment && attention_fragment::fragment_formats(p) == attention_fragment::FragmentFormats::kivi &&
+                     compact_general_enabled();
   // Pass 1: each sequence's kept prefix brought up to date and its residual windows' tiles (rebuilt every time: they
   // change with each appended token) into tb.residual[b], block indices local to the sequence like the prefix's.
   for (std::size_t b = 0; b < batch; ++b) {

@@ -26,6 +26,9 @@
 //      after the last tile.
 // The next tile's table entry is loaded one iteration before its copies are issued.
 // The warps' partials merge in shared memory (merge_warp_partials) into split partial blockIdx.x.
+// A second instance, fragment_vidkv_kernel (below), reads VidKV's formats (attention_fragment::FragmentFormats::
+// vidkv): the same loop with 64 high key channels as above, 64 low FFT components as 1-bit codes against the query
+// carried into the block's coordinates, and ternary values without metadata; not yet run on a GPU.
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
@@ -49,6 +52,7 @@ using namespace device;
 using namespace attention_tables;
 namespace fr = attention_fragment;
 using cuda_async::copy16;
+using cuda_async::copy8;
 using cuda_async::copy4;
 
 constexpr int kTile = static_cast<int>(group_format::kFragmentTileTokens);  // 32 tokens
@@ -98,36 +102,50 @@ __device__ __forceinline__ unsigned pack_half2(float lo, float hi) {
   return *reinterpret_cast<const unsigned*>(&h);
 }
 
-// The five distinct exponent pairs fr::field_magic(i) * 0x10001 of fields i = 0..4 (shifts 0, 2, 4, 6, 8; fields 5-7
-// repeat shifts 0, 2, 4) held in registers for the whole kernel: with the mask as LOP3's one immediate, a field's
-// mask-or is one instruction (with both as immediates the compiler emits an AND and an OR). The empty asm hides the
-// values from constant folding.
-struct FieldMagic {
-  unsigned pair[5];
-  __device__ FieldMagic() {
+// The distinct exponent pairs fr::shift_magic(i kStep) * 0x10001, i < kShifts, held in registers for the whole kernel:
+// with the mask as LOP3's one immediate, a field's mask-or is one instruction (with both as immediates the compiler
+// emits an AND and an OR). The empty asm hides the values from constant folding. The kivi instance's 2-bit fields
+// sit at shifts 0, 2, 4, 6, 8 (ShiftMagic<5, 2>); the vidkv instance's 1-bit fields at 0 .. 9 (ShiftMagic<10, 1>,
+// whose even entries serve its 2-bit fields).
+template <int kShifts, int kStep>
+struct ShiftMagic {
+  unsigned pair[kShifts];
+  __device__ ShiftMagic() {
 #pragma unroll
-    for (int i = 0; i < 5; ++i) {
-      unsigned v = fr::field_magic(i) * 0x00010001u;
+    for (int i = 0; i < kShifts; ++i) {
+      unsigned v = fr::shift_magic(i * kStep) * 0x00010001u;
       asm volatile("" : "+r"(v));
       pair[i] = v;
     }
   }
 };
+using FieldMagic = ShiftMagic<5, 2>;
 
-// Field j (0..7) of a lane word of the fragment layout as the fp16 pair of its two codes (group_format.h: low code at
-// bit 2 j, high code at 16 + 2 j; fields 5-7 read from the word shifted right by 10, `w10`). OR-ing the exponent
-// 25 - s (s the field's bit in the source) makes bit s the unit of an fp16 2^(10 - s) + code, exact; subtracting
-// 2^(10 - s) leaves the code.
+// The fp16 pair of the field of `bits`-bit codes whose low code sits at bit s of `src` (the high code 16 bits up):
+// OR-ing the exponent 25 - s (magic, fr::shift_magic(s) in both halves) makes bit s the unit of an fp16 2^(10 - s) +
+// code, exact; subtracting `sub` leaves code - (sub - 2^(10 - s)): sub = the magic's value gives the code, the
+// magic's value + 1 (bit s set: 2^(10 - s) + 1, exact) gives a ternary slot t + 1 as t.
+template <int s, int bits, unsigned sub>
+__device__ __forceinline__ unsigned field_h2(unsigned src, unsigned magic) {
+  unsigned biased;  // (source & mask) | magic: LOP3 with look-up table 0xEA = (a & b) | c
+  asm("lop3.b32 %0, %1, %2, %3, 0xEA;" : "=r"(biased) : "r"(src), "n"(((1u << bits) - 1u) * 0x00010001u << s), "r"(magic));
+  constexpr unsigned k = sub;
+  __half2 h = *reinterpret_cast<const __half2*>(&biased);
+  h = __hsub2(h, *reinterpret_cast<const __half2*>(&k));
+  return *reinterpret_cast<const unsigned*>(&h);
+}
+template <int s>
+constexpr unsigned kCodeSub = fr::shift_magic(s) * 0x00010001u;
+template <int s>
+constexpr unsigned kTritSub = (fr::shift_magic(s) | (1u << s)) * 0x00010001u;
+
+// Field j (0..7) of a lane word as the fp16 pair of its two codes (group_format.h: low code at bit 2 j, high code at
+// 16 + 2 j; fields 5-7 read from the word shifted right by 10, `w10`).
 template <int j>
 __device__ __forceinline__ unsigned codes_h2(unsigned w, unsigned w10, const FieldMagic& fm) {
   constexpr int s = fr::field_shift(j);
-  constexpr unsigned magic = fr::field_magic(j) * 0x00010001u;
-  static_assert(fr::field_shift(s / 2) == s && fr::field_magic(s / 2) == fr::field_magic(j), "FieldMagic's pair s / 2");
-  unsigned biased;  // (source & mask) | magic: LOP3 with look-up table 0xEA = (a & b) | c
-  asm("lop3.b32 %0, %1, %2, %3, 0xEA;" : "=r"(biased) : "r"(j < 5 ? w : w10), "n"(0x00030003u << s), "r"(fm.pair[s / 2]));
-  __half2 h = *reinterpret_cast<const __half2*>(&biased);
-  h = __hsub2(h, *reinterpret_cast<const __half2*>(&magic));
-  return *reinterpret_cast<const unsigned*>(&h);
+  static_assert(fr::field_shift(s / 2) == s && fr::field_magic(s / 2) == fr::shift_magic(s), "FieldMagic's pair s / 2");
+  return field_h2<s, 2, kCodeSub<s>>(j < 5 ? w : w10, fm.pair[s / 2]);
 }
 
 // A side's block as the warp's lanes each hold it for KV head h (recomputed when a tile's block changes): the
@@ -305,6 +323,55 @@ __device__ __forceinline__ void value_scale_pairs(unsigned (&bs)[G][2][2], const
   }
 }
 
+// 3. of both instances: the online softmax per head 2 t4 + e over a tile's 32 tokens (4 per lane and head) of the
+// scores sc[mt][r] (token 16 mt + g (+8 for r >= 2), head 2 t4 + r % 2, log2 units) into the running max m and sum
+// l; the probabilities to the warp's rows `prob` (head-major, kProbStride apart). alpha: each head's factor for the
+// accumulators. Returns whether any head of the warp has alpha != 1 (the caller's rescale; else the same values).
+__device__ __forceinline__ bool softmax_tile(const float (&sc)[2][4], float (&m)[2], float (&l)[2], float (&alpha)[2],
+                                             float* prob, int g, int t4) {
+#pragma unroll
+  for (int e2 = 0; e2 < 2; ++e2) {
+    float v = fmaxf(fmaxf(sc[0][e2], sc[0][e2 + 2]), fmaxf(sc[1][e2], sc[1][e2 + 2]));
+    v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, 4));
+    v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, 8));
+    v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, 16));
+    const float mn = fmaxf(m[e2], v);
+    alpha[e2] = m[e2] == -HUGE_VALF ? 0.0f : exp2_ftz(m[e2] - mn);
+    m[e2] = mn;
+  }
+  float sum[2] = {0.0f, 0.0f};
+#pragma unroll
+  for (int mt = 0; mt < 2; ++mt)
+#pragma unroll
+    for (int r = 0; r < 4; ++r) {
+      const float pr = exp2_ftz(sc[mt][r] - m[r & 1]);
+      sum[r & 1] += pr;
+      prob[(2 * t4 + (r & 1)) * kProbStride + 16 * mt + g + 8 * (r >> 1)] = pr;
+    }
+#pragma unroll
+  for (int e2 = 0; e2 < 2; ++e2) {
+    float v = sum[e2];
+    v += __shfl_xor_sync(0xffffffffu, v, 4);
+    v += __shfl_xor_sync(0xffffffffu, v, 8);
+    v += __shfl_xor_sync(0xffffffffu, v, 16);
+    l[e2] = l[e2] * alpha[e2] + v;
+  }
+  return __any_sync(0xffffffffu, alpha[0] != 1.0f || alpha[1] != 1.0f);
+}
+
+// The values' B operand from the probabilities softmax_tile wrote (after every lane's writes: __syncwarp): rows
+// tokens 16 kt + 2 t4 (+1) and + 8 (+9), column head g, as fp16 pairs p~ = fp16(p).
+__device__ __forceinline__ void probabilities_b(const float* prob, int g, int t4, unsigned (&ph)[2][2]) {
+  __syncwarp();
+#pragma unroll
+  for (int kt = 0; kt < 2; ++kt)
+#pragma unroll
+    for (int pr = 0; pr < 2; ++pr) {
+      const float2 pp = *reinterpret_cast<const float2*>(prob + g * kProbStride + 16 * kt + 2 * t4 + 8 * pr);
+      ph[kt][pr] = pack_half2(pp.x, pp.y);
+    }
+}
+
 // 3 blocks of 4 warps per multiprocessor, as the tensor-core kernel. VPG: 16-channel value tiles per value group
 // (value group / 16, 1 .. D / 16), a constant so that the value metadata's offsets are immediates.
 template <int D, int VPG>
@@ -451,37 +518,10 @@ __global__ void __launch_bounds__(kThreads, 3) fragment_kernel(const Problem p) 
       for (int r = 0; r < 4; ++r) sc[mt][r] = fmaf(d[0][r] + d[1][r], up[r & 1], bias_up[r & 1]);
     }
 
-    // 3. Online softmax per head 2 t4 + e over the tile's 32 tokens (4 per lane and head).
+    // 3. Online softmax.
     float alpha[2];
-#pragma unroll
-    for (int e2 = 0; e2 < 2; ++e2) {
-      float v = fmaxf(fmaxf(sc[0][e2], sc[0][e2 + 2]), fmaxf(sc[1][e2], sc[1][e2 + 2]));
-      v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, 4));
-      v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, 8));
-      v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, 16));
-      const float mn = fmaxf(m[e2], v);
-      alpha[e2] = m[e2] == -HUGE_VALF ? 0.0f : exp2_ftz(m[e2] - mn);
-      m[e2] = mn;
-    }
-    float sum[2] = {0.0f, 0.0f};
-#pragma unroll
-    for (int mt = 0; mt < 2; ++mt)
-#pragma unroll
-      for (int r = 0; r < 4; ++r) {
-        const float pr = exp2_ftz(sc[mt][r] - m[r & 1]);
-        sum[r & 1] += pr;
-        prob[(2 * t4 + (r & 1)) * kProbStride + 16 * mt + g + 8 * (r >> 1)] = pr;
-      }
-#pragma unroll
-    for (int e2 = 0; e2 < 2; ++e2) {
-      float v = sum[e2];
-      v += __shfl_xor_sync(0xffffffffu, v, 4);
-      v += __shfl_xor_sync(0xffffffffu, v, 8);
-      v += __shfl_xor_sync(0xffffffffu, v, 16);
-      l[e2] = l[e2] * alpha[e2] + v;
-    }
     // The accumulators' rescale, skipped when no head's running max moved (alpha exactly 1: the same values).
-    if (__any_sync(0xffffffffu, alpha[0] != 1.0f || alpha[1] != 1.0f)) {
+    if (softmax_tile(sc, m, l, alpha, prob, g, t4)) {
 #pragma unroll
       for (int mv = 0; mv < KC; ++mv) {
         acc[mv][0] *= alpha[0];
@@ -492,16 +532,8 @@ __global__ void __launch_bounds__(kThreads, 3) fragment_kernel(const Problem p) 
       accm[0] *= alpha[0];
       accm[1] *= alpha[1];
     }
-    __syncwarp();
-    // B rows: tokens 16 kt + 2 t4 (+1) and + 8 (+9), column head g, as fp16 pairs p~ = fp16(p).
     unsigned ph[2][2];
-#pragma unroll
-    for (int kt = 0; kt < 2; ++kt)
-#pragma unroll
-      for (int pr = 0; pr < 2; ++pr) {
-        const float2 pp = *reinterpret_cast<const float2*>(prob + g * kProbStride + 16 * kt + 2 * t4 + 8 * pr);
-        ph[kt][pr] = pack_half2(pp.x, pp.y);
-      }
+    probabilities_b(prob, g, t4, ph);
 
     // 4. Values.
     std::uint32_t vw[KC];
@@ -566,6 +598,285 @@ __global__ void __launch_bounds__(kThreads, 3) fragment_kernel(const Problem p) 
   merge_warp_partials(p, smem, b, h, s);
 }
 
+// --- The vidkv instance (attention_fragment::FragmentFormats::vidkv; not yet run on a GPU) ----------------------
+// head_dim 128. Keys: a mixed_channel block's 64 high channels (uniform 2-bit, layout fragment: kivi's key tile over
+// 64 channels, with group-major scales and mins) and 64 low channels' real-FFT components (sign 1-bit, layout
+// fragment, zero_one: a component is scale x bit; group-major scales), read against the query carried into the
+// block's coordinates (Problem::transformed: the gathered high channels, then the inverse-FFT-weighted components),
+// so a score is sum_i tq_i k_i over the 128 part indices, as the other kernels compute it. Values: ternary packing
+// fragment, magnitude_free: A = the trits, one LOP3 and one fp16 subtraction per pair as the codes (kTritSub), and
+// B = p~ itself (no scales, no mins).
+//
+// Per-warp shared memory in 32-bit words: two slots, each the high key codes [2 H], the low key codes [L], the value
+// codes [2 D], then the high scales, the high mins and the low scales [4 key_meta_stride(64)] each in the lanes' order
+// (fr::key_meta_slot over 64 channels); then the probabilities as the kivi instance's.
+struct VidkvLayout {
+  static constexpr int D = static_cast<int>(fr::kVidkvHeadDim), H = static_cast<int>(fr::kVidkvHigh), L = D - H;
+  static constexpr int kHighCodes = 0, kLowCodes = 2 * H, kValueCodes = kLowCodes + L;
+  static constexpr int kMeta = 4 * fr::key_meta_stride(H);
+  static constexpr int kHighScale = kValueCodes + 2 * D, kHighMin = kHighScale + kMeta, kLowScale = kHighMin + kMeta;
+  static constexpr int kSlot = kLowScale + kMeta;
+  static constexpr int kProb = 2 * kSlot;
+  static constexpr int kWarp = kProb + kMaxQ * kProbStride;
+  static_assert(kValueCodes % 4 == 0 && kHighScale % 4 == 0 && kMeta % 4 == 0 && kSlot % 4 == 0 && kWarp % 4 == 0,
+                "16-byte pieces");
+};
+constexpr std::size_t vidkv_smem_bytes() {
+  return sizeof(std::uint32_t) * static_cast<std::size_t>(kWarps) * VidkvLayout::kWarp;
+}
+static_assert(vidkv_smem_bytes() >= sizeof(float) * kWarps * kMaxQ * (128 + 2), "the warps' partials fit");
+
+// A vidkv block's bytes for KV head h as addresses (integers) affine in the token (codes) or the token group
+// (metadata, group-major: fr::key_meta_base), as SideSetup.
+struct VidkvKeySetup {
+  std::int32_t block = -1;
+  std::int64_t high_codes = 0, low_codes = 0, high_scales = 0, high_mins = 0, low_scales = 0;
+  std::int64_t begin = 0, high_group = 32, low_group = 32;
+};
+struct VidkvValueSetup {
+  std::int32_t block = -1;
+  std::int64_t codes = 0;
+};
+
+__device__ inline VidkvKeySetup vidkv_key_setup(const Problem& p, const BlockEntry& e, std::int64_t h, std::int32_t index) {
+  using L = VidkvLayout;
+  const af::PartRef kp = af::part_of(p.key, e.bytes, p.heads, e.tokens, L::D, h);  // scope layer: heads, head h
+  VidkvKeySetup s;
+  s.block = index;
+  s.begin = e.begin;
+  // Codes: 2 H / 8 bytes per token (high), L / 8 (low); head h's tiles from h T tokens on.
+  s.high_codes = reinterpret_cast<std::int64_t>(kp.first.codes) + (h * e.tokens - e.begin) * (2 * L::H / 8);
+  s.low_codes = reinterpret_cast<std::int64_t>(kp.second.codes) + (h * e.tokens - e.begin) * (L::L / 8);
+  s.high_scales = reinterpret_cast<std::int64_t>(kp.first.scales) + 2 * fr::key_meta_base(h, kp.first.groups_per_row, 0, L::H);
+  s.high_mins = reinterpret_cast<std::int64_t>(kp.first.mins) + 2 * fr::key_meta_base(h, kp.first.groups_per_row, 0, L::H);
+  s.low_scales = reinterpret_cast<std::int64_t>(kp.second.scales) + 2 * fr::key_meta_base(h, kp.second.groups_per_row, 0, L::L);
+  s.high_group = p.key.first.group;
+  s.low_group = p.key.second.group;
+  return s;
+}
+__device__ inline VidkvValueSetup vidkv_value_setup(const Problem& p, const BlockEntry& e, std::int64_t h, std::int32_t index) {
+  const af::ChildView v = af::child_view(p.value.first, e.bytes, p.heads, e.tokens, VidkvLayout::D, 0);
+  VidkvValueSetup s;
+  s.block = index;
+  s.codes = reinterpret_cast<std::int64_t>(v.codes) + (h * e.tokens - e.begin) * (2 * VidkvLayout::D / 8);
+  return s;
+}
+
+// Issues the copies of `tile` into the slot at `dst`: per lane one 16-byte quad of high codes, one 8-byte pair of low
+// codes (the 1-bit tile's lane pairs), two quads of value codes, and word `lane` of each metadata run (the 64 entries
+// of the tile's group: 32 words) to its fr::key_meta_slot.
+__device__ inline void vidkv_issue_tile(std::uint32_t* dst, const TileEntry& tile, const VidkvKeySetup& ks,
+                                        const VidkvValueSetup& vs, int lane) {
+  using L = VidkvLayout;
+  const std::int64_t t0 = tile.t0, tr0 = t0 - ks.begin;
+  copy16(dst + L::kHighCodes + 4 * lane, reinterpret_cast<const uint4*>(ks.high_codes + t0 * (2 * L::H / 8)) + lane);
+  copy8(dst + L::kLowCodes + 2 * lane, reinterpret_cast<const uint2*>(ks.low_codes + t0 * (L::L / 8)) + lane);
+#pragma unroll
+  for (int i = 0; i < 2; ++i)
+    copy16(dst + L::kValueCodes + 4 * (32 * i + lane), reinterpret_cast<const uint4*>(vs.codes + t0 * (2 * L::D / 8)) + 32 * i + lane);
+  const int slot = fr::key_meta_slot(lane, L::H);
+  const std::int64_t hi = (tr0 / ks.high_group) * (2 * L::H), lo = (tr0 / ks.low_group) * (2 * L::L);  // bytes of the runs
+  copy4(dst + L::kHighScale + slot, reinterpret_cast<const std::uint32_t*>(ks.high_scales + hi) + lane);
+  copy4(dst + L::kHighMin + slot, reinterpret_cast<const std::uint32_t*>(ks.high_mins + hi) + lane);
+  copy4(dst + L::kLowScale + slot, reinterpret_cast<const std::uint32_t*>(ks.low_scales + lo) + lane);
+}
+
+// The query of head g in key block kb's coordinates at this lane's B rows (part indices 16 kc + 2 t4 (+1) + 8 pr,
+// kc < 4 the gathered high channels, kc >= 4 the low components) as fp16 pairs q'' = fp16(tq 2^-e), e from the
+// head's largest |tq| over the block's 128 part indices (the kivi instance's scaling, on the transformed query);
+// up: 2^e score_scale of heads 2 t4 and 2 t4 + 1. Warp-synchronous (shuffles).
+__device__ inline void vidkv_block_query(const Problem& p, std::int64_t kb, std::int64_t h, int g, int t4, unsigned (&qh)[8][2],
+                                         float (&up)[2]) {
+  const float* tq = p.transformed + (kb * p.heads + h) * VidkvLayout::D * kMaxQ;  // [W][kMaxQ], zeros past qpk
+  float qv[8][2][2];
+  float big = 0.0f;
+#pragma unroll
+  for (int kc = 0; kc < 8; ++kc)
+#pragma unroll
+    for (int pr = 0; pr < 2; ++pr)
+#pragma unroll
+      for (int e = 0; e < 2; ++e) {
+        const float x = tq[(16 * kc + 2 * t4 + 8 * pr + e) * kMaxQ + g];
+        qv[kc][pr][e] = x;
+        big = fmaxf(big, fabsf(x));
+      }
+  big = fmaxf(big, __shfl_xor_sync(0xffffffffu, big, 1));
+  big = fmaxf(big, __shfl_xor_sync(0xffffffffu, big, 2));
+  int e = 0;
+  if (big > 0.0f && isfinite(big)) frexpf(big, &e);
+  e = max(e, -125);  // as the kivi instance: 2^-e and up stay finite
+#pragma unroll
+  for (int kc = 0; kc < 8; ++kc)
+#pragma unroll
+    for (int pr = 0; pr < 2; ++pr) qh[kc][pr] = pack_half2(ldexpf(qv[kc][pr][0], -e), ldexpf(qv[kc][pr][1], -e));
+  const float up_g = ldexpf(p.score_scale, e);
+  up[0] = __shfl_sync(0xffffffffu, up_g, 8 * t4);
+  up[1] = __shfl_sync(0xffffffffu, up_g, 8 * t4 + 4);
+}
+
+// 2-bit field j (0..7) of a lane word (w, w10 = w >> 10) as fp16 codes (kTrits false) or ternary trits (true).
+template <int j, bool kTrits>
+__device__ __forceinline__ unsigned slot_pair(unsigned w, unsigned w10, const ShiftMagic<10, 1>& sm) {
+  constexpr int s = fr::field_shift(j);
+  return field_h2<s, 2, kTrits ? kTritSub<s> : kCodeSub<s>>(j < 5 ? w : w10, sm.pair[s]);
+}
+// 1-bit field f (0..15) of a lane word as fp16 codes 0 / 1 (fr::bit_field_shift: fields 10-15 from w10).
+template <int f>
+__device__ __forceinline__ unsigned bit_pair(unsigned w, unsigned w10, const ShiftMagic<10, 1>& sm) {
+  constexpr int s = fr::bit_field_shift(f);
+  return field_h2<s, 1, kCodeSub<s>>(f < 10 ? w : w10, sm.pair[s]);
+}
+
+// The four A registers of key chunk kc (< 4) of the 1-bit low tile's token half held in word w: fields 4 kc .. + 3.
+template <int kc>
+__device__ __forceinline__ void mma_low_chunk(float (&d)[4], unsigned w, unsigned w10, const ShiftMagic<10, 1>& sm,
+                                              unsigned b0, unsigned b1) {
+  mma_f16(d, bit_pair<4 * kc>(w, w10, sm), bit_pair<4 * kc + 1>(w, w10, sm), bit_pair<4 * kc + 2>(w, w10, sm),
+          bit_pair<4 * kc + 3>(w, w10, sm), b0, b1);
+}
+
+__global__ void __launch_bounds__(kThreads, 3) fragment_vidkv_kernel(const Problem p) {
+  using L = VidkvLayout;
+  constexpr int D = L::D, KC = D / 16, KH = L::H / 16;  // 8 value tiles and key chunks (4 high, then 4 low)
+  extern __shared__ float4 smem4[];
+  float* smem = reinterpret_cast<float*>(smem4);
+  const int s = static_cast<int>(blockIdx.x);
+  const std::int64_t h = blockIdx.y, b = blockIdx.z;
+  const int warp = static_cast<int>(threadIdx.x) / 32, lane = static_cast<int>(threadIdx.x % 32u);
+  const int g = lane >> 2, t4 = lane & 3;
+  const int Q = static_cast<int>(p.qpk);
+  std::uint32_t* wbase = reinterpret_cast<std::uint32_t*>(smem) + warp * L::kWarp;
+  float* prob = reinterpret_cast<float*>(wbase + L::kProb);
+  const ShiftMagic<10, 1> sm;
+
+  const SequenceEntry seq = p.sequences[b];
+  const TileRange range = split_tiles(seq.fast_count, p.splits, s);
+  float m[2] = {-HUGE_VALF, -HUGE_VALF}, l[2] = {0.0f, 0.0f};
+  float acc[KC][4];  // channel 16 mv + g (+8 for r >= 2), head 2 t4 + r % 2
+#pragma unroll
+  for (int mv = 0; mv < KC; ++mv)
+#pragma unroll
+    for (int r = 0; r < 4; ++r) acc[mv][r] = 0.0f;
+  unsigned qh[KC][2];  // the block's query (vidkv_block_query), reloaded when a tile's key block differs
+  float up[2] = {0.0f, 0.0f};
+  std::int32_t query_block = -1;
+
+  VidkvKeySetup ks;
+  VidkvValueSetup vs;
+  std::int64_t ti = range.first + warp;
+  TileEntry ahead, current;
+  if (ti < range.last) {
+    current = p.tiles[seq.tile_begin + ti];
+    if (ti + kWarps < range.last) ahead = p.tiles[seq.tile_begin + ti + kWarps];
+    ks = vidkv_key_setup(p, p.key_blocks[current.key_block], h, current.key_block);
+    vs = vidkv_value_setup(p, p.value_blocks[current.value_block], h, current.value_block);
+    vidkv_issue_tile(wbase, current, ks, vs, lane);
+  }
+  cuda_async::commit();
+  int slot = 0;
+  for (; ti < range.last; ti += kWarps) {
+    const bool has_next = ti + kWarps < range.last;
+    __syncwarp();  // every lane has read the previous tile's slot and probabilities
+    TileEntry next;
+    if (has_next) {
+      next = ahead;
+      if (ti + 2 * kWarps < range.last) ahead = p.tiles[seq.tile_begin + ti + 2 * kWarps];
+      if (next.key_block != ks.block) ks = vidkv_key_setup(p, p.key_blocks[next.key_block], h, next.key_block);
+      if (next.value_block != vs.block) vs = vidkv_value_setup(p, p.value_blocks[next.value_block], h, next.value_block);
+      vidkv_issue_tile(wbase + (slot ^ 1) * L::kSlot, next, ks, vs, lane);
+    }
+    cuda_async::commit();
+    if (current.key_block != query_block) {  // the query in this block's coordinates (while the copies fly)
+      vidkv_block_query(p, current.key_block, h, g, t4, qh, up);
+      query_block = current.key_block;
+    }
+    cuda_async::wait_prior<1>();  // this tile's copies have landed (this lane's)
+    __syncwarp();                 // and every lane's
+    const std::uint32_t* t = wbase + slot * L::kSlot;
+
+    // 2. Scores s[mt][r]: token 16 mt + g (+8 for r >= 2), head 2 t4 + r % 2.
+    const uint4 hq = reinterpret_cast<const uint4*>(t + L::kHighCodes)[lane];
+    const unsigned kw[4] = {hq.x, hq.y, hq.z, hq.w};
+    const uint2 lq = reinterpret_cast<const uint2*>(t + L::kLowCodes)[lane];
+    const unsigned kl[2] = {lq.x, lq.y};
+    // B = fp16(q'' scale) of the lane's part indices: the high scales (chunks 0-3), then the low ones (4-7); the
+    // high mins' term by KH MMAs with A = the mins and B = q'' (the kivi instance's lo / hi rows).
+    unsigned bx[KC][2], mn[KH][2];
+    load_words<2 * KH>(reinterpret_cast<unsigned(&)[2 * KH]>(bx[0]), t + L::kHighScale + t4 * fr::key_meta_stride(L::H));
+    load_words<2 * KH>(reinterpret_cast<unsigned(&)[2 * KH]>(bx[KH]), t + L::kLowScale + t4 * fr::key_meta_stride(L::H));
+    load_words<2 * KH>(reinterpret_cast<unsigned(&)[2 * KH]>(mn), t + L::kHighMin + t4 * fr::key_meta_stride(L::H));
+#pragma unroll
+    for (int kc = 0; kc < KC; ++kc)
+#pragma unroll
+      for (int pr = 0; pr < 2; ++pr) bx[kc][pr] = hmul2_u(qh[kc][pr], bx[kc][pr]);
+    float lo[4] = {0.0f, 0.0f, 0.0f, 0.0f}, hi[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+#pragma unroll
+    for (int j = 0; j < KH / 2; ++j) {
+      mma_f16(lo, mn[2 * j][0], mn[2 * j][1], mn[2 * j + 1][0], mn[2 * j + 1][1], qh[2 * j][0], qh[2 * j + 1][0]);
+      mma_f16(hi, mn[2 * j][0], mn[2 * j][1], mn[2 * j + 1][0], mn[2 * j + 1][1], qh[2 * j][1], qh[2 * j + 1][1]);
+    }
+    const float bias_up[2] = {(lo[0] + hi[2]) * up[0], (lo[1] + hi[3]) * up[1]};
+    float sc[2][4];
+#pragma unroll
+    for (int mt = 0; mt < 2; ++mt) {
+      float d[2][4] = {{0.0f, 0.0f, 0.0f, 0.0f}, {0.0f, 0.0f, 0.0f, 0.0f}};
+#pragma unroll
+      for (int kc = 0; kc < KH; ++kc) {  // high: register 4 (mt KH + kc) + a, word (mt KH + kc) / 2 (fr::key_word)
+        const unsigned w = kw[fr::key_word(mt, kc, KH)], w10 = w >> 10;
+        if (fr::key_field(mt, kc, KH, 0) == 4)
+          mma_f16(d[kc % 2], slot_pair<4, false>(w, w10, sm), slot_pair<5, false>(w, w10, sm), slot_pair<6, false>(w, w10, sm),
+                  slot_pair<7, false>(w, w10, sm), bx[kc][0], bx[kc][1]);
+        else
+          mma_f16(d[kc % 2], slot_pair<0, false>(w, w10, sm), slot_pair<1, false>(w, w10, sm), slot_pair<2, false>(w, w10, sm),
+                  slot_pair<3, false>(w, w10, sm), bx[kc][0], bx[kc][1]);
+      }
+      // low: 1-bit word mt (fr::bit_key_word), chunk kc in fields 4 kc .. + 3 (fr::bit_key_field)
+      const unsigned w = kl[fr::bit_key_word(mt)], w10 = w >> 10;
+      mma_low_chunk<0>(d[0], w, w10, sm, bx[KH][0], bx[KH][1]);
+      mma_low_chunk<1>(d[1], w, w10, sm, bx[KH + 1][0], bx[KH + 1][1]);
+      mma_low_chunk<2>(d[0], w, w10, sm, bx[KH + 2][0], bx[KH + 2][1]);
+      mma_low_chunk<3>(d[1], w, w10, sm, bx[KH + 3][0], bx[KH + 3][1]);
+#pragma unroll
+      for (int r = 0; r < 4; ++r) sc[mt][r] = fmaf(d[0][r] + d[1][r], up[r & 1], bias_up[r & 1]);
+    }
+
+    // 3. Online softmax.
+    float alpha[2];
+    if (softmax_tile(sc, m, l, alpha, prob, g, t4)) {
+#pragma unroll
+      for (int mv = 0; mv < KC; ++mv) {
+        acc[mv][0] *= alpha[0];
+        acc[mv][1] *= alpha[1];
+        acc[mv][2] *= alpha[0];
+        acc[mv][3] *= alpha[1];
+      }
+    }
+    unsigned ph[2][2];
+    probabilities_b(prob, g, t4, ph);
+
+    // 4. Values: A = the trits [16 channels x 16 tokens] (word mv, field 4 kt + a: fr::value_word / value_field),
+    // B = p~.
+    const uint4 v0 = reinterpret_cast<const uint4*>(t + L::kValueCodes)[lane];
+    const uint4 v1 = reinterpret_cast<const uint4*>(t + L::kValueCodes)[32 + lane];
+    const unsigned vw[KC] = {v0.x, v0.y, v0.z, v0.w, v1.x, v1.y, v1.z, v1.w};
+#pragma unroll
+    for (int mv = 0; mv < KC; ++mv) {
+      const unsigned w = vw[fr::value_word(mv)], w10 = w >> 10;
+      mma_f16(acc[mv], slot_pair<0, true>(w, w10, sm), slot_pair<1, true>(w, w10, sm), slot_pair<2, true>(w, w10, sm),
+              slot_pair<3, true>(w, w10, sm), ph[0][0], ph[0][1]);
+      mma_f16(acc[mv], slot_pair<4, true>(w, w10, sm), slot_pair<5, true>(w, w10, sm), slot_pair<6, true>(w, w10, sm),
+              slot_pair<7, true>(w, w10, sm), ph[1][0], ph[1][1]);
+    }
+    current = next;
+    slot ^= 1;
+  }
+  cuda_async::wait_all();
+  __syncthreads();
+  write_mma_warp_partial(smem, warp, Q, D, KC, g, t4, m, l, acc);
+  __syncthreads();
+  merge_warp_partials(p, smem, b, h, s);
+}
+
 void check(cudaError_t e, const char* what) {
   if (e != cudaSuccess) VIDKV_THROW(CudaError, "decode attention (fragment kernel): ", what, ": ", cudaGetErrorString(e));
 }
@@ -582,13 +893,17 @@ FragmentKernel kernel_among(std::int64_t group, std::integer_sequence<int, V...>
   return k;
 }
 FragmentKernel kernel_for(const Problem& p) {
+  if (fr::fragment_formats(p) == fr::FragmentFormats::vidkv) return fragment_vidkv_kernel;
   const FragmentKernel k = p.channels == 128 ? kernel_among<128>(p.value.first.group, std::make_integer_sequence<int, 8>{})
                                              : kernel_among<64>(p.value.first.group, std::make_integer_sequence<int, 4>{});
   VIDKV_REQUIRE(k != nullptr, NotSupportedError, "decode attention (fragment kernel): value groups of ", p.value.first.group,
                 " channels at head_dim ", p.channels, " (a multiple of 16)");
   return k;
 }
-std::size_t smem_for(const Problem& p) { return p.channels == 128 ? smem_bytes<128>() : smem_bytes<64>(); }
+std::size_t smem_for(const Problem& p) {
+  if (fr::fragment_formats(p) == fr::FragmentFormats::vidkv) return vidkv_smem_bytes();
+  return p.channels == 128 ? smem_bytes<128>() : smem_bytes<64>();
+}
 
 }  // namespace
 

@@ -1,5 +1,7 @@
-// The fragment kernel of fused decode attention (decode_attention_fragment.cu): kivi-2-shaped caches whose codes are
-// stored in uniform's layout fragment (quantization/group_format.h, "The fragment layout"), read as mma.m16n8k16 A
+// The fragment kernel of fused decode attention (decode_attention_fragment.cu): caches whose codes are stored in the
+// fragment layout (quantization/group_format.h, "The fragment layout"): kivi-2-shaped ones (uniform's layout
+// fragment on both sides) and VidKV-shaped ones (mixed_channel keys of uniform and sign children in layout fragment,
+// ternary values in packing fragment: FragmentFormats below), read as mma.m16n8k16 A
 // operands without the other kernels' staging: each lane loads its own 16-byte quads of a 32-token tile and turns each 32-bit
 // field pair into an fp16 pair of codes with one mask-or and one fp16 subtraction (the design measured in
 // prototypes/fragment_attention/; the tile's bytes reach shared memory by plain cp.async copies, with no
@@ -13,7 +15,10 @@
 // p~_t = fp16(p_t) (p <= 1: no overflow; the mins' products again exact in an MMA of A = the mins and B = p~). Every
 // code is an exact fp16 integer 0..3 and the MMAs accumulate in fp32. Single fp16
 // factors instead of the tensor-core kernel's bf16 hi + lo pairs: half the MMAs on the codes, a relative rounding of
-// 2^-10 per factor (fp16 SDPA rounds its probabilities to fp16 too).
+// 2^-10 per factor (fp16 SDPA rounds its probabilities to fp16 too). The vidkv instance the same on the query carried
+// into each key block's coordinates (Problem::transformed: x_i = fp16(q''_i a_i) over the part indices, the low
+// children's a_i the sign scale, b_i = 0) and with exact trits for the values (o_c += sum_t p~_t t_tc); its bound is
+// 6. over the part indices (decode_attention_tolerance.h fragment_score_terms).
 #pragma once
 
 #include <cstdint>
@@ -21,6 +26,7 @@
 #include "vidkv/attention/decode_attention_format.h"
 #include "vidkv/attention/decode_attention_tables.h"
 #include "vidkv/core/host_device.h"
+#include "vidkv/plugins/quantizers/ternary/ternary_format.h"
 
 namespace vidkv::attention_fragment {
 
@@ -35,18 +41,45 @@ VIDKV_HOST_DEVICE inline bool child_ok(const af::ChildFormat& f, group_format::G
          f.axis == axis && f.scale_dtype == DType::f16;
 }
 
-// Whether the fragment kernel takes p's fast tiles: head_dim 64 or 128; keys one uniform child (not mixed),
-// channel-axis, 2 bits, layout fragment, fp16 scale and min, groups a multiple of 32 tokens (a 32-token tile lies
-// in one group of every channel); values the same token-axis with groups a multiple of 16 channels (one group per
-// 16-channel MMA tile; a group of head_dim or more covers the row; the kernel is instantiated per value group
-// size). Not the query heads: the tables are built before the queries are seen (Problem::qpk is 0 then);
-// DecodeAttention's own limit of 8 per KV head is the B operand's 8 columns.
-VIDKV_HOST_DEVICE inline bool formats_ok(const attention_tables::Problem& p) {
-  if (!head_dim_ok(p.channels)) return false;
-  if (p.key.mixed || p.key.token_mixed || p.value.mixed || p.value.token_mixed) return false;
-  return child_ok(p.key.first, group_format::GroupAxis::channel) && p.key.first.group % 32 == 0 &&
-         child_ok(p.value.first, group_format::GroupAxis::token) && p.value.first.group % 16 == 0;
+// The two format sets the fragment kernel reads (FragmentFormats), each with its own instance:
+//   kivi: keys one uniform child (not mixed), channel-axis, 2 bits, layout fragment, fp16 scale and min, groups a
+//     multiple of 32 tokens (a 32-token tile lies in one group of every channel); values the same token-axis with
+//     groups a multiple of 16 channels (one group per 16-channel MMA tile; a group of head_dim or more covers the
+//     row; the kernel is instantiated per value group size); head_dim 64 or 128. kivi-2-fragment.
+//   vidkv: head_dim 128; keys mixed_channel with one split for every KV head (selector scope layer) of 64 high
+//     channels, uniform 2-bit channel-axis layout fragment (fp16, groups a multiple of 32), and 64 low channels, sign
+//     fft real, zero_one, channel-axis layout fragment (fp16, groups a multiple of 32: its FFT components read
+//     against the transformed query, Problem::transformed); values ternary packing fragment, magnitude_free (no
+//     metadata: A = the trits, B = the probabilities). VidKV 1.5-bit keys and 1.58-bit values in the fragment
+//     layouts (2.0 bits per value instead of base3's 1.6); no preset uses them yet (not yet run on a GPU).
+// Not the query heads: the tables are built before the queries are seen (Problem::qpk is 0 then); DecodeAttention's
+// own limit of 8 per KV head is the B operand's 8 columns.
+enum class FragmentFormats : std::uint8_t { none, kivi, vidkv };
+constexpr std::int64_t kVidkvHeadDim = 128, kVidkvHigh = 64;
+
+VIDKV_HOST_DEVICE inline bool vidkv_keys_ok(const af::SideFormat& k, std::int64_t d) {
+  const af::ChildFormat &hi = k.first, &lo = k.second;
+  return d == kVidkvHeadDim && k.mixed && !k.mask_per_head && k.high == kVidkvHigh && child_ok(hi, group_format::GroupAxis::channel) &&
+         hi.group % 32 == 0 && lo.codec == af::ChildCodec::sign && lo.layout == group_format::CodeLayout::fragment &&
+         lo.axis == group_format::GroupAxis::channel && lo.fft_real && !lo.fft_complex && !lo.symmetric &&
+         lo.scale_dtype == DType::f16 && lo.group % 32 == 0;
 }
+VIDKV_HOST_DEVICE inline bool vidkv_values_ok(const af::SideFormat& v) {
+  return !v.mixed && !v.token_mixed && v.first.codec == af::ChildCodec::ternary &&
+         v.first.packing == ternary_format::Packing::fragment && !v.first.scaled;
+}
+
+VIDKV_HOST_DEVICE inline FragmentFormats fragment_formats(const attention_tables::Problem& p) {
+  if (p.key.token_mixed || p.value.mixed || p.value.token_mixed) return FragmentFormats::none;
+  if (p.key.mixed) return vidkv_keys_ok(p.key, p.channels) && vidkv_values_ok(p.value) ? FragmentFormats::vidkv : FragmentFormats::none;
+  if (!head_dim_ok(p.channels)) return FragmentFormats::none;
+  return child_ok(p.key.first, group_format::GroupAxis::channel) && p.key.first.group % 32 == 0 &&
+                 child_ok(p.value.first, group_format::GroupAxis::token) && p.value.first.group % 16 == 0
+             ? FragmentFormats::kivi
+             : FragmentFormats::none;
+}
+// Whether the fragment kernel takes p's fast tiles (either format set).
+VIDKV_HOST_DEVICE inline bool formats_ok(const attention_tables::Problem& p) { return fragment_formats(p) != FragmentFormats::none; }
 
 // A tile's metadata as the kernel copies it (issue_tile), host-device so that [cpu] tests check these addresses
 // against the plugin's bytes. Keys, stored group-major (group_format::group_major_meta; fragment_tile requires it): the D
@@ -71,6 +104,14 @@ VIDKV_HOST_DEVICE constexpr int key_field(int mt, int kc, int chunks, int a) { r
 VIDKV_HOST_DEVICE constexpr int value_word(int mv) { return mv; }
 VIDKV_HOST_DEVICE constexpr int value_field(int kt, int a) { return 4 * kt + a; }
 
+// 1-bit codes (vidkv's low keys: sign's layout fragment, 16 registers per lane word): the A registers of chunk kc
+// (of 4: 64 components) and token half mt are word mt of the lane's two, fields 4 kc + a; field f holds its two
+// codes at bits f and 16 + f, read from the word for f < 10 and from the word shifted right by 10 above (bit
+// bit_field_shift(f) <= 9 of the source), made an fp16 2^(10 - shift) + code by OR-ing the exponent 25 - shift.
+VIDKV_HOST_DEVICE constexpr int bit_key_word(int mt) { return mt; }
+VIDKV_HOST_DEVICE constexpr int bit_key_field(int kc, int a) { return 4 * kc + a; }
+VIDKV_HOST_DEVICE constexpr int bit_field_shift(int f) { return f < 10 ? f : f - 10; }
+
 // Field j (0..7) of a lane word holds its register's two codes at bits 2 j and 16 + 2 j. The kernel reads fields 0-4
 // from the word and fields 5-7 from the word shifted right by 10, so the field's low code sits at bit field_shift(j)
 // <= 8 of its source (and the high code 16 bits up); OR-ing field_magic(j) into each half (the fp16 exponent
@@ -78,6 +119,8 @@ VIDKV_HOST_DEVICE constexpr int value_field(int kt, int a) { return 4 * kt + a; 
 // value leaves the code (the prototype's lop3 + hsub2).
 VIDKV_HOST_DEVICE constexpr int field_shift(int j) { return j < 5 ? 2 * j : 2 * (j - 5); }
 VIDKV_HOST_DEVICE constexpr unsigned field_magic(int j) { return static_cast<unsigned>(25 - field_shift(j)) << 10; }
+// The fp16 exponent bits that make bit `shift` (0..9) of a half the unit (both widths: 2-bit field j is shift 2 j).
+VIDKV_HOST_DEVICE constexpr unsigned shift_magic(int shift) { return static_cast<unsigned>(25 - shift) << 10; }
 
 // The key metadata in a warp's shared memory (decode_attention_fragment.cu, issue_tile): word w of a tile's D / 2
 // scale words (channels 2 w and 2 w + 1 = 16 kc + 2 t4 + 8 pr, so t4 = w % 4, pr = (w / 4) % 2, kc = w / 8) sits at

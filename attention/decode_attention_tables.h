@@ -238,9 +238,15 @@ VIDKV_HOST_DEVICE inline bool fragment_tile(const Problem& p, const TileEntry& t
     const std::int64_t t = group_format::kFragmentTileTokens;
     return tr0 % t == 0 && tr0 + t <= group_format::fragment_tiled_tokens(tokens);
   };
-  auto aligned = [](const std::uint8_t* x) { return reinterpret_cast<std::uintptr_t>(x) % 16 == 0; };
-  return whole(tile.t0 - kb.begin, kb.tokens) && whole(tile.t0 - vb.begin, vb.tokens) && aligned(kp.first.codes) &&
-         aligned(vp.first.codes) && kp.first.group_major && aligned(kp.first.scales) && aligned(kp.first.mins);
+  auto aligned = [](const std::uint8_t* x, unsigned n = 16) { return reinterpret_cast<std::uintptr_t>(x) % n == 0; };
+  if (!whole(tile.t0 - kb.begin, kb.tokens) || !whole(tile.t0 - vb.begin, vb.tokens) || !aligned(kp.first.codes) ||
+      !aligned(vp.first.codes) || !kp.first.group_major)
+    return false;
+  if (!p.key.mixed) return aligned(kp.first.scales) && aligned(kp.first.mins);  // kivi
+  // vidkv (attention_fragment::FragmentFormats): the low keys' 1-bit codes by 8-byte copies, every metadata section
+  // (high scales and mins, low scales: group-major) word by word; the ternary values have none.
+  return aligned(kp.second.codes, 8) && kp.second.group_major && aligned(kp.first.scales, 4) && aligned(kp.first.mins, 4) &&
+         aligned(kp.second.scales, 4);
 }
 
 // Whether the tokens [tr0, tr0 + n) of a fragment-layout key block of `tokens` tokens, whose codes start at `codes`,

@@ -57,12 +57,54 @@ double fft_score_error(const LayerCache& cache, std::int64_t h, const float* q, 
   return worst;
 }
 
+FragmentScoreTerms fragment_score_terms(const LayerCache& cache, std::int64_t h, const float* q) {
+  const LayerCache::SideRef key = cache.key_side();
+  const std::int64_t d = cache.channels(), heads = cache.heads(), T = cache.tokens();
+  const af::SideFormat f = side_format(*key.quantizer, d, KvSide::key);
+  FragmentScoreTerms out;
+  if (!af::needs_transform(f)) return out;
+  out.mag.assign(static_cast<std::size_t>(T), 0.0);
+  out.sizes.assign(static_cast<std::size_t>(T), 0.0);
+  out.in_block.assign(static_cast<std::size_t>(T), 0);
+  const std::int64_t W = af::key_width(f, d);
+  std::vector<float> gathered(static_cast<std::size_t>(d));
+  for (const auto& blk : key.blocks) {
+    const std::int64_t n_tokens = blk.end - blk.begin;
+    std::vector<std::uint8_t> host(blk.layout->bytes());
+    if (cache.execution().on_cuda()) {
+      copy_to_host(host.data(), blk.bytes, host.size(), cache.execution().cuda_stream);
+    } else {
+      std::copy(blk.bytes, blk.bytes + host.size(), host.begin());
+    }
+    const af::PartRef part = af::part_of(f, host.data(), heads, n_tokens, d, h);
+    for (std::int64_t c = 0; c < d; ++c) gathered[static_cast<std::size_t>(af::gathered_index(f, part, d, c))] = q[c];
+    std::vector<double> tq(static_cast<std::size_t>(W)), mx(static_cast<std::size_t>(W), 0.0);
+    for (std::int64_t i = 0; i < W; ++i) {
+      tq[static_cast<std::size_t>(i)] = std::fabs(static_cast<double>(af::transform_entry(f, part, gathered.data(), i)));
+      out.qmax = std::max(out.qmax, tq[static_cast<std::size_t>(i)]);
+      for (std::int64_t t = 0; t < n_tokens; ++t)
+        mx[static_cast<std::size_t>(i)] = std::max(mx[static_cast<std::size_t>(i)], std::fabs(static_cast<double>(af::part_element(part, t, i))));
+    }
+    for (std::int64_t t = 0; t < n_tokens; ++t) {
+      const auto tt = static_cast<std::size_t>(blk.begin + t);
+      for (std::int64_t i = 0; i < W; ++i) {
+        const double size = std::fabs(static_cast<double>(af::part_element(part, t, i))) + 2.0 * mx[static_cast<std::size_t>(i)];
+        out.mag[tt] += tq[static_cast<std::size_t>(i)] * size;
+        out.sizes[tt] += size;
+      }
+      out.in_block[tt] = 1;
+    }
+  }
+  return out;
+}
+
 namespace {
 
 // 6., weighted by the attention's own probabilities (the decoded K/V in double).
 std::vector<double> fragment_tolerance(const float* q, const std::vector<double>& key, const std::vector<double>& value,
                                        std::int64_t tokens, std::int64_t channels, double extra,
-                                       const std::vector<double>& kmax, double qmax, double vmax, double accumulation) {
+                                       const std::vector<double>& kmax, double qmax, double vmax, double accumulation,
+                                       const FragmentScoreTerms* terms) {
   // kmax: M_i = max_t |k_ti|, |b_i| <= M_i, |a_i c_ti| <= |k_ti| + M_i
   const auto D = static_cast<std::size_t>(channels), T = static_cast<std::size_t>(tokens);
   const double rs = 1.0 / std::sqrt(static_cast<double>(channels));
@@ -78,8 +120,14 @@ std::vector<double> fragment_tolerance(const float* q, const std::vector<double>
       w[t] = std::max(w[t], std::fabs(value[t * D + i]));      // W_t: |b_tg| <= W_t, |a_tg c_tc| <= |v_tc| + W_t
     }
     s[t] = dot * rs;
+    double qm = qmax;
+    if (terms && !terms->in_block.empty() && terms->in_block[t]) {  // the block's part indices (fragment_score_terms)
+      mag = terms->mag[t];
+      sizes = terms->sizes[t];
+      qm = terms->qmax;
+    }
     e[t] = (0x1p-10 + 0x1p-22 + static_cast<double>(8 * channels + 40) * kU) * mag * rs +
-           0x1p-24 * (1.0 + 0x1p-11) * qmax * sizes * rs + 0x1p-22 * std::sqrt(static_cast<double>(channels)) * qmax +
+           0x1p-24 * (1.0 + 0x1p-11) * qm * sizes * rs + 0x1p-22 * std::sqrt(static_cast<double>(channels)) * qm +
            4.0 * kU + extra;
     smax = std::max(smax, s[t]);
     emax = std::max(emax, e[t]);
@@ -115,7 +163,8 @@ std::vector<double> fragment_tolerance(const float* q, const std::vector<double>
 }  // namespace
 
 std::vector<double> output_tolerance(const float* q, const std::vector<double>& key, const std::vector<double>& value,
-                                     std::int64_t tokens, std::int64_t channels, double extra, Arithmetic arithmetic) {
+                                     std::int64_t tokens, std::int64_t channels, double extra, Arithmetic arithmetic,
+                                     const FragmentScoreTerms* terms) {
   if (arithmetic != Arithmetic::cuda_cores) {  // 5. and 6.
     double s1 = 0.0, vmax = 0.0, qmax = 0.0;
     std::vector<double> kmax(static_cast<std::size_t>(channels), 0.0);  // M_i = max_t |k_ti|
@@ -130,7 +179,8 @@ std::vector<double> output_tolerance(const float* q, const std::vector<double>& 
     }
     s1 /= std::sqrt(static_cast<double>(channels));
     const double accumulation = (static_cast<double>(6 * tokens + 1) + 3.0 * static_cast<double>(4 * tokens + 400)) * kU;
-    if (arithmetic == Arithmetic::fragment) return fragment_tolerance(q, key, value, tokens, channels, extra, kmax, qmax, vmax, accumulation);
+    if (arithmetic == Arithmetic::fragment)
+      return fragment_tolerance(q, key, value, tokens, channels, extra, kmax, qmax, vmax, accumulation, terms);
     const double e_s = static_cast<double>(6 * channels + 8 + 65) * kU * s1;
     const double e_p = e_s + 4.0 * kU + extra;
     const double bound = (4.0 * e_p + 0x1p-16 + accumulation) * vmax;

@@ -96,12 +96,31 @@ enum class Arithmetic { cuda_cores, tensor_cores, fragment };
 double fft_score_error(const LayerCache& cache, std::int64_t h, const float* q,
                        Arithmetic arithmetic = Arithmetic::cuda_cores);
 
+// 6. for keys that the fragment kernel reads in their blocks' coordinates (its vidkv instance, attention_fragment::
+// FragmentFormats::vidkv: the query carried into each key block, Problem::transformed): the same rounding terms with
+// the part indices i of the block (W = key_width: the gathered high channels, the low channels' FFT components) in
+// place of the channels, the transformed query tq_i (transform_entry) in place of q_i and the part elements y_ti
+// (part_element: what the MMAs multiply, a c + b per index) in place of k_ti: per token of a key block mag_t =
+// sum_i |tq_i| (|y_ti| + 2 M_i) and sizes_t = sum_i (|y_ti| + 2 M_i), M_i = max over the block's tokens of |y_ti|
+// (|b_i| <= M_i, |a_i c_ti| <= |y_ti| + M_i as in 6.), and qmax = max |tq_i| over every block (the kernel's 2^e is
+// per block: the largest is the conservative one). Tokens outside key blocks (the residual window, the general
+// kernel's fp32) keep 6.'s terms over the channels. The transform's own rounding (fp32, the transform kernel) is the
+// FFT term of 4. (`extra`). Empty (no tokens) where the cache's keys need no transform.
+struct FragmentScoreTerms {
+  std::vector<double> mag, sizes;  // [T]: the terms above for tokens in key blocks
+  std::vector<char> in_block;      // [T]: whether token t is in a key block
+  double qmax = 0.0;
+};
+FragmentScoreTerms fragment_score_terms(const LayerCache& cache, std::int64_t h, const float* q);
+
 // The per-channel bound of 1.-3. for query row q over decoded K/V [T, D] (decoded_head()), with `extra` (the
 // FFT term of 4.) added to e_p. Returns [D]. tensor_cores: the bound of 5., one value for every channel (V the max
 // over the head); fragment: the bound of 6., per channel. Both also cover the residual tiles, which the general
-// kernel computes within the smaller 1.-3.
+// kernel computes within the smaller 1.-3. fragment with `terms` (fragment_score_terms, non-empty): the keys'
+// rounding terms of its key-block tokens over the part indices.
 std::vector<double> output_tolerance(const float* q, const std::vector<double>& key, const std::vector<double>& value,
                                      std::int64_t tokens, std::int64_t channels, double extra,
-                                     Arithmetic arithmetic = Arithmetic::cuda_cores);
+                                     Arithmetic arithmetic = Arithmetic::cuda_cores,
+                                     const FragmentScoreTerms* terms = nullptr);
 
 }  // namespace vidkv::decode_attention_tolerance

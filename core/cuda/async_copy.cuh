@@ -23,6 +23,12 @@ __device__ __forceinline__ void copy4(void* dst, const void* src) {
   asm volatile("cp.async.ca.shared.global [%0], [%1], 4;\n" ::"r"(d), "l"(src));
 }
 
+// Copies 8 bytes from src (device memory, 8-byte aligned) to dst (shared memory, 8-byte aligned); cached in L1.
+__device__ __forceinline__ void copy8(void* dst, const void* src) {
+  const auto d = static_cast<unsigned>(__cvta_generic_to_shared(dst));
+  asm volatile("cp.async.ca.shared.global [%0], [%1], 8;\n" ::"r"(d), "l"(src));
+}
+
 // Copies 16 bytes from src (device memory, 16-byte aligned) to dst (shared memory, 16-byte aligned), through L2 only
 // (cp.async.cg: streamed data that the block reads once).
 __device__ __forceinline__ void copy16(void* dst, const void* src) {

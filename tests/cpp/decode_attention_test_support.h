@@ -228,7 +228,11 @@ inline double check_against_reference(const std::vector<const LayerCache*>& cach
       for (std::int64_t r = 0; r < qpk; ++r) {
         const float* q = qh + r * d;
         const double extra = decode_attention_tolerance::fft_score_error(cache, h, q, arithmetic);
-        const std::vector<double> tol = decode_attention_tolerance::output_tolerance(q, k, v, T, d, extra, arithmetic);
+        // The fragment kernel's vidkv instance rounds the transformed query and the part elements (empty otherwise).
+        const auto terms = arithmetic == decode_attention_tolerance::Arithmetic::fragment
+                               ? decode_attention_tolerance::fragment_score_terms(cache, h, q)
+                               : decode_attention_tolerance::FragmentScoreTerms{};
+        const std::vector<double> tol = decode_attention_tolerance::output_tolerance(q, k, v, T, d, extra, arithmetic, &terms);
         for (std::int64_t c = 0; c < d; ++c) {
           INFO("sequence " << b << " (" << T << " tokens), KV head " << h << ", query row " << r << ", channel " << c);
           const std::size_t i = static_cast<std::size_t>(r * d + c);

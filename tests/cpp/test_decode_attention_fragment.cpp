@@ -367,3 +367,167 @@ TEST_CASE("the fragment kernel's arithmetic (fp16 factors, emulated on the host)
   CHECK(largest > 0.0);
   CHECK(worst < 1.0);
 }
+
+namespace {
+
+// The VidKV fragment codec of attention_codecs() (mixed_channel fragment keys, ternary packing fragment values).
+AttentionCodec vidkv_fragment_codec() {
+  for (const AttentionCodec& ac : attention_codecs())
+    if (ac.name.find("mixed_channel fragment layout") != std::string::npos) return ac;
+  FAIL("no mixed_channel fragment codec in attention_codecs()");
+  return attention_codecs().front();
+}
+
+}  // namespace
+
+TEST_CASE("the fragment kernel takes VidKV's fragment formats as its vidkv instance, and only those", "[cpu][attention]") {
+  // fragment_formats: kivi-2-fragment is kivi; the VidKV fragment codec at head_dim 128 is vidkv (64 high channels,
+  // sign fft real zero_one, ternary magnitude_free packing fragment); the same codec at a quarter split (32 high
+  // channels), with a symmetric sign, with scaled ternary values, with dense children or at head_dim 64 is none.
+  const PluginRegistry& reg = test::builtin_registry(CpuImplementation::reference);
+  auto problem = [&](const ConfigNode& key, const ConfigNode& value, std::int64_t d) {
+    at::Problem p;
+    p.key = side_format(*reg.make_quantizer(key), d, KvSide::key);
+    p.value = side_format(*reg.make_quantizer(value), d, KvSide::value);
+    p.channels = d;
+    return fr::fragment_formats(p);
+  };
+  const AttentionCodec ac = vidkv_fragment_codec();
+  CHECK(problem(ac.key, ac.value, 128) == fr::FragmentFormats::vidkv);
+  const ConfigNode kivi = load_preset("kivi-2-fragment", ConfigNode::scalar("kivi-2-fragment"));
+  CHECK(problem(kivi.at("codec").at("key"), kivi.at("codec").at("value"), 128) == fr::FragmentFormats::kivi);
+  CHECK(problem(ac.key, quantizer_block("ternary", {{"packing", "fragment"}, {"reconstruction", "scaled"}}), 128) ==
+        fr::FragmentFormats::none);
+  CHECK(problem(ac.key, quantizer_block("ternary", {{"packing", "slots2"}}), 128) == fr::FragmentFormats::none);
+  ConfigNode symmetric = ac.key;
+  symmetric.set("low", quantizer_block("sign", {{"fft", "real"}, {"layout", "fragment"}, {"reconstruction", "symmetric"}}));
+  CHECK(problem(symmetric, ac.value, 128) == fr::FragmentFormats::none);
+  ConfigNode quarter = ac.key;
+  ConfigNode selector = ConfigNode::map({"test", 1, 1});
+  selector.set("type", ConfigNode::scalar("range", {"test", 1, 1}));
+  selector.set("fraction", ConfigNode::scalar("0.5", {"test", 1, 1}));
+  selector.set("scope", ConfigNode::scalar("head", {"test", 1, 1}));
+  quarter.set("selector", selector);  // a split per KV head: the kernel copies one per block
+  CHECK(problem(quarter, ac.value, 128) == fr::FragmentFormats::none);
+  // The 1-bit register map: word mt of the lane's two, field 4 kc + a, is fragment_code_index's element (1-bit keys
+  // over 64 components): token 16 mt + g + 8 (a & 1), component 16 kc + 2 t4 + 8 (a >> 1) + half at bit
+  // 32 (2 lane + mt) + 16 half + field (8-byte pairs per lane).
+  const group_format::FragmentForm keys1{group_format::FragmentOperand::keys, 1};
+  for (int lane = 0; lane < 32; ++lane)
+    for (int mt = 0; mt < 2; ++mt)
+      for (int kc = 0; kc < 4; ++kc)
+        for (int a = 0; a < 4; ++a)
+          for (int half = 0; half < 2; ++half) {
+            const int g = lane / 4, t4 = lane % 4;
+            const std::int64_t t = 16 * mt + g + 8 * (a & 1), c = 16 * kc + 2 * t4 + 8 * (a >> 1) + half;
+            const int f = fr::bit_key_field(kc, a);
+            REQUIRE(group_format::fragment_code_index(group_format::GroupAxis::channel, keys1, 32, 64, 0, t, c) ==
+                    32 * (2 * lane + fr::bit_key_word(mt)) + 16 * half + f);
+            REQUIRE(fr::bit_field_shift(f) <= 9);
+          }
+  // The trits' subtraction constant: slot t + 1 at bit s with exponent 25 - s is 2^(10 - s) + t + 1; minus
+  // 2^(10 - s) + 1 (the magic with bit s set) is t. fp16 bits, hand-worked for s = 4: exponent 21 -> 0x5400 = 64.0,
+  // 64 + 1 = 0x5410; slot 2 (t = +1): 0x5400 | 2 << 4 = 0x5420 = 66.0, 66 - 65 = 1.
+  CHECK(fr::shift_magic(4) == 0x5400u);
+  CHECK((fr::shift_magic(4) | (1u << 4)) == 0x5410u);
+}
+
+TEST_CASE("the fragment kernel's vidkv arithmetic (fp16 factors on the transformed query, emulated) stays within tolerance 6",
+          "[cpu][attention]") {
+  // The vidkv instance's numbers without its data movement: per key block, tq = the query carried into the block's
+  // coordinates (transform_entry, fp32), e from max |tq| over the block, q'' = fp16(tq / 2^e); per packed key,
+  // s_t = 2^e c (sum_i fp16(q''_i a_i) c_ti + sum_i q''_i b_i) over the 128 part indices (high: uniform scale, min and
+  // code; low: sign scale and bit, no min); per packed value p~_t t_tc with p~ = fp16(p) (the trits exact); residual
+  // tokens exact. Against the reference within decode_attention_tolerance.h 6. with the part-index terms
+  // (fragment_score_terms); not zero. As the kivi emulation: every packed element takes the fp16 factors and p the
+  // global max.
+  const AttentionCodec ac = vidkv_fragment_codec();
+  const PluginRegistry& reg = test::builtin_registry(CpuImplementation::reference);
+  const KvCodec codec(reg.make_quantizer(ac.key), reg.make_quantizer(ac.value));
+  const std::int64_t d = 128;
+  const LayerInput in = synthetic_input(2, 500, d, 37);
+  const auto cache = filled_cache(codec, ac.lifecycle, in, 450, Execution{});
+  const std::int64_t T = cache->tokens(), heads = cache->heads();
+  const af::SideFormat kf = side_format(codec.key(), d, KvSide::key), vf = side_format(codec.value(), d, KvSide::value);
+  REQUIRE(kf.first.layout == group_format::CodeLayout::fragment);
+  const LayerCache::SideRef ks = cache->key_side(), vs = cache->value_side();
+  const std::vector<float> queries = random_queries(1, heads * 3, d, 1.5f, 6);
+  const float score_scale = static_cast<float>(1.4426950408889634074 / std::sqrt(static_cast<double>(d)));
+  double worst = 0.0, largest = 0.0;
+  std::int64_t packed_keys = 0;
+  for (std::int64_t h = 0; h < heads; ++h) {
+    std::vector<double> k, v;
+    decoded_head(*cache, h, k, v);
+    const std::vector<double> want = reference_decode_attention(*cache, h, queries.data() + h * 3 * d, 3);
+    for (std::int64_t r = 0; r < 3; ++r) {
+      const float* q = queries.data() + (h * 3 + r) * d;
+      std::vector<double> s(static_cast<std::size_t>(T));
+      std::vector<char> done(static_cast<std::size_t>(T), 0);
+      for (const auto& blk : ks.blocks) {
+        const std::int64_t n = blk.end - blk.begin;
+        const af::PartRef part = af::part_of(kf, blk.bytes, heads, n, d, h);
+        std::vector<float> gathered(static_cast<std::size_t>(d));
+        for (std::int64_t c = 0; c < d; ++c) gathered[static_cast<std::size_t>(af::gathered_index(kf, part, d, c))] = q[c];
+        const std::int64_t W = af::key_width(kf, d);
+        std::vector<float> tq(static_cast<std::size_t>(W));
+        float big = 0.0f;
+        for (std::int64_t i = 0; i < W; ++i) {
+          tq[static_cast<std::size_t>(i)] = af::transform_entry(kf, part, gathered.data(), i);
+          big = std::max(big, std::fabs(tq[static_cast<std::size_t>(i)]));
+        }
+        int e = 0;
+        std::frexp(big, &e);
+        for (std::int64_t t = 0; t < n; ++t) {
+          double dot = 0.0;
+          for (std::int64_t i = 0; i < W; ++i) {
+            const bool high = i < part.first_n;
+            const af::ChildView& cv = high ? part.first : part.second;
+            const std::int64_t j = high ? i : i - part.first_n;
+            const af::Meta m = af::view_meta(cv, af::view_group(cv, t, j));
+            const float qi = fp16(std::ldexp(tq[static_cast<std::size_t>(i)], -e));
+            dot += static_cast<double>(fp16(qi * m.scale)) * af::view_code(cv, t, j) + (high ? static_cast<double>(qi * m.mn) : 0.0);
+          }
+          s[static_cast<std::size_t>(blk.begin + t)] = std::ldexp(dot, e) * score_scale * std::log(2.0);
+          done[static_cast<std::size_t>(blk.begin + t)] = 1;
+          ++packed_keys;
+        }
+      }
+      double smax = -HUGE_VAL;
+      for (std::int64_t t = 0; t < T; ++t) {
+        if (!done[static_cast<std::size_t>(t)]) {  // a residual key: exact
+          double dot = 0.0;
+          for (std::int64_t c = 0; c < d; ++c) dot += static_cast<double>(q[c]) * k[static_cast<std::size_t>(t * d + c)];
+          s[static_cast<std::size_t>(t)] = dot * score_scale * std::log(2.0);
+        }
+        smax = std::max(smax, s[static_cast<std::size_t>(t)]);
+      }
+      double l = 0.0;
+      std::vector<double> o(static_cast<std::size_t>(d), 0.0);
+      for (std::int64_t t = 0; t < T; ++t) {
+        const auto p = static_cast<float>(std::exp(s[static_cast<std::size_t>(t)] - smax));
+        const float ph = fp16(p);
+        l += p;
+        const Element probe = element_of(vs, vf, heads, d, h, t, 0);
+        for (std::int64_t c = 0; c < d; ++c)
+          o[static_cast<std::size_t>(c)] += probe.packed ? static_cast<double>(ph) * v[static_cast<std::size_t>(t * d + c)]  // a trit: exact
+                                                         : static_cast<double>(p) * v[static_cast<std::size_t>(t * d + c)];
+      }
+      const auto terms = decode_attention_tolerance::fragment_score_terms(*cache, h, q);
+      REQUIRE(!terms.in_block.empty());
+      const std::vector<double> tol = decode_attention_tolerance::output_tolerance(
+          q, k, v, T, d, decode_attention_tolerance::fft_score_error(*cache, h, q, decode_attention_tolerance::Arithmetic::fragment),
+          decode_attention_tolerance::Arithmetic::fragment, &terms);
+      for (std::int64_t c = 0; c < d; ++c) {
+        INFO("KV head " << h << ", row " << r << ", channel " << c);
+        const double got = o[static_cast<std::size_t>(c)] / l, ref = want[static_cast<std::size_t>(r * d + c)];
+        REQUIRE(std::fabs(got - ref) <= tol[static_cast<std::size_t>(c)]);
+        worst = std::max(worst, std::fabs(got - ref) / tol[static_cast<std::size_t>(c)]);
+        largest = std::max(largest, std::fabs(got - ref));
+      }
+    }
+  }
+  std::cout << "vidkv fragment arithmetic emulated: largest error " << largest << ", largest error / tolerance " << worst << "\n";
+  CHECK(packed_keys > 0);
+  CHECK(largest > 0.0);
+  CHECK(worst < 1.0);
+}
