@@ -632,6 +632,7 @@ struct VidkvKeySetup {
   std::int32_t block = -1;
   std::int64_t high_codes = 0, low_codes = 0, high_scales = 0, high_mins = 0, low_scales = 0;
   std::int64_t begin = 0, high_group = 32, low_group = 32;
+  int high_shift = -1, low_shift = -1;  // log2 of the groups where powers of two (a shift instead of a division)
 };
 struct VidkvValueSetup {
   std::int32_t block = -1;
@@ -652,6 +653,8 @@ __device__ inline VidkvKeySetup vidkv_key_setup(const Problem& p, const BlockEnt
   s.low_scales = reinterpret_cast<std::int64_t>(kp.second.scales) + 2 * fr::key_meta_base(h, kp.second.groups_per_row, 0, L::L);
   s.high_group = p.key.first.group;
   s.low_group = p.key.second.group;
+  s.high_shift = kp.first.group_shift;
+  s.low_shift = kp.second.group_shift;
   return s;
 }
 __device__ inline VidkvValueSetup vidkv_value_setup(const Problem& p, const BlockEntry& e, std::int64_t h, std::int32_t index) {
@@ -675,7 +678,9 @@ __device__ inline void vidkv_issue_tile(std::uint32_t* dst, const TileEntry& til
   for (int i = 0; i < 2; ++i)
     copy16(dst + L::kValueCodes + 4 * (32 * i + lane), reinterpret_cast<const uint4*>(vs.codes + t0 * (2 * L::D / 8)) + 32 * i + lane);
   const int slot = fr::key_meta_slot(lane, L::H);
-  const std::int64_t hi = (tr0 / ks.high_group) * (2 * L::H), lo = (tr0 / ks.low_group) * (2 * L::L);  // bytes of the runs
+  const std::int64_t hg = ks.high_shift >= 0 ? tr0 >> ks.high_shift : tr0 / ks.high_group;
+  const std::int64_t lg = ks.low_shift >= 0 ? tr0 >> ks.low_shift : tr0 / ks.low_group;
+  const std::int64_t hi = hg * (2 * L::H), lo = lg * (2 * L::L);  // bytes from the runs' first group
   copy4(dst + L::kHighScale + slot, reinterpret_cast<const std::uint32_t*>(ks.high_scales + hi) + lane);
   copy4(dst + L::kHighMin + slot, reinterpret_cast<const std::uint32_t*>(ks.high_mins + hi) + lane);
   copy4(dst + L::kLowScale + slot, reinterpret_cast<const std::uint32_t*>(ks.low_scales + lo) + lane);

@@ -531,3 +531,69 @@ TEST_CASE("the fragment kernel's vidkv arithmetic (fp16 factors on the transform
   CHECK(largest > 0.0);
   CHECK(worst < 1.0);
 }
+
+TEST_CASE("the vidkv instance's tile addresses hold each key child's scales and mins and each lane's codes", "[cpu][attention]") {
+  // What vidkv_issue_tile copies, against the plugins' bytes through decode attention's views, for every whole tile
+  // of every key and value block and KV head of a VidKV fragment cache: the high child's scales and mins and the low
+  // child's scales at key_meta_base + c of their group-major sections (4-byte aligned runs: one word per lane), and
+  // each lane's code words at the tile's (h T + tr0) bytes-per-token offset: the high child's quad l, the low child's
+  // pair l and the values' quads l and 32 + l hold the codes fragment_code_index puts there.
+  namespace gf = group_format;
+  const PluginRegistry& reg = test::builtin_registry(CpuImplementation::reference);
+  const AttentionCodec ac = vidkv_fragment_codec();
+  const KvCodec codec(reg.make_quantizer(ac.key), reg.make_quantizer(ac.value));
+  const std::int64_t d = 128;
+  const LayerInput in = synthetic_input(4, 300, d, 43);
+  const auto cache = filled_cache(codec, ac.lifecycle, in, 260, Execution{});
+  const std::int64_t heads = cache->heads();
+  const af::SideFormat kf = side_format(codec.key(), d, KvSide::key), vf = side_format(codec.value(), d, KvSide::value);
+  std::int64_t tiles = 0;
+  for (const auto& blk : cache->key_side().blocks) {
+    const std::int64_t T = blk.end - blk.begin;
+    for (std::int64_t h = 0; h < heads; ++h) {
+      const af::PartRef kp = af::part_of(kf, blk.bytes, heads, T, d, h);
+      for (std::int64_t tr0 = 0; tr0 + 32 <= (T / 32) * 32; tr0 += 32, ++tiles) {
+        INFO("key block at " << blk.begin << ", head " << h << ", tile " << tr0);
+        for (int child = 0; child < 2; ++child) {
+          const af::ChildView& v = child == 0 ? kp.first : kp.second;
+          REQUIRE(v.group_major);
+          const std::int64_t base = fr::key_meta_base(h, v.groups_per_row, tr0 / v.f.group, fr::kVidkvHigh);
+          CHECK((v.scales - blk.bytes + 2 * base) % 4 == 0);
+          for (std::int64_t c = 0; c < 64; ++c) {
+            const af::Meta m = af::view_meta(v, af::view_group(v, tr0, c));
+            REQUIRE(gf::get_scalar(v.scales, base + c, DType::f16) == m.scale);
+            if (child == 0) REQUIRE(gf::get_scalar(v.mins, base + c, DType::f16) == m.mn);
+          }
+          // Codes: bits per token 2 x 64 (high) or 64 (low); lane l's vector of V words at word V l of the tile.
+          const unsigned bits = child == 0 ? 2u : 1u;
+          const std::int64_t tile_byte = (h * T + tr0) * 64 * bits / 8;
+          const gf::FragmentForm form{gf::FragmentOperand::keys, bits};
+          for (std::int64_t t = 0; t < 32; ++t)
+            for (std::int64_t c = 0; c < 64; ++c) {
+              const std::int64_t k = gf::fragment_code_index(gf::GroupAxis::channel, form, T, 64, h, tr0 + t, c);
+              REQUIRE(k * bits / 8 >= tile_byte);
+              REQUIRE(k * bits / 8 < tile_byte + 32 * 64 * bits / 8);
+              REQUIRE(af::view_code(v, tr0 + t, c) == bits::dense_get(v.codes, static_cast<std::size_t>(k), bits));
+            }
+        }
+      }
+    }
+  }
+  for (const auto& blk : cache->value_side().blocks) {
+    const std::int64_t T = blk.end - blk.begin;
+    for (std::int64_t h = 0; h < heads; ++h) {
+      const af::ChildView v = af::part_of(vf, blk.bytes, heads, T, d, h).first;
+      for (std::int64_t tr0 = 0; tr0 + 32 <= (T / 32) * 32; tr0 += 32) {
+        const std::int64_t tile_byte = (h * T + tr0) * d * 2 / 8;
+        for (std::int64_t t = 0; t < 32; ++t)
+          for (std::int64_t c = 0; c < d; ++c) {
+            const std::int64_t k = gf::fragment_code_index(v.f.axis, ternary_format::kFragmentForm, T, d, h, tr0 + t, c);
+            REQUIRE(k / 4 >= tile_byte);
+            REQUIRE(k / 4 < tile_byte + 32 * d / 4);
+            REQUIRE(af::view_code(v, tr0 + t, c) == bits::dense_get(v.codes, static_cast<std::size_t>(k), 2));
+          }
+      }
+    }
+  }
+  CHECK(tiles >= heads * 4);  // the 260-token prompt's quantized keys: at least 4 whole tiles per head
+}
