@@ -3,7 +3,10 @@
 # transformers in `python3` (the development GPU machine: Ubuntu 24.04, CUDA 13), in this order:
 #   1. configure (preset cuda, Ninja, the Python extension) and build vidkv, vidkv_tests and _vidkv into build-cuda/;
 #   2. the [cuda] decode attention tests (prints the fragment kernel's largest error / tolerance);
-#   3. `vidkv bench --attention` (kivi-2-fragment and kivi-2, 8k to 128k tokens, batch 1 and 8, against fp16 SDPA);
+#   3. `vidkv bench --attention` (kivi-2-fragment and kivi-2, 8k to 128k tokens, batch 1 and 8, against fp16 SDPA), then
+#      the same for the pending preset vidkv-k1.5-v1.58-fragment (experiments/presets_pending/: the fragment kernel's
+#      vidkv instance, through VIDKV_PRESETS_DIR = a folder of the bundled presets and the pending ones) and
+#      vidkv-k1.5-v1.58;
 #   4. `vidkv bench --live --fused --fused-only` (kivi-2-fragment against DynamicCache at 32k, batch 1 and 8);
 #   5. the other [cuda] tests;
 #   6. the attention bench at 8 x 64k with the general kernel's placement by default and with
@@ -49,6 +52,13 @@ if [ "$(left)" -gt 100 ]; then
   timeout 100 $B/vidkv bench --backend cuda --attention --tokens 8192,32768,65536,131072 --batches 1,8 \
     --presets kivi-2-fragment,kivi-2 2>&1 | grep -v "^$"
 fi
+PRESETS_ALL=$(mktemp -d)  # the bundled presets and the pending ones (not bundled until their kernels have run here)
+cp experiments/presets/*.yaml experiments/presets_pending/*.yaml "$PRESETS_ALL"/
+if [ "$(left)" -gt 100 ]; then
+  echo "== bench --attention, the pending vidkv-k1.5-v1.58-fragment and vidkv-k1.5-v1.58 (left $(left) s)"
+  VIDKV_PRESETS_DIR=$PRESETS_ALL timeout 100 $B/vidkv bench --backend cuda --attention --tokens 8192,32768,65536,131072 \
+    --batches 1,8 --presets vidkv-k1.5-v1.58-fragment,vidkv-k1.5-v1.58 2>&1 | grep -v "^$"
+fi
 if [ "$(left)" -gt 110 ]; then
   L=$(left)
   echo "== bench --live --fused (left $L s)"
@@ -71,9 +81,9 @@ fi
 if [ "$(left)" -gt 35 ] && command -v ncu >/dev/null; then
   L=$(left)
   echo "== ncu, 8 x 64k (left $L s; ncu locks the clocks: times above the bench's)"
-  timeout $((L - 5)) ncu -k regex:"fragment_kernel|split_kernel|combine_kernel|transform_kernel" -c 6 \
+  timeout $((L - 5)) ncu -k regex:"fragment_kernel|fragment_vidkv_kernel|split_kernel|combine_kernel|transform_kernel" -c 6 \
     --metrics gpu__time_duration.sum,smsp__inst_executed.sum,dram__bytes_read.sum,smsp__issue_active.avg.pct_of_peak_sustained_active,launch__registers_per_thread \
     $B/vidkv bench --backend cuda --attention --tokens 65536 --batches 8 --presets kivi-2-fragment --repeats 1 --no-torch 2>&1 |
-    grep -E "fragment_kernel|split_kernel|combine|transform|^\s+(gpu__|smsp__|dram__|launch__)" | cut -c1-110
+    grep -E "fragment_kernel|fragment_vidkv|split_kernel|combine|transform|^\s+(gpu__|smsp__|dram__|launch__)" | cut -c1-110
 fi
 echo "== done at $(($(date +%s) - T0)) s"

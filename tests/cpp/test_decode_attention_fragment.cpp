@@ -370,11 +370,12 @@ TEST_CASE("the fragment kernel's arithmetic (fp16 factors, emulated on the host)
 
 namespace {
 
-// The VidKV fragment codec of attention_codecs() (mixed_channel fragment keys, ternary packing fragment values).
+// The VidKV fragment codec of attention_codecs(): the pending preset vidkv-k1.5-v1.58-fragment (mixed_channel fragment
+// keys, ternary packing fragment values; experiments/presets_pending/).
 AttentionCodec vidkv_fragment_codec() {
   for (const AttentionCodec& ac : attention_codecs())
-    if (ac.name.find("mixed_channel fragment layout") != std::string::npos) return ac;
-  FAIL("no mixed_channel fragment codec in attention_codecs()");
+    if (ac.name == "pending preset vidkv-k1.5-v1.58-fragment") return ac;
+  FAIL("no pending preset vidkv-k1.5-v1.58-fragment in attention_codecs()");
   return attention_codecs().front();
 }
 

@@ -459,7 +459,7 @@ TEST_CASE("decode attention reads every element of a fragment-layout cache as th
 
 TEST_CASE("decode attention reads VidKV's fragment codec as its dense twin, and the kernels' emulation agrees with the reference",
           "[cpu][attention][fragment]") {
-  // attention_codecs()'s mixed_channel fragment codec (uniform 2-bit + sign fft real keys in layout fragment, ternary
+  // attention_codecs()'s pending preset vidkv-k1.5-v1.58-fragment (uniform 2-bit + sign fft real keys in layout fragment, ternary
   // values in packing fragment; paper lifecycle) at 128 channels (each key part 64), against the same codec in layout
   // dense / packing slots2 filled with the same tokens: every child view element read in place (view_element: codes
   // through fragment_code_index in each child's form, metadata group-major) is the twin's, bit for bit, in every block
@@ -467,8 +467,8 @@ TEST_CASE("decode attention reads VidKV's fragment codec as its dense twin, and 
   namespace af = attention_format;
   const auto found = [] {
     for (const AttentionCodec& ac : attention_codecs())
-      if (ac.name.find("mixed_channel fragment layout") != std::string::npos) return ac;
-    FAIL("no mixed_channel fragment codec in attention_codecs()");
+      if (ac.name == "pending preset vidkv-k1.5-v1.58-fragment") return ac;
+    FAIL("no pending preset vidkv-k1.5-v1.58-fragment in attention_codecs()");
     return attention_codecs().front();
   }();
   const PluginRegistry& reg = test::builtin_registry(CpuImplementation::reference);
