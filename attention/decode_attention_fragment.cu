@@ -359,6 +359,18 @@ __device__ __forceinline__ bool softmax_tile(const float (&sc)[2][4], float (&m)
   return __any_sync(0xffffffffu, alpha[0] != 1.0f || alpha[1] != 1.0f);
 }
 
+// The value accumulators acc[mv][r] (head 2 t4 + r % 2) times their head's alpha (softmax_tile's factors).
+template <int KC>
+__device__ __forceinline__ void rescale_acc(float (&acc)[KC][4], const float (&alpha)[2]) {
+#pragma unroll
+  for (int mv = 0; mv < KC; ++mv) {
+    acc[mv][0] *= alpha[0];
+    acc[mv][1] *= alpha[1];
+    acc[mv][2] *= alpha[0];
+    acc[mv][3] *= alpha[1];
+  }
+}
+
 // The values' B operand from the probabilities softmax_tile wrote (after every lane's writes: __syncwarp): rows
 // tokens 16 kt + 2 t4 (+1) and + 8 (+9), column head g, as fp16 pairs p~ = fp16(p).
 __device__ __forceinline__ void probabilities_b(const float* prob, int g, int t4, unsigned (&ph)[2][2]) {
@@ -522,13 +534,7 @@ __global__ void __launch_bounds__(kThreads, 3) fragment_kernel(const Problem p) 
     float alpha[2];
     // The accumulators' rescale, skipped when no head's running max moved (alpha exactly 1: the same values).
     if (softmax_tile(sc, m, l, alpha, prob, g, t4)) {
-#pragma unroll
-      for (int mv = 0; mv < KC; ++mv) {
-        acc[mv][0] *= alpha[0];
-        acc[mv][1] *= alpha[1];
-        acc[mv][2] *= alpha[0];
-        acc[mv][3] *= alpha[1];
-      }
+      rescale_acc(acc, alpha);
       accm[0] *= alpha[0];
       accm[1] *= alpha[1];
     }
@@ -847,15 +853,7 @@ __global__ void __launch_bounds__(kThreads, 3) fragment_vidkv_kernel(const Probl
 
     // 3. Online softmax.
     float alpha[2];
-    if (softmax_tile(sc, m, l, alpha, prob, g, t4)) {
-#pragma unroll
-      for (int mv = 0; mv < KC; ++mv) {
-        acc[mv][0] *= alpha[0];
-        acc[mv][1] *= alpha[1];
-        acc[mv][2] *= alpha[0];
-        acc[mv][3] *= alpha[1];
-      }
-    }
+    if (softmax_tile(sc, m, l, alpha, prob, g, t4)) rescale_acc(acc, alpha);
     unsigned ph[2][2];
     probabilities_b(prob, g, t4, ph);
 

@@ -11,6 +11,19 @@ namespace vidkv::decode_attention_tolerance {
 
 namespace af = attention_format;
 
+namespace {
+// A block's packed bytes on the host (copied from the device for a cuda cache).
+std::vector<std::uint8_t> host_bytes(const LayerCache& cache, const LayerCache::BlockRef& blk) {
+  std::vector<std::uint8_t> host(blk.layout->bytes());
+  if (cache.execution().on_cuda()) {
+    copy_to_host(host.data(), blk.bytes, host.size(), cache.execution().cuda_stream);
+  } else {
+    std::copy(blk.bytes, blk.bytes + host.size(), host.begin());
+  }
+  return host;
+}
+}  // namespace
+
 double fft_score_error(const LayerCache& cache, std::int64_t h, const float* q, Arithmetic arithmetic) {
   const LayerCache::SideRef key = cache.key_side();
   const std::int64_t d = cache.channels(), heads = cache.heads();
@@ -21,12 +34,7 @@ double fft_score_error(const LayerCache& cache, std::int64_t h, const float* q, 
   double worst = 0.0;
   for (const auto& blk : key.blocks) {
     const std::int64_t n_tokens = blk.end - blk.begin;
-    std::vector<std::uint8_t> host(blk.layout->bytes());
-    if (cache.execution().on_cuda()) {
-      copy_to_host(host.data(), blk.bytes, host.size(), cache.execution().cuda_stream);
-    } else {
-      std::copy(blk.bytes, blk.bytes + host.size(), host.begin());
-    }
+    const std::vector<std::uint8_t> host = host_bytes(cache, blk);
     const af::PartRef part = af::part_of(f, host.data(), heads, n_tokens, d, h);
     // sum_c |q_c| over the channels of each FFT child.
     double q_first = 0.0, q_second = 0.0;
@@ -70,12 +78,7 @@ FragmentScoreTerms fragment_score_terms(const LayerCache& cache, std::int64_t h,
   std::vector<float> gathered(static_cast<std::size_t>(d));
   for (const auto& blk : key.blocks) {
     const std::int64_t n_tokens = blk.end - blk.begin;
-    std::vector<std::uint8_t> host(blk.layout->bytes());
-    if (cache.execution().on_cuda()) {
-      copy_to_host(host.data(), blk.bytes, host.size(), cache.execution().cuda_stream);
-    } else {
-      std::copy(blk.bytes, blk.bytes + host.size(), host.begin());
-    }
+    const std::vector<std::uint8_t> host = host_bytes(cache, blk);
     const af::PartRef part = af::part_of(f, host.data(), heads, n_tokens, d, h);
     for (std::int64_t c = 0; c < d; ++c) gathered[static_cast<std::size_t>(af::gathered_index(f, part, d, c))] = q[c];
     std::vector<double> tq(static_cast<std::size_t>(W)), mx(static_cast<std::size_t>(W), 0.0);
