@@ -7,7 +7,8 @@
 #      the same for the pending preset vidkv-k1.5-v1.58-fragment (experiments/presets_pending/: the fragment kernel's
 #      vidkv instance, through VIDKV_PRESETS_DIR = a folder of the bundled presets and the pending ones) and
 #      vidkv-k1.5-v1.58;
-#   4. `vidkv bench --live --fused --fused-only` (kivi-2-fragment against DynamicCache at 32k, batch 1 and 8);
+#   4. `vidkv bench --live --fused --fused-only` (kivi-2-fragment and the pending vidkv-k1.5-v1.58-fragment against
+#      DynamicCache at 32k, batch 1 and 8);
 #   5. the other [cuda] tests;
 #   6. the attention bench at 8 x 64k with the general kernel's placement by default and with
 #      VIDKV_CUDA_ATTENTION_BESIDE=after, =always and =one-split, then with VIDKV_CUDA_ATTENTION_COMPACT=off (A / B, in
@@ -62,8 +63,9 @@ fi
 if [ "$(left)" -gt 110 ]; then
   L=$(left)
   echo "== bench --live --fused (left $L s)"
-  PYTHONPATH=experiments/python:build-cuda/python timeout $((L - 60 > 120 ? 120 : L - 60)) python3 -m vidkv.bench_live \
-    --fused --fused-only --presets kivi-2-fragment --tokens 32768 --batches 1,8 --steps 16 --rounds 2 2>&1 | tail -16
+  VIDKV_PRESETS_DIR=$PRESETS_ALL PYTHONPATH=experiments/python:build-cuda/python timeout $((L - 60 > 150 ? 150 : L - 60)) \
+    python3 -m vidkv.bench_live --fused --fused-only --presets kivi-2-fragment,vidkv-k1.5-v1.58-fragment --tokens 32768 \
+    --batches 1,8 --steps 16 --rounds 2 2>&1 | tail -20
 fi
 run_tests "[cuda]~[attention]" 100 rest
 for beside in default after always one-split; do
