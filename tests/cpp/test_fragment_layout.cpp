@@ -1,10 +1,12 @@
-// uniform's layout fragment (group_format.h): the 2-bit codes of dense, permuted into the order of mma.m16n8k16's A
-// operands per 32-token tile. The map is a bijection whose inverse is fragment_element; hand-worked positions;
+// The fragment layout (group_format.h): dense's codes permuted into the order of mma.m16n8k16's A operands per
+// 32-token tile, in every form (keys or values operand, 1- or 2-bit codes: uniform's and sign's layout fragment,
+// ternary's packing fragment). The map is a bijection whose inverse is fragment_element; hand-worked positions;
 // every lane's registers hold the (row, column) pairs of the PTX fragment; the permutations between the layouts;
-// channel-axis metadata group-major (meta_index, the section permutations); the uniform quantizer in layout fragment
-// (reference and optimised tiers) writes dense's metadata (group-major on the channel axis) and permuted codes and
-// decodes to dense's values bit for bit; the byte-per-thread packer (code_byte) writes the reference's
-// bytes; refusals of what the layout cannot hold; every element read in place by decode attention.
+// channel-axis metadata group-major (meta_index, the section permutations); uniform, sign and ternary in the fragment
+// layout (reference and optimised tiers) write dense's (slots2's) metadata (group-major on the channel axis) and
+// permuted codes and decode to dense's values bit for bit; the byte-per-thread packer (code_byte) writes the
+// reference's bytes; refusals of what the layout cannot hold; every element read in place by decode attention, and
+// the pending preset vidkv-k1.5-v1.58-fragment read as its dense twin.
 #include <cstdint>
 #include <cstring>
 #include <set>
