@@ -598,3 +598,72 @@ TEST_CASE("the vidkv instance's tile addresses hold each key child's scales and 
   }
   CHECK(tiles >= heads * 4);  // the 260-token prompt's quantized keys: at least 4 whole tiles per head
 }
+
+TEST_CASE("the vidkv instance's field tricks (1-bit codes, trits) and its fragment_tile conditions", "[cpu][attention]") {
+  // 1-bit field f of a lane word: low code at bit f, high code at 16 + f; fields 10-15 read from the word shifted right
+  // by 10 (bit_field_shift). OR-ing the exponent shift_magic(s) makes an fp16 2^(10 - s) + code; subtracting the
+  // magic's value leaves the code (the kernel's kCodeSub), with the word's other bits random.
+  std::mt19937_64 rng(5);
+  for (int f = 0; f < 16; ++f)
+    for (unsigned lo = 0; lo < 2; ++lo)
+      for (unsigned hi = 0; hi < 2; ++hi) {
+        const std::uint32_t mask = (1u << f) | (1u << (16 + f));
+        const std::uint32_t w = (static_cast<std::uint32_t>(rng()) & ~mask) | (lo << f) | (hi << (16 + f));
+        const std::uint32_t src = f < 10 ? w : w >> 10;
+        const int s = fr::bit_field_shift(f);
+        const float magic = half_bits_to_float(static_cast<std::uint16_t>(fr::shift_magic(s)));
+        const auto low = static_cast<std::uint16_t>((src & (1u << s)) | fr::shift_magic(s));
+        const auto high = static_cast<std::uint16_t>(((src >> 16) & (1u << s)) | fr::shift_magic(s));
+        INFO("1-bit field " << f << ", codes " << lo << ", " << hi);
+        REQUIRE(half_bits_to_float(low) - magic == static_cast<float>(lo));
+        REQUIRE(half_bits_to_float(high) - magic == static_cast<float>(hi));
+      }
+  // Trits: a 2-bit field's slots t + 1 (0, 1, 2) minus the magic with bit s set (2^(10 - s) + 1, the kernel's
+  // kTritSub) are t exactly.
+  for (int j = 0; j < 8; ++j)
+    for (unsigned lo = 0; lo < 3; ++lo)
+      for (unsigned hi = 0; hi < 3; ++hi) {
+        const std::uint32_t mask = (3u << (2 * j)) | (3u << (16 + 2 * j));
+        const std::uint32_t w = (static_cast<std::uint32_t>(rng()) & ~mask) | (lo << (2 * j)) | (hi << (16 + 2 * j));
+        const std::uint32_t src = j < 5 ? w : w >> 10;
+        const int s = fr::field_shift(j);
+        const float sub = half_bits_to_float(static_cast<std::uint16_t>(fr::shift_magic(s) | (1u << s)));
+        REQUIRE(sub == std::ldexp(1.0f, 10 - s) + 1.0f);
+        const auto low = static_cast<std::uint16_t>((src & (3u << s)) | fr::shift_magic(s));
+        const auto high = static_cast<std::uint16_t>(((src >> 16) & (3u << s)) | fr::shift_magic(s));
+        INFO("2-bit field " << j << ", slots " << lo << ", " << hi);
+        REQUIRE(half_bits_to_float(low) - sub == static_cast<float>(lo) - 1.0f);
+        REQUIRE(half_bits_to_float(high) - sub == static_cast<float>(hi) - 1.0f);
+      }
+  // fragment_tile with mixed keys: the low child's codes 8-byte aligned (the lanes' pair copies) and group-major, every
+  // key metadata section 4-byte aligned (a word per lane); the high child's codes 16-byte aligned as before.
+  alignas(16) static std::uint8_t bytes[64];
+  at::BlockEntry keys[1] = {{bytes, 0, 64, 0, 0}};
+  at::BlockEntry values[1] = {{bytes, 0, 64, 0, 0}};
+  at::Problem p;
+  p.fragment = true;
+  p.key.mixed = true;
+  p.key_blocks = keys;
+  p.value_blocks = values;
+  af::PartRef kp, vp;
+  kp.first.codes = kp.first.scales = kp.first.mins = bytes;
+  kp.second.codes = kp.second.scales = bytes + 8;
+  kp.first.group_major = kp.second.group_major = true;
+  vp.first.codes = bytes;
+  at::TileEntry t;
+  t.t0 = 32;
+  t.n = 32;
+  t.key_block = t.value_block = 0;
+  CHECK(at::fragment_tile(p, t, kp, vp));
+  kp.second.codes = bytes + 4;  // the low codes off 8 bytes
+  CHECK_FALSE(at::fragment_tile(p, t, kp, vp));
+  kp.second.codes = bytes + 8;
+  kp.second.scales = bytes + 2;  // the low scales off 4 bytes
+  CHECK_FALSE(at::fragment_tile(p, t, kp, vp));
+  kp.second.scales = bytes + 8;
+  kp.first.mins = bytes + 6;  // the high mins off 4 bytes
+  CHECK_FALSE(at::fragment_tile(p, t, kp, vp));
+  kp.first.mins = bytes;
+  kp.second.group_major = false;  // the low scales in the canonical order
+  CHECK_FALSE(at::fragment_tile(p, t, kp, vp));
+}
