@@ -168,7 +168,7 @@ TEST_CASE("composite tiers combine the children's and supports() names the child
   std::string why;
   CHECK_FALSE(q->supports(Device::cuda, s, &why));
 #ifdef VIDKV_WITH_CUDA
-  CHECK(why.rfind("low: ", 0) == 0);
+  CHECK(why.rfind("low (", 0) == 0);  // "low (n of D channels): ..."
   CHECK(why.find("half_step") != std::string::npos);
 #endif
   // fraction 1: every channel is high, the low child does not run and is not named.

@@ -12,6 +12,7 @@
 #include "fixture_quantizers.h"
 #include "vidkv/experiments/src/cuda_replay.h"
 #include "vidkv/experiments/src/experiment_plan.h"
+#include "vidkv/experiments/src/presets.h"
 #include "vidkv/experiments/src/experiment_runner.h"
 #include "vidkv/experiments/src/yaml_config.h"
 
@@ -258,6 +259,21 @@ TEST_CASE("resolve_codec builds one side of a preset for the Python API", "[expe
   const std::string m = message_of([&] { resolve_codec(parse_yaml_text("{preset: q}", "python"), test::builtin_registry()); });
   CHECK(m.find("unknown preset 'q' (did you mean 'p'?); valid: p") != std::string::npos);
   ::unsetenv("VIDKV_PRESETS_DIR");
+}
+
+TEST_CASE("a pending preset (experiments/presets_pending/) is refused naming its file and how to use it", "[experiments][plan]") {
+  // Not bundled: the bundled folder does not list it, and the error says where it is and what to set, instead of a
+  // did-you-mean among the bundled names.
+  Scratch s;
+  const std::string m = message_of([&] {
+    plan_experiment(s.write("p.yaml", "name: t\ntraces: [x.h5]\ncodec: {preset: vidkv-k1.5-v1.58-fragment}\n"), {},
+                    test::builtin_registry());
+  });
+  CHECK(m.find("p.yaml:3") != std::string::npos);
+  CHECK(m.find("'vidkv-k1.5-v1.58-fragment' is a pending preset (") != std::string::npos);
+  CHECK(m.find("presets_pending/vidkv-k1.5-v1.58-fragment.yaml") != std::string::npos);
+  CHECK(m.find("set VIDKV_PRESETS_DIR") != std::string::npos);
+  CHECK(pending_preset_path("kivi-2").empty());
 }
 
 TEST_CASE("a preset or experiment name no file can have is a ConfigError naming the line, not a file-system error",

@@ -321,7 +321,7 @@ TEST_CASE("layout fragment refuses what it cannot hold, naming the key or the sh
   const auto mc = test::builtin_registry().make_quantizer(mixed);
   why.clear();
   CHECK_FALSE(mc->supports(Device::cpu, BlockShape{1, 32, 128}, &why));
-  CHECK(why.find("high: uniform layout fragment") != std::string::npos);
+  CHECK(why.find("high (32 of 128 channels): uniform layout fragment") != std::string::npos);
   CHECK_FALSE(decode_attention_supports(*mc, 128, KvSide::key, &why));
   CHECK(why.find("multiple of 64 channels per part, got 32") != std::string::npos);
   mixed.set("selector", quantizer_block("range"));  // half: 64 high channels, 64 low (sign, dense)

@@ -196,10 +196,14 @@ bool MixedChannelQuantizer::supports(Device device, const BlockShape& shape, std
   if (!Quantizer::supports(device, shape, why)) return false;
   if (!selector_->count_fits(shape.channels, why)) return false;  // a count above head_dim: refused, not thrown
   const std::int64_t k = selector_->selected_count(shape.channels);
-  return (k == 0 || composite::part_supports("high", why, [&](std::string* r) {
+  // "high (32 of 64 channels)": a child's refusal names its part's width, which the selector sets, not head_dim.
+  auto label = [&](const char* part, std::int64_t n) {
+    return std::string(part) + " (" + std::to_string(n) + " of " + std::to_string(shape.channels) + " channels)";
+  };
+  return (k == 0 || composite::part_supports(label("high", k).c_str(), why, [&](std::string* r) {
             return high_->supports(device, part_shape(shape, k), r);
           })) &&
-         (shape.channels - k == 0 || composite::part_supports("low", why, [&](std::string* r) {
+         (shape.channels - k == 0 || composite::part_supports(label("low", shape.channels - k).c_str(), why, [&](std::string* r) {
             return low_->supports(device, part_shape(shape, shape.channels - k), r);
           })) &&
          composite::part_supports("selector", why, [&](std::string* r) { return selector_->supports(device, r); });

@@ -58,7 +58,8 @@ struct TernaryParams {
              std::vector<std::pair<std::string, Packing>>{{"base3", Packing::base3}, {"slots2", Packing::slots2}, {"release", Packing::release},
                                                           {"fragment", Packing::fragment}},
              "base3: 5 trits per byte (1.6 bits); slots2: dense 2-bit slots; release: uint32 2-bit slots + scale + min; "
-             "fragment: slots2's bytes in the order of decode attention's MMA operands (channels a multiple of 64)");
+             "fragment: slots2's bytes (2.0 bits) in the order of decode attention's MMA operands (channels a multiple of "
+             "64)");
     group_params::bind_scale_dtype(b, &TernaryParams::scale_dtype,
                                    "storage type of the per-group scale (and of the release's min)");
   }
