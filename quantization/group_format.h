@@ -547,9 +547,9 @@ VIDKV_HOST_DEVICE inline std::uint8_t dense_byte_from_fragment(const GroupGrid& 
 }
 
 // A whole codes section permuted between the layouts (every code moved, none changed; `to`, code_bytes(...) bytes not
-// overlapping `from`, written whole). The optimised CPU tiers code in layout dense and permute with these
-// (quantization/fragment_permute.h); the result equals put_code / get_code's bit for bit
-// (tests/cpp/test_fragment_layout.cpp).
+// overlapping `from`, written whole): the definition by bytes, equal to put_code / get_code's bit for bit
+// (tests/cpp/test_fragment_layout.cpp). The CPU tiers' permutation (quantization/fragment_permute.cpp) builds the
+// same bytes a lane word at a time, and is tested against these.
 inline void fragment_from_dense(const GroupGrid& g, FragmentForm f, const std::uint8_t* dense, std::uint8_t* fragment) {
   const auto n = static_cast<std::int64_t>(code_bytes(CodeLayout::dense, g, f.bits));
   for (std::int64_t b = 0; b < n; ++b) fragment[b] = fragment_byte_from_dense(g, f, dense, b);

@@ -25,6 +25,7 @@
 #include "vidkv/plugins/quantizers/ternary/ternary.h"
 #include "vidkv/plugins/quantizers/uniform/uniform.h"
 #include "vidkv/plugins/quantizers/uniform/uniform_format.h"
+#include "vidkv/quantization/fragment_permute.h"
 #include "vidkv/quantization/group_format.h"
 
 using namespace vidkv;
@@ -188,6 +189,39 @@ TEST_CASE("fragment layout: dense and fragment codes sections permute into each 
         gf::dense_from_fragment(g, form, fragment.data(), back.data());
         REQUIRE(back == dense);
       }
+}
+
+TEST_CASE("fragment_permute's word-at-a-time permutation writes group_format's bytes, both ways, with the metadata",
+          "[quantizer][fragment]") {
+  // The CPU tiers' permutation (fragment_permute.cpp: each tile's lane words built forward from lane and register, then
+  // the tail) against the per-byte definition (group_format::fragment_from_dense / dense_from_fragment) for every form
+  // and axis, token counts with and without a tail (and all tail: nothing moves), two metadata sections of fp16 moved
+  // group-major on the channel axis; the round trip restores the dense block.
+  for (gf::GroupAxis axis : {gf::GroupAxis::channel, gf::GroupAxis::token})
+    for (gf::FragmentOperand op : {gf::FragmentOperand::keys, gf::FragmentOperand::values})
+      for (unsigned bits : {1u, 2u})
+        for (std::int64_t tokens : {7, 32, 45, 100})
+          for (std::int64_t channels : {64, 128, 192}) {
+            INFO("axis " << (axis == gf::GroupAxis::channel ? "channel" : "token") << " operand " << operand_name(op) << " bits "
+                         << bits << " tokens " << tokens << " channels " << channels);
+            const gf::GroupGrid g = gf::make_group_grid(axis, 3, tokens, channels, 32);
+            const fragment_permute::BlockSections sec{g, gf::FragmentForm{op, bits}, 2, 2};
+            const std::size_t n = sec.code_bytes(), total = n + sec.meta_bytes() + 5;  // 5 bytes past the sections
+            std::vector<std::uint8_t> dense(total);
+            std::uint64_t x = 0x9E3779B97F4A7C15ull ^ static_cast<std::uint64_t>(tokens * channels + bits);
+            for (auto& byte : dense) byte = static_cast<std::uint8_t>((x = x * 6364136223846793005ull + 1442695040888963407ull) >> 56);
+            std::vector<std::uint8_t> frag = dense;
+            fragment_permute::dense_to_fragment(sec, frag.data());
+            std::vector<std::uint8_t> want = dense;
+            if (!gf::fragment_all_tail(g)) {
+              gf::fragment_from_dense(g, sec.form, dense.data(), want.data());
+              if (sec.group_major()) gf::permute_group_major_meta(g, 2, 2, dense.data() + n, want.data() + n, true);
+            }
+            REQUIRE(frag == want);
+            std::vector<std::uint8_t> back(total, 0xEE);
+            fragment_permute::fragment_to_dense(sec, frag.data(), back.data(), total);
+            REQUIRE(back == dense);
+          }
 }
 
 TEST_CASE("fragment layout: channel-axis metadata group-major, meta_index and the section permutations agree",
