@@ -323,6 +323,30 @@ __device__ __forceinline__ void value_scale_pairs(unsigned (&bs)[G][2][2], const
   }
 }
 
+// 1. of both instances: the query row of head g at this lane's B rows (qv[kc][pr], the lane's part of the row; big:
+// the largest |element| of the lane's part) as fp16 pairs q'' = fp16(q 2^-e), e from the head's largest |element|
+// (the four lanes t4 of head g: |q''| <= 1; exact for fp16 and bf16 queries down to fp16's normal range), so that
+// fp16(q'' a) is one hmul2 and no factor can overflow; the scores are then (sum) x 2^e score_scale (`up` of heads
+// 2 t4 and 2 t4 + 1, fp32). Warp-synchronous (shuffles).
+template <int KC>
+__device__ __forceinline__ void scaled_query(const float (&qv)[KC][2][2], float big, float score_scale, int t4,
+                                             unsigned (&qh)[KC][2], float (&up)[2]) {
+  big = fmaxf(big, __shfl_xor_sync(0xffffffffu, big, 1));
+  big = fmaxf(big, __shfl_xor_sync(0xffffffffu, big, 2));
+  int e = 0;
+  if (big > 0.0f && isfinite(big)) frexpf(big, &e);  // big = f 2^e, f in [0.5, 1), e <= 128
+  // A head whose largest |element| is below 2^-126 scores 0 to within 2^-125 anyway: e stays >= -125 so that
+  // 2^-e and `up` below stay finite and exact (up = score_scale 2^e may be subnormal there, inside tolerance 6.'s 4u).
+  e = max(e, -125);
+#pragma unroll
+  for (int kc = 0; kc < KC; ++kc)
+#pragma unroll
+    for (int pr = 0; pr < 2; ++pr) qh[kc][pr] = pack_half2(ldexpf(qv[kc][pr][0], -e), ldexpf(qv[kc][pr][1], -e));
+  const float up_g = ldexpf(score_scale, e);
+  up[0] = __shfl_sync(0xffffffffu, up_g, 8 * t4);
+  up[1] = __shfl_sync(0xffffffffu, up_g, 8 * t4 + 4);
+}
+
 // 3. of both instances: the online softmax per head 2 t4 + e over a tile's 32 tokens (4 per lane and head) of the
 // scores sc[mt][r] (token 16 mt + g (+8 for r >= 2), head 2 t4 + r % 2, log2 units) into the running max m and sum
 // l; the probabilities to the warp's rows `prob` (head-major, kProbStride apart). alpha: each head's factor for the
@@ -403,9 +427,7 @@ __global__ void __launch_bounds__(kThreads, 3) fragment_kernel(const Problem p) 
   const FieldMagic fm;
 
   // The query of head g at this lane's B rows (channels 16 kc + 2 t4 (+1) and + 8 (+9)) as fp16 pairs q'' =
-  // fp16(q 2^-e), e from the head's largest |element| (|q''| <= 1; exact for fp16 and bf16 queries down to fp16's
-  // normal range), so that fp16(q'' a) is one hmul2 and no factor can overflow; the scores are then
-  // (sum) x 2^e log2(e) / sqrt(D) (`up`, fp32).
+  // fp16(q 2^-e) (scaled_query); the scores are then (sum) x 2^e log2(e) / sqrt(D) (`up`, fp32).
   float qv[KC][2][2];
   float big = 0.0f;
 #pragma unroll
@@ -422,20 +444,9 @@ __global__ void __launch_bounds__(kThreads, 3) fragment_kernel(const Problem p) 
       qv[kc][pr][1] = y;
       big = fmaxf(big, fmaxf(fabsf(x), fabsf(y)));
     }
-  big = fmaxf(big, __shfl_xor_sync(0xffffffffu, big, 1));
-  big = fmaxf(big, __shfl_xor_sync(0xffffffffu, big, 2));
-  int e = 0;
-  if (big > 0.0f && isfinite(big)) frexpf(big, &e);  // big = f 2^e, f in [0.5, 1), e <= 128
-  // A head whose largest |element| is below 2^-126 scores 0 to within 2^-125 anyway: e stays >= -125 so that
-  // 2^-e and `up` below stay finite and exact (up = score_scale 2^e may be subnormal there, inside tolerance 6.'s 4u).
-  e = max(e, -125);
   unsigned qh[KC][2];
-#pragma unroll
-  for (int kc = 0; kc < KC; ++kc)
-#pragma unroll
-    for (int pr = 0; pr < 2; ++pr) qh[kc][pr] = pack_half2(ldexpf(qv[kc][pr][0], -e), ldexpf(qv[kc][pr][1], -e));
-  const float up_g = ldexpf(p.score_scale, e);
-  const float up[2] = {__shfl_sync(0xffffffffu, up_g, 8 * t4), __shfl_sync(0xffffffffu, up_g, 8 * t4 + 4)};
+  float up[2];
+  scaled_query(qv, big, p.score_scale, t4, qh, up);
 
   const SequenceEntry seq = p.sequences[b];
   const TileRange range = split_tiles(seq.fast_count, p.splits, s);
@@ -711,18 +722,7 @@ __device__ inline void vidkv_block_query(const Problem& p, std::int64_t kb, std:
         qv[kc][pr][e] = x;
         big = fmaxf(big, fabsf(x));
       }
-  big = fmaxf(big, __shfl_xor_sync(0xffffffffu, big, 1));
-  big = fmaxf(big, __shfl_xor_sync(0xffffffffu, big, 2));
-  int e = 0;
-  if (big > 0.0f && isfinite(big)) frexpf(big, &e);
-  e = max(e, -125);  // as the kivi instance: 2^-e and up stay finite
-#pragma unroll
-  for (int kc = 0; kc < 8; ++kc)
-#pragma unroll
-    for (int pr = 0; pr < 2; ++pr) qh[kc][pr] = pack_half2(ldexpf(qv[kc][pr][0], -e), ldexpf(qv[kc][pr][1], -e));
-  const float up_g = ldexpf(p.score_scale, e);
-  up[0] = __shfl_sync(0xffffffffu, up_g, 8 * t4);
-  up[1] = __shfl_sync(0xffffffffu, up_g, 8 * t4 + 4);
+  scaled_query(qv, big, p.score_scale, t4, qh, up);
 }
 
 // 2-bit field j (0..7) of a lane word (w, w10 = w >> 10) as fp16 codes (kTrits false) or ternary trits (true).
