@@ -168,6 +168,21 @@ float fp16(float x) { return half_bits_to_float(float_to_half_bits(x)); }
 
 // The element (code, scale, min) of token t, index i of a side's packed block, or nullopt-like `packed = false` for a
 // token of the residual window (exact).
+// An emulated output row o / l (o: [D] sums, l: the softmax sum) against the reference row `want` within `tol`
+// (per channel): every channel REQUIREd inside its bound; the largest error and error / bound kept.
+struct ErrorTally {
+  double worst = 0.0, largest = 0.0;
+  void check(const std::vector<double>& o, double l, const double* want, const std::vector<double>& tol) {
+    for (std::size_t c = 0; c < o.size(); ++c) {
+      INFO("channel " << c);
+      const double err = std::fabs(o[c] / l - want[c]);
+      REQUIRE(err <= tol[c]);
+      worst = std::max(worst, err / tol[c]);
+      largest = std::max(largest, err);
+    }
+  }
+};
+
 struct Element {
   bool packed = false;
   unsigned code = 0;
@@ -304,7 +319,7 @@ TEST_CASE("the fragment kernel's arithmetic (fp16 factors, emulated on the host)
   // takes the fp16 factors (the tiles the general kernel reads, a block's tail or a token packed on one side only,
   // are fp32 there), and p is taken against the global max rather than each warp's running one.
   const PresetCodec preset = preset_codec("kivi-2-fragment", CpuImplementation::reference);
-  double worst = 0.0, largest = 0.0;
+  ErrorTally tally;
   for (const int d : {128, 64}) {
     const LayerInput in = synthetic_input(2, 700, d, 31);
     const auto cache = filled_cache(preset.codec, preset.lifecycle, in, 640, Execution{});
@@ -351,21 +366,15 @@ TEST_CASE("the fragment kernel's arithmetic (fp16 factors, emulated on the host)
                                                         : static_cast<double>(p) * v[static_cast<std::size_t>(t * d + c)];
           }
         }
-        const std::vector<double> tol = decode_attention_tolerance::output_tolerance(
-            q, k, v, T, d, 0.0, decode_attention_tolerance::Arithmetic::fragment);
-        for (std::int64_t c = 0; c < d; ++c) {
-          INFO("head_dim " << d << ", KV head " << h << ", row " << r << ", channel " << c);
-          const double got = o[static_cast<std::size_t>(c)] / l, ref = want[static_cast<std::size_t>(r * d + c)];
-          REQUIRE(std::fabs(got - ref) <= tol[static_cast<std::size_t>(c)]);
-          worst = std::max(worst, std::fabs(got - ref) / tol[static_cast<std::size_t>(c)]);
-          largest = std::max(largest, std::fabs(got - ref));
-        }
+        INFO("head_dim " << d << ", KV head " << h << ", row " << r);
+        tally.check(o, l, want.data() + r * d,
+                    decode_attention_tolerance::output_tolerance(q, k, v, T, d, 0.0, decode_attention_tolerance::Arithmetic::fragment));
       }
     }
   }
-  std::cout << "fragment arithmetic emulated: largest error " << largest << ", largest error / tolerance " << worst << "\n";
-  CHECK(largest > 0.0);
-  CHECK(worst < 1.0);
+  std::cout << "fragment arithmetic emulated: largest error " << tally.largest << ", largest error / tolerance " << tally.worst << "\n";
+  CHECK(tally.largest > 0.0);
+  CHECK(tally.worst < 1.0);
 }
 
 namespace {
@@ -454,7 +463,7 @@ TEST_CASE("the fragment kernel's vidkv arithmetic (fp16 factors on the transform
   const LayerCache::SideRef ks = cache->key_side(), vs = cache->value_side();
   const std::vector<float> queries = random_queries(1, heads * 3, d, 1.5f, 6);
   const float score_scale = static_cast<float>(1.4426950408889634074 / std::sqrt(static_cast<double>(d)));
-  double worst = 0.0, largest = 0.0;
+  ErrorTally tally;
   std::int64_t packed_keys = 0;
   for (std::int64_t h = 0; h < heads; ++h) {
     std::vector<double> k, v;
@@ -518,19 +527,14 @@ TEST_CASE("the fragment kernel's vidkv arithmetic (fp16 factors on the transform
       const std::vector<double> tol = decode_attention_tolerance::output_tolerance(
           q, k, v, T, d, decode_attention_tolerance::fft_score_error(*cache, h, q, decode_attention_tolerance::Arithmetic::fragment),
           decode_attention_tolerance::Arithmetic::fragment, &terms);
-      for (std::int64_t c = 0; c < d; ++c) {
-        INFO("KV head " << h << ", row " << r << ", channel " << c);
-        const double got = o[static_cast<std::size_t>(c)] / l, ref = want[static_cast<std::size_t>(r * d + c)];
-        REQUIRE(std::fabs(got - ref) <= tol[static_cast<std::size_t>(c)]);
-        worst = std::max(worst, std::fabs(got - ref) / tol[static_cast<std::size_t>(c)]);
-        largest = std::max(largest, std::fabs(got - ref));
-      }
+      INFO("KV head " << h << ", row " << r);
+      tally.check(o, l, want.data() + r * d, tol);
     }
   }
-  std::cout << "vidkv fragment arithmetic emulated: largest error " << largest << ", largest error / tolerance " << worst << "\n";
+  std::cout << "vidkv fragment arithmetic emulated: largest error " << tally.largest << ", largest error / tolerance " << tally.worst << "\n";
   CHECK(packed_keys > 0);
-  CHECK(largest > 0.0);
-  CHECK(worst < 1.0);
+  CHECK(tally.largest > 0.0);
+  CHECK(tally.worst < 1.0);
 }
 
 TEST_CASE("the vidkv instance's tile addresses hold each key child's scales and mins and each lane's codes", "[cpu][attention]") {
