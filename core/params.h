@@ -160,6 +160,11 @@ class ParamReader {
           for (const auto& [theirs, ours] : kForeignNames)
             if (key == theirs && std::find(known_.begin(), known_.end(), ours) != known_.end())
               hint = " (did you mean '" + std::string(ours) + "'? '" + key + "' is the KIVI / transformers name)";
+          // Our own plugins' names for one idea: the byte layout is `layout` in uniform and sign, `packing` in ternary.
+          static const std::pair<const char*, const char*> kSiblingNames[] = {{"layout", "packing"}, {"packing", "layout"}};
+          for (const auto& [theirs, ours] : kSiblingNames)
+            if (key == theirs && std::find(known_.begin(), known_.end(), ours) != known_.end())
+              hint = " (did you mean '" + std::string(ours) + "'? " + plugin_ + " calls its byte layout '" + ours + "')";
           value.fail_at_key("unknown key '" + key + "' for " + plugin_ + hint + "; valid keys: " + (valid.empty() ? "none" : valid));
         }
       }

@@ -1,10 +1,12 @@
 // Golden tests of the `ternary` quantizer (VidKV 1.58-bit values, algorithms.md 2.3) in its three packings.
 #include <cmath>
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "catch.h"
 #include "quantizer_test_helpers.h"
+#include "vidkv/core/error.h"
 #include "vidkv/core/bit_packing.h"
 #include "vidkv/plugins/quantizers/ternary/ternary_format.h"
 
@@ -80,4 +82,22 @@ TEST_CASE("ternary base3 byte -> slots table matches trit_get for every byte", "
     CHECK(s >> 10 == 0);
     for (unsigned i = 0; i < 5; ++i) CHECK(static_cast<int>((s >> (2 * i)) & 3u) - 1 == bits::trit_get(static_cast<std::uint8_t>(byte), i));
   }
+}
+
+TEST_CASE("ternary: the key `layout` (uniform's and sign's name) suggests `packing`, and sign's `packing` suggests `layout`",
+          "[quantizer][ternary]") {
+  auto message = [](const std::string& name, const KeyValues& params) {
+    try {
+      make(name, params);
+    } catch (const ConfigError& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  const std::string t = message("ternary", {{"layout", "fragment"}});
+  CHECK(t.find("unknown key 'layout' for ternary (did you mean 'packing'? ternary calls its byte layout 'packing')") !=
+        std::string::npos);
+  const std::string s = message("sign", {{"packing", "fragment"}});
+  CHECK(s.find("unknown key 'packing' for sign (did you mean 'layout'? sign calls its byte layout 'layout')") !=
+        std::string::npos);
 }
