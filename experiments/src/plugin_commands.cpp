@@ -1,9 +1,13 @@
 // `vidkv plugins list`, `vidkv plugins describe NAME` and `vidkv presets bits`.
 #include <CLI/CLI.hpp>
+#include <algorithm>
+#include <array>
 
 #include <cstdio>
 #include <iostream>
 #include <memory>
+#include <string>
+#include <vector>
 
 #include "vidkv/core/error.h"
 #include "vidkv/core/name_list.h"
@@ -70,11 +74,19 @@ int plugins_describe(const std::string& name, const std::vector<std::string>& pl
     if (&info != &found.front()) std::cout << "\n";
     std::cout << info.name << " (" << plugin_family_name(info.family) << "): " << info.summary << "\n";
     std::cout << "config block: {" << kPluginTypeKey << ": " << info.name << ", ...}\n\n";
-    std::printf("  %-16s %-7s %-14s %-26s %s\n", "parameter", "type", "default", "range", "description");
-    for (const auto& p : info.params) {
-      std::string desc = p.description + (p.unit.empty() ? "" : " [" + p.unit + "]");
-      std::printf("  %-16s %-7s %-14s %-26s %s\n", p.name.c_str(), param_type_name(p.type).c_str(),
-                  p.default_text.empty() ? "-" : p.default_text.c_str(), range_text(p).c_str(), desc.c_str());
+    // The table's cells, then each column as wide as its widest cell (a long choice list widens its column
+    // instead of pushing that row's description out of line).
+    std::vector<std::array<std::string, 5>> rows{{"parameter", "type", "default", "range", "description"}};
+    for (const auto& p : info.params)
+      rows.push_back({p.name, param_type_name(p.type), p.default_text.empty() ? "-" : p.default_text, range_text(p),
+                      p.description + (p.unit.empty() ? "" : " [" + p.unit + "]")});
+    std::array<std::size_t, 4> width{};
+    for (const auto& row : rows)
+      for (std::size_t i = 0; i < width.size(); ++i) width[i] = std::max(width[i], row[i].size());
+    for (const auto& row : rows) {
+      std::cout << " ";
+      for (std::size_t i = 0; i < width.size(); ++i) std::cout << " " << row[i] << std::string(width[i] - row[i].size(), ' ');
+      std::cout << " " << row[4] << "\n";
     }
   }
   return 0;
