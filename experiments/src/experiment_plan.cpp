@@ -320,6 +320,40 @@ bool protects_visual_tokens(const ConfigNode& codec) {
   return false;
 }
 
+namespace {
+
+// The scalar values under `node` as "FILE:LINE:COL path = value", in file order.
+void collect_settings(const ConfigNode& node, std::vector<std::string>& out) {
+  if (node.is_map()) {
+    for (const auto& [key, value] : node.entries()) collect_settings(value, out);
+  } else if (node.is_scalar()) {
+    out.push_back(node.location().str() + " " + node.path() + " = " + node.text());
+  }
+}
+
+// Builds one side of a preset after the user's overrides merged into it (`merged`, from resolve_codec). A refusal
+// that names the preset's line (kivi-2-fragment's `layout: fragment` refusing a user's `bits: 3`) would point away
+// from its cause, so the message then also lists the user's settings of that block (`user`: the codec's key or value
+// block as the user wrote it, or a sweep entry set it). Refusals that already name one of the user's lines pass as
+// they are. Throws ConfigError.
+void validate_preset_override(const PluginRegistry& registry, const ConfigNode& merged, const ConfigNode& user,
+                              const std::string& preset) {
+  try {
+    registry.validate(PluginFamily::quantizer, merged);
+  } catch (const ConfigError& e) {
+    const std::string message = e.what();
+    std::vector<std::string> settings;
+    collect_settings(user, settings);
+    for (const std::string& s : settings)
+      if (message.rfind(s.substr(0, s.find(' ')) + ":", 0) == 0) throw;
+    if (settings.empty()) throw;
+    throw ConfigError(message + " [that line is preset " + preset + "'s; your settings of this block: " +
+                      join_names(settings, "; ") + "]");
+  }
+}
+
+}  // namespace
+
 ConfigNode resolve_codec(const ConfigNode& codec, const PluginRegistry& registry, ConfigNode* preset_lifecycle) {
   if (!codec.is_map()) codec.fail("codec: expected {key: BLOCK, value: BLOCK} or {preset: NAME}");
   check_keys(codec, {"preset", "part", "key", "value"}, "codec");
@@ -337,6 +371,7 @@ ConfigNode resolve_codec(const ConfigNode& codec, const PluginRegistry& registry
     if (const ConfigNode* b = codec.find(side)) {
       if (ConfigNode* mine = out.find(side)) {
         merge_plugin_config(*mine, *b, registry, PluginFamily::quantizer);
+        if (codec.find("preset")) validate_preset_override(registry, *mine, *b, codec.at("preset").text());
       } else {
         out.set(side, *b);
       }

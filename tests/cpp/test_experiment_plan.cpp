@@ -261,6 +261,26 @@ TEST_CASE("resolve_codec builds one side of a preset for the Python API", "[expe
   ::unsetenv("VIDKV_PRESETS_DIR");
 }
 
+TEST_CASE("a preset's refusal brought about by the user's override also names the user's settings", "[experiments][plan]") {
+  // The preset's `layout: fragment` (line 2) holds 2-bit codes only; the user's `bits: 3` (e.yaml 5:15, the value's column) is the cause.
+  Scratch s;
+  fs::create_directories(s.dir / "presets");
+  s.write("presets/p.yaml", "codec:\n  key: {type: uniform, bits: 2, layout: fragment}\n  value: {type: identity}\n");
+  ::setenv("VIDKV_PRESETS_DIR", (s.dir / "presets").c_str(), 1);
+  const std::string file = s.write("e.yaml", "name: t\ntraces: [x.h5]\ncodec:\n  preset: p\n  key: {bits: 3}\n");
+  std::string m = message_of([&] { plan_experiment(file, {}, test::builtin_registry()); });
+  INFO(m);
+  CHECK(m.find("p.yaml:2:") != std::string::npos);  // the preset's line still comes first
+  CHECK(m.find("[that line is preset p's; your settings of this block: " + file + ":5:15 codec.key.bits = 3]") !=
+        std::string::npos);
+  // A refusal at the user's own line is left as it is.
+  m = message_of([&] { plan_experiment(s.write("f.yaml", "name: t\ntraces: [x.h5]\ncodec:\n  preset: p\n  key: {bits: 9}\n"), {},
+                                       test::builtin_registry()); });
+  CHECK(m.find(":5:15: codec.key.bits: bits = 9 is out of range") != std::string::npos);
+  CHECK(m.find("that line is preset") == std::string::npos);
+  ::unsetenv("VIDKV_PRESETS_DIR");
+}
+
 TEST_CASE("a pending preset (experiments/presets_pending/) is refused naming its file and how to use it", "[experiments][plan]") {
   // Not bundled: the bundled folder does not list it, and the error says where it is and what to set, instead of a
   // did-you-mean among the bundled names.
