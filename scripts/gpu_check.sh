@@ -10,11 +10,11 @@
 #   4. `vidkv bench --live --fused --fused-only` (kivi-2-fragment and the pending vidkv-k1.5-v1.58-fragment against
 #      DynamicCache at 32k, batch 1 and 8);
 #   5. the other [cuda] tests;
-#   6. the attention bench at 8 x 64k with the general kernel's placement by default and with
+#   6. Nsight Compute (when `ncu` is on PATH): time, warp instructions, DRAM bytes, issue activity and registers of the
+#      decode attention kernels of vidkv-k1.5-v1.58-fragment at 8 x 64k;
+#   7. the attention bench at 8 x 64k with the general kernel's placement by default and with
 #      VIDKV_CUDA_ATTENTION_BESIDE=after, =always and =one-split, then with VIDKV_CUDA_ATTENTION_COMPACT=off (A / B, in
 #      one process each, without torch; COMPACT=off places the full kernel by its own rule: compare it with =after);
-#   7. Nsight Compute (when `ncu` is on PATH): time, warp instructions, DRAM bytes, issue activity and registers of the
-#      decode attention kernels at 8 x 64k.
 # Each step is skipped when less time is left than it needs, so that the run fits a deadline (first argument, seconds,
 # default 540: a device call's limit less a margin; the build needs about 180-240 s on 16 cores). Logs, and the whole
 # output as gpu_check.txt, go to $OUT when set (the device tool's result folder), else build-cuda/gpu-check/. Usage: bash scripts/gpu_check.sh [DEADLINE_S]
@@ -68,6 +68,14 @@ if [ "$(left)" -gt 110 ]; then
     --batches 1,8 --steps 16 --rounds 2 2>&1 | tail -20
 fi
 run_tests "[cuda]~[attention]" 100 rest
+if [ "$(left)" -gt 35 ] && command -v ncu >/dev/null; then
+  L=$(left)
+  echo "== ncu, vidkv-k1.5-v1.58-fragment at 8 x 64k (left $L s; ncu locks the clocks: times above the bench's)"
+  VIDKV_PRESETS_DIR=$PRESETS_ALL timeout $((L > 95 ? 90 : L - 5)) ncu -k regex:"fragment_kernel|fragment_vidkv_kernel|split_kernel|combine_kernel|transform_kernel" -c 6 \
+    --metrics gpu__time_duration.sum,smsp__inst_executed.sum,dram__bytes_read.sum,smsp__issue_active.avg.pct_of_peak_sustained_active,launch__registers_per_thread \
+    $B/vidkv bench --backend cuda --attention --tokens 65536 --batches 8 --presets vidkv-k1.5-v1.58-fragment --repeats 1 --no-torch 2>&1 |
+    grep -E "fragment_kernel|fragment_vidkv|split_kernel|combine|transform|^\s+(gpu__|smsp__|dram__|launch__)" | cut -c1-110
+fi
 for beside in default after always one-split; do
   if [ "$(left)" -gt 40 ]; then
     echo "== bench --attention, the general kernel's placement $beside, 8 x 64k (left $(left) s)"
@@ -79,13 +87,5 @@ if [ "$(left)" -gt 40 ]; then
   echo "== bench --attention, the full general kernel on the residual tiles (VIDKV_CUDA_ATTENTION_COMPACT=off), 8 x 64k"
   VIDKV_CUDA_ATTENTION_COMPACT=off timeout 30 $B/vidkv bench --backend cuda --attention --tokens 65536 --batches 8 \
     --presets kivi-2-fragment --no-torch 2>&1 | grep "^| kivi-2-fragment"
-fi
-if [ "$(left)" -gt 35 ] && command -v ncu >/dev/null; then
-  L=$(left)
-  echo "== ncu, 8 x 64k (left $L s; ncu locks the clocks: times above the bench's)"
-  timeout $((L - 5)) ncu -k regex:"fragment_kernel|fragment_vidkv_kernel|split_kernel|combine_kernel|transform_kernel" -c 6 \
-    --metrics gpu__time_duration.sum,smsp__inst_executed.sum,dram__bytes_read.sum,smsp__issue_active.avg.pct_of_peak_sustained_active,launch__registers_per_thread \
-    $B/vidkv bench --backend cuda --attention --tokens 65536 --batches 8 --presets kivi-2-fragment --repeats 1 --no-torch 2>&1 |
-    grep -E "fragment_kernel|fragment_vidkv|split_kernel|combine|transform|^\s+(gpu__|smsp__|dram__|launch__)" | cut -c1-110
 fi
 echo "== done at $(($(date +%s) - T0)) s"
