@@ -4,12 +4,11 @@
 #   1. configure (preset cuda, Ninja, the Python extension) and build vidkv_tests, vidkv (for a deadline of 330 s or
 #      more) and _vidkv (450 s or more) into build-cuda/;
 #   2. the [cuda] decode attention tests (prints the fragment kernel's largest error / tolerance);
-#   3. `vidkv bench --attention` (the pending preset vidkv-k1.5-v1.58-fragment (experiments/presets_pending/: the
-#      fragment kernel's vidkv instance, through VIDKV_PRESETS_DIR = a folder of the bundled presets and the pending
-#      ones) and vidkv-k1.5-v1.58, 8k to 128k tokens, batch 1 and 8, against fp16 SDPA), then the same for
-#      kivi-2-fragment and kivi-2;
-#   4. `vidkv bench --live --fused --fused-only` (kivi-2-fragment and the pending vidkv-k1.5-v1.58-fragment against
-#      DynamicCache at 32k, batch 1 and 8);
+#   3. `vidkv bench --attention` (vidkv-k1.5-v1.58-fragment, the fragment kernel's vidkv instance, and
+#      vidkv-k1.5-v1.58, 8k to 128k tokens, batch 1 and 8, against fp16 SDPA), then the same for kivi-2-fragment and
+#      kivi-2;
+#   4. `vidkv bench --live --fused --fused-only` (kivi-2-fragment and vidkv-k1.5-v1.58-fragment against DynamicCache
+#      at 32k, batch 1 and 8);
 #   5. the other [cuda] tests;
 #   6. Nsight Compute (when `ncu` is on PATH): time, warp instructions, DRAM bytes, issue activity and registers of the
 #      decode attention kernels of vidkv-k1.5-v1.58-fragment at 8 x 64k;
@@ -52,11 +51,9 @@ run_tests() {
   grep "fragment kernel" "$LOG/tests_$3.log" | awk '{print $NF}' | sort -g | tail -1 | sed 's/^/largest fragment kernel error \/ tolerance: /'
 }
 run_tests "[cuda][attention]" 90 attention
-PRESETS_ALL=$(mktemp -d)  # the bundled presets and the pending ones (not bundled until their kernels have run here)
-cp experiments/presets/*.yaml experiments/presets_pending/*.yaml "$PRESETS_ALL"/
 if [ "$(left)" -gt 100 ]; then
-  echo "== bench --attention, the pending vidkv-k1.5-v1.58-fragment and vidkv-k1.5-v1.58 (left $(left) s)"
-  VIDKV_PRESETS_DIR=$PRESETS_ALL timeout 100 $B/vidkv bench --backend cuda --attention --tokens 8192,32768,65536,131072 \
+  echo "== bench --attention, vidkv-k1.5-v1.58-fragment and vidkv-k1.5-v1.58 (left $(left) s)"
+  timeout 100 $B/vidkv bench --backend cuda --attention --tokens 8192,32768,65536,131072 \
     --batches 1,8 --presets vidkv-k1.5-v1.58-fragment,vidkv-k1.5-v1.58 2>&1 | grep -v "^$"
 fi
 if [ "$(left)" -gt 100 ]; then
@@ -67,7 +64,7 @@ fi
 if [ "$(left)" -gt 110 ] && [[ $TARGETS == *_vidkv* ]]; then
   L=$(left)
   echo "== bench --live --fused (left $L s)"
-  VIDKV_PRESETS_DIR=$PRESETS_ALL PYTHONPATH=experiments/python:build-cuda/python timeout $((L - 60 > 150 ? 150 : L - 60)) \
+  PYTHONPATH=experiments/python:build-cuda/python timeout $((L - 60 > 150 ? 150 : L - 60)) \
     python3 -m vidkv.bench_live --fused --fused-only --presets kivi-2-fragment,vidkv-k1.5-v1.58-fragment --tokens 32768 \
     --batches 1,8 --steps 16 --rounds 2 2>&1 | tail -20
 fi
@@ -75,7 +72,7 @@ run_tests "[cuda]~[attention]" 100 rest
 if [ "$(left)" -gt 35 ] && command -v ncu >/dev/null; then
   L=$(left)
   echo "== ncu, vidkv-k1.5-v1.58-fragment at 8 x 64k (left $L s; ncu locks the clocks: times above the bench's)"
-  VIDKV_PRESETS_DIR=$PRESETS_ALL timeout $((L > 95 ? 90 : L - 5)) ncu -k regex:"fragment_kernel|fragment_vidkv_kernel|split_kernel|combine_kernel|transform_kernel" -c 6 \
+  timeout $((L > 95 ? 90 : L - 5)) ncu -k regex:"fragment_kernel|fragment_vidkv_kernel|split_kernel|combine_kernel|transform_kernel" -c 6 \
     --metrics gpu__time_duration.sum,smsp__inst_executed.sum,dram__bytes_read.sum,smsp__issue_active.avg.pct_of_peak_sustained_active,launch__registers_per_thread \
     $B/vidkv bench --backend cuda --attention --tokens 65536 --batches 8 --presets vidkv-k1.5-v1.58-fragment --repeats 1 --no-torch 2>&1 |
     grep -E "fragment_kernel|fragment_vidkv|split_kernel|combine|transform|^\s+(gpu__|smsp__|dram__|launch__)" | cut -c1-110

@@ -21,17 +21,6 @@ std::string presets_dir() {
   return (fs::current_path() / "experiments" / "presets").string();
 }
 
-std::string pending_preset_path(const std::string& name) {
-  fs::path dir;
-#ifdef VIDKV_SOURCE_DIR
-  dir = fs::path(VIDKV_SOURCE_DIR) / "experiments" / "presets_pending";
-#endif
-  if (dir.empty() || !fs::is_directory(dir)) dir = fs::current_path() / "experiments" / "presets_pending";
-  std::error_code ec;
-  const fs::path file = dir / (name + ".yaml");
-  return fs::is_regular_file(file, ec) ? file.string() : std::string();
-}
-
 std::vector<PresetInfo> list_presets() {
   std::vector<PresetInfo> out;
   const fs::path dir = presets_dir();
@@ -59,12 +48,6 @@ ConfigNode load_preset(const std::string& name, const ConfigNode& where) {
     for (const auto& p : list_presets()) names.push_back(p.name);
     const std::string valid = join_names(names);
     const std::string shown = name.size() <= 80 ? name : name.substr(0, 80) + "... (" + std::to_string(name.size()) + " bytes)";
-    const std::string pending = plausible ? pending_preset_path(name) : "";
-    if (!pending.empty())
-      where.fail("'" + name + "' is a pending preset (" + pending +
-                 "), not bundled until its fast path has run on a GPU: to use it, set VIDKV_PRESETS_DIR to a folder "
-                 "holding the bundled presets and the pending ones (experiments/presets_pending/README.md); presets "
-                 "are read from " + presets_dir());
     where.fail("unknown preset '" + shown + "'" + did_you_mean(name, names) +
                "; valid: " + (valid.empty() ? "none found in " + presets_dir() : valid) + " (read from " +
                presets_dir() + ", VIDKV_PRESETS_DIR)");

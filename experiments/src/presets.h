@@ -19,9 +19,6 @@ struct PresetInfo {
 // The preset folder: $VIDKV_PRESETS_DIR if set, else experiments/presets of the source tree this binary was built
 // from, else experiments/presets under the current directory.
 std::string presets_dir();
-// The file of a pending preset NAME (experiments/presets_pending/NAME.yaml of the source tree, else under the current
-// directory: presets whose fast path has not yet run on a GPU, not bundled), or "" where there is none.
-std::string pending_preset_path(const std::string& name);
 std::vector<PresetInfo> list_presets();
 // Longest preset name looked up as a file (NAME.yaml within a file system's 255-byte name limit, with room).
 constexpr std::size_t kMaxPresetNameBytes = 200;

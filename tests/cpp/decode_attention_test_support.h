@@ -65,14 +65,6 @@ inline std::vector<AttentionCodec> attention_codecs() {
   token_mixed.set("rest", quantizer_block("ternary", {{"axis", "token"}}));
   out.push_back({"sign fft complex keys, mixed_token values (token-axis children)",
                  quantizer_block("sign", {{"fft", "complex"}}), token_mixed, paper});
-  // The pending presets (experiments/presets_pending/: their fast path not yet run on a GPU), e.g. VidKV's quantizers in
-  // the fragment layouts (mixed_channel keys of uniform and sign fft real children in layout fragment, ternary values
-  // in packing fragment), read at a multiple of 128 channels (each key part a multiple of 64: decode_attention_supports).
-  for (const std::string& name : {std::string("vidkv-k1.5-v1.58-fragment")}) {
-    const ConfigNode doc = load_yaml_file(std::string(VIDKV_SOURCE_DIR) + "/experiments/presets_pending/" + name + ".yaml");
-    out.push_back({"pending preset " + name, doc.at("codec").at("key"), doc.at("codec").at("value"),
-                   parse_params<LifecycleParams>(doc.at("lifecycle"), {}, "lifecycle")});
-  }
   // kivi-2's quantizers in uniform's fragment layout (group_format.h) under KIVI's lifecycle with a shorter window:
   // key blocks of whole 32-token tiles, value blocks with a dense tail (the prefill's N - R tokens), then decode-time
   // value blocks merged up to 31 tokens (all tail). Read only at a multiple of 64 channels (decode_attention_supports).

@@ -379,12 +379,12 @@ TEST_CASE("the fragment kernel's arithmetic (fp16 factors, emulated on the host)
 
 namespace {
 
-// The VidKV fragment codec of attention_codecs(): the pending preset vidkv-k1.5-v1.58-fragment (mixed_channel fragment
-// keys, ternary packing fragment values; experiments/presets_pending/).
+// The VidKV fragment codec of attention_codecs(): the preset vidkv-k1.5-v1.58-fragment (mixed_channel fragment
+// keys, ternary packing fragment values).
 AttentionCodec vidkv_fragment_codec() {
   for (const AttentionCodec& ac : attention_codecs())
-    if (ac.name == "pending preset vidkv-k1.5-v1.58-fragment") return ac;
-  FAIL("no pending preset vidkv-k1.5-v1.58-fragment in attention_codecs()");
+    if (ac.name == "preset vidkv-k1.5-v1.58-fragment") return ac;
+  FAIL("no preset vidkv-k1.5-v1.58-fragment in attention_codecs()");
   return attention_codecs().front();
 }
 

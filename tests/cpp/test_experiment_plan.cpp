@@ -281,21 +281,6 @@ TEST_CASE("a preset's refusal brought about by the user's override also names th
   ::unsetenv("VIDKV_PRESETS_DIR");
 }
 
-TEST_CASE("a pending preset (experiments/presets_pending/) is refused naming its file and how to use it", "[experiments][plan]") {
-  // Not bundled: the bundled folder does not list it, and the error says where it is and what to set, instead of a
-  // did-you-mean among the bundled names.
-  Scratch s;
-  const std::string m = message_of([&] {
-    plan_experiment(s.write("p.yaml", "name: t\ntraces: [x.h5]\ncodec: {preset: vidkv-k1.5-v1.58-fragment}\n"), {},
-                    test::builtin_registry());
-  });
-  CHECK(m.find("p.yaml:3") != std::string::npos);
-  CHECK(m.find("'vidkv-k1.5-v1.58-fragment' is a pending preset (") != std::string::npos);
-  CHECK(m.find("presets_pending/vidkv-k1.5-v1.58-fragment.yaml") != std::string::npos);
-  CHECK(m.find("set VIDKV_PRESETS_DIR") != std::string::npos);
-  CHECK(pending_preset_path("kivi-2").empty());
-}
-
 TEST_CASE("a preset or experiment name no file can have is a ConfigError naming the line, not a file-system error",
           "[experiments][plan]") {
   // fuzz_experiment_yaml found `preset:` with a 300-byte name: std::filesystem threw ENAMETOOLONG (an uncaught

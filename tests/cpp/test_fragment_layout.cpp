@@ -6,7 +6,7 @@
 // layout (reference and optimised tiers) write dense's (slots2's) metadata (group-major on the channel axis) and
 // permuted codes and decode to dense's values bit for bit; the byte-per-thread packer (code_byte) writes the
 // reference's bytes; refusals of what the layout cannot hold; every element read in place by decode attention, and
-// the pending preset vidkv-k1.5-v1.58-fragment read as its dense twin.
+// the preset vidkv-k1.5-v1.58-fragment read as its dense twin.
 #include <cstdint>
 #include <cstring>
 #include <set>
@@ -495,7 +495,7 @@ TEST_CASE("decode attention reads every element of a fragment-layout cache as th
 
 TEST_CASE("decode attention reads VidKV's fragment codec as its dense twin, and the kernels' emulation agrees with the reference",
           "[cpu][attention][fragment]") {
-  // attention_codecs()'s pending preset vidkv-k1.5-v1.58-fragment (uniform 2-bit + sign fft real keys in layout fragment, ternary
+  // attention_codecs()'s preset vidkv-k1.5-v1.58-fragment (uniform 2-bit + sign fft real keys in layout fragment, ternary
   // values in packing fragment; paper lifecycle) at 128 channels (each key part 64), against the same codec in layout
   // dense / packing slots2 filled with the same tokens: every child view element read in place (view_element: codes
   // through fragment_code_index in each child's form, metadata group-major) is the twin's, bit for bit, in every block
@@ -503,8 +503,8 @@ TEST_CASE("decode attention reads VidKV's fragment codec as its dense twin, and 
   namespace af = attention_format;
   const auto found = [] {
     for (const AttentionCodec& ac : attention_codecs())
-      if (ac.name == "pending preset vidkv-k1.5-v1.58-fragment") return ac;
-    FAIL("no pending preset vidkv-k1.5-v1.58-fragment in attention_codecs()");
+      if (ac.name == "preset vidkv-k1.5-v1.58-fragment") return ac;
+    FAIL("no preset vidkv-k1.5-v1.58-fragment in attention_codecs()");
     return attention_codecs().front();
   }();
   const PluginRegistry& reg = test::builtin_registry(CpuImplementation::reference);
