@@ -31,7 +31,7 @@ constexpr std::size_t kPadding = 16;
 ThreadScratch::ThreadScratch(std::size_t floats) {
   if (stack.depth == stack.buffers.size()) stack.buffers.emplace_back();
   Buffer& b = stack.buffers[stack.depth];
-  if (b.floats < floats) {
+  if (b.floats < floats || !b.data) {  // a block of 0 floats still gets its padding: vector kernels may write it
     b.data.reset(static_cast<float*>(allocate_host_block((floats + kPadding) * sizeof(float))));
     if (!b.data) throw std::bad_alloc();
     b.floats = floats;

@@ -4,6 +4,8 @@
 #include <cstdint>
 #include <random>
 #include <string>
+#include <tuple>
+#include <algorithm>
 #include <vector>
 
 #include "catch.h"
@@ -115,6 +117,50 @@ TEST_CASE("mixed_channel: random round trips with every selector and scope, layo
         const auto bytes = encode_guarded(*q, x.data(), shape, TokenContext{}, &guards);
         CHECK(guards);
         CHECK(decode_all(*q, bytes, shape, TokenContext{}) == x);
+      }
+}
+
+TEST_CASE("mixed_channel with every channel on one side encodes the block as that child alone, in both CPU tiers",
+          "[mixed_channel][errors]") {
+  // fraction 0 / count 0 puts every channel in `low`, fraction 1 / count D in `high`: after the mask section the bytes
+  // are the one child's bytes of the whole part (scope layer: the block; scope head: each head's slab), and decode
+  // writes its values. Until 2026-12-06 the AVX-512 gather wrote into the empty side's scratch block (no buffer)
+  // and crashed (found by a newcomer's trial: `selector: {type: range, fraction: 0}`).
+  std::mt19937 gen(5);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  const BlockShape shape{3, 70, 64};
+  std::vector<float> x(static_cast<std::size_t>(shape.elements()));
+  for (auto& v : x) v = normal(gen);
+  for (CpuImplementation impl : {CpuImplementation::reference, CpuImplementation::optimized})
+    for (const char* scope : {"layer", "head"})
+      for (const auto& [key, value, side] : {std::tuple{"fraction", "0", "low"}, std::tuple{"count", "0", "low"},
+                                             std::tuple{"fraction", "1", "high"}, std::tuple{"count", "64", "high"}}) {
+        INFO((impl == CpuImplementation::reference ? "reference" : "optimized") << ", scope " << scope << ", " << key
+                                                                                  << " " << value);
+        const PluginRegistry& reg = test::builtin_registry(impl);
+        const ConfigNode high = map({{"type", scalar("uniform")}, {"bits", scalar("2")}});
+        const ConfigNode low = map({{"type", scalar("sign")}, {"fft", scalar("real")}});
+        auto q = reg.make_quantizer(map({{"type", scalar("mixed_channel")},
+                                         {"selector", map({{"type", scalar("range")}, {"scope", scalar(scope)}, {key, scalar(value)}})},
+                                         {"high", high}, {"low", low}}));
+        auto child = reg.make_quantizer(std::string(side) == "high" ? high : low);
+        const bool per_head = std::string(scope) == "head";
+        const std::size_t mask_bytes = q->layout(shape, TokenContext{}).bytes() -
+                                       (per_head ? 3 : 1) * child->layout(per_head ? BlockShape{1, 70, 64} : shape, TokenContext{}).bytes();
+        bool guards = false;
+        const auto bytes = encode_guarded(*q, x.data(), shape, TokenContext{}, &guards);
+        CHECK(guards);
+        const auto decoded = decode_all(*q, bytes, shape, TokenContext{});
+        const BlockShape part = per_head ? BlockShape{1, 70, 64} : shape;
+        const std::size_t part_elements = static_cast<std::size_t>(part.elements());
+        const std::size_t part_bytes = child->layout(part, TokenContext{}).bytes();
+        for (std::int64_t h = 0; h < shape.heads / part.heads; ++h) {
+          const std::vector<float> slab(x.begin() + h * part_elements, x.begin() + (h + 1) * part_elements);
+          const auto want = encode_guarded(*child, slab.data(), part, TokenContext{}, &guards);
+          CHECK(std::equal(want.begin(), want.end(), bytes.begin() + mask_bytes + h * part_bytes));
+          const auto want_values = decode_all(*child, want, part, TokenContext{});
+          CHECK(std::equal(want_values.begin(), want_values.end(), decoded.begin() + h * part_elements));
+        }
       }
 }
 

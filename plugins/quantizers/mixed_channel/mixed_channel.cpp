@@ -68,13 +68,15 @@ ChannelSplit split_channels(std::size_t channels, IsHigh is_high) {
 }
 
 // Splits heads [p.head_begin, p.head_end) of `in` into dense [heads, tokens, |hi|] and [heads, tokens, |lo|]
-// blocks of the high and normal channels (ascending), reading every token row once. The outputs may be written
-// up to 16 floats past their end (ThreadScratch padding) by the AVX-512 path.
+// blocks of the high and normal channels (ascending), reading every token row once. Both sides hold channels (the
+// callers pass a part with every channel on one side straight to its child). `vector`: the AVX-512 path where the
+// CPU has it (the optimised tier; the reference tier moves element by element), which may write the outputs up to
+// 16 floats past their end (ThreadScratch padding).
 void gather(const float* in, const BlockShape& shape, const Part& p, const ChannelSplit& split, float* hi_out,
-            float* lo_out) {
+            float* lo_out, bool vector) {
   const std::int64_t rows = (p.head_end - p.head_begin) * shape.tokens;
   const float* first = in + p.head_begin * shape.slab_elements();
-  if (mixed_channel_avx512::available())
+  if (vector && mixed_channel_avx512::available())
     return mixed_channel_avx512::gather(first, rows, shape.channels, split.is_high.data(), hi_out, lo_out);
   const auto nh = split.hi.size(), nl = split.lo.size();
   for (std::int64_t t = 0; t < rows; ++t) {
@@ -88,10 +90,10 @@ void gather(const float* in, const BlockShape& shape, const Part& p, const Chann
 
 // The inverse of gather(); hi_in and lo_in may be read up to 16 floats past their end.
 void scatter(const float* hi_in, const float* lo_in, const BlockShape& shape, const Part& p, const ChannelSplit& split,
-             float* out) {
+             float* out, bool vector) {
   const std::int64_t rows = (p.head_end - p.head_begin) * shape.tokens;
   float* first = out + p.head_begin * shape.slab_elements();
-  if (mixed_channel_avx512::available())
+  if (vector && mixed_channel_avx512::available())
     return mixed_channel_avx512::scatter(hi_in, lo_in, rows, shape.channels, split.is_high.data(), first);
   const auto nh = split.hi.size(), nl = split.lo.size();
   for (std::int64_t t = 0; t < rows; ++t) {
@@ -127,7 +129,8 @@ MixedChannelQuantizer::MixedChannelQuantizer(const Params& params, const PluginR
     : selector_(registry.make_channel_selector(params.selector)),
       high_(registry.make_quantizer(params.high)),
       low_(registry.make_quantizer(params.low)),
-      fused_(fused_children(*high_, *low_)) {}
+      fused_(fused_children(*high_, *low_)),
+      vector_moves_(registry.implementation() == CpuImplementation::optimized) {}
 
 BlockShape MixedChannelQuantizer::part_shape(const BlockShape& shape, std::int64_t channels) const {
   const std::int64_t heads = selector_->selection().scope == SelectionScope::layer ? shape.heads : 1;
@@ -163,10 +166,16 @@ void MixedChannelQuantizer::encode(const float* in, const BlockShape& shape, con
     VIDKV_ASSERT(static_cast<std::int64_t>(split.hi.size()) == k, "selector chose ", split.hi.size(), " channels, expected ", k);
     const BlockShape hs = part_shape(shape, static_cast<std::int64_t>(split.hi.size()));
     const BlockShape ls = part_shape(shape, static_cast<std::int64_t>(split.lo.size()));
+    if (split.hi.empty() || split.lo.empty()) {  // every channel on one side (k == 0 or k == D): the part's rows as they are
+      const float* part = in + p.head_begin * shape.slab_elements();
+      cursor = split.lo.empty() ? composite::encode_child(*high_, part, hs, ctx, cursor)
+                                : composite::encode_child(*low_, part, ls, ctx, cursor);
+      continue;
+    }
     const ThreadScratch hi_block(static_cast<std::size_t>(hs.elements())), lo_block(static_cast<std::size_t>(ls.elements()));
-    gather(in, shape, p, split, hi_block.data(), lo_block.data());
-    if (!split.hi.empty()) cursor = composite::encode_child(*high_, hi_block.data(), hs, ctx, cursor);
-    if (!split.lo.empty()) cursor = composite::encode_child(*low_, lo_block.data(), ls, ctx, cursor);
+    gather(in, shape, p, split, hi_block.data(), lo_block.data(), vector_moves_);
+    cursor = composite::encode_child(*high_, hi_block.data(), hs, ctx, cursor);
+    cursor = composite::encode_child(*low_, lo_block.data(), ls, ctx, cursor);
   }
 }
 
@@ -185,10 +194,16 @@ void MixedChannelQuantizer::decode(const std::uint8_t* in, const BlockShape& sha
                   split.hi.size(), " channels set, the layout needs ", k, " (corrupt or foreign bytes)");
     const BlockShape hs = part_shape(shape, static_cast<std::int64_t>(split.hi.size()));
     const BlockShape ls = part_shape(shape, static_cast<std::int64_t>(split.lo.size()));
+    if (split.hi.empty() || split.lo.empty()) {  // every channel on one side: the child decodes the part's rows in place
+      float* part = out + p.head_begin * shape.slab_elements();
+      cursor = split.lo.empty() ? composite::decode_child(*high_, cursor, hs, ctx, part)
+                                : composite::decode_child(*low_, cursor, ls, ctx, part);
+      continue;
+    }
     const ThreadScratch hi_block(static_cast<std::size_t>(hs.elements())), lo_block(static_cast<std::size_t>(ls.elements()));
-    if (!split.hi.empty()) cursor = composite::decode_child(*high_, cursor, hs, ctx, hi_block.data());
-    if (!split.lo.empty()) cursor = composite::decode_child(*low_, cursor, ls, ctx, lo_block.data());
-    scatter(hi_block.data(), lo_block.data(), shape, p, split, out);
+    cursor = composite::decode_child(*high_, cursor, hs, ctx, hi_block.data());
+    cursor = composite::decode_child(*low_, cursor, ls, ctx, lo_block.data());
+    scatter(hi_block.data(), lo_block.data(), shape, p, split, out, vector_moves_);
   }
 }
 

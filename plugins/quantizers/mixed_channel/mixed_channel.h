@@ -111,6 +111,9 @@ class MixedChannelQuantizer : public Quantizer {
   std::unique_ptr<Quantizer> high_, low_;
   // The children's CUDA configurations when high is uniform and low is sign (the fused kernels' pair), else empty.
   std::optional<mixed_channel_fused::Children> fused_;
+  // The CPU gather / scatter by AVX-512 compress / expand (the registry's optimised tier) or element by element
+  // (its reference tier, the scalar oracle).
+  bool vector_moves_ = true;
 };
 
 void register_mixed_channel(PluginRegistry& registry);
