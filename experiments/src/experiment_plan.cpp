@@ -332,20 +332,19 @@ void collect_settings(const ConfigNode& node, std::vector<std::string>& out) {
 }
 
 // Builds one side of a preset after the user's overrides merged into it (`merged`, from resolve_codec). A refusal
-// that names the preset's line (kivi-2-fragment's `layout: fragment` refusing a user's `bits: 3`) would point away
-// from its cause, so the message then also lists the user's settings of that block (`user`: the codec's key or value
-// block as the user wrote it, or a sweep entry set it). Refusals that already name one of the user's lines pass as
-// they are. Throws ConfigError.
+// that names the preset file's line (kivi-2-fragment's `layout: fragment` refusing a user's `bits: 3`) would point
+// away from its cause, so the message then also lists the user's settings of that block (`user`: the codec's key or
+// value block as the user wrote it, a sweep entry or --set set it). Refusals located anywhere else (the user's own
+// line, a --set) pass as they are. `preset_file`: the preset's path as its nodes' locations name it. Throws ConfigError.
 void validate_preset_override(const PluginRegistry& registry, const ConfigNode& merged, const ConfigNode& user,
-                              const std::string& preset) {
+                              const std::string& preset, const std::string& preset_file) {
   try {
     registry.validate(PluginFamily::quantizer, merged);
   } catch (const ConfigError& e) {
     const std::string message = e.what();
+    if (preset_file.empty() || message.rfind(preset_file + ":", 0) != 0) throw;
     std::vector<std::string> settings;
     collect_settings(user, settings);
-    for (const std::string& s : settings)
-      if (message.rfind(s.substr(0, s.find(' ')) + ":", 0) == 0) throw;
     if (settings.empty()) throw;
     throw ConfigError(message + " [that line is preset " + preset + "'s; your settings of this block: " +
                       join_names(settings, "; ") + "]");
@@ -359,8 +358,10 @@ ConfigNode resolve_codec(const ConfigNode& codec, const PluginRegistry& registry
   check_keys(codec, {"preset", "part", "key", "value"}, "codec");
   ConfigNode out = ConfigNode::map(codec.location());
   out.set_path(codec.path());
+  std::string preset_file;
   if (const ConfigNode* preset = codec.find("preset")) {
     ConfigNode doc = load_preset(preset->text(), *preset);
+    preset_file = doc.at("codec").location().file;
     out = doc.at("codec");
     out.set_path(codec.path());
     if (preset_lifecycle) {
@@ -371,7 +372,7 @@ ConfigNode resolve_codec(const ConfigNode& codec, const PluginRegistry& registry
     if (const ConfigNode* b = codec.find(side)) {
       if (ConfigNode* mine = out.find(side)) {
         merge_plugin_config(*mine, *b, registry, PluginFamily::quantizer);
-        if (codec.find("preset")) validate_preset_override(registry, *mine, *b, codec.at("preset").text());
+        if (codec.find("preset")) validate_preset_override(registry, *mine, *b, codec.at("preset").text(), preset_file);
       } else {
         out.set(side, *b);
       }

@@ -278,6 +278,16 @@ TEST_CASE("a preset's refusal brought about by the user's override also names th
                                        test::builtin_registry()); });
   CHECK(m.find(":5:15: codec.key.bits: bits = 9 is out of range") != std::string::npos);
   CHECK(m.find("that line is preset") == std::string::npos);
+  // An unknown key names the key's column, not its value's: still the user's line, left as it is.
+  m = message_of([&] { plan_experiment(s.write("g.yaml", "name: t\ntraces: [x.h5]\ncodec:\n  preset: p\n  key: {bitz: 3}\n"), {},
+                                       test::builtin_registry()); });
+  CHECK(m.find(":5:9: codec.key.bitz: unknown key 'bitz'") != std::string::npos);
+  CHECK(m.find("that line is preset") == std::string::npos);
+  // And so is a --set's.
+  m = message_of([&] { plan_experiment(s.write("h.yaml", "name: t\ntraces: [x.h5]\ncodec: {preset: p}\n"), {"codec.key.bitz=3"},
+                                       test::builtin_registry()); });
+  CHECK(m.find("unknown key 'bitz'") != std::string::npos);
+  CHECK(m.find("that line is preset") == std::string::npos);
   ::unsetenv("VIDKV_PRESETS_DIR");
 }
 
