@@ -48,18 +48,26 @@ void ConfigNode::set_path(const std::string& path) {
   for (std::size_t i = 0; i < list_.size(); ++i) list_[i].set_path(path + "[" + std::to_string(i) + "]");
 }
 
+namespace {
+
+// "path: " before a message, unless the message already starts with it ("metrics: the list is empty" from the
+// node at path metrics reads once, not "metrics: metrics: ...").
+std::string path_prefix(const std::string& path, const std::string& message) {
+  if (path.empty() || message.rfind(path + ": ", 0) == 0) return "";
+  return path + ": ";
+}
+
+}  // namespace
+
 void ConfigNode::fail(const std::string& message) const {
   std::string where = loc_.str();
   std::string prefix = where.empty() ? "" : where + ": ";
-  if (!path_.empty()) prefix += path_ + ": ";
-  throw ConfigError(prefix + message);
+  throw ConfigError(prefix + path_prefix(path_, message) + message);
 }
 
 void ConfigNode::fail_at_key(const std::string& message) const {
   if (key_loc_.line == 0) fail(message);
-  std::string prefix = key_loc_.str() + ": ";
-  if (!path_.empty()) prefix += path_ + ": ";
-  throw ConfigError(prefix + message);
+  throw ConfigError(key_loc_.str() + ": " + path_prefix(path_, message) + message);
 }
 
 const std::string& ConfigNode::text() const {

@@ -56,6 +56,7 @@ std::vector<std::string> expand_traces(const ConfigNode& traces, const std::stri
   if (traces.is_scalar()) {
     patterns.push_back(&traces);
   } else if (traces.is_list()) {
+    if (traces.items().empty()) traces.fail("the list is empty; name at least one trace file or glob");
     for (const auto& t : traces.items()) patterns.push_back(&t);
   } else {
     traces.fail("expected a trace path, a glob, or a list of them");

@@ -291,6 +291,21 @@ TEST_CASE("a preset's refusal brought about by the user's override also names th
   ::unsetenv("VIDKV_PRESETS_DIR");
 }
 
+TEST_CASE("an empty traces list is refused at its line, and a message names its path once", "[experiments][plan][errors]") {
+  // traces: [] used to plan zero cells and "succeed" with an empty results.csv (a newcomer's trial); and node errors
+  // whose text starts with the node's own path ("metrics: the list is empty") printed it twice.
+  Scratch s;
+  std::string m = message_of([&] {
+    plan_experiment(s.write("e.yaml", "name: t\ntraces: []\ncodec: {preset: fp16}\n"), {}, test::builtin_registry());
+  });
+  CHECK(m.find("e.yaml:2:9: traces: the list is empty; name at least one trace file or glob") != std::string::npos);
+  m = message_of([&] {
+    plan_experiment(s.write("m.yaml", "name: t\ntraces: [x.h5]\ncodec: {preset: fp16}\nmetrics: []\n"), {}, test::builtin_registry());
+  });
+  CHECK(m.find(":4:10: metrics: the list is empty") != std::string::npos);
+  CHECK(m.find("metrics: metrics:") == std::string::npos);
+}
+
 TEST_CASE("a preset or experiment name no file can have is a ConfigError naming the line, not a file-system error",
           "[experiments][plan]") {
   // fuzz_experiment_yaml found `preset:` with a 300-byte name: std::filesystem threw ENAMETOOLONG (an uncaught
