@@ -214,16 +214,23 @@ void check_prefill_blocks(const ExperimentPlan& plan, const PluginRegistry& regi
   for (const RunPlan& planned : plan.runs) {
     const RunPlan run = run_for_trace(planned, tokens);
     const LifecycleParams::PrefillBlocks first = run.lifecycle.prefill_blocks(run.lifecycle.replay_prefill(info.tokens));
-    for (const auto& [side, n] : {std::pair<const char*, std::int64_t>{"key", first.key}, {"value", first.value}}) {
-      if (n <= 0) continue;
-      const BlockShape shape{info.num_kv_heads, n, info.head_dim};
+    // Where the prefill quantizes nothing on a side, the first block a decode step would (LayerCache::maybe_quantize:
+    // R tokens; kivi values value_block), so that a codec that cannot take the trace's head_dim is refused here,
+    // with the codec's line, and not at a decode step in the middle of the run.
+    const std::int64_t r = run.lifecycle.residual;
+    const std::int64_t decode_value = run.lifecycle.type == LifecycleType::kivi ? run.lifecycle.value_block : r;
+    for (const auto& [side, n, decode_n] : {std::tuple<const char*, std::int64_t, std::int64_t>{"key", first.key, r},
+                                            {"value", first.value, decode_value}}) {
+      const std::int64_t tokens = n > 0 ? n : decode_n;
+      const BlockShape shape{info.num_kv_heads, tokens, info.head_dim};
       const ConfigNode& block = run.codec.at(side);
       std::string why;
       if (!registry.make_quantizer(block)->supports(plan.backend, shape, &why))
         block.fail("run '" + run.name + "' on " + trace + ": the " + side + " quantizer (" + block.dump() +
-                   ") refuses the prefill's block of " + std::to_string(info.num_kv_heads) + " KV heads x " +
-                   std::to_string(n) + " tokens x " + std::to_string(info.head_dim) + " channels: " +
-                   (why.empty() ? "no reason given" : why) + "; nothing has been computed");
+                   ") refuses " + (n > 0 ? "the prefill's block" : "the first block a decode step quantizes") + " of " +
+                   std::to_string(info.num_kv_heads) + " KV heads x " + std::to_string(tokens) + " tokens x " +
+                   std::to_string(info.head_dim) + " channels: " + (why.empty() ? "no reason given" : why) +
+                   "; nothing has been computed");
     }
   }
 }

@@ -2,6 +2,7 @@
 #include "vidkv/experiments/src/summary_notes.h"
 
 #include <cmath>
+#include <string>
 #include <variant>
 
 #include "vidkv/core/name_list.h"
@@ -52,6 +53,38 @@ std::string relative_error_note(const ExperimentPlan& plan, const std::vector<Re
     out += "note: " + col + " above 1 for " + join_names(other) + ": the reconstruction lies farther from " + what +
            " than zero does (|" + what + " - " + what + "^|_F > |" + what + "|_F)\n";
   return out;
+}
+
+bool is_identity(const ConfigNode& quantizer) {
+  const ConfigNode* type = quantizer.is_map() ? quantizer.find("type") : nullptr;
+  return type && type->is_scalar() && type->text() == "identity";
+}
+
+// Rows of a lossy codec whose key and value errors are both exactly 0: every token stayed in the lifecycle's
+// full-precision residual window (a trace shorter than the prefill's group G and the window R), so the codec never
+// ran and its "error 0, 16 bits" says nothing about it. "" when there is none (or a column is not computed).
+std::string nothing_quantized_note(const ExperimentPlan& plan, const std::vector<ResultRow>& summary) {
+  const bool several_traces = plan.traces.size() > 1;
+  std::vector<std::string> runs;
+  for (const ResultRow& r : summary) {
+    const ResultValue* k = r.get("key_rel_error");
+    const ResultValue* v = r.get("value_rel_error");
+    if (!k || !v || !std::holds_alternative<double>(*k) || !std::holds_alternative<double>(*v)) continue;
+    if (std::get<double>(*k) != 0.0 || std::get<double>(*v) != 0.0) continue;
+    const RunPlan* run = run_named(plan, run_of(r));
+    if (!run || (is_identity(run->codec.at("key")) && is_identity(run->codec.at("value")))) continue;
+    const ResultValue* trace = r.get("trace");
+    runs.push_back("'" + run->name + "' (G=" + std::to_string(run->lifecycle.group) + " R=" +
+                   std::to_string(run->lifecycle.residual) + ")" +
+                   (several_traces && trace ? " on " + format_cell(*trace) : ""));
+  }
+  if (runs.empty()) return "";
+  return "note: key_rel_error and value_rel_error are exactly 0 for " + join_names(runs) +
+         ": no token left the full-precision residual window, so the codec never quantized anything and its bits "
+         "are the residual's. The trace is too short for the lifecycle (paper and release: the prefill quantizes a "
+         "multiple of G tokens; kivi: keys a multiple of R, values all but the last R; decode steps quantize once "
+         "the window passes R; algorithms.md section 5): use a longer trace, or lower lifecycle.group / "
+         "lifecycle.residual\n";
 }
 
 }  // namespace
@@ -106,6 +139,7 @@ std::vector<std::string> summary_notes(const ExperimentPlan& plan, const std::ve
   for (const char* side : {"key", "value"})
     if (has_column(columns, std::string(side) + "_rel_error"))
       if (std::string n = relative_error_note(plan, summary, side); !n.empty()) notes.push_back(n);
+  if (std::string n = nothing_quantized_note(plan, summary); !n.empty()) notes.push_back(n);
   return notes;
 }
 

@@ -224,6 +224,13 @@ TEST_CASE("a plugin's refusal of a trace's prefill block is a ConfigError before
   // Only min_channels 32: nothing refused.
   const ExperimentPlan fine = plan_experiment(file, {"sweep.codec.value.min_channels=[32]"}, fixtures);
   check_prefill_blocks(fine, fixtures, trace);
+  // A prefill of 20 tokens quantizes nothing (G = 32): the first block a decode step quantizes (R = 128 tokens) is
+  // checked instead, so the refusal still comes before any cell, at the codec's line (it came at a decode step).
+  const ExperimentPlan short_prefill = plan_experiment(file, {"lifecycle.prefill_tokens=20"}, fixtures);
+  const std::string d = message_of([&] { check_prefill_blocks(short_prefill, fixtures, trace); });
+  CHECK(d.find(file + ":5:") != std::string::npos);
+  CHECK(d.find("refuses the first block a decode step quantizes of 2 KV heads x 128 tokens x 64 channels: fewer than 128 "
+               "channels") != std::string::npos);
 }
 
 TEST_CASE("a channel selector's count above head_dim is refused at the codec's line, not thrown without one",

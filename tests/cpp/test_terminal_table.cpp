@@ -146,3 +146,27 @@ TEST_CASE("decode-step metrics empty in every row get a note saying why and what
   CHECK(summary_notes(plan, {}, cols).empty());
   CHECK(summary_notes(plan, {row("a", "key_mse", 0.1)}, {"run", "key_mse"}).empty());
 }
+
+TEST_CASE("a lossy codec with key and value errors both exactly 0 gets a note: nothing left the residual window",
+          "[experiments][results]") {
+  // A trace shorter than the lifecycle's G and R never reaches the codec (found by a newcomer's trial: kivi-2 on a
+  // 40-token trace showed error 0 at 16 bits without a word). fp16 (identity) at 0 is the truth and gets no note;
+  // a run with one side's error above 0 did quantize.
+  ExperimentPlan plan;
+  plan.runs.push_back(run_with("kivi", "{key: {type: uniform, bits: 2}, value: {type: uniform, bits: 2}}"));
+  plan.runs.push_back(run_with("fp16", "{key: {type: identity}, value: {type: identity}}"));
+  plan.runs.push_back(run_with("half", "{key: {type: uniform, bits: 2}, value: {type: ternary}}"));
+  auto both = [](const std::string& run, double k, double v) {
+    ResultRow r = row(run, "key_rel_error", k);
+    r.set("value_rel_error", v);
+    return r;
+  };
+  const std::vector<std::string> cols = {"run", "key_rel_error", "value_rel_error"};
+  const auto notes = summary_notes(plan, {both("kivi", 0.0, 0.0), both("fp16", 0.0, 0.0), both("half", 0.0, 0.31)}, cols);
+  REQUIRE(notes.size() == 1);
+  CHECK(notes[0].find("note: key_rel_error and value_rel_error are exactly 0 for 'kivi' (G=32 R=128): no token left the "
+                      "full-precision residual window") == 0);
+  CHECK(notes[0].find("'fp16'") == std::string::npos);
+  CHECK(notes[0].find("'half'") == std::string::npos);
+  CHECK(summary_notes(plan, {both("kivi", 0.01, 0.02)}, cols).empty());
+}
