@@ -67,7 +67,19 @@ def test_plugins_presets_and_preset_sides():
     key = vidkv.codec({"preset": "kivi-2", "part": "key"})
     assert isinstance(key, vidkv.Codec)
     both = vidkv.codec({"preset": "kivi-2"})
-    assert set(both) == {"key", "value"}
+    assert set(both) == {"key", "value"} and isinstance(both, dict)
+    # Both sides: a Codec's method on the pair says to pick a side (it was "'dict' object has no attribute").
+    with pytest.raises(AttributeError, match=r"pick one, e.g. codec\['key'\].roundtrip"):
+        both.roundtrip(np.zeros((1, 4, 8), np.float32))
+
+
+def test_codec_of_anything_but_a_dict_is_a_config_error():
+    # A preset's name alone leaked "dictionary update sequence element #0 has length 1", None a TypeError.
+    with pytest.raises(vidkv.ConfigError, match=r"expected a dict .* got str 'kivi-2' \(a preset: \{'preset': 'kivi-2'\}"):
+        vidkv.codec("kivi-2")
+    with pytest.raises(vidkv.ConfigError, match="got NoneType None"):
+        vidkv.codec(None)
+    assert vidkv.Codec.roundtrip.__doc__ and "ShapeError" in vidkv.Codec.roundtrip.__doc__
 
 
 def test_errors_name_the_key():

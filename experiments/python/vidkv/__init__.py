@@ -36,7 +36,7 @@ account_bits = _vidkv.account_bits  # bits columns from stored Layouts (core/bit
 register_plugin = _vidkv.register_plugin  # a Python quantizer class (docs/writing-a-plugin.md, "Python plugins")
 load_plugins = _vidkv.load_plugins  # a Python file with VIDKV_PLUGINS = [Class, ...]
 
-__all__ = ["codec", "plugins", "presets", "describe", "register_plugin", "load_plugins", "Codec", "Layout", "account_bits", "ConfigError", "ShapeError", "ValueError", "Error",
+__all__ = ["codec", "CodecPair", "plugins", "presets", "describe", "register_plugin", "load_plugins", "Codec", "Layout", "account_bits", "ConfigError", "ShapeError", "ValueError", "Error",
            "NotSupportedError", "IoError", "CudaError"]
 
 
@@ -71,17 +71,25 @@ class Codec:
         self._native = native
 
     def roundtrip(self, x, **side):
+        """decode(encode(x)): x [KV heads, tokens, head_dim] (numpy array, or a floating-point torch tensor, returned
+        in its dtype and device), float32 on the host. side: modality=, embeddings=, queries= for token protectors
+        that read them. Raises ShapeError (rank, dtype, a shape the codec refuses), ValueError (NaN / Inf, naming
+        head, token and channel)."""
         arr, restore = _to_numpy(x)
         return restore(self._native.roundtrip(arr, **_side(side)))
 
     def encode(self, x, **side) -> bytes:
+        """The packed bytes of x [KV heads, tokens, head_dim] (layout(x.shape).bytes of them); as roundtrip."""
         arr, _ = _to_numpy(x)
         return self._native.encode(arr, **_side(side))
 
     def decode(self, data: bytes, shape, **side):
+        """The float32 values [KV heads, tokens, head_dim] of bytes that encode wrote for `shape`."""
         return self._native.decode(data, list(shape), **_side(side))
 
     def layout(self, shape, **side) -> Layout:
+        """The packed layout of a block of `shape` (sections, bytes, nominal and effective bits); ShapeError where
+        the codec cannot take that shape."""
         return self._native.layout(list(shape), **_side(side))
 
     @property
@@ -92,12 +100,30 @@ class Codec:
         return f"vidkv.Codec({self.config})"
 
 
+class CodecPair(dict):
+    """{'key': Codec, 'value': Codec}: what codec() returns for both sides. A plain dict, except that asking it for a
+    Codec's method (pair.roundtrip) says to pick a side first."""
+
+    def __getattr__(self, name):
+        if name in ("roundtrip", "encode", "decode", "layout", "config"):
+            raise AttributeError(f"a codec of both sides is {{'key': Codec, 'value': Codec}}: pick one, e.g. "
+                                 f"codec['key'].{name}(...), or ask for one side with {{'preset': NAME, 'part': 'key'}}")
+        raise AttributeError(name)
+
+
 def codec(config: dict):
-    """A Codec for {'type': ...} or {'preset': NAME, 'part': 'key'|'value'}; a dict {'key': Codec,
-    'value': Codec} for {'preset': NAME} or {'key': ..., 'value': ...}."""
+    """A Codec for {'type': ...} or {'preset': NAME, 'part': 'key'|'value'}; a CodecPair (a dict {'key': Codec,
+    'value': Codec}) for {'preset': NAME} or {'key': ..., 'value': ...}. ConfigError for anything but a dict, and
+    for the dict's errors (unknown keys with a suggestion, values out of range)."""
+    if not isinstance(config, dict):
+        hint = ""
+        if isinstance(config, str):
+            hint = f" (a preset: {{'preset': {config!r}}}; a plugin: {{'type': {config!r}}})"
+        raise ConfigError(f"vidkv.codec: expected a dict such as {{'type': 'uniform', 'bits': 2}} or "
+                          f"{{'preset': 'kivi-2'}}, got {type(config).__name__} {config!r}{hint}")
     native = _vidkv.codec(dict(config))
     if isinstance(native, dict):
-        return {k: Codec(v) for k, v in native.items()}
+        return CodecPair({k: Codec(v) for k, v in native.items()})
     return Codec(native)
 
 
