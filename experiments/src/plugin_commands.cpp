@@ -66,6 +66,10 @@ int plugins_describe(const std::string& name, const std::vector<std::string>& pl
     if (i.name == name) found.push_back(i);
   }
   if (found.empty()) {
+    for (const PresetInfo& p : list_presets())
+      if (p.name == name)
+        VIDKV_THROW(ConfigError, "'", name, "' is a preset, not a plugin: its key and value blocks are in ", p.path,
+                    " (use it as codec: {preset: ", name, "}; vidkv presets bits lists its bits)");
     std::vector<std::string> names;
     for (const auto& i : all) names.push_back(i.name);
     VIDKV_THROW(ConfigError, "unknown plugin '", name, "'", did_you_mean(name, names), "; see vidkv plugins list");

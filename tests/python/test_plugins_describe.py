@@ -38,3 +38,12 @@ def test_describe_columns_line_up_for_every_builtin_plugin():
             for col, at in start.items():
                 # each cell starts in its column: a space before it, a character at it
                 assert row[at - 1] == " " and row[at] != " ", f"{name}: '{col}' is not at column {at} in {row!r}"
+
+
+def test_describe_of_a_preset_says_it_is_one_and_where_its_blocks_are():
+    res = subprocess.run([str(VIDKV), "plugins", "describe", "kivi-2"], capture_output=True, text=True)
+    assert res.returncode != 0
+    assert "'kivi-2' is a preset, not a plugin: its key and value blocks are in " in res.stderr
+    assert "kivi-2.yaml" in res.stderr
+    res = subprocess.run([str(VIDKV), "plugins", "describe", "unifrom"], capture_output=True, text=True)
+    assert "unknown plugin 'unifrom' (did you mean 'uniform'?)" in res.stderr
