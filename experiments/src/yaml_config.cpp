@@ -4,6 +4,8 @@
 
 #include <sys/stat.h>
 
+#include <cerrno>
+#include <cstring>
 #include <fstream>
 
 #include "vidkv/core/error.h"
@@ -103,7 +105,10 @@ ConfigNode load_yaml_file(const std::string& path) {
     throw ConfigError(path + ": " + std::to_string(st.st_size) + " bytes, more than an experiment file may hold (" +
                       std::to_string(kMaxFileBytes) + ")");
   std::ifstream in(path, std::ios::binary);
-  if (!in) throw ConfigError(path + ": cannot open experiment file");
+  if (!in) {
+    const int err = errno;  // ENOENT: "No such file or directory", EACCES: "Permission denied", ...
+    throw ConfigError(path + ": cannot open experiment file: " + std::strerror(err));
+  }
   std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   return parse(text, path);
 }

@@ -70,6 +70,11 @@ TEST_CASE("YAML values keep file, line and column", "[experiments][yaml]") {
   CHECK_THROWS_WITH(parse_yaml_text("a: 1\na: 2\n", "dup.yaml"), "dup.yaml:2:1: duplicate key 'a'");
 }
 
+TEST_CASE("a missing experiment file says why it cannot be opened", "[experiments][yaml][errors]") {
+  const std::string m = message_of([] { load_yaml_file("/nonexistent-vidkv-dir/e.yaml"); });
+  CHECK(m == "/nonexistent-vidkv-dir/e.yaml: cannot open experiment file: No such file or directory");
+}
+
 TEST_CASE("a typo in a plugin block fails with the line number and the suggestion", "[experiments][plan]") {
   Scratch s;
   const std::string file = s.write("typo.yaml", R"(name: t
