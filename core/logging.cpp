@@ -58,11 +58,12 @@ void ProgressReporter::draw(bool final_line) {
                  static_cast<long long>(total_), seconds, detail_.c_str());
     if (final_line) std::fprintf(stderr, "\n");
   } else {
+    // A line each time another tenth is done, with the exact percentage (1/8 is 12%, not "10%").
     const int decile = static_cast<int>(frac * 10);
     if (decile == last_decile_) return;
     last_decile_ = decile;
     std::fprintf(stderr, "%s: %lld/%lld (%d%%) %.1fs %s\n", label_.c_str(), static_cast<long long>(done_),
-                 static_cast<long long>(total_), decile * 10, seconds, detail_.c_str());
+                 static_cast<long long>(total_), static_cast<int>(frac * 100), seconds, detail_.c_str());
   }
   std::fflush(stderr);
 }
