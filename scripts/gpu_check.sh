@@ -11,7 +11,8 @@
 #      at 32k, batch 1 and 8);
 #   5. the other [cuda] tests;
 #   6. Nsight Compute (when `ncu` is on PATH): time, warp instructions, DRAM bytes, issue activity and registers of the
-#      decode attention kernels of vidkv-k1.5-v1.58-fragment at 8 x 64k;
+#      decode attention kernels of vidkv-k1.5-v1.58-fragment at 8 x 64k, then the fragment kernel's vidkv instance's
+#      stall reasons (warps stalled per issued instruction, by reason);
 #   7. the attention bench at 8 x 64k with the general kernel's placement by default and with
 #      VIDKV_CUDA_ATTENTION_BESIDE=after, =always and =one-split, then with VIDKV_CUDA_ATTENTION_COMPACT=off (A / B, in
 #      one process each, without torch; COMPACT=off places the full kernel by its own rule: compare it with =after);
@@ -76,6 +77,14 @@ if [ "$(left)" -gt 35 ] && command -v ncu >/dev/null; then
     --metrics gpu__time_duration.sum,smsp__inst_executed.sum,dram__bytes_read.sum,smsp__issue_active.avg.pct_of_peak_sustained_active,launch__registers_per_thread \
     $B/vidkv bench --backend cuda --attention --tokens 65536 --batches 8 --presets vidkv-k1.5-v1.58-fragment --repeats 1 --no-torch 2>&1 |
     grep -E "fragment_kernel|fragment_vidkv|split_kernel|combine|transform|^\s+(gpu__|smsp__|dram__|launch__)" | cut -c1-110
+fi
+if [ "$(left)" -gt 35 ] && command -v ncu >/dev/null; then
+  L=$(left)
+  echo "== ncu, the vidkv instance's stall reasons (warps per issued instruction, 0.05 or more) at 8 x 64k (left $L s)"
+  timeout $((L > 65 ? 60 : L - 5)) ncu -k regex:fragment_vidkv_kernel -c 1 \
+    --metrics regex:smsp__average_warps_issue_stalled_.*_per_issue_active\.ratio \
+    $B/vidkv bench --backend cuda --attention --tokens 65536 --batches 8 --presets vidkv-k1.5-v1.58-fragment --repeats 1 --no-torch 2>&1 |
+    grep -E "issue_stalled|==ERROR|==WARNING" | awk '!/issue_stalled/ || $NF + 0 >= 0.05' | cut -c1-110
 fi
 for beside in default after always one-split; do
   if [ "$(left)" -gt 40 ]; then
