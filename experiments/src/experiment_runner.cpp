@@ -213,6 +213,9 @@ void check_prefill_blocks(const ExperimentPlan& plan, const PluginRegistry& regi
   }
   for (const RunPlan& planned : plan.runs) {
     const RunPlan run = run_for_trace(planned, tokens);
+    if (run.lifecycle.prefill_tokens > info.tokens)  // replay_prefill takes the whole trace: say so, once per run
+      VIDKV_WARN("run '", run.name, "' on ", trace, ": lifecycle.prefill_tokens = ", run.lifecycle.prefill_tokens,
+                 " exceeds the trace's ", info.tokens, " tokens; the whole trace is the prefill (no decode steps)");
     const LifecycleParams::PrefillBlocks first = run.lifecycle.prefill_blocks(run.lifecycle.replay_prefill(info.tokens));
     // Where the prefill quantizes nothing on a side, the first block a decode step would (LayerCache::maybe_quantize:
     // R tokens; kivi values value_block), so that a codec that cannot take the trace's head_dim is refused here,
