@@ -153,18 +153,21 @@ class ParamReader {
         if (!found) {
           const std::string valid = join_names(known_);
           std::string hint = did_you_mean(key, known_);
-          // KIVI's and transformers' QuantizedCacheConfig names of our fields (vidkv.hf from_kivi / from_hf).
-          static const std::pair<const char*, const char*> kForeignNames[] = {
-              {"k_bits", "bits"}, {"v_bits", "bits"}, {"nbits", "bits"}, {"group_size", "group"}, {"q_group_size", "group"},
-              {"residual_length", "residual"}, {"axis_key", "axis"}, {"axis_value", "axis"}};
-          for (const auto& [theirs, ours] : kForeignNames)
-            if (key == theirs && std::find(known_.begin(), known_.end(), ours) != known_.end())
-              hint = " (did you mean '" + std::string(ours) + "'? '" + key + "' is the KIVI / transformers name)";
-          // Our own plugins' names for one idea: the byte layout is `layout` in uniform and sign, `packing` in ternary.
-          static const std::pair<const char*, const char*> kSiblingNames[] = {{"layout", "packing"}, {"packing", "layout"}};
-          for (const auto& [theirs, ours] : kSiblingNames)
-            if (key == theirs && std::find(known_.begin(), known_.end(), ours) != known_.end())
-              hint = " (did you mean '" + std::string(ours) + "'? " + plugin_ + " calls its byte layout '" + ours + "')";
+          // Other names of our fields: KIVI's and transformers' QuantizedCacheConfig (vidkv.hf from_kivi / from_hf),
+          // and our own plugins' two names for the byte layout (`layout` in uniform and sign, `packing` in ternary).
+          struct OtherName {
+            const char* theirs;
+            const char* ours;
+            bool sibling;  // another of our plugins' name, not KIVI's / transformers'
+          };
+          static const OtherName kOtherNames[] = {
+              {"k_bits", "bits", false}, {"v_bits", "bits", false}, {"nbits", "bits", false}, {"group_size", "group", false},
+              {"q_group_size", "group", false}, {"residual_length", "residual", false}, {"axis_key", "axis", false},
+              {"axis_value", "axis", false}, {"layout", "packing", true}, {"packing", "layout", true}};
+          for (const OtherName& n : kOtherNames)
+            if (key == n.theirs && std::find(known_.begin(), known_.end(), n.ours) != known_.end())
+              hint = " (did you mean '" + std::string(n.ours) + "'? " +
+                     (n.sibling ? plugin_ + " calls its byte layout '" + n.ours + "'" : "'" + key + "' is the KIVI / transformers name") + ")";
           value.fail_at_key("unknown key '" + key + "' for " + plugin_ + hint + "; valid keys: " + (valid.empty() ? "none" : valid));
         }
       }
