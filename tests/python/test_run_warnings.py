@@ -1,5 +1,7 @@
-"""`vidkv run` says when a setting cannot do what it asks on the trace at hand, instead of running silently: a
-prefill longer than the trace, and a codec that never quantized anything (every token in the residual window)."""
+"""`vidkv run`'s messages: it says when a setting cannot do what it asks on the trace at hand, instead of running
+silently (a prefill longer than the trace, a codec that never quantized anything: every token in the residual
+window), and its progress lines off a terminal give the exact percentage done."""
+import re
 import subprocess
 from pathlib import Path
 
@@ -34,3 +36,16 @@ def test_a_codec_that_never_quantized_gets_a_note(tmp_path):
     out = res.stdout + res.stderr
     assert "key_rel_error and value_rel_error are exactly 0 for 'k2' (G=32 R=2048)" in out
     assert "'f16'" not in out.split("exactly 0 for", 1)[1].split("\n", 1)[0]
+
+
+def test_progress_lines_off_a_terminal_give_the_exact_percentage(tmp_path):
+    # 3 runs x 8 layers = 24 units: a line at each tenth passed, e.g. 3/24 (12%), which read "(10%)" before.
+    exp = tmp_path / "p.yaml"
+    exp.write_text(f"name: p\ntraces: [{TRACE}]\ncodec: {{preset: kivi-2}}\nmetrics: [key_rel_error]\n"
+                   "sweep:\n  codec.key.bits: [2, 3, 4]\n")
+    res = subprocess.run([str(VIDKV), "run", str(exp), "--out", str(tmp_path / "out")], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    lines = re.findall(r": (\d+)/(\d+) \((\d+)%\)", res.stderr)
+    assert len(lines) >= 5 and any(int(pct) % 10 for _, _, pct in lines), res.stderr
+    for done, total, pct in lines:
+        assert int(pct) == 100 * int(done) // int(total), (done, total, pct)
