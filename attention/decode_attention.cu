@@ -750,28 +750,20 @@ __global__ void __launch_bounds__(kThreads, 3) fast_kernel(const Problem p) {
 // block, KV head), before the attention kernels, which copy it into shared memory when a warp's tile enters another
 // block (load_transformed). Computing it in each warp instead cost every warp n W inverse-FFT weights (cospi /
 // sinpi) and n W Q multiply-adds, the same for the few hundred warps of a batch-1 launch that read one block.
-// Grid (key blocks, KV heads, ceil(W / kTransformWarps)), a warp per part index i: the lanes take the child's
-// channels c = lane + 32 k (each weight computed once for all heads, a product and a sum rounded separately, as
-// transform_entry), then a warp sum per head. The sum's order differs from transform_entry's (32 partial sums, then
-// a butterfly): decode_attention_tolerance.h item 4 bounds any order of the n terms. Writes
+// Grid (key blocks, KV heads), kTransformWarps warps per block: the block gathers the query's channels once, then
+// warp w takes part indices i = w, w + kTransformWarps, ...: the lanes take the child's channels c = lane + 32 k
+// (each weight computed once for all heads, a product and a sum rounded separately, as transform_entry), then a
+// warp sum per head. The sum's order differs from transform_entry's (32 partial sums, then a butterfly):
+// decode_attention_tolerance.h item 4 bounds any order of the n terms. Writes
 // p.transformed[((block * heads + h) * W + i) * kMaxQ + hq], zeros for the padding heads hq >= Q.
-constexpr int kTransformWarps = 8;
-__global__ void __launch_bounds__(32 * kTransformWarps) transform_kernel(const Problem p) {
-  extern __shared__ float4 smem4[];
-  float* gathered = reinterpret_cast<float*>(smem4);  // [Q][D]: the query's channels in gathered order
-  const std::int64_t kb = blockIdx.x, h = blockIdx.y;
+// (A block per 8 part indices instead, 16 times the blocks and each gathering the query again, took 20 us at 8 x 64k
+// tokens of vidkv-k1.5-v1.58-fragment on an H100, Nsight Compute: 136 key blocks x 4 KV heads x 16.)
+constexpr int kTransformWarps = 16;
+
+// Part index i of key block kb, KV head h (transform_kernel's warp work): p.transformed's kMaxQ entries of i.
+__device__ inline void transform_part(const Problem& p, const af::PartRef& kp, const float* gathered, std::int64_t kb,
+                                      std::int64_t h, std::int64_t i, int lane) {
   const std::int64_t D = p.channels, Q = p.qpk, W = af::key_width(p.key, D);
-  const BlockEntry blk = p.key_blocks[kb];
-  if (blk.tokens == 0) return;  // an unused entry of a sequence's block region (decode_attention.cpp): no block, no tile reads it
-  const af::PartRef kp = af::part_of(p.key, blk.bytes, p.heads, blk.tokens, D, h);
-  for (std::int64_t c = threadIdx.x; c < D; c += blockDim.x) {
-    const std::int64_t idx = af::gathered_index(p.key, kp, D, c);
-    for (std::int64_t hq = 0; hq < Q; ++hq) gathered[hq * D + idx] = query_element(p, blk.sequence, h * Q + hq, c);
-  }
-  __syncthreads();
-  const int lane = static_cast<int>(threadIdx.x) % 32;
-  const std::int64_t i = static_cast<std::int64_t>(blockIdx.z) * kTransformWarps + threadIdx.x / 32;
-  if (i >= W) return;
   const af::PartSlot slot = af::part_slot(kp, i);
   const af::ChildFormat& child = slot.in_first ? p.key.first : p.key.second;
   const std::int64_t j = i - slot.base, n = slot.channels;
@@ -798,6 +790,23 @@ __global__ void __launch_bounds__(32 * kTransformWarps) transform_kernel(const P
 #pragma unroll
   for (int hq = 0; hq < kMaxQ; ++hq)
     if (lane == hq) out[hq] = w[hq];
+}
+
+__global__ void __launch_bounds__(32 * kTransformWarps) transform_kernel(const Problem p) {
+  extern __shared__ float4 smem4[];
+  float* gathered = reinterpret_cast<float*>(smem4);  // [Q][D]: the query's channels in gathered order
+  const std::int64_t kb = blockIdx.x, h = blockIdx.y;
+  const std::int64_t D = p.channels, Q = p.qpk, W = af::key_width(p.key, D);
+  const BlockEntry blk = p.key_blocks[kb];
+  if (blk.tokens == 0) return;  // an unused entry of a sequence's block region (decode_attention.cpp): no block, no tile reads it
+  const af::PartRef kp = af::part_of(p.key, blk.bytes, p.heads, blk.tokens, D, h);
+  for (std::int64_t c = threadIdx.x; c < D; c += blockDim.x) {
+    const std::int64_t idx = af::gathered_index(p.key, kp, D, c);
+    for (std::int64_t hq = 0; hq < Q; ++hq) gathered[hq * D + idx] = query_element(p, blk.sequence, h * Q + hq, c);
+  }
+  __syncthreads();
+  const int lane = static_cast<int>(threadIdx.x) % 32;
+  for (std::int64_t i = threadIdx.x / 32; i < W; i += kTransformWarps) transform_part(p, kp, gathered, kb, h, i, lane);
 }
 
 // One block per (KV head, sequence, query head of the KV head), kCombineThreads threads: thread (part k, column j)
@@ -953,11 +962,9 @@ void launch(const Problem& p, void* stream, const SideStream* beside) {
   const bool token_values = p.value.first.axis == group_format::GroupAxis::token;
   if (af::needs_transform(p.key)) {
     VIDKV_REQUIRE(p.transformed != nullptr, ShapeError, "decode attention: keys that need the query transform, no buffer for it");
-    const std::int64_t W = af::key_width(p.key, p.channels);
     if (p.key_block_count > 0) {
-      transform_kernel<<<dim3(static_cast<unsigned>(p.key_block_count), static_cast<unsigned>(p.heads),
-                              static_cast<unsigned>((W + kTransformWarps - 1) / kTransformWarps)),
-                         32 * kTransformWarps, static_cast<std::size_t>(p.qpk * p.channels) * sizeof(float), st>>>(p);
+      transform_kernel<<<dim3(static_cast<unsigned>(p.key_block_count), static_cast<unsigned>(p.heads)), 32 * kTransformWarps,
+                         static_cast<std::size_t>(p.qpk * p.channels) * sizeof(float), st>>>(p);
       check(cudaGetLastError(), "query transform kernel launch");
     }
   }

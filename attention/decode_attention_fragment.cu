@@ -643,64 +643,89 @@ constexpr std::size_t vidkv_smem_bytes() {
 }
 static_assert(vidkv_smem_bytes() >= sizeof(float) * kWarps * kMaxQ * (128 + 2), "the warps' partials fit");
 
-// A vidkv block's bytes for KV head h as addresses (integers) affine in the token (codes) or the token group
-// (metadata, group-major: fr::key_meta_base), as SideSetup.
-struct VidkvKeySetup {
-  std::int32_t block = -1;
-  std::int64_t high_codes = 0, low_codes = 0, high_scales = 0, high_mins = 0, low_scales = 0;
-  std::int64_t begin = 0, high_group = 32, low_group = 32;
+// Where this lane's copies of a tile come from, for the warp's current key block and value block of KV head h:
+// integer addresses of the lane's piece of (sequence) token 0, so that a tile at token t0 (below 2^32) copies from
+// address + t0 x bytes per token, one IMAD.WIDE.U32 per run (recomputed when a tile's block changes:
+// vidkv_key_sources, vidkv_value_sources).
+//   high codes: 2 H / 8 bytes per token (the lane's 16-byte quad: + 16 lane); low codes: L / 8 (+ 8 lane); value
+//   codes: 2 D / 8 (+ 16 lane, the second quad 512 bytes on);
+//   key metadata, group-major (fr::key_meta_base, 2 x 64 bytes per group): group gi = (t0 - begin) / group of the
+//   block's high scales, high mins and low scales, word `lane` of each (+ 4 lane).
+struct VidkvSources {
+  std::int32_t key_block = -1, value_block = -1;
+  std::int64_t high_codes = 0, low_codes = 0, values = 0, high_scales = 0, high_mins = 0, low_scales = 0;
+  std::uint32_t begin = 0, high_group = 32, low_group = 32;
   int high_shift = -1, low_shift = -1;  // log2 of the groups where powers of two (a shift instead of a division)
 };
-struct VidkvValueSetup {
-  std::int32_t block = -1;
-  std::int64_t codes = 0;
-};
 
-__device__ inline VidkvKeySetup vidkv_key_setup(const Problem& p, const BlockEntry& e, std::int64_t h, std::int32_t index) {
+__device__ inline void vidkv_key_sources(VidkvSources& s, const Problem& p, std::int64_t h, std::int32_t index, int lane) {
   using L = VidkvLayout;
+  const BlockEntry e = p.key_blocks[index];
   const af::PartRef kp = af::part_of(p.key, e.bytes, p.heads, e.tokens, L::D, h);  // scope layer: heads, head h
-  VidkvKeySetup s;
-  s.block = index;
-  s.begin = e.begin;
-  // Codes: 2 H / 8 bytes per token (high), L / 8 (low); head h's tiles from h T tokens on.
-  s.high_codes = reinterpret_cast<std::int64_t>(kp.first.codes) + (h * e.tokens - e.begin) * (2 * L::H / 8);
-  s.low_codes = reinterpret_cast<std::int64_t>(kp.second.codes) + (h * e.tokens - e.begin) * (L::L / 8);
-  s.high_scales = reinterpret_cast<std::int64_t>(kp.first.scales) + 2 * fr::key_meta_base(h, kp.first.groups_per_row, 0, L::H);
-  s.high_mins = reinterpret_cast<std::int64_t>(kp.first.mins) + 2 * fr::key_meta_base(h, kp.first.groups_per_row, 0, L::H);
-  s.low_scales = reinterpret_cast<std::int64_t>(kp.second.scales) + 2 * fr::key_meta_base(h, kp.second.groups_per_row, 0, L::L);
-  s.high_group = p.key.first.group;
-  s.low_group = p.key.second.group;
+  s.key_block = index;
+  s.begin = static_cast<std::uint32_t>(e.begin);
+  // Codes: head h's tiles from h T tokens on.
+  s.high_codes = reinterpret_cast<std::int64_t>(kp.first.codes) + (h * e.tokens - e.begin) * (2 * L::H / 8) + 16 * lane;
+  s.low_codes = reinterpret_cast<std::int64_t>(kp.second.codes) + (h * e.tokens - e.begin) * (L::L / 8) + 8 * lane;
+  s.high_scales = reinterpret_cast<std::int64_t>(kp.first.scales) + 2 * fr::key_meta_base(h, kp.first.groups_per_row, 0, L::H) + 4 * lane;
+  s.high_mins = reinterpret_cast<std::int64_t>(kp.first.mins) + 2 * fr::key_meta_base(h, kp.first.groups_per_row, 0, L::H) + 4 * lane;
+  s.low_scales = reinterpret_cast<std::int64_t>(kp.second.scales) + 2 * fr::key_meta_base(h, kp.second.groups_per_row, 0, L::L) + 4 * lane;
+  s.high_group = static_cast<std::uint32_t>(p.key.first.group);
+  s.low_group = static_cast<std::uint32_t>(p.key.second.group);
   s.high_shift = kp.first.group_shift;
   s.low_shift = kp.second.group_shift;
-  return s;
 }
-__device__ inline VidkvValueSetup vidkv_value_setup(const Problem& p, const BlockEntry& e, std::int64_t h, std::int32_t index) {
+__device__ inline void vidkv_value_sources(VidkvSources& s, const Problem& p, std::int64_t h, std::int32_t index, int lane) {
+  const BlockEntry e = p.value_blocks[index];
   const af::ChildView v = af::child_view(p.value.first, e.bytes, p.heads, e.tokens, VidkvLayout::D, 0);
-  VidkvValueSetup s;
-  s.block = index;
-  s.codes = reinterpret_cast<std::int64_t>(v.codes) + (h * e.tokens - e.begin) * (2 * VidkvLayout::D / 8);
-  return s;
+  s.value_block = index;
+  s.values = reinterpret_cast<std::int64_t>(v.codes) + (h * e.tokens - e.begin) * (2 * VidkvLayout::D / 8) + 16 * lane;
 }
 
-// Issues the copies of `tile` into the slot at `dst`: per lane one 16-byte quad of high codes, one 8-byte pair of low
-// codes (the 1-bit tile's lane pairs), two quads of value codes, and word `lane` of each metadata run (the 64 entries
-// of the tile's group: 32 words) to its fr::key_meta_slot.
-__device__ inline void vidkv_issue_tile(std::uint32_t* dst, const TileEntry& tile, const VidkvKeySetup& ks,
-                                        const VidkvValueSetup& vs, int lane) {
+// base + t x bytes as an address: one IMAD.WIDE.U32 (PTX mad.wide.u32; written in C++ the compiler shifts and masks
+// the 64-bit token instead).
+template <unsigned bytes>
+__device__ __forceinline__ const void* run_at(std::int64_t base, std::uint32_t t) {
+  std::uint64_t a;
+  asm("mad.wide.u32 %0, %1, %2, %3;" : "=l"(a) : "r"(t), "n"(bytes), "l"(base));
+  return reinterpret_cast<const void*>(a);
+}
+
+// This lane's shared-memory destinations in slot 0 of its warp (slot 1: + 4 kSlot bytes), as 32-bit shared addresses:
+// its quads of high and value codes (+ 16 lane), its pair of low codes (+ 8 lane) and its word of each key metadata
+// run (fr::key_meta_slot). Made opaque to the compiler (an empty asm), which otherwise recomputes them from the lane
+// index in every iteration.
+struct VidkvDestinations {
+  std::uint32_t quad, pair, meta;
+};
+__device__ __forceinline__ VidkvDestinations vidkv_destinations(const std::uint32_t* wbase, int lane) {
   using L = VidkvLayout;
-  const std::int64_t t0 = tile.t0, tr0 = t0 - ks.begin;
-  copy16(dst + L::kHighCodes + 4 * lane, reinterpret_cast<const uint4*>(ks.high_codes + t0 * (2 * L::H / 8)) + lane);
-  copy8(dst + L::kLowCodes + 2 * lane, reinterpret_cast<const uint2*>(ks.low_codes + t0 * (L::L / 8)) + lane);
-#pragma unroll
-  for (int i = 0; i < 2; ++i)
-    copy16(dst + L::kValueCodes + 4 * (32 * i + lane), reinterpret_cast<const uint4*>(vs.codes + t0 * (2 * L::D / 8)) + 32 * i + lane);
-  const int slot = fr::key_meta_slot(lane, L::H);
-  const std::int64_t hg = ks.high_shift >= 0 ? tr0 >> ks.high_shift : tr0 / ks.high_group;
-  const std::int64_t lg = ks.low_shift >= 0 ? tr0 >> ks.low_shift : tr0 / ks.low_group;
-  const std::int64_t hi = hg * (2 * L::H), lo = lg * (2 * L::L);  // bytes from the runs' first group
-  copy4(dst + L::kHighScale + slot, reinterpret_cast<const std::uint32_t*>(ks.high_scales + hi) + lane);
-  copy4(dst + L::kHighMin + slot, reinterpret_cast<const std::uint32_t*>(ks.high_mins + hi) + lane);
-  copy4(dst + L::kLowScale + slot, reinterpret_cast<const std::uint32_t*>(ks.low_scales + lo) + lane);
+  const auto slot0 = static_cast<std::uint32_t>(__cvta_generic_to_shared(wbase));
+  VidkvDestinations d{slot0 + 16u * lane, slot0 + 4u * L::kLowCodes + 8u * lane,
+                      slot0 + 4u * static_cast<std::uint32_t>(fr::key_meta_slot(lane, L::H))};
+  asm volatile("" : "+r"(d.quad), "+r"(d.pair), "+r"(d.meta));
+  return d;
+}
+
+// Issues the copies of the tile at token t0 into the slot `offset` bytes from slot 0 (0 or 4 kSlot): per lane one
+// 16-byte quad of high codes, one 8-byte pair of low codes (the 1-bit tile's lane pairs), two quads of value codes,
+// and word `lane` of each metadata run (the 64 entries of the tile's group: 32 words) to its fr::key_meta_slot.
+__device__ __forceinline__ void vidkv_issue_tile(std::uint32_t offset, std::uint32_t t0, const VidkvSources& s,
+                                                 const VidkvDestinations& d) {
+  using L = VidkvLayout;
+  using namespace cuda_async;
+  const std::uint32_t quad = d.quad + offset, meta = d.meta + offset;
+  copy16_shared(quad + 4 * L::kHighCodes, run_at<2 * L::H / 8>(s.high_codes, t0));
+  copy8_shared(d.pair + offset, run_at<L::L / 8>(s.low_codes, t0));
+  const char* v = static_cast<const char*>(run_at<2 * L::D / 8>(s.values, t0));
+  copy16_shared(quad + 4 * L::kValueCodes, v);
+  copy16_shared(quad + 4 * L::kValueCodes + 512, v + 512);
+  const std::uint32_t tr0 = t0 - s.begin;
+  const std::uint32_t hg = s.high_shift >= 0 ? tr0 >> s.high_shift : tr0 / s.high_group;
+  const std::uint32_t lg = s.low_shift >= 0 ? tr0 >> s.low_shift : tr0 / s.low_group;
+  copy4_shared(meta + 4 * L::kHighScale, run_at<2 * L::H>(s.high_scales, hg));
+  copy4_shared(meta + 4 * L::kHighMin, run_at<2 * L::H>(s.high_mins, hg));
+  copy4_shared(meta + 4 * L::kLowScale, run_at<2 * L::L>(s.low_scales, lg));
 }
 
 // The query of head g in key block kb's coordinates at this lane's B rows (part indices 16 kc + 2 t4 (+1) + 8 pr,
@@ -772,29 +797,35 @@ __global__ void __launch_bounds__(kThreads, 3) fragment_vidkv_kernel(const Probl
   float up[2] = {0.0f, 0.0f};
   std::int32_t query_block = -1;
 
-  VidkvKeySetup ks;
-  VidkvValueSetup vs;
-  std::int64_t ti = range.first + warp;
+  // The warp's tiles ti = range.first + warp, + kWarps, ... (int: a sequence's tiles are far fewer than 2^31); their
+  // entries from `tiles`, each loaded one iteration before its copies are issued.
+  const TileEntry* tiles = p.tiles + seq.tile_begin;
+  const int last = static_cast<int>(range.last);
+  int ti = static_cast<int>(range.first) + warp;
+  const VidkvDestinations dst = vidkv_destinations(wbase, lane);
+  VidkvSources src;
   TileEntry ahead, current;
-  if (ti < range.last) {
-    current = p.tiles[seq.tile_begin + ti];
-    if (ti + kWarps < range.last) ahead = p.tiles[seq.tile_begin + ti + kWarps];
-    ks = vidkv_key_setup(p, p.key_blocks[current.key_block], h, current.key_block);
-    vs = vidkv_value_setup(p, p.value_blocks[current.value_block], h, current.value_block);
-    vidkv_issue_tile(wbase, current, ks, vs, lane);
+  if (ti < last) {
+    current = tiles[ti];
+    if (ti + kWarps < last) ahead = tiles[ti + kWarps];
+    vidkv_key_sources(src, p, h, current.key_block, lane);
+    vidkv_value_sources(src, p, h, current.value_block, lane);
+    vidkv_issue_tile(0, static_cast<std::uint32_t>(current.t0), src, dst);
   }
   cuda_async::commit();
   int slot = 0;
-  for (; ti < range.last; ti += kWarps) {
-    const bool has_next = ti + kWarps < range.last;
+  for (; ti < last; ti += kWarps) {
+    const bool has_next = ti + kWarps < last;
     __syncwarp();  // every lane has read the previous tile's slot and probabilities
     TileEntry next;
     if (has_next) {
       next = ahead;
-      if (ti + 2 * kWarps < range.last) ahead = p.tiles[seq.tile_begin + ti + 2 * kWarps];
-      if (next.key_block != ks.block) ks = vidkv_key_setup(p, p.key_blocks[next.key_block], h, next.key_block);
-      if (next.value_block != vs.block) vs = vidkv_value_setup(p, p.value_blocks[next.value_block], h, next.value_block);
-      vidkv_issue_tile(wbase + (slot ^ 1) * L::kSlot, next, ks, vs, lane);
+      if (ti + 2 * kWarps < last) ahead = tiles[ti + 2 * kWarps];
+      if (next.key_block != src.key_block || next.value_block != src.value_block) {  // one branch, rarely taken
+        vidkv_key_sources(src, p, h, next.key_block, lane);
+        vidkv_value_sources(src, p, h, next.value_block, lane);
+      }
+      vidkv_issue_tile(4 * L::kSlot * (slot ^ 1), static_cast<std::uint32_t>(next.t0), src, dst);
     }
     cuda_async::commit();
     if (current.key_block != query_block) {  // the query in this block's coordinates (while the copies fly)

@@ -16,6 +16,10 @@
 #   7. the attention bench at 8 x 64k with the general kernel's placement by default and with
 #      VIDKV_CUDA_ATTENTION_BESIDE=after, =always and =one-split, then with VIDKV_CUDA_ATTENTION_COMPACT=off (A / B, in
 #      one process each, without torch; COMPACT=off places the full kernel by its own rule: compare it with =after);
+#   8. (step ncu-source) Nsight Compute's source counters of the fragment kernel's vidkv instance at 8 x 64k: the
+#      sampled warp stalls per SASS instruction, as $LOG/vidkv_source.csv (ncu --page source --print-source sass).
+# GPU_CHECK_STEPS picks the steps after the build and their order (names: attention-tests bench-vidkv bench-kivi
+# live rest-tests ncu ncu-stalls ncu-source placement; default: all but ncu-source, in the order above).
 # Each step is skipped when less time is left than it needs, so that the run fits a deadline (first argument, seconds,
 # default 540: a device call's limit less a margin; the build needs about 180-240 s on 16 cores). Logs, and the whole
 # output as gpu_check.txt, go to $OUT when set (the device tool's result folder), else build-cuda/gpu-check/. Usage: bash scripts/gpu_check.sh [DEADLINE_S]
@@ -51,51 +55,76 @@ run_tests() {
   grep -E "FAILED|passed|test cases|assertions" "$LOG/tests_$3.log" | head -12
   grep "fragment kernel" "$LOG/tests_$3.log" | awk '{print $NF}' | sort -g | tail -1 | sed 's/^/largest fragment kernel error \/ tolerance: /'
 }
-run_tests "[cuda][attention]" 90 attention
-if [ "$(left)" -gt 100 ]; then
+NCU_CASE=(--backend cuda --attention --tokens 65536 --batches 8 --presets vidkv-k1.5-v1.58-fragment --repeats 1 --no-torch)
+step_attention-tests() { run_tests "[cuda][attention]" 90 attention; }
+step_bench-vidkv() {
+  [ "$(left)" -gt 100 ] || { echo "== bench-vidkv skipped (time)"; return; }
   echo "== bench --attention, vidkv-k1.5-v1.58-fragment and vidkv-k1.5-v1.58 (left $(left) s)"
   timeout 100 $B/vidkv bench --backend cuda --attention --tokens 8192,32768,65536,131072 \
     --batches 1,8 --presets vidkv-k1.5-v1.58-fragment,vidkv-k1.5-v1.58 2>&1 | grep -v "^$"
-fi
-if [ "$(left)" -gt 100 ]; then
+}
+step_bench-kivi() {
+  [ "$(left)" -gt 100 ] || { echo "== bench-kivi skipped (time)"; return; }
   echo "== bench --attention (left $(left) s)"
   timeout 100 $B/vidkv bench --backend cuda --attention --tokens 8192,32768,65536,131072 --batches 1,8 \
     --presets kivi-2-fragment,kivi-2 2>&1 | grep -v "^$"
-fi
-if [ "$(left)" -gt 110 ] && [[ $TARGETS == *_vidkv* ]]; then
-  L=$(left)
+}
+step_live() {
+  { [ "$(left)" -gt 110 ] && [[ $TARGETS == *_vidkv* ]]; } || { echo "== live skipped (time)"; return; }
+  local L; L=$(left)
   echo "== bench --live --fused (left $L s)"
   PYTHONPATH=experiments/python:build-cuda/python timeout $((L - 60 > 150 ? 150 : L - 60)) \
     python3 -m vidkv.bench_live --fused --fused-only --presets kivi-2-fragment,vidkv-k1.5-v1.58-fragment --tokens 32768 \
     --batches 1,8 --steps 16 --rounds 2 2>&1 | tail -20
-fi
-run_tests "[cuda]~[attention]" 100 rest
-if [ "$(left)" -gt 35 ] && command -v ncu >/dev/null; then
-  L=$(left)
+}
+step_rest-tests() { run_tests "[cuda]~[attention]" 100 rest; }
+step_ncu() {
+  { [ "$(left)" -gt 35 ] && command -v ncu >/dev/null; } || { echo "== ncu skipped (time or no ncu)"; return; }
+  local L; L=$(left)
   echo "== ncu, vidkv-k1.5-v1.58-fragment at 8 x 64k (left $L s; ncu locks the clocks: times above the bench's)"
   timeout $((L > 95 ? 90 : L - 5)) ncu -k regex:"fragment_kernel|fragment_vidkv_kernel|split_kernel|combine_kernel|transform_kernel" -c 6 \
-    --metrics gpu__time_duration.sum,smsp__inst_executed.sum,dram__bytes_read.sum,smsp__issue_active.avg.pct_of_peak_sustained_active,launch__registers_per_thread \
-    $B/vidkv bench --backend cuda --attention --tokens 65536 --batches 8 --presets vidkv-k1.5-v1.58-fragment --repeats 1 --no-torch 2>&1 |
-    grep -E "fragment_kernel|fragment_vidkv|split_kernel|combine|transform|^\s+(gpu__|smsp__|dram__|launch__)" | cut -c1-110
-fi
-if [ "$(left)" -gt 35 ] && command -v ncu >/dev/null; then
-  L=$(left)
+    --metrics gpu__time_duration.sum,smsp__inst_executed.sum,dram__bytes_read.sum,smsp__issue_active.avg.pct_of_peak_sustained_active,launch__registers_per_thread,sm__warps_active.avg.pct_of_peak_sustained_active \
+    $B/vidkv bench "${NCU_CASE[@]}" 2>&1 |
+    grep -E "fragment_kernel|fragment_vidkv|split_kernel|combine|transform|^\s+(gpu__|smsp__|dram__|launch__|sm__)" | cut -c1-110
+}
+step_ncu-stalls() {
+  { [ "$(left)" -gt 35 ] && command -v ncu >/dev/null; } || { echo "== ncu-stalls skipped (time or no ncu)"; return; }
+  local L; L=$(left)
   echo "== ncu, the vidkv instance's stall reasons (warps per issued instruction, 0.05 or more) at 8 x 64k (left $L s)"
   timeout $((L > 65 ? 60 : L - 5)) ncu -k regex:fragment_vidkv_kernel -c 1 \
     --metrics regex:smsp__average_warps_issue_stalled_.*_per_issue_active\.ratio \
-    $B/vidkv bench --backend cuda --attention --tokens 65536 --batches 8 --presets vidkv-k1.5-v1.58-fragment --repeats 1 --no-torch 2>&1 |
+    $B/vidkv bench "${NCU_CASE[@]}" 2>&1 |
     grep -E "issue_stalled|==ERROR|==WARNING" | awk '!/issue_stalled/ || $NF + 0 >= 0.05' | cut -c1-110
-fi
-for beside in default after always one-split; do
+}
+step_ncu-source() {
+  { [ "$(left)" -gt 50 ] && command -v ncu >/dev/null; } || { echo "== ncu-source skipped (time or no ncu)"; return; }
+  local L; L=$(left)
+  echo "== ncu, the vidkv instance's source counters at 8 x 64k into $LOG/vidkv_source.csv (left $L s)"
+  rm -f "$LOG/vidkv_source.ncu-rep"
+  timeout $((L > 95 ? 80 : L - 15)) ncu -k regex:fragment_vidkv_kernel -c 1 --section SourceCounters --section WarpStateStats \
+    -o "$LOG/vidkv_source" $B/vidkv bench "${NCU_CASE[@]}" >"$LOG/ncu_source.log" 2>&1
+  echo "rc $?"
+  ncu -i "$LOG/vidkv_source.ncu-rep" --page source --csv --print-source sass >"$LOG/vidkv_source.csv" 2>&1
+  echo "rc $? ($(wc -l <"$LOG/vidkv_source.csv") lines)"
+  ncu -i "$LOG/vidkv_source.ncu-rep" --page details --section WarpStateStats 2>&1 | grep -vE "^\s*$" | cut -c1-110 | tail -30
+  rm -f "$LOG/vidkv_source.ncu-rep"  # not needed back (and large)
+}
+step_placement() {
+  for beside in default after always one-split; do
+    if [ "$(left)" -gt 40 ]; then
+      echo "== bench --attention, the general kernel's placement $beside, 8 x 64k (left $(left) s)"
+      VIDKV_CUDA_ATTENTION_BESIDE=$beside timeout 30 $B/vidkv bench --backend cuda --attention --tokens 65536 --batches 8 \
+        --presets kivi-2-fragment --no-torch 2>&1 | grep "^| kivi-2-fragment"
+    fi
+  done
   if [ "$(left)" -gt 40 ]; then
-    echo "== bench --attention, the general kernel's placement $beside, 8 x 64k (left $(left) s)"
-    VIDKV_CUDA_ATTENTION_BESIDE=$beside timeout 30 $B/vidkv bench --backend cuda --attention --tokens 65536 --batches 8 \
+    echo "== bench --attention, the full general kernel on the residual tiles (VIDKV_CUDA_ATTENTION_COMPACT=off), 8 x 64k"
+    VIDKV_CUDA_ATTENTION_COMPACT=off timeout 30 $B/vidkv bench --backend cuda --attention --tokens 65536 --batches 8 \
       --presets kivi-2-fragment --no-torch 2>&1 | grep "^| kivi-2-fragment"
   fi
+}
+for step in ${GPU_CHECK_STEPS:-attention-tests bench-vidkv bench-kivi live rest-tests ncu ncu-stalls placement}; do
+  if ! declare -F "step_$step" >/dev/null; then echo "gpu_check: no step $step" >&2; continue; fi
+  "step_$step"
 done
-if [ "$(left)" -gt 40 ]; then
-  echo "== bench --attention, the full general kernel on the residual tiles (VIDKV_CUDA_ATTENTION_COMPACT=off), 8 x 64k"
-  VIDKV_CUDA_ATTENTION_COMPACT=off timeout 30 $B/vidkv bench --backend cuda --attention --tokens 65536 --batches 8 \
-    --presets kivi-2-fragment --no-torch 2>&1 | grep "^| kivi-2-fragment"
-fi
 echo "== done at $(($(date +%s) - T0)) s"

@@ -36,6 +36,18 @@ __device__ __forceinline__ void copy16(void* dst, const void* src) {
   asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(d), "l"(src));
 }
 
+// The same three copies to a shared-memory address held as an integer (the shared window's 32-bit address,
+// __cvta_generic_to_shared of the destination): for loops that keep their destinations as integers and offsets.
+__device__ __forceinline__ void copy4_shared(std::uint32_t dst, const void* src) {
+  asm volatile("cp.async.ca.shared.global [%0], [%1], 4;\n" ::"r"(dst), "l"(src));
+}
+__device__ __forceinline__ void copy8_shared(std::uint32_t dst, const void* src) {
+  asm volatile("cp.async.ca.shared.global [%0], [%1], 8;\n" ::"r"(dst), "l"(src));
+}
+__device__ __forceinline__ void copy16_shared(std::uint32_t dst, const void* src) {
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(dst), "l"(src));
+}
+
 // Closes the group of copies issued so far by this thread (for wait_all's older PTX form and for pipelines).
 __device__ __forceinline__ void commit() { asm volatile("cp.async.commit_group;\n" ::); }
 
