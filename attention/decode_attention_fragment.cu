@@ -9,8 +9,9 @@
 //      token group (2 D contiguous bytes each: the layout stores key metadata group-major, group_format::
 //      group_major_meta), copied word by word into the order the lanes read them (key_meta_slot: a lane's D / 8
 //      words of each are D / 32 LDS.128), and the values' scales and mins of the 32 tokens (contiguous: token-major).
-//      The copies' addresses are affine in the tile's first token from per-head bases set once per block
-//      (SideSetup);
+//      The copies' addresses are affine in the tile's first token (one multiply-add per run, run_at) from per-lane
+//      bases set when a tile's block changes (KiviSources, out of line: the loop's code stays small), the
+//      destinations 32-bit shared addresses fixed per lane (KiviDestinations);
 //   2. scores: per 16-channel chunk kc, A = the codes [16 tokens x 16 channels] straight from the lane's words
 //      (codes_h2: one LOP3 mask-or and one fp16 subtraction per register), B = hmul2(q'', scale) [16 channels x 8
 //      heads] with the query held as fp16 pairs q'' = fp16(q / 2^e), into two accumulators per 16 tokens (even and
@@ -28,7 +29,7 @@
 // The warps' partials merge in shared memory (merge_warp_partials) into split partial blockIdx.x.
 // A second instance, fragment_vidkv_kernel (below), reads VidKV's formats (attention_fragment::FragmentFormats::
 // vidkv): the same loop with 64 high key channels as above, 64 low FFT components as 1-bit codes against the query
-// carried into the block's coordinates, and ternary values without metadata; not yet run on a GPU.
+// carried into the block's coordinates, and ternary values without metadata.
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
@@ -42,6 +43,7 @@
 #include "vidkv/attention/decode_attention_fragment.h"
 #include "vidkv/core/cuda/async_copy.cuh"
 #include "vidkv/core/cuda/kernel_occupancy.h"
+#include "vidkv/core/env_switch.h"
 #include "vidkv/core/error.h"
 
 namespace vidkv::attention_cuda {
@@ -148,34 +150,54 @@ __device__ __forceinline__ unsigned codes_h2(unsigned w, unsigned w10, const Fie
   return field_h2<s, 2, kCodeSub<s>>(j < 5 ? w : w10, fm.pair[s / 2]);
 }
 
-// A side's block as the warp's lanes each hold it for KV head h (recomputed when a tile's block changes): the
-// addresses, as integers, that the block's bytes of sequence token t start at, affine in t (so that a tile's copies
-// need one multiply-add per run), and what the key group of t needs.
-//   codes: t's codes at codes + t D / 4 (group_format.h: token-major D / 4 bytes per token and head);
-//   keys: group gi of the token's block (gi = (t - begin) / group) has its D scales at scales + 2 D gi, its mins at
-//     mins + 2 D gi (group-major: fr::key_meta_base, linear in gi);
-//   values: t's G groups at scales + 2 G t and mins + 2 G t (token-major: fr::value_meta_base, linear in t).
-struct SideSetup {
-  std::int32_t block = -1;
-  std::int64_t codes = 0, scales = 0, mins = 0;
-  std::int64_t begin = 0, group = 1;
-  int group_shift = -1;
+// base + t x bytes as an address: one IMAD.WIDE.U32 (PTX mad.wide.u32; written in C++ the compiler shifts and masks
+// a 64-bit token instead). t below 2^32 (a sequence's token or a block's token group).
+template <unsigned bytes>
+__device__ __forceinline__ const char* run_at(std::int64_t base, std::uint32_t t) {
+  std::uint64_t a;
+  asm("mad.wide.u32 %0, %1, %2, %3;" : "=l"(a) : "r"(t), "n"(bytes), "l"(base));
+  return reinterpret_cast<const char*>(a);
+}
+
+// Where this lane's copies of a tile come from, for the warp's current key block and value block of KV head h (the
+// kivi instance; recomputed when a tile's block changes: kivi_key_sources, kivi_value_sources): integer addresses
+// affine in the tile's first (sequence) token t0 < 2^32, so that a tile's copies need one multiply-add per run.
+//   codes: t's D / 4 bytes (group_format.h: token-major, per token and head) at codes + t D / 4, this lane's first
+//     quad at + 16 lane (its others 512 bytes apart);
+//   keys' metadata: group gi = (t - begin) / group of the block (group-major: fr::key_meta_base, linear in gi) has
+//     its D scales at key_scales + 2 D gi, its mins at key_mins + 2 D gi, this lane's word at + 4 lane;
+//   values' metadata: t's G groups at value_scales + 2 G t and value_mins + 2 G t (token-major:
+//     fr::value_meta_base, linear in t), the whole run copied by the warp.
+struct KiviSources {
+  std::int32_t key_block = -1, value_block = -1;
+  std::int64_t key_codes = 0, value_codes = 0, key_scales = 0, key_mins = 0, value_scales = 0, value_mins = 0;
+  std::uint32_t begin = 0, group = 1;
+  int group_shift = -1;  // log2(group) where a power of two (a shift instead of a division)
 };
 
 template <int D>
-__device__ inline SideSetup side_setup(const af::ChildFormat& f, const BlockEntry& e, std::int64_t heads, std::int64_t h,
-                                       std::int32_t index, bool keys) {
-  const af::ChildView v = af::child_view(f, e.bytes, heads, e.tokens, D, 0);
-  SideSetup s;
-  s.block = index;
-  s.codes = reinterpret_cast<std::int64_t>(v.codes) + (h * e.tokens - e.begin) * (D / 4);
-  const std::int64_t meta = keys ? fr::key_meta_base(h, v.groups_per_row, 0, D)
-                                 : fr::value_meta_base(h, e.tokens, -e.begin, v.groups_per_row);
-  s.scales = reinterpret_cast<std::int64_t>(v.scales) + 2 * meta;
-  s.mins = reinterpret_cast<std::int64_t>(v.mins) + 2 * meta;
-  s.begin = e.begin;
-  s.group = f.group;
+__device__ __noinline__ KiviSources kivi_key_sources(KiviSources s, const Problem& p, std::int64_t h, std::int32_t index, int lane) {
+  const BlockEntry e = p.key_blocks[index];
+  const af::ChildView v = af::child_view(p.key.first, e.bytes, p.heads, e.tokens, D, 0);
+  const std::int64_t meta = 2 * fr::key_meta_base(h, v.groups_per_row, 0, D) + 4 * lane;
+  s.key_block = index;
+  s.key_codes = reinterpret_cast<std::int64_t>(v.codes) + (h * e.tokens - e.begin) * (D / 4) + 16 * lane;
+  s.key_scales = reinterpret_cast<std::int64_t>(v.scales) + meta;
+  s.key_mins = reinterpret_cast<std::int64_t>(v.mins) + meta;
+  s.begin = static_cast<std::uint32_t>(e.begin);
+  s.group = static_cast<std::uint32_t>(p.key.first.group);
   s.group_shift = v.group_shift;
+  return s;
+}
+template <int D>
+__device__ __noinline__ KiviSources kivi_value_sources(KiviSources s, const Problem& p, std::int64_t h, std::int32_t index, int lane) {
+  const BlockEntry e = p.value_blocks[index];
+  const af::ChildView v = af::child_view(p.value.first, e.bytes, p.heads, e.tokens, D, 0);
+  const std::int64_t meta = 2 * fr::value_meta_base(h, e.tokens, -e.begin, v.groups_per_row);
+  s.value_block = index;
+  s.value_codes = reinterpret_cast<std::int64_t>(v.codes) + (h * e.tokens - e.begin) * (D / 4) + 16 * lane;
+  s.value_scales = reinterpret_cast<std::int64_t>(v.scales) + meta;
+  s.value_mins = reinterpret_cast<std::int64_t>(v.mins) + meta;
   return s;
 }
 
@@ -186,34 +208,48 @@ struct TileMeta {
   int value_scale = 0, value_min = 0;
 };
 
-// Issues the copies of `tile` (the KV head of ks and vs) into the slot at `dst` and returns where its metadata halves
-// sit. G: the value groups per token row (the kernel's constant, equal to the value block's groups_per_row).
+// This lane's shared-memory destinations in slot 0 of its warp (slot 1: + 4 kSlot bytes), as 32-bit shared
+// addresses: its first quad of key codes (+ 16 lane; the value codes 4 kCodes bytes on) and its first word of each
+// key metadata section (fr::key_meta_slot).
+struct KiviDestinations {
+  std::uint32_t slot0, quad, meta;
+};
+template <int D>
+__device__ __forceinline__ KiviDestinations kivi_destinations(const std::uint32_t* wbase, int lane) {
+  const auto slot0 = static_cast<std::uint32_t>(__cvta_generic_to_shared(wbase));
+  return {slot0, slot0 + 16u * lane, slot0 + 4u * static_cast<std::uint32_t>(fr::key_meta_slot(lane, D))};
+}
+
+// Issues the copies of the tile at token t0 into the slot `offset` bytes from slot 0 (0 or 4 kSlot) and returns where
+// its metadata halves sit. G: the value groups per token row (the kernel's constant, equal to the value block's
+// groups_per_row).
 template <int D, int G>
-__device__ inline TileMeta issue_tile(std::uint32_t* dst, const TileEntry& tile, const SideSetup& ks, const SideSetup& vs,
-                                      int lane) {
+__device__ __forceinline__ TileMeta issue_tile(std::uint32_t offset, std::uint32_t t0, const KiviSources& s,
+                                               const KiviDestinations& d, int lane) {
   using L = WarpLayout<D>;
-  const std::int64_t t0 = tile.t0;
+  using namespace cuda_async;
   // Codes: 32 tokens x D channels x 2 bits = 2 D words (D / 64 quads per lane and side).
-  const uint4* kc = reinterpret_cast<const uint4*>(ks.codes + t0 * (D / 4)) + lane;
-  const uint4* vc = reinterpret_cast<const uint4*>(vs.codes + t0 * (D / 4)) + lane;
+  const char* kc = run_at<D / 4>(s.key_codes, t0);
+  const char* vc = run_at<D / 4>(s.value_codes, t0);
   // Key metadata of the group of t0 (2 D bytes per section, 16-byte aligned: attention_tables::fragment_tile): word
   // w = lane + 32 i of each section (channels 2 w, 2 w + 1) to fr::key_meta_slot(w) = fr::key_meta_slot(lane) + 8 i.
-  const std::int64_t ktr0 = t0 - ks.begin;
-  const std::int64_t kgroup = ks.group_shift >= 0 ? (ktr0 >> ks.group_shift) : ktr0 / ks.group;
-  const std::uint32_t* ksrc = reinterpret_cast<const std::uint32_t*>(ks.scales + kgroup * (2 * D)) + lane;
-  const std::uint32_t* msrc = reinterpret_cast<const std::uint32_t*>(ks.mins + kgroup * (2 * D)) + lane;
-  const int kslot = fr::key_meta_slot(lane, D);
-  // Value metadata: tokens t0 .. + 31, every group: 32 G halves per section, contiguous (at most 256: value groups of
-  // at least 16 channels, kValueMetaWords).
-  const std::int64_t s0 = vs.scales + t0 * (2 * G), m0 = vs.mins + t0 * (2 * G);
-  constexpr int halves = kTile * G;
+  const std::uint32_t tr0 = t0 - s.begin;
+  const std::uint32_t kgroup = s.group_shift >= 0 ? tr0 >> s.group_shift : tr0 / s.group;
+  const char* ksrc = run_at<2 * D>(s.key_scales, kgroup);
+  const char* msrc = run_at<2 * D>(s.key_mins, kgroup);
+  const std::uint32_t quad = d.quad + offset, meta = d.meta + offset, slot = d.slot0 + offset;
 #pragma unroll
   for (int i = 0; i < D / 64; ++i) {
-    copy16(reinterpret_cast<uint4*>(dst) + i * 32 + lane, kc + i * 32);
-    copy16(reinterpret_cast<uint4*>(dst + L::kCodes) + i * 32 + lane, vc + i * 32);
-    copy4(dst + L::kKeyScale + kslot + 8 * i, ksrc + 32 * i);
-    copy4(dst + L::kKeyMin + kslot + 8 * i, msrc + 32 * i);
+    copy16_shared(quad + 512 * i, kc + 512 * i);
+    copy16_shared(quad + 4 * L::kCodes + 512 * i, vc + 512 * i);
+    copy4_shared(meta + 4 * (L::kKeyScale + 8 * i), ksrc + 128 * i);
+    copy4_shared(meta + 4 * (L::kKeyMin + 8 * i), msrc + 128 * i);
   }
+  // Value metadata: tokens t0 .. + 31, every group: 32 G halves per section, contiguous (at most 256: value groups of
+  // at least 16 channels, kValueMetaWords).
+  const std::int64_t s0 = reinterpret_cast<std::int64_t>(run_at<2 * G>(s.value_scales, t0));
+  const std::int64_t m0 = reinterpret_cast<std::int64_t>(run_at<2 * G>(s.value_mins, t0));
+  constexpr int halves = kTile * G;
   if (((s0 | m0) & 15) == 0) {
     // Both runs 16-byte aligned (checked per tile: (h T + tr0) groups_per_row and the sections' starts multiples of
     // 8 halves, e.g. kivi-2-fragment's blocks of an even token count at head_dim 128): halves / 8 quads per section.
@@ -222,16 +258,16 @@ __device__ inline TileMeta issue_tile(std::uint32_t* dst, const TileEntry& tile,
     for (int i = lane; i < 2 * quads; i += 32) {
       const bool mins = i >= quads;
       const int q = mins ? i - quads : i;
-      copy16(reinterpret_cast<uint4*>(dst + (mins ? L::kValueMin : L::kValueScale)) + q,
-             reinterpret_cast<const uint4*>(mins ? m0 : s0) + q);
+      copy16_shared(slot + 4 * (mins ? L::kValueMin : L::kValueScale) + 16 * q,
+                    reinterpret_cast<const uint4*>(mins ? m0 : s0) + q);
     }
   } else {  // the aligned words holding the runs, 4 bytes at a time
     const int sw = (static_cast<int>(s0 & 3) + 2 * halves + 3) / 4;
     const int mw = (static_cast<int>(m0 & 3) + 2 * halves + 3) / 4;
     const std::uint32_t* sword = reinterpret_cast<const std::uint32_t*>(s0 & ~std::int64_t{3});
     const std::uint32_t* mword = reinterpret_cast<const std::uint32_t*>(m0 & ~std::int64_t{3});
-    for (int i = lane; i < sw; i += 32) copy4(dst + L::kValueScale + i, sword + i);
-    for (int i = lane; i < mw; i += 32) copy4(dst + L::kValueMin + i, mword + i);
+    for (int i = lane; i < sw; i += 32) copy4_shared(slot + 4 * (L::kValueScale + i), sword + i);
+    for (int i = lane; i < mw; i += 32) copy4_shared(slot + 4 * (L::kValueMin + i), mword + i);
   }
   TileMeta m;
   m.value_scale = static_cast<int>(s0 & 3);
@@ -410,8 +446,8 @@ __device__ __forceinline__ void probabilities_b(const float* prob, int g, int t4
 
 // 3 blocks of 4 warps per multiprocessor, as the tensor-core kernel. VPG: 16-channel value tiles per value group
 // (value group / 16, 1 .. D / 16), a constant so that the value metadata's offsets are immediates.
-template <int D, int VPG>
-__global__ void __launch_bounds__(kThreads, 3) fragment_kernel(const Problem p) {
+template <int D, int VPG, int kBlocks>
+__global__ void __launch_bounds__(kThreads, kBlocks) fragment_kernel(const __grid_constant__ Problem p) {
   constexpr int KC = D / 16;  // 16-channel chunks: the keys' k chunks, the values' m tiles; a lane's words per side
   constexpr int G = (KC + VPG - 1) / VPG;  // value groups per token row
   using L = WarpLayout<D>;
@@ -461,32 +497,37 @@ __global__ void __launch_bounds__(kThreads, 3) fragment_kernel(const Problem p) 
 #pragma unroll
     for (int r = 0; r < 4; ++r) acc[mv][r] = 0.0f;
 
-  SideSetup ks, vs;
-  std::int64_t ti = range.first + warp;
+  // The warp's tiles ti = range.first + warp, + kWarps, ... (int: a sequence's tiles are far fewer than 2^31); their
+  // entries from `tiles`, each loaded one iteration before its copies are issued.
+  const TileEntry* tiles = p.tiles + seq.tile_begin;
+  const int last = static_cast<int>(range.last);
+  int ti = static_cast<int>(range.first) + warp;
+  const KiviDestinations dst = kivi_destinations<D>(wbase, lane);
+  KiviSources src;
   TileMeta meta;
   TileEntry ahead;  // the tile after the one being copied (ti + kWarps), loaded one iteration before its copies
-  if (ti < range.last) {
-    const TileEntry tile = p.tiles[seq.tile_begin + ti];
-    if (ti + kWarps < range.last) ahead = p.tiles[seq.tile_begin + ti + kWarps];
-    ks = side_setup<D>(p.key.first, p.key_blocks[tile.key_block], p.heads, h, tile.key_block, true);
-    vs = side_setup<D>(p.value.first, p.value_blocks[tile.value_block], p.heads, h, tile.value_block, false);
-    meta = issue_tile<D, G>(wbase, tile, ks, vs, lane);
+  if (ti < last) {
+    const TileEntry tile = tiles[ti];
+    if (ti + kWarps < last) ahead = tiles[ti + kWarps];
+    src = kivi_key_sources<D>(src, p, h, tile.key_block, lane);
+    src = kivi_value_sources<D>(src, p, h, tile.value_block, lane);
+    meta = issue_tile<D, G>(0, static_cast<std::uint32_t>(tile.t0), src, dst, lane);
   }
   cuda_async::commit();
   int slot = 0;
-  for (; ti < range.last; ti += kWarps) {
+  for (; ti < last; ti += kWarps) {
     // The next tile's copies into the other slot (its last reader was the previous tile: done, __syncwarp below).
-    const bool has_next = ti + kWarps < range.last;
+    const bool has_next = ti + kWarps < last;
     __syncwarp();  // every lane has read the previous tile's slot and probabilities
     TileMeta next_meta;
     if (has_next) {
       const TileEntry next = ahead;
-      if (ti + 2 * kWarps < range.last) ahead = p.tiles[seq.tile_begin + ti + 2 * kWarps];
-      if (next.key_block != ks.block)
-        ks = side_setup<D>(p.key.first, p.key_blocks[next.key_block], p.heads, h, next.key_block, true);
-      if (next.value_block != vs.block)
-        vs = side_setup<D>(p.value.first, p.value_blocks[next.value_block], p.heads, h, next.value_block, false);
-      next_meta = issue_tile<D, G>(wbase + (slot ^ 1) * L::kSlot, next, ks, vs, lane);
+      if (ti + 2 * kWarps < last) ahead = tiles[ti + 2 * kWarps];
+      if (next.key_block != src.key_block || next.value_block != src.value_block) {  // one branch, rarely taken
+        src = kivi_key_sources<D>(src, p, h, next.key_block, lane);
+        src = kivi_value_sources<D>(src, p, h, next.value_block, lane);
+      }
+      next_meta = issue_tile<D, G>(4 * L::kSlot * (slot ^ 1), static_cast<std::uint32_t>(next.t0), src, dst, lane);
     }
     cuda_async::commit();
     cuda_async::wait_prior<1>();  // this tile's copies have landed (this lane's)
@@ -615,7 +656,7 @@ __global__ void __launch_bounds__(kThreads, 3) fragment_kernel(const Problem p) 
   merge_warp_partials(p, smem, b, h, s);
 }
 
-// --- The vidkv instance (attention_fragment::FragmentFormats::vidkv; not yet run on a GPU) ----------------------
+// --- The vidkv instance (attention_fragment::FragmentFormats::vidkv) -----------------------------------------------
 // head_dim 128. Keys: a mixed_channel block's 64 high channels (uniform 2-bit, layout fragment: kivi's key tile over
 // 64 channels, with group-major scales and mins) and 64 low channels' real-FFT components (sign 1-bit, layout
 // fragment, zero_one: a component is scale x bit; group-major scales), read against the query carried into the
@@ -658,7 +699,7 @@ struct VidkvSources {
   int high_shift = -1, low_shift = -1;  // log2 of the groups where powers of two (a shift instead of a division)
 };
 
-__device__ inline void vidkv_key_sources(VidkvSources& s, const Problem& p, std::int64_t h, std::int32_t index, int lane) {
+__device__ __noinline__ VidkvSources vidkv_key_sources(VidkvSources s, const Problem& p, std::int64_t h, std::int32_t index, int lane) {
   using L = VidkvLayout;
   const BlockEntry e = p.key_blocks[index];
   const af::PartRef kp = af::part_of(p.key, e.bytes, p.heads, e.tokens, L::D, h);  // scope layer: heads, head h
@@ -674,21 +715,14 @@ __device__ inline void vidkv_key_sources(VidkvSources& s, const Problem& p, std:
   s.low_group = static_cast<std::uint32_t>(p.key.second.group);
   s.high_shift = kp.first.group_shift;
   s.low_shift = kp.second.group_shift;
+  return s;
 }
-__device__ inline void vidkv_value_sources(VidkvSources& s, const Problem& p, std::int64_t h, std::int32_t index, int lane) {
+__device__ __noinline__ VidkvSources vidkv_value_sources(VidkvSources s, const Problem& p, std::int64_t h, std::int32_t index, int lane) {
   const BlockEntry e = p.value_blocks[index];
   const af::ChildView v = af::child_view(p.value.first, e.bytes, p.heads, e.tokens, VidkvLayout::D, 0);
   s.value_block = index;
   s.values = reinterpret_cast<std::int64_t>(v.codes) + (h * e.tokens - e.begin) * (2 * VidkvLayout::D / 8) + 16 * lane;
-}
-
-// base + t x bytes as an address: one IMAD.WIDE.U32 (PTX mad.wide.u32; written in C++ the compiler shifts and masks
-// the 64-bit token instead).
-template <unsigned bytes>
-__device__ __forceinline__ const void* run_at(std::int64_t base, std::uint32_t t) {
-  std::uint64_t a;
-  asm("mad.wide.u32 %0, %1, %2, %3;" : "=l"(a) : "r"(t), "n"(bytes), "l"(base));
-  return reinterpret_cast<const void*>(a);
+  return s;
 }
 
 // This lane's shared-memory destinations in slot 0 of its warp (slot 1: + 4 kSlot bytes), as 32-bit shared addresses:
@@ -717,7 +751,7 @@ __device__ __forceinline__ void vidkv_issue_tile(std::uint32_t offset, std::uint
   const std::uint32_t quad = d.quad + offset, meta = d.meta + offset;
   copy16_shared(quad + 4 * L::kHighCodes, run_at<2 * L::H / 8>(s.high_codes, t0));
   copy8_shared(d.pair + offset, run_at<L::L / 8>(s.low_codes, t0));
-  const char* v = static_cast<const char*>(run_at<2 * L::D / 8>(s.values, t0));
+  const char* v = run_at<2 * L::D / 8>(s.values, t0);
   copy16_shared(quad + 4 * L::kValueCodes, v);
   copy16_shared(quad + 4 * L::kValueCodes + 512, v + 512);
   const std::uint32_t tr0 = t0 - s.begin;
@@ -771,7 +805,8 @@ __device__ __forceinline__ void mma_low_chunk(float (&d)[4], unsigned w, unsigne
           bit_pair<4 * kc + 3>(w, w10, sm), b0, b1);
 }
 
-__global__ void __launch_bounds__(kThreads, 3) fragment_vidkv_kernel(const Problem p) {
+template <int kBlocks>
+__global__ void __launch_bounds__(kThreads, kBlocks) fragment_vidkv_kernel(const __grid_constant__ Problem p) {
   using L = VidkvLayout;
   constexpr int D = L::D, KC = D / 16, KH = L::H / 16;  // 8 value tiles and key chunks (4 high, then 4 low)
   extern __shared__ float4 smem4[];
@@ -808,8 +843,8 @@ __global__ void __launch_bounds__(kThreads, 3) fragment_vidkv_kernel(const Probl
   if (ti < last) {
     current = tiles[ti];
     if (ti + kWarps < last) ahead = tiles[ti + kWarps];
-    vidkv_key_sources(src, p, h, current.key_block, lane);
-    vidkv_value_sources(src, p, h, current.value_block, lane);
+    src = vidkv_key_sources(src, p, h, current.key_block, lane);
+    src = vidkv_value_sources(src, p, h, current.value_block, lane);
     vidkv_issue_tile(0, static_cast<std::uint32_t>(current.t0), src, dst);
   }
   cuda_async::commit();
@@ -822,8 +857,8 @@ __global__ void __launch_bounds__(kThreads, 3) fragment_vidkv_kernel(const Probl
       next = ahead;
       if (ti + 2 * kWarps < last) ahead = tiles[ti + 2 * kWarps];
       if (next.key_block != src.key_block || next.value_block != src.value_block) {  // one branch, rarely taken
-        vidkv_key_sources(src, p, h, next.key_block, lane);
-        vidkv_value_sources(src, p, h, next.value_block, lane);
+        src = vidkv_key_sources(src, p, h, next.key_block, lane);
+        src = vidkv_value_sources(src, p, h, next.value_block, lane);
       }
       vidkv_issue_tile(4 * L::kSlot * (slot ^ 1), static_cast<std::uint32_t>(next.t0), src, dst);
     }
@@ -917,19 +952,31 @@ void check(cudaError_t e, const char* what) {
 
 using FragmentKernel = void (*)(const Problem);
 
+// Blocks per multiprocessor the kernels are compiled for (__launch_bounds__): 3 (at most 168 registers a thread), or
+// 4 with VIDKV_CUDA_FRAGMENT_BLOCKS=4 (at most 128: a few spilled registers for a third more warps to hide latency);
+// read once. The same arithmetic either way; the splits follow the occupancy (fragment_blocks_per_sm).
+bool four_blocks() {
+  static const bool on = env_equals("VIDKV_CUDA_FRAGMENT_BLOCKS", "4");
+  return on;
+}
+
 // The instance for p's head_dim and value group (formats_ok: a multiple of 16 channels; a group of D or more is
 // one group per row, the instance VPG = D / 16).
-template <int D, int... V>
+template <int D, int kBlocks, int... V>
 FragmentKernel kernel_among(std::int64_t group, std::integer_sequence<int, V...>) {
   const std::int64_t vpg = std::min<std::int64_t>(group / 16, D / 16);
   FragmentKernel k = nullptr;
-  ((vpg == V + 1 ? (k = fragment_kernel<D, V + 1>, 0) : 0), ...);
+  ((vpg == V + 1 ? (k = fragment_kernel<D, V + 1, kBlocks>, 0) : 0), ...);
   return k;
 }
+template <int kBlocks>
+FragmentKernel kernel_with(const Problem& p) {
+  if (fr::fragment_formats(p) == fr::FragmentFormats::vidkv) return fragment_vidkv_kernel<kBlocks>;
+  return p.channels == 128 ? kernel_among<128, kBlocks>(p.value.first.group, std::make_integer_sequence<int, 8>{})
+                           : kernel_among<64, kBlocks>(p.value.first.group, std::make_integer_sequence<int, 4>{});
+}
 FragmentKernel kernel_for(const Problem& p) {
-  if (fr::fragment_formats(p) == fr::FragmentFormats::vidkv) return fragment_vidkv_kernel;
-  const FragmentKernel k = p.channels == 128 ? kernel_among<128>(p.value.first.group, std::make_integer_sequence<int, 8>{})
-                                             : kernel_among<64>(p.value.first.group, std::make_integer_sequence<int, 4>{});
+  const FragmentKernel k = four_blocks() ? kernel_with<4>(p) : kernel_with<3>(p);
   VIDKV_REQUIRE(k != nullptr, NotSupportedError, "decode attention (fragment kernel): value groups of ", p.value.first.group,
                 " channels at head_dim ", p.channels, " (a multiple of 16)");
   return k;
