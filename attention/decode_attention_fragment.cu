@@ -43,7 +43,6 @@
 #include "vidkv/attention/decode_attention_fragment.h"
 #include "vidkv/core/cuda/async_copy.cuh"
 #include "vidkv/core/cuda/kernel_occupancy.h"
-#include "vidkv/core/env_switch.h"
 #include "vidkv/core/error.h"
 
 namespace vidkv::attention_cuda {
@@ -444,10 +443,12 @@ __device__ __forceinline__ void probabilities_b(const float* prob, int g, int t4
     }
 }
 
-// 3 blocks of 4 warps per multiprocessor, as the tensor-core kernel. VPG: 16-channel value tiles per value group
-// (value group / 16, 1 .. D / 16), a constant so that the value metadata's offsets are immediates.
-template <int D, int VPG, int kBlocks>
-__global__ void __launch_bounds__(kThreads, kBlocks) fragment_kernel(const __grid_constant__ Problem p) {
+// 3 blocks of 4 warps per multiprocessor, as the tensor-core kernel (4, at most 128 registers and 50-112 bytes of
+// spills, measured slower on an H100 at 64k tokens: batch 8 vidkv 0.1186 ms against 0.1117, kivi-2 0.1746 against
+// 0.1164; docs/performance.md). VPG: 16-channel value tiles per value group (value group / 16, 1 .. D / 16), a
+// constant so that the value metadata's offsets are immediates.
+template <int D, int VPG>
+__global__ void __launch_bounds__(kThreads, 3) fragment_kernel(const __grid_constant__ Problem p) {
   constexpr int KC = D / 16;  // 16-channel chunks: the keys' k chunks, the values' m tiles; a lane's words per side
   constexpr int G = (KC + VPG - 1) / VPG;  // value groups per token row
   using L = WarpLayout<D>;
@@ -805,8 +806,7 @@ __device__ __forceinline__ void mma_low_chunk(float (&d)[4], unsigned w, unsigne
           bit_pair<4 * kc + 3>(w, w10, sm), b0, b1);
 }
 
-template <int kBlocks>
-__global__ void __launch_bounds__(kThreads, kBlocks) fragment_vidkv_kernel(const __grid_constant__ Problem p) {
+__global__ void __launch_bounds__(kThreads, 3) fragment_vidkv_kernel(const __grid_constant__ Problem p) {
   using L = VidkvLayout;
   constexpr int D = L::D, KC = D / 16, KH = L::H / 16;  // 8 value tiles and key chunks (4 high, then 4 low)
   extern __shared__ float4 smem4[];
@@ -952,31 +952,19 @@ void check(cudaError_t e, const char* what) {
 
 using FragmentKernel = void (*)(const Problem);
 
-// Blocks per multiprocessor the kernels are compiled for (__launch_bounds__): 3 (at most 168 registers a thread), or
-// 4 with VIDKV_CUDA_FRAGMENT_BLOCKS=4 (at most 128: a few spilled registers for a third more warps to hide latency);
-// read once. The same arithmetic either way; the splits follow the occupancy (fragment_blocks_per_sm).
-bool four_blocks() {
-  static const bool on = env_equals("VIDKV_CUDA_FRAGMENT_BLOCKS", "4");
-  return on;
-}
-
 // The instance for p's head_dim and value group (formats_ok: a multiple of 16 channels; a group of D or more is
 // one group per row, the instance VPG = D / 16).
-template <int D, int kBlocks, int... V>
+template <int D, int... V>
 FragmentKernel kernel_among(std::int64_t group, std::integer_sequence<int, V...>) {
   const std::int64_t vpg = std::min<std::int64_t>(group / 16, D / 16);
   FragmentKernel k = nullptr;
-  ((vpg == V + 1 ? (k = fragment_kernel<D, V + 1, kBlocks>, 0) : 0), ...);
+  ((vpg == V + 1 ? (k = fragment_kernel<D, V + 1>, 0) : 0), ...);
   return k;
 }
-template <int kBlocks>
-FragmentKernel kernel_with(const Problem& p) {
-  if (fr::fragment_formats(p) == fr::FragmentFormats::vidkv) return fragment_vidkv_kernel<kBlocks>;
-  return p.channels == 128 ? kernel_among<128, kBlocks>(p.value.first.group, std::make_integer_sequence<int, 8>{})
-                           : kernel_among<64, kBlocks>(p.value.first.group, std::make_integer_sequence<int, 4>{});
-}
 FragmentKernel kernel_for(const Problem& p) {
-  const FragmentKernel k = four_blocks() ? kernel_with<4>(p) : kernel_with<3>(p);
+  if (fr::fragment_formats(p) == fr::FragmentFormats::vidkv) return fragment_vidkv_kernel;
+  const FragmentKernel k = p.channels == 128 ? kernel_among<128>(p.value.first.group, std::make_integer_sequence<int, 8>{})
+                                             : kernel_among<64>(p.value.first.group, std::make_integer_sequence<int, 4>{});
   VIDKV_REQUIRE(k != nullptr, NotSupportedError, "decode attention (fragment kernel): value groups of ", p.value.first.group,
                 " channels at head_dim ", p.channels, " (a multiple of 16)");
   return k;

@@ -16,14 +16,10 @@
 #   7. the attention bench at 8 x 64k with the general kernel's placement by default and with
 #      VIDKV_CUDA_ATTENTION_BESIDE=after, =always and =one-split, then with VIDKV_CUDA_ATTENTION_COMPACT=off (A / B, in
 #      one process each, without torch; COMPACT=off places the full kernel by its own rule: compare it with =after);
-#   8. (step blocks) the attention bench of both fragment presets at 64k tokens, batch 1 and 8, with the fragment
-#      kernels compiled for 3 and for 4 blocks per multiprocessor (VIDKV_CUDA_FRAGMENT_BLOCKS; A / B);
-#   9. (step ncu-source) Nsight Compute's source counters of the fragment kernel's vidkv instance at 8 x 64k: the
+#   8. (step ncu-source) Nsight Compute's source counters of the fragment kernel's vidkv instance at 8 x 64k: the
 #      sampled warp stalls per SASS instruction, as $LOG/vidkv_source.csv (ncu --page source --print-source sass).
 # GPU_CHECK_STEPS picks the steps after the build and their order (names: attention-tests bench-vidkv bench-kivi
-# live rest-tests ncu ncu-stalls blocks ncu-source placement, and attention-tests-4: step 2 with the fragment kernels
-# compiled for 4 blocks per multiprocessor; default: all but blocks, ncu-source and attention-tests-4, in the order
-# above).
+# live rest-tests ncu ncu-stalls ncu-source placement; default: all but ncu-source, in the order above).
 # Each step is skipped when less time is left than it needs, so that the run fits a deadline (first argument, seconds,
 # default 540: a device call's limit less a margin; the build needs about 180-240 s on 16 cores). Logs, and the whole
 # output as gpu_check.txt, go to $OUT when set (the device tool's result folder), else build-cuda/gpu-check/. Usage: bash scripts/gpu_check.sh [DEADLINE_S]
@@ -61,7 +57,6 @@ run_tests() {
 }
 NCU_CASE=(--backend cuda --attention --tokens 65536 --batches 8 --presets vidkv-k1.5-v1.58-fragment --repeats 1 --no-torch)
 step_attention-tests() { run_tests "[cuda][attention]" 90 attention; }
-step_attention-tests-4() { VIDKV_CUDA_FRAGMENT_BLOCKS=4 run_tests "[cuda][attention]" 90 attention4; }
 step_bench-vidkv() {
   [ "$(left)" -gt 100 ] || { echo "== bench-vidkv skipped (time)"; return; }
   echo "== bench --attention, vidkv-k1.5-v1.58-fragment and vidkv-k1.5-v1.58 (left $(left) s)"
@@ -113,14 +108,6 @@ step_ncu-source() {
   echo "rc $? ($(wc -l <"$LOG/vidkv_source.csv") lines)"
   ncu -i "$LOG/vidkv_source.ncu-rep" --page details --section WarpStateStats 2>&1 | grep -vE "^\s*$" | cut -c1-110 | tail -30
   rm -f "$LOG/vidkv_source.ncu-rep"  # not needed back (and large)
-}
-step_blocks() {
-  [ "$(left)" -gt 60 ] || { echo "== blocks skipped (time)"; return; }
-  for blocks in 3 4; do
-    echo "== bench --attention, the fragment kernels compiled for $blocks blocks per multiprocessor (VIDKV_CUDA_FRAGMENT_BLOCKS), 64k (left $(left) s)"
-    VIDKV_CUDA_FRAGMENT_BLOCKS=$blocks timeout 40 $B/vidkv bench --backend cuda --attention --tokens 65536 --batches 1,8 \
-      --presets vidkv-k1.5-v1.58-fragment,kivi-2-fragment --no-torch 2>&1 | grep "^| .*-fragment"
-  done
 }
 step_placement() {
   for beside in default after always one-split; do
