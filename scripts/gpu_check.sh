@@ -19,7 +19,8 @@
 #   8. (step ncu-source) Nsight Compute's source counters of the fragment kernel's vidkv instance at 8 x 64k: the
 #      sampled warp stalls per SASS instruction, as $LOG/vidkv_source.csv (ncu --page source --print-source sass).
 # GPU_CHECK_STEPS picks the steps after the build and their order (names: attention-tests bench-vidkv bench-kivi
-# live rest-tests ncu ncu-stalls ncu-source placement; default: all but ncu-source, in the order above).
+# live rest-tests ncu ncu-stalls ncu-source placement, and bench-64k: step 3 for both fragment presets at 64k tokens
+# only; default: all but ncu-source and bench-64k, in the order above); GPU_CHECK_TARGETS the build's targets.
 # Each step is skipped when less time is left than it needs, so that the run fits a deadline (first argument, seconds,
 # default 540: a device call's limit less a margin; the build needs about 180-240 s on 16 cores). Logs, and the whole
 # output as gpu_check.txt, go to $OUT when set (the device tool's result folder), else build-cuda/gpu-check/. Usage: bash scripts/gpu_check.sh [DEADLINE_S]
@@ -40,6 +41,7 @@ if [ "$(left)" -lt 120 ]; then echo "gpu_check: a deadline of $DEADLINE s leaves
 TARGETS="vidkv vidkv_tests"
 [ "$DEADLINE" -ge 450 ] && TARGETS="$TARGETS _vidkv"  # the Python extension only where the live bench (step 4) can run
 [ "$DEADLINE" -lt 330 ] && TARGETS="vidkv_tests"      # and only the tests where no bench can run
+TARGETS=${GPU_CHECK_TARGETS:-$TARGETS}                # or as given
 timeout $(($(left) - 60)) cmake --build build-cuda -j"$(nproc)" --target $TARGETS >"$LOG/build.log" 2>&1
 rc=$?
 echo "== build rc $rc at $(($(date +%s) - T0)) s"
@@ -62,6 +64,12 @@ step_bench-vidkv() {
   echo "== bench --attention, vidkv-k1.5-v1.58-fragment and vidkv-k1.5-v1.58 (left $(left) s)"
   timeout 100 $B/vidkv bench --backend cuda --attention --tokens 8192,32768,65536,131072 \
     --batches 1,8 --presets vidkv-k1.5-v1.58-fragment,vidkv-k1.5-v1.58 2>&1 | grep -v "^$"
+}
+step_bench-64k() {
+  [ "$(left)" -gt 30 ] || { echo "== bench-64k skipped (time)"; return; }
+  echo "== bench --attention, both fragment presets at 64k tokens (left $(left) s)"
+  timeout 60 $B/vidkv bench --backend cuda --attention --tokens 65536 --batches 1,8 \
+    --presets vidkv-k1.5-v1.58-fragment,kivi-2-fragment 2>&1 | grep -v "^$"
 }
 step_bench-kivi() {
   [ "$(left)" -gt 100 ] || { echo "== bench-kivi skipped (time)"; return; }
