@@ -751,63 +751,18 @@ __global__ void __launch_bounds__(kThreads, 3) fast_kernel(const Problem p) {
 // block (load_transformed). Computing it in each warp instead cost every warp n W inverse-FFT weights (cospi /
 // sinpi) and n W Q multiply-adds, the same for the few hundred warps of a batch-1 launch that read one block.
 // Grid (key blocks, KV heads), kTransformThreads threads per block: the block gathers the query's channels once and
-// tabulates each FFT child's inverse weights by angle (fft_weight_tables), then thread t computes the entry of part
-// index i = t / kMaxQ and query head hq = t % kMaxQ (+ kTransformThreads / kMaxQ part indices per round) as
-// transform_entry does: sequentially over the child's channels c, a product and a sum rounded separately, each
-// weight the tabulated value of its angle (the same fp32 operations as fft_real_inverse_weight /
-// fft_complex_inverse_weight; bit-identical weights). Writes p.transformed[((block * heads + h) * W + i) * kMaxQ +
-// hq], zeros for the padding heads hq >= Q (one coalesced row of kMaxQ floats per part index).
+// tabulates each FFT child's inverse weights by angle (af::fft_weight_table_entry), then thread t computes the entry
+// of part index i = t / kMaxQ and query head hq = t % kMaxQ (+ kTransformThreads / kMaxQ part indices per round) by
+// af::transform_entry_tabulated: transform_entry's products, sums and order, from the table (the same weights as
+// fft_*_inverse_weight), the function the emulation calls too (decode_attention_emulation.cpp; on the host the
+// weights come from std::cos / std::sin, on the device from cospif / sinpif, as the weight functions'). Writes
+// p.transformed[((block * heads + h) * W + i) * kMaxQ + hq], zeros for the padding heads hq >= Q (one coalesced row
+// of kMaxQ floats per part index).
 // (Earlier: a warp per part index with 32 partial sums and a butterfly per head, first as a block per 8 part indices
 // (16 times the blocks, each gathering the query again: 20 us at 8 x 64k tokens of vidkv-k1.5-v1.58-fragment on an
 // H100, Nsight Compute, 136 key blocks x 4 KV heads), then as a block per (key block, KV head) whose 16 warps looped
 // over the part indices (23-29 us: seven shuffle chains and two cospif per part index, one after another).)
 constexpr int kTransformThreads = 512;
-static_assert(kTransformThreads % kMaxQ == 0, "whole part indices per round");
-
-// Per FFT child of a block's key part: n angles' weights 2 pi kc / n, kc < n, as fft_*_inverse_weight computes them
-// after their special cases: cos_w[kc] = s cospif(2 kc / n) inv_n, sin_w[kc] = -s sinpif(2 kc / n) inv_n (s = 2 for
-// real FFTs, 1 for complex; 2 w inv_n rounds as (2 w) inv_n, 2 w exact), except sin_w[0] = 0 for complex FFTs
-// (fft_complex_inverse_weight's special case). `table`: 2 n floats (cos_w then sin_w).
-__device__ inline void fft_weight_tables(float* table, std::int64_t n, bool complex_fft) {
-  const float inv_n = 1.0f / static_cast<float>(n);
-  for (std::int64_t kc = threadIdx.x; kc < n; kc += blockDim.x) {
-    const float x = 2.0f * static_cast<float>(kc) / static_cast<float>(n);
-    const float c = cospif(x), ms = -sinpif(x);
-    table[kc] = complex_fft ? c * inv_n : 2.0f * c * inv_n;
-    table[n + kc] = complex_fft ? (kc == 0 ? 0.0f : ms * inv_n) : 2.0f * ms * inv_n;  // complex: kc = 0 of odd j is 0
-  }
-}
-
-// Entry i of query head hq (transform_entry's value, its order of operations): the gathered channel for children
-// without FFT; for an FFT child over n channels, component j = i - the child's first part index: sum over c of
-// q_c w(j, c), w the weight of angle (k c) mod n from `table` (fft_weight_tables), k = (j + 1) / 2 (real) or j / 2
-// (complex), cos for odd j (real) / even j (complex), else -sin; the special weights of fft_*_inverse_weight (real:
-// j = 0 all inv_n, j = n - 1 of even n +-inv_n; complex: kc = 0 of odd j is 0, in the table).
-__device__ inline float transform_value(const Problem& p, const af::PartRef& kp, const float* gathered, const float* table_first,
-                                        const float* table_second, std::int64_t i, std::int64_t hq) {
-  const af::PartSlot slot = af::part_slot(kp, i);
-  const af::ChildFormat& child = slot.in_first ? p.key.first : p.key.second;
-  const std::int64_t j = i - slot.base, n = slot.channels;
-  const float* g = gathered + hq * p.channels + slot.channel_base;
-  if (!af::child_fft(child)) return g[j];
-  const float inv_n = 1.0f / static_cast<float>(n);
-  const bool complex_fft = child.fft_complex;
-  float w = 0.0f;
-  if (!complex_fft && (j == 0 || (n % 2 == 0 && j == n - 1))) {
-    for (std::int64_t c = 0; c < n; ++c) w = __fadd_rn(w, __fmul_rn(g[c], (j == 0 || c % 2 == 0) ? inv_n : -inv_n));
-    return w;
-  }
-  const bool use_cos = complex_fft ? j % 2 == 0 : j % 2 == 1;
-  const float* t = (slot.in_first ? table_first : table_second) + (use_cos ? 0 : n);
-  const auto k = static_cast<std::uint32_t>(complex_fft ? j / 2 : (j + 1) / 2), un = static_cast<std::uint32_t>(n);
-  std::uint32_t kc = 0;
-  for (std::int64_t c = 0; c < n; ++c) {
-    w = __fadd_rn(w, __fmul_rn(g[c], t[kc]));
-    kc += k;
-    kc = min(kc, kc - un);  // (k c) mod n: kc + k < 2 n, and kc - n wraps above it when kc < n
-  }
-  return w;
-}
 
 __global__ void __launch_bounds__(kTransformThreads) transform_kernel(const Problem p) {
   extern __shared__ float4 smem4[];
@@ -824,13 +779,16 @@ __global__ void __launch_bounds__(kTransformThreads) transform_kernel(const Prob
   // The FFT children's weight tables after the query: 2 n floats each (n <= D).
   float* const table_first = gathered + Q * D;
   float* const table_second = table_first + 2 * D;
-  if (kp.first_n > 0 && af::child_fft(p.key.first)) fft_weight_tables(table_first, kp.first_channels, p.key.first.fft_complex);
-  if (kp.second_n > 0 && af::child_fft(p.key.second)) fft_weight_tables(table_second, kp.second_channels, p.key.second.fft_complex);
+  const bool fft_first = kp.first_n > 0 && af::child_fft(p.key.first), fft_second = kp.second_n > 0 && af::child_fft(p.key.second);
+  for (std::int64_t kc = threadIdx.x; fft_first && kc < kp.first_channels; kc += blockDim.x)
+    af::fft_weight_table_entry(table_first, kp.first_channels, p.key.first.fft_complex, kc);
+  for (std::int64_t kc = threadIdx.x; fft_second && kc < kp.second_channels; kc += blockDim.x)
+    af::fft_weight_table_entry(table_second, kp.second_channels, p.key.second.fft_complex, kc);
   __syncthreads();
   float* out = p.transformed + (kb * p.heads + h) * W * kMaxQ;
   for (std::int64_t e = threadIdx.x; e < W * kMaxQ; e += blockDim.x) {
     const std::int64_t i = e / kMaxQ, hq = e % kMaxQ;
-    out[e] = hq < Q ? transform_value(p, kp, gathered, table_first, table_second, i, hq) : 0.0f;
+    out[e] = hq < Q ? af::transform_entry_tabulated(p.key, kp, gathered + hq * D, table_first, table_second, i) : 0.0f;
   }
 }
 

@@ -61,9 +61,16 @@ void split(const Problem& p, std::int64_t b, std::int64_t h, int s, bool fast) {
               for (std::int64_t hq = 0; hq < Q; ++hq)
                 w.gathered[static_cast<std::size_t>(hq * D + idx)] = q[static_cast<std::size_t>(hq * D + c)];
             }
+            // The transform kernel's tables and function (decode_attention.cu transform_kernel).
+            std::vector<float> table_first(static_cast<std::size_t>(2 * D)), table_second(static_cast<std::size_t>(2 * D));
+            for (std::int64_t kc = 0; kp.first_n > 0 && af::child_fft(p.key.first) && kc < kp.first_channels; ++kc)
+              af::fft_weight_table_entry(table_first.data(), kp.first_channels, p.key.first.fft_complex, kc);
+            for (std::int64_t kc = 0; kp.second_n > 0 && af::child_fft(p.key.second) && kc < kp.second_channels; ++kc)
+              af::fft_weight_table_entry(table_second.data(), kp.second_channels, p.key.second.fft_complex, kc);
             for (std::int64_t i = 0; i < W; ++i)
               for (std::int64_t hq = 0; hq < Q; ++hq)
-                w.tq[static_cast<std::size_t>(hq * W + i)] = af::transform_entry(p.key, kp, w.gathered.data() + hq * D, i);
+                w.tq[static_cast<std::size_t>(hq * W + i)] = af::transform_entry_tabulated(
+                    p.key, kp, w.gathered.data() + hq * D, table_first.data(), table_second.data(), i);
             w.cached_block = tile.key_block;
           }
           qk = w.tq.data();

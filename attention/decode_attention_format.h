@@ -415,6 +415,54 @@ VIDKV_HOST_DEVICE inline float transform_entry(const SideFormat& f, const PartRe
   return w;
 }
 
+// The FFT weights of fft_real_inverse_weight / fft_complex_inverse_weight tabulated by angle, for transform_entry's
+// value from a table (transform_entry_tabulated; the transform kernel and its emulation): entry kc < n of the 2 n
+// floats of `table` is the weight of angle 2 pi kc / n for the cosine components, entry n + kc for the sine ones
+// (real FFTs: 2 cos / n and -2 sin / n, rounded as fft_real_inverse_weight rounds them; complex: cos / n and
+// -sin / n, and 0 at kc = 0 as fft_complex_inverse_weight's special case), the same floats as the weight functions
+// give for any component j and channel c with (k c) mod n = kc (k of j as there).
+VIDKV_HOST_DEVICE inline void fft_weight_table_entry(float* table, std::int64_t n, bool complex_fft, std::int64_t kc) {
+  const float inv_n = 1.0f / static_cast<float>(n);
+#if defined(__CUDA_ARCH__)
+  const float x = 2.0f * static_cast<float>(kc) / static_cast<float>(n);
+  const float c = cospif(x), ms = -sinpif(x);
+#else
+  const double a = 6.283185307179586476925 * static_cast<double>(kc) / static_cast<double>(n);
+  const float c = static_cast<float>(std::cos(a)), ms = static_cast<float>(-std::sin(a));
+#endif
+  table[kc] = complex_fft ? c * inv_n : 2.0f * c * inv_n;
+  table[n + kc] = complex_fft ? (kc == 0 ? 0.0f : ms * inv_n) : 2.0f * ms * inv_n;
+}
+
+// transform_entry(f, p, gathered, i) from the children's weight tables (fft_weight_table_entry over each FFT child's
+// n channels; unused for children without FFT): the same products and sums in the same order, and the same weights,
+// so the same float. The angle (k c) mod n advances by k per channel (one add and one unsigned min: kc + k < 2 n).
+VIDKV_HOST_DEVICE inline float transform_entry_tabulated(const SideFormat& f, const PartRef& p, const float* gathered,
+                                                         const float* table_first, const float* table_second, std::int64_t i) {
+  const PartSlot s = part_slot(p, i);
+  const ChildFormat& child = s.in_first ? f.first : f.second;
+  const std::int64_t j = i - s.base, n = s.channels;
+  const float* g = gathered + s.channel_base;
+  if (!child_fft(child)) return g[j];
+  const float inv_n = 1.0f / static_cast<float>(n);
+  const bool complex_fft = child.fft_complex;
+  float w = 0.0f;
+  if (!complex_fft && (j == 0 || (n % 2 == 0 && j == n - 1))) {  // fft_real_inverse_weight's special components
+    for (std::int64_t c = 0; c < n; ++c) w += g[c] * ((j == 0 || c % 2 == 0) ? inv_n : -inv_n);
+    return w;
+  }
+  const bool use_cos = complex_fft ? j % 2 == 0 : j % 2 == 1;
+  const float* t = (s.in_first ? table_first : table_second) + (use_cos ? 0 : n);
+  const auto k = static_cast<std::uint32_t>(complex_fft ? j / 2 : (j + 1) / 2), un = static_cast<std::uint32_t>(n);
+  std::uint32_t kc = 0;
+  for (std::int64_t c = 0; c < n; ++c) {
+    w += g[c] * t[kc];
+    kc += k;
+    kc = kc - un < kc ? kc - un : kc;  // (k c) mod n: kc - n wraps above kc while kc < n
+  }
+  return w;
+}
+
 // Whether a side needs the query transform (mask gather or FFT) per block.
 VIDKV_HOST_DEVICE inline bool needs_transform(const SideFormat& f) {
   return f.mixed || child_fft(f.first);

@@ -4,8 +4,10 @@
 // dequantize-then-attend within the named tolerance (decode_attention_tolerance.h), for every codec it reads;
 // codecs it cannot read are refused by name.
 #include <cmath>
+#include <cstring>
 #include <iostream>
 #include <random>
+#include <vector>
 
 #include "catch.h"
 #include "test_registry.h"
@@ -90,6 +92,40 @@ TEST_CASE("the complex-FFT inverse weights on a hand-worked case", "[cpu][attent
   // (component 4), Y_3 (-i) -> +Im Y_3 / 4 (component 7 weighs +1/4).
   const float want[8] = {0.25f, 0.0f, 0.0f, -0.25f, -0.25f, 0.0f, 0.0f, 0.25f};
   for (std::int64_t j = 0; j < 8; ++j) CHECK(af::fft_complex_inverse_weight(4, j, 1) == Approx(want[j]).margin(1e-7));
+}
+
+TEST_CASE("the query transform from weight tables equals transform_entry bit for bit", "[cpu][attention]") {
+  // transform_entry_tabulated (the transform kernel's and the emulation's function) walks the angle (k c) mod n by
+  // adds instead of a product and a modulo and reads the weights from fft_weight_table_entry's table; with the
+  // same products and sums in the same order the floats must be identical, for real and complex FFT children of
+  // every size (n = 1, 2: the special components only; odd n: no Nyquist component), and a child without FFT
+  // passes its gathered channel through. Part indices of a mixed key part: the first child from 0, the second from
+  // first_n, its channels from first_channels.
+  std::mt19937 rng(7);
+  std::normal_distribution<float> normal;
+  for (const bool complex_fft : {false, true})
+    for (const std::int64_t n : {1, 2, 3, 4, 5, 8, 31, 64, 100, 128}) {
+      af::SideFormat f;
+      f.mixed = true;
+      f.first.codec = af::ChildCodec::uniform;  // 3 gathered high channels, no FFT
+      f.second.codec = af::ChildCodec::sign;
+      f.second.fft_real = !complex_fft;
+      f.second.fft_complex = complex_fft;
+      af::PartRef part;
+      part.first_n = 3;
+      part.first_channels = 3;
+      part.second_channels = n;
+      part.second_n = af::child_components(f.second, n);
+      std::vector<float> gathered(static_cast<std::size_t>(3 + n)), first(2), second(static_cast<std::size_t>(2 * n));
+      for (float& x : gathered) x = normal(rng);
+      for (std::int64_t kc = 0; kc < n; ++kc) af::fft_weight_table_entry(second.data(), n, complex_fft, kc);
+      for (std::int64_t i = 0; i < part.first_n + part.second_n; ++i) {
+        INFO("complex " << complex_fft << ", n " << n << ", part index " << i);
+        const float want = af::transform_entry(f, part, gathered.data(), i);
+        const float got = af::transform_entry_tabulated(f, part, gathered.data(), first.data(), second.data(), i);
+        CHECK(std::memcmp(&want, &got, sizeof(float)) == 0);
+      }
+    }
 }
 
 TEST_CASE("in-place element reads equal each plugin's decode", "[cpu][attention]") {
