@@ -22,7 +22,8 @@
 # live rest-tests ncu ncu-stalls ncu-source placement, and bench-64k: step 3 for both fragment presets at 64k tokens
 # only; default: all but ncu-source and bench-64k, in the order above); GPU_CHECK_TARGETS the build's targets.
 # Each step is skipped when less time is left than it needs, so that the run fits a deadline (first argument, seconds,
-# default 540: a device call's limit less a margin; the build needs about 180-240 s on 16 cores). Logs, and the whole
+# default 540: a device call's limit less a margin; a cold build of vidkv and vidkv_tests needs about 230 s on 16 cores,
+# with _vidkv about 300 s: give a deadline of 330 s or more to reach any step after it). Logs, and the whole
 # output as gpu_check.txt, go to $OUT when set (the device tool's result folder), else build-cuda/gpu-check/. Usage: bash scripts/gpu_check.sh [DEADLINE_S]
 set -uo pipefail
 cd "$(dirname "$0")/.."
