@@ -766,18 +766,20 @@ constexpr int kTransformThreads = 512;
 
 __global__ void __launch_bounds__(kTransformThreads) transform_kernel(const Problem p) {
   extern __shared__ float4 smem4[];
-  float* gathered = reinterpret_cast<float*>(smem4);  // [Q][D]: the query's channels in gathered order
+  // [Q][D + 1]: the query's channels in gathered order, rows padded by one float so that the 8 query heads of a warp's
+  // lanes (the same channel c of every row) fall in 8 banks, not one.
+  float* gathered = reinterpret_cast<float*>(smem4);
   const std::int64_t kb = blockIdx.x, h = blockIdx.y;
-  const std::int64_t D = p.channels, Q = p.qpk, W = af::key_width(p.key, D);
+  const std::int64_t D = p.channels, Q = p.qpk, W = af::key_width(p.key, D), row = D + 1;
   const BlockEntry blk = p.key_blocks[kb];
   if (blk.tokens == 0) return;  // an unused entry of a sequence's block region (decode_attention.cpp): no block, no tile reads it
   const af::PartRef kp = af::part_of(p.key, blk.bytes, p.heads, blk.tokens, D, h);
   for (std::int64_t e = threadIdx.x; e < Q * D; e += blockDim.x) {  // one load per thread and round, not Q in a row
     const std::int64_t hq = e / D, c = e % D;
-    gathered[hq * D + af::gathered_index(p.key, kp, D, c)] = query_element(p, blk.sequence, h * Q + hq, c);
+    gathered[hq * row + af::gathered_index(p.key, kp, D, c)] = query_element(p, blk.sequence, h * Q + hq, c);
   }
   // The FFT children's weight tables after the query: 2 n floats each (n <= D).
-  float* const table_first = gathered + Q * D;
+  float* const table_first = gathered + Q * row;
   float* const table_second = table_first + 2 * D;
   const bool fft_first = kp.first_n > 0 && af::child_fft(p.key.first), fft_second = kp.second_n > 0 && af::child_fft(p.key.second);
   for (std::int64_t kc = threadIdx.x; fft_first && kc < kp.first_channels; kc += blockDim.x)
@@ -788,8 +790,13 @@ __global__ void __launch_bounds__(kTransformThreads) transform_kernel(const Prob
   float* out = p.transformed + (kb * p.heads + h) * W * kMaxQ;
   for (std::int64_t e = threadIdx.x; e < W * kMaxQ; e += blockDim.x) {
     const std::int64_t i = e / kMaxQ, hq = e % kMaxQ;
-    out[e] = hq < Q ? af::transform_entry_tabulated(p.key, kp, gathered + hq * D, table_first, table_second, i) : 0.0f;
+    out[e] = hq < Q ? af::transform_entry_tabulated(p.key, kp, gathered + hq * row, table_first, table_second, i) : 0.0f;
   }
+}
+
+// The transform kernel's shared memory in bytes: the gathered query [Q][D + 1] and two weight tables of 2 D floats.
+std::size_t transform_smem_bytes(const Problem& p) {
+  return static_cast<std::size_t>(p.qpk * (p.channels + 1) + 4 * p.channels) * sizeof(float);
 }
 
 // One block per (KV head, sequence, query head of the KV head), kCombineThreads threads: thread (part k, column j)
@@ -947,7 +954,7 @@ void launch(const Problem& p, void* stream, const SideStream* beside) {
     VIDKV_REQUIRE(p.transformed != nullptr, ShapeError, "decode attention: keys that need the query transform, no buffer for it");
     if (p.key_block_count > 0) {
       transform_kernel<<<dim3(static_cast<unsigned>(p.key_block_count), static_cast<unsigned>(p.heads)), kTransformThreads,
-                         static_cast<std::size_t>((p.qpk + 4) * p.channels) * sizeof(float), st>>>(p);
+                         transform_smem_bytes(p), st>>>(p);
       check(cudaGetLastError(), "query transform kernel launch");
     }
   }

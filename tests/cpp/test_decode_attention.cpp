@@ -96,36 +96,50 @@ TEST_CASE("the complex-FFT inverse weights on a hand-worked case", "[cpu][attent
 
 TEST_CASE("the query transform from weight tables equals transform_entry bit for bit", "[cpu][attention]") {
   // transform_entry_tabulated (the transform kernel's and the emulation's function) walks the angle (k c) mod n by
-  // adds instead of a product and a modulo and reads the weights from fft_weight_table_entry's table; with the
-  // same products and sums in the same order the floats must be identical, for real and complex FFT children of
-  // every size (n = 1, 2: the special components only; odd n: no Nyquist component), and a child without FFT
-  // passes its gathered channel through. Part indices of a mixed key part: the first child from 0, the second from
-  // first_n, its channels from first_channels.
+  // adds instead of a product and a modulo and reads the weights from fft_weight_table_entry's tables; with the
+  // same products and sums in the same order the floats must be identical: each child of a mixed key part (the
+  // first from part index 0, the second from first_n, its channels from first_channels) with no FFT, a real or a
+  // complex FFT, over n = 0 .. 128 channels of D = 128 (n = 1, 2: the special components only; odd n: no Nyquist
+  // component; a child of 0 channels has no part index).
   std::mt19937 rng(7);
   std::normal_distribution<float> normal;
-  for (const bool complex_fft : {false, true})
-    for (const std::int64_t n : {1, 2, 3, 4, 5, 8, 31, 64, 100, 128}) {
-      af::SideFormat f;
-      f.mixed = true;
-      f.first.codec = af::ChildCodec::uniform;  // 3 gathered high channels, no FFT
-      f.second.codec = af::ChildCodec::sign;
-      f.second.fft_real = !complex_fft;
-      f.second.fft_complex = complex_fft;
-      af::PartRef part;
-      part.first_n = 3;
-      part.first_channels = 3;
-      part.second_channels = n;
-      part.second_n = af::child_components(f.second, n);
-      std::vector<float> gathered(static_cast<std::size_t>(3 + n)), first(2), second(static_cast<std::size_t>(2 * n));
-      for (float& x : gathered) x = normal(rng);
-      for (std::int64_t kc = 0; kc < n; ++kc) af::fft_weight_table_entry(second.data(), n, complex_fft, kc);
-      for (std::int64_t i = 0; i < part.first_n + part.second_n; ++i) {
-        INFO("complex " << complex_fft << ", n " << n << ", part index " << i);
-        const float want = af::transform_entry(f, part, gathered.data(), i);
-        const float got = af::transform_entry_tabulated(f, part, gathered.data(), first.data(), second.data(), i);
-        CHECK(std::memcmp(&want, &got, sizeof(float)) == 0);
+  enum Kind { none, real, complex };
+  auto child = [](Kind k) {
+    af::ChildFormat f;
+    f.codec = k == none ? af::ChildCodec::uniform : af::ChildCodec::sign;
+    f.fft_real = k == real;
+    f.fft_complex = k == complex;
+    return f;
+  };
+  constexpr std::int64_t D = 128;
+  for (const Kind first_kind : {none, real, complex})
+    for (const Kind second_kind : {none, real, complex})
+      for (const std::int64_t high : {0, 1, 2, 3, 4, 5, 31, 64, 100, 127, 128}) {
+        af::SideFormat f;
+        f.mixed = true;
+        f.high = high;
+        f.first = child(first_kind);
+        f.second = child(second_kind);
+        af::PartRef part;
+        part.first_channels = high;
+        part.second_channels = D - high;
+        part.first_n = af::child_components(f.first, high);
+        part.second_n = af::child_components(f.second, D - high);
+        std::vector<float> gathered(static_cast<std::size_t>(D)), first(static_cast<std::size_t>(2 * D)),
+            second(static_cast<std::size_t>(2 * D));
+        for (float& x : gathered) x = normal(rng);
+        for (std::int64_t kc = 0; first_kind != none && kc < high; ++kc)
+          af::fft_weight_table_entry(first.data(), high, first_kind == complex, kc);
+        for (std::int64_t kc = 0; second_kind != none && kc < D - high; ++kc)
+          af::fft_weight_table_entry(second.data(), D - high, second_kind == complex, kc);
+        REQUIRE(af::key_width(f, D) == part.first_n + part.second_n);
+        for (std::int64_t i = 0; i < part.first_n + part.second_n; ++i) {
+          INFO("children " << first_kind << " / " << second_kind << ", high " << high << ", part index " << i);
+          const float want = af::transform_entry(f, part, gathered.data(), i);
+          const float got = af::transform_entry_tabulated(f, part, gathered.data(), first.data(), second.data(), i);
+          CHECK(std::memcmp(&want, &got, sizeof(float)) == 0);
+        }
       }
-    }
 }
 
 TEST_CASE("in-place element reads equal each plugin's decode", "[cpu][attention]") {
