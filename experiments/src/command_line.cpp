@@ -17,7 +17,7 @@ namespace {
 std::string group_summary(const std::string& word) {
   if (word == "trace") return "describe, check, synthesize or benchmark trace files (traces/SCHEMA.md)";
   if (word == "plugins") return "list the plugins and presets, or describe one plugin's parameters";
-  if (word == "presets") return "nominal and effective bits of every preset";
+  if (word == "presets") return "the presets' nominal and effective bits (`vidkv presets bits`)";
   return word + " commands";
 }
 
