@@ -751,7 +751,7 @@ __global__ void __launch_bounds__(kThreads, 3) fast_kernel(const Problem p) {
 // block (load_transformed). Computing it in each warp instead cost every warp n W inverse-FFT weights (cospi /
 // sinpi) and n W Q multiply-adds, the same for the few hundred warps of a batch-1 launch that read one block.
 // Grid (key blocks, KV heads), kTransformThreads threads per block: the block gathers the query's channels once and
-// tabulates each FFT child's inverse weights by angle (af::fft_weight_table_entry), then thread t computes the entry
+// tabulates each FFT child's inverse weights by angle (af::fft_weight_tables), then thread t computes the entry
 // of part index i = t / kMaxQ and query head hq = t % kMaxQ (+ kTransformThreads / kMaxQ part indices per round) by
 // af::transform_entry_tabulated: transform_entry's products, sums and order, from the table (the same weights as
 // fft_*_inverse_weight), the function the emulation calls too (decode_attention_emulation.cpp; on the host the
@@ -781,11 +781,7 @@ __global__ void __launch_bounds__(kTransformThreads) transform_kernel(const Prob
   // The FFT children's weight tables after the query: 2 n floats each (n <= D).
   float* const table_first = gathered + Q * row;
   float* const table_second = table_first + 2 * D;
-  const bool fft_first = kp.first_n > 0 && af::child_fft(p.key.first), fft_second = kp.second_n > 0 && af::child_fft(p.key.second);
-  for (std::int64_t kc = threadIdx.x; fft_first && kc < kp.first_channels; kc += blockDim.x)
-    af::fft_weight_table_entry(table_first, kp.first_channels, p.key.first.fft_complex, kc);
-  for (std::int64_t kc = threadIdx.x; fft_second && kc < kp.second_channels; kc += blockDim.x)
-    af::fft_weight_table_entry(table_second, kp.second_channels, p.key.second.fft_complex, kc);
+  af::fft_weight_tables(p.key, kp, table_first, table_second, threadIdx.x, blockDim.x);
   __syncthreads();
   float* out = p.transformed + (kb * p.heads + h) * W * kMaxQ;
   for (std::int64_t e = threadIdx.x; e < W * kMaxQ; e += blockDim.x) {

@@ -63,10 +63,7 @@ void split(const Problem& p, std::int64_t b, std::int64_t h, int s, bool fast) {
             }
             // The transform kernel's tables and function (decode_attention.cu transform_kernel).
             std::vector<float> table_first(static_cast<std::size_t>(2 * D)), table_second(static_cast<std::size_t>(2 * D));
-            for (std::int64_t kc = 0; kp.first_n > 0 && af::child_fft(p.key.first) && kc < kp.first_channels; ++kc)
-              af::fft_weight_table_entry(table_first.data(), kp.first_channels, p.key.first.fft_complex, kc);
-            for (std::int64_t kc = 0; kp.second_n > 0 && af::child_fft(p.key.second) && kc < kp.second_channels; ++kc)
-              af::fft_weight_table_entry(table_second.data(), kp.second_channels, p.key.second.fft_complex, kc);
+            af::fft_weight_tables(p.key, kp, table_first.data(), table_second.data(), 0, 1);
             for (std::int64_t i = 0; i < W; ++i)
               for (std::int64_t hq = 0; hq < Q; ++hq)
                 w.tq[static_cast<std::size_t>(hq * W + i)] = af::transform_entry_tabulated(

@@ -434,6 +434,19 @@ VIDKV_HOST_DEVICE inline void fft_weight_table_entry(float* table, std::int64_t 
   table[n + kc] = complex_fft ? (kc == 0 ? 0.0f : ms * inv_n) : 2.0f * ms * inv_n;
 }
 
+// The weight tables of a key part's FFT children (fft_weight_table_entry): entries kc = start, start + stride, ... of
+// each child's table, so that a block's threads share the work (start = the thread, stride = the block's threads) and
+// the host fills them whole (0, 1). `first`, `second`: 2 D floats each; a child without FFT leaves its table unused.
+VIDKV_HOST_DEVICE inline void fft_weight_tables(const SideFormat& f, const PartRef& p, float* first, float* second,
+                                                std::int64_t start, std::int64_t stride) {
+  if (p.first_n > 0 && child_fft(f.first))
+    for (std::int64_t kc = start; kc < p.first_channels; kc += stride)
+      fft_weight_table_entry(first, p.first_channels, f.first.fft_complex, kc);
+  if (p.second_n > 0 && child_fft(f.second))
+    for (std::int64_t kc = start; kc < p.second_channels; kc += stride)
+      fft_weight_table_entry(second, p.second_channels, f.second.fft_complex, kc);
+}
+
 // transform_entry(f, p, gathered, i) from the children's weight tables (fft_weight_table_entry over each FFT child's
 // n channels; unused for children without FFT): the same products and sums in the same order, and the same weights,
 // so the same float. The angle (k c) mod n advances by k per channel (one add and one unsigned min: kc + k < 2 n).

@@ -728,8 +728,9 @@ __device__ __noinline__ VidkvSources vidkv_value_sources(VidkvSources s, const P
 
 // This lane's shared-memory destinations in slot 0 of its warp (slot 1: + 4 kSlot bytes), as 32-bit shared addresses:
 // its quads of high and value codes (+ 16 lane), its pair of low codes (+ 8 lane) and its word of each key metadata
-// run (fr::key_meta_slot). Made opaque to the compiler (an empty asm), which otherwise recomputes them from the lane
-// index in every iteration.
+// run (fr::key_meta_slot). Passed through an empty asm, so that the compiler front end does not fold them back into
+// the lane arithmetic of every iteration (its effect on the SASS was not measured apart from the rest of the change;
+// the kivi instance's KiviDestinations goes without it).
 struct VidkvDestinations {
   std::uint32_t quad, pair, meta;
 };

@@ -17,35 +17,32 @@
 
 namespace vidkv::cuda_async {
 
-// Copies 4 bytes from src (device memory, 4-byte aligned) to dst (shared memory, 4-byte aligned); cached in L1.
-__device__ __forceinline__ void copy4(void* dst, const void* src) {
-  const auto d = static_cast<unsigned>(__cvta_generic_to_shared(dst));
-  asm volatile("cp.async.ca.shared.global [%0], [%1], 4;\n" ::"r"(d), "l"(src));
-}
-
-// Copies 8 bytes from src (device memory, 8-byte aligned) to dst (shared memory, 8-byte aligned); cached in L1.
-__device__ __forceinline__ void copy8(void* dst, const void* src) {
-  const auto d = static_cast<unsigned>(__cvta_generic_to_shared(dst));
-  asm volatile("cp.async.ca.shared.global [%0], [%1], 8;\n" ::"r"(d), "l"(src));
-}
-
-// Copies 16 bytes from src (device memory, 16-byte aligned) to dst (shared memory, 16-byte aligned), through L2 only
-// (cp.async.cg: streamed data that the block reads once).
-__device__ __forceinline__ void copy16(void* dst, const void* src) {
-  const auto d = static_cast<unsigned>(__cvta_generic_to_shared(dst));
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(d), "l"(src));
-}
-
-// The same three copies to a shared-memory address held as an integer (the shared window's 32-bit address,
-// __cvta_generic_to_shared of the destination): for loops that keep their destinations as integers and offsets.
+// Copies 4 bytes from src (device memory, 4-byte aligned) to the shared-memory address dst (4-byte aligned; the shared
+// window's 32-bit address, __cvta_generic_to_shared of a pointer); cached in L1. The integer form is for loops that
+// keep their destinations as integers and offsets; copy4 below takes a pointer.
 __device__ __forceinline__ void copy4_shared(std::uint32_t dst, const void* src) {
   asm volatile("cp.async.ca.shared.global [%0], [%1], 4;\n" ::"r"(dst), "l"(src));
 }
+
+// The same for 8 bytes (8-byte aligned); cached in L1.
 __device__ __forceinline__ void copy8_shared(std::uint32_t dst, const void* src) {
   asm volatile("cp.async.ca.shared.global [%0], [%1], 8;\n" ::"r"(dst), "l"(src));
 }
+
+// The same for 16 bytes (16-byte aligned), through L2 only (cp.async.cg: streamed data that the block reads once).
 __device__ __forceinline__ void copy16_shared(std::uint32_t dst, const void* src) {
   asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(dst), "l"(src));
+}
+
+// copy4_shared, copy8_shared, copy16_shared to a shared-memory pointer dst.
+__device__ __forceinline__ void copy4(void* dst, const void* src) {
+  copy4_shared(static_cast<std::uint32_t>(__cvta_generic_to_shared(dst)), src);
+}
+__device__ __forceinline__ void copy8(void* dst, const void* src) {
+  copy8_shared(static_cast<std::uint32_t>(__cvta_generic_to_shared(dst)), src);
+}
+__device__ __forceinline__ void copy16(void* dst, const void* src) {
+  copy16_shared(static_cast<std::uint32_t>(__cvta_generic_to_shared(dst)), src);
 }
 
 // Closes the group of copies issued so far by this thread (for wait_all's older PTX form and for pipelines).

@@ -128,10 +128,7 @@ TEST_CASE("the query transform from weight tables equals transform_entry bit for
         std::vector<float> gathered(static_cast<std::size_t>(D)), first(static_cast<std::size_t>(2 * D)),
             second(static_cast<std::size_t>(2 * D));
         for (float& x : gathered) x = normal(rng);
-        for (std::int64_t kc = 0; first_kind != none && kc < high; ++kc)
-          af::fft_weight_table_entry(first.data(), high, first_kind == complex, kc);
-        for (std::int64_t kc = 0; second_kind != none && kc < D - high; ++kc)
-          af::fft_weight_table_entry(second.data(), D - high, second_kind == complex, kc);
+        af::fft_weight_tables(f, part, first.data(), second.data(), 0, 1);
         REQUIRE(af::key_width(f, D) == part.first_n + part.second_n);
         for (std::int64_t i = 0; i < part.first_n + part.second_n; ++i) {
           INFO("children " << first_kind << " / " << second_kind << ", high " << high << ", part index " << i);
