@@ -750,49 +750,113 @@ __global__ void __launch_bounds__(kThreads, 3) fast_kernel(const Problem p) {
 // block, KV head), before the attention kernels, which copy it into shared memory when a warp's tile enters another
 // block (load_transformed). Computing it in each warp instead cost every warp n W inverse-FFT weights (cospi /
 // sinpi) and n W Q multiply-adds, the same for the few hundred warps of a batch-1 launch that read one block.
-// Grid (key blocks, KV heads), kTransformThreads threads per block: the block gathers the query's channels once and
-// tabulates each FFT child's inverse weights by angle (af::fft_weight_tables), then thread t computes the entry
-// of part index i = t / kMaxQ and query head hq = t % kMaxQ (+ kTransformThreads / kMaxQ part indices per round) by
-// af::transform_entry_tabulated: transform_entry's products, sums and order, from the table (the same weights as
-// fft_*_inverse_weight), the function the emulation calls too (decode_attention_emulation.cpp; on the host the
-// weights come from std::cos / std::sin, on the device from cospif / sinpif, as the weight functions'). Writes
-// p.transformed[((block * heads + h) * W + i) * kMaxQ + hq], zeros for the padding heads hq >= Q (one coalesced row
-// of kMaxQ floats per part index).
+// Grid (key blocks, KV heads, slices of kTransformSlice part indices), kTransformThreads = kTransformSlice x kMaxQ
+// threads per block: the block
+//   1. finds each channel's place in the gathered order (gathered_slots: one mask bit per thread, a ballot per warp;
+//      af::gathered_index's value);
+//   2. tabulates each FFT child's inverse weights by angle (af::fft_weight_tables) and gathers the query's channels
+//      (kTransformLoads loads in flight per thread);
+//   3. thread t computes the entry of part index i = slice start + t / kMaxQ and query head hq = t % kMaxQ by
+//      af::transform_entry_tabulated: transform_entry's products, sums and order, from the table (the same weights as
+//      fft_*_inverse_weight), the function the emulation calls too (decode_attention_emulation.cpp; on the host the
+//      weights come from std::cos / std::sin, on the device from cospif / sinpif, as the weight functions').
+// Writes p.transformed[((block * heads + h) * W + i) * kMaxQ + hq], zeros for the padding heads hq >= Q (one coalesced
+// row of kMaxQ floats per part index).
+// Why slices: a prefill is one key block per sequence, so at 8 x 64k tokens only 8 x 4 of a block-per-(key block, KV
+// head) grid's blocks had work (the others are the tables' spare entries, tokens 0), 32 of 132 multiprocessors,
+// each issuing 16 warps x ~2,200 instructions one after another: 18-20 us (Nsight Compute, H100, 2026-12-06); by
+// slices of 32 part indices the same work is 4 times as many blocks of one entry per thread.
 // (Earlier: a warp per part index with 32 partial sums and a butterfly per head, first as a block per 8 part indices
-// (16 times the blocks, each gathering the query again: 20 us at 8 x 64k tokens of vidkv-k1.5-v1.58-fragment on an
-// H100, Nsight Compute, 136 key blocks x 4 KV heads), then as a block per (key block, KV head) whose 16 warps looped
-// over the part indices (23-29 us: seven shuffle chains and two cospif per part index, one after another).)
-constexpr int kTransformThreads = 512;
+// (20 us at 8 x 64k tokens of vidkv-k1.5-v1.58-fragment on an H100), then as a block per (key block, KV head) whose
+// 16 warps looped over the part indices (23-29 us: seven shuffle chains and two cospif per part index, one after
+// another), then the same block size with a thread per entry and the tables (18-20 us, above).)
+constexpr int kTransformSlice = 32;
+constexpr int kTransformThreads = kTransformSlice * kMaxQ;
+constexpr int kTransformLoads = 4;
 
-__global__ void __launch_bounds__(kTransformThreads) transform_kernel(const Problem p) {
-  extern __shared__ float4 smem4[];
-  // [Q][D + 1]: the query's channels in gathered order, rows padded by one float so that the 8 query heads of a warp's
-  // lanes (the same channel c of every row) fall in 8 banks, not one.
-  float* gathered = reinterpret_cast<float*>(smem4);
-  const std::int64_t kb = blockIdx.x, h = blockIdx.y;
-  const std::int64_t D = p.channels, Q = p.qpk, W = af::key_width(p.key, D), row = D + 1;
-  const BlockEntry blk = p.key_blocks[kb];
-  if (blk.tokens == 0) return;  // an unused entry of a sequence's block region (decode_attention.cpp): no block, no tile reads it
-  const af::PartRef kp = af::part_of(p.key, blk.bytes, p.heads, blk.tokens, D, h);
-  for (std::int64_t e = threadIdx.x; e < Q * D; e += blockDim.x) {  // one load per thread and round, not Q in a row
-    const std::int64_t hq = e / D, c = e % D;
-    gathered[hq * row + af::gathered_index(p.key, kp, D, c)] = query_element(p, blk.sequence, h * Q + hq, c);
-  }
-  // The FFT children's weight tables after the query: 2 n floats each (n <= D).
-  float* const table_first = gathered + Q * row;
-  float* const table_second = table_first + 2 * D;
-  af::fft_weight_tables(p.key, kp, table_first, table_second, threadIdx.x, blockDim.x);
-  __syncthreads();
-  float* out = p.transformed + (kb * p.heads + h) * W * kMaxQ;
-  for (std::int64_t e = threadIdx.x; e < W * kMaxQ; e += blockDim.x) {
-    const std::int64_t i = e / kMaxQ, hq = e % kMaxQ;
-    out[e] = hq < Q ? af::transform_entry_tabulated(p.key, kp, gathered + hq * row, table_first, table_second, i) : 0.0f;
+// Slices of part indices of a key side of head_dim D: the transform grid's z.
+int transform_slices(const Problem& p) {
+  return static_cast<int>((af::key_width(p.key, p.channels) + kTransformSlice - 1) / kTransformSlice);
+}
+
+// slot[c] = af::gathered_index(f, kp, D, c) for c < D: a mixed part's high channels in ascending order, then its low
+// ones (mixed_channel_format::channel_slot: rank among the high channels, or high + rank among the low ones), from one
+// mask bit per thread and a ballot per warp instead of channel_slot's bytewise rank per channel. warp_high: one int
+// per warp of the block. Ends with __syncthreads (slot complete).
+__device__ void gathered_slots(const af::SideFormat& f, const af::PartRef& kp, int D, int* slot, int* warp_high) {
+  const int warp = static_cast<int>(threadIdx.x) / 32, lane = static_cast<int>(threadIdx.x % 32u);
+  const int warps = static_cast<int>(blockDim.x) / 32;
+  int before = 0;  // high channels below this round's first channel
+  for (int c0 = 0; c0 < D; c0 += static_cast<int>(blockDim.x)) {
+    const int c = c0 + static_cast<int>(threadIdx.x);
+    const bool high = f.mixed && c < D &&
+                      mixed_channel_format::mask_get(kp.mask, static_cast<std::size_t>(D), static_cast<std::size_t>(kp.mask_index),
+                                                     static_cast<std::size_t>(c));
+    const unsigned ballot = __ballot_sync(0xffffffffu, high);
+    if (lane == 0) warp_high[warp] = __popc(ballot);
+    __syncthreads();
+    int rank = before + __popc(ballot & ((1u << lane) - 1u));
+    int round = 0;
+    for (int w = 0; w < warps; ++w) {
+      const int n = warp_high[w];
+      rank += w < warp ? n : 0;
+      round += n;
+    }
+    if (c < D) slot[c] = !f.mixed ? c : high ? rank : static_cast<int>(f.high) + (c - rank);
+    before += round;
+    __syncthreads();  // warp_high is read before the next round writes it; slot complete after the last
   }
 }
 
-// The transform kernel's shared memory in bytes: the gathered query [Q][D + 1] and two weight tables of 2 D floats.
+__global__ void __launch_bounds__(kTransformThreads) transform_kernel(const Problem p) {
+  // Lets the fragment kernel's blocks start (launched as a programmatic dependent where it reads the result: they
+  // wait for this grid before their first read of p.transformed; launch_fragment).
+  dependent_launch::allow_next_grid();
+  extern __shared__ float4 smem4[];
+  __shared__ int warp_high[kTransformThreads / 32];
+  const std::int64_t kb = blockIdx.x, h = blockIdx.y;
+  const BlockEntry blk = p.key_blocks[kb];
+  if (blk.tokens == 0) return;  // an unused entry of a sequence's block region (decode_attention.cpp): no block, no tile reads it
+  const int D = static_cast<int>(p.channels), Q = static_cast<int>(p.qpk), row = D + 1;
+  const int W = static_cast<int>(af::key_width(p.key, D));
+  // [Q][D + 1]: the query's channels in gathered order, rows padded by one float so that the 8 query heads of a warp's
+  // lanes (the same channel c of every row) fall in 8 banks, not one; then the FFT children's weight tables (2 n
+  // floats each, n <= D), then the slots (D ints).
+  float* const gathered = reinterpret_cast<float*>(smem4);
+  float* const table_first = gathered + Q * row;
+  float* const table_second = table_first + 2 * D;
+  int* const slot = reinterpret_cast<int*>(table_second + 2 * D);
+  const af::PartRef kp = af::part_of(p.key, blk.bytes, p.heads, blk.tokens, D, h);
+  gathered_slots(p.key, kp, D, slot, warp_high);
+  af::fft_weight_tables(p.key, kp, table_first, table_second, threadIdx.x, blockDim.x);
+  // The query's Q D channels, kTransformLoads loads per thread before their stores (independent loads in flight).
+  const std::int64_t qrow = (static_cast<std::int64_t>(blk.sequence) * p.heads + h) * Q;
+  for (int e0 = 0; e0 < Q * D; e0 += kTransformLoads * kTransformThreads) {
+    float x[kTransformLoads];
+#pragma unroll
+    for (int u = 0; u < kTransformLoads; ++u) {
+      const int e = e0 + u * kTransformThreads + static_cast<int>(threadIdx.x);
+      x[u] = e < Q * D ? load_as_float(p.queries, p.query_dtype, static_cast<std::size_t>(qrow * D + e)) : 0.0f;
+    }
+#pragma unroll
+    for (int u = 0; u < kTransformLoads; ++u) {
+      const int e = e0 + u * kTransformThreads + static_cast<int>(threadIdx.x);
+      if (e < Q * D) gathered[(e / D) * row + slot[e % D]] = x[u];
+    }
+  }
+  __syncthreads();
+  const int i = static_cast<int>(blockIdx.z) * kTransformSlice + static_cast<int>(threadIdx.x) / kMaxQ;
+  const int hq = static_cast<int>(threadIdx.x) % kMaxQ;
+  if (i >= W) return;
+  p.transformed[((kb * p.heads + h) * W + i) * kMaxQ + hq] =
+      hq < Q ? af::transform_entry_tabulated(p.key, kp, gathered + hq * row, table_first, table_second, i) : 0.0f;
+}
+
+// The transform kernel's shared memory in bytes: the gathered query [Q][D + 1], two weight tables of 2 D floats and
+// D slots.
 std::size_t transform_smem_bytes(const Problem& p) {
-  return static_cast<std::size_t>(p.qpk * (p.channels + 1) + 4 * p.channels) * sizeof(float);
+  return static_cast<std::size_t>(p.qpk * (p.channels + 1) + 4 * p.channels) * sizeof(float) +
+         static_cast<std::size_t>(p.channels) * sizeof(int);
 }
 
 // One block per (KV head, sequence, query head of the KV head), kCombineThreads threads: thread (part k, column j)
@@ -949,8 +1013,9 @@ void launch(const Problem& p, void* stream, const SideStream* beside) {
   if (af::needs_transform(p.key)) {
     VIDKV_REQUIRE(p.transformed != nullptr, ShapeError, "decode attention: keys that need the query transform, no buffer for it");
     if (p.key_block_count > 0) {
-      transform_kernel<<<dim3(static_cast<unsigned>(p.key_block_count), static_cast<unsigned>(p.heads)), kTransformThreads,
-                         transform_smem_bytes(p), st>>>(p);
+      transform_kernel<<<dim3(static_cast<unsigned>(p.key_block_count), static_cast<unsigned>(p.heads),
+                              static_cast<unsigned>(transform_slices(p))),
+                         kTransformThreads, transform_smem_bytes(p), st>>>(p);
       check(cudaGetLastError(), "query transform kernel launch");
     }
   }
@@ -986,7 +1051,10 @@ void launch(const Problem& p, void* stream, const SideStream* beside) {
   const bool after = !concurrent && !one_stream;  // the general kernel after the other one
   try {
     if (p.fragment) {
-      launch_fragment(p, stream, one_stream);
+      // beside the general kernel (one stream), else right after the query transform where one ran
+      launch_fragment(p, stream, one_stream ? FragmentLaunch::beside_previous
+                                 : af::needs_transform(p.key) && p.key_block_count > 0 ? FragmentLaunch::after_transform
+                                                                                       : FragmentLaunch::plain);
       if (after) general(st);
     } else if (p.tensor_cores) {
       launch_tensor_core(p, stream, one_stream);

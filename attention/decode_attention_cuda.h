@@ -62,9 +62,15 @@ int fast_blocks_per_sm(const attention_tables::Problem& p);
 // beside_previous: a programmatic dependent launch that does not wait for the kernel before it (launch()'s general
 // kernel beside it on one stream).
 void launch_tensor_core(const attention_tables::Problem& p, void* stream, bool beside_previous = false);
+// How launch_fragment launches: plain (after everything before it), beside_previous (as for launch_tensor_core), or
+// after_transform: right after the query transform kernel, as its programmatic dependent where the device and the
+// kernel's code allow it (dependent_launch::enabled, kernel_waits; else plain): the fragment kernel's blocks start
+// while the transform's last blocks run, issue their first tiles' copies and wait for the transform grid
+// (Problem::wait_for_transform) before they read its result.
+enum class FragmentLaunch { plain, beside_previous, after_transform };
 // The fragment kernel on the fast tiles alone (decode_attention_fragment.cu; launch() calls it when p.fragment):
-// NotSupportedError when attention_fragment::formats_ok(p) is false. beside_previous as for launch_tensor_core.
-void launch_fragment(const attention_tables::Problem& p, void* stream, bool beside_previous = false);
+// NotSupportedError when attention_fragment::formats_ok(p) is false.
+void launch_fragment(const attention_tables::Problem& p, void* stream, FragmentLaunch how = FragmentLaunch::plain);
 // Thread blocks of the fragment kernel one multiprocessor holds at once, at least 1.
 int fragment_blocks_per_sm(const attention_tables::Problem& p);
 // Thread blocks of the tensor-core kernel one multiprocessor holds at once, at least 1.

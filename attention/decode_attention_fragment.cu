@@ -849,6 +849,9 @@ __global__ void __launch_bounds__(kThreads, 3) fragment_vidkv_kernel(const __gri
     vidkv_issue_tile(0, static_cast<std::uint32_t>(current.t0), src, dst);
   }
   cuda_async::commit();
+  // Launched right after the query transform (FragmentLaunch::after_transform): its grid complete and its writes
+  // visible before the loop's first vidkv_block_query; the first tile's copies are already in flight.
+  if (p.wait_for_transform) dependent_launch::wait_for_previous_grid();
   int slot = 0;
   for (; ti < last; ti += kWarps) {
     const bool has_next = ti + kWarps < last;
@@ -977,7 +980,7 @@ std::size_t smem_for(const Problem& p) {
 
 }  // namespace
 
-void launch_fragment(const Problem& p, void* stream, bool beside_previous) {
+void launch_fragment(const Problem& p, void* stream, FragmentLaunch how) {
   VIDKV_REQUIRE(fr::formats_ok(p) && p.qpk >= 1 && p.qpk <= kMaxQ, NotSupportedError,
                 "decode attention: the fragment kernel does not take these formats (attention_fragment::formats_ok)");
   if (p.splits == 0) return;
@@ -985,10 +988,19 @@ void launch_fragment(const Problem& p, void* stream, bool beside_previous) {
   cuda_kernels::allow_dynamic_smem(reinterpret_cast<const void*>(kernel), smem_for(p), "decode attention (fragment kernel)");
   const dim3 grid(static_cast<unsigned>(p.splits), static_cast<unsigned>(p.heads), static_cast<unsigned>(p.batch));
   auto st = static_cast<cudaStream_t>(stream);
-  if (beside_previous)
+  // Only the vidkv instance reads the transform's result (the kivi one's keys need none: no transform kernel ran).
+  static const bool vidkv_waits = dependent_launch::kernel_waits(reinterpret_cast<const void*>(fragment_vidkv_kernel));
+  const bool after_transform = how == FragmentLaunch::after_transform && kernel == fragment_vidkv_kernel &&
+                               dependent_launch::enabled() && vidkv_waits;
+  if (how == FragmentLaunch::beside_previous) {
     check(launch_beside_previous(kernel, grid, dim3(kThreads), smem_for(p), st, p), "kernel launch");
-  else
+  } else if (after_transform) {
+    Problem q = p;
+    q.wait_for_transform = true;
+    check(dependent_launch::launch_programmatic(kernel, grid, dim3(kThreads), smem_for(p), st, q), "kernel launch");
+  } else {
     kernel<<<grid, kThreads, smem_for(p), st>>>(p);
+  }
   check(cudaGetLastError(), "kernel launch");
 }
 

@@ -82,6 +82,9 @@ struct Problem {
   // otherwise (the emulation computes it per warp).
   float* transformed = nullptr;
   std::int64_t key_block_count = 0;
+  // cuda: the fragment kernel was launched as a programmatic dependent of the transform kernel (launch_fragment,
+  // FragmentLaunch::after_transform) and waits for it (griddepcontrol.wait) before its first read of `transformed`.
+  bool wait_for_transform = false;
   float* partial_acc = nullptr;  // [batch, heads, splits + generic_splits, qpk, D]
   float* partial_ml = nullptr;   // [batch, heads, splits + generic_splits, qpk, 2]: m, l
   // cuda, the general kernel beside the fast / tensor-core one on the same stream (attention_cuda::launch with

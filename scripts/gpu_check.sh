@@ -16,11 +16,14 @@
 #   7. the attention bench at 8 x 64k with the general kernel's placement by default and with
 #      VIDKV_CUDA_ATTENTION_BESIDE=after, =always and =one-split, then with VIDKV_CUDA_ATTENTION_COMPACT=off (A / B, in
 #      one process each, without torch; COMPACT=off places the full kernel by its own rule: compare it with =after);
-#   8. (step ncu-source) Nsight Compute's source counters of the fragment kernel's vidkv instance at 8 x 64k: the
+#   8. (step pdl) the attention bench of vidkv-k1.5-v1.58-fragment at 64k tokens, batch 1 and 8, with the programmatic
+#      dependent launches on and off (VIDKV_NO_DEPENDENT_LAUNCH=1: all of them, the transform -> fragment kernel one
+#      and the combine kernel's), in one process each, without torch;
+#   9. (step ncu-source) Nsight Compute's source counters of the fragment kernel's vidkv instance at 8 x 64k: the
 #      sampled warp stalls per SASS instruction, as $LOG/vidkv_source.csv (ncu --page source --print-source sass).
 # GPU_CHECK_STEPS picks the steps after the build and their order (names: attention-tests bench-vidkv bench-kivi
-# live rest-tests ncu ncu-stalls ncu-source placement, and bench-64k: step 3 for both fragment presets at 64k tokens
-# only; default: all but ncu-source and bench-64k, in the order above); GPU_CHECK_TARGETS the build's targets.
+# live rest-tests ncu ncu-stalls ncu-source placement pdl, and bench-64k: step 3 for both fragment presets at 64k tokens
+# only; default: all but ncu-source, pdl and bench-64k, in the order above); GPU_CHECK_TARGETS the build's targets.
 # Each step is skipped when less time is left than it needs, so that the run fits a deadline (first argument, seconds,
 # default 540: a device call's limit less a margin; a cold build of vidkv and vidkv_tests needs about 230 s on 16 cores,
 # with _vidkv about 300 s: give a deadline of 330 s or more to reach any step after it). Logs, and the whole
@@ -118,6 +121,15 @@ step_ncu-source() {
   echo "rc $? ($(wc -l <"$LOG/vidkv_source.csv") lines)"
   ncu -i "$LOG/vidkv_source.ncu-rep" --page details --section WarpStateStats 2>&1 | grep -vE "^\s*$" | cut -c1-110 | tail -30
   rm -f "$LOG/vidkv_source.ncu-rep"  # not needed back (and large)
+}
+step_pdl() {
+  for off in 0 1; do
+    if [ "$(left)" -gt 40 ]; then
+      echo "== bench --attention, vidkv-k1.5-v1.58-fragment at 64k, VIDKV_NO_DEPENDENT_LAUNCH=$off (1: every programmatic dependent launch off) (left $(left) s)"
+      VIDKV_NO_DEPENDENT_LAUNCH=$off timeout 30 $B/vidkv bench --backend cuda --attention --tokens 65536 --batches 1,8 \
+        --presets vidkv-k1.5-v1.58-fragment --no-torch 2>&1 | grep "^| vidkv-k1.5-v1.58-fragment"
+    fi
+  done
 }
 step_placement() {
   for beside in default after always one-split; do
