@@ -88,7 +88,9 @@ step_live() {
   echo "== bench --live --fused (left $L s)"
   PYTHONPATH=experiments/python:build-cuda/python timeout $((L - 60 > 150 ? 150 : L - 60)) \
     python3 -m vidkv.bench_live --fused --fused-only --presets kivi-2-fragment,vidkv-k1.5-v1.58-fragment --tokens 32768 \
-    --batches 1,8 --steps 16 --rounds 2 2>&1 | tail -20
+    --batches 1,8 --steps 16 --rounds 2 >"$LOG/live.txt" 2>&1
+  echo "rc $? (whole output: live.txt)"
+  grep -v "^ " "$LOG/live.txt" | tail -20  # the table and notes, or an error's last lines without its traceback's code
 }
 step_rest-tests() { run_tests "[cuda]~[attention]" 100 rest; }
 step_ncu() {

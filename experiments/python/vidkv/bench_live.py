@@ -56,6 +56,9 @@ compare such runs with that in mind, and prefer one pass where the memory allows
                above it, a disagreement that the error does not explain (it says "ABOVE (look into it)").
 The memory columns, the agreement and the logit error come from each cache's own run (prefill, then --steps
 decode steps; the caches of the earlier runs stay held, untouched), before the interleaved timing.
+A shape (length, batch) whose runs or timing run out of device memory (all its caches are held at once) gets one
+"not measured" row and a line under the table saying which cache's run failed, the error, and torch's and the
+device's memory at that moment; its caches are released and the next shape runs; the run then exits with status 1.
 
 Every cache sees the same prompt and the same weights; the timed steps are decoded with each cache's own greedy
 tokens.
@@ -309,6 +312,78 @@ def _run(torch, model, a, tokens, make_cache, prompt, ref=None):
     return cache, used_after - used_before, peak, record, own
 
 
+class _OutOfMemory(Exception):
+    """A shape's run ran out of device memory: `where` (which cache's run, or the timing), the error's first line, and
+    `state`, torch's and the device's memory when it happened (_memory_state)."""
+
+    def __init__(self, where: str, exc: BaseException, state: str):
+        super().__init__(where)
+        self.where, self.state = where, state
+        self.message = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
+def _is_out_of_memory(exc: BaseException) -> bool:
+    """torch's OutOfMemoryError, or an error whose message says out of memory (_vidkv.CudaError from cudaMallocAsync,
+    a RuntimeError from a CUDA library)."""
+    return type(exc).__name__ == "OutOfMemoryError" or "out of memory" in str(exc).lower()
+
+
+def _memory_state(torch) -> str:
+    """torch's allocated and reserved bytes and the device's free and total ones, in GiB, as a phrase."""
+    try:
+        free, total = torch.cuda.mem_get_info()
+        return (f"torch allocated {torch.cuda.memory_allocated() / 2**30:.1f} GiB and reserved "
+                f"{torch.cuda.memory_reserved() / 2**30:.1f} GiB; the device had {free / 2**30:.1f} of "
+                f"{total / 2**30:.1f} GiB free")
+    except Exception as exc:  # the state is a courtesy: never let it hide the error being reported
+        return f"memory state unavailable ({type(exc).__name__})"
+
+
+def _guard_memory(torch, where: str, fn):
+    """fn(), with an out-of-memory error raised as _OutOfMemory(where, ...) (other errors unchanged)."""
+    try:
+        return fn()
+    except Exception as exc:
+        if not _is_out_of_memory(exc):
+            raise
+        raise _OutOfMemory(where, exc, _memory_state(torch)) from None
+
+
+def _shapes(tokens_list, batches, measure, release) -> tuple[list[str], list[str]]:
+    """measure(tokens, batch) for every prompt length and batch, in that order: returns (the notes measure gave,
+    printed under the table, and the shapes not measured). A shape that runs out of device memory (_OutOfMemory)
+    prints one "not measured" row and a note saying where and with what memory, then release() (after the failed
+    shape's objects are gone) and the next shape runs."""
+    notes, failed = [], []
+    for tokens in tokens_list:
+        for batch in batches:
+            lost = False
+            try:
+                notes.append(measure(tokens, batch))
+            except _OutOfMemory as exc:
+                print(f"| {tokens} | {batch} | not measured: out of device memory (below) |" + " - |" * 9, flush=True)
+                notes.append(f"{tokens} tokens, batch {batch}: NOT MEASURED, out of device memory in {exc.where} "
+                             f"({exc.message}); then {exc.state}. Every cache of a shape is held at once for the "
+                             f"timing: fewer --batches or --tokens, or --prefill-chunk (a lower prefill peak), fit.")
+                failed.append(f"{tokens} tokens x batch {batch}")
+                lost = True
+            if lost:  # the failed shape's caches (held by the exception's frames until here) are gone now
+                release()
+    return notes, failed
+
+
+def _release(torch) -> None:
+    """Everything freed goes back to the device: Python's garbage, torch's cached blocks, VidKV's pool."""
+    import gc
+
+    import _vidkv
+
+    gc.collect()
+    torch.cuda.synchronize()
+    torch.cuda.empty_cache()
+    _vidkv.cuda_release_pool()
+
+
 def _one_shape(torch, model, cfg, a, tokens, batch, g, mib, DynamicCache, VidKVCache) -> str:
     """The table's rows for one prompt length and batch (prompts drawn from g); returns the note printed under it."""
     prompt = torch.randint(0, cfg.vocab_size, (batch, tokens), generator=g).to(a.device)
@@ -325,7 +400,10 @@ def _one_shape(torch, model, cfg, a, tokens, batch, g, mib, DynamicCache, VidKVC
     for run in runs:
         preset, attention = run
         _set_attention(model, attention)
-        cache, alloc, peak, record, nxt[run] = _run(torch, model, a, tokens, lambda run=run: make(run), prompt, ref)
+        label = "DynamicCache" if preset is None else f"VidKVCache {preset}" + (" fused" if attention == "fused" else "")
+        cache, alloc, peak, record, nxt[run] = _guard_memory(
+            torch, f"{label}'s run (prefill and decode steps)",
+            lambda run=run: _run(torch, model, a, tokens, lambda: make(run), prompt, ref))
         if preset is None:
             ref = record
             # DynamicCache holds prefill + steps tokens now (one more after --profile's step): scale its bytes
@@ -338,7 +416,7 @@ def _one_shape(torch, model, cfg, a, tokens, batch, g, mib, DynamicCache, VidKVC
         caches[run] = cache
         model.set_attn_implementation("sdpa")
     # Speed: the caches side by side, their steps interleaved.
-    times = _interleaved(torch, model, a, runs, caches, nxt)
+    times = _guard_memory(torch, "the interleaved timing", lambda: _interleaved(torch, model, a, runs, caches, nxt))
     del caches, cache
     if a.device.startswith("cuda"):
         torch.cuda.empty_cache()
@@ -406,15 +484,19 @@ def main(argv=None) -> int:
     print("| ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     mib = 1 / 2**20
     g = torch.Generator(device="cpu").manual_seed(a.seed)
-    notes = []  # per length and batch, printed under the table (one table for every length)
-    for tokens in a.tokens:
-        for batch in a.batches:
-            notes.append(_one_shape(torch, model, cfg, a, tokens, batch, g, mib, DynamicCache, VidKVCache))
+    gpu = a.device.startswith("cuda")
+    # per length and batch, the notes printed under the table (one table for every length)
+    notes, failed = _shapes(a.tokens, a.batches,
+                            lambda tokens, batch: _one_shape(torch, model, cfg, a, tokens, batch, g, mib, DynamicCache, VidKVCache),
+                            (lambda: _release(torch)) if gpu else (lambda: None))
     print("\n" + "\n".join(notes))
     print("\nms/step: one decode step of the whole batch (one new token per sequence); cache MiB: DynamicCache's K/V tensors / VidKVCache.memory() after prefill + steps (scaled to the prefill "
           "for DynamicCache; '!': above the bound, which is meant for long prompts); device MiB: device memory in use (cudaMemGetInfo) right after the prefill minus before it; torch peak "
           "MiB: max_memory_allocated() over prefill and decode minus before (not VidKVCache's packed blocks); bound: effective bits / 16 x fp16 cache + one "
           "layer's fp16 K/V (issue 12).")
+    if failed:
+        print(f"vidkv bench --live: not measured (out of device memory): {'; '.join(failed)}", file=sys.stderr)
+        return 1
     return 0
 
 
