@@ -1013,6 +1013,9 @@ void launch(const Problem& p, void* stream, const SideStream* beside) {
   if (af::needs_transform(p.key)) {
     VIDKV_REQUIRE(p.transformed != nullptr, ShapeError, "decode attention: keys that need the query transform, no buffer for it");
     if (p.key_block_count > 0) {
+      // A plain launch, and it must stay one: the fragment kernel launched after it as its programmatic dependent
+      // (FragmentLaunch::after_transform) reads the tables and the cache before its wait, which is safe only because
+      // everything enqueued before this kernel has completed once all of its blocks have started.
       transform_kernel<<<dim3(static_cast<unsigned>(p.key_block_count), static_cast<unsigned>(p.heads),
                               static_cast<unsigned>(transform_slices(p))),
                          kTransformThreads, transform_smem_bytes(p), st>>>(p);

@@ -850,7 +850,10 @@ __global__ void __launch_bounds__(kThreads, 3) fragment_vidkv_kernel(const __gri
   }
   cuda_async::commit();
   // Launched right after the query transform (FragmentLaunch::after_transform): its grid complete and its writes
-  // visible before the loop's first vidkv_block_query; the first tile's copies are already in flight.
+  // visible before the loop's first vidkv_block_query; the first tile's copies are already in flight. (An exception
+  // to dependent_launch's read-after-wait rule, as for launch_beside_previous: the reads above are of the tables, the
+  // sequences and the cache, which the transform does not write and which everything before the transform's plain
+  // launch finished writing; this kernel's own writes, the partials, come after the wait.)
   if (p.wait_for_transform) dependent_launch::wait_for_previous_grid();
   int slot = 0;
   for (; ti < last; ti += kWarps) {

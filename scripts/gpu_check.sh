@@ -8,7 +8,7 @@
 #      vidkv-k1.5-v1.58, 8k to 128k tokens, batch 1 and 8, against fp16 SDPA), then the same for kivi-2-fragment and
 #      kivi-2;
 #   4. `vidkv bench --live --fused --fused-only` (kivi-2-fragment and vidkv-k1.5-v1.58-fragment against DynamicCache
-#      at 32k, batch 1 and 8);
+#      at 32k, batch 1 and 8; its whole output as live.txt);
 #   5. the other [cuda] tests;
 #   6. Nsight Compute (when `ncu` is on PATH): time, warp instructions, DRAM bytes, issue activity and registers of the
 #      decode attention kernels of vidkv-k1.5-v1.58-fragment at 8 x 64k, then the fragment kernel's vidkv instance's
@@ -90,7 +90,7 @@ step_live() {
     python3 -m vidkv.bench_live --fused --fused-only --presets kivi-2-fragment,vidkv-k1.5-v1.58-fragment --tokens 32768 \
     --batches 1,8 --steps 16 --rounds 2 >"$LOG/live.txt" 2>&1
   echo "rc $? (whole output: live.txt)"
-  grep -v "^ " "$LOG/live.txt" | tail -20  # the table and notes, or an error's last lines without its traceback's code
+  grep -v "^    " "$LOG/live.txt" | tail -20  # the table and notes, or an error's last lines without its traceback's code
 }
 step_rest-tests() { run_tests "[cuda]~[attention]" 100 rest; }
 step_ncu() {
@@ -130,6 +130,7 @@ step_pdl() {
       echo "== bench --attention, vidkv-k1.5-v1.58-fragment at 64k, VIDKV_NO_DEPENDENT_LAUNCH=$off (1: every programmatic dependent launch off) (left $(left) s)"
       VIDKV_NO_DEPENDENT_LAUNCH=$off timeout 30 $B/vidkv bench --backend cuda --attention --tokens 65536 --batches 1,8 \
         --presets vidkv-k1.5-v1.58-fragment --no-torch 2>&1 | grep "^| vidkv-k1.5-v1.58-fragment"
+      echo "rc ${PIPESTATUS[0]}"
     fi
   done
 }

@@ -23,6 +23,7 @@ class _NoCudaTorch:
 def test_out_of_memory_errors_are_recognised_by_type_name_or_message():
     assert _is_out_of_memory(OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"))
     assert _is_out_of_memory(RuntimeError("cudaMallocAsync (16777216 bytes): out of memory"))  # _vidkv.CudaError's text
+    assert _is_out_of_memory(RuntimeError("CUDA error: CUBLAS_STATUS_ALLOC_FAILED when calling `cublasCreate(handle)`"))
     assert not _is_out_of_memory(ValueError("tokens must be positive"))
     assert not _is_out_of_memory(RuntimeError("CUDA error: an illegal memory access was encountered"))
 
@@ -68,3 +69,23 @@ def test_a_shape_out_of_memory_is_reported_released_and_the_others_still_run(cap
     row = capsys.readouterr().out.strip()
     assert row == "| 32768 | 8 | not measured: out of device memory (below) |" + " - |" * 9
     assert row.count("|") == 13  # the table's 12 columns
+
+
+def test_an_out_of_memory_error_outside_the_guarded_runs_is_reported_too_and_other_errors_propagate(capsys):
+    def measure(tokens, batch):
+        if batch == 8:  # e.g. the prompts' tensor on the device
+            raise OutOfMemoryError("CUDA out of memory. Tried to allocate 1.00 GiB")
+        return f"note {tokens} x {batch}"
+
+    notes, failed = _shapes([8192], [1, 8], measure, lambda: None, lambda: "the device had 0.5 of 79.2 GiB free")
+    assert failed == ["8192 tokens x batch 8"]
+    assert notes[1] == ("8192 tokens, batch 8: NOT MEASURED, out of device memory in the shape's setup or report "
+                        "(prompts, cache sizes) (CUDA out of memory. Tried to allocate 1.00 GiB); then the device had "
+                        "0.5 of 79.2 GiB free. Every cache of a shape is held at once for the timing: fewer --batches "
+                        "or --tokens, or --prefill-chunk (a lower prefill peak), fit.")
+
+    def broken(tokens, batch):
+        raise KeyError("a bug, not memory")
+
+    with pytest.raises(KeyError):
+        _shapes([8192], [1], broken, lambda: None)

@@ -324,8 +324,9 @@ class _OutOfMemory(Exception):
 
 def _is_out_of_memory(exc: BaseException) -> bool:
     """torch's OutOfMemoryError, or an error whose message says out of memory (_vidkv.CudaError from cudaMallocAsync,
-    a RuntimeError from a CUDA library)."""
-    return type(exc).__name__ == "OutOfMemoryError" or "out of memory" in str(exc).lower()
+    a RuntimeError from a CUDA library) or names a failed allocation (cuBLAS's CUBLAS_STATUS_ALLOC_FAILED)."""
+    text = str(exc).lower()
+    return type(exc).__name__ == "OutOfMemoryError" or "out of memory" in text or "alloc_failed" in text
 
 
 def _memory_state(torch) -> str:
@@ -349,17 +350,25 @@ def _guard_memory(torch, where: str, fn):
         raise _OutOfMemory(where, exc, _memory_state(torch)) from None
 
 
-def _shapes(tokens_list, batches, measure, release) -> tuple[list[str], list[str]]:
+def _shapes(tokens_list, batches, measure, release, state=lambda: "memory state not taken") -> tuple[list[str], list[str]]:
     """measure(tokens, batch) for every prompt length and batch, in that order: returns (the notes measure gave,
-    printed under the table, and the shapes not measured). A shape that runs out of device memory (_OutOfMemory)
-    prints one "not measured" row and a note saying where and with what memory, then release() (after the failed
-    shape's objects are gone) and the next shape runs."""
+    printed under the table, and the shapes not measured). A shape that runs out of device memory (_OutOfMemory from
+    a run or the timing, or any out-of-memory error of its setup or report: state() gives the memory then) prints one
+    "not measured" row and a note saying where and with what memory, then release() (after the failed shape's
+    objects are gone) and the next shape runs; other errors propagate."""
     notes, failed = [], []
     for tokens in tokens_list:
         for batch in batches:
             lost = False
             try:
-                notes.append(measure(tokens, batch))
+                try:
+                    notes.append(measure(tokens, batch))
+                except _OutOfMemory:
+                    raise
+                except Exception as other:
+                    if not _is_out_of_memory(other):
+                        raise
+                    raise _OutOfMemory("the shape's setup or report (prompts, cache sizes)", other, state()) from None
             except _OutOfMemory as exc:
                 print(f"| {tokens} | {batch} | not measured: out of device memory (below) |" + " - |" * 9, flush=True)
                 notes.append(f"{tokens} tokens, batch {batch}: NOT MEASURED, out of device memory in {exc.where} "
@@ -488,7 +497,7 @@ def main(argv=None) -> int:
     # per length and batch, the notes printed under the table (one table for every length)
     notes, failed = _shapes(a.tokens, a.batches,
                             lambda tokens, batch: _one_shape(torch, model, cfg, a, tokens, batch, g, mib, DynamicCache, VidKVCache),
-                            (lambda: _release(torch)) if gpu else (lambda: None))
+                            (lambda: _release(torch)) if gpu else (lambda: None), lambda: _memory_state(torch))
     print("\n" + "\n".join(notes))
     print("\nms/step: one decode step of the whole batch (one new token per sequence); cache MiB: DynamicCache's K/V tensors / VidKVCache.memory() after prefill + steps (scaled to the prefill "
           "for DynamicCache; '!': above the bound, which is meant for long prompts); device MiB: device memory in use (cudaMemGetInfo) right after the prefill minus before it; torch peak "
