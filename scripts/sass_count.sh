@@ -41,6 +41,15 @@ for e in json.load(open("build/compile_commands.json")):
             if a in ("-o", "-c", "-x"): skip = True; continue
             if a == e["file"] or a.startswith("--generate-code") or a.startswith("-Xcompiler"): continue
             keep.append(a)
+        # The device's build optimises fully: drop a local build's lowered device optimisation (scripts/setup.sh
+        # with CUDAFLAGS="-Xcicc -O1 -Xptxas -O0", which builds faster on a machine without a GPU), whose SASS has
+        # stack frames and several times the instructions, and ask for -O3 from both.
+        out = []
+        for i, a in enumerate(keep):
+            if a in ("-Xcicc", "-Xptxas") and i + 1 < len(keep) and re.fullmatch(r"-O[0-3]", keep[i + 1]): continue
+            if re.fullmatch(r"-O[0-3]", a) and i > 0 and keep[i - 1] in ("-Xcicc", "-Xptxas"): continue
+            out.append(a)
+        keep = out + ["-Xptxas", "-O3"]
         print(shlex.quote(e["directory"]), " ".join(shlex.quote(a) for a in keep)); break
 else:
     sys.exit(f"sass_count: {sys.argv[1]} is not in build/compile_commands.json (a CUDA build configured?)")
