@@ -1010,9 +1010,10 @@ void launch(const Problem& p, void* stream, const SideStream* beside) {
   const dim3 fast_grid(static_cast<unsigned>(p.splits), static_cast<unsigned>(p.heads), static_cast<unsigned>(p.batch));
   const dim3 generic_grid(static_cast<unsigned>(p.generic_splits), static_cast<unsigned>(p.heads), static_cast<unsigned>(p.batch));
   const bool token_values = p.value.first.axis == group_format::GroupAxis::token;
+  const bool transform_runs = af::needs_transform(p.key) && p.key_block_count > 0;  // the query transform kernel runs first
   if (af::needs_transform(p.key)) {
     VIDKV_REQUIRE(p.transformed != nullptr, ShapeError, "decode attention: keys that need the query transform, no buffer for it");
-    if (p.key_block_count > 0) {
+    if (transform_runs) {
       // A plain launch, and it must stay one: the fragment kernel launched after it as its programmatic dependent
       // (FragmentLaunch::after_transform) reads the tables and the cache before its wait, which is safe only because
       // everything enqueued before this kernel has completed once all of its blocks have started.
@@ -1055,9 +1056,9 @@ void launch(const Problem& p, void* stream, const SideStream* beside) {
   try {
     if (p.fragment) {
       // beside the general kernel (one stream), else right after the query transform where one ran
-      launch_fragment(p, stream, one_stream ? FragmentLaunch::beside_previous
-                                 : af::needs_transform(p.key) && p.key_block_count > 0 ? FragmentLaunch::after_transform
-                                                                                       : FragmentLaunch::plain);
+      launch_fragment(p, stream, one_stream       ? FragmentLaunch::beside_previous
+                                 : transform_runs ? FragmentLaunch::after_transform
+                                                  : FragmentLaunch::plain);
       if (after) general(st);
     } else if (p.tensor_cores) {
       launch_tensor_core(p, stream, one_stream);

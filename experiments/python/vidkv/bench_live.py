@@ -150,12 +150,17 @@ def _sync(torch, device):
         torch.cuda.synchronize()
 
 
-def _device_used(torch) -> int:
+def _return_freed(torch) -> None:
+    """What torch's allocator and VidKV's pool hold freed goes back to the device (after a synchronize)."""
     import _vidkv
 
     torch.cuda.synchronize()
     torch.cuda.empty_cache()
-    _vidkv.cuda_release_pool()  # VidKV's freed scratch back to the device: only live allocations count
+    _vidkv.cuda_release_pool()
+
+
+def _device_used(torch) -> int:
+    _return_freed(torch)  # VidKV's freed scratch back to the device too: only live allocations count
     free, total = torch.cuda.mem_get_info()
     return total - free
 
@@ -361,15 +366,12 @@ def _shapes(tokens_list, batches, measure, release, state=lambda: "memory state 
         for batch in batches:
             lost = False
             try:
-                try:
-                    notes.append(measure(tokens, batch))
-                except _OutOfMemory:
-                    raise
-                except Exception as other:
-                    if not _is_out_of_memory(other):
+                notes.append(measure(tokens, batch))
+            except Exception as exc:
+                if not isinstance(exc, _OutOfMemory):  # an out-of-memory error outside the guarded runs, or a bug
+                    if not _is_out_of_memory(exc):
                         raise
-                    raise _OutOfMemory("the shape's setup or report (prompts, cache sizes)", other, state()) from None
-            except _OutOfMemory as exc:
+                    exc = _OutOfMemory("the shape's setup or report (prompts, cache sizes)", exc, state())
                 print(f"| {tokens} | {batch} | not measured: out of device memory (below) |" + " - |" * 9, flush=True)
                 notes.append(f"{tokens} tokens, batch {batch}: NOT MEASURED, out of device memory in {exc.where} "
                              f"({exc.message}); then {exc.state}. Every cache of a shape is held at once for the "
@@ -382,15 +384,12 @@ def _shapes(tokens_list, batches, measure, release, state=lambda: "memory state 
 
 
 def _release(torch) -> None:
-    """Everything freed goes back to the device: Python's garbage, torch's cached blocks, VidKV's pool."""
+    """Everything freed goes back to the device: Python's garbage (a failed run's caches, in reference cycles through
+    its traceback), then torch's cached blocks and VidKV's pool."""
     import gc
 
-    import _vidkv
-
     gc.collect()
-    torch.cuda.synchronize()
-    torch.cuda.empty_cache()
-    _vidkv.cuda_release_pool()
+    _return_freed(torch)
 
 
 def _one_shape(torch, model, cfg, a, tokens, batch, g, mib, DynamicCache, VidKVCache) -> str:
