@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <string>
 
 #include "vidkv/attention/decode_attention_emulation.h"
 #include "vidkv/attention/decode_attention_fragment.h"
@@ -127,16 +128,24 @@ bool same_format(const af::SideFormat& a, const af::SideFormat& b) {
          same_format(a.first, b.first) && (!(a.mixed || a.token_mixed) || same_format(a.second, b.second));
 }
 
-std::int64_t check_view(const TensorView& v, const char* what, Device device, std::int64_t batch, std::int64_t heads,
-                        std::int64_t channels) {
+// queries / out: [batch, q_heads, D] (one query token per sequence) or [batch, query_tokens, q_heads, D]; returns
+// q_heads / heads.
+std::int64_t check_view(const TensorView& v, const char* what, Device device, std::int64_t batch, std::int64_t query_tokens,
+                        std::int64_t heads, std::int64_t channels) {
   VIDKV_REQUIRE(v.device == device, ShapeError, "decode attention: ", what, " is on ", device_name(v.device),
                 ", the caches on ", device_name(device));
-  VIDKV_REQUIRE(v.shape.size() == 3 && v.shape[0] == batch && v.shape[2] == channels && v.shape[1] % heads == 0 &&
-                    v.shape[1] / heads >= 1 && v.shape[1] / heads <= DecodeAttention::kMaxQueryHeadsPerKv,
-                ShapeError, "decode attention: ", what, " ", v.shape_str(), ": expected [", batch, ", q_heads, ", channels,
-                "] with q_heads a multiple of the ", heads, " KV heads, at most ", DecodeAttention::kMaxQueryHeadsPerKv,
+  const bool rank4 = v.shape.size() == 4;
+  const bool layout = rank4 ? v.shape[1] == query_tokens : v.shape.size() == 3 && query_tokens == 1;
+  const std::int64_t q_heads = layout ? v.shape[rank4 ? 2 : 1] : 0;
+  const std::string expected = query_tokens == 1 ? "[" + std::to_string(batch) + ", q_heads, " + std::to_string(channels) + "]"
+                                                 : "[" + std::to_string(batch) + ", " + std::to_string(query_tokens) +
+                                                       " (query tokens), q_heads, " + std::to_string(channels) + "]";
+  VIDKV_REQUIRE(layout && v.shape[0] == batch && v.shape.back() == channels && q_heads % heads == 0 && q_heads / heads >= 1 &&
+                    q_heads / heads <= DecodeAttention::kMaxQueryHeadsPerKv,
+                ShapeError, "decode attention: ", what, " ", v.shape_str(), ": expected ", expected,
+                " with q_heads a multiple of the ", heads, " KV heads, at most ", DecodeAttention::kMaxQueryHeadsPerKv,
                 " per KV head");
-  return v.shape[1] / heads;
+  return q_heads / heads;
 }
 
 // Splits a sequence's tokens into tiles (decode_attention_tables.h); block indices offset into the batch's arrays.
@@ -367,16 +376,60 @@ void extend_prefix(SequencePrefix& sp, const LayerCache& c, const LayerCache::Si
   }
 }
 
-// Whether a sequence's general tiles are only what the general kernel's compact instance reads (Problem::
-// general_narrow_only, for a problem whose fast tiles are the fragment kernel's): no general tile in the quantized
-// prefix, and residual-window tiles of at most DecodeAttention::kResidualTileTokens tokens with exact values and keys
-// exact or inside one whole 32-token tile of their fragment-layout key block (its codes 4-byte aligned), the two exact
-// stores of one dtype, fp16 or bf16.
-bool narrow_residual_only(const SequencePrefix& sp, const std::vector<at::TileEntry>& residual,
-                          const LayerCache::SideRef& key, const LayerCache::SideRef& value) {
-  if (!sp.general.empty() || key.full_dtype != value.full_dtype || (key.full_dtype != DType::f16 && key.full_dtype != DType::bf16))
+// What one query row of the tables reads of its sequence's prefix (sequence b's query token j is row b * n + j,
+// decode_attention.h): the first `fast` / `general` tiles of the prefix's lists, then fast_tail / general_tail (block
+// indices local to the sequence, like the prefix's). With one query token: all of the prefix's tiles, and the
+// residual windows' tiles as general_tail. A query row whose causal limit falls inside the quantized prefix keeps
+// the tiles before it, and the tile across it cut there (in the tail of its kind, which clip_prefix decides anew).
+struct QueryRow {
+  std::size_t fast = 0, general = 0;
+  std::vector<at::TileEntry> fast_tail, general_tail;
+  std::int64_t limit = 0;  // tokens [0, limit) attended to
+};
+
+// Sets `row` to the tiles of sp a query that sees tokens [0, limit) reads, for limit <= sp.stable (every tile there is
+// the prefix's, none touches a residual window). p: the build's formats; its block pointers are set to sp's here.
+void clip_prefix(const SequencePrefix& sp, std::int64_t limit, at::Problem p, QueryRow& row) {
+  const auto before = [limit](const std::vector<at::TileEntry>& tiles) {  // token order: the tiles starting before limit
+    return static_cast<std::size_t>(std::partition_point(tiles.begin(), tiles.end(),
+                                                         [limit](const at::TileEntry& t) { return t.t0 < limit; }) -
+                                    tiles.begin());
+  };
+  row.fast = before(sp.fast);
+  row.general = before(sp.general);
+  row.fast_tail.clear();
+  row.general_tail.clear();
+  row.limit = limit;
+  // At most one tile holds both token limit - 1 and token limit (tiles do not overlap): the last kept of its list.
+  const std::vector<at::TileEntry>* list = nullptr;
+  std::size_t* kept = nullptr;
+  if (row.fast > 0 && sp.fast[row.fast - 1].t0 + sp.fast[row.fast - 1].n > limit) {
+    list = &sp.fast;
+    kept = &row.fast;
+  } else if (row.general > 0 && sp.general[row.general - 1].t0 + sp.general[row.general - 1].n > limit) {
+    list = &sp.general;
+    kept = &row.general;
+  }
+  if (!list) return;
+  at::TileEntry cut = (*list)[*kept - 1];
+  --*kept;
+  cut.n = static_cast<std::int32_t>(limit - cut.t0);
+  // The cut tile starts after every other kept tile: last in token order in either list.
+  p.key_blocks = sp.key_blocks.data();
+  p.value_blocks = sp.value_blocks.data();
+  (at::tile_is_fast(p, cut) ? row.fast_tail : row.general_tail).push_back(cut);
+}
+
+// Whether a query row's general tiles are only what the general kernel's compact instance reads (Problem::
+// general_narrow_only, for a problem whose fast tiles are the fragment kernel's): no general tile of the quantized
+// prefix, and general tail tiles (the residual windows') of at most DecodeAttention::kResidualTileTokens tokens with
+// exact values and keys exact or inside one whole 32-token tile of their fragment-layout key block (its codes 4-byte
+// aligned), the two exact stores of one dtype, fp16 or bf16.
+bool narrow_residual_only(const SequencePrefix& sp, const QueryRow& row, const LayerCache::SideRef& key,
+                          const LayerCache::SideRef& value) {
+  if (row.general > 0 || key.full_dtype != value.full_dtype || (key.full_dtype != DType::f16 && key.full_dtype != DType::bf16))
     return false;
-  for (const at::TileEntry& t : residual) {
+  for (const at::TileEntry& t : row.general_tail) {
     if (t.value_block >= 0 || t.n > DecodeAttention::kResidualTileTokens) return false;
     if (t.key_block < 0) continue;
     const at::BlockEntry& blk = sp.key_blocks[static_cast<std::size_t>(t.key_block)];
@@ -461,7 +514,9 @@ struct DecodeAttention::Tables {
   // `key_blocks` and `value_blocks` (what the device copy must receive; plan_patch).
   bool relaid = true;
   std::vector<std::pair<std::size_t, std::size_t>> tile_changes, key_block_changes, value_block_changes;
-  std::vector<std::vector<at::TileEntry>> residual;  // per sequence: this build's residual-window tiles (scratch)
+  // Per query row (sequence b's query token j: b * query_tokens + j): this build's tiles of it (scratch).
+  std::vector<QueryRow> rows;
+  std::int64_t query_tokens = 1;  // the last build's
   // This build's changes against the last build's arrays, at the device regions' offsets (plan_patch).
   TablePatch patch;
   bool built = false;
@@ -581,18 +636,18 @@ void upload_tables(DecodeAttention::Tables& tb, void* stream) {
 #endif
 
 DecodeAttention::DecodeAttention(const std::vector<const LayerCache*>& caches, const Execution& ex, int splits,
-                                 FastKernel fast, bool side_stream)
+                                 FastKernel fast, bool side_stream, std::int64_t query_tokens)
     : ex_(ex), requested_splits_(splits), fast_(fast), side_stream_(side_stream), tables_(std::make_unique<Tables>()) {
   VIDKV_REQUIRE(splits >= 0, ShapeError, "decode attention: splits must be >= 0, got ", splits);
-  update(caches);
+  update(caches, query_tokens);
 }
 
-void DecodeAttention::update(const std::vector<const LayerCache*>& caches) {
+void DecodeAttention::update(const std::vector<const LayerCache*>& caches, std::int64_t query_tokens) {
   // A throw below leaves the tables half built: run() refuses until an update() completes, and the kept prefixes
   // are dropped (the next update builds afresh).
   usable_ = false;
   try {
-    build(caches);
+    build(caches, query_tokens);
   } catch (...) {
     tables_->prefixes.clear();
     tables_->regions_valid = false;   // the arrays may be half written: the next build lays them out anew
@@ -603,8 +658,10 @@ void DecodeAttention::update(const std::vector<const LayerCache*>& caches) {
   usable_ = true;
 }
 
-void DecodeAttention::build(const std::vector<const LayerCache*>& caches) {
+void DecodeAttention::build(const std::vector<const LayerCache*>& caches, std::int64_t query_tokens) {
   VIDKV_REQUIRE(!caches.empty(), ShapeError, "decode attention: no caches (batch of 0 sequences)");
+  VIDKV_REQUIRE(query_tokens >= 1 && query_tokens <= kMaxQueryTokens, ShapeError, "decode attention: ", query_tokens,
+                " query tokens per sequence, expected 1 to ", kMaxQueryTokens);
   const LayerCache& first = *caches[0];
   const std::int64_t channels = first.channels();
   VIDKV_REQUIRE(channels <= kMaxHeadDim, NotSupportedError, "decode attention: head_dim ", channels, " above ", kMaxHeadDim);
@@ -619,6 +676,11 @@ void DecodeAttention::build(const std::vector<const LayerCache*>& caches) {
     tb.regions_valid = false;
     tb.fast_wave = tb.generic_wave = -1;
   }
+  // Another number of query rows per sequence: every region's contents change (rows of a sequence stop at other
+  // tokens), and the kept prefixes' clean counts describe the regions of the last build's rows.
+  if (query_tokens != tb.query_tokens) tb.regions_valid = false;
+  tb.query_tokens = query_tokens;
+  query_tokens_ = query_tokens;
   tb.built = true;
   caches_ = caches;
   heads_ = first.heads();
@@ -626,7 +688,7 @@ void DecodeAttention::build(const std::vector<const LayerCache*>& caches) {
   cache_bytes_ = 0;
   p.key = key_format;
   p.value = value_format;
-  p.batch = static_cast<std::int64_t>(caches.size());
+  p.batch = static_cast<std::int64_t>(caches.size()) * query_tokens;  // the query rows
   p.heads = heads_;
   p.channels = channels_;
   p.residual_dtype = first.residual_storage();
@@ -643,16 +705,17 @@ void DecodeAttention::build(const std::vector<const LayerCache*>& caches) {
   tb.tile_changes.clear();
   tb.key_block_changes.clear();
   tb.value_block_changes.clear();
-  const std::size_t batch = caches.size();
-  if (tb.regions.size() != batch) tb.regions_valid = false;
+  const std::size_t batch = caches.size(), n = static_cast<std::size_t>(query_tokens), query_rows = batch * n;
+  if (tb.regions.size() != query_rows) tb.regions_valid = false;
   tb.prefixes.resize(batch);
-  tb.residual.resize(batch);
+  tb.rows.resize(query_rows);
   std::int64_t max_fast = 0, max_generic = 0;
   // Problem::general_narrow_only: kivi's formats only (the compact instance reads plain uniform keys).
   bool narrow_only = p.fragment && attention_fragment::fragment_formats(p) == attention_fragment::FragmentFormats::kivi &&
                      compact_general_enabled();
-  // Pass 1: each sequence's kept prefix brought up to date and its residual windows' tiles (rebuilt every time: they
-  // change with each appended token) into tb.residual[b], block indices local to the sequence like the prefix's.
+  // Pass 1: each sequence's kept prefix brought up to date, then each of its query rows' tiles into tb.rows (the
+  // residual windows' tiles rebuilt every time: they change with each appended token), block indices local to the
+  // sequence like the prefix's.
   for (std::size_t b = 0; b < batch; ++b) {
     const LayerCache& c = *caches[b];
     VIDKV_REQUIRE(c.execution().device == ex_.device, ShapeError, "decode attention: sequence ", b, "'s cache is on ",
@@ -660,6 +723,8 @@ void DecodeAttention::build(const std::vector<const LayerCache*>& caches) {
     VIDKV_REQUIRE(c.heads() == heads_ && c.channels() == channels_, ShapeError, "decode attention: sequence ", b, " has ",
                   c.heads(), " KV heads x ", c.channels(), " channels, sequence 0 ", heads_, " x ", channels_);
     VIDKV_REQUIRE(c.tokens() > 0, ShapeError, "decode attention: sequence ", b, " holds no tokens");
+    VIDKV_REQUIRE(c.tokens() >= query_tokens, ShapeError, "decode attention: sequence ", b, " holds ", c.tokens(),
+                  " tokens, fewer than its ", query_tokens, " query tokens (each query token is one of the cache's tokens)");
     VIDKV_REQUIRE(c.residual_storage() == p.residual_dtype, ShapeError, "decode attention: sequence ", b,
                   " stores its residual as ", dtype_name(c.residual_storage()), ", sequence 0 as ", dtype_name(p.residual_dtype));
     const LayerCache::SideRef key = c.key_side(), value = c.value_side();
@@ -677,49 +742,64 @@ void DecodeAttention::build(const std::vector<const LayerCache*>& caches) {
       cut_prefix(sp, key, value);
     }
     extend_prefix(sp, c, key, value, p);
-    std::vector<at::TileEntry>& residual = tb.residual[b];
-    residual.clear();
-    add_tiles(key, value, sp.stable, c.tokens(), 0, 0, static_cast<std::int32_t>(b), residual);
     if (b == 0) p.general_narrow_dtype = key.full_dtype;  // every sequence's stores must have sequence 0's dtype
-    if (narrow_only) narrow_only = key.full_dtype == p.general_narrow_dtype && narrow_residual_only(sp, residual, key, value);
-    const std::size_t tiles = sp.fast.size() + sp.general.size() + residual.size();
-    if (tb.regions_valid) {
-      const Tables::SequenceRegions& r = tb.regions[b];
-      if (tiles > r.tile_capacity || sp.key_blocks.size() > r.key_capacity || sp.value_blocks.size() > r.value_capacity)
-        tb.regions_valid = false;
-    }
-    at::SequenceEntry s;  // tile_begin: pass 2
-    s.tile_count = static_cast<std::int64_t>(tiles);
-    s.fast_count = static_cast<std::int64_t>(sp.fast.size());
-    s.key_full = key.full;
-    s.value_full = value.full;
-    s.key_full_dtype = key.full_dtype;
-    s.value_full_dtype = value.full_dtype;
-    s.key_capacity = key.capacity;
-    s.value_capacity = value.capacity;
-    s.key_first = key.first;
-    s.value_first = value.first;
-    tb.sequences.push_back(s);
-    max_fast = std::max(max_fast, s.fast_count);
-    max_generic = std::max(max_generic, s.tile_count - s.fast_count);
-    cache_bytes_ += sp.block_bytes;
     const auto rsize = static_cast<std::size_t>(dtype_size(p.residual_dtype));
-    cache_bytes_ += static_cast<std::size_t>(heads_ * channels_ * (2 * c.tokens() - key.quantized - value.quantized)) * rsize;
+    for (std::size_t j = 0; j < n; ++j) {
+      const std::size_t s = b * n + j;
+      QueryRow& row = tb.rows[s];
+      // Query token j sees tokens [0, T - n + 1 + j) (decode_attention.h).
+      const std::int64_t limit = c.tokens() - query_tokens + 1 + static_cast<std::int64_t>(j);
+      if (limit >= sp.stable) {
+        row.fast = sp.fast.size();
+        row.general = sp.general.size();
+        row.fast_tail.clear();
+        row.general_tail.clear();
+        row.limit = limit;
+        add_tiles(key, value, sp.stable, limit, 0, 0, static_cast<std::int32_t>(s), row.general_tail);
+      } else {
+        clip_prefix(sp, limit, p, row);
+      }
+      if (narrow_only) narrow_only = key.full_dtype == p.general_narrow_dtype && narrow_residual_only(sp, row, key, value);
+      const std::size_t fast = row.fast + row.fast_tail.size(), tiles = fast + row.general + row.general_tail.size();
+      if (tb.regions_valid) {
+        const Tables::SequenceRegions& r = tb.regions[s];
+        if (tiles > r.tile_capacity || sp.key_blocks.size() > r.key_capacity || sp.value_blocks.size() > r.value_capacity)
+          tb.regions_valid = false;
+      }
+      at::SequenceEntry e;  // tile_begin: pass 2
+      e.tile_count = static_cast<std::int64_t>(tiles);
+      e.fast_count = static_cast<std::int64_t>(fast);
+      e.key_full = key.full;
+      e.value_full = value.full;
+      e.key_full_dtype = key.full_dtype;
+      e.value_full_dtype = value.full_dtype;
+      e.key_capacity = key.capacity;
+      e.value_capacity = value.capacity;
+      e.key_first = key.first;
+      e.value_first = value.first;
+      tb.sequences.push_back(e);
+      max_fast = std::max(max_fast, e.fast_count);
+      max_generic = std::max(max_generic, e.tile_count - e.fast_count);
+      // The row reads every block (a cut one in part) and the residual tokens before its limit.
+      cache_bytes_ += sp.block_bytes;
+      const std::int64_t exact = std::max<std::int64_t>(0, limit - key.quantized) + std::max<std::int64_t>(0, limit - value.quantized);
+      cache_bytes_ += static_cast<std::size_t>(heads_ * channels_ * exact) * rsize;
+    }
   }
-  // Pass 2: each sequence's blocks and tiles into its regions (tiles: fast ones first (tile_is_fast), each part in
-  // token order, the residual windows' last). Laid out anew -- every region with room for an eighth more entries,
-  // and 64 tiles (about 2k tokens of decode steps) or 16 blocks (512 tokens of 32-token value blocks) besides -- or,
-  // where the regions still fit, only each sequence's entries that changed.
+  // Pass 2: each query row's blocks (its sequence's) and tiles into its regions (tiles: fast ones first
+  // (tile_is_fast), each part in token order, the residual windows' last). Laid out anew -- every region with room
+  // for an eighth more entries, and 64 tiles (about 2k tokens of decode steps) or 16 blocks (512 tokens of 32-token
+  // value blocks) besides -- or, where the regions still fit, only each row's entries that changed.
   tb.relaid = !tb.regions_valid;
   if (tb.relaid) {
-    tb.regions.assign(batch, Tables::SequenceRegions{});
+    tb.regions.assign(query_rows, Tables::SequenceRegions{});
     std::size_t tiles = 0, keys = 0, values = 0;
-    for (std::size_t b = 0; b < batch; ++b) {
-      Tables::SequenceRegions& r = tb.regions[b];
-      const SequencePrefix& sp = tb.prefixes[b];
-      const auto room = [](std::size_t n, std::size_t extra) { return n + n / 8 + extra; };
+    for (std::size_t s = 0; s < query_rows; ++s) {
+      Tables::SequenceRegions& r = tb.regions[s];
+      const SequencePrefix& sp = tb.prefixes[s / n];
+      const auto room = [](std::size_t count, std::size_t extra) { return count + count / 8 + extra; };
       r.tile_begin = tiles;
-      r.tile_capacity = room(static_cast<std::size_t>(tb.sequences[b].tile_count), 64);
+      r.tile_capacity = room(static_cast<std::size_t>(tb.sequences[s].tile_count), 64);
       tiles += r.tile_capacity;
       r.key_begin = keys;
       r.key_capacity = room(sp.key_blocks.size(), 16);
@@ -733,16 +813,16 @@ void DecodeAttention::build(const std::vector<const LayerCache*>& caches) {
     tb.value_blocks.assign(values, at::BlockEntry{});
     tb.regions_valid = true;
   }
-  // The blocks of one side of sequence b into its region: entries that differ from what the region holds (and
+  // The blocks of one side of query row s into its region: entries that differ from what the region holds (and
   // entries it no longer uses, zeroed) are written, and their range recorded.
-  const auto put_blocks = [&](std::size_t b, const std::vector<at::BlockEntry>& blocks, std::vector<at::BlockEntry>& array,
+  const auto put_blocks = [&](std::size_t s, const std::vector<at::BlockEntry>& blocks, std::vector<at::BlockEntry>& array,
                               std::size_t begin, std::size_t& written, std::vector<std::pair<std::size_t, std::size_t>>& changes) {
     ChangedRange changed;
     for (std::size_t i = 0; i < std::max(blocks.size(), written); ++i) {
       at::BlockEntry e;  // zero past the sequence's blocks
       if (i < blocks.size()) {
         e = blocks[i];
-        e.sequence = static_cast<std::int32_t>(b);
+        e.sequence = static_cast<std::int32_t>(s);
       }
       if (tb.relaid || !same_entry(array[begin + i], e)) {
         array[begin + i] = e;
@@ -752,14 +832,18 @@ void DecodeAttention::build(const std::vector<const LayerCache*>& caches) {
     written = blocks.size();
     changed.record(tb.relaid, begin, changes);
   };
-  for (std::size_t b = 0; b < batch; ++b) {
-    SequencePrefix& sp = tb.prefixes[b];
-    Tables::SequenceRegions& r = tb.regions[b];
-    put_blocks(b, sp.key_blocks, tb.key_blocks, r.key_begin, r.keys, tb.key_block_changes);
-    put_blocks(b, sp.value_blocks, tb.value_blocks, r.value_begin, r.values, tb.value_block_changes);
-    const std::size_t nf = sp.fast.size(), ng = sp.general.size();
-    std::size_t from = nf + sp.clean_general;  // only general tiles (and the residual ones) changed
-    if (tb.relaid) from = 0;
+  for (std::size_t s = 0; s < query_rows; ++s) {
+    SequencePrefix& sp = tb.prefixes[s / n];
+    const QueryRow& row = tb.rows[s];
+    Tables::SequenceRegions& r = tb.regions[s];
+    put_blocks(s, sp.key_blocks, tb.key_blocks, r.key_begin, r.keys, tb.key_block_changes);
+    put_blocks(s, sp.value_blocks, tb.value_blocks, r.value_begin, r.values, tb.value_block_changes);
+    const std::size_t nf = row.fast + row.fast_tail.size(), ng = row.general;
+    // One query token: the prefix's tiles up to its clean counts stand in the region as they are (only general tiles
+    // and the residual ones changed, or the general tiles moved with the fast count). Several: the rows' tiles stop
+    // at other tokens than the prefix's lists, so each entry is compared (put() writes only those that differ).
+    std::size_t from = nf + sp.clean_general;
+    if (tb.relaid || n > 1) from = 0;
     else if (sp.clean_fast < nf || nf != r.fast) from = std::min(sp.clean_fast, nf);  // the general tiles move too
     const auto key_base = static_cast<std::int32_t>(r.key_begin), value_base = static_cast<std::int32_t>(r.value_begin);
     // Entries from `from` on are written where they differ from what the region holds (most of a step's residual
@@ -768,21 +852,24 @@ void DecodeAttention::build(const std::vector<const LayerCache*>& caches) {
     const auto put = [&](std::size_t i, at::TileEntry t) {
       if (t.key_block >= 0) t.key_block += key_base;  // -1: the key residual
       if (t.value_block >= 0) t.value_block += value_base;
-      t.sequence = static_cast<std::int32_t>(b);
+      t.sequence = static_cast<std::int32_t>(s);
       at::TileEntry& slot = tb.tiles[r.tile_begin + i];
       if (!tb.relaid && same_entry(slot, t)) return;
       slot = t;
       changed.add(i);
     };
-    for (std::size_t i = from; i < nf; ++i) put(i, sp.fast[i]);
+    for (std::size_t i = from; i < row.fast; ++i) put(i, sp.fast[i]);
+    for (std::size_t i = std::max(from, row.fast); i < nf; ++i) put(i, row.fast_tail[i - row.fast]);
     for (std::size_t i = std::max(from, nf); i < nf + ng; ++i) put(i, sp.general[i - nf]);
-    const std::vector<at::TileEntry>& residual = tb.residual[b];
-    for (std::size_t i = 0; i < residual.size(); ++i) put(nf + ng + i, residual[i]);
+    for (std::size_t i = 0; i < row.general_tail.size(); ++i) put(nf + ng + i, row.general_tail[i]);
     changed.record(tb.relaid, r.tile_begin, tb.tile_changes);
     r.fast = nf;
-    sp.clean_fast = nf;
-    sp.clean_general = ng;
-    tb.sequences[b].tile_begin = static_cast<std::int64_t>(r.tile_begin);
+    tb.sequences[s].tile_begin = static_cast<std::int64_t>(r.tile_begin);
+  }
+  // What every region now holds of each prefix (one query token: all of its tiles; several: from = 0 next time).
+  for (SequencePrefix& sp : tb.prefixes) {
+    sp.clean_fast = sp.fast.size();
+    sp.clean_general = sp.general.size();
   }
   p.key_block_count = static_cast<std::int64_t>(tb.key_blocks.size());
   p.general_narrow_only = narrow_only;
@@ -916,20 +1003,23 @@ std::int64_t DecodeAttention::fast_tiles() const {
 
 void DecodeAttention::run(const TensorView& queries, const TensorView& out) const {
   VIDKV_REQUIRE(usable_, ShapeError, "decode attention: the last update() failed; update() the tables again before run()");
-  const std::int64_t qpk = check_view(queries, "queries", ex_.device, batch(), heads_, channels_);
-  VIDKV_REQUIRE(check_view(out, "out", ex_.device, batch(), heads_, channels_) == qpk, ShapeError,
+  const std::int64_t qpk = check_view(queries, "queries", ex_.device, batch(), query_tokens_, heads_, channels_);
+  VIDKV_REQUIRE(check_view(out, "out", ex_.device, batch(), query_tokens_, heads_, channels_) == qpk, ShapeError,
                 "decode attention: out ", out.shape_str(), " differs from queries ", queries.shape_str());
   if (!ex_.on_cuda()) {
-    // The reference, per sequence and KV head.
+    // The reference, per query row (sequence b's query token j: row b * n + j of queries and out) and KV head, over
+    // the row's causal limit.
     std::vector<float> q(static_cast<std::size_t>(qpk * channels_));
-    for (std::int64_t b = 0; b < batch(); ++b) {
+    for (std::int64_t s = 0; s < query_rows(); ++s) {
+      const LayerCache& cache = *caches_[static_cast<std::size_t>(s / query_tokens_)];
+      const std::int64_t limit = cache.tokens() - query_tokens_ + 1 + s % query_tokens_;
       for (std::int64_t h = 0; h < heads_; ++h) {
         for (std::int64_t i = 0; i < qpk * channels_; ++i)
           q[static_cast<std::size_t>(i)] = load_as_float(queries.data, queries.dtype,
-                                                         static_cast<std::size_t>((b * heads_ * qpk + h * qpk) * channels_ + i));
-        const std::vector<double> o = reference_decode_attention(*caches_[static_cast<std::size_t>(b)], h, q.data(), qpk);
+                                                         static_cast<std::size_t>((s * heads_ * qpk + h * qpk) * channels_ + i));
+        const std::vector<double> o = reference_decode_attention(cache, h, q.data(), qpk, limit);
         for (std::int64_t i = 0; i < qpk * channels_; ++i)
-          store_from_float(out.data, out.dtype, static_cast<std::size_t>((b * heads_ * qpk + h * qpk) * channels_ + i),
+          store_from_float(out.data, out.dtype, static_cast<std::size_t>((s * heads_ * qpk + h * qpk) * channels_ + i),
                            static_cast<float>(o[static_cast<std::size_t>(i)]));
       }
     }
@@ -942,7 +1032,7 @@ void DecodeAttention::run(const TensorView& queries, const TensorView& out) cons
   p.query_dtype = queries.dtype;
   p.out = out.data;
   p.out_dtype = out.dtype;
-  const std::size_t partials = static_cast<std::size_t>(batch() * heads_ * splits_ * qpk);  // both kinds of splits
+  const std::size_t partials = static_cast<std::size_t>(query_rows() * heads_ * splits_ * qpk);  // both kinds of splits
   // One allocation (the accumulators, the transformed queries, then (max, sum) pairs: 16-byte aligned pieces).
   const std::size_t acc_floats = (partials * static_cast<std::size_t>(channels_) + 3) / 4 * 4;
   const std::size_t transformed_floats =
@@ -960,7 +1050,7 @@ void DecodeAttention::run(const TensorView& queries, const TensorView& out) cons
   if (one_stream) {
     // Counters [2, rows] that the combine kernel returns to zero after each launch (attention_cuda::launch): zeroed
     // here when first allocated or grown, and after a launch that failed part way (its counts are unknown).
-    const std::int64_t rows = batch() * heads_;
+    const std::int64_t rows = query_rows() * heads_;
     if (tb.done_rows < rows) {
       tb.done_rows = 0;
       tb.generic_done = DeviceBuffer(static_cast<std::size_t>(2 * rows) * sizeof(std::uint32_t), ex_.cuda_stream);
@@ -986,8 +1076,8 @@ void DecodeAttention::run(const TensorView& queries, const TensorView& out) cons
 void DecodeAttention::run_emulated(const TensorView& queries, const TensorView& out) const {
   VIDKV_REQUIRE(usable_, ShapeError, "decode attention: the last update() failed; update() the tables again before run()");
   VIDKV_REQUIRE(!ex_.on_cuda(), NotSupportedError, "decode attention: the emulation reads host memory (cpu caches only)");
-  const std::int64_t qpk = check_view(queries, "queries", ex_.device, batch(), heads_, channels_);
-  VIDKV_REQUIRE(check_view(out, "out", ex_.device, batch(), heads_, channels_) == qpk, ShapeError,
+  const std::int64_t qpk = check_view(queries, "queries", ex_.device, batch(), query_tokens_, heads_, channels_);
+  VIDKV_REQUIRE(check_view(out, "out", ex_.device, batch(), query_tokens_, heads_, channels_) == qpk, ShapeError,
                 "decode attention: out ", out.shape_str(), " differs from queries ", queries.shape_str());
   at::Problem p = tables_->problem;
   p.qpk = qpk;
@@ -995,7 +1085,7 @@ void DecodeAttention::run_emulated(const TensorView& queries, const TensorView& 
   p.query_dtype = queries.dtype;
   p.out = out.data;
   p.out_dtype = out.dtype;
-  const std::size_t partials = static_cast<std::size_t>(batch() * heads_ * splits_ * qpk);
+  const std::size_t partials = static_cast<std::size_t>(query_rows() * heads_ * splits_ * qpk);
   std::vector<float> acc(partials * static_cast<std::size_t>(channels_)), ml(partials * 2);
   p.partial_acc = acc.data();
   p.partial_ml = ml.data();
@@ -1004,7 +1094,8 @@ void DecodeAttention::run_emulated(const TensorView& queries, const TensorView& 
 
 void decode_attention(const std::vector<const LayerCache*>& caches, const TensorView& queries, const TensorView& out,
                       const Execution& ex) {
-  DecodeAttention(caches, ex).run(queries, out);
+  const std::int64_t query_tokens = queries.shape.size() == 4 ? queries.shape[1] : 1;
+  DecodeAttention(caches, ex, 0, DecodeAttention::FastKernel::tensor_cores, true, query_tokens).run(queries, out);
 }
 
 }  // namespace vidkv

@@ -3,8 +3,11 @@
 // h = qh / query_heads_per_kv (GQA: the query heads of one KV head share every read of its K/V),
 //   out[b, qh, :] = softmax_t(q[b, qh, :] . K[b, h, t, :] / sqrt(D)) V[b, h, t, :],  t over all cached tokens,
 // where K and V are the cache's contents as LayerCache::materialize() gives them (packed blocks decoded by the
-// codec, full-precision residual rounded to the lifecycle's residual_dtype). Decode-time attention: no causal
-// mask inside the cache (every cached token precedes the query).
+// codec, full-precision residual rounded to the lifecycle's residual_dtype). Decode-time attention: with one query
+// token per sequence there is no mask (every cached token precedes the query). With n query tokens per sequence (a
+// step that appended n tokens to each cache: assisted decoding's candidates, a chunk of teacher-forced tokens), the
+// causal mask of those n tokens among themselves: query token j (0-based) of a sequence holding T tokens attends to
+// tokens [0, T - n + j] (the standard causal mask of a decoder with a KV cache), i.e. t runs over T - n + 1 + j tokens.
 //
 // On cuda the packed bytes are read in place, never written out as full-precision K/V: online softmax in fp32,
 // split-K over the tokens with a combine kernel (decode_attention.cu). On cpu the result is the reference
@@ -38,9 +41,16 @@ bool decode_attention_supports(const Quantizer& q, std::int64_t channels, KvSide
 // key or value block or the residual start). Built on the host; on cuda uploaded on the Execution's stream and
 // valid until any cache of the batch is appended to (its block list and pointers change): then update() them. Build
 // once per layer, update() once per decode step, run for every query of that step.
+// Several query tokens per sequence (query_tokens n > 1): each (sequence b, query token j) is a row of the tables of
+// its own, b * n + j, whose tiles stop at its causal limit T - n + 1 + j (a tile crossing it is cut there, and taken
+// by the kernel its cut length allows); its blocks are the sequence's. The kernels are the one-token kernels over
+// these rows, so a step reads each sequence's packed bytes once per query token: n times the bytes of a one-token
+// step (cache_bytes() counts them), no full-precision K or V written.
 class DecodeAttention {
  public:
-  // caches: one per sequence, all on ex's device, same heads, channels and codec formats, each with >= 1 token.
+  // caches: one per sequence, all on ex's device, same heads, channels and codec formats, each with >= 1 token
+  // (>= query_tokens). query_tokens: 1 to kMaxQueryTokens query tokens per sequence (run()'s queries), each with the
+  // causal limit above.
   // ShapeError / NotSupportedError otherwise, naming the sequence. splits: split-K parts per (sequence, KV head) of
   // each kind of tile (fast and general, decode_attention_tables.h); 0 gives each kernel one full wave of the blocks
   // the GPU holds at once (its occupancy), at most one split per 4 tiles.
@@ -56,7 +66,7 @@ class DecodeAttention {
   // two objects give the same bits only with the same choice.
   enum class FastKernel { tensor_cores, cuda_cores };
   DecodeAttention(const std::vector<const LayerCache*>& caches, const Execution& ex, int splits = 0,
-                  FastKernel fast = FastKernel::tensor_cores, bool side_stream = true);
+                  FastKernel fast = FastKernel::tensor_cores, bool side_stream = true, std::int64_t query_tokens = 1);
   ~DecodeAttention();
 
   // Brings the tables to `caches` in their current state (the constructor's rules and errors; the batch may differ
@@ -75,12 +85,15 @@ class DecodeAttention {
   // run()'s workspace is kept too: the live cache's per-step host cost (docs/decode-attention.md). The caches
   // must stay alive until the last run() enqueued after this call has been enqueued. On an error (the
   // constructor's) the object keeps nothing and run() refuses (ShapeError) until an update() succeeds.
-  void update(const std::vector<const LayerCache*>& caches);
+  // query_tokens: as the constructor's, for the runs after this update (a change of it lays the tables out anew; with
+  // more than one, every tile entry of the step is compared with what the device holds, not only the new ones).
+  void update(const std::vector<const LayerCache*>& caches, std::int64_t query_tokens = 1);
   DecodeAttention(const DecodeAttention&) = delete;
   DecodeAttention& operator=(const DecodeAttention&) = delete;
 
-  // queries: [batch, q_heads, D] (fp32, fp16 or bf16) on the caches' device; out: the same shape, fp32/fp16/bf16.
-  // q_heads must be a multiple of the KV heads with q_heads / kv_heads <= kMaxQueryHeadsPerKv, D <= kMaxHeadDim.
+  // queries: [batch, q_heads, D] (query_tokens() 1) or [batch, query_tokens(), q_heads, D] (fp32, fp16 or bf16,
+  // contiguous) on the caches' device; out: the same shape, fp32/fp16/bf16. q_heads must be a multiple of the KV
+  // heads with q_heads / kv_heads <= kMaxQueryHeadsPerKv, D <= kMaxHeadDim. ShapeError otherwise.
   // On cuda enqueued on ex's stream (no synchronisation; at small batches, where the general kernel's blocks take at
   // most 1/16 of the fast kernel's wave, that kernel runs on a second stream of the object's, forked from and joined
   // back into ex's, so that work enqueued on ex's stream after run() sees the whole output); on cpu computed at once
@@ -93,6 +106,9 @@ class DecodeAttention {
   void run_emulated(const TensorView& queries, const TensorView& out) const;
 
   std::int64_t batch() const { return static_cast<std::int64_t>(caches_.size()); }
+  // Query tokens per sequence of the last update(), and the tables' rows: batch() * query_tokens().
+  std::int64_t query_tokens() const { return query_tokens_; }
+  std::int64_t query_rows() const { return batch() * query_tokens_; }
   std::int64_t kv_heads() const { return heads_; }
   std::int64_t head_dim() const { return channels_; }
   // Split-K partials per (sequence, KV head): the fast kernel's splits plus the general kernel's.
@@ -135,13 +151,17 @@ class DecodeAttention {
   };
   TableChange last_change() const;
   // Packed bytes + residual bytes one run() reads from the cache (every block's bytes and the residual tokens at
-  // their storage dtype), for bandwidth figures.
+  // their storage dtype, once per query token: each query row's blocks and the residual tokens it sees), for
+  // bandwidth figures.
   std::size_t cache_bytes() const { return cache_bytes_; }
   // Whether the host copies of both objects' tables (sequences, blocks, tiles) and their splits are equal entry for
   // entry (the tests of update()).
   bool same_tables(const DecodeAttention& other) const;
 
   static constexpr std::int64_t kMaxQueryHeadsPerKv = 8;
+  // "A few" query tokens per sequence: each is a row of the tables reading the whole cache again, so a step of n
+  // tokens costs n one-token steps; past a few, dequantizing once and a dense attention reads fewer bytes.
+  static constexpr std::int64_t kMaxQueryTokens = 8;
   static constexpr std::int64_t kMaxHeadDim = 256;
   static constexpr std::int64_t kTileTokens = 32;
   // Tiles touching a residual window (keys or values exact) hold at most this many tokens (a divisor of 32): a
@@ -155,6 +175,7 @@ class DecodeAttention {
   std::vector<const LayerCache*> caches_;
   Execution ex_;
   int requested_splits_ = 0;
+  std::int64_t query_tokens_ = 1;
   FastKernel fast_ = FastKernel::tensor_cores;
   bool side_stream_ = true;
   std::int64_t heads_ = 0, channels_ = 0;
@@ -162,10 +183,11 @@ class DecodeAttention {
   std::size_t cache_bytes_ = 0;
   std::unique_ptr<Tables> tables_;
   bool usable_ = false;  // the last update() completed
-  void build(const std::vector<const LayerCache*>& caches);
+  void build(const std::vector<const LayerCache*>& caches, std::int64_t query_tokens);
 };
 
-// One-shot form: builds the tables and runs (the tables' upload is enqueued on ex's stream too).
+// One-shot form: builds the tables and runs (the tables' upload is enqueued on ex's stream too). queries [batch,
+// q_heads, D] (one query token per sequence) or [batch, n, q_heads, D] (n query tokens, causal among themselves).
 void decode_attention(const std::vector<const LayerCache*>& caches, const TensorView& queries, const TensorView& out,
                       const Execution& ex);
 

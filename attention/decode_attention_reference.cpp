@@ -55,11 +55,15 @@ void decoded_head(const LayerCache& cache, std::int64_t h, std::vector<double>& 
   decode_side(cache, cache.value_side(), h, on_cuda, value);
 }
 
-std::vector<double> reference_decode_attention(const LayerCache& cache, std::int64_t h, const float* queries, std::int64_t rows) {
+std::vector<double> reference_decode_attention(const LayerCache& cache, std::int64_t h, const float* queries, std::int64_t rows,
+                                               std::int64_t tokens) {
+  if (tokens < 0) tokens = cache.tokens();
+  VIDKV_REQUIRE(tokens >= 1 && tokens <= cache.tokens(), ShapeError, "decode attention reference: attending to ", tokens,
+                " tokens of a cache holding ", cache.tokens());
   std::vector<double> k, v;
   decoded_head(cache, h, k, v);
   std::vector<double> q(queries, queries + rows * cache.channels());
-  return attend(q.data(), rows, k.data(), v.data(), cache.tokens(), cache.channels());
+  return attend(q.data(), rows, k.data(), v.data(), tokens, cache.channels());  // K, V [T, D]: the first rows
 }
 
 }  // namespace vidkv

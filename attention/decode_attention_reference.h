@@ -16,7 +16,10 @@ namespace vidkv {
 // K and V of KV head h as the model reads them: [tokens(), D] each, double (exact copies of the fp32 values).
 void decoded_head(const LayerCache& cache, std::int64_t h, std::vector<double>& key, std::vector<double>& value);
 
-// queries: [rows, D] fp32 host (the query heads of KV head h); returns [rows, D].
-std::vector<double> reference_decode_attention(const LayerCache& cache, std::int64_t h, const float* queries, std::int64_t rows);
+// queries: [rows, D] fp32 host (the query heads of KV head h); returns [rows, D]. tokens: the keys and values attended
+// to, the cache's first `tokens` (a query token's causal limit, decode_attention.h); -1 or cache.tokens(): all of
+// them. ShapeError for a count outside [1, cache.tokens()].
+std::vector<double> reference_decode_attention(const LayerCache& cache, std::int64_t h, const float* queries, std::int64_t rows,
+                                               std::int64_t tokens = -1);
 
 }  // namespace vidkv

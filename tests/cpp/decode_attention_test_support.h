@@ -194,29 +194,35 @@ inline std::vector<float> random_queries(std::int64_t batch, std::int64_t q_head
   return q;
 }
 
-// Checks out [batch, q_heads, D] (fp32) against the reference within the named tolerance, and the reference against
-// dequantize-then-attend (materialize() + attend(); both double over the same fp32 K/V: 1e-12 relative).
-// arithmetic: the kernels' (decode_attention_tolerance.h; DecodeAttention::fragment() / tensor_cores()). Returns the largest
+// Checks out [batch, q_heads, D] (fp32; [batch, query_tokens, q_heads, D] with several query tokens) against the
+// reference within the named tolerance, and the reference against dequantize-then-attend (materialize() + attend();
+// both double over the same fp32 K/V: 1e-12 relative). Query token j of a sequence of T tokens attends to its first
+// T - query_tokens + 1 + j tokens (the causal limit, decode_attention.h): the dequantize-then-attend side takes them
+// as the first rows of the materialised K / V, not through the reference's limit. arithmetic: the kernels'
+// (decode_attention_tolerance.h; DecodeAttention::fragment() / tensor_cores()). Returns the largest
 // |out - reference| / tolerance seen.
 inline double check_against_reference(const std::vector<const LayerCache*>& caches, const std::vector<float>& queries,
                                       const std::vector<float>& out, std::int64_t qpk,
                                       decode_attention_tolerance::Arithmetic arithmetic =
-                                          decode_attention_tolerance::Arithmetic::cuda_cores) {
+                                          decode_attention_tolerance::Arithmetic::cuda_cores,
+                                      std::int64_t query_tokens = 1) {
   const std::int64_t heads = caches[0]->heads(), d = caches[0]->channels();
   double worst = 0.0;
-  for (std::size_t b = 0; b < caches.size(); ++b) {
+  for (std::size_t row = 0; row < caches.size() * static_cast<std::size_t>(query_tokens); ++row) {
+    const std::size_t b = row / static_cast<std::size_t>(query_tokens);
     const LayerCache& cache = *caches[b];
     std::vector<float> mk, mv;
     cache.materialize(mk, mv);
     const std::int64_t T = cache.tokens();
+    const std::int64_t limit = T - query_tokens + 1 + static_cast<std::int64_t>(row % static_cast<std::size_t>(query_tokens));
     for (std::int64_t h = 0; h < heads; ++h) {
       std::vector<double> k, v;
       decoded_head(cache, h, k, v);
       std::vector<double> dk(mk.begin() + h * T * d, mk.begin() + (h + 1) * T * d), dv(mv.begin() + h * T * d, mv.begin() + (h + 1) * T * d);
-      const float* qh = queries.data() + (static_cast<std::int64_t>(b) * heads + h) * qpk * d;  // the KV head's rows
-      const std::vector<double> want = reference_decode_attention(cache, h, qh, qpk);
+      const float* qh = queries.data() + (static_cast<std::int64_t>(row) * heads + h) * qpk * d;  // the KV head's rows
+      const std::vector<double> want = reference_decode_attention(cache, h, qh, qpk, limit);
       std::vector<double> qd(qh, qh + qpk * d);
-      const std::vector<double> deq = attend(qd.data(), qpk, dk.data(), dv.data(), T, d);
+      const std::vector<double> deq = attend(qd.data(), qpk, dk.data(), dv.data(), limit, d);
       for (std::int64_t r = 0; r < qpk; ++r) {
         const float* q = qh + r * d;
         const double extra = decode_attention_tolerance::fft_score_error(cache, h, q, arithmetic);
@@ -224,11 +230,12 @@ inline double check_against_reference(const std::vector<const LayerCache*>& cach
         const auto terms = arithmetic == decode_attention_tolerance::Arithmetic::fragment
                                ? decode_attention_tolerance::fragment_score_terms(cache, h, q)
                                : decode_attention_tolerance::FragmentScoreTerms{};
-        const std::vector<double> tol = decode_attention_tolerance::output_tolerance(q, k, v, T, d, extra, arithmetic, &terms);
+        const std::vector<double> tol = decode_attention_tolerance::output_tolerance(q, k, v, limit, d, extra, arithmetic, &terms);
         for (std::int64_t c = 0; c < d; ++c) {
-          INFO("sequence " << b << " (" << T << " tokens), KV head " << h << ", query row " << r << ", channel " << c);
+          INFO("sequence " << b << " (" << T << " tokens), query token " << row % static_cast<std::size_t>(query_tokens)
+                           << " (attends to " << limit << "), KV head " << h << ", query row " << r << ", channel " << c);
           const std::size_t i = static_cast<std::size_t>(r * d + c);
-          const double got = out[static_cast<std::size_t>(((static_cast<std::int64_t>(b) * heads + h) * qpk + r) * d + c)];
+          const double got = out[static_cast<std::size_t>(((static_cast<std::int64_t>(row) * heads + h) * qpk + r) * d + c)];
           // The reference decodes the blocks on the host; deq is the cache's own materialize(). Equal up to
           // summation order, except FFT keys on cuda (cuFFT / fused tiles vs the host FFT): within the derived
           // FFT score error, i.e. the output tolerance.

@@ -25,15 +25,17 @@ using namespace vidkv::test;
 
 namespace {
 
-// Runs the kernels on `caches` (cuda) for queries q [batch, q_heads, D] given as `qtype` elements; fp32 out.
+// Runs the kernels on `caches` (cuda) for queries q [batch, q_heads, D] ([batch, n, q_heads, D] where the tables are
+// for n = attn.query_tokens() > 1) given as `qtype` elements; fp32 out.
 std::vector<float> run_cuda(const DecodeAttention& attn, const std::vector<float>& q, std::int64_t q_heads, DType qtype,
                             DType out_type = DType::f32) {
-  const std::int64_t batch = attn.batch(), d = attn.head_dim();
+  const std::int64_t batch = attn.batch(), d = attn.head_dim(), n = attn.query_tokens();
+  const std::vector<std::int64_t> shape = n == 1 ? std::vector<std::int64_t>{batch, q_heads, d} : std::vector<std::int64_t>{batch, n, q_heads, d};
   const std::vector<std::uint8_t> qb = to_dtype_bytes(q, qtype);
   DeviceBuffer dq = upload(qb);
   const std::size_t out_bytes = q.size() * static_cast<std::size_t>(dtype_size(out_type));
   DeviceBuffer dout = poisoned(out_bytes);
-  attn.run(TensorView{dq.data(), qtype, Device::cuda, {batch, q_heads, d}}, TensorView{dout.data(), out_type, Device::cuda, {batch, q_heads, d}});
+  attn.run(TensorView{dq.data(), qtype, Device::cuda, shape}, TensorView{dout.data(), out_type, Device::cuda, shape});
   synchronize();
   return from_dtype_bytes(download(dout.data(), out_bytes), out_type);
 }
@@ -111,6 +113,51 @@ TEST_CASE("decode attention on cuda agrees with the reference and dequantize-the
     }
   }
   CHECK(compared >= 8);  // at least kivi-2, kivi-4, vidkv-k1.5-v1.58 and one extra format, at both head dims
+}
+
+TEST_CASE("decode attention on cuda with several query tokens per sequence attends causally, for every codec it reads", "[cuda][attention]") {
+  // Each (sequence, query token) is a row of the tables stopping at its causal limit T - n + 1 + j (decode_attention.h),
+  // run by the one-token kernels: batch 3 of different lengths, n = 2 and 5, 7 query heads per KV head, head_dim 128,
+  // against the reference and dequantize-then-attend over each token's first T - n + 1 + j tokens. Then the paper
+  // lifecycle with every token quantized (prefills of 64 and 96 tokens, G = 32): the first n - 1 limits fall inside the
+  // last packed tiles, which are cut there (a fragment tile cut short goes to the general kernel).
+  VIDKV_REQUIRE_CUDA_DEVICE();
+  const std::int64_t d = 128, qpk = 7;
+  const LayerInput a = synthetic_input(2, 1000, d, 61), b = synthetic_input(2, 333, d, 62), c = synthetic_input(2, 70, d, 63);
+  const LayerInput pa = synthetic_input(2, 64, d, 64), pb = synthetic_input(2, 96, d, 65);
+  LifecycleParams paper;
+  paper.type = LifecycleType::paper;
+  paper.group = 32;
+  paper.residual = 48;
+  int compared = 0;
+  for (const AttentionCodec& ac : attention_codecs()) {
+    const PluginRegistry& reg = test::builtin_registry(CpuImplementation::reference);
+    const KvCodec codec(reg.make_quantizer(ac.key), reg.make_quantizer(ac.value));
+    if (!decode_attention_supports(codec.key(), d, KvSide::key) || !decode_attention_supports(codec.value(), d, KvSide::value)) continue;
+    if (!codec.key().supports(Device::cuda, {2, 64, d}) || !codec.value().supports(Device::cuda, {2, 64, d})) continue;
+    INFO(ac.name);
+    const Execution ex = Execution::cuda();
+    const auto ca = filled_cache(codec, ac.lifecycle, a, 900, ex, ExactTokens::residual);
+    const auto cb = filled_cache(codec, ac.lifecycle, b, 300, ex, ExactTokens::residual);
+    const auto cc = filled_cache(codec, ac.lifecycle, c, 60, ex, ExactTokens::residual);
+    const auto cpa = filled_cache(codec, paper, pa, 64, ex, ExactTokens::residual);
+    const auto cpb = filled_cache(codec, paper, pb, 96, ex, ExactTokens::residual);
+    for (const auto& caches : {std::vector<const LayerCache*>{ca.get(), cb.get(), cc.get()}, std::vector<const LayerCache*>{cpa.get(), cpb.get()}}) {
+      const auto batch = static_cast<std::int64_t>(caches.size());
+      for (const std::int64_t n : {2, 5}) {
+        const DecodeAttention attn(caches, ex, 0, DecodeAttention::FastKernel::tensor_cores, true, n);
+        INFO(n << " query tokens, " << caches[0]->tokens() << " tokens in sequence 0, " << kernel_name(attn));
+        std::vector<float> q = random_queries(batch * n, 2 * qpk, d, 1.5f, 70 + static_cast<std::uint64_t>(n));
+        for (auto& x : q) x = round_to_dtype(x, DType::f16);
+        const std::vector<float> out = run_cuda(attn, q, 2 * qpk, DType::f16);
+        const double worst = check_against_reference(caches, q, out, qpk, arithmetic_of(attn), n);
+        std::cout << "[cuda] " << ac.name << ", " << n << " query tokens, sequence 0 of " << caches[0]->tokens()
+                  << " tokens, " << kernel_name(attn) << ": largest error / tolerance " << worst << "\n";
+      }
+    }
+    ++compared;
+  }
+  CHECK(compared >= 4);
 }
 
 TEST_CASE("decode attention on cuda handles head_dim 40 and 48 (channel tails per lane, a partial value group, key "

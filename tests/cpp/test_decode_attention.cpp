@@ -282,6 +282,21 @@ TEST_CASE("decode attention refuses bad queries, outputs and caches", "[cpu][att
   SECTION("out differs from queries") {
     CHECK_THROWS_AS(attn.run(view(q, {1, 2, 32}), view(out, {1, 4, 32})), ShapeError);
   }
+  SECTION("query tokens: a count the tables were not built for, none, too many, more than a cache holds") {
+    CHECK_THROWS_AS(attn.run(view(q, {1, 2, 2, 32}), view(out, {1, 2, 2, 32})), ShapeError);  // built for 1
+    CHECK_NOTHROW(attn.run(view(q, {1, 1, 2, 32}), view(out, {1, 1, 2, 32})));                 // [batch, 1, q_heads, D]
+    const DecodeAttention three({cache.get()}, Execution::cpu(), 0, DecodeAttention::FastKernel::tensor_cores, true, 3);
+    CHECK_THROWS_AS(three.run(view(q, {1, 2, 32}), view(out, {1, 2, 32})), ShapeError);        // no token axis
+    CHECK_THROWS_AS(three.run(view(q, {1, 2, 2, 32}), view(out, {1, 2, 2, 32})), ShapeError);
+    CHECK_NOTHROW(three.run(view(q, {1, 3, 2, 32}), view(out, {1, 3, 2, 32})));
+    CHECK_THROWS_AS(DecodeAttention({cache.get()}, Execution::cpu(), 0, DecodeAttention::FastKernel::tensor_cores, true, 0), ShapeError);
+    CHECK_THROWS_AS(DecodeAttention({cache.get()}, Execution::cpu(), 0, DecodeAttention::FastKernel::tensor_cores, true,
+                                    DecodeAttention::kMaxQueryTokens + 1),
+                    ShapeError);
+    LayerCache short_cache(codec, lc, 2, 32, TokenContext{}, DType::f16);
+    append_tokens(short_cache, in, 0, 2);
+    CHECK_THROWS_AS(DecodeAttention({&short_cache}, Execution::cpu(), 0, DecodeAttention::FastKernel::tensor_cores, true, 3), ShapeError);
+  }
   SECTION("an empty cache, or no cache") {
     const LayerCache empty(codec, lc, 2, 32, TokenContext{}, DType::f16);
     CHECK_THROWS_AS(DecodeAttention({&empty}, Execution::cpu()), ShapeError);
@@ -415,6 +430,124 @@ TEST_CASE("the kernels' emulation reads the live hook's caches, which keep only 
     attn.run_emulated(TensorView{const_cast<float*>(q.data()), DType::f32, Device::cpu, {2, 14, 64}},
                       TensorView{out.data(), DType::f32, Device::cpu, {2, 14, 64}});
     check_against_reference(caches, q, out, 7);
+  }
+}
+
+TEST_CASE("several query tokens per sequence attend causally, in the kernels' emulation and the reference, for every codec it reads",
+          "[cpu][attention]") {
+  // Sequences of 300 and 171 tokens (live-hook caches: only the residual window exact) and n = 2, 3 and 8 query tokens
+  // per sequence: query token j attends to the first T - n + 1 + j tokens. check_against_reference takes those as
+  // the first rows of the materialised K / V (dequantize-then-attend), so a limit off by one token moves the output
+  // by about that token's weight (~1/T of a value's size), orders above the tolerance.
+  const std::int64_t qpk = 3;
+  const LayerInput a = synthetic_input(2, 300, 64, 41), b = synthetic_input(2, 171, 64, 42);
+  int visited = 0;
+  for (const AttentionCodec& ac : attention_codecs()) {
+    const PluginRegistry& reg = test::builtin_registry(CpuImplementation::reference);
+    const KvCodec codec(reg.make_quantizer(ac.key), reg.make_quantizer(ac.value));
+    if (!decode_attention_supports(codec.key(), a.channels, KvSide::key) || !decode_attention_supports(codec.value(), a.channels, KvSide::value)) continue;
+    INFO(ac.name);
+    const auto ca = filled_cache(codec, ac.lifecycle, a, 250, Execution::cpu(), ExactTokens::residual);
+    const auto cb = filled_cache(codec, ac.lifecycle, b, 160, Execution::cpu(), ExactTokens::residual);
+    const std::vector<const LayerCache*> caches{ca.get(), cb.get()};
+    for (const std::int64_t n : {2, 3, 8}) {
+      INFO(n << " query tokens");
+      const DecodeAttention attn(caches, Execution::cpu(), 2, DecodeAttention::FastKernel::tensor_cores, true, n);
+      CHECK(attn.query_tokens() == n);
+      CHECK(attn.query_rows() == 2 * n);
+      const std::vector<float> q = random_queries(2 * n, 2 * qpk, 64, 1.5f, 50 + static_cast<std::uint64_t>(n));
+      const TensorView qv{const_cast<float*>(q.data()), DType::f32, Device::cpu, {2, n, 2 * qpk, 64}};
+      std::vector<float> emulated(q.size(), 0.0f), reference(q.size(), 0.0f);
+      attn.run_emulated(qv, TensorView{emulated.data(), DType::f32, Device::cpu, {2, n, 2 * qpk, 64}});
+      attn.run(qv, TensorView{reference.data(), DType::f32, Device::cpu, {2, n, 2 * qpk, 64}});
+      check_against_reference(caches, q, emulated, qpk, decode_attention_tolerance::Arithmetic::cuda_cores, n);
+      check_against_reference(caches, q, reference, qpk, decode_attention_tolerance::Arithmetic::cuda_cores, n);
+      // The last query token sees the whole cache: one query token's tables give its output.
+      const DecodeAttention last(caches, Execution::cpu(), 2);
+      std::vector<float> q1, o1(static_cast<std::size_t>(2 * 2 * qpk * 64), 0.0f);
+      for (std::int64_t bb = 0; bb < 2; ++bb)
+        q1.insert(q1.end(), q.begin() + ((bb * n + n - 1) * 2 * qpk) * 64, q.begin() + ((bb * n + n) * 2 * qpk) * 64);
+      last.run_emulated(TensorView{q1.data(), DType::f32, Device::cpu, {2, 2 * qpk, 64}}, TensorView{o1.data(), DType::f32, Device::cpu, {2, 2 * qpk, 64}});
+      for (std::int64_t bb = 0; bb < 2; ++bb)
+        for (std::int64_t i = 0; i < 2 * qpk * 64; ++i)
+          REQUIRE(emulated[static_cast<std::size_t>((bb * n + n - 1) * 2 * qpk * 64 + i)] == o1[static_cast<std::size_t>(bb * 2 * qpk * 64 + i)]);
+    }
+    ++visited;
+  }
+  CHECK(visited >= 4);
+}
+
+TEST_CASE("query tokens whose causal limit falls inside the packed blocks read cut tiles, for every codec it reads", "[cpu][attention]") {
+  // The paper lifecycle (G = 32, R = 48) with a prefill of 64 and 96 tokens quantizes every token (N mod G = 0), so
+  // with n query tokens the first n - 1 limits fall inside the last packed tiles: those tiles are cut at the limit
+  // (tokens T - n + 1 + j .. of a 32-token tile dropped) and taken by the kernel their length allows.
+  LifecycleParams paper;
+  paper.type = LifecycleType::paper;
+  paper.group = 32;
+  paper.residual = 48;
+  const LayerInput a = synthetic_input(2, 64, 64, 43), b = synthetic_input(2, 96, 64, 44);
+  int visited = 0;
+  for (const AttentionCodec& ac : attention_codecs()) {
+    const PluginRegistry& reg = test::builtin_registry(CpuImplementation::reference);
+    const KvCodec codec(reg.make_quantizer(ac.key), reg.make_quantizer(ac.value));
+    if (!decode_attention_supports(codec.key(), a.channels, KvSide::key) || !decode_attention_supports(codec.value(), a.channels, KvSide::value)) continue;
+    INFO(ac.name);
+    const auto ca = filled_cache(codec, paper, a, 64, Execution::cpu(), ExactTokens::residual);
+    const auto cb = filled_cache(codec, paper, b, 96, Execution::cpu(), ExactTokens::residual);
+    REQUIRE(ca->key_side().quantized == 64);
+    REQUIRE(cb->value_side().quantized == 96);
+    const std::vector<const LayerCache*> caches{ca.get(), cb.get()};
+    for (const std::int64_t n : {1, 3, 8}) {
+      INFO(n << " query tokens");
+      const DecodeAttention attn(caches, Execution::cpu(), 1, DecodeAttention::FastKernel::tensor_cores, true, n);
+      // 32-token tiles: 2 and 3 per row, whatever the cut (n <= 32).
+      CHECK(attn.tiles() == 5 * n);
+      const std::vector<float> q = random_queries(2 * n, 4, 64, 1.5f, 60 + static_cast<std::uint64_t>(n));
+      std::vector<float> out(q.size(), 0.0f);
+      attn.run_emulated(TensorView{const_cast<float*>(q.data()), DType::f32, Device::cpu, {2, n, 4, 64}},
+                        TensorView{out.data(), DType::f32, Device::cpu, {2, n, 4, 64}});
+      check_against_reference(caches, q, out, 2, decode_attention_tolerance::Arithmetic::cuda_cores, n);
+    }
+    ++visited;
+  }
+  CHECK(visited >= 4);
+}
+
+TEST_CASE("update() with several query tokens gives a fresh construction's tables, also when the count changes", "[cpu][attention]") {
+  // kivi-2 and vidkv-k1.5-v1.58 live-hook caches; steps of 1, 3, 3, 8, 1, 2 tokens per sequence, each followed by
+  // update(caches, tokens of the step), against a fresh construction with the same count.
+  const LayerInput a = synthetic_input(2, 400, 64, 45), b = synthetic_input(2, 400, 64, 46);
+  for (const char* name : {"kivi-2", "vidkv-k1.5-v1.58"}) {
+    INFO(name);
+    const PresetCodec preset = preset_codec(name, CpuImplementation::reference);
+    auto make = [&] { return std::make_unique<LayerCache>(preset.codec, preset.lifecycle, 2, 64, TokenContext{}, DType::f16, Execution::cpu(), ExactTokens::residual); };
+    auto ca = make(), cb = make();
+    append_tokens(*ca, a, 0, 150);
+    append_tokens(*cb, b, 0, 200);
+    DecodeAttention kept({ca.get(), cb.get()}, Execution::cpu());
+    std::int64_t ta = 150, tb = 200;
+    for (int round = 0; round < 20; ++round) {
+      for (const std::int64_t n : {1, 3, 3, 8, 1, 2}) {
+        INFO("round " << round << ", step of " << n << " tokens at " << ta << " / " << tb);
+        append_tokens(*ca, a, ta, ta + n);
+        append_tokens(*cb, b, tb, tb + n);
+        ta += n;
+        tb += n;
+        kept.update({ca.get(), cb.get()}, n);
+        REQUIRE(kept.same_tables(DecodeAttention({ca.get(), cb.get()}, Execution::cpu(), 0, DecodeAttention::FastKernel::tensor_cores, true, n)));
+        if (tb + 10 > b.tokens) break;  // room for a step of 8 and the last of 2
+      }
+      if (tb + 10 > b.tokens) break;
+    }
+    append_tokens(*ca, a, ta, ta + 2);  // a last step of 2 tokens, run
+    append_tokens(*cb, b, tb, tb + 2);
+    kept.update({ca.get(), cb.get()}, 2);
+    REQUIRE(kept.same_tables(DecodeAttention({ca.get(), cb.get()}, Execution::cpu(), 0, DecodeAttention::FastKernel::tensor_cores, true, 2)));
+    const std::vector<float> q = random_queries(2 * 2, 14, 64, 1.5f, 9);
+    std::vector<float> out(q.size(), 0.0f);
+    kept.run_emulated(TensorView{const_cast<float*>(q.data()), DType::f32, Device::cpu, {2, 2, 14, 64}},
+                      TensorView{out.data(), DType::f32, Device::cpu, {2, 2, 14, 64}});
+    check_against_reference({ca.get(), cb.get()}, q, out, 7, decode_attention_tolerance::Arithmetic::cuda_cores, 2);
   }
 }
 
