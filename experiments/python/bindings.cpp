@@ -777,10 +777,16 @@ TensorView drop_unit_token_dim(TensorView v) {
 // layer and decode step).
 class PyDecodeAttention {
  public:
-  void run(const std::vector<const PyLayerCache*>& caches, const py::object& query, const py::object& out) {
+  void run(const std::vector<const PyLayerCache*>& caches, const py::object& query, const py::object& out,
+           std::int64_t query_tokens) {
     const std::vector<const LayerCache*> ptrs = attention_caches(caches, "DecodeAttention.run()");
-    const TensorView q = drop_unit_token_dim(torch_view(query, "DecodeAttention.run() query")),
-                     o = drop_unit_token_dim(torch_view(out, "DecodeAttention.run() out"));
+    // One query token: the module's [batch, q_heads, 1, D] / [batch, 1, q_heads, D] as [batch, q_heads, D]. Several:
+    // [batch, query_tokens, q_heads, D] as given (DecodeAttention::run checks it).
+    TensorView q = torch_view(query, "DecodeAttention.run() query"), o = torch_view(out, "DecodeAttention.run() out");
+    if (query_tokens == 1) {
+      q = drop_unit_token_dim(q);
+      o = drop_unit_token_dim(o);
+    }
     const Execution& ex = ptrs[0]->execution();
     without_gil([&] {
       const std::lock_guard<std::mutex> lock(*mutex_);  // one run at a time per object (the GIL is released)
@@ -789,11 +795,11 @@ class PyDecodeAttention {
         if (state_ && (state_device_ != ex.device || state_stream_ != ex.cuda_stream || state_index_ != caches[0]->device_index()))
           state_.reset();
         if (state_) {
-          state_->update(ptrs);
+          state_->update(ptrs, query_tokens);
         } else {
           // No side stream: the live decode step is bound by the host, where its event calls cost more than the
           // overlap of the general kernel saves (DecodeAttention's side_stream).
-          state_ = std::make_unique<DecodeAttention>(ptrs, ex, 0, DecodeAttention::FastKernel::tensor_cores, false);
+          state_ = std::make_unique<DecodeAttention>(ptrs, ex, 0, DecodeAttention::FastKernel::tensor_cores, false, query_tokens);
           state_device_ = ex.device;
           state_stream_ = ex.cuda_stream;
           state_index_ = caches[0]->device_index();
@@ -981,16 +987,20 @@ PYBIND11_MODULE(_vidkv, m) {
         "caches[b], as caches[b].append_tensors(key[b], value[b]) would");
   m.def("decode_attention", &decode_attention_py, py::arg("caches"), py::arg("query"), py::arg("out"),
         "decode attention from the packed caches (one LayerCache per sequence) for query [batch, q_heads, head_dim] "
-        "into out (same shape), on the caches' device (attention/decode_attention.h; docs/decode-attention.md)");
+        "into out (same shape), on the caches' device (attention/decode_attention.h; docs/decode-attention.md); "
+        "query and out [batch, n, q_heads, head_dim]: n query tokens per sequence (at most 8), the last n tokens of "
+        "each cache, attending causally");
   py::class_<PyDecodeAttention>(m, "DecodeAttention",
                                 "One layer's decode attention kept across decode steps: run() as decode_attention, with "
                                 "the tables updated instead of rebuilt and their device memory kept")
       .def(py::init<>())
-      .def("run", &PyDecodeAttention::run, py::arg("caches"), py::arg("query"), py::arg("out"),
+      .def("run", &PyDecodeAttention::run, py::arg("caches"), py::arg("query"), py::arg("out"), py::arg("query_tokens") = 1,
            "decode attention from the packed caches (one LayerCache per sequence) for query [batch, q_heads, head_dim] "
            "into out (same shape), on the caches' device; the tables of the last run are updated, not rebuilt. query "
            "may be [batch, q_heads, 1, head_dim] and out [batch, 1, q_heads, head_dim] (one token, contiguous: the "
-           "attention module's layouts)")
+           "attention module's layouts). query_tokens n > 1 (at most 8): query and out [batch, n, q_heads, head_dim] "
+           "(contiguous), the last n tokens of each cache, each attending causally (token j of a cache of T tokens to "
+           "its first T - n + 1 + j)")
       .def_property_readonly("tiles", &PyDecodeAttention::tiles, "tiles of the last run's tables (0 before any)")
       .def("uploads", &PyDecodeAttention::uploads,
            "how the tables went up to the device so far: {'whole': n (through pinned memory), 'patched': n (the "

@@ -67,6 +67,66 @@ def test_fused_attention_equals_dequantize_then_attend(preset):
     assert torch.equal(toks_f, toks_m)
 
 
+CHUNKS = (1, 3, 8, 2, 10, 5, 1)  # new tokens per decode step: 1 to 8 fused (MAX_QUERY_TOKENS), 10 materialised
+
+
+class RecordingAttention:
+    """Stands in for a layer's _vidkv.DecodeAttention and records the query tokens of each fused run."""
+
+    def __init__(self, inner):
+        self.inner, self.query_tokens = inner, []
+
+    def run(self, caches, query, out, query_tokens=1):
+        self.query_tokens.append(query_tokens)
+        return self.inner.run(caches, query, out, query_tokens)
+
+
+def run_chunks(model, cache, chunks=CHUNKS, n_prompt=70, batch=2, device="cpu"):
+    """Prefill, then one decode step per entry of `chunks` with that many teacher-forced tokens per row (assisted
+    decoding's candidates, chunked teacher forcing); returns the logits of every new position [batch, sum(chunks),
+    vocab]. A fused cache's layers get a RecordingAttention after the prefill."""
+    g = torch.Generator().manual_seed(6)
+    ids = torch.randint(3, VOCAB, (batch, n_prompt), generator=g).to(device)
+    forced = torch.randint(3, VOCAB, (batch, sum(chunks)), generator=g).to(device)
+    logits, at = [], 0
+    with torch.no_grad():
+        model(ids, past_key_values=cache, use_cache=True)
+        if getattr(cache, "attention", None) == "fused":
+            for layer in cache.layers:
+                layer.attention = RecordingAttention(layer.attention)
+        for n in chunks:
+            logits.append(model(forced[:, at:at + n], past_key_values=cache, use_cache=True).logits.float().cpu())
+            at += n
+    return torch.cat(logits, 1)
+
+
+def test_fused_steps_of_several_tokens_attend_causally_like_dynamic_cache():
+    # The exact codec: steps of 1 to 8 new tokens per row attend from the packed cache (the CPU reference, causal
+    # among the step's tokens), a step of 10 through the materialised K/V; every position's logits as DynamicCache's
+    # within summation order (1e-4). A mask off by one token moves them by far more.
+    model = tiny_llama()
+    want = run_chunks(model, DynamicCache())
+    use_fused_attention(model)
+    cache = VidKVCache(EXACT, PAPER, attention="fused")
+    got = run_chunks(model, cache)
+    assert (got - want).abs().max().item() < 1e-4
+    fused = [n for n in CHUNKS if n <= 8]  # the steps that read the packed cache, with their query tokens
+    assert all(layer.attention.query_tokens == fused for layer in cache.layers)
+
+
+@pytest.mark.parametrize("preset", ["kivi-2", "vidkv-k1.5-v1.58"])
+def test_fused_steps_of_several_tokens_equal_dequantize_then_attend(preset):
+    # The same packed bits attended two ways, steps of several tokens included (the materialised path applies the
+    # causal mask that transformers builds; the fused one the causal limits of decode_attention.h).
+    model = tiny_llama()
+    want = run_chunks(model, VidKVCache({"preset": preset}, PAPER, attention="materialize"))
+    use_fused_attention(model)
+    cache = VidKVCache({"preset": preset}, PAPER, attention="fused")
+    got = run_chunks(model, cache)
+    assert (got - want).abs().max().item() < 1e-3
+    assert all(layer.attention.query_tokens == [n for n in CHUNKS if n <= 8] for layer in cache.layers)
+
+
 def test_a_copied_fused_cache_decodes_like_the_original():
     # Each layer keeps its decode-attention tables between steps (_vidkv.DecodeAttention); a deepcopy or pickle of
     # the cache starts with empty ones and rebuilds them at its first step: the copy and the original then decode
@@ -182,3 +242,17 @@ def test_cuda_fused_attention_matches_the_materialized_cache(preset):
     toks_f, logits_f = run(model, VidKVCache({"preset": preset}, PAPER, attention="fused", **kw), batch=batch, device="cuda")
     assert (logits_f - logits_m).abs().max().item() < 5e-2
     assert (toks_f == toks_m).float().mean().item() >= 0.9
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device visible to torch")
+@pytest.mark.parametrize("preset", ["kivi-2", "vidkv-k1.5-v1.58"])
+def test_cuda_fused_steps_of_several_tokens_match_the_materialized_cache(preset):
+    # Steps of 1 to 8 tokens per row through the kernels (each token a row of the tables with its causal limit), one
+    # of 10 materialised: every position's logits within fp16 attention's rounding of dequantize-then-sdpa.
+    model = tiny_llama("cuda", torch.float16)
+    want = run_chunks(model, VidKVCache({"preset": preset}, PAPER), device="cuda")
+    use_fused_attention(model)
+    cache = VidKVCache({"preset": preset}, PAPER, attention="fused")
+    got = run_chunks(model, cache, device="cuda")
+    assert (got - want).abs().max().item() < 5e-2
+    assert all(layer.attention.query_tokens == [n for n in CHUNKS if n <= 8] for layer in cache.layers)

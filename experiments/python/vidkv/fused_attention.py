@@ -10,16 +10,20 @@ How it works. `use_fused_attention` registers an attention function under the na
 sdpa mask format for it, AttentionMaskInterface) and calls `model.set_attn_implementation("vidkv_fused")`; nothing
 in transformers is patched. A VidKVCache built with attention="fused" tells the attention call that follows each
 of its `update`s what to do, through a thread-local hand-off:
-  * prefill (and any step with more than one new token per row: assisted decoding, teacher forcing of several
-    tokens): the cache returns full-precision K/V as usual (exact at the prefill; dequantized otherwise) and the
-    attention is torch's scaled_dot_product_attention (transformers' sdpa_attention_forward, with the mask);
-  * a decode step with one new token per row: the cache appends the token and returns zero-stride placeholders
-    (no memory) of the right shape; the attention function runs the layer's `_vidkv.DecodeAttention` on its
-    LayerCaches (one per row, each holding only that row's real tokens, so padding needs no mask) with the
-    query, reading the packed blocks in place (attention/decode_attention.h: CUDA kernels on a GPU model, the
-    scalar reference on the CPU). No full-precision K or V of the cache is ever materialised. The layer keeps
-    that object between steps: its tables are updated (the new blocks' and the residual windows' tiles), not
-    rebuilt, and their device memory and the kernels' workspace stay allocated.
+  * prefill (and any step with more than MAX_QUERY_TOKENS new tokens per row): the cache returns full-precision K/V
+    as usual (exact at the prefill; dequantized otherwise) and the attention is torch's
+    scaled_dot_product_attention (transformers' sdpa_attention_forward, with the mask);
+  * a decode step with 1 to MAX_QUERY_TOKENS new tokens per row (one token; assisted decoding's candidates, a chunk
+    of teacher-forced tokens): the cache appends the tokens and returns zero-stride placeholders (no memory) of the
+    right shape; the attention function runs the layer's `_vidkv.DecodeAttention` on its LayerCaches (one per row,
+    each holding only that row's real tokens, so padding needs no mask) with the query, reading the packed blocks
+    in place (attention/decode_attention.h: CUDA kernels on a GPU model, the scalar reference on the CPU). Several
+    new tokens attend causally among themselves (token j of n to the row's cached tokens before the step and new
+    tokens 0..j: the causal mask a decoder gives them); the mask that transformers builds is not read, so a custom
+    mask over the new tokens (tree attention) is not honoured on this path. Each new token reads the packed cache
+    once (n tokens: n times a one-token step's bytes). No full-precision K or V of the cache is ever materialised.
+    The layer keeps that object between steps: its tables are updated (the new blocks' and the residual windows'
+    tiles), not rebuilt, and their device memory and the kernels' workspace stay allocated.
 A cache built with attention="fused" refuses to run its first decode step when its prefill attention did not go
 through "vidkv_fused" (the placeholders would otherwise be attended): the error says to call use_fused_attention.
 Attention scaling: the kernel computes softmax(q.k / sqrt(head_dim)); a model whose `scaling` differs gets its
@@ -35,6 +39,9 @@ import torch
 import _vidkv
 
 ATTENTION_NAME = "vidkv_fused"
+# New tokens per row that a step may attend to from the packed cache (attention/decode_attention.h kMaxQueryTokens);
+# a step with more goes through the materialised K/V and sdpa.
+MAX_QUERY_TOKENS = 8
 
 _handoff = threading.local()
 
@@ -64,7 +71,8 @@ def _take():
 def fused_attention_forward(module, query, key, value, attention_mask, dropout: float = 0.0, scaling=None,
                             is_causal=None, **kwargs):
     """The "vidkv_fused" attention function: query [batch, q_heads, q_len, head_dim]; returns ([batch, q_len,
-    q_heads, head_dim], None) like transformers' sdpa_attention_forward."""
+    q_heads, head_dim], None) like transformers' sdpa_attention_forward. On a fused step the q_len query tokens are
+    the rows' last q_len cached tokens and attend causally; attention_mask is not read there (module docstring)."""
     req = _take()
     if req is not None:
         req.layer.owner._fused_attention_seen = True
@@ -74,19 +82,24 @@ def fused_attention_forward(module, query, key, value, attention_mask, dropout: 
         return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
                                       is_causal=is_causal, **kwargs)
     batch, q_heads, q_len, dim = query.shape
-    if q_len != 1:  # hand_off only asks for one query token per row
-        raise _vidkv.ShapeError(f"vidkv_fused attention: {q_len} query tokens per row on the fused path (expected 1)")
+    if not 1 <= q_len <= MAX_QUERY_TOKENS:  # hand_off asks for the fused path only within that
+        raise _vidkv.ShapeError(f"vidkv_fused attention: {q_len} query tokens per row on the fused path "
+                                f"(expected 1 to {MAX_QUERY_TOKENS})")
     if scaling is not None and abs(scaling * math.sqrt(dim) - 1.0) > 1e-6:
         query = query * (scaling * math.sqrt(dim))
-    if not query.is_contiguous():
-        query = query.contiguous()
-    # [batch, q_heads, 1, dim] in, [batch, 1, q_heads, dim] out: with one token both are [batch, q_heads, dim] in
-    # memory, so the kernels read and write them in place.
-    out = query.new_empty((batch, 1, q_heads, dim))
+    if q_len == 1:
+        # [batch, q_heads, 1, dim] in, [batch, 1, q_heads, dim] out: with one token both are [batch, q_heads, dim] in
+        # memory, so the kernels read and write them in place.
+        if not query.is_contiguous():
+            query = query.contiguous()
+    else:
+        # The kernels' layout [batch, q_len, q_heads, dim] (token-major), which is also the output's.
+        query = query.transpose(1, 2).contiguous()
+    out = query.new_empty((batch, q_len, q_heads, dim))
     attention = getattr(req.layer, "attention", None)  # None: a layer unpickled from before it kept one
     if attention is None:
         attention = req.layer.attention = _vidkv.DecodeAttention()
-    attention.run(req.layer.caches, query, out)  # the layer's tables, updated since its last step
+    attention.run(req.layer.caches, query, out, q_len)  # the layer's tables, updated since its last step
     return out, None
 
 

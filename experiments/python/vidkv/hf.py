@@ -331,15 +331,16 @@ class VidKVLayer(CacheLayerMixin):
         fused = self.owner.attention == "fused"
         if fused and not self.owner._fused_attention_seen:
             raise _vidkv.ConfigError(_NOT_FUSED)
-        if fused and t == 1 and key_states.is_contiguous() and value_states.is_contiguous():
-            # A fused decode step (once per layer and token): every row's token in one call.
+        fused_step = fused and t <= fused_attention.MAX_QUERY_TOKENS
+        if fused_step and key_states.is_contiguous() and value_states.is_contiguous():
+            # A fused decode step (once per layer and step): every row's tokens in one call.
             _vidkv.append_rows(self.caches, key_states, value_states)
         else:
             for b, cache in enumerate(self.caches):
                 self._append_row(cache, key_states[b], value_states[b])
         self.cumulative_length += t
         if fused:
-            if t == 1:  # one query token per row: attention reads the packed caches, nothing is materialized
+            if fused_step:  # a few query tokens per row: attention reads the packed caches, nothing is materialized
                 fused_attention.hand_off("fused", self)
                 return (fused_attention.placeholder(batch, self.heads, self.cumulative_length, self.head_dim,
                                                     self.dtype, self.device),) * 2
