@@ -5,7 +5,10 @@
 // Work per preset, batch B and token count T: B sequences, each a cuda LayerCache of the preset's codec and
 // lifecycle holding T tokens of synthetic [kv_heads, T, head_dim] keys and values (N(0, 1), with 4 outlier key
 // channels per head scaled by 8 so the range selector has something to pick, the same values for every sequence,
-// separate caches) appended as one prefill; queries [B, kv_heads * query_heads_per_kv, head_dim] fp16, N(0, 1).
+// separate caches) appended as one prefill; queries [B, kv_heads * query_heads_per_kv, head_dim] fp16, N(0, 1)
+// ([B, N, kv_heads * query_heads_per_kv, head_dim] with N = query_tokens > 1: the caches' last N tokens, each
+// attending causally, decode_attention.h; cache_bytes then counts the cache once per query token, as the kernels
+// read it).
 // Timed: DecodeAttention::run (the tables built once outside the timing, as a model builds them once per step and
 // layer), CUDA events, `warmup` untimed calls then the median of `repeats`. Where the tensor-core kernel takes the
 // fast tiles, the same call with the fast (CUDA-core) kernel is timed too, in the same run.
@@ -27,6 +30,9 @@ struct AttentionBenchOptions {
   std::vector<std::int64_t> tokens = {8192, 16384, 32768, 65536, 131072};
   std::vector<std::int64_t> batches = {1, 8};
   int kv_heads = 4, query_heads_per_kv = 7, head_dim = 128;
+  // Query tokens per sequence (DecodeAttention's query_tokens): the caches' last N tokens, attending causally;
+  // queries [B, N, kv_heads * query_heads_per_kv, head_dim]. 1: [B, kv_heads * query_heads_per_kv, head_dim].
+  int query_tokens = 1;
   int warmup = 3, repeats = 20;
   // fp16: the same kernels on an fp16 cache (identity), the kernels' own efficiency against SDPA at equal bytes.
   std::vector<std::string> presets = {"fp16", "kivi-2", "vidkv-k1.5-v1.58"};
@@ -49,7 +55,7 @@ struct AttentionBenchRow {
 struct AttentionBenchResult {
   std::string device;
   double copy_gbps = 0;
-  int kv_heads = 0, query_heads_per_kv = 0, head_dim = 0, repeats = 0;
+  int kv_heads = 0, query_heads_per_kv = 0, head_dim = 0, repeats = 0, query_tokens = 1;
   std::vector<AttentionBenchRow> rows;  // batch outer, tokens, then presets
 };
 

@@ -41,11 +41,12 @@ struct BenchArgs {
   std::string device = "cuda", sdpa = "flash,efficient,math";
   bool attention = false;
   std::string batches = "1,8";
+  int query_tokens = 1;  // --attention
   // Whether an option was given (its default differs between the backends, or it applies to one only).
   CLI::Option *shape_opt = nullptr, *tokens_opt = nullptr, *layers_opt = nullptr, *repeats_opt = nullptr,
               *threads_opt = nullptr, *implementation_opt = nullptr, *clock_opt = nullptr, *batches_opt = nullptr,
               *presets_opt = nullptr, *fft_tiers_opt = nullptr, *fused_only_opt = nullptr, *prefill_chunk_opt = nullptr,
-              *backend_opt = nullptr;
+              *backend_opt = nullptr, *query_tokens_opt = nullptr;
 };
 
 // Options given where they do not apply are usage errors (exit status 2, command_line.cpp), as unknown ones are.
@@ -133,7 +134,8 @@ std::vector<TorchSdpaTime> torch_attention_ms(const AttentionBenchOptions& o) {
   const std::string cmd = "'" + python + "' '" + (fs::path(VIDKV_SOURCE_DIR) / "experiments" / "python" / "vidkv" / "bench_attention.py").string() +
                           "' --batches " + join(o.batches) + " --tokens " + join(o.tokens) + " --kv-heads " +
                           std::to_string(o.kv_heads) + " --query-heads-per-kv " + std::to_string(o.query_heads_per_kv) +
-                          " --head-dim " + std::to_string(o.head_dim) + " --repeats " + std::to_string(o.repeats);
+                          " --head-dim " + std::to_string(o.head_dim) + " --repeats " + std::to_string(o.repeats) +
+                          " --query-tokens " + std::to_string(o.query_tokens);
   std::string text;
   if (FILE* f = popen(cmd.c_str(), "r")) {
     char buf[4096];
@@ -159,6 +161,7 @@ int attention_bench_command(const BenchArgs& a) {
   o.batches = positive_counts(a.batches, "--batches", "batch sizes");
   if (a.repeats_opt->count() > 0) o.repeats = a.repeats;
   if (a.presets_opt->count() > 0) o.presets = split_commas(a.presets);
+  o.query_tokens = a.query_tokens;
   const AttentionBenchResult r = run_attention_bench(o);
   const std::vector<TorchSdpaTime> torch = a.no_torch ? std::vector<TorchSdpaTime>{} : torch_attention_ms(o);
   std::cout << attention_bench_markdown(r, o, torch);
@@ -169,6 +172,7 @@ int bench_command(const BenchArgs& a, const Args& raw) {
   for (const auto& [given, name] : {std::pair{a.fused_only_opt, "--fused-only"}, std::pair{a.prefill_chunk_opt, "--prefill-chunk"}})
     if (!a.live && given->count() > 0) usage_error(std::string(name) + " applies to --live only");
   if (a.attention) return attention_bench_command(a);
+  if (a.query_tokens_opt->count() > 0) usage_error("--query-tokens applies to --attention only");
   if (a.batches_opt->count() > 0 && !a.live)
     usage_error("--batches applies to --attention and --live only");
   // --live: the live cache in a random-weight 7B-geometry model against fp16 DynamicCache, in Python
@@ -257,6 +261,12 @@ Action define_bench(CLI::App& app) {
                "[B, 28, 1, D] with enable_gqa under torch's own backend choice, flash, cuDNN or efficient, or q as\n"
                "7 query rows per KV head), 4 KV heads with 7 query heads each (28), head_dim 128 (--tokens default\n"
                "8192,16384,32768,65536,131072; --batches; --presets; --repeats default 20)");
+  a->query_tokens_opt = app.add_option("--query-tokens", a->query_tokens,
+                                       "--attention only: query tokens per sequence, the caches' last N tokens attending\n"
+                                       "causally (assisted decoding's candidates; our kernels read the cache once per\n"
+                                       "query token, SDPA reads it once with a lower-right causal mask)")
+                            ->check(CLI::Range(1, 8))
+                            ->capture_default_str();
   a->batches_opt = app.add_option("--batches", a->batches,
                                   "--attention and --live: batch sizes, comma-separated (default 1,8; --live: 1)")
                        ->type_name("a,b")

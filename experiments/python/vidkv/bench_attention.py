@@ -14,6 +14,11 @@ CUDA events):
   over the keys at this shape), so earlier versions of this script, which timed only it, overstated the fused
   kernel's speed-up; kept as a variant.
 
+With --query-tokens N > 1 (the caches' last N tokens as queries, `vidkv bench --attention --query-tokens N`): q [B,
+kv_heads * query_heads_per_kv, N, D] with the lower-right causal mask (query token j sees the first T - N + 1 + j
+keys), as "gqa causal" (torch.nn.attention.bias.causal_lower_right) and "gqa mask" (the same as a boolean attn_mask),
+each under torch's own backend choice and with cuDNN or efficient only; "rows" is left out.
+
 Prints {"torch_ms": [...], "torch_variant": [...], "device": ..., "torch": ...}: per (batch, tokens), batch outer,
 tokens inner as the C++ table orders them, the fastest time and the name of the variant that gave it (-1 and ""
 when every variant failed: "not measured" in the table).
@@ -35,6 +40,7 @@ def main(argv=None):
     ap.add_argument("--head-dim", type=int, default=128)
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--repeats", type=int, default=20)
+    ap.add_argument("--query-tokens", type=int, default=1)
     a = ap.parse_args(argv)
     try:
         import torch
@@ -77,6 +83,7 @@ def main(argv=None):
             k = torch.randn(b, a.kv_heads, t, a.head_dim, device=dev, dtype=torch.float16, generator=g)
             v = torch.randn(b, a.kv_heads, t, a.head_dim, device=dev, dtype=torch.float16, generator=g)
             heads = rows.reshape(b, a.kv_heads * a.query_heads_per_kv, 1, a.head_dim)
+            n = a.query_tokens
 
             def gqa():
                 return F.scaled_dot_product_attention(heads, k, v, enable_gqa=True)
@@ -85,13 +92,34 @@ def main(argv=None):
                         ("gqa cudnn", only(SDPBackend.CUDNN_ATTENTION, gqa)),
                         ("gqa efficient", only(SDPBackend.EFFICIENT_ATTENTION, gqa)),
                         ("rows", lambda: F.scaled_dot_product_attention(rows, k, v))]
+            if n > 1:
+                heads = torch.randn(b, a.kv_heads * a.query_heads_per_kv, n, a.head_dim, device=dev, dtype=torch.float16,
+                                    generator=g)
+                # Query token j sees keys [0, t - n + j]: lower-right aligned causal.
+                mask = torch.ones(n, t, dtype=torch.bool, device=dev).tril(diagonal=t - n)
+                variants = []
+                try:
+                    from torch.nn.attention.bias import causal_lower_right
+                    bias = causal_lower_right(n, t)
+
+                    def gqa_causal():
+                        return F.scaled_dot_product_attention(heads, k, v, attn_mask=bias, enable_gqa=True)
+                    variants.append(("gqa causal", gqa_causal))
+                except ImportError:
+                    pass
+
+                def gqa_mask():
+                    return F.scaled_dot_product_attention(heads, k, v, attn_mask=mask, enable_gqa=True)
+
+                variants += [("gqa mask", gqa_mask), ("gqa mask cudnn", only(SDPBackend.CUDNN_ATTENTION, gqa_mask)),
+                             ("gqa mask efficient", only(SDPBackend.EFFICIENT_ATTENTION, gqa_mask))]
             best = None
             for name, fn in variants:
                 try:
                     with warnings.catch_warnings():
                         warnings.simplefilter("ignore")  # a backend that refuses the shape warns why, then raises
                         ms = timed(fn)
-                except RuntimeError:
+                except (RuntimeError, ValueError, TypeError, NotImplementedError):  # a variant that refuses the shape
                     continue
                 if best is None or ms < best[0]:
                     best = (ms, name)
@@ -99,7 +127,7 @@ def main(argv=None):
                 best = (-1.0, "")
             out.append(best[0])
             names.append(best[1])
-            del rows, heads, k, v
+            del rows, heads, k, v, variants
             torch.cuda.empty_cache()
     print(json.dumps({"torch_ms": out, "torch_variant": names, "device": torch.cuda.get_device_name(0), "torch": torch.__version__}))
     return 0
