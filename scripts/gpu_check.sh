@@ -21,9 +21,13 @@
 #      and the combine kernel's), in one process each, without torch;
 #   9. (step ncu-source) Nsight Compute's source counters of the fragment kernel's vidkv instance at 8 x 64k: the
 #      sampled warp stalls per SASS instruction, as $LOG/vidkv_source.csv (ncu --page source --print-source sass).
+#  10. (step multi-token) the attention bench with 2 and 4 query tokens per sequence (--query-tokens) at 32k tokens,
+#      batch 1 and 8, both fragment presets, against SDPA with a lower-right causal mask;
+#  11. (step py-fused) tests/python/test_fused_attention.py with torch on the GPU (the live hook's fused path, steps of
+#      several tokens included);
 # GPU_CHECK_STEPS picks the steps after the build and their order (names: attention-tests bench-vidkv bench-kivi
-# live rest-tests ncu ncu-stalls ncu-source placement pdl, and bench-64k: step 3 for both fragment presets at 64k tokens
-# only; default: all but ncu-source, pdl and bench-64k, in the order above); GPU_CHECK_TARGETS the build's targets.
+# live rest-tests ncu ncu-stalls ncu-source placement pdl multi-token py-fused, and bench-64k: step 3 for both fragment presets at 64k tokens
+# only; default: all but ncu-source, pdl, multi-token, py-fused and bench-64k, in the order above); GPU_CHECK_TARGETS the build's targets.
 # Each step is skipped when less time is left than it needs, so that the run fits a deadline (first argument, seconds,
 # default 540: a device call's limit less a margin; a cold build of vidkv and vidkv_tests needs about 230 s on 16 cores,
 # with _vidkv about 300 s: give a deadline of 330 s or more to reach any step after it). Logs, and the whole
@@ -62,7 +66,7 @@ run_tests() {
   grep "fragment kernel" "$LOG/tests_$3.log" | awk '{print $NF}' | sort -g | tail -1 | sed 's/^/largest fragment kernel error \/ tolerance: /'
 }
 NCU_CASE=(--backend cuda --attention --tokens 65536 --batches 8 --presets vidkv-k1.5-v1.58-fragment --repeats 1 --no-torch)
-step_attention-tests() { run_tests "[cuda][attention]" 90 attention; }
+step_attention-tests() { run_tests "[cuda][attention]" 120 attention; }
 step_bench-vidkv() {
   [ "$(left)" -gt 100 ] || { echo "== bench-vidkv skipped (time)"; return; }
   echo "== bench --attention, vidkv-k1.5-v1.58-fragment and vidkv-k1.5-v1.58 (left $(left) s)"
@@ -93,6 +97,23 @@ step_live() {
   grep -v "^    " "$LOG/live.txt" | tail -20  # the table and notes, or an error's last lines without its traceback's code
 }
 step_rest-tests() { run_tests "[cuda]~[attention]" 100 rest; }
+step_multi-token() {
+  for n in 2 4; do
+    [ "$(left)" -gt 60 ] || { echo "== multi-token $n skipped (time)"; continue; }
+    echo "== bench --attention --query-tokens $n, both fragment presets at 32k tokens (left $(left) s)"
+    timeout 60 $B/vidkv bench --backend cuda --attention --query-tokens $n --tokens 32768 --batches 1,8 \
+      --presets vidkv-k1.5-v1.58-fragment,kivi-2-fragment 2>&1 | grep -v "^$"
+  done
+}
+step_py-fused() {
+  [[ $TARGETS == *_vidkv* ]] || { echo "== py-fused skipped (the Python extension _vidkv is not built)"; return; }
+  [ "$(left)" -gt 60 ] || { echo "== py-fused skipped (time)"; return; }
+  echo "== pytest tests/python/test_fused_attention.py on the GPU (left $(left) s)"
+  PYTHONPATH=experiments/python:build-cuda/python timeout 90 python3 -m pytest -q -p no:cacheprovider \
+    tests/python/test_fused_attention.py >"$LOG/py_fused.log" 2>&1
+  echo "rc $?"
+  tail -15 "$LOG/py_fused.log"
+}
 step_ncu() {
   { [ "$(left)" -gt 35 ] && command -v ncu >/dev/null; } || { echo "== ncu skipped (time or no ncu)"; return; }
   local L; L=$(left)
