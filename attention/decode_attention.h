@@ -42,8 +42,9 @@ bool decode_attention_supports(const Quantizer& q, std::int64_t channels, KvSide
 // valid until any cache of the batch is appended to (its block list and pointers change): then update() them. Build
 // once per layer, update() once per decode step, run for every query of that step.
 // Several query tokens per sequence (query_tokens n > 1): each (sequence b, query token j) is a row of the tables of
-// its own, b * n + j, whose tiles stop at its causal limit T - n + 1 + j (a tile crossing it is cut there, and taken
-// by the kernel its cut length allows); its blocks are the sequence's. The kernels are the one-token kernels over
+// its own, b * n + j, whose tiles stop at its causal limit T - n + 1 + j (a tile crossing it is cut there: the
+// fragment kernels read such a tile whole and mask the tokens past the limit, the others read the cut tile's tokens);
+// its blocks are the sequence's. The kernels are the one-token kernels over
 // these rows, so a step reads each sequence's packed bytes once per query token: n times the bytes of a one-token
 // step (cache_bytes() counts them), no full-precision K or V written.
 class DecodeAttention {

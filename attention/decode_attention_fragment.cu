@@ -3,7 +3,8 @@
 //
 // One thread block of kWarps warps per (split, KV head, sequence), as the other split kernels; warp w takes tiles w,
 // w + kWarps, ... of the split's fast tiles, each a whole 32-token tile of the fragment layout on both sides
-// (attention_tables::fragment_tile). Per tile the warp
+// (attention_tables::fragment_tile; a query row whose causal limit falls inside one sees its first n tokens only:
+// mask_cut_tile). Per tile the warp
 //   1. has the tile's bytes in shared memory, copied there by cp.async during the previous tile: per side the 2 D code
 //      words (a lane's D / 16 words are its quads: it reads only its own), the keys' D scales and D mins of the tile's
 //      token group (2 D contiguous bytes each: the layout stores key metadata group-major, group_format::
@@ -418,6 +419,19 @@ __device__ __forceinline__ bool softmax_tile(const float (&sc)[2][4], float (&m)
   return __any_sync(0xffffffffu, alpha[0] != 1.0f || alpha[1] != 1.0f);
 }
 
+// A tile cut by a query row's causal limit (TileEntry n < 32: DecodeAttention with several query tokens per
+// sequence; the tile's 32 tokens are a whole fragment tile of the block, and those from n on are real tokens that this
+// row must not see): their scores sc[mt][r] (token 16 mt + g (+8 for r >= 2)) to -inf, so that softmax_tile gives
+// them probability 0 (exp2 of -inf; the tile's token 0 is always seen, so the running max stays finite) and the
+// values' MMAs add 0 times their finite codes and metadata. Warp-uniform (n is the warp's tile's).
+__device__ __forceinline__ void mask_cut_tile(float (&sc)[2][4], int n, int g) {
+#pragma unroll
+  for (int mt = 0; mt < 2; ++mt)
+#pragma unroll
+    for (int r = 0; r < 4; ++r)
+      if (16 * mt + g + 8 * (r >> 1) >= n) sc[mt][r] = -HUGE_VALF;
+}
+
 // The value accumulators acc[mv][r] (head 2 t4 + r % 2) times their head's alpha (softmax_tile's factors).
 template <int KC>
 __device__ __forceinline__ void rescale_acc(float (&acc)[KC][4], const float (&alpha)[2]) {
@@ -506,9 +520,11 @@ __global__ void __launch_bounds__(kThreads, 3) fragment_kernel(const __grid_cons
   const KiviDestinations dst = kivi_destinations<D>(wbase, lane);
   KiviSources src;
   TileMeta meta;
+  int tokens = kTile;  // the current tile's tokens (fewer: cut by the row's causal limit, mask_cut_tile)
   TileEntry ahead;  // the tile after the one being copied (ti + kWarps), loaded one iteration before its copies
   if (ti < last) {
     const TileEntry tile = tiles[ti];
+    tokens = tile.n;
     if (ti + kWarps < last) ahead = tiles[ti + kWarps];
     src = kivi_key_sources<D>(src, p, h, tile.key_block, lane);
     src = kivi_value_sources<D>(src, p, h, tile.value_block, lane);
@@ -521,8 +537,10 @@ __global__ void __launch_bounds__(kThreads, 3) fragment_kernel(const __grid_cons
     const bool has_next = ti + kWarps < last;
     __syncwarp();  // every lane has read the previous tile's slot and probabilities
     TileMeta next_meta;
+    int next_tokens = kTile;
     if (has_next) {
       const TileEntry next = ahead;
+      next_tokens = next.n;
       if (ti + 2 * kWarps < last) ahead = tiles[ti + 2 * kWarps];
       if (next.key_block != src.key_block || next.value_block != src.value_block) {  // one branch, rarely taken
         src = kivi_key_sources<D>(src, p, h, next.key_block, lane);
@@ -585,6 +603,7 @@ __global__ void __launch_bounds__(kThreads, 3) fragment_kernel(const __grid_cons
 
     // 3. Online softmax.
     float alpha[2];
+    if (tokens < kTile) mask_cut_tile(sc, tokens, g);
     // The accumulators' rescale, skipped when no head's running max moved (alpha exactly 1: the same values).
     if (softmax_tile(sc, m, l, alpha, prob, g, t4)) {
       rescale_acc(acc, alpha);
@@ -634,6 +653,7 @@ __global__ void __launch_bounds__(kThreads, 3) fragment_kernel(const __grid_cons
       mma_f16(acc[mv], codes_h2<4>(w, w10, fm), codes_h2<5>(w, w10, fm), codes_h2<6>(w, w10, fm), codes_h2<7>(w, w10, fm), bs[gr][1][0], bs[gr][1][1]);
     }
     meta = next_meta;
+    tokens = next_tokens;
     slot ^= 1;
   }
   cuda_async::wait_all();
@@ -926,6 +946,7 @@ __global__ void __launch_bounds__(kThreads, 3) fragment_vidkv_kernel(const __gri
 
     // 3. Online softmax.
     float alpha[2];
+    if (current.n < kTile) mask_cut_tile(sc, current.n, g);
     if (softmax_tile(sc, m, l, alpha, prob, g, t4)) rescale_acc(acc, alpha);
     unsigned ph[2][2];
     probabilities_b(prob, g, t4, ph);

@@ -228,13 +228,16 @@ VIDKV_HOST_DEVICE inline float value_staged_element(int mode, const attention_fo
 
 // Whether a tile is a whole 32-token tile of the fragment layout on both sides (Problem::fragment): 32 tokens
 // starting on a multiple of 32 from each block's first token and ending at or before the block's last whole tile
-// (the tail, tokens mod 32, is in dense order), the codes 16-byte aligned (the kernel's quad copies; a tile is
+// (the tail, tokens mod 32, is in dense order), or the first n < 32 tokens of such a tile (a tile cut by a query row's
+// causal limit, DecodeAttention with several query tokens: the fragment kernels read the whole tile and mask the
+// tokens from n on; no other tile of fewer than 32 tokens lies in a whole tile of both sides, as the others end at a
+// block's end or a residual's start), the codes 16-byte aligned (the kernel's quad copies; a tile is
 // 8 D bytes from the child's codes), and the keys' metadata group-major (group_format::group_major_meta: a block with
 // a whole tile has it) with 16-byte aligned sections (a tile's D scales are 2 D bytes at a multiple of 2 D: the kernel's
 // quad copies). Codes aligned imply the sections are (the codes section is a multiple of 16 bytes at 64 channels).
 VIDKV_HOST_DEVICE inline bool fragment_tile(const Problem& p, const TileEntry& tile, const attention_format::PartRef& kp,
                                             const attention_format::PartRef& vp) {
-  if (tile.n != group_format::kFragmentTileTokens) return false;
+  if (tile.n < 1 || tile.n > group_format::kFragmentTileTokens) return false;
   const BlockEntry& kb = p.key_blocks[tile.key_block];
   const BlockEntry& vb = p.value_blocks[tile.value_block];
   auto whole = [](std::int64_t tr0, std::int64_t tokens) {

@@ -120,7 +120,8 @@ TEST_CASE("decode attention on cuda with several query tokens per sequence atten
   // run by the one-token kernels: batch 3 of different lengths, n = 2 and 5, 7 query heads per KV head, head_dim 128,
   // against the reference and dequantize-then-attend over each token's first T - n + 1 + j tokens. Then the paper
   // lifecycle with every token quantized (prefills of 64 and 96 tokens, G = 32): the first n - 1 limits fall inside the
-  // last packed tiles, which are cut there (a fragment tile cut short goes to the general kernel).
+  // last packed tiles, which are cut there (a fragment tile cut short stays on the fragment kernel, which masks the
+  // tokens past the limit).
   VIDKV_REQUIRE_CUDA_DEVICE();
   const std::int64_t d = 128, qpk = 7;
   const LayerInput a = synthetic_input(2, 1000, d, 61), b = synthetic_input(2, 333, d, 62), c = synthetic_input(2, 70, d, 63);
@@ -147,6 +148,12 @@ TEST_CASE("decode attention on cuda with several query tokens per sequence atten
       for (const std::int64_t n : {2, 5}) {
         const DecodeAttention attn(caches, ex, 0, DecodeAttention::FastKernel::tensor_cores, true, n);
         INFO(n << " query tokens, " << caches[0]->tokens() << " tokens in sequence 0, " << kernel_name(attn));
+        // The fragment presets under the paper lifecycle: every tile a whole fragment tile or one cut by a row's
+        // limit, all on the fragment kernel (mask_cut_tile), none left to the general kernel.
+        if (caches.size() == 2 && (ac.name == "preset kivi-2-fragment" || ac.name == "preset vidkv-k1.5-v1.58-fragment")) {
+          CHECK(attn.fragment());
+          CHECK(attn.fast_tiles() == attn.tiles());
+        }
         std::vector<float> q = random_queries(batch * n, 2 * qpk, d, 1.5f, 70 + static_cast<std::uint64_t>(n));
         for (auto& x : q) x = round_to_dtype(x, DType::f16);
         const std::vector<float> out = run_cuda(attn, q, 2 * qpk, DType::f16);

@@ -114,7 +114,7 @@ TEST_CASE("the fragment kernel's register map and field trick read the codes gro
       }
 }
 
-TEST_CASE("fragment_tile: a whole 32-token tile of both sides' fragment layout, 16-byte aligned codes, group-major key metadata", "[cpu][attention]") {
+TEST_CASE("fragment_tile: a whole 32-token tile of both sides' fragment layout (or its first n tokens), 16-byte aligned codes, group-major key metadata", "[cpu][attention]") {
   // Blocks: keys [0, 100) and [100, 228); values [0, 70) and [70, 228). Tile t0 relative to each block's start must
   // be a multiple of 32 and end by the block's last whole tile (100 tokens: tiles [0, 32), [32, 64), [64, 96); the
   // tail [96, 100) is dense).
@@ -141,7 +141,12 @@ TEST_CASE("fragment_tile: a whole 32-token tile of both sides' fragment layout, 
   CHECK(at::fragment_tile(p, tile(0, 32, 0, 0), kp, vp));
   CHECK(at::fragment_tile(p, tile(32, 32, 0, 0), kp, vp));
   CHECK_FALSE(at::fragment_tile(p, tile(64, 32, 0, 0), kp, vp));   // values: 64 + 32 > 64, the last whole tile of 70
-  CHECK_FALSE(at::fragment_tile(p, tile(64, 6, 0, 0), kp, vp));    // not 32 tokens
+  CHECK_FALSE(at::fragment_tile(p, tile(64, 6, 0, 0), kp, vp));    // not in a whole tile of the values (the tail)
+  // The first n tokens of a whole tile of both sides (a query row's causal limit inside it): the kernel masks the rest.
+  CHECK(at::fragment_tile(p, tile(0, 1, 0, 0), kp, vp));
+  CHECK(at::fragment_tile(p, tile(32, 31, 0, 0), kp, vp));
+  CHECK_FALSE(at::fragment_tile(p, tile(32, 0, 0, 0), kp, vp));    // no token
+  CHECK_FALSE(at::fragment_tile(p, tile(0, 33, 0, 0), kp, vp));    // more than a tile
   CHECK_FALSE(at::fragment_tile(p, tile(96, 4, 0, 1), kp, vp));    // the keys' tail
   CHECK_FALSE(at::fragment_tile(p, tile(100, 32, 1, 1), kp, vp));  // values: 30 from their block's start
   CHECK_FALSE(at::fragment_tile(p, tile(102, 32, 1, 1), kp, vp));  // keys: 2 from theirs
