@@ -191,6 +191,7 @@ def main(argv=None):
     p.add_argument("--attention", action="store_true",
                    help="run by the vidkv command itself (C++, experiments/src/attention_bench.h), never forwarded here")
     p.add_argument("--batches", default=None, help="--attention and --live")
+    p.add_argument("--query-tokens", type=int, default=None, help="--attention only (run by the C++ command)")
     p.add_argument("--live", action="store_true", help="the live cache (vidkv/bench_live.py; its options below)")
     p.add_argument("--steps", type=int, default=None, help="--live only")
     p.add_argument("--rounds", type=int, default=None, help="--live only")
