@@ -147,20 +147,29 @@ inline std::unique_ptr<LayerCache> filled_cache(const KvCodec& codec, const Life
   return cache;
 }
 
-// fn(ac, codec, cache) for every codec of attention_codecs() that decode attention reads in place (reference
-// plugins), with a cpu cache of `in` filled by filled_cache(..., prefill). Returns how many were visited.
+// fn(ac, codec) for every codec of attention_codecs() that decode attention reads in place at `channels` (its
+// plugins from the reference registry). Returns how many were visited.
 template <class Fn>
-int for_each_read_codec(const LayerInput& in, std::int64_t prefill, Fn&& fn) {
+int for_each_codec_read(std::int64_t channels, Fn&& fn) {
   int read = 0;
   for (const AttentionCodec& ac : attention_codecs()) {
     const PluginRegistry& reg = test::builtin_registry(CpuImplementation::reference);
     const KvCodec codec(reg.make_quantizer(ac.key), reg.make_quantizer(ac.value));
-    if (!decode_attention_supports(codec.key(), in.channels, KvSide::key) || !decode_attention_supports(codec.value(), in.channels, KvSide::value)) continue;
-    const auto cache = filled_cache(codec, ac.lifecycle, in, prefill, Execution::cpu());
-    fn(ac, codec, *cache);
+    if (!decode_attention_supports(codec.key(), channels, KvSide::key) || !decode_attention_supports(codec.value(), channels, KvSide::value)) continue;
+    fn(ac, codec);
     ++read;
   }
   return read;
+}
+
+// fn(ac, codec, cache) for every codec of attention_codecs() that decode attention reads in place (reference
+// plugins), with a cpu cache of `in` filled by filled_cache(..., prefill). Returns how many were visited.
+template <class Fn>
+int for_each_read_codec(const LayerInput& in, std::int64_t prefill, Fn&& fn) {
+  return for_each_codec_read(in.channels, [&](const AttentionCodec& ac, const KvCodec& codec) {
+    const auto cache = filled_cache(codec, ac.lifecycle, in, prefill, Execution::cpu());
+    fn(ac, codec, *cache);
+  });
 }
 
 // fn(v, width, tokens) for every child view of KV head `head` (v: the child's view, width: its part indices (channels

@@ -131,11 +131,8 @@ TEST_CASE("decode attention on cuda with several query tokens per sequence atten
   paper.group = 32;
   paper.residual = 48;
   int compared = 0;
-  for (const AttentionCodec& ac : attention_codecs()) {
-    const PluginRegistry& reg = test::builtin_registry(CpuImplementation::reference);
-    const KvCodec codec(reg.make_quantizer(ac.key), reg.make_quantizer(ac.value));
-    if (!decode_attention_supports(codec.key(), d, KvSide::key) || !decode_attention_supports(codec.value(), d, KvSide::value)) continue;
-    if (!codec.key().supports(Device::cuda, {2, 64, d}) || !codec.value().supports(Device::cuda, {2, 64, d})) continue;
+  for_each_codec_read(d, [&](const AttentionCodec& ac, const KvCodec& codec) {
+    if (!codec.key().supports(Device::cuda, {2, 64, d}) || !codec.value().supports(Device::cuda, {2, 64, d})) return;
     INFO(ac.name);
     const Execution ex = Execution::cuda();
     const auto ca = filled_cache(codec, ac.lifecycle, a, 900, ex, ExactTokens::residual);
@@ -163,7 +160,7 @@ TEST_CASE("decode attention on cuda with several query tokens per sequence atten
       }
     }
     ++compared;
-  }
+  });
   CHECK(compared >= 4);
 }
 

@@ -441,11 +441,7 @@ TEST_CASE("several query tokens per sequence attend causally, in the kernels' em
   // by about that token's weight (~1/T of a value's size), orders above the tolerance.
   const std::int64_t qpk = 3;
   const LayerInput a = synthetic_input(2, 300, 64, 41), b = synthetic_input(2, 171, 64, 42);
-  int visited = 0;
-  for (const AttentionCodec& ac : attention_codecs()) {
-    const PluginRegistry& reg = test::builtin_registry(CpuImplementation::reference);
-    const KvCodec codec(reg.make_quantizer(ac.key), reg.make_quantizer(ac.value));
-    if (!decode_attention_supports(codec.key(), a.channels, KvSide::key) || !decode_attention_supports(codec.value(), a.channels, KvSide::value)) continue;
+  const int visited = for_each_codec_read(64, [&](const AttentionCodec& ac, const KvCodec& codec) {
     INFO(ac.name);
     const auto ca = filled_cache(codec, ac.lifecycle, a, 250, Execution::cpu(), ExactTokens::residual);
     const auto cb = filled_cache(codec, ac.lifecycle, b, 160, Execution::cpu(), ExactTokens::residual);
@@ -472,8 +468,7 @@ TEST_CASE("several query tokens per sequence attend causally, in the kernels' em
         for (std::int64_t i = 0; i < 2 * qpk * 64; ++i)
           REQUIRE(emulated[static_cast<std::size_t>((bb * n + n - 1) * 2 * qpk * 64 + i)] == o1[static_cast<std::size_t>(bb * 2 * qpk * 64 + i)]);
     }
-    ++visited;
-  }
+  });
   CHECK(visited >= 4);
 }
 
@@ -486,11 +481,7 @@ TEST_CASE("query tokens whose causal limit falls inside the packed blocks read c
   paper.group = 32;
   paper.residual = 48;
   const LayerInput a = synthetic_input(2, 64, 64, 43), b = synthetic_input(2, 96, 64, 44);
-  int visited = 0;
-  for (const AttentionCodec& ac : attention_codecs()) {
-    const PluginRegistry& reg = test::builtin_registry(CpuImplementation::reference);
-    const KvCodec codec(reg.make_quantizer(ac.key), reg.make_quantizer(ac.value));
-    if (!decode_attention_supports(codec.key(), a.channels, KvSide::key) || !decode_attention_supports(codec.value(), a.channels, KvSide::value)) continue;
+  const int visited = for_each_codec_read(64, [&](const AttentionCodec& ac, const KvCodec& codec) {
     INFO(ac.name);
     const auto ca = filled_cache(codec, paper, a, 64, Execution::cpu(), ExactTokens::residual);
     const auto cb = filled_cache(codec, paper, b, 96, Execution::cpu(), ExactTokens::residual);
@@ -508,8 +499,7 @@ TEST_CASE("query tokens whose causal limit falls inside the packed blocks read c
                         TensorView{out.data(), DType::f32, Device::cpu, {2, n, 4, 64}});
       check_against_reference(caches, q, out, 2, decode_attention_tolerance::Arithmetic::cuda_cores, n);
     }
-    ++visited;
-  }
+  });
   CHECK(visited >= 4);
 }
 
