@@ -137,14 +137,15 @@ std::int64_t check_view(const TensorView& v, const char* what, Device device, st
   const bool rank4 = v.shape.size() == 4;
   const bool layout = rank4 ? v.shape[1] == query_tokens : v.shape.size() == 3 && query_tokens == 1;
   const std::int64_t q_heads = layout ? v.shape[rank4 ? 2 : 1] : 0;
-  const std::string expected = query_tokens == 1 ? "[" + std::to_string(batch) + ", q_heads, " + std::to_string(channels) + "]"
-                                                 : "[" + std::to_string(batch) + ", " + std::to_string(query_tokens) +
-                                                       " (query tokens), q_heads, " + std::to_string(channels) + "]";
-  VIDKV_REQUIRE(layout && v.shape[0] == batch && v.shape.back() == channels && q_heads % heads == 0 && q_heads / heads >= 1 &&
-                    q_heads / heads <= DecodeAttention::kMaxQueryHeadsPerKv,
-                ShapeError, "decode attention: ", what, " ", v.shape_str(), ": expected ", expected,
+  if (!(layout && v.shape[0] == batch && v.shape.back() == channels && q_heads % heads == 0 && q_heads / heads >= 1 &&
+        q_heads / heads <= DecodeAttention::kMaxQueryHeadsPerKv)) {  // the message built only here: run() is per step
+    const std::string expected = query_tokens == 1 ? "[" + std::to_string(batch) + ", q_heads, " + std::to_string(channels) + "]"
+                                                   : "[" + std::to_string(batch) + ", " + std::to_string(query_tokens) +
+                                                         " (query tokens), q_heads, " + std::to_string(channels) + "]";
+    VIDKV_THROW(ShapeError, "decode attention: ", what, " ", v.shape_str(), ": expected ", expected,
                 " with q_heads a multiple of the ", heads, " KV heads, at most ", DecodeAttention::kMaxQueryHeadsPerKv,
                 " per KV head");
+  }
   return q_heads / heads;
 }
 
@@ -706,6 +707,9 @@ void DecodeAttention::build(const std::vector<const LayerCache*>& caches, std::i
   tb.key_block_changes.clear();
   tb.value_block_changes.clear();
   const std::size_t batch = caches.size(), n = static_cast<std::size_t>(query_tokens), query_rows = batch * n;
+  // The kernels' grids hold a row per block index in y or z (at most 65,535).
+  VIDKV_REQUIRE(!ex_.on_cuda() || query_rows <= 65535, NotSupportedError, "decode attention on cuda: ", batch, " sequences x ",
+                query_tokens, " query tokens = ", query_rows, " rows, above the kernels' 65,535");
   if (tb.regions.size() != query_rows) tb.regions_valid = false;
   tb.prefixes.resize(batch);
   tb.rows.resize(query_rows);
@@ -780,8 +784,15 @@ void DecodeAttention::build(const std::vector<const LayerCache*>& caches, std::i
       tb.sequences.push_back(e);
       max_fast = std::max(max_fast, e.fast_count);
       max_generic = std::max(max_generic, e.tile_count - e.fast_count);
-      // The row reads every block (a cut one in part) and the residual tokens before its limit.
-      cache_bytes_ += sp.block_bytes;
+      // The row reads the blocks that start before its limit (every block, unless the limit falls inside the quantized
+      // prefix; a cut one in part) and the residual tokens before its limit.
+      if (limit >= sp.stable) {
+        cache_bytes_ += sp.block_bytes;
+      } else {
+        for (const LayerCache::SideRef* side : {&key, &value})
+          for (const LayerCache::BlockRef& blk : side->blocks)
+            if (blk.begin < limit) cache_bytes_ += blk.layout->bytes();
+      }
       const std::int64_t exact = std::max<std::int64_t>(0, limit - key.quantized) + std::max<std::int64_t>(0, limit - value.quantized);
       cache_bytes_ += static_cast<std::size_t>(heads_ * channels_ * exact) * rsize;
     }
@@ -1093,8 +1104,7 @@ void DecodeAttention::run_emulated(const TensorView& queries, const TensorView& 
 }
 
 void decode_attention(const std::vector<const LayerCache*>& caches, const TensorView& queries, const TensorView& out,
-                      const Execution& ex) {
-  const std::int64_t query_tokens = queries.shape.size() == 4 ? queries.shape[1] : 1;
+                      const Execution& ex, std::int64_t query_tokens) {
   DecodeAttention(caches, ex, 0, DecodeAttention::FastKernel::tensor_cores, true, query_tokens).run(queries, out);
 }
 

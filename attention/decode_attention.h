@@ -188,8 +188,9 @@ class DecodeAttention {
 };
 
 // One-shot form: builds the tables and runs (the tables' upload is enqueued on ex's stream too). queries [batch,
-// q_heads, D] (one query token per sequence) or [batch, n, q_heads, D] (n query tokens, causal among themselves).
+// q_heads, D] or [batch, 1, q_heads, D] (one query token per sequence), or [batch, query_tokens, q_heads, D]
+// (query_tokens > 1, causal among themselves).
 void decode_attention(const std::vector<const LayerCache*>& caches, const TensorView& queries, const TensorView& out,
-                      const Execution& ex);
+                      const Execution& ex, std::int64_t query_tokens = 1);
 
 }  // namespace vidkv

@@ -707,10 +707,11 @@ std::vector<const LayerCache*> attention_caches(const std::vector<const PyLayerC
   return ptrs;
 }
 
-void decode_attention_py(const std::vector<const PyLayerCache*>& caches, const py::object& query, const py::object& out) {
+void decode_attention_py(const std::vector<const PyLayerCache*>& caches, const py::object& query, const py::object& out,
+                         std::int64_t query_tokens) {
   const std::vector<const LayerCache*> ptrs = attention_caches(caches, "decode_attention()");
   const TensorView q = torch_view(query, "decode_attention() query"), o = torch_view(out, "decode_attention() out");
-  without_gil([&] { caches[0]->with_device([&] { decode_attention(ptrs, q, o, ptrs[0]->execution()); }); });
+  without_gil([&] { caches[0]->with_device([&] { decode_attention(ptrs, q, o, ptrs[0]->execution(), query_tokens); }); });
 }
 
 // _vidkv.append_rows(caches, key, value): key and value [batch, heads, t, channels] torch tensors (fp32, fp16, bf16,
@@ -985,11 +986,11 @@ PYBIND11_MODULE(_vidkv, m) {
   m.def("append_rows", &append_rows, py::arg("caches"), py::arg("key"), py::arg("value"),
         "appends row b of key / value [batch, heads, t, head_dim] (torch, contiguous, on the caches' device) to "
         "caches[b], as caches[b].append_tensors(key[b], value[b]) would");
-  m.def("decode_attention", &decode_attention_py, py::arg("caches"), py::arg("query"), py::arg("out"),
+  m.def("decode_attention", &decode_attention_py, py::arg("caches"), py::arg("query"), py::arg("out"), py::arg("query_tokens") = 1,
         "decode attention from the packed caches (one LayerCache per sequence) for query [batch, q_heads, head_dim] "
         "into out (same shape), on the caches' device (attention/decode_attention.h; docs/decode-attention.md); "
-        "query and out [batch, n, q_heads, head_dim]: n query tokens per sequence (at most 8), the last n tokens of "
-        "each cache, attending causally");
+        "query_tokens n > 1 (at most 8): query and out [batch, n, q_heads, head_dim], the last n tokens of each "
+        "cache, attending causally");
   py::class_<PyDecodeAttention>(m, "DecodeAttention",
                                 "One layer's decode attention kept across decode steps: run() as decode_attention, with "
                                 "the tables updated instead of rebuilt and their device memory kept")

@@ -289,6 +289,9 @@ TEST_CASE("decode attention refuses bad queries, outputs and caches", "[cpu][att
     CHECK_THROWS_AS(three.run(view(q, {1, 2, 32}), view(out, {1, 2, 32})), ShapeError);        // no token axis
     CHECK_THROWS_AS(three.run(view(q, {1, 2, 2, 32}), view(out, {1, 2, 2, 32})), ShapeError);
     CHECK_NOTHROW(three.run(view(q, {1, 3, 2, 32}), view(out, {1, 3, 2, 32})));
+    // The one-shot form takes the count as given, not from the view's shape.
+    CHECK_THROWS_AS(decode_attention({cache.get()}, view(q, {1, 3, 2, 32}), view(out, {1, 3, 2, 32}), Execution::cpu()), ShapeError);
+    CHECK_NOTHROW(decode_attention({cache.get()}, view(q, {1, 3, 2, 32}), view(out, {1, 3, 2, 32}), Execution::cpu(), 3));
     CHECK_THROWS_AS(DecodeAttention({cache.get()}, Execution::cpu(), 0, DecodeAttention::FastKernel::tensor_cores, true, 0), ShapeError);
     CHECK_THROWS_AS(DecodeAttention({cache.get()}, Execution::cpu(), 0, DecodeAttention::FastKernel::tensor_cores, true,
                                     DecodeAttention::kMaxQueryTokens + 1),

@@ -332,9 +332,11 @@ class VidKVLayer(CacheLayerMixin):
         if fused and not self.owner._fused_attention_seen:
             raise _vidkv.ConfigError(_NOT_FUSED)
         fused_step = fused and t <= fused_attention.MAX_QUERY_TOKENS
-        if fused_step and key_states.is_contiguous() and value_states.is_contiguous():
-            # A fused decode step (once per layer and step): every row's tokens in one call.
-            _vidkv.append_rows(self.caches, key_states, value_states)
+        if fused_step:
+            # A fused decode step (once per layer and step): every row's tokens in one call (append_rows takes
+            # contiguous [batch, heads, t, head_dim]; with several tokens the model's K/V are often transposed views,
+            # copied here: t tokens, not the cache).
+            _vidkv.append_rows(self.caches, key_states.contiguous(), value_states.contiguous())
         else:
             for b, cache in enumerate(self.caches):
                 self._append_row(cache, key_states[b], value_states[b])
