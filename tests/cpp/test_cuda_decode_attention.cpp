@@ -275,6 +275,48 @@ TEST_CASE("decode attention on cuda kept across decode steps (update) gives a fr
   }
 }
 
+TEST_CASE("decode attention on cuda kept across steps of several tokens (update with a count) gives a fresh object's output bit for bit",
+          "[cuda][attention]") {
+  // Steps of 1, 3, 3, 8, 1, 2, ... tokens per sequence, update(caches, n) after each, the fragment presets (their cut
+  // tiles on the fragment kernel) and kivi-2 / vidkv-k1.5-v1.58 (the tensor-core kernel), batch 2, live-hook caches:
+  // the kept object's device tables (patched or whole) must give a fresh object's bits, twice per step.
+  VIDKV_REQUIRE_CUDA_DEVICE();
+  const LayerInput a = synthetic_input(4, 900, 128, 35), b = synthetic_input(4, 900, 128, 36);
+  for (const char* name : {"kivi-2-fragment", "vidkv-k1.5-v1.58-fragment", "kivi-2", "vidkv-k1.5-v1.58"}) {
+    INFO(name);
+    const PresetCodec preset = preset_codec(name);
+    auto make = [&] {
+      return std::make_unique<LayerCache>(preset.codec, preset.lifecycle, 4, 128, TokenContext{}, DType::f16, Execution::cuda(),
+                                          ExactTokens::residual);
+    };
+    auto ca = make(), cb = make();
+    std::int64_t ta = 512, tb = 300;  // 512: the paper lifecycle quantizes it all (G = 32), so the first limits cut tiles
+    append_tokens(*ca, a, 0, ta);
+    append_tokens(*cb, b, 0, tb);
+    const std::vector<const LayerCache*> caches{ca.get(), cb.get()};
+    DecodeAttention kept(caches, Execution::cuda(), 0, DecodeAttention::FastKernel::tensor_cores, false, 1);
+    const std::int64_t counts[] = {3, 1, 3, 8, 1, 2, 5, 8, 8, 4, 1, 7};
+    for (int round = 0; round < 3; ++round) {
+      for (const std::int64_t n : counts) {
+        INFO("round " << round << ", step of " << n << " tokens at " << ta << " / " << tb);
+        append_tokens(*ca, a, ta, ta + n);
+        append_tokens(*cb, b, tb, tb + n);
+        ta += n;
+        tb += n;
+        kept.update(caches, n);
+        const DecodeAttention fresh(caches, Execution::cuda(), 0, DecodeAttention::FastKernel::tensor_cores, false, n);
+        REQUIRE(kept.same_tables(fresh));
+        std::vector<float> q = random_queries(2 * n, 28, 128, 1.5f, 40 + static_cast<std::uint64_t>(n));
+        for (auto& x : q) x = round_to_dtype(x, DType::f16);
+        const std::vector<float> want = run_cuda(fresh, q, 28, DType::f16);
+        REQUIRE(run_cuda(kept, q, 28, DType::f16) == want);
+        REQUIRE(run_cuda(kept, q, 28, DType::f16) == want);
+        if (round == 2 && n == 8) check_against_reference(caches, q, want, 7, arithmetic_of(kept), n);
+      }
+    }
+  }
+}
+
 TEST_CASE("decode attention on cuda: decode steps queued without a synchronise give each step's output", "[cuda][attention]") {
   // The live cache never synchronises between steps: step i's table patch (a kernel on the stream) must run after
   // step i - 1's attention kernels have read the tables, the side stream included. Cache A runs 12 steps of append +
