@@ -142,9 +142,12 @@ std::int64_t check_view(const TensorView& v, const char* what, Device device, st
     const std::string expected = query_tokens == 1 ? "[" + std::to_string(batch) + ", q_heads, " + std::to_string(channels) + "]"
                                                    : "[" + std::to_string(batch) + ", " + std::to_string(query_tokens) +
                                                          " (query tokens), q_heads, " + std::to_string(channels) + "]";
-    VIDKV_THROW(ShapeError, "decode attention: ", what, " ", v.shape_str(), ": expected ", expected,
-                " with q_heads a multiple of the ", heads, " KV heads, at most ", DecodeAttention::kMaxQueryHeadsPerKv,
-                " per KV head");
+    VIDKV_THROW(ShapeError, "decode attention: ", what, " ", v.shape_str(), ": expected ", expected, " (batch: the ", batch,
+                " caches) with q_heads a multiple of the ", heads, " KV heads, at most ", DecodeAttention::kMaxQueryHeadsPerKv,
+                " per KV head",
+                query_tokens == 1 && rank4 && v.shape[1] != 1
+                    ? "; several query tokens per sequence: [batch, n, q_heads, D] with query_tokens n given to the call"
+                    : "");
   }
   return q_heads / heads;
 }

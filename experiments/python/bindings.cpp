@@ -989,8 +989,8 @@ PYBIND11_MODULE(_vidkv, m) {
   m.def("decode_attention", &decode_attention_py, py::arg("caches"), py::arg("query"), py::arg("out"), py::arg("query_tokens") = 1,
         "decode attention from the packed caches (one LayerCache per sequence) for query [batch, q_heads, head_dim] "
         "into out (same shape), on the caches' device (attention/decode_attention.h; docs/decode-attention.md); "
-        "query_tokens n > 1 (at most 8): query and out [batch, n, q_heads, head_dim], the last n tokens of each "
-        "cache, attending causally");
+        "query_tokens n > 1 (at most 8): query and out [batch, n, q_heads, head_dim] (token-major: transpose the "
+        "attention module's [batch, q_heads, n, head_dim] first), the last n tokens of each cache, attending causally");
   py::class_<PyDecodeAttention>(m, "DecodeAttention",
                                 "One layer's decode attention kept across decode steps: run() as decode_attention, with "
                                 "the tables updated instead of rebuilt and their device memory kept")
@@ -1000,8 +1000,9 @@ PYBIND11_MODULE(_vidkv, m) {
            "into out (same shape), on the caches' device; the tables of the last run are updated, not rebuilt. query "
            "may be [batch, q_heads, 1, head_dim] and out [batch, 1, q_heads, head_dim] (one token, contiguous: the "
            "attention module's layouts). query_tokens n > 1 (at most 8): query and out [batch, n, q_heads, head_dim] "
-           "(contiguous), the last n tokens of each cache, each attending causally (token j of a cache of T tokens to "
-           "its first T - n + 1 + j)")
+           "(contiguous, token-major: the module's query [batch, q_heads, n, head_dim] must be transposed first, "
+           "which the shape check cannot tell apart when n == q_heads), the last n tokens of each cache, each "
+           "attending causally (token j of a cache of T tokens to its first T - n + 1 + j)")
       .def_property_readonly("tiles", &PyDecodeAttention::tiles, "tiles of the last run's tables (0 before any)")
       .def("uploads", &PyDecodeAttention::uploads,
            "how the tables went up to the device so far: {'whole': n (through pinned memory), 'patched': n (the "

@@ -20,7 +20,9 @@ Semantics (docs/algorithms.md section 5):
     attention) decide what gets quantized: what the press keeps is what is encoded.
   * every later `update` (a decode step, or a teacher-forced token) appends its tokens, then returns the cache as
     the model reads it: dequantized blocks followed by the full-precision residual, materialized into fresh
-    tensors that live only while the layer attends (`layer.keys` / `layer.values` are None between steps).
+    tensors that live only while the layer attends (`layer.keys` / `layer.values` are None between steps). With
+    attention="fused" a step of 1 to 8 new tokens per row materializes nothing: it returns zero-stride placeholders
+    and the attention reads the packed cache (vidkv.fused_attention).
   * the residual keeps the model's own dtype (lifecycle residual_dtype data, the default); an explicit
     residual_dtype that cannot hold a value raises vidkv.ValueError naming layer, KV head, token and channel.
 
@@ -497,10 +499,14 @@ class VidKVCache(Cache):
     embeddings:     LLM input embeddings of the prefill tokens [T, hidden] or [batch, T, hidden] (semantic_embedding).
     attention_mask: the prefill's attention mask [batch, T] (1 real, 0 padding), for padded batches (module docstring).
     attention:      "materialize" (default): each decode step dequantizes the layer into transient tensors for the
-                    model's own attention; "fused": decode steps attend straight from the packed bits
-                    (attention/decode_attention.h) through the "vidkv_fused" AttentionInterface function, which
-                    the model must use: vidkv.fused_attention.use_fused_attention(model) (refused at layer 1's
-                    prefill otherwise); a codec decode attention cannot read is refused at layer 0's prefill.
+                    model's own attention; "fused": decode steps of 1 to 8 new tokens per row (several: causal
+                    among themselves) attend straight from the packed bits (attention/decode_attention.h) through
+                    the "vidkv_fused" AttentionInterface function, which the model must use:
+                    vidkv.fused_attention.use_fused_attention(model) (refused at layer 1's prefill otherwise); a
+                    step of more new tokens is materialized as above (assisted decoding verifies candidates + 1
+                    tokens per step: num_assistant_tokens <= 7 keeps its steps fused; transformers' default, 20
+                    with a heuristic schedule, often does not); a codec decode attention cannot read is refused at
+                    layer 0's prefill.
     seed:           seed of randomised plugins (each layer gets the same seed and its own layer index); None: 0, and
                     a codec with a random protector warns which seed it used.
     Errors at construction: unknown keys or bad values (vidkv.ConfigError); a semantic protector without the side
