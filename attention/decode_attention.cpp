@@ -218,6 +218,16 @@ bool general_beside_one_split(bool compact) {
   return always || (compact && !never);
 }
 
+// The fewer-splits rule: where the general kernel's requested splits break the 1/16 rule but 2 or more splits per
+// (sequence, KV head) keep it, it runs beside with that many (batches of 2 to 3 sequences, or a query row per token, at
+// 4 KV heads: 8-12 rows), instead of after the fast kernel or with one split, whose single block per row then walks
+// all the row's residual tiles (kivi-2-fragment, 2 query tokens, 32k x 1: 0.053 ms against 0.036 for one token at
+// 64k, the same bytes). VIDKV_CUDA_ATTENTION_BESIDE=requested turns it off (A / B measurements); read once.
+bool general_beside_fewer() {
+  static const bool on = !env_equals("VIDKV_CUDA_ATTENTION_BESIDE", "requested");
+  return on;
+}
+
 void check_blocks(const LayerCache::SideRef& side, const char* what, std::size_t b) {
   std::int64_t next = 0;
   for (const auto& blk : side.blocks) {
@@ -916,6 +926,8 @@ void DecodeAttention::build(const std::vector<const LayerCache*>& caches, std::i
   // leaves room for them (a full wave plus any other block would leave a second, nearly empty wave). Above that
   // (batch 8 and more: a block per sequence and KV head) the wave would lose more than the full general kernel's
   // latency hides; its compact instance is short enough to run beside with one split (general_beside_one_split).
+  // Between the two (8-12 rows at 4 KV heads: batches of 2-3, or query rows of several tokens), as many splits as keep
+  // the 1/16 rule when that is 2 or more (general_beside_fewer).
   // Beside on one stream where the GPU allows it (attention_cuda::general_beside_on_one_stream: no events, so also
   // for the live cache, whose side_stream is false), else on the side stream where side_stream allows it.
   tb.beside = false;
@@ -923,9 +935,12 @@ void DecodeAttention::build(const std::vector<const LayerCache*>& caches, std::i
   if (requested_splits_ == 0 && can_beside && p.splits > 0 && p.generic_splits > 0) {
     const std::int64_t rows = p.batch * heads_, generic_blocks = p.generic_splits * rows;
     const bool fits = 16 * generic_blocks <= tb.fast_wave || (general_beside_always() && 2 * generic_blocks <= tb.fast_wave);
-    const bool one_split = !fits && general_beside_one_split(p.general_narrow_only) && 8 * rows <= tb.fast_wave;
-    if (fits || one_split) {
+    const std::int64_t fitting = tb.fast_wave / (16 * rows);  // splits per row that keep the 1/16 rule
+    const bool fewer = !fits && fitting >= 2 && general_beside_fewer();
+    const bool one_split = !fits && !fewer && general_beside_one_split(p.general_narrow_only) && 8 * rows <= tb.fast_wave;
+    if (fits || fewer || one_split) {
       tb.beside = true;
+      if (fewer) p.generic_splits = static_cast<int>(fitting);
       if (one_split) p.generic_splits = 1;
       p.splits = parts(max_fast, std::max<std::int64_t>(1, (tb.fast_wave - p.generic_splits * rows) / rows));
     }

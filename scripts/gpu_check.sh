@@ -25,9 +25,12 @@
 #      batch 1 and 8, both fragment presets, against SDPA with a lower-right causal mask;
 #  11. (step py-fused) tests/python/test_fused_attention.py with torch on the GPU (the live hook's fused path, steps of
 #      several tokens included);
+#  12. (step beside-fewer) the attention bench at batches 2 and 3 (32k and 64k) and with 2 query tokens at 32k x 1,
+#      the general kernel's splits by the fewer-splits rule (default) and without it (VIDKV_CUDA_ATTENTION_BESIDE=
+#      requested), one process each, without torch;
 # GPU_CHECK_STEPS picks the steps after the build and their order (names: attention-tests bench-vidkv bench-kivi
-# live rest-tests ncu ncu-stalls ncu-source placement pdl multi-token py-fused, and bench-64k: step 3 for both fragment presets at 64k tokens
-# only; default: all but ncu-source, pdl, multi-token, py-fused and bench-64k, in the order above); GPU_CHECK_TARGETS the build's targets.
+# live rest-tests ncu ncu-stalls ncu-source placement pdl multi-token py-fused beside-fewer, and bench-64k: step 3 for both fragment presets at 64k tokens
+# only; default: all but ncu-source, pdl, multi-token, py-fused, beside-fewer and bench-64k, in the order above); GPU_CHECK_TARGETS the build's targets.
 # Each step is skipped when less time is left than it needs, so that the run fits a deadline (first argument, seconds,
 # default 540: a device call's limit less a margin; a cold build of vidkv and vidkv_tests needs about 230 s on 16 cores,
 # with _vidkv about 300 s: give a deadline of 330 s or more to reach any step after it). Logs, and the whole
@@ -103,6 +106,17 @@ step_multi-token() {
     echo "== bench --attention --query-tokens $n, both fragment presets at 32k tokens (left $(left) s)"
     timeout 60 $B/vidkv bench --backend cuda --attention --query-tokens $n --tokens 32768 --batches 1,8 \
       --presets vidkv-k1.5-v1.58-fragment,kivi-2-fragment 2>&1 | grep -v "^$"
+  done
+}
+step_beside-fewer() {
+  for rule in default requested; do
+    [ "$(left)" -gt 45 ] || { echo "== beside-fewer $rule skipped (time)"; continue; }
+    echo "== bench --attention, the general kernel's splits beside: $rule (VIDKV_CUDA_ATTENTION_BESIDE), batches 2 and 3 (left $(left) s)"
+    VIDKV_CUDA_ATTENTION_BESIDE=$rule timeout 40 $B/vidkv bench --backend cuda --attention --tokens 32768,65536 --batches 2,3 \
+      --presets kivi-2-fragment,vidkv-k1.5-v1.58-fragment --no-torch 2>&1 | grep -E "^\| (kivi|vidkv)"
+    echo "== the same, 2 query tokens at 32k x 1, $rule"
+    VIDKV_CUDA_ATTENTION_BESIDE=$rule timeout 30 $B/vidkv bench --backend cuda --attention --query-tokens 2 --tokens 32768 \
+      --batches 1 --presets kivi-2-fragment,vidkv-k1.5-v1.58-fragment --no-torch 2>&1 | grep -E "^\| (kivi|vidkv)"
   done
 }
 step_py-fused() {
