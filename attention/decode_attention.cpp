@@ -218,14 +218,18 @@ bool general_beside_one_split(bool compact) {
   return always || (compact && !never);
 }
 
-// The fewer-splits rule: where the general kernel's requested splits break the 1/16 rule but 2 or more splits per
-// (sequence, KV head) keep it, it runs beside with that many (batches of 2 to 3 sequences, or a query row per token, at
-// 4 KV heads: 8-12 rows), instead of after the fast kernel or with one split, whose single block per row then walks
-// all the row's residual tiles (kivi-2-fragment, 2 query tokens, 32k x 1: 0.053 ms against 0.036 for one token at
-// 64k, the same bytes). VIDKV_CUDA_ATTENTION_BESIDE=requested turns it off (A / B measurements); read once.
-bool general_beside_fewer() {
+// The fewer-splits rule, for the general kernel's compact instance (Problem::general_narrow_only) as the one-split
+// rule: where its requested splits break the 1/16 rule but 2 or more splits per (sequence, KV head) keep it, it runs
+// beside with that many (batches of 2 to 3 sequences, or query rows of several tokens, at 4 KV heads: 8-12 rows)
+// instead of with one split, whose single block per row walked all the row's residual tiles. On an H100 (2026-12-06,
+// one process per rule): kivi-2-fragment at batch 2 / 3 and 32k 0.0526 / 0.0612 -> 0.0389 / 0.0464 ms, at 64k
+// 0.0703 / 0.0733 -> 0.0492 / 0.0596, 2 query tokens at 32k x 1 0.0529 -> 0.0382; the full instance
+// (vidkv-k1.5-v1.58-fragment) was 4-9% slower beside with fewer splits than after the fast kernel (0.0311 -> 0.0333
+// at 32k x 2), so it keeps the 1/16 rule alone. VIDKV_CUDA_ATTENTION_BESIDE=requested turns the rule off (A / B);
+// read once.
+bool general_beside_fewer(bool compact) {
   static const bool on = !env_equals("VIDKV_CUDA_ATTENTION_BESIDE", "requested");
-  return on;
+  return on && compact;
 }
 
 void check_blocks(const LayerCache::SideRef& side, const char* what, std::size_t b) {
@@ -926,8 +930,8 @@ void DecodeAttention::build(const std::vector<const LayerCache*>& caches, std::i
   // leaves room for them (a full wave plus any other block would leave a second, nearly empty wave). Above that
   // (batch 8 and more: a block per sequence and KV head) the wave would lose more than the full general kernel's
   // latency hides; its compact instance is short enough to run beside with one split (general_beside_one_split).
-  // Between the two (8-12 rows at 4 KV heads: batches of 2-3, or query rows of several tokens), as many splits as keep
-  // the 1/16 rule when that is 2 or more (general_beside_fewer).
+  // Between the two (8-12 rows at 4 KV heads: batches of 2-3, or query rows of several tokens), the compact instance
+  // runs beside with as many splits as keep the 1/16 rule when that is 2 or more (general_beside_fewer).
   // Beside on one stream where the GPU allows it (attention_cuda::general_beside_on_one_stream: no events, so also
   // for the live cache, whose side_stream is false), else on the side stream where side_stream allows it.
   tb.beside = false;
@@ -936,7 +940,7 @@ void DecodeAttention::build(const std::vector<const LayerCache*>& caches, std::i
     const std::int64_t rows = p.batch * heads_, generic_blocks = p.generic_splits * rows;
     const bool fits = 16 * generic_blocks <= tb.fast_wave || (general_beside_always() && 2 * generic_blocks <= tb.fast_wave);
     const std::int64_t fitting = tb.fast_wave / (16 * rows);  // splits per row that keep the 1/16 rule
-    const bool fewer = !fits && fitting >= 2 && general_beside_fewer();
+    const bool fewer = !fits && fitting >= 2 && general_beside_fewer(p.general_narrow_only);
     const bool one_split = !fits && !fewer && general_beside_one_split(p.general_narrow_only) && 8 * rows <= tb.fast_wave;
     if (fits || fewer || one_split) {
       tb.beside = true;
