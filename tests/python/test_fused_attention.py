@@ -146,6 +146,54 @@ def test_a_copied_fused_cache_decodes_like_the_original():
     assert torch.equal(outs[0], outs[1]) and torch.equal(outs[0], outs[2])
 
 
+def test_decode_attention_api_with_several_query_tokens_attends_causally():
+    # The low-level calls a user makes without a model: _vidkv.decode_attention (one shot) and a kept
+    # _vidkv.DecodeAttention, query [batch, n, q_heads, head_dim] (token-major) with query_tokens=n: the caches' last
+    # n tokens, token j of a cache of T tokens attending to its first T - n + 1 + j. Against a float64 reference over
+    # each cache's materialize() (KIVI with a window of 32: packed keys and values in every cache), written here.
+    import math
+    import numpy as np
+    import _vidkv
+    torch.manual_seed(0)
+    heads, dim, q_heads = 2, 32, 8
+    caches = []
+    for tokens in (70, 45, 100):
+        c = _vidkv.LayerCache({"preset": "kivi-2"}, {"type": "kivi", "group": 32, "residual": 32}, heads, dim, 0, 0,
+                              "fp32", "cpu", 0)
+        c.append_tensors(torch.randn(heads, tokens, dim), torch.randn(heads, tokens, dim))
+        caches.append(c)
+    assert all(c.key_quantized > 0 and c.value_quantized > 0 for c in caches)
+
+    def reference(q, n):
+        out = torch.empty_like(q, dtype=torch.float64)
+        for b, c in enumerate(caches):
+            k, v = (torch.from_numpy(np.asarray(x)).double() for x in c.materialize())
+            t = k.shape[1]
+            for j in range(n):
+                seen = t - n + 1 + j
+                for qh in range(q_heads):
+                    h = qh // (q_heads // heads)
+                    p = torch.softmax(k[h, :seen] @ q[b, j, qh].double() / math.sqrt(dim), 0)
+                    out[b, j, qh] = p @ v[h, :seen]
+        return out
+
+    kept = _vidkv.DecodeAttention()
+    for n in (1, 4, 8, 3):
+        q = torch.randn(len(caches), n, q_heads, dim)
+        one_shot, run = torch.empty_like(q), torch.empty_like(q)
+        _vidkv.decode_attention(caches, q, one_shot, query_tokens=n)
+        kept.run(caches, q, run, query_tokens=n)
+        assert torch.equal(one_shot, run)
+        assert (one_shot.double() - reference(q, n)).abs().max().item() < 1e-5
+    with pytest.raises(vidkv.ShapeError, match="query_tokens"):  # a token axis without the count: the hint names it
+        _vidkv.decode_attention(caches, torch.randn(3, 4, q_heads, dim), torch.empty(3, 4, q_heads, dim))
+    short = _vidkv.LayerCache({"preset": "kivi-2"}, {"type": "kivi", "group": 32, "residual": 32}, heads, dim, 0, 0,
+                              "fp32", "cpu", 0)
+    short.append_tensors(torch.randn(heads, 5, dim), torch.randn(heads, 5, dim))
+    with pytest.raises(vidkv.ShapeError, match="fewer than its 8 query tokens"):
+        _vidkv.decode_attention([short], torch.randn(1, 8, q_heads, dim), torch.empty(1, 8, q_heads, dim), query_tokens=8)
+
+
 def test_append_rows_appends_each_row_as_append_tensors_does():
     # The fused decode step appends every row's token in one call; the caches must end up as with one
     # append_tensors per row. A batch that does not match the caches is refused.
