@@ -513,7 +513,8 @@ struct DecodeAttention::Tables {
   std::vector<at::BlockEntry> key_blocks, value_blocks;
   std::vector<at::TileEntry> tiles;
   std::vector<SequencePrefix> prefixes;  // per sequence, kept between update()s
-  // Where each sequence's tiles and blocks sit in `tiles`, `key_blocks` and `value_blocks`: regions of its own with
+  // Where each query row's (each sequence's, with one query token) tiles and blocks sit in `tiles`, `key_blocks` and
+  // `value_blocks`: regions of its own with
   // room to grow (laid out anew when a sequence outgrows one, the batch changes size, the formats change or a build
   // failed), so that a decode step rewrites only the entries that changed in each sequence -- its residual windows'
   // tiles, mostly, and a block now and then -- and moves no other sequence's entries (a tile's block index is its
@@ -521,10 +522,11 @@ struct DecodeAttention::Tables {
   // one sequence's tiles and the next region are stale and never read (the kernels read tiles[tile_begin,
   // tile_begin + tile_count) of each sequence); the block entries there are zero (tokens 0: the query transform,
   // which runs over every key block entry, skips them). keys / values / fast: the block and fast tile counts the last
-  // build wrote.
+  // build wrote; prefix_fast / prefix_general: how many of the sequence prefix's fast / general tiles it wrote at the
+  // start of each part (QueryRow::fast / general; the rest of a part was the row's tails).
   struct SequenceRegions {
     std::size_t tile_begin = 0, tile_capacity = 0, key_begin = 0, key_capacity = 0, value_begin = 0, value_capacity = 0;
-    std::size_t keys = 0, values = 0, fast = 0;
+    std::size_t keys = 0, values = 0, fast = 0, prefix_fast = 0, prefix_general = 0;
   };
   std::vector<SequenceRegions> regions;
   bool regions_valid = false;
@@ -867,12 +869,15 @@ void DecodeAttention::build(const std::vector<const LayerCache*>& caches, std::i
     put_blocks(s, sp.key_blocks, tb.key_blocks, r.key_begin, r.keys, tb.key_block_changes);
     put_blocks(s, sp.value_blocks, tb.value_blocks, r.value_begin, r.values, tb.value_block_changes);
     const std::size_t nf = row.fast + row.fast_tail.size(), ng = row.general;
-    // One query token: the prefix's tiles up to its clean counts stand in the region as they are (only general tiles
-    // and the residual ones changed, or the general tiles moved with the fast count). Several: the rows' tiles stop
-    // at other tokens than the prefix's lists, so each entry is compared (put() writes only those that differ).
-    std::size_t from = nf + sp.clean_general;
-    if (tb.relaid || n > 1) from = 0;
-    else if (sp.clean_fast < nf || nf != r.fast) from = std::min(sp.clean_fast, nf);  // the general tiles move too
+    // The prefix's tiles that stand in the region as they are: those of each part that the prefix still holds
+    // unchanged (its clean counts), that the last build wrote there (prefix_*) and that this row reads. From the
+    // first other entry on, every entry is compared (put() writes only those that differ): from the fast part's
+    // first such tile where the fast part changed (a new or cut tile, a fast tail) or its length did (the general
+    // tiles then move), else from the general part's.
+    const std::size_t kept_fast = std::min({sp.clean_fast, r.prefix_fast, row.fast});
+    std::size_t from = nf + std::min({sp.clean_general, r.prefix_general, row.general});
+    if (tb.relaid) from = 0;
+    else if (kept_fast < row.fast || !row.fast_tail.empty() || nf != r.fast) from = kept_fast;
     const auto key_base = static_cast<std::int32_t>(r.key_begin), value_base = static_cast<std::int32_t>(r.value_begin);
     // Entries from `from` on are written where they differ from what the region holds (most of a step's residual
     // tiles do not change), and the range of those that did is recorded.
@@ -892,9 +897,13 @@ void DecodeAttention::build(const std::vector<const LayerCache*>& caches, std::i
     for (std::size_t i = 0; i < row.general_tail.size(); ++i) put(nf + ng + i, row.general_tail[i]);
     changed.record(tb.relaid, r.tile_begin, tb.tile_changes);
     r.fast = nf;
+    r.prefix_fast = row.fast;
+    r.prefix_general = row.general;
     tb.sequences[s].tile_begin = static_cast<std::int64_t>(r.tile_begin);
   }
-  // What every region now holds of each prefix (one query token: all of its tiles; several: from = 0 next time).
+  // Every row's region holds the prefix's tiles it reads (prefix_fast / prefix_general say how many), and the
+  // prefix's lists are clean again (cut_prefix lowers these counts where it drops tiles; the tiles extend_prefix adds
+  // lie past them).
   for (SequencePrefix& sp : tb.prefixes) {
     sp.clean_fast = sp.fast.size();
     sp.clean_general = sp.general.size();

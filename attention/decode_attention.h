@@ -87,7 +87,7 @@ class DecodeAttention {
   // must stay alive until the last run() enqueued after this call has been enqueued. On an error (the
   // constructor's) the object keeps nothing and run() refuses (ShapeError) until an update() succeeds.
   // query_tokens: as the constructor's, for the runs after this update (a change of it lays the tables out anew; with
-  // more than one, every tile entry of the step is compared with what the device holds, not only the new ones).
+  // the same count, each query row's region keeps the prefix tiles it holds, as with one token).
   void update(const std::vector<const LayerCache*>& caches, std::int64_t query_tokens = 1);
   DecodeAttention(const DecodeAttention&) = delete;
   DecodeAttention& operator=(const DecodeAttention&) = delete;

@@ -587,6 +587,48 @@ TEST_CASE("update() after decode steps gives the tables of a fresh construction,
   CHECK(with_fast >= 2);
 }
 
+TEST_CASE("update() with a fixed count of several query tokens keeps each row's unchanged tiles and equals a fresh construction, for every codec it reads",
+          "[cpu][attention]") {
+  // Steps of n = 3 and n = 8 tokens per sequence, update(caches, n) after each: the rows' regions keep the prefix
+  // tiles they hold (prefix_fast / prefix_general) and only the entries from the first changed one on are compared.
+  // Under each codec's own lifecycle and under the paper lifecycle (G = 32, R = 48), whose flushes quantize every
+  // token now and then, so that rows' limits fall inside packed tiles (cut tiles, fast or general tails) and move out
+  // of them again at the next step. Every step's tables must equal a fresh construction's; the last is run.
+  LifecycleParams paper;
+  paper.type = LifecycleType::paper;
+  paper.group = 32;
+  paper.residual = 48;
+  const LayerInput a = synthetic_input(2, 500, 64, 47), b = synthetic_input(2, 500, 64, 48);
+  const int visited = for_each_codec_read(64, [&](const AttentionCodec& ac, const KvCodec& codec) {
+    for (const LifecycleParams& lc : {ac.lifecycle, paper}) {
+      for (const std::int64_t n : {3, 8}) {
+        INFO(ac.name << ", lifecycle " << (&lc == &paper ? "paper G 32 R 48" : "the codec's") << ", " << n << " query tokens");
+        auto make = [&] { return std::make_unique<LayerCache>(codec, lc, 2, 64, TokenContext{}, DType::f16, Execution::cpu(), ExactTokens::residual); };
+        auto ca = make(), cb = make();
+        std::int64_t ta = 96, tb = 150;
+        append_tokens(*ca, a, 0, ta);
+        append_tokens(*cb, b, 0, tb);
+        DecodeAttention kept({ca.get(), cb.get()}, Execution::cpu(), 0, DecodeAttention::FastKernel::tensor_cores, true, n);
+        while (tb + n <= b.tokens && ta + n <= a.tokens) {
+          INFO("at " << ta << " / " << tb << " tokens");
+          append_tokens(*ca, a, ta, ta + n);
+          append_tokens(*cb, b, tb, tb + n);
+          ta += n;
+          tb += n;
+          kept.update({ca.get(), cb.get()}, n);
+          REQUIRE(kept.same_tables(DecodeAttention({ca.get(), cb.get()}, Execution::cpu(), 0, DecodeAttention::FastKernel::tensor_cores, true, n)));
+        }
+        const std::vector<float> q = random_queries(2 * n, 4, 64, 1.5f, 80 + static_cast<std::uint64_t>(n));
+        std::vector<float> out(q.size(), 0.0f);
+        kept.run_emulated(TensorView{const_cast<float*>(q.data()), DType::f32, Device::cpu, {2, n, 4, 64}},
+                          TensorView{out.data(), DType::f32, Device::cpu, {2, n, 4, 64}});
+        check_against_reference({ca.get(), cb.get()}, q, out, 2, decode_attention_tolerance::Arithmetic::cuda_cores, n);
+      }
+    }
+  });
+  CHECK(visited >= 4);
+}
+
 TEST_CASE("update() at batch 8 changes only each sequence's new tiles: what a step sends does not grow with the context", "[cpu][attention]") {
   // Eight live-hook caches (kivi-2 and vidkv-k1.5-v1.58, 2 KV heads x 64) with prefills of P + 37 b tokens, then 130
   // steps of one token per sequence, at P = 640 and at P = 3200 (2560 more: a multiple of R = 128 and of 32, so both
