@@ -398,16 +398,26 @@ void extend_prefix(SequencePrefix& sp, const LayerCache& c, const LayerCache::Si
 // decode_attention.h): the first `fast` / `general` tiles of the prefix's lists, then fast_tail / general_tail (block
 // indices local to the sequence, like the prefix's). With one query token: all of the prefix's tiles, and the
 // residual windows' tiles as general_tail. A query row whose causal limit falls inside the quantized prefix keeps
-// the tiles before it, and the tile across it cut there (in the tail of its kind, which clip_prefix decides anew).
+// the tiles before it, and the tile across it cut there (in the tail of its kind, which query_row_tiles decides anew).
 struct QueryRow {
   std::size_t fast = 0, general = 0;
   std::vector<at::TileEntry> fast_tail, general_tail;
-  std::int64_t limit = 0;  // tokens [0, limit) attended to
 };
 
-// Sets `row` to the tiles of sp a query that sees tokens [0, limit) reads, for limit <= sp.stable (every tile there is
-// the prefix's, none touches a residual window). p: the build's formats; its block pointers are set to sp's here.
-void clip_prefix(const SequencePrefix& sp, std::int64_t limit, at::Problem p, QueryRow& row) {
+// Sets `row` to the tiles a query that sees tokens [0, limit) reads of a sequence whose current sides are key / value
+// and whose kept prefix is sp. p: the build's formats; its block pointers are set to sp's here. limit >= sp.stable:
+// every prefix tile, then the residual windows' tiles up to limit (general). Below: the prefix tiles before limit,
+// the one across it cut there (the residual windows' tiles all lie past sp.stable).
+void query_row_tiles(const SequencePrefix& sp, const LayerCache::SideRef& key, const LayerCache::SideRef& value,
+                     std::int64_t limit, at::Problem p, QueryRow& row) {
+  row.fast_tail.clear();
+  row.general_tail.clear();
+  if (limit >= sp.stable) {
+    row.fast = sp.fast.size();
+    row.general = sp.general.size();
+    add_tiles(key, value, sp.stable, limit, 0, 0, 0, row.general_tail);
+    return;
+  }
   const auto before = [limit](const std::vector<at::TileEntry>& tiles) {  // token order: the tiles starting before limit
     return static_cast<std::size_t>(std::partition_point(tiles.begin(), tiles.end(),
                                                          [limit](const at::TileEntry& t) { return t.t0 < limit; }) -
@@ -415,9 +425,6 @@ void clip_prefix(const SequencePrefix& sp, std::int64_t limit, at::Problem p, Qu
   };
   row.fast = before(sp.fast);
   row.general = before(sp.general);
-  row.fast_tail.clear();
-  row.general_tail.clear();
-  row.limit = limit;
   // At most one tile holds both token limit - 1 and token limit (tiles do not overlap): the last kept of its list.
   const std::vector<at::TileEntry>* list = nullptr;
   std::size_t* kept = nullptr;
@@ -696,8 +703,8 @@ void DecodeAttention::build(const std::vector<const LayerCache*>& caches, std::i
     tb.regions_valid = false;
     tb.fast_wave = tb.generic_wave = -1;
   }
-  // Another number of query rows per sequence: every region's contents change (rows of a sequence stop at other
-  // tokens), and the kept prefixes' clean counts describe the regions of the last build's rows.
+  // Another number of query rows per sequence: the regions' rows are other (sequence, query token) pairs, so what each
+  // region holds (its prefix counts included) belongs to another row.
   if (query_tokens != tb.query_tokens) tb.regions_valid = false;
   tb.query_tokens = query_tokens;
   query_tokens_ = query_tokens;
@@ -772,16 +779,7 @@ void DecodeAttention::build(const std::vector<const LayerCache*>& caches, std::i
       QueryRow& row = tb.rows[s];
       // Query token j sees tokens [0, T - n + 1 + j) (decode_attention.h).
       const std::int64_t limit = c.tokens() - query_tokens + 1 + static_cast<std::int64_t>(j);
-      if (limit >= sp.stable) {
-        row.fast = sp.fast.size();
-        row.general = sp.general.size();
-        row.fast_tail.clear();
-        row.general_tail.clear();
-        row.limit = limit;
-        add_tiles(key, value, sp.stable, limit, 0, 0, static_cast<std::int32_t>(s), row.general_tail);
-      } else {
-        clip_prefix(sp, limit, p, row);
-      }
+      query_row_tiles(sp, key, value, limit, p, row);
       if (narrow_only) narrow_only = key.full_dtype == p.general_narrow_dtype && narrow_residual_only(sp, row, key, value);
       const std::size_t fast = row.fast + row.fast_tail.size(), tiles = fast + row.general + row.general_tail.size();
       if (tb.regions_valid) {
