@@ -31,6 +31,16 @@ struct AttentionCodec {
   LifecycleParams lifecycle;
 };
 
+// The paper lifecycle (algorithms.md section 5) with groups of 32 and a residual window of 48: a prefill of a multiple
+// of 32 tokens quantizes every token, as does every 48th decode token after it (the flushes).
+inline LifecycleParams paper_lifecycle() {
+  LifecycleParams paper;
+  paper.type = LifecycleType::paper;
+  paper.group = 32;
+  paper.residual = 48;
+  return paper;
+}
+
 // Every preset, then codecs for the formats no preset reads: 4-bit per-token keys in release words with fp32
 // metadata, sign keys without FFT (symmetric), ternary scaled values in slots2, mixed_channel with head scope,
 // plain sign fft complex keys, mixed_token values with token-axis children.
@@ -41,10 +51,7 @@ inline std::vector<AttentionCodec> attention_codecs() {
     out.push_back({"preset " + p.name, doc.at("codec").at("key"), doc.at("codec").at("value"),
                    parse_params<LifecycleParams>(doc.at("lifecycle"), {}, "lifecycle")});
   }
-  LifecycleParams paper;
-  paper.type = LifecycleType::paper;
-  paper.group = 32;
-  paper.residual = 48;
+  const LifecycleParams paper = paper_lifecycle();
   out.push_back({"uniform 4-bit per-token keys (release, fp32), uniform 4-bit per-channel values",
                  quantizer_block("uniform", {{"bits", "4"}, {"axis", "token"}, {"layout", "release"}, {"scale_dtype", "fp32"}, {"group", "16"}}),
                  quantizer_block("uniform", {{"bits", "4"}, {"axis", "channel"}, {"group", "20"}}), paper});
@@ -217,41 +224,42 @@ inline double check_against_reference(const std::vector<const LayerCache*>& cach
                                       std::int64_t query_tokens = 1) {
   const std::int64_t heads = caches[0]->heads(), d = caches[0]->channels();
   double worst = 0.0;
-  for (std::size_t row = 0; row < caches.size() * static_cast<std::size_t>(query_tokens); ++row) {
-    const std::size_t b = row / static_cast<std::size_t>(query_tokens);
+  for (std::size_t b = 0; b < caches.size(); ++b) {
     const LayerCache& cache = *caches[b];
     std::vector<float> mk, mv;
     cache.materialize(mk, mv);
     const std::int64_t T = cache.tokens();
-    const std::int64_t limit = T - query_tokens + 1 + static_cast<std::int64_t>(row % static_cast<std::size_t>(query_tokens));
     for (std::int64_t h = 0; h < heads; ++h) {
       std::vector<double> k, v;
       decoded_head(cache, h, k, v);
       std::vector<double> dk(mk.begin() + h * T * d, mk.begin() + (h + 1) * T * d), dv(mv.begin() + h * T * d, mv.begin() + (h + 1) * T * d);
-      const float* qh = queries.data() + (static_cast<std::int64_t>(row) * heads + h) * qpk * d;  // the KV head's rows
-      const std::vector<double> want = reference_decode_attention(cache, h, qh, qpk, limit);
-      std::vector<double> qd(qh, qh + qpk * d);
-      const std::vector<double> deq = attend(qd.data(), qpk, dk.data(), dv.data(), limit, d);
-      for (std::int64_t r = 0; r < qpk; ++r) {
-        const float* q = qh + r * d;
-        const double extra = decode_attention_tolerance::fft_score_error(cache, h, q, arithmetic);
-        // The fragment kernel's vidkv instance rounds the transformed query and the part elements (empty otherwise).
-        const auto terms = arithmetic == decode_attention_tolerance::Arithmetic::fragment
-                               ? decode_attention_tolerance::fragment_score_terms(cache, h, q)
-                               : decode_attention_tolerance::FragmentScoreTerms{};
-        const std::vector<double> tol = decode_attention_tolerance::output_tolerance(q, k, v, limit, d, extra, arithmetic, &terms);
-        for (std::int64_t c = 0; c < d; ++c) {
-          INFO("sequence " << b << " (" << T << " tokens), query token " << row % static_cast<std::size_t>(query_tokens)
-                           << " (attends to " << limit << "), KV head " << h << ", query row " << r << ", channel " << c);
-          const std::size_t i = static_cast<std::size_t>(r * d + c);
-          const double got = out[static_cast<std::size_t>(((static_cast<std::int64_t>(row) * heads + h) * qpk + r) * d + c)];
-          // The reference decodes the blocks on the host; deq is the cache's own materialize(). Equal up to
-          // summation order, except FFT keys on cuda (cuFFT / fused tiles vs the host FFT): within the derived
-          // FFT score error, i.e. the output tolerance.
-          REQUIRE(std::fabs(want[i] - deq[i]) <=
-                  (extra > 0 ? tol[static_cast<std::size_t>(c)] : 1e-12 * (std::fabs(want[i]) + 1.0)));
-          REQUIRE(std::fabs(got - want[i]) <= tol[static_cast<std::size_t>(c)]);
-          worst = std::max(worst, std::fabs(got - want[i]) / tol[static_cast<std::size_t>(c)]);
+      for (std::int64_t j = 0; j < query_tokens; ++j) {
+        const std::int64_t row = static_cast<std::int64_t>(b) * query_tokens + j, limit = T - query_tokens + 1 + j;
+        const float* qh = queries.data() + (row * heads + h) * qpk * d;  // the KV head's rows
+        const std::vector<double> want = reference_decode_attention(cache, h, qh, qpk, limit);
+        std::vector<double> qd(qh, qh + qpk * d);
+        const std::vector<double> deq = attend(qd.data(), qpk, dk.data(), dv.data(), limit, d);
+        for (std::int64_t r = 0; r < qpk; ++r) {
+          const float* q = qh + r * d;
+          const double extra = decode_attention_tolerance::fft_score_error(cache, h, q, arithmetic);
+          // The fragment kernel's vidkv instance rounds the transformed query and the part elements (empty otherwise).
+          const auto terms = arithmetic == decode_attention_tolerance::Arithmetic::fragment
+                                 ? decode_attention_tolerance::fragment_score_terms(cache, h, q)
+                                 : decode_attention_tolerance::FragmentScoreTerms{};
+          const std::vector<double> tol = decode_attention_tolerance::output_tolerance(q, k, v, limit, d, extra, arithmetic, &terms);
+          for (std::int64_t c = 0; c < d; ++c) {
+            INFO("sequence " << b << " (" << T << " tokens), query token " << j << " (attends to " << limit << "), KV head "
+                             << h << ", query row " << r << ", channel " << c);
+            const std::size_t i = static_cast<std::size_t>(r * d + c);
+            const double got = out[static_cast<std::size_t>(((row * heads + h) * qpk + r) * d + c)];
+            // The reference decodes the blocks on the host; deq is the cache's own materialize(). Equal up to
+            // summation order, except FFT keys on cuda (cuFFT / fused tiles vs the host FFT): within the derived
+            // FFT score error, i.e. the output tolerance.
+            REQUIRE(std::fabs(want[i] - deq[i]) <=
+                    (extra > 0 ? tol[static_cast<std::size_t>(c)] : 1e-12 * (std::fabs(want[i]) + 1.0)));
+            REQUIRE(std::fabs(got - want[i]) <= tol[static_cast<std::size_t>(c)]);
+            worst = std::max(worst, std::fabs(got - want[i]) / tol[static_cast<std::size_t>(c)]);
+          }
         }
       }
     }

@@ -126,10 +126,7 @@ TEST_CASE("decode attention on cuda with several query tokens per sequence atten
   const std::int64_t d = 128, qpk = 7;
   const LayerInput a = synthetic_input(2, 1000, d, 61), b = synthetic_input(2, 333, d, 62), c = synthetic_input(2, 70, d, 63);
   const LayerInput pa = synthetic_input(2, 64, d, 64), pb = synthetic_input(2, 96, d, 65);
-  LifecycleParams paper;
-  paper.type = LifecycleType::paper;
-  paper.group = 32;
-  paper.residual = 48;
+  const LifecycleParams paper = paper_lifecycle();
   int compared = 0;
   for_each_codec_read(d, [&](const AttentionCodec& ac, const KvCodec& codec) {
     if (!codec.key().supports(Device::cuda, {2, 64, d}) || !codec.value().supports(Device::cuda, {2, 64, d})) return;

@@ -479,10 +479,7 @@ TEST_CASE("query tokens whose causal limit falls inside the packed blocks read c
   // The paper lifecycle (G = 32, R = 48) with a prefill of 64 and 96 tokens quantizes every token (N mod G = 0), so
   // with n query tokens the first n - 1 limits fall inside the last packed tiles: those tiles are cut at the limit
   // (tokens T - n + 1 + j .. of a 32-token tile dropped) and taken by the kernel their length allows.
-  LifecycleParams paper;
-  paper.type = LifecycleType::paper;
-  paper.group = 32;
-  paper.residual = 48;
+  const LifecycleParams paper = paper_lifecycle();
   const LayerInput a = synthetic_input(2, 64, 64, 43), b = synthetic_input(2, 96, 64, 44);
   const int visited = for_each_codec_read(64, [&](const AttentionCodec& ac, const KvCodec& codec) {
     INFO(ac.name);
@@ -594,15 +591,13 @@ TEST_CASE("update() with a fixed count of several query tokens keeps each row's 
   // Under each codec's own lifecycle and under the paper lifecycle (G = 32, R = 48), whose flushes quantize every
   // token now and then, so that rows' limits fall inside packed tiles (cut tiles, fast or general tails) and move out
   // of them again at the next step. Every step's tables must equal a fresh construction's; the last is run.
-  LifecycleParams paper;
-  paper.type = LifecycleType::paper;
-  paper.group = 32;
-  paper.residual = 48;
+  const LifecycleParams paper = paper_lifecycle();
   const LayerInput a = synthetic_input(2, 500, 64, 47), b = synthetic_input(2, 500, 64, 48);
   const int visited = for_each_codec_read(64, [&](const AttentionCodec& ac, const KvCodec& codec) {
-    for (const LifecycleParams& lc : {ac.lifecycle, paper}) {
+    for (const bool own : {true, false}) {
+      const LifecycleParams& lc = own ? ac.lifecycle : paper;
       for (const std::int64_t n : {3, 8}) {
-        INFO(ac.name << ", lifecycle " << (&lc == &paper ? "paper G 32 R 48" : "the codec's") << ", " << n << " query tokens");
+        INFO(ac.name << ", lifecycle " << (own ? "the codec's" : "paper G 32 R 48") << ", " << n << " query tokens");
         auto make = [&] { return std::make_unique<LayerCache>(codec, lc, 2, 64, TokenContext{}, DType::f16, Execution::cpu(), ExactTokens::residual); };
         auto ca = make(), cb = make();
         std::int64_t ta = 96, tb = 150;
