@@ -11,7 +11,8 @@
 #      at 32k, batch 1 and 8; its whole output as live.txt);
 #   5. the other [cuda] tests;
 #   6. Nsight Compute (when `ncu` is on PATH): time, warp instructions, DRAM bytes, issue activity and registers of the
-#      decode attention kernels of vidkv-k1.5-v1.58-fragment at 8 x 64k, then the fragment kernel's vidkv instance's
+#      decode attention kernels of vidkv-k1.5-v1.58-fragment at 8 x 64k (NCU_PRESETS="a b": these presets, one run
+#      each), then the fragment kernel's vidkv instance's
 #      stall reasons (warps stalled per issued instruction, by reason);
 #   7. the attention bench at 8 x 64k with the general kernel's placement by default and with
 #      VIDKV_CUDA_ATTENTION_BESIDE=after, =always and =one-split, then with VIDKV_CUDA_ATTENTION_COMPACT=off (A / B, in
@@ -68,6 +69,8 @@ run_tests() {
   grep -E "FAILED|passed|test cases|assertions" "$LOG/tests_$3.log" | head -12
   grep "fragment kernel" "$LOG/tests_$3.log" | awk '{print $NF}' | sort -g | tail -1 | sed 's/^/largest fragment kernel error \/ tolerance: /'
 }
+# The ncu steps' case: vidkv-k1.5-v1.58-fragment at 8 x 64k; step ncu profiles each preset of NCU_PRESETS (space
+# separated, default that one) in its own run.
 NCU_CASE=(--backend cuda --attention --tokens 65536 --batches 8 --presets vidkv-k1.5-v1.58-fragment --repeats 1 --no-torch)
 step_attention-tests() { run_tests "[cuda][attention]" 120 attention; }
 step_bench-vidkv() {
@@ -129,13 +132,16 @@ step_py-fused() {
   tail -15 "$LOG/py_fused.log"
 }
 step_ncu() {
-  { [ "$(left)" -gt 35 ] && command -v ncu >/dev/null; } || { echo "== ncu skipped (time or no ncu)"; return; }
-  local L; L=$(left)
-  echo "== ncu, vidkv-k1.5-v1.58-fragment at 8 x 64k (left $L s; ncu locks the clocks: times above the bench's)"
-  timeout $((L > 95 ? 90 : L - 5)) ncu -k regex:"fragment_kernel|fragment_vidkv_kernel|split_kernel|combine_kernel|transform_kernel" -c 6 \
-    --metrics gpu__time_duration.sum,smsp__inst_executed.sum,dram__bytes_read.sum,smsp__issue_active.avg.pct_of_peak_sustained_active,launch__registers_per_thread,sm__warps_active.avg.pct_of_peak_sustained_active \
-    $B/vidkv bench "${NCU_CASE[@]}" 2>&1 |
-    grep -E "fragment_kernel|fragment_vidkv|split_kernel|combine|transform|^\s+(gpu__|smsp__|dram__|launch__|sm__)" | cut -c1-110
+  local preset L
+  for preset in ${NCU_PRESETS:-vidkv-k1.5-v1.58-fragment}; do
+    { [ "$(left)" -gt 35 ] && command -v ncu >/dev/null; } || { echo "== ncu skipped (time or no ncu)"; return; }
+    L=$(left)
+    echo "== ncu, $preset at 8 x 64k (left $L s; ncu locks the clocks: times above the bench's)"
+    timeout $((L > 95 ? 90 : L - 5)) ncu -k regex:"fragment_kernel|fragment_vidkv_kernel|split_kernel|combine_kernel|transform_kernel" -c 6 \
+      --metrics gpu__time_duration.sum,smsp__inst_executed.sum,dram__bytes_read.sum,smsp__issue_active.avg.pct_of_peak_sustained_active,launch__registers_per_thread,sm__warps_active.avg.pct_of_peak_sustained_active \
+      $B/vidkv bench "${NCU_CASE[@]/vidkv-k1.5-v1.58-fragment/$preset}" 2>&1 |
+      grep -E "fragment_kernel|fragment_vidkv|split_kernel|combine|transform|^\s+(gpu__|smsp__|dram__|launch__|sm__)" | cut -c1-110
+  done
 }
 step_ncu-stalls() {
   { [ "$(left)" -gt 35 ] && command -v ncu >/dev/null; } || { echo "== ncu-stalls skipped (time or no ncu)"; return; }
