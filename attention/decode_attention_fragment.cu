@@ -14,18 +14,19 @@
 //      bases set when a tile's block changes (KiviSources, out of line: the loop's code stays small), the
 //      destinations 32-bit shared addresses fixed per lane (KiviDestinations);
 //   2. scores: per 16-channel chunk kc, A = the codes [16 tokens x 16 channels] straight from the lane's words
-//      (codes_h2: one LOP3 mask-or and one fp16 subtraction per register), B = hmul2(q'', scale) [16 channels x 8
+//      (code_pair: one LOP3 mask per register, the codes as fp16 subnormals, each MMA row's factor 2^-24 or 2^-22
+//      undone in fp32 by row_unscale), B = hmul2(q'', scale) [16 channels x 8
 //      heads] with the query held as fp16 pairs q'' = fp16(q / 2^e), into two accumulators per 16 tokens (even and
 //      odd chunks: shorter dependent MMA chains); the mins' term sum_c min_c q''_c by D / 16 MMAs with A = the mins
 //      and B = q'' itself (exact products); times 2^e log2(e) / sqrt(D) per head;
 //   3. online softmax in fp32 (exp2_ftz: the scores are in log2 units; the accumulators' rescale skipped when no head's
-//      running max moved), the probabilities through shared memory into the B layout (head g, tokens 2 t4 (+1, +8,
-//      +9)), as fp16 pairs p~;
-//   4. values: per 16-channel tile mv and 16-token chunk kt, A = codes [16 channels x 16 tokens], B = hmul2(p~,
-//      scale) of the tile's group (value_scale_pairs: a token pair's scales of every group in one vector load,
-//      paired by PRMT); the mins' term sum_t p~_t min_tg of every group at once by two MMAs with A = the mins
+//      running max moved), the probabilities as fp16 pairs p~ moved into the B layout (head g, tokens 2 t4 (+1, +8,
+//      +9)) by an 8 x 8 transpose in registers (transpose_pairs);
+//   4. values: per 16-channel tile mv and 16-token chunk kt, A = codes [16 channels x 16 tokens] (code_pair), B =
+//      hmul2(p~, scale) of the tile's group (value_scale_pairs: a token pair's scales of every group in one vector
+//      load, paired by PRMT); the mins' term sum_t p~_t min_tg of every group at once by two MMAs with A = the mins
 //      [groups x tokens] and B = p~ itself into a separate accumulator (accm), added to each channel of its group
-//      after the last tile.
+//      after the last tile, when the code sums take their row_unscale.
 // The next tile's table entry is loaded one iteration before its copies are issued.
 // The warps' partials merge in shared memory (merge_warp_partials) into split partial blockIdx.x.
 // A second instance, fragment_vidkv_kernel (below), reads VidKV's formats (attention_fragment::FragmentFormats::
@@ -61,13 +62,8 @@ constexpr int kTile = static_cast<int>(group_format::kFragmentTileTokens);  // 3
 
 // Per-warp shared memory in 32-bit words: two slots (the tile being computed, the next one arriving), each key codes
 // [2 D], value codes [2 D], key scales [D / 2] and mins [D / 2] (fp16 pairs: channels 2 i, 2 i + 1 in word i), value
-// scales and mins [kValueMetaWords] each; then the probabilities [8 heads][kProbStride] (floats, tokens 0 .. 31 of each
-// row). Every piece a multiple of 4 words (16-byte aligned).
-//
-// The probability rows' stride: 40 floats rather than 32, so that the B reads (a float2 at g 40 + 2 t4: the 16 lanes of
-// a half-warp on 32 distinct banks) are free of bank conflicts and the writes (at (2 t4 + e) 40 + g) 2-way rather than
-// 4-way (stride 32: both 4-way; 36 would swap the two).
-constexpr int kProbStride = 40;
+// scales and mins [kValueMetaWords] each. Every piece a multiple of 4 words (16-byte aligned). (The probabilities
+// go from the scores' layout to the values' B operand in registers: softmax_tile.)
 constexpr int kValueMetaWords = 132;  // 32 tokens x at most 8 groups of fp16 = 128 words, + 1 for a half-word start
 // The key scales (and the mins) in the order the lanes read them (fr::key_meta_slot): 4 rows of
 // fr::key_meta_stride(D) words per section.
@@ -77,8 +73,7 @@ struct WarpLayout {
   static constexpr int kKeyScale = 2 * kCodes, kKeyMin = kKeyScale + 4 * fr::key_meta_stride(D);
   static constexpr int kValueScale = kKeyMin + 4 * fr::key_meta_stride(D), kValueMin = kValueScale + kValueMetaWords;
   static constexpr int kSlot = kValueMin + kValueMetaWords;
-  static constexpr int kProb = 2 * kSlot;
-  static constexpr int kWarp = kProb + kMaxQ * kProbStride;
+  static constexpr int kWarp = 2 * kSlot;
   static_assert(kSlot % 4 == 0 && kWarp % 4 == 0, "16-byte pieces");
 };
 template <int D>
@@ -104,51 +99,23 @@ __device__ __forceinline__ unsigned pack_half2(float lo, float hi) {
   return *reinterpret_cast<const unsigned*>(&h);
 }
 
-// The distinct exponent pairs fr::shift_magic(i kStep) * 0x10001, i < kShifts, held in registers for the whole kernel:
-// with the mask as LOP3's one immediate, a field's mask-or is one instruction (with both as immediates the compiler
-// emits an AND and an OR). The empty asm hides the values from constant folding. The kivi instance's 2-bit fields
-// sit at shifts 0, 2, 4, 6, 8 (ShiftMagic<5, 2>); the vidkv instance's 1-bit fields at 0 .. 9 (ShiftMagic<10, 1>,
-// whose even entries serve its 2-bit fields).
-template <int kShifts, int kStep>
-struct ShiftMagic {
-  unsigned pair[kShifts];
-  __device__ ShiftMagic() {
-#pragma unroll
-    for (int i = 0; i < kShifts; ++i) {
-      unsigned v = fr::shift_magic(i * kStep) * 0x00010001u;
-      asm volatile("" : "+r"(v));
-      pair[i] = v;
-    }
-  }
-};
-using FieldMagic = ShiftMagic<5, 2>;
-
-// The fp16 pair of the field of `bits`-bit codes whose low code sits at bit s of `src` (the high code 16 bits up):
-// OR-ing the exponent 25 - s (magic, fr::shift_magic(s) in both halves) makes bit s the unit of an fp16 2^(10 - s) +
-// code, exact; subtracting `sub` leaves code - (sub - 2^(10 - s)): sub = the magic's value gives the code, the
-// magic's value + 1 (bit s set: 2^(10 - s) + 1, exact) gives a ternary slot t + 1 as t.
-template <int s, int bits, unsigned sub>
-__device__ __forceinline__ unsigned field_h2(unsigned src, unsigned magic) {
-  unsigned biased;  // (source & mask) | magic: LOP3 with look-up table 0xEA = (a & b) | c
-  asm("lop3.b32 %0, %1, %2, %3, 0xEA;" : "=r"(biased) : "r"(src), "n"(((1u << bits) - 1u) * 0x00010001u << s), "r"(magic));
-  constexpr unsigned k = sub;
-  __half2 h = *reinterpret_cast<const __half2*>(&biased);
-  h = __hsub2(h, *reinterpret_cast<const __half2*>(&k));
-  return *reinterpret_cast<const unsigned*>(&h);
+// Field j of a lane word of `bits`-bit codes (2: fields 0-7, 1: 0-15) as an A register: the fp16 pair
+// code x 2^(s - 24), s = bits (j & 1), one LOP3 after the word's shift by 2 bits (j / 2) (fr::subnormal_code_pair: an
+// fp16 subnormal, exact; the compiler forms each shifted word once). Row g's codes are all at s = 0 and row g + 8's at
+// s = bits, so accumulator entry r of an MMA on such registers holds its code sums times 2^-24 (r < 2) or 2^(bits - 24),
+// undone by the exact fp32 factor row_unscale<bits>(r). The tensor cores take fp16 subnormals as they are (products
+// exact, as for normal inputs: the [cuda] tests' agreement within tolerance 6. checks it on every code).
+template <int j, int bits = 2>
+__device__ __forceinline__ unsigned code_pair(unsigned w) {
+  return fr::subnormal_code_pair(w, j, bits);
 }
-template <int s>
-constexpr unsigned kCodeSub = fr::shift_magic(s) * 0x00010001u;
-template <int s>
-constexpr unsigned kTritSub = (fr::shift_magic(s) | (1u << s)) * 0x00010001u;
-
-// Field j (0..7) of a lane word as the fp16 pair of its two codes (group_format.h: low code at bit 2 j, high code at
-// 16 + 2 j; fields 5-7 read from the word shifted right by 10, `w10`).
-template <int j>
-__device__ __forceinline__ unsigned codes_h2(unsigned w, unsigned w10, const FieldMagic& fm) {
-  constexpr int s = fr::field_shift(j);
-  static_assert(fr::field_shift(s / 2) == s && fr::field_magic(s / 2) == fr::shift_magic(s), "FieldMagic's pair s / 2");
-  return field_h2<s, 2, kCodeSub<s>>(j < 5 ? w : w10, fm.pair[s / 2]);
+template <int bits = 2>
+__device__ __forceinline__ constexpr float row_unscale(int r) {
+  return fr::subnormal_unscale(r >> 1, bits);
 }
+
+// fp16 1.0 in both halves: the A operand whose MMA with B = p~ sums the probabilities (the vidkv instance's trits).
+constexpr unsigned kOnePair = 0x3C003C00u;
 
 // base + t x bytes as an address: one IMAD.WIDE.U32 (PTX mad.wide.u32; written in C++ the compiler shifts and masks
 // a 64-bit token instead). t below 2^32 (a sequence's token or a block's token group).
@@ -383,12 +350,24 @@ __device__ __forceinline__ void scaled_query(const float (&qv)[KC][2][2], float 
   up[1] = __shfl_sync(0xffffffffu, up_g, 8 * t4 + 4);
 }
 
+// The transpose of the 8 x 8 fp16 matrix whose row lane / 4, columns 2 (lane % 4) and + 1 this lane holds as a pair
+// (PTX movmatrix.sync.aligned.m8n8.trans.b16, sm_75+): the lane then holds row lane / 4, columns 2 (lane % 4) and + 1
+// of the transpose. Bits moved, not rounded. Warp-synchronous.
+__device__ __forceinline__ unsigned transpose_pairs(unsigned x) {
+  unsigned y;
+  asm volatile("movmatrix.sync.aligned.m8n8.trans.b16 %0, %1;" : "=r"(y) : "r"(x));
+  return y;
+}
+
 // 3. of both instances: the online softmax per head 2 t4 + e over a tile's 32 tokens (4 per lane and head) of the
 // scores sc[mt][r] (token 16 mt + g (+8 for r >= 2), head 2 t4 + r % 2, log2 units) into the running max m and sum
-// l; the probabilities to the warp's rows `prob` (head-major, kProbStride apart). alpha: each head's factor for the
-// accumulators. Returns whether any head of the warp has alpha != 1 (the caller's rescale; else the same values).
+// l; the probabilities as the values' B operand ph[kt][pr] (tokens 16 kt + 8 pr + 2 t4 (+1), head g, fp16 pairs p~ =
+// fp16(p)): the lane's pairs fp16(p) of heads 2 t4, 2 t4 + 1 at token 16 kt + g (+8) are an 8 x 8 [token x head]
+// matrix fragment, whose transpose (transpose_pairs) is the [head x token] fragment that B's layout asks for (b0
+// rows 2 t4 (+1), column g), with no shared memory. alpha: each head's factor for the accumulators. Returns whether
+// any head of the warp has alpha != 1 (the caller's rescale; else the same values).
 __device__ __forceinline__ bool softmax_tile(const float (&sc)[2][4], float (&m)[2], float (&l)[2], float (&alpha)[2],
-                                             float* prob, int g, int t4) {
+                                             unsigned (&ph)[2][2]) {
 #pragma unroll
   for (int e2 = 0; e2 < 2; ++e2) {
     float v = fmaxf(fmaxf(sc[0][e2], sc[0][e2 + 2]), fmaxf(sc[1][e2], sc[1][e2 + 2]));
@@ -401,13 +380,16 @@ __device__ __forceinline__ bool softmax_tile(const float (&sc)[2][4], float (&m)
   }
   float sum[2] = {0.0f, 0.0f};
 #pragma unroll
-  for (int mt = 0; mt < 2; ++mt)
+  for (int mt = 0; mt < 2; ++mt) {
+    float pr[4];
 #pragma unroll
     for (int r = 0; r < 4; ++r) {
-      const float pr = exp2_ftz(sc[mt][r] - m[r & 1]);
-      sum[r & 1] += pr;
-      prob[(2 * t4 + (r & 1)) * kProbStride + 16 * mt + g + 8 * (r >> 1)] = pr;
+      pr[r] = exp2_ftz(sc[mt][r] - m[r & 1]);
+      sum[r & 1] += pr[r];
     }
+    ph[mt][0] = transpose_pairs(pack_half2(pr[0], pr[1]));
+    ph[mt][1] = transpose_pairs(pack_half2(pr[2], pr[3]));
+  }
 #pragma unroll
   for (int e2 = 0; e2 < 2; ++e2) {
     float v = sum[e2];
@@ -444,19 +426,6 @@ __device__ __forceinline__ void rescale_acc(float (&acc)[KC][4], const float (&a
   }
 }
 
-// The values' B operand from the probabilities softmax_tile wrote (after every lane's writes: __syncwarp): rows
-// tokens 16 kt + 2 t4 (+1) and + 8 (+9), column head g, as fp16 pairs p~ = fp16(p).
-__device__ __forceinline__ void probabilities_b(const float* prob, int g, int t4, unsigned (&ph)[2][2]) {
-  __syncwarp();
-#pragma unroll
-  for (int kt = 0; kt < 2; ++kt)
-#pragma unroll
-    for (int pr = 0; pr < 2; ++pr) {
-      const float2 pp = *reinterpret_cast<const float2*>(prob + g * kProbStride + 16 * kt + 2 * t4 + 8 * pr);
-      ph[kt][pr] = pack_half2(pp.x, pp.y);
-    }
-}
-
 // 3 blocks of 4 warps per multiprocessor, as the tensor-core kernel (4, at most 128 registers and 50-112 bytes of
 // spills, measured slower on an H100 at 64k tokens: batch 8 vidkv 0.1186 ms against 0.1117, kivi-2 0.1746 against
 // 0.1164; docs/performance.md). VPG: 16-channel value tiles per value group (value group / 16, 1 .. D / 16), a
@@ -474,8 +443,6 @@ __global__ void __launch_bounds__(kThreads, 3) fragment_kernel(const __grid_cons
   const int g = lane >> 2, t4 = lane & 3;
   const int Q = static_cast<int>(p.qpk);
   std::uint32_t* wbase = reinterpret_cast<std::uint32_t*>(smem) + warp * L::kWarp;
-  float* prob = reinterpret_cast<float*>(wbase + L::kProb);
-  const FieldMagic fm;
 
   // The query of head g at this lane's B rows (channels 16 kc + 2 t4 (+1) and + 8 (+9)) as fp16 pairs q'' =
   // fp16(q 2^-e) (scaled_query); the scores are then (sum) x 2^e log2(e) / sqrt(D) (`up`, fp32).
@@ -591,27 +558,27 @@ __global__ void __launch_bounds__(kThreads, 3) fragment_kernel(const __grid_cons
 #pragma unroll
       for (int kc = 0; kc < KC; ++kc) {
         // register r = 4 (mt KC + kc) + a: word r / 8, field r % 8 (fr::key_word, fr::key_field)
-        const unsigned w = kw[fr::key_word(mt, kc, KC)], w10 = w >> 10;
+        const unsigned w = kw[fr::key_word(mt, kc, KC)];
         if (fr::key_field(mt, kc, KC, 0) == 4)
-          mma_f16(d[kc % 2], codes_h2<4>(w, w10, fm), codes_h2<5>(w, w10, fm), codes_h2<6>(w, w10, fm), codes_h2<7>(w, w10, fm), bx[kc][0], bx[kc][1]);
+          mma_f16(d[kc % 2], code_pair<4>(w), code_pair<5>(w), code_pair<6>(w), code_pair<7>(w), bx[kc][0], bx[kc][1]);
         else  // key_field 0
-          mma_f16(d[kc % 2], codes_h2<0>(w, w10, fm), codes_h2<1>(w, w10, fm), codes_h2<2>(w, w10, fm), codes_h2<3>(w, w10, fm), bx[kc][0], bx[kc][1]);
+          mma_f16(d[kc % 2], code_pair<0>(w), code_pair<1>(w), code_pair<2>(w), code_pair<3>(w), bx[kc][0], bx[kc][1]);
       }
+      // The code sums times row_unscale (exact; folded into `up` it could overflow fp32 for queries beyond 2^100).
 #pragma unroll
-      for (int r = 0; r < 4; ++r) sc[mt][r] = fmaf(d[0][r] + d[1][r], up[r & 1], bias_up[r & 1]);
+      for (int r = 0; r < 4; ++r) sc[mt][r] = fmaf((d[0][r] + d[1][r]) * row_unscale(r), up[r & 1], bias_up[r & 1]);
     }
 
     // 3. Online softmax.
     float alpha[2];
     if (tokens < kTile) mask_cut_tile(sc, tokens, g);
     // The accumulators' rescale, skipped when no head's running max moved (alpha exactly 1: the same values).
-    if (softmax_tile(sc, m, l, alpha, prob, g, t4)) {
+    unsigned ph[2][2];
+    if (softmax_tile(sc, m, l, alpha, ph)) {
       rescale_acc(acc, alpha);
       accm[0] *= alpha[0];
       accm[1] *= alpha[1];
     }
-    unsigned ph[2][2];
-    probabilities_b(prob, g, t4, ph);
 
     // 4. Values.
     std::uint32_t vw[KC];
@@ -647,26 +614,27 @@ __global__ void __launch_bounds__(kThreads, 3) fragment_kernel(const __grid_cons
     for (int mv = 0; mv < KC; ++mv) {
       const int gr = mv / VPG;
       // register r = 4 (2 mv + kt) + a: word mv, field 4 kt + a (fr::value_word, fr::value_field)
-      const unsigned w = vw[fr::value_word(mv)], w10 = w >> 10;
+      const unsigned w = vw[fr::value_word(mv)];
       static_assert(fr::value_field(0, 0) == 0 && fr::value_field(1, 0) == 4, "the fields below");
-      mma_f16(acc[mv], codes_h2<0>(w, w10, fm), codes_h2<1>(w, w10, fm), codes_h2<2>(w, w10, fm), codes_h2<3>(w, w10, fm), bs[gr][0][0], bs[gr][0][1]);
-      mma_f16(acc[mv], codes_h2<4>(w, w10, fm), codes_h2<5>(w, w10, fm), codes_h2<6>(w, w10, fm), codes_h2<7>(w, w10, fm), bs[gr][1][0], bs[gr][1][1]);
+      mma_f16(acc[mv], code_pair<0>(w), code_pair<1>(w), code_pair<2>(w), code_pair<3>(w), bs[gr][0][0], bs[gr][0][1]);
+      mma_f16(acc[mv], code_pair<4>(w), code_pair<5>(w), code_pair<6>(w), code_pair<7>(w), bs[gr][1][0], bs[gr][1][1]);
     }
     meta = next_meta;
     tokens = next_tokens;
     slot ^= 1;
   }
   cuda_async::wait_all();
-  // Each channel's mins' term from accm of its group's row (lanes 4 gr + t4 hold group gr, heads 2 t4 and + 1).
+  // Each channel's code sums times row_unscale (exact), plus its mins' term from accm of its group's row (lanes
+  // 4 gr + t4 hold group gr, heads 2 t4 and + 1).
 #pragma unroll
   for (int gr = 0; gr < G; ++gr) {
     const float m0 = __shfl_sync(0xffffffffu, accm[0], 4 * gr + t4), m1 = __shfl_sync(0xffffffffu, accm[1], 4 * gr + t4);
 #pragma unroll
     for (int mv = gr * VPG; mv < KC && mv < (gr + 1) * VPG; ++mv) {
-      acc[mv][0] += m0;
-      acc[mv][1] += m1;
-      acc[mv][2] += m0;
-      acc[mv][3] += m1;
+      acc[mv][0] = fmaf(acc[mv][0], row_unscale(0), m0);
+      acc[mv][1] = fmaf(acc[mv][1], row_unscale(1), m1);
+      acc[mv][2] = fmaf(acc[mv][2], row_unscale(2), m0);
+      acc[mv][3] = fmaf(acc[mv][3], row_unscale(3), m1);
     }
   }
 
@@ -683,20 +651,19 @@ __global__ void __launch_bounds__(kThreads, 3) fragment_kernel(const __grid_cons
 // fragment, zero_one: a component is scale x bit; group-major scales), read against the query carried into the
 // block's coordinates (Problem::transformed: the gathered high channels, then the inverse-FFT-weighted components),
 // so a score is sum_i tq_i k_i over the 128 part indices, as the other kernels compute it. Values: ternary packing
-// fragment, magnitude_free: A = the trits, one LOP3 and one fp16 subtraction per pair as the codes (kTritSub), and
-// B = p~ itself (no scales, no mins).
+// fragment, magnitude_free: A = the slots t + 1 as the codes (code_pair), B = p~ itself (no scales, no mins), and the
+// sum of p~ by an MMA of A = ones, subtracted after the last tile.
 //
 // Per-warp shared memory in 32-bit words: two slots, each the high key codes [2 H], the low key codes [L], the value
 // codes [2 D], then the high scales, the high mins and the low scales [4 key_meta_stride(64)] each in the lanes' order
-// (fr::key_meta_slot over 64 channels); then the probabilities as the kivi instance's.
+// (fr::key_meta_slot over 64 channels).
 struct VidkvLayout {
   static constexpr int D = static_cast<int>(fr::kVidkvHeadDim), H = static_cast<int>(fr::kVidkvHigh), L = D - H;
   static constexpr int kHighCodes = 0, kLowCodes = 2 * H, kValueCodes = kLowCodes + L;
   static constexpr int kMeta = 4 * fr::key_meta_stride(H);
   static constexpr int kHighScale = kValueCodes + 2 * D, kHighMin = kHighScale + kMeta, kLowScale = kHighMin + kMeta;
   static constexpr int kSlot = kLowScale + kMeta;
-  static constexpr int kProb = 2 * kSlot;
-  static constexpr int kWarp = kProb + kMaxQ * kProbStride;
+  static constexpr int kWarp = 2 * kSlot;
   static_assert(kValueCodes % 4 == 0 && kHighScale % 4 == 0 && kMeta % 4 == 0 && kSlot % 4 == 0 && kWarp % 4 == 0,
                 "16-byte pieces");
 };
@@ -806,25 +773,12 @@ __device__ inline void vidkv_block_query(const Problem& p, std::int64_t kb, std:
   scaled_query(qv, big, p.score_scale, t4, qh, up);
 }
 
-// 2-bit field j (0..7) of a lane word (w, w10 = w >> 10) as fp16 codes (kTrits false) or ternary trits (true).
-template <int j, bool kTrits>
-__device__ __forceinline__ unsigned slot_pair(unsigned w, unsigned w10, const ShiftMagic<10, 1>& sm) {
-  constexpr int s = fr::field_shift(j);
-  return field_h2<s, 2, kTrits ? kTritSub<s> : kCodeSub<s>>(j < 5 ? w : w10, sm.pair[s]);
-}
-// 1-bit field f (0..15) of a lane word as fp16 codes 0 / 1 (fr::bit_field_shift: fields 10-15 from w10).
-template <int f>
-__device__ __forceinline__ unsigned bit_pair(unsigned w, unsigned w10, const ShiftMagic<10, 1>& sm) {
-  constexpr int s = fr::bit_field_shift(f);
-  return field_h2<s, 1, kCodeSub<s>>(f < 10 ? w : w10, sm.pair[s]);
-}
-
-// The four A registers of key chunk kc (< 4) of the 1-bit low tile's token half held in word w: fields 4 kc .. + 3.
+// The four A registers of key chunk kc (< 4) of the 1-bit low tile's token half held in word w: fields 4 kc .. + 3
+// (code_pair<f, 1>: rows g at s = 0, rows g + 8 at s = 1).
 template <int kc>
-__device__ __forceinline__ void mma_low_chunk(float (&d)[4], unsigned w, unsigned w10, const ShiftMagic<10, 1>& sm,
-                                              unsigned b0, unsigned b1) {
-  mma_f16(d, bit_pair<4 * kc>(w, w10, sm), bit_pair<4 * kc + 1>(w, w10, sm), bit_pair<4 * kc + 2>(w, w10, sm),
-          bit_pair<4 * kc + 3>(w, w10, sm), b0, b1);
+__device__ __forceinline__ void mma_low_chunk(float (&d)[4], unsigned w, unsigned b0, unsigned b1) {
+  mma_f16(d, code_pair<4 * kc, 1>(w), code_pair<4 * kc + 1, 1>(w), code_pair<4 * kc + 2, 1>(w), code_pair<4 * kc + 3, 1>(w),
+          b0, b1);
 }
 
 __global__ void __launch_bounds__(kThreads, 3) fragment_vidkv_kernel(const __grid_constant__ Problem p) {
@@ -838,13 +792,14 @@ __global__ void __launch_bounds__(kThreads, 3) fragment_vidkv_kernel(const __gri
   const int g = lane >> 2, t4 = lane & 3;
   const int Q = static_cast<int>(p.qpk);
   std::uint32_t* wbase = reinterpret_cast<std::uint32_t*>(smem) + warp * L::kWarp;
-  float* prob = reinterpret_cast<float*>(wbase + L::kProb);
-  const ShiftMagic<10, 1> sm;
 
   const SequenceEntry seq = p.sequences[b];
   const TileRange range = split_tiles(seq.fast_count, p.splits, s);
   float m[2] = {-HUGE_VALF, -HUGE_VALF}, l[2] = {0.0f, 0.0f};
-  float acc[KC][4];  // channel 16 mv + g (+8 for r >= 2), head 2 t4 + r % 2
+  // acc: the slots' sums (trit + 1) times 2^-24 or 2^-22 (code_pair), channel 16 mv + g (+8 for r >= 2), head
+  // 2 t4 + r % 2; psum: sum_t p~_t of heads 2 t4 (+1) in entries 0 and 1 (an MMA of A = ones and B = p~, the
+  // values' own B), so that each output is acc row_unscale - psum = sum_t p~_t trit_tc.
+  float acc[KC][4], psum[4] = {0.0f, 0.0f, 0.0f, 0.0f};
 #pragma unroll
   for (int mv = 0; mv < KC; ++mv)
 #pragma unroll
@@ -923,51 +878,61 @@ __global__ void __launch_bounds__(kThreads, 3) fragment_vidkv_kernel(const __gri
     float sc[2][4];
 #pragma unroll
     for (int mt = 0; mt < 2; ++mt) {
-      float d[2][4] = {{0.0f, 0.0f, 0.0f, 0.0f}, {0.0f, 0.0f, 0.0f, 0.0f}};
+      // The high chunks (2-bit code_pair: sums times 2^-24 / 2^-22) and the low ones (1-bit: 2^-24 / 2^-23) in two
+      // accumulators, each a chain of 4 MMAs.
+      float dh[4] = {0.0f, 0.0f, 0.0f, 0.0f}, dl[4] = {0.0f, 0.0f, 0.0f, 0.0f};
 #pragma unroll
       for (int kc = 0; kc < KH; ++kc) {  // high: register 4 (mt KH + kc) + a, word (mt KH + kc) / 2 (fr::key_word)
-        const unsigned w = kw[fr::key_word(mt, kc, KH)], w10 = w >> 10;
+        const unsigned w = kw[fr::key_word(mt, kc, KH)];
         if (fr::key_field(mt, kc, KH, 0) == 4)
-          mma_f16(d[kc % 2], slot_pair<4, false>(w, w10, sm), slot_pair<5, false>(w, w10, sm), slot_pair<6, false>(w, w10, sm),
-                  slot_pair<7, false>(w, w10, sm), bx[kc][0], bx[kc][1]);
+          mma_f16(dh, code_pair<4>(w), code_pair<5>(w), code_pair<6>(w), code_pair<7>(w), bx[kc][0], bx[kc][1]);
         else
-          mma_f16(d[kc % 2], slot_pair<0, false>(w, w10, sm), slot_pair<1, false>(w, w10, sm), slot_pair<2, false>(w, w10, sm),
-                  slot_pair<3, false>(w, w10, sm), bx[kc][0], bx[kc][1]);
+          mma_f16(dh, code_pair<0>(w), code_pair<1>(w), code_pair<2>(w), code_pair<3>(w), bx[kc][0], bx[kc][1]);
       }
       // low: 1-bit word mt (fr::bit_key_word), chunk kc in fields 4 kc .. + 3 (fr::bit_key_field)
-      const unsigned w = kl[fr::bit_key_word(mt)], w10 = w >> 10;
-      mma_low_chunk<0>(d[0], w, w10, sm, bx[KH][0], bx[KH][1]);
-      mma_low_chunk<1>(d[1], w, w10, sm, bx[KH + 1][0], bx[KH + 1][1]);
-      mma_low_chunk<2>(d[0], w, w10, sm, bx[KH + 2][0], bx[KH + 2][1]);
-      mma_low_chunk<3>(d[1], w, w10, sm, bx[KH + 3][0], bx[KH + 3][1]);
+      const unsigned w = kl[fr::bit_key_word(mt)];
+      mma_low_chunk<0>(dl, w, bx[KH][0], bx[KH][1]);
+      mma_low_chunk<1>(dl, w, bx[KH + 1][0], bx[KH + 1][1]);
+      mma_low_chunk<2>(dl, w, bx[KH + 2][0], bx[KH + 2][1]);
+      mma_low_chunk<3>(dl, w, bx[KH + 3][0], bx[KH + 3][1]);
 #pragma unroll
-      for (int r = 0; r < 4; ++r) sc[mt][r] = fmaf(d[0][r] + d[1][r], up[r & 1], bias_up[r & 1]);
+      for (int r = 0; r < 4; ++r)
+        sc[mt][r] = fmaf(fmaf(dh[r], row_unscale(r), dl[r] * row_unscale<1>(r)), up[r & 1], bias_up[r & 1]);
     }
 
     // 3. Online softmax.
     float alpha[2];
     if (current.n < kTile) mask_cut_tile(sc, current.n, g);
-    if (softmax_tile(sc, m, l, alpha, prob, g, t4)) rescale_acc(acc, alpha);
     unsigned ph[2][2];
-    probabilities_b(prob, g, t4, ph);
+    if (softmax_tile(sc, m, l, alpha, ph)) {
+      rescale_acc(acc, alpha);
+      psum[0] *= alpha[0];
+      psum[1] *= alpha[1];
+    }
 
-    // 4. Values: A = the trits [16 channels x 16 tokens] (word mv, field 4 kt + a: fr::value_word / value_field),
-    // B = p~.
+    // 4. Values: A = the slots trit + 1 [16 channels x 16 tokens] (word mv, field 4 kt + a: fr::value_word /
+    // value_field; code_pair), B = p~; psum += ones p~.
     const uint4 v0 = reinterpret_cast<const uint4*>(t + L::kValueCodes)[lane];
     const uint4 v1 = reinterpret_cast<const uint4*>(t + L::kValueCodes)[32 + lane];
     const unsigned vw[KC] = {v0.x, v0.y, v0.z, v0.w, v1.x, v1.y, v1.z, v1.w};
 #pragma unroll
     for (int mv = 0; mv < KC; ++mv) {
-      const unsigned w = vw[fr::value_word(mv)], w10 = w >> 10;
-      mma_f16(acc[mv], slot_pair<0, true>(w, w10, sm), slot_pair<1, true>(w, w10, sm), slot_pair<2, true>(w, w10, sm),
-              slot_pair<3, true>(w, w10, sm), ph[0][0], ph[0][1]);
-      mma_f16(acc[mv], slot_pair<4, true>(w, w10, sm), slot_pair<5, true>(w, w10, sm), slot_pair<6, true>(w, w10, sm),
-              slot_pair<7, true>(w, w10, sm), ph[1][0], ph[1][1]);
+      const unsigned w = vw[fr::value_word(mv)];
+      mma_f16(acc[mv], code_pair<0>(w), code_pair<1>(w), code_pair<2>(w), code_pair<3>(w), ph[0][0], ph[0][1]);
+      mma_f16(acc[mv], code_pair<4>(w), code_pair<5>(w), code_pair<6>(w), code_pair<7>(w), ph[1][0], ph[1][1]);
     }
+    mma_f16(psum, kOnePair, kOnePair, kOnePair, kOnePair, ph[0][0], ph[0][1]);
+    mma_f16(psum, kOnePair, kOnePair, kOnePair, kOnePair, ph[1][0], ph[1][1]);
     current = next;
     slot ^= 1;
   }
   cuda_async::wait_all();
+  // The trits' sums: slots times row_unscale minus the probabilities (exact where every trit is 0: both MMAs then sum
+  // the same products, one scaled by a power of two, in the same order).
+#pragma unroll
+  for (int mv = 0; mv < KC; ++mv)
+#pragma unroll
+    for (int r = 0; r < 4; ++r) acc[mv][r] = fmaf(acc[mv][r], row_unscale(r), -psum[r & 1]);
   __syncthreads();
   write_mma_warp_partial(smem, warp, Q, D, KC, g, t4, m, l, acc);
   __syncthreads();

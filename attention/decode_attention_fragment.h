@@ -3,8 +3,8 @@
 // fragment on both sides) and VidKV-shaped ones (mixed_channel keys of uniform and sign children in layout fragment,
 // ternary values in packing fragment: FragmentFormats below), read as mma.m16n8k16 A
 // operands without the other kernels' staging: each lane loads its own 16-byte quads of a 32-token tile and turns each 32-bit
-// field pair into an fp16 pair of codes with one mask-or and one fp16 subtraction (the design measured in
-// prototypes/fragment_attention/; the tile's bytes reach shared memory by plain cp.async copies, with no
+// field pair into an fp16 pair of codes with one mask (2-bit codes, as fp16 subnormals: subnormal_code_pair) or one
+// mask-or and one fp16 subtraction (1-bit codes; the design measured in prototypes/fragment_attention/; the tile's bytes reach shared memory by plain cp.async copies, with no
 // rearrangement). Which formats and tiles it takes; host-device, C++17, no CUDA headers.
 //
 // Arithmetic (decode_attention_tolerance.h, 6.): the scores are s_t = 2^e c [sum_i x_i c_ti + sum_i y_i] with the
@@ -105,22 +105,34 @@ VIDKV_HOST_DEVICE constexpr int value_word(int mv) { return mv; }
 VIDKV_HOST_DEVICE constexpr int value_field(int kt, int a) { return 4 * kt + a; }
 
 // 1-bit codes (vidkv's low keys: sign's layout fragment, 16 registers per lane word): the A registers of chunk kc
-// (of 4: 64 components) and token half mt are word mt of the lane's two, fields 4 kc + a; field f holds its two
-// codes at bits f and 16 + f, read from the word for f < 10 and from the word shifted right by 10 above (bit
-// bit_field_shift(f) <= 9 of the source), made an fp16 2^(10 - shift) + code by OR-ing the exponent 25 - shift.
+// (of 4: 64 components) and token half mt are word mt of the lane's two, fields 4 kc + a.
 VIDKV_HOST_DEVICE constexpr int bit_key_word(int mt) { return mt; }
 VIDKV_HOST_DEVICE constexpr int bit_key_field(int kc, int a) { return 4 * kc + a; }
-VIDKV_HOST_DEVICE constexpr int bit_field_shift(int f) { return f < 10 ? f : f - 10; }
 
-// Field j (0..7) of a lane word holds its register's two codes at bits 2 j and 16 + 2 j. The kernel reads fields 0-4
-// from the word and fields 5-7 from the word shifted right by 10, so the field's low code sits at bit field_shift(j)
-// <= 8 of its source (and the high code 16 bits up); OR-ing field_magic(j) into each half (the fp16 exponent
-// 25 - shift) makes that bit the unit of an fp16 2^(10 - shift) + code, exact, and subtracting field_magic(j)'s
-// value leaves the code (the prototype's lop3 + hsub2).
-VIDKV_HOST_DEVICE constexpr int field_shift(int j) { return j < 5 ? 2 * j : 2 * (j - 5); }
-VIDKV_HOST_DEVICE constexpr unsigned field_magic(int j) { return static_cast<unsigned>(25 - field_shift(j)) << 10; }
-// The fp16 exponent bits that make bit `shift` (0..9) of a half the unit (both widths: 2-bit field j is shift 2 j).
-VIDKV_HOST_DEVICE constexpr unsigned shift_magic(int shift) { return static_cast<unsigned>(25 - shift) << 10; }
+// Codes as fp16 subnormals (the kernels' A registers). Field j of a lane word of b-bit codes (b = 2: fields 0-7; b = 1:
+// 0-15) holds its register's two codes at bits b j and 16 + b j. The kernels read it from the word shifted right by
+// subnormal_source_shift(j, b) = 2 b (j / 2), where its low code sits at bit s = subnormal_field_shift(j, b) = b (j & 1)
+// and the high code 16 bits up; clearing every other bit (one LOP3 with an immediate mask) leaves in each half the fp16
+// subnormal code x 2^(s - 24), exact: no exponent to OR in and no fp16 subtraction (the prototype's lop3 + hsub2 took
+// two instructions per register; the shifts: 3 per 2-bit word, 7 per 1-bit word). Field j feeds A register a = j % 4,
+// whose rows are g + 8 (a & 1), so every code of row g is at s = 0 and every code of row g + 8 at s = b, in every
+// word of both operands: an MMA row's sums carry the one factor 2^-24 or 2^(b - 24), undone in fp32 by
+// subnormal_unscale(row half, b) (decode_attention_fragment.cu code_pair, row_unscale).
+VIDKV_HOST_DEVICE constexpr int subnormal_source_shift(int j, int bits) { return 2 * bits * (j / 2); }
+VIDKV_HOST_DEVICE constexpr int subnormal_field_shift(int j, int bits) { return bits * (j & 1); }
+// The pair of field j of word w as the kernels form it (two fp16 bit patterns, low code in the low half).
+VIDKV_HOST_DEVICE constexpr std::uint32_t subnormal_code_pair(std::uint32_t w, int j, int bits) {
+  return (w >> subnormal_source_shift(j, bits)) & (((1u << bits) - 1u) * 0x00010001u << subnormal_field_shift(j, bits));
+}
+// 2^(24 - s) for the codes of A rows g + 8 row_half (s = bits row_half): the exact fp32 factor that makes an MMA row's
+// sum of code x 2^(s - 24) products the sum of the codes' products.
+VIDKV_HOST_DEVICE constexpr float subnormal_unscale(int row_half, int bits) {
+  return row_half == 0 ? 16777216.0f : bits == 1 ? 8388608.0f : 4194304.0f;
+}
+static_assert(subnormal_code_pair(0xE4E4E4E4u, 5, 2) == (1u << 2) * 0x00010001u,
+              "fields 4-7 of 0xE4 are codes 0-3: field 5 (bits 10-11) is 1, from the word shifted by 8, at bit 2");
+static_assert(subnormal_code_pair(0x00008000u, 15, 1) == 0x2u && subnormal_code_pair(0x40000000u, 14, 1) == 0x10000u,
+              "1-bit field 15 (bit 15) from the word shifted by 14 at bit 1; field 14's high code (bit 30) at bit 16");
 
 // The key metadata in a warp's shared memory (decode_attention_fragment.cu, issue_tile): word w of a tile's D / 2
 // scale words (channels 2 w and 2 w + 1 = 16 kc + 2 t4 + 8 pr, so t4 = w % 4, pr = (w / 4) % 2, kc = w / 8) sits at

@@ -96,21 +96,29 @@ TEST_CASE("the fragment kernel's register map and field trick read the codes gro
     }
   }
   CHECK(checked == 2 * 32 * 4 * 2 * 2 * (4 + 8));
-  // The field trick on every field and every pair of codes, with the other bits of the word set at random.
+  // The field trick on every field and every pair of codes, with the other bits of the word set at random: the pair
+  // the kernels form (subnormal_code_pair: the word shifted by 4 (j / 2), one mask) is the fp16 subnormals
+  // code x 2^(s - 24), s = 2 (j & 1), and subnormal_unscale of the field's A row half (a = j % 4: rows g + 8 (a & 1))
+  // restores the code exactly. Hand-worked: field 3 of a word whose bits 6-7 hold 2 is 2 x 2^(2 - 24) = 2^-21,
+  // times 2^22 = 2.
+  CHECK(half_bits_to_float(static_cast<std::uint16_t>(fr::subnormal_code_pair(2u << 6, 3, 2))) == std::ldexp(1.0f, -21));
+  CHECK(fr::subnormal_unscale(1, 2) == std::ldexp(1.0f, 22));
   std::mt19937_64 rng(3);
   for (int j = 0; j < 8; ++j)
     for (unsigned lo = 0; lo < 4; ++lo)
       for (unsigned hi = 0; hi < 4; ++hi) {
         const std::uint32_t mask = (3u << (2 * j)) | (3u << (16 + 2 * j));
         const std::uint32_t w = (static_cast<std::uint32_t>(rng()) & ~mask) | (lo << (2 * j)) | (hi << (16 + 2 * j));
-        const std::uint32_t src = j < 5 ? w : w >> 10;
-        const int s = fr::field_shift(j);
-        const float magic = half_bits_to_float(static_cast<std::uint16_t>(fr::field_magic(j)));
-        const auto low = static_cast<std::uint16_t>((src & (3u << s)) | fr::field_magic(j));
-        const auto high = static_cast<std::uint16_t>(((src >> 16) & (3u << s)) | fr::field_magic(j));
+        const std::uint32_t pair = fr::subnormal_code_pair(w, j, 2);
+        const int row_half = (j % 4) % 2, s = fr::subnormal_field_shift(j, 2);
         INFO("field " << j << ", codes " << lo << ", " << hi);
-        REQUIRE(half_bits_to_float(low) - magic == static_cast<float>(lo));  // exact: fp16 values, fp32 subtraction
-        REQUIRE(half_bits_to_float(high) - magic == static_cast<float>(hi));
+        REQUIRE(s == 2 * row_half);  // one shift per A row half, whatever the field
+        REQUIRE((pair & 0x7C007C00u) == 0u);  // exponents zero: subnormals (or zero), signs clear
+        const float low = half_bits_to_float(static_cast<std::uint16_t>(pair)), high = half_bits_to_float(static_cast<std::uint16_t>(pair >> 16));
+        REQUIRE(low == std::ldexp(static_cast<float>(lo), s - 24));
+        REQUIRE(high == std::ldexp(static_cast<float>(hi), s - 24));
+        REQUIRE(low * fr::subnormal_unscale(row_half, 2) == static_cast<float>(lo));
+        REQUIRE(high * fr::subnormal_unscale(row_half, 2) == static_cast<float>(hi));
       }
 }
 
@@ -438,13 +446,8 @@ TEST_CASE("the fragment kernel takes VidKV's fragment formats as its vidkv insta
             const int f = fr::bit_key_field(kc, a);
             REQUIRE(group_format::fragment_code_index(group_format::GroupAxis::channel, keys1, 32, 64, 0, t, c) ==
                     32 * (2 * lane + fr::bit_key_word(mt)) + 16 * half + f);
-            REQUIRE(fr::bit_field_shift(f) <= 9);
+            REQUIRE(fr::subnormal_field_shift(f, 1) == (a & 1));  // rows g at s = 0, rows g + 8 at s = 1
           }
-  // The trits' subtraction constant: slot t + 1 at bit s with exponent 25 - s is 2^(10 - s) + t + 1; minus
-  // 2^(10 - s) + 1 (the magic with bit s set) is t. fp16 bits, hand-worked for s = 4: exponent 21 -> 0x5400 = 64.0,
-  // 64 + 1 = 0x5410; slot 2 (t = +1): 0x5400 | 2 << 4 = 0x5420 = 66.0, 66 - 65 = 1.
-  CHECK(fr::shift_magic(4) == 0x5400u);
-  CHECK((fr::shift_magic(4) | (1u << 4)) == 0x5410u);
 }
 
 TEST_CASE("the fragment kernel's vidkv arithmetic (fp16 factors on the transformed query, emulated) stays within tolerance 6",
@@ -609,41 +612,50 @@ TEST_CASE("the vidkv instance's tile addresses hold each key child's scales and 
 }
 
 TEST_CASE("the vidkv instance's field tricks (1-bit codes, trits) and its fragment_tile conditions", "[cpu][attention]") {
-  // 1-bit field f of a lane word: low code at bit f, high code at 16 + f; fields 10-15 read from the word shifted right
-  // by 10 (bit_field_shift). OR-ing the exponent shift_magic(s) makes an fp16 2^(10 - s) + code; subtracting the
-  // magic's value leaves the code (the kernel's kCodeSub), with the word's other bits random.
+  // 1-bit field f of a lane word: low code at bit f, high code at 16 + f, read from the word shifted right by f & ~1
+  // (subnormal_code_pair with bits 1): each half the fp16 subnormal code x 2^(s - 24), s = f & 1 (the field's A row
+  // half: a = f % 4, rows g + 8 (a & 1)), which subnormal_unscale(s, 1) = 2^(24 - s) restores, with the word's other
+  // bits random. Hand-worked: field 9 with both codes 1 (bits 9 and 25) is the word shifted by 8 masked with 0x20002:
+  // 2^-23 in both halves.
+  CHECK(fr::subnormal_code_pair((1u << 9) | (1u << 25), 9, 1) == 0x00020002u);
+  CHECK(half_bits_to_float(0x0002) == std::ldexp(1.0f, -23));
   std::mt19937_64 rng(5);
   for (int f = 0; f < 16; ++f)
     for (unsigned lo = 0; lo < 2; ++lo)
       for (unsigned hi = 0; hi < 2; ++hi) {
         const std::uint32_t mask = (1u << f) | (1u << (16 + f));
         const std::uint32_t w = (static_cast<std::uint32_t>(rng()) & ~mask) | (lo << f) | (hi << (16 + f));
-        const std::uint32_t src = f < 10 ? w : w >> 10;
-        const int s = fr::bit_field_shift(f);
-        const float magic = half_bits_to_float(static_cast<std::uint16_t>(fr::shift_magic(s)));
-        const auto low = static_cast<std::uint16_t>((src & (1u << s)) | fr::shift_magic(s));
-        const auto high = static_cast<std::uint16_t>(((src >> 16) & (1u << s)) | fr::shift_magic(s));
+        const std::uint32_t pair = fr::subnormal_code_pair(w, f, 1);
+        const int row_half = (f % 4) % 2, s = fr::subnormal_field_shift(f, 1);
         INFO("1-bit field " << f << ", codes " << lo << ", " << hi);
-        REQUIRE(half_bits_to_float(low) - magic == static_cast<float>(lo));
-        REQUIRE(half_bits_to_float(high) - magic == static_cast<float>(hi));
+        REQUIRE(s == row_half);
+        REQUIRE((pair & 0x7C007C00u) == 0u);
+        const float low = half_bits_to_float(static_cast<std::uint16_t>(pair)), high = half_bits_to_float(static_cast<std::uint16_t>(pair >> 16));
+        REQUIRE(low == std::ldexp(static_cast<float>(lo), s - 24));
+        REQUIRE(high == std::ldexp(static_cast<float>(hi), s - 24));
+        REQUIRE(low * fr::subnormal_unscale(row_half, 1) == static_cast<float>(lo));
+        REQUIRE(high * fr::subnormal_unscale(row_half, 1) == static_cast<float>(hi));
       }
-  // Trits: a 2-bit field's slots t + 1 (0, 1, 2) minus the magic with bit s set (2^(10 - s) + 1, the kernel's
-  // kTritSub) are t exactly.
-  for (int j = 0; j < 8; ++j)
-    for (unsigned lo = 0; lo < 3; ++lo)
-      for (unsigned hi = 0; hi < 3; ++hi) {
-        const std::uint32_t mask = (3u << (2 * j)) | (3u << (16 + 2 * j));
-        const std::uint32_t w = (static_cast<std::uint32_t>(rng()) & ~mask) | (lo << (2 * j)) | (hi << (16 + 2 * j));
-        const std::uint32_t src = j < 5 ? w : w >> 10;
-        const int s = fr::field_shift(j);
-        const float sub = half_bits_to_float(static_cast<std::uint16_t>(fr::shift_magic(s) | (1u << s)));
-        REQUIRE(sub == std::ldexp(1.0f, 10 - s) + 1.0f);
-        const auto low = static_cast<std::uint16_t>((src & (3u << s)) | fr::shift_magic(s));
-        const auto high = static_cast<std::uint16_t>(((src >> 16) & (3u << s)) | fr::shift_magic(s));
-        INFO("2-bit field " << j << ", slots " << lo << ", " << hi);
-        REQUIRE(half_bits_to_float(low) - sub == static_cast<float>(lo) - 1.0f);
-        REQUIRE(half_bits_to_float(high) - sub == static_cast<float>(hi) - 1.0f);
-      }
+  // Trits: the slots t + 1 (0, 1, 2) as subnormal_code_pair forms them; the kernel's outputs are sum_t p~_t (slot_t
+  // x 2^(s - 24)) x subnormal_unscale - sum_t p~_t. Hand-worked on four tokens, trits -1, 0, +1, +1 with p~ = 1, 0.5,
+  // 0.25, 0.125: slots 0, 1, 2, 2 give 0.5 + 0.5 + 0.25 = 1.25, minus 1.875 = -0.625 = -1 + 0 + 0.25 + 0.125; and
+  // with every trit 0 the two sums are the same products up to the power of two, so the difference is exactly 0.
+  for (int j = 0; j < 8; ++j) {
+    const int row_half = (j % 4) % 2;
+    const float p[4] = {1.0f, 0.5f, 0.25f, 0.125f};
+    const unsigned slots[4] = {0, 1, 2, 2};
+    float sum = 0.0f, zero = 0.0f, psum = 0.0f;
+    for (int t = 0; t < 4; ++t) {
+      const std::uint32_t w = (static_cast<std::uint32_t>(rng()) & ~(3u << (2 * j))) | (slots[t] << (2 * j));
+      const std::uint32_t one = (static_cast<std::uint32_t>(rng()) & ~(3u << (2 * j))) | (1u << (2 * j));
+      sum += half_bits_to_float(static_cast<std::uint16_t>(fr::subnormal_code_pair(w, j, 2))) * p[t];
+      zero += half_bits_to_float(static_cast<std::uint16_t>(fr::subnormal_code_pair(one, j, 2))) * p[t];
+      psum += p[t];
+    }
+    INFO("2-bit field " << j);
+    REQUIRE(sum * fr::subnormal_unscale(row_half, 2) - psum == -0.625f);
+    REQUIRE(zero * fr::subnormal_unscale(row_half, 2) - psum == 0.0f);
+  }
   // fragment_tile with mixed keys: the low child's codes 8-byte aligned (the lanes' pair copies) and group-major, every
   // key metadata section 4-byte aligned (a word per lane); the high child's codes 16-byte aligned as before.
   alignas(16) static std::uint8_t bytes[64];
