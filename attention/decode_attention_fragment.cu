@@ -360,8 +360,9 @@ __device__ __forceinline__ unsigned transpose_pairs(unsigned x) {
 }
 
 // 3. of both instances: the online softmax per head 2 t4 + e over a tile's 32 tokens (4 per lane and head) of the
-// scores sc[mt][r] (token 16 mt + g (+8 for r >= 2), head 2 t4 + r % 2, log2 units) into the running max m and sum
-// l; the probabilities as the values' B operand ph[kt][pr] (tokens 16 kt + 8 pr + 2 t4 (+1), head g, fp16 pairs p~ =
+// scores sc[mt][r] (token 16 mt + g (+8 for r >= 2), head 2 t4 + r % 2, log2 units) into the running max m (the
+// warp's, per head) and this lane's part of the sum l (its 4 tokens per head and tile; whole_sums adds the 8 lanes g
+// of a head after the last tile: the sum's order is not the tokens', which tolerance 6.'s 3 T u covers); the probabilities as the values' B operand ph[kt][pr] (tokens 16 kt + 8 pr + 2 t4 (+1), head g, fp16 pairs p~ =
 // fp16(p)): the lane's pairs fp16(p) of heads 2 t4, 2 t4 + 1 at token 16 kt + g (+8) are an 8 x 8 [token x head]
 // matrix fragment, whose transpose (transpose_pairs) is the [head x token] fragment that B's layout asks for (b0
 // rows 2 t4 (+1), column g), with no shared memory. alpha: each head's factor for the accumulators. Returns whether
@@ -391,14 +392,18 @@ __device__ __forceinline__ bool softmax_tile(const float (&sc)[2][4], float (&m)
     ph[mt][1] = transpose_pairs(pack_half2(pr[2], pr[3]));
   }
 #pragma unroll
-  for (int e2 = 0; e2 < 2; ++e2) {
-    float v = sum[e2];
-    v += __shfl_xor_sync(0xffffffffu, v, 4);
-    v += __shfl_xor_sync(0xffffffffu, v, 8);
-    v += __shfl_xor_sync(0xffffffffu, v, 16);
-    l[e2] = l[e2] * alpha[e2] + v;
-  }
+  for (int e2 = 0; e2 < 2; ++e2) l[e2] = l[e2] * alpha[e2] + sum[e2];
   return __any_sync(0xffffffffu, alpha[0] != 1.0f || alpha[1] != 1.0f);
+}
+
+// The sums of softmax_tile's lane parts l of heads 2 t4 and 2 t4 + 1 over the 8 lanes g, in every lane.
+__device__ __forceinline__ void whole_sums(float (&l)[2]) {
+#pragma unroll
+  for (int e2 = 0; e2 < 2; ++e2) {
+    l[e2] += __shfl_xor_sync(0xffffffffu, l[e2], 4);
+    l[e2] += __shfl_xor_sync(0xffffffffu, l[e2], 8);
+    l[e2] += __shfl_xor_sync(0xffffffffu, l[e2], 16);
+  }
 }
 
 // A tile cut by a query row's causal limit (TileEntry n < 32: DecodeAttention with several query tokens per
@@ -639,6 +644,7 @@ __global__ void __launch_bounds__(kThreads, 3) fragment_kernel(const __grid_cons
   }
 
   // The warp's partial to shared memory (wm, wl, wacc as merge_warp_partials reads them), then the block's merge.
+  whole_sums(l);
   __syncthreads();
   write_mma_warp_partial(smem, warp, Q, D, KC, g, t4, m, l, acc);
   __syncthreads();
@@ -933,6 +939,7 @@ __global__ void __launch_bounds__(kThreads, 3) fragment_vidkv_kernel(const __gri
   for (int mv = 0; mv < KC; ++mv)
 #pragma unroll
     for (int r = 0; r < 4; ++r) acc[mv][r] = fmaf(acc[mv][r], row_unscale(r), -psum[r & 1]);
+  whole_sums(l);
   __syncthreads();
   write_mma_warp_partial(smem, warp, Q, D, KC, g, t4, m, l, acc);
   __syncthreads();
