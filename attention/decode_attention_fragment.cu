@@ -362,38 +362,51 @@ __device__ __forceinline__ unsigned transpose_pairs(unsigned x) {
 // 3. of both instances: the online softmax per head 2 t4 + e over a tile's 32 tokens (4 per lane and head) of the
 // scores sc[mt][r] (token 16 mt + g (+8 for r >= 2), head 2 t4 + r % 2, log2 units) into the running max m (the
 // warp's, per head) and this lane's part of the sum l (its 4 tokens per head and tile; whole_sums adds the 8 lanes g
-// of a head after the last tile: the sum's order is not the tokens', which tolerance 6.'s 3 T u covers); the probabilities as the values' B operand ph[kt][pr] (tokens 16 kt + 8 pr + 2 t4 (+1), head g, fp16 pairs p~ =
+// of a head after the last tile: the sum's order is not the tokens', which tolerance 6.'s 3 T u covers).
+// The running max moves only when some lane's own scores exceed it (one vote): most tiles after a sequence's first
+// few leave it (a new maximum among n tokens is ever rarer), and then the max is m itself and alpha exactly 1, as the
+// warp-wide reduction would give; only a tile that raises it pays the shuffles.
+// The probabilities as the values' B operand ph[kt][pr] (tokens 16 kt + 8 pr + 2 t4 (+1), head g, fp16 pairs p~ =
 // fp16(p)): the lane's pairs fp16(p) of heads 2 t4, 2 t4 + 1 at token 16 kt + g (+8) are an 8 x 8 [token x head]
 // matrix fragment, whose transpose (transpose_pairs) is the [head x token] fragment that B's layout asks for (b0
 // rows 2 t4 (+1), column g), with no shared memory. alpha: each head's factor for the accumulators. Returns whether
 // any head of the warp has alpha != 1 (the caller's rescale; else the same values).
 __device__ __forceinline__ bool softmax_tile(const float (&sc)[2][4], float (&m)[2], float (&l)[2], float (&alpha)[2],
                                              unsigned (&ph)[2][2]) {
+  float v[2];
 #pragma unroll
-  for (int e2 = 0; e2 < 2; ++e2) {
-    float v = fmaxf(fmaxf(sc[0][e2], sc[0][e2 + 2]), fmaxf(sc[1][e2], sc[1][e2 + 2]));
-    v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, 4));
-    v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, 8));
-    v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, 16));
-    const float mn = fmaxf(m[e2], v);
-    alpha[e2] = m[e2] == -HUGE_VALF ? 0.0f : exp2_ftz(m[e2] - mn);
-    m[e2] = mn;
+  for (int e2 = 0; e2 < 2; ++e2) v[e2] = fmaxf(fmaxf(sc[0][e2], sc[0][e2 + 2]), fmaxf(sc[1][e2], sc[1][e2 + 2]));
+  alpha[0] = alpha[1] = 1.0f;
+  bool rescale = false;
+  if (__any_sync(0xffffffffu, v[0] > m[0] || v[1] > m[1])) {
+#pragma unroll
+    for (int e2 = 0; e2 < 2; ++e2) {
+      float x = v[e2];
+      x = fmaxf(x, __shfl_xor_sync(0xffffffffu, x, 4));
+      x = fmaxf(x, __shfl_xor_sync(0xffffffffu, x, 8));
+      x = fmaxf(x, __shfl_xor_sync(0xffffffffu, x, 16));
+      const float mn = fmaxf(m[e2], x);
+      alpha[e2] = m[e2] == -HUGE_VALF ? 0.0f : exp2_ftz(m[e2] - mn);
+      m[e2] = mn;
+      l[e2] *= alpha[e2];
+    }
+    rescale = __any_sync(0xffffffffu, alpha[0] != 1.0f || alpha[1] != 1.0f);
   }
-  float sum[2] = {0.0f, 0.0f};
+  float sum[2];
 #pragma unroll
   for (int mt = 0; mt < 2; ++mt) {
     float pr[4];
 #pragma unroll
     for (int r = 0; r < 4; ++r) {
       pr[r] = exp2_ftz(sc[mt][r] - m[r & 1]);
-      sum[r & 1] += pr[r];
+      sum[r & 1] = mt == 0 && r < 2 ? pr[r] : sum[r & 1] + pr[r];
     }
     ph[mt][0] = transpose_pairs(pack_half2(pr[0], pr[1]));
     ph[mt][1] = transpose_pairs(pack_half2(pr[2], pr[3]));
   }
 #pragma unroll
-  for (int e2 = 0; e2 < 2; ++e2) l[e2] = l[e2] * alpha[e2] + sum[e2];
-  return __any_sync(0xffffffffu, alpha[0] != 1.0f || alpha[1] != 1.0f);
+  for (int e2 = 0; e2 < 2; ++e2) l[e2] += sum[e2];
+  return rescale;
 }
 
 // The sums of softmax_tile's lane parts l of heads 2 t4 and 2 t4 + 1 over the 8 lanes g, in every lane.
