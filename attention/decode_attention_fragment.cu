@@ -37,7 +37,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstddef>
 #include <cstdint>
 #include <utility>
 
@@ -63,49 +62,9 @@ constexpr int kTile = static_cast<int>(group_format::kFragmentTileTokens);  // 3
 
 // Per-warp shared memory in 32-bit words: two slots (the tile being computed, the next one arriving), each key codes
 // [2 D], value codes [2 D], key scales [D / 2] and mins [D / 2] (fp16 pairs: channels 2 i, 2 i + 1 in word i), value
-// scales and mins [kValueMetaWords] each; then the ring of the warp's tile entries (the entry ring, kRingWords). Every
-// piece a multiple of 4 words (16-byte aligned). (The probabilities go from the scores' layout to the values' B
-// operand in registers: softmax_tile.)
+// scales and mins [kValueMetaWords] each. Every piece a multiple of 4 words (16-byte aligned). (The probabilities
+// go from the scores' layout to the values' B operand in registers: softmax_tile.)
 constexpr int kValueMetaWords = 132;  // 32 tokens x at most 8 groups of fp16 = 128 words, + 1 for a half-word start
-
-// The entry ring: the warp's tile entries in shared memory, entry m of its tiles (tile range.first + warp + m kWarps) in slot m % 4 of
-// 8 words (a TileEntry's 24 bytes, as stored), copied by cp.async (lanes 0-2, 8 bytes each) with the copies of the
-// tile two before it, so that an iteration reads the next tile's entry from shared memory. (Loaded into registers
-// one iteration ahead, the entry's copy into the loop-carried register came right after its load: Nsight Compute put
-// 5% of the vidkv instance's stall samples on that copy, waiting for the load.) Entry 1 is stored from registers
-// before the loop; entry 0 stays in registers.
-constexpr int kRingSlots = 4, kRingSlotWords = 8, kRingWords = kRingSlots * kRingSlotWords;
-static_assert(sizeof(TileEntry) == 24 && offsetof(TileEntry, t0) == 0 && offsetof(TileEntry, n) == 8 &&
-                  offsetof(TileEntry, key_block) == 12 && offsetof(TileEntry, value_block) == 16,
-              "the ring's word offsets");
-// What the loop reads of an entry: its first token (below 2^32: run_at), tokens and blocks.
-struct RingEntry {
-  std::uint32_t t0;
-  int n, key_block, value_block;
-};
-__device__ __forceinline__ RingEntry ring_entry(const TileEntry& e) {
-  return {static_cast<std::uint32_t>(e.t0), e.n, e.key_block, e.value_block};
-}
-// Copies entry `index` of the tables into ring slot m % 4 (lanes 0-2; the caller commits).
-__device__ __forceinline__ void ring_copy(std::uint32_t* ring, int m, const TileEntry* tiles, int index, int lane) {
-  if (lane < 3)
-    cuda_async::copy8(ring + kRingSlotWords * (m % kRingSlots) + 2 * lane, reinterpret_cast<const char*>(tiles + index) + 8 * lane);
-}
-// Stores an entry already in registers into ring slot m % 4 (lane 0; read after a __syncwarp).
-__device__ __forceinline__ void ring_store(std::uint32_t* ring, int m, const RingEntry& e, int lane) {
-  if (lane == 0) {
-    std::uint32_t* w = ring + kRingSlotWords * (m % kRingSlots);
-    w[0] = e.t0;
-    w[2] = static_cast<std::uint32_t>(e.n);
-    w[3] = static_cast<std::uint32_t>(e.key_block);
-    w[4] = static_cast<std::uint32_t>(e.value_block);
-  }
-}
-__device__ __forceinline__ RingEntry ring_read(const std::uint32_t* ring, int m) {
-  const std::uint32_t* w = ring + kRingSlotWords * (m % kRingSlots);
-  const uint4 a = *reinterpret_cast<const uint4*>(w);  // t0 (low, high), n, key_block
-  return {a.x, static_cast<int>(a.z), static_cast<int>(a.w), static_cast<int>(w[4])};
-}
 // The key scales (and the mins) in the order the lanes read them (fr::key_meta_slot): 4 rows of
 // fr::key_meta_stride(D) words per section.
 template <int D>
@@ -114,8 +73,7 @@ struct WarpLayout {
   static constexpr int kKeyScale = 2 * kCodes, kKeyMin = kKeyScale + 4 * fr::key_meta_stride(D);
   static constexpr int kValueScale = kKeyMin + 4 * fr::key_meta_stride(D), kValueMin = kValueScale + kValueMetaWords;
   static constexpr int kSlot = kValueMin + kValueMetaWords;
-  static constexpr int kRing = 2 * kSlot;
-  static constexpr int kWarp = kRing + kRingWords;
+  static constexpr int kWarp = 2 * kSlot;
   static_assert(kSlot % 4 == 0 && kWarp % 4 == 0, "16-byte pieces");
 };
 template <int D>
@@ -540,42 +498,40 @@ __global__ void __launch_bounds__(kThreads, 3) fragment_kernel(const __grid_cons
     for (int r = 0; r < 4; ++r) acc[mv][r] = 0.0f;
 
   // The warp's tiles ti = range.first + warp, + kWarps, ... (int: a sequence's tiles are far fewer than 2^31); their
-  // entries from `tiles` through the entry ring (entry m, the warp's m-th tile, copied with the copies of its tile
-  // m - 2 and read when tile m's copies are issued).
+  // entries from `tiles`, each loaded one iteration before its copies are issued.
   const TileEntry* tiles = p.tiles + seq.tile_begin;
   const int last = static_cast<int>(range.last);
   int ti = static_cast<int>(range.first) + warp;
-  std::uint32_t* ring = wbase + L::kRing;
   const KiviDestinations dst = kivi_destinations<D>(wbase, lane);
   KiviSources src;
   TileMeta meta;
   int tokens = kTile;  // the current tile's tokens (fewer: cut by the row's causal limit, mask_cut_tile)
+  TileEntry ahead;  // the tile after the one being copied (ti + kWarps), loaded one iteration before its copies
   if (ti < last) {
-    const RingEntry tile = ring_entry(tiles[ti]);
+    const TileEntry tile = tiles[ti];
     tokens = tile.n;
-    if (ti + kWarps < last) ring_store(ring, 1, ring_entry(tiles[ti + kWarps]), lane);
-    if (ti + 2 * kWarps < last) ring_copy(ring, 2, tiles, ti + 2 * kWarps, lane);
+    if (ti + kWarps < last) ahead = tiles[ti + kWarps];
     src = kivi_key_sources<D>(src, p, h, tile.key_block, lane);
     src = kivi_value_sources<D>(src, p, h, tile.value_block, lane);
-    meta = issue_tile<D, G>(0, tile.t0, src, dst, lane);
+    meta = issue_tile<D, G>(0, static_cast<std::uint32_t>(tile.t0), src, dst, lane);
   }
   cuda_async::commit();
   int slot = 0;
-  for (int wt = 0; ti < last; ti += kWarps, ++wt) {
+  for (; ti < last; ti += kWarps) {
     // The next tile's copies into the other slot (its last reader was the previous tile: done, __syncwarp below).
     const bool has_next = ti + kWarps < last;
-    __syncwarp();  // every lane has read the previous tile's slot; the ring's entry wt + 1 is visible
+    __syncwarp();  // every lane has read the previous tile's slot and probabilities
     TileMeta next_meta;
     int next_tokens = kTile;
     if (has_next) {
-      const RingEntry next = ring_read(ring, wt + 1);  // stored before the loop (wt = 0), or copied by tile wt - 1's group
+      const TileEntry next = ahead;
       next_tokens = next.n;
-      if (ti + 3 * kWarps < last) ring_copy(ring, wt + 3, tiles, ti + 3 * kWarps, lane);  // over entry wt - 1's slot
+      if (ti + 2 * kWarps < last) ahead = tiles[ti + 2 * kWarps];
       if (next.key_block != src.key_block || next.value_block != src.value_block) {  // one branch, rarely taken
         src = kivi_key_sources<D>(src, p, h, next.key_block, lane);
         src = kivi_value_sources<D>(src, p, h, next.value_block, lane);
       }
-      next_meta = issue_tile<D, G>(4 * L::kSlot * (slot ^ 1), next.t0, src, dst, lane);
+      next_meta = issue_tile<D, G>(4 * L::kSlot * (slot ^ 1), static_cast<std::uint32_t>(next.t0), src, dst, lane);
     }
     cuda_async::commit();
     cuda_async::wait_prior<1>();  // this tile's copies have landed (this lane's)
@@ -719,15 +675,14 @@ __global__ void __launch_bounds__(kThreads, 3) fragment_kernel(const __grid_cons
 //
 // Per-warp shared memory in 32-bit words: two slots, each the high key codes [2 H], the low key codes [L], the value
 // codes [2 D], then the high scales, the high mins and the low scales [4 key_meta_stride(64)] each in the lanes' order
-// (fr::key_meta_slot over 64 channels); then the tile entries' ring (kRingWords).
+// (fr::key_meta_slot over 64 channels).
 struct VidkvLayout {
   static constexpr int D = static_cast<int>(fr::kVidkvHeadDim), H = static_cast<int>(fr::kVidkvHigh), L = D - H;
   static constexpr int kHighCodes = 0, kLowCodes = 2 * H, kValueCodes = kLowCodes + L;
   static constexpr int kMeta = 4 * fr::key_meta_stride(H);
   static constexpr int kHighScale = kValueCodes + 2 * D, kHighMin = kHighScale + kMeta, kLowScale = kHighMin + kMeta;
   static constexpr int kSlot = kLowScale + kMeta;
-  static constexpr int kRing = 2 * kSlot;
-  static constexpr int kWarp = kRing + kRingWords;
+  static constexpr int kWarp = 2 * kSlot;
   static_assert(kValueCodes % 4 == 0 && kHighScale % 4 == 0 && kMeta % 4 == 0 && kSlot % 4 == 0 && kWarp % 4 == 0,
                 "16-byte pieces");
 };
@@ -877,17 +832,15 @@ __global__ void __launch_bounds__(kThreads, 3) fragment_vidkv_kernel(const __gri
   const TileEntry* tiles = p.tiles + seq.tile_begin;
   const int last = static_cast<int>(range.last);
   int ti = static_cast<int>(range.first) + warp;
-  std::uint32_t* ring = wbase + L::kRing;
   const VidkvDestinations dst = vidkv_destinations(wbase, lane);
   VidkvSources src;
-  RingEntry current;
+  TileEntry ahead, current;
   if (ti < last) {
-    current = ring_entry(tiles[ti]);
-    if (ti + kWarps < last) ring_store(ring, 1, ring_entry(tiles[ti + kWarps]), lane);
-    if (ti + 2 * kWarps < last) ring_copy(ring, 2, tiles, ti + 2 * kWarps, lane);
+    current = tiles[ti];
+    if (ti + kWarps < last) ahead = tiles[ti + kWarps];
     src = vidkv_key_sources(src, p, h, current.key_block, lane);
     src = vidkv_value_sources(src, p, h, current.value_block, lane);
-    vidkv_issue_tile(0, current.t0, src, dst);
+    vidkv_issue_tile(0, static_cast<std::uint32_t>(current.t0), src, dst);
   }
   cuda_async::commit();
   // Launched right after the query transform (FragmentLaunch::after_transform): its grid complete and its writes
@@ -897,18 +850,18 @@ __global__ void __launch_bounds__(kThreads, 3) fragment_vidkv_kernel(const __gri
   // launch finished writing; this kernel's own writes, the partials, come after the wait.)
   if (p.wait_for_transform) dependent_launch::wait_for_previous_grid();
   int slot = 0;
-  for (int wt = 0; ti < last; ti += kWarps, ++wt) {
+  for (; ti < last; ti += kWarps) {
     const bool has_next = ti + kWarps < last;
-    __syncwarp();  // every lane has read the previous tile's slot; the ring's entry wt + 1 is visible
-    RingEntry next;
+    __syncwarp();  // every lane has read the previous tile's slot and probabilities
+    TileEntry next;
     if (has_next) {
-      next = ring_read(ring, wt + 1);  // stored before the loop (wt = 0), or copied by tile wt - 1's group (the entry ring)
-      if (ti + 3 * kWarps < last) ring_copy(ring, wt + 3, tiles, ti + 3 * kWarps, lane);  // over entry wt - 1's slot
+      next = ahead;
+      if (ti + 2 * kWarps < last) ahead = tiles[ti + 2 * kWarps];
       if (next.key_block != src.key_block || next.value_block != src.value_block) {  // one branch, rarely taken
         src = vidkv_key_sources(src, p, h, next.key_block, lane);
         src = vidkv_value_sources(src, p, h, next.value_block, lane);
       }
-      vidkv_issue_tile(4 * L::kSlot * (slot ^ 1), next.t0, src, dst);
+      vidkv_issue_tile(4 * L::kSlot * (slot ^ 1), static_cast<std::uint32_t>(next.t0), src, dst);
     }
     cuda_async::commit();
     if (current.key_block != query_block) {  // the query in this block's coordinates (while the copies fly)
