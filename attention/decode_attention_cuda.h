@@ -3,6 +3,8 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
+#include <vector>
 
 #include "vidkv/attention/decode_attention_tables.h"
 
@@ -73,6 +75,22 @@ enum class FragmentLaunch { plain, beside_previous, after_transform };
 void launch_fragment(const attention_tables::Problem& p, void* stream, FragmentLaunch how = FragmentLaunch::plain);
 // Thread blocks of the fragment kernel one multiprocessor holds at once, at least 1.
 int fragment_blocks_per_sm(const attention_tables::Problem& p);
+
+// The fragment kernels' operand arithmetic on this device, for the [cuda] tests: whether the tensor cores treat the
+// codes as fp16 subnormals (attention_fragment::subnormal_code_pair) exactly as the same codes as fp16 integers, up
+// to the rows' powers of two, and what the probabilities' register transpose gives. For each case w (a warp) and each
+// group k of four fields (2-bit words: 2 groups, 1-bit: 4), one mma.m16n8k16 with A = the subnormal pairs of fields
+// 4 k .. 4 k + 3 of the lane's word words[w][lane], B = b[w][lane][0..1] (fp16 pairs), C = c[w][lane][0..3] times each
+// row's 2^(s - 24), its D times subnormal_unscale (out.subnormal), and one with A = the same codes as fp16 integers and
+// C as given (out.integer); both [cases][groups][32 lanes][4] floats. out.transposed[w][lane]: the movmatrix
+// transpose (transpose_pairs) of words[w][lane] read as an 8 x 8 matrix of 16-bit halves. Host vectors in and out:
+// words [cases][32], b [cases][32][2], c [cases][32][4]; bits 1 or 2 (ShapeError otherwise).
+struct FragmentOperandCheck {
+  std::vector<float> subnormal, integer;
+  std::vector<std::uint32_t> transposed;
+};
+FragmentOperandCheck fragment_operand_check(const std::vector<std::uint32_t>& words, const std::vector<std::uint32_t>& b,
+                                            const std::vector<float>& c, int bits);
 // Thread blocks of the tensor-core kernel one multiprocessor holds at once, at least 1.
 int tensor_core_blocks_per_sm(const attention_tables::Problem& p);
 // The same for the general kernel (the residual's tiles and layouts whose codes are not staged).

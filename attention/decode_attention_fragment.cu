@@ -44,6 +44,7 @@
 #include "vidkv/attention/decode_attention_device.cuh"
 #include "vidkv/attention/decode_attention_fragment.h"
 #include "vidkv/core/cuda/async_copy.cuh"
+#include "vidkv/core/cuda/device_memory.h"
 #include "vidkv/core/cuda/kernel_occupancy.h"
 #include "vidkv/core/error.h"
 
@@ -947,7 +948,9 @@ __global__ void __launch_bounds__(kThreads, 3) fragment_vidkv_kernel(const __gri
   }
   cuda_async::wait_all();
   // The trits' sums: slots times row_unscale minus the probabilities (exact where every trit is 0: both MMAs then sum
-  // the same products, one scaled by a power of two, in the same order).
+  // the same products, one scaled by a power of two, in the same order, while the scaled sums stay above fp32's normal
+  // range; the [cuda] test of fragment_operand_check checks the tensor cores' part). psum[2], psum[3] (rows g + 8, the
+  // same sums) are not read, nor rescaled.
 #pragma unroll
   for (int mv = 0; mv < KC; ++mv)
 #pragma unroll
@@ -957,6 +960,49 @@ __global__ void __launch_bounds__(kThreads, 3) fragment_vidkv_kernel(const __gri
   write_mma_warp_partial(smem, warp, Q, D, KC, g, t4, m, l, acc);
   __syncthreads();
   merge_warp_partials(p, smem, b, h, s);
+}
+
+// fragment_operand_check's kernel: one warp per case, the fields of group k as fragment_operand_check describes.
+template <int bits, int k>
+__device__ __forceinline__ void operand_group(unsigned w, const unsigned (&b)[2], const float (&c)[4], float* sub, float* integer) {
+  constexpr int j = 4 * k;
+  float ds[4], di[4];
+#pragma unroll
+  for (int r = 0; r < 4; ++r) {
+    ds[r] = c[r] / row_unscale<bits>(r);  // exact: a power of two (C not below 2^-100, fragment_operand_check)
+    di[r] = c[r];
+  }
+  mma_f16(ds, code_pair<j, bits>(w), code_pair<j + 1, bits>(w), code_pair<j + 2, bits>(w), code_pair<j + 3, bits>(w), b[0], b[1]);
+  unsigned a[4];
+#pragma unroll
+  for (int f = 0; f < 4; ++f) {
+    constexpr unsigned mask = (1u << bits) - 1u;
+    a[f] = pack_half2(static_cast<float>((w >> (bits * (j + f))) & mask), static_cast<float>((w >> (16 + bits * (j + f))) & mask));
+  }
+  mma_f16(di, a[0], a[1], a[2], a[3], b[0], b[1]);
+#pragma unroll
+  for (int r = 0; r < 4; ++r) {
+    sub[r] = ds[r] * row_unscale<bits>(r);
+    integer[r] = di[r];
+  }
+}
+template <int bits>
+__global__ void operand_check_kernel(const std::uint32_t* words, const std::uint32_t* b, const float* c, float* sub,
+                                     float* integer, std::uint32_t* transposed) {
+  constexpr int groups = 4 / bits;  // 2-bit: 8 fields, 1-bit: 16
+  const int w = static_cast<int>(blockIdx.x), lane = static_cast<int>(threadIdx.x);
+  const std::size_t i = static_cast<std::size_t>(w) * 32 + lane;
+  const unsigned word = words[i];
+  const unsigned bb[2] = {b[2 * i], b[2 * i + 1]};
+  const float cc[4] = {c[4 * i], c[4 * i + 1], c[4 * i + 2], c[4 * i + 3]};
+  const std::size_t o = (static_cast<std::size_t>(w) * groups * 32 + lane) * 4;
+  operand_group<bits, 0>(word, bb, cc, sub + o, integer + o);
+  operand_group<bits, 1>(word, bb, cc, sub + o + 128, integer + o + 128);
+  if constexpr (groups == 4) {
+    operand_group<bits, 2>(word, bb, cc, sub + o + 256, integer + o + 256);
+    operand_group<bits, 3>(word, bb, cc, sub + o + 384, integer + o + 384);
+  }
+  transposed[i] = transpose_pairs(word);
 }
 
 void check(cudaError_t e, const char* what) {
@@ -1011,6 +1057,33 @@ void launch_fragment(const Problem& p, void* stream, FragmentLaunch how) {
     kernel<<<grid, kThreads, smem_for(p), st>>>(p);
   }
   check(cudaGetLastError(), "kernel launch");
+}
+
+FragmentOperandCheck fragment_operand_check(const std::vector<std::uint32_t>& words, const std::vector<std::uint32_t>& b,
+                                            const std::vector<float>& c, int bits) {
+  const std::size_t cases = words.size() / 32;
+  VIDKV_REQUIRE((bits == 1 || bits == 2) && words.size() == cases * 32 && b.size() == 2 * words.size() &&
+                    c.size() == 4 * words.size(),
+                ShapeError, "fragment_operand_check: ", words.size(), " words (a multiple of 32), ", b.size(), " B words (2 per word), ",
+                c.size(), " C floats (4 per word), bits ", bits, " (1 or 2)");
+  FragmentOperandCheck out;
+  const std::size_t outputs = cases * static_cast<std::size_t>(4 / bits) * 32 * 4;
+  out.subnormal.resize(outputs);
+  out.integer.resize(outputs);
+  out.transposed.resize(words.size());
+  if (cases == 0) return out;
+  DeviceBuffer dw(words.size() * 4), db(b.size() * 4), dc(c.size() * 4), ds(outputs * 4), di(outputs * 4), dt(words.size() * 4);
+  copy_to_device(dw.data(), words.data(), words.size() * 4);
+  copy_to_device(db.data(), b.data(), b.size() * 4);
+  copy_to_device(dc.data(), c.data(), c.size() * 4);
+  auto kernel = bits == 2 ? operand_check_kernel<2> : operand_check_kernel<1>;
+  kernel<<<static_cast<unsigned>(cases), 32>>>(dw.as<std::uint32_t>(), db.as<std::uint32_t>(), dc.as<float>(), ds.as<float>(),
+                                               di.as<float>(), dt.as<std::uint32_t>());
+  check(cudaGetLastError(), "operand check launch");
+  copy_to_host(out.subnormal.data(), ds.data(), outputs * 4);
+  copy_to_host(out.integer.data(), di.data(), outputs * 4);
+  copy_to_host(out.transposed.data(), dt.data(), words.size() * 4);
+  return out;
 }
 
 int fragment_blocks_per_sm(const Problem& p) {

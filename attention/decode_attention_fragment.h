@@ -2,10 +2,11 @@
 // fragment layout (quantization/group_format.h, "The fragment layout"): kivi-2-shaped ones (uniform's layout
 // fragment on both sides) and VidKV-shaped ones (mixed_channel keys of uniform and sign children in layout fragment,
 // ternary values in packing fragment: FragmentFormats below), read as mma.m16n8k16 A
-// operands without the other kernels' staging: each lane loads its own 16-byte quads of a 32-token tile and turns each 32-bit
-// field pair into an fp16 pair of codes with one mask (2-bit codes, as fp16 subnormals: subnormal_code_pair) or one
-// mask-or and one fp16 subtraction (1-bit codes; the design measured in prototypes/fragment_attention/; the tile's bytes reach shared memory by plain cp.async copies, with no
-// rearrangement). Which formats and tiles it takes; host-device, C++17, no CUDA headers.
+// operands without the other kernels' staging: each lane loads its own 16-byte quads of a 32-token tile and turns each
+// 32-bit field pair into an fp16 pair of codes with one mask of the word shifted (the codes as fp16 subnormals:
+// subnormal_code_pair; the design measured in prototypes/fragment_attention/ took a mask-or with an fp16 exponent and
+// an fp16 subtraction; the tile's bytes reach shared memory by plain cp.async copies, with no rearrangement). Which
+// formats and tiles it takes; host-device, C++17, no CUDA headers.
 //
 // Arithmetic (decode_attention_tolerance.h, 6.): the scores are s_t = 2^e c [sum_i x_i c_ti + sum_i y_i] with the
 // query row scaled into [-1, 1] by a power of two and held as fp16, q''_i = fp16(q_i / 2^e) (exact for fp16 and

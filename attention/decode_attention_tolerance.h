@@ -64,7 +64,11 @@
 //     (2^-10 + 2^-22) (|v_tc| + 2 W_t) per token (W_t = max_c |v_tc|) relative to p_t, 2^-25 (|v_tc| + 2 W_t)
 //     absolute where p_t is below fp16's normal range (whatever its weight), and at most 4 2^-25 = 2^-23 each
 //     (the products subnormal; L >= 1: the largest score's weight is 1). Per output element, with 5.'s accumulation
-//     (the mins' terms are MMAs into one accumulator per group, added once) and E = max_t e_t: the scores' term exactly (not first
+//     (the mins' terms are MMAs into one accumulator per group, added once; the codes enter the MMAs as fp16
+//     subnormals code 2^(s - 24), each accumulator row's sums undone by one exact power of two, which changes no
+//     rounding's relative size; the vidkv instance's trits as slots t + 1 <= 2 whose sums, at most 2 L V, are added
+//     beside the probabilities' own sum L V and the latter subtracted after the last tile: the term's 3 V L covers
+//     both) and E = max_t e_t: the scores' term exactly (not first
 //     order: |e^d - 1| <= |d| (e^E - 1) / E, the moved denominator >= L e^-E) and the factors' under the moved weights:
 //       e^E (e^E - 1) / E sum_t (p_t / L) e_t |v_tc - o_c| + e^2E sum_t [(p_t / L) (2^-10 + 2^-22) + 2^-25]
 //       (|v_tc| + 2 W_t) + ((6 T + 1) + 3 (4 T + 400)) u V + T 2^-23.

@@ -6,8 +6,10 @@
 // fp32 / fp16 / bf16 queries, the default and forced split counts, and an fp16 output. Skipped without a GPU.
 #include <chrono>
 #include <cstdlib>
+#include <cstring>
 #include <iostream>
 #include <memory>
+#include <random>
 #include <string>
 #include <thread>
 
@@ -15,6 +17,9 @@
 #include "test_registry.h"
 #include "cuda_test_support.h"
 #include "decode_attention_test_support.h"
+#ifdef VIDKV_WITH_CUDA
+#include "vidkv/attention/decode_attention_cuda.h"
+#endif
 #include "vidkv/core/cuda/cuda_device.h"
 #include "vidkv/core/cuda/device_memory.h"
 #include "vidkv/core/env_switch.h"
@@ -503,3 +508,64 @@ TEST_CASE("decode attention on cuda: the general kernel beside the other on one 
       std::getenv("VIDKV_NO_DEPENDENT_LAUNCH") == nullptr)
     CHECK(one_stream_at_1 == 3);
 }
+
+#ifdef VIDKV_WITH_CUDA  // calls decode_attention_fragment.cu directly (absent from a build without CUDA)
+TEST_CASE("the fragment kernels' operands on the tensor cores: codes as fp16 subnormals give the integer codes' MMA sums times each row's power of two bit for bit and movmatrix transposes the probabilities",
+          "[cuda][attention]") {
+  VIDKV_REQUIRE_CUDA_DEVICE();
+  // What the fragment kernels' exactness rests on, on this device (attention_cuda::fragment_operand_check): an
+  // mma.m16n8k16 whose A registers are the codes as fp16 subnormals (code 2^(s - 24): s = 0 in rows g, bits in rows
+  // g + 8) and whose accumulator C carries the same row factors gives, times subnormal_unscale, exactly the MMA of the
+  // same codes as fp16 integers with C as it is: no subnormal input flushed or aligned below its leading bit. Random
+  // words; words whose every field is 1 (the ternary slot of trit 0, whose sum the kernel cancels against an MMA of
+  // ones: exactly 0 only if this holds); B random fp16 including subnormals and zeros; C from 2^-90 (above where the
+  // scaled C would fall below fp32's normal range) to 2^40, signed, or 0. And movmatrix's transpose against the 8 x 8
+  // matrix of halves the lanes hold (lane 4 r + c / 2, half c % 2 holds row r, column c).
+  std::mt19937_64 rng(17);
+  std::uniform_int_distribution<int> exponent(0, 30), mantissa(0, 1023), sign(0, 1), chance(0, 9);
+  std::uniform_real_distribution<double> magnitude(-90.0, 40.0);
+  const auto random_half = [&]() -> std::uint32_t {
+    const int e = chance(rng) == 0 ? 0 : exponent(rng);  // a tenth subnormal (or zero)
+    return static_cast<std::uint32_t>(sign(rng) << 15 | e << 10 | (chance(rng) == 0 ? 0 : mantissa(rng)));
+  };
+  const int cases = 96;
+  for (const int bits : {2, 1}) {
+    CAPTURE(bits);
+    std::vector<std::uint32_t> words(cases * 32), b(cases * 64);
+    std::vector<float> c(cases * 128);
+    for (int w = 0; w < cases; ++w)
+      for (int l = 0; l < 32; ++l) {
+        const std::size_t i = static_cast<std::size_t>(w) * 32 + l;
+        words[i] = w % 4 == 3 ? (bits == 2 ? 0x55555555u : 0xFFFFFFFFu) : static_cast<std::uint32_t>(rng());
+        b[2 * i] = random_half() | random_half() << 16;
+        b[2 * i + 1] = random_half() | random_half() << 16;
+        for (int r = 0; r < 4; ++r)
+          c[4 * i + r] = chance(rng) == 0 ? 0.0f : static_cast<float>((sign(rng) ? -1.0 : 1.0) * std::exp2(magnitude(rng)));
+      }
+    const attention_cuda::FragmentOperandCheck out = attention_cuda::fragment_operand_check(words, b, c, bits);
+    REQUIRE(out.subnormal.size() == static_cast<std::size_t>(cases) * (4 / bits) * 32 * 4);
+    std::size_t differ = 0, nonzero = 0;
+    for (std::size_t i = 0; i < out.subnormal.size(); ++i) {
+      differ += std::memcmp(&out.subnormal[i], &out.integer[i], 4) != 0;
+      nonzero += out.integer[i] != 0.0f;
+      if (std::memcmp(&out.subnormal[i], &out.integer[i], 4) != 0 && differ <= 3)
+        UNSCOPED_INFO("output " << i << ": subnormal codes " << out.subnormal[i] << ", integer codes " << out.integer[i]);
+    }
+    CHECK(differ == 0);
+    CHECK(nonzero > out.integer.size() / 2);  // the sums are not trivially zero
+    std::size_t wrong = 0;
+    for (int w = 0; w < cases; ++w)
+      for (int l = 0; l < 32; ++l) {
+        const auto half = [&](int r, int col) {  // element (r, col) of case w's matrix
+          return (words[static_cast<std::size_t>(w) * 32 + 4 * r + col / 2] >> (16 * (col % 2))) & 0xFFFFu;
+        };
+        const std::uint32_t want = half(2 * (l % 4), l / 4) | half(2 * (l % 4) + 1, l / 4) << 16;
+        wrong += out.transposed[static_cast<std::size_t>(w) * 32 + l] != want;
+      }
+    CHECK(wrong == 0);
+  }
+  CHECK_THROWS_AS(attention_cuda::fragment_operand_check(std::vector<std::uint32_t>(32), std::vector<std::uint32_t>(64),
+                                                         std::vector<float>(128), 3),
+                  ShapeError);
+}
+#endif

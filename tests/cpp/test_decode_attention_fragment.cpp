@@ -113,7 +113,7 @@ TEST_CASE("the fragment kernel's register map and field trick read the codes gro
         const int row_half = (j % 4) % 2, s = fr::subnormal_field_shift(j, 2);
         INFO("field " << j << ", codes " << lo << ", " << hi);
         REQUIRE(s == 2 * row_half);  // one shift per A row half, whatever the field
-        REQUIRE((pair & 0x7C007C00u) == 0u);  // exponents zero: subnormals (or zero), signs clear
+        REQUIRE((pair & 0xFC00FC00u) == 0u);  // signs and exponents zero: subnormals (or +0)
         const float low = half_bits_to_float(static_cast<std::uint16_t>(pair)), high = half_bits_to_float(static_cast<std::uint16_t>(pair >> 16));
         REQUIRE(low == std::ldexp(static_cast<float>(lo), s - 24));
         REQUIRE(high == std::ldexp(static_cast<float>(hi), s - 24));
@@ -629,7 +629,7 @@ TEST_CASE("the vidkv instance's field tricks (1-bit codes, trits) and its fragme
         const int row_half = (f % 4) % 2, s = fr::subnormal_field_shift(f, 1);
         INFO("1-bit field " << f << ", codes " << lo << ", " << hi);
         REQUIRE(s == row_half);
-        REQUIRE((pair & 0x7C007C00u) == 0u);
+        REQUIRE((pair & 0xFC00FC00u) == 0u);  // signs and exponents zero
         const float low = half_bits_to_float(static_cast<std::uint16_t>(pair)), high = half_bits_to_float(static_cast<std::uint16_t>(pair >> 16));
         REQUIRE(low == std::ldexp(static_cast<float>(lo), s - 24));
         REQUIRE(high == std::ldexp(static_cast<float>(hi), s - 24));
