@@ -104,8 +104,10 @@ __device__ __forceinline__ unsigned pack_half2(float lo, float hi) {
 // code x 2^(s - 24), s = bits (j & 1), one LOP3 after the word's shift by 2 bits (j / 2) (fr::subnormal_code_pair: an
 // fp16 subnormal, exact; the compiler forms each shifted word once). Row g's codes are all at s = 0 and row g + 8's at
 // s = bits, so accumulator entry r of an MMA on such registers holds its code sums times 2^-24 (r < 2) or 2^(bits - 24),
-// undone by the exact fp32 factor row_unscale<bits>(r). The tensor cores take fp16 subnormals as they are (products
-// exact, as for normal inputs: the [cuda] tests' agreement within tolerance 6. checks it on every code).
+// undone by the exact fp32 factor row_unscale<bits>(r). The tensor cores do not flush the subnormals, but they sum
+// their products less precisely than those of normal codes (aligned by the inputs' exponent fields, a subnormal's
+// taken at 2^-14): decode_attention_tolerance.h 6.'s last paragraph bounds it, fragment_operand_check's [cuda] test
+// checks the bound.
 template <int j, int bits = 2>
 __device__ __forceinline__ unsigned code_pair(unsigned w) {
   return fr::subnormal_code_pair(w, j, bits);
@@ -947,10 +949,9 @@ __global__ void __launch_bounds__(kThreads, 3) fragment_vidkv_kernel(const __gri
     slot ^= 1;
   }
   cuda_async::wait_all();
-  // The trits' sums: slots times row_unscale minus the probabilities (exact where every trit is 0: both MMAs then sum
-  // the same products, one scaled by a power of two, in the same order, while the scaled sums stay above fp32's normal
-  // range; the [cuda] test of fragment_operand_check checks the tensor cores' part). psum[2], psum[3] (rows g + 8, the
-  // same sums) are not read, nor rescaled.
+  // The trits' sums: slots times row_unscale minus the probabilities (not exactly 0 where every trit is 0: the slots'
+  // MMAs on subnormal codes round differently from the ones' MMAs, within decode_attention_tolerance.h 6.). psum[2],
+  // psum[3] (rows g + 8, the same sums) are not read, nor rescaled.
 #pragma unroll
   for (int mv = 0; mv < KC; ++mv)
 #pragma unroll

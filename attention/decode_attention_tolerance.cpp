@@ -73,6 +73,7 @@ FragmentScoreTerms fragment_score_terms(const LayerCache& cache, std::int64_t h,
   if (!af::needs_transform(f)) return out;
   out.mag.assign(static_cast<std::size_t>(T), 0.0);
   out.sizes.assign(static_cast<std::size_t>(T), 0.0);
+  out.peak.assign(static_cast<std::size_t>(T), 0.0);
   out.in_block.assign(static_cast<std::size_t>(T), 0);
   const std::int64_t W = af::key_width(f, d);
   std::vector<float> gathered(static_cast<std::size_t>(d));
@@ -88,6 +89,8 @@ FragmentScoreTerms fragment_score_terms(const LayerCache& cache, std::int64_t h,
       for (std::int64_t t = 0; t < n_tokens; ++t)
         mx[static_cast<std::size_t>(i)] = std::max(mx[static_cast<std::size_t>(i)], std::fabs(static_cast<double>(af::part_element(part, t, i))));
     }
+    double peak = 0.0;  // max_i |tq_i| 2 M_i over the block's part indices
+    for (std::int64_t i = 0; i < W; ++i) peak = std::max(peak, tq[static_cast<std::size_t>(i)] * 2.0 * mx[static_cast<std::size_t>(i)]);
     for (std::int64_t t = 0; t < n_tokens; ++t) {
       const auto tt = static_cast<std::size_t>(blk.begin + t);
       for (std::int64_t i = 0; i < W; ++i) {
@@ -95,6 +98,7 @@ FragmentScoreTerms fragment_score_terms(const LayerCache& cache, std::int64_t h,
         out.mag[tt] += tq[static_cast<std::size_t>(i)] * size;
         out.sizes[tt] += size;
       }
+      out.peak[tt] = peak;
       out.in_block[tt] = 1;
     }
   }
@@ -113,6 +117,13 @@ std::vector<double> fragment_tolerance(const float* q, const std::vector<double>
   const double rs = 1.0 / std::sqrt(static_cast<double>(channels));
   std::vector<double> s(T), e(T), w(T, 0.0);
   double smax = -HUGE_VAL, emax = 0.0;
+  // The codes as fp16 subnormals (6., last paragraph): per MMA at most 17 2^-11 times its largest |B| (at least
+  // fp16's 2^-14, a subnormal B's own alignment) in the codes' units; a key MMA's B is x_i = q''_i a_i = q_i a_i / 2^e,
+  // |a_i| <= 2 M_i, 2^e < 2 max |q|: in the query's units max(max_i |q_i| 2 M_i, 2^-13 max |q|), over D / 16 MMAs.
+  const double mma_alignment = 17.0 * 0x1p-11;
+  double channel_peak = 0.0;  // max_i |q_i| 2 M_i
+  for (std::size_t i = 0; i < D; ++i) channel_peak = std::max(channel_peak, std::fabs(static_cast<double>(q[i])) * 2.0 * kmax[i]);
+  const bool slots = terms && !terms->in_block.empty();  // the vidkv instance: the values' B is p~ itself (trits)
   for (std::size_t t = 0; t < T; ++t) {
     double dot = 0.0, mag = 0.0, sizes = 0.0;
     for (std::size_t i = 0; i < D; ++i) {
@@ -123,15 +134,16 @@ std::vector<double> fragment_tolerance(const float* q, const std::vector<double>
       w[t] = std::max(w[t], std::fabs(value[t * D + i]));      // W_t: |b_tg| <= W_t, |a_tg c_tc| <= |v_tc| + W_t
     }
     s[t] = dot * rs;
-    double qm = qmax;
+    double qm = qmax, peak = channel_peak;
     if (terms && !terms->in_block.empty() && terms->in_block[t]) {  // the block's part indices (fragment_score_terms)
       mag = terms->mag[t];
       sizes = terms->sizes[t];
       qm = terms->qmax;
+      peak = terms->peak[t];
     }
     e[t] = (0x1p-10 + 0x1p-22 + static_cast<double>(8 * channels + 40) * kU) * mag * rs +
            0x1p-24 * (1.0 + 0x1p-11) * qm * sizes * rs + 0x1p-22 * std::sqrt(static_cast<double>(channels)) * qm +
-           4.0 * kU + extra;
+           static_cast<double>(channels / 16) * mma_alignment * std::max(peak, 0x1p-13 * qm) * rs + 4.0 * kU + extra;
     smax = std::max(smax, s[t]);
     emax = std::max(emax, e[t]);
   }
@@ -154,11 +166,15 @@ std::vector<double> fragment_tolerance(const float* q, const std::vector<double>
     for (std::size_t t = 0; t < T; ++t) {
       const double size = std::fabs(value[t * D + c]) + 2.0 * w[t];  // |a_tg c_tc| + |b_tg| <= |v_tc| + 2 W_t
       scores += s[t] / l * e[t] * std::fabs(value[t * D + c] - o);
-      factors += s[t] / l * (0x1p-10 + 0x1p-22) * size;
+      // the value MMAs' B: p~_t a_tg, |a_tg| <= 2 W_t (kivi); p~_t itself against the slots (vidkv, the trits' unit
+      // 1 even where a token's trits are all 0), within (1 + 2^-10) of p_t times that; each token in one 16-token MMA
+      // per channel, whose largest |B| is at most the sum of its |B|s (the 2^-14 floor: per MMA, below)
+      const double b_size = slots ? std::max(2.0 * w[t], 1.0) : 2.0 * w[t];
+      factors += s[t] / l * ((0x1p-10 + 0x1p-22) * size + (1.0 + 0x1p-10) * mma_alignment * b_size);
       subnormal += 0x1p-25 * size;  // fp16(p_t) below fp16's normal range: 2^-25 absolute, whatever the weight
     }
     out[c] = second_order * scores + weights * (factors + subnormal) + accumulation * vmax +
-             static_cast<double>(tokens) * 0x1p-23;
+             static_cast<double>(tokens) * 0x1p-23 + static_cast<double>(tokens / 16 + 1) * mma_alignment * 0x1p-14;
   }
   return out;
 }

@@ -64,14 +64,29 @@
 //     (2^-10 + 2^-22) (|v_tc| + 2 W_t) per token (W_t = max_c |v_tc|) relative to p_t, 2^-25 (|v_tc| + 2 W_t)
 //     absolute where p_t is below fp16's normal range (whatever its weight), and at most 4 2^-25 = 2^-23 each
 //     (the products subnormal; L >= 1: the largest score's weight is 1). Per output element, with 5.'s accumulation
-//     (the mins' terms are MMAs into one accumulator per group, added once; the codes enter the MMAs as fp16
-//     subnormals code 2^(s - 24), each accumulator row's sums undone by one exact power of two, which changes no
-//     rounding's relative size; the vidkv instance's trits as slots t + 1 <= 2 whose sums, at most 2 L V, are added
-//     beside the probabilities' own sum L V and the latter subtracted after the last tile: the term's 3 V L covers
-//     both) and E = max_t e_t: the scores' term exactly (not first
+//     (the mins' terms are MMAs into one accumulator per group, added once; the vidkv instance's trits as slots t + 1
+//     <= 2 whose sums, at most 2 L V, are added beside the probabilities' own sum L V and the latter subtracted after
+//     the last tile: the term's 3 V L covers both; the codes as fp16 subnormals: the paragraph after the formula) and
+//     E = max_t e_t: the scores' term exactly (not first
 //     order: |e^d - 1| <= |d| (e^E - 1) / E, the moved denominator >= L e^-E) and the factors' under the moved weights:
 //       e^E (e^E - 1) / E sum_t (p_t / L) e_t |v_tc - o_c| + e^2E sum_t [(p_t / L) (2^-10 + 2^-22) + 2^-25]
 //       (|v_tc| + 2 W_t) + ((6 T + 1) + 3 (4 T + 400)) u V + T 2^-23.
+//     The codes enter the MMAs as fp16 subnormals (code 2^(s - 24), decode_attention_fragment.h subnormal_code_pair),
+//     and the tensor cores do not sum those products as they sum normal ones: measured on an H100 (2026-12-06, the
+//     [cuda] test of attention_cuda::fragment_operand_check, random operands), 21,169 of 24,576 2-bit and 41,881 of
+//     49,152 1-bit MMA outputs differed from those of the same codes as fp16 integers, by up to about 2^-15 relative in
+//     the cases printed. The model taken (that test now checks its bound; not yet run on a GPU): each product is aligned by the exponent
+//     fields of its inputs, a subnormal taken at 2^-14 (its true leading bit up to 2^10 lower), and the aligned terms
+//     of one MMA keep 24 bits below the largest, so each of its 16 products and C loses at most 2^-23 of the largest
+//     nominal term, 2^-13 |B| at most (|B| at least fp16's 2^-14): per MMA, in the codes' units (times row_unscale
+//     <= 2^24), at most 17 2^-11 max(max |B|, 2^-14). Scores: D / 16 such MMAs per token with |B| = |x_i| <= |q_i|
+//     2 M_i / 2^e, so e_t gains (D / 16) 17 2^-11 max(max_i |q_i| 2 M_i, 2^-13 max |q|) / sqrt(D) (the part indices'
+//     max |tq_i| 2 M_i for the vidkv instance, FragmentScoreTerms::peak). Values: each token is in one 16-token MMA
+//     per channel, whose largest |B| is at most the sum of its |B| = p~_t |a_tg| <= (1 + 2^-11)^2 p_t 2 W_t (the vidkv
+//     instance: p~_t against the slots, so max(2 W_t, 1)), so the factors' sum gains (1 + 2^-10) 17 2^-11 (p_t / L)
+//     b_t per token (under the moved weights, as the factors), and the 2^-14 floor adds (T / 16 + 1) 17 2^-25.
+//     This loosens 6. about tenfold to twentyfold on the tests' data (the [cpu] emulations' largest error / bound
+//     0.0088 -> 0.0007 and 0.0037 -> 0.00019): the values' term is about 0.017 W where the factors' was 0.003 W.
 //     Only as tight as the data: the tests' largest error is 1-2% of it, and a wrong code in one tile of small weight
 //     moves the output by less than that, so the [cuda] tests rely on the [cpu] tests of the register map, the field
 //     trick and fragment_tile as well.
@@ -109,10 +124,11 @@ double fft_score_error(const LayerCache& cache, std::int64_t h, const float* q,
 // (|b_i| <= M_i, |a_i c_ti| <= |y_ti| + M_i as in 6.), and qmax = max |tq_i| over every block (the kernel's 2^e is
 // per block: the largest is the conservative one). Tokens outside key blocks (the residual window, the general
 // kernel's fp32) keep 6.'s terms over the channels. The transform's own rounding (fp32, the transform kernel) is the
-// FFT term of 4. (`extra`). Empty (no tokens) where the cache's keys need no transform.
+// FFT term of 4. (`extra`). peak_t = max_i |tq_i| 2 M_i over the part indices of token t's block (6.'s alignment
+// term). Empty (no tokens) where the cache's keys need no transform.
 struct FragmentScoreTerms {
-  std::vector<double> mag, sizes;  // [T]: the terms above for tokens in key blocks
-  std::vector<char> in_block;      // [T]: whether token t is in a key block
+  std::vector<double> mag, sizes, peak;  // [T]: the terms above for tokens in key blocks
+  std::vector<char> in_block;            // [T]: whether token t is in a key block
   double qmax = 0.0;
 };
 FragmentScoreTerms fragment_score_terms(const LayerCache& cache, std::int64_t h, const float* q);

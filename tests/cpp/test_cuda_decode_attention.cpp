@@ -510,23 +510,28 @@ TEST_CASE("decode attention on cuda: the general kernel beside the other on one 
 }
 
 #ifdef VIDKV_WITH_CUDA  // calls decode_attention_fragment.cu directly (absent from a build without CUDA)
-TEST_CASE("the fragment kernels' operands on the tensor cores: codes as fp16 subnormals give the integer codes' MMA sums times each row's power of two bit for bit and movmatrix transposes the probabilities",
+TEST_CASE("the fragment kernels' operands on the tensor cores: codes as fp16 subnormals give the integer codes' MMA sums within tolerance 6's alignment bound and movmatrix transposes the probabilities",
           "[cuda][attention]") {
   VIDKV_REQUIRE_CUDA_DEVICE();
-  // What the fragment kernels' exactness rests on, on this device (attention_cuda::fragment_operand_check): an
+  // What the fragment kernels' arithmetic rests on, on this device (attention_cuda::fragment_operand_check): an
   // mma.m16n8k16 whose A registers are the codes as fp16 subnormals (code 2^(s - 24): s = 0 in rows g, bits in rows
-  // g + 8) and whose accumulator C carries the same row factors gives, times subnormal_unscale, exactly the MMA of the
-  // same codes as fp16 integers with C as it is: no subnormal input flushed or aligned below its leading bit. Random
-  // words; words whose every field is 1 (the ternary slot of trit 0, whose sum the kernel cancels against an MMA of
-  // ones: exactly 0 only if this holds); B random fp16 including subnormals and zeros; C from 2^-90 (above where the
-  // scaled C would fall below fp32's normal range) to 2^40, signed, or 0. And movmatrix's transpose against the 8 x 8
-  // matrix of halves the lanes hold (lane 4 r + c / 2, half c % 2 holds row r, column c).
+  // g + 8) and whose accumulator C carries the same row factors gives, times subnormal_unscale, the MMA of the same
+  // codes as fp16 integers with C as it is, within the bound decode_attention_tolerance.h 6. takes for it (the last
+  // paragraph: 17 2^-11 max(max |B|, 2^-14) for the subnormal alignment, plus both MMAs' own rounding, 17 2^-23 of
+  // |C| + sum |A B| each). Not bit for bit: on an H100 (2026-12-06) most outputs differed in their low bits. A
+  // subnormal code flushed to zero would miss the bound by orders of magnitude. Random words; words whose every field
+  // is 1 (the slot of trit 0); B random fp16 including subnormals and zeros; C from 2^-90 (above where the scaled C
+  // would fall below fp32's normal range) to 2^40, signed, or 0. And movmatrix's transpose against the 8 x 8 matrix of
+  // halves the lanes hold (lane 4 r + c / 2, half c % 2 holds row r, column c), bit for bit.
   std::mt19937_64 rng(17);
   std::uniform_int_distribution<int> exponent(0, 30), mantissa(0, 1023), sign(0, 1), chance(0, 9);
   std::uniform_real_distribution<double> magnitude(-90.0, 40.0);
   const auto random_half = [&]() -> std::uint32_t {
     const int e = chance(rng) == 0 ? 0 : exponent(rng);  // a tenth subnormal (or zero)
     return static_cast<std::uint32_t>(sign(rng) << 15 | e << 10 | (chance(rng) == 0 ? 0 : mantissa(rng)));
+  };
+  const auto half_value = [](std::uint32_t pair, int which) {
+    return static_cast<double>(half_bits_to_float(static_cast<std::uint16_t>(pair >> (16 * which))));
   };
   const int cases = 96;
   for (const int bits : {2, 1}) {
@@ -543,15 +548,32 @@ TEST_CASE("the fragment kernels' operands on the tensor cores: codes as fp16 sub
           c[4 * i + r] = chance(rng) == 0 ? 0.0f : static_cast<float>((sign(rng) ? -1.0 : 1.0) * std::exp2(magnitude(rng)));
       }
     const attention_cuda::FragmentOperandCheck out = attention_cuda::fragment_operand_check(words, b, c, bits);
-    REQUIRE(out.subnormal.size() == static_cast<std::size_t>(cases) * (4 / bits) * 32 * 4);
-    std::size_t differ = 0, nonzero = 0;
-    for (std::size_t i = 0; i < out.subnormal.size(); ++i) {
-      differ += std::memcmp(&out.subnormal[i], &out.integer[i], 4) != 0;
-      nonzero += out.integer[i] != 0.0f;
-      if (std::memcmp(&out.subnormal[i], &out.integer[i], 4) != 0 && differ <= 3)
-        UNSCOPED_INFO("output " << i << ": subnormal codes " << out.subnormal[i] << ", integer codes " << out.integer[i]);
+    const int groups = 4 / bits;
+    REQUIRE(out.subnormal.size() == static_cast<std::size_t>(cases) * groups * 32 * 4);
+    const double code_max = bits == 2 ? 3.0 : 1.0;
+    double worst = 0.0;
+    std::size_t over = 0, nonzero = 0, differ = 0;
+    for (int w = 0; w < cases; ++w) {
+      double bmax = 0.0;  // the case's largest |B| (every column's B is among the case's lanes)
+      for (int l = 0; l < 32; ++l)
+        for (int x = 0; x < 4; ++x)
+          bmax = std::max(bmax, std::fabs(half_value(b[(static_cast<std::size_t>(w) * 32 + l) * 2 + x / 2], x % 2)));
+      for (int k = 0; k < groups; ++k)
+        for (int l = 0; l < 32; ++l)
+          for (int r = 0; r < 4; ++r) {
+            const std::size_t o = ((static_cast<std::size_t>(w) * groups + k) * 32 + l) * 4 + r;
+            const double cc = std::fabs(static_cast<double>(c[(static_cast<std::size_t>(w) * 32 + l) * 4 + r]));
+            const double bound = 17.0 * 0x1p-11 * std::max(bmax, 0x1p-14) + 34.0 * 0x1p-23 * (cc + 16.0 * code_max * bmax);
+            const double diff = std::fabs(static_cast<double>(out.subnormal[o]) - static_cast<double>(out.integer[o]));
+            worst = std::max(worst, diff / bound);
+            over += !(diff <= bound);
+            nonzero += out.integer[o] != 0.0f;
+            differ += std::memcmp(&out.subnormal[o], &out.integer[o], 4) != 0;
+          }
     }
-    CHECK(differ == 0);
+    std::cout << "fragment operands, " << bits << "-bit codes: " << differ << " of " << out.subnormal.size()
+              << " MMA outputs differ from the integer codes'; largest difference / bound " << worst << "\n";
+    CHECK(over == 0);
     CHECK(nonzero > out.integer.size() / 2);  // the sums are not trivially zero
     std::size_t wrong = 0;
     for (int w = 0; w < cases; ++w)
