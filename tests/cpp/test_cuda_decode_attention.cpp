@@ -517,8 +517,8 @@ TEST_CASE("the fragment kernels' operands on the tensor cores: codes as fp16 sub
   // mma.m16n8k16 whose A registers are the codes as fp16 subnormals (code 2^(s - 24): s = 0 in rows g, bits in rows
   // g + 8) and whose accumulator C carries the same row factors gives, times subnormal_unscale, the MMA of the same
   // codes as fp16 integers with C as it is, within the bound decode_attention_tolerance.h 6. takes for it (the last
-  // paragraph: 17 2^-11 max(max |B|, 2^-14) for the subnormal alignment, plus both MMAs' own rounding, 17 2^-23 of
-  // |C| + sum |A B| each). Not bit for bit: on an H100 (2026-12-06) most outputs differed in their low bits. A
+  // paragraph: 17 2^-11 max(max |B|, 2^-14) for the subnormal alignment), plus both MMAs' own truncation and rounding
+  // (72 2^-23 of |C| + 16 max code max |B|). Not bit for bit: on an H100 (2026-12-06) most outputs differed in their low bits. A
   // subnormal code flushed to zero would miss the bound by orders of magnitude. Random words; words whose every field
   // is 1 (the slot of trit 0); B random fp16 including subnormals and zeros; C from 2^-90 (above where the scaled C
   // would fall below fp32's normal range) to 2^40, signed, or 0. And movmatrix's transpose against the 8 x 8 matrix of
@@ -563,7 +563,9 @@ TEST_CASE("the fragment kernels' operands on the tensor cores: codes as fp16 sub
           for (int r = 0; r < 4; ++r) {
             const std::size_t o = ((static_cast<std::size_t>(w) * groups + k) * 32 + l) * 4 + r;
             const double cc = std::fabs(static_cast<double>(c[(static_cast<std::size_t>(w) * 32 + l) * 4 + r]));
-            const double bound = 17.0 * 0x1p-11 * std::max(bmax, 0x1p-14) + 34.0 * 0x1p-23 * (cc + 16.0 * code_max * bmax);
+            // the subnormal codes' alignment (6.) + both MMAs' own truncation of C and of normal terms (17 terms each
+            // within 2^-23 of twice the largest, C's included) and their final roundings
+            const double bound = 17.0 * 0x1p-11 * std::max(bmax, 0x1p-14) + 72.0 * 0x1p-23 * (cc + 16.0 * code_max * bmax);
             const double diff = std::fabs(static_cast<double>(out.subnormal[o]) - static_cast<double>(out.integer[o]));
             worst = std::max(worst, diff / bound);
             over += !(diff <= bound);
