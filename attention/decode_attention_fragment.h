@@ -14,7 +14,7 @@
 // exact product rounded once; |q''| <= 1 and fp16 metadata, so no factor can overflow fp16), y_i = q''_i min_i exact
 // (an MMA of A = the mins and B = q''); the values o_c += sum_t fp16(p~_t scale_tg) c_tc + sum_t p~_t min_tg with
 // p~_t = fp16(p_t) (p <= 1: no overflow; the mins' products again exact in an MMA of A = the mins and B = p~). Every
-// code is exact, as the fp16 subnormal code 2^(s - 24) (subnormal_code_pair; undone per MMA row by a power of two),
+// code is exact, as the fp16 subnormal code x 2^(s - 24) (subnormal_code_pair; undone per MMA row by a power of two),
 // and the MMAs accumulate in fp32, the subnormal codes' products less precisely than normal ones (6.'s last
 // paragraph). Single fp16
 // factors instead of the tensor-core kernel's bf16 hi + lo pairs: half the MMAs on the codes, a relative rounding of

@@ -119,11 +119,13 @@ std::vector<double> fragment_tolerance(const float* q, const std::vector<double>
   double smax = -HUGE_VAL, emax = 0.0;
   // The codes as fp16 subnormals (6., last paragraph): per MMA at most 17 2^-11 times its largest |B| (at least
   // fp16's 2^-14, a subnormal B's own alignment) in the codes' units; a key MMA's B is x_i = q''_i a_i = q_i a_i / 2^e,
-  // |a_i| <= 2 M_i, 2^e < 2 max |q|: in the query's units max(max_i |q_i| 2 M_i, 2^-13 max |q|), over D / 16 MMAs.
+  // |a_i| <= 2 M_i, 2^e <= 2 max |q|: in the query's units max(max_i |q_i| 2 M_i, 2^-13 max |q|), over D / 16 MMAs.
   const double mma_alignment = 17.0 * 0x1p-11;
   double channel_peak = 0.0;  // max_i |q_i| 2 M_i
   for (std::size_t i = 0; i < D; ++i) channel_peak = std::max(channel_peak, std::fabs(static_cast<double>(q[i])) * 2.0 * kmax[i]);
-  const bool slots = terms && !terms->in_block.empty();  // the vidkv instance: the values' B is p~ itself (trits)
+  // the vidkv instance (its keys need the transform, so its callers pass the part-index terms): the values' B is p~
+  // itself against the slots, whose unit (1) bounds the products even where a token's trits are all 0
+  const bool slots = terms && !terms->in_block.empty();
   for (std::size_t t = 0; t < T; ++t) {
     double dot = 0.0, mag = 0.0, sizes = 0.0;
     for (std::size_t i = 0; i < D; ++i) {
@@ -174,7 +176,7 @@ std::vector<double> fragment_tolerance(const float* q, const std::vector<double>
       subnormal += 0x1p-25 * size;  // fp16(p_t) below fp16's normal range: 2^-25 absolute, whatever the weight
     }
     out[c] = second_order * scores + weights * (factors + subnormal) + accumulation * vmax +
-             static_cast<double>(tokens) * 0x1p-23 + static_cast<double>(tokens / 16 + 1) * mma_alignment * 0x1p-14;
+             static_cast<double>(tokens) * 0x1p-23 + static_cast<double>(tokens / 16 + 2) * mma_alignment * 0x1p-14;
   }
   return out;
 }

@@ -639,7 +639,9 @@ TEST_CASE("the vidkv instance's field tricks (1-bit codes, trits) and its fragme
   // Trits: the slots t + 1 (0, 1, 2) as subnormal_code_pair forms them; the kernel's outputs are sum_t p~_t (slot_t
   // x 2^(s - 24)) x subnormal_unscale - sum_t p~_t. Hand-worked on four tokens, trits -1, 0, +1, +1 with p~ = 1, 0.5,
   // 0.25, 0.125: slots 0, 1, 2, 2 give 0.5 + 0.5 + 0.25 = 1.25, minus 1.875 = -0.625 = -1 + 0 + 0.25 + 0.125; and
-  // with every trit 0 the two sums are the same products up to the power of two, so the difference is exactly 0.
+  // with every trit 0 the two sums are the same products up to the power of two, so on the host (fp32 products and
+  // sums of these powers of two: exact) the difference is exactly 0. (The tensor cores sum the subnormal codes'
+  // products less precisely: tolerance 6.'s alignment term, the [cuda] test of fragment_operand_check.)
   for (int j = 0; j < 8; ++j) {
     const int row_half = (j % 4) % 2;
     const float p[4] = {1.0f, 0.5f, 0.25f, 0.125f};
