@@ -503,6 +503,23 @@ TEST_CASE("query tokens whose causal limit falls inside the packed blocks read c
   CHECK(visited >= 4);
 }
 
+namespace {
+
+// One decode step of n tokens per sequence for update()'s tests: appends the next n tokens of a and b to ca and cb
+// (from ta and tb, which advance), updates `kept` with the count n and requires its tables to equal a fresh
+// construction's with n query tokens.
+void step_and_compare(DecodeAttention& kept, LayerCache& ca, LayerCache& cb, const LayerInput& a, const LayerInput& b,
+                      std::int64_t& ta, std::int64_t& tb, std::int64_t n) {
+  append_tokens(ca, a, ta, ta + n);
+  append_tokens(cb, b, tb, tb + n);
+  ta += n;
+  tb += n;
+  kept.update({&ca, &cb}, n);
+  REQUIRE(kept.same_tables(DecodeAttention({&ca, &cb}, Execution::cpu(), 0, DecodeAttention::FastKernel::tensor_cores, true, n)));
+}
+
+}  // namespace
+
 TEST_CASE("update() with several query tokens gives a fresh construction's tables, also when the count changes", "[cpu][attention]") {
   // kivi-2 and vidkv-k1.5-v1.58 live-hook caches; steps of 1, 3, 3, 8, 1, 2 tokens per sequence, each followed by
   // update(caches, tokens of the step), against a fresh construction with the same count.
@@ -519,12 +536,7 @@ TEST_CASE("update() with several query tokens gives a fresh construction's table
     for (int round = 0; round < 20; ++round) {
       for (const std::int64_t n : {1, 3, 3, 8, 1, 2}) {
         INFO("round " << round << ", step of " << n << " tokens at " << ta << " / " << tb);
-        append_tokens(*ca, a, ta, ta + n);
-        append_tokens(*cb, b, tb, tb + n);
-        ta += n;
-        tb += n;
-        kept.update({ca.get(), cb.get()}, n);
-        REQUIRE(kept.same_tables(DecodeAttention({ca.get(), cb.get()}, Execution::cpu(), 0, DecodeAttention::FastKernel::tensor_cores, true, n)));
+        step_and_compare(kept, *ca, *cb, a, b, ta, tb, n);
         if (tb + 10 > b.tokens) break;  // room for a step of 8 and the last of 2
       }
       if (tb + 10 > b.tokens) break;
@@ -606,12 +618,7 @@ TEST_CASE("update() with a fixed count of several query tokens keeps each row's 
         DecodeAttention kept({ca.get(), cb.get()}, Execution::cpu(), 0, DecodeAttention::FastKernel::tensor_cores, true, n);
         while (tb + n <= b.tokens && ta + n <= a.tokens) {
           INFO("at " << ta << " / " << tb << " tokens");
-          append_tokens(*ca, a, ta, ta + n);
-          append_tokens(*cb, b, tb, tb + n);
-          ta += n;
-          tb += n;
-          kept.update({ca.get(), cb.get()}, n);
-          REQUIRE(kept.same_tables(DecodeAttention({ca.get(), cb.get()}, Execution::cpu(), 0, DecodeAttention::FastKernel::tensor_cores, true, n)));
+          step_and_compare(kept, *ca, *cb, a, b, ta, tb, n);
         }
         const std::vector<float> q = random_queries(2 * n, 4, 64, 1.5f, 80 + static_cast<std::uint64_t>(n));
         std::vector<float> out(q.size(), 0.0f);
