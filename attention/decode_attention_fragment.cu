@@ -14,7 +14,7 @@
 //      bases set when a tile's block changes (KiviSources, out of line: the loop's code stays small), the
 //      destinations 32-bit shared addresses fixed per lane (KiviDestinations);
 //   2. scores: per 16-channel chunk kc, A = the codes [16 tokens x 16 channels] straight from the lane's words
-//      (code_pair: one LOP3 mask per register, the codes as fp16 subnormals, each MMA row's factor 2^-24 or 2^-22
+//      (code_pair: one LOP3 mask per register, the codes as fp16 subnormals, each MMA row's factor 2^-20 or 2^-18
 //      undone in fp32 by row_unscale), B = hmul2(q'', scale) [16 channels x 8
 //      heads] with the query held as fp16 pairs q'' = fp16(q / 2^e), into two accumulators per 16 tokens (even and
 //      odd chunks: shorter dependent MMA chains); the mins' term sum_c min_c q''_c by D / 16 MMAs with A = the mins
@@ -101,13 +101,13 @@ __device__ __forceinline__ unsigned pack_half2(float lo, float hi) {
 }
 
 // Field j of a lane word of `bits`-bit codes (2: fields 0-7, 1: 0-15) as an A register: the fp16 pair
-// code x 2^(s - 24), s = bits (j & 1), one LOP3 after the word's shift by 2 bits (j / 2) (fr::subnormal_code_pair: an
-// fp16 subnormal, exact; the compiler forms each shifted word once). Row g's codes are all at s = 0 and row g + 8's at
-// s = bits, so accumulator entry r of an MMA on such registers holds its code sums times 2^-24 (r < 2) or 2^(bits - 24),
-// undone by the exact fp32 factor row_unscale<bits>(r). The tensor cores do not flush the subnormals, but they sum
-// their products less precisely than those of normal codes (aligned by the inputs' exponent fields, a subnormal's
-// taken at 2^-14): decode_attention_tolerance.h 6.'s last paragraph bounds it, fragment_operand_check's [cuda] test
-// checks the bound.
+// code x 2^(s - 24), one LOP3 after the word's shift (fr::subnormal_code_pair: an fp16 subnormal, exact; the compiler
+// forms each shifted word once). Row g's codes are all at s = fr::subnormal_row_shift(0, bits) (2-bit: 4, 1-bit: 8)
+// and row g + 8's at subnormal_row_shift(1, bits) (6, 9), so accumulator entry r of an MMA on such registers holds
+// its code sums times 2^(s - 24) of row half r / 2, undone by the exact fp32 factor row_unscale<bits>(r). The tensor
+// cores do not flush the subnormals, but they sum their products less precisely than those of normal codes (aligned
+// by the inputs' exponent fields, a subnormal's taken at 2^-14: hence codes near the top of the subnormal range):
+// decode_attention_tolerance.h 6.'s last paragraph bounds it, fragment_operand_check's [cuda] test checks the bound.
 template <int j, int bits = 2>
 __device__ __forceinline__ unsigned code_pair(unsigned w) {
   return fr::subnormal_code_pair(w, j, bits);
@@ -796,7 +796,7 @@ __device__ inline void vidkv_block_query(const Problem& p, std::int64_t kb, std:
 }
 
 // The four A registers of key chunk kc (< 4) of the 1-bit low tile's token half held in word w: fields 4 kc .. + 3
-// (code_pair<f, 1>: rows g at s = 0, rows g + 8 at s = 1).
+// (code_pair<f, 1>: rows g at s = 8, rows g + 8 at s = 9).
 template <int kc>
 __device__ __forceinline__ void mma_low_chunk(float (&d)[4], unsigned w, unsigned b0, unsigned b1) {
   mma_f16(d, code_pair<4 * kc, 1>(w), code_pair<4 * kc + 1, 1>(w), code_pair<4 * kc + 2, 1>(w), code_pair<4 * kc + 3, 1>(w),
@@ -818,7 +818,7 @@ __global__ void __launch_bounds__(kThreads, 3) fragment_vidkv_kernel(const __gri
   const SequenceEntry seq = p.sequences[b];
   const TileRange range = split_tiles(seq.fast_count, p.splits, s);
   float m[2] = {-HUGE_VALF, -HUGE_VALF}, l[2] = {0.0f, 0.0f};
-  // acc: the slots' sums (trit + 1) times 2^-24 or 2^-22 (code_pair), channel 16 mv + g (+8 for r >= 2), head
+  // acc: the slots' sums (trit + 1) times 2^-20 or 2^-18 (code_pair), channel 16 mv + g (+8 for r >= 2), head
   // 2 t4 + r % 2; psum: sum_t p~_t of heads 2 t4 (+1) in entries 0 and 1 (an MMA of A = ones and B = p~, the
   // values' own B), so that each output is acc row_unscale - psum = sum_t p~_t trit_tc.
   float acc[KC][4], psum[4] = {0.0f, 0.0f, 0.0f, 0.0f};
@@ -900,7 +900,7 @@ __global__ void __launch_bounds__(kThreads, 3) fragment_vidkv_kernel(const __gri
     float sc[2][4];
 #pragma unroll
     for (int mt = 0; mt < 2; ++mt) {
-      // The high chunks (2-bit code_pair: sums times 2^-24 / 2^-22) and the low ones (1-bit: 2^-24 / 2^-23) in two
+      // The high chunks (2-bit code_pair: sums times 2^-20 / 2^-18) and the low ones (1-bit: 2^-16 / 2^-15) in two
       // accumulators, each a chain of 4 MMAs.
       float dh[4] = {0.0f, 0.0f, 0.0f, 0.0f}, dl[4] = {0.0f, 0.0f, 0.0f, 0.0f};
 #pragma unroll

@@ -114,29 +114,45 @@ VIDKV_HOST_DEVICE constexpr int bit_key_word(int mt) { return mt; }
 VIDKV_HOST_DEVICE constexpr int bit_key_field(int kc, int a) { return 4 * kc + a; }
 
 // Codes as fp16 subnormals (the kernels' A registers). Field j of a lane word of b-bit codes (b = 2: fields 0-7; b = 1:
-// 0-15) holds its register's two codes at bits b j and 16 + b j. The kernels read it from the word shifted right by
-// subnormal_source_shift(j, b) = 2 b (j / 2), where its low code sits at bit s = subnormal_field_shift(j, b) = b (j & 1)
-// and the high code 16 bits up; clearing every other bit (one LOP3 with an immediate mask) leaves in each half the fp16
-// subnormal code x 2^(s - 24), exact: no exponent to OR in and no fp16 subtraction (the prototype's lop3 + hsub2 took
-// two instructions per register; the shifts: 3 per 2-bit word, 7 per 1-bit word). Field j feeds A register a = j % 4,
-// whose rows are g + 8 (a & 1), so every code of row g is at s = 0 and every code of row g + 8 at s = b, in every
-// word of both operands: an MMA row's sums carry the one factor 2^-24 or 2^(b - 24), undone in fp32 by
-// subnormal_unscale(row half, b) (decode_attention_fragment.cu code_pair, row_unscale).
-VIDKV_HOST_DEVICE constexpr int subnormal_source_shift(int j, int bits) { return 2 * bits * (j / 2); }
-VIDKV_HOST_DEVICE constexpr int subnormal_field_shift(int j, int bits) { return bits * (j & 1); }
+// 0-15) holds its register's two codes at bits b j and 16 + b j; field j feeds A register a = j % 4, whose rows are
+// g + 8 (a & 1), so its row half is j & 1. The kernels place the codes of row half r at bit s = subnormal_row_shift(r, b)
+// of each fp16 half (2-bit: rows g at bit 4, rows g + 8 at bit 6; 1-bit: 8 and 9): they shift the word right by
+// subnormal_source_shift(j, b) = b j - s (left where negative) and clear every other bit (one LOP3 with an immediate
+// mask), which leaves in each half the fp16 subnormal code x 2^(s - 24), exact: no exponent to OR in and no fp16
+// subtraction (the prototype's lop3 + hsub2 took two instructions per register). Every code of an MMA row carries the
+// one factor 2^(s - 24), undone in fp32 by subnormal_unscale(row half, b) = 2^(24 - s) (decode_attention_fragment.cu
+// code_pair, row_unscale). Why these bits: the tensor cores align a subnormal's products as if its leading bit were at
+// 2^-14 (decode_attention_tolerance.h 6.'s last paragraph), so the closer the codes sit to the top of the subnormal
+// range (bit 9: a code c < 2^b needs s + b <= 10), the less they lose; these are the highest bits at which the rows
+// of both halves come from as few shifts as at the bottom (2-bit: shifts -4, 4, 8 and none, 3 per word as for s = 0, 2;
+// 1-bit: -8, -6, .., 6, 7 per word, as before), and their lowest, kSubnormalLowestShift = 4 (2-bit rows g), sets the
+// bound (s = 0, 2 in the first version: 2^4 times looser).
+VIDKV_HOST_DEVICE constexpr int subnormal_row_shift(int row_half, int bits) {
+  return bits == 2 ? (row_half == 0 ? 4 : 6) : (row_half == 0 ? 8 : 9);
+}
+constexpr int kSubnormalLowestShift = 4;
+VIDKV_HOST_DEVICE constexpr int subnormal_field_shift(int j, int bits) { return subnormal_row_shift(j & 1, bits); }
+VIDKV_HOST_DEVICE constexpr int subnormal_source_shift(int j, int bits) { return bits * j - subnormal_field_shift(j, bits); }
 // The pair of field j of word w as the kernels form it (two fp16 bit patterns, low code in the low half).
 VIDKV_HOST_DEVICE constexpr std::uint32_t subnormal_code_pair(std::uint32_t w, int j, int bits) {
-  return (w >> subnormal_source_shift(j, bits)) & (((1u << bits) - 1u) * 0x00010001u << subnormal_field_shift(j, bits));
+  return (subnormal_source_shift(j, bits) >= 0 ? w >> subnormal_source_shift(j, bits) : w << -subnormal_source_shift(j, bits)) &
+         (((1u << bits) - 1u) * 0x00010001u << subnormal_field_shift(j, bits));
 }
-// 2^(24 - s) for the codes of A rows g + 8 row_half (s = bits row_half): the exact fp32 factor that makes an MMA row's
-// sum of code x 2^(s - 24) products the sum of the codes' products.
+// 2^(24 - s) for the codes of A rows g + 8 row_half: the exact fp32 factor that makes an MMA row's sum of
+// code x 2^(s - 24) products the sum of the codes' products.
 VIDKV_HOST_DEVICE constexpr float subnormal_unscale(int row_half, int bits) {
-  return row_half == 0 ? 16777216.0f : bits == 1 ? 8388608.0f : 4194304.0f;
+  return static_cast<float>(1u << (24 - subnormal_row_shift(row_half, bits)));
 }
-static_assert(subnormal_code_pair(0xE4E4E4E4u, 5, 2) == (1u << 2) * 0x00010001u,
-              "fields 4-7 of 0xE4 are codes 0-3: field 5 (bits 10-11) is 1, from the word shifted by 8, at bit 2");
-static_assert(subnormal_code_pair(0x00008000u, 15, 1) == 0x2u && subnormal_code_pair(0x40000000u, 14, 1) == 0x10000u,
-              "1-bit field 15 (bit 15) from the word shifted by 14 at bit 1; field 14's high code (bit 30) at bit 16");
+static_assert(subnormal_row_shift(0, 2) + 2 <= 10 && subnormal_row_shift(1, 2) + 2 <= 10 && subnormal_row_shift(1, 1) + 1 <= 10,
+              "every code below fp16's exponent field: a subnormal");
+static_assert(kSubnormalLowestShift == subnormal_row_shift(0, 2) && kSubnormalLowestShift <= subnormal_row_shift(0, 1),
+              "the lowest placement of either width");
+static_assert(subnormal_code_pair(0xE4E4E4E4u, 5, 2) == (1u << 6) * 0x00010001u,
+              "fields 4-7 of 0xE4 are codes 0-3: field 5 (bits 10-11) is 1, from the word shifted by 4, at bit 6");
+static_assert(subnormal_code_pair(0x00000003u, 0, 2) == 0x30u && subnormal_code_pair(0x00020000u, 0, 2) == 0x200000u,
+              "field 0 (bits 0-1, 16-17) from the word shifted left by 4, at bits 4-5 and 20-21");
+static_assert(subnormal_code_pair(0x00008000u, 15, 1) == 0x200u && subnormal_code_pair(0x40000000u, 14, 1) == 0x1000000u,
+              "1-bit field 15 (bit 15) from the word shifted by 6 at bit 9; field 14's high code (bit 30) at bit 24");
 
 // The key metadata in a warp's shared memory (decode_attention_fragment.cu, issue_tile): word w of a tile's D / 2
 // scale words (channels 2 w and 2 w + 1 = 16 kc + 2 t4 + 8 pr, so t4 = w % 4, pr = (w / 4) % 2, kc = w / 8) sits at

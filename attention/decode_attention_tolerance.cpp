@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "vidkv/attention/decode_attention.h"
+#include "vidkv/attention/decode_attention_fragment.h"
 #include "vidkv/core/cuda/device_memory.h"
 #include "vidkv/plugins/quantizers/sign/sign_fft_tolerance.h"
 
@@ -117,10 +118,11 @@ std::vector<double> fragment_tolerance(const float* q, const std::vector<double>
   const double rs = 1.0 / std::sqrt(static_cast<double>(channels));
   std::vector<double> s(T), e(T), w(T, 0.0);
   double smax = -HUGE_VAL, emax = 0.0;
-  // The codes as fp16 subnormals (6., last paragraph): per MMA at most 17 2^-11 times its largest |B| (at least
-  // fp16's 2^-14, a subnormal B's own alignment) in the codes' units; a key MMA's B is x_i = q''_i a_i = q_i a_i / 2^e,
-  // |a_i| <= 2 M_i, 2^e <= 2 max |q|: in the query's units max(max_i |q_i| 2 M_i, 2^-13 max |q|), over D / 16 MMAs.
-  const double mma_alignment = 17.0 * 0x1p-11;
+  // The codes as fp16 subnormals (6., last paragraph): per MMA at most 17 2^-11 2^-s times its largest |B| (at least
+  // fp16's 2^-14, a subnormal B's own alignment) in the codes' units, s >= 4 the codes' lowest bit in their fp16 half
+  // (attention_fragment::kSubnormalLowestShift); a key MMA's B is x_i = q''_i a_i = q_i a_i / 2^e, |a_i| <= 2 M_i,
+  // 2^e <= 2 max |q|: in the query's units max(max_i |q_i| 2 M_i, 2^-13 max |q|), over D / 16 MMAs.
+  const double mma_alignment = 17.0 * std::ldexp(0x1p-11, -attention_fragment::kSubnormalLowestShift);
   double channel_peak = 0.0;  // max_i |q_i| 2 M_i
   for (std::size_t i = 0; i < D; ++i) channel_peak = std::max(channel_peak, std::fabs(static_cast<double>(q[i])) * 2.0 * kmax[i]);
   // the vidkv instance (its keys need the transform, so its callers pass the part-index terms): the values' B is p~

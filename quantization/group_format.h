@@ -166,9 +166,9 @@ VIDKV_HOST_DEVICE constexpr bool release_bits_ok(unsigned bits) { return bits ==
 //     channel c = 16 mv + row, token tt = 16 kt + col, register r = 4 (2 mv + kt) + a;
 //   with row = g + 8 (a & 1) and col = 2 t4 + 8 (a >> 1) + half. Lane l's registers r = 0 .. D/2 - 1 fill its
 //   D b / 32 words, F = 16 / b registers per word: register r is field f = r % F of word w = r / F, its low half's
-//   code at bits b f and its high half's at 16 + b f (so one mask of the word shifted right by 2 b (f / 2) makes the
-//   pair of codes an exact pair of fp16 subnormals, code 2^(b (f % 2) - 24), the same power of two for every code of
-//   an A row: attention/decode_attention_fragment.h subnormal_code_pair; the prototype's codes_h2 took a mask OR an
+//   code at bits b f and its high half's at 16 + b f (so one mask of the word shifted by b f - s makes the pair of
+//   codes an exact pair of fp16 subnormals, code 2^(s - 24), with s the same for every code of an A row:
+//   attention/decode_attention_fragment.h subnormal_code_pair, subnormal_row_shift; the prototype's codes_h2 took a mask OR an
 //   fp16 exponent and one fp16 subtraction). The lane's words are stored as vectors of V = 2 b words (2-bit: 16-byte quads, 1-bit: 8-byte pairs),
 //   vector w / V of all 32 lanes back to back: word (w / V) 32 V + V l + w % V of the tile. A tile is D b words
 //   (32 tokens x D channels x b bits).

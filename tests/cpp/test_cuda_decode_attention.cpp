@@ -19,6 +19,7 @@
 #include "decode_attention_test_support.h"
 #ifdef VIDKV_WITH_CUDA
 #include "vidkv/attention/decode_attention_cuda.h"
+#include "vidkv/attention/decode_attention_fragment.h"
 #endif
 #include "vidkv/core/cuda/cuda_device.h"
 #include "vidkv/core/cuda/device_memory.h"
@@ -514,10 +515,11 @@ TEST_CASE("the fragment kernels' operands on the tensor cores: codes as fp16 sub
           "[cuda][attention]") {
   VIDKV_REQUIRE_CUDA_DEVICE();
   // What the fragment kernels' arithmetic rests on, on this device (attention_cuda::fragment_operand_check): an
-  // mma.m16n8k16 whose A registers are the codes as fp16 subnormals (code 2^(s - 24): s = 0 in rows g, bits in rows
-  // g + 8) and whose accumulator C carries the same row factors gives, times subnormal_unscale, the MMA of the same
-  // codes as fp16 integers with C as it is, within the bound decode_attention_tolerance.h 6. takes for it (the last
-  // paragraph: 17 2^-11 max(max |B|, 2^-14) for the subnormal alignment), plus both MMAs' own truncation and rounding
+  // mma.m16n8k16 whose A registers are the codes as fp16 subnormals (code 2^(s - 24), s = subnormal_row_shift: 2-bit
+  // 4 in rows g and 6 in rows g + 8, 1-bit 8 and 9) and whose accumulator C carries the same row factors gives, times
+  // subnormal_unscale, the MMA of the same codes as fp16 integers with C as it is, within the bound
+  // decode_attention_tolerance.h 6. takes for it (the last paragraph: 17 2^-11 2^-s max(max |B|, 2^-14) for the
+  // subnormal alignment, here with each row's own s), plus both MMAs' own truncation and rounding
   // (72 2^-23 of |C| + 16 max code max |B|). Not bit for bit: on an H100 (2026-12-06) most outputs differed in their low bits. A
   // subnormal code flushed to zero would miss the bound by orders of magnitude. Random words; words whose every field
   // is 1 (the slot of trit 0); B random fp16 including subnormals and zeros; C from 2^-90 (above where the scaled C
@@ -568,7 +570,8 @@ TEST_CASE("the fragment kernels' operands on the tensor cores: codes as fp16 sub
             const double cc = std::fabs(static_cast<double>(c[(static_cast<std::size_t>(w) * 32 + l) * 4 + r]));
             // the subnormal codes' alignment (6.) + both MMAs' own truncation of C and of normal terms (17 terms each
             // within 2^-23 of twice the largest, C's included) and their final roundings
-            const double bound = 17.0 * 0x1p-11 * std::max(bm, 0x1p-14) + 72.0 * 0x1p-23 * (cc + 16.0 * code_max * bm);
+            const double alignment = 17.0 * std::ldexp(0x1p-11, -attention_fragment::subnormal_row_shift(r / 2, bits));
+            const double bound = alignment * std::max(bm, 0x1p-14) + 72.0 * 0x1p-23 * (cc + 16.0 * code_max * bm);
             const double diff = std::fabs(static_cast<double>(out.subnormal[o]) - static_cast<double>(out.integer[o]));
             worst = std::max(worst, diff / bound);
             over += !(diff <= bound);

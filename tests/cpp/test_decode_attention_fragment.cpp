@@ -97,29 +97,39 @@ TEST_CASE("the fragment kernel's register map and field trick read the codes gro
   }
   CHECK(checked == 2 * 32 * 4 * 2 * 2 * (4 + 8));
   // The field trick on every field and every pair of codes, with the other bits of the word set at random: the pair
-  // the kernels form (subnormal_code_pair: the word shifted by 4 (j / 2), one mask) is the fp16 subnormals
-  // code x 2^(s - 24), s = 2 (j & 1), and subnormal_unscale of the field's A row half (a = j % 4: rows g + 8 (a & 1))
-  // restores the code exactly. Hand-worked: field 3 of a word whose bits 6-7 hold 2 is 2 x 2^(2 - 24) = 2^-21,
-  // times 2^22 = 2.
-  CHECK(half_bits_to_float(static_cast<std::uint16_t>(fr::subnormal_code_pair(2u << 6, 3, 2))) == std::ldexp(1.0f, -21));
-  CHECK(fr::subnormal_unscale(1, 2) == std::ldexp(1.0f, 22));
+  // the kernels form (subnormal_code_pair: the word shifted by 2 j - s, one mask) is the fp16 subnormals
+  // code x 2^(s - 24), s = 4 in A rows g (fields j even: a = j % 4, rows g + 8 (a & 1)) and 6 in rows g + 8, and
+  // subnormal_unscale of the field's row half restores the code exactly. Hand-worked: field 3 of a word whose bits
+  // 6-7 hold 2 (the word unshifted: 2 3 - 6 = 0) is 2 x 2^(6 - 24) = 2^-17, times 2^18 = 2; field 0 holding 3 is
+  // 3 x 2^(4 - 24) = 3 2^-20 (the word shifted left by 4), times 2^20 = 3.
+  CHECK(half_bits_to_float(static_cast<std::uint16_t>(fr::subnormal_code_pair(2u << 6, 3, 2))) == std::ldexp(1.0f, -17));
+  CHECK(fr::subnormal_unscale(1, 2) == std::ldexp(1.0f, 18));
+  CHECK(half_bits_to_float(static_cast<std::uint16_t>(fr::subnormal_code_pair(3u, 0, 2))) == std::ldexp(3.0f, -20));
+  CHECK(fr::subnormal_unscale(0, 2) == std::ldexp(1.0f, 20));
   std::mt19937_64 rng(3);
+  const auto check_pair = [](std::uint32_t pair, int row_half, int s, int bits, unsigned lo, unsigned hi) {
+    REQUIRE(s == fr::subnormal_row_shift(row_half, bits));  // one placement per A row half, whatever the field
+    REQUIRE((pair & 0xFC00FC00u) == 0u);                      // signs and exponents zero: subnormals (or +0)
+    const float low = half_bits_to_float(static_cast<std::uint16_t>(pair)), high = half_bits_to_float(static_cast<std::uint16_t>(pair >> 16));
+    REQUIRE(low == std::ldexp(static_cast<float>(lo), s - 24));
+    REQUIRE(high == std::ldexp(static_cast<float>(hi), s - 24));
+    REQUIRE(low * fr::subnormal_unscale(row_half, bits) == static_cast<float>(lo));
+    REQUIRE(high * fr::subnormal_unscale(row_half, bits) == static_cast<float>(hi));
+  };
   for (int j = 0; j < 8; ++j)
     for (unsigned lo = 0; lo < 4; ++lo)
       for (unsigned hi = 0; hi < 4; ++hi) {
         const std::uint32_t mask = (3u << (2 * j)) | (3u << (16 + 2 * j));
         const std::uint32_t w = (static_cast<std::uint32_t>(rng()) & ~mask) | (lo << (2 * j)) | (hi << (16 + 2 * j));
-        const std::uint32_t pair = fr::subnormal_code_pair(w, j, 2);
-        const int row_half = (j % 4) % 2, s = fr::subnormal_field_shift(j, 2);
-        INFO("field " << j << ", codes " << lo << ", " << hi);
-        REQUIRE(s == 2 * row_half);  // one shift per A row half, whatever the field
-        REQUIRE((pair & 0xFC00FC00u) == 0u);  // signs and exponents zero: subnormals (or +0)
-        const float low = half_bits_to_float(static_cast<std::uint16_t>(pair)), high = half_bits_to_float(static_cast<std::uint16_t>(pair >> 16));
-        REQUIRE(low == std::ldexp(static_cast<float>(lo), s - 24));
-        REQUIRE(high == std::ldexp(static_cast<float>(hi), s - 24));
-        REQUIRE(low * fr::subnormal_unscale(row_half, 2) == static_cast<float>(lo));
-        REQUIRE(high * fr::subnormal_unscale(row_half, 2) == static_cast<float>(hi));
+        INFO("2-bit field " << j << ", codes " << lo << ", " << hi);
+        check_pair(fr::subnormal_code_pair(w, j, 2), (j % 4) % 2, fr::subnormal_field_shift(j, 2), 2, lo, hi);
       }
+  // The shifts a word needs: as few as at the bottom of the range (2-bit: -4, 4, 8 besides none; 1-bit: 7).
+  std::set<int> shifts2, shifts1;
+  for (int j = 0; j < 8; ++j) shifts2.insert(fr::subnormal_source_shift(j, 2));
+  for (int j = 0; j < 16; ++j) shifts1.insert(fr::subnormal_source_shift(j, 1));
+  CHECK(shifts2 == std::set<int>{-4, 0, 4, 8});
+  CHECK(shifts1.size() == 8);
 }
 
 TEST_CASE("fragment_tile: a whole 32-token tile of both sides' fragment layout (or its first n tokens), 16-byte aligned codes, group-major key metadata", "[cpu][attention]") {
@@ -446,7 +456,7 @@ TEST_CASE("the fragment kernel takes VidKV's fragment formats as its vidkv insta
             const int f = fr::bit_key_field(kc, a);
             REQUIRE(group_format::fragment_code_index(group_format::GroupAxis::channel, keys1, 32, 64, 0, t, c) ==
                     32 * (2 * lane + fr::bit_key_word(mt)) + 16 * half + f);
-            REQUIRE(fr::subnormal_field_shift(f, 1) == (a & 1));  // rows g at s = 0, rows g + 8 at s = 1
+            REQUIRE(fr::subnormal_field_shift(f, 1) == 8 + (a & 1));  // rows g at s = 8, rows g + 8 at s = 9
           }
 }
 
@@ -612,13 +622,15 @@ TEST_CASE("the vidkv instance's tile addresses hold each key child's scales and 
 }
 
 TEST_CASE("the vidkv instance's field tricks (1-bit codes, trits) and its fragment_tile conditions", "[cpu][attention]") {
-  // 1-bit field f of a lane word: low code at bit f, high code at 16 + f, read from the word shifted right by f & ~1
-  // (subnormal_code_pair with bits 1): each half the fp16 subnormal code x 2^(s - 24), s = f & 1 (the field's A row
-  // half: a = f % 4, rows g + 8 (a & 1)), which subnormal_unscale(s, 1) = 2^(24 - s) restores, with the word's other
-  // bits random. Hand-worked: field 9 with both codes 1 (bits 9 and 25) is the word shifted by 8 masked with 0x20002:
-  // 2^-23 in both halves.
-  CHECK(fr::subnormal_code_pair((1u << 9) | (1u << 25), 9, 1) == 0x00020002u);
-  CHECK(half_bits_to_float(0x0002) == std::ldexp(1.0f, -23));
+  // 1-bit field f of a lane word: low code at bit f, high code at 16 + f, read from the word shifted right by f - s
+  // (subnormal_code_pair with bits 1; left where negative): each half the fp16 subnormal code x 2^(s - 24), s = 8 +
+  // (f & 1) (the field's A row half: a = f % 4, rows g + 8 (a & 1)), which subnormal_unscale(row half, 1) = 2^(24 - s)
+  // restores, with the word's other bits random. Hand-worked: field 9 with both codes 1 (bits 9 and 25) is the word
+  // unshifted (9 - 9) masked with 0x2000200: 2^-15 in both halves; field 2 (s = 8) comes from the word shifted left
+  // by 6: bit 2 to bit 8, 2^-16.
+  CHECK(fr::subnormal_code_pair((1u << 9) | (1u << 25), 9, 1) == 0x02000200u);
+  CHECK(half_bits_to_float(0x0200) == std::ldexp(1.0f, -15));
+  CHECK(fr::subnormal_code_pair(1u << 2, 2, 1) == 0x100u);
   std::mt19937_64 rng(5);
   for (int f = 0; f < 16; ++f)
     for (unsigned lo = 0; lo < 2; ++lo)
@@ -628,7 +640,7 @@ TEST_CASE("the vidkv instance's field tricks (1-bit codes, trits) and its fragme
         const std::uint32_t pair = fr::subnormal_code_pair(w, f, 1);
         const int row_half = (f % 4) % 2, s = fr::subnormal_field_shift(f, 1);
         INFO("1-bit field " << f << ", codes " << lo << ", " << hi);
-        REQUIRE(s == row_half);
+        REQUIRE(s == 8 + row_half);
         REQUIRE((pair & 0xFC00FC00u) == 0u);  // signs and exponents zero
         const float low = half_bits_to_float(static_cast<std::uint16_t>(pair)), high = half_bits_to_float(static_cast<std::uint16_t>(pair >> 16));
         REQUIRE(low == std::ldexp(static_cast<float>(lo), s - 24));
