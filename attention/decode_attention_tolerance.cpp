@@ -71,6 +71,7 @@ FragmentScoreTerms fragment_score_terms(const LayerCache& cache, std::int64_t h,
   const std::int64_t d = cache.channels(), heads = cache.heads(), T = cache.tokens();
   const af::SideFormat f = side_format(*key.quantizer, d, KvSide::key);
   FragmentScoreTerms out;
+  out.value_slots = attention_fragment::vidkv_values_ok(side_format(*cache.value_side().quantizer, d, KvSide::value));
   if (!af::needs_transform(f)) return out;
   out.mag.assign(static_cast<std::size_t>(T), 0.0);
   out.sizes.assign(static_cast<std::size_t>(T), 0.0);
@@ -125,9 +126,9 @@ std::vector<double> fragment_tolerance(const float* q, const std::vector<double>
   const double mma_alignment = 17.0 * std::ldexp(0x1p-11, -attention_fragment::kSubnormalLowestShift);
   double channel_peak = 0.0;  // max_i |q_i| 2 M_i
   for (std::size_t i = 0; i < D; ++i) channel_peak = std::max(channel_peak, std::fabs(static_cast<double>(q[i])) * 2.0 * kmax[i]);
-  // the vidkv instance (its keys need the transform, so its callers pass the part-index terms): the values' B is p~
-  // itself against the slots, whose unit (1) bounds the products even where a token's trits are all 0
-  const bool slots = terms && !terms->in_block.empty();
+  // the vidkv instance's values (FragmentScoreTerms::value_slots): the values' B is p~ itself against the slots, whose
+  // unit (1) bounds the products even where a token's trits are all 0
+  const bool slots = terms && terms->value_slots;
   for (std::size_t t = 0; t < T; ++t) {
     double dot = 0.0, mag = 0.0, sizes = 0.0;
     for (std::size_t i = 0; i < D; ++i) {

@@ -131,11 +131,14 @@ double fft_score_error(const LayerCache& cache, std::int64_t h, const float* q,
 // per block: the largest is the conservative one). Tokens outside key blocks (the residual window, the general
 // kernel's fp32) keep 6.'s terms over the channels. The transform's own rounding (fp32, the transform kernel) is the
 // FFT term of 4. (`extra`). peak_t = max_i |tq_i| 2 M_i over the part indices of token t's block (6.'s alignment
-// term). Empty (no tokens) where the cache's keys need no transform.
+// term). Empty (no tokens) where the cache's keys need no transform. value_slots: whether the values are the vidkv
+// instance's (attention_fragment::vidkv_values_ok: ternary packing fragment, magnitude-free), whose MMAs take p~ itself
+// against the slots t + 1, so that 6.'s values' alignment term takes max(2 W_t, 1) where kivi's takes 2 W_t.
 struct FragmentScoreTerms {
   std::vector<double> mag, sizes, peak;  // [T]: the terms above for tokens in key blocks
   std::vector<char> in_block;            // [T]: whether token t is in a key block
   double qmax = 0.0;
+  bool value_slots = false;
 };
 FragmentScoreTerms fragment_score_terms(const LayerCache& cache, std::int64_t h, const float* q);
 
