@@ -143,7 +143,8 @@ VIDKV_HOST_DEVICE constexpr std::uint32_t subnormal_code_pair(std::uint32_t w, i
 VIDKV_HOST_DEVICE constexpr float subnormal_unscale(int row_half, int bits) {
   return static_cast<float>(1u << (24 - subnormal_row_shift(row_half, bits)));
 }
-static_assert(subnormal_row_shift(0, 2) + 2 <= 10 && subnormal_row_shift(1, 2) + 2 <= 10 && subnormal_row_shift(1, 1) + 1 <= 10,
+static_assert(subnormal_row_shift(0, 2) + 2 <= 10 && subnormal_row_shift(1, 2) + 2 <= 10 && subnormal_row_shift(0, 1) + 1 <= 10 &&
+                  subnormal_row_shift(1, 1) + 1 <= 10,
               "every code below fp16's exponent field: a subnormal");
 static_assert(kSubnormalLowestShift == subnormal_row_shift(0, 2) && kSubnormalLowestShift <= subnormal_row_shift(0, 1),
               "the lowest placement of either width");
