@@ -30,8 +30,9 @@
 #      the general kernel's splits by the fewer-splits rule (default) and without it (VIDKV_CUDA_ATTENTION_BESIDE=
 #      requested), one process each, without torch;
 # GPU_CHECK_STEPS picks the steps after the build and their order (names: attention-tests bench-vidkv bench-kivi
-# live rest-tests ncu ncu-stalls ncu-source placement pdl multi-token py-fused beside-fewer, and bench-64k: step 3 for both fragment presets at 64k tokens
-# only; default: all but ncu-source, pdl, multi-token, py-fused, beside-fewer and bench-64k, in the order above); GPU_CHECK_TARGETS the build's targets.
+# live rest-tests ncu ncu-stalls ncu-source placement pdl multi-token py-fused beside-fewer, bench-64k: step 3 for both fragment presets at 64k tokens
+# only, and ab: the same once per setting of GPU_CHECK_AB (step_ab); default: all but ncu-source, pdl, multi-token, py-fused, beside-fewer,
+# bench-64k and ab, in the order above); GPU_CHECK_TARGETS the build's targets.
 # Each step is skipped when less time is left than it needs, so that the run fits a deadline (first argument, seconds,
 # default 540: a device call's limit less a margin; a cold build of vidkv and vidkv_tests needs about 230 s on 16 cores,
 # with _vidkv about 300 s: give a deadline of 330 s or more to reach any step after it). Logs, and the whole
@@ -172,6 +173,27 @@ step_pdl() {
       VIDKV_NO_DEPENDENT_LAUNCH=$off timeout 30 $B/vidkv bench --backend cuda --attention --tokens 65536 --batches 1,8 \
         --presets vidkv-k1.5-v1.58-fragment --no-torch 2>&1 | grep "^| vidkv-k1.5-v1.58-fragment"
       echo "rc ${PIPESTATUS[0]}"
+    fi
+  done
+}
+# A / B of environment switches (step ab): the attention bench of both fragment presets at 64k tokens, batch 1 and 8,
+# without torch, once per setting of GPU_CHECK_AB (settings separated by ';', each a space-separated list of
+# NAME=VALUE, or 'default' for none), each in its own process, so that the rows compare within one call; e.g.
+# GPU_CHECK_AB="default; VIDKV_TRANSFORM_EVERY_ENTRY=1".
+step_ab() {
+  local setting
+  IFS=';' read -ra settings <<<"${GPU_CHECK_AB:-default}"
+  for setting in "${settings[@]}"; do
+    setting=$(echo "$setting" | xargs)  # trimmed
+    [ "$(left)" -gt 30 ] || { echo "== ab ($setting) skipped (time)"; continue; }
+    echo "== bench --attention at 64k, $setting (left $(left) s)"
+    if [ "$setting" = default ]; then
+      timeout 30 $B/vidkv bench --backend cuda --attention --tokens 65536 --batches 1,8 \
+        --presets vidkv-k1.5-v1.58-fragment,kivi-2-fragment --no-torch 2>&1 | grep "^| [vk]"
+    else
+      # shellcheck disable=SC2086  # the setting's NAME=VALUE words, split on purpose
+      env $setting timeout 30 $B/vidkv bench --backend cuda --attention --tokens 65536 --batches 1,8 \
+        --presets vidkv-k1.5-v1.58-fragment,kivi-2-fragment --no-torch 2>&1 | grep "^| [vk]"
     fi
   done
 }
