@@ -34,6 +34,19 @@ at::Problem problem_of(const KvCodec& codec, std::int64_t d, std::int64_t qpk) {
   return p;
 }
 
+// The field trick's pair (subnormal_code_pair) of codes lo, hi of a field of A row half row_half, placed at bit s:
+// s the row half's placement, signs and exponents zero (subnormals or +0), each half code x 2^(s - 24), and
+// subnormal_unscale restoring each code exactly.
+void check_subnormal_pair(std::uint32_t pair, int row_half, int s, int bits, unsigned lo, unsigned hi) {
+  REQUIRE(s == fr::subnormal_row_shift(row_half, bits));  // one placement per A row half, whatever the field
+  REQUIRE((pair & 0xFC00FC00u) == 0u);
+  const float low = half_bits_to_float(static_cast<std::uint16_t>(pair)), high = half_bits_to_float(static_cast<std::uint16_t>(pair >> 16));
+  REQUIRE(low == std::ldexp(static_cast<float>(lo), s - 24));
+  REQUIRE(high == std::ldexp(static_cast<float>(hi), s - 24));
+  REQUIRE(low * fr::subnormal_unscale(row_half, bits) == static_cast<float>(lo));
+  REQUIRE(high * fr::subnormal_unscale(row_half, bits) == static_cast<float>(hi));
+}
+
 }  // namespace
 
 TEST_CASE("the fragment kernel takes kivi-2's quantizers in layout fragment and refuses every other format", "[cpu][attention]") {
@@ -107,22 +120,13 @@ TEST_CASE("the fragment kernel's register map and field trick read the codes gro
   CHECK(half_bits_to_float(static_cast<std::uint16_t>(fr::subnormal_code_pair(3u, 0, 2))) == std::ldexp(3.0f, -20));
   CHECK(fr::subnormal_unscale(0, 2) == std::ldexp(1.0f, 20));
   std::mt19937_64 rng(3);
-  const auto check_pair = [](std::uint32_t pair, int row_half, int s, int bits, unsigned lo, unsigned hi) {
-    REQUIRE(s == fr::subnormal_row_shift(row_half, bits));  // one placement per A row half, whatever the field
-    REQUIRE((pair & 0xFC00FC00u) == 0u);                      // signs and exponents zero: subnormals (or +0)
-    const float low = half_bits_to_float(static_cast<std::uint16_t>(pair)), high = half_bits_to_float(static_cast<std::uint16_t>(pair >> 16));
-    REQUIRE(low == std::ldexp(static_cast<float>(lo), s - 24));
-    REQUIRE(high == std::ldexp(static_cast<float>(hi), s - 24));
-    REQUIRE(low * fr::subnormal_unscale(row_half, bits) == static_cast<float>(lo));
-    REQUIRE(high * fr::subnormal_unscale(row_half, bits) == static_cast<float>(hi));
-  };
   for (int j = 0; j < 8; ++j)
     for (unsigned lo = 0; lo < 4; ++lo)
       for (unsigned hi = 0; hi < 4; ++hi) {
         const std::uint32_t mask = (3u << (2 * j)) | (3u << (16 + 2 * j));
         const std::uint32_t w = (static_cast<std::uint32_t>(rng()) & ~mask) | (lo << (2 * j)) | (hi << (16 + 2 * j));
         INFO("2-bit field " << j << ", codes " << lo << ", " << hi);
-        check_pair(fr::subnormal_code_pair(w, j, 2), (j % 4) % 2, fr::subnormal_field_shift(j, 2), 2, lo, hi);
+        check_subnormal_pair(fr::subnormal_code_pair(w, j, 2), (j % 4) % 2, fr::subnormal_field_shift(j, 2), 2, lo, hi);
       }
   // The shifts a word needs: as few as at the bottom of the range (2-bit: -4, 4, 8 besides none; 1-bit: 7).
   std::set<int> shifts2, shifts1;
@@ -637,16 +641,10 @@ TEST_CASE("the vidkv instance's field tricks (1-bit codes, trits) and its fragme
       for (unsigned hi = 0; hi < 2; ++hi) {
         const std::uint32_t mask = (1u << f) | (1u << (16 + f));
         const std::uint32_t w = (static_cast<std::uint32_t>(rng()) & ~mask) | (lo << f) | (hi << (16 + f));
-        const std::uint32_t pair = fr::subnormal_code_pair(w, f, 1);
         const int row_half = (f % 4) % 2, s = fr::subnormal_field_shift(f, 1);
         INFO("1-bit field " << f << ", codes " << lo << ", " << hi);
         REQUIRE(s == 8 + row_half);
-        REQUIRE((pair & 0xFC00FC00u) == 0u);  // signs and exponents zero
-        const float low = half_bits_to_float(static_cast<std::uint16_t>(pair)), high = half_bits_to_float(static_cast<std::uint16_t>(pair >> 16));
-        REQUIRE(low == std::ldexp(static_cast<float>(lo), s - 24));
-        REQUIRE(high == std::ldexp(static_cast<float>(hi), s - 24));
-        REQUIRE(low * fr::subnormal_unscale(row_half, 1) == static_cast<float>(lo));
-        REQUIRE(high * fr::subnormal_unscale(row_half, 1) == static_cast<float>(hi));
+        check_subnormal_pair(fr::subnormal_code_pair(w, f, 1), row_half, s, 1, lo, hi);
       }
   // Trits: the slots t + 1 (0, 1, 2) as subnormal_code_pair forms them; the kernel's outputs are sum_t p~_t (slot_t
   // x 2^(s - 24)) x subnormal_unscale - sum_t p~_t. Hand-worked on four tokens, trits -1, 0, +1, +1 with p~ = 1, 0.5,
