@@ -130,7 +130,14 @@ VIDKV_HOST_DEVICE constexpr int bit_key_field(int kc, int a) { return 4 * kc + a
 VIDKV_HOST_DEVICE constexpr int subnormal_row_shift(int row_half, int bits) {
   return bits == 2 ? (row_half == 0 ? 4 : 6) : (row_half == 0 ? 8 : 9);
 }
-constexpr int kSubnormalLowestShift = 4;
+// The lowest placement of either width, whose 2^-s the tolerance's alignment term takes (4: 2-bit rows g).
+constexpr int kSubnormalLowestShift = [] {
+  int lowest = subnormal_row_shift(0, 2);
+  for (int bits = 1; bits <= 2; ++bits)
+    for (int half = 0; half < 2; ++half) lowest = subnormal_row_shift(half, bits) < lowest ? subnormal_row_shift(half, bits) : lowest;
+  return lowest;
+}();
+static_assert(kSubnormalLowestShift == 4, "the 2^-4 that tolerance 6. and its docs state");
 VIDKV_HOST_DEVICE constexpr int subnormal_field_shift(int j, int bits) { return subnormal_row_shift(j & 1, bits); }
 VIDKV_HOST_DEVICE constexpr int subnormal_source_shift(int j, int bits) { return bits * j - subnormal_field_shift(j, bits); }
 // The pair of field j of word w as the kernels form it (two fp16 bit patterns, low code in the low half).
@@ -146,8 +153,6 @@ VIDKV_HOST_DEVICE constexpr float subnormal_unscale(int row_half, int bits) {
 static_assert(subnormal_row_shift(0, 2) + 2 <= 10 && subnormal_row_shift(1, 2) + 2 <= 10 && subnormal_row_shift(0, 1) + 1 <= 10 &&
                   subnormal_row_shift(1, 1) + 1 <= 10,
               "every code below fp16's exponent field: a subnormal");
-static_assert(kSubnormalLowestShift == subnormal_row_shift(0, 2) && kSubnormalLowestShift <= subnormal_row_shift(0, 1),
-              "the lowest placement of either width");
 static_assert(subnormal_code_pair(0xE4E4E4E4u, 5, 2) == (1u << 6) * 0x00010001u,
               "fields 4-7 of 0xE4 are codes 0-3: field 5 (bits 10-11) is 1, from the word shifted by 4, at bit 6");
 static_assert(subnormal_code_pair(0x00000003u, 0, 2) == 0x30u && subnormal_code_pair(0x00020000u, 0, 2) == 0x200000u,
