@@ -181,20 +181,16 @@ step_pdl() {
 # NAME=VALUE, or 'default' for none), each in its own process, so that the rows compare within one call; e.g.
 # GPU_CHECK_AB="default; VIDKV_TRANSFORM_EVERY_ENTRY=1".
 step_ab() {
-  local setting
+  local setting settings
   IFS=';' read -ra settings <<<"${GPU_CHECK_AB:-default}"
   for setting in "${settings[@]}"; do
     setting=$(echo "$setting" | xargs)  # trimmed
     [ "$(left)" -gt 30 ] || { echo "== ab ($setting) skipped (time)"; continue; }
     echo "== bench --attention at 64k, $setting (left $(left) s)"
-    if [ "$setting" = default ]; then
-      timeout 30 $B/vidkv bench --backend cuda --attention --tokens 65536 --batches 1,8 \
-        --presets vidkv-k1.5-v1.58-fragment,kivi-2-fragment --no-torch 2>&1 | grep "^| [vk]"
-    else
-      # shellcheck disable=SC2086  # the setting's NAME=VALUE words, split on purpose
-      env $setting timeout 30 $B/vidkv bench --backend cuda --attention --tokens 65536 --batches 1,8 \
-        --presets vidkv-k1.5-v1.58-fragment,kivi-2-fragment --no-torch 2>&1 | grep "^| [vk]"
-    fi
+    [ "$setting" = default ] && setting=""
+    # shellcheck disable=SC2086  # the setting's NAME=VALUE words (none for default), split on purpose
+    env $setting timeout 30 $B/vidkv bench --backend cuda --attention --tokens 65536 --batches 1,8 \
+      --presets vidkv-k1.5-v1.58-fragment,kivi-2-fragment --no-torch 2>&1 | grep "^| [vk]"
   done
 }
 step_placement() {
