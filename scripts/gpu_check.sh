@@ -179,7 +179,7 @@ step_pdl() {
 # A / B of environment switches (step ab): the attention bench of both fragment presets at 64k tokens, batch 1 and 8,
 # without torch, once per setting of GPU_CHECK_AB (settings separated by ';', each a space-separated list of
 # NAME=VALUE, or 'default' for none), each in its own process, so that the rows compare within one call; e.g.
-# GPU_CHECK_AB="default; VIDKV_TRANSFORM_EVERY_ENTRY=1".
+# GPU_CHECK_AB="default; VIDKV_NO_DEPENDENT_LAUNCH=1".
 step_ab() {
   local setting settings
   IFS=';' read -ra settings <<<"${GPU_CHECK_AB:-default}"
