@@ -134,7 +134,10 @@ VIDKV_HOST_DEVICE constexpr int subnormal_row_shift(int row_half, int bits) {
 constexpr int kSubnormalLowestShift = [] {
   int lowest = subnormal_row_shift(0, 2);
   for (int bits = 1; bits <= 2; ++bits)
-    for (int half = 0; half < 2; ++half) lowest = subnormal_row_shift(half, bits) < lowest ? subnormal_row_shift(half, bits) : lowest;
+    for (int half = 0; half < 2; ++half) {
+      const int s = subnormal_row_shift(half, bits);
+      lowest = s < lowest ? s : lowest;
+    }
   return lowest;
 }();
 static_assert(kSubnormalLowestShift == 4, "the 2^-4 that tolerance 6. and its docs state");

@@ -77,8 +77,9 @@
 //     0 and 1 (1-bit)), 21,169 of 24,576 2-bit and 41,881 of 49,152 1-bit MMA outputs differed from those of the same
 //     codes as fp16 integers, by up to about 2^-15 relative in the cases printed. The model taken (that test checks
 //     its bound, per row's s; on an H100 with the codes at s >= 4, 2026-12-06: 14,990 of 24,576 2-bit and 7,045 of
-//     49,152 1-bit outputs differed, largest difference / bound 0.0077 and 0.0023): each product is aligned by the exponent fields of its inputs, a subnormal taken at
-//     2^-14 (its true leading bit 2^(10 - s) or less lower), and the aligned terms of one MMA keep 24 bits below the
+//     49,152 1-bit outputs differed, largest difference / bound 0.0077 and 0.0023): each product is aligned by the
+//     exponent fields of its inputs, a subnormal taken at 2^-14 (its true leading bit 2^(10 - s) or less lower), and
+//     the aligned terms of one MMA keep 24 bits below the
 //     largest, so each of its 16 products and C loses at most 2^-23 of the largest nominal term, 2^-13 |B| at most
 //     (|B| at least fp16's 2^-14): per MMA, in the codes' units (times row_unscale = 2^(24 - s)), at most
 //     17 2^-12 2^-s max(max |B|, 2^-14), taken as 17 2^-11 2^-s (a factor 2 of margin for the window's convention,
@@ -95,9 +96,8 @@
 //     without it (largest error / bound 0.0041 -> 0.0029 and 0.0026 -> 0.0017; with the codes at s = 0, the first
 //     version, 6-fold and 14-fold: 0.0007 and 0.00019).
 //     Only as tight as the data: the tests' largest error is 0.2-1.4% of it (the [cpu] emulations 0.0017-0.0029, the
-//     [cuda] tests 0.0141 on an H100), and a wrong code in one tile of
-//     small weight moves the output by less than that, so the [cuda] tests rely on the [cpu] tests of the register
-//     map, the field trick and fragment_tile as well.
+//     [cuda] tests 0.0141 on an H100), and a wrong code in one tile of small weight moves the output by less than
+//     that, so the [cuda] tests rely on the [cpu] tests of the register map, the field trick and fragment_tile as well.
 // The bound of 1.-5. is first order (second-order terms are below 1% of it for T u < 0.01, which every tested T meets) and
 // loose by design: a bug (a wrong code, a wrong group, a missed token) moves the output by a whole quantization
 // step, orders of magnitude above it (for 6., see its last sentence).
