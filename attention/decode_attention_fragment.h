@@ -55,7 +55,7 @@ VIDKV_HOST_DEVICE inline bool child_ok(const af::ChildFormat& f, group_format::G
 //     fft real, zero_one, channel-axis layout fragment (fp16, groups a multiple of 32: its FFT components read
 //     against the transformed query, Problem::transformed); values ternary packing fragment, magnitude_free (no
 //     metadata: A = the trits, B = the probabilities). VidKV 1.5-bit keys and 1.58-bit values in the fragment
-//     layouts (2.0 bits per value instead of base3's 1.6); no preset uses them yet (not yet run on a GPU).
+//     layouts (2.0 bits per value instead of base3's 1.6): vidkv-k1.5-v1.58-fragment.
 // Not the query heads: the tables are built before the queries are seen (Problem::qpk is 0 then); DecodeAttention's
 // own limit of 8 per KV head is the B operand's 8 columns.
 enum class FragmentFormats : std::uint8_t { none, kivi, vidkv };
