@@ -79,19 +79,18 @@
 //     its bound, per row's s; on an H100 with the codes at s >= 4, 2026-12-06: 14,990 of 24,576 2-bit and 7,045 of
 //     49,152 1-bit outputs differed, largest difference / bound 0.0077 and 0.0023): each product is aligned by the
 //     exponent fields of its inputs, a subnormal taken at 2^-14 (its true leading bit 2^(10 - s) or less lower), and
-//     the aligned terms of one MMA keep 24 bits below the
-//     largest, so each of its 16 products and C loses at most 2^-23 of the largest nominal term, 2^-13 |B| at most
-//     (|B| at least fp16's 2^-14): per MMA, in the codes' units (times row_unscale = 2^(24 - s)), at most
-//     17 2^-12 2^-s max(max |B|, 2^-14), taken as 17 2^-11 2^-s (a factor 2 of margin for the window's convention,
-//     which the measurement does not pin down; it also covers (1 + 2^-11)^2 against 1 + 2^-10 below). The kernels
-//     place the codes near the top of the subnormal range (s >= 4: 2-bit rows at 4 and 6, 1-bit at 8 and 9,
-//     attention_fragment::subnormal_row_shift), and the bound takes the lowest, 2^-s = 2^-4: A = 17 2^-15. Scores: D /
-//     16 such MMAs per token with |B| = |x_i| <= |q_i| 2 M_i / 2^e, so e_t gains (D / 16) A max(max_i |q_i| 2 M_i,
-//     2^-13 max |q|) / sqrt(D) (the part indices' max |tq_i| 2 M_i for the vidkv instance, FragmentScoreTerms::peak).
-//     Values: each token is in one 16-token MMA per channel, whose largest |B| is at most the sum of its |B| = p~_t
-//     |a_tg| <= (1 + 2^-11)^2 p_t 2 W_t (the vidkv instance: p~_t against the slots, so max(2 W_t, 1)), so the
-//     factors' sum gains (1 + 2^-10) A (p_t / L) b_t per token (under the moved weights, as the factors), and the
-//     2^-14 floor adds (T / 16 + 2) A 2^-14 (a cut tile's masked half is an MMA too).
+//     the aligned terms of one MMA keep 24 bits below the largest, so each of its 16 products and C loses at most 2^-23
+//     of the largest nominal term, 2^-13 |B| at most (|B| at least fp16's 2^-14): per MMA, in the codes' units (times
+//     row_unscale = 2^(24 - s)), at most 17 2^-12 2^-s max(max |B|, 2^-14), taken as 17 2^-11 2^-s (a factor 2 of
+//     margin for the window's convention, which the measurement does not pin down; it also covers (1 + 2^-11)^2 against
+//     1 + 2^-10 below). The kernels place the codes near the top of the subnormal range (s >= 4: 2-bit rows at 4 and 6,
+//     1-bit at 8 and 9, attention_fragment::subnormal_row_shift), and the bound takes the lowest, 2^-s = 2^-4:
+//     A = 17 2^-15. Scores: D / 16 such MMAs per token with |B| = |x_i| <= |q_i| 2 M_i / 2^e, so e_t gains (D / 16) A
+//     max(max_i |q_i| 2 M_i, 2^-13 max |q|) / sqrt(D) (the part indices' max |tq_i| 2 M_i for the vidkv instance,
+//     FragmentScoreTerms::peak). Values: each token is in one 16-token MMA per channel, whose largest |B| is at most
+//     the sum of its |B| = p~_t |a_tg| <= (1 + 2^-11)^2 p_t 2 W_t (the vidkv instance: p~_t against the slots, so
+//     max(2 W_t, 1)), so the factors' sum gains (1 + 2^-10) A (p_t / L) b_t per token (under the moved weights, as the
+//     factors), and the 2^-14 floor adds (T / 16 + 2) A 2^-14 (a cut tile's masked half is an MMA too).
 //     On the [cpu] emulations' data this term makes 6. about 1.4-fold (kivi) and 1.6-fold (vidkv) looser than
 //     without it (largest error / bound 0.0041 -> 0.0029 and 0.0026 -> 0.0017; with the codes at s = 0, the first
 //     version, 6-fold and 14-fold: 0.0007 and 0.00019).

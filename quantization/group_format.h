@@ -169,9 +169,9 @@ VIDKV_HOST_DEVICE constexpr bool release_bits_ok(unsigned bits) { return bits ==
 //   code at bits b f and its high half's at 16 + b f (so one mask of the word shifted by b f - s makes the pair of
 //   codes an exact pair of fp16 subnormals, code 2^(s - 24), with s the same for every code of an A row:
 //   attention/decode_attention_fragment.h subnormal_code_pair, subnormal_row_shift; the prototype's codes_h2 took a
-//   mask OR an fp16 exponent and one fp16 subtraction). The lane's words are stored as vectors of V = 2 b words (2-bit: 16-byte quads, 1-bit: 8-byte pairs),
-//   vector w / V of all 32 lanes back to back: word (w / V) 32 V + V l + w % V of the tile. A tile is D b words
-//   (32 tokens x D channels x b bits).
+//   mask OR an fp16 exponent and one fp16 subtraction). The lane's words are stored as vectors of V = 2 b words
+//   (2-bit: 16-byte quads, 1-bit: 8-byte pairs), vector w / V of all 32 lanes back to back: word (w / V) 32 V + V l +
+//   w % V of the tile. A tile is D b words (32 tokens x D channels x b bits).
 // The tiles of a head come first, in token order, then the tail in the dense order of the grid (channel axis:
 // channel-major, token innermost; token axis: token-major; whatever the operand); heads back to back, each T D b / 32
 // words. Every code is a field that never crosses a byte. Codes section size: exactly dense's (b bits per element).
