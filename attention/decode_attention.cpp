@@ -199,6 +199,13 @@ bool compact_general_enabled() {
   return on;
 }
 
+// VIDKV_CUDA_ATTENTION_RESIDUAL=cuda_cores keeps kivi-2-fragment's residual tiles on the general kernel's compact
+// instance (Problem::general_tensor_cores never set: A / B measurements, the same placement and splits); read once.
+bool residual_tensor_cores_enabled() {
+  static const bool on = !env_equals("VIDKV_CUDA_ATTENTION_RESIDUAL", "cuda_cores");
+  return on;
+}
+
 // VIDKV_CUDA_ATTENTION_BESIDE=always: the general kernel beside the fast one whenever its blocks take at most half
 // of the fast kernel's wave, not 1/16 (A / B measurements at batch 8); read once.
 bool general_beside_always() {
@@ -908,6 +915,7 @@ void DecodeAttention::build(const std::vector<const LayerCache*>& caches, std::i
   }
   p.key_block_count = static_cast<std::int64_t>(tb.key_blocks.size());
   p.general_narrow_only = narrow_only;
+  p.general_tensor_cores = residual_tensor_cores_enabled() && attention_fragment::residual_tensor_core_formats(p);
   // splits given: both parts use it. 0: each kernel gets one full wave of blocks on the GPU (as many as it holds at
   // once, by its registers and shared memory; rounded down so that no second, nearly empty wave follows: each block
   // then takes many tiles), at most one split per 4 tiles.
@@ -979,6 +987,7 @@ std::int64_t DecodeAttention::tiles() const {
 bool DecodeAttention::tensor_cores() const { return tables_->problem.tensor_cores; }
 bool DecodeAttention::fragment() const { return tables_->problem.fragment; }
 bool DecodeAttention::general_compact() const { return tables_->problem.general_narrow_only; }
+bool DecodeAttention::general_tensor_cores() const { return tables_->problem.general_tensor_cores; }
 DecodeAttention::GeneralKernel DecodeAttention::general_kernel() const {
 #ifdef VIDKV_WITH_CUDA
   if (tables_->beside) return attention_cuda::general_beside_on_one_stream() ? GeneralKernel::one_stream : GeneralKernel::side_stream;
@@ -1019,6 +1028,7 @@ bool DecodeAttention::same_tables(const DecodeAttention& other) const {
   return a.problem.splits == b.problem.splits && a.problem.generic_splits == b.problem.generic_splits &&
          a.problem.tensor_cores == b.problem.tensor_cores &&
          a.problem.fragment == b.problem.fragment && a.problem.general_narrow_only == b.problem.general_narrow_only &&
+         a.problem.general_tensor_cores == b.problem.general_tensor_cores &&
          cache_bytes_ == other.cache_bytes_;
 }
 

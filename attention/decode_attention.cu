@@ -946,11 +946,12 @@ void check(cudaError_t e, const char* what) {
   if (e != cudaSuccess) VIDKV_THROW(CudaError, "decode attention: ", what, ": ", cudaGetErrorString(e));
 }
 
-// The general kernel's instance for p: the compact one where p.general_narrow_only (by the stores' dtype), else the
-// full one.
+// The general kernel's instance for p: the residual tiles' tensor-core kernel where p.general_tensor_cores, else the
+// compact one where p.general_narrow_only (by the stores' dtype), else the full one.
 template <int kC>
 void (*split_kernel_for(const Problem& p))(const Problem) {
   if (!p.general_narrow_only) return split_kernel<kC>;
+  if (p.general_tensor_cores) return fragment_residual_kernel_for(p);
   return p.general_narrow_dtype == DType::bf16 ? split_kernel<kC, true, DType::bf16> : split_kernel<kC, true, DType::f16>;
 }
 

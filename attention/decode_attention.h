@@ -128,6 +128,11 @@ class DecodeAttention {
   // Problem::general_narrow_only: with fragment(), every general tile a residual-window tile it reads; per tile the
   // full kernel's arithmetic, so the same outputs at the same splits; VIDKV_CUDA_ATTENTION_COMPACT=off never takes it).
   bool general_compact() const;
+  // Whether, of general_compact()'s tiles, run() on cuda takes them with the residual tiles' tensor-core kernel instead
+  // (decode_attention_fragment.cu fragment_residual_kernel: fp16 stores, head_dim 64 or 128; the fragment kernel's
+  // arithmetic, within Arithmetic::fragment's tolerance like the rest of a fragment problem;
+  // VIDKV_CUDA_ATTENTION_RESIDUAL=cuda_cores never takes it).
+  bool general_tensor_cores() const;
   // Where run() on cuda puts the general kernel (the residual windows' tiles) as the last update() chose: after the
   // fast / tensor-core kernel, beside it on a second stream (side_stream), or beside it on the same stream (compute
   // capability 9.0 and newer: a programmatic dependent launch, no events, also with side_stream false). after on cpu

@@ -44,6 +44,7 @@
 #include "vidkv/attention/decode_attention_device.cuh"
 #include "vidkv/attention/decode_attention_fragment.h"
 #include "vidkv/core/cuda/async_copy.cuh"
+#include "vidkv/core/cuda/dependent_launch.cuh"
 #include "vidkv/core/cuda/device_memory.h"
 #include "vidkv/core/cuda/kernel_occupancy.h"
 #include "vidkv/core/error.h"
@@ -353,6 +354,52 @@ __device__ __forceinline__ void scaled_query(const float (&qv)[KC][2][2], float 
   up[1] = __shfl_sync(0xffffffffu, up_g, 8 * t4 + 4);
 }
 
+// 1. of the kivi instance and of fragment_residual_kernel: the query of head g (of KV head h, sequence b; zero for
+// the padding heads g >= qpk) at this lane's B rows (channels 16 kc + 2 t4 (+1) and + 8 (+9)) as fp16 pairs q'' =
+// fp16(q 2^-e) (scaled_query); the scores are then (sum) x 2^e log2(e) / sqrt(D) (`up`, fp32). Warp-synchronous.
+template <int KC>
+__device__ __forceinline__ void kivi_query(const Problem& p, std::int64_t b, std::int64_t h, int g, int t4, unsigned (&qh)[KC][2],
+                                           float (&up)[2]) {
+  const int Q = static_cast<int>(p.qpk);
+  float qv[KC][2][2];
+  float big = 0.0f;
+#pragma unroll
+  for (int kc = 0; kc < KC; ++kc)
+#pragma unroll
+    for (int pr = 0; pr < 2; ++pr) {
+      const int c = 16 * kc + 2 * t4 + 8 * pr;
+      float x = 0.0f, y = 0.0f;
+      if (g < Q) {
+        x = query_element(p, b, h * Q + g, c);
+        y = query_element(p, b, h * Q + g, c + 1);
+      }
+      qv[kc][pr][0] = x;
+      qv[kc][pr][1] = y;
+      big = fmaxf(big, fmaxf(fabsf(x), fabsf(y)));
+    }
+  scaled_query(qv, big, p.score_scale, t4, qh, up);
+}
+
+// The keys' mins' term sum_c min_c q''_c per head times up (bias_up: heads 2 t4, 2 t4 + 1), the same for every token
+// row of a tile's group, with A = the mins as loaded and B = the query itself: per chunk pair kc = 2 j, 2 j + 1 the quad
+// mn[kc][pr] (A registers a0 a1 a2 a3 = pairs (2 j, 0), (2 j, 1), (2 j + 1, 0), (2 j + 1, 1)) against B = qh[2 j][0],
+// qh[2 j + 1][0] into lo, whose row g (a0 b0 + a2 b1) sums channel pairs 16 kc + 2 t4, and against qh[2 j][1],
+// qh[2 j + 1][1] into hi, whose row g + 8 (a1 b0 + a3 b1) sums pairs 16 kc + 8 + 2 t4; the other rows are unused. No
+// register moves for A. mn[kc][pr]: the fp16 mins of channels 16 kc + 8 pr + 2 t4 and + 1.
+template <int KC>
+__device__ __forceinline__ void key_mins_term(const unsigned (&mn)[KC][2], const unsigned (&qh)[KC][2], const float (&up)[2],
+                                              float (&bias_up)[2]) {
+  static_assert(KC % 2 == 0, "chunk pairs");
+  float lo[4] = {0.0f, 0.0f, 0.0f, 0.0f}, hi[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+#pragma unroll
+  for (int j = 0; j < KC / 2; ++j) {
+    mma_f16(lo, mn[2 * j][0], mn[2 * j][1], mn[2 * j + 1][0], mn[2 * j + 1][1], qh[2 * j][0], qh[2 * j + 1][0]);
+    mma_f16(hi, mn[2 * j][0], mn[2 * j][1], mn[2 * j + 1][0], mn[2 * j + 1][1], qh[2 * j][1], qh[2 * j + 1][1]);
+  }
+  bias_up[0] = (lo[0] + hi[2]) * up[0];
+  bias_up[1] = (lo[1] + hi[3]) * up[1];
+}
+
 // The transpose of the 8 x 8 fp16 matrix whose row lane / 4, columns 2 (lane % 4) and + 1 this lane holds as a pair
 // (PTX movmatrix.sync.aligned.m8n8.trans.b16, sm_75+): the lane then holds row lane / 4, columns 2 (lane % 4) and + 1
 // of the transpose. Bits moved, not rounded. Warp-synchronous.
@@ -465,27 +512,9 @@ __global__ void __launch_bounds__(kThreads, 3) fragment_kernel(const __grid_cons
   const int Q = static_cast<int>(p.qpk);
   std::uint32_t* wbase = reinterpret_cast<std::uint32_t*>(smem) + warp * L::kWarp;
 
-  // The query of head g at this lane's B rows (channels 16 kc + 2 t4 (+1) and + 8 (+9)) as fp16 pairs q'' =
-  // fp16(q 2^-e) (scaled_query); the scores are then (sum) x 2^e log2(e) / sqrt(D) (`up`, fp32).
-  float qv[KC][2][2];
-  float big = 0.0f;
-#pragma unroll
-  for (int kc = 0; kc < KC; ++kc)
-#pragma unroll
-    for (int pr = 0; pr < 2; ++pr) {
-      const int c = 16 * kc + 2 * t4 + 8 * pr;
-      float x = 0.0f, y = 0.0f;
-      if (g < Q) {
-        x = query_element(p, b, h * Q + g, c);
-        y = query_element(p, b, h * Q + g, c + 1);
-      }
-      qv[kc][pr][0] = x;
-      qv[kc][pr][1] = y;
-      big = fmaxf(big, fmaxf(fabsf(x), fabsf(y)));
-    }
   unsigned qh[KC][2];
   float up[2];
-  scaled_query(qv, big, p.score_scale, t4, qh, up);
+  kivi_query<KC>(p, b, h, g, t4, qh, up);
 
   const SequenceEntry seq = p.sequences[b];
   const TileRange range = split_tiles(seq.fast_count, p.splits, s);
@@ -551,12 +580,7 @@ __global__ void __launch_bounds__(kThreads, 3) fragment_kernel(const __grid_cons
       kw[4 * i + 2] = v.z;
       kw[4 * i + 3] = v.w;
     }
-    // The mins' term sum_c min_c q''_c per head, the same for every token row, with A = the mins as loaded and B =
-    // the query itself: per chunk pair kc = 2 j, 2 j + 1 the quad mn[kc][pr] (A registers a0 a1 a2 a3 = pairs
-    // (2 j, 0), (2 j, 1), (2 j + 1, 0), (2 j + 1, 1)) against B = qh[2 j][0], qh[2 j + 1][0] into lo, whose row g
-    // (a0 b0 + a2 b1) sums channel pairs 16 kc + 2 t4, and against qh[2 j][1], qh[2 j + 1][1] into hi, whose row
-    // g + 8 (a1 b0 + a3 b1) sums pairs 16 kc + 8 + 2 t4; the other rows are unused. No register moves for A.
-    float lo[4] = {0.0f, 0.0f, 0.0f, 0.0f}, hi[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+    // The mins' term sum_c min_c q''_c per head, the same for every token row (key_mins_term).
     unsigned bx[KC][2], mn[KC][2];  // the key scales, then fp16(q'' scale), and the mins of channel pairs 16 kc + 2 t4 + 8 pr
     load_words<2 * KC>(reinterpret_cast<unsigned(&)[2 * KC]>(bx), t + L::kKeyScale + t4 * fr::key_meta_stride(D));
     load_words<2 * KC>(reinterpret_cast<unsigned(&)[2 * KC]>(mn), t + L::kKeyMin + t4 * fr::key_meta_stride(D));
@@ -564,13 +588,8 @@ __global__ void __launch_bounds__(kThreads, 3) fragment_kernel(const __grid_cons
     for (int kc = 0; kc < KC; ++kc)
 #pragma unroll
       for (int pr = 0; pr < 2; ++pr) bx[kc][pr] = hmul2_u(qh[kc][pr], bx[kc][pr]);
-    static_assert(KC % 2 == 0, "chunk pairs");
-#pragma unroll
-    for (int j = 0; j < KC / 2; ++j) {
-      mma_f16(lo, mn[2 * j][0], mn[2 * j][1], mn[2 * j + 1][0], mn[2 * j + 1][1], qh[2 * j][0], qh[2 * j + 1][0]);
-      mma_f16(hi, mn[2 * j][0], mn[2 * j][1], mn[2 * j + 1][0], mn[2 * j + 1][1], qh[2 * j][1], qh[2 * j + 1][1]);
-    }
-    const float bias_up[2] = {(lo[0] + hi[2]) * up[0], (lo[1] + hi[3]) * up[1]};  // heads 2 t4, 2 t4 + 1, scaled
+    float bias_up[2];  // heads 2 t4, 2 t4 + 1, scaled
+    key_mins_term(mn, qh, up, bias_up);
     float sc[2][4];
 #pragma unroll
     for (int mt = 0; mt < 2; ++mt) {
@@ -665,6 +684,157 @@ __global__ void __launch_bounds__(kThreads, 3) fragment_kernel(const __grid_cons
   write_mma_warp_partial(smem, warp, Q, D, KC, g, t4, m, l, acc);
   __syncthreads();
   merge_warp_partials(p, smem, b, h, s);
+}
+
+// --- The residual windows' tiles on the tensor cores (kivi's formats) ---------------------------------------------
+// fragment_residual_kernel takes the general kernel's place where Problem::general_tensor_cores (DecodeAttention's
+// build: attention_fragment::residual_tensor_core_formats) holds: the same grid (generic_splits, KV heads, sequences),
+// the same tiles (the sequence's general tiles, warp w taking tiles w, w + kWarps, ... of its split's range), the same
+// partial slot (p.splits + split) and completion count, so that launch() places and combines it as it does the
+// general kernel's compact instance. Those tiles are the residual windows' narrow tiles (at most
+// DecodeAttention::kResidualTileTokens = 8 tokens, inside one 8-token-aligned run of their key block or key residual:
+// add_tiles): values exact (the fp16 value store), keys exact (the fp16 key store) or inside one whole fragment tile of
+// their key block. The compact instance reads them on CUDA cores (4 lanes per token, fp32 products) at about 3,600
+// warp instructions per tile, and one split of them cost a block about as much as 190 of the fragment kernel's 32-token
+// tiles (docs/performance.md section 8, 2026-12-06, ninth session). Here a tile is one 8-row window of the fragment
+// kernel's MMAs:
+//   scores, keys in a fragment tile: as the fragment kernel's step 2 for the token half mt holding the tile (A = the
+//     lane's code words of that half as fp16 subnormals; B = hmul2(q'', scale), read from the group's fp16 metadata in
+//     global memory; the mins' term key_mins_term), of whose two row halves the tile's is kept; window row g is the
+//     tile's token g - w0, w0 = o % 8 for o the tile's first token in its fragment tile;
+//   scores, exact keys: A = the stored fp16 rows (a0, a2 of row g: the tile's token g; rows g + 8 zero) against B = q''
+//     itself (w0 = 0);
+//   rows outside the tile's n tokens at -inf, the other token half and row half too, then softmax_tile (probability 0
+//     there);
+//   values: A = the stored fp16 values as V^T [16 channels x 16 rows] (a0, a1: channels 16 mv + g and + 8, window
+//     rows 2 t4 and + 1; a2 = a3 = 0) against B = p~ of window rows 2 t4 (+1), head g (b1 = 0: rows 8-15), into the
+//     fragment kernel's accumulators; no metadata, no row_unscale. A row outside the tile reads a row inside it
+//     (finite) and weighs 0.
+// The arithmetic is the fragment kernel's, within tolerance 6. (decode_attention_tolerance.h), which a fragment
+// problem applies to every token, these included: q'' = fp16(q 2^-e) against exact keys errs by at most 2^-11 |q_i|
+// (2^-25 2^e below fp16's normal range) per channel, inside 6.'s (2^-10 + ..) mag and 2^-24 qmax sizes terms; the
+// MMAs' alignment of normal fp16 products loses at most 2^-23 of the largest term, inside the 17 2^-15 peak term that
+// the subnormal codes take; p~ = fp16(p) against exact values (scale 1, min 0) is 6.'s (2^-10 + 2^-22) |v| factor term.
+// Shared memory: only the block's merge (launch() gives the general kernel's smem_floats, which covers it).
+template <int D>
+__global__ void __launch_bounds__(kThreads) fragment_residual_kernel(const __grid_constant__ Problem p) {
+  // launch() may start the fragment kernel beside this one (p.generic_target != 0): its blocks may be dispatched as
+  // soon as every block of this one has begun.
+  dependent_launch::allow_next_grid();
+  constexpr int KC = D / 16;
+  extern __shared__ float4 smem4[];
+  float* smem = reinterpret_cast<float*>(smem4);
+  const int s = static_cast<int>(blockIdx.x);
+  const std::int64_t h = blockIdx.y, b = blockIdx.z;
+  const int warp = static_cast<int>(threadIdx.x) / 32, lane = static_cast<int>(threadIdx.x % 32u);
+  const int g = lane >> 2, t4 = lane & 3;
+  unsigned qh[KC][2];
+  float up[2];
+  kivi_query<KC>(p, b, h, g, t4, qh, up);
+
+  const SequenceEntry seq = p.sequences[b];
+  const std::int64_t first_tile = seq.tile_begin + seq.fast_count;
+  const TileRange range = split_tiles(seq.tile_count - seq.fast_count, p.generic_splits, s);
+  const auto* kstore = static_cast<const std::uint16_t*>(seq.key_full);
+  const auto* vstore = static_cast<const std::uint16_t*>(seq.value_full);
+  float m[2] = {-HUGE_VALF, -HUGE_VALF}, l[2] = {0.0f, 0.0f};
+  float acc[KC][4];  // channel 16 mv + g (+8 for r >= 2), head 2 t4 + r % 2
+#pragma unroll
+  for (int mv = 0; mv < KC; ++mv)
+#pragma unroll
+    for (int r = 0; r < 4; ++r) acc[mv][r] = 0.0f;
+
+  for (std::int64_t ti = range.first + warp; ti < range.last; ti += kWarps) {
+    const TileEntry tile = p.tiles[first_tile + ti];
+    const int n = tile.n;
+    int w0 = 0;   // the window row of the tile's first token
+    float s2[2];  // the scores of window row g, heads 2 t4 and 2 t4 + 1 (log2 units)
+    if (tile.key_block >= 0) {
+      const af::ChildView v = key_part(p, tile, h).first;
+      const std::int64_t tr0 = tile.t0 - p.key_blocks[tile.key_block].begin;
+      const int o = static_cast<int>(tr0 % kTile), mt = o / 16, half = (o % 16) / 8;
+      w0 = o % 8;
+      if (w0 + n > 8) __trap();  // add_tiles cuts the residual's tiles at 8-token runs of their key block
+      // The lane's code words of token half mt: fr::key_word(mt, kc, KC) = mt KC / 2 + kc / 2 (field 4 (kc % 2) + a),
+      // lane word i of the tile at word (i / 4) 128 + 4 lane + i % 4 (group_format::fragment_key_word).
+      const auto* words =
+          reinterpret_cast<const std::uint32_t*>(v.codes) + (v.head * v.length + (tr0 - o)) * D / 16 + 4 * lane;
+      std::uint32_t kw[KC / 2];
+#pragma unroll
+      for (int j = 0; j < KC / 2; ++j) {
+        const int i = mt * (KC / 2) + j;
+        kw[j] = words[(i / 4) * 128 + i % 4];
+      }
+      // The tile's group's fp16 scales and mins (group-major, fr::key_meta_base) of channels 16 kc + 8 pr + 2 t4, + 1.
+      const std::int64_t base = fr::key_meta_base(v.head, v.groups_per_row, tr0 / v.f.group, D);
+      const auto* scales = reinterpret_cast<const std::uint16_t*>(v.scales) + base;
+      const auto* mins = reinterpret_cast<const std::uint16_t*>(v.mins) + base;
+      unsigned bx[KC][2], mn[KC][2];
+#pragma unroll
+      for (int kc = 0; kc < KC; ++kc)
+#pragma unroll
+        for (int pr = 0; pr < 2; ++pr) {
+          const int c = 16 * kc + 8 * pr + 2 * t4;
+          bx[kc][pr] = hmul2_u(qh[kc][pr], pair_lo(scales[c], scales[c + 1]));
+          mn[kc][pr] = pair_lo(mins[c], mins[c + 1]);
+        }
+      float bias_up[2];
+      key_mins_term(mn, qh, up, bias_up);
+      float d[2][4] = {{0.0f, 0.0f, 0.0f, 0.0f}, {0.0f, 0.0f, 0.0f, 0.0f}};
+#pragma unroll
+      for (int kc = 0; kc < KC; ++kc) {
+        const unsigned w = kw[kc / 2];
+        if (kc % 2)
+          mma_f16(d[1], code_pair<4>(w), code_pair<5>(w), code_pair<6>(w), code_pair<7>(w), bx[kc][0], bx[kc][1]);
+        else
+          mma_f16(d[0], code_pair<0>(w), code_pair<1>(w), code_pair<2>(w), code_pair<3>(w), bx[kc][0], bx[kc][1]);
+      }
+#pragma unroll
+      for (int e = 0; e < 2; ++e) {
+        const int r = 2 * half + e;  // the tile's row half: entries r = 0, 1 (rows g) or 2, 3 (rows g + 8)
+        const float sum = half ? d[0][2 + e] + d[1][2 + e] : d[0][e] + d[1][e];
+        s2[e] = fmaf(sum * row_unscale(r), up[e], bias_up[e]);
+      }
+    } else {
+      const int j = min(g, n - 1);
+      const auto* krow = reinterpret_cast<const std::uint32_t*>(kstore + (h * seq.key_capacity + tile.t0 + j - seq.key_first) * D);
+      float d[2][4] = {{0.0f, 0.0f, 0.0f, 0.0f}, {0.0f, 0.0f, 0.0f, 0.0f}};
+#pragma unroll
+      for (int kc = 0; kc < KC; ++kc) mma_f16(d[kc % 2], krow[8 * kc + t4], 0u, krow[8 * kc + 4 + t4], 0u, qh[kc][0], qh[kc][1]);
+#pragma unroll
+      for (int e = 0; e < 2; ++e) s2[e] = (d[0][e] + d[1][e]) * up[e];
+    }
+    const bool seen = g >= w0 && g - w0 < n;
+    float sc[2][4];
+#pragma unroll
+    for (int mt = 0; mt < 2; ++mt)
+#pragma unroll
+      for (int r = 0; r < 4; ++r) sc[mt][r] = mt == 0 && r < 2 && seen ? s2[r] : -HUGE_VALF;
+    float alpha[2];
+    unsigned ph[2][2];
+    if (softmax_tile(sc, m, l, alpha, ph)) rescale_acc(acc, alpha);
+    // Values of window rows 2 t4 and 2 t4 + 1: the tile's tokens j0, j1 (clamped into the tile where outside: p~ 0).
+    const int j0 = min(max(2 * t4 - w0, 0), n - 1), j1 = min(max(2 * t4 + 1 - w0, 0), n - 1);
+    const std::uint16_t* v0 = vstore + (h * seq.value_capacity + tile.t0 + j0 - seq.value_first) * D;
+    const std::uint16_t* v1 = vstore + (h * seq.value_capacity + tile.t0 + j1 - seq.value_first) * D;
+#pragma unroll
+    for (int mv = 0; mv < KC; ++mv)
+      mma_f16(acc[mv], pair_lo(v0[16 * mv + g], v1[16 * mv + g]), pair_lo(v0[16 * mv + 8 + g], v1[16 * mv + 8 + g]), 0u, 0u,
+              ph[0][0], 0u);
+  }
+
+  // The warp's partial to shared memory, the block's merge into partial slot p.splits + s (the general kernel's), and
+  // the completion count that the combine kernel may wait on (as split_kernel).
+  whole_sums(l);
+  __syncthreads();
+  write_mma_warp_partial(smem, warp, static_cast<int>(p.qpk), D, KC, g, t4, m, l, acc);
+  __syncthreads();
+  merge_warp_partials(p, smem, b, h, static_cast<int>(p.splits) + s);
+  if (p.generic_done != nullptr) {
+    __threadfence();
+    __syncthreads();
+    if (threadIdx.x == 0) atomicAdd(p.generic_done + b * p.heads + h, 1u);
+  }
 }
 
 // --- The vidkv instance (attention_fragment::FragmentFormats::vidkv) -----------------------------------------------
@@ -1085,6 +1255,13 @@ FragmentOperandCheck fragment_operand_check(const std::vector<std::uint32_t>& wo
   copy_to_host(out.integer.data(), di.data(), outputs * 4);
   copy_to_host(out.transposed.data(), dt.data(), words.size() * 4);
   return out;
+}
+
+AttentionKernel fragment_residual_kernel_for(const Problem& p) {
+  VIDKV_REQUIRE(fr::residual_tensor_core_formats(p), NotSupportedError,
+                "decode attention: the residual tiles' tensor-core kernel does not take these formats "
+                "(attention_fragment::residual_tensor_core_formats)");
+  return p.channels == 128 ? fragment_residual_kernel<128> : fragment_residual_kernel<64>;
 }
 
 int fragment_blocks_per_sm(const Problem& p) {

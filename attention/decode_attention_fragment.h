@@ -85,6 +85,17 @@ VIDKV_HOST_DEVICE inline FragmentFormats fragment_formats(const attention_tables
 // Whether the fragment kernel takes p's fast tiles (either format set).
 VIDKV_HOST_DEVICE inline bool formats_ok(const attention_tables::Problem& p) { return fragment_formats(p) != FragmentFormats::none; }
 
+// Whether fragment_residual_kernel (decode_attention_fragment.cu) can take p's general tiles in place of the general
+// kernel's compact instance: p.general_narrow_only (every general tile a narrow residual-window tile of at most 8
+// tokens, values exact, keys exact or inside one whole fragment tile: kivi's formats) with fp16 stores whose rounding
+// to p.residual_dtype changes nothing (fp16 or fp32: the exact tokens enter the MMAs as the fp16 they are stored as),
+// at the kivi instance's head dims. DecodeAttention also honours VIDKV_CUDA_ATTENTION_RESIDUAL=cuda_cores (the compact
+// instance, A / B measurements).
+VIDKV_HOST_DEVICE inline bool residual_tensor_core_formats(const attention_tables::Problem& p) {
+  return p.general_narrow_only && fragment_formats(p) == FragmentFormats::kivi && p.general_narrow_dtype == DType::f16 &&
+         (p.residual_dtype == DType::f16 || p.residual_dtype == DType::f32);
+}
+
 // A tile's metadata as the kernel copies it (issue_tile), host-device so that [cpu] tests check these addresses
 // against the plugin's bytes. Keys, stored group-major (group_format::group_major_meta; fragment_tile requires it): the D
 // entries of the group `group_index` of KV head h start at entry key_meta_base, channel c's scale and min at entry

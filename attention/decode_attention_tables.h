@@ -71,6 +71,10 @@ struct Problem {
   // dtype in every sequence. Set only with fragment.
   bool general_narrow_only = false;
   DType general_narrow_dtype = DType::f16;
+  // With general_narrow_only: those tiles go to the residual tiles' tensor-core kernel instead of the compact instance
+  // (decode_attention_fragment.cu fragment_residual_kernel: fp16 stores, kivi's formats; attention_fragment::
+  // residual_tensor_core_formats; DecodeAttention's build decides, VIDKV_CUDA_ATTENTION_RESIDUAL=cuda_cores never).
+  bool general_tensor_cores = false;
   float score_scale = 1.0f;  // log2(e) / sqrt(D): scores in log2 units
   const void* queries = nullptr;  // [batch, heads * qpk, D]
   DType query_dtype = DType::f32;

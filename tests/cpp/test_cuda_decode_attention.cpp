@@ -100,8 +100,13 @@ TEST_CASE("decode attention on cuda agrees with the reference and dequantize-the
           // (fp16 stores; keys exact or in whole fragment tiles, values exact) on the general kernel's compact
           // instance, unless switched off. The other fragment codecs here keep value_block 1, whose one-token value
           // blocks leave general tiles in the quantized prefix: the full instance.
-          if (attn.fragment() && ac.name == "preset kivi-2-fragment" && !env_equals("VIDKV_CUDA_ATTENTION_COMPACT", "off"))
+          if (attn.fragment() && ac.name == "preset kivi-2-fragment" && !env_equals("VIDKV_CUDA_ATTENTION_COMPACT", "off")) {
             CHECK(attn.general_compact());
+            // fp16 stores (filled_cache's data dtype): those tiles on the residual tiles' tensor-core kernel
+            // (fragment_residual_kernel), unless switched off; its outputs are checked below like every other's.
+            CHECK(attn.general_tensor_cores() == !env_equals("VIDKV_CUDA_ATTENTION_RESIDUAL", "cuda_cores"));
+          }
+          if (attn.general_tensor_cores()) CHECK(attn.general_compact());
           for (const DType qtype : all_dtypes()) {
             INFO("qpk " << qpk << ", splits " << attn.splits() << ", " << kernel_name(attn) << ", queries "
                         << dtype_name(qtype));
@@ -204,8 +209,10 @@ TEST_CASE("decode attention on cuda reads the live hook's caches (only the resid
     const DecodeAttention attn(caches, Execution::cuda());
     // kivi-2-fragment: the residual windows (keys exact or in whole fragment tiles, values exact) through the general
     // kernel's compact instance, which reads the stores at their window offsets (capacity, first token).
-    if (std::string(name) == "kivi-2-fragment" && attn.fragment() && !env_equals("VIDKV_CUDA_ATTENTION_COMPACT", "off"))
+    if (std::string(name) == "kivi-2-fragment" && attn.fragment() && !env_equals("VIDKV_CUDA_ATTENTION_COMPACT", "off")) {
       CHECK(attn.general_compact());
+      CHECK(attn.general_tensor_cores() == !env_equals("VIDKV_CUDA_ATTENTION_RESIDUAL", "cuda_cores"));
+    }
     for (const DType qtype : all_dtypes()) {
       std::vector<float> q = random_queries(2, 28, 128, 1.5f, 6);
       for (auto& x : q) x = round_to_dtype(x, qtype);
