@@ -715,7 +715,8 @@ __global__ void __launch_bounds__(kThreads, 3) fragment_kernel(const __grid_cons
 // (2^-25 2^e below fp16's normal range) per channel, inside 6.'s (2^-10 + ..) mag and 2^-24 qmax sizes terms; the
 // MMAs' alignment of normal fp16 products loses at most 2^-23 of the largest term, inside the 17 2^-15 peak term that
 // the subnormal codes take; p~ = fp16(p) against exact values (scale 1, min 0) is 6.'s (2^-10 + 2^-22) |v| factor term.
-// Shared memory: only the block's merge (launch() gives the general kernel's smem_floats, which covers it).
+// Shared memory: only the block's merge (launch() gives the general kernel's smem_floats, which covers it). Every
+// load is read-only for the kernel's life (__ldg).
 template <int D>
 __global__ void __launch_bounds__(kThreads) fragment_residual_kernel(const __grid_constant__ Problem p) {
   // launch() may start the fragment kernel beside this one (p.generic_target != 0): its blocks may be dispatched as
@@ -743,6 +744,7 @@ __global__ void __launch_bounds__(kThreads) fragment_residual_kernel(const __gri
   for (int mv = 0; mv < KC; ++mv)
 #pragma unroll
     for (int r = 0; r < 4; ++r) acc[mv][r] = 0.0f;
+  KiviSources src;  // the addresses of the current key block (the fragment kernel's, kivi_key_sources)
 
   for (std::int64_t ti = range.first + warp; ti < range.last; ti += kWarps) {
     const TileEntry tile = p.tiles[first_tile + ti];
@@ -750,33 +752,33 @@ __global__ void __launch_bounds__(kThreads) fragment_residual_kernel(const __gri
     int w0 = 0;   // the window row of the tile's first token
     float s2[2];  // the scores of window row g, heads 2 t4 and 2 t4 + 1 (log2 units)
     if (tile.key_block >= 0) {
-      const af::ChildView v = key_part(p, tile, h).first;
-      const std::int64_t tr0 = tile.t0 - p.key_blocks[tile.key_block].begin;
+      if (tile.key_block != src.key_block) src = kivi_key_sources<D>(src, p, h, tile.key_block, lane);  // rarely the same
+      const std::uint32_t tr0 = static_cast<std::uint32_t>(tile.t0) - src.begin;
       const int o = static_cast<int>(tr0 % kTile), mt = o / 16, half = (o % 16) / 8;
       w0 = o % 8;
       if (w0 + n > 8) __trap();  // add_tiles cuts the residual's tiles at 8-token runs of their key block
-      // The lane's code words of token half mt: fr::key_word(mt, kc, KC) = mt KC / 2 + kc / 2 (field 4 (kc % 2) + a),
-      // lane word i of the tile at word (i / 4) 128 + 4 lane + i % 4 (group_format::fragment_key_word).
-      const auto* words =
-          reinterpret_cast<const std::uint32_t*>(v.codes) + (v.head * v.length + (tr0 - o)) * D / 16 + 4 * lane;
+      // The lane's code words of token half mt: fr::key_word(mt, kc, KC) = mt KC / 2 + kc / 2 (field 4 (kc % 2) + a);
+      // lane word i of the tile at byte 512 (i / 4) + 4 (i % 4) from the lane's first quad (KiviSources, issue_tile).
+      const auto* words = reinterpret_cast<const std::uint32_t*>(run_at<D / 4>(src.key_codes, static_cast<std::uint32_t>(tile.t0) - o));
       std::uint32_t kw[KC / 2];
 #pragma unroll
       for (int j = 0; j < KC / 2; ++j) {
         const int i = mt * (KC / 2) + j;
-        kw[j] = words[(i / 4) * 128 + i % 4];
+        kw[j] = __ldg(words + (i / 4) * 128 + i % 4);
       }
-      // The tile's group's fp16 scales and mins (group-major, fr::key_meta_base) of channels 16 kc + 8 pr + 2 t4, + 1.
-      const std::int64_t base = fr::key_meta_base(v.head, v.groups_per_row, tr0 / v.f.group, D);
-      const auto* scales = reinterpret_cast<const std::uint16_t*>(v.scales) + base;
-      const auto* mins = reinterpret_cast<const std::uint16_t*>(v.mins) + base;
+      // The tile's group's fp16 scales and mins (group-major: 2 D bytes per group from KiviSources' run, whose lane
+      // offset 4 lane is taken back) of channels 16 kc + 8 pr + 2 t4 and + 1: word 8 kc + 4 pr + t4. Words: the
+      // sections of a block whose codes are 4-byte aligned (fragment_narrow_tile) start at multiples of 4 bytes.
+      const std::uint32_t kgroup = src.group_shift >= 0 ? tr0 >> src.group_shift : tr0 / src.group;
+      const auto* scales = reinterpret_cast<const std::uint32_t*>(run_at<2 * D>(src.key_scales - 4 * lane, kgroup)) + t4;
+      const auto* mins = reinterpret_cast<const std::uint32_t*>(run_at<2 * D>(src.key_mins - 4 * lane, kgroup)) + t4;
       unsigned bx[KC][2], mn[KC][2];
 #pragma unroll
       for (int kc = 0; kc < KC; ++kc)
 #pragma unroll
         for (int pr = 0; pr < 2; ++pr) {
-          const int c = 16 * kc + 8 * pr + 2 * t4;
-          bx[kc][pr] = hmul2_u(qh[kc][pr], pair_lo(scales[c], scales[c + 1]));
-          mn[kc][pr] = pair_lo(mins[c], mins[c + 1]);
+          bx[kc][pr] = hmul2_u(qh[kc][pr], __ldg(scales + 8 * kc + 4 * pr));
+          mn[kc][pr] = __ldg(mins + 8 * kc + 4 * pr);
         }
       float bias_up[2];
       key_mins_term(mn, qh, up, bias_up);
@@ -800,7 +802,7 @@ __global__ void __launch_bounds__(kThreads) fragment_residual_kernel(const __gri
       const auto* krow = reinterpret_cast<const std::uint32_t*>(kstore + (h * seq.key_capacity + tile.t0 + j - seq.key_first) * D);
       float d[2][4] = {{0.0f, 0.0f, 0.0f, 0.0f}, {0.0f, 0.0f, 0.0f, 0.0f}};
 #pragma unroll
-      for (int kc = 0; kc < KC; ++kc) mma_f16(d[kc % 2], krow[8 * kc + t4], 0u, krow[8 * kc + 4 + t4], 0u, qh[kc][0], qh[kc][1]);
+      for (int kc = 0; kc < KC; ++kc) mma_f16(d[kc % 2], __ldg(krow + 8 * kc + t4), 0u, __ldg(krow + 8 * kc + 4 + t4), 0u, qh[kc][0], qh[kc][1]);
 #pragma unroll
       for (int e = 0; e < 2; ++e) s2[e] = (d[0][e] + d[1][e]) * up[e];
     }
@@ -819,8 +821,8 @@ __global__ void __launch_bounds__(kThreads) fragment_residual_kernel(const __gri
     const std::uint16_t* v1 = vstore + (h * seq.value_capacity + tile.t0 + j1 - seq.value_first) * D;
 #pragma unroll
     for (int mv = 0; mv < KC; ++mv)
-      mma_f16(acc[mv], pair_lo(v0[16 * mv + g], v1[16 * mv + g]), pair_lo(v0[16 * mv + 8 + g], v1[16 * mv + 8 + g]), 0u, 0u,
-              ph[0][0], 0u);
+      mma_f16(acc[mv], pair_lo(__ldg(v0 + 16 * mv + g), __ldg(v1 + 16 * mv + g)),
+              pair_lo(__ldg(v0 + 16 * mv + 8 + g), __ldg(v1 + 16 * mv + 8 + g)), 0u, 0u, ph[0][0], 0u);
   }
 
   // The warp's partial to shared memory, the block's merge into partial slot p.splits + s (the general kernel's), and
