@@ -455,15 +455,16 @@ void query_row_tiles(const SequencePrefix& sp, const LayerCache::SideRef& key, c
 // Whether a query row's general tiles are only what the general kernel's compact instance reads (Problem::
 // general_narrow_only, for a problem whose fast tiles are the fragment kernel's): no general tile of the quantized
 // prefix, and general tail tiles (the residual windows') of at most DecodeAttention::kResidualTileTokens tokens with
-// exact values and keys exact or inside one whole 32-token tile of their fragment-layout key block (its codes 4-byte
-// aligned), the two exact stores of one dtype, fp16 or bf16.
+// exact values and keys exact or (unless exact_keys_only: vidkv's mixed keys) inside one whole 32-token tile of their
+// fragment-layout key block (its codes 4-byte aligned), the two exact stores of one dtype, fp16 or bf16.
 bool narrow_residual_only(const SequencePrefix& sp, const QueryRow& row, const LayerCache::SideRef& key,
-                          const LayerCache::SideRef& value) {
+                          const LayerCache::SideRef& value, bool exact_keys_only) {
   if (row.general > 0 || key.full_dtype != value.full_dtype || (key.full_dtype != DType::f16 && key.full_dtype != DType::bf16))
     return false;
   for (const at::TileEntry& t : row.general_tail) {
     if (t.value_block >= 0 || t.n > DecodeAttention::kResidualTileTokens) return false;
     if (t.key_block < 0) continue;
+    if (exact_keys_only) return false;
     const at::BlockEntry& blk = sp.key_blocks[static_cast<std::size_t>(t.key_block)];
     if (!at::fragment_narrow_tile(blk.bytes, blk.tokens, t.t0 - blk.begin, t.n)) return false;  // plain keys: codes first
   }
@@ -747,9 +748,11 @@ void DecodeAttention::build(const std::vector<const LayerCache*>& caches, std::i
   tb.prefixes.resize(batch);
   tb.rows.resize(query_rows);
   std::int64_t max_fast = 0, max_generic = 0;
-  // Problem::general_narrow_only: kivi's formats only (the compact instance reads plain uniform keys).
-  bool narrow_only = p.fragment && attention_fragment::fragment_formats(p) == attention_fragment::FragmentFormats::kivi &&
-                     compact_general_enabled();
+  // Problem::general_narrow_only: the fragment kernel's formats; vidkv's with exact keys only (the compact instance and
+  // the tensor-core residual kernel read plain uniform keys in a fragment tile, kivi's, besides exact ones).
+  const attention_fragment::FragmentFormats formats = p.fragment ? attention_fragment::fragment_formats(p) : attention_fragment::FragmentFormats::none;
+  bool narrow_only = formats != attention_fragment::FragmentFormats::none && compact_general_enabled();
+  const bool exact_keys_only = formats == attention_fragment::FragmentFormats::vidkv;
   // Pass 1: each sequence's kept prefix brought up to date, then each of its query rows' tiles into tb.rows (the
   // residual windows' tiles rebuilt every time: they change with each appended token), block indices local to the
   // sequence like the prefix's.
@@ -787,7 +790,8 @@ void DecodeAttention::build(const std::vector<const LayerCache*>& caches, std::i
       // Query token j sees tokens [0, T - n + 1 + j) (decode_attention.h).
       const std::int64_t limit = c.tokens() - query_tokens + 1 + static_cast<std::int64_t>(j);
       query_row_tiles(sp, key, value, limit, p, row);
-      if (narrow_only) narrow_only = key.full_dtype == p.general_narrow_dtype && narrow_residual_only(sp, row, key, value);
+      if (narrow_only)
+        narrow_only = key.full_dtype == p.general_narrow_dtype && narrow_residual_only(sp, row, key, value, exact_keys_only);
       const std::size_t fast = row.fast + row.fast_tail.size(), tiles = fast + row.general + row.general_tail.size();
       if (tb.regions_valid) {
         const Tables::SequenceRegions& r = tb.regions[s];

@@ -686,9 +686,10 @@ __global__ void __launch_bounds__(kThreads, 3) fragment_kernel(const __grid_cons
   merge_warp_partials(p, smem, b, h, s);
 }
 
-// --- The residual windows' tiles on the tensor cores (kivi's formats) ---------------------------------------------
+// --- The residual windows' tiles on the tensor cores ----------------------------------------------------------------
 // fragment_residual_kernel takes the general kernel's place where Problem::general_tensor_cores (DecodeAttention's
-// build: attention_fragment::residual_tensor_core_formats) holds: the same grid (generic_splits, KV heads, sequences),
+// build: attention_fragment::residual_tensor_core_formats; kivi's formats, and vidkv's whose residual tiles have exact
+// keys) holds: the same grid (generic_splits, KV heads, sequences),
 // the same tiles (the sequence's general tiles, warp w taking tiles w, w + kWarps, ... of its split's range), the same
 // partial slot (p.splits + split) and completion count, so that launch() places and combines it as it does the
 // general kernel's compact instance. Those tiles are the residual windows' narrow tiles (at most
@@ -745,6 +746,7 @@ __global__ void __launch_bounds__(kThreads) fragment_residual_kernel(const __gri
 #pragma unroll
     for (int r = 0; r < 4; ++r) acc[mv][r] = 0.0f;
   KiviSources src;  // the addresses of the current key block (the fragment kernel's, kivi_key_sources)
+  const bool kivi_keys = fr::fragment_formats(p) == fr::FragmentFormats::kivi;
 
   for (std::int64_t ti = range.first + warp; ti < range.last; ti += kWarps) {
     const TileEntry tile = p.tiles[first_tile + ti];
@@ -752,6 +754,7 @@ __global__ void __launch_bounds__(kThreads) fragment_residual_kernel(const __gri
     int w0 = 0;   // the window row of the tile's first token
     float s2[2];  // the scores of window row g, heads 2 t4 and 2 t4 + 1 (log2 units)
     if (tile.key_block >= 0) {
+      if (!kivi_keys) __trap();  // vidkv's formats: the build admits exact keys only (narrow_residual_only)
       if (tile.key_block != src.key_block) src = kivi_key_sources<D>(src, p, h, tile.key_block, lane);  // rarely the same
       const std::uint32_t tr0 = static_cast<std::uint32_t>(tile.t0) - src.begin;
       const int o = static_cast<int>(tr0 % kTile), mt = o / 16, half = (o % 16) / 8;

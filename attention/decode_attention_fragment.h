@@ -87,12 +87,12 @@ VIDKV_HOST_DEVICE inline bool formats_ok(const attention_tables::Problem& p) { r
 
 // Whether fragment_residual_kernel (decode_attention_fragment.cu) can take p's general tiles in place of the general
 // kernel's compact instance: p.general_narrow_only (every general tile a narrow residual-window tile of at most 8
-// tokens, values exact, keys exact or inside one whole fragment tile: kivi's formats) with fp16 stores whose rounding
-// to p.residual_dtype changes nothing (fp16 or fp32: the exact tokens enter the MMAs as the fp16 they are stored as),
-// at the kivi instance's head dims. DecodeAttention also honours VIDKV_CUDA_ATTENTION_RESIDUAL=cuda_cores (the compact
-// instance, A / B measurements).
+// tokens, values exact, keys exact or, with kivi's formats, inside one whole fragment tile; with vidkv's formats the
+// build admits exact keys only) with fp16 stores whose rounding to p.residual_dtype changes nothing (fp16 or fp32: the
+// exact tokens enter the MMAs as the fp16 they are stored as), at the fragment kernel's head dims (64 or 128).
+// DecodeAttention also honours VIDKV_CUDA_ATTENTION_RESIDUAL=cuda_cores (the compact instance, A / B measurements).
 VIDKV_HOST_DEVICE inline bool residual_tensor_core_formats(const attention_tables::Problem& p) {
-  return p.general_narrow_only && fragment_formats(p) == FragmentFormats::kivi && p.general_narrow_dtype == DType::f16 &&
+  return p.general_narrow_only && fragment_formats(p) != FragmentFormats::none && p.general_narrow_dtype == DType::f16 &&
          (p.residual_dtype == DType::f16 || p.residual_dtype == DType::f32);
 }
 

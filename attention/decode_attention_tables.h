@@ -65,8 +65,8 @@ struct Problem {
   // a tile is fast only when it is a whole fragment tile of both sides (fragment_tile).
   bool fragment = false;
   // The general part of every sequence is only narrow residual-window tiles whose values are exact and whose keys are
-  // exact or whole fragment tiles of a fragment-layout block (4-byte aligned codes), both stores of one dtype, fp16
-  // or bf16 (kivi-2-fragment's residual windows; DecodeAttention's build decides): the general kernel's compact
+  // exact or (kivi's formats) whole fragment tiles of a fragment-layout block (4-byte aligned codes), both stores of one
+  // dtype, fp16 or bf16 (the fragment presets' residual windows; DecodeAttention's build decides): the general kernel's compact
   // instance takes them (decode_attention.cu, split_kernel<kC, true, F>), F = general_narrow_dtype, the stores'
   // dtype in every sequence. Set only with fragment.
   bool general_narrow_only = false;

@@ -223,19 +223,21 @@ TEST_CASE("decode attention on cuda reads the live hook's caches (only the resid
   }
 }
 
-TEST_CASE("decode attention on cuda: kivi-2-fragment's residual windows on the tensor cores at every offset in their tiles", "[cuda][attention]") {
+TEST_CASE("decode attention on cuda: the fragment presets' residual windows on the tensor cores at every offset in their tiles", "[cuda][attention]") {
   // fragment_residual_kernel (decode_attention_fragment.cu) takes a narrow tile as one 8-row window of the fragment
   // kernel's MMAs: keys in a fragment tile from the token half and row half holding the tile's first token o (window
-  // row g = the tile's token g - o % 8), exact keys from row 0. Eight sequences of consecutive lengths put the value
-  // window's start (KIVI: T - R) at every o % 8, and with a prefill of 1100 + k the key blocks' ends too; the live
-  // hook's caches (only the window exact, fp16 stores), head_dim 128 and 64, 7 and 1 query heads per KV head, 1 and 3
-  // query tokens per sequence. A token read from the wrong row or tile moves the output by a whole score difference,
-  // far above tolerance 6.
+  // row g = the tile's token g - o % 8), exact keys from row 0. kivi-2-fragment: eight sequences of different lengths
+  // put the value window's start (KIVI: T - R) at every o % 8, and with a prefill of 1100 + k the key blocks' ends too,
+  // at head_dim 128 and 64; vidkv-k1.5-v1.58-fragment (paper lifecycle: keys and values leave the window together, so
+  // its tiles there have exact keys): head_dim 128. The live hook's caches (only the window exact, fp16 stores), 7 and
+  // 1 query heads per KV head, 1 and 3 query tokens per sequence. A token read from the wrong row or tile moves the
+  // output by a whole score difference, far above tolerance 6.
   VIDKV_REQUIRE_CUDA_DEVICE();
-  const PresetCodec preset = preset_codec("kivi-2-fragment", CpuImplementation::reference);
-  const KvCodec& codec = preset.codec;
-  const LifecycleParams& lc = preset.lifecycle;
-  for (const std::int64_t d : {128, 64}) {
+  for (const auto& [name, d] : {std::pair{"kivi-2-fragment", 128}, std::pair{"kivi-2-fragment", 64},
+                                std::pair{"vidkv-k1.5-v1.58-fragment", 128}}) {
+    const PresetCodec preset = preset_codec(name, CpuImplementation::reference);
+    const KvCodec& codec = preset.codec;
+    const LifecycleParams& lc = preset.lifecycle;
     std::vector<std::unique_ptr<LayerCache>> owned;
     std::vector<const LayerCache*> caches;
     for (int k = 0; k < 8; ++k) {
@@ -246,16 +248,17 @@ TEST_CASE("decode attention on cuda: kivi-2-fragment's residual windows on the t
     for (const std::int64_t n : {1, 3}) {
       const DecodeAttention attn(caches, Execution::cuda(), 0, DecodeAttention::FastKernel::tensor_cores, true, n);
       REQUIRE(attn.fragment());
-      CHECK(attn.general_compact());
-      CHECK(attn.general_tensor_cores() == !env_equals("VIDKV_CUDA_ATTENTION_RESIDUAL", "cuda_cores"));
+      const bool compact = !env_equals("VIDKV_CUDA_ATTENTION_COMPACT", "off");
+      CHECK(attn.general_compact() == compact);
+      CHECK(attn.general_tensor_cores() == (compact && !env_equals("VIDKV_CUDA_ATTENTION_RESIDUAL", "cuda_cores")));
       CHECK(attn.fast_tiles() < attn.tiles());  // the windows' tiles are there
       for (const std::int64_t qpk : {7, 1}) {
-        INFO("head_dim " << d << ", " << n << " query tokens, qpk " << qpk);
+        INFO(name << ", head_dim " << d << ", " << n << " query tokens, qpk " << qpk);
         std::vector<float> q = random_queries(8 * n, 2 * qpk, d, 1.5f, 95 + static_cast<std::uint64_t>(qpk + n));
         for (auto& x : q) x = round_to_dtype(x, DType::f16);
         const std::vector<float> out = run_cuda(attn, q, 2 * qpk, DType::f16);
         const double worst = check_against_reference(caches, q, out, qpk, arithmetic_of(attn), n);
-        std::cout << "[cuda] kivi-2-fragment residual windows at every offset, head_dim " << d << ", " << n
+        std::cout << "[cuda] " << name << " residual windows at every offset, head_dim " << d << ", " << n
                   << " query tokens, qpk " << qpk << ", " << (attn.general_tensor_cores() ? "tensor cores" : "cuda cores")
                   << ": largest error / tolerance " << worst << "\n";
       }
