@@ -199,8 +199,12 @@ bool compact_general_enabled() {
   return on;
 }
 
-// VIDKV_CUDA_ATTENTION_RESIDUAL=cuda_cores keeps kivi-2-fragment's residual tiles on the general kernel's compact
+// VIDKV_CUDA_ATTENTION_RESIDUAL=cuda_cores keeps the fragment presets' residual tiles on the general kernel's compact
 // instance (Problem::general_tensor_cores never set: A / B measurements, the same placement and splits); read once.
+// By default fp16 stores take the tensor-core residual kernel: on an H100 (2026-12-07, kivi-2-fragment, one process
+// per setting) batch 8 at 8k / 32k / 64k / 128k 0.0332 / 0.0631 / 0.1009 / 0.1763 ms against 0.0556 / 0.0760 /
+// 0.1003 / 0.1756, batch 1 at 8k 0.0226 against 0.0264 (at 32k-128k the same), batches 2 and 3 6-12% faster, 2 query
+// tokens at 32k 8-10% faster (docs/performance.md section 8).
 bool residual_tensor_cores_enabled() {
   static const bool on = !env_equals("VIDKV_CUDA_ATTENTION_RESIDUAL", "cuda_cores");
   return on;
@@ -217,8 +221,10 @@ bool general_beside_always() {
 // blocks of 396), the fast kernel keeping the rest of the wave. By default for the general kernel's compact instance
 // (Problem::general_narrow_only): at kivi-2-fragment 8 x 64k on the H100, 0.1281 ms against 0.1420 after the
 // fragment kernel (and 0.1377 with =always), one run, docs/performance.md section 8; the full instance was slower
-// beside (0.1766-0.1843 against 0.1514-0.1562 after, on both GPUs). VIDKV_CUDA_ATTENTION_BESIDE=one-split takes it
-// for the full instance too, =after never (the 1/16 rule only); read once.
+// beside (0.1766-0.1843 against 0.1514-0.1562 after, on both GPUs). With the tensor-core residual kernel in the compact
+// instance's place (2026-12-07, H100): 0.1002-0.1009 ms beside with one split, 0.1085 after, 0.1060 with =always; at
+// 8 x 8k 0.0332 against 0.0395 after. VIDKV_CUDA_ATTENTION_BESIDE=one-split takes it for the full instance too,
+// =after never (the 1/16 rule only); read once.
 bool general_beside_one_split(bool compact) {
   static const bool always = env_equals("VIDKV_CUDA_ATTENTION_BESIDE", "one-split");
   static const bool never = env_equals("VIDKV_CUDA_ATTENTION_BESIDE", "after");
@@ -232,8 +238,12 @@ bool general_beside_one_split(bool compact) {
 // one process per rule): kivi-2-fragment at batch 2 / 3 and 32k 0.0526 / 0.0612 -> 0.0389 / 0.0464 ms, at 64k
 // 0.0703 / 0.0733 -> 0.0492 / 0.0596, 2 query tokens at 32k x 1 0.0529 -> 0.0382; the full instance
 // (vidkv-k1.5-v1.58-fragment) was 4-9% slower beside with fewer splits than after the fast kernel (0.0311 -> 0.0333
-// at 32k x 2), so it keeps the 1/16 rule alone. VIDKV_CUDA_ATTENTION_BESIDE=requested turns the rule off (A / B);
-// read once.
+// at 32k x 2), so it keeps the 1/16 rule alone. (Since 2026-12-07 vidkv-k1.5-v1.58-fragment's residual windows, whose
+// keys are exact, take the compact path and so these rules too; their speed there is not measured: the bench's
+// prefills of whole 32-token groups leave that preset no residual tokens.) With the tensor-core residual kernel
+// (2026-12-07, H100, kivi-2-fragment): batch 2 / 3 at 32k 0.0322 / 0.0385 ms, at 64k 0.0437 / 0.0532, against
+// 0.0315 / 0.0382 and 0.0459 / 0.0521 without the rule: the same within the runs' spread, so it stays.
+// VIDKV_CUDA_ATTENTION_BESIDE=requested turns the rule off (A / B); read once.
 bool general_beside_fewer(bool compact) {
   static const bool on = !env_equals("VIDKV_CUDA_ATTENTION_BESIDE", "requested");
   return on && compact;
@@ -750,7 +760,8 @@ void DecodeAttention::build(const std::vector<const LayerCache*>& caches, std::i
   std::int64_t max_fast = 0, max_generic = 0;
   // Problem::general_narrow_only: the fragment kernel's formats; vidkv's with exact keys only (the compact instance and
   // the tensor-core residual kernel read plain uniform keys in a fragment tile, kivi's, besides exact ones).
-  const attention_fragment::FragmentFormats formats = p.fragment ? attention_fragment::fragment_formats(p) : attention_fragment::FragmentFormats::none;
+  const attention_fragment::FragmentFormats formats =
+      p.fragment ? attention_fragment::fragment_formats(p) : attention_fragment::FragmentFormats::none;
   bool narrow_only = formats != attention_fragment::FragmentFormats::none && compact_general_enabled();
   const bool exact_keys_only = formats == attention_fragment::FragmentFormats::vidkv;
   // Pass 1: each sequence's kept prefix brought up to date, then each of its query rows' tiles into tb.rows (the

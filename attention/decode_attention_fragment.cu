@@ -381,11 +381,11 @@ __device__ __forceinline__ void kivi_query(const Problem& p, std::int64_t b, std
 }
 
 // The keys' mins' term sum_c min_c q''_c per head times up (bias_up: heads 2 t4, 2 t4 + 1), the same for every token
-// row of a tile's group, with A = the mins as loaded and B = the query itself: per chunk pair kc = 2 j, 2 j + 1 the quad
-// mn[kc][pr] (A registers a0 a1 a2 a3 = pairs (2 j, 0), (2 j, 1), (2 j + 1, 0), (2 j + 1, 1)) against B = qh[2 j][0],
-// qh[2 j + 1][0] into lo, whose row g (a0 b0 + a2 b1) sums channel pairs 16 kc + 2 t4, and against qh[2 j][1],
-// qh[2 j + 1][1] into hi, whose row g + 8 (a1 b0 + a3 b1) sums pairs 16 kc + 8 + 2 t4; the other rows are unused. No
-// register moves for A. mn[kc][pr]: the fp16 mins of channels 16 kc + 8 pr + 2 t4 and + 1.
+// row of a tile's group, with A = the mins as loaded and B = the query itself: per chunk pair kc = 2 j, 2 j + 1 the
+// quad mn[kc][pr] (A registers a0 a1 a2 a3 = pairs (2 j, 0), (2 j, 1), (2 j + 1, 0), (2 j + 1, 1)) against B =
+// qh[2 j][0], qh[2 j + 1][0] into lo, whose row g (a0 b0 + a2 b1) sums channel pairs 16 kc + 2 t4, and against
+// qh[2 j][1], qh[2 j + 1][1] into hi, whose row g + 8 (a1 b0 + a3 b1) sums pairs 16 kc + 8 + 2 t4; the other rows are
+// unused. No register moves for A. mn[kc][pr]: the fp16 mins of channels 16 kc + 8 pr + 2 t4 and + 1.
 template <int KC>
 __device__ __forceinline__ void key_mins_term(const unsigned (&mn)[KC][2], const unsigned (&qh)[KC][2], const float (&up)[2],
                                               float (&bias_up)[2]) {

@@ -64,15 +64,15 @@ struct Problem {
   // The fast tiles go to the fragment kernel (decode_attention_fragment.h formats_ok; tensor_cores is then false):
   // a tile is fast only when it is a whole fragment tile of both sides (fragment_tile).
   bool fragment = false;
-  // The general part of every sequence is only narrow residual-window tiles whose values are exact and whose keys are
-  // exact or (kivi's formats) whole fragment tiles of a fragment-layout block (4-byte aligned codes), both stores of one
-  // dtype, fp16 or bf16 (the fragment presets' residual windows; DecodeAttention's build decides): the general kernel's compact
-  // instance takes them (decode_attention.cu, split_kernel<kC, true, F>), F = general_narrow_dtype, the stores'
-  // dtype in every sequence. Set only with fragment.
+  // The general part of every sequence is only narrow residual-window tiles whose values are exact and whose keys
+  // are exact or (kivi's formats) whole fragment tiles of a fragment-layout block (4-byte aligned codes), both stores
+  // of one dtype, fp16 or bf16 (the fragment presets' residual windows; DecodeAttention's build decides): the general
+  // kernel's compact instance takes them (decode_attention.cu, split_kernel<kC, true, F>), F = general_narrow_dtype,
+  // the stores' dtype in every sequence. Set only with fragment.
   bool general_narrow_only = false;
   DType general_narrow_dtype = DType::f16;
   // With general_narrow_only: those tiles go to the residual tiles' tensor-core kernel instead of the compact instance
-  // (decode_attention_fragment.cu fragment_residual_kernel: fp16 stores, kivi's formats; attention_fragment::
+  // (decode_attention_fragment.cu fragment_residual_kernel: fp16 stores, either fragment format; attention_fragment::
   // residual_tensor_core_formats; DecodeAttention's build decides, VIDKV_CUDA_ATTENTION_RESIDUAL=cuda_cores never).
   bool general_tensor_cores = false;
   float score_scale = 1.0f;  // log2(e) / sqrt(D): scores in log2 units
