@@ -190,7 +190,7 @@ bool fragment_kernel_enabled() {
   return on;
 }
 
-// VIDKV_CUDA_ATTENTION_COMPACT=off keeps the full general kernel on kivi-2-fragment's residual tiles (Problem::
+// VIDKV_CUDA_ATTENTION_COMPACT=off keeps the full general kernel on the fragment presets' residual tiles (Problem::
 // general_narrow_only never set: A / B measurements; per tile the same arithmetic, but the default placement then
 // follows the full instance's rule too (after the fast kernel at batch 8), so compare it with
 // VIDKV_CUDA_ATTENTION_BESIDE=after, whose splits and merge order are the same); read once.
@@ -202,9 +202,10 @@ bool compact_general_enabled() {
 // VIDKV_CUDA_ATTENTION_RESIDUAL=cuda_cores keeps the fragment presets' residual tiles on the general kernel's compact
 // instance (Problem::general_tensor_cores never set: A / B measurements, the same placement and splits); read once.
 // By default fp16 stores take the tensor-core residual kernel: on an H100 (2026-12-07, kivi-2-fragment, one process
-// per setting) batch 8 at 8k / 32k / 64k / 128k 0.0332 / 0.0631 / 0.1009 / 0.1763 ms against 0.0556 / 0.0760 /
-// 0.1003 / 0.1756, batch 1 at 8k 0.0226 against 0.0264 (at 32k-128k the same), batches 2 and 3 6-12% faster, 2 query
-// tokens at 32k 8-10% faster (docs/performance.md section 8).
+// per setting) batch 8 at 8k / 32k / 64k / 128k 0.0332-0.0334 / 0.0631 / 0.1009-0.1021 / 0.1763-0.1772 ms against
+// 0.0550-0.0556 / 0.0760-0.0762 / 0.1003-0.1017 / 0.1756-0.1771, batch 1 at 8k 0.0226-0.0230 against 0.0262-0.0264
+// (at 32k-128k the same), batches 2 and 3 5-12% faster, 2 query tokens at 32k 8-10% faster (docs/performance.md
+// section 8).
 bool residual_tensor_cores_enabled() {
   static const bool on = !env_equals("VIDKV_CUDA_ATTENTION_RESIDUAL", "cuda_cores");
   return on;
@@ -222,7 +223,7 @@ bool general_beside_always() {
 // (Problem::general_narrow_only): at kivi-2-fragment 8 x 64k on the H100, 0.1281 ms against 0.1420 after the
 // fragment kernel (and 0.1377 with =always), one run, docs/performance.md section 8; the full instance was slower
 // beside (0.1766-0.1843 against 0.1514-0.1562 after, on both GPUs). With the tensor-core residual kernel in the compact
-// instance's place (2026-12-07, H100): 0.1002-0.1009 ms beside with one split, 0.1085 after, 0.1060 with =always; at
+// instance's place (2026-12-07, H100): 0.1002-0.1021 ms beside with one split, 0.1085 after, 0.1060 with =always; at
 // 8 x 8k 0.0332 against 0.0395 after. VIDKV_CUDA_ATTENTION_BESIDE=one-split takes it for the full instance too,
 // =after never (the 1/16 rule only); read once.
 bool general_beside_one_split(bool compact) {

@@ -74,9 +74,9 @@ enum class FragmentLaunch { plain, beside_previous, after_transform };
 // NotSupportedError when attention_fragment::formats_ok(p) is false.
 void launch_fragment(const attention_tables::Problem& p, void* stream, FragmentLaunch how = FragmentLaunch::plain);
 // The general kernel's instance that launch() runs on p's general tiles where p.general_tensor_cores: the residual
-// windows' narrow tiles of kivi's formats on the tensor cores (decode_attention_fragment.cu, fragment_residual_kernel;
-// same grid, threads, shared memory and partial slots as the general kernel). NotSupportedError where
-// attention_fragment::residual_tensor_core_formats(p) is false.
+// windows' narrow tiles of the fragment formats on the tensor cores (decode_attention_fragment.cu,
+// fragment_residual_kernel; same grid, threads, shared memory and partial slots as the general kernel).
+// NotSupportedError where attention_fragment::residual_tensor_core_formats(p) is false.
 using AttentionKernel = void (*)(const attention_tables::Problem);
 AttentionKernel fragment_residual_kernel_for(const attention_tables::Problem& p);
 // Thread blocks of the fragment kernel one multiprocessor holds at once, at least 1.

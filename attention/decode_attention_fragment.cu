@@ -695,9 +695,10 @@ __global__ void __launch_bounds__(kThreads, 3) fragment_kernel(const __grid_cons
 // general kernel's compact instance. Those tiles are the residual windows' narrow tiles (at most
 // DecodeAttention::kResidualTileTokens = 8 tokens, inside one 8-token-aligned run of their key block or key residual:
 // add_tiles): values exact (the fp16 value store), keys exact (the fp16 key store) or inside one whole fragment tile of
-// their key block. The compact instance reads them on CUDA cores (4 lanes per token, fp32 products) at about 3,600
-// warp instructions per tile, and one split of them cost a block about as much as 190 of the fragment kernel's 32-token
-// tiles (docs/performance.md section 8, 2026-12-06, ninth session). Here a tile is one 8-row window of the fragment
+// their key block. The compact instance reads them on CUDA cores (4 lanes per token, fp32 products): about 3,600
+// warp instructions per tile executed (Nsight Compute, kivi-2-fragment 8 x 64k, 2026-12-05: 2.08 M for about 576
+// tiles), and one split of them cost a block about as much as 190 of the fragment kernel's 32-token tiles
+// (docs/performance.md section 8, 2026-12-06, ninth session). Here a tile is one 8-row window of the fragment
 // kernel's MMAs:
 //   scores, keys in a fragment tile: as the fragment kernel's step 2 for the token half mt holding the tile (A = the
 //     lane's code words of that half as fp16 subnormals; B = hmul2(q'', scale), read from the group's fp16 metadata in
@@ -755,7 +756,7 @@ __global__ void __launch_bounds__(kThreads) fragment_residual_kernel(const __gri
     float s2[2];  // the scores of window row g, heads 2 t4 and 2 t4 + 1 (log2 units)
     if (tile.key_block >= 0) {
       if (!kivi_keys) __trap();  // vidkv's formats: the build admits exact keys only (narrow_residual_only)
-      if (tile.key_block != src.key_block) src = kivi_key_sources<D>(src, p, h, tile.key_block, lane);  // rarely the same
+      if (tile.key_block != src.key_block) src = kivi_key_sources<D>(src, p, h, tile.key_block, lane);  // rarely
       const std::uint32_t tr0 = static_cast<std::uint32_t>(tile.t0) - src.begin;
       const int o = static_cast<int>(tr0 % kTile), mt = o / 16, half = (o % 16) / 8;
       w0 = o % 8;

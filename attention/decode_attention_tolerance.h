@@ -129,11 +129,12 @@ double fft_score_error(const LayerCache& cache, std::int64_t h, const float* q,
 // (part_element: what the MMAs multiply, a c + b per index) in place of k_ti: per token of a key block mag_t =
 // sum_i |tq_i| (|y_ti| + 2 M_i) and sizes_t = sum_i (|y_ti| + 2 M_i), M_i = max over the block's tokens of |y_ti|
 // (|b_i| <= M_i, |a_i c_ti| <= |y_ti| + M_i as in 6.), and qmax = max |tq_i| over every block (the kernel's 2^e is
-// per block: the largest is the conservative one). Tokens outside key blocks (the residual window, the general
-// kernel's fp32) keep 6.'s terms over the channels. The transform's own rounding (fp32, the transform kernel) is the
-// FFT term of 4. (`extra`). peak_t = max_i |tq_i| 2 M_i over the part indices of token t's block (6.'s alignment
-// term). Empty (no tokens) where the cache's keys need no transform. value_slots: whether the values are the vidkv
-// instance's (attention_fragment::vidkv_values_ok: ternary packing fragment, magnitude-free), whose MMAs take p~ itself
+// per block: the largest is the conservative one). Tokens outside key blocks (the residual window: exact keys, read
+// by the tensor-core residual kernel as fp16 against q'' or by the general kernel in fp32) keep 6.'s terms over the
+// channels. The transform's own rounding (fp32, the transform kernel) is the FFT term of 4. (`extra`). peak_t =
+// max_i |tq_i| 2 M_i over the part indices of token t's block (6.'s alignment term). Empty (no tokens) where the
+// cache's keys need no transform. value_slots: whether the values are the vidkv instance's (attention_fragment::
+// vidkv_values_ok: ternary packing fragment, magnitude-free), whose MMAs take p~ itself
 // against the slots t + 1, so that 6.'s values' alignment term takes max(2 W_t, 1) where kivi's takes 2 W_t.
 struct FragmentScoreTerms {
   std::vector<double> mag, sizes, peak;  // [T]: the terms above for tokens in key blocks
@@ -146,8 +147,9 @@ FragmentScoreTerms fragment_score_terms(const LayerCache& cache, std::int64_t h,
 // The per-channel bound of 1.-3. for query row q over decoded K/V [T, D] (decoded_head()), with `extra` (the
 // FFT term of 4.) added to e_p. Returns [D]. tensor_cores: the bound of 5., one value for every channel (V the max
 // over the head); fragment: the bound of 6., per channel. Both also cover the residual tiles, which the general
-// kernel computes within the smaller 1.-3. fragment with `terms` (fragment_score_terms, non-empty): the keys'
-// rounding terms of its key-block tokens over the part indices.
+// kernel computes within the smaller 1.-3. (and, for a fragment problem with fp16 stores, the tensor-core residual
+// kernel with 6.'s own arithmetic: decode_attention_fragment.cu fragment_residual_kernel). fragment with `terms`
+// (fragment_score_terms, non-empty): the keys' rounding terms of its key-block tokens over the part indices.
 std::vector<double> output_tolerance(const float* q, const std::vector<double>& key, const std::vector<double>& value,
                                      std::int64_t tokens, std::int64_t channels, double extra,
                                      Arithmetic arithmetic = Arithmetic::cuda_cores,
