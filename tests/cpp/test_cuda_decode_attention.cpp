@@ -223,15 +223,18 @@ TEST_CASE("decode attention on cuda reads the live hook's caches (only the resid
   }
 }
 
-TEST_CASE("decode attention on cuda: the fragment presets' residual windows on the tensor cores at every offset in their tiles", "[cuda][attention]") {
+TEST_CASE("decode attention on cuda: the fragment presets' residual windows on the tensor cores, every token half and row half of their tiles", "[cuda][attention]") {
   // fragment_residual_kernel (decode_attention_fragment.cu) takes a narrow tile as one 8-row window of the fragment
   // kernel's MMAs: keys in a fragment tile from the token half and row half holding the tile's first token o (window
-  // row g = the tile's token g - o % 8), exact keys from row 0. kivi-2-fragment: eight sequences of different lengths
-  // put the value window's start (KIVI: T - R) at every o % 8, and with a prefill of 1100 + k the key blocks' ends too,
-  // at head_dim 128 and 64; vidkv-k1.5-v1.58-fragment (paper lifecycle: keys and values leave the window together, so
-  // its tiles there have exact keys): head_dim 128. The live hook's caches (only the window exact, fp16 stores), 7 and
-  // 1 query heads per KV head, 1 and 3 query tokens per sequence. A token read from the wrong row or tile moves the
-  // output by a whole score difference, far above tolerance 6.
+  // row g = the tile's token g - o % 8), exact keys from row 0. kivi-2-fragment: the window (KIVI: T - R, rounded down
+  // to the lifecycle's value_block of 32) spans whole fragment tiles of its key blocks, so its narrow tiles start at
+  // o = 0, 8, 16 and 24 (every token half and row half); o % 8 is 0 wherever these presets' blocks end (multiples of
+  // 32 tokens), so the kernel's w0 > 0 path is not reached here. Eight sequences of different lengths and prefills
+  // (1100 + k) give windows of different lengths, the last tile of each cut short, and exact-key tiles (the keys' own
+  // residual) of different lengths; head_dim 128 and 64. vidkv-k1.5-v1.58-fragment (paper lifecycle: keys and values leave the window
+  // together, so its tiles there have exact keys): head_dim 128. The live hook's caches (only the window exact, fp16
+  // stores), 7 and 1 query heads per KV head, 1 and 3 query tokens per sequence. A token read from the wrong row or
+  // tile moves the output by a whole score difference, far above tolerance 6.
   VIDKV_REQUIRE_CUDA_DEVICE();
   for (const auto& [name, d] : {std::pair{"kivi-2-fragment", 128}, std::pair{"kivi-2-fragment", 64},
                                 std::pair{"vidkv-k1.5-v1.58-fragment", 128}}) {
@@ -258,7 +261,7 @@ TEST_CASE("decode attention on cuda: the fragment presets' residual windows on t
         for (auto& x : q) x = round_to_dtype(x, DType::f16);
         const std::vector<float> out = run_cuda(attn, q, 2 * qpk, DType::f16);
         const double worst = check_against_reference(caches, q, out, qpk, arithmetic_of(attn), n);
-        std::cout << "[cuda] " << name << " residual windows at every offset, head_dim " << d << ", " << n
+        std::cout << "[cuda] " << name << " residual windows, head_dim " << d << ", " << n
                   << " query tokens, qpk " << qpk << ", " << (attn.general_tensor_cores() ? "tensor cores" : "cuda cores")
                   << ": largest error / tolerance " << worst << "\n";
       }
