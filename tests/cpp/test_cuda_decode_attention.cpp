@@ -231,10 +231,10 @@ TEST_CASE("decode attention on cuda: the fragment presets' residual windows on t
   // o = 0, 8, 16 and 24 (every token half and row half); o % 8 is 0 wherever these presets' blocks end (multiples of
   // 32 tokens), so the kernel's w0 > 0 path is not reached here. Eight sequences of different lengths and prefills
   // (1100 + k) give windows of different lengths, the last tile of each cut short, and exact-key tiles (the keys' own
-  // residual) of different lengths; head_dim 128 and 64. vidkv-k1.5-v1.58-fragment (paper lifecycle: keys and values leave the window
-  // together, so its tiles there have exact keys): head_dim 128. The live hook's caches (only the window exact, fp16
-  // stores), 7 and 1 query heads per KV head, 1 and 3 query tokens per sequence. A token read from the wrong row or
-  // tile moves the output by a whole score difference, far above tolerance 6.
+  // residual) of different lengths; head_dim 128 and 64. vidkv-k1.5-v1.58-fragment (paper lifecycle: keys and values
+  // leave the window together, so its tiles there have exact keys): head_dim 128. The live hook's caches (only the
+  // window exact, fp16 stores), 7 and 1 query heads per KV head, 1 and 3 query tokens per sequence. A token read from
+  // the wrong row or tile moves the output by a whole score difference, far above tolerance 6.
   VIDKV_REQUIRE_CUDA_DEVICE();
   for (const auto& [name, d] : {std::pair{"kivi-2-fragment", 128}, std::pair{"kivi-2-fragment", 64},
                                 std::pair{"vidkv-k1.5-v1.58-fragment", 128}}) {
