@@ -495,13 +495,7 @@ __global__ void __launch_bounds__(kThreads) split_kernel(const Problem p) {
   }
 
   write_split_partial<kC, false>(p, smem, m, l, acc, b, h, p.splits + s);
-  if (p.generic_done != nullptr) {
-    // The combine kernel may already run and wait for this block's partial: every thread's writes made visible at
-    // GPU scope, then the block counted (combine_kernel's acquire load pairs with the fence and the atomic).
-    __threadfence();
-    __syncthreads();
-    if (threadIdx.x == 0) atomicAdd(p.generic_done + b * p.heads + h, 1u);
-  }
+  count_general_block(p, b, h);
 }
 
 // --- The fast kernel ------------------------------------------------------------------------------------------------

@@ -137,4 +137,15 @@ __device__ inline void merge_warp_partials(const Problem& p, const float* smem, 
   }
 }
 
+// The general kernels' last step where launch() runs them beside the other kernel on one stream (p.generic_done set):
+// the combine kernel may already run and wait for this block's partial, so every thread's writes are made visible at
+// GPU scope, then the block is counted for (sequence b, KV head h) (combine_kernel's acquire load pairs with the fence
+// and the atomic). Call after the block's merge_warp_partials; block-synchronous.
+__device__ inline void count_general_block(const Problem& p, std::int64_t b, std::int64_t h) {
+  if (p.generic_done == nullptr) return;
+  __threadfence();
+  __syncthreads();
+  if (threadIdx.x == 0) atomicAdd(p.generic_done + b * p.heads + h, 1u);
+}
+
 }  // namespace vidkv::attention_cuda::device

@@ -400,6 +400,21 @@ __device__ __forceinline__ void key_mins_term(const unsigned (&mn)[KC][2], const
   bias_up[1] = (lo[1] + hi[3]) * up[1];
 }
 
+// The keys' code sums of one 16-token half into two accumulators (even and odd chunks: two dependent chains of D / 32
+// MMAs instead of one of D / 16): per chunk kc, A = the four code pairs of lane word word(kc) (fr::key_word of the
+// half), fields 4 (kc % 2) .. + 3 (fr::key_field: D / 16 is even), B = bx[kc] (hmul2(q'', scale)).
+template <int KC, class Word>
+__device__ __forceinline__ void key_code_sums(Word word, const unsigned (&bx)[KC][2], float (&d)[2][4]) {
+#pragma unroll
+  for (int kc = 0; kc < KC; ++kc) {
+    const unsigned w = word(kc);
+    if (kc % 2)
+      mma_f16(d[1], code_pair<4>(w), code_pair<5>(w), code_pair<6>(w), code_pair<7>(w), bx[kc][0], bx[kc][1]);
+    else
+      mma_f16(d[0], code_pair<0>(w), code_pair<1>(w), code_pair<2>(w), code_pair<3>(w), bx[kc][0], bx[kc][1]);
+  }
+}
+
 // The transpose of the 8 x 8 fp16 matrix whose row lane / 4, columns 2 (lane % 4) and + 1 this lane holds as a pair
 // (PTX movmatrix.sync.aligned.m8n8.trans.b16, sm_75+): the lane then holds row lane / 4, columns 2 (lane % 4) and + 1
 // of the transpose. Bits moved, not rounded. Warp-synchronous.
@@ -593,17 +608,9 @@ __global__ void __launch_bounds__(kThreads, 3) fragment_kernel(const __grid_cons
     float sc[2][4];
 #pragma unroll
     for (int mt = 0; mt < 2; ++mt) {
-      // Two accumulators (even and odd chunks): two dependent chains of D / 32 MMAs instead of one of D / 16.
       float d[2][4] = {{0.0f, 0.0f, 0.0f, 0.0f}, {0.0f, 0.0f, 0.0f, 0.0f}};
-#pragma unroll
-      for (int kc = 0; kc < KC; ++kc) {
-        // register r = 4 (mt KC + kc) + a: word r / 8, field r % 8 (fr::key_word, fr::key_field)
-        const unsigned w = kw[fr::key_word(mt, kc, KC)];
-        if (fr::key_field(mt, kc, KC, 0) == 4)
-          mma_f16(d[kc % 2], code_pair<4>(w), code_pair<5>(w), code_pair<6>(w), code_pair<7>(w), bx[kc][0], bx[kc][1]);
-        else  // key_field 0
-          mma_f16(d[kc % 2], code_pair<0>(w), code_pair<1>(w), code_pair<2>(w), code_pair<3>(w), bx[kc][0], bx[kc][1]);
-      }
+      // register r = 4 (mt KC + kc) + a: word r / 8, field r % 8 (fr::key_word, fr::key_field)
+      key_code_sums<KC>([&](int kc) { return kw[fr::key_word(mt, kc, KC)]; }, bx, d);
       // The code sums times row_unscale (exact; folded into `up` it could overflow fp32 for queries beyond 2^100).
 #pragma unroll
       for (int r = 0; r < 4; ++r) sc[mt][r] = fmaf((d[0][r] + d[1][r]) * row_unscale(r), up[r & 1], bias_up[r & 1]);
@@ -787,14 +794,7 @@ __global__ void __launch_bounds__(kThreads) fragment_residual_kernel(const __gri
       float bias_up[2];
       key_mins_term(mn, qh, up, bias_up);
       float d[2][4] = {{0.0f, 0.0f, 0.0f, 0.0f}, {0.0f, 0.0f, 0.0f, 0.0f}};
-#pragma unroll
-      for (int kc = 0; kc < KC; ++kc) {
-        const unsigned w = kw[kc / 2];
-        if (kc % 2)
-          mma_f16(d[1], code_pair<4>(w), code_pair<5>(w), code_pair<6>(w), code_pair<7>(w), bx[kc][0], bx[kc][1]);
-        else
-          mma_f16(d[0], code_pair<0>(w), code_pair<1>(w), code_pair<2>(w), code_pair<3>(w), bx[kc][0], bx[kc][1]);
-      }
+      key_code_sums<KC>([&](int kc) { return kw[kc / 2]; }, bx, d);
 #pragma unroll
       for (int e = 0; e < 2; ++e) {
         const int r = 2 * half + e;  // the tile's row half: entries r = 0, 1 (rows g) or 2, 3 (rows g + 8)
@@ -836,11 +836,7 @@ __global__ void __launch_bounds__(kThreads) fragment_residual_kernel(const __gri
   write_mma_warp_partial(smem, warp, static_cast<int>(p.qpk), D, KC, g, t4, m, l, acc);
   __syncthreads();
   merge_warp_partials(p, smem, b, h, static_cast<int>(p.splits) + s);
-  if (p.generic_done != nullptr) {
-    __threadfence();
-    __syncthreads();
-    if (threadIdx.x == 0) atomicAdd(p.generic_done + b * p.heads + h, 1u);
-  }
+  count_general_block(p, b, h);
 }
 
 // --- The vidkv instance (attention_fragment::FragmentFormats::vidkv) -----------------------------------------------
