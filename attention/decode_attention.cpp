@@ -137,14 +137,13 @@ std::int64_t check_view(const TensorView& v, const char* what, Device device, st
   const bool rank4 = v.shape.size() == 4;
   const bool layout = rank4 ? v.shape[1] == query_tokens : v.shape.size() == 3 && query_tokens == 1;
   const std::int64_t q_heads = layout ? v.shape[rank4 ? 2 : 1] : 0;
-  if (!(layout && v.shape[0] == batch && v.shape.back() == channels && q_heads % heads == 0 && q_heads / heads >= 1 &&
-        q_heads / heads <= DecodeAttention::kMaxQueryHeadsPerKv)) {  // the message built only here: run() is per step
+  if (!(layout && v.shape[0] == batch && v.shape.back() == channels && q_heads % heads == 0 && q_heads / heads >= 1)) {
+    // the message built only here: run() is per step
     const std::string expected = query_tokens == 1 ? "[" + std::to_string(batch) + ", q_heads, " + std::to_string(channels) + "]"
                                                    : "[" + std::to_string(batch) + ", " + std::to_string(query_tokens) +
                                                          " (query tokens), q_heads, " + std::to_string(channels) + "]";
     VIDKV_THROW(ShapeError, "decode attention: ", what, " ", v.shape_str(), ": expected ", expected, " (batch: the ", batch,
-                " caches) with q_heads a multiple of the ", heads, " KV heads, at most ", DecodeAttention::kMaxQueryHeadsPerKv,
-                " per KV head",
+                " caches) with q_heads a positive multiple of the ", heads, " KV heads",
                 query_tokens == 1 && rank4 && v.shape[1] != 1
                     ? "; several query tokens per sequence: [batch, n, q_heads, D] with query_tokens n given to the call"
                     : "");
@@ -583,6 +582,7 @@ struct DecodeAttention::Tables {
   HostSyncEvent staged[2];
   int slot = 0;
   DeviceBuffer workspace;  // run()'s, kept between runs (grown when a run needs more)
+  DeviceBuffer head_group_io;  // run_head_groups()'s staging of a group's queries and outputs (cuda), kept likewise
 #ifdef VIDKV_WITH_CUDA
   // cuda, splits 0: whether the general kernel runs beside the fast one (its few blocks fit beside that kernel's
   // wave, update()), on `side` (created on the first such run).
@@ -1067,11 +1067,69 @@ std::int64_t DecodeAttention::fast_tiles() const {
   return n;
 }
 
+std::vector<DecodeAttention::QueryHeadGroup> DecodeAttention::query_head_groups(std::int64_t qpk) {
+  VIDKV_REQUIRE(qpk >= 1, ShapeError, "decode attention: ", qpk, " query heads per KV head, expected at least 1");
+  const std::int64_t groups = (qpk + kMaxQueryHeadsPerKv - 1) / kMaxQueryHeadsPerKv, base = qpk / groups, larger = qpk % groups;
+  std::vector<QueryHeadGroup> out;
+  std::int64_t first = 0;
+  for (std::int64_t g = 0; g < groups; ++g) {  // the first qpk % groups groups take one head more
+    const std::int64_t count = base + (g < larger ? 1 : 0);
+    out.push_back({first, count});
+    first += count;
+  }
+  return out;
+}
+
+void DecodeAttention::run_head_groups(const TensorView& queries, const TensorView& out, std::int64_t qpk, bool emulated) const {
+  // Rows of `queries` / `out` as [query_rows() * heads_, qpk, D]; a group's staging views hold its heads as
+  // [query_rows() * heads_, count, D], which is [batch, (query tokens,) heads_ * count, D]: the layout run() takes.
+  const auto rows = static_cast<std::size_t>(query_rows() * heads_), d = static_cast<std::size_t>(channels_);
+  const auto qs = static_cast<std::size_t>(dtype_size(queries.dtype)), os = static_cast<std::size_t>(dtype_size(out.dtype));
+  const std::size_t q_bytes = (rows * static_cast<std::size_t>(kMaxQueryHeadsPerKv) * d * qs + 15) / 16 * 16;
+  const std::size_t o_bytes = rows * static_cast<std::size_t>(kMaxQueryHeadsPerKv) * d * os;
+  std::vector<std::uint8_t> host;
+  std::uint8_t* staging = nullptr;
+  if (emulated) {
+    host.resize(q_bytes + o_bytes);
+    staging = host.data();
+  } else {
+#ifdef VIDKV_WITH_CUDA
+    DeviceBuffer& io = tables_->head_group_io;  // kept between runs, like the workspace (stream-ordered reuse)
+    if (io.bytes() < q_bytes + o_bytes) io = DeviceBuffer(q_bytes + o_bytes, ex_.cuda_stream);
+    staging = io.as<std::uint8_t>();
+#endif
+  }
+  // `height` rows of `width` bytes from src (rows src_pitch apart) to dst (rows dst_pitch apart).
+  const auto copy_rows = [&](void* dst, std::size_t dst_pitch, const void* src, std::size_t src_pitch, std::size_t width, std::size_t height) {
+    if (emulated) {
+      for (std::size_t r = 0; r < height; ++r)
+        std::memcpy(static_cast<std::uint8_t*>(dst) + r * dst_pitch, static_cast<const std::uint8_t*>(src) + r * src_pitch, width);
+    } else {
+#ifdef VIDKV_WITH_CUDA
+      copy_device_to_device_2d(dst, dst_pitch, src, src_pitch, width, height, ex_.cuda_stream);
+#endif
+    }
+  };
+  for (const QueryHeadGroup& g : query_head_groups(qpk)) {
+    const auto count = static_cast<std::size_t>(g.count), first = static_cast<std::size_t>(g.first);
+    std::vector<std::int64_t> shape = queries.shape;
+    shape[shape.size() - 2] = heads_ * g.count;
+    const TensorView gq{staging, queries.dtype, queries.device, shape}, go{staging + q_bytes, out.dtype, out.device, shape};
+    copy_rows(staging, count * d * qs, static_cast<const std::uint8_t*>(queries.data) + first * d * qs, static_cast<std::size_t>(qpk) * d * qs,
+              count * d * qs, rows);
+    if (emulated) run_emulated(gq, go);
+    else run(gq, go);
+    copy_rows(static_cast<std::uint8_t*>(out.data) + first * d * os, static_cast<std::size_t>(qpk) * d * os, staging + q_bytes, count * d * os,
+              count * d * os, rows);
+  }
+}
+
 void DecodeAttention::run(const TensorView& queries, const TensorView& out) const {
   VIDKV_REQUIRE(usable_, ShapeError, "decode attention: the last update() failed; update() the tables again before run()");
   const std::int64_t qpk = check_view(queries, "queries", ex_.device, batch(), query_tokens_, heads_, channels_);
   VIDKV_REQUIRE(check_view(out, "out", ex_.device, batch(), query_tokens_, heads_, channels_) == qpk, ShapeError,
                 "decode attention: out ", out.shape_str(), " differs from queries ", queries.shape_str());
+  if (ex_.on_cuda() && qpk > kMaxQueryHeadsPerKv) return run_head_groups(queries, out, qpk, false);
   if (!ex_.on_cuda()) {
     // The reference, per query row (sequence b's query token j: row b * n + j of queries and out) and KV head, over
     // the row's causal limit.
@@ -1145,6 +1203,7 @@ void DecodeAttention::run_emulated(const TensorView& queries, const TensorView& 
   const std::int64_t qpk = check_view(queries, "queries", ex_.device, batch(), query_tokens_, heads_, channels_);
   VIDKV_REQUIRE(check_view(out, "out", ex_.device, batch(), query_tokens_, heads_, channels_) == qpk, ShapeError,
                 "decode attention: out ", out.shape_str(), " differs from queries ", queries.shape_str());
+  if (qpk > kMaxQueryHeadsPerKv) return run_head_groups(queries, out, qpk, true);
   at::Problem p = tables_->problem;
   p.qpk = qpk;
   p.queries = queries.data;

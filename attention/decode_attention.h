@@ -94,7 +94,8 @@ class DecodeAttention {
 
   // queries: [batch, q_heads, D] (query_tokens() 1) or [batch, query_tokens(), q_heads, D] (fp32, fp16 or bf16,
   // contiguous) on the caches' device; out: the same shape, fp32/fp16/bf16. q_heads must be a multiple of the KV
-  // heads with q_heads / kv_heads <= kMaxQueryHeadsPerKv, D <= kMaxHeadDim. ShapeError otherwise.
+  // heads (any ratio: above kMaxQueryHeadsPerKv query heads per KV head the kernels run once per group of them,
+  // query_head_groups), D <= kMaxHeadDim. ShapeError otherwise.
   // On cuda enqueued on ex's stream (no synchronisation; at small batches, where the general kernel's blocks take at
   // most 1/16 of the fast kernel's wave, that kernel runs on a second stream of the object's, forked from and joined
   // back into ex's, so that work enqueued on ex's stream after run() sees the whole output); on cpu computed at once
@@ -164,7 +165,19 @@ class DecodeAttention {
   // entry (the tests of update()).
   bool same_tables(const DecodeAttention& other) const;
 
+  // Query heads per KV head that one run of the cuda kernels (and their emulation) takes: the 8 columns of their MMA
+  // tiles (the fragment and tensor-core kernels' B operands) and the transformed query's rows.
   static constexpr std::int64_t kMaxQueryHeadsPerKv = 8;
+  // The query heads of each KV head (GQA) in the groups that run() and run_emulated() give the kernels, one run each
+  // over the whole cache: {first, count} per group. One group of qpk where qpk <= kMaxQueryHeadsPerKv; else
+  // ceil(qpk / 8) groups whose sizes differ by at most one, in head order (9: 5 + 4; 12: 6 + 6; 16: 8 + 8; 20:
+  // 7 + 7 + 6), so that 16 query heads per KV head read the packed cache twice. On cuda a group's queries are
+  // gathered into a kept staging buffer and its outputs scattered back by two strided device copies per group
+  // (cudaMemcpy2DAsync); the cpu reference takes every head at once. ShapeError for qpk < 1.
+  struct QueryHeadGroup {
+    std::int64_t first = 0, count = 0;
+  };
+  static std::vector<QueryHeadGroup> query_head_groups(std::int64_t qpk);
   // "A few" query tokens per sequence: each is a row of the tables reading the whole cache again, so a step of n
   // tokens costs n one-token steps; past a few, dequantizing once and a dense attention reads fewer bytes.
   static constexpr std::int64_t kMaxQueryTokens = 8;
@@ -190,6 +203,9 @@ class DecodeAttention {
   std::unique_ptr<Tables> tables_;
   bool usable_ = false;  // the last update() completed
   void build(const std::vector<const LayerCache*>& caches, std::int64_t query_tokens);
+  // run() (cuda) or run_emulated() (cpu) once per query_head_groups(qpk) group, through staging views of the group's
+  // heads.
+  void run_head_groups(const TensorView& queries, const TensorView& out, std::int64_t qpk, bool emulated) const;
 };
 
 // One-shot form: builds the tables and runs (the tables' upload is enqueued on ex's stream too). queries [batch,
