@@ -42,11 +42,13 @@ struct BenchArgs {
   bool attention = false;
   std::string batches = "1,8";
   int query_tokens = 1;  // --attention
+  int kv_heads = 4, query_heads_per_kv = 7, head_dim = 128;  // --attention (AttentionBenchOptions' defaults)
   // Whether an option was given (its default differs between the backends, or it applies to one only).
   CLI::Option *shape_opt = nullptr, *tokens_opt = nullptr, *layers_opt = nullptr, *repeats_opt = nullptr,
               *threads_opt = nullptr, *implementation_opt = nullptr, *clock_opt = nullptr, *batches_opt = nullptr,
               *presets_opt = nullptr, *fft_tiers_opt = nullptr, *fused_only_opt = nullptr, *prefill_chunk_opt = nullptr,
               *backend_opt = nullptr, *query_tokens_opt = nullptr;
+  std::vector<CLI::Option*> attention_geometry_opts;  // --kv-heads, --query-heads-per-kv, --head-dim
 };
 
 // Options given where they do not apply are usage errors (exit status 2, command_line.cpp), as unknown ones are.
@@ -162,6 +164,9 @@ int attention_bench_command(const BenchArgs& a) {
   if (a.repeats_opt->count() > 0) o.repeats = a.repeats;
   if (a.presets_opt->count() > 0) o.presets = split_commas(a.presets);
   o.query_tokens = a.query_tokens;
+  o.kv_heads = a.kv_heads;
+  o.query_heads_per_kv = a.query_heads_per_kv;
+  o.head_dim = a.head_dim;
   const AttentionBenchResult r = run_attention_bench(o);
   const std::vector<TorchSdpaTime> torch = a.no_torch ? std::vector<TorchSdpaTime>{} : torch_attention_ms(o);
   std::cout << attention_bench_markdown(r, o, torch);
@@ -173,6 +178,8 @@ int bench_command(const BenchArgs& a, const Args& raw) {
     if (!a.live && given->count() > 0) usage_error(std::string(name) + " applies to --live only");
   if (a.attention) return attention_bench_command(a);
   if (a.query_tokens_opt->count() > 0) usage_error("--query-tokens applies to --attention only");
+  for (const CLI::Option* opt : a.attention_geometry_opts)
+    if (opt->count() > 0) usage_error(opt->get_name() + " applies to --attention only");
   if (a.batches_opt->count() > 0 && !a.live)
     usage_error("--batches applies to --attention and --live only");
   // --live: the live cache in a random-weight 7B-geometry model against fp16 DynamicCache, in Python
@@ -259,8 +266,22 @@ Action define_bench(CLI::App& app) {
                "fused decode attention from the packed cache on the GPU (attention/decode_attention.h) against\n"
                "PyTorch fp16 scaled_dot_product_attention (the fastest way of calling it, named in the table: q\n"
                "[B, 28, 1, D] with enable_gqa under torch's own backend choice, flash, cuDNN or efficient, or q as\n"
-               "7 query rows per KV head), 4 KV heads with 7 query heads each (28), head_dim 128 (--tokens default\n"
-               "8192,16384,32768,65536,131072; --batches; --presets; --repeats default 20)");
+               "7 query rows per KV head), 4 KV heads with 7 query heads each (28), head_dim 128 unless --kv-heads,\n"
+               "--query-heads-per-kv, --head-dim say otherwise (--tokens default 8192,16384,32768,65536,131072;\n"
+               "--batches; --presets; --repeats default 20)");
+  a->attention_geometry_opts = {
+      app.add_option("--kv-heads", a->kv_heads, "--attention only: KV heads of the synthetic caches")
+          ->check(CLI::Range(1, 256))
+          ->capture_default_str(),
+      app.add_option("--query-heads-per-kv", a->query_heads_per_kv,
+                     "--attention only: query heads per KV head (GQA; above 8 the kernels run once per group of at\n"
+                     "most 8, each reading the cache: docs/decode-attention.md)")
+          ->check(CLI::Range(1, 128))
+          ->capture_default_str(),
+      app.add_option("--head-dim", a->head_dim,
+                     "--attention only: head_dim (at most 256; the fragment presets need a multiple of 64)")
+          ->check(CLI::Range(1, 256))
+          ->capture_default_str()};
   a->query_tokens_opt = app.add_option("--query-tokens", a->query_tokens,
                                        "--attention only: query tokens per sequence, the caches' last N tokens attending\n"
                                        "causally (assisted decoding's candidates; our kernels read the cache once per\n"

@@ -91,6 +91,7 @@ const char* const kAccepted[] = {
     "bench --backend cuda --shape 2x1x256x128",
     "bench --attention --batches 1,2 --tokens 256 --presets kivi-2 --repeats 2 --no-torch",
     "bench --attention --query-tokens 3 --tokens 256 --no-torch",
+    "bench --attention --kv-heads 2 --query-heads-per-kv 16 --head-dim 64 --tokens 256 --no-torch",
     "bench --live --tokens 8192 --steps 8 --rounds 2 --hidden 256 --layers 2 --device cpu --sdpa flash,math --profile --fused",
     "bench --live --tokens 8192 --batches 1,4 --prefill-chunk 2048 --fused --fused-only --device cpu",
     "trace info t.h5",
@@ -167,7 +168,8 @@ TEST_CASE("wrong command lines are usage errors naming the problem", "[cli]") {
 
 TEST_CASE("vidkv bench refuses the --live and --attention options without them, naming the option", "[cli]") {
   // Usage errors (exit status 2, as an unknown option), pointing to the command's help.
-  for (const char* option : {"--prefill-chunk 5", "--fused-only", "--batches 2", "--tokens 64", "--query-tokens 2"}) {
+  for (const char* option : {"--prefill-chunk 5", "--fused-only", "--batches 2", "--tokens 64", "--query-tokens 2", "--kv-heads 8",
+                             "--query-heads-per-kv 16", "--head-dim 64"}) {
     const Output o = run(std::string("bench --no-torch --repeats 1 --shape 1x1x32x8 ") + option);
     INFO(option << ": " << o.text);
     CHECK(o.status == 2);
@@ -184,6 +186,8 @@ TEST_CASE("vidkv bench refuses the --live and --attention options without them, 
       {"bench --attention --batches 0", "--batches: expected positive batch sizes, got '0'"},
       {"bench --attention --tokens 8192,x", "--tokens: expected positive token counts, got 'x'"},
       {"bench --attention --query-tokens 9", "--query-tokens: Value 9 not in range 1 to 8"},
+      {"bench --attention --head-dim 300", "--head-dim: Value 300 not in range 1 to 256"},
+      {"bench --attention --query-heads-per-kv 0", "--query-heads-per-kv: Value 0 not in range 1 to 128"},
   };
   for (const auto& [args, message] : refused) {
     const Output o = run(args);
