@@ -16,11 +16,11 @@ PAPER = {"type": "paper", "group": 16, "residual": 32}
 VOCAB = 128
 
 
-def tiny_llama(device="cpu", dtype=torch.float32):
+def tiny_llama(device="cpu", dtype=torch.float32, heads=8, kv_heads=2):
     from transformers import LlamaConfig, LlamaForCausalLM
     torch.manual_seed(0)
     cfg = LlamaConfig(vocab_size=VOCAB, hidden_size=128, intermediate_size=256, num_hidden_layers=2,
-                      num_attention_heads=8, num_key_value_heads=2, head_dim=32, max_position_embeddings=512,
+                      num_attention_heads=heads, num_key_value_heads=kv_heads, head_dim=32, max_position_embeddings=512,
                       pad_token_id=0, bos_token_id=1, eos_token_id=2)
     model = LlamaForCausalLM(cfg).to(device, dtype).eval()
     model.set_attn_implementation("sdpa")
@@ -52,6 +52,19 @@ def test_fused_attention_with_the_exact_codec_decodes_like_dynamic_cache():
     got_toks, got = run(model, VidKVCache(EXACT, PAPER, attention="fused"), batch=1)
     assert torch.equal(got_toks, want_toks)
     assert (got - want).abs().max().item() < 1e-4
+
+
+def test_fused_attention_with_more_than_8_query_heads_per_kv_head_decodes_like_dynamic_cache():
+    # GQA 16 (16 query heads over 1 KV head, then 32 over 2): decode attention takes any multiple of the KV heads
+    # (on the GPU in groups of at most 8 query heads, DecodeAttention::query_head_groups); with the exact codec the
+    # fused steps match sdpa as in the test above.
+    for heads, kv_heads in ((16, 1), (32, 2)):
+        model = tiny_llama(heads=heads, kv_heads=kv_heads)
+        want_toks, want = run(model, DynamicCache(), steps=6)
+        use_fused_attention(model)
+        got_toks, got = run(model, VidKVCache(EXACT, PAPER, attention="fused"), steps=6)
+        assert torch.equal(got_toks, want_toks)
+        assert (got - want).abs().max().item() < 1e-4
 
 
 @pytest.mark.parametrize("preset", ["kivi-2", "vidkv-k1.5-v1.58"])
@@ -288,6 +301,19 @@ def test_cuda_fused_attention_matches_the_materialized_cache(preset):
     toks_m, logits_m = run(model, VidKVCache({"preset": preset}, PAPER, **kw), batch=batch, device="cuda")
     use_fused_attention(model)
     toks_f, logits_f = run(model, VidKVCache({"preset": preset}, PAPER, attention="fused", **kw), batch=batch, device="cuda")
+    assert (logits_f - logits_m).abs().max().item() < 5e-2
+    assert (toks_f == toks_m).float().mean().item() >= 0.9
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device visible to torch")
+@pytest.mark.parametrize("preset", ["kivi-2", "vidkv-k1.5-v1.58-fragment"])
+def test_cuda_fused_attention_with_16_query_heads_per_kv_head_matches_the_materialized_cache(preset):
+    # 32 query heads over 2 KV heads (GQA 16): the kernels run once per group of 8 query heads (two strided copies
+    # each way per layer and step); against dequantize-then-sdpa as in the test above.
+    model = tiny_llama("cuda", torch.float16, heads=32, kv_heads=2)
+    toks_m, logits_m = run(model, VidKVCache({"preset": preset}, PAPER), batch=2, device="cuda")
+    use_fused_attention(model)
+    toks_f, logits_f = run(model, VidKVCache({"preset": preset}, PAPER, attention="fused"), batch=2, device="cuda")
     assert (logits_f - logits_m).abs().max().item() < 5e-2
     assert (toks_f == toks_m).float().mean().item() >= 0.9
 
