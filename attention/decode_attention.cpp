@@ -24,6 +24,7 @@
 #ifdef VIDKV_WITH_CUDA
 #include "vidkv/attention/decode_attention_cuda.h"
 #include "vidkv/core/cuda/kernel_occupancy.h"
+#include "vidkv/core/cuda/row_copy.h"
 #endif
 
 namespace vidkv {
@@ -1081,12 +1082,12 @@ std::vector<DecodeAttention::QueryHeadGroup> DecodeAttention::query_head_groups(
 }
 
 void DecodeAttention::run_head_groups(const TensorView& queries, const TensorView& out, std::int64_t qpk, bool emulated) const {
-  // Rows of `queries` / `out` as [query_rows() * heads_, qpk, D]; a group's staging views hold its heads as
+  // `queries` and `out` as [query_rows() * heads_, qpk, D]; a group's staging views hold its heads as
   // [query_rows() * heads_, count, D], which is [batch, (query tokens,) heads_ * count, D]: the layout run() takes.
-  const auto rows = static_cast<std::size_t>(query_rows() * heads_), d = static_cast<std::size_t>(channels_);
+  const std::int64_t rows = query_rows() * heads_;
+  const auto d = static_cast<std::size_t>(channels_), n = static_cast<std::size_t>(rows) * static_cast<std::size_t>(kMaxQueryHeadsPerKv) * d;
   const auto qs = static_cast<std::size_t>(dtype_size(queries.dtype)), os = static_cast<std::size_t>(dtype_size(out.dtype));
-  const std::size_t q_bytes = (rows * static_cast<std::size_t>(kMaxQueryHeadsPerKv) * d * qs + 15) / 16 * 16;
-  const std::size_t o_bytes = rows * static_cast<std::size_t>(kMaxQueryHeadsPerKv) * d * os;
+  const std::size_t q_bytes = (n * qs + 15) / 16 * 16, o_bytes = n * os;
   std::vector<std::uint8_t> host;
   std::uint8_t* staging = nullptr;
   if (emulated) {
@@ -1099,28 +1100,32 @@ void DecodeAttention::run_head_groups(const TensorView& queries, const TensorVie
     staging = io.as<std::uint8_t>();
 #endif
   }
-  // `height` rows of `width` bytes from src (rows src_pitch apart) to dst (rows dst_pitch apart).
-  const auto copy_rows = [&](void* dst, std::size_t dst_pitch, const void* src, std::size_t src_pitch, std::size_t width, std::size_t height) {
+  // Heads [from, from + count) of each of the `rows` rows of src (src_heads per row) to heads [to, to + count) of dst
+  // (dst_heads per row), D elements of `dtype` each: on cuda one row-copy launch (row_copy_cuda::copy_rows with the
+  // rows as its heads and the query heads as its tokens; values unchanged), which costs the host less than a copy call.
+  const auto copy_heads = [&](void* dst, std::int64_t dst_heads, std::int64_t to, const void* src, std::int64_t src_heads, std::int64_t from,
+                              std::int64_t count, DType dtype) {
+    const auto es = static_cast<std::size_t>(dtype_size(dtype));
     if (emulated) {
-      for (std::size_t r = 0; r < height; ++r)
-        std::memcpy(static_cast<std::uint8_t*>(dst) + r * dst_pitch, static_cast<const std::uint8_t*>(src) + r * src_pitch, width);
+      for (std::int64_t r = 0; r < rows; ++r)
+        std::memcpy(static_cast<std::uint8_t*>(dst) + static_cast<std::size_t>(r * dst_heads + to) * d * es,
+                    static_cast<const std::uint8_t*>(src) + static_cast<std::size_t>(r * src_heads + from) * d * es,
+                    static_cast<std::size_t>(count) * d * es);
     } else {
 #ifdef VIDKV_WITH_CUDA
-      copy_device_to_device_2d(dst, dst_pitch, src, src_pitch, width, height, ex_.cuda_stream);
+      const row_copy_cuda::RowCopy c{{dst, dtype, dst_heads}, to, {const_cast<void*>(src), dtype, src_heads}, from, count, DType::f32};
+      row_copy_cuda::copy_rows_batch(&c, 1, rows, channels_, ex_.cuda_stream);
 #endif
     }
   };
   for (const QueryHeadGroup& g : query_head_groups(qpk)) {
-    const auto count = static_cast<std::size_t>(g.count), first = static_cast<std::size_t>(g.first);
     std::vector<std::int64_t> shape = queries.shape;
     shape[shape.size() - 2] = heads_ * g.count;
     const TensorView gq{staging, queries.dtype, queries.device, shape}, go{staging + q_bytes, out.dtype, out.device, shape};
-    copy_rows(staging, count * d * qs, static_cast<const std::uint8_t*>(queries.data) + first * d * qs, static_cast<std::size_t>(qpk) * d * qs,
-              count * d * qs, rows);
+    copy_heads(staging, g.count, 0, queries.data, qpk, g.first, g.count, queries.dtype);
     if (emulated) run_emulated(gq, go);
     else run(gq, go);
-    copy_rows(static_cast<std::uint8_t*>(out.data) + first * d * os, static_cast<std::size_t>(qpk) * d * os, staging + q_bytes, count * d * os,
-              count * d * os, rows);
+    copy_heads(out.data, qpk, g.first, staging + q_bytes, g.count, 0, g.count, out.dtype);
   }
 }
 
