@@ -172,8 +172,8 @@ class DecodeAttention {
   // over the whole cache: {first, count} per group. One group of qpk where qpk <= kMaxQueryHeadsPerKv; else
   // ceil(qpk / 8) groups whose sizes differ by at most one, in head order (9: 5 + 4; 12: 6 + 6; 16: 8 + 8; 20:
   // 7 + 7 + 6), so that 16 query heads per KV head read the packed cache twice. On cuda a group's queries are
-  // gathered into a kept staging buffer and its outputs scattered back by two strided device copies per group
-  // (cudaMemcpy2DAsync); the cpu reference takes every head at once. ShapeError for qpk < 1.
+  // gathered into a kept staging buffer and its outputs scattered back by two row-copy launches per group
+  // (row_copy_cuda::copy_rows_batch); the cpu reference takes every head at once. ShapeError for qpk < 1.
   struct QueryHeadGroup {
     std::int64_t first = 0, count = 0;
   };

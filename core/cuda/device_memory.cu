@@ -63,13 +63,6 @@ void copy_device_to_device(void* dst, const void* src, std::size_t bytes, void* 
   check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, as_stream(stream)), "copy device to device", bytes);
 }
 
-void copy_device_to_device_2d(void* dst, std::size_t dst_pitch, const void* src, std::size_t src_pitch, std::size_t width,
-                              std::size_t rows, void* stream) {
-  if (width == 0 || rows == 0) return;
-  check(cudaMemcpy2DAsync(dst, dst_pitch, src, src_pitch, width, rows, cudaMemcpyDeviceToDevice, as_stream(stream)),
-        "copy device to device (2-D)", width * rows);
-}
-
 void fill_device(void* dst, int byte, std::size_t bytes, void* stream) {
   if (bytes == 0) return;
   check(cudaMemsetAsync(dst, byte, bytes, as_stream(stream)), "cudaMemsetAsync", bytes);

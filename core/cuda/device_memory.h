@@ -57,10 +57,6 @@ class DeviceBuffer {
 void copy_to_device(void* dst, const void* src, std::size_t bytes, void* stream = nullptr);
 void copy_to_host(void* dst, const void* src, std::size_t bytes, void* stream = nullptr);
 void copy_device_to_device(void* dst, const void* src, std::size_t bytes, void* stream = nullptr);
-// `rows` rows of `width` bytes each, device to device: row r from src + r * src_pitch to dst + r * dst_pitch
-// (cudaMemcpy2DAsync; pitches >= width), enqueued on `stream`.
-void copy_device_to_device_2d(void* dst, std::size_t dst_pitch, const void* src, std::size_t src_pitch, std::size_t width,
-                              std::size_t rows, void* stream = nullptr);
 void fill_device(void* dst, int byte, std::size_t bytes, void* stream = nullptr);
 // Waits for every operation enqueued on `stream`; throws CudaError with the first asynchronous error.
 void synchronize(void* stream = nullptr);

@@ -200,7 +200,7 @@ TEST_CASE("decode attention on cuda with more than 8 query heads per KV head run
   // 12 and 16 query heads per KV head (DecodeAttention::query_head_groups: 6 + 6 and 8 + 8): each group's queries
   // gathered into the staging buffer, run by the kernels (the fragment kernel for the fragment presets, the
   // tensor-core one for the others, the residual windows' kernels beside), and its outputs put back in place by two
-  // strided device copies. Batch 2 of different lengths, 1 and 2 query tokens, fp16 queries, fp32 and fp16 outputs,
+  // row-copy launches. Batch 2 of different lengths, 1 and 2 query tokens, fp16 queries, fp32 and fp16 outputs,
   // the live hook's caches; against the reference and dequantize-then-attend within tolerance 6.
   VIDKV_REQUIRE_CUDA_DEVICE();
   const std::int64_t d = 128;
