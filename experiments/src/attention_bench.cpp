@@ -143,7 +143,9 @@ AttentionBenchResult run_attention_bench(const AttentionBenchOptions& o) {
           row.cuda_core_ms = median_ms(stream.s, o.warmup, o.repeats, cuda_cores, qv, ov);
         }
         row.cache_bytes = static_cast<double>(attn.cache_bytes());
-        row.gbps = (row.cache_bytes + static_cast<double>(qhost.size() * 2)) / (row.ms * 1e-3) / 1e9;
+        // Above 8 query heads per KV head the kernels run, and read the cache, once per query head group.
+        const auto reads = static_cast<double>(DecodeAttention::query_head_groups(o.query_heads_per_kv).size());
+        row.gbps = (row.cache_bytes * reads + static_cast<double>(qhost.size() * 2)) / (row.ms * 1e-3) / 1e9;
         result.rows.push_back(row);
       }
     }
@@ -226,8 +228,8 @@ std::string attention_bench_markdown(const AttentionBenchResult& r, const Attent
       out << "cuda cores | |\n";
     }
   }
-  out << "\nGB/s: the cache's bytes (packed codes and metadata, the residual window at its storage dtype) and the "
-         "queries per second of `ours ms`; of copy: that rate over the copy bandwidth above, which counts each byte "
+  out << "\nGB/s: the cache's bytes (packed codes and metadata, the residual window at its storage dtype; read once per "
+         "group of at most 8 query heads per KV head) and the queries per second of `ours ms`; of copy: that rate over the copy bandwidth above, which counts each byte "
          "copied once although a copy reads and writes it, so a kernel that only reads can pass 100% (its ceiling is "
          "the memory's read rate, up to about twice the copy figure); fp16 MB: the K/V that SDPA reads from an fp16 "
          "cache; speed-up: fp16 SDPA ms / ours ms; cuda-core ms: the same call with the fast tiles on the CUDA-core "
