@@ -192,6 +192,9 @@ def main(argv=None):
                    help="run by the vidkv command itself (C++, experiments/src/attention_bench.h), never forwarded here")
     p.add_argument("--batches", default=None, help="--attention and --live")
     p.add_argument("--query-tokens", type=int, default=None, help="--attention only (run by the C++ command)")
+    p.add_argument("--kv-heads", type=int, default=None, help="--attention only (run by the C++ command)")
+    p.add_argument("--query-heads-per-kv", type=int, default=None, help="--attention only (run by the C++ command)")
+    p.add_argument("--head-dim", type=int, default=None, help="--attention only (run by the C++ command)")
     p.add_argument("--live", action="store_true", help="the live cache (vidkv/bench_live.py; its options below)")
     p.add_argument("--steps", type=int, default=None, help="--live only")
     p.add_argument("--rounds", type=int, default=None, help="--live only")
@@ -208,6 +211,9 @@ def main(argv=None):
                 "vidkv/bench_attention.py for the PyTorch column)")
     if a.tokens is not None:
         p.error("--tokens applies to --backend cuda only")
+    for name in ("query_tokens", "kv_heads", "query_heads_per_kv", "head_dim"):
+        if getattr(a, name) is not None:
+            p.error(f"--{name.replace('_', '-')} applies to --attention only (`vidkv bench --attention`)")
     clock_given = any(v == "--clock" or v.startswith("--clock=") for v in argv)
     presets = [s for s in a.presets.split(",") if s]
     result = _vidkv.cpu_bench(a.shape, threads=a.threads, layers=a.layers, repeats=a.repeats, presets=presets,
