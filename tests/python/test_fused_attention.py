@@ -306,7 +306,7 @@ def test_cuda_fused_attention_matches_the_materialized_cache(preset):
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device visible to torch")
-@pytest.mark.parametrize("preset", ["kivi-2", "vidkv-k1.5-v1.58-fragment"])
+@pytest.mark.parametrize("preset", ["kivi-2", "vidkv-k1.5-v1.58"])
 def test_cuda_fused_attention_with_16_query_heads_per_kv_head_matches_the_materialized_cache(preset):
     # 32 query heads over 2 KV heads (GQA 16): the kernels run once per group of 8 query heads (two row-copy launches
     # per group, layer and step); against dequantize-then-sdpa as in the test above.
