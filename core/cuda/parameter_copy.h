@@ -45,14 +45,8 @@ struct Writes {
 };
 // The launch's parameters: the destination pointer (8 bytes), padding to the struct's 16-byte alignment, the struct.
 static_assert(16 + sizeof(Writes) <= 4096, "kernel parameters above 4 KB");
-// enqueue() launches the first of these data capacities that holds a Writes' bytes, with only that much data among
-// its parameters: a launch's host cost grows with its parameter block (6.3 us against 3.1-3.6 for the attention
-// kernels' launches, H200 machine, docs/performance.md section 8, 2026-12-04), and a decode step's patch is mostly a
-// few hundred bytes.
-constexpr std::size_t kLaunchBytes[3] = {256, 1024, kMaxBytes};
 
-// Enqueues w's writes into device memory `dst` on `stream` (one launch of one block, its data capacity the first of
-// kLaunchBytes that holds w.bytes(); none when w is empty). Every
+// Enqueues w's writes into device memory `dst` on `stream` (one launch of one block; none when w is empty). Every
 // dst + offset[s] .. + its bytes must lie in one allocation. Ordered with the stream's other work, like a
 // cudaMemcpyAsync from pinned memory, but the bytes travel in the launch: w may be reused as soon as this returns.
 // Throws CudaError when the launch fails.
