@@ -1101,8 +1101,10 @@ void DecodeAttention::run_head_groups(const TensorView& queries, const TensorVie
 #endif
   }
   // Heads [from, from + count) of each of the `rows` rows of src (src_heads per row) to heads [to, to + count) of dst
-  // (dst_heads per row), D elements of `dtype` each: on cuda one row-copy launch (row_copy_cuda::copy_rows with the
-  // rows as its heads and the query heads as its tokens; values unchanged), which costs the host less than a copy call.
+  // (dst_heads per row), D elements of `dtype` each: on cuda one row-copy launch (row_copy_cuda::copy_rows_batch, with
+  // the rows as its heads and the query heads as its tokens; values unchanged), which costs a host-bound decode step
+  // less than a cudaMemcpy2DAsync (row_copy.h). Every launch of a group follows these in stream order: plain launches
+  // (the transform, the general kernel) or dependent ones that wait for the grid before them.
   const auto copy_heads = [&](void* dst, std::int64_t dst_heads, std::int64_t to, const void* src, std::int64_t src_heads, std::int64_t from,
                               std::int64_t count, DType dtype) {
     const auto es = static_cast<std::size_t>(dtype_size(dtype));
