@@ -1103,8 +1103,9 @@ void DecodeAttention::run_head_groups(const TensorView& queries, const TensorVie
   // Heads [from, from + count) of each of the `rows` rows of src (src_heads per row) to heads [to, to + count) of dst
   // (dst_heads per row), D elements of `dtype` each: on cuda one row-copy launch (row_copy_cuda::copy_rows_batch, with
   // the rows as its heads and the query heads as its tokens; values unchanged), which costs a host-bound decode step
-  // less than a cudaMemcpy2DAsync (row_copy.h). Every launch of a group follows these in stream order: plain launches
-  // (the transform, the general kernel) or dependent ones that wait for the grid before them.
+  // less than a cudaMemcpy2DAsync (row_copy.h). A run's first kernel is always a plain launch (the query transform, the
+  // general kernel or the fast one), so it starts after the gather has completed, and the scatter (plain too) after the
+  // run's combine kernel.
   const auto copy_heads = [&](void* dst, std::int64_t dst_heads, std::int64_t to, const void* src, std::int64_t src_heads, std::int64_t from,
                               std::int64_t count, DType dtype) {
     const auto es = static_cast<std::size_t>(dtype_size(dtype));
