@@ -29,10 +29,14 @@
 #  12. (step beside-fewer) the attention bench at batches 2 and 3 (32k and 64k) and with 2 query tokens at 32k x 1,
 #      the general kernel's splits by the fewer-splits rule (default) and without it (VIDKV_CUDA_ATTENTION_BESIDE=
 #      requested), one process each, without torch;
+#  13. (step replay) `vidkv bench --backend cuda` at 32k and 64k tokens for kivi-2 and vidkv-k1.5-v1.58, without torch:
+#      issue 11's encode + decode against the copy bandwidth;
+#  14. (step gqa) the attention bench at 16 query heads per KV head (8 KV heads, two query head groups per run), 32k
+#      and 64k tokens, batch 1 and 8, both fragment presets, against SDPA at the same geometry;
 # GPU_CHECK_STEPS picks the steps after the build and their order (names: attention-tests bench-vidkv bench-kivi
-# live rest-tests ncu ncu-stalls ncu-source placement pdl multi-token py-fused beside-fewer, bench-64k: step 3 for both fragment presets at 64k tokens
+# live rest-tests ncu ncu-stalls ncu-source placement pdl multi-token py-fused beside-fewer replay gqa, bench-64k: step 3 for both fragment presets at 64k tokens
 # only, and ab: the same once per setting of GPU_CHECK_AB (step_ab); default: all but ncu-source, pdl, multi-token, py-fused, beside-fewer,
-# bench-64k and ab, in the order above); GPU_CHECK_TARGETS the build's targets.
+# replay, gqa, bench-64k and ab, in the order above); GPU_CHECK_TARGETS the build's targets.
 # Each step is skipped when less time is left than it needs, so that the run fits a deadline (first argument, seconds,
 # default 540: a device call's limit less a margin; a cold build of vidkv and vidkv_tests needs about 230 s on 16 cores,
 # with _vidkv about 300 s: give a deadline of 330 s or more to reach any step after it). Logs, and the whole
@@ -122,6 +126,17 @@ step_beside-fewer() {
     VIDKV_CUDA_ATTENTION_BESIDE=$rule timeout 30 $B/vidkv bench --backend cuda --attention --query-tokens 2 --tokens 32768 \
       --batches 1 --presets kivi-2-fragment,vidkv-k1.5-v1.58-fragment --no-torch 2>&1 | grep -E "^\| (kivi|vidkv)"
   done
+}
+step_replay() {
+  [ "$(left)" -gt 60 ] || { echo "== replay skipped (time)"; return; }
+  echo "== bench --backend cuda, kivi-2 and vidkv-k1.5-v1.58 at 32k and 64k tokens (left $(left) s)"
+  timeout 60 $B/vidkv bench --backend cuda --tokens 32768,65536 --presets kivi-2,vidkv-k1.5-v1.58 --no-torch 2>&1 | grep -E "^\||copy"
+}
+step_gqa() {
+  [ "$(left)" -gt 90 ] || { echo "== gqa skipped (time)"; return; }
+  echo "== bench --attention, 8 KV heads x 16 query heads, both fragment presets (left $(left) s)"
+  timeout 90 $B/vidkv bench --backend cuda --attention --kv-heads 8 --query-heads-per-kv 16 --tokens 32768,65536 --batches 1,8 \
+    --presets vidkv-k1.5-v1.58-fragment,kivi-2-fragment 2>&1 | grep -E "^\| (kivi|vidkv)|Decode"
 }
 step_py-fused() {
   [[ $TARGETS == *_vidkv* ]] || { echo "== py-fused skipped (the Python extension _vidkv is not built)"; return; }
