@@ -583,8 +583,8 @@ struct DecodeAttention::Tables {
   HostSyncEvent staged[2];
   int slot = 0;
   DeviceBuffer workspace;  // run()'s, kept between runs (grown when a run needs more)
-  DeviceBuffer head_group_io;  // run_head_groups()'s staging of a group's queries and outputs (cuda), kept likewise
 #ifdef VIDKV_WITH_CUDA
+  DeviceBuffer head_group_io;  // run_head_groups()'s staging of a group's queries and outputs, kept like the workspace
   // cuda, splits 0: whether the general kernel runs beside the fast one (its few blocks fit beside that kernel's
   // wave, update()), on `side` (created on the first such run).
   bool beside = false;

@@ -42,7 +42,9 @@ struct BenchArgs {
   bool attention = false;
   std::string batches = "1,8";
   int query_tokens = 1;  // --attention
-  int kv_heads = 4, query_heads_per_kv = 7, head_dim = 128;  // --attention (AttentionBenchOptions' defaults)
+  // --attention: the synthetic geometry, AttentionBenchOptions' defaults unless given
+  int kv_heads = AttentionBenchOptions{}.kv_heads, query_heads_per_kv = AttentionBenchOptions{}.query_heads_per_kv,
+      head_dim = AttentionBenchOptions{}.head_dim;
   // Whether an option was given (its default differs between the backends, or it applies to one only).
   CLI::Option *shape_opt = nullptr, *tokens_opt = nullptr, *layers_opt = nullptr, *repeats_opt = nullptr,
               *threads_opt = nullptr, *implementation_opt = nullptr, *clock_opt = nullptr, *batches_opt = nullptr,
