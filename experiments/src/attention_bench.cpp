@@ -229,7 +229,8 @@ std::string attention_bench_markdown(const AttentionBenchResult& r, const Attent
     }
   }
   out << "\nGB/s: the cache's bytes (packed codes and metadata, the residual window at its storage dtype; read once per "
-         "group of at most 8 query heads per KV head) and the queries per second of `ours ms`; of copy: that rate over the copy bandwidth above, which counts each byte "
+         "group of at most 8 query heads per KV head) and the queries per second of `ours ms`; of copy: that rate over "
+         "the copy bandwidth above, which counts each byte "
          "copied once although a copy reads and writes it, so a kernel that only reads can pass 100% (its ceiling is "
          "the memory's read rate, up to about twice the copy figure); fp16 MB: the K/V that SDPA reads from an fp16 "
          "cache; speed-up: fp16 SDPA ms / ours ms; cuda-core ms: the same call with the fast tiles on the CUDA-core "
