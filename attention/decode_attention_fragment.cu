@@ -47,7 +47,6 @@
 #include "vidkv/core/cuda/dependent_launch.cuh"
 #include "vidkv/core/cuda/device_memory.h"
 #include "vidkv/core/cuda/kernel_occupancy.h"
-#include "vidkv/core/env_switch.h"
 #include "vidkv/core/error.h"
 
 namespace vidkv::attention_cuda {
@@ -147,9 +146,8 @@ struct KiviSources {
   int group_shift = -1;  // log2(group) where a power of two (a shift instead of a division)
 };
 
-// Sources: KiviSources, or the pairs kernel's KiviKeySources / KiviValueSources (fields of the same names).
-template <int D, class Sources>
-__device__ __noinline__ Sources kivi_key_sources(Sources s, const Problem& p, std::int64_t h, std::int32_t index, int lane) {
+template <int D>
+__device__ __noinline__ KiviSources kivi_key_sources(KiviSources s, const Problem& p, std::int64_t h, std::int32_t index, int lane) {
   const BlockEntry e = p.key_blocks[index];
   const af::ChildView v = af::child_view(p.key.first, e.bytes, p.heads, e.tokens, D, 0);
   const std::int64_t meta = 2 * fr::key_meta_base(h, v.groups_per_row, 0, D) + 4 * lane;
@@ -162,8 +160,8 @@ __device__ __noinline__ Sources kivi_key_sources(Sources s, const Problem& p, st
   s.group_shift = v.group_shift;
   return s;
 }
-template <int D, class Sources>
-__device__ __noinline__ Sources kivi_value_sources(Sources s, const Problem& p, std::int64_t h, std::int32_t index, int lane) {
+template <int D>
+__device__ __noinline__ KiviSources kivi_value_sources(KiviSources s, const Problem& p, std::int64_t h, std::int32_t index, int lane) {
   const BlockEntry e = p.value_blocks[index];
   const af::ChildView v = af::child_view(p.value.first, e.bytes, p.heads, e.tokens, D, 0);
   const std::int64_t meta = 2 * fr::value_meta_base(h, e.tokens, -e.begin, v.groups_per_row);
@@ -883,9 +881,7 @@ struct VidkvSources {
   int high_shift = -1, low_shift = -1;  // log2 of the groups where powers of two (a shift instead of a division)
 };
 
-// Sources: VidkvSources, or the pairs kernel's VidkvKeySources / VidkvValueSources (fields of the same names).
-template <class Sources>
-__device__ __noinline__ Sources vidkv_key_sources(Sources s, const Problem& p, std::int64_t h, std::int32_t index, int lane) {
+__device__ __noinline__ VidkvSources vidkv_key_sources(VidkvSources s, const Problem& p, std::int64_t h, std::int32_t index, int lane) {
   using L = VidkvLayout;
   const BlockEntry e = p.key_blocks[index];
   const af::PartRef kp = af::part_of(p.key, e.bytes, p.heads, e.tokens, L::D, h);  // scope layer: heads, head h
@@ -903,8 +899,7 @@ __device__ __noinline__ Sources vidkv_key_sources(Sources s, const Problem& p, s
   s.low_shift = kp.second.group_shift;
   return s;
 }
-template <class Sources>
-__device__ __noinline__ Sources vidkv_value_sources(Sources s, const Problem& p, std::int64_t h, std::int32_t index, int lane) {
+__device__ __noinline__ VidkvSources vidkv_value_sources(VidkvSources s, const Problem& p, std::int64_t h, std::int32_t index, int lane) {
   const BlockEntry e = p.value_blocks[index];
   const af::ChildView v = af::child_view(p.value.first, e.bytes, p.heads, e.tokens, VidkvLayout::D, 0);
   s.value_block = index;
@@ -1140,556 +1135,6 @@ __global__ void __launch_bounds__(kThreads, 3) fragment_vidkv_kernel(const __gri
   merge_warp_partials(p, smem, b, h, s);
 }
 
-// --- The vidkv instance on warp pairs (VIDKV_FRAGMENT_VIDKV=pairs: measured A / B against the one above) ----------
-// The same tiles, formats and arithmetic as fragment_vidkv_kernel, each tile's work split between the two warps of a
-// pair. Pair q (0, 1) takes tiles q, q + 2, ... of the split's range:
-//   the score warp (warp q) copies the keys' bytes of its tiles (high codes, low codes, the three metadata runs), carries
-//     the query into each key block's coordinates, computes step 2 (the scores, and a cut tile's mask) and stores a
-//     tile's scores sc[2][4] (8 floats per lane) into slot i % 2 of the pair's ring in shared memory;
-//   the value warp (warp kPairs + q) copies the value codes of the same tiles, reads the scores back, and runs step 3
-//     (the online softmax) and step 4 (the values' and the probabilities' MMAs); it holds the partial (m, l, acc).
-// Each warp keeps fewer values live than one warp doing both, so more warps fit a multiprocessor (the launch bound asks
-// for kPairBlocks blocks), and a tile's critical path becomes the longer of the two halves instead of their sum.
-// Hand-off through named barriers (0 is __syncthreads'), 64 threads each (the pair): slot k of pair q is full once
-// the score warp has stored its scores and arrived at full_barrier(q, k) (bar.arrive), on which the value warp syncs
-// (bar.sync) before reading; the value warp then arrives at empty_barrier(q, k), on which the score warp syncs before
-// storing tile i + 2 into that slot. The value warp arrives only where tile i + 2 exists, so every arrival has its
-// sync and no barrier is left half-arrived at exit. A bar.arrive synchronizes with the bar.sync that completes the
-// barrier (PTX ISA, memory consistency model: "bar{.cta}.sync, bar{.cta}.red or bar{.cta}.arrive ... synchronizes
-// with bar{.cta}.sync or bar{.cta}.red"), which orders the scores' stores before their loads and the loads before the
-// next stores into the slot.
-constexpr int kPairs = kWarps / 2;
-constexpr int kPairBlocks = 5;  // blocks of kThreads per multiprocessor the launch bound asks for (96 registers)
-constexpr int kRingFloats = 8 * 32;  // one slot: a tile's scores, 8 floats per lane
-__device__ __forceinline__ int full_barrier(int q, int k) { return 1 + 2 * q + k; }
-__device__ __forceinline__ int empty_barrier(int q, int k) { return 1 + 2 * kPairs + 2 * q + k; }
-__device__ __forceinline__ void pair_arrive(int id) { asm volatile("bar.arrive %0, 64;" ::"r"(id) : "memory"); }
-__device__ __forceinline__ void pair_sync(int id) { asm volatile("bar.sync %0, 64;" ::"r"(id) : "memory"); }
-
-// The score warp's and the value warp's parts of VidkvSources (fewer live registers), and the fields of a tile entry
-// that each reads (its block: the key block or the value block).
-struct VidkvKeySources {
-  std::int32_t key_block = -1;
-  std::int64_t high_codes = 0, low_codes = 0, high_scales = 0, high_mins = 0, low_scales = 0;
-  std::uint32_t begin = 0, high_group = 32, low_group = 32;
-  int high_shift = -1, low_shift = -1;
-};
-struct VidkvValueSources {
-  std::int32_t value_block = -1;
-  std::int64_t values = 0;
-};
-struct PairTile {
-  std::uint32_t t0 = 0;  // first token (a sequence's tokens are below 2^32: run_at)
-  std::int32_t n = 0, block = -1;
-};
-__device__ __forceinline__ PairTile pair_tile(const TileEntry* e, bool keys) {
-  return {static_cast<std::uint32_t>(e->t0), e->n, keys ? e->key_block : e->value_block};
-}
-
-constexpr std::size_t vidkv_pairs_smem_bytes() {
-  return vidkv_smem_bytes() + sizeof(float) * static_cast<std::size_t>(kPairs) * 2 * kRingFloats;
-}
-
-// vidkv_issue_tile's copies of the keys (the score warp's) and of the values (the value warp's).
-__device__ __forceinline__ void vidkv_issue_keys(std::uint32_t offset, std::uint32_t t0, const VidkvKeySources& s,
-                                                 const VidkvDestinations& d) {
-  using L = VidkvLayout;
-  using namespace cuda_async;
-  const std::uint32_t meta = d.meta + offset;
-  copy16_shared(d.quad + offset + 4 * L::kHighCodes, run_at<2 * L::H / 8>(s.high_codes, t0));
-  copy8_shared(d.pair + offset, run_at<L::L / 8>(s.low_codes, t0));
-  const std::uint32_t tr0 = t0 - s.begin;
-  const std::uint32_t hg = s.high_shift >= 0 ? tr0 >> s.high_shift : tr0 / s.high_group;
-  const std::uint32_t lg = s.low_shift >= 0 ? tr0 >> s.low_shift : tr0 / s.low_group;
-  copy4_shared(meta + 4 * L::kHighScale, run_at<2 * L::H>(s.high_scales, hg));
-  copy4_shared(meta + 4 * L::kHighMin, run_at<2 * L::H>(s.high_mins, hg));
-  copy4_shared(meta + 4 * L::kLowScale, run_at<2 * L::L>(s.low_scales, lg));
-}
-__device__ __forceinline__ void vidkv_issue_values(std::uint32_t offset, std::uint32_t t0, const VidkvValueSources& s,
-                                                   const VidkvDestinations& d) {
-  using L = VidkvLayout;
-  using namespace cuda_async;
-  const char* v = run_at<2 * L::D / 8>(s.values, t0);
-  copy16_shared(d.quad + offset + 4 * L::kValueCodes, v);
-  copy16_shared(d.quad + offset + 4 * L::kValueCodes + 512, v + 512);
-}
-
-// Step 2 of fragment_vidkv_kernel on the tile in slot t: the scores sc[mt][r] (token 16 mt + g (+8 for r >= 2), head
-// 2 t4 + r % 2, log2 units) against the block's query qh, up.
-__device__ __forceinline__ void vidkv_tile_scores(const std::uint32_t* t, const unsigned (&qh)[8][2], const float (&up)[2],
-                                                  int lane, int t4, float (&sc)[2][4]) {
-  using L = VidkvLayout;
-  constexpr int KC = L::D / 16, KH = L::H / 16;
-  const uint4 hq = reinterpret_cast<const uint4*>(t + L::kHighCodes)[lane];
-  const unsigned kw[4] = {hq.x, hq.y, hq.z, hq.w};
-  const uint2 lq = reinterpret_cast<const uint2*>(t + L::kLowCodes)[lane];
-  const unsigned kl[2] = {lq.x, lq.y};
-  unsigned bx[KC][2], mn[KH][2];
-  load_words<2 * KH>(reinterpret_cast<unsigned(&)[2 * KH]>(bx[0]), t + L::kHighScale + t4 * fr::key_meta_stride(L::H));
-  load_words<2 * KH>(reinterpret_cast<unsigned(&)[2 * KH]>(bx[KH]), t + L::kLowScale + t4 * fr::key_meta_stride(L::H));
-  load_words<2 * KH>(reinterpret_cast<unsigned(&)[2 * KH]>(mn), t + L::kHighMin + t4 * fr::key_meta_stride(L::H));
-#pragma unroll
-  for (int kc = 0; kc < KC; ++kc)
-#pragma unroll
-    for (int pr = 0; pr < 2; ++pr) bx[kc][pr] = hmul2_u(qh[kc][pr], bx[kc][pr]);
-  float lo[4] = {0.0f, 0.0f, 0.0f, 0.0f}, hi[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-#pragma unroll
-  for (int j = 0; j < KH / 2; ++j) {
-    mma_f16(lo, mn[2 * j][0], mn[2 * j][1], mn[2 * j + 1][0], mn[2 * j + 1][1], qh[2 * j][0], qh[2 * j + 1][0]);
-    mma_f16(hi, mn[2 * j][0], mn[2 * j][1], mn[2 * j + 1][0], mn[2 * j + 1][1], qh[2 * j][1], qh[2 * j + 1][1]);
-  }
-  const float bias_up[2] = {(lo[0] + hi[2]) * up[0], (lo[1] + hi[3]) * up[1]};
-#pragma unroll
-  for (int mt = 0; mt < 2; ++mt) {
-    float dh[4] = {0.0f, 0.0f, 0.0f, 0.0f}, dl[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-#pragma unroll
-    for (int kc = 0; kc < KH; ++kc) {
-      const unsigned w = kw[fr::key_word(mt, kc, KH)];
-      if (fr::key_field(mt, kc, KH, 0) == 4)
-        mma_f16(dh, code_pair<4>(w), code_pair<5>(w), code_pair<6>(w), code_pair<7>(w), bx[kc][0], bx[kc][1]);
-      else
-        mma_f16(dh, code_pair<0>(w), code_pair<1>(w), code_pair<2>(w), code_pair<3>(w), bx[kc][0], bx[kc][1]);
-    }
-    const unsigned w = kl[fr::bit_key_word(mt)];
-    mma_low_chunk<0>(dl, w, bx[KH][0], bx[KH][1]);
-    mma_low_chunk<1>(dl, w, bx[KH + 1][0], bx[KH + 1][1]);
-    mma_low_chunk<2>(dl, w, bx[KH + 2][0], bx[KH + 2][1]);
-    mma_low_chunk<3>(dl, w, bx[KH + 3][0], bx[KH + 3][1]);
-#pragma unroll
-    for (int r = 0; r < 4; ++r)
-      sc[mt][r] = fmaf(fmaf(dh[r], row_unscale(r), dl[r] * row_unscale<1>(r)), up[r & 1], bias_up[r & 1]);
-  }
-}
-
-// vidkv_block_query in two passes over the lane's 32 entries of the transformed query (the largest |tq|, then the
-// fp16 pairs), so that they are not all live at once: the same qh and up (the score warp's register budget).
-__device__ __noinline__ void vidkv_block_query_two_pass(const Problem& p, std::int64_t kb, std::int64_t h, int g, int t4,
-                                                      unsigned (&qh)[8][2], float (&up)[2]) {
-  const float* tq = p.transformed + (kb * p.heads + h) * VidkvLayout::D * kMaxQ + g;  // [W][kMaxQ], zeros past qpk
-  float big = 0.0f;
-#pragma unroll
-  for (int kc = 0; kc < 8; ++kc)
-#pragma unroll
-    for (int pr = 0; pr < 2; ++pr)
-#pragma unroll
-      for (int e = 0; e < 2; ++e) big = fmaxf(big, fabsf(tq[(16 * kc + 2 * t4 + 8 * pr + e) * kMaxQ]));
-  big = fmaxf(big, __shfl_xor_sync(0xffffffffu, big, 1));
-  big = fmaxf(big, __shfl_xor_sync(0xffffffffu, big, 2));
-  int e = 0;
-  if (big > 0.0f && isfinite(big)) frexpf(big, &e);
-  e = max(e, -125);  // scaled_query's rule
-#pragma unroll
-  for (int kc = 0; kc < 8; ++kc)
-#pragma unroll
-    for (int pr = 0; pr < 2; ++pr) {
-      const float* x = tq + (16 * kc + 2 * t4 + 8 * pr) * kMaxQ;
-      qh[kc][pr] = pack_half2(ldexpf(x[0], -e), ldexpf(x[kMaxQ], -e));
-    }
-  const float up_g = ldexpf(p.score_scale, e);
-  up[0] = __shfl_sync(0xffffffffu, up_g, 8 * t4);
-  up[1] = __shfl_sync(0xffffffffu, up_g, 8 * t4 + 4);
-}
-
-__global__ void __launch_bounds__(kThreads, kPairBlocks) fragment_vidkv_pairs_kernel(const __grid_constant__ Problem p) {
-  using L = VidkvLayout;
-  constexpr int D = L::D, KC = D / 16;
-  extern __shared__ float4 smem4[];
-  float* smem = reinterpret_cast<float*>(smem4);
-  const int s = static_cast<int>(blockIdx.x);
-  const std::int64_t h = blockIdx.y, b = blockIdx.z;
-  const int warp = static_cast<int>(threadIdx.x) / 32, lane = static_cast<int>(threadIdx.x % 32u);
-  const int g = lane >> 2, t4 = lane & 3;
-  const int Q = static_cast<int>(p.qpk);
-  const bool scores = warp < kPairs;
-  const int q = scores ? warp : warp - kPairs;  // the pair
-  std::uint32_t* wbase = reinterpret_cast<std::uint32_t*>(smem) + warp * L::kWarp;
-  float4* ring = reinterpret_cast<float4*>(smem + kWarps * L::kWarp) + q * 2 * (kRingFloats / 4);  // slot k: + k 64
-
-  const SequenceEntry seq = p.sequences[b];
-  const TileRange range = split_tiles(seq.fast_count, p.splits, s);
-  const TileEntry* tiles = p.tiles + seq.tile_begin;
-  const int last = static_cast<int>(range.last);
-  int ti = static_cast<int>(range.first) + q;
-  const VidkvDestinations dst = vidkv_destinations(wbase, lane);
-  PairTile ahead, current;
-  float m[2] = {-HUGE_VALF, -HUGE_VALF}, l[2] = {0.0f, 0.0f};
-  float acc[KC][4], psum[4] = {0.0f, 0.0f, 0.0f, 0.0f};  // as fragment_vidkv_kernel's (the value warp's)
-#pragma unroll
-  for (int mv = 0; mv < KC; ++mv)
-#pragma unroll
-    for (int r = 0; r < 4; ++r) acc[mv][r] = 0.0f;
-
-  if (scores) {
-    unsigned qh[KC][2];
-    float up[2] = {0.0f, 0.0f};
-    std::int32_t query_block = -1;
-    VidkvKeySources src;
-    if (ti < last) {
-      current = pair_tile(tiles + ti, true);
-      if (ti + kPairs < last) ahead = pair_tile(tiles + ti + kPairs, true);
-      src = vidkv_key_sources(src, p, h, current.block, lane);
-      vidkv_issue_keys(0, current.t0, src, dst);
-    }
-    cuda_async::commit();
-    // As fragment_vidkv_kernel: the transform's writes visible before the first vidkv_block_query.
-    if (p.wait_for_transform) dependent_launch::wait_for_previous_grid();
-    int slot = 0;  // the copies' slot and the ring's: both tile i % 2
-    for (int i = 0; ti < last; ti += kPairs, ++i) {
-      __syncwarp();  // every lane has read the previous tile's slot
-      PairTile next;
-      if (ti + kPairs < last) {
-        next = ahead;
-        if (ti + 2 * kPairs < last) ahead = pair_tile(tiles + ti + 2 * kPairs, true);
-        if (next.block != src.key_block) src = vidkv_key_sources(src, p, h, next.block, lane);
-        vidkv_issue_keys(4 * L::kSlot * (slot ^ 1), next.t0, src, dst);
-      }
-      cuda_async::commit();
-      if (current.block != query_block) {
-        vidkv_block_query_two_pass(p, current.block, h, g, t4, qh, up);
-        query_block = current.block;
-      }
-      cuda_async::wait_prior<1>();
-      __syncwarp();
-      float sc[2][4];
-      vidkv_tile_scores(wbase + slot * L::kSlot, qh, up, lane, t4, sc);
-      if (current.n < kTile) mask_cut_tile(sc, current.n, g);
-      if (i >= 2) pair_sync(empty_barrier(q, slot));  // the value warp has read tile i - 2 from this slot
-      float4* r = ring + slot * (kRingFloats / 4);
-      r[lane] = make_float4(sc[0][0], sc[0][1], sc[0][2], sc[0][3]);
-      r[32 + lane] = make_float4(sc[1][0], sc[1][1], sc[1][2], sc[1][3]);
-      pair_arrive(full_barrier(q, slot));
-      current = next;
-      slot ^= 1;
-    }
-    cuda_async::wait_all();
-  } else {
-    VidkvValueSources src;
-    if (ti < last) {
-      current = pair_tile(tiles + ti, false);
-      if (ti + kPairs < last) ahead = pair_tile(tiles + ti + kPairs, false);
-      src = vidkv_value_sources(src, p, h, current.block, lane);
-      vidkv_issue_values(0, current.t0, src, dst);
-    }
-    cuda_async::commit();
-    int slot = 0;
-    for (; ti < last; ti += kPairs) {
-      __syncwarp();
-      if (ti + kPairs < last) {
-        const PairTile next = ahead;
-        if (ti + 2 * kPairs < last) ahead = pair_tile(tiles + ti + 2 * kPairs, false);
-        if (next.block != src.value_block) src = vidkv_value_sources(src, p, h, next.block, lane);
-        vidkv_issue_values(4 * L::kSlot * (slot ^ 1), next.t0, src, dst);
-      }
-      cuda_async::commit();
-      pair_sync(full_barrier(q, slot));  // the score warp has stored this tile's scores
-      const float4* r = ring + slot * (kRingFloats / 4);
-      const float4 s0 = r[lane], s1 = r[32 + lane];
-      float sc[2][4] = {{s0.x, s0.y, s0.z, s0.w}, {s1.x, s1.y, s1.z, s1.w}};
-      if (ti + 2 * kPairs < last) pair_arrive(empty_barrier(q, slot));  // the slot is free for tile i + 2
-      // 3. Online softmax (the cut tile's scores came masked).
-      float alpha[2];
-      unsigned ph[2][2];
-      if (softmax_tile(sc, m, l, alpha, ph)) {
-        rescale_acc(acc, alpha);
-        psum[0] *= alpha[0];
-        psum[1] *= alpha[1];
-      }
-      cuda_async::wait_prior<1>();
-      __syncwarp();
-      // 4. Values, as fragment_vidkv_kernel's.
-      const std::uint32_t* t = wbase + slot * L::kSlot;
-      const uint4 v0 = reinterpret_cast<const uint4*>(t + L::kValueCodes)[lane];
-      const uint4 v1 = reinterpret_cast<const uint4*>(t + L::kValueCodes)[32 + lane];
-      const unsigned vw[KC] = {v0.x, v0.y, v0.z, v0.w, v1.x, v1.y, v1.z, v1.w};
-#pragma unroll
-      for (int mv = 0; mv < KC; ++mv) {
-        const unsigned w = vw[fr::value_word(mv)];
-        mma_f16(acc[mv], code_pair<0>(w), code_pair<1>(w), code_pair<2>(w), code_pair<3>(w), ph[0][0], ph[0][1]);
-        mma_f16(acc[mv], code_pair<4>(w), code_pair<5>(w), code_pair<6>(w), code_pair<7>(w), ph[1][0], ph[1][1]);
-      }
-      mma_f16(psum, kOnePair, kOnePair, kOnePair, kOnePair, ph[0][0], ph[0][1]);
-      mma_f16(psum, kOnePair, kOnePair, kOnePair, kOnePair, ph[1][0], ph[1][1]);
-      slot ^= 1;
-    }
-    cuda_async::wait_all();
-#pragma unroll
-    for (int mv = 0; mv < KC; ++mv)
-#pragma unroll
-      for (int r = 0; r < 4; ++r) acc[mv][r] = fmaf(acc[mv][r], row_unscale(r), -psum[r & 1]);
-    whole_sums(l);
-    // The partials are this kernel's writes: after the transform's grid (fragment_vidkv_kernel's rule).
-    if (p.wait_for_transform) dependent_launch::wait_for_previous_grid();
-  }
-  // The score warps' partials are empty (m -inf, l 0, acc 0: merge_factor weighs them 0), the value warps' hold the
-  // pairs' tiles.
-  __syncthreads();
-  write_mma_warp_partial(smem, warp, Q, D, KC, g, t4, m, l, acc);
-  __syncthreads();
-  merge_warp_partials(p, smem, b, h, s);
-}
-
-// The kivi instance on warp pairs (VIDKV_FRAGMENT_KIVI=pairs), as fragment_vidkv_pairs_kernel for fragment_kernel: the
-// score warp copies the key codes and the keys' metadata and computes step 2 (key_mins_term, key_code_sums); the
-// value warp copies the value codes and the values' metadata and runs steps 3 and 4 (the values' mins' term in accm
-// and the scaled codes in acc).
-struct KiviKeySources {
-  std::int32_t key_block = -1;
-  std::int64_t key_codes = 0, key_scales = 0, key_mins = 0;
-  std::uint32_t begin = 0, group = 1;
-  int group_shift = -1;
-};
-struct KiviValueSources {
-  std::int32_t value_block = -1;
-  std::int64_t value_codes = 0, value_scales = 0, value_mins = 0;
-};
-
-// issue_tile's copies of the keys (the score warp's) and of the values (the value warp's, which returns where the
-// tile's value metadata halves sit).
-template <int D>
-__device__ __forceinline__ void issue_keys(std::uint32_t offset, std::uint32_t t0, const KiviKeySources& s,
-                                           const KiviDestinations& d) {
-  using L = WarpLayout<D>;
-  using namespace cuda_async;
-  const char* kc = run_at<D / 4>(s.key_codes, t0);
-  const std::uint32_t tr0 = t0 - s.begin;
-  const std::uint32_t kgroup = s.group_shift >= 0 ? tr0 >> s.group_shift : tr0 / s.group;
-  const char* ksrc = run_at<2 * D>(s.key_scales, kgroup);
-  const char* msrc = run_at<2 * D>(s.key_mins, kgroup);
-  const std::uint32_t quad = d.quad + offset, meta = d.meta + offset;
-#pragma unroll
-  for (int i = 0; i < D / 64; ++i) {
-    copy16_shared(quad + 512 * i, kc + 512 * i);
-    copy4_shared(meta + 4 * (L::kKeyScale + 8 * i), ksrc + 128 * i);
-    copy4_shared(meta + 4 * (L::kKeyMin + 8 * i), msrc + 128 * i);
-  }
-}
-template <int D, int G>
-__device__ __forceinline__ TileMeta issue_values(std::uint32_t offset, std::uint32_t t0, const KiviValueSources& s,
-                                                 const KiviDestinations& d, int lane) {
-  using L = WarpLayout<D>;
-  using namespace cuda_async;
-  const char* vc = run_at<D / 4>(s.value_codes, t0);
-  const std::uint32_t quad = d.quad + offset, slot = d.slot0 + offset;
-#pragma unroll
-  for (int i = 0; i < D / 64; ++i) copy16_shared(quad + 4 * L::kCodes + 512 * i, vc + 512 * i);
-  const std::int64_t s0 = reinterpret_cast<std::int64_t>(run_at<2 * G>(s.value_scales, t0));
-  const std::int64_t m0 = reinterpret_cast<std::int64_t>(run_at<2 * G>(s.value_mins, t0));
-  constexpr int halves = kTile * G;
-  if (((s0 | m0) & 15) == 0) {
-    constexpr int quads = halves / 8;
-#pragma unroll
-    for (int i = lane; i < 2 * quads; i += 32) {
-      const bool mins = i >= quads;
-      const int q = mins ? i - quads : i;
-      copy16_shared(slot + 4 * (mins ? L::kValueMin : L::kValueScale) + 16 * q,
-                    reinterpret_cast<const uint4*>(mins ? m0 : s0) + q);
-    }
-  } else {
-    const int sw = (static_cast<int>(s0 & 3) + 2 * halves + 3) / 4;
-    const int mw = (static_cast<int>(m0 & 3) + 2 * halves + 3) / 4;
-    const std::uint32_t* sword = reinterpret_cast<const std::uint32_t*>(s0 & ~std::int64_t{3});
-    const std::uint32_t* mword = reinterpret_cast<const std::uint32_t*>(m0 & ~std::int64_t{3});
-    for (int i = lane; i < sw; i += 32) copy4_shared(slot + 4 * (L::kValueScale + i), sword + i);
-    for (int i = lane; i < mw; i += 32) copy4_shared(slot + 4 * (L::kValueMin + i), mword + i);
-  }
-  TileMeta m;
-  m.value_scale = static_cast<int>(s0 & 3);
-  m.value_min = static_cast<int>(m0 & 3);
-  return m;
-}
-
-template <int D>
-constexpr std::size_t pairs_smem_bytes() {
-  return smem_bytes<D>() + sizeof(float) * static_cast<std::size_t>(kPairs) * 2 * kRingFloats;
-}
-
-template <int D, int VPG>
-__global__ void __launch_bounds__(kThreads, kPairBlocks) fragment_pairs_kernel(const __grid_constant__ Problem p) {
-  constexpr int KC = D / 16;
-  constexpr int G = (KC + VPG - 1) / VPG;
-  using L = WarpLayout<D>;
-  extern __shared__ float4 smem4[];
-  float* smem = reinterpret_cast<float*>(smem4);
-  const int s = static_cast<int>(blockIdx.x);
-  const std::int64_t h = blockIdx.y, b = blockIdx.z;
-  const int warp = static_cast<int>(threadIdx.x) / 32, lane = static_cast<int>(threadIdx.x % 32u);
-  const int g = lane >> 2, t4 = lane & 3;
-  const int Q = static_cast<int>(p.qpk);
-  const bool scores = warp < kPairs;
-  const int q = scores ? warp : warp - kPairs;
-  std::uint32_t* wbase = reinterpret_cast<std::uint32_t*>(smem) + warp * L::kWarp;
-  float4* ring = reinterpret_cast<float4*>(smem + kWarps * L::kWarp) + q * 2 * (kRingFloats / 4);
-
-  const SequenceEntry seq = p.sequences[b];
-  const TileRange range = split_tiles(seq.fast_count, p.splits, s);
-  const TileEntry* tiles = p.tiles + seq.tile_begin;
-  const int last = static_cast<int>(range.last);
-  int ti = static_cast<int>(range.first) + q;
-  const KiviDestinations dst = kivi_destinations<D>(wbase, lane);
-  PairTile ahead, current;
-  float m[2] = {-HUGE_VALF, -HUGE_VALF}, l[2] = {0.0f, 0.0f};
-  float acc[KC][4];
-  float accm[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-#pragma unroll
-  for (int mv = 0; mv < KC; ++mv)
-#pragma unroll
-    for (int r = 0; r < 4; ++r) acc[mv][r] = 0.0f;
-
-  if (scores) {
-    unsigned qh[KC][2];
-    float up[2];
-    kivi_query<KC>(p, b, h, g, t4, qh, up);
-    KiviKeySources src;
-    if (ti < last) {
-      current = pair_tile(tiles + ti, true);
-      if (ti + kPairs < last) ahead = pair_tile(tiles + ti + kPairs, true);
-      src = kivi_key_sources<D>(src, p, h, current.block, lane);
-      issue_keys<D>(0, current.t0, src, dst);
-    }
-    cuda_async::commit();
-    int slot = 0;
-    for (int i = 0; ti < last; ti += kPairs, ++i) {
-      __syncwarp();
-      PairTile next;
-      if (ti + kPairs < last) {
-        next = ahead;
-        if (ti + 2 * kPairs < last) ahead = pair_tile(tiles + ti + 2 * kPairs, true);
-        if (next.block != src.key_block) src = kivi_key_sources<D>(src, p, h, next.block, lane);
-        issue_keys<D>(4 * L::kSlot * (slot ^ 1), next.t0, src, dst);
-      }
-      cuda_async::commit();
-      cuda_async::wait_prior<1>();
-      __syncwarp();
-      const std::uint32_t* t = wbase + slot * L::kSlot;
-      // 2. Scores, as fragment_kernel's.
-      std::uint32_t kw[KC];
-#pragma unroll
-      for (int j = 0; j < KC / 4; ++j) {
-        const uint4 v = reinterpret_cast<const uint4*>(t)[j * 32 + lane];
-        kw[4 * j] = v.x;
-        kw[4 * j + 1] = v.y;
-        kw[4 * j + 2] = v.z;
-        kw[4 * j + 3] = v.w;
-      }
-      unsigned bx[KC][2], mn[KC][2];
-      load_words<2 * KC>(reinterpret_cast<unsigned(&)[2 * KC]>(bx), t + L::kKeyScale + t4 * fr::key_meta_stride(D));
-      load_words<2 * KC>(reinterpret_cast<unsigned(&)[2 * KC]>(mn), t + L::kKeyMin + t4 * fr::key_meta_stride(D));
-#pragma unroll
-      for (int kc = 0; kc < KC; ++kc)
-#pragma unroll
-        for (int pr = 0; pr < 2; ++pr) bx[kc][pr] = hmul2_u(qh[kc][pr], bx[kc][pr]);
-      float bias_up[2];
-      key_mins_term(mn, qh, up, bias_up);
-      float sc[2][4];
-#pragma unroll
-      for (int mt = 0; mt < 2; ++mt) {
-        float d[2][4] = {{0.0f, 0.0f, 0.0f, 0.0f}, {0.0f, 0.0f, 0.0f, 0.0f}};
-        key_code_sums<KC>([&](int kc) { return kw[fr::key_word(mt, kc, KC)]; }, bx, d);
-#pragma unroll
-        for (int r = 0; r < 4; ++r) sc[mt][r] = fmaf((d[0][r] + d[1][r]) * row_unscale(r), up[r & 1], bias_up[r & 1]);
-      }
-      if (current.n < kTile) mask_cut_tile(sc, current.n, g);
-      if (i >= 2) pair_sync(empty_barrier(q, slot));
-      float4* r = ring + slot * (kRingFloats / 4);
-      r[lane] = make_float4(sc[0][0], sc[0][1], sc[0][2], sc[0][3]);
-      r[32 + lane] = make_float4(sc[1][0], sc[1][1], sc[1][2], sc[1][3]);
-      pair_arrive(full_barrier(q, slot));
-      current = next;
-      slot ^= 1;
-    }
-    cuda_async::wait_all();
-  } else {
-    const int vlane = 4 * t4 * G;
-    KiviValueSources src;
-    TileMeta meta;
-    if (ti < last) {
-      current = pair_tile(tiles + ti, false);
-      if (ti + kPairs < last) ahead = pair_tile(tiles + ti + kPairs, false);
-      src = kivi_value_sources<D>(src, p, h, current.block, lane);
-      meta = issue_values<D, G>(0, current.t0, src, dst, lane);
-    }
-    cuda_async::commit();
-    int slot = 0;
-    for (; ti < last; ti += kPairs) {
-      __syncwarp();
-      TileMeta next_meta;
-      if (ti + kPairs < last) {
-        const PairTile next = ahead;
-        if (ti + 2 * kPairs < last) ahead = pair_tile(tiles + ti + 2 * kPairs, false);
-        if (next.block != src.value_block) src = kivi_value_sources<D>(src, p, h, next.block, lane);
-        next_meta = issue_values<D, G>(4 * L::kSlot * (slot ^ 1), next.t0, src, dst, lane);
-      }
-      cuda_async::commit();
-      pair_sync(full_barrier(q, slot));
-      const float4* r = ring + slot * (kRingFloats / 4);
-      const float4 s0 = r[lane], s1 = r[32 + lane];
-      float sc[2][4] = {{s0.x, s0.y, s0.z, s0.w}, {s1.x, s1.y, s1.z, s1.w}};
-      if (ti + 2 * kPairs < last) pair_arrive(empty_barrier(q, slot));
-      float alpha[2];
-      unsigned ph[2][2];
-      if (softmax_tile(sc, m, l, alpha, ph)) {
-        rescale_acc(acc, alpha);
-        accm[0] *= alpha[0];
-        accm[1] *= alpha[1];
-      }
-      cuda_async::wait_prior<1>();
-      __syncwarp();
-      const std::uint32_t* t = wbase + slot * L::kSlot;
-      // 4. Values, as fragment_kernel's.
-      std::uint32_t vw[KC];
-#pragma unroll
-      for (int j = 0; j < KC / 4; ++j) {
-        const uint4 v = reinterpret_cast<const uint4*>(t + L::kCodes)[j * 32 + lane];
-        vw[4 * j] = v.x;
-        vw[4 * j + 1] = v.y;
-        vw[4 * j + 2] = v.z;
-        vw[4 * j + 3] = v.w;
-      }
-      {
-        const int vmo = meta.value_min + vlane + 2 * min(g, G - 1);
-#pragma unroll
-        for (int kt = 0; kt < 2; ++kt) {
-          unsigned a[2];
-#pragma unroll
-          for (int pr = 0; pr < 2; ++pr) {
-            const int i0 = 2 * (16 * kt + 8 * pr) * G;
-            a[pr] = pair_lo(half_bits(t + L::kValueMin, vmo + i0), half_bits(t + L::kValueMin, vmo + i0 + 2 * G));
-          }
-          mma_f16(accm, a[0], 0u, a[1], 0u, ph[kt][0], ph[kt][1]);
-        }
-      }
-      unsigned bs[G][2][2];
-      value_scale_pairs<G>(bs, t + L::kValueScale, meta.value_scale, t4, ph);
-#pragma unroll
-      for (int mv = 0; mv < KC; ++mv) {
-        const int gr = mv / VPG;
-        const unsigned w = vw[fr::value_word(mv)];
-        mma_f16(acc[mv], code_pair<0>(w), code_pair<1>(w), code_pair<2>(w), code_pair<3>(w), bs[gr][0][0], bs[gr][0][1]);
-        mma_f16(acc[mv], code_pair<4>(w), code_pair<5>(w), code_pair<6>(w), code_pair<7>(w), bs[gr][1][0], bs[gr][1][1]);
-      }
-      meta = next_meta;
-      slot ^= 1;
-    }
-    cuda_async::wait_all();
-#pragma unroll
-    for (int gr = 0; gr < G; ++gr) {
-      const float m0 = __shfl_sync(0xffffffffu, accm[0], 4 * gr + t4), m1 = __shfl_sync(0xffffffffu, accm[1], 4 * gr + t4);
-#pragma unroll
-      for (int mv = gr * VPG; mv < KC && mv < (gr + 1) * VPG; ++mv) {
-        acc[mv][0] = fmaf(acc[mv][0], row_unscale(0), m0);
-        acc[mv][1] = fmaf(acc[mv][1], row_unscale(1), m1);
-        acc[mv][2] = fmaf(acc[mv][2], row_unscale(2), m0);
-        acc[mv][3] = fmaf(acc[mv][3], row_unscale(3), m1);
-      }
-    }
-    whole_sums(l);
-  }
-  __syncthreads();
-  write_mma_warp_partial(smem, warp, Q, D, KC, g, t4, m, l, acc);
-  __syncthreads();
-  merge_warp_partials(p, smem, b, h, s);
-}
-
 // fragment_operand_check's kernel: one warp per case, the fields of group k as fragment_operand_check describes.
 template <int bits, int k>
 __device__ __forceinline__ void operand_group(unsigned w, const unsigned (&b)[2], const float (&c)[4], float* sub, float* integer) {
@@ -1741,27 +1186,15 @@ using FragmentKernel = void (*)(const Problem);
 
 // The instance for p's head_dim and value group (formats_ok: a multiple of 16 channels; a group of D or more is
 // one group per row, the instance VPG = D / 16).
-// VIDKV_FRAGMENT_KIVI=pairs selects fragment_pairs_kernel for kivi's formats (read once per process).
-bool kivi_pairs() {
-  static const bool pairs = env_equals("VIDKV_FRAGMENT_KIVI", "pairs");
-  return pairs;
-}
 template <int D, int... V>
 FragmentKernel kernel_among(std::int64_t group, std::integer_sequence<int, V...>) {
   const std::int64_t vpg = std::min<std::int64_t>(group / 16, D / 16);
   FragmentKernel k = nullptr;
-  const bool pairs = kivi_pairs();
-  ((vpg == V + 1 ? (k = pairs ? fragment_pairs_kernel<D, V + 1> : fragment_kernel<D, V + 1>, 0) : 0), ...);
+  ((vpg == V + 1 ? (k = fragment_kernel<D, V + 1>, 0) : 0), ...);
   return k;
 }
-// VIDKV_FRAGMENT_VIDKV=pairs selects fragment_vidkv_pairs_kernel for the vidkv formats (read once per process).
-bool vidkv_pairs() {
-  static const bool pairs = env_equals("VIDKV_FRAGMENT_VIDKV", "pairs");
-  return pairs;
-}
 FragmentKernel kernel_for(const Problem& p) {
-  if (fr::fragment_formats(p) == fr::FragmentFormats::vidkv)
-    return vidkv_pairs() ? fragment_vidkv_pairs_kernel : fragment_vidkv_kernel;
+  if (fr::fragment_formats(p) == fr::FragmentFormats::vidkv) return fragment_vidkv_kernel;
   const FragmentKernel k = p.channels == 128 ? kernel_among<128>(p.value.first.group, std::make_integer_sequence<int, 8>{})
                                              : kernel_among<64>(p.value.first.group, std::make_integer_sequence<int, 4>{});
   VIDKV_REQUIRE(k != nullptr, NotSupportedError, "decode attention (fragment kernel): value groups of ", p.value.first.group,
@@ -1769,8 +1202,7 @@ FragmentKernel kernel_for(const Problem& p) {
   return k;
 }
 std::size_t smem_for(const Problem& p) {
-  if (fr::fragment_formats(p) == fr::FragmentFormats::vidkv) return vidkv_pairs() ? vidkv_pairs_smem_bytes() : vidkv_smem_bytes();
-  if (kivi_pairs()) return p.channels == 128 ? pairs_smem_bytes<128>() : pairs_smem_bytes<64>();
+  if (fr::fragment_formats(p) == fr::FragmentFormats::vidkv) return vidkv_smem_bytes();
   return p.channels == 128 ? smem_bytes<128>() : smem_bytes<64>();
 }
 
@@ -1785,10 +1217,9 @@ void launch_fragment(const Problem& p, void* stream, FragmentLaunch how) {
   const dim3 grid(static_cast<unsigned>(p.splits), static_cast<unsigned>(p.heads), static_cast<unsigned>(p.batch));
   auto st = static_cast<cudaStream_t>(stream);
   // Only the vidkv instance reads the transform's result (the kivi one's keys need none: no transform kernel ran).
-  const bool vidkv = kernel == fragment_vidkv_kernel || kernel == fragment_vidkv_pairs_kernel;
-  static const bool vidkv_waits = dependent_launch::kernel_waits(reinterpret_cast<const void*>(fragment_vidkv_kernel)) &&
-                                  dependent_launch::kernel_waits(reinterpret_cast<const void*>(fragment_vidkv_pairs_kernel));
-  const bool after_transform = how == FragmentLaunch::after_transform && vidkv && dependent_launch::enabled() && vidkv_waits;
+  static const bool vidkv_waits = dependent_launch::kernel_waits(reinterpret_cast<const void*>(fragment_vidkv_kernel));
+  const bool after_transform = how == FragmentLaunch::after_transform && kernel == fragment_vidkv_kernel &&
+                               dependent_launch::enabled() && vidkv_waits;
   if (how == FragmentLaunch::beside_previous) {
     check(launch_beside_previous(kernel, grid, dim3(kThreads), smem_for(p), st, p), "kernel launch");
   } else if (after_transform) {
