@@ -511,8 +511,10 @@ __device__ __forceinline__ void rescale_acc(float (&acc)[KC][4], const float (&a
 
 // 3 blocks of 4 warps per multiprocessor, as the tensor-core kernel (4, at most 128 registers and 50-112 bytes of
 // spills, measured slower on an H100 at 64k tokens: batch 8 vidkv 0.1186 ms against 0.1117, kivi-2 0.1746 against
-// 0.1164; docs/performance.md). VPG: 16-channel value tiles per value group (value group / 16, 1 .. D / 16), a
-// constant so that the value metadata's offsets are immediates.
+// 0.1164; docs/performance.md); each tile's work split between a score warp and a value warp at 5 blocks (96
+// registers, cbb73ad) was slower too: 8 x 64k vidkv 0.0931-0.0940 ms against 0.0824-0.0826, kivi-2 0.1057 against
+// 0.1017, the added warps waiting on the scores' chain. VPG: 16-channel value tiles per value group (value group /
+// 16, 1 .. D / 16), a constant so that the value metadata's offsets are immediates.
 template <int D, int VPG>
 __global__ void __launch_bounds__(kThreads, 3) fragment_kernel(const __grid_constant__ Problem p) {
   constexpr int KC = D / 16;  // 16-channel chunks: the keys' k chunks, the values' m tiles; a lane's words per side
