@@ -560,9 +560,10 @@ struct DecodeAttention::Tables {
   // `key_blocks` and `value_blocks` (what the device copy must receive; plan_patch).
   bool relaid = true;
   std::vector<std::pair<std::size_t, std::size_t>> tile_changes, key_block_changes, value_block_changes;
-  // Per query row (sequence b's query token j: b * query_tokens + j): this build's tiles of it (scratch).
+  // Per table row (sequence b's query token j and query head group g: (b * query_tokens + j) * head_groups + g): this
+  // build's tiles of it (scratch).
   std::vector<QueryRow> rows;
-  std::int64_t query_tokens = 1;  // the last build's
+  std::int64_t query_tokens = 1, head_groups = 1;  // the last build's
   // This build's changes against the last build's arrays, at the device regions' offsets (plan_patch).
   TablePatch patch;
   bool built = false;
@@ -584,7 +585,10 @@ struct DecodeAttention::Tables {
   int slot = 0;
   DeviceBuffer workspace;  // run()'s, kept between runs (grown when a run needs more)
 #ifdef VIDKV_WITH_CUDA
-  DeviceBuffer head_group_io;  // run_head_groups()'s staging of a group's queries and outputs, kept like the workspace
+  DeviceBuffer head_group_io;  // run_head_groups()'s staging of the groups' queries and outputs, kept like the workspace
+  // The staged queries' layout whose padding heads (zero) the buffer holds: rows x heads x group heads x D x
+  // element size (0: none; the padding of another layout may hold other data).
+  std::size_t head_group_layout = 0;
   // cuda, splits 0: whether the general kernel runs beside the fast one (its few blocks fit beside that kernel's
   // wave, update()), on `side` (created on the first such run).
   bool beside = false;
@@ -683,18 +687,19 @@ void upload_tables(DecodeAttention::Tables& tb, void* stream) {
 #endif
 
 DecodeAttention::DecodeAttention(const std::vector<const LayerCache*>& caches, const Execution& ex, int splits,
-                                 FastKernel fast, bool side_stream, std::int64_t query_tokens)
+                                 FastKernel fast, bool side_stream, std::int64_t query_tokens, std::int64_t query_head_groups)
     : ex_(ex), requested_splits_(splits), fast_(fast), side_stream_(side_stream), tables_(std::make_unique<Tables>()) {
   VIDKV_REQUIRE(splits >= 0, ShapeError, "decode attention: splits must be >= 0, got ", splits);
-  update(caches, query_tokens);
+  update(caches, query_tokens, query_head_groups);
 }
 
-void DecodeAttention::update(const std::vector<const LayerCache*>& caches, std::int64_t query_tokens) {
+void DecodeAttention::update(const std::vector<const LayerCache*>& caches, std::int64_t query_tokens,
+                             std::int64_t query_head_groups) {
   // A throw below leaves the tables half built: run() refuses until an update() completes, and the kept prefixes
   // are dropped (the next update builds afresh).
   usable_ = false;
   try {
-    build(caches, query_tokens);
+    build(caches, query_tokens, query_head_groups);
   } catch (...) {
     tables_->prefixes.clear();
     tables_->regions_valid = false;   // the arrays may be half written: the next build lays them out anew
@@ -705,10 +710,11 @@ void DecodeAttention::update(const std::vector<const LayerCache*>& caches, std::
   usable_ = true;
 }
 
-void DecodeAttention::build(const std::vector<const LayerCache*>& caches, std::int64_t query_tokens) {
+void DecodeAttention::build(const std::vector<const LayerCache*>& caches, std::int64_t query_tokens, std::int64_t head_groups) {
   VIDKV_REQUIRE(!caches.empty(), ShapeError, "decode attention: no caches (batch of 0 sequences)");
   VIDKV_REQUIRE(query_tokens >= 1 && query_tokens <= kMaxQueryTokens, ShapeError, "decode attention: ", query_tokens,
                 " query tokens per sequence, expected 1 to ", kMaxQueryTokens);
+  VIDKV_REQUIRE(head_groups >= 1, ShapeError, "decode attention: ", head_groups, " query head groups, expected at least 1");
   const LayerCache& first = *caches[0];
   const std::int64_t channels = first.channels();
   VIDKV_REQUIRE(channels <= kMaxHeadDim, NotSupportedError, "decode attention: head_dim ", channels, " above ", kMaxHeadDim);
@@ -725,9 +731,11 @@ void DecodeAttention::build(const std::vector<const LayerCache*>& caches, std::i
   }
   // Another number of query rows per sequence: the regions' rows are other (sequence, query token) pairs, so what each
   // region holds (its prefix counts included) belongs to another row.
-  if (query_tokens != tb.query_tokens) tb.regions_valid = false;
+  if (query_tokens != tb.query_tokens || head_groups != tb.head_groups) tb.regions_valid = false;
   tb.query_tokens = query_tokens;
+  tb.head_groups = head_groups;
   query_tokens_ = query_tokens;
+  head_groups_ = head_groups;
   tb.built = true;
   caches_ = caches;
   heads_ = first.heads();
@@ -735,7 +743,7 @@ void DecodeAttention::build(const std::vector<const LayerCache*>& caches, std::i
   cache_bytes_ = 0;
   p.key = key_format;
   p.value = value_format;
-  p.batch = static_cast<std::int64_t>(caches.size()) * query_tokens;  // the query rows
+  p.batch = static_cast<std::int64_t>(caches.size()) * query_tokens * head_groups;  // the table rows
   p.heads = heads_;
   p.channels = channels_;
   p.residual_dtype = first.residual_storage();
@@ -752,10 +760,12 @@ void DecodeAttention::build(const std::vector<const LayerCache*>& caches, std::i
   tb.tile_changes.clear();
   tb.key_block_changes.clear();
   tb.value_block_changes.clear();
-  const std::size_t batch = caches.size(), n = static_cast<std::size_t>(query_tokens), query_rows = batch * n;
+  const std::size_t batch = caches.size(), n = static_cast<std::size_t>(query_tokens), groups = static_cast<std::size_t>(head_groups);
+  const std::size_t per_sequence = n * groups, query_rows = batch * per_sequence;  // table rows
   // The kernels' grids hold a row per block index in y or z (at most 65,535).
   VIDKV_REQUIRE(!ex_.on_cuda() || query_rows <= 65535, NotSupportedError, "decode attention on cuda: ", batch, " sequences x ",
-                query_tokens, " query tokens = ", query_rows, " rows, above the kernels' 65,535");
+                query_tokens, " query tokens x ", head_groups, " query head groups = ", query_rows,
+                " rows, above the kernels' 65,535");
   if (tb.regions.size() != query_rows) tb.regions_valid = false;
   tb.prefixes.resize(batch);
   tb.rows.resize(query_rows);
@@ -797,8 +807,8 @@ void DecodeAttention::build(const std::vector<const LayerCache*>& caches, std::i
     extend_prefix(sp, c, key, value, p);
     if (b == 0) p.general_narrow_dtype = key.full_dtype;  // every sequence's stores must have sequence 0's dtype
     const auto rsize = static_cast<std::size_t>(dtype_size(p.residual_dtype));
-    for (std::size_t j = 0; j < n; ++j) {
-      const std::size_t s = b * n + j;
+    for (std::size_t s = b * per_sequence; s < (b + 1) * per_sequence; ++s) {
+      const std::size_t j = (s / groups) % n;  // every query head group of token j reads what j reads
       QueryRow& row = tb.rows[s];
       // Query token j sees tokens [0, T - n + 1 + j) (decode_attention.h).
       const std::int64_t limit = c.tokens() - query_tokens + 1 + static_cast<std::int64_t>(j);
@@ -848,7 +858,7 @@ void DecodeAttention::build(const std::vector<const LayerCache*>& caches, std::i
     std::size_t tiles = 0, keys = 0, values = 0;
     for (std::size_t s = 0; s < query_rows; ++s) {
       Tables::SequenceRegions& r = tb.regions[s];
-      const SequencePrefix& sp = tb.prefixes[s / n];
+      const SequencePrefix& sp = tb.prefixes[s / per_sequence];
       const auto room = [](std::size_t count, std::size_t extra) { return count + count / 8 + extra; };
       r.tile_begin = tiles;
       r.tile_capacity = room(static_cast<std::size_t>(tb.sequences[s].tile_count), 64);
@@ -885,7 +895,7 @@ void DecodeAttention::build(const std::vector<const LayerCache*>& caches, std::i
     changed.record(tb.relaid, begin, changes);
   };
   for (std::size_t s = 0; s < query_rows; ++s) {
-    SequencePrefix& sp = tb.prefixes[s / n];
+    SequencePrefix& sp = tb.prefixes[s / per_sequence];
     const QueryRow& row = tb.rows[s];
     Tables::SequenceRegions& r = tb.regions[s];
     put_blocks(s, sp.key_blocks, tb.key_blocks, r.key_begin, r.keys, tb.key_block_changes);
@@ -1082,53 +1092,103 @@ std::vector<DecodeAttention::QueryHeadGroup> DecodeAttention::query_head_groups(
 }
 
 void DecodeAttention::run_head_groups(const TensorView& queries, const TensorView& out, std::int64_t qpk, bool emulated) const {
-  // `queries` and `out` as [query_rows() * heads_, qpk, D]; a group's staging views hold its heads as
-  // [query_rows() * heads_, count, D], which is [batch, (query tokens,) heads_ * count, D]: the layout run() takes.
-  const std::int64_t rows = query_rows() * heads_;
-  const auto d = static_cast<std::size_t>(channels_), n = static_cast<std::size_t>(rows) * static_cast<std::size_t>(kMaxQueryHeadsPerKv) * d;
+  const std::vector<QueryHeadGroup> groups = query_head_groups(qpk);
+  const auto G = static_cast<std::int64_t>(groups.size());
+  VIDKV_REQUIRE(head_groups_ == 1 || head_groups_ == G, ShapeError, "decode attention: the tables hold ", head_groups_,
+                " query head groups per query row (update()), the queries' ", qpk, " query heads per KV head make ", G);
+  // One run over G rows per query row (each of `width` heads per KV head: the largest group's), or one run per group
+  // on the query rows (width: that group's count).
+  const bool one_run = head_groups_ == G;
+  const std::int64_t width = one_run ? groups[0].count : 0;  // groups[0] is a largest one (query_head_groups)
+  const std::int64_t query_rows = this->query_rows();
+  const auto d = static_cast<std::size_t>(channels_);
   const auto qs = static_cast<std::size_t>(dtype_size(queries.dtype)), os = static_cast<std::size_t>(dtype_size(out.dtype));
-  const std::size_t q_bytes = (n * qs + 15) / 16 * 16, o_bytes = n * os;
+  // Staged heads: one run's G * width per KV head and query row, or one group's (at most 8).
+  const std::size_t heads = static_cast<std::size_t>(query_rows * heads_) *
+                            static_cast<std::size_t>(one_run ? G * width : kMaxQueryHeadsPerKv);
+  const std::size_t q_bytes = (heads * d * qs + 15) / 16 * 16, o_bytes = heads * d * os;
   std::vector<std::uint8_t> host;
   std::uint8_t* staging = nullptr;
+  bool zero_padding = false;  // the staged queries' padding heads must be zeroed (cuda: once per layout)
   if (emulated) {
-    host.resize(q_bytes + o_bytes);
+    host.assign(q_bytes + o_bytes, 0);
     staging = host.data();
   } else {
 #ifdef VIDKV_WITH_CUDA
     DeviceBuffer& io = tables_->head_group_io;  // kept between runs, like the workspace (stream-ordered reuse)
-    if (io.bytes() < q_bytes + o_bytes) io = DeviceBuffer(q_bytes + o_bytes, ex_.cuda_stream);
+    if (io.bytes() < q_bytes + o_bytes) {
+      io = DeviceBuffer(q_bytes + o_bytes, ex_.cuda_stream);
+      tables_->head_group_layout = 0;
+    }
     staging = io.as<std::uint8_t>();
+    const std::size_t layout = one_run ? heads * d * qs : 0;
+    if (one_run && G * width != qpk && tables_->head_group_layout != layout) zero_padding = true;
+    tables_->head_group_layout = layout;
 #endif
   }
-  // Heads [from, from + count) of each of the `rows` rows of src (src_heads per row) to heads [to, to + count) of dst
-  // (dst_heads per row), D elements of `dtype` each: on cuda one row-copy launch (row_copy_cuda::copy_rows_batch, with
-  // the rows as its heads and the query heads as its tokens; values unchanged), which costs a host-bound decode step
-  // less than a cudaMemcpy2DAsync (row_copy.h). A run's first kernel is always a plain launch (the query transform, the
-  // general kernel or the fast one), so it starts after the gather has completed, and the scatter (plain too) after the
-  // run's combine kernel.
-  const auto copy_heads = [&](void* dst, std::int64_t dst_heads, std::int64_t to, const void* src, std::int64_t src_heads, std::int64_t from,
-                              std::int64_t count, DType dtype) {
+  // The copies of one direction as copy_rows_batch takes them: each query row of queries / out is a "head" of
+  // qpk * heads_ rows of D, each query row of the staging one of G * width * heads_ (one run) or count * heads_ (a
+  // group's run); on cuda as few row-copy launches as the copies need (16 per launch), which cost a host-bound decode
+  // step less than cudaMemcpy2DAsync calls (row_copy.h). A run's first kernel is a plain launch (the query transform,
+  // the general kernel or the fast one), so it starts after the gather has completed, and the scatter (plain too)
+  // after the run's combine kernel.
+  struct HeadCopy {
+    void* dst;
+    std::int64_t dst_heads, to;
+    const void* src;
+    std::int64_t src_heads, from, count;
+  };
+  const auto copy_heads = [&](const std::vector<HeadCopy>& copies, DType dtype) {
     const auto es = static_cast<std::size_t>(dtype_size(dtype));
     if (emulated) {
-      for (std::int64_t r = 0; r < rows; ++r)
-        std::memcpy(static_cast<std::uint8_t*>(dst) + static_cast<std::size_t>(r * dst_heads + to) * d * es,
-                    static_cast<const std::uint8_t*>(src) + static_cast<std::size_t>(r * src_heads + from) * d * es,
-                    static_cast<std::size_t>(count) * d * es);
+      for (const HeadCopy& c : copies)
+        for (std::int64_t r = 0; r < query_rows; ++r)
+          std::memcpy(static_cast<std::uint8_t*>(c.dst) + static_cast<std::size_t>(r * c.dst_heads + c.to) * d * es,
+                      static_cast<const std::uint8_t*>(c.src) + static_cast<std::size_t>(r * c.src_heads + c.from) * d * es,
+                      static_cast<std::size_t>(c.count) * d * es);
     } else {
 #ifdef VIDKV_WITH_CUDA
-      const row_copy_cuda::RowCopy c{{dst, dtype, dst_heads}, to, {const_cast<void*>(src), dtype, src_heads}, from, count, DType::f32};
-      row_copy_cuda::copy_rows_batch(&c, 1, rows, channels_, ex_.cuda_stream);
+      std::vector<row_copy_cuda::RowCopy> rc;
+      rc.reserve(copies.size());
+      for (const HeadCopy& c : copies)
+        rc.push_back({{c.dst, dtype, c.dst_heads}, c.to, {const_cast<void*>(c.src), dtype, c.src_heads}, c.from, c.count, DType::f32});
+      row_copy_cuda::copy_rows_batch(rc.data(), rc.size(), query_rows, channels_, ex_.cuda_stream);
 #endif
     }
   };
-  for (const QueryHeadGroup& g : query_head_groups(qpk)) {
-    std::vector<std::int64_t> shape = queries.shape;
-    shape[shape.size() - 2] = heads_ * g.count;
-    const TensorView gq{staging, queries.dtype, queries.device, shape}, go{staging + q_bytes, out.dtype, out.device, shape};
-    copy_heads(staging, g.count, 0, queries.data, qpk, g.first, g.count, queries.dtype);
-    if (emulated) run_emulated(gq, go);
-    else run(gq, go);
-    copy_heads(out.data, qpk, g.first, staging + q_bytes, g.count, 0, g.count, out.dtype);
+  const std::int64_t all = qpk * heads_;
+  if (one_run) {
+    // Staged row (query row r, group g): [heads_, width] heads, KV head h's at h * width, the group's count first (a
+    // smaller group's last head stays zero); its output rows likewise.
+    if (zero_padding) {
+#ifdef VIDKV_WITH_CUDA
+      fill_device(staging, 0, q_bytes, ex_.cuda_stream);
+#endif
+    }
+    const std::int64_t staged = G * width * heads_;
+    std::vector<HeadCopy> gather, scatter;
+    for (std::int64_t g = 0; g < G; ++g)
+      for (std::int64_t h = 0; h < heads_; ++h) {
+        const QueryHeadGroup& grp = groups[static_cast<std::size_t>(g)];
+        const std::int64_t at = (g * heads_ + h) * width, from = h * qpk + grp.first;
+        gather.push_back({staging, staged, at, queries.data, all, from, grp.count});
+        scatter.push_back({out.data, all, from, staging + q_bytes, staged, at, grp.count});
+      }
+    copy_heads(gather, queries.dtype);
+    run_rows(staging, queries.dtype, staging + q_bytes, out.dtype, width, emulated);
+    copy_heads(scatter, out.dtype);
+    return;
+  }
+  for (const QueryHeadGroup& g : groups) {
+    // A group's heads of every KV head, [query rows, heads_ * count, D]: one copy per KV head.
+    std::vector<HeadCopy> gather, scatter;
+    for (std::int64_t h = 0; h < heads_; ++h) {
+      gather.push_back({staging, heads_ * g.count, h * g.count, queries.data, all, h * qpk + g.first, g.count});
+      scatter.push_back({out.data, all, h * qpk + g.first, staging + q_bytes, heads_ * g.count, h * g.count, g.count});
+    }
+    copy_heads(gather, queries.dtype);
+    run_rows(staging, queries.dtype, staging + q_bytes, out.dtype, g.count, emulated);
+    copy_heads(scatter, out.dtype);
   }
 }
 
@@ -1137,10 +1197,9 @@ void DecodeAttention::run(const TensorView& queries, const TensorView& out) cons
   const std::int64_t qpk = check_view(queries, "queries", ex_.device, batch(), query_tokens_, heads_, channels_);
   VIDKV_REQUIRE(check_view(out, "out", ex_.device, batch(), query_tokens_, heads_, channels_) == qpk, ShapeError,
                 "decode attention: out ", out.shape_str(), " differs from queries ", queries.shape_str());
-  if (ex_.on_cuda() && qpk > kMaxQueryHeadsPerKv) return run_head_groups(queries, out, qpk, false);
   if (!ex_.on_cuda()) {
     // The reference, per query row (sequence b's query token j: row b * n + j of queries and out) and KV head, over
-    // the row's causal limit.
+    // the row's causal limit, every query head at once (the tables' query head groups play no part).
     std::vector<float> q(static_cast<std::size_t>(qpk * channels_));
     for (std::int64_t s = 0; s < query_rows(); ++s) {
       const LayerCache& cache = *caches_[static_cast<std::size_t>(s / query_tokens_)];
@@ -1157,14 +1216,27 @@ void DecodeAttention::run(const TensorView& queries, const TensorView& out) cons
     }
     return;
   }
-#ifdef VIDKV_WITH_CUDA
+  if (qpk > kMaxQueryHeadsPerKv || head_groups_ > 1) return run_head_groups(queries, out, qpk, false);
+  run_rows(queries.data, queries.dtype, out.data, out.dtype, qpk, false);
+}
+
+void DecodeAttention::run_rows(const void* queries, DType query_dtype, void* out, DType out_dtype, std::int64_t qpk,
+                               bool emulated) const {
   at::Problem p = tables_->problem;
   p.qpk = qpk;
-  p.queries = queries.data;
-  p.query_dtype = queries.dtype;
-  p.out = out.data;
-  p.out_dtype = out.dtype;
-  const std::size_t partials = static_cast<std::size_t>(query_rows() * heads_ * splits_ * qpk);  // both kinds of splits
+  p.queries = queries;
+  p.query_dtype = query_dtype;
+  p.out = out;
+  p.out_dtype = out_dtype;
+  const std::size_t partials = static_cast<std::size_t>(table_rows() * heads_ * splits_ * qpk);  // both kinds of splits
+  if (emulated) {
+    std::vector<float> acc(partials * static_cast<std::size_t>(channels_)), ml(partials * 2);
+    p.partial_acc = acc.data();
+    p.partial_ml = ml.data();
+    attention_emulation::run(p);
+    return;
+  }
+#ifdef VIDKV_WITH_CUDA
   // One allocation (the accumulators, the transformed queries, then (max, sum) pairs: 16-byte aligned pieces).
   const std::size_t acc_floats = (partials * static_cast<std::size_t>(channels_) + 3) / 4 * 4;
   const std::size_t transformed_floats =
@@ -1182,7 +1254,7 @@ void DecodeAttention::run(const TensorView& queries, const TensorView& out) cons
   if (one_stream) {
     // Counters [2, rows] that the combine kernel returns to zero after each launch (attention_cuda::launch): zeroed
     // here when first allocated or grown, and after a launch that failed part way (its counts are unknown).
-    const std::int64_t rows = query_rows() * heads_;
+    const std::int64_t rows = table_rows() * heads_;
     if (tb.done_rows < rows) {
       tb.done_rows = 0;
       tb.generic_done = DeviceBuffer(static_cast<std::size_t>(2 * rows) * sizeof(std::uint32_t), ex_.cuda_stream);
@@ -1211,23 +1283,20 @@ void DecodeAttention::run_emulated(const TensorView& queries, const TensorView& 
   const std::int64_t qpk = check_view(queries, "queries", ex_.device, batch(), query_tokens_, heads_, channels_);
   VIDKV_REQUIRE(check_view(out, "out", ex_.device, batch(), query_tokens_, heads_, channels_) == qpk, ShapeError,
                 "decode attention: out ", out.shape_str(), " differs from queries ", queries.shape_str());
-  if (qpk > kMaxQueryHeadsPerKv) return run_head_groups(queries, out, qpk, true);
-  at::Problem p = tables_->problem;
-  p.qpk = qpk;
-  p.queries = queries.data;
-  p.query_dtype = queries.dtype;
-  p.out = out.data;
-  p.out_dtype = out.dtype;
-  const std::size_t partials = static_cast<std::size_t>(query_rows() * heads_ * splits_ * qpk);
-  std::vector<float> acc(partials * static_cast<std::size_t>(channels_)), ml(partials * 2);
-  p.partial_acc = acc.data();
-  p.partial_ml = ml.data();
-  attention_emulation::run(p);
+  if (qpk > kMaxQueryHeadsPerKv || head_groups_ > 1) return run_head_groups(queries, out, qpk, true);
+  run_rows(queries.data, queries.dtype, out.data, out.dtype, qpk, true);
 }
 
 void decode_attention(const std::vector<const LayerCache*>& caches, const TensorView& queries, const TensorView& out,
                       const Execution& ex, std::int64_t query_tokens) {
-  DecodeAttention(caches, ex, 0, DecodeAttention::FastKernel::tensor_cores, true, query_tokens).run(queries, out);
+  // The queries' query head groups (run() checks the shape; a malformed one gets its error there).
+  std::int64_t groups = 1;
+  if (!caches.empty() && caches[0] != nullptr && queries.rank() >= 2 && caches[0]->heads() > 0) {
+    const std::int64_t q_heads = queries.shape[queries.shape.size() - 2], heads = caches[0]->heads();
+    if (q_heads % heads == 0 && q_heads / heads > DecodeAttention::kMaxQueryHeadsPerKv)
+      groups = static_cast<std::int64_t>(DecodeAttention::query_head_groups(q_heads / heads).size());
+  }
+  DecodeAttention(caches, ex, 0, DecodeAttention::FastKernel::tensor_cores, true, query_tokens, groups).run(queries, out);
 }
 
 }  // namespace vidkv

@@ -47,6 +47,10 @@ bool decode_attention_supports(const Quantizer& q, std::int64_t channels, KvSide
 // its blocks are the sequence's. The kernels are the one-token kernels over
 // these rows, so a step reads each sequence's packed bytes once per query token: n times the bytes of a one-token
 // step (cache_bytes() counts them), no full-precision K or V written.
+// More than kMaxQueryHeadsPerKv query heads per KV head (query_head_groups: G groups): built with query_head_groups G,
+// the tables hold a row per (sequence b, query token j, group g), (b * n + j) * G + g, with (b, j)'s tiles and
+// causal limit, so that one run of the kernels takes every group (each reading the cache: G times the bytes);
+// built with 1, run() runs the kernels once per group on the same rows.
 class DecodeAttention {
  public:
   // caches: one per sequence, all on ex's device, same heads, channels and codec formats, each with >= 1 token
@@ -66,8 +70,11 @@ class DecodeAttention {
   // more than the overlap saves (docs/performance.md section 8). The choice changes the fast kernel's splits, so
   // two objects give the same bits only with the same choice.
   enum class FastKernel { tensor_cores, cuda_cores };
+  // query_head_groups: 1, or the number of query_head_groups(qpk) of the queries that run() will take (qpk above
+  // kMaxQueryHeadsPerKv): the rows above, one run of the kernels instead of one per group. ShapeError below 1.
   DecodeAttention(const std::vector<const LayerCache*>& caches, const Execution& ex, int splits = 0,
-                  FastKernel fast = FastKernel::tensor_cores, bool side_stream = true, std::int64_t query_tokens = 1);
+                  FastKernel fast = FastKernel::tensor_cores, bool side_stream = true, std::int64_t query_tokens = 1,
+                  std::int64_t query_head_groups = 1);
   ~DecodeAttention();
 
   // Brings the tables to `caches` in their current state (the constructor's rules and errors; the batch may differ
@@ -88,14 +95,17 @@ class DecodeAttention {
   // constructor's) the object keeps nothing and run() refuses (ShapeError) until an update() succeeds.
   // query_tokens: as the constructor's, for the runs after this update (a change of it lays the tables out anew; with
   // the same count, each query row's region keeps the prefix tiles it holds, as with one token).
-  void update(const std::vector<const LayerCache*>& caches, std::int64_t query_tokens = 1);
+  // query_head_groups: as the constructor's (a change of it lays the tables out anew too).
+  void update(const std::vector<const LayerCache*>& caches, std::int64_t query_tokens = 1,
+              std::int64_t query_head_groups = 1);
   DecodeAttention(const DecodeAttention&) = delete;
   DecodeAttention& operator=(const DecodeAttention&) = delete;
 
   // queries: [batch, q_heads, D] (query_tokens() 1) or [batch, query_tokens(), q_heads, D] (fp32, fp16 or bf16,
   // contiguous) on the caches' device; out: the same shape, fp32/fp16/bf16. q_heads must be a multiple of the KV
   // heads (any ratio: above kMaxQueryHeadsPerKv query heads per KV head the kernels run once per group of them,
-  // query_head_groups), D <= kMaxHeadDim. ShapeError otherwise.
+  // query_head_groups), D <= kMaxHeadDim. ShapeError otherwise, and where the tables hold G > 1 query head groups
+  // per row (update()) but qpk gives another number of groups.
   // On cuda enqueued on ex's stream (no synchronisation; at small batches, where the general kernel's blocks take at
   // most 1/16 of the fast kernel's wave, that kernel runs on a second stream of the object's, forked from and joined
   // back into ex's, so that work enqueued on ex's stream after run() sees the whole output); on cpu computed at once
@@ -111,6 +121,10 @@ class DecodeAttention {
   // Query tokens per sequence of the last update(), and the tables' rows: batch() * query_tokens().
   std::int64_t query_tokens() const { return query_tokens_; }
   std::int64_t query_rows() const { return batch() * query_tokens_; }
+  // Query head groups per query row of the last update() (1 unless it asked for more), and the tables' rows:
+  // query_rows() * head_groups().
+  std::int64_t head_groups() const { return head_groups_; }
+  std::int64_t table_rows() const { return query_rows() * head_groups_; }
   std::int64_t kv_heads() const { return heads_; }
   std::int64_t head_dim() const { return channels_; }
   // Split-K partials per (sequence, KV head): the fast kernel's splits plus the general kernel's.
@@ -158,8 +172,8 @@ class DecodeAttention {
   };
   TableChange last_change() const;
   // Packed bytes + residual bytes one run() reads from the cache (every block's bytes and the residual tokens at
-  // their storage dtype, once per query token: each query row's blocks and the residual tokens it sees), for
-  // bandwidth figures.
+  // their storage dtype, once per query token and query head group of the tables: each table row's blocks and the
+  // residual tokens it sees), for bandwidth figures.
   std::size_t cache_bytes() const { return cache_bytes_; }
   // Whether the host copies of both objects' tables (sequences, blocks, tiles) and their splits are equal entry for
   // entry (the tests of update()).
@@ -171,9 +185,11 @@ class DecodeAttention {
   // The query heads of each KV head (GQA) in the groups that run() and run_emulated() give the kernels, one run each
   // over the whole cache: {first, count} per group. One group of qpk where qpk <= kMaxQueryHeadsPerKv; else
   // ceil(qpk / 8) groups whose sizes differ by at most one, in head order (9: 5 + 4; 12: 6 + 6; 16: 8 + 8; 20:
-  // 7 + 7 + 6), so that 16 query heads per KV head read the packed cache twice. On cuda a group's queries are
-  // gathered into a kept staging buffer and its outputs scattered back by two row-copy launches per group
-  // (row_copy_cuda::copy_rows_batch); the cpu reference takes every head at once. ShapeError for qpk < 1.
+  // 7 + 7 + 6), so that 16 query heads per KV head read the packed cache twice. On cuda the groups' queries are
+  // gathered into a kept staging buffer and the outputs scattered back by row-copy launches
+  // (row_copy_cuda::copy_rows_batch): with tables of G rows per query row (query_head_groups G), every group at
+  // once, as rows of ceil(qpk / G) heads (a smaller group's last head zero and its output dropped), one run; else
+  // one run per group. The cpu reference takes every head at once. ShapeError for qpk < 1.
   struct QueryHeadGroup {
     std::int64_t first = 0, count = 0;
   };
@@ -195,6 +211,7 @@ class DecodeAttention {
   Execution ex_;
   int requested_splits_ = 0;
   std::int64_t query_tokens_ = 1;
+  std::int64_t head_groups_ = 1;
   FastKernel fast_ = FastKernel::tensor_cores;
   bool side_stream_ = true;
   std::int64_t heads_ = 0, channels_ = 0;
@@ -202,15 +219,19 @@ class DecodeAttention {
   std::size_t cache_bytes_ = 0;
   std::unique_ptr<Tables> tables_;
   bool usable_ = false;  // the last update() completed
-  void build(const std::vector<const LayerCache*>& caches, std::int64_t query_tokens);
-  // run() (cuda) or run_emulated() (cpu) once per query_head_groups(qpk) group, through staging views of the group's
-  // heads.
+  void build(const std::vector<const LayerCache*>& caches, std::int64_t query_tokens, std::int64_t head_groups);
+  // The kernels (cuda) or their emulation (cpu) over the tables' rows: queries and out [table_rows(), heads *
+  // qpk, D] (qpk <= kMaxQueryHeadsPerKv), not checked here.
+  void run_rows(const void* queries, DType query_dtype, void* out, DType out_dtype, std::int64_t qpk, bool emulated) const;
+  // More than kMaxQueryHeadsPerKv query heads per KV head, through staging buffers of the groups' heads: one run_rows
+  // over G rows per query row (head_groups() G), or one per group (head_groups() 1).
   void run_head_groups(const TensorView& queries, const TensorView& out, std::int64_t qpk, bool emulated) const;
 };
 
 // One-shot form: builds the tables and runs (the tables' upload is enqueued on ex's stream too). queries [batch,
 // q_heads, D] or [batch, 1, q_heads, D] (one query token per sequence), or [batch, query_tokens, q_heads, D]
 // (query_tokens > 1, causal among themselves).
+// Above kMaxQueryHeadsPerKv query heads per KV head the tables are built with their query head groups (one run).
 void decode_attention(const std::vector<const LayerCache*>& caches, const TensorView& queries, const TensorView& out,
                       const Execution& ex, std::int64_t query_tokens = 1);
 

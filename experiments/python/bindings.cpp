@@ -789,6 +789,15 @@ class PyDecodeAttention {
       o = drop_unit_token_dim(o);
     }
     const Execution& ex = ptrs[0]->execution();
+    // Above 8 query heads per KV head, tables with a row per query head group (one run of the kernels; run() checks
+    // the shapes, a malformed one gets its error there).
+    std::int64_t groups = 1;
+    const std::int64_t heads = ptrs[0]->heads();
+    if (q.rank() >= 2 && heads > 0) {
+      const std::int64_t q_heads = q.shape[q.shape.size() - 2];
+      if (q_heads % heads == 0 && q_heads / heads > DecodeAttention::kMaxQueryHeadsPerKv)
+        groups = static_cast<std::int64_t>(DecodeAttention::query_head_groups(q_heads / heads).size());
+    }
     without_gil([&] {
       const std::lock_guard<std::mutex> lock(*mutex_);  // one run at a time per object (the GIL is released)
       caches[0]->with_device([&] {
@@ -796,11 +805,12 @@ class PyDecodeAttention {
         if (state_ && (state_device_ != ex.device || state_stream_ != ex.cuda_stream || state_index_ != caches[0]->device_index()))
           state_.reset();
         if (state_) {
-          state_->update(ptrs, query_tokens);
+          state_->update(ptrs, query_tokens, groups);
         } else {
           // No side stream: the live decode step is bound by the host, where its event calls cost more than the
           // overlap of the general kernel saves (DecodeAttention's side_stream).
-          state_ = std::make_unique<DecodeAttention>(ptrs, ex, 0, DecodeAttention::FastKernel::tensor_cores, false, query_tokens);
+          state_ = std::make_unique<DecodeAttention>(ptrs, ex, 0, DecodeAttention::FastKernel::tensor_cores, false, query_tokens,
+                                                     groups);
           state_device_ = ex.device;
           state_stream_ = ex.cuda_stream;
           state_index_ = caches[0]->device_index();

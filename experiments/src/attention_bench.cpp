@@ -132,20 +132,22 @@ AttentionBenchResult run_attention_bench(const AttentionBenchOptions& o) {
           caches.back()->append(k.data(), v.data(), tokens);
           ptrs.push_back(caches.back().get());
         }
-        const DecodeAttention attn(ptrs, ex, 0, DecodeAttention::FastKernel::tensor_cores, true, nq);
+        // Above 8 query heads per KV head, tables with a row per query head group: one run reads the cache once per
+        // group (DecodeAttention::cache_bytes counts each read).
+        const auto groups = static_cast<std::int64_t>(DecodeAttention::query_head_groups(o.query_heads_per_kv).size());
+        const DecodeAttention attn(ptrs, ex, 0, DecodeAttention::FastKernel::tensor_cores, true, nq, groups);
         row.splits = attn.splits();
         row.tensor_cores = attn.tensor_cores();
         row.fragment = attn.fragment();
         row.general_only = attn.fast_tiles() == 0;
         row.ms = median_ms(stream.s, o.warmup, o.repeats, attn, qv, ov);
         if (row.tensor_cores || row.fragment) {
-          const DecodeAttention cuda_cores(ptrs, ex, 0, DecodeAttention::FastKernel::cuda_cores, true, nq);
+          const DecodeAttention cuda_cores(ptrs, ex, 0, DecodeAttention::FastKernel::cuda_cores, true, nq, groups);
           row.cuda_core_ms = median_ms(stream.s, o.warmup, o.repeats, cuda_cores, qv, ov);
         }
-        row.cache_bytes = static_cast<double>(attn.cache_bytes());
-        // Above 8 query heads per KV head the kernels run, and read the cache, once per query head group.
-        const auto reads = static_cast<double>(DecodeAttention::query_head_groups(o.query_heads_per_kv).size());
-        row.gbps = (row.cache_bytes * reads + static_cast<double>(qhost.size() * 2)) / (row.ms * 1e-3) / 1e9;
+        // cache MB: the bytes stored (once per query token); GB/s: every read of them, one per query head group.
+        row.cache_bytes = static_cast<double>(attn.cache_bytes()) / static_cast<double>(groups);
+        row.gbps = (static_cast<double>(attn.cache_bytes()) + static_cast<double>(qhost.size() * 2)) / (row.ms * 1e-3) / 1e9;
         result.rows.push_back(row);
       }
     }

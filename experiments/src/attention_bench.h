@@ -42,7 +42,7 @@ struct AttentionBenchRow {
   std::string preset;
   std::int64_t batch = 0, tokens = 0;
   double ms = 0;                 // median latency of one decode-attention call
-  double cache_bytes = 0;        // bytes read from the cache per call
+  double cache_bytes = 0;        // the cache's bytes per query token (read once per query head group per call)
   double gbps = 0;               // (cache + query bytes) / latency
   int splits = 0;
   bool tensor_cores = false;     // the fast tiles ran on the tensor-core kernel (DecodeAttention::tensor_cores)

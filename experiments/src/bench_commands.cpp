@@ -276,8 +276,8 @@ Action define_bench(CLI::App& app) {
           ->check(CLI::Range(1, 256))
           ->capture_default_str(),
       app.add_option("--query-heads-per-kv", a->query_heads_per_kv,
-                     "--attention only: query heads per KV head (GQA; above 8 the kernels run once per group of at\n"
-                     "most 8, each reading the cache: docs/decode-attention.md)")
+                     "--attention only: query heads per KV head (GQA; above 8 the kernels take groups of at most 8\n"
+                     "as rows of one run, each reading the cache: docs/decode-attention.md)")
           ->check(CLI::Range(1, 128))
           ->capture_default_str(),
       app.add_option("--head-dim", a->head_dim,

@@ -197,10 +197,11 @@ TEST_CASE("decode attention on cuda handles head_dim 40 and 48 (channel tails pe
 
 TEST_CASE("decode attention on cuda with more than 8 query heads per KV head runs them in groups, for each kernel of the presets",
           "[cuda][attention]") {
-  // 12 and 16 query heads per KV head (DecodeAttention::query_head_groups: 6 + 6 and 8 + 8): each group's queries
+  // 9, 12 and 16 query heads per KV head (DecodeAttention::query_head_groups: 5 + 4, 6 + 6, 8 + 8): the groups' queries
   // gathered into the staging buffer, run by the kernels (the fragment kernel for the fragment presets, the
-  // tensor-core one for the others, the residual windows' kernels beside), and its outputs put back in place by two
-  // row-copy launches. Batch 2 of different lengths, 1 and 2 query tokens, fp16 queries, fp32 and fp16 outputs,
+  // tensor-core one for the others, the residual windows' kernels beside), and the outputs put back in place by
+  // row-copy launches: one run per group (tables of one row per query row), and one run of a row per group (tables
+  // of 2 query head groups). Batch 2 of different lengths, 1 and 2 query tokens, fp16 queries, fp32 and fp16 outputs,
   // the live hook's caches; against the reference and dequantize-then-attend within tolerance 6.
   VIDKV_REQUIRE_CUDA_DEVICE();
   const std::int64_t d = 128;
@@ -210,22 +211,23 @@ TEST_CASE("decode attention on cuda with more than 8 query heads per KV head run
     const auto ca = filled_cache(preset.codec, preset.lifecycle, a, 960, Execution::cuda(), ExactTokens::residual);
     const auto cb = filled_cache(preset.codec, preset.lifecycle, b, 290, Execution::cuda(), ExactTokens::residual);
     const std::vector<const LayerCache*> caches{ca.get(), cb.get()};
-    for (const std::int64_t qpk : {12, 16}) {
+    for (const std::int64_t qpk : {9, 12, 16})  // 9: groups 5 + 4, the second's padding head zero in one run
+      for (const std::int64_t groups : {1, 2})
       for (const std::int64_t n : {1, 2}) {
-        const DecodeAttention attn(caches, Execution::cuda(), 0, DecodeAttention::FastKernel::tensor_cores, true, n);
-        INFO(name << ", " << qpk << " query heads per KV head, " << n << " query tokens, " << kernel_name(attn));
+        const DecodeAttention attn(caches, Execution::cuda(), 0, DecodeAttention::FastKernel::tensor_cores, true, n, groups);
+        INFO(name << ", " << qpk << " query heads per KV head, " << n << " query tokens, tables of " << groups
+                  << " query head groups, " << kernel_name(attn));
         std::vector<float> q = random_queries(2 * n, 4 * qpk, d, 1.5f, 90 + static_cast<std::uint64_t>(qpk + n));
         for (auto& x : q) x = round_to_dtype(x, DType::f16);
         const std::vector<float> out = run_cuda(attn, q, 4 * qpk, DType::f16);
         const double worst = check_against_reference(caches, q, out, qpk, arithmetic_of(attn), n);
         std::cout << "[cuda] " << name << ", " << qpk << " query heads per KV head, " << n << " query tokens, "
-                  << kernel_name(attn) << ": largest error / tolerance " << worst << "\n";
+                  << groups << " group(s) per row, " << kernel_name(attn) << ": largest error / tolerance " << worst << "\n";
         if (n == 1) {  // fp16 outputs: within half an ulp of the fp32 ones (the groups' staging keeps the output dtype)
           const std::vector<float> half = run_cuda(attn, q, 4 * qpk, DType::f16, DType::f16);
           for (std::size_t i = 0; i < out.size(); ++i) REQUIRE(half[i] == round_to_dtype(out[i], DType::f16));
         }
       }
-    }
   }
 }
 

@@ -428,19 +428,29 @@ TEST_CASE("query heads per KV head in groups of at most 8, as even as possible, 
 TEST_CASE("more than 8 query heads per KV head: the kernels' emulation runs them in groups and agrees with the reference",
           "[cpu][attention]") {
   // Batch 2 of different lengths, 2 KV heads, 9, 12 and 16 query heads per KV head (groups 5 + 4, 6 + 6, 8 + 8), one
-  // and three query tokens per sequence, fp16 queries for one case: each group's queries gathered, run,
-  // and its outputs put back in place, so a head in the wrong group or row would miss the reference by far more than
-  // tolerance.
+  // and three query tokens per sequence, fp16 queries for one case, tables of one row per query row (a run per group)
+  // and of one per query head group (one run; 9's second group's padding head zero): the groups' queries gathered,
+  // run, and the outputs put back in place, so a head in the wrong group or row would miss the reference by far more
+  // than tolerance.
   const LayerInput a = synthetic_input(2, 300, 64, 31), b = synthetic_input(2, 77, 64, 32);
   for (const char* name : {"kivi-2", "vidkv-k1.5-v1.58"}) {
     const PresetCodec preset = preset_codec(name, CpuImplementation::reference);
     const auto ca = filled_cache(preset.codec, preset.lifecycle, a, 290, Execution::cpu());
     const auto cb = filled_cache(preset.codec, preset.lifecycle, b, 77, Execution::cpu());
     const std::vector<const LayerCache*> caches{ca.get(), cb.get()};
-    for (const std::int64_t qpk : {9, 12, 16}) {
+    for (const std::int64_t qpk : {9, 12, 16})
+      for (const bool rows : {false, true})
       for (const std::int64_t n : {1, 3}) {
-        INFO(name << ", " << qpk << " query heads per KV head, " << n << " query tokens");
-        const DecodeAttention attn(caches, Execution::cpu(), 0, DecodeAttention::FastKernel::tensor_cores, true, n);
+        const std::int64_t groups = rows ? static_cast<std::int64_t>(DecodeAttention::query_head_groups(qpk).size()) : 1;
+        INFO(name << ", " << qpk << " query heads per KV head, " << n << " query tokens, tables of " << groups
+                  << " query head groups");
+        const DecodeAttention attn(caches, Execution::cpu(), 0, DecodeAttention::FastKernel::tensor_cores, true, n, groups);
+        CHECK(attn.head_groups() == groups);
+        CHECK(attn.table_rows() == 2 * n * groups);
+        if (rows) {  // each group's row reads the cache: cache_bytes counts 2 reads
+          const DecodeAttention single(caches, Execution::cpu(), 0, DecodeAttention::FastKernel::tensor_cores, true, n);
+          CHECK(attn.cache_bytes() == 2 * single.cache_bytes());
+        }
         const std::vector<std::int64_t> shape = n == 1 ? std::vector<std::int64_t>{2, 2 * qpk, 64} : std::vector<std::int64_t>{2, n, 2 * qpk, 64};
         std::vector<float> q = random_queries(2 * n, 2 * qpk, 64, 2.0f, 40 + static_cast<std::uint64_t>(qpk));
         std::vector<float> out(q.size(), std::nanf(""));
@@ -461,8 +471,27 @@ TEST_CASE("more than 8 query heads per KV head: the kernels' emulation runs them
           check_against_reference(caches, q, out, qpk, decode_attention_tolerance::Arithmetic::cuda_cores, n);
         }
       }
-    }
   }
+}
+
+TEST_CASE("tables of several query head groups refuse queries of another number of groups", "[cpu][attention]") {
+  // Tables of 2 groups per query row (qpk 9 to 16) take neither 7 query heads per KV head (1 group) nor 20 (3 groups),
+  // on the emulation and on the cpu run alike; 0 groups is refused when building.
+  const LayerInput a = synthetic_input(2, 100, 64, 33);
+  const PresetCodec preset = preset_codec("kivi-2", CpuImplementation::reference);
+  const auto c = filled_cache(preset.codec, preset.lifecycle, a, 100, Execution::cpu());
+  const std::vector<const LayerCache*> caches{c.get()};
+  const DecodeAttention attn(caches, Execution::cpu(), 0, DecodeAttention::FastKernel::tensor_cores, true, 1, 2);
+  for (const std::int64_t qpk : {7, 20}) {
+    INFO(qpk);
+    std::vector<float> q = random_queries(1, 2 * qpk, 64, 1.0f, 5), out(q.size());
+    const TensorView qv{q.data(), DType::f32, Device::cpu, {1, 2 * qpk, 64}}, ov{out.data(), DType::f32, Device::cpu, {1, 2 * qpk, 64}};
+    CHECK_THROWS_AS(attn.run_emulated(qv, ov), ShapeError);
+  }
+  std::vector<float> q = random_queries(1, 2 * 16, 64, 1.0f, 5), out(q.size());
+  CHECK_NOTHROW(attn.run_emulated(TensorView{q.data(), DType::f32, Device::cpu, {1, 32, 64}},
+                                  TensorView{out.data(), DType::f32, Device::cpu, {1, 32, 64}}));
+  CHECK_THROWS_AS(DecodeAttention(caches, Execution::cpu(), 0, DecodeAttention::FastKernel::tensor_cores, true, 1, 0), ShapeError);
 }
 
 TEST_CASE("every packed tile of kivi-2 and vidkv-k1.5-v1.58 takes the fast path, residual tiles the general one", "[cpu][attention]") {
