@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <cstring>
 #include <string>
+#include <utility>
 
 #include "vidkv/attention/decode_attention_emulation.h"
 #include "vidkv/attention/decode_attention_fragment.h"
@@ -586,9 +587,9 @@ struct DecodeAttention::Tables {
   DeviceBuffer workspace;  // run()'s, kept between runs (grown when a run needs more)
 #ifdef VIDKV_WITH_CUDA
   DeviceBuffer head_group_io;  // run_head_groups()'s staging of the groups' queries and outputs, kept like the workspace
-  // The staged queries' layout whose padding heads (zero) the buffer holds: rows x heads x group heads x D x
-  // element size (0: none; the padding of another layout may hold other data).
-  std::size_t head_group_layout = 0;
+  // The one-run staging whose padding heads the buffer holds zeroed: its query bytes and qpk ({0, 0}: none; after
+  // another layout or a run per group the padding positions may hold other queries).
+  std::pair<std::size_t, std::int64_t> head_group_layout{0, 0};
   // cuda, splits 0: whether the general kernel runs beside the fast one (its few blocks fit beside that kernel's
   // wave, update()), on `side` (created on the first such run).
   bool beside = false;
@@ -1118,10 +1119,10 @@ void DecodeAttention::run_head_groups(const TensorView& queries, const TensorVie
     DeviceBuffer& io = tables_->head_group_io;  // kept between runs, like the workspace (stream-ordered reuse)
     if (io.bytes() < q_bytes + o_bytes) {
       io = DeviceBuffer(q_bytes + o_bytes, ex_.cuda_stream);
-      tables_->head_group_layout = 0;
+      tables_->head_group_layout = {0, 0};
     }
     staging = io.as<std::uint8_t>();
-    const std::size_t layout = one_run ? heads * d * qs : 0;
+    const std::pair<std::size_t, std::int64_t> layout = one_run ? std::make_pair(q_bytes, qpk) : std::make_pair(std::size_t{0}, std::int64_t{0});
     if (one_run && G * width != qpk && tables_->head_group_layout != layout) zero_padding = true;
     tables_->head_group_layout = layout;
 #endif
