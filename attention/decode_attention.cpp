@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <cstring>
 #include <string>
+#include <array>
 #include <utility>
 
 #include "vidkv/attention/decode_attention_emulation.h"
@@ -587,9 +588,9 @@ struct DecodeAttention::Tables {
   DeviceBuffer workspace;  // run()'s, kept between runs (grown when a run needs more)
 #ifdef VIDKV_WITH_CUDA
   DeviceBuffer head_group_io;  // run_head_groups()'s staging of the groups' queries and outputs, kept like the workspace
-  // The one-run staging whose padding heads the buffer holds zeroed: its query bytes and qpk ({0, 0}: none; after
-  // another layout or a run per group the padding positions may hold other queries).
-  std::pair<std::size_t, std::int64_t> head_group_layout{0, 0};
+  // The one-run staging whose padding heads the buffer holds zeroed: its query rows x KV heads, head_dim, query element
+  // size and qpk (all 0: none; after another layout or a run per group the padding positions may hold other queries).
+  std::array<std::int64_t, 4> head_group_layout{};
   // cuda, splits 0: whether the general kernel runs beside the fast one (its few blocks fit beside that kernel's
   // wave, update()), on `side` (created on the first such run).
   bool beside = false;
@@ -764,7 +765,7 @@ void DecodeAttention::build(const std::vector<const LayerCache*>& caches, std::i
   const std::size_t batch = caches.size(), n = static_cast<std::size_t>(query_tokens), groups = static_cast<std::size_t>(head_groups);
   const std::size_t per_sequence = n * groups, query_rows = batch * per_sequence;  // table rows
   // The kernels' grids hold a row per block index in y or z (at most 65,535).
-  VIDKV_REQUIRE(!ex_.on_cuda() || query_rows <= 65535, NotSupportedError, "decode attention on cuda: ", batch, " sequences x ",
+  VIDKV_REQUIRE((!ex_.on_cuda() && groups == 1) || query_rows <= 65535, NotSupportedError, "decode attention: ", batch, " sequences x ",
                 query_tokens, " query tokens x ", head_groups, " query head groups = ", query_rows,
                 " rows, above the kernels' 65,535");
   if (tb.regions.size() != query_rows) tb.regions_valid = false;
@@ -811,9 +812,11 @@ void DecodeAttention::build(const std::vector<const LayerCache*>& caches, std::i
     for (std::size_t s = b * per_sequence; s < (b + 1) * per_sequence; ++s) {
       const std::size_t j = (s / groups) % n;  // every query head group of token j reads what j reads
       QueryRow& row = tb.rows[s];
-      // Query token j sees tokens [0, T - n + 1 + j) (decode_attention.h).
+      // Query token j sees tokens [0, T - n + 1 + j) (decode_attention.h); its groups after the first take the first's
+      // tiles.
       const std::int64_t limit = c.tokens() - query_tokens + 1 + static_cast<std::int64_t>(j);
-      query_row_tiles(sp, key, value, limit, p, row);
+      if (s % groups == 0) query_row_tiles(sp, key, value, limit, p, row);
+      else row = tb.rows[s - s % groups];
       if (narrow_only)
         narrow_only = key.full_dtype == p.general_narrow_dtype && narrow_residual_only(sp, row, key, value, exact_keys_only);
       const std::size_t fast = row.fast + row.fast_tail.size(), tiles = fast + row.general + row.general_tail.size();
@@ -1079,6 +1082,12 @@ std::int64_t DecodeAttention::fast_tiles() const {
   return n;
 }
 
+std::int64_t DecodeAttention::table_head_groups(std::int64_t qpk, std::int64_t query_rows) {
+  if (qpk <= kMaxQueryHeadsPerKv) return 1;
+  const auto groups = static_cast<std::int64_t>(query_head_groups(qpk).size());
+  return query_rows * groups <= 65535 ? groups : 1;
+}
+
 std::vector<DecodeAttention::QueryHeadGroup> DecodeAttention::query_head_groups(std::int64_t qpk) {
   VIDKV_REQUIRE(qpk >= 1, ShapeError, "decode attention: ", qpk, " query heads per KV head, expected at least 1");
   const std::int64_t groups = (qpk + kMaxQueryHeadsPerKv - 1) / kMaxQueryHeadsPerKv, base = qpk / groups, larger = qpk % groups;
@@ -1119,10 +1128,11 @@ void DecodeAttention::run_head_groups(const TensorView& queries, const TensorVie
     DeviceBuffer& io = tables_->head_group_io;  // kept between runs, like the workspace (stream-ordered reuse)
     if (io.bytes() < q_bytes + o_bytes) {
       io = DeviceBuffer(q_bytes + o_bytes, ex_.cuda_stream);
-      tables_->head_group_layout = {0, 0};
+      tables_->head_group_layout = {};
     }
     staging = io.as<std::uint8_t>();
-    const std::pair<std::size_t, std::int64_t> layout = one_run ? std::make_pair(q_bytes, qpk) : std::make_pair(std::size_t{0}, std::int64_t{0});
+    std::array<std::int64_t, 4> layout{};
+    if (one_run) layout = {query_rows * heads_, channels_, static_cast<std::int64_t>(qs), qpk};
     if (one_run && G * width != qpk && tables_->head_group_layout != layout) zero_padding = true;
     tables_->head_group_layout = layout;
 #endif
@@ -1198,6 +1208,9 @@ void DecodeAttention::run(const TensorView& queries, const TensorView& out) cons
   const std::int64_t qpk = check_view(queries, "queries", ex_.device, batch(), query_tokens_, heads_, channels_);
   VIDKV_REQUIRE(check_view(out, "out", ex_.device, batch(), query_tokens_, heads_, channels_) == qpk, ShapeError,
                 "decode attention: out ", out.shape_str(), " differs from queries ", queries.shape_str());
+  const auto G = static_cast<std::int64_t>(query_head_groups(qpk).size());
+  VIDKV_REQUIRE(head_groups_ == 1 || head_groups_ == G, ShapeError, "decode attention: the tables hold ", head_groups_,
+                " query head groups per query row (update()), the queries' ", qpk, " query heads per KV head make ", G);
   if (!ex_.on_cuda()) {
     // The reference, per query row (sequence b's query token j: row b * n + j of queries and out) and KV head, over
     // the row's causal limit, every query head at once (the tables' query head groups play no part).
@@ -1290,12 +1303,13 @@ void DecodeAttention::run_emulated(const TensorView& queries, const TensorView& 
 
 void decode_attention(const std::vector<const LayerCache*>& caches, const TensorView& queries, const TensorView& out,
                       const Execution& ex, std::int64_t query_tokens) {
-  // The queries' query head groups (run() checks the shape; a malformed one gets its error there).
+  // On cuda, the queries' query head groups as rows of one run (run() checks the shape; a malformed one gets its
+  // error there).
   std::int64_t groups = 1;
-  if (!caches.empty() && caches[0] != nullptr && queries.rank() >= 2 && caches[0]->heads() > 0) {
+  if (ex.on_cuda() && !caches.empty() && caches[0] != nullptr && queries.rank() >= 2 && caches[0]->heads() > 0) {
     const std::int64_t q_heads = queries.shape[queries.shape.size() - 2], heads = caches[0]->heads();
-    if (q_heads % heads == 0 && q_heads / heads > DecodeAttention::kMaxQueryHeadsPerKv)
-      groups = static_cast<std::int64_t>(DecodeAttention::query_head_groups(q_heads / heads).size());
+    if (q_heads % heads == 0)
+      groups = DecodeAttention::table_head_groups(q_heads / heads, static_cast<std::int64_t>(caches.size()) * query_tokens);
   }
   DecodeAttention(caches, ex, 0, DecodeAttention::FastKernel::tensor_cores, true, query_tokens, groups).run(queries, out);
 }

@@ -42,7 +42,7 @@ bool decode_attention_supports(const Quantizer& q, std::int64_t channels, KvSide
 // valid until any cache of the batch is appended to (its block list and pointers change): then update() them. Build
 // once per layer, update() once per decode step, run for every query of that step.
 // Several query tokens per sequence (query_tokens n > 1): each (sequence b, query token j) is a row of the tables of
-// its own, b * n + j, whose tiles stop at its causal limit T - n + 1 + j (a tile crossing it is cut there: the
+// its own, b * n + j (with G query head groups, below: G rows), whose tiles stop at its causal limit T - n + 1 + j (a tile crossing it is cut there: the
 // fragment kernels read such a tile whole and mask the tokens past the limit, the others read the cut tile's tokens);
 // its blocks are the sequence's. The kernels are the one-token kernels over
 // these rows, so a step reads each sequence's packed bytes once per query token: n times the bytes of a one-token
@@ -71,7 +71,8 @@ class DecodeAttention {
   // two objects give the same bits only with the same choice.
   enum class FastKernel { tensor_cores, cuda_cores };
   // query_head_groups: 1, or the number of query_head_groups(qpk) of the queries that run() will take (qpk above
-  // kMaxQueryHeadsPerKv): the rows above, one run of the kernels instead of one per group. ShapeError below 1.
+  // kMaxQueryHeadsPerKv; table_head_groups): the rows above, one run of the kernels instead of one per group.
+  // ShapeError below 1; NotSupportedError where the rows would pass 65,535.
   DecodeAttention(const std::vector<const LayerCache*>& caches, const Execution& ex, int splits = 0,
                   FastKernel fast = FastKernel::tensor_cores, bool side_stream = true, std::int64_t query_tokens = 1,
                   std::int64_t query_head_groups = 1);
@@ -103,8 +104,8 @@ class DecodeAttention {
 
   // queries: [batch, q_heads, D] (query_tokens() 1) or [batch, query_tokens(), q_heads, D] (fp32, fp16 or bf16,
   // contiguous) on the caches' device; out: the same shape, fp32/fp16/bf16. q_heads must be a multiple of the KV
-  // heads (any ratio: above kMaxQueryHeadsPerKv query heads per KV head the kernels run once per group of them,
-  // query_head_groups), D <= kMaxHeadDim. ShapeError otherwise, and where the tables hold G > 1 query head groups
+  // heads (any ratio: above kMaxQueryHeadsPerKv query heads per KV head the kernels take them in query_head_groups,
+  // as rows of one run or one run per group, head_groups()), D <= kMaxHeadDim. ShapeError otherwise, and where the tables hold G > 1 query head groups
   // per row (update()) but qpk gives another number of groups.
   // On cuda enqueued on ex's stream (no synchronisation; at small batches, where the general kernel's blocks take at
   // most 1/16 of the fast kernel's wave, that kernel runs on a second stream of the object's, forked from and joined
@@ -118,7 +119,7 @@ class DecodeAttention {
   void run_emulated(const TensorView& queries, const TensorView& out) const;
 
   std::int64_t batch() const { return static_cast<std::int64_t>(caches_.size()); }
-  // Query tokens per sequence of the last update(), and the tables' rows: batch() * query_tokens().
+  // Query tokens per sequence of the last update(), and the query rows: batch() * query_tokens().
   std::int64_t query_tokens() const { return query_tokens_; }
   std::int64_t query_rows() const { return batch() * query_tokens_; }
   // Query head groups per query row of the last update() (1 unless it asked for more), and the tables' rows:
@@ -127,7 +128,7 @@ class DecodeAttention {
   std::int64_t table_rows() const { return query_rows() * head_groups_; }
   std::int64_t kv_heads() const { return heads_; }
   std::int64_t head_dim() const { return channels_; }
-  // Split-K partials per (sequence, KV head): the fast kernel's splits plus the general kernel's.
+  // Split-K partials per (table row, KV head): the fast kernel's splits plus the general kernel's.
   int splits() const { return splits_; }
   // Tiles of the whole batch, and those on the fast path (decode_attention_tables.h tile_is_fast).
   std::int64_t tiles() const;
@@ -194,6 +195,10 @@ class DecodeAttention {
     std::int64_t first = 0, count = 0;
   };
   static std::vector<QueryHeadGroup> query_head_groups(std::int64_t qpk);
+  // The query_head_groups to build tables with for queries of qpk query heads per KV head over query_rows query rows:
+  // the number of query_head_groups(qpk) above kMaxQueryHeadsPerKv, unless the rows would pass the kernels' 65,535
+  // (then 1: one run per group); 1 otherwise.
+  static std::int64_t table_head_groups(std::int64_t qpk, std::int64_t query_rows);
   // "A few" query tokens per sequence: each is a row of the tables reading the whole cache again, so a step of n
   // tokens costs n one-token steps; past a few, dequantizing once and a dense attention reads fewer bytes.
   static constexpr std::int64_t kMaxQueryTokens = 8;

@@ -134,7 +134,7 @@ AttentionBenchResult run_attention_bench(const AttentionBenchOptions& o) {
         }
         // Above 8 query heads per KV head, tables with a row per query head group: one run reads the cache once per
         // group (DecodeAttention::cache_bytes counts each read).
-        const auto groups = static_cast<std::int64_t>(DecodeAttention::query_head_groups(o.query_heads_per_kv).size());
+        const std::int64_t groups = DecodeAttention::table_head_groups(o.query_heads_per_kv, batch * nq);
         const DecodeAttention attn(ptrs, ex, 0, DecodeAttention::FastKernel::tensor_cores, true, nq, groups);
         row.splits = attn.splits();
         row.tensor_cores = attn.tensor_cores();
@@ -145,9 +145,11 @@ AttentionBenchResult run_attention_bench(const AttentionBenchOptions& o) {
           const DecodeAttention cuda_cores(ptrs, ex, 0, DecodeAttention::FastKernel::cuda_cores, true, nq, groups);
           row.cuda_core_ms = median_ms(stream.s, o.warmup, o.repeats, cuda_cores, qv, ov);
         }
-        // cache MB: the bytes stored (once per query token); GB/s: every read of them, one per query head group.
+        // cache MB: the bytes stored (once per query token); GB/s: every read of them, one per query head group
+        // (in one run or in one run per group).
         row.cache_bytes = static_cast<double>(attn.cache_bytes()) / static_cast<double>(groups);
-        row.gbps = (static_cast<double>(attn.cache_bytes()) + static_cast<double>(qhost.size() * 2)) / (row.ms * 1e-3) / 1e9;
+        const auto reads = static_cast<double>(DecodeAttention::query_head_groups(o.query_heads_per_kv).size());
+        row.gbps = (row.cache_bytes * reads + static_cast<double>(qhost.size() * 2)) / (row.ms * 1e-3) / 1e9;
         result.rows.push_back(row);
       }
     }

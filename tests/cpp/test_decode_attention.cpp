@@ -427,7 +427,8 @@ TEST_CASE("query heads per KV head in groups of at most 8, as even as possible, 
 
 TEST_CASE("more than 8 query heads per KV head: the kernels' emulation runs them in groups and agrees with the reference",
           "[cpu][attention]") {
-  // Batch 2 of different lengths, 2 KV heads, 9, 12 and 16 query heads per KV head (groups 5 + 4, 6 + 6, 8 + 8), one
+  // Batch 2 of different lengths, 2 KV heads, 9, 12, 16 and 20 query heads per KV head (groups 5 + 4, 6 + 6, 8 + 8,
+  // 7 + 7 + 6), one
   // and three query tokens per sequence, fp16 queries for one case, tables of one row per query row (a run per group)
   // and of one per query head group (one run; 9's second group's padding head zero): the groups' queries gathered,
   // run, and the outputs put back in place, so a head in the wrong group or row would miss the reference by far more
@@ -438,7 +439,7 @@ TEST_CASE("more than 8 query heads per KV head: the kernels' emulation runs them
     const auto ca = filled_cache(preset.codec, preset.lifecycle, a, 290, Execution::cpu());
     const auto cb = filled_cache(preset.codec, preset.lifecycle, b, 77, Execution::cpu());
     const std::vector<const LayerCache*> caches{ca.get(), cb.get()};
-    for (const std::int64_t qpk : {9, 12, 16})
+    for (const std::int64_t qpk : {9, 12, 16, 20})
       for (const bool rows : {false, true})
       for (const std::int64_t n : {1, 3}) {
         const std::int64_t groups = rows ? static_cast<std::int64_t>(DecodeAttention::query_head_groups(qpk).size()) : 1;
@@ -447,9 +448,9 @@ TEST_CASE("more than 8 query heads per KV head: the kernels' emulation runs them
         const DecodeAttention attn(caches, Execution::cpu(), 0, DecodeAttention::FastKernel::tensor_cores, true, n, groups);
         CHECK(attn.head_groups() == groups);
         CHECK(attn.table_rows() == 2 * n * groups);
-        if (rows) {  // each group's row reads the cache: cache_bytes counts 2 reads
+        if (rows) {  // each group's row reads the cache: cache_bytes counts G reads
           const DecodeAttention single(caches, Execution::cpu(), 0, DecodeAttention::FastKernel::tensor_cores, true, n);
-          CHECK(attn.cache_bytes() == 2 * single.cache_bytes());
+          CHECK(attn.cache_bytes() == static_cast<std::size_t>(groups) * single.cache_bytes());
         }
         const std::vector<std::int64_t> shape = n == 1 ? std::vector<std::int64_t>{2, 2 * qpk, 64} : std::vector<std::int64_t>{2, n, 2 * qpk, 64};
         std::vector<float> q = random_queries(2 * n, 2 * qpk, 64, 2.0f, 40 + static_cast<std::uint64_t>(qpk));
@@ -487,6 +488,7 @@ TEST_CASE("tables of several query head groups refuse queries of another number 
     std::vector<float> q = random_queries(1, 2 * qpk, 64, 1.0f, 5), out(q.size());
     const TensorView qv{q.data(), DType::f32, Device::cpu, {1, 2 * qpk, 64}}, ov{out.data(), DType::f32, Device::cpu, {1, 2 * qpk, 64}};
     CHECK_THROWS_AS(attn.run_emulated(qv, ov), ShapeError);
+    CHECK_THROWS_AS(attn.run(qv, ov), ShapeError);
   }
   std::vector<float> q = random_queries(1, 2 * 16, 64, 1.0f, 5), out(q.size());
   CHECK_NOTHROW(attn.run_emulated(TensorView{q.data(), DType::f32, Device::cpu, {1, 32, 64}},
@@ -609,23 +611,24 @@ TEST_CASE("query tokens whose causal limit falls inside the packed blocks read c
 namespace {
 
 // One decode step of n tokens per sequence for update()'s tests: appends the next n tokens of a and b to ca and cb
-// (from ta and tb, which advance), updates `kept` with the count n and requires its tables to equal a fresh
-// construction's with n query tokens.
+// (from ta and tb, which advance), updates `kept` with the count n and `groups` query head groups and requires its
+// tables to equal a fresh construction's with the same counts.
 void step_and_compare(DecodeAttention& kept, LayerCache& ca, LayerCache& cb, const LayerInput& a, const LayerInput& b,
-                      std::int64_t& ta, std::int64_t& tb, std::int64_t n) {
+                      std::int64_t& ta, std::int64_t& tb, std::int64_t n, std::int64_t groups = 1) {
   append_tokens(ca, a, ta, ta + n);
   append_tokens(cb, b, tb, tb + n);
   ta += n;
   tb += n;
-  kept.update({&ca, &cb}, n);
-  REQUIRE(kept.same_tables(DecodeAttention({&ca, &cb}, Execution::cpu(), 0, DecodeAttention::FastKernel::tensor_cores, true, n)));
+  kept.update({&ca, &cb}, n, groups);
+  REQUIRE(kept.same_tables(DecodeAttention({&ca, &cb}, Execution::cpu(), 0, DecodeAttention::FastKernel::tensor_cores, true, n, groups)));
 }
 
 }  // namespace
 
 TEST_CASE("update() with several query tokens gives a fresh construction's tables, also when the count changes", "[cpu][attention]") {
-  // kivi-2 and vidkv-k1.5-v1.58 live-hook caches; steps of 1, 3, 3, 8, 1, 2 tokens per sequence, each followed by
-  // update(caches, tokens of the step), against a fresh construction with the same count.
+  // kivi-2 and vidkv-k1.5-v1.58 live-hook caches; steps of 1, 3, 3, 8, 1, 2 tokens per sequence with 1, 2, 2, 3, 1, 2
+  // query head groups per row, each followed by update(caches, tokens of the step, groups), against a fresh
+  // construction with the same counts; the last step's tables (2 groups) run 12 query heads per KV head.
   const LayerInput a = synthetic_input(2, 400, 64, 45), b = synthetic_input(2, 400, 64, 46);
   for (const char* name : {"kivi-2", "vidkv-k1.5-v1.58"}) {
     INFO(name);
@@ -637,22 +640,23 @@ TEST_CASE("update() with several query tokens gives a fresh construction's table
     DecodeAttention kept({ca.get(), cb.get()}, Execution::cpu());
     std::int64_t ta = 150, tb = 200;
     for (int round = 0; round < 20; ++round) {
-      for (const std::int64_t n : {1, 3, 3, 8, 1, 2}) {
-        INFO("round " << round << ", step of " << n << " tokens at " << ta << " / " << tb);
-        step_and_compare(kept, *ca, *cb, a, b, ta, tb, n);
+      const std::int64_t counts[6][2] = {{1, 1}, {3, 2}, {3, 2}, {8, 3}, {1, 1}, {2, 2}};
+      for (const auto& [n, groups] : counts) {
+        INFO("round " << round << ", step of " << n << " tokens, " << groups << " groups, at " << ta << " / " << tb);
+        step_and_compare(kept, *ca, *cb, a, b, ta, tb, n, groups);
         if (tb + 10 > b.tokens) break;  // room for a step of 8 and the last of 2
       }
       if (tb + 10 > b.tokens) break;
     }
     append_tokens(*ca, a, ta, ta + 2);  // a last step of 2 tokens, run
     append_tokens(*cb, b, tb, tb + 2);
-    kept.update({ca.get(), cb.get()}, 2);
-    REQUIRE(kept.same_tables(DecodeAttention({ca.get(), cb.get()}, Execution::cpu(), 0, DecodeAttention::FastKernel::tensor_cores, true, 2)));
-    const std::vector<float> q = random_queries(2 * 2, 14, 64, 1.5f, 9);
+    kept.update({ca.get(), cb.get()}, 2, 2);
+    REQUIRE(kept.same_tables(DecodeAttention({ca.get(), cb.get()}, Execution::cpu(), 0, DecodeAttention::FastKernel::tensor_cores, true, 2, 2)));
+    const std::vector<float> q = random_queries(2 * 2, 24, 64, 1.5f, 9);
     std::vector<float> out(q.size(), 0.0f);
-    kept.run_emulated(TensorView{const_cast<float*>(q.data()), DType::f32, Device::cpu, {2, 2, 14, 64}},
-                      TensorView{out.data(), DType::f32, Device::cpu, {2, 2, 14, 64}});
-    check_against_reference({ca.get(), cb.get()}, q, out, 7, decode_attention_tolerance::Arithmetic::cuda_cores, 2);
+    kept.run_emulated(TensorView{const_cast<float*>(q.data()), DType::f32, Device::cpu, {2, 2, 24, 64}},
+                      TensorView{out.data(), DType::f32, Device::cpu, {2, 2, 24, 64}});
+    check_against_reference({ca.get(), cb.get()}, q, out, 12, decode_attention_tolerance::Arithmetic::cuda_cores, 2);
   }
 }
 
