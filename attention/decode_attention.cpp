@@ -4,8 +4,8 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
-#include <string>
 #include <array>
+#include <string>
 #include <utility>
 
 #include "vidkv/attention/decode_attention_emulation.h"
@@ -1082,10 +1082,19 @@ std::int64_t DecodeAttention::fast_tiles() const {
   return n;
 }
 
-std::int64_t DecodeAttention::table_head_groups(std::int64_t qpk, std::int64_t query_rows) {
-  if (qpk <= kMaxQueryHeadsPerKv) return 1;
-  const auto groups = static_cast<std::int64_t>(query_head_groups(qpk).size());
+std::int64_t DecodeAttention::table_head_groups(const TensorView& queries, std::int64_t kv_heads, std::int64_t query_rows) {
+  if (queries.device != Device::cuda || queries.rank() < 2 || kv_heads < 1) return 1;
+  const std::int64_t q_heads = queries.shape[queries.shape.size() - 2];
+  if (q_heads % kv_heads != 0 || q_heads / kv_heads <= kMaxQueryHeadsPerKv) return 1;
+  const auto groups = static_cast<std::int64_t>(query_head_groups(q_heads / kv_heads).size());
   return query_rows * groups <= 65535 ? groups : 1;
+}
+
+std::int64_t DecodeAttention::check_head_groups(std::int64_t qpk) const {
+  const auto G = static_cast<std::int64_t>(query_head_groups(qpk).size());
+  VIDKV_REQUIRE(head_groups_ == 1 || head_groups_ == G, ShapeError, "decode attention: the tables hold ", head_groups_,
+                " query head groups per query row (update()), the queries' ", qpk, " query heads per KV head make ", G);
+  return G;
 }
 
 std::vector<DecodeAttention::QueryHeadGroup> DecodeAttention::query_head_groups(std::int64_t qpk) {
@@ -1103,9 +1112,7 @@ std::vector<DecodeAttention::QueryHeadGroup> DecodeAttention::query_head_groups(
 
 void DecodeAttention::run_head_groups(const TensorView& queries, const TensorView& out, std::int64_t qpk, bool emulated) const {
   const std::vector<QueryHeadGroup> groups = query_head_groups(qpk);
-  const auto G = static_cast<std::int64_t>(groups.size());
-  VIDKV_REQUIRE(head_groups_ == 1 || head_groups_ == G, ShapeError, "decode attention: the tables hold ", head_groups_,
-                " query head groups per query row (update()), the queries' ", qpk, " query heads per KV head make ", G);
+  const std::int64_t G = check_head_groups(qpk);
   // One run over G rows per query row (each of `width` heads per KV head: the largest group's), or one run per group
   // on the query rows (width: that group's count).
   const bool one_run = head_groups_ == G;
@@ -1137,10 +1144,10 @@ void DecodeAttention::run_head_groups(const TensorView& queries, const TensorVie
     tables_->head_group_layout = layout;
 #endif
   }
-  // The copies of one direction as copy_rows_batch takes them: each query row of queries / out is a "head" of
-  // qpk * heads_ rows of D, each query row of the staging one of G * width * heads_ (one run) or count * heads_ (a
-  // group's run); on cuda as few row-copy launches as the copies need (16 per launch), which cost a host-bound decode
-  // step less than cudaMemcpy2DAsync calls (row_copy.h). A run's first kernel is a plain launch (the query transform,
+  // The copies of one direction as copy_rows_batch takes them, over `rows` "heads" of the buffers: one run's over the
+  // query rows (each of qpk * heads_ heads of D in queries / out, G * width * heads_ in the staging), a group's run's
+  // over query rows x KV heads (qpk heads of D, count in the staging); on cuda as few row-copy launches as the copies
+  // need (16 per launch), which cost a host-bound decode step less than cudaMemcpy2DAsync calls (row_copy.h). A run's first kernel is a plain launch (the query transform,
   // the general kernel or the fast one), so it starts after the gather has completed, and the scatter (plain too)
   // after the run's combine kernel.
   struct HeadCopy {
@@ -1149,11 +1156,11 @@ void DecodeAttention::run_head_groups(const TensorView& queries, const TensorVie
     const void* src;
     std::int64_t src_heads, from, count;
   };
-  const auto copy_heads = [&](const std::vector<HeadCopy>& copies, DType dtype) {
+  const auto copy_heads = [&](const std::vector<HeadCopy>& copies, std::int64_t rows, DType dtype) {
     const auto es = static_cast<std::size_t>(dtype_size(dtype));
     if (emulated) {
       for (const HeadCopy& c : copies)
-        for (std::int64_t r = 0; r < query_rows; ++r)
+        for (std::int64_t r = 0; r < rows; ++r)
           std::memcpy(static_cast<std::uint8_t*>(c.dst) + static_cast<std::size_t>(r * c.dst_heads + c.to) * d * es,
                       static_cast<const std::uint8_t*>(c.src) + static_cast<std::size_t>(r * c.src_heads + c.from) * d * es,
                       static_cast<std::size_t>(c.count) * d * es);
@@ -1163,7 +1170,7 @@ void DecodeAttention::run_head_groups(const TensorView& queries, const TensorVie
       rc.reserve(copies.size());
       for (const HeadCopy& c : copies)
         rc.push_back({{c.dst, dtype, c.dst_heads}, c.to, {const_cast<void*>(c.src), dtype, c.src_heads}, c.from, c.count, DType::f32});
-      row_copy_cuda::copy_rows_batch(rc.data(), rc.size(), query_rows, channels_, ex_.cuda_stream);
+      row_copy_cuda::copy_rows_batch(rc.data(), rc.size(), rows, channels_, ex_.cuda_stream);
 #endif
     }
   };
@@ -1185,21 +1192,16 @@ void DecodeAttention::run_head_groups(const TensorView& queries, const TensorVie
         gather.push_back({staging, staged, at, queries.data, all, from, grp.count});
         scatter.push_back({out.data, all, from, staging + q_bytes, staged, at, grp.count});
       }
-    copy_heads(gather, queries.dtype);
+    copy_heads(gather, query_rows, queries.dtype);
     run_rows(staging, queries.dtype, staging + q_bytes, out.dtype, width, emulated);
-    copy_heads(scatter, out.dtype);
+    copy_heads(scatter, query_rows, out.dtype);
     return;
   }
   for (const QueryHeadGroup& g : groups) {
-    // A group's heads of every KV head, [query rows, heads_ * count, D]: one copy per KV head.
-    std::vector<HeadCopy> gather, scatter;
-    for (std::int64_t h = 0; h < heads_; ++h) {
-      gather.push_back({staging, heads_ * g.count, h * g.count, queries.data, all, h * qpk + g.first, g.count});
-      scatter.push_back({out.data, all, h * qpk + g.first, staging + q_bytes, heads_ * g.count, h * g.count, g.count});
-    }
-    copy_heads(gather, queries.dtype);
+    // A group's heads of every (query row, KV head): [query rows, heads_ * count, D], one copy each way.
+    copy_heads({{staging, g.count, 0, queries.data, qpk, g.first, g.count}}, query_rows * heads_, queries.dtype);
     run_rows(staging, queries.dtype, staging + q_bytes, out.dtype, g.count, emulated);
-    copy_heads(scatter, out.dtype);
+    copy_heads({{out.data, qpk, g.first, staging + q_bytes, g.count, 0, g.count}}, query_rows * heads_, out.dtype);
   }
 }
 
@@ -1208,9 +1210,7 @@ void DecodeAttention::run(const TensorView& queries, const TensorView& out) cons
   const std::int64_t qpk = check_view(queries, "queries", ex_.device, batch(), query_tokens_, heads_, channels_);
   VIDKV_REQUIRE(check_view(out, "out", ex_.device, batch(), query_tokens_, heads_, channels_) == qpk, ShapeError,
                 "decode attention: out ", out.shape_str(), " differs from queries ", queries.shape_str());
-  const auto G = static_cast<std::int64_t>(query_head_groups(qpk).size());
-  VIDKV_REQUIRE(head_groups_ == 1 || head_groups_ == G, ShapeError, "decode attention: the tables hold ", head_groups_,
-                " query head groups per query row (update()), the queries' ", qpk, " query heads per KV head make ", G);
+  check_head_groups(qpk);
   if (!ex_.on_cuda()) {
     // The reference, per query row (sequence b's query token j: row b * n + j of queries and out) and KV head, over
     // the row's causal limit, every query head at once (the tables' query head groups play no part).
@@ -1297,6 +1297,7 @@ void DecodeAttention::run_emulated(const TensorView& queries, const TensorView& 
   const std::int64_t qpk = check_view(queries, "queries", ex_.device, batch(), query_tokens_, heads_, channels_);
   VIDKV_REQUIRE(check_view(out, "out", ex_.device, batch(), query_tokens_, heads_, channels_) == qpk, ShapeError,
                 "decode attention: out ", out.shape_str(), " differs from queries ", queries.shape_str());
+  check_head_groups(qpk);
   if (qpk > kMaxQueryHeadsPerKv || head_groups_ > 1) return run_head_groups(queries, out, qpk, true);
   run_rows(queries.data, queries.dtype, out.data, out.dtype, qpk, true);
 }
@@ -1305,12 +1306,10 @@ void decode_attention(const std::vector<const LayerCache*>& caches, const Tensor
                       const Execution& ex, std::int64_t query_tokens) {
   // On cuda, the queries' query head groups as rows of one run (run() checks the shape; a malformed one gets its
   // error there).
-  std::int64_t groups = 1;
-  if (ex.on_cuda() && !caches.empty() && caches[0] != nullptr && queries.rank() >= 2 && caches[0]->heads() > 0) {
-    const std::int64_t q_heads = queries.shape[queries.shape.size() - 2], heads = caches[0]->heads();
-    if (q_heads % heads == 0)
-      groups = DecodeAttention::table_head_groups(q_heads / heads, static_cast<std::int64_t>(caches.size()) * query_tokens);
-  }
+  const std::int64_t groups =
+      caches.empty() || caches[0] == nullptr
+          ? 1
+          : DecodeAttention::table_head_groups(queries, caches[0]->heads(), static_cast<std::int64_t>(caches.size()) * query_tokens);
   DecodeAttention(caches, ex, 0, DecodeAttention::FastKernel::tensor_cores, true, query_tokens, groups).run(queries, out);
 }
 

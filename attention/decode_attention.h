@@ -42,8 +42,9 @@ bool decode_attention_supports(const Quantizer& q, std::int64_t channels, KvSide
 // valid until any cache of the batch is appended to (its block list and pointers change): then update() them. Build
 // once per layer, update() once per decode step, run for every query of that step.
 // Several query tokens per sequence (query_tokens n > 1): each (sequence b, query token j) is a row of the tables of
-// its own, b * n + j (with G query head groups, below: G rows), whose tiles stop at its causal limit T - n + 1 + j (a tile crossing it is cut there: the
-// fragment kernels read such a tile whole and mask the tokens past the limit, the others read the cut tile's tokens);
+// its own, b * n + j (with G query head groups, below: G rows), whose tiles stop at its causal limit T - n + 1 + j (a
+// tile crossing it is cut there: the fragment kernels read such a tile whole and mask the tokens past the limit, the
+// others read the cut tile's tokens);
 // its blocks are the sequence's. The kernels are the one-token kernels over
 // these rows, so a step reads each sequence's packed bytes once per query token: n times the bytes of a one-token
 // step (cache_bytes() counts them), no full-precision K or V written.
@@ -105,8 +106,8 @@ class DecodeAttention {
   // queries: [batch, q_heads, D] (query_tokens() 1) or [batch, query_tokens(), q_heads, D] (fp32, fp16 or bf16,
   // contiguous) on the caches' device; out: the same shape, fp32/fp16/bf16. q_heads must be a multiple of the KV
   // heads (any ratio: above kMaxQueryHeadsPerKv query heads per KV head the kernels take them in query_head_groups,
-  // as rows of one run or one run per group, head_groups()), D <= kMaxHeadDim. ShapeError otherwise, and where the tables hold G > 1 query head groups
-  // per row (update()) but qpk gives another number of groups.
+  // as rows of one run or one run per group, head_groups()), D <= kMaxHeadDim. ShapeError otherwise, and where the
+  // tables hold G > 1 query head groups per row (update()) but qpk gives another number of groups.
   // On cuda enqueued on ex's stream (no synchronisation; at small batches, where the general kernel's blocks take at
   // most 1/16 of the fast kernel's wave, that kernel runs on a second stream of the object's, forked from and joined
   // back into ex's, so that work enqueued on ex's stream after run() sees the whole output); on cpu computed at once
@@ -195,10 +196,11 @@ class DecodeAttention {
     std::int64_t first = 0, count = 0;
   };
   static std::vector<QueryHeadGroup> query_head_groups(std::int64_t qpk);
-  // The query_head_groups to build tables with for queries of qpk query heads per KV head over query_rows query rows:
-  // the number of query_head_groups(qpk) above kMaxQueryHeadsPerKv, unless the rows would pass the kernels' 65,535
-  // (then 1: one run per group); 1 otherwise.
-  static std::int64_t table_head_groups(std::int64_t qpk, std::int64_t query_rows);
+  // The query_head_groups to build tables with for `queries` (run()'s view, q_heads its second-to-last dimension)
+  // over kv_heads KV heads and query_rows query rows: on cuda the number of query_head_groups(q_heads / kv_heads)
+  // above kMaxQueryHeadsPerKv, unless the rows would pass the kernels' 65,535 (then 1: one run per group); 1 otherwise
+  // (the cpu, whose reference reads no tables, and shapes that run() refuses).
+  static std::int64_t table_head_groups(const TensorView& queries, std::int64_t kv_heads, std::int64_t query_rows);
   // "A few" query tokens per sequence: each is a row of the tables reading the whole cache again, so a step of n
   // tokens costs n one-token steps; past a few, dequantizing once and a dense attention reads fewer bytes.
   static constexpr std::int64_t kMaxQueryTokens = 8;
@@ -228,6 +230,8 @@ class DecodeAttention {
   // The kernels (cuda) or their emulation (cpu) over the tables' rows: queries and out [table_rows(), heads *
   // qpk, D] (qpk <= kMaxQueryHeadsPerKv), not checked here.
   void run_rows(const void* queries, DType query_dtype, void* out, DType out_dtype, std::int64_t qpk, bool emulated) const;
+  // The number of query_head_groups(qpk); ShapeError where the tables hold head_groups() > 1 other than that.
+  std::int64_t check_head_groups(std::int64_t qpk) const;
   // More than kMaxQueryHeadsPerKv query heads per KV head, through staging buffers of the groups' heads: one run_rows
   // over G rows per query row (head_groups() G), or one per group (head_groups() 1).
   void run_head_groups(const TensorView& queries, const TensorView& out, std::int64_t qpk, bool emulated) const;

@@ -791,11 +791,8 @@ class PyDecodeAttention {
     const Execution& ex = ptrs[0]->execution();
     // On cuda above 8 query heads per KV head, tables with a row per query head group (one run of the kernels;
     // run() checks the shapes, a malformed one gets its error there).
-    std::int64_t groups = 1;
-    const std::int64_t heads = ptrs[0]->heads();
-    if (ex.on_cuda() && q.rank() >= 2 && heads > 0 && q.shape[q.shape.size() - 2] % heads == 0)
-      groups = DecodeAttention::table_head_groups(q.shape[q.shape.size() - 2] / heads,
-                                                  static_cast<std::int64_t>(ptrs.size()) * query_tokens);
+    const std::int64_t groups =
+        DecodeAttention::table_head_groups(q, ptrs[0]->heads(), static_cast<std::int64_t>(ptrs.size()) * query_tokens);
     without_gil([&] {
       const std::lock_guard<std::mutex> lock(*mutex_);  // one run at a time per object (the GIL is released)
       caches[0]->with_device([&] {

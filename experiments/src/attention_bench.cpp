@@ -134,7 +134,7 @@ AttentionBenchResult run_attention_bench(const AttentionBenchOptions& o) {
         }
         // Above 8 query heads per KV head, tables with a row per query head group: one run reads the cache once per
         // group (DecodeAttention::cache_bytes counts each read).
-        const std::int64_t groups = DecodeAttention::table_head_groups(o.query_heads_per_kv, batch * nq);
+        const std::int64_t groups = DecodeAttention::table_head_groups(qv, o.kv_heads, batch * nq);
         const DecodeAttention attn(ptrs, ex, 0, DecodeAttention::FastKernel::tensor_cores, true, nq, groups);
         row.splits = attn.splits();
         row.tensor_cores = attn.tensor_cores();
