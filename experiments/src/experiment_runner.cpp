@@ -224,14 +224,14 @@ void check_prefill_blocks(const ExperimentPlan& plan, const PluginRegistry& regi
     const std::int64_t decode_value = run.lifecycle.type == LifecycleType::kivi ? run.lifecycle.value_block : r;
     for (const auto& [side, n, decode_n] : {std::tuple<const char*, std::int64_t, std::int64_t>{"key", first.key, r},
                                             {"value", first.value, decode_value}}) {
-      const std::int64_t tokens = n > 0 ? n : decode_n;
-      const BlockShape shape{info.num_kv_heads, tokens, info.head_dim};
+      const std::int64_t block_tokens = n > 0 ? n : decode_n;
+      const BlockShape shape{info.num_kv_heads, block_tokens, info.head_dim};
       const ConfigNode& block = run.codec.at(side);
       std::string why;
       if (!registry.make_quantizer(block)->supports(plan.backend, shape, &why))
         block.fail("run '" + run.name + "' on " + trace + ": the " + side + " quantizer (" + block.dump() +
                    ") refuses " + (n > 0 ? "the prefill's block" : "the first block a decode step quantizes") + " of " +
-                   std::to_string(info.num_kv_heads) + " KV heads x " + std::to_string(tokens) + " tokens x " +
+                   std::to_string(info.num_kv_heads) + " KV heads x " + std::to_string(block_tokens) + " tokens x " +
                    std::to_string(info.head_dim) + " channels: " + (why.empty() ? "no reason given" : why) +
                    "; nothing has been computed");
     }
