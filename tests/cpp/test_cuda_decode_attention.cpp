@@ -229,6 +229,26 @@ TEST_CASE("decode attention on cuda with more than 8 query heads per KV head run
         }
       }
   }
+  // More (KV head, group) copies than one copy launch takes (copy_rows_batch: 16): 8 KV heads x 3 groups of 20 query
+  // heads per KV head (7 + 7 + 6) = 24 copies each way, so two launches per direction, in one run and per group.
+  const LayerInput wa = synthetic_input(8, 700, d, 83), wb = synthetic_input(8, 130, d, 84);
+  for (const char* name : {"kivi-2", "vidkv-k1.5-v1.58-fragment"}) {
+    const PresetCodec preset = preset_codec(name, CpuImplementation::reference);
+    const auto ca = filled_cache(preset.codec, preset.lifecycle, wa, 700, Execution::cuda(), ExactTokens::residual);
+    const auto cb = filled_cache(preset.codec, preset.lifecycle, wb, 130, Execution::cuda(), ExactTokens::residual);
+    const std::vector<const LayerCache*> caches{ca.get(), cb.get()};
+    const std::int64_t qpk = 20;
+    for (const std::int64_t groups : {1, 3}) {
+      const DecodeAttention attn(caches, Execution::cuda(), 0, DecodeAttention::FastKernel::tensor_cores, true, 1, groups);
+      INFO(name << ", 8 KV heads x " << qpk << " query heads, tables of " << groups << " query head groups, " << kernel_name(attn));
+      std::vector<float> q = random_queries(2, 8 * qpk, d, 1.5f, 97 + static_cast<std::uint64_t>(groups));
+      for (auto& x : q) x = round_to_dtype(x, DType::f16);
+      const std::vector<float> out = run_cuda(attn, q, 8 * qpk, DType::f16);
+      const double worst = check_against_reference(caches, q, out, qpk, arithmetic_of(attn));
+      std::cout << "[cuda] " << name << ", 8 KV heads x " << qpk << " query heads, " << groups << " group(s) per row, "
+                << kernel_name(attn) << ": largest error / tolerance " << worst << "\n";
+    }
+  }
 }
 
 TEST_CASE("decode attention on cuda reads the live hook's caches (only the residual window exact, in the data dtype)", "[cuda][attention]") {
