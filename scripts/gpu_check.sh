@@ -31,10 +31,11 @@
 #      requested), one process each, without torch;
 #  13. (step replay) `vidkv bench --backend cuda` at 32k and 64k tokens for kivi-2 and vidkv-k1.5-v1.58, without torch:
 #      issue 11's encode + decode against the copy bandwidth;
+#  13b. (step replay-ab) the same once per setting of GPU_CHECK_AB, one process each (A / B of a switch);
 #  14. (step gqa) the attention bench at 16 query heads per KV head (8 KV heads, two query head groups per run), 32k
 #      and 64k tokens, batch 1 and 8, both fragment presets, against SDPA at the same geometry;
 # GPU_CHECK_STEPS picks the steps after the build and their order (names: attention-tests bench-vidkv bench-kivi
-# live rest-tests ncu ncu-stalls ncu-source placement pdl multi-token py-fused beside-fewer replay gqa, bench-64k: step 3 for both fragment presets at 64k tokens
+# live rest-tests ncu ncu-stalls ncu-source placement pdl multi-token py-fused beside-fewer replay replay-ab gqa, bench-64k: step 3 for both fragment presets at 64k tokens
 # only, and ab: the same once per setting of GPU_CHECK_AB (step_ab); default: all but ncu-source, pdl, multi-token, py-fused, beside-fewer,
 # replay, gqa, bench-64k and ab, in the order above); GPU_CHECK_TARGETS the build's targets.
 # Each step is skipped when less time is left than it needs, so that the run fits a deadline (first argument, seconds,
@@ -131,6 +132,21 @@ step_replay() {
   [ "$(left)" -gt 60 ] || { echo "== replay skipped (time)"; return; }
   echo "== bench --backend cuda, kivi-2 and vidkv-k1.5-v1.58 at 32k and 64k tokens (left $(left) s)"
   timeout 60 $B/vidkv bench --backend cuda --tokens 32768,65536 --presets kivi-2,vidkv-k1.5-v1.58 --no-torch 2>&1 | grep -E "^\||copy"
+}
+# (step replay-ab) step_replay's bench once per setting of GPU_CHECK_AB (as step_ab), each in its own process: e.g.
+# GPU_CHECK_AB="default; VIDKV_CUDA_PAIRED_LAUNCH=off; default".
+step_replay-ab() {
+  local setting settings
+  IFS=';' read -ra settings <<<"${GPU_CHECK_AB:-default}"
+  for setting in "${settings[@]}"; do
+    setting=$(echo "$setting" | xargs)
+    [ "$(left)" -gt 45 ] || { echo "== replay-ab ($setting) skipped (time)"; continue; }
+    echo "== bench --backend cuda at 32k and 64k, $setting (left $(left) s)"
+    [ "$setting" = default ] && setting=""
+    # shellcheck disable=SC2086  # the setting's NAME=VALUE words (none for default), split on purpose
+    env $setting timeout 45 $B/vidkv bench --backend cuda --tokens 32768,65536 --presets kivi-2,vidkv-k1.5-v1.58 --no-torch 2>&1 \
+      | grep -E "^\| (kivi|vidkv)|copy"
+  done
 }
 step_gqa() {
   [ "$(left)" -gt 90 ] || { echo "== gqa skipped (time)"; return; }
