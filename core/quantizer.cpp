@@ -28,7 +28,7 @@ void Quantizer::encode_view(const TensorView& in, const TokenContext& ctx, std::
   if (ex.on_cuda()) {
     std::string why;
     if (!supports(Device::cuda, shape, &why)) VIDKV_THROW(NotSupportedError, name_, " encode on cuda: ", why);
-    return encode_cuda(in, shape, ctx, out, ex.cuda_stream);
+    return encode_cuda(in, shape, ctx, out, ex);
   }
   if (in.dtype == DType::f32) return encode(static_cast<const float*>(in.data), shape, ctx, out);
   const ThreadScratch values(static_cast<std::size_t>(shape.elements()));
@@ -42,7 +42,7 @@ void Quantizer::decode_view(const std::uint8_t* in, const TokenContext& ctx, con
   if (ex.on_cuda()) {
     std::string why;
     if (!supports(Device::cuda, shape, &why)) VIDKV_THROW(NotSupportedError, name_, " decode on cuda: ", why);
-    return decode_cuda(in, shape, ctx, out, ex.cuda_stream);
+    return decode_cuda(in, shape, ctx, out, ex);
   }
   if (out.dtype == DType::f32) return decode(in, shape, ctx, static_cast<float*>(out.data));
   const ThreadScratch values(static_cast<std::size_t>(shape.elements()));
@@ -70,11 +70,11 @@ KernelTier Quantizer::tier(Device device, const BlockShape&) const {
   return KernelTier{name_ + (device == Device::cuda ? ":cuda" : ":cpu"), true};
 }
 
-void Quantizer::encode_cuda(const TensorView&, const BlockShape&, const TokenContext&, std::uint8_t*, void*) const {
+void Quantizer::encode_cuda(const TensorView&, const BlockShape&, const TokenContext&, std::uint8_t*, const Execution&) const {
   VIDKV_THROW(NotSupportedError, name_, ": no CUDA implementation");
 }
 
-void Quantizer::decode_cuda(const std::uint8_t*, const BlockShape&, const TokenContext&, const TensorView&, void*) const {
+void Quantizer::decode_cuda(const std::uint8_t*, const BlockShape&, const TokenContext&, const TensorView&, const Execution&) const {
   VIDKV_THROW(NotSupportedError, name_, ": no CUDA implementation");
 }
 

@@ -80,13 +80,15 @@ class Quantizer {
   }
 
  protected:
-  // The CUDA implementation, on device memory, enqueued on `stream`. Overridden (with cuda_implemented()) by
-  // plugins that have one, in builds with CUDA; the defaults throw NotSupportedError.
+  // The CUDA implementation, on device memory, enqueued on ex.cuda_stream. A call on a non-empty block enqueues at
+  // least one stream operation. ex.after_independent_kernel (execution.h) may be ignored; a plugin that honours it
+  // does so in its first kernel only, and gives children a fresh Execution without it. Overridden (with
+  // cuda_implemented()) by plugins that have one, in builds with CUDA; the defaults throw NotSupportedError.
   virtual bool cuda_implemented() const { return false; }
   virtual void encode_cuda(const TensorView& in, const BlockShape& shape, const TokenContext& ctx, std::uint8_t* out,
-                           void* stream) const;
+                           const Execution& ex) const;
   virtual void decode_cuda(const std::uint8_t* in, const BlockShape& shape, const TokenContext& ctx,
-                           const TensorView& out, void* stream) const;
+                           const TensorView& out, const Execution& ex) const;
   void set_plugin_name(std::string name) { name_ = std::move(name); }
 
  public:
@@ -112,9 +114,9 @@ BlockShape block_shape_of(const TensorView& view, const std::string& what);
 #define VIDKV_QUANTIZER_CUDA_OVERRIDES                                                                               \
   bool cuda_implemented() const override { return true; }                                                             \
   void encode_cuda(const ::vidkv::TensorView& in, const ::vidkv::BlockShape& shape, const ::vidkv::TokenContext& ctx, \
-                   std::uint8_t* out, void* stream) const override;                                                    \
+                   std::uint8_t* out, const ::vidkv::Execution& ex) const override;                                    \
   void decode_cuda(const std::uint8_t* in, const ::vidkv::BlockShape& shape, const ::vidkv::TokenContext& ctx,        \
-                   const ::vidkv::TensorView& out, void* stream) const override;
+                   const ::vidkv::TensorView& out, const ::vidkv::Execution& ex) const override;
 #else
 #define VIDKV_QUANTIZER_CUDA_OVERRIDES
 #endif

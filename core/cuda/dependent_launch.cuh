@@ -6,7 +6,9 @@
 //
 // Contract for a kernel launched with launch_dependent():
 //   * it calls wait_for_previous_grid() before its first access to device memory (reads AND writes: the previous
-//     kernel may still read a buffer this one writes). One exception: where the previous kernel was itself a plain
+//     kernel may still read a buffer this one writes), and allow_next_grid() only after it. Exceptions: the first
+//     kernel of a call whose caller promised independence (GridOrder below, late), which waits at its end; and
+//     where the previous kernel was itself a plain
 //     launch, everything before it has completed by the time this one starts (its blocks have all started), so this
 //     one may read, before its wait, what that kernel neither writes nor reads-then-overwrites (attention:
 //     launch_beside_previous, and the fragment kernel after the query transform, decode_attention_fragment.cu);
@@ -38,6 +40,33 @@ __device__ __forceinline__ void allow_next_grid() {
   asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
 #endif
 }
+
+// Where a kernel launched by launch_dependent waits for the grid before it: at its start (wait_for_previous_grid,
+// then allow_next_grid), or, `late`, at its end: the kernel does its work while the grid before it finishes, then
+// waits and only then lets the next kernel start (end()), so that its grid still completes after that one and the
+// stream's order holds for whatever follows. Late waiting is for the first kernel of a call made with
+// Execution::after_independent_kernel (execution.h), which promises that the kernel before it neither writes what
+// this kernel reads nor touches what it writes. Every VidKV kernel, late ones included, lets its dependents start
+// only after its own wait, so whatever was enqueued before the kernel before this one is complete when this one
+// starts. Every thread calls end() (no early return before it).
+class GridOrder {
+ public:
+  __device__ __forceinline__ explicit GridOrder(bool late) : late_(late) {
+    if (!late_) {
+      wait_for_previous_grid();
+      allow_next_grid();
+    }
+  }
+  __device__ __forceinline__ void end() const {
+    if (late_) {
+      wait_for_previous_grid();
+      allow_next_grid();
+    }
+  }
+
+ private:
+  bool late_;
+};
 
 // Whether the current device takes the attribute (compute capability 9.0 or newer) and the environment does not
 // turn it off; asked once per process (the project runs on one device per process). A failed query is cleared from

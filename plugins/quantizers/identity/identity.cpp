@@ -28,13 +28,13 @@ KernelTier IdentityQuantizer::tier(Device device, const BlockShape&) const {
 
 #ifdef VIDKV_WITH_CUDA
 void IdentityQuantizer::encode_cuda(const TensorView& in, const BlockShape& shape, const TokenContext&, std::uint8_t* out,
-                           void* stream) const {
-  identity_cuda::encode(params_.dtype, in.data, in.dtype, shape.elements(), out, stream);
+                           const Execution& ex) const {
+  identity_cuda::encode(params_.dtype, in.data, in.dtype, shape.elements(), out, ex.cuda_stream);
 }
 
 void IdentityQuantizer::decode_cuda(const std::uint8_t* in, const BlockShape& shape, const TokenContext&, const TensorView& out,
-                           void* stream) const {
-  identity_cuda::decode(params_.dtype, in, shape.elements(), out.data, out.dtype, stream);
+                           const Execution& ex) const {
+  identity_cuda::decode(params_.dtype, in, shape.elements(), out.data, out.dtype, ex.cuda_stream);
 }
 #endif
 

@@ -297,8 +297,9 @@ bool MixedChannelQuantizer::decode_fused(const std::uint8_t* children, const Blo
 }
 
 void MixedChannelQuantizer::encode_cuda(const TensorView& in, const BlockShape& shape, const TokenContext& ctx,
-                                        std::uint8_t* out, void* stream) const {
-  const Execution ex = Execution::cuda(stream);
+                                        std::uint8_t* out, const Execution& call) const {
+  void* stream = call.cuda_stream;
+  const Execution ex = Execution::cuda(stream);  // children: in stream order
   const std::int64_t k = selector_->selected_count(shape.channels);
   const auto channels = static_cast<std::size_t>(shape.channels);
   // Scores and their top-k on the device, written straight into the mask section (the host's top_k_indices rule,
@@ -343,8 +344,9 @@ void MixedChannelQuantizer::encode_cuda(const TensorView& in, const BlockShape& 
 }
 
 void MixedChannelQuantizer::decode_cuda(const std::uint8_t* in, const BlockShape& shape, const TokenContext& ctx,
-                                        const TensorView& out, void* stream) const {
-  const Execution ex = Execution::cuda(stream);
+                                        const TensorView& out, const Execution& call) const {
+  void* stream = call.cuda_stream;
+  const Execution ex = Execution::cuda(stream);  // children: in stream order
   const std::int64_t k = selector_->selected_count(shape.channels);
   const auto channels = static_cast<std::size_t>(shape.channels);
   const std::int64_t masks = selector_->mask_count(shape);

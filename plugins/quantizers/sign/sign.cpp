@@ -206,13 +206,13 @@ KernelTier SignQuantizer::tier(Device device, const BlockShape& shape) const {
 
 #ifdef VIDKV_WITH_CUDA
 void SignQuantizer::encode_cuda(const TensorView& in, const BlockShape& shape, const TokenContext&, std::uint8_t* out,
-                       void* stream) const {
-  sign_cuda::encode(sign_cuda::config_of(params_), in.data, in.dtype, shape, out, stream);
+                       const Execution& ex) const {
+  sign_cuda::encode(sign_cuda::config_of(params_), in.data, in.dtype, shape, out, ex.cuda_stream);
 }
 
 void SignQuantizer::decode_cuda(const std::uint8_t* in, const BlockShape& shape, const TokenContext&, const TensorView& out,
-                       void* stream) const {
-  sign_cuda::decode(sign_cuda::config_of(params_), in, shape, out.data, out.dtype, stream);
+                       const Execution& ex) const {
+  sign_cuda::decode(sign_cuda::config_of(params_), in, shape, out.data, out.dtype, ex.cuda_stream);
 }
 
 namespace {

@@ -122,13 +122,13 @@ ternary_cuda::Config cuda_config(const TernaryParams& p) {
 }  // namespace
 
 void TernaryQuantizer::encode_cuda(const TensorView& in, const BlockShape& shape, const TokenContext&, std::uint8_t* out,
-                          void* stream) const {
-  ternary_cuda::encode(cuda_config(params_), in.data, in.dtype, shape, out, stream);
+                          const Execution& ex) const {
+  ternary_cuda::encode(cuda_config(params_), in.data, in.dtype, shape, out, ex.cuda_stream);
 }
 
 void TernaryQuantizer::decode_cuda(const std::uint8_t* in, const BlockShape& shape, const TokenContext&, const TensorView& out,
-                          void* stream) const {
-  ternary_cuda::decode(cuda_config(params_), in, shape, out.data, out.dtype, stream);
+                          const Execution& ex) const {
+  ternary_cuda::decode(cuda_config(params_), in, shape, out.data, out.dtype, ex.cuda_stream);
 }
 #endif
 

@@ -157,13 +157,14 @@ uniform_cuda::Config uniform_cuda::config_of(const UniformParams& p) {
 #ifdef VIDKV_WITH_CUDA
 
 void UniformQuantizer::encode_cuda(const TensorView& in, const BlockShape& shape, const TokenContext&, std::uint8_t* out,
-                          void* stream) const {
-  uniform_cuda::encode(uniform_cuda::config_of(params_), in.data, in.dtype, shape, out, stream);
+                          const Execution& ex) const {
+  uniform_cuda::encode(uniform_cuda::config_of(params_), in.data, in.dtype, shape, out, ex.cuda_stream, ex.after_independent_kernel);
 }
 
 void UniformQuantizer::decode_cuda(const std::uint8_t* in, const BlockShape& shape, const TokenContext&, const TensorView& out,
-                          void* stream) const {
-  uniform_cuda::decode(uniform_cuda::config_of(params_), in, shape, out.data, out.dtype, stream);
+                          const Execution& ex) const {
+  uniform_cuda::decode(uniform_cuda::config_of(params_), in, shape, out.data, out.dtype, ex.cuda_stream,
+                       ex.after_independent_kernel);
 }
 #endif
 

@@ -3,6 +3,8 @@
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
+#include <atomic>
+#include <cstdint>
 #include <type_traits>
 
 #include "vidkv/core/cuda/async_copy.cuh"
@@ -361,12 +363,9 @@ __global__ void __launch_bounds__(256) decode_channel_half(const std::uint8_t* c
 // 4 blocks of 256 fit an SM. Measured on an H200 (28 x 4 x 32768 x 128 fp16, kivi-2 values): 1650-1670 GB/s, against
 // 1270 for the same kernel with 64-bit index division, no register bound and a rint / conversion per element, and
 // 911 for four lanes per group, where the per-group work (stored range, reciprocal) is repeated by each lane.
+// One token-axis group k of encode_token_fast.
 template <DType T, unsigned BITS>
-__global__ void __launch_bounds__(256, 4) encode_token_fast(const void* in, std::int64_t groups, DType sd, Sections s) {
-  dependent_launch::wait_for_previous_grid();  // launched by launch_dependent (dependent_launch.cuh)
-  dependent_launch::allow_next_grid();
-  const std::int64_t k = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (k >= groups) return;
+__device__ __forceinline__ void encode_token_group(const void* in, std::int64_t k, DType sd, const Sections& s) {
   if constexpr (T == DType::f32) {
     float x[32];
     group_cuda::load32<T>(in, 32 * k, x);
@@ -387,6 +386,14 @@ __global__ void __launch_bounds__(256, 4) encode_token_fast(const void* in, std:
     group_min_max<T>(raw, get, mn, mx);
     store_group_codes<BITS>(group_codes_in_range<BITS>(get, mn, mx, sd), sd, k, s);
   }
+}
+
+template <DType T, unsigned BITS>
+__global__ void __launch_bounds__(256, 4) encode_token_fast(const void* in, std::int64_t groups, DType sd, Sections s, bool wait_late) {
+  const dependent_launch::GridOrder order(wait_late);  // launched by launch_dependent (dependent_launch.cuh)
+  const std::int64_t k = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (k < groups) encode_token_group<T, BITS>(in, k, sd, s);
+  order.end();
 }
 
 // Axis token, decode, warp-cooperative: four lanes per group, each decoding 8 consecutive channels from the BITS
@@ -450,9 +457,8 @@ __host__ __device__ constexpr std::uint32_t even_fields() {  // the even-numbere
 
 template <unsigned BITS>
 __global__ void decode_token_half(const std::uint8_t* codes, const std::uint8_t* scales, const std::uint8_t* mins, std::int64_t lanes,
-                                  __half* out) {
-  dependent_launch::wait_for_previous_grid();  // launched by launch_dependent (dependent_launch.cuh)
-  dependent_launch::allow_next_grid();
+                                  __half* out, bool wait_late) {
+  const dependent_launch::GridOrder order(wait_late);  // launched by launch_dependent (dependent_launch.cuh)
   constexpr unsigned top = uniform_format::max_code(BITS);
   constexpr unsigned fields = 16 / BITS < 8 ? 16 / BITS : 8;  // codes per 16-bit chunk that belong to the lane
   constexpr std::uint32_t even = even_fields<BITS>(), odd = 0xffffu & ~even, mask = top * 0x00010001u;
@@ -487,6 +493,7 @@ __global__ void decode_token_half(const std::uint8_t* codes, const std::uint8_t*
       store_lane<DType::f16, BITS>(bits[it], __half2float(__ushort_as_half(sb[it])), __half2float(__ushort_as_half(mb[it])), out, lane_global);
     }
   }
+  order.end();
 }
 
 // Whether the fast kernels apply: G = 32, bits 1/2/4/8, whole word-aligned groups, aligned buffers, and on the
@@ -529,16 +536,21 @@ void dispatch_bits(unsigned bits, F&& f) {
   }
 }
 
+std::atomic<std::int64_t> late_waits{0};  // launches that waited late (late_wait_launches)
+
 }  // namespace
 
-void encode(const Config& c, const void* in, DType in_dtype, const BlockShape& shape, std::uint8_t* out, void* stream) {
+std::int64_t late_wait_launches() { return late_waits.load(std::memory_order_relaxed); }
+
+void encode(const Config& c, const void* in, DType in_dtype, const BlockShape& shape, std::uint8_t* out, void* stream,
+            bool after_independent_kernel) {
   const GroupGrid g = group_format::grid_of(c, shape, shape.channels);
   if (g.group_count() == 0) return;
   if (c.layout == CodeLayout::fragment) {
     // Layout fragment: coded in layout dense by the kernels below (the fast ones where they apply), then the codes
     // section permuted from a copy (2 bits per element: a pass over an eighth of fp16 input's bytes), and the scales
     // and mins where the layout stores them group-major (group_format::group_major_meta: channel-axis grids).
-    encode(dense_config(c), in, in_dtype, shape, out, stream);
+    encode(dense_config(c), in, in_dtype, shape, out, stream, after_independent_kernel);  // its first kernel: this call's
     fragment_permute_cuda::dense_to_fragment(fragment_sections(c, g), out, stream, "uniform encode (fragment permutation)");
     return;
   }
@@ -552,8 +564,11 @@ void encode(const Config& c, const void* in, DType in_dtype, const BlockShape& s
       dispatch_bits(c.bits, [&](auto bits_tag) {
         constexpr unsigned B = decltype(bits_tag)::value;
         if (c.axis == GroupAxis::token) {
+          // Late wait where the caller promised independence (Execution::after_independent_kernel): this kernel touches
+          // only `in` and `out` (GridOrder).
           dependent_launch::launch_dependent<encode_token_fast<T, B>>(group_cuda::blocks_for(g.group_count()), group_cuda::kThreads, 0, st, in,
-                                             g.group_count(), c.scale_dtype, s);
+                                             g.group_count(), c.scale_dtype, s, after_independent_kernel);
+          if (after_independent_kernel) late_waits.fetch_add(1, std::memory_order_relaxed);
         } else if (qb != 0) {
           if constexpr (T != DType::f32) {  // tile_row_groups is 0 for fp32 input: the kernel is built for 2-byte input only
             const unsigned blocks = static_cast<unsigned>(g.heads * g.groups_per_row() / qb);
@@ -592,14 +607,17 @@ void encode(const Config& c, const void* in, DType in_dtype, const BlockShape& s
   check_launch("uniform encode");
 }
 
-void decode(const Config& c, const std::uint8_t* in, const BlockShape& shape, void* out, DType out_dtype, void* stream) {
+void decode(const Config& c, const std::uint8_t* in, const BlockShape& shape, void* out, DType out_dtype, void* stream,
+            bool after_independent_kernel) {
   const GroupGrid g = group_format::grid_of(c, shape, shape.channels);
   if (g.group_count() == 0) return;
   if (c.layout == CodeLayout::fragment) {
     // Layout fragment: the codes permuted into a copy of the bytes in layout dense (the metadata copied as it is, or
     // put back in the canonical order where the layout stores it group-major), decoded there by the kernels below;
     // all tail: dense's bytes as they are.
-    if (group_format::fragment_all_tail(g)) return decode(dense_config(c), in, shape, out, out_dtype, stream);
+    if (group_format::fragment_all_tail(g))
+      return decode(dense_config(c), in, shape, out, out_dtype, stream, after_independent_kernel);
+    // (Otherwise the first kernel is the permutation, into a buffer allocated here: it waits first.)
     const std::size_t total = uniform_format::total_bytes(CodeLayout::dense, g, c.bits, c.scale_dtype);
     DeviceBuffer dense(total, stream);
     fragment_permute_cuda::fragment_to_dense(fragment_sections(c, g), in, dense.as<std::uint8_t>(), total, stream,
@@ -643,8 +661,11 @@ void decode(const Config& c, const std::uint8_t* in, const BlockShape& shape, vo
           const std::int64_t lanes = 4 * g.group_count();  // four lanes per group
           if constexpr (O == DType::f16) {
             if (c.scale_dtype == DType::f16) {  // fused fp16 decode (uniform_half_decode.h)
+              // Late wait as encode_token_fast's: this kernel touches only `in` and `out`.
               dependent_launch::launch_dependent<decode_token_half<B>>(group_cuda::blocks_for((lanes + kTokenItems - 1) / kTokenItems),
-                                                 group_cuda::kThreads, 0, st, in, scales, mins, lanes, static_cast<__half*>(out));
+                                                 group_cuda::kThreads, 0, st, in, scales, mins, lanes, static_cast<__half*>(out),
+                                                 after_independent_kernel);
+              if (after_independent_kernel) late_waits.fetch_add(1, std::memory_order_relaxed);
               return;
             }
           }
