@@ -85,7 +85,7 @@ std::uint64_t LayerCache::next_instance_id() {
 LayerCache::LayerCache(const KvCodec& codec, const LifecycleParams& params, std::int64_t heads, std::int64_t channels,
                        TokenContext ctx, DType data_dtype, const Execution& ex, ExactTokens exact)
     : codec_(codec), params_(params), data_dtype_(data_dtype), residual_storage_(params.residual_storage(data_dtype)),
-      heads_(heads), channels_(channels), ctx_(std::move(ctx)), ex_(ex), exact_(exact) {
+      heads_(heads), channels_(channels), ctx_(std::move(ctx)), ex_(ex.with_independence(false)), exact_(exact) {
   VIDKV_REQUIRE(heads > 0 && channels > 0, ShapeError, "layer cache: heads (", heads, ") and channels (", channels,
                 ") must be positive");
   VIDKV_REQUIRE(params.group > 0 && params.residual > 0, ConfigError, "lifecycle: group (", params.group,
@@ -382,14 +382,14 @@ void LayerCache::expose_device_keys(TokenContext& ctx, DeviceBuffer& keys) const
 }
 
 LayerCache::Block LayerCache::encode_device_block(const Quantizer& q, const TensorView& data, std::int64_t begin,
-                                                  std::int64_t end, const TokenContext& ctx, bool from_shelf) {
+                                                  std::int64_t end, const TokenContext& ctx) {
   Block b;
   b.begin = begin;
   b.end = end;
   const BlockShape shape{heads_, end - begin, channels_};
   b.layout = q.layout(shape, ctx);
   const std::size_t bytes = b.layout.bytes();
-  b.device_bytes = from_shelf ? shelf_.take(bytes, ex_.cuda_stream) : DeviceBuffer(bytes, ex_.cuda_stream);
+  b.device_bytes = DeviceBuffer(bytes, ex_.cuda_stream);
   q.encode_view(data, ctx, b.device_bytes.as<std::uint8_t>(), ex_);
   return b;
 }
@@ -412,31 +412,84 @@ Block encode_block(const Quantizer& q, const float* data, std::int64_t heads, st
 
 }  // namespace
 
+// cuda: one side's range [begin, end) ready to encode: its rows as a dense view (in the store, or copied into
+// `dense`), the context (with the exact keys exposed in `keys` where a protector may read them) and the block with its
+// buffer allocated. Everything it holds is allocated and written before the encode is enqueued (the promise of a
+// paired encode, execution.h).
+struct LayerCache::DeviceRange {
+  TokenContext ctx;
+  DeviceBuffer dense, keys;
+  TensorView data;
+  Block block;
+  bool one_token = false;
+};
+
+LayerCache::DeviceRange LayerCache::prepare_device_range(const Quantizer& q, const FullTokens& full, const std::vector<Block>& blocks,
+                                                         std::int64_t begin, std::int64_t end, const DeviceRange* exposed) {
+  DeviceRange r;
+  r.ctx = ctx_.range(begin, end);
+  const std::int64_t n = end - begin, r0 = begin - full.first;
+  // KIVI's one-token value blocks (one per decode step): the scratch rows and the block's buffer come from the
+  // shelf, and the scratch goes back to it (merge_value_tail returns the blocks it merges).
+  r.one_token = n == 1 && &blocks == &value_blocks_ && params_.type == LifecycleType::kivi;
+  r.data = TensorView{nullptr, full.dtype, Device::cuda, {heads_, n, channels_}};
+  if (heads_ == 1 || (r0 == 0 && n == full.capacity)) {  // the rows are dense in the store: read them in place
+    r.data.data = static_cast<char*>(full.device.data()) + static_cast<std::size_t>(r0 * channels_ * dtype_size(full.dtype));
+  } else {
+    const auto rows_bytes = static_cast<std::size_t>(heads_ * n * channels_ * dtype_size(full.dtype));
+    r.dense = r.one_token ? shelf_.take(rows_bytes, ex_.cuda_stream) : DeviceBuffer(rows_bytes, ex_.cuda_stream);
+    copy_device_rows({r.dense.data(), full.dtype, n}, 0, {full.device.data(), full.dtype, full.capacity}, r0, heads_, n, channels_,
+                     DType::f32, ex_.cuda_stream);
+    r.data.data = r.dense.data();
+  }
+  if (exposed != nullptr) r.ctx.keys = exposed->ctx.keys;  // the same exact keys of the whole layer, one copy
+  else expose_device_keys(r.ctx, r.keys);
+  r.block.begin = begin;
+  r.block.end = end;
+  r.block.layout = q.layout(BlockShape{heads_, n, channels_}, r.ctx);
+  const std::size_t bytes = r.block.layout.bytes();
+  r.block.device_bytes = r.one_token ? shelf_.take(bytes, ex_.cuda_stream) : DeviceBuffer(bytes, ex_.cuda_stream);
+  return r;
+}
+
+void LayerCache::encode_device_range(const Quantizer& q, DeviceRange& r, std::vector<Block>& blocks, std::int64_t& quantized,
+                                     const Execution& ex) {
+  VIDKV_ASSERT(r.block.begin == quantized, "range [", r.block.begin, ", ", r.block.end, ")");
+  q.encode_view(r.data, r.ctx, r.block.device_bytes.as<std::uint8_t>(), ex);
+  quantized = r.block.end;
+  blocks.push_back(std::move(r.block));
+  if (r.one_token) shelf_.give(std::move(r.dense));  // after the encode that reads it, on the same stream
+  // r.dense and r.keys are freed in stream order, after the encode that reads them.
+}
+
+void LayerCache::quantize_range_pair(std::int64_t key_begin, std::int64_t key_end, std::int64_t value_begin, std::int64_t value_end) {
+  if (!ex_.on_cuda() || key_end <= key_begin || value_end <= value_begin) {
+    if (key_end > key_begin) quantize_key_range(key_begin, key_end);
+    if (value_end > value_begin) quantize_value_range(value_begin, value_end);
+    return;
+  }
+  VIDKV_ASSERT(key_begin == key_quantized_ && key_begin >= key_full_.first && key_end <= tokens_ && value_begin == value_quantized_ &&
+                   value_begin >= value_full_.first && value_end <= tokens_,
+               "ranges [", key_begin, ", ", key_end, ") and [", value_begin, ", ", value_end, ")");
+  // Both sides' rows copied and buffers allocated first, so that the values' encode follows the keys' at once and can
+  // be paired with it (KvCodec::encode_pair's rule, execution.h). Both sides' dense rows are alive together here (one
+  // side's at a time before): at most one block of rows more, freed when this returns.
+  DeviceRange key = prepare_device_range(codec_.key(), key_full_, key_blocks_, key_begin, key_end);
+  DeviceRange value = prepare_device_range(codec_.value(), value_full_, value_blocks_, value_begin, value_end, &key);
+  encode_device_range(codec_.key(), key, key_blocks_, key_quantized_, ex_);
+  encode_device_range(codec_.value(), value, value_blocks_, value_quantized_, ex_.with_independence(KvCodec::pairs_values(ex_)));
+}
+
 void LayerCache::quantize_range(const Quantizer& q, const FullTokens& full, std::vector<Block>& blocks, std::int64_t& quantized,
                                 std::int64_t begin, std::int64_t end) {
   VIDKV_ASSERT(begin == quantized && begin >= full.first && end > begin && end <= tokens_, "range [", begin, ", ", end, ")");
+  if (ex_.on_cuda()) {
+    DeviceRange r = prepare_device_range(q, full, blocks, begin, end);
+    encode_device_range(q, r, blocks, quantized, ex_);
+    return;
+  }
   TokenContext ctx = ctx_.range(begin, end);
-  const std::int64_t n = end - begin, r0 = begin - full.first;
-  if (ex_.on_cuda()) {  // scratch buffers are freed in stream order, after the encode that reads them
-    // KIVI's one-token value blocks (one per decode step): the scratch rows and the block's buffer come from the
-    // shelf, and the scratch goes back to it (merge_value_tail returns the blocks it merges).
-    const bool one_token = n == 1 && &blocks == &value_blocks_ && params_.type == LifecycleType::kivi;
-    DeviceBuffer dense;
-    TensorView data{nullptr, full.dtype, Device::cuda, {heads_, n, channels_}};
-    if (heads_ == 1 || (r0 == 0 && n == full.capacity)) {  // the rows are dense in the store: read them in place
-      data.data = static_cast<char*>(full.device.data()) + static_cast<std::size_t>(r0 * channels_ * dtype_size(full.dtype));
-    } else {
-      const auto rows_bytes = static_cast<std::size_t>(heads_ * n * channels_ * dtype_size(full.dtype));
-      dense = one_token ? shelf_.take(rows_bytes, ex_.cuda_stream) : DeviceBuffer(rows_bytes, ex_.cuda_stream);
-      copy_device_rows({dense.data(), full.dtype, n}, 0, {full.device.data(), full.dtype, full.capacity}, r0, heads_, n, channels_,
-                       DType::f32, ex_.cuda_stream);
-      data.data = dense.data();
-    }
-    DeviceBuffer keys;
-    expose_device_keys(ctx, keys);
-    blocks.push_back(encode_device_block(q, data, begin, end, ctx, one_token));
-    if (one_token) shelf_.give(std::move(dense));  // after the encode that reads it, on the same stream
-  } else {
+  {
     std::vector<float> copy, keys;
     const float* data = host_rows(full, heads_, channels_, begin, end, copy);
     if (exposes_keys())
@@ -458,10 +511,7 @@ void LayerCache::maybe_quantize(bool prefill) {
   const std::int64_t r = params_.residual;
   const LifecycleParams::PrefillBlocks first = params_.prefill_blocks(tokens_);
   if (params_.type == LifecycleType::kivi) {
-    if (prefill) {
-      if (first.key > 0) quantize_key_range(0, first.key);
-      if (first.value > 0) quantize_value_range(0, first.value);
-    }
+    if (prefill) quantize_range_pair(0, first.key, 0, first.value);
     while (tokens_ - key_quantized_ >= r) quantize_key_range(key_quantized_, key_quantized_ + r);
     // Values: [value_quantized_, target) leave the window, in blocks of B = value_block tokens (B = 1: KIVI's one
     // token per decode step, merged into the block before it where that gives the same bytes, merge_value_tail).
@@ -482,15 +532,10 @@ void LayerCache::maybe_quantize(bool prefill) {
     }
     return;
   }
-  if (prefill && first.key > 0) {
-    quantize_key_range(0, first.key);
-    quantize_value_range(0, first.value);
-  }
+  if (prefill && first.key > 0) quantize_range_pair(0, first.key, 0, first.value);
   if (params_.type == LifecycleType::paper) {
-    while (tokens_ - key_quantized_ >= r) {
-      quantize_key_range(key_quantized_, key_quantized_ + r);
-      quantize_value_range(value_quantized_, value_quantized_ + r);
-    }
+    while (tokens_ - key_quantized_ >= r)
+      quantize_range_pair(key_quantized_, key_quantized_ + r, value_quantized_, value_quantized_ + r);
     return;
   }
   // release: re-encode everything, as the model reads it, from scratch.
@@ -618,9 +663,15 @@ void LayerCache::materialize(std::vector<float>& key, std::vector<float>& value)
   fill(codec_.value(), value_blocks_, value_full_, value_quantized_, value);
 }
 
+struct LayerCache::DeviceDecode {
+  const Block* block;
+  TensorView out;  // in the output's rows, or a scratch buffer
+};
+
 struct LayerCache::DeviceRowCopies {
   std::vector<DeviceBuffer> scratch;  // decoded blocks whose rows are not dense in the output
   std::vector<DeviceRowCopy> copies;
+  std::vector<DeviceDecode> key_decodes, value_decodes;
 };
 
 void LayerCache::materialize(const TensorView& key, const TensorView& value) const {
@@ -636,27 +687,36 @@ void LayerCache::materialize(const TensorView& key, const TensorView& value) con
     return;
   }
   DeviceRowCopies copies;
-  materialize_side(codec_.key(), key_blocks_, key_full_, key_quantized_, key, copies);
-  materialize_side(codec_.value(), value_blocks_, value_full_, value_quantized_, value, copies);
+  plan_side(key_blocks_, key_full_, key_quantized_, key, copies, copies.key_decodes);
+  plan_side(value_blocks_, value_full_, value_quantized_, value, copies, copies.value_decodes);
+  // Every decode's output exists before the first decode is enqueued, so the values' first decode follows the keys'
+  // last one at once and is paired with it (KvCodec::decode_pair's rule, execution.h).
+  for (const DeviceDecode& d : copies.key_decodes)
+    codec_.key().decode_view(d.block->device_bytes.as<const std::uint8_t>(), ctx_.range(d.block->begin, d.block->end), d.out, ex_);
+  bool pair = !copies.key_decodes.empty() && KvCodec::pairs_values(ex_);
+  for (const DeviceDecode& d : copies.value_decodes) {
+    codec_.value().decode_view(d.block->device_bytes.as<const std::uint8_t>(), ctx_.range(d.block->begin, d.block->end), d.out,
+                               ex_.with_independence(pair));
+    pair = false;
+  }
   copy_device_rows_batch(copies.copies, heads_, channels_, ex_.cuda_stream);
   // copies.scratch is freed here, in stream order after the copies that read it.
 }
 
-void LayerCache::materialize_side(const Quantizer& q, const std::vector<Block>& blocks, const FullTokens& full,
-                                  std::int64_t quantized, const TensorView& out, DeviceRowCopies& copies) const {
+void LayerCache::plan_side(const std::vector<Block>& blocks, const FullTokens& full, std::int64_t quantized, const TensorView& out,
+                           DeviceRowCopies& copies, std::vector<DeviceDecode>& decodes) const {
   const std::size_t esize = static_cast<std::size_t>(dtype_size(out.dtype));
   for (const Block& b : blocks) {
     const std::int64_t n = b.end - b.begin;
-    const TokenContext ctx = ctx_.range(b.begin, b.end);
     if (heads_ == 1 || n == tokens_) {  // the block's rows are dense in `out`: decode in place
       void* dst = static_cast<char*>(out.data) + static_cast<std::size_t>(b.begin * channels_) * esize;
-      q.decode_view(b.device_bytes.as<const std::uint8_t>(), ctx, TensorView{dst, out.dtype, Device::cuda, {heads_, n, channels_}}, ex_);
+      decodes.push_back({&b, TensorView{dst, out.dtype, Device::cuda, {heads_, n, channels_}}});
       continue;
     }
     // Decoded in the output's dtype (decode_view rounds the reconstruction once, as a copy from fp32 would), then
     // moved unchanged into the block's rows of every head.
     DeviceBuffer& dec = copies.scratch.emplace_back(static_cast<std::size_t>(heads_ * n * channels_) * esize, ex_.cuda_stream);
-    q.decode_view(b.device_bytes.as<const std::uint8_t>(), ctx, TensorView{dec.data(), out.dtype, Device::cuda, {heads_, n, channels_}}, ex_);
+    decodes.push_back({&b, TensorView{dec.data(), out.dtype, Device::cuda, {heads_, n, channels_}}});
     copies.copies.push_back({{out.data, out.dtype, tokens_}, b.begin, {dec.data(), out.dtype, n}, 0, n, DType::f32});
   }
   copies.copies.push_back({{out.data, out.dtype, tokens_}, quantized, {full.device.data(), full.dtype, full.capacity},

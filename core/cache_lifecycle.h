@@ -318,17 +318,32 @@ class LayerCache {
   void relocate_live_rows(FullTokens& full, std::int64_t cap);
   std::int64_t grown_capacity(const FullTokens& full, std::int64_t rows) const;
   // cuda: the pieces of quantize_*_range / maybe_quantize / materialize on device memory (cache_lifecycle.cpp).
-  // The block's buffer: a new one of the layout's size, or one of exactly that size from shelf_ when from_shelf.
+  // The release lifecycle's re-encode: `data` ([heads, end - begin, channels] on the device) as a block of a new
+  // buffer, encoded on ex_.
   Block encode_device_block(const Quantizer& q, const TensorView& data, std::int64_t begin, std::int64_t end,
-                            const TokenContext& ctx, bool from_shelf = false);
+                            const TokenContext& ctx);
+  // A side's range prepared (rows dense, block buffer allocated: KIVI's one-token value blocks from shelf_; the exact
+  // keys exposed, or those of `exposed`, the other side's range prepared before it), then encoded on `ex`;
+  // quantize_range on cuda is the two.
+  struct DeviceRange;
+  DeviceRange prepare_device_range(const Quantizer& q, const FullTokens& full, const std::vector<Block>& blocks,
+                                   std::int64_t begin, std::int64_t end, const DeviceRange* exposed = nullptr);
+  void encode_device_range(const Quantizer& q, DeviceRange& r, std::vector<Block>& blocks, std::int64_t& quantized,
+                           const Execution& ex);
+  // Tokens [key_begin, key_end) of the keys and [value_begin, value_end) of the values as one block each. On cuda,
+  // with both ranges non-empty, both are prepared before either is encoded and the values' encode is paired with
+  // the keys' (KvCodec::pairs_values, Execution::after_independent_kernel); else quantize_key_range, then
+  // quantize_value_range.
+  void quantize_range_pair(std::int64_t key_begin, std::int64_t key_end, std::int64_t value_begin, std::int64_t value_end);
   void expose_device_keys(TokenContext& ctx, DeviceBuffer& keys) const;
   bool exposes_keys() const;
-  // Decodes the side's blocks (in place where their rows are dense in `out`, else into scratch kept in `copies`)
-  // and adds the row copies that finish `out` (scratch rows and the residual) to `copies`, which
-  // materialize() then makes in one launch for both sides.
+  // Plans the decodes of the side's blocks into `decodes` (in place where their rows are dense in `out`, else into
+  // scratch allocated now and kept in `copies`) and adds the row copies that finish `out` (scratch rows and the
+  // residual) to `copies`; materialize() then decodes both sides and makes the copies in one launch.
   struct DeviceRowCopies;
-  void materialize_side(const Quantizer& q, const std::vector<Block>& blocks, const FullTokens& full,
-                        std::int64_t quantized, const TensorView& out, DeviceRowCopies& copies) const;
+  struct DeviceDecode;
+  void plan_side(const std::vector<Block>& blocks, const FullTokens& full, std::int64_t quantized, const TensorView& out,
+                 DeviceRowCopies& copies, std::vector<DeviceDecode>& decodes) const;
   std::vector<std::uint8_t> block_bytes(const std::vector<Block>& blocks, std::size_t i, const char* side) const;
   SideRef side_ref(const Quantizer& q, const std::vector<Block>& blocks, std::int64_t quantized,
                    const FullTokens& full) const;

@@ -169,17 +169,17 @@ CudaBenchResult run_cuda_bench(const CudaBenchOptions& o) {
         value_out.emplace_back(side_bytes, stream.s);
       }
       auto view = [&](const DeviceBuffer& b) { return TensorView{b.data(), DType::f16, Device::cuda, dims}; };
+      // Each layer's keys, then its values, as a pair (KvCodec::encode_pair: with VIDKV_CUDA_PAIRED_LAUNCH=on the
+      // values' first kernel may run beside the end of the keys' last one; by default one after the other).
       auto encode = [&] {
-        for (std::size_t l = 0; l < keys.size(); ++l) {
-          codec.key().encode_view(view(keys[l]), contexts[l], key_packed[l].as<std::uint8_t>(), ex);
-          codec.value().encode_view(view(values[l]), contexts[l], value_packed[l].as<std::uint8_t>(), ex);
-        }
+        for (std::size_t l = 0; l < keys.size(); ++l)
+          codec.encode_pair(view(keys[l]), view(values[l]), contexts[l], key_packed[l].as<std::uint8_t>(),
+                            value_packed[l].as<std::uint8_t>(), ex);
       };
       auto decode = [&] {
-        for (std::size_t l = 0; l < keys.size(); ++l) {
-          codec.key().decode_view(key_packed[l].as<const std::uint8_t>(), contexts[l], view(key_out[l]), ex);
-          codec.value().decode_view(value_packed[l].as<const std::uint8_t>(), contexts[l], view(value_out[l]), ex);
-        }
+        for (std::size_t l = 0; l < keys.size(); ++l)
+          codec.decode_pair(key_packed[l].as<const std::uint8_t>(), value_packed[l].as<const std::uint8_t>(), contexts[l],
+                            view(key_out[l]), view(value_out[l]), ex);
       };
       // What `vidkv run` does with backend: cuda per layer, without the metrics: the preset's lifecycle on a device
       // LayerCache (the whole layer as the prefill), materialized into the fp16 output buffers.
