@@ -536,7 +536,7 @@ void dispatch_bits(unsigned bits, F&& f) {
   }
 }
 
-std::atomic<std::int64_t> late_waits{0};  // launches that waited late (late_wait_launches)
+std::atomic<std::int64_t> late_waits{0};  // launches made to wait late (late_wait_launches)
 
 }  // namespace
 

@@ -59,7 +59,8 @@ void encode(const Config& c, const void* in, DType in_dtype, const BlockShape& s
 // token-axis fp16 decode with fp16 metadata in layout dense (KIVI's values), counted by late_wait_launches().
 void decode(const Config& c, const std::uint8_t* in, const BlockShape& shape, void* out, DType out_dtype, void* stream,
             bool after_independent_kernel = false);
-// Launches, since the process started, that waited for the kernel before them at their end (tests).
+// Launches, since the process started, made to wait late (with after_independent_kernel; on a device or build without
+// programmatic dependent launch they run as plain launches all the same): tests.
 std::int64_t late_wait_launches();
 
 }  // namespace vidkv::uniform_cuda
