@@ -1112,7 +1112,7 @@ std::vector<DecodeAttention::QueryHeadGroup> DecodeAttention::query_head_groups(
 
 void DecodeAttention::run_head_groups(const TensorView& queries, const TensorView& out, std::int64_t qpk, bool emulated) const {
   const std::vector<QueryHeadGroup> groups = query_head_groups(qpk);
-  const std::int64_t G = check_head_groups(qpk);
+  const auto G = static_cast<std::int64_t>(groups.size());  // the callers checked it against head_groups_
   // One run over G rows per query row (each of `width` heads per KV head: the largest group's), or one run per group
   // on the query rows (width: that group's count).
   const bool one_run = head_groups_ == G;
@@ -1147,9 +1147,9 @@ void DecodeAttention::run_head_groups(const TensorView& queries, const TensorVie
   // The copies of one direction as copy_rows_batch takes them, over `rows` "heads" of the buffers: one run's over the
   // query rows (each of qpk * heads_ heads of D in queries / out, G * width * heads_ in the staging), a group's run's
   // over query rows x KV heads (qpk heads of D, count in the staging); on cuda as few row-copy launches as the copies
-  // need (16 per launch), which cost a host-bound decode step less than cudaMemcpy2DAsync calls (row_copy.h). A run's first kernel is a plain launch (the query transform,
-  // the general kernel or the fast one), so it starts after the gather has completed, and the scatter (plain too)
-  // after the run's combine kernel.
+  // need (16 per launch), which cost a host-bound decode step less than cudaMemcpy2DAsync calls (row_copy.h). A
+  // run's first kernel is a plain launch (the query transform, the general kernel or the fast one), so it starts
+  // after the gather has completed, and the scatter (plain too) after the run's combine kernel.
   struct HeadCopy {
     void* dst;
     std::int64_t dst_heads, to;

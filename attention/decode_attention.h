@@ -233,7 +233,8 @@ class DecodeAttention {
   // The number of query_head_groups(qpk); ShapeError where the tables hold head_groups() > 1 other than that.
   std::int64_t check_head_groups(std::int64_t qpk) const;
   // More than kMaxQueryHeadsPerKv query heads per KV head, through staging buffers of the groups' heads: one run_rows
-  // over G rows per query row (head_groups() G), or one per group (head_groups() 1).
+  // over G rows per query row (head_groups() G), or one per group (head_groups() 1). The caller has passed
+  // check_head_groups(qpk).
   void run_head_groups(const TensorView& queries, const TensorView& out, std::int64_t qpk, bool emulated) const;
 };
 

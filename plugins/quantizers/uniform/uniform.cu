@@ -359,10 +359,6 @@ __global__ void __launch_bounds__(256) decode_channel_half(const std::uint8_t* c
   }
 }
 
-// Axis token, encode: one group (32 contiguous channels of a token, 16-byte loads) per thread; 64 registers so that
-// 4 blocks of 256 fit an SM. Measured on an H200 (28 x 4 x 32768 x 128 fp16, kivi-2 values): 1650-1670 GB/s, against
-// 1270 for the same kernel with 64-bit index division, no register bound and a rint / conversion per element, and
-// 911 for four lanes per group, where the per-group work (stored range, reciprocal) is repeated by each lane.
 // One token-axis group k of encode_token_fast.
 template <DType T, unsigned BITS>
 __device__ __forceinline__ void encode_token_group(const void* in, std::int64_t k, DType sd, const Sections& s) {
@@ -388,6 +384,11 @@ __device__ __forceinline__ void encode_token_group(const void* in, std::int64_t 
   }
 }
 
+// Axis token, encode: one group (32 contiguous channels of a token, 16-byte loads) per thread; 64 registers so that
+// 4 blocks of 256 fit an SM. Measured on an H200 (28 x 4 x 32768 x 128 fp16, kivi-2 values): 1650-1670 GB/s, against
+// 1270 for the same kernel with 64-bit index division, no register bound and a rint / conversion per element, and
+// 911 for four lanes per group, where the per-group work (stored range, reciprocal) is repeated by each lane.
+// wait_late: GridOrder's (the first kernel of a call with Execution::after_independent_kernel).
 template <DType T, unsigned BITS>
 __global__ void __launch_bounds__(256, 4) encode_token_fast(const void* in, std::int64_t groups, DType sd, Sections s, bool wait_late) {
   const dependent_launch::GridOrder order(wait_late);  // launched by launch_dependent (dependent_launch.cuh)
