@@ -18,7 +18,8 @@
 //     neither writes them nor reads the output;
 // as in KvCodec::encode_pair / decode_pair: a layer's values after its keys. A plugin honours it only in its first
 // kernel, and only where that kernel touches nothing but the call's input and output before its wait (uniform's
-// token-axis kernels); every later kernel of the call, and a composite's children (a fresh Execution), wait first.
+// token-axis kernels, ternary's fast decode kernels); every later kernel of the call, and a composite's children (a
+// fresh Execution), wait first.
 // Objects that keep an Execution (LayerCache) keep it without the flag.
 #pragma once
 

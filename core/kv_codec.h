@@ -15,10 +15,11 @@ class KvCodec {
   const Quantizer& key() const { return *key_; }
   const Quantizer& value() const { return *value_; }
 
-  // A layer's keys, then its values: key().encode_view(key, ...) and value().encode_view(value, ...) on ex. With
-  // VIDKV_CUDA_PAIRED_LAUNCH=on (read once per process; off by default until measured on a GPU: docs/performance.md
-  // section 6) and on cuda, the values' call is made with Execution::after_independent_kernel (execution.h) where the
-  // keys' block is not empty, so that its first kernel may run beside the end of the keys' last one. The caller's
+  // A layer's keys, then its values: key().encode_view(key, ...) and value().encode_view(value, ...) on ex. On cuda
+  // (unless VIDKV_CUDA_PAIRED_LAUNCH=off, read once per process), the values' call is made with
+  // Execution::after_independent_kernel (execution.h) where the keys' block is not empty, so that its first kernel may
+  // run beside the end of the keys' last one (kivi-2 at 32k: about 1 point more of the copy bandwidth on an H100,
+  // docs/performance.md section 6). The caller's
   // part of that promise: the four buffers were allocated and the inputs written before this call, and none overlaps
   // another. The keys' call never carries the flag. Errors: as Quantizer::encode_view's.
   void encode_pair(const TensorView& key, const TensorView& value, const TokenContext& ctx, std::uint8_t* key_out,
@@ -32,11 +33,11 @@ class KvCodec {
     key_->decode_view(key_in, ctx, key_out, ex.with_independence(false));
     value_->decode_view(value_in, ctx, value_out, ex.with_independence(pairs_values(ex) && key_out.numel() > 0));
   }
-  // Whether a pair on `ex` makes the values' call with after_independent_kernel: on cuda with
-  // VIDKV_CUDA_PAIRED_LAUNCH=on. For callers that pair the two calls themselves under the same promise (LayerCache).
+  // Whether a pair on `ex` makes the values' call with after_independent_kernel: on cuda, unless
+  // VIDKV_CUDA_PAIRED_LAUNCH=off. For callers that pair the two calls themselves under the same promise (LayerCache).
   static bool pairs_values(const Execution& ex) {
-    static const bool on = env_equals("VIDKV_CUDA_PAIRED_LAUNCH", "on");
-    return ex.on_cuda() && on;
+    static const bool off = env_equals("VIDKV_CUDA_PAIRED_LAUNCH", "off");
+    return ex.on_cuda() && !off;
   }
 
  private:

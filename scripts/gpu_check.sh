@@ -134,7 +134,7 @@ step_replay() {
   timeout 60 $B/vidkv bench --backend cuda --tokens 32768,65536 --presets kivi-2,vidkv-k1.5-v1.58 --no-torch 2>&1 | grep -E "^\||copy"
 }
 # (step replay-ab) step_replay's bench once per setting of GPU_CHECK_AB (as step_ab), each in its own process: e.g.
-# GPU_CHECK_AB="VIDKV_CUDA_PAIRED_LAUNCH=on; default; VIDKV_CUDA_PAIRED_LAUNCH=on".
+# GPU_CHECK_AB="VIDKV_CUDA_PAIRED_LAUNCH=off; default; VIDKV_CUDA_PAIRED_LAUNCH=off".
 step_replay-ab() {
   local setting settings
   IFS=';' read -ra settings <<<"${GPU_CHECK_AB:-default}"

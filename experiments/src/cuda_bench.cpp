@@ -169,8 +169,8 @@ CudaBenchResult run_cuda_bench(const CudaBenchOptions& o) {
         value_out.emplace_back(side_bytes, stream.s);
       }
       auto view = [&](const DeviceBuffer& b) { return TensorView{b.data(), DType::f16, Device::cuda, dims}; };
-      // Each layer's keys, then its values, as a pair (KvCodec::encode_pair: with VIDKV_CUDA_PAIRED_LAUNCH=on the
-      // values' first kernel may run beside the end of the keys' last one; by default one after the other).
+      // Each layer's keys, then its values, as a pair (KvCodec::encode_pair: the values' first kernel may run
+      // beside the end of the keys' last one; with VIDKV_CUDA_PAIRED_LAUNCH=off one after the other).
       auto encode = [&] {
         for (std::size_t l = 0; l < keys.size(); ++l)
           codec.encode_pair(view(keys[l]), view(values[l]), contexts[l], key_packed[l].as<std::uint8_t>(),

@@ -1,10 +1,11 @@
 // KvCodec::encode_pair / decode_pair on CUDA (kv_codec.h): a layer's values after its keys with
-// Execution::after_independent_kernel (with VIDKV_CUDA_PAIRED_LAUNCH=on; the expected counts of late-waiting
-// launches follow the switch: 0 without it), so that the values' first kernel may do its work while the keys' last
+// Execution::after_independent_kernel (unless VIDKV_CUDA_PAIRED_LAUNCH=off; the expected counts of late-waiting
+// launches follow the switch: 0 with it off), so that the values' first kernel may do its work while the keys' last
 // one finishes and wait for it at its end (dependent_launch.cuh, GridOrder). [cuda]: many layers' pairs enqueued back to
 // back without a synchronisation, each followed at once by kernels that read what the pair wrote (a decode, the next
 // pair), give the bytes and values of the same calls made one after the other; kivi-2's uniform values take the late
-// wait (counted), the other presets' value quantizers ignore it. [cpu]: the pair on the cpu is the two calls.
+// wait (counted), and so does ternary's fast decode (vidkv-k1.5-v1.58's values); the other kernels ignore it. [cpu]:
+// the pair on the cpu is the two calls.
 #include <cstdint>
 #include <random>
 #include <string>
@@ -18,6 +19,7 @@
 #include "vidkv/core/plugin_registry.h"
 #include "vidkv/core/kv_codec.h"
 #ifdef VIDKV_WITH_CUDA
+#include "vidkv/plugins/quantizers/ternary/ternary_cuda.h"
 #include "vidkv/plugins/quantizers/uniform/uniform_cuda.h"
 #endif
 
@@ -28,16 +30,17 @@ using vidkv::test::scalar;
 
 namespace {
 
-// Late-waiting launches of uniform's kernels so far (0 in builds without CUDA, whose [cuda] cases skip first).
+// Late-waiting launches of uniform's and ternary's kernels so far (0 in builds without CUDA, whose [cuda] cases skip
+// first).
 std::int64_t late_waits() {
 #ifdef VIDKV_WITH_CUDA
-  return uniform_cuda::late_wait_launches();
+  return uniform_cuda::late_wait_launches() + ternary_cuda::late_wait_launches();
 #else
   return 0;
 #endif
 }
 
-// Whether this process pairs (VIDKV_CUDA_PAIRED_LAUNCH=on).
+// Whether this process pairs (on cuda unless VIDKV_CUDA_PAIRED_LAUNCH=off).
 bool paired() { return KvCodec::pairs_values(Execution::cuda()); }
 
 // fp16 bits of `n` Gaussian values (every 9th 6x wider), a different draw per seed.
@@ -60,8 +63,10 @@ TEST_CASE("paired key / value calls on CUDA give the bytes and values of the cal
   const Execution ex = Execution::cuda();
   // kivi-2: uniform values on the token axis, late waits in both directions; kivi-2-fragment: its encode's first
   // kernel waits late, its decode starts with the fragment permutation (waits first); vidkv-k1.5-v1.58: ternary
-  // values, which ignore the promise.
-  for (const char* name : {"kivi-2", "kivi-2-fragment", "vidkv-k1.5-v1.58"}) {
+  // values, whose encode ignores the promise (its first operation fills a scratch allocated in the call) and whose
+  // fast channel-axis decode waits late; vidkv-k1.5-v1.58-fragment: ternary values in the fragment packing, whose
+  // decode starts with the permutation (no late wait either way).
+  for (const char* name : {"kivi-2", "kivi-2-fragment", "vidkv-k1.5-v1.58", "vidkv-k1.5-v1.58-fragment"}) {
     INFO(name);
     const PresetCodec preset = preset_codec(name, CpuImplementation::reference);
     const KvCodec& codec = preset.codec;
@@ -103,7 +108,8 @@ TEST_CASE("paired key / value calls on CUDA give the bytes and values of the cal
     const std::int64_t late = late_waits() - before;
     const std::string value_tier = codec.value().tier(Device::cuda, shape).name;
     INFO("value tier " << value_tier << ", late-waiting launches " << late);
-    const std::int64_t per_layer = !paired() ? 0 : std::string(name) == "kivi-2" ? 2 : std::string(name) == "kivi-2-fragment" ? 1 : 0;
+    const std::string n = name;
+    const std::int64_t per_layer = !paired() ? 0 : n == "kivi-2" ? 2 : n == "kivi-2-fragment" || n == "vidkv-k1.5-v1.58" ? 1 : 0;
     CHECK(late == per_layer * layers);
     for (int l = 0; l < layers; ++l) {
       INFO("layer " << l);

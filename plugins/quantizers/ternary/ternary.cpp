@@ -128,7 +128,7 @@ void TernaryQuantizer::encode_cuda(const TensorView& in, const BlockShape& shape
 
 void TernaryQuantizer::decode_cuda(const std::uint8_t* in, const BlockShape& shape, const TokenContext&, const TensorView& out,
                           const Execution& ex) const {
-  ternary_cuda::decode(cuda_config(params_), in, shape, out.data, out.dtype, ex.cuda_stream);
+  ternary_cuda::decode(cuda_config(params_), in, shape, out.data, out.dtype, ex.cuda_stream, ex.after_independent_kernel);
 }
 #endif
 

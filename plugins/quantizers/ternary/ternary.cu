@@ -3,6 +3,7 @@
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
+#include <atomic>
 #include <type_traits>
 
 #include "vidkv/core/cuda/dependent_launch.cuh"
@@ -386,13 +387,10 @@ struct TritPairs {
 };
 __device__ inline bool plain_slots(std::uint64_t slots) { return (slots & (slots >> 1) & 0x5555555555555555ull) == 0; }
 
-// Axis channel: a channel pair and kGroupsPerThread groups of 32 tokens per thread. kPairs: the channel pairs when
-// they are 64 (128 channels: the 32 stores of a group at compile-time offsets), 0 for any other count.
+// decode_channel_fast's work (the thread's groups; returns at once for a thread past the last one).
 template <DType O, unsigned kPairs>
-__global__ void decode_channel_fast(const std::uint8_t* codes, const std::uint8_t* scales, GroupGrid g, Reconstruction rec,
-                                    Packing p, DType sd, void* out, bool patterns) {
-  dependent_launch::wait_for_previous_grid();  // launched by launch_dependent (dependent_launch.cuh)
-  dependent_launch::allow_next_grid();
+__device__ __forceinline__ void decode_channel_groups(const std::uint8_t* codes, const std::uint8_t* scales, GroupGrid g,
+                                                      Reconstruction rec, Packing p, DType sd, void* out, bool patterns) {
   const std::uint16_t* byte_slots = byte_slot_table();
   const std::int64_t code_bytes = static_cast<std::int64_t>(ternary_format::codes_bytes(p, g));
   const std::int64_t pairs = kPairs != 0 ? kPairs : g.rows / 2, channels = 2 * pairs, tokens = g.length, gpr = g.groups_per_row();
@@ -430,11 +428,22 @@ __global__ void decode_channel_fast(const std::uint8_t* codes, const std::uint8_
   }
 }
 
+// Axis channel: a channel pair and kGroupsPerThread groups of 32 tokens per thread. kPairs: the channel pairs when
+// they are 64 (128 channels: the 32 stores of a group at compile-time offsets), 0 for any other count. wait_late:
+// GridOrder's (the first kernel of a call with Execution::after_independent_kernel: this kernel touches only the
+// call's input bytes and output values in device memory; its byte -> slots table is in shared memory).
+template <DType O, unsigned kPairs>
+__global__ void decode_channel_fast(const std::uint8_t* codes, const std::uint8_t* scales, GroupGrid g, Reconstruction rec,
+                                    Packing p, DType sd, void* out, bool patterns, bool wait_late) {
+  const dependent_launch::GridOrder order(wait_late);  // launched by launch_dependent (dependent_launch.cuh)
+  decode_channel_groups<O, kPairs>(codes, scales, g, rec, p, sd, out, patterns);
+  order.end();  // every thread reaches it (decode_channel_groups returns, never exits)
+}
+
+// decode_token_fast's work (the thread's group; returns at once for a thread past the last one).
 template <DType O>
-__global__ void decode_token_fast(const std::uint8_t* codes, const std::uint8_t* scales, GroupGrid g, Reconstruction rec,
-                                  Packing p, DType sd, void* out) {
-  dependent_launch::wait_for_previous_grid();  // launched by launch_dependent (dependent_launch.cuh)
-  dependent_launch::allow_next_grid();
+__device__ __forceinline__ void decode_token_group(const std::uint8_t* codes, const std::uint8_t* scales, GroupGrid g,
+                                                   Reconstruction rec, Packing p, DType sd, void* out) {
   const std::uint16_t* byte_slots = byte_slot_table();
   const std::int64_t k = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (k >= g.group_count()) return;
@@ -445,6 +454,16 @@ __global__ void decode_token_fast(const std::uint8_t* codes, const std::uint8_t*
   decode_group_trits(codes, p, 32 * k, p == Packing::base3 ? 0 : group_format::code_word(layout, g, 2, row / g.rows, row % g.rows, gi * 32), u, x,
                      static_cast<std::int64_t>(ternary_format::codes_bytes(p, g)), byte_slots);
   group_cuda::store32<O>(out, 32 * k, x);
+}
+
+// Axis token: one group of 32 channels per thread. wait_late: GridOrder's (the first kernel of a call with
+// Execution::after_independent_kernel), as decode_channel_fast's.
+template <DType O>
+__global__ void decode_token_fast(const std::uint8_t* codes, const std::uint8_t* scales, GroupGrid g, Reconstruction rec,
+                                  Packing p, DType sd, void* out, bool wait_late) {
+  const dependent_launch::GridOrder order(wait_late);  // launched by launch_dependent (dependent_launch.cuh)
+  decode_token_group<O>(codes, scales, g, rec, p, sd, out);
+  order.end();  // every thread reaches it
 }
 
 // Whether the fast kernels apply: G = 32, whole groups, aligned buffers (codes and scales on 4 bytes), channel pairs.
@@ -497,6 +516,8 @@ fragment_permute::BlockSections fragment_sections(const Config& c, const GroupGr
   return {g, ternary_format::kFragmentForm, static_cast<int>(dtype_size(c.scale_dtype)),
           ternary_format::has_scales(c.packing, c.reconstruction) ? 1 : 0};
 }
+
+std::atomic<std::int64_t> late_waits{0};  // decode launches made to wait late (late_wait_launches)
 
 }  // namespace
 
@@ -565,13 +586,18 @@ void encode(const Config& c, const void* in, DType in_dtype, const BlockShape& s
   check_launch("ternary encode");
 }
 
-void decode(const Config& c, const std::uint8_t* in, const BlockShape& shape, void* out, DType out_dtype, void* stream) {
+std::int64_t late_wait_launches() { return late_waits.load(std::memory_order_relaxed); }
+
+void decode(const Config& c, const std::uint8_t* in, const BlockShape& shape, void* out, DType out_dtype, void* stream,
+            bool after_independent_kernel) {
   const GroupGrid g = group_format::grid_of(c, shape, shape.channels);
   if (g.group_count() == 0) return;
   if (c.packing == Packing::fragment) {
-    if (group_format::fragment_all_tail(g)) return decode(slots2_config(c), in, shape, out, out_dtype, stream);
+    if (group_format::fragment_all_tail(g)) return decode(slots2_config(c), in, shape, out, out_dtype, stream, after_independent_kernel);
     const std::size_t total = ternary_format::total_bytes(c.packing, c.reconstruction, g, c.scale_dtype);
     DeviceBuffer slots(total, stream);
+    // The first kernel (the permutation) writes a scratch allocated in this call: it waits first, whatever the caller
+    // promised, and so does the decode after it.
     fragment_permute_cuda::fragment_to_dense(fragment_sections(c, g), in, slots.as<std::uint8_t>(), total, stream,
                                              "ternary decode (fragment permutation)");
     decode(slots2_config(c), slots.as<std::uint8_t>(), shape, out, out_dtype, stream);
@@ -588,11 +614,13 @@ void decode(const Config& c, const std::uint8_t* in, const BlockShape& shape, vo
         group_cuda::dispatch_bool(g.rows == 128, [&](auto pairs64) {
           constexpr unsigned kPairs = decltype(pairs64)::value ? 64 : 0;
           dependent_launch::launch_dependent<decode_channel_fast<O, kPairs>>(blocks, group_cuda::kThreads, 0, st, in, scales, g, c.reconstruction, c.packing,
-                                                                             c.scale_dtype, out, trit_patterns());
+                                                                             c.scale_dtype, out, trit_patterns(), after_independent_kernel);
         });
       else
-        dependent_launch::launch_dependent<decode_token_fast<O>>(blocks, group_cuda::kThreads, 0, st, in, scales, g, c.reconstruction, c.packing, c.scale_dtype, out);
+        dependent_launch::launch_dependent<decode_token_fast<O>>(blocks, group_cuda::kThreads, 0, st, in, scales, g, c.reconstruction, c.packing, c.scale_dtype, out,
+                                                                 after_independent_kernel);
     });
+    if (after_independent_kernel) late_waits.fetch_add(1, std::memory_order_relaxed);
     check_launch("ternary decode (fast path)");
     return;
   }
