@@ -4,6 +4,7 @@
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <atomic>
 #include <type_traits>
 #include <utility>
@@ -233,9 +234,11 @@ __device__ inline void code_sign_groups(const EncodeTile& t, const Args& a) {
 // The encode, half a token's transform per thread: the first kTile threads code the uniform groups while the others
 // stage the low channels; then token threadIdx.x % kTile, frequencies of parity threadIdx.x / kTile (whole warps per
 // half: no divergence); both halves load the whole row before the barrier and store after it; then the sign groups.
-template <DType T, unsigned BITS, int N, bool Complex>
-__global__ void __launch_bounds__(kThreads, encode_blocks(N)) encode_split_tile(const void* __restrict__ in, Args a,
-                                                                                 sign_fft_tile::Twiddles tw) {
+// CTAS: the CTAs per multiprocessor that its register cap leaves room for (encode_blocks(N), or 4 where that is 5:
+// encode_ctas).
+template <DType T, unsigned BITS, int N, bool Complex, int CTAS>
+__global__ void __launch_bounds__(kThreads, CTAS) encode_split_tile(const void* __restrict__ in, Args a,
+                                                                     sign_fft_tile::Twiddles tw) {
   constexpr int n = 2 * N, W = Complex ? 2 * n : n, S = W + 1;
   dependent_launch::wait_for_previous_grid();  // launched by launch_dependent (dependent_launch.cuh)
   dependent_launch::allow_next_grid();
@@ -485,6 +488,20 @@ bool first_version(const char* variable) {
   return first;
 }
 
+// VIDKV_CUDA_FUSED_ENCODE_CTAS=4: encode_split_tile with a register cap for 4 CTAs per multiprocessor where the
+// default is 5 (up to 64 low channels); A / B measurements of the last round's fill (a 32k-token layer of 4 heads is
+// 2,048 tiles: 3.1 rounds of 660 CTAs on 132 multiprocessors at 5, 3.9 of 528 at 4). The same bytes. Read per launch.
+bool four_ctas() { return env_equals("VIDKV_CUDA_FUSED_ENCODE_CTAS", "4"); }
+
+// VIDKV_CUDA_FUSED_DECODE_CTAS=4 or 5: decode_split_tile's dynamic shared memory raised so that at most that many CTAs
+// fit a multiprocessor (228 KiB of shared memory, 1 KiB of it reserved per CTA: Hopper); A / B measurements of the
+// last round's fill, as four_ctas. The same values. Read per launch; 0 (no padding) otherwise.
+std::size_t decode_padding() {
+  if (env_equals("VIDKV_CUDA_FUSED_DECODE_CTAS", "4")) return 228 * 1024 / 4 - 1024;
+  if (env_equals("VIDKV_CUDA_FUSED_DECODE_CTAS", "5")) return 228 * 1024 / 5 - 1024;
+  return 0;
+}
+
 const sign_fft_tile::Twiddles& twiddles() {
   static const sign_fft_tile::Twiddles t = sign_fft_tile::make_twiddles();
   return t;
@@ -577,9 +594,12 @@ void encode(const Children& c, const mixed_channel_cuda::Split& split, std::int6
         if (first_version("VIDKV_CUDA_FUSED_ENCODE")) {
           launch<encode_split_tile_first<T, B, N, Complex>>(tiles_of(shape), shared, static_cast<cudaStream_t>(stream), kWhat, in,
                                                                   a, twiddles());
+        } else if (encode_blocks(N) == 5 && four_ctas()) {
+          launch<encode_split_tile<T, B, N, Complex, 4>>(tiles_of(shape), shared, static_cast<cudaStream_t>(stream), kWhat, in, a,
+                                                         twiddles());
         } else {
-          launch<encode_split_tile<T, B, N, Complex>>(tiles_of(shape), shared, static_cast<cudaStream_t>(stream), kWhat, in, a,
-                                                      twiddles());
+          launch<encode_split_tile<T, B, N, Complex, encode_blocks(N)>>(tiles_of(shape), shared, static_cast<cudaStream_t>(stream), kWhat,
+                                                                        in, a, twiddles());
         }
       } else {
         VIDKV_THROW(CudaError, kWhat, ": fp32 input (encode_refusal refuses it)");
@@ -598,7 +618,7 @@ void decode(const Children& c, const mixed_channel_cuda::Split& split, std::int6
     constexpr unsigned B = decltype(bits)::value;
     constexpr int N = decltype(half)::value;
     constexpr bool Complex = decltype(complex)::value;
-    const std::size_t shared = decode_shared_bytes(a.channels, a.high, Complex ? 4 * N : 2 * N);
+    const std::size_t shared = std::max(decode_shared_bytes(a.channels, a.high, Complex ? 4 * N : 2 * N), decode_padding());
     launch<decode_split_tile<B, N, Complex>>(tiles_of(shape), shared, static_cast<cudaStream_t>(stream), kWhat, out, out_dtype, a,
                                              twiddles(), first_version("VIDKV_CUDA_FUSED_DECODE"));
   });
