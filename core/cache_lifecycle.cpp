@@ -690,10 +690,14 @@ void LayerCache::materialize(const TensorView& key, const TensorView& value) con
   plan_side(key_blocks_, key_full_, key_quantized_, key, copies, copies.key_decodes);
   plan_side(value_blocks_, value_full_, value_quantized_, value, copies, copies.value_decodes);
   // Every decode's output exists before the first decode is enqueued, so the values' first decode follows the keys'
-  // last one at once and is paired with it (KvCodec::decode_pair's rule, execution.h).
+  // last one at once and is paired with it (KvCodec::decode_pair's rule, execution.h), unless the caller's key and
+  // value views share bytes (then the values are written after the keys, as without the pairs).
   for (const DeviceDecode& d : copies.key_decodes)
     codec_.key().decode_view(d.block->device_bytes.as<const std::uint8_t>(), ctx_.range(d.block->begin, d.block->end), d.out, ex_);
-  bool pair = !copies.key_decodes.empty() && KvCodec::pairs_values(ex_);
+  const auto* k0 = static_cast<const std::uint8_t*>(key.data);
+  const auto* v0 = static_cast<const std::uint8_t*>(value.data);
+  const bool disjoint = k0 + key.nbytes() <= v0 || v0 + value.nbytes() <= k0;
+  bool pair = !copies.key_decodes.empty() && disjoint && KvCodec::pairs_values(ex_);
   for (const DeviceDecode& d : copies.value_decodes) {
     codec_.value().decode_view(d.block->device_bytes.as<const std::uint8_t>(), ctx_.range(d.block->begin, d.block->end), d.out,
                                ex_.with_independence(pair));

@@ -11,15 +11,17 @@
 // do its work while that kernel finishes and wait for it only at its end (programmatic dependent launch,
 // core/cuda/dependent_launch.cuh), so that the two kernels' last waves overlap instead of following each other.
 // The caller may set it only where all of these hold:
-//   * the last stream operation before the call is a kernel of a Quantizer call on the same stream, made without
-//     the flag and not empty (a non-empty call enqueues at least one operation, quantizer.h); VidKV's kernels let
-//     the next kernel start only after their own wait, so what was enqueued before that kernel is complete then;
+//   * the last kernel enqueued before the call is one of a Quantizer call on the same stream, made without the flag
+//     and not empty (a non-empty call enqueues at least one operation, quantizer.h), and nothing but that call's
+//     stream-ordered frees of its own scratch follows it (a copy or fill after it would only take away the overlap:
+//     a dependent launch overlaps a kernel, nothing else); VidKV's kernels let the next kernel start only after their
+//     own wait, so what was enqueued before that kernel is complete then;
 //   * the call's input and output were allocated and written before that kernel was enqueued, and that kernel
 //     neither writes them nor reads the output;
 // as in KvCodec::encode_pair / decode_pair: a layer's values after its keys. A plugin honours it only in its first
 // kernel, and only where that kernel touches nothing but the call's input and output before its wait (uniform's
-// token-axis kernels, ternary's fast decode kernels); every later kernel of the call, and a composite's children (a
-// fresh Execution), wait first.
+// token-axis kernels; ternary's fast decode kernels with VIDKV_CUDA_TERNARY_LATE_WAIT=on); every later kernel of the
+// call, and a composite's children (a fresh Execution), wait first.
 // Objects that keep an Execution (LayerCache) keep it without the flag.
 #pragma once
 

@@ -19,9 +19,9 @@ class KvCodec {
   // (unless VIDKV_CUDA_PAIRED_LAUNCH=off, read once per process), the values' call is made with
   // Execution::after_independent_kernel (execution.h) where the keys' block is not empty, so that its first kernel may
   // run beside the end of the keys' last one (kivi-2 at 32k: about 1 point more of the copy bandwidth on an H100,
-  // docs/performance.md section 6). The caller's
-  // part of that promise: the four buffers were allocated and the inputs written before this call, and none overlaps
-  // another. The keys' call never carries the flag. Errors: as Quantizer::encode_view's.
+  // docs/performance.md section 6). The caller's part of that promise: the four buffers were allocated and the
+  // inputs written before this call, and none overlaps another. The keys' call never carries the flag. Errors: as
+  // Quantizer::encode_view's.
   void encode_pair(const TensorView& key, const TensorView& value, const TokenContext& ctx, std::uint8_t* key_out,
                    std::uint8_t* value_out, const Execution& ex) const {
     key_->encode_view(key, ctx, key_out, ex.with_independence(false));

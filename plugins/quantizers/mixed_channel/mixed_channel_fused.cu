@@ -494,11 +494,13 @@ bool first_version(const char* variable) {
 bool four_ctas() { return env_equals("VIDKV_CUDA_FUSED_ENCODE_CTAS", "4"); }
 
 // VIDKV_CUDA_FUSED_DECODE_CTAS=4 or 5: decode_split_tile's dynamic shared memory raised so that at most that many CTAs
-// fit a multiprocessor (228 KiB of shared memory, 1 KiB of it reserved per CTA: Hopper); A / B measurements of the
-// last round's fill, as four_ctas. The same values. Read per launch; 0 (no padding) otherwise.
+// fit a multiprocessor (Hopper: 228 KiB of shared memory, each CTA's share 1 KiB reserved + its own, rounded up to
+// 128 bytes; this kernel has no static shared memory); A / B measurements of the last round's fill, as four_ctas. The
+// same values. Read per launch; 0 (no padding) otherwise.
+std::size_t padding_for(std::size_t ctas) { return 228 * 1024 / ctas / 128 * 128 - 1024; }
 std::size_t decode_padding() {
-  if (env_equals("VIDKV_CUDA_FUSED_DECODE_CTAS", "4")) return 228 * 1024 / 4 - 1024;
-  if (env_equals("VIDKV_CUDA_FUSED_DECODE_CTAS", "5")) return 228 * 1024 / 5 - 1024;
+  if (env_equals("VIDKV_CUDA_FUSED_DECODE_CTAS", "4")) return padding_for(4);  // 57,344 bytes: 4 x 58,368 = 228 KiB
+  if (env_equals("VIDKV_CUDA_FUSED_DECODE_CTAS", "5")) return padding_for(5);  // 45,568: 5 x 46,592 fit, 6 do not
   return 0;
 }
 
@@ -594,13 +596,17 @@ void encode(const Children& c, const mixed_channel_cuda::Split& split, std::int6
         if (first_version("VIDKV_CUDA_FUSED_ENCODE")) {
           launch<encode_split_tile_first<T, B, N, Complex>>(tiles_of(shape), shared, static_cast<cudaStream_t>(stream), kWhat, in,
                                                                   a, twiddles());
-        } else if (encode_blocks(N) == 5 && four_ctas()) {
-          launch<encode_split_tile<T, B, N, Complex, 4>>(tiles_of(shape), shared, static_cast<cudaStream_t>(stream), kWhat, in, a,
-                                                         twiddles());
-        } else {
-          launch<encode_split_tile<T, B, N, Complex, encode_blocks(N)>>(tiles_of(shape), shared, static_cast<cudaStream_t>(stream), kWhat,
-                                                                        in, a, twiddles());
+          return;
         }
+        if constexpr (encode_blocks(N) == 5) {  // the 4-CTA variant only where the default is 5 (four_ctas)
+          if (four_ctas()) {
+            launch<encode_split_tile<T, B, N, Complex, 4>>(tiles_of(shape), shared, static_cast<cudaStream_t>(stream), kWhat, in,
+                                                           a, twiddles());
+            return;
+          }
+        }
+        launch<encode_split_tile<T, B, N, Complex, encode_blocks(N)>>(tiles_of(shape), shared, static_cast<cudaStream_t>(stream),
+                                                                      kWhat, in, a, twiddles());
       } else {
         VIDKV_THROW(CudaError, kWhat, ": fp32 input (encode_refusal refuses it)");
       }

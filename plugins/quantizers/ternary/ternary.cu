@@ -588,8 +588,14 @@ void encode(const Config& c, const void* in, DType in_dtype, const BlockShape& s
 
 std::int64_t late_wait_launches() { return late_waits.load(std::memory_order_relaxed); }
 
+bool decode_waits_late() {
+  static const bool on = env_equals("VIDKV_CUDA_TERNARY_LATE_WAIT", "on");
+  return on;
+}
+
 void decode(const Config& c, const std::uint8_t* in, const BlockShape& shape, void* out, DType out_dtype, void* stream,
             bool after_independent_kernel) {
+  after_independent_kernel = after_independent_kernel && decode_waits_late();
   const GroupGrid g = group_format::grid_of(c, shape, shape.channels);
   if (g.group_count() == 0) return;
   if (c.packing == Packing::fragment) {
