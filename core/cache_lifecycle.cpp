@@ -489,13 +489,11 @@ void LayerCache::quantize_range(const Quantizer& q, const FullTokens& full, std:
     return;
   }
   TokenContext ctx = ctx_.range(begin, end);
-  {
-    std::vector<float> copy, keys;
-    const float* data = host_rows(full, heads_, channels_, begin, end, copy);
-    if (exposes_keys())
-      ctx.keys = LayerKeys{host_rows(key_full_, heads_, channels_, 0, tokens_, keys), heads_, tokens_, channels_};
-    blocks.push_back(encode_block<Block>(q, data, heads_, channels_, begin, end, ctx));
-  }
+  std::vector<float> copy, keys;
+  const float* data = host_rows(full, heads_, channels_, begin, end, copy);
+  if (exposes_keys())
+    ctx.keys = LayerKeys{host_rows(key_full_, heads_, channels_, 0, tokens_, keys), heads_, tokens_, channels_};
+  blocks.push_back(encode_block<Block>(q, data, heads_, channels_, begin, end, ctx));
   quantized = end;
 }
 

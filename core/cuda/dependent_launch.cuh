@@ -7,11 +7,11 @@
 // Contract for a kernel launched with launch_dependent():
 //   * it calls wait_for_previous_grid() before its first access to device memory (reads AND writes: the previous
 //     kernel may still read a buffer this one writes), and allow_next_grid() only after it. Exceptions: the first
-//     kernel of a call whose caller promised independence (GridOrder below, late), which waits at its end; and
-//     where the previous kernel was itself a plain
-//     launch, everything before it has completed by the time this one starts (its blocks have all started), so this
-//     one may read, before its wait, what that kernel neither writes nor reads-then-overwrites (attention:
-//     launch_beside_previous, and the fragment kernel after the query transform, decode_attention_fragment.cu);
+//     kernel of a call whose caller promised independence (GridOrder below, late), which waits at its end; and where
+//     the previous kernel was itself a plain launch, everything before it has completed by the time this one starts
+//     (its blocks have all started), so this one may read, before its wait, what that kernel neither writes nor
+//     reads-then-overwrites (attention: launch_beside_previous, and the fragment kernel after the query transform,
+//     decode_attention_fragment.cu);
 //   * it may call allow_next_grid(): the next kernel (if launched this way too) is dispatched once every block of
 //     this one has called it or exited, so a call at the start lets the next kernel's blocks take the
 //     multiprocessors that this kernel's last wave frees (its earlier waves are not displaced: blocks not yet started

@@ -299,7 +299,7 @@ bool MixedChannelQuantizer::decode_fused(const std::uint8_t* children, const Blo
 void MixedChannelQuantizer::encode_cuda(const TensorView& in, const BlockShape& shape, const TokenContext& ctx,
                                         std::uint8_t* out, const Execution& call) const {
   void* stream = call.cuda_stream;
-  const Execution ex = Execution::cuda(stream);  // children: in stream order
+  const Execution ex = call.with_independence(false);  // the children's: in stream order, without the call's promise
   const std::int64_t k = selector_->selected_count(shape.channels);
   const auto channels = static_cast<std::size_t>(shape.channels);
   // Scores and their top-k on the device, written straight into the mask section (the host's top_k_indices rule,
@@ -346,7 +346,7 @@ void MixedChannelQuantizer::encode_cuda(const TensorView& in, const BlockShape& 
 void MixedChannelQuantizer::decode_cuda(const std::uint8_t* in, const BlockShape& shape, const TokenContext& ctx,
                                         const TensorView& out, const Execution& call) const {
   void* stream = call.cuda_stream;
-  const Execution ex = Execution::cuda(stream);  // children: in stream order
+  const Execution ex = call.with_independence(false);  // the children's: in stream order, without the call's promise
   const std::int64_t k = selector_->selected_count(shape.channels);
   const auto channels = static_cast<std::size_t>(shape.channels);
   const std::int64_t masks = selector_->mask_count(shape);

@@ -184,7 +184,7 @@ DeviceBuffer device_slots(const std::uint8_t* mask, std::int64_t tokens, void* s
 void MixedTokenQuantizer::encode_cuda(const TensorView& in, const BlockShape& shape, const TokenContext& ctx,
                                       std::uint8_t* out, const Execution& call) const {
   void* stream = call.cuda_stream;
-  const Execution ex = Execution::cuda(stream);  // children: in stream order
+  const Execution ex = call.with_independence(false);  // the children's: in stream order, without the call's promise
   // Host decision (a synchronisation only where the protector scores on the device: semantic_embedding).
   const std::vector<std::int32_t> prot = protector_->protect_view(in, ctx, ex);
   const std::vector<std::int32_t> rest = complement(prot, shape.tokens);
@@ -218,7 +218,7 @@ void MixedTokenQuantizer::encode_cuda(const TensorView& in, const BlockShape& sh
 void MixedTokenQuantizer::decode_cuda(const std::uint8_t* in, const BlockShape& shape, const TokenContext& ctx,
                                       const TensorView& out, const Execution& call) const {
   void* stream = call.cuda_stream;
-  const Execution ex = Execution::cuda(stream);  // children: in stream order
+  const Execution ex = call.with_independence(false);  // the children's: in stream order, without the call's promise
   const std::int64_t n = protected_count(shape.tokens, ctx);
   // Synchronises the stream (see the header): the protected set is needed on the host.
   std::vector<std::uint8_t> section(mixed_token_format::mask_bytes(static_cast<std::size_t>(shape.tokens)));
