@@ -20,7 +20,7 @@
 //     neither writes them nor reads the output;
 // as in KvCodec::encode_pair / decode_pair: a layer's values after its keys. A plugin honours it only in its first
 // kernel, and only where that kernel touches nothing but the call's input and output before its wait (uniform's
-// token-axis kernels; ternary's fast decode kernels with VIDKV_CUDA_TERNARY_LATE_WAIT=on); every later kernel of the
+// token-axis kernels; ternary's fast decode kernels unless VIDKV_CUDA_TERNARY_LATE_WAIT=off); every later kernel of the
 // call, and a composite's children (a fresh Execution), wait first.
 // Objects that keep an Execution (LayerCache) keep it without the flag.
 #pragma once

@@ -4,7 +4,7 @@
 // one finishes and wait for it at its end (dependent_launch.cuh, GridOrder). [cuda]: many layers' pairs enqueued back to
 // back without a synchronisation, each followed at once by kernels that read what the pair wrote (a decode, the next
 // pair), give the bytes and values of the same calls made one after the other; kivi-2's uniform values take the late
-// wait (counted), and so does ternary's fast decode (vidkv-k1.5-v1.58's values) with VIDKV_CUDA_TERNARY_LATE_WAIT=on;
+// wait (counted), and so does ternary's fast decode (vidkv-k1.5-v1.58's values) unless VIDKV_CUDA_TERNARY_LATE_WAIT=off;
 // the other kernels ignore it. [cpu]: the pair on the cpu is the two calls.
 #include <cstdint>
 #include <random>
@@ -40,7 +40,7 @@ std::int64_t late_waits() {
 #endif
 }
 
-// Whether ternary's fast decode takes the promise in this process (VIDKV_CUDA_TERNARY_LATE_WAIT=on).
+// Whether ternary's fast decode takes the promise in this process (unless VIDKV_CUDA_TERNARY_LATE_WAIT=off).
 bool ternary_late_wait() {
 #ifdef VIDKV_WITH_CUDA
   return ternary_cuda::decode_waits_late();
@@ -73,7 +73,7 @@ TEST_CASE("paired key / value calls on CUDA give the bytes and values of the cal
   // kivi-2: uniform values on the token axis, late waits in both directions; kivi-2-fragment: its encode's first
   // kernel waits late, its decode starts with the fragment permutation (waits first); vidkv-k1.5-v1.58: ternary
   // values, whose encode ignores the promise (its first operation fills a scratch allocated in the call) and whose
-  // fast channel-axis decode waits late with VIDKV_CUDA_TERNARY_LATE_WAIT=on; vidkv-k1.5-v1.58-fragment: ternary
+  // fast channel-axis decode waits late unless VIDKV_CUDA_TERNARY_LATE_WAIT=off; vidkv-k1.5-v1.58-fragment: ternary
   // values in the fragment packing, whose decode starts with the permutation (no late wait either way).
   for (const char* name : {"kivi-2", "kivi-2-fragment", "vidkv-k1.5-v1.58", "vidkv-k1.5-v1.58-fragment"}) {
     INFO(name);

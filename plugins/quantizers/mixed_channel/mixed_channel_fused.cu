@@ -4,7 +4,6 @@
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
-#include <algorithm>
 #include <atomic>
 #include <type_traits>
 #include <utility>
@@ -234,11 +233,9 @@ __device__ inline void code_sign_groups(const EncodeTile& t, const Args& a) {
 // The encode, half a token's transform per thread: the first kTile threads code the uniform groups while the others
 // stage the low channels; then token threadIdx.x % kTile, frequencies of parity threadIdx.x / kTile (whole warps per
 // half: no divergence); both halves load the whole row before the barrier and store after it; then the sign groups.
-// CTAS: the CTAs per multiprocessor that its register cap leaves room for (encode_blocks(N), or 4 where that is 5:
-// encode_ctas).
-template <DType T, unsigned BITS, int N, bool Complex, int CTAS>
-__global__ void __launch_bounds__(kThreads, CTAS) encode_split_tile(const void* __restrict__ in, Args a,
-                                                                     sign_fft_tile::Twiddles tw) {
+template <DType T, unsigned BITS, int N, bool Complex>
+__global__ void __launch_bounds__(kThreads, encode_blocks(N)) encode_split_tile(const void* __restrict__ in, Args a,
+                                                                                 sign_fft_tile::Twiddles tw) {
   constexpr int n = 2 * N, W = Complex ? 2 * n : n, S = W + 1;
   dependent_launch::wait_for_previous_grid();  // launched by launch_dependent (dependent_launch.cuh)
   dependent_launch::allow_next_grid();
@@ -488,22 +485,6 @@ bool first_version(const char* variable) {
   return first;
 }
 
-// VIDKV_CUDA_FUSED_ENCODE_CTAS=4: encode_split_tile with a register cap for 4 CTAs per multiprocessor where the
-// default is 5 (up to 64 low channels); A / B measurements of the last round's fill (a 32k-token layer of 4 heads is
-// 2,048 tiles: 3.1 rounds of 660 CTAs on 132 multiprocessors at 5, 3.9 of 528 at 4). The same bytes. Read per launch.
-bool four_ctas() { return env_equals("VIDKV_CUDA_FUSED_ENCODE_CTAS", "4"); }
-
-// VIDKV_CUDA_FUSED_DECODE_CTAS=4 or 5: decode_split_tile's dynamic shared memory raised so that at most that many CTAs
-// fit a multiprocessor (Hopper: 228 KiB of shared memory, each CTA's share 1 KiB reserved + its own, rounded up to
-// 128 bytes; this kernel has no static shared memory); A / B measurements of the last round's fill, as four_ctas. The
-// same values. Read per launch; 0 (no padding) otherwise.
-std::size_t padding_for(std::size_t ctas) { return 228 * 1024 / ctas / 128 * 128 - 1024; }
-std::size_t decode_padding() {
-  if (env_equals("VIDKV_CUDA_FUSED_DECODE_CTAS", "4")) return padding_for(4);  // 57,344 bytes: 4 x 58,368 = 228 KiB
-  if (env_equals("VIDKV_CUDA_FUSED_DECODE_CTAS", "5")) return padding_for(5);  // 45,568: 5 x 46,592 fit, 6 do not
-  return 0;
-}
-
 const sign_fft_tile::Twiddles& twiddles() {
   static const sign_fft_tile::Twiddles t = sign_fft_tile::make_twiddles();
   return t;
@@ -596,17 +577,10 @@ void encode(const Children& c, const mixed_channel_cuda::Split& split, std::int6
         if (first_version("VIDKV_CUDA_FUSED_ENCODE")) {
           launch<encode_split_tile_first<T, B, N, Complex>>(tiles_of(shape), shared, static_cast<cudaStream_t>(stream), kWhat, in,
                                                                   a, twiddles());
-          return;
+        } else {
+          launch<encode_split_tile<T, B, N, Complex>>(tiles_of(shape), shared, static_cast<cudaStream_t>(stream), kWhat, in, a,
+                                                      twiddles());
         }
-        if constexpr (encode_blocks(N) == 5) {  // the 4-CTA variant only where the default is 5 (four_ctas)
-          if (four_ctas()) {
-            launch<encode_split_tile<T, B, N, Complex, 4>>(tiles_of(shape), shared, static_cast<cudaStream_t>(stream), kWhat, in,
-                                                           a, twiddles());
-            return;
-          }
-        }
-        launch<encode_split_tile<T, B, N, Complex, encode_blocks(N)>>(tiles_of(shape), shared, static_cast<cudaStream_t>(stream),
-                                                                      kWhat, in, a, twiddles());
       } else {
         VIDKV_THROW(CudaError, kWhat, ": fp32 input (encode_refusal refuses it)");
       }
@@ -624,7 +598,7 @@ void decode(const Children& c, const mixed_channel_cuda::Split& split, std::int6
     constexpr unsigned B = decltype(bits)::value;
     constexpr int N = decltype(half)::value;
     constexpr bool Complex = decltype(complex)::value;
-    const std::size_t shared = std::max(decode_shared_bytes(a.channels, a.high, Complex ? 4 * N : 2 * N), decode_padding());
+    const std::size_t shared = decode_shared_bytes(a.channels, a.high, Complex ? 4 * N : 2 * N);
     launch<decode_split_tile<B, N, Complex>>(tiles_of(shape), shared, static_cast<cudaStream_t>(stream), kWhat, out, out_dtype, a,
                                              twiddles(), first_version("VIDKV_CUDA_FUSED_DECODE"));
   });

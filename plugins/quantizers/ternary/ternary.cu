@@ -589,7 +589,7 @@ void encode(const Config& c, const void* in, DType in_dtype, const BlockShape& s
 std::int64_t late_wait_launches() { return late_waits.load(std::memory_order_relaxed); }
 
 bool decode_waits_late() {
-  static const bool on = env_equals("VIDKV_CUDA_TERNARY_LATE_WAIT", "on");
+  static const bool on = !env_equals("VIDKV_CUDA_TERNARY_LATE_WAIT", "off");
   return on;
 }
 

@@ -37,13 +37,14 @@ struct Config {
 };
 
 void encode(const Config& c, const void* in, DType in_dtype, const BlockShape& shape, std::uint8_t* out, void* stream);
-// after_independent_kernel: Execution's (execution.h); with VIDKV_CUDA_TERNARY_LATE_WAIT=on (decode_waits_late; off
-// by default until run on a GPU: docs/performance.md section 6), honoured by the fast decode kernels (G = 32, aligned
+// after_independent_kernel: Execution's (execution.h); unless VIDKV_CUDA_TERNARY_LATE_WAIT=off (decode_waits_late;
+// docs/performance.md section 6), honoured by the fast decode kernels (G = 32, aligned
 // buffers; packings base3, slots2 and release, and fragment where every group is in the residual tail), which then
 // wait for the kernel before them at their end; counted by late_wait_launches().
 void decode(const Config& c, const std::uint8_t* in, const BlockShape& shape, void* out, DType out_dtype, void* stream,
             bool after_independent_kernel = false);
-// Whether decode honours after_independent_kernel in this process (VIDKV_CUDA_TERNARY_LATE_WAIT=on, read once).
+// Whether decode honours after_independent_kernel in this process (yes unless VIDKV_CUDA_TERNARY_LATE_WAIT=off; read
+// once).
 bool decode_waits_late();
 // Decode launches, since the process started, made to wait late (on a device or build without programmatic dependent
 // launch they run as plain launches all the same): tests.
