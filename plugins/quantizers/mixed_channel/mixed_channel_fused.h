@@ -1,6 +1,7 @@
 // mixed_channel on CUDA, fused: one kernel per direction for the split "uniform on the high channels, sign with the
 // FFT on the low ones" (VidKV's 1.x-bit keys, paper section 3.2), instead of the gather, the two children's kernels
-// and the scatter (mixed_channel.cu). Host-only declarations, no CUDA headers; kernels in mixed_channel_fused.cu.
+// and the scatter (mixed_channel.cu). Host-only declarations, no CUDA headers; the entry points in
+// mixed_channel_fused.cu, the kernels in mixed_channel_fused_kernels.cuh (compiled by bit width in mixed_channel_fused_bits{1,2,4,8}.cu).
 //
 // A CTA of 128 threads takes one tile of 64 tokens of one head ([64, D] values, inside one mask's rows) and computes
 // the mask's slot tables itself: the mask's D / 8 bytes staged in shared memory as 32-bit words, ranks counted by

@@ -1,6 +1,6 @@
 // sign: the channel-axis FFT of ONE token (row) as straight-line scalar code, for power-of-two n in [16, 128]:
-// the fused CUDA kernels of sign.cu run it one token per thread, in registers, and mixed_channel_fused.cu's encode
-// half a token per thread (forward_half_first_pass / forward_half_finish). It performs, value for value, the
+// the fused CUDA kernels of sign.cu run it one token per thread, in registers, and mixed_channel_fused_kernels.cuh's
+// encode half a token per thread (forward_half_first_pass / forward_half_finish). It performs, value for value, the
 // operations of the AVX-512 transforms of sign_fft_avx512.cpp (same radix-2 decimation-in-frequency graph, same
 // real-FFT split, same twiddle tables rounded once from double, the same FMAs and separately rounded products), so
 // its results are bit-identical to fft_forward_rows_avx512 / fft_inverse_rows_avx512 (tests/cpp/

@@ -1,6 +1,6 @@
 // uniform on CUDA: the per-group coder of the fast kernels (G = 32, bits 1/2/4/8), device code shared by uniform.cu
-// and the composites' fused kernels (mixed_channel_fused.cu). Header for nvcc only. Every function here gives the
-// reference's bytes and floats (uniform_format.h's stored_group, encode_value, decode_value) bit for bit; the
+// and the composites' fused kernels (mixed_channel_fused_kernels.cuh). Header for nvcc only. Every function here gives
+// the reference's bytes and floats (uniform_format.h's stored_group, encode_value, decode_value) bit for bit; the
 // arguments are in the comments. A group is 32 values get(0..31) held in registers; its codes are BITS 32-bit words
 // (code i at bits (i * BITS) % 32 of word (i * BITS) / 32: the dense and release layouts' word of a word-aligned
 // group), its scale and min are stored in the metadata dtype `sd` (fp16, bf16 or fp32).
