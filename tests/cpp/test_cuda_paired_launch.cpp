@@ -19,8 +19,8 @@
 #include "vidkv/core/plugin_registry.h"
 #include "vidkv/core/kv_codec.h"
 #ifdef VIDKV_WITH_CUDA
+#include "vidkv/core/cuda/late_wait_count.h"
 #include "vidkv/plugins/quantizers/ternary/ternary_cuda.h"
-#include "vidkv/plugins/quantizers/uniform/uniform_cuda.h"
 #endif
 
 using namespace vidkv;
@@ -30,11 +30,10 @@ using vidkv::test::scalar;
 
 namespace {
 
-// Late-waiting launches of uniform's and ternary's kernels so far (0 in builds without CUDA, whose [cuda] cases skip
-// first).
+// Late-waiting launches so far, of every plugin's kernels (0 in builds without CUDA, whose [cuda] cases skip first).
 std::int64_t late_waits() {
 #ifdef VIDKV_WITH_CUDA
-  return uniform_cuda::late_wait_launches() + ternary_cuda::late_wait_launches();
+  return dependent_launch::late_wait_launches();
 #else
   return 0;
 #endif

@@ -3,10 +3,10 @@
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
-#include <atomic>
 #include <type_traits>
 
 #include "vidkv/core/cuda/dependent_launch.cuh"
+#include "vidkv/core/cuda/late_wait_count.h"
 #include "vidkv/core/cuda/device_memory.h"
 #include "vidkv/core/env_switch.h"
 #include "vidkv/plugins/quantizers/ternary/ternary_cuda.h"
@@ -517,7 +517,6 @@ fragment_permute::BlockSections fragment_sections(const Config& c, const GroupGr
           ternary_format::has_scales(c.packing, c.reconstruction) ? 1 : 0};
 }
 
-std::atomic<std::int64_t> late_waits{0};  // decode launches made to wait late (late_wait_launches)
 
 }  // namespace
 
@@ -586,8 +585,6 @@ void encode(const Config& c, const void* in, DType in_dtype, const BlockShape& s
   check_launch("ternary encode");
 }
 
-std::int64_t late_wait_launches() { return late_waits.load(std::memory_order_relaxed); }
-
 bool decode_waits_late() {
   static const bool on = !env_equals("VIDKV_CUDA_TERNARY_LATE_WAIT", "off");
   return on;
@@ -626,7 +623,7 @@ void decode(const Config& c, const std::uint8_t* in, const BlockShape& shape, vo
         dependent_launch::launch_dependent<decode_token_fast<O>>(blocks, group_cuda::kThreads, 0, st, in, scales, g, c.reconstruction, c.packing, c.scale_dtype, out,
                                                                  after_independent_kernel);
     });
-    if (after_independent_kernel) late_waits.fetch_add(1, std::memory_order_relaxed);
+    if (after_independent_kernel) dependent_launch::count_late_wait();
     check_launch("ternary decode (fast path)");
     return;
   }

@@ -40,14 +40,11 @@ void encode(const Config& c, const void* in, DType in_dtype, const BlockShape& s
 // after_independent_kernel: Execution's (execution.h); unless VIDKV_CUDA_TERNARY_LATE_WAIT=off (decode_waits_late;
 // docs/performance.md section 6), honoured by the fast decode kernels (G = 32, aligned
 // buffers; packings base3, slots2 and release, and fragment where every group is in the residual tail), which then
-// wait for the kernel before them at their end; counted by late_wait_launches().
+// wait for the kernel before them at their end; counted (dependent_launch::late_wait_launches, late_wait_count.h).
 void decode(const Config& c, const std::uint8_t* in, const BlockShape& shape, void* out, DType out_dtype, void* stream,
             bool after_independent_kernel = false);
 // Whether decode honours after_independent_kernel in this process (yes unless VIDKV_CUDA_TERNARY_LATE_WAIT=off; read
 // once).
 bool decode_waits_late();
-// Decode launches, since the process started, made to wait late (on a device or build without programmatic dependent
-// launch they run as plain launches all the same): tests.
-std::int64_t late_wait_launches();
 
 }  // namespace vidkv::ternary_cuda

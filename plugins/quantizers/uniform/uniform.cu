@@ -3,12 +3,12 @@
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
-#include <atomic>
 #include <cstdint>
 #include <type_traits>
 
 #include "vidkv/core/cuda/async_copy.cuh"
 #include "vidkv/core/cuda/dependent_launch.cuh"
+#include "vidkv/core/cuda/late_wait_count.h"
 #include "vidkv/core/cuda/device_memory.h"
 #include "vidkv/plugins/quantizers/uniform/uniform_cuda.h"
 #include "vidkv/plugins/quantizers/uniform/uniform_format.h"
@@ -537,11 +537,7 @@ void dispatch_bits(unsigned bits, F&& f) {
   }
 }
 
-std::atomic<std::int64_t> late_waits{0};  // launches made to wait late (late_wait_launches)
-
 }  // namespace
-
-std::int64_t late_wait_launches() { return late_waits.load(std::memory_order_relaxed); }
 
 void encode(const Config& c, const void* in, DType in_dtype, const BlockShape& shape, std::uint8_t* out, void* stream,
             bool after_independent_kernel) {
@@ -569,7 +565,7 @@ void encode(const Config& c, const void* in, DType in_dtype, const BlockShape& s
           // only `in` and `out` (GridOrder).
           dependent_launch::launch_dependent<encode_token_fast<T, B>>(group_cuda::blocks_for(g.group_count()), group_cuda::kThreads, 0, st, in,
                                              g.group_count(), c.scale_dtype, s, after_independent_kernel);
-          if (after_independent_kernel) late_waits.fetch_add(1, std::memory_order_relaxed);
+          if (after_independent_kernel) dependent_launch::count_late_wait();
         } else if (qb != 0) {
           if constexpr (T != DType::f32) {  // tile_row_groups is 0 for fp32 input: the kernel is built for 2-byte input only
             const unsigned blocks = static_cast<unsigned>(g.heads * g.groups_per_row() / qb);
@@ -666,7 +662,7 @@ void decode(const Config& c, const std::uint8_t* in, const BlockShape& shape, vo
               dependent_launch::launch_dependent<decode_token_half<B>>(group_cuda::blocks_for((lanes + kTokenItems - 1) / kTokenItems),
                                                  group_cuda::kThreads, 0, st, in, scales, mins, lanes, static_cast<__half*>(out),
                                                  after_independent_kernel);
-              if (after_independent_kernel) late_waits.fetch_add(1, std::memory_order_relaxed);
+              if (after_independent_kernel) dependent_launch::count_late_wait();
               return;
             }
           }

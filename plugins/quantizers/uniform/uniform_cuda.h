@@ -52,15 +52,12 @@ Config config_of(const UniformParams& p);
 
 // in: device view [heads, tokens, channels] of `shape`; out: uniform_format::total_bytes(...) device bytes.
 // after_independent_kernel: Execution's (execution.h); honoured by the token-axis fast kernel (fp16 / bf16 / fp32
-// input), whose late wait is counted by late_wait_launches().
+// input), whose late wait is counted (dependent_launch::late_wait_launches, core/cuda/late_wait_count.h).
 void encode(const Config& c, const void* in, DType in_dtype, const BlockShape& shape, std::uint8_t* out, void* stream,
             bool after_independent_kernel = false);
 // in: the bytes; out: device buffer of shape.elements() values of out_dtype. after_independent_kernel: honoured by the
-// token-axis fp16 decode with fp16 metadata in layout dense (KIVI's values), counted by late_wait_launches().
+// token-axis fp16 decode with fp16 metadata in layout dense (KIVI's values), counted as encode's.
 void decode(const Config& c, const std::uint8_t* in, const BlockShape& shape, void* out, DType out_dtype, void* stream,
             bool after_independent_kernel = false);
-// Launches, since the process started, made to wait late (with after_independent_kernel; on a device or build without
-// programmatic dependent launch they run as plain launches all the same): tests.
-std::int64_t late_wait_launches();
 
 }  // namespace vidkv::uniform_cuda
