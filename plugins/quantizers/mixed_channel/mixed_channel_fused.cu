@@ -23,11 +23,14 @@ std::atomic<std::int64_t> fused_launches{0};
 std::atomic<std::int64_t> first_launches{0};  // of those, first versions
 
 // VIDKV_CUDA_FUSED_ENCODE=first / VIDKV_CUDA_FUSED_DECODE=first select the kernels' first versions (A / B
-// measurements; the same bytes and values), counted in first_launches. Read per launch: the tests switch them.
-bool first_version(const char* variable) {
-  const bool first = env_equals(variable, "first");
-  if (first) first_launches.fetch_add(1, std::memory_order_relaxed);
-  return first;
+// measurements; the same bytes and values), counted in first_launches once launched. Read per launch: the tests
+// switch them.
+bool first_version(const char* variable) { return env_equals(variable, "first"); }
+
+// Counts a launch that the launchers made (they throw instead where they launch nothing).
+void count_launch(const kernels::Launch& l) {
+  fused_launches.fetch_add(1, std::memory_order_relaxed);
+  if (l.first_version) first_launches.fetch_add(1, std::memory_order_relaxed);
 }
 
 const sign_fft_tile::Twiddles& twiddles() {
@@ -92,7 +95,7 @@ void encode(const Children& c, const mixed_channel_cuda::Split& split, std::int6
   dispatch_bits(c, [&](auto bits) {
     kernels::launch_encode<decltype(bits)::value>(split.channels - split.high, complex, in, in_dtype, a, l);
   });
-  fused_launches.fetch_add(1, std::memory_order_relaxed);
+  count_launch(l);
   check_launch(l.what);
 }
 
@@ -106,7 +109,7 @@ void decode(const Children& c, const mixed_channel_cuda::Split& split, std::int6
   dispatch_bits(c, [&](auto bits) {
     kernels::launch_decode<decltype(bits)::value>(split.channels - split.high, complex, out, out_dtype, a, l);
   });
-  fused_launches.fetch_add(1, std::memory_order_relaxed);
+  count_launch(l);
   check_launch(l.what);
 }
 

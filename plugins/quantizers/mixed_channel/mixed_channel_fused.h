@@ -80,11 +80,10 @@ const char* decode_refusal(const Children& c, const BlockShape& shape, std::int6
 // One part of a split (rows first_row .. first_row + shape.heads * shape.tokens of the layer, which the split's masks
 // cover): in: device [shape.heads, shape.tokens, D] values; high_bytes / low_bytes: where the children's packed
 // blocks of the part go (their layouts for [heads, tokens, k] and [heads, tokens, D - k]). Asynchronous on `stream`.
-// Only where encode_refusal is null.
+// Only where encode_refusal is null. Throws CudaError where a call-time condition fails (fp32 input).
 void encode(const Children& c, const mixed_channel_cuda::Split& split, std::int64_t first_row, const BlockShape& shape,
             const void* in, DType in_dtype, std::uint8_t* high_bytes, std::uint8_t* low_bytes, void* stream);
 // The inverse: out: device [shape.heads, shape.tokens, D] values of out_dtype. Only where decode_refusal is null.
-// Throws CudaError where a call-time condition fails (fp32 input to encode).
 void decode(const Children& c, const mixed_channel_cuda::Split& split, std::int64_t first_row, const BlockShape& shape,
             const std::uint8_t* high_bytes, const std::uint8_t* low_bytes, void* out, DType out_dtype, void* stream);
 

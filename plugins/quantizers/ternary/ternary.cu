@@ -6,8 +6,8 @@
 #include <type_traits>
 
 #include "vidkv/core/cuda/dependent_launch.cuh"
-#include "vidkv/core/cuda/late_wait_count.h"
 #include "vidkv/core/cuda/device_memory.h"
+#include "vidkv/core/cuda/late_wait_count.h"
 #include "vidkv/core/env_switch.h"
 #include "vidkv/plugins/quantizers/ternary/ternary_cuda.h"
 #include "vidkv/quantization/cuda/group_cuda.cuh"
@@ -516,7 +516,6 @@ fragment_permute::BlockSections fragment_sections(const Config& c, const GroupGr
   return {g, ternary_format::kFragmentForm, static_cast<int>(dtype_size(c.scale_dtype)),
           ternary_format::has_scales(c.packing, c.reconstruction) ? 1 : 0};
 }
-
 
 }  // namespace
 

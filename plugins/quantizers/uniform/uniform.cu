@@ -8,8 +8,8 @@
 
 #include "vidkv/core/cuda/async_copy.cuh"
 #include "vidkv/core/cuda/dependent_launch.cuh"
-#include "vidkv/core/cuda/late_wait_count.h"
 #include "vidkv/core/cuda/device_memory.h"
+#include "vidkv/core/cuda/late_wait_count.h"
 #include "vidkv/plugins/quantizers/uniform/uniform_cuda.h"
 #include "vidkv/plugins/quantizers/uniform/uniform_format.h"
 #include "vidkv/plugins/quantizers/uniform/uniform_group_coder.cuh"
