@@ -33,11 +33,6 @@ void count_launch(const kernels::Launch& l) {
   if (l.first_version) first_launches.fetch_add(1, std::memory_order_relaxed);
 }
 
-const sign_fft_tile::Twiddles& twiddles() {
-  static const sign_fft_tile::Twiddles t = sign_fft_tile::make_twiddles();
-  return t;
-}
-
 Args args_of(const Children& c, const mixed_channel_cuda::Split& s, std::int64_t first_row, const BlockShape& shape,
              const std::uint8_t* high_bytes, const std::uint8_t* low_bytes) {
   const std::int64_t k = s.high, n = s.channels - k;
@@ -89,8 +84,8 @@ void encode(const Children& c, const mixed_channel_cuda::Split& split, std::int6
             const void* in, DType in_dtype, std::uint8_t* high_bytes, std::uint8_t* low_bytes, void* stream) {
   if (shape.heads * shape.tokens == 0) return;
   const Args a = args_of(c, split, first_row, shape, high_bytes, low_bytes);
-  const kernels::Launch l{tiles_of(shape), static_cast<cudaStream_t>(stream), &twiddles(),
-                          first_version("VIDKV_CUDA_FUSED_ENCODE"), "mixed_channel encode (fused split tile)"};
+  const kernels::Launch l{tiles_of(shape), static_cast<cudaStream_t>(stream), first_version("VIDKV_CUDA_FUSED_ENCODE"),
+                          "mixed_channel encode (fused split tile)"};
   const bool complex = c.low.fft == SignFft::complex;
   dispatch_bits(c, [&](auto bits) {
     kernels::launch_encode<decltype(bits)::value>(split.channels - split.high, complex, in, in_dtype, a, l);
@@ -103,8 +98,8 @@ void decode(const Children& c, const mixed_channel_cuda::Split& split, std::int6
             const std::uint8_t* high_bytes, const std::uint8_t* low_bytes, void* out, DType out_dtype, void* stream) {
   if (shape.heads * shape.tokens == 0) return;
   const Args a = args_of(c, split, first_row, shape, high_bytes, low_bytes);
-  const kernels::Launch l{tiles_of(shape), static_cast<cudaStream_t>(stream), &twiddles(),
-                          first_version("VIDKV_CUDA_FUSED_DECODE"), "mixed_channel decode (fused split tile)"};
+  const kernels::Launch l{tiles_of(shape), static_cast<cudaStream_t>(stream), first_version("VIDKV_CUDA_FUSED_DECODE"),
+                          "mixed_channel decode (fused split tile)"};
   const bool complex = c.low.fft == SignFft::complex;
   dispatch_bits(c, [&](auto bits) {
     kernels::launch_decode<decltype(bits)::value>(split.channels - split.high, complex, out, out_dtype, a, l);

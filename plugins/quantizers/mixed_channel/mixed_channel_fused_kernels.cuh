@@ -483,35 +483,21 @@ void launch(dim3 grid, std::size_t shared, cudaStream_t st, const char* what, Ke
   dependent_launch::launch_dependent<Kernel>(grid, kThreads, shared, st, std::forward<KernelArgs>(args)...);
 }
 
-// What a launch needs besides the kernel's Args: the grid (one CTA per tile of each head), the stream, the FFT's
-// twiddles, whether to run the kernel's first version (VIDKV_CUDA_FUSED_ENCODE=first / VIDKV_CUDA_FUSED_DECODE=first)
-// and the name for errors.
+// What a launch needs besides the kernel's Args: the grid (one CTA per tile of each head), the stream, whether to run
+// the kernel's first version (VIDKV_CUDA_FUSED_ENCODE=first / VIDKV_CUDA_FUSED_DECODE=first) and the name for errors.
 struct Launch {
   dim3 grid;
   cudaStream_t stream;
-  const sign_fft_tile::Twiddles* twiddles;
   bool first_version;
   const char* what;
 };
 
 // Calls f(N, Complex) as integral constants for `low` low channels (N = low / 2, the FFT's half length: 16 .. 128
-// low channels, refusal() has checked) and the sign child's FFT kind.
+// low channels, refusal() has checked) and the sign child's FFT kind (sign_fft_tile::dispatch_width).
 template <class F>
 void dispatch_fft(std::int64_t low, bool complex, F&& f) {
-  auto with_kind = [&](auto half) {
-    if (complex) {
-      f(half, std::true_type{});
-    } else {
-      f(half, std::false_type{});
-    }
-  };
-  switch (low) {
-    case 16: with_kind(std::integral_constant<int, 8>{}); break;
-    case 32: with_kind(std::integral_constant<int, 16>{}); break;
-    case 64: with_kind(std::integral_constant<int, 32>{}); break;
-    case 128: with_kind(std::integral_constant<int, 64>{}); break;
-    default: VIDKV_THROW(CudaError, "mixed_channel (fused): no kernel for ", low, " low channels");
-  }
+  if (!sign_fft_tile::dispatch_width(low, complex, std::forward<F>(f)))
+    VIDKV_THROW(CudaError, "mixed_channel (fused): no kernel for ", low, " low channels");
 }
 
 // The encode of one part for BITS-bit uniform groups: in, device [heads, tokens, D] values of in_dtype (fp16 or bf16;
@@ -527,9 +513,11 @@ void launch_encode(std::int64_t low, bool complex, const void* in, DType in_dtyp
       constexpr DType T = decltype(tag)::value;
       if constexpr (T != DType::f32) {
         if (l.first_version) {
-          launch<encode_split_tile_first<T, BITS, N, Complex>>(l.grid, shared, l.stream, l.what, in, a, *l.twiddles);
+          launch<encode_split_tile_first<T, BITS, N, Complex>>(l.grid, shared, l.stream, l.what, in, a,
+                                                               sign_fft_tile::twiddles());
         } else {
-          launch<encode_split_tile<T, BITS, N, Complex>>(l.grid, shared, l.stream, l.what, in, a, *l.twiddles);
+          launch<encode_split_tile<T, BITS, N, Complex>>(l.grid, shared, l.stream, l.what, in, a,
+                                                         sign_fft_tile::twiddles());
         }
       } else {
         VIDKV_THROW(CudaError, l.what, ": fp32 input (encode_refusal refuses it)");
@@ -546,8 +534,8 @@ void launch_decode(std::int64_t low, bool complex, void* out, DType out_dtype, c
     constexpr int N = decltype(half)::value;
     constexpr bool Complex = decltype(is_complex)::value;
     const std::size_t shared = decode_shared_bytes(a.channels, a.high, Complex ? 4 * N : 2 * N);
-    launch<decode_split_tile<BITS, N, Complex>>(l.grid, shared, l.stream, l.what, out, out_dtype, a, *l.twiddles,
-                                                l.first_version);
+    launch<decode_split_tile<BITS, N, Complex>>(l.grid, shared, l.stream, l.what, out, out_dtype, a,
+                                                sign_fft_tile::twiddles(), l.first_version);
   });
 }
 

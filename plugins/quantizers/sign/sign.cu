@@ -8,6 +8,7 @@
 #include <map>
 #include <mutex>
 #include <tuple>
+#include <utility>
 
 #include "vidkv/core/cuda/async_copy.cuh"
 #include "vidkv/core/cuda/device_memory.h"
@@ -463,28 +464,11 @@ __global__ void __launch_bounds__(kTileThreadsMax) decode_tile(const std::uint8_
 // alignment decides.
 bool aligned16(const void* p) { return (reinterpret_cast<std::uintptr_t>(p) & 15u) == 0; }
 
-const sign_fft_tile::Twiddles& tile_twiddles() {
-  static const sign_fft_tile::Twiddles t = sign_fft_tile::make_twiddles();
-  return t;
-}
-
 // Calls f(std::integral_constant<int, N>, std::bool_constant<Complex>) for n = 2N in {16, 32, 64, 128}.
 template <class F>
 void dispatch_tile(SignFft kind, std::int64_t n, F&& f) {
-  auto with_kind = [&](auto half) {
-    if (kind == SignFft::complex) {
-      f(half, std::true_type{});
-    } else {
-      f(half, std::false_type{});
-    }
-  };
-  switch (n) {
-    case 16: with_kind(std::integral_constant<int, 8>{}); break;
-    case 32: with_kind(std::integral_constant<int, 16>{}); break;
-    case 64: with_kind(std::integral_constant<int, 32>{}); break;
-    case 128: with_kind(std::integral_constant<int, 64>{}); break;
-    default: VIDKV_THROW(CudaError, "sign: the fused FFT kernels do not handle n = ", n);
-  }
+  if (!sign_fft_tile::dispatch_width(n, kind == SignFft::complex, std::forward<F>(f)))
+    VIDKV_THROW(CudaError, "sign: the fused FFT kernels do not handle n = ", n);
 }
 
 GroupGrid values_grid(const Config& c, const BlockShape& shape) {
@@ -515,7 +499,7 @@ void encode_tile_launch(const Config& c, const void* in, DType in_dtype, const B
     constexpr int W = Complex ? 4 * N : 2 * N;
     const std::size_t bytes = static_cast<std::size_t>(tile_tokens) * ((W + 1) * sizeof(float) + (staged ? row_bytes : 0));
     encode_tile<N, Complex><<<blocks, threads, bytes, st>>>(in, in_dtype, vec, staged, b, shape.tokens, g, c.axis, c.scale_dtype,
-                                                            c.layout, s, tile_tokens, tile_twiddles());
+                                                            c.layout, s, tile_tokens, sign_fft_tile::twiddles());
   });
   check_launch("sign encode (fused FFT tile)");
 }
@@ -534,7 +518,7 @@ void decode_tile_launch(const Config& c, const std::uint8_t* in, const BlockShap
     constexpr int W = Complex ? 4 * N : 2 * N;
     const std::size_t bytes = static_cast<std::size_t>(tile_tokens) * (W + 1) * sizeof(float);
     decode_tile<N, Complex><<<blocks, threads, bytes, st>>>(in, scales, shape.tokens, g, c.axis, c.scale_dtype, c.layout,
-                                                            c.reconstruction, out, out_dtype, vec, b, tile_tokens, tile_twiddles());
+                                                            c.reconstruction, out, out_dtype, vec, b, tile_tokens, sign_fft_tile::twiddles());
   });
   check_launch("sign decode (fused FFT tile)");
 }

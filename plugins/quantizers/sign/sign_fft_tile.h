@@ -18,6 +18,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <type_traits>
 
 #include "vidkv/core/host_device.h"
 
@@ -66,6 +67,34 @@ inline Twiddles make_twiddles() {
       t.inv_im[h + j] = s / static_cast<float>(2 * h);
     }
   return t;
+}
+
+// The tables made once per process, for the host code that passes them to kernels (sign.cu's fused tile kernels and
+// mixed_channel's fused kernels).
+inline const Twiddles& twiddles() {
+  static const Twiddles t = make_twiddles();
+  return t;
+}
+
+// Calls f(std::integral_constant<int, N>, std::bool_constant<Complex>) for a width n = 2N in {16, 32, 64, 128} (the
+// kernels' template arguments: N the half length, Complex the complex FFT's tiles) and returns true; returns false
+// without calling f for any other n (the caller reports it).
+template <class F>
+bool dispatch_width(std::int64_t n, bool complex, F&& f) {
+  auto with_kind = [&](auto half) {
+    if (complex) {
+      f(half, std::true_type{});
+    } else {
+      f(half, std::false_type{});
+    }
+  };
+  switch (n) {
+    case 16: with_kind(std::integral_constant<int, 8>{}); return true;
+    case 32: with_kind(std::integral_constant<int, 16>{}); return true;
+    case 64: with_kind(std::integral_constant<int, 32>{}); return true;
+    case 128: with_kind(std::integral_constant<int, 64>{}); return true;
+    default: return false;
+  }
 }
 
 // Correctly rounded fp32 operations, never contracted.
