@@ -3,6 +3,7 @@
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
+#include <atomic>
 #include <type_traits>
 
 #include "vidkv/core/cuda/dependent_launch.cuh"
@@ -177,6 +178,57 @@ __global__ void encode_channel_fast(const void* in, GroupGrid g, double gamma, R
   }
 }
 
+// The base3 code byte of five 2-bit slots t + 1 (slot i at bits [2 i, 2 i + 2) of `ten`): digit i has weight 3^i, as
+// core/bit_packing.h trit_pack5. Slots that are 0 add 0, so the bytes of a partial set of digits add up exactly to
+// the byte (at most 242: no carry into the next byte).
+__device__ inline unsigned base3_byte(unsigned ten) {
+  unsigned byte = 0;
+#pragma unroll
+  for (int i = 4; i >= 0; --i) byte = byte * 3u + ((ten >> (2 * i)) & 3u);
+  return byte;
+}
+
+// encode_channel_warp writing base3 bytes itself (no slot scratch, no pack_base3). A span is the trits of one channel
+// that one warp codes: its row groups 4 quad .. 4 quad + 3 (fewer at a head's end), stream positions [p0, p1). A base3
+// byte holds 5 consecutive trits, so the first and last bytes of a span may hold trits of the spans before and after
+// it, coded by other warps. Those spans' bytes meet only in the 4-byte words that hold a span's first and last bytes
+// (w0, w1: a span covers at least 32 trits, 7 bytes or more, so any word written by two spans holds the first or last
+// byte of each): every byte in those words is added with atomicAdd on its word, which the caller has zeroed; every
+// other byte belongs to this span alone and is stored once. w0 / w1 are -1 where no span comes before / after (the
+// stream's ends: the last byte is then whole, its absent digits 0, and its word may end past the codes section,
+// where no atomic may touch it).
+struct Base3Span {
+  std::int64_t w0, w1;
+};
+__device__ inline Base3Span base3_span(std::int64_t p0, std::int64_t p1, std::int64_t total) {
+  return {p0 > 0 ? p0 / 5 / 4 : -1, p1 < total ? (p1 - 1) / 5 / 4 : -1};
+}
+__device__ inline void put_base3_byte(std::uint8_t* codes, std::int64_t b, unsigned value, const Base3Span& span) {
+  const std::int64_t w = b >> 2;
+  if (w == span.w0 || w == span.w1) atomicAdd(reinterpret_cast<unsigned*>(codes) + w, value << (8 * (b & 3)));
+  else codes[b] = static_cast<std::uint8_t>(value);
+}
+// The bytes of one group of 32 trits at stream position p (slots: slot i at bits [2 i, 2 i + 2)). The group writes
+// the bytes whose first trit it holds, the last of them completed by `next`, the first 4 slots of the group after it
+// in the span (0 where the group is the span's last: that byte then gets this group's digits only); the span's first
+// group also adds its leading digits to the byte that starts before it (the group before it in a span completes that
+// byte through its `next` instead).
+__device__ inline void put_base3_group(std::uint8_t* codes, std::int64_t p, std::uint64_t slots, unsigned next, bool span_first,
+                                       const Base3Span& span) {
+  const unsigned m = static_cast<unsigned>(p % 5), r = (5 - m) % 5;  // r leading trits belong to byte p / 5 (m != 0)
+  if (m != 0 && span_first)
+    put_base3_byte(codes, p / 5, base3_byte((static_cast<unsigned>(slots) & ((1u << (2 * r)) - 1u)) << (2 * m)), span);
+  const std::int64_t b0 = (p + r) / 5;
+#pragma unroll
+  for (unsigned k = 0; k < 7; ++k) {
+    const unsigned first = r + 5 * k;  // the byte's first slot in the group
+    if (first >= 32) break;
+    unsigned ten = static_cast<unsigned>(slots >> (2 * first)) & 0x3FFu;
+    if (first > 27) ten = (ten | (next << (2 * (32 - first)))) & 0x3FFu;  // its last slots from the next group
+    put_base3_byte(codes, b0 + k, base3_byte(ten), span);
+  }
+}
+
 // Axis channel, magnitude-free reconstruction, fp16 / bf16 input, a multiple of 16 channels: ternarize_group's
 // results for two channels' groups at once, with fewer operations, each warp on its own (as uniform.cu's
 // encode_channel_warp).
@@ -190,16 +242,20 @@ __global__ void encode_channel_fast(const void* in, GroupGrid g, double gamma, R
 //    integer multiple of 2^-24 below 2^16, so every partial sum of at most 32 of them is a multiple of 2^-24 below
 //    2^21 (at most 45 significant bits, within double's 53): all are exact, and any order gives the reference's
 //    in-order double. bf16 input adds in order, as the reference.
+//  * kBase3: base3 packing written here as bytes (put_base3_group: a lane's group completed by the first slots of the
+//    next group of its channel, lane + 8's, through one shuffle; the bytes shared with other warps' spans added
+//    atomically into words that encode() zeroed), instead of the slot words to a scratch for pack_base3. The lanes
+//    past a head's last row group stay until the shuffle and store nothing.
 //  * The trits by packed 2-byte compares of both channels' values against dz = the largest value of the input
 //    dtype that is <= the dead zone (rounded down to fp32, then to the dtype: the same as rounding down once): for v
 //    of that dtype, v > dead_zone <=> v > dz (if v > dz and the dead zone is not representable, v is at least the
 //    next value above dz, which exceeds it), and v < -dead_zone <=> -v > dead_zone <=> v < -dz (negation is
 //    exact); a NaN value or dead zone gives 0 both ways, as the reference's double compares.
 // The reference converts each value to double twice and compares in double; here once, and no double compare.
-template <DType T>
+template <DType T, bool kBase3>
 __global__ void __launch_bounds__(256, 4) encode_channel_warp(const void* in, group_cuda::Divider by_slices, group_cuda::Divider by_quads,
                                                               GroupGrid g, unsigned warps, double gamma, Packing p, DType sd, Sections s,
-                                                              std::uint32_t* slots) {
+                                                              std::uint32_t* slots, std::uint8_t* base3) {
   dependent_launch::wait_for_previous_grid();  // launched by launch_dependent (dependent_launch.cuh)
   dependent_launch::allow_next_grid();
   static_assert(T != DType::f32, "2-byte input dtypes");
@@ -209,11 +265,12 @@ __global__ void __launch_bounds__(256, 4) encode_channel_warp(const void* in, gr
   const unsigned hq = by_slices.div(warp), slice = warp - hq * by_slices.d, h = by_quads.div(hq), quad = hq - h * by_quads.d;
   const auto gpr = static_cast<unsigned>(g.groups_per_row()), channels = static_cast<unsigned>(g.rows);
   const unsigned gi = 4 * quad + lane / 8, c0 = 2 * (8 * slice + lane % 8);
-  if (gi >= gpr) return;
+  const bool active = gi < gpr;
+  if (!kBase3 && !active) return;  // kBase3: every lane takes part in the shuffle below
   const std::uint32_t* src = reinterpret_cast<const std::uint32_t*>(in) + (static_cast<std::int64_t>(h) * gpr + gi) * 16 * channels + c0 / 2;
   std::uint32_t raw[32];
 #pragma unroll
-  for (unsigned i = 0; i < 32; ++i) raw[i] = src[i * (channels / 2)];
+  for (unsigned i = 0; i < 32; ++i) raw[i] = active ? src[i * (channels / 2)] : 0u;
   double sa[4] = {0.0, 0.0, 0.0, 0.0}, sb[4] = {0.0, 0.0, 0.0, 0.0};
 #pragma unroll
   for (unsigned i = 0; i < 32; ++i) {
@@ -240,8 +297,24 @@ __global__ void __launch_bounds__(256, 4) encode_channel_warp(const void* in, gr
     wa[i / 16] |= (slot & 3u) << (2 * (i % 16));
     wb[i / 16] |= (slot >> 16) << (2 * (i % 16));
   }
-  const CodeLayout layout = p == Packing::release ? CodeLayout::release : CodeLayout::dense;
   const std::int64_t j0 = static_cast<std::int64_t>(gi) * 32;
+  if constexpr (kBase3) {
+    const unsigned next_a = __shfl_down_sync(0xFFFFFFFFu, wa[0], 8) & 0xFFu, next_b = __shfl_down_sync(0xFFFFFFFFu, wb[0], 8) & 0xFFu;
+    if (!active) return;
+    const unsigned groups = min(4u, gpr - 4 * quad), q = lane / 8;  // the span's row groups; this lane's among them
+    const bool last = q + 1 == groups;
+    const std::int64_t total = g.heads * g.rows * g.length;
+    const std::uint64_t slots_a = static_cast<std::uint64_t>(wa[0]) | (static_cast<std::uint64_t>(wa[1]) << 32);
+    const std::uint64_t slots_b = static_cast<std::uint64_t>(wb[0]) | (static_cast<std::uint64_t>(wb[1]) << 32);
+#pragma unroll
+    for (unsigned k = 0; k < 2; ++k) {  // channel c0, then c0 + 1
+      const std::int64_t p0 = g.stream_index(h, c0 + k, 128 * static_cast<std::int64_t>(quad));  // the span's first trit
+      put_base3_group(base3, p0 + 32 * q, k == 0 ? slots_a : slots_b, last ? 0u : (k == 0 ? next_a : next_b), q == 0,
+                      base3_span(p0, p0 + 32 * groups, total));
+    }
+    return;
+  }
+  const CodeLayout layout = p == Packing::release ? CodeLayout::release : CodeLayout::dense;
   reinterpret_cast<uint2*>(slots)[group_format::code_word(layout, g, 2, h, c0, j0) / 2] = make_uint2(wa[0], wa[1]);
   reinterpret_cast<uint2*>(slots)[group_format::code_word(layout, g, 2, h, c0 + 1, j0) / 2] = make_uint2(wb[0], wb[1]);
   if (p == Packing::release) {  // magnitude-free: the scale is mean |x|; the release min a constant
@@ -268,14 +341,8 @@ __global__ void encode_token_fast(const void* in, GroupGrid g, double gamma, Rec
   ternarize_group(x, gamma, rec, p, sd, k, slots + group_format::code_word(layout, g, 2, row / g.rows, row % g.rows, gi * 32), s);
 }
 
-// base3 byte b from the slot stream: trits 5b .. 5b + 4 are slot bits [10 b, 10 b + 10). The stream is padded with
-// one zero word past its end; a missing trit past the last element reads slot 0 and adds 0 (absent digits are 0).
-__device__ inline unsigned base3_byte(unsigned ten) {
-  unsigned byte = 0;
-#pragma unroll
-  for (int i = 4; i >= 0; --i) byte = byte * 3u + ((ten >> (2 * i)) & 3u);
-  return byte;
-}
+// base3 bytes from the slot stream: byte b's trits 5b .. 5b + 4 are slot bits [10 b, 10 b + 10). The stream is padded
+// with one zero word past its end; a missing trit past the last element reads slot 0 and adds 0 (absent digits are 0).
 // Thread t writes bytes [4t, 4t + 4) (one 4-byte store; `codes` is 4-byte aligned, fast_path): slot bits
 // [40 t, 40 t + 40), which start at bit 0, 8, 16 or 24 of word 40 t / 32 and so lie within that word and the next.
 // The last thread writes the bytes that remain one by one. (One byte per thread took 10.8 us for the 2.6 MB of
@@ -477,6 +544,12 @@ bool fast_path(const Config& c, const GroupGrid& g, const void* values, const vo
   return group_cuda::aligned(values, 16);
 }
 
+// VIDKV_CUDA_TERNARY_BASE3=in-kernel: the channel-axis encode of base3 codes writes the bytes in encode_channel_warp
+// (put_base3_group) instead of slot words to a scratch that pack_base3 packs (A / B measurements; not yet run on a GPU,
+// so off by default). Read per call: the tests switch it.
+bool base3_in_kernel() { return env_equals("VIDKV_CUDA_TERNARY_BASE3", "in-kernel"); }
+std::atomic<std::int64_t> base3_kernel_launches{0};
+
 // VIDKV_CUDA_TERNARY_DECODE=fp32 decodes every channel-axis group through fp32 (not TritPairs' packed fma; A / B
 // measurements).
 bool trit_patterns() {
@@ -485,11 +558,10 @@ bool trit_patterns() {
 }
 
 // Whether encode_channel_warp applies (fast_path holds): magnitude-free reconstruction, 2-byte input, a multiple of 16
-// channels, 8-byte aligned slot words, 32-bit warp indices. VIDKV_CUDA_TERNARY_CHANNEL_ENCODE=thread selects
-// encode_channel_fast instead (A / B measurements).
-bool channel_warp_applies(const Config& c, const GroupGrid& g, DType in_dtype, const void* slots) {
-  if (c.reconstruction != Reconstruction::magnitude_free || in_dtype == DType::f32 || g.rows % 16 != 0 || !group_cuda::aligned(slots, 8))
-    return false;
+// channels, 32-bit warp indices (the caller checks the slot words' 8-byte alignment). VIDKV_CUDA_TERNARY_CHANNEL_ENCODE=thread
+// selects encode_channel_fast instead (A / B measurements).
+bool channel_warp_applies(const Config& c, const GroupGrid& g, DType in_dtype) {
+  if (c.reconstruction != Reconstruction::magnitude_free || in_dtype == DType::f32 || g.rows % 16 != 0) return false;
   if (g.heads * ((g.groups_per_row() + 3) / 4) * (g.rows / 16) * 32 >= (std::int64_t{1} << 31)) return false;
   static const bool off = env_equals("VIDKV_CUDA_TERNARY_CHANNEL_ENCODE", "thread");
   return !off;
@@ -532,22 +604,31 @@ void encode(const Config& c, const void* in, DType in_dtype, const BlockShape& s
   const bool runs = word_runs(c, g, out);
   auto* st = static_cast<cudaStream_t>(stream);
   if (fast_path(c, g, in, out, in_dtype)) {
-    // base3: slots to a scratch stream (+1 zero word of padding for pack_base3), else straight to the codes.
+    const bool warp = c.axis == GroupAxis::channel && channel_warp_applies(c, g, in_dtype) &&
+                      (c.packing == Packing::base3 || group_cuda::aligned(out, 8));  // slots2 / release: 8-byte slot stores
+    // base3: bytes written by encode_channel_warp itself (base3_in_kernel: into codes zeroed first, for the bytes
+    // that two warps share), else slots to a scratch stream (+1 zero word of padding for pack_base3); the slot
+    // packings: slots straight to the codes.
+    const bool base3_direct = warp && c.packing == Packing::base3 && base3_in_kernel();
+    const bool scratch_slots = c.packing == Packing::base3 && !base3_direct;
     const std::size_t slot_words = group_format::code_bytes(CodeLayout::dense, g, 2) / 4 + 1;
-    DeviceBuffer scratch(c.packing == Packing::base3 ? slot_words * 4 : 0, stream);
+    DeviceBuffer scratch(scratch_slots ? slot_words * 4 : 0, stream);
     // Every group writes its two slot words (whole groups of 32): only the padding word needs zeros.
-    if (c.packing == Packing::base3) fill_device(scratch.as<std::uint32_t>() + (slot_words - 1), 0, 4, stream);
-    std::uint32_t* slots = c.packing == Packing::base3 ? scratch.as<std::uint32_t>() : reinterpret_cast<std::uint32_t*>(out);
+    if (scratch_slots) fill_device(scratch.as<std::uint32_t>() + (slot_words - 1), 0, 4, stream);
+    if (base3_direct) fill_device(out, 0, code_bytes, stream);
+    std::uint32_t* slots = scratch_slots ? scratch.as<std::uint32_t>() : reinterpret_cast<std::uint32_t*>(out);
     group_cuda::dispatch_dtype(in_dtype, [&](auto tag) {
       constexpr DType T = decltype(tag)::value;
       const unsigned blocks = group_cuda::blocks_for(fast_threads(c, g));
-      if (c.axis == GroupAxis::channel && channel_warp_applies(c, g, in_dtype, slots)) {
+      if (warp) {
         if constexpr (T != DType::f32) {
           const auto slices = static_cast<unsigned>(g.rows / 16), quads = static_cast<unsigned>((g.groups_per_row() + 3) / 4);
           const auto warps = static_cast<unsigned>(g.heads * quads * slices);
-          dependent_launch::launch_dependent<encode_channel_warp<T>>(group_cuda::blocks_for(std::int64_t{32} * warps), group_cuda::kThreads, 0, st, in,
-                                                                     group_cuda::Divider(slices), group_cuda::Divider(quads), g, warps, c.gamma,
-                                                                     c.packing, c.scale_dtype, s, slots);
+          group_cuda::dispatch_bool(base3_direct, [&](auto direct) {
+            dependent_launch::launch_dependent<encode_channel_warp<T, decltype(direct)::value>>(
+                group_cuda::blocks_for(std::int64_t{32} * warps), group_cuda::kThreads, 0, st, in, group_cuda::Divider(slices), group_cuda::Divider(quads), g,
+                warps, c.gamma, c.packing, c.scale_dtype, s, slots, out);
+          });
         }
       } else if (c.axis == GroupAxis::channel)
         dependent_launch::launch_dependent<encode_channel_fast<T>>(blocks, group_cuda::kThreads, 0, st, in, g, c.gamma, c.reconstruction, c.packing, c.scale_dtype, s, slots);
@@ -555,7 +636,8 @@ void encode(const Config& c, const void* in, DType in_dtype, const BlockShape& s
         dependent_launch::launch_dependent<encode_token_fast<T>>(blocks, group_cuda::kThreads, 0, st, in, g, c.gamma, c.reconstruction, c.packing, c.scale_dtype, s, slots);
     });
     check_launch("ternary encode (fast path)");
-    if (c.packing == Packing::base3) {
+    if (base3_direct) base3_kernel_launches.fetch_add(1, std::memory_order_relaxed);
+    if (scratch_slots) {
       dependent_launch::launch_dependent<pack_base3>(group_cuda::blocks_for((static_cast<std::int64_t>(code_bytes) + 3) / 4), group_cuda::kThreads, 0, st, 
           slots, out, static_cast<std::int64_t>(code_bytes));
       check_launch("ternary encode (base3 packing)");
@@ -583,6 +665,8 @@ void encode(const Config& c, const void* in, DType in_dtype, const BlockShape& s
   });
   check_launch("ternary encode");
 }
+
+std::int64_t base3_encode_kernel_launches() { return base3_kernel_launches.load(std::memory_order_relaxed); }
 
 bool decode_waits_late() {
   static const bool on = !env_equals("VIDKV_CUDA_TERNARY_LATE_WAIT", "off");
