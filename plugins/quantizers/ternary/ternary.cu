@@ -10,6 +10,7 @@
 #include "vidkv/core/cuda/device_memory.h"
 #include "vidkv/core/cuda/late_wait_count.h"
 #include "vidkv/core/env_switch.h"
+#include "vidkv/plugins/quantizers/ternary/ternary_base3_spans.h"
 #include "vidkv/plugins/quantizers/ternary/ternary_cuda.h"
 #include "vidkv/quantization/cuda/group_cuda.cuh"
 #include "vidkv/quantization/cuda/group_cuda_io.cuh"
@@ -178,56 +179,8 @@ __global__ void encode_channel_fast(const void* in, GroupGrid g, double gamma, R
   }
 }
 
-// The base3 code byte of five 2-bit slots t + 1 (slot i at bits [2 i, 2 i + 2) of `ten`): digit i has weight 3^i, as
-// core/bit_packing.h trit_pack5. Slots that are 0 add 0, so the bytes of a partial set of digits add up exactly to
-// the byte (at most 242: no carry into the next byte).
-__device__ inline unsigned base3_byte(unsigned ten) {
-  unsigned byte = 0;
-#pragma unroll
-  for (int i = 4; i >= 0; --i) byte = byte * 3u + ((ten >> (2 * i)) & 3u);
-  return byte;
-}
-
-// encode_channel_warp writing base3 bytes itself (no slot scratch, no pack_base3). A span is the trits of one channel
-// that one warp codes: its row groups 4 quad .. 4 quad + 3 (fewer at a head's end), stream positions [p0, p1). A base3
-// byte holds 5 consecutive trits, so the first and last bytes of a span may hold trits of the spans before and after
-// it, coded by other warps. Those spans' bytes meet only in the 4-byte words that hold a span's first and last bytes
-// (w0, w1: a span covers at least 32 trits, 7 bytes or more, so any word written by two spans holds the first or last
-// byte of each): every byte in those words is added with atomicAdd on its word, which the caller has zeroed; every
-// other byte belongs to this span alone and is stored once. w0 / w1 are -1 where no span comes before / after (the
-// stream's ends: the last byte is then whole, its absent digits 0, and its word may end past the codes section,
-// where no atomic may touch it).
-struct Base3Span {
-  std::int64_t w0, w1;
-};
-__device__ inline Base3Span base3_span(std::int64_t p0, std::int64_t p1, std::int64_t total) {
-  return {p0 > 0 ? p0 / 5 / 4 : -1, p1 < total ? (p1 - 1) / 5 / 4 : -1};
-}
-__device__ inline void put_base3_byte(std::uint8_t* codes, std::int64_t b, unsigned value, const Base3Span& span) {
-  const std::int64_t w = b >> 2;
-  if (w == span.w0 || w == span.w1) atomicAdd(reinterpret_cast<unsigned*>(codes) + w, value << (8 * (b & 3)));
-  else codes[b] = static_cast<std::uint8_t>(value);
-}
-// The bytes of one group of 32 trits at stream position p (slots: slot i at bits [2 i, 2 i + 2)). The group writes
-// the bytes whose first trit it holds, the last of them completed by `next`, the first 4 slots of the group after it
-// in the span (0 where the group is the span's last: that byte then gets this group's digits only); the span's first
-// group also adds its leading digits to the byte that starts before it (the group before it in a span completes that
-// byte through its `next` instead).
-__device__ inline void put_base3_group(std::uint8_t* codes, std::int64_t p, std::uint64_t slots, unsigned next, bool span_first,
-                                       const Base3Span& span) {
-  const unsigned m = static_cast<unsigned>(p % 5), r = (5 - m) % 5;  // r leading trits belong to byte p / 5 (m != 0)
-  if (m != 0 && span_first)
-    put_base3_byte(codes, p / 5, base3_byte((static_cast<unsigned>(slots) & ((1u << (2 * r)) - 1u)) << (2 * m)), span);
-  const std::int64_t b0 = (p + r) / 5;
-#pragma unroll
-  for (unsigned k = 0; k < 7; ++k) {
-    const unsigned first = r + 5 * k;  // the byte's first slot in the group
-    if (first >= 32) break;
-    unsigned ten = static_cast<unsigned>(slots >> (2 * first)) & 0x3FFu;
-    if (first > 27) ten = (ten | (next << (2 * (32 - first)))) & 0x3FFu;  // its last slots from the next group
-    put_base3_byte(codes, b0 + k, base3_byte(ten), span);
-  }
-}
+// base3 byte from five 2-bit slots (ternary_base3_spans.h).
+__device__ inline unsigned base3_byte(unsigned ten) { return ternary_base3::byte_of_slots(ten); }
 
 // Axis channel, magnitude-free reconstruction, fp16 / bf16 input, a multiple of 16 channels: ternarize_group's
 // results for two channels' groups at once, with fewer operations, each warp on its own (as uniform.cu's
@@ -242,10 +195,11 @@ __device__ inline void put_base3_group(std::uint8_t* codes, std::int64_t p, std:
 //    integer multiple of 2^-24 below 2^16, so every partial sum of at most 32 of them is a multiple of 2^-24 below
 //    2^21 (at most 45 significant bits, within double's 53): all are exact, and any order gives the reference's
 //    in-order double. bf16 input adds in order, as the reference.
-//  * kBase3: base3 packing written here as bytes (put_base3_group: a lane's group completed by the first slots of the
-//    next group of its channel, lane + 8's, through one shuffle; the bytes shared with other warps' spans added
-//    atomically into words that encode() zeroed), instead of the slot words to a scratch for pack_base3. The lanes
-//    past a head's last row group stay until the shuffle and store nothing.
+//  * kBase3: base3 packing written here as bytes (ternary_base3_spans.h: a channel's row groups in the warp are one
+//    span; a lane's group is completed by the first slots of the next group of its channel, lane + 8's, through one
+//    shuffle; the bytes in the words shared with other warps' spans are added atomically into words that encode()
+//    zeroed), instead of the slot words to a scratch for pack_base3. The lanes past a head's last row group stay
+//    until the shuffle and store nothing.
 //  * The trits by packed 2-byte compares of both channels' values against dz = the largest value of the input
 //    dtype that is <= the dead zone (rounded down to fp32, then to the dtype: the same as rounding down once): for v
 //    of that dtype, v > dead_zone <=> v > dz (if v > dz and the dead zone is not representable, v is at least the
@@ -309,8 +263,12 @@ __global__ void __launch_bounds__(256, 4) encode_channel_warp(const void* in, gr
 #pragma unroll
     for (unsigned k = 0; k < 2; ++k) {  // channel c0, then c0 + 1
       const std::int64_t p0 = g.stream_index(h, c0 + k, 128 * static_cast<std::int64_t>(quad));  // the span's first trit
-      put_base3_group(base3, p0 + 32 * q, k == 0 ? slots_a : slots_b, last ? 0u : (k == 0 ? next_a : next_b), q == 0,
-                      base3_span(p0, p0 + 32 * groups, total));
+      const ternary_base3::Span span = ternary_base3::span_of(p0, p0 + 32 * groups, total);
+      ternary_base3::group_bytes(p0 + 32 * q, k == 0 ? slots_a : slots_b, last ? 0u : (k == 0 ? next_a : next_b), q == 0,
+                                 [&](std::int64_t b, unsigned value) {
+                                   if (span.shared_word(b)) atomicAdd(reinterpret_cast<unsigned*>(base3) + b / 4, value << (8 * (b % 4)));
+                                   else base3[b] = static_cast<std::uint8_t>(value);
+                                 });
     }
     return;
   }
@@ -545,7 +503,7 @@ bool fast_path(const Config& c, const GroupGrid& g, const void* values, const vo
 }
 
 // VIDKV_CUDA_TERNARY_BASE3=in-kernel: the channel-axis encode of base3 codes writes the bytes in encode_channel_warp
-// (put_base3_group) instead of slot words to a scratch that pack_base3 packs (A / B measurements; not yet run on a GPU,
+// (ternary_base3_spans.h) instead of slot words to a scratch that pack_base3 packs (A / B measurements; not yet run on a GPU,
 // so off by default). Read per call: the tests switch it.
 bool base3_in_kernel() { return env_equals("VIDKV_CUDA_TERNARY_BASE3", "in-kernel"); }
 std::atomic<std::int64_t> base3_kernel_launches{0};
