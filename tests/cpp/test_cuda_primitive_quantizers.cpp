@@ -227,8 +227,8 @@ TEST_CASE("encode_view on the cpu takes fp16 and bf16 views and writes the bytes
 }
 
 TEST_CASE("ternary base3 bytes written by the channel-axis encode kernel are the reference's", "[cuda][ternary]") {
-  // VIDKV_CUDA_TERNARY_BASE3=in-kernel: encode_channel_warp writes the base3 bytes itself (ternary.cu
-  // put_base3_group). A warp's span of a channel is 4 row groups (128 tokens; fewer at a head's end) and a byte holds
+  // VIDKV_CUDA_TERNARY_BASE3=in-kernel: encode_channel_warp writes the base3 bytes itself
+  // (ternary_base3_spans.h). A warp's span of a channel is 4 row groups (128 tokens; fewer at a head's end) and a byte holds
   // 5 trits, so the bytes at a span's ends are shared with the spans of other warps and added atomically. The token
   // counts put a channel's first trit at every residue mod 5 (T = 160, 96, 32, 288, 64: T mod 5 = 0, 1, 2, 3, 4, and
   // rows start at (h C + c) T) and end the spans after 1, 2, 3 or 4 row groups (T / 32 mod 4 = 1, 3, 1, 1, 2, and

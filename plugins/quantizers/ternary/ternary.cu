@@ -179,9 +179,6 @@ __global__ void encode_channel_fast(const void* in, GroupGrid g, double gamma, R
   }
 }
 
-// base3 byte from five 2-bit slots (ternary_base3_spans.h).
-__device__ inline unsigned base3_byte(unsigned ten) { return ternary_base3::byte_of_slots(ten); }
-
 // Axis channel, magnitude-free reconstruction, fp16 / bf16 input, a multiple of 16 channels: ternarize_group's
 // results for two channels' groups at once, with fewer operations, each warp on its own (as uniform.cu's
 // encode_channel_warp).
@@ -251,7 +248,6 @@ __global__ void __launch_bounds__(256, 4) encode_channel_warp(const void* in, gr
     wa[i / 16] |= (slot & 3u) << (2 * (i % 16));
     wb[i / 16] |= (slot >> 16) << (2 * (i % 16));
   }
-  const std::int64_t j0 = static_cast<std::int64_t>(gi) * 32;
   if constexpr (kBase3) {
     const unsigned next_a = __shfl_down_sync(0xFFFFFFFFu, wa[0], 8) & 0xFFu, next_b = __shfl_down_sync(0xFFFFFFFFu, wb[0], 8) & 0xFFu;
     if (!active) return;
@@ -273,6 +269,7 @@ __global__ void __launch_bounds__(256, 4) encode_channel_warp(const void* in, gr
     return;
   }
   const CodeLayout layout = p == Packing::release ? CodeLayout::release : CodeLayout::dense;
+  const std::int64_t j0 = static_cast<std::int64_t>(gi) * 32;
   reinterpret_cast<uint2*>(slots)[group_format::code_word(layout, g, 2, h, c0, j0) / 2] = make_uint2(wa[0], wa[1]);
   reinterpret_cast<uint2*>(slots)[group_format::code_word(layout, g, 2, h, c0 + 1, j0) / 2] = make_uint2(wb[0], wb[1]);
   if (p == Packing::release) {  // magnitude-free: the scale is mean |x|; the release min a constant
@@ -316,12 +313,12 @@ __global__ void pack_base3(const std::uint32_t* slots, std::uint8_t* codes, std:
   if (b0 + 4 <= code_bytes) {
     std::uint32_t word = 0;
 #pragma unroll
-    for (int j = 0; j < 4; ++j) word |= base3_byte(static_cast<unsigned>(forty >> (10 * j)) & 0x3ffu) << (8 * j);
+    for (int j = 0; j < 4; ++j) word |= ternary_base3::byte_of_slots(static_cast<unsigned>(forty >> (10 * j)) & 0x3ffu) << (8 * j);
     reinterpret_cast<std::uint32_t*>(codes)[t] = word;
     return;
   }
   for (std::int64_t b = b0; b < code_bytes; ++b)
-    codes[b] = static_cast<std::uint8_t>(base3_byte(static_cast<unsigned>(forty >> (10 * (b - b0))) & 0x3ffu));
+    codes[b] = static_cast<std::uint8_t>(ternary_base3::byte_of_slots(static_cast<unsigned>(forty >> (10 * (b - b0))) & 0x3ffu));
 }
 
 // The block's table of ternary_format::base3_byte_slots in shared memory (every thread of the block calls it,
