@@ -230,26 +230,16 @@ bool packed_range() {
 
 unsigned blocks(std::int64_t threads, int per_block) { return static_cast<unsigned>((threads + per_block - 1) / per_block); }
 
-// The partial pass's blocks per multiprocessor of an H100 / H200 (132 of them), over all scopes: 4, or
-// VIDKV_CUDA_RANGE_BLOCKS_PER_SM=2, 8 or 16 for A / B measurements (fewer, longer sub-runs per thread against more
-// blocks in flight; read once). The same scores whichever: range_merge's merge is exact in any order.
-std::int64_t range_blocks_per_sm() {
-  static const std::int64_t n = env_equals("VIDKV_CUDA_RANGE_BLOCKS_PER_SM", "2")    ? 2
-                                : env_equals("VIDKV_CUDA_RANGE_BLOCKS_PER_SM", "8")  ? 8
-                                : env_equals("VIDKV_CUDA_RANGE_BLOCKS_PER_SM", "16") ? 16
-                                                                                     : 4;
-  return n;
-}
-
 }  // namespace
 
 void range(const void* in, DType dtype, const BlockShape& shape, std::int64_t hps, double* scores, void* stream) {
   const std::int64_t scopes = shape.heads / hps, scope_rows = hps * shape.tokens, channels = shape.channels;
   if (scopes * channels == 0) return;
   auto* st = static_cast<cudaStream_t>(stream);
-  // Chunks: about 4 blocks per multiprocessor of an H200 (132) over all scopes (range_blocks_per_sm), each at least
-  // 64 rows.
-  const std::int64_t want = std::max<std::int64_t>(1, 132 * range_blocks_per_sm() / scopes);
+  // Chunks: about 4 blocks per multiprocessor of an H100 / H200 (132) over all scopes, each at least 64 rows. 8 and 16
+  // were measured slower (H100, 2026-12-07, vidkv-k1.5-v1.58 at 32k: 28.6% and 27.1% of the copy bandwidth for
+  // encode + decode, against 30.0% with 4; docs/performance.md section 8).
+  const std::int64_t want = std::max<std::int64_t>(1, 528 / scopes);
   const std::int64_t chunks = std::max<std::int64_t>(1, std::min<std::int64_t>(want, (scope_rows + 63) / 64));
   const std::int64_t chunk_rows = std::max<std::int64_t>(1, (scope_rows + chunks - 1) / chunks);
   DeviceBuffer partial(static_cast<std::size_t>(scopes * chunks * channels) * sizeof(Extrema), stream);

@@ -16,12 +16,10 @@
 #include "catch.h"
 #include "test_registry.h"
 #include "quantizer_test_helpers.h"
-#include "scoped_env.h"
 #include "vidkv/core/cuda/cuda_device.h"
 #include "vidkv/core/cuda/device_memory.h"
 #include "vidkv/core/dtype.h"
 #include "vidkv/core/error.h"
-#include "vidkv/plugins/quantizers/ternary/ternary_cuda.h"
 #include "vidkv/plugins/quantizers/ternary/ternary_format.h"
 #include "vidkv/plugins/quantizers/uniform/uniform_format.h"
 #include "vidkv/plugins/quantizers/uniform/uniform_half_decode.h"
@@ -106,16 +104,6 @@ void check_on_cuda(const std::string& name, const KeyValues& params, const Block
       }
     }
   }
-}
-
-// Channel-axis encodes that wrote base3 bytes in their kernel (ternary_cuda.h), in CUDA builds (the [cuda] cases skip
-// before reading it in the others).
-std::int64_t base3_kernel_launches() {
-#ifdef VIDKV_WITH_CUDA
-  return ternary_cuda::base3_encode_kernel_launches();
-#else
-  return 0;
-#endif
 }
 
 }  // namespace
@@ -224,30 +212,6 @@ TEST_CASE("encode_view on the cpu takes fp16 and bf16 views and writes the bytes
     const auto ref = decode(*q, s, want);
     for (std::size_t i = 0; i < x.size(); ++i) REQUIRE(load_as_float(back.data(), t, i) == round_to_dtype(ref[i], t));
   }
-}
-
-TEST_CASE("ternary base3 bytes written by the channel-axis encode kernel are the reference's", "[cuda][ternary]") {
-  // VIDKV_CUDA_TERNARY_BASE3=in-kernel: encode_channel_warp writes the base3 bytes itself
-  // (ternary_base3_spans.h). A warp's span of a channel is 4 row groups (128 tokens; fewer at a head's end) and a byte holds
-  // 5 trits, so the bytes at a span's ends are shared with the spans of other warps and added atomically. The token
-  // counts put a channel's first trit at every residue mod 5 (T = 160, 96, 32, 288, 64: T mod 5 = 0, 1, 2, 3, 4, and
-  // rows start at (h C + c) T) and end the spans after 1, 2, 3 or 4 row groups (T / 32 mod 4 = 1, 3, 1, 1, 2, and
-  // 416 / 32 = 13, 224 / 32 = 7); the outputs at byte offset 0 and 4 (the kernel's atomics need 4-byte words) and 1
-  // (no fast path: the general kernels). The launch counter shows that the kernel path ran.
-  std::string why;
-  if (cuda_device_count(&why) == 0) VIDKV_SKIP("no CUDA device: " << why);
-  ScopedEnv in_kernel("VIDKV_CUDA_TERNARY_BASE3", "in-kernel");
-  const std::vector<BlockShape> shapes{{3, 160, 48}, {2, 96, 32}, {1, 32, 16}, {2, 288, 16}, {2, 64, 16}, {1, 416, 128}, {4, 224, 64}};
-  std::uint64_t seed = 307;
-  const std::int64_t before = base3_kernel_launches();
-  std::int64_t expected = 0;
-  for (const auto& shape : shapes)
-    for (DType in_dtype : {DType::f16, DType::bf16})
-      for (std::size_t offset : {0u, 4u, 1u}) {
-        check_on_cuda("ternary", {}, shape, in_dtype, offset, ++seed);
-        if (offset != 1) ++expected;
-      }
-  CHECK(base3_kernel_launches() - before == expected);
 }
 
 TEST_CASE("ternary on CUDA: values on and beside the dead zone get the reference's trits", "[cuda]") {

@@ -3,14 +3,12 @@
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
-#include <atomic>
 #include <type_traits>
 
 #include "vidkv/core/cuda/dependent_launch.cuh"
 #include "vidkv/core/cuda/device_memory.h"
 #include "vidkv/core/cuda/late_wait_count.h"
 #include "vidkv/core/env_switch.h"
-#include "vidkv/plugins/quantizers/ternary/ternary_base3_spans.h"
 #include "vidkv/plugins/quantizers/ternary/ternary_cuda.h"
 #include "vidkv/quantization/cuda/group_cuda.cuh"
 #include "vidkv/quantization/cuda/group_cuda_io.cuh"
@@ -192,21 +190,16 @@ __global__ void encode_channel_fast(const void* in, GroupGrid g, double gamma, R
 //    integer multiple of 2^-24 below 2^16, so every partial sum of at most 32 of them is a multiple of 2^-24 below
 //    2^21 (at most 45 significant bits, within double's 53): all are exact, and any order gives the reference's
 //    in-order double. bf16 input adds in order, as the reference.
-//  * kBase3: base3 packing written here as bytes (ternary_base3_spans.h: a channel's row groups in the warp are one
-//    span; a lane's group is completed by the first slots of the next group of its channel, lane + 8's, through one
-//    shuffle; the bytes in the words shared with other warps' spans are added atomically into words that encode()
-//    zeroed), instead of the slot words to a scratch for pack_base3. The lanes past a head's last row group stay
-//    until the shuffle and store nothing.
 //  * The trits by packed 2-byte compares of both channels' values against dz = the largest value of the input
 //    dtype that is <= the dead zone (rounded down to fp32, then to the dtype: the same as rounding down once): for v
 //    of that dtype, v > dead_zone <=> v > dz (if v > dz and the dead zone is not representable, v is at least the
 //    next value above dz, which exceeds it), and v < -dead_zone <=> -v > dead_zone <=> v < -dz (negation is
 //    exact); a NaN value or dead zone gives 0 both ways, as the reference's double compares.
 // The reference converts each value to double twice and compares in double; here once, and no double compare.
-template <DType T, bool kBase3>
+template <DType T>
 __global__ void __launch_bounds__(256, 4) encode_channel_warp(const void* in, group_cuda::Divider by_slices, group_cuda::Divider by_quads,
                                                               GroupGrid g, unsigned warps, double gamma, Packing p, DType sd, Sections s,
-                                                              std::uint32_t* slots, std::uint8_t* base3) {
+                                                              std::uint32_t* slots) {
   dependent_launch::wait_for_previous_grid();  // launched by launch_dependent (dependent_launch.cuh)
   dependent_launch::allow_next_grid();
   static_assert(T != DType::f32, "2-byte input dtypes");
@@ -216,12 +209,11 @@ __global__ void __launch_bounds__(256, 4) encode_channel_warp(const void* in, gr
   const unsigned hq = by_slices.div(warp), slice = warp - hq * by_slices.d, h = by_quads.div(hq), quad = hq - h * by_quads.d;
   const auto gpr = static_cast<unsigned>(g.groups_per_row()), channels = static_cast<unsigned>(g.rows);
   const unsigned gi = 4 * quad + lane / 8, c0 = 2 * (8 * slice + lane % 8);
-  const bool active = gi < gpr;
-  if (!kBase3 && !active) return;  // kBase3: every lane takes part in the shuffle below
+  if (gi >= gpr) return;
   const std::uint32_t* src = reinterpret_cast<const std::uint32_t*>(in) + (static_cast<std::int64_t>(h) * gpr + gi) * 16 * channels + c0 / 2;
   std::uint32_t raw[32];
 #pragma unroll
-  for (unsigned i = 0; i < 32; ++i) raw[i] = active ? src[i * (channels / 2)] : 0u;
+  for (unsigned i = 0; i < 32; ++i) raw[i] = src[i * (channels / 2)];
   double sa[4] = {0.0, 0.0, 0.0, 0.0}, sb[4] = {0.0, 0.0, 0.0, 0.0};
 #pragma unroll
   for (unsigned i = 0; i < 32; ++i) {
@@ -247,26 +239,6 @@ __global__ void __launch_bounds__(256, 4) encode_channel_warp(const void* in, gr
     const std::uint32_t slot = (up << 1) | (~(up | down) & 0x00010001u);  // per half: 2 up, 1 zero, 0 down (t + 1)
     wa[i / 16] |= (slot & 3u) << (2 * (i % 16));
     wb[i / 16] |= (slot >> 16) << (2 * (i % 16));
-  }
-  if constexpr (kBase3) {
-    const unsigned next_a = __shfl_down_sync(0xFFFFFFFFu, wa[0], 8) & 0xFFu, next_b = __shfl_down_sync(0xFFFFFFFFu, wb[0], 8) & 0xFFu;
-    if (!active) return;
-    const unsigned groups = min(4u, gpr - 4 * quad), q = lane / 8;  // the span's row groups; this lane's among them
-    const bool last = q + 1 == groups;
-    const std::int64_t total = g.heads * g.rows * g.length;
-    const std::uint64_t slots_a = static_cast<std::uint64_t>(wa[0]) | (static_cast<std::uint64_t>(wa[1]) << 32);
-    const std::uint64_t slots_b = static_cast<std::uint64_t>(wb[0]) | (static_cast<std::uint64_t>(wb[1]) << 32);
-#pragma unroll
-    for (unsigned k = 0; k < 2; ++k) {  // channel c0, then c0 + 1
-      const std::int64_t p0 = g.stream_index(h, c0 + k, 128 * static_cast<std::int64_t>(quad));  // the span's first trit
-      const ternary_base3::Span span = ternary_base3::span_of(p0, p0 + 32 * groups, total);
-      ternary_base3::group_bytes(p0 + 32 * q, k == 0 ? slots_a : slots_b, last ? 0u : (k == 0 ? next_a : next_b), q == 0,
-                                 [&](std::int64_t b, unsigned value) {
-                                   if (span.shared_word(b)) atomicAdd(reinterpret_cast<unsigned*>(base3) + b / 4, value << (8 * (b % 4)));
-                                   else base3[b] = static_cast<std::uint8_t>(value);
-                                 });
-    }
-    return;
   }
   const CodeLayout layout = p == Packing::release ? CodeLayout::release : CodeLayout::dense;
   const std::int64_t j0 = static_cast<std::int64_t>(gi) * 32;
@@ -296,8 +268,14 @@ __global__ void encode_token_fast(const void* in, GroupGrid g, double gamma, Rec
   ternarize_group(x, gamma, rec, p, sd, k, slots + group_format::code_word(layout, g, 2, row / g.rows, row % g.rows, gi * 32), s);
 }
 
-// base3 bytes from the slot stream: byte b's trits 5b .. 5b + 4 are slot bits [10 b, 10 b + 10). The stream is padded
-// with one zero word past its end; a missing trit past the last element reads slot 0 and adds 0 (absent digits are 0).
+// base3 byte b from the slot stream: trits 5b .. 5b + 4 are slot bits [10 b, 10 b + 10). The stream is padded with
+// one zero word past its end; a missing trit past the last element reads slot 0 and adds 0 (absent digits are 0).
+__device__ inline unsigned base3_byte(unsigned ten) {
+  unsigned byte = 0;
+#pragma unroll
+  for (int i = 4; i >= 0; --i) byte = byte * 3u + ((ten >> (2 * i)) & 3u);
+  return byte;
+}
 // Thread t writes bytes [4t, 4t + 4) (one 4-byte store; `codes` is 4-byte aligned, fast_path): slot bits
 // [40 t, 40 t + 40), which start at bit 0, 8, 16 or 24 of word 40 t / 32 and so lie within that word and the next.
 // The last thread writes the bytes that remain one by one. (One byte per thread took 10.8 us for the 2.6 MB of
@@ -313,12 +291,12 @@ __global__ void pack_base3(const std::uint32_t* slots, std::uint8_t* codes, std:
   if (b0 + 4 <= code_bytes) {
     std::uint32_t word = 0;
 #pragma unroll
-    for (int j = 0; j < 4; ++j) word |= ternary_base3::byte_of_slots(static_cast<unsigned>(forty >> (10 * j)) & 0x3ffu) << (8 * j);
+    for (int j = 0; j < 4; ++j) word |= base3_byte(static_cast<unsigned>(forty >> (10 * j)) & 0x3ffu) << (8 * j);
     reinterpret_cast<std::uint32_t*>(codes)[t] = word;
     return;
   }
   for (std::int64_t b = b0; b < code_bytes; ++b)
-    codes[b] = static_cast<std::uint8_t>(ternary_base3::byte_of_slots(static_cast<unsigned>(forty >> (10 * (b - b0))) & 0x3ffu));
+    codes[b] = static_cast<std::uint8_t>(base3_byte(static_cast<unsigned>(forty >> (10 * (b - b0))) & 0x3ffu));
 }
 
 // The block's table of ternary_format::base3_byte_slots in shared memory (every thread of the block calls it,
@@ -499,12 +477,6 @@ bool fast_path(const Config& c, const GroupGrid& g, const void* values, const vo
   return group_cuda::aligned(values, 16);
 }
 
-// VIDKV_CUDA_TERNARY_BASE3=in-kernel: the channel-axis encode of base3 codes writes the bytes in encode_channel_warp
-// (ternary_base3_spans.h) instead of slot words to a scratch that pack_base3 packs (A / B measurements; not yet run on a GPU,
-// so off by default). Read per call: the tests switch it.
-bool base3_in_kernel() { return env_equals("VIDKV_CUDA_TERNARY_BASE3", "in-kernel"); }
-std::atomic<std::int64_t> base3_kernel_launches{0};
-
 // VIDKV_CUDA_TERNARY_DECODE=fp32 decodes every channel-axis group through fp32 (not TritPairs' packed fma; A / B
 // measurements).
 bool trit_patterns() {
@@ -513,10 +485,11 @@ bool trit_patterns() {
 }
 
 // Whether encode_channel_warp applies (fast_path holds): magnitude-free reconstruction, 2-byte input, a multiple of 16
-// channels, 32-bit warp indices (the caller checks the slot words' 8-byte alignment). VIDKV_CUDA_TERNARY_CHANNEL_ENCODE=thread
-// selects encode_channel_fast instead (A / B measurements).
-bool channel_warp_applies(const Config& c, const GroupGrid& g, DType in_dtype) {
-  if (c.reconstruction != Reconstruction::magnitude_free || in_dtype == DType::f32 || g.rows % 16 != 0) return false;
+// channels, 8-byte aligned slot words, 32-bit warp indices. VIDKV_CUDA_TERNARY_CHANNEL_ENCODE=thread selects
+// encode_channel_fast instead (A / B measurements).
+bool channel_warp_applies(const Config& c, const GroupGrid& g, DType in_dtype, const void* slots) {
+  if (c.reconstruction != Reconstruction::magnitude_free || in_dtype == DType::f32 || g.rows % 16 != 0 || !group_cuda::aligned(slots, 8))
+    return false;
   if (g.heads * ((g.groups_per_row() + 3) / 4) * (g.rows / 16) * 32 >= (std::int64_t{1} << 31)) return false;
   static const bool off = env_equals("VIDKV_CUDA_TERNARY_CHANNEL_ENCODE", "thread");
   return !off;
@@ -559,31 +532,22 @@ void encode(const Config& c, const void* in, DType in_dtype, const BlockShape& s
   const bool runs = word_runs(c, g, out);
   auto* st = static_cast<cudaStream_t>(stream);
   if (fast_path(c, g, in, out, in_dtype)) {
-    const bool warp = c.axis == GroupAxis::channel && channel_warp_applies(c, g, in_dtype) &&
-                      (c.packing == Packing::base3 || group_cuda::aligned(out, 8));  // slots2 / release: 8-byte slot stores
-    // base3: bytes written by encode_channel_warp itself (base3_in_kernel: into codes zeroed first, for the bytes
-    // that two warps share), else slots to a scratch stream (+1 zero word of padding for pack_base3); the slot
-    // packings: slots straight to the codes.
-    const bool base3_direct = warp && c.packing == Packing::base3 && base3_in_kernel();
-    const bool scratch_slots = c.packing == Packing::base3 && !base3_direct;
+    // base3: slots to a scratch stream (+1 zero word of padding for pack_base3), else straight to the codes.
     const std::size_t slot_words = group_format::code_bytes(CodeLayout::dense, g, 2) / 4 + 1;
-    DeviceBuffer scratch(scratch_slots ? slot_words * 4 : 0, stream);
+    DeviceBuffer scratch(c.packing == Packing::base3 ? slot_words * 4 : 0, stream);
     // Every group writes its two slot words (whole groups of 32): only the padding word needs zeros.
-    if (scratch_slots) fill_device(scratch.as<std::uint32_t>() + (slot_words - 1), 0, 4, stream);
-    if (base3_direct) fill_device(out, 0, code_bytes, stream);
-    std::uint32_t* slots = scratch_slots ? scratch.as<std::uint32_t>() : reinterpret_cast<std::uint32_t*>(out);
+    if (c.packing == Packing::base3) fill_device(scratch.as<std::uint32_t>() + (slot_words - 1), 0, 4, stream);
+    std::uint32_t* slots = c.packing == Packing::base3 ? scratch.as<std::uint32_t>() : reinterpret_cast<std::uint32_t*>(out);
     group_cuda::dispatch_dtype(in_dtype, [&](auto tag) {
       constexpr DType T = decltype(tag)::value;
       const unsigned blocks = group_cuda::blocks_for(fast_threads(c, g));
-      if (warp) {
+      if (c.axis == GroupAxis::channel && channel_warp_applies(c, g, in_dtype, slots)) {
         if constexpr (T != DType::f32) {
           const auto slices = static_cast<unsigned>(g.rows / 16), quads = static_cast<unsigned>((g.groups_per_row() + 3) / 4);
           const auto warps = static_cast<unsigned>(g.heads * quads * slices);
-          group_cuda::dispatch_bool(base3_direct, [&](auto direct) {
-            dependent_launch::launch_dependent<encode_channel_warp<T, decltype(direct)::value>>(
-                group_cuda::blocks_for(std::int64_t{32} * warps), group_cuda::kThreads, 0, st, in, group_cuda::Divider(slices), group_cuda::Divider(quads), g,
-                warps, c.gamma, c.packing, c.scale_dtype, s, slots, out);
-          });
+          dependent_launch::launch_dependent<encode_channel_warp<T>>(group_cuda::blocks_for(std::int64_t{32} * warps), group_cuda::kThreads, 0, st, in,
+                                                                     group_cuda::Divider(slices), group_cuda::Divider(quads), g, warps, c.gamma,
+                                                                     c.packing, c.scale_dtype, s, slots);
         }
       } else if (c.axis == GroupAxis::channel)
         dependent_launch::launch_dependent<encode_channel_fast<T>>(blocks, group_cuda::kThreads, 0, st, in, g, c.gamma, c.reconstruction, c.packing, c.scale_dtype, s, slots);
@@ -591,8 +555,7 @@ void encode(const Config& c, const void* in, DType in_dtype, const BlockShape& s
         dependent_launch::launch_dependent<encode_token_fast<T>>(blocks, group_cuda::kThreads, 0, st, in, g, c.gamma, c.reconstruction, c.packing, c.scale_dtype, s, slots);
     });
     check_launch("ternary encode (fast path)");
-    if (base3_direct) base3_kernel_launches.fetch_add(1, std::memory_order_relaxed);
-    if (scratch_slots) {
+    if (c.packing == Packing::base3) {
       dependent_launch::launch_dependent<pack_base3>(group_cuda::blocks_for((static_cast<std::int64_t>(code_bytes) + 3) / 4), group_cuda::kThreads, 0, st, 
           slots, out, static_cast<std::int64_t>(code_bytes));
       check_launch("ternary encode (base3 packing)");
@@ -620,8 +583,6 @@ void encode(const Config& c, const void* in, DType in_dtype, const BlockShape& s
   });
   check_launch("ternary encode");
 }
-
-std::int64_t base3_encode_kernel_launches() { return base3_kernel_launches.load(std::memory_order_relaxed); }
 
 bool decode_waits_late() {
   static const bool on = !env_equals("VIDKV_CUDA_TERNARY_LATE_WAIT", "off");

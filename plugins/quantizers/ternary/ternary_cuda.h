@@ -36,13 +36,7 @@ struct Config {
   DType scale_dtype = DType::f16;
 };
 
-// With VIDKV_CUDA_TERNARY_BASE3=in-kernel (read per call; not yet run on a GPU, so off by default), base3 codes on the
-// channel axis with encode_channel_warp's conditions are written as bytes by that kernel into codes zeroed first
-// (cudaMemsetAsync), not as slots to a scratch that a second kernel packs: the same bytes.
 void encode(const Config& c, const void* in, DType in_dtype, const BlockShape& shape, std::uint8_t* out, void* stream);
-// Encodes that wrote base3 bytes in encode_channel_warp (VIDKV_CUDA_TERNARY_BASE3=in-kernel) in this process, for the
-// tests that check the path ran.
-std::int64_t base3_encode_kernel_launches();
 // after_independent_kernel: Execution's (execution.h); unless VIDKV_CUDA_TERNARY_LATE_WAIT=off (decode_waits_late;
 // docs/performance.md section 6), honoured by the fast decode kernels (G = 32, aligned
 // buffers; packings base3, slots2 and release, and fragment where every group is in the residual tail), which then
