@@ -22,9 +22,14 @@ import sys
 from collections import OrderedDict
 
 
+# Units as ncu 2025 prints them with --csv (ns, byte) and as older versions and other settings spell them.
+_TIME_US = {"ns": 1e-3, "nsecond": 1e-3, "us": 1.0, "usecond": 1.0, "ms": 1e3, "msecond": 1e3, "s": 1e6, "second": 1e6}
+_BYTES_MB = {"byte": 1e-6, "Kbyte": 1e-3, "Mbyte": 1.0, "Gbyte": 1e3, "KB": 1e-3, "MB": 1.0, "GB": 1e3}
+
+
 def short_name(name: str) -> str:
     """`void ns::kernel<T, 2>(args)` -> `ns::kernel`."""
-    name = re.sub(r"^void ", "", name).replace("(anonymous namespace)::", "")
+    name = re.sub(r"^void ", "", name).replace("(anonymous namespace)::", "").replace("<unnamed>::", "")
     depth, out = 0, []
     for ch in name:  # drop template arguments and the parameter list (nested brackets included)
         if ch in "<(":
@@ -49,9 +54,9 @@ def read(path: str) -> list[dict]:
         value = float(row["Metric Value"].replace(",", ""))
         unit, metric = row["Metric Unit"], row["Metric Name"]
         if metric == "gpu__time_duration.sum":
-            entry["us"] = value * {"nsecond": 1e-3, "usecond": 1.0, "msecond": 1e3, "second": 1e6}[unit]
+            entry["us"] = value * _TIME_US[unit]
         elif metric.startswith("dram__bytes_"):
-            scale = {"byte": 1e-6, "Kbyte": 1e-3, "Mbyte": 1.0, "Gbyte": 1e3, "KB": 1e-3, "MB": 1.0, "GB": 1e3}[unit]
+            scale = _BYTES_MB[unit]
             entry["read_mb" if "read" in metric else "write_mb"] = value * scale
     return list(launches.values())
 
