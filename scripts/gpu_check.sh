@@ -34,14 +34,18 @@
 #  13b. (step replay-ab) the same once per setting of GPU_CHECK_AB, one process each (A / B of a switch);
 #  14. (step gqa) the attention bench at 16 query heads per KV head (8 KV heads, two query head groups per run), 32k
 #      and 64k tokens, batch 1 and 8, both fragment presets, against SDPA at the same geometry;
+#  15. (step replay-kernels) Nsight Compute's time and DRAM bytes of every kernel of step 13's bench at 32k (2 layers),
+#      one kernel at a time, for vidkv-k1.5-v1.58 and kivi-2 (scripts/ncu_kernel_times.py);
+#  16. (step replay-stalls) the fused key encode and decode kernels' instructions, issue activity, occupancy limits
+#      and stall reasons at 32k;
 # GPU_CHECK_STEPS picks the steps after the build and their order (names: attention-tests bench-vidkv bench-kivi
-# live rest-tests ncu ncu-stalls ncu-source placement pdl multi-token py-fused beside-fewer replay replay-ab gqa, bench-64k: step 3 for both fragment presets at 64k tokens
+# live rest-tests ncu ncu-stalls ncu-source placement pdl multi-token py-fused beside-fewer replay replay-ab replay-kernels replay-stalls gqa, bench-64k: step 3 for both fragment presets at 64k tokens
 # only, and ab: the same once per setting of GPU_CHECK_AB (step_ab); default: all but ncu-source, pdl, multi-token, py-fused, beside-fewer,
-# replay, gqa, bench-64k and ab, in the order above); GPU_CHECK_TARGETS the build's targets.
+# replay, replay-kernels, replay-stalls, gqa, bench-64k and ab, in the order above); GPU_CHECK_TARGETS the build's targets.
 # Each step is skipped when less time is left than it needs, so that the run fits a deadline (first argument, seconds,
-# default 540: a device call's limit less a margin; a cold build of vidkv and vidkv_tests needed about 230 s on 16 cores,
-# with _vidkv about 300 s, before the fused key kernels were split into four files (2026-12-07, not yet timed since):
-# give a deadline of 330 s or more to reach any step after it). Logs, and the whole
+# default 540: a device call's limit less a margin; a cold build of vidkv and vidkv_tests took 106 and 129 s on an
+# H100 machine's 16 cores since the fused key kernels were split into four files (about 230 s before; with _vidkv
+# about 70 s more, not timed since): give a deadline of 330 s or more to reach any step after it). Logs, and the whole
 # output as gpu_check.txt, go to $OUT when set (the device tool's result folder), else build-cuda/gpu-check/. Usage: bash scripts/gpu_check.sh [DEADLINE_S]
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -197,6 +201,34 @@ step_ncu-source() {
   echo "rc $? ($(wc -l <"$LOG/vidkv_source.csv") lines)"
   ncu -i "$LOG/vidkv_source.ncu-rep" --page details --section WarpStateStats 2>&1 | grep -vE "^\s*$" | cut -c1-110 | tail -30
   rm -f "$LOG/vidkv_source.ncu-rep"  # not needed back (and large)
+}
+# (step replay-kernels) Nsight Compute's time and DRAM bytes of every kernel of `vidkv bench --backend cuda` at 32k
+# tokens, 2 layers, for vidkv-k1.5-v1.58 and kivi-2, one kernel at a time (scripts/ncu_kernel_times.py; the CSVs and
+# per-launch tables as $LOG/ncu_replay_<preset>.{csv,txt}).
+step_replay-kernels() {
+  local preset
+  for preset in vidkv-k1.5-v1.58 kivi-2; do
+    { [ "$(left)" -gt 60 ] && command -v ncu >/dev/null; } || { echo "== replay-kernels skipped (time or no ncu)"; return; }
+    echo "== ncu, every replay kernel of $preset at 32k (left $(left) s)"
+    timeout 100 ncu --clock-control none --csv --metrics gpu__time_duration.sum,dram__bytes_read.sum,dram__bytes_write.sum \
+      $B/vidkv bench --backend cuda --tokens 32768 --presets "$preset" --no-torch --layers 2 --repeats 2 >"$LOG/ncu_replay_$preset.csv" 2>&1
+    echo "rc $?"
+    python3 scripts/ncu_kernel_times.py "$LOG/ncu_replay_$preset.csv" >"$LOG/ncu_replay_$preset.txt" && sed -n '/launches/,$p' "$LOG/ncu_replay_$preset.txt"
+  done
+}
+# (step replay-stalls) the fused key kernels of vidkv-k1.5-v1.58 at 32k (encode_split_tile, decode_split_tile; one
+# launch each): instructions, issue activity, warps active, registers, and the stall reasons (warps stalled per issued
+# instruction, 0.05 or more), with the clocks left alone.
+step_replay-stalls() {
+  local kernel
+  for kernel in encode_split_tile decode_split_tile; do
+    { [ "$(left)" -gt 40 ] && command -v ncu >/dev/null; } || { echo "== replay-stalls skipped (time or no ncu)"; return; }
+    echo "== ncu, $kernel of vidkv-k1.5-v1.58 at 32k: issue and stall reasons (left $(left) s)"
+    timeout 60 ncu --clock-control none -k regex:"$kernel" -s 2 -c 1 \
+      --metrics gpu__time_duration.sum,smsp__inst_executed.sum,smsp__issue_active.avg.pct_of_peak_sustained_active,sm__warps_active.avg.pct_of_peak_sustained_active,launch__registers_per_thread,launch__occupancy_limit_registers,launch__occupancy_limit_shared_mem,regex:smsp__average_warps_issue_stalled_.*_per_issue_active\.ratio \
+      $B/vidkv bench --backend cuda --tokens 32768 --presets vidkv-k1.5-v1.58 --no-torch --layers 2 --repeats 2 2>&1 |
+      grep -E "^\s+(gpu__|smsp__|sm__|launch__)|==ERROR" | awk '!/issue_stalled/ || $NF + 0 >= 0.05' | cut -c1-110
+  done
 }
 step_pdl() {
   for off in 0 1; do
