@@ -39,9 +39,9 @@
 #  16. (step replay-stalls) the fused key encode and decode kernels' instructions, issue activity, occupancy limits
 #      and stall reasons at 32k;
 # GPU_CHECK_STEPS picks the steps after the build and their order (names: attention-tests bench-vidkv bench-kivi
-# live rest-tests ncu ncu-stalls ncu-source placement pdl multi-token py-fused beside-fewer replay replay-ab replay-kernels replay-stalls gqa, bench-64k: step 3 for both fragment presets at 64k tokens
+# live rest-tests ncu ncu-stalls ncu-source placement pdl multi-token py-fused beside-fewer replay replay-ab gqa replay-kernels replay-stalls, bench-64k: step 3 for both fragment presets at 64k tokens
 # only, and ab: the same once per setting of GPU_CHECK_AB (step_ab); default: all but ncu-source, pdl, multi-token, py-fused, beside-fewer,
-# replay, replay-kernels, replay-stalls, gqa, bench-64k and ab, in the order above); GPU_CHECK_TARGETS the build's targets.
+# replay, replay-ab, gqa, replay-kernels, replay-stalls, bench-64k and ab, in the order above); GPU_CHECK_TARGETS the build's targets.
 # Each step is skipped when less time is left than it needs, so that the run fits a deadline (first argument, seconds,
 # default 540: a device call's limit less a margin; a cold build of vidkv and vidkv_tests took 106 and 129 s on an
 # H100 machine's 16 cores since the fused key kernels were split into four files (about 230 s before; with _vidkv
@@ -206,11 +206,13 @@ step_ncu-source() {
 # tokens, 2 layers, for vidkv-k1.5-v1.58 and kivi-2, one kernel at a time (scripts/ncu_kernel_times.py; the CSVs and
 # per-launch tables as $LOG/ncu_replay_<preset>.{csv,txt}).
 step_replay-kernels() {
-  local preset
+  local preset L
   for preset in vidkv-k1.5-v1.58 kivi-2; do
     { [ "$(left)" -gt 60 ] && command -v ncu >/dev/null; } || { echo "== replay-kernels skipped (time or no ncu)"; return; }
-    echo "== ncu, every replay kernel of $preset at 32k (left $(left) s)"
-    timeout 100 ncu --clock-control none --csv --metrics gpu__time_duration.sum,dram__bytes_read.sum,dram__bytes_write.sum \
+    L=$(left)
+    echo "== ncu, every replay kernel of $preset at 32k (left $L s)"
+    timeout $((L > 105 ? 100 : L - 5)) ncu --clock-control none --print-units base --csv \
+      --metrics gpu__time_duration.sum,dram__bytes_read.sum,dram__bytes_write.sum \
       $B/vidkv bench --backend cuda --tokens 32768 --presets "$preset" --no-torch --layers 2 --repeats 2 >"$LOG/ncu_replay_$preset.csv" 2>&1
     echo "rc $?"
     python3 scripts/ncu_kernel_times.py "$LOG/ncu_replay_$preset.csv" >"$LOG/ncu_replay_$preset.txt" && sed -n '/launches/,$p' "$LOG/ncu_replay_$preset.txt"
@@ -220,12 +222,13 @@ step_replay-kernels() {
 # launch each): instructions, issue activity, warps active, registers, and the stall reasons (warps stalled per issued
 # instruction, 0.05 or more), with the clocks left alone.
 step_replay-stalls() {
-  local kernel
+  local kernel L
+  local metrics='gpu__time_duration.sum,smsp__inst_executed.sum,smsp__issue_active.avg.pct_of_peak_sustained_active,sm__warps_active.avg.pct_of_peak_sustained_active,launch__registers_per_thread,launch__occupancy_limit_registers,launch__occupancy_limit_shared_mem,regex:smsp__average_warps_issue_stalled_.*_per_issue_active\.ratio'
   for kernel in encode_split_tile decode_split_tile; do
     { [ "$(left)" -gt 40 ] && command -v ncu >/dev/null; } || { echo "== replay-stalls skipped (time or no ncu)"; return; }
-    echo "== ncu, $kernel of vidkv-k1.5-v1.58 at 32k: issue and stall reasons (left $(left) s)"
-    timeout 60 ncu --clock-control none -k regex:"$kernel" -s 2 -c 1 \
-      --metrics gpu__time_duration.sum,smsp__inst_executed.sum,smsp__issue_active.avg.pct_of_peak_sustained_active,sm__warps_active.avg.pct_of_peak_sustained_active,launch__registers_per_thread,launch__occupancy_limit_registers,launch__occupancy_limit_shared_mem,regex:smsp__average_warps_issue_stalled_.*_per_issue_active\.ratio \
+    L=$(left)
+    echo "== ncu, $kernel of vidkv-k1.5-v1.58 at 32k: issue and stall reasons (left $L s)"
+    timeout $((L > 65 ? 60 : L - 5)) ncu --clock-control none -k regex:"$kernel" -s 2 -c 1 --metrics "$metrics" \
       $B/vidkv bench --backend cuda --tokens 32768 --presets vidkv-k1.5-v1.58 --no-torch --layers 2 --repeats 2 2>&1 |
       grep -E "^\s+(gpu__|smsp__|sm__|launch__)|==ERROR" | awk '!/issue_stalled/ || $NF + 0 >= 0.05' | cut -c1-110
   done

@@ -2,7 +2,8 @@
 
 On a GPU machine (ncu on PATH; --clock-control none leaves the clocks alone, as the device tool's METHOD.md asks):
 
-    ncu --clock-control none --csv --metrics gpu__time_duration.sum,dram__bytes_read.sum,dram__bytes_write.sum \
+    ncu --clock-control none --print-units base --csv \
+        --metrics gpu__time_duration.sum,dram__bytes_read.sum,dram__bytes_write.sum \
         build-cuda/bin/vidkv bench --backend cuda --tokens 32768 --presets vidkv-k1.5-v1.58 --no-torch \
         --layers 2 --repeats 2 > ncu.csv
     python3 scripts/ncu_kernel_times.py ncu.csv [--skip N]
@@ -51,13 +52,21 @@ def read(path: str) -> list[dict]:
     for row in csv.DictReader(lines):
         key = row["ID"]
         entry = launches.setdefault(key, {"id": int(key), "name": short_name(row["Kernel Name"])})
-        value = float(row["Metric Value"].replace(",", ""))
-        unit, metric = row["Metric Unit"], row["Metric Name"]
+        metric, unit = row["Metric Name"], row["Metric Unit"]
         if metric == "gpu__time_duration.sum":
-            entry["us"] = value * _TIME_US[unit]
-        elif metric.startswith("dram__bytes_"):
-            scale = _BYTES_MB[unit]
-            entry["read_mb" if "read" in metric else "write_mb"] = value * scale
+            field, table = "us", _TIME_US
+        elif metric in ("dram__bytes_read.sum", "dram__bytes_write.sum"):
+            field, table = ("read_mb" if metric == "dram__bytes_read.sum" else "write_mb"), _BYTES_MB
+        else:
+            continue  # other metrics in the same CSV are not tabulated
+        try:
+            value = float(row["Metric Value"].replace(",", ""))
+        except ValueError:
+            continue  # "n/a" and the like: the launch shows NaN / 0 for it
+        if unit not in table:
+            sys.exit(f"{path}: launch {key}: unit {unit!r} of {metric} is not one of {sorted(table)} "
+                     "(run ncu with --print-units base)")
+        entry[field] = value * table[unit]
     return list(launches.values())
 
 

@@ -148,8 +148,9 @@ void copy_rows(Rows dst, std::int64_t dst_begin, Rows src, std::int64_t src_begi
                "cache rows: cudaMemcpy2DAsync");
     return;
   }
-  // About 2,048 blocks in all (16 per multiprocessor of an H100 / H200) when the copy is that large, each thread then
-  // taking several values; heads beyond the grid's y limit by the kernel's head loop.
+  // About 2,048 blocks of 256 threads in all when the copy is that large (two waves of 8 per multiprocessor on an
+  // H100 / H200's 132), each thread then taking several values; heads beyond the grid's y limit by the kernel's
+  // head loop.
   const std::int64_t per_head = n * channels;
   constexpr int kThreads = 256;
   const std::int64_t rows = std::min<std::int64_t>(heads, 65535);

@@ -238,7 +238,7 @@ void range(const void* in, DType dtype, const BlockShape& shape, std::int64_t hp
   auto* st = static_cast<cudaStream_t>(stream);
   // Chunks: about 4 blocks per multiprocessor of an H100 / H200 (132) over all scopes, each at least 64 rows. 8 and 16
   // were measured slower (H100, 2026-12-07, vidkv-k1.5-v1.58 at 32k: 28.6% and 27.1% of the copy bandwidth for
-  // encode + decode, against 30.0% with 4; docs/performance.md section 8).
+  // encode + decode, against 29.9-30.0% with 4; docs/performance.md section 8).
   const std::int64_t want = std::max<std::int64_t>(1, 528 / scopes);
   const std::int64_t chunks = std::max<std::int64_t>(1, std::min<std::int64_t>(want, (scope_rows + 63) / 64));
   const std::int64_t chunk_rows = std::max<std::int64_t>(1, (scope_rows + chunks - 1) / chunks);

@@ -181,6 +181,11 @@ TEST_CASE("copy_rows writes the scalar loop's values for every dtype pair and "
                         << dtype_name(d) << ", rounded to " << dtype_name(r));
           CHECK(copy_rows_matches(s, d, r, 3, channels, 40, 9, 50, 17, 24, rng));
         }
+  // 3 heads of 128 channels, 4,000 rows copied from row 7 of 5,000 to row 100
+  // of 6,000: 512,000 values per head, several x blocks per head striding
+  // over them, at offsets on both sides.
+  CHECK(copy_rows_matches(DType::bf16, DType::f16, DType::f16, 3, 128, 5000, 7,
+                          6000, 100, 4000, rng));
   // 65,537 heads of one channel (the grid's y dimension holds 65,535 rows: the
   // last two heads go by the kernel's head loop), one row of two from row 1 to
   // row 0 of three.
