@@ -357,10 +357,15 @@ PackedLayout LayerCache::value_layout() const {
   return side_layout(value_blocks_, tokens_ - value_quantized_, heads_, channels_, residual_storage_);
 }
 
-// ctx.keys can show the exact keys of every cached token: all are held (ExactTokens::all) and local token i is
-// trace token i. Under ExactTokens::residual they are never exposed (no dense copy per block).
+// ctx.keys shows the exact keys of every cached token when a plugin of the codec reads them
+// (Quantizer::reads_context_keys: a semantic_attention protector), all are held (ExactTokens::all) and local token i
+// is trace token i. Otherwise they are not exposed: under ExactTokens::residual never (no dense copy per block), and
+// not to a codec that does not read them (the copy costs the layer's keys as fp32 for every block: 84 us of a
+// 32k-token layer's replay on an H100 before row_copy.cu's rewrite, and a host copy of them per block on the CPU
+// wherever the store is not exactly full).
 bool LayerCache::exposes_keys() const {
-  return exact_ == ExactTokens::all && key_full_.first == 0 && identity_mapping(ctx_, tokens_);
+  return exact_ == ExactTokens::all && key_full_.first == 0 && identity_mapping(ctx_, tokens_) &&
+         (codec_.key().reads_context_keys() || codec_.value().reads_context_keys());
 }
 
 HeldBytes LayerCache::held_bytes() const {

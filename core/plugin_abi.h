@@ -24,8 +24,9 @@
 #include "vidkv/core/plugin_registry.h"
 
 // 2: Quantizer::token_separable (2026-12-04). 3: Execution::after_independent_kernel, encode_cuda / decode_cuda take
-// the Execution (2026-12-07). cmake/VidKVInstall.cmake reads the number at the end of the next line.
-#define VIDKV_PLUGIN_ABI_VERSION 3
+// the Execution (2026-12-07). 4: Quantizer::reads_context_keys and TokenProtector::reads_context_keys (2026-12-07).
+// cmake/VidKVInstall.cmake reads the number at the end of the next line.
+#define VIDKV_PLUGIN_ABI_VERSION 4
 
 #define VIDKV_PLUGIN_ENTRY(registry_name)                                                                          \
   extern "C" __attribute__((visibility("default"))) int vidkv_plugin_abi_version() { return VIDKV_PLUGIN_ABI_VERSION; } \

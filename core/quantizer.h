@@ -69,6 +69,11 @@ class Quantizer {
   // such as semantic_attention). False by default; composites ask their children. The experiment runner reads a
   // trace's /query datasets only when a metric or the codec needs them.
   virtual bool reads_recorded_queries() const { return false; }
+  // Whether encode() reads ctx.keys (the layer's full-precision keys, LayerKeys), itself or through a child (a token
+  // protector such as semantic_attention). False by default; composites ask their children. A LayerCache that keeps
+  // every token exact exposes its keys only to a codec whose key or value quantizer says so: exposing them copies
+  // the layer's keys as fp32 for every block it encodes (cache_lifecycle.h, exposes_keys).
+  virtual bool reads_context_keys() const { return false; }
   // Whether a block of `shape` is token-separable: every section of layout(shape, ctx) is [heads][tokens][w] bytes
   // (w per section, the same for every ctx), and a token's bytes depend on that token's values alone, so that the
   // bytes of n consecutive one-token blocks, interleaved section by section and head by head, are exactly the bytes

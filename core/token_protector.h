@@ -77,6 +77,9 @@ class TokenProtector {
   // Whether score() reads the recorded query states (ctx.queries). False by default; a protector that does says so,
   // so that a run whose metrics do not need the queries reads them from the trace only for such a codec.
   virtual bool reads_recorded_queries() const { return false; }
+  // Whether score() reads ctx.keys (the layer's full-precision keys). False by default; a protector that does says
+  // so, and the cache then exposes them (Quantizer::reads_context_keys).
+  virtual bool reads_context_keys() const { return false; }
   // Whether protect_view() on cuda scores on the device (score_cuda) rather than with the host score().
   bool scores_on_cuda() const { return cuda_implemented(); }
   // Whether protect_view() runs on `device`; when not, `why` (if given) says why.

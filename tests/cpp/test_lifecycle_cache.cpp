@@ -7,6 +7,7 @@
 // full-precision one to fp16(t + 20 h + 0.2), which differs, so the materialized cache tells them apart.
 #include <cmath>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -294,6 +295,46 @@ TEST_CASE("protectors see the layer's full-precision keys through ctx.keys while
   CHECK(v[13] == 4.5f);
   CHECK(v[14] == 5.0f);
   CHECK(v[9] != 3.0f);
+}
+
+// half_step that records, per encode, how many tokens of keys ctx.keys showed (0: none), and says whether it reads
+// them (Quantizer::reads_context_keys).
+class KeysProbe : public vidkv::test::HalfStepQuantizer {
+ public:
+  explicit KeysProbe(bool reads) : HalfStepQuantizer(Params{}), reads_(reads) {}
+  bool reads_context_keys() const override { return reads_; }
+  void encode(const float* in, const BlockShape& shape, const TokenContext& ctx, std::uint8_t* out) const override {
+    seen.push_back(ctx.keys.data != nullptr ? ctx.keys.tokens : 0);
+    HalfStepQuantizer::encode(in, shape, ctx, out);
+  }
+  mutable std::vector<std::int64_t> seen;
+
+ private:
+  bool reads_;
+};
+
+TEST_CASE("the cache shows ctx.keys only to a codec whose plugins read them", "[lifecycle]") {
+  // Paper lifecycle (every token kept exact), G = 4, R = 8: the prefill of 10 tokens encodes one block per side, the
+  // append of 6 more another. When the value quantizer reads the keys, both sides' encodes see every cached token
+  // (10, then 16); when neither quantizer reads them, no encode sees any: the cache does not copy them.
+  for (const bool reads : {true, false}) {
+    INFO("value quantizer reads ctx.keys: " << reads);
+    auto key_q = std::make_unique<KeysProbe>(false);
+    auto value_q = std::make_unique<KeysProbe>(reads);
+    const KeysProbe& kp = *key_q;
+    const KeysProbe& vp = *value_q;
+    const KvCodec c(std::move(key_q), std::move(value_q));
+    LayerCache cache(c, lifecycle(LifecycleType::paper), kHeads, kChannels, TokenContext{}, DType::f16);
+    cache.append(inputs(0, 10, false).data(), inputs(0, 10, true).data(), 10);
+    cache.append(inputs(10, 16, false).data(), inputs(10, 16, true).data(), 6);
+    REQUIRE(!vp.seen.empty());
+    REQUIRE(kp.seen.size() == vp.seen.size());
+    for (std::size_t i = 0; i < vp.seen.size(); ++i) {
+      CHECK(kp.seen[i] == (reads ? vp.seen[i] : 0));  // keys shown to the codec's encodes, both sides, or to none
+      CHECK((vp.seen[i] > 0) == reads);
+    }
+    if (reads) CHECK(vp.seen.back() == 16);
+  }
 }
 
 TEST_CASE("residual_dtype data keeps a bf16 model's 119808, an explicit fp16 residual is a ValueError naming where",

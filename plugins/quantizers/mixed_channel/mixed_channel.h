@@ -74,8 +74,9 @@ class MixedChannelQuantizer : public Quantizer {
   // "mixed_channel:fused(...)" where the fused kernels run (mixed_channel_fused.h) for fp16 / bf16 data in aligned
   // buffers (fp32 input and unaligned buffers take the unfused path under this name: the same bytes).
   KernelTier tier(Device device, const BlockShape& shape) const override;
-  // A child's (no channel selector reads the recorded queries).
+  // A child's (no channel selector reads the recorded queries or the context's keys).
   bool reads_recorded_queries() const override { return high_->reads_recorded_queries() || low_->reads_recorded_queries(); }
+  bool reads_context_keys() const override { return high_->reads_context_keys() || low_->reads_context_keys(); }
 
   const ChannelSelector& selector() const { return *selector_; }
   // The children (fused decode attention reads their formats: attention/decode_attention_format.h).

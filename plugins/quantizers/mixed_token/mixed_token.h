@@ -73,6 +73,9 @@ class MixedTokenQuantizer : public Quantizer {
   bool reads_recorded_queries() const override {
     return protector_->reads_recorded_queries() || protected_->reads_recorded_queries() || rest_->reads_recorded_queries();
   }
+  bool reads_context_keys() const override {
+    return protector_->reads_context_keys() || protected_->reads_context_keys() || rest_->reads_context_keys();
+  }
 
   const TokenProtector& protector() const { return *protector_; }
   // The children (the fused decode attention reads their bytes in place, attention/decode_attention_format.h).

@@ -34,6 +34,7 @@ class SemanticAttentionProtector : public TokenProtector {
   // CUDA's exp (within 1 ulp) does not promise that.
   bool reads_block() const override { return false; }
   bool reads_recorded_queries() const override { return true; }
+  bool reads_context_keys() const override { return true; }
   std::vector<double> score(const float* in, const BlockShape& shape, const TokenContext& ctx,
                             const std::vector<std::int32_t>& candidates) const override;
 };
