@@ -23,6 +23,30 @@
 using namespace vidkv;
 
 #ifdef VIDKV_WITH_CUDA
+namespace {
+
+// dst rows [dst_begin, +n) of every head <- src rows [src_begin, +n), by the
+// scalar loop that row_copy.h describes, into host copies of both buffers.
+void copy_rows_on_host(std::vector<std::uint8_t>& dst, DType dst_type,
+                       std::int64_t dst_tokens, std::int64_t dst_begin,
+                       const std::vector<std::uint8_t>& src, DType src_type,
+                       std::int64_t src_tokens, std::int64_t src_begin,
+                       std::int64_t heads, std::int64_t n,
+                       std::int64_t channels, DType round) {
+  for (std::int64_t h = 0; h < heads; ++h)
+    for (std::int64_t i = 0; i < n * channels; ++i) {
+      const float v = load_as_float(
+          src.data(), src_type,
+          static_cast<std::size_t>((h * src_tokens + src_begin) * channels + i));
+      store_from_float(
+          dst.data(), dst_type,
+          static_cast<std::size_t>((h * dst_tokens + dst_begin) * channels + i),
+          round_to_dtype(v, round));
+    }
+}
+
+}  // namespace
+
 TEST_CASE("copy_rows_batch writes the scalar loop's values, over several "
           "launches and mixed dtypes",
           "[cuda]") {
@@ -81,18 +105,10 @@ TEST_CASE("copy_rows_batch writes the scalar loop's values, over several "
       c.n = j % 4 == 3 ? 0 : 1;
       c.round = rounds[(j / 9) % 3];
       copies.push_back(c);
-      for (std::int64_t h = 0; h < heads; ++h)
-        for (std::int64_t ch = 0; ch < c.n * channels; ++ch) {
-          const float v = load_as_float(
-              host_src[static_cast<std::size_t>(s)].data(), src_types[s],
-              static_cast<std::size_t>(
-                  (h * src_tokens + c.src_begin) * channels + ch));
-          store_from_float(host_dst[static_cast<std::size_t>(d)].data(),
-                           dst_types[d],
-                           static_cast<std::size_t>(
-                               (h * dst_tokens + c.dst_begin) * channels + ch),
-                           round_to_dtype(v, c.round));
-        }
+      copy_rows_on_host(host_dst[static_cast<std::size_t>(d)], dst_types[d],
+                        dst_tokens, c.dst_begin,
+                        host_src[static_cast<std::size_t>(s)], src_types[s],
+                        src_tokens, c.src_begin, heads, c.n, channels, c.round);
     }
     row_copy_cuda::copy_rows_batch(copies.data(), copies.size(), heads,
                                    channels, nullptr);
@@ -108,26 +124,6 @@ TEST_CASE("copy_rows_batch writes the scalar loop's values, over several "
 }
 
 namespace {
-
-// dst rows [dst_begin, +n) of every head <- src rows [src_begin, +n), by the
-// scalar loop that row_copy.h describes, into host copies of both buffers.
-void copy_rows_on_host(std::vector<std::uint8_t>& dst, DType dst_type,
-                       std::int64_t dst_tokens, std::int64_t dst_begin,
-                       const std::vector<std::uint8_t>& src, DType src_type,
-                       std::int64_t src_tokens, std::int64_t src_begin,
-                       std::int64_t heads, std::int64_t n,
-                       std::int64_t channels, DType round) {
-  for (std::int64_t h = 0; h < heads; ++h)
-    for (std::int64_t i = 0; i < n * channels; ++i) {
-      const float v = load_as_float(
-          src.data(), src_type,
-          static_cast<std::size_t>((h * src_tokens + src_begin) * channels + i));
-      store_from_float(
-          dst.data(), dst_type,
-          static_cast<std::size_t>((h * dst_tokens + dst_begin) * channels + i),
-          round_to_dtype(v, round));
-    }
-}
 
 // copy_rows from a random source of `src_type` into a 0xAB-filled destination
 // of `dst_type`, against copy_rows_on_host; true when every byte agrees.
